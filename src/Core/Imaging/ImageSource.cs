@@ -1,0 +1,241 @@
+using System.Runtime.InteropServices;
+using Vips = NetVips;
+
+namespace ActorSeg.Core.Imaging;
+
+/// <summary>A problem with an input file: always names the file and what is wrong with it.</summary>
+public sealed class InputFileException : Exception
+{
+    public string FilePath { get; }
+    public InputFileException(string path, string problem, Exception? inner = null)
+        : base($"{path}: {problem}", inner) => FilePath = path;
+}
+
+/// <summary>Anything that can hand out rectangular regions of an image as 16-bit samples (8-bit widened).</summary>
+public interface IRegionSource : IDisposable
+{
+    int Width { get; }
+    int Height { get; }
+    int Channels { get; }
+    /// <summary>Bits per sample of the stored image (8 or 16).</summary>
+    int BitDepth { get; }
+    /// <summary>Reads the region into <paramref name="dest"/>, row-major, channels interleaved.</summary>
+    void ReadRegion(int x, int y, int w, int h, Span<ushort> dest);
+}
+
+/// <summary>Limits that protect against headers claiming absurd sizes.</summary>
+public static class ImageLimits
+{
+    public const int MaxSide = 1 << 21;            // 2,097,152 px per side
+    public const long MaxPixels = 1L << 38;        // 275 gigapixels
+    public const int MaxChannels = 8;
+}
+
+/// <summary>
+/// Region reader over libvips: tiled/stripped TIFF and BigTIFF, OME-TIFF and multi-page TIFF (one page),
+/// pyramidal TIFF (page 0 = full resolution), PNG and JPEG. Reads only the regions asked for.
+/// Each instance is meant for one thread at a time; open one per worker.
+/// </summary>
+public sealed class VipsImageSource : IRegionSource
+{
+    static VipsImageSource()
+    {
+        // Operation cache off: every region is read once; caching would only grow memory.
+        Vips.Cache.Max = 0;
+        Vips.Cache.MaxMem = 0;
+    }
+
+    private readonly Vips.Image _image;
+    private readonly bool _wide;
+    public string Path { get; }
+    public int Width { get; }
+    public int Height { get; }
+    public int Channels { get; }
+    public int BitDepth => _wide ? 16 : 8;
+    public string Loader { get; }
+    public int Pages { get; }
+
+    private VipsImageSource(string path, Vips.Image image, bool wide, string loader, int pages)
+    {
+        Path = path; _image = image; _wide = wide; Loader = loader; Pages = pages;
+        Width = image.Width; Height = image.Height; Channels = image.Bands;
+    }
+
+    /// <param name="path">image file</param>
+    /// <param name="page">page of a multi-page TIFF (0 = first / full resolution of a pyramid)</param>
+    /// <param name="firstBandOnly">keep band 0 only (masks)</param>
+    public static VipsImageSource Open(string path, int page = 0, bool firstBandOnly = false)
+    {
+        if (!File.Exists(path)) throw new InputFileException(path, "file not found");
+        var len = new FileInfo(path).Length;
+        if (len == 0) throw new InputFileException(path, "file is empty");
+        string? loader;
+        try { loader = Vips.Image.FindLoad(path); }
+        catch (Exception e) { throw new InputFileException(path, "cannot determine the image format", e); }
+        if (loader is null)
+            throw new InputFileException(path, "not a supported image format (supported: TIFF/BigTIFF/OME-TIFF, PNG, JPEG)");
+        bool isTiff = loader.Contains("tiff", StringComparison.OrdinalIgnoreCase);
+        if (!isTiff && !loader.Contains("png", StringComparison.OrdinalIgnoreCase)
+                    && !loader.Contains("jpeg", StringComparison.OrdinalIgnoreCase))
+            throw new InputFileException(path, $"unsupported image format ({loader}); use TIFF, PNG or JPEG");
+        if (page < 0) throw new InputFileException(path, $"page {page} is negative");
+        if (page > 0 && !isTiff) throw new InputFileException(path, $"page {page} requested but only TIFF files have pages");
+
+        Vips.Image img;
+        try
+        {
+            var opts = new Vips.VOption();
+            if (isTiff) opts.Add("page", page);
+            img = Vips.Image.NewFromFile(path, access: Vips.Enums.Access.Random, failOn: Vips.Enums.FailOn.Error, kwargs: opts);
+        }
+        catch (Vips.VipsException e)
+        {
+            throw new InputFileException(path, $"cannot read image header: {FirstLine(e.Message)}", e);
+        }
+
+        int pages = 1;
+        try { if (img.Contains("n-pages")) pages = (int)img.Get("n-pages"); } catch { /* optional */ }
+        if (img.Width <= 0 || img.Height <= 0)
+            Fail(img, path, $"image has no pixels ({img.Width}x{img.Height})");
+        if (img.Width > ImageLimits.MaxSide || img.Height > ImageLimits.MaxSide || (long)img.Width * img.Height > ImageLimits.MaxPixels)
+            Fail(img, path, $"header claims absurd dimensions {img.Width}x{img.Height}");
+        bool wide;
+        switch (img.Format)
+        {
+            case Vips.Enums.BandFormat.Uchar: wide = false; break;
+            case Vips.Enums.BandFormat.Ushort: wide = true; break;
+            default:
+                Fail(img, path, $"unsupported sample format '{img.Format}' (8- and 16-bit unsigned integer images are supported)");
+                return null!;
+        }
+        int bands = img.Bands;
+        int keep = firstBandOnly ? 1 : bands switch { 2 => 1, 4 => 3, _ => bands };
+        if (keep > ImageLimits.MaxChannels) Fail(img, path, $"too many channels ({bands})");
+        if (keep != bands)
+        {
+            var ex = img.ExtractBand(0, n: keep);
+            img.Dispose();
+            img = ex;
+        }
+        return new VipsImageSource(path, img, wide, loader, pages);
+    }
+
+    private static void Fail(Vips.Image img, string path, string problem)
+    {
+        img.Dispose();
+        throw new InputFileException(path, problem);
+    }
+
+    internal static string FirstLine(string s)
+    {
+        var t = s.Trim();
+        int i = t.IndexOf('\n');
+        return i < 0 ? t : t[..i].Trim();
+    }
+
+    public void ReadRegion(int x, int y, int w, int h, Span<ushort> dest)
+    {
+        if (x < 0 || y < 0 || w <= 0 || h <= 0 || x + w > Width || y + h > Height)
+            throw new ArgumentOutOfRangeException(nameof(x), $"region {x},{y} {w}x{h} outside {Width}x{Height}");
+        int n = w * h * Channels;
+        if (dest.Length < n) throw new ArgumentException("destination too small", nameof(dest));
+        IntPtr ptr = IntPtr.Zero;
+        try
+        {
+            using var crop = _image.Crop(x, y, w, h);
+            ptr = crop.WriteToMemory(out ulong size);
+            ulong expect = (ulong)n * (ulong)(_wide ? 2 : 1);
+            if (size != expect) throw new InputFileException(Path, $"region read returned {size} bytes, expected {expect}");
+            unsafe
+            {
+                if (_wide)
+                    new ReadOnlySpan<ushort>((void*)ptr, n).CopyTo(dest);
+                else
+                {
+                    var src = new ReadOnlySpan<byte>((void*)ptr, n);
+                    Widen(src, dest[..n]);
+                }
+            }
+        }
+        catch (Vips.VipsException e)
+        {
+            throw new InputFileException(Path, $"cannot read pixels of region x={x} y={y} {w}x{h} (truncated or corrupt file?): {FirstLine(e.Message)}", e);
+        }
+        finally
+        {
+            if (ptr != IntPtr.Zero) Vips.NetVips.Free(ptr);
+        }
+    }
+
+    internal static void Widen(ReadOnlySpan<byte> src, Span<ushort> dst)
+    {
+        int i = 0;
+        if (System.Numerics.Vector.IsHardwareAccelerated)
+        {
+            var vs = MemoryMarshal.Cast<byte, System.Numerics.Vector<byte>>(src);
+            int step = System.Numerics.Vector<byte>.Count;
+            for (int k = 0; k < vs.Length; k++)
+            {
+                System.Numerics.Vector.Widen(vs[k], out var lo, out var hi);
+                lo.CopyTo(dst.Slice(i));
+                hi.CopyTo(dst.Slice(i + step / 2));
+                i += step;
+            }
+        }
+        for (; i < src.Length; i++) dst[i] = src[i];
+    }
+
+    /// <summary>Exact per-channel histogram of the whole image, computed by libvips in one streaming pass.</summary>
+    public long[][] Histograms()
+    {
+        var result = new long[Channels][];
+        try
+        {
+            for (int c = 0; c < Channels; c++)
+            {
+                using var band = Channels == 1 ? _image.Copy() : _image.ExtractBand(c);
+                using var hist = band.HistFind();
+                // hist is 1 x bins, uint32 (may be double for large counts): read as double to be safe.
+                using var asDouble = hist.Cast(Vips.Enums.BandFormat.Double);
+                var counts = asDouble.WriteToMemory<double>();
+                var h = new long[counts.Length];
+                for (int i = 0; i < h.Length; i++) h[i] = (long)counts[i];
+                result[c] = h;
+            }
+        }
+        catch (Vips.VipsException e)
+        {
+            throw new InputFileException(Path, $"cannot read pixels (truncated or corrupt file?): {FirstLine(e.Message)}", e);
+        }
+        return result;
+    }
+
+    public void Dispose() => _image.Dispose();
+}
+
+/// <summary>An in-memory image, for tests and small inputs.</summary>
+public sealed class ArrayImageSource : IRegionSource
+{
+    private readonly ushort[] _data;
+    public int Width { get; }
+    public int Height { get; }
+    public int Channels { get; }
+    public int BitDepth { get; }
+    public ushort[] Data => _data;
+
+    public ArrayImageSource(int width, int height, int channels, ushort[] data, int bitDepth = 16)
+    {
+        if (data.Length != (long)width * height * channels) throw new ArgumentException("data length does not match size");
+        Width = width; Height = height; Channels = channels; _data = data; BitDepth = bitDepth;
+    }
+
+    public void ReadRegion(int x, int y, int w, int h, Span<ushort> dest)
+    {
+        if (x < 0 || y < 0 || x + w > Width || y + h > Height) throw new ArgumentOutOfRangeException(nameof(x));
+        int rowLen = w * Channels;
+        for (int r = 0; r < h; r++)
+            _data.AsSpan(((y + r) * Width + x) * Channels, rowLen).CopyTo(dest.Slice(r * rowLen, rowLen));
+    }
+
+    public void Dispose() { }
+}

@@ -1,0 +1,205 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using ActorSeg.Core.Graph;
+using ActorSeg.Core.Imaging;
+using ActorSeg.Core.Superpixels;
+
+namespace ActorSeg.Core.Pipeline;
+
+public enum MaskMode { Binary, Classes }
+
+/// <summary>What the user asks for: one image (and optionally its mask) to turn into a graph.</summary>
+public sealed record GraphRequest
+{
+    public required string ImagePath { get; init; }
+    public string? MaskPath { get; init; }
+    public int Page { get; init; }
+    public MaskMode MaskMode { get; init; } = MaskMode.Binary;
+    /// <summary>Mask value meaning "unlabelled" (ignored in labels and class histograms).</summary>
+    public int? IgnoreValue { get; init; }
+    public SlicParameters Slic { get; init; } = new();
+    public int TileSize { get; init; } = 2048;
+    /// <summary>Halo in pixels; null = <see cref="DefaultHaloSpacings"/> × the seed spacing.</summary>
+    public int? Halo { get; init; }
+    public int K { get; init; } = 10;
+
+    public const double DefaultHaloSpacings = 3.0;
+}
+
+/// <summary>
+/// Everything a tile worker needs about a job, written once by the coordinator as a manifest file in the work
+/// directory; tile messages carry only a reference to it.
+/// </summary>
+public sealed record GraphJobManifest
+{
+    public required string JobId { get; init; }
+    public required string ImageId { get; init; }
+    public required GraphRequest Request { get; init; }
+    public required int Width { get; init; }
+    public required int Height { get; init; }
+    public required int Channels { get; init; }
+    public required int BitDepth { get; init; }
+    public required double[] Mean { get; init; }
+    public required double[] Std { get; init; }
+    public required int[] Min { get; init; }
+    public required int[] Max { get; init; }
+    public required int SeedNx { get; init; }
+    public required int SeedNy { get; init; }
+    public required int Halo { get; init; }
+    public required long MinSize { get; init; }
+    public required string WorkDir { get; init; }
+
+    [JsonIgnore] public ImageStatistics Stats => new(Mean, Std, Min, Max, (long)Width * Height);
+    [JsonIgnore] public SeedGrid Grid => new(Width, Height, SeedNx, SeedNy);
+    [JsonIgnore] public TilePlan Plan => TilePlan.Create(Width, Height, Request.TileSize, Halo);
+
+    public string ResultPath(int tileId) => Path.Combine(WorkDir, $"tile-{tileId:D6}.apg");
+    public string LabelsPath(int tileId) => Path.Combine(WorkDir, $"tile-{tileId:D6}.labels");
+    public string ManifestPath => Path.Combine(WorkDir, "job.json");
+
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Converters = { new JsonStringEnumConverter() } };
+
+    public void Save()
+    {
+        Directory.CreateDirectory(WorkDir);
+        var tmp = ManifestPath + ".partial";
+        File.WriteAllText(tmp, JsonSerializer.Serialize(this, Json));
+        File.Move(tmp, ManifestPath, true);
+    }
+
+    public static GraphJobManifest Load(string path)
+    {
+        try { return JsonSerializer.Deserialize<GraphJobManifest>(File.ReadAllText(path), Json) ?? throw new InvalidDataException("empty manifest"); }
+        catch (Exception e) when (e is JsonException or InvalidDataException) { throw new InvalidDataException($"{path}: bad job manifest: {e.Message}", e); }
+    }
+}
+
+/// <summary>The plain (actor-free) steps of building a graph: prepare, process a tile, stitch and write.</summary>
+public static class GraphJob
+{
+    /// <summary>First cheap pass: open and validate the inputs, gather global statistics, plan seeds and tiles.</summary>
+    public static GraphJobManifest Prepare(string jobId, GraphRequest req, string workDir)
+    {
+        req.Slic.Validate();
+        if (req.K < 1 || req.K > 100) throw new ArgumentException($"k must be in [1, 100] (got {req.K})");
+        using var img = VipsImageSource.Open(req.ImagePath, req.Page);
+        if (req.MaskPath is { } mp)
+        {
+            using var mask = VipsImageSource.Open(mp, 0, firstBandOnly: true);
+            if (mask.Width != img.Width || mask.Height != img.Height)
+                throw new InputFileException(mp, $"mask is {mask.Width}x{mask.Height} but image {req.ImagePath} is {img.Width}x{img.Height}");
+        }
+        var stats = ImageStatistics.FromHistograms(img.Histograms());
+        return Prepare(jobId, req, workDir, img.Width, img.Height, img.Channels, img.BitDepth, stats);
+    }
+
+    public static GraphJobManifest Prepare(string jobId, GraphRequest req, string workDir, int width, int height, int channels, int bitDepth, ImageStatistics stats)
+    {
+        req.Slic.Validate();
+        if (stats.IsConstant)
+            throw new InputFileException(req.ImagePath, $"image is constant (every pixel = {string.Join(",", stats.Min)}): there is nothing to segment");
+        var grid = SeedGrid.For(width, height, req.Slic);
+        int minHalo = (int)Math.Ceiling(Math.Max(grid.Sx, grid.Sy)) + 1;
+        int halo = req.Halo ?? (int)Math.Ceiling(GraphRequest.DefaultHaloSpacings * grid.S);
+        if (halo < minHalo && !(req.TileSize >= width && req.TileSize >= height))
+            throw new ArgumentException($"halo {halo} is smaller than one seed spacing ({minHalo} px): tiles could not agree");
+        long minSize = (long)(req.Slic.MinSizeFactor * ((double)width * height / grid.Count));
+        return new GraphJobManifest
+        {
+            JobId = jobId, ImageId = Path.GetFileNameWithoutExtension(req.ImagePath), Request = req,
+            Width = width, Height = height, Channels = channels, BitDepth = bitDepth,
+            Mean = stats.Mean, Std = stats.Std, Min = stats.Min, Max = stats.Max,
+            SeedNx = grid.Nx, SeedNy = grid.Ny, Halo = halo, MinSize = minSize, WorkDir = workDir,
+        };
+    }
+
+    /// <summary>Maps raw mask values to classes (255 = unlabelled).</summary>
+    public static void MapMask(ReadOnlySpan<ushort> raw, Span<byte> classes, MaskMode mode, int? ignore, string maskPath)
+    {
+        for (int i = 0; i < raw.Length; i++)
+        {
+            int v = raw[i];
+            if (ignore is { } ig && v == ig) { classes[i] = FragmentBuilder.Unlabelled; continue; }
+            if (mode == MaskMode.Binary) classes[i] = v > 0 ? (byte)1 : (byte)0;
+            else
+            {
+                if (v >= FragmentBuilder.Unlabelled)
+                    throw new InputFileException(maskPath, $"mask value {v} is not a class id (class ids must be 0..254; use --ignore-value for an 'unlabelled' value)");
+                classes[i] = (byte)v;
+            }
+        }
+    }
+
+    public sealed record TileOutcome(int TileId, int Fragments, int Shipped, long Pixels, double Seconds);
+
+    /// <summary>Processes one tile: reads its region, runs SLIC, builds its partial graph, writes result and label files.</summary>
+    public static TileOutcome ProcessTile(GraphJobManifest job, TileSpec tile, IRegionSource image, IRegionSource? mask)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        int C = job.Channels;
+        var read = tile.Read; var core = tile.Core;
+        var raw = new ushort[read.W * read.H * C];
+        image.ReadRegion(read.X, read.Y, read.W, read.H, raw);
+        byte[] classes = [];
+        if (mask is not null)
+        {
+            var mraw = new ushort[core.W * core.H];
+            mask.ReadRegion(core.X, core.Y, core.W, core.H, mraw);
+            classes = new byte[mraw.Length];
+            MapMask(mraw, classes, job.Request.MaskMode, job.Request.IgnoreValue, job.Request.MaskPath ?? "mask");
+        }
+        var seeds = new int[core.W * core.H];
+        SlicRegion.Run(raw, C, read, core, job.Grid, job.Stats, job.Request.Slic, seeds);
+        var frag = new int[core.W * core.H];
+        var result = FragmentBuilder.Build(tile, job.Width, job.Height, raw, C, seeds, classes, job.Stats, job.MinSize, frag);
+        result.WriteFile(job.ResultPath(tile.Id));
+        WriteLabels(job.LabelsPath(tile.Id), frag);
+        int shipped = result.FeatureRow.Count(r => r < 0);
+        return new TileOutcome(tile.Id, result.Fragments, shipped, core.Area, sw.Elapsed.TotalSeconds);
+    }
+
+    private static void WriteLabels(string path, int[] frag)
+    {
+        var tmp = path + ".partial";
+        using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+            fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(frag.AsSpan()));
+        File.Move(tmp, path, true);
+    }
+
+    /// <summary>Reads rows [y0, y0+rows) of a tile's fragment raster.</summary>
+    public static void ReadLabelRows(string path, int coreW, int y0, int rows, Span<int> dest)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        long expect = (long)coreW * 4 * (y0 + rows);
+        if (fs.Length < expect) throw new InvalidDataException($"{path}: label raster is truncated");
+        fs.Seek((long)y0 * coreW * 4, SeekOrigin.Begin);
+        fs.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(dest[..(coreW * rows)]));
+    }
+
+    /// <summary>Stitches all tiles' partial graphs into the global graph.</summary>
+    public static (SuperpixelGraph Graph, int[][] NodeOfFragment) Stitch(GraphJobManifest job, IProgress<string>? progress = null)
+    {
+        var plan = job.Plan;
+        var settings = new StitchSettings(job.Width, job.Height, job.Channels, job.Stats, job.MinSize, job.Grid.S, job.Request.K, job.Request.MaskPath is not null);
+        var st = new Stitcher(plan, settings, (id, withValues) => TileResult.ReadFile(job.ResultPath(id), withValues));
+        var g = st.Run(progress);
+        return (g, st.NodeOfFragment);
+    }
+
+    /// <summary>The full node-id raster (small images and tests only: W×H ints in memory).</summary>
+    public static int[] NodeMap(GraphJobManifest job, int[][] nodeOfFragment)
+    {
+        var map = new int[job.Width * job.Height];
+        var plan = job.Plan;
+        foreach (var t in plan.Tiles())
+        {
+            var buf = new int[t.Core.W * t.Core.H];
+            ReadLabelRows(job.LabelsPath(t.Id), t.Core.W, 0, t.Core.H, buf);
+            var nf = nodeOfFragment[t.Id];
+            for (int y = 0; y < t.Core.H; y++)
+                for (int x = 0; x < t.Core.W; x++)
+                    map[(t.Core.Y + y) * job.Width + t.Core.X + x] = nf[buf[y * t.Core.W + x]];
+        }
+        return map;
+    }
+}

@@ -1,1 +1,115 @@
-Console.WriteLine("bench");
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using ActorSeg.Bench;
+using ActorSeg.Core.Imaging;
+using OpenCvSharp.XImgProc;
+
+// ActorSeg benchmarks. Figures are printed, never asserted.
+//   throughput [--sizes 8192,32768] [--dir DIR]   graph building: MP/s, MP/s per core, peak RSS (each run its own process)
+//   quality [--dir DIR] [--fields N]              superpixel quality vs masks, beside OpenCV ximgproc SLIC
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+var mode = args.Length > 0 ? args[0] : "help";
+string Arg(string name, string def) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : def; }
+var dir = Arg("--dir", Path.Combine(Path.GetTempPath(), "actorseg-bench"));
+Directory.CreateDirectory(dir);
+var shared = Arg("--shared", Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../../../shared")));
+if (!Directory.Exists(shared)) shared = Path.GetFullPath("../shared");
+
+switch (mode)
+{
+    case "throughput": Throughput(); break;
+    case "quality": QualityBench(); break;
+    default:
+        Console.WriteLine("usage: actorseg-bench throughput [--sizes 8192,32768] [--dir DIR] | quality [--fields N] [--dir DIR] [--shared DIR]");
+        break;
+}
+
+(string Img, string Mask) Sample(int size)
+{
+    var img = Path.Combine(dir, $"colonies-{size}.tif");
+    var mask = Path.Combine(dir, $"colonies-{size}_mask.tif");
+    if (!File.Exists(img) || !File.Exists(mask))
+    {
+        var sw = Stopwatch.StartNew();
+        var r = SyntheticMicroscopy.Generate(new SyntheticSpec(size, size, SyntheticKind.Colonies, 16, 1, 1), img, mask);
+        Console.WriteLine($"generated {size}x{size} in {sw.Elapsed.TotalSeconds:F1}s ({(double)size * size / 1e6 / sw.Elapsed.TotalSeconds:F1} MP/s): {r}");
+    }
+    return (img, mask);
+}
+
+void Throughput()
+{
+    var sizes = Arg("--sizes", "8192,32768").Split(',').Select(int.Parse).ToArray();
+    var cli = Path.Combine(AppContext.BaseDirectory, "actorseg.dll");
+    int cores = Environment.ProcessorCount;
+    var rows = new List<string>();
+    foreach (var size in sizes)
+    {
+        var (img, mask) = Sample(size);
+        var outDir = Path.Combine(dir, $"graph-{size}");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in new[] { cli, "graph", img, "--mask", mask, "--out", outDir }) psi.ArgumentList.Add(a);
+        var sw = Stopwatch.StartNew();
+        using var p = Process.Start(psi)!;
+        var stderr = new System.Text.StringBuilder();
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (stderr) stderr.AppendLine(e.Data); Console.Error.WriteLine("    " + e.Data); } };
+        p.BeginErrorReadLine();
+        _ = p.StandardOutput.ReadToEndAsync();
+        double peak = 0;
+        while (!p.WaitForExit(200)) { try { peak = Math.Max(peak, ActorSeg.Core.ProcessStats.PeakRssMiB(p.Id)); } catch { } }
+        double wall = sw.Elapsed.TotalSeconds;
+        if (p.ExitCode != 0) { Console.WriteLine($"{size}: FAILED (exit {p.ExitCode})"); continue; }
+        var log = stderr.ToString();
+        var m = Regex.Match(log, @"peak RSS (\d+) MiB");
+        if (m.Success) peak = Math.Max(peak, double.Parse(m.Groups[1].Value));
+        var t = Regex.Match(log, @"prepare ([\d.]+)s, tiles ([\d.]+)s, stitch ([\d.]+)s, write ([\d.]+)s");
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "graph.json")));
+        int nodes = doc.RootElement.GetProperty("graph").GetProperty("nodes").GetInt32();
+        double mp = (double)size * size / 1e6;
+        string breakdown = t.Success ? $"prepare {t.Groups[1].Value}s, tiles {t.Groups[2].Value}s, stitch {t.Groups[3].Value}s, write {t.Groups[4].Value}s" : "";
+        double tilesMps = t.Success ? mp / double.Parse(t.Groups[2].Value) : double.NaN;
+        rows.Add($"| {size}x{size} | {mp:F0} | {nodes} | {wall:F1} | {mp / wall:F1} | {mp / wall / cores:F1} | {tilesMps / cores:F1} | {peak:F0} | {breakdown} |");
+    }
+    Console.WriteLine();
+    Console.WriteLine($"Graph building (superpixels + features + stitch + kNN + outputs), {cores} cores, whole command wall time:");
+    Console.WriteLine("| image | MP | nodes | wall s | MP/s | MP/s per core | tile phase MP/s per core | peak RSS MiB | phases |");
+    Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
+    foreach (var r in rows) Console.WriteLine(r);
+}
+
+void QualityBench()
+{
+    int fields = int.Parse(Arg("--fields", "10"));
+    var sets = new List<(string Name, string[] Images, Func<string, string> MaskOf, double Spacing)>();
+    var (gimg, gmask) = Sample(2048);
+    sets.Add(("generated colonies 2048²", new[] { gimg }, _ => gmask, 40.96));
+    var nist = Path.Combine(shared, "data/nist-colonies");
+    if (Directory.Exists(nist))
+        sets.Add(("NIST colonies 256² (1000 sp/field)", Directory.GetFiles(Path.Combine(nist, "images"), "*.tif").Order().Take(fields).ToArray(),
+            f => Path.Combine(nist, "masks", Path.GetFileName(f)), Math.Sqrt(256.0 * 256 / 1000)));
+    var bbbc = Path.Combine(shared, "data/bbbc039");
+    if (Directory.Exists(bbbc))
+        sets.Add(("BBBC039 nuclei 520x696 (3000 sp/field)", Directory.GetFiles(Path.Combine(bbbc, "images"), "*.tif").Order().Take(fields).ToArray(),
+            f => Path.Combine(bbbc, "masks", Path.GetFileNameWithoutExtension(f) + ".png"), Math.Sqrt(520.0 * 696 / 3000)));
+    if (sets.Count == 1) Console.WriteLine($"(no shared data at {shared}: real-image rows skipped)");
+
+    Console.WriteLine("| data | method | superpixels/field | ASA (achievable acc.) | boundary recall (2 px) | under-seg. error | MP/s |");
+    Console.WriteLine("|---|---|---|---|---|---|---|");
+    foreach (var (name, images, maskOf, spacing) in sets)
+    {
+        var acc = new Dictionary<string, List<Quality.Scores>>();
+        foreach (var f in images)
+        {
+            var (data, w, h, c) = Quality.Load(f);
+            var gt = Quality.LoadMask(maskOf(f));
+            void Add(string method, (int[] L, double S) r) { if (!acc.TryGetValue(method, out var l)) acc[method] = l = new(); l.Add(Quality.Score(r.L, gt, w, h, r.S)); }
+            Add("ActorSeg SLIC (tiled 1024)", Quality.ActorSeg(f, spacing, 1024));
+            Add("OpenCV ximgproc SLIC", Quality.OpenCv(data, w, h, c, spacing, SLICType.SLIC));
+            Add("OpenCV ximgproc SLICO", Quality.OpenCv(data, w, h, c, spacing, SLICType.SLICO));
+        }
+        foreach (var (method, l) in acc)
+            Console.WriteLine($"| {name} ×{images.Length} | {method} | {l.Average(s => s.Superpixels):F0} | {l.Average(s => s.Asa):P2} | {l.Average(s => s.BoundaryRecall):P1} | {l.Average(s => s.UnderSegError):F4} | {l.Sum(s => s.Pixels) / 1e6 / l.Sum(s => s.Seconds):F2} |");
+    }
+}

@@ -198,8 +198,9 @@ public sealed class VipsImageSource : IRegionSource
                 // hist is 1 x bins, uint32 (may be double for large counts): read as double to be safe.
                 using var asDouble = hist.Cast(Vips.Enums.BandFormat.Double);
                 var counts = asDouble.WriteToMemory<double>();
-                var h = new long[counts.Length];
-                for (int i = 0; i < h.Length; i++) h[i] = (long)counts[i];
+                // libvips sizes a 16-bit histogram to the largest value present: pad to the full range
+                var h = new long[Math.Max(counts.Length, _wide ? 65536 : 256)];
+                for (int i = 0; i < counts.Length; i++) h[i] = (long)counts[i];
                 result[c] = h;
             }
         }

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# ActorSeg: set-up, build and run in one place.
+#   ./run.sh demo [ARGS]   the main job end to end on generated sample data (embedded defaults)
+#   ./run.sh test          the test suite
+#   ./run.sh build         just install what is missing and build
+#   ./run.sh bench ARGS    the benchmarks (bench/README.md)
+# Each installs what is missing (Debian packages; needs root or sudo), builds in Release, and runs.
+set -euo pipefail
+cd "$(dirname "$0")"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else echo "need root to run: $*" >&2; return 1; fi; }
+
+ensure_packages() {
+  local missing=()
+  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+ensure_dotnet() {
+  command -v dotnet >/dev/null || { echo "the .NET 10 SDK is required (https://dot.net); 'dotnet' is not on PATH" >&2; exit 1; }
+}
+
+build() {
+  ensure_dotnet
+  # libgtk-3-0: OpenCvSharp's native library links against GTK3 (benchmarks); python3-numpy: the test that loads our .npz with numpy
+  ensure_packages ca-certificates libgtk-3-0 python3-numpy
+  dotnet build ActorSeg.sln -c Release -nologo -v quiet -clp:ErrorsOnly
+}
+
+cli() { dotnet src/Cli/bin/Release/net10.0/actorseg.dll "$@"; }
+
+cmd="${1:-help}"; shift || true
+case "$cmd" in
+  demo)  build; cli demo "$@" ;;
+  build) build ;;
+  test)
+    build
+    log=$(mktemp)
+    set +e
+    dotnet test ActorSeg.sln -c Release --no-build -nologo --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    # one closing line with the counts, whatever the runner printed
+    awk '/^(Passed|Failed)!/ { for (i=1;i<=NF;i++) { gsub(",","",$(i+1)); if ($i=="Failed:") f+=$(i+1); if ($i=="Passed:") p+=$(i+1); if ($i=="Skipped:") s+=$(i+1) } }
+         END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+    rm -f "$log"
+    exit $rc ;;
+  bench) build; dotnet bench/ActorSeg.Bench/bin/Release/net10.0/actorseg-bench.dll "$@" ;;
+  actorseg) build; cli "$@" ;;
+  *) sed -n '2,7p' "$0"; exit 2 ;;
+esac

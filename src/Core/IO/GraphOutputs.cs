@@ -1,0 +1,170 @@
+using System.Diagnostics;
+using System.Text.Json;
+using ActorSeg.Core.Graph;
+using ActorSeg.Core.Imaging;
+using ActorSeg.Core.Pipeline;
+
+namespace ActorSeg.Core.IO;
+
+/// <summary>
+/// Writes a job's outputs: <c>graph.npz</c> (numpy arrays, PyTorch Geometric names), <c>nodes.tif</c> (tiled BigTIFF of
+/// node ids, for painting segmentations back) and <c>graph.json</c> (a readable summary, written last).
+/// Everything is first written in the job's work directory and moved into place only when all of it is complete.
+/// </summary>
+public static class GraphOutputs
+{
+    public const string GraphFile = "graph.npz", NodeMapFile = "nodes.tif", SummaryFile = "graph.json";
+
+    public sealed record Summary(int Nodes, int AdjacencyEdges, int KnnEdges, double StitchSeconds, double WriteSeconds);
+
+    public static string WorkDir(string outDir, string jobId) => Path.Combine(outDir, $".work-{jobId}");
+
+    public static void CleanWork(string workDir)
+    {
+        try { if (Directory.Exists(workDir)) Directory.Delete(workDir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    public static Summary StitchAndWrite(GraphJobManifest job, string outDir, bool writeNodeMap, IProgress<string>? progress = null)
+    {
+        var sw = Stopwatch.StartNew();
+        var (g, nodeOfFragment) = GraphJob.Stitch(job, progress);
+        double stitch = sw.Elapsed.TotalSeconds;
+        sw.Restart();
+        var staging = Path.Combine(job.WorkDir, "out");
+        Directory.CreateDirectory(staging);
+        WriteNpz(g, job, Path.Combine(staging, GraphFile));
+        progress?.Report($"wrote {GraphFile}");
+        if (writeNodeMap)
+        {
+            WriteNodeMap(job, nodeOfFragment, Path.Combine(staging, NodeMapFile), progress);
+            progress?.Report($"wrote {NodeMapFile}");
+        }
+        double write = sw.Elapsed.TotalSeconds;
+        var summary = new Summary(g.NodeCount, g.RagA.Length, g.EdgeSrc.Length, stitch, write);
+        WriteSummary(g, job, summary, Path.Combine(staging, SummaryFile), writeNodeMap);
+        // publish: the data files first, the summary (the completion marker) last
+        Directory.CreateDirectory(outDir);
+        var summaryPath = Path.Combine(outDir, SummaryFile);
+        if (File.Exists(summaryPath)) File.Delete(summaryPath); // an old summary must never vouch for new files
+        File.Move(Path.Combine(staging, GraphFile), Path.Combine(outDir, GraphFile), true);
+        if (writeNodeMap) File.Move(Path.Combine(staging, NodeMapFile), Path.Combine(outDir, NodeMapFile), true);
+        File.Move(Path.Combine(staging, SummaryFile), summaryPath, true);
+        return summary;
+    }
+
+    public static void WriteNpz(SuperpixelGraph g, GraphJobManifest job, string path)
+    {
+        int n = g.NodeCount, F = g.FeatureCount;
+        using var npz = new NpzWriter(path);
+        npz.Add<float>("x", g.Features, n, F);
+        var pos = new float[2 * n];
+        for (int i = 0; i < n; i++) { pos[2 * i] = (float)g.CentroidX[i]; pos[2 * i + 1] = (float)g.CentroidY[i]; }
+        npz.Add<float>("pos", pos, n, 2);
+        npz.Add<long>("area", g.Area.Select(a => (long)a).ToArray(), n);
+        npz.Add<int>("bbox", g.BBox, n, 4);
+        npz.Add<long>("first_pixel", g.MinLinear, n);
+
+        int e = g.EdgeSrc.Length;
+        var ei = new long[2 * e];
+        var w = new float[e]; var ws = new float[e];
+        for (int i = 0; i < e; i++)
+        {
+            ei[i] = g.EdgeSrc[i]; ei[e + i] = g.EdgeDst[i];
+            w[i] = (float)Math.Exp(-g.EdgeDist[i]);
+            ws[i] = (float)Math.Exp(-g.EdgeDist[i] / g.MeanSpacing);
+        }
+        npz.Add<long>("edge_index", ei, 2, e);
+        npz.Add<float>("edge_weight", w, e);
+        npz.Add<float>("edge_weight_scaled", ws, e);
+        npz.Add<float>("edge_dist", g.EdgeDist, e);
+
+        int r = g.RagA.Length;
+        var rl = new int[2 * r]; var rc = new float[2 * r];
+        var ragEi = new long[4 * r]; // row 0: sources, row 1: targets; a→b edges then b→a
+        for (int i = 0; i < r; i++)
+        {
+            ragEi[i] = g.RagA[i]; ragEi[2 * r + i] = g.RagB[i];
+            ragEi[r + i] = g.RagB[i]; ragEi[3 * r + i] = g.RagA[i];
+            rl[i] = rl[r + i] = g.RagLength[i];
+            rc[i] = rc[r + i] = g.RagContrast[i];
+        }
+        npz.Add<long>("rag_edge_index", ragEi, 2, 2 * r);
+        npz.Add<int>("rag_boundary_length", rl, 2 * r);
+        npz.Add<float>("rag_contrast", rc, 2 * r);
+
+        if (g.HasLabels)
+        {
+            npz.Add<long>("y", g.Label.Select(v => (long)v).ToArray(), n);
+            npz.Add<long>("class_hist", g.ClassHist.Select(v => (long)v).ToArray(), n, g.NumClasses);
+        }
+        npz.AddStrings("feature_names", g.FeatureNames);
+        npz.Add<long>("image_shape", new long[] { g.Height, g.Width, g.Channels }, 3);
+        npz.Add<double>("image_mean", job.Mean, job.Channels);
+        npz.Add<double>("image_std", job.Std, job.Channels);
+        npz.AddScalar("mean_spacing", g.MeanSpacing);
+        npz.AddScalar("seed_spacing", g.SeedSpacing);
+        npz.AddScalar("k", (long)g.K);
+        npz.Complete();
+    }
+
+    /// <summary>Paints the node-label map band by band from the tiles' fragment rasters, never holding the whole image.</summary>
+    public static void WriteNodeMap(GraphJobManifest job, int[][] nodeOfFragment, string path, IProgress<string>? progress = null, int tiffTile = 256)
+    {
+        var plan = job.Plan;
+        int W = job.Width, H = job.Height;
+        int cols = (W + tiffTile - 1) / tiffTile, rows = (H + tiffTile - 1) / tiffTile;
+        using var writer = new TiledTiffWriter(path, W, H, 1, TiffSampleType.UInt32, tiffTile);
+        var band = new uint[(long)W * tiffTile > int.MaxValue ? throw new InvalidOperationException("image too wide") : W * tiffTile];
+        var tileBuf = new uint[tiffTile * tiffTile];
+        var rowsBuf = new int[plan.TileSize * tiffTile];
+        for (int br = 0; br < rows; br++)
+        {
+            int y0 = br * tiffTile, bh = Math.Min(tiffTile, H - y0);
+            Array.Clear(band);
+            for (int tr = y0 / plan.TileSize; tr <= (y0 + bh - 1) / plan.TileSize; tr++)
+                for (int tc = 0; tc < plan.Cols; tc++)
+                {
+                    var t = plan.Tile(tr * plan.Cols + tc);
+                    int ya = Math.Max(y0, t.Core.Y), yb = Math.Min(y0 + bh, t.Core.Bottom);
+                    if (ya >= yb) continue;
+                    int nrows = yb - ya;
+                    GraphJob.ReadLabelRows(job.LabelsPath(t.Id), t.Core.W, ya - t.Core.Y, nrows, rowsBuf);
+                    var map = nodeOfFragment[t.Id];
+                    for (int y = 0; y < nrows; y++)
+                    {
+                        var dst = band.AsSpan((ya - y0 + y) * W + t.Core.X, t.Core.W);
+                        var src = rowsBuf.AsSpan(y * t.Core.W, t.Core.W);
+                        for (int x = 0; x < src.Length; x++) dst[x] = (uint)map[src[x]];
+                    }
+                }
+            Parallel.For(0, cols, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, () => new uint[tiffTile * tiffTile], (bc, _, buf) =>
+            {
+                Array.Clear(buf);
+                int x0 = bc * tiffTile, bw = Math.Min(tiffTile, W - x0);
+                for (int y = 0; y < bh; y++) band.AsSpan(y * W + x0, bw).CopyTo(buf.AsSpan(y * tiffTile, bw));
+                writer.WriteTile<uint>(bc, br, buf);
+                return buf;
+            }, _ => { });
+            if (progress is not null && rows >= 20 && br % (rows / 10) == 0) progress.Report($"node map {100 * (br + 1) / rows}%");
+        }
+        writer.Complete();
+    }
+
+    private static void WriteSummary(SuperpixelGraph g, GraphJobManifest job, Summary s, string path, bool nodeMap)
+    {
+        var req = job.Request;
+        var doc = new
+        {
+            format = "actorseg-graph/1",
+            job = job.JobId,
+            image = new { path = Path.GetFullPath(req.ImagePath), page = req.Page, width = job.Width, height = job.Height, channels = job.Channels, bitDepth = job.BitDepth, mean = job.Mean, std = job.Std },
+            mask = req.MaskPath is null ? null : new { path = Path.GetFullPath(req.MaskPath), mode = req.MaskMode.ToString().ToLowerInvariant(), ignoreValue = req.IgnoreValue, classes = g.NumClasses },
+            superpixels = new { method = "slic", seeds = job.Grid.Count, seedSpacing = job.Grid.S, req.Slic.Compactness, req.Slic.Sigma, req.Slic.Iterations, req.Slic.WindowFactor, req.Slic.MinSizeFactor, minSize = job.MinSize },
+            tiling = new { tileSize = req.TileSize, halo = job.Halo, tiles = job.Plan.Count },
+            graph = new { nodes = g.NodeCount, features = g.FeatureNames, meanSpacing = g.MeanSpacing, k = g.K, knnEdges = g.EdgeSrc.Length, adjacencyEdges = g.RagA.Length, labelled = g.HasLabels ? g.Label.Count(l => l >= 0) : 0 },
+            files = new { graph = GraphFile, nodeMap = nodeMap ? NodeMapFile : null },
+            seconds = new { stitch = s.StitchSeconds, write = s.WriteSeconds },
+        };
+        File.WriteAllText(path, JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase }));
+    }
+}

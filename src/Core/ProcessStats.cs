@@ -1,0 +1,19 @@
+namespace ActorSeg.Core;
+
+public static class ProcessStats
+{
+    /// <summary>Peak resident set size of this process in MiB (VmHWM on Linux; the .NET peak working set elsewhere).</summary>
+    public static double PeakRssMiB(int? pid = null)
+    {
+        var path = $"/proc/{(pid is { } p ? p.ToString() : "self")}/status";
+        try
+        {
+            foreach (var line in File.ReadLines(path))
+                if (line.StartsWith("VmHWM:"))
+                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024.0;
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0;
+    }
+}

@@ -1,0 +1,184 @@
+using ActorSeg.Core.Imaging;
+using Xunit;
+using Vips = NetVips;
+
+namespace ActorSeg.Tests.IO;
+
+/// <summary>Region reads over every supported layout give exactly the stored pixels.</summary>
+public class ImageSourceTests : IDisposable
+{
+    private readonly string _dir = TestPaths.NewTempDir("io");
+    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
+
+    private static (byte[] Bytes, ushort[] Expect) Pattern(int w, int h, int c, bool wide)
+    {
+        var expect = new ushort[w * h * c];
+        for (int i = 0; i < expect.Length; i++) expect[i] = (ushort)((i * 7919 + i / 13) % (wide ? 65536 : 256));
+        var bytes = wide ? System.Runtime.InteropServices.MemoryMarshal.AsBytes(expect.AsSpan()).ToArray() : expect.Select(v => (byte)v).ToArray();
+        return (bytes, expect);
+    }
+
+    private static void AssertRegions(string path, ushort[] expect, int w, int h, int c, int page = 0)
+    {
+        using var src = VipsImageSource.Open(path, page);
+        Assert.Equal((w, h, c), (src.Width, src.Height, src.Channels));
+        foreach (var (x, y, rw, rh) in new[] { (0, 0, w, h), (3, 5, 17, 11), (w - 9, h - 4, 9, 4) })
+        {
+            var buf = new ushort[rw * rh * c];
+            src.ReadRegion(x, y, rw, rh, buf);
+            for (int r = 0; r < rh; r++)
+                Assert.Equal(expect.AsSpan(((y + r) * w + x) * c, rw * c).ToArray(), buf.AsSpan(r * rw * c, rw * c).ToArray());
+        }
+    }
+
+    public static IEnumerable<object[]> Layouts() =>
+        from c in new[] { 1, 3 }
+        from wide in new[] { false, true }
+        from layout in new[] { "strip", "tile", "bigtiff-tile", "pyramid" }
+        select new object[] { c, wide, layout };
+
+    [Theory]
+    [MemberData(nameof(Layouts))]
+    public void Tiff_RegionsAreExact(int channels, bool wide, string layout)
+    {
+        int w = 150, h = 97;
+        var (bytes, expect) = Pattern(w, h, channels, wide);
+        using var img = Vips.Image.NewFromMemory(bytes, w, h, channels, wide ? Vips.Enums.BandFormat.Ushort : Vips.Enums.BandFormat.Uchar);
+        var path = Path.Combine(_dir, $"{layout}-{channels}-{wide}.tif");
+        img.Tiffsave(path, compression: Vips.Enums.ForeignTiffCompression.Deflate, tile: layout != "strip", tileWidth: 32, tileHeight: 32,
+            bigtiff: layout == "bigtiff-tile", pyramid: layout == "pyramid");
+        AssertRegions(path, expect, w, h, channels);
+    }
+
+    [Fact]
+    public void MultiPageTiff_ReadsTheRequestedPage()
+    {
+        int w = 40, h = 30;
+        var (b0, e0) = Pattern(w, h, 1, true);
+        var e1 = e0.Select(v => (ushort)(65535 - v)).ToArray();
+        var both = System.Runtime.InteropServices.MemoryMarshal.AsBytes(e0.Concat(e1).ToArray().AsSpan()).ToArray();
+        using var img = Vips.Image.NewFromMemory(both, w, 2 * h, 1, Vips.Enums.BandFormat.Ushort);
+        var path = Path.Combine(_dir, "pages.tif");
+        img.Tiffsave(path, pageHeight: h);
+        AssertRegions(path, e0, w, h, 1, page: 0);
+        AssertRegions(path, e1, w, h, 1, page: 1);
+        var ex = Assert.Throws<InputFileException>(() => VipsImageSource.Open(path, 5));
+        Assert.Contains(path, ex.Message);
+    }
+
+    [Fact]
+    public void Png_GreyAndRgb16_AreExact_AndAlphaIsDropped()
+    {
+        foreach (var (c, wide) in new[] { (1, false), (3, true), (4, false) })
+        {
+            int w = 33, h = 21;
+            var (bytes, expect) = Pattern(w, h, c, wide);
+            using var img = Vips.Image.NewFromMemory(bytes, w, h, c, wide ? Vips.Enums.BandFormat.Ushort : Vips.Enums.BandFormat.Uchar);
+            var path = Path.Combine(_dir, $"p{c}{wide}.png");
+            img.Pngsave(path);
+            if (c == 4)
+            {
+                var rgb = new ushort[w * h * 3];
+                for (int i = 0; i < w * h; i++) for (int k = 0; k < 3; k++) rgb[i * 3 + k] = expect[i * 4 + k];
+                AssertRegions(path, rgb, w, h, 3);
+            }
+            else AssertRegions(path, expect, w, h, c);
+        }
+    }
+
+    [Fact]
+    public void Jpeg_IsReadable()
+    {
+        using var img = Vips.Image.NewFromMemory(new byte[64 * 48], 64, 48, 1, Vips.Enums.BandFormat.Uchar);
+        var path = Path.Combine(_dir, "x.jpg");
+        img.Jpegsave(path);
+        using var src = VipsImageSource.Open(path);
+        Assert.Equal((64, 48, 1, 8), (src.Width, src.Height, src.Channels, src.BitDepth));
+    }
+
+    [Fact]
+    public void Histograms_AreExact()
+    {
+        int w = 64, h = 50;
+        var (bytes, expect) = Pattern(w, h, 1, true);
+        using var img = Vips.Image.NewFromMemory(bytes, w, h, 1, Vips.Enums.BandFormat.Ushort);
+        var path = Path.Combine(_dir, "h.tif");
+        img.Tiffsave(path, tile: true, tileWidth: 16, tileHeight: 16);
+        using var src = VipsImageSource.Open(path);
+        var hist = src.Histograms()[0];
+        var want = new long[65536];
+        foreach (var v in expect) want[v]++;
+        Assert.Equal(want, hist);
+    }
+
+    [Fact]
+    public void BadFiles_GiveClearErrorsNamingTheFile()
+    {
+        var missing = Path.Combine(_dir, "nope.tif");
+        Assert.Contains("file not found", Assert.Throws<InputFileException>(() => VipsImageSource.Open(missing)).Message);
+
+        var empty = Path.Combine(_dir, "empty.tif");
+        File.WriteAllBytes(empty, []);
+        var e1 = Assert.Throws<InputFileException>(() => VipsImageSource.Open(empty));
+        Assert.StartsWith(empty, e1.Message);
+
+        var garbage = Path.Combine(_dir, "garbage.tif");
+        File.WriteAllBytes(garbage, Enumerable.Range(0, 5000).Select(i => (byte)(i * 31)).ToArray());
+        var e2 = Assert.Throws<InputFileException>(() => VipsImageSource.Open(garbage));
+        Assert.StartsWith(garbage, e2.Message);
+
+        var text = Path.Combine(_dir, "notes.txt");
+        File.WriteAllText(text, "hello");
+        Assert.StartsWith(text, Assert.Throws<InputFileException>(() => VipsImageSource.Open(text)).Message);
+
+        // float TIFF: unsupported sample format
+        using (var f = Vips.Image.NewFromMemory(new float[16 * 16], 16, 16, 1, Vips.Enums.BandFormat.Float))
+            f.Tiffsave(Path.Combine(_dir, "float.tif"));
+        var e3 = Assert.Throws<InputFileException>(() => VipsImageSource.Open(Path.Combine(_dir, "float.tif")));
+        Assert.Contains("unsupported sample format", e3.Message);
+    }
+
+    [Fact]
+    public void TruncatedTiff_FailsOnRead_NamingTheFile()
+    {
+        int w = 512, h = 512;
+        var (bytes, _) = Pattern(w, h, 1, true);
+        using var img = Vips.Image.NewFromMemory(bytes, w, h, 1, Vips.Enums.BandFormat.Ushort);
+        var path = Path.Combine(_dir, "cut.tif");
+        img.Tiffsave(path, tile: true, tileWidth: 64, tileHeight: 64); // uncompressed; IFD written after the data? truncate the middle of the data
+        var all = File.ReadAllBytes(path);
+        // keep the header and IFD (libvips writes them first for tiled files) but zero-length the tail of the pixel data
+        File.WriteAllBytes(path, all[..(all.Length / 2)]);
+        var ex = Record.Exception(() =>
+        {
+            using var src = VipsImageSource.Open(path);
+            var buf = new ushort[w * h];
+            src.ReadRegion(0, 0, w, h, buf);
+        });
+        var ife = Assert.IsType<InputFileException>(ex);
+        Assert.StartsWith(path, ife.Message);
+    }
+
+    [Fact]
+    public void AbsurdHeaderDimensions_AreRejected()
+    {
+        // a minimal classic TIFF that claims 3,000,000 x 3,000,000 pixels of 8-bit grey in one strip
+        var path = Path.Combine(_dir, "absurd.tif");
+        using (var fs = File.Create(path))
+        using (var bw = new BinaryWriter(fs))
+        {
+            bw.Write((byte)'I'); bw.Write((byte)'I'); bw.Write((ushort)42); bw.Write(8u);
+            var tags = new (ushort tag, ushort type, uint count, uint value)[]
+            {
+                (256, 4, 1, 3_000_000), (257, 4, 1, 3_000_000), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+                (273, 4, 1, 200), (277, 3, 1, 1), (278, 4, 1, 3_000_000), (279, 4, 1, 16),
+            };
+            bw.Write((ushort)tags.Length);
+            foreach (var t in tags) { bw.Write(t.tag); bw.Write(t.type); bw.Write(t.count); bw.Write(t.value); }
+            bw.Write(0u);
+            while (fs.Length < 216) bw.Write((byte)0);
+        }
+        var ex = Assert.Throws<InputFileException>(() => VipsImageSource.Open(path));
+        Assert.StartsWith(path, ex.Message);
+    }
+}

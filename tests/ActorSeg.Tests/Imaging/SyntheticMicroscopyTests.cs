@@ -1,0 +1,266 @@
+using System.Diagnostics;
+using ActorSeg.Core.Imaging;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace ActorSeg.Tests.Imaging;
+
+public sealed class SyntheticMicroscopyTests : IDisposable
+{
+    private readonly ITestOutputHelper _out;
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "actorseg-synth-" + Guid.NewGuid().ToString("N"));
+
+    public SyntheticMicroscopyTests(ITestOutputHelper output)
+    {
+        _out = output;
+        Directory.CreateDirectory(_dir);
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(_dir, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    [Theory]
+    [InlineData(SyntheticKind.Nuclei, 16, 1)]
+    [InlineData(SyntheticKind.Colonies, 8, 3)]
+    public void SameSpec_DifferentThreadCounts_IdenticalBytes(SyntheticKind kind, int bits, int channels)
+    {
+        var spec = new SyntheticSpec(1100, 900, kind, bits, channels, Seed: 7, TileSize: 128);
+        string img1 = P("a.tif"), msk1 = P("a-mask.tif"), img2 = P("b.tif"), msk2 = P("b-mask.tif");
+        var r1 = SyntheticMicroscopy.Generate(spec, img1, msk1, maxDegreeOfParallelism: 1);
+        var r2 = SyntheticMicroscopy.Generate(spec, img2, msk2, maxDegreeOfParallelism: 4);
+        Assert.Equal(File.ReadAllBytes(img1), File.ReadAllBytes(img2));
+        Assert.Equal(File.ReadAllBytes(msk1), File.ReadAllBytes(msk2));
+        Assert.Equal(r1.ForegroundPixels, r2.ForegroundPixels);
+        Assert.Equal(r1.ObjectCount, r2.ObjectCount);
+
+        // A different seed gives a different image.
+        SyntheticMicroscopy.Generate(spec with { Seed = 8 }, P("c.tif"), null);
+        Assert.NotEqual(File.ReadAllBytes(img1), File.ReadAllBytes(P("c.tif")));
+    }
+
+    [Theory]
+    [InlineData(SyntheticKind.Nuclei, 16, 1, 1000, 700)]
+    [InlineData(SyntheticKind.Nuclei, 8, 3, 600, 500)]
+    [InlineData(SyntheticKind.Colonies, 16, 1, 2500, 2100)]
+    [InlineData(SyntheticKind.Colonies, 8, 1, 256, 256)]
+    [InlineData(SyntheticKind.Colonies, 16, 3, 700, 333)]
+    public void Image_And_Mask_Agree_And_Objects_Are_Distinguishable(SyntheticKind kind, int bits, int channels, int width, int height)
+    {
+        var spec = new SyntheticSpec(width, height, kind, bits, channels, Seed: 3);
+        string img = P("img.tif"), msk = P("mask.tif");
+        var result = SyntheticMicroscopy.Generate(spec, img, msk);
+        _out.WriteLine($"{kind} {width}x{height} {bits}-bit x{channels}: {result.ObjectCount} objects, foreground {result.ForegroundFraction:P1}");
+
+        using var image = NetVips.Image.NewFromFile(img);
+        using var mask = NetVips.Image.NewFromFile(msk);
+        Assert.Equal(width, image.Width);
+        Assert.Equal(height, image.Height);
+        Assert.Equal(channels, image.Bands);
+        Assert.Equal(width, mask.Width);
+        Assert.Equal(height, mask.Height);
+        Assert.Equal(1, mask.Bands);
+        Assert.Equal(bits == 8 ? NetVips.Enums.BandFormat.Uchar : NetVips.Enums.BandFormat.Ushort, image.Format);
+        Assert.Equal(NetVips.Enums.BandFormat.Uchar, mask.Format);
+
+        byte[] m = mask.WriteToMemory<byte>();
+        Assert.All(m, v => Assert.True(v <= 1));
+        long fg = m.LongCount(v => v == 1);
+        Assert.Equal(result.ForegroundPixels, fg);
+        Assert.True(result.ObjectCount >= 1);
+        Assert.InRange(result.ForegroundFraction, kind == SyntheticKind.Colonies && width < 1000 ? 0.05 : 0.15, 0.55);
+
+        // Grey value per pixel (mean over channels).
+        double[] grey = new double[(long)width * height];
+        if (bits == 8)
+        {
+            byte[] px = image.WriteToMemory<byte>();
+            for (int i = 0; i < grey.Length; i++)
+            {
+                double s = 0;
+                for (int c = 0; c < channels; c++)
+                {
+                    s += px[(i * channels) + c];
+                }
+
+                grey[i] = s / channels;
+            }
+        }
+        else
+        {
+            ushort[] px = image.WriteToMemory<ushort>();
+            for (int i = 0; i < grey.Length; i++)
+            {
+                double s = 0;
+                for (int c = 0; c < channels; c++)
+                {
+                    s += px[(i * channels) + c];
+                }
+
+                grey[i] = s / channels;
+            }
+        }
+
+        if (kind == SyntheticKind.Nuclei)
+        {
+            double inside = Mean(grey, m, 1), outside = Mean(grey, m, 0);
+            _out.WriteLine($"mean inside {inside:F1}, outside {outside:F1}");
+            Assert.True(inside > 3 * outside, $"inside {inside} should be far brighter than outside {outside}");
+        }
+        else
+        {
+            // Local variance (3x3) well inside / well outside colonies (away from the halo), and means.
+            (double vin, double vout, double min, double mout) = LocalStats(grey, m, width, height);
+            _out.WriteLine($"local variance inside {vin:F1}, outside {vout:F1}; mean inside {min:F1}, outside {mout:F1}");
+            Assert.True(vin > 4 * vout, $"texture variance inside {vin} should exceed outside {vout}");
+            Assert.InRange(min / mout, 0.8, 1.25);
+        }
+    }
+
+    [Fact]
+    public void Cancellation_LeavesNoFiles()
+    {
+        using var cts = new CancellationTokenSource();
+        var spec = new SyntheticSpec(4096, 4096, SyntheticKind.Nuclei, TileSize: 256);
+        var progress = new SyncProgress(p =>
+        {
+            if (p > 0.05)
+            {
+                cts.Cancel();
+            }
+        });
+        Assert.ThrowsAny<OperationCanceledException>(() => SyntheticMicroscopy.Generate(spec, P("x.tif"), P("x-mask.tif"), progress, cts.Token));
+        Assert.Empty(Directory.GetFiles(_dir));
+    }
+
+    [Fact]
+    public void Generate4096_BoundedMemory()
+    {
+        var spec = new SyntheticSpec(4096, 4096, SyntheticKind.Colonies, Seed: 11);
+        GC.Collect();
+        using var proc = Process.GetCurrentProcess();
+        proc.Refresh();
+        long rssBefore = proc.WorkingSet64;
+        long managedBefore = GC.GetTotalMemory(forceFullCollection: true);
+        long peakRss = rssBefore;
+        var progress = new SyncProgress(_ =>
+        {
+            proc.Refresh();
+            peakRss = Math.Max(peakRss, proc.WorkingSet64);
+        });
+        var r = SyntheticMicroscopy.Generate(spec, P("big.tif"), P("big-mask.tif"), progress);
+        long managedAfter = GC.GetTotalMemory(forceFullCollection: false);
+        _out.WriteLine(
+            $"4096x4096 colonies: {r.Elapsed.TotalSeconds:F2} s, {r.MegapixelsPerSecond:F1} MP/s, {r.ObjectCount} colonies, fg {r.ForegroundFraction:P1}; " +
+            $"RSS before {rssBefore / 1e6:F0} MB, peak {peakRss / 1e6:F0} MB (+{(peakRss - rssBefore) / 1e6:F0} MB); managed heap +{(managedAfter - managedBefore) / 1e6:F1} MB");
+        Assert.True(new FileInfo(P("big.tif")).Length > 0);
+        Assert.True(peakRss - rssBefore < 500_000_000, "memory growth must stay well below 500 MB");
+    }
+
+    [Theory]
+    [InlineData(SyntheticKind.Colonies)]
+    [InlineData(SyntheticKind.Nuclei)]
+    public void Throughput8192(SyntheticKind kind)
+    {
+        var spec = new SyntheticSpec(8192, 8192, kind, Seed: 5);
+        var r = SyntheticMicroscopy.Generate(spec, P("t.tif"), P("t-mask.tif"));
+        _out.WriteLine(
+            $"8192x8192 {kind} 16-bit + mask, {Environment.ProcessorCount} threads: {r.Elapsed.TotalSeconds:F2} s = {r.MegapixelsPerSecond:F1} MP/s; " +
+            $"{r.ObjectCount} objects, fg {r.ForegroundFraction:P1}; image {new FileInfo(P("t.tif")).Length / 1e6:F0} MB, mask {new FileInfo(P("t-mask.tif")).Length / 1e6:F1} MB");
+    }
+
+    [Fact]
+    public void InvalidSpec_Throws()
+    {
+        Assert.Throws<ArgumentException>(() => SyntheticMicroscopy.Generate(new SyntheticSpec(0, 10), P("e.tif"), null));
+        Assert.Throws<ArgumentException>(() => SyntheticMicroscopy.Generate(new SyntheticSpec(10, 10, BitDepth: 12), P("e.tif"), null));
+        Assert.Throws<ArgumentException>(() => SyntheticMicroscopy.Generate(new SyntheticSpec(10, 10, Channels: 2), P("e.tif"), null));
+        Assert.Throws<ArgumentException>(() => SyntheticMicroscopy.Generate(new SyntheticSpec(10, 10, TileSize: 100), P("e.tif"), null));
+        Assert.Empty(Directory.GetFiles(_dir));
+    }
+
+    private static double Mean(double[] grey, byte[] mask, byte label)
+    {
+        double s = 0;
+        long n = 0;
+        for (int i = 0; i < grey.Length; i++)
+        {
+            if (mask[i] == label)
+            {
+                s += grey[i];
+                n++;
+            }
+        }
+
+        return s / Math.Max(1, n);
+    }
+
+    /// <summary>Mean 3x3 local variance and mean intensity at pixels whose 9x9 neighbourhood is all-in or all-out.</summary>
+    private static (double VarIn, double VarOut, double MeanIn, double MeanOut) LocalStats(double[] g, byte[] m, int w, int h)
+    {
+        double vin = 0, vout = 0, min = 0, mout = 0;
+        long nin = 0, nout = 0;
+        for (int y = 4; y < h - 4; y += 2)
+        {
+            for (int x = 4; x < w - 4; x += 2)
+            {
+                int sum = 0;
+                for (int dy = -4; dy <= 4; dy++)
+                {
+                    for (int dx = -4; dx <= 4; dx++)
+                    {
+                        sum += m[((y + dy) * w) + x + dx];
+                    }
+                }
+
+                if (sum != 0 && sum != 81)
+                {
+                    continue;
+                }
+
+                double s = 0, s2 = 0;
+                for (int dy = -1; dy <= 1; dy++)
+                {
+                    for (int dx = -1; dx <= 1; dx++)
+                    {
+                        double v = g[((y + dy) * w) + x + dx];
+                        s += v;
+                        s2 += v * v;
+                    }
+                }
+
+                double var = (s2 / 9) - ((s / 9) * (s / 9));
+                if (sum == 81)
+                {
+                    vin += var;
+                    min += g[(y * w) + x];
+                    nin++;
+                }
+                else
+                {
+                    vout += var;
+                    mout += g[(y * w) + x];
+                    nout++;
+                }
+            }
+        }
+
+        Assert.True(nin > 0 && nout > 0, "need pixels well inside and well outside objects");
+        return (vin / nin, vout / nout, min / nin, mout / nout);
+    }
+
+    private string P(string name) => Path.Combine(_dir, name);
+
+    /// <summary>IProgress that calls back synchronously (Progress&lt;T&gt; posts to the thread pool).</summary>
+    private sealed class SyncProgress(Action<double> onReport) : IProgress<double>
+    {
+        public void Report(double value) => onReport(value);
+    }
+}

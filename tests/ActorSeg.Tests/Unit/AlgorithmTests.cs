@@ -1,0 +1,140 @@
+using ActorSeg.Core.Graph;
+using ActorSeg.Core.Superpixels;
+using Xunit;
+
+namespace ActorSeg.Tests.Unit;
+
+public class AlgorithmTests
+{
+    [Fact]
+    public void NodeFeatures_MatchNumpyLinearQuantiles()
+    {
+        // numpy: v = [1, 2, 4, 7, 11]; mean 5, std (ddof 0) sqrt(13.2); quantile(0.1) = 1.4, (0.5) = 4, (0.9) = 9.4
+        ushort[] v = [1, 2, 4, 7, 11];
+        var f = new float[11];
+        NodeFeatures.Compute(v, 0, 1, f);
+        Assert.Equal(5f, f[0], 5);
+        Assert.Equal((float)Math.Sqrt(13.2), f[1], 5);
+        Assert.Equal(1.4f, f[2], 5);
+        Assert.Equal(4f, f[6], 5);
+        Assert.Equal(9.4f, f[10], 5);
+        // z-scoring with mean 3, std 2
+        NodeFeatures.Compute(v, 3, 0.5, f);
+        Assert.Equal(1f, f[0], 5);
+        Assert.Equal((float)(Math.Sqrt(13.2) / 2), f[1], 5);
+    }
+
+    [Fact]
+    public void NodeFeatures_DependOnlyOnTheMultiset()
+    {
+        var rnd = new Random(3);
+        var a = Enumerable.Range(0, 1000).Select(_ => (ushort)rnd.Next(65536)).ToArray();
+        var parts = new[] { a[..300], a[300..301], a[301..] };
+        var merged = parts.SelectMany(p => p).ToArray();
+        Array.Sort(a); Array.Sort(merged);
+        var f1 = new float[11]; var f2 = new float[11];
+        NodeFeatures.Compute(a, 1234.5, 0.001, f1);
+        NodeFeatures.Compute(merged, 1234.5, 0.001, f2);
+        Assert.Equal(f1, f2);
+    }
+
+    [Theory]
+    [InlineData(1, 50, 3)]
+    [InlineData(2, 500, 10)]
+    [InlineData(3, 2000, 10)]
+    [InlineData(4, 7, 10)]
+    public void Knn_EqualsBruteForce(int seed, int n, int k)
+    {
+        var rnd = new Random(seed);
+        var xs = Enumerable.Range(0, n).Select(_ => Math.Round(rnd.NextDouble() * 300, 1)).ToArray(); // rounding makes ties
+        var ys = Enumerable.Range(0, n).Select(_ => Math.Round(rnd.NextDouble() * 100, 1)).ToArray();
+        var (nb, dd, counts) = Knn.Query(xs, ys, k);
+        int kk = Math.Min(k, n - 1);
+        for (int i = 0; i < n; i++)
+        {
+            var expect = Enumerable.Range(0, n).Where(j => j != i)
+                .Select(j => (j, d: Math.Sqrt((xs[j] - xs[i]) * (xs[j] - xs[i]) + (ys[j] - ys[i]) * (ys[j] - ys[i]))))
+                .OrderBy(t => t.d).ThenBy(t => t.j).Take(kk).ToArray();
+            Assert.Equal(kk, counts[i]);
+            Assert.Equal(expect.Select(e => e.j), nb.AsSpan(i * kk, kk).ToArray());
+            Assert.Equal(expect.Select(e => e.d), dd.AsSpan(i * kk, kk).ToArray());
+        }
+    }
+
+    [Fact]
+    public void PublishedEdges_AreSymmetricWithSelfLoopsAndSorted()
+    {
+        var rnd = new Random(5);
+        var xs = Enumerable.Range(0, 200).Select(_ => rnd.NextDouble() * 100).ToArray();
+        var ys = Enumerable.Range(0, 200).Select(_ => rnd.NextDouble() * 100).ToArray();
+        var (src, dst, dist) = Knn.PublishedEdges(xs, ys, 10);
+        var set = new HashSet<(int, int)>(src.Zip(dst));
+        Assert.Equal(src.Length, set.Count); // unique
+        foreach (var (s, d) in set) Assert.Contains((d, s), set);
+        for (int i = 0; i < 200; i++) Assert.Contains((i, i), set);
+        for (int e = 1; e < src.Length; e++) Assert.True((src[e - 1], dst[e - 1]).CompareTo((src[e], dst[e])) < 0);
+        for (int e = 0; e < src.Length; e++) if (src[e] == dst[e]) Assert.Equal(0f, dist[e]);
+        // every node has at least k+1 edges into it (its k nearest and itself)
+        Assert.All(Enumerable.Range(0, 200), i => Assert.True(dst.Count(d => d == i) >= 11));
+    }
+
+    [Fact]
+    public void Gaussian_MatchesDirectConvolutionWithReflectBorders()
+    {
+        int w = 37, h = 23;
+        var rnd = new Random(1);
+        var src = Enumerable.Range(0, w * h).Select(_ => (float)rnd.NextDouble()).ToArray();
+        var k = Gaussian.Kernel(1.0);
+        Assert.Equal(9, k.Length);
+        Assert.Equal(1.0, k.Sum(), 5);
+        var dst = new float[w * h]; var tmp = new float[w * h];
+        Gaussian.Blur(src, dst, tmp, w, h, k);
+        int Reflect(int i, int n) { while (i < 0 || i >= n) i = i < 0 ? -i - 1 : 2 * n - i - 1; return i; }
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+            {
+                double s = 0;
+                for (int j = 0; j < 9; j++) for (int i = 0; i < 9; i++) s += k[j] * k[i] * src[Reflect(y + j - 4, h) * w + Reflect(x + i - 4, w)];
+                Assert.Equal(s, dst[y * w + x], 4);
+            }
+    }
+
+    [Fact]
+    public void SeedGrid_CoversTheImageAndMatchesTheTargetCount()
+    {
+        var g = SeedGrid.For(8192, 8192, new SlicParameters());
+        Assert.InRange(g.Count, 39000, 41000);
+        var g2 = SeedGrid.For(1000, 500, new SlicParameters { Segments = 200 });
+        Assert.InRange(g2.Count, 180, 220);
+        Assert.Equal(g2.Nx - 1, g2.CellX(999));
+        Assert.Equal(0, g2.CellX(0));
+    }
+
+    [Fact]
+    public void TilePlan_EveryPixelBelongsToExactlyOneCore()
+    {
+        var plan = TilePlan.Create(1001, 517, 128, 40);
+        var owner = new int[1001 * 517];
+        foreach (var t in plan.Tiles())
+        {
+            Assert.True(t.Read.X <= t.Core.X && t.Read.Right >= t.Core.Right && t.Read.Y <= t.Core.Y && t.Read.Bottom >= t.Core.Bottom);
+            for (int y = t.Core.Y; y < t.Core.Bottom; y++) for (int x = t.Core.X; x < t.Core.Right; x++) owner[y * 1001 + x]++;
+        }
+        Assert.All(owner, o => Assert.Equal(1, o));
+    }
+
+    [Fact]
+    public void TileResult_RoundTripsAndDetectsTruncation()
+    {
+        var (img, mask) = Engine.EngineHarness.Blobs(90, 70, 2);
+        using var run = Engine.EngineHarness.Run(img, mask, new ActorSeg.Core.Pipeline.GraphRequest { ImagePath = "mem", MaskPath = "mem", Slic = new SlicParameters { Spacing = 8 }, TileSize = 40, Halo = 100 });
+        var path = run.Job.ResultPath(0);
+        var t = TileResult.ReadFile(path);
+        var ms = new MemoryStream();
+        t.Write(ms);
+        Assert.Equal(File.ReadAllBytes(path), ms.ToArray());
+        var cut = ms.ToArray()[..(int)(ms.Length / 2)];
+        var ex = Assert.Throws<InvalidDataException>(() => TileResult.Read(new MemoryStream(cut), "tile-x.apg"));
+        Assert.Contains("tile-x.apg", ex.Message);
+    }
+}

@@ -21,6 +21,7 @@ switch (mode)
 {
     case "throughput": Throughput(); break;
     case "quality": QualityBench(); break;
+    case "tile": TileProfile(); break;
     default:
         Console.WriteLine("usage: actorseg-bench throughput [--sizes 8192,32768] [--dir DIR] | quality [--fields N] [--dir DIR] [--shared DIR]");
         break;
@@ -112,4 +113,25 @@ void QualityBench()
         foreach (var (method, l) in acc)
             Console.WriteLine($"| {name} ×{images.Length} | {method} | {l.Average(s => s.Superpixels):F0} | {l.Average(s => s.Asa):P2} | {l.Average(s => s.BoundaryRecall):P1} | {l.Average(s => s.UnderSegError):F4} | {l.Sum(s => s.Pixels) / 1e6 / l.Sum(s => s.Seconds):F2} |");
     }
+}
+
+void TileProfile()
+{
+    // one worker thread, phase by phase, on tiles of a generated image
+    int size = int.Parse(Arg("--size", "8192")), tileSize = int.Parse(Arg("--tile-size", "2048")), n = int.Parse(Arg("--tiles", "2"));
+    var (img, mask) = Sample(size);
+    var work = Path.Combine(dir, "tile-profile");
+    var req = new ActorSeg.Core.Pipeline.GraphRequest { ImagePath = img, MaskPath = mask, TileSize = tileSize };
+    var job = ActorSeg.Core.Pipeline.GraphJob.Prepare("profile", req, work);
+    job.Save();
+    using var src = VipsImageSource.Open(img);
+    using var msk = VipsImageSource.Open(mask, 0, true);
+    var plan = job.Plan;
+    foreach (var id in Enumerable.Range(0, plan.Count).Where(i => plan.Tile(i).Col > 0 && plan.Tile(i).Row > 0).Take(n))
+    {
+        var t = plan.Tile(id);
+        var o = ActorSeg.Core.Pipeline.GraphJob.ProcessTile(job, t, src, msk);
+        Console.WriteLine($"tile {id}: core {t.Core.W}x{t.Core.H}, read {t.Read.W}x{t.Read.H}: read {o.ReadSeconds:F2}s slic {o.SlicSeconds:F2}s fragments {o.FragmentSeconds:F2}s write {o.WriteSeconds:F2}s total {o.Seconds:F2}s = {t.Core.Area / 1e6 / o.Seconds:F1} core MP/s; {o.Fragments} fragments, {o.Groups} groups, {o.Open} open, {o.Shipped} groups shipped");
+    }
+    Directory.Delete(work, true);
 }

@@ -48,7 +48,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         {
             var o = d.Outcome;
             _log.ForContext("JobId", d.Work.JobId).ForContext("ImageId", d.Work.ImageId).ForContext("TileId", d.Work.TileId)
-                .Debug("Tile {TileId} done: {Fragments} fragments ({Shipped} shipped) in {Seconds:F2}s", o.TileId, o.Fragments, o.Shipped, o.Seconds);
+                .Debug("Tile {TileId} done: {Fragments} fragments in {Groups} groups, {Open} open, {Shipped} groups shipped, in {Seconds:F2}s (read {Read:F2}s, slic {Slic:F2}s, graph {Graph:F2}s, write {Write:F2}s)", o.TileId, o.Fragments, o.Groups, o.Open, o.Shipped, o.Seconds, o.ReadSeconds, o.SlicSeconds, o.FragmentSeconds, o.WriteSeconds);
             _coordinator.Tell(new TileCompleted(d.Work.JobId, o.TileId, d.Work.Attempt, _manifest!.ResultPath(o.TileId),
                 _manifest.LabelsPath(o.TileId), o.Fragments, o.Shipped, o.Pixels, o.Seconds));
             BecomeIdle();

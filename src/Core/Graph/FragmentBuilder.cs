@@ -3,7 +3,14 @@ using ActorSeg.Core.Superpixels;
 
 namespace ActorSeg.Core.Graph;
 
-/// <summary>Turns the SLIC labels of a tile's core into fragments (4-connected pieces) and their partial graph.</summary>
+/// <summary>
+/// Turns the SLIC labels of a tile's core into its partial graph.
+/// <para>The merge rule (the same one the stitcher applies): a component (4-connected piece of one superpixel) smaller
+/// than the minimum size merges into the neighbouring component with which it shares the longest boundary; ties go to
+/// the neighbour whose first pixel along that boundary comes first in raster order. Decisions are taken on the unmerged
+/// components, so their order cannot matter. A tile decides every small component that lies inside its core when
+/// all of its neighbours are known to be distinct components; the stitcher decides the rest.</para>
+/// </summary>
 public static class FragmentBuilder
 {
     public const byte Unlabelled = 255;
@@ -11,25 +18,287 @@ public static class FragmentBuilder
     /// <param name="raw">the read region's raw samples, channels interleaved</param>
     /// <param name="seeds">global SLIC seed id of each core pixel</param>
     /// <param name="mask">class of each core pixel (255 = unlabelled), or empty when there is no mask</param>
-    /// <param name="fragmentOfPixel">receives the fragment id of each core pixel</param>
+    /// <param name="groupOfPixel">receives the group id of each core pixel</param>
     public static TileResult Build(TileSpec tile, int imageWidth, int imageHeight, ReadOnlySpan<ushort> raw, int channels,
-        ReadOnlySpan<int> seeds, ReadOnlySpan<byte> mask, ImageStatistics stats, long minSize, Span<int> fragmentOfPixel)
+        ReadOnlySpan<int> seeds, ReadOnlySpan<byte> mask, ImageStatistics stats, long minSize, Span<int> groupOfPixel)
     {
         var core = tile.Core; var read = tile.Read;
-        int w = core.W, h = core.H, n = w * h;
-        int[] prov = ArrayPool<int>.Shared.Rent(n);
-        int[] parent = ArrayPool<int>.Shared.Rent(n);
+        int w = core.W, h = core.H, n = w * h, C = channels;
+        int ox = core.X - read.X, oy = core.Y - read.Y, rw = read.W;
+        var frag = groupOfPixel; // holds fragment ids until the end
+
+        // --- 1. fragments: connected components of equal seed id (4-connectivity) ---
+        int F = Components(seeds, w, h, frag);
+
+        // --- 2. per-fragment geometry and classes ---
+        var fMin = new long[F]; var fArea = new int[F]; var fSumX = new long[F]; var fSumY = new long[F];
+        var fBox = new int[4 * F]; var fSeed = new int[F]; var border = new bool[F];
+        Array.Fill(fMin, -1);
+        for (int f = 0; f < F; f++) { fBox[4 * f] = int.MaxValue; fBox[4 * f + 1] = int.MaxValue; fBox[4 * f + 2] = -1; fBox[4 * f + 3] = -1; }
+        bool openTop = core.Y > 0, openBottom = core.Bottom < imageHeight, openLeft = core.X > 0, openRight = core.Right < imageWidth;
+        int maxClass = -1;
+        if (!mask.IsEmpty) for (int p = 0; p < n; p++) if (mask[p] != Unlabelled && mask[p] > maxClass) maxClass = mask[p];
+        int nc = maxClass + 1;
+        var fClass = nc > 0 ? new int[F * nc] : [];
+        for (int y = 0; y < h; y++)
+        {
+            int gy = core.Y + y, row = y * w;
+            bool edgeY = (y == 0 && openTop) || (y == h - 1 && openBottom);
+            for (int x = 0; x < w; x++)
+            {
+                int p = row + x, f = frag[p], gx = core.X + x;
+                if (fMin[f] < 0) { fMin[f] = (long)gy * imageWidth + gx; fSeed[f] = seeds[p]; }
+                fArea[f]++; fSumX[f] += gx; fSumY[f] += gy;
+                int b = 4 * f;
+                if (gx < fBox[b]) fBox[b] = gx;
+                if (gy < fBox[b + 1]) fBox[b + 1] = gy;
+                if (gx > fBox[b + 2]) fBox[b + 2] = gx;
+                if (gy > fBox[b + 3]) fBox[b + 3] = gy;
+                if (edgeY || (x == 0 && openLeft) || (x == w - 1 && openRight)) border[f] = true;
+                if (nc > 0) { byte m = mask[p]; if (m != Unlabelled) fClass[f * nc + m]++; }
+            }
+        }
+
+        // --- 3. boundaries between fragments: length, contrast, first pixel on each side ---
+        var pairIndex = new Dictionary<long, int>(PairKey.Instance);
+        var pA = new List<int>(); var pB = new List<int>(); var pLen = new List<int>(); var pDiff = new List<long>();
+        var pFirstA = new List<long>(); var pFirstB = new List<long>();
+        for (int y = 0; y < h; y++)
+        {
+            int row = y * w, rrow = (oy + y) * rw + ox;
+            long lin = (long)(core.Y + y) * imageWidth + core.X;
+            for (int x = 0; x < w; x++)
+            {
+                int p = row + x, f = frag[p];
+                if (x + 1 < w && frag[p + 1] != f) AddPair(f, frag[p + 1], lin + x, lin + x + 1, rrow + x, rrow + x + 1, raw);
+                if (y + 1 < h && frag[p + w] != f) AddPair(f, frag[p + w], lin + x, lin + imageWidth + x, rrow + x, rrow + rw + x, raw);
+            }
+        }
+        void AddPair(int fa, int fb, long la, long lb, int ra, int rb, ReadOnlySpan<ushort> rawv)
+        {
+            if (fa > fb) { (fa, fb) = (fb, fa); (la, lb) = (lb, la); (ra, rb) = (rb, ra); }
+            long key = PairKey.Pack(fa, fb);
+            if (!pairIndex.TryGetValue(key, out int idx))
+            {
+                idx = pA.Count; pairIndex[key] = idx;
+                pA.Add(fa); pB.Add(fb); pLen.Add(0); pFirstA.Add(long.MaxValue); pFirstB.Add(long.MaxValue);
+                for (int c = 0; c < C; c++) pDiff.Add(0);
+            }
+            pLen[idx]++;
+            if (la < pFirstA[idx]) pFirstA[idx] = la;
+            if (lb < pFirstB[idx]) pFirstB[idx] = lb;
+            for (int c = 0; c < C; c++) pDiff[idx * C + c] += Math.Abs(rawv[ra * C + c] - rawv[rb * C + c]);
+        }
+        int P = pA.Count;
+
+        // --- 4. merges the tile can decide alone ---
+        // adjacency lists (CSR) per fragment
+        var adjStart = new int[F + 1];
+        for (int i = 0; i < P; i++) { adjStart[pA[i] + 1]++; adjStart[pB[i] + 1]++; }
+        for (int f = 0; f < F; f++) adjStart[f + 1] += adjStart[f];
+        var adjNbr = new int[2 * P]; var adjPair = new int[2 * P]; var fill = (int[])adjStart.Clone();
+        for (int i = 0; i < P; i++)
+        {
+            adjNbr[fill[pA[i]]] = pB[i]; adjPair[fill[pA[i]]++] = i;
+            adjNbr[fill[pB[i]]] = pA[i]; adjPair[fill[pB[i]]++] = i;
+        }
+        var parent = new int[F];
+        for (int f = 0; f < F; f++) parent[f] = f;
+        var deferred = new bool[F];
+        var seenSeeds = new HashSet<int>();
+        for (int f = 0; f < F; f++)
+        {
+            if (border[f] || fArea[f] >= minSize || adjStart[f] == adjStart[f + 1]) continue;
+            // neighbours that touch a tile side may be pieces of one component joined outside the tile: then undecidable here
+            seenSeeds.Clear();
+            bool ambiguous = false;
+            for (int q = adjStart[f]; q < adjStart[f + 1] && !ambiguous; q++)
+                if (border[adjNbr[q]] && !seenSeeds.Add(fSeed[adjNbr[q]])) ambiguous = true;
+            if (ambiguous) { deferred[f] = true; continue; }
+            int best = -1, bestLen = -1; long bestFirst = long.MaxValue;
+            for (int q = adjStart[f]; q < adjStart[f + 1]; q++)
+            {
+                int g = adjNbr[q], i = adjPair[q];
+                long first = pA[i] == g ? pFirstA[i] : pFirstB[i]; // the neighbour's side
+                if (pLen[i] > bestLen || (pLen[i] == bestLen && first < bestFirst)) { best = g; bestLen = pLen[i]; bestFirst = first; }
+            }
+            Union(parent, f, best);
+        }
+
+        // --- 5. groups, open fragments ---
+        var groupOf = new int[F]; var groupOfRoot = new int[F];
+        Array.Fill(groupOfRoot, -1);
+        int G = 0;
+        for (int f = 0; f < F; f++)
+        {
+            int r = Find(parent, f);
+            if (groupOfRoot[r] < 0) groupOfRoot[r] = G++;
+            groupOf[f] = groupOfRoot[r];
+        }
+        var openIdx = new int[F];
+        int O = 0;
+        for (int f = 0; f < F; f++) openIdx[f] = border[f] || deferred[f] ? O++ : -1;
+        var nonFinal = new bool[G];
+        for (int f = 0; f < F; f++) if (openIdx[f] >= 0) nonFinal[groupOf[f]] = true;
+        bool Risky(int f) => deferred[f] || (border[f] && fArea[f] < minSize); // may still merge into a neighbour
+        for (int i = 0; i < P; i++)
+        {
+            if (Risky(pA[i])) nonFinal[groupOf[pB[i]]] = true;
+            if (Risky(pB[i])) nonFinal[groupOf[pA[i]]] = true;
+        }
+
+        var t = new TileResult { TileId = tile.Id, Core = core, Channels = C, Fragments = F, Groups = G, Open = O };
+
+        // --- 6. group statistics ---
+        t.GMinLinear = new long[G]; t.GArea = new int[G]; t.GSumX = new long[G]; t.GSumY = new long[G]; t.GBBox = new int[4 * G];
+        Array.Fill(t.GMinLinear, long.MaxValue);
+        for (int g = 0; g < G; g++) { t.GBBox[4 * g] = int.MaxValue; t.GBBox[4 * g + 1] = int.MaxValue; t.GBBox[4 * g + 2] = -1; t.GBBox[4 * g + 3] = -1; }
+        var gClass = nc > 0 ? new int[G * nc] : [];
+        for (int f = 0; f < F; f++)
+        {
+            int g = groupOf[f];
+            t.GMinLinear[g] = Math.Min(t.GMinLinear[g], fMin[f]);
+            t.GArea[g] += fArea[f]; t.GSumX[g] += fSumX[f]; t.GSumY[g] += fSumY[f];
+            t.GBBox[4 * g] = Math.Min(t.GBBox[4 * g], fBox[4 * f]);
+            t.GBBox[4 * g + 1] = Math.Min(t.GBBox[4 * g + 1], fBox[4 * f + 1]);
+            t.GBBox[4 * g + 2] = Math.Max(t.GBBox[4 * g + 2], fBox[4 * f + 2]);
+            t.GBBox[4 * g + 3] = Math.Max(t.GBBox[4 * g + 3], fBox[4 * f + 3]);
+            for (int c = 0; c < nc; c++) gClass[g * nc + c] += fClass[f * nc + c];
+        }
+        t.GClassOffsets = new int[G + 1];
+        var ids = new List<byte>(); var counts = new List<int>();
+        for (int g = 0; g < G; g++)
+        {
+            for (int c = 0; c < nc; c++) { int k = gClass[g * nc + c]; if (k > 0) { ids.Add((byte)c); counts.Add(k); } }
+            t.GClassOffsets[g + 1] = ids.Count;
+        }
+        t.GClassIds = ids.ToArray(); t.GClassCounts = counts.ToArray();
+
+        // --- 7. values grouped by group (counting sort), sorted per channel: features, or shipped ---
+        var start = new long[G + 1];
+        for (int g = 0; g < G; g++) start[g + 1] = start[g] + t.GArea[g];
+        var grouped = ArrayPool<ushort>.Shared.Rent(n * C);
+        var cursor = new long[G];
         try
         {
-            // --- connected components of equal seed id (4-connectivity), two-pass union-find ---
+            for (int y = 0; y < h; y++)
+            {
+                int row = y * w, rrow = (oy + y) * rw + ox;
+                for (int x = 0; x < w; x++)
+                {
+                    int g = groupOf[frag[row + x]];
+                    long pos = cursor[g]++, baseOff = start[g] * C;
+                    int area = t.GArea[g], src = (rrow + x) * C;
+                    for (int c = 0; c < C; c++) grouped[baseOff + (long)c * area + pos] = raw[src + c];
+                }
+            }
+            int featLen = NodeFeatures.PerChannel * C;
+            t.GFeatureRow = new int[G]; t.GValueOffsets = new long[G];
+            int finalCount = 0; long shippedPixels = 0;
+            for (int g = 0; g < G; g++)
+            {
+                if (nonFinal[g]) { t.GFeatureRow[g] = -1; t.GValueOffsets[g] = shippedPixels; shippedPixels += t.GArea[g]; }
+                else { t.GFeatureRow[g] = finalCount++; t.GValueOffsets[g] = -1; }
+            }
+            t.Features = new float[finalCount * featLen];
+            t.Values = new ushort[shippedPixels * C];
+            for (int g = 0; g < G; g++)
+            {
+                int area = t.GArea[g];
+                for (int c = 0; c < C; c++)
+                {
+                    var seg = grouped.AsSpan((int)(start[g] * C + (long)c * area), area);
+                    seg.Sort();
+                    if (t.GFeatureRow[g] >= 0)
+                        NodeFeatures.Compute(seg, stats.Mean[c], stats.InvStd(c), t.Features.AsSpan(t.GFeatureRow[g] * featLen + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
+                    else
+                        seg.CopyTo(t.Values.AsSpan((int)(t.GValueOffsets[g] * C + (long)c * area), area));
+                }
+            }
+        }
+        finally { ArrayPool<ushort>.Shared.Return(grouped); }
+
+        // --- 8. group adjacency ---
+        var gIndex = new Dictionary<long, int>(PairKey.Instance);
+        var gA = new List<int>(); var gB = new List<int>(); var gLen = new List<int>(); var gDiff = new List<long>();
+        for (int i = 0; i < P; i++)
+        {
+            int a = groupOf[pA[i]], b = groupOf[pB[i]];
+            if (a == b) continue;
+            if (a > b) (a, b) = (b, a);
+            long key = PairKey.Pack(a, b);
+            if (!gIndex.TryGetValue(key, out int idx))
+            {
+                idx = gA.Count; gIndex[key] = idx; gA.Add(a); gB.Add(b); gLen.Add(0);
+                for (int c = 0; c < C; c++) gDiff.Add(0);
+            }
+            gLen[idx] += pLen[i];
+            for (int c = 0; c < C; c++) gDiff[idx * C + c] += pDiff[i * C + c];
+        }
+        t.GAdjA = gA.ToArray(); t.GAdjB = gB.ToArray(); t.GAdjLength = gLen.ToArray(); t.GAdjAbsDiff = gDiff.ToArray();
+
+        // --- 9. open fragments and their directed adjacency records ---
+        t.OGroup = new int[O]; t.OArea = new int[O]; t.OFlags = new OpenFlags[O];
+        for (int f = 0; f < F; f++)
+        {
+            int o = openIdx[f];
+            if (o < 0) continue;
+            t.OGroup[o] = groupOf[f]; t.OArea[o] = fArea[f];
+            t.OFlags[o] = (border[f] ? OpenFlags.Border : 0) | (deferred[f] ? OpenFlags.Deferred : 0);
+        }
+        var rFrom = new List<int>(); var rToOpen = new List<int>(); var rToFrag = new List<int>(); var rToGroup = new List<int>();
+        var rLen = new List<int>(); var rFirst = new List<long>();
+        for (int i = 0; i < P; i++)
+        {
+            int a = pA[i], b = pB[i];
+            if (openIdx[a] >= 0) { rFrom.Add(openIdx[a]); rToOpen.Add(openIdx[b]); rToFrag.Add(b); rToGroup.Add(groupOf[b]); rLen.Add(pLen[i]); rFirst.Add(pFirstB[i]); }
+            if (openIdx[b] >= 0) { rFrom.Add(openIdx[b]); rToOpen.Add(openIdx[a]); rToFrag.Add(a); rToGroup.Add(groupOf[a]); rLen.Add(pLen[i]); rFirst.Add(pFirstA[i]); }
+        }
+        t.RFrom = rFrom.ToArray(); t.RToOpen = rToOpen.ToArray(); t.RToFragment = rToFrag.ToArray(); t.RToGroup = rToGroup.ToArray();
+        t.RLength = rLen.ToArray(); t.RFirst = rFirst.ToArray();
+
+        // --- 10. sides ---
+        var ctx = new SideContext(w, rw, ox, oy, C);
+        Side(t, TileResult.Top, 0, 0, 1, 0, w, ctx, frag, openIdx, seeds, raw);
+        Side(t, TileResult.Bottom, 0, h - 1, 1, 0, w, ctx, frag, openIdx, seeds, raw);
+        Side(t, TileResult.Left, 0, 0, 0, 1, h, ctx, frag, openIdx, seeds, raw);
+        Side(t, TileResult.Right, w - 1, 0, 0, 1, h, ctx, frag, openIdx, seeds, raw);
+
+        // --- 11. the core's raster now holds group ids ---
+        for (int p = 0; p < n; p++) groupOfPixel[p] = groupOf[frag[p]];
+        return t;
+    }
+
+    private readonly record struct SideContext(int W, int Rw, int Ox, int Oy, int C);
+
+    private static void Side(TileResult t, int s, int x0, int y0, int dx, int dy, int len, SideContext k,
+        ReadOnlySpan<int> frag, int[] openIdx, ReadOnlySpan<int> seeds, ReadOnlySpan<ushort> raw)
+    {
+        t.SideOpen[s] = new int[len]; t.SideSeed[s] = new int[len]; t.SideValues[s] = new ushort[len * k.C];
+        for (int i = 0; i < len; i++)
+        {
+            int x = x0 + dx * i, y = y0 + dy * i, p = y * k.W + x;
+            t.SideOpen[s][i] = openIdx[frag[p]]; t.SideSeed[s][i] = seeds[p];
+            int src = ((k.Oy + y) * k.Rw + k.Ox + x) * k.C;
+            for (int c = 0; c < k.C; c++) t.SideValues[s][i * k.C + c] = raw[src + c];
+        }
+    }
+
+    /// <summary>4-connected components of equal labels, numbered in raster order of their first pixel.</summary>
+    public static int Components(ReadOnlySpan<int> labels, int w, int h, Span<int> comp)
+    {
+        int n = w * h;
+        int[] prov = ArrayPool<int>.Shared.Rent(n), parent = ArrayPool<int>.Shared.Rent(n);
+        try
+        {
             int next = 0;
             for (int y = 0; y < h; y++)
             {
                 int row = y * w;
                 for (int x = 0; x < w; x++)
                 {
-                    int p = row + x, l = seeds[p];
-                    bool left = x > 0 && seeds[p - 1] == l, up = y > 0 && seeds[p - w] == l;
+                    int p = row + x, l = labels[p];
+                    bool left = x > 0 && labels[p - 1] == l, up = y > 0 && labels[p - w] == l;
                     if (left)
                     {
                         int a = prov[p - 1];
@@ -41,159 +310,20 @@ public static class FragmentBuilder
                 }
             }
             var idOfRoot = ArrayPool<int>.Shared.Rent(next);
-            idOfRoot.AsSpan(0, next).Fill(-1);
-            int frags = 0;
-            for (int p = 0; p < n; p++)
-            {
-                int r = Find(parent, prov[p]);
-                int id = idOfRoot[r];
-                if (id < 0) idOfRoot[r] = id = frags++;
-                fragmentOfPixel[p] = id;
-            }
-            ArrayPool<int>.Shared.Return(idOfRoot);
-
-            var t = new TileResult { TileId = tile.Id, Core = core, Channels = channels, Fragments = frags };
-            t.MinLinear = new long[frags]; t.Area = new int[frags]; t.SumX = new long[frags]; t.SumY = new long[frags];
-            t.BBox = new int[4 * frags]; t.Seed = new int[frags]; t.Flags = new FragmentFlags[frags];
-            for (int f = 0; f < frags; f++) { t.MinLinear[f] = -1; t.BBox[4 * f] = int.MaxValue; t.BBox[4 * f + 1] = int.MaxValue; t.BBox[4 * f + 2] = -1; t.BBox[4 * f + 3] = -1; }
-
-            bool openTop = core.Y > 0, openBottom = core.Bottom < imageHeight, openLeft = core.X > 0, openRight = core.Right < imageWidth;
-            int maxClass = -1;
-            if (!mask.IsEmpty) for (int p = 0; p < n; p++) if (mask[p] != Unlabelled && mask[p] > maxClass) maxClass = mask[p];
-            int nc = maxClass + 1;
-            var classCounts = nc > 0 ? new int[frags * nc] : [];
-
-            // --- per-fragment geometry, classes ---
-            for (int y = 0; y < h; y++)
-            {
-                int gy = core.Y + y, row = y * w;
-                bool edgeY = (y == 0 && openTop) || (y == h - 1 && openBottom);
-                for (int x = 0; x < w; x++)
-                {
-                    int p = row + x, f = fragmentOfPixel[p], gx = core.X + x;
-                    if (t.MinLinear[f] < 0) { t.MinLinear[f] = (long)gy * imageWidth + gx; t.Seed[f] = seeds[p]; }
-                    t.Area[f]++; t.SumX[f] += gx; t.SumY[f] += gy;
-                    int b = 4 * f;
-                    if (gx < t.BBox[b]) t.BBox[b] = gx;
-                    if (gy < t.BBox[b + 1]) t.BBox[b + 1] = gy;
-                    if (gx > t.BBox[b + 2]) t.BBox[b + 2] = gx;
-                    if (gy > t.BBox[b + 3]) t.BBox[b + 3] = gy;
-                    if (edgeY || (x == 0 && openLeft) || (x == w - 1 && openRight)) t.Flags[f] |= FragmentFlags.Border;
-                    if (nc > 0) { byte m = mask[p]; if (m != Unlabelled) classCounts[f * nc + m]++; }
-                }
-            }
-            for (int f = 0; f < frags; f++)
-                if ((t.Flags[f] & FragmentFlags.Border) == 0 && t.Area[f] < minSize) t.Flags[f] |= FragmentFlags.Small;
-
-            // class histogram as CSR
-            t.ClassOffsets = new int[frags + 1];
-            var ids = new List<byte>(); var counts = new List<int>();
-            for (int f = 0; f < frags; f++)
-            {
-                for (int c = 0; c < nc; c++) { int k = classCounts[f * nc + c]; if (k > 0) { ids.Add((byte)c); counts.Add(k); } }
-                t.ClassOffsets[f + 1] = ids.Count;
-            }
-            t.ClassIds = ids.ToArray(); t.ClassCounts = counts.ToArray();
-
-            // --- adjacency inside the core, with boundary contrast ---
-            var pairIndex = new Dictionary<long, int>();
-            var adjA = new List<int>(); var adjB = new List<int>(); var adjLen = new List<int>(); var adjDiff = new List<long>();
-            int ox = core.X - read.X, oy = core.Y - read.Y, rw = read.W;
-            void AddPair(int fa, int fb, int pa, int pb, ReadOnlySpan<ushort> rawv)
-            {
-                if (fa > fb) (fa, fb) = (fb, fa);
-                long key = ((long)fa << 32) | (uint)fb;
-                if (!pairIndex.TryGetValue(key, out int idx))
-                {
-                    idx = adjA.Count; pairIndex[key] = idx;
-                    adjA.Add(fa); adjB.Add(fb); adjLen.Add(0);
-                    for (int c = 0; c < channels; c++) adjDiff.Add(0);
-                }
-                adjLen[idx]++;
-                for (int c = 0; c < channels; c++) adjDiff[idx * channels + c] += Math.Abs(rawv[pa * channels + c] - rawv[pb * channels + c]);
-            }
-            for (int y = 0; y < h; y++)
-            {
-                int row = y * w, rrow = (oy + y) * rw + ox;
-                for (int x = 0; x < w; x++)
-                {
-                    int p = row + x, f = fragmentOfPixel[p];
-                    if (x + 1 < w && fragmentOfPixel[p + 1] != f) AddPair(f, fragmentOfPixel[p + 1], rrow + x, rrow + x + 1, raw);
-                    if (y + 1 < h && fragmentOfPixel[p + w] != f) AddPair(f, fragmentOfPixel[p + w], rrow + x, rrow + rw + x, raw);
-                }
-            }
-            t.AdjA = adjA.ToArray(); t.AdjB = adjB.ToArray(); t.AdjLength = adjLen.ToArray(); t.AdjAbsDiff = adjDiff.ToArray();
-
-            // --- which fragments ship their values: any that may merge with another ---
-            var risky = new bool[frags];
-            for (int f = 0; f < frags; f++) risky[f] = (t.Flags[f] & (FragmentFlags.Border | FragmentFlags.Small)) != 0;
-            for (int f = 0; f < frags; f++) if (risky[f]) t.Flags[f] |= FragmentFlags.Shipped;
-            for (int i = 0; i < t.AdjA.Length; i++)
-            {
-                if (risky[t.AdjA[i]]) t.Flags[t.AdjB[i]] |= FragmentFlags.Shipped;
-                if (risky[t.AdjB[i]]) t.Flags[t.AdjA[i]] |= FragmentFlags.Shipped;
-            }
-
-            // --- values grouped by fragment (counting sort), sorted per fragment and channel ---
-            var start = new long[frags + 1];
-            for (int f = 0; f < frags; f++) start[f + 1] = start[f] + t.Area[f];
-            var grouped = ArrayPool<ushort>.Shared.Rent(n * channels);
-            var cursor = ArrayPool<long>.Shared.Rent(frags);
             try
             {
-                Array.Copy(start, cursor, frags);
-                for (int y = 0; y < h; y++)
+                idOfRoot.AsSpan(0, next).Fill(-1);
+                int count = 0;
+                for (int p = 0; p < n; p++)
                 {
-                    int row = y * w, rrow = (oy + y) * rw + ox;
-                    for (int x = 0; x < w; x++)
-                    {
-                        int f = fragmentOfPixel[row + x];
-                        long pos = cursor[f]++;
-                        int area = t.Area[f];
-                        long baseOff = start[f] * channels;
-                        int src = (rrow + x) * channels;
-                        for (int c = 0; c < channels; c++)
-                            grouped[baseOff + (long)c * area + (pos - start[f])] = raw[src + c];
-                    }
+                    int r = Find(parent, prov[p]);
+                    int id = idOfRoot[r];
+                    if (id < 0) idOfRoot[r] = id = count++;
+                    comp[p] = id;
                 }
-                int featLen = NodeFeatures.PerChannel * channels;
-                t.FeatureRow = new int[frags];
-                t.ValueOffsets = new long[frags];
-                int finalCount = 0; long shippedPixels = 0;
-                for (int f = 0; f < frags; f++)
-                {
-                    if ((t.Flags[f] & FragmentFlags.Shipped) != 0) { t.FeatureRow[f] = -1; t.ValueOffsets[f] = shippedPixels; shippedPixels += t.Area[f]; }
-                    else { t.FeatureRow[f] = finalCount++; t.ValueOffsets[f] = -1; }
-                }
-                t.Features = new float[finalCount * featLen];
-                t.Values = new ushort[shippedPixels * channels];
-                for (int f = 0; f < frags; f++)
-                {
-                    int area = t.Area[f];
-                    for (int c = 0; c < channels; c++)
-                    {
-                        var seg = grouped.AsSpan((int)(start[f] * channels + (long)c * area), area);
-                        seg.Sort();
-                        if (t.FeatureRow[f] >= 0)
-                            NodeFeatures.Compute(seg, stats.Mean[c], stats.InvStd(c), t.Features.AsSpan(t.FeatureRow[f] * featLen + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
-                        else
-                            seg.CopyTo(t.Values.AsSpan((int)(t.ValueOffsets[f] * channels + (long)c * area), area));
-                    }
-                }
+                return count;
             }
-            finally
-            {
-                ArrayPool<ushort>.Shared.Return(grouped);
-                ArrayPool<long>.Shared.Return(cursor);
-            }
-
-            // --- the four sides of the core ---
-            var sideCtx = (w, rw, ox, oy, channels);
-            Side(t, TileResult.Top, 0, 0, 1, 0, w, sideCtx, fragmentOfPixel, seeds, raw);
-            Side(t, TileResult.Bottom, 0, h - 1, 1, 0, w, sideCtx, fragmentOfPixel, seeds, raw);
-            Side(t, TileResult.Left, 0, 0, 0, 1, h, sideCtx, fragmentOfPixel, seeds, raw);
-            Side(t, TileResult.Right, w - 1, 0, 0, 1, h, sideCtx, fragmentOfPixel, seeds, raw);
-            return t;
+            finally { ArrayPool<int>.Shared.Return(idOfRoot); }
         }
         finally
         {
@@ -202,26 +332,13 @@ public static class FragmentBuilder
         }
     }
 
-    private static void Side(TileResult t, int s, int x0, int y0, int dx, int dy, int len,
-        (int w, int rw, int ox, int oy, int channels) k, ReadOnlySpan<int> frag, ReadOnlySpan<int> seeds, ReadOnlySpan<ushort> raw)
-    {
-        t.SideFragment[s] = new int[len]; t.SideSeed[s] = new int[len]; t.SideValues[s] = new ushort[len * k.channels];
-        for (int i = 0; i < len; i++)
-        {
-            int x = x0 + dx * i, y = y0 + dy * i, p = y * k.w + x;
-            t.SideFragment[s][i] = frag[p]; t.SideSeed[s][i] = seeds[p];
-            int src = ((k.oy + y) * k.rw + k.ox + x) * k.channels;
-            for (int c = 0; c < k.channels; c++) t.SideValues[s][i * k.channels + c] = raw[src + c];
-        }
-    }
-
-    private static int Find(int[] parent, int a)
+    internal static int Find(int[] parent, int a)
     {
         while (parent[a] != a) { parent[a] = parent[parent[a]]; a = parent[a]; }
         return a;
     }
 
-    private static void Union(int[] parent, int a, int b)
+    internal static void Union(int[] parent, int a, int b)
     {
         a = Find(parent, a); b = Find(parent, b);
         if (a == b) return;

@@ -7,138 +7,178 @@ public sealed record StitchSettings(int Width, int Height, int Channels, ImageSt
     double SeedSpacing, int K = 10, bool HasMask = false);
 
 /// <summary>
-/// Joins the partial graphs of all tiles into one global graph without seams: fragments that continue across
-/// a tile side join, small components merge into the neighbour they share most boundary with, features are
-/// recomputed from the merged values, and edges are built over the final nodes.
+/// Joins the partial graphs of all tiles into one global graph without seams. Open fragments that continue across a
+/// tile side join into components; small components the tiles could not settle merge by the same rule the tiles use
+/// (see <see cref="FragmentBuilder"/>); groups that end in one node are united; features of nodes that changed are
+/// recomputed from their exact merged values, streaming tile by tile; edges are built over the final nodes.
 /// </summary>
 public sealed class Stitcher
 {
     private readonly TilePlan _plan;
     private readonly StitchSettings _s;
-    private readonly Func<int, TileResult> _load;
+    private readonly Func<int, bool, TileResult> _load;
 
-    /// <param name="load">loads tile <c>id</c>'s partial graph; called with values only in the final pass</param>
+    /// <param name="load">loads tile <c>id</c>'s partial graph, with or without its shipped values</param>
     public Stitcher(TilePlan plan, StitchSettings settings, Func<int, bool, TileResult> load)
     {
-        _plan = plan; _s = settings; _load = id => load(id, false); _loadWithValues = id => load(id, true);
+        _plan = plan; _s = settings; _load = load;
     }
-    private readonly Func<int, TileResult> _loadWithValues;
 
-    /// <summary>Fragment → node id, per tile, for painting the node-label map.</summary>
-    public int[][] NodeOfFragment { get; private set; } = [];
+    /// <summary>Group → node id, per tile, for painting the node-label map.</summary>
+    public int[][] NodeOfGroup { get; private set; } = [];
 
     public SuperpixelGraph Run(IProgress<string>? progress = null)
     {
         int tiles = _plan.Count, C = _s.Channels;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        void Step(string what) => progress?.Report($"{what} ({clock.Elapsed.TotalSeconds:F1}s)");
+
         var meta = new TileResult[tiles];
-        var baseIdx = new int[tiles + 1];
+        var gBase = new int[tiles + 1]; var oBase = new int[tiles + 1]; var fBase = new long[tiles + 1];
         for (int t = 0; t < tiles; t++)
         {
-            meta[t] = _load(t);
+            meta[t] = _load(t, false);
             if (meta[t].TileId != t) throw new InvalidDataException($"partial graph of tile {t} says it is tile {meta[t].TileId}");
             if (meta[t].Channels != C) throw new InvalidDataException($"partial graph of tile {t} has {meta[t].Channels} channels, expected {C}");
-            baseIdx[t + 1] = baseIdx[t] + meta[t].Fragments;
+            var spec = _plan.Tile(t);
+            if (meta[t].Core != spec.Core) throw new InvalidDataException($"partial graph of tile {t} covers {meta[t].Core}, expected {spec.Core}");
+            gBase[t + 1] = checked(gBase[t] + meta[t].Groups);
+            oBase[t + 1] = checked(oBase[t] + meta[t].Open);
+            fBase[t + 1] = fBase[t] + meta[t].Fragments;
         }
-        int total = baseIdx[tiles];
-        var uf = new int[total];
-        for (int i = 0; i < total; i++) uf[i] = i;
+        int G = gBase[tiles], O = oBase[tiles];
+        Step($"loaded {tiles} partial graphs: {G} groups, {O} open fragments");
 
-        // --- boundaries between fragments: inside tiles and across tile sides ---
-        var pairIdx = new Dictionary<long, int>();
-        var bA = new List<int>(); var bB = new List<int>(); var bLen = new List<int>(); var bDiff = new List<long>();
-        void AddBoundary(int ga, int gb, int len, ReadOnlySpan<long> diff)
+        // --- components of open fragments across tile sides; boundaries across sides ---
+        var oParent = new int[O];
+        for (int i = 0; i < O; i++) oParent[i] = i;
+        var cross = new List<(int From, int To, long First)>();              // directed, between open fragments of two tiles
+        var gPairs = new Dictionary<long, int>(PairKey.Instance);
+        var gA = new List<int>(); var gB = new List<int>(); var gLen = new List<long>(); var gDiff = new List<long>();
+        void AddGroupBoundary(int a, int b, long len, ReadOnlySpan<long> diff)
         {
-            if (ga > gb) (ga, gb) = (gb, ga);
-            long key = ((long)ga << 32) | (uint)gb;
-            if (!pairIdx.TryGetValue(key, out int idx))
+            if (a == b) return;
+            if (a > b) (a, b) = (b, a);
+            long key = PairKey.Pack(a, b);
+            if (!gPairs.TryGetValue(key, out int idx))
             {
-                idx = bA.Count; pairIdx[key] = idx; bA.Add(ga); bB.Add(gb); bLen.Add(0);
-                for (int c = 0; c < C; c++) bDiff.Add(0);
+                idx = gA.Count; gPairs[key] = idx; gA.Add(a); gB.Add(b); gLen.Add(0);
+                for (int c = 0; c < C; c++) gDiff.Add(0);
             }
-            bLen[idx] += len;
-            for (int c = 0; c < C; c++) bDiff[idx * C + c] += diff[c];
+            gLen[idx] += len;
+            for (int c = 0; c < C; c++) gDiff[idx * C + c] += diff[c];
+        }
+        for (int t = 0; t < tiles; t++)
+        {
+            var m = meta[t];
+            for (int i = 0; i < m.GAdjA.Length; i++)
+                AddGroupBoundary(gBase[t] + m.GAdjA[i], gBase[t] + m.GAdjB[i], m.GAdjLength[i], m.GAdjAbsDiff.AsSpan(i * C, C));
         }
         var one = new long[C];
         for (int t = 0; t < tiles; t++)
         {
-            var m = meta[t]; int b0 = baseIdx[t];
-            for (int i = 0; i < m.AdjA.Length; i++)
-                AddBoundary(b0 + m.AdjA[i], b0 + m.AdjB[i], m.AdjLength[i], m.AdjAbsDiff.AsSpan(i * C, C));
-        }
-        for (int t = 0; t < tiles; t++)
-        {
             var spec = _plan.Tile(t);
-            if (spec.Col + 1 < _plan.Cols) Join(t, t + 1, TileResult.Right, TileResult.Left);
-            if (spec.Row + 1 < _plan.Rows) Join(t, t + _plan.Cols, TileResult.Bottom, TileResult.Top);
+            if (spec.Col + 1 < _plan.Cols) Join(t, t + 1, TileResult.Right, TileResult.Left, vertical: true);
+            if (spec.Row + 1 < _plan.Rows) Join(t, t + _plan.Cols, TileResult.Bottom, TileResult.Top, vertical: false);
         }
-        void Join(int ta, int tb, int sa, int sb)
+        void Join(int ta, int tb, int sa, int sb, bool vertical)
         {
             var a = meta[ta]; var b = meta[tb];
-            int len = a.SideFragment[sa].Length;
-            if (b.SideFragment[sb].Length != len) throw new InvalidDataException($"tiles {ta} and {tb} disagree on their shared side");
+            int len = a.SideOpen[sa].Length;
+            if (b.SideOpen[sb].Length != len) throw new InvalidDataException($"tiles {ta} and {tb} disagree on their shared side");
+            var core = a.Core;
             for (int i = 0; i < len; i++)
             {
-                int ga = baseIdx[ta] + a.SideFragment[sa][i], gb = baseIdx[tb] + b.SideFragment[sb][i];
-                if (a.SideSeed[sa][i] == b.SideSeed[sb][i]) Union(uf, ga, gb);
-                else
-                {
-                    for (int c = 0; c < C; c++) one[c] = Math.Abs(a.SideValues[sa][i * C + c] - b.SideValues[sb][i * C + c]);
-                    AddBoundary(ga, gb, 1, one);
-                }
+                int la = a.SideOpen[sa][i], lb = b.SideOpen[sb][i];
+                if (la < 0 || lb < 0) throw new InvalidDataException($"tiles {ta}/{tb}: a side pixel is not in an open fragment");
+                int oa = oBase[ta] + la, ob = oBase[tb] + lb;
+                if (a.SideSeed[sa][i] == b.SideSeed[sb][i]) { FragmentBuilder.Union(oParent, oa, ob); continue; }
+                // linear indices of the two pixels
+                long pa = vertical ? (long)(core.Y + i) * _s.Width + core.Right - 1 : (long)(core.Bottom - 1) * _s.Width + core.X + i;
+                long pb = vertical ? pa + 1 : pa + _s.Width;
+                cross.Add((oa, ob, pb)); cross.Add((ob, oa, pa));
+                for (int c = 0; c < C; c++) one[c] = Math.Abs(a.SideValues[sa][i * C + c] - b.SideValues[sb][i * C + c]);
+                AddGroupBoundary(gBase[ta] + a.OGroup[la], gBase[tb] + b.OGroup[lb], 1, one);
             }
         }
-        progress?.Report($"joined {total} fragments across {tiles} tiles");
+        Step($"joined tile sides");
 
-        // --- connected components and their sizes ---
-        var compArea = new long[total]; var compMin = new long[total];
-        Array.Fill(compMin, long.MaxValue);
+        // --- decisions for small open components, on the unmerged component graph ---
+        var compArea = new long[O];
+        var groupOfOpen = new int[O];
         for (int t = 0; t < tiles; t++)
-            for (int f = 0; f < meta[t].Fragments; f++)
+            for (int o = 0; o < meta[t].Open; o++)
             {
-                int r = Find(uf, baseIdx[t] + f);
-                compArea[r] += meta[t].Area[f];
-                compMin[r] = Math.Min(compMin[r], meta[t].MinLinear[f]);
+                int go = oBase[t] + o;
+                compArea[FragmentBuilder.Find(oParent, go)] += meta[t].OArea[o];
+                groupOfOpen[go] = gBase[t] + meta[t].OGroup[o];
             }
+        // candidate (component, neighbour) → (length, first pixel, target group); closed neighbours are keyed past the open range
+        var cand = new Dictionary<(int Comp, long Nbr), (long Len, long First, int Group)>();
+        void Candidate(int comp, long nbr, long len, long first, int group)
+        {
+            if (cand.TryGetValue((comp, nbr), out var cur)) cand[(comp, nbr)] = (cur.Len + len, Math.Min(cur.First, first), cur.Group);
+            else cand[(comp, nbr)] = (len, first, group);
+        }
+        for (int t = 0; t < tiles; t++)
+        {
+            var m = meta[t];
+            for (int i = 0; i < m.RFrom.Length; i++)
+            {
+                int comp = FragmentBuilder.Find(oParent, oBase[t] + m.RFrom[i]);
+                if (compArea[comp] >= _s.MinSize) continue;
+                long nbr;
+                int group = gBase[t] + m.RToGroup[i];
+                if (m.RToOpen[i] >= 0)
+                {
+                    int nc = FragmentBuilder.Find(oParent, oBase[t] + m.RToOpen[i]);
+                    if (nc == comp) continue;
+                    nbr = nc;
+                }
+                else nbr = O + fBase[t] + m.RToFragment[i];
+                Candidate(comp, nbr, m.RLength[i], m.RFirst[i], group);
+            }
+        }
+        foreach (var (from, to, first) in cross)
+        {
+            int comp = FragmentBuilder.Find(oParent, from);
+            if (compArea[comp] >= _s.MinSize) continue;
+            int nc = FragmentBuilder.Find(oParent, to);
+            if (nc == comp) continue;
+            Candidate(comp, nc, 1, first, groupOfOpen[to]);
+        }
+        var best = new Dictionary<int, (long Len, long First, int Group)>();
+        foreach (var ((comp, _), v) in cand)
+            if (!best.TryGetValue(comp, out var b) || v.Len > b.Len || (v.Len == b.Len && v.First < b.First)) best[comp] = v;
 
-        // --- small components merge into the neighbour with the longest shared boundary (decided on the unmerged graph) ---
-        var compPair = new Dictionary<long, long>();
-        for (int i = 0; i < bA.Count; i++)
-        {
-            int ra = Find(uf, bA[i]), rb = Find(uf, bB[i]);
-            if (ra == rb) continue;
-            if (compArea[ra] < _s.MinSize) { long key = ((long)ra << 32) | (uint)rb; compPair[key] = compPair.GetValueOrDefault(key) + bLen[i]; }
-            if (compArea[rb] < _s.MinSize) { long key = ((long)rb << 32) | (uint)ra; compPair[key] = compPair.GetValueOrDefault(key) + bLen[i]; }
-        }
-        var best = new Dictionary<int, (int to, long len)>();
-        foreach (var (key, len) in compPair)
-        {
-            int from = (int)(key >> 32), to = (int)(uint)key;
-            if (!best.TryGetValue(from, out var cur) || len > cur.len || (len == cur.len && compMin[to] < compMin[cur.to]))
-                best[from] = (to, len);
-        }
-        foreach (var (from, (to, _)) in best) Union(uf, from, to);
+        // --- groups united into nodes: by component membership, then by the decisions ---
+        var gParent = new int[G];
+        for (int i = 0; i < G; i++) gParent[i] = i;
+        for (int o = 0; o < O; o++) FragmentBuilder.Union(gParent, groupOfOpen[o], groupOfOpen[FragmentBuilder.Find(oParent, o)]);
+        foreach (var (comp, v) in best) FragmentBuilder.Union(gParent, groupOfOpen[comp], v.Group);
+        Step($"settled {best.Count} small components across tiles");
 
         // --- final nodes, ordered by their first pixel ---
-        var rootMin = new Dictionary<int, long>();
+        var rootMin = new long[G];
+        Array.Fill(rootMin, long.MaxValue);
         for (int t = 0; t < tiles; t++)
-            for (int f = 0; f < meta[t].Fragments; f++)
+            for (int g = 0; g < meta[t].Groups; g++)
             {
-                int r = Find(uf, baseIdx[t] + f);
-                long ml = meta[t].MinLinear[f];
-                if (!rootMin.TryGetValue(r, out var cur) || ml < cur) rootMin[r] = ml;
+                int r = FragmentBuilder.Find(gParent, gBase[t] + g);
+                rootMin[r] = Math.Min(rootMin[r], meta[t].GMinLinear[g]);
             }
-        var roots = rootMin.OrderBy(kv => kv.Value).Select(kv => kv.Key).ToArray();
-        var nodeOfRoot = new Dictionary<int, int>(roots.Length);
-        for (int i = 0; i < roots.Length; i++) nodeOfRoot[roots[i]] = i;
+        var roots = Enumerable.Range(0, G).Where(i => gParent[i] == i).OrderBy(i => rootMin[i]).ToArray();
         int N = roots.Length;
-        var nodeOf = new int[total];
-        for (int g = 0; g < total; g++) nodeOf[g] = nodeOfRoot[Find(uf, g)];
-        NodeOfFragment = new int[tiles][];
-        for (int t = 0; t < tiles; t++) NodeOfFragment[t] = nodeOf.AsSpan(baseIdx[t], meta[t].Fragments).ToArray();
-        progress?.Report($"{N} nodes");
+        var nodeOfRoot = new int[G];
+        for (int i = 0; i < N; i++) nodeOfRoot[roots[i]] = i;
+        var nodeOf = new int[G];
+        for (int g = 0; g < G; g++) nodeOf[g] = nodeOfRoot[FragmentBuilder.Find(gParent, g)];
+        NodeOfGroup = new int[tiles][];
+        for (int t = 0; t < tiles; t++) NodeOfGroup[t] = nodeOf.AsSpan(gBase[t], meta[t].Groups).ToArray();
+        Step($"{N} nodes");
 
         // --- node geometry and classes ---
-        var g2 = new SuperpixelGraph
+        var graph = new SuperpixelGraph
         {
             Width = _s.Width, Height = _s.Height, Channels = C, NodeCount = N, SeedSpacing = _s.SeedSpacing,
             MeanSpacing = Math.Sqrt((double)_s.Width * _s.Height / Math.Max(1, N)),
@@ -146,106 +186,107 @@ public sealed class Stitcher
             BBox = new int[4 * N], FeatureNames = NodeFeatures.Names(C), K = _s.K, HasLabels = _s.HasMask,
         };
         var sumX = new long[N]; var sumY = new long[N];
-        for (int i = 0; i < N; i++) { g2.MinLinear[i] = rootMin[roots[i]]; g2.BBox[4 * i] = int.MaxValue; g2.BBox[4 * i + 1] = int.MaxValue; g2.BBox[4 * i + 2] = -1; g2.BBox[4 * i + 3] = -1; }
+        for (int i = 0; i < N; i++) { graph.MinLinear[i] = rootMin[roots[i]]; graph.BBox[4 * i] = int.MaxValue; graph.BBox[4 * i + 1] = int.MaxValue; graph.BBox[4 * i + 2] = -1; graph.BBox[4 * i + 3] = -1; }
         int maxClass = -1;
-        for (int t = 0; t < tiles; t++) foreach (var c in meta[t].ClassIds) maxClass = Math.Max(maxClass, c);
+        for (int t = 0; t < tiles; t++) foreach (var c in meta[t].GClassIds) maxClass = Math.Max(maxClass, c);
         int K = Math.Max(maxClass + 1, _s.HasMask ? 1 : 0);
-        g2.NumClasses = K;
-        g2.ClassHist = new int[N * K];
-        var fragsOfNode = new int[N]; var shippedOfNode = new int[N];
+        graph.NumClasses = K;
+        graph.ClassHist = new int[N * K];
+        var groupsOfNode = new int[N]; var shippedOfNode = new int[N];
         for (int t = 0; t < tiles; t++)
         {
             var m = meta[t];
-            for (int f = 0; f < m.Fragments; f++)
+            for (int g = 0; g < m.Groups; g++)
             {
-                int v = nodeOf[baseIdx[t] + f];
-                g2.Area[v] += m.Area[f]; sumX[v] += m.SumX[f]; sumY[v] += m.SumY[f];
-                g2.BBox[4 * v] = Math.Min(g2.BBox[4 * v], m.BBox[4 * f]);
-                g2.BBox[4 * v + 1] = Math.Min(g2.BBox[4 * v + 1], m.BBox[4 * f + 1]);
-                g2.BBox[4 * v + 2] = Math.Max(g2.BBox[4 * v + 2], m.BBox[4 * f + 2]);
-                g2.BBox[4 * v + 3] = Math.Max(g2.BBox[4 * v + 3], m.BBox[4 * f + 3]);
-                for (int q = m.ClassOffsets[f]; q < m.ClassOffsets[f + 1]; q++) g2.ClassHist[v * K + m.ClassIds[q]] += m.ClassCounts[q];
-                fragsOfNode[v]++;
-                if (m.FeatureRow[f] < 0) shippedOfNode[v]++;
+                int v = nodeOf[gBase[t] + g];
+                graph.Area[v] += m.GArea[g]; sumX[v] += m.GSumX[g]; sumY[v] += m.GSumY[g];
+                graph.BBox[4 * v] = Math.Min(graph.BBox[4 * v], m.GBBox[4 * g]);
+                graph.BBox[4 * v + 1] = Math.Min(graph.BBox[4 * v + 1], m.GBBox[4 * g + 1]);
+                graph.BBox[4 * v + 2] = Math.Max(graph.BBox[4 * v + 2], m.GBBox[4 * g + 2]);
+                graph.BBox[4 * v + 3] = Math.Max(graph.BBox[4 * v + 3], m.GBBox[4 * g + 3]);
+                for (int q = m.GClassOffsets[g]; q < m.GClassOffsets[g + 1]; q++) graph.ClassHist[v * K + m.GClassIds[q]] += m.GClassCounts[q];
+                groupsOfNode[v]++;
+                if (m.GFeatureRow[g] < 0) shippedOfNode[v]++;
             }
         }
-        for (int i = 0; i < N; i++) { g2.CentroidX[i] = (double)sumX[i] / g2.Area[i]; g2.CentroidY[i] = (double)sumY[i] / g2.Area[i]; }
-        g2.Label = new int[N];
+        for (int i = 0; i < N; i++) { graph.CentroidX[i] = (double)sumX[i] / graph.Area[i]; graph.CentroidY[i] = (double)sumY[i] / graph.Area[i]; }
+        graph.Label = new int[N];
         for (int i = 0; i < N; i++)
         {
             int lab = -1, bestCount = 0;
-            for (int c = 0; c < K; c++) if (g2.ClassHist[i * K + c] > bestCount) { bestCount = g2.ClassHist[i * K + c]; lab = c; }
-            g2.Label[i] = lab;
+            for (int c = 0; c < K; c++) if (graph.ClassHist[i * K + c] > bestCount) { bestCount = graph.ClassHist[i * K + c]; lab = c; }
+            graph.Label[i] = lab;
         }
 
-        // --- features: complete fragments carry them; merged nodes are recomputed from their values, streaming tile by tile ---
+        // --- features: final groups carry them; the others are recomputed from merged values, tile by tile ---
         int F = NodeFeatures.PerChannel * C;
-        g2.Features = new float[N * F];
+        graph.Features = new float[N * F];
         var pending = new Dictionary<int, List<ushort>[]>();
         var remaining = (int[])shippedOfNode.Clone();
         for (int t = 0; t < tiles; t++)
         {
             var m = meta[t];
             bool anyShipped = false;
-            for (int f = 0; f < m.Fragments; f++)
+            for (int g = 0; g < m.Groups; g++)
             {
-                int v = nodeOf[baseIdx[t] + f];
-                if (m.FeatureRow[f] >= 0)
+                int v = nodeOf[gBase[t] + g];
+                if (m.GFeatureRow[g] >= 0)
                 {
-                    if (fragsOfNode[v] != 1) throw new InvalidOperationException($"tile {t}: complete fragment {f} belongs to a merged node");
-                    m.Features.AsSpan(m.FeatureRow[f] * F, F).CopyTo(g2.Features.AsSpan(v * F, F));
+                    if (groupsOfNode[v] != 1) throw new InvalidOperationException($"tile {t}: final group {g} belongs to a merged node");
+                    m.Features.AsSpan(m.GFeatureRow[g] * F, F).CopyTo(graph.Features.AsSpan(v * F, F));
                 }
                 else anyShipped = true;
             }
             if (!anyShipped) continue;
-            var full = _loadWithValues(t);
-            for (int f = 0; f < full.Fragments; f++)
+            var full = _load(t, true);
+            for (int g = 0; g < full.Groups; g++)
             {
-                if (full.FeatureRow[f] >= 0) continue;
-                int v = nodeOf[baseIdx[t] + f];
+                if (full.GFeatureRow[g] >= 0) continue;
+                int v = nodeOf[gBase[t] + g];
                 if (!pending.TryGetValue(v, out var lists))
                 {
                     lists = new List<ushort>[C];
-                    for (int c = 0; c < C; c++) lists[c] = new List<ushort>(g2.Area[v]);
+                    for (int c = 0; c < C; c++) lists[c] = new List<ushort>(graph.Area[v]);
                     pending[v] = lists;
                 }
-                for (int c = 0; c < C; c++) lists[c].AddRange(full.ValuesOf(f, c));
+                for (int c = 0; c < C; c++) lists[c].AddRange(full.ValuesOf(g, c));
                 if (--remaining[v] == 0)
                 {
                     for (int c = 0; c < C; c++)
                     {
                         var arr = lists[c].ToArray();
                         Array.Sort(arr);
-                        NodeFeatures.Compute(arr, _s.Stats.Mean[c], _s.Stats.InvStd(c), g2.Features.AsSpan(v * F + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
+                        NodeFeatures.Compute(arr, _s.Stats.Mean[c], _s.Stats.InvStd(c), graph.Features.AsSpan(v * F + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
                     }
                     pending.Remove(v);
                 }
             }
         }
         if (pending.Count > 0) throw new InvalidOperationException($"{pending.Count} nodes never received all their values");
+        Step("features");
 
         // --- region adjacency between final nodes ---
-        var rag = new Dictionary<long, int>();
-        var rLen = new List<int>(); var rDiff = new List<long>(); var rA = new List<int>(); var rB = new List<int>();
-        for (int i = 0; i < bA.Count; i++)
+        var rag = new Dictionary<long, int>(PairKey.Instance);
+        var rA = new List<int>(); var rB = new List<int>(); var rLen = new List<long>(); var rDiff = new List<long>();
+        for (int i = 0; i < gA.Count; i++)
         {
-            int va = nodeOf[bA[i]], vb = nodeOf[bB[i]];
+            int va = nodeOf[gA[i]], vb = nodeOf[gB[i]];
             if (va == vb) continue;
             if (va > vb) (va, vb) = (vb, va);
-            long key = ((long)va << 32) | (uint)vb;
+            long key = PairKey.Pack(va, vb);
             if (!rag.TryGetValue(key, out int idx))
             {
                 idx = rA.Count; rag[key] = idx; rA.Add(va); rB.Add(vb); rLen.Add(0);
                 for (int c = 0; c < C; c++) rDiff.Add(0);
             }
-            rLen[idx] += bLen[i];
-            for (int c = 0; c < C; c++) rDiff[idx * C + c] += bDiff[i * C + c];
+            rLen[idx] += gLen[i];
+            for (int c = 0; c < C; c++) rDiff[idx * C + c] += gDiff[i * C + c];
         }
-        var order = Enumerable.Range(0, rA.Count).OrderBy(i => rA[i]).ThenBy(i => rB[i]).ToArray();
-        g2.RagA = order.Select(i => rA[i]).ToArray();
-        g2.RagB = order.Select(i => rB[i]).ToArray();
-        g2.RagLength = order.Select(i => rLen[i]).ToArray();
-        g2.RagContrast = order.Select(i =>
+        var order = Enumerable.Range(0, rA.Count).OrderBy(i => PairKey.Pack(rA[i], rB[i])).ToArray();
+        graph.RagA = order.Select(i => rA[i]).ToArray();
+        graph.RagB = order.Select(i => rB[i]).ToArray();
+        graph.RagLength = order.Select(i => (int)rLen[i]).ToArray();
+        graph.RagContrast = order.Select(i =>
         {
             double s = 0;
             for (int c = 0; c < C; c++) s += (double)rDiff[i * C + c] / rLen[i] * _s.Stats.InvStd(c);
@@ -253,22 +294,9 @@ public sealed class Stitcher
         }).ToArray();
 
         // --- k nearest centroids, as published ---
-        var (src, dst, dist) = Knn.PublishedEdges(g2.CentroidX, g2.CentroidY, _s.K);
-        g2.EdgeSrc = src; g2.EdgeDst = dst; g2.EdgeDist = dist;
-        progress?.Report($"{g2.RagA.Length} adjacency edges, {src.Length} kNN edges");
-        return g2;
-    }
-
-    private static int Find(int[] p, int a)
-    {
-        while (p[a] != a) { p[a] = p[p[a]]; a = p[a]; }
-        return a;
-    }
-
-    private static void Union(int[] p, int a, int b)
-    {
-        a = Find(p, a); b = Find(p, b);
-        if (a == b) return;
-        if (a < b) p[b] = a; else p[a] = b;
+        var (src, dst, dist) = Knn.PublishedEdges(graph.CentroidX, graph.CentroidY, _s.K);
+        graph.EdgeSrc = src; graph.EdgeDst = dst; graph.EdgeDist = dist;
+        Step($"{graph.RagA.Length} adjacency edges, {src.Length} kNN edges");
+        return graph;
     }
 }

@@ -4,71 +4,82 @@ using ActorSeg.Core.Superpixels;
 namespace ActorSeg.Core.Graph;
 
 [Flags]
-public enum FragmentFlags : byte
+public enum OpenFlags : byte
 {
     None = 0,
     /// <summary>Touches a side of the core that another tile continues.</summary>
     Border = 1,
-    /// <summary>A complete component smaller than the minimum size (will be merged into a neighbour).</summary>
-    Small = 2,
-    /// <summary>Its values travel to the stitcher (it may merge with other fragments).</summary>
-    Shipped = 4,
+    /// <summary>A complete small component whose merge the tile could not decide alone.</summary>
+    Deferred = 2,
 }
 
 /// <summary>
-/// The partial graph of one tile: connected pieces ("fragments") of superpixels inside the tile's core,
-/// with everything the stitcher needs to build the global graph exactly.
+/// The partial graph of one tile. The tile splits its core into fragments (4-connected pieces of one superpixel),
+/// settles every merge it can decide alone, and hands the stitcher:
+/// <list type="bullet">
+/// <item><b>groups</b>: fragments already known to end in the same node, with their statistics, and either final
+/// features (the group can no longer change) or their sorted raw values (it may still merge);</item>
+/// <item><b>open fragments</b>: pieces whose component or merge only the stitcher can settle (they touch a tile side, or
+/// their merge target is ambiguous inside the tile), with directed adjacency records to every neighbouring fragment;</item>
+/// <item><b>group adjacency</b> for the region adjacency graph, and the four <b>sides</b> of the core.</item>
+/// </list>
 /// </summary>
 public sealed class TileResult
 {
     public const int Magic = 0x47505341; // "ASPG"
-    public const int Version = 1;
+    public const int Version = 2;
 
     public int TileId;
     public PixelRect Core;
     public int Channels;
     public int Fragments;
+    public int Groups;
 
-    // per fragment
-    public long[] MinLinear = [];
-    public int[] Area = [];
-    public long[] SumX = [];
-    public long[] SumY = [];
-    public int[] BBox = [];              // 4 per fragment: x0, y0, x1 (inclusive), y1
-    public int[] Seed = [];              // global SLIC seed id
-    public FragmentFlags[] Flags = [];
-
-    // class histogram (CSR): classes present per fragment
-    public int[] ClassOffsets = [];      // Fragments + 1
-    public byte[] ClassIds = [];
-    public int[] ClassCounts = [];
-
-    // features of fragments that are complete nodes (not shipped); FeatureRow[f] = -1 for shipped ones
-    public int[] FeatureRow = [];
+    // per group
+    public long[] GMinLinear = [];
+    public int[] GArea = [];
+    public long[] GSumX = [];
+    public long[] GSumY = [];
+    public int[] GBBox = [];             // 4 per group: x0, y0, x1 (inclusive), y1
+    public int[] GClassOffsets = [];     // Groups + 1 (CSR over the classes present)
+    public byte[] GClassIds = [];
+    public int[] GClassCounts = [];
+    public int[] GFeatureRow = [];       // row in Features, or -1 when the values are shipped
     public float[] Features = [];        // rows × (11 × channels)
+    public long[] GValueOffsets = [];    // in pixels; -1 when not shipped
+    public ushort[] Values = [];         // per shipped group: channel 0 sorted, channel 1 sorted, ...
 
-    // sorted raw values of shipped fragments: channel c of fragment f at ValueOffsets[f]*C + c*Area[f]
-    public long[] ValueOffsets = [];     // Fragments (+1), in pixels, -1 for not shipped
-    public ushort[] Values = [];
+    // group adjacency inside the core (unordered, A < B)
+    public int[] GAdjA = [];
+    public int[] GAdjB = [];
+    public int[] GAdjLength = [];
+    public long[] GAdjAbsDiff = [];      // channels per pair: Σ |a − b| over boundary pixel pairs
 
-    // adjacency inside the core (each unordered pair once, A < B)
-    public int[] AdjA = [];
-    public int[] AdjB = [];
-    public int[] AdjLength = [];
-    public long[] AdjAbsDiff = [];       // channels per pair: Σ |a - b| over the boundary pixel pairs
+    // open fragments
+    public int Open;
+    public int[] OGroup = [];
+    public int[] OArea = [];
+    public OpenFlags[] OFlags = [];
+    // directed adjacency records from an open fragment to a neighbouring fragment
+    public int[] RFrom = [];             // open index
+    public int[] RToOpen = [];           // open index of the neighbour, or -1 when it is closed
+    public int[] RToFragment = [];       // the neighbour's fragment id (identifies closed neighbours)
+    public int[] RToGroup = [];
+    public int[] RLength = [];
+    public long[] RFirst = [];           // first (raster order) pixel of the neighbour along this boundary
 
-    // the four sides of the core: fragment, seed and raw values of each pixel on it
-    public int[][] SideFragment = new int[4][];
+    // the four sides of the core: open fragment index, seed and raw values of each pixel on it
+    public int[][] SideOpen = new int[4][];
     public int[][] SideSeed = new int[4][];
     public ushort[][] SideValues = new ushort[4][];
 
     public const int Top = 0, Bottom = 1, Left = 2, Right = 3;
 
-    public ReadOnlySpan<ushort> ValuesOf(int f, int c)
+    public ReadOnlySpan<ushort> ValuesOf(int g, int c)
     {
-        long off = ValueOffsets[f];
-        if (off < 0) throw new InvalidOperationException($"fragment {f} of tile {TileId} was not shipped");
-        return Values.AsSpan((int)(off * Channels + (long)c * Area[f]), Area[f]);
+        long off = GValueOffsets[g];
+        if (off < 0) throw new InvalidOperationException($"group {g} of tile {TileId} was not shipped");
+        return Values.AsSpan((int)(off * Channels + (long)c * GArea[g]), GArea[g]);
     }
 
     // ---- serialization: a compact little-endian binary file ----
@@ -78,18 +89,19 @@ public sealed class TileResult
         using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
         w.Write(Magic); w.Write(Version);
         w.Write(TileId); w.Write(Core.X); w.Write(Core.Y); w.Write(Core.W); w.Write(Core.H);
-        w.Write(Channels); w.Write(Fragments);
-        Put(w, MinLinear); Put(w, Area); Put(w, SumX); Put(w, SumY); Put(w, BBox); Put(w, Seed);
-        Put(w, MemoryMarshal.Cast<FragmentFlags, byte>(Flags.AsSpan()).ToArray());
-        Put(w, ClassOffsets); Put(w, ClassIds); Put(w, ClassCounts);
-        Put(w, FeatureRow); Put(w, Features);
-        Put(w, ValueOffsets); Put(w, Values);
-        Put(w, AdjA); Put(w, AdjB); Put(w, AdjLength); Put(w, AdjAbsDiff);
-        for (int s = 0; s < 4; s++) { Put(w, SideFragment[s]); Put(w, SideSeed[s]); Put(w, SideValues[s]); }
+        w.Write(Channels); w.Write(Fragments); w.Write(Groups); w.Write(Open);
+        Put(w, GMinLinear); Put(w, GArea); Put(w, GSumX); Put(w, GSumY); Put(w, GBBox);
+        Put(w, GClassOffsets); Put(w, GClassIds); Put(w, GClassCounts);
+        Put(w, GFeatureRow); Put(w, Features);
+        Put(w, GAdjA); Put(w, GAdjB); Put(w, GAdjLength); Put(w, GAdjAbsDiff);
+        Put(w, OGroup); Put(w, OArea); Put(w, MemoryMarshal.Cast<OpenFlags, byte>(OFlags.AsSpan()));
+        Put(w, RFrom); Put(w, RToOpen); Put(w, RToFragment); Put(w, RToGroup); Put(w, RLength); Put(w, RFirst);
+        for (int s = 0; s < 4; s++) { Put(w, SideOpen[s]); Put(w, SideSeed[s]); Put(w, SideValues[s]); }
+        Put(w, GValueOffsets); Put(w, Values); // last: readers that skip values stop early
         w.Write(~Magic);
     }
 
-    /// <summary>Reads a partial graph; <paramref name="withValues"/> = false skips the bulky shipped values.</summary>
+    /// <summary>Reads a partial graph; <paramref name="withValues"/> = false leaves out the bulky shipped values.</summary>
     public static TileResult Read(Stream stream, string name, bool withValues = true)
     {
         try
@@ -102,20 +114,23 @@ public sealed class TileResult
             {
                 TileId = r.ReadInt32(),
                 Core = new PixelRect(r.ReadInt32(), r.ReadInt32(), r.ReadInt32(), r.ReadInt32()),
-                Channels = r.ReadInt32(),
-                Fragments = r.ReadInt32(),
+                Channels = r.ReadInt32(), Fragments = r.ReadInt32(), Groups = r.ReadInt32(), Open = r.ReadInt32(),
             };
-            t.MinLinear = Get<long>(r); t.Area = Get<int>(r); t.SumX = Get<long>(r); t.SumY = Get<long>(r);
-            t.BBox = Get<int>(r); t.Seed = Get<int>(r);
-            t.Flags = MemoryMarshal.Cast<byte, FragmentFlags>(Get<byte>(r)).ToArray();
-            t.ClassOffsets = Get<int>(r); t.ClassIds = Get<byte>(r); t.ClassCounts = Get<int>(r);
-            t.FeatureRow = Get<int>(r); t.Features = Get<float>(r);
-            t.ValueOffsets = Get<long>(r);
-            if (withValues) t.Values = Get<ushort>(r); else Skip<ushort>(r);
-            t.AdjA = Get<int>(r); t.AdjB = Get<int>(r); t.AdjLength = Get<int>(r); t.AdjAbsDiff = Get<long>(r);
-            for (int s = 0; s < 4; s++) { t.SideFragment[s] = Get<int>(r); t.SideSeed[s] = Get<int>(r); t.SideValues[s] = Get<ushort>(r); }
-            if (r.ReadInt32() != ~Magic) throw new InvalidDataException("trailer missing (truncated file?)");
-            if (t.MinLinear.Length != t.Fragments || t.Area.Length != t.Fragments || t.ClassOffsets.Length != t.Fragments + 1)
+            t.GMinLinear = Get<long>(r); t.GArea = Get<int>(r); t.GSumX = Get<long>(r); t.GSumY = Get<long>(r); t.GBBox = Get<int>(r);
+            t.GClassOffsets = Get<int>(r); t.GClassIds = Get<byte>(r); t.GClassCounts = Get<int>(r);
+            t.GFeatureRow = Get<int>(r); t.Features = Get<float>(r);
+            t.GAdjA = Get<int>(r); t.GAdjB = Get<int>(r); t.GAdjLength = Get<int>(r); t.GAdjAbsDiff = Get<long>(r);
+            t.OGroup = Get<int>(r); t.OArea = Get<int>(r); t.OFlags = MemoryMarshal.Cast<byte, OpenFlags>(Get<byte>(r)).ToArray();
+            t.RFrom = Get<int>(r); t.RToOpen = Get<int>(r); t.RToFragment = Get<int>(r); t.RToGroup = Get<int>(r); t.RLength = Get<int>(r); t.RFirst = Get<long>(r);
+            for (int s = 0; s < 4; s++) { t.SideOpen[s] = Get<int>(r); t.SideSeed[s] = Get<int>(r); t.SideValues[s] = Get<ushort>(r); }
+            t.GValueOffsets = Get<long>(r);
+            if (withValues)
+            {
+                t.Values = Get<ushort>(r);
+                if (r.ReadInt32() != ~Magic) throw new InvalidDataException("trailer missing (truncated file?)");
+            }
+            if (t.GMinLinear.Length != t.Groups || t.GArea.Length != t.Groups || t.GClassOffsets.Length != t.Groups + 1
+                || t.OGroup.Length != t.Open || t.GValueOffsets.Length != t.Groups || t.SideOpen[Top].Length != t.Core.W || t.SideOpen[Left].Length != t.Core.H)
                 throw new InvalidDataException("inconsistent array lengths");
             return t;
         }
@@ -158,14 +173,5 @@ public sealed class TileResult
             got += k;
         }
         return a;
-    }
-
-    private static void Skip<T>(BinaryReader r) where T : unmanaged
-    {
-        int n = r.ReadInt32();
-        if (n < 0) throw new InvalidDataException($"bad array length {n}");
-        long bytes = (long)n * System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
-        if (r.BaseStream.CanSeek) r.BaseStream.Seek(bytes, SeekOrigin.Current);
-        else { var buf = new byte[65536]; while (bytes > 0) { int k = r.BaseStream.Read(buf, 0, (int)Math.Min(buf.Length, bytes)); if (k <= 0) throw new EndOfStreamException(); bytes -= k; } }
     }
 }

@@ -27,7 +27,7 @@ public static class GraphOutputs
     public static Summary StitchAndWrite(GraphJobManifest job, string outDir, bool writeNodeMap, IProgress<string>? progress = null)
     {
         var sw = Stopwatch.StartNew();
-        var (g, nodeOfFragment) = GraphJob.Stitch(job, progress);
+        var (g, nodeOfGroup) = GraphJob.Stitch(job, progress);
         double stitch = sw.Elapsed.TotalSeconds;
         sw.Restart();
         var staging = Path.Combine(job.WorkDir, "out");
@@ -36,7 +36,7 @@ public static class GraphOutputs
         progress?.Report($"wrote {GraphFile}");
         if (writeNodeMap)
         {
-            WriteNodeMap(job, nodeOfFragment, Path.Combine(staging, NodeMapFile), progress);
+            WriteNodeMap(job, nodeOfGroup, Path.Combine(staging, NodeMapFile), progress);
             progress?.Report($"wrote {NodeMapFile}");
         }
         double write = sw.Elapsed.TotalSeconds;
@@ -108,7 +108,7 @@ public static class GraphOutputs
     }
 
     /// <summary>Paints the node-label map band by band from the tiles' fragment rasters, never holding the whole image.</summary>
-    public static void WriteNodeMap(GraphJobManifest job, int[][] nodeOfFragment, string path, IProgress<string>? progress = null, int tiffTile = 256)
+    public static void WriteNodeMap(GraphJobManifest job, int[][] nodeOfGroup, string path, IProgress<string>? progress = null, int tiffTile = 256)
     {
         var plan = job.Plan;
         int W = job.Width, H = job.Height;
@@ -129,7 +129,7 @@ public static class GraphOutputs
                     if (ya >= yb) continue;
                     int nrows = yb - ya;
                     GraphJob.ReadLabelRows(job.LabelsPath(t.Id), t.Core.W, ya - t.Core.Y, nrows, rowsBuf);
-                    var map = nodeOfFragment[t.Id];
+                    var map = nodeOfGroup[t.Id];
                     for (int y = 0; y < nrows; y++)
                     {
                         var dst = band.AsSpan((ya - y0 + y) * W + t.Core.X, t.Core.W);

@@ -130,7 +130,8 @@ public static class GraphJob
         }
     }
 
-    public sealed record TileOutcome(int TileId, int Fragments, int Shipped, long Pixels, double Seconds);
+    public sealed record TileOutcome(int TileId, int Fragments, int Groups, int Open, int Shipped, long Pixels, double Seconds,
+        double ReadSeconds = 0, double SlicSeconds = 0, double FragmentSeconds = 0, double WriteSeconds = 0);
 
     /// <summary>Processes one tile: reads its region, runs SLIC, builds its partial graph, writes result and label files.</summary>
     public static TileOutcome ProcessTile(GraphJobManifest job, TileSpec tile, IRegionSource image, IRegionSource? mask)
@@ -148,14 +149,18 @@ public static class GraphJob
             classes = new byte[mraw.Length];
             MapMask(mraw, classes, job.Request.MaskMode, job.Request.IgnoreValue, job.Request.MaskPath ?? "mask");
         }
+        double tRead = sw.Elapsed.TotalSeconds;
         var seeds = new int[core.W * core.H];
         SlicRegion.Run(raw, C, read, core, job.Grid, job.Stats, job.Request.Slic, seeds);
-        var frag = new int[core.W * core.H];
-        var result = FragmentBuilder.Build(tile, job.Width, job.Height, raw, C, seeds, classes, job.Stats, job.MinSize, frag);
+        double tSlic = sw.Elapsed.TotalSeconds;
+        var groups = new int[core.W * core.H];
+        var result = FragmentBuilder.Build(tile, job.Width, job.Height, raw, C, seeds, classes, job.Stats, job.MinSize, groups);
+        double tFrag = sw.Elapsed.TotalSeconds;
         result.WriteFile(job.ResultPath(tile.Id));
-        WriteLabels(job.LabelsPath(tile.Id), frag);
-        int shipped = result.FeatureRow.Count(r => r < 0);
-        return new TileOutcome(tile.Id, result.Fragments, shipped, core.Area, sw.Elapsed.TotalSeconds);
+        WriteLabels(job.LabelsPath(tile.Id), groups);
+        int shipped = result.GFeatureRow.Count(r => r < 0);
+        double total = sw.Elapsed.TotalSeconds;
+        return new TileOutcome(tile.Id, result.Fragments, result.Groups, result.Open, shipped, core.Area, total, tRead, tSlic - tRead, tFrag - tSlic, total - tFrag);
     }
 
     private static void WriteLabels(string path, int[] frag)
@@ -166,7 +171,7 @@ public static class GraphJob
         File.Move(tmp, path, true);
     }
 
-    /// <summary>Reads rows [y0, y0+rows) of a tile's fragment raster.</summary>
+    /// <summary>Reads rows [y0, y0+rows) of a tile's group raster.</summary>
     public static void ReadLabelRows(string path, int coreW, int y0, int rows, Span<int> dest)
     {
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
@@ -177,17 +182,17 @@ public static class GraphJob
     }
 
     /// <summary>Stitches all tiles' partial graphs into the global graph.</summary>
-    public static (SuperpixelGraph Graph, int[][] NodeOfFragment) Stitch(GraphJobManifest job, IProgress<string>? progress = null)
+    public static (SuperpixelGraph Graph, int[][] NodeOfGroup) Stitch(GraphJobManifest job, IProgress<string>? progress = null)
     {
         var plan = job.Plan;
         var settings = new StitchSettings(job.Width, job.Height, job.Channels, job.Stats, job.MinSize, job.Grid.S, job.Request.K, job.Request.MaskPath is not null);
         var st = new Stitcher(plan, settings, (id, withValues) => TileResult.ReadFile(job.ResultPath(id), withValues));
         var g = st.Run(progress);
-        return (g, st.NodeOfFragment);
+        return (g, st.NodeOfGroup);
     }
 
     /// <summary>The full node-id raster (small images and tests only: W×H ints in memory).</summary>
-    public static int[] NodeMap(GraphJobManifest job, int[][] nodeOfFragment)
+    public static int[] NodeMap(GraphJobManifest job, int[][] nodeOfGroup)
     {
         var map = new int[job.Width * job.Height];
         var plan = job.Plan;
@@ -195,7 +200,7 @@ public static class GraphJob
         {
             var buf = new int[t.Core.W * t.Core.H];
             ReadLabelRows(job.LabelsPath(t.Id), t.Core.W, 0, t.Core.H, buf);
-            var nf = nodeOfFragment[t.Id];
+            var nf = nodeOfGroup[t.Id];
             for (int y = 0; y < t.Core.H; y++)
                 for (int x = 0; x < t.Core.W; x++)
                     map[(t.Core.Y + y) * job.Width + t.Core.X + x] = nf[buf[y * t.Core.W + x]];

@@ -127,11 +127,19 @@ void TileProfile()
     using var src = VipsImageSource.Open(img);
     using var msk = VipsImageSource.Open(mask, 0, true);
     var plan = job.Plan;
+    var scratch = new ActorSeg.Core.Pipeline.TileScratch();
+    if (args.Contains("--read-only"))
+    {
+        var buf = new ushort[(tileSize + 2 * job.Halo) * (tileSize + 2 * job.Halo)];
+        foreach (var t in plan.Tiles()) { src.ReadRegion(t.Read.X, t.Read.Y, t.Read.W, t.Read.H, buf); Console.WriteLine($"read tile {t.Id}: peak RSS {ActorSeg.Core.ProcessStats.PeakRssMiB():F0} MiB"); }
+        return;
+    }
     foreach (var id in Enumerable.Range(0, plan.Count).Where(i => plan.Tile(i).Col > 0 && plan.Tile(i).Row > 0).Take(n))
     {
         var t = plan.Tile(id);
-        var o = ActorSeg.Core.Pipeline.GraphJob.ProcessTile(job, t, src, msk);
-        Console.WriteLine($"tile {id}: core {t.Core.W}x{t.Core.H}, read {t.Read.W}x{t.Read.H}: read {o.ReadSeconds:F2}s slic {o.SlicSeconds:F2}s fragments {o.FragmentSeconds:F2}s write {o.WriteSeconds:F2}s total {o.Seconds:F2}s = {t.Core.Area / 1e6 / o.Seconds:F1} core MP/s; {o.Fragments} fragments, {o.Groups} groups, {o.Open} open, {o.Shipped} groups shipped");
+        var o = ActorSeg.Core.Pipeline.GraphJob.ProcessTile(job, t, src, msk, scratch);
+        if (args.Contains("--gc")) { var g0 = Stopwatch.StartNew(); GC.Collect(2, GCCollectionMode.Forced, true, false); Console.Write($"[gc {g0.Elapsed.TotalMilliseconds:F0} ms] "); }
+        Console.WriteLine($"tile {id}: core {t.Core.W}x{t.Core.H}, read {t.Read.W}x{t.Read.H}: read {o.ReadSeconds:F2}s slic {o.SlicSeconds:F2}s fragments {o.FragmentSeconds:F2}s write {o.WriteSeconds:F2}s total {o.Seconds:F2}s = {t.Core.Area / 1e6 / o.Seconds:F1} core MP/s; {o.Fragments} fragments, {o.Groups} groups, {o.Open} open, {o.Shipped} groups shipped; peak RSS {ActorSeg.Core.ProcessStats.PeakRssMiB():F0} MiB, GC heap {GC.GetTotalMemory(false) / 1048576.0:F0} MiB");
     }
     Directory.Delete(work, true);
 }

@@ -128,8 +128,8 @@ public sealed class GraphCoordinatorActor : ReceiveActor, IWithTimers
         var plan = m.Plan;
         st.Total = plan.Count;
         for (int t = 0; t < plan.Count; t++) st.Pending.Enqueue((t, 1));
-        st.Log.Information("Job {JobId} planned: {Width}x{Height}x{Channels} {BitDepth}-bit, {Tiles} tiles of {TileSize} px with halo {Halo}, {Seeds} seeds (spacing {Spacing:F1} px), stats pass {Seconds:F1}s",
-            m.JobId, m.Width, m.Height, m.Channels, m.BitDepth, plan.Count, plan.TileSize, m.Halo, m.Grid.Count, m.Grid.S, p.Seconds);
+        st.Log.Information("Job {JobId} planned: {Width}x{Height}x{Channels} {BitDepth}-bit, {Tiles} tiles of {TileSize} px with halo {Halo}, {Seeds} seeds (spacing {Spacing:F1} px), stats pass {Seconds:F1}s, peak RSS {PeakRssMiB:F0} MiB",
+            m.JobId, m.Width, m.Height, m.Channels, m.BitDepth, plan.Count, plan.TileSize, m.Halo, m.Grid.Count, m.Grid.S, p.Seconds, Core.ProcessStats.PeakRssMiB());
         st.Client.Tell(new GraphJobAccepted(m.JobId, m.ImageId, m.Width, m.Height, m.Channels, plan.Count, m.Halo, m.Grid.Count));
         Dispatch();
     }
@@ -220,7 +220,7 @@ public sealed class GraphCoordinatorActor : ReceiveActor, IWithTimers
         st.Finishing = true;
         st.TilesSeconds = st.Clock.Elapsed.TotalSeconds;
         var m = st.Manifest!;
-        st.Log.Information("Job {JobId}: all {Total} tiles done in {Seconds:F1}s ({MPps:F1} MP/s); stitching", m.JobId, st.Total, st.TilesSeconds, st.PixelsDone / 1e6 / Math.Max(1e-9, st.TilesSeconds));
+        st.Log.Information("Job {JobId}: all {Total} tiles done in {Seconds:F1}s ({MPps:F1} MP/s), peak RSS {PeakRssMiB:F0} MiB; stitching", m.JobId, st.Total, st.TilesSeconds, st.PixelsDone / 1e6 / Math.Max(1e-9, st.TilesSeconds), Core.ProcessStats.PeakRssMiB());
         st.Client.Tell(new GraphJobProgress(m.JobId, "stitching", st.Total, st.Total, 0));
         var self = Self;
         var spec = st.Submit.Spec;

@@ -18,6 +18,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
     private string? _jobId;
     private GraphJobManifest? _manifest;
     private IRegionSource? _image, _mask;
+    private readonly TileScratch _scratch = new(); // reused for every tile this worker processes
     public ITimerScheduler Timers { get; set; } = null!;
 
     private sealed record Done(TileAssignment Work, GraphJob.TileOutcome Outcome);
@@ -83,7 +84,11 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         {
             var job = Open(w);
             var tile = job.Plan.Tile(w.TileId);
-            return GraphJob.ProcessTile(job, tile, _image!, _mask);
+            var outcome = GraphJob.ProcessTile(job, tile, _image!, _mask, _scratch);
+            // A tile leaves tens of MB of large-object garbage; collecting now (about 2 ms) keeps the process's peak
+            // memory flat instead of letting the large-object heap grow until the GC's own budget triggers.
+            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
+            return outcome;
         }).ContinueWith<object>(t => t.IsCompletedSuccessfully ? new Done(w, t.Result) : new Failed(w, t.Exception!.GetBaseException()))
           .PipeTo(self);
     }

@@ -20,15 +20,17 @@ public static class FragmentBuilder
     /// <param name="mask">class of each core pixel (255 = unlabelled), or empty when there is no mask</param>
     /// <param name="groupOfPixel">receives the group id of each core pixel</param>
     public static TileResult Build(TileSpec tile, int imageWidth, int imageHeight, ReadOnlySpan<ushort> raw, int channels,
-        ReadOnlySpan<int> seeds, ReadOnlySpan<byte> mask, ImageStatistics stats, long minSize, Span<int> groupOfPixel)
+        ReadOnlySpan<int> seeds, ReadOnlySpan<byte> mask, ImageStatistics stats, long minSize, Span<int> groupOfPixel,
+        Pipeline.TileScratch? scratch = null)
     {
+        scratch ??= new Pipeline.TileScratch();
         var core = tile.Core; var read = tile.Read;
         int w = core.W, h = core.H, n = w * h, C = channels;
         int ox = core.X - read.X, oy = core.Y - read.Y, rw = read.W;
         var frag = groupOfPixel; // holds fragment ids until the end
 
         // --- 1. fragments: connected components of equal seed id (4-connectivity) ---
-        int F = Components(seeds, w, h, frag);
+        int F = Components(seeds, w, h, frag, scratch.Prov(n), scratch.Parent(n));
 
         // --- 2. per-fragment geometry and classes ---
         var fMin = new long[F]; var fArea = new int[F]; var fSumX = new long[F]; var fSumY = new long[F];
@@ -177,9 +179,8 @@ public static class FragmentBuilder
         // --- 7. values grouped by group (counting sort), sorted per channel: features, or shipped ---
         var start = new long[G + 1];
         for (int g = 0; g < G; g++) start[g + 1] = start[g] + t.GArea[g];
-        var grouped = ArrayPool<ushort>.Shared.Rent(n * C);
+        var grouped = scratch.Grouped(n * C);
         var cursor = new long[G];
-        try
         {
             for (int y = 0; y < h; y++)
             {
@@ -216,7 +217,6 @@ public static class FragmentBuilder
                 }
             }
         }
-        finally { ArrayPool<ushort>.Shared.Return(grouped); }
 
         // --- 8. group adjacency ---
         var gIndex = new Dictionary<long, int>(PairKey.Instance);
@@ -285,11 +285,9 @@ public static class FragmentBuilder
     }
 
     /// <summary>4-connected components of equal labels, numbered in raster order of their first pixel.</summary>
-    public static int Components(ReadOnlySpan<int> labels, int w, int h, Span<int> comp)
+    public static int Components(ReadOnlySpan<int> labels, int w, int h, Span<int> comp, int[] prov, int[] parent)
     {
         int n = w * h;
-        int[] prov = ArrayPool<int>.Shared.Rent(n), parent = ArrayPool<int>.Shared.Rent(n);
-        try
         {
             int next = 0;
             for (int y = 0; y < h; y++)
@@ -309,26 +307,17 @@ public static class FragmentBuilder
                     else { parent[next] = next; prov[p] = next++; }
                 }
             }
-            var idOfRoot = ArrayPool<int>.Shared.Rent(next);
-            try
+            var idOfRoot = new int[next];
+            Array.Fill(idOfRoot, -1);
+            int count = 0;
+            for (int p = 0; p < n; p++)
             {
-                idOfRoot.AsSpan(0, next).Fill(-1);
-                int count = 0;
-                for (int p = 0; p < n; p++)
-                {
-                    int r = Find(parent, prov[p]);
-                    int id = idOfRoot[r];
-                    if (id < 0) idOfRoot[r] = id = count++;
-                    comp[p] = id;
-                }
-                return count;
+                int r = Find(parent, prov[p]);
+                int id = idOfRoot[r];
+                if (id < 0) idOfRoot[r] = id = count++;
+                comp[p] = id;
             }
-            finally { ArrayPool<int>.Shared.Return(idOfRoot); }
-        }
-        finally
-        {
-            ArrayPool<int>.Shared.Return(prov);
-            ArrayPool<int>.Shared.Return(parent);
+            return count;
         }
     }
 

@@ -134,27 +134,29 @@ public static class GraphJob
         double ReadSeconds = 0, double SlicSeconds = 0, double FragmentSeconds = 0, double WriteSeconds = 0);
 
     /// <summary>Processes one tile: reads its region, runs SLIC, builds its partial graph, writes result and label files.</summary>
-    public static TileOutcome ProcessTile(GraphJobManifest job, TileSpec tile, IRegionSource image, IRegionSource? mask)
+    public static TileOutcome ProcessTile(GraphJobManifest job, TileSpec tile, IRegionSource image, IRegionSource? mask, TileScratch? scratch = null)
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();
+        scratch ??= new TileScratch();
         int C = job.Channels;
         var read = tile.Read; var core = tile.Core;
-        var raw = new ushort[read.W * read.H * C];
+        int rn = read.W * read.H, cn = core.W * core.H;
+        var raw = scratch.Raw(rn * C).AsSpan(0, rn * C);
         image.ReadRegion(read.X, read.Y, read.W, read.H, raw);
-        byte[] classes = [];
+        Span<byte> classes = [];
         if (mask is not null)
         {
-            var mraw = new ushort[core.W * core.H];
+            var mraw = scratch.MaskRaw(cn).AsSpan(0, cn);
             mask.ReadRegion(core.X, core.Y, core.W, core.H, mraw);
-            classes = new byte[mraw.Length];
+            classes = scratch.Classes(cn).AsSpan(0, cn);
             MapMask(mraw, classes, job.Request.MaskMode, job.Request.IgnoreValue, job.Request.MaskPath ?? "mask");
         }
         double tRead = sw.Elapsed.TotalSeconds;
-        var seeds = new int[core.W * core.H];
-        SlicRegion.Run(raw, C, read, core, job.Grid, job.Stats, job.Request.Slic, seeds);
+        var seeds = scratch.Seeds(cn).AsSpan(0, cn);
+        SlicRegion.Run(raw, C, read, core, job.Grid, job.Stats, job.Request.Slic, seeds, scratch);
         double tSlic = sw.Elapsed.TotalSeconds;
-        var groups = new int[core.W * core.H];
-        var result = FragmentBuilder.Build(tile, job.Width, job.Height, raw, C, seeds, classes, job.Stats, job.MinSize, groups);
+        var groups = scratch.Groups(cn).AsSpan(0, cn);
+        var result = FragmentBuilder.Build(tile, job.Width, job.Height, raw, C, seeds, classes, job.Stats, job.MinSize, groups, scratch);
         double tFrag = sw.Elapsed.TotalSeconds;
         result.WriteFile(job.ResultPath(tile.Id));
         WriteLabels(job.LabelsPath(tile.Id), groups);
@@ -163,11 +165,11 @@ public static class GraphJob
         return new TileOutcome(tile.Id, result.Fragments, result.Groups, result.Open, shipped, core.Area, total, tRead, tSlic - tRead, tFrag - tSlic, total - tFrag);
     }
 
-    private static void WriteLabels(string path, int[] frag)
+    private static void WriteLabels(string path, ReadOnlySpan<int> groups)
     {
         var tmp = path + ".partial";
         using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
-            fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(frag.AsSpan()));
+            fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(groups));
         File.Move(tmp, path, true);
     }
 

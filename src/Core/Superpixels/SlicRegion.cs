@@ -17,21 +17,19 @@ public static class SlicRegion
     /// of each core pixel into <paramref name="coreLabels"/> (core.W × core.H, row-major).
     /// </summary>
     public static void Run(ReadOnlySpan<ushort> raw, int channels, PixelRect read, PixelRect core,
-        SeedGrid grid, ImageStatistics stats, SlicParameters p, Span<int> coreLabels)
+        SeedGrid grid, ImageStatistics stats, SlicParameters p, Span<int> coreLabels, Pipeline.TileScratch? scratch = null)
     {
         int rw = read.W, rh = read.H, n = rw * rh;
-        var pool = ArrayPool<float>.Shared;
-        var planes = new float[channels][];
-        float[] tmp = pool.Rent(n), work = pool.Rent(n), dist = pool.Rent(n);
-        int[] label = ArrayPool<int>.Shared.Rent(n);
-        try
+        scratch ??= new Pipeline.TileScratch();
+        var planes = scratch.Planes(channels, n);
+        float[] tmp = scratch.Tmp(n), work = scratch.Work(n), dist = scratch.Dist(n);
+        int[] label = scratch.Label(n);
         {
             // 1. z-score with global statistics, scale as the published recipe (divide by max z and by compactness), smooth.
             double scale = 1.0 / (stats.MaxZ * p.Compactness);
             var kernel = Gaussian.Kernel(p.Sigma);
             for (int c = 0; c < channels; c++)
             {
-                planes[c] = pool.Rent(n);
                 float mu = (float)stats.Mean[c], a = (float)(stats.InvStd(c) * scale);
                 for (int i = 0; i < n; i++) work[i] = (raw[i * channels + c] - mu) * a;
                 if (p.Sigma > 0) Gaussian.Blur(work.AsSpan(0, n), planes[c].AsSpan(0, n), tmp.AsSpan(0, n), rw, rh, kernel);
@@ -127,12 +125,6 @@ public static class SlicRegion
                                     : cj * grid.Nx + grid.CellX(core.X + x); // unreachable with a halo >= spacing
                 }
             }
-        }
-        finally
-        {
-            foreach (var pl in planes) if (pl is not null) pool.Return(pl);
-            pool.Return(tmp); pool.Return(work); pool.Return(dist);
-            ArrayPool<int>.Shared.Return(label);
         }
     }
 

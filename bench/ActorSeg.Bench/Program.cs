@@ -22,6 +22,7 @@ switch (mode)
     case "throughput": Throughput(); break;
     case "quality": QualityBench(); break;
     case "tile": TileProfile(); break;
+    case "seam": SeamBench(); break;
     default:
         Console.WriteLine("usage: actorseg-bench throughput [--sizes 8192,32768] [--dir DIR] | quality [--fields N] [--dir DIR] [--shared DIR]");
         break;
@@ -142,4 +143,40 @@ void TileProfile()
         Console.WriteLine($"tile {id}: core {t.Core.W}x{t.Core.H}, read {t.Read.W}x{t.Read.H}: read {o.ReadSeconds:F2}s slic {o.SlicSeconds:F2}s fragments {o.FragmentSeconds:F2}s write {o.WriteSeconds:F2}s total {o.Seconds:F2}s = {t.Core.Area / 1e6 / o.Seconds:F1} core MP/s; {o.Fragments} fragments, {o.Groups} groups, {o.Open} open, {o.Shipped} groups shipped; peak RSS {ActorSeg.Core.ProcessStats.PeakRssMiB():F0} MiB, GC heap {GC.GetTotalMemory(false) / 1048576.0:F0} MiB");
     }
     Directory.Delete(work, true);
+}
+
+void SeamBench()
+{
+    // the seam invariant on a realistic image: tiled runs at several halos against the whole image as one tile
+    int size = int.Parse(Arg("--size", "4096"));
+    var (img, mask) = Sample(size);
+    (ActorSeg.Core.Graph.SuperpixelGraph, int[]) Run(int tile, int? halo)
+    {
+        var work = Path.Combine(dir, "seam-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            var req = new ActorSeg.Core.Pipeline.GraphRequest { ImagePath = img, MaskPath = mask, TileSize = tile, Halo = halo };
+            var job = ActorSeg.Core.Pipeline.GraphJob.Prepare("seam", req, work);
+            job.Save();
+            Parallel.ForEach(job.Plan.Tiles(), new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
+                () => (VipsImageSource.Open(img), VipsImageSource.Open(mask, 0, true), new ActorSeg.Core.Pipeline.TileScratch()),
+                (t, _, s) => { ActorSeg.Core.Pipeline.GraphJob.ProcessTile(job, t, s.Item1, s.Item2, s.Item3); return s; },
+                s => { s.Item1.Dispose(); s.Item2.Dispose(); });
+            var (g, nog) = ActorSeg.Core.Pipeline.GraphJob.Stitch(job);
+            return (g, ActorSeg.Core.Pipeline.GraphJob.NodeMap(job, nog));
+        }
+        finally { Directory.Delete(work, true); }
+    }
+    var (wg, wm) = Run(size, 0);
+    Console.WriteLine($"whole image {size}x{size} as one tile: {wg.NodeCount} nodes");
+    Console.WriteLine("| tile | halo (px) | halo (spacings) | differing pixels | identical nodes | feature mismatches | edge mismatches |");
+    Console.WriteLine("|---|---|---|---|---|---|---|");
+    foreach (var tile in Arg("--tiles", "1024,2048").Split(',').Select(int.Parse))
+        foreach (var f in Arg("--halos", "3,5,8").Split(',').Select(double.Parse))
+        {
+            int halo = (int)Math.Ceiling(f * 40.96);
+            var (tg, tm) = Run(tile, halo);
+            var c = ActorSeg.Core.Graph.GraphComparison.Compare(wg, wm, tg, tm);
+            Console.WriteLine($"| {tile} | {halo} | {f} | {c.DifferingPixelFraction:P4} ({c.DifferingPixels}) | {c.IdenticalNodes}/{c.NodesA} (tiled {c.NodesB}) | {c.FeatureMismatches} | {c.EdgeMismatches} |");
+        }
 }

@@ -73,26 +73,40 @@ public static class Knn
         int n = xs.Length;
         var (nb, dd, counts) = Query(xs, ys, k);
         int kk = n == 0 ? 0 : Math.Min(k, Math.Max(0, n - 1));
-        var edges = new List<(long key, float d)>(n * (2 * kk + 1));
+        // reverse lists (who has me among their k nearest), as CSR, so no list of all pairs is ever materialised
+        var revStart = new int[n + 1];
+        for (int i = 0; i < n; i++) for (int t = 0; t < counts[i]; t++) revStart[nb[i * kk + t] + 1]++;
+        for (int i = 0; i < n; i++) revStart[i + 1] += revStart[i];
+        var rev = new int[revStart[n]]; var revD = new float[revStart[n]];
+        var fill = (int[])revStart.Clone();
         for (int i = 0; i < n; i++)
+            for (int t = 0; t < counts[i]; t++) { int j = nb[i * kk + t]; rev[fill[j]] = i; revD[fill[j]++] = (float)dd[i * kk + t]; }
+        // per source node: itself, its k nearest and its reverse neighbours, sorted and unique
+        var outStart = new long[n + 1];
+        var tmp = new List<(int Dst, float D)>(2 * kk + 8);
+        for (int pass = 0; pass < 2; pass++)
         {
-            edges.Add(((long)i * n + i, 0f));
-            for (int t = 0; t < counts[i]; t++)
+            int[] src = pass == 1 ? new int[outStart[n]] : [], dst = pass == 1 ? new int[outStart[n]] : [];
+            float[] dist = pass == 1 ? new float[outStart[n]] : [];
+            for (int i = 0; i < n; i++)
             {
-                int j = nb[i * kk + t]; float d = (float)dd[i * kk + t];
-                edges.Add(((long)j * n + i, d));
-                edges.Add(((long)i * n + j, d));
+                tmp.Clear();
+                tmp.Add((i, 0f));
+                for (int t = 0; t < counts[i]; t++) tmp.Add((nb[i * kk + t], (float)dd[i * kk + t]));
+                for (int q = revStart[i]; q < revStart[i + 1]; q++) tmp.Add((rev[q], revD[q]));
+                tmp.Sort((a, b) => a.Dst.CompareTo(b.Dst));
+                long o = outStart[i]; int last = -1, m = 0;
+                foreach (var (d, dist1) in tmp)
+                {
+                    if (d == last) continue;
+                    last = d;
+                    if (pass == 1) { src[o + m] = i; dst[o + m] = d; dist[o + m] = dist1; }
+                    m++;
+                }
+                if (pass == 0) outStart[i + 1] = outStart[i] + m;
             }
+            if (pass == 1) return (src, dst, dist);
         }
-        edges.Sort((a, b) => a.key.CompareTo(b.key));
-        var src = new List<int>(edges.Count); var dst = new List<int>(edges.Count); var dist = new List<float>(edges.Count);
-        long last = -1;
-        foreach (var (key, d) in edges)
-        {
-            if (key == last) continue;
-            last = key;
-            src.Add((int)(key / n)); dst.Add((int)(key % n)); dist.Add(d);
-        }
-        return (src.ToArray(), dst.ToArray(), dist.ToArray());
+        throw new InvalidOperationException("unreachable");
     }
 }

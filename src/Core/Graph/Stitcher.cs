@@ -156,6 +156,7 @@ public sealed class Stitcher
         for (int i = 0; i < G; i++) gParent[i] = i;
         for (int o = 0; o < O; o++) FragmentBuilder.Union(gParent, groupOfOpen[o], groupOfOpen[FragmentBuilder.Find(oParent, o)]);
         foreach (var (comp, v) in best) FragmentBuilder.Union(gParent, groupOfOpen[comp], v.Group);
+        cand.Clear(); cand.TrimExcess(); cross.Clear(); cross.TrimExcess();
         Step($"settled {best.Count} small components across tiles");
 
         // --- final nodes, ordered by their first pixel ---
@@ -263,6 +264,7 @@ public sealed class Stitcher
             }
         }
         if (pending.Count > 0) throw new InvalidOperationException($"{pending.Count} nodes never received all their values");
+        Array.Clear(meta); // the partial graphs are no longer needed (captured by a local function, so clear explicitly)
         Step("features");
 
         // --- region adjacency between final nodes ---
@@ -282,6 +284,8 @@ public sealed class Stitcher
             rLen[idx] += gLen[i];
             for (int c = 0; c < C; c++) rDiff[idx * C + c] += gDiff[i * C + c];
         }
+        gPairs.Clear(); gPairs.TrimExcess(); gA.Clear(); gA.TrimExcess(); gB.Clear(); gB.TrimExcess(); gLen.Clear(); gLen.TrimExcess(); gDiff.Clear(); gDiff.TrimExcess();
+        rag.Clear(); rag.TrimExcess();
         var order = Enumerable.Range(0, rA.Count).OrderBy(i => PairKey.Pack(rA[i], rB[i])).ToArray();
         graph.RagA = order.Select(i => rA[i]).ToArray();
         graph.RagB = order.Select(i => rB[i]).ToArray();
@@ -292,6 +296,9 @@ public sealed class Stitcher
             for (int c = 0; c < C; c++) s += (double)rDiff[i * C + c] / rLen[i] * _s.Stats.InvStd(c);
             return (float)(s / C);
         }).ToArray();
+
+        rA.Clear(); rB.Clear(); rLen.Clear(); rDiff.Clear();
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
 
         // --- k nearest centroids, as published ---
         var (src, dst, dist) = Knn.PublishedEdges(graph.CentroidX, graph.CentroidY, _s.K);

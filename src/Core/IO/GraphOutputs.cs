@@ -30,6 +30,7 @@ public static class GraphOutputs
         var (g, nodeOfGroup) = GraphJob.Stitch(job, progress);
         double stitch = sw.Elapsed.TotalSeconds;
         sw.Restart();
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
         var staging = Path.Combine(job.WorkDir, "out");
         Directory.CreateDirectory(staging);
         WriteNpz(g, job, Path.Combine(staging, GraphFile));
@@ -65,17 +66,15 @@ public static class GraphOutputs
         npz.Add<long>("first_pixel", g.MinLinear, n);
 
         int e = g.EdgeSrc.Length;
-        var ei = new long[2 * e];
-        var w = new float[e]; var ws = new float[e];
-        for (int i = 0; i < e; i++)
+        // one array at a time, each dropped before the next (a gigapixel graph has ~11 M edges)
+        WriteAndDrop(npz, "edge_index", () =>
         {
-            ei[i] = g.EdgeSrc[i]; ei[e + i] = g.EdgeDst[i];
-            w[i] = (float)Math.Exp(-g.EdgeDist[i]);
-            ws[i] = (float)Math.Exp(-g.EdgeDist[i] / g.MeanSpacing);
-        }
-        npz.Add<long>("edge_index", ei, 2, e);
-        npz.Add<float>("edge_weight", w, e);
-        npz.Add<float>("edge_weight_scaled", ws, e);
+            var ei = new long[2 * (long)e];
+            for (int i = 0; i < e; i++) { ei[i] = g.EdgeSrc[i]; ei[e + i] = g.EdgeDst[i]; }
+            return ei;
+        }, 2, e);
+        WriteAndDrop(npz, "edge_weight", () => g.EdgeDist.Select(d => (float)Math.Exp(-d)).ToArray(), e);
+        WriteAndDrop(npz, "edge_weight_scaled", () => g.EdgeDist.Select(d => (float)Math.Exp(-d / g.MeanSpacing)).ToArray(), e);
         npz.Add<float>("edge_dist", g.EdgeDist, e);
 
         int r = g.RagA.Length;
@@ -105,6 +104,12 @@ public static class GraphOutputs
         npz.AddScalar("seed_spacing", g.SeedSpacing);
         npz.AddScalar("k", (long)g.K);
         npz.Complete();
+    }
+
+    private static void WriteAndDrop<T>(NpzWriter npz, string name, Func<T[]> make, params int[] shape) where T : unmanaged
+    {
+        npz.Add<T>(name, make(), shape);
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
     }
 
     /// <summary>Paints the node-label map band by band from the tiles' fragment rasters, never holding the whole image.</summary>

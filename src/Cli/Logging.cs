@@ -20,5 +20,6 @@ public static class Logging
             ? cfg.WriteTo.Console(new CompactJsonFormatter(), standardErrorFromLevel: LogEventLevel.Verbose)
             : cfg.WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {Message:lj}{NewLine}{Exception}", standardErrorFromLevel: LogEventLevel.Verbose);
         Log.Logger = cfg.CreateLogger();
+        ActorSeg.Core.Imaging.VipsImageSource.Warning += m => Log.Debug("libvips: {VipsWarning}", m);
     }
 }

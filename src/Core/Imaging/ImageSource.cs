@@ -43,7 +43,21 @@ public sealed class VipsImageSource : IRegionSource
         // Operation cache off: every region is read once; caching would only grow memory.
         Vips.Cache.Max = 0;
         Vips.Cache.MaxMem = 0;
+        // libvips prints its warnings (e.g. a malformed TIFF DateTime tag) on stderr for every region read; route each
+        // distinct one once to whoever listens instead.
+        Vips.Log.SetLogHandler("VIPS", Vips.Enums.LogLevelFlags.Warning | Vips.Enums.LogLevelFlags.Message | Vips.Enums.LogLevelFlags.Info | Vips.Enums.LogLevelFlags.Debug,
+            (domain, level, message) =>
+            {
+                if (message is null) return;
+                lock (SeenWarnings) { if (SeenWarnings.Count > 1000 || !SeenWarnings.Add(message)) return; }
+                Warning?.Invoke(message);
+            });
     }
+
+    private static readonly HashSet<string> SeenWarnings = new();
+
+    /// <summary>Receives each distinct libvips warning once (the host logs them).</summary>
+    public static event Action<string>? Warning;
 
     private readonly Vips.Image _image;
     private readonly bool _wide;

@@ -23,7 +23,7 @@ public sealed record GraphRequest
     public int? Halo { get; init; }
     public int K { get; init; } = 10;
 
-    public const double DefaultHaloSpacings = 5.0;
+    public const double DefaultHaloSpacings = 10.0;
 }
 
 /// <summary>

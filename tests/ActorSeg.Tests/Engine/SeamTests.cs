@@ -58,7 +58,7 @@ public class SeamTests(ITestOutputHelper output)
         var slic = new SlicParameters { Spacing = 10 };
         using var whole = EngineHarness.Run(img, mask, new GraphRequest { ImagePath = "mem", MaskPath = "mem", Slic = slic, TileSize = 4096, Halo = 0 });
         double atDefault = 0;
-        foreach (double f in new[] { 2.0, 5.0, 8.0 })
+        foreach (double f in new[] { 2.0, 5.0, GraphRequest.DefaultHaloSpacings })
         {
             using var tiled = EngineHarness.Run(img, mask, new GraphRequest { ImagePath = "mem", MaskPath = "mem", Slic = slic, TileSize = 200, Halo = (int)Math.Ceiling(f * 10) });
             var c = Compare(whole, tiled);

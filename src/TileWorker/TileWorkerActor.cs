@@ -18,12 +18,13 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
     private string? _jobId;
     private GraphJobManifest? _manifest;
     private IRegionSource? _image, _mask;
-    private readonly TileScratch _scratch = new(); // reused for every tile this worker processes
+    private TileScratch _scratch = new(); // reused for every tile this worker processes; dropped when idle
     public ITimerScheduler Timers { get; set; } = null!;
 
     private sealed record Done(TileAssignment Work, GraphJob.TileOutcome Outcome);
     private sealed record Failed(TileAssignment Work, Exception Error);
     private sealed record AskForWork;
+    private sealed record ReleaseBuffers;
 
     public TileWorkerActor(IActorRef coordinator)
     {
@@ -41,6 +42,12 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         Receive<TileAssignment>(Start);
         // the coordinator may lose our request (restart, failover): ask again until work arrives
         Receive<AskForWork>(_ => _coordinator.Tell(new RequestWork(1)));
+        // no work for a while (the job is stitching, or over): give the tile buffers (hundreds of MB) back
+        Receive<ReleaseBuffers>(_ =>
+        {
+            _scratch = new TileScratch();
+            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+        });
     }
 
     private void Busy()
@@ -65,6 +72,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
             BecomeIdle();
         });
         Receive<AskForWork>(_ => { });
+        Receive<ReleaseBuffers>(_ => { });
         Receive<TileAssignment>(w => _coordinator.Tell(new TileFailed(w.JobId, w.TileId, w.Attempt, "worker busy", false)));
     }
 
@@ -73,11 +81,13 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         Become(Idle);
         _coordinator.Tell(new RequestWork(1));
         Timers.StartSingleTimer("ask", new AskForWork(), TimeSpan.FromSeconds(5));
+        Timers.StartSingleTimer("release", new ReleaseBuffers(), TimeSpan.FromSeconds(1));
     }
 
     private void Start(TileAssignment w)
     {
         Timers.Cancel("ask");
+        Timers.Cancel("release");
         Become(Busy);
         var self = Self;
         Task.Run(() =>

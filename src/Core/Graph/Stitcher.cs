@@ -31,7 +31,7 @@ public sealed class Stitcher
     {
         int tiles = _plan.Count, C = _s.Channels;
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        void Step(string what) => progress?.Report($"{what} ({clock.Elapsed.TotalSeconds:F1}s)");
+        void Step(string what) => progress?.Report($"{what} ({clock.Elapsed.TotalSeconds:F1}s, RSS {ProcessStats.CurrentRssMiB():F0} MiB, peak {ProcessStats.PeakRssMiB():F0} MiB)");
 
         var meta = new TileResult[tiles];
         var gBase = new int[tiles + 1]; var oBase = new int[tiles + 1]; var fBase = new long[tiles + 1];
@@ -239,6 +239,7 @@ public sealed class Stitcher
                 else anyShipped = true;
             }
             if (!anyShipped) continue;
+            if (t % 16 == 15) GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false); // drop the values of earlier tiles
             var full = _load(t, true);
             for (int g = 0; g < full.Groups; g++)
             {

@@ -21,7 +21,7 @@ public static class DemoCommand
             var dir = pr.GetValue(output)!.FullName;
             int n = pr.GetValue(size);
             var (img, mask) = GenerateCommand.Run(Path.Combine(dir, "data"), "sample", n, n, "colonies", 16, 1, 1, ct);
-            var spec = new GraphJobSpec(img, mask, Path.Combine(dir, "graph"), TileSize: 1024);
+            var spec = new GraphJobSpec(img, mask, Path.Combine(dir, "graph"));
             int rc = await GraphCommand.RunAsync(spec, pr.GetValue(workers), ct);
             if (rc == ExitCodes.Ok) Log.Information("Demo finished: graph in {Dir}", Path.Combine(dir, "graph"));
             return rc;

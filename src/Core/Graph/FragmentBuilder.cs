@@ -65,6 +65,7 @@ public static class FragmentBuilder
         var pairIndex = new Dictionary<long, int>(PairKey.Instance);
         var pA = new List<int>(); var pB = new List<int>(); var pLen = new List<int>(); var pDiff = new List<long>();
         var pFirstA = new List<long>(); var pFirstB = new List<long>();
+        long lastKey = -1; int lastIdx = -1; // boundaries come in runs: most lookups repeat the previous pair
         for (int y = 0; y < h; y++)
         {
             int row = y * w, rrow = (oy + y) * rw + ox;
@@ -80,12 +81,15 @@ public static class FragmentBuilder
         {
             if (fa > fb) { (fa, fb) = (fb, fa); (la, lb) = (lb, la); (ra, rb) = (rb, ra); }
             long key = PairKey.Pack(fa, fb);
-            if (!pairIndex.TryGetValue(key, out int idx))
+            int idx;
+            if (key == lastKey) idx = lastIdx;
+            else if (!pairIndex.TryGetValue(key, out idx))
             {
                 idx = pA.Count; pairIndex[key] = idx;
                 pA.Add(fa); pB.Add(fb); pLen.Add(0); pFirstA.Add(long.MaxValue); pFirstB.Add(long.MaxValue);
                 for (int c = 0; c < C; c++) pDiff.Add(0);
             }
+            lastKey = key; lastIdx = idx;
             pLen[idx]++;
             if (la < pFirstA[idx]) pFirstA[idx] = la;
             if (lb < pFirstB[idx]) pFirstB[idx] = lb;

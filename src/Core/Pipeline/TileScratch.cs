@@ -8,7 +8,7 @@ namespace ActorSeg.Core.Pipeline;
 public sealed class TileScratch
 {
     private ushort[] _raw = [], _maskRaw = [], _grouped = [];
-    private float[] _tmp = [], _work = [], _dist = [];
+    private float[] _tmp = [], _work = [];
     private float[][] _planes = [];
     private int[] _label = [], _seeds = [], _groups = [], _prov = [], _parent = [];
     private byte[] _classes = [];
@@ -25,7 +25,6 @@ public sealed class TileScratch
     public ushort[] Grouped(int n) => Grow(ref _grouped, n);
     public float[] Tmp(int n) => Grow(ref _tmp, n);
     public float[] Work(int n) => Grow(ref _work, n);
-    public float[] Dist(int n) => Grow(ref _dist, n);
     public int[] Label(int n) => Grow(ref _label, n);
     public int[] Seeds(int n) => Grow(ref _seeds, n);
     public int[] Groups(int n) => Grow(ref _groups, n);

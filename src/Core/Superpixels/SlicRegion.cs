@@ -12,6 +12,15 @@ namespace ActorSeg.Core.Superpixels;
 /// </summary>
 public static class SlicRegion
 {
+    /// <summary>Seconds spent per phase over all calls in this process (diagnostics for the benchmarks).</summary>
+    public static readonly double[] PhaseSeconds = new double[4]; // smooth, seeds, assign, update
+    private static void Tick(int phase, ref long t)
+    {
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        lock (PhaseSeconds) PhaseSeconds[phase] += (now - t) / (double)System.Diagnostics.Stopwatch.Frequency;
+        t = now;
+    }
+
     /// <summary>
     /// Runs SLIC on <paramref name="raw"/> (the read region, channels interleaved) and writes the global seed id
     /// of each core pixel into <paramref name="coreLabels"/> (core.W × core.H, row-major).
@@ -22,8 +31,10 @@ public static class SlicRegion
         int rw = read.W, rh = read.H, n = rw * rh;
         scratch ??= new Pipeline.TileScratch();
         var planes = scratch.Planes(channels, n);
-        float[] tmp = scratch.Tmp(n), work = scratch.Work(n), dist = scratch.Dist(n);
+        float[] tmp = scratch.Tmp(n), work = scratch.Work(n);
+        float[] dist = work; // the z-scored plane is only needed until it is smoothed
         int[] label = scratch.Label(n);
+        long tick = System.Diagnostics.Stopwatch.GetTimestamp();
         {
             // 1. z-score with global statistics, scale as the published recipe (divide by max z and by compactness), smooth.
             double scale = 1.0 / (stats.MaxZ * p.Compactness);
@@ -36,6 +47,7 @@ public static class SlicRegion
                 else work.AsSpan(0, n).CopyTo(planes[c]);
             }
 
+            Tick(0, ref tick);
             // 2. the seeds of the global grid that lie in this region
             int i0 = (int)Math.Ceiling(read.X / grid.Sx - 0.5), i1 = (int)Math.Ceiling(read.Right / grid.Sx - 0.5) - 1;
             int j0 = (int)Math.Ceiling(read.Y / grid.Sy - 0.5), j1 = (int)Math.Ceiling(read.Bottom / grid.Sy - 0.5) - 1;
@@ -74,6 +86,7 @@ public static class SlicRegion
                 float invS = (float)(1.0 / grid.S);
                 double radius = p.WindowFactor * grid.S;
                 var fc = new float[channels];
+                Tick(1, ref tick);
                 for (int it = 0; it < p.Iterations; it++)
                 {
                     dist.AsSpan(0, n).Fill(float.MaxValue);
@@ -88,17 +101,31 @@ public static class SlicRegion
                         AssignWindow(planes, channels, fc, dist, label, rw, read.X, read.Y, x0, x1, y0, y1,
                             (float)cx[s], (float)cy[s], invS, s);
                     }
+                    Tick(2, ref tick);
                     if (it == p.Iterations - 1) break; // the last update would not change any label
                     Array.Clear(cnt); Array.Clear(sx); Array.Clear(sy); Array.Clear(sf);
+                    // centre sums, run by run in raster order: every centre whose pixels are all correct sees
+                    // exactly the same runs, in the same order, as in a whole-image run
                     for (int y = 0; y < rh; y++)
                     {
                         int off = y * rw; double gy = read.Y + y;
-                        for (int x = 0; x < rw; x++)
+                        int x = 0;
+                        while (x < rw)
                         {
-                            int l = label[off + x];
+                            int l = label[off + x], x0 = x;
+                            do x++; while (x < rw && label[off + x] == l);
                             if (l < 0) continue;
-                            cnt[l]++; sx[l] += read.X + x; sy[l] += gy;
-                            for (int c = 0; c < channels; c++) sf[l * channels + c] += planes[c][off + x];
+                            long len = x - x0, gx0 = read.X + x0;
+                            cnt[l] += len;
+                            sx[l] += len * (2 * gx0 + len - 1) / 2;
+                            sy[l] += gy * len;
+                            for (int c = 0; c < channels; c++)
+                            {
+                                var pl = planes[c];
+                                double acc = 0;
+                                for (int i = off + x0; i < off + x; i++) acc += pl[i];
+                                sf[l * channels + c] += acc;
+                            }
                         }
                     }
                     for (int s = 0; s < k; s++)
@@ -108,6 +135,7 @@ public static class SlicRegion
                         cx[s] = sx[s] * inv; cy[s] = sy[s] * inv;
                         for (int c = 0; c < channels; c++) cf[s * channels + c] = sf[s * channels + c] * inv;
                     }
+                    Tick(3, ref tick);
                 }
             }
 
@@ -128,6 +156,8 @@ public static class SlicRegion
         }
     }
 
+    // Deliberately no fused multiply-add: plain IEEE multiplies and adds give the same bits on every CPU (with or
+    // without FMA, any vector width), so tiles processed on different machines of a cluster still agree exactly.
     private static void AssignWindow(float[][] planes, int channels, float[] fc, float[] dist, int[] label, int rw,
         int readX, int readY, int x0, int x1, int y0, int y1, float cxf, float cyf, float invS, int s)
     {

@@ -14,7 +14,14 @@ var root = new RootCommand("ActorSeg: segmentation of very large microscopy imag
 root.Options.Add(verbose);
 try
 {
-    return await root.Parse(args).InvokeAsync();
+    var parsed = root.Parse(args);
+    if (parsed.Errors.Count > 0)
+    {
+        foreach (var e in parsed.Errors) Console.Error.WriteLine($"actorseg: {e.Message}");
+        Console.Error.WriteLine("Try 'actorseg --help' or 'actorseg COMMAND --help'.");
+        return ExitCodes.Usage;
+    }
+    return await parsed.InvokeAsync();
 }
 finally
 {

@@ -152,3 +152,23 @@ public class GraphCommandTests : IDisposable
         return o;
     }
 }
+
+public class UsageTests
+{
+    [Fact]
+    public void UsageErrors_Exit2_HelpExits0()
+    {
+        var noArgs = TestPaths.RunCli("graph");
+        Assert.Equal(2, noArgs.ExitCode);
+        Assert.Contains("--out", noArgs.Stderr);
+        var badMode = TestPaths.RunCli("graph", "x.tif", "--out", "/tmp/x", "--mask-mode", "weird");
+        Assert.Equal(2, badMode.ExitCode);
+        var help = TestPaths.RunCli("--help");
+        Assert.Equal(0, help.ExitCode);
+        Assert.Contains("graph", help.Stdout);
+        Assert.Contains("generate", help.Stdout);
+        var graphHelp = TestPaths.RunCli("graph", "--help");
+        Assert.Equal(0, graphHelp.ExitCode);
+        Assert.Contains("--halo", graphHelp.Stdout);
+    }
+}

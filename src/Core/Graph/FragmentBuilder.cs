@@ -223,23 +223,11 @@ public static class FragmentBuilder
         }
 
         // --- 8. group adjacency ---
-        var gIndex = new Dictionary<long, int>(PairKey.Instance);
-        var gA = new List<int>(); var gB = new List<int>(); var gLen = new List<int>(); var gDiff = new List<long>();
-        for (int i = 0; i < P; i++)
-        {
-            int a = groupOf[pA[i]], b = groupOf[pB[i]];
-            if (a == b) continue;
-            if (a > b) (a, b) = (b, a);
-            long key = PairKey.Pack(a, b);
-            if (!gIndex.TryGetValue(key, out int idx))
-            {
-                idx = gA.Count; gIndex[key] = idx; gA.Add(a); gB.Add(b); gLen.Add(0);
-                for (int c = 0; c < C; c++) gDiff.Add(0);
-            }
-            gLen[idx] += pLen[i];
-            for (int c = 0; c < C; c++) gDiff[idx * C + c] += pDiff[i * C + c];
-        }
-        t.GAdjA = gA.ToArray(); t.GAdjB = gB.ToArray(); t.GAdjLength = gLen.ToArray(); t.GAdjAbsDiff = gDiff.ToArray();
+        var gAdj = new PairAccumulator(C);
+        for (int i = 0; i < P; i++) gAdj.Add(groupOf[pA[i]], groupOf[pB[i]], pLen[i], pDiff, i * C);
+        t.GAdjA = gAdj.AArray(); t.GAdjB = gAdj.BArray(); t.GAdjAbsDiff = gAdj.DiffArray();
+        t.GAdjLength = new int[gAdj.Count];
+        for (int i = 0; i < gAdj.Count; i++) t.GAdjLength[i] = (int)gAdj.Length(i);
 
         // --- 9. open fragments and their directed adjacency records ---
         t.OGroup = new int[O]; t.OArea = new int[O]; t.OFlags = new OpenFlags[O];

@@ -53,26 +53,12 @@ public sealed class Stitcher
         var oParent = new int[O];
         for (int i = 0; i < O; i++) oParent[i] = i;
         var cross = new List<(int From, int To, long First)>();              // directed, between open fragments of two tiles
-        var gPairs = new Dictionary<long, int>(PairKey.Instance);
-        var gA = new List<int>(); var gB = new List<int>(); var gLen = new List<long>(); var gDiff = new List<long>();
-        void AddGroupBoundary(int a, int b, long len, ReadOnlySpan<long> diff)
-        {
-            if (a == b) return;
-            if (a > b) (a, b) = (b, a);
-            long key = PairKey.Pack(a, b);
-            if (!gPairs.TryGetValue(key, out int idx))
-            {
-                idx = gA.Count; gPairs[key] = idx; gA.Add(a); gB.Add(b); gLen.Add(0);
-                for (int c = 0; c < C; c++) gDiff.Add(0);
-            }
-            gLen[idx] += len;
-            for (int c = 0; c < C; c++) gDiff[idx * C + c] += diff[c];
-        }
+        var groupAdj = new PairAccumulator(C);
         for (int t = 0; t < tiles; t++)
         {
             var m = meta[t];
             for (int i = 0; i < m.GAdjA.Length; i++)
-                AddGroupBoundary(gBase[t] + m.GAdjA[i], gBase[t] + m.GAdjB[i], m.GAdjLength[i], m.GAdjAbsDiff.AsSpan(i * C, C));
+                groupAdj.Add(gBase[t] + m.GAdjA[i], gBase[t] + m.GAdjB[i], m.GAdjLength[i], m.GAdjAbsDiff.AsSpan(i * C, C));
         }
         var one = new long[C];
         for (int t = 0; t < tiles; t++)
@@ -98,7 +84,7 @@ public sealed class Stitcher
                 long pb = vertical ? pa + 1 : pa + _s.Width;
                 cross.Add((oa, ob, pb)); cross.Add((ob, oa, pa));
                 for (int c = 0; c < C; c++) one[c] = Math.Abs(a.SideValues[sa][i * C + c] - b.SideValues[sb][i * C + c]);
-                AddGroupBoundary(gBase[ta] + a.OGroup[la], gBase[tb] + b.OGroup[lb], 1, one);
+                groupAdj.Add(gBase[ta] + a.OGroup[la], gBase[tb] + b.OGroup[lb], 1, one);
             }
         }
         Step($"joined tile sides");
@@ -269,36 +255,26 @@ public sealed class Stitcher
         Step("features");
 
         // --- region adjacency between final nodes ---
-        var rag = new Dictionary<long, int>(PairKey.Instance);
-        var rA = new List<int>(); var rB = new List<int>(); var rLen = new List<long>(); var rDiff = new List<long>();
-        for (int i = 0; i < gA.Count; i++)
+        var ragAcc = new PairAccumulator(C);
+        var d = new long[C];
+        for (int i = 0; i < groupAdj.Count; i++)
         {
-            int va = nodeOf[gA[i]], vb = nodeOf[gB[i]];
-            if (va == vb) continue;
-            if (va > vb) (va, vb) = (vb, va);
-            long key = PairKey.Pack(va, vb);
-            if (!rag.TryGetValue(key, out int idx))
-            {
-                idx = rA.Count; rag[key] = idx; rA.Add(va); rB.Add(vb); rLen.Add(0);
-                for (int c = 0; c < C; c++) rDiff.Add(0);
-            }
-            rLen[idx] += gLen[i];
-            for (int c = 0; c < C; c++) rDiff[idx * C + c] += gDiff[i * C + c];
+            for (int c = 0; c < C; c++) d[c] = groupAdj.Diff(i, c);
+            ragAcc.Add(nodeOf[groupAdj.A(i)], nodeOf[groupAdj.B(i)], groupAdj.Length(i), d);
         }
-        gPairs.Clear(); gPairs.TrimExcess(); gA.Clear(); gA.TrimExcess(); gB.Clear(); gB.TrimExcess(); gLen.Clear(); gLen.TrimExcess(); gDiff.Clear(); gDiff.TrimExcess();
-        rag.Clear(); rag.TrimExcess();
-        var order = Enumerable.Range(0, rA.Count).OrderBy(i => PairKey.Pack(rA[i], rB[i])).ToArray();
-        graph.RagA = order.Select(i => rA[i]).ToArray();
-        graph.RagB = order.Select(i => rB[i]).ToArray();
-        graph.RagLength = order.Select(i => (int)rLen[i]).ToArray();
+        groupAdj.Release();
+        var order = Enumerable.Range(0, ragAcc.Count).OrderBy(i => PairKey.Pack(ragAcc.A(i), ragAcc.B(i))).ToArray();
+        graph.RagA = order.Select(ragAcc.A).ToArray();
+        graph.RagB = order.Select(ragAcc.B).ToArray();
+        graph.RagLength = order.Select(i => (int)ragAcc.Length(i)).ToArray();
         graph.RagContrast = order.Select(i =>
         {
             double s = 0;
-            for (int c = 0; c < C; c++) s += (double)rDiff[i * C + c] / rLen[i] * _s.Stats.InvStd(c);
+            for (int c = 0; c < C; c++) s += (double)ragAcc.Diff(i, c) / ragAcc.Length(i) * _s.Stats.InvStd(c);
             return (float)(s / C);
         }).ToArray();
+        ragAcc.Release();
 
-        rA.Clear(); rB.Clear(); rLen.Clear(); rDiff.Clear();
         GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
 
         // --- k nearest centroids, as published ---

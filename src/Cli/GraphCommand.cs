@@ -50,7 +50,9 @@ public static class GraphCommand
                 Iterations: pr.GetValue(iterations), WindowFactor: pr.GetValue(window), MinSizeFactor: pr.GetValue(minSize),
                 TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo), K: pr.GetValue(k),
                 WriteNodeMap: !pr.GetValue(noNodeMap), KeepWork: pr.GetValue(keepWork));
-            return await RunAsync(spec, pr.GetValue(workers), ct);
+            int rc = await RunAsync(spec, pr.GetValue(workers), ct);
+            if (rc == ExitCodes.Ok) Console.WriteLine(Path.Combine(spec.OutDir, Core.IO.GraphOutputs.GraphFile));
+            return rc;
         });
         return cmd;
     }
@@ -74,7 +76,6 @@ public static class GraphCommand
                 case GraphJobCompleted c:
                     Log.Information("Done in {Seconds:F1}s: {Nodes} nodes, {Rag} adjacency edges, {Knn} kNN edges → {Out} (prepare {Prepare:F1}s, tiles {Tiles:F1}s, stitch {Stitch:F1}s, write {Write:F1}s, peak RSS {PeakRssMiB:F0} MiB)",
                         sw.Elapsed.TotalSeconds, c.Nodes, c.AdjacencyEdges, c.KnnEdges, c.OutDir, c.PrepareSeconds, c.TilesSeconds, c.StitchSeconds, c.WriteSeconds, Core.ProcessStats.PeakRssMiB());
-                    Console.WriteLine(Path.Combine(c.OutDir, Core.IO.GraphOutputs.GraphFile));
                     return ExitCodes.Ok;
                 case GraphJobFailed f:
                     Log.Error("Failed: {Error}", f.Error);

@@ -10,6 +10,8 @@ var root = new RootCommand("ActorSeg: segmentation of very large microscopy imag
     GraphCommand.Create(verbose),
     GenerateCommand.Create(verbose),
     DemoCommand.Create(verbose),
+    TrainCommand.Create(verbose),
+    EvaluateCommand.Create(verbose),
 };
 root.Options.Add(verbose);
 try

@@ -1,0 +1,154 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using ActorSeg.GpuTrainer;
+using ActorSeg.Messages;
+using Serilog;
+
+namespace ActorSeg.Cli;
+
+public static class TrainCommand
+{
+    private static readonly string[] ImageExtensions = [".tif", ".tiff", ".png", ".jpg", ".jpeg"];
+
+    /// <summary>Pairs images with masks by base name, whatever their extensions.</summary>
+    public static List<(string Image, string Mask)> Pair(string images, string masks)
+    {
+        if (!Directory.Exists(images)) throw new DirectoryNotFoundException($"{images}: no such directory");
+        if (!Directory.Exists(masks)) throw new DirectoryNotFoundException($"{masks}: no such directory");
+        var maskByBase = Directory.GetFiles(masks).Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
+            .GroupBy(f => Path.GetFileNameWithoutExtension(f)).ToDictionary(g => g.Key, g => g.First());
+        var pairs = new List<(string, string)>();
+        foreach (var img in Directory.GetFiles(images).Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal))
+        {
+            var b = Path.GetFileNameWithoutExtension(img);
+            if (maskByBase.TryGetValue(b, out var m)) pairs.Add((img, m));
+            else Log.Warning("No mask for {Image} in {Masks}: skipped", img, masks);
+        }
+        if (pairs.Count == 0) throw new FileNotFoundException($"{images}: no image has a mask of the same base name in {masks}");
+        return pairs;
+    }
+
+    public static Command Create(Option<bool> verbose)
+    {
+        var graphs = new Option<string[]>("--graphs", "-g") { Description = "Graphs from 'actorseg graph' (.npz files or directories), built with --mask.", AllowMultipleArgumentsPerToken = true };
+        var images = new Option<DirectoryInfo?>("--images") { Description = "Images to build training graphs from (with --masks)." };
+        var masks = new Option<DirectoryInfo?>("--masks") { Description = "Masks paired with --images by base name, whatever the extension." };
+        var maskMode = new Option<string>("--mask-mode") { Description = "binary (non-zero = class 1) or classes.", DefaultValueFactory = _ => "binary" };
+        maskMode.AcceptOnlyFromAmong("binary", "classes");
+        var segments = new Option<int?>("--segments") { Description = "Superpixels per image when building graphs (default: spacing 41 px)." };
+        var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Model directory: best.model, last.model, curves.csv, split.json, train.json.", Required = true };
+        var conv = new Option<string>("--conv") { Description = "graphconv (published), sage, gcn or gat.", DefaultValueFactory = _ => "graphconv" };
+        conv.AcceptOnlyFromAmong("graphconv", "sage", "gcn", "gat");
+        var edges = new Option<string>("--edges") { Description = "knn (published exp(-d) weights, neighbour messages vanish), knn-scaled (exp(-d/spacing)), rag (region adjacency by shared boundary).", DefaultValueFactory = _ => "knn" };
+        edges.AcceptOnlyFromAmong(GraphSample.EdgeModes);
+        var layers = new Option<int>("--layers") { DefaultValueFactory = _ => 3, Description = "Message-passing layers." };
+        var hidden = new Option<int>("--hidden") { DefaultValueFactory = _ => 32, Description = "Hidden width." };
+        var dropout = new Option<double>("--dropout") { DefaultValueFactory = _ => 0.5, Description = "Dropout between layers." };
+        var lr = new Option<double>("--lr") { DefaultValueFactory = _ => 0.01, Description = "Adam learning rate." };
+        var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 500, Description = "Maximum epochs." };
+        var patience = new Option<int>("--patience") { DefaultValueFactory = _ => 20, Description = "Epochs without validation improvement before stopping." };
+        var valFrac = new Option<double>("--val-frac") { DefaultValueFactory = _ => 0.15, Description = "Fraction of graphs (or, with one graph, of its labelled nodes) held out for validation." };
+        var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1, Description = "Seed for the split and the weights." };
+        var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto (CUDA when present), cpu or cuda." };
+        var workers = new Option<int>("--workers", "-w") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Tile workers when building graphs." };
+        var cmd = new Command("train", "Train a GNN node classifier on superpixel graphs (full-graph training, early stopping on validation loss).")
+        {
+            graphs, images, masks, maskMode, segments, output, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers,
+        };
+        cmd.SetAction(async (pr, ct) =>
+        {
+            Logging.Configure(pr.GetValue(verbose));
+            var outDir = pr.GetValue(output)!.FullName;
+            try
+            {
+                var paths = new List<string>();
+                if (pr.GetValue(graphs) is { Length: > 0 } gs) paths.AddRange(GraphSample.Discover(gs));
+                if (pr.GetValue(images) is { } imgDir)
+                {
+                    var mdir = pr.GetValue(masks) ?? throw new ArgumentException("--images needs --masks");
+                    foreach (var (img, mask) in Pair(imgDir.FullName, mdir.FullName))
+                    {
+                        var gdir = Path.Combine(outDir, "graphs", Path.GetFileNameWithoutExtension(img));
+                        var spec = new GraphJobSpec(img, mask, gdir, MaskMode: pr.GetValue(maskMode)!, Segments: pr.GetValue(segments), WriteNodeMap: false);
+                        if (await GraphCommand.RunAsync(spec, pr.GetValue(workers), ct) != ExitCodes.Ok) return ExitCodes.Failed;
+                        paths.Add(Path.Combine(gdir, Core.IO.GraphOutputs.GraphFile));
+                    }
+                }
+                if (paths.Count == 0) throw new ArgumentException("nothing to train on: give --graphs, or --images with --masks");
+                var opts = new TrainOptions
+                {
+                    Architecture = new GnnArchitecture { Conv = pr.GetValue(conv)!, Layers = pr.GetValue(layers), Hidden = pr.GetValue(hidden), Dropout = pr.GetValue(dropout) },
+                    Edges = pr.GetValue(edges)!, LearningRate = pr.GetValue(lr), MaxEpochs = pr.GetValue(epochs), Patience = pr.GetValue(patience),
+                    ValidationFraction = pr.GetValue(valFrac), Seed = pr.GetValue(seed), Device = pr.GetValue(device)!,
+                };
+                Log.Information("Training {Conv} ({Layers} layers, width {Hidden}) with {Edges} edges on {Graphs} graph(s) → {Out}", opts.Architecture.Conv, opts.Architecture.Layers, opts.Architecture.Hidden, opts.Edges, paths.Count, outDir);
+                var r = Trainer.Train(paths, outDir, opts, s => Log.Information("{Step}", s));
+                File.WriteAllText(Path.Combine(outDir, "train.json"), JsonSerializer.Serialize(new { options = opts, result = r }, new JsonSerializerOptions { WriteIndented = true }));
+                Console.WriteLine(r.BestModel);
+                return ExitCodes.Ok;
+            }
+            catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or Core.Imaging.InputFileException or InvalidOperationException)
+            {
+                Log.Error("Training failed: {Error}", e.Message);
+                return ExitCodes.Failed;
+            }
+        });
+        return cmd;
+    }
+}
+
+public static class EvaluateCommand
+{
+    public static Command Create(Option<bool> verbose)
+    {
+        var model = new Option<FileInfo>("--model", "-m") { Description = "A model file (best.model).", Required = true };
+        var graphs = new Option<string[]>("--graphs", "-g") { Description = "Graphs built with --mask (.npz files or directories).", Required = true, AllowMultipleArgumentsPerToken = true };
+        var output = new Option<DirectoryInfo?>("--out", "-o") { Description = "Write metrics.json here." };
+        var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto, cpu or cuda." };
+        var cmd = new Command("evaluate", "Pixel-level accuracy, F1/Dice, IoU and the superpixel ceiling of a model on labelled graphs (exact against the masks).")
+        {
+            model, graphs, output, device,
+        };
+        cmd.SetAction((pr, ct) =>
+        {
+            Logging.Configure(pr.GetValue(verbose));
+            try
+            {
+                var dev = TorchDevice.Pick(pr.GetValue(device));
+                var (spec, m) = ModelFile.Load(pr.GetValue(model)!.FullName, dev);
+                var per = new List<(long[], int, long[])>();
+                var rows = new List<object>();
+                foreach (var path in GraphSample.Discover(pr.GetValue(graphs)!))
+                {
+                    var g = GraphSample.Load(path, spec.Edges);
+                    if (g.ClassHist is null) throw new InvalidDataException($"{path}: graph has no class histograms (build it with --mask)");
+                    var pred = Predictor.Predict(spec, m, g, dev);
+                    per.Add((g.ClassHist, g.Classes, pred));
+                    var one = PixelMetrics.FromHistograms([(g.ClassHist, g.Classes, pred)], spec.Classes);
+                    rows.Add(new { graph = path, accuracy = one.Accuracy, macroF1 = one.MacroF1, microJaccard = one.MicroJaccard, ceiling = one.SuperpixelCeiling });
+                }
+                var all = PixelMetrics.FromHistograms(per, spec.Classes);
+                var inv = CultureInfo.InvariantCulture;
+                Console.WriteLine($"graphs {per.Count}, pixels {all.Pixels:N0}");
+                Console.WriteLine(string.Format(inv, "pixel accuracy {0:P2}  macro F1 {1:F4}  micro Jaccard {2:F4}  superpixel ceiling {3:P2}", all.Accuracy, all.MacroF1, all.MicroJaccard, all.SuperpixelCeiling));
+                Console.WriteLine("class   F1/Dice   IoU");
+                for (int c = 0; c < all.Classes; c++) Console.WriteLine(string.Format(inv, "{0,5}   {1:F4}    {2:F4}", c, all.F1[c], all.IoU[c]));
+                Console.WriteLine("confusion (rows: truth, columns: prediction)");
+                for (int t = 0; t < all.Classes; t++) Console.WriteLine(string.Join(" ", Enumerable.Range(0, all.Classes).Select(p => all.Confusion[t * all.Classes + p].ToString().PadLeft(14))));
+                if (pr.GetValue(output) is { } od)
+                {
+                    Directory.CreateDirectory(od.FullName);
+                    File.WriteAllText(Path.Combine(od.FullName, "metrics.json"), JsonSerializer.Serialize(new { model = pr.GetValue(model)!.FullName, overall = all, graphs = rows }, new JsonSerializerOptions { WriteIndented = true }));
+                }
+                return Task.FromResult(ExitCodes.Ok);
+            }
+            catch (Exception e) when (e is InvalidDataException or FileNotFoundException or ArgumentException or InvalidOperationException)
+            {
+                Log.Error("Evaluation failed: {Error}", e.Message);
+                return Task.FromResult(ExitCodes.Failed);
+            }
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,61 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ActorSeg.GpuTrainer;
+
+/// <summary>Pixel-level metrics of node predictions, exact against the mask: every pixel of a node takes the node's class.</summary>
+public sealed record PixelMetrics(long[] Confusion, int Classes, double Accuracy, double[] F1, double MacroF1, double[] IoU,
+    double MicroJaccard, double SuperpixelCeiling, long Pixels)
+{
+    /// <summary>From each node's class histogram (pixels of each true class) and its predicted class.</summary>
+    public static PixelMetrics FromHistograms(IEnumerable<(long[] Hist, int Classes, long[] Pred)> graphs, int classes)
+    {
+        var cm = new long[classes * classes];
+        long ceilingRight = 0;
+        foreach (var (hist, k, pred) in graphs)
+        {
+            for (int v = 0; v < pred.Length; v++)
+            {
+                long best = 0;
+                for (int t = 0; t < k; t++)
+                {
+                    long c = hist[v * k + t];
+                    if (c == 0) continue;
+                    if (t >= classes) throw new InvalidDataException($"class {t} is not known to the model");
+                    cm[t * classes + pred[v]] += c;
+                    best = Math.Max(best, c);
+                }
+                ceilingRight += best;
+            }
+        }
+        long total = cm.Sum(), tp = 0;
+        var f1 = new double[classes]; var iou = new double[classes];
+        for (int c = 0; c < classes; c++)
+        {
+            long tpc = cm[c * classes + c], row = 0, col = 0;
+            for (int j = 0; j < classes; j++) { row += cm[c * classes + j]; col += cm[j * classes + c]; }
+            tp += tpc;
+            f1[c] = row + col == 0 ? 1 : 2.0 * tpc / (row + col);
+            iou[c] = row + col - tpc == 0 ? 1 : (double)tpc / (row + col - tpc);
+        }
+        return new PixelMetrics(cm, classes, (double)tp / Math.Max(1, total), f1, f1.Average(), iou,
+            (double)tp / Math.Max(1, 2 * total - tp), (double)ceilingRight / Math.Max(1, total), total);
+    }
+}
+
+public static class Predictor
+{
+    /// <summary>The class of every node of a graph.</summary>
+    public static long[] Predict(ModelSpec spec, GnnModel model, GraphSample g, Device device)
+    {
+        spec.CheckCompatible(g);
+        int F = g.F;
+        var x = new float[g.X.Length];
+        for (int v = 0; v < g.Nodes; v++) for (int f = 0; f < F; f++) x[v * F + f] = (g.X[v * F + f] - spec.FeatureMean[f]) / spec.FeatureStd[f];
+        using var scope = torch.NewDisposeScope();
+        model.eval();
+        using var _ = torch.no_grad();
+        var logits = model.forward(torch.tensor(x, [g.Nodes, F], device: device), torch.tensor(g.EdgeIndex, [2, g.E], device: device), torch.tensor(g.EdgeWeight, device: device));
+        return logits.argmax(1).cpu().data<long>().ToArray();
+    }
+}

@@ -1,0 +1,86 @@
+using System.Text;
+using System.Text.Json;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ActorSeg.GpuTrainer;
+
+/// <summary>Everything needed to apply a model besides its weights: a model file alone is enough to segment.</summary>
+public sealed record ModelSpec
+{
+    public string Format { get; init; } = "actorseg-gnn/1";
+    public required GnnArchitecture Architecture { get; init; }
+    public required string[] FeatureNames { get; init; }
+    public required float[] FeatureMean { get; init; }
+    public required float[] FeatureStd { get; init; }
+    public required int Classes { get; init; }
+    public required string Edges { get; init; }
+    public required float[] ClassWeights { get; init; }
+    public int Epoch { get; init; }
+    public double ValidationLoss { get; init; }
+    public int Seed { get; init; }
+    public string[] TrainGraphs { get; init; } = [];
+    public string[] ValidationGraphs { get; init; } = [];
+
+    /// <summary>Refuses a graph whose features the model was not trained on.</summary>
+    public void CheckCompatible(GraphSample g)
+    {
+        if (!g.FeatureNames.SequenceEqual(FeatureNames))
+            throw new InvalidDataException($"{g.Path}: the graph's features [{string.Join(", ", g.FeatureNames)}] differ from the model's [{string.Join(", ", FeatureNames)}] (different channel count or feature set)");
+        if (g.ClassHist is not null && g.Classes > Classes)
+        {
+            for (int v = 0; v < g.Nodes; v++)
+                for (int c = Classes; c < g.Classes; c++)
+                    if (g.ClassHist[v * g.Classes + c] > 0)
+                        throw new InvalidDataException($"{g.Path}: the mask has class {c}, but the model knows classes 0..{Classes - 1}");
+        }
+    }
+}
+
+/// <summary>A model file: a magic line, the spec as JSON, then the weights (TorchSharp's format). Written atomically.</summary>
+public static class ModelFile
+{
+    private static readonly byte[] Magic = Encoding.ASCII.GetBytes("ACTORSEG-GNN-MODEL\n");
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+
+    public static void Save(string path, ModelSpec spec, GnnModel model)
+    {
+        var tmp = path + ".partial";
+        using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write))
+        using (var w = new BinaryWriter(fs))
+        {
+            w.Write(Magic);
+            var json = JsonSerializer.SerializeToUtf8Bytes(spec, Json);
+            w.Write(json.Length); w.Write(json);
+            model.save(w);
+        }
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    public static (ModelSpec Spec, GnnModel Model) Load(string path, Device? device = null)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: model file not found");
+        try
+        {
+            using var fs = File.OpenRead(path);
+            using var r = new BinaryReader(fs);
+            var magic = r.ReadBytes(Magic.Length);
+            if (!magic.SequenceEqual(Magic)) throw new InvalidDataException("not an ActorSeg GNN model file");
+            int len = r.ReadInt32();
+            if (len <= 0 || len > 64 << 20) throw new InvalidDataException("corrupt header");
+            var spec = JsonSerializer.Deserialize<ModelSpec>(r.ReadBytes(len), Json) ?? throw new InvalidDataException("empty spec");
+            var model = new GnnModel(spec.Architecture, spec.FeatureNames.Length, spec.Classes);
+            model.load(r, strict: true);
+            if (device is not null) model.to(device);
+            return (spec, model);
+        }
+        catch (Exception e) when (e is not FileNotFoundException && e is not InvalidDataException)
+        {
+            throw new InvalidDataException($"{path}: corrupt or incompatible model file ({e.GetType().Name}: {e.Message})", e);
+        }
+        catch (InvalidDataException e) when (!e.Message.StartsWith(path))
+        {
+            throw new InvalidDataException($"{path}: {e.Message}", e);
+        }
+    }
+}

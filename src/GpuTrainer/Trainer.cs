@@ -1,0 +1,187 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ActorSeg.GpuTrainer;
+
+public sealed record TrainOptions
+{
+    public GnnArchitecture Architecture { get; init; } = new();
+    public string Edges { get; init; } = "knn";
+    public double LearningRate { get; init; } = 0.01;
+    public int MaxEpochs { get; init; } = 500;
+    public int Patience { get; init; } = 20;
+    /// <summary>A validation loss counts as better only if it improves by more than this.</summary>
+    public double MinDelta { get; init; } = 1e-4;
+    public double ValidationFraction { get; init; } = 0.15;
+    public int Seed { get; init; } = 1;
+    public string Device { get; init; } = "auto";
+}
+
+public sealed record TrainResult(string BestModel, string LastModel, int Epochs, int BestEpoch, double BestValidationLoss,
+    double Seconds, double PeakRssMiB, string Device, int TrainGraphs, int ValidationGraphs, long TrainNodes, long ValidationNodes);
+
+/// <summary>
+/// Full-graph training over one or many image graphs: features normalised with training statistics saved in the
+/// model, class-weighted cross entropy from the training labels, unlabelled nodes (−1) contribute no loss, Adam,
+/// early stopping on validation loss, best and last checkpoints, curves in curves.csv. Reproducible with a seed.
+/// With a single graph, a fixed random fraction of its labelled nodes is held out for validation instead.
+/// </summary>
+public static class Trainer
+{
+    private sealed class Prepared : IDisposable
+    {
+        public required Tensor X, EdgeIndex, EdgeWeight, YTrain, YVal;
+        public void Dispose() { X.Dispose(); EdgeIndex.Dispose(); EdgeWeight.Dispose(); YTrain.Dispose(); YVal.Dispose(); }
+    }
+
+    public static TrainResult Train(IReadOnlyList<string> graphPaths, string outDir, TrainOptions o, Action<string>? log = null)
+    {
+        log ??= _ => { };
+        o.Architecture.Validate();
+        if (graphPaths.Count == 0) throw new ArgumentException("no graphs to train on");
+        if (!(o.ValidationFraction > 0 && o.ValidationFraction < 1)) throw new ArgumentException($"validation fraction must be in (0, 1) (got {o.ValidationFraction})");
+        var sw = Stopwatch.StartNew();
+        torch.manual_seed(o.Seed);
+        var device = TorchDevice.Pick(o.Device);
+        log($"device {TorchDevice.Describe(device)}");
+
+        var graphs = graphPaths.Select(p => GraphSample.Load(p, o.Edges)).ToList();
+        foreach (var g in graphs)
+        {
+            if (g.Y is null) throw new InvalidDataException($"{g.Path}: graph has no labels (build it with --mask)");
+            if (!g.FeatureNames.SequenceEqual(graphs[0].FeatureNames)) throw new InvalidDataException($"{g.Path}: features differ from {graphs[0].Path}");
+        }
+        int F = graphs[0].F;
+        int K = Math.Max(2, graphs.Max(g => (int)(g.Y!.DefaultIfEmpty(-1).Max() + 1)));
+
+        // the split: whole graphs when there are several, labelled nodes of the one graph otherwise
+        var rnd = new Random(o.Seed);
+        var trainIdx = new List<int>(); var valIdx = new List<int>();
+        bool nodeSplit = graphs.Count == 1;
+        if (!nodeSplit)
+        {
+            var order = Enumerable.Range(0, graphs.Count).OrderBy(_ => rnd.Next()).ToList();
+            int nv = Math.Max(1, (int)Math.Round(graphs.Count * o.ValidationFraction));
+            valIdx.AddRange(order.Take(nv).Order()); trainIdx.AddRange(order.Skip(nv).Order());
+        }
+        var yTrain = new List<long[]>(); var yVal = new List<long[]>();
+        for (int i = 0; i < graphs.Count; i++)
+        {
+            var y = graphs[i].Y!;
+            var yt = (long[])y.Clone(); var yv = Enumerable.Repeat(-1L, y.Length).ToArray();
+            if (nodeSplit)
+            {
+                for (int v = 0; v < y.Length; v++) if (y[v] >= 0 && rnd.NextDouble() < o.ValidationFraction) { yv[v] = y[v]; yt[v] = -1; }
+            }
+            else if (valIdx.Contains(i)) { yv = yt; yt = Enumerable.Repeat(-1L, y.Length).ToArray(); }
+            yTrain.Add(yt); yVal.Add(yv);
+        }
+        if (nodeSplit) { trainIdx.Add(0); valIdx.Add(0); }
+        long trainNodes = yTrain.Sum(a => a.LongCount(v => v >= 0)), valNodes = yVal.Sum(a => a.LongCount(v => v >= 0));
+        if (trainNodes == 0) throw new InvalidDataException("no labelled training nodes");
+        if (valNodes == 0) throw new InvalidDataException("no labelled validation nodes");
+
+        // normalisation and class weights from the training nodes only
+        var mean = new double[F]; var sq = new double[F]; long cnt = 0;
+        var counts = new double[K];
+        foreach (int i in trainIdx)
+        {
+            var g = graphs[i]; var yt = yTrain[i];
+            for (int v = 0; v < g.Nodes; v++)
+            {
+                if (yt[v] < 0) continue;
+                counts[yt[v]]++; cnt++;
+                for (int f = 0; f < F; f++) { double x = g.X[v * F + f]; mean[f] += x; sq[f] += x * x; }
+            }
+        }
+        var fMean = new float[F]; var fStd = new float[F];
+        for (int f = 0; f < F; f++) { double m = mean[f] / cnt; fMean[f] = (float)m; fStd[f] = (float)Math.Max(1e-6, Math.Sqrt(Math.Max(0, sq[f] / cnt - m * m))); }
+        var cw = counts.Select(c => (float)(counts.Max() / Math.Max(c, 1))).ToArray();
+
+        Prepared Prepare(int i)
+        {
+            var g = graphs[i];
+            var x = new float[g.X.Length];
+            for (int v = 0; v < g.Nodes; v++) for (int f = 0; f < F; f++) x[v * F + f] = (g.X[v * F + f] - fMean[f]) / fStd[f];
+            return new Prepared
+            {
+                X = torch.tensor(x, [g.Nodes, F], device: device),
+                EdgeIndex = torch.tensor(g.EdgeIndex, [2, g.E], device: device),
+                EdgeWeight = torch.tensor(g.EdgeWeight, device: device),
+                YTrain = torch.tensor(yTrain[i], device: device), YVal = torch.tensor(yVal[i], device: device),
+            };
+        }
+        var data = Enumerable.Range(0, graphs.Count).Select(Prepare).ToList();
+        using var weight = torch.tensor(cw, device: device);
+        log($"{graphs.Count} graph(s): {trainIdx.Count} train / {valIdx.Count} validation{(nodeSplit ? " (node split)" : "")}, {trainNodes} / {valNodes} labelled nodes, {F} features, {K} classes, class weights [{string.Join(", ", cw.Select(c => c.ToString("F2", CultureInfo.InvariantCulture)))}]");
+
+        var model = new GnnModel(o.Architecture, F, K);
+        model.to(device);
+        var opt = torch.optim.Adam(model.parameters(), lr: o.LearningRate);
+        Directory.CreateDirectory(outDir);
+        string best = Path.Combine(outDir, "best.model"), last = Path.Combine(outDir, "last.model");
+        ModelSpec Spec(int epoch, double vl) => new()
+        {
+            Architecture = o.Architecture, FeatureNames = graphs[0].FeatureNames, FeatureMean = fMean, FeatureStd = fStd, Classes = K,
+            Edges = o.Edges, ClassWeights = cw, Epoch = epoch, ValidationLoss = vl, Seed = o.Seed,
+            TrainGraphs = trainIdx.Select(i => graphs[i].Path).ToArray(), ValidationGraphs = valIdx.Select(i => graphs[i].Path).ToArray(),
+        };
+        var curves = new System.Text.StringBuilder("epoch,train_loss,val_loss,val_node_accuracy\n");
+        double bestLoss = double.PositiveInfinity, lastLoss = double.PositiveInfinity; int bestEpoch = 0, since = 0, epoch = 0;
+        for (epoch = 1; epoch <= o.MaxEpochs; epoch++)
+        {
+            double trainLoss = 0;
+            model.train();
+            foreach (int i in trainIdx)
+            {
+                using var scope = torch.NewDisposeScope();
+                var d = data[i];
+                opt.zero_grad();
+                var loss = nn.functional.cross_entropy(model.forward(d.X, d.EdgeIndex, d.EdgeWeight), d.YTrain, weight, ignore_index: -1);
+                loss.backward();
+                opt.step();
+                trainLoss += loss.item<float>();
+            }
+            trainLoss /= trainIdx.Count;
+            double valLoss = 0; long right = 0, total = 0;
+            model.eval();
+            using (torch.no_grad())
+                foreach (int i in valIdx)
+                {
+                    using var scope = torch.NewDisposeScope();
+                    var d = data[i];
+                    var logits = model.forward(d.X, d.EdgeIndex, d.EdgeWeight);
+                    valLoss += nn.functional.cross_entropy(logits, d.YVal, weight, ignore_index: -1).item<float>();
+                    var mask = d.YVal.ge(0);
+                    right += logits.argmax(1).eq(d.YVal).logical_and(mask).sum().item<long>();
+                    total += mask.sum().item<long>();
+                }
+            valLoss /= valIdx.Count;
+            lastLoss = valLoss;
+            curves.Append(FormattableString.Invariant($"{epoch},{trainLoss:G6},{valLoss:G6},{(double)right / total:G6}\n"));
+            if (valLoss < bestLoss - o.MinDelta)
+            {
+                bestLoss = valLoss; bestEpoch = epoch; since = 0;
+                ModelFile.Save(best, Spec(epoch, valLoss), model);
+            }
+            else if (++since >= o.Patience) break;
+            if (epoch == 1 || epoch % 10 == 0) log(FormattableString.Invariant($"epoch {epoch}: train loss {trainLoss:F4}, validation loss {valLoss:F4}, validation node accuracy {(double)right / total:P1}"));
+        }
+        epoch = Math.Min(epoch, o.MaxEpochs);
+        ModelFile.Save(last, Spec(epoch, lastLoss), model);
+        File.WriteAllText(Path.Combine(outDir, "curves.csv"), curves.ToString());
+        File.WriteAllText(Path.Combine(outDir, "split.json"), JsonSerializer.Serialize(new
+        {
+            seed = o.Seed, nodeSplit, validationFraction = o.ValidationFraction,
+            train = trainIdx.Select(i => graphs[i].Path), validation = valIdx.Select(i => graphs[i].Path),
+        }, new JsonSerializerOptions { WriteIndented = true }));
+        foreach (var d in data) d.Dispose();
+        var result = new TrainResult(best, last, epoch, bestEpoch, bestLoss, sw.Elapsed.TotalSeconds, Core.ProcessStats.PeakRssMiB(),
+            TorchDevice.Describe(device), trainIdx.Count, valIdx.Count, trainNodes, valNodes);
+        log(FormattableString.Invariant($"stopped after {epoch} epochs; best validation loss {bestLoss:F4} at epoch {bestEpoch}; {result.Seconds:F1}s, peak RSS {result.PeakRssMiB:F0} MiB"));
+        return result;
+    }
+}

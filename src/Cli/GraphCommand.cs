@@ -35,10 +35,12 @@ public static class GraphCommand
         var workers = new Option<int>("--workers", "-w") { Description = "Tile worker actors (default: one per core).", DefaultValueFactory = _ => Environment.ProcessorCount };
         var noNodeMap = new Option<bool>("--no-node-map") { Description = "Do not write nodes.tif." };
         var keepWork = new Option<bool>("--keep-work") { Description = "Keep the per-tile partial graphs in OUT/.work-JOB." };
+        var features = new Option<string>("--features") { Description = "texture (default): the published 11 intensity features per channel plus gradient and local-variation statistics and boundary contrast; published: the 11 alone.", DefaultValueFactory = _ => "texture" };
+        features.AcceptOnlyFromAmong("texture", "published");
 
         var cmd = new Command("graph", "Build the superpixel graph of an image, tile by tile, stitched without seams.")
         {
-            image, mask, output, page, maskMode, ignore, segments, spacing, compactness, sigma, iterations, window, minSize, tileSize, halo, k, workers, noNodeMap, keepWork,
+            image, mask, output, page, maskMode, ignore, segments, spacing, compactness, sigma, iterations, window, minSize, tileSize, halo, k, workers, noNodeMap, keepWork, features,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -49,7 +51,7 @@ public static class GraphCommand
                 Segments: pr.GetValue(segments), Spacing: pr.GetValue(spacing), Compactness: pr.GetValue(compactness), Sigma: pr.GetValue(sigma),
                 Iterations: pr.GetValue(iterations), WindowFactor: pr.GetValue(window), MinSizeFactor: pr.GetValue(minSize),
                 TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo), K: pr.GetValue(k),
-                WriteNodeMap: !pr.GetValue(noNodeMap), KeepWork: pr.GetValue(keepWork));
+                WriteNodeMap: !pr.GetValue(noNodeMap), KeepWork: pr.GetValue(keepWork), Features: pr.GetValue(features)!);
             int rc = await RunAsync(spec, pr.GetValue(workers), ct);
             if (rc == ExitCodes.Ok) Console.WriteLine(Path.Combine(spec.OutDir, Core.IO.GraphOutputs.GraphFile));
             return rc;

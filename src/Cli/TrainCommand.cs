@@ -52,9 +52,11 @@ public static class TrainCommand
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1, Description = "Seed for the split and the weights." };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto (CUDA when present), cpu or cuda." };
         var workers = new Option<int>("--workers", "-w") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Tile workers when building graphs." };
+        var features = new Option<string>("--features") { Description = "Feature set when building graphs: texture or published.", DefaultValueFactory = _ => "texture" };
+        features.AcceptOnlyFromAmong("texture", "published");
         var cmd = new Command("train", "Train a GNN node classifier on superpixel graphs (full-graph training, early stopping on validation loss).")
         {
-            graphs, images, masks, maskMode, segments, output, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers,
+            graphs, images, masks, maskMode, segments, output, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers, features,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -70,7 +72,7 @@ public static class TrainCommand
                     foreach (var (img, mask) in Pair(imgDir.FullName, mdir.FullName))
                     {
                         var gdir = Path.Combine(outDir, "graphs", Path.GetFileNameWithoutExtension(img));
-                        var spec = new GraphJobSpec(img, mask, gdir, MaskMode: pr.GetValue(maskMode)!, Segments: pr.GetValue(segments), WriteNodeMap: false);
+                        var spec = new GraphJobSpec(img, mask, gdir, MaskMode: pr.GetValue(maskMode)!, Segments: pr.GetValue(segments), WriteNodeMap: false, Features: pr.GetValue(features)!);
                         if (await GraphCommand.RunAsync(spec, pr.GetValue(workers), ct) != ExitCodes.Ok) return ExitCodes.Failed;
                         paths.Add(Path.Combine(gdir, Core.IO.GraphOutputs.GraphFile));
                     }

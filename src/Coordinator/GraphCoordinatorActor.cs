@@ -117,7 +117,7 @@ public sealed class GraphCoordinatorActor : ReceiveActor, IWithTimers
             Segments = s.Segments, Spacing = s.Spacing, Compactness = s.Compactness, Sigma = s.Sigma,
             Iterations = s.Iterations, WindowFactor = s.WindowFactor, MinSizeFactor = s.MinSizeFactor,
         },
-        TileSize = s.TileSize, Halo = s.Halo, K = s.K,
+        TileSize = s.TileSize, Halo = s.Halo, K = s.K, Features = s.Features,
     };
 
     private void OnPrepared(Prepared p)

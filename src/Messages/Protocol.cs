@@ -22,7 +22,8 @@ public sealed record GraphJobSpec(
     int? Halo = null,
     int K = 10,
     bool WriteNodeMap = true,
-    bool KeepWork = false);
+    bool KeepWork = false,
+    string Features = "texture");
 
 /// <summary>Client → coordinator: build the graph of one image.</summary>
 public sealed record SubmitGraphJob(string JobId, GraphJobSpec Spec);

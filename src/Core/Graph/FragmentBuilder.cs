@@ -19,10 +19,14 @@ public static class FragmentBuilder
     /// <param name="seeds">global SLIC seed id of each core pixel</param>
     /// <param name="mask">class of each core pixel (255 = unlabelled), or empty when there is no mask</param>
     /// <param name="groupOfPixel">receives the group id of each core pixel</param>
+    /// <param name="extra">derived planes of the core's pixels (core pixels × extraPlanes, interleaved), or empty</param>
+    /// <param name="norms">mean and 1/std that turn each value plane (channels, then extra planes) into z units</param>
     public static TileResult Build(TileSpec tile, int imageWidth, int imageHeight, ReadOnlySpan<ushort> raw, int channels,
-        ReadOnlySpan<int> seeds, ReadOnlySpan<byte> mask, ImageStatistics stats, long minSize, Span<int> groupOfPixel,
-        Pipeline.TileScratch? scratch = null)
+        ReadOnlySpan<int> seeds, ReadOnlySpan<byte> mask, PlaneNorms norms, long minSize, Span<int> groupOfPixel,
+        ReadOnlySpan<ushort> extra = default, int extraPlanes = 0, Pipeline.TileScratch? scratch = null)
     {
+        int PL = channels + extraPlanes;
+        if (norms.Count != PL) throw new ArgumentException($"{norms.Count} plane norms for {PL} planes");
         scratch ??= new Pipeline.TileScratch();
         var core = tile.Core; var read = tile.Read;
         int w = core.W, h = core.H, n = w * h, C = channels;
@@ -153,7 +157,7 @@ public static class FragmentBuilder
             if (Risky(pB[i])) nonFinal[groupOf[pA[i]]] = true;
         }
 
-        var t = new TileResult { TileId = tile.Id, Core = core, Channels = C, Fragments = F, Groups = G, Open = O };
+        var t = new TileResult { TileId = tile.Id, Core = core, Channels = C, Planes = PL, Fragments = F, Groups = G, Open = O };
 
         // --- 6. group statistics ---
         t.GMinLinear = new long[G]; t.GArea = new int[G]; t.GSumX = new long[G]; t.GSumY = new long[G]; t.GBBox = new int[4 * G];
@@ -183,7 +187,7 @@ public static class FragmentBuilder
         // --- 7. values grouped by group (counting sort), sorted per channel: features, or shipped ---
         var start = new long[G + 1];
         for (int g = 0; g < G; g++) start[g + 1] = start[g] + t.GArea[g];
-        var grouped = scratch.Grouped(n * C);
+        var grouped = scratch.Grouped(n * PL);
         var cursor = new long[G];
         {
             for (int y = 0; y < h; y++)
@@ -192,12 +196,14 @@ public static class FragmentBuilder
                 for (int x = 0; x < w; x++)
                 {
                     int g = groupOf[frag[row + x]];
-                    long pos = cursor[g]++, baseOff = start[g] * C;
+                    long pos = cursor[g]++, baseOff = start[g] * PL;
                     int area = t.GArea[g], src = (rrow + x) * C;
                     for (int c = 0; c < C; c++) grouped[baseOff + (long)c * area + pos] = raw[src + c];
+                    int xs = (row + x) * extraPlanes;
+                    for (int d = 0; d < extraPlanes; d++) grouped[baseOff + (long)(C + d) * area + pos] = extra[xs + d];
                 }
             }
-            int featLen = NodeFeatures.PerChannel * C;
+            int featLen = NodeFeatures.PerChannel * PL;
             t.GFeatureRow = new int[G]; t.GValueOffsets = new long[G];
             int finalCount = 0; long shippedPixels = 0;
             for (int g = 0; g < G; g++)
@@ -206,18 +212,18 @@ public static class FragmentBuilder
                 else { t.GFeatureRow[g] = finalCount++; t.GValueOffsets[g] = -1; }
             }
             t.Features = new float[finalCount * featLen];
-            t.Values = new ushort[shippedPixels * C];
+            t.Values = new ushort[shippedPixels * PL];
             for (int g = 0; g < G; g++)
             {
                 int area = t.GArea[g];
-                for (int c = 0; c < C; c++)
+                for (int c = 0; c < PL; c++)
                 {
-                    var seg = grouped.AsSpan((int)(start[g] * C + (long)c * area), area);
+                    var seg = grouped.AsSpan((int)(start[g] * PL + (long)c * area), area);
                     seg.Sort();
                     if (t.GFeatureRow[g] >= 0)
-                        NodeFeatures.Compute(seg, stats.Mean[c], stats.InvStd(c), t.Features.AsSpan(t.GFeatureRow[g] * featLen + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
+                        NodeFeatures.Compute(seg, norms.Mean[c], norms.InvStd[c], t.Features.AsSpan(t.GFeatureRow[g] * featLen + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
                     else
-                        seg.CopyTo(t.Values.AsSpan((int)(t.GValueOffsets[g] * C + (long)c * area), area));
+                        seg.CopyTo(t.Values.AsSpan((int)(t.GValueOffsets[g] * PL + (long)c * area), area));
                 }
             }
         }

@@ -21,10 +21,11 @@ public sealed record GraphComparison(double DifferingPixelFraction, long Differi
         var same = new Dictionary<int, int>();
         for (int v = 0; v < a.NodeCount; v++)
             if (!bad.Contains(a.MinLinear[v]) && idxB.TryGetValue(a.MinLinear[v], out int w) && a.Area[v] == b.Area[w]) same[v] = w;
-        int F = a.FeatureCount, featBad = 0;
+        // a node's own features (context features such as "contrast" depend on its neighbours as well)
+        int F = a.FeatureCount, own = a.FeatureNames.Count(n => n != "contrast"), featBad = 0;
         foreach (var (v, w) in same)
         {
-            if (!a.Features.AsSpan(v * F, F).SequenceEqual(b.Features.AsSpan(w * F, F))) featBad++;
+            if (!a.Features.AsSpan(v * F, own).SequenceEqual(b.Features.AsSpan(w * F, own))) featBad++;
             else if (a.Label[v] != b.Label[w] || a.CentroidX[v] != b.CentroidX[w] || a.CentroidY[v] != b.CentroidY[w]) featBad++;
         }
         // adjacency edges between two identical nodes must agree in length and contrast

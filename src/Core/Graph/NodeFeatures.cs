@@ -9,6 +9,13 @@ public static class NodeFeatures
 {
     public const int PerChannel = 11;
 
+    /// <summary>Names of the features of <paramref name="channels"/> raw channels followed by named extra planes.</summary>
+    public static string[] Names(int channels, IEnumerable<string> extraPlanes)
+    {
+        var basic = new[] { "mean", "std", "q10", "q20", "q30", "q40", "q50", "q60", "q70", "q80", "q90" };
+        return Names(channels).Concat(extraPlanes.SelectMany(pfx => basic.Select(b => $"{pfx}_{b}"))).ToArray();
+    }
+
     public static string[] Names(int channels)
     {
         var basic = new[] { "mean", "std", "q10", "q20", "q30", "q40", "q50", "q60", "q70", "q80", "q90" };

@@ -4,7 +4,14 @@ namespace ActorSeg.Core.Graph;
 
 /// <summary>What the stitcher needs to know about the job.</summary>
 public sealed record StitchSettings(int Width, int Height, int Channels, ImageStatistics Stats, long MinSize,
-    double SeedSpacing, int K = 10, bool HasMask = false);
+    double SeedSpacing, int K = 10, bool HasMask = false)
+{
+    /// <summary>Value planes (raw channels, then derived planes) and their normalisation; null = the raw channels.</summary>
+    public PlaneNorms? Norms { get; init; }
+    public string[]? PlaneFeatureNames { get; init; }
+    /// <summary>Append each node's boundary contrast to its neighbours (length-weighted mean of its adjacency contrasts).</summary>
+    public bool ContrastFeature { get; init; }
+}
 
 /// <summary>
 /// Joins the partial graphs of all tiles into one global graph without seams. Open fragments that continue across a
@@ -30,6 +37,8 @@ public sealed class Stitcher
     public SuperpixelGraph Run(IProgress<string>? progress = null)
     {
         int tiles = _plan.Count, C = _s.Channels;
+        var norms = _s.Norms ?? new PlaneNorms(_s.Stats.Mean, Enumerable.Range(0, C).Select(_s.Stats.InvStd).ToArray());
+        int PL = norms.Count;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         void Step(string what) => progress?.Report($"{what} ({clock.Elapsed.TotalSeconds:F1}s, RSS {ProcessStats.CurrentRssMiB():F0} MiB, peak {ProcessStats.PeakRssMiB():F0} MiB)");
 
@@ -39,7 +48,7 @@ public sealed class Stitcher
         {
             meta[t] = _load(t, false);
             if (meta[t].TileId != t) throw new InvalidDataException($"partial graph of tile {t} says it is tile {meta[t].TileId}");
-            if (meta[t].Channels != C) throw new InvalidDataException($"partial graph of tile {t} has {meta[t].Channels} channels, expected {C}");
+            if (meta[t].Channels != C || meta[t].Planes != PL) throw new InvalidDataException($"partial graph of tile {t} has {meta[t].Channels} channels / {meta[t].Planes} planes, expected {C} / {PL}");
             var spec = _plan.Tile(t);
             if (meta[t].Core != spec.Core) throw new InvalidDataException($"partial graph of tile {t} covers {meta[t].Core}, expected {spec.Core}");
             gBase[t + 1] = checked(gBase[t] + meta[t].Groups);
@@ -170,7 +179,7 @@ public sealed class Stitcher
             Width = _s.Width, Height = _s.Height, Channels = C, NodeCount = N, SeedSpacing = _s.SeedSpacing,
             MeanSpacing = Math.Sqrt((double)_s.Width * _s.Height / Math.Max(1, N)),
             MinLinear = new long[N], Area = new int[N], CentroidX = new double[N], CentroidY = new double[N],
-            BBox = new int[4 * N], FeatureNames = NodeFeatures.Names(C), K = _s.K, HasLabels = _s.HasMask,
+            BBox = new int[4 * N], FeatureNames = _s.PlaneFeatureNames ?? NodeFeatures.Names(C), K = _s.K, HasLabels = _s.HasMask,
         };
         var sumX = new long[N]; var sumY = new long[N];
         for (int i = 0; i < N; i++) { graph.MinLinear[i] = rootMin[roots[i]]; graph.BBox[4 * i] = int.MaxValue; graph.BBox[4 * i + 1] = int.MaxValue; graph.BBox[4 * i + 2] = -1; graph.BBox[4 * i + 3] = -1; }
@@ -206,7 +215,8 @@ public sealed class Stitcher
         }
 
         // --- features: final groups carry them; the others are recomputed from merged values, tile by tile ---
-        int F = NodeFeatures.PerChannel * C;
+        int F = NodeFeatures.PerChannel * PL;
+        if (graph.FeatureNames.Length != F) throw new ArgumentException($"{graph.FeatureNames.Length} feature names for {F} features");
         graph.Features = new float[N * F];
         var pending = new Dictionary<int, List<ushort>[]>();
         var remaining = (int[])shippedOfNode.Clone();
@@ -233,18 +243,18 @@ public sealed class Stitcher
                 int v = nodeOf[gBase[t] + g];
                 if (!pending.TryGetValue(v, out var lists))
                 {
-                    lists = new List<ushort>[C];
-                    for (int c = 0; c < C; c++) lists[c] = new List<ushort>(graph.Area[v]);
+                    lists = new List<ushort>[PL];
+                    for (int c = 0; c < PL; c++) lists[c] = new List<ushort>(graph.Area[v]);
                     pending[v] = lists;
                 }
-                for (int c = 0; c < C; c++) lists[c].AddRange(full.ValuesOf(g, c));
+                for (int c = 0; c < PL; c++) lists[c].AddRange(full.ValuesOf(g, c));
                 if (--remaining[v] == 0)
                 {
-                    for (int c = 0; c < C; c++)
+                    for (int c = 0; c < PL; c++)
                     {
                         var arr = lists[c].ToArray();
                         Array.Sort(arr);
-                        NodeFeatures.Compute(arr, _s.Stats.Mean[c], _s.Stats.InvStd(c), graph.Features.AsSpan(v * F + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
+                        NodeFeatures.Compute(arr, norms.Mean[c], norms.InvStd[c], graph.Features.AsSpan(v * F + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
                     }
                     pending.Remove(v);
                 }
@@ -274,6 +284,7 @@ public sealed class Stitcher
             return (float)(s / C);
         }).ToArray();
         ragAcc.Release();
+        if (_s.ContrastFeature) AppendContrast(graph);
 
         GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
 
@@ -282,5 +293,26 @@ public sealed class Stitcher
         graph.EdgeSrc = src; graph.EdgeDst = dst; graph.EdgeDist = dist;
         Step($"{graph.RagA.Length} adjacency edges, {src.Length} kNN edges");
         return graph;
+    }
+
+    /// <summary>Adds the feature "contrast": the node's boundary contrast to its neighbours, weighted by shared length.</summary>
+    private static void AppendContrast(SuperpixelGraph g)
+    {
+        int N = g.NodeCount, F = g.FeatureCount;
+        var num = new double[N]; var den = new double[N];
+        for (int e = 0; e < g.RagA.Length; e++)
+        {
+            double w = g.RagLength[e], c = g.RagContrast[e];
+            num[g.RagA[e]] += w * c; den[g.RagA[e]] += w;
+            num[g.RagB[e]] += w * c; den[g.RagB[e]] += w;
+        }
+        var x = new float[N * (F + 1)];
+        for (int v = 0; v < N; v++)
+        {
+            g.Features.AsSpan(v * F, F).CopyTo(x.AsSpan(v * (F + 1), F));
+            x[v * (F + 1) + F] = den[v] > 0 ? (float)(num[v] / den[v]) : 0f;
+        }
+        g.Features = x;
+        g.FeatureNames = g.FeatureNames.Append("contrast").ToArray();
     }
 }

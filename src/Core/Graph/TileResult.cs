@@ -27,11 +27,13 @@ public enum OpenFlags : byte
 public sealed class TileResult
 {
     public const int Magic = 0x47505341; // "ASPG"
-    public const int Version = 2;
+    public const int Version = 3;
 
     public int TileId;
     public PixelRect Core;
     public int Channels;
+    /// <summary>Value planes per pixel: the raw channels, then any derived planes (texture).</summary>
+    public int Planes;
     public int Fragments;
     public int Groups;
 
@@ -47,7 +49,7 @@ public sealed class TileResult
     public int[] GFeatureRow = [];       // row in Features, or -1 when the values are shipped
     public float[] Features = [];        // rows × (11 × channels)
     public long[] GValueOffsets = [];    // in pixels; -1 when not shipped
-    public ushort[] Values = [];         // per shipped group: channel 0 sorted, channel 1 sorted, ...
+    public ushort[] Values = [];         // per shipped group: plane 0 sorted, plane 1 sorted, ...
 
     // group adjacency inside the core (unordered, A < B)
     public int[] GAdjA = [];
@@ -79,7 +81,7 @@ public sealed class TileResult
     {
         long off = GValueOffsets[g];
         if (off < 0) throw new InvalidOperationException($"group {g} of tile {TileId} was not shipped");
-        return Values.AsSpan((int)(off * Channels + (long)c * GArea[g]), GArea[g]);
+        return Values.AsSpan((int)(off * Planes + (long)c * GArea[g]), GArea[g]);
     }
 
     // ---- serialization: a compact little-endian binary file ----
@@ -89,7 +91,7 @@ public sealed class TileResult
         using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
         w.Write(Magic); w.Write(Version);
         w.Write(TileId); w.Write(Core.X); w.Write(Core.Y); w.Write(Core.W); w.Write(Core.H);
-        w.Write(Channels); w.Write(Fragments); w.Write(Groups); w.Write(Open);
+        w.Write(Channels); w.Write(Planes); w.Write(Fragments); w.Write(Groups); w.Write(Open);
         Put(w, GMinLinear); Put(w, GArea); Put(w, GSumX); Put(w, GSumY); Put(w, GBBox);
         Put(w, GClassOffsets); Put(w, GClassIds); Put(w, GClassCounts);
         Put(w, GFeatureRow); Put(w, Features);
@@ -114,7 +116,7 @@ public sealed class TileResult
             {
                 TileId = r.ReadInt32(),
                 Core = new PixelRect(r.ReadInt32(), r.ReadInt32(), r.ReadInt32(), r.ReadInt32()),
-                Channels = r.ReadInt32(), Fragments = r.ReadInt32(), Groups = r.ReadInt32(), Open = r.ReadInt32(),
+                Channels = r.ReadInt32(), Planes = r.ReadInt32(), Fragments = r.ReadInt32(), Groups = r.ReadInt32(), Open = r.ReadInt32(),
             };
             t.GMinLinear = Get<long>(r); t.GArea = Get<int>(r); t.GSumX = Get<long>(r); t.GSumY = Get<long>(r); t.GBBox = Get<int>(r);
             t.GClassOffsets = Get<int>(r); t.GClassIds = Get<byte>(r); t.GClassCounts = Get<int>(r);

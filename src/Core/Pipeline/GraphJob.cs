@@ -22,8 +22,12 @@ public sealed record GraphRequest
     /// <summary>Halo in pixels; null = <see cref="DefaultHaloSpacings"/> × the seed spacing.</summary>
     public int? Halo { get; init; }
     public int K { get; init; } = 10;
+    /// <summary>published: the 11 intensity features per channel; texture: those plus gradient magnitude and local
+    /// standard deviation statistics (11 each) and the node's boundary contrast to its neighbours.</summary>
+    public string Features { get; init; } = "texture";
 
     public const double DefaultHaloSpacings = 10.0;
+    public static readonly string[] FeatureSets = ["published", "texture"];
 }
 
 /// <summary>
@@ -57,6 +61,25 @@ public sealed record GraphJobManifest
     public string LabelsPath(int tileId) => Path.Combine(WorkDir, $"tile-{tileId:D6}.labels");
     public string ManifestPath => Path.Combine(WorkDir, "job.json");
 
+    [JsonIgnore] public bool Texture => Request.Features == "texture";
+    [JsonIgnore] public int ExtraPlanes => Texture ? TexturePlanes.Count : 0;
+
+    /// <summary>z-normalisation of every value plane: raw channels with the image statistics, texture planes by their fixed scale.</summary>
+    [JsonIgnore]
+    public PlaneNorms Norms
+    {
+        get
+        {
+            var st = Stats;
+            var mean = st.Mean.Concat(Enumerable.Repeat(0.0, ExtraPlanes)).ToArray();
+            var inv = Enumerable.Range(0, Channels).Select(st.InvStd).Concat(Enumerable.Repeat(1.0 / TexturePlanes.Scale, ExtraPlanes)).ToArray();
+            return new PlaneNorms(mean, inv);
+        }
+    }
+
+    [JsonIgnore]
+    public string[] PlaneFeatureNames => NodeFeatures.Names(Channels, Texture ? TexturePlanes.Prefixes : []);
+
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Converters = { new JsonStringEnumConverter() } };
 
     public void Save()
@@ -82,6 +105,7 @@ public static class GraphJob
     {
         req.Slic.Validate();
         if (req.K < 1 || req.K > 100) throw new ArgumentException($"k must be in [1, 100] (got {req.K})");
+        if (!GraphRequest.FeatureSets.Contains(req.Features)) throw new ArgumentException($"features must be one of {string.Join(", ", GraphRequest.FeatureSets)} (got '{req.Features}')");
         using var img = VipsImageSource.Open(req.ImagePath, req.Page);
         if (req.MaskPath is { } mp)
         {
@@ -156,7 +180,13 @@ public static class GraphJob
         SlicRegion.Run(raw, C, read, core, job.Grid, job.Stats, job.Request.Slic, seeds, scratch);
         double tSlic = sw.Elapsed.TotalSeconds;
         var groups = scratch.Groups(cn).AsSpan(0, cn);
-        var result = FragmentBuilder.Build(tile, job.Width, job.Height, raw, C, seeds, classes, job.Stats, job.MinSize, groups, scratch);
+        Span<ushort> extra = [];
+        if (job.Texture)
+        {
+            extra = scratch.Extra(cn * TexturePlanes.Count).AsSpan(0, cn * TexturePlanes.Count);
+            TexturePlanes.Compute(raw, C, read, core, job.Width, job.Height, job.Stats, extra);
+        }
+        var result = FragmentBuilder.Build(tile, job.Width, job.Height, raw, C, seeds, classes, job.Norms, job.MinSize, groups, extra, job.ExtraPlanes, scratch);
         double tFrag = sw.Elapsed.TotalSeconds;
         result.WriteFile(job.ResultPath(tile.Id));
         WriteLabels(job.LabelsPath(tile.Id), groups);
@@ -187,7 +217,10 @@ public static class GraphJob
     public static (SuperpixelGraph Graph, int[][] NodeOfGroup) Stitch(GraphJobManifest job, IProgress<string>? progress = null)
     {
         var plan = job.Plan;
-        var settings = new StitchSettings(job.Width, job.Height, job.Channels, job.Stats, job.MinSize, job.Grid.S, job.Request.K, job.Request.MaskPath is not null);
+        var settings = new StitchSettings(job.Width, job.Height, job.Channels, job.Stats, job.MinSize, job.Grid.S, job.Request.K, job.Request.MaskPath is not null)
+        {
+            Norms = job.Norms, PlaneFeatureNames = job.PlaneFeatureNames, ContrastFeature = job.Texture,
+        };
         var st = new Stitcher(plan, settings, (id, withValues) => TileResult.ReadFile(job.ResultPath(id), withValues));
         var g = st.Run(progress);
         return (g, st.NodeOfGroup);

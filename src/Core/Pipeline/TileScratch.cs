@@ -7,7 +7,7 @@ namespace ActorSeg.Core.Pipeline;
 /// </summary>
 public sealed class TileScratch
 {
-    private ushort[] _raw = [], _maskRaw = [], _grouped = [];
+    private ushort[] _raw = [], _maskRaw = [], _grouped = [], _extra = [];
     private float[] _tmp = [], _work = [];
     private float[][] _planes = [];
     private int[] _label = [], _seeds = [], _groups = [], _prov = [], _parent = [];
@@ -23,6 +23,7 @@ public sealed class TileScratch
     public ushort[] MaskRaw(int n) => Grow(ref _maskRaw, n);
     public byte[] Classes(int n) => Grow(ref _classes, n);
     public ushort[] Grouped(int n) => Grow(ref _grouped, n);
+    public ushort[] Extra(int n) => Grow(ref _extra, n);
     public float[] Tmp(int n) => Grow(ref _tmp, n);
     public float[] Work(int n) => Grow(ref _work, n);
     public int[] Label(int n) => Grow(ref _label, n);

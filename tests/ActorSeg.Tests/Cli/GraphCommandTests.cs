@@ -44,11 +44,15 @@ public class GraphCommandTests : IDisposable
         var npz = NpzReader.Read(Path.Combine(outDir, "graph.npz"));
         var x = npz["x"]; var ei = npz["edge_index"]; var y = npz["y"]; var area = npz["area"];
         int n = x.Shape[0];
-        Assert.Equal(11, x.Shape[1]);
+        Assert.Equal(11 + 11 + 11 + 1, x.Shape[1]); // intensity, gradient, local variation, contrast
         Assert.Equal(2, ei.Shape[0]);
         Assert.Equal(n, y.Shape[0]);
         Assert.InRange(n, 700 * 520 / (16 * 16) / 2, 700 * 520 / (16 * 16) * 2);
-        Assert.Equal(new[] { "mean", "std", "q10", "q20", "q30", "q40", "q50", "q60", "q70", "q80", "q90" }, npz["feature_names"].Strings());
+        var names = npz["feature_names"].Strings();
+        Assert.Equal(new[] { "mean", "std", "q10", "q20", "q30", "q40", "q50", "q60", "q70", "q80", "q90" }, names[..11]);
+        Assert.Equal(new[] { "grad_mean", "grad_std" }, names[11..13]);
+        Assert.Equal("lstd_q90", names[32]);
+        Assert.Equal("contrast", names[33]);
         var edges = ei.AsSpan<long>();
         Assert.All(edges.ToArray(), v => Assert.InRange(v, 0, n - 1));
         // the node map: every node id present, pixel counts equal the areas
@@ -61,7 +65,11 @@ public class GraphCommandTests : IDisposable
         var ys = y.AsSpan<long>().ToArray();
         Assert.Contains(0L, ys); Assert.Contains(1L, ys);
         var xs = x.AsSpan<float>();
-        for (int i = 0; i < n; i++) for (int d = 3; d < 11; d++) Assert.True(xs[i * 11 + d] >= xs[i * 11 + d - 1]);
+        for (int i = 0; i < n; i++) for (int d = 3; d < 11; d++) Assert.True(xs[i * 34 + d] >= xs[i * 34 + d - 1]);
+        // colonies differ from background by texture: gradient magnitude is higher on colony nodes
+        double gc = 0, gb = 0; int nc = 0, nb = 0;
+        for (int i = 0; i < n; i++) { if (ys[i] == 1) { gc += xs[i * 34 + 11]; nc++; } else if (ys[i] == 0) { gb += xs[i * 34 + 11]; nb++; } }
+        Assert.True(gc / nc > gb / nb, $"gradient on colonies {gc / nc:F3} vs background {gb / nb:F3}");
         Assert.True(File.Exists(Path.Combine(outDir, "graph.json")));
         Assert.Empty(Directory.GetDirectories(outDir, ".work-*")); // work files cleaned
 
@@ -70,6 +78,12 @@ public class GraphCommandTests : IDisposable
         {
             var py = RunPython($"import numpy as np; d = np.load(r'{Path.Combine(outDir, "graph.npz")}'); print(d['x'].shape[0], d['x'].dtype, d['edge_index'].dtype, d['edge_weight'].shape[0] == d['edge_index'].shape[1], list(d['feature_names'])[:2])");
             Assert.Equal($"{n} float32 int64 True ['mean', 'std']", py.Trim());
+        }
+        // the published feature set alone
+        var pub = Path.Combine(_dir, "published");
+        Assert.Equal(0, TestPaths.RunCli("graph", img, "--mask", mask, "--out", pub, "--spacing", "16", "--features", "published", "--no-node-map").ExitCode);
+        Assert.Equal(11, NpzReader.Read(Path.Combine(pub, "graph.npz"))["x"].Shape[1]);
+        {
         }
     }
 

@@ -101,11 +101,11 @@ public sealed class GatConv : GraphLayer
         var aSrc = (h * attSrc).sum(1); var aDst = (h * attDst).sum(1);
         var e = nn.functional.leaky_relu(aSrc.index_select(0, src) + aDst.index_select(0, dst), 0.2);
         var self = nn.functional.leaky_relu(aSrc + aDst, 0.2);
-        // softmax over each node's incoming edges and itself; one global shift keeps exp() finite
-        var shift = torch.maximum(e.max(), self.max()).detach();
-        var ee = (e - shift).exp(); var es = (self - shift).exp();
-        var denom = torch.zeros(n, device: x.device).index_add_(0, dst, ee, 1) + es;
+        // softmax over each node's incoming edges and itself, relative to the node's own score: the self term is
+        // exp(0) = 1, so no denominator can underflow to zero; the clamp keeps exp() finite
+        var ee = (e - self.index_select(0, dst)).clamp_max(50).exp();
+        var denom = torch.zeros(n, device: x.device).index_add_(0, dst, ee, 1) + 1;
         var alpha = ee / denom.index_select(0, dst);
-        return Aggregate(h, edgeIndex, alpha, n) + h * (es / denom).unsqueeze(1);
+        return Aggregate(h, edgeIndex, alpha, n) + h * denom.reciprocal().unsqueeze(1);
     }
 }

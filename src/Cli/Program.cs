@@ -12,6 +12,7 @@ var root = new RootCommand("ActorSeg: segmentation of very large microscopy imag
     DemoCommand.Create(verbose),
     TrainCommand.Create(verbose),
     EvaluateCommand.Create(verbose),
+    SegmentCommand.Create(verbose),
 };
 root.Options.Add(verbose);
 try

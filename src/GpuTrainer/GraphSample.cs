@@ -14,6 +14,8 @@ public sealed class GraphSample
     public long[]? Y { get; init; }                     // N, −1 = unlabelled
     public long[]? ClassHist { get; init; }             // N × Classes
     public int Classes { get; init; }
+    /// <summary>The SLIC seed spacing the graph was built with (0 when unknown).</summary>
+    public double SeedSpacing { get; init; }
     public int F => FeatureNames.Length;
     public int E => EdgeWeight.Length;
 
@@ -55,6 +57,7 @@ public sealed class GraphSample
         {
             Path = path, Nodes = n, FeatureNames = Need("feature_names").Strings(), X = x.AsSpan<float>().ToArray(),
             EdgeIndex = ei, EdgeWeight = w, Y = y, ClassHist = hist, Classes = classes,
+            SeedSpacing = npz.TryGetValue("seed_spacing", out var sp) ? sp.Scalar<double>() : 0,
         };
     }
 

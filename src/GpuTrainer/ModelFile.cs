@@ -19,6 +19,10 @@ public sealed record ModelSpec
     public int Epoch { get; init; }
     public double ValidationLoss { get; init; }
     public int Seed { get; init; }
+    /// <summary>The SLIC seed spacing of the training graphs: segmenting uses the same superpixel size.</summary>
+    public double SeedSpacing { get; init; }
+    /// <summary>The feature set the graphs were built with (texture or published).</summary>
+    public string FeatureSet => FeatureNames.Contains("contrast") ? "texture" : "published";
     public string[] TrainGraphs { get; init; } = [];
     public string[] ValidationGraphs { get; init; } = [];
 

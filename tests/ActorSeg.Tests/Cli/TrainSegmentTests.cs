@@ -1,0 +1,57 @@
+using ActorSeg.Core.Imaging;
+using Xunit;
+using Xunit.Abstractions;
+using Vips = NetVips;
+
+namespace ActorSeg.Tests.Cli;
+
+/// <summary>train → evaluate → segment through the real program, on generated colony images.</summary>
+public class TrainSegmentTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _dir = TestPaths.NewTempDir("train");
+    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
+
+    [Fact]
+    public void TrainEvaluateSegment_EndToEnd()
+    {
+        string imgs = Path.Combine(_dir, "images"), masks = Path.Combine(_dir, "masks");
+        Directory.CreateDirectory(imgs); Directory.CreateDirectory(masks);
+        for (int s = 1; s <= 3; s++)
+            SyntheticMicroscopy.Generate(new SyntheticSpec(640, 640, SyntheticKind.Colonies, 16, 1, s), Path.Combine(imgs, $"f{s}.tif"), Path.Combine(masks, $"f{s}.tif"));
+        SyntheticMicroscopy.Generate(new SyntheticSpec(700, 600, SyntheticKind.Colonies, 16, 1, 42), Path.Combine(_dir, "held.tif"), Path.Combine(_dir, "held_mask.tif"));
+
+        var model = Path.Combine(_dir, "model");
+        var tr = TestPaths.RunCli("train", "--images", imgs, "--masks", masks, "--segments", "1500", "--edges", "rag", "--epochs", "60", "--patience", "15", "--val-frac", "0.34", "--out", model);
+        output.WriteLine(tr.Stderr);
+        Assert.Equal(0, tr.ExitCode);
+        foreach (var f in new[] { "best.model", "last.model", "curves.csv", "split.json", "train.json" }) Assert.True(File.Exists(Path.Combine(model, f)), f);
+
+        var ev = TestPaths.RunCli("evaluate", "--model", Path.Combine(model, "best.model"), "--graphs", Path.Combine(model, "graphs"), "--out", Path.Combine(_dir, "eval"));
+        Assert.Equal(0, ev.ExitCode);
+        Assert.Contains("pixel accuracy", ev.Stdout);
+        Assert.True(File.Exists(Path.Combine(_dir, "eval", "metrics.json")));
+
+        var seg = Path.Combine(_dir, "seg");
+        var sr = TestPaths.RunCli("segment", Path.Combine(_dir, "held.tif"), "--model", Path.Combine(model, "best.model"), "--out", seg);
+        output.WriteLine(sr.Stderr);
+        Assert.Equal(0, sr.ExitCode);
+        Assert.True(File.Exists(Path.Combine(seg, "overlay.png")));
+        using var mask = Vips.Image.NewFromFile(Path.Combine(seg, "mask.tif"));
+        Assert.Equal((700, 600), (mask.Width, mask.Height));
+        Assert.True((int)mask.Get("n-pages") >= 2, "mask.tif should be pyramidal");
+        var pred = mask.WriteToMemory<byte>();
+        using var truthImg = Vips.Image.NewFromFile(Path.Combine(_dir, "held_mask.tif"));
+        var truth = truthImg.WriteToMemory<byte>();
+        double acc = pred.Zip(truth).Count(p => (p.First > 0) == (p.Second > 0)) / (double)pred.Length;
+        output.WriteLine($"held-out pixel accuracy {acc:P1}");
+        Assert.True(acc > 0.75, $"held-out pixel accuracy {acc:P1}");
+
+        // a corrupt model fails before any work, with the file named, and leaves no mask
+        var bad = Path.Combine(_dir, "bad.model");
+        File.WriteAllBytes(bad, new byte[64]);
+        var br = TestPaths.RunCli("segment", Path.Combine(_dir, "held.tif"), "--model", bad, "--out", Path.Combine(_dir, "seg2"));
+        Assert.Equal(1, br.ExitCode);
+        Assert.Contains(bad, br.Stderr);
+        Assert.False(File.Exists(Path.Combine(_dir, "seg2", "mask.tif")));
+    }
+}

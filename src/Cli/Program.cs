@@ -13,6 +13,8 @@ var root = new RootCommand("ActorSeg: segmentation of very large microscopy imag
     TrainCommand.Create(verbose),
     EvaluateCommand.Create(verbose),
     SegmentCommand.Create(verbose),
+    UNetCommands.Train(verbose),
+    UNetCommands.Evaluate(verbose),
 };
 root.Options.Add(verbose);
 try

@@ -34,3 +34,15 @@ echo "|---|---|---|---|---|---|---|---|"
 for name in nist bbbc039; do
   for cfg in "published knn" "published knn-scaled" "texture knn-scaled" "texture rag"; do row $name $cfg; done
 done
+# the UNet baseline on the same split (NIST only by default: about 4 minutes here; UNET_DATASETS="nist bbbc039" for both)
+for name in ${UNET_DATASETS:-nist}; do
+  case $name in nist) imgs="$DATA/nist-colonies/images"; masks="$DATA/nist-colonies/masks"; ext=.tif ;; bbbc039) imgs="$DATA/bbbc039/images"; masks="$DATA/bbbc039/masks"; ext=.png ;; esac
+  u="$WORK/$name/unet"; rm -rf "$u/tr" "$u/te"; mkdir -p "$u"/{tr,te}/{images,masks}
+  files=$(ls "$imgs" | sort); n=$(echo "$files" | wc -l); i=0
+  for f in $files; do i=$((i+1)); b="${f%.*}"; part=tr; [ $i -gt $((n-TEST)) ] && part=te
+    ln -sf "$imgs/$f" "$u/$part/images/$f"; ln -sf "$masks/$b$ext" "$u/$part/masks/$b$ext"; done
+  log=$($A unet-train --images "$u/tr/images" --masks "$u/tr/masks" --out "$u/model" 2>&1)
+  secs=$(echo "$log" | grep -o 'stopped.*' | grep -oE '[0-9.]+s, peak RSS [0-9]+' | head -1)
+  ev=$($A unet-evaluate --model "$u/model/best.unet" --images "$u/te/images" --masks "$u/te/masks" 2>&1 | sed -n 2p)
+  echo "| $name | UNet | – | $(echo "$ev" | sed -E 's/pixel accuracy ([0-9.]+ %) +macro F1 ([0-9.]+) +micro Jaccard ([0-9.]+)/\1 | \2 | \3/') | – | $secs MiB |"
+done

@@ -18,12 +18,13 @@ build() { # dataset imgdir maskdir maskext segments features
     [ -f "$out/graph.npz" ] || $A graph "$imgs/$f" --mask "$masks/$b$ext" --segments "$seg" --features "$feat" --no-node-map --out "$out" >/dev/null 2>&1
   done
 }
-row() { # dataset features edges
-  local name=$1 feat=$2 edges=$3 model="$WORK/$1/$2/model-$3"
-  local log; log=$($A train --graphs "$WORK/$name/$feat/train" --edges "$edges" --out "$model" 2>&1)
+row() { # dataset features edges [extra train options...]
+  local name=$1 feat=$2 edges=$3; shift 3
+  local extra="$*" model="$WORK/$name/$feat/model-$edges$(echo "$*" | tr -d ' -')"
+  local log; log=$($A train --graphs "$WORK/$name/$feat/train" --edges "$edges" $extra --out "$model" 2>&1)
   local secs rss; secs=$(echo "$log" | grep -o 'stopped.*' | grep -oE '[0-9.]+s, peak RSS [0-9]+' | head -1)
   local ev; ev=$($A evaluate --model "$model/best.model" --graphs "$WORK/$name/$feat/test" 2>&1 | sed -n 2p)
-  echo "| $name | $feat | $edges | $(echo "$ev" | sed -E 's/pixel accuracy ([0-9.]+ %) +macro F1 ([0-9.]+) +micro Jaccard ([0-9.]+) +superpixel ceiling ([0-9.]+ %)/\1 | \2 | \3 | \4/') | $secs MiB |"
+  echo "| $name | $feat | $edges ${extra:+($extra)} | $(echo "$ev" | sed -E 's/pixel accuracy ([0-9.]+ %) +macro F1 ([0-9.]+) +micro Jaccard ([0-9.]+) +superpixel ceiling ([0-9.]+ %)/\1 | \2 | \3 | \4/') | $secs MiB |"
 }
 for feat in published texture; do
   build nist "$DATA/nist-colonies/images" "$DATA/nist-colonies/masks" .tif 1000 $feat
@@ -32,7 +33,8 @@ done
 echo "| data (train / test fields) | features | edges | pixel accuracy | macro F1 | micro Jaccard | superpixel ceiling | training time, peak RSS |"
 echo "|---|---|---|---|---|---|---|---|"
 for name in nist bbbc039; do
-  for cfg in "published knn" "published knn-scaled" "texture knn-scaled" "texture rag"; do row $name $cfg; done
+  for cfg in "published knn" "published knn-scaled" "texture knn-scaled" "texture rag" \
+             "texture rag --hidden 64 --layers 4" "texture rag --conv sage --hidden 64 --layers 6 --dropout 0.3"; do row $name $cfg; done
 done
 # the UNet baseline on the same split (NIST only by default: about 4 minutes here; UNET_DATASETS="nist bbbc039" for both)
 for name in ${UNET_DATASETS:-nist}; do

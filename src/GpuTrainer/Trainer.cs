@@ -123,6 +123,10 @@ public static class Trainer
         var opt = torch.optim.Adam(model.parameters(), lr: o.LearningRate);
         Directory.CreateDirectory(outDir);
         string best = Path.Combine(outDir, "best.model"), last = Path.Combine(outDir, "last.model");
+        // checkpoints go to a staging name while training runs: a failed or interrupted run never replaces a good model
+        string bestStaging = Path.Combine(outDir, ".best.model.training");
+        try
+        {
         ModelSpec Spec(int epoch, double vl) => new()
         {
             Architecture = o.Architecture, FeatureNames = graphs[0].FeatureNames, FeatureMean = fMean, FeatureStd = fStd, Classes = K,
@@ -167,13 +171,14 @@ public static class Trainer
             if (valLoss < bestLoss - o.MinDelta)
             {
                 bestLoss = valLoss; bestEpoch = epoch; since = 0;
-                ModelFile.Save(best, Spec(epoch, valLoss), model);
+                ModelFile.Save(bestStaging, Spec(epoch, valLoss), model);
             }
             else if (++since >= o.Patience) break;
             if (epoch == 1 || epoch % 10 == 0) log(FormattableString.Invariant($"epoch {epoch}: train loss {trainLoss:F4}, validation loss {valLoss:F4}, validation node accuracy {(double)right / total:P1}"));
         }
         epoch = Math.Min(epoch, o.MaxEpochs);
         ModelFile.Save(last, Spec(epoch, lastLoss), model);
+        File.Move(bestStaging, best, overwrite: true);
         File.WriteAllText(Path.Combine(outDir, "curves.csv"), curves.ToString());
         File.WriteAllText(Path.Combine(outDir, "split.json"), JsonSerializer.Serialize(new
         {
@@ -185,5 +190,10 @@ public static class Trainer
             TorchDevice.Describe(device), trainIdx.Count, valIdx.Count, trainNodes, valNodes);
         log(FormattableString.Invariant($"stopped after {epoch} epochs; best validation loss {bestLoss:F4} at epoch {bestEpoch}; {result.Seconds:F1}s, peak RSS {result.PeakRssMiB:F0} MiB"));
         return result;
+        }
+        finally
+        {
+            if (File.Exists(bestStaging)) File.Delete(bestStaging);
+        }
     }
 }

@@ -98,6 +98,20 @@ public class GnnTests : IDisposable
     }
 
     [Fact]
+    public void AFailedTrainingRun_LeavesTheEarlierModelUntouched()
+    {
+        var graphs = Enumerable.Range(0, 3).Select(i => NeighbourTaskGraph($"d{i}", i, 80)).ToList();
+        var dir = Path.Combine(_dir, "keep");
+        var good = Trainer.Train(graphs, dir, new TrainOptions { MaxEpochs = 5, ValidationFraction = 0.34 });
+        var before = File.ReadAllBytes(good.BestModel);
+        // a learning rate that makes the loss explode: the run stops with an error mid-training
+        var ex = Assert.Throws<InvalidOperationException>(() => Trainer.Train(graphs, dir, new TrainOptions { MaxEpochs = 50, Patience = 50, LearningRate = 1e30, ValidationFraction = 0.34 }));
+        Assert.Contains("diverged", ex.Message);
+        Assert.Equal(before, File.ReadAllBytes(good.BestModel));
+        Assert.False(File.Exists(Path.Combine(dir, ".best.model.training")));
+    }
+
+    [Fact]
     public void PixelMetrics_AreExactFromClassHistograms()
     {
         // two nodes: node 0 has 30 px of class 0 and 10 of class 1, predicted 0; node 1 has 5/15, predicted 1

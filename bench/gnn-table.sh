@@ -4,7 +4,7 @@
 # graphs validate). Usage: bench/gnn-table.sh [SHARED_DATA_DIR] [WORK_DIR]   (after ./run.sh build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${1:-../shared/data}; WORK=${2:-/tmp/actorseg-gnn-bench}; TEST=${TEST:-10}
+DATA=$(cd "${1:-../shared/data}" && pwd); WORK=${2:-/tmp/actorseg-gnn-bench}; TEST=${TEST:-10}
 A="dotnet src/Cli/bin/Release/net10.0/actorseg.dll"
 [ -d "$DATA/nist-colonies" ] || { echo "no shared data at $DATA"; exit 1; }
 mkdir -p "$WORK"

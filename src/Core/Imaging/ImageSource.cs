@@ -81,7 +81,10 @@ public sealed class VipsImageSource : IRegionSource
     public static VipsImageSource Open(string path, int page = 0, bool firstBandOnly = false)
     {
         if (!File.Exists(path)) throw new InputFileException(path, "file not found");
-        var len = new FileInfo(path).Length;
+        var info = new FileInfo(path);
+        if (info.LinkTarget is not null && info.ResolveLinkTarget(returnFinalTarget: true) is { Exists: false } target)
+            throw new InputFileException(path, $"broken symbolic link (its target {target.FullName} does not exist)");
+        var len = info.Exists ? new FileInfo(info.ResolveLinkTarget(true)?.FullName ?? path).Length : 0;
         if (len == 0) throw new InputFileException(path, "file is empty");
         string? loader;
         try { loader = Vips.Image.FindLoad(path); }

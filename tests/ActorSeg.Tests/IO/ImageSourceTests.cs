@@ -127,6 +127,10 @@ public class ImageSourceTests : IDisposable
         var e2 = Assert.Throws<InputFileException>(() => VipsImageSource.Open(garbage));
         Assert.StartsWith(garbage, e2.Message);
 
+        var link = Path.Combine(_dir, "link.tif");
+        File.CreateSymbolicLink(link, Path.Combine(_dir, "gone.tif"));
+        Assert.Contains("broken symbolic link", Assert.Throws<InputFileException>(() => VipsImageSource.Open(link)).Message);
+
         var text = Path.Combine(_dir, "notes.txt");
         File.WriteAllText(text, "hello");
         Assert.StartsWith(text, Assert.Throws<InputFileException>(() => VipsImageSource.Open(text)).Message);

@@ -9,24 +9,14 @@ namespace ActorSeg.Tests.Imaging;
 public sealed class NpzTests : IDisposable
 {
     private readonly ITestOutputHelper _out;
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "actorseg-npz-" + Guid.NewGuid().ToString("N"));
+    private readonly string _dir = TestPaths.NewTempDir("npz");
 
     public NpzTests(ITestOutputHelper output)
     {
         _out = output;
-        Directory.CreateDirectory(_dir);
     }
 
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(_dir, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
+    public void Dispose() { try { Directory.Delete(_dir, recursive: true); } catch (IOException) { } }
 
     [Theory]
     [InlineData(true)]

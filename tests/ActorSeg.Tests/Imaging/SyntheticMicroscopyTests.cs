@@ -8,24 +8,14 @@ namespace ActorSeg.Tests.Imaging;
 public sealed class SyntheticMicroscopyTests : IDisposable
 {
     private readonly ITestOutputHelper _out;
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "actorseg-synth-" + Guid.NewGuid().ToString("N"));
+    private readonly string _dir = TestPaths.NewTempDir("synth");
 
     public SyntheticMicroscopyTests(ITestOutputHelper output)
     {
         _out = output;
-        Directory.CreateDirectory(_dir);
     }
 
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(_dir, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
+    public void Dispose() { try { Directory.Delete(_dir, recursive: true); } catch (IOException) { } }
 
     [Theory]
     [InlineData(SyntheticKind.Nuclei, 16, 1)]

@@ -24,35 +24,12 @@ public static class SegmentCommand
         cmd.SetAction(async (pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
-            var outDir = pr.GetValue(output)!.FullName;
             try
             {
-                var dev = TorchDevice.Pick(pr.GetValue(device));
-                var modelPath = pr.GetValue(model)!.FullName;
-                var (spec, m) = ModelFile.Load(modelPath, dev); // fail before any work if the model is bad
-                double sp = pr.GetValue(spacing) ?? (spec.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
-                var img = pr.GetValue(image)!.FullName;
-                var graphDir = Path.Combine(outDir, "graph");
-                var job = new GraphJobSpec(img, null, graphDir, Spacing: sp, Features: spec.FeatureSet);
-                Log.Information("Segmenting {Image} with {Model} ({Conv}, {Edges} edges, {Features} features, spacing {Spacing:F1} px) on {Device}",
-                    img, modelPath, spec.Architecture.Conv, spec.Edges, spec.FeatureSet, sp, TorchDevice.Describe(dev));
-                if (await GraphCommand.RunAsync(job, pr.GetValue(workers), ct) != ExitCodes.Ok) return ExitCodes.Failed;
-                var g = GraphSample.Load(Path.Combine(graphDir, GraphOutputs.GraphFile), spec.Edges);
-                var pred = Predictor.Predict(spec, m, g, dev);
-                var classes = pred.Select(p => (byte)p).ToArray();
-                var maskPath = Path.Combine(outDir, "mask.tif");
-                MaskPainter.Paint(Path.Combine(graphDir, GraphOutputs.NodeMapFile), classes, maskPath, new Progress<string>(s => Log.Information("{Step}", s)));
-                var overlay = Path.Combine(outDir, "overlay.png");
-                MaskPainter.Overlay(img, maskPath, overlay);
-                var area = Core.IO.NpzReader.Read(Path.Combine(graphDir, GraphOutputs.GraphFile))["area"].AsSpan<long>().ToArray();
-                var pixels = new long[spec.Classes];
-                for (int v = 0; v < pred.Length; v++) pixels[pred[v]] += area[v];
-                File.WriteAllText(Path.Combine(outDir, "segment.json"), JsonSerializer.Serialize(new
-                {
-                    image = img, model = modelPath, mask = maskPath, overlay, nodes = pred.Length, pixelsPerClass = pixels,
-                }, new JsonSerializerOptions { WriteIndented = true }));
-                Log.Information("Mask {Mask}, overlay {Overlay}; pixels per class [{Pixels}]", maskPath, overlay, string.Join(", ", pixels));
-                Console.WriteLine(maskPath);
+                var mask = await RunAsync(pr.GetValue(image)!.FullName, pr.GetValue(model)!.FullName, pr.GetValue(output)!.FullName,
+                    pr.GetValue(spacing), pr.GetValue(workers), pr.GetValue(device)!, ct);
+                if (mask is null) return ExitCodes.Failed;
+                Console.WriteLine(mask);
                 return ExitCodes.Ok;
             }
             catch (Exception e) when (e is InvalidDataException or FileNotFoundException or ArgumentException or InvalidOperationException or Core.Imaging.InputFileException)
@@ -62,5 +39,34 @@ public static class SegmentCommand
             }
         });
         return cmd;
+    }
+
+    /// <summary>Segments one image; returns the mask's path, or null when building the graph failed (already logged).</summary>
+    public static async Task<string?> RunAsync(string img, string modelPath, string outDir, double? spacing, int workers, string device, CancellationToken ct)
+    {
+        var dev = TorchDevice.Pick(device);
+        var (spec, m) = ModelFile.Load(modelPath, dev); // fail before any work if the model is bad
+        double sp = spacing ?? (spec.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
+        var graphDir = Path.Combine(outDir, "graph");
+        var job = new GraphJobSpec(img, null, graphDir, Spacing: sp, Features: spec.FeatureSet);
+        Log.Information("Segmenting {Image} with {Model} ({Conv}, {Edges} edges, {Features} features, spacing {Spacing:F1} px) on {Device}",
+            img, modelPath, spec.Architecture.Conv, spec.Edges, spec.FeatureSet, sp, TorchDevice.Describe(dev));
+        if (await GraphCommand.RunAsync(job, workers, ct) != ExitCodes.Ok) return null;
+        var g = GraphSample.Load(Path.Combine(graphDir, GraphOutputs.GraphFile), spec.Edges);
+        var pred = Predictor.Predict(spec, m, g, dev);
+        var classes = pred.Select(p => (byte)p).ToArray();
+        var maskPath = Path.Combine(outDir, "mask.tif");
+        MaskPainter.Paint(Path.Combine(graphDir, GraphOutputs.NodeMapFile), classes, maskPath, new Progress<string>(s => Log.Information("{Step}", s)));
+        var overlay = Path.Combine(outDir, "overlay.png");
+        MaskPainter.Overlay(img, maskPath, overlay);
+        var area = NpzReader.Read(Path.Combine(graphDir, GraphOutputs.GraphFile))["area"].AsSpan<long>().ToArray();
+        var pixels = new long[spec.Classes];
+        for (int v = 0; v < pred.Length; v++) pixels[pred[v]] += area[v];
+        File.WriteAllText(Path.Combine(outDir, "segment.json"), JsonSerializer.Serialize(new
+        {
+            image = img, model = modelPath, mask = maskPath, overlay, nodes = pred.Length, pixelsPerClass = pixels,
+        }, new JsonSerializerOptions { WriteIndented = true }));
+        Log.Information("Mask {Mask}, overlay {Overlay}; pixels per class [{Pixels}]", maskPath, overlay, string.Join(", ", pixels));
+        return maskPath;
     }
 }

@@ -41,7 +41,7 @@ public static class MaskPainter
                             }
                         writer.WriteTile<byte>(bc, br, buf);
                     }
-                    if (progress is not null && rows >= 10 && br % (rows / 10) == 0) progress.Report($"painting {100 * (br + 1) / rows}%");
+                    if (progress is not null && rows >= 20 && br % (rows / 10) == 0) progress.Report($"painting {100 * (br + 1) / rows}%");
                 }
                 writer.Complete();
             }

@@ -55,3 +55,22 @@ public class TrainSegmentTests(ITestOutputHelper output) : IDisposable
         Assert.False(File.Exists(Path.Combine(_dir, "seg2", "mask.tif")));
     }
 }
+
+public class DemoTests
+{
+    [Fact]
+    public void Demo_RunsTheMainJobEndToEnd()
+    {
+        var dir = TestPaths.NewTempDir("demo");
+        try
+        {
+            var r = TestPaths.RunCli("demo", "--out", dir, "--size", "1200");
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            Assert.Contains("Demo finished", r.Stderr);
+            Assert.Contains("pixel accuracy", r.Stderr);
+            foreach (var f in new[] { "graph/graph.npz", "graph/nodes.tif", "model/best.model", "segment/mask.tif", "segment/overlay.png" })
+                Assert.True(File.Exists(Path.Combine(dir, f)), f);
+        }
+        finally { try { Directory.Delete(dir, true); } catch { } }
+    }
+}

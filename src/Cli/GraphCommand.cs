@@ -9,6 +9,10 @@ namespace ActorSeg.Cli;
 public static class ExitCodes
 {
     public const int Ok = 0, Failed = 1, Usage = 2;
+
+    /// <summary>Failures caused by the user's input or data (reported in one line, exit 1), as opposed to bugs.</summary>
+    public static bool IsInputError(Exception e) => e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException
+        or ArgumentException or InvalidOperationException or Core.Imaging.InputFileException;
 }
 
 public static class GraphCommand

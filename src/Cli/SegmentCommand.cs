@@ -32,7 +32,7 @@ public static class SegmentCommand
                 Console.WriteLine(mask);
                 return ExitCodes.Ok;
             }
-            catch (Exception e) when (e is InvalidDataException or FileNotFoundException or ArgumentException or InvalidOperationException or Core.Imaging.InputFileException)
+            catch (Exception e) when (ExitCodes.IsInputError(e))
             {
                 Log.Error("Segmentation failed: {Error}", e.Message);
                 return ExitCodes.Failed;

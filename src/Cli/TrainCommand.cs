@@ -90,7 +90,7 @@ public static class TrainCommand
                 Console.WriteLine(r.BestModel);
                 return ExitCodes.Ok;
             }
-            catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or Core.Imaging.InputFileException or InvalidOperationException)
+            catch (Exception e) when (ExitCodes.IsInputError(e))
             {
                 Log.Error("Training failed: {Error}", e.Message);
                 return ExitCodes.Failed;
@@ -145,7 +145,7 @@ public static class EvaluateCommand
                 }
                 return Task.FromResult(ExitCodes.Ok);
             }
-            catch (Exception e) when (e is InvalidDataException or FileNotFoundException or ArgumentException or InvalidOperationException)
+            catch (Exception e) when (ExitCodes.IsInputError(e))
             {
                 Log.Error("Evaluation failed: {Error}", e.Message);
                 return Task.FromResult(ExitCodes.Failed);

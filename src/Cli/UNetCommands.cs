@@ -44,7 +44,7 @@ public static class UNetCommands
                 Console.WriteLine(r.BestModel);
                 return Task.FromResult(ExitCodes.Ok);
             }
-            catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or InvalidOperationException or Core.Imaging.InputFileException)
+            catch (Exception e) when (ExitCodes.IsInputError(e))
             {
                 Log.Error("UNet training failed: {Error}", e.Message);
                 return Task.FromResult(ExitCodes.Failed);
@@ -72,7 +72,7 @@ public static class UNetCommands
                 Console.WriteLine(string.Format(CultureInfo.InvariantCulture, "pixel accuracy {0:P2}  macro F1 {1:F4}  micro Jaccard {2:F4}", m.Accuracy, m.MacroF1, m.MicroJaccard));
                 return Task.FromResult(ExitCodes.Ok);
             }
-            catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or InvalidOperationException or Core.Imaging.InputFileException)
+            catch (Exception e) when (ExitCodes.IsInputError(e))
             {
                 Log.Error("UNet evaluation failed: {Error}", e.Message);
                 return Task.FromResult(ExitCodes.Failed);

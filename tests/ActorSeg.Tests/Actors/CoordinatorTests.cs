@@ -51,7 +51,7 @@ public class CoordinatorTests : TestKit, IDisposable
         // a worker takes a tile and dies with it
         var doomed = CreateTestProbe();
         doomed.Send(coord, new RequestWork(1));
-        var lost = doomed.ExpectMsg<TileAssignment>();
+        var lost = doomed.ExpectMsg<TileAssignment>(TimeSpan.FromSeconds(20));
         Assert.Equal(1, lost.Attempt);
         Sys.Stop(doomed.Ref);
 
@@ -90,7 +90,7 @@ public class CoordinatorTests : TestKit, IDisposable
         client.ExpectMsg<GraphJobAccepted>(TimeSpan.FromSeconds(20));
         var worker = CreateTestProbe();
         worker.Send(coord, new RequestWork(1));
-        var a = worker.ExpectMsg<TileAssignment>();
+        var a = worker.ExpectMsg<TileAssignment>(TimeSpan.FromSeconds(20));
         // a transient failure is retried ...
         worker.Send(coord, new TileFailed(a.JobId, a.TileId, a.Attempt, "disk hiccup", Permanent: false));
         TileAssignment retry;

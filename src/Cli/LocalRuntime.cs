@@ -3,57 +3,52 @@ using Akka.Actor;
 using Akka.Hosting;
 using ActorSeg.Coordinator;
 using ActorSeg.Messages;
-using ActorSeg.TileWorker;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
-using Serilog;
 
 namespace ActorSeg.Cli;
 
-/// <summary>Marker for the coordinator in the actor registry.</summary>
-public sealed class CoordinatorKey;
-
 /// <summary>
-/// Every role in one process (the single-machine mode): an Akka.Hosting host with the coordinator and a pool of
-/// tile workers, talking through the same messages that cross the network in a cluster.
+/// Every role in one process (the single-machine mode): the same node host as a cluster, as a cluster of one on
+/// 127.0.0.1 with the embedded journal (a SQLite file that lives as long as the run, unless one is given).
 /// </summary>
 public sealed class LocalRuntime : IAsyncDisposable
 {
     private readonly IHost _host;
+    private readonly string? _tempDb;
     public ActorSystem System { get; }
     public IActorRef Coordinator { get; }
 
-    private LocalRuntime(IHost host, ActorSystem system, IActorRef coordinator) { _host = host; System = system; Coordinator = coordinator; }
+    private LocalRuntime(IHost host, ActorSystem system, IActorRef coordinator, string? tempDb)
+    {
+        _host = host; System = system; Coordinator = coordinator; _tempDb = tempDb;
+    }
 
-    public static async Task<LocalRuntime> StartAsync(int workers, CoordinatorSettings? settings = null)
+    public static async Task<LocalRuntime> StartAsync(int workers, CoordinatorSettings? settings = null, string device = "auto", string? journal = null)
     {
         if (workers < 1) throw new ArgumentException($"workers must be >= 1 (got {workers})");
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        builder.Services.AddSerilog(Log.Logger, dispose: false);
-        builder.Services.AddAkka("actorseg", (b, _) =>
+        string? temp = journal is null ? Path.Combine(Path.GetTempPath(), $"actorseg-{Environment.ProcessId}-{Guid.NewGuid():N}.db") : null;
+        var o = new NodeOptions
         {
-            b.AddHocon("akka.loglevel = WARNING\nakka.stdout-loglevel = WARNING\nakka.log-dead-letters = off\nakka.log-dead-letters-during-shutdown = off", HoconAddMode.Prepend);
-            b.ConfigureLoggers(l => { l.ClearLoggers(); l.AddLoggerFactory(); });
-            b.WithActors((system, registry) =>
-            {
-                var coord = system.ActorOf(GraphCoordinatorActor.Props(settings ?? new CoordinatorSettings()), "coordinator");
-                registry.Register<CoordinatorKey>(coord);
-                for (int i = 0; i < workers; i++) system.ActorOf(TileWorkerActor.Props(coord), $"tile-worker-{i + 1}");
-            });
-        });
+            Port = 0, Workers = workers, Device = device, Seeds = [],
+            Persistence = new PersistenceOptions { Provider = "sqlite", ConnectionString = $"Data Source={journal ?? temp}" },
+            TileDeadlineSeconds = (settings ?? new CoordinatorSettings()).TileDeadline.TotalSeconds,
+            MaxAttempts = (settings ?? new CoordinatorSettings()).MaxAttempts,
+        }.Validate();
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        NodeHost.Configure(builder.Services, o);
         var host = builder.Build();
         await host.StartAsync();
         var system = host.Services.GetRequiredService<ActorSystem>();
         var registry = host.Services.GetRequiredService<ActorRegistry>();
-        return new LocalRuntime(host, system, registry.Get<CoordinatorKey>());
+        return new LocalRuntime(host, system, registry.Get<CoordinatorKey>(), temp);
     }
 
     /// <summary>Submits a job and streams back everything the coordinator says about it until it ends.</summary>
     public async IAsyncEnumerable<object> RunJobAsync(SubmitGraphJob job, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct = default)
     {
         var channel = Channel.CreateUnbounded<object>();
-        var watcher = System.ActorOf(Props.Create(() => new JobWatcher(Coordinator, job, channel.Writer)), $"job-{job.JobId}");
+        var watcher = System.ActorOf(JobWatcher.Props((m, sender) => Coordinator.Tell(m, sender), job, channel.Writer), $"job-{job.JobId}");
         try
         {
             await foreach (var m in channel.Reader.ReadAllAsync(ct)) yield return m;
@@ -65,16 +60,39 @@ public sealed class LocalRuntime : IAsyncDisposable
     {
         await _host.StopAsync();
         _host.Dispose();
+        if (_tempDb is not null)
+            foreach (var f in new[] { _tempDb, _tempDb + "-wal", _tempDb + "-shm" })
+                try { File.Delete(f); } catch (IOException) { }
+    }
+}
+
+/// <summary>
+/// Submits a job and relays what the coordinator says about it. It re-sends the (idempotent) submission every few
+/// seconds as a heartbeat, which is how it finds a coordinator that restarted or moved to another node.
+/// </summary>
+public sealed class JobWatcher : ReceiveActor, IWithTimers
+{
+    private sealed record Resend;
+    private readonly Action<object, IActorRef> _send;
+    private readonly SubmitGraphJob _job;
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    /// <param name="send">delivers a message to the coordinator with the given sender (directly, or through a cluster client)</param>
+    public JobWatcher(Action<object, IActorRef> send, SubmitGraphJob job, ChannelWriter<object> output)
+    {
+        _send = send; _job = job;
+        Receive<Resend>(_ => _send(_job, Self));
+        Receive<GraphJobCompleted>(m => { Timers.CancelAll(); output.TryWrite(m); output.TryComplete(); });
+        Receive<GraphJobFailed>(m => { Timers.CancelAll(); output.TryWrite(m); output.TryComplete(); });
+        ReceiveAny(m => output.TryWrite(m));
     }
 
-    private sealed class JobWatcher : ReceiveActor
+    protected override void PreStart()
     {
-        public JobWatcher(IActorRef coordinator, SubmitGraphJob job, ChannelWriter<object> output)
-        {
-            coordinator.Tell(job);
-            Receive<GraphJobCompleted>(m => { output.TryWrite(m); output.TryComplete(); });
-            Receive<GraphJobFailed>(m => { output.TryWrite(m); output.TryComplete(); });
-            ReceiveAny(m => output.TryWrite(m));
-        }
+        _send(_job, Self);
+        Timers.StartPeriodicTimer("resend", new Resend(), TimeSpan.FromSeconds(5));
     }
+
+    public static Props Props(Action<object, IActorRef> send, SubmitGraphJob job, ChannelWriter<object> output) =>
+        Akka.Actor.Props.Create(() => new JobWatcher(send, job, output));
 }

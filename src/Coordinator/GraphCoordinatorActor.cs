@@ -1,5 +1,8 @@
 using System.Diagnostics;
+using System.Text.Json;
 using Akka.Actor;
+using Akka.Cluster;
+using Akka.Persistence;
 using ActorSeg.Core.Imaging;
 using ActorSeg.Core.IO;
 using ActorSeg.Core.Pipeline;
@@ -14,94 +17,347 @@ public sealed record CoordinatorSettings
 {
     /// <summary>A tile that takes longer than this is handed to another worker.</summary>
     public TimeSpan TileDeadline { get; init; } = TimeSpan.FromMinutes(10);
+    /// <summary>Classifying a graph or painting a mask that takes longer than this is handed to another node.</summary>
+    public TimeSpan StepDeadline { get; init; } = TimeSpan.FromMinutes(30);
+    /// <summary>A work item that fails this many times (or crashes its worker this many times) is quarantined: the job fails with the reason.</summary>
     public int MaxAttempts { get; init; } = 3;
     public TimeSpan ProgressInterval { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>A snapshot of all jobs every this many journal events (bounds recovery time for long jobs).</summary>
+    public int SnapshotEvery { get; init; } = 1000;
+    public string PersistenceId { get; init; } = "actorseg-coordinator";
+    /// <summary>Finished jobs remembered (so re-submitting one answers at once instead of redoing it).</summary>
+    public int FinishedJobsKept { get; init; } = 10_000;
 }
 
 /// <summary>
-/// The coordinator: plans a job's tiles, hands them to workers that ask for work, re-queues the tiles of workers
-/// that die or miss their deadline, ignores duplicate results, then stitches and writes the graph.
-/// The algorithms live in <see cref="GraphJob"/>; this actor only keeps the job's state and moves messages.
+/// The coordinator: an event-sourced actor (a cluster singleton in a cluster). It plans a job's tiles, hands them to
+/// workers that ask for work, re-queues the tiles of workers that die, become unreachable or miss their deadline,
+/// ignores duplicate results, verifies every result's checksum, stitches the graph, and, for a segmentation job, has a
+/// gpu-trainer classify the nodes and a worker paint the mask. Every step that finished is an event in the journal, so
+/// a restarted coordinator continues where the old one stopped. The algorithms live in <see cref="GraphJob"/>,
+/// <see cref="GraphOutputs"/> and the roles' actors; this actor keeps state and moves messages.
 /// </summary>
-public sealed class GraphCoordinatorActor : ReceiveActor, IWithTimers
+public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
 {
     private sealed class JobState
     {
-        public required SubmitGraphJob Submit;
-        public required IActorRef Client;
+        public required JobSubmitted Submitted;
+        public JobPlanned? Planned;
         public GraphJobManifest? Manifest;
+        public readonly Dictionary<int, TileDone> Done = new();
         public readonly Queue<(int Tile, int Attempt)> Pending = new();
         public readonly Dictionary<int, (IActorRef Worker, int Attempt, DateTime Deadline)> InFlight = new();
-        public readonly HashSet<int> Done = new();
-        public int Total, Retries;
-        public long PixelsDone;
-        public readonly Stopwatch Clock = Stopwatch.StartNew();
-        public double PrepareSeconds, TilesSeconds;
-        public bool Finishing;
+        public readonly Dictionary<int, int> Failures = new();
+        public GraphStitched? Stitched;
+        public ImageClassified? Classified;
+        public ImageSegmented? Segmented;
+        public JobEnded? Ended;
+        public readonly HashSet<IActorRef> Watchers = new();
+        public int Retries, RecoveredTiles, StepAttempt, StepFailures;
+        public (IActorRef Node, DateTime Deadline)? Step; // the trainer classifying, or the worker painting
+        public bool Busy; // a background step (prepare, stitch) is running
+        public long PixelsThisRun;
+        public readonly Stopwatch Clock = new();
         public ILogger Log = Serilog.Log.Logger;
+
+        public string JobId => Submitted.JobId;
+        public GraphJobSpec Spec => Submitted.Spec;
+        public bool Segments => Spec.ModelPath is not null;
+        public string GraphDir => Segments ? Path.Combine(Spec.OutDir, "graph") : Spec.OutDir;
+        public string Phase => Ended is { } e ? (e.Succeeded ? "done" : "failed")
+            : Segmented is not null ? "finishing"
+            : Classified is not null ? "painting"
+            : Stitched is not null ? (Segments ? "classifying" : "finishing")
+            : Planned is null ? "preparing"
+            : Done.Count == Planned.Tiles ? "stitching" : "tiles";
     }
 
-    private sealed record Prepared(string JobId, GraphJobManifest Manifest, double Seconds);
-    private sealed record PrepareFailed(string JobId, Exception Error);
-    private sealed record Finished(string JobId, GraphOutputs.Summary Summary);
-    private sealed record FinishFailed(string JobId, Exception Error);
-    private sealed record Tick;
+    private sealed record Prepared(string JobId, GraphJobManifest Manifest, double Seconds) : INoSerializationVerificationNeeded;
+    private sealed record StepFailed(string JobId, string Step, Exception Error) : INoSerializationVerificationNeeded;
+    private sealed record Stitched(string JobId, GraphStitched Event, string[] Invalid) : INoSerializationVerificationNeeded;
+    private sealed record TilesInvalid(string JobId, (int Tile, string Reason)[] Invalid) : INoSerializationVerificationNeeded;
+    private sealed record Tick : INoSerializationVerificationNeeded;
 
     private readonly CoordinatorSettings _settings;
+    private readonly IResultStore _store;
     private readonly Dictionary<string, JobState> _jobs = new();
-    private readonly Dictionary<IActorRef, int> _idle = new();     // worker → free slots
-    private readonly HashSet<IActorRef> _known = new();
-    private readonly ILogger _log = Log.ForContext("Role", "coordinator");
+    private readonly Queue<string> _finishedOrder = new();
+    private readonly Dictionary<IActorRef, int> _idle = new();   // worker → free slots
+    private readonly HashSet<IActorRef> _workers = new();
+    private readonly HashSet<IActorRef> _trainers = new();
+    private readonly HashSet<IActorRef> _idleTrainers = new();
+    private readonly ILogger _log = Serilog.Log.ForContext("Role", "coordinator");
+    private readonly Stopwatch _recovery = Stopwatch.StartNew();
+    private int _eventsSinceSnapshot;
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public GraphCoordinatorActor(CoordinatorSettings settings)
+    public override string PersistenceId { get; }
+
+    public GraphCoordinatorActor(CoordinatorSettings settings, IResultStore? store = null)
     {
         _settings = settings;
-        Receive<SubmitGraphJob>(OnSubmit);
-        Receive<Prepared>(OnPrepared);
-        Receive<PrepareFailed>(f => Fail(f.JobId, Describe(f.Error)));
-        Receive<RequestWork>(r =>
+        _store = store ?? DirectoryResultStore.Instance;
+        PersistenceId = settings.PersistenceId;
+
+        Recover<SnapshotOffer>(o => { if (o.Snapshot is CoordinatorSnapshot s) foreach (var r in s.Jobs) Restore(r); });
+        Recover<ICoordinatorEvent>(Apply);
+        Recover<RecoveryCompleted>(_ => OnRecovered());
+
+        Command<SubmitGraphJob>(OnSubmit);
+        Command<GetStatus>(OnStatus);
+        Command<Prepared>(OnPrepared);
+        Command<StepFailed>(OnStepFailed);
+        Command<RequestWork>(OnRequestWork);
+        Command<TrainerReady>(OnTrainerReady);
+        Command<TileCompleted>(OnTileCompleted);
+        Command<TileFailed>(OnTileFailed);
+        Command<TileHandedBack>(h =>
         {
-            if (_known.Add(Sender)) { Context.Watch(Sender); _log.Information("Worker {Worker} joined", Sender.Path.ToString()); }
-            _idle[Sender] = Math.Max(_idle.GetValueOrDefault(Sender), r.FreeSlots);
+            if (!_jobs.TryGetValue(h.JobId, out var j) || j.Done.ContainsKey(h.TileId)) return;
+            if (!j.InFlight.TryGetValue(h.TileId, out var fl) || fl.Attempt != h.Attempt) return;
+            j.InFlight.Remove(h.TileId);
+            j.Pending.Enqueue((h.TileId, h.Attempt + 1));
+            _idle.Remove(Sender);
+            j.Log.Information("Tile {TileId} handed back by leaving worker {Worker}; re-queued", h.TileId, Sender.Path.ToString());
             Dispatch();
         });
-        Receive<TileCompleted>(OnTileCompleted);
-        Receive<TileFailed>(OnTileFailed);
-        Receive<Terminated>(t => OnWorkerGone(t.ActorRef));
-        Receive<Finished>(OnFinished);
-        Receive<FinishFailed>(f => Fail(f.JobId, Describe(f.Error)));
-        Receive<Tick>(_ => OnTick());
+        Command<TilesInvalid>(OnTilesInvalid);
+        Command<Stitched>(OnStitched);
+        Command<NodesClassified>(OnClassified);
+        Command<ClassifyFailed>(f => OnStepItemFailed(f.JobId, f.Attempt, "classifying", f.Error, f.Permanent));
+        Command<PaintCompleted>(OnPainted);
+        Command<PaintFailed>(f => OnStepItemFailed(f.JobId, f.Attempt, "painting", f.Error, f.Permanent));
+        Command<Terminated>(t => OnNodeGone(t.ActorRef, "stopped"));
+        Command<ClusterEvent.UnreachableMember>(u => OnAddressLost(u.Member.Address, "unreachable"));
+        Command<ClusterEvent.MemberRemoved>(u => OnAddressLost(u.Member.Address, "removed from the cluster"));
+        Command<ClusterEvent.IMemberEvent>(_ => { });
+        Command<ClusterEvent.CurrentClusterState>(_ => { });
+        Command<Tick>(_ => OnTick());
+        Command<RetryJob>(r => { if (_jobs.TryGetValue(r.JobId, out var j) && j.Ended is null) Resume(j); });
+        Command<SaveSnapshotSuccess>(s =>
+        {
+            // the snapshot holds everything: older events and snapshots are no longer needed
+            DeleteMessages(s.Metadata.SequenceNr);
+            DeleteSnapshots(new SnapshotSelectionCriteria(s.Metadata.SequenceNr - 1));
+        });
+        Command<SaveSnapshotFailure>(f => _log.Warning(f.Cause, "Snapshot failed; the journal keeps every event, recovery will just take longer"));
+        Command<DeleteMessagesSuccess>(_ => { });
+        Command<DeleteMessagesFailure>(f => _log.Warning(f.Cause, "Could not delete journal events up to {SeqNr}", f.ToSequenceNr));
+        Command<DeleteSnapshotsSuccess>(_ => { });
+        Command<DeleteSnapshotsFailure>(f => _log.Warning(f.Cause, "Could not delete old snapshots"));
     }
 
-    public static Props Props(CoordinatorSettings settings) => Akka.Actor.Props.Create(() => new GraphCoordinatorActor(settings));
+    public static Props Props(CoordinatorSettings settings, IResultStore? store = null) =>
+        Akka.Actor.Props.Create(() => new GraphCoordinatorActor(settings, store));
 
-    protected override void PreStart() => Timers.StartPeriodicTimer("tick", new Tick(), _settings.ProgressInterval);
+    protected override void PreStart()
+    {
+        Timers.StartPeriodicTimer("tick", new Tick(), _settings.ProgressInterval);
+        if (Context.System.Settings.ProviderClass.Contains("Cluster", StringComparison.Ordinal))
+            Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
+                typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.MemberRemoved));
+        base.PreStart();
+    }
+
+    protected override void PostStop()
+    {
+        if (Context.System.Settings.ProviderClass.Contains("Cluster", StringComparison.Ordinal)) Cluster.Get(Context.System).Unsubscribe(Self);
+        base.PostStop();
+    }
+
+    protected override void OnRecoveryFailure(Exception reason, object? message = null)
+    {
+        _log.Error(reason, "Coordinator could not recover its journal ({Reason}); it will be restarted with backoff and no job state is dropped", reason.Message);
+        base.OnRecoveryFailure(reason, message);
+    }
+
+    protected override void OnPersistFailure(Exception cause, object @event, long sequenceNr)
+    {
+        _log.Error(cause, "Could not write {Event} to the journal: {Reason}; the coordinator stops and recovers from the journal", @event.GetType().Name, cause.Message);
+        base.OnPersistFailure(cause, @event, sequenceNr);
+    }
 
     private static string Describe(Exception e) => e switch
     {
         AggregateException a when a.InnerException is not null => Describe(a.InnerException),
-        InputFileException or InvalidDataException or ArgumentException => e.Message,
+        InputFileException or InvalidDataException or ArgumentException or ResultStoreException => e.Message,
         _ => $"{e.GetType().Name}: {e.Message}",
     };
 
+    // ---------------------------------------------------------------- events: the only place state changes
+
+    private void Apply(ICoordinatorEvent e)
+    {
+        switch (e)
+        {
+            case JobSubmitted s:
+                var st = new JobState { Submitted = s };
+                st.Log = _log.ForContext("JobId", s.JobId).ForContext("ImageId", Path.GetFileNameWithoutExtension(s.Spec.ImagePath));
+                _jobs[s.JobId] = st;
+                break;
+            case JobPlanned p when _jobs.TryGetValue(p.JobId, out var j): j.Planned = p; break;
+            case TileDone d when _jobs.TryGetValue(d.JobId, out var j): j.Done[d.TileId] = d; break;
+            case TileInvalidated i when _jobs.TryGetValue(i.JobId, out var j): j.Done.Remove(i.TileId); j.Stitched = null; break;
+            case GraphStitched g when _jobs.TryGetValue(g.JobId, out var j): j.Stitched = g; break;
+            case ImageClassified c when _jobs.TryGetValue(c.JobId, out var j): j.Classified = c; break;
+            case ImageSegmented m when _jobs.TryGetValue(m.JobId, out var j): j.Segmented = m; break;
+            case JobRetried r when _jobs.TryGetValue(r.JobId, out var j): j.Retries = r.Retries; break;
+            case JobEnded x when _jobs.TryGetValue(x.JobId, out var j):
+                j.Ended = x;
+                j.Done.Clear(); // a finished job needs only its outcome
+                j.Manifest = null;
+                _finishedOrder.Enqueue(x.JobId);
+                while (_finishedOrder.Count > _settings.FinishedJobsKept) _jobs.Remove(_finishedOrder.Dequeue());
+                break;
+            case CoordinatorSnapshot s:
+                foreach (var r in s.Jobs) Restore(r);
+                break;
+        }
+    }
+
+    private void Restore(JobRecord r)
+    {
+        Apply(r.Submitted);
+        var j = _jobs[r.Submitted.JobId];
+        j.Planned = r.Planned; j.Stitched = r.Stitched; j.Classified = r.Classified; j.Segmented = r.Segmented; j.Retries = r.Retries;
+        foreach (var d in r.Done) j.Done[d.TileId] = d;
+        if (r.Ended is not null) Apply(r.Ended);
+    }
+
+    private CoordinatorSnapshot Snapshot() => new(_jobs.Values.Select(j => new JobRecord(j.Submitted, j.Planned,
+        j.Done.Values.ToArray(), j.Stitched, j.Classified, j.Segmented, j.Ended, j.Retries)).ToArray());
+
+    /// <summary>Persists an event, applies it, then runs <paramref name="then"/>; snapshots every N events.</summary>
+    private void Record<T>(T e, Action<T>? then = null) where T : ICoordinatorEvent
+    {
+        Persist(e, ev =>
+        {
+            Apply(ev);
+            if (++_eventsSinceSnapshot >= _settings.SnapshotEvery)
+            {
+                _eventsSinceSnapshot = 0;
+                SaveSnapshot(Snapshot());
+            }
+            then?.Invoke(ev);
+        });
+    }
+
+    // ---------------------------------------------------------------- recovery
+
+    private void OnRecovered()
+    {
+        var open = _jobs.Values.Where(j => j.Ended is null).ToList();
+        if (_jobs.Count > 0)
+            _log.Information("Coordinator recovered {Jobs} jobs ({Open} unfinished, {TilesDone} finished tiles kept) from the journal in {Seconds:F2}s",
+                _jobs.Count, open.Count, open.Sum(j => j.Done.Count), _recovery.Elapsed.TotalSeconds);
+        else
+            _log.Information("Coordinator started (empty journal, recovery {Seconds:F2}s)", _recovery.Elapsed.TotalSeconds);
+        foreach (var j in open)
+        {
+            j.RecoveredTiles = j.Done.Count;
+            j.Log.Information("Job {JobId} resumes in phase {Phase}: {Done}/{Total} tiles already done", j.JobId, j.Phase, j.Done.Count, j.Planned?.Tiles ?? 0);
+            Resume(j);
+        }
+    }
+
+    /// <summary>Takes a job on from whatever its recorded state is.</summary>
+    private void Resume(JobState j)
+    {
+        if (j.Planned is null) { StartPrepare(j); return; }
+        if (j.Manifest is null)
+        {
+            try { j.Manifest = GraphJobManifest.Load(j.Planned.ManifestPath); }
+            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+            {
+                j.Log.Warning("Job {JobId}: manifest {Manifest} unreadable ({Error}); planning again", j.JobId, j.Planned.ManifestPath, e.Message);
+                StartPrepare(j);
+                return;
+            }
+        }
+        j.Clock.Start();
+        if (j.Done.Count < j.Planned.Tiles)
+        {
+            var queued = j.Pending.Select(p => p.Tile).Concat(j.InFlight.Keys).ToHashSet();
+            for (int t = 0; t < j.Planned.Tiles; t++) if (!j.Done.ContainsKey(t) && !queued.Contains(t)) j.Pending.Enqueue((t, 1));
+            Dispatch();
+        }
+        else if (j.Stitched is null) StartStitch(j);
+        else if (j.Segments && j.Classified is null) Dispatch();
+        else if (j.Segments && j.Segmented is null) Dispatch();
+        else FinishJob(j);
+    }
+
+    // ---------------------------------------------------------------- clients
+
     private void OnSubmit(SubmitGraphJob s)
     {
-        if (_jobs.ContainsKey(s.JobId)) { Sender.Tell(new GraphJobFailed(s.JobId, $"job {s.JobId} is already running")); return; }
-        var st = new JobState { Submit = s, Client = Sender };
-        st.Log = _log.ForContext("JobId", s.JobId).ForContext("ImageId", Path.GetFileNameWithoutExtension(s.Spec.ImagePath));
-        _jobs[s.JobId] = st;
-        st.Log.Information("Job {JobId} submitted: {Image} → {OutDir}", s.JobId, s.Spec.ImagePath, s.Spec.OutDir);
+        if (_jobs.TryGetValue(s.JobId, out var known))
+        {
+            // idempotent: the client re-sends its job as a heartbeat and to find a restarted coordinator
+            if (!known.Spec.Equals(s.Spec)) { Sender.Tell(new GraphJobFailed(s.JobId, $"job id {s.JobId} is already used by a different job")); return; }
+            bool isNew = known.Watchers.Add(Sender);
+            if (known.Ended is { } e) { Sender.Tell(Outcome(known)); return; }
+            if (isNew && known.Planned is { } p && known.Manifest is { } m)
+                Sender.Tell(new GraphJobAccepted(s.JobId, p.ImageId, m.Width, m.Height, m.Channels, p.Tiles, m.Halo, m.Grid.Count, known.RecoveredTiles));
+            return;
+        }
+        if (string.IsNullOrWhiteSpace(s.JobId) || s.JobId.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || s.JobId.Contains(".."))
+        {
+            Sender.Tell(new GraphJobFailed(s.JobId, $"job id '{s.JobId}' is not usable (it names a work directory: letters, digits, '-' and '_')"));
+            return;
+        }
+        var client = Sender;
+        Record(new JobSubmitted(s.JobId, s.Spec, DateTime.UtcNow), e =>
+        {
+            var j = _jobs[e.JobId];
+            j.Watchers.Add(client);
+            j.Log.Information("Job {JobId} submitted: {Image} → {OutDir}{Model}", e.JobId, e.Spec.ImagePath, e.Spec.OutDir,
+                e.Spec.ModelPath is { } mp ? $" (segment with {mp})" : "");
+            StartPrepare(j);
+        });
+    }
+
+    private void OnStatus(GetStatus g)
+    {
+        var jobs = _jobs.Values.Where(j => g.JobId is null || j.JobId == g.JobId)
+            .Select(j => new JobStatus(j.JobId, j.Phase, j.Done.Count + (j.Ended is not null && j.Planned is not null ? j.Planned.Tiles : 0),
+                j.Planned?.Tiles ?? 0, j.InFlight.Count, j.Retries, j.Ended?.Error, j.Spec.OutDir))
+            .ToArray();
+        Sender.Tell(new StatusReport(jobs, _workers.Count, _trainers.Count));
+    }
+
+    private void Tell(JobState j, object m)
+    {
+        foreach (var w in j.Watchers) w.Tell(m);
+    }
+
+    private object Outcome(JobState j)
+    {
+        if (j.Ended is { Succeeded: false } e) return new GraphJobFailed(j.JobId, e.Error ?? "failed");
+        var s = j.Stitched!;
+        return new GraphJobCompleted(j.JobId, j.Spec.OutDir, s.Nodes, s.AdjacencyEdges, s.KnnEdges, j.Planned?.PrepareSeconds ?? 0, s.TilesSeconds,
+            s.StitchSeconds, s.WriteSeconds, j.Retries, j.Segmented?.Mask.Path, j.Classified?.PixelsPerClass, j.RecoveredTiles,
+            j.Classified?.Seconds ?? 0, j.Segmented?.Seconds ?? 0);
+    }
+
+    // ---------------------------------------------------------------- preparing
+
+    private void StartPrepare(JobState j)
+    {
+        if (j.Busy) return;
+        j.Busy = true;
         var self = Self;
+        var s = j.Submitted;
         var sw = Stopwatch.StartNew();
         Task.Run(() =>
         {
             var req = ToRequest(s.Spec);
-            var work = GraphOutputs.WorkDir(s.Spec.OutDir, s.JobId);
+            if (s.Spec.ModelPath is { } mp && !File.Exists(mp)) throw new InputFileException(mp, "model file does not exist");
+            var work = GraphOutputs.WorkDir(j.GraphDir, s.JobId);
             var m = GraphJob.Prepare(s.JobId, req, work);
             m.Save();
             return m;
-        }).ContinueWith<object>(t => t.IsCompletedSuccessfully ? new Prepared(s.JobId, t.Result, sw.Elapsed.TotalSeconds) : new PrepareFailed(s.JobId, t.Exception!.GetBaseException()))
+        }).ContinueWith<object>(t => t.IsCompletedSuccessfully ? new Prepared(s.JobId, t.Result, sw.Elapsed.TotalSeconds) : new StepFailed(s.JobId, "prepare", t.Exception!.GetBaseException()))
           .PipeTo(self);
     }
 
@@ -122,131 +378,336 @@ public sealed class GraphCoordinatorActor : ReceiveActor, IWithTimers
 
     private void OnPrepared(Prepared p)
     {
-        if (!_jobs.TryGetValue(p.JobId, out var st)) return;
+        if (!_jobs.TryGetValue(p.JobId, out var j) || j.Ended is not null) return;
+        j.Busy = false;
         var m = p.Manifest;
-        st.Manifest = m; st.PrepareSeconds = p.Seconds; st.Clock.Restart();
+        j.Manifest = m;
+        if (j.Planned is not null) { Resume(j); return; } // re-planned after its manifest was lost: same plan, keep the tiles
         var plan = m.Plan;
-        st.Total = plan.Count;
-        for (int t = 0; t < plan.Count; t++) st.Pending.Enqueue((t, 1));
-        st.Log.Information("Job {JobId} planned: {Width}x{Height}x{Channels} {BitDepth}-bit, {Tiles} tiles of {TileSize} px with halo {Halo}, {Seeds} seeds (spacing {Spacing:F1} px), stats pass {Seconds:F1}s, peak RSS {PeakRssMiB:F0} MiB",
-            m.JobId, m.Width, m.Height, m.Channels, m.BitDepth, plan.Count, plan.TileSize, m.Halo, m.Grid.Count, m.Grid.S, p.Seconds, Core.ProcessStats.PeakRssMiB());
-        st.Client.Tell(new GraphJobAccepted(m.JobId, m.ImageId, m.Width, m.Height, m.Channels, plan.Count, m.Halo, m.Grid.Count));
+        Record(new JobPlanned(m.JobId, m.ImageId, m.ManifestPath, plan.Count, (long)m.Width * m.Height, p.Seconds), e =>
+        {
+            j.Log.Information("Job {JobId} planned: {Width}x{Height}x{Channels} {BitDepth}-bit, {Tiles} tiles of {TileSize} px with halo {Halo}, {Seeds} seeds (spacing {Spacing:F1} px), stats pass {Seconds:F1}s",
+                m.JobId, m.Width, m.Height, m.Channels, m.BitDepth, plan.Count, plan.TileSize, m.Halo, m.Grid.Count, m.Grid.S, p.Seconds);
+            Tell(j, new GraphJobAccepted(m.JobId, m.ImageId, m.Width, m.Height, m.Channels, plan.Count, m.Halo, m.Grid.Count));
+            Resume(j);
+        });
+    }
+
+    private void OnStepFailed(StepFailed f)
+    {
+        if (!_jobs.TryGetValue(f.JobId, out var j) || j.Ended is not null) return;
+        j.Busy = false;
+        bool bad = f.Error is InputFileException or InvalidDataException or ArgumentException or ResultStoreException;
+        if (bad || ++j.StepFailures >= _settings.MaxAttempts) { Fail(j, $"{f.Step}: {Describe(f.Error)}"); return; }
+        j.Log.Warning(f.Error, "Job {JobId}: {Step} failed ({Error}); trying again", j.JobId, f.Step, Describe(f.Error));
+        Timers.StartSingleTimer($"retry-{j.JobId}", new RetryJob(j.JobId), TimeSpan.FromSeconds(2));
+    }
+
+    private sealed record RetryJob(string JobId) : INoSerializationVerificationNeeded;
+
+    // ---------------------------------------------------------------- workers and trainers
+
+    private bool Compatible(int major, string who)
+    {
+        if (major == ProtocolVersion.Major) return true;
+        _log.Error("Refusing {Who} {Sender}: it speaks protocol {Theirs}.x, this coordinator {Ours}", who, Sender.Path.ToString(), major, ProtocolVersion.Text);
+        Sender.Tell(new WorkRefused($"protocol {major}.x is not compatible with coordinator protocol {ProtocolVersion.Text}"));
+        return false;
+    }
+
+    private void OnRequestWork(RequestWork r)
+    {
+        if (!Compatible(r.ProtocolMajor, "worker")) return;
+        if (_workers.Add(Sender)) { Context.Watch(Sender); _log.Information("Worker {Worker} joined ({Workers} workers)", Sender.Path.ToString(), _workers.Count); }
+        _idle[Sender] = Math.Max(_idle.GetValueOrDefault(Sender), r.FreeSlots);
         Dispatch();
+    }
+
+    private void OnTrainerReady(TrainerReady r)
+    {
+        if (!Compatible(r.ProtocolMajor, "trainer")) return;
+        if (_trainers.Add(Sender)) { Context.Watch(Sender); _log.Information("Trainer {Trainer} joined on {Device}", Sender.Path.ToString(), r.Device); }
+        if (!_jobs.Values.Any(j => j.Step is { } s && s.Node.Equals(Sender))) _idleTrainers.Add(Sender);
+        Dispatch();
+    }
+
+    private IActorRef? TakeWorker()
+    {
+        var w = _idle.FirstOrDefault(kv => kv.Value > 0).Key;
+        if (w is null) return null;
+        if (--_idle[w] == 0) _idle.Remove(w);
+        return w;
     }
 
     private void Dispatch()
     {
-        foreach (var st in _jobs.Values)
+        foreach (var j in _jobs.Values)
         {
-            if (st.Manifest is null || st.Finishing) continue;
-            while (st.Pending.Count > 0)
+            if (j.Ended is not null || j.Manifest is null || j.Planned is null || j.Busy) continue;
+            var m = j.Manifest;
+            while (j.Pending.Count > 0 && _idle.Count > 0)
             {
-                var worker = _idle.FirstOrDefault(kv => kv.Value > 0).Key;
-                if (worker is null) return;
-                if (--_idle[worker] == 0) _idle.Remove(worker);
-                var (tile, attempt) = st.Pending.Dequeue();
-                if (st.Done.Contains(tile)) continue;
-                st.InFlight[tile] = (worker, attempt, DateTime.UtcNow + _settings.TileDeadline);
-                worker.Tell(new TileAssignment(st.Manifest.JobId, st.Manifest.ImageId, st.Manifest.ManifestPath, tile, attempt));
+                var (tile, attempt) = j.Pending.Dequeue();
+                if (j.Done.ContainsKey(tile) || j.InFlight.ContainsKey(tile)) continue;
+                var worker = TakeWorker()!;
+                j.InFlight[tile] = (worker, attempt, DateTime.UtcNow + _settings.TileDeadline);
+                worker.Tell(new TileAssignment(m.JobId, m.ImageId, m.ManifestPath, tile, attempt));
+            }
+            if (j.Stitched is { } g && j.Segments && j.Step is null)
+            {
+                if (j.Classified is null && _idleTrainers.Count > 0)
+                {
+                    var t = _idleTrainers.First(); _idleTrainers.Remove(t);
+                    j.StepAttempt++;
+                    j.Step = (t, DateTime.UtcNow + _settings.StepDeadline);
+                    j.Log.Information("Job {JobId}: classifying {Nodes} nodes on trainer {Trainer}", j.JobId, g.Nodes, t.Path.ToString());
+                    Tell(j, new GraphJobProgress(j.JobId, "classifying", j.Planned.Tiles, j.Planned.Tiles, 0));
+                    t.Tell(new ClassifyNodes(j.JobId, m.ImageId, g.Graph, j.Spec.ModelPath!, Path.Combine(j.GraphDir, "classes.u8"), j.Spec.Device, j.StepAttempt));
+                }
+                else if (j.Classified is { } c && j.Segmented is null && g.NodeMap is { } nm && TakeWorker() is { } w)
+                {
+                    j.StepAttempt++;
+                    j.Step = (w, DateTime.UtcNow + _settings.StepDeadline);
+                    j.Log.Information("Job {JobId}: painting the mask on {Worker}", j.JobId, w.Path.ToString());
+                    Tell(j, new GraphJobProgress(j.JobId, "painting", j.Planned.Tiles, j.Planned.Tiles, 0));
+                    w.Tell(new PaintAssignment(j.JobId, m.ImageId, j.Spec.ImagePath, nm, c.Classes,
+                        Path.Combine(j.Spec.OutDir, "mask.tif"), Path.Combine(j.Spec.OutDir, "overlay.png"), j.StepAttempt));
+                }
             }
         }
     }
 
     private void OnTileCompleted(TileCompleted c)
     {
-        if (!_jobs.TryGetValue(c.JobId, out var st) || st.Manifest is null) return;
-        if (!st.Done.Add(c.TileId)) { st.Log.Debug("Duplicate result for tile {TileId} ignored", c.TileId); return; }
-        st.InFlight.Remove(c.TileId);
-        st.PixelsDone += c.Pixels;
-        if (st.Done.Count == st.Total) StartFinish(st);
-        else Dispatch();
+        if (!_jobs.TryGetValue(c.JobId, out var j) || j.Ended is not null || j.Manifest is null || j.Planned is null) return;
+        if (j.Done.ContainsKey(c.TileId)) { j.Log.Debug("Duplicate result for tile {TileId} ignored", c.TileId); return; }
+        if (c.TileId < 0 || c.TileId >= j.Planned.Tiles) { j.Log.Error("Worker {Worker} returned tile {TileId}, which job {JobId} does not have; ignored", Sender.Path.ToString(), c.TileId, c.JobId); return; }
+        // a result is accepted only where it belongs and when it is intact; anything else is re-computed
+        string? bad = c.Result.Path != Path.GetFullPath(j.Manifest.ResultPath(c.TileId)) || c.Labels.Path != Path.GetFullPath(j.Manifest.LabelsPath(c.TileId))
+            ? $"result references {c.Result.Path} and {c.Labels.Path} are not this tile's"
+            : _store.Check(c.Result) ?? _store.Check(c.Labels);
+        if (bad is not null)
+        {
+            j.Log.Error("Tile {TileId} from {Worker} rejected: {Error}; re-queued", c.TileId, Sender.Path.ToString(), bad);
+            RequeueFailed(j, c.TileId, c.Attempt, bad);
+            return;
+        }
+        j.InFlight.Remove(c.TileId);
+        j.PixelsThisRun += c.Pixels;
+        Record(new TileDone(c.JobId, c.TileId, c.Result, c.Labels, c.Pixels), _ =>
+        {
+            if (j.Ended is null && j.Done.Count == j.Planned!.Tiles) StartStitch(j);
+        });
+        Dispatch();
     }
 
     private void OnTileFailed(TileFailed f)
     {
-        if (!_jobs.TryGetValue(f.JobId, out var st) || st.Done.Contains(f.TileId)) return;
-        if (!st.InFlight.TryGetValue(f.TileId, out var fl) || fl.Attempt != f.Attempt) return; // stale
-        st.InFlight.Remove(f.TileId);
-        if (f.Permanent || f.Attempt >= _settings.MaxAttempts)
-        {
-            Fail(f.JobId, $"tile {f.TileId} failed{(f.Permanent ? "" : $" {f.Attempt} times")}: {f.Error}");
-            return;
-        }
-        st.Retries++;
-        st.Log.Warning("Tile {TileId} failed (attempt {Attempt}): {Error}; retrying", f.TileId, f.Attempt, f.Error);
-        st.Pending.Enqueue((f.TileId, f.Attempt + 1));
+        if (!_jobs.TryGetValue(f.JobId, out var j) || j.Ended is not null || j.Done.ContainsKey(f.TileId)) return;
+        if (!j.InFlight.TryGetValue(f.TileId, out var fl) || fl.Attempt != f.Attempt) return; // stale
+        if (f.Permanent) { Fail(j, $"tile {f.TileId} failed: {f.Error}"); return; }
+        j.Log.Warning("Tile {TileId} failed (attempt {Attempt}): {Error}", f.TileId, f.Attempt, f.Error);
+        RequeueFailed(j, f.TileId, f.Attempt, f.Error);
+    }
+
+    /// <summary>Counts a failure against a tile; quarantines it (failing the job with the reason) after MaxAttempts.</summary>
+    private void RequeueFailed(JobState j, int tile, int attempt, string error)
+    {
+        j.InFlight.Remove(tile);
+        int n = j.Failures[tile] = j.Failures.GetValueOrDefault(tile) + 1;
+        if (n >= _settings.MaxAttempts) { Fail(j, $"tile {tile} failed {n} times; last error: {error}"); return; }
+        j.Retries++;
+        j.Pending.Enqueue((tile, attempt + 1));
         Dispatch();
     }
 
-    private void OnWorkerGone(IActorRef worker)
+    private void OnNodeGone(IActorRef node, string why)
     {
-        _idle.Remove(worker); _known.Remove(worker);
-        _log.Warning("Worker {Worker} is gone; re-queueing its tiles", worker.Path.ToString());
-        foreach (var st in _jobs.Values)
-            foreach (var (tile, fl) in st.InFlight.Where(kv => kv.Value.Worker.Equals(worker)).ToList())
+        bool wasWorker = _workers.Remove(node), wasTrainer = _trainers.Remove(node);
+        _idle.Remove(node); _idleTrainers.Remove(node);
+        if (!wasWorker && !wasTrainer) return;
+        int requeued = 0;
+        foreach (var j in _jobs.Values.Where(j => j.Ended is null))
+        {
+            foreach (var (tile, fl) in j.InFlight.Where(kv => kv.Value.Worker.Equals(node)).ToList())
             {
-                st.InFlight.Remove(tile); st.Retries++;
-                st.Pending.Enqueue((tile, fl.Attempt + 1));
+                j.InFlight.Remove(tile); j.Retries++; requeued++;
+                // a tile whose worker died counts towards quarantine: a slide that crashes workers is not retried forever
+                int n = j.Failures[tile] = j.Failures.GetValueOrDefault(tile) + 1;
+                if (n >= _settings.MaxAttempts) { Fail(j, $"tile {tile} was lost with its worker {n} times (it may crash workers)"); break; }
+                j.Pending.Enqueue((tile, fl.Attempt + 1));
             }
+            if (j.Step is { } s && s.Node.Equals(node)) { j.Step = null; requeued++; }
+        }
+        _log.Warning("{Kind} {Node} is {Why}; {Requeued} work items re-queued ({Workers} workers, {Trainers} trainers left)",
+            wasWorker ? "Worker" : "Trainer", node.Path.ToString(), why, requeued, _workers.Count, _trainers.Count);
         Dispatch();
     }
+
+    private void OnAddressLost(Address address, string why)
+    {
+        foreach (var n in _workers.Concat(_trainers).Where(n => n.Path.Address.Equals(address)).ToList()) OnNodeGone(n, why);
+    }
+
+    // ---------------------------------------------------------------- stitching, classifying, painting
+
+    private void StartStitch(JobState j)
+    {
+        if (j.Busy || j.Stitched is not null) return;
+        j.Busy = true;
+        var m = j.Manifest!;
+        double tilesSeconds = j.Clock.Elapsed.TotalSeconds;
+        j.Log.Information("Job {JobId}: all {Total} tiles done in {Seconds:F1}s ({MPps:F1} MP/s this run, {Recovered} recovered from the journal); verifying and stitching",
+            j.JobId, j.Planned!.Tiles, tilesSeconds, j.PixelsThisRun / 1e6 / Math.Max(1e-9, tilesSeconds), j.RecoveredTiles);
+        Tell(j, new GraphJobProgress(j.JobId, "stitching", j.Planned.Tiles, j.Planned.Tiles, 0));
+        var self = Self;
+        var done = j.Done.Values.ToArray();
+        var outDir = j.GraphDir;
+        bool nodeMap = j.Spec.WriteNodeMap || j.Segments;
+        var log = j.Log;
+        var store = _store;
+        Task.Run<object>(() =>
+        {
+            // every tile result is checked before it is trusted: a file lost or damaged since (or while the coordinator was down) is re-computed
+            var invalid = done.AsParallel().Select(d => (d.TileId, Why: store.Check(d.Result) ?? store.Check(d.Labels)))
+                .Where(x => x.Why is not null).Select(x => (x.TileId, x.Why!)).ToArray();
+            if (invalid.Length > 0) return new TilesInvalid(m.JobId, invalid);
+            var s = GraphOutputs.StitchAndWrite(m, outDir, nodeMap, new Progress<string>(p => log.Information("Job {JobId}: {Step}", m.JobId, p)));
+            var graph = store.Describe(Path.Combine(outDir, GraphOutputs.GraphFile));
+            var map = nodeMap ? store.Describe(Path.Combine(outDir, GraphOutputs.NodeMapFile)) : null;
+            return new Stitched(m.JobId, new GraphStitched(m.JobId, graph, map, s.Nodes, s.AdjacencyEdges, s.KnnEdges, tilesSeconds, s.StitchSeconds, s.WriteSeconds), []);
+        }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new StepFailed(m.JobId, "stitch", t.Exception!.GetBaseException()))
+          .PipeTo(self);
+    }
+
+    private void OnTilesInvalid(TilesInvalid t)
+    {
+        if (!_jobs.TryGetValue(t.JobId, out var j) || j.Ended is not null) return;
+        j.Busy = false;
+        foreach (var (tile, why) in t.Invalid)
+        {
+            j.Log.Warning("Job {JobId}: tile {TileId} must be computed again: {Error}", j.JobId, tile, why);
+            Record(new TileInvalidated(j.JobId, tile, why));
+        }
+        DeferAsync(t, _ => Resume(j));
+    }
+
+    private void OnStitched(Stitched s)
+    {
+        if (!_jobs.TryGetValue(s.JobId, out var j) || j.Ended is not null) return;
+        j.Busy = false;
+        var g = s.Event;
+        Record(g, _ =>
+        {
+            j.Log.Information("Job {JobId}: graph of {Nodes} nodes, {Rag} adjacency and {Knn} kNN edges written to {OutDir} (stitch {Stitch:F1}s, write {Write:F1}s)",
+                j.JobId, g.Nodes, g.AdjacencyEdges, g.KnnEdges, j.GraphDir, g.StitchSeconds, g.WriteSeconds);
+            if (j.Segments) Dispatch(); else FinishJob(j);
+        });
+    }
+
+    private void OnClassified(NodesClassified c)
+    {
+        if (!_jobs.TryGetValue(c.JobId, out var j) || j.Ended is not null || j.Classified is not null || c.Attempt != j.StepAttempt) return;
+        if (_store.Check(c.Classes) is { } bad) { OnStepItemFailed(c.JobId, c.Attempt, "classifying", bad, false); return; }
+        if (c.Nodes != j.Stitched!.Nodes) { OnStepItemFailed(c.JobId, c.Attempt, "classifying", $"trainer returned {c.Nodes} classes for a graph of {j.Stitched.Nodes} nodes", false); return; }
+        j.Step = null;
+        if (!Sender.Equals(Self)) _idleTrainers.Add(Sender);
+        Record(new ImageClassified(c.JobId, c.Classes, c.PixelsPerClass, c.Seconds, c.Device), _ =>
+        {
+            j.Log.Information("Job {JobId}: {Nodes} nodes classified on {Device} in {Seconds:F1}s; pixels per class [{Pixels}]", j.JobId, c.Nodes, c.Device, c.Seconds, string.Join(", ", c.PixelsPerClass));
+            Dispatch();
+        });
+    }
+
+    private void OnPainted(PaintCompleted p)
+    {
+        if (!_jobs.TryGetValue(p.JobId, out var j) || j.Ended is not null || j.Segmented is not null || p.Attempt != j.StepAttempt) return;
+        if (_store.Check(p.Mask) is { } bad) { OnStepItemFailed(p.JobId, p.Attempt, "painting", bad, false); return; }
+        j.Step = null;
+        Record(new ImageSegmented(p.JobId, p.Mask, p.Seconds), _ =>
+        {
+            j.Log.Information("Job {JobId}: mask painted in {Seconds:F1}s: {Mask}", j.JobId, p.Seconds, p.Mask.Path);
+            FinishJob(j);
+        });
+    }
+
+    private void OnStepItemFailed(string jobId, int attempt, string step, string error, bool permanent)
+    {
+        if (!_jobs.TryGetValue(jobId, out var j) || j.Ended is not null || attempt != j.StepAttempt) return;
+        if (j.Step is { } s && step == "classifying" && !s.Node.Equals(Self)) _idleTrainers.Add(s.Node);
+        j.Step = null;
+        if (permanent || ++j.StepFailures >= _settings.MaxAttempts) { Fail(j, $"{step}: {error}"); return; }
+        j.Retries++;
+        j.Log.Warning("Job {JobId}: {Step} failed ({Error}); trying again", jobId, step, error);
+        Dispatch();
+    }
+
+    private void FinishJob(JobState j)
+    {
+        if (j.Ended is not null) return;
+        if (j.Segments)
+        {
+            try
+            {
+                var c = j.Classified!;
+                File.WriteAllText(Path.Combine(j.Spec.OutDir, "segment.json"), JsonSerializer.Serialize(new
+                {
+                    image = j.Spec.ImagePath, model = j.Spec.ModelPath, mask = j.Segmented!.Mask.Path, maskChecksum = j.Segmented.Mask.Checksum,
+                    overlay = Path.Combine(j.Spec.OutDir, "overlay.png"), nodes = j.Stitched!.Nodes, pixelsPerClass = c.PixelsPerClass, device = c.Device,
+                }, new JsonSerializerOptions { WriteIndented = true }));
+            }
+            catch (IOException e) { j.Log.Warning("Job {JobId}: could not write segment.json: {Error}", j.JobId, e.Message); }
+        }
+        Record(new JobEnded(j.JobId, true, null), _ =>
+        {
+            var g = j.Stitched!;
+            j.Log.Information("Job {JobId} finished: {Nodes} nodes, {Rag} adjacency edges, {Knn} kNN edges; prepare {Prepare:F1}s, tiles {Tiles:F1}s, stitch {Stitch:F1}s, write {Write:F1}s, classify {Classify:F1}s, paint {Paint:F1}s, {Retries} retries, {Recovered} tiles recovered",
+                j.JobId, g.Nodes, g.AdjacencyEdges, g.KnnEdges, j.Planned!.PrepareSeconds, g.TilesSeconds, g.StitchSeconds, g.WriteSeconds,
+                j.Classified?.Seconds ?? 0, j.Segmented?.Seconds ?? 0, j.Retries, j.RecoveredTiles);
+            if (!j.Spec.KeepWork) GraphOutputs.CleanWork(GraphOutputs.WorkDir(j.GraphDir, j.JobId));
+            Tell(j, Outcome(j));
+        });
+    }
+
+    private void Fail(JobState j, string error)
+    {
+        if (j.Ended is not null) return;
+        var workDir = GraphOutputs.WorkDir(j.GraphDir, j.JobId);
+        Record(new JobEnded(j.JobId, false, error), _ =>
+        {
+            j.Log.Error("Job {JobId} failed: {Error}", j.JobId, error);
+            if (!j.Spec.KeepWork) GraphOutputs.CleanWork(workDir);
+            Tell(j, new GraphJobFailed(j.JobId, error));
+        });
+    }
+
+    // ---------------------------------------------------------------- the clock
 
     private void OnTick()
     {
         var now = DateTime.UtcNow;
-        foreach (var st in _jobs.Values.ToList())
+        foreach (var j in _jobs.Values.Where(j => j.Ended is null).ToList())
         {
-            if (st.Manifest is null) continue;
-            foreach (var (tile, fl) in st.InFlight.Where(kv => kv.Value.Deadline < now).ToList())
+            foreach (var (tile, fl) in j.InFlight.Where(kv => kv.Value.Deadline < now).ToList())
             {
-                st.Log.Warning("Tile {TileId} missed its deadline on {Worker}; re-queued", tile, fl.Worker.Path.ToString());
-                st.InFlight.Remove(tile); st.Retries++;
-                st.Pending.Enqueue((tile, fl.Attempt + 1));
+                j.Log.Warning("Tile {TileId} missed its deadline on {Worker}; re-queued", tile, fl.Worker.Path.ToString());
+                j.InFlight.Remove(tile); j.Retries++;
+                j.Pending.Enqueue((tile, fl.Attempt + 1));
             }
-            if (!st.Finishing)
+            if (j.Step is { } s && s.Deadline < now)
             {
-                double secs = Math.Max(1e-9, st.Clock.Elapsed.TotalSeconds);
-                double mps = st.PixelsDone / 1e6 / secs;
-                st.Log.Information("Job {JobId}: {Done}/{Total} tiles, {InFlight} in flight, {Queued} queued, {Retries} retries, {TilesPerSecond:F2} tiles/s, {MPps:F1} MP/s",
-                    st.Manifest.JobId, st.Done.Count, st.Total, st.InFlight.Count, st.Pending.Count, st.Retries, st.Done.Count / secs, mps);
-                st.Client.Tell(new GraphJobProgress(st.Manifest.JobId, "tiles", st.Done.Count, st.Total, mps));
+                j.Log.Warning("Job {JobId}: {Phase} missed its deadline on {Node}; handing it to another node", j.JobId, j.Phase, s.Node.Path.ToString());
+                j.Step = null; j.Retries++;
+            }
+            if (j.Planned is { } p && j.Phase == "tiles")
+            {
+                double secs = Math.Max(1e-9, j.Clock.Elapsed.TotalSeconds);
+                double mps = j.PixelsThisRun / 1e6 / secs;
+                j.Log.Information("Job {JobId}: {Done}/{Total} tiles, {InFlight} in flight, {Queued} queued, {Retries} retries, {Workers} workers, {TilesPerSecond:F2} tiles/s, {MPps:F1} MP/s",
+                    j.JobId, j.Done.Count, p.Tiles, j.InFlight.Count, j.Pending.Count, j.Retries, _workers.Count, (j.Done.Count - j.RecoveredTiles) / secs, mps);
+                Tell(j, new GraphJobProgress(j.JobId, "tiles", j.Done.Count, p.Tiles, mps, j.InFlight.Count, j.Pending.Count, j.Retries));
             }
         }
         Dispatch();
-    }
-
-    private void StartFinish(JobState st)
-    {
-        st.Finishing = true;
-        st.TilesSeconds = st.Clock.Elapsed.TotalSeconds;
-        var m = st.Manifest!;
-        st.Log.Information("Job {JobId}: all {Total} tiles done in {Seconds:F1}s ({MPps:F1} MP/s), peak RSS {PeakRssMiB:F0} MiB; stitching", m.JobId, st.Total, st.TilesSeconds, st.PixelsDone / 1e6 / Math.Max(1e-9, st.TilesSeconds), Core.ProcessStats.PeakRssMiB());
-        st.Client.Tell(new GraphJobProgress(m.JobId, "stitching", st.Total, st.Total, 0));
-        var self = Self;
-        var spec = st.Submit.Spec;
-        var log = st.Log;
-        Task.Run(() => GraphOutputs.StitchAndWrite(m, spec.OutDir, spec.WriteNodeMap, new Progress<string>(s => log.Information("Job {JobId}: {Step}", m.JobId, s))))
-            .ContinueWith<object>(t => t.IsCompletedSuccessfully ? new Finished(m.JobId, t.Result) : new FinishFailed(m.JobId, t.Exception!.GetBaseException()))
-            .PipeTo(self);
-    }
-
-    private void OnFinished(Finished f)
-    {
-        if (!_jobs.Remove(f.JobId, out var st)) return;
-        var s = f.Summary;
-        if (!st.Submit.Spec.KeepWork) GraphOutputs.CleanWork(st.Manifest!.WorkDir);
-        st.Log.Information("Job {JobId} finished: {Nodes} nodes, {Rag} adjacency edges, {Knn} kNN edges; prepare {Prepare:F1}s, tiles {Tiles:F1}s, stitch {Stitch:F1}s, write {Write:F1}s, {Retries} retries",
-            f.JobId, s.Nodes, s.AdjacencyEdges, s.KnnEdges, st.PrepareSeconds, st.TilesSeconds, s.StitchSeconds, s.WriteSeconds, st.Retries);
-        st.Client.Tell(new GraphJobCompleted(f.JobId, st.Submit.Spec.OutDir, s.Nodes, s.AdjacencyEdges, s.KnnEdges,
-            st.PrepareSeconds, st.TilesSeconds, s.StitchSeconds, s.WriteSeconds, st.Retries));
-    }
-
-    private void Fail(string jobId, string error)
-    {
-        if (!_jobs.Remove(jobId, out var st)) return;
-        st.Log.Error("Job {JobId} failed: {Error}", jobId, error);
-        if (st.Manifest is not null && !st.Submit.Spec.KeepWork) GraphOutputs.CleanWork(st.Manifest.WorkDir);
-        else if (st.Manifest is null) GraphOutputs.CleanWork(GraphOutputs.WorkDir(st.Submit.Spec.OutDir, jobId));
-        st.Client.Tell(new GraphJobFailed(jobId, error));
     }
 }

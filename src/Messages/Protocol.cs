@@ -1,55 +1,170 @@
+using MessagePack;
+
 namespace ActorSeg.Messages;
 
-// The messages that move between ActorSeg's roles. They never carry pixels or large arrays: images, partial
-// graphs and outputs live in shared storage and messages carry references (paths) to them.
+// The messages that move between ActorSeg's roles, and the coordinator's journal events. They never carry pixels
+// or large arrays: images, partial graphs, graphs and masks live in shared storage (a result store) and messages
+// carry references with checksums.
+//
+// Wire format: MessagePack with integer keys (ActorSegSerializer). Schema rules that keep nodes of neighbouring
+// versions talking: never reuse or renumber a key; add fields only at the end, nullable (or where 0/false means
+// "absent"), because a field missing from an older sender arrives as null/0; readers ignore keys they do not know.
+// A breaking change bumps ProtocolVersion.Major; workers and trainers announce their version and a coordinator of
+// another major version refuses them with a clear log line instead of exchanging misunderstood messages.
 
-/// <summary>What a graph job is asked to do (flat, primitive fields so it can cross the network).</summary>
+/// <summary>Everything that crosses process boundaries or goes to the journal; bound to <see cref="ActorSegSerializer"/>.</summary>
+public interface IActorSegMessage;
+
+public static class ProtocolVersion
+{
+    public const int Major = 1;
+    public const int Minor = 0;
+    public static string Text => $"{Major}.{Minor}";
+}
+
+/// <summary>A file in the result store: where it is, how long it is and its checksum (XxHash3-64, hex).</summary>
+[MessagePackObject]
+public sealed record ResultRef([property: Key(0)] string Path, [property: Key(1)] long Length, [property: Key(2)] string Checksum) : IActorSegMessage;
+
+/// <summary>What a job is asked to do (flat, primitive fields so it can cross the network).
+/// With <paramref name="ModelPath"/> the job also segments: node classes from the model, painted into OutDir/mask.tif.</summary>
+[MessagePackObject]
 public sealed record GraphJobSpec(
-    string ImagePath,
-    string? MaskPath,
-    string OutDir,
-    int Page = 0,
-    string MaskMode = "binary",
-    int? IgnoreValue = null,
-    int? Segments = null,
-    double Spacing = 40.96,
-    double Compactness = 0.1,
-    double Sigma = 1.0,
-    int Iterations = 10,
-    double WindowFactor = 1.0,
-    double MinSizeFactor = 0.1,
-    int TileSize = 2048,
-    int? Halo = null,
-    int K = 10,
-    bool WriteNodeMap = true,
-    bool KeepWork = false,
-    string Features = "texture");
+    [property: Key(0)] string ImagePath,
+    [property: Key(1)] string? MaskPath,
+    [property: Key(2)] string OutDir,
+    [property: Key(3)] int Page = 0,
+    [property: Key(4)] string MaskMode = "binary",
+    [property: Key(5)] int? IgnoreValue = null,
+    [property: Key(6)] int? Segments = null,
+    [property: Key(7)] double Spacing = 40.96,
+    [property: Key(8)] double Compactness = 0.1,
+    [property: Key(9)] double Sigma = 1.0,
+    [property: Key(10)] int Iterations = 10,
+    [property: Key(11)] double WindowFactor = 1.0,
+    [property: Key(12)] double MinSizeFactor = 0.1,
+    [property: Key(13)] int TileSize = 2048,
+    [property: Key(14)] int? Halo = null,
+    [property: Key(15)] int K = 10,
+    [property: Key(16)] bool WriteNodeMap = true,
+    [property: Key(17)] bool KeepWork = false,
+    [property: Key(18)] string Features = "texture",
+    [property: Key(19)] string? ModelPath = null,
+    [property: Key(20)] string? Device = null) : IActorSegMessage;
 
-/// <summary>Client → coordinator: build the graph of one image.</summary>
-public sealed record SubmitGraphJob(string JobId, GraphJobSpec Spec);
+// ---- client ↔ coordinator -------------------------------------------------------------------------------------
+
+/// <summary>Client → coordinator: run a job. Idempotent: re-sending a known job id attaches the sender as a watcher
+/// (clients re-send it as a heartbeat, which is how they find a coordinator that restarted or moved).</summary>
+[MessagePackObject]
+public sealed record SubmitGraphJob([property: Key(0)] string JobId, [property: Key(1)] GraphJobSpec Spec) : IActorSegMessage;
 
 /// <summary>Coordinator → client: the job's inputs were read and its tiles planned.</summary>
-public sealed record GraphJobAccepted(string JobId, string ImageId, int Width, int Height, int Channels, int Tiles, int Halo, int Seeds);
+[MessagePackObject]
+public sealed record GraphJobAccepted(
+    [property: Key(0)] string JobId, [property: Key(1)] string ImageId, [property: Key(2)] int Width, [property: Key(3)] int Height,
+    [property: Key(4)] int Channels, [property: Key(5)] int Tiles, [property: Key(6)] int Halo, [property: Key(7)] int Seeds,
+    [property: Key(8)] int TilesAlreadyDone = 0) : IActorSegMessage;
 
 /// <summary>Coordinator → client: how far the job has come.</summary>
-public sealed record GraphJobProgress(string JobId, string Phase, int TilesDone, int TilesTotal, double MegapixelsPerSecond);
+[MessagePackObject]
+public sealed record GraphJobProgress(
+    [property: Key(0)] string JobId, [property: Key(1)] string Phase, [property: Key(2)] int TilesDone, [property: Key(3)] int TilesTotal,
+    [property: Key(4)] double MegapixelsPerSecond, [property: Key(5)] int InFlight = 0, [property: Key(6)] int Queued = 0,
+    [property: Key(7)] int Retries = 0) : IActorSegMessage;
 
-/// <summary>Coordinator → client: the graph is written.</summary>
-public sealed record GraphJobCompleted(string JobId, string OutDir, int Nodes, int AdjacencyEdges, int KnnEdges,
-    double PrepareSeconds, double TilesSeconds, double StitchSeconds, double WriteSeconds, int Retries);
+/// <summary>Coordinator → client: the job is done (graph written; with a model, the mask painted too).</summary>
+[MessagePackObject]
+public sealed record GraphJobCompleted(
+    [property: Key(0)] string JobId, [property: Key(1)] string OutDir, [property: Key(2)] int Nodes, [property: Key(3)] int AdjacencyEdges,
+    [property: Key(4)] int KnnEdges, [property: Key(5)] double PrepareSeconds, [property: Key(6)] double TilesSeconds,
+    [property: Key(7)] double StitchSeconds, [property: Key(8)] double WriteSeconds, [property: Key(9)] int Retries,
+    [property: Key(10)] string? MaskPath = null, [property: Key(11)] long[]? PixelsPerClass = null,
+    [property: Key(12)] int TilesRecovered = 0, [property: Key(13)] double ClassifySeconds = 0, [property: Key(14)] double PaintSeconds = 0) : IActorSegMessage;
 
 /// <summary>Coordinator → client: the job failed; nothing that looks complete was left behind.</summary>
-public sealed record GraphJobFailed(string JobId, string Error);
+[MessagePackObject]
+public sealed record GraphJobFailed([property: Key(0)] string JobId, [property: Key(1)] string Error) : IActorSegMessage;
 
-/// <summary>Worker → coordinator: I can take <paramref name="FreeSlots"/> more tiles (pull-based distribution).</summary>
-public sealed record RequestWork(int FreeSlots);
+// ---- tile workers ---------------------------------------------------------------------------------------------
+
+/// <summary>Worker → coordinator: I can take <paramref name="FreeSlots"/> more work items (pull-based distribution).</summary>
+[MessagePackObject]
+public sealed record RequestWork([property: Key(0)] int FreeSlots, [property: Key(1)] int ProtocolMajor = ProtocolVersion.Major,
+    [property: Key(2)] string? Node = null) : IActorSegMessage;
+
+/// <summary>Coordinator → worker (or anyone announcing an incompatible version): refused, with the reason.</summary>
+[MessagePackObject]
+public sealed record WorkRefused([property: Key(0)] string Reason) : IActorSegMessage;
 
 /// <summary>Coordinator → worker: process one tile of a job, described by the job manifest at <paramref name="ManifestPath"/>.</summary>
-public sealed record TileAssignment(string JobId, string ImageId, string ManifestPath, int TileId, int Attempt);
+[MessagePackObject]
+public sealed record TileAssignment([property: Key(0)] string JobId, [property: Key(1)] string ImageId, [property: Key(2)] string ManifestPath,
+    [property: Key(3)] int TileId, [property: Key(4)] int Attempt) : IActorSegMessage;
 
-/// <summary>Worker → coordinator: a tile's partial graph and label raster are written.</summary>
-public sealed record TileCompleted(string JobId, int TileId, int Attempt, string ResultPath, string LabelsPath,
-    int Fragments, int ShippedFragments, long Pixels, double Seconds);
+/// <summary>Worker → coordinator: a tile's partial graph and label raster are in the result store.</summary>
+[MessagePackObject]
+public sealed record TileCompleted(
+    [property: Key(0)] string JobId, [property: Key(1)] int TileId, [property: Key(2)] int Attempt,
+    [property: Key(3)] ResultRef Result, [property: Key(4)] ResultRef Labels,
+    [property: Key(5)] int Fragments, [property: Key(6)] int ShippedFragments, [property: Key(7)] long Pixels, [property: Key(8)] double Seconds) : IActorSegMessage;
 
 /// <summary>Worker → coordinator: a tile failed. <paramref name="Permanent"/> when retrying cannot help (bad input).</summary>
-public sealed record TileFailed(string JobId, int TileId, int Attempt, string Error, bool Permanent);
+[MessagePackObject]
+public sealed record TileFailed([property: Key(0)] string JobId, [property: Key(1)] int TileId, [property: Key(2)] int Attempt,
+    [property: Key(3)] string Error, [property: Key(4)] bool Permanent) : IActorSegMessage;
+
+/// <summary>Worker → coordinator: I am leaving (coordinated shutdown) and give this unfinished tile back; not a failure.</summary>
+[MessagePackObject]
+public sealed record TileHandedBack([property: Key(0)] string JobId, [property: Key(1)] int TileId, [property: Key(2)] int Attempt) : IActorSegMessage;
+
+/// <summary>Coordinator → worker: paint the node classes back into a full-size mask (and an overlay preview).</summary>
+[MessagePackObject]
+public sealed record PaintAssignment(
+    [property: Key(0)] string JobId, [property: Key(1)] string ImageId, [property: Key(2)] string ImagePath,
+    [property: Key(3)] ResultRef NodeMap, [property: Key(4)] ResultRef Classes, [property: Key(5)] string MaskPath,
+    [property: Key(6)] string OverlayPath, [property: Key(7)] int Attempt) : IActorSegMessage;
+
+[MessagePackObject]
+public sealed record PaintCompleted([property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] ResultRef Mask,
+    [property: Key(3)] double Seconds) : IActorSegMessage;
+
+[MessagePackObject]
+public sealed record PaintFailed([property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] string Error,
+    [property: Key(3)] bool Permanent) : IActorSegMessage;
+
+// ---- gpu trainer ----------------------------------------------------------------------------------------------
+
+/// <summary>Trainer → coordinator: I can classify graphs (sent on start and again while idle).</summary>
+[MessagePackObject]
+public sealed record TrainerReady([property: Key(0)] int ProtocolMajor, [property: Key(1)] string Device, [property: Key(2)] string? Node = null) : IActorSegMessage;
+
+/// <summary>Coordinator → trainer: run the model over a stitched graph; write one class id (byte) per node.</summary>
+[MessagePackObject]
+public sealed record ClassifyNodes(
+    [property: Key(0)] string JobId, [property: Key(1)] string ImageId, [property: Key(2)] ResultRef Graph,
+    [property: Key(3)] string ModelPath, [property: Key(4)] string ClassesPath, [property: Key(5)] string? Device,
+    [property: Key(6)] int Attempt) : IActorSegMessage;
+
+[MessagePackObject]
+public sealed record NodesClassified(
+    [property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] ResultRef Classes, [property: Key(3)] int Nodes,
+    [property: Key(4)] long[] PixelsPerClass, [property: Key(5)] double Seconds, [property: Key(6)] string Device) : IActorSegMessage;
+
+[MessagePackObject]
+public sealed record ClassifyFailed([property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] string Error,
+    [property: Key(3)] bool Permanent) : IActorSegMessage;
+
+// ---- status ---------------------------------------------------------------------------------------------------
+
+/// <summary>Anyone → coordinator: what jobs do you know?</summary>
+[MessagePackObject]
+public sealed record GetStatus([property: Key(0)] string? JobId = null) : IActorSegMessage;
+
+[MessagePackObject]
+public sealed record JobStatus(
+    [property: Key(0)] string JobId, [property: Key(1)] string Phase, [property: Key(2)] int TilesDone, [property: Key(3)] int TilesTotal,
+    [property: Key(4)] int InFlight, [property: Key(5)] int Retries, [property: Key(6)] string? Error, [property: Key(7)] string OutDir) : IActorSegMessage;
+
+[MessagePackObject]
+public sealed record StatusReport([property: Key(0)] JobStatus[] Jobs, [property: Key(1)] int Workers, [property: Key(2)] int Trainers) : IActorSegMessage;

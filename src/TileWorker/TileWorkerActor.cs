@@ -1,5 +1,6 @@
 using Akka.Actor;
 using ActorSeg.Core.Imaging;
+using ActorSeg.Core.IO;
 using ActorSeg.Core.Pipeline;
 using ActorSeg.Messages;
 using Serilog;
@@ -7,41 +8,81 @@ using Serilog;
 namespace ActorSeg.TileWorker;
 
 /// <summary>
-/// A tile worker: pulls tiles from the coordinator one at a time, computes superpixels and the partial graph
-/// of each, writes them to shared storage and reports the reference back. All work is in
-/// <see cref="GraphJob.ProcessTile"/>; this actor only moves messages and caches open inputs per job.
+/// A tile worker: one slot of a tile-worker node. It pulls work from the coordinator one item at a time: tiles
+/// (superpixels and the partial graph, written to the result store) and mask painting (node classes back to pixels).
+/// All work is in <see cref="GraphJob.ProcessTile"/> and <see cref="MaskPainter"/>; this actor moves messages, caches
+/// a job's open inputs, and hands its tile back when the node leaves.
 /// </summary>
 public sealed class TileWorkerActor : ReceiveActor, IWithTimers
 {
     private readonly IActorRef _coordinator;
+    private readonly IResultStore _store;
     private readonly ILogger _log;
     private string? _jobId;
     private GraphJobManifest? _manifest;
     private IRegionSource? _image, _mask;
     private TileScratch _scratch = new(); // reused for every tile this worker processes; dropped when idle
+    private TileAssignment? _current;
+    private bool _leaving;
     public ITimerScheduler Timers { get; set; } = null!;
 
-    private sealed record Done(TileAssignment Work, GraphJob.TileOutcome Outcome);
-    private sealed record Failed(TileAssignment Work, Exception Error);
-    private sealed record AskForWork;
-    private sealed record ReleaseBuffers;
+    private sealed record Done(TileAssignment Work, GraphJob.TileOutcome Outcome, ResultRef Result, ResultRef Labels) : INoSerializationVerificationNeeded;
+    private sealed record Failed(TileAssignment Work, Exception Error) : INoSerializationVerificationNeeded;
+    private sealed record Painted(PaintAssignment Work, ResultRef Mask, double Seconds) : INoSerializationVerificationNeeded;
+    private sealed record PaintError(PaintAssignment Work, Exception Error) : INoSerializationVerificationNeeded;
+    private sealed record AskForWork : INoSerializationVerificationNeeded;
+    private sealed record ReleaseBuffers : INoSerializationVerificationNeeded;
 
-    public TileWorkerActor(IActorRef coordinator)
+    /// <summary>Sent by the node's coordinated shutdown: stop taking work and hand the current tile back. Replies <see cref="Akka.Done"/>.</summary>
+    public sealed record Leave : INoSerializationVerificationNeeded
+    {
+        public static readonly Leave Instance = new();
+    }
+
+    public TileWorkerActor(IActorRef coordinator, IResultStore? store = null)
     {
         _coordinator = coordinator;
+        _store = store ?? DirectoryResultStore.Instance;
         _log = Log.ForContext("Role", "tile-worker").ForContext("Worker", Self.Path.Name);
         Idle();
     }
 
-    public static Props Props(IActorRef coordinator) => Akka.Actor.Props.Create(() => new TileWorkerActor(coordinator));
+    public static Props Props(IActorRef coordinator, IResultStore? store = null) => Akka.Actor.Props.Create(() => new TileWorkerActor(coordinator, store));
 
-    protected override void PreStart() => _coordinator.Tell(new RequestWork(1));
+    protected override void PreStart()
+    {
+        _coordinator.Tell(new RequestWork(1, ProtocolVersion.Major, Self.Path.Address.ToString()));
+        Timers.StartSingleTimer("ask", new AskForWork(), TimeSpan.FromSeconds(5));
+    }
+
+    private void Common()
+    {
+        Receive<WorkRefused>(r => _log.Error("The coordinator refuses this worker: {Reason}", r.Reason));
+        Receive<Leave>(_ =>
+        {
+            _leaving = true;
+            Timers.CancelAll();
+            if (_current is { } w)
+            {
+                _coordinator.Tell(new TileHandedBack(w.JobId, w.TileId, w.Attempt));
+                _log.Information("Leaving: tile {TileId} of job {JobId} handed back", w.TileId, w.JobId);
+            }
+            Sender.Tell(Akka.Done.Instance);
+        });
+    }
 
     private void Idle()
     {
+        Common();
         Receive<TileAssignment>(Start);
+        Receive<PaintAssignment>(StartPaint);
         // the coordinator may lose our request (restart, failover): ask again until work arrives
-        Receive<AskForWork>(_ => _coordinator.Tell(new RequestWork(1)));
+        Receive<AskForWork>(_ =>
+        {
+            if (_leaving) return;
+            _coordinator.Tell(new RequestWork(1, ProtocolVersion.Major, Self.Path.Address.ToString()));
+            Timers.StartSingleTimer("ask", new AskForWork(), TimeSpan.FromSeconds(5));
+        });
         // no work for a while (the job is stitching, or over): give the tile buffers (hundreds of MB) back
         Receive<ReleaseBuffers>(_ =>
         {
@@ -52,13 +93,13 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
 
     private void Busy()
     {
+        Common();
         Receive<Done>(d =>
         {
             var o = d.Outcome;
             _log.ForContext("JobId", d.Work.JobId).ForContext("ImageId", d.Work.ImageId).ForContext("TileId", d.Work.TileId)
                 .Debug("Tile {TileId} done: {Fragments} fragments in {Groups} groups, {Open} open, {Shipped} groups shipped, in {Seconds:F2}s (read {Read:F2}s, slic {Slic:F2}s, graph {Graph:F2}s, write {Write:F2}s)", o.TileId, o.Fragments, o.Groups, o.Open, o.Shipped, o.Seconds, o.ReadSeconds, o.SlicSeconds, o.FragmentSeconds, o.WriteSeconds);
-            _coordinator.Tell(new TileCompleted(d.Work.JobId, o.TileId, d.Work.Attempt, _manifest!.ResultPath(o.TileId),
-                _manifest.LabelsPath(o.TileId), o.Fragments, o.Shipped, o.Pixels, o.Seconds));
+            if (!_leaving) _coordinator.Tell(new TileCompleted(d.Work.JobId, o.TileId, d.Work.Attempt, d.Result, d.Labels, o.Fragments, o.Shipped, o.Pixels, o.Seconds));
             BecomeIdle();
         });
         Receive<Failed>(f =>
@@ -67,29 +108,48 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
             var msg = f.Error is InputFileException or InvalidDataException ? f.Error.Message : f.Error.GetType().Name + ": " + f.Error.Message;
             _log.ForContext("JobId", f.Work.JobId).ForContext("TileId", f.Work.TileId)
                 .Warning(f.Error, "Tile {TileId} failed (attempt {Attempt}, permanent {Permanent}): {Error}", f.Work.TileId, f.Work.Attempt, permanent, msg);
-            _coordinator.Tell(new TileFailed(f.Work.JobId, f.Work.TileId, f.Work.Attempt, msg, permanent));
+            if (!_leaving) _coordinator.Tell(new TileFailed(f.Work.JobId, f.Work.TileId, f.Work.Attempt, msg, permanent));
             if (!permanent) CloseInputs(); // a transient fault may have left a source in a bad state
+            BecomeIdle();
+        });
+        Receive<Painted>(p =>
+        {
+            _log.ForContext("JobId", p.Work.JobId).ForContext("ImageId", p.Work.ImageId).Information("Mask painted in {Seconds:F1}s: {Mask}", p.Seconds, p.Mask.Path);
+            _coordinator.Tell(new PaintCompleted(p.Work.JobId, p.Work.Attempt, p.Mask, p.Seconds));
+            BecomeIdle();
+        });
+        Receive<PaintError>(f =>
+        {
+            bool permanent = f.Error is InputFileException or InvalidDataException or ResultStoreException;
+            _log.ForContext("JobId", f.Work.JobId).Warning(f.Error, "Painting failed: {Error}", f.Error.Message);
+            _coordinator.Tell(new PaintFailed(f.Work.JobId, f.Work.Attempt, f.Error.Message, permanent));
             BecomeIdle();
         });
         Receive<AskForWork>(_ => { });
         Receive<ReleaseBuffers>(_ => { });
-        Receive<TileAssignment>(w => _coordinator.Tell(new TileFailed(w.JobId, w.TileId, w.Attempt, "worker busy", false)));
+        Receive<TileAssignment>(w => _coordinator.Tell(new TileHandedBack(w.JobId, w.TileId, w.Attempt)));
+        Receive<PaintAssignment>(w => _coordinator.Tell(new PaintFailed(w.JobId, w.Attempt, "worker busy", false)));
     }
 
     private void BecomeIdle()
     {
+        _current = null;
         Become(Idle);
-        _coordinator.Tell(new RequestWork(1));
+        if (_leaving) return;
+        _coordinator.Tell(new RequestWork(1, ProtocolVersion.Major, Self.Path.Address.ToString()));
         Timers.StartSingleTimer("ask", new AskForWork(), TimeSpan.FromSeconds(5));
         Timers.StartSingleTimer("release", new ReleaseBuffers(), TimeSpan.FromSeconds(1));
     }
 
     private void Start(TileAssignment w)
     {
+        if (_leaving) { _coordinator.Tell(new TileHandedBack(w.JobId, w.TileId, w.Attempt)); return; }
         Timers.Cancel("ask");
         Timers.Cancel("release");
+        _current = w;
         Become(Busy);
         var self = Self;
+        var store = _store;
         Task.Run(() =>
         {
             var job = Open(w);
@@ -98,12 +158,34 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
             // A tile leaves tens of MB of large-object garbage; collecting now (about 2 ms) keeps the process's peak
             // memory flat instead of letting the large-object heap grow until the GC's own budget triggers.
             GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
-            return outcome;
-        }).ContinueWith<object>(t => t.IsCompletedSuccessfully ? new Done(w, t.Result) : new Failed(w, t.Exception!.GetBaseException()))
+            return new Done(w, outcome, store.Describe(job.ResultPath(w.TileId)), store.Describe(job.LabelsPath(w.TileId)));
+        }).ContinueWith<object>(t => t.IsCompletedSuccessfully ? t.Result : new Failed(w, t.Exception!.GetBaseException()))
           .PipeTo(self);
     }
 
-    /// <summary>Runs on the work thread; only one tile runs at a time per worker, so the cache needs no lock.</summary>
+    private void StartPaint(PaintAssignment w)
+    {
+        if (_leaving) { _coordinator.Tell(new PaintFailed(w.JobId, w.Attempt, "worker leaving", false)); return; }
+        Timers.Cancel("ask");
+        Timers.Cancel("release");
+        Become(Busy);
+        var self = Self;
+        var store = _store;
+        var log = _log.ForContext("JobId", w.JobId).ForContext("ImageId", w.ImageId);
+        Task.Run<object>(() =>
+        {
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            if (store.Check(w.Classes) is { } bad1) throw new ResultStoreException(bad1);
+            if (store.Check(w.NodeMap) is { } bad2) throw new ResultStoreException(bad2);
+            var classes = File.ReadAllBytes(w.Classes.Path);
+            MaskPainter.Paint(w.NodeMap.Path, classes, w.MaskPath, new Progress<string>(s => log.Information("Job {JobId}: {Step}", w.JobId, s)));
+            MaskPainter.Overlay(w.ImagePath, w.MaskPath, w.OverlayPath);
+            return new Painted(w, store.Describe(w.MaskPath), sw.Elapsed.TotalSeconds);
+        }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new PaintError(w, t.Exception!.GetBaseException()))
+          .PipeTo(self);
+    }
+
+    /// <summary>Runs on the work thread; only one item runs at a time per worker, so the cache needs no lock.</summary>
     private GraphJobManifest Open(TileAssignment w)
     {
         if (_jobId == w.JobId && _manifest is not null) return _manifest;

@@ -16,7 +16,8 @@ public static class MaskPainter
         using var map = Vips.Image.NewFromFile(nodeMap, access: Vips.Enums.Access.Sequential, failOn: Vips.Enums.FailOn.Error);
         if (map.Format != Vips.Enums.BandFormat.Uint || map.Bands != 1) throw new InputFileException(nodeMap, "not a node-label map (expected one uint32 band)");
         int W = map.Width, H = map.Height;
-        var flat = maskPath + ".flat.tif";
+        // unique temporary names: a re-run of a lost paint task may overlap this one
+        var flat = $"{maskPath}.{Guid.NewGuid():N}.flat.tif";
         try
         {
             using (var writer = new TiledTiffWriter(flat, W, H, 1, TiffSampleType.UInt8, tile))
@@ -46,7 +47,7 @@ public static class MaskPainter
                 writer.Complete();
             }
             // the pyramid, streamed by libvips from the flat tiled file
-            var tmp = maskPath + ".partial.tif";
+            var tmp = $"{maskPath}.{Guid.NewGuid():N}.partial.tif";
             using (var flatImg = Vips.Image.NewFromFile(flat, access: Vips.Enums.Access.Sequential))
                 flatImg.Tiffsave(tmp, compression: Vips.Enums.ForeignTiffCompression.Deflate, tile: true, tileWidth: tile, tileHeight: tile,
                     pyramid: true, bigtiff: true, regionShrink: Vips.Enums.RegionShrink.Mode);

@@ -85,7 +85,7 @@ public sealed record GraphJobManifest
     public void Save()
     {
         Directory.CreateDirectory(WorkDir);
-        var tmp = ManifestPath + ".partial";
+        var tmp = $"{ManifestPath}.{Guid.NewGuid():N}.partial";
         File.WriteAllText(tmp, JsonSerializer.Serialize(this, Json));
         File.Move(tmp, ManifestPath, true);
     }
@@ -197,7 +197,7 @@ public static class GraphJob
 
     private static void WriteLabels(string path, ReadOnlySpan<int> groups)
     {
-        var tmp = path + ".partial";
+        var tmp = $"{path}.{Guid.NewGuid():N}.partial";
         using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
             fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(groups));
         File.Move(tmp, path, true);

@@ -2,6 +2,7 @@ using Akka.Actor;
 using Akka.TestKit.Xunit2;
 using ActorSeg.Coordinator;
 using ActorSeg.Core.Imaging;
+using ActorSeg.Core.IO;
 using ActorSeg.Core.Pipeline;
 using ActorSeg.Messages;
 using Xunit;
@@ -14,7 +15,13 @@ public class CoordinatorTests : TestKit, IDisposable
     private readonly string _dir = TestPaths.NewTempDir("coord");
     private readonly string _img, _mask;
 
-    public CoordinatorTests()
+    // journal and snapshots in memory: each test's actor system starts from nothing
+    public CoordinatorTests() : base(ActorSeg.Messages.ActorSegSerializer.Hocon + """
+
+        akka.persistence.journal.plugin = "akka.persistence.journal.inmem"
+        akka.persistence.snapshot-store.plugin = "akka.persistence.snapshot-store.inmem"
+        akka.actor.serialize-messages = on
+        """)
     {
         _img = Path.Combine(_dir, "img.tif"); _mask = Path.Combine(_dir, "mask.tif");
         SyntheticMicroscopy.Generate(new SyntheticSpec(300, 260, SyntheticKind.Nuclei, 8, 1, 2), _img, _mask);
@@ -35,13 +42,14 @@ public class CoordinatorTests : TestKit, IDisposable
         using var img = VipsImageSource.Open(job.Request.ImagePath);
         using var mask = VipsImageSource.Open(job.Request.MaskPath!, 0, true);
         var o = GraphJob.ProcessTile(job, job.Plan.Tile(a.TileId), img, mask);
-        return new TileCompleted(a.JobId, a.TileId, a.Attempt, job.ResultPath(a.TileId), job.LabelsPath(a.TileId), o.Fragments, o.Shipped, o.Pixels, o.Seconds);
+        var store = DirectoryResultStore.Instance;
+        return new TileCompleted(a.JobId, a.TileId, a.Attempt, store.Describe(job.ResultPath(a.TileId)), store.Describe(job.LabelsPath(a.TileId)), o.Fragments, o.Shipped, o.Pixels, o.Seconds);
     }
 
     [Fact]
     public void TilesOfAWorkerThatDies_AreHandedToAnother_AndDuplicatesAreIgnored()
     {
-        var coord = Sys.ActorOf(GraphCoordinatorActor.Props(new CoordinatorSettings { ProgressInterval = TimeSpan.FromSeconds(30) }));
+        var coord = Sys.ActorOf(GraphCoordinatorActor.Props(new CoordinatorSettings { ProgressInterval = TimeSpan.FromSeconds(30), PersistenceId = "t1" }));
         var client = CreateTestProbe();
         var outDir = Path.Combine(_dir, "out");
         client.Send(coord, new SubmitGraphJob("j1", Spec(outDir)));
@@ -83,7 +91,7 @@ public class CoordinatorTests : TestKit, IDisposable
     [Fact]
     public void APermanentTileFailure_FailsTheJob_AndLeavesNoOutput()
     {
-        var coord = Sys.ActorOf(GraphCoordinatorActor.Props(new CoordinatorSettings()));
+        var coord = Sys.ActorOf(GraphCoordinatorActor.Props(new CoordinatorSettings { PersistenceId = "t2" }));
         var client = CreateTestProbe();
         var outDir = Path.Combine(_dir, "out2");
         client.Send(coord, new SubmitGraphJob("j2", Spec(outDir)));
@@ -108,11 +116,91 @@ public class CoordinatorTests : TestKit, IDisposable
     [Fact]
     public void ABadImage_FailsAtSubmission_NamingTheFile()
     {
-        var coord = Sys.ActorOf(GraphCoordinatorActor.Props(new CoordinatorSettings()));
+        var coord = Sys.ActorOf(GraphCoordinatorActor.Props(new CoordinatorSettings { PersistenceId = "t3" }));
         var missing = Path.Combine(_dir, "nope.tif");
         coord.Tell(new SubmitGraphJob("j3", new GraphJobSpec(missing, null, Path.Combine(_dir, "o3"))), TestActor);
         var failed = ExpectMsg<GraphJobFailed>(TimeSpan.FromSeconds(10));
         Assert.Contains(missing, failed.Error);
         Assert.Contains("file not found", failed.Error);
+    }
+
+    [Fact]
+    public void ARestartedCoordinator_RecoversFromItsJournal_AndRedoesOnlyUnfinishedOrDamagedTiles()
+    {
+        var settings = new CoordinatorSettings { ProgressInterval = TimeSpan.FromSeconds(30), PersistenceId = "t4", SnapshotEvery = 3 };
+        var coord = Sys.ActorOf(GraphCoordinatorActor.Props(settings));
+        var client = CreateTestProbe();
+        var outDir = Path.Combine(_dir, "out4");
+        client.Send(coord, new SubmitGraphJob("j4", Spec(outDir)));
+        Assert.Equal(4, client.ExpectMsg<GraphJobAccepted>(TimeSpan.FromSeconds(20)).Tiles);
+        var worker = CreateTestProbe();
+        var finished = new List<TileCompleted>();
+        for (int i = 0; i < 3; i++)
+        {
+            worker.Send(coord, new RequestWork(1));
+            var done = Work(worker.ExpectMsg<TileAssignment>(TimeSpan.FromSeconds(20)));
+            worker.Send(coord, done);
+            finished.Add(done);
+        }
+        // let the journal take the three results, then kill the coordinator
+        client.Send(coord, new GetStatus("j4"));
+        var st = client.FishForMessage<StatusReport>(_ => true, TimeSpan.FromSeconds(10));
+        Assert.Equal(3, st.Jobs.Single().TilesDone);
+        Watch(coord);
+        Sys.Stop(coord);
+        ExpectTerminated(coord, TimeSpan.FromSeconds(10));
+        // while it is down, one finished result is damaged: it must be computed again, the other two not
+        var damaged = finished[1];
+        File.WriteAllText(damaged.Result.Path, "garbage");
+
+        var coord2 = Sys.ActorOf(GraphCoordinatorActor.Props(settings));
+        var client2 = CreateTestProbe();
+        client2.Send(coord2, new SubmitGraphJob("j4", Spec(outDir))); // the client's heartbeat finds the new coordinator
+        var accepted = client2.FishForMessage<GraphJobAccepted>(_ => true, TimeSpan.FromSeconds(20));
+        Assert.Equal(3, accepted.TilesAlreadyDone);
+        var worker2 = CreateTestProbe();
+        var redone = new List<int>();
+        object? end = null;
+        while (end is null)
+        {
+            worker2.Send(coord2, new RequestWork(1));
+            var m = worker2.ReceiveOne(TimeSpan.FromSeconds(3));
+            if (m is TileAssignment a) { redone.Add(a.TileId); worker2.Send(coord2, Work(a)); }
+            end = client2.ReceiveWhile<object>(TimeSpan.FromMilliseconds(200), o => o).FirstOrDefault(o => o is GraphJobCompleted or GraphJobFailed);
+        }
+        var c = Assert.IsType<GraphJobCompleted>(end);
+        var unfinished = Enumerable.Range(0, 4).Except(finished.Select(f => f.TileId)).Single();
+        Assert.Equal(new[] { unfinished, damaged.TileId }.Order(), redone.Order());
+        Assert.True(c.Nodes > 100);
+        Assert.True(File.Exists(Path.Combine(outDir, "graph.npz")));
+    }
+
+    [Fact]
+    public void AResultThatFailsItsChecksum_IsRejected_AndTheTileRunsAgain()
+    {
+        var coord = Sys.ActorOf(GraphCoordinatorActor.Props(new CoordinatorSettings { PersistenceId = "t5", ProgressInterval = TimeSpan.FromSeconds(30) }));
+        var client = CreateTestProbe();
+        client.Send(coord, new SubmitGraphJob("j5", Spec(Path.Combine(_dir, "out5"))));
+        client.ExpectMsg<GraphJobAccepted>(TimeSpan.FromSeconds(20));
+        var worker = CreateTestProbe();
+        worker.Send(coord, new RequestWork(1));
+        var a = worker.ExpectMsg<TileAssignment>(TimeSpan.FromSeconds(20));
+        var done = Work(a);
+        worker.Send(coord, done with { Result = done.Result with { Checksum = "0000000000000000" } });
+        // a result pointing somewhere else is garbage too
+        TileAssignment again;
+        do { worker.Send(coord, new RequestWork(1)); again = worker.ExpectMsg<TileAssignment>(TimeSpan.FromSeconds(10)); if (again.TileId != a.TileId) worker.Send(coord, Work(again)); }
+        while (again.TileId != a.TileId);
+        Assert.Equal(2, again.Attempt);
+        worker.Send(coord, done with { Attempt = 2 });
+        Assert.IsType<GraphJobCompleted>(client.FishForMessage(m => m is GraphJobCompleted or GraphJobFailed, TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
+    public void AWorkerOfAnIncompatibleProtocol_IsRefused()
+    {
+        var coord = Sys.ActorOf(GraphCoordinatorActor.Props(new CoordinatorSettings { PersistenceId = "t6" }));
+        coord.Tell(new RequestWork(1, ProtocolVersion.Major + 1), TestActor);
+        Assert.Contains("not compatible", ExpectMsg<WorkRefused>(TimeSpan.FromSeconds(10)).Reason);
     }
 }

@@ -42,7 +42,7 @@ public class TrainSegmentTests(ITestOutputHelper output) : IDisposable
         var pred = mask.WriteToMemory<byte>();
         using var truthImg = Vips.Image.NewFromFile(Path.Combine(_dir, "held_mask.tif"));
         var truth = truthImg.WriteToMemory<byte>();
-        double acc = pred.Zip(truth).Count(p => (p.First > 0) == (p.Second > 0)) / (double)pred.Length;
+        double acc = Enumerable.Zip(pred, truth, (p, t) => (p > 0) == (t > 0)).Count(x => x) / (double)pred.Length;
         output.WriteLine($"held-out pixel accuracy {acc:P1}");
         Assert.True(acc > 0.75, $"held-out pixel accuracy {acc:P1}");
 

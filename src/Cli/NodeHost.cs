@@ -1,0 +1,277 @@
+using Akka.Actor;
+using Akka.Cluster.Hosting;
+using Akka.Cluster.Tools.Client;
+using Akka.Hosting;
+using Akka.Remote.Hosting;
+using ActorSeg.Coordinator;
+using ActorSeg.GpuTrainer;
+using ActorSeg.Messages;
+using ActorSeg.TileWorker;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Serilog;
+
+namespace ActorSeg.Cli;
+
+/// <summary>Marker for the coordinator (its singleton proxy) in the actor registry.</summary>
+public sealed class CoordinatorKey;
+
+/// <summary>
+/// A node's settings. Read from configuration in the usual .NET order: appsettings.json (beside the program, or
+/// --config), then environment variables prefixed ACTORSEG_ (sections with '__', e.g. ACTORSEG_PERSISTENCE__PROVIDER),
+/// then command-line flags.
+/// </summary>
+public sealed record NodeOptions
+{
+    public string[] Roles { get; init; } = [NodeRoles.Coordinator, NodeRoles.TileWorker, NodeRoles.GpuTrainer];
+    /// <summary>Address to bind (0.0.0.0 in a container).</summary>
+    public string Hostname { get; init; } = "127.0.0.1";
+    /// <summary>Address other nodes reach this one at (the pod's DNS name in Kubernetes); defaults to Hostname.</summary>
+    public string? PublicHostname { get; init; }
+    /// <summary>0 = any free port (single-process mode).</summary>
+    public int Port { get; init; } = 4053;
+    /// <summary>Seed node addresses (akka.tcp://actorseg@host:port). Empty = join yourself (a cluster of one).</summary>
+    public string[] Seeds { get; init; } = [];
+    /// <summary>Tile-worker slots on this node (one tile each at a time).</summary>
+    public int Workers { get; init; } = Environment.ProcessorCount;
+    /// <summary>Trainer device: auto, cpu or cuda.</summary>
+    public string Device { get; init; } = "auto";
+    public PersistenceOptions Persistence { get; init; } = new();
+    /// <summary>Split-brain resolver: keep-majority after this many seconds of a stable unreachable set.</summary>
+    public double DownAfterSeconds { get; init; } = 20;
+    /// <summary>Heartbeats may pause this long before a node is unreachable.</summary>
+    public double HeartbeatPauseSeconds { get; init; } = 5;
+    public double TileDeadlineSeconds { get; init; } = 600;
+    public int MaxAttempts { get; init; } = 3;
+    public int SnapshotEvery { get; init; } = 1000;
+    /// <summary>A node without any coordinator in its cluster for this long exits (code 3) so its supervisor restarts
+    /// it and it joins afresh through the seeds (0 = never).</summary>
+    public double ExitWithoutCoordinatorSeconds { get; init; } = 120;
+
+    public bool Has(string role) => Roles.Contains(role, StringComparer.OrdinalIgnoreCase);
+
+    public static NodeOptions From(IConfiguration c)
+    {
+        var o = new NodeOptions();
+        static string[] List(string? v) => v is null ? [] : v.Split([',', ' ', ';'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        double D(string key, double d) => c[key] is { } s ? double.Parse(s, System.Globalization.CultureInfo.InvariantCulture) : d;
+        int I(string key, int d) => c[key] is { } s ? int.Parse(s, System.Globalization.CultureInfo.InvariantCulture) : d;
+        try
+        {
+            o = o with
+            {
+                Roles = c["Roles"] is { } r ? List(r) : o.Roles,
+                Hostname = c["Hostname"] ?? o.Hostname,
+                PublicHostname = c["PublicHostname"],
+                Port = I("Port", o.Port),
+                Seeds = c["Seeds"] is { } s ? List(s) : o.Seeds,
+                Workers = I("Workers", o.Workers),
+                Device = c["Device"] ?? o.Device,
+                Persistence = new PersistenceOptions
+                {
+                    Provider = c["Persistence:Provider"] ?? "sqlite",
+                    ConnectionString = c["Persistence:ConnectionString"],
+                },
+                DownAfterSeconds = D("DownAfterSeconds", o.DownAfterSeconds),
+                HeartbeatPauseSeconds = D("HeartbeatPauseSeconds", o.HeartbeatPauseSeconds),
+                TileDeadlineSeconds = D("TileDeadlineSeconds", o.TileDeadlineSeconds),
+                MaxAttempts = I("MaxAttempts", o.MaxAttempts),
+                SnapshotEvery = I("SnapshotEvery", o.SnapshotEvery),
+                ExitWithoutCoordinatorSeconds = D("ExitWithoutCoordinatorSeconds", o.ExitWithoutCoordinatorSeconds),
+            };
+        }
+        catch (FormatException e) { throw new ArgumentException($"configuration: {e.Message}", e); }
+        return o.Validate();
+    }
+
+    public NodeOptions Validate()
+    {
+        foreach (var r in Roles)
+            if (!NodeRoles.All.Contains(r, StringComparer.OrdinalIgnoreCase))
+                throw new ArgumentException($"unknown role '{r}' (roles: {string.Join(", ", NodeRoles.All)})");
+        if (Roles.Length == 0) throw new ArgumentException("a node needs at least one role");
+        if (Port is < 0 or > 65535) throw new ArgumentException($"port must be 0..65535 (got {Port})");
+        if (Workers < 1) throw new ArgumentException($"workers must be >= 1 (got {Workers})");
+        foreach (var s in Seeds)
+            if (!Address.TryParse(s, out var a) || a.Protocol != "akka.tcp" || a.System != NodeHost.SystemName)
+                throw new ArgumentException($"seed '{s}' is not an address like akka.tcp://{NodeHost.SystemName}@host:port");
+        Persistence.Validate();
+        return this;
+    }
+}
+
+public static class NodeRoles
+{
+    public const string Coordinator = "coordinator", TileWorker = "tile-worker", GpuTrainer = "gpu-trainer";
+    public static readonly string[] All = [Coordinator, TileWorker, GpuTrainer];
+}
+
+/// <summary>Where the coordinator's journal lives: an embedded SQLite file by default, PostgreSQL by connection string.</summary>
+public sealed record PersistenceOptions
+{
+    public string Provider { get; init; } = "sqlite";
+    /// <summary>SQLite: "Data Source=PATH" (default: actorseg-journal.db in the working directory). PostgreSQL: an Npgsql connection string.</summary>
+    public string? ConnectionString { get; init; }
+
+    public bool IsPostgres => Provider.Equals("postgresql", StringComparison.OrdinalIgnoreCase) || Provider.Equals("postgres", StringComparison.OrdinalIgnoreCase);
+
+    public void Validate()
+    {
+        if (!IsPostgres && !Provider.Equals("sqlite", StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException($"persistence provider must be sqlite or postgresql (got '{Provider}')");
+        if (IsPostgres && string.IsNullOrWhiteSpace(ConnectionString))
+            throw new ArgumentException("persistence provider postgresql needs a connection string (ACTORSEG_PERSISTENCE__CONNECTIONSTRING or --db)");
+    }
+
+    public string EffectiveConnectionString => ConnectionString ?? "Data Source=actorseg-journal.db";
+
+    public string Hocon()
+    {
+        string provider = IsPostgres ? "PostgreSQL.15" : "SQLite.MS";
+        string cs = EffectiveConnectionString.Replace("\\", "\\\\").Replace("\"", "\\\"");
+        return $$"""
+            akka.persistence {
+              journal {
+                plugin = "akka.persistence.journal.sql"
+                sql {
+                  class = "Akka.Persistence.Sql.Journal.SqlWriteJournal, Akka.Persistence.Sql"
+                  connection-string = "{{cs}}"
+                  provider-name = "{{provider}}"
+                  auto-initialize = true
+                }
+              }
+              query.journal.sql {
+                class = "Akka.Persistence.Sql.Query.SqlReadJournalProvider, Akka.Persistence.Sql"
+                connection-string = "{{cs}}"
+                provider-name = "{{provider}}"
+              }
+              snapshot-store {
+                plugin = "akka.persistence.snapshot-store.sql"
+                sql {
+                  class = "Akka.Persistence.Sql.Snapshot.SqlSnapshotStore, Akka.Persistence.Sql"
+                  connection-string = "{{cs}}"
+                  provider-name = "{{provider}}"
+                  auto-initialize = true
+                }
+              }
+            }
+            """;
+    }
+
+    /// <summary>Describes the store without its password, for logs.</summary>
+    public string Describe()
+    {
+        if (!IsPostgres) return $"SQLite ({EffectiveConnectionString})";
+        var parts = EffectiveConnectionString.Split(';', StringSplitOptions.RemoveEmptyEntries)
+            .Where(p => !p.TrimStart().StartsWith("password", StringComparison.OrdinalIgnoreCase));
+        return $"PostgreSQL ({string.Join(';', parts)})";
+    }
+
+    /// <summary>Fails early, with a clear message, when the database cannot be reached.</summary>
+    public async Task CheckReachableAsync(CancellationToken ct)
+    {
+        try
+        {
+            if (IsPostgres)
+            {
+                await using var c = new Npgsql.NpgsqlConnection(EffectiveConnectionString);
+                await c.OpenAsync(ct);
+            }
+            else
+            {
+                await using var c = new Microsoft.Data.Sqlite.SqliteConnection(EffectiveConnectionString);
+                await c.OpenAsync(ct);
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw new DatabaseUnreachableException($"the job database {Describe()} cannot be reached: {e.Message}", e);
+        }
+    }
+}
+
+public sealed class DatabaseUnreachableException(string message, Exception inner) : Exception(message, inner);
+
+/// <summary>
+/// One ActorSeg node: an Akka.Hosting host that joins the cluster and starts the actors of its roles. The
+/// single-process mode of the CLI commands is this same host with every role and the embedded defaults.
+/// </summary>
+public static class NodeHost
+{
+    public const string SystemName = "actorseg";
+
+    public static string Hocon(NodeOptions o) => $$"""
+        akka.loglevel = WARNING
+        akka.stdout-loglevel = OFF
+        akka.log-dead-letters = off
+        akka.log-dead-letters-during-shutdown = off
+        akka.actor.provider = cluster
+        akka.remote.dot-netty.tcp.maximum-frame-size = 4MiB
+        akka.cluster {
+          downing-provider-class = "Akka.Cluster.SBR.SplitBrainResolverProvider, Akka.Cluster"
+          split-brain-resolver {
+            active-strategy = keep-majority
+            stable-after = {{o.DownAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}}s
+          }
+          failure-detector.acceptable-heartbeat-pause = {{o.HeartbeatPauseSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}}s
+          seed-node-timeout = 2s
+          retry-unsuccessful-join-after = 2s
+          shutdown-after-unsuccessful-join-seed-nodes = off
+          log-info = off
+          singleton.hand-over-retry-interval = 1s
+          singleton-proxy.singleton-identification-interval = 500ms
+        }
+        akka.cluster.client.receptionist.response-tunnel-receive-timeout = 120s
+        akka.coordinated-shutdown.phases.service-requests-done.timeout = 10s
+        akka.persistence.journal-plugin-fallback.recovery-event-timeout = 120s
+        """;
+
+    /// <summary>Adds the actor system for these options to a host builder. <paramref name="onStarted"/> sees the system once the roles' actors exist.</summary>
+    public static void Configure(IServiceCollection services, NodeOptions o, Action<ActorSystem, IActorRegistry>? onStarted = null)
+    {
+        services.AddSerilog(Log.Logger, dispose: false);
+        services.AddAkka(SystemName, (b, _) =>
+        {
+            b.AddHocon(Hocon(o), HoconAddMode.Prepend);
+            b.AddHocon(ActorSegSerializer.Hocon, HoconAddMode.Prepend);
+            b.AddHocon(o.Persistence.Hocon(), HoconAddMode.Prepend);
+            b.ConfigureLoggers(l => { l.ClearLoggers(); l.AddLoggerFactory(); });
+            b.WithRemoting(o.Hostname, o.Port, o.PublicHostname ?? o.Hostname);
+            b.WithClustering(new ClusterOptions { Roles = o.Roles, SeedNodes = o.Seeds.Length > 0 ? o.Seeds : null });
+            var singleton = new ClusterSingletonOptions { Role = NodeRoles.Coordinator, LogSingletonIdentificationFailure = false };
+            var settings = new CoordinatorSettings
+            {
+                TileDeadline = TimeSpan.FromSeconds(o.TileDeadlineSeconds), MaxAttempts = o.MaxAttempts, SnapshotEvery = o.SnapshotEvery,
+            };
+            if (o.Has(NodeRoles.Coordinator))
+            {
+                b.WithSingleton<CoordinatorKey>("coordinator", GraphCoordinatorActor.Props(settings), singleton, createProxyToo: true);
+                b.WithClusterClientReceptionist("receptionist", NodeRoles.Coordinator);
+            }
+            else b.WithSingletonProxy<CoordinatorKey>("coordinator", singleton);
+            b.WithActors((system, registry) =>
+            {
+                var coordinator = registry.Get<CoordinatorKey>();
+                if (o.Has(NodeRoles.Coordinator)) ClusterClientReceptionist.Get(system).RegisterService(coordinator);
+                var workers = new List<IActorRef>();
+                if (o.Has(NodeRoles.TileWorker))
+                    for (int i = 0; i < o.Workers; i++) workers.Add(system.ActorOf(TileWorkerActor.Props(coordinator), $"tile-worker-{i + 1}"));
+                if (o.Has(NodeRoles.GpuTrainer)) system.ActorOf(TrainerActor.Props(coordinator, o.Device), "gpu-trainer");
+                // a leaving node hands its unfinished tiles back before it leaves the cluster
+                if (workers.Count > 0)
+                    CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseServiceRequestsDone, "hand-back-tiles", async () =>
+                    {
+                        await Task.WhenAll(workers.Select(w => w.Ask<Akka.Done>(TileWorkerActor.Leave.Instance, TimeSpan.FromSeconds(5))));
+                        return Akka.Done.Instance;
+                    });
+                if (o.Seeds.Length == 0) Akka.Cluster.Cluster.Get(system).Join(Akka.Cluster.Cluster.Get(system).SelfAddress);
+                onStarted?.Invoke(system, registry);
+            });
+        });
+    }
+
+    /// <summary>The actor-system path clients send to through the receptionist.</summary>
+    public const string CoordinatorServicePath = "/user/coordinator-proxy";
+}

@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using Akka.Actor;
+using ActorSeg.Core.IO;
+using ActorSeg.Messages;
+using Serilog;
+
+namespace ActorSeg.GpuTrainer;
+
+/// <summary>
+/// The gpu-trainer role: takes a stitched graph by reference, runs the model over it on the node's device (CUDA when
+/// present) and writes one class id per node to the result store. It pulls work like the tile workers do: it tells
+/// the coordinator it is ready (again every few seconds while idle, so a restarted coordinator finds it).
+/// </summary>
+public sealed class TrainerActor : ReceiveActor, IWithTimers
+{
+    private readonly IActorRef _coordinator;
+    private readonly IResultStore _store;
+    private readonly string _device;
+    private readonly ILogger _log;
+    private readonly Dictionary<(string Path, DateTime Stamp, string Device), (ModelSpec Spec, GnnModel Model)> _models = new();
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    private sealed record Ready : INoSerializationVerificationNeeded;
+    private sealed record Finished(ClassifyNodes Work, NodesClassified Result) : INoSerializationVerificationNeeded;
+    private sealed record Failed(ClassifyNodes Work, Exception Error) : INoSerializationVerificationNeeded;
+
+    public TrainerActor(IActorRef coordinator, string device = "auto", IResultStore? store = null)
+    {
+        _coordinator = coordinator;
+        _device = device;
+        _store = store ?? DirectoryResultStore.Instance;
+        _log = Log.ForContext("Role", "gpu-trainer");
+        Idle();
+    }
+
+    public static Props Props(IActorRef coordinator, string device = "auto", IResultStore? store = null) =>
+        Akka.Actor.Props.Create(() => new TrainerActor(coordinator, device, store));
+
+    protected override void PreStart() => Self.Tell(new Ready());
+
+    private void Idle()
+    {
+        Receive<Ready>(_ =>
+        {
+            _coordinator.Tell(new TrainerReady(ProtocolVersion.Major, _device, Self.Path.Address.ToString()));
+            Timers.StartSingleTimer("ready", new Ready(), TimeSpan.FromSeconds(5));
+        });
+        Receive<ClassifyNodes>(Start);
+        Receive<WorkRefused>(r => _log.Error("The coordinator refuses this trainer: {Reason}", r.Reason));
+    }
+
+    private void Busy()
+    {
+        Receive<Ready>(_ => { });
+        Receive<ClassifyNodes>(w => _coordinator.Tell(new ClassifyFailed(w.JobId, w.Attempt, "trainer busy", false)));
+        Receive<Finished>(f =>
+        {
+            _coordinator.Tell(f.Result);
+            Become(Idle);
+            Self.Tell(new Ready());
+        });
+        Receive<Failed>(f =>
+        {
+            bool permanent = f.Error is InvalidDataException or FileNotFoundException or ArgumentException or ResultStoreException;
+            _log.ForContext("JobId", f.Work.JobId).Warning(f.Error, "Classifying failed: {Error}", f.Error.Message);
+            _coordinator.Tell(new ClassifyFailed(f.Work.JobId, f.Work.Attempt, f.Error.Message, permanent));
+            Become(Idle);
+            Self.Tell(new Ready());
+        });
+        Receive<WorkRefused>(_ => { });
+    }
+
+    private void Start(ClassifyNodes w)
+    {
+        Timers.Cancel("ready");
+        Become(Busy);
+        var self = Self;
+        var log = _log.ForContext("JobId", w.JobId).ForContext("ImageId", w.ImageId);
+        Task.Run<object>(() =>
+        {
+            var sw = Stopwatch.StartNew();
+            if (_store.Check(w.Graph) is { } bad) throw new ResultStoreException(bad);
+            var dev = TorchDevice.Pick(w.Device ?? _device);
+            var (spec, model) = LoadModel(w.ModelPath, dev);
+            var g = GraphSample.Load(w.Graph.Path, spec.Edges);
+            var pred = Predictor.Predict(spec, model, g, dev);
+            var classes = new byte[pred.Length];
+            var pixels = new long[spec.Classes];
+            var area = NpzReader.Read(w.Graph.Path)["area"].AsSpan<long>();
+            for (int v = 0; v < pred.Length; v++) { classes[v] = (byte)pred[v]; pixels[pred[v]] += area[v]; }
+            var tmp = $"{w.ClassesPath}.{Guid.NewGuid():N}.partial";
+            File.WriteAllBytes(tmp, classes);
+            File.Move(tmp, w.ClassesPath, true);
+            var desc = TorchDevice.Describe(dev);
+            log.Information("Job {JobId}: {Nodes} nodes classified with {Model} on {Device} in {Seconds:F2}s, peak RSS {PeakRssMiB:F0} MiB",
+                w.JobId, pred.Length, w.ModelPath, desc, sw.Elapsed.TotalSeconds, Core.ProcessStats.PeakRssMiB());
+            return new Finished(w, new NodesClassified(w.JobId, w.Attempt, _store.Describe(w.ClassesPath), pred.Length, pixels, sw.Elapsed.TotalSeconds, desc));
+        }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new Failed(w, t.Exception!.GetBaseException()))
+          .PipeTo(self);
+    }
+
+    /// <summary>Models are cached per file version and device (a batch segments many slides with one model).</summary>
+    private (ModelSpec, GnnModel) LoadModel(string path, TorchSharp.torch.Device dev)
+    {
+        var key = (path, File.GetLastWriteTimeUtc(path), dev.ToString());
+        lock (_models)
+        {
+            if (_models.TryGetValue(key, out var m)) return m;
+            var loaded = ModelFile.Load(path, dev);
+            _models.Clear();
+            _models[key] = loaded;
+            return loaded;
+        }
+    }
+}

@@ -1,0 +1,56 @@
+using System.Collections.Frozen;
+using System.Runtime.Serialization;
+using Akka.Actor;
+using Akka.Serialization;
+using MessagePack;
+
+namespace ActorSeg.Messages;
+
+/// <summary>
+/// The binary serializer for every ActorSeg message and journal event: MessagePack with integer keys, and a short
+/// stable manifest per type (the type's name) so a renamed namespace or a new assembly version still reads old data.
+/// A manifest this build does not know (a message from a newer, incompatible node) is refused with a clear error.
+/// </summary>
+public sealed class ActorSegSerializer : SerializerWithStringManifest
+{
+    public const int Id = 7_311;
+
+    private static readonly MessagePackSerializerOptions Options =
+        MessagePackSerializerOptions.Standard.WithSecurity(MessagePackSecurity.UntrustedData);
+
+    private static readonly FrozenDictionary<string, Type> Types = typeof(IActorSegMessage).Assembly.GetTypes()
+        .Where(t => typeof(IActorSegMessage).IsAssignableFrom(t) && t is { IsClass: true, IsAbstract: false })
+        .ToFrozenDictionary(t => t.Name);
+
+    public ActorSegSerializer(ExtendedActorSystem system) : base(system) { }
+
+    public override int Identifier => Id;
+
+    public static IReadOnlyCollection<Type> MessageTypes => Types.Values;
+
+    public override string Manifest(object o) => o is IActorSegMessage
+        ? o.GetType().Name
+        : throw new ArgumentException($"{o.GetType()} is not an ActorSeg message");
+
+    public override byte[] ToBinary(object obj) => MessagePackSerializer.Serialize(obj.GetType(), obj, Options);
+
+    public override object FromBinary(byte[] bytes, string manifest)
+    {
+        if (!Types.TryGetValue(manifest, out var type))
+            throw new SerializationException($"unknown ActorSeg message type '{manifest}': it comes from a node of an incompatible version (this node speaks protocol {ProtocolVersion.Text})");
+        try { return MessagePackSerializer.Deserialize(type, bytes, Options)!; }
+        catch (MessagePackSerializationException e)
+        {
+            throw new SerializationException($"malformed ActorSeg message '{manifest}' ({bytes.Length} bytes): {e.InnerException?.Message ?? e.Message}", e);
+        }
+    }
+
+    /// <summary>HOCON that registers the serializer for every ActorSeg message.</summary>
+    public const string Hocon = """
+        akka.actor {
+          serializers.actorseg = "ActorSeg.Messages.ActorSegSerializer, ActorSeg.Messages"
+          serialization-bindings { "ActorSeg.Messages.IActorSegMessage, ActorSeg.Messages" = actorseg }
+          serialization-identifiers { "ActorSeg.Messages.ActorSegSerializer, ActorSeg.Messages" = 7311 }
+        }
+        """;
+}

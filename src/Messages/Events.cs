@@ -1,0 +1,60 @@
+using MessagePack;
+
+namespace ActorSeg.Messages;
+
+// The coordinator's journal (Akka.Persistence): a job's life as events. Replaying them rebuilds every job, so a
+// coordinator that restarts, or the singleton moving to another node, continues without redoing finished work.
+// Same schema rules as the protocol (see Protocol.cs).
+
+/// <summary>Marker for journal events and snapshots.</summary>
+public interface ICoordinatorEvent : IActorSegMessage;
+
+[MessagePackObject]
+public sealed record JobSubmitted([property: Key(0)] string JobId, [property: Key(1)] GraphJobSpec Spec, [property: Key(2)] DateTime SubmittedUtc) : ICoordinatorEvent;
+
+[MessagePackObject]
+public sealed record JobPlanned(
+    [property: Key(0)] string JobId, [property: Key(1)] string ImageId, [property: Key(2)] string ManifestPath, [property: Key(3)] int Tiles,
+    [property: Key(4)] long Pixels, [property: Key(5)] double PrepareSeconds) : ICoordinatorEvent;
+
+[MessagePackObject]
+public sealed record TileDone([property: Key(0)] string JobId, [property: Key(1)] int TileId, [property: Key(2)] ResultRef Result,
+    [property: Key(3)] ResultRef Labels, [property: Key(4)] long Pixels) : ICoordinatorEvent;
+
+/// <summary>A finished tile's result went missing or failed its checksum: it is to be computed again.</summary>
+[MessagePackObject]
+public sealed record TileInvalidated([property: Key(0)] string JobId, [property: Key(1)] int TileId, [property: Key(2)] string Reason) : ICoordinatorEvent;
+
+[MessagePackObject]
+public sealed record GraphStitched(
+    [property: Key(0)] string JobId, [property: Key(1)] ResultRef Graph, [property: Key(2)] ResultRef? NodeMap, [property: Key(3)] int Nodes,
+    [property: Key(4)] int AdjacencyEdges, [property: Key(5)] int KnnEdges, [property: Key(6)] double TilesSeconds,
+    [property: Key(7)] double StitchSeconds, [property: Key(8)] double WriteSeconds) : ICoordinatorEvent;
+
+[MessagePackObject]
+public sealed record ImageClassified([property: Key(0)] string JobId, [property: Key(1)] ResultRef Classes, [property: Key(2)] long[] PixelsPerClass,
+    [property: Key(3)] double Seconds, [property: Key(4)] string Device) : ICoordinatorEvent;
+
+[MessagePackObject]
+public sealed record ImageSegmented([property: Key(0)] string JobId, [property: Key(1)] ResultRef Mask, [property: Key(2)] double Seconds) : ICoordinatorEvent;
+
+[MessagePackObject]
+public sealed record JobRetried([property: Key(0)] string JobId, [property: Key(1)] int Retries) : ICoordinatorEvent;
+
+[MessagePackObject]
+public sealed record JobEnded([property: Key(0)] string JobId, [property: Key(1)] bool Succeeded, [property: Key(2)] string? Error) : ICoordinatorEvent;
+
+/// <summary>One job as a snapshot holds it.</summary>
+[MessagePackObject]
+public sealed record JobRecord(
+    [property: Key(0)] JobSubmitted Submitted,
+    [property: Key(1)] JobPlanned? Planned,
+    [property: Key(2)] TileDone[] Done,
+    [property: Key(3)] GraphStitched? Stitched,
+    [property: Key(4)] ImageClassified? Classified,
+    [property: Key(5)] ImageSegmented? Segmented,
+    [property: Key(6)] JobEnded? Ended,
+    [property: Key(7)] int Retries) : IActorSegMessage;
+
+[MessagePackObject]
+public sealed record CoordinatorSnapshot([property: Key(0)] JobRecord[] Jobs) : ICoordinatorEvent;

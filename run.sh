@@ -32,6 +32,20 @@ build() {
   dotnet build ActorSeg.sln -c Release -nologo -v quiet -clp:ErrorsOnly
 }
 
+# PostgreSQL for the cluster tests that journal to it: installed, started on 127.0.0.1:5432, and a role that may
+# create the throw-away databases the tests use. Sets ACTORSEG_TEST_POSTGRES.
+ensure_postgres() {
+  ensure_packages postgresql
+  local ver; ver=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
+  [ -n "$ver" ] || { echo "postgresql is installed but has no cluster in /etc/postgresql" >&2; return 1; }
+  if ! pg_lsclusters -h 2>/dev/null | awk '{print $4}' | grep -q online; then
+    as_root pg_ctlcluster "$ver" main start
+  fi
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  as_root su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='actorseg'\" | grep -q 1 || psql -qc \"CREATE ROLE actorseg LOGIN PASSWORD 'actorseg' CREATEDB\"" >/dev/null
+  export ACTORSEG_TEST_POSTGRES="Host=127.0.0.1;Port=5432;Username=actorseg;Password=actorseg;Database=postgres"
+}
+
 cli() { dotnet src/Cli/bin/Release/net10.0/actorseg.dll "$@"; }
 
 cmd="${1:-help}"; shift || true
@@ -40,6 +54,7 @@ case "$cmd" in
   build) build ;;
   test)
     build
+    ensure_postgres
     log=$(mktemp)
     set +e
     dotnet test ActorSeg.sln -c Release --no-build -nologo --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"

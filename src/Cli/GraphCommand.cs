@@ -9,6 +9,10 @@ namespace ActorSeg.Cli;
 public static class ExitCodes
 {
     public const int Ok = 0, Failed = 1, Usage = 2;
+    /// <summary>A cluster node that lost its coordinator for too long, or a client that could not reach one.</summary>
+    public const int NoCoordinator = 3;
+    /// <summary>The job database could not be reached at start.</summary>
+    public const int NoDatabase = 4;
 
     /// <summary>Failures caused by the user's input or data (reported in one line, exit 1), as opposed to bugs.</summary>
     public static bool IsInputError(Exception e) => e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException
@@ -63,12 +67,16 @@ public static class GraphCommand
         return cmd;
     }
 
-    public static async Task<int> RunAsync(GraphJobSpec spec, int workers, CancellationToken ct)
+    public static async Task<int> RunAsync(GraphJobSpec spec, int workers, CancellationToken ct) =>
+        await RunJobAsync(spec, workers, "auto", ct) is null ? ExitCodes.Failed : ExitCodes.Ok;
+
+    /// <summary>Runs one job in this process (every role, embedded journal); null when it failed (already logged).</summary>
+    public static async Task<GraphJobCompleted?> RunJobAsync(GraphJobSpec spec, int workers, string device, CancellationToken ct)
     {
         var jobId = DateTime.UtcNow.ToString("yyyyMMdd-HHmmss") + "-" + Guid.NewGuid().ToString("N")[..6];
         var sw = Stopwatch.StartNew();
-        await using var rt = await LocalRuntime.StartAsync(workers);
-        Log.Information("ActorSeg graph: {Image} with {Workers} tile workers (job {JobId})", spec.ImagePath, workers, jobId);
+        await using var rt = await LocalRuntime.StartAsync(workers, device: device);
+        Log.Information("ActorSeg: {Image} with {Workers} tile workers (job {JobId})", spec.ImagePath, workers, jobId);
         await foreach (var m in rt.RunJobAsync(new SubmitGraphJob(jobId, spec), ct))
         {
             switch (m)
@@ -82,12 +90,12 @@ public static class GraphCommand
                 case GraphJobCompleted c:
                     Log.Information("Done in {Seconds:F1}s: {Nodes} nodes, {Rag} adjacency edges, {Knn} kNN edges → {Out} (prepare {Prepare:F1}s, tiles {Tiles:F1}s, stitch {Stitch:F1}s, write {Write:F1}s, peak RSS {PeakRssMiB:F0} MiB)",
                         sw.Elapsed.TotalSeconds, c.Nodes, c.AdjacencyEdges, c.KnnEdges, c.OutDir, c.PrepareSeconds, c.TilesSeconds, c.StitchSeconds, c.WriteSeconds, Core.ProcessStats.PeakRssMiB());
-                    return ExitCodes.Ok;
+                    return c;
                 case GraphJobFailed f:
                     Log.Error("Failed: {Error}", f.Error);
-                    return ExitCodes.Failed;
+                    return null;
             }
         }
-        return ExitCodes.Failed;
+        return null;
     }
 }

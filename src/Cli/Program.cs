@@ -15,6 +15,9 @@ var root = new RootCommand("ActorSeg: segmentation of very large microscopy imag
     SegmentCommand.Create(verbose),
     UNetCommands.Train(verbose),
     UNetCommands.Evaluate(verbose),
+    NodeCommand.Create(verbose),
+    ClientCommands.Submit(verbose),
+    ClientCommands.Status(verbose),
 };
 root.Options.Add(verbose);
 try

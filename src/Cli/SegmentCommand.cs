@@ -16,10 +16,11 @@ public static class SegmentCommand
         var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Output directory: mask.tif (pyramidal tiled BigTIFF of class ids), overlay.png, segment.json, graph/.", Required = true };
         var spacing = new Option<double?>("--spacing") { Description = "Seed spacing in pixels (default: the spacing the model was trained with)." };
         var workers = new Option<int>("--workers", "-w") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Tile workers." };
+        var tileSize = new Option<int>("--tile-size") { DefaultValueFactory = _ => 2048, Description = "Tile size in pixels." };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto, cpu or cuda." };
         var cmd = new Command("segment", "Segment an image with a trained model: superpixel graph, node classes, painted back to a full-size mask.")
         {
-            image, model, output, spacing, workers, device,
+            image, model, output, spacing, workers, device, tileSize,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -27,7 +28,7 @@ public static class SegmentCommand
             try
             {
                 var mask = await RunAsync(pr.GetValue(image)!.FullName, pr.GetValue(model)!.FullName, pr.GetValue(output)!.FullName,
-                    pr.GetValue(spacing), pr.GetValue(workers), pr.GetValue(device)!, ct);
+                    pr.GetValue(spacing), pr.GetValue(workers), pr.GetValue(device)!, ct, pr.GetValue(tileSize));
                 if (mask is null) return ExitCodes.Failed;
                 Console.WriteLine(mask);
                 return ExitCodes.Ok;
@@ -41,32 +42,20 @@ public static class SegmentCommand
         return cmd;
     }
 
-    /// <summary>Segments one image; returns the mask's path, or null when building the graph failed (already logged).</summary>
-    public static async Task<string?> RunAsync(string img, string modelPath, string outDir, double? spacing, int workers, string device, CancellationToken ct)
+    /// <summary>Segments one image through the same roles a cluster runs (tile workers build the graph, the coordinator
+    /// stitches it, the trainer classifies the nodes, a worker paints the mask); returns the mask's path, or null when
+    /// the job failed (already logged).</summary>
+    public static async Task<string?> RunAsync(string img, string modelPath, string outDir, double? spacing, int workers, string device, CancellationToken ct, int tileSize = 2048)
     {
         var dev = TorchDevice.Pick(device);
-        var (spec, m) = ModelFile.Load(modelPath, dev); // fail before any work if the model is bad
+        var (spec, _) = ModelFile.Load(modelPath); // fail before any work if the model is bad
         double sp = spacing ?? (spec.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
-        var graphDir = Path.Combine(outDir, "graph");
-        var job = new GraphJobSpec(img, null, graphDir, Spacing: sp, Features: spec.FeatureSet);
+        var job = new GraphJobSpec(Path.GetFullPath(img), null, Path.GetFullPath(outDir), Spacing: sp, TileSize: tileSize, Features: spec.FeatureSet, ModelPath: Path.GetFullPath(modelPath), Device: device);
         Log.Information("Segmenting {Image} with {Model} ({Conv}, {Edges} edges, {Features} features, spacing {Spacing:F1} px) on {Device}",
             img, modelPath, spec.Architecture.Conv, spec.Edges, spec.FeatureSet, sp, TorchDevice.Describe(dev));
-        if (await GraphCommand.RunAsync(job, workers, ct) != ExitCodes.Ok) return null;
-        var g = GraphSample.Load(Path.Combine(graphDir, GraphOutputs.GraphFile), spec.Edges);
-        var pred = Predictor.Predict(spec, m, g, dev);
-        var classes = pred.Select(p => (byte)p).ToArray();
-        var maskPath = Path.Combine(outDir, "mask.tif");
-        MaskPainter.Paint(Path.Combine(graphDir, GraphOutputs.NodeMapFile), classes, maskPath, new Progress<string>(s => Log.Information("{Step}", s)));
-        var overlay = Path.Combine(outDir, "overlay.png");
-        MaskPainter.Overlay(img, maskPath, overlay);
-        var area = NpzReader.Read(Path.Combine(graphDir, GraphOutputs.GraphFile))["area"].AsSpan<long>().ToArray();
-        var pixels = new long[spec.Classes];
-        for (int v = 0; v < pred.Length; v++) pixels[pred[v]] += area[v];
-        File.WriteAllText(Path.Combine(outDir, "segment.json"), JsonSerializer.Serialize(new
-        {
-            image = img, model = modelPath, mask = maskPath, overlay, nodes = pred.Length, pixelsPerClass = pixels,
-        }, new JsonSerializerOptions { WriteIndented = true }));
-        Log.Information("Mask {Mask}, overlay {Overlay}; pixels per class [{Pixels}]", maskPath, overlay, string.Join(", ", pixels));
-        return maskPath;
+        var done = await GraphCommand.RunJobAsync(job, workers, device, ct);
+        if (done?.MaskPath is null) return null;
+        Log.Information("Mask {Mask}, overlay {Overlay}; pixels per class [{Pixels}]", done.MaskPath, Path.Combine(outDir, "overlay.png"), string.Join(", ", done.PixelsPerClass ?? []));
+        return done.MaskPath;
     }
 }

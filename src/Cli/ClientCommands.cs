@@ -1,0 +1,173 @@
+using System.Collections.Immutable;
+using System.CommandLine;
+using System.Diagnostics;
+using System.Threading.Channels;
+using Akka.Actor;
+using Akka.Cluster.Tools.Client;
+using Akka.Configuration;
+using ActorSeg.Messages;
+using Serilog;
+
+namespace ActorSeg.Cli;
+
+/// <summary>
+/// A client of a running cluster: a small actor system (not a cluster member) that talks to the coordinator through
+/// the receptionist on the coordinator nodes (Akka's cluster client), so it never disturbs the cluster's membership.
+/// </summary>
+public sealed class ClusterConnection : IAsyncDisposable
+{
+    public ActorSystem System { get; }
+    private readonly IActorRef _client;
+
+    private ClusterConnection(ActorSystem system, IActorRef client) { System = system; _client = client; }
+
+    public static ClusterConnection Open(IReadOnlyList<string> coordinators, string hostname = "127.0.0.1")
+    {
+        if (coordinators.Count == 0) throw new ArgumentException("no coordinator address: give --coordinator akka.tcp://actorseg@HOST:PORT (or ACTORSEG_COORDINATOR)");
+        var contacts = coordinators.Select(c =>
+        {
+            if (!Address.TryParse(c, out var a) || a.System != NodeHost.SystemName)
+                throw new ArgumentException($"coordinator '{c}' is not an address like akka.tcp://{NodeHost.SystemName}@host:port");
+            return ActorPath.Parse($"{a}/system/receptionist");
+        }).ToImmutableHashSet();
+        var config = ConfigurationFactory.ParseString($"""
+            akka.loglevel = OFF
+            akka.stdout-loglevel = OFF
+            akka.log-dead-letters = off
+            akka.log-dead-letters-during-shutdown = off
+            akka.actor.provider = remote
+            akka.remote.dot-netty.tcp.hostname = "{hostname}"
+            akka.remote.dot-netty.tcp.port = 0
+            akka.remote.dot-netty.tcp.maximum-frame-size = 4MiB
+            akka.cluster.client.reconnect-timeout = off
+            {ActorSegSerializer.Hocon}
+            """).WithFallback(ClusterClientReceptionist.DefaultConfig());
+        var system = ActorSystem.Create(NodeHost.SystemName + "-client", config);
+        var client = system.ActorOf(ClusterClient.Props(ClusterClientSettings.Create(system).WithInitialContacts(contacts)), "client");
+        return new ClusterConnection(system, client);
+    }
+
+    public void Send(object message, IActorRef sender) => _client.Tell(new ClusterClient.Send(NodeHost.CoordinatorServicePath, message), sender);
+
+    public Task<T> Ask<T>(object message, TimeSpan timeout) => _client.Ask<T>(new ClusterClient.Send(NodeHost.CoordinatorServicePath, message), timeout);
+
+    public async ValueTask DisposeAsync() => await System.Terminate();
+
+    public static string[] Addresses(string? flag) =>
+        (flag ?? Environment.GetEnvironmentVariable("ACTORSEG_COORDINATOR") ?? "")
+        .Split([',', ' ', ';'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+}
+
+public static class ClientCommands
+{
+    public static Command Submit(Option<bool> verbose)
+    {
+        var image = new Argument<string>("IMAGE") { Description = "The image, as a path every node sees (shared volume)." };
+        var output = new Option<string>("--out", "-o") { Description = "Output directory (shared volume).", Required = true };
+        var mask = new Option<string?>("--mask", "-m") { Description = "Ground-truth mask (node labels)." };
+        var model = new Option<string?>("--model") { Description = "Segment with this model: the trainer classifies the nodes, a worker paints OUT/mask.tif and OUT/overlay.png." };
+        var coordinator = new Option<string?>("--coordinator", "-c") { Description = "Coordinator node address(es), akka.tcp://actorseg@HOST:PORT, comma-separated. Env ACTORSEG_COORDINATOR." };
+        var jobId = new Option<string?>("--job-id") { Description = "Job id (default: new). Re-submitting an id re-attaches to that job; a finished one answers at once." };
+        var spacing = new Option<double>("--spacing") { DefaultValueFactory = _ => 40.96, Description = "Seed spacing in pixels." };
+        var tileSize = new Option<int>("--tile-size") { DefaultValueFactory = _ => 2048, Description = "Tile size in pixels." };
+        var halo = new Option<int?>("--halo") { Description = "Halo in pixels (default: 10 seed spacings)." };
+        var features = new Option<string>("--features") { DefaultValueFactory = _ => "texture", Description = "texture or published." };
+        var keepWork = new Option<bool>("--keep-work") { Description = "Keep the per-tile results." };
+        var timeout = new Option<double>("--connect-timeout") { DefaultValueFactory = _ => 60, Description = "Seconds to wait for the coordinator to answer before giving up (exit 3)." };
+        var cmd = new Command("submit", "Submit a job to a running cluster and follow it to the end (exit 0 done, 1 failed, 3 no coordinator).")
+        {
+            image, output, mask, model, coordinator, jobId, spacing, tileSize, halo, features, keepWork, timeout,
+        };
+        cmd.SetAction(async (pr, ct) =>
+        {
+            Logging.Configure(pr.GetValue(verbose));
+            var spec = new GraphJobSpec(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(mask) is { } m ? Path.GetFullPath(m) : null,
+                Path.GetFullPath(pr.GetValue(output)!), Spacing: pr.GetValue(spacing), TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo),
+                Features: pr.GetValue(features)!, KeepWork: pr.GetValue(keepWork), ModelPath: pr.GetValue(model) is { } mp ? Path.GetFullPath(mp) : null);
+            var id = pr.GetValue(jobId) ?? DateTime.UtcNow.ToString("yyyyMMdd-HHmmss") + "-" + Guid.NewGuid().ToString("N")[..6];
+            try
+            {
+                await using var conn = ClusterConnection.Open(ClusterConnection.Addresses(pr.GetValue(coordinator)));
+                return await FollowAsync(conn, new SubmitGraphJob(id, spec), TimeSpan.FromSeconds(pr.GetValue(timeout)), ct);
+            }
+            catch (ArgumentException e) { Console.Error.WriteLine($"actorseg submit: {e.Message}"); return ExitCodes.Usage; }
+        });
+        return cmd;
+    }
+
+    public static async Task<int> FollowAsync(ClusterConnection conn, SubmitGraphJob job, TimeSpan connectTimeout, CancellationToken ct)
+    {
+        var channel = Channel.CreateUnbounded<object>();
+        var watcher = conn.System.ActorOf(JobWatcher.Props((m, s) => conn.Send(m, s), job, channel.Writer), "job");
+        var sw = Stopwatch.StartNew();
+        Log.Information("Submitted job {JobId}: {Image} → {OutDir}", job.JobId, job.Spec.ImagePath, job.Spec.OutDir);
+        var last = Stopwatch.StartNew();
+        bool heard = false;
+        while (!ct.IsCancellationRequested)
+        {
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            wait.CancelAfter(TimeSpan.FromSeconds(1));
+            object m;
+            try { m = await channel.Reader.ReadAsync(wait.Token); }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                if (!heard && last.Elapsed > connectTimeout)
+                {
+                    Log.Error("No answer from the coordinator in {Seconds:F0}s: is the cluster up, and is the address right?", connectTimeout.TotalSeconds);
+                    return ExitCodes.NoCoordinator;
+                }
+                continue;
+            }
+            catch (ChannelClosedException) { break; }
+            heard = true; last.Restart();
+            switch (m)
+            {
+                case GraphJobAccepted a:
+                    Log.Information("Job {JobId} accepted: {Width}x{Height} px, {Tiles} tiles ({Done} already done)", a.JobId, a.Width, a.Height, a.Tiles, a.TilesAlreadyDone);
+                    break;
+                case GraphJobProgress p:
+                    Log.Information("Job {JobId}: {Phase} {Done}/{Total} tiles, {InFlight} in flight, {Retries} retries, {MPps:F1} MP/s", p.JobId, p.Phase, p.TilesDone, p.TilesTotal, p.InFlight, p.Retries, p.MegapixelsPerSecond);
+                    break;
+                case GraphJobCompleted c:
+                    Log.Information("Job {JobId} done in {Seconds:F1}s: {Nodes} nodes; tiles {Tiles:F1}s, stitch {Stitch:F1}s, {Retries} retries, {Recovered} tiles recovered{Mask}",
+                        c.JobId, sw.Elapsed.TotalSeconds, c.Nodes, c.TilesSeconds, c.StitchSeconds, c.Retries, c.TilesRecovered, c.MaskPath is null ? "" : $"; mask {c.MaskPath}");
+                    Console.WriteLine(c.MaskPath ?? Path.Combine(c.OutDir, Core.IO.GraphOutputs.GraphFile));
+                    return ExitCodes.Ok;
+                case GraphJobFailed f:
+                    Log.Error("Job {JobId} failed: {Error}", f.JobId, f.Error);
+                    return ExitCodes.Failed;
+            }
+        }
+        conn.System.Stop(watcher);
+        return ExitCodes.Failed;
+    }
+
+    public static Command Status(Option<bool> verbose)
+    {
+        var coordinator = new Option<string?>("--coordinator", "-c") { Description = "Coordinator node address(es). Env ACTORSEG_COORDINATOR." };
+        var jobId = new Argument<string?>("JOB") { Description = "One job (default: all known).", Arity = ArgumentArity.ZeroOrOne };
+        var cmd = new Command("status", "Show the jobs a running cluster knows, and its workers and trainers.") { jobId, coordinator };
+        cmd.SetAction(async (pr, ct) =>
+        {
+            Logging.Configure(pr.GetValue(verbose));
+            try
+            {
+                await using var conn = ClusterConnection.Open(ClusterConnection.Addresses(pr.GetValue(coordinator)));
+                StatusReport r;
+                try { r = await conn.Ask<StatusReport>(new GetStatus(pr.GetValue(jobId)), TimeSpan.FromSeconds(20)); }
+                catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
+                {
+                    Log.Error("No answer from the coordinator in 20s");
+                    return ExitCodes.NoCoordinator;
+                }
+                Console.WriteLine($"{r.Workers} worker slots, {r.Trainers} trainers");
+                Console.WriteLine($"{"JOB",-28} {"PHASE",-12} {"TILES",-12} {"IN FLIGHT",-9} {"RETRIES",-7} OUT / ERROR");
+                foreach (var j in r.Jobs)
+                    Console.WriteLine($"{j.JobId,-28} {j.Phase,-12} {$"{j.TilesDone}/{j.TilesTotal}",-12} {j.InFlight,-9} {j.Retries,-7} {j.Error ?? j.OutDir}");
+                return r.Jobs.Length == 0 && pr.GetValue(jobId) is not null ? ExitCodes.Failed : ExitCodes.Ok;
+            }
+            catch (ArgumentException e) { Console.Error.WriteLine($"actorseg status: {e.Message}"); return ExitCodes.Usage; }
+        });
+        return cmd;
+    }
+}

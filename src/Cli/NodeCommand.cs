@@ -1,0 +1,164 @@
+using System.CommandLine;
+using Akka.Actor;
+using Akka.Cluster;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Internal;
+using Serilog;
+
+namespace ActorSeg.Cli;
+
+/// <summary><c>actorseg node</c>: run one cluster node with the given roles until SIGTERM/Ctrl-C.</summary>
+public static class NodeCommand
+{
+    public static Command Create(Option<bool> verbose)
+    {
+        var config = new Option<FileInfo?>("--config") { Description = "A JSON settings file (keys as in appsettings.json); read after appsettings.json beside the program, before environment variables (ACTORSEG_*) and flags." };
+        var roles = new Option<string?>("--roles") { Description = "Comma-separated roles: coordinator, tile-worker, gpu-trainer (default: all three). Env ACTORSEG_ROLES." };
+        var hostname = new Option<string?>("--hostname") { Description = "Address to bind (default 127.0.0.1; 0.0.0.0 in containers). Env ACTORSEG_HOSTNAME." };
+        var publicHost = new Option<string?>("--public-hostname") { Description = "Address other nodes use to reach this one (default: --hostname). Env ACTORSEG_PUBLICHOSTNAME." };
+        var port = new Option<int?>("--port") { Description = "Port (default 4053). Env ACTORSEG_PORT." };
+        var seeds = new Option<string?>("--seeds") { Description = "Comma-separated seed nodes, akka.tcp://actorseg@HOST:PORT (default: none, the node forms a cluster of its own). Env ACTORSEG_SEEDS." };
+        var workers = new Option<int?>("--workers", "-w") { Description = "Tile-worker slots on this node (default: the number of cores). Env ACTORSEG_WORKERS." };
+        var device = new Option<string?>("--device") { Description = "Trainer device: auto, cpu or cuda. Env ACTORSEG_DEVICE." };
+        var dbProvider = new Option<string?>("--db-provider") { Description = "Job journal: sqlite (default) or postgresql. Env ACTORSEG_PERSISTENCE__PROVIDER." };
+        var db = new Option<string?>("--db") { Description = "Journal connection string (sqlite default: Data Source=actorseg-journal.db). Env ACTORSEG_PERSISTENCE__CONNECTIONSTRING." };
+        var cmd = new Command("node", "Run a cluster node with the given roles; stops cleanly (handing back its work) on SIGTERM or Ctrl-C.")
+        {
+            config, roles, hostname, publicHost, port, seeds, workers, device, dbProvider, db,
+        };
+        cmd.SetAction(async (pr, ct) =>
+        {
+            var flags = new Dictionary<string, string?>
+            {
+                ["Roles"] = pr.GetValue(roles), ["Hostname"] = pr.GetValue(hostname), ["PublicHostname"] = pr.GetValue(publicHost),
+                ["Port"] = pr.GetValue(port)?.ToString(), ["Seeds"] = pr.GetValue(seeds), ["Workers"] = pr.GetValue(workers)?.ToString(),
+                ["Device"] = pr.GetValue(device), ["Persistence:Provider"] = pr.GetValue(dbProvider), ["Persistence:ConnectionString"] = pr.GetValue(db),
+            };
+            NodeOptions o;
+            try { o = NodeOptions.From(BuildConfiguration(pr.GetValue(config)?.FullName, flags)); }
+            catch (Exception e) when (e is ArgumentException or FileNotFoundException or InvalidDataException or FormatException)
+            {
+                Console.Error.WriteLine($"actorseg node: {e.Message}");
+                return ExitCodes.Usage;
+            }
+            Logging.Configure(pr.GetValue(verbose), defaultJson: Console.IsOutputRedirected, toStdout: true,
+                node: $"{o.PublicHostname ?? o.Hostname}:{o.Port}", roles: string.Join(",", o.Roles));
+            return await RunAsync(o, ct);
+        });
+        return cmd;
+    }
+
+    public static IConfiguration BuildConfiguration(string? file, IDictionary<string, string?> flags)
+    {
+        var b = new ConfigurationBuilder()
+            .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true);
+        if (file is not null)
+        {
+            if (!File.Exists(file)) throw new FileNotFoundException($"{file}: settings file not found");
+            b.AddJsonFile(file, optional: false);
+        }
+        b.AddEnvironmentVariables("ACTORSEG_");
+        b.AddInMemoryCollection(flags.Where(kv => kv.Value is not null));
+        try { return b.Build(); }
+        catch (Exception e) when (e is FormatException or InvalidDataException) { throw new InvalidDataException($"{file}: {e.Message}", e); }
+    }
+
+    public static async Task<int> RunAsync(NodeOptions o, CancellationToken ct)
+    {
+        var log = Log.ForContext("Role", "node");
+        log.Information("ActorSeg node starting: roles {Roles}, {Host}:{Port}, seeds [{Seeds}], {Workers} worker slots, journal {Journal}, protocol {Protocol}",
+            string.Join(",", o.Roles), o.PublicHostname ?? o.Hostname, o.Port, string.Join(", ", o.Seeds), o.Has(NodeRoles.TileWorker) ? o.Workers : 0,
+            o.Has(NodeRoles.Coordinator) ? o.Persistence.Describe() : "-", Messages.ProtocolVersion.Text);
+        if (o.Has(NodeRoles.Coordinator))
+        {
+            // the journal is where every job lives: wait for it a little (a database pod may start after us), then fail clearly
+            for (int attempt = 1; ; attempt++)
+            {
+                try { await o.Persistence.CheckReachableAsync(ct); break; }
+                catch (DatabaseUnreachableException e) when (attempt < 6)
+                {
+                    var wait = TimeSpan.FromSeconds(Math.Min(16, 1 << (attempt - 1)));
+                    log.Warning("{Error}; retrying in {Seconds}s (attempt {Attempt} of 6)", e.Message, wait.TotalSeconds, attempt);
+                    await Task.Delay(wait, ct);
+                }
+                catch (DatabaseUnreachableException e)
+                {
+                    log.Fatal("{Error}; giving up (no job state was touched)", e.Message);
+                    return ExitCodes.NoDatabase;
+                }
+            }
+        }
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Services.AddSingleton<IHostLifetime, ConsoleLifetime>();
+        builder.Services.Configure<ConsoleLifetimeOptions>(c => c.SuppressStatusMessages = true);
+        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(30));
+        int exitCode = ExitCodes.Ok;
+        IHostApplicationLifetime? lifetime = null;
+        Action<int> exit = code => { exitCode = code; lifetime?.StopApplication(); };
+        NodeHost.Configure(builder.Services, o, (system, _) => system.ActorOf(Props.Create(() => new ClusterListener(o, exit)), "cluster-listener"));
+        using var host = builder.Build();
+        lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
+        await host.StartAsync(ct);
+        var system = host.Services.GetRequiredService<ActorSystem>();
+        // a node the cluster downed (split-brain resolver) terminates its actor system: the process ends with it
+        _ = system.WhenTerminated.ContinueWith(_ =>
+        {
+            if (!lifetime.ApplicationStopping.IsCancellationRequested) { exitCode = ExitCodes.NoCoordinator; lifetime.StopApplication(); }
+        });
+        log.Information("ActorSeg node up at {Address}", Cluster.Get(system).SelfAddress.ToString());
+        await host.WaitForShutdownAsync(CancellationToken.None);
+        log.Information("ActorSeg node stopped (exit code {ExitCode})", exitCode);
+        return exitCode;
+    }
+}
+
+/// <summary>
+/// Logs cluster membership as it changes (joined, up, unreachable, reachable again, downed, left, removed) and stops a
+/// node that has had no coordinator in its cluster for too long, so that its supervisor restarts it and it joins afresh.
+/// </summary>
+public sealed class ClusterListener : ReceiveActor, IWithTimers
+{
+    private sealed record Check : INoSerializationVerificationNeeded;
+    private readonly Cluster _cluster = Cluster.Get(Context.System);
+    private readonly ILogger _log = Log.ForContext("Role", "cluster");
+    private DateTime _coordinatorSeen = DateTime.UtcNow;
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public ClusterListener(NodeOptions o, Action<int> exit)
+    {
+        string M(Member m) => $"{m.Address} [{string.Join(",", m.Roles)}]";
+        Receive<ClusterEvent.MemberJoined>(e => _log.Information("Member joining: {Member}", M(e.Member)));
+        Receive<ClusterEvent.MemberUp>(e => _log.Information("Member up: {Member} ({Members} members)", M(e.Member), _cluster.State.Members.Count));
+        Receive<ClusterEvent.MemberLeft>(e => _log.Information("Member leaving: {Member}", M(e.Member)));
+        Receive<ClusterEvent.MemberExited>(e => _log.Information("Member exited: {Member}", M(e.Member)));
+        Receive<ClusterEvent.MemberDowned>(e => _log.Warning("Member downed: {Member}", M(e.Member)));
+        Receive<ClusterEvent.MemberRemoved>(e => _log.Information("Member removed: {Member} (was {Previous})", M(e.Member), e.PreviousStatus));
+        Receive<ClusterEvent.UnreachableMember>(e => _log.Warning("Member unreachable: {Member}", M(e.Member)));
+        Receive<ClusterEvent.ReachableMember>(e => _log.Information("Member reachable again: {Member}", M(e.Member)));
+        Receive<ClusterEvent.LeaderChanged>(e => _log.Information("Cluster leader: {Leader}", e.Leader?.ToString() ?? "none"));
+        Receive<ClusterEvent.IClusterDomainEvent>(_ => { });
+        Receive<Check>(_ =>
+        {
+            var s = _cluster.State;
+            bool any = s.Members.Any(m => m.Status == MemberStatus.Up && m.HasRole(NodeRoles.Coordinator) && !s.Unreachable.Contains(m));
+            if (any || o.Has(NodeRoles.Coordinator)) { _coordinatorSeen = DateTime.UtcNow; return; }
+            var missing = DateTime.UtcNow - _coordinatorSeen;
+            if (o.ExitWithoutCoordinatorSeconds > 0 && missing.TotalSeconds > o.ExitWithoutCoordinatorSeconds)
+            {
+                _log.Error("No reachable coordinator in the cluster for {Seconds:F0}s: stopping so this node can be restarted and join afresh", missing.TotalSeconds);
+                exit(ExitCodes.NoCoordinator);
+            }
+        });
+    }
+
+    protected override void PreStart()
+    {
+        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.IMemberEvent),
+            typeof(ClusterEvent.IReachabilityEvent), typeof(ClusterEvent.LeaderChanged));
+        Timers.StartPeriodicTimer("check", new Check(), TimeSpan.FromSeconds(5));
+    }
+
+    protected override void PostStop() => _cluster.Unsubscribe(Self);
+}

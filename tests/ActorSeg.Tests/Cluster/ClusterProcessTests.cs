@@ -1,0 +1,212 @@
+using System.Diagnostics;
+using ActorSeg.Core.Imaging;
+using ActorSeg.GpuTrainer;
+using Xunit;
+using Xunit.Abstractions;
+using Vips = NetVips;
+
+namespace ActorSeg.Tests.Cluster;
+
+/// <summary>
+/// The cluster as users run it: a coordinator, tile workers and a trainer as separate OS processes on 127.0.0.1,
+/// jobs submitted with `actorseg submit`, nodes killed with SIGKILL in the middle of a job.
+/// </summary>
+[Collection("cluster")] // these start many processes: never two at once
+public class ClusterProcessTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _dir = TestPaths.NewTempDir("cluster");
+    private readonly List<ClusterHarness> _harnesses = new();
+
+    public void Dispose()
+    {
+        foreach (var h in _harnesses) h.Dispose();
+        try { Directory.Delete(_dir, true); } catch { }
+    }
+
+    private ClusterHarness NewCluster()
+    {
+        var h = new ClusterHarness(_dir);
+        _harnesses.Add(h);
+        return h;
+    }
+
+    private static string Image(string dir, string name, int size, int seed)
+    {
+        var img = Path.Combine(dir, name + ".tif");
+        if (!File.Exists(img)) SyntheticMicroscopy.Generate(new SyntheticSpec(size, size, SyntheticKind.Colonies, 16, 1, seed), img, Path.Combine(dir, name + "_mask.tif"));
+        return img;
+    }
+
+    private Process Submit(ClusterHarness h, string coordinator, params string[] args) =>
+        h.Run("submit", 0, null, ["submit", .. args, "--coordinator", coordinator]).Process;
+
+    private static int Wait(Process p, TimeSpan timeout)
+    {
+        if (!p.WaitForExit(timeout)) { p.Kill(true); throw new TimeoutException("submit did not finish in " + timeout); }
+        p.WaitForExit();
+        return p.ExitCode;
+    }
+
+    [Fact]
+    public void ASegmentationJob_RunsAcrossProcesses_AndAWorkerKilledMidJob_ChangesNothing()
+    {
+        // a model, trained the ordinary way
+        string imgs = Path.Combine(_dir, "images"), masks = Path.Combine(_dir, "masks");
+        Directory.CreateDirectory(imgs); Directory.CreateDirectory(masks);
+        for (int s = 1; s <= 2; s++)
+            SyntheticMicroscopy.Generate(new SyntheticSpec(640, 640, SyntheticKind.Colonies, 16, 1, s), Path.Combine(imgs, $"f{s}.tif"), Path.Combine(masks, $"f{s}.tif"));
+        var modelDir = Path.Combine(_dir, "model");
+        var tr = TestPaths.RunCli("train", "--images", imgs, "--masks", masks, "--segments", "1500", "--edges", "rag", "--epochs", "30", "--val-frac", "0.5", "--out", modelDir);
+        Assert.True(tr.ExitCode == 0, tr.Stderr);
+        var model = Path.Combine(modelDir, "best.model");
+        var held = Image(_dir, "held", 2560, 7);
+
+        // the single-process reference
+        var refDir = Path.Combine(_dir, "ref");
+        var r = TestPaths.RunCli("segment", held, "--model", model, "--out", refDir, "--tile-size", "512", "--workers", "2");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+
+        // the cluster: coordinator, two single-slot workers, a trainer
+        var h = NewCluster();
+        int pc = ClusterHarness.FreePort(), p1 = ClusterHarness.FreePort(), p2 = ClusterHarness.FreePort(), pt = ClusterHarness.FreePort();
+        var seeds = $"akka.tcp://actorseg@127.0.0.1:{pc}";
+        var coord = h.Start("coordinator", pc, null, "--roles", "coordinator", "--seeds", seeds, "--db", $"Data Source={Path.Combine(_dir, "journal.db")}");
+        var w1 = h.Start("worker1", p1, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
+        var w2 = h.Start("worker2", p2, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
+        var tn = h.Start("trainer", pt, null, "--roles", "gpu-trainer", "--seeds", seeds, "--device", "cpu");
+        ClusterHarness.WaitFor(() => coord.Lines.Count(l => l.Contains("Worker ") && l.Contains(" joined")) >= 2 && coord.Saw("Trainer "), TimeSpan.FromSeconds(60), "two workers and a trainer to join", coord);
+
+        var outDir = Path.Combine(_dir, "cluster-out");
+        var sub = Submit(h, coord.Address, held, "--out", outDir, "--model", model, "--tile-size", "512", "--spacing", ModelFile.Load(model).Spec.SeedSpacing.ToString("R"));
+        // kill worker 1 while it holds a tile
+        ClusterHarness.WaitFor(() => coord.Saw(" planned: "), TimeSpan.FromSeconds(60), "the job to be planned", coord);
+        Thread.Sleep(1500);
+        var killedAt = Stopwatch.StartNew();
+        w1.Kill();
+        int rc = Wait(sub, TimeSpan.FromMinutes(4));
+        output.WriteLine(coord.Log);
+        Assert.Equal(0, rc);
+        Assert.True(coord.Saw("tile-worker") && (coord.Saw("is unreachable") || coord.Saw("is stopped") || coord.Saw("removed from the cluster")), "the coordinator should notice the dead worker");
+        Assert.True(coord.Saw("Worker akka.tcp://actorseg@127.0.0.1:" + p1), "worker 1 took part");
+        Assert.True(tn.Saw("nodes classified"), "the trainer classified the nodes");
+        Assert.True(w2.Saw("Mask painted"), "the surviving worker painted the mask");
+
+        // the same bytes as the single-process run
+        Assert.Equal(File.ReadAllBytes(Path.Combine(refDir, "graph", "graph.npz")), File.ReadAllBytes(Path.Combine(outDir, "graph", "graph.npz")));
+        using var a = Vips.Image.NewFromFile(Path.Combine(refDir, "mask.tif"));
+        using var b = Vips.Image.NewFromFile(Path.Combine(outDir, "mask.tif"));
+        Assert.Equal(a.WriteToMemory<byte>(), b.WriteToMemory<byte>());
+        Assert.True(File.Exists(Path.Combine(outDir, "overlay.png")));
+        Assert.True(File.Exists(Path.Combine(outDir, "segment.json")));
+        output.WriteLine($"job finished {killedAt.Elapsed.TotalSeconds:F1}s after the SIGKILL");
+    }
+
+    public static IEnumerable<object[]> Journals()
+    {
+        yield return ["sqlite"];
+        yield return ["postgresql"];
+    }
+
+    [Theory, MemberData(nameof(Journals))]
+    public void AKilledCoordinator_RestartsFromItsJournal_AndDoesNotRedoFinishedTiles(string journal)
+    {
+        string db;
+        if (journal == "sqlite") db = $"Data Source={Path.Combine(_dir, "journal.db")}";
+        else
+        {
+            var pg = Environment.GetEnvironmentVariable("ACTORSEG_TEST_POSTGRES");
+            if (pg is null) { output.WriteLine("SKIPPED: ACTORSEG_TEST_POSTGRES is not set (./run.sh test sets it after starting PostgreSQL)"); return; }
+            db = PostgresTestDatabase.Create(pg);
+        }
+        try
+        {
+            var img = Image(_dir, "big", 3072, 11);
+            var refDir = Path.Combine(_dir, "ref");
+            var r = TestPaths.RunCli("graph", img, "--mask", Path.Combine(_dir, "big_mask.tif"), "--out", refDir, "--tile-size", "384", "--workers", "2");
+            Assert.True(r.ExitCode == 0, r.Stderr);
+
+            var h = NewCluster();
+            int pc = ClusterHarness.FreePort(), p1 = ClusterHarness.FreePort(), p2 = ClusterHarness.FreePort();
+            // the workers are seeds too: a restarted coordinator joins the running cluster through them
+            var seeds = $"akka.tcp://actorseg@127.0.0.1:{pc},akka.tcp://actorseg@127.0.0.1:{p1}";
+            string[] coordArgs = ["--roles", "coordinator", "--seeds", seeds, "--db-provider", journal, "--db", db];
+            var coord = h.Start("coordinator", pc, null, coordArgs);
+            var w1 = h.Start("worker1", p1, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
+            var w2 = h.Start("worker2", p2, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
+            ClusterHarness.WaitFor(() => coord.Lines.Count(l => l.Contains("Worker ") && l.Contains(" joined")) >= 2, TimeSpan.FromSeconds(60), "two workers", coord);
+
+            var outDir = Path.Combine(_dir, "out");
+            var sub = Submit(h, coord.Address, img, "--mask", Path.Combine(_dir, "big_mask.tif"), "--out", outDir, "--tile-size", "384", "--job-id", "resume-1");
+            // SIGKILL the coordinator once some tiles are in the journal
+            ClusterHarness.WaitFor(() => coord.Lines.Any(l => l.Contains("resume-1: ") && l.Contains(" tiles, ") && !l.Contains(": 0/")), TimeSpan.FromSeconds(90), "progress", coord);
+            coord.Kill();
+            var coord2 = h.Start("coordinator2", pc, null, coordArgs);
+            int rc = Wait(sub, TimeSpan.FromMinutes(4));
+            output.WriteLine(coord.Log + "\n--- restarted:\n" + coord2.Log);
+            Assert.Equal(0, rc);
+            var resumed = coord2.Lines.First(l => l.Contains("resumes in phase"));
+            // "Job resume-1 resumes in phase tiles: K/N tiles already done"
+            var kn = resumed[(resumed.IndexOf(": ", resumed.IndexOf("phase")) + 2)..].Split(' ')[0].Split('/');
+            int k = int.Parse(kn[0]), n = int.Parse(kn[1]);
+            Assert.True(k > 0 && k < n, resumed);
+            // only the unfinished tiles were handed out again: count the completions the new coordinator journaled
+            var done = coord2.Lines.First(l => l.Contains("all ") && l.Contains(" tiles done in "));
+            Assert.Contains($"{k} recovered from the journal", done);
+            Assert.Equal(File.ReadAllBytes(Path.Combine(refDir, "graph.npz")), File.ReadAllBytes(Path.Combine(outDir, "graph.npz")));
+        }
+        finally
+        {
+            if (journal == "postgresql") PostgresTestDatabase.Drop(db);
+        }
+    }
+
+    [Fact]
+    public void AnUnreachableDatabase_StopsTheCoordinatorWithAClearError()
+    {
+        var h = NewCluster();
+        int pc = ClusterHarness.FreePort(), dead = ClusterHarness.FreePort();
+        var coord = h.Start("coordinator", pc, null, "--roles", "coordinator", "--db-provider", "postgresql",
+            "--db", $"Host=127.0.0.1;Port={dead};Username=nobody;Password=x;Database=none;Timeout=2");
+        Assert.True(coord.Process.WaitForExit(TimeSpan.FromSeconds(90)), "the coordinator should give up");
+        coord.Process.WaitForExit();
+        Assert.Equal(4, coord.Process.ExitCode);
+        Assert.True(coord.Saw("cannot be reached") && coord.Saw("giving up"), coord.Log);
+    }
+
+    [Fact]
+    public void SubmitWithoutACoordinator_GivesUpClearly()
+    {
+        var h = NewCluster();
+        var img = Image(_dir, "small", 256, 3);
+        var sub = Submit(h, $"akka.tcp://actorseg@127.0.0.1:{ClusterHarness.FreePort()}", img, "--out", Path.Combine(_dir, "o"), "--connect-timeout", "3");
+        Assert.Equal(3, Wait(sub, TimeSpan.FromSeconds(60)));
+    }
+}
+
+/// <summary>A throw-away PostgreSQL database per test, so journals of different runs never meet.</summary>
+public static class PostgresTestDatabase
+{
+    public static string Create(string adminConnection)
+    {
+        var name = "actorseg_t_" + Guid.NewGuid().ToString("N")[..12];
+        using (var c = new Npgsql.NpgsqlConnection(adminConnection))
+        {
+            c.Open();
+            using var cmd = new Npgsql.NpgsqlCommand($"CREATE DATABASE {name}", c);
+            cmd.ExecuteNonQuery();
+        }
+        return new Npgsql.NpgsqlConnectionStringBuilder(adminConnection) { Database = name }.ConnectionString;
+    }
+
+    public static void Drop(string connection)
+    {
+        var b = new Npgsql.NpgsqlConnectionStringBuilder(connection);
+        var name = b.Database!;
+        b.Database = "postgres";
+        Npgsql.NpgsqlConnection.ClearAllPools();
+        using var c = new Npgsql.NpgsqlConnection(b.ConnectionString);
+        c.Open();
+        using var cmd = new Npgsql.NpgsqlCommand($"DROP DATABASE IF EXISTS {name} WITH (FORCE)", c);
+        cmd.ExecuteNonQuery();
+    }
+}

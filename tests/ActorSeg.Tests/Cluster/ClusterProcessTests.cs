@@ -161,6 +161,31 @@ public class ClusterProcessTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void AWorkerStoppedWithSigterm_HandsItsTileBack_AndLeavesCleanly()
+    {
+        var img = Image(_dir, "mid", 2048, 5);
+        var h = NewCluster();
+        int pc = ClusterHarness.FreePort(), p1 = ClusterHarness.FreePort(), p2 = ClusterHarness.FreePort();
+        var seeds = $"akka.tcp://actorseg@127.0.0.1:{pc}";
+        var coord = h.Start("coordinator", pc, null, "--roles", "coordinator", "--seeds", seeds, "--db", $"Data Source={Path.Combine(_dir, "j.db")}");
+        var w1 = h.Start("worker1", p1, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
+        var w2 = h.Start("worker2", p2, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
+        ClusterHarness.WaitFor(() => coord.Lines.Count(l => l.Contains("Worker ") && l.Contains(" joined")) >= 2, TimeSpan.FromSeconds(60), "two workers", coord);
+        var sub = Submit(h, coord.Address, img, "--out", Path.Combine(_dir, "out"), "--tile-size", "256");
+        ClusterHarness.WaitFor(() => coord.Saw(" planned: "), TimeSpan.FromSeconds(60), "the job to be planned", coord);
+        Thread.Sleep(1000);
+        Process.Start("kill", ["-TERM", w1.Process.Id.ToString()])!.WaitForExit();
+        Assert.True(w1.Process.WaitForExit(TimeSpan.FromSeconds(60)), "the worker should leave within its grace period");
+        w1.Process.WaitForExit();
+        Assert.Equal(0, Wait(sub, TimeSpan.FromMinutes(3)));
+        output.WriteLine(w1.Log + "\n---\n" + coord.Log);
+        Assert.Equal(0, w1.Process.ExitCode);
+        Assert.True(w1.Saw("handed back"), "the leaving worker hands its tile back");
+        Assert.True(coord.Saw("handed back by leaving worker"), "the coordinator re-queues it at once");
+        Assert.True(coord.Saw("Member leaving") || coord.Saw("Member exited") || coord.Saw("Member removed"), "the leave is logged");
+    }
+
+    [Fact]
     public void AnUnreachableDatabase_StopsTheCoordinatorWithAClearError()
     {
         var h = NewCluster();

@@ -3,7 +3,7 @@ using ActorSeg.Cli;
 using Serilog;
 
 Console.OutputEncoding = System.Text.Encoding.UTF8;
-var verbose = new Option<bool>("--verbose", "-v") { Description = "Debug-level logs (every tile)." };
+var verbose = new Option<bool>("--verbose", "-v") { Description = "Debug-level logs (every tile).", Recursive = true };
 var root = new RootCommand("ActorSeg: segmentation of very large microscopy images with superpixel graphs, as an actor system.\n" +
                            "Logs go to stderr (text; ACTORSEG_LOG_FORMAT=json for one JSON event per line); results to stdout.")
 {

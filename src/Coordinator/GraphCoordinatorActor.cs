@@ -482,10 +482,11 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         if (!_jobs.TryGetValue(c.JobId, out var j) || j.Ended is not null || j.Manifest is null || j.Planned is null) return;
         if (j.Done.ContainsKey(c.TileId)) { j.Log.Debug("Duplicate result for tile {TileId} ignored", c.TileId); return; }
         if (c.TileId < 0 || c.TileId >= j.Planned.Tiles) { j.Log.Error("Worker {Worker} returned tile {TileId}, which job {JobId} does not have; ignored", Sender.Path.ToString(), c.TileId, c.JobId); return; }
-        // a result is accepted only where it belongs and when it is intact; anything else is re-computed
+        // a result is accepted only where it belongs and when it is there; anything else is re-computed. Checksums are
+        // verified once, in parallel, before the stitch (re-hashing every result here would cost the workers' CPU)
         string? bad = c.Result.Path != Path.GetFullPath(j.Manifest.ResultPath(c.TileId)) || c.Labels.Path != Path.GetFullPath(j.Manifest.LabelsPath(c.TileId))
             ? $"result references {c.Result.Path} and {c.Labels.Path} are not this tile's"
-            : _store.Check(c.Result) ?? _store.Check(c.Labels);
+            : _store.CheckPresent(c.Result) ?? _store.CheckPresent(c.Labels);
         if (bad is not null)
         {
             j.Log.Error("Tile {TileId} from {Worker} rejected: {Error}; re-queued", c.TileId, Sender.Path.ToString(), bad);

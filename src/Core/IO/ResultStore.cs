@@ -15,6 +15,9 @@ public interface IResultStore
 
     /// <summary>Null when the referenced data is present and intact, else why it is not.</summary>
     string? Check(ResultRef r);
+
+    /// <summary>A cheap check (present, right length) for the hot path; the checksum is verified before the data is used.</summary>
+    string? CheckPresent(ResultRef r);
 }
 
 public sealed class ResultStoreException(string message) : IOException(message);
@@ -46,6 +49,14 @@ public sealed class DirectoryResultStore : IResultStore
         {
             return $"{r.Path}: result file cannot be read: {e.Message}";
         }
+    }
+
+    public string? CheckPresent(ResultRef r)
+    {
+        if (!Path.IsPathFullyQualified(r.Path)) return $"{r.Path}: not an absolute path in the result store";
+        var fi = new FileInfo(r.Path);
+        if (!fi.Exists) return $"{r.Path}: result file is missing";
+        return fi.Length != r.Length ? $"{r.Path}: result file is {fi.Length} bytes, expected {r.Length}" : null;
     }
 
     public void Verify(ResultRef r)

@@ -97,10 +97,16 @@ public static class ClientCommands
 
     public static async Task<int> FollowAsync(ClusterConnection conn, SubmitGraphJob job, TimeSpan connectTimeout, CancellationToken ct)
     {
-        var channel = Channel.CreateUnbounded<object>();
-        var watcher = conn.System.ActorOf(JobWatcher.Props((m, s) => conn.Send(m, s), job, channel.Writer), "job");
-        var sw = Stopwatch.StartNew();
         Log.Information("Submitted job {JobId}: {Image} → {OutDir}", job.JobId, job.Spec.ImagePath, job.Spec.OutDir);
+        return await FollowAsync(conn, job.JobId, job, connectTimeout, ct);
+    }
+
+    /// <summary>Follows one job (graph, segmentation or training) to its end; the exit code of its outcome.</summary>
+    public static async Task<int> FollowAsync(ClusterConnection conn, string jobId, object job, TimeSpan connectTimeout, CancellationToken ct, Action<object>? onEnd = null)
+    {
+        var channel = Channel.CreateUnbounded<object>();
+        var watcher = conn.System.ActorOf(JobWatcher.Props((m, s) => conn.Send(m, s), job, channel.Writer), "job-" + jobId);
+        var sw = Stopwatch.StartNew();
         var last = Stopwatch.StartNew();
         bool heard = false;
         while (!ct.IsCancellationRequested)
@@ -131,7 +137,14 @@ public static class ClientCommands
                 case GraphJobCompleted c:
                     Log.Information("Job {JobId} done in {Seconds:F1}s: {Nodes} nodes; tiles {Tiles:F1}s, stitch {Stitch:F1}s, {Retries} retries, {Recovered} tiles recovered{Mask}",
                         c.JobId, sw.Elapsed.TotalSeconds, c.Nodes, c.TilesSeconds, c.StitchSeconds, c.Retries, c.TilesRecovered, c.MaskPath is null ? "" : $"; mask {c.MaskPath}");
-                    Console.WriteLine(c.MaskPath ?? Path.Combine(c.OutDir, Core.IO.GraphOutputs.GraphFile));
+                    if (onEnd is null) Console.WriteLine(c.MaskPath ?? Path.Combine(c.OutDir, Core.IO.GraphOutputs.GraphFile));
+                    onEnd?.Invoke(c);
+                    return ExitCodes.Ok;
+                case TrainJobCompleted t:
+                    Log.Information("Job {JobId}: model trained on {Device} in {Seconds:F1}s ({Epochs} epochs, best {Best}, validation loss {Loss:F4}): {Model}",
+                        t.JobId, t.Device, t.Seconds, t.Epochs, t.BestEpoch, t.BestValidationLoss, t.BestModel);
+                    if (onEnd is null) Console.WriteLine(t.BestModel);
+                    onEnd?.Invoke(t);
                     return ExitCodes.Ok;
                 case GraphJobFailed f:
                     Log.Error("Job {JobId} failed: {Error}", f.JobId, f.Error);
@@ -140,6 +153,56 @@ public static class ClientCommands
         }
         conn.System.Stop(watcher);
         return ExitCodes.Failed;
+    }
+
+    public static Command SubmitTrain(Option<bool> verbose)
+    {
+        var images = new Option<string>("--images") { Required = true, Description = "Training images (a directory every node sees)." };
+        var masks = new Option<string>("--masks") { Required = true, Description = "Masks paired with the images by base name, whatever the extension." };
+        var output = new Option<string>("--out", "-o") { Required = true, Description = "Model directory (shared volume): best.model, last.model, curves.csv, split.json, graphs/." };
+        var coordinator = new Option<string?>("--coordinator", "-c") { Description = "Coordinator node address(es). Env ACTORSEG_COORDINATOR." };
+        var jobId = new Option<string?>("--job-id") { Description = "Job id (default: new); the graph jobs are JOB-g-NAME." };
+        var conv = new Option<string>("--conv") { DefaultValueFactory = _ => "graphconv", Description = "graphconv, sage, gcn or gat." };
+        var edges = new Option<string>("--edges") { DefaultValueFactory = _ => "rag", Description = "knn, knn-scaled or rag." };
+        var layers = new Option<int>("--layers") { DefaultValueFactory = _ => 3 };
+        var hidden = new Option<int>("--hidden") { DefaultValueFactory = _ => 32 };
+        var dropout = new Option<double>("--dropout") { DefaultValueFactory = _ => 0.5 };
+        var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 500 };
+        var patience = new Option<int>("--patience") { DefaultValueFactory = _ => 20 };
+        var valFrac = new Option<double>("--val-frac") { DefaultValueFactory = _ => 0.15 };
+        var segments = new Option<int?>("--segments") { Description = "Superpixels per image (default: spacing 41 px)." };
+        var features = new Option<string>("--features") { DefaultValueFactory = _ => "texture" };
+        var timeout = new Option<double>("--connect-timeout") { DefaultValueFactory = _ => 60 };
+        var cmd = new Command("submit-train", "Train a GNN on a running cluster: the tile workers build every image's graph, a gpu-trainer trains the model.")
+        {
+            images, masks, output, coordinator, jobId, conv, edges, layers, hidden, dropout, epochs, patience, valFrac, segments, features, timeout,
+        };
+        cmd.SetAction(async (pr, ct) =>
+        {
+            Logging.Configure(pr.GetValue(verbose));
+            var outDir = Path.GetFullPath(pr.GetValue(output)!);
+            var id = pr.GetValue(jobId) ?? DateTime.UtcNow.ToString("yyyyMMdd-HHmmss") + "-" + Guid.NewGuid().ToString("N")[..6];
+            try
+            {
+                var pairs = TrainCommand.Pair(Path.GetFullPath(pr.GetValue(images)!), Path.GetFullPath(pr.GetValue(masks)!));
+                await using var conn = ClusterConnection.Open(ClusterConnection.Addresses(pr.GetValue(coordinator)));
+                var connect = TimeSpan.FromSeconds(pr.GetValue(timeout));
+                // every image's graph, as concurrent jobs: the cluster spreads their tiles over all workers
+                var graphs = pairs.Select(p => (p, Dir: Path.Combine(outDir, "graphs", Path.GetFileNameWithoutExtension(p.Image)))).ToList();
+                var rcs = await Task.WhenAll(graphs.Select(g => FollowAsync(conn, $"{id}-g-{Path.GetFileName(g.Dir)}",
+                    new SubmitGraphJob($"{id}-g-{Path.GetFileName(g.Dir)}", new GraphJobSpec(g.p.Image, g.p.Mask, g.Dir, Segments: pr.GetValue(segments),
+                        WriteNodeMap: false, Features: pr.GetValue(features)!)), connect, ct, _ => { })));
+                if (rcs.Any(rc => rc != ExitCodes.Ok)) return rcs.First(rc => rc != ExitCodes.Ok);
+                var spec = new TrainJobSpec(graphs.Select(g => Path.Combine(g.Dir, Core.IO.GraphOutputs.GraphFile)).ToArray(), outDir,
+                    pr.GetValue(conv)!, pr.GetValue(edges)!, pr.GetValue(layers), pr.GetValue(hidden), pr.GetValue(dropout), 0.01,
+                    pr.GetValue(epochs), pr.GetValue(patience), pr.GetValue(valFrac));
+                Log.Information("Graphs of {Images} images built; submitting training job {JobId}", graphs.Count, id);
+                return await FollowAsync(conn, id, new SubmitTrainJob(id, spec), connect, ct);
+            }
+            catch (ArgumentException e) { Console.Error.WriteLine($"actorseg submit-train: {e.Message}"); return ExitCodes.Usage; }
+            catch (IOException e) { Log.Error("{Error}", e.Message); return ExitCodes.Failed; }
+        });
+        return cmd;
     }
 
     public static Command Status(Option<bool> verbose)

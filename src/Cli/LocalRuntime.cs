@@ -74,16 +74,17 @@ public sealed class JobWatcher : ReceiveActor, IWithTimers
 {
     private sealed record Resend;
     private readonly Action<object, IActorRef> _send;
-    private readonly SubmitGraphJob _job;
+    private readonly object _job; // SubmitGraphJob or SubmitTrainJob
     public ITimerScheduler Timers { get; set; } = null!;
 
     /// <param name="send">delivers a message to the coordinator with the given sender (directly, or through a cluster client)</param>
-    public JobWatcher(Action<object, IActorRef> send, SubmitGraphJob job, ChannelWriter<object> output)
+    public JobWatcher(Action<object, IActorRef> send, object job, ChannelWriter<object> output)
     {
         _send = send; _job = job;
         Receive<Resend>(_ => _send(_job, Self));
         Receive<GraphJobCompleted>(m => { Timers.CancelAll(); output.TryWrite(m); output.TryComplete(); });
         Receive<GraphJobFailed>(m => { Timers.CancelAll(); output.TryWrite(m); output.TryComplete(); });
+        Receive<TrainJobCompleted>(m => { Timers.CancelAll(); output.TryWrite(m); output.TryComplete(); });
         ReceiveAny(m => output.TryWrite(m));
     }
 
@@ -93,6 +94,6 @@ public sealed class JobWatcher : ReceiveActor, IWithTimers
         Timers.StartPeriodicTimer("resend", new Resend(), TimeSpan.FromSeconds(5));
     }
 
-    public static Props Props(Action<object, IActorRef> send, SubmitGraphJob job, ChannelWriter<object> output) =>
+    public static Props Props(Action<object, IActorRef> send, object job, ChannelWriter<object> output) =>
         Akka.Actor.Props.Create(() => new JobWatcher(send, job, output));
 }

@@ -17,6 +17,7 @@ var root = new RootCommand("ActorSeg: segmentation of very large microscopy imag
     UNetCommands.Evaluate(verbose),
     NodeCommand.Create(verbose),
     ClientCommands.Submit(verbose),
+    ClientCommands.SubmitTrain(verbose),
     ClientCommands.Status(verbose),
 };
 root.Options.Add(verbose);

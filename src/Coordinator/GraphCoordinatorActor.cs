@@ -19,6 +19,8 @@ public sealed record CoordinatorSettings
     public TimeSpan TileDeadline { get; init; } = TimeSpan.FromMinutes(10);
     /// <summary>Classifying a graph or painting a mask that takes longer than this is handed to another node.</summary>
     public TimeSpan StepDeadline { get; init; } = TimeSpan.FromMinutes(30);
+    /// <summary>Training a model that takes longer than this is handed to another trainer.</summary>
+    public TimeSpan TrainDeadline { get; init; } = TimeSpan.FromHours(12);
     /// <summary>A work item that fails this many times (or crashes its worker this many times) is quarantined: the job fails with the reason.</summary>
     public int MaxAttempts { get; init; } = 3;
     public TimeSpan ProgressInterval { get; init; } = TimeSpan.FromSeconds(5);
@@ -72,6 +74,21 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             : Done.Count == Planned.Tiles ? "stitching" : "tiles";
     }
 
+    private sealed class TrainState
+    {
+        public required TrainJobSubmitted Submitted;
+        public ModelTrained? Trained;
+        public JobEnded? Ended;
+        public readonly HashSet<IActorRef> Watchers = new();
+        public (IActorRef Node, DateTime Deadline, DateTime Started)? Step;
+        public int Attempt, Failures;
+        public ILogger Log = Serilog.Log.Logger;
+        public string JobId => Submitted.JobId;
+        public string Phase => Ended is { } e ? (e.Succeeded ? "done" : "failed") : Step is null ? "waiting for a trainer" : "training";
+    }
+
+    private readonly Dictionary<string, TrainState> _trainings = new();
+
     private sealed record Prepared(string JobId, GraphJobManifest Manifest, double Seconds) : INoSerializationVerificationNeeded;
     private sealed record StepFailed(string JobId, string Step, Exception Error) : INoSerializationVerificationNeeded;
     private sealed record Stitched(string JobId, GraphStitched Event, string[] Invalid) : INoSerializationVerificationNeeded;
@@ -99,12 +116,15 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         _store = store ?? DirectoryResultStore.Instance;
         PersistenceId = settings.PersistenceId;
 
-        Recover<SnapshotOffer>(o => { if (o.Snapshot is CoordinatorSnapshot s) foreach (var r in s.Jobs) Restore(r); });
+        Recover<SnapshotOffer>(o => { if (o.Snapshot is CoordinatorSnapshot s) Apply(s); });
         Recover<ICoordinatorEvent>(Apply);
         Recover<RecoveryCompleted>(_ => OnRecovered());
 
         Command<SubmitGraphJob>(OnSubmit);
         Command<GetStatus>(OnStatus);
+        Command<SubmitTrainJob>(OnSubmitTrain);
+        Command<ModelReady>(OnModelReady);
+        Command<TrainFailed>(OnTrainFailed);
         Command<Prepared>(OnPrepared);
         Command<StepFailed>(OnStepFailed);
         Command<RequestWork>(OnRequestWork);
@@ -202,6 +222,15 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             case ImageClassified c when _jobs.TryGetValue(c.JobId, out var j): j.Classified = c; break;
             case ImageSegmented m when _jobs.TryGetValue(m.JobId, out var j): j.Segmented = m; break;
             case JobRetried r when _jobs.TryGetValue(r.JobId, out var j): j.Retries = r.Retries; break;
+            case TrainJobSubmitted t:
+                _trainings[t.JobId] = new TrainState { Submitted = t, Log = _log.ForContext("JobId", t.JobId) };
+                break;
+            case ModelTrained m when _trainings.TryGetValue(m.JobId, out var tj): tj.Trained = m; break;
+            case JobEnded x when _trainings.TryGetValue(x.JobId, out var tj):
+                tj.Ended = x;
+                _finishedOrder.Enqueue(x.JobId);
+                while (_finishedOrder.Count > _settings.FinishedJobsKept) { var old = _finishedOrder.Dequeue(); _jobs.Remove(old); _trainings.Remove(old); }
+                break;
             case JobEnded x when _jobs.TryGetValue(x.JobId, out var j):
                 j.Ended = x;
                 j.Done.Clear(); // a finished job needs only its outcome
@@ -211,6 +240,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
                 break;
             case CoordinatorSnapshot s:
                 foreach (var r in s.Jobs) Restore(r);
+                foreach (var t in s.Trainings ?? []) RestoreTraining(t);
                 break;
         }
     }
@@ -224,8 +254,16 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         if (r.Ended is not null) Apply(r.Ended);
     }
 
+    private void RestoreTraining(TrainRecord r)
+    {
+        Apply(r.Submitted);
+        if (r.Trained is not null) Apply(r.Trained);
+        if (r.Ended is not null) Apply(r.Ended);
+    }
+
     private CoordinatorSnapshot Snapshot() => new(_jobs.Values.Select(j => new JobRecord(j.Submitted, j.Planned,
-        j.Done.Values.ToArray(), j.Stitched, j.Classified, j.Segmented, j.Ended, j.Retries)).ToArray());
+        j.Done.Values.ToArray(), j.Stitched, j.Classified, j.Segmented, j.Ended, j.Retries)).ToArray(),
+        _trainings.Values.Select(t => new TrainRecord(t.Submitted, t.Trained, t.Ended)).ToArray());
 
     /// <summary>Persists an event, applies it, then runs <paramref name="then"/>; snapshots every N events.</summary>
     private void Record<T>(T e, Action<T>? then = null) where T : ICoordinatorEvent
@@ -252,6 +290,11 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
                 _jobs.Count, open.Count, open.Sum(j => j.Done.Count), _recovery.Elapsed.TotalSeconds);
         else
             _log.Information("Coordinator started (empty journal, recovery {Seconds:F2}s)", _recovery.Elapsed.TotalSeconds);
+        foreach (var t in _trainings.Values.Where(t => t.Ended is null))
+        {
+            t.Log.Information("Training job {JobId} resumes: it will be trained again from the start on the next free trainer", t.JobId);
+            if (t.Trained is not null) FinishTraining(t);
+        }
         foreach (var j in open)
         {
             j.RecoveredTiles = j.Done.Count;
@@ -301,6 +344,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
                 Sender.Tell(new GraphJobAccepted(s.JobId, p.ImageId, m.Width, m.Height, m.Channels, p.Tiles, m.Halo, m.Grid.Count, known.RecoveredTiles));
             return;
         }
+        if (_trainings.ContainsKey(s.JobId)) { Sender.Tell(new GraphJobFailed(s.JobId, $"job id {s.JobId} is already used by a different job")); return; }
         if (string.IsNullOrWhiteSpace(s.JobId) || s.JobId.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || s.JobId.Contains(".."))
         {
             Sender.Tell(new GraphJobFailed(s.JobId, $"job id '{s.JobId}' is not usable (it names a work directory: letters, digits, '-' and '_')"));
@@ -322,6 +366,8 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         var jobs = _jobs.Values.Where(j => g.JobId is null || j.JobId == g.JobId)
             .Select(j => new JobStatus(j.JobId, j.Phase, j.Done.Count + (j.Ended is not null && j.Planned is not null ? j.Planned.Tiles : 0),
                 j.Planned?.Tiles ?? 0, j.InFlight.Count, j.Retries, j.Ended?.Error, j.Spec.OutDir))
+            .Concat(_trainings.Values.Where(t => g.JobId is null || t.JobId == g.JobId)
+                .Select(t => new JobStatus(t.JobId, t.Phase, 0, 0, t.Step is null ? 0 : 1, t.Failures, t.Ended?.Error, t.Submitted.Spec.OutDir)))
             .ToArray();
         Sender.Tell(new StatusReport(jobs, _workers.Count, _trainers.Count));
     }
@@ -427,7 +473,8 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
     {
         if (!Compatible(r.ProtocolMajor, "trainer")) return;
         if (_trainers.Add(Sender)) { Context.Watch(Sender); _log.Information("Trainer {Trainer} joined on {Device}", Sender.Path.ToString(), r.Device); }
-        if (!_jobs.Values.Any(j => j.Step is { } s && s.Node.Equals(Sender))) _idleTrainers.Add(Sender);
+        if (!_jobs.Values.Any(j => j.Step is { } s && s.Node.Equals(Sender)) && !_trainings.Values.Any(t => t.Ended is null && t.Step is { } s && s.Node.Equals(Sender)))
+            _idleTrainers.Add(Sender);
         Dispatch();
     }
 
@@ -441,6 +488,16 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
 
     private void Dispatch()
     {
+        foreach (var t in _trainings.Values)
+        {
+            if (t.Ended is not null || t.Trained is not null || t.Step is not null || _idleTrainers.Count == 0) continue;
+            var tr = _idleTrainers.First(); _idleTrainers.Remove(tr);
+            t.Attempt++;
+            t.Step = (tr, DateTime.UtcNow + _settings.TrainDeadline, DateTime.UtcNow);
+            t.Log.Information("Training job {JobId}: {Graphs} graph(s) → {OutDir} on trainer {Trainer} (attempt {Attempt})", t.JobId, t.Submitted.Spec.Graphs.Length, t.Submitted.Spec.OutDir, tr.Path.ToString(), t.Attempt);
+            foreach (var w in t.Watchers) w.Tell(new GraphJobProgress(t.JobId, "training", 0, 0, 0));
+            tr.Tell(new TrainModel(t.JobId, t.Submitted.Spec, t.Attempt));
+        }
         foreach (var j in _jobs.Values)
         {
             if (j.Ended is not null || j.Manifest is null || j.Planned is null || j.Busy) continue;
@@ -539,6 +596,10 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
                 j.Pending.Enqueue((tile, fl.Attempt + 1));
             }
             if (j.Step is { } s && s.Node.Equals(node)) { j.Step = null; requeued++; }
+        }
+        foreach (var t in _trainings.Values.Where(t => t.Ended is null && t.Step is { } s && s.Node.Equals(node)))
+        {
+            t.Step = null; requeued++;
         }
         _log.Warning("{Kind} {Node} is {Why}; {Requeued} work items re-queued ({Workers} workers, {Trainers} trainers left)",
             wasWorker ? "Worker" : "Trainer", node.Path.ToString(), why, requeued, _workers.Count, _trainers.Count);
@@ -682,11 +743,91 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         });
     }
 
+    // ---------------------------------------------------------------- training
+
+    private static bool Same(TrainJobSpec a, TrainJobSpec b) => a with { Graphs = [] } == b with { Graphs = [] } && a.Graphs.SequenceEqual(b.Graphs);
+
+    private void OnSubmitTrain(SubmitTrainJob s)
+    {
+        if (_trainings.TryGetValue(s.JobId, out var known))
+        {
+            if (!Same(known.Submitted.Spec, s.Spec)) { Sender.Tell(new GraphJobFailed(s.JobId, $"job id {s.JobId} is already used by a different job")); return; }
+            known.Watchers.Add(Sender);
+            if (known.Ended is not null) Sender.Tell(TrainOutcome(known));
+            return;
+        }
+        if (_jobs.ContainsKey(s.JobId)) { Sender.Tell(new GraphJobFailed(s.JobId, $"job id {s.JobId} is already used by a different job")); return; }
+        // bad input is refused before anything is recorded
+        string? bad = s.Spec.Graphs.Length == 0 ? "no graphs to train on"
+            : s.Spec.Graphs.FirstOrDefault(g => !Path.IsPathFullyQualified(g) || !File.Exists(g)) is { } missing ? $"{missing}: graph file not found (paths must be absolute, on storage every node sees)"
+            : !Path.IsPathFullyQualified(s.Spec.OutDir) ? $"{s.Spec.OutDir}: the model directory must be an absolute path" : null;
+        if (bad is not null) { Sender.Tell(new GraphJobFailed(s.JobId, bad)); return; }
+        var client = Sender;
+        Record(new TrainJobSubmitted(s.JobId, s.Spec, DateTime.UtcNow), e =>
+        {
+            var t = _trainings[e.JobId];
+            t.Watchers.Add(client);
+            t.Log.Information("Training job {JobId} submitted: {Graphs} graph(s) → {OutDir} ({Conv}, {Layers} layers × {Hidden}, {Edges} edges)",
+                e.JobId, e.Spec.Graphs.Length, e.Spec.OutDir, e.Spec.Conv, e.Spec.Layers, e.Spec.Hidden, e.Spec.Edges);
+            Dispatch();
+        });
+    }
+
+    private object TrainOutcome(TrainState t) => t.Ended is { Succeeded: false } e
+        ? new GraphJobFailed(t.JobId, e.Error ?? "failed")
+        : new TrainJobCompleted(t.JobId, t.Trained!.Result.BestModel.Path, t.Trained.Result.Epochs, t.Trained.Result.BestEpoch,
+            t.Trained.Result.BestValidationLoss, t.Trained.Result.Seconds, t.Trained.Result.Device);
+
+    private void OnModelReady(ModelReady m)
+    {
+        if (!_trainings.TryGetValue(m.JobId, out var t) || t.Ended is not null || t.Trained is not null || m.Attempt != t.Attempt) return;
+        if (_store.Check(m.BestModel) is { } bad) { OnTrainFailed(new TrainFailed(m.JobId, m.Attempt, bad, false)); return; }
+        t.Step = null;
+        if (!Sender.Equals(Self)) _idleTrainers.Add(Sender);
+        Record(new ModelTrained(m.JobId, m), _ =>
+        {
+            t.Log.Information("Training job {JobId}: model trained on {Device} in {Seconds:F1}s ({Epochs} epochs, best {BestEpoch}, validation loss {Loss:F4}, peak RSS {Rss:F0} MiB): {Model}",
+                t.JobId, m.Device, m.Seconds, m.Epochs, m.BestEpoch, m.BestValidationLoss, m.PeakRssMiB, m.BestModel.Path);
+            FinishTraining(t);
+        });
+    }
+
+    private void FinishTraining(TrainState t) =>
+        Record(new JobEnded(t.JobId, true, null), _ => { foreach (var w in t.Watchers) w.Tell(TrainOutcome(t)); });
+
+    private void OnTrainFailed(TrainFailed f)
+    {
+        if (!_trainings.TryGetValue(f.JobId, out var t) || t.Ended is not null || f.Attempt != t.Attempt) return;
+        if (t.Step is { } s && !s.Node.Equals(Self)) _idleTrainers.Add(s.Node);
+        t.Step = null;
+        if (f.Permanent || ++t.Failures >= _settings.MaxAttempts)
+        {
+            Record(new JobEnded(t.JobId, false, $"training: {f.Error}"), _ =>
+            {
+                t.Log.Error("Training job {JobId} failed: {Error}", t.JobId, f.Error);
+                foreach (var w in t.Watchers) w.Tell(new GraphJobFailed(t.JobId, $"training: {f.Error}"));
+            });
+            return;
+        }
+        t.Log.Warning("Training job {JobId} failed ({Error}); trying again", t.JobId, f.Error);
+        Dispatch();
+    }
+
     // ---------------------------------------------------------------- the clock
 
     private void OnTick()
     {
         var now = DateTime.UtcNow;
+        foreach (var t in _trainings.Values.Where(t => t.Ended is null && t.Step is not null))
+        {
+            var st = t.Step!.Value;
+            if (st.Deadline < now)
+            {
+                t.Log.Warning("Training job {JobId} missed its deadline on {Trainer}; handing it to another trainer", t.JobId, st.Node.Path.ToString());
+                t.Step = null;
+            }
+            else t.Log.Information("Training job {JobId}: training on {Trainer} for {Seconds:F0}s", t.JobId, st.Node.Path.ToString(), (now - st.Started).TotalSeconds);
+        }
         foreach (var j in _jobs.Values.Where(j => j.Ended is null).ToList())
         {
             foreach (var (tile, fl) in j.InFlight.Where(kv => kv.Value.Deadline < now).ToList())

@@ -23,6 +23,8 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
     private sealed record Ready : INoSerializationVerificationNeeded;
     private sealed record Finished(ClassifyNodes Work, NodesClassified Result) : INoSerializationVerificationNeeded;
     private sealed record Failed(ClassifyNodes Work, Exception Error) : INoSerializationVerificationNeeded;
+    private sealed record Trained(ModelReady Result) : INoSerializationVerificationNeeded;
+    private sealed record TrainError(TrainModel Work, Exception Error) : INoSerializationVerificationNeeded;
 
     public TrainerActor(IActorRef coordinator, string device = "auto", IResultStore? store = null)
     {
@@ -46,6 +48,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             Timers.StartSingleTimer("ready", new Ready(), TimeSpan.FromSeconds(5));
         });
         Receive<ClassifyNodes>(Start);
+        Receive<TrainModel>(StartTraining);
         Receive<WorkRefused>(r => _log.Error("The coordinator refuses this trainer: {Reason}", r.Reason));
     }
 
@@ -53,6 +56,21 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
     {
         Receive<Ready>(_ => { });
         Receive<ClassifyNodes>(w => _coordinator.Tell(new ClassifyFailed(w.JobId, w.Attempt, "trainer busy", false)));
+        Receive<TrainModel>(w => _coordinator.Tell(new TrainFailed(w.JobId, w.Attempt, "trainer busy", false)));
+        Receive<Trained>(t =>
+        {
+            _coordinator.Tell(t.Result);
+            Become(Idle);
+            Self.Tell(new Ready());
+        });
+        Receive<TrainError>(f =>
+        {
+            bool permanent = f.Error is InvalidDataException or FileNotFoundException or ArgumentException or ResultStoreException;
+            _log.ForContext("JobId", f.Work.JobId).Warning(f.Error, "Training failed: {Error}", f.Error.Message);
+            _coordinator.Tell(new TrainFailed(f.Work.JobId, f.Work.Attempt, f.Error.Message, permanent));
+            Become(Idle);
+            Self.Tell(new Ready());
+        });
         Receive<Finished>(f =>
         {
             _coordinator.Tell(f.Result);
@@ -96,6 +114,34 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
                 w.JobId, pred.Length, w.ModelPath, desc, sw.Elapsed.TotalSeconds, Core.ProcessStats.PeakRssMiB());
             return new Finished(w, new NodesClassified(w.JobId, w.Attempt, _store.Describe(w.ClassesPath), pred.Length, pixels, sw.Elapsed.TotalSeconds, desc));
         }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new Failed(w, t.Exception!.GetBaseException()))
+          .PipeTo(self);
+    }
+
+    private void StartTraining(TrainModel w)
+    {
+        Timers.Cancel("ready");
+        Become(Busy);
+        var self = Self;
+        var log = _log.ForContext("JobId", w.JobId);
+        var sp = w.Spec;
+        Task.Run<object>(() =>
+        {
+            var sw = Stopwatch.StartNew();
+            var opts = new TrainOptions
+            {
+                Architecture = new GnnArchitecture { Conv = sp.Conv, Layers = sp.Layers, Hidden = sp.Hidden, Dropout = sp.Dropout },
+                Edges = sp.Edges, LearningRate = sp.LearningRate, MaxEpochs = sp.MaxEpochs, Patience = sp.Patience,
+                ValidationFraction = sp.ValidationFraction, Seed = sp.Seed, Device = sp.Device ?? _device,
+            };
+            log.Information("Job {JobId}: training {Conv} ({Layers} layers, width {Hidden}) with {Edges} edges on {Graphs} graph(s) → {OutDir}",
+                w.JobId, sp.Conv, sp.Layers, sp.Hidden, sp.Edges, sp.Graphs.Length, sp.OutDir);
+            var r = Trainer.Train(sp.Graphs, sp.OutDir, opts, s => log.Information("Job {JobId}: {Step}", w.JobId, s));
+            File.WriteAllText(Path.Combine(sp.OutDir, "train.json"), System.Text.Json.JsonSerializer.Serialize(new { options = opts, result = r },
+                new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+            var desc = TorchDevice.Describe(TorchDevice.Pick(opts.Device));
+            return new Trained(new ModelReady(w.JobId, w.Attempt, _store.Describe(r.BestModel), r.Epochs, r.BestEpoch, r.BestValidationLoss,
+                sw.Elapsed.TotalSeconds, desc, Core.ProcessStats.PeakRssMiB()));
+        }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new TrainError(w, t.Exception!.GetBaseException()))
           .PipeTo(self);
     }
 

@@ -57,4 +57,14 @@ public sealed record JobRecord(
     [property: Key(7)] int Retries) : IActorSegMessage;
 
 [MessagePackObject]
-public sealed record CoordinatorSnapshot([property: Key(0)] JobRecord[] Jobs) : ICoordinatorEvent;
+public sealed record CoordinatorSnapshot([property: Key(0)] JobRecord[] Jobs, [property: Key(1)] TrainRecord[]? Trainings = null) : ICoordinatorEvent;
+
+[MessagePackObject]
+public sealed record TrainJobSubmitted([property: Key(0)] string JobId, [property: Key(1)] TrainJobSpec Spec, [property: Key(2)] DateTime SubmittedUtc) : ICoordinatorEvent;
+
+[MessagePackObject]
+public sealed record ModelTrained([property: Key(0)] string JobId, [property: Key(1)] ModelReady Result) : ICoordinatorEvent;
+
+/// <summary>A training job as a snapshot holds it.</summary>
+[MessagePackObject]
+public sealed record TrainRecord([property: Key(0)] TrainJobSubmitted Submitted, [property: Key(1)] ModelTrained? Trained, [property: Key(2)] JobEnded? Ended) : IActorSegMessage;

@@ -168,3 +168,47 @@ public sealed record JobStatus(
 
 [MessagePackObject]
 public sealed record StatusReport([property: Key(0)] JobStatus[] Jobs, [property: Key(1)] int Workers, [property: Key(2)] int Trainers) : IActorSegMessage;
+
+// ---- training on the cluster ----------------------------------------------------------------------------------
+
+/// <summary>What a training job is asked to do: train a GNN on graphs already in the result store (built by graph jobs).</summary>
+[MessagePackObject]
+public sealed record TrainJobSpec(
+    [property: Key(0)] string[] Graphs,
+    [property: Key(1)] string OutDir,
+    [property: Key(2)] string Conv = "graphconv",
+    [property: Key(3)] string Edges = "rag",
+    [property: Key(4)] int Layers = 3,
+    [property: Key(5)] int Hidden = 32,
+    [property: Key(6)] double Dropout = 0.5,
+    [property: Key(7)] double LearningRate = 0.01,
+    [property: Key(8)] int MaxEpochs = 500,
+    [property: Key(9)] int Patience = 20,
+    [property: Key(10)] double ValidationFraction = 0.15,
+    [property: Key(11)] int Seed = 1,
+    [property: Key(12)] string? Device = null) : IActorSegMessage;
+
+/// <summary>Client → coordinator: train a model (idempotent like <see cref="SubmitGraphJob"/>).</summary>
+[MessagePackObject]
+public sealed record SubmitTrainJob([property: Key(0)] string JobId, [property: Key(1)] TrainJobSpec Spec) : IActorSegMessage;
+
+/// <summary>Coordinator → trainer: train on these graphs, write the model directory.</summary>
+[MessagePackObject]
+public sealed record TrainModel([property: Key(0)] string JobId, [property: Key(1)] TrainJobSpec Spec, [property: Key(2)] int Attempt) : IActorSegMessage;
+
+/// <summary>Trainer → coordinator: the model is written.</summary>
+[MessagePackObject]
+public sealed record ModelReady(
+    [property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] ResultRef BestModel, [property: Key(3)] int Epochs,
+    [property: Key(4)] int BestEpoch, [property: Key(5)] double BestValidationLoss, [property: Key(6)] double Seconds, [property: Key(7)] string Device,
+    [property: Key(8)] double PeakRssMiB) : IActorSegMessage;
+
+[MessagePackObject]
+public sealed record TrainFailed([property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] string Error,
+    [property: Key(3)] bool Permanent) : IActorSegMessage;
+
+/// <summary>Coordinator → client: the model is trained.</summary>
+[MessagePackObject]
+public sealed record TrainJobCompleted(
+    [property: Key(0)] string JobId, [property: Key(1)] string BestModel, [property: Key(2)] int Epochs, [property: Key(3)] int BestEpoch,
+    [property: Key(4)] double BestValidationLoss, [property: Key(5)] double Seconds, [property: Key(6)] string Device) : IActorSegMessage;

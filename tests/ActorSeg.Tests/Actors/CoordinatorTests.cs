@@ -211,4 +211,38 @@ public class CoordinatorTests : TestKit, IDisposable
         coord.Tell(new RequestWork(1, ProtocolVersion.Major + 1), TestActor);
         Assert.Contains("not compatible", ExpectMsg<WorkRefused>(TimeSpan.FromSeconds(10)).Reason);
     }
+
+    [Fact]
+    public void ATrainingJob_GoesToATrainer_SurvivesACoordinatorRestart_AndIsJournaled()
+    {
+        var settings = new CoordinatorSettings { PersistenceId = "t7", ProgressInterval = TimeSpan.FromSeconds(30) };
+        var coord = Sys.ActorOf(GraphCoordinatorActor.Props(settings));
+        var client = CreateTestProbe();
+        // bad input is refused before anything is recorded
+        client.Send(coord, new SubmitTrainJob("bad", new TrainJobSpec([Path.Combine(_dir, "missing.npz")], Path.Combine(_dir, "m"))));
+        Assert.Contains("graph file not found", client.ExpectMsg<GraphJobFailed>(TimeSpan.FromSeconds(10)).Error);
+
+        var graph = Path.Combine(_dir, "g.npz");
+        File.WriteAllText(graph, "stand-in");
+        var spec = new TrainJobSpec([graph], Path.Combine(_dir, "model"));
+        client.Send(coord, new SubmitTrainJob("tj", spec));
+        var trainer = CreateTestProbe();
+        trainer.Send(coord, new TrainerReady(ProtocolVersion.Major, "cpu"));
+        var order = trainer.ExpectMsg<TrainModel>(TimeSpan.FromSeconds(10));
+        Assert.Equal(1, order.Attempt);
+        // the coordinator dies while the model trains; its successor hands the job to a trainer again
+        Watch(coord); Sys.Stop(coord); ExpectTerminated(coord, TimeSpan.FromSeconds(10));
+        var coord2 = Sys.ActorOf(GraphCoordinatorActor.Props(settings));
+        client.Send(coord2, new SubmitTrainJob("tj", spec));
+        trainer.Send(coord2, new TrainerReady(ProtocolVersion.Major, "cpu"));
+        var again = trainer.FishForMessage<TrainModel>(_ => true, TimeSpan.FromSeconds(10));
+        Directory.CreateDirectory(spec.OutDir);
+        var best = Path.Combine(spec.OutDir, "best.model");
+        File.WriteAllText(best, "weights");
+        trainer.Send(coord2, new ModelReady("tj", again.Attempt, DirectoryResultStore.Instance.Describe(best), 10, 7, 0.3, 1.0, "cpu", 100));
+        var done = client.FishForMessage<TrainJobCompleted>(_ => true, TimeSpan.FromSeconds(10));
+        Assert.Equal(best, done.BestModel);
+        client.Send(coord2, new GetStatus("tj"));
+        Assert.Equal("done", client.FishForMessage<StatusReport>(_ => true, TimeSpan.FromSeconds(10)).Jobs.Single().Phase);
+    }
 }

@@ -48,23 +48,13 @@ public class ClusterProcessTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void ASegmentationJob_RunsAcrossProcesses_AndAWorkerKilledMidJob_ChangesNothing()
+    public void TrainingAndSegmentation_RunAcrossProcesses_AndAWorkerKilledMidJob_ChangesNothing()
     {
-        // a model, trained the ordinary way
         string imgs = Path.Combine(_dir, "images"), masks = Path.Combine(_dir, "masks");
         Directory.CreateDirectory(imgs); Directory.CreateDirectory(masks);
         for (int s = 1; s <= 2; s++)
             SyntheticMicroscopy.Generate(new SyntheticSpec(640, 640, SyntheticKind.Colonies, 16, 1, s), Path.Combine(imgs, $"f{s}.tif"), Path.Combine(masks, $"f{s}.tif"));
-        var modelDir = Path.Combine(_dir, "model");
-        var tr = TestPaths.RunCli("train", "--images", imgs, "--masks", masks, "--segments", "1500", "--edges", "rag", "--epochs", "30", "--val-frac", "0.5", "--out", modelDir);
-        Assert.True(tr.ExitCode == 0, tr.Stderr);
-        var model = Path.Combine(modelDir, "best.model");
         var held = Image(_dir, "held", 2560, 7);
-
-        // the single-process reference
-        var refDir = Path.Combine(_dir, "ref");
-        var r = TestPaths.RunCli("segment", held, "--model", model, "--out", refDir, "--tile-size", "512", "--workers", "2");
-        Assert.True(r.ExitCode == 0, r.Stderr);
 
         // the cluster: coordinator, two single-slot workers, a trainer
         var h = NewCluster();
@@ -76,10 +66,25 @@ public class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         var tn = h.Start("trainer", pt, null, "--roles", "gpu-trainer", "--seeds", seeds, "--device", "cpu");
         ClusterHarness.WaitFor(() => coord.Lines.Count(l => l.Contains("Worker ") && l.Contains(" joined")) >= 2 && coord.Saw("Trainer "), TimeSpan.FromSeconds(60), "two workers and a trainer to join", coord);
 
+        // a model trained on the cluster: the workers build the graphs, the trainer trains
+        var modelDir = Path.Combine(_dir, "model");
+        var tr = h.Run("submit-train", 0, null, ["submit-train", "--images", imgs, "--masks", masks, "--segments", "1500", "--epochs", "30", "--val-frac", "0.5",
+            "--out", modelDir, "--coordinator", coord.Address]).Process;
+        Assert.True(Wait(tr, TimeSpan.FromMinutes(4)) == 0, coord.Log + "\n---\n" + tn.Log);
+        var model = Path.Combine(modelDir, "best.model");
+        Assert.True(File.Exists(model));
+        Assert.True(tn.Saw("training graphconv") || tn.Saw("training "), "the trainer trained");
+        Assert.True(coord.Saw("model trained on"), "the coordinator journaled the trained model");
+
+        // the single-process reference, with that model
+        var refDir = Path.Combine(_dir, "ref");
+        var r = TestPaths.RunCli("segment", held, "--model", model, "--out", refDir, "--tile-size", "512", "--workers", "2");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+
         var outDir = Path.Combine(_dir, "cluster-out");
         var sub = Submit(h, coord.Address, held, "--out", outDir, "--model", model, "--tile-size", "512", "--spacing", ModelFile.Load(model).Spec.SeedSpacing.ToString("R"));
         // kill worker 1 while it holds a tile
-        ClusterHarness.WaitFor(() => coord.Saw(" planned: "), TimeSpan.FromSeconds(60), "the job to be planned", coord);
+        ClusterHarness.WaitFor(() => coord.Lines.Count(l => l.Contains(" planned: ")) >= 3, TimeSpan.FromSeconds(60), "the job to be planned", coord);
         Thread.Sleep(1500);
         var killedAt = Stopwatch.StartNew();
         w1.Kill();

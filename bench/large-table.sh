@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# GNN against the UNet on large generated images: three 8192² training fields (one validates) and a held-out 8192²
+# field, colonies with exact masks. For each model: pixel accuracy, macro F1, micro Jaccard, superpixel ceiling,
+# training time and peak training RSS, inference (segmenting the held-out image from its file) time and peak RSS, per
+# megapixel. Usage: bench/large-table.sh [WORK_DIR] (after ./run.sh build). SIZE=8192 UNET_EPOCHS=30 to change.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${1:-/tmp/actorseg-large-bench}; SIZE=${SIZE:-8192}; UNET_EPOCHS=${UNET_EPOCHS:-30}
+A="dotnet src/Cli/bin/Release/net10.0/actorseg.dll"
+mkdir -p "$WORK"/{train/images,train/masks,held/images,held/masks}
+for s in 1 2 3; do
+  [ -f "$WORK/train/images/f$s.tif" ] || { $A generate --out "$WORK/gen" --name "f$s" --width $SIZE --height $SIZE --seed $s >/dev/null 2>&1
+    mv "$WORK/gen/f$s.tif" "$WORK/train/images/"; mv "$WORK/gen/f${s}_mask.tif" "$WORK/train/masks/f$s.tif"; }
+done
+[ -f "$WORK/held/images/held.tif" ] || { $A generate --out "$WORK/gen" --name held --width $SIZE --height $SIZE --seed 42 >/dev/null 2>&1
+  mv "$WORK/gen/held.tif" "$WORK/held/images/"; mv "$WORK/gen/held_mask.tif" "$WORK/held/masks/held.tif"; }
+MP=$(python3 -c "print($SIZE*$SIZE/1e6)")
+
+# peak RSS (MiB) and wall seconds of a command: "SECONDS MIB"
+measure() { local out; out=$( { /usr/bin/time -f "TIME %e %M" "$@" >/dev/null 2>"$WORK/last.err"; } 2>&1; tail -1 "$WORK/last.err")
+  echo "$out" | grep -oE 'TIME [0-9.]+ [0-9]+' | awk '{printf "%s %.0f\n", $2, $3/1024}'; }
+
+echo "| model | pixel accuracy | macro F1 | micro Jaccard | superpixel ceiling | training (incl. graphs) | training peak RSS | segmenting ${SIZE}² | s / MP | inference peak RSS |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+gnn() { # name features edges [train options...]
+  local name=$1 feat=$2 edges=$3; shift 3
+  local m="$WORK/$name"
+  rm -rf "$m"
+  read -r tsec trss < <(measure $A train --images "$WORK/train/images" --masks "$WORK/train/masks" --features "$feat" --edges "$edges" --val-frac 0.34 --out "$m" "$@")
+  local g="$WORK/held-graph-$feat"
+  [ -f "$g/graph.npz" ] || $A graph "$WORK/held/images/held.tif" --mask "$WORK/held/masks/held.tif" --features "$feat" --no-node-map --out "$g" >/dev/null 2>&1
+  local ev; ev=$($A evaluate --model "$m/best.model" --graphs "$g" 2>&1 | sed -n 2p)
+  read -r isec irss < <(measure $A segment "$WORK/held/images/held.tif" --model "$m/best.model" --out "$m/segment")
+  echo "| GNN $name | $(echo "$ev" | sed -E 's/pixel accuracy ([0-9.]+ %) +macro F1 ([0-9.]+) +micro Jaccard ([0-9.]+) +superpixel ceiling ([0-9.]+ %)/\1 | \2 | \3 | \4/') | ${tsec} s | ${trss} MiB | ${isec} s | $(python3 -c "print(f'{$isec/$MP:.3f}')") | ${irss} MiB |"
+}
+gnn "published (11 features, kNN exp(-d))" published knn
+gnn "improved (texture, region adjacency)" texture rag
+gnn "improved, SAGE 6×64" texture rag --conv sage --hidden 64 --layers 6 --dropout 0.3
+
+u="$WORK/unet"; rm -rf "$u"
+read -r tsec trss < <(measure $A unet-train --images "$WORK/train/images" --masks "$WORK/train/masks" --val-frac 0.34 --epochs "$UNET_EPOCHS" --out "$u")
+read -r isec irss < <(measure $A unet-evaluate --model "$u/best.unet" --images "$WORK/held/images" --masks "$WORK/held/masks")
+ev=$($A unet-evaluate --model "$u/best.unet" --images "$WORK/held/images" --masks "$WORK/held/masks" 2>&1 | sed -n 2p)
+echo "| UNet (patches 128², augmentation, early stopping, ≤ $UNET_EPOCHS epochs) | $(echo "$ev" | sed -E 's/pixel accuracy ([0-9.]+ %) +macro F1 ([0-9.]+) +micro Jaccard ([0-9.]+).*/\1 | \2 | \3/') | – | ${tsec} s | ${trss} MiB | ${isec} s (with scoring) | $(python3 -c "print(f'{$isec/$MP:.3f}')") | ${irss} MiB |"

@@ -64,6 +64,8 @@ case "$cmd" in
     awk '/^ *Passed: *[0-9]+ *$/ {p+=$2} /^ *Failed: *[0-9]+ *$/ {f+=$2} /^ *Skipped: *[0-9]+ *$/ {s+=$2}
          END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
     rm -f "$log"
+    # the Kubernetes manifests: every overlay rendered and every object validated against the schemas, offline
+    deploy/k8s/validate.sh || rc=1
     exit $rc ;;
   bench) build; dotnet bench/ActorSeg.Bench/bin/Release/net10.0/actorseg-bench.dll "$@" ;;
   actorseg) build; cli "$@" ;;

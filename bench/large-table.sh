@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-/tmp/actorseg-large-bench}; SIZE=${SIZE:-8192}; UNET_EPOCHS=${UNET_EPOCHS:-30}
-A="dotnet src/Cli/bin/Release/net10.0/actorseg.dll"
+A="dotnet ${ACTORSEG_BIN:-src/Cli/bin/Release/net10.0}/actorseg.dll"
 mkdir -p "$WORK"/{train/images,train/masks,held/images,held/masks}
 for s in 1 2 3; do
   [ -f "$WORK/train/images/f$s.tif" ] || { $A generate --out "$WORK/gen" --name "f$s" --width $SIZE --height $SIZE --seed $s >/dev/null 2>&1
@@ -17,21 +17,35 @@ done
 MP=$(python3 -c "print($SIZE*$SIZE/1e6)")
 
 # peak RSS (MiB) and wall seconds of a command: "SECONDS MIB"
-measure() { local out; out=$( { /usr/bin/time -f "TIME %e %M" "$@" >/dev/null 2>"$WORK/last.err"; } 2>&1; tail -1 "$WORK/last.err")
-  echo "$out" | grep -oE 'TIME [0-9.]+ [0-9]+' | awk '{printf "%s %.0f\n", $2, $3/1024}'; }
+measure() { local err; err=$(mktemp "$WORK/measure.XXXXXX")
+  if ! /usr/bin/time -f "TIME %e %M" "$@" >/dev/null 2>"$err"; then echo "FAILED: $*" >&2; tail -5 "$err" >&2; rm -f "$err"; return 1; fi
+  grep -aoE 'TIME [0-9.]+ [0-9]+' "$err" | tail -1 | awk '{printf "%s %.0f\n", $2, $3/1024}'; rm -f "$err"; }
 
-echo "| model | pixel accuracy | macro F1 | micro Jaccard | superpixel ceiling | training (incl. graphs) | training peak RSS | segmenting ${SIZE}² | s / MP | inference peak RSS |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| model | pixel accuracy | macro F1 | micro Jaccard | superpixel ceiling | training graphs (3 × ${SIZE}²) | training | training peak RSS | segmenting ${SIZE}² from its file | s / MP | inference peak RSS |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
+graphs() { # features -> "SECONDS MIB" of building the three training graphs (the slowest one's RSS)
+  local feat=$1 total=0 peak=0
+  for s in 1 2 3; do
+    local g="$WORK/graphs-$feat/train/f$s"
+    if [ ! -f "$g/graph.npz" ]; then
+      read -r sec rss < <(measure $A graph "$WORK/train/images/f$s.tif" --mask "$WORK/train/masks/f$s.tif" --features "$feat" --no-node-map --out "$g")
+      total=$(python3 -c "print(round($total+$sec,1))"); if [ "$rss" -gt "$peak" ]; then peak=$rss; fi
+      echo "$total $peak" > "$WORK/graphs-$feat/cost"
+    fi
+  done
+  local g="$WORK/graphs-$feat/held"
+  [ -f "$g/graph.npz" ] || $A graph "$WORK/held/images/held.tif" --mask "$WORK/held/masks/held.tif" --features "$feat" --no-node-map --out "$g" >/dev/null 2>&1
+  cat "$WORK/graphs-$feat/cost"
+}
 gnn() { # name features edges [train options...]
   local name=$1 feat=$2 edges=$3; shift 3
-  local m="$WORK/$name"
+  local m; m="$WORK/model-$(echo "$name" | tr -c 'A-Za-z0-9' '-')"
   rm -rf "$m"
-  read -r tsec trss < <(measure $A train --images "$WORK/train/images" --masks "$WORK/train/masks" --features "$feat" --edges "$edges" --val-frac 0.34 --out "$m" "$@")
-  local g="$WORK/held-graph-$feat"
-  [ -f "$g/graph.npz" ] || $A graph "$WORK/held/images/held.tif" --mask "$WORK/held/masks/held.tif" --features "$feat" --no-node-map --out "$g" >/dev/null 2>&1
-  local ev; ev=$($A evaluate --model "$m/best.model" --graphs "$g" 2>&1 | sed -n 2p)
+  read -r gsec grss < <(graphs "$feat")
+  read -r tsec trss < <(measure $A train --graphs "$WORK/graphs-$feat/train" --edges "$edges" --val-frac 0.34 --out "$m" "$@")
+  local ev; ev=$($A evaluate --model "$m/best.model" --graphs "$WORK/graphs-$feat/held" 2>&1 | sed -n 2p)
   read -r isec irss < <(measure $A segment "$WORK/held/images/held.tif" --model "$m/best.model" --out "$m/segment")
-  echo "| GNN $name | $(echo "$ev" | sed -E 's/pixel accuracy ([0-9.]+ %) +macro F1 ([0-9.]+) +micro Jaccard ([0-9.]+) +superpixel ceiling ([0-9.]+ %)/\1 | \2 | \3 | \4/') | ${tsec} s | ${trss} MiB | ${isec} s | $(python3 -c "print(f'{$isec/$MP:.3f}')") | ${irss} MiB |"
+  echo "| GNN $name | $(echo "$ev" | sed -E 's/pixel accuracy ([0-9.]+ %) +macro F1 ([0-9.]+) +micro Jaccard ([0-9.]+) +superpixel ceiling ([0-9.]+ %)/\1 | \2 | \3 | \4/') | ${gsec} s, ${grss} MiB | ${tsec} s | ${trss} MiB | ${isec} s | $(python3 -c "print(f'{$isec/$MP:.3f}')") | ${irss} MiB |"
 }
 gnn "published (11 features, kNN exp(-d))" published knn
 gnn "improved (texture, region adjacency)" texture rag
@@ -41,4 +55,4 @@ u="$WORK/unet"; rm -rf "$u"
 read -r tsec trss < <(measure $A unet-train --images "$WORK/train/images" --masks "$WORK/train/masks" --val-frac 0.34 --epochs "$UNET_EPOCHS" --out "$u")
 read -r isec irss < <(measure $A unet-evaluate --model "$u/best.unet" --images "$WORK/held/images" --masks "$WORK/held/masks")
 ev=$($A unet-evaluate --model "$u/best.unet" --images "$WORK/held/images" --masks "$WORK/held/masks" 2>&1 | sed -n 2p)
-echo "| UNet (patches 128², augmentation, early stopping, ≤ $UNET_EPOCHS epochs) | $(echo "$ev" | sed -E 's/pixel accuracy ([0-9.]+ %) +macro F1 ([0-9.]+) +micro Jaccard ([0-9.]+).*/\1 | \2 | \3/') | – | ${tsec} s | ${trss} MiB | ${isec} s (with scoring) | $(python3 -c "print(f'{$isec/$MP:.3f}')") | ${irss} MiB |"
+echo "| UNet (patches 128², augmentation, early stopping, ≤ $UNET_EPOCHS epochs) | $(echo "$ev" | sed -E 's/pixel accuracy ([0-9.]+ %) +macro F1 ([0-9.]+) +micro Jaccard ([0-9.]+).*/\1 | \2 | \3/') | – | – | ${tsec} s | ${trss} MiB | ${isec} s (with scoring) | $(python3 -c "print(f'{$isec/$MP:.3f}')") | ${irss} MiB |"

@@ -19,6 +19,7 @@ var root = new RootCommand("ActorSeg: segmentation of very large microscopy imag
     ClientCommands.Submit(verbose),
     ClientCommands.SubmitTrain(verbose),
     ClientCommands.Status(verbose),
+    BatchCommand.Create(verbose),
 };
 root.Options.Add(verbose);
 try

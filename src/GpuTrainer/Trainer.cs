@@ -43,6 +43,7 @@ public static class Trainer
         o.Architecture.Validate();
         if (graphPaths.Count == 0) throw new ArgumentException("no graphs to train on");
         if (!(o.ValidationFraction > 0 && o.ValidationFraction < 1)) throw new ArgumentException($"validation fraction must be in (0, 1) (got {o.ValidationFraction})");
+        Directory.CreateDirectory(outDir);
         var sw = Stopwatch.StartNew();
         torch.manual_seed(o.Seed);
         var device = TorchDevice.Pick(o.Device);

@@ -178,7 +178,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
             if (store.Check(w.Classes) is { } bad1) throw new ResultStoreException(bad1);
             if (store.Check(w.NodeMap) is { } bad2) throw new ResultStoreException(bad2);
             var classes = File.ReadAllBytes(w.Classes.Path);
-            MaskPainter.Paint(w.NodeMap.Path, classes, w.MaskPath, new Progress<string>(s => log.Information("Job {JobId}: {Step}", w.JobId, s)));
+            MaskPainter.Paint(w.NodeMap.Path, classes, w.MaskPath, new Progress<string>(s => log.Information("Job {JobId}: {Step}", w.JobId, s)), sourceImage: w.ImagePath);
             MaskPainter.Overlay(w.ImagePath, w.MaskPath, w.OverlayPath);
             return new Painted(w, store.Describe(w.MaskPath), sw.Elapsed.TotalSeconds);
         }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new PaintError(w, t.Exception!.GetBaseException()))

@@ -11,8 +11,12 @@ public static class MaskPainter
 {
     /// <param name="nodeMap">nodes.tif written by the graph step (uint32 node ids)</param>
     /// <param name="classOfNode">class of every node</param>
-    public static void Paint(string nodeMap, ReadOnlySpan<byte> classOfNode, string maskPath, IProgress<string>? progress = null, int tile = 256)
+    /// <param name="sourceImage">the segmented image: its pixel size (resolution) is carried over to the mask</param>
+    public static void Paint(string nodeMap, ReadOnlySpan<byte> classOfNode, string maskPath, IProgress<string>? progress = null, int tile = 256, string? sourceImage = null)
     {
+        double xres = 0, yres = 0; // pixels per millimetre, as libvips keeps them
+        if (sourceImage is not null)
+            using (var src = Vips.Image.NewFromFile(sourceImage, access: Vips.Enums.Access.Sequential)) { xres = src.Xres; yres = src.Yres; }
         using var map = Vips.Image.NewFromFile(nodeMap, access: Vips.Enums.Access.Sequential, failOn: Vips.Enums.FailOn.Error);
         if (map.Format != Vips.Enums.BandFormat.Uint || map.Bands != 1) throw new InputFileException(nodeMap, "not a node-label map (expected one uint32 band)");
         int W = map.Width, H = map.Height;
@@ -49,8 +53,13 @@ public static class MaskPainter
             // the pyramid, streamed by libvips from the flat tiled file
             var tmp = $"{maskPath}.{Guid.NewGuid():N}.partial.tif";
             using (var flatImg = Vips.Image.NewFromFile(flat, access: Vips.Enums.Access.Sequential))
+            {
+                // 1 px/mm is libvips' "no resolution"; anything else is the source's pixel size, kept (in pixels per centimetre)
+                bool res = xres > 0 && yres > 0 && !(xres == 1 && yres == 1);
                 flatImg.Tiffsave(tmp, compression: Vips.Enums.ForeignTiffCompression.Deflate, tile: true, tileWidth: tile, tileHeight: tile,
-                    pyramid: true, bigtiff: true, regionShrink: Vips.Enums.RegionShrink.Mode);
+                    pyramid: true, bigtiff: true, regionShrink: Vips.Enums.RegionShrink.Mode,
+                    xres: res ? xres : null, yres: res ? yres : null, resunit: res ? Vips.Enums.ForeignTiffResunit.Cm : null);
+            }
             File.Move(tmp, maskPath, true);
         }
         finally

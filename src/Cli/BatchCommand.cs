@@ -1,0 +1,316 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Threading.Channels;
+using ActorSeg.Core.IO;
+using ActorSeg.GpuTrainer;
+using ActorSeg.Messages;
+using Serilog;
+using Vips = NetVips;
+
+namespace ActorSeg.Cli;
+
+/// <summary>One slide of a batch, as the input named it.</summary>
+public sealed record BatchSlide(string Name, string Image, string? Mask, string? Split);
+
+/// <summary>What happened to one slide.</summary>
+public sealed record BatchRow(string Name, string Image, string? Mask, string? Split, string Status, string? Reason,
+    int Nodes = 0, double Seconds = 0, PixelMetrics? Metrics = null);
+
+/// <summary>
+/// Reads a batch: a folder, a glob, or a CSV manifest (image[,mask][,split] with a header row). Rows that cannot run
+/// (a missing file, a duplicate slide) are returned as rejected, with the reason; they never stop the others.
+/// </summary>
+public static class BatchInput
+{
+    private static readonly string[] Extensions = [".tif", ".tiff", ".png", ".jpg", ".jpeg", ".btf", ".ome.tif"];
+
+    public static (List<BatchSlide> Slides, List<BatchRow> Rejected) Load(string source, string? masksDir)
+    {
+        var rows = new List<(string Image, string? Mask, string? Split)>();
+        if (source.EndsWith(".csv", StringComparison.OrdinalIgnoreCase))
+        {
+            if (!File.Exists(source)) throw new FileNotFoundException($"{source}: manifest not found");
+            var baseDir = Path.GetDirectoryName(Path.GetFullPath(source))!;
+            var lines = File.ReadAllLines(source).Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')).ToList();
+            if (lines.Count == 0) throw new InvalidDataException($"{source}: the manifest is empty");
+            var header = lines[0].Split(',').Select(h => h.Trim().ToLowerInvariant()).ToList();
+            int ii = header.IndexOf("image"), mi = header.IndexOf("mask"), si = header.IndexOf("split");
+            if (ii < 0) throw new InvalidDataException($"{source}: the first row must be a header with an 'image' column (and optionally 'mask', 'split')");
+            foreach (var (line, n) in lines.Skip(1).Select((l, n) => (l, n + 2)))
+            {
+                var f = line.Split(',').Select(x => x.Trim()).ToArray();
+                string? Get(int i) => i >= 0 && i < f.Length && f[i].Length > 0 ? f[i] : null;
+                var img = Get(ii) ?? throw new InvalidDataException($"{source}, line {n}: no image");
+                rows.Add((Path.GetFullPath(img, baseDir), Get(mi) is { } m ? Path.GetFullPath(m, baseDir) : null, Get(si)));
+            }
+        }
+        else if (Directory.Exists(source))
+        {
+            rows.AddRange(Directory.GetFiles(source).Where(IsImage).Order(StringComparer.Ordinal).Select(f => (Path.GetFullPath(f), (string?)null, (string?)null)));
+        }
+        else if (source.IndexOfAny(['*', '?']) >= 0)
+        {
+            var dir = Path.GetDirectoryName(Path.GetFullPath(source))!;
+            if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"{dir}: no such directory (from the pattern {source})");
+            rows.AddRange(Directory.GetFiles(dir, Path.GetFileName(source)).Where(IsImage).Order(StringComparer.Ordinal).Select(f => (f, (string?)null, (string?)null)));
+        }
+        else throw new FileNotFoundException($"{source}: not a directory, a glob pattern or a .csv manifest");
+        if (rows.Count == 0) throw new FileNotFoundException($"{source}: no images");
+
+        var slides = new List<BatchSlide>();
+        var rejected = new List<BatchRow>();
+        var seenImages = new HashSet<string>(StringComparer.Ordinal);
+        var seenNames = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (img, mask0, split) in rows)
+        {
+            var name = Path.GetFileNameWithoutExtension(img);
+            var mask = mask0 ?? (masksDir is null ? null : FindMask(masksDir, name));
+            string? why = !File.Exists(img) ? $"{img}: image not found"
+                : mask is not null && !File.Exists(mask) ? $"{mask}: mask not found"
+                : !seenImages.Add(img) ? $"{img}: duplicate slide (listed before)"
+                : !seenNames.Add(name) ? $"{img}: another slide is already named '{name}' (outputs would collide)"
+                : null;
+            if (why is null) slides.Add(new BatchSlide(name, img, mask, split));
+            else rejected.Add(new BatchRow(name, img, mask, split, "rejected", why));
+        }
+        return (slides, rejected);
+    }
+
+    private static bool IsImage(string f) => Extensions.Any(e => f.EndsWith(e, StringComparison.OrdinalIgnoreCase));
+
+    private static string? FindMask(string dir, string name) =>
+        Directory.Exists(dir) ? Directory.GetFiles(dir).FirstOrDefault(f => IsImage(f) && Path.GetFileNameWithoutExtension(f) == name) : null;
+}
+
+public static class BatchCommand
+{
+    public static Command Create(Option<bool> verbose)
+    {
+        var source = new Argument<string>("SOURCE") { Description = "A folder of slides, a glob ('/data/slides/*.tif'), or a CSV manifest with a header: image[,mask][,split]." };
+        var output = new Option<string>("--out", "-o") { Required = true, Description = "Batch directory: slides/NAME/ per slide (mask.tif, overlay.png, graph/, metrics.json, slide.json), summary.csv, report.html." };
+        var model = new Option<string?>("--model", "-m") { Description = "Segment with this model (best.model); without it the batch builds graphs only." };
+        var masks = new Option<string?>("--masks") { Description = "A folder of masks paired with the slides by base name (a manifest names its own)." };
+        var coordinator = new Option<string?>("--coordinator", "-c") { Description = "Run on this cluster (akka.tcp://actorseg@HOST:PORT); default: every role in this process." };
+        var workers = new Option<int>("--workers", "-w") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Tile workers (in-process mode)." };
+        var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 2, Description = "Slides in flight at once." };
+        var tileSize = new Option<int>("--tile-size") { DefaultValueFactory = _ => 2048, Description = "Tile size in pixels." };
+        var spacing = new Option<double?>("--spacing") { Description = "Seed spacing in pixels (default: the model's, else 40.96)." };
+        var cmd = new Command("batch", "Run a whole slide collection: every slide succeeds or fails alone; finished slides are skipped when the batch is run again; a summary CSV and an HTML report at the end.")
+        {
+            source, output, model, masks, coordinator, workers, parallel, tileSize, spacing,
+        };
+        cmd.SetAction(async (pr, ct) =>
+        {
+            Logging.Configure(pr.GetValue(verbose));
+            try
+            {
+                return await RunAsync(pr.GetValue(source)!, Path.GetFullPath(pr.GetValue(output)!), pr.GetValue(model) is { } m ? Path.GetFullPath(m) : null,
+                    pr.GetValue(masks), pr.GetValue(coordinator), pr.GetValue(workers), Math.Max(1, pr.GetValue(parallel)), pr.GetValue(tileSize), pr.GetValue(spacing), ct);
+            }
+            catch (Exception e) when (ExitCodes.IsInputError(e) || e is IOException)
+            {
+                Log.Error("Batch failed: {Error}", e.Message);
+                return ExitCodes.Failed;
+            }
+        });
+        return cmd;
+    }
+
+    public static async Task<int> RunAsync(string source, string outDir, string? model, string? masks, string? coordinator, int workers,
+        int parallel, int tileSize, double? spacing, CancellationToken ct)
+    {
+        var sw = Stopwatch.StartNew();
+        var (slides, rejected) = BatchInput.Load(source, masks);
+        foreach (var r in rejected) Log.Warning("Slide {Slide} rejected: {Reason}", r.Name, r.Reason);
+        ModelSpec? spec = null;
+        if (model is not null) spec = ModelFile.Load(model).Spec; // a bad model fails the batch before any work
+        double sp = spacing ?? (spec?.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
+        Directory.CreateDirectory(outDir);
+        Log.Information("Batch of {Slides} slides ({Rejected} rejected) → {Out}{Model}", slides.Count, rejected.Count, outDir, model is null ? "" : $", segmenting with {model}");
+
+        // the runner: every role in this process, or a running cluster
+        await using var local = coordinator is null ? await LocalRuntime.StartAsync(workers) : null;
+        await using var remote = coordinator is not null ? ClusterConnection.Open(ClusterConnection.Addresses(coordinator)) : null;
+        async Task<object> Run(SubmitGraphJob job)
+        {
+            if (local is not null)
+            {
+                object last = new GraphJobFailed(job.JobId, "no answer");
+                await foreach (var m in local.RunJobAsync(job, ct)) last = m;
+                return last;
+            }
+            var channel = Channel.CreateUnbounded<object>();
+            var watcher = remote!.System.ActorOf(JobWatcher.Props((m, s) => remote.Send(m, s), job, channel.Writer), "job-" + job.JobId);
+            try
+            {
+                object last = new GraphJobFailed(job.JobId, "no answer");
+                await foreach (var m in channel.Reader.ReadAllAsync(ct)) last = m;
+                return last;
+            }
+            finally { remote.System.Stop(watcher); }
+        }
+
+        var rows = new BatchRow?[slides.Count];
+        using var gate = new SemaphoreSlim(parallel);
+        int done = 0;
+        await Task.WhenAll(slides.Select(async (s, i) =>
+        {
+            await gate.WaitAsync(ct);
+            try { rows[i] = await RunSlide(s, outDir, model, sp, tileSize, Run); }
+            catch (Exception e) when (e is not OperationCanceledException) { rows[i] = new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", e.Message); }
+            finally { gate.Release(); }
+            var r = rows[i]!;
+            int n = Interlocked.Increment(ref done);
+            if (r.Status == "failed") Log.Error("[{Done}/{Total}] {Slide} failed: {Reason}", n, slides.Count, r.Name, r.Reason);
+            else Log.Information("[{Done}/{Total}] {Slide} {Status}{Accuracy}", n, slides.Count, r.Name, r.Status,
+                r.Metrics is { } pm ? $": pixel accuracy {pm.Accuracy:P2}, macro F1 {pm.MacroF1:F3}" : "");
+        }));
+
+        var all = rows.Select(r => r!).Concat(rejected).ToList();
+        WriteSummary(Path.Combine(outDir, "summary.csv"), all);
+        BatchReport.Write(Path.Combine(outDir, "report.html"), outDir, all, model, sw.Elapsed.TotalSeconds);
+        int ok = all.Count(r => r.Status is "done" or "skipped"), bad = all.Count - ok;
+        Log.Information("Batch finished in {Seconds:F1}s: {Ok} slides done or already done, {Bad} failed or rejected; {Summary}, {Report}",
+            sw.Elapsed.TotalSeconds, ok, bad, Path.Combine(outDir, "summary.csv"), Path.Combine(outDir, "report.html"));
+        Console.WriteLine(Path.Combine(outDir, "report.html"));
+        return bad == 0 ? ExitCodes.Ok : ExitCodes.Failed;
+    }
+
+    private sealed record SlideRecord(string Status, string Image, long ImageLength, DateTime ImageTime, string? Mask, string? Model, DateTime? ModelTime,
+        int Nodes, double Seconds);
+
+    private static SlideRecord Fingerprint(BatchSlide s, string? model, string status, int nodes, double seconds)
+    {
+        var fi = new FileInfo(s.Image);
+        return new SlideRecord(status, s.Image, fi.Length, fi.LastWriteTimeUtc, s.Mask, model, model is null ? null : File.GetLastWriteTimeUtc(model), nodes, seconds);
+    }
+
+    private static async Task<BatchRow> RunSlide(BatchSlide s, string outDir, string? model, double spacing, int tileSize, Func<SubmitGraphJob, Task<object>> run)
+    {
+        var dir = Path.Combine(outDir, "slides", s.Name);
+        var recordPath = Path.Combine(dir, "slide.json");
+        // a slide finished by an earlier run of this batch (same inputs) is not redone
+        if (File.Exists(recordPath))
+        {
+            try
+            {
+                var old = JsonSerializer.Deserialize<SlideRecord>(await File.ReadAllTextAsync(recordPath));
+                if (old is not null && old.Status == "done" && old with { Nodes = 0, Seconds = 0 } == Fingerprint(s, model, "done", 0, 0))
+                {
+                    var metrics = File.Exists(Path.Combine(dir, "metrics.json")) ? JsonSerializer.Deserialize<PixelMetrics>(await File.ReadAllTextAsync(Path.Combine(dir, "metrics.json"))) : null;
+                    return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "skipped", "already done", old.Nodes, old.Seconds, metrics);
+                }
+            }
+            catch (JsonException) { /* unreadable record: run the slide again */ }
+        }
+        Directory.CreateDirectory(dir);
+        File.Delete(recordPath);
+        var sw = Stopwatch.StartNew();
+        var jobId = "batch-" + s.Name.Replace(' ', '_') + "-" + Guid.NewGuid().ToString("N")[..6];
+        var spec = new GraphJobSpec(s.Image, s.Mask, dir, Spacing: spacing, TileSize: tileSize, WriteNodeMap: model is not null, ModelPath: model,
+            Features: model is not null ? ModelFile.Load(model).Spec.FeatureSet : "texture");
+        var outcome = await run(new SubmitGraphJob(jobId, spec));
+        if (outcome is GraphJobFailed f) return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", f.Error);
+        var c = (GraphJobCompleted)outcome;
+        PixelMetrics? pm = null;
+        if (model is not null && s.Mask is not null)
+        {
+            // exact pixel metrics from each node's class histogram and its predicted class
+            var graphDir = Path.Combine(dir, "graph");
+            var npz = NpzReader.Read(Path.Combine(graphDir, GraphOutputs.GraphFile));
+            var hist = npz["class_hist"];
+            var pred = File.ReadAllBytes(Path.Combine(graphDir, "classes.u8")).Select(b => (long)b).ToArray();
+            int classes = ModelFile.Load(model).Spec.Classes;
+            pm = PixelMetrics.FromHistograms([(hist.AsSpan<long>().ToArray(), hist.Shape[1], pred)], classes);
+            await File.WriteAllTextAsync(Path.Combine(dir, "metrics.json"), JsonSerializer.Serialize(pm, new JsonSerializerOptions { WriteIndented = true }));
+        }
+        double secs = sw.Elapsed.TotalSeconds;
+        await File.WriteAllTextAsync(recordPath, JsonSerializer.Serialize(Fingerprint(s, model, "done", c.Nodes, secs), new JsonSerializerOptions { WriteIndented = true }));
+        return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "done", null, c.Nodes, secs, pm);
+    }
+
+    private static string Csv(string? v) => v is null ? "" : v.IndexOfAny([',', '"', '\n']) >= 0 ? "\"" + v.Replace("\"", "\"\"") + "\"" : v;
+
+    public static void WriteSummary(string path, IEnumerable<BatchRow> rows)
+    {
+        var sb = new StringBuilder("slide,image,mask,split,status,reason,nodes,seconds,pixel_accuracy,macro_f1,micro_jaccard,superpixel_ceiling\n");
+        foreach (var r in rows)
+        {
+            var m = r.Metrics;
+            sb.Append(string.Join(',', Csv(r.Name), Csv(r.Image), Csv(r.Mask), Csv(r.Split), r.Status, Csv(r.Reason), r.Nodes,
+                r.Seconds.ToString("F1", CultureInfo.InvariantCulture),
+                m is null ? "" : m.Accuracy.ToString("F5", CultureInfo.InvariantCulture), m is null ? "" : m.MacroF1.ToString("F5", CultureInfo.InvariantCulture),
+                m is null ? "" : m.MicroJaccard.ToString("F5", CultureInfo.InvariantCulture), m is null ? "" : m.SuperpixelCeiling.ToString("F5", CultureInfo.InvariantCulture))).Append('\n');
+        }
+        var tmp = path + ".partial";
+        File.WriteAllText(tmp, sb.ToString());
+        File.Move(tmp, path, true);
+    }
+}
+
+/// <summary>The batch's self-contained HTML report: overlays embedded, the metric table, the model's training curves as a plot.</summary>
+public static class BatchReport
+{
+    private static string H(string? s) => System.Net.WebUtility.HtmlEncode(s ?? "");
+
+    public static void Write(string path, string outDir, IReadOnlyList<BatchRow> rows, string? model, double seconds)
+    {
+        var sb = new StringBuilder();
+        sb.Append("<!doctype html><html><head><meta charset=\"utf-8\"><title>ActorSeg batch report</title><style>")
+          .Append("body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}")
+          .Append(".failed,.rejected{background:#fde2e2}.skipped{background:#eef}.done{background:#e6f6e6}img{max-width:320px}figure{display:inline-block;margin:6px}</style></head><body>");
+        int ok = rows.Count(r => r.Status is "done" or "skipped");
+        sb.Append($"<h1>ActorSeg batch</h1><p>{H(outDir)} — {rows.Count} slides: {ok} done, {rows.Count - ok} failed or rejected; {seconds:F1} s. ")
+          .Append(model is null ? "Graphs only." : $"Model: {H(model)}.").Append($" Written {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC.</p>");
+        var measured = rows.Where(r => r.Metrics is not null).ToList();
+        if (measured.Count > 0)
+            sb.Append($"<p>Mean pixel accuracy {measured.Average(r => r.Metrics!.Accuracy):P2}, mean macro F1 {measured.Average(r => r.Metrics!.MacroF1):F3} over {measured.Count} slides with masks.</p>");
+        sb.Append("<table><tr><th>slide</th><th>status</th><th>nodes</th><th>seconds</th><th>pixel accuracy</th><th>macro F1</th><th>micro Jaccard</th><th>superpixel ceiling</th><th>reason</th></tr>");
+        foreach (var r in rows)
+        {
+            var m = r.Metrics;
+            sb.Append($"<tr class=\"{r.Status}\"><td>{H(r.Name)}</td><td>{r.Status}</td><td>{r.Nodes}</td><td>{r.Seconds:F1}</td>")
+              .Append($"<td>{(m is null ? "" : m.Accuracy.ToString("P2", CultureInfo.InvariantCulture))}</td><td>{(m is null ? "" : m.MacroF1.ToString("F3", CultureInfo.InvariantCulture))}</td>")
+              .Append($"<td>{(m is null ? "" : m.MicroJaccard.ToString("F3", CultureInfo.InvariantCulture))}</td><td>{(m is null ? "" : m.SuperpixelCeiling.ToString("P2", CultureInfo.InvariantCulture))}</td>")
+              .Append($"<td>{H(r.Reason)}</td></tr>");
+        }
+        sb.Append("</table>");
+        if (model is not null && Path.Combine(Path.GetDirectoryName(model)!, "curves.csv") is var curves && File.Exists(curves))
+            sb.Append("<h2>Training curves</h2>").Append(CurvesSvg(curves));
+        sb.Append("<h2>Overlays</h2>");
+        foreach (var r in rows.Where(r => r.Status is "done" or "skipped"))
+        {
+            var overlay = Path.Combine(outDir, "slides", r.Name, "overlay.png");
+            if (!File.Exists(overlay)) continue;
+            using var img = Vips.Image.Thumbnail(overlay, 480);
+            var png = img.PngsaveBuffer();
+            sb.Append($"<figure><img alt=\"{H(r.Name)}\" src=\"data:image/png;base64,{Convert.ToBase64String(png)}\"><figcaption>{H(r.Name)}</figcaption></figure>");
+        }
+        sb.Append("</body></html>");
+        var tmp = path + ".partial";
+        File.WriteAllText(tmp, sb.ToString());
+        File.Move(tmp, path, true);
+    }
+
+    /// <summary>Training and validation loss per epoch, drawn as an inline SVG.</summary>
+    public static string CurvesSvg(string curvesCsv)
+    {
+        var pts = File.ReadAllLines(curvesCsv).Skip(1).Select(l => l.Split(','))
+            .Where(f => f.Length >= 3)
+            .Select(f => (E: double.Parse(f[0], CultureInfo.InvariantCulture), T: double.Parse(f[1], CultureInfo.InvariantCulture), V: double.Parse(f[2], CultureInfo.InvariantCulture)))
+            .Where(p => double.IsFinite(p.T) && double.IsFinite(p.V)).ToList();
+        if (pts.Count < 2) return "<p>(too few epochs to plot)</p>";
+        const int W = 640, Hh = 240, P = 40;
+        double e0 = pts[0].E, e1 = pts[^1].E, lo = 0, hi = pts.Max(p => Math.Max(p.T, p.V)) * 1.05;
+        string Poly(Func<(double E, double T, double V), double> y) => string.Join(' ', pts.Select(p =>
+            FormattableString.Invariant($"{P + (p.E - e0) / Math.Max(1e-9, e1 - e0) * (W - 2 * P):F1},{Hh - P - (y(p) - lo) / (hi - lo) * (Hh - 2 * P):F1}")));
+        return FormattableString.Invariant($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{Hh}\" style=\"border:1px solid #ccc\">") +
+               FormattableString.Invariant($"<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"{Poly(p => p.T)}\"/>") +
+               FormattableString.Invariant($"<polyline fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\" points=\"{Poly(p => p.V)}\"/>") +
+               FormattableString.Invariant($"<text x=\"{P}\" y=\"16\" font-size=\"12\">loss (blue: training, red: validation) over {pts.Count} epochs; 0 … {hi:G3}</text>") +
+               FormattableString.Invariant($"<line x1=\"{P}\" y1=\"{Hh - P}\" x2=\"{W - P}\" y2=\"{Hh - P}\" stroke=\"#999\"/><text x=\"{W - P - 40}\" y=\"{Hh - P + 16}\" font-size=\"12\">epoch {e1:F0}</text></svg>");
+    }
+}

@@ -1,0 +1,98 @@
+using ActorSeg.Core.Imaging;
+using Xunit;
+using Xunit.Abstractions;
+using Vips = NetVips;
+
+namespace ActorSeg.Tests.Cli;
+
+/// <summary>`actorseg batch` through the real program: slides fail alone, finished slides are skipped, a report is written.</summary>
+public class BatchTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _dir = TestPaths.NewTempDir("batch");
+    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
+
+    private string Model()
+    {
+        string imgs = Path.Combine(_dir, "tr", "images"), masks = Path.Combine(_dir, "tr", "masks");
+        Directory.CreateDirectory(imgs); Directory.CreateDirectory(masks);
+        for (int s = 1; s <= 2; s++)
+            SyntheticMicroscopy.Generate(new SyntheticSpec(512, 512, SyntheticKind.Colonies, 16, 1, s), Path.Combine(imgs, $"f{s}.tif"), Path.Combine(masks, $"f{s}.tif"));
+        var r = TestPaths.RunCli("train", "--images", imgs, "--masks", masks, "--segments", "1000", "--epochs", "25", "--val-frac", "0.5", "--out", Path.Combine(_dir, "model"));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        return Path.Combine(_dir, "model", "best.model");
+    }
+
+    [Fact]
+    public void ABatch_RunsEverySlideAlone_KeepsThePixelSize_SkipsFinishedSlides_AndReports()
+    {
+        var model = Model();
+        var slides = Path.Combine(_dir, "slides");
+        Directory.CreateDirectory(slides);
+        for (int s = 11; s <= 12; s++)
+            SyntheticMicroscopy.Generate(new SyntheticSpec(700, 600, SyntheticKind.Colonies, 16, 1, s), Path.Combine(slides, $"s{s}.tif"), Path.Combine(slides, $"s{s}_mask.tif"));
+        // a slide with a pixel size (0.5 µm = 2000 px/mm), which the mask must carry over
+        using (var im = Vips.Image.NewFromFile(Path.Combine(slides, "s12.tif")))
+        using (var withRes = im.Copy(xres: 2000.0, yres: 2000.0))
+            withRes.Tiffsave(Path.Combine(slides, "s12res.tif"), tile: true, resunit: Vips.Enums.ForeignTiffResunit.Cm);
+        File.WriteAllBytes(Path.Combine(slides, "broken.tif"), new byte[3000]);
+        var manifest = Path.Combine(_dir, "batch.csv");
+        File.WriteAllText(manifest, "image,mask,split\n" +
+            "slides/s11.tif,slides/s11_mask.tif,test\n" +
+            "slides/s12res.tif,,test\n" +
+            "slides/broken.tif,,test\n" +
+            "slides/missing.tif,,test\n" +
+            "slides/s11.tif,,test\n");
+        var outDir = Path.Combine(_dir, "out");
+        var r = TestPaths.RunCli("batch", manifest, "--out", outDir, "--model", model, "--tile-size", "256");
+        output.WriteLine(r.Stderr);
+        Assert.Equal(1, r.ExitCode); // some slides failed: scripts must see it
+        var rows = File.ReadAllLines(Path.Combine(outDir, "summary.csv")).Skip(1).Select(l => l.Split(',')).ToList();
+        string Status(string name, int nth = 0) => rows.Where(x => x[0] == name).ElementAt(nth)[4];
+        Assert.Equal("done", Status("s11"));
+        Assert.Equal("done", Status("s12res"));
+        Assert.Equal("failed", Status("broken"));
+        Assert.Equal("rejected", Status("missing"));
+        Assert.Equal("rejected", Status("s11", 1)); // the duplicate
+        Assert.Contains(rows, x => x[0] == "broken" && string.Join(',', x).Contains("broken.tif"));
+        // the masked slide is measured; every finished slide has its outputs
+        var s11 = rows.First(x => x[0] == "s11");
+        Assert.True(double.Parse(s11[8], System.Globalization.CultureInfo.InvariantCulture) > 0.8, string.Join(',', s11));
+        foreach (var f in new[] { "mask.tif", "overlay.png", "graph/graph.npz", "metrics.json", "slide.json" })
+            Assert.True(File.Exists(Path.Combine(outDir, "slides", "s11", f)), f);
+        using (var mask = Vips.Image.NewFromFile(Path.Combine(outDir, "slides", "s12res", "mask.tif")))
+        {
+            Assert.Equal((700, 600), (mask.Width, mask.Height));
+            Assert.Equal(2000.0, mask.Xres, 1);
+            Assert.Equal(2000.0, mask.Yres, 1);
+        }
+        var html = File.ReadAllText(Path.Combine(outDir, "report.html"));
+        Assert.Contains("s11", html);
+        Assert.Contains("data:image/png;base64,", html);
+        Assert.Contains("<svg", html); // the training curves
+        Assert.Contains("duplicate slide", html);
+
+        // run again: finished slides are skipped, not redone
+        var stamp = File.GetLastWriteTimeUtc(Path.Combine(outDir, "slides", "s11", "mask.tif"));
+        var again = TestPaths.RunCli("batch", manifest, "--out", outDir, "--model", model, "--tile-size", "256");
+        Assert.Equal(1, again.ExitCode);
+        rows = File.ReadAllLines(Path.Combine(outDir, "summary.csv")).Skip(1).Select(l => l.Split(',')).ToList();
+        Assert.Equal("skipped", Status("s11"));
+        Assert.Equal("skipped", Status("s12res"));
+        Assert.Equal("failed", Status("broken"));
+        Assert.Equal(stamp, File.GetLastWriteTimeUtc(Path.Combine(outDir, "slides", "s11", "mask.tif")));
+    }
+
+    [Fact]
+    public void ABatchWithABadModel_FailsBeforeAnyWork()
+    {
+        var slides = Path.Combine(_dir, "slides");
+        Directory.CreateDirectory(slides);
+        SyntheticMicroscopy.Generate(new SyntheticSpec(300, 300, SyntheticKind.Colonies, 16, 1, 3), Path.Combine(slides, "a.tif"), Path.Combine(_dir, "a_mask.tif"));
+        var bad = Path.Combine(_dir, "bad.model");
+        File.WriteAllText(bad, "not a model");
+        var r = TestPaths.RunCli("batch", slides, "--out", Path.Combine(_dir, "out"), "--model", bad);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("bad.model", r.Stderr);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "out", "slides")));
+    }
+}

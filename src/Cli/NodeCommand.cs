@@ -5,6 +5,10 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Hosting.Internal;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using ILogger = Serilog.ILogger;
+using Microsoft.Extensions.Logging;
 using Serilog;
 
 namespace ActorSeg.Cli;
@@ -23,10 +27,11 @@ public static class NodeCommand
         var workers = new Option<int?>("--workers", "-w") { Description = "Tile-worker slots on this node (default: the number of cores). Env ACTORSEG_WORKERS." };
         var device = new Option<string?>("--device") { Description = "Trainer device: auto, cpu or cuda. Env ACTORSEG_DEVICE." };
         var dbProvider = new Option<string?>("--db-provider") { Description = "Job journal: sqlite (default) or postgresql. Env ACTORSEG_PERSISTENCE__PROVIDER." };
+        var httpPort = new Option<int?>("--http-port") { Description = "Serve the HTTP API (/healthz, /readyz, POST /jobs, GET /jobs/ID) on this port (coordinator nodes). Env ACTORSEG_HTTPPORT; the token from ACTORSEG_APITOKEN, the allowed paths from ACTORSEG_DATAROOTS." };
         var db = new Option<string?>("--db") { Description = "Journal connection string (sqlite default: Data Source=actorseg-journal.db). Env ACTORSEG_PERSISTENCE__CONNECTIONSTRING." };
         var cmd = new Command("node", "Run a cluster node with the given roles; stops cleanly (handing back its work) on SIGTERM or Ctrl-C.")
         {
-            config, roles, hostname, publicHost, port, seeds, workers, device, dbProvider, db,
+            config, roles, hostname, publicHost, port, seeds, workers, device, dbProvider, db, httpPort,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -34,7 +39,7 @@ public static class NodeCommand
             {
                 ["Roles"] = pr.GetValue(roles), ["Hostname"] = pr.GetValue(hostname), ["PublicHostname"] = pr.GetValue(publicHost),
                 ["Port"] = pr.GetValue(port)?.ToString(), ["Seeds"] = pr.GetValue(seeds), ["Workers"] = pr.GetValue(workers)?.ToString(),
-                ["Device"] = pr.GetValue(device), ["Persistence:Provider"] = pr.GetValue(dbProvider), ["Persistence:ConnectionString"] = pr.GetValue(db),
+                ["Device"] = pr.GetValue(device), ["Persistence:Provider"] = pr.GetValue(dbProvider), ["Persistence:ConnectionString"] = pr.GetValue(db), ["HttpPort"] = pr.GetValue(httpPort)?.ToString(),
             };
             NodeOptions o;
             try { o = NodeOptions.From(BuildConfiguration(pr.GetValue(config)?.FullName, flags)); }
@@ -90,15 +95,39 @@ public static class NodeCommand
                 }
             }
         }
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        builder.Services.AddSingleton<IHostLifetime, ConsoleLifetime>();
-        builder.Services.Configure<ConsoleLifetimeOptions>(c => c.SuppressStatusMessages = true);
-        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(30));
         int exitCode = ExitCodes.Ok;
         IHostApplicationLifetime? lifetime = null;
         Action<int> exit = code => { exitCode = code; lifetime?.StopApplication(); };
-        NodeHost.Configure(builder.Services, o, (system, _) => system.ActorOf(Props.Create(() => new ClusterListener(o, exit)), "cluster-listener"));
-        using var host = builder.Build();
+        void Services(IServiceCollection services)
+        {
+            services.AddSingleton<IHostLifetime, ConsoleLifetime>();
+            services.Configure<ConsoleLifetimeOptions>(c => c.SuppressStatusMessages = true);
+            services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(30));
+            NodeHost.Configure(services, o, (system, _) => system.ActorOf(Props.Create(() => new ClusterListener(o, exit)), "cluster-listener"));
+        }
+        IHost host;
+        if (o.HttpPort > 0)
+        {
+            // the coordinator's HTTP API lives in the same host as the actor system
+            var wb = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+            wb.Logging.ClearProviders();
+            wb.WebHost.ConfigureKestrel(k =>
+            {
+                if (System.Net.IPAddress.TryParse(o.Hostname, out var ip)) k.Listen(ip, o.HttpPort); else k.ListenAnyIP(o.HttpPort);
+            });
+            Services(wb.Services);
+            var app = wb.Build();
+            HttpApi.Map(app, o);
+            host = app;
+            log.Information("HTTP API on {Host}:{Port} (/healthz, /readyz, /jobs)", o.Hostname, o.HttpPort);
+        }
+        else
+        {
+            var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+            Services(builder.Services);
+            host = builder.Build();
+        }
+        using var hostScope = host;
         lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
         await host.StartAsync(ct);
         var system = host.Services.GetRequiredService<ActorSystem>();

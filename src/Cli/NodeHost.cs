@@ -50,6 +50,13 @@ public sealed record NodeOptions
     /// it and it joins afresh through the seeds (0 = never).</summary>
     public double ExitWithoutCoordinatorSeconds { get; init; } = 120;
 
+    /// <summary>The coordinator's HTTP API (/healthz, /readyz, /jobs) on this port; 0 = off.</summary>
+    public int HttpPort { get; init; }
+    /// <summary>Bearer token that /jobs requires (from a Secret: ACTORSEG_APITOKEN). Without one, /jobs refuses everything.</summary>
+    public string? ApiToken { get; init; }
+    /// <summary>Directories that paths submitted over HTTP must lie in (comma-separated in ACTORSEG_DATAROOTS).</summary>
+    public string[] DataRoots { get; init; } = [];
+
     public bool Has(string role) => Roles.Contains(role, StringComparer.OrdinalIgnoreCase);
 
     public static NodeOptions From(IConfiguration c)
@@ -80,6 +87,9 @@ public sealed record NodeOptions
                 MaxAttempts = I("MaxAttempts", o.MaxAttempts),
                 SnapshotEvery = I("SnapshotEvery", o.SnapshotEvery),
                 ExitWithoutCoordinatorSeconds = D("ExitWithoutCoordinatorSeconds", o.ExitWithoutCoordinatorSeconds),
+                HttpPort = I("HttpPort", o.HttpPort),
+                ApiToken = string.IsNullOrEmpty(c["ApiToken"]) ? null : c["ApiToken"],
+                DataRoots = c["DataRoots"] is { } dr ? List(dr) : o.DataRoots,
             };
         }
         catch (FormatException e) { throw new ArgumentException($"configuration: {e.Message}", e); }
@@ -94,6 +104,8 @@ public sealed record NodeOptions
         if (Roles.Length == 0) throw new ArgumentException("a node needs at least one role");
         if (Port is < 0 or > 65535) throw new ArgumentException($"port must be 0..65535 (got {Port})");
         if (Workers < 1) throw new ArgumentException($"workers must be >= 1 (got {Workers})");
+        if (HttpPort is < 0 or > 65535) throw new ArgumentException($"http port must be 0..65535 (got {HttpPort})");
+        if (HttpPort > 0 && !Has(NodeRoles.Coordinator)) throw new ArgumentException("the HTTP API runs on coordinator nodes: give this node the coordinator role, or no http port");
         foreach (var s in Seeds)
             if (!Address.TryParse(s, out var a) || a.Protocol != "akka.tcp" || a.System != NodeHost.SystemName)
                 throw new ArgumentException($"seed '{s}' is not an address like akka.tcp://{NodeHost.SystemName}@host:port");

@@ -191,6 +191,52 @@ public class ClusterProcessTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void TheHttpApi_ChecksHealth_RequiresItsToken_ConfinesPaths_AndRunsJobs()
+    {
+        var data = Path.Combine(_dir, "data");
+        Directory.CreateDirectory(data);
+        var img = Image(data, "slide", 600, 9);
+        var h = NewCluster();
+        int pc = ClusterHarness.FreePort(), http = ClusterHarness.FreePort();
+        var env = new Dictionary<string, string> { ["ACTORSEG_APITOKEN"] = "s3cret", ["ACTORSEG_DATAROOTS"] = data };
+        var node = h.Start("coordinator", pc, env, "--roles", "coordinator,tile-worker", "--workers", "2", "--http-port", http.ToString(),
+            "--db", $"Data Source={Path.Combine(_dir, "j.db")}");
+        using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}") };
+        ClusterHarness.WaitFor(() => { try { return client.GetAsync("/readyz").Result.IsSuccessStatusCode; } catch (Exception) { return false; } },
+            TimeSpan.FromSeconds(60), "/readyz", node);
+        Assert.Equal("ok", client.GetStringAsync("/healthz").Result);
+
+        HttpResponseMessage Post(string body, string? token)
+        {
+            var req = new HttpRequestMessage(HttpMethod.Post, "/jobs") { Content = new StringContent(body, System.Text.Encoding.UTF8, "application/json") };
+            if (token is not null) req.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+            return client.Send(req);
+        }
+        var job = System.Text.Json.JsonSerializer.Serialize(new { jobId = "web-1", image = img, @out = Path.Combine(data, "out"), tileSize = 256 });
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, Post(job, null).StatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, Post(job, "wrong").StatusCode);
+        var escape = System.Text.Json.JsonSerializer.Serialize(new { image = img, @out = Path.Combine(data, "..", "elsewhere") });
+        var refused = Post(escape, "s3cret");
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Contains("outside the data roots", refused.Content.ReadAsStringAsync().Result);
+        Assert.Equal(System.Net.HttpStatusCode.Accepted, Post(job, "s3cret").StatusCode);
+
+        var get = new HttpRequestMessage(HttpMethod.Get, "/jobs/web-1");
+        string phase = "";
+        ClusterHarness.WaitFor(() =>
+        {
+            var req = new HttpRequestMessage(HttpMethod.Get, "/jobs/web-1");
+            req.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "s3cret");
+            var body = client.Send(req).Content.ReadAsStringAsync().Result;
+            phase = System.Text.Json.JsonDocument.Parse(body).RootElement.TryGetProperty("phase", out var p) ? p.GetString() ?? "" : "";
+            return phase is "done" or "failed";
+        }, TimeSpan.FromSeconds(90), "the job to end", node);
+        Assert.Equal("done", phase);
+        Assert.True(File.Exists(Path.Combine(data, "out", "graph.npz")));
+        Assert.True(node.Saw("Refused"), "refusals are logged");
+    }
+
+    [Fact]
     public void AnUnreachableDatabase_StopsTheCoordinatorWithAClearError()
     {
         var h = NewCluster();

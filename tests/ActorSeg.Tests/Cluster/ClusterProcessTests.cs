@@ -237,6 +237,29 @@ public class ClusterProcessTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void TheManifestsRoles_RunABatchOnLocalAddresses_ToTheEnd()
+    {
+        var repo = new DirectoryInfo(AppContext.BaseDirectory);
+        while (repo is not null && !File.Exists(Path.Combine(repo.FullName, "ActorSeg.sln"))) repo = repo.Parent;
+        Assert.NotNull(repo);
+        var work = Path.Combine(_dir, "lc");
+        var psi = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { Path.Combine(repo!.FullName, "deploy", "local-cluster.sh"), "--work", work, "--slides", "4", "--broken", "1", "--size", "512" }) psi.ArgumentList.Add(a);
+        psi.Environment["ACTORSEG_BIN"] = AppContext.BaseDirectory;
+        using var p = Process.Start(psi)!;
+        var so = p.StandardOutput.ReadToEndAsync(); var se = p.StandardError.ReadToEndAsync();
+        Assert.True(p.WaitForExit(TimeSpan.FromMinutes(5)), "the local cluster batch should finish");
+        output.WriteLine(so.Result + se.Result);
+        Assert.Equal(1, p.ExitCode); // the broken slide fails, alone
+        var rows = File.ReadAllLines(Path.Combine(work, "results", "summary.csv")).Skip(1).Select(l => l.Split(',')).ToList();
+        Assert.Equal(4, rows.Count);
+        Assert.Equal(3, rows.Count(r => r[4] == "done"));
+        Assert.Equal("failed", rows.Single(r => r[0] == "broken-1")[4]);
+        Assert.Contains("slides/hour", so.Result);
+        Assert.True(File.Exists(Path.Combine(work, "results", "report.html")));
+    }
+
+    [Fact]
     public void AnUnreachableDatabase_StopsTheCoordinatorWithAClearError()
     {
         var h = NewCluster();

@@ -19,6 +19,26 @@ public static class ExitCodes
         or ArgumentException or InvalidOperationException or Core.Imaging.InputFileException;
 }
 
+/// <summary>Job progress for a person: a bar redrawn in place on a terminal, one plain line per report otherwise (logs, CI).</summary>
+public static class Progress
+{
+    public static void Report(GraphJobProgress p)
+    {
+        double f = (double)p.TilesDone / Math.Max(1, p.TilesTotal);
+        if (Console.IsErrorRedirected)
+        {
+            Console.Error.WriteLine($"  progress: {p.TilesDone}/{p.TilesTotal} tiles ({100 * f:F0}%), {p.MegapixelsPerSecond:F1} MP/s");
+            return;
+        }
+        int width = 30, full = (int)Math.Round(f * width);
+        Console.Error.Write($"\r  [{new string('#', full)}{new string('.', width - full)}] {p.TilesDone}/{p.TilesTotal} tiles, {p.MegapixelsPerSecond:F1} MP/s, {p.InFlight} in flight, {p.Retries} retries   ");
+        if (p.TilesDone >= p.TilesTotal) Console.Error.WriteLine();
+    }
+
+    /// <summary>Ends an unfinished bar line before other output.</summary>
+    public static void End() { if (!Console.IsErrorRedirected) Console.Error.WriteLine(); }
+}
+
 public static class GraphCommand
 {
     public static Command Create(Option<bool> verbose)
@@ -85,9 +105,10 @@ public static class GraphCommand
                     Log.Information("{Width}x{Height} px, {Channels} channel(s): {Tiles} tiles, halo {Halo} px, {Seeds} seeds", a.Width, a.Height, a.Channels, a.Tiles, a.Halo, a.Seeds);
                     break;
                 case GraphJobProgress p when p.Phase == "tiles" && p.TilesTotal > 0:
-                    Console.Error.WriteLine($"  progress: {p.TilesDone}/{p.TilesTotal} tiles ({100.0 * p.TilesDone / p.TilesTotal:F0}%), {p.MegapixelsPerSecond:F1} MP/s");
+                    Progress.Report(p);
                     break;
                 case GraphJobCompleted c:
+                    Progress.End();
                     Log.Information("Done in {Seconds:F1}s: {Nodes} nodes, {Rag} adjacency edges, {Knn} kNN edges → {Out} (prepare {Prepare:F1}s, tiles {Tiles:F1}s, stitch {Stitch:F1}s, write {Write:F1}s, peak RSS {PeakRssMiB:F0} MiB)",
                         sw.Elapsed.TotalSeconds, c.Nodes, c.AdjacencyEdges, c.KnnEdges, c.OutDir, c.PrepareSeconds, c.TilesSeconds, c.StitchSeconds, c.WriteSeconds, Core.ProcessStats.PeakRssMiB());
                     return c;

@@ -23,3 +23,18 @@ public static class TorchDevice
     public static string Describe(Device d) =>
         d.type == DeviceType.CUDA ? $"cuda ({cuda.device_count()} device(s))" : $"cpu ({torch.get_num_threads()} threads)";
 }
+
+/// <summary>
+/// TorchSharp frees some native tensors only from finalizers (wrappers made outside any dispose scope, inside autograd
+/// and the optimizers). The managed heap stays small, so the GC rarely runs and that native memory piles up: measured
+/// here, a GNN training run grew by about 18 MB per epoch, to 7 GB. Collecting once per epoch keeps it flat (a few
+/// milliseconds).
+/// </summary>
+public static class NativeMemory
+{
+    public static void Settle()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+    }
+}

@@ -166,6 +166,7 @@ public static class Trainer
                 }
             valLoss /= valIdx.Count;
             lastLoss = valLoss;
+            NativeMemory.Settle();
             if (!double.IsFinite(valLoss) || !double.IsFinite(trainLoss))
                 throw new InvalidOperationException($"training diverged at epoch {epoch} (loss {trainLoss}, validation loss {valLoss}); try a lower --lr");
             curves.Append(FormattableString.Invariant($"{epoch},{trainLoss:G6},{valLoss:G6},{(double)right / total:G6}\n"));

@@ -187,6 +187,7 @@ public static class UNetRunner
                 var loss = nn.functional.cross_entropy(logits, torch.tensor(yb, [o.Batch, P, P], device: device), weight, ignore_index: -1);
                 loss.backward(); opt.step();
                 tl += loss.item<float>();
+                if (step % 10 == 9) NativeMemory.Settle();
             }
             tl /= o.StepsPerEpoch;
             double vl = 0; long right = 0, total = 0;

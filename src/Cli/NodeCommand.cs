@@ -132,9 +132,17 @@ public static class NodeCommand
         await host.StartAsync(ct);
         var system = host.Services.GetRequiredService<ActorSystem>();
         // a node the cluster downed (split-brain resolver) terminates its actor system: the process ends with it
+        // (SIGTERM may reach Akka's own shutdown hook first: only a downing, or a join that never succeeded, is an error)
         _ = system.WhenTerminated.ContinueWith(_ =>
         {
-            if (!lifetime.ApplicationStopping.IsCancellationRequested) { exitCode = ExitCodes.NoCoordinator; lifetime.StopApplication(); }
+            var reason = CoordinatedShutdown.Get(system).ShutdownReason;
+            if (reason is CoordinatedShutdown.ClusterDowningReason or CoordinatedShutdown.ClusterJoinUnsuccessfulReason)
+            {
+                log.Error("This node was {Reason}: stopping (exit code {Code}) so that its supervisor restarts it into the cluster",
+                    reason is CoordinatedShutdown.ClusterDowningReason ? "downed by the cluster" : "unable to join the cluster", ExitCodes.NoCoordinator);
+                exitCode = ExitCodes.NoCoordinator;
+            }
+            lifetime.StopApplication();
         });
         log.Information("ActorSeg node up at {Address}", Cluster.Get(system).SelfAddress.ToString());
         await host.WaitForShutdownAsync(CancellationToken.None);

@@ -147,6 +147,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         Timers.Cancel("ask");
         Timers.Cancel("release");
         _current = w;
+        _log.ForContext("JobId", w.JobId).ForContext("TileId", w.TileId).Debug("Tile {TileId} started (attempt {Attempt})", w.TileId, w.Attempt);
         Become(Busy);
         var self = Self;
         var store = _store;

@@ -173,12 +173,17 @@ public class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         int pc = ClusterHarness.FreePort(), p1 = ClusterHarness.FreePort(), p2 = ClusterHarness.FreePort();
         var seeds = $"akka.tcp://actorseg@127.0.0.1:{pc}";
         var coord = h.Start("coordinator", pc, null, "--roles", "coordinator", "--seeds", seeds, "--db", $"Data Source={Path.Combine(_dir, "j.db")}");
-        var w1 = h.Start("worker1", p1, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
+        var w1 = h.Start("worker1", p1, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1", "--verbose");
         var w2 = h.Start("worker2", p2, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
         ClusterHarness.WaitFor(() => coord.Lines.Count(l => l.Contains("Worker ") && l.Contains(" joined")) >= 2, TimeSpan.FromSeconds(60), "two workers", coord);
-        var sub = Submit(h, coord.Address, img, "--out", Path.Combine(_dir, "out"), "--tile-size", "256");
-        ClusterHarness.WaitFor(() => coord.Saw(" planned: "), TimeSpan.FromSeconds(60), "the job to be planned", coord);
-        Thread.Sleep(1000);
+        var sub = Submit(h, coord.Address, img, "--out", Path.Combine(_dir, "out"), "--tile-size", "512");
+        // stop worker 1 while it holds a tile: its latest tile line says "started" (a tile takes the better part of a second)
+        var sw = Stopwatch.StartNew();
+        while (!(w1.Lines.LastOrDefault(l => l.Contains("Tile ") && (l.Contains(" started ") || l.Contains(" done: "))) is { } last && last.Contains(" started ")))
+        {
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(60), "worker 1 never started a tile\n" + w1.Log);
+            Thread.Sleep(5);
+        }
         Process.Start("kill", ["-TERM", w1.Process.Id.ToString()])!.WaitForExit();
         Assert.True(w1.Process.WaitForExit(TimeSpan.FromSeconds(60)), "the worker should leave within its grace period");
         w1.Process.WaitForExit();

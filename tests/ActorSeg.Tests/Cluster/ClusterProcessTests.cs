@@ -158,6 +158,10 @@ public class ClusterProcessTests(ITestOutputHelper output) : IDisposable
             var done = coord2.Lines.First(l => l.Contains("all ") && l.Contains(" tiles done in "));
             Assert.Contains($"{k} recovered from the journal", done);
             Assert.Equal(File.ReadAllBytes(Path.Combine(refDir, "graph.npz")), File.ReadAllBytes(Path.Combine(outDir, "graph.npz")));
+            // `status` asks the (restarted) coordinator what it knows
+            var st = h.Run("status", 0, null, ["status", "resume-1", "--coordinator", coord2.Address]);
+            Assert.Equal(0, Wait(st.Process, TimeSpan.FromSeconds(60)));
+            Assert.Contains(st.Lines, l => l.StartsWith("resume-1") && l.Contains(" done ") && l.Contains($"{n}/{n}"));
         }
         finally
         {

@@ -84,7 +84,7 @@ public static class ClientCommands
             var spec = new GraphJobSpec(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(mask) is { } m ? Path.GetFullPath(m) : null,
                 Path.GetFullPath(pr.GetValue(output)!), Spacing: pr.GetValue(spacing), TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo),
                 Features: pr.GetValue(features)!, KeepWork: pr.GetValue(keepWork), ModelPath: pr.GetValue(model) is { } mp ? Path.GetFullPath(mp) : null);
-            var id = pr.GetValue(jobId) ?? DateTime.UtcNow.ToString("yyyyMMdd-HHmmss") + "-" + Guid.NewGuid().ToString("N")[..6];
+            var id = pr.GetValue(jobId) ?? JobIds.New();
             try
             {
                 await using var conn = ClusterConnection.Open(ClusterConnection.Addresses(pr.GetValue(coordinator)));
@@ -181,7 +181,7 @@ public static class ClientCommands
         {
             Logging.Configure(pr.GetValue(verbose));
             var outDir = Path.GetFullPath(pr.GetValue(output)!);
-            var id = pr.GetValue(jobId) ?? DateTime.UtcNow.ToString("yyyyMMdd-HHmmss") + "-" + Guid.NewGuid().ToString("N")[..6];
+            var id = pr.GetValue(jobId) ?? JobIds.New();
             try
             {
                 var pairs = TrainCommand.Pair(Path.GetFullPath(pr.GetValue(images)!), Path.GetFullPath(pr.GetValue(masks)!));

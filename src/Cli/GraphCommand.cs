@@ -93,7 +93,7 @@ public static class GraphCommand
     /// <summary>Runs one job in this process (every role, embedded journal); null when it failed (already logged).</summary>
     public static async Task<GraphJobCompleted?> RunJobAsync(GraphJobSpec spec, int workers, string device, CancellationToken ct)
     {
-        var jobId = DateTime.UtcNow.ToString("yyyyMMdd-HHmmss") + "-" + Guid.NewGuid().ToString("N")[..6];
+        var jobId = JobIds.New();
         var sw = Stopwatch.StartNew();
         await using var rt = await LocalRuntime.StartAsync(workers, device: device);
         Log.Information("ActorSeg: {Image} with {Workers} tile workers (job {JobId})", spec.ImagePath, workers, jobId);

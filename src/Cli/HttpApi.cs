@@ -69,7 +69,7 @@ public static class HttpApi
                 log.Warning("Refused a job from {Remote}: {Error}", ctx.Connection.RemoteIpAddress?.ToString(), e.Message);
                 return Results.Json(new { error = e.Message }, statusCode: 400);
             }
-            var id = req.JobId ?? DateTime.UtcNow.ToString("yyyyMMdd-HHmmss") + "-" + Guid.NewGuid().ToString("N")[..6];
+            var id = req.JobId ?? JobIds.New();
             coordinator.ActorRef.Tell(new SubmitGraphJob(id, spec), ActorRefs.Nobody);
             log.Information("Job {JobId} submitted over HTTP: {Image} → {OutDir}", id, spec.ImagePath, spec.OutDir);
             return Results.Json(new { jobId = id, status = $"/jobs/{id}" }, statusCode: 202);

@@ -57,35 +57,28 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
         Receive<Ready>(_ => { });
         Receive<ClassifyNodes>(w => _coordinator.Tell(new ClassifyFailed(w.JobId, w.Attempt, "trainer busy", false)));
         Receive<TrainModel>(w => _coordinator.Tell(new TrainFailed(w.JobId, w.Attempt, "trainer busy", false)));
-        Receive<Trained>(t =>
-        {
-            _coordinator.Tell(t.Result);
-            Become(Idle);
-            Self.Tell(new Ready());
-        });
-        Receive<TrainError>(f =>
-        {
-            bool permanent = f.Error is InvalidDataException or FileNotFoundException or ArgumentException or ResultStoreException;
-            _log.ForContext("JobId", f.Work.JobId).Warning(f.Error, "Training failed: {Error}", f.Error.Message);
-            _coordinator.Tell(new TrainFailed(f.Work.JobId, f.Work.Attempt, f.Error.Message, permanent));
-            Become(Idle);
-            Self.Tell(new Ready());
-        });
-        Receive<Finished>(f =>
-        {
-            _coordinator.Tell(f.Result);
-            Become(Idle);
-            Self.Tell(new Ready());
-        });
-        Receive<Failed>(f =>
-        {
-            bool permanent = f.Error is InvalidDataException or FileNotFoundException or ArgumentException or ResultStoreException;
-            _log.ForContext("JobId", f.Work.JobId).Warning(f.Error, "Classifying failed: {Error}", f.Error.Message);
-            _coordinator.Tell(new ClassifyFailed(f.Work.JobId, f.Work.Attempt, f.Error.Message, permanent));
-            Become(Idle);
-            Self.Tell(new Ready());
-        });
+        Receive<Trained>(t => Reply(t.Result));
+        Receive<Finished>(f => Reply(f.Result));
+        Receive<TrainError>(f => Reply(new TrainFailed(f.Work.JobId, f.Work.Attempt, Report(f.Work.JobId, "Training", f.Error), IsPermanent(f.Error))));
+        Receive<Failed>(f => Reply(new ClassifyFailed(f.Work.JobId, f.Work.Attempt, Report(f.Work.JobId, "Classifying", f.Error), IsPermanent(f.Error))));
         Receive<WorkRefused>(_ => { });
+    }
+
+    /// <summary>Answers the coordinator and is ready for the next work item.</summary>
+    private void Reply(object result)
+    {
+        _coordinator.Tell(result);
+        Become(Idle);
+        Self.Tell(new Ready());
+    }
+
+    /// <summary>Bad input (a model or graph that cannot be used) will fail again anywhere: no retry.</summary>
+    private static bool IsPermanent(Exception e) => e is InvalidDataException or FileNotFoundException or ArgumentException or ResultStoreException;
+
+    private string Report(string jobId, string what, Exception e)
+    {
+        _log.ForContext("JobId", jobId).Warning(e, "{What} failed: {Error}", what, e.Message);
+        return e.Message;
     }
 
     private void Start(ClassifyNodes w)

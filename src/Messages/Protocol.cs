@@ -15,6 +15,12 @@ namespace ActorSeg.Messages;
 /// <summary>Everything that crosses process boundaries or goes to the journal; bound to <see cref="ActorSegSerializer"/>.</summary>
 public interface IActorSegMessage;
 
+public static class JobIds
+{
+    /// <summary>A new job id: sortable by time, unique (yyyyMMdd-HHmmss-xxxxxx).</summary>
+    public static string New() => DateTime.UtcNow.ToString("yyyyMMdd-HHmmss") + "-" + Guid.NewGuid().ToString("N")[..6];
+}
+
 public static class ProtocolVersion
 {
     public const int Major = 1;

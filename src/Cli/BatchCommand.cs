@@ -3,7 +3,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using System.Threading.Channels;
 using ActorSeg.Core.IO;
 using ActorSeg.GpuTrainer;
 using ActorSeg.Messages;
@@ -136,21 +135,9 @@ public static class BatchCommand
         await using var remote = coordinator is not null ? ClusterConnection.Open(ClusterConnection.Addresses(coordinator)) : null;
         async Task<object> Run(SubmitGraphJob job)
         {
-            if (local is not null)
-            {
-                object last = new GraphJobFailed(job.JobId, "no answer");
-                await foreach (var m in local.RunJobAsync(job, ct)) last = m;
-                return last;
-            }
-            var channel = Channel.CreateUnbounded<object>();
-            var watcher = remote!.System.ActorOf(JobWatcher.Props((m, s) => remote.Send(m, s), job, channel.Writer), "job-" + job.JobId);
-            try
-            {
-                object last = new GraphJobFailed(job.JobId, "no answer");
-                await foreach (var m in channel.Reader.ReadAllAsync(ct)) last = m;
-                return last;
-            }
-            finally { remote.System.Stop(watcher); }
+            object last = new GraphJobFailed(job.JobId, "no answer");
+            await foreach (var m in local is not null ? local.RunJobAsync(job, ct) : remote!.RunJobAsync(job, job.JobId, ct)) last = m;
+            return last;
         }
 
         var rows = new BatchRow?[slides.Count];
@@ -159,7 +146,7 @@ public static class BatchCommand
         await Task.WhenAll(slides.Select(async (s, i) =>
         {
             await gate.WaitAsync(ct);
-            try { rows[i] = await RunSlide(s, outDir, model, sp, tileSize, Run); }
+            try { rows[i] = await RunSlide(s, outDir, model, spec, sp, tileSize, Run); }
             catch (Exception e) when (e is not OperationCanceledException) { rows[i] = new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", e.Message); }
             finally { gate.Release(); }
             var r = rows[i]!;
@@ -188,7 +175,7 @@ public static class BatchCommand
         return new SlideRecord(status, s.Image, fi.Length, fi.LastWriteTimeUtc, s.Mask, model, model is null ? null : File.GetLastWriteTimeUtc(model), nodes, seconds);
     }
 
-    private static async Task<BatchRow> RunSlide(BatchSlide s, string outDir, string? model, double spacing, int tileSize, Func<SubmitGraphJob, Task<object>> run)
+    private static async Task<BatchRow> RunSlide(BatchSlide s, string outDir, string? model, ModelSpec? modelSpec, double spacing, int tileSize, Func<SubmitGraphJob, Task<object>> run)
     {
         var dir = Path.Combine(outDir, "slides", s.Name);
         var recordPath = Path.Combine(dir, "slide.json");
@@ -211,20 +198,19 @@ public static class BatchCommand
         var sw = Stopwatch.StartNew();
         var jobId = "batch-" + s.Name.Replace(' ', '_') + "-" + Guid.NewGuid().ToString("N")[..6];
         var spec = new GraphJobSpec(s.Image, s.Mask, dir, Spacing: spacing, TileSize: tileSize, WriteNodeMap: model is not null, ModelPath: model,
-            Features: model is not null ? ModelFile.Load(model).Spec.FeatureSet : "texture");
+            Features: modelSpec?.FeatureSet ?? "texture");
         var outcome = await run(new SubmitGraphJob(jobId, spec));
         if (outcome is GraphJobFailed f) return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", f.Error);
         var c = (GraphJobCompleted)outcome;
         PixelMetrics? pm = null;
-        if (model is not null && s.Mask is not null)
+        if (modelSpec is not null && s.Mask is not null)
         {
             // exact pixel metrics from each node's class histogram and its predicted class
             var graphDir = Path.Combine(dir, "graph");
             var npz = NpzReader.Read(Path.Combine(graphDir, GraphOutputs.GraphFile));
             var hist = npz["class_hist"];
             var pred = File.ReadAllBytes(Path.Combine(graphDir, "classes.u8")).Select(b => (long)b).ToArray();
-            int classes = ModelFile.Load(model).Spec.Classes;
-            pm = PixelMetrics.FromHistograms([(hist.AsSpan<long>().ToArray(), hist.Shape[1], pred)], classes);
+            pm = PixelMetrics.FromHistograms([(hist.AsSpan<long>().ToArray(), hist.Shape[1], pred)], modelSpec.Classes);
             await File.WriteAllTextAsync(Path.Combine(dir, "metrics.json"), JsonSerializer.Serialize(pm, new JsonSerializerOptions { WriteIndented = true }));
         }
         double secs = sw.Elapsed.TotalSeconds;

@@ -49,6 +49,18 @@ public sealed class ClusterConnection : IAsyncDisposable
 
     public void Send(object message, IActorRef sender) => _client.Tell(new ClusterClient.Send(NodeHost.CoordinatorServicePath, message), sender);
 
+    /// <summary>Submits a job (graph or training) and streams back everything the coordinator says about it until it ends.</summary>
+    public async IAsyncEnumerable<object> RunJobAsync(object job, string jobId, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct = default)
+    {
+        var channel = Channel.CreateUnbounded<object>();
+        var watcher = System.ActorOf(JobWatcher.Props((m, s) => Send(m, s), job, channel.Writer), "job-" + jobId);
+        try
+        {
+            await foreach (var m in channel.Reader.ReadAllAsync(ct)) yield return m;
+        }
+        finally { System.Stop(watcher); }
+    }
+
     public Task<T> Ask<T>(object message, TimeSpan timeout) => _client.Ask<T>(new ClusterClient.Send(NodeHost.CoordinatorServicePath, message), timeout);
 
     public async ValueTask DisposeAsync() => await System.Terminate();

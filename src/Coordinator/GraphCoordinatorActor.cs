@@ -372,10 +372,12 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         Sender.Tell(new StatusReport(jobs, _workers.Count, _trainers.Count));
     }
 
-    private void Tell(JobState j, object m)
+    private static void Tell(IEnumerable<IActorRef> watchers, object m)
     {
-        foreach (var w in j.Watchers) w.Tell(m);
+        foreach (var w in watchers) w.Tell(m);
     }
+
+    private static void Tell(JobState j, object m) => Tell(j.Watchers, m);
 
     private object Outcome(JobState j)
     {
@@ -495,7 +497,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             t.Attempt++;
             t.Step = (tr, DateTime.UtcNow + _settings.TrainDeadline, DateTime.UtcNow);
             t.Log.Information("Training job {JobId}: {Graphs} graph(s) → {OutDir} on trainer {Trainer} (attempt {Attempt})", t.JobId, t.Submitted.Spec.Graphs.Length, t.Submitted.Spec.OutDir, tr.Path.ToString(), t.Attempt);
-            foreach (var w in t.Watchers) w.Tell(new GraphJobProgress(t.JobId, "training", 0, 0, 0));
+            Tell(t.Watchers, new GraphJobProgress(t.JobId, "training", 0, 0, 0));
             tr.Tell(new TrainModel(t.JobId, t.Submitted.Spec, t.Attempt));
         }
         foreach (var j in _jobs.Values)
@@ -793,7 +795,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
     }
 
     private void FinishTraining(TrainState t) =>
-        Record(new JobEnded(t.JobId, true, null), _ => { foreach (var w in t.Watchers) w.Tell(TrainOutcome(t)); });
+        Record(new JobEnded(t.JobId, true, null), _ => { Tell(t.Watchers, TrainOutcome(t)); });
 
     private void OnTrainFailed(TrainFailed f)
     {
@@ -805,7 +807,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             Record(new JobEnded(t.JobId, false, $"training: {f.Error}"), _ =>
             {
                 t.Log.Error("Training job {JobId} failed: {Error}", t.JobId, f.Error);
-                foreach (var w in t.Watchers) w.Tell(new GraphJobFailed(t.JobId, $"training: {f.Error}"));
+                Tell(t.Watchers, new GraphJobFailed(t.JobId, $"training: {f.Error}"));
             });
             return;
         }

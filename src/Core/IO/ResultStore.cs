@@ -37,10 +37,7 @@ public sealed class DirectoryResultStore : IResultStore
     {
         try
         {
-            if (!Path.IsPathFullyQualified(r.Path)) return $"{r.Path}: not an absolute path in the result store";
-            var fi = new FileInfo(r.Path);
-            if (!fi.Exists) return $"{r.Path}: result file is missing";
-            if (fi.Length != r.Length) return $"{r.Path}: result file is {fi.Length} bytes, expected {r.Length}";
+            if (CheckPresent(r) is { } why) return why;
             using var fs = new FileStream(r.Path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, FileOptions.SequentialScan);
             var h = Hash(fs);
             return h == r.Checksum ? null : $"{r.Path}: result file fails its checksum (xxh3 {h}, expected {r.Checksum})";

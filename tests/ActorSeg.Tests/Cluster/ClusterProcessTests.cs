@@ -230,7 +230,6 @@ public class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("outside the data roots", refused.Content.ReadAsStringAsync().Result);
         Assert.Equal(System.Net.HttpStatusCode.Accepted, Post(job, "s3cret").StatusCode);
 
-        var get = new HttpRequestMessage(HttpMethod.Get, "/jobs/web-1");
         string phase = "";
         ClusterHarness.WaitFor(() =>
         {

@@ -22,15 +22,20 @@ A="dotnet $BIN/actorseg.dll"
 [ -f "$BIN/actorseg.dll" ] || { echo "build first: ./run.sh build" >&2; exit 2; }
 mkdir -p "$WORK"/{slides,masks,train/images,train/masks,logs}
 
-# the manifests' settings, as the pods get them from the ConfigMap
+# the manifests' settings, as the pods get them from the ConfigMap, except TLS (the pods' certificate paths): these
+# processes bind loopback addresses only, which needs no TLS (plain akka.tcp://)
 while IFS= read -r line; do
-  if [[ $line =~ ^\ +(ACTORSEG_[A-Z_]+):\ \"(.*)\"$ ]]; then export "${BASH_REMATCH[1]}=${BASH_REMATCH[2]}"; fi
+  if [[ $line =~ ^\ +(ACTORSEG_[A-Z_]+):\ \"(.*)\"$ ]] && [[ ${BASH_REMATCH[1]} != ACTORSEG_TLS__* ]]; then
+    export "${BASH_REMATCH[1]}=${BASH_REMATCH[2]}"
+  fi
 done < deploy/k8s/base/configmap.yaml
-# ... with local addresses, journal and data root instead of the cluster's
+# ... with local addresses, journal and data root instead of the cluster's (and a random API token: the program
+# refuses tokens shorter than 16 characters)
+export ACTORSEG_HOSTNAME=127.0.0.1
 export ACTORSEG_SEEDS="akka.tcp://actorseg@127.0.0.2:4053,akka.tcp://actorseg@127.0.0.3:4053"
 export ACTORSEG_COORDINATOR="akka.tcp://actorseg@127.0.0.2:4053"
 export ACTORSEG_PERSISTENCE__PROVIDER=sqlite ACTORSEG_PERSISTENCE__CONNECTIONSTRING="Data Source=$WORK/journal.db"
-export ACTORSEG_DATAROOTS="$WORK" ACTORSEG_APITOKEN=local-token ACTORSEG_LOG_FORMAT=json
+export ACTORSEG_DATAROOTS="$WORK" ACTORSEG_APITOKEN="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" ACTORSEG_LOG_FORMAT=json
 
 pids=()
 node() { # name ip roles [env...]

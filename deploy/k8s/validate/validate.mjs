@@ -1,11 +1,13 @@
 // Validates every object of rendered manifests (kubectl kustomize output) against the Kubernetes OpenAPI schemas
-// bundled in kubernetes-models, offline. Usage: node validate.mjs FILE.yaml... ; exit 1 on the first invalid file.
+// bundled in kubernetes-models (cert-manager's kinds: @kubernetes-models/cert-manager), offline, then checks the
+// deployment's security rules (checkSecurity below). Usage: node validate.mjs FILE.yaml... ; exit 1 when anything fails.
 import { readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
 
 let failed = 0, checked = 0;
 for (const file of process.argv.slice(2)) {
   const docs = parseAllDocuments(readFileSync(file, "utf8"));
+  const objects = [];
   for (const doc of docs) {
     if (doc.errors.length) { console.error(`${file}: YAML error: ${doc.errors[0].message}`); failed++; continue; }
     const obj = doc.toJS();
@@ -13,13 +15,105 @@ for (const file of process.argv.slice(2)) {
     const where = `${file}: ${obj.kind ?? "?"} ${obj.metadata?.name ?? "?"}`;
     if (!obj.apiVersion || !obj.kind) { console.error(`${where}: no apiVersion/kind`); failed++; continue; }
     const [group, version] = obj.apiVersion.includes("/") ? obj.apiVersion.split("/") : [null, obj.apiVersion];
-    const path = `kubernetes-models/${group ? group + "/" : ""}${version}/${obj.kind}`;
+    const pkg = group?.endsWith("cert-manager.io") ? "@kubernetes-models/cert-manager" : "kubernetes-models";
+    const path = `${pkg}/${group ? group + "/" : ""}${version}/${obj.kind}`;
+    objects.push(obj);
+    // kustomize folds long base64 values over lines; the API server's decoder skips the line breaks, the schema's not
+    if (obj.kind === "Secret" && obj.data)
+      obj.data = Object.fromEntries(Object.entries(obj.data).map(([k, v]) => [k, String(v).replace(/[\r\n]/g, "")]));
     let Model;
     try { Model = (await import(path))[obj.kind]; }
     catch { console.error(`${where}: unknown kind ${obj.apiVersion} ${obj.kind}`); failed++; continue; }
     try { new Model(obj).validate(); checked++; }
     catch (e) { console.error(`${where}: ${e.message}`); failed++; }
   }
+  for (const problem of checkSecurity(objects)) { console.error(`${file}: ${problem}`); failed++; }
 }
 console.log(`${checked} objects valid, ${failed} invalid`);
 process.exit(failed ? 1 : 0);
+
+// The hardening every overlay must keep (deploy/k8s/README.md, "Running securely"):
+// - every pod: runAsNonRoot, a non-root runAsUser, seccomp RuntimeDefault; every container: read-only root
+//   filesystem, no privilege escalation, all capabilities dropped;
+// - ActorSeg pods (containers that read the ConfigMap "actorseg"): uid 10001, the label the NetworkPolicy selects on,
+//   the TLS Secret mounted read-only at /etc/actorseg/tls and an emptyDir at /tmp in every such container;
+// - never ACTORSEG_INSECURE, never a plain akka.tcp:// address, no placeholder secret values;
+// - a default-deny ingress NetworkPolicy; every Secret and ConfigMap a pod refers to is rendered too, except the
+//   TLS Secret (cert-manager or kubectl makes it).
+function checkSecurity(objects) {
+  const problems = [];
+  const external = new Set(["Secret/actorseg-tls"]);
+  const rendered = new Set(objects.map(o => `${o.kind}/${o.metadata?.name}`));
+  const placeholder = /^(change-?me(-too)?|replace-?me|changeit|secret|password|example|todo|xxx+)$/i;
+  const insecure = v => /^(1|true|yes|on)$/i.test(String(v ?? "").trim());
+  const pods = [];
+  for (const o of objects) {
+    const name = `${o.kind} ${o.metadata?.name}`;
+    if (o.kind === "CronJob") pods.push([name, o.spec?.jobTemplate?.spec?.template]);
+    else if (o.kind === "Pod") pods.push([name, { metadata: o.metadata, spec: o.spec }]);
+    else if (o.spec?.template?.spec?.containers) pods.push([name, o.spec.template]);
+    if (o.kind === "ConfigMap")
+      for (const [k, v] of Object.entries(o.data ?? {})) {
+        if (k === "ACTORSEG_INSECURE" && insecure(v)) problems.push(`${name}: ACTORSEG_INSECURE is set`);
+        if (String(v).includes("akka.tcp://")) problems.push(`${name}: ${k} has a plain akka.tcp:// address (TLS: akka.ssl.tcp://)`);
+      }
+    if (o.kind === "Secret") {
+      const values = { ...Object.fromEntries(Object.entries(o.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()])), ...(o.stringData ?? {}) };
+      for (const [k, v] of Object.entries(values))
+        if (placeholder.test(v.trim()) || /change-?me|replace-?me/i.test(v)) problems.push(`${name}: ${k} is a placeholder value`);
+    }
+  }
+  if (pods.length && !objects.some(o => o.kind === "NetworkPolicy" && !Object.keys(o.spec?.podSelector ?? {}).length
+      && o.spec?.policyTypes?.includes("Ingress") && !o.spec?.ingress?.length))
+    problems.push("no default-deny ingress NetworkPolicy (podSelector {}, policyTypes [Ingress], no rules)");
+  for (const [name, tpl] of pods) {
+    const spec = tpl?.spec ?? {}, psc = spec.securityContext ?? {};
+    if (psc.runAsNonRoot !== true) problems.push(`${name}: pod securityContext.runAsNonRoot is not true`);
+    if (!(psc.runAsUser > 0)) problems.push(`${name}: pod securityContext.runAsUser is not a non-root uid`);
+    if (psc.seccompProfile?.type !== "RuntimeDefault") problems.push(`${name}: pod seccompProfile is not RuntimeDefault`);
+    const volumes = new Map((spec.volumes ?? []).map(v => [v.name, v]));
+    for (const v of spec.volumes ?? []) {
+      if (v.secret && !rendered.has(`Secret/${v.secret.secretName}`) && !external.has(`Secret/${v.secret.secretName}`))
+        problems.push(`${name}: volume ${v.name} refers to Secret ${v.secret.secretName}, which is not rendered`);
+    }
+    const containers = [...(spec.initContainers ?? []), ...(spec.containers ?? [])];
+    const actorseg = containers.filter(c => (c.envFrom ?? []).some(e => e.configMapRef?.name === "actorseg"));
+    for (const c of containers) {
+      const csc = c.securityContext ?? {}, where = `${name}: container ${c.name}`;
+      if (csc.readOnlyRootFilesystem !== true) problems.push(`${where}: readOnlyRootFilesystem is not true`);
+      if (csc.allowPrivilegeEscalation !== false) problems.push(`${where}: allowPrivilegeEscalation is not false`);
+      if (!(csc.capabilities?.drop ?? []).includes("ALL")) problems.push(`${where}: capabilities.drop lacks ALL`);
+      if (csc.privileged || csc.runAsUser === 0 || csc.runAsNonRoot === false) problems.push(`${where}: runs privileged or as root`);
+      // $(VAR) in a value is expanded only from variables defined before it (envFrom, then env in order); otherwise
+      // the text stays as it is, e.g. a password "$(POSTGRES_PASSWORD)"
+      const defined = new Set((c.envFrom ?? []).flatMap(e => Object.keys(objects.find(o =>
+        o.kind === "ConfigMap" && o.metadata?.name === e.configMapRef?.name)?.data ?? {})));
+      for (const e of c.env ?? []) {
+        for (const [, v] of String(e.value ?? "").matchAll(/(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g))
+          if (!defined.has(v)) problems.push(`${where}: ${e.name} uses $(${v}), which is not defined before it`);
+        defined.add(e.name);
+        if (e.name === "ACTORSEG_INSECURE" && insecure(e.value)) problems.push(`${where}: ACTORSEG_INSECURE is set`);
+        if (String(e.value ?? "").includes("akka.tcp://")) problems.push(`${where}: ${e.name} has a plain akka.tcp:// address`);
+        const ref = e.valueFrom?.secretKeyRef ? `Secret/${e.valueFrom.secretKeyRef.name}` : e.valueFrom?.configMapKeyRef ? `ConfigMap/${e.valueFrom.configMapKeyRef.name}` : null;
+        if (ref && !rendered.has(ref) && !external.has(ref)) problems.push(`${where}: ${e.name} refers to ${ref}, which is not rendered`);
+      }
+      for (const e of c.envFrom ?? []) {
+        const ref = e.secretRef ? `Secret/${e.secretRef.name}` : `ConfigMap/${e.configMapRef?.name}`;
+        if (!rendered.has(ref) && !external.has(ref)) problems.push(`${where}: envFrom refers to ${ref}, which is not rendered`);
+      }
+    }
+    if (!actorseg.length) continue;
+    if (psc.runAsUser !== 10001 || psc.runAsGroup !== 10001 || psc.fsGroup !== 10001)
+      problems.push(`${name}: an ActorSeg pod runs as ${psc.runAsUser}:${psc.runAsGroup} (fsGroup ${psc.fsGroup}), not 10001`);
+    if (tpl.metadata?.labels?.["actorseg/akka"] !== "true")
+      problems.push(`${name}: an ActorSeg pod without the label actorseg/akka: "true" (the NetworkPolicy lets only those reach port 4053)`);
+    for (const c of actorseg) {
+      const mount = p => (c.volumeMounts ?? []).find(m => m.mountPath === p);
+      const tls = mount("/etc/actorseg/tls"), tmp = mount("/tmp");
+      if (!tls || volumes.get(tls.name)?.secret?.secretName !== "actorseg-tls" || tls.readOnly !== true)
+        problems.push(`${name}: container ${c.name} does not mount the Secret actorseg-tls read-only at /etc/actorseg/tls`);
+      if (!tmp || !volumes.get(tmp.name)?.emptyDir) problems.push(`${name}: container ${c.name} has no emptyDir at /tmp`);
+    }
+  }
+  return problems;
+}

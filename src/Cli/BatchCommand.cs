@@ -101,13 +101,15 @@ public static class BatchCommand
         {
             source, output, model, masks, coordinator, workers, parallel, tileSize, spacing,
         };
+        var tls = TlsFlags.Create();
+        tls.AddTo(cmd);
         cmd.SetAction(async (pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
             try
             {
                 return await RunAsync(pr.GetValue(source)!, Path.GetFullPath(pr.GetValue(output)!), pr.GetValue(model) is { } m ? Path.GetFullPath(m) : null,
-                    pr.GetValue(masks), pr.GetValue(coordinator) ?? Environment.GetEnvironmentVariable("ACTORSEG_COORDINATOR"), pr.GetValue(workers), Math.Max(1, pr.GetValue(parallel)), pr.GetValue(tileSize), pr.GetValue(spacing), ct);
+                    pr.GetValue(masks), pr.GetValue(coordinator) ?? Environment.GetEnvironmentVariable("ACTORSEG_COORDINATOR"), pr.GetValue(workers), Math.Max(1, pr.GetValue(parallel)), pr.GetValue(tileSize), pr.GetValue(spacing), ct, tls.Read(pr));
             }
             catch (Exception e) when (ExitCodes.IsInputError(e) || e is IOException)
             {
@@ -119,7 +121,7 @@ public static class BatchCommand
     }
 
     public static async Task<int> RunAsync(string source, string outDir, string? model, string? masks, string? coordinator, int workers,
-        int parallel, int tileSize, double? spacing, CancellationToken ct)
+        int parallel, int tileSize, double? spacing, CancellationToken ct, TlsOptions? tls = null)
     {
         var sw = Stopwatch.StartNew();
         var (slides, rejected) = BatchInput.Load(source, masks);
@@ -132,7 +134,7 @@ public static class BatchCommand
 
         // the runner: every role in this process, or a running cluster
         await using var local = coordinator is null ? await LocalRuntime.StartAsync(workers) : null;
-        await using var remote = coordinator is not null ? ClusterConnection.Open(ClusterConnection.Addresses(coordinator)) : null;
+        await using var remote = coordinator is not null ? ClusterConnection.Open(ClusterConnection.Addresses(coordinator), tls ?? new TlsOptions()) : null;
         async Task<object> Run(SubmitGraphJob job)
         {
             object last = new GraphJobFailed(job.JobId, "no answer");
@@ -201,6 +203,7 @@ public static class BatchCommand
             Features: modelSpec?.FeatureSet ?? "texture");
         var outcome = await run(new SubmitGraphJob(jobId, spec));
         if (outcome is GraphJobFailed f) return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", f.Error);
+        if (outcome is JobRefused r) return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", $"refused by the coordinator: {r.Reason}");
         var c = (GraphJobCompleted)outcome;
         PixelMetrics? pm = null;
         if (modelSpec is not null && s.Mask is not null)

@@ -21,28 +21,29 @@ public sealed class ClusterConnection : IAsyncDisposable
 
     private ClusterConnection(ActorSystem system, IActorRef client) { System = system; _client = client; }
 
-    public static ClusterConnection Open(IReadOnlyList<string> coordinators, string hostname = "127.0.0.1")
+    public static ClusterConnection Open(IReadOnlyList<string> coordinators, TlsOptions tls, string hostname = "127.0.0.1")
     {
         if (coordinators.Count == 0) throw new ArgumentException("no coordinator address: give --coordinator akka.tcp://actorseg@HOST:PORT (or ACTORSEG_COORDINATOR)");
-        var contacts = coordinators.Select(c =>
-        {
-            if (!Address.TryParse(c, out var a) || a.System != NodeHost.SystemName)
-                throw new ArgumentException($"coordinator '{c}' is not an address like akka.tcp://{NodeHost.SystemName}@host:port");
-            return ActorPath.Parse($"{a}/system/receptionist");
-        }).ToImmutableHashSet();
-        var config = ConfigurationFactory.ParseString($"""
+        var contacts = coordinators.Select(c => ActorPath.Parse($"{Exposure.Normalize(c, tls.Enabled)}/system/receptionist")).ToImmutableHashSet();
+        if (!tls.Enabled && contacts.Any(c => !Exposure.IsLoopback(c.Address.Host!)))
+            Log.Warning("Talking to the cluster without TLS: give --tls-cert, --tls-key and --tls-ca (or ACTORSEG_TLS__*) when its nodes use TLS");
+        var config = ConfigurationFactory.ParseString($$"""
             akka.loglevel = OFF
             akka.stdout-loglevel = OFF
             akka.log-dead-letters = off
             akka.log-dead-letters-during-shutdown = off
             akka.actor.provider = remote
-            akka.remote.dot-netty.tcp.hostname = "{hostname}"
+            akka.remote.dot-netty.tcp.hostname = "{{hostname}}"
             akka.remote.dot-netty.tcp.port = 0
             akka.remote.dot-netty.tcp.maximum-frame-size = 4MiB
+            akka.remote.dot-netty.tcp.enable-ssl = {{(tls.Enabled ? "true" : "false")}}
             akka.cluster.client.reconnect-timeout = off
-            {ActorSegSerializer.Hocon}
+            {{ActorSegSerializer.Hocon}}
             """).WithFallback(ClusterClientReceptionist.DefaultConfig());
-        var system = ActorSystem.Create(NodeHost.SystemName + "-client", config);
+        var setup = BootstrapSetup.Create().WithConfig(config);
+        var system = tls.Enabled
+            ? ActorSystem.Create(NodeHost.SystemName + "-client", setup.And(tls.CreateSetup("client")))
+            : ActorSystem.Create(NodeHost.SystemName + "-client", setup);
         var client = system.ActorOf(ClusterClient.Props(ClusterClientSettings.Create(system).WithInitialContacts(contacts)), "client");
         return new ClusterConnection(system, client);
     }
@@ -90,6 +91,8 @@ public static class ClientCommands
         {
             image, output, mask, model, coordinator, jobId, spacing, tileSize, halo, features, keepWork, timeout,
         };
+        var tls = TlsFlags.Create();
+        tls.AddTo(cmd);
         cmd.SetAction(async (pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
@@ -99,7 +102,7 @@ public static class ClientCommands
             var id = pr.GetValue(jobId) ?? JobIds.New();
             try
             {
-                await using var conn = ClusterConnection.Open(ClusterConnection.Addresses(pr.GetValue(coordinator)));
+                await using var conn = ClusterConnection.Open(ClusterConnection.Addresses(pr.GetValue(coordinator)), tls.Read(pr));
                 return await FollowAsync(conn, new SubmitGraphJob(id, spec), TimeSpan.FromSeconds(pr.GetValue(timeout)), ct);
             }
             catch (ArgumentException e) { Console.Error.WriteLine($"actorseg submit: {e.Message}"); return ExitCodes.Usage; }
@@ -161,6 +164,11 @@ public static class ClientCommands
                 case GraphJobFailed f:
                     Log.Error("Job {JobId} failed: {Error}", f.JobId, f.Error);
                     return ExitCodes.Failed;
+                case JobRefused r:
+                    Log.Error("Job {JobId} refused by the coordinator ({Code}): {Reason}", r.JobId, r.Code, r.Reason);
+                    return ExitCodes.Failed;
+                case JobReceived:
+                    break;
             }
         }
         conn.System.Stop(watcher);
@@ -189,6 +197,8 @@ public static class ClientCommands
         {
             images, masks, output, coordinator, jobId, conv, edges, layers, hidden, dropout, epochs, patience, valFrac, segments, features, timeout,
         };
+        var tls = TlsFlags.Create();
+        tls.AddTo(cmd);
         cmd.SetAction(async (pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
@@ -197,7 +207,7 @@ public static class ClientCommands
             try
             {
                 var pairs = TrainCommand.Pair(Path.GetFullPath(pr.GetValue(images)!), Path.GetFullPath(pr.GetValue(masks)!));
-                await using var conn = ClusterConnection.Open(ClusterConnection.Addresses(pr.GetValue(coordinator)));
+                await using var conn = ClusterConnection.Open(ClusterConnection.Addresses(pr.GetValue(coordinator)), tls.Read(pr));
                 var connect = TimeSpan.FromSeconds(pr.GetValue(timeout));
                 // every image's graph, as concurrent jobs: the cluster spreads their tiles over all workers
                 var graphs = pairs.Select(p => (p, Dir: Path.Combine(outDir, "graphs", Path.GetFileNameWithoutExtension(p.Image)))).ToList();
@@ -222,12 +232,14 @@ public static class ClientCommands
         var coordinator = new Option<string?>("--coordinator", "-c") { Description = "Coordinator node address(es). Env ACTORSEG_COORDINATOR." };
         var jobId = new Argument<string?>("JOB") { Description = "One job (default: all known).", Arity = ArgumentArity.ZeroOrOne };
         var cmd = new Command("status", "Show the jobs a running cluster knows, and its workers and trainers.") { jobId, coordinator };
+        var tls = TlsFlags.Create();
+        tls.AddTo(cmd);
         cmd.SetAction(async (pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
             try
             {
-                await using var conn = ClusterConnection.Open(ClusterConnection.Addresses(pr.GetValue(coordinator)));
+                await using var conn = ClusterConnection.Open(ClusterConnection.Addresses(pr.GetValue(coordinator)), tls.Read(pr));
                 StatusReport r;
                 try { r = await conn.Ask<StatusReport>(new GetStatus(pr.GetValue(jobId)), TimeSpan.FromSeconds(20)); }
                 catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)

@@ -115,6 +115,9 @@ public static class GraphCommand
                 case GraphJobFailed f:
                     Log.Error("Failed: {Error}", f.Error);
                     return null;
+                case JobRefused r:
+                    Log.Error("Refused: {Error}", r.Reason);
+                    return null;
             }
         }
         return null;

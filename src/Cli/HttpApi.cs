@@ -1,10 +1,13 @@
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 using Akka.Actor;
 using Akka.Hosting;
+using ActorSeg.Core.IO;
 using ActorSeg.Messages;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Serilog;
 
 namespace ActorSeg.Cli;
@@ -14,17 +17,23 @@ public sealed record HttpJobRequest(string? JobId, string Image, string? Mask, s
 
 /// <summary>
 /// The coordinator node's HTTP API: /healthz (the process answers), /readyz (cluster joined and the journal database
-/// reachable), POST /jobs (bearer token; paths confined to the data roots) and GET /jobs/{id}.
+/// reachable; no connection details), POST /jobs (bearer token checked before the body is read; the body at most
+/// <see cref="MaxBodyBytes"/>; 202 only once the coordinator has checked and journaled the job, 400/403/409 with its
+/// reason otherwise) and GET /jobs/{id}.
 /// </summary>
 public static class HttpApi
 {
+    public const long MaxBodyBytes = 64 * 1024;
+
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
     public static void Map(WebApplication app, NodeOptions o)
     {
         var log = Log.ForContext("Role", "http");
         var roots = new DataRoots(o.DataRoots);
         if (o.ApiToken is null) log.Warning("No API token (ACTORSEG_APITOKEN): /jobs refuses every request");
         if (roots.Roots.Count == 0) log.Warning("No data roots (ACTORSEG_DATAROOTS): /jobs accepts no path");
-        var dbChecked = (At: DateTime.MinValue, Ok: false, Error: (string?)null);
+        var dbChecked = (At: DateTime.MinValue, Ok: false);
 
         app.MapGet("/healthz", () => Results.Text("ok"));
         app.MapGet("/readyz", async (ActorSystem system, CancellationToken ct) =>
@@ -33,12 +42,17 @@ public static class HttpApi
             bool up = cluster.SelfMember.Status == Akka.Cluster.MemberStatus.Up;
             if (DateTime.UtcNow - dbChecked.At > TimeSpan.FromSeconds(5))
             {
-                try { await o.Persistence.CheckReachableAsync(ct); dbChecked = (DateTime.UtcNow, true, null); }
-                catch (DatabaseUnreachableException e) { dbChecked = (DateTime.UtcNow, false, e.Message); }
+                try { await o.Persistence.CheckReachableAsync(ct); dbChecked = (DateTime.UtcNow, true); }
+                catch (DatabaseUnreachableException e)
+                {
+                    // the reason goes to the log, where operators look; anonymous callers learn only that it is down
+                    log.Warning("Not ready: {Error}", e.Message);
+                    dbChecked = (DateTime.UtcNow, false);
+                }
             }
             return up && dbChecked.Ok
-                ? Results.Json(new { ready = true, member = cluster.SelfMember.Status.ToString() })
-                : Results.Json(new { ready = false, member = cluster.SelfMember.Status.ToString(), database = dbChecked.Error ?? "ok" }, statusCode: 503);
+                ? Results.Json(new { ready = true })
+                : Results.Json(new { ready = false, cluster = up ? "up" : "not up", database = dbChecked.Ok ? "reachable" : "unreachable" }, statusCode: 503);
         });
 
         bool Authorized(HttpContext ctx)
@@ -51,39 +65,68 @@ public static class HttpApi
             return ok;
         }
 
-        app.MapPost("/jobs", (HttpContext ctx, HttpJobRequest req, IRequiredActor<CoordinatorKey> coordinator) =>
+        IResult Error(int status, string message) => Results.Json(new { error = message }, statusCode: status);
+
+        app.MapPost("/jobs", async (HttpContext ctx, IRequiredActor<CoordinatorKey> coordinator) =>
         {
-            if (!Authorized(ctx)) return Results.Json(new { error = "missing or wrong bearer token" }, statusCode: 401);
+            // the token first: an anonymous caller gets nothing read, parsed or checked
+            if (!Authorized(ctx)) return Error(401, "missing or wrong bearer token");
+            if (ctx.Request.ContentLength is > MaxBodyBytes) return Error(413, $"the request body is over {MaxBodyBytes} bytes");
+            if (ctx.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit) limit.MaxRequestBodySize = MaxBodyBytes;
+            HttpJobRequest? req;
+            try { req = await JsonSerializer.DeserializeAsync<HttpJobRequest>(ctx.Request.Body, Json, ctx.RequestAborted); }
+            catch (JsonException e) { return Error(400, $"the body is not a job: {e.Message}"); }
+            catch (BadHttpRequestException e) when (e.StatusCode == 413) { return Error(413, $"the request body is over {MaxBodyBytes} bytes"); }
+            if (req is null || string.IsNullOrEmpty(req.Image) || string.IsNullOrEmpty(req.Out)) return Error(400, "a job needs at least 'image' and 'out'");
+            var id = req.JobId ?? JobIds.New();
+            if (AssignmentPaths.InvalidJobId(id) is { } badId) return Error(400, badId);
             GraphJobSpec spec;
             try
             {
                 var image = roots.Confine(req.Image, "image");
-                if (!File.Exists(image)) return Results.Json(new { error = $"{req.Image}: image not found" }, statusCode: 400);
+                if (!File.Exists(image)) return Error(400, $"{req.Image}: image not found");
                 var mask = req.Mask is null ? null : roots.Confine(req.Mask, "mask");
                 var model = req.Model is null ? null : roots.Confine(req.Model, "model");
                 var outDir = roots.Confine(req.Out, "out");
                 spec = new GraphJobSpec(image, mask, outDir, TileSize: req.TileSize ?? 2048, Spacing: req.Spacing ?? 40.96, ModelPath: model);
             }
-            catch (Exception e) when (e is ArgumentException or UnauthorizedAccessException or IOException)
+            catch (UnauthorizedAccessException e) { return Refused(403, e.Message); }
+            catch (Exception e) when (e is ArgumentException or IOException) { return Refused(400, e.Message); }
+
+            // 202 only once the coordinator has checked and journaled the job; its refusal, with the reason, otherwise
+            object answer;
+            try { answer = await coordinator.ActorRef.Ask<object>(new SubmitGraphJob(id, spec, MustBeNew: true), TimeSpan.FromSeconds(15), ctx.RequestAborted); }
+            catch (AskTimeoutException) { return Error(503, "the coordinator did not answer in 15 s; the job may not have been recorded (GET /jobs/ID tells)"); }
+            switch (answer)
             {
-                log.Warning("Refused a job from {Remote}: {Error}", ctx.Connection.RemoteIpAddress?.ToString(), e.Message);
-                return Results.Json(new { error = e.Message }, statusCode: 400);
+                case JobReceived:
+                    log.Information("Job {JobId} submitted over HTTP: {Image} → {OutDir}", id, spec.ImagePath, spec.OutDir);
+                    return Results.Json(new { jobId = id, status = $"/jobs/{id}" }, statusCode: 202);
+                case JobRefused r:
+                    return Refused(r.Code switch { RefusalCodes.Conflict => 409, RefusalCodes.Forbidden => 403, _ => 400 }, r.Reason);
+                case GraphJobFailed f:
+                    return Refused(400, f.Error);
+                default:
+                    return Error(502, $"unexpected answer from the coordinator: {answer.GetType().Name}");
             }
-            var id = req.JobId ?? JobIds.New();
-            coordinator.ActorRef.Tell(new SubmitGraphJob(id, spec), ActorRefs.Nobody);
-            log.Information("Job {JobId} submitted over HTTP: {Image} → {OutDir}", id, spec.ImagePath, spec.OutDir);
-            return Results.Json(new { jobId = id, status = $"/jobs/{id}" }, statusCode: 202);
+
+            IResult Refused(int status, string why)
+            {
+                log.Warning("Refused a job from {Remote} ({Status}): {Error}", ctx.Connection.RemoteIpAddress?.ToString(), status, why);
+                return Error(status, why);
+            }
         });
 
         app.MapGet("/jobs/{id}", async (HttpContext ctx, string id, IRequiredActor<CoordinatorKey> coordinator) =>
         {
-            if (!Authorized(ctx)) return Results.Json(new { error = "missing or wrong bearer token" }, statusCode: 401);
+            if (!Authorized(ctx)) return Error(401, "missing or wrong bearer token");
+            if (AssignmentPaths.InvalidJobId(id) is { } badId) return Error(400, badId);
             StatusReport r;
             try { r = await coordinator.ActorRef.Ask<StatusReport>(new GetStatus(id), TimeSpan.FromSeconds(10)); }
-            catch (AskTimeoutException) { return Results.Json(new { error = "the coordinator did not answer in 10 s" }, statusCode: 503); }
+            catch (AskTimeoutException) { return Error(503, "the coordinator did not answer in 10 s"); }
             var j = r.Jobs.FirstOrDefault();
             return j is null
-                ? Results.Json(new { error = $"no job {id}" }, statusCode: 404)
+                ? Error(404, $"no job {id}")
                 : Results.Json(new { jobId = j.JobId, phase = j.Phase, tilesDone = j.TilesDone, tilesTotal = j.TilesTotal, inFlight = j.InFlight, retries = j.Retries, error = j.Error, outDir = j.OutDir });
         });
     }

@@ -85,6 +85,7 @@ public sealed class JobWatcher : ReceiveActor, IWithTimers
         Receive<GraphJobCompleted>(m => { Timers.CancelAll(); output.TryWrite(m); output.TryComplete(); });
         Receive<GraphJobFailed>(m => { Timers.CancelAll(); output.TryWrite(m); output.TryComplete(); });
         Receive<TrainJobCompleted>(m => { Timers.CancelAll(); output.TryWrite(m); output.TryComplete(); });
+        Receive<JobRefused>(m => { Timers.CancelAll(); output.TryWrite(m); output.TryComplete(); });
         ReceiveAny(m => output.TryWrite(m));
     }
 

@@ -29,9 +29,12 @@ public static class NodeCommand
         var dbProvider = new Option<string?>("--db-provider") { Description = "Job journal: sqlite (default) or postgresql. Env ACTORSEG_PERSISTENCE__PROVIDER." };
         var httpPort = new Option<int?>("--http-port") { Description = "Serve the HTTP API (/healthz, /readyz, POST /jobs, GET /jobs/ID) on this port (coordinator nodes). Env ACTORSEG_HTTPPORT; the token from ACTORSEG_APITOKEN, the allowed paths from ACTORSEG_DATAROOTS." };
         var db = new Option<string?>("--db") { Description = "Journal connection string (sqlite default: Data Source=actorseg-journal.db). Env ACTORSEG_PERSISTENCE__CONNECTIONSTRING." };
+        var dataRoots = new Option<string?>("--data-roots") { Description = "Comma-separated folders every job's inputs and outputs must lie in. Env ACTORSEG_DATAROOTS. A node reachable from other machines refuses every job without them." };
+        var tls = TlsFlags.Create();
+        var insecure = new Option<bool>("--insecure") { Description = "Allow binding an address other machines can reach without TLS (only on a network you trust). Env ACTORSEG_INSECURE." };
         var cmd = new Command("node", "Run a cluster node with the given roles; stops cleanly (handing back its work) on SIGTERM or Ctrl-C.")
         {
-            config, roles, hostname, publicHost, port, seeds, workers, device, dbProvider, db, httpPort,
+            config, roles, hostname, publicHost, port, seeds, workers, device, dbProvider, db, httpPort, dataRoots, tls.Cert, tls.Key, tls.Ca, insecure,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -40,7 +43,9 @@ public static class NodeCommand
                 ["Roles"] = pr.GetValue(roles), ["Hostname"] = pr.GetValue(hostname), ["PublicHostname"] = pr.GetValue(publicHost),
                 ["Port"] = pr.GetValue(port)?.ToString(), ["Seeds"] = pr.GetValue(seeds), ["Workers"] = pr.GetValue(workers)?.ToString(),
                 ["Device"] = pr.GetValue(device), ["Persistence:Provider"] = pr.GetValue(dbProvider), ["Persistence:ConnectionString"] = pr.GetValue(db), ["HttpPort"] = pr.GetValue(httpPort)?.ToString(),
+                ["DataRoots"] = pr.GetValue(dataRoots), ["Insecure"] = pr.GetValue(insecure) ? "true" : null,
             };
+            tls.AddTo(pr, flags);
             NodeOptions o;
             try { o = NodeOptions.From(BuildConfiguration(pr.GetValue(config)?.FullName, flags)); }
             catch (Exception e) when (e is ArgumentException or FileNotFoundException or InvalidDataException or FormatException)
@@ -73,9 +78,11 @@ public static class NodeCommand
     public static async Task<int> RunAsync(NodeOptions o, CancellationToken ct)
     {
         var log = Log.ForContext("Role", "node");
-        log.Information("ActorSeg node starting: roles {Roles}, {Host}:{Port}, seeds [{Seeds}], {Workers} worker slots, journal {Journal}, protocol {Protocol}",
+        log.Information("ActorSeg node starting: roles {Roles}, {Host}:{Port}, seeds [{Seeds}], {Workers} worker slots, journal {Journal}, protocol {Protocol}, transport {Transport}, data roots [{Roots}]",
             string.Join(",", o.Roles), o.PublicHostname ?? o.Hostname, o.Port, string.Join(", ", o.Seeds), o.Has(NodeRoles.TileWorker) ? o.Workers : 0,
-            o.Has(NodeRoles.Coordinator) ? o.Persistence.Describe() : "-", Messages.ProtocolVersion.Text);
+            o.Has(NodeRoles.Coordinator) ? o.Persistence.Describe() : "-", Messages.ProtocolVersion.Text,
+            o.Tls.Enabled ? "mutual TLS" : o.LoopbackOnly ? "plain TCP (loopback only)" : "plain TCP (--insecure)", string.Join(", ", o.DataRoots));
+        if (!o.Tls.Enabled && !o.LoopbackOnly) log.Warning("Running without TLS on {Host} (--insecure): anyone who reaches port {Port} can join this cluster and send it work", o.Hostname, o.Port);
         if (o.Has(NodeRoles.Coordinator))
         {
             // the journal is where every job lives: wait for it a little (a database pod may start after us), then fail clearly
@@ -113,13 +120,21 @@ public static class NodeCommand
             wb.Logging.ClearProviders();
             wb.WebHost.ConfigureKestrel(k =>
             {
-                if (System.Net.IPAddress.TryParse(o.Hostname, out var ip)) k.Listen(ip, o.HttpPort); else k.ListenAnyIP(o.HttpPort);
+                k.Limits.MaxRequestBodySize = HttpApi.MaxBodyBytes;
+                void Https(Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions l)
+                {
+                    if (o.HttpsCertificate is null) return;
+                    using var pem = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(o.HttpsCertificate, o.HttpsKey);
+                    l.UseHttps(System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12(
+                        pem.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pkcs12), null));
+                }
+                if (System.Net.IPAddress.TryParse(o.Hostname, out var ip)) k.Listen(ip, o.HttpPort, Https); else k.ListenAnyIP(o.HttpPort, Https);
             });
             Services(wb.Services);
             var app = wb.Build();
             HttpApi.Map(app, o);
             host = app;
-            log.Information("HTTP API on {Host}:{Port} (/healthz, /readyz, /jobs)", o.Hostname, o.HttpPort);
+            log.Information("HTTP API on {Scheme}://{Host}:{Port} (/healthz, /readyz, /jobs)", o.HttpsCertificate is null ? "http" : "https", o.Hostname, o.HttpPort);
         }
         else
         {

@@ -4,6 +4,7 @@ using Akka.Cluster.Tools.Client;
 using Akka.Hosting;
 using Akka.Remote.Hosting;
 using ActorSeg.Coordinator;
+using ActorSeg.Core.IO;
 using ActorSeg.GpuTrainer;
 using ActorSeg.Messages;
 using ActorSeg.TileWorker;
@@ -56,6 +57,16 @@ public sealed record NodeOptions
     public string? ApiToken { get; init; }
     /// <summary>Directories that paths submitted over HTTP must lie in (comma-separated in ACTORSEG_DATAROOTS).</summary>
     public string[] DataRoots { get; init; } = [];
+    /// <summary>Mutual TLS on the cluster transport (certificate, key and CA from files).</summary>
+    public TlsOptions Tls { get; init; } = new();
+    /// <summary>Allow binding an address other machines can reach without TLS (a network you trust).</summary>
+    public bool Insecure { get; init; }
+    /// <summary>The coordinator's HTTP API over HTTPS: certificate and key (PEM files); plain HTTP without them.</summary>
+    public string? HttpsCertificate { get; init; }
+    public string? HttpsKey { get; init; }
+
+    /// <summary>Only this machine can reach the node (loopback): no TLS needed, and jobs without data roots are allowed.</summary>
+    public bool LoopbackOnly => Exposure.IsLoopback(Hostname);
 
     public bool Has(string role) => Roles.Contains(role, StringComparer.OrdinalIgnoreCase);
 
@@ -90,6 +101,10 @@ public sealed record NodeOptions
                 HttpPort = I("HttpPort", o.HttpPort),
                 ApiToken = string.IsNullOrEmpty(c["ApiToken"]) ? null : c["ApiToken"],
                 DataRoots = c["DataRoots"] is { } dr ? List(dr) : o.DataRoots,
+                Tls = TlsOptions.From(c),
+                Insecure = c["Insecure"] is { } ins && bool.Parse(ins),
+                HttpsCertificate = string.IsNullOrWhiteSpace(c["HttpsCertificate"]) ? null : c["HttpsCertificate"],
+                HttpsKey = string.IsNullOrWhiteSpace(c["HttpsKey"]) ? null : c["HttpsKey"],
             };
         }
         catch (FormatException e) { throw new ArgumentException($"configuration: {e.Message}", e); }
@@ -106,11 +121,19 @@ public sealed record NodeOptions
         if (Workers < 1) throw new ArgumentException($"workers must be >= 1 (got {Workers})");
         if (HttpPort is < 0 or > 65535) throw new ArgumentException($"http port must be 0..65535 (got {HttpPort})");
         if (HttpPort > 0 && !Has(NodeRoles.Coordinator)) throw new ArgumentException("the HTTP API runs on coordinator nodes: give this node the coordinator role, or no http port");
-        foreach (var s in Seeds)
-            if (!Address.TryParse(s, out var a) || a.Protocol != "akka.tcp" || a.System != NodeHost.SystemName)
-                throw new ArgumentException($"seed '{s}' is not an address like akka.tcp://{NodeHost.SystemName}@host:port");
+        var seeds = Seeds.Select(s => Exposure.Normalize(s, Tls.Enabled)).ToArray();
+        Tls.Validate();
+        if (!LoopbackOnly && !Tls.Enabled && !Insecure)
+            throw new ArgumentException($"this node binds {Hostname}, which other machines can reach, without TLS: give it its certificate, key and the cluster's CA " +
+                "(ACTORSEG_TLS__CERTIFICATE, ACTORSEG_TLS__KEY, ACTORSEG_TLS__CA, or --tls-cert, --tls-key, --tls-ca), or start it with --insecure on a network you trust");
+        if (ApiToken is { } token && (Secrets.IsPlaceholder(token) || token.Length < 16))
+            throw new ArgumentException("the API token (ACTORSEG_APITOKEN) is a placeholder or shorter than 16 characters: make one with `openssl rand -hex 32`");
+        if ((HttpsCertificate is null) != (HttpsKey is null))
+            throw new ArgumentException("HTTPS needs both a certificate and its key (ACTORSEG_HTTPSCERTIFICATE and ACTORSEG_HTTPSKEY)");
+        foreach (var f in new[] { HttpsCertificate, HttpsKey })
+            if (f is not null && !File.Exists(f)) throw new ArgumentException($"{f}: HTTPS certificate or key file not found");
         Persistence.Validate();
-        return this;
+        return this with { Seeds = seeds };
     }
 }
 
@@ -135,6 +158,8 @@ public sealed record PersistenceOptions
             throw new ArgumentException($"persistence provider must be sqlite or postgresql (got '{Provider}')");
         if (IsPostgres && string.IsNullOrWhiteSpace(ConnectionString))
             throw new ArgumentException("persistence provider postgresql needs a connection string (ACTORSEG_PERSISTENCE__CONNECTIONSTRING or --db)");
+        if (ConnectionString is { } cs && Secrets.PasswordOf(cs) is { } pw && Secrets.IsPlaceholder(pw))
+            throw new ArgumentException($"the journal's password is a placeholder ({Secrets.Redact(cs)}): set a real one");
     }
 
     public string EffectiveConnectionString => ConnectionString ?? "Data Source=actorseg-journal.db";
@@ -172,14 +197,8 @@ public sealed record PersistenceOptions
             """;
     }
 
-    /// <summary>Describes the store without its password, for logs.</summary>
-    public string Describe()
-    {
-        if (!IsPostgres) return $"SQLite ({EffectiveConnectionString})";
-        var parts = EffectiveConnectionString.Split(';', StringSplitOptions.RemoveEmptyEntries)
-            .Where(p => !p.TrimStart().StartsWith("password", StringComparison.OrdinalIgnoreCase));
-        return $"PostgreSQL ({string.Join(';', parts)})";
-    }
+    /// <summary>Describes the store with every secret redacted, for logs.</summary>
+    public string Describe() => $"{(IsPostgres ? "PostgreSQL" : "SQLite")} ({Secrets.Redact(EffectiveConnectionString)})";
 
     /// <summary>Fails early, with a clear message, when the database cannot be reached.</summary>
     public async Task CheckReachableAsync(CancellationToken ct)
@@ -246,6 +265,12 @@ public static class NodeHost
         services.AddSerilog(Log.Logger, dispose: false);
         services.AddAkka(SystemName, (b, _) =>
         {
+            if (o.Tls.Enabled)
+            {
+                // mutual TLS: every connection in and out presents a certificate of the cluster's CA, or is refused
+                b.AddHocon("akka.remote.dot-netty.tcp.enable-ssl = true", HoconAddMode.Prepend);
+                b.AddSetup(o.Tls.CreateSetup("node"));
+            }
             b.AddHocon(Hocon(o), HoconAddMode.Prepend);
             b.AddHocon(ActorSegSerializer.Hocon, HoconAddMode.Prepend);
             b.AddHocon(o.Persistence.Hocon(), HoconAddMode.Prepend);
@@ -256,7 +281,10 @@ public static class NodeHost
             var settings = new CoordinatorSettings
             {
                 TileDeadline = TimeSpan.FromSeconds(o.TileDeadlineSeconds), MaxAttempts = o.MaxAttempts, SnapshotEvery = o.SnapshotEvery,
+                // a node others can reach refuses every job until it is told which folders jobs may use
+                Policy = new JobPolicy(new DataRoots(o.DataRoots), RequireRoots: !o.LoopbackOnly),
             };
+            var roots = new DataRoots(o.DataRoots);
             if (o.Has(NodeRoles.Coordinator))
             {
                 b.WithSingleton<CoordinatorKey>("coordinator", GraphCoordinatorActor.Props(settings), singleton, createProxyToo: true);
@@ -268,9 +296,10 @@ public static class NodeHost
                 var coordinator = registry.Get<CoordinatorKey>();
                 if (o.Has(NodeRoles.Coordinator)) ClusterClientReceptionist.Get(system).RegisterService(coordinator);
                 var workers = new List<IActorRef>();
+                var isCoordinator = CoordinatorIdentity.For(system); // work is taken from the coordinator singleton only
                 if (o.Has(NodeRoles.TileWorker))
-                    for (int i = 0; i < o.Workers; i++) workers.Add(system.ActorOf(TileWorkerActor.Props(coordinator), $"tile-worker-{i + 1}"));
-                if (o.Has(NodeRoles.GpuTrainer)) system.ActorOf(TrainerActor.Props(coordinator, o.Device), "gpu-trainer");
+                    for (int i = 0; i < o.Workers; i++) workers.Add(system.ActorOf(TileWorkerActor.Props(coordinator, null, isCoordinator, roots), $"tile-worker-{i + 1}"));
+                if (o.Has(NodeRoles.GpuTrainer)) system.ActorOf(TrainerActor.Props(coordinator, o.Device, null, isCoordinator, roots), "gpu-trainer");
                 // a leaving node hands its unfinished tiles back before it leaves the cluster
                 if (workers.Count > 0)
                     CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseServiceRequestsDone, "hand-back-tiles", async () =>
@@ -286,4 +315,7 @@ public static class NodeHost
 
     /// <summary>The actor-system path clients send to through the receptionist.</summary>
     public const string CoordinatorServicePath = "/user/coordinator-proxy";
+
+    /// <summary>Where the coordinator singleton lives on the oldest coordinator node (manager "coordinator", singleton "coordinator").</summary>
+    public const string CoordinatorSingletonPath = "/user/coordinator/coordinator";
 }

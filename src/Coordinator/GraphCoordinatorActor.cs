@@ -29,6 +29,8 @@ public sealed record CoordinatorSettings
     public string PersistenceId { get; init; } = "actorseg-coordinator";
     /// <summary>Finished jobs remembered (so re-submitting one answers at once instead of redoing it).</summary>
     public int FinishedJobsKept { get; init; } = 10_000;
+    /// <summary>What jobs are accepted: data roots, and whether a coordinator without roots refuses everything.</summary>
+    public JobPolicy Policy { get; init; } = JobPolicy.Open;
 }
 
 /// <summary>
@@ -58,6 +60,8 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         public int Retries, RecoveredTiles, StepAttempt, StepFailures;
         public (IActorRef Node, DateTime Deadline)? Step; // the trainer classifying, or the worker painting
         public bool Busy; // a background step (prepare, stitch) is running
+        public bool FreshSubmit; // submitted in this incarnation: its work folder must not exist yet
+        public int PrepareAttempts;
         public long PixelsThisRun;
         public readonly Stopwatch Clock = new();
         public ILogger Log = Serilog.Log.Logger;
@@ -200,7 +204,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
     private static string Describe(Exception e) => e switch
     {
         AggregateException a when a.InnerException is not null => Describe(a.InnerException),
-        InputFileException or InvalidDataException or ArgumentException or ResultStoreException => e.Message,
+        InputFileException or InvalidDataException or ArgumentException or ResultStoreException or UnsafePathException => e.Message,
         _ => $"{e.GetType().Name}: {e.Message}",
     };
 
@@ -332,29 +336,44 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
 
     // ---------------------------------------------------------------- clients
 
+    private IEnumerable<OutputFootprint> OpenOutputs() =>
+        _jobs.Values.Where(j => j.Ended is null).Select(j => new OutputFootprint(j.JobId, j.Spec.OutDir, true))
+            .Concat(_trainings.Values.Where(t => t.Ended is null).Select(t => new OutputFootprint(t.JobId, t.Submitted.Spec.OutDir, false)));
+
+    private void Refuse(JobRefused r)
+    {
+        _log.ForContext("JobId", r.JobId).Warning("Refused job {JobId} from {Client} ({Code}): {Reason}", r.JobId, Sender.Path.ToString(), r.Code, r.Reason);
+        Sender.Tell(r);
+    }
+
     private void OnSubmit(SubmitGraphJob s)
     {
-        if (_jobs.TryGetValue(s.JobId, out var known))
+        if (_jobs.TryGetValue(s.JobId, out var known) || _trainings.ContainsKey(s.JobId))
         {
+            if (s.MustBeNew || known is null) { Refuse(new JobRefused(s.JobId, RefusalCodes.Conflict, $"job id {s.JobId} is already used")); return; }
             // idempotent: the client re-sends its job as a heartbeat and to find a restarted coordinator
-            if (!known.Spec.Equals(s.Spec)) { Sender.Tell(new GraphJobFailed(s.JobId, $"job id {s.JobId} is already used by a different job")); return; }
+            if (!known.Spec.Equals(s.Spec) && !known.Spec.Equals(JobAuthorization.Check(s.JobId, s.Spec, _settings.Policy, []).Spec))
+            {
+                Refuse(new JobRefused(s.JobId, RefusalCodes.Conflict, $"job id {s.JobId} is already used by a different job"));
+                return;
+            }
             bool isNew = known.Watchers.Add(Sender);
-            if (known.Ended is { } e) { Sender.Tell(Outcome(known)); return; }
+            if (known.Ended is not null) { Sender.Tell(Outcome(known)); return; }
+            if (isNew) Sender.Tell(new JobReceived(s.JobId));
             if (isNew && known.Planned is { } p && known.Manifest is { } m)
                 Sender.Tell(new GraphJobAccepted(s.JobId, p.ImageId, m.Width, m.Height, m.Channels, p.Tiles, m.Halo, m.Grid.Count, known.RecoveredTiles));
             return;
         }
-        if (_trainings.ContainsKey(s.JobId)) { Sender.Tell(new GraphJobFailed(s.JobId, $"job id {s.JobId} is already used by a different job")); return; }
-        if (string.IsNullOrWhiteSpace(s.JobId) || s.JobId.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || s.JobId.Contains(".."))
-        {
-            Sender.Tell(new GraphJobFailed(s.JobId, $"job id '{s.JobId}' is not usable (it names a work directory: letters, digits, '-' and '_')"));
-            return;
-        }
+        // every job is checked here, whatever door it came in by, before anything is recorded
+        var c = JobAuthorization.Check(s.JobId, s.Spec, _settings.Policy, OpenOutputs());
+        if (c.Refused is { } refused) { Refuse(refused); return; }
         var client = Sender;
-        Record(new JobSubmitted(s.JobId, s.Spec, DateTime.UtcNow), e =>
+        Record(new JobSubmitted(s.JobId, c.Spec!, DateTime.UtcNow), e =>
         {
             var j = _jobs[e.JobId];
             j.Watchers.Add(client);
+            j.FreshSubmit = true;
+            client.Tell(new JobReceived(e.JobId));
             j.Log.Information("Job {JobId} submitted: {Image} → {OutDir}{Model}", e.JobId, e.Spec.ImagePath, e.Spec.OutDir,
                 e.Spec.ModelPath is { } mp ? $" (segment with {mp})" : "");
             StartPrepare(j);
@@ -397,11 +416,15 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         var self = Self;
         var s = j.Submitted;
         var sw = Stopwatch.StartNew();
+        bool mayExist = !j.FreshSubmit || j.PrepareAttempts++ > 0;
         Task.Run(() =>
         {
             var req = ToRequest(s.Spec);
             if (s.Spec.ModelPath is { } mp && !File.Exists(mp)) throw new InputFileException(mp, "model file does not exist");
             var work = GraphOutputs.WorkDir(j.GraphDir, s.JobId);
+            // the work folder is this job's alone: made now (mkdir fails if anything is there), or, for a job resuming
+            // after a restart, accepted only as a real folder of this user, never a link planted in its place
+            SafePaths.CreatePrivateDirectory(work, mayExist, "work folder");
             var m = GraphJob.Prepare(s.JobId, req, work);
             m.Save();
             return m;
@@ -445,7 +468,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
     {
         if (!_jobs.TryGetValue(f.JobId, out var j) || j.Ended is not null) return;
         j.Busy = false;
-        bool bad = f.Error is InputFileException or InvalidDataException or ArgumentException or ResultStoreException;
+        bool bad = f.Error is InputFileException or InvalidDataException or ArgumentException or ResultStoreException or UnsafePathException;
         if (bad || ++j.StepFailures >= _settings.MaxAttempts) { Fail(j, $"{f.Step}: {Describe(f.Error)}"); return; }
         j.Log.Warning(f.Error, "Job {JobId}: {Step} failed ({Error}); trying again", j.JobId, f.Step, Describe(f.Error));
         Timers.StartSingleTimer($"retry-{j.JobId}", new RetryJob(j.JobId), TimeSpan.FromSeconds(2));
@@ -510,7 +533,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
                 if (j.Done.ContainsKey(tile) || j.InFlight.ContainsKey(tile)) continue;
                 var worker = TakeWorker()!;
                 j.InFlight[tile] = (worker, attempt, DateTime.UtcNow + _settings.TileDeadline);
-                worker.Tell(new TileAssignment(m.JobId, m.ImageId, m.ManifestPath, tile, attempt));
+                worker.Tell(new TileAssignment(m.JobId, m.ImageId, m.ManifestPath, tile, attempt, j.GraphDir));
             }
             if (j.Stitched is { } g && j.Segments && j.Step is null)
             {
@@ -521,7 +544,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
                     j.Step = (t, DateTime.UtcNow + _settings.StepDeadline);
                     j.Log.Information("Job {JobId}: classifying {Nodes} nodes on trainer {Trainer}", j.JobId, g.Nodes, t.Path.ToString());
                     Tell(j, new GraphJobProgress(j.JobId, "classifying", j.Planned.Tiles, j.Planned.Tiles, 0));
-                    t.Tell(new ClassifyNodes(j.JobId, m.ImageId, g.Graph, j.Spec.ModelPath!, Path.Combine(j.GraphDir, "classes.u8"), j.Spec.Device, j.StepAttempt));
+                    t.Tell(new ClassifyNodes(j.JobId, m.ImageId, g.Graph, j.Spec.ModelPath!, Path.Combine(j.GraphDir, "classes.u8"), j.Spec.Device, j.StepAttempt, j.GraphDir));
                 }
                 else if (j.Classified is { } c && j.Segmented is null && g.NodeMap is { } nm && TakeWorker() is { } w)
                 {
@@ -530,7 +553,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
                     j.Log.Information("Job {JobId}: painting the mask on {Worker}", j.JobId, w.Path.ToString());
                     Tell(j, new GraphJobProgress(j.JobId, "painting", j.Planned.Tiles, j.Planned.Tiles, 0));
                     w.Tell(new PaintAssignment(j.JobId, m.ImageId, j.Spec.ImagePath, nm, c.Classes,
-                        Path.Combine(j.Spec.OutDir, "mask.tif"), Path.Combine(j.Spec.OutDir, "overlay.png"), j.StepAttempt));
+                        Path.Combine(j.Spec.OutDir, "mask.tif"), Path.Combine(j.Spec.OutDir, "overlay.png"), j.StepAttempt, j.Spec.OutDir));
                 }
             }
         }
@@ -714,13 +737,18 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             try
             {
                 var c = j.Classified!;
-                File.WriteAllText(Path.Combine(j.Spec.OutDir, "segment.json"), JsonSerializer.Serialize(new
+                SafePaths.WriteAllText(Path.Combine(j.Spec.OutDir, "segment.json"), JsonSerializer.Serialize(new
                 {
                     image = j.Spec.ImagePath, model = j.Spec.ModelPath, mask = j.Segmented!.Mask.Path, maskChecksum = j.Segmented.Mask.Checksum,
                     overlay = Path.Combine(j.Spec.OutDir, "overlay.png"), nodes = j.Stitched!.Nodes, pixelsPerClass = c.PixelsPerClass, device = c.Device,
-                }, new JsonSerializerOptions { WriteIndented = true }));
+                }, new JsonSerializerOptions { WriteIndented = true }), "segmentation summary");
             }
-            catch (IOException e) { j.Log.Warning("Job {JobId}: could not write segment.json: {Error}", j.JobId, e.Message); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // nothing half-written is reported done
+                Fail(j, $"segment.json cannot be written in {j.Spec.OutDir}: {e.Message}");
+                return;
+            }
         }
         Record(new JobEnded(j.JobId, true, null), _ =>
         {
@@ -751,24 +779,34 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
 
     private void OnSubmitTrain(SubmitTrainJob s)
     {
-        if (_trainings.TryGetValue(s.JobId, out var known))
+        if (_trainings.TryGetValue(s.JobId, out var known) || _jobs.ContainsKey(s.JobId))
         {
-            if (!Same(known.Submitted.Spec, s.Spec)) { Sender.Tell(new GraphJobFailed(s.JobId, $"job id {s.JobId} is already used by a different job")); return; }
-            known.Watchers.Add(Sender);
+            if (s.MustBeNew || known is null) { Refuse(new JobRefused(s.JobId, RefusalCodes.Conflict, $"job id {s.JobId} is already used")); return; }
+            if (!Same(known.Submitted.Spec, s.Spec) && JobAuthorization.Check(s.JobId, s.Spec, _settings.Policy, []).Spec is var canon
+                && (canon is null || !Same(known.Submitted.Spec, canon)))
+            {
+                Refuse(new JobRefused(s.JobId, RefusalCodes.Conflict, $"job id {s.JobId} is already used by a different job"));
+                return;
+            }
+            if (known.Watchers.Add(Sender) && known.Ended is null) Sender.Tell(new JobReceived(s.JobId));
             if (known.Ended is not null) Sender.Tell(TrainOutcome(known));
             return;
         }
-        if (_jobs.ContainsKey(s.JobId)) { Sender.Tell(new GraphJobFailed(s.JobId, $"job id {s.JobId} is already used by a different job")); return; }
         // bad input is refused before anything is recorded
-        string? bad = s.Spec.Graphs.Length == 0 ? "no graphs to train on"
-            : s.Spec.Graphs.FirstOrDefault(g => !Path.IsPathFullyQualified(g) || !File.Exists(g)) is { } missing ? $"{missing}: graph file not found (paths must be absolute, on storage every node sees)"
-            : !Path.IsPathFullyQualified(s.Spec.OutDir) ? $"{s.Spec.OutDir}: the model directory must be an absolute path" : null;
-        if (bad is not null) { Sender.Tell(new GraphJobFailed(s.JobId, bad)); return; }
+        var c = JobAuthorization.Check(s.JobId, s.Spec, _settings.Policy, OpenOutputs());
+        if (c.Refused is { } refused) { Refuse(refused); return; }
+        var spec = c.Spec!;
+        if (spec.Graphs.FirstOrDefault(g => !File.Exists(g)) is { } missing)
+        {
+            Refuse(new JobRefused(s.JobId, RefusalCodes.Invalid, $"{missing}: graph file not found (paths must be on storage every node sees)"));
+            return;
+        }
         var client = Sender;
-        Record(new TrainJobSubmitted(s.JobId, s.Spec, DateTime.UtcNow), e =>
+        Record(new TrainJobSubmitted(s.JobId, spec, DateTime.UtcNow), e =>
         {
             var t = _trainings[e.JobId];
             t.Watchers.Add(client);
+            client.Tell(new JobReceived(e.JobId));
             t.Log.Information("Training job {JobId} submitted: {Graphs} graph(s) → {OutDir} ({Conv}, {Layers} layers × {Hidden}, {Edges} edges)",
                 e.JobId, e.Spec.Graphs.Length, e.Spec.OutDir, e.Spec.Conv, e.Spec.Layers, e.Spec.Hidden, e.Spec.Edges);
             Dispatch();

@@ -49,8 +49,8 @@ public static class ModelFile
 
     public static void Save(string path, ModelSpec spec, GnnModel model)
     {
-        var tmp = path + ".partial";
-        using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write))
+        var tmp = $"{path}.{Guid.NewGuid():N}.partial";
+        using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
         using (var w = new BinaryWriter(fs))
         {
             w.Write(Magic);

@@ -1,3 +1,4 @@
+using ActorSeg.Core.IO;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -122,7 +123,7 @@ public static class Trainer
         var model = new GnnModel(o.Architecture, F, K);
         model.to(device);
         var opt = torch.optim.Adam(model.parameters(), lr: o.LearningRate);
-        Directory.CreateDirectory(outDir);
+        SafePaths.EnsureDirectory(outDir, "model folder");
         string best = Path.Combine(outDir, "best.model"), last = Path.Combine(outDir, "last.model");
         // checkpoints go to a staging name while training runs: a failed or interrupted run never replaces a good model
         string bestStaging = Path.Combine(outDir, ".best.model.training");
@@ -181,12 +182,12 @@ public static class Trainer
         epoch = Math.Min(epoch, o.MaxEpochs);
         ModelFile.Save(last, Spec(epoch, lastLoss), model);
         File.Move(bestStaging, best, overwrite: true);
-        File.WriteAllText(Path.Combine(outDir, "curves.csv"), curves.ToString());
-        File.WriteAllText(Path.Combine(outDir, "split.json"), JsonSerializer.Serialize(new
+        SafePaths.WriteAllText(Path.Combine(outDir, "curves.csv"), curves.ToString(), "training curves");
+        SafePaths.WriteAllText(Path.Combine(outDir, "split.json"), JsonSerializer.Serialize(new
         {
             seed = o.Seed, nodeSplit, validationFraction = o.ValidationFraction,
             train = trainIdx.Select(i => graphs[i].Path), validation = valIdx.Select(i => graphs[i].Path),
-        }, new JsonSerializerOptions { WriteIndented = true }));
+        }, new JsonSerializerOptions { WriteIndented = true }), "training split");
         foreach (var d in data) d.Dispose();
         var result = new TrainResult(best, last, epoch, bestEpoch, bestLoss, sw.Elapsed.TotalSeconds, Core.ProcessStats.PeakRssMiB(),
             TorchDevice.Describe(device), trainIdx.Count, valIdx.Count, trainNodes, valNodes);

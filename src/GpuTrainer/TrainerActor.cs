@@ -14,6 +14,8 @@ namespace ActorSeg.GpuTrainer;
 public sealed class TrainerActor : ReceiveActor, IWithTimers
 {
     private readonly IActorRef _coordinator;
+    private readonly Func<IActorRef, bool> _isCoordinator;
+    private readonly DataRoots _roots;
     private readonly IResultStore _store;
     private readonly string _device;
     private readonly ILogger _log;
@@ -26,17 +28,38 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
     private sealed record Trained(ModelReady Result) : INoSerializationVerificationNeeded;
     private sealed record TrainError(TrainModel Work, Exception Error) : INoSerializationVerificationNeeded;
 
-    public TrainerActor(IActorRef coordinator, string device = "auto", IResultStore? store = null)
+    /// <param name="isCoordinator">whether a sender is the current coordinator singleton; work from anyone else is refused and logged</param>
+    /// <param name="roots">the data roots outputs and inputs must lie in (none: any absolute, canonical folder)</param>
+    public TrainerActor(IActorRef coordinator, string device = "auto", IResultStore? store = null, Func<IActorRef, bool>? isCoordinator = null, DataRoots? roots = null)
     {
         _coordinator = coordinator;
+        _isCoordinator = isCoordinator ?? (s => s.Equals(coordinator) || s.Path.Address.HasLocalScope);
+        _roots = roots ?? new DataRoots([]);
         _device = device;
         _store = store ?? DirectoryResultStore.Instance;
         _log = Log.ForContext("Role", "gpu-trainer");
         Idle();
     }
 
-    public static Props Props(IActorRef coordinator, string device = "auto", IResultStore? store = null) =>
-        Akka.Actor.Props.Create(() => new TrainerActor(coordinator, device, store));
+    public static Props Props(IActorRef coordinator, string device = "auto", IResultStore? store = null, Func<IActorRef, bool>? isCoordinator = null, DataRoots? roots = null) =>
+        Akka.Actor.Props.Create(() => new TrainerActor(coordinator, device, store, isCoordinator, roots));
+
+    /// <summary>Acts on work only when the coordinator sent it and every path in it is the job's own; else refuses and logs why.</summary>
+    private bool Allowed(string kind, string jobId, Func<string?> check, Action<string> refuseToCoordinator)
+    {
+        if (!_isCoordinator(Sender))
+        {
+            _log.ForContext("JobId", jobId).Warning("Refused {Kind} for job {JobId} from {Sender}: it is not the coordinator; nothing was read or written", kind, jobId, Sender.Path.ToString());
+            return false;
+        }
+        string? why;
+        try { why = check(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException) { why = e.Message; }
+        if (why is null) return true;
+        _log.ForContext("JobId", jobId).Warning("Refused {Kind} for job {JobId} from {Sender}: {Reason}; nothing was written", kind, jobId, Sender.Path.ToString(), why);
+        refuseToCoordinator(why);
+        return false;
+    }
 
     protected override void PreStart() => Self.Tell(new Ready());
 
@@ -47,16 +70,16 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             _coordinator.Tell(new TrainerReady(ProtocolVersion.Major, _device, Self.Path.Address.ToString()));
             Timers.StartSingleTimer("ready", new Ready(), TimeSpan.FromSeconds(5));
         });
-        Receive<ClassifyNodes>(Start);
-        Receive<TrainModel>(StartTraining);
+        Receive<ClassifyNodes>(w => { if (Allowed("a classification", w.JobId, () => AssignmentPaths.Check(w, _roots), why => Sender.Tell(new ClassifyFailed(w.JobId, w.Attempt, why, true)))) Start(w); });
+        Receive<TrainModel>(w => { if (Allowed("a training", w.JobId, () => AssignmentPaths.Check(w, _roots), why => Sender.Tell(new TrainFailed(w.JobId, w.Attempt, why, true)))) StartTraining(w); });
         Receive<WorkRefused>(r => _log.Error("The coordinator refuses this trainer: {Reason}", r.Reason));
     }
 
     private void Busy()
     {
         Receive<Ready>(_ => { });
-        Receive<ClassifyNodes>(w => _coordinator.Tell(new ClassifyFailed(w.JobId, w.Attempt, "trainer busy", false)));
-        Receive<TrainModel>(w => _coordinator.Tell(new TrainFailed(w.JobId, w.Attempt, "trainer busy", false)));
+        Receive<ClassifyNodes>(w => { if (Allowed("a classification", w.JobId, () => null, _ => { })) _coordinator.Tell(new ClassifyFailed(w.JobId, w.Attempt, "trainer busy", false)); });
+        Receive<TrainModel>(w => { if (Allowed("a training", w.JobId, () => null, _ => { })) _coordinator.Tell(new TrainFailed(w.JobId, w.Attempt, "trainer busy", false)); });
         Receive<Trained>(t => Reply(t.Result));
         Receive<Finished>(f => Reply(f.Result));
         Receive<TrainError>(f => Reply(new TrainFailed(f.Work.JobId, f.Work.Attempt, Report(f.Work.JobId, "Training", f.Error), IsPermanent(f.Error))));
@@ -73,7 +96,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>Bad input (a model or graph that cannot be used) will fail again anywhere: no retry.</summary>
-    private static bool IsPermanent(Exception e) => e is InvalidDataException or FileNotFoundException or ArgumentException or ResultStoreException;
+    private static bool IsPermanent(Exception e) => e is InvalidDataException or FileNotFoundException or ArgumentException or ResultStoreException or UnsafePathException;
 
     private string Report(string jobId, string what, Exception e)
     {
@@ -99,13 +122,13 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             var pixels = new long[spec.Classes];
             var area = NpzReader.Read(w.Graph.Path)["area"].AsSpan<long>();
             for (int v = 0; v < pred.Length; v++) { classes[v] = (byte)pred[v]; pixels[pred[v]] += area[v]; }
-            var tmp = $"{w.ClassesPath}.{Guid.NewGuid():N}.partial";
-            File.WriteAllBytes(tmp, classes);
-            File.Move(tmp, w.ClassesPath, true);
+            // derived here from the job's folder, which is checked again now that it is about to be written
+            var classesPath = Path.Combine(w.OutDir!, AssignmentPaths.ClassesFile);
+            SafePaths.WriteAllBytes(classesPath, classes, "node classes");
             var desc = TorchDevice.Describe(dev);
             log.Information("Job {JobId}: {Nodes} nodes classified with {Model} on {Device} in {Seconds:F2}s, peak RSS {PeakRssMiB:F0} MiB",
                 w.JobId, pred.Length, w.ModelPath, desc, sw.Elapsed.TotalSeconds, Core.ProcessStats.PeakRssMiB());
-            return new Finished(w, new NodesClassified(w.JobId, w.Attempt, _store.Describe(w.ClassesPath), pred.Length, pixels, sw.Elapsed.TotalSeconds, desc));
+            return new Finished(w, new NodesClassified(w.JobId, w.Attempt, _store.Describe(classesPath), pred.Length, pixels, sw.Elapsed.TotalSeconds, desc));
         }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new Failed(w, t.Exception!.GetBaseException()))
           .PipeTo(self);
     }
@@ -129,8 +152,8 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             log.Information("Job {JobId}: training {Conv} ({Layers} layers, width {Hidden}) with {Edges} edges on {Graphs} graph(s) → {OutDir}",
                 w.JobId, sp.Conv, sp.Layers, sp.Hidden, sp.Edges, sp.Graphs.Length, sp.OutDir);
             var r = Trainer.Train(sp.Graphs, sp.OutDir, opts, s => log.Information("Job {JobId}: {Step}", w.JobId, s));
-            File.WriteAllText(Path.Combine(sp.OutDir, "train.json"), System.Text.Json.JsonSerializer.Serialize(new { options = opts, result = r },
-                new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+            SafePaths.WriteAllText(Path.Combine(sp.OutDir, "train.json"), System.Text.Json.JsonSerializer.Serialize(new { options = opts, result = r },
+                new System.Text.Json.JsonSerializerOptions { WriteIndented = true }), "training summary");
             var desc = TorchDevice.Describe(TorchDevice.Pick(opts.Device));
             return new Trained(new ModelReady(w.JobId, w.Attempt, _store.Describe(r.BestModel), r.Epochs, r.BestEpoch, r.BestValidationLoss,
                 sw.Elapsed.TotalSeconds, desc, Core.ProcessStats.PeakRssMiB()));

@@ -1,3 +1,4 @@
+using ActorSeg.Core.IO;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -203,7 +204,7 @@ public static class UNetRunner
             else if (++since >= o.Patience) break;
             log(FormattableString.Invariant($"epoch {epoch}: train loss {tl:F4}, validation loss {vl:F4}, validation pixel accuracy {(double)right / total:P1}"));
         }
-        File.WriteAllText(Path.Combine(outDir, "unet-curves.csv"), curves.ToString());
+        SafePaths.WriteAllText(Path.Combine(outDir, "unet-curves.csv"), curves.ToString(), "training curves");
         var res = new UNetTrainResult(best, Math.Min(epoch, o.MaxEpochs), bestEpoch, bestLoss, sw.Elapsed.TotalSeconds, Core.ProcessStats.PeakRssMiB(), TorchDevice.Describe(device));
         log(FormattableString.Invariant($"stopped after {res.Epochs} epochs; best validation loss {bestLoss:F4} at epoch {bestEpoch}; {res.Seconds:F1}s, peak RSS {res.PeakRssMiB:F0} MiB"));
         return res;
@@ -263,8 +264,8 @@ public static class UNetRunner
 
     public static void Save(string path, UNetSpec spec, UNet model)
     {
-        var tmp = path + ".partial";
-        using (var fs = new FileStream(tmp, FileMode.Create))
+        var tmp = $"{path}.{Guid.NewGuid():N}.partial";
+        using (var fs = new FileStream(tmp, FileMode.CreateNew))
         using (var w = new BinaryWriter(fs))
         {
             w.Write(Magic);

@@ -23,7 +23,7 @@ public static class JobIds
 
 public static class ProtocolVersion
 {
-    public const int Major = 1;
+    public const int Major = 2; // 2: assignments name the job's output folder; workers derive their paths from it
     public const int Minor = 0;
     public static string Text => $"{Major}.{Minor}";
 }
@@ -63,7 +63,27 @@ public sealed record GraphJobSpec(
 /// <summary>Client → coordinator: run a job. Idempotent: re-sending a known job id attaches the sender as a watcher
 /// (clients re-send it as a heartbeat, which is how they find a coordinator that restarted or moved).</summary>
 [MessagePackObject]
-public sealed record SubmitGraphJob([property: Key(0)] string JobId, [property: Key(1)] GraphJobSpec Spec) : IActorSegMessage;
+public sealed record SubmitGraphJob([property: Key(0)] string JobId, [property: Key(1)] GraphJobSpec Spec,
+    [property: Key(2)] bool MustBeNew = false) : IActorSegMessage;
+
+/// <summary>Coordinator → client: the job was checked and journaled (it will run, whatever happens to the coordinator).</summary>
+[MessagePackObject]
+public sealed record JobReceived([property: Key(0)] string JobId) : IActorSegMessage;
+
+/// <summary>Coordinator → client: the job was refused before anything was recorded. <paramref name="Code"/> is one of
+/// <see cref="RefusalCodes"/>; <paramref name="Reason"/> says what is wrong, naming the path or the limit.</summary>
+[MessagePackObject]
+public sealed record JobRefused([property: Key(0)] string JobId, [property: Key(1)] string Code, [property: Key(2)] string Reason) : IActorSegMessage;
+
+public static class RefusalCodes
+{
+    /// <summary>The request is malformed (bad id, relative path, impossible parameters): HTTP 400.</summary>
+    public const string Invalid = "invalid";
+    /// <summary>A path outside the data roots, or jobs refused on this node altogether: HTTP 403.</summary>
+    public const string Forbidden = "forbidden";
+    /// <summary>The id is taken, or the output overlaps an input or another open job's output: HTTP 409.</summary>
+    public const string Conflict = "conflict";
+}
 
 /// <summary>Coordinator → client: the job's inputs were read and its tiles planned.</summary>
 [MessagePackObject]
@@ -103,10 +123,12 @@ public sealed record RequestWork([property: Key(0)] int FreeSlots, [property: Ke
 [MessagePackObject]
 public sealed record WorkRefused([property: Key(0)] string Reason) : IActorSegMessage;
 
-/// <summary>Coordinator → worker: process one tile of a job, described by the job manifest at <paramref name="ManifestPath"/>.</summary>
+/// <summary>Coordinator → worker: process one tile of a job, described by the job manifest at <paramref name="ManifestPath"/>.
+/// <paramref name="OutDir"/> is the job's graph folder: the worker derives the work folder (OutDir/.work-JOB), the
+/// manifest and every result path from it and refuses an assignment whose manifest lies anywhere else.</summary>
 [MessagePackObject]
 public sealed record TileAssignment([property: Key(0)] string JobId, [property: Key(1)] string ImageId, [property: Key(2)] string ManifestPath,
-    [property: Key(3)] int TileId, [property: Key(4)] int Attempt) : IActorSegMessage;
+    [property: Key(3)] int TileId, [property: Key(4)] int Attempt, [property: Key(5)] string? OutDir = null) : IActorSegMessage;
 
 /// <summary>Worker → coordinator: a tile's partial graph and label raster are in the result store.</summary>
 [MessagePackObject]
@@ -124,12 +146,13 @@ public sealed record TileFailed([property: Key(0)] string JobId, [property: Key(
 [MessagePackObject]
 public sealed record TileHandedBack([property: Key(0)] string JobId, [property: Key(1)] int TileId, [property: Key(2)] int Attempt) : IActorSegMessage;
 
-/// <summary>Coordinator → worker: paint the node classes back into a full-size mask (and an overlay preview).</summary>
+/// <summary>Coordinator → worker: paint the node classes back into a full-size mask (and an overlay preview). The worker
+/// writes OutDir/mask.tif and OutDir/overlay.png only; a message naming other paths is refused.</summary>
 [MessagePackObject]
 public sealed record PaintAssignment(
     [property: Key(0)] string JobId, [property: Key(1)] string ImageId, [property: Key(2)] string ImagePath,
     [property: Key(3)] ResultRef NodeMap, [property: Key(4)] ResultRef Classes, [property: Key(5)] string MaskPath,
-    [property: Key(6)] string OverlayPath, [property: Key(7)] int Attempt) : IActorSegMessage;
+    [property: Key(6)] string OverlayPath, [property: Key(7)] int Attempt, [property: Key(8)] string? OutDir = null) : IActorSegMessage;
 
 [MessagePackObject]
 public sealed record PaintCompleted([property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] ResultRef Mask,
@@ -145,12 +168,13 @@ public sealed record PaintFailed([property: Key(0)] string JobId, [property: Key
 [MessagePackObject]
 public sealed record TrainerReady([property: Key(0)] int ProtocolMajor, [property: Key(1)] string Device, [property: Key(2)] string? Node = null) : IActorSegMessage;
 
-/// <summary>Coordinator → trainer: run the model over a stitched graph; write one class id (byte) per node.</summary>
+/// <summary>Coordinator → trainer: run the model over a stitched graph; write one class id (byte) per node to
+/// OutDir/classes.u8 (OutDir: the job's graph folder, which holds the graph).</summary>
 [MessagePackObject]
 public sealed record ClassifyNodes(
     [property: Key(0)] string JobId, [property: Key(1)] string ImageId, [property: Key(2)] ResultRef Graph,
     [property: Key(3)] string ModelPath, [property: Key(4)] string ClassesPath, [property: Key(5)] string? Device,
-    [property: Key(6)] int Attempt) : IActorSegMessage;
+    [property: Key(6)] int Attempt, [property: Key(7)] string? OutDir = null) : IActorSegMessage;
 
 [MessagePackObject]
 public sealed record NodesClassified(
@@ -196,7 +220,8 @@ public sealed record TrainJobSpec(
 
 /// <summary>Client → coordinator: train a model (idempotent like <see cref="SubmitGraphJob"/>).</summary>
 [MessagePackObject]
-public sealed record SubmitTrainJob([property: Key(0)] string JobId, [property: Key(1)] TrainJobSpec Spec) : IActorSegMessage;
+public sealed record SubmitTrainJob([property: Key(0)] string JobId, [property: Key(1)] TrainJobSpec Spec,
+    [property: Key(2)] bool MustBeNew = false) : IActorSegMessage;
 
 /// <summary>Coordinator → trainer: train on these graphs, write the model directory.</summary>
 [MessagePackObject]

@@ -16,6 +16,8 @@ namespace ActorSeg.TileWorker;
 public sealed class TileWorkerActor : ReceiveActor, IWithTimers
 {
     private readonly IActorRef _coordinator;
+    private readonly Func<IActorRef, bool> _isCoordinator;
+    private readonly DataRoots _roots;
     private readonly IResultStore _store;
     private readonly ILogger _log;
     private string? _jobId;
@@ -39,15 +41,38 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         public static readonly Leave Instance = new();
     }
 
-    public TileWorkerActor(IActorRef coordinator, IResultStore? store = null)
+    /// <param name="isCoordinator">whether a sender is the current coordinator singleton; assignments from anyone else are
+    /// refused and logged (default: the given coordinator ref, or an actor of this process)</param>
+    /// <param name="roots">the data roots outputs must lie in (none: any absolute, canonical folder)</param>
+    public TileWorkerActor(IActorRef coordinator, IResultStore? store = null, Func<IActorRef, bool>? isCoordinator = null, DataRoots? roots = null)
     {
         _coordinator = coordinator;
+        _isCoordinator = isCoordinator ?? (s => s.Equals(coordinator) || s.Path.Address.HasLocalScope);
+        _roots = roots ?? new DataRoots([]);
         _store = store ?? DirectoryResultStore.Instance;
         _log = Log.ForContext("Role", "tile-worker").ForContext("Worker", Self.Path.Name);
         Idle();
     }
 
-    public static Props Props(IActorRef coordinator, IResultStore? store = null) => Akka.Actor.Props.Create(() => new TileWorkerActor(coordinator, store));
+    public static Props Props(IActorRef coordinator, IResultStore? store = null, Func<IActorRef, bool>? isCoordinator = null, DataRoots? roots = null) =>
+        Akka.Actor.Props.Create(() => new TileWorkerActor(coordinator, store, isCoordinator, roots));
+
+    /// <summary>Acts on a message only when the coordinator sent it and every path in it is the job's own; else refuses and logs why.</summary>
+    private bool Allowed(string kind, string jobId, Func<string?> check, Action<string> refuseToCoordinator)
+    {
+        if (!_isCoordinator(Sender))
+        {
+            _log.ForContext("JobId", jobId).Warning("Refused a {Kind} for job {JobId} from {Sender}: it is not the coordinator; nothing was read or written", kind, jobId, Sender.Path.ToString());
+            return false;
+        }
+        string? why;
+        try { why = check(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException) { why = e.Message; }
+        if (why is null) return true;
+        _log.ForContext("JobId", jobId).Warning("Refused a {Kind} for job {JobId} from {Sender}: {Reason}; nothing was written", kind, jobId, Sender.Path.ToString(), why);
+        refuseToCoordinator(why);
+        return false;
+    }
 
     protected override void PreStart()
     {
@@ -74,8 +99,8 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
     private void Idle()
     {
         Common();
-        Receive<TileAssignment>(Start);
-        Receive<PaintAssignment>(StartPaint);
+        Receive<TileAssignment>(w => { if (Allowed("tile", w.JobId, () => AssignmentPaths.Check(w, _roots), why => Sender.Tell(new TileFailed(w.JobId, w.TileId, w.Attempt, why, true)))) Start(w); });
+        Receive<PaintAssignment>(w => { if (Allowed("paint job", w.JobId, () => AssignmentPaths.Check(w, _roots), why => Sender.Tell(new PaintFailed(w.JobId, w.Attempt, why, true)))) StartPaint(w); });
         // the coordinator may lose our request (restart, failover): ask again until work arrives
         Receive<AskForWork>(_ =>
         {
@@ -104,7 +129,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         });
         Receive<Failed>(f =>
         {
-            bool permanent = f.Error is InputFileException or InvalidDataException or ArgumentException;
+            bool permanent = f.Error is InputFileException or InvalidDataException or ArgumentException or UnsafePathException;
             var msg = f.Error is InputFileException or InvalidDataException ? f.Error.Message : f.Error.GetType().Name + ": " + f.Error.Message;
             _log.ForContext("JobId", f.Work.JobId).ForContext("TileId", f.Work.TileId)
                 .Warning(f.Error, "Tile {TileId} failed (attempt {Attempt}, permanent {Permanent}): {Error}", f.Work.TileId, f.Work.Attempt, permanent, msg);
@@ -120,15 +145,15 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         });
         Receive<PaintError>(f =>
         {
-            bool permanent = f.Error is InputFileException or InvalidDataException or ResultStoreException;
+            bool permanent = f.Error is InputFileException or InvalidDataException or ResultStoreException or UnsafePathException;
             _log.ForContext("JobId", f.Work.JobId).Warning(f.Error, "Painting failed: {Error}", f.Error.Message);
             _coordinator.Tell(new PaintFailed(f.Work.JobId, f.Work.Attempt, f.Error.Message, permanent));
             BecomeIdle();
         });
         Receive<AskForWork>(_ => { });
         Receive<ReleaseBuffers>(_ => { });
-        Receive<TileAssignment>(w => _coordinator.Tell(new TileHandedBack(w.JobId, w.TileId, w.Attempt)));
-        Receive<PaintAssignment>(w => _coordinator.Tell(new PaintFailed(w.JobId, w.Attempt, "worker busy", false)));
+        Receive<TileAssignment>(w => { if (Allowed("tile", w.JobId, () => null, _ => { })) _coordinator.Tell(new TileHandedBack(w.JobId, w.TileId, w.Attempt)); });
+        Receive<PaintAssignment>(w => { if (Allowed("paint job", w.JobId, () => null, _ => { })) _coordinator.Tell(new PaintFailed(w.JobId, w.Attempt, "worker busy", false)); });
     }
 
     private void BecomeIdle()
@@ -179,9 +204,12 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
             if (store.Check(w.Classes) is { } bad1) throw new ResultStoreException(bad1);
             if (store.Check(w.NodeMap) is { } bad2) throw new ResultStoreException(bad2);
             var classes = File.ReadAllBytes(w.Classes.Path);
-            MaskPainter.Paint(w.NodeMap.Path, classes, w.MaskPath, new Progress<string>(s => log.Information("Job {JobId}: {Step}", w.JobId, s)), sourceImage: w.ImagePath);
-            MaskPainter.Overlay(w.ImagePath, w.MaskPath, w.OverlayPath);
-            return new Painted(w, store.Describe(w.MaskPath), sw.Elapsed.TotalSeconds);
+            // the paths are derived here from the job's folder, which is checked again now that it is about to be written
+            string maskPath = Path.Combine(w.OutDir!, AssignmentPaths.MaskFile), overlayPath = Path.Combine(w.OutDir!, AssignmentPaths.OverlayFile);
+            SafePaths.CheckUnchanged(w.OutDir!, "output folder");
+            MaskPainter.Paint(w.NodeMap.Path, classes, maskPath, new Progress<string>(s => log.Information("Job {JobId}: {Step}", w.JobId, s)), sourceImage: w.ImagePath);
+            MaskPainter.Overlay(w.ImagePath, maskPath, overlayPath);
+            return new Painted(w, store.Describe(maskPath), sw.Elapsed.TotalSeconds);
         }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new PaintError(w, t.Exception!.GetBaseException()))
           .PipeTo(self);
     }
@@ -191,7 +219,15 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
     {
         if (_jobId == w.JobId && _manifest is not null) return _manifest;
         CloseInputs();
+        var workDir = AssignmentPaths.WorkDir(w.OutDir!, w.JobId);
+        SafePaths.CheckUnchanged(workDir, "work folder");
         _manifest = GraphJobManifest.Load(w.ManifestPath);
+        // the manifest decides where results go: it must be this job's, in this job's work folder
+        if (_manifest.JobId != w.JobId || Path.GetFullPath(_manifest.WorkDir) != workDir)
+            throw new UnsafePathException($"{w.ManifestPath}: manifest of job {_manifest.JobId} with work folder {_manifest.WorkDir}, not job {w.JobId}'s {workDir}: refused");
+        var outside = AssignmentPaths.CheckInput(_manifest.Request.ImagePath, "image", _roots)
+            ?? (_manifest.Request.MaskPath is { } m0 ? AssignmentPaths.CheckInput(m0, "mask", _roots) : null);
+        if (outside is not null) throw new UnsafePathException(outside);
         _image = VipsImageSource.Open(_manifest.Request.ImagePath, _manifest.Request.Page);
         if (_manifest.Request.MaskPath is { } mp) _mask = VipsImageSource.Open(mp, 0, firstBandOnly: true);
         if (_image.Width != _manifest.Width || _image.Height != _manifest.Height || _image.Channels != _manifest.Channels)

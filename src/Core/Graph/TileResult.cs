@@ -149,7 +149,7 @@ public sealed class TileResult
     public void WriteFile(string path)
     {
         var tmp = $"{path}.{Guid.NewGuid():N}.partial"; // unique: a re-run tile may be written by two workers at once
-        using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+        using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             Write(fs);
         File.Move(tmp, path, overwrite: true);
     }

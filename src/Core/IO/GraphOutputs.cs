@@ -17,7 +17,7 @@ public static class GraphOutputs
 
     public sealed record Summary(int Nodes, int AdjacencyEdges, int KnnEdges, double StitchSeconds, double WriteSeconds);
 
-    public static string WorkDir(string outDir, string jobId) => Path.Combine(outDir, $".work-{jobId}");
+    public static string WorkDir(string outDir, string jobId) => AssignmentPaths.WorkDir(outDir, jobId);
 
     public static void CleanWork(string workDir)
     {
@@ -44,12 +44,12 @@ public static class GraphOutputs
         var summary = new Summary(g.NodeCount, g.RagA.Length, g.EdgeSrc.Length, stitch, write);
         WriteSummary(g, job, summary, Path.Combine(staging, SummaryFile), writeNodeMap);
         // publish: the data files first, the summary (the completion marker) last
-        Directory.CreateDirectory(outDir);
+        SafePaths.EnsureDirectory(outDir, "output folder");
         var summaryPath = Path.Combine(outDir, SummaryFile);
         if (File.Exists(summaryPath)) File.Delete(summaryPath); // an old summary must never vouch for new files
-        File.Move(Path.Combine(staging, GraphFile), Path.Combine(outDir, GraphFile), true);
-        if (writeNodeMap) File.Move(Path.Combine(staging, NodeMapFile), Path.Combine(outDir, NodeMapFile), true);
-        File.Move(Path.Combine(staging, SummaryFile), summaryPath, true);
+        SafePaths.Publish(Path.Combine(staging, GraphFile), Path.Combine(outDir, GraphFile));
+        if (writeNodeMap) SafePaths.Publish(Path.Combine(staging, NodeMapFile), Path.Combine(outDir, NodeMapFile));
+        SafePaths.Publish(Path.Combine(staging, SummaryFile), summaryPath);
         return summary;
     }
 
@@ -170,6 +170,6 @@ public static class GraphOutputs
             files = new { graph = GraphFile, nodeMap = nodeMap ? NodeMapFile : null },
             seconds = new { stitch = s.StitchSeconds, write = s.WriteSeconds },
         };
-        File.WriteAllText(path, JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase }));
+        SafePaths.WriteAllText(path, JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase }), "graph summary");
     }
 }

@@ -60,7 +60,7 @@ public static class MaskPainter
                     pyramid: true, bigtiff: true, regionShrink: Vips.Enums.RegionShrink.Mode,
                     xres: res ? xres : null, yres: res ? yres : null, resunit: res ? Vips.Enums.ForeignTiffResunit.Cm : null);
             }
-            File.Move(tmp, maskPath, true);
+            SafePaths.Publish(tmp, maskPath, "mask");
         }
         finally
         {
@@ -93,6 +93,13 @@ public static class MaskPainter
             result.Dispose();
             result = next;
         }
-        using (result) result.Pngsave(pngPath);
+        // a unique temporary name, renamed into place: a link planted at the destination is replaced, never followed
+        var tmp = $"{pngPath}.{Guid.NewGuid():N}.partial.png";
+        try
+        {
+            using (result) result.Pngsave(tmp);
+            SafePaths.Publish(tmp, pngPath, "overlay");
+        }
+        finally { if (File.Exists(tmp)) File.Delete(tmp); }
     }
 }

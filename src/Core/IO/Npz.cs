@@ -40,14 +40,14 @@ public sealed class NpzWriter : IDisposable
 
         Path = path;
         _level = level;
-        _partialPath = path + ".partial";
+        _partialPath = $"{path}.{Guid.NewGuid():N}.partial"; // unique and created exclusively: never written through a planted link
         string? dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
         if (!string.IsNullOrEmpty(dir))
         {
             Directory.CreateDirectory(dir);
         }
 
-        _file = new FileStream(_partialPath, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16);
+        _file = new FileStream(_partialPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16);
         try
         {
             _zip = new ZipArchive(_file, ZipArchiveMode.Create, leaveOpen: true);

@@ -216,14 +216,14 @@ public sealed class TiledTiffWriter : IDisposable
         _offsets = new long[tileCount];
         _byteCounts = new long[tileCount];
 
-        _partialPath = path + ".partial";
+        _partialPath = $"{path}.{Guid.NewGuid():N}.partial"; // unique and created exclusively: never written through a planted link
         string? dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
         if (!string.IsNullOrEmpty(dir))
         {
             Directory.CreateDirectory(dir);
         }
 
-        _handle = File.OpenHandle(_partialPath, FileMode.Create, FileAccess.ReadWrite, FileShare.None);
+        _handle = File.OpenHandle(_partialPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
         try
         {
             Span<byte> header = stackalloc byte[16];

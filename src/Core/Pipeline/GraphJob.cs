@@ -1,3 +1,4 @@
+using ActorSeg.Core.IO;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using ActorSeg.Core.Graph;
@@ -84,10 +85,8 @@ public sealed record GraphJobManifest
 
     public void Save()
     {
-        Directory.CreateDirectory(WorkDir);
-        var tmp = $"{ManifestPath}.{Guid.NewGuid():N}.partial";
-        File.WriteAllText(tmp, JsonSerializer.Serialize(this, Json));
-        File.Move(tmp, ManifestPath, true);
+        SafePaths.EnsureDirectory(WorkDir, "work folder");
+        SafePaths.WriteAllText(ManifestPath, JsonSerializer.Serialize(this, Json), "job manifest");
     }
 
     public static GraphJobManifest Load(string path)
@@ -198,7 +197,7 @@ public static class GraphJob
     private static void WriteLabels(string path, ReadOnlySpan<int> groups)
     {
         var tmp = $"{path}.{Guid.NewGuid():N}.partial";
-        using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+        using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(groups));
         File.Move(tmp, path, true);
     }

@@ -53,6 +53,7 @@ public class CoordinatorTests : TestKit, IDisposable
         var client = CreateTestProbe();
         var outDir = Path.Combine(_dir, "out");
         client.Send(coord, new SubmitGraphJob("j1", Spec(outDir)));
+        client.ExpectMsg<JobReceived>(TimeSpan.FromSeconds(20)); // checked and journaled before anything runs
         var accepted = client.ExpectMsg<GraphJobAccepted>(TimeSpan.FromSeconds(20));
         Assert.Equal(4, accepted.Tiles);
 
@@ -95,6 +96,7 @@ public class CoordinatorTests : TestKit, IDisposable
         var client = CreateTestProbe();
         var outDir = Path.Combine(_dir, "out2");
         client.Send(coord, new SubmitGraphJob("j2", Spec(outDir)));
+        client.ExpectMsg<JobReceived>(TimeSpan.FromSeconds(20));
         client.ExpectMsg<GraphJobAccepted>(TimeSpan.FromSeconds(20));
         var worker = CreateTestProbe();
         worker.Send(coord, new RequestWork(1));
@@ -119,6 +121,7 @@ public class CoordinatorTests : TestKit, IDisposable
         var coord = Sys.ActorOf(GraphCoordinatorActor.Props(new CoordinatorSettings { PersistenceId = "t3" }));
         var missing = Path.Combine(_dir, "nope.tif");
         coord.Tell(new SubmitGraphJob("j3", new GraphJobSpec(missing, null, Path.Combine(_dir, "o3"))), TestActor);
+        ExpectMsg<JobReceived>(TimeSpan.FromSeconds(10));
         var failed = ExpectMsg<GraphJobFailed>(TimeSpan.FromSeconds(10));
         Assert.Contains(missing, failed.Error);
         Assert.Contains("file not found", failed.Error);
@@ -132,6 +135,7 @@ public class CoordinatorTests : TestKit, IDisposable
         var client = CreateTestProbe();
         var outDir = Path.Combine(_dir, "out4");
         client.Send(coord, new SubmitGraphJob("j4", Spec(outDir)));
+        client.ExpectMsg<JobReceived>(TimeSpan.FromSeconds(20));
         Assert.Equal(4, client.ExpectMsg<GraphJobAccepted>(TimeSpan.FromSeconds(20)).Tiles);
         var worker = CreateTestProbe();
         var finished = new List<TileCompleted>();
@@ -181,6 +185,7 @@ public class CoordinatorTests : TestKit, IDisposable
         var coord = Sys.ActorOf(GraphCoordinatorActor.Props(new CoordinatorSettings { PersistenceId = "t5", ProgressInterval = TimeSpan.FromSeconds(30) }));
         var client = CreateTestProbe();
         client.Send(coord, new SubmitGraphJob("j5", Spec(Path.Combine(_dir, "out5"))));
+        client.ExpectMsg<JobReceived>(TimeSpan.FromSeconds(20));
         client.ExpectMsg<GraphJobAccepted>(TimeSpan.FromSeconds(20));
         var worker = CreateTestProbe();
         int victim = -1, seenVictim = 0;
@@ -220,7 +225,7 @@ public class CoordinatorTests : TestKit, IDisposable
         var client = CreateTestProbe();
         // bad input is refused before anything is recorded
         client.Send(coord, new SubmitTrainJob("bad", new TrainJobSpec([Path.Combine(_dir, "missing.npz")], Path.Combine(_dir, "m"))));
-        Assert.Contains("graph file not found", client.ExpectMsg<GraphJobFailed>(TimeSpan.FromSeconds(10)).Error);
+        Assert.Contains("graph file not found", client.ExpectMsg<JobRefused>(TimeSpan.FromSeconds(10)).Reason);
 
         var graph = Path.Combine(_dir, "g.npz");
         File.WriteAllText(graph, "stand-in");

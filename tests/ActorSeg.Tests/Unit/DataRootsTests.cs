@@ -1,4 +1,4 @@
-using ActorSeg.Cli;
+using ActorSeg.Core.IO;
 using Xunit;
 
 namespace ActorSeg.Tests.Unit;

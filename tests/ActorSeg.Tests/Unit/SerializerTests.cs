@@ -19,15 +19,16 @@ public class SerializerTests : IDisposable
 
     public static IEnumerable<object[]> Samples() => new object[]
     {
-        Spec, Ref, new SubmitGraphJob("j", Spec), new GraphJobAccepted("j", "a", 10, 20, 1, 4, 5, 6, 2),
+        Spec, Ref, new SubmitGraphJob("j", Spec), new SubmitGraphJob("j", Spec, MustBeNew: true), new JobReceived("j"),
+        new JobRefused("j", RefusalCodes.Conflict, "output overlaps"), new GraphJobAccepted("j", "a", 10, 20, 1, 4, 5, 6, 2),
         new GraphJobProgress("j", "tiles", 1, 4, 2.5, 1, 2, 3),
         new GraphJobCompleted("j", "/o", 1, 2, 3, 0.1, 0.2, 0.3, 0.4, 5, "/o/mask.tif", [1, 2], 3, 0.5, 0.6),
         new GraphJobFailed("j", "bad"), new RequestWork(2, 1, "akka.tcp://actorseg@h:1"), new WorkRefused("no"),
-        new TileAssignment("j", "a", "/m.json", 3, 2), new TileCompleted("j", 3, 2, Ref, Ref, 10, 2, 1000, 1.5),
+        new TileAssignment("j", "a", "/m.json", 3, 2, "/data/out"), new TileCompleted("j", 3, 2, Ref, Ref, 10, 2, 1000, 1.5),
         new TileFailed("j", 3, 2, "e", true), new TileHandedBack("j", 3, 2),
-        new PaintAssignment("j", "a", "/a.tif", Ref, Ref, "/o/mask.tif", "/o/overlay.png", 1),
+        new PaintAssignment("j", "a", "/a.tif", Ref, Ref, "/o/mask.tif", "/o/overlay.png", 1, "/o"),
         new PaintCompleted("j", 1, Ref, 2.0), new PaintFailed("j", 1, "e", false),
-        new TrainerReady(1, "cpu"), new ClassifyNodes("j", "a", Ref, "/m", "/c", "cuda", 1),
+        new TrainerReady(1, "cpu"), new ClassifyNodes("j", "a", Ref, "/m", "/c", "cuda", 1, "/o/graph"),
         new NodesClassified("j", 1, Ref, 10, [5, 5], 0.1, "cpu"), new ClassifyFailed("j", 1, "e", true),
         new GetStatus("j"), new JobStatus("j", "tiles", 1, 4, 1, 0, "e", "/o"), new StatusReport([new JobStatus("j", "tiles", 1, 4, 1, 0, null, "/o")], 2, 1),
         new JobSubmitted("j", Spec, new DateTime(2026, 11, 24, 0, 0, 0, DateTimeKind.Utc)), new JobPlanned("j", "a", "/m.json", 4, 100, 0.5),

@@ -1,0 +1,107 @@
+using ActorSeg.Core.IO;
+using ActorSeg.Messages;
+
+namespace ActorSeg.Coordinator;
+
+/// <summary>
+/// What jobs a coordinator accepts, whatever door they came in by (HTTP, cluster client, batch, training).
+/// <paramref name="Roots"/>: the folders every input and output must lie in. <paramref name="RequireRoots"/>: without
+/// roots, refuse every job (a node reachable from the network) instead of allowing every path (a laptop).
+/// </summary>
+public sealed record JobPolicy(DataRoots Roots, bool RequireRoots)
+{
+    /// <summary>Every absolute path allowed (single-process and loopback-only clusters without data roots).</summary>
+    public static JobPolicy Open { get; } = new(new DataRoots([]), false);
+}
+
+/// <summary>Where an open job writes: its whole output folder (graph and segmentation jobs), or only files directly in it (training).</summary>
+public sealed record OutputFootprint(string JobId, string OutDir, bool WholeFolder);
+
+/// <summary>A job that may run, with every path made canonical (real, symlink-free), or the refusal to send back.</summary>
+public readonly record struct Checked<T>(T? Spec, JobRefused? Refused) where T : class;
+
+/// <summary>
+/// The coordinator's admission check, as plain functions: job ids, data roots, and outputs that may not overlap the
+/// job's own inputs or another open job's output. Paths come back canonical, so what is journaled is what was checked
+/// and a symbolic link planted later along a path is caught where the file is opened (<see cref="SafePaths.CheckUnchanged"/>).
+/// </summary>
+public static class JobAuthorization
+{
+    /// <summary>The files a training job writes in its model folder.</summary>
+    public static readonly string[] TrainingOutputs = ["best.model", "last.model", "curves.csv", "split.json", "train.json"];
+
+    /// <summary>Job ids name work folders: 1–128 printable characters, no '/', '\\' or "..", not starting with '.'.</summary>
+    public static string? InvalidJobId(string? id) => AssignmentPaths.InvalidJobId(id);
+
+    public static Checked<GraphJobSpec> Check(string jobId, GraphJobSpec spec, JobPolicy policy, IEnumerable<OutputFootprint> open)
+    {
+        JobRefused Refuse(string code, string why) => new(jobId, code, why);
+        if (InvalidJobId(jobId) is { } badId) return new(null, Refuse(RefusalCodes.Invalid, badId));
+        if (RefuseAll(policy) is { } all) return new(null, Refuse(RefusalCodes.Forbidden, all));
+        GraphJobSpec c;
+        try
+        {
+            c = spec with
+            {
+                ImagePath = Place(spec.ImagePath, "image", policy),
+                MaskPath = spec.MaskPath is null ? null : Place(spec.MaskPath, "mask", policy),
+                ModelPath = spec.ModelPath is null ? null : Place(spec.ModelPath, "model", policy),
+                OutDir = Place(spec.OutDir, "output folder", policy),
+            };
+        }
+        catch (UnauthorizedAccessException e) { return new(null, Refuse(RefusalCodes.Forbidden, e.Message)); }
+        catch (Exception e) when (e is ArgumentException or IOException) { return new(null, Refuse(RefusalCodes.Invalid, e.Message)); }
+        foreach (var (input, what) in new[] { (c.ImagePath, "image"), (c.MaskPath, "mask"), (c.ModelPath, "model") })
+            if (input is not null && SafePaths.IsWithin(input, c.OutDir))
+                return new(null, Refuse(RefusalCodes.Conflict, $"output folder {c.OutDir} contains the job's {what} {input}: the job could overwrite its own input"));
+        var mine = new OutputFootprint(jobId, c.OutDir, true);
+        foreach (var f in open)
+            if (f.JobId != jobId && Overlap(mine, f))
+                return new(null, Refuse(RefusalCodes.Conflict, $"output folder {c.OutDir} overlaps {f.OutDir}, the output of open job {f.JobId}"));
+        return new(c, null);
+    }
+
+    public static Checked<TrainJobSpec> Check(string jobId, TrainJobSpec spec, JobPolicy policy, IEnumerable<OutputFootprint> open)
+    {
+        JobRefused Refuse(string code, string why) => new(jobId, code, why);
+        if (InvalidJobId(jobId) is { } badId) return new(null, Refuse(RefusalCodes.Invalid, badId));
+        if (RefuseAll(policy) is { } all) return new(null, Refuse(RefusalCodes.Forbidden, all));
+        if (spec.Graphs.Length == 0) return new(null, Refuse(RefusalCodes.Invalid, "no graphs to train on"));
+        TrainJobSpec c;
+        try
+        {
+            c = spec with
+            {
+                Graphs = spec.Graphs.Select(g => Place(g, "graph", policy)).ToArray(),
+                OutDir = Place(spec.OutDir, "model folder", policy),
+            };
+        }
+        catch (UnauthorizedAccessException e) { return new(null, Refuse(RefusalCodes.Forbidden, e.Message)); }
+        catch (Exception e) when (e is ArgumentException or IOException) { return new(null, Refuse(RefusalCodes.Invalid, e.Message)); }
+        var outputs = TrainingOutputs.Select(n => Path.Combine(c.OutDir, n)).ToHashSet();
+        if (c.Graphs.FirstOrDefault(outputs.Contains) is { } clash)
+            return new(null, Refuse(RefusalCodes.Conflict, $"the graph {clash} is one of the files the training job writes"));
+        var mine = new OutputFootprint(jobId, c.OutDir, false);
+        foreach (var f in open)
+            if (f.JobId != jobId && Overlap(mine, f))
+                return new(null, Refuse(RefusalCodes.Conflict, $"model folder {c.OutDir} overlaps {f.OutDir}, the output of open job {f.JobId}"));
+        return new(c, null);
+    }
+
+    /// <summary>Two open jobs may not write the same files: a whole-folder output may hold neither another output nor
+    /// lie inside one; a training job's files (directly in its folder) clash only with a job writing that folder.</summary>
+    public static bool Overlap(OutputFootprint a, OutputFootprint b)
+    {
+        if (a.WholeFolder && b.WholeFolder) return SafePaths.IsWithin(a.OutDir, b.OutDir) || SafePaths.IsWithin(b.OutDir, a.OutDir);
+        if (!a.WholeFolder && !b.WholeFolder) return a.OutDir == b.OutDir;
+        var (whole, files) = a.WholeFolder ? (a, b) : (b, a);
+        return SafePaths.IsWithin(files.OutDir, whole.OutDir);
+    }
+
+    private static string? RefuseAll(JobPolicy p) => p.RequireRoots && !p.Roots.Any
+        ? "this coordinator is reachable from the network and has no data roots (ACTORSEG_DATAROOTS): it accepts no jobs"
+        : null;
+
+    private static string Place(string path, string what, JobPolicy p) =>
+        p.Roots.Any ? p.Roots.Confine(path, what) : SafePaths.Canonical(path, what);
+}

@@ -1,0 +1,183 @@
+using System.Runtime.InteropServices;
+
+namespace ActorSeg.Core.IO;
+
+/// <summary>A path was refused: it escapes where it must stay, or something along it is not what was checked.</summary>
+public sealed class UnsafePathException(string message) : IOException(message);
+
+/// <summary>
+/// File-system checks that make a job's outputs impossible to redirect: canonical (symlink-free) paths, directories
+/// created exclusively, a path re-checked where it is opened, and files written under a unique temporary name
+/// (created with O_EXCL, so never through a planted link) then renamed into place (a rename replaces a link at the
+/// destination instead of following it).
+/// </summary>
+public static class SafePaths
+{
+    /// <summary>Resolves symbolic links in every existing component (like realpath); the missing tail is appended as is.</summary>
+    public static string RealPath(string full)
+    {
+        var parts = full.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        string cur = "/";
+        for (int i = 0; i < parts.Length; i++)
+        {
+            var next = Path.Combine(cur, parts[i]);
+            FileSystemInfo fi = Directory.Exists(next) ? new DirectoryInfo(next) : new FileInfo(next);
+            if (!fi.Exists && fi.LinkTarget is null) return Path.GetFullPath(Path.Combine(next, string.Join('/', parts.Skip(i + 1))));
+            if (fi.LinkTarget is not null)
+            {
+                var target = fi.ResolveLinkTarget(returnFinalTarget: true);
+                if (target is null || !target.Exists) throw new UnsafePathException($"{next} is a symbolic link to something that does not exist");
+                cur = RealPath(Path.GetFullPath(target.FullName));
+            }
+            else cur = next;
+        }
+        return cur;
+    }
+
+    /// <summary>The real path of an absolute path given from outside; an exception naming <paramref name="what"/> when it is unusable.</summary>
+    public static string Canonical(string path, string what)
+    {
+        if (string.IsNullOrWhiteSpace(path) || !Path.IsPathFullyQualified(path)) throw new ArgumentException($"{what} '{path}' must be an absolute path");
+        if (path.Contains('\0')) throw new ArgumentException($"{what} contains a NUL character");
+        return RealPath(Path.GetFullPath(path));
+    }
+
+    /// <summary>True when <paramref name="inner"/> is <paramref name="outer"/> or lies below it (both canonical).</summary>
+    public static bool IsWithin(string inner, string outer)
+    {
+        outer = outer.TrimEnd('/');
+        return inner == outer || outer.Length == 0 || inner.StartsWith(outer + "/", StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Checked where a recorded (canonical) path is about to be written: no component of it may have become a symbolic
+    /// link since it was recorded. Throws <see cref="UnsafePathException"/> naming the path.
+    /// </summary>
+    public static void CheckUnchanged(string path, string what)
+    {
+        string real;
+        try { real = RealPath(Path.GetFullPath(path)); }
+        catch (UnsafePathException e) { throw new UnsafePathException($"{what} {path}: {e.Message}"); }
+        if (real != Path.GetFullPath(path).TrimEnd('/') && real != Path.GetFullPath(path))
+            throw new UnsafePathException($"{what} {path} now resolves to {real} (a symbolic link along it): refused");
+    }
+
+    /// <summary>Creates <paramref name="dir"/> and its missing parents; refuses when any component is a symbolic link.</summary>
+    public static void EnsureDirectory(string dir, string what)
+    {
+        CheckUnchanged(dir, what);
+        Directory.CreateDirectory(dir);
+        CheckUnchanged(dir, what);
+    }
+
+    [DllImport("libc", SetLastError = true, EntryPoint = "mkdir")]
+    private static extern int Mkdir(string path, uint mode);
+
+    [DllImport("libc", SetLastError = true, EntryPoint = "geteuid")]
+    private static extern uint GetEuid();
+
+    private const int EEXIST = 17;
+
+    /// <summary>
+    /// Creates a job's private folder. A folder that does not exist is made with mkdir (atomic: it fails if anything
+    /// appeared there). An existing one is accepted only when <paramref name="mayExist"/> (the same job resuming) and it
+    /// is a real directory of this user, never a symbolic link or someone else's folder. Returns true when it was made now.
+    /// </summary>
+    public static bool CreatePrivateDirectory(string dir, bool mayExist, string what)
+    {
+        var parent = Path.GetDirectoryName(Path.GetFullPath(dir))!;
+        EnsureDirectory(parent, what);
+        if (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS())
+        {
+            if (Mkdir(dir, Convert.ToUInt32("750", 8)) == 0) return true;
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno != EEXIST) throw new IOException($"{what} {dir} cannot be created (errno {errno})");
+        }
+        else if (!Directory.Exists(dir) && !File.Exists(dir)) { Directory.CreateDirectory(dir); return true; }
+        var fi = new DirectoryInfo(dir);
+        if (fi.LinkTarget is not null) throw new UnsafePathException($"{what} {dir} exists as a symbolic link: refused");
+        if (!fi.Exists) throw new UnsafePathException($"{what} {dir} exists and is not a directory: refused");
+        if (!mayExist) throw new UnsafePathException($"{what} {dir} already exists: refused (it must be created by this job)");
+        if ((OperatingSystem.IsLinux() || OperatingSystem.IsMacOS()) && Owner(dir) is { } uid && uid != GetEuid())
+            throw new UnsafePathException($"{what} {dir} belongs to uid {uid}, not to this process (uid {GetEuid()}): refused");
+        return false;
+    }
+
+    [DllImport("libc", SetLastError = true, EntryPoint = "lstat")]
+    private static extern unsafe int Lstat(string path, byte* buf);
+
+    /// <summary>The owner of a path (lstat), or null where it cannot be told.</summary>
+    private static unsafe uint? Owner(string path)
+    {
+        // struct stat: st_uid sits after dev, ino, nlink and mode on x86-64, after dev, ino, mode and nlink on arm64
+        int offset = RuntimeInformation.ProcessArchitecture switch { Architecture.X64 => 28, Architecture.Arm64 => 24, _ => -1 };
+        if (!OperatingSystem.IsLinux() || offset < 0) return null;
+        byte* buf = stackalloc byte[256];
+        try { if (Lstat(path, buf) != 0) return null; }
+        catch (EntryPointNotFoundException) { return null; }
+        return *(uint*)(buf + offset);
+    }
+
+    /// <summary>
+    /// Writes <paramref name="path"/> atomically and without following links: the content goes to a new file with a
+    /// unique name in the same folder (created exclusively), is flushed to disk, then renamed over the destination; the
+    /// folder is flushed too, so a journaled result survives a power cut. The folder is checked first.
+    /// </summary>
+    public static void WriteAtomic(string path, Action<Stream> write, string what = "output")
+    {
+        var full = Path.GetFullPath(path);
+        var dir = Path.GetDirectoryName(full)!;
+        CheckUnchanged(dir, what + " folder");
+        var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.partial");
+        try
+        {
+            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+            {
+                write(fs);
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, full, overwrite: true);
+            FlushDirectory(dir);
+        }
+        catch
+        {
+            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            throw;
+        }
+    }
+
+    public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes, string what = "output")
+    {
+        var copy = bytes.ToArray();
+        WriteAtomic(path, s => s.Write(copy), what);
+    }
+
+    public static void WriteAllText(string path, string text, string what = "output") =>
+        WriteAtomic(path, s => { using var w = new StreamWriter(s, leaveOpen: true); w.Write(text); }, what);
+
+    /// <summary>Moves a finished file into place (same file system) and flushes the destination folder.</summary>
+    public static void Publish(string source, string destination, string what = "output")
+    {
+        var dir = Path.GetDirectoryName(Path.GetFullPath(destination))!;
+        CheckUnchanged(dir, what + " folder");
+        using (var fs = new FileStream(source, FileMode.Open, FileAccess.ReadWrite, FileShare.Read)) fs.Flush(flushToDisk: true);
+        File.Move(source, destination, overwrite: true);
+        FlushDirectory(dir);
+    }
+
+    [DllImport("libc", SetLastError = true, EntryPoint = "open")]
+    private static extern int Open(string path, int flags);
+    [DllImport("libc", SetLastError = true, EntryPoint = "fsync")]
+    private static extern int Fsync(int fd);
+    [DllImport("libc", SetLastError = true, EntryPoint = "close")]
+    private static extern int Close(int fd);
+
+    /// <summary>fsync of a folder, so a rename in it is durable (best effort where the OS does not support it).</summary>
+    public static void FlushDirectory(string dir)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        int fd = Open(dir, 0x10000 /* O_RDONLY|O_DIRECTORY */);
+        if (fd < 0) return;
+        try { Fsync(fd); } finally { Close(fd); }
+    }
+}

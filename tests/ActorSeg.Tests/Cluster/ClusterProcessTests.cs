@@ -207,40 +207,57 @@ public class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         var img = Image(data, "slide", 600, 9);
         var h = NewCluster();
         int pc = ClusterHarness.FreePort(), http = ClusterHarness.FreePort();
-        var env = new Dictionary<string, string> { ["ACTORSEG_APITOKEN"] = "s3cret", ["ACTORSEG_DATAROOTS"] = data };
+        const string token = "a-real-token-0123456789abcdef";
+        var env = new Dictionary<string, string> { ["ACTORSEG_APITOKEN"] = token, ["ACTORSEG_DATAROOTS"] = data };
         var node = h.Start("coordinator", pc, env, "--roles", "coordinator,tile-worker", "--workers", "2", "--http-port", http.ToString(),
             "--db", $"Data Source={Path.Combine(_dir, "j.db")}");
         using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}") };
         ClusterHarness.WaitFor(() => { try { return client.GetAsync("/readyz").Result.IsSuccessStatusCode; } catch (Exception) { return false; } },
             TimeSpan.FromSeconds(60), "/readyz", node);
         Assert.Equal("ok", client.GetStringAsync("/healthz").Result);
+        var ready = client.GetStringAsync("/readyz").Result;
+        Assert.DoesNotContain("Data Source", ready); // no connection details for anonymous callers
+        Assert.DoesNotContain(_dir, ready);
 
-        HttpResponseMessage Post(string body, string? token)
+        HttpResponseMessage Post(HttpContent body, string? t)
         {
-            var req = new HttpRequestMessage(HttpMethod.Post, "/jobs") { Content = new StringContent(body, System.Text.Encoding.UTF8, "application/json") };
-            if (token is not null) req.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+            var req = new HttpRequestMessage(HttpMethod.Post, "/jobs") { Content = body };
+            req.Headers.ExpectContinue = true; // like curl for large bodies: the server may answer before the body is sent
+            if (t is not null) req.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", t);
             return client.Send(req);
         }
-        var job = System.Text.Json.JsonSerializer.Serialize(new { jobId = "web-1", image = img, @out = Path.Combine(data, "out"), tileSize = 256 });
-        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, Post(job, null).StatusCode);
-        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, Post(job, "wrong").StatusCode);
-        var escape = System.Text.Json.JsonSerializer.Serialize(new { image = img, @out = Path.Combine(data, "..", "elsewhere") });
-        var refused = Post(escape, "s3cret");
-        Assert.Equal(System.Net.HttpStatusCode.BadRequest, refused.StatusCode);
+        HttpResponseMessage PostJson(object o, string? t) => Post(new StringContent(System.Text.Json.JsonSerializer.Serialize(o), System.Text.Encoding.UTF8, "application/json"), t);
+        var job = new { jobId = "web-1", image = img, @out = Path.Combine(data, "out"), tileSize = 256 };
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, PostJson(job, null).StatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, PostJson(job, "wrong").StatusCode);
+        // the token is checked before the body is read: garbage without a token is 401, not 400
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, Post(new StringContent("{not json", System.Text.Encoding.UTF8, "application/json"), null).StatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.RequestEntityTooLarge, Post(new StringContent(new string(' ', 200_000), System.Text.Encoding.UTF8, "application/json"), token).StatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, PostJson(new { jobId = "../x", image = img, @out = Path.Combine(data, "o2") }, token).StatusCode);
+        var refused = PostJson(new { image = img, @out = Path.Combine(data, "..", "elsewhere") }, token);
+        Assert.Equal(System.Net.HttpStatusCode.Forbidden, refused.StatusCode);
         Assert.Contains("outside the data roots", refused.Content.ReadAsStringAsync().Result);
-        Assert.Equal(System.Net.HttpStatusCode.Accepted, Post(job, "s3cret").StatusCode);
+        // an output folder holding the job's own input is refused by the coordinator, with its reason
+        var overlap = PostJson(new { image = img, @out = data }, token);
+        Assert.Equal(System.Net.HttpStatusCode.Conflict, overlap.StatusCode);
+        Assert.Contains("contains the job's image", overlap.Content.ReadAsStringAsync().Result);
+        Assert.Equal(System.Net.HttpStatusCode.Accepted, PostJson(job, token).StatusCode);
+        // the same id again is a conflict, not another 202 with another job's status
+        var dup = PostJson(job with { @out = Path.Combine(data, "out-b") }, token);
+        Assert.Equal(System.Net.HttpStatusCode.Conflict, dup.StatusCode);
 
         string phase = "";
         ClusterHarness.WaitFor(() =>
         {
             var req = new HttpRequestMessage(HttpMethod.Get, "/jobs/web-1");
-            req.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "s3cret");
+            req.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
             var body = client.Send(req).Content.ReadAsStringAsync().Result;
             phase = System.Text.Json.JsonDocument.Parse(body).RootElement.TryGetProperty("phase", out var p) ? p.GetString() ?? "" : "";
             return phase is "done" or "failed";
         }, TimeSpan.FromSeconds(90), "the job to end", node);
         Assert.Equal("done", phase);
         Assert.True(File.Exists(Path.Combine(data, "out", "graph.npz")));
+        Assert.False(Directory.Exists(Path.Combine(data, "out-b")), "a refused job writes nothing");
         Assert.True(node.Saw("Refused"), "refusals are logged");
     }
 

@@ -70,6 +70,15 @@ public class SecureClusterTests(ITestOutputHelper output) : IDisposable
         Assert.True(Exit(sub, TimeSpan.FromMinutes(3)) == 0, sub.Log + "\n---\n" + coord.Log);
         Assert.True(File.Exists(Path.Combine(outDir, "graph.npz")));
 
+        // the coordinator checks every job, whatever door: an output folder holding the job's own image is refused, and submit says why
+        var clash = h.Run("submit-clash", 0, TestCa.Env(clientId, ca.CaPath), ["submit", img, "--out", data, "--coordinator", $"akka.tcp://actorseg@127.0.0.1:{pc}"]);
+        Assert.Equal(1, Exit(clash, TimeSpan.FromMinutes(1)));
+        Assert.True(clash.Saw("refused by the coordinator") && clash.Saw("contains the job's image"), clash.Log);
+        var outside = h.Run("submit-outside", 0, TestCa.Env(clientId, ca.CaPath), ["submit", img, "--out", Path.Combine(_dir, "elsewhere"), "--coordinator", $"akka.tcp://actorseg@127.0.0.1:{pc}"]);
+        Assert.Equal(1, Exit(outside, TimeSpan.FromMinutes(1)));
+        Assert.True(outside.Saw("outside the data roots"), outside.Log);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "elsewhere")));
+
         // clients without a certificate, or with the stranger's, get no answer at all
         var plain = h.Run("status-plain", 0, null, ["status", "--coordinator", $"akka.tcp://actorseg@127.0.0.1:{pc}"]);
         var stranger = h.Run("status-rogue", 0, TestCa.Env(rogueId, ca.CaPath), ["status", "--coordinator", $"akka.ssl.tcp://actorseg@127.0.0.1:{pc}"]);

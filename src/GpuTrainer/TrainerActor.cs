@@ -14,7 +14,7 @@ namespace ActorSeg.GpuTrainer;
 public sealed class TrainerActor : ReceiveActor, IWithTimers
 {
     private readonly IActorRef _coordinator;
-    private readonly Func<IActorRef, bool> _isCoordinator;
+    private readonly WorkGuard _guard;
     private readonly DataRoots _roots;
     private readonly IResultStore _store;
     private readonly string _device;
@@ -33,7 +33,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
     public TrainerActor(IActorRef coordinator, string device = "auto", IResultStore? store = null, Func<IActorRef, bool>? isCoordinator = null, DataRoots? roots = null)
     {
         _coordinator = coordinator;
-        _isCoordinator = isCoordinator ?? (s => s.Equals(coordinator) || s.Path.Address.HasLocalScope);
+        _guard = new WorkGuard(isCoordinator ?? (s => s.Equals(coordinator) || s.Path.Address.HasLocalScope));
         _roots = roots ?? new DataRoots([]);
         _device = device;
         _store = store ?? DirectoryResultStore.Instance;
@@ -44,20 +44,12 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
     public static Props Props(IActorRef coordinator, string device = "auto", IResultStore? store = null, Func<IActorRef, bool>? isCoordinator = null, DataRoots? roots = null) =>
         Akka.Actor.Props.Create(() => new TrainerActor(coordinator, device, store, isCoordinator, roots));
 
-    /// <summary>Acts on work only when the coordinator sent it and every path in it is the job's own; else refuses and logs why.</summary>
+    /// <summary>Acts on an order only when the coordinator sent it and every path in it is the job's own; else refuses and logs why.</summary>
     private bool Allowed(string kind, string jobId, Func<string?> check, Action<string> refuseToCoordinator)
     {
-        if (!_isCoordinator(Sender))
-        {
-            _log.ForContext("JobId", jobId).Warning("Refused {Kind} for job {JobId} from {Sender}: it is not the coordinator; nothing was read or written", kind, jobId, Sender.Path.ToString());
-            return false;
-        }
-        string? why;
-        try { why = check(); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException) { why = e.Message; }
-        if (why is null) return true;
-        _log.ForContext("JobId", jobId).Warning("Refused {Kind} for job {JobId} from {Sender}: {Reason}; nothing was written", kind, jobId, Sender.Path.ToString(), why);
-        refuseToCoordinator(why);
+        if (_guard.Refusal(Sender, check) is not { } r) return true;
+        _log.ForContext("JobId", jobId).Warning("Refused {Kind} for job {JobId} from {Sender}: {Reason}", kind, jobId, Sender.Path.ToString(), r.Reason);
+        if (r.Answer) refuseToCoordinator(r.Reason);
         return false;
     }
 

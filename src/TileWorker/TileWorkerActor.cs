@@ -16,7 +16,7 @@ namespace ActorSeg.TileWorker;
 public sealed class TileWorkerActor : ReceiveActor, IWithTimers
 {
     private readonly IActorRef _coordinator;
-    private readonly Func<IActorRef, bool> _isCoordinator;
+    private readonly WorkGuard _guard;
     private readonly DataRoots _roots;
     private readonly IResultStore _store;
     private readonly ILogger _log;
@@ -47,7 +47,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
     public TileWorkerActor(IActorRef coordinator, IResultStore? store = null, Func<IActorRef, bool>? isCoordinator = null, DataRoots? roots = null)
     {
         _coordinator = coordinator;
-        _isCoordinator = isCoordinator ?? (s => s.Equals(coordinator) || s.Path.Address.HasLocalScope);
+        _guard = new WorkGuard(isCoordinator ?? (s => s.Equals(coordinator) || s.Path.Address.HasLocalScope));
         _roots = roots ?? new DataRoots([]);
         _store = store ?? DirectoryResultStore.Instance;
         _log = Log.ForContext("Role", "tile-worker").ForContext("Worker", Self.Path.Name);
@@ -57,20 +57,12 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
     public static Props Props(IActorRef coordinator, IResultStore? store = null, Func<IActorRef, bool>? isCoordinator = null, DataRoots? roots = null) =>
         Akka.Actor.Props.Create(() => new TileWorkerActor(coordinator, store, isCoordinator, roots));
 
-    /// <summary>Acts on a message only when the coordinator sent it and every path in it is the job's own; else refuses and logs why.</summary>
+    /// <summary>Acts on an order only when the coordinator sent it and every path in it is the job's own; else refuses and logs why.</summary>
     private bool Allowed(string kind, string jobId, Func<string?> check, Action<string> refuseToCoordinator)
     {
-        if (!_isCoordinator(Sender))
-        {
-            _log.ForContext("JobId", jobId).Warning("Refused a {Kind} for job {JobId} from {Sender}: it is not the coordinator; nothing was read or written", kind, jobId, Sender.Path.ToString());
-            return false;
-        }
-        string? why;
-        try { why = check(); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException) { why = e.Message; }
-        if (why is null) return true;
-        _log.ForContext("JobId", jobId).Warning("Refused a {Kind} for job {JobId} from {Sender}: {Reason}; nothing was written", kind, jobId, Sender.Path.ToString(), why);
-        refuseToCoordinator(why);
+        if (_guard.Refusal(Sender, check) is not { } r) return true;
+        _log.ForContext("JobId", jobId).Warning("Refused {Kind} for job {JobId} from {Sender}: {Reason}", kind, jobId, Sender.Path.ToString(), r.Reason);
+        if (r.Answer) refuseToCoordinator(r.Reason);
         return false;
     }
 
@@ -99,8 +91,8 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
     private void Idle()
     {
         Common();
-        Receive<TileAssignment>(w => { if (Allowed("tile", w.JobId, () => AssignmentPaths.Check(w, _roots), why => Sender.Tell(new TileFailed(w.JobId, w.TileId, w.Attempt, why, true)))) Start(w); });
-        Receive<PaintAssignment>(w => { if (Allowed("paint job", w.JobId, () => AssignmentPaths.Check(w, _roots), why => Sender.Tell(new PaintFailed(w.JobId, w.Attempt, why, true)))) StartPaint(w); });
+        Receive<TileAssignment>(w => { if (Allowed("a tile", w.JobId, () => AssignmentPaths.Check(w, _roots), why => Sender.Tell(new TileFailed(w.JobId, w.TileId, w.Attempt, why, true)))) Start(w); });
+        Receive<PaintAssignment>(w => { if (Allowed("a paint job", w.JobId, () => AssignmentPaths.Check(w, _roots), why => Sender.Tell(new PaintFailed(w.JobId, w.Attempt, why, true)))) StartPaint(w); });
         // the coordinator may lose our request (restart, failover): ask again until work arrives
         Receive<AskForWork>(_ =>
         {
@@ -152,8 +144,8 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         });
         Receive<AskForWork>(_ => { });
         Receive<ReleaseBuffers>(_ => { });
-        Receive<TileAssignment>(w => { if (Allowed("tile", w.JobId, () => null, _ => { })) _coordinator.Tell(new TileHandedBack(w.JobId, w.TileId, w.Attempt)); });
-        Receive<PaintAssignment>(w => { if (Allowed("paint job", w.JobId, () => null, _ => { })) _coordinator.Tell(new PaintFailed(w.JobId, w.Attempt, "worker busy", false)); });
+        Receive<TileAssignment>(w => { if (Allowed("a tile", w.JobId, () => null, _ => { })) _coordinator.Tell(new TileHandedBack(w.JobId, w.TileId, w.Attempt)); });
+        Receive<PaintAssignment>(w => { if (Allowed("a paint job", w.JobId, () => null, _ => { })) _coordinator.Tell(new PaintFailed(w.JobId, w.Attempt, "worker busy", false)); });
     }
 
     private void BecomeIdle()

@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Akka.Pattern;
 using Akka.Cluster.Hosting;
 using Akka.Cluster.Tools.Client;
 using Akka.Hosting;
@@ -45,6 +46,13 @@ public sealed record NodeOptions
     /// <summary>Heartbeats may pause this long before a node is unreachable.</summary>
     public double HeartbeatPauseSeconds { get; init; } = 5;
     public double TileDeadlineSeconds { get; init; } = 600;
+    /// <summary>A job not finished this many hours after submission fails with the reason (0: none).</summary>
+    public double JobDeadlineHours { get; init; } = 72;
+    public int MaxTileSize { get; init; } = 16_384;
+    public int MaxTilesPerJob { get; init; } = 250_000;
+    public long MaxPixelsPerImage { get; init; } = 1L << 37;
+    public int MaxConcurrentSteps { get; init; } = 2;
+    public int MaxOpenJobs { get; init; } = 1_000;
     public int MaxAttempts { get; init; } = 3;
     public int SnapshotEvery { get; init; } = 1000;
     /// <summary>A node without any coordinator in its cluster for this long exits (code 3) so its supervisor restarts
@@ -95,6 +103,12 @@ public sealed record NodeOptions
                 DownAfterSeconds = D("DownAfterSeconds", o.DownAfterSeconds),
                 HeartbeatPauseSeconds = D("HeartbeatPauseSeconds", o.HeartbeatPauseSeconds),
                 TileDeadlineSeconds = D("TileDeadlineSeconds", o.TileDeadlineSeconds),
+                JobDeadlineHours = D("JobDeadlineHours", o.JobDeadlineHours),
+                MaxTileSize = I("MaxTileSize", o.MaxTileSize),
+                MaxTilesPerJob = I("MaxTilesPerJob", o.MaxTilesPerJob),
+                MaxPixelsPerImage = c["MaxPixelsPerImage"] is { } mpx ? long.Parse(mpx, System.Globalization.CultureInfo.InvariantCulture) : o.MaxPixelsPerImage,
+                MaxConcurrentSteps = I("MaxConcurrentSteps", o.MaxConcurrentSteps),
+                MaxOpenJobs = I("MaxOpenJobs", o.MaxOpenJobs),
                 MaxAttempts = I("MaxAttempts", o.MaxAttempts),
                 SnapshotEvery = I("SnapshotEvery", o.SnapshotEvery),
                 ExitWithoutCoordinatorSeconds = D("ExitWithoutCoordinatorSeconds", o.ExitWithoutCoordinatorSeconds),
@@ -281,13 +295,19 @@ public static class NodeHost
             var settings = new CoordinatorSettings
             {
                 TileDeadline = TimeSpan.FromSeconds(o.TileDeadlineSeconds), MaxAttempts = o.MaxAttempts, SnapshotEvery = o.SnapshotEvery,
+                JobDeadline = TimeSpan.FromHours(o.JobDeadlineHours), MaxTileSize = o.MaxTileSize, MaxTilesPerJob = o.MaxTilesPerJob,
+                MaxPixelsPerImage = o.MaxPixelsPerImage, MaxConcurrentSteps = o.MaxConcurrentSteps, MaxOpenJobs = o.MaxOpenJobs,
                 // a node others can reach refuses every job until it is told which folders jobs may use
                 Policy = new JobPolicy(new DataRoots(o.DataRoots), RequireRoots: !o.LoopbackOnly),
             };
             var roots = new DataRoots(o.DataRoots);
             if (o.Has(NodeRoles.Coordinator))
             {
-                b.WithSingleton<CoordinatorKey>("coordinator", GraphCoordinatorActor.Props(settings), singleton, createProxyToo: true);
+                // a coordinator whose journal fails stops; its supervisor starts it again with backoff (1 s doubling to 30 s),
+                // and it recovers from the journal once the database answers again
+                var supervised = BackoffSupervisor.Props(Backoff.OnStop(GraphCoordinatorActor.Props(settings), "coordinator",
+                    TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30), 0.2).WithDefaultStoppingStrategy());
+                b.WithSingleton<CoordinatorKey>("coordinator", supervised, singleton, createProxyToo: true);
                 b.WithClusterClientReceptionist("receptionist", NodeRoles.Coordinator);
             }
             else b.WithSingletonProxy<CoordinatorKey>("coordinator", singleton);
@@ -316,6 +336,7 @@ public static class NodeHost
     /// <summary>The actor-system path clients send to through the receptionist.</summary>
     public const string CoordinatorServicePath = "/user/coordinator-proxy";
 
-    /// <summary>Where the coordinator singleton lives on the oldest coordinator node (manager "coordinator", singleton "coordinator").</summary>
-    public const string CoordinatorSingletonPath = "/user/coordinator/coordinator";
+    /// <summary>Where the coordinator lives on the oldest coordinator node: singleton manager "coordinator", the singleton (its
+    /// backoff supervisor) "coordinator", the coordinator actor itself "coordinator".</summary>
+    public const string CoordinatorSingletonPath = "/user/coordinator/coordinator/coordinator";
 }

@@ -88,7 +88,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>Bad input (a model or graph that cannot be used) will fail again anywhere: no retry.</summary>
-    private static bool IsPermanent(Exception e) => e is InvalidDataException or FileNotFoundException or ArgumentException or ResultStoreException or UnsafePathException;
+    private static bool IsPermanent(Exception e) => Core.FailurePolicy.IsPermanent(e);
 
     private string Report(string jobId, string what, Exception e)
     {

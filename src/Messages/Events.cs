@@ -38,6 +38,17 @@ public sealed record ImageClassified([property: Key(0)] string JobId, [property:
 [MessagePackObject]
 public sealed record ImageSegmented([property: Key(0)] string JobId, [property: Key(1)] ResultRef Mask, [property: Key(2)] double Seconds) : ICoordinatorEvent;
 
+/// <summary>The coordinator is about to run one of its own steps of a job (prepare, stitch). Journaled before the step
+/// starts, so a step that takes the coordinator down (out of memory, a crash) is counted across restarts: after
+/// <c>MaxCrashes</c> starts without an outcome the job is quarantined instead of being tried again forever.</summary>
+[MessagePackObject]
+public sealed record StepStarted([property: Key(0)] string JobId, [property: Key(1)] string Step) : ICoordinatorEvent;
+
+/// <summary>A coordinator-side step ended without an outcome event (it failed and will be retried or fail the job): it did not take the coordinator down.</summary>
+[MessagePackObject]
+public sealed record StepEnded([property: Key(0)] string JobId, [property: Key(1)] string Step) : ICoordinatorEvent;
+
+/// <summary>Kept so that journals written before 2026-12 replay; no longer written (retries are counted in memory).</summary>
 [MessagePackObject]
 public sealed record JobRetried([property: Key(0)] string JobId, [property: Key(1)] int Retries) : ICoordinatorEvent;
 
@@ -54,7 +65,8 @@ public sealed record JobRecord(
     [property: Key(4)] ImageClassified? Classified,
     [property: Key(5)] ImageSegmented? Segmented,
     [property: Key(6)] JobEnded? Ended,
-    [property: Key(7)] int Retries) : IActorSegMessage;
+    [property: Key(7)] int Retries,
+    [property: Key(8)] int StepStarts = 0) : IActorSegMessage;
 
 [MessagePackObject]
 public sealed record CoordinatorSnapshot([property: Key(0)] JobRecord[] Jobs, [property: Key(1)] TrainRecord[]? Trainings = null) : ICoordinatorEvent;

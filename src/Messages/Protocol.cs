@@ -142,6 +142,11 @@ public sealed record TileCompleted(
 public sealed record TileFailed([property: Key(0)] string JobId, [property: Key(1)] int TileId, [property: Key(2)] int Attempt,
     [property: Key(3)] string Error, [property: Key(4)] bool Permanent) : IActorSegMessage;
 
+/// <summary>Coordinator → worker: this work item missed its deadline and was given to another worker: stop reporting it,
+/// and take new work (a read that hangs keeps its thread, but no longer its slot).</summary>
+[MessagePackObject]
+public sealed record AbandonWork([property: Key(0)] string JobId, [property: Key(1)] int TileId, [property: Key(2)] int Attempt) : IActorSegMessage;
+
 /// <summary>Worker → coordinator: I am leaving (coordinated shutdown) and give this unfinished tile back; not a failure.</summary>
 [MessagePackObject]
 public sealed record TileHandedBack([property: Key(0)] string JobId, [property: Key(1)] int TileId, [property: Key(2)] int Attempt) : IActorSegMessage;

@@ -25,6 +25,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
     private IRegionSource? _image, _mask;
     private TileScratch _scratch = new(); // reused for every tile this worker processes; dropped when idle
     private TileAssignment? _current;
+    private PaintAssignment? _currentPaint;
     private bool _leaving;
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -91,6 +92,11 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
     private void Idle()
     {
         Common();
+        Receive<Done>(d => _log.ForContext("JobId", d.Work.JobId).Information("Abandoned tile {TileId} finished late; its result is dropped", d.Work.TileId));
+        Receive<Failed>(_ => { });
+        Receive<Painted>(_ => { });
+        Receive<PaintError>(_ => { });
+        Receive<AbandonWork>(_ => { });
         Receive<TileAssignment>(w => { if (Allowed("a tile", w.JobId, () => AssignmentPaths.Check(w, _roots), why => Sender.Tell(new TileFailed(w.JobId, w.TileId, w.Attempt, why, true)))) Start(w); });
         Receive<PaintAssignment>(w => { if (Allowed("a paint job", w.JobId, () => AssignmentPaths.Check(w, _roots), why => Sender.Tell(new PaintFailed(w.JobId, w.Attempt, why, true)))) StartPaint(w); });
         // the coordinator may lose our request (restart, failover): ask again until work arrives
@@ -111,6 +117,11 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
     private void Busy()
     {
         Common();
+        // the outcome of an item this worker abandoned arrives late: it is dropped (the item belongs to another worker now)
+        Receive<Done>(d => !ReferenceEquals(d.Work, _current), d => _log.ForContext("JobId", d.Work.JobId).Information("Abandoned tile {TileId} finished late; its result is dropped", d.Work.TileId));
+        Receive<Failed>(f => !ReferenceEquals(f.Work, _current), _ => { });
+        Receive<Painted>(p => !ReferenceEquals(p.Work, _currentPaint), _ => { });
+        Receive<PaintError>(p => !ReferenceEquals(p.Work, _currentPaint), _ => { });
         Receive<Done>(d =>
         {
             var o = d.Outcome;
@@ -121,8 +132,8 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         });
         Receive<Failed>(f =>
         {
-            bool permanent = f.Error is InputFileException or InvalidDataException or ArgumentException or UnsafePathException;
-            var msg = f.Error is InputFileException or InvalidDataException ? f.Error.Message : f.Error.GetType().Name + ": " + f.Error.Message;
+            bool permanent = Core.FailurePolicy.IsPermanent(f.Error);
+            var msg = Core.FailurePolicy.Describe(f.Error);
             _log.ForContext("JobId", f.Work.JobId).ForContext("TileId", f.Work.TileId)
                 .Warning(f.Error, "Tile {TileId} failed (attempt {Attempt}, permanent {Permanent}): {Error}", f.Work.TileId, f.Work.Attempt, permanent, msg);
             if (!_leaving) _coordinator.Tell(new TileFailed(f.Work.JobId, f.Work.TileId, f.Work.Attempt, msg, permanent));
@@ -137,12 +148,24 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         });
         Receive<PaintError>(f =>
         {
-            bool permanent = f.Error is InputFileException or InvalidDataException or ResultStoreException or UnsafePathException;
+            bool permanent = Core.FailurePolicy.IsPermanent(f.Error);
             _log.ForContext("JobId", f.Work.JobId).Warning(f.Error, "Painting failed: {Error}", f.Error.Message);
             _coordinator.Tell(new PaintFailed(f.Work.JobId, f.Work.Attempt, f.Error.Message, permanent));
             BecomeIdle();
         });
         Receive<AskForWork>(_ => { });
+        // the coordinator gave this item to another worker (it missed its deadline): let go of it and take new work;
+        // a read that hangs keeps its thread, but not this slot, its buffers or its open inputs
+        Receive<AbandonWork>(a =>
+        {
+            bool mine = _current is { } c ? c.JobId == a.JobId && c.TileId == a.TileId && c.Attempt == a.Attempt
+                : _currentPaint is { } p && a.TileId < 0 && p.JobId == a.JobId && p.Attempt == a.Attempt;
+            if (!mine || !Allowed("an abandon order", a.JobId, () => null, _ => { })) return;
+            _log.ForContext("JobId", a.JobId).ForContext("TileId", a.TileId).Warning("Abandoning tile {TileId} of job {JobId} (attempt {Attempt}): it missed its deadline and was given to another worker", a.TileId, a.JobId, a.Attempt);
+            _scratch = new TileScratch();
+            _image = null; _mask = null; _manifest = null; _jobId = null; // still in use by the abandoned read: dropped, not disposed
+            BecomeIdle();
+        });
         Receive<ReleaseBuffers>(_ => { });
         Receive<TileAssignment>(w => { if (Allowed("a tile", w.JobId, () => null, _ => { })) _coordinator.Tell(new TileHandedBack(w.JobId, w.TileId, w.Attempt)); });
         Receive<PaintAssignment>(w => { if (Allowed("a paint job", w.JobId, () => null, _ => { })) _coordinator.Tell(new PaintFailed(w.JobId, w.Attempt, "worker busy", false)); });
@@ -151,6 +174,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
     private void BecomeIdle()
     {
         _current = null;
+        _currentPaint = null;
         Become(Idle);
         if (_leaving) return;
         _coordinator.Tell(new RequestWork(1, ProtocolVersion.Major, Self.Path.Address.ToString()));
@@ -186,6 +210,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         if (_leaving) { _coordinator.Tell(new PaintFailed(w.JobId, w.Attempt, "worker leaving", false)); return; }
         Timers.Cancel("ask");
         Timers.Cancel("release");
+        _currentPaint = w;
         Become(Busy);
         var self = Self;
         var store = _store;

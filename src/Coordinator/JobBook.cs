@@ -1,0 +1,930 @@
+using System.Diagnostics;
+using ActorSeg.Core;
+using ActorSeg.Core.IO;
+using ActorSeg.Core.Pipeline;
+using ActorSeg.Messages;
+using Serilog;
+
+namespace ActorSeg.Coordinator;
+
+// ---- what the book asks its host to do -----------------------------------------------------------------------
+
+/// <summary>Something the coordinator actor does for the book once the decision's journal events are persisted and applied.</summary>
+public abstract record Effect;
+/// <summary>Send a message to a worker, trainer or client, by the id the host gave it.</summary>
+public sealed record Send(string To, object Message) : Effect;
+/// <summary>Watch a worker or trainer: its loss comes back as <see cref="NodeLost"/>.</summary>
+public sealed record WatchNode(string Node) : Effect;
+/// <summary>Run a job's first pass in the background; the outcome comes back as <see cref="Prepared"/> or <see cref="StepFailed"/>.</summary>
+public sealed record RunPrepare(string JobId, GraphJobSpec Spec, string WorkDir, bool WorkDirMayExist) : Effect;
+/// <summary>Verify the tile results and stitch in the background; the outcome: <see cref="Stitched"/>, <see cref="TilesInvalid"/> or <see cref="StepFailed"/>.</summary>
+public sealed record RunStitch(string JobId, GraphJobManifest Manifest, TileDone[] Done, string OutDir, bool NodeMap, double TilesSeconds) : Effect;
+/// <summary>Feed this command back to the book now (after the events it follows are applied).</summary>
+public sealed record Continue(object Command) : Effect;
+/// <summary>Retry a job's coordinator-side step after a pause.</summary>
+public sealed record RetryLater(string JobId, TimeSpan After) : Effect;
+
+/// <summary>A decision: journal these events (in order), then carry out these effects.</summary>
+public sealed record Decision(IReadOnlyList<ICoordinatorEvent> Journal, IReadOnlyList<Effect> Effects)
+{
+    public static readonly Decision None = new([], []);
+}
+
+// ---- commands that come from the host rather than the wire ---------------------------------------------------
+
+public sealed record Prepared(string JobId, GraphJobManifest Manifest, double Seconds);
+public sealed record StepFailed(string JobId, string Step, Exception Error);
+public sealed record Stitched(string JobId, GraphStitched Event);
+public sealed record TilesInvalid(string JobId, (int Tile, string Reason)[] Invalid);
+/// <summary>A worker or trainer is gone: <paramref name="Downed"/> when the cluster removed its node (or the actor stopped),
+/// false while it is merely unreachable (it may come back; nothing is counted against its work).</summary>
+public sealed record NodeLost(string Node, string Why, bool Downed);
+public sealed record Tick(DateTime Now);
+public sealed record RetryJob(string JobId);
+public sealed record Resume(string JobId);
+public sealed record Dispatch;
+public sealed record Recovered(double Seconds);
+
+/// <summary>File checks the book needs (the result store and job manifests); a fake in tests.</summary>
+public interface IJobFiles
+{
+    string? CheckPresent(ResultRef r);
+    string? Check(ResultRef r);
+    GraphJobManifest LoadManifest(string path);
+    void WriteSegmentSummary(string outDir, string json);
+    void CleanWork(string workDir);
+}
+
+public sealed class DirectoryJobFiles(IResultStore store) : IJobFiles
+{
+    public string? CheckPresent(ResultRef r) => store.CheckPresent(r);
+    public string? Check(ResultRef r) => store.Check(r);
+    public GraphJobManifest LoadManifest(string path) => GraphJobManifest.Load(path);
+    public void WriteSegmentSummary(string outDir, string json) => SafePaths.WriteAllText(Path.Combine(outDir, "segment.json"), json, "segmentation summary");
+    public void CleanWork(string workDir) => GraphOutputs.CleanWork(workDir);
+}
+
+/// <summary>
+/// The coordinator's decisions as plain C#: every graph, segmentation and training job, the tiles and steps in flight,
+/// the workers and trainers, deadlines, retries, quarantine and limits. A command goes in (a message from the wire or
+/// the host), a <see cref="Decision"/> comes out: the journal events that record what happened and the effects to
+/// carry out. State changes only in <see cref="Apply(ICoordinatorEvent)"/> (journaled events, replayed on recovery)
+/// and in the <c>On…</c> appliers of the transient facts (work in flight, idle workers), which a restart forgets by
+/// design. The actor around it only persists, sends and schedules.
+/// </summary>
+public sealed class JobBook
+{
+    public sealed class Job
+    {
+        public required JobSubmitted Submitted;
+        public JobPlanned? Planned;
+        public GraphJobManifest? Manifest;
+        public readonly Dictionary<int, TileDone> Done = new();
+        public GraphStitched? Stitched;
+        public ImageClassified? Classified;
+        public ImageSegmented? Segmented;
+        public JobEnded? Ended;
+        public int StepStarts;            // coordinator-side steps started since the last one finished (journaled)
+        // transient: what this coordinator incarnation is doing with the job
+        public readonly HashSet<string> Watchers = new();
+        public readonly Queue<(int Tile, int Attempt)> Pending = new();
+        public readonly Dictionary<int, (string Worker, int Attempt, DateTime Deadline)> InFlight = new();
+        public readonly Dictionary<int, int> Failures = new();
+        public int Retries, RecoveredTiles, StepAttempt, StepFailures, PrepareAttempts;
+        public (string Node, DateTime Deadline)? Step;
+        public bool Busy, FreshSubmit, Ending; // Ending: its JobEnded is decided, not yet applied
+        public long PixelsThisRun;
+        public DateTime Deadline = DateTime.MaxValue;
+        public readonly Stopwatch Clock = new();
+        public ILogger Log = Serilog.Log.Logger;
+
+        public string JobId => Submitted.JobId;
+        public GraphJobSpec Spec => Submitted.Spec;
+        public bool Segments => Spec.ModelPath is not null;
+        public string GraphDir => Segments ? Path.Combine(Spec.OutDir, "graph") : Spec.OutDir;
+        public string Phase => Ended is { } e ? (e.Succeeded ? "done" : "failed")
+            : Segmented is not null ? "finishing"
+            : Classified is not null ? "painting"
+            : Stitched is not null ? (Segments ? "classifying" : "finishing")
+            : Planned is null ? "preparing"
+            : Done.Count == Planned.Tiles ? "stitching" : "tiles";
+    }
+
+    public sealed class Training
+    {
+        public required TrainJobSubmitted Submitted;
+        public ModelTrained? Trained;
+        public JobEnded? Ended;
+        public readonly HashSet<string> Watchers = new();
+        public (string Node, DateTime Deadline, DateTime Started)? Step;
+        public int Attempt, Failures;
+        public DateTime Deadline = DateTime.MaxValue;
+        public ILogger Log = Serilog.Log.Logger;
+        public string JobId => Submitted.JobId;
+        public string Phase => Ended is { } e ? (e.Succeeded ? "done" : "failed") : Step is null ? "waiting for a trainer" : "training";
+    }
+
+    private readonly CoordinatorSettings _s;
+    private readonly IJobFiles _files;
+    private readonly ILogger _log;
+    private readonly Dictionary<string, Job> _jobs = new();
+    private readonly Dictionary<string, Training> _trainings = new();
+    private readonly Queue<string> _finishedOrder = new();
+    private readonly Dictionary<string, int> _idle = new();       // worker → free slots
+    private readonly HashSet<string> _workers = new();
+    private readonly HashSet<string> _trainers = new();
+    private readonly HashSet<string> _idleTrainers = new();
+
+    public JobBook(CoordinatorSettings settings, IJobFiles files, ILogger? log = null)
+    {
+        _s = settings; _files = files; _log = log ?? Serilog.Log.ForContext("Role", "coordinator");
+    }
+
+    public IReadOnlyDictionary<string, Job> Jobs => _jobs;
+    public IReadOnlyDictionary<string, Training> Trainings => _trainings;
+    public int WorkerCount => _workers.Count;
+    public int TrainerCount => _trainers.Count;
+    public int BusySteps => _jobs.Values.Count(j => j.Busy);
+
+    // ================================================================ journaled events: the only place recorded state changes
+
+    public void Apply(ICoordinatorEvent e)
+    {
+        switch (e)
+        {
+            case JobSubmitted s:
+                _jobs[s.JobId] = new Job
+                {
+                    Submitted = s, Deadline = _s.JobDeadline > TimeSpan.Zero ? s.SubmittedUtc + _s.JobDeadline : DateTime.MaxValue,
+                    Log = _log.ForContext("JobId", s.JobId).ForContext("ImageId", Path.GetFileNameWithoutExtension(s.Spec.ImagePath)),
+                };
+                break;
+            case StepStarted st when _jobs.TryGetValue(st.JobId, out var j): j.StepStarts++; break;
+            case StepEnded se when _jobs.TryGetValue(se.JobId, out var j): j.StepStarts = 0; break;
+            case JobPlanned p when _jobs.TryGetValue(p.JobId, out var j): j.Planned = p; j.StepStarts = 0; break;
+            case TileDone d when _jobs.TryGetValue(d.JobId, out var j): j.Done[d.TileId] = d; break;
+            case TileInvalidated i when _jobs.TryGetValue(i.JobId, out var j): j.Done.Remove(i.TileId); j.Stitched = null; j.StepStarts = 0; break;
+            case GraphStitched g when _jobs.TryGetValue(g.JobId, out var j): j.Stitched = g; j.StepStarts = 0; break;
+            case ImageClassified c when _jobs.TryGetValue(c.JobId, out var j): j.Classified = c; break;
+            case ImageSegmented m when _jobs.TryGetValue(m.JobId, out var j): j.Segmented = m; break;
+            case JobRetried r when _jobs.TryGetValue(r.JobId, out var j): j.Retries = r.Retries; break; // journals before 2026-12
+            case TrainJobSubmitted t:
+                _trainings[t.JobId] = new Training
+                {
+                    Submitted = t, Log = _log.ForContext("JobId", t.JobId),
+                    Deadline = _s.JobDeadline > TimeSpan.Zero ? t.SubmittedUtc + _s.JobDeadline : DateTime.MaxValue,
+                };
+                break;
+            case ModelTrained m when _trainings.TryGetValue(m.JobId, out var tj): tj.Trained = m; break;
+            case JobEnded x when _trainings.TryGetValue(x.JobId, out var tj):
+                tj.Ended = x;
+                tj.Step = null;
+                Finished(x.JobId);
+                break;
+            case JobEnded x when _jobs.TryGetValue(x.JobId, out var j):
+                j.Ended = x;
+                j.Done.Clear(); // a finished job needs only its outcome
+                j.Manifest = null;
+                j.Pending.Clear(); j.InFlight.Clear(); j.Step = null;
+                Finished(x.JobId);
+                break;
+            case CoordinatorSnapshot s:
+                foreach (var r in s.Jobs) Restore(r);
+                foreach (var t in s.Trainings ?? []) { Apply(t.Submitted); if (t.Trained is not null) Apply(t.Trained); if (t.Ended is not null) Apply(t.Ended); }
+                break;
+        }
+    }
+
+    private void Finished(string jobId)
+    {
+        _finishedOrder.Enqueue(jobId);
+        while (_finishedOrder.Count > _s.FinishedJobsKept) { var old = _finishedOrder.Dequeue(); _jobs.Remove(old); _trainings.Remove(old); }
+    }
+
+    private void Restore(JobRecord r)
+    {
+        Apply(r.Submitted);
+        var j = _jobs[r.Submitted.JobId];
+        j.Planned = r.Planned; j.Stitched = r.Stitched; j.Classified = r.Classified; j.Segmented = r.Segmented; j.Retries = r.Retries; j.StepStarts = r.StepStarts;
+        foreach (var d in r.Done) j.Done[d.TileId] = d;
+        if (r.Ended is not null) Apply(r.Ended);
+    }
+
+    public CoordinatorSnapshot Snapshot() => new(_jobs.Values.Select(j => new JobRecord(j.Submitted, j.Planned,
+        j.Done.Values.ToArray(), j.Stitched, j.Classified, j.Segmented, j.Ended, j.Retries, j.StepStarts)).ToArray(),
+        _trainings.Values.Select(t => new TrainRecord(t.Submitted, t.Trained, t.Ended)).ToArray());
+
+    // ================================================================ transient facts (not journaled: a restart forgets them)
+
+    private void OnAssigned(Job j, int tile, string worker, int attempt, DateTime now) => j.InFlight[tile] = (worker, attempt, now + _s.TileDeadline);
+
+    /// <summary>A tile leaves a worker without a result. <paramref name="failure"/>: it counts as one of its attempts.</summary>
+    private int OnReleased(Job j, int tile, int attempt, bool failure, bool requeue)
+    {
+        j.InFlight.Remove(tile);
+        int n = failure ? (j.Failures[tile] = j.Failures.GetValueOrDefault(tile) + 1) : j.Failures.GetValueOrDefault(tile);
+        if (requeue) { j.Retries++; j.Pending.Enqueue((tile, attempt + 1)); }
+        return n;
+    }
+
+    private void OnStepReleased(Job j, bool failure) { j.Step = null; if (failure) j.StepFailures++; j.Retries++; }
+
+    // ================================================================ commands
+
+    public Decision Handle(object command, string sender, DateTime now)
+    {
+        var d = new DecisionBuilder();
+        switch (command)
+        {
+            case SubmitGraphJob s: Submit(s, sender, d); break;
+            case SubmitTrainJob s: SubmitTraining(s, sender, d); break;
+            case GetStatus g: d.Send(sender, Status(g)); break;
+            case RequestWork r: OfferWork(r, sender, d, now); break;
+            case TrainerReady r: TrainerIsReady(r, sender, d, now); break;
+            case TileCompleted c: TileCompleted(c, sender, d, now); break;
+            case Messages.TileFailed f: TileFailed(f, d, now); break;
+            case TileHandedBack h: HandedBack(h, sender, d, now); break;
+            case Prepared p: OnPrepared(p, d, now); break;
+            case StepFailed f: OnStepFailed(f, d); break;
+            case TilesInvalid t: OnTilesInvalid(t, d); break;
+            case Stitched s: OnStitched(s, d); break;
+            case NodesClassified c: OnClassified(c, sender, d, now); break;
+            case ClassifyFailed f: StepItemFailed(f.JobId, f.Attempt, "classifying", f.Error, f.Permanent, d, now); break;
+            case PaintCompleted p: OnPainted(p, d, now); break;
+            case PaintFailed f: StepItemFailed(f.JobId, f.Attempt, "painting", f.Error, f.Permanent, d, now); break;
+            case ModelReady m: OnModelReady(m, sender, d, now); break;
+            case TrainFailed f: OnTrainFailed(f, d, now); break;
+            case NodeLost l: OnNodeLost(l, d, now); break;
+            case Tick t: OnTick(t.Now, d); break;
+            case RetryJob r: if (_jobs.TryGetValue(r.JobId, out var rj) && rj.Ended is null) ResumeJob(rj, d, now); break;
+            case Resume r: if (_jobs.TryGetValue(r.JobId, out var sj) && sj.Ended is null) ResumeJob(sj, d, now); break;
+            case Dispatch: DispatchWork(d, now); break;
+            case Recovered rc: OnRecovered(rc, d, now); break;
+            case Submitted s: OnSubmitted(s, d); break;
+            case Finish f: if (_jobs.TryGetValue(f.JobId, out var fj)) AfterEnded(fj, d); break;
+            case TrainingEnded t: AfterTraining(t.JobId, d); break;
+        }
+        return d.Build();
+    }
+
+    private sealed class DecisionBuilder
+    {
+        private readonly List<ICoordinatorEvent> _journal = new();
+        private readonly List<Effect> _effects = new();
+        public void Record(ICoordinatorEvent e) => _journal.Add(e);
+        public void Do(Effect e) => _effects.Add(e);
+        public void Send(string to, object m) => _effects.Add(new Send(to, m));
+        public void Then(object command) => _effects.Add(new Continue(command));
+        public Decision Build() => _journal.Count == 0 && _effects.Count == 0 ? Decision.None : new(_journal.ToArray(), _effects.ToArray());
+    }
+
+    private void Tell(IEnumerable<string> watchers, object m, DecisionBuilder d)
+    {
+        foreach (var w in watchers) d.Send(w, m);
+    }
+
+    // ---------------------------------------------------------------- recovery
+
+    private void OnRecovered(Recovered rc, DecisionBuilder d, DateTime now)
+    {
+        var open = _jobs.Values.Where(j => j.Ended is null).ToList();
+        if (_jobs.Count > 0)
+            _log.Information("Coordinator recovered {Jobs} jobs ({Open} unfinished, {TilesDone} finished tiles kept) from the journal in {Seconds:F2}s",
+                _jobs.Count, open.Count, open.Sum(j => j.Done.Count), rc.Seconds);
+        else
+            _log.Information("Coordinator started (empty journal, recovery {Seconds:F2}s)", rc.Seconds);
+        foreach (var t in _trainings.Values.Where(t => t.Ended is null))
+        {
+            t.Log.Information("Training job {JobId} resumes: it will be trained again from the start on the next free trainer", t.JobId);
+            if (t.Trained is not null) d.Record(new JobEnded(t.JobId, true, null));
+        }
+        foreach (var j in open)
+        {
+            j.RecoveredTiles = j.Done.Count;
+            // a step that was started and never finished, MaxCrashes times: it is what brought the coordinator down
+            if (j.StepStarts >= _s.MaxCrashes)
+            {
+                Fail(j, $"quarantined: the coordinator went down {j.StepStarts} times while it was {(j.Planned is null ? "preparing" : "stitching")} this job " +
+                        "(an image too large for its memory, or a crash in that step); the other jobs go on", d);
+                continue;
+            }
+            j.Log.Information("Job {JobId} resumes in phase {Phase}: {Done}/{Total} tiles already done", j.JobId, j.Phase, j.Done.Count, j.Planned?.Tiles ?? 0);
+            d.Then(new Resume(j.JobId));
+        }
+        d.Then(new Dispatch());
+    }
+
+    /// <summary>Takes a job on from whatever its recorded state is.</summary>
+    private void ResumeJob(Job j, DecisionBuilder d, DateTime now)
+    {
+        if (j.Planned is null) { StartPrepare(j, d); return; }
+        if (j.Manifest is null)
+        {
+            try { j.Manifest = _files.LoadManifest(j.Planned.ManifestPath); }
+            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+            {
+                j.Log.Warning("Job {JobId}: manifest {Manifest} unreadable ({Error}); planning again", j.JobId, j.Planned.ManifestPath, e.Message);
+                StartPrepare(j, d);
+                return;
+            }
+        }
+        j.Clock.Start();
+        if (j.Done.Count < j.Planned.Tiles)
+        {
+            var queued = j.Pending.Select(p => p.Tile).Concat(j.InFlight.Keys).ToHashSet();
+            for (int t = 0; t < j.Planned.Tiles; t++) if (!j.Done.ContainsKey(t) && !queued.Contains(t)) j.Pending.Enqueue((t, 1));
+            DispatchWork(d, now);
+        }
+        else if (j.Stitched is null) StartStitch(j, d);
+        else if (j.Segments && (j.Classified is null || j.Segmented is null)) DispatchWork(d, now);
+        else FinishJob(j, d);
+    }
+
+    // ---------------------------------------------------------------- clients
+
+    private IEnumerable<OutputFootprint> OpenOutputs() =>
+        _jobs.Values.Where(j => j.Ended is null).Select(j => new OutputFootprint(j.JobId, j.Spec.OutDir, true))
+            .Concat(_trainings.Values.Where(t => t.Ended is null).Select(t => new OutputFootprint(t.JobId, t.Submitted.Spec.OutDir, false)));
+
+    private int OpenJobs => _jobs.Values.Count(j => j.Ended is null) + _trainings.Values.Count(t => t.Ended is null);
+
+    private void Refuse(JobRefused r, string sender, DecisionBuilder d)
+    {
+        _log.ForContext("JobId", r.JobId).Warning("Refused job {JobId} from {Client} ({Code}): {Reason}", r.JobId, sender, r.Code, r.Reason);
+        d.Send(sender, r);
+    }
+
+    /// <summary>The limits that keep one job from taking the coordinator down: checked before anything is recorded.</summary>
+    private string? OverLimits(GraphJobSpec spec)
+    {
+        if (spec.TileSize < _s.MinTileSize || spec.TileSize > _s.MaxTileSize)
+            return $"tile size {spec.TileSize} is outside the limits [{_s.MinTileSize}, {_s.MaxTileSize}] (MaxTileSize, MinTileSize)";
+        if (OpenJobs >= _s.MaxOpenJobs)
+            return $"{OpenJobs} jobs are open, the limit (MaxOpenJobs) is {_s.MaxOpenJobs}: submit again when some have finished";
+        return null;
+    }
+
+    private void Submit(SubmitGraphJob s, string sender, DecisionBuilder d)
+    {
+        if (_jobs.TryGetValue(s.JobId, out var known) || _trainings.ContainsKey(s.JobId))
+        {
+            if (s.MustBeNew || known is null) { Refuse(new JobRefused(s.JobId, RefusalCodes.Conflict, $"job id {s.JobId} is already used"), sender, d); return; }
+            // idempotent: the client re-sends its job as a heartbeat and to find a restarted coordinator
+            if (!known.Spec.Equals(s.Spec) && !known.Spec.Equals(JobAuthorization.Check(s.JobId, s.Spec, _s.Policy, []).Spec))
+            {
+                Refuse(new JobRefused(s.JobId, RefusalCodes.Conflict, $"job id {s.JobId} is already used by a different job"), sender, d);
+                return;
+            }
+            bool isNew = known.Watchers.Add(sender);
+            if (known.Ended is not null) { d.Send(sender, Outcome(known)); return; }
+            if (isNew) d.Send(sender, new JobReceived(s.JobId));
+            if (isNew && known.Planned is { } p && known.Manifest is { } m)
+                d.Send(sender, new GraphJobAccepted(s.JobId, p.ImageId, m.Width, m.Height, m.Channels, p.Tiles, m.Halo, m.Grid.Count, known.RecoveredTiles));
+            return;
+        }
+        // every job is checked here, whatever door it came in by, before anything is recorded
+        var c = JobAuthorization.Check(s.JobId, s.Spec, _s.Policy, OpenOutputs());
+        if (c.Refused is { } refused) { Refuse(refused, sender, d); return; }
+        if (OverLimits(c.Spec!) is { } limit) { Refuse(new JobRefused(s.JobId, RefusalCodes.Invalid, limit), sender, d); return; }
+        d.Record(new JobSubmitted(s.JobId, c.Spec!, DateTime.UtcNow));
+        d.Then(new Submitted(s.JobId, sender));
+    }
+
+    /// <summary>After a job's <see cref="JobSubmitted"/> is journaled: tell the client, start its first pass.</summary>
+    private sealed record Submitted(string JobId, string Client);
+
+    private void OnSubmitted(Submitted s, DecisionBuilder d)
+    {
+        if (_jobs.TryGetValue(s.JobId, out var j))
+        {
+            j.Watchers.Add(s.Client);
+            j.FreshSubmit = true;
+            d.Send(s.Client, new JobReceived(s.JobId));
+            j.Log.Information("Job {JobId} submitted: {Image} → {OutDir}{Model}", j.JobId, j.Spec.ImagePath, j.Spec.OutDir,
+                j.Spec.ModelPath is { } mp ? $" (segment with {mp})" : "");
+            StartPrepare(j, d);
+        }
+        else if (_trainings.TryGetValue(s.JobId, out var t))
+        {
+            t.Watchers.Add(s.Client);
+            d.Send(s.Client, new JobReceived(s.JobId));
+            var sp = t.Submitted.Spec;
+            t.Log.Information("Training job {JobId} submitted: {Graphs} graph(s) → {OutDir} ({Conv}, {Layers} layers × {Hidden}, {Edges} edges)",
+                t.JobId, sp.Graphs.Length, sp.OutDir, sp.Conv, sp.Layers, sp.Hidden, sp.Edges);
+            d.Then(new Dispatch());
+        }
+    }
+
+    private static bool Same(TrainJobSpec a, TrainJobSpec b) => a with { Graphs = [] } == b with { Graphs = [] } && a.Graphs.SequenceEqual(b.Graphs);
+
+    private void SubmitTraining(SubmitTrainJob s, string sender, DecisionBuilder d)
+    {
+        if (_trainings.TryGetValue(s.JobId, out var known) || _jobs.ContainsKey(s.JobId))
+        {
+            if (s.MustBeNew || known is null) { Refuse(new JobRefused(s.JobId, RefusalCodes.Conflict, $"job id {s.JobId} is already used"), sender, d); return; }
+            if (!Same(known.Submitted.Spec, s.Spec) && JobAuthorization.Check(s.JobId, s.Spec, _s.Policy, []).Spec is var canon
+                && (canon is null || !Same(known.Submitted.Spec, canon)))
+            {
+                Refuse(new JobRefused(s.JobId, RefusalCodes.Conflict, $"job id {s.JobId} is already used by a different job"), sender, d);
+                return;
+            }
+            if (known.Watchers.Add(sender) && known.Ended is null) d.Send(sender, new JobReceived(s.JobId));
+            if (known.Ended is not null) d.Send(sender, TrainOutcome(known));
+            return;
+        }
+        var c = JobAuthorization.Check(s.JobId, s.Spec, _s.Policy, OpenOutputs());
+        if (c.Refused is { } refused) { Refuse(refused, sender, d); return; }
+        var spec = c.Spec!;
+        if (spec.Graphs.FirstOrDefault(g => !File.Exists(g)) is { } missing)
+        {
+            Refuse(new JobRefused(s.JobId, RefusalCodes.Invalid, $"{missing}: graph file not found (paths must be on storage every node sees)"), sender, d);
+            return;
+        }
+        if (OpenJobs >= _s.MaxOpenJobs)
+        {
+            Refuse(new JobRefused(s.JobId, RefusalCodes.Invalid, $"{OpenJobs} jobs are open, the limit (MaxOpenJobs) is {_s.MaxOpenJobs}: submit again when some have finished"), sender, d);
+            return;
+        }
+        d.Record(new TrainJobSubmitted(s.JobId, spec, DateTime.UtcNow));
+        d.Then(new Submitted(s.JobId, sender));
+    }
+
+    private StatusReport Status(GetStatus g)
+    {
+        var jobs = _jobs.Values.Where(j => g.JobId is null || j.JobId == g.JobId)
+            .Select(j => new JobStatus(j.JobId, j.Phase, j.Done.Count + (j.Ended is not null && j.Planned is not null ? j.Planned.Tiles : 0),
+                j.Planned?.Tiles ?? 0, j.InFlight.Count, j.Retries, j.Ended?.Error, j.Spec.OutDir))
+            .Concat(_trainings.Values.Where(t => g.JobId is null || t.JobId == g.JobId)
+                .Select(t => new JobStatus(t.JobId, t.Phase, 0, 0, t.Step is null ? 0 : 1, t.Failures, t.Ended?.Error, t.Submitted.Spec.OutDir)))
+            .ToArray();
+        return new StatusReport(jobs, _workers.Count, _trainers.Count);
+    }
+
+    public object Outcome(Job j)
+    {
+        if (j.Ended is { Succeeded: false } e) return new GraphJobFailed(j.JobId, e.Error ?? "failed");
+        var s = j.Stitched!;
+        return new GraphJobCompleted(j.JobId, j.Spec.OutDir, s.Nodes, s.AdjacencyEdges, s.KnnEdges, j.Planned?.PrepareSeconds ?? 0, s.TilesSeconds,
+            s.StitchSeconds, s.WriteSeconds, j.Retries, j.Segmented?.Mask.Path, j.Classified?.PixelsPerClass, j.RecoveredTiles,
+            j.Classified?.Seconds ?? 0, j.Segmented?.Seconds ?? 0);
+    }
+
+    private static object TrainOutcome(Training t) => t.Ended is { Succeeded: false } e
+        ? new GraphJobFailed(t.JobId, e.Error ?? "failed")
+        : new TrainJobCompleted(t.JobId, t.Trained!.Result.BestModel.Path, t.Trained.Result.Epochs, t.Trained.Result.BestEpoch,
+            t.Trained.Result.BestValidationLoss, t.Trained.Result.Seconds, t.Trained.Result.Device);
+
+    // ---------------------------------------------------------------- the coordinator's own steps: prepare and stitch
+
+    /// <summary>At most <c>MaxConcurrentSteps</c> jobs prepare or stitch at once; the others wait for a slot (retried on the tick).</summary>
+    private bool StepSlotFree(Job j) => j.Busy || BusySteps < _s.MaxConcurrentSteps;
+
+    private void StartPrepare(Job j, DecisionBuilder d)
+    {
+        if (j.Busy) return;
+        if (!StepSlotFree(j)) { j.Log.Debug("Job {JobId} waits for a free preparing slot", j.JobId); return; }
+        j.Busy = true;
+        bool mayExist = !j.FreshSubmit || j.PrepareAttempts++ > 0;
+        d.Record(new StepStarted(j.JobId, "prepare"));
+        d.Do(new RunPrepare(j.JobId, j.Spec, GraphOutputs.WorkDir(j.GraphDir, j.JobId), mayExist));
+    }
+
+    private void OnPrepared(Prepared p, DecisionBuilder d, DateTime now)
+    {
+        if (!_jobs.TryGetValue(p.JobId, out var j) || j.Ended is not null) return;
+        j.Busy = false;
+        var m = p.Manifest;
+        j.Manifest = m;
+        if (j.Planned is not null) { ResumeJob(j, d, now); return; } // re-planned after its manifest was lost: same plan, keep the tiles
+        var plan = m.Plan;
+        long pixels = (long)m.Width * m.Height;
+        string? limit = pixels > _s.MaxPixelsPerImage ? $"the image has {pixels:N0} pixels, the limit (MaxPixelsPerImage) is {_s.MaxPixelsPerImage:N0}"
+            : plan.Count > _s.MaxTilesPerJob ? $"{plan.Count:N0} tiles of {plan.TileSize} px, the limit (MaxTilesPerJob) is {_s.MaxTilesPerJob:N0}: use larger tiles"
+            : null;
+        if (limit is not null) { Fail(j, limit, d); return; }
+        d.Record(new JobPlanned(m.JobId, m.ImageId, m.ManifestPath, plan.Count, pixels, p.Seconds));
+        j.Log.Information("Job {JobId} planned: {Width}x{Height}x{Channels} {BitDepth}-bit, {Tiles} tiles of {TileSize} px with halo {Halo}, {Seeds} seeds (spacing {Spacing:F1} px), stats pass {Seconds:F1}s",
+            m.JobId, m.Width, m.Height, m.Channels, m.BitDepth, plan.Count, plan.TileSize, m.Halo, m.Grid.Count, m.Grid.S, p.Seconds);
+        foreach (var w in j.Watchers) d.Send(w, new GraphJobAccepted(m.JobId, m.ImageId, m.Width, m.Height, m.Channels, plan.Count, m.Halo, m.Grid.Count));
+        d.Then(new Resume(j.JobId));
+        d.Then(new Dispatch());
+    }
+
+    private void OnStepFailed(StepFailed f, DecisionBuilder d)
+    {
+        if (!_jobs.TryGetValue(f.JobId, out var j) || j.Ended is not null) return;
+        j.Busy = false;
+        d.Record(new StepEnded(j.JobId, f.Step)); // it failed, it did not take the coordinator down
+        if (FailurePolicy.IsPermanent(f.Error) || ++j.StepFailures >= _s.MaxAttempts) { Fail(j, $"{f.Step}: {FailurePolicy.Describe(f.Error)}", d); return; }
+        j.Log.Warning(f.Error, "Job {JobId}: {Step} failed ({Error}); trying again", j.JobId, f.Step, FailurePolicy.Describe(f.Error));
+        d.Do(new RetryLater(j.JobId, TimeSpan.FromSeconds(2)));
+        d.Then(new Dispatch()); // the slot it held may let another job start
+    }
+
+    private void StartStitch(Job j, DecisionBuilder d)
+    {
+        if (j.Busy || j.Stitched is not null) return;
+        if (!StepSlotFree(j)) { j.Log.Debug("Job {JobId} waits for a free stitching slot", j.JobId); return; }
+        j.Busy = true;
+        double tilesSeconds = j.Clock.Elapsed.TotalSeconds;
+        j.Log.Information("Job {JobId}: all {Total} tiles done in {Seconds:F1}s ({MPps:F1} MP/s this run, {Recovered} recovered from the journal); verifying and stitching",
+            j.JobId, j.Planned!.Tiles, tilesSeconds, j.PixelsThisRun / 1e6 / Math.Max(1e-9, tilesSeconds), j.RecoveredTiles);
+        Tell(j.Watchers, new GraphJobProgress(j.JobId, "stitching", j.Planned.Tiles, j.Planned.Tiles, 0), d);
+        d.Record(new StepStarted(j.JobId, "stitch"));
+        d.Do(new RunStitch(j.JobId, j.Manifest!, j.Done.Values.ToArray(), j.GraphDir, j.Spec.WriteNodeMap || j.Segments, tilesSeconds));
+    }
+
+    private void OnTilesInvalid(TilesInvalid t, DecisionBuilder d)
+    {
+        if (!_jobs.TryGetValue(t.JobId, out var j) || j.Ended is not null) return;
+        j.Busy = false;
+        foreach (var (tile, why) in t.Invalid)
+        {
+            j.Log.Warning("Job {JobId}: tile {TileId} must be computed again: {Error}", j.JobId, tile, why);
+            d.Record(new TileInvalidated(j.JobId, tile, why));
+        }
+        d.Then(new Resume(j.JobId));
+    }
+
+    private void OnStitched(Stitched s, DecisionBuilder d)
+    {
+        if (!_jobs.TryGetValue(s.JobId, out var j) || j.Ended is not null) return;
+        j.Busy = false;
+        var g = s.Event;
+        d.Record(g);
+        j.Log.Information("Job {JobId}: graph of {Nodes} nodes, {Rag} adjacency and {Knn} kNN edges written to {OutDir} (stitch {Stitch:F1}s, write {Write:F1}s)",
+            j.JobId, g.Nodes, g.AdjacencyEdges, g.KnnEdges, j.GraphDir, g.StitchSeconds, g.WriteSeconds);
+        d.Then(j.Segments ? new Dispatch() : new Finish(j.JobId));
+        d.Then(new Dispatch()); // a stitching slot is free again
+    }
+
+    // ---------------------------------------------------------------- workers and trainers
+
+    private bool Compatible(int major, string who, string sender, DecisionBuilder d)
+    {
+        if (major == ProtocolVersion.Major) return true;
+        _log.Error("Refusing {Who} {Sender}: it speaks protocol {Theirs}.x, this coordinator {Ours}", who, sender, major, ProtocolVersion.Text);
+        d.Send(sender, new WorkRefused($"protocol {major}.x is not compatible with coordinator protocol {ProtocolVersion.Text}"));
+        return false;
+    }
+
+    private void OfferWork(RequestWork r, string sender, DecisionBuilder d, DateTime now)
+    {
+        if (!Compatible(r.ProtocolMajor, "worker", sender, d)) return;
+        if (_workers.Add(sender)) { d.Do(new WatchNode(sender)); _log.Information("Worker {Worker} joined ({Workers} workers)", sender, _workers.Count); }
+        _idle[sender] = Math.Max(_idle.GetValueOrDefault(sender), r.FreeSlots);
+        DispatchWork(d, now);
+    }
+
+    private void TrainerIsReady(TrainerReady r, string sender, DecisionBuilder d, DateTime now)
+    {
+        if (!Compatible(r.ProtocolMajor, "trainer", sender, d)) return;
+        if (_trainers.Add(sender)) { d.Do(new WatchNode(sender)); _log.Information("Trainer {Trainer} joined on {Device}", sender, r.Device); }
+        if (!_jobs.Values.Any(j => j.Step is { } s && s.Node == sender) && !_trainings.Values.Any(t => t.Ended is null && t.Step is { } s && s.Node == sender))
+            _idleTrainers.Add(sender);
+        DispatchWork(d, now);
+    }
+
+    private string? TakeWorker()
+    {
+        var w = _idle.FirstOrDefault(kv => kv.Value > 0).Key;
+        if (w is null) return null;
+        if (--_idle[w] == 0) _idle.Remove(w);
+        return w;
+    }
+
+    private void DispatchWork(DecisionBuilder d, DateTime now)
+    {
+        foreach (var t in _trainings.Values)
+        {
+            if (t.Ended is not null || t.Trained is not null || t.Step is not null || _idleTrainers.Count == 0) continue;
+            var tr = _idleTrainers.First(); _idleTrainers.Remove(tr);
+            t.Attempt++;
+            t.Step = (tr, now + _s.TrainDeadline, now);
+            t.Log.Information("Training job {JobId}: {Graphs} graph(s) → {OutDir} on trainer {Trainer} (attempt {Attempt})", t.JobId, t.Submitted.Spec.Graphs.Length, t.Submitted.Spec.OutDir, tr, t.Attempt);
+            Tell(t.Watchers, new GraphJobProgress(t.JobId, "training", 0, 0, 0), d);
+            d.Send(tr, new TrainModel(t.JobId, t.Submitted.Spec, t.Attempt));
+        }
+        foreach (var j in _jobs.Values)
+        {
+            if (j.Ended is not null) continue;
+            // a job waiting for a preparing or stitching slot starts when one is free
+            if (!j.Busy && j.Planned is null && BusySteps < _s.MaxConcurrentSteps) { StartPrepare(j, d); continue; }
+            if (!j.Busy && j.Planned is { } pl && j.Manifest is not null && j.Done.Count == pl.Tiles && j.Stitched is null && BusySteps < _s.MaxConcurrentSteps) { StartStitch(j, d); continue; }
+            if (j.Manifest is null || j.Planned is null || j.Busy) continue;
+            var m = j.Manifest;
+            while (j.Pending.Count > 0 && _idle.Count > 0)
+            {
+                var (tile, attempt) = j.Pending.Dequeue();
+                if (j.Done.ContainsKey(tile) || j.InFlight.ContainsKey(tile)) continue;
+                var worker = TakeWorker()!;
+                OnAssigned(j, tile, worker, attempt, now);
+                d.Send(worker, new TileAssignment(m.JobId, m.ImageId, m.ManifestPath, tile, attempt, j.GraphDir));
+            }
+            if (j.Stitched is { } g && j.Segments && j.Step is null)
+            {
+                if (j.Classified is null && _idleTrainers.Count > 0)
+                {
+                    var t = _idleTrainers.First(); _idleTrainers.Remove(t);
+                    j.StepAttempt++;
+                    j.Step = (t, now + _s.StepDeadline);
+                    j.Log.Information("Job {JobId}: classifying {Nodes} nodes on trainer {Trainer}", j.JobId, g.Nodes, t);
+                    Tell(j.Watchers, new GraphJobProgress(j.JobId, "classifying", j.Planned.Tiles, j.Planned.Tiles, 0), d);
+                    d.Send(t, new ClassifyNodes(j.JobId, m.ImageId, g.Graph, j.Spec.ModelPath!, Path.Combine(j.GraphDir, AssignmentPaths.ClassesFile), j.Spec.Device, j.StepAttempt, j.GraphDir));
+                }
+                else if (j.Classified is { } c && j.Segmented is null && g.NodeMap is { } nm && TakeWorker() is { } w)
+                {
+                    j.StepAttempt++;
+                    j.Step = (w, now + _s.StepDeadline);
+                    j.Log.Information("Job {JobId}: painting the mask on {Worker}", j.JobId, w);
+                    Tell(j.Watchers, new GraphJobProgress(j.JobId, "painting", j.Planned.Tiles, j.Planned.Tiles, 0), d);
+                    d.Send(w, new PaintAssignment(j.JobId, m.ImageId, j.Spec.ImagePath, nm, c.Classes,
+                        Path.Combine(j.Spec.OutDir, AssignmentPaths.MaskFile), Path.Combine(j.Spec.OutDir, AssignmentPaths.OverlayFile), j.StepAttempt, j.Spec.OutDir));
+                }
+            }
+        }
+    }
+
+    private void TileCompleted(TileCompleted c, string sender, DecisionBuilder d, DateTime now)
+    {
+        if (!_jobs.TryGetValue(c.JobId, out var j) || j.Ended is not null || j.Manifest is null || j.Planned is null) return;
+        if (j.Done.ContainsKey(c.TileId)) { j.Log.Debug("Duplicate result for tile {TileId} ignored", c.TileId); return; }
+        if (c.TileId < 0 || c.TileId >= j.Planned.Tiles) { j.Log.Error("Worker {Worker} returned tile {TileId}, which job {JobId} does not have; ignored", sender, c.TileId, c.JobId); return; }
+        // a result is accepted only where it belongs and when it is there; anything else is re-computed. Checksums are
+        // verified once, in parallel, before the stitch (re-hashing every result here would cost the workers' CPU)
+        string? bad = c.Result.Path != Path.GetFullPath(j.Manifest.ResultPath(c.TileId)) || c.Labels.Path != Path.GetFullPath(j.Manifest.LabelsPath(c.TileId))
+            ? $"result references {c.Result.Path} and {c.Labels.Path} are not this tile's"
+            : _files.CheckPresent(c.Result) ?? _files.CheckPresent(c.Labels);
+        if (bad is not null)
+        {
+            j.Log.Error("Tile {TileId} from {Worker} rejected: {Error}; re-queued", c.TileId, sender, bad);
+            RequeueFailed(j, c.TileId, c.Attempt, bad, d, now);
+            return;
+        }
+        j.InFlight.Remove(c.TileId);
+        j.PixelsThisRun += c.Pixels;
+        d.Record(new TileDone(c.JobId, c.TileId, c.Result, c.Labels, c.Pixels));
+        if (j.Done.Count + 1 == j.Planned.Tiles) d.Then(new Resume(j.JobId)); // the last tile: stitch
+        DispatchWork(d, now);
+    }
+
+    private void TileFailed(Messages.TileFailed f, DecisionBuilder d, DateTime now)
+    {
+        if (!_jobs.TryGetValue(f.JobId, out var j) || j.Ended is not null || j.Done.ContainsKey(f.TileId)) return;
+        if (!j.InFlight.TryGetValue(f.TileId, out var fl) || fl.Attempt != f.Attempt) return; // stale
+        if (f.Permanent) { Fail(j, $"tile {f.TileId} failed: {f.Error}", d); return; }
+        j.Log.Warning("Tile {TileId} failed (attempt {Attempt}): {Error}", f.TileId, f.Attempt, f.Error);
+        RequeueFailed(j, f.TileId, f.Attempt, f.Error, d, now);
+    }
+
+    private void HandedBack(TileHandedBack h, string sender, DecisionBuilder d, DateTime now)
+    {
+        if (!_jobs.TryGetValue(h.JobId, out var j) || j.Done.ContainsKey(h.TileId)) return;
+        if (!j.InFlight.TryGetValue(h.TileId, out var fl) || fl.Attempt != h.Attempt || fl.Worker != sender) return;
+        OnReleased(j, h.TileId, h.Attempt, failure: false, requeue: true);
+        _idle.Remove(sender);
+        j.Log.Information("Tile {TileId} handed back by leaving worker {Worker}; re-queued", h.TileId, sender);
+        DispatchWork(d, now);
+    }
+
+    /// <summary>Counts a failure against a tile; quarantines it (failing the job with the reason) after MaxAttempts.</summary>
+    private void RequeueFailed(Job j, int tile, int attempt, string error, DecisionBuilder d, DateTime now)
+    {
+        int n = OnReleased(j, tile, attempt, failure: true, requeue: false);
+        if (n >= _s.MaxAttempts) { Fail(j, $"tile {tile} failed {n} times; last error: {error}", d); return; }
+        OnReleased(j, tile, attempt, failure: false, requeue: true);
+        DispatchWork(d, now);
+    }
+
+    private void OnNodeLost(NodeLost l, DecisionBuilder d, DateTime now)
+    {
+        bool wasWorker = _workers.Contains(l.Node), wasTrainer = _trainers.Contains(l.Node);
+        if (!wasWorker && !wasTrainer) return;
+        if (!l.Downed)
+        {
+            // merely unreachable: it may come back with its results; only a downed node's work is taken back
+            _log.Warning("{Kind} {Node} is {Why}; its work stays with it until the cluster downs it", wasWorker ? "Worker" : "Trainer", l.Node, l.Why);
+            _idle.Remove(l.Node); _idleTrainers.Remove(l.Node);
+            return;
+        }
+        _workers.Remove(l.Node); _trainers.Remove(l.Node);
+        _idle.Remove(l.Node); _idleTrainers.Remove(l.Node);
+        // its work counts against the tiles only when all of it belonged to one job: a node that dies while holding
+        // several jobs' tiles says nothing about which of them killed it, and never fails an innocent job
+        var holders = _jobs.Values.Where(j => j.Ended is null && j.InFlight.Values.Any(f => f.Worker == l.Node)).ToList();
+        bool count = holders.Count == 1;
+        int requeued = 0;
+        foreach (var j in holders)
+        {
+            foreach (var (tile, fl) in j.InFlight.Where(kv => kv.Value.Worker == l.Node).ToList())
+            {
+                requeued++;
+                int n = OnReleased(j, tile, fl.Attempt, failure: count, requeue: false);
+                if (count && n >= _s.MaxAttempts) { Fail(j, $"tile {tile} was lost with its worker {n} times (it may crash workers)", d); break; }
+                OnReleased(j, tile, fl.Attempt, failure: false, requeue: true);
+            }
+        }
+        foreach (var j in _jobs.Values.Where(j => j.Ended is null && j.Step is { } s && s.Node == l.Node)) { OnStepReleased(j, failure: false); requeued++; }
+        foreach (var t in _trainings.Values.Where(t => t.Ended is null && t.Step is { } s && s.Node == l.Node)) { t.Step = null; requeued++; }
+        _log.Warning("{Kind} {Node} is {Why}; {Requeued} work items re-queued{Counted} ({Workers} workers, {Trainers} trainers left)",
+            wasWorker ? "Worker" : "Trainer", l.Node, l.Why, requeued, holders.Count > 1 ? $" (held work of {holders.Count} jobs: not counted against any)" : "",
+            _workers.Count, _trainers.Count);
+        DispatchWork(d, now);
+    }
+
+    // ---------------------------------------------------------------- classifying, painting, finishing
+
+    private void OnClassified(NodesClassified c, string sender, DecisionBuilder d, DateTime now)
+    {
+        if (!_jobs.TryGetValue(c.JobId, out var j) || j.Ended is not null || j.Classified is not null || c.Attempt != j.StepAttempt) return;
+        if (_files.Check(c.Classes) is { } bad) { StepItemFailed(c.JobId, c.Attempt, "classifying", bad, false, d, now); return; }
+        if (c.Nodes != j.Stitched!.Nodes) { StepItemFailed(c.JobId, c.Attempt, "classifying", $"trainer returned {c.Nodes} classes for a graph of {j.Stitched.Nodes} nodes", false, d, now); return; }
+        j.Step = null;
+        if (sender.Length > 0) _idleTrainers.Add(sender);
+        d.Record(new ImageClassified(c.JobId, c.Classes, c.PixelsPerClass, c.Seconds, c.Device));
+        j.Log.Information("Job {JobId}: {Nodes} nodes classified on {Device} in {Seconds:F1}s; pixels per class [{Pixels}]", j.JobId, c.Nodes, c.Device, c.Seconds, string.Join(", ", c.PixelsPerClass));
+        d.Then(new Dispatch());
+    }
+
+    private void OnPainted(PaintCompleted p, DecisionBuilder d, DateTime now)
+    {
+        if (!_jobs.TryGetValue(p.JobId, out var j) || j.Ended is not null || j.Segmented is not null || p.Attempt != j.StepAttempt) return;
+        if (_files.Check(p.Mask) is { } bad) { StepItemFailed(p.JobId, p.Attempt, "painting", bad, false, d, now); return; }
+        j.Step = null;
+        d.Record(new ImageSegmented(p.JobId, p.Mask, p.Seconds));
+        j.Log.Information("Job {JobId}: mask painted in {Seconds:F1}s: {Mask}", j.JobId, p.Seconds, p.Mask.Path);
+        d.Then(new Finish(j.JobId));
+    }
+
+    private void StepItemFailed(string jobId, int attempt, string step, string error, bool permanent, DecisionBuilder d, DateTime now)
+    {
+        if (!_jobs.TryGetValue(jobId, out var j) || j.Ended is not null || attempt != j.StepAttempt) return;
+        if (j.Step is { } s && step == "classifying" && s.Node.Length > 0) _idleTrainers.Add(s.Node);
+        OnStepReleased(j, failure: true);
+        if (permanent || j.StepFailures >= _s.MaxAttempts) { Fail(j, $"{step}: {error}", d); return; }
+        j.Log.Warning("Job {JobId}: {Step} failed ({Error}); trying again", jobId, step, error);
+        DispatchWork(d, now);
+    }
+
+    /// <summary>Ends a job as done: the segmentation summary is written first; if it cannot be, the job fails instead.</summary>
+    private sealed record Finish(string JobId);
+
+    private void FinishJob(Job j, DecisionBuilder d)
+    {
+        if (j.Ended is not null || j.Ending) return;
+        if (j.Segments)
+        {
+            try
+            {
+                var c = j.Classified!;
+                _files.WriteSegmentSummary(j.Spec.OutDir, System.Text.Json.JsonSerializer.Serialize(new
+                {
+                    image = j.Spec.ImagePath, model = j.Spec.ModelPath, mask = j.Segmented!.Mask.Path, maskChecksum = j.Segmented.Mask.Checksum,
+                    overlay = Path.Combine(j.Spec.OutDir, AssignmentPaths.OverlayFile), nodes = j.Stitched!.Nodes, pixelsPerClass = c.PixelsPerClass, device = c.Device,
+                }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // nothing half-written is reported done
+                Fail(j, $"segment.json cannot be written in {j.Spec.OutDir}: {e.Message}", d);
+                return;
+            }
+        }
+        j.Ending = true;
+        d.Record(new JobEnded(j.JobId, true, null));
+        d.Then(new Finish(j.JobId));
+    }
+
+    private void Fail(Job j, string error, DecisionBuilder d)
+    {
+        if (j.Ended is not null || j.Ending) return;
+        j.Ending = true;
+        d.Record(new JobEnded(j.JobId, false, error));
+        d.Then(new Finish(j.JobId));
+    }
+
+    /// <summary>After a job's <see cref="JobEnded"/> is journaled: log, clean its work folder, tell its watchers.</summary>
+    private void AfterEnded(Job j, DecisionBuilder d)
+    {
+        if (j.Ended is null) { if (!j.Ending) FinishJob(j, d); return; }
+        if (j.Ended.Succeeded)
+        {
+            var g = j.Stitched!;
+            j.Log.Information("Job {JobId} finished: {Nodes} nodes, {Rag} adjacency edges, {Knn} kNN edges; prepare {Prepare:F1}s, tiles {Tiles:F1}s, stitch {Stitch:F1}s, write {Write:F1}s, classify {Classify:F1}s, paint {Paint:F1}s, {Retries} retries, {Recovered} tiles recovered",
+                j.JobId, g.Nodes, g.AdjacencyEdges, g.KnnEdges, j.Planned!.PrepareSeconds, g.TilesSeconds, g.StitchSeconds, g.WriteSeconds,
+                j.Classified?.Seconds ?? 0, j.Segmented?.Seconds ?? 0, j.Retries, j.RecoveredTiles);
+        }
+        else j.Log.Error("Job {JobId} failed: {Error}", j.JobId, j.Ended.Error);
+        if (!j.Spec.KeepWork) _files.CleanWork(GraphOutputs.WorkDir(j.GraphDir, j.JobId));
+        Tell(j.Watchers, Outcome(j), d);
+        d.Then(new Dispatch());
+    }
+
+    // ---------------------------------------------------------------- training
+
+    private void OnModelReady(ModelReady m, string sender, DecisionBuilder d, DateTime now)
+    {
+        if (!_trainings.TryGetValue(m.JobId, out var t) || t.Ended is not null || t.Trained is not null || m.Attempt != t.Attempt) return;
+        if (_files.Check(m.BestModel) is { } bad) { OnTrainFailed(new TrainFailed(m.JobId, m.Attempt, bad, false), d, now); return; }
+        t.Step = null;
+        if (sender.Length > 0) _idleTrainers.Add(sender);
+        d.Record(new ModelTrained(m.JobId, m));
+        d.Record(new JobEnded(t.JobId, true, null));
+        t.Log.Information("Training job {JobId}: model trained on {Device} in {Seconds:F1}s ({Epochs} epochs, best {BestEpoch}, validation loss {Loss:F4}, peak RSS {Rss:F0} MiB): {Model}",
+            t.JobId, m.Device, m.Seconds, m.Epochs, m.BestEpoch, m.BestValidationLoss, m.PeakRssMiB, m.BestModel.Path);
+        d.Then(new TrainingEnded(t.JobId));
+    }
+
+    private sealed record TrainingEnded(string JobId);
+
+    private void OnTrainFailed(TrainFailed f, DecisionBuilder d, DateTime now)
+    {
+        if (!_trainings.TryGetValue(f.JobId, out var t) || t.Ended is not null || f.Attempt != t.Attempt) return;
+        if (t.Step is { } s && s.Node.Length > 0) _idleTrainers.Add(s.Node);
+        t.Step = null;
+        if (f.Permanent || ++t.Failures >= _s.MaxAttempts)
+        {
+            d.Record(new JobEnded(t.JobId, false, $"training: {f.Error}"));
+            t.Log.Error("Training job {JobId} failed: {Error}", t.JobId, f.Error);
+            d.Then(new TrainingEnded(t.JobId));
+            return;
+        }
+        t.Log.Warning("Training job {JobId} failed ({Error}); trying again", t.JobId, f.Error);
+        DispatchWork(d, now);
+    }
+
+    private void AfterTraining(string jobId, DecisionBuilder d)
+    {
+        if (_trainings.TryGetValue(jobId, out var t) && t.Ended is not null) Tell(t.Watchers, TrainOutcome(t), d);
+        d.Then(new Dispatch());
+    }
+
+    // ---------------------------------------------------------------- the clock
+
+    private void OnTick(DateTime now, DecisionBuilder d)
+    {
+        foreach (var t in _trainings.Values.Where(t => t.Ended is null))
+        {
+            if (now > t.Deadline)
+            {
+                d.Record(new JobEnded(t.JobId, false, $"the job deadline ({_s.JobDeadline.TotalHours:0.#} h, JobDeadline) passed before it finished"));
+                d.Then(new TrainingEnded(t.JobId));
+                continue;
+            }
+            if (t.Step is not { } st) continue;
+            if (st.Deadline < now)
+            {
+                t.Log.Warning("Training job {JobId} missed its deadline on {Trainer}; it counts as a failed attempt", t.JobId, st.Node);
+                d.Send(st.Node, new AbandonWork(t.JobId, -1, t.Attempt));
+                t.Step = null; // the trainer is still busy: it says when it is ready again
+                OnTrainFailed(new TrainFailed(t.JobId, t.Attempt, $"training missed its deadline ({_s.TrainDeadline.TotalMinutes:0} min) on {st.Node}", false), d, now);
+            }
+            else t.Log.Information("Training job {JobId}: training on {Trainer} for {Seconds:F0}s", t.JobId, st.Node, (now - st.Started).TotalSeconds);
+        }
+        foreach (var j in _jobs.Values.Where(j => j.Ended is null && !j.Ending).ToList())
+        {
+            if (now > j.Deadline)
+            {
+                Fail(j, $"the job deadline ({_s.JobDeadline.TotalHours:0.#} h, JobDeadline) passed in phase {j.Phase}", d);
+                continue;
+            }
+            foreach (var (tile, fl) in j.InFlight.Where(kv => kv.Value.Deadline < now).ToList())
+            {
+                // a missed deadline is an attempt: a tile whose read hangs is not retried forever, and the late worker is told to let go
+                j.Log.Warning("Tile {TileId} missed its deadline ({Minutes:0.#} min) on {Worker}; counted as a failed attempt and given to another worker", tile, _s.TileDeadline.TotalMinutes, fl.Worker);
+                d.Send(fl.Worker, new AbandonWork(j.JobId, tile, fl.Attempt));
+                RequeueFailed(j, tile, fl.Attempt, $"missed its deadline ({_s.TileDeadline.TotalMinutes:0.#} min) on {fl.Worker}", d, now);
+                if (j.Ending) break;
+            }
+            if (j.Step is { } s && s.Deadline < now)
+            {
+                j.Log.Warning("Job {JobId}: {Phase} missed its deadline on {Node}; it counts as a failed attempt", j.JobId, j.Phase, s.Node);
+                d.Send(s.Node, new AbandonWork(j.JobId, -1, j.StepAttempt));
+                j.Step = null; // the late node is not given this job's work again until it asks
+                StepItemFailed(j.JobId, j.StepAttempt, j.Classified is null ? "classifying" : "painting", $"missed its deadline on {s.Node}", false, d, now);
+            }
+            if (j.Planned is { } p && j.Phase == "tiles")
+            {
+                double secs = Math.Max(1e-9, j.Clock.Elapsed.TotalSeconds);
+                double mps = j.PixelsThisRun / 1e6 / secs;
+                j.Log.Information("Job {JobId}: {Done}/{Total} tiles, {InFlight} in flight, {Queued} queued, {Retries} retries, {Workers} workers, {TilesPerSecond:F2} tiles/s, {MPps:F1} MP/s",
+                    j.JobId, j.Done.Count, p.Tiles, j.InFlight.Count, j.Pending.Count, j.Retries, _workers.Count, (j.Done.Count - j.RecoveredTiles) / secs, mps);
+                Tell(j.Watchers, new GraphJobProgress(j.JobId, "tiles", j.Done.Count, p.Tiles, mps, j.InFlight.Count, j.Pending.Count, j.Retries), d);
+            }
+            else Tell(j.Watchers, new GraphJobProgress(j.JobId, j.Phase, j.Done.Count, j.Planned?.Tiles ?? 0, 0, j.InFlight.Count, j.Pending.Count, j.Retries), d);
+        }
+        foreach (var t in _trainings.Values.Where(t => t.Ended is null))
+            Tell(t.Watchers, new GraphJobProgress(t.JobId, t.Phase, 0, 0, 0), d);
+        DispatchWork(d, now);
+    }
+
+    /// <summary>The ids the book still refers to (workers, trainers, watchers of open jobs): the host may forget any other.</summary>
+    public HashSet<string> KnownIds()
+    {
+        var ids = new HashSet<string>(_workers);
+        ids.UnionWith(_trainers);
+        foreach (var j in _jobs.Values) ids.UnionWith(j.Watchers);
+        foreach (var t in _trainings.Values) ids.UnionWith(t.Watchers);
+        return ids;
+    }
+}

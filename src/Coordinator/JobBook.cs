@@ -896,6 +896,7 @@ public sealed class JobBook
                 RequeueFailed(j, tile, fl.Attempt, $"missed its deadline ({_s.TileDeadline.TotalMinutes:0.#} min) on {fl.Worker}", d, now);
                 if (j.Ending) break;
             }
+            if (j.Ending) continue;
             if (j.Step is { } s && s.Deadline < now)
             {
                 j.Log.Warning("Job {JobId}: {Phase} missed its deadline on {Node}; it counts as a failed attempt", j.JobId, j.Phase, s.Node);

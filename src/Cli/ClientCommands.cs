@@ -117,6 +117,10 @@ public static class ClientCommands
     }
 
     /// <summary>Follows one job (graph, segmentation or training) to its end; the exit code of its outcome.</summary>
+    /// <summary>How long a followed job may stay silent before the client gives up (exit 3). Env ACTORSEG_SILENCETIMEOUTSECONDS.</summary>
+    public static TimeSpan SilenceTimeout { get; } = TimeSpan.FromSeconds(
+        double.TryParse(Environment.GetEnvironmentVariable("ACTORSEG_SILENCETIMEOUTSECONDS"), System.Globalization.CultureInfo.InvariantCulture, out var s) && s > 0 ? s : 300);
+
     public static async Task<int> FollowAsync(ClusterConnection conn, string jobId, object job, TimeSpan connectTimeout, CancellationToken ct, Action<object>? onEnd = null)
     {
         var channel = Channel.CreateUnbounded<object>();
@@ -135,6 +139,14 @@ public static class ClientCommands
                 if (!heard && last.Elapsed > connectTimeout)
                 {
                     Log.Error("No answer from the coordinator in {Seconds:F0}s: is the cluster up, and is the address right?", connectTimeout.TotalSeconds);
+                    return ExitCodes.NoCoordinator;
+                }
+                // the coordinator reports every open job every few seconds: silence this long means it is gone (its journal down for good, say)
+                if (heard && last.Elapsed > SilenceTimeout)
+                {
+                    Log.Error("The coordinator has said nothing about job {JobId} for {Seconds:F0}s (it reports every few seconds): it may be down or unable to reach its journal. " +
+                              "The job is journaled: run the same command again (same --job-id) to follow it once the cluster is back", jobId, SilenceTimeout.TotalSeconds);
+                    conn.System.Stop(watcher);
                     return ExitCodes.NoCoordinator;
                 }
                 continue;

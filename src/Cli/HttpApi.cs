@@ -36,10 +36,14 @@ public static class HttpApi
         var dbChecked = (At: DateTime.MinValue, Ok: false);
 
         app.MapGet("/healthz", () => Results.Text("ok"));
-        app.MapGet("/readyz", async (ActorSystem system, CancellationToken ct) =>
+        app.MapGet("/readyz", async (ActorSystem system, IRequiredActor<CoordinatorKey> coordinator, CancellationToken ct) =>
         {
             var cluster = Akka.Cluster.Cluster.Get(system);
             bool up = cluster.SelfMember.Status == Akka.Cluster.MemberStatus.Up;
+            // the coordinator singleton answers (it is not running while its journal is down and its supervisor waits to restart it)
+            bool running;
+            try { running = await coordinator.ActorRef.Ask<StatusReport>(new GetStatus("-readyz-"), TimeSpan.FromSeconds(3), ct) is not null; }
+            catch (Exception e) when (e is AskTimeoutException or TaskCanceledException) { running = false; }
             if (DateTime.UtcNow - dbChecked.At > TimeSpan.FromSeconds(5))
             {
                 try { await o.Persistence.CheckReachableAsync(ct); dbChecked = (DateTime.UtcNow, true); }
@@ -50,9 +54,10 @@ public static class HttpApi
                     dbChecked = (DateTime.UtcNow, false);
                 }
             }
-            return up && dbChecked.Ok
+            return up && dbChecked.Ok && running
                 ? Results.Json(new { ready = true })
-                : Results.Json(new { ready = false, cluster = up ? "up" : "not up", database = dbChecked.Ok ? "reachable" : "unreachable" }, statusCode: 503);
+                : Results.Json(new { ready = false, cluster = up ? "up" : "not up", database = dbChecked.Ok ? "reachable" : "unreachable",
+                    coordinator = running ? "running" : "not answering" }, statusCode: 503);
         });
 
         bool Authorized(HttpContext ctx)

@@ -1,0 +1,80 @@
+using System.Diagnostics;
+using ActorSeg.Core.Imaging;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace ActorSeg.Tests.Cluster;
+
+/// <summary>Faults the coordinator must outlive, with real processes: its journal database going away mid-job.</summary>
+[Collection("cluster")]
+public class FaultTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _dir = TestPaths.NewTempDir("fault");
+    private readonly List<ClusterHarness> _harnesses = new();
+
+    public void Dispose()
+    {
+        foreach (var h in _harnesses) h.Dispose();
+        try { Directory.Delete(_dir, true); } catch { }
+    }
+
+    [Fact]
+    public void AJournalOutageOf20Seconds_MidJob_IsSurvived_AndTheJobFinishesUntouched()
+    {
+        var pg = Environment.GetEnvironmentVariable("ACTORSEG_TEST_POSTGRES");
+        if (pg is null) { output.WriteLine("SKIPPED: ACTORSEG_TEST_POSTGRES is not set (./run.sh test sets it after starting PostgreSQL)"); return; }
+        var db = PostgresTestDatabase.Create(pg);
+        try
+        {
+            var admin = new Npgsql.NpgsqlConnectionStringBuilder(db);
+            using var outage = new TcpOutage(admin.Host!, admin.Port);
+            var throughOutage = new Npgsql.NpgsqlConnectionStringBuilder(db) { Host = "127.0.0.1", Port = outage.Port, Timeout = 3, CommandTimeout = 5 }.ConnectionString;
+
+            var img = Path.Combine(_dir, "slide.tif");
+            SyntheticMicroscopy.Generate(new SyntheticSpec(3072, 3072, SyntheticKind.Colonies, 8, 1, 21), img, Path.Combine(_dir, "slide_mask.tif"));
+            var refDir = Path.Combine(_dir, "ref");
+            var r = TestPaths.RunCli("graph", img, "--out", refDir, "--tile-size", "256", "--workers", "2");
+            Assert.True(r.ExitCode == 0, r.Stderr);
+
+            var h = new ClusterHarness(_dir);
+            _harnesses.Add(h);
+            int pc = ClusterHarness.FreePort(), pw = ClusterHarness.FreePort(), http = ClusterHarness.FreePort();
+            var seeds = $"akka.tcp://actorseg@127.0.0.1:{pc}";
+            var coord = h.Start("coordinator", pc, null, "--roles", "coordinator", "--seeds", seeds, "--http-port", http.ToString(),
+                "--db-provider", "postgresql", "--db", throughOutage);
+            var worker = h.Start("worker", pw, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
+            ClusterHarness.WaitFor(() => coord.Saw("Worker akka.tcp"), TimeSpan.FromSeconds(60), "the worker to join", coord);
+            using var web = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}"), Timeout = TimeSpan.FromSeconds(10) };
+            bool Ready() { try { return web.GetAsync("/readyz").Result.IsSuccessStatusCode; } catch (Exception) { return false; } }
+            ClusterHarness.WaitFor(Ready, TimeSpan.FromSeconds(60), "/readyz", coord);
+
+            var outDir = Path.Combine(_dir, "out");
+            var sub = h.Run("submit", 0, null, ["submit", img, "--out", outDir, "--tile-size", "256", "--job-id", "outage-1", "--coordinator", seeds]);
+            ClusterHarness.WaitFor(() => coord.Lines.Any(l => l.Contains("outage-1: ") && l.Contains(" tiles, ") && !l.Contains(": 0/")), TimeSpan.FromSeconds(90), "progress", coord);
+
+            // the database goes away for 20 s in the middle of the job
+            var clock = Stopwatch.StartNew();
+            outage.Cut();
+            bool sawNotReady = false;
+            while (clock.Elapsed < TimeSpan.FromSeconds(20)) { if (!Ready()) sawNotReady = true; Thread.Sleep(1000); }
+            outage.Restore();
+            var restored = clock.Elapsed;
+
+            Assert.True(sub.Process.WaitForExit(TimeSpan.FromMinutes(4)), "the job should finish once the database is back:\n" + coord.Log);
+            sub.Process.WaitForExit();
+            var finished = clock.Elapsed;
+            output.WriteLine(coord.Log);
+            Assert.True(sub.Process.ExitCode == 0, sub.Log + "\n---\n" + coord.Log);
+            Assert.True(sawNotReady, "/readyz should report not ready during the outage");
+            Assert.True(coord.Saw("Could not write") || coord.Saw("could not recover"), "the journal failure is logged");
+            Assert.True(coord.Saw("resumes in phase"), "the coordinator came back and resumed the job from its journal");
+            Assert.True(Ready(), "/readyz is green again");
+            Assert.Equal(File.ReadAllBytes(Path.Combine(refDir, "graph.npz")), File.ReadAllBytes(Path.Combine(outDir, "graph.npz")));
+            var back = coord.Lines.Select((l, i) => (l, i)).Where(x => x.l.Contains("resumes in phase")).Select(x => x.l).Last();
+            output.WriteLine($"MEASURED: outage 20.0 s; job finished {(finished - restored).TotalSeconds:F1} s after the database came back ({back})");
+            File.AppendAllText(Path.Combine(Path.GetTempPath(), "actorseg-fault-measurements.txt"),
+                $"{DateTime.UtcNow:u} journal outage 20 s: job done {(finished - restored).TotalSeconds:F1} s after the database came back\n");
+        }
+        finally { PostgresTestDatabase.Drop(db); }
+    }
+}

@@ -214,10 +214,10 @@ public static class BatchCommand
             var hist = npz["class_hist"];
             var pred = File.ReadAllBytes(Path.Combine(graphDir, "classes.u8")).Select(b => (long)b).ToArray();
             pm = PixelMetrics.FromHistograms([(hist.AsSpan<long>().ToArray(), hist.Shape[1], pred)], modelSpec.Classes);
-            await File.WriteAllTextAsync(Path.Combine(dir, "metrics.json"), JsonSerializer.Serialize(pm, new JsonSerializerOptions { WriteIndented = true }));
+            SafePaths.WriteAllText(Path.Combine(dir, "metrics.json"), JsonSerializer.Serialize(pm, new JsonSerializerOptions { WriteIndented = true }), "metrics");
         }
         double secs = sw.Elapsed.TotalSeconds;
-        await File.WriteAllTextAsync(recordPath, JsonSerializer.Serialize(Fingerprint(s, model, "done", c.Nodes, secs), new JsonSerializerOptions { WriteIndented = true }));
+        SafePaths.WriteAllText(recordPath, JsonSerializer.Serialize(Fingerprint(s, model, "done", c.Nodes, secs), new JsonSerializerOptions { WriteIndented = true }), "slide record");
         return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "done", null, c.Nodes, secs, pm);
     }
 
@@ -234,9 +234,7 @@ public static class BatchCommand
                 m is null ? "" : m.Accuracy.ToString("F5", CultureInfo.InvariantCulture), m is null ? "" : m.MacroF1.ToString("F5", CultureInfo.InvariantCulture),
                 m is null ? "" : m.MicroJaccard.ToString("F5", CultureInfo.InvariantCulture), m is null ? "" : m.SuperpixelCeiling.ToString("F5", CultureInfo.InvariantCulture))).Append('\n');
         }
-        var tmp = path + ".partial";
-        File.WriteAllText(tmp, sb.ToString());
-        File.Move(tmp, path, true);
+        SafePaths.WriteAllText(path, sb.ToString(), "batch summary");
     }
 }
 
@@ -279,9 +277,7 @@ public static class BatchReport
             sb.Append($"<figure><img alt=\"{H(r.Name)}\" src=\"data:image/png;base64,{Convert.ToBase64String(png)}\"><figcaption>{H(r.Name)}</figcaption></figure>");
         }
         sb.Append("</body></html>");
-        var tmp = path + ".partial";
-        File.WriteAllText(tmp, sb.ToString());
-        File.Move(tmp, path, true);
+        SafePaths.WriteAllText(path, sb.ToString(), "batch summary");
     }
 
     /// <summary>Training and validation loss per epoch, drawn as an inline SVG.</summary>

@@ -1,3 +1,4 @@
+using ActorSeg.Core.IO;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
@@ -86,7 +87,7 @@ public static class TrainCommand
                 };
                 Log.Information("Training {Conv} ({Layers} layers, width {Hidden}) with {Edges} edges on {Graphs} graph(s) → {Out}", opts.Architecture.Conv, opts.Architecture.Layers, opts.Architecture.Hidden, opts.Edges, paths.Count, outDir);
                 var r = Trainer.Train(paths, outDir, opts, s => Log.Information("{Step}", s));
-                File.WriteAllText(Path.Combine(outDir, "train.json"), JsonSerializer.Serialize(new { options = opts, result = r }, new JsonSerializerOptions { WriteIndented = true }));
+                SafePaths.WriteAllText(Path.Combine(outDir, "train.json"), JsonSerializer.Serialize(new { options = opts, result = r }, new JsonSerializerOptions { WriteIndented = true }), "training summary");
                 Console.WriteLine(r.BestModel);
                 return ExitCodes.Ok;
             }
@@ -141,7 +142,7 @@ public static class EvaluateCommand
                 if (pr.GetValue(output) is { } od)
                 {
                     Directory.CreateDirectory(od.FullName);
-                    File.WriteAllText(Path.Combine(od.FullName, "metrics.json"), JsonSerializer.Serialize(new { model = pr.GetValue(model)!.FullName, overall = all, graphs = rows }, new JsonSerializerOptions { WriteIndented = true }));
+                    SafePaths.WriteAllText(Path.Combine(od.FullName, "metrics.json"), JsonSerializer.Serialize(new { model = pr.GetValue(model)!.FullName, overall = all, graphs = rows }, new JsonSerializerOptions { WriteIndented = true }), "metrics");
                 }
                 return Task.FromResult(ExitCodes.Ok);
             }

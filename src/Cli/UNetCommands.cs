@@ -1,3 +1,4 @@
+using ActorSeg.Core.IO;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
@@ -40,7 +41,7 @@ public static class UNetCommands
                 };
                 var outDir = pr.GetValue(output)!.FullName;
                 var r = UNetRunner.Train(pairs, outDir, o, s => Log.Information("{Step}", s));
-                File.WriteAllText(Path.Combine(outDir, "unet-train.json"), JsonSerializer.Serialize(new { options = o, result = r }, new JsonSerializerOptions { WriteIndented = true }));
+                SafePaths.WriteAllText(Path.Combine(outDir, "unet-train.json"), JsonSerializer.Serialize(new { options = o, result = r }, new JsonSerializerOptions { WriteIndented = true }), "training summary");
                 Console.WriteLine(r.BestModel);
                 return Task.FromResult(ExitCodes.Ok);
             }

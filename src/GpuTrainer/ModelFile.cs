@@ -1,3 +1,4 @@
+using ActorSeg.Core.IO;
 using System.Text;
 using System.Text.Json;
 using TorchSharp;
@@ -58,7 +59,7 @@ public static class ModelFile
             w.Write(json.Length); w.Write(json);
             model.save(w);
         }
-        File.Move(tmp, path, overwrite: true);
+        SafePaths.Publish(tmp, path, "model");
     }
 
     public static (ModelSpec Spec, GnnModel Model) Load(string path, Device? device = null)

@@ -181,7 +181,7 @@ public static class Trainer
         }
         epoch = Math.Min(epoch, o.MaxEpochs);
         ModelFile.Save(last, Spec(epoch, lastLoss), model);
-        File.Move(bestStaging, best, overwrite: true);
+        SafePaths.Publish(bestStaging, best, "model");
         SafePaths.WriteAllText(Path.Combine(outDir, "curves.csv"), curves.ToString(), "training curves");
         SafePaths.WriteAllText(Path.Combine(outDir, "split.json"), JsonSerializer.Serialize(new
         {

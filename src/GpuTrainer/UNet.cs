@@ -273,7 +273,7 @@ public static class UNetRunner
             w.Write(json.Length); w.Write(json);
             model.save(w);
         }
-        File.Move(tmp, path, true);
+        SafePaths.Publish(tmp, path, "model");
     }
 
     public static (UNetSpec Spec, UNet Model) Load(string path, Device device)

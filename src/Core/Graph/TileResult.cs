@@ -1,3 +1,4 @@
+using ActorSeg.Core.IO;
 using System.Runtime.InteropServices;
 using ActorSeg.Core.Superpixels;
 
@@ -151,7 +152,7 @@ public sealed class TileResult
         var tmp = $"{path}.{Guid.NewGuid():N}.partial"; // unique: a re-run tile may be written by two workers at once
         using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             Write(fs);
-        File.Move(tmp, path, overwrite: true);
+        SafePaths.Publish(tmp, path, "tile result"); // flushed: the coordinator journals it as done
     }
 
     private static void Put<T>(BinaryWriter w, T[] a) where T : unmanaged => Put(w, (ReadOnlySpan<T>)a);

@@ -160,7 +160,7 @@ public sealed class NpzWriter : IDisposable
         file.Flush(flushToDisk: true);
         file.Dispose();
         _file = null;
-        File.Move(_partialPath, Path, overwrite: true);
+        SafePaths.Publish(_partialPath, Path, "npz");
         _completed = true;
     }
 

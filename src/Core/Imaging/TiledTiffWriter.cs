@@ -1,3 +1,4 @@
+using ActorSeg.Core.IO;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Compression;
@@ -420,7 +421,7 @@ public sealed class TiledTiffWriter : IDisposable
             RandomAccess.FlushToDisk(handle);
             handle.Dispose();
             _handle = null;
-            File.Move(_partialPath, Path, overwrite: true);
+            SafePaths.Publish(_partialPath, Path, "image");
             _completed = true;
         }
     }

@@ -199,7 +199,7 @@ public static class GraphJob
         var tmp = $"{path}.{Guid.NewGuid():N}.partial";
         using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(groups));
-        File.Move(tmp, path, true);
+        SafePaths.Publish(tmp, path, "tile labels");
     }
 
     /// <summary>Reads rows [y0, y0+rows) of a tile's group raster.</summary>

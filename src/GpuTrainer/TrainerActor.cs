@@ -14,7 +14,7 @@ namespace ActorSeg.GpuTrainer;
 public sealed class TrainerActor : ReceiveActor, IWithTimers
 {
     private readonly IActorRef _coordinator;
-    private readonly WorkGuard _guard;
+    private readonly WorkGuard<IActorRef> _guard;
     private readonly DataRoots _roots;
     private readonly IResultStore _store;
     private readonly string _device;
@@ -33,7 +33,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
     public TrainerActor(IActorRef coordinator, string device = "auto", IResultStore? store = null, Func<IActorRef, bool>? isCoordinator = null, DataRoots? roots = null)
     {
         _coordinator = coordinator;
-        _guard = new WorkGuard(isCoordinator ?? (s => s.Equals(coordinator) || s.Path.Address.HasLocalScope));
+        _guard = new WorkGuard<IActorRef>(isCoordinator ?? (s => s.Equals(coordinator) || s.Path.Address.HasLocalScope));
         _roots = roots ?? new DataRoots([]);
         _device = device;
         _store = store ?? DirectoryResultStore.Instance;

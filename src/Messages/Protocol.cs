@@ -12,7 +12,7 @@ namespace ActorSeg.Messages;
 // A breaking change bumps ProtocolVersion.Major; workers and trainers announce their version and a coordinator of
 // another major version refuses them with a clear log line instead of exchanging misunderstood messages.
 
-/// <summary>Everything that crosses process boundaries or goes to the journal; bound to <see cref="ActorSegSerializer"/>.</summary>
+/// <summary>Everything that crosses process boundaries or goes to the journal; bound to the hosts' MessagePack serializer (ActorSeg.Cli.ActorSegSerializer).</summary>
 public interface IActorSegMessage;
 
 public static class JobIds

@@ -1,5 +1,3 @@
-using Akka.Actor;
-
 namespace ActorSeg.Messages;
 
 /// <summary>
@@ -7,9 +5,9 @@ namespace ActorSeg.Messages;
 /// job's own paths? Null when the order may run; otherwise whether to answer (the coordinator gets a permanent
 /// failure with the reason; anyone else gets nothing) and why.
 /// </summary>
-public sealed class WorkGuard(Func<IActorRef, bool> isCoordinator)
+public sealed class WorkGuard<TSender>(Func<TSender, bool> isCoordinator)
 {
-    public (bool Answer, string Reason)? Refusal(IActorRef sender, Func<string?> check)
+    public (bool Answer, string Reason)? Refusal(TSender sender, Func<string?> check)
     {
         if (!isCoordinator(sender)) return (false, "it is not the coordinator; nothing was read or written");
         string? why;

@@ -16,7 +16,7 @@ namespace ActorSeg.TileWorker;
 public sealed class TileWorkerActor : ReceiveActor, IWithTimers
 {
     private readonly IActorRef _coordinator;
-    private readonly WorkGuard _guard;
+    private readonly WorkGuard<IActorRef> _guard;
     private readonly DataRoots _roots;
     private readonly IResultStore _store;
     private readonly ILogger _log;
@@ -48,7 +48,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
     public TileWorkerActor(IActorRef coordinator, IResultStore? store = null, Func<IActorRef, bool>? isCoordinator = null, DataRoots? roots = null)
     {
         _coordinator = coordinator;
-        _guard = new WorkGuard(isCoordinator ?? (s => s.Equals(coordinator) || s.Path.Address.HasLocalScope));
+        _guard = new WorkGuard<IActorRef>(isCoordinator ?? (s => s.Equals(coordinator) || s.Path.Address.HasLocalScope));
         _roots = roots ?? new DataRoots([]);
         _store = store ?? DirectoryResultStore.Instance;
         _log = Log.ForContext("Role", "tile-worker").ForContext("Worker", Self.Path.Name);

@@ -1,3 +1,4 @@
+using ActorSeg.Cli;
 using Akka.Actor;
 using Akka.TestKit.Xunit2;
 using ActorSeg.Coordinator;
@@ -16,7 +17,7 @@ public class CoordinatorTests : TestKit, IDisposable
     private readonly string _img, _mask;
 
     // journal and snapshots in memory: each test's actor system starts from nothing
-    public CoordinatorTests() : base(ActorSeg.Messages.ActorSegSerializer.Hocon + """
+    public CoordinatorTests() : base(ActorSeg.Cli.ActorSegSerializer.Hocon + """
 
         akka.persistence.journal.plugin = "akka.persistence.journal.inmem"
         akka.persistence.snapshot-store.plugin = "akka.persistence.snapshot-store.inmem"

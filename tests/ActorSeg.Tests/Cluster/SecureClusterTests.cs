@@ -1,3 +1,4 @@
+using ActorSeg.Cli;
 using Akka.Actor;
 using Akka.Configuration;
 using ActorSeg.Core.Imaging;

@@ -1,3 +1,4 @@
+using ActorSeg.Cli;
 using System.Runtime.Serialization;
 using Akka.Actor;
 using Akka.Configuration;

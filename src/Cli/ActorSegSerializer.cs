@@ -3,11 +3,13 @@ using System.Runtime.Serialization;
 using Akka.Actor;
 using Akka.Serialization;
 using MessagePack;
+using ActorSeg.Messages;
 
-namespace ActorSeg.Messages;
+namespace ActorSeg.Cli;
 
 /// <summary>
-/// The binary serializer for every ActorSeg message and journal event: MessagePack with integer keys, and a short
+/// The binary serializer for every ActorSeg message and journal event (it lives with the hosts: the protocol assembly and
+/// the algorithms know nothing of Akka): MessagePack with integer keys, and a short
 /// stable manifest per type (the type's name) so a renamed namespace or a new assembly version still reads old data.
 /// A manifest this build does not know (a message from a newer, incompatible node) is refused with a clear error.
 /// </summary>
@@ -48,9 +50,9 @@ public sealed class ActorSegSerializer : SerializerWithStringManifest
     /// <summary>HOCON that registers the serializer for every ActorSeg message.</summary>
     public const string Hocon = """
         akka.actor {
-          serializers.actorseg = "ActorSeg.Messages.ActorSegSerializer, ActorSeg.Messages"
+          serializers.actorseg = "ActorSeg.Cli.ActorSegSerializer, actorseg"
           serialization-bindings { "ActorSeg.Messages.IActorSegMessage, ActorSeg.Messages" = actorseg }
-          serialization-identifiers { "ActorSeg.Messages.ActorSegSerializer, ActorSeg.Messages" = 7311 }
+          serialization-identifiers { "ActorSeg.Cli.ActorSegSerializer, actorseg" = 7311 }
         }
         """;
 }

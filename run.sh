@@ -27,8 +27,8 @@ ensure_dotnet() {
 
 build() {
   ensure_dotnet
-  # libgtk-3-0: OpenCvSharp's native library links against GTK3 (benchmarks); python3-numpy: the test that loads our .npz with numpy
-  ensure_packages ca-certificates libgtk-3-0 python3-numpy
+  # libgtk-3-0: OpenCvSharp's native library links against GTK3 (benchmarks); python3-numpy: the test that loads our .npz with numpy; libopenslide0: whole-slide formats (SVS, NDPI, MRXS, …)
+  ensure_packages ca-certificates libgtk-3-0 python3-numpy libopenslide0
   dotnet build ActorSeg.sln -c Release -nologo -v quiet -clp:ErrorsOnly
 }
 

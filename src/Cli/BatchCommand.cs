@@ -24,7 +24,9 @@ public sealed record BatchRow(string Name, string Image, string? Mask, string? S
 /// </summary>
 public static class BatchInput
 {
-    private static readonly string[] Extensions = [".tif", ".tiff", ".png", ".jpg", ".jpeg", ".btf", ".ome.tif"];
+    private static readonly string[] Extensions = [".tif", ".tiff", ".png", ".jpg", ".jpeg", ".btf", ".ome.tif",
+        // whole-slide formats, read through OpenSlide
+        ".svs", ".ndpi", ".vms", ".vmu", ".mrxs", ".scn", ".svslide", ".bif"];
 
     public static (List<BatchSlide> Slides, List<BatchRow> Rejected) Load(string source, string? masksDir)
     {

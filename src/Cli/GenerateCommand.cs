@@ -19,15 +19,32 @@ public static class GenerateCommand
         var channels = new Option<int>("--channels") { Description = "1 (grey) or 3 (RGB).", DefaultValueFactory = _ => 1 };
         channels.AcceptOnlyFromAmong("1", "3");
         var seed = new Option<int>("--seed") { Description = "Random seed (same seed, same image).", DefaultValueFactory = _ => 1 };
+        var format = new Option<string>("--format") { Description = "tiff (tiled BigTIFF) or svs (an Aperio-style JPEG-tiled pyramid that OpenSlide reads; RGB, 8-bit).", DefaultValueFactory = _ => "tiff" };
+        format.AcceptOnlyFromAmong("tiff", "svs");
+        var mpp = new Option<double>("--mpp") { Description = "Microns per pixel written into an svs slide.", DefaultValueFactory = _ => 0.499 };
         var cmd = new Command("generate", "Generate a synthetic microscopy image with its exact mask, as tiled BigTIFF, never holding the whole image.")
         {
-            output, name, width, height, kind, bits, channels, seed,
+            output, name, width, height, kind, bits, channels, seed, format, mpp,
         };
         cmd.SetAction((pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
+            bool svs = pr.GetValue(format) == "svs";
+            if (svs && (pr.GetValue(bits) != 8 && pr.GetResult(bits) is { Implicit: false } || pr.GetValue(channels) != 3 && pr.GetResult(channels) is { Implicit: false }))
+            {
+                Console.Error.WriteLine("actorseg generate: --format svs writes 8-bit RGB slides (leave out --bits and --channels, or give --bits 8 --channels 3)");
+                return Task.FromResult(ExitCodes.Usage);
+            }
             var (img, mask) = Run(pr.GetValue(output)!.FullName, pr.GetValue(name)!, pr.GetValue(width), pr.GetValue(height),
-                pr.GetValue(kind)!, pr.GetValue(bits), pr.GetValue(channels), pr.GetValue(seed), ct);
+                pr.GetValue(kind)!, svs ? 8 : pr.GetValue(bits), svs ? 3 : pr.GetValue(channels), pr.GetValue(seed), ct);
+            if (svs)
+            {
+                var slide = Path.ChangeExtension(img, ".svs");
+                Log.Information("Writing an Aperio-style slide {Slide} ({Mpp} µm/px)", slide, pr.GetValue(mpp));
+                SlideWriter.WriteSvs(img, slide, pr.GetValue(mpp));
+                File.Delete(img);
+                img = slide;
+            }
             Console.WriteLine(img);
             Console.WriteLine(mask);
             return Task.FromResult(ExitCodes.Ok);

@@ -46,7 +46,8 @@ public static class GraphCommand
         var image = new Argument<FileInfo>("IMAGE") { Description = "Image: TIFF/BigTIFF (tiled or stripped, 8/16-bit, grey or RGB, OME, pyramidal), PNG or JPEG." };
         var mask = new Option<FileInfo?>("--mask", "-m") { Description = "Ground-truth mask of the same size: gives each node a class histogram and majority label." };
         var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Output directory: graph.npz, nodes.tif (node ids), graph.json.", Required = true };
-        var page = new Option<int>("--page") { Description = "Page of a multi-page TIFF (0 = first / full resolution).", DefaultValueFactory = _ => 0 };
+        var page = new Option<int>("--level", "--page") { Description = "Pyramid level of a whole slide, or page of a multi-page TIFF (0 = full resolution).", DefaultValueFactory = _ => 0 };
+        var mpp = new Option<double?>("--mpp") { Description = "Whole slides: use the level closest to this many microns per pixel without being coarser (instead of --level)." };
         var maskMode = new Option<string>("--mask-mode") { Description = "binary: any non-zero value is foreground (class 1); classes: values are class ids 0..254.", DefaultValueFactory = _ => "binary" };
         maskMode.AcceptOnlyFromAmong("binary", "classes");
         var ignore = new Option<int?>("--ignore-value") { Description = "Mask value meaning 'unlabelled' (ignored for labels)." };
@@ -68,14 +69,17 @@ public static class GraphCommand
 
         var cmd = new Command("graph", "Build the superpixel graph of an image, tile by tile, stitched without seams.")
         {
-            image, mask, output, page, maskMode, ignore, segments, spacing, compactness, sigma, iterations, window, minSize, tileSize, halo, k, workers, noNodeMap, keepWork, features,
+            image, mask, output, page, mpp, maskMode, ignore, segments, spacing, compactness, sigma, iterations, window, minSize, tileSize, halo, k, workers, noNodeMap, keepWork, features,
         };
         cmd.SetAction(async (pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
+            int level;
+            try { level = LevelFor(pr.GetValue(image)!.FullName, pr.GetValue(page), pr.GetValue(mpp)); }
+            catch (InputFileException e) { Log.Error("{Error}", e.Message); return ExitCodes.Failed; }
             var spec = new GraphJobSpec(
                 ImagePath: pr.GetValue(image)!.FullName, MaskPath: pr.GetValue(mask)?.FullName, OutDir: pr.GetValue(output)!.FullName,
-                Page: pr.GetValue(page), MaskMode: pr.GetValue(maskMode)!, IgnoreValue: pr.GetValue(ignore),
+                Page: level, MaskMode: pr.GetValue(maskMode)!, IgnoreValue: pr.GetValue(ignore),
                 Segments: pr.GetValue(segments), Spacing: pr.GetValue(spacing), Compactness: pr.GetValue(compactness), Sigma: pr.GetValue(sigma),
                 Iterations: pr.GetValue(iterations), WindowFactor: pr.GetValue(window), MinSizeFactor: pr.GetValue(minSize),
                 TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo), K: pr.GetValue(k),
@@ -85,6 +89,18 @@ public static class GraphCommand
             return rc;
         });
         return cmd;
+    }
+
+    /// <summary>The level to read: --mpp picks a whole slide's level by resolution, else --level as given.</summary>
+    public static int LevelFor(string image, int level, double? mpp)
+    {
+        if (mpp is not { } m) return level;
+        if (m <= 0) throw new InputFileException(image, $"--mpp must be positive (got {m})");
+        if (!ImageSources.IsSlide(image)) throw new InputFileException(image, "--mpp picks a whole slide's pyramid level; this is not a whole-slide format (use --level)");
+        using var s = OpenSlideSource.Open(image);
+        int l = s.LevelFor(m);
+        Log.Information("{Image}: level {Level} ({Mpp:0.###} µm/px) for --mpp {Asked}", image, l, (s.MppX ?? 0) * s.Levels[l].Downsample, m);
+        return l;
     }
 
     public static async Task<int> RunAsync(GraphJobSpec spec, int workers, CancellationToken ct) =>

@@ -9,6 +9,7 @@ var root = new RootCommand("ActorSeg: segmentation of very large microscopy imag
 {
     GraphCommand.Create(verbose),
     GenerateCommand.Create(verbose),
+    InfoCommand.Create(verbose),
     DemoCommand.Create(verbose),
     TrainCommand.Create(verbose),
     EvaluateCommand.Create(verbose),

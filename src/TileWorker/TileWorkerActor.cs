@@ -245,7 +245,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         var outside = AssignmentPaths.CheckInput(_manifest.Request.ImagePath, "image", _roots)
             ?? (_manifest.Request.MaskPath is { } m0 ? AssignmentPaths.CheckInput(m0, "mask", _roots) : null);
         if (outside is not null) throw new UnsafePathException(outside);
-        _image = VipsImageSource.Open(_manifest.Request.ImagePath, _manifest.Request.Page);
+        _image = ImageSources.Open(_manifest.Request.ImagePath, _manifest.Request.Page);
         if (_manifest.Request.MaskPath is { } mp) _mask = VipsImageSource.Open(mp, 0, firstBandOnly: true);
         if (_image.Width != _manifest.Width || _image.Height != _manifest.Height || _image.Channels != _manifest.Channels)
             throw new InputFileException(_manifest.Request.ImagePath, "image changed since the job was planned");

@@ -105,14 +105,14 @@ public static class GraphJob
         req.Slic.Validate();
         if (req.K < 1 || req.K > 100) throw new ArgumentException($"k must be in [1, 100] (got {req.K})");
         if (!GraphRequest.FeatureSets.Contains(req.Features)) throw new ArgumentException($"features must be one of {string.Join(", ", GraphRequest.FeatureSets)} (got '{req.Features}')");
-        using var img = VipsImageSource.Open(req.ImagePath, req.Page);
+        using var img = ImageSources.Open(req.ImagePath, req.Page);
         if (req.MaskPath is { } mp)
         {
             using var mask = VipsImageSource.Open(mp, 0, firstBandOnly: true);
             if (mask.Width != img.Width || mask.Height != img.Height)
                 throw new InputFileException(mp, $"mask is {mask.Width}x{mask.Height} but image {req.ImagePath} is {img.Width}x{img.Height}");
         }
-        var stats = ImageStatistics.FromHistograms(img.Histograms());
+        var stats = ImageStatistics.FromHistograms(ImageSources.Histograms(img));
         return Prepare(jobId, req, workDir, img.Width, img.Height, img.Channels, img.BitDepth, stats);
     }
 

@@ -1,0 +1,53 @@
+using System.CommandLine;
+using System.Globalization;
+using ActorSeg.Core.Imaging;
+using Serilog;
+
+namespace ActorSeg.Cli;
+
+/// <summary><c>actorseg info IMAGE</c>: what an image or whole slide is, as ActorSeg reads it.</summary>
+public static class InfoCommand
+{
+    public static Command Create(Option<bool> verbose)
+    {
+        var image = new Argument<string>("IMAGE") { Description = "An image (TIFF, OME-TIFF, PNG, JPEG) or a whole slide (SVS, NDPI, MRXS, SCN, … through OpenSlide)." };
+        var cmd = new Command("info", "Describe an image or whole slide: format or vendor, pyramid levels with their size, downsample and microns per pixel, and the slide's properties.") { image };
+        cmd.SetAction((pr, ct) =>
+        {
+            Logging.Configure(pr.GetValue(verbose));
+            var path = Path.GetFullPath(pr.GetValue(image)!);
+            try { Console.Write(Describe(path)); return Task.FromResult(ExitCodes.Ok); }
+            catch (InputFileException e) { Log.Error("{Error}", e.Message); return Task.FromResult(ExitCodes.Failed); }
+        });
+        return cmd;
+    }
+
+    public static string Describe(string path)
+    {
+        var sb = new System.Text.StringBuilder();
+        var I = CultureInfo.InvariantCulture;
+        if (ImageSources.IsSlide(path))
+        {
+            using var s = OpenSlideSource.Open(path);
+            sb.AppendLine(I, $"file: {path}");
+            sb.AppendLine(I, $"vendor: {s.Vendor} (read through OpenSlide)");
+            sb.AppendLine(I, $"microns per pixel: {(s.MppX is { } x ? x.ToString("0.####", I) : "unknown")} x {(s.MppY is { } y ? y.ToString("0.####", I) : "unknown")} (level 0)");
+            sb.AppendLine("levels:");
+            for (int l = 0; l < s.Levels.Count; l++)
+            {
+                var (w, h, d) = s.Levels[l];
+                string mpp = s.MppX is { } m0 ? $", {m0 * d:0.####} µm/px" : "";
+                sb.AppendLine(I, $"  {l}: {w} x {h}, downsample {d:0.###}{mpp}");
+            }
+            sb.AppendLine("properties:");
+            foreach (var (k, v) in s.Properties.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                sb.AppendLine(I, $"  {k} = {v.ReplaceLineEndings(" ")}");
+            return sb.ToString();
+        }
+        using var img = VipsImageSource.Open(path);
+        sb.AppendLine(I, $"file: {path}");
+        sb.AppendLine(I, $"format: {img.Loader} (read through libvips), {img.Pages} page(s)");
+        sb.AppendLine(I, $"size: {img.Width} x {img.Height}, {img.Channels} channel(s), {img.BitDepth}-bit");
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,96 @@
+using ActorSeg.Core.Imaging;
+using Xunit;
+using Xunit.Abstractions;
+using Vips = NetVips;
+
+namespace ActorSeg.Tests.IO;
+
+/// <summary>Whole slides through OpenSlide: an Aperio-style SVS made by `actorseg generate --format svs`, read by level.</summary>
+public class SlideTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _dir = TestPaths.NewTempDir("slide");
+    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
+
+    private string? Svs(int w = 1500, int h = 1100)
+    {
+        if (!OpenSlideSource.Available) { output.WriteLine("SKIPPED: libopenslide0 is not installed (./run.sh installs it)"); return null; }
+        var r = TestPaths.RunCli("generate", "--out", _dir, "--name", "slide", "--width", w.ToString(), "--height", h.ToString(), "--format", "svs", "--kind", "nuclei", "--seed", "4");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        return Path.Combine(_dir, "slide.svs");
+    }
+
+    [Fact]
+    public void AGeneratedSvs_IsAnAperioSlide_WithItsLevelsAndPixelSize()
+    {
+        if (Svs() is not { } svs) return;
+        Assert.Equal("aperio", OpenSlideSource.DetectVendor(svs));
+        using var s = OpenSlideSource.Open(svs);
+        Assert.Equal((1500, 1100), (s.Width, s.Height));
+        Assert.True(s.Levels.Count >= 3, $"{s.Levels.Count} levels");
+        Assert.Equal(0.499, s.MppX!.Value, 6);
+        Assert.Equal(2, s.LevelFor(2.0));
+        using var l1 = OpenSlideSource.Open(svs, 1);
+        Assert.Equal(0.998, l1.MppX!.Value, 6);
+        var info = TestPaths.RunCli("info", svs);
+        Assert.Equal(0, info.ExitCode);
+        Assert.Contains("vendor: aperio", info.Stdout);
+        Assert.Contains("1: 750 x 550, downsample 2", info.Stdout);
+        Assert.Contains("aperio.MPP = 0.499", info.Stdout);
+    }
+
+    [Fact]
+    public void SlidePixels_MatchTheImageTheyWereMadeFrom_WithinJpegLoss()
+    {
+        if (!OpenSlideSource.Available) { output.WriteLine("SKIPPED: libopenslide0 is not installed"); return; }
+        var rgb = Path.Combine(_dir, "rgb.tif");
+        SyntheticMicroscopy.Generate(new SyntheticSpec(900, 700, SyntheticKind.Nuclei, 8, 3, 2), rgb, Path.Combine(_dir, "m.tif"));
+        var svs = Path.Combine(_dir, "rgb.svs");
+        SlideWriter.WriteSvs(rgb, svs);
+        using var slide = ImageSources.Open(svs);
+        using var plain = VipsImageSource.Open(rgb);
+        Assert.IsType<OpenSlideSource>(slide);
+        var a = new ushort[300 * 200 * 3]; var b = new ushort[a.Length];
+        slide.ReadRegion(411, 333, 300, 200, a);
+        plain.ReadRegion(411, 333, 300, 200, b);
+        double mad = a.Zip(b, (x, y) => Math.Abs(x - y)).Average();
+        Assert.True(mad < 4, $"mean absolute difference {mad:F2} grey levels");
+        // a region at level 1 is the level-0 region shrunk: its corner maps through the downsample
+        using var l1 = OpenSlideSource.Open(svs, 1);
+        var c = new ushort[100 * 100 * 3];
+        l1.ReadRegion(200, 150, 100, 100, c);
+        using var shrunk = Vips.Image.NewFromFile(rgb).Shrink(2, 2).Crop(200, 150, 100, 100);
+        var d = shrunk.WriteToMemory<byte>();
+        Assert.True(c.Zip(d, (x, y) => Math.Abs(x - y)).Average() < 8);
+    }
+
+    [Fact]
+    public void TheGraphOfASlideLevel_IsTheSameTiledOrWhole_AndBrokenSlidesFailNamingTheFile()
+    {
+        if (Svs() is not { } svs) return;
+        var tiled = TestPaths.RunCli("graph", svs, "--level", "1", "--out", Path.Combine(_dir, "tiled"), "--tile-size", "256", "--spacing", "20", "--workers", "2");
+        Assert.True(tiled.ExitCode == 0, tiled.Stderr);
+        var whole = TestPaths.RunCli("graph", svs, "--level", "1", "--out", Path.Combine(_dir, "whole"), "--tile-size", "4096", "--spacing", "20", "--workers", "1");
+        Assert.True(whole.ExitCode == 0, whole.Stderr);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "whole", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "tiled", "graph.npz")));
+        var byMpp = TestPaths.RunCli("graph", svs, "--mpp", "1.0", "--out", Path.Combine(_dir, "mpp"), "--tile-size", "4096", "--spacing", "20");
+        Assert.True(byMpp.ExitCode == 0, byMpp.Stderr);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "whole", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "mpp", "graph.npz")));
+        var tooDeep = TestPaths.RunCli("graph", svs, "--level", "9", "--out", Path.Combine(_dir, "deep"));
+        Assert.Equal(1, tooDeep.ExitCode);
+        Assert.Contains("level 9 requested", tooDeep.Stderr);
+
+        var bytes = File.ReadAllBytes(svs);
+        var truncated = Path.Combine(_dir, "truncated.svs");
+        File.WriteAllBytes(truncated, bytes[..(bytes.Length / 3)]);
+        var wrongMagic = Path.Combine(_dir, "magic.svs");
+        var copy = (byte[])bytes.Clone(); copy[0] = (byte)'X'; copy[1] = (byte)'Y';
+        File.WriteAllBytes(wrongMagic, copy);
+        foreach (var bad in new[] { truncated, wrongMagic })
+        {
+            var r = TestPaths.RunCli("graph", bad, "--out", Path.Combine(_dir, "out-" + Path.GetFileNameWithoutExtension(bad)), "--tile-size", "512");
+            Assert.Equal(1, r.ExitCode);
+            Assert.Contains(bad, r.Stderr);
+            Assert.False(File.Exists(Path.Combine(_dir, "out-" + Path.GetFileNameWithoutExtension(bad), "graph.npz")));
+        }
+    }
+}

@@ -15,9 +15,17 @@ public static class MaskPainter
     public static void Paint(string nodeMap, ReadOnlySpan<byte> classOfNode, string maskPath, IProgress<string>? progress = null, int tile = 256, string? sourceImage = null)
     {
         double xres = 0, yres = 0; // pixels per millimetre, as libvips keeps them
-        if (sourceImage is not null)
-            using (var src = Vips.Image.NewFromFile(sourceImage, access: Vips.Enums.Access.Sequential)) { xres = src.Xres; yres = src.Yres; }
         using var map = Vips.Image.NewFromFile(nodeMap, access: Vips.Enums.Access.Sequential, failOn: Vips.Enums.FailOn.Error);
+        if (sourceImage is not null)
+        {
+            if (SlideLevel(sourceImage, map.Width, map.Height) is { } lv)
+            {
+                // a whole slide: the microns per pixel of the level the job read
+                if (lv.Slide.MppX is { } mx && lv.Slide.MppY is { } my) { xres = 1000.0 / (mx * lv.Downsample); yres = 1000.0 / (my * lv.Downsample); }
+                lv.Slide.Dispose();
+            }
+            else using (var src = Vips.Image.NewFromFile(sourceImage, access: Vips.Enums.Access.Sequential)) { xres = src.Xres; yres = src.Yres; }
+        }
         if (map.Format != Vips.Enums.BandFormat.Uint || map.Bands != 1) throw new InputFileException(nodeMap, "not a node-label map (expected one uint32 band)");
         int W = map.Width, H = map.Height;
         // unique temporary names: a re-run of a lost paint task may overlap this one
@@ -71,15 +79,13 @@ public static class MaskPainter
     /// <summary>A downscaled RGB overlay: the image in grey, class 1.. tinted (red, green, blue, ...).</summary>
     public static void Overlay(string imagePath, string maskPath, string pngPath, int maxSide = 1536)
     {
-        using var img = Vips.Image.NewFromFile(imagePath, access: Vips.Enums.Access.Sequential);
-        double scale = Math.Min(1.0, (double)maxSide / Math.Max(img.Width, img.Height));
-        using var grey0 = img.Bands >= 3 ? img.ExtractBand(0, n: 3).Colourspace(Vips.Enums.Interpretation.Bw) : img.ExtractBand(0);
-        using var small = grey0.Resize(scale).CopyMemory(); // one streaming pass over the image; the rest works on the small copy
+        using var mask0 = Vips.Image.NewFromFile(maskPath, access: Vips.Enums.Access.Sequential);
+        double scale = Math.Min(1.0, (double)maxSide / Math.Max(mask0.Width, mask0.Height));
+        using var small = Preview(imagePath, mask0.Width, mask0.Height, scale); // one streaming pass over the image; the rest works on the small copy
         // stretch to 8 bits between the 1st and 99th percentiles
         double lo = small.Percent(1), hi = small.Percent(99);
         if (hi <= lo) hi = lo + 1;
         using var grey = small.Linear(new[] { 255.0 / (hi - lo) }, new[] { -lo * 255.0 / (hi - lo) }).Cast(Vips.Enums.BandFormat.Uchar);
-        using var mask0 = Vips.Image.NewFromFile(maskPath, access: Vips.Enums.Access.Sequential);
         using var mask = mask0.Resize(scale, kernel: Vips.Enums.Kernel.Nearest).CopyMemory();
         using var m = mask.Width == grey.Width && mask.Height == grey.Height ? mask.Copy() : mask.Embed(0, 0, grey.Width, grey.Height);
         using var rgb = grey.Bandjoin(grey, grey).Copy(interpretation: Vips.Enums.Interpretation.Srgb);
@@ -101,5 +107,41 @@ public static class MaskPainter
             SafePaths.Publish(tmp, pngPath, "overlay");
         }
         finally { if (File.Exists(tmp)) File.Delete(tmp); }
+    }
+
+    /// <summary>A whole slide opened at the level whose size is <paramref name="width"/> x <paramref name="height"/> (the level a job read), or null for other images.</summary>
+    private static (OpenSlideSource Slide, int Level, double Downsample)? SlideLevel(string image, int width, int height)
+    {
+        if (!ImageSources.IsSlide(image)) return null;
+        var s = OpenSlideSource.Open(image);
+        for (int l = 0; l < s.Levels.Count; l++)
+            if (s.Levels[l].Width == width && s.Levels[l].Height == height) return (s, l, s.Levels[l].Downsample);
+        s.Dispose();
+        throw new InputFileException(image, $"no level of this slide is {width}x{height}, the size of the mask");
+    }
+
+    /// <summary>The image, grey, at <paramref name="scale"/> of its <paramref name="width"/> x <paramref name="height"/> size, in memory.
+    /// A whole slide is read from the coarsest pyramid level that is still at least that large, never from level 0.</summary>
+    private static Vips.Image Preview(string imagePath, int width, int height, double scale)
+    {
+        int tw = Math.Max(1, (int)Math.Round(width * scale)), th = Math.Max(1, (int)Math.Round(height * scale));
+        if (SlideLevel(imagePath, width, height) is not { } lv)
+        {
+            using var img = Vips.Image.NewFromFile(imagePath, access: Vips.Enums.Access.Sequential);
+            using var grey0 = img.Bands >= 3 ? img.ExtractBand(0, n: 3).Colourspace(Vips.Enums.Interpretation.Bw) : img.ExtractBand(0);
+            return grey0.Resize(scale).CopyMemory();
+        }
+        int pick = lv.Level;
+        for (int l = lv.Level; l < lv.Slide.Levels.Count; l++)
+            if (lv.Slide.Levels[l].Width >= tw && lv.Slide.Levels[l].Height >= th) pick = l;
+        lv.Slide.Dispose();
+        using var s = OpenSlideSource.Open(imagePath, pick);
+        var px = new ushort[(long)s.Width * s.Height * 3];
+        s.ReadRegion(0, 0, s.Width, s.Height, px);
+        var bytes = new byte[px.Length];
+        for (int i = 0; i < px.Length; i++) bytes[i] = (byte)px[i];
+        using var rgb = Vips.Image.NewFromMemory(bytes, s.Width, s.Height, 3, Vips.Enums.BandFormat.Uchar).Copy(interpretation: Vips.Enums.Interpretation.Srgb);
+        using var grey = rgb.Colourspace(Vips.Enums.Interpretation.Bw);
+        return grey.Resize((double)tw / s.Width, vscale: (double)th / s.Height).CopyMemory();
     }
 }

@@ -94,3 +94,30 @@ public class SlideTests(ITestOutputHelper output) : IDisposable
         }
     }
 }
+
+public class SlidePaintTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _dir = TestPaths.NewTempDir("slidepaint");
+    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
+
+    [Fact]
+    public void AMaskPaintedFromASlideLevel_CarriesThatLevelsPixelSize_AndItsOverlayIsReadFromThePyramid()
+    {
+        if (!OpenSlideSource.Available) { output.WriteLine("SKIPPED: libopenslide0 is not installed"); return; }
+        var r = TestPaths.RunCli("generate", "--out", _dir, "--name", "s", "--width", "1400", "--height", "1000", "--format", "svs", "--seed", "3");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var svs = Path.Combine(_dir, "s.svs");
+        var g = TestPaths.RunCli("graph", svs, "--level", "1", "--out", Path.Combine(_dir, "g"), "--tile-size", "4096", "--spacing", "20");
+        Assert.True(g.ExitCode == 0, g.Stderr);
+        int nodes = (int)ActorSeg.Core.IO.NpzReader.Read(Path.Combine(_dir, "g", "graph.npz"))["area"].Shape[0];
+        var classes = Enumerable.Range(0, nodes).Select(i => (byte)(i % 2)).ToArray();
+        string mask = Path.Combine(_dir, "mask.tif"), png = Path.Combine(_dir, "overlay.png");
+        ActorSeg.Core.IO.MaskPainter.Paint(Path.Combine(_dir, "g", "nodes.tif"), classes, mask, sourceImage: svs);
+        ActorSeg.Core.IO.MaskPainter.Overlay(svs, mask, png);
+        using var m = Vips.Image.NewFromFile(mask);
+        Assert.Equal((700, 500), (m.Width, m.Height));
+        Assert.Equal(1000.0 / 0.998, m.Xres, 1); // pixels per millimetre at level 1 (0.998 µm/px)
+        using var o = Vips.Image.NewFromFile(png);
+        Assert.Equal((700, 500), (o.Width, o.Height));
+    }
+}

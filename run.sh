@@ -55,6 +55,8 @@ case "$cmd" in
   test)
     build
     ensure_postgres
+    # python3-tifffile: the test that reads mask.ome.tif back as napari and QuPath users' tools do
+    ensure_packages python3-tifffile
     log=$(mktemp)
     set +e
     dotnet test ActorSeg.sln -c Release --no-build -nologo --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"

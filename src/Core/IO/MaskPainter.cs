@@ -69,9 +69,22 @@ public static class MaskPainter
                     xres: res ? xres : null, yres: res ? yres : null, resunit: res ? Vips.Enums.ForeignTiffResunit.Cm : null);
             }
             SafePaths.Publish(tmp, maskPath, "mask");
+            // the same mask as OME-TIFF for QuPath, napari and Fiji: SubIFD pyramid, OME-XML with the pixel size and the classes
+            int classes = classOfNode.Length == 0 ? 1 : classOfNode.ToArray().Max() + 1;
+            var ome = OmePath(maskPath);
+            var tmpOme = $"{ome}.{Guid.NewGuid():N}.partial.tif";
+            using (var flatImg = Vips.Image.NewFromFile(flat, access: Vips.Enums.Access.Sequential))
+            using (var described = flatImg.Mutate(m => m.Set(Vips.GValue.GStrType, "image-description",
+                       OmeXml(W, H, xres > 0 && !(xres == 1 && yres == 1) ? 1000.0 / xres : null, yres > 0 && !(xres == 1 && yres == 1) ? 1000.0 / yres : null, classes))))
+            {
+                described.Tiffsave(tmpOme, compression: Vips.Enums.ForeignTiffCompression.Deflate, tile: true, tileWidth: tile, tileHeight: tile,
+                    pyramid: true, subifd: true, bigtiff: true, regionShrink: Vips.Enums.RegionShrink.Mode);
+            }
+            SafePaths.Publish(tmpOme, ome, "OME-TIFF mask");
         }
         finally
         {
+            foreach (var t in Directory.GetFiles(Path.GetDirectoryName(Path.GetFullPath(maskPath))!, Path.GetFileName(OmePath(maskPath)) + ".*.partial.tif")) File.Delete(t);
             if (File.Exists(flat)) File.Delete(flat);
         }
     }
@@ -143,5 +156,36 @@ public static class MaskPainter
         using var rgb = Vips.Image.NewFromMemory(bytes, s.Width, s.Height, 3, Vips.Enums.BandFormat.Uchar).Copy(interpretation: Vips.Enums.Interpretation.Srgb);
         using var grey = rgb.Colourspace(Vips.Enums.Interpretation.Bw);
         return grey.Resize((double)tw / s.Width, vscale: (double)th / s.Height).CopyMemory();
+    }
+
+    /// <summary>mask.tif → mask.ome.tif beside it.</summary>
+    public static string OmePath(string maskPath) => Path.Combine(Path.GetDirectoryName(Path.GetFullPath(maskPath))!, Path.GetFileNameWithoutExtension(maskPath) + ".ome.tif");
+
+    /// <summary>The overlay's colours, class 1 onwards (class 0, background, is drawn as the image itself).</summary>
+    public static readonly string[] ClassColours = ["#ff2828", "#28dc28", "#3c78ff", "#ffc800"];
+
+    /// <summary>OME-XML for a class-id mask: one uint8 plane, the physical pixel size in µm, and the classes (name and colour) as a map annotation.</summary>
+    public static string OmeXml(int width, int height, double? umX, double? umY, int classes)
+    {
+        var I = System.Globalization.CultureInfo.InvariantCulture;
+        string size = umX is { } x && umY is { } y ? string.Format(I, " PhysicalSizeX=\"{0:R}\" PhysicalSizeXUnit=\"µm\" PhysicalSizeY=\"{1:R}\" PhysicalSizeYUnit=\"µm\"", x, y) : "";
+        var map = new System.Text.StringBuilder();
+        for (int c = 0; c < Math.Max(2, classes); c++)
+            map.Append(I, $"<M K=\"{c}\">{(c == 0 ? "background" : $"class {c}")} {(c == 0 ? "#000000" : ClassColours[(c - 1) % ClassColours.Length])}</M>");
+        return $"""
+            <?xml version="1.0" encoding="UTF-8"?>
+            <OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:schemaLocation="http://www.openmicroscopy.org/Schemas/OME/2016-06 http://www.openmicroscopy.org/Schemas/OME/2016-06/ome.xsd" Creator="ActorSeg">
+              <Image ID="Image:0" Name="segmentation">
+                <Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint8" SizeX="{width}" SizeY="{height}" SizeC="1" SizeZ="1" SizeT="1"{size}>
+                  <Channel ID="Channel:0:0" Name="class" SamplesPerPixel="1"/>
+                  <TiffData IFD="0" PlaneCount="1"/>
+                </Pixels>
+                <AnnotationRef ID="Annotation:Classes"/>
+              </Image>
+              <StructuredAnnotations>
+                <MapAnnotation ID="Annotation:Classes" Namespace="actorseg/classes"><Value>{map}</Value></MapAnnotation>
+              </StructuredAnnotations>
+            </OME>
+            """;
     }
 }

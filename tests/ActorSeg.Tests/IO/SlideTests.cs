@@ -119,5 +119,40 @@ public class SlidePaintTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(1000.0 / 0.998, m.Xres, 1); // pixels per millimetre at level 1 (0.998 µm/px)
         using var o = Vips.Image.NewFromFile(png);
         Assert.Equal((700, 500), (o.Width, o.Height));
+
+        // the OME-TIFF beside it, read back as napari and QuPath would (tifffile): pyramid levels, pixel size, classes
+        var ome = Path.Combine(_dir, "mask.ome.tif");
+        Assert.True(File.Exists(ome));
+        if (!File.Exists("/usr/bin/python3")) { output.WriteLine("SKIPPED: /usr/bin/python3 with tifffile is not available"); return; }
+        var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add("""
+            import sys, tifffile, numpy, xml.etree.ElementTree as ET
+            t = tifffile.TiffFile(sys.argv[1])
+            s = t.series[0]
+            ns = {'o': 'http://www.openmicroscopy.org/Schemas/OME/2016-06'}
+            root = ET.fromstring(t.ome_metadata)
+            px = root.find('o:Image/o:Pixels', ns)
+            ms = root.findall('o:StructuredAnnotations/o:MapAnnotation/o:Value/o:M', ns)
+            full = s.levels[0].asarray()
+            print(t.is_ome, len(s.levels), s.levels[0].shape, s.levels[1].shape, px.get('PhysicalSizeX'), px.get('PhysicalSizeXUnit'),
+                  '|'.join(m.text for m in ms), int(full.max()), int((full == 1).sum()))
+            """);
+        psi.ArgumentList.Add(ome);
+        using var py = System.Diagnostics.Process.Start(psi)!;
+        string so = py.StandardOutput.ReadToEnd(), se = py.StandardError.ReadToEnd();
+        py.WaitForExit();
+        if (se.Contains("No module named 'tifffile'")) { output.WriteLine("SKIPPED: python3-tifffile is not installed"); return; }
+        Assert.True(py.ExitCode == 0, se);
+        var f = so.Trim().Split(' ');
+        Assert.Equal("True", f[0]);
+        Assert.True(int.Parse(f[1]) >= 2, so);                      // a SubIFD pyramid
+        Assert.Equal("(500,", f[2]); Assert.Equal("700)", f[3]);
+        Assert.Equal(0.998, double.Parse(f[6], System.Globalization.CultureInfo.InvariantCulture), 6);
+        Assert.Equal("µm", f[7]);
+        Assert.Contains("background", so); Assert.Contains("class 1 #ff2828", so);
+        using var mt = Vips.Image.NewFromFile(mask);
+        long ones = mt.WriteToMemory<byte>().LongCount(b => b == 1);
+        Assert.Equal(ones.ToString(), f[^1]);                       // the same pixels as mask.tif
     }
 }

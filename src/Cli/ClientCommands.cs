@@ -86,17 +86,22 @@ public static class ClientCommands
         var halo = new Option<int?>("--halo") { Description = "Halo in pixels (default: 10 seed spacings)." };
         var features = new Option<string>("--features") { DefaultValueFactory = _ => "texture", Description = "texture or published." };
         var keepWork = new Option<bool>("--keep-work") { Description = "Keep the per-tile results." };
+        var level = new Option<int>("--level", "--page") { Description = "Pyramid level of a whole slide, or page of a multi-page TIFF (0 = full resolution).", DefaultValueFactory = _ => 0 };
+        var mpp = new Option<double?>("--mpp") { Description = "Whole slides: the level closest to this many microns per pixel without being coarser." };
         var timeout = new Option<double>("--connect-timeout") { DefaultValueFactory = _ => 60, Description = "Seconds to wait for the coordinator to answer before giving up (exit 3)." };
         var cmd = new Command("submit", "Submit a job to a running cluster and follow it to the end (exit 0 done, 1 failed, 3 no coordinator).")
         {
-            image, output, mask, model, coordinator, jobId, spacing, tileSize, halo, features, keepWork, timeout,
+            image, output, mask, model, coordinator, jobId, spacing, tileSize, halo, features, keepWork, timeout, level, mpp,
         };
         var tls = TlsFlags.Create();
         tls.AddTo(cmd);
         cmd.SetAction(async (pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
-            var spec = new GraphJobSpec(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(mask) is { } m ? Path.GetFullPath(m) : null,
+            int lv;
+            try { lv = GraphCommand.LevelFor(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(level), pr.GetValue(mpp)); }
+            catch (Core.Imaging.InputFileException e) { Log.Error("{Error}", e.Message); return ExitCodes.Failed; }
+            var spec = new GraphJobSpec(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(mask) is { } m ? Path.GetFullPath(m) : null, Page: lv, OutDir:
                 Path.GetFullPath(pr.GetValue(output)!), Spacing: pr.GetValue(spacing), TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo),
                 Features: pr.GetValue(features)!, KeepWork: pr.GetValue(keepWork), ModelPath: pr.GetValue(model) is { } mp ? Path.GetFullPath(mp) : null);
             var id = pr.GetValue(jobId) ?? JobIds.New();

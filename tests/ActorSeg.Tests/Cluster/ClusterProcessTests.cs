@@ -12,23 +12,9 @@ namespace ActorSeg.Tests.Cluster;
 /// jobs submitted with `actorseg submit`, nodes killed with SIGKILL in the middle of a job.
 /// </summary>
 [Collection("cluster")] // these start many processes: never two at once
-public class ClusterProcessTests(ITestOutputHelper output) : IDisposable
+public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cluster")
 {
-    private readonly string _dir = TestPaths.NewTempDir("cluster");
-    private readonly List<ClusterHarness> _harnesses = new();
 
-    public void Dispose()
-    {
-        foreach (var h in _harnesses) h.Dispose();
-        try { Directory.Delete(_dir, true); } catch { }
-    }
-
-    private ClusterHarness NewCluster()
-    {
-        var h = new ClusterHarness(_dir);
-        _harnesses.Add(h);
-        return h;
-    }
 
     private static string Image(string dir, string name, int size, int seed)
     {

@@ -7,16 +7,8 @@ namespace ActorSeg.Tests.Cluster;
 
 /// <summary>Faults the coordinator must outlive, with real processes: its journal database going away mid-job.</summary>
 [Collection("cluster")]
-public class FaultTests(ITestOutputHelper output) : IDisposable
+public class FaultTests(ITestOutputHelper output) : ClusterTestBase("fault")
 {
-    private readonly string _dir = TestPaths.NewTempDir("fault");
-    private readonly List<ClusterHarness> _harnesses = new();
-
-    public void Dispose()
-    {
-        foreach (var h in _harnesses) h.Dispose();
-        try { Directory.Delete(_dir, true); } catch { }
-    }
 
     [Fact]
     public void AJournalOutageOf20Seconds_MidJob_IsSurvived_AndTheJobFinishesUntouched()
@@ -36,8 +28,7 @@ public class FaultTests(ITestOutputHelper output) : IDisposable
             var r = TestPaths.RunCli("graph", img, "--out", refDir, "--tile-size", "256", "--workers", "2");
             Assert.True(r.ExitCode == 0, r.Stderr);
 
-            var h = new ClusterHarness(_dir);
-            _harnesses.Add(h);
+            var h = NewCluster();
             int pc = ClusterHarness.FreePort(), pw = ClusterHarness.FreePort(), http = ClusterHarness.FreePort();
             var seeds = $"akka.tcp://actorseg@127.0.0.1:{pc}";
             var coord = h.Start("coordinator", pc, null, "--roles", "coordinator", "--seeds", seeds, "--http-port", http.ToString(),

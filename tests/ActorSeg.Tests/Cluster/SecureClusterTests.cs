@@ -14,23 +14,9 @@ namespace ActorSeg.Tests.Cluster;
 /// worker's and a trainer's port, and a node that would expose plain TCP.
 /// </summary>
 [Collection("cluster")]
-public class SecureClusterTests(ITestOutputHelper output) : IDisposable
+public class SecureClusterTests(ITestOutputHelper output) : ClusterTestBase("secure")
 {
-    private readonly string _dir = TestPaths.NewTempDir("secure");
-    private readonly List<ClusterHarness> _harnesses = new();
 
-    public void Dispose()
-    {
-        foreach (var h in _harnesses) h.Dispose();
-        try { Directory.Delete(_dir, true); } catch { }
-    }
-
-    private ClusterHarness NewCluster()
-    {
-        var h = new ClusterHarness(_dir);
-        _harnesses.Add(h);
-        return h;
-    }
 
     private static int Exit(ClusterHarness.NodeProcess p, TimeSpan timeout)
     {
@@ -70,6 +56,18 @@ public class SecureClusterTests(ITestOutputHelper output) : IDisposable
         var sub = h.Run("submit", 0, TestCa.Env(clientId, ca.CaPath), ["submit", img, "--out", outDir, "--tile-size", "256", "--coordinator", $"akka.tcp://actorseg@127.0.0.1:{pc}"]);
         Assert.True(Exit(sub, TimeSpan.FromMinutes(3)) == 0, sub.Log + "\n---\n" + coord.Log);
         Assert.True(File.Exists(Path.Combine(outDir, "graph.npz")));
+        // a whole slide goes through the cluster the same way: the workers read it through OpenSlide, level 1
+        if (ActorSeg.Core.Imaging.OpenSlideSource.Available)
+        {
+            var svs = Path.Combine(data, "slide.svs");
+            ActorSeg.Core.Imaging.SlideWriter.WriteSvs(RgbOf(img, data), svs);
+            var slideOut = Path.Combine(data, "slide-out");
+            var sl = h.Run("submit-slide", 0, TestCa.Env(clientId, ca.CaPath), ["submit", svs, "--level", "1", "--out", slideOut, "--tile-size", "256", "--coordinator", $"akka.tcp://actorseg@127.0.0.1:{pc}"]);
+            Assert.True(Exit(sl, TimeSpan.FromMinutes(3)) == 0, sl.Log + "\n---\n" + coord.Log);
+            Assert.True(File.Exists(Path.Combine(slideOut, "graph.npz")));
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(slideOut, "graph.json")));
+            Assert.Equal(300, doc.RootElement.GetProperty("image").GetProperty("width").GetInt32()); // level 1 of a 600 px slide
+        }
 
         // the coordinator checks every job, whatever door: an output folder holding the job's own image is refused, and submit says why
         var clash = h.Run("submit-clash", 0, TestCa.Env(clientId, ca.CaPath), ["submit", img, "--out", data, "--coordinator", $"akka.tcp://actorseg@127.0.0.1:{pc}"]);
@@ -91,6 +89,17 @@ public class SecureClusterTests(ITestOutputHelper output) : IDisposable
         Assert.False(coord.Lines.Any(l => l.Contains("Member up") && l.Contains($":{pr}")), "the stranger must never be a member");
         output.WriteLine(string.Join('\n', coord.Lines.Where(l => l.Contains("TLS") || l.Contains("Refused") || l.Contains("refused"))));
         rogue.Kill();
+    }
+
+    /// <summary>An 8-bit RGB copy of a grey image (an SVS is RGB).</summary>
+    private static string RgbOf(string grey, string dir)
+    {
+        var rgb = Path.Combine(dir, "rgb.tif");
+        using var g = NetVips.Image.NewFromFile(grey);
+        using var u8 = g.Format == NetVips.Enums.BandFormat.Uchar ? g.Copy() : (g >> 8).Cast(NetVips.Enums.BandFormat.Uchar);
+        using var three = u8.Bandjoin(u8, u8).Copy(interpretation: NetVips.Enums.Interpretation.Srgb);
+        three.Tiffsave(rgb, tile: true);
+        return rgb;
     }
 
     [Fact]

@@ -46,6 +46,8 @@ public sealed record NodeOptions
     /// <summary>Heartbeats may pause this long before a node is unreachable.</summary>
     public double HeartbeatPauseSeconds { get; init; } = 5;
     public double TileDeadlineSeconds { get; init; } = 600;
+    /// <summary>How often the coordinator checks deadlines and reports progress.</summary>
+    public double ProgressIntervalSeconds { get; init; } = 5;
     /// <summary>A job not finished this many hours after submission fails with the reason (0: none).</summary>
     public double JobDeadlineHours { get; init; } = 72;
     public int MaxTileSize { get; init; } = 16_384;
@@ -103,6 +105,7 @@ public sealed record NodeOptions
                 DownAfterSeconds = D("DownAfterSeconds", o.DownAfterSeconds),
                 HeartbeatPauseSeconds = D("HeartbeatPauseSeconds", o.HeartbeatPauseSeconds),
                 TileDeadlineSeconds = D("TileDeadlineSeconds", o.TileDeadlineSeconds),
+                ProgressIntervalSeconds = D("ProgressIntervalSeconds", o.ProgressIntervalSeconds),
                 JobDeadlineHours = D("JobDeadlineHours", o.JobDeadlineHours),
                 MaxTileSize = I("MaxTileSize", o.MaxTileSize),
                 MaxTilesPerJob = I("MaxTilesPerJob", o.MaxTilesPerJob),
@@ -295,6 +298,7 @@ public static class NodeHost
             var settings = new CoordinatorSettings
             {
                 TileDeadline = TimeSpan.FromSeconds(o.TileDeadlineSeconds), MaxAttempts = o.MaxAttempts, SnapshotEvery = o.SnapshotEvery,
+                ProgressInterval = TimeSpan.FromSeconds(Math.Max(0.05, o.ProgressIntervalSeconds)),
                 JobDeadline = TimeSpan.FromHours(o.JobDeadlineHours), MaxTileSize = o.MaxTileSize, MaxTilesPerJob = o.MaxTilesPerJob,
                 MaxPixelsPerImage = o.MaxPixelsPerImage, MaxConcurrentSteps = o.MaxConcurrentSteps, MaxOpenJobs = o.MaxOpenJobs,
                 // a node others can reach refuses every job until it is told which folders jobs may use

@@ -199,10 +199,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
     /// <summary>Keeps the newest three snapshots (one unreadable snapshot loses nothing) and the events after the oldest of them.</summary>
     private void KeepLastSnapshots(long seqNr)
     {
-        _snapshots.Add(seqNr);
-        while (_snapshots.Count > SnapshotsKept) _snapshots.Remove(_snapshots.Min);
-        if (_snapshots.Count < SnapshotsKept) return;
-        long oldest = _snapshots.Min;
+        if (SnapshotRetention.After(_snapshots, seqNr, SnapshotsKept) is not { } oldest) return;
         DeleteSnapshots(new SnapshotSelectionCriteria(oldest - 1));
         DeleteMessages(oldest);
     }
@@ -262,4 +259,18 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         },
         TileSize = s.TileSize, Halo = s.Halo, K = s.K, Features = s.Features,
     };
+}
+
+/// <summary>Which snapshots and events may go once a new snapshot is saved: the newest <c>keep</c> snapshots stay, with
+/// every event after the oldest of them, so that one unreadable snapshot loses nothing.</summary>
+public static class SnapshotRetention
+{
+    /// <summary>Adds <paramref name="saved"/> to the kept set; returns the sequence number below which snapshots (and up to
+    /// which events) can be deleted, or null while fewer than <paramref name="keep"/> snapshots exist.</summary>
+    public static long? After(SortedSet<long> kept, long saved, int keep)
+    {
+        kept.Add(saved);
+        while (kept.Count > keep) kept.Remove(kept.Min);
+        return kept.Count < keep ? null : kept.Min;
+    }
 }

@@ -867,7 +867,7 @@ public sealed class JobBook
         {
             if (now > t.Deadline)
             {
-                d.Record(new JobEnded(t.JobId, false, $"the job deadline ({_s.JobDeadline.TotalHours:0.#} h, JobDeadline) passed before it finished"));
+                d.Record(new JobEnded(t.JobId, false, $"the job deadline ({Human(_s.JobDeadline)}, JobDeadline) passed before it finished"));
                 d.Then(new TrainingEnded(t.JobId));
                 continue;
             }
@@ -877,7 +877,7 @@ public sealed class JobBook
                 t.Log.Warning("Training job {JobId} missed its deadline on {Trainer}; it counts as a failed attempt", t.JobId, st.Node);
                 d.Send(st.Node, new AbandonWork(t.JobId, -1, t.Attempt));
                 t.Step = null; // the trainer is still busy: it says when it is ready again
-                OnTrainFailed(new TrainFailed(t.JobId, t.Attempt, $"training missed its deadline ({_s.TrainDeadline.TotalMinutes:0} min) on {st.Node}", false), d, now);
+                OnTrainFailed(new TrainFailed(t.JobId, t.Attempt, $"training missed its deadline ({Human(_s.TrainDeadline)}) on {st.Node}", false), d, now);
             }
             else t.Log.Information("Training job {JobId}: training on {Trainer} for {Seconds:F0}s", t.JobId, st.Node, (now - st.Started).TotalSeconds);
         }
@@ -885,15 +885,15 @@ public sealed class JobBook
         {
             if (now > j.Deadline)
             {
-                Fail(j, $"the job deadline ({_s.JobDeadline.TotalHours:0.#} h, JobDeadline) passed in phase {j.Phase}", d);
+                Fail(j, $"the job deadline ({Human(_s.JobDeadline)}, JobDeadline) passed in phase {j.Phase}", d);
                 continue;
             }
             foreach (var (tile, fl) in j.InFlight.Where(kv => kv.Value.Deadline < now).ToList())
             {
                 // a missed deadline is an attempt: a tile whose read hangs is not retried forever, and the late worker is told to let go
-                j.Log.Warning("Tile {TileId} missed its deadline ({Minutes:0.#} min) on {Worker}; counted as a failed attempt and given to another worker", tile, _s.TileDeadline.TotalMinutes, fl.Worker);
+                j.Log.Warning("Tile {TileId} missed its deadline ({Deadline}) on {Worker}; counted as a failed attempt and given to another worker", tile, Human(_s.TileDeadline), fl.Worker);
                 d.Send(fl.Worker, new AbandonWork(j.JobId, tile, fl.Attempt));
-                RequeueFailed(j, tile, fl.Attempt, $"missed its deadline ({_s.TileDeadline.TotalMinutes:0.#} min) on {fl.Worker}", d, now);
+                RequeueFailed(j, tile, fl.Attempt, $"missed its deadline ({Human(_s.TileDeadline)}) on {fl.Worker}", d, now);
                 if (j.Ending) break;
             }
             if (j.Ending) continue;
@@ -928,4 +928,6 @@ public sealed class JobBook
         foreach (var t in _trainings.Values) ids.UnionWith(t.Watchers);
         return ids;
     }
+
+    private static string Human(TimeSpan t) => t.TotalSeconds < 90 ? $"{t.TotalSeconds:0.##} s" : t.TotalMinutes < 90 ? $"{t.TotalMinutes:0.#} min" : $"{t.TotalHours:0.#} h";
 }

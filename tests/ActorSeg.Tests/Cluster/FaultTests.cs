@@ -68,4 +68,29 @@ public class FaultTests(ITestOutputHelper output) : ClusterTestBase("fault")
         }
         finally { PostgresTestDatabase.Drop(db); }
     }
+
+    [Fact]
+    public void TilesThatAlwaysMissTheirDeadline_EndTheJobWithTheReason_InsteadOfRetryingForever()
+    {
+        var img = Path.Combine(_dir, "slow.tif");
+        SyntheticMicroscopy.Generate(new SyntheticSpec(2048, 2048, SyntheticKind.Colonies, 8, 1, 5), img, Path.Combine(_dir, "slow_mask.tif"));
+        var h = NewCluster();
+        int pc = ClusterHarness.FreePort(), pw = ClusterHarness.FreePort();
+        var seeds = $"akka.tcp://actorseg@127.0.0.1:{pc}";
+        // every tile of 2048 px takes longer than this deadline on this machine: each attempt is a "hung read"
+        var env = new Dictionary<string, string> { ["ACTORSEG_TILEDEADLINESECONDS"] = "0.05", ["ACTORSEG_PROGRESSINTERVALSECONDS"] = "0.2" };
+        var coord = h.Start("coordinator", pc, env, "--roles", "coordinator", "--seeds", seeds, "--db", $"Data Source={Path.Combine(_dir, "j.db")}");
+        var worker = h.Start("worker", pw, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
+        ClusterHarness.WaitFor(() => coord.Saw("Worker akka.tcp"), TimeSpan.FromSeconds(60), "the worker to join", coord);
+        var clock = Stopwatch.StartNew();
+        var sub = h.Run("submit", 0, null, ["submit", img, "--out", Path.Combine(_dir, "out"), "--tile-size", "2048", "--coordinator", seeds]);
+        Assert.True(sub.Process.WaitForExit(TimeSpan.FromMinutes(2)), "the job should end:\n" + coord.Log);
+        sub.Process.WaitForExit();
+        output.WriteLine(coord.Log + "\n--- worker:\n" + worker.Log);
+        Assert.Equal(1, sub.Process.ExitCode);
+        Assert.True(sub.Saw("missed its deadline"), sub.Log);
+        Assert.True(coord.Lines.Count(l => l.Contains("missed its deadline") && l.Contains("counted as a failed attempt")) >= 3, coord.Log);
+        Assert.True(worker.Saw("Abandoning tile"), "the late worker is told to let go:\n" + worker.Log);
+        output.WriteLine($"MEASURED: the job ended {clock.Elapsed.TotalSeconds:F1} s after submission, after 3 missed deadlines");
+    }
 }

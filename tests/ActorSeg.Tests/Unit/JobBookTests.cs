@@ -272,3 +272,17 @@ public class JobBookTests : IDisposable
         Assert.IsType<GraphJobFailed>(h.To<object>("client").Last());
     }
 }
+
+public class SnapshotRetentionTests
+{
+    [Fact]
+    public void TheNewestThreeSnapshots_AndTheEventsAfterTheOldest_AreKept()
+    {
+        var kept = new SortedSet<long>();
+        Assert.Null(ActorSeg.Coordinator.SnapshotRetention.After(kept, 1000, 3));
+        Assert.Null(ActorSeg.Coordinator.SnapshotRetention.After(kept, 2000, 3));
+        Assert.Equal(1000, ActorSeg.Coordinator.SnapshotRetention.After(kept, 3000, 3));
+        Assert.Equal(2000, ActorSeg.Coordinator.SnapshotRetention.After(kept, 4000, 3));
+        Assert.Equal(new long[] { 2000, 3000, 4000 }, kept.ToArray());
+    }
+}

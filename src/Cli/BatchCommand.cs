@@ -1,3 +1,4 @@
+using ActorSeg.Core.Imaging;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
@@ -16,7 +17,7 @@ public sealed record BatchSlide(string Name, string Image, string? Mask, string?
 
 /// <summary>What happened to one slide.</summary>
 public sealed record BatchRow(string Name, string Image, string? Mask, string? Split, string Status, string? Reason,
-    int Nodes = 0, double Seconds = 0, PixelMetrics? Metrics = null);
+    int Nodes = 0, double Seconds = 0, PixelMetrics? Metrics = null, int Level = 0, double? MicronsPerPixel = null);
 
 /// <summary>
 /// Reads a batch: a folder, a glob, or a CSV manifest (image[,mask][,split] with a header row). Rows that cannot run
@@ -99,9 +100,11 @@ public static class BatchCommand
         var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 2, Description = "Slides in flight at once." };
         var tileSize = new Option<int>("--tile-size") { DefaultValueFactory = _ => 2048, Description = "Tile size in pixels." };
         var spacing = new Option<double?>("--spacing") { Description = "Seed spacing in pixels (default: the model's, else 40.96)." };
+        var level = new Option<int>("--level") { Description = "Whole slides: the pyramid level to segment (0 = full resolution); other images are read at full resolution.", DefaultValueFactory = _ => 0 };
+        var mpp = new Option<double?>("--mpp") { Description = "Whole slides: the level closest to this many microns per pixel without being coarser (instead of --level)." };
         var cmd = new Command("batch", "Run a whole slide collection: every slide succeeds or fails alone; finished slides are skipped when the batch is run again; a summary CSV and an HTML report at the end.")
         {
-            source, output, model, masks, coordinator, workers, parallel, tileSize, spacing,
+            source, output, model, masks, coordinator, workers, parallel, tileSize, spacing, level, mpp,
         };
         var tls = TlsFlags.Create();
         tls.AddTo(cmd);
@@ -111,7 +114,7 @@ public static class BatchCommand
             try
             {
                 return await RunAsync(pr.GetValue(source)!, Path.GetFullPath(pr.GetValue(output)!), pr.GetValue(model) is { } m ? Path.GetFullPath(m) : null,
-                    pr.GetValue(masks), pr.GetValue(coordinator) ?? Environment.GetEnvironmentVariable("ACTORSEG_COORDINATOR"), pr.GetValue(workers), Math.Max(1, pr.GetValue(parallel)), pr.GetValue(tileSize), pr.GetValue(spacing), ct, tls.Read(pr));
+                    pr.GetValue(masks), pr.GetValue(coordinator) ?? Environment.GetEnvironmentVariable("ACTORSEG_COORDINATOR"), pr.GetValue(workers), Math.Max(1, pr.GetValue(parallel)), pr.GetValue(tileSize), pr.GetValue(spacing), ct, tls.Read(pr), pr.GetValue(level), pr.GetValue(mpp));
             }
             catch (Exception e) when (ExitCodes.IsInputError(e) || e is IOException)
             {
@@ -123,7 +126,7 @@ public static class BatchCommand
     }
 
     public static async Task<int> RunAsync(string source, string outDir, string? model, string? masks, string? coordinator, int workers,
-        int parallel, int tileSize, double? spacing, CancellationToken ct, TlsOptions? tls = null)
+        int parallel, int tileSize, double? spacing, CancellationToken ct, TlsOptions? tls = null, int level = 0, double? mpp = null)
     {
         var sw = Stopwatch.StartNew();
         var (slides, rejected) = BatchInput.Load(source, masks);
@@ -150,7 +153,7 @@ public static class BatchCommand
         await Task.WhenAll(slides.Select(async (s, i) =>
         {
             await gate.WaitAsync(ct);
-            try { rows[i] = await RunSlide(s, outDir, model, spec, sp, tileSize, Run); }
+            try { rows[i] = await RunSlide(s, outDir, model, spec, sp, tileSize, Run, level, mpp); }
             catch (Exception e) when (e is not OperationCanceledException) { rows[i] = new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", e.Message); }
             finally { gate.Release(); }
             var r = rows[i]!;
@@ -171,16 +174,34 @@ public static class BatchCommand
     }
 
     private sealed record SlideRecord(string Status, string Image, long ImageLength, DateTime ImageTime, string? Mask, string? Model, DateTime? ModelTime,
-        int Nodes, double Seconds);
+        int Nodes, double Seconds, int Level = 0);
 
-    private static SlideRecord Fingerprint(BatchSlide s, string? model, string status, int nodes, double seconds)
+    private static SlideRecord Fingerprint(BatchSlide s, string? model, string status, int nodes, double seconds, int level)
     {
         var fi = new FileInfo(s.Image);
-        return new SlideRecord(status, s.Image, fi.Length, fi.LastWriteTimeUtc, s.Mask, model, model is null ? null : File.GetLastWriteTimeUtc(model), nodes, seconds);
+        return new SlideRecord(status, s.Image, fi.Length, fi.LastWriteTimeUtc, s.Mask, model, model is null ? null : File.GetLastWriteTimeUtc(model), nodes, seconds, level);
     }
 
-    private static async Task<BatchRow> RunSlide(BatchSlide s, string outDir, string? model, ModelSpec? modelSpec, double spacing, int tileSize, Func<SubmitGraphJob, Task<object>> run)
+    /// <summary>The level a slide is read at and its microns per pixel there (whole slides; other images: full resolution, pixel size from the file when it has one).</summary>
+    private static (int Level, double? Mpp) Resolution(string image, int level, double? mpp)
     {
+        if (!ImageSources.IsSlide(image))
+        {
+            VipsImageSource.Open(image).Dispose(); // a bad file fails here, naming the file and the problem
+            using var v = NetVips.Image.NewFromFile(image);
+            return (0, v.Xres > 1.0001 ? 1000.0 / v.Xres : null);
+        }
+        int l = GraphCommand.LevelFor(image, level, mpp);
+        using var s = OpenSlideSource.Open(image, l);
+        return (l, s.MppX);
+    }
+
+    private static async Task<BatchRow> RunSlide(BatchSlide s, string outDir, string? model, ModelSpec? modelSpec, double spacing, int tileSize, Func<SubmitGraphJob, Task<object>> run,
+        int levelOption = 0, double? mppOption = null)
+    {
+        int level; double? um;
+        try { (level, um) = Resolution(s.Image, levelOption, mppOption); }
+        catch (Exception e) when (e is InputFileException or NetVips.VipsException) { return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", e is InputFileException ? e.Message : $"{s.Image}: {e.Message.Split('\n')[0]}"); }
         var dir = Path.Combine(outDir, "slides", s.Name);
         var recordPath = Path.Combine(dir, "slide.json");
         // a slide finished by an earlier run of this batch (same inputs) is not redone
@@ -189,10 +210,10 @@ public static class BatchCommand
             try
             {
                 var old = JsonSerializer.Deserialize<SlideRecord>(await File.ReadAllTextAsync(recordPath));
-                if (old is not null && old.Status == "done" && old with { Nodes = 0, Seconds = 0 } == Fingerprint(s, model, "done", 0, 0))
+                if (old is not null && old.Status == "done" && old with { Nodes = 0, Seconds = 0 } == Fingerprint(s, model, "done", 0, 0, level))
                 {
                     var metrics = File.Exists(Path.Combine(dir, "metrics.json")) ? JsonSerializer.Deserialize<PixelMetrics>(await File.ReadAllTextAsync(Path.Combine(dir, "metrics.json"))) : null;
-                    return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "skipped", "already done", old.Nodes, old.Seconds, metrics);
+                    return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "skipped", "already done", old.Nodes, old.Seconds, metrics, level, um);
                 }
             }
             catch (JsonException) { /* unreadable record: run the slide again */ }
@@ -201,7 +222,7 @@ public static class BatchCommand
         File.Delete(recordPath);
         var sw = Stopwatch.StartNew();
         var jobId = "batch-" + s.Name.Replace(' ', '_') + "-" + Guid.NewGuid().ToString("N")[..6];
-        var spec = new GraphJobSpec(s.Image, s.Mask, dir, Spacing: spacing, TileSize: tileSize, WriteNodeMap: model is not null, ModelPath: model,
+        var spec = new GraphJobSpec(s.Image, s.Mask, dir, Page: level, Spacing: spacing, TileSize: tileSize, WriteNodeMap: model is not null, ModelPath: model,
             Features: modelSpec?.FeatureSet ?? "texture");
         var outcome = await run(new SubmitGraphJob(jobId, spec));
         if (outcome is GraphJobFailed f) return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", f.Error);
@@ -219,22 +240,23 @@ public static class BatchCommand
             SafePaths.WriteAllText(Path.Combine(dir, "metrics.json"), JsonSerializer.Serialize(pm, new JsonSerializerOptions { WriteIndented = true }), "metrics");
         }
         double secs = sw.Elapsed.TotalSeconds;
-        SafePaths.WriteAllText(recordPath, JsonSerializer.Serialize(Fingerprint(s, model, "done", c.Nodes, secs), new JsonSerializerOptions { WriteIndented = true }), "slide record");
-        return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "done", null, c.Nodes, secs, pm);
+        SafePaths.WriteAllText(recordPath, JsonSerializer.Serialize(Fingerprint(s, model, "done", c.Nodes, secs, level), new JsonSerializerOptions { WriteIndented = true }), "slide record");
+        return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "done", null, c.Nodes, secs, pm, level, um);
     }
 
     private static string Csv(string? v) => v is null ? "" : v.IndexOfAny([',', '"', '\n']) >= 0 ? "\"" + v.Replace("\"", "\"\"") + "\"" : v;
 
     public static void WriteSummary(string path, IEnumerable<BatchRow> rows)
     {
-        var sb = new StringBuilder("slide,image,mask,split,status,reason,nodes,seconds,pixel_accuracy,macro_f1,micro_jaccard,superpixel_ceiling\n");
+        var sb = new StringBuilder("slide,image,mask,split,status,reason,nodes,seconds,pixel_accuracy,macro_f1,micro_jaccard,superpixel_ceiling,level,um_per_pixel\n");
         foreach (var r in rows)
         {
             var m = r.Metrics;
             sb.Append(string.Join(',', Csv(r.Name), Csv(r.Image), Csv(r.Mask), Csv(r.Split), r.Status, Csv(r.Reason), r.Nodes,
                 r.Seconds.ToString("F1", CultureInfo.InvariantCulture),
                 m is null ? "" : m.Accuracy.ToString("F5", CultureInfo.InvariantCulture), m is null ? "" : m.MacroF1.ToString("F5", CultureInfo.InvariantCulture),
-                m is null ? "" : m.MicroJaccard.ToString("F5", CultureInfo.InvariantCulture), m is null ? "" : m.SuperpixelCeiling.ToString("F5", CultureInfo.InvariantCulture))).Append('\n');
+                m is null ? "" : m.MicroJaccard.ToString("F5", CultureInfo.InvariantCulture), m is null ? "" : m.SuperpixelCeiling.ToString("F5", CultureInfo.InvariantCulture),
+                r.Level, r.MicronsPerPixel is { } um ? um.ToString("0.####", CultureInfo.InvariantCulture) : "")).Append('\n');
         }
         SafePaths.WriteAllText(path, sb.ToString(), "batch summary");
     }

@@ -84,6 +84,7 @@ public class SecureClusterTests(ITestOutputHelper output) : ClusterTestBase("sec
         Assert.Equal(3, Exit(plain, TimeSpan.FromSeconds(90)));
         Assert.Equal(3, Exit(stranger, TimeSpan.FromSeconds(90)));
         Assert.True(stranger.Saw("No answer from the coordinator"), stranger.Log);
+        Assert.True(coord.Saw("due to TLS handshake failure"), "the plain client's attempt is logged:\n" + coord.Log);
         // and the stranger never joined or took work
         Assert.False(coord.Saw($"127.0.0.1:{pr}/user/tile-worker"), "the stranger must never be a worker:\n" + coord.Log);
         Assert.False(coord.Lines.Any(l => l.Contains("Member up") && l.Contains($":{pr}")), "the stranger must never be a member");

@@ -64,6 +64,28 @@ public class SlideTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void ABatchOfSlides_RecordsTheLevelAndPixelSize_AndAChangedLevelIsNotSkipped()
+    {
+        if (Svs() is not { } svs) return;
+        var folder = Path.Combine(_dir, "slides");
+        Directory.CreateDirectory(folder);
+        File.Move(svs, Path.Combine(folder, "a.svs"));
+        string Run(params string[] extra)
+        {
+            var r = TestPaths.RunCli(["batch", folder, "--out", Path.Combine(_dir, "batch"), "--tile-size", "1024", .. extra]);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            var rows = File.ReadAllLines(Path.Combine(_dir, "batch", "summary.csv"));
+            Assert.EndsWith("level,um_per_pixel", rows[0]);
+            return rows[1];
+        }
+        var first = Run("--mpp", "1");
+        Assert.StartsWith("a,", first); Assert.Contains(",done,", first); Assert.EndsWith(",1,0.998", first);
+        Assert.Contains(",skipped,", Run("--mpp", "1"));
+        var level0 = Run("--level", "0");
+        Assert.Contains(",done,", level0); Assert.EndsWith(",0,0.499", level0);
+    }
+
+    [Fact]
     public void TheGraphOfASlideLevel_IsTheSameTiledOrWhole_AndBrokenSlidesFailNamingTheFile()
     {
         if (Svs() is not { } svs) return;

@@ -209,10 +209,11 @@ public static class ClientCommands
         var valFrac = new Option<double>("--val-frac") { DefaultValueFactory = _ => 0.15 };
         var segments = new Option<int?>("--segments") { Description = "Superpixels per image (default: spacing 41 px)." };
         var features = new Option<string>("--features") { DefaultValueFactory = _ => "texture" };
+        var classes = new Option<string?>("--classes") { Description = "Names and colours of the classes, class 0 first: background:#000000,colony:#ff0000." };
         var timeout = new Option<double>("--connect-timeout") { DefaultValueFactory = _ => 60 };
         var cmd = new Command("submit-train", "Train a GNN on a running cluster: the tile workers build every image's graph, a gpu-trainer trains the model.")
         {
-            images, masks, output, coordinator, jobId, conv, edges, layers, hidden, dropout, epochs, patience, valFrac, segments, features, timeout,
+            images, masks, output, coordinator, jobId, conv, edges, layers, hidden, dropout, epochs, patience, valFrac, segments, features, timeout, classes,
         };
         var tls = TlsFlags.Create();
         tls.AddTo(cmd);
@@ -234,7 +235,8 @@ public static class ClientCommands
                 if (rcs.Any(rc => rc != ExitCodes.Ok)) return rcs.First(rc => rc != ExitCodes.Ok);
                 var spec = new TrainJobSpec(graphs.Select(g => Path.Combine(g.Dir, Core.IO.GraphOutputs.GraphFile)).ToArray(), outDir,
                     pr.GetValue(conv)!, pr.GetValue(edges)!, pr.GetValue(layers), pr.GetValue(hidden), pr.GetValue(dropout), 0.01,
-                    pr.GetValue(epochs), pr.GetValue(patience), pr.GetValue(valFrac));
+                    pr.GetValue(epochs), pr.GetValue(patience), pr.GetValue(valFrac), Classes: pr.GetValue(classes));
+                if (spec.Classes is { } cs) Core.IO.ClassTable.Parse(cs); // a bad class list fails here, before any work
                 Log.Information("Graphs of {Images} images built; submitting training job {JobId}", graphs.Count, id);
                 return await FollowAsync(conn, id, new SubmitTrainJob(id, spec), connect, ct);
             }

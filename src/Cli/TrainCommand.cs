@@ -41,6 +41,7 @@ public static class TrainCommand
         var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Model directory: best.model, last.model, curves.csv, split.json, train.json.", Required = true };
         var conv = new Option<string>("--conv") { Description = "graphconv (published), sage, gcn or gat.", DefaultValueFactory = _ => "graphconv" };
         conv.AcceptOnlyFromAmong("graphconv", "sage", "gcn", "gat");
+        var classes = new Option<string?>("--classes") { Description = "Names and colours of the classes, class 0 first: background:#000000,colony:#ff0000 (kept in the model; used by the overlay, mask.ome.tif and the report)." };
         var edges = new Option<string>("--edges") { Description = "knn (published exp(-d) weights, neighbour messages vanish), knn-scaled (exp(-d/spacing)), rag (region adjacency by shared boundary).", DefaultValueFactory = _ => "knn" };
         edges.AcceptOnlyFromAmong(GraphSample.EdgeModes);
         var layers = new Option<int>("--layers") { DefaultValueFactory = _ => 3, Description = "Message-passing layers." };
@@ -57,7 +58,7 @@ public static class TrainCommand
         features.AcceptOnlyFromAmong("texture", "published");
         var cmd = new Command("train", "Train a GNN node classifier on superpixel graphs (full-graph training, early stopping on validation loss).")
         {
-            graphs, images, masks, maskMode, segments, output, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers, features,
+            graphs, images, masks, maskMode, segments, output, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers, features, classes,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -65,6 +66,7 @@ public static class TrainCommand
             var outDir = pr.GetValue(output)!.FullName;
             try
             {
+                var classTable = pr.GetValue(classes) is { } cs ? Core.IO.ClassTable.Parse(cs) : null;
                 var paths = new List<string>();
                 if (pr.GetValue(graphs) is { Length: > 0 } gs) paths.AddRange(GraphSample.Discover(gs));
                 if (pr.GetValue(images) is { } imgDir)
@@ -83,7 +85,7 @@ public static class TrainCommand
                 {
                     Architecture = new GnnArchitecture { Conv = pr.GetValue(conv)!, Layers = pr.GetValue(layers), Hidden = pr.GetValue(hidden), Dropout = pr.GetValue(dropout) },
                     Edges = pr.GetValue(edges)!, LearningRate = pr.GetValue(lr), MaxEpochs = pr.GetValue(epochs), Patience = pr.GetValue(patience),
-                    ValidationFraction = pr.GetValue(valFrac), Seed = pr.GetValue(seed), Device = pr.GetValue(device)!,
+                    ValidationFraction = pr.GetValue(valFrac), Seed = pr.GetValue(seed), Device = pr.GetValue(device)!, Classes = classTable,
                 };
                 Log.Information("Training {Conv} ({Layers} layers, width {Hidden}) with {Edges} edges on {Graphs} graph(s) → {Out}", opts.Architecture.Conv, opts.Architecture.Layers, opts.Architecture.Hidden, opts.Edges, paths.Count, outDir);
                 var r = Trainer.Train(paths, outDir, opts, s => Log.Information("{Step}", s));

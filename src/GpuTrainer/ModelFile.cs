@@ -25,6 +25,9 @@ public sealed record ModelSpec
     /// <summary>The feature set the graphs were built with (texture or published).</summary>
     public string FeatureSet => FeatureNames.Contains("contrast") ? "texture" : "published";
     public string[] TrainGraphs { get; init; } = [];
+    /// <summary>Names and colours of the classes (absent in models trained before 2026-12: the defaults).</summary>
+    public Core.IO.ClassInfo[]? ClassNames { get; init; }
+    public Core.IO.ClassInfo[] ClassTable => ClassNames is { } n && n.Length == Classes ? n : Core.IO.ClassTable.Default(Classes).Take(Math.Max(Classes, 1)).ToArray();
     public string[] ValidationGraphs { get; init; } = [];
 
     /// <summary>Refuses a graph whose features the model was not trained on.</summary>

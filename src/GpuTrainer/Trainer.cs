@@ -19,6 +19,8 @@ public sealed record TrainOptions
     public double ValidationFraction { get; init; } = 0.15;
     public int Seed { get; init; } = 1;
     public string Device { get; init; } = "auto";
+    /// <summary>Names and colours of the classes, class 0 first (null: background, class 1, …).</summary>
+    public Core.IO.ClassInfo[]? Classes { get; init; }
 }
 
 public sealed record TrainResult(string BestModel, string LastModel, int Epochs, int BestEpoch, double BestValidationLoss,
@@ -58,6 +60,12 @@ public static class Trainer
         }
         int F = graphs[0].F;
         int K = Math.Max(2, graphs.Max(g => (int)(g.Y!.DefaultIfEmpty(-1).Max() + 1)));
+        if (o.Classes is { } named)
+        {
+            // the named classes are the model's classes: as many as the labels have, or more (classes absent from these graphs)
+            if (named.Length < K) throw new ArgumentException($"--classes names {named.Length} classes, but the masks have {K} (ids 0..{K - 1})");
+            K = named.Length;
+        }
 
         // the split: whole graphs when there are several, labelled nodes of the one graph otherwise
         var rnd = new Random(o.Seed);
@@ -134,6 +142,7 @@ public static class Trainer
             Architecture = o.Architecture, FeatureNames = graphs[0].FeatureNames, FeatureMean = fMean, FeatureStd = fStd, Classes = K,
             Edges = o.Edges, ClassWeights = cw, Epoch = epoch, ValidationLoss = vl, Seed = o.Seed, SeedSpacing = graphs.Average(g => g.SeedSpacing),
             TrainGraphs = trainIdx.Select(i => graphs[i].Path).ToArray(), ValidationGraphs = valIdx.Select(i => graphs[i].Path).ToArray(),
+            ClassNames = o.Classes,
         };
         var curves = new System.Text.StringBuilder("epoch,train_loss,val_loss,val_node_accuracy\n");
         double bestLoss = double.PositiveInfinity, lastLoss = double.PositiveInfinity; int bestEpoch = 0, since = 0, epoch = 0;

@@ -117,6 +117,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             // derived here from the job's folder, which is checked again now that it is about to be written
             var classesPath = Path.Combine(w.OutDir!, AssignmentPaths.ClassesFile);
             SafePaths.WriteAllBytes(classesPath, classes, "node classes");
+            ClassTable.Write(w.OutDir!, spec.ClassTable); // names and colours for the painter, the OME-XML and the report
             var desc = TorchDevice.Describe(dev);
             log.Information("Job {JobId}: {Nodes} nodes classified with {Model} on {Device} in {Seconds:F2}s, peak RSS {PeakRssMiB:F0} MiB",
                 w.JobId, pred.Length, w.ModelPath, desc, sw.Elapsed.TotalSeconds, Core.ProcessStats.PeakRssMiB());
@@ -140,6 +141,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
                 Architecture = new GnnArchitecture { Conv = sp.Conv, Layers = sp.Layers, Hidden = sp.Hidden, Dropout = sp.Dropout },
                 Edges = sp.Edges, LearningRate = sp.LearningRate, MaxEpochs = sp.MaxEpochs, Patience = sp.Patience,
                 ValidationFraction = sp.ValidationFraction, Seed = sp.Seed, Device = sp.Device ?? _device,
+                Classes = sp.Classes is { } cs ? ClassTable.Parse(cs) : null,
             };
             log.Information("Job {JobId}: training {Conv} ({Layers} layers, width {Hidden}) with {Edges} edges on {Graphs} graph(s) → {OutDir}",
                 w.JobId, sp.Conv, sp.Layers, sp.Hidden, sp.Edges, sp.Graphs.Length, sp.OutDir);

@@ -221,7 +221,8 @@ public sealed record TrainJobSpec(
     [property: Key(9)] int Patience = 20,
     [property: Key(10)] double ValidationFraction = 0.15,
     [property: Key(11)] int Seed = 1,
-    [property: Key(12)] string? Device = null) : IActorSegMessage;
+    [property: Key(12)] string? Device = null,
+    [property: Key(13)] string? Classes = null) : IActorSegMessage;
 
 /// <summary>Client → coordinator: train a model (idempotent like <see cref="SubmitGraphJob"/>).</summary>
 [MessagePackObject]

@@ -224,8 +224,9 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
             // the paths are derived here from the job's folder, which is checked again now that it is about to be written
             string maskPath = Path.Combine(w.OutDir!, AssignmentPaths.MaskFile), overlayPath = Path.Combine(w.OutDir!, AssignmentPaths.OverlayFile);
             SafePaths.CheckUnchanged(w.OutDir!, "output folder");
-            MaskPainter.Paint(w.NodeMap.Path, classes, maskPath, new Progress<string>(s => log.Information("Job {JobId}: {Step}", w.JobId, s)), sourceImage: w.ImagePath);
-            MaskPainter.Overlay(w.ImagePath, maskPath, overlayPath);
+            var table = ClassTable.Read(Path.GetDirectoryName(w.Classes.Path)!);
+            MaskPainter.Paint(w.NodeMap.Path, classes, maskPath, new Progress<string>(s => log.Information("Job {JobId}: {Step}", w.JobId, s)), sourceImage: w.ImagePath, classTable: table);
+            MaskPainter.Overlay(w.ImagePath, maskPath, overlayPath, classTable: table);
             return new Painted(w, store.Describe(maskPath), sw.Elapsed.TotalSeconds);
         }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new PaintError(w, t.Exception!.GetBaseException()))
           .PipeTo(self);

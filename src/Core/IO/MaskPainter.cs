@@ -12,7 +12,9 @@ public static class MaskPainter
     /// <param name="nodeMap">nodes.tif written by the graph step (uint32 node ids)</param>
     /// <param name="classOfNode">class of every node</param>
     /// <param name="sourceImage">the segmented image: its pixel size (resolution) is carried over to the mask</param>
-    public static void Paint(string nodeMap, ReadOnlySpan<byte> classOfNode, string maskPath, IProgress<string>? progress = null, int tile = 256, string? sourceImage = null)
+    /// <param name="classTable">names and colours of the classes, for the OME-XML (default: background, class 1, …)</param>
+    public static void Paint(string nodeMap, ReadOnlySpan<byte> classOfNode, string maskPath, IProgress<string>? progress = null, int tile = 256, string? sourceImage = null,
+        IReadOnlyList<ClassInfo>? classTable = null)
     {
         double xres = 0, yres = 0; // pixels per millimetre, as libvips keeps them
         using var map = Vips.Image.NewFromFile(nodeMap, access: Vips.Enums.Access.Sequential, failOn: Vips.Enums.FailOn.Error);
@@ -75,7 +77,8 @@ public static class MaskPainter
             var tmpOme = $"{ome}.{Guid.NewGuid():N}.partial.tif";
             using (var flatImg = Vips.Image.NewFromFile(flat, access: Vips.Enums.Access.Sequential))
             using (var described = flatImg.Mutate(m => m.Set(Vips.GValue.GStrType, "image-description",
-                       OmeXml(W, H, xres > 0 && !(xres == 1 && yres == 1) ? 1000.0 / xres : null, yres > 0 && !(xres == 1 && yres == 1) ? 1000.0 / yres : null, classes))))
+                       OmeXml(W, H, xres > 0 && !(xres == 1 && yres == 1) ? 1000.0 / xres : null, yres > 0 && !(xres == 1 && yres == 1) ? 1000.0 / yres : null,
+                           classTable is { Count: > 0 } t && t.Count >= classes ? t : ClassTable.Default(classes)))))
             {
                 described.Tiffsave(tmpOme, compression: Vips.Enums.ForeignTiffCompression.Deflate, tile: true, tileWidth: tile, tileHeight: tile,
                     pyramid: true, subifd: true, bigtiff: true, regionShrink: Vips.Enums.RegionShrink.Mode);
@@ -90,7 +93,7 @@ public static class MaskPainter
     }
 
     /// <summary>A downscaled RGB overlay: the image in grey, class 1.. tinted (red, green, blue, ...).</summary>
-    public static void Overlay(string imagePath, string maskPath, string pngPath, int maxSide = 1536)
+    public static void Overlay(string imagePath, string maskPath, string pngPath, int maxSide = 1536, IReadOnlyList<ClassInfo>? classTable = null)
     {
         using var mask0 = Vips.Image.NewFromFile(maskPath, access: Vips.Enums.Access.Sequential);
         double scale = Math.Min(1.0, (double)maxSide / Math.Max(mask0.Width, mask0.Height));
@@ -102,7 +105,8 @@ public static class MaskPainter
         using var mask = mask0.Resize(scale, kernel: Vips.Enums.Kernel.Nearest).CopyMemory();
         using var m = mask.Width == grey.Width && mask.Height == grey.Height ? mask.Copy() : mask.Embed(0, 0, grey.Width, grey.Height);
         using var rgb = grey.Bandjoin(grey, grey).Copy(interpretation: Vips.Enums.Interpretation.Srgb);
-        var colours = new[] { new double[] { 255, 40, 40 }, new double[] { 40, 220, 40 }, new double[] { 60, 120, 255 }, new double[] { 255, 200, 0 } };
+        var table = classTable is { Count: > 1 } ct ? ct : ClassTable.Default(5);
+        var colours = table.Skip(1).Select(c => ClassTable.Rgb(c.Color)).ToArray();
         Vips.Image result = rgb.Copy();
         for (int c = 1; c <= colours.Length; c++)
         {
@@ -161,17 +165,14 @@ public static class MaskPainter
     /// <summary>mask.tif → mask.ome.tif beside it.</summary>
     public static string OmePath(string maskPath) => Path.Combine(Path.GetDirectoryName(Path.GetFullPath(maskPath))!, Path.GetFileNameWithoutExtension(maskPath) + ".ome.tif");
 
-    /// <summary>The overlay's colours, class 1 onwards (class 0, background, is drawn as the image itself).</summary>
-    public static readonly string[] ClassColours = ["#ff2828", "#28dc28", "#3c78ff", "#ffc800"];
-
     /// <summary>OME-XML for a class-id mask: one uint8 plane, the physical pixel size in µm, and the classes (name and colour) as a map annotation.</summary>
-    public static string OmeXml(int width, int height, double? umX, double? umY, int classes)
+    public static string OmeXml(int width, int height, double? umX, double? umY, IReadOnlyList<ClassInfo> classes)
     {
         var I = System.Globalization.CultureInfo.InvariantCulture;
         string size = umX is { } x && umY is { } y ? string.Format(I, " PhysicalSizeX=\"{0:R}\" PhysicalSizeXUnit=\"µm\" PhysicalSizeY=\"{1:R}\" PhysicalSizeYUnit=\"µm\"", x, y) : "";
         var map = new System.Text.StringBuilder();
-        for (int c = 0; c < Math.Max(2, classes); c++)
-            map.Append(I, $"<M K=\"{c}\">{(c == 0 ? "background" : $"class {c}")} {(c == 0 ? "#000000" : ClassColours[(c - 1) % ClassColours.Length])}</M>");
+        foreach (var c in classes)
+            map.Append(I, $"<M K=\"{c.Id}\">{System.Security.SecurityElement.Escape(c.Name)} {c.Color}</M>");
         return $"""
             <?xml version="1.0" encoding="UTF-8"?>
             <OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:schemaLocation="http://www.openmicroscopy.org/Schemas/OME/2016-06 http://www.openmicroscopy.org/Schemas/OME/2016-06/ome.xsd" Creator="ActorSeg">

@@ -21,7 +21,7 @@ public class TrainSegmentTests(ITestOutputHelper output) : IDisposable
         SyntheticMicroscopy.Generate(new SyntheticSpec(700, 600, SyntheticKind.Colonies, 16, 1, 42), Path.Combine(_dir, "held.tif"), Path.Combine(_dir, "held_mask.tif"));
 
         var model = Path.Combine(_dir, "model");
-        var tr = TestPaths.RunCli("train", "--images", imgs, "--masks", masks, "--segments", "1500", "--edges", "rag", "--epochs", "60", "--patience", "15", "--val-frac", "0.34", "--out", model);
+        var tr = TestPaths.RunCli("train", "--images", imgs, "--masks", masks, "--segments", "1500", "--edges", "rag", "--epochs", "60", "--patience", "15", "--val-frac", "0.34", "--classes", "background,colony:#00c000", "--out", model);
         output.WriteLine(tr.Stderr);
         Assert.Equal(0, tr.ExitCode);
         foreach (var f in new[] { "best.model", "last.model", "curves.csv", "split.json", "train.json" }) Assert.True(File.Exists(Path.Combine(model, f)), f);
@@ -36,6 +36,13 @@ public class TrainSegmentTests(ITestOutputHelper output) : IDisposable
         output.WriteLine(sr.Stderr);
         Assert.Equal(0, sr.ExitCode);
         Assert.True(File.Exists(Path.Combine(seg, "overlay.png")));
+        // the class names given at training reach the classification, and the OME-TIFF mask's description
+        var table = ActorSeg.Core.IO.ClassTable.Read(Path.Combine(seg, "graph"));
+        Assert.NotNull(table);
+        Assert.Equal(new[] { "background", "colony" }, table!.Select(c => c.Name));
+        Assert.Equal("#00c000", table[1].Color);
+        using (var ome = Vips.Image.NewFromFile(Path.Combine(seg, "mask.ome.tif")))
+            Assert.Contains("colony #00c000", (string)ome.Get("image-description"));
         using var mask = Vips.Image.NewFromFile(Path.Combine(seg, "mask.tif"));
         Assert.Equal((700, 600), (mask.Width, mask.Height));
         Assert.True((int)mask.Get("n-pages") >= 2, "mask.tif should be pyramidal");

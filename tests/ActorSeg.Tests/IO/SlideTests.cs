@@ -178,3 +178,36 @@ public class SlidePaintTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(ones.ToString(), f[^1]);                       // the same pixels as mask.tif
     }
 }
+
+public class SlideSegmentTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _dir = TestPaths.NewTempDir("slideseg");
+    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
+
+    [Fact]
+    public void ASlideIsSegmentedAtTheLevelAskedFor_IntoAMaskAndAnOmeTiffAtThatPixelSize()
+    {
+        if (!OpenSlideSource.Available) { output.WriteLine("SKIPPED: libopenslide0 is not installed"); return; }
+        string imgs = Path.Combine(_dir, "images"), masks = Path.Combine(_dir, "masks");
+        Directory.CreateDirectory(imgs); Directory.CreateDirectory(masks);
+        for (int s = 1; s <= 2; s++)
+            SyntheticMicroscopy.Generate(new SyntheticSpec(512, 512, SyntheticKind.Nuclei, 8, 3, s), Path.Combine(imgs, $"f{s}.tif"), Path.Combine(masks, $"f{s}.tif"));
+        var model = Path.Combine(_dir, "model");
+        var tr = TestPaths.RunCli("train", "--images", imgs, "--masks", masks, "--segments", "600", "--edges", "rag", "--epochs", "15", "--val-frac", "0.5",
+            "--classes", "background,nucleus:#ff00ff", "--out", model);
+        Assert.True(tr.ExitCode == 0, tr.Stderr);
+        var gen = TestPaths.RunCli("generate", "--out", _dir, "--name", "slide", "--width", "1600", "--height", "1200", "--kind", "nuclei", "--format", "svs", "--seed", "9");
+        Assert.True(gen.ExitCode == 0, gen.Stderr);
+        var seg = Path.Combine(_dir, "seg");
+        var sr = TestPaths.RunCli("segment", Path.Combine(_dir, "slide.svs"), "--model", Path.Combine(model, "best.model"), "--mpp", "1", "--out", seg, "--tile-size", "512");
+        Assert.True(sr.ExitCode == 0, sr.Stderr);
+        using var mask = Vips.Image.NewFromFile(Path.Combine(seg, "mask.tif"));
+        Assert.Equal((800, 600), (mask.Width, mask.Height)); // level 1
+        using var ome = Vips.Image.NewFromFile(Path.Combine(seg, "mask.ome.tif"));
+        var xml = (string)ome.Get("image-description");
+        Assert.Contains("PhysicalSizeX=\"0.998\"", xml);
+        Assert.Contains("nucleus #ff00ff", xml);
+        Assert.True(File.Exists(Path.Combine(seg, "overlay.png")));
+        Assert.True(mask.WriteToMemory<byte>().Any(b => b == 1), "some nuclei are found");
+    }
+}

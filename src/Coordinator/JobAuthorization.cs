@@ -33,58 +33,52 @@ public static class JobAuthorization
     /// <summary>Job ids name work folders: 1–128 printable characters, no '/', '\\' or "..", not starting with '.'.</summary>
     public static string? InvalidJobId(string? id) => AssignmentPaths.InvalidJobId(id);
 
-    public static Checked<GraphJobSpec> Check(string jobId, GraphJobSpec spec, JobPolicy policy, IEnumerable<OutputFootprint> open)
-    {
-        JobRefused Refuse(string code, string why) => new(jobId, code, why);
-        if (InvalidJobId(jobId) is { } badId) return new(null, Refuse(RefusalCodes.Invalid, badId));
-        if (RefuseAll(policy) is { } all) return new(null, Refuse(RefusalCodes.Forbidden, all));
-        GraphJobSpec c;
-        try
+    public static Checked<GraphJobSpec> Check(string jobId, GraphJobSpec spec, JobPolicy policy, IEnumerable<OutputFootprint> open) =>
+        Admit(jobId, policy, open, () => spec with
         {
-            c = spec with
-            {
-                ImagePath = Place(spec.ImagePath, "image", policy),
-                MaskPath = spec.MaskPath is null ? null : Place(spec.MaskPath, "mask", policy),
-                ModelPath = spec.ModelPath is null ? null : Place(spec.ModelPath, "model", policy),
-                OutDir = Place(spec.OutDir, "output folder", policy),
-            };
-        }
-        catch (UnauthorizedAccessException e) { return new(null, Refuse(RefusalCodes.Forbidden, e.Message)); }
-        catch (Exception e) when (e is ArgumentException or IOException) { return new(null, Refuse(RefusalCodes.Invalid, e.Message)); }
-        foreach (var (input, what) in new[] { (c.ImagePath, "image"), (c.MaskPath, "mask"), (c.ModelPath, "model") })
-            if (input is not null && SafePaths.IsWithin(input, c.OutDir))
-                return new(null, Refuse(RefusalCodes.Conflict, $"output folder {c.OutDir} contains the job's {what} {input}: the job could overwrite its own input"));
-        var mine = new OutputFootprint(jobId, c.OutDir, true);
-        foreach (var f in open)
-            if (f.JobId != jobId && Overlap(mine, f))
-                return new(null, Refuse(RefusalCodes.Conflict, $"output folder {c.OutDir} overlaps {f.OutDir}, the output of open job {f.JobId}"));
-        return new(c, null);
-    }
+            ImagePath = Place(spec.ImagePath, "image", policy),
+            MaskPath = spec.MaskPath is null ? null : Place(spec.MaskPath, "mask", policy),
+            ModelPath = spec.ModelPath is null ? null : Place(spec.ModelPath, "model", policy),
+            OutDir = Place(spec.OutDir, "output folder", policy),
+        }, c =>
+        {
+            foreach (var (input, what) in new[] { (c.ImagePath, "image"), (c.MaskPath, "mask"), (c.ModelPath, "model") })
+                if (input is not null && SafePaths.IsWithin(input, c.OutDir))
+                    return $"output folder {c.OutDir} contains the job's {what} {input}: the job could overwrite its own input";
+            return null;
+        }, c => new OutputFootprint(jobId, c.OutDir, true), "output folder");
 
-    public static Checked<TrainJobSpec> Check(string jobId, TrainJobSpec spec, JobPolicy policy, IEnumerable<OutputFootprint> open)
-    {
-        JobRefused Refuse(string code, string why) => new(jobId, code, why);
-        if (InvalidJobId(jobId) is { } badId) return new(null, Refuse(RefusalCodes.Invalid, badId));
-        if (RefuseAll(policy) is { } all) return new(null, Refuse(RefusalCodes.Forbidden, all));
-        if (spec.Graphs.Length == 0) return new(null, Refuse(RefusalCodes.Invalid, "no graphs to train on"));
-        TrainJobSpec c;
-        try
-        {
-            c = spec with
+    public static Checked<TrainJobSpec> Check(string jobId, TrainJobSpec spec, JobPolicy policy, IEnumerable<OutputFootprint> open) =>
+        spec.Graphs.Length == 0 && InvalidJobId(jobId) is null && RefuseAll(policy) is null
+            ? new(null, new JobRefused(jobId, RefusalCodes.Invalid, "no graphs to train on"))
+            : Admit(jobId, policy, open, () => spec with
             {
                 Graphs = spec.Graphs.Select(g => Place(g, "graph", policy)).ToArray(),
                 OutDir = Place(spec.OutDir, "model folder", policy),
-            };
-        }
+            }, c =>
+            {
+                var outputs = TrainingOutputs.Select(n => Path.Combine(c.OutDir, n)).ToHashSet();
+                return c.Graphs.FirstOrDefault(outputs.Contains) is { } clash ? $"the graph {clash} is one of the files the training job writes" : null;
+            }, c => new OutputFootprint(jobId, c.OutDir, false), "model folder");
+
+    /// <summary>The admission steps every kind of job goes through: a usable id, a coordinator that takes jobs at all, canonical
+    /// paths inside the roots (<paramref name="place"/>), outputs clear of the job's inputs (<paramref name="ownClash"/>)
+    /// and of every other open job's outputs.</summary>
+    private static Checked<T> Admit<T>(string jobId, JobPolicy policy, IEnumerable<OutputFootprint> open, Func<T> place, Func<T, string?> ownClash,
+        Func<T, OutputFootprint> footprint, string what) where T : class
+    {
+        JobRefused Refuse(string code, string why) => new(jobId, code, why);
+        if (InvalidJobId(jobId) is { } badId) return new(null, Refuse(RefusalCodes.Invalid, badId));
+        if (RefuseAll(policy) is { } all) return new(null, Refuse(RefusalCodes.Forbidden, all));
+        T c;
+        try { c = place(); }
         catch (UnauthorizedAccessException e) { return new(null, Refuse(RefusalCodes.Forbidden, e.Message)); }
         catch (Exception e) when (e is ArgumentException or IOException) { return new(null, Refuse(RefusalCodes.Invalid, e.Message)); }
-        var outputs = TrainingOutputs.Select(n => Path.Combine(c.OutDir, n)).ToHashSet();
-        if (c.Graphs.FirstOrDefault(outputs.Contains) is { } clash)
-            return new(null, Refuse(RefusalCodes.Conflict, $"the graph {clash} is one of the files the training job writes"));
-        var mine = new OutputFootprint(jobId, c.OutDir, false);
+        if (ownClash(c) is { } clash) return new(null, Refuse(RefusalCodes.Conflict, clash));
+        var mine = footprint(c);
         foreach (var f in open)
             if (f.JobId != jobId && Overlap(mine, f))
-                return new(null, Refuse(RefusalCodes.Conflict, $"model folder {c.OutDir} overlaps {f.OutDir}, the output of open job {f.JobId}"));
+                return new(null, Refuse(RefusalCodes.Conflict, $"{what} {mine.OutDir} overlaps {f.OutDir}, the output of open job {f.JobId}"));
         return new(c, null);
     }
 

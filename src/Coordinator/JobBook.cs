@@ -218,14 +218,13 @@ public sealed class JobBook
 
     private void OnAssigned(Job j, int tile, string worker, int attempt, DateTime now) => j.InFlight[tile] = (worker, attempt, now + _s.TileDeadline);
 
-    /// <summary>A tile leaves a worker without a result. <paramref name="failure"/>: it counts as one of its attempts.</summary>
-    private int OnReleased(Job j, int tile, int attempt, bool failure, bool requeue)
-    {
-        j.InFlight.Remove(tile);
-        int n = failure ? (j.Failures[tile] = j.Failures.GetValueOrDefault(tile) + 1) : j.Failures.GetValueOrDefault(tile);
-        if (requeue) { j.Retries++; j.Pending.Enqueue((tile, attempt + 1)); }
-        return n;
-    }
+    /// <summary>A tile leaves its worker without a result (it stays out of the queue until <see cref="Requeue"/>).</summary>
+    private static void Release(Job j, int tile) => j.InFlight.Remove(tile);
+
+    /// <summary>Counts one failed attempt against a tile; returns how many it has now.</summary>
+    private static int CountFailure(Job j, int tile) => j.Failures[tile] = j.Failures.GetValueOrDefault(tile) + 1;
+
+    private static void Requeue(Job j, int tile, int attempt) { j.Retries++; j.Pending.Enqueue((tile, attempt + 1)); }
 
     private void OnStepReleased(Job j, bool failure) { j.Step = null; if (failure) j.StepFailures++; j.Retries++; }
 
@@ -681,7 +680,8 @@ public sealed class JobBook
     {
         if (!_jobs.TryGetValue(h.JobId, out var j) || j.Done.ContainsKey(h.TileId)) return;
         if (!j.InFlight.TryGetValue(h.TileId, out var fl) || fl.Attempt != h.Attempt || fl.Worker != sender) return;
-        OnReleased(j, h.TileId, h.Attempt, failure: false, requeue: true);
+        Release(j, h.TileId);
+        Requeue(j, h.TileId, h.Attempt);
         _idle.Remove(sender);
         j.Log.Information("Tile {TileId} handed back by leaving worker {Worker}; re-queued", h.TileId, sender);
         DispatchWork(d, now);
@@ -690,9 +690,10 @@ public sealed class JobBook
     /// <summary>Counts a failure against a tile; quarantines it (failing the job with the reason) after MaxAttempts.</summary>
     private void RequeueFailed(Job j, int tile, int attempt, string error, DecisionBuilder d, DateTime now)
     {
-        int n = OnReleased(j, tile, attempt, failure: true, requeue: false);
+        Release(j, tile);
+        int n = CountFailure(j, tile);
         if (n >= _s.MaxAttempts) { Fail(j, $"tile {tile} failed {n} times; last error: {error}", d); return; }
-        OnReleased(j, tile, attempt, failure: false, requeue: true);
+        Requeue(j, tile, attempt);
         DispatchWork(d, now);
     }
 
@@ -719,9 +720,9 @@ public sealed class JobBook
             foreach (var (tile, fl) in j.InFlight.Where(kv => kv.Value.Worker == l.Node).ToList())
             {
                 requeued++;
-                int n = OnReleased(j, tile, fl.Attempt, failure: count, requeue: false);
-                if (count && n >= _s.MaxAttempts) { Fail(j, $"tile {tile} was lost with its worker {n} times (it may crash workers)", d); break; }
-                OnReleased(j, tile, fl.Attempt, failure: false, requeue: true);
+                Release(j, tile);
+                if (count && CountFailure(j, tile) is var n && n >= _s.MaxAttempts) { Fail(j, $"tile {tile} was lost with its worker {n} times (it may crash workers)", d); break; }
+                Requeue(j, tile, fl.Attempt);
             }
         }
         foreach (var j in _jobs.Values.Where(j => j.Ended is null && j.Step is { } s && s.Node == l.Node)) { OnStepReleased(j, failure: false); requeued++; }

@@ -43,3 +43,15 @@ public static class TestPaths
         return new CliResult(p.ExitCode, so.Result, se.Result);
     }
 }
+
+/// <summary>A test class with a temporary folder of its own (<c>_dir</c>), removed when the class is done.</summary>
+public abstract class TempDirTest(string tag) : IDisposable
+{
+    protected readonly string _dir = TestPaths.NewTempDir(tag);
+
+    public virtual void Dispose()
+    {
+        try { Directory.Delete(_dir, true); } catch { }
+        GC.SuppressFinalize(this);
+    }
+}

@@ -72,7 +72,8 @@ public static class MaskPainter
             }
             SafePaths.Publish(tmp, maskPath, "mask");
             // the same mask as OME-TIFF for QuPath, napari and Fiji: SubIFD pyramid, OME-XML with the pixel size and the classes
-            int classes = classOfNode.Length == 0 ? 1 : classOfNode.ToArray().Max() + 1;
+            int classes = 1;
+            foreach (var c in classOfNode) if (c + 1 > classes) classes = c + 1;
             var ome = OmePath(maskPath);
             var tmpOme = $"{ome}.{Guid.NewGuid():N}.partial.tif";
             using (var flatImg = Vips.Image.NewFromFile(flat, access: Vips.Enums.Access.Sequential))

@@ -162,6 +162,14 @@ public sealed class OpenSlideSource : IRegionSource
     public void Dispose()
     {
         if (_osr != IntPtr.Zero) { openslide_close(_osr); _osr = IntPtr.Zero; }
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>A worker that abandons a hung read drops its sources without disposing them (the read may still use
+    /// them): the handle is closed when the collector finds the source unreachable.</summary>
+    ~OpenSlideSource()
+    {
+        if (_osr != IntPtr.Zero) openslide_close(_osr);
     }
 }
 
@@ -189,7 +197,11 @@ public static class ImageSources
             int hh = Math.Min(rows, src.Height - y);
             var span = buf.AsSpan(0, hh * src.Width * C);
             src.ReadRegion(0, y, src.Width, hh, span);
-            for (int i = 0; i < span.Length; i++) h[i % C][span[i]]++;
+            for (int c = 0; c < C; c++)
+            {
+                var hc = h[c];
+                for (int i = c; i < span.Length; i += C) hc[span[i]]++;
+            }
         }
         return h;
     }

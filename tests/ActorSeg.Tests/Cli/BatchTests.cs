@@ -6,10 +6,8 @@ using Vips = NetVips;
 namespace ActorSeg.Tests.Cli;
 
 /// <summary>`actorseg batch` through the real program: slides fail alone, finished slides are skipped, a report is written.</summary>
-public class BatchTests(ITestOutputHelper output) : IDisposable
+public class BatchTests(ITestOutputHelper output) : TempDirTest("batch")
 {
-    private readonly string _dir = TestPaths.NewTempDir("batch");
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
 
     private string Model()
     {

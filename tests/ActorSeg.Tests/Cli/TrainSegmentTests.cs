@@ -6,10 +6,8 @@ using Vips = NetVips;
 namespace ActorSeg.Tests.Cli;
 
 /// <summary>train → evaluate → segment through the real program, on generated colony images.</summary>
-public class TrainSegmentTests(ITestOutputHelper output) : IDisposable
+public class TrainSegmentTests(ITestOutputHelper output) : TempDirTest("train")
 {
-    private readonly string _dir = TestPaths.NewTempDir("train");
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
 
     [Fact]
     public void TrainEvaluateSegment_EndToEnd()

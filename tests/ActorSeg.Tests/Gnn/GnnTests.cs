@@ -6,10 +6,8 @@ using static TorchSharp.torch;
 
 namespace ActorSeg.Tests.Gnn;
 
-public class GnnTests : IDisposable
+public class GnnTests() : TempDirTest("gnn")
 {
-    private readonly string _dir = TestPaths.NewTempDir("gnn");
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
 
     [Fact]
     public void GraphConv_IsRootPlusWeightedSumOfNeighbours()

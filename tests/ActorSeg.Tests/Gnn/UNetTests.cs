@@ -6,10 +6,8 @@ using static TorchSharp.torch;
 
 namespace ActorSeg.Tests.Gnn;
 
-public class UNetTests : IDisposable
+public class UNetTests() : TempDirTest("unet")
 {
-    private readonly string _dir = TestPaths.NewTempDir("unet");
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
 
     [Fact]
     public void UNet_KeepsTheImageSize()

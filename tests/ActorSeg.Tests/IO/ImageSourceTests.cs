@@ -5,10 +5,8 @@ using Vips = NetVips;
 namespace ActorSeg.Tests.IO;
 
 /// <summary>Region reads over every supported layout give exactly the stored pixels.</summary>
-public class ImageSourceTests : IDisposable
+public class ImageSourceTests() : TempDirTest("io")
 {
-    private readonly string _dir = TestPaths.NewTempDir("io");
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
 
     private static (byte[] Bytes, ushort[] Expect) Pattern(int w, int h, int c, bool wide)
     {

@@ -6,10 +6,8 @@ using Vips = NetVips;
 namespace ActorSeg.Tests.IO;
 
 /// <summary>Whole slides through OpenSlide: an Aperio-style SVS made by `actorseg generate --format svs`, read by level.</summary>
-public class SlideTests(ITestOutputHelper output) : IDisposable
+public class SlideTests(ITestOutputHelper output) : TempDirTest("slide")
 {
-    private readonly string _dir = TestPaths.NewTempDir("slide");
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
 
     private string? Svs(int w = 1500, int h = 1100)
     {
@@ -117,10 +115,8 @@ public class SlideTests(ITestOutputHelper output) : IDisposable
     }
 }
 
-public class SlidePaintTests(ITestOutputHelper output) : IDisposable
+public class SlidePaintTests(ITestOutputHelper output) : TempDirTest("slidepaint")
 {
-    private readonly string _dir = TestPaths.NewTempDir("slidepaint");
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
 
     [Fact]
     public void AMaskPaintedFromASlideLevel_CarriesThatLevelsPixelSize_AndItsOverlayIsReadFromThePyramid()
@@ -179,10 +175,8 @@ public class SlidePaintTests(ITestOutputHelper output) : IDisposable
     }
 }
 
-public class SlideSegmentTests(ITestOutputHelper output) : IDisposable
+public class SlideSegmentTests(ITestOutputHelper output) : TempDirTest("slideseg")
 {
-    private readonly string _dir = TestPaths.NewTempDir("slideseg");
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
 
     [Fact]
     public void ASlideIsSegmentedAtTheLevelAskedFor_IntoAMaskAndAnOmeTiffAtThatPixelSize()

@@ -3,10 +3,8 @@ using Xunit;
 
 namespace ActorSeg.Tests.Unit;
 
-public class DataRootsTests : IDisposable
+public class DataRootsTests() : TempDirTest("roots")
 {
-    private readonly string _dir = TestPaths.NewTempDir("roots");
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
 
     [Fact]
     public void PathsInsideTheRoots_AreAccepted_AndEscapesAreRefused()

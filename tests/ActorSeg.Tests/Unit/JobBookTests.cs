@@ -10,10 +10,8 @@ namespace ActorSeg.Tests.Unit;
 /// The coordinator's decisions without any actor: commands in, journal events and effects out, run the way the actor
 /// runs them (events applied, follow-up commands fed back), and journals replayed into a fresh book.
 /// </summary>
-public class JobBookTests : IDisposable
+public class JobBookTests() : TempDirTest("book")
 {
-    private readonly string _dir = TestPaths.NewTempDir("book");
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
 
     /// <summary>Stands in for the result store and manifests: every result is present and intact unless said otherwise.</summary>
     private sealed class Files : IJobFiles

@@ -7,13 +7,11 @@ using Xunit;
 namespace ActorSeg.Tests.Unit;
 
 /// <summary>The coordinator's admission check, path safety, secrets and node settings, as plain functions.</summary>
-public class SecurityTests : IDisposable
+public class SecurityTests : TempDirTest
 {
-    private readonly string _dir = TestPaths.NewTempDir("sec");
     private readonly string _data, _img;
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
 
-    public SecurityTests()
+    public SecurityTests() : base("sec")
     {
         _data = Path.Combine(_dir, "data");
         Directory.CreateDirectory(Path.Combine(_data, "slides"));
@@ -119,6 +117,24 @@ public class SecurityTests : IDisposable
         Directory.CreateSymbolicLink(outDir, _dir);
         Assert.Throws<UnsafePathException>(() => SafePaths.WriteAllText(Path.Combine(outDir, "segment.json"), "{}"));
         Assert.False(File.Exists(Path.Combine(_dir, "segment.json")));
+    }
+
+    [Fact]
+    public void AWriteThatFailsHalfWay_LeavesTheEarlierFileWhole_AndNoTemporaryFile()
+    {
+        // what a full disk does to an output: the writer throws part-way through
+        var outDir = Path.Combine(_data, "out");
+        Directory.CreateDirectory(outDir);
+        var target = Path.Combine(outDir, "graph.json");
+        SafePaths.WriteAllText(target, "{\"good\": true}");
+        var e = Assert.Throws<IOException>(() => SafePaths.WriteAtomic(target, s =>
+        {
+            s.Write(new byte[4096]);
+            throw new IOException("No space left on device");
+        }));
+        Assert.Contains("No space left", e.Message);
+        Assert.Equal("{\"good\": true}", File.ReadAllText(target));
+        Assert.Equal(new[] { target }, Directory.GetFiles(outDir));
     }
 
     [Fact]

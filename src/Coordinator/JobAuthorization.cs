@@ -30,11 +30,8 @@ public static class JobAuthorization
     /// <summary>The files a training job writes in its model folder.</summary>
     public static readonly string[] TrainingOutputs = ["best.model", "last.model", "curves.csv", "split.json", "train.json"];
 
-    /// <summary>Job ids name work folders: 1–128 printable characters, no '/', '\\' or "..", not starting with '.'.</summary>
-    public static string? InvalidJobId(string? id) => AssignmentPaths.InvalidJobId(id);
-
     public static Checked<GraphJobSpec> Check(string jobId, GraphJobSpec spec, JobPolicy policy, IEnumerable<OutputFootprint> open) =>
-        Admit(jobId, policy, open, () => spec with
+        Admit(jobId, policy, open, null, () => spec with
         {
             ImagePath = Place(spec.ImagePath, "image", policy),
             MaskPath = spec.MaskPath is null ? null : Place(spec.MaskPath, "mask", policy),
@@ -49,9 +46,7 @@ public static class JobAuthorization
         }, c => new OutputFootprint(jobId, c.OutDir, true), "output folder");
 
     public static Checked<TrainJobSpec> Check(string jobId, TrainJobSpec spec, JobPolicy policy, IEnumerable<OutputFootprint> open) =>
-        spec.Graphs.Length == 0 && InvalidJobId(jobId) is null && RefuseAll(policy) is null
-            ? new(null, new JobRefused(jobId, RefusalCodes.Invalid, "no graphs to train on"))
-            : Admit(jobId, policy, open, () => spec with
+        Admit(jobId, policy, open, spec.Graphs.Length == 0 ? "no graphs to train on" : null, () => spec with
             {
                 Graphs = spec.Graphs.Select(g => Place(g, "graph", policy)).ToArray(),
                 OutDir = Place(spec.OutDir, "model folder", policy),
@@ -61,15 +56,17 @@ public static class JobAuthorization
                 return c.Graphs.FirstOrDefault(outputs.Contains) is { } clash ? $"the graph {clash} is one of the files the training job writes" : null;
             }, c => new OutputFootprint(jobId, c.OutDir, false), "model folder");
 
-    /// <summary>The admission steps every kind of job goes through: a usable id, a coordinator that takes jobs at all, canonical
+    /// <summary>The admission steps every kind of job goes through: a usable id (job ids name work folders), a coordinator
+    /// that takes jobs at all, a well-formed request (<paramref name="invalid"/>: what is wrong with it, or null), canonical
     /// paths inside the roots (<paramref name="place"/>), outputs clear of the job's inputs (<paramref name="ownClash"/>)
     /// and of every other open job's outputs.</summary>
-    private static Checked<T> Admit<T>(string jobId, JobPolicy policy, IEnumerable<OutputFootprint> open, Func<T> place, Func<T, string?> ownClash,
+    private static Checked<T> Admit<T>(string jobId, JobPolicy policy, IEnumerable<OutputFootprint> open, string? invalid, Func<T> place, Func<T, string?> ownClash,
         Func<T, OutputFootprint> footprint, string what) where T : class
     {
         JobRefused Refuse(string code, string why) => new(jobId, code, why);
-        if (InvalidJobId(jobId) is { } badId) return new(null, Refuse(RefusalCodes.Invalid, badId));
+        if (AssignmentPaths.InvalidJobId(jobId) is { } badId) return new(null, Refuse(RefusalCodes.Invalid, badId));
         if (RefuseAll(policy) is { } all) return new(null, Refuse(RefusalCodes.Forbidden, all));
+        if (invalid is not null) return new(null, Refuse(RefusalCodes.Invalid, invalid));
         T c;
         try { c = place(); }
         catch (UnauthorizedAccessException e) { return new(null, Refuse(RefusalCodes.Forbidden, e.Message)); }

@@ -89,9 +89,10 @@ public static class ClientCommands
         var level = new Option<int>("--level", "--page") { Description = "Pyramid level of a whole slide, or page of a multi-page TIFF (0 = full resolution).", DefaultValueFactory = _ => 0 };
         var mpp = new Option<double?>("--mpp") { Description = "Whole slides: the level closest to this many microns per pixel without being coarser." };
         var timeout = new Option<double>("--connect-timeout") { DefaultValueFactory = _ => 60, Description = "Seconds to wait for the coordinator to answer before giving up (exit 3)." };
+        var tissue = GraphCommand.TissueOption();
         var cmd = new Command("submit", "Submit a job to a running cluster and follow it to the end (exit 0 done, 1 failed, 3 no coordinator).")
         {
-            image, output, mask, model, coordinator, jobId, spacing, tileSize, halo, features, keepWork, timeout, level, mpp,
+            image, output, mask, model, coordinator, jobId, spacing, tileSize, halo, features, keepWork, timeout, level, mpp, tissue,
         };
         var tls = TlsFlags.Create();
         tls.AddTo(cmd);
@@ -103,7 +104,9 @@ public static class ClientCommands
             catch (Core.Imaging.InputFileException e) { Log.Error("{Error}", e.Message); return ExitCodes.Failed; }
             var spec = new GraphJobSpec(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(mask) is { } m ? Path.GetFullPath(m) : null, Page: lv, OutDir:
                 Path.GetFullPath(pr.GetValue(output)!), Spacing: pr.GetValue(spacing), TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo),
-                Features: pr.GetValue(features)!, KeepWork: pr.GetValue(keepWork), ModelPath: pr.GetValue(model) is { } mp ? Path.GetFullPath(mp) : null);
+                Features: pr.GetValue(features)!, KeepWork: pr.GetValue(keepWork), ModelPath: pr.GetValue(model) is { } mp ? Path.GetFullPath(mp) : null,
+                // a tissue mask is a path on the cluster's shared storage: the coordinator checks it
+                Tissue: pr.GetValue(tissue) is { } tv and not ("auto" or "none") ? Path.GetFullPath(tv) : pr.GetValue(tissue));
             var id = pr.GetValue(jobId) ?? JobIds.New();
             try
             {
@@ -169,6 +172,7 @@ public static class ClientCommands
                 case GraphJobCompleted c:
                     Log.Information("Job {JobId} done in {Seconds:F1}s: {Nodes} nodes; tiles {Tiles:F1}s, stitch {Stitch:F1}s, {Retries} retries, {Recovered} tiles recovered{Mask}",
                         c.JobId, sw.Elapsed.TotalSeconds, c.Nodes, c.TilesSeconds, c.StitchSeconds, c.Retries, c.TilesRecovered, c.MaskPath is null ? "" : $"; mask {c.MaskPath}");
+                    if (c.TissueFraction is { } tf) Log.Information("Job {JobId}: tissue {TissueFraction:P1} of the image, {TilesSkipped} glass-only tiles skipped", c.JobId, tf, c.TilesSkipped);
                     if (onEnd is null) Console.WriteLine(c.MaskPath ?? Path.Combine(c.OutDir, Core.IO.GraphOutputs.GraphFile));
                     onEnd?.Invoke(c);
                     return ExitCodes.Ok;

@@ -22,9 +22,10 @@ public static class GenerateCommand
         var format = new Option<string>("--format") { Description = "tiff (tiled BigTIFF) or svs (an Aperio-style JPEG-tiled pyramid that OpenSlide reads; RGB, 8-bit).", DefaultValueFactory = _ => "tiff" };
         format.AcceptOnlyFromAmong("tiff", "svs");
         var mpp = new Option<double>("--mpp") { Description = "Microns per pixel written into an svs slide.", DefaultValueFactory = _ => 0.499 };
+        var glass = new Option<double>("--glass") { Description = "svs only: the fraction of the slide that is bare glass around tissue islands (brightfield-like, stained), e.g. 0.6.", DefaultValueFactory = _ => 0 };
         var cmd = new Command("generate", "Generate a synthetic microscopy image with its exact mask, as tiled BigTIFF, never holding the whole image.")
         {
-            output, name, width, height, kind, bits, channels, seed, format, mpp,
+            output, name, width, height, kind, bits, channels, seed, format, mpp, glass,
         };
         cmd.SetAction((pr, ct) =>
         {
@@ -37,6 +38,25 @@ public static class GenerateCommand
             }
             var (img, mask) = Run(pr.GetValue(output)!.FullName, pr.GetValue(name)!, pr.GetValue(width), pr.GetValue(height),
                 pr.GetValue(kind)!, svs ? 8 : pr.GetValue(bits), svs ? 3 : pr.GetValue(channels), pr.GetValue(seed), ct);
+            if (pr.GetValue(glass) is < 0 or > 0.95)
+            {
+                Console.Error.WriteLine($"actorseg generate: --glass must be in [0, 0.95] (got {pr.GetValue(glass)})");
+                return Task.FromResult(ExitCodes.Usage);
+            }
+            if (pr.GetValue(glass) != 0 && !svs)
+            {
+                Console.Error.WriteLine("actorseg generate: --glass makes a brightfield slide: use it with --format svs");
+                return Task.FromResult(ExitCodes.Usage);
+            }
+            if (svs && pr.GetValue(glass) is > 0 and var gf)
+            {
+                var withGlass = Path.ChangeExtension(img, ".glass.tif");
+                var maskGlass = mask + ".glass.tif";
+                Log.Information("Adding glass: {Glass:P0} of the slide", gf);
+                SlideWriter.AddGlass(img, mask, withGlass, maskGlass, gf, pr.GetValue(seed));
+                File.Move(withGlass, img, overwrite: true);
+                File.Move(maskGlass, mask, overwrite: true);
+            }
             if (svs)
             {
                 var slide = Path.ChangeExtension(img, ".svs");

@@ -66,16 +66,17 @@ public static class GraphCommand
         var keepWork = new Option<bool>("--keep-work") { Description = "Keep the per-tile partial graphs in OUT/.work-JOB." };
         var features = new Option<string>("--features") { Description = "texture (default): the published 11 intensity features per channel plus gradient and local-variation statistics and boundary contrast; published: the 11 alone.", DefaultValueFactory = _ => "texture" };
         features.AcceptOnlyFromAmong("texture", "published");
+        var tissue = TissueOption();
 
         var cmd = new Command("graph", "Build the superpixel graph of an image, tile by tile, stitched without seams.")
         {
-            image, mask, output, page, mpp, maskMode, ignore, segments, spacing, compactness, sigma, iterations, window, minSize, tileSize, halo, k, workers, noNodeMap, keepWork, features,
+            image, mask, output, page, mpp, maskMode, ignore, segments, spacing, compactness, sigma, iterations, window, minSize, tileSize, halo, k, workers, noNodeMap, keepWork, features, tissue,
         };
         cmd.SetAction(async (pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
-            int level;
-            try { level = LevelFor(pr.GetValue(image)!.FullName, pr.GetValue(page), pr.GetValue(mpp)); }
+            int level; string? tissueMode;
+            try { level = LevelFor(pr.GetValue(image)!.FullName, pr.GetValue(page), pr.GetValue(mpp)); tissueMode = TissueValue(pr.GetValue(tissue)); }
             catch (InputFileException e) { Log.Error("{Error}", e.Message); return ExitCodes.Failed; }
             var spec = new GraphJobSpec(
                 ImagePath: pr.GetValue(image)!.FullName, MaskPath: pr.GetValue(mask)?.FullName, OutDir: pr.GetValue(output)!.FullName,
@@ -83,12 +84,30 @@ public static class GraphCommand
                 Segments: pr.GetValue(segments), Spacing: pr.GetValue(spacing), Compactness: pr.GetValue(compactness), Sigma: pr.GetValue(sigma),
                 Iterations: pr.GetValue(iterations), WindowFactor: pr.GetValue(window), MinSizeFactor: pr.GetValue(minSize),
                 TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo), K: pr.GetValue(k),
-                WriteNodeMap: !pr.GetValue(noNodeMap), KeepWork: pr.GetValue(keepWork), Features: pr.GetValue(features)!);
+                WriteNodeMap: !pr.GetValue(noNodeMap), KeepWork: pr.GetValue(keepWork), Features: pr.GetValue(features)!, Tissue: tissueMode);
             int rc = await RunAsync(spec, pr.GetValue(workers), ct);
             if (rc == ExitCodes.Ok) Console.WriteLine(Path.Combine(spec.OutDir, Core.IO.GraphOutputs.GraphFile));
             return rc;
         });
         return cmd;
+    }
+
+    /// <summary>--tissue, shared by every command that builds graphs.</summary>
+    public static Option<string?> TissueOption() => new("--tissue")
+    {
+        Description = "Where the tissue is: auto (detect it: Otsu on saturation and optical density at low resolution; the default for brightfield whole slides), "
+            + "none (the whole image; the default for other images), or a mask image (non-zero = tissue, any size in the image's proportions). "
+            + "Tiles without tissue are skipped and glass gets no node (class 0 in the mask).",
+    };
+
+    /// <summary>The --tissue value as a job carries it: null (the default), auto, none, or the mask's full path (which must exist).</summary>
+    public static string? TissueValue(string? v)
+    {
+        if (v is null) return null;
+        if (v is "auto" or "none") return v;
+        var full = Path.GetFullPath(v);
+        if (!File.Exists(full)) throw new InputFileException(full, "tissue mask not found (--tissue takes auto, none or a mask image)");
+        return full;
     }
 
     /// <summary>The level to read: --mpp picks a whole slide's level by resolution, else --level as given.</summary>
@@ -127,6 +146,7 @@ public static class GraphCommand
                     Progress.End();
                     Log.Information("Done in {Seconds:F1}s: {Nodes} nodes, {Rag} adjacency edges, {Knn} kNN edges → {Out} (prepare {Prepare:F1}s, tiles {Tiles:F1}s, stitch {Stitch:F1}s, write {Write:F1}s, peak RSS {PeakRssMiB:F0} MiB)",
                         sw.Elapsed.TotalSeconds, c.Nodes, c.AdjacencyEdges, c.KnnEdges, c.OutDir, c.PrepareSeconds, c.TilesSeconds, c.StitchSeconds, c.WriteSeconds, Core.ProcessStats.PeakRssMiB());
+                    if (c.TissueFraction is { } tf) Log.Information("Tissue {TissueFraction:P1} of the image; {TilesSkipped} glass-only tiles skipped", tf, c.TilesSkipped);
                     return c;
                 case GraphJobFailed f:
                     Log.Error("Failed: {Error}", f.Error);

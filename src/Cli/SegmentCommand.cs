@@ -20,9 +20,10 @@ public static class SegmentCommand
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto, cpu or cuda." };
         var level = new Option<int>("--level", "--page") { Description = "Pyramid level of a whole slide, or page of a multi-page TIFF (0 = full resolution).", DefaultValueFactory = _ => 0 };
         var mpp = new Option<double?>("--mpp") { Description = "Whole slides: the level closest to this many microns per pixel without being coarser (instead of --level)." };
+        var tissue = GraphCommand.TissueOption();
         var cmd = new Command("segment", "Segment an image or whole slide with a trained model: superpixel graph, node classes, painted back to a full-size mask (mask.tif and mask.ome.tif).")
         {
-            image, model, output, spacing, workers, device, tileSize, level, mpp,
+            image, model, output, spacing, workers, device, tileSize, level, mpp, tissue,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -31,7 +32,7 @@ public static class SegmentCommand
             {
                 int lv = GraphCommand.LevelFor(pr.GetValue(image)!.FullName, pr.GetValue(level), pr.GetValue(mpp));
                 var mask = await RunAsync(pr.GetValue(image)!.FullName, pr.GetValue(model)!.FullName, pr.GetValue(output)!.FullName,
-                    pr.GetValue(spacing), pr.GetValue(workers), pr.GetValue(device)!, ct, pr.GetValue(tileSize), lv);
+                    pr.GetValue(spacing), pr.GetValue(workers), pr.GetValue(device)!, ct, pr.GetValue(tileSize), lv, GraphCommand.TissueValue(pr.GetValue(tissue)));
                 if (mask is null) return ExitCodes.Failed;
                 Console.WriteLine(mask);
                 return ExitCodes.Ok;
@@ -48,16 +49,19 @@ public static class SegmentCommand
     /// <summary>Segments one image through the same roles a cluster runs (tile workers build the graph, the coordinator
     /// stitches it, the trainer classifies the nodes, a worker paints the mask); returns the mask's path, or null when
     /// the job failed (already logged).</summary>
-    public static async Task<string?> RunAsync(string img, string modelPath, string outDir, double? spacing, int workers, string device, CancellationToken ct, int tileSize = 2048, int level = 0)
+    public static async Task<string?> RunAsync(string img, string modelPath, string outDir, double? spacing, int workers, string device, CancellationToken ct, int tileSize = 2048, int level = 0,
+        string? tissue = null)
     {
         var dev = TorchDevice.Pick(device);
         var (spec, _) = ModelFile.Load(modelPath); // fail before any work if the model is bad
         double sp = spacing ?? (spec.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
-        var job = new GraphJobSpec(Path.GetFullPath(img), null, Path.GetFullPath(outDir), Page: level, Spacing: sp, TileSize: tileSize, Features: spec.FeatureSet, ModelPath: Path.GetFullPath(modelPath), Device: device);
+        var job = new GraphJobSpec(Path.GetFullPath(img), null, Path.GetFullPath(outDir), Page: level, Spacing: sp, TileSize: tileSize, Features: spec.FeatureSet, ModelPath: Path.GetFullPath(modelPath), Device: device, Tissue: tissue);
         Log.Information("Segmenting {Image} with {Model} ({Conv}, {Edges} edges, {Features} features, spacing {Spacing:F1} px) on {Device}",
             img, modelPath, spec.Architecture.Conv, spec.Edges, spec.FeatureSet, sp, TorchDevice.Describe(dev));
         var done = await GraphCommand.RunJobAsync(job, workers, device, ct);
         if (done?.MaskPath is null) return null;
+        if (done.TissueFraction is { } tf)
+            Log.Information("Tissue covered {TissueFraction:P1} of the image; {TilesSkipped} glass-only tiles skipped (tissue map {TissueMap})", tf, done.TilesSkipped, Path.Combine(outDir, "graph", Core.IO.GraphOutputs.TissueFile));
         Log.Information("Mask {Mask}, overlay {Overlay}; pixels per class [{Pixels}]", done.MaskPath, Path.Combine(outDir, "overlay.png"), string.Join(", ", done.PixelsPerClass ?? []));
         return done.MaskPath;
     }

@@ -240,7 +240,8 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             var s = GraphOutputs.StitchAndWrite(m, r.OutDir, r.NodeMap, new Progress<string>(p => log.Information("Job {JobId}: {Step}", m.JobId, p)));
             var graph = store.Describe(Path.Combine(r.OutDir, GraphOutputs.GraphFile));
             var map = r.NodeMap ? store.Describe(Path.Combine(r.OutDir, GraphOutputs.NodeMapFile)) : null;
-            return new Stitched(m.JobId, new GraphStitched(m.JobId, graph, map, s.Nodes, s.AdjacencyEdges, s.KnnEdges, r.TilesSeconds, s.StitchSeconds, s.WriteSeconds));
+            return new Stitched(m.JobId, new GraphStitched(m.JobId, graph, map, s.Nodes, s.AdjacencyEdges, s.KnnEdges, r.TilesSeconds, s.StitchSeconds, s.WriteSeconds,
+                m.Tissue?.Fraction, m.Tissue?.TilesSkipped ?? 0));
         }).ContinueWith(t => new Internal(t.IsCompletedSuccessfully ? t.Result : new StepFailed(m.JobId, "stitch", t.Exception!.GetBaseException())))
           .PipeTo(self);
     }
@@ -257,7 +258,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             Segments = s.Segments, Spacing = s.Spacing, Compactness = s.Compactness, Sigma = s.Sigma,
             Iterations = s.Iterations, WindowFactor = s.WindowFactor, MinSizeFactor = s.MinSizeFactor,
         },
-        TileSize = s.TileSize, Halo = s.Halo, K = s.K, Features = s.Features,
+        TileSize = s.TileSize, Halo = s.Halo, K = s.K, Features = s.Features, Tissue = s.Tissue,
     };
 }
 

@@ -36,10 +36,12 @@ public static class JobAuthorization
             ImagePath = Place(spec.ImagePath, "image", policy),
             MaskPath = spec.MaskPath is null ? null : Place(spec.MaskPath, "mask", policy),
             ModelPath = spec.ModelPath is null ? null : Place(spec.ModelPath, "model", policy),
+            // a tissue mask is an input like the image: inside the roots, made canonical
+            Tissue = spec.Tissue is null or "auto" or "none" ? spec.Tissue : Place(spec.Tissue, "tissue mask", policy),
             OutDir = Place(spec.OutDir, "output folder", policy),
         }, c =>
         {
-            foreach (var (input, what) in new[] { (c.ImagePath, "image"), (c.MaskPath, "mask"), (c.ModelPath, "model") })
+            foreach (var (input, what) in new[] { (c.ImagePath, "image"), (c.MaskPath, "mask"), (c.ModelPath, "model"), (c.Tissue is null or "auto" or "none" ? null : c.Tissue, "tissue mask") })
                 if (input is not null && SafePaths.IsWithin(input, c.OutDir))
                     return $"output folder {c.OutDir} contains the job's {what} {input}: the job could overwrite its own input";
             return null;

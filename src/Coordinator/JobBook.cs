@@ -465,7 +465,7 @@ public sealed class JobBook
         var s = j.Stitched!;
         return new GraphJobCompleted(j.JobId, j.Spec.OutDir, s.Nodes, s.AdjacencyEdges, s.KnnEdges, j.Planned?.PrepareSeconds ?? 0, s.TilesSeconds,
             s.StitchSeconds, s.WriteSeconds, j.Retries, j.Segmented?.Mask.Path, j.Classified?.PixelsPerClass, j.RecoveredTiles,
-            j.Classified?.Seconds ?? 0, j.Segmented?.Seconds ?? 0);
+            j.Classified?.Seconds ?? 0, j.Segmented?.Seconds ?? 0, s.TissueFraction, s.TilesSkipped);
     }
 
     private static object TrainOutcome(Training t) => t.Ended is { Succeeded: false } e
@@ -504,6 +504,9 @@ public sealed class JobBook
         d.Record(new JobPlanned(m.JobId, m.ImageId, m.ManifestPath, plan.Count, pixels, p.Seconds));
         j.Log.Information("Job {JobId} planned: {Width}x{Height}x{Channels} {BitDepth}-bit, {Tiles} tiles of {TileSize} px with halo {Halo}, {Seeds} seeds (spacing {Spacing:F1} px), stats pass {Seconds:F1}s",
             m.JobId, m.Width, m.Height, m.Channels, m.BitDepth, plan.Count, plan.TileSize, m.Halo, m.Grid.Count, m.Grid.S, p.Seconds);
+        if (m.Tissue is { } ti)
+            j.Log.Information("Job {JobId}: tissue ({TissueSource}) covers {TissueFraction:P1} of the image; {TilesSkipped} of {Tiles} tiles are glass only and will be skipped",
+                m.JobId, ti.Source, ti.Fraction, ti.TilesSkipped, ti.Tiles);
         foreach (var w in j.Watchers) d.Send(w, new GraphJobAccepted(m.JobId, m.ImageId, m.Width, m.Height, m.Channels, plan.Count, m.Halo, m.Grid.Count));
         d.Then(new Resume(j.JobId));
         d.Then(new Dispatch());

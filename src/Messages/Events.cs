@@ -29,7 +29,8 @@ public sealed record TileInvalidated([property: Key(0)] string JobId, [property:
 public sealed record GraphStitched(
     [property: Key(0)] string JobId, [property: Key(1)] ResultRef Graph, [property: Key(2)] ResultRef? NodeMap, [property: Key(3)] int Nodes,
     [property: Key(4)] int AdjacencyEdges, [property: Key(5)] int KnnEdges, [property: Key(6)] double TilesSeconds,
-    [property: Key(7)] double StitchSeconds, [property: Key(8)] double WriteSeconds) : ICoordinatorEvent;
+    [property: Key(7)] double StitchSeconds, [property: Key(8)] double WriteSeconds,
+    [property: Key(9)] double? TissueFraction = null, [property: Key(10)] int TilesSkipped = 0) : ICoordinatorEvent;
 
 [MessagePackObject]
 public sealed record ImageClassified([property: Key(0)] string JobId, [property: Key(1)] ResultRef Classes, [property: Key(2)] long[] PixelsPerClass,

@@ -56,7 +56,8 @@ public sealed record GraphJobSpec(
     [property: Key(17)] bool KeepWork = false,
     [property: Key(18)] string Features = "texture",
     [property: Key(19)] string? ModelPath = null,
-    [property: Key(20)] string? Device = null) : IActorSegMessage;
+    [property: Key(20)] string? Device = null,
+    [property: Key(21)] string? Tissue = null) : IActorSegMessage;
 
 // ---- client ↔ coordinator -------------------------------------------------------------------------------------
 
@@ -106,7 +107,8 @@ public sealed record GraphJobCompleted(
     [property: Key(4)] int KnnEdges, [property: Key(5)] double PrepareSeconds, [property: Key(6)] double TilesSeconds,
     [property: Key(7)] double StitchSeconds, [property: Key(8)] double WriteSeconds, [property: Key(9)] int Retries,
     [property: Key(10)] string? MaskPath = null, [property: Key(11)] long[]? PixelsPerClass = null,
-    [property: Key(12)] int TilesRecovered = 0, [property: Key(13)] double ClassifySeconds = 0, [property: Key(14)] double PaintSeconds = 0) : IActorSegMessage;
+    [property: Key(12)] int TilesRecovered = 0, [property: Key(13)] double ClassifySeconds = 0, [property: Key(14)] double PaintSeconds = 0,
+    [property: Key(15)] double? TissueFraction = null, [property: Key(16)] int TilesSkipped = 0) : IActorSegMessage;
 
 /// <summary>Coordinator → client: the job failed; nothing that looks complete was left behind.</summary>
 [MessagePackObject]

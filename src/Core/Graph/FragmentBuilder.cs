@@ -14,6 +14,9 @@ namespace ActorSeg.Core.Graph;
 public static class FragmentBuilder
 {
     public const byte Unlabelled = 255;
+    /// <summary>The seed id of pixels outside the tissue: they form no fragment that counts, no group and no node, and
+    /// share no boundary with anything (a node next to glass has no neighbour there).</summary>
+    public const int Glass = -1;
 
     /// <param name="raw">the read region's raw samples, channels interleaved</param>
     /// <param name="seeds">global SLIC seed id of each core pixel</param>
@@ -38,7 +41,7 @@ public static class FragmentBuilder
 
         // --- 2. per-fragment geometry and classes ---
         var fMin = new long[F]; var fArea = new int[F]; var fSumX = new long[F]; var fSumY = new long[F];
-        var fBox = new int[4 * F]; var fSeed = new int[F]; var border = new bool[F];
+        var fBox = new int[4 * F]; var fSeed = new int[F]; var border = new bool[F]; var glass = new bool[F];
         Array.Fill(fMin, -1);
         for (int f = 0; f < F; f++) { fBox[4 * f] = int.MaxValue; fBox[4 * f + 1] = int.MaxValue; fBox[4 * f + 2] = -1; fBox[4 * f + 3] = -1; }
         bool openTop = core.Y > 0, openBottom = core.Bottom < imageHeight, openLeft = core.X > 0, openRight = core.Right < imageWidth;
@@ -53,7 +56,8 @@ public static class FragmentBuilder
             for (int x = 0; x < w; x++)
             {
                 int p = row + x, f = frag[p], gx = core.X + x;
-                if (fMin[f] < 0) { fMin[f] = (long)gy * imageWidth + gx; fSeed[f] = seeds[p]; }
+                if (fMin[f] < 0) { fMin[f] = (long)gy * imageWidth + gx; fSeed[f] = seeds[p]; glass[f] = seeds[p] == Glass; }
+                if (glass[f]) continue;
                 fArea[f]++; fSumX[f] += gx; fSumY[f] += gy;
                 int b = 4 * f;
                 if (gx < fBox[b]) fBox[b] = gx;
@@ -83,6 +87,7 @@ public static class FragmentBuilder
         }
         void AddPair(int fa, int fb, long la, long lb, int ra, int rb, ReadOnlySpan<ushort> rawv)
         {
+            if (glass[fa] || glass[fb]) return;
             if (fa > fb) { (fa, fb) = (fb, fa); (la, lb) = (lb, la); (ra, rb) = (rb, ra); }
             long key = PairKey.Pack(fa, fb);
             int idx;
@@ -141,6 +146,7 @@ public static class FragmentBuilder
         int G = 0;
         for (int f = 0; f < F; f++)
         {
+            if (glass[f]) { groupOf[f] = -1; continue; }
             int r = Find(parent, f);
             if (groupOfRoot[r] < 0) groupOfRoot[r] = G++;
             groupOf[f] = groupOfRoot[r];
@@ -167,6 +173,7 @@ public static class FragmentBuilder
         for (int f = 0; f < F; f++)
         {
             int g = groupOf[f];
+            if (g < 0) continue;
             t.GMinLinear[g] = Math.Min(t.GMinLinear[g], fMin[f]);
             t.GArea[g] += fArea[f]; t.GSumX[g] += fSumX[f]; t.GSumY[g] += fSumY[f];
             t.GBBox[4 * g] = Math.Min(t.GBBox[4 * g], fBox[4 * f]);
@@ -196,6 +203,7 @@ public static class FragmentBuilder
                 for (int x = 0; x < w; x++)
                 {
                     int g = groupOf[frag[row + x]];
+                    if (g < 0) continue;
                     long pos = cursor[g]++, baseOff = start[g] * PL;
                     int area = t.GArea[g], src = (rrow + x) * C;
                     for (int c = 0; c < C; c++) grouped[baseOff + (long)c * area + pos] = raw[src + c];

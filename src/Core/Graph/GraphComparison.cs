@@ -4,7 +4,7 @@ namespace ActorSeg.Core.Graph;
 public sealed record GraphComparison(double DifferingPixelFraction, long DifferingPixels, int IdenticalNodes, int NodesA, int NodesB,
     int FeatureMismatches, int EdgeMismatches)
 {
-    /// <param name="mapA">node id of every pixel in graph A (row-major)</param>
+    /// <param name="mapA">node id of every pixel in graph A (row-major), -1 where there is no node (glass)</param>
     public static GraphComparison Compare(SuperpixelGraph a, ReadOnlySpan<int> mapA, SuperpixelGraph b, ReadOnlySpan<int> mapB)
     {
         if (mapA.Length != mapB.Length) throw new ArgumentException("node maps differ in size");
@@ -12,7 +12,7 @@ public sealed record GraphComparison(double DifferingPixelFraction, long Differi
         var bad = new HashSet<long>();
         for (int i = 0; i < mapA.Length; i++)
         {
-            long ka = a.MinLinear[mapA[i]], kb = b.MinLinear[mapB[i]];
+            long ka = mapA[i] < 0 ? -1 : a.MinLinear[mapA[i]], kb = mapB[i] < 0 ? -1 : b.MinLinear[mapB[i]];
             if (ka != kb) { diff++; bad.Add(ka); bad.Add(kb); }
         }
         // nodes with identical pixel sets: same first pixel, same area, no pixel of either disagreeing

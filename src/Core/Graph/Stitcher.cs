@@ -85,6 +85,7 @@ public sealed class Stitcher
             for (int i = 0; i < len; i++)
             {
                 int la = a.SideOpen[sa][i], lb = b.SideOpen[sb][i];
+                if (a.SideSeed[sa][i] == FragmentBuilder.Glass || b.SideSeed[sb][i] == FragmentBuilder.Glass) continue; // nothing borders glass
                 if (la < 0 || lb < 0) throw new InvalidDataException($"tiles {ta}/{tb}: a side pixel is not in an open fragment");
                 int oa = oBase[ta] + la, ob = oBase[tb] + lb;
                 if (a.SideSeed[sa][i] == b.SideSeed[sb][i]) { FragmentBuilder.Union(oParent, oa, ob); continue; }

@@ -78,6 +78,20 @@ public sealed class TileResult
 
     public const int Top = 0, Bottom = 1, Left = 2, Right = 3;
 
+    /// <summary>The partial graph of a tile whose core is all glass: no fragments, no groups, every side pixel glass.</summary>
+    public static TileResult Glass(TileSpec tile, int channels, int planes)
+    {
+        var t = new TileResult { TileId = tile.Id, Core = tile.Core, Channels = channels, Planes = planes, GClassOffsets = [0] };
+        for (int s = 0; s < 4; s++)
+        {
+            int len = s is Top or Bottom ? tile.Core.W : tile.Core.H;
+            t.SideOpen[s] = new int[len]; Array.Fill(t.SideOpen[s], -1);
+            t.SideSeed[s] = new int[len]; Array.Fill(t.SideSeed[s], FragmentBuilder.Glass);
+            t.SideValues[s] = new ushort[len * channels];
+        }
+        return t;
+    }
+
     public ReadOnlySpan<ushort> ValuesOf(int g, int c)
     {
         long off = GValueOffsets[g];

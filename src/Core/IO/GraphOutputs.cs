@@ -13,7 +13,9 @@ namespace ActorSeg.Core.IO;
 /// </summary>
 public static class GraphOutputs
 {
-    public const string GraphFile = "graph.npz", NodeMapFile = "nodes.tif", SummaryFile = "graph.json";
+    public const string GraphFile = "graph.npz", NodeMapFile = "nodes.tif", SummaryFile = "graph.json", TissueFile = "tissue.png";
+    /// <summary>The node id of pixels that belong to no node (glass outside the tissue) in nodes.tif.</summary>
+    public const uint NoNode = uint.MaxValue;
 
     public sealed record Summary(int Nodes, int AdjacencyEdges, int KnnEdges, double StitchSeconds, double WriteSeconds);
 
@@ -40,6 +42,7 @@ public static class GraphOutputs
             WriteNodeMap(job, nodeOfGroup, Path.Combine(staging, NodeMapFile), progress);
             progress?.Report($"wrote {NodeMapFile}");
         }
+        if (job.TissueMap is { } tissue) tissue.SavePng(Path.Combine(staging, TissueFile));
         double write = sw.Elapsed.TotalSeconds;
         var summary = new Summary(g.NodeCount, g.RagA.Length, g.EdgeSrc.Length, stitch, write);
         WriteSummary(g, job, summary, Path.Combine(staging, SummaryFile), writeNodeMap);
@@ -49,6 +52,7 @@ public static class GraphOutputs
         if (File.Exists(summaryPath)) File.Delete(summaryPath); // an old summary must never vouch for new files
         SafePaths.Publish(Path.Combine(staging, GraphFile), Path.Combine(outDir, GraphFile));
         if (writeNodeMap) SafePaths.Publish(Path.Combine(staging, NodeMapFile), Path.Combine(outDir, NodeMapFile));
+        if (job.Tissue is not null) SafePaths.Publish(Path.Combine(staging, TissueFile), Path.Combine(outDir, TissueFile));
         SafePaths.Publish(Path.Combine(staging, SummaryFile), summaryPath);
         return summary;
     }
@@ -133,13 +137,13 @@ public static class GraphOutputs
                     int ya = Math.Max(y0, t.Core.Y), yb = Math.Min(y0 + bh, t.Core.Bottom);
                     if (ya >= yb) continue;
                     int nrows = yb - ya;
-                    GraphJob.ReadLabelRows(job.LabelsPath(t.Id), t.Core.W, ya - t.Core.Y, nrows, rowsBuf);
                     var map = nodeOfGroup[t.Id];
+                    GraphJob.ReadLabelRows(job.LabelsPath(t.Id), t.Core.W, ya - t.Core.Y, nrows, rowsBuf, glass: map.Length == 0);
                     for (int y = 0; y < nrows; y++)
                     {
                         var dst = band.AsSpan((ya - y0 + y) * W + t.Core.X, t.Core.W);
                         var src = rowsBuf.AsSpan(y * t.Core.W, t.Core.W);
-                        for (int x = 0; x < src.Length; x++) dst[x] = (uint)map[src[x]];
+                        for (int x = 0; x < src.Length; x++) { int g = src[x]; dst[x] = g < 0 ? NoNode : (uint)map[g]; }
                     }
                 }
             Parallel.For(0, cols, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, () => new uint[tiffTile * tiffTile], (bc, _, buf) =>
@@ -165,7 +169,8 @@ public static class GraphOutputs
             image = new { path = Path.GetFullPath(req.ImagePath), page = req.Page, width = job.Width, height = job.Height, channels = job.Channels, bitDepth = job.BitDepth, mean = job.Mean, std = job.Std },
             mask = req.MaskPath is null ? null : new { path = Path.GetFullPath(req.MaskPath), mode = req.MaskMode.ToString().ToLowerInvariant(), ignoreValue = req.IgnoreValue, classes = g.NumClasses },
             superpixels = new { method = "slic", seeds = job.Grid.Count, seedSpacing = job.Grid.S, req.Slic.Compactness, req.Slic.Sigma, req.Slic.Iterations, req.Slic.WindowFactor, req.Slic.MinSizeFactor, minSize = job.MinSize },
-            tiling = new { tileSize = req.TileSize, halo = job.Halo, tiles = job.Plan.Count },
+            tiling = new { tileSize = req.TileSize, halo = job.Halo, tiles = job.Plan.Count, tilesSkipped = job.Tissue?.TilesSkipped ?? 0 },
+            tissue = job.Tissue is { } ti ? new { source = ti.Source, fraction = ti.Fraction, tilesSkipped = ti.TilesSkipped, map = TissueFile, cells = new[] { ti.MapWidth, ti.MapHeight } } : null,
             graph = new { nodes = g.NodeCount, features = g.FeatureNames, meanSpacing = g.MeanSpacing, k = g.K, knnEdges = g.EdgeSrc.Length, adjacencyEdges = g.RagA.Length, labelled = g.HasLabels ? g.Label.Count(l => l >= 0) : 0 },
             files = new { graph = GraphFile, nodeMap = nodeMap ? NodeMapFile : null },
             seconds = new { stitch = s.StitchSeconds, write = s.WriteSeconds },

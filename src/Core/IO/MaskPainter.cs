@@ -51,6 +51,7 @@ public static class MaskPainter
                             for (int x = 0; x < bw; x++)
                             {
                                 uint id = band[y * W + x0 + x];
+                                if (id == GraphOutputs.NoNode) continue; // glass outside the tissue: background
                                 if (id >= classOfNode.Length) throw new InputFileException(nodeMap, $"node id {id} at ({x0 + x}, {y0 + y}) but the graph has {classOfNode.Length} nodes");
                                 buf[y * tile + x] = classOfNode[(int)id];
                             }

@@ -26,6 +26,10 @@ public sealed record GraphRequest
     /// <summary>published: the 11 intensity features per channel; texture: those plus gradient magnitude and local
     /// standard deviation statistics (11 each) and the node's boundary contrast to its neighbours.</summary>
     public string Features { get; init; } = "texture";
+    /// <summary>Where the tissue is: null = detect it on brightfield whole slides (RGB, read through OpenSlide) and
+    /// take the whole image otherwise; "auto" = detect it on any image; "none" = the whole image; else a mask image
+    /// (non-zero = tissue). Pixels outside the tissue get no node; tiles without tissue are skipped.</summary>
+    public string? Tissue { get; init; }
 
     public const double DefaultHaloSpacings = 10.0;
     public static readonly string[] FeatureSets = ["published", "texture"];
@@ -53,6 +57,8 @@ public sealed record GraphJobManifest
     public required int Halo { get; init; }
     public required long MinSize { get; init; }
     public required string WorkDir { get; init; }
+    /// <summary>The tissue found at prepare time (its map is <see cref="TissuePath"/>), or null: the whole image.</summary>
+    public TissueInfo? Tissue { get; init; }
 
     [JsonIgnore] public ImageStatistics Stats => new(Mean, Std, Min, Max, (long)Width * Height);
     [JsonIgnore] public SeedGrid Grid => new(Width, Height, SeedNx, SeedNy);
@@ -61,6 +67,24 @@ public sealed record GraphJobManifest
     public string ResultPath(int tileId) => Path.Combine(WorkDir, $"tile-{tileId:D6}.apg");
     public string LabelsPath(int tileId) => Path.Combine(WorkDir, $"tile-{tileId:D6}.labels");
     public string ManifestPath => Path.Combine(WorkDir, "job.json");
+    public string TissuePath => Path.Combine(WorkDir, "tissue.map");
+
+    private TissueMap? _tissueMap;
+    /// <summary>The tissue map (loaded once from the work folder and checked against the job), or null.</summary>
+    [JsonIgnore]
+    public TissueMap? TissueMap
+    {
+        get
+        {
+            if (Tissue is null) return null;
+            if (_tissueMap is not null) return _tissueMap;
+            var m = Imaging.TissueMap.Load(TissuePath);
+            if (m.ImageWidth != Width || m.ImageHeight != Height || m.Width != Tissue.MapWidth || m.Height != Tissue.MapHeight)
+                throw new InvalidDataException($"{TissuePath}: tissue map of {m.Width}x{m.Height} cells for {m.ImageWidth}x{m.ImageHeight}, not this job's");
+            return _tissueMap = m;
+        }
+        init => _tissueMap = value;
+    }
 
     [JsonIgnore] public bool Texture => Request.Features == "texture";
     [JsonIgnore] public int ExtraPlanes => Texture ? TexturePlanes.Count : 0;
@@ -86,6 +110,7 @@ public sealed record GraphJobManifest
     public void Save()
     {
         SafePaths.EnsureDirectory(WorkDir, "work folder");
+        if (Tissue is not null) (_tissueMap ?? throw new InvalidOperationException("a job with tissue but no tissue map")).Save(TissuePath);
         SafePaths.WriteAllText(ManifestPath, JsonSerializer.Serialize(this, Json), "job manifest");
     }
 
@@ -95,6 +120,9 @@ public sealed record GraphJobManifest
         catch (Exception e) when (e is JsonException or InvalidDataException) { throw new InvalidDataException($"{path}: bad job manifest: {e.Message}", e); }
     }
 }
+
+/// <summary>The tissue of a job: how it was found, the fraction of the image it covers, and the tiles with none.</summary>
+public sealed record TissueInfo(string Source, double Fraction, int TilesSkipped, int Tiles, int MapWidth, int MapHeight);
 
 /// <summary>The plain (actor-free) steps of building a graph: prepare, process a tile, stitch and write.</summary>
 public static class GraphJob
@@ -113,10 +141,15 @@ public static class GraphJob
                 throw new InputFileException(mp, $"mask is {mask.Width}x{mask.Height} but image {req.ImagePath} is {img.Width}x{img.Height}");
         }
         var stats = ImageStatistics.FromHistograms(ImageSources.Histograms(img));
-        return Prepare(jobId, req, workDir, img.Width, img.Height, img.Channels, img.BitDepth, stats);
+        string mode = req.Tissue ?? (img.Channels >= 3 && ImageSources.IsSlide(req.ImagePath) ? "auto" : "none");
+        TissueMap? tissue = null; string? source = null;
+        if (mode == "auto") { tissue = TissueDetector.Detect(req.ImagePath, req.Page, img.Width, img.Height); source = "detected"; }
+        else if (mode != "none") { tissue = TissueDetector.FromFile(mode, img.Width, img.Height); source = Path.GetFullPath(mode); }
+        return Prepare(jobId, req, workDir, img.Width, img.Height, img.Channels, img.BitDepth, stats, tissue, source);
     }
 
-    public static GraphJobManifest Prepare(string jobId, GraphRequest req, string workDir, int width, int height, int channels, int bitDepth, ImageStatistics stats)
+    public static GraphJobManifest Prepare(string jobId, GraphRequest req, string workDir, int width, int height, int channels, int bitDepth, ImageStatistics stats,
+        TissueMap? tissue = null, string? tissueSource = null)
     {
         req.Slic.Validate();
         if (stats.IsConstant)
@@ -127,12 +160,24 @@ public static class GraphJob
         if (halo < minHalo && !(req.TileSize >= width && req.TileSize >= height))
             throw new ArgumentException($"halo {halo} is smaller than one seed spacing ({minHalo} px): tiles could not agree");
         long minSize = (long)(req.Slic.MinSizeFactor * ((double)width * height / grid.Count));
+        TissueInfo? info = null;
+        if (tissue is not null)
+        {
+            if (tissue.ImageWidth != width || tissue.ImageHeight != height) throw new ArgumentException($"a tissue map for {tissue.ImageWidth}x{tissue.ImageHeight} given for a {width}x{height} image");
+            var plan = TilePlan.Create(width, height, req.TileSize, halo);
+            int skipped = plan.Tiles().Count(t => !tissue.Any(t.Core));
+            info = new TissueInfo(tissueSource ?? "given", tissue.Fraction, skipped, plan.Count, tissue.Width, tissue.Height);
+            if (skipped == plan.Count)
+                throw new InputFileException(req.Tissue is { } f && f != "auto" ? f : req.ImagePath,
+                    $"no tissue found in {req.ImagePath} ({(tissueSource == "detected" ? "detected" : "given by the tissue mask")}): nothing to segment; use --tissue none to take the whole image");
+        }
         return new GraphJobManifest
         {
             JobId = jobId, ImageId = Path.GetFileNameWithoutExtension(req.ImagePath), Request = req,
             Width = width, Height = height, Channels = channels, BitDepth = bitDepth,
             Mean = stats.Mean, Std = stats.Std, Min = stats.Min, Max = stats.Max,
             SeedNx = grid.Nx, SeedNy = grid.Ny, Halo = halo, MinSize = minSize, WorkDir = workDir,
+            Tissue = info, TissueMap = tissue,
         };
     }
 
@@ -154,7 +199,7 @@ public static class GraphJob
     }
 
     public sealed record TileOutcome(int TileId, int Fragments, int Groups, int Open, int Shipped, long Pixels, double Seconds,
-        double ReadSeconds = 0, double SlicSeconds = 0, double FragmentSeconds = 0, double WriteSeconds = 0);
+        double ReadSeconds = 0, double SlicSeconds = 0, double FragmentSeconds = 0, double WriteSeconds = 0, bool Skipped = false);
 
     /// <summary>Processes one tile: reads its region, runs SLIC, builds its partial graph, writes result and label files.</summary>
     public static TileOutcome ProcessTile(GraphJobManifest job, TileSpec tile, IRegionSource image, IRegionSource? mask, TileScratch? scratch = null)
@@ -164,6 +209,14 @@ public static class GraphJob
         int C = job.Channels;
         var read = tile.Read; var core = tile.Core;
         int rn = read.W * read.H, cn = core.W * core.H;
+        var tissue = job.TissueMap;
+        if (tissue is not null && !tissue.Any(core))
+        {
+            // nothing but glass: no read, no superpixels, no nodes; an empty label raster stands for "no node anywhere"
+            TileResult.Glass(tile, C, C + job.ExtraPlanes).WriteFile(job.ResultPath(tile.Id));
+            WriteLabels(job.LabelsPath(tile.Id), []);
+            return new TileOutcome(tile.Id, 0, 0, 0, 0, core.Area, sw.Elapsed.TotalSeconds, Skipped: true);
+        }
         var raw = scratch.Raw(rn * C).AsSpan(0, rn * C);
         image.ReadRegion(read.X, read.Y, read.W, read.H, raw);
         Span<byte> classes = [];
@@ -176,7 +229,8 @@ public static class GraphJob
         }
         double tRead = sw.Elapsed.TotalSeconds;
         var seeds = scratch.Seeds(cn).AsSpan(0, cn);
-        SlicRegion.Run(raw, C, read, core, job.Grid, job.Stats, job.Request.Slic, seeds, scratch);
+        SlicRegion.Run(raw, C, read, core, job.Grid, job.Stats, job.Request.Slic, seeds, scratch, tissue);
+        tissue?.Apply(core, seeds, FragmentBuilder.Glass); // glass takes no part in fragments, groups or nodes
         double tSlic = sw.Elapsed.TotalSeconds;
         var groups = scratch.Groups(cn).AsSpan(0, cn);
         Span<ushort> extra = [];
@@ -202,9 +256,16 @@ public static class GraphJob
         SafePaths.Publish(tmp, path, "tile labels");
     }
 
-    /// <summary>Reads rows [y0, y0+rows) of a tile's group raster.</summary>
-    public static void ReadLabelRows(string path, int coreW, int y0, int rows, Span<int> dest)
+    /// <summary>Reads rows [y0, y0+rows) of a tile's group raster; a tile with no groups (all glass) has an empty
+    /// raster and reads as <see cref="FragmentBuilder.Glass"/> everywhere.</summary>
+    public static void ReadLabelRows(string path, int coreW, int y0, int rows, Span<int> dest, bool glass = false)
     {
+        if (glass)
+        {
+            if (new FileInfo(path).Length != 0) throw new InvalidDataException($"{path}: a tile without groups has a non-empty label raster");
+            dest[..(coreW * rows)].Fill(FragmentBuilder.Glass);
+            return;
+        }
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         long expect = (long)coreW * 4 * (y0 + rows);
         if (fs.Length < expect) throw new InvalidDataException($"{path}: label raster is truncated");
@@ -225,7 +286,7 @@ public static class GraphJob
         return (g, st.NodeOfGroup);
     }
 
-    /// <summary>The full node-id raster (small images and tests only: W×H ints in memory).</summary>
+    /// <summary>The full node-id raster, -1 where there is no node (glass); small images and tests only: W×H ints in memory.</summary>
     public static int[] NodeMap(GraphJobManifest job, int[][] nodeOfGroup)
     {
         var map = new int[job.Width * job.Height];
@@ -233,11 +294,14 @@ public static class GraphJob
         foreach (var t in plan.Tiles())
         {
             var buf = new int[t.Core.W * t.Core.H];
-            ReadLabelRows(job.LabelsPath(t.Id), t.Core.W, 0, t.Core.H, buf);
             var nf = nodeOfGroup[t.Id];
+            ReadLabelRows(job.LabelsPath(t.Id), t.Core.W, 0, t.Core.H, buf, glass: nf.Length == 0);
             for (int y = 0; y < t.Core.H; y++)
                 for (int x = 0; x < t.Core.W; x++)
-                    map[(t.Core.Y + y) * job.Width + t.Core.X + x] = nf[buf[y * t.Core.W + x]];
+                {
+                    int g = buf[y * t.Core.W + x];
+                    map[(t.Core.Y + y) * job.Width + t.Core.X + x] = g < 0 ? -1 : nf[g];
+                }
         }
         return map;
     }

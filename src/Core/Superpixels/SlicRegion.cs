@@ -26,7 +26,8 @@ public static class SlicRegion
     /// of each core pixel into <paramref name="coreLabels"/> (core.W × core.H, row-major).
     /// </summary>
     public static void Run(ReadOnlySpan<ushort> raw, int channels, PixelRect read, PixelRect core,
-        SeedGrid grid, ImageStatistics stats, SlicParameters p, Span<int> coreLabels, Pipeline.TileScratch? scratch = null)
+        SeedGrid grid, ImageStatistics stats, SlicParameters p, Span<int> coreLabels, Pipeline.TileScratch? scratch = null,
+        Imaging.TissueMap? tissue = null)
     {
         int rw = read.W, rh = read.H, n = rw * rh;
         scratch ??= new Pipeline.TileScratch();
@@ -80,6 +81,29 @@ public static class SlicRegion
                 for (int x = 0; x < rw; x++) row[x] = cellX[x] < 0 ? -1 : cj * nxl + cellX[x];
             }
 
+            // with a tissue map, glass pixels take no part: never assigned (label -1), never in a centre's sums; the runs
+            // of tissue on each row (read-local columns) are all the assignment visits
+            int[]? runOff = null; List<int>? runs = null;
+            if (tissue is not null)
+            {
+                runOff = new int[rh + 1]; runs = new List<int>();
+                for (int y = 0; y < rh; y++)
+                {
+                    int before = runs.Count;
+                    tissue.RowRuns(read.Y + y, read.X, read.Right, runs);
+                    var row = label.AsSpan(y * rw, rw);
+                    int prev = 0;
+                    for (int r = before; r < runs.Count; r += 2)
+                    {
+                        runs[r] -= read.X; runs[r + 1] -= read.X;
+                        row[prev..runs[r]].Fill(-1);
+                        prev = runs[r + 1];
+                    }
+                    row[prev..].Fill(-1);
+                    runOff[y + 1] = runs.Count;
+                }
+            }
+
             if (k > 0)
             {
                 var cnt = new long[k]; var sx = new double[k]; var sy = new double[k]; var sf = new double[channels * k];
@@ -98,8 +122,15 @@ public static class SlicRegion
                         int y0 = Math.Max(gy0, read.Y) - read.Y, y1 = Math.Min(gy1, read.Bottom - 1) - read.Y;
                         if (x0 > x1 || y0 > y1) continue;
                         for (int c = 0; c < channels; c++) fc[c] = (float)cf[s * channels + c];
-                        AssignWindow(planes, channels, fc, dist, label, rw, read.X, read.Y, x0, x1, y0, y1,
-                            (float)cx[s], (float)cy[s], invS, s);
+                        if (runOff is null)
+                            AssignWindow(planes, channels, fc, dist, label, rw, read.X, read.Y, x0, x1, y0, y1, (float)cx[s], (float)cy[s], invS, s);
+                        else
+                            for (int y = y0; y <= y1; y++)
+                                for (int r = runOff[y]; r < runOff[y + 1]; r += 2)
+                                {
+                                    int a = Math.Max(x0, runs![r]), b = Math.Min(x1, runs[r + 1] - 1);
+                                    if (a <= b) AssignWindow(planes, channels, fc, dist, label, rw, read.X, read.Y, a, b, y, y, (float)cx[s], (float)cy[s], invS, s);
+                                }
                     }
                     Tick(2, ref tick);
                     if (it == p.Iterations - 1) break; // the last update would not change any label

@@ -25,12 +25,18 @@ public static class EngineHarness
         return ImageStatistics.FromHistograms(h);
     }
 
-    public static EngineRun Run(ArrayImageSource img, ArrayImageSource? mask, GraphRequest req)
+    public static EngineRun Run(ArrayImageSource img, ArrayImageSource? mask, GraphRequest req, TissueMap? tissue = null)
     {
         var work = Path.Combine(Path.GetTempPath(), "actorseg-test-" + Guid.NewGuid().ToString("N")[..12]);
-        var job = GraphJob.Prepare("test", req, work, img.Width, img.Height, img.Channels, img.BitDepth, Stats(img));
+        var job = GraphJob.Prepare("test", req, work, img.Width, img.Height, img.Channels, img.BitDepth, Stats(img), tissue, tissue is null ? null : "test");
         job.Save();
-        foreach (var t in job.Plan.Tiles()) GraphJob.ProcessTile(job, t, img, mask);
+        // the tiles read the job as a worker does: from its manifest and the tissue map saved beside it
+        var reread = GraphJobManifest.Load(job.ManifestPath);
+        foreach (var t in reread.Plan.Tiles())
+        {
+            var o = GraphJob.ProcessTile(reread, t, img, mask);
+            if (tissue is not null) Xunit.Assert.Equal(!tissue.Any(t.Core), o.Skipped);
+        }
         var (g, nof) = GraphJob.Stitch(job);
         return new EngineRun { Job = job, Graph = g, NodeMap = GraphJob.NodeMap(job, nof) };
     }

@@ -260,7 +260,7 @@ public static class BatchCommand
     /// The tissue fraction and tiles skipped that tissue detection reports in the job's summary (segment.json:
     /// <c>tissueFraction</c>, <c>tilesSkipped</c>); null where the job did not report them.
     /// </summary>
-    internal static (double? TissueFraction, int? TilesSkipped) Tissue(string slideDir)
+    public static (double? TissueFraction, int? TilesSkipped) Tissue(string slideDir)
     {
         var path = Path.Combine(slideDir, "segment.json");
         if (!File.Exists(path)) return (null, null);

@@ -304,6 +304,26 @@ public class ReportBrowserTests(ITestOutputHelper output) : TempDirTest("report"
     }
 
     [Fact]
+    public void TissueDetection_ReachesTheSummaryAndTheReport_WhenTheJobReportsIt()
+    {
+        var slide = Path.Combine(_dir, "slides", "a");
+        Directory.CreateDirectory(slide);
+        Assert.Equal((null, null), BatchCommand.Tissue(slide)); // no job summary: unknown
+        File.WriteAllText(Path.Combine(slide, "segment.json"), """{"image":"a.svs","nodes":3}""");
+        Assert.Equal((null, null), BatchCommand.Tissue(slide)); // a job without tissue detection: unknown, not zero
+        File.WriteAllText(Path.Combine(slide, "segment.json"), """{"image":"a.svs","tissueFraction":0.4213,"tilesSkipped":7}""");
+        var (tf, ts) = BatchCommand.Tissue(slide);
+        Assert.Equal((0.4213, 7), (tf, ts));
+        var row = new BatchRow("a", "a.svs", null, null, "done", null, 3, 1, null, 1, 0.5, tf, ts);
+        BatchCommand.WriteSummary(Path.Combine(_dir, "summary.csv"), [row]);
+        Assert.EndsWith(",1,0.5,0.4213,7", File.ReadAllLines(Path.Combine(_dir, "summary.csv"))[1]);
+        BatchReport.Write(Path.Combine(_dir, "report.html"), _dir, [row], null, 1);
+        var html = File.ReadAllText(Path.Combine(_dir, "report.html"));
+        Assert.Contains(">42.1 %<", html);
+        Assert.Contains("7 tiles skipped", html);
+    }
+
+    [Fact]
     public void TheCurves_HaveRoundTicks()
     {
         Assert.Equal(new[] { 0, 0.2, 0.4, 0.6, 0.8, 1.0 }, BatchReport.Ticks(0, 1, 5).Select(t => Math.Round(t, 9)));

@@ -55,8 +55,9 @@ case "$cmd" in
   test)
     build
     ensure_postgres
-    # python3-tifffile: the test that reads mask.ome.tif back as napari and QuPath users' tools do
-    ensure_packages python3-tifffile
+    # python3-tifffile: the test that reads mask.ome.tif back as napari and QuPath users' tools do;
+    # chromium: the test that opens the batch report in a headless browser and checks every image and plot renders
+    ensure_packages python3-tifffile chromium
     log=$(mktemp)
     set +e
     dotnet test ActorSeg.sln -c Release --no-build -nologo --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"

@@ -15,9 +15,11 @@ namespace ActorSeg.Cli;
 /// <summary>One slide of a batch, as the input named it.</summary>
 public sealed record BatchSlide(string Name, string Image, string? Mask, string? Split);
 
-/// <summary>What happened to one slide.</summary>
+/// <summary>What happened to one slide. <paramref name="TissueFraction"/> and <paramref name="TilesSkipped"/> come from
+/// tissue detection (the job's summary) and are null where it did not report them.</summary>
 public sealed record BatchRow(string Name, string Image, string? Mask, string? Split, string Status, string? Reason,
-    int Nodes = 0, double Seconds = 0, PixelMetrics? Metrics = null, int Level = 0, double? MicronsPerPixel = null);
+    int Nodes = 0, double Seconds = 0, PixelMetrics? Metrics = null, int Level = 0, double? MicronsPerPixel = null,
+    double? TissueFraction = null, int? TilesSkipped = null);
 
 /// <summary>
 /// Reads a batch: a folder, a glob, or a CSV manifest (image[,mask][,split] with a header row). Rows that cannot run
@@ -213,7 +215,8 @@ public static class BatchCommand
                 if (old is not null && old.Status == "done" && old with { Nodes = 0, Seconds = 0 } == Fingerprint(s, model, "done", 0, 0, level))
                 {
                     var metrics = File.Exists(Path.Combine(dir, "metrics.json")) ? JsonSerializer.Deserialize<PixelMetrics>(await File.ReadAllTextAsync(Path.Combine(dir, "metrics.json"))) : null;
-                    return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "skipped", "already done", old.Nodes, old.Seconds, metrics, level, um);
+                    var (tf, ts) = Tissue(dir);
+                    return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "skipped", "already done", old.Nodes, old.Seconds, metrics, level, um, tf, ts);
                 }
             }
             catch (JsonException) { /* unreadable record: run the slide again */ }
@@ -221,7 +224,9 @@ public static class BatchCommand
         Directory.CreateDirectory(dir);
         File.Delete(recordPath);
         var sw = Stopwatch.StartNew();
-        var jobId = "batch-" + s.Name.Replace(' ', '_') + "-" + Guid.NewGuid().ToString("N")[..6];
+        // job ids name actors and work folders: the slide's name with anything but letters, digits, '-', '_' and '.' replaced
+        var plain = new string(s.Name.Select(ch => char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_' or '.' ? ch : '_').ToArray()).TrimStart('.');
+        var jobId = "batch-" + plain[..Math.Min(plain.Length, 96)] + "-" + Guid.NewGuid().ToString("N")[..6];
         var spec = new GraphJobSpec(s.Image, s.Mask, dir, Page: level, Spacing: spacing, TileSize: tileSize, WriteNodeMap: model is not null, ModelPath: model,
             Features: modelSpec?.FeatureSet ?? "texture");
         var outcome = await run(new SubmitGraphJob(jobId, spec));
@@ -231,24 +236,50 @@ public static class BatchCommand
         PixelMetrics? pm = null;
         if (modelSpec is not null && s.Mask is not null)
         {
-            // exact pixel metrics from each node's class histogram and its predicted class
+            // the superpixel ceiling from each node's class histogram (only the graph knows it)
             var graphDir = Path.Combine(dir, "graph");
             var npz = NpzReader.Read(Path.Combine(graphDir, GraphOutputs.GraphFile));
             var hist = npz["class_hist"];
             var pred = File.ReadAllBytes(Path.Combine(graphDir, "classes.u8")).Select(b => (long)b).ToArray();
-            pm = PixelMetrics.FromHistograms([(hist.AsSpan<long>().ToArray(), hist.Shape[1], pred)], modelSpec.Classes);
+            var byNodes = PixelMetrics.FromHistograms([(hist.AsSpan<long>().ToArray(), hist.Shape[1], pred)], modelSpec.Classes);
+            // the confusion matrix counted over the painted mask and the ground truth, band by band, with the error map on the way
+            var cmp = MaskComparison.Compare(c.MaskPath ?? Path.Combine(dir, AssignmentPaths.MaskFile), s.Mask, modelSpec.Classes,
+                errorMapPng: Path.Combine(dir, BatchReport.ErrorMapFile), image: s.Image);
+            pm = PixelMetrics.FromConfusion(cmp.Confusion, modelSpec.Classes, byNodes.SuperpixelCeiling);
+            if (!pm.Confusion.SequenceEqual(byNodes.Confusion))
+                Log.Warning("Slide {Slide}: the painted mask's confusion matrix differs from the graph's (accuracy {Mask:P3} against {Graph:P3})", s.Name, pm.Accuracy, byNodes.Accuracy);
             SafePaths.WriteAllText(Path.Combine(dir, "metrics.json"), JsonSerializer.Serialize(pm, new JsonSerializerOptions { WriteIndented = true }), "metrics");
         }
         double secs = sw.Elapsed.TotalSeconds;
         SafePaths.WriteAllText(recordPath, JsonSerializer.Serialize(Fingerprint(s, model, "done", c.Nodes, secs, level), new JsonSerializerOptions { WriteIndented = true }), "slide record");
-        return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "done", null, c.Nodes, secs, pm, level, um);
+        var (tissue, skippedTiles) = Tissue(dir);
+        return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "done", null, c.Nodes, secs, pm, level, um, tissue, skippedTiles);
+    }
+
+    /// <summary>
+    /// The tissue fraction and tiles skipped that tissue detection reports in the job's summary (segment.json:
+    /// <c>tissueFraction</c>, <c>tilesSkipped</c>); null where the job did not report them.
+    /// </summary>
+    public static (double? TissueFraction, int? TilesSkipped) Tissue(string slideDir)
+    {
+        var path = Path.Combine(slideDir, "segment.json");
+        if (!File.Exists(path)) return (null, null);
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            var root = doc.RootElement;
+            double? tf = root.TryGetProperty("tissueFraction", out var t) && t.ValueKind == JsonValueKind.Number ? t.GetDouble() : null;
+            int? ts = root.TryGetProperty("tilesSkipped", out var k) && k.ValueKind == JsonValueKind.Number ? k.GetInt32() : null;
+            return (tf, ts);
+        }
+        catch (Exception e) when (e is JsonException or IOException or FormatException) { return (null, null); }
     }
 
     private static string Csv(string? v) => v is null ? "" : v.IndexOfAny([',', '"', '\n']) >= 0 ? "\"" + v.Replace("\"", "\"\"") + "\"" : v;
 
     public static void WriteSummary(string path, IEnumerable<BatchRow> rows)
     {
-        var sb = new StringBuilder("slide,image,mask,split,status,reason,nodes,seconds,pixel_accuracy,macro_f1,micro_jaccard,superpixel_ceiling,level,um_per_pixel\n");
+        var sb = new StringBuilder("slide,image,mask,split,status,reason,nodes,seconds,pixel_accuracy,macro_f1,micro_jaccard,superpixel_ceiling,level,um_per_pixel,tissue_fraction,tiles_skipped\n");
         foreach (var r in rows)
         {
             var m = r.Metrics;
@@ -256,70 +287,9 @@ public static class BatchCommand
                 r.Seconds.ToString("F1", CultureInfo.InvariantCulture),
                 m is null ? "" : m.Accuracy.ToString("F5", CultureInfo.InvariantCulture), m is null ? "" : m.MacroF1.ToString("F5", CultureInfo.InvariantCulture),
                 m is null ? "" : m.MicroJaccard.ToString("F5", CultureInfo.InvariantCulture), m is null ? "" : m.SuperpixelCeiling.ToString("F5", CultureInfo.InvariantCulture),
-                r.Level, r.MicronsPerPixel is { } um ? um.ToString("0.####", CultureInfo.InvariantCulture) : "")).Append('\n');
+                r.Level, r.MicronsPerPixel is { } um ? um.ToString("0.####", CultureInfo.InvariantCulture) : "",
+                r.TissueFraction is { } tf ? tf.ToString("0.#####", CultureInfo.InvariantCulture) : "", r.TilesSkipped?.ToString(CultureInfo.InvariantCulture) ?? "")).Append('\n');
         }
         SafePaths.WriteAllText(path, sb.ToString(), "batch summary");
-    }
-}
-
-/// <summary>The batch's self-contained HTML report: overlays embedded, the metric table, the model's training curves as a plot.</summary>
-public static class BatchReport
-{
-    private static string H(string? s) => System.Net.WebUtility.HtmlEncode(s ?? "");
-
-    public static void Write(string path, string outDir, IReadOnlyList<BatchRow> rows, string? model, double seconds)
-    {
-        var sb = new StringBuilder();
-        sb.Append("<!doctype html><html><head><meta charset=\"utf-8\"><title>ActorSeg batch report</title><style>")
-          .Append("body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}")
-          .Append(".failed,.rejected{background:#fde2e2}.skipped{background:#eef}.done{background:#e6f6e6}img{max-width:320px}figure{display:inline-block;margin:6px}</style></head><body>");
-        int ok = rows.Count(r => r.Status is "done" or "skipped");
-        sb.Append($"<h1>ActorSeg batch</h1><p>{H(outDir)} — {rows.Count} slides: {ok} done, {rows.Count - ok} failed or rejected; {seconds:F1} s. ")
-          .Append(model is null ? "Graphs only." : $"Model: {H(model)}.").Append($" Written {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC.</p>");
-        var measured = rows.Where(r => r.Metrics is not null).ToList();
-        if (measured.Count > 0)
-            sb.Append($"<p>Mean pixel accuracy {measured.Average(r => r.Metrics!.Accuracy):P2}, mean macro F1 {measured.Average(r => r.Metrics!.MacroF1):F3} over {measured.Count} slides with masks.</p>");
-        sb.Append("<table><tr><th>slide</th><th>status</th><th>nodes</th><th>seconds</th><th>pixel accuracy</th><th>macro F1</th><th>micro Jaccard</th><th>superpixel ceiling</th><th>reason</th></tr>");
-        foreach (var r in rows)
-        {
-            var m = r.Metrics;
-            sb.Append($"<tr class=\"{r.Status}\"><td>{H(r.Name)}</td><td>{r.Status}</td><td>{r.Nodes}</td><td>{r.Seconds:F1}</td>")
-              .Append($"<td>{(m is null ? "" : m.Accuracy.ToString("P2", CultureInfo.InvariantCulture))}</td><td>{(m is null ? "" : m.MacroF1.ToString("F3", CultureInfo.InvariantCulture))}</td>")
-              .Append($"<td>{(m is null ? "" : m.MicroJaccard.ToString("F3", CultureInfo.InvariantCulture))}</td><td>{(m is null ? "" : m.SuperpixelCeiling.ToString("P2", CultureInfo.InvariantCulture))}</td>")
-              .Append($"<td>{H(r.Reason)}</td></tr>");
-        }
-        sb.Append("</table>");
-        if (model is not null && Path.Combine(Path.GetDirectoryName(model)!, "curves.csv") is var curves && File.Exists(curves))
-            sb.Append("<h2>Training curves</h2>").Append(CurvesSvg(curves));
-        sb.Append("<h2>Overlays</h2>");
-        foreach (var r in rows.Where(r => r.Status is "done" or "skipped"))
-        {
-            var overlay = Path.Combine(outDir, "slides", r.Name, "overlay.png");
-            if (!File.Exists(overlay)) continue;
-            using var img = Vips.Image.Thumbnail(overlay, 480);
-            var png = img.PngsaveBuffer();
-            sb.Append($"<figure><img alt=\"{H(r.Name)}\" src=\"data:image/png;base64,{Convert.ToBase64String(png)}\"><figcaption>{H(r.Name)}</figcaption></figure>");
-        }
-        sb.Append("</body></html>");
-        SafePaths.WriteAllText(path, sb.ToString(), "batch summary");
-    }
-
-    /// <summary>Training and validation loss per epoch, drawn as an inline SVG.</summary>
-    public static string CurvesSvg(string curvesCsv)
-    {
-        var pts = File.ReadAllLines(curvesCsv).Skip(1).Select(l => l.Split(','))
-            .Where(f => f.Length >= 3)
-            .Select(f => (E: double.Parse(f[0], CultureInfo.InvariantCulture), T: double.Parse(f[1], CultureInfo.InvariantCulture), V: double.Parse(f[2], CultureInfo.InvariantCulture)))
-            .Where(p => double.IsFinite(p.T) && double.IsFinite(p.V)).ToList();
-        if (pts.Count < 2) return "<p>(too few epochs to plot)</p>";
-        const int W = 640, Hh = 240, P = 40;
-        double e0 = pts[0].E, e1 = pts[^1].E, lo = 0, hi = pts.Max(p => Math.Max(p.T, p.V)) * 1.05;
-        string Poly(Func<(double E, double T, double V), double> y) => string.Join(' ', pts.Select(p =>
-            FormattableString.Invariant($"{P + (p.E - e0) / Math.Max(1e-9, e1 - e0) * (W - 2 * P):F1},{Hh - P - (y(p) - lo) / (hi - lo) * (Hh - 2 * P):F1}")));
-        return FormattableString.Invariant($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{Hh}\" style=\"border:1px solid #ccc\">") +
-               FormattableString.Invariant($"<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"{Poly(p => p.T)}\"/>") +
-               FormattableString.Invariant($"<polyline fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\" points=\"{Poly(p => p.V)}\"/>") +
-               FormattableString.Invariant($"<text x=\"{P}\" y=\"16\" font-size=\"12\">loss (blue: training, red: validation) over {pts.Count} epochs; 0 … {hi:G3}</text>") +
-               FormattableString.Invariant($"<line x1=\"{P}\" y1=\"{Hh - P}\" x2=\"{W - P}\" y2=\"{Hh - P}\" stroke=\"#999\"/><text x=\"{W - P - 40}\" y=\"{Hh - P + 16}\" font-size=\"12\">epoch {e1:F0}</text></svg>");
     }
 }

@@ -3,9 +3,11 @@ using static TorchSharp.torch;
 
 namespace ActorSeg.GpuTrainer;
 
-/// <summary>Pixel-level metrics of node predictions, exact against the mask: every pixel of a node takes the node's class.</summary>
+/// <summary>Pixel-level metrics of node predictions, exact against the mask: every pixel of a node takes the node's class.
+/// <see cref="Confusion"/> is row-major, row = true class, column = predicted class. <see cref="Precision"/> and
+/// <see cref="Recall"/> are per class (null in metrics written before they were kept).</summary>
 public sealed record PixelMetrics(long[] Confusion, int Classes, double Accuracy, double[] F1, double MacroF1, double[] IoU,
-    double MicroJaccard, double SuperpixelCeiling, long Pixels)
+    double MicroJaccard, double SuperpixelCeiling, long Pixels, double[]? Precision = null, double[]? Recall = null)
 {
     /// <summary>From each node's class histogram (pixels of each true class) and its predicted class.</summary>
     public static PixelMetrics FromHistograms(IEnumerable<(long[] Hist, int Classes, long[] Pred)> graphs, int classes)
@@ -28,8 +30,18 @@ public sealed record PixelMetrics(long[] Confusion, int Classes, double Accuracy
                 ceilingRight += best;
             }
         }
+        return FromConfusion(cm, classes, (double)ceilingRight / Math.Max(1, cm.Sum()));
+    }
+
+    /// <summary>From a pixel confusion matrix (row = true class, column = predicted; e.g. counted over a painted mask and
+    /// its ground truth) and the superpixel ceiling, which only the graph knows. A class absent from both truth and
+    /// prediction scores 1 (nothing to get wrong); precision of a class never predicted, or recall of one never present, is 0
+    /// unless the other is empty too.</summary>
+    public static PixelMetrics FromConfusion(long[] cm, int classes, double superpixelCeiling)
+    {
+        if (cm.Length != classes * classes) throw new ArgumentException($"a confusion matrix of {classes} classes has {classes * classes} cells, not {cm.Length}");
         long total = cm.Sum(), tp = 0;
-        var f1 = new double[classes]; var iou = new double[classes];
+        var f1 = new double[classes]; var iou = new double[classes]; var precision = new double[classes]; var recall = new double[classes];
         for (int c = 0; c < classes; c++)
         {
             long tpc = cm[c * classes + c], row = 0, col = 0;
@@ -37,9 +49,11 @@ public sealed record PixelMetrics(long[] Confusion, int Classes, double Accuracy
             tp += tpc;
             f1[c] = row + col == 0 ? 1 : 2.0 * tpc / (row + col);
             iou[c] = row + col - tpc == 0 ? 1 : (double)tpc / (row + col - tpc);
+            precision[c] = col == 0 ? (row == 0 ? 1 : 0) : (double)tpc / col;
+            recall[c] = row == 0 ? (col == 0 ? 1 : 0) : (double)tpc / row;
         }
         return new PixelMetrics(cm, classes, (double)tp / Math.Max(1, total), f1, f1.Average(), iou,
-            (double)tp / Math.Max(1, 2 * total - tp), (double)ceilingRight / Math.Max(1, total), total);
+            (double)tp / Math.Max(1, 2 * total - tp), superpixelCeiling, total, precision, recall);
     }
 }
 

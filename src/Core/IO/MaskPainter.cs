@@ -141,7 +141,7 @@ public static class MaskPainter
 
     /// <summary>The image, grey, at <paramref name="scale"/> of its <paramref name="width"/> x <paramref name="height"/> size, in memory.
     /// A whole slide is read from the coarsest pyramid level that is still at least that large, never from level 0.</summary>
-    private static Vips.Image Preview(string imagePath, int width, int height, double scale)
+    public static Vips.Image Preview(string imagePath, int width, int height, double scale)
     {
         int tw = Math.Max(1, (int)Math.Round(width * scale)), th = Math.Max(1, (int)Math.Round(height * scale));
         if (SlideLevel(imagePath, width, height) is not { } lv)

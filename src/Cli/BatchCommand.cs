@@ -104,9 +104,10 @@ public static class BatchCommand
         var spacing = new Option<double?>("--spacing") { Description = "Seed spacing in pixels (default: the model's, else 40.96)." };
         var level = new Option<int>("--level") { Description = "Whole slides: the pyramid level to segment (0 = full resolution); other images are read at full resolution.", DefaultValueFactory = _ => 0 };
         var mpp = new Option<double?>("--mpp") { Description = "Whole slides: the level closest to this many microns per pixel without being coarser (instead of --level)." };
+        var tissue = GraphCommand.TissueOption();
         var cmd = new Command("batch", "Run a whole slide collection: every slide succeeds or fails alone; finished slides are skipped when the batch is run again; a summary CSV and an HTML report at the end.")
         {
-            source, output, model, masks, coordinator, workers, parallel, tileSize, spacing, level, mpp,
+            source, output, model, masks, coordinator, workers, parallel, tileSize, spacing, level, mpp, tissue,
         };
         var tls = TlsFlags.Create();
         tls.AddTo(cmd);
@@ -116,7 +117,8 @@ public static class BatchCommand
             try
             {
                 return await RunAsync(pr.GetValue(source)!, Path.GetFullPath(pr.GetValue(output)!), pr.GetValue(model) is { } m ? Path.GetFullPath(m) : null,
-                    pr.GetValue(masks), pr.GetValue(coordinator) ?? Environment.GetEnvironmentVariable("ACTORSEG_COORDINATOR"), pr.GetValue(workers), Math.Max(1, pr.GetValue(parallel)), pr.GetValue(tileSize), pr.GetValue(spacing), ct, tls.Read(pr), pr.GetValue(level), pr.GetValue(mpp));
+                    pr.GetValue(masks), pr.GetValue(coordinator) ?? Environment.GetEnvironmentVariable("ACTORSEG_COORDINATOR"), pr.GetValue(workers), Math.Max(1, pr.GetValue(parallel)), pr.GetValue(tileSize), pr.GetValue(spacing), ct, tls.Read(pr), pr.GetValue(level), pr.GetValue(mpp),
+                    GraphCommand.TissueValue(pr.GetValue(tissue)));
             }
             catch (Exception e) when (ExitCodes.IsInputError(e) || e is IOException)
             {
@@ -128,7 +130,7 @@ public static class BatchCommand
     }
 
     public static async Task<int> RunAsync(string source, string outDir, string? model, string? masks, string? coordinator, int workers,
-        int parallel, int tileSize, double? spacing, CancellationToken ct, TlsOptions? tls = null, int level = 0, double? mpp = null)
+        int parallel, int tileSize, double? spacing, CancellationToken ct, TlsOptions? tls = null, int level = 0, double? mpp = null, string? tissue = null)
     {
         var sw = Stopwatch.StartNew();
         var (slides, rejected) = BatchInput.Load(source, masks);
@@ -155,7 +157,7 @@ public static class BatchCommand
         await Task.WhenAll(slides.Select(async (s, i) =>
         {
             await gate.WaitAsync(ct);
-            try { rows[i] = await RunSlide(s, outDir, model, spec, sp, tileSize, Run, level, mpp); }
+            try { rows[i] = await RunSlide(s, outDir, model, spec, sp, tileSize, Run, level, mpp, tissue); }
             catch (Exception e) when (e is not OperationCanceledException) { rows[i] = new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", e.Message); }
             finally { gate.Release(); }
             var r = rows[i]!;
@@ -176,12 +178,12 @@ public static class BatchCommand
     }
 
     private sealed record SlideRecord(string Status, string Image, long ImageLength, DateTime ImageTime, string? Mask, string? Model, DateTime? ModelTime,
-        int Nodes, double Seconds, int Level = 0);
+        int Nodes, double Seconds, int Level = 0, string? Tissue = null);
 
-    private static SlideRecord Fingerprint(BatchSlide s, string? model, string status, int nodes, double seconds, int level)
+    private static SlideRecord Fingerprint(BatchSlide s, string? model, string status, int nodes, double seconds, int level, string? tissue)
     {
         var fi = new FileInfo(s.Image);
-        return new SlideRecord(status, s.Image, fi.Length, fi.LastWriteTimeUtc, s.Mask, model, model is null ? null : File.GetLastWriteTimeUtc(model), nodes, seconds, level);
+        return new SlideRecord(status, s.Image, fi.Length, fi.LastWriteTimeUtc, s.Mask, model, model is null ? null : File.GetLastWriteTimeUtc(model), nodes, seconds, level, tissue);
     }
 
     /// <summary>The level a slide is read at and its microns per pixel there (whole slides; other images: full resolution, pixel size from the file when it has one).</summary>
@@ -199,7 +201,7 @@ public static class BatchCommand
     }
 
     private static async Task<BatchRow> RunSlide(BatchSlide s, string outDir, string? model, ModelSpec? modelSpec, double spacing, int tileSize, Func<SubmitGraphJob, Task<object>> run,
-        int levelOption = 0, double? mppOption = null)
+        int levelOption = 0, double? mppOption = null, string? tissue = null)
     {
         int level; double? um;
         try { (level, um) = Resolution(s.Image, levelOption, mppOption); }
@@ -212,7 +214,7 @@ public static class BatchCommand
             try
             {
                 var old = JsonSerializer.Deserialize<SlideRecord>(await File.ReadAllTextAsync(recordPath));
-                if (old is not null && old.Status == "done" && old with { Nodes = 0, Seconds = 0 } == Fingerprint(s, model, "done", 0, 0, level))
+                if (old is not null && old.Status == "done" && old with { Nodes = 0, Seconds = 0 } == Fingerprint(s, model, "done", 0, 0, level, tissue))
                 {
                     var metrics = File.Exists(Path.Combine(dir, "metrics.json")) ? JsonSerializer.Deserialize<PixelMetrics>(await File.ReadAllTextAsync(Path.Combine(dir, "metrics.json"))) : null;
                     var (tf, ts) = Tissue(dir);
@@ -228,7 +230,7 @@ public static class BatchCommand
         var plain = new string(s.Name.Select(ch => char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_' or '.' ? ch : '_').ToArray()).TrimStart('.');
         var jobId = "batch-" + plain[..Math.Min(plain.Length, 96)] + "-" + Guid.NewGuid().ToString("N")[..6];
         var spec = new GraphJobSpec(s.Image, s.Mask, dir, Page: level, Spacing: spacing, TileSize: tileSize, WriteNodeMap: model is not null, ModelPath: model,
-            Features: modelSpec?.FeatureSet ?? "texture");
+            Features: modelSpec?.FeatureSet ?? "texture", Tissue: tissue);
         var outcome = await run(new SubmitGraphJob(jobId, spec));
         if (outcome is GraphJobFailed f) return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", f.Error);
         if (outcome is JobRefused r) return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", $"refused by the coordinator: {r.Reason}");
@@ -246,14 +248,14 @@ public static class BatchCommand
             var cmp = MaskComparison.Compare(c.MaskPath ?? Path.Combine(dir, AssignmentPaths.MaskFile), s.Mask, modelSpec.Classes,
                 errorMapPng: Path.Combine(dir, BatchReport.ErrorMapFile), image: s.Image);
             pm = PixelMetrics.FromConfusion(cmp.Confusion, modelSpec.Classes, byNodes.SuperpixelCeiling);
-            if (!pm.Confusion.SequenceEqual(byNodes.Confusion))
+            // the graph counts tissue only; the mask counts glass too (as class 0)
+            if (c.TissueFraction is null && !pm.Confusion.SequenceEqual(byNodes.Confusion))
                 Log.Warning("Slide {Slide}: the painted mask's confusion matrix differs from the graph's (accuracy {Mask:P3} against {Graph:P3})", s.Name, pm.Accuracy, byNodes.Accuracy);
             SafePaths.WriteAllText(Path.Combine(dir, "metrics.json"), JsonSerializer.Serialize(pm, new JsonSerializerOptions { WriteIndented = true }), "metrics");
         }
         double secs = sw.Elapsed.TotalSeconds;
-        SafePaths.WriteAllText(recordPath, JsonSerializer.Serialize(Fingerprint(s, model, "done", c.Nodes, secs, level), new JsonSerializerOptions { WriteIndented = true }), "slide record");
-        var (tissue, skippedTiles) = Tissue(dir);
-        return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "done", null, c.Nodes, secs, pm, level, um, tissue, skippedTiles);
+        SafePaths.WriteAllText(recordPath, JsonSerializer.Serialize(Fingerprint(s, model, "done", c.Nodes, secs, level, tissue), new JsonSerializerOptions { WriteIndented = true }), "slide record");
+        return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "done", null, c.Nodes, secs, pm, level, um, c.TissueFraction, c.TissueFraction is null ? null : c.TilesSkipped);
     }
 
     /// <summary>
@@ -263,7 +265,19 @@ public static class BatchCommand
     public static (double? TissueFraction, int? TilesSkipped) Tissue(string slideDir)
     {
         var path = Path.Combine(slideDir, "segment.json");
-        if (!File.Exists(path)) return (null, null);
+        if (!File.Exists(path))
+        {
+            // a graph-only slide: the graph's summary has a "tissue" section
+            var graph = new[] { Path.Combine(slideDir, GraphOutputs.SummaryFile), Path.Combine(slideDir, "graph", GraphOutputs.SummaryFile) }.FirstOrDefault(File.Exists);
+            if (graph is null) return (null, null);
+            try
+            {
+                using var g = JsonDocument.Parse(File.ReadAllText(graph));
+                if (!g.RootElement.TryGetProperty("tissue", out var ti) || ti.ValueKind != JsonValueKind.Object) return (null, null);
+                return (ti.GetProperty("fraction").GetDouble(), ti.GetProperty("tilesSkipped").GetInt32());
+            }
+            catch (Exception e) when (e is JsonException or IOException or FormatException or KeyNotFoundException or InvalidOperationException) { return (null, null); }
+        }
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(path));

@@ -785,6 +785,7 @@ public sealed class JobBook
                 {
                     image = j.Spec.ImagePath, model = j.Spec.ModelPath, mask = j.Segmented!.Mask.Path, maskChecksum = j.Segmented.Mask.Checksum,
                     overlay = Path.Combine(j.Spec.OutDir, AssignmentPaths.OverlayFile), nodes = j.Stitched!.Nodes, pixelsPerClass = c.PixelsPerClass, device = c.Device,
+                    tissueFraction = j.Stitched.TissueFraction, tilesSkipped = j.Stitched.TilesSkipped,
                 }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)

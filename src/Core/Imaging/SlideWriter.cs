@@ -151,7 +151,10 @@ public static class SlideWriter
         p.WaitForExit();
         var missing = Directory.GetFiles(dir, "*.raw").FirstOrDefault(r => !File.Exists(Path.ChangeExtension(r, ".J2K")));
         if (p.ExitCode != 0 || missing is not null)
-            throw new InvalidOperationException($"{Jp2kEncoder} failed (exit {p.ExitCode}{(missing is null ? "" : ", no codestream for " + Path.GetFileName(missing))}): {(err.Result + outText).Trim()[^Math.Min(400, (err.Result + outText).Trim().Length)..]}");
+        {
+            var said = (err.Result + outText).Trim();
+            throw new InvalidOperationException($"{Jp2kEncoder} failed (exit {p.ExitCode}{(missing is null ? "" : ", no codestream for " + Path.GetFileName(missing))}): {said[Math.Max(0, said.Length - 400)..]}");
+        }
     }
 }
 

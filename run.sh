@@ -55,9 +55,10 @@ case "$cmd" in
   test)
     build
     ensure_postgres
-    # python3-tifffile: the test that reads mask.ome.tif back as napari and QuPath users' tools do;
+    # python3-tifffile: the tests that read mask.ome.tif and nodes.ome.tif back as napari and QuPath users' tools do;
+    # libopenjp2-tools: opj_compress, which encodes the JPEG 2000 tiles of the Aperio slides the tests make (generate --compression jp2k);
     # chromium: the test that opens the batch report in a headless browser and checks every image and plot renders
-    ensure_packages python3-tifffile chromium
+    ensure_packages python3-tifffile libopenjp2-tools chromium
     log=$(mktemp)
     set +e
     dotnet test ActorSeg.sln -c Release --no-build -nologo --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"

@@ -19,13 +19,20 @@ public static class GenerateCommand
         var channels = new Option<int>("--channels") { Description = "1 (grey) or 3 (RGB).", DefaultValueFactory = _ => 1 };
         channels.AcceptOnlyFromAmong("1", "3");
         var seed = new Option<int>("--seed") { Description = "Random seed (same seed, same image).", DefaultValueFactory = _ => 1 };
-        var format = new Option<string>("--format") { Description = "tiff (tiled BigTIFF) or svs (an Aperio-style JPEG-tiled pyramid that OpenSlide reads; RGB, 8-bit).", DefaultValueFactory = _ => "tiff" };
+        var format = new Option<string>("--format") { Description = "tiff (tiled BigTIFF) or svs (an Aperio-style tiled pyramid that OpenSlide reads, tiles as --compression says; RGB, 8-bit).", DefaultValueFactory = _ => "tiff" };
         format.AcceptOnlyFromAmong("tiff", "svs");
         var mpp = new Option<double>("--mpp") { Description = "Microns per pixel written into an svs slide.", DefaultValueFactory = _ => 0.499 };
         var glass = new Option<double>("--glass") { Description = "svs only: the fraction of the slide that is bare glass around tissue islands (brightfield-like, stained), e.g. 0.6.", DefaultValueFactory = _ => 0 };
+        var compression = new Option<string>("--compression")
+        {
+            Description = "Tiles of an svs slide: jpeg (lossy, libvips), jp2k (lossless JPEG 2000, Aperio's RGB compression 33005) or jp2k-ycbcr "
+                + "(lossless JPEG 2000 codestreams of YCbCr 4:2:2, Aperio's compression 33003); JPEG 2000 needs opj_compress (Debian's libopenjp2-tools).",
+            DefaultValueFactory = _ => "jpeg",
+        };
+        compression.AcceptOnlyFromAmong("jpeg", "jp2k", "jp2k-ycbcr");
         var cmd = new Command("generate", "Generate a synthetic microscopy image with its exact mask, as tiled BigTIFF, never holding the whole image.")
         {
-            output, name, width, height, kind, bits, channels, seed, format, mpp, glass,
+            output, name, width, height, kind, bits, channels, seed, format, mpp, compression, glass,
         };
         cmd.SetAction((pr, ct) =>
         {
@@ -35,6 +42,17 @@ public static class GenerateCommand
             {
                 Console.Error.WriteLine("actorseg generate: --format svs writes 8-bit RGB slides (leave out --bits and --channels, or give --bits 8 --channels 3)");
                 return Task.FromResult(ExitCodes.Usage);
+            }
+            var tiles = pr.GetValue(compression) switch { "jp2k" => SvsCompression.Jp2kRgb, "jp2k-ycbcr" => SvsCompression.Jp2kYcbcr, _ => SvsCompression.Jpeg };
+            if (!svs && tiles != SvsCompression.Jpeg)
+            {
+                Console.Error.WriteLine("actorseg generate: --compression chooses the tiles of an svs slide (add --format svs)");
+                return Task.FromResult(ExitCodes.Usage);
+            }
+            if (tiles != SvsCompression.Jpeg && !SlideWriter.Jp2kAvailable)
+            {
+                Console.Error.WriteLine($"actorseg generate: JPEG 2000 tiles are encoded by {SlideWriter.Jp2kEncoder}, which is not on the PATH: install Debian's libopenjp2-tools");
+                return Task.FromResult(ExitCodes.Failed);
             }
             var (img, mask) = Run(pr.GetValue(output)!.FullName, pr.GetValue(name)!, pr.GetValue(width), pr.GetValue(height),
                 pr.GetValue(kind)!, svs ? 8 : pr.GetValue(bits), svs ? 3 : pr.GetValue(channels), pr.GetValue(seed), ct);
@@ -60,8 +78,8 @@ public static class GenerateCommand
             if (svs)
             {
                 var slide = Path.ChangeExtension(img, ".svs");
-                Log.Information("Writing an Aperio-style slide {Slide} ({Mpp} µm/px)", slide, pr.GetValue(mpp));
-                SlideWriter.WriteSvs(img, slide, pr.GetValue(mpp));
+                Log.Information("Writing an Aperio-style slide {Slide} ({Mpp} µm/px, {Compression} tiles)", slide, pr.GetValue(mpp), pr.GetValue(compression));
+                SlideWriter.WriteSvs(img, slide, pr.GetValue(mpp), compression: tiles);
                 File.Delete(img);
                 img = slide;
             }

@@ -45,7 +45,7 @@ public static class GraphCommand
     {
         var image = new Argument<FileInfo>("IMAGE") { Description = "Image: TIFF/BigTIFF (tiled or stripped, 8/16-bit, grey or RGB, OME, pyramidal), PNG or JPEG." };
         var mask = new Option<FileInfo?>("--mask", "-m") { Description = "Ground-truth mask of the same size: gives each node a class histogram and majority label." };
-        var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Output directory: graph.npz, nodes.tif (node ids), graph.json.", Required = true };
+        var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Output directory: graph.npz, nodes.tif (node ids), nodes.ome.tif (the same as pyramidal OME-TIFF), graph.json.", Required = true };
         var page = new Option<int>("--level", "--page") { Description = "Pyramid level of a whole slide, or page of a multi-page TIFF (0 = full resolution).", DefaultValueFactory = _ => 0 };
         var mpp = new Option<double?>("--mpp") { Description = "Whole slides: use the level closest to this many microns per pixel without being coarser (instead of --level)." };
         var maskMode = new Option<string>("--mask-mode") { Description = "binary: any non-zero value is foreground (class 1); classes: values are class ids 0..254.", DefaultValueFactory = _ => "binary" };
@@ -62,7 +62,7 @@ public static class GraphCommand
         var halo = new Option<int?>("--halo") { Description = "Halo around each tile core in pixels (default: 10 seed spacings, which keeps tiled and whole-image superpixels identical on all but ~0.001% of pixels)." };
         var k = new Option<int>("--k") { Description = "Nearest centroids per node for the kNN edges.", DefaultValueFactory = _ => 10 };
         var workers = new Option<int>("--workers", "-w") { Description = "Tile worker actors (default: one per core).", DefaultValueFactory = _ => Environment.ProcessorCount };
-        var noNodeMap = new Option<bool>("--no-node-map") { Description = "Do not write nodes.tif." };
+        var noNodeMap = new Option<bool>("--no-node-map") { Description = "Do not write nodes.tif (nor nodes.ome.tif)." };
         var keepWork = new Option<bool>("--keep-work") { Description = "Keep the per-tile partial graphs in OUT/.work-JOB." };
         var features = new Option<string>("--features") { Description = "texture (default): the published 11 intensity features per channel plus gradient and local-variation statistics and boundary contrast; published: the 11 alone.", DefaultValueFactory = _ => "texture" };
         features.AcceptOnlyFromAmong("texture", "published");

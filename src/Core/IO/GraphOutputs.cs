@@ -3,17 +3,19 @@ using System.Text.Json;
 using ActorSeg.Core.Graph;
 using ActorSeg.Core.Imaging;
 using ActorSeg.Core.Pipeline;
+using Vips = NetVips;
 
 namespace ActorSeg.Core.IO;
 
 /// <summary>
 /// Writes a job's outputs: <c>graph.npz</c> (numpy arrays, PyTorch Geometric names), <c>nodes.tif</c> (tiled BigTIFF of
-/// node ids, for painting segmentations back) and <c>graph.json</c> (a readable summary, written last).
+/// node ids, for painting segmentations back), <c>nodes.ome.tif</c> (the same node map as a pyramidal OME-TIFF for QuPath,
+/// napari and Fiji) and <c>graph.json</c> (a readable summary, written last).
 /// Everything is first written in the job's work directory and moved into place only when all of it is complete.
 /// </summary>
 public static class GraphOutputs
 {
-    public const string GraphFile = "graph.npz", NodeMapFile = "nodes.tif", SummaryFile = "graph.json", TissueFile = "tissue.png";
+    public const string GraphFile = "graph.npz", NodeMapFile = "nodes.tif", NodeMapOmeFile = "nodes.ome.tif", SummaryFile = "graph.json", TissueFile = "tissue.png";
     /// <summary>The node id of pixels that belong to no node (glass outside the tissue) in nodes.tif.</summary>
     public const uint NoNode = uint.MaxValue;
 
@@ -41,6 +43,8 @@ public static class GraphOutputs
         {
             WriteNodeMap(job, nodeOfGroup, Path.Combine(staging, NodeMapFile), progress);
             progress?.Report($"wrote {NodeMapFile}");
+            WriteNodeMapOme(Path.Combine(staging, NodeMapFile), Path.Combine(staging, NodeMapOmeFile), SourcePixelSize(job));
+            progress?.Report($"wrote {NodeMapOmeFile}");
         }
         if (job.TissueMap is { } tissue) tissue.SavePng(Path.Combine(staging, TissueFile));
         double write = sw.Elapsed.TotalSeconds;
@@ -51,7 +55,11 @@ public static class GraphOutputs
         var summaryPath = Path.Combine(outDir, SummaryFile);
         if (File.Exists(summaryPath)) File.Delete(summaryPath); // an old summary must never vouch for new files
         SafePaths.Publish(Path.Combine(staging, GraphFile), Path.Combine(outDir, GraphFile));
-        if (writeNodeMap) SafePaths.Publish(Path.Combine(staging, NodeMapFile), Path.Combine(outDir, NodeMapFile));
+        if (writeNodeMap)
+        {
+            SafePaths.Publish(Path.Combine(staging, NodeMapFile), Path.Combine(outDir, NodeMapFile));
+            SafePaths.Publish(Path.Combine(staging, NodeMapOmeFile), Path.Combine(outDir, NodeMapOmeFile));
+        }
         if (job.Tissue is not null) SafePaths.Publish(Path.Combine(staging, TissueFile), Path.Combine(outDir, TissueFile));
         SafePaths.Publish(Path.Combine(staging, SummaryFile), summaryPath);
         return summary;
@@ -159,6 +167,32 @@ public static class GraphOutputs
         writer.Complete();
     }
 
+    /// <summary>The node map as OME-TIFF: a SubIFD pyramid (each level the most common id of every 2×2 block, so every
+    /// pixel stays a real node id) with OME-XML giving the uint32 type and the pixel size in µm when the image states it.
+    /// libvips streams it from the flat node map.</summary>
+    public static void WriteNodeMapOme(string nodeMap, string omePath, (double X, double Y)? micronsPerPixel, int tile = 256)
+    {
+        using var map = Vips.Image.NewFromFile(nodeMap, access: Vips.Enums.Access.Sequential, failOn: Vips.Enums.FailOn.Error);
+        if (map.Format != Vips.Enums.BandFormat.Uint || map.Bands != 1) throw new InputFileException(nodeMap, "not a node-label map (expected one uint32 band)");
+        var xml = MaskPainter.OmeXml(map.Width, map.Height, micronsPerPixel?.X, micronsPerPixel?.Y, classes: null, pixelType: "uint32", channelName: "node", imageName: "superpixel nodes");
+        var tmp = $"{omePath}.{Guid.NewGuid():N}.partial.tif";
+        try
+        {
+            using (var described = map.Mutate(m => m.Set(Vips.GValue.GStrType, "image-description", xml)))
+                described.Tiffsave(tmp, compression: Vips.Enums.ForeignTiffCompression.Deflate, predictor: Vips.Enums.ForeignTiffPredictor.Horizontal,
+                    tile: true, tileWidth: tile, tileHeight: tile, pyramid: true, subifd: true, bigtiff: true, regionShrink: Vips.Enums.RegionShrink.Mode);
+            SafePaths.Publish(tmp, omePath, "OME-TIFF node map");
+        }
+        finally { if (File.Exists(tmp)) File.Delete(tmp); }
+    }
+
+    /// <summary>µm per pixel of the level or page the job read, or null when the image does not say (or cannot be asked again).</summary>
+    private static (double X, double Y)? SourcePixelSize(GraphJobManifest job)
+    {
+        try { return PixelSize.MicronsPerPixel(job.Request.ImagePath, job.Request.Page); }
+        catch (Exception e) when (e is InputFileException or Vips.VipsException or IOException) { return null; }
+    }
+
     private static void WriteSummary(SuperpixelGraph g, GraphJobManifest job, Summary s, string path, bool nodeMap)
     {
         var req = job.Request;
@@ -172,7 +206,7 @@ public static class GraphOutputs
             tiling = new { tileSize = req.TileSize, halo = job.Halo, tiles = job.Plan.Count, tilesSkipped = job.Tissue?.TilesSkipped ?? 0 },
             tissue = job.Tissue is { } ti ? new { source = ti.Source, fraction = ti.Fraction, tilesSkipped = ti.TilesSkipped, map = TissueFile, cells = new[] { ti.MapWidth, ti.MapHeight } } : null,
             graph = new { nodes = g.NodeCount, features = g.FeatureNames, meanSpacing = g.MeanSpacing, k = g.K, knnEdges = g.EdgeSrc.Length, adjacencyEdges = g.RagA.Length, labelled = g.HasLabels ? g.Label.Count(l => l >= 0) : 0 },
-            files = new { graph = GraphFile, nodeMap = nodeMap ? NodeMapFile : null },
+            files = new { graph = GraphFile, nodeMap = nodeMap ? NodeMapFile : null, nodeMapOme = nodeMap ? NodeMapOmeFile : null },
             seconds = new { stitch = s.StitchSeconds, write = s.WriteSeconds },
         };
         SafePaths.WriteAllText(path, JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase }), "graph summary");

@@ -167,27 +167,33 @@ public static class MaskPainter
     /// <summary>mask.tif → mask.ome.tif beside it.</summary>
     public static string OmePath(string maskPath) => Path.Combine(Path.GetDirectoryName(Path.GetFullPath(maskPath))!, Path.GetFileNameWithoutExtension(maskPath) + ".ome.tif");
 
-    /// <summary>OME-XML for a class-id mask: one uint8 plane, the physical pixel size in µm, and the classes (name and colour) as a map annotation.</summary>
-    public static string OmeXml(int width, int height, double? umX, double? umY, IReadOnlyList<ClassInfo> classes)
+    /// <summary>OME-XML for one plane of labels: a class-id mask (uint8, with the classes' names and colours as a map
+    /// annotation) or another label image such as the node map (<paramref name="pixelType"/> uint32, no classes), with the
+    /// physical pixel size in µm when known.</summary>
+    public static string OmeXml(int width, int height, double? umX, double? umY, IReadOnlyList<ClassInfo>? classes,
+        string pixelType = "uint8", string channelName = "class", string imageName = "segmentation")
     {
         var I = System.Globalization.CultureInfo.InvariantCulture;
         string size = umX is { } x && umY is { } y ? string.Format(I, " PhysicalSizeX=\"{0:R}\" PhysicalSizeXUnit=\"µm\" PhysicalSizeY=\"{1:R}\" PhysicalSizeYUnit=\"µm\"", x, y) : "";
-        var map = new System.Text.StringBuilder();
-        foreach (var c in classes)
-            map.Append(I, $"<M K=\"{c.Id}\">{System.Security.SecurityElement.Escape(c.Name)} {c.Color}</M>");
+        string Esc(string v) => System.Security.SecurityElement.Escape(v);
+        string annotationRef = "", annotations = "";
+        if (classes is not null)
+        {
+            var map = new System.Text.StringBuilder();
+            foreach (var c in classes)
+                map.Append(I, $"<M K=\"{c.Id}\">{Esc(c.Name)} {c.Color}</M>");
+            annotationRef = "\n    <AnnotationRef ID=\"Annotation:Classes\"/>";
+            annotations = $"\n  <StructuredAnnotations>\n    <MapAnnotation ID=\"Annotation:Classes\" Namespace=\"actorseg/classes\"><Value>{map}</Value></MapAnnotation>\n  </StructuredAnnotations>";
+        }
         return $"""
             <?xml version="1.0" encoding="UTF-8"?>
             <OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:schemaLocation="http://www.openmicroscopy.org/Schemas/OME/2016-06 http://www.openmicroscopy.org/Schemas/OME/2016-06/ome.xsd" Creator="ActorSeg">
-              <Image ID="Image:0" Name="segmentation">
-                <Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint8" SizeX="{width}" SizeY="{height}" SizeC="1" SizeZ="1" SizeT="1"{size}>
-                  <Channel ID="Channel:0:0" Name="class" SamplesPerPixel="1"/>
+              <Image ID="Image:0" Name="{Esc(imageName)}">
+                <Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="{pixelType}" SizeX="{width}" SizeY="{height}" SizeC="1" SizeZ="1" SizeT="1"{size}>
+                  <Channel ID="Channel:0:0" Name="{Esc(channelName)}" SamplesPerPixel="1"/>
                   <TiffData IFD="0" PlaneCount="1"/>
-                </Pixels>
-                <AnnotationRef ID="Annotation:Classes"/>
-              </Image>
-              <StructuredAnnotations>
-                <MapAnnotation ID="Annotation:Classes" Namespace="actorseg/classes"><Value>{map}</Value></MapAnnotation>
-              </StructuredAnnotations>
+                </Pixels>{annotationRef}
+              </Image>{annotations}
             </OME>
             """;
     }

@@ -112,6 +112,11 @@ public sealed class VipsImageSource : IRegionSource
 
         int pages = 1;
         try { if (img.Contains("n-pages")) pages = (int)img.Get("n-pages"); } catch { /* optional */ }
+        // an Aperio slide that OpenSlide does not recognise is broken (truncated, a damaged directory chain): libvips reads
+        // its first header and would fail only at the pixels, or never notice with JPEG 2000 tiles it cannot decode
+        if (isTiff && img.Contains("image-description") && img.Get("image-description") is string desc && desc.StartsWith("Aperio", StringComparison.Ordinal)
+            && OpenSlideSource.DetectVendor(path) is null)
+            Fail(img, path, OpenSlideSource.Available ? "an Aperio slide that OpenSlide cannot open (truncated or damaged)" : "is a whole-slide image, which needs OpenSlide: install Debian's libopenslide0 (./run.sh does)");
         if (img.Width <= 0 || img.Height <= 0)
             Fail(img, path, $"image has no pixels ({img.Width}x{img.Height})");
         if (img.Width > ImageLimits.MaxSide || img.Height > ImageLimits.MaxSide || (long)img.Width * img.Height > ImageLimits.MaxPixels)

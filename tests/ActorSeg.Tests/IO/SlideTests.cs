@@ -203,5 +203,201 @@ public class SlideSegmentTests(ITestOutputHelper output) : TempDirTest("slideseg
         Assert.Contains("nucleus #ff00ff", xml);
         Assert.True(File.Exists(Path.Combine(seg, "overlay.png")));
         Assert.True(mask.WriteToMemory<byte>().Any(b => b == 1), "some nuclei are found");
+
+        // the same model on a slide whose tiles are JPEG 2000 (Aperio's YCbCr compression 33003)
+        if (!SlideWriter.Jp2kAvailable) { output.WriteLine("SKIPPED (JPEG 2000 part): opj_compress is not installed (libopenjp2-tools)"); return; }
+        var j2k = TestPaths.RunCli("generate", "--out", _dir, "--name", "j2k", "--width", "1600", "--height", "1200", "--kind", "nuclei", "--format", "svs",
+            "--compression", "jp2k-ycbcr", "--seed", "9");
+        Assert.True(j2k.ExitCode == 0, j2k.Stderr);
+        var seg2 = Path.Combine(_dir, "seg-j2k");
+        var sr2 = TestPaths.RunCli("segment", Path.Combine(_dir, "j2k.svs"), "--model", Path.Combine(model, "best.model"), "--level", "1", "--out", seg2, "--tile-size", "512");
+        Assert.True(sr2.ExitCode == 0, sr2.Stderr);
+        using var mask2 = Vips.Image.NewFromFile(Path.Combine(seg2, "mask.tif"));
+        Assert.Equal((800, 600), (mask2.Width, mask2.Height));
+        var m1 = mask.WriteToMemory<byte>(); var m2 = mask2.WriteToMemory<byte>();
+        double agree = m1.Zip(m2, (x, y) => x == y ? 1.0 : 0.0).Average();
+        output.WriteLine($"JPEG and JPEG 2000 slides of the same image: masks agree on {agree:P1} of pixels");
+        Assert.True(agree > 0.9, $"the masks of the JPEG and the JPEG 2000 slide agree on {agree:P1} of pixels");
+    }
+}
+
+/// <summary>Aperio slides with JPEG 2000 tiles (compressions 33005 and 33003), made here by <see cref="SlideWriter"/> with
+/// opj_compress; a generic tiled TIFF; and broken slides, which fail naming the file.</summary>
+public class Jp2kSlideTests(ITestOutputHelper output) : TempDirTest("j2kslide")
+{
+    private bool Skip()
+    {
+        if (!OpenSlideSource.Available) { output.WriteLine("SKIPPED: libopenslide0 is not installed (./run.sh installs it)"); return true; }
+        if (!SlideWriter.Jp2kAvailable) { output.WriteLine("SKIPPED: opj_compress is not installed (Debian's libopenjp2-tools; ./run.sh test installs it)"); return true; }
+        return false;
+    }
+
+    /// <summary>Runs a Python script with /usr/bin/python3 (tifffile, numpy); null when that is not available.</summary>
+    private string? Python(string script, params string[] args)
+    {
+        if (!File.Exists("/usr/bin/python3")) { output.WriteLine("SKIPPED (python part): /usr/bin/python3 is not available"); return null; }
+        var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add("-c"); psi.ArgumentList.Add(script);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var py = System.Diagnostics.Process.Start(psi)!;
+        var se = py.StandardError.ReadToEndAsync();
+        string so = py.StandardOutput.ReadToEnd();
+        py.WaitForExit();
+        if (se.Result.Contains("No module named")) { output.WriteLine("SKIPPED (python part): " + se.Result.Trim()); return null; }
+        Assert.True(py.ExitCode == 0, se.Result);
+        return so.Trim();
+    }
+
+    [Theory]
+    [InlineData(SvsCompression.Jp2kRgb)]
+    [InlineData(SvsCompression.Jp2kYcbcr)]
+    public void AJpeg2000Slide_IsAnAperioSlide_WhosePixelsComeBackFromItsSource(SvsCompression compression)
+    {
+        if (Skip()) return;
+        var rgb = Path.Combine(_dir, "rgb.tif");
+        SyntheticMicroscopy.Generate(new SyntheticSpec(900, 700, SyntheticKind.Nuclei, 8, 3, 2), rgb, Path.Combine(_dir, "m.tif"));
+        var svs = Path.Combine(_dir, "rgb.svs");
+        SlideWriter.WriteSvs(rgb, svs, compression: compression);
+        Assert.Empty(Directory.GetFiles(_dir, "*.partial*"));
+
+        Assert.Equal("aperio", OpenSlideSource.DetectVendor(svs));
+        using var slide = ImageSources.Open(svs);
+        var s = Assert.IsType<OpenSlideSource>(slide);
+        Assert.Equal(new[] { (900L, 700L, 1.0), (450L, 350L, 2.0), (225L, 175L, 4.0) }, s.Levels);
+        Assert.Equal(0.499, s.MppX!.Value, 6);
+        Assert.Equal("20", s.Properties["aperio.AppMag"]);
+        using var l1 = OpenSlideSource.Open(svs, 1);
+        Assert.Equal(0.998, l1.MppX!.Value, 6);
+
+        // every level's tiles are JPEG 2000 under Aperio's compression tag, as tifffile (and so QuPath's readers) see them
+        if (Python("""
+            import sys, tifffile
+            t = tifffile.TiffFile(sys.argv[1])
+            print(t.is_svs, ' '.join(f'{int(p.compression)}/{int(p.photometric)}/{p.shape[1]}x{p.shape[0]}' for p in t.pages))
+            """, svs) is { } tf)
+        {
+            string tag = compression == SvsCompression.Jp2kRgb ? "33005/2" : "33003/6";
+            Assert.Equal($"True {tag}/900x700 {tag}/450x350 {tag}/225x175", tf);
+        }
+
+        // level 0 against the source, whole; level 1 against libvips' 2×2 box shrink of it
+        using var plain = VipsImageSource.Open(rgb);
+        var a = new ushort[900 * 700 * 3]; var b = new ushort[a.Length];
+        s.ReadRegion(0, 0, 900, 700, a);
+        plain.ReadRegion(0, 0, 900, 700, b);
+        var c = new ushort[450 * 350 * 3];
+        l1.ReadRegion(0, 0, 450, 350, c);
+        using var shrunk = Vips.Image.NewFromFile(rgb).Shrink(2, 2);
+        var d = shrunk.WriteToMemory<byte>();
+        double mad0 = a.Zip(b, (x, y) => Math.Abs(x - y)).Average(), mad1 = c.Zip(d, (x, y) => Math.Abs(x - y)).Average();
+        int max0 = a.Zip(b, (x, y) => Math.Abs(x - y)).Max();
+        output.WriteLine($"{compression}: level 0 mean |difference| {mad0:F3}, max {max0}; level 1 mean {mad1:F3}; {new FileInfo(svs).Length} bytes");
+        if (compression == SvsCompression.Jp2kRgb)
+        {
+            Assert.Equal(b, a);                                  // lossless: the very pixels
+            Assert.Equal(d.Select(v => (ushort)v).ToArray(), c);
+        }
+        else
+        {
+            // lossless codestreams of YCbCr 4:2:2: only the colour conversion and the halved chroma differ
+            Assert.True(mad0 < 2.0, $"level 0 mean |difference| {mad0:F3}");
+            Assert.True(mad1 < 2.0, $"level 1 mean |difference| {mad1:F3}");
+        }
+    }
+
+    [Fact]
+    public void TheCliWritesAJpeg2000Slide_InfoDescribesIt_ItsGraphIsTheSourceImagesGraph_AndTheNodeMapIsAnOmeTiffPyramid()
+    {
+        if (Skip()) return;
+        var gen = TestPaths.RunCli("generate", "--out", _dir, "--name", "slide", "--width", "1200", "--height", "900", "--kind", "nuclei", "--seed", "5",
+            "--format", "svs", "--compression", "jp2k");
+        Assert.True(gen.ExitCode == 0, gen.Stderr);
+        var plainGen = TestPaths.RunCli("generate", "--out", _dir, "--name", "plain", "--width", "1200", "--height", "900", "--kind", "nuclei", "--seed", "5",
+            "--bits", "8", "--channels", "3");
+        Assert.True(plainGen.ExitCode == 0, plainGen.Stderr);
+        string svs = Path.Combine(_dir, "slide.svs"), plain = Path.Combine(_dir, "plain.tif");
+        Assert.Equal(2, TestPaths.RunCli("generate", "--out", _dir, "--compression", "jp2k").ExitCode); // only for svs
+
+        var info = TestPaths.RunCli("info", svs);
+        Assert.True(info.ExitCode == 0, info.Stderr);
+        Assert.Contains("vendor: aperio", info.Stdout);
+        Assert.Contains("0: 1200 x 900, downsample 1, 0.499 µm/px", info.Stdout);
+        Assert.Contains("1: 600 x 450, downsample 2, 0.998 µm/px", info.Stdout);
+        Assert.Contains("J2K", info.Stdout);
+
+        // lossless tiles: the slide's level 0 is the generated image, so its graph is the same, byte for byte
+        var gs = TestPaths.RunCli("graph", svs, "--level", "0", "--out", Path.Combine(_dir, "gs"), "--tile-size", "512", "--spacing", "20", "--workers", "2");
+        Assert.True(gs.ExitCode == 0, gs.Stderr);
+        var gp = TestPaths.RunCli("graph", plain, "--out", Path.Combine(_dir, "gp"), "--tile-size", "512", "--spacing", "20", "--workers", "2");
+        Assert.True(gp.ExitCode == 0, gp.Stderr);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "gp", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "gs", "graph.npz")));
+        Assert.Contains("\"nodeMapOme\": \"nodes.ome.tif\"", File.ReadAllText(Path.Combine(_dir, "gs", "graph.json")));
+
+        // nodes.ome.tif read back as napari and QuPath users' tools do: a SubIFD pyramid of uint32 node ids whose level 0 is
+        // nodes.tif and whose coarser levels hold, at every pixel, one of the ids of its 2×2 block; the pixel size in µm
+        const string script = """
+            import sys, tifffile, numpy, xml.etree.ElementTree as ET
+            t = tifffile.TiffFile(sys.argv[1])
+            s = t.series[0]
+            px = ET.fromstring(t.ome_metadata).find('o:Image/o:Pixels', {'o': 'http://www.openmicroscopy.org/Schemas/OME/2016-06'})
+            full, half = s.levels[0].asarray(), s.levels[1].asarray()
+            h, w = half.shape
+            blocks = numpy.pad(full, ((0, 2 * h - full.shape[0]), (0, 2 * w - full.shape[1])), mode='edge').reshape(h, 2, w, 2)
+            member = (blocks == half[:, None, :, None]).any(axis=(1, 3)).all()
+            print(t.is_ome, len(s.levels), full.dtype, px.get('Type'), px.get('PhysicalSizeX'), px.get('PhysicalSizeY'), px.get('PhysicalSizeXUnit'),
+                  f'{full.shape[1]}x{full.shape[0]}', f'{w}x{h}', bool((full == tifffile.imread(sys.argv[2])).all()), bool(member), int(full.max()))
+            """;
+        int nodes = (int)ActorSeg.Core.IO.NpzReader.Read(Path.Combine(_dir, "gs", "graph.npz"))["area"].Shape[0];
+        if (Python(script, Path.Combine(_dir, "gs", "nodes.ome.tif"), Path.Combine(_dir, "gs", "nodes.tif")) is { } so)
+        {
+            output.WriteLine(so);
+            var f = so.Split(' ');
+            Assert.Equal("True", f[0]);
+            Assert.True(int.Parse(f[1]) >= 3, so);                  // 1200x900 → 600x450 → 300x225 (→ …)
+            Assert.Equal(new[] { "uint32", "uint32", "0.499", "0.499", "µm", "1200x900", "600x450", "True", "True" }, f[2..11]);
+            Assert.Equal(nodes - 1, int.Parse(f[11]));               // the ids are the graph's nodes
+        }
+        // an image that states no pixel size: OME-XML without one
+        if (Python(script, Path.Combine(_dir, "gp", "nodes.ome.tif"), Path.Combine(_dir, "gp", "nodes.tif")) is { } sp)
+            Assert.Equal(new[] { "None", "None", "None" }, sp.Split(' ')[4..7]);
+    }
+
+    [Fact]
+    public void AGenericTiledTiff_IsReadByLibvips_AndBrokenSlidesFailNamingTheFile_ThroughInfoAndGraph()
+    {
+        if (Skip()) return;
+        var rgb = Path.Combine(_dir, "rgb.tif");
+        SyntheticMicroscopy.Generate(new SyntheticSpec(700, 500, SyntheticKind.Nuclei, 8, 3, 3), rgb, Path.Combine(_dir, "m.tif"));
+
+        // a generic tiled pyramidal TIFF (no vendor description): OpenSlide calls it generic-tiff, ActorSeg reads it with libvips
+        var generic = Path.Combine(_dir, "generic.tif");
+        using (var img = Vips.Image.NewFromFile(rgb)) img.Tiffsave(generic, tile: true, tileWidth: 128, tileHeight: 128, pyramid: true, compression: Vips.Enums.ForeignTiffCompression.Deflate);
+        Assert.Equal("generic-tiff", OpenSlideSource.DetectVendor(generic));
+        Assert.False(ImageSources.IsSlide(generic));
+        using (var g = ImageSources.Open(generic)) Assert.IsType<VipsImageSource>(g);
+        var gi = TestPaths.RunCli("info", generic);
+        Assert.True(gi.ExitCode == 0, gi.Stderr);
+        Assert.Contains("size: 700 x 500, 3 channel(s), 8-bit", gi.Stdout);
+
+        var svs = Path.Combine(_dir, "rgb.svs");
+        SlideWriter.WriteSvs(rgb, svs, compression: SvsCompression.Jp2kYcbcr);
+        var bytes = File.ReadAllBytes(svs);
+        string Bad(string name, byte[] content) { var p = Path.Combine(_dir, name); File.WriteAllBytes(p, content); return p; }
+        var head = Bad("head.svs", bytes[..(bytes.Length / 3)]);                  // the directories are lost
+        var tail = Bad("tail.svs", bytes[..(bytes.Length * 97 / 100)]);           // the first directory is whole, the chain is cut
+        var magic = (byte[])bytes.Clone(); magic[0] = (byte)'X'; magic[1] = (byte)'Y';
+        var wrongMagic = Bad("magic.svs", magic);
+        foreach (var bad in new[] { head, tail, wrongMagic })
+        {
+            var info = TestPaths.RunCli("info", bad);
+            Assert.True(info.ExitCode == 1, $"info {bad}: exit {info.ExitCode}\n{info.Stdout}{info.Stderr}");
+            Assert.Contains(bad, info.Stderr);
+            var outDir = Path.Combine(_dir, "out-" + Path.GetFileNameWithoutExtension(bad));
+            var r = TestPaths.RunCli("graph", bad, "--out", outDir, "--tile-size", "512");
+            Assert.True(r.ExitCode == 1, $"graph {bad}: exit {r.ExitCode}\n{r.Stderr}");
+            Assert.Contains(bad, r.Stderr);
+            Assert.False(File.Exists(Path.Combine(outDir, "graph.npz")));
+        }
+        Assert.Contains("an Aperio slide that OpenSlide cannot open", Assert.Throws<InputFileException>(() => ImageSources.Open(tail)).Message);
     }
 }

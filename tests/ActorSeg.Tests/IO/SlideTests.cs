@@ -204,6 +204,65 @@ public class SlideSegmentTests(ITestOutputHelper output) : TempDirTest("slideseg
         Assert.True(File.Exists(Path.Combine(seg, "overlay.png")));
         Assert.True(mask.WriteToMemory<byte>().Any(b => b == 1), "some nuclei are found");
 
+        // a brightfield slide that is 60 % glass: the tissue is detected by default, glass-only tiles are skipped, glass is class 0
+        var gl = TestPaths.RunCli("generate", "--out", _dir, "--name", "glass", "--width", "1600", "--height", "1200", "--kind", "nuclei", "--format", "svs", "--glass", "0.6", "--seed", "3");
+        Assert.True(gl.ExitCode == 0, gl.Stderr);
+        var segG = Path.Combine(_dir, "seg-glass");
+        var sg = TestPaths.RunCli("segment", Path.Combine(_dir, "glass.svs"), "--model", Path.Combine(model, "best.model"), "--out", segG, "--tile-size", "256");
+        Assert.True(sg.ExitCode == 0, sg.Stderr);
+        using (var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(segG, "segment.json"))))
+        {
+            double tf = doc.RootElement.GetProperty("tissueFraction").GetDouble();
+            int skipped = doc.RootElement.GetProperty("tilesSkipped").GetInt32();
+            output.WriteLine($"glass slide: tissue {tf:P1}, {skipped} of 35 tiles skipped");
+            Assert.InRange(tf, 0.3, 0.5);
+            Assert.True(skipped > 0, "some tiles are glass only");
+        }
+        Assert.True(File.Exists(Path.Combine(segG, "graph", "tissue.png")));
+        using (var tissue = Vips.Image.NewFromFile(Path.Combine(segG, "graph", "tissue.png")))
+        using (var gm = Vips.Image.NewFromFile(Path.Combine(segG, "mask.tif")))
+        using (var nodes = Vips.Image.NewFromFile(Path.Combine(segG, "graph", "nodes.tif")))
+        {
+            var t = tissue.WriteToMemory<byte>(); var m = gm.WriteToMemory<byte>(); var n = nodes.WriteToMemory<uint>();
+            int tw = tissue.Width, th = tissue.Height;
+            long glassPx = 0;
+            for (int y = 0; y < gm.Height; y++)
+                for (int x = 0; x < gm.Width; x++)
+                {
+                    bool isTissue = t[(int)((long)y * th / gm.Height) * tw + (int)((long)x * tw / gm.Width)] != 0;
+                    int i = y * gm.Width + x;
+                    Assert.Equal(!isTissue, n[i] == uint.MaxValue); // glass, and only glass, has no node
+                    if (!isTissue) { glassPx++; Assert.Equal(0, m[i]); }
+                }
+            Assert.InRange(glassPx / (double)m.Length, 0.5, 0.7);
+        }
+        // --tissue none takes the whole slide: more nodes, none skipped
+        var segN = Path.Combine(_dir, "seg-none");
+        var sn = TestPaths.RunCli("segment", Path.Combine(_dir, "glass.svs"), "--model", Path.Combine(model, "best.model"), "--out", segN, "--tile-size", "256", "--tissue", "none");
+        Assert.True(sn.ExitCode == 0, sn.Stderr);
+        int Nodes(string dir) { using var d = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "segment.json"))); return d.RootElement.GetProperty("nodes").GetInt32(); }
+        Assert.True(Nodes(segN) > Nodes(segG) * 3 / 2, $"{Nodes(segN)} nodes without tissue detection, {Nodes(segG)} with");
+        Assert.False(File.Exists(Path.Combine(segN, "graph", "tissue.png")));
+        // a tissue mask with no tissue at all fails, saying so
+        var empty = Path.Combine(_dir, "empty-tissue.png");
+        using (var z = Vips.Image.Black(160, 120)) z.Cast(Vips.Enums.BandFormat.Uchar).Pngsave(empty);
+        var se = TestPaths.RunCli("segment", Path.Combine(_dir, "glass.svs"), "--model", Path.Combine(model, "best.model"), "--out", Path.Combine(_dir, "seg-empty"), "--tissue", empty);
+        Assert.Equal(1, se.ExitCode);
+        Assert.Contains("no tissue found", se.Stdout + se.Stderr);
+        // and a batch over the slide reports its tissue in summary.csv
+        var slides = Path.Combine(_dir, "slides");
+        Directory.CreateDirectory(slides);
+        File.Copy(Path.Combine(_dir, "glass.svs"), Path.Combine(slides, "glass.svs"));
+        var bo = Path.Combine(_dir, "batch");
+        var br = TestPaths.RunCli("batch", slides, "--out", bo, "--model", Path.Combine(model, "best.model"), "--tile-size", "256");
+        Assert.True(br.ExitCode == 0, br.Stderr);
+        var rows = File.ReadAllLines(Path.Combine(bo, "summary.csv"));
+        var header = rows[0].Split(',');
+        var row = rows[1].Split(',');
+        double btf = double.Parse(row[Array.IndexOf(header, "tissue_fraction")], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(btf, 0.3, 0.5);
+        Assert.True(int.Parse(row[Array.IndexOf(header, "tiles_skipped")]) > 0);
+
         // the same model on a slide whose tiles are JPEG 2000 (Aperio's YCbCr compression 33003)
         if (!SlideWriter.Jp2kAvailable) { output.WriteLine("SKIPPED (JPEG 2000 part): opj_compress is not installed (libopenjp2-tools)"); return; }
         var j2k = TestPaths.RunCli("generate", "--out", _dir, "--name", "j2k", "--width", "1600", "--height", "1200", "--kind", "nuclei", "--format", "svs",

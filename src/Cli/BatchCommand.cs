@@ -102,9 +102,11 @@ public static class BatchCommand
         var spacing = new Option<double?>("--spacing") { Description = "Seed spacing in pixels (default: the model's, else 40.96)." };
         var level = new Option<int>("--level") { Description = "Whole slides: the pyramid level to segment (0 = full resolution); other images are read at full resolution.", DefaultValueFactory = _ => 0 };
         var mpp = new Option<double?>("--mpp") { Description = "Whole slides: the level closest to this many microns per pixel without being coarser (instead of --level)." };
+        var objects = ObjectFlags.Format();
+        var simplify = ObjectFlags.Simplify();
         var cmd = new Command("batch", "Run a whole slide collection: every slide succeeds or fails alone; finished slides are skipped when the batch is run again; a summary CSV and an HTML report at the end.")
         {
-            source, output, model, masks, coordinator, workers, parallel, tileSize, spacing, level, mpp,
+            source, output, model, masks, coordinator, workers, parallel, tileSize, spacing, level, mpp, objects, simplify,
         };
         var tls = TlsFlags.Create();
         tls.AddTo(cmd);
@@ -114,7 +116,8 @@ public static class BatchCommand
             try
             {
                 return await RunAsync(pr.GetValue(source)!, Path.GetFullPath(pr.GetValue(output)!), pr.GetValue(model) is { } m ? Path.GetFullPath(m) : null,
-                    pr.GetValue(masks), pr.GetValue(coordinator) ?? Environment.GetEnvironmentVariable("ACTORSEG_COORDINATOR"), pr.GetValue(workers), Math.Max(1, pr.GetValue(parallel)), pr.GetValue(tileSize), pr.GetValue(spacing), ct, tls.Read(pr), pr.GetValue(level), pr.GetValue(mpp));
+                    pr.GetValue(masks), pr.GetValue(coordinator) ?? Environment.GetEnvironmentVariable("ACTORSEG_COORDINATOR"), pr.GetValue(workers), Math.Max(1, pr.GetValue(parallel)), pr.GetValue(tileSize), pr.GetValue(spacing), ct, tls.Read(pr), pr.GetValue(level), pr.GetValue(mpp),
+                    pr.GetValue(objects)!, pr.GetValue(simplify));
             }
             catch (Exception e) when (ExitCodes.IsInputError(e) || e is IOException)
             {
@@ -126,7 +129,8 @@ public static class BatchCommand
     }
 
     public static async Task<int> RunAsync(string source, string outDir, string? model, string? masks, string? coordinator, int workers,
-        int parallel, int tileSize, double? spacing, CancellationToken ct, TlsOptions? tls = null, int level = 0, double? mpp = null)
+        int parallel, int tileSize, double? spacing, CancellationToken ct, TlsOptions? tls = null, int level = 0, double? mpp = null,
+        string objects = "geojson", double simplify = 0)
     {
         var sw = Stopwatch.StartNew();
         var (slides, rejected) = BatchInput.Load(source, masks);
@@ -153,7 +157,7 @@ public static class BatchCommand
         await Task.WhenAll(slides.Select(async (s, i) =>
         {
             await gate.WaitAsync(ct);
-            try { rows[i] = await RunSlide(s, outDir, model, spec, sp, tileSize, Run, level, mpp); }
+            try { rows[i] = await RunSlide(s, outDir, model, spec, sp, tileSize, Run, level, mpp, objects, simplify); }
             catch (Exception e) when (e is not OperationCanceledException) { rows[i] = new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", e.Message); }
             finally { gate.Release(); }
             var r = rows[i]!;
@@ -197,7 +201,7 @@ public static class BatchCommand
     }
 
     private static async Task<BatchRow> RunSlide(BatchSlide s, string outDir, string? model, ModelSpec? modelSpec, double spacing, int tileSize, Func<SubmitGraphJob, Task<object>> run,
-        int levelOption = 0, double? mppOption = null)
+        int levelOption = 0, double? mppOption = null, string objects = "geojson", double simplify = 0)
     {
         int level; double? um;
         try { (level, um) = Resolution(s.Image, levelOption, mppOption); }
@@ -223,7 +227,7 @@ public static class BatchCommand
         var sw = Stopwatch.StartNew();
         var jobId = "batch-" + s.Name.Replace(' ', '_') + "-" + Guid.NewGuid().ToString("N")[..6];
         var spec = new GraphJobSpec(s.Image, s.Mask, dir, Page: level, Spacing: spacing, TileSize: tileSize, WriteNodeMap: model is not null, ModelPath: model,
-            Features: modelSpec?.FeatureSet ?? "texture");
+            Features: modelSpec?.FeatureSet ?? "texture", Objects: objects, Simplify: simplify);
         var outcome = await run(new SubmitGraphJob(jobId, spec));
         if (outcome is GraphJobFailed f) return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", f.Error);
         if (outcome is JobRefused r) return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", $"refused by the coordinator: {r.Reason}");

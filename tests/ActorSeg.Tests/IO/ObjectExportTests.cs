@@ -248,5 +248,18 @@ public class ObjectExportTests() : TempDirTest("objects")
         Assert.NotNull(ObjectExporter.ValidateSimplify(-1));
         Assert.NotNull(ObjectExporter.ValidateSimplify(double.NaN));
         Assert.Null(ObjectExporter.ValidateSimplify(1.5));
+        // the coordinator refuses such a job before recording it, the worker such a paint order
+        var spec = new ActorSeg.Messages.GraphJobSpec(Path.Combine(_dir, "a.tif"), null, Path.Combine(_dir, "out"), ModelPath: Path.Combine(_dir, "m.model"));
+        var refused = ActorSeg.Coordinator.JobAuthorization.Check("j", spec with { Objects = "shapefile" }, ActorSeg.Coordinator.JobPolicy.Open, []).Refused;
+        Assert.Equal(ActorSeg.Messages.RefusalCodes.Invalid, refused?.Code);
+        Assert.Contains("shapefile", refused!.Reason);
+        Assert.Contains("--simplify -2", ActorSeg.Coordinator.JobAuthorization.Check("j", spec with { Simplify = -2 }, ActorSeg.Coordinator.JobPolicy.Open, []).Refused?.Reason);
+        Assert.Null(ActorSeg.Coordinator.JobAuthorization.Check("j", spec with { Objects = "geojson.gz", Simplify = 1 }, ActorSeg.Coordinator.JobPolicy.Open, []).Refused);
+        var r = new ActorSeg.Messages.ResultRef(Path.Combine(_dir, "out", "graph", "x"), 1, "0");
+        var outDir = Path.Combine(_dir, "out");
+        var paint = new ActorSeg.Messages.PaintAssignment("j", "a", spec.ImagePath, r, r, Path.Combine(outDir, "mask.tif"), Path.Combine(outDir, "overlay.png"), 1, outDir, r, "kml");
+        Assert.Contains("kml", AssignmentPaths.Check(paint, new DataRoots([])));
+        Assert.Contains("not in the job's folder", AssignmentPaths.Check(paint with { Objects = null, Probs = r with { Path = "/etc/passwd" } }, new DataRoots([])));
+        Assert.Null(AssignmentPaths.Check(paint with { Objects = "none" }, new DataRoots([])));
     }
 }

@@ -182,6 +182,12 @@ public class ObjectExportTests() : TempDirTest("objects")
         CheckExact(fc, px, w, h);
         for (int c = 1; c < 4; c++)
             Assert.Equal(px.LongCount(v => v == c), r.PixelsPerClass[c]);
+        // simplified, the same objects stay valid polygons (holes meeting at vertices included)
+        var simple = Path.Combine(_dir, $"simple-{seed}.geojson");
+        ObjectExporter.Export(mask, simple, Classes, new ObjectExportOptions(BlockSize: block, Simplify: 1.5));
+        var fs = Parse(simple);
+        Assert.Equal(fc.Count, fs.Count);
+        Assert.All(fs, f => Assert.True(f.Geometry.IsValid, $"invalid simplified polygon: {f.Geometry}"));
     }
 
     [Fact]

@@ -33,7 +33,6 @@ public sealed record ObjectExportResult(long Objects, long[] PixelsPerClass, lon
 /// </summary>
 public static class ObjectExporter
 {
-    public const string NoNode = "no node";
     private static readonly int[] DX = [0, 1, 0, -1], DY = [-1, 0, 1, 0]; // N, E, S, W (image coordinates, y down)
     private static readonly GeometryFactory Factory = new(new PrecisionModel(1.0));
 

@@ -105,9 +105,11 @@ public static class BatchCommand
         var level = new Option<int>("--level") { Description = "Whole slides: the pyramid level to segment (0 = full resolution); other images are read at full resolution.", DefaultValueFactory = _ => 0 };
         var mpp = new Option<double?>("--mpp") { Description = "Whole slides: the level closest to this many microns per pixel without being coarser (instead of --level)." };
         var tissue = GraphCommand.TissueOption();
+        var objects = ObjectFlags.Format();
+        var simplify = ObjectFlags.Simplify();
         var cmd = new Command("batch", "Run a whole slide collection: every slide succeeds or fails alone; finished slides are skipped when the batch is run again; a summary CSV and an HTML report at the end.")
         {
-            source, output, model, masks, coordinator, workers, parallel, tileSize, spacing, level, mpp, tissue,
+            source, output, model, masks, coordinator, workers, parallel, tileSize, spacing, level, mpp, tissue, objects, simplify,
         };
         var tls = TlsFlags.Create();
         tls.AddTo(cmd);
@@ -118,7 +120,7 @@ public static class BatchCommand
             {
                 return await RunAsync(pr.GetValue(source)!, Path.GetFullPath(pr.GetValue(output)!), pr.GetValue(model) is { } m ? Path.GetFullPath(m) : null,
                     pr.GetValue(masks), pr.GetValue(coordinator) ?? Environment.GetEnvironmentVariable("ACTORSEG_COORDINATOR"), pr.GetValue(workers), Math.Max(1, pr.GetValue(parallel)), pr.GetValue(tileSize), pr.GetValue(spacing), ct, tls.Read(pr), pr.GetValue(level), pr.GetValue(mpp),
-                    GraphCommand.TissueValue(pr.GetValue(tissue)));
+                    GraphCommand.TissueValue(pr.GetValue(tissue)), pr.GetValue(objects)!, pr.GetValue(simplify));
             }
             catch (Exception e) when (ExitCodes.IsInputError(e) || e is IOException)
             {
@@ -130,7 +132,8 @@ public static class BatchCommand
     }
 
     public static async Task<int> RunAsync(string source, string outDir, string? model, string? masks, string? coordinator, int workers,
-        int parallel, int tileSize, double? spacing, CancellationToken ct, TlsOptions? tls = null, int level = 0, double? mpp = null, string? tissue = null)
+        int parallel, int tileSize, double? spacing, CancellationToken ct, TlsOptions? tls = null, int level = 0, double? mpp = null, string? tissue = null,
+        string objects = "geojson", double simplify = 0)
     {
         var sw = Stopwatch.StartNew();
         var (slides, rejected) = BatchInput.Load(source, masks);
@@ -157,7 +160,7 @@ public static class BatchCommand
         await Task.WhenAll(slides.Select(async (s, i) =>
         {
             await gate.WaitAsync(ct);
-            try { rows[i] = await RunSlide(s, outDir, model, spec, sp, tileSize, Run, level, mpp, tissue); }
+            try { rows[i] = await RunSlide(s, outDir, model, spec, sp, tileSize, Run, level, mpp, tissue, objects, simplify); }
             catch (Exception e) when (e is not OperationCanceledException) { rows[i] = new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", e.Message); }
             finally { gate.Release(); }
             var r = rows[i]!;
@@ -178,12 +181,13 @@ public static class BatchCommand
     }
 
     private sealed record SlideRecord(string Status, string Image, long ImageLength, DateTime ImageTime, string? Mask, string? Model, DateTime? ModelTime,
-        int Nodes, double Seconds, int Level = 0, string? Tissue = null);
+        int Nodes, double Seconds, int Level = 0, string? Tissue = null, string? Objects = null, double Simplify = 0);
 
-    private static SlideRecord Fingerprint(BatchSlide s, string? model, string status, int nodes, double seconds, int level, string? tissue)
+    private static SlideRecord Fingerprint(BatchSlide s, string? model, string status, int nodes, double seconds, int level, string? tissue, string objects, double simplify)
     {
         var fi = new FileInfo(s.Image);
-        return new SlideRecord(status, s.Image, fi.Length, fi.LastWriteTimeUtc, s.Mask, model, model is null ? null : File.GetLastWriteTimeUtc(model), nodes, seconds, level, tissue);
+        return new SlideRecord(status, s.Image, fi.Length, fi.LastWriteTimeUtc, s.Mask, model, model is null ? null : File.GetLastWriteTimeUtc(model), nodes, seconds, level, tissue,
+            model is null ? null : objects, model is null ? 0 : simplify);
     }
 
     /// <summary>The level a slide is read at and its microns per pixel there (whole slides; other images: full resolution, pixel size from the file when it has one).</summary>
@@ -201,7 +205,7 @@ public static class BatchCommand
     }
 
     private static async Task<BatchRow> RunSlide(BatchSlide s, string outDir, string? model, ModelSpec? modelSpec, double spacing, int tileSize, Func<SubmitGraphJob, Task<object>> run,
-        int levelOption = 0, double? mppOption = null, string? tissue = null)
+        int levelOption = 0, double? mppOption = null, string? tissue = null, string objects = "geojson", double simplify = 0)
     {
         int level; double? um;
         try { (level, um) = Resolution(s.Image, levelOption, mppOption); }
@@ -214,7 +218,7 @@ public static class BatchCommand
             try
             {
                 var old = JsonSerializer.Deserialize<SlideRecord>(await File.ReadAllTextAsync(recordPath));
-                if (old is not null && old.Status == "done" && old with { Nodes = 0, Seconds = 0 } == Fingerprint(s, model, "done", 0, 0, level, tissue))
+                if (old is not null && old.Status == "done" && old with { Nodes = 0, Seconds = 0 } == Fingerprint(s, model, "done", 0, 0, level, tissue, objects, simplify))
                 {
                     var metrics = File.Exists(Path.Combine(dir, "metrics.json")) ? JsonSerializer.Deserialize<PixelMetrics>(await File.ReadAllTextAsync(Path.Combine(dir, "metrics.json"))) : null;
                     var (tf, ts) = Tissue(dir);
@@ -230,7 +234,7 @@ public static class BatchCommand
         var plain = new string(s.Name.Select(ch => char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_' or '.' ? ch : '_').ToArray()).TrimStart('.');
         var jobId = "batch-" + plain[..Math.Min(plain.Length, 96)] + "-" + Guid.NewGuid().ToString("N")[..6];
         var spec = new GraphJobSpec(s.Image, s.Mask, dir, Page: level, Spacing: spacing, TileSize: tileSize, WriteNodeMap: model is not null, ModelPath: model,
-            Features: modelSpec?.FeatureSet ?? "texture", Tissue: tissue);
+            Features: modelSpec?.FeatureSet ?? "texture", Tissue: tissue, Objects: objects, Simplify: simplify);
         var outcome = await run(new SubmitGraphJob(jobId, spec));
         if (outcome is GraphJobFailed f) return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", f.Error);
         if (outcome is JobRefused r) return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", $"refused by the coordinator: {r.Reason}");
@@ -254,7 +258,7 @@ public static class BatchCommand
             SafePaths.WriteAllText(Path.Combine(dir, "metrics.json"), JsonSerializer.Serialize(pm, new JsonSerializerOptions { WriteIndented = true }), "metrics");
         }
         double secs = sw.Elapsed.TotalSeconds;
-        SafePaths.WriteAllText(recordPath, JsonSerializer.Serialize(Fingerprint(s, model, "done", c.Nodes, secs, level, tissue), new JsonSerializerOptions { WriteIndented = true }), "slide record");
+        SafePaths.WriteAllText(recordPath, JsonSerializer.Serialize(Fingerprint(s, model, "done", c.Nodes, secs, level, tissue, objects, simplify), new JsonSerializerOptions { WriteIndented = true }), "slide record");
         return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "done", null, c.Nodes, secs, pm, level, um, c.TissueFraction, c.TissueFraction is null ? null : c.TilesSkipped);
     }
 

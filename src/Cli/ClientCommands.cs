@@ -78,7 +78,7 @@ public static class ClientCommands
         var image = new Argument<string>("IMAGE") { Description = "The image, as a path every node sees (shared volume)." };
         var output = new Option<string>("--out", "-o") { Description = "Output directory (shared volume).", Required = true };
         var mask = new Option<string?>("--mask", "-m") { Description = "Ground-truth mask (node labels)." };
-        var model = new Option<string?>("--model") { Description = "Segment with this model: the trainer classifies the nodes, a worker paints OUT/mask.tif and OUT/overlay.png." };
+        var model = new Option<string?>("--model") { Description = "Segment with this model: the trainer classifies the nodes, a worker paints OUT/mask.tif and OUT/overlay.png and writes OUT/objects.geojson (see --objects)." };
         var coordinator = new Option<string?>("--coordinator", "-c") { Description = "Coordinator node address(es), akka.tcp://actorseg@HOST:PORT, comma-separated. Env ACTORSEG_COORDINATOR." };
         var jobId = new Option<string?>("--job-id") { Description = "Job id (default: new). Re-submitting an id re-attaches to that job; a finished one answers at once." };
         var spacing = new Option<double>("--spacing") { DefaultValueFactory = _ => 40.96, Description = "Seed spacing in pixels." };
@@ -90,9 +90,11 @@ public static class ClientCommands
         var mpp = new Option<double?>("--mpp") { Description = "Whole slides: the level closest to this many microns per pixel without being coarser." };
         var timeout = new Option<double>("--connect-timeout") { DefaultValueFactory = _ => 60, Description = "Seconds to wait for the coordinator to answer before giving up (exit 3)." };
         var tissue = GraphCommand.TissueOption();
+        var objects = ObjectFlags.Format();
+        var simplify = ObjectFlags.Simplify();
         var cmd = new Command("submit", "Submit a job to a running cluster and follow it to the end (exit 0 done, 1 failed, 3 no coordinator).")
         {
-            image, output, mask, model, coordinator, jobId, spacing, tileSize, halo, features, keepWork, timeout, level, mpp, tissue,
+            image, output, mask, model, coordinator, jobId, spacing, tileSize, halo, features, keepWork, timeout, level, mpp, tissue, objects, simplify,
         };
         var tls = TlsFlags.Create();
         tls.AddTo(cmd);
@@ -106,7 +108,8 @@ public static class ClientCommands
                 Path.GetFullPath(pr.GetValue(output)!), Spacing: pr.GetValue(spacing), TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo),
                 Features: pr.GetValue(features)!, KeepWork: pr.GetValue(keepWork), ModelPath: pr.GetValue(model) is { } mp ? Path.GetFullPath(mp) : null,
                 // a tissue mask is a path on the cluster's shared storage: the coordinator checks it
-                Tissue: pr.GetValue(tissue) is { } tv and not ("auto" or "none") ? Path.GetFullPath(tv) : pr.GetValue(tissue));
+                Tissue: pr.GetValue(tissue) is { } tv and not ("auto" or "none") ? Path.GetFullPath(tv) : pr.GetValue(tissue),
+                Objects: pr.GetValue(objects)!, Simplify: pr.GetValue(simplify));
             var id = pr.GetValue(jobId) ?? JobIds.New();
             try
             {

@@ -13,7 +13,8 @@ using Serilog;
 namespace ActorSeg.Cli;
 
 /// <summary>A job as submitted over HTTP (paths must lie inside the data roots).</summary>
-public sealed record HttpJobRequest(string? JobId, string Image, string? Mask, string? Model, string Out, int? TileSize, double? Spacing);
+public sealed record HttpJobRequest(string? JobId, string Image, string? Mask, string? Model, string Out, int? TileSize, double? Spacing,
+    string? Objects = null, double? Simplify = null);
 
 /// <summary>
 /// The coordinator node's HTTP API: /healthz (the process answers), /readyz (cluster joined and the journal database
@@ -93,7 +94,8 @@ public static class HttpApi
                 var mask = req.Mask is null ? null : roots.Confine(req.Mask, "mask");
                 var model = req.Model is null ? null : roots.Confine(req.Model, "model");
                 var outDir = roots.Confine(req.Out, "out");
-                spec = new GraphJobSpec(image, mask, outDir, TileSize: req.TileSize ?? 2048, Spacing: req.Spacing ?? 40.96, ModelPath: model);
+                spec = new GraphJobSpec(image, mask, outDir, TileSize: req.TileSize ?? 2048, Spacing: req.Spacing ?? 40.96, ModelPath: model,
+                    Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0);
             }
             catch (UnauthorizedAccessException e) { return Refused(403, e.Message); }
             catch (Exception e) when (e is ArgumentException or IOException) { return Refused(400, e.Message); }

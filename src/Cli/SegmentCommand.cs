@@ -13,7 +13,7 @@ public static class SegmentCommand
     {
         var image = new Argument<FileInfo>("IMAGE") { Description = "The image to segment (any size: it is processed tile by tile)." };
         var model = new Option<FileInfo>("--model", "-m") { Description = "A model file from 'actorseg train' (best.model).", Required = true };
-        var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Output directory: mask.tif (pyramidal tiled BigTIFF of class ids), overlay.png, segment.json, graph/.", Required = true };
+        var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Output directory: mask.tif (pyramidal tiled BigTIFF of class ids), mask.ome.tif, objects.geojson, overlay.png, segment.json, graph/.", Required = true };
         var spacing = new Option<double?>("--spacing") { Description = "Seed spacing in pixels (default: the spacing the model was trained with)." };
         var workers = new Option<int>("--workers", "-w") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Tile workers." };
         var tileSize = new Option<int>("--tile-size") { DefaultValueFactory = _ => 2048, Description = "Tile size in pixels." };
@@ -21,9 +21,11 @@ public static class SegmentCommand
         var level = new Option<int>("--level", "--page") { Description = "Pyramid level of a whole slide, or page of a multi-page TIFF (0 = full resolution).", DefaultValueFactory = _ => 0 };
         var mpp = new Option<double?>("--mpp") { Description = "Whole slides: the level closest to this many microns per pixel without being coarser (instead of --level)." };
         var tissue = GraphCommand.TissueOption();
+        var objects = ObjectFlags.Format();
+        var simplify = ObjectFlags.Simplify();
         var cmd = new Command("segment", "Segment an image or whole slide with a trained model: superpixel graph, node classes, painted back to a full-size mask (mask.tif and mask.ome.tif).")
         {
-            image, model, output, spacing, workers, device, tileSize, level, mpp, tissue,
+            image, model, output, spacing, workers, device, tileSize, level, mpp, tissue, objects, simplify,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -32,7 +34,8 @@ public static class SegmentCommand
             {
                 int lv = GraphCommand.LevelFor(pr.GetValue(image)!.FullName, pr.GetValue(level), pr.GetValue(mpp));
                 var mask = await RunAsync(pr.GetValue(image)!.FullName, pr.GetValue(model)!.FullName, pr.GetValue(output)!.FullName,
-                    pr.GetValue(spacing), pr.GetValue(workers), pr.GetValue(device)!, ct, pr.GetValue(tileSize), lv, GraphCommand.TissueValue(pr.GetValue(tissue)));
+                    pr.GetValue(spacing), pr.GetValue(workers), pr.GetValue(device)!, ct, pr.GetValue(tileSize), lv, GraphCommand.TissueValue(pr.GetValue(tissue)),
+                    pr.GetValue(objects)!, pr.GetValue(simplify));
                 if (mask is null) return ExitCodes.Failed;
                 Console.WriteLine(mask);
                 return ExitCodes.Ok;
@@ -50,19 +53,21 @@ public static class SegmentCommand
     /// stitches it, the trainer classifies the nodes, a worker paints the mask); returns the mask's path, or null when
     /// the job failed (already logged).</summary>
     public static async Task<string?> RunAsync(string img, string modelPath, string outDir, double? spacing, int workers, string device, CancellationToken ct, int tileSize = 2048, int level = 0,
-        string? tissue = null)
+        string? tissue = null, string objects = "geojson", double simplify = 0)
     {
         var dev = TorchDevice.Pick(device);
         var (spec, _) = ModelFile.Load(modelPath); // fail before any work if the model is bad
         double sp = spacing ?? (spec.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
-        var job = new GraphJobSpec(Path.GetFullPath(img), null, Path.GetFullPath(outDir), Page: level, Spacing: sp, TileSize: tileSize, Features: spec.FeatureSet, ModelPath: Path.GetFullPath(modelPath), Device: device, Tissue: tissue);
+        var job = new GraphJobSpec(Path.GetFullPath(img), null, Path.GetFullPath(outDir), Page: level, Spacing: sp, TileSize: tileSize, Features: spec.FeatureSet, ModelPath: Path.GetFullPath(modelPath), Device: device,
+            Tissue: tissue, Objects: objects, Simplify: simplify);
         Log.Information("Segmenting {Image} with {Model} ({Conv}, {Edges} edges, {Features} features, spacing {Spacing:F1} px) on {Device}",
             img, modelPath, spec.Architecture.Conv, spec.Edges, spec.FeatureSet, sp, TorchDevice.Describe(dev));
         var done = await GraphCommand.RunJobAsync(job, workers, device, ct);
         if (done?.MaskPath is null) return null;
         if (done.TissueFraction is { } tf)
             Log.Information("Tissue covered {TissueFraction:P1} of the image; {TilesSkipped} glass-only tiles skipped (tissue map {TissueMap})", tf, done.TilesSkipped, Path.Combine(outDir, "graph", Core.IO.GraphOutputs.TissueFile));
-        Log.Information("Mask {Mask}, overlay {Overlay}; pixels per class [{Pixels}]", done.MaskPath, Path.Combine(outDir, "overlay.png"), string.Join(", ", done.PixelsPerClass ?? []));
+        Log.Information("Mask {Mask}, overlay {Overlay}{Objects}; pixels per class [{Pixels}]", done.MaskPath, Path.Combine(outDir, "overlay.png"),
+            AssignmentPaths.ObjectsFile(Path.GetFullPath(outDir), objects) is { } op ? $", objects {op}" : "", string.Join(", ", done.PixelsPerClass ?? []));
         return done.MaskPath;
     }
 }

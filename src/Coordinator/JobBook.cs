@@ -641,7 +641,8 @@ public sealed class JobBook
                     j.Log.Information("Job {JobId}: painting the mask on {Worker}", j.JobId, w);
                     Tell(j.Watchers, new GraphJobProgress(j.JobId, "painting", j.Planned.Tiles, j.Planned.Tiles, 0), d);
                     d.Send(w, new PaintAssignment(j.JobId, m.ImageId, j.Spec.ImagePath, nm, c.Classes,
-                        Path.Combine(j.Spec.OutDir, AssignmentPaths.MaskFile), Path.Combine(j.Spec.OutDir, AssignmentPaths.OverlayFile), j.StepAttempt, j.Spec.OutDir));
+                        Path.Combine(j.Spec.OutDir, AssignmentPaths.MaskFile), Path.Combine(j.Spec.OutDir, AssignmentPaths.OverlayFile), j.StepAttempt, j.Spec.OutDir,
+                        c.Probs, j.Spec.Objects, j.Spec.Simplify));
                 }
             }
         }
@@ -741,11 +742,11 @@ public sealed class JobBook
     private void OnClassified(NodesClassified c, string sender, DecisionBuilder d, DateTime now)
     {
         if (!_jobs.TryGetValue(c.JobId, out var j) || j.Ended is not null || j.Classified is not null || c.Attempt != j.StepAttempt) return;
-        if (_files.Check(c.Classes) is { } bad) { StepItemFailed(c.JobId, c.Attempt, "classifying", bad, false, d, now); return; }
+        if ((_files.Check(c.Classes) ?? (c.Probs is { } pr ? _files.Check(pr) : null)) is { } bad) { StepItemFailed(c.JobId, c.Attempt, "classifying", bad, false, d, now); return; }
         if (c.Nodes != j.Stitched!.Nodes) { StepItemFailed(c.JobId, c.Attempt, "classifying", $"trainer returned {c.Nodes} classes for a graph of {j.Stitched.Nodes} nodes", false, d, now); return; }
         j.Step = null;
         if (sender.Length > 0) _idleTrainers.Add(sender);
-        d.Record(new ImageClassified(c.JobId, c.Classes, c.PixelsPerClass, c.Seconds, c.Device));
+        d.Record(new ImageClassified(c.JobId, c.Classes, c.PixelsPerClass, c.Seconds, c.Device, c.Probs));
         j.Log.Information("Job {JobId}: {Nodes} nodes classified on {Device} in {Seconds:F1}s; pixels per class [{Pixels}]", j.JobId, c.Nodes, c.Device, c.Seconds, string.Join(", ", c.PixelsPerClass));
         d.Then(new Dispatch());
     }
@@ -784,7 +785,7 @@ public sealed class JobBook
                 _files.WriteSegmentSummary(j.Spec.OutDir, System.Text.Json.JsonSerializer.Serialize(new
                 {
                     image = j.Spec.ImagePath, model = j.Spec.ModelPath, mask = j.Segmented!.Mask.Path, maskChecksum = j.Segmented.Mask.Checksum,
-                    overlay = Path.Combine(j.Spec.OutDir, AssignmentPaths.OverlayFile), nodes = j.Stitched!.Nodes, pixelsPerClass = c.PixelsPerClass, device = c.Device,
+                    overlay = Path.Combine(j.Spec.OutDir, AssignmentPaths.OverlayFile), objects = AssignmentPaths.ObjectsFile(j.Spec.OutDir, j.Spec.Objects), nodes = j.Stitched!.Nodes, pixelsPerClass = c.PixelsPerClass, device = c.Device,
                     tissueFraction = j.Stitched.TissueFraction, tilesSkipped = j.Stitched.TilesSkipped,
                 }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
             }

@@ -60,7 +60,10 @@ public sealed record PixelMetrics(long[] Confusion, int Classes, double Accuracy
 public static class Predictor
 {
     /// <summary>The class of every node of a graph.</summary>
-    public static long[] Predict(ModelSpec spec, GnnModel model, GraphSample g, Device device)
+    public static long[] Predict(ModelSpec spec, GnnModel model, GraphSample g, Device device) => PredictWithProbabilities(spec, model, g, device, probabilities: false).Classes;
+
+    /// <summary>The class of every node of a graph and, when asked, the softmax class probabilities (N×C, row per node).</summary>
+    public static (long[] Classes, float[] Probabilities) PredictWithProbabilities(ModelSpec spec, GnnModel model, GraphSample g, Device device, bool probabilities = true)
     {
         spec.CheckCompatible(g);
         int F = g.F;
@@ -70,6 +73,7 @@ public static class Predictor
         model.eval();
         using var _ = torch.no_grad();
         var logits = model.forward(torch.tensor(x, [g.Nodes, F], device: device), torch.tensor(g.EdgeIndex, [2, g.E], device: device), torch.tensor(g.EdgeWeight, device: device));
-        return logits.argmax(1).cpu().data<long>().ToArray();
+        var classes = logits.argmax(1).cpu().data<long>().ToArray();
+        return (classes, probabilities ? torch.nn.functional.softmax(logits, 1).to(torch.float32).cpu().data<float>().ToArray() : []);
     }
 }

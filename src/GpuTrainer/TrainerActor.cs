@@ -109,7 +109,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             var dev = TorchDevice.Pick(w.Device ?? _device);
             var (spec, model) = LoadModel(w.ModelPath, dev);
             var g = GraphSample.Load(w.Graph.Path, spec.Edges);
-            var pred = Predictor.Predict(spec, model, g, dev);
+            var (pred, probs) = Predictor.PredictWithProbabilities(spec, model, g, dev);
             var classes = new byte[pred.Length];
             var pixels = new long[spec.Classes];
             var area = NpzReader.Read(w.Graph.Path)["area"].AsSpan<long>();
@@ -117,11 +117,14 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             // derived here from the job's folder, which is checked again now that it is about to be written
             var classesPath = Path.Combine(w.OutDir!, AssignmentPaths.ClassesFile);
             SafePaths.WriteAllBytes(classesPath, classes, "node classes");
+            // the class probabilities (N×C float32, little-endian), for the objects' mean probability
+            var probsPath = Path.Combine(w.OutDir!, AssignmentPaths.ProbsFile);
+            SafePaths.WriteAllBytes(probsPath, System.Runtime.InteropServices.MemoryMarshal.AsBytes(probs.AsSpan()), "node probabilities");
             ClassTable.Write(w.OutDir!, spec.ClassTable); // names and colours for the painter, the OME-XML and the report
             var desc = TorchDevice.Describe(dev);
             log.Information("Job {JobId}: {Nodes} nodes classified with {Model} on {Device} in {Seconds:F2}s, peak RSS {PeakRssMiB:F0} MiB",
                 w.JobId, pred.Length, w.ModelPath, desc, sw.Elapsed.TotalSeconds, Core.ProcessStats.PeakRssMiB());
-            return new Finished(w, new NodesClassified(w.JobId, w.Attempt, _store.Describe(classesPath), pred.Length, pixels, sw.Elapsed.TotalSeconds, desc));
+            return new Finished(w, new NodesClassified(w.JobId, w.Attempt, _store.Describe(classesPath), pred.Length, pixels, sw.Elapsed.TotalSeconds, desc, _store.Describe(probsPath)));
         }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new Failed(w, t.Exception!.GetBaseException()))
           .PipeTo(self);
     }

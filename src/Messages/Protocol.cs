@@ -33,7 +33,9 @@ public static class ProtocolVersion
 public sealed record ResultRef([property: Key(0)] string Path, [property: Key(1)] long Length, [property: Key(2)] string Checksum) : IActorSegMessage;
 
 /// <summary>What a job is asked to do (flat, primitive fields so it can cross the network).
-/// With <paramref name="ModelPath"/> the job also segments: node classes from the model, painted into OutDir/mask.tif.</summary>
+/// With <paramref name="ModelPath"/> the job also segments: node classes from the model, painted into OutDir/mask.tif.
+/// <paramref name="Objects"/>: the mask's regions as QuPath objects, "geojson" (OutDir/objects.geojson), "geojson.gz" or "none";
+/// <paramref name="Simplify"/>: their simplification tolerance in level-0 pixels (0: exact pixel edges).</summary>
 [MessagePackObject]
 public sealed record GraphJobSpec(
     [property: Key(0)] string ImagePath,
@@ -57,7 +59,9 @@ public sealed record GraphJobSpec(
     [property: Key(18)] string Features = "texture",
     [property: Key(19)] string? ModelPath = null,
     [property: Key(20)] string? Device = null,
-    [property: Key(21)] string? Tissue = null) : IActorSegMessage;
+    [property: Key(21)] string? Tissue = null,
+    [property: Key(22)] string Objects = "geojson",
+    [property: Key(23)] double Simplify = 0) : IActorSegMessage;
 
 // ---- client ↔ coordinator -------------------------------------------------------------------------------------
 
@@ -154,12 +158,15 @@ public sealed record AbandonWork([property: Key(0)] string JobId, [property: Key
 public sealed record TileHandedBack([property: Key(0)] string JobId, [property: Key(1)] int TileId, [property: Key(2)] int Attempt) : IActorSegMessage;
 
 /// <summary>Coordinator → worker: paint the node classes back into a full-size mask (and an overlay preview). The worker
-/// writes OutDir/mask.tif and OutDir/overlay.png only; a message naming other paths is refused.</summary>
+/// writes OutDir/mask.tif, OutDir/overlay.png and OutDir/objects.geojson[.gz] only; a message naming other paths is refused.
+/// <paramref name="Probs"/>: the nodes' class probabilities (probs.f32, N×C float32) for the objects' mean probability;
+/// <paramref name="Objects"/>: null (a coordinator that predates objects) writes objects.geojson, as the job's default does.</summary>
 [MessagePackObject]
 public sealed record PaintAssignment(
     [property: Key(0)] string JobId, [property: Key(1)] string ImageId, [property: Key(2)] string ImagePath,
     [property: Key(3)] ResultRef NodeMap, [property: Key(4)] ResultRef Classes, [property: Key(5)] string MaskPath,
-    [property: Key(6)] string OverlayPath, [property: Key(7)] int Attempt, [property: Key(8)] string? OutDir = null) : IActorSegMessage;
+    [property: Key(6)] string OverlayPath, [property: Key(7)] int Attempt, [property: Key(8)] string? OutDir = null,
+    [property: Key(9)] ResultRef? Probs = null, [property: Key(10)] string? Objects = null, [property: Key(11)] double Simplify = 0) : IActorSegMessage;
 
 [MessagePackObject]
 public sealed record PaintCompleted([property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] ResultRef Mask,
@@ -176,7 +183,8 @@ public sealed record PaintFailed([property: Key(0)] string JobId, [property: Key
 public sealed record TrainerReady([property: Key(0)] int ProtocolMajor, [property: Key(1)] string Device, [property: Key(2)] string? Node = null) : IActorSegMessage;
 
 /// <summary>Coordinator → trainer: run the model over a stitched graph; write one class id (byte) per node to
-/// OutDir/classes.u8 (OutDir: the job's graph folder, which holds the graph).</summary>
+/// OutDir/classes.u8 and the class probabilities (N×C float32, little-endian) to OutDir/probs.f32 (OutDir: the job's
+/// graph folder, which holds the graph).</summary>
 [MessagePackObject]
 public sealed record ClassifyNodes(
     [property: Key(0)] string JobId, [property: Key(1)] string ImageId, [property: Key(2)] ResultRef Graph,
@@ -186,7 +194,8 @@ public sealed record ClassifyNodes(
 [MessagePackObject]
 public sealed record NodesClassified(
     [property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] ResultRef Classes, [property: Key(3)] int Nodes,
-    [property: Key(4)] long[] PixelsPerClass, [property: Key(5)] double Seconds, [property: Key(6)] string Device) : IActorSegMessage;
+    [property: Key(4)] long[] PixelsPerClass, [property: Key(5)] double Seconds, [property: Key(6)] string Device,
+    [property: Key(7)] ResultRef? Probs = null) : IActorSegMessage;
 
 [MessagePackObject]
 public sealed record ClassifyFailed([property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] string Error,

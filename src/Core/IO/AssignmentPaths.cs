@@ -9,7 +9,10 @@ namespace ActorSeg.Core.IO;
 /// </summary>
 public static class AssignmentPaths
 {
-    public const string MaskFile = "mask.tif", OverlayFile = "overlay.png", ClassesFile = "classes.u8", ManifestFile = "job.json";
+    public const string MaskFile = "mask.tif", OverlayFile = "overlay.png", ClassesFile = "classes.u8", ProbsFile = "probs.f32", ManifestFile = "job.json";
+
+    /// <summary>The objects file a paint job writes in its output folder for an objects format (null: none); an exception names a bad format.</summary>
+    public static string? ObjectsFile(string outDir, string? format) => ObjectExporter.FileName(format) is { } name ? Path.Combine(outDir, name) : null;
 
     public static string? InvalidJobId(string? id)
     {
@@ -55,9 +58,10 @@ public static class AssignmentPaths
     {
         if (CheckOutDir(w.JobId, w.OutDir, roots) is { } bad) return bad;
         string mask = Path.Combine(w.OutDir!, MaskFile), overlay = Path.Combine(w.OutDir!, OverlayFile);
-        if (w.MaskPath != mask || w.OverlayPath != overlay) return $"it names {w.MaskPath} and {w.OverlayPath}; a paint job writes only {mask} and {overlay}";
-        foreach (var (p, what) in new[] { (w.NodeMap.Path, "node map"), (w.Classes.Path, "node classes") })
-            if (!SafePaths.IsWithin(Path.GetFullPath(p), w.OutDir!)) return $"{what} {p} is not in the job's folder {w.OutDir}";
+        if (w.MaskPath != mask || w.OverlayPath != overlay) return $"it names {w.MaskPath} and {w.OverlayPath}; a paint job writes only {mask}, {overlay} and the objects file";
+        if ((ObjectExporter.Validate(w.Objects) ?? ObjectExporter.ValidateSimplify(w.Simplify)) is { } badObjects) return badObjects;
+        foreach (var (p, what) in new[] { (w.NodeMap.Path, "node map"), (w.Classes.Path, "node classes"), (w.Probs?.Path, "node probabilities") })
+            if (p is not null && !SafePaths.IsWithin(Path.GetFullPath(p), w.OutDir!)) return $"{what} {p} is not in the job's folder {w.OutDir}";
         return CheckInput(w.ImagePath, "image", roots);
     }
 

@@ -128,6 +128,31 @@ public static class MaskPainter
         finally { if (File.Exists(tmp)) File.Delete(tmp); }
     }
 
+    /// <summary>
+    /// The scale of a mask of <paramref name="width"/> x <paramref name="height"/> painted from <paramref name="sourceImage"/>:
+    /// µm per level-0 pixel (null when unknown) and level-0 pixels per mask pixel (a whole slide's level downsample, else 1).
+    /// </summary>
+    public static (double? MppX, double? MppY, double DownsampleX, double DownsampleY) LevelScale(string sourceImage, int width, int height)
+    {
+        if (SlideLevel(sourceImage, width, height) is { } lv)
+        {
+            using var slide = lv.Slide;
+            return (slide.MppX, slide.MppY, lv.Downsample, lv.Downsample); // the slide's own level downsample, as OpenSlide and QuPath map levels
+        }
+        using var src = Vips.Image.NewFromFile(sourceImage, access: Vips.Enums.Access.Sequential);
+        // libvips keeps pixels per millimetre; 1 is its "no resolution"
+        bool known = src.Xres > 0 && src.Yres > 0 && !(src.Xres == 1 && src.Yres == 1);
+        return (known ? 1000.0 / src.Xres : null, known ? 1000.0 / src.Yres : null, 1, 1);
+    }
+
+    /// <summary><see cref="LevelScale"/> for a mask file painted from <paramref name="sourceImage"/>.</summary>
+    public static (double? MppX, double? MppY, double DownsampleX, double DownsampleY) LevelScaleOfMask(string sourceImage, string maskPath)
+    {
+        int w, h;
+        using (var m = Vips.Image.NewFromFile(maskPath, access: Vips.Enums.Access.Sequential)) { w = m.Width; h = m.Height; }
+        return LevelScale(sourceImage, w, h);
+    }
+
     /// <summary>A whole slide opened at the level whose size is <paramref name="width"/> x <paramref name="height"/> (the level a job read), or null for other images.</summary>
     private static (OpenSlideSource Slide, int Level, double Downsample)? SlideLevel(string image, int width, int height)
     {

@@ -51,6 +51,27 @@ public class TrainSegmentTests(ITestOutputHelper output) : TempDirTest("train")
         output.WriteLine($"held-out pixel accuracy {acc:P1}");
         Assert.True(acc > 0.75, $"held-out pixel accuracy {acc:P1}");
 
+        // the regions as QuPath objects: valid polygons whose areas per class are the mask's pixels per class, with the
+        // class name and colour, and the mean probability from the trainer's probs.f32 (N×C float32 beside classes.u8)
+        var nodes = new FileInfo(Path.Combine(seg, "graph", "classes.u8")).Length;
+        Assert.Equal(nodes * 2 * 4, new FileInfo(Path.Combine(seg, "graph", "probs.f32")).Length);
+        var opts = new System.Text.Json.JsonSerializerOptions();
+        opts.Converters.Add(new NetTopologySuite.IO.Converters.GeoJsonConverterFactory());
+        var fc = System.Text.Json.JsonSerializer.Deserialize<NetTopologySuite.Features.FeatureCollection>(File.ReadAllText(Path.Combine(seg, "objects.geojson")), opts)!;
+        Assert.NotEmpty(fc);
+        Assert.All(fc, f =>
+        {
+            Assert.True(f.Geometry.IsValid);
+            Assert.Equal(Convert.ToDouble(f.Attributes["area_px"]), f.Geometry.Area);
+            Assert.Equal("colony", ((NetTopologySuite.Features.IAttributesTable)f.Attributes["classification"])["name"]);
+            Assert.InRange(Convert.ToDouble(f.Attributes["mean_probability"]), 0.5, 1.0);
+        });
+        Assert.Equal(pred.LongCount(p => p == 1), (long)fc.Sum(f => f.Geometry.Area));
+        Assert.Contains("objects written", sr.Stderr);
+        // a bad objects option is a usage error
+        Assert.Equal(2, TestPaths.RunCli("segment", Path.Combine(_dir, "held.tif"), "--model", Path.Combine(model, "best.model"), "--out", seg, "--objects", "shapefile").ExitCode);
+        Assert.Equal(2, TestPaths.RunCli("segment", Path.Combine(_dir, "held.tif"), "--model", Path.Combine(model, "best.model"), "--out", seg, "--simplify", "-1").ExitCode);
+
         // a corrupt model fails before any work, with the file named, and leaves no mask
         var bad = Path.Combine(_dir, "bad.model");
         File.WriteAllBytes(bad, new byte[64]);

@@ -193,7 +193,8 @@ public class SlideSegmentTests(ITestOutputHelper output) : TempDirTest("slideseg
         var gen = TestPaths.RunCli("generate", "--out", _dir, "--name", "slide", "--width", "1600", "--height", "1200", "--kind", "nuclei", "--format", "svs", "--seed", "9");
         Assert.True(gen.ExitCode == 0, gen.Stderr);
         var seg = Path.Combine(_dir, "seg");
-        var sr = TestPaths.RunCli("segment", Path.Combine(_dir, "slide.svs"), "--model", Path.Combine(model, "best.model"), "--mpp", "1", "--out", seg, "--tile-size", "512");
+        var sr = TestPaths.RunCli("segment", Path.Combine(_dir, "slide.svs"), "--model", Path.Combine(model, "best.model"), "--mpp", "1", "--out", seg, "--tile-size", "512",
+            "--objects", "geojson.gz");
         Assert.True(sr.ExitCode == 0, sr.Stderr);
         using var mask = Vips.Image.NewFromFile(Path.Combine(seg, "mask.tif"));
         Assert.Equal((800, 600), (mask.Width, mask.Height)); // level 1
@@ -202,7 +203,18 @@ public class SlideSegmentTests(ITestOutputHelper output) : TempDirTest("slideseg
         Assert.Contains("PhysicalSizeX=\"0.998\"", xml);
         Assert.Contains("nucleus #ff00ff", xml);
         Assert.True(File.Exists(Path.Combine(seg, "overlay.png")));
-        Assert.True(mask.WriteToMemory<byte>().Any(b => b == 1), "some nuclei are found");
+        var px = mask.WriteToMemory<byte>();
+        Assert.True(px.Any(b => b == 1), "some nuclei are found");
+        // the objects are in level-0 pixels (level 1 is downsampled 2×), with the area in µm² of the slide's 0.499 µm pixels
+        Assert.False(File.Exists(Path.Combine(seg, "objects.geojson")));
+        using var gz = new System.IO.Compression.GZipStream(File.OpenRead(Path.Combine(seg, "objects.geojson.gz")), System.IO.Compression.CompressionMode.Decompress);
+        var opts = new System.Text.Json.JsonSerializerOptions();
+        opts.Converters.Add(new NetTopologySuite.IO.Converters.GeoJsonConverterFactory());
+        var fc = System.Text.Json.JsonSerializer.Deserialize<NetTopologySuite.Features.FeatureCollection>(gz, opts)!;
+        Assert.Equal(px.LongCount(b => b == 1) * 4.0, fc.Sum(f => f.Geometry.Area));
+        var all = fc.Select(f => f.Geometry.EnvelopeInternal).Aggregate((a, b) => { var e = new NetTopologySuite.Geometries.Envelope(a); e.ExpandToInclude(b); return e; });
+        Assert.True(all.MaxX <= 1600 && all.MaxY <= 1200 && all.MaxX > 800, $"objects span {all}");
+        Assert.All(fc, f => Assert.Equal(f.Geometry.Area * 0.499 * 0.499, Convert.ToDouble(f.Attributes["area_um2"]), 3));
 
         // a brightfield slide that is 60 % glass: the tissue is detected by default, glass-only tiles are skipped, glass is class 0
         var gl = TestPaths.RunCli("generate", "--out", _dir, "--name", "glass", "--width", "1600", "--height", "1200", "--kind", "nuclei", "--format", "svs", "--glass", "0.6", "--seed", "3");

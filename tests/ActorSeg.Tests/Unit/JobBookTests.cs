@@ -269,6 +269,33 @@ public class JobBookTests() : TempDirTest("book")
         Assert.Contains("No space left", ended.Error);
         Assert.IsType<GraphJobFailed>(h.To<object>("client").Last());
     }
+
+    [Fact]
+    public void TheNodeProbabilitiesAndObjectOptions_ReachThePaintOrder_AndTheJournal()
+    {
+        var files = new Files();
+        var h = new Harness(new CoordinatorSettings(), files);
+        h.Run(new SubmitGraphJob("obj", Spec("obj") with { ModelPath = Path.Combine(_dir, "m.model"), Objects = "geojson.gz", Simplify = 2 }), "client");
+        var prep = h.Background.OfType<RunPrepare>().Single();
+        var m = Manifest("obj", prep.WorkDir, 2048, 2048, 2048);
+        files.Manifests[m.ManifestPath] = m;
+        h.Run(new Prepared("obj", m, 0.1));
+        h.Run(new RequestWork(1), "w");
+        h.Run(Completed(h.To<TileAssignment>("w").Single(), m), "w");
+        var r = new ResultRef("/r", 1, "0");
+        var probs = new ResultRef("/p", 80, "1");
+        h.Run(new Stitched("obj", new GraphStitched("obj", r, r, 10, 1, 1, 1, 1, 1)));
+        h.Run(new TrainerReady(ProtocolVersion.Major, "cpu"), "gpu");
+        var cls = h.To<ClassifyNodes>("gpu").Single();
+        h.Run(new NodesClassified("obj", cls.Attempt, r, 10, [5, 5], 0.1, "cpu", probs), "gpu");
+        Assert.Equal(probs, h.Journal.OfType<ImageClassified>().Single().Probs);
+        h.Run(new RequestWork(1), "w");
+        var paint = h.To<PaintAssignment>("w").Single();
+        Assert.Equal((probs, "geojson.gz", 2.0), (paint.Probs, paint.Objects, paint.Simplify));
+        // and a bad format is refused before anything is recorded
+        h.Run(new SubmitGraphJob("bad", Spec("bad") with { Objects = "kml" }), "client");
+        Assert.Contains("kml", h.To<JobRefused>("client").Single().Reason);
+    }
 }
 
 public class SnapshotRetentionTests

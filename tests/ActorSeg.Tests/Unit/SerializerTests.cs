@@ -29,6 +29,9 @@ public class SerializerTests : IDisposable
         new TileFailed("j", 3, 2, "e", true), new TileHandedBack("j", 3, 2), new AbandonWork("j", 3, 2),
         new StepStarted("j", "prepare"), new StepEnded("j", "stitch"),
         new PaintAssignment("j", "a", "/a.tif", Ref, Ref, "/o/mask.tif", "/o/overlay.png", 1, "/o"),
+        new PaintAssignment("j", "a", "/a.tif", Ref, Ref, "/o/mask.tif", "/o/overlay.png", 1, "/o", Ref, "geojson.gz", 2.5),
+        Spec with { Objects = "none", Simplify = 1.5 },
+        new NodesClassified("j", 1, Ref, 10, [5, 5], 0.1, "cpu", Ref), new ImageClassified("j", Ref, [1, 2], 0.1, "cpu", Ref),
         new PaintCompleted("j", 1, Ref, 2.0), new PaintFailed("j", 1, "e", false),
         new TrainerReady(1, "cpu"), new ClassifyNodes("j", "a", Ref, "/m", "/c", "cuda", 1, "/o/graph"),
         new NodesClassified("j", 1, Ref, 10, [5, 5], 0.1, "cpu"), new ClassifyFailed("j", 1, "e", true),
@@ -79,6 +82,11 @@ public class SerializerTests : IDisposable
     public sealed record TileAssignmentV0([property: Key(0)] string JobId, [property: Key(1)] string ImageId);
 
     [MessagePackObject]
+    public sealed record PaintAssignmentV0([property: Key(0)] string JobId, [property: Key(1)] string ImageId, [property: Key(2)] string ImagePath,
+        [property: Key(3)] ResultRef NodeMap, [property: Key(4)] ResultRef Classes, [property: Key(5)] string MaskPath,
+        [property: Key(6)] string OverlayPath, [property: Key(7)] int Attempt, [property: Key(8)] string? OutDir);
+
+    [MessagePackObject]
     public sealed record RequestWorkV2([property: Key(0)] int FreeSlots, [property: Key(1)] int ProtocolMajor, [property: Key(2)] string? Node, [property: Key(3)] string NewField);
 
     [Fact]
@@ -89,6 +97,14 @@ public class SerializerTests : IDisposable
         var old = MessagePackSerializer.Serialize(new TileAssignmentV0("j", "a"));
         var a = (TileAssignment)ser.FromBinary(old, nameof(TileAssignment));
         Assert.Equal(("j", "a", 0), (a.JobId, a.ImageId, a.TileId));
+        // a paint order and a job from before objects: no probabilities, and the objects format falls back to geojson
+        var oldPaint = MessagePackSerializer.Serialize(new PaintAssignmentV0("j", "a", "/a.tif", Ref, Ref, "/o/mask.tif", "/o/overlay.png", 1, "/o"));
+        var p = (PaintAssignment)ser.FromBinary(oldPaint, nameof(PaintAssignment));
+        Assert.Equal(("/o", null, 0.0), (p.OutDir, p.Probs, p.Simplify));
+        Assert.Equal("objects.geojson", ActorSeg.Core.IO.ObjectExporter.FileName(p.Objects));
+        var oldSpec = (GraphJobSpec)ser.FromBinary(MessagePackSerializer.Serialize(new TileAssignmentV0("/a.tif", null!)), nameof(GraphJobSpec));
+        Assert.Equal("objects.geojson", ActorSeg.Core.IO.ObjectExporter.FileName(oldSpec.Objects));
+        Assert.Equal(0.0, oldSpec.Simplify);
         // a newer sender with extra fields: they are ignored
         var newer = MessagePackSerializer.Serialize(new RequestWorkV2(3, 1, "n", "future"));
         var r = (RequestWork)ser.FromBinary(newer, nameof(RequestWork));

@@ -23,6 +23,7 @@ switch (mode)
     case "quality": QualityBench(); break;
     case "tile": TileProfile(); break;
     case "seam": SeamBench(); break;
+    case "tissue": TissueBench(); break;
     default:
         Console.WriteLine("usage: actorseg-bench throughput [--sizes 8192,32768] [--dir DIR] | quality [--fields N] [--dir DIR] [--shared DIR]");
         break;
@@ -44,28 +45,14 @@ switch (mode)
 void Throughput()
 {
     var sizes = Arg("--sizes", "8192,32768").Split(',').Select(int.Parse).ToArray();
-    var cli = Path.Combine(AppContext.BaseDirectory, "actorseg.dll");
     int cores = Environment.ProcessorCount;
     var rows = new List<string>();
     foreach (var size in sizes)
     {
         var (img, mask) = Sample(size);
         var outDir = Path.Combine(dir, $"graph-{size}");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in new[] { cli, "graph", img, "--mask", mask, "--out", outDir }) psi.ArgumentList.Add(a);
-        var sw = Stopwatch.StartNew();
-        using var p = Process.Start(psi)!;
-        var stderr = new System.Text.StringBuilder();
-        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (stderr) stderr.AppendLine(e.Data); Console.Error.WriteLine("    " + e.Data); } };
-        p.BeginErrorReadLine();
-        _ = p.StandardOutput.ReadToEndAsync();
-        double peak = 0;
-        while (!p.WaitForExit(200)) { try { peak = Math.Max(peak, ActorSeg.Core.ProcessStats.PeakRssMiB(p.Id)); } catch { } }
-        double wall = sw.Elapsed.TotalSeconds;
-        if (p.ExitCode != 0) { Console.WriteLine($"{size}: FAILED (exit {p.ExitCode})"); continue; }
-        var log = stderr.ToString();
-        var m = Regex.Match(log, @"peak RSS (\d+) MiB");
-        if (m.Success) peak = Math.Max(peak, double.Parse(m.Groups[1].Value));
+        var (wall, peak, log, exit) = RunCli("graph", img, "--mask", mask, "--out", outDir);
+        if (exit != 0) { Console.WriteLine($"{size}: FAILED (exit {exit})"); Console.Error.WriteLine(log); continue; }
         var t = Regex.Match(log, @"prepare ([\d.]+)s, tiles ([\d.]+)s, stitch ([\d.]+)s, write ([\d.]+)s");
         using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "graph.json")));
         int nodes = doc.RootElement.GetProperty("graph").GetProperty("nodes").GetInt32();
@@ -79,6 +66,58 @@ void Throughput()
     Console.WriteLine("| image | MP | nodes | wall s | MP/s | MP/s per core | tile phase MP/s per core | peak RSS MiB | phases |");
     Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
     foreach (var r in rows) Console.WriteLine(r);
+}
+
+/// <summary>Runs the command line in its own process; returns the wall time, the peak RSS and what it logged.</summary>
+(double Wall, double PeakMiB, string Log, int Exit) RunCli(params string[] cliArgs)
+{
+    var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
+    psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "actorseg.dll"));
+    foreach (var a in cliArgs) psi.ArgumentList.Add(a);
+    var sw = Stopwatch.StartNew();
+    using var p = Process.Start(psi)!;
+    var stderr = new System.Text.StringBuilder();
+    p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.AppendLine(e.Data); };
+    p.BeginErrorReadLine();
+    _ = p.StandardOutput.ReadToEndAsync();
+    double peak = 0;
+    while (!p.WaitForExit(200)) { try { peak = Math.Max(peak, ActorSeg.Core.ProcessStats.PeakRssMiB(p.Id)); } catch { } }
+    p.WaitForExit();
+    var log = stderr.ToString();
+    var m = Regex.Match(log, @"peak RSS (\d+) MiB");
+    if (m.Success) peak = Math.Max(peak, double.Parse(m.Groups[1].Value));
+    return (sw.Elapsed.TotalSeconds, peak, log, p.ExitCode);
+}
+
+// tissue detection: a generated brightfield slide that is about 60 % glass, its graph with and without --tissue
+void TissueBench()
+{
+    int size = int.Parse(Arg("--size", "8192"));
+    double glass = double.Parse(Arg("--glass", "0.6"));
+    var slide = Path.Combine(dir, $"glass-{size}.svs");
+    if (!File.Exists(slide))
+    {
+        var g = RunCli("generate", "--out", dir, "--name", $"glass-{size}", "--width", size.ToString(), "--height", size.ToString(), "--format", "svs", "--glass", glass.ToString(CultureInfo.InvariantCulture), "--seed", "7");
+        if (g.Exit != 0) { Console.WriteLine("generation failed:\n" + g.Log); return; }
+        Console.WriteLine($"generated {slide} ({size}², {glass:P0} glass asked) in {g.Wall:F1}s");
+    }
+    Console.WriteLine($"Graph of a generated {size}x{size} brightfield slide ({glass:P0} glass), {Environment.ProcessorCount} cores, whole command:");
+    Console.WriteLine("| --tissue | wall s | prepare s | tiles s | stitch s | nodes | tissue | tiles skipped | peak RSS MiB |");
+    Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
+    foreach (var mode in new[] { "none", "auto" })
+    {
+        var outDir = Path.Combine(dir, $"glass-{size}-{mode}");
+        var r = RunCli("graph", slide, "--out", outDir, "--tissue", mode);
+        if (r.Exit != 0) { Console.WriteLine($"| {mode} | FAILED (exit {r.Exit}) |"); Console.Error.WriteLine(r.Log); continue; }
+        var t = Regex.Match(r.Log, @"prepare ([\d.]+)s, tiles ([\d.]+)s, stitch ([\d.]+)s");
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "graph.json")));
+        int nodes = doc.RootElement.GetProperty("graph").GetProperty("nodes").GetInt32();
+        var ti = doc.RootElement.GetProperty("tissue");
+        string frac = ti.ValueKind == JsonValueKind.Object ? ti.GetProperty("fraction").GetDouble().ToString("P1") : "(all)";
+        int tiles = doc.RootElement.GetProperty("tiling").GetProperty("tiles").GetInt32();
+        int skipped = doc.RootElement.GetProperty("tiling").GetProperty("tilesSkipped").GetInt32();
+        Console.WriteLine($"| {mode} | {r.Wall:F1} | {t.Groups[1].Value} | {t.Groups[2].Value} | {t.Groups[3].Value} | {nodes} | {frac} | {skipped}/{tiles} | {r.PeakMiB:F0} |");
+    }
 }
 
 void QualityBench()

@@ -119,6 +119,7 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         Assert.True(nd.Count(v => v == uint.MaxValue) > nd.Length / 2, "most of the slide is glass, with no node");
         for (int i = 0; i < nd.Length; i++) if (nd[i] == uint.MaxValue) Assert.Equal(0, mk[i]);
         Assert.True(File.Exists(Path.Combine(slideOut, "mask.ome.tif")));
+        Assert.True(File.Exists(Path.Combine(slideOut, "objects.geojson")), "the worker that painted the mask wrote the objects");
     }
 
     public static IEnumerable<object[]> Journals()

@@ -179,10 +179,12 @@ void TileProfile()
         var t = plan.Tile(id);
         var o = ActorSeg.Core.Pipeline.GraphJob.ProcessTile(job, t, src, msk, scratch);
         if (args.Contains("--gc")) { var g0 = Stopwatch.StartNew(); GC.Collect(2, GCCollectionMode.Forced, true, false); Console.Write($"[gc {g0.Elapsed.TotalMilliseconds:F0} ms] "); }
-        Console.WriteLine($"tile {id}: core {t.Core.W}x{t.Core.H}, read {t.Read.W}x{t.Read.H}: read {o.ReadSeconds:F2}s slic {o.SlicSeconds:F2}s fragments {o.FragmentSeconds:F2}s write {o.WriteSeconds:F2}s total {o.Seconds:F2}s = {t.Core.Area / 1e6 / o.Seconds:F1} core MP/s; {o.Fragments} fragments, {o.Groups} groups, {o.Open} open, {o.Shipped} groups shipped; peak RSS {ActorSeg.Core.ProcessStats.PeakRssMiB():F0} MiB, GC heap {GC.GetTotalMemory(false) / 1048576.0:F0} MiB");
+        Console.WriteLine($"tile {id}: core {t.Core.W}x{t.Core.H}, read {t.Read.W}x{t.Read.H}: read {o.ReadSeconds:F2}s slic {o.SlicSeconds:F2}s texture {o.TextureSeconds:F2}s fragments {o.FragmentSeconds:F2}s write {o.WriteSeconds:F2}s total {o.Seconds:F2}s = {t.Core.Area / 1e6 / o.Seconds:F1} core MP/s; {o.Fragments} fragments, {o.Groups} groups, {o.Open} open, {o.Shipped} groups shipped; peak RSS {ActorSeg.Core.ProcessStats.PeakRssMiB():F0} MiB, GC heap {GC.GetTotalMemory(false) / 1048576.0:F0} MiB");
     }
     var ph = ActorSeg.Core.Superpixels.SlicRegion.PhaseSeconds;
     Console.WriteLine($"SLIC phases over these tiles: smooth {ph[0]:F2}s, seeds+init {ph[1]:F2}s, assign {ph[2]:F2}s, update {ph[3]:F2}s");
+    var fp = ActorSeg.Core.Graph.FragmentBuilder.PhaseSeconds;
+    Console.WriteLine("Fragment phases over these tiles: " + string.Join(", ", ActorSeg.Core.Graph.FragmentBuilder.PhaseNames.Select((nm, i) => $"{nm} {fp[i]:F2}s")));
     Directory.Delete(work, true);
 }
 

@@ -18,6 +18,17 @@ public static class FragmentBuilder
     /// share no boundary with anything (a node next to glass has no neighbour there).</summary>
     public const int Glass = -1;
 
+    /// <summary>Seconds per step over all calls in this process (diagnostics for the benchmarks): components, fragment
+    /// statistics, boundaries, merges and groups, values and node features, adjacency and sides.</summary>
+    public static readonly double[] PhaseSeconds = new double[6];
+    public static readonly string[] PhaseNames = ["components", "fragment stats", "boundaries", "merges+groups", "values+features", "adjacency+sides"];
+    private static void Tick(int phase, ref long t)
+    {
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        lock (PhaseSeconds) PhaseSeconds[phase] += (now - t) / (double)System.Diagnostics.Stopwatch.Frequency;
+        t = now;
+    }
+
     /// <param name="raw">the read region's raw samples, channels interleaved</param>
     /// <param name="seeds">global SLIC seed id of each core pixel</param>
     /// <param name="mask">class of each core pixel (255 = unlabelled), or empty when there is no mask</param>
@@ -36,8 +47,10 @@ public static class FragmentBuilder
         int ox = core.X - read.X, oy = core.Y - read.Y, rw = read.W;
         var frag = groupOfPixel; // holds fragment ids until the end
 
+        long tick = System.Diagnostics.Stopwatch.GetTimestamp();
         // --- 1. fragments: connected components of equal seed id (4-connectivity) ---
         int F = Components(seeds, w, h, frag, scratch.Prov(n), scratch.Parent(n));
+        Tick(0, ref tick);
 
         // --- 2. per-fragment geometry and classes ---
         var fMin = new long[F]; var fArea = new int[F]; var fSumX = new long[F]; var fSumY = new long[F];
@@ -69,6 +82,7 @@ public static class FragmentBuilder
             }
         }
 
+        Tick(1, ref tick);
         // --- 3. boundaries between fragments: length, contrast, first pixel on each side ---
         var pairIndex = new Dictionary<long, int>(PairKey.Instance);
         var pA = new List<int>(); var pB = new List<int>(); var pLen = new List<int>(); var pDiff = new List<long>();
@@ -105,6 +119,7 @@ public static class FragmentBuilder
             for (int c = 0; c < C; c++) pDiff[idx * C + c] += Math.Abs(rawv[ra * C + c] - rawv[rb * C + c]);
         }
         int P = pA.Count;
+        Tick(2, ref tick);
 
         // --- 4. merges the tile can decide alone ---
         // adjacency lists (CSR) per fragment
@@ -191,6 +206,7 @@ public static class FragmentBuilder
         }
         t.GClassIds = ids.ToArray(); t.GClassCounts = counts.ToArray();
 
+        Tick(3, ref tick);
         // --- 7. values grouped by group (counting sort), sorted per channel: features, or shipped ---
         var start = new long[G + 1];
         for (int g = 0; g < G; g++) start[g + 1] = start[g] + t.GArea[g];
@@ -220,6 +236,9 @@ public static class FragmentBuilder
                 else { t.GFeatureRow[g] = finalCount++; t.GValueOffsets[g] = -1; }
             }
             t.Features = new float[finalCount * featLen];
+            int maxArea = 0;
+            for (int g = 0; g < G; g++) maxArea = Math.Max(maxArea, t.GArea[g]);
+            var sortTmp = new ushort[maxArea];
             t.Values = new ushort[shippedPixels * PL];
             for (int g = 0; g < G; g++)
             {
@@ -227,7 +246,7 @@ public static class FragmentBuilder
                 for (int c = 0; c < PL; c++)
                 {
                     var seg = grouped.AsSpan((int)(start[g] * PL + (long)c * area), area);
-                    seg.Sort();
+                    ValueSort.Sort(seg, sortTmp);
                     if (t.GFeatureRow[g] >= 0)
                         NodeFeatures.Compute(seg, norms.Mean[c], norms.InvStd[c], t.Features.AsSpan(t.GFeatureRow[g] * featLen + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
                     else
@@ -236,6 +255,7 @@ public static class FragmentBuilder
             }
         }
 
+        Tick(4, ref tick);
         // --- 8. group adjacency ---
         var gAdj = new PairAccumulator(C);
         for (int i = 0; i < P; i++) gAdj.Add(groupOf[pA[i]], groupOf[pB[i]], pLen[i], pDiff, i * C);
@@ -272,6 +292,7 @@ public static class FragmentBuilder
 
         // --- 11. the core's raster now holds group ids ---
         for (int p = 0; p < n; p++) groupOfPixel[p] = groupOf[frag[p]];
+        Tick(5, ref tick);
         return t;
     }
 

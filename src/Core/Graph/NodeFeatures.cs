@@ -30,11 +30,12 @@ public static class NodeFeatures
     {
         int n = sorted.Length;
         if (n == 0) { dst[..PerChannel].Clear(); return; }
-        long sum = 0; UInt128 sumSq = 0;
+        // a 16-bit value squared is below 2^32 and a node has fewer than 2^31 pixels: the sum of squares fits 64 bits
+        long sum = 0; ulong sumSq = 0;
         foreach (var v in sorted) { sum += v; sumSq += (ulong)v * v; }
         double mean = (double)sum / n;
         // exact numerator n*Σv² − (Σv)², non-negative
-        var num = (UInt128)(ulong)n * sumSq - (UInt128)(ulong)sum * (ulong)sum;
+        var num = (UInt128)(ulong)n * (UInt128)sumSq - (UInt128)(ulong)sum * (ulong)sum;
         double std = Math.Sqrt((double)num) / n;
         dst[0] = (float)((mean - mu) * invSigma);
         dst[1] = (float)(std * invSigma);

@@ -199,7 +199,7 @@ public static class GraphJob
     }
 
     public sealed record TileOutcome(int TileId, int Fragments, int Groups, int Open, int Shipped, long Pixels, double Seconds,
-        double ReadSeconds = 0, double SlicSeconds = 0, double FragmentSeconds = 0, double WriteSeconds = 0, bool Skipped = false);
+        double ReadSeconds = 0, double SlicSeconds = 0, double FragmentSeconds = 0, double WriteSeconds = 0, bool Skipped = false, double TextureSeconds = 0);
 
     /// <summary>Processes one tile: reads its region, runs SLIC, builds its partial graph, writes result and label files.</summary>
     public static TileOutcome ProcessTile(GraphJobManifest job, TileSpec tile, IRegionSource image, IRegionSource? mask, TileScratch? scratch = null)
@@ -239,13 +239,15 @@ public static class GraphJob
             extra = scratch.Extra(cn * TexturePlanes.Count).AsSpan(0, cn * TexturePlanes.Count);
             TexturePlanes.Compute(raw, C, read, core, job.Width, job.Height, job.Stats, extra);
         }
+        double tTexture = sw.Elapsed.TotalSeconds;
         var result = FragmentBuilder.Build(tile, job.Width, job.Height, raw, C, seeds, classes, job.Norms, job.MinSize, groups, extra, job.ExtraPlanes, scratch);
         double tFrag = sw.Elapsed.TotalSeconds;
         result.WriteFile(job.ResultPath(tile.Id));
         WriteLabels(job.LabelsPath(tile.Id), groups);
         int shipped = result.GFeatureRow.Count(r => r < 0);
         double total = sw.Elapsed.TotalSeconds;
-        return new TileOutcome(tile.Id, result.Fragments, result.Groups, result.Open, shipped, core.Area, total, tRead, tSlic - tRead, tFrag - tSlic, total - tFrag);
+        return new TileOutcome(tile.Id, result.Fragments, result.Groups, result.Open, shipped, core.Area, total, tRead, tSlic - tRead, tFrag - tTexture, total - tFrag,
+            TextureSeconds: tTexture - tSlic);
     }
 
     private static void WriteLabels(string path, ReadOnlySpan<int> groups)

@@ -6,6 +6,23 @@ namespace ActorSeg.Tests.Unit;
 
 public class AlgorithmTests
 {
+    [Theory]
+    [InlineData(1, 10, 255)]      // short: insertion sort
+    [InlineData(2, 5000, 255)]    // 8-bit: one counting pass
+    [InlineData(3, 5000, 65535)]  // 16-bit: two passes
+    [InlineData(4, 3000, 700)]    // low and high bytes both vary a little
+    [InlineData(5, 3000, 0)]      // all equal
+    public void ValueSort_SortsExactlyLikeArraySort(int seed, int n, int max)
+    {
+        var rnd = new Random(seed);
+        var a = Enumerable.Range(0, n).Select(_ => (ushort)rnd.Next(0, max + 1)).ToArray();
+        if (seed == 4) for (int i = 0; i < n; i++) a[i] = (ushort)(0x1200 + rnd.Next(0, 3) * 256 + rnd.Next(0, 3));
+        var expect = (ushort[])a.Clone();
+        Array.Sort(expect);
+        ValueSort.Sort(a, new ushort[n]);
+        Assert.Equal(expect, a);
+    }
+
     [Fact]
     public void NodeFeatures_MatchNumpyLinearQuantiles()
     {

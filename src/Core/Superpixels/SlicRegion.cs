@@ -1,5 +1,7 @@
 using System.Buffers;
 using System.Numerics;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace ActorSeg.Core.Superpixels;
 
@@ -192,6 +194,11 @@ public static class SlicRegion
     private static void AssignWindow(float[][] planes, int channels, float[] fc, float[] dist, int[] label, int rw,
         int readX, int readY, int x0, int x1, int y0, int y1, float cxf, float cyf, float invS, int s)
     {
+        if (Vector512.IsHardwareAccelerated && x1 - x0 + 1 >= Vector512<float>.Count)
+        {
+            AssignWindow512(planes, channels, fc, dist, label, rw, readX, readY, x0, x1, y0, y1, cxf, cyf, invS, s);
+            return;
+        }
         int vw = Vector<float>.Count;
         var lane = LaneOffsets;
         var vcx = new Vector<float>(cxf); var vinv = new Vector<float>(invS); var vs = new Vector<int>(s);
@@ -218,6 +225,52 @@ public static class SlicRegion
                 if (m == Vector<int>.Zero) continue;
                 Vector.ConditionalSelect(m, d, old).CopyTo(dist, p);
                 Vector.ConditionalSelect(m, vs, new Vector<int>(label, p)).CopyTo(label, p);
+            }
+            for (; x <= x1; x++)
+            {
+                int p = row + x;
+                float dx = ((float)(readX + x) - cxf) * invS;
+                float d = dx * dx + dy2;
+                for (int c = 0; c < channels; c++) { float t = planes[c][p] - fc[c]; d += t * t; }
+                if (d < dist[p]) { dist[p] = d; label[p] = s; }
+            }
+        }
+    }
+
+    /// <summary>The same arithmetic as <see cref="AssignWindow"/>, lane for lane, 16 pixels at a time (AVX-512).</summary>
+    private static void AssignWindow512(float[][] planes, int channels, float[] fc, float[] dist, int[] label, int rw,
+        int readX, int readY, int x0, int x1, int y0, int y1, float cxf, float cyf, float invS, int s)
+    {
+        const int vw = 16;
+        var lane = Vector512.Create(0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f, 8f, 9f, 10f, 11f, 12f, 13f, 14f, 15f);
+        var vcx = Vector512.Create(cxf); var vinv = Vector512.Create(invS); var vs = Vector512.Create(s);
+        ref float distRef = ref MemoryMarshal.GetArrayDataReference(dist);
+        ref int labelRef = ref MemoryMarshal.GetArrayDataReference(label);
+        Span<Vector512<float>> centre = stackalloc Vector512<float>[channels];
+        for (int c = 0; c < channels; c++) centre[c] = Vector512.Create(fc[c]);
+        for (int y = y0; y <= y1; y++)
+        {
+            float dy = ((float)(readY + y) - cyf) * invS;
+            float dy2 = dy * dy;
+            var vdy2 = Vector512.Create(dy2);
+            int row = y * rw;
+            int x = x0;
+            for (; x + vw - 1 <= x1; x += vw)
+            {
+                nuint p = (nuint)(row + x);
+                var vx = Vector512.Create((float)(readX + x)) + lane;
+                var dx = (vx - vcx) * vinv;
+                var d = dx * dx + vdy2;
+                for (int c = 0; c < channels; c++)
+                {
+                    var t = Vector512.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(planes[c]), p) - centre[c];
+                    d += t * t;
+                }
+                var old = Vector512.LoadUnsafe(ref distRef, p);
+                var m = Vector512.LessThan(d, old);
+                if (m == Vector512<float>.Zero) continue;
+                Vector512.ConditionalSelect(m, d, old).StoreUnsafe(ref distRef, p);
+                Vector512.ConditionalSelect(m.AsInt32(), vs, Vector512.LoadUnsafe(ref labelRef, p)).StoreUnsafe(ref labelRef, p);
             }
             for (; x <= x1; x++)
             {

@@ -28,13 +28,14 @@ public static class NodeCommand
         var device = new Option<string?>("--device") { Description = "Trainer device: auto, cpu or cuda. Env ACTORSEG_DEVICE." };
         var dbProvider = new Option<string?>("--db-provider") { Description = "Job journal: sqlite (default) or postgresql. Env ACTORSEG_PERSISTENCE__PROVIDER." };
         var httpPort = new Option<int?>("--http-port") { Description = "Serve the HTTP API (/healthz, /readyz, POST /jobs, GET /jobs/ID) on this port (coordinator nodes). Env ACTORSEG_HTTPPORT; the token from ACTORSEG_APITOKEN, the allowed paths from ACTORSEG_DATAROOTS." };
+        var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve /metrics in the Prometheus text format on this port (any role: jobs, tiles, retries, quarantines, journal latency, busy slots). Env ACTORSEG_METRICSPORT." };
         var db = new Option<string?>("--db") { Description = "Journal connection string (sqlite default: Data Source=actorseg-journal.db). Env ACTORSEG_PERSISTENCE__CONNECTIONSTRING." };
         var dataRoots = new Option<string?>("--data-roots") { Description = "Comma-separated folders every job's inputs and outputs must lie in. Env ACTORSEG_DATAROOTS. A node reachable from other machines refuses every job without them." };
         var tls = TlsFlags.Create();
         var insecure = new Option<bool>("--insecure") { Description = "Allow binding an address other machines can reach without TLS (only on a network you trust). Env ACTORSEG_INSECURE." };
         var cmd = new Command("node", "Run a cluster node with the given roles; stops cleanly (handing back its work) on SIGTERM or Ctrl-C.")
         {
-            config, roles, hostname, publicHost, port, seeds, workers, device, dbProvider, db, httpPort, dataRoots, tls.Cert, tls.Key, tls.Ca, insecure,
+            config, roles, hostname, publicHost, port, seeds, workers, device, dbProvider, db, httpPort, metricsPort, dataRoots, tls.Cert, tls.Key, tls.Ca, insecure,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -42,7 +43,7 @@ public static class NodeCommand
             {
                 ["Roles"] = pr.GetValue(roles), ["Hostname"] = pr.GetValue(hostname), ["PublicHostname"] = pr.GetValue(publicHost),
                 ["Port"] = pr.GetValue(port)?.ToString(), ["Seeds"] = pr.GetValue(seeds), ["Workers"] = pr.GetValue(workers)?.ToString(),
-                ["Device"] = pr.GetValue(device), ["Persistence:Provider"] = pr.GetValue(dbProvider), ["Persistence:ConnectionString"] = pr.GetValue(db), ["HttpPort"] = pr.GetValue(httpPort)?.ToString(),
+                ["Device"] = pr.GetValue(device), ["Persistence:Provider"] = pr.GetValue(dbProvider), ["Persistence:ConnectionString"] = pr.GetValue(db), ["HttpPort"] = pr.GetValue(httpPort)?.ToString(), ["MetricsPort"] = pr.GetValue(metricsPort)?.ToString(),
                 ["DataRoots"] = pr.GetValue(dataRoots), ["Insecure"] = pr.GetValue(insecure) ? "true" : null,
             };
             tls.AddTo(pr, flags);
@@ -73,6 +74,26 @@ public static class NodeCommand
         b.AddInMemoryCollection(flags.Where(kv => kv.Value is not null));
         try { return b.Build(); }
         catch (Exception e) when (e is FormatException or InvalidDataException) { throw new InvalidDataException($"{file}: {e.Message}", e); }
+    }
+
+    /// <summary>/metrics for Prometheus on the node's own address (every role): ActorSeg's meters (see Core.Telemetry)
+    /// and the process's and runtime's.</summary>
+    private static IDisposable? StartMetrics(NodeOptions o, Serilog.ILogger log)
+    {
+        if (o.MetricsPort <= 0) return null;
+        Prometheus.Metrics.ConfigureMeterAdapter(m =>
+        {
+            m.InstrumentFilterPredicate = i => i.Meter.Name == Core.Telemetry.MeterName || i.Meter.Name.StartsWith("System.Runtime", StringComparison.Ordinal);
+            m.ResolveHistogramBuckets = i => i.Name.Contains("journal") ? [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+                : [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+        });
+        // prometheus-net starts its adapters at the first collection: collect once now, so that nothing counted
+        // before the first scrape is lost
+        Prometheus.Metrics.DefaultRegistry.CollectAndExportAsTextAsync(Stream.Null).GetAwaiter().GetResult();
+        var host = System.Net.IPAddress.TryParse(o.Hostname, out _) || o.Hostname == "localhost" ? o.Hostname : "*";
+        var server = new Prometheus.KestrelMetricServer(host, o.MetricsPort).Start();
+        log.Information("Metrics on http://{Host}:{Port}/metrics (Prometheus text format)", o.Hostname, o.MetricsPort);
+        return server;
     }
 
     public static async Task<int> RunAsync(NodeOptions o, CancellationToken ct)
@@ -145,6 +166,7 @@ public static class NodeCommand
         using var hostScope = host;
         lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
         await host.StartAsync(ct);
+        using var metrics = StartMetrics(o, log);
         var system = host.Services.GetRequiredService<ActorSystem>();
         // a node the cluster downed (split-brain resolver) terminates its actor system: the process ends with it
         // (SIGTERM may reach Akka's own shutdown hook first: only a downing, or a join that never succeeded, is an error)

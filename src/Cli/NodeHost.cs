@@ -63,6 +63,8 @@ public sealed record NodeOptions
 
     /// <summary>The coordinator's HTTP API (/healthz, /readyz, /jobs) on this port; 0 = off.</summary>
     public int HttpPort { get; init; }
+    /// <summary>Serve /metrics (Prometheus text format) on this port; 0 = not at all.</summary>
+    public int MetricsPort { get; init; }
     /// <summary>Bearer token that /jobs requires (from a Secret: ACTORSEG_APITOKEN). Without one, /jobs refuses everything.</summary>
     public string? ApiToken { get; init; }
     /// <summary>Directories that paths submitted over HTTP must lie in (comma-separated in ACTORSEG_DATAROOTS).</summary>
@@ -116,6 +118,7 @@ public sealed record NodeOptions
                 SnapshotEvery = I("SnapshotEvery", o.SnapshotEvery),
                 ExitWithoutCoordinatorSeconds = D("ExitWithoutCoordinatorSeconds", o.ExitWithoutCoordinatorSeconds),
                 HttpPort = I("HttpPort", o.HttpPort),
+                MetricsPort = I("MetricsPort", o.MetricsPort),
                 ApiToken = string.IsNullOrEmpty(c["ApiToken"]) ? null : c["ApiToken"],
                 DataRoots = c["DataRoots"] is { } dr ? List(dr) : o.DataRoots,
                 Tls = TlsOptions.From(c),
@@ -137,6 +140,8 @@ public sealed record NodeOptions
         if (Port is < 0 or > 65535) throw new ArgumentException($"port must be 0..65535 (got {Port})");
         if (Workers < 1) throw new ArgumentException($"workers must be >= 1 (got {Workers})");
         if (HttpPort is < 0 or > 65535) throw new ArgumentException($"http port must be 0..65535 (got {HttpPort})");
+        if (MetricsPort is < 0 or > 65535) throw new ArgumentException($"metrics port must be 0..65535 (got {MetricsPort})");
+        if (MetricsPort > 0 && (MetricsPort == HttpPort || MetricsPort == Port)) throw new ArgumentException($"metrics port {MetricsPort} is already the node's cluster or HTTP port");
         if (HttpPort > 0 && !Has(NodeRoles.Coordinator)) throw new ArgumentException("the HTTP API runs on coordinator nodes: give this node the coordinator role, or no http port");
         var seeds = Seeds.Select(s => Exposure.Normalize(s, Tls.Enabled)).ToArray();
         Tls.Validate();

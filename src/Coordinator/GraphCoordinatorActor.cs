@@ -109,6 +109,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
     protected override void PreStart()
     {
         Timers.StartPeriodicTimer("tick", new TickNow(), _settings.ProgressInterval);
+        Core.Telemetry.ObserveBook(() => _gauges);
         if (Context.System.Settings.ProviderClass.Contains("Cluster", StringComparison.Ordinal))
             Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
                 typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.MemberRemoved));
@@ -123,12 +124,14 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
 
     protected override void OnRecoveryFailure(Exception reason, object? message = null)
     {
+        Core.Telemetry.JournalFailures.Add(1);
         _log.Error(reason, "Coordinator could not recover its journal ({Reason}); it stops and its supervisor starts it again with backoff (no job state is dropped)", reason.Message);
         base.OnRecoveryFailure(reason, message);
     }
 
     protected override void OnPersistFailure(Exception cause, object @event, long sequenceNr)
     {
+        Core.Telemetry.JournalFailures.Add(1);
         _log.Error(cause, "Could not write {Event} to the journal: {Reason}; the coordinator stops, and its supervisor starts it again with backoff to recover from the journal",
             @event.GetType().Name, cause.Message);
         base.OnPersistFailure(cause, @event, sequenceNr);
@@ -136,6 +139,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
 
     protected override void OnPersistRejected(Exception cause, object @event, long sequenceNr)
     {
+        Core.Telemetry.JournalFailures.Add(1);
         _log.Error(cause, "The journal rejected {Event}: {Reason}", @event.GetType().Name, cause.Message);
         base.OnPersistRejected(cause, @event, sequenceNr);
     }
@@ -163,22 +167,31 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         foreach (var id in _refs.Keys.Where(k => !known.Contains(k)).ToList()) _refs.Remove(id);
     }
 
-    private void Run(object command, string sender) => Execute(_book.Handle(command, sender, DateTime.UtcNow));
+    private void Run(object command, string sender)
+    {
+        Execute(_book.Handle(command, sender, DateTime.UtcNow));
+        _gauges = _book.Gauges();
+    }
+
+    // refreshed after every decision on the actor's thread; read by the metrics endpoint's thread
+    private volatile Core.BookGauges _gauges = Core.BookGauges.Empty;
 
     /// <summary>Persists the decision's events (applying each to the book as it is written), then carries out its effects.</summary>
     private void Execute(Decision d)
     {
         if (d.Journal.Count == 0) { Carry(d.Effects); return; }
         int left = d.Journal.Count;
+        long asked = System.Diagnostics.Stopwatch.GetTimestamp();
         PersistAll(d.Journal, e =>
         {
+            if (left == d.Journal.Count) Core.Telemetry.JournalWriteSeconds.Record(System.Diagnostics.Stopwatch.GetElapsedTime(asked).TotalSeconds);
             _book.Apply(e);
             if (++_eventsSinceSnapshot >= _settings.SnapshotEvery)
             {
                 _eventsSinceSnapshot = 0;
                 SaveSnapshot(_book.Snapshot());
             }
-            if (--left == 0) Carry(d.Effects);
+            if (--left == 0) { Carry(d.Effects); _gauges = _book.Gauges(); }
         });
     }
 

@@ -224,9 +224,9 @@ public sealed class JobBook
     /// <summary>Counts one failed attempt against a tile; returns how many it has now.</summary>
     private static int CountFailure(Job j, int tile) => j.Failures[tile] = j.Failures.GetValueOrDefault(tile) + 1;
 
-    private static void Requeue(Job j, int tile, int attempt) { j.Retries++; j.Pending.Enqueue((tile, attempt + 1)); }
+    private static void Requeue(Job j, int tile, int attempt) { j.Retries++; j.Pending.Enqueue((tile, attempt + 1)); Telemetry.Retries.Add(1, Telemetry.Tag("kind", "tile")); }
 
-    private void OnStepReleased(Job j, bool failure) { j.Step = null; if (failure) j.StepFailures++; j.Retries++; }
+    private void OnStepReleased(Job j, bool failure) { j.Step = null; if (failure) j.StepFailures++; j.Retries++; Telemetry.Retries.Add(1, Telemetry.Tag("kind", "step")); }
 
     // ================================================================ commands
 
@@ -303,6 +303,7 @@ public sealed class JobBook
             // a step that was started and never finished, MaxCrashes times: it is what brought the coordinator down
             if (j.StepStarts >= _s.MaxCrashes)
             {
+                Telemetry.Quarantines.Add(1, Telemetry.Tag("kind", "job"));
                 Fail(j, $"quarantined: the coordinator went down {j.StepStarts} times while it was {(j.Planned is null ? "preparing" : "stitching")} this job " +
                         "(an image too large for its memory, or a crash in that step); the other jobs go on", d);
                 continue;
@@ -447,6 +448,11 @@ public sealed class JobBook
         d.Record(new TrainJobSubmitted(s.JobId, spec, DateTime.UtcNow));
         d.Then(new Submitted(s.JobId, sender));
     }
+
+    /// <summary>What the gauges show: jobs by phase, tiles queued and in flight, the workers and trainers known.</summary>
+    public BookGauges Gauges() => new(
+        _jobs.Values.Select(j => j.Phase).Concat(_trainings.Values.Select(t => t.Phase)).GroupBy(p => p).ToDictionary(g => g.Key, g => g.Count()),
+        _jobs.Values.Sum(j => j.Ended is null ? j.Pending.Count : 0), _jobs.Values.Sum(j => j.Ended is null ? j.InFlight.Count : 0), _workers.Count, _trainers.Count);
 
     private StatusReport Status(GetStatus g)
     {
@@ -667,6 +673,8 @@ public sealed class JobBook
         j.InFlight.Remove(c.TileId);
         j.PixelsThisRun += c.Pixels;
         d.Record(new TileDone(c.JobId, c.TileId, c.Result, c.Labels, c.Pixels));
+        Telemetry.TilesDone.Add(1);
+        Telemetry.TileSeconds.Record(c.Seconds);
         if (j.Done.Count + 1 == j.Planned.Tiles) d.Then(new Resume(j.JobId)); // the last tile: stitch
         DispatchWork(d, now);
     }
@@ -696,7 +704,7 @@ public sealed class JobBook
     {
         Release(j, tile);
         int n = CountFailure(j, tile);
-        if (n >= _s.MaxAttempts) { Fail(j, $"tile {tile} failed {n} times; last error: {error}", d); return; }
+        if (n >= _s.MaxAttempts) { Telemetry.Quarantines.Add(1, Telemetry.Tag("kind", "tile")); Fail(j, $"tile {tile} failed {n} times; last error: {error}", d); return; }
         Requeue(j, tile, attempt);
         DispatchWork(d, now);
     }
@@ -798,6 +806,7 @@ public sealed class JobBook
         }
         j.Ending = true;
         d.Record(new JobEnded(j.JobId, true, null));
+        Telemetry.JobsEnded.Add(1, Telemetry.Tag("outcome", "done"));
         d.Then(new Finish(j.JobId));
     }
 
@@ -806,6 +815,7 @@ public sealed class JobBook
         if (j.Ended is not null || j.Ending) return;
         j.Ending = true;
         d.Record(new JobEnded(j.JobId, false, error));
+        Telemetry.JobsEnded.Add(1, Telemetry.Tag("outcome", "failed"));
         d.Then(new Finish(j.JobId));
     }
 

@@ -53,7 +53,19 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
         return false;
     }
 
-    protected override void PreStart() => Self.Tell(new Ready());
+    protected override void PreStart()
+    {
+        Core.Telemetry.AddTrainer();
+        Self.Tell(new Ready());
+    }
+
+    private bool _busy;
+    private void MarkBusy(bool busy)
+    {
+        if (busy == _busy) return;
+        _busy = busy;
+        Core.Telemetry.TrainerBusy(busy);
+    }
 
     private void Idle()
     {
@@ -84,6 +96,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
     {
         _coordinator.Tell(result);
         Become(Idle);
+        MarkBusy(false);
         Self.Tell(new Ready());
     }
 
@@ -100,6 +113,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
     {
         Timers.Cancel("ready");
         Become(Busy);
+        MarkBusy(true);
         var self = Self;
         var log = _log.ForContext("JobId", w.JobId).ForContext("ImageId", w.ImageId);
         Task.Run<object>(() =>
@@ -133,6 +147,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
     {
         Timers.Cancel("ready");
         Become(Busy);
+        MarkBusy(true);
         var self = Self;
         var log = _log.ForContext("JobId", w.JobId);
         var sp = w.Spec;

@@ -67,8 +67,18 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         return false;
     }
 
+    private bool _busy;
+    /// <summary>Keeps this node's busy-slot gauge in step with the actor's state.</summary>
+    private void MarkBusy(bool busy)
+    {
+        if (busy == _busy) return;
+        _busy = busy;
+        Core.Telemetry.WorkerBusy(busy);
+    }
+
     protected override void PreStart()
     {
+        Core.Telemetry.AddWorkerSlot();
         _coordinator.Tell(new RequestWork(1, ProtocolVersion.Major, Self.Path.Address.ToString()));
         Timers.StartSingleTimer("ask", new AskForWork(), TimeSpan.FromSeconds(5));
     }
@@ -176,6 +186,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         _current = null;
         _currentPaint = null;
         Become(Idle);
+        MarkBusy(false);
         if (_leaving) return;
         _coordinator.Tell(new RequestWork(1, ProtocolVersion.Major, Self.Path.Address.ToString()));
         Timers.StartSingleTimer("ask", new AskForWork(), TimeSpan.FromSeconds(5));
@@ -190,6 +201,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         _current = w;
         _log.ForContext("JobId", w.JobId).ForContext("TileId", w.TileId).Debug("Tile {TileId} started (attempt {Attempt})", w.TileId, w.Attempt);
         Become(Busy);
+        MarkBusy(true);
         var self = Self;
         var store = _store;
         Task.Run(() =>
@@ -212,6 +224,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         Timers.Cancel("release");
         _currentPaint = w;
         Become(Busy);
+        MarkBusy(true);
         var self = Self;
         var store = _store;
         var log = _log.ForContext("JobId", w.JobId).ForContext("ImageId", w.ImageId);
@@ -280,5 +293,10 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         _image = null; _mask = null; _manifest = null; _jobId = null;
     }
 
-    protected override void PostStop() => CloseInputs();
+    protected override void PostStop()
+    {
+        MarkBusy(false);
+        Core.Telemetry.RemoveWorkerSlot();
+        CloseInputs();
+    }
 }

@@ -29,11 +29,11 @@ public class FaultTests(ITestOutputHelper output) : ClusterTestBase("fault")
             Assert.True(r.ExitCode == 0, r.Stderr);
 
             var h = NewCluster();
-            int pc = ClusterHarness.FreePort(), pw = ClusterHarness.FreePort(), http = ClusterHarness.FreePort();
+            int pc = ClusterHarness.FreePort(), pw = ClusterHarness.FreePort(), http = ClusterHarness.FreePort(), mc = ClusterHarness.FreePort(), mw = ClusterHarness.FreePort();
             var seeds = $"akka.tcp://actorseg@127.0.0.1:{pc}";
             var coord = h.Start("coordinator", pc, null, "--roles", "coordinator", "--seeds", seeds, "--http-port", http.ToString(),
-                "--db-provider", "postgresql", "--db", throughOutage);
-            var worker = h.Start("worker", pw, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
+                "--db-provider", "postgresql", "--db", throughOutage, "--metrics-port", mc.ToString());
+            var worker = h.Start("worker", pw, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1", "--metrics-port", mw.ToString());
             ClusterHarness.WaitFor(() => coord.Saw("Worker akka.tcp"), TimeSpan.FromSeconds(60), "the worker to join", coord);
             using var web = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}"), Timeout = TimeSpan.FromSeconds(10) };
             bool Ready() { try { return web.GetAsync("/readyz").Result.IsSuccessStatusCode; } catch (Exception) { return false; } }
@@ -42,6 +42,15 @@ public class FaultTests(ITestOutputHelper output) : ClusterTestBase("fault")
             var outDir = Path.Combine(_dir, "out");
             var sub = h.Run("submit", 0, null, ["submit", img, "--out", outDir, "--tile-size", "256", "--job-id", "outage-1", "--coordinator", seeds]);
             ClusterHarness.WaitFor(() => coord.Lines.Any(l => l.Contains("outage-1: ") && l.Contains(" tiles, ") && !l.Contains(": 0/")), TimeSpan.FromSeconds(90), "progress", coord);
+            // the metrics show the job moving: tiles done, queued or in flight, the worker's slot busy, journal writes timed
+            var during = ScrapeMetrics(mc);
+            Assert.True(MetricValue(during, "actorseg_tiles_done") > 0, during);
+            Assert.True(MetricValue(during, "actorseg_tiles_queued") + MetricValue(during, "actorseg_tiles_in_flight") > 0, during);
+            Assert.Equal(1, MetricValue(during, "actorseg_jobs", "phase=\"tiles\""));
+            Assert.True(MetricValue(during, "actorseg_journal_write_seconds_count") > 0, during);
+            var workerPage = ScrapeMetrics(mw);
+            Assert.Equal(1, MetricValue(workerPage, "actorseg_worker_slots"));
+            double doneBefore = MetricValue(during, "actorseg_tiles_done");
 
             // the database goes away for 20 s in the middle of the job
             var clock = Stopwatch.StartNew();
@@ -61,6 +70,11 @@ public class FaultTests(ITestOutputHelper output) : ClusterTestBase("fault")
             Assert.True(coord.Saw("resumes in phase"), "the coordinator came back and resumed the job from its journal");
             Assert.True(Ready(), "/readyz is green again");
             Assert.Equal(File.ReadAllBytes(Path.Combine(refDir, "graph.npz")), File.ReadAllBytes(Path.Combine(outDir, "graph.npz")));
+            // and the outage shows in them, next to the job's end
+            var after = ScrapeMetrics(mc);
+            Assert.True(MetricValue(after, "actorseg_journal_failures") >= 1, after);
+            Assert.True(MetricValue(after, "actorseg_tiles_done") > doneBefore, after);
+            Assert.Equal(1, MetricValue(after, "actorseg_jobs_ended", "outcome=\"done\""));
             var back = coord.Lines.Select((l, i) => (l, i)).Where(x => x.l.Contains("resumes in phase")).Select(x => x.l).Last();
             output.WriteLine($"MEASURED: outage 20.0 s; job finished {(finished - restored).TotalSeconds:F1} s after the database came back ({back})");
             File.AppendAllText(Path.Combine(Path.GetTempPath(), "actorseg-fault-measurements.txt"),
@@ -75,10 +89,10 @@ public class FaultTests(ITestOutputHelper output) : ClusterTestBase("fault")
         var img = Path.Combine(_dir, "slow.tif");
         SyntheticMicroscopy.Generate(new SyntheticSpec(2048, 2048, SyntheticKind.Colonies, 8, 1, 5), img, Path.Combine(_dir, "slow_mask.tif"));
         var h = NewCluster();
-        int pc = ClusterHarness.FreePort(), pw = ClusterHarness.FreePort();
+        int pc = ClusterHarness.FreePort(), pw = ClusterHarness.FreePort(), mc = ClusterHarness.FreePort();
         var seeds = $"akka.tcp://actorseg@127.0.0.1:{pc}";
         // every tile of 2048 px takes longer than this deadline on this machine: each attempt is a "hung read"
-        var env = new Dictionary<string, string> { ["ACTORSEG_TILEDEADLINESECONDS"] = "0.05", ["ACTORSEG_PROGRESSINTERVALSECONDS"] = "0.2" };
+        var env = new Dictionary<string, string> { ["ACTORSEG_TILEDEADLINESECONDS"] = "0.05", ["ACTORSEG_PROGRESSINTERVALSECONDS"] = "0.2", ["ACTORSEG_METRICSPORT"] = mc.ToString() };
         var coord = h.Start("coordinator", pc, env, "--roles", "coordinator", "--seeds", seeds, "--db", $"Data Source={Path.Combine(_dir, "j.db")}");
         var worker = h.Start("worker", pw, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
         ClusterHarness.WaitFor(() => coord.Saw("Worker akka.tcp"), TimeSpan.FromSeconds(60), "the worker to join", coord);
@@ -91,6 +105,11 @@ public class FaultTests(ITestOutputHelper output) : ClusterTestBase("fault")
         Assert.True(sub.Saw("missed its deadline"), sub.Log);
         Assert.True(coord.Lines.Count(l => l.Contains("missed its deadline") && l.Contains("counted as a failed attempt")) >= 3, coord.Log);
         Assert.True(worker.Saw("Abandoning tile"), "the late worker is told to let go:\n" + worker.Log);
+        // the retries and the quarantine show in the coordinator's metrics
+        var page = ScrapeMetrics(mc);
+        Assert.True(MetricValue(page, "actorseg_retries", "kind=\"tile\"") >= 2, page);
+        Assert.Equal(1, MetricValue(page, "actorseg_quarantines", "kind=\"tile\""));
+        Assert.Equal(1, MetricValue(page, "actorseg_jobs_ended", "outcome=\"failed\""));
         output.WriteLine($"MEASURED: the job ended {clock.Elapsed.TotalSeconds:F1} s after submission, after 3 missed deadlines");
     }
 }

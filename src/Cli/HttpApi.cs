@@ -61,12 +61,13 @@ public static class HttpApi
                     coordinator = running ? "running" : "not answering" }, statusCode: 503);
         });
 
-        bool Authorized(HttpContext ctx)
+        static bool Same(string given, string? token) => token is not null && CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(given), Encoding.UTF8.GetBytes(token));
+        /// <param name="readOnly">the status token will do as well as the API token</param>
+        bool Authorized(HttpContext ctx, bool readOnly = false)
         {
-            if (o.ApiToken is null) return false;
             var h = ctx.Request.Headers.Authorization.ToString();
             var given = h.StartsWith("Bearer ", StringComparison.Ordinal) ? h[7..].Trim() : "";
-            bool ok = CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(given), Encoding.UTF8.GetBytes(o.ApiToken));
+            bool ok = Same(given, o.ApiToken) | (readOnly && Same(given, o.StatusToken));
             if (!ok) log.Warning("Refused {Method} {Path} from {Remote}: missing or wrong bearer token", ctx.Request.Method, ctx.Request.Path.ToString(), ctx.Connection.RemoteIpAddress?.ToString());
             return ok;
         }
@@ -122,6 +123,24 @@ public static class HttpApi
                 log.Warning("Refused a job from {Remote} ({Status}): {Error}", ctx.Connection.RemoteIpAddress?.ToString(), status, why);
                 return Error(status, why);
             }
+        });
+
+        // the status page: a static page with no data in it; its script asks for /status with the token the person gives
+        app.MapGet("/", () => Results.Content(StatusPage.Html, "text/html; charset=utf-8"));
+        app.MapGet("/status", async (HttpContext ctx, IRequiredActor<CoordinatorKey> coordinator) =>
+        {
+            if (!Authorized(ctx, readOnly: true)) return Error(401, "missing or wrong bearer token");
+            StatusReport r;
+            try { r = await coordinator.ActorRef.Ask<StatusReport>(new GetStatus(), TimeSpan.FromSeconds(10)); }
+            catch (AskTimeoutException) { return Error(503, "the coordinator did not answer in 10 s"); }
+            ctx.Response.Headers.CacheControl = "no-store";
+            return Results.Json(new
+            {
+                time = DateTime.UtcNow, workers = r.Workers, trainers = r.Trainers,
+                jobs = r.Jobs.Select(j => new { jobId = j.JobId, phase = j.Phase, tilesDone = j.TilesDone, tilesTotal = j.TilesTotal, inFlight = j.InFlight, retries = j.Retries, error = j.Error, outDir = j.OutDir }),
+                nodes = (r.Nodes ?? []).Select(n => new { address = n.Address, role = n.Role, slots = n.Slots, busy = n.Busy }),
+                recentErrors = r.RecentErrors ?? [],
+            });
         });
 
         app.MapGet("/jobs/{id}", async (HttpContext ctx, string id, IRequiredActor<CoordinatorKey> coordinator) =>

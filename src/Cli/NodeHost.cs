@@ -67,6 +67,8 @@ public sealed record NodeOptions
     public int MetricsPort { get; init; }
     /// <summary>Bearer token that /jobs requires (from a Secret: ACTORSEG_APITOKEN). Without one, /jobs refuses everything.</summary>
     public string? ApiToken { get; init; }
+    /// <summary>A read-only token: it opens the status page's data (GET /status) and nothing else.</summary>
+    public string? StatusToken { get; init; }
     /// <summary>Directories that paths submitted over HTTP must lie in (comma-separated in ACTORSEG_DATAROOTS).</summary>
     public string[] DataRoots { get; init; } = [];
     /// <summary>Mutual TLS on the cluster transport (certificate, key and CA from files).</summary>
@@ -120,6 +122,7 @@ public sealed record NodeOptions
                 HttpPort = I("HttpPort", o.HttpPort),
                 MetricsPort = I("MetricsPort", o.MetricsPort),
                 ApiToken = string.IsNullOrEmpty(c["ApiToken"]) ? null : c["ApiToken"],
+                StatusToken = string.IsNullOrEmpty(c["StatusToken"]) ? null : c["StatusToken"],
                 DataRoots = c["DataRoots"] is { } dr ? List(dr) : o.DataRoots,
                 Tls = TlsOptions.From(c),
                 Insecure = c["Insecure"] is { } ins && bool.Parse(ins),
@@ -150,6 +153,8 @@ public sealed record NodeOptions
                 "(ACTORSEG_TLS__CERTIFICATE, ACTORSEG_TLS__KEY, ACTORSEG_TLS__CA, or --tls-cert, --tls-key, --tls-ca), or start it with --insecure on a network you trust");
         if (ApiToken is { } token && (Secrets.IsPlaceholder(token) || token.Length < 16))
             throw new ArgumentException("the API token (ACTORSEG_APITOKEN) is a placeholder or shorter than 16 characters: make one with `openssl rand -hex 32`");
+        if (StatusToken is { } st && (Secrets.IsPlaceholder(st) || st.Length < 16 || st == ApiToken))
+            throw new ArgumentException("the status token (ACTORSEG_STATUSTOKEN) is a placeholder, shorter than 16 characters or the API token itself: make one with `openssl rand -hex 32`");
         if ((HttpsCertificate is null) != (HttpsKey is null))
             throw new ArgumentException("HTTPS needs both a certificate and its key (ACTORSEG_HTTPSCERTIFICATE and ACTORSEG_HTTPSKEY)");
         foreach (var f in new[] { HttpsCertificate, HttpsKey })

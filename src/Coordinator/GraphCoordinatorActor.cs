@@ -110,6 +110,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
     {
         Timers.StartPeriodicTimer("tick", new TickNow(), _settings.ProgressInterval);
         Core.Telemetry.ObserveBook(() => _gauges);
+        _book.SelfAddress = ((ExtendedActorSystem)Context.System).Provider.DefaultAddress.ToString();
         if (Context.System.Settings.ProviderClass.Contains("Cluster", StringComparison.Ordinal))
             Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
                 typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.MemberRemoved));

@@ -134,6 +134,16 @@ public sealed class JobBook
     private readonly HashSet<string> _workers = new();
     private readonly HashSet<string> _trainers = new();
     private readonly HashSet<string> _idleTrainers = new();
+    /// <summary>This node's address (akka.tcp://system@host:port), to name this process's own workers on the status page.</summary>
+    public string? SelfAddress { get; set; }
+
+    // the last failures, newest last, for the status page (not journaled: a restarted coordinator starts afresh)
+    private readonly Queue<string> _recentErrors = new();
+    private void RecentError(DateTime now, string jobId, string what)
+    {
+        _recentErrors.Enqueue($"{now:yyyy-MM-dd HH:mm:ss}Z {jobId}: {what}");
+        while (_recentErrors.Count > 20) _recentErrors.Dequeue();
+    }
 
     public JobBook(CoordinatorSettings settings, IJobFiles files, ILogger? log = null)
     {
@@ -462,7 +472,16 @@ public sealed class JobBook
             .Concat(_trainings.Values.Where(t => g.JobId is null || t.JobId == g.JobId)
                 .Select(t => new JobStatus(t.JobId, t.Phase, 0, 0, t.Step is null ? 0 : 1, t.Failures, t.Ended?.Error, t.Submitted.Spec.OutDir)))
             .ToArray();
-        return new StatusReport(jobs, _workers.Count, _trainers.Count);
+        string Node(string actor)
+        {
+            int i = actor.IndexOf("/user/", StringComparison.Ordinal);
+            var node = i > 0 ? actor[..i] : actor;
+            return !node.Contains('@') && SelfAddress is { } self ? self : node; // an actor of this process: this node's address
+        }
+        var nodes = _workers.GroupBy(Node).Select(g => new NodeStatus(g.Key, "tile-worker", g.Count(), g.Count(w => _idle.GetValueOrDefault(w) == 0)))
+            .Concat(_trainers.GroupBy(Node).Select(g => new NodeStatus(g.Key, "gpu-trainer", g.Count(), g.Count(t => !_idleTrainers.Contains(t)))))
+            .OrderBy(n => n.Role).ThenBy(n => n.Address, StringComparer.Ordinal).ToArray();
+        return new StatusReport(jobs, _workers.Count, _trainers.Count, nodes, _recentErrors.ToArray());
     }
 
     public object Outcome(Job j)
@@ -685,6 +704,7 @@ public sealed class JobBook
         if (!j.InFlight.TryGetValue(f.TileId, out var fl) || fl.Attempt != f.Attempt) return; // stale
         if (f.Permanent) { Fail(j, $"tile {f.TileId} failed: {f.Error}", d); return; }
         j.Log.Warning("Tile {TileId} failed (attempt {Attempt}): {Error}", f.TileId, f.Attempt, f.Error);
+        RecentError(now, j.JobId, $"tile {f.TileId} failed (attempt {f.Attempt}): {f.Error}");
         RequeueFailed(j, f.TileId, f.Attempt, f.Error, d, now);
     }
 
@@ -776,6 +796,7 @@ public sealed class JobBook
         OnStepReleased(j, failure: true);
         if (permanent || j.StepFailures >= _s.MaxAttempts) { Fail(j, $"{step}: {error}", d); return; }
         j.Log.Warning("Job {JobId}: {Step} failed ({Error}); trying again", jobId, step, error);
+        RecentError(now, jobId, $"{step} failed: {error}");
         DispatchWork(d, now);
     }
 
@@ -816,6 +837,7 @@ public sealed class JobBook
         j.Ending = true;
         d.Record(new JobEnded(j.JobId, false, error));
         Telemetry.JobsEnded.Add(1, Telemetry.Tag("outcome", "failed"));
+        RecentError(DateTime.UtcNow, j.JobId, $"job failed: {error}");
         d.Then(new Finish(j.JobId));
     }
 
@@ -908,6 +930,7 @@ public sealed class JobBook
             {
                 // a missed deadline is an attempt: a tile whose read hangs is not retried forever, and the late worker is told to let go
                 j.Log.Warning("Tile {TileId} missed its deadline ({Deadline}) on {Worker}; counted as a failed attempt and given to another worker", tile, Human(_s.TileDeadline), fl.Worker);
+                RecentError(now, j.JobId, $"tile {tile} missed its deadline ({Human(_s.TileDeadline)}) on {fl.Worker}");
                 d.Send(fl.Worker, new AbandonWork(j.JobId, tile, fl.Attempt));
                 RequeueFailed(j, tile, fl.Attempt, $"missed its deadline ({Human(_s.TileDeadline)}) on {fl.Worker}", d, now);
                 if (j.Ending) break;

@@ -213,7 +213,12 @@ public sealed record JobStatus(
     [property: Key(4)] int InFlight, [property: Key(5)] int Retries, [property: Key(6)] string? Error, [property: Key(7)] string OutDir) : IActorSegMessage;
 
 [MessagePackObject]
-public sealed record StatusReport([property: Key(0)] JobStatus[] Jobs, [property: Key(1)] int Workers, [property: Key(2)] int Trainers) : IActorSegMessage;
+public sealed record StatusReport([property: Key(0)] JobStatus[] Jobs, [property: Key(1)] int Workers, [property: Key(2)] int Trainers,
+    [property: Key(3)] NodeStatus[]? Nodes = null, [property: Key(4)] string[]? RecentErrors = null) : IActorSegMessage;
+
+/// <summary>A node as the coordinator sees it: its address, its role (tile-worker or gpu-trainer), its slots and how many are busy.</summary>
+[MessagePackObject]
+public sealed record NodeStatus([property: Key(0)] string Address, [property: Key(1)] string Role, [property: Key(2)] int Slots, [property: Key(3)] int Busy) : IActorSegMessage;
 
 // ---- training on the cluster ----------------------------------------------------------------------------------
 

@@ -226,14 +226,7 @@ public static class SlicRegion
                 Vector.ConditionalSelect(m, d, old).CopyTo(dist, p);
                 Vector.ConditionalSelect(m, vs, new Vector<int>(label, p)).CopyTo(label, p);
             }
-            for (; x <= x1; x++)
-            {
-                int p = row + x;
-                float dx = ((float)(readX + x) - cxf) * invS;
-                float d = dx * dx + dy2;
-                for (int c = 0; c < channels; c++) { float t = planes[c][p] - fc[c]; d += t * t; }
-                if (d < dist[p]) { dist[p] = d; label[p] = s; }
-            }
+            AssignTail(planes, channels, fc, dist, label, row, readX, x, x1, dy2, cxf, invS, s);
         }
     }
 
@@ -272,14 +265,21 @@ public static class SlicRegion
                 Vector512.ConditionalSelect(m, d, old).StoreUnsafe(ref distRef, p);
                 Vector512.ConditionalSelect(m.AsInt32(), vs, Vector512.LoadUnsafe(ref labelRef, p)).StoreUnsafe(ref labelRef, p);
             }
-            for (; x <= x1; x++)
-            {
-                int p = row + x;
-                float dx = ((float)(readX + x) - cxf) * invS;
-                float d = dx * dx + dy2;
-                for (int c = 0; c < channels; c++) { float t = planes[c][p] - fc[c]; d += t * t; }
-                if (d < dist[p]) { dist[p] = d; label[p] = s; }
-            }
+            AssignTail(planes, channels, fc, dist, label, row, readX, x, x1, dy2, cxf, invS, s);
+        }
+    }
+
+    /// <summary>The pixels [x, x1] of a row that a vector does not fill, one by one (the same arithmetic as a lane).</summary>
+    private static void AssignTail(float[][] planes, int channels, float[] fc, float[] dist, int[] label, int row, int readX, int x, int x1,
+        float dy2, float cxf, float invS, int s)
+    {
+        for (; x <= x1; x++)
+        {
+            int p = row + x;
+            float dx = ((float)(readX + x) - cxf) * invS;
+            float d = dx * dx + dy2;
+            for (int c = 0; c < channels; c++) { float t = planes[c][p] - fc[c]; d += t * t; }
+            if (d < dist[p]) { dist[p] = d; label[p] = s; }
         }
     }
 

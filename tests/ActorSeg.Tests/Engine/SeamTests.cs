@@ -34,11 +34,16 @@ public class SeamTests(ITestOutputHelper output)
         using var tiled = EngineHarness.Run(img, mask, new GraphRequest { ImagePath = "mem", MaskPath = "mem", Slic = slic, TileSize = tile, Halo = Math.Max(w, h) });
         var c = Compare(whole, tiled);
         output.WriteLine($"{w}x{h}x{channels} {bits}-bit spacing {spacing:F1} tile {tile}: {c}");
+        AssertIdentical(whole, tiled, c);
+    }
+
+    /// <summary>Identical partitions give identical graphs, array for array.</summary>
+    public static void AssertIdentical(EngineRun whole, EngineRun tiled, GraphComparison c)
+    {
         Assert.Equal(0.0, c.DifferingPixelFraction);
         Assert.Equal(whole.Graph.NodeCount, tiled.Graph.NodeCount);
         Assert.Equal(0, c.FeatureMismatches);
         Assert.Equal(0, c.EdgeMismatches);
-        // identical partitions give identical graphs, array for array
         Assert.Equal(whole.Graph.Features, tiled.Graph.Features);
         Assert.Equal(whole.Graph.RagA, tiled.Graph.RagA);
         Assert.Equal(whole.Graph.RagB, tiled.Graph.RagB);

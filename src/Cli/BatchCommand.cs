@@ -38,18 +38,7 @@ public static class BatchInput
         {
             if (!File.Exists(source)) throw new FileNotFoundException($"{source}: manifest not found");
             var baseDir = Path.GetDirectoryName(Path.GetFullPath(source))!;
-            var lines = File.ReadAllLines(source).Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')).ToList();
-            if (lines.Count == 0) throw new InvalidDataException($"{source}: the manifest is empty");
-            var header = lines[0].Split(',').Select(h => h.Trim().ToLowerInvariant()).ToList();
-            int ii = header.IndexOf("image"), mi = header.IndexOf("mask"), si = header.IndexOf("split");
-            if (ii < 0) throw new InvalidDataException($"{source}: the first row must be a header with an 'image' column (and optionally 'mask', 'split')");
-            foreach (var (line, n) in lines.Skip(1).Select((l, n) => (l, n + 2)))
-            {
-                var f = line.Split(',').Select(x => x.Trim()).ToArray();
-                string? Get(int i) => i >= 0 && i < f.Length && f[i].Length > 0 ? f[i] : null;
-                var img = Get(ii) ?? throw new InvalidDataException($"{source}, line {n}: no image");
-                rows.Add((Path.GetFullPath(img, baseDir), Get(mi) is { } m ? Path.GetFullPath(m, baseDir) : null, Get(si)));
-            }
+            rows.AddRange(ReadManifest(source).Select(r => (Path.GetFullPath(r.Image, baseDir), r.Mask is { } m ? Path.GetFullPath(m, baseDir) : null, r.Split)));
         }
         else if (Directory.Exists(source))
         {
@@ -81,6 +70,38 @@ public static class BatchInput
             else rejected.Add(new BatchRow(name, img, mask, split, "rejected", why));
         }
         return (slides, rejected);
+    }
+
+    /// <summary>A manifest read by a real CSV parser (quoted fields with commas, quotes or line breaks; # comments;
+    /// blank lines): a header row with an 'image' column and optionally 'mask' and 'split', in any order and case.</summary>
+    public static List<(string Image, string? Mask, string? Split)> ReadManifest(string path)
+    {
+        var rows = new List<(string, string?, string?)>();
+        using var parser = new Microsoft.VisualBasic.FileIO.TextFieldParser(path)
+        {
+            TextFieldType = Microsoft.VisualBasic.FileIO.FieldType.Delimited, Delimiters = [","], HasFieldsEnclosedInQuotes = true,
+            TrimWhiteSpace = true, CommentTokens = ["#"],
+        };
+        string[]? Next()
+        {
+            try
+            {
+                while (!parser.EndOfData)
+                    if (parser.ReadFields() is { } f && f.Any(x => x.Length > 0)) return f;
+                return null;
+            }
+            catch (Microsoft.VisualBasic.FileIO.MalformedLineException e) { throw new InvalidDataException($"{path}, line {e.LineNumber}: not a readable CSV row ({e.Message})", e); }
+        }
+        var header = Next()?.Select(h => h.Trim().ToLowerInvariant()).ToList() ?? throw new InvalidDataException($"{path}: the manifest is empty");
+        int ii = header.IndexOf("image"), mi = header.IndexOf("mask"), si = header.IndexOf("split");
+        if (ii < 0) throw new InvalidDataException($"{path}: the first row must be a header with an 'image' column (and optionally 'mask', 'split')");
+        while (Next() is { } f)
+        {
+            string? Get(int i) => i >= 0 && i < f.Length && f[i].Length > 0 ? f[i] : null;
+            var img = Get(ii) ?? throw new InvalidDataException($"{path}, line {parser.LineNumber - 1}: no image");
+            rows.Add((img, Get(mi), Get(si)));
+        }
+        return rows;
     }
 
     private static bool IsImage(string f) => Extensions.Any(e => f.EndsWith(e, StringComparison.OrdinalIgnoreCase));
@@ -180,14 +201,26 @@ public static class BatchCommand
         return bad == 0 ? ExitCodes.Ok : ExitCodes.Failed;
     }
 
+    /// <summary>What a finished slide was made from: a later run skips it only when every one of these is the same
+    /// (the image by size and time, the mask and the model by their contents, and every parameter of the job).</summary>
     private sealed record SlideRecord(string Status, string Image, long ImageLength, DateTime ImageTime, string? Mask, string? Model, DateTime? ModelTime,
-        int Nodes, double Seconds, int Level = 0, string? Tissue = null, string? Objects = null, double Simplify = 0);
+        int Nodes, double Seconds, int Level = 0, string? Tissue = null, string? Objects = null, double Simplify = 0,
+        double Spacing = 0, int TileSize = 0, string? MaskHash = null, string? ModelHash = null);
 
-    private static SlideRecord Fingerprint(BatchSlide s, string? model, string status, int nodes, double seconds, int level, string? tissue, string objects, double simplify)
+    private static SlideRecord Fingerprint(BatchSlide s, string? model, string status, int nodes, double seconds, GraphJobSpec spec)
     {
         var fi = new FileInfo(s.Image);
-        return new SlideRecord(status, s.Image, fi.Length, fi.LastWriteTimeUtc, s.Mask, model, model is null ? null : File.GetLastWriteTimeUtc(model), nodes, seconds, level, tissue,
-            model is null ? null : objects, model is null ? 0 : simplify);
+        return new SlideRecord(status, s.Image, fi.Length, fi.LastWriteTimeUtc, s.Mask, model, model is null ? null : File.GetLastWriteTimeUtc(model), nodes, seconds,
+            spec.Page, spec.Tissue, model is null ? null : spec.Objects, model is null ? 0 : spec.Simplify, spec.Spacing, spec.TileSize,
+            s.Mask is null ? null : ContentHash(s.Mask), model is null ? null : ContentHash(model));
+    }
+
+    /// <summary>A file's contents as a 64-bit hash (XxHash64), read streaming.</summary>
+    private static string ContentHash(string path)
+    {
+        var h = new System.IO.Hashing.XxHash64();
+        using (var f = File.OpenRead(path)) h.Append(f);
+        return Convert.ToHexString(h.GetCurrentHash());
     }
 
     /// <summary>The level a slide is read at and its microns per pixel there (whole slides; other images: full resolution, pixel size from the file when it has one).</summary>
@@ -212,13 +245,15 @@ public static class BatchCommand
         catch (Exception e) when (e is InputFileException or NetVips.VipsException) { return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", e is InputFileException ? e.Message : $"{s.Image}: {e.Message.Split('\n')[0]}"); }
         var dir = Path.Combine(outDir, "slides", s.Name);
         var recordPath = Path.Combine(dir, "slide.json");
+        var spec = new GraphJobSpec(s.Image, s.Mask, dir, Page: level, Spacing: spacing, TileSize: tileSize, WriteNodeMap: model is not null, ModelPath: model,
+            Features: modelSpec?.FeatureSet ?? "texture", Tissue: tissue, Objects: objects, Simplify: simplify);
         // a slide finished by an earlier run of this batch (same inputs) is not redone
         if (File.Exists(recordPath))
         {
             try
             {
                 var old = JsonSerializer.Deserialize<SlideRecord>(await File.ReadAllTextAsync(recordPath));
-                if (old is not null && old.Status == "done" && old with { Nodes = 0, Seconds = 0 } == Fingerprint(s, model, "done", 0, 0, level, tissue, objects, simplify))
+                if (old is not null && old.Status == "done" && old with { Nodes = 0, Seconds = 0 } == Fingerprint(s, model, "done", 0, 0, spec))
                 {
                     var metrics = File.Exists(Path.Combine(dir, "metrics.json")) ? JsonSerializer.Deserialize<PixelMetrics>(await File.ReadAllTextAsync(Path.Combine(dir, "metrics.json"))) : null;
                     var (tf, ts) = Tissue(dir);
@@ -233,8 +268,6 @@ public static class BatchCommand
         // job ids name actors and work folders: the slide's name with anything but letters, digits, '-', '_' and '.' replaced
         var plain = new string(s.Name.Select(ch => char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_' or '.' ? ch : '_').ToArray()).TrimStart('.');
         var jobId = "batch-" + plain[..Math.Min(plain.Length, 96)] + "-" + Guid.NewGuid().ToString("N")[..6];
-        var spec = new GraphJobSpec(s.Image, s.Mask, dir, Page: level, Spacing: spacing, TileSize: tileSize, WriteNodeMap: model is not null, ModelPath: model,
-            Features: modelSpec?.FeatureSet ?? "texture", Tissue: tissue, Objects: objects, Simplify: simplify);
         var outcome = await run(new SubmitGraphJob(jobId, spec));
         if (outcome is GraphJobFailed f) return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", f.Error);
         if (outcome is JobRefused r) return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", $"refused by the coordinator: {r.Reason}");
@@ -258,7 +291,7 @@ public static class BatchCommand
             SafePaths.WriteAllText(Path.Combine(dir, "metrics.json"), JsonSerializer.Serialize(pm, new JsonSerializerOptions { WriteIndented = true }), "metrics");
         }
         double secs = sw.Elapsed.TotalSeconds;
-        SafePaths.WriteAllText(recordPath, JsonSerializer.Serialize(Fingerprint(s, model, "done", c.Nodes, secs, level, tissue, objects, simplify), new JsonSerializerOptions { WriteIndented = true }), "slide record");
+        SafePaths.WriteAllText(recordPath, JsonSerializer.Serialize(Fingerprint(s, model, "done", c.Nodes, secs, spec), new JsonSerializerOptions { WriteIndented = true }), "slide record");
         return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "done", null, c.Nodes, secs, pm, level, um, c.TissueFraction, c.TissueFraction is null ? null : c.TilesSkipped);
     }
 
@@ -293,21 +326,33 @@ public static class BatchCommand
         catch (Exception e) when (e is JsonException or IOException or FormatException) { return (null, null); }
     }
 
-    private static string Csv(string? v) => v is null ? "" : v.IndexOfAny([',', '"', '\n']) >= 0 ? "\"" + v.Replace("\"", "\"\"") + "\"" : v;
+    public static readonly string[] SummaryColumns = ["slide", "image", "mask", "split", "status", "reason", "nodes", "seconds", "pixel_accuracy", "macro_f1",
+        "micro_jaccard", "superpixel_ceiling", "level", "um_per_pixel", "tissue_fraction", "tiles_skipped"];
 
+    /// <summary>summary.csv: every field through <see cref="CsvField"/> (quoted where it must be; a slide named
+    /// "=HYPERLINK(…)" cannot become a formula in a spreadsheet), written to a unique temporary file, then renamed into place.</summary>
     public static void WriteSummary(string path, IEnumerable<BatchRow> rows)
     {
-        var sb = new StringBuilder("slide,image,mask,split,status,reason,nodes,seconds,pixel_accuracy,macro_f1,micro_jaccard,superpixel_ceiling,level,um_per_pixel,tissue_fraction,tiles_skipped\n");
+        var I = CultureInfo.InvariantCulture;
+        string F(double? v, string f) => v is { } x ? x.ToString(f, I) : "";
+        var sb = new StringBuilder(string.Join(',', SummaryColumns)).Append('\n');
         foreach (var r in rows)
         {
             var m = r.Metrics;
-            sb.Append(string.Join(',', Csv(r.Name), Csv(r.Image), Csv(r.Mask), Csv(r.Split), r.Status, Csv(r.Reason), r.Nodes,
-                r.Seconds.ToString("F1", CultureInfo.InvariantCulture),
-                m is null ? "" : m.Accuracy.ToString("F5", CultureInfo.InvariantCulture), m is null ? "" : m.MacroF1.ToString("F5", CultureInfo.InvariantCulture),
-                m is null ? "" : m.MicroJaccard.ToString("F5", CultureInfo.InvariantCulture), m is null ? "" : m.SuperpixelCeiling.ToString("F5", CultureInfo.InvariantCulture),
-                r.Level, r.MicronsPerPixel is { } um ? um.ToString("0.####", CultureInfo.InvariantCulture) : "",
-                r.TissueFraction is { } tf ? tf.ToString("0.#####", CultureInfo.InvariantCulture) : "", r.TilesSkipped?.ToString(CultureInfo.InvariantCulture) ?? "")).Append('\n');
+            sb.AppendJoin(',', new[] { r.Name, r.Image, r.Mask, r.Split, r.Status, r.Reason, r.Nodes.ToString(I), r.Seconds.ToString("F1", I),
+                F(m?.Accuracy, "F5"), F(m?.MacroF1, "F5"), F(m?.MicroJaccard, "F5"), F(m?.SuperpixelCeiling, "F5"), r.Level.ToString(I),
+                F(r.MicronsPerPixel, "0.####"), F(r.TissueFraction, "0.#####"), r.TilesSkipped?.ToString(I) }.Select(CsvField)).Append('\n');
         }
         SafePaths.WriteAllText(path, sb.ToString(), "batch summary");
+    }
+
+    /// <summary>One CSV field: quoted when it holds a comma, a quote or a line break (quotes doubled), and prefixed with an
+    /// apostrophe when a spreadsheet would run it as a formula (=, +, -, @, tab, carriage return first). Numbers we
+    /// write ourselves never start with those, except negative ones, which no column here has.</summary>
+    public static string CsvField(string? v)
+    {
+        if (string.IsNullOrEmpty(v)) return "";
+        if (v[0] is '=' or '+' or '-' or '@' or '\t' or '\r') v = "'" + v;
+        return v.IndexOfAny([',', '"', '\n', '\r']) >= 0 ? "\"" + v.Replace("\"", "\"\"") + "\"" : v;
     }
 }

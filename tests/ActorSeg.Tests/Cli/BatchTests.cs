@@ -33,19 +33,30 @@ public class BatchTests(ITestOutputHelper output) : TempDirTest("batch")
         using (var withRes = im.Copy(xres: 2000.0, yres: 2000.0))
             withRes.Tiffsave(Path.Combine(slides, "s12res.tif"), tile: true, resunit: Vips.Enums.ForeignTiffResunit.Cm);
         File.WriteAllBytes(Path.Combine(slides, "broken.tif"), new byte[3000]);
+        // names a spreadsheet or a naive CSV reader would trip on: a comma, and a formula
+        File.Copy(Path.Combine(slides, "s12.tif"), Path.Combine(slides, "s, quoted.tif"));
+        File.Copy(Path.Combine(slides, "s12.tif"), Path.Combine(slides, "=1+1.tif"));
         var manifest = Path.Combine(_dir, "batch.csv");
-        File.WriteAllText(manifest, "image,mask,split\n" +
-            "slides/s11.tif,slides/s11_mask.tif,test\n" +
-            "slides/s12res.tif,,test\n" +
-            "slides/broken.tif,,test\n" +
-            "slides/missing.tif,,test\n" +
-            "slides/s11.tif,,test\n");
+        File.WriteAllText(manifest, "# a comment, then the header in another order\n" +
+            "Split,Image,Mask\n" +
+            "test,slides/s11.tif,slides/s11_mask.tif\n" +
+            "test,slides/s12res.tif,\n" +
+            "test,slides/broken.tif,\n" +
+            "\n" +
+            "test,slides/missing.tif,\n" +
+            "test,slides/s11.tif,\n" +
+            "test,\"slides/s, quoted.tif\",\n" +
+            "\"te\"\"st\",slides/=1+1.tif,\n");
         var outDir = Path.Combine(_dir, "out");
         var r = TestPaths.RunCli("batch", manifest, "--out", outDir, "--model", model, "--tile-size", "256");
         output.WriteLine(r.Stderr);
         Assert.Equal(1, r.ExitCode); // some slides failed: scripts must see it
-        var rows = File.ReadAllLines(Path.Combine(outDir, "summary.csv")).Skip(1).Select(l => l.Split(',')).ToList();
+        var rows = Summary(outDir);
         string Status(string name, int nth = 0) => rows.Where(x => x[0] == name).ElementAt(nth)[4];
+        Assert.Equal("done", Status("s, quoted"));
+        Assert.Equal("done", Status("'=1+1")); // escaped: a spreadsheet shows it as text
+        Assert.Equal("te\"st", rows.First(x => x[0] == "'=1+1")[3]);
+        Assert.DoesNotContain(File.ReadAllLines(Path.Combine(outDir, "summary.csv")), l => l.StartsWith('='));
         Assert.Equal("done", Status("s11"));
         Assert.Equal("done", Status("s12res"));
         Assert.Equal("failed", Status("broken"));
@@ -73,11 +84,40 @@ public class BatchTests(ITestOutputHelper output) : TempDirTest("batch")
         var stamp = File.GetLastWriteTimeUtc(Path.Combine(outDir, "slides", "s11", "mask.tif"));
         var again = TestPaths.RunCli("batch", manifest, "--out", outDir, "--model", model, "--tile-size", "256");
         Assert.Equal(1, again.ExitCode);
-        rows = File.ReadAllLines(Path.Combine(outDir, "summary.csv")).Skip(1).Select(l => l.Split(',')).ToList();
+        rows = Summary(outDir);
         Assert.Equal("skipped", Status("s11"));
         Assert.Equal("skipped", Status("s12res"));
         Assert.Equal("failed", Status("broken"));
         Assert.Equal(stamp, File.GetLastWriteTimeUtc(Path.Combine(outDir, "slides", "s11", "mask.tif")));
+
+        // a changed parameter is not skipped; nor is a mask whose contents changed (its time kept)
+        var changed = TestPaths.RunCli("batch", manifest, "--out", outDir, "--model", model, "--tile-size", "320");
+        Assert.Equal(1, changed.ExitCode);
+        rows = Summary(outDir);
+        Assert.Equal("done", Status("s11"));
+        Assert.Equal("done", Status("s12res"));
+        var maskPath = Path.Combine(slides, "s11_mask.tif");
+        var time = File.GetLastWriteTimeUtc(maskPath);
+        using (var m = Vips.Image.NewFromFile(maskPath, access: Vips.Enums.Access.Sequential))
+        using (var flipped = m.Cast(Vips.Enums.BandFormat.Uchar).Equal(0).Ifthenelse(1, 0).Cast(Vips.Enums.BandFormat.Uchar))
+            flipped.Tiffsave(maskPath + ".new.tif");
+        File.Move(maskPath + ".new.tif", maskPath, overwrite: true);
+        File.SetLastWriteTimeUtc(maskPath, time);
+        var remasked = TestPaths.RunCli("batch", manifest, "--out", outDir, "--model", model, "--tile-size", "320");
+        Assert.Equal(1, remasked.ExitCode);
+        rows = Summary(outDir);
+        Assert.Equal("done", Status("s11"));
+        Assert.Equal("skipped", Status("s12res"));
+    }
+
+    /// <summary>summary.csv's rows, read by a CSV parser (fields may be quoted).</summary>
+    private static List<string[]> Summary(string outDir)
+    {
+        using var p = new Microsoft.VisualBasic.FileIO.TextFieldParser(Path.Combine(outDir, "summary.csv")) { Delimiters = [","], HasFieldsEnclosedInQuotes = true };
+        var rows = new List<string[]>();
+        while (!p.EndOfData) rows.Add(p.ReadFields()!);
+        Assert.Equal(ActorSeg.Cli.BatchCommand.SummaryColumns, rows[0]);
+        return rows.Skip(1).ToList();
     }
 
     [Fact]

@@ -24,6 +24,7 @@ switch (mode)
     case "tile": TileProfile(); break;
     case "seam": SeamBench(); break;
     case "tissue": TissueBench(); break;
+    case "stats": StatsBench(); break;
     default:
         Console.WriteLine("usage: actorseg-bench throughput [--sizes 8192,32768] [--dir DIR] | quality [--fields N] [--dir DIR] [--shared DIR]");
         break;
@@ -66,6 +67,43 @@ void Throughput()
     Console.WriteLine("| image | MP | nodes | wall s | MP/s | MP/s per core | tile phase MP/s per core | peak RSS MiB | phases |");
     Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
     foreach (var r in rows) Console.WriteLine(r);
+}
+
+/// <summary>A generated colony image (no mask) of the given depth and channels, cached in the bench folder.</summary>
+string Generated(int size, int bits, int channels)
+{
+    var img = Path.Combine(dir, $"colonies-{size}-{bits}bit-{channels}c.tif");
+    if (!File.Exists(img))
+    {
+        var sw = Stopwatch.StartNew();
+        var mask = Path.Combine(dir, $"colonies-{size}-{bits}bit-{channels}c_mask.tif");
+        SyntheticMicroscopy.Generate(new SyntheticSpec(size, size, SyntheticKind.Colonies, bits, channels, 1), img, mask);
+        File.Delete(mask);
+        Console.WriteLine($"generated {img} in {sw.Elapsed.TotalSeconds:F1}s");
+    }
+    return img;
+}
+
+// the statistics pass alone: libvips' histogram (the pass before issue #12), the block reader on one thread, and on every core
+void StatsBench()
+{
+    int size = int.Parse(Arg("--size", "8192"));
+    Console.WriteLine($"Statistics pass (exact per-channel histograms) on generated {size}x{size} images, {Environment.ProcessorCount} cores:");
+    Console.WriteLine("| image | libvips hist_find s | blocks, 1 thread s | blocks, parallel s | MP/s parallel | identical |");
+    Console.WriteLine("|---|---|---|---|---|---|");
+    foreach (var kind in Arg("--images", "8x1,8x3,16x1").Split(','))
+    {
+        int bits = int.Parse(kind.Split('x')[0]), ch = int.Parse(kind.Split('x')[1]);
+        var img = Generated(size, bits, ch);
+        using var src = VipsImageSource.Open(img);
+        // best of three after a warm-up on a small region (the JIT), each alone
+        (long[][] H, double S) Best(Func<long[][]> f) { long[][] h = f(); double best = double.MaxValue; for (int r = 0; r < 3; r++) { var sw = Stopwatch.StartNew(); h = f(); best = Math.Min(best, sw.Elapsed.TotalSeconds); } return (h, best); }
+        var (a, tv) = Best(() => src.Histograms());
+        var (b, t1) = Best(() => ImageSources.Histograms(src));
+        var (c, tp) = Best(() => ImageSources.Histograms(src, img, 0));
+        bool same = a.Zip(b).All(p => p.Item1.AsSpan().SequenceEqual(p.Item2)) && a.Zip(c).All(p => p.Item1.AsSpan().SequenceEqual(p.Item2));
+        Console.WriteLine($"| {bits}-bit, {ch} channel(s) | {tv:F2} | {t1:F2} | {tp:F2} | {(double)size * size / 1e6 / tp:F0} | {same} |");
+    }
 }
 
 /// <summary>Runs the command line in its own process; returns the wall time, the peak RSS and what it logged.</summary>

@@ -113,7 +113,9 @@ void StatsBench()
 /// <summary>Runs the command line in its own process; returns the wall time, the peak RSS and what it logged.</summary>
 (double Wall, double PeakMiB, string Log, int Exit) RunCli(params string[] cliArgs)
 {
-    var r = RunProcess("dotnet", [Path.Combine(AppContext.BaseDirectory, "actorseg.dll"), .. cliArgs]);
+    // the command as run.sh runs it (its output folder has the ReadyToRun start-up assemblies), else the bench's copy
+    var product = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../../src/Cli/bin/Release/net10.0/actorseg.dll"));
+    var r = RunProcess("dotnet", [File.Exists(product) ? product : Path.Combine(AppContext.BaseDirectory, "actorseg.dll"), .. cliArgs]);
     var m = Regex.Match(r.Stderr, @"peak RSS (\d+) MiB");
     return (r.Wall, m.Success ? Math.Max(r.PeakMiB, double.Parse(m.Groups[1].Value)) : r.PeakMiB, r.Stderr, r.Exit);
 }

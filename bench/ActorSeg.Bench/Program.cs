@@ -6,9 +6,11 @@ using ActorSeg.Bench;
 using ActorSeg.Core.Imaging;
 using OpenCvSharp.XImgProc;
 
-// ActorSeg benchmarks. Figures are printed, never asserted.
+// ActorSeg benchmarks. Figures are printed, never asserted. Modes: see bench/README.md.
 //   throughput [--sizes 8192,32768] [--dir DIR]   graph building: MP/s, MP/s per core, peak RSS (each run its own process)
 //   quality [--dir DIR] [--fields N]              superpixel quality vs masks, beside OpenCV ximgproc SLIC
+//   sidebyside [--size 8192] [--bits 8,16]        ActorSeg, the published Python pipeline and OpenCV SLIC on the same images
+//   stats [--size 8192] [--images 8x1,8x3,16x1]   the statistics pass: libvips' histogram, blocks on one thread, in parallel
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 var mode = args.Length > 0 ? args[0] : "help";
 string Arg(string name, string def) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : def; }
@@ -24,8 +26,11 @@ switch (mode)
     case "tile": TileProfile(); break;
     case "seam": SeamBench(); break;
     case "tissue": TissueBench(); break;
+    case "stats": StatsBench(); break;
+    case "sidebyside": SideBySide(); break;
+    case "opencv-slic": OpenCvSlicChild(); break; // the OpenCV row of sidebyside, in its own process
     default:
-        Console.WriteLine("usage: actorseg-bench throughput [--sizes 8192,32768] [--dir DIR] | quality [--fields N] [--dir DIR] [--shared DIR]");
+        Console.WriteLine("usage: actorseg-bench throughput [--sizes 8192,32768] | quality [--fields N] | tile | seam | tissue | stats [--size N] | sidebyside [--size N] [--bits 8,16] [--features published|texture]  (all take --dir DIR, --shared DIR; see bench/README.md)");
         break;
 }
 
@@ -68,25 +73,70 @@ void Throughput()
     foreach (var r in rows) Console.WriteLine(r);
 }
 
+/// <summary>A generated grey or RGB colony image (and its mask when asked), cached in the bench folder.</summary>
+(string Img, string Mask) Generated(int size, int bits, int channels, bool keepMask = false)
+{
+    var img = Path.Combine(dir, $"colonies-{size}-{bits}bit-{channels}c.tif");
+    var mask = Path.Combine(dir, $"colonies-{size}-{bits}bit-{channels}c_mask.tif");
+    if (!File.Exists(img) || (keepMask && !File.Exists(mask)))
+    {
+        var sw = Stopwatch.StartNew();
+        SyntheticMicroscopy.Generate(new SyntheticSpec(size, size, SyntheticKind.Colonies, bits, channels, 1), img, mask);
+        if (!keepMask) File.Delete(mask);
+        Console.WriteLine($"generated {img} in {sw.Elapsed.TotalSeconds:F1}s");
+    }
+    return (img, mask);
+}
+
+// the statistics pass alone: libvips' histogram (the pass before issue #12), the block reader on one thread, and on every core
+void StatsBench()
+{
+    int size = int.Parse(Arg("--size", "8192"));
+    Console.WriteLine($"Statistics pass (exact per-channel histograms) on generated {size}x{size} images, {Environment.ProcessorCount} cores:");
+    Console.WriteLine("| image | libvips hist_find s | blocks, 1 thread s | blocks, parallel s | MP/s parallel | identical |");
+    Console.WriteLine("|---|---|---|---|---|---|");
+    foreach (var kind in Arg("--images", "8x1,8x3,16x1").Split(','))
+    {
+        int bits = int.Parse(kind.Split('x')[0]), ch = int.Parse(kind.Split('x')[1]);
+        var (img, _) = Generated(size, bits, ch);
+        using var src = VipsImageSource.Open(img);
+        // best of three after a warm-up on a small region (the JIT), each alone
+        (long[][] H, double S) Best(Func<long[][]> f) { long[][] h = f(); double best = double.MaxValue; for (int r = 0; r < 3; r++) { var sw = Stopwatch.StartNew(); h = f(); best = Math.Min(best, sw.Elapsed.TotalSeconds); } return (h, best); }
+        var (a, tv) = Best(() => src.Histograms());
+        var (b, t1) = Best(() => ImageSources.Histograms(src));
+        var (c, tp) = Best(() => ImageSources.Histograms(src, img, 0));
+        bool same = a.Zip(b).All(p => p.Item1.AsSpan().SequenceEqual(p.Item2)) && a.Zip(c).All(p => p.Item1.AsSpan().SequenceEqual(p.Item2));
+        Console.WriteLine($"| {bits}-bit, {ch} channel(s) | {tv:F2} | {t1:F2} | {tp:F2} | {(double)size * size / 1e6 / tp:F0} | {same} |");
+    }
+}
+
 /// <summary>Runs the command line in its own process; returns the wall time, the peak RSS and what it logged.</summary>
 (double Wall, double PeakMiB, string Log, int Exit) RunCli(params string[] cliArgs)
 {
-    var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-    psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "actorseg.dll"));
-    foreach (var a in cliArgs) psi.ArgumentList.Add(a);
+    // the command as run.sh runs it (its output folder has the ReadyToRun start-up assemblies), else the bench's copy
+    var product = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../../src/Cli/bin/Release/net10.0/actorseg.dll"));
+    var r = RunProcess("dotnet", [File.Exists(product) ? product : Path.Combine(AppContext.BaseDirectory, "actorseg.dll"), .. cliArgs]);
+    var m = Regex.Match(r.Stderr, @"peak RSS (\d+) MiB");
+    return (r.Wall, m.Success ? Math.Max(r.PeakMiB, double.Parse(m.Groups[1].Value)) : r.PeakMiB, r.Stderr, r.Exit);
+}
+
+/// <summary>Runs a program in its own process, polling its peak RSS (VmHWM) every 200 ms; returns the wall time, the
+/// peak, what it printed on stdout and stderr, and its exit code.</summary>
+(double Wall, double PeakMiB, string Stdout, string Stderr, int Exit) RunProcess(string file, IEnumerable<string> arguments)
+{
+    var psi = new ProcessStartInfo(file) { RedirectStandardError = true, RedirectStandardOutput = true };
+    foreach (var a in arguments) psi.ArgumentList.Add(a);
     var sw = Stopwatch.StartNew();
     using var p = Process.Start(psi)!;
     var stderr = new System.Text.StringBuilder();
     p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.AppendLine(e.Data); };
     p.BeginErrorReadLine();
-    _ = p.StandardOutput.ReadToEndAsync();
+    var stdout = p.StandardOutput.ReadToEndAsync();
     double peak = 0;
     while (!p.WaitForExit(200)) { try { peak = Math.Max(peak, ActorSeg.Core.ProcessStats.PeakRssMiB(p.Id)); } catch { } }
     p.WaitForExit();
-    var log = stderr.ToString();
-    var m = Regex.Match(log, @"peak RSS (\d+) MiB");
-    if (m.Success) peak = Math.Max(peak, double.Parse(m.Groups[1].Value));
-    return (sw.Elapsed.TotalSeconds, peak, log, p.ExitCode);
+    double wall = sw.Elapsed.TotalSeconds;
+    lock (stderr) return (wall, peak, stdout.Result, stderr.ToString(), p.ExitCode);
 }
 
 // tissue detection: a generated brightfield slide that is about 60 % glass, its graph with and without --tissue
@@ -222,4 +272,136 @@ void SeamBench()
             var c = ActorSeg.Core.Graph.GraphComparison.Compare(wg, wm, tg, tm);
             Console.WriteLine($"| {tile} | {halo} | {f} | {c.DifferingPixelFraction:P4} ({c.DifferingPixels}) | {c.IdenticalNodes}/{c.NodesA} (tiled {c.NodesB}) | {c.FeatureMismatches} | {c.EdgeMismatches} |");
         }
+}
+
+// ActorSeg, the published pipeline (../shared/peers/reference_pipeline.py, scikit-image SLIC) and OpenCV's ximgproc SLIC
+// side by side on the same generated images: wall, MP/s, MP/s per core, peak RSS, and the ratio to the published pipeline
+void SideBySide()
+{
+    int size = int.Parse(Arg("--size", "8192"));
+    var depths = Arg("--bits", "8,16").Split(',').Select(int.Parse).ToArray();
+    var features = Arg("--features", "published");
+    int cores = Environment.ProcessorCount;
+    double spacing = ActorSeg.Core.Superpixels.SlicParameters.DefaultSpacing;
+    int segments = (int)Math.Round((double)size * size / (spacing * spacing));
+    int region = (int)Math.Round(spacing);
+    var peer = Path.Combine(shared, "peers", "reference_pipeline.py");
+    string? peerSkip = !Directory.Exists(shared) ? $"no {shared} (give the folder that holds peers/ with --shared DIR)"
+        : !File.Exists(peer) ? $"no {peer}"
+        : EnsureDebianPackages("python3-skimage", "python3-scipy", "python3-torch", "python3-tifffile");
+    if (peerSkip is not null) Console.WriteLine($"(published pipeline skipped: {peerSkip})");
+    var rows = new List<string>();
+    foreach (int bits in depths)
+    {
+        var (img, mask) = Generated(size, bits, 1, keepMask: true);
+        double mp = (double)size * size / 1e6;
+        var results = new List<(string Method, double Wall, double PeakMiB, string Note)>();
+
+        var outDir = Path.Combine(dir, $"sidebyside-{size}-{bits}");
+        var a = RunCli("graph", img, "--mask", mask, "--out", outDir, "--features", features);
+        if (a.Exit != 0) { Console.WriteLine($"ActorSeg {bits}-bit: FAILED (exit {a.Exit})"); Console.Error.WriteLine(a.Log); }
+        else
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "graph.json")));
+            int nodes = doc.RootElement.GetProperty("graph").GetProperty("nodes").GetInt32();
+            var t = Regex.Match(a.Log, @"prepare ([\d.]+)s, tiles ([\d.]+)s, stitch ([\d.]+)s, write ([\d.]+)s");
+            results.Add(("ActorSeg `graph` (features " + features + ", mask labels, all outputs)", a.Wall, a.PeakMiB,
+                $"{nodes:N0} nodes" + (t.Success ? $"; prepare {t.Groups[1].Value} s, tiles {t.Groups[2].Value} s, stitch {t.Groups[3].Value} s, write {t.Groups[4].Value} s" : "")));
+        }
+
+        if (peerSkip is null)
+        {
+            var pt = Path.Combine(dir, $"sidebyside-{size}-{bits}.pt");
+            var p = RunProcess("/usr/bin/python3", [peer, "graph", img, mask, pt, "--segments", segments.ToString()]);
+            if (p.Exit != 0) { Console.WriteLine($"published pipeline {bits}-bit: FAILED (exit {p.Exit})"); Console.Error.WriteLine(p.Stderr); }
+            else
+            {
+                using var doc = JsonDocument.Parse(p.Stdout.Trim().Split('\n')[^1]);
+                var r = doc.RootElement;
+                double peak = Math.Max(p.PeakMiB, r.GetProperty("peak_rss_mib").GetDouble());
+                results.Add(("published pipeline (scikit-image SLIC, Python)", p.Wall, peak,
+                    $"{r.GetProperty("nodes").GetInt32():N0} nodes; SLIC {r.GetProperty("slic_s").GetDouble():F1} s, graph {r.GetProperty("total_s").GetDouble():F1} s in-process"));
+            }
+            File.Delete(pt);
+        }
+
+        var o = RunProcess("dotnet", [Path.Combine(AppContext.BaseDirectory, "actorseg-bench.dll"), "opencv-slic", img, region.ToString()]);
+        if (o.Exit != 0) { Console.WriteLine($"OpenCV SLIC {bits}-bit: FAILED (exit {o.Exit})"); Console.Error.WriteLine(o.Stderr); }
+        else
+        {
+            using var doc = JsonDocument.Parse(o.Stdout.Trim().Split('\n')[^1]);
+            var r = doc.RootElement;
+            results.Add(($"OpenCV ximgproc SLIC (region {region}, 10 iterations, superpixels only)", r.GetProperty("total_s").GetDouble(),
+                Math.Max(o.PeakMiB, r.GetProperty("peak_rss_mib").GetDouble()),
+                $"{r.GetProperty("superpixels").GetInt32():N0} superpixels; read {r.GetProperty("read_s").GetDouble():F1} s, SLIC {r.GetProperty("slic_s").GetDouble():F1} s in-process ({o.Wall:F1} s with process start)"));
+        }
+
+        var pub = results.FirstOrDefault(r => r.Method.StartsWith("published"));
+        foreach (var (method, wall, peakMiB, note) in results)
+        {
+            string ratio = pub.Method is null ? "–" : method == pub.Method ? "(reference)" : $"{pub.Wall / wall:F2}× its speed, {peakMiB / pub.PeakMiB:F2}× its peak RSS";
+            rows.Add($"| {size}² {bits}-bit | {method} | {wall:F1} | {mp / wall:F2} | {mp / wall / cores:F2} | {peakMiB:F0} | {ratio} | {note} |");
+        }
+    }
+    Console.WriteLine();
+    Console.WriteLine($"Side by side on generated colony images (grey, {segments:N0} superpixels: spacing {spacing} px), {cores} cores; ActorSeg and the published pipeline whole command wall time, OpenCV read + SLIC timed in its process:");
+    Console.WriteLine("| image | method | wall s | MP/s | MP/s per core | peak RSS MiB | against the published pipeline | notes |");
+    Console.WriteLine("|---|---|---|---|---|---|---|---|");
+    foreach (var r in rows) Console.WriteLine(r);
+}
+
+/// <summary>Installs the Debian packages that are missing (apt-get as root, else sudo -n), saying what it does; null when
+/// they are all there afterwards, else why not.</summary>
+string? EnsureDebianPackages(params string[] packages)
+{
+    bool Installed(string pkg)
+    {
+        var r = RunProcess("dpkg-query", ["-W", "-f=${Status}", pkg]);
+        return r.Exit == 0 && r.Stdout.Contains("install ok installed");
+    }
+    var missing = packages.Where(p => !Installed(p)).ToArray();
+    if (missing.Length == 0) return null;
+    bool root = Environment.UserName == "root" || RunProcess("id", ["-u"]).Stdout.Trim() == "0";
+    string file = root ? "apt-get" : "sudo";
+    string[] prefix = root ? [] : ["-n", "apt-get"];
+    if (!root && RunProcess("sh", ["-c", "command -v sudo"]).Exit != 0) return $"{string.Join(", ", missing)} missing, and neither root nor sudo to install them";
+    Console.WriteLine($"installing {string.Join(" ", missing)}: {file} {string.Join(" ", prefix)} install -y --no-install-recommends …");
+    var env = new[] { "DEBIAN_FRONTEND=noninteractive" };
+    var r = RunProcess("env", [.. env, file, .. prefix, "install", "-y", "--no-install-recommends", .. missing]);
+    if (r.Exit != 0)
+    {
+        Console.WriteLine($"apt-get install failed (exit {r.Exit}); running apt-get update and trying again");
+        RunProcess("env", [.. env, file, .. prefix, "update"]);
+        r = RunProcess("env", [.. env, file, .. prefix, "install", "-y", "--no-install-recommends", .. missing]);
+    }
+    Console.WriteLine($"  done in {r.Wall:F0} s (exit {r.Exit})");
+    var still = missing.Where(p => !Installed(p)).ToArray();
+    return still.Length == 0 ? null : $"could not install {string.Join(", ", still)}: {r.Stderr.Trim().Split('\n')[^1]}";
+}
+
+// opencv-slic IMAGE REGION: read the image, OpenCV ximgproc SLIC (10 iterations) on it, one JSON line with the times
+void OpenCvSlicChild()
+{
+    string img = args[1]; int region = int.Parse(args[2]);
+    var sw = Stopwatch.StartNew();
+    using var src = VipsImageSource.Open(img);
+    int w = src.Width, h = src.Height, c = src.Channels;
+    var data = new ushort[(long)w * h * c];
+    src.ReadRegion(0, 0, w, h, data);
+    // grey (mean of the channels), 16-bit min-max scaled to 8 bits as ximgproc SLIC takes it
+    var bytes = new byte[(long)w * h];
+    int lo = int.MaxValue, hi = int.MinValue;
+    for (long i = 0; i < bytes.Length; i++) { int s = 0; for (int k = 0; k < c; k++) s += data[i * c + k]; s /= c; lo = Math.Min(lo, s); hi = Math.Max(hi, s); }
+    double scale = src.BitDepth > 8 ? 255.0 / Math.Max(1, hi - lo) : 1;
+    int off = src.BitDepth > 8 ? lo : 0;
+    for (long i = 0; i < bytes.Length; i++) { int s = 0; for (int k = 0; k < c; k++) s += data[i * c + k]; bytes[i] = (byte)Math.Clamp((int)((s / c - off) * scale + 0.5), 0, 255); }
+    data = null!;
+    double read = sw.Elapsed.TotalSeconds;
+    using var mat = OpenCvSharp.Mat.FromPixelData(h, w, OpenCvSharp.MatType.CV_8UC1, bytes);
+    using var slic = SuperpixelSLIC.Create(mat, SLICType.SLIC, region, 10f);
+    slic.Iterate(10);
+    slic.EnforceLabelConnectivity(25);
+    int n = slic.GetNumberOfSuperpixels();
+    double total = sw.Elapsed.TotalSeconds;
+    Console.WriteLine(JsonSerializer.Serialize(new { read_s = read, slic_s = total - read, total_s = total, superpixels = n, peak_rss_mib = ActorSeg.Core.ProcessStats.PeakRssMiB() }));
 }

@@ -284,7 +284,13 @@ public static class NodeHost
         akka.cluster.client.receptionist.response-tunnel-receive-timeout = 120s
         akka.coordinated-shutdown.phases.service-requests-done.timeout = 10s
         akka.persistence.journal-plugin-fallback.recovery-event-timeout = 120s
+        {{(OnlyNode(o) ? "akka.cluster.singleton.hand-over-retry-interval = 100ms" : "")}}
         """;
+
+    /// <summary>A node alone for good: the single-process runtime of the CLI commands (a port nobody knows, no seeds). Its
+    /// coordinator singleton has no one to hand over to when it stops, so it waits 100 ms for a successor, not the
+    /// cluster's 1 s (that second was most of a small command's shutdown).</summary>
+    private static bool OnlyNode(NodeOptions o) => o.Port == 0 && o.Seeds.Length == 0;
 
     /// <summary>Adds the actor system for these options to a host builder. <paramref name="onStarted"/> sees the system once the roles' actors exist.</summary>
     public static void Configure(IServiceCollection services, NodeOptions o, Action<ActorSystem, IActorRegistry>? onStarted = null)

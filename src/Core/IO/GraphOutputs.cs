@@ -37,16 +37,32 @@ public static class GraphOutputs
         GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
         var staging = Path.Combine(job.WorkDir, "out");
         Directory.CreateDirectory(staging);
-        WriteNpz(g, job, Path.Combine(staging, GraphFile));
-        progress?.Report($"wrote {GraphFile}");
-        if (writeNodeMap)
+        // graph.npz depends on the graph alone: it is written beside the node maps (nodes.ome.tif is made from nodes.tif,
+        // so those two follow each other); everything waits for both before anything is published
+        var npz = Task.Factory.StartNew(() =>
         {
-            WriteNodeMap(job, nodeOfGroup, Path.Combine(staging, NodeMapFile), progress);
-            progress?.Report($"wrote {NodeMapFile}");
-            WriteNodeMapOme(Path.Combine(staging, NodeMapFile), Path.Combine(staging, NodeMapOmeFile), SourcePixelSize(job));
-            progress?.Report($"wrote {NodeMapOmeFile}");
+            WriteNpz(g, job, Path.Combine(staging, GraphFile));
+            progress?.Report($"wrote {GraphFile}");
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        try
+        {
+            if (writeNodeMap)
+            {
+                WriteNodeMap(job, nodeOfGroup, Path.Combine(staging, NodeMapFile), progress);
+                progress?.Report($"wrote {NodeMapFile}");
+                WriteNodeMapOme(Path.Combine(staging, NodeMapFile), Path.Combine(staging, NodeMapOmeFile), SourcePixelSize(job));
+                progress?.Report($"wrote {NodeMapOmeFile}");
+            }
+            if (job.TissueMap is { } tissue) tissue.SavePng(Path.Combine(staging, TissueFile));
         }
-        if (job.TissueMap is { } tissue) tissue.SavePng(Path.Combine(staging, TissueFile));
+        finally
+        {
+            // never leave the npz writer running into a failed job's clean-up; its own failure is reported below, when
+            // the node maps succeeded
+            try { npz.Wait(); }
+            catch (AggregateException) { }
+        }
+        npz.GetAwaiter().GetResult();
         double write = sw.Elapsed.TotalSeconds;
         var summary = new Summary(g.NodeCount, g.RagA.Length, g.EdgeSrc.Length, stitch, write);
         WriteSummary(g, job, summary, Path.Combine(staging, SummaryFile), writeNodeMap);

@@ -183,26 +183,77 @@ public static class ImageSources
     public static IRegionSource Open(string path, int page = 0) =>
         File.Exists(path) && IsSlide(path) ? OpenSlideSource.Open(path, page) : VipsImageSource.Open(path, page);
 
-    /// <summary>Exact per-channel histograms, read band by band through the region interface (libvips has a faster path of its own).</summary>
-    public static long[][] Histograms(IRegionSource src)
+    /// <summary>Exact per-channel histograms of the whole image, read in blocks by up to <paramref name="threads"/> threads
+    /// (default: one per core), each with its own source (<paramref name="openAnother"/>; the first uses
+    /// <paramref name="src"/>) and its own integer histograms, merged by addition: the counts, and so the statistics,
+    /// are exactly those of one sequential pass. Without <paramref name="openAnother"/> one thread reads.</summary>
+    public static long[][] Histograms(IRegionSource src, Func<IRegionSource>? openAnother = null, int threads = 0)
     {
-        if (src is VipsImageSource v) return v.Histograms();
+        var blocks = HistogramBlocks(src.Width, src.Height, src.Channels);
+        int n = openAnother is null ? 1 : Math.Clamp(threads > 0 ? threads : Environment.ProcessorCount, 1, blocks.Count);
         int bins = src.BitDepth > 8 ? 65536 : 256, C = src.Channels;
-        var h = new long[C][];
-        for (int c = 0; c < C; c++) h[c] = new long[bins];
-        int rows = Math.Max(1, (1 << 22) / Math.Max(1, src.Width * C));
-        var buf = new ushort[(long)rows * src.Width * C];
-        for (int y = 0; y < src.Height; y += rows)
+        var parts = new long[n][][];
+        int next = -1;
+        void Work(int k)
         {
-            int hh = Math.Min(rows, src.Height - y);
-            var span = buf.AsSpan(0, hh * src.Width * C);
-            src.ReadRegion(0, y, src.Width, hh, span);
-            for (int c = 0; c < C; c++)
+            var h = new long[C][];
+            for (int c = 0; c < C; c++) h[c] = new long[bins];
+            parts[k] = h;
+            var own = k == 0 ? null : openAnother!();
+            try
             {
-                var hc = h[c];
-                for (int i = c; i < span.Length; i += C) hc[span[i]]++;
+                var s = own ?? src;
+                ushort[]? buf = null;
+                for (int b; (b = Interlocked.Increment(ref next)) < blocks.Count;)
+                {
+                    var (x, y, w, hh) = blocks[b];
+                    int len = w * hh * C;
+                    if (buf is null || buf.Length < len) buf = new ushort[len];
+                    var span = buf.AsSpan(0, len);
+                    s.ReadRegion(x, y, w, hh, span);
+                    if (C == 1) { var h0 = h[0]; foreach (var v in span) h0[v]++; }
+                    else for (int c = 0; c < C; c++) { var hc = h[c]; for (int i = c; i < span.Length; i += C) hc[span[i]]++; }
+                }
+            }
+            finally { own?.Dispose(); }
+        }
+        if (n == 1) Work(0);
+        else
+        {
+            var tasks = Enumerable.Range(0, n).Select(k => Task.Factory.StartNew(() => Work(k), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
+            try { Task.WaitAll(tasks); }
+            catch (AggregateException e) when (e.InnerExceptions.Count > 0)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.Flatten().InnerExceptions[0]).Throw();
             }
         }
-        return h;
+        var total = parts[0];
+        for (int k = 1; k < n; k++)
+            for (int c = 0; c < C; c++)
+            {
+                var t = total[c]; var p = parts[k][c];
+                for (int v = 0; v < bins; v++) t[v] += p[v];
+            }
+        return total;
     }
+
+    /// <summary>The blocks the statistics pass reads: bands of 512 rows (a multiple of the usual TIFF tile heights, so
+    /// no tile is decoded twice), the whole width when a band holds at most 4M pixels, else split into columns of a
+    /// multiple of 512 pixels.</summary>
+    internal static List<(int X, int Y, int W, int H)> HistogramBlocks(int width, int height, int channels)
+    {
+        const int rows = 512;
+        const long maxPixels = 1 << 22;
+        int cols = (long)width * rows <= maxPixels ? width : (int)Math.Max(512, maxPixels / rows / 512 * 512);
+        var list = new List<(int, int, int, int)>();
+        for (int y = 0; y < height; y += rows)
+            for (int x = 0; x < width; x += cols)
+                list.Add((x, y, Math.Min(cols, width - x), Math.Min(rows, height - y)));
+        return list;
+    }
+
+    /// <summary>Exact per-channel histograms of the image at <paramref name="path"/> (already open as
+    /// <paramref name="src"/>), read in parallel with one source per thread.</summary>
+    public static long[][] Histograms(IRegionSource src, string path, int page, int threads = 0) =>
+        Histograms(src, () => Open(path, page), threads);
 }

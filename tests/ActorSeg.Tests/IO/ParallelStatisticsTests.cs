@@ -1,0 +1,84 @@
+using ActorSeg.Core.Imaging;
+using ActorSeg.Core.Superpixels;
+using Xunit;
+using Xunit.Abstractions;
+using Vips = NetVips;
+
+namespace ActorSeg.Tests.IO;
+
+/// <summary>The statistics pass read in parallel (blocks, one source and one integer histogram per thread, merged by
+/// addition) gives exactly the histograms of one sequential pass, and so the same mean and standard deviation bits.</summary>
+public class ParallelStatisticsTests(ITestOutputHelper output) : TempDirTest("stats")
+{
+    private static void AssertSameBits(long[][] want, long[][] got, string what)
+    {
+        Assert.Equal(want.Length, got.Length);
+        for (int c = 0; c < want.Length; c++) Assert.True(want[c].AsSpan().SequenceEqual(got[c]), $"{what}: channel {c} histogram differs");
+        var a = ImageStatistics.FromHistograms(want);
+        var b = ImageStatistics.FromHistograms(got);
+        Assert.Equal(a.Mean.Select(BitConverter.DoubleToInt64Bits), b.Mean.Select(BitConverter.DoubleToInt64Bits));
+        Assert.Equal(a.Std.Select(BitConverter.DoubleToInt64Bits), b.Std.Select(BitConverter.DoubleToInt64Bits));
+        Assert.Equal(a.Min, b.Min);
+        Assert.Equal(a.Max, b.Max);
+    }
+
+    [Theory]
+    [InlineData(8, 1)]
+    [InlineData(8, 3)]
+    [InlineData(16, 1)]
+    [InlineData(16, 3)]
+    public void ParallelHistograms_EqualTheSequentialPass_BitForBit(int bits, int channels)
+    {
+        // 1200 rows: three bands of 512 rows, the last one partial; values over the whole range of the depth
+        int w = 700, h = 1200;
+        var rnd = new Random(bits * 10 + channels);
+        int n = w * h * channels;
+        byte[] bytes;
+        if (bits == 8) { bytes = new byte[n]; rnd.NextBytes(bytes); }
+        else
+        {
+            var v = new ushort[n];
+            for (int i = 0; i < n; i++) v[i] = (ushort)(i % 5 == 0 ? rnd.Next(65536) : 20000 + rnd.Next(3000)); // skewed: the variance matters
+            bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan()).ToArray();
+        }
+        var path = Path.Combine(_dir, $"img-{bits}-{channels}.tif");
+        using (var img = Vips.Image.NewFromMemory(bytes, w, h, channels, bits == 8 ? Vips.Enums.BandFormat.Uchar : Vips.Enums.BandFormat.Ushort))
+            img.Tiffsave(path, tile: true, tileWidth: 256, tileHeight: 256, compression: Vips.Enums.ForeignTiffCompression.Deflate);
+        using var src = VipsImageSource.Open(path);
+        var vips = src.Histograms();                       // libvips' own pass (what the statistics were before)
+        var sequential = ImageSources.Histograms(src);     // one thread, block by block
+        AssertSameBits(vips, sequential, "sequential blocks vs libvips");
+        foreach (int threads in new[] { 2, 3, 8 })
+            AssertSameBits(sequential, ImageSources.Histograms(src, path, 0, threads), $"{threads} threads");
+    }
+
+    [Fact]
+    public void ParallelHistograms_OfAWholeSlide_EqualTheSequentialPass()
+    {
+        if (!OpenSlideSource.Available) { output.WriteLine("SKIPPED: libopenslide0 is not installed"); return; }
+        var rgb = Path.Combine(_dir, "rgb.tif");
+        SyntheticMicroscopy.Generate(new SyntheticSpec(900, 1100, SyntheticKind.Nuclei, 8, 3, 2), rgb, Path.Combine(_dir, "m.tif"));
+        var svs = Path.Combine(_dir, "rgb.svs");
+        SlideWriter.WriteSvs(rgb, svs);
+        using var slide = ImageSources.Open(svs);
+        Assert.IsType<OpenSlideSource>(slide);
+        var sequential = ImageSources.Histograms(slide);
+        Assert.Equal(900L * 1100, sequential[0].Sum());
+        AssertSameBits(sequential, ImageSources.Histograms(slide, svs, 0, 3), "3 OpenSlide handles");
+    }
+
+    [Fact]
+    public void Blocks_CoverTheImageOnce_AndSplitVeryWideImagesIntoColumns()
+    {
+        foreach (var (w, h) in new[] { (1, 1), (700, 1200), (8192, 8192), (20000, 1030) })
+        {
+            var blocks = ImageSources.HistogramBlocks(w, h, 3);
+            Assert.Equal((long)w * h, blocks.Sum(b => (long)b.W * b.H));
+            Assert.All(blocks, b => Assert.True(b.X >= 0 && b.Y >= 0 && b.X + b.W <= w && b.Y + b.H <= h && b.Y % 512 == 0 && b.X % 512 == 0));
+            Assert.All(blocks, b => Assert.True((long)b.W * b.H <= 1 << 22));
+            Assert.Equal(blocks.Count, blocks.Distinct().Count());
+        }
+        Assert.Equal(16, ImageSources.HistogramBlocks(8192, 8192, 1).Count); // whole rows of an 8192-wide image
+        Assert.True(ImageSources.HistogramBlocks(20000, 512, 1).Count > 1);
+    }
+}

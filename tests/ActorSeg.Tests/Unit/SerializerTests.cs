@@ -36,6 +36,8 @@ public class SerializerTests : IDisposable
         new TrainerReady(1, "cpu"), new ClassifyNodes("j", "a", Ref, "/m", "/c", "cuda", 1, "/o/graph"),
         new NodesClassified("j", 1, Ref, 10, [5, 5], 0.1, "cpu"), new ClassifyFailed("j", 1, "e", true),
         new GetStatus("j"), new JobStatus("j", "tiles", 1, 4, 1, 0, "e", "/o"), new StatusReport([new JobStatus("j", "tiles", 1, 4, 1, 0, null, "/o")], 2, 1),
+        new StatusReport([], 1, 0, [new NodeStatus("akka.tcp://actorseg@h:4053", "tile-worker", 2, 1)], ["2026-12-04 10:00:00Z j: tile 3 failed"]),
+        new NodeStatus("akka.tcp://actorseg@h:4053", "gpu-trainer", 1, 0),
         new JobSubmitted("j", Spec, new DateTime(2026, 11, 24, 0, 0, 0, DateTimeKind.Utc)), new JobPlanned("j", "a", "/m.json", 4, 100, 0.5),
         new TileDone("j", 3, Ref, Ref, 100), new TileInvalidated("j", 3, "missing"),
         new GraphStitched("j", Ref, null, 1, 2, 3, 4, 5, 6), new ImageClassified("j", Ref, [1, 2], 0.1, "cpu"),

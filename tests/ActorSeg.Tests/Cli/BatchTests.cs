@@ -121,6 +121,25 @@ public class BatchTests(ITestOutputHelper output) : TempDirTest("batch")
     }
 
     [Fact]
+    public void AManifestThatIsNotCsv_FailsNamingTheFileAndLine_AndAQuotedOneIsRead()
+    {
+        var good = Path.Combine(_dir, "good.csv");
+        File.WriteAllText(good, "# slides\nimage,mask\n\"a, b.tif\",\"m \"\"1\"\".tif\"\n\nc.tif,\n");
+        Assert.Equal([("a, b.tif", (string?)"m \"1\".tif", (string?)null), ("c.tif", null, null)], ActorSeg.Cli.BatchInput.ReadManifest(good));
+        var open = Path.Combine(_dir, "open.csv");
+        File.WriteAllText(open, "image\na.tif\n\"b.tif\" trailing\n");
+        var e = Assert.Throws<InvalidDataException>(() => ActorSeg.Cli.BatchInput.ReadManifest(open));
+        Assert.Contains(open, e.Message);
+        Assert.Contains("line 3", e.Message);
+        var noImage = Path.Combine(_dir, "noimage.csv");
+        File.WriteAllText(noImage, "mask,split\nm.tif,test\n");
+        Assert.Contains("'image' column", Assert.Throws<InvalidDataException>(() => ActorSeg.Cli.BatchInput.ReadManifest(noImage)).Message);
+        var empty = Path.Combine(_dir, "empty.csv");
+        File.WriteAllText(empty, "# nothing\n\n");
+        Assert.Contains("empty", Assert.Throws<InvalidDataException>(() => ActorSeg.Cli.BatchInput.ReadManifest(empty)).Message);
+    }
+
+    [Fact]
     public void ABatchWithABadModel_FailsBeforeAnyWork()
     {
         var slides = Path.Combine(_dir, "slides");

@@ -35,6 +35,15 @@ public class SecurityTests : TempDirTest
         Assert.Equal(RefusalCodes.Forbidden, model.Refused!.Code);
         var relative = JobAuthorization.Check("j", new GraphJobSpec("slides/a.tif", null, Path.Combine(_data, "out")), Roots, []);
         Assert.Equal(RefusalCodes.Invalid, relative.Refused!.Code);
+        // a tissue mask is an input like the image: outside the roots refused, inside kept canonical, the words auto/none kept
+        var tissue = JobAuthorization.Check("j", new GraphJobSpec(_img, null, Path.Combine(_data, "out"), Tissue: "/etc/passwd"), Roots, []);
+        Assert.Equal(RefusalCodes.Forbidden, tissue.Refused!.Code);
+        var ownTissue = Path.Combine(_data, "tissue.png");
+        File.WriteAllBytes(ownTissue, [1]);
+        Assert.Equal(ownTissue, JobAuthorization.Check("j", new GraphJobSpec(_img, null, Path.Combine(_data, "out"), Tissue: ownTissue), Roots, []).Spec!.Tissue);
+        Assert.Equal("none", JobAuthorization.Check("j", new GraphJobSpec(_img, null, Path.Combine(_data, "out"), Tissue: "none"), Roots, []).Spec!.Tissue);
+        var tissueInOut = JobAuthorization.Check("j", new GraphJobSpec(_img, null, _data, Tissue: ownTissue), Roots, []);
+        Assert.Equal(RefusalCodes.Conflict, tissueInOut.Refused!.Code); // the output folder would hold its own input
         var train = JobAuthorization.Check("t", new TrainJobSpec(["/etc/passwd"], Path.Combine(_data, "model")), Roots, []);
         Assert.Equal(RefusalCodes.Forbidden, train.Refused!.Code);
         // a node reachable from the network with no roots refuses everything; a loopback one allows absolute paths

@@ -59,9 +59,7 @@ void Throughput()
         var outDir = Path.Combine(dir, $"graph-{size}");
         var (wall, peak, log, exit) = RunCli("graph", img, "--mask", mask, "--out", outDir);
         if (exit != 0) { Console.WriteLine($"{size}: FAILED (exit {exit})"); Console.Error.WriteLine(log); continue; }
-        var t = Regex.Match(log, @"prepare ([\d.]+)s, tiles ([\d.]+)s, stitch ([\d.]+)s, write ([\d.]+)s");
-        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "graph.json")));
-        int nodes = doc.RootElement.GetProperty("graph").GetProperty("nodes").GetInt32();
+        var (nodes, t) = GraphFigures(outDir, log);
         double mp = (double)size * size / 1e6;
         string breakdown = t.Success ? $"prepare {t.Groups[1].Value}s, tiles {t.Groups[2].Value}s, stitch {t.Groups[3].Value}s, write {t.Groups[4].Value}s" : "";
         double tilesMps = t.Success ? mp / double.Parse(t.Groups[2].Value) : double.NaN;
@@ -72,6 +70,15 @@ void Throughput()
     Console.WriteLine("| image | MP | nodes | wall s | MP/s | MP/s per core | tile phase MP/s per core | peak RSS MiB | phases |");
     Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
     foreach (var r in rows) Console.WriteLine(r);
+}
+
+/// <summary>What a finished `actorseg graph` run says of itself: its node count (graph.json) and its phases (the log's
+/// closing line; groups 1-4: prepare, tiles, stitch, write seconds).</summary>
+(int Nodes, Match Phases) GraphFigures(string outDir, string log)
+{
+    using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "graph.json")));
+    return (doc.RootElement.GetProperty("graph").GetProperty("nodes").GetInt32(),
+        Regex.Match(log, @"prepare ([\d.]+)s, tiles ([\d.]+)s, stitch ([\d.]+)s, write ([\d.]+)s"));
 }
 
 /// <summary>A generated grey or RGB colony image (and its mask when asked), cached in the bench folder.</summary>
@@ -160,9 +167,8 @@ void TissueBench()
         var outDir = Path.Combine(dir, $"glass-{size}-{mode}");
         var r = RunCli("graph", slide, "--out", outDir, "--tissue", mode);
         if (r.Exit != 0) { Console.WriteLine($"| {mode} | FAILED (exit {r.Exit}) |"); Console.Error.WriteLine(r.Log); continue; }
-        var t = Regex.Match(r.Log, @"prepare ([\d.]+)s, tiles ([\d.]+)s, stitch ([\d.]+)s");
+        var (nodes, t) = GraphFigures(outDir, r.Log);
         using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "graph.json")));
-        int nodes = doc.RootElement.GetProperty("graph").GetProperty("nodes").GetInt32();
         var ti = doc.RootElement.GetProperty("tissue");
         string frac = ti.ValueKind == JsonValueKind.Object ? ti.GetProperty("fraction").GetDouble().ToString("P1") : "(all)";
         int tiles = doc.RootElement.GetProperty("tiling").GetProperty("tiles").GetInt32();
@@ -317,9 +323,7 @@ void SideBySide()
         if (a.Exit != 0) { Console.WriteLine($"ActorSeg {bits}-bit: FAILED (exit {a.Exit})"); Console.Error.WriteLine(a.Log); }
         else
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "graph.json")));
-            int nodes = doc.RootElement.GetProperty("graph").GetProperty("nodes").GetInt32();
-            var t = Regex.Match(a.Log, @"prepare ([\d.]+)s, tiles ([\d.]+)s, stitch ([\d.]+)s, write ([\d.]+)s");
+            var (nodes, t) = GraphFigures(outDir, a.Log);
             results.Add(("ActorSeg `graph` (features " + features + ", mask labels, all outputs)", a.Wall, a.PeakMiB,
                 $"{nodes:N0} nodes" + (t.Success ? $"; prepare {t.Groups[1].Value} s, tiles {t.Groups[2].Value} s, stitch {t.Groups[3].Value} s, write {t.Groups[4].Value} s" : "")));
         }

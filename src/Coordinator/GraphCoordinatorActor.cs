@@ -168,11 +168,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         foreach (var id in _refs.Keys.Where(k => !known.Contains(k)).ToList()) _refs.Remove(id);
     }
 
-    private void Run(object command, string sender)
-    {
-        Execute(_book.Handle(command, sender, DateTime.UtcNow));
-        _gauges = _book.Gauges();
-    }
+    private void Run(object command, string sender) => Execute(_book.Handle(command, sender, DateTime.UtcNow));
 
     // refreshed after every decision on the actor's thread; read by the metrics endpoint's thread
     private volatile Core.BookGauges _gauges = Core.BookGauges.Empty;
@@ -180,7 +176,8 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
     /// <summary>Persists the decision's events (applying each to the book as it is written), then carries out its effects.</summary>
     private void Execute(Decision d)
     {
-        if (d.Journal.Count == 0) { Carry(d.Effects); return; }
+        // the gauges are read again once the decision's events are applied (at once when there are none)
+        if (d.Journal.Count == 0) { Carry(d.Effects); _gauges = _book.Gauges(); return; }
         int left = d.Journal.Count;
         long asked = System.Diagnostics.Stopwatch.GetTimestamp();
         PersistAll(d.Journal, e =>

@@ -192,18 +192,12 @@ public static class GraphOutputs
         using var map = Vips.Image.NewFromFile(nodeMap, access: Vips.Enums.Access.Sequential, failOn: Vips.Enums.FailOn.Error);
         if (map.Format != Vips.Enums.BandFormat.Uint || map.Bands != 1) throw new InputFileException(nodeMap, "not a node-label map (expected one uint32 band)");
         var xml = MaskPainter.OmeXml(map.Width, map.Height, micronsPerPixel?.X, micronsPerPixel?.Y, classes: null, pixelType: "uint32", channelName: "node", imageName: "superpixel nodes");
-        var tmp = $"{omePath}.{Guid.NewGuid():N}.partial.tif";
-        try
-        {
-            using (var described = map.Mutate(m => m.Set(Vips.GValue.GStrType, "image-description", xml)))
-                described.Tiffsave(tmp, compression: Vips.Enums.ForeignTiffCompression.Deflate, predictor: Vips.Enums.ForeignTiffPredictor.Horizontal, level: 1,
-                    tile: true, tileWidth: tile, tileHeight: tile, pyramid: true, subifd: true, bigtiff: true,
-                    // a coarser level takes one id of each 2×2 block (a label map needs no average). Deflate level 1:
-                    // on a gigapixel's node map (bench nodeome) 7.7 s and 301 MiB, where the default level took 27.9 s for 169 MiB
-                    regionShrink: shrink);
-            SafePaths.Publish(tmp, omePath, "OME-TIFF node map");
-        }
-        finally { if (File.Exists(tmp)) File.Delete(tmp); }
+        using var described = map.Mutate(m => m.Set(Vips.GValue.GStrType, "image-description", xml));
+        SafePaths.WriteByName(omePath, ".tif", tmp => described.Tiffsave(tmp, compression: Vips.Enums.ForeignTiffCompression.Deflate,
+            predictor: Vips.Enums.ForeignTiffPredictor.Horizontal, level: 1, tile: true, tileWidth: tile, tileHeight: tile, pyramid: true, subifd: true, bigtiff: true,
+            // a coarser level takes one id of each 2×2 block (a label map needs no average). Deflate level 1:
+            // on a gigapixel's node map (bench nodeome) 7.7 s and 301 MiB, where the default level took 27.9 s for 169 MiB
+            regionShrink: shrink), "OME-TIFF node map");
     }
 
     /// <summary>µm per pixel of the level or page the job read, or null when the image does not say (or cannot be asked again).</summary>

@@ -112,14 +112,11 @@ public static class MaskComparison
                 }
                 rgb[o * 3] = (byte)Math.Round(r); rgb[o * 3 + 1] = (byte)Math.Round(gg); rgb[o * 3 + 2] = (byte)Math.Round(b);
             }
-        var tmp = $"{png}.{Guid.NewGuid():N}.partial.png";
-        try
+        SafePaths.WriteByName(png, ".png", tmp =>
         {
-            using (var img = Vips.Image.NewFromMemory(rgb, tw, th, 3, Vips.Enums.BandFormat.Uchar))
-            using (var srgb = img.Copy(interpretation: Vips.Enums.Interpretation.Srgb))
-                srgb.Pngsave(tmp);
-            SafePaths.Publish(tmp, png, "error map");
-        }
-        finally { if (File.Exists(tmp)) File.Delete(tmp); }
+            using var img = Vips.Image.NewFromMemory(rgb, tw, th, 3, Vips.Enums.BandFormat.Uchar);
+            using var srgb = img.Copy(interpretation: Vips.Enums.Interpretation.Srgb);
+            srgb.Pngsave(tmp);
+        }, "error map");
     }
 }

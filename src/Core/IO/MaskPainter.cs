@@ -119,13 +119,7 @@ public static class MaskPainter
             result = next;
         }
         // a unique temporary name, renamed into place: a link planted at the destination is replaced, never followed
-        var tmp = $"{pngPath}.{Guid.NewGuid():N}.partial.png";
-        try
-        {
-            using (result) result.Pngsave(tmp);
-            SafePaths.Publish(tmp, pngPath, "overlay");
-        }
-        finally { if (File.Exists(tmp)) File.Delete(tmp); }
+        using (result) SafePaths.WriteByName(pngPath, ".png", tmp => result.Pngsave(tmp), "overlay");
     }
 
     /// <summary>

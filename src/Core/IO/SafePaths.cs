@@ -146,6 +146,20 @@ public static class SafePaths
         }
     }
 
+    /// <summary>For writers that take a file name (libvips' savers): <paramref name="write"/> writes a new file with a
+    /// unique name beside <paramref name="path"/> (ending in <paramref name="extension"/>, which tells the saver the
+    /// format), which is then moved into place; on failure nothing is left behind.</summary>
+    public static void WriteByName(string path, string extension, Action<string> write, string what = "output")
+    {
+        var tmp = $"{path}.{Guid.NewGuid():N}.partial{extension}";
+        try
+        {
+            write(tmp);
+            Publish(tmp, path, what);
+        }
+        finally { if (File.Exists(tmp)) File.Delete(tmp); }
+    }
+
     public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes, string what = "output")
     {
         var copy = bytes.ToArray();

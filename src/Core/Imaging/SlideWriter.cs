@@ -61,16 +61,11 @@ public static class SlideWriter
         var desc = string.Create(CultureInfo.InvariantCulture,
             $"Aperio Image Library v12.0.15 \r\n{src.Width}x{src.Height} [0,0 {src.Width}x{src.Height}] ({tile}x{tile}) JPEG/RGB Q={quality}|AppMag = {appMag}|MPP = {mpp:0.####}|Filename = {Path.GetFileNameWithoutExtension(path)}");
         using var described = src.Mutate(m => m.Set(Vips.GValue.GStrType, "image-description", desc));
-        var tmp = $"{path}.{Guid.NewGuid():N}.partial.tif";
-        try
-        {
-            // pixels per centimetre in the TIFF resolution tags as well, for readers that look there
-            double ppcm = 10_000.0 / mpp;
-            described.Tiffsave(tmp, compression: Vips.Enums.ForeignTiffCompression.Jpeg, q: quality, tile: true, tileWidth: tile, tileHeight: tile,
-                pyramid: true, bigtiff: (long)src.Width * src.Height * 3 > 3_000_000_000L, resunit: Vips.Enums.ForeignTiffResunit.Cm, xres: ppcm / 10, yres: ppcm / 10);
-            IO.SafePaths.Publish(tmp, path, "slide");
-        }
-        finally { if (File.Exists(tmp)) File.Delete(tmp); }
+        // pixels per centimetre in the TIFF resolution tags as well, for readers that look there
+        double ppcm = 10_000.0 / mpp;
+        IO.SafePaths.WriteByName(path, ".tif", tmp => described.Tiffsave(tmp, compression: Vips.Enums.ForeignTiffCompression.Jpeg, q: quality, tile: true,
+            tileWidth: tile, tileHeight: tile, pyramid: true, bigtiff: (long)src.Width * src.Height * 3 > 3_000_000_000L,
+            resunit: Vips.Enums.ForeignTiffResunit.Cm, xres: ppcm / 10, yres: ppcm / 10), "slide");
     }
 
     /// <summary>The program that encodes JPEG 2000 tiles (Debian's <c>libopenjp2-tools</c>).</summary>

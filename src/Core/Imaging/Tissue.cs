@@ -127,13 +127,11 @@ public sealed class TissueMap
     {
         var px = new byte[_cells.Length];
         for (int i = 0; i < px.Length; i++) px[i] = _cells[i] != 0 ? (byte)255 : (byte)0;
-        var tmp = $"{path}.{Guid.NewGuid():N}.partial.png";
-        try
+        IO.SafePaths.WriteByName(path, ".png", tmp =>
         {
-            using (var img = Vips.Image.NewFromMemory(px, Width, Height, 1, Vips.Enums.BandFormat.Uchar)) img.Pngsave(tmp);
-            IO.SafePaths.Publish(tmp, path, "tissue map preview");
-        }
-        finally { if (File.Exists(tmp)) File.Delete(tmp); }
+            using var img = Vips.Image.NewFromMemory(px, Width, Height, 1, Vips.Enums.BandFormat.Uchar);
+            img.Pngsave(tmp);
+        }, "tissue map preview");
     }
 }
 

@@ -144,6 +144,19 @@ public class SecurityTests : TempDirTest
         Assert.Contains("No space left", e.Message);
         Assert.Equal("{\"good\": true}", File.ReadAllText(target));
         Assert.Equal(new[] { target }, Directory.GetFiles(outDir));
+        // the same for writers that take a file name (libvips' savers: the overlay, the OME maps, tissue.png)
+        var png = Path.Combine(outDir, "overlay.png");
+        File.WriteAllText(png, "old");
+        Assert.Throws<IOException>(() => SafePaths.WriteByName(png, ".png", tmp =>
+        {
+            File.WriteAllBytes(tmp, new byte[4096]);
+            throw new IOException("No space left on device");
+        }));
+        Assert.Equal("old", File.ReadAllText(png));
+        Assert.Equal(new[] { target, png }.Order(), Directory.GetFiles(outDir).Order());
+        SafePaths.WriteByName(png, ".png", tmp => File.WriteAllText(tmp, "new"));
+        Assert.Equal("new", File.ReadAllText(png));
+        Assert.Equal(new[] { target, png }.Order(), Directory.GetFiles(outDir).Order());
     }
 
     [Fact]

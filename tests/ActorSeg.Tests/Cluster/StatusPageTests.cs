@@ -97,11 +97,22 @@ public class StatusPageTests(ITestOutputHelper output) : ClusterTestBase("status
         // a wrong token: the page says so and asks for one, showing nothing
         // (a new document: with only the fragment changed the browser would not load the page again)
         await chrome.SendAsync("Page.navigate", new { url = $"http://127.0.0.1:{http}/?again#token=wrong-token-0123456789" }, T);
+        // navigate answers before the new document exists: wait until it is the one being evaluated, and loaded
+        var loading = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            string where = "";
+            try { where = await chrome.EvaluateAsync("location.search + '|' + document.readyState", T); }
+            catch (InvalidOperationException) { } // the old document went away under the evaluation
+            if (where == "?again|complete") break;
+            Assert.True(loading.Elapsed < T, $"the page did not load again ({where})");
+            await Task.Delay(100);
+        }
         var refused = await chrome.EvaluateAsync("""
             new Promise(resolve => {
               const t0 = Date.now();
               (function check() {
-                const s = document.getElementById('state').textContent;
+                const el = document.getElementById('state'), s = el ? el.textContent : '';
                 if (s.includes('refused')) resolve(s + '|' + document.getElementById('login').hidden + '|' + document.querySelectorAll('#jobs tbody tr').length);
                 else if (Date.now() - t0 > 30000) resolve('not refused: ' + s);
                 else setTimeout(check, 100);

@@ -239,19 +239,36 @@ void TileProfile()
     using var msk = VipsImageSource.Open(mask, 0, true);
     var plan = job.Plan;
     var scratch = new ActorSeg.Core.Pipeline.TileScratch();
+    // --cpu: the phase figures in this thread's CPU seconds rather than wall seconds (for a machine busy with other work)
+    ActorSeg.Core.ProcessStats.ThreadCpuClock = args.Contains("--cpu");
     if (args.Contains("--read-only"))
     {
         var buf = new ushort[(tileSize + 2 * job.Halo) * (tileSize + 2 * job.Halo)];
         foreach (var t in plan.Tiles()) { src.ReadRegion(t.Read.X, t.Read.Y, t.Read.W, t.Read.H, buf); Console.WriteLine($"read tile {t.Id}: peak RSS {ActorSeg.Core.ProcessStats.PeakRssMiB():F0} MiB"); }
         return;
     }
-    foreach (var id in Enumerable.Range(0, plan.Count).Where(i => plan.Tile(i).Col > 0 && plan.Tile(i).Row > 0).Take(n))
+    var inner = Enumerable.Range(0, plan.Count).Where(i => plan.Tile(i).Col > 0 && plan.Tile(i).Row > 0).ToList();
+    if (inner.Count == 0) inner = Enumerable.Range(0, plan.Count).ToList();
+    // a warm-up tile first (JIT, first touch of the buffers), not counted: long-running workers are warm
+    if (!args.Contains("--cold"))
+    {
+        var w = ActorSeg.Core.Pipeline.GraphJob.ProcessTile(job, plan.Tile(inner[0]), src, msk, scratch);
+        Console.WriteLine($"warm-up tile {inner[0]}: {w.Seconds:F2}s (not counted)");
+        Array.Clear(ActorSeg.Core.Superpixels.SlicRegion.PhaseSeconds);
+        Array.Clear(ActorSeg.Core.Graph.FragmentBuilder.PhaseSeconds);
+    }
+    double sumSeconds = 0; long sumCore = 0; var sumPhase = new double[6];
+    foreach (var id in inner.Take(n))
     {
         var t = plan.Tile(id);
         var o = ActorSeg.Core.Pipeline.GraphJob.ProcessTile(job, t, src, msk, scratch);
         if (args.Contains("--gc")) { var g0 = Stopwatch.StartNew(); GC.Collect(2, GCCollectionMode.Forced, true, false); Console.Write($"[gc {g0.Elapsed.TotalMilliseconds:F0} ms] "); }
+        sumSeconds += o.Seconds; sumCore += t.Core.Area;
+        sumPhase[0] += o.ReadSeconds; sumPhase[1] += o.SlicSeconds; sumPhase[2] += o.TextureSeconds; sumPhase[3] += o.FragmentSeconds; sumPhase[4] += o.WriteSeconds;
         Console.WriteLine($"tile {id}: core {t.Core.W}x{t.Core.H}, read {t.Read.W}x{t.Read.H}: read {o.ReadSeconds:F2}s slic {o.SlicSeconds:F2}s texture {o.TextureSeconds:F2}s fragments {o.FragmentSeconds:F2}s write {o.WriteSeconds:F2}s total {o.Seconds:F2}s = {t.Core.Area / 1e6 / o.Seconds:F1} core MP/s; {o.Fragments} fragments, {o.Groups} groups, {o.Open} open, {o.Shipped} groups shipped; peak RSS {ActorSeg.Core.ProcessStats.PeakRssMiB():F0} MiB, GC heap {GC.GetTotalMemory(false) / 1048576.0:F0} MiB");
     }
+    int counted = Math.Min(n, inner.Count);
+    Console.WriteLine($"per tile, mean of {counted}: read {sumPhase[0] / counted:F3}s slic {sumPhase[1] / counted:F3}s texture {sumPhase[2] / counted:F3}s fragments {sumPhase[3] / counted:F3}s write {sumPhase[4] / counted:F3}s total {sumSeconds / counted:F3}s = {sumCore / 1e6 / sumSeconds:F2} core MP/s per worker thread");
     var ph = ActorSeg.Core.Superpixels.SlicRegion.PhaseSeconds;
     Console.WriteLine($"SLIC phases over these tiles: smooth {ph[0]:F2}s, seeds+init {ph[1]:F2}s, assign {ph[2]:F2}s, update {ph[3]:F2}s");
     var fp = ActorSeg.Core.Graph.FragmentBuilder.PhaseSeconds;

@@ -24,7 +24,7 @@ public static class FragmentBuilder
     public static readonly string[] PhaseNames = ["components", "fragment stats", "boundaries", "merges+groups", "values+features", "adjacency+sides"];
     private static void Tick(int phase, ref long t)
     {
-        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        long now = ProcessStats.PhaseClock();
         lock (PhaseSeconds) PhaseSeconds[phase] += (now - t) / (double)System.Diagnostics.Stopwatch.Frequency;
         t = now;
     }
@@ -47,7 +47,7 @@ public static class FragmentBuilder
         int ox = core.X - read.X, oy = core.Y - read.Y, rw = read.W;
         var frag = groupOfPixel; // holds fragment ids until the end
 
-        long tick = System.Diagnostics.Stopwatch.GetTimestamp();
+        long tick = ProcessStats.PhaseClock();
         // --- 1. fragments: connected components of equal seed id (4-connectivity) ---
         int F = Components(seeds, w, h, frag, scratch.Prov(n), scratch.Parent(n));
         Tick(0, ref tick);

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -18,7 +19,7 @@ public static class SlicRegion
     public static readonly double[] PhaseSeconds = new double[4]; // smooth, seeds, assign, update
     private static void Tick(int phase, ref long t)
     {
-        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        long now = ProcessStats.PhaseClock();
         lock (PhaseSeconds) PhaseSeconds[phase] += (now - t) / (double)System.Diagnostics.Stopwatch.Frequency;
         t = now;
     }
@@ -37,7 +38,7 @@ public static class SlicRegion
         float[] tmp = scratch.Tmp(n), work = scratch.Work(n);
         float[] dist = work; // the z-scored plane is only needed until it is smoothed
         int[] label = scratch.Label(n);
-        long tick = System.Diagnostics.Stopwatch.GetTimestamp();
+        long tick = ProcessStats.PhaseClock();
         {
             // 1. z-score with global statistics, scale as the published recipe (divide by max z and by compactness), smooth.
             double scale = 1.0 / (stats.MaxZ * p.Compactness);
@@ -111,34 +112,18 @@ public static class SlicRegion
                 var cnt = new long[k]; var sx = new double[k]; var sy = new double[k]; var sf = new double[channels * k];
                 float invS = (float)(1.0 / grid.S);
                 double radius = p.WindowFactor * grid.S;
-                var fc = new float[channels];
                 Tick(1, ref tick);
+                var win = new Windows(k);
                 for (int it = 0; it < p.Iterations; it++)
                 {
-                    dist.AsSpan(0, n).Fill(float.MaxValue);
-                    for (int s = 0; s < k; s++)
-                    {
-                        int gx0 = Math.Max(0, (int)Math.Ceiling(cx[s] - radius)), gx1 = Math.Min(grid.Width - 1, (int)Math.Floor(cx[s] + radius));
-                        int gy0 = Math.Max(0, (int)Math.Ceiling(cy[s] - radius)), gy1 = Math.Min(grid.Height - 1, (int)Math.Floor(cy[s] + radius));
-                        int x0 = Math.Max(gx0, read.X) - read.X, x1 = Math.Min(gx1, read.Right - 1) - read.X;
-                        int y0 = Math.Max(gy0, read.Y) - read.Y, y1 = Math.Min(gy1, read.Bottom - 1) - read.Y;
-                        if (x0 > x1 || y0 > y1) continue;
-                        for (int c = 0; c < channels; c++) fc[c] = (float)cf[s * channels + c];
-                        if (runOff is null)
-                            AssignWindow(planes, channels, fc, dist, label, rw, read.X, read.Y, x0, x1, y0, y1, (float)cx[s], (float)cy[s], invS, s);
-                        else
-                            for (int y = y0; y <= y1; y++)
-                                for (int r = runOff[y]; r < runOff[y + 1]; r += 2)
-                                {
-                                    int a = Math.Max(x0, runs![r]), b = Math.Min(x1, runs[r + 1] - 1);
-                                    if (a <= b) AssignWindow(planes, channels, fc, dist, label, rw, read.X, read.Y, a, b, y, y, (float)cx[s], (float)cy[s], invS, s);
-                                }
-                    }
+                    win.Compute(cx, cy, radius, grid, read);
+                    AssignRows(planes, channels, cx, cy, cf, dist, label, read, invS, win, runOff, runs);
                     Tick(2, ref tick);
                     if (it == p.Iterations - 1) break; // the last update would not change any label
                     Array.Clear(cnt); Array.Clear(sx); Array.Clear(sy); Array.Clear(sf);
                     // centre sums, run by run in raster order: every centre whose pixels are all correct sees
-                    // exactly the same runs, in the same order, as in a whole-image run
+                    // exactly the same runs, in the same order, as in a whole-image run; a run's values are summed
+                    // by RunSum, whose result depends on the run's values alone
                     for (int y = 0; y < rh; y++)
                     {
                         int off = y * rw; double gy = read.Y + y;
@@ -146,19 +131,13 @@ public static class SlicRegion
                         while (x < rw)
                         {
                             int l = label[off + x], x0 = x;
-                            do x++; while (x < rw && label[off + x] == l);
+                            x = RunEnd(label, off, x, rw, l);
                             if (l < 0) continue;
                             long len = x - x0, gx0 = read.X + x0;
                             cnt[l] += len;
                             sx[l] += len * (2 * gx0 + len - 1) / 2;
                             sy[l] += gy * len;
-                            for (int c = 0; c < channels; c++)
-                            {
-                                var pl = planes[c];
-                                double acc = 0;
-                                for (int i = off + x0; i < off + x; i++) acc += pl[i];
-                                sf[l * channels + c] += acc;
-                            }
+                            for (int c = 0; c < channels; c++) sf[l * channels + c] += RunSum(planes[c], off + x0, (int)len);
                         }
                     }
                     for (int s = 0; s < k; s++)
@@ -189,98 +168,410 @@ public static class SlicRegion
         }
     }
 
+    /// <summary>The first column after x (of the row starting at <paramref name="off"/>) whose label is not <paramref name="l"/>.</summary>
+    private static int RunEnd(int[] label, int off, int x, int rw, int l)
+    {
+        x++;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vl = Vector512.Create(l);
+            ref int r = ref MemoryMarshal.GetArrayDataReference(label);
+            while (x + 16 <= rw)
+            {
+                ulong same = Vector512.Equals(Vector512.LoadUnsafe(ref r, (nuint)(off + x)), vl).ExtractMostSignificantBits();
+                if (same != 0xFFFF) return x + BitOperations.TrailingZeroCount(~same);
+                x += 16;
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var vl = Vector256.Create(l);
+            ref int r = ref MemoryMarshal.GetArrayDataReference(label);
+            while (x + 8 <= rw)
+            {
+                uint same = Vector256.Equals(Vector256.LoadUnsafe(ref r, (nuint)(off + x)), vl).ExtractMostSignificantBits();
+                if (same != 0xFF) return x + BitOperations.TrailingZeroCount(~same);
+                x += 8;
+            }
+        }
+        while (x < rw && label[off + x] == l) x++;
+        return x;
+    }
+
+    /// <summary>
+    /// The sum of <paramref name="len"/> values from <paramref name="start"/>, in one fixed order whatever the CPU: sixteen
+    /// double lanes, lane k taking the values at offsets k, k + 16, …; then lane k + 8 added to lane k, k + 4 to k, k + 2
+    /// to k, and lane 1 to lane 0. The AVX-512, AVX2 and scalar paths perform the same additions, so the result depends
+    /// on the values alone (not on where the run lies in memory or which machine sums it).
+    /// </summary>
+    public static double RunSum(float[] plane, int start, int len)
+    {
+        ref float r = ref MemoryMarshal.GetArrayDataReference(plane);
+        int i = 0, rest = len & 15;
+        if (Vector512.IsHardwareAccelerated && (rest == 0 || start + len - rest + 16 <= plane.Length))
+        {
+            // the last, partial vector: loaded whole (inside the array), the lanes past the run set to zero
+            Vector512<double> a0 = default, a1 = default;
+            for (; i + 16 <= len; i += 16)
+            {
+                var v = Vector512.LoadUnsafe(ref r, (nuint)(start + i));
+                a0 += Vector512.WidenLower(v); a1 += Vector512.WidenUpper(v);
+            }
+            if (rest != 0)
+            {
+                var keep = Vector512.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(FirstLanes), (nuint)(16 - rest)).AsSingle();
+                var v = Vector512.LoadUnsafe(ref r, (nuint)(start + i)) & keep;
+                a0 += Vector512.WidenLower(v); a1 += Vector512.WidenUpper(v);
+            }
+            var s8 = a0 + a1;
+            var s4 = s8.GetLower() + s8.GetUpper();
+            var s2 = s4.GetLower() + s4.GetUpper();
+            return s2.GetElement(0) + s2.GetElement(1);
+        }
+        Span<float> tail = stackalloc float[16];
+        if (rest != 0) { tail.Clear(); plane.AsSpan(start + len - rest, rest).CopyTo(tail); }
+        if (Vector512.IsHardwareAccelerated)
+        {
+            Vector512<double> a0 = default, a1 = default;
+            for (; i + 16 <= len; i += 16)
+            {
+                var v = Vector512.LoadUnsafe(ref r, (nuint)(start + i));
+                a0 += Vector512.WidenLower(v); a1 += Vector512.WidenUpper(v);
+            }
+            if (rest != 0)
+            {
+                var v = Vector512.Create<float>(tail);
+                a0 += Vector512.WidenLower(v); a1 += Vector512.WidenUpper(v);
+            }
+            var s8 = a0 + a1;
+            var s4 = s8.GetLower() + s8.GetUpper();
+            var s2 = s4.GetLower() + s4.GetUpper();
+            return s2.GetElement(0) + s2.GetElement(1);
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<double> a0 = default, a1 = default, a2 = default, a3 = default; // lanes 0-3, 4-7, 8-11, 12-15
+            for (; i + 16 <= len; i += 16)
+            {
+                var v = Vector256.LoadUnsafe(ref r, (nuint)(start + i));
+                var w = Vector256.LoadUnsafe(ref r, (nuint)(start + i + 8));
+                a0 += Vector256.WidenLower(v); a1 += Vector256.WidenUpper(v); a2 += Vector256.WidenLower(w); a3 += Vector256.WidenUpper(w);
+            }
+            if (rest != 0)
+            {
+                var v = Vector256.Create<float>(tail); var w = Vector256.Create<float>(tail[8..]);
+                a0 += Vector256.WidenLower(v); a1 += Vector256.WidenUpper(v); a2 += Vector256.WidenLower(w); a3 += Vector256.WidenUpper(w);
+            }
+            var s4 = (a0 + a2) + (a1 + a3);
+            var s2 = s4.GetLower() + s4.GetUpper();
+            return s2.GetElement(0) + s2.GetElement(1);
+        }
+        Span<double> lane = stackalloc double[16];
+        lane.Clear();
+        for (; i + 16 <= len; i += 16)
+            for (int k = 0; k < 16; k++) lane[k] += plane[start + i + k];
+        if (rest != 0) for (int k = 0; k < 16; k++) lane[k] += tail[k];
+        for (int w = 8; w >= 1; w >>= 1)
+            for (int k = 0; k < w; k++) lane[k] += lane[k + w];
+        return lane[0];
+    }
+
+    /// <summary>
+    /// Each centre's search window in read-local coordinates for one iteration, and the centres ordered by the first
+    /// row of their window (ascending seed index among equals), so that the assignment can sweep the region row by row.
+    /// </summary>
+    private sealed class Windows(int k)
+    {
+        public readonly int[] X0 = new int[k], X1 = new int[k], Y0 = new int[k], Y1 = new int[k];
+        /// <summary>The centres with a non-empty window, by (Y0, index).</summary>
+        public readonly int[] ByFirstRow = new int[k];
+        public int Count;
+        private int[] _rowCount = [];
+
+        public void Compute(double[] cx, double[] cy, double radius, SeedGrid grid, PixelRect read)
+        {
+            int rh = read.H;
+            if (_rowCount.Length < rh + 1) _rowCount = new int[rh + 1];
+            Array.Clear(_rowCount, 0, rh + 1);
+            for (int s = 0; s < k; s++)
+            {
+                // the window in global coordinates (as a whole-image run computes it), then clipped to the region
+                int gx0 = Math.Max(0, (int)Math.Ceiling(cx[s] - radius)), gx1 = Math.Min(grid.Width - 1, (int)Math.Floor(cx[s] + radius));
+                int gy0 = Math.Max(0, (int)Math.Ceiling(cy[s] - radius)), gy1 = Math.Min(grid.Height - 1, (int)Math.Floor(cy[s] + radius));
+                int x0 = Math.Max(gx0, read.X) - read.X, x1 = Math.Min(gx1, read.Right - 1) - read.X;
+                int y0 = Math.Max(gy0, read.Y) - read.Y, y1 = Math.Min(gy1, read.Bottom - 1) - read.Y;
+                if (x0 > x1 || y0 > y1) { Y0[s] = -1; continue; }
+                X0[s] = x0; X1[s] = x1; Y0[s] = y0; Y1[s] = y1;
+                _rowCount[y0 + 1]++;
+            }
+            for (int y = 0; y < rh; y++) _rowCount[y + 1] += _rowCount[y];
+            Count = _rowCount[rh];
+            for (int s = 0; s < k; s++) // a counting sort, stable: ascending index within a row
+                if (Y0[s] >= 0) ByFirstRow[_rowCount[Y0[s]]++] = s;
+        }
+    }
+
+    /// <summary>
+    /// One assignment step over the whole region, row by row. Each row is cut into blocks of one vector (the last block
+    /// overlapping the one before it where the row is not a whole number of vectors); a block starts with no candidate
+    /// (distance +max), then every centre whose window covers some of its pixels, in ascending seed index, offers
+    /// d = dx² + dy² + Σ (value − centre value)² to the pixels of its window, taken where strictly smaller. The minimum
+    /// stays in registers and only the labels are written. Every pixel therefore sees exactly the centres whose windows
+    /// hold it, in ascending index, with the same float operations as a centre-by-centre pass over windows: the same
+    /// labels. Pixels no window holds keep their label; glass (outside <paramref name="runs"/>) stays -1.
+    /// </summary>
+    private static void AssignRows(float[][] planes, int channels, double[] cx, double[] cy, double[] cf, float[] dist, int[] label,
+        PixelRect read, float invS, Windows win, int[]? runOff, List<int>? runs)
+    {
+        int rw = read.W, rh = read.H, k = cx.Length;
+        int W = Vector512.IsHardwareAccelerated ? Vector512<float>.Count : Vector256.IsHardwareAccelerated ? Vector256<float>.Count : 0;
+        if (W == 0 || rw < W) { AssignRowsScalar(planes, channels, cx, cy, cf, dist, label, read, invS, win, runOff, runs); return; }
+        int nb = (rw + W - 1) / W;
+        var pool = ArrayPool<int>.Shared;
+        int[] active = pool.Rent(Math.Max(1, win.Count)), merged = pool.Rent(Math.Max(1, win.Count));
+        int[] start = pool.Rent(nb + 1);
+        var cpool = ArrayPool<Cand>.Shared;
+        Cand[] cand = cpool.Rent(16);
+        var fpool = ArrayPool<float>.Shared;
+        float[] cxF = fpool.Rent(k), fcF = fpool.Rent(Math.Max(1, k * channels)), dy2 = fpool.Rent(Math.Max(1, win.Count));
+        try
+        {
+            for (int s = 0; s < k; s++) cxF[s] = (float)cx[s];
+            for (int i = 0; i < k * channels; i++) fcF[i] = (float)cf[i];
+            int na = 0, next = 0, expiry = int.MaxValue;
+            bool changed = true;
+            for (int y = 0; y < rh; y++)
+            {
+                // drop the centres whose window ended above this row
+                if (y > expiry)
+                {
+                    int m = 0; expiry = int.MaxValue;
+                    for (int i = 0; i < na; i++)
+                    {
+                        int s = active[i];
+                        if (win.Y1[s] >= y) { active[m++] = s; expiry = Math.Min(expiry, win.Y1[s]); }
+                    }
+                    na = m; changed = true;
+                }
+                // take in the centres whose window starts on this row, keeping the list in ascending index
+                if (next < win.Count && win.Y0[win.ByFirstRow[next]] == y)
+                {
+                    int a = 0, b = next, o = 0, bEnd = next;
+                    while (bEnd < win.Count && win.Y0[win.ByFirstRow[bEnd]] == y) bEnd++;
+                    while (a < na || b < bEnd)
+                    {
+                        int s = b >= bEnd || (a < na && active[a] < win.ByFirstRow[b]) ? active[a++] : win.ByFirstRow[b++];
+                        merged[o++] = s;
+                        expiry = Math.Min(expiry, win.Y1[s]);
+                    }
+                    (active, merged) = (merged, active);
+                    na = o; next = bEnd; changed = true;
+                }
+                if (changed)
+                {
+                    // which centres each block meets, and the lanes of the block their window holds
+                    Array.Clear(start, 0, nb + 1);
+                    for (int i = 0; i < na; i++)
+                    {
+                        var (b0, b1) = Blocks(win.X0[active[i]], win.X1[active[i]], rw, W, nb);
+                        for (int b = b0; b <= b1; b++) start[b + 1]++;
+                    }
+                    for (int b = 0; b < nb; b++) start[b + 1] += start[b];
+                    int total = start[nb];
+                    if (cand.Length < total) { cpool.Return(cand); cand = cpool.Rent(total); }
+                    for (int i = 0; i < na; i++)
+                    {
+                        int s = active[i], x0 = win.X0[s], x1 = win.X1[s];
+                        var (b0, b1) = Blocks(x0, x1, rw, W, nb);
+                        for (int b = b0; b <= b1; b++)
+                        {
+                            int bs = Math.Min(b * W, rw - W), at = start[b]++;
+                            int lo = Math.Max(x0 - bs, 0), hi = Math.Min(x1 - bs, W - 1);
+                            cand[at] = new Cand { Cx = cxF[s], Fc0 = fcF[s * channels], S = s, I = i, Lo = lo, Hi = hi, Partial = lo != 0 || hi != W - 1 };
+                        }
+                    }
+                    for (int b = nb; b > 0; b--) start[b] = start[b - 1];
+                    start[0] = 0;
+                    changed = false;
+                }
+                float gy = read.Y + y;
+                for (int i = 0; i < na; i++)
+                {
+                    float dy = (gy - (float)cy[active[i]]) * invS;
+                    dy2[i] = dy * dy;
+                }
+                int row = y * rw;
+                if (W == 16) AssignBlocks512(planes, channels, fcF, dy2, start, cand, label, row, rw, nb, read.X, invS);
+                else AssignBlocks256(planes, channels, fcF, dy2, start, cand, label, row, rw, nb, read.X, invS);
+                if (runOff is not null) GlassRow(label.AsSpan(row, rw), runs!, runOff[y], runOff[y + 1]);
+            }
+        }
+        finally
+        {
+            pool.Return(active); pool.Return(merged); pool.Return(start); cpool.Return(cand);
+            fpool.Return(cxF); fpool.Return(fcF); fpool.Return(dy2);
+        }
+    }
+
+    /// <summary>One centre as a block meets it: its x and first value, its index (and its place in the active list,
+    /// for dy²), and the lanes [Lo, Hi] of the block inside its window.</summary>
+    private struct Cand { public float Cx, Fc0; public int S, I, Lo, Hi; public bool Partial; }
+
+    /// <summary>The blocks [b0, b1] of a row that meet the columns [x0, x1] (the last block starts at rw − W).</summary>
+    private static (int, int) Blocks(int x0, int x1, int rw, int W, int nb)
+    {
+        int b0 = Math.Min(x0 / W, nb - 1);
+        int b1 = x1 >= rw - W ? nb - 1 : x1 / W;
+        return (b0, b1);
+    }
+
+    /// <summary>Glass keeps no label: -1 outside the row's tissue runs [runs[r], runs[r+1]).</summary>
+    private static void GlassRow(Span<int> row, List<int> runs, int r0, int r1)
+    {
+        int prev = 0;
+        for (int r = r0; r < r1; r += 2) { row[prev..runs[r]].Fill(-1); prev = runs[r + 1]; }
+        row[prev..].Fill(-1);
+    }
+
     // Deliberately no fused multiply-add: plain IEEE multiplies and adds give the same bits on every CPU (with or
-    // without FMA, any vector width), so tiles processed on different machines of a cluster still agree exactly.
-    private static void AssignWindow(float[][] planes, int channels, float[] fc, float[] dist, int[] label, int rw,
-        int readX, int readY, int x0, int x1, int y0, int y1, float cxf, float cyf, float invS, int s)
+    // without FMA, any vector width, the scalar path), so tiles processed on different machines of a cluster agree exactly.
+    private static void AssignBlocks512(float[][] planes, int channels, float[] fcF, float[] dy2, int[] start,
+        Cand[] cand, int[] label, int row, int rw, int nb, int readX, float invS)
     {
-        if (Vector512.IsHardwareAccelerated && x1 - x0 + 1 >= Vector512<float>.Count)
-        {
-            AssignWindow512(planes, channels, fc, dist, label, rw, readX, readY, x0, x1, y0, y1, cxf, cyf, invS, s);
-            return;
-        }
-        int vw = Vector<float>.Count;
-        var lane = LaneOffsets;
-        var vcx = new Vector<float>(cxf); var vinv = new Vector<float>(invS); var vs = new Vector<int>(s);
-        for (int y = y0; y <= y1; y++)
-        {
-            float dy = ((float)(readY + y) - cyf) * invS;
-            float dy2 = dy * dy;
-            var vdy2 = new Vector<float>(dy2);
-            int row = y * rw;
-            int x = x0;
-            for (; x + vw - 1 <= x1; x += vw)
-            {
-                int p = row + x;
-                var vx = new Vector<float>((float)(readX + x)) + lane;
-                var dx = (vx - vcx) * vinv;
-                var d = dx * dx + vdy2;
-                for (int c = 0; c < channels; c++)
-                {
-                    var t = new Vector<float>(planes[c], p) - new Vector<float>(fc[c]);
-                    d += t * t;
-                }
-                var old = new Vector<float>(dist, p);
-                var m = Vector.LessThan(d, old);
-                if (m == Vector<int>.Zero) continue;
-                Vector.ConditionalSelect(m, d, old).CopyTo(dist, p);
-                Vector.ConditionalSelect(m, vs, new Vector<int>(label, p)).CopyTo(label, p);
-            }
-            AssignTail(planes, channels, fc, dist, label, row, readX, x, x1, dy2, cxf, invS, s);
-        }
-    }
-
-    /// <summary>The same arithmetic as <see cref="AssignWindow"/>, lane for lane, 16 pixels at a time (AVX-512).</summary>
-    private static void AssignWindow512(float[][] planes, int channels, float[] fc, float[] dist, int[] label, int rw,
-        int readX, int readY, int x0, int x1, int y0, int y1, float cxf, float cyf, float invS, int s)
-    {
-        const int vw = 16;
+        const int W = 16;
         var lane = Vector512.Create(0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f, 8f, 9f, 10f, 11f, 12f, 13f, 14f, 15f);
-        var vcx = Vector512.Create(cxf); var vinv = Vector512.Create(invS); var vs = Vector512.Create(s);
-        ref float distRef = ref MemoryMarshal.GetArrayDataReference(dist);
+        var laneI = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        var vinv = Vector512.Create(invS); var max = Vector512.Create(float.MaxValue);
         ref int labelRef = ref MemoryMarshal.GetArrayDataReference(label);
-        Span<Vector512<float>> centre = stackalloc Vector512<float>[channels];
-        for (int c = 0; c < channels; c++) centre[c] = Vector512.Create(fc[c]);
-        for (int y = y0; y <= y1; y++)
+        ref Cand cr = ref MemoryMarshal.GetArrayDataReference(cand);
+        ref float dr = ref MemoryMarshal.GetArrayDataReference(dy2);
+        ref float p0 = ref MemoryMarshal.GetArrayDataReference(planes[0]);
+        Span<Vector512<float>> v = stackalloc Vector512<float>[channels];
+        for (int b = 0; b < nb; b++)
         {
-            float dy = ((float)(readY + y) - cyf) * invS;
-            float dy2 = dy * dy;
-            var vdy2 = Vector512.Create(dy2);
-            int row = y * rw;
-            int x = x0;
-            for (; x + vw - 1 <= x1; x += vw)
+            int xs = Math.Min(b * W, rw - W);
+            nuint p = (nuint)(row + xs);
+            var vx = Vector512.Create((float)(readX + xs)) + lane;
+            var best = max;
+            var lab = Vector512.LoadUnsafe(ref labelRef, p);
+            int j1 = start[b + 1];
+            if (channels == 1)
             {
-                nuint p = (nuint)(row + x);
-                var vx = Vector512.Create((float)(readX + x)) + lane;
-                var dx = (vx - vcx) * vinv;
-                var d = dx * dx + vdy2;
-                for (int c = 0; c < channels; c++)
+                var v0 = Vector512.LoadUnsafe(ref p0, p);
+                for (int j = start[b]; j < j1; j++)
                 {
-                    var t = Vector512.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(planes[c]), p) - centre[c];
-                    d += t * t;
+                    ref readonly Cand q = ref Unsafe.Add(ref cr, j);
+                    var dx = (vx - Vector512.Create(q.Cx)) * vinv;
+                    var t = v0 - Vector512.Create(q.Fc0);
+                    var d = dx * dx + Vector512.Create(Unsafe.Add(ref dr, q.I)) + t * t;
+                    if (q.Partial)
+                        d = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(laneI, Vector512.Create(q.Lo)) & Vector512.LessThanOrEqual(laneI, Vector512.Create(q.Hi)), d.AsInt32(), max.AsInt32()).AsSingle();
+                    var m = Vector512.LessThan(d, best);
+                    best = Vector512.Min(d, best); // = m ? d : best (distances are never NaN or -0); off the compare's latency
+                    lab = Vector512.ConditionalSelect(m.AsInt32(), Vector512.Create(q.S), lab);
                 }
-                var old = Vector512.LoadUnsafe(ref distRef, p);
-                var m = Vector512.LessThan(d, old);
-                if (m == Vector512<float>.Zero) continue;
-                Vector512.ConditionalSelect(m, d, old).StoreUnsafe(ref distRef, p);
-                Vector512.ConditionalSelect(m.AsInt32(), vs, Vector512.LoadUnsafe(ref labelRef, p)).StoreUnsafe(ref labelRef, p);
             }
-            AssignTail(planes, channels, fc, dist, label, row, readX, x, x1, dy2, cxf, invS, s);
+            else
+            {
+                for (int c = 0; c < channels; c++) v[c] = Vector512.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(planes[c]), p);
+                for (int j = start[b]; j < j1; j++)
+                {
+                    ref readonly Cand q = ref Unsafe.Add(ref cr, j);
+                    int s = q.S;
+                    var dx = (vx - Vector512.Create(q.Cx)) * vinv;
+                    var d = dx * dx + Vector512.Create(Unsafe.Add(ref dr, q.I));
+                    for (int c = 0; c < channels; c++)
+                    {
+                        var t = v[c] - Vector512.Create(fcF[s * channels + c]);
+                        d += t * t;
+                    }
+                    if (q.Partial)
+                        d = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(laneI, Vector512.Create(q.Lo)) & Vector512.LessThanOrEqual(laneI, Vector512.Create(q.Hi)), d.AsInt32(), max.AsInt32()).AsSingle();
+                    var m = Vector512.LessThan(d, best);
+                    best = Vector512.Min(d, best); // = m ? d : best (distances are never NaN or -0); off the compare's latency
+                    lab = Vector512.ConditionalSelect(m.AsInt32(), Vector512.Create(q.S), lab);
+                }
+            }
+            lab.StoreUnsafe(ref labelRef, p);
         }
     }
 
-    /// <summary>The pixels [x, x1] of a row that a vector does not fill, one by one (the same arithmetic as a lane).</summary>
-    private static void AssignTail(float[][] planes, int channels, float[] fc, float[] dist, int[] label, int row, int readX, int x, int x1,
-        float dy2, float cxf, float invS, int s)
+    /// <summary>The same arithmetic as <see cref="AssignBlocks512"/>, lane for lane, 8 pixels at a time (AVX2).</summary>
+    private static void AssignBlocks256(float[][] planes, int channels, float[] fcF, float[] dy2, int[] start,
+        Cand[] cand, int[] label, int row, int rw, int nb, int readX, float invS)
     {
-        for (; x <= x1; x++)
+        const int W = 8;
+        var lane = Vector256.Create(0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f);
+        var laneI = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7);
+        var vinv = Vector256.Create(invS); var max = Vector256.Create(float.MaxValue);
+        ref int labelRef = ref MemoryMarshal.GetArrayDataReference(label);
+        ref Cand cr = ref MemoryMarshal.GetArrayDataReference(cand);
+        ref float dr = ref MemoryMarshal.GetArrayDataReference(dy2);
+        Span<Vector256<float>> v = stackalloc Vector256<float>[channels];
+        for (int b = 0; b < nb; b++)
         {
-            int p = row + x;
-            float dx = ((float)(readX + x) - cxf) * invS;
-            float d = dx * dx + dy2;
-            for (int c = 0; c < channels; c++) { float t = planes[c][p] - fc[c]; d += t * t; }
-            if (d < dist[p]) { dist[p] = d; label[p] = s; }
+            int xs = Math.Min(b * W, rw - W);
+            nuint p = (nuint)(row + xs);
+            var vx = Vector256.Create((float)(readX + xs)) + lane;
+            var best = max;
+            var lab = Vector256.LoadUnsafe(ref labelRef, p);
+            for (int c = 0; c < channels; c++) v[c] = Vector256.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(planes[c]), p);
+            int j1 = start[b + 1];
+            for (int j = start[b]; j < j1; j++)
+            {
+                ref readonly Cand q = ref Unsafe.Add(ref cr, j);
+                int s = q.S;
+                var dx = (vx - Vector256.Create(q.Cx)) * vinv;
+                var d = dx * dx + Vector256.Create(Unsafe.Add(ref dr, q.I));
+                for (int c = 0; c < channels; c++)
+                {
+                    var t = v[c] - Vector256.Create(fcF[s * channels + c]);
+                    d += t * t;
+                }
+                if (q.Partial)
+                    d = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(laneI, Vector256.Create(q.Lo)) & Vector256.LessThanOrEqual(laneI, Vector256.Create(q.Hi)), d.AsInt32(), max.AsInt32()).AsSingle();
+                var m = Vector256.LessThan(d, best);
+                best = Vector256.Min(d, best);
+                    lab = Vector256.ConditionalSelect(m.AsInt32(), Vector256.Create(q.S), lab);
+            }
+            lab.StoreUnsafe(ref labelRef, p);
         }
+    }
+
+    /// <summary>Rows narrower than a vector, or no SIMD: centre by centre over each row, one pixel at a time (the same arithmetic).</summary>
+    private static void AssignRowsScalar(float[][] planes, int channels, double[] cx, double[] cy, double[] cf, float[] dist, int[] label,
+        PixelRect read, float invS, Windows win, int[]? runOff, List<int>? runs)
+    {
+        int rw = read.W;
+        dist.AsSpan(0, rw * read.H).Fill(float.MaxValue);
+        for (int s = 0; s < cx.Length; s++)
+        {
+            if (win.Y0[s] < 0) continue;
+            float cxf = (float)cx[s], cyf = (float)cy[s];
+            for (int y = win.Y0[s]; y <= win.Y1[s]; y++)
+            {
+                float dy = ((float)(read.Y + y) - cyf) * invS, dy2 = dy * dy;
+                int row = y * rw;
+                for (int x = win.X0[s]; x <= win.X1[s]; x++)
+                {
+                    int p = row + x;
+                    if (runOff is not null && !InRuns(runs!, runOff[y], runOff[y + 1], x)) continue; // glass
+                    float dx = ((float)(read.X + x) - cxf) * invS;
+                    float d = dx * dx + dy2;
+                    for (int c = 0; c < channels; c++) { float t = planes[c][p] - (float)cf[s * channels + c]; d += t * t; }
+                    if (d < dist[p]) { dist[p] = d; label[p] = s; }
+                }
+            }
+        }
+    }
+
+    /// <summary>Sixteen all-ones ints then sixteen zeros: loaded from offset 16 − n, the lanes below n are kept.</summary>
+    private static readonly int[] FirstLanes = [-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    private static bool InRuns(List<int> runs, int r0, int r1, int x)
+    {
+        for (int r = r0; r < r1; r += 2) if (x >= runs[r] && x < runs[r + 1]) return true;
+        return false;
     }
 
     private static readonly Vector<float> LaneOffsets = CreateLanes();

@@ -1,0 +1,74 @@
+using ActorSeg.Core.Graph;
+using ActorSeg.Core.Superpixels;
+using Xunit;
+
+namespace ActorSeg.Tests.Unit;
+
+/// <summary>The hand-tuned kernels against plain reference implementations of what they must compute.</summary>
+public class KernelTests
+{
+    /// <summary>The texture planes (running integer sums) equal the textbook computation: every 5×5 window summed
+    /// afresh, central differences, the image border clamped; grey and RGB, tiles inside, on and across borders.</summary>
+    [Theory]
+    [InlineData(1, 0, 0, 37, 29, 3)]
+    [InlineData(1, 5, 7, 20, 11, 4)]
+    [InlineData(3, 40, 30, 24, 26, 5)]   // the core reaches the image's right and bottom border
+    [InlineData(3, 0, 12, 64, 9, 6)]
+    public void TexturePlanes_EqualTheTextbookComputation(int channels, int cx, int cy, int cw, int ch, int seed)
+    {
+        const int W = 64, H = 56;
+        var rng = new Random(seed);
+        var raw = new ushort[W * H * channels];
+        for (int i = 0; i < raw.Length; i++) raw[i] = (ushort)(rng.Next(4) == 0 ? rng.Next(65536) : 30000 + rng.Next(200));
+        var core = new PixelRect(cx, cy, Math.Min(cw, W - cx), Math.Min(ch, H - cy));
+        var read = new PixelRect(0, 0, W, H);
+        var stats = new ImageStatistics(Enumerable.Repeat(31000.0, channels).ToArray(), Enumerable.Repeat(900.0, channels).ToArray(),
+            new int[channels], Enumerable.Repeat(65535, channels).ToArray(), W * H);
+        var got = new ushort[core.W * core.H * TexturePlanes.Count];
+        TexturePlanes.Compute(raw, channels, read, core, W, H, stats, got);
+
+        double inv = TexturePlanes.Scale / (900.0 * channels);
+        long V(int x, int y)
+        {
+            x = Math.Clamp(x, 0, W - 1); y = Math.Clamp(y, 0, H - 1);
+            long v = 0;
+            for (int c = 0; c < channels; c++) v += raw[(y * W + x) * channels + c];
+            return v;
+        }
+        for (int y = 0; y < core.H; y++)
+            for (int x = 0; x < core.W; x++)
+            {
+                int gx = core.X + x, gy = core.Y + y;
+                long s = 0, s2 = 0;
+                for (int j = -2; j <= 2; j++)
+                    for (int i = -2; i <= 2; i++) { long v = V(gx + i, gy + j); s += v; s2 += v * v; }
+                long dx = V(gx + 1, gy) - V(gx - 1, gy), dy = V(gx, gy + 1) - V(gx, gy - 1);
+                double g = Math.Sqrt((double)(dx * dx + dy * dy)) * 0.5;
+                double sd = Math.Sqrt(Math.Max(0, (double)(25 * s2 - s * s))) / 25;
+                int o = (y * core.W + x) * TexturePlanes.Count;
+                Assert.Equal((ushort)Math.Min(65535, Math.Round(g * inv)), got[o]);
+                Assert.Equal((ushort)Math.Min(65535, Math.Round(sd * inv)), got[o + 1]);
+            }
+    }
+
+    /// <summary>A run's sum is the same fixed-order sum (sixteen lanes, then halves folded) at every length and offset,
+    /// and within rounding of the exact sum.</summary>
+    [Fact]
+    public void RunSum_FollowsItsFixedOrder()
+    {
+        var rng = new Random(11);
+        var plane = new float[300];
+        for (int i = 0; i < plane.Length; i++) plane[i] = (float)(rng.NextDouble() * 8 - 4) * (rng.Next(3) == 0 ? 1e-3f : 1f);
+        for (int start = 0; start < 40; start += 3)
+            for (int len = 1; start + len <= plane.Length; len += 7)
+            {
+                var lane = new double[16];
+                for (int i = 0; i < len; i++) lane[i % 16] += plane[start + i];
+                for (int w = 8; w >= 1; w >>= 1)
+                    for (int k = 0; k < w; k++) lane[k] += lane[k + w];
+                Assert.Equal(lane[0], SlicRegion.RunSum(plane, start, len));
+            }
+        // at the very end of the array (no whole vector to load past the run)
+        Assert.Equal(plane[^5..].Sum(v => (double)v), SlicRegion.RunSum(plane, plane.Length - 5, 5), 12);
+    }
+}

@@ -142,7 +142,7 @@ public sealed class BootstrapDecider(Address self, BootstrapSettings settings)
         if (_points.Count < settings.RequiredContactPoints)
             return new BootstrapDecision.Wait($"{_points.Count} contact point(s) found, {settings.RequiredContactPoints} needed to form a cluster");
         if (now - _stableSince < settings.StableMargin)
-            return new BootstrapDecision.Wait($"the {_points.Count} contact points found changed {(now - _stableSince).TotalSeconds:F1}s ago (stable margin {settings.StableMargin.TotalSeconds:F0}s)");
+            return new BootstrapDecision.Wait($"the {_points.Count} contact points found must stay the same for {settings.StableMargin.TotalSeconds:0.#}s (the stable margin)");
         var silent = _points.Where(p => !fresh.ContainsKey(p)).ToList();
         if (silent.Count > 0)
             return new BootstrapDecision.Wait($"no answer yet from {string.Join(", ", silent.Take(5))}{(silent.Count > 5 ? $" and {silent.Count - 5} more" : "")} (it may be in a cluster)");

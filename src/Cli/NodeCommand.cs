@@ -176,7 +176,19 @@ public static class NodeCommand
         using var metrics = StartMetrics(o, log);
         var system = host.Services.GetRequiredService<ActorSystem>();
         // the bootstrap's endpoint: the other nodes ask it whether this node is in a cluster (addresses only)
-        await using var management = o.Discovery.Enabled ? await Bootstrap.ManagementEndpoint.StartAsync(o, system, log, ct) : null;
+        WebApplication? management = null;
+        if (o.Discovery.Enabled)
+        {
+            try { management = await Bootstrap.ManagementEndpoint.StartAsync(o, system, log, ct); }
+            catch (IOException e)
+            {
+                // without it no other node can learn whether this one is in a cluster: stop rather than half-work
+                log.Fatal("The cluster bootstrap endpoint cannot listen on port {Port}: {Error}", o.ManagementPort, e.Message);
+                await host.StopAsync(CancellationToken.None);
+                return ExitCodes.Usage;
+            }
+        }
+        await using var managementScope = management;
         // a node the cluster downed (split-brain resolver) terminates its actor system: the process ends with it
         // (SIGTERM may reach Akka's own shutdown hook first: only a downing, or a join that never succeeded, is an error)
         _ = system.WhenTerminated.ContinueWith(_ =>

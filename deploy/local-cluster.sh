@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Kubernetes deployment's roles as local processes: the settings of deploy/k8s/base/configmap.yaml, with only the
 # addresses changed (127.0.0.2 coordinator with its HTTP API, 127.0.0.3-4 tile workers, 127.0.0.5 gpu-trainer), a
-# SQLite journal instead of PostgreSQL, then a batch of generated slides through them to the end, measured.
+# SQLite journal instead of PostgreSQL, discovery by the config method (the four nodes' bootstrap endpoints) instead
+# of the Kubernetes pod list, then a batch of generated slides through them to the end, measured.
 #
 #   deploy/local-cluster.sh [--work DIR] [--slides N] [--size PX] [--giga] [--broken N] [--keep-running]
 #
@@ -32,7 +33,10 @@ done < deploy/k8s/base/configmap.yaml
 # ... with local addresses, journal and data root instead of the cluster's (and a random API token: the program
 # refuses tokens shorter than 16 characters)
 export ACTORSEG_HOSTNAME=127.0.0.1
-export ACTORSEG_SEEDS="akka.tcp://actorseg@127.0.0.2:4053,akka.tcp://actorseg@127.0.0.3:4053"
+# no seed list, as in Kubernetes: the nodes find each other through discovery and the cluster bootstrap, here by the
+# config method (the list of their bootstrap endpoints, what the pod list gives in the cluster)
+export ACTORSEG_DISCOVERY__METHOD=config
+export ACTORSEG_DISCOVERY__CONTACTPOINTS="127.0.0.2:$ACTORSEG_MANAGEMENTPORT,127.0.0.3:$ACTORSEG_MANAGEMENTPORT,127.0.0.4:$ACTORSEG_MANAGEMENTPORT,127.0.0.5:$ACTORSEG_MANAGEMENTPORT"
 export ACTORSEG_COORDINATOR="akka.tcp://actorseg@127.0.0.2:4053"
 export ACTORSEG_PERSISTENCE__PROVIDER=sqlite ACTORSEG_PERSISTENCE__CONNECTIONSTRING="Data Source=$WORK/journal.db"
 export ACTORSEG_DATAROOTS="$WORK" ACTORSEG_APITOKEN="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" ACTORSEG_LOG_FORMAT=json

@@ -23,7 +23,11 @@ public static class NodeCommand
         var hostname = new Option<string?>("--hostname") { Description = "Address to bind (default 127.0.0.1; 0.0.0.0 in containers). Env ACTORSEG_HOSTNAME." };
         var publicHost = new Option<string?>("--public-hostname") { Description = "Address other nodes use to reach this one (default: --hostname). Env ACTORSEG_PUBLICHOSTNAME." };
         var port = new Option<int?>("--port") { Description = "Port (default 4053). Env ACTORSEG_PORT." };
-        var seeds = new Option<string?>("--seeds") { Description = "Comma-separated seed nodes, akka.tcp://actorseg@HOST:PORT (default: none, the node forms a cluster of its own). Env ACTORSEG_SEEDS." };
+        var seeds = new Option<string?>("--seeds") { Description = "Comma-separated seed nodes, akka.tcp://actorseg@HOST:PORT (default: none, the node forms a cluster of its own, unless --discovery finds one). Env ACTORSEG_SEEDS." };
+        var discovery = new Option<string?>("--discovery") { Description = "Find the cluster without a seed list: none (default: --seeds), config (the --contact-points) or kubernetes (the pods matching ACTORSEG_DISCOVERY__LABELSELECTOR, default actorseg/cluster=actorseg, port named ACTORSEG_DISCOVERY__PORTNAME, default management). Env ACTORSEG_DISCOVERY__METHOD." };
+        var contactPoints = new Option<string?>("--contact-points") { Description = "With --discovery config: every node's bootstrap endpoint, HOST:PORT comma-separated (their --management-port). Env ACTORSEG_DISCOVERY__CONTACTPOINTS." };
+        var managementPort = new Option<int?>("--management-port") { Description = "With --discovery: serve the bootstrap endpoint (/bootstrap/seed-nodes) on this port (default 8558). Env ACTORSEG_MANAGEMENTPORT." };
+        var requiredContactPoints = new Option<int?>("--required-contact-points") { Description = "With --discovery: form a new cluster only when at least this many contact points are found (default 2). Env ACTORSEG_DISCOVERY__REQUIREDCONTACTPOINTS." };
         var workers = new Option<int?>("--workers", "-w") { Description = "Tile-worker slots on this node (default: the number of cores). Env ACTORSEG_WORKERS." };
         var device = new Option<string?>("--device") { Description = "Trainer device: auto, cpu or cuda. Env ACTORSEG_DEVICE." };
         var dbProvider = new Option<string?>("--db-provider") { Description = "Job journal: sqlite (default) or postgresql. Env ACTORSEG_PERSISTENCE__PROVIDER." };
@@ -35,7 +39,7 @@ public static class NodeCommand
         var insecure = new Option<bool>("--insecure") { Description = "Allow binding an address other machines can reach without TLS (only on a network you trust). Env ACTORSEG_INSECURE." };
         var cmd = new Command("node", "Run a cluster node with the given roles; stops cleanly (handing back its work) on SIGTERM or Ctrl-C.")
         {
-            config, roles, hostname, publicHost, port, seeds, workers, device, dbProvider, db, httpPort, metricsPort, dataRoots, tls.Cert, tls.Key, tls.Ca, insecure,
+            config, roles, hostname, publicHost, port, seeds, discovery, contactPoints, managementPort, requiredContactPoints, workers, device, dbProvider, db, httpPort, metricsPort, dataRoots, tls.Cert, tls.Key, tls.Ca, insecure,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -45,6 +49,8 @@ public static class NodeCommand
                 ["Port"] = pr.GetValue(port)?.ToString(), ["Seeds"] = pr.GetValue(seeds), ["Workers"] = pr.GetValue(workers)?.ToString(),
                 ["Device"] = pr.GetValue(device), ["Persistence:Provider"] = pr.GetValue(dbProvider), ["Persistence:ConnectionString"] = pr.GetValue(db), ["HttpPort"] = pr.GetValue(httpPort)?.ToString(), ["MetricsPort"] = pr.GetValue(metricsPort)?.ToString(),
                 ["DataRoots"] = pr.GetValue(dataRoots), ["Insecure"] = pr.GetValue(insecure) ? "true" : null,
+                ["Discovery:Method"] = pr.GetValue(discovery), ["Discovery:ContactPoints"] = pr.GetValue(contactPoints),
+                ["ManagementPort"] = pr.GetValue(managementPort)?.ToString(), ["Discovery:RequiredContactPoints"] = pr.GetValue(requiredContactPoints)?.ToString(),
             };
             tls.AddTo(pr, flags);
             NodeOptions o;
@@ -99,8 +105,9 @@ public static class NodeCommand
     public static async Task<int> RunAsync(NodeOptions o, CancellationToken ct)
     {
         var log = Log.ForContext("Role", "node");
-        log.Information("ActorSeg node starting: roles {Roles}, {Host}:{Port}, seeds [{Seeds}], {Workers} worker slots, journal {Journal}, protocol {Protocol}, transport {Transport}, data roots [{Roots}]",
-            string.Join(",", o.Roles), o.PublicHostname ?? o.Hostname, o.Port, string.Join(", ", o.Seeds), o.Has(NodeRoles.TileWorker) ? o.Workers : 0,
+        log.Information("ActorSeg node starting: roles {Roles}, {Host}:{Port}, {Seeds}, {Workers} worker slots, journal {Journal}, protocol {Protocol}, transport {Transport}, data roots [{Roots}]",
+            string.Join(",", o.Roles), o.PublicHostname ?? o.Hostname, o.Port,
+            o.Discovery.Enabled ? $"discovery {o.Discovery.Method}" : $"seeds [{string.Join(", ", o.Seeds)}]", o.Has(NodeRoles.TileWorker) ? o.Workers : 0,
             o.Has(NodeRoles.Coordinator) ? o.Persistence.Describe() : "-", Messages.ProtocolVersion.Text,
             o.Tls.Enabled ? "mutual TLS" : o.LoopbackOnly ? "plain TCP (loopback only)" : "plain TCP (--insecure)", string.Join(", ", o.DataRoots));
         if (!o.Tls.Enabled && !o.LoopbackOnly) log.Warning("Running without TLS on {Host} (--insecure): anyone who reaches port {Port} can join this cluster and send it work", o.Hostname, o.Port);
@@ -168,6 +175,20 @@ public static class NodeCommand
         await host.StartAsync(ct);
         using var metrics = StartMetrics(o, log);
         var system = host.Services.GetRequiredService<ActorSystem>();
+        // the bootstrap's endpoint: the other nodes ask it whether this node is in a cluster (addresses only)
+        WebApplication? management = null;
+        if (o.Discovery.Enabled)
+        {
+            try { management = await Bootstrap.ManagementEndpoint.StartAsync(o, system, log, ct); }
+            catch (IOException e)
+            {
+                // without it no other node can learn whether this one is in a cluster: stop rather than half-work
+                log.Fatal("The cluster bootstrap endpoint cannot listen on port {Port}: {Error}", o.ManagementPort, e.Message);
+                await host.StopAsync(CancellationToken.None);
+                return ExitCodes.Usage;
+            }
+        }
+        await using var managementScope = management;
         // a node the cluster downed (split-brain resolver) terminates its actor system: the process ends with it
         // (SIGTERM may reach Akka's own shutdown hook first: only a downing, or a join that never succeeded, is an error)
         _ = system.WhenTerminated.ContinueWith(_ =>

@@ -34,8 +34,14 @@ public sealed record NodeOptions
     public string? PublicHostname { get; init; }
     /// <summary>0 = any free port (single-process mode).</summary>
     public int Port { get; init; } = 4053;
-    /// <summary>Seed node addresses (akka.tcp://actorseg@host:port). Empty = join yourself (a cluster of one).</summary>
+    /// <summary>Seed node addresses (akka.tcp://actorseg@host:port). Empty = join yourself (a cluster of one), unless
+    /// <see cref="Discovery"/> finds the cluster.</summary>
     public string[] Seeds { get; init; } = [];
+    /// <summary>Cluster formation without a seed list: contact points from discovery (a configured list, or the
+    /// Kubernetes pods) and the bootstrap (Bootstrap/ClusterBootstrap.cs). Method none (the default): the seeds above.</summary>
+    public Bootstrap.DiscoveryOptions Discovery { get; init; } = new();
+    /// <summary>The bootstrap endpoint (GET /bootstrap/seed-nodes) on this port, when discovery is on.</summary>
+    public int ManagementPort { get; init; } = 8558;
     /// <summary>Tile-worker slots on this node (one tile each at a time).</summary>
     public int Workers { get; init; } = Environment.ProcessorCount;
     /// <summary>Trainer device: auto, cpu or cuda.</summary>
@@ -99,6 +105,8 @@ public sealed record NodeOptions
                 PublicHostname = c["PublicHostname"],
                 Port = I("Port", o.Port),
                 Seeds = c["Seeds"] is { } s ? List(s) : o.Seeds,
+                Discovery = Bootstrap.DiscoveryOptions.From(c),
+                ManagementPort = I("ManagementPort", o.ManagementPort),
                 Workers = I("Workers", o.Workers),
                 Device = c["Device"] ?? o.Device,
                 Persistence = new PersistenceOptions
@@ -147,6 +155,7 @@ public sealed record NodeOptions
         if (MetricsPort > 0 && (MetricsPort == HttpPort || MetricsPort == Port)) throw new ArgumentException($"metrics port {MetricsPort} is already the node's cluster or HTTP port");
         if (HttpPort > 0 && !Has(NodeRoles.Coordinator)) throw new ArgumentException("the HTTP API runs on coordinator nodes: give this node the coordinator role, or no http port");
         var seeds = Seeds.Select(s => Exposure.Normalize(s, Tls.Enabled)).ToArray();
+        Discovery.Validate(this);
         Tls.Validate();
         if (!LoopbackOnly && !Tls.Enabled && !Insecure)
             throw new ArgumentException($"this node binds {Hostname}, which other machines can reach, without TLS: give it its certificate, key and the cluster's CA " +
@@ -290,7 +299,7 @@ public static class NodeHost
     /// <summary>A node alone for good: the single-process runtime of the CLI commands (a port nobody knows, no seeds). Its
     /// coordinator singleton has no one to hand over to when it stops, so it waits 100 ms for a successor, not the
     /// cluster's 1 s (that second was most of a small command's shutdown).</summary>
-    private static bool OnlyNode(NodeOptions o) => o.Port == 0 && o.Seeds.Length == 0;
+    private static bool OnlyNode(NodeOptions o) => o.Port == 0 && o.Seeds.Length == 0 && !o.Discovery.Enabled;
 
     /// <summary>Adds the actor system for these options to a host builder. <paramref name="onStarted"/> sees the system once the roles' actors exist.</summary>
     public static void Configure(IServiceCollection services, NodeOptions o, Action<ActorSystem, IActorRegistry>? onStarted = null)
@@ -307,6 +316,7 @@ public static class NodeHost
             b.AddHocon(Hocon(o), HoconAddMode.Prepend);
             b.AddHocon(ActorSegSerializer.Hocon, HoconAddMode.Prepend);
             b.AddHocon(o.Persistence.Hocon(), HoconAddMode.Prepend);
+            if (o.Discovery.Enabled) b.AddHocon(o.Discovery.Hocon(), HoconAddMode.Prepend);
             b.ConfigureLoggers(l => { l.ClearLoggers(); l.AddLoggerFactory(); });
             b.WithRemoting(o.Hostname, o.Port, o.PublicHostname ?? o.Hostname);
             b.WithClustering(new ClusterOptions { Roles = o.Roles, SeedNodes = o.Seeds.Length > 0 ? o.Seeds : null });
@@ -347,7 +357,9 @@ public static class NodeHost
                         await Task.WhenAll(workers.Select(w => w.Ask<Akka.Done>(TileWorkerActor.Leave.Instance, TimeSpan.FromSeconds(5))));
                         return Akka.Done.Instance;
                     });
-                if (o.Seeds.Length == 0) Akka.Cluster.Cluster.Get(system).Join(Akka.Cluster.Cluster.Get(system).SelfAddress);
+                // no seeds: discovery and the bootstrap find the cluster (or form it), or else this node is a cluster of its own
+                if (o.Discovery.Enabled) system.ActorOf(Bootstrap.ClusterBootstrapActor.Props(o), "cluster-bootstrap");
+                else if (o.Seeds.Length == 0) Akka.Cluster.Cluster.Get(system).Join(Akka.Cluster.Cluster.Get(system).SelfAddress);
                 onStarted?.Invoke(system, registry);
             });
         });

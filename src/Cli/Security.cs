@@ -86,18 +86,28 @@ public sealed record TlsOptions
                 log.Warning("TLS: refused a connection with {Peer}: its certificate {Subject} does not name the host we connected to", peer, cert.Subject);
                 return false;
             }
-            using var own = new X509Chain();
-            own.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-            own.ChainPolicy.CustomTrustStore.AddRange(ca);
-            own.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-            if (chain is not null)
-                foreach (var e in chain.ChainElements)
-                    if (!e.Certificate.Equals(cert)) own.ChainPolicy.ExtraStore.Add(e.Certificate);
-            if (own.Build(cert)) return true;
+            if (ChainsTo(cert, chain, ca, out var status)) return true;
             log.Warning("TLS: refused a connection with {Peer}: certificate {Subject} (issuer {Issuer}) is not signed by the cluster's CA ({Status})",
-                peer, cert.Subject, cert.Issuer, string.Join("; ", own.ChainStatus.Select(s => s.StatusInformation.Trim()).Where(s => s.Length > 0)));
+                peer, cert.Subject, cert.Issuer, status);
             return false;
         };
+
+    /// <summary>Whether <paramref name="cert"/> chains to one of the cluster's CA certificates (the intermediates the peer
+    /// sent may help; the machine's trust store does not count). <paramref name="status"/> says why not.</summary>
+    public static bool ChainsTo(X509Certificate cert, X509Chain? chain, X509Certificate2Collection ca, out string status)
+    {
+        using var c2 = new X509Certificate2(cert);
+        using var own = new X509Chain();
+        own.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        own.ChainPolicy.CustomTrustStore.AddRange(ca);
+        own.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        if (chain is not null)
+            foreach (var e in chain.ChainElements)
+                if (!e.Certificate.Equals(c2)) own.ChainPolicy.ExtraStore.Add(e.Certificate);
+        bool ok = own.Build(c2);
+        status = ok ? "" : string.Join("; ", own.ChainStatus.Select(s => s.StatusInformation.Trim()).Where(s => s.Length > 0));
+        return ok;
+    }
 }
 
 /// <summary>Where a node can be reached from, and what follows from it.</summary>

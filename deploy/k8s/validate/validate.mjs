@@ -32,6 +32,54 @@ for (const file of process.argv.slice(2)) {
 console.log(`${checked} objects valid, ${failed} invalid`);
 process.exit(failed ? 1 : 0);
 
+// Cluster formation without a seed list (deploy/k8s/README.md, "How the nodes find each other"): with
+// ACTORSEG_DISCOVERY__METHOD=kubernetes, a node pod (an ActorSeg container running `node`) must match the discovery's
+// label selector, have the container port the discovery looks for (ACTORSEG_DISCOVERY__PORTNAME) on the bootstrap
+// endpoint's port (ACTORSEG_MANAGEMENTPORT), run as a service account whose token is mounted and that a RoleBinding
+// lets get, list and watch pods, be reachable on that port by a NetworkPolicy, and have no seed list; a pod that is
+// not a node must not match the selector (the nodes would wait for its answer).
+function checkBootstrap(name, tpl, actorseg, objects) {
+  const problems = [];
+  const spec = tpl.spec ?? {};
+  const settings = {};
+  for (const c of actorseg) {
+    for (const e of c.envFrom ?? []) Object.assign(settings, objects.find(o => o.kind === "ConfigMap" && o.metadata?.name === e.configMapRef?.name)?.data ?? {});
+    for (const e of c.env ?? []) if (e.value !== undefined) settings[e.name] = e.value;
+  }
+  if (String(settings.ACTORSEG_DISCOVERY__METHOD ?? "none").toLowerCase() !== "kubernetes") return problems;
+  const isNode = actorseg.some(c => (c.args ?? [])[0] === "node" || (c.command ?? []).includes("node"));
+  const selector = String(settings.ACTORSEG_DISCOVERY__LABELSELECTOR ?? "actorseg/cluster={0}").replaceAll("{0}", settings.ACTORSEG_DISCOVERY__SERVICENAME ?? "actorseg");
+  const wanted = selector.split(",").map(t => t.trim()).filter(Boolean).map(t => t.split("="));
+  if (wanted.some(kv => kv.length !== 2)) { problems.push(`${name}: the label selector "${selector}" is not k=v[,k=v] (the only form checked here)`); return problems; }
+  const labels = tpl.metadata?.labels ?? {};
+  const matches = wanted.every(([k, v]) => labels[k.trim()] === v.trim());
+  if (!isNode) {
+    if (matches) problems.push(`${name}: not a cluster node, yet it matches the discovery's label selector ${selector}`);
+    return problems;
+  }
+  if (!matches) problems.push(`${name}: a node pod that the discovery's label selector ${selector} does not find`);
+  if (settings.ACTORSEG_SEEDS) problems.push(`${name}: ACTORSEG_SEEDS is set although the nodes find each other by discovery`);
+  const portName = settings.ACTORSEG_DISCOVERY__PORTNAME ?? "management", port = Number(settings.ACTORSEG_MANAGEMENTPORT ?? 8558);
+  const ports = actorseg.flatMap(c => c.ports ?? []);
+  if (!ports.some(p => p.name === portName && p.containerPort === port))
+    problems.push(`${name}: no container port named ${portName} on ${port} (ACTORSEG_DISCOVERY__PORTNAME, ACTORSEG_MANAGEMENTPORT)`);
+  const sa = spec.serviceAccountName ?? "default";
+  const account = objects.find(o => o.kind === "ServiceAccount" && o.metadata?.name === sa);
+  if (spec.automountServiceAccountToken === false || (spec.automountServiceAccountToken !== true && account?.automountServiceAccountToken === false))
+    problems.push(`${name}: the service account token is not mounted, so the pod cannot list pods`);
+  const roleGrants = r => (r?.rules ?? []).some(rule => (rule.apiGroups ?? []).includes("") && ((rule.resources ?? []).includes("pods") || (rule.resources ?? []).includes("*"))
+    && ["get", "list", "watch"].every(v => (rule.verbs ?? []).includes(v) || (rule.verbs ?? []).includes("*")));
+  const bound = objects.some(b => b.kind === "RoleBinding" && (b.subjects ?? []).some(s => s.kind === "ServiceAccount" && s.name === sa)
+    && roleGrants(objects.find(r => r.kind === (b.roleRef?.kind ?? "Role") && r.metadata?.name === b.roleRef?.name)));
+  if (!bound) problems.push(`${name}: its service account ${sa} is not bound to a Role that may get, list and watch pods`);
+  const selects = (sel) => Object.entries(sel?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
+  const reachable = objects.some(o => o.kind === "NetworkPolicy" && selects(o.spec?.podSelector)
+    && (o.spec?.ingress ?? []).some(rule => (rule.ports ?? []).some(p => p.port === port || p.port === portName)
+      && (rule.from ?? []).some(f => f.podSelector && selects(f.podSelector))));
+  if (!reachable) problems.push(`${name}: no NetworkPolicy lets the other nodes reach its bootstrap endpoint (port ${port})`);
+  return problems;
+}
+
 // The hardening every overlay must keep (deploy/k8s/README.md, "Running securely"):
 // - every pod: runAsNonRoot, a non-root runAsUser, seccomp RuntimeDefault; every container: read-only root
 //   filesystem, no privilege escalation, all capabilities dropped;
@@ -103,6 +151,7 @@ function checkSecurity(objects) {
       }
     }
     if (!actorseg.length) continue;
+    problems.push(...checkBootstrap(name, tpl, actorseg, objects));
     if (psc.runAsUser !== 10001 || psc.runAsGroup !== 10001 || psc.fsGroup !== 10001)
       problems.push(`${name}: an ActorSeg pod runs as ${psc.runAsUser}:${psc.runAsGroup} (fsGroup ${psc.fsGroup}), not 10001`);
     if (tpl.metadata?.labels?.["actorseg/akka"] !== "true")

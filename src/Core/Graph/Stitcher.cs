@@ -221,6 +221,7 @@ public sealed class Stitcher
         graph.Features = new float[N * F];
         var pending = new Dictionary<int, List<ushort>[]>();
         var remaining = (int[])shippedOfNode.Clone();
+        var shippedTiles = new List<int>();
         for (int t = 0; t < tiles; t++)
         {
             var m = meta[t];
@@ -235,9 +236,20 @@ public sealed class Stitcher
                 }
                 else anyShipped = true;
             }
-            if (!anyShipped) continue;
-            if (t % 16 == 15) GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false); // drop the values of earlier tiles
-            var full = _load(t, true);
+            if (anyShipped) shippedTiles.Add(t);
+        }
+        // the tiles with shipped values, each read (with its values) while the one before is merged; a node whose
+        // values are all in is sorted and described on every core (each node's features depend on its values alone)
+        int firstShipped = shippedTiles.Count > 0 ? shippedTiles[0] : -1;
+        Task<TileResult>? next = firstShipped >= 0 ? Task.Run(() => _load(firstShipped, true)) : null;
+        var complete = new List<(int Node, List<ushort>[] Lists)>();
+        for (int k = 0; k < shippedTiles.Count; k++)
+        {
+            int t = shippedTiles[k];
+            var full = next!.GetAwaiter().GetResult();
+            int following = k + 1 < shippedTiles.Count ? shippedTiles[k + 1] : -1; // a copy: the task must not see k move on
+            next = following >= 0 ? Task.Run(() => _load(following, true)) : null;
+            complete.Clear();
             for (int g = 0; g < full.Groups; g++)
             {
                 if (full.GFeatureRow[g] >= 0) continue;
@@ -249,17 +261,21 @@ public sealed class Stitcher
                     pending[v] = lists;
                 }
                 for (int c = 0; c < PL; c++) lists[c].AddRange(full.ValuesOf(g, c));
-                if (--remaining[v] == 0)
-                {
-                    for (int c = 0; c < PL; c++)
-                    {
-                        var arr = lists[c].ToArray();
-                        Array.Sort(arr);
-                        NodeFeatures.Compute(arr, norms.Mean[c], norms.InvStd[c], graph.Features.AsSpan(v * F + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
-                    }
-                    pending.Remove(v);
-                }
+                if (--remaining[v] == 0) { complete.Add((v, lists)); pending.Remove(v); }
             }
+            Parallel.For(0, complete.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, () => new ushort[256], (i, _, tmp) =>
+            {
+                var (v, lists) = complete[i];
+                for (int c = 0; c < PL; c++)
+                {
+                    var arr = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(lists[c]);
+                    if (tmp.Length < arr.Length) tmp = new ushort[Math.Max(arr.Length, 2 * tmp.Length)];
+                    ValueSort.Sort(arr, tmp.AsSpan(0, arr.Length));
+                    NodeFeatures.Compute(arr, norms.Mean[c], norms.InvStd[c], graph.Features.AsSpan(v * F + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
+                }
+                return tmp;
+            }, _ => { });
+            if (k % 16 == 15) GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false); // drop the values of earlier tiles
         }
         if (pending.Count > 0) throw new InvalidOperationException($"{pending.Count} nodes never received all their values");
         Array.Clear(meta); // the partial graphs are no longer needed (captured by a local function, so clear explicitly)

@@ -380,8 +380,9 @@ public static class BatchCommand
                 {
                     BatchRow r;
                     try { r = Row(slide, o); }
-                    catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or InputFileException or NetVips.VipsException or ArgumentException)
+                    catch (Exception e) when (e is not OperationCanceledException)
                     {
+                        // a slide whose outputs cannot be measured fails alone, with the reason, as its job would
                         r = new BatchRow(slide.Name, slide.Spec.ImagePath, slide.Spec.MaskPath, slide.Split, "failed", $"the slide's job is done, but measuring it failed: {e.Message}");
                     }
                     int n = Interlocked.Increment(ref _ended);

@@ -61,6 +61,9 @@ public static class JobAuthorization
     /// <summary>Most slides in one batch (the batch travels in one message of at most 4 MiB).</summary>
     public const int MaxSlidesPerBatch = 2_000;
 
+    /// <summary>Most slides of one batch in flight at once.</summary>
+    public const int MaxParallel = 256;
+
     /// <summary>
     /// A batch: its id (a job id of at most <see cref="JobIds.MaxBatchIdLength"/> characters), slide names usable as folder
     /// names and unique, each slide's folder BATCH_OUT/slides/NAME, and each slide admitted as its own graph job would be
@@ -77,7 +80,7 @@ public static class JobAuthorization
         string? invalid = string.IsNullOrEmpty(spec.OutDir) || !Path.IsPathFullyQualified(spec.OutDir) ? $"the batch folder '{spec.OutDir}' must be an absolute path"
             : spec.Slides is not { Length: > 0 } ? "a batch needs at least one slide"
             : spec.Slides.Length > MaxSlidesPerBatch ? $"{spec.Slides.Length} slides in one batch, the limit is {MaxSlidesPerBatch}: split it into several batches"
-            : spec.Parallel < 1 ? $"parallel must be at least 1 (got {spec.Parallel})"
+            : spec.Parallel is < 1 or > MaxParallel ? $"parallel must be between 1 and {MaxParallel} slides in flight (got {spec.Parallel})"
             : spec.Slides.Select(s => JobIds.InvalidSlideName(s.Name)).FirstOrDefault(e => e is not null)
               ?? spec.Slides.Where(s => !names.Add(s.Name)).Select(s => $"two slides are named '{s.Name}' (their folders would collide)").FirstOrDefault()
               ?? spec.Slides.Where(s => s.Spec is null || string.IsNullOrEmpty(s.Spec.OutDir) || !Path.IsPathFullyQualified(s.Spec.OutDir)

@@ -1215,8 +1215,10 @@ public sealed class JobBook
         }
         foreach (var t in _trainings.Values.Where(t => t.Ended is null))
             Tell(t.Watchers, new GraphJobProgress(t.JobId, t.Phase, 0, 0, 0), d);
-        foreach (var b in _batches.Values.Where(b => !b.Finished && b.Watchers.Count > 0))
+        foreach (var b in _batches.Values.Where(b => !b.Finished).ToList())
         {
+            Advance(b, d, now); // a safety net: it decides from recorded state only, so it never starts a slide twice
+            if (b.Watchers.Count == 0) continue;
             var st = BatchStatusOf(b, false);
             Tell(b.Watchers, new BatchProgress(b.BatchId, st.Total, st.Done, st.Failed, st.Skipped, st.Running), d);
         }

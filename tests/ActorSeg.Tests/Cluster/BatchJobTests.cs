@@ -154,9 +154,8 @@ public class BatchJobTests(ITestOutputHelper output) : ClusterTestBase("batchjob
             var (h, coord, coordArgs, port) = StartCluster(journal, db);
             var outDir = Path.Combine(_dir, "out");
             var client = h.Run("batch", 0, null, ["batch", Path.Combine(_dir, "slides"), "--out", outDir, "--tile-size", "256", "--parallel", "1", "--coordinator", coord.Address]);
-            // SIGKILL the coordinator while the second slide runs
+            // SIGKILL the coordinator as the second slide starts (the first has ended: its end was journaled with the second's start)
             ClusterHarness.WaitFor(() => Submissions(images[1], coord) > 0, Long, "the second slide to start", coord);
-            Thread.Sleep(1500);
             coord.Kill();
             var coord2 = h.Start("coordinator2", port, null, coordArgs);
             int rc = Wait(client, Long);

@@ -449,9 +449,11 @@ public class JobBookTests() : TempDirTest("book")
         Assert.Contains("two slides are named", h.To<JobRefused>("c").Last().Reason);
         h.Run(new SubmitBatch("x5", spec with { Slides = spec.Slides.Select(x => x with { Spec = x.Spec with { TileSize = 8 } }).ToArray() }), "c");
         Assert.Contains("MinTileSize", h.To<JobRefused>("c").Last().Reason);
+        h.Run(new SubmitBatch("x8", spec with { Parallel = 1000 }), "c");
+        Assert.Contains("parallel must be between 1 and 256", h.To<JobRefused>("c").Last().Reason);
         h.Run(new SubmitBatch("../x6", spec), "c");
         h.Run(new SubmitBatch(new string('b', 65), spec), "c");
-        Assert.Equal(7, h.To<JobRefused>("c").Count());
+        Assert.Equal(8, h.To<JobRefused>("c").Count());
         // a slide folder that a symbolic link sends elsewhere
         Directory.CreateDirectory(Path.Combine(_dir, "linked"));
         Directory.CreateDirectory(Path.Combine(_dir, "elsewhere"));

@@ -7,6 +7,7 @@ using System.Text.Json;
 using ActorSeg.Core.IO;
 using ActorSeg.GpuTrainer;
 using ActorSeg.Messages;
+using Akka.Actor;
 using Serilog;
 using Vips = NetVips;
 
@@ -110,38 +111,71 @@ public static class BatchInput
         Directory.Exists(dir) ? Directory.GetFiles(dir).FirstOrDefault(f => IsImage(f) && Path.GetFileNameWithoutExtension(f) == name) : null;
 }
 
+/// <summary>
+/// <c>actorseg batch</c>: a slide collection as one journaled batch. The client reads the input, resolves every slide
+/// (its level, a file that cannot be read fails here with the reason), and submits the whole batch to the coordinator
+/// (<see cref="SubmitBatch"/>), which journals it and runs the slides itself, at most <c>--parallel</c> at a time, each
+/// as a graph job whose id comes from the batch and the slide. The batch id is derived from what the batch is (the
+/// folder, the slides, their inputs' sizes, times and contents, the model and every parameter; or <c>--batch-id</c>), so
+/// a client that died, a second client or a retried Kubernetes Job submits the same batch again and attaches to it:
+/// nothing runs twice, and a different batch under the same id is refused.
+/// <para>
+/// What needs the client (and stays with it): the metrics against the ground-truth masks (metrics.json, errors.png),
+/// each slide's record (slide.json, what a later batch checks to skip a finished slide), summary.csv and report.html.
+/// They are made from the slide folders and the coordinator's outcomes by whichever client follows the batch, as each
+/// slide ends and at the end, and are idempotent: a client that attaches later (the same command again, or
+/// <c>--attach ID</c>) finishes what a detached or dead client left, and two clients write the same files, each
+/// atomically (a unique temporary name, then renamed into place), so neither can leave a torn summary. They are kept out
+/// of the coordinator on purpose: comparing a gigapixel mask band by band is long work its actor must not wait for, and
+/// the report needs the model and the training curves, which the coordinator never reads.
+/// </para>
+/// </summary>
 public static class BatchCommand
 {
     public static Command Create(Option<bool> verbose)
     {
-        var source = new Argument<string>("SOURCE") { Description = "A folder of slides, a glob ('/data/slides/*.tif'), or a CSV manifest with a header: image[,mask][,split]." };
-        var output = new Option<string>("--out", "-o") { Required = true, Description = "Batch directory: slides/NAME/ per slide (mask.tif, overlay.png, graph/, metrics.json, slide.json), summary.csv, report.html." };
+        var source = new Argument<string?>("SOURCE") { Description = "A folder of slides, a glob ('/data/slides/*.tif'), or a CSV manifest with a header: image[,mask][,split]. Not with --attach.", Arity = ArgumentArity.ZeroOrOne };
+        var output = new Option<string?>("--out", "-o") { Description = "Batch directory: slides/NAME/ per slide (mask.tif, overlay.png, graph/, metrics.json, slide.json), summary.csv, report.html. Required unless --attach." };
         var model = new Option<string?>("--model", "-m") { Description = "Segment with this model (best.model); without it the batch builds graphs only." };
         var masks = new Option<string?>("--masks") { Description = "A folder of masks paired with the slides by base name (a manifest names its own)." };
         var coordinator = new Option<string?>("--coordinator", "-c") { Description = "Run on this cluster (akka.tcp://actorseg@HOST:PORT, or env ACTORSEG_COORDINATOR); default: every role in this process." };
         var workers = new Option<int>("--workers", "-w") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Tile workers (in-process mode)." };
-        var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 2, Description = "Slides in flight at once." };
+        var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 2, Description = "Slides in flight at once (the coordinator keeps the value the batch was first submitted with)." };
         var tileSize = new Option<int>("--tile-size") { DefaultValueFactory = _ => 2048, Description = "Tile size in pixels." };
         var spacing = new Option<double?>("--spacing") { Description = "Seed spacing in pixels (default: the model's, else 40.96)." };
         var level = new Option<int>("--level") { Description = "Whole slides: the pyramid level to segment (0 = full resolution); other images are read at full resolution.", DefaultValueFactory = _ => 0 };
         var mpp = new Option<double?>("--mpp") { Description = "Whole slides: the level closest to this many microns per pixel without being coarser (instead of --level)." };
+        var batchId = new Option<string?>("--batch-id") { Description = "The batch's id (default: derived from the folder, the slides, their inputs and every parameter). The same batch again attaches to it; a different one under this id is refused." };
+        var detach = new Option<bool>("--detach") { Description = "Return once the cluster has recorded the batch, printing its id; 'actorseg status ID' follows it, the same command again (or --attach ID) waits for it and writes the summary." };
+        var attach = new Option<string?>("--attach") { Description = "Follow a batch already submitted (by 'batch --detach' or POST /batches) by its id, and write its metrics, summary.csv and report.html when it ends." };
+        var timeout = new Option<double>("--connect-timeout") { DefaultValueFactory = _ => 60, Description = "Seconds to wait for the coordinator to answer before giving up (exit 3)." };
         var tissue = GraphCommand.TissueOption();
         var objects = ObjectFlags.Format();
         var simplify = ObjectFlags.Simplify();
-        var cmd = new Command("batch", "Run a whole slide collection: every slide succeeds or fails alone; finished slides are skipped when the batch is run again; a summary CSV and an HTML report at the end.")
+        var cmd = new Command("batch", "Run a whole slide collection as one journaled batch: every slide succeeds or fails alone; nothing runs twice when the batch is submitted again (a client that died, a second client); finished slides are skipped by a new batch; a summary CSV and an HTML report at the end.")
         {
-            source, output, model, masks, coordinator, workers, parallel, tileSize, spacing, level, mpp, tissue, objects, simplify,
+            source, output, model, masks, coordinator, workers, parallel, tileSize, spacing, level, mpp, tissue, objects, simplify, batchId, detach, attach, timeout,
         };
         var tls = TlsFlags.Create();
         tls.AddTo(cmd);
         cmd.SetAction(async (pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
+            var coord = pr.GetValue(coordinator) ?? Environment.GetEnvironmentVariable("ACTORSEG_COORDINATOR");
+            var connect = TimeSpan.FromSeconds(pr.GetValue(timeout));
             try
             {
-                return await RunAsync(pr.GetValue(source)!, Path.GetFullPath(pr.GetValue(output)!), pr.GetValue(model) is { } m ? Path.GetFullPath(m) : null,
-                    pr.GetValue(masks), pr.GetValue(coordinator) ?? Environment.GetEnvironmentVariable("ACTORSEG_COORDINATOR"), pr.GetValue(workers), Math.Max(1, pr.GetValue(parallel)), pr.GetValue(tileSize), pr.GetValue(spacing), ct, tls.Read(pr), pr.GetValue(level), pr.GetValue(mpp),
-                    GraphCommand.TissueValue(pr.GetValue(tissue)), pr.GetValue(objects)!, pr.GetValue(simplify));
+                if (pr.GetValue(attach) is { } id)
+                {
+                    if (pr.GetValue(source) is not null || coord is null)
+                        return Usage("--attach follows a batch on a cluster by its id: give --coordinator (or ACTORSEG_COORDINATOR), and no SOURCE");
+                    return await AttachAsync(id, coord, connect, ct, tls.Read(pr));
+                }
+                if (pr.GetValue(source) is not { } src || pr.GetValue(output) is not { } outDir) return Usage("give SOURCE and --out (or --attach ID)");
+                if (pr.GetValue(detach) && coord is null) return Usage("--detach needs a cluster (--coordinator): in this process the batch would stop with it");
+                return await RunAsync(src, Path.GetFullPath(outDir), pr.GetValue(model) is { } m ? Path.GetFullPath(m) : null,
+                    pr.GetValue(masks), coord, pr.GetValue(workers), Math.Max(1, pr.GetValue(parallel)), pr.GetValue(tileSize), pr.GetValue(spacing), ct, tls.Read(pr), pr.GetValue(level), pr.GetValue(mpp),
+                    GraphCommand.TissueValue(pr.GetValue(tissue)), pr.GetValue(objects)!, pr.GetValue(simplify), pr.GetValue(batchId), pr.GetValue(detach), connect);
             }
             catch (Exception e) when (ExitCodes.IsInputError(e) || e is IOException)
             {
@@ -152,53 +186,107 @@ public static class BatchCommand
         return cmd;
     }
 
+    private static int Usage(string why)
+    {
+        Console.Error.WriteLine($"actorseg batch: {why}");
+        return ExitCodes.Usage;
+    }
+
     public static async Task<int> RunAsync(string source, string outDir, string? model, string? masks, string? coordinator, int workers,
         int parallel, int tileSize, double? spacing, CancellationToken ct, TlsOptions? tls = null, int level = 0, double? mpp = null, string? tissue = null,
-        string objects = "geojson", double simplify = 0)
+        string objects = "geojson", double simplify = 0, string? batchId = null, bool detach = false, TimeSpan? connectTimeout = null)
     {
         var sw = Stopwatch.StartNew();
-        var (slides, rejected) = BatchInput.Load(source, masks);
+        var (input, rejected) = BatchInput.Load(source, masks);
         foreach (var r in rejected) Log.Warning("Slide {Slide} rejected: {Reason}", r.Name, r.Reason);
         ModelSpec? spec = null;
         if (model is not null) spec = ModelFile.Load(model).Spec; // a bad model fails the batch before any work
         double sp = spacing ?? (spec?.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
         Directory.CreateDirectory(outDir);
-        Log.Information("Batch of {Slides} slides ({Rejected} rejected) → {Out}{Model}", slides.Count, rejected.Count, outDir, model is null ? "" : $", segmenting with {model}");
+        // every path as the coordinator will record it (real, symlink-free), so this client's definition is the recorded one
+        outDir = SafePaths.Canonical(outDir, "batch folder");
+        model = model is null ? null : SafePaths.Canonical(model, "model");
+        tissue = tissue is null or "auto" or "none" ? tissue : SafePaths.Canonical(tissue, "tissue mask");
+
+        // each slide resolved (its level; an image that cannot be read fails here, alone, with the reason), as the batch will run it
+        var hashes = new FileHashes();
+        var slides = new List<BatchSlideSpec>();
+        var notRun = rejected.Select(r => new BatchSlideRejected(r.Name, r.Image, r.Mask, r.Split, r.Status, r.Reason ?? "")).ToList();
+        foreach (var s in input)
+        {
+            var image = SafePaths.Canonical(s.Image, "image");
+            var mask = s.Mask is null ? null : SafePaths.Canonical(s.Mask, "mask");
+            try
+            {
+                var (l, _) = Resolution(image, level, mpp);
+                slides.Add(new BatchSlideSpec(s.Name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", s.Name), Page: l, Spacing: sp, TileSize: tileSize,
+                    WriteNodeMap: model is not null, ModelPath: model, Features: spec?.FeatureSet ?? "texture", Tissue: tissue, Objects: objects, Simplify: simplify), s.Split));
+            }
+            catch (Exception e) when (e is InputFileException or NetVips.VipsException)
+            {
+                var why = e is InputFileException ? e.Message : $"{image}: {e.Message.Split('\n')[0]}";
+                Log.Error("Slide {Slide} failed: {Reason}", s.Name, why);
+                notRun.Add(new BatchSlideRejected(s.Name, image, mask, s.Split, "failed", why));
+            }
+        }
+        var digest = Digest(outDir, model, tissue, slides, notRun, hashes);
+        var id = batchId ?? "batch-" + digest[..16];
+        var definition = new BatchSpec(outDir, slides.ToArray(), parallel, notRun.ToArray(), digest);
+        // slides an earlier run finished from the same inputs and parameters: the batch skips them
+        var alreadyDone = slides.Where(s => IsDone(s.Spec, hashes)).Select(s => s.Name).ToArray();
+        Log.Information("Batch {BatchId}: {Slides} slides ({Done} already done, {NotRun} rejected or unreadable) → {Out}{Model}", id, slides.Count, alreadyDone.Length,
+            notRun.Count, outDir, model is null ? "" : $", segmenting with {model}");
+        if (slides.Count == 0)
+        {
+            // nothing to run: the summary says why
+            Finish(outDir, definition, [], model, sw);
+            return ExitCodes.Failed;
+        }
 
         // the runner: every role in this process, or a running cluster
         await using var local = coordinator is null ? await LocalRuntime.StartAsync(workers) : null;
         await using var remote = coordinator is not null ? ClusterConnection.Open(ClusterConnection.Addresses(coordinator), tls ?? new TlsOptions()) : null;
-        async Task<object> Run(SubmitGraphJob job)
+        var follow = new BatchFollower(local?.System ?? remote!.System, local is not null ? (m, s) => local.Coordinator.Tell(m, s) : (m, s) => remote!.Send(m, s));
+        var run = new BatchRun(definition, spec, model, hashes, Math.Max(1, parallel));
+        int rc = await follow.RunAsync(id, new SubmitBatch(id, definition, alreadyDone, Detached: detach), detach, connectTimeout ?? TimeSpan.FromSeconds(60), run, ct);
+        if (detach || rc != ExitCodes.Ok || run.Completed is null) return rc;
+        return run.Finish(sw);
+    }
+
+    /// <summary>Follows a batch already submitted, by its id, and finishes it as the client that submitted it would.</summary>
+    public static async Task<int> AttachAsync(string batchId, string coordinator, TimeSpan connectTimeout, CancellationToken ct, TlsOptions? tls = null)
+    {
+        var sw = Stopwatch.StartNew();
+        await using var remote = ClusterConnection.Open(ClusterConnection.Addresses(coordinator), tls ?? new TlsOptions());
+        var follow = new BatchFollower(remote.System, remote.Send);
+        var run = new BatchRun(null, null, null, new FileHashes(), 2);
+        int rc = await follow.RunAsync(batchId, null, false, connectTimeout, run, ct);
+        if (rc != ExitCodes.Ok || run.Completed is null) return rc;
+        return run.Finish(sw);
+    }
+
+    /// <summary>The batch's digest: a hash of its folder, its model (contents), and every slide's name, job parameters,
+    /// image (size and time), mask (contents) and tissue mask, and the rows that do not run. Equal digests: the same results.</summary>
+    private static string Digest(string outDir, string? model, string? tissue, IEnumerable<BatchSlideSpec> slides, IEnumerable<BatchSlideRejected> notRun, FileHashes hashes)
+    {
+        var sb = new StringBuilder("actorseg-batch-1\n").Append(outDir).Append('\n');
+        sb.Append(model is null ? "-" : hashes.Of(model)).Append('\n');
+        if (tissue is not (null or "auto" or "none")) sb.Append(hashes.Of(tissue)).Append('\n');
+        foreach (var s in slides)
         {
-            object last = new GraphJobFailed(job.JobId, "no answer");
-            await foreach (var m in local is not null ? local.RunJobAsync(job, ct) : remote!.RunJobAsync(job, job.JobId, ct)) last = m;
-            return last;
+            var fi = new FileInfo(s.Spec.ImagePath);
+            sb.Append(s.Name).Append('\t').Append(JsonSerializer.Serialize(s.Spec)).Append('\t').Append(s.Split).Append('\t')
+              .Append(fi.Length).Append('\t').Append(fi.LastWriteTimeUtc.Ticks).Append('\t').Append(s.Spec.MaskPath is { } m ? hashes.Of(m) : "-").Append('\n');
         }
+        foreach (var r in notRun) sb.Append(JsonSerializer.Serialize(r)).Append('\n');
+        return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString()))).ToLowerInvariant();
+    }
 
-        var rows = new BatchRow?[slides.Count];
-        using var gate = new SemaphoreSlim(parallel);
-        int done = 0;
-        await Task.WhenAll(slides.Select(async (s, i) =>
-        {
-            await gate.WaitAsync(ct);
-            try { rows[i] = await RunSlide(s, outDir, model, spec, sp, tileSize, Run, level, mpp, tissue, objects, simplify); }
-            catch (Exception e) when (e is not OperationCanceledException) { rows[i] = new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", e.Message); }
-            finally { gate.Release(); }
-            var r = rows[i]!;
-            int n = Interlocked.Increment(ref done);
-            if (r.Status == "failed") Log.Error("[{Done}/{Total}] {Slide} failed: {Reason}", n, slides.Count, r.Name, r.Reason);
-            else Log.Information("[{Done}/{Total}] {Slide} {Status}{Accuracy}", n, slides.Count, r.Name, r.Status,
-                r.Metrics is { } pm ? $": pixel accuracy {pm.Accuracy:P2}, macro F1 {pm.MacroF1:F3}" : "");
-        }));
-
-        var all = rows.Select(r => r!).Concat(rejected).ToList();
-        WriteSummary(Path.Combine(outDir, "summary.csv"), all);
-        BatchReport.Write(Path.Combine(outDir, "report.html"), outDir, all, model, sw.Elapsed.TotalSeconds);
-        int ok = all.Count(r => r.Status is "done" or "skipped"), bad = all.Count - ok;
-        Log.Information("Batch finished in {Seconds:F1}s: {Ok} slides done or already done, {Bad} failed or rejected; {Summary}, {Report}",
-            sw.Elapsed.TotalSeconds, ok, bad, Path.Combine(outDir, "summary.csv"), Path.Combine(outDir, "report.html"));
-        Console.WriteLine(Path.Combine(outDir, "report.html"));
-        return bad == 0 ? ExitCodes.Ok : ExitCodes.Failed;
+    /// <summary>Files' contents as 64-bit hashes (XxHash64), each read once per run.</summary>
+    internal sealed class FileHashes
+    {
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _known = new();
+        public string Of(string path) => _known.GetOrAdd(path, ContentHash);
     }
 
     /// <summary>What a finished slide was made from: a later run skips it only when every one of these is the same
@@ -207,13 +295,29 @@ public static class BatchCommand
         int Nodes, double Seconds, int Level = 0, string? Tissue = null, string? Objects = null, double Simplify = 0,
         double Spacing = 0, int TileSize = 0, string? MaskHash = null, string? ModelHash = null);
 
-    private static SlideRecord Fingerprint(BatchSlide s, string? model, string status, int nodes, double seconds, GraphJobSpec spec)
+    private static SlideRecord Fingerprint(GraphJobSpec spec, string status, int nodes, double seconds, FileHashes hashes)
     {
-        var fi = new FileInfo(s.Image);
-        return new SlideRecord(status, s.Image, fi.Length, fi.LastWriteTimeUtc, s.Mask, model, model is null ? null : File.GetLastWriteTimeUtc(model), nodes, seconds,
+        var fi = new FileInfo(spec.ImagePath);
+        var model = spec.ModelPath;
+        return new SlideRecord(status, spec.ImagePath, fi.Length, fi.LastWriteTimeUtc, spec.MaskPath, model, model is null ? null : File.GetLastWriteTimeUtc(model), nodes, seconds,
             spec.Page, spec.Tissue, model is null ? null : spec.Objects, model is null ? 0 : spec.Simplify, spec.Spacing, spec.TileSize,
-            s.Mask is null ? null : ContentHash(s.Mask), model is null ? null : ContentHash(model));
+            spec.MaskPath is null ? null : hashes.Of(spec.MaskPath), model is null ? null : hashes.Of(model));
     }
+
+    /// <summary>The slide's record (slide.json) when it says the slide was finished from these very inputs and parameters; else null.</summary>
+    private static SlideRecord? DoneRecord(GraphJobSpec spec, FileHashes hashes)
+    {
+        var path = Path.Combine(spec.OutDir, "slide.json");
+        if (!File.Exists(path)) return null;
+        try
+        {
+            var old = JsonSerializer.Deserialize<SlideRecord>(File.ReadAllText(path));
+            return old is not null && old.Status == "done" && old with { Nodes = 0, Seconds = 0 } == Fingerprint(spec, "done", 0, 0, hashes) ? old : null;
+        }
+        catch (Exception e) when (e is JsonException or IOException) { return null; } // unreadable: the slide is not done
+    }
+
+    private static bool IsDone(GraphJobSpec spec, FileHashes hashes) => DoneRecord(spec, hashes) is not null;
 
     /// <summary>A file's contents as a 64-bit hash (XxHash64), read streaming.</summary>
     private static string ContentHash(string path)
@@ -237,44 +341,102 @@ public static class BatchCommand
         return (l, s.MppX);
     }
 
-    private static async Task<BatchRow> RunSlide(BatchSlide s, string outDir, string? model, ModelSpec? modelSpec, double spacing, int tileSize, Func<SubmitGraphJob, Task<object>> run,
-        int levelOption = 0, double? mppOption = null, string? tissue = null, string objects = "geojson", double simplify = 0)
+    /// <summary>The microns per pixel of a slide at the level it was read, or null where unknown or unreadable.</summary>
+    private static double? MicronsPerPixel(string image, int level)
     {
-        int level; double? um;
-        try { (level, um) = Resolution(s.Image, levelOption, mppOption); }
-        catch (Exception e) when (e is InputFileException or NetVips.VipsException) { return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", e is InputFileException ? e.Message : $"{s.Image}: {e.Message.Split('\n')[0]}"); }
-        var dir = Path.Combine(outDir, "slides", s.Name);
-        var recordPath = Path.Combine(dir, "slide.json");
-        var spec = new GraphJobSpec(s.Image, s.Mask, dir, Page: level, Spacing: spacing, TileSize: tileSize, WriteNodeMap: model is not null, ModelPath: model,
-            Features: modelSpec?.FeatureSet ?? "texture", Tissue: tissue, Objects: objects, Simplify: simplify);
-        // a slide finished by an earlier run of this batch (same inputs) is not redone
-        if (File.Exists(recordPath))
+        try { return Resolution(image, level, null).Mpp; }
+        catch (Exception e) when (e is InputFileException or NetVips.VipsException or IOException) { return null; }
+    }
+
+    /// <summary>
+    /// One client's part in a batch: as each slide ends, its metrics and record are made (unless an earlier client made
+    /// them from the same inputs); at the end, every row, summary.csv and report.html. Works from the batch as the
+    /// coordinator recorded it, so a client that attaches by id alone does the same as the one that submitted it.
+    /// </summary>
+    internal sealed class BatchRun(BatchSpec? definition, ModelSpec? modelSpec, string? model, FileHashes hashes, int parallel)
+    {
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Task<BatchRow>> _rows = new(StringComparer.Ordinal);
+        private readonly SemaphoreSlim _gate = new(parallel);
+        private int _ended;
+        public BatchSpec? Definition { get; private set; } = definition;
+        public BatchCompleted? Completed { get; set; }
+
+        /// <summary>The batch as the coordinator recorded it (attaching by id: the first time this client sees it).</summary>
+        public void Received(BatchReceived r)
         {
-            try
-            {
-                var old = JsonSerializer.Deserialize<SlideRecord>(await File.ReadAllTextAsync(recordPath));
-                if (old is not null && old.Status == "done" && old with { Nodes = 0, Seconds = 0 } == Fingerprint(s, model, "done", 0, 0, spec))
-                {
-                    var metrics = File.Exists(Path.Combine(dir, "metrics.json")) ? JsonSerializer.Deserialize<PixelMetrics>(await File.ReadAllTextAsync(Path.Combine(dir, "metrics.json"))) : null;
-                    var (tf, ts) = Tissue(dir);
-                    return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "skipped", "already done", old.Nodes, old.Seconds, metrics, level, um, tf, ts);
-                }
-            }
-            catch (JsonException) { /* unreadable record: run the slide again */ }
+            Definition = r.Spec;
+            model ??= r.Spec.Slides.Select(s => s.Spec.ModelPath).FirstOrDefault(m => m is not null);
+            if (model is not null && modelSpec is null) modelSpec = ModelFile.Load(model).Spec;
         }
-        Directory.CreateDirectory(dir);
-        File.Delete(recordPath);
-        var sw = Stopwatch.StartNew();
-        // job ids name actors and work folders: the slide's name with anything but letters, digits, '-', '_' and '.' replaced
-        var plain = new string(s.Name.Select(ch => char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_' or '.' ? ch : '_').ToArray()).TrimStart('.');
-        var jobId = "batch-" + plain[..Math.Min(plain.Length, 96)] + "-" + Guid.NewGuid().ToString("N")[..6];
-        var outcome = await run(new SubmitGraphJob(jobId, spec));
-        if (outcome is GraphJobFailed f) return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", f.Error);
-        if (outcome is JobRefused r) return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "failed", $"refused by the coordinator: {r.Reason}");
-        var c = (GraphJobCompleted)outcome;
-        PixelMetrics? pm = null;
-        if (modelSpec is not null && s.Mask is not null)
+
+        /// <summary>A slide ended: its row is made in the background (at most <c>parallel</c> at once); once per slide.</summary>
+        public void SlideEnded(BatchSlideOutcome o)
         {
+            if (Definition?.Slides.FirstOrDefault(s => s.Name == o.Name) is not { } slide) return;
+            _rows.GetOrAdd(o.Name, _ => Task.Run(async () =>
+            {
+                await _gate.WaitAsync();
+                try
+                {
+                    BatchRow r;
+                    try { r = Row(slide, o); }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        // a slide whose outputs cannot be measured fails alone, with the reason, as its job would
+                        r = new BatchRow(slide.Name, slide.Spec.ImagePath, slide.Spec.MaskPath, slide.Split, "failed", $"the slide's job is done, but measuring it failed: {e.Message}");
+                    }
+                    int n = Interlocked.Increment(ref _ended);
+                    int total = Definition!.Slides.Length;
+                    if (r.Status == "failed") Log.Error("[{Done}/{Total}] {Slide} failed: {Reason}", n, total, r.Name, r.Reason);
+                    else Log.Information("[{Done}/{Total}] {Slide} {Status}{Accuracy}", n, total, r.Name, r.Status,
+                        r.Metrics is { } pm ? $": pixel accuracy {pm.Accuracy:P2}, macro F1 {pm.MacroF1:F3}" : "");
+                    return r;
+                }
+                finally { _gate.Release(); }
+            }));
+        }
+
+        /// <summary>The batch has ended: every row (a slide whose end this client missed is made now), then the summary and the report.</summary>
+        public int Finish(Stopwatch sw)
+        {
+            foreach (var o in Completed!.Outcomes) SlideEnded(o);
+            var rows = Definition!.Slides.Select(s => _rows.TryGetValue(s.Name, out var t) ? t.GetAwaiter().GetResult()
+                : new BatchRow(s.Name, s.Spec.ImagePath, s.Spec.MaskPath, s.Split, "failed", "the coordinator reported no outcome for this slide")).ToList();
+            return BatchCommand.Finish(Definition.OutDir, Definition, rows, model, sw);
+        }
+
+        private BatchRow Row(BatchSlideSpec slide, BatchSlideOutcome o)
+        {
+            var s = slide.Spec;
+            var dir = s.OutDir;
+            if (o.Status == "failed") return new BatchRow(slide.Name, s.ImagePath, s.MaskPath, slide.Split, "failed", o.Error, Level: s.Page);
+            double? um = MicronsPerPixel(s.ImagePath, s.Page);
+            PixelMetrics? Stored() => File.Exists(Path.Combine(dir, "metrics.json")) ? JsonSerializer.Deserialize<PixelMetrics>(File.ReadAllText(Path.Combine(dir, "metrics.json"))) : null;
+            var record = DoneRecord(s, hashes);
+            if (o.Status == "skipped")
+            {
+                // finished by an earlier batch from the same inputs and parameters
+                var (tf, ts) = Tissue(dir);
+                return new BatchRow(slide.Name, s.ImagePath, s.MaskPath, slide.Split, "skipped", "already done", record?.Nodes ?? o.Nodes, record?.Seconds ?? o.Seconds,
+                    Stored(), s.Page, um, tf, ts);
+            }
+            PixelMetrics? pm;
+            if (record is not null) pm = Stored(); // another client following this batch measured it already
+            else
+            {
+                pm = modelSpec is not null && s.MaskPath is not null ? Measure(slide, o, modelSpec) : null;
+                SafePaths.WriteAllText(Path.Combine(dir, "slide.json"), JsonSerializer.Serialize(Fingerprint(s, "done", o.Nodes, o.Seconds, hashes),
+                    new JsonSerializerOptions { WriteIndented = true }), "slide record");
+            }
+            return new BatchRow(slide.Name, s.ImagePath, s.MaskPath, slide.Split, "done", null, o.Nodes, o.Seconds, pm, s.Page, um,
+                o.TissueFraction, o.TissueFraction is null ? null : o.TilesSkipped);
+        }
+
+        /// <summary>The slide's metrics against its ground truth: metrics.json and errors.png, each written atomically.</summary>
+        private static PixelMetrics Measure(BatchSlideSpec slide, BatchSlideOutcome o, ModelSpec modelSpec)
+        {
+            var s = slide.Spec;
+            var dir = s.OutDir;
             // the superpixel ceiling from each node's class histogram (only the graph knows it)
             var graphDir = Path.Combine(dir, "graph");
             var npz = NpzReader.Read(Path.Combine(graphDir, GraphOutputs.GraphFile));
@@ -282,17 +444,101 @@ public static class BatchCommand
             var pred = File.ReadAllBytes(Path.Combine(graphDir, "classes.u8")).Select(b => (long)b).ToArray();
             var byNodes = PixelMetrics.FromHistograms([(hist.AsSpan<long>().ToArray(), hist.Shape[1], pred)], modelSpec.Classes);
             // the confusion matrix counted over the painted mask and the ground truth, band by band, with the error map on the way
-            var cmp = MaskComparison.Compare(c.MaskPath ?? Path.Combine(dir, AssignmentPaths.MaskFile), s.Mask, modelSpec.Classes,
-                errorMapPng: Path.Combine(dir, BatchReport.ErrorMapFile), image: s.Image);
-            pm = PixelMetrics.FromConfusion(cmp.Confusion, modelSpec.Classes, byNodes.SuperpixelCeiling);
+            var cmp = MaskComparison.Compare(o.MaskPath ?? Path.Combine(dir, AssignmentPaths.MaskFile), s.MaskPath!, modelSpec.Classes,
+                errorMapPng: Path.Combine(dir, BatchReport.ErrorMapFile), image: s.ImagePath);
+            var pm = PixelMetrics.FromConfusion(cmp.Confusion, modelSpec.Classes, byNodes.SuperpixelCeiling);
             // the graph counts tissue only; the mask counts glass too (as class 0)
-            if (c.TissueFraction is null && !pm.Confusion.SequenceEqual(byNodes.Confusion))
-                Log.Warning("Slide {Slide}: the painted mask's confusion matrix differs from the graph's (accuracy {Mask:P3} against {Graph:P3})", s.Name, pm.Accuracy, byNodes.Accuracy);
+            if (o.TissueFraction is null && !pm.Confusion.SequenceEqual(byNodes.Confusion))
+                Log.Warning("Slide {Slide}: the painted mask's confusion matrix differs from the graph's (accuracy {Mask:P3} against {Graph:P3})", slide.Name, pm.Accuracy, byNodes.Accuracy);
             SafePaths.WriteAllText(Path.Combine(dir, "metrics.json"), JsonSerializer.Serialize(pm, new JsonSerializerOptions { WriteIndented = true }), "metrics");
+            return pm;
         }
-        double secs = sw.Elapsed.TotalSeconds;
-        SafePaths.WriteAllText(recordPath, JsonSerializer.Serialize(Fingerprint(s, model, "done", c.Nodes, secs, spec), new JsonSerializerOptions { WriteIndented = true }), "slide record");
-        return new BatchRow(s.Name, s.Image, s.Mask, s.Split, "done", null, c.Nodes, secs, pm, level, um, c.TissueFraction, c.TissueFraction is null ? null : c.TilesSkipped);
+    }
+
+    /// <summary>summary.csv and report.html from every row (the slides', then those that did not run), each written atomically; the exit code.</summary>
+    private static int Finish(string outDir, BatchSpec definition, List<BatchRow> rows, string? model, Stopwatch sw)
+    {
+        var all = rows.Concat((definition.Rejected ?? []).Select(r => new BatchRow(r.Name, r.Image, r.Mask, r.Split, r.Status, r.Reason))).ToList();
+        WriteSummary(Path.Combine(outDir, "summary.csv"), all);
+        BatchReport.Write(Path.Combine(outDir, "report.html"), outDir, all, model, sw.Elapsed.TotalSeconds);
+        int ok = all.Count(r => r.Status is "done" or "skipped"), bad = all.Count - ok;
+        Log.Information("Batch finished in {Seconds:F1}s: {Ok} slides done or already done, {Bad} failed or rejected; {Summary}, {Report}",
+            sw.Elapsed.TotalSeconds, ok, bad, Path.Combine(outDir, "summary.csv"), Path.Combine(outDir, "report.html"));
+        Console.WriteLine(Path.Combine(outDir, "report.html"));
+        return bad == 0 ? ExitCodes.Ok : ExitCodes.Failed;
+    }
+
+    /// <summary>
+    /// Follows one batch on a coordinator (in this process or a cluster's) through a <see cref="BatchWatcher"/>: logs its
+    /// progress, hands each slide's end to the <see cref="BatchRun"/>, and stops at its end, at a refusal, when the
+    /// coordinator stays silent, or (detached) once the batch is recorded.
+    /// </summary>
+    internal sealed class BatchFollower(ActorSystem system, Action<object, IActorRef> send)
+    {
+        public async Task<int> RunAsync(string batchId, SubmitBatch? submit, bool detach, TimeSpan connectTimeout, BatchRun run, CancellationToken ct)
+        {
+            var channel = System.Threading.Channels.Channel.CreateUnbounded<object>();
+            var watcher = system.ActorOf(BatchWatcher.Props(send, batchId, submit, channel.Writer), "batch-" + Guid.NewGuid().ToString("N"));
+            try
+            {
+                var last = Stopwatch.StartNew();
+                bool heard = false;
+                while (true)
+                {
+                    using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                    wait.CancelAfter(TimeSpan.FromSeconds(1));
+                    object m;
+                    try { m = await channel.Reader.ReadAsync(wait.Token); }
+                    catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+                    {
+                        if (!heard && last.Elapsed > connectTimeout)
+                        {
+                            Log.Error("No answer from the coordinator in {Seconds:F0}s: is the cluster up, and is the address right?", connectTimeout.TotalSeconds);
+                            return ExitCodes.NoCoordinator;
+                        }
+                        if (heard && last.Elapsed > ClientCommands.SilenceTimeout)
+                        {
+                            Log.Error("The coordinator has said nothing about batch {BatchId} for {Seconds:F0}s (it reports every few seconds): it may be down or unable to reach its journal. " +
+                                      "The batch is journaled: run the same command again to follow it once the cluster is back", batchId, ClientCommands.SilenceTimeout.TotalSeconds);
+                            return ExitCodes.NoCoordinator;
+                        }
+                        continue;
+                    }
+                    catch (OperationCanceledException) { Log.Warning("Stopped following batch {BatchId}; it goes on where it runs (the same command attaches again)", batchId); return ExitCodes.Failed; }
+                    catch (System.Threading.Channels.ChannelClosedException) { return ExitCodes.Failed; }
+                    heard = true; last.Restart();
+                    switch (m)
+                    {
+                        case BatchReceived r:
+                            run.Received(r);
+                            Log.Information(r.Existing ? "Batch {BatchId} was submitted before: attached to it ({Slides} slides, {Parallel} at a time)"
+                                : "Batch {BatchId} recorded by the coordinator: {Slides} slides, {Parallel} at a time", batchId, r.Spec.Slides.Length, r.Spec.Parallel);
+                            if (detach)
+                            {
+                                Log.Information("Detached: the batch runs on the cluster. 'actorseg status {BatchId}' shows it; the same command without --detach, or 'actorseg batch --attach {BatchId}', waits for it and writes the summary", batchId, batchId);
+                                Console.WriteLine(batchId);
+                                return ExitCodes.Ok;
+                            }
+                            break;
+                        case BatchSlideFinished f:
+                            run.SlideEnded(f.Outcome);
+                            break;
+                        case BatchProgress p:
+                            Log.Information("Batch {BatchId}: {Ended}/{Total} slides ended ({Done} done, {Failed} failed, {Skipped} already done), {Running} running",
+                                p.BatchId, p.Done + p.Failed + p.Skipped, p.Total, p.Done, p.Failed, p.Skipped, p.Running);
+                            break;
+                        case BatchCompleted c:
+                            if (run.Definition is null) { Log.Error("Batch {BatchId} ended before this client was told what it is", batchId); return ExitCodes.Failed; }
+                            run.Completed = c;
+                            return ExitCodes.Ok;
+                        case JobRefused r:
+                            Log.Error("Batch {BatchId} refused by the coordinator ({Code}): {Reason}", r.JobId, r.Code, r.Reason);
+                            return ExitCodes.Failed;
+                    }
+                }
+            }
+            finally { system.Stop(watcher); }
+        }
     }
 
     /// <summary>

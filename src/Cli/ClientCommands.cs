@@ -256,8 +256,8 @@ public static class ClientCommands
     public static Command Status(Option<bool> verbose)
     {
         var coordinator = new Option<string?>("--coordinator", "-c") { Description = "Coordinator node address(es). Env ACTORSEG_COORDINATOR." };
-        var jobId = new Argument<string?>("JOB") { Description = "One job (default: all known).", Arity = ArgumentArity.ZeroOrOne };
-        var cmd = new Command("status", "Show the jobs a running cluster knows, and its workers and trainers.") { jobId, coordinator };
+        var jobId = new Argument<string?>("JOB") { Description = "One job, or one batch with each of its slides (default: all known).", Arity = ArgumentArity.ZeroOrOne };
+        var cmd = new Command("status", "Show the batches and jobs a running cluster knows, and its workers and trainers.") { jobId, coordinator };
         var tls = TlsFlags.Create();
         tls.AddTo(cmd);
         cmd.SetAction(async (pr, ct) =>
@@ -274,10 +274,20 @@ public static class ClientCommands
                     return ExitCodes.NoCoordinator;
                 }
                 Console.WriteLine($"{r.Workers} worker slots, {r.Trainers} trainers");
+                if (r.Batches is { Length: > 0 } batches)
+                {
+                    Console.WriteLine($"{"BATCH",-28} {"PHASE",-8} {"ENDED",-9} {"DONE",-5} {"FAILED",-6} {"SKIPPED",-7} {"RUNNING",-7} OUT");
+                    foreach (var b in batches)
+                    {
+                        Console.WriteLine($"{b.BatchId,-28} {b.Phase,-8} {$"{b.Done + b.Failed + b.Skipped}/{b.Total}",-9} {b.Done,-5} {b.Failed,-6} {b.Skipped,-7} {b.Running,-7} {b.OutDir}");
+                        foreach (var sl in b.Slides ?? [])
+                            Console.WriteLine($"  slide {sl.Name,-20} {sl.State,-8} {(sl.State == "running" ? $"{sl.Phase} {sl.TilesDone}/{sl.TilesTotal} tiles" : ""),-20} {sl.JobId} {sl.Error}");
+                    }
+                }
                 Console.WriteLine($"{"JOB",-28} {"PHASE",-12} {"TILES",-12} {"IN FLIGHT",-9} {"RETRIES",-7} OUT / ERROR");
                 foreach (var j in r.Jobs)
                     Console.WriteLine($"{j.JobId,-28} {j.Phase,-12} {$"{j.TilesDone}/{j.TilesTotal}",-12} {j.InFlight,-9} {j.Retries,-7} {j.Error ?? j.OutDir}");
-                return r.Jobs.Length == 0 && pr.GetValue(jobId) is not null ? ExitCodes.Failed : ExitCodes.Ok;
+                return r.Jobs.Length == 0 && (r.Batches ?? []).Length == 0 && pr.GetValue(jobId) is not null ? ExitCodes.Failed : ExitCodes.Ok;
             }
             catch (ArgumentException e) { Console.Error.WriteLine($"actorseg status: {e.Message}"); return ExitCodes.Usage; }
         });

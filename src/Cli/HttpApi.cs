@@ -16,17 +16,36 @@ namespace ActorSeg.Cli;
 public sealed record HttpJobRequest(string? JobId, string Image, string? Mask, string? Model, string Out, int? TileSize, double? Spacing,
     string? Objects = null, double? Simplify = null);
 
+/// <summary>One slide of a batch submitted over HTTP: its image, optionally its ground-truth mask, its name (default: the
+/// image's file name without extension; its folder is OUT/slides/NAME) and its split (only reported).</summary>
+public sealed record HttpBatchSlide(string Image, string? Mask = null, string? Name = null, string? Split = null);
+
+/// <summary>A batch as submitted over HTTP (paths must lie inside the data roots): its folder, its slides, and the parameters every slide's job gets.</summary>
+public sealed record HttpBatchRequest(string? BatchId, string Out, HttpBatchSlide[]? Slides, string? Model = null, int? TileSize = null, double? Spacing = null,
+    int? Parallel = null, int? Level = null, string? Tissue = null, string? Objects = null, double? Simplify = null);
+
 /// <summary>
 /// The coordinator node's HTTP API: /healthz (the process answers), /readyz (cluster joined and the journal database
 /// reachable; no connection details), POST /jobs (bearer token checked before the body is read; the body at most
 /// <see cref="MaxBodyBytes"/>; 202 only once the coordinator has checked and journaled the job, 400/403/409 with its
-/// reason otherwise) and GET /jobs/{id}.
+/// reason otherwise) and GET /jobs/{id}; POST /batches (the same checks, a body of at most <see cref="MaxBatchBodyBytes"/>;
+/// 202 once the batch is journaled, 200 when the same batch was submitted before, 409 for another batch under its id)
+/// and GET /batches/{id} (each slide's state).
 /// </summary>
 public static class HttpApi
 {
     public const long MaxBodyBytes = 64 * 1024;
+    public const long MaxBatchBodyBytes = 1024 * 1024;
 
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    /// <summary>A batch as GET /batches/ID and /status show it (slides: when one batch was asked for).</summary>
+    private static object BatchJson(BatchStatus b) => new
+    {
+        batchId = b.BatchId, phase = b.Phase, total = b.Total, done = b.Done, failed = b.Failed, skipped = b.Skipped, running = b.Running,
+        pending = b.Total - b.Done - b.Failed - b.Skipped - b.Running, outDir = b.OutDir,
+        slides = b.Slides?.Select(x => new { name = x.Name, jobId = x.JobId, state = x.State, error = x.Error, phase = x.Phase, tilesDone = x.TilesDone, tilesTotal = x.TilesTotal }),
+    };
 
     public static void Map(WebApplication app, NodeOptions o)
     {
@@ -125,6 +144,86 @@ public static class HttpApi
             }
         });
 
+        app.MapPost("/batches", async (HttpContext ctx, IRequiredActor<CoordinatorKey> coordinator) =>
+        {
+            // the token first: an anonymous caller gets nothing read, parsed or checked
+            if (!Authorized(ctx)) return Error(401, "missing or wrong bearer token");
+            if (ctx.Request.ContentLength is > MaxBatchBodyBytes) return Error(413, $"the request body is over {MaxBatchBodyBytes} bytes");
+            if (ctx.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit) limit.MaxRequestBodySize = MaxBatchBodyBytes;
+            HttpBatchRequest? req;
+            try { req = await JsonSerializer.DeserializeAsync<HttpBatchRequest>(ctx.Request.Body, Json, ctx.RequestAborted); }
+            catch (JsonException e) { return Error(400, $"the body is not a batch: {e.Message}"); }
+            catch (BadHttpRequestException e) when (e.StatusCode == 413) { return Error(413, $"the request body is over {MaxBatchBodyBytes} bytes"); }
+            if (req is null || string.IsNullOrEmpty(req.Out) || req.Slides is not { Length: > 0 } || req.Slides.Any(x => x is null || string.IsNullOrEmpty(x.Image)))
+                return Error(400, "a batch needs 'out' and 'slides', each slide with at least 'image'");
+            if (req.BatchId is { } given && (AssignmentPaths.InvalidJobId(given) ?? (given.Length > JobIds.MaxBatchIdLength ? $"batch id is {given.Length} characters long (at most {JobIds.MaxBatchIdLength})" : null)) is { } badId)
+                return Error(400, badId);
+            BatchSpec spec;
+            try
+            {
+                var outDir = roots.Confine(req.Out, "out");
+                var model = req.Model is null ? null : roots.Confine(req.Model, "model");
+                GpuTrainer.ModelSpec? ms = null;
+                if (model is not null)
+                {
+                    if (!File.Exists(model)) return Error(400, $"{req.Model}: model not found");
+                    ms = GpuTrainer.ModelFile.Load(model).Spec; // the features and seed spacing the model was trained with
+                }
+                var tissue = req.Tissue is null or "auto" or "none" ? req.Tissue : roots.Confine(req.Tissue, "tissue mask");
+                var slides = new List<BatchSlideSpec>();
+                foreach (var sl in req.Slides)
+                {
+                    var image = roots.Confine(sl.Image, "image");
+                    if (!File.Exists(image)) return Error(400, $"{sl.Image}: image not found");
+                    var mask = sl.Mask is null ? null : roots.Confine(sl.Mask, "mask");
+                    if (mask is not null && !File.Exists(mask)) return Error(400, $"{sl.Mask}: mask not found");
+                    var name = sl.Name ?? Path.GetFileNameWithoutExtension(image);
+                    if (JobIds.InvalidSlideName(name) is { } badName) return Error(400, badName);
+                    slides.Add(new BatchSlideSpec(name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", name), Page: req.Level ?? 0,
+                        Spacing: req.Spacing ?? (ms?.SeedSpacing > 0 ? ms.SeedSpacing : 40.96), TileSize: req.TileSize ?? 2048, WriteNodeMap: model is not null,
+                        ModelPath: model, Features: ms?.FeatureSet ?? "texture", Tissue: tissue, Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0), sl.Split));
+                }
+                // the same request again is the same batch (it attaches); the digest is of the request, canonical (this door reads no file contents)
+                var digest = Convert.ToHexString(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(new { outDir, slides }))).ToLowerInvariant();
+                spec = new BatchSpec(outDir, slides.ToArray(), Math.Max(1, req.Parallel ?? 2), null, "http-" + digest);
+            }
+            catch (UnauthorizedAccessException e) { return Refused(403, e.Message); }
+            catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException) { return Refused(400, e.Message); }
+            var id = req.BatchId ?? "batch-" + spec.Digest![5..21];
+
+            // 202 only once the coordinator has checked and journaled the batch; 200 for the same batch submitted before
+            object answer;
+            try { answer = await coordinator.ActorRef.Ask<object>(new SubmitBatch(id, spec, Detached: true), TimeSpan.FromSeconds(15), ctx.RequestAborted); }
+            catch (AskTimeoutException) { return Error(503, "the coordinator did not answer in 15 s; the batch may not have been recorded (GET /batches/ID tells)"); }
+            switch (answer)
+            {
+                case BatchReceived r:
+                    log.Information("Batch {BatchId} submitted over HTTP ({Existing}): {Slides} slides → {OutDir}", id, r.Existing ? "already known" : "new", r.Spec.Slides.Length, r.Spec.OutDir);
+                    return Results.Json(new { batchId = id, existing = r.Existing, slides = r.Spec.Slides.Length, status = $"/batches/{id}" }, statusCode: r.Existing ? 200 : 202);
+                case JobRefused r:
+                    return Refused(r.Code switch { RefusalCodes.Conflict => 409, RefusalCodes.Forbidden => 403, _ => 400 }, r.Reason);
+                default:
+                    return Error(502, $"unexpected answer from the coordinator: {answer.GetType().Name}");
+            }
+
+            IResult Refused(int status, string why)
+            {
+                log.Warning("Refused a batch from {Remote} ({Status}): {Error}", ctx.Connection.RemoteIpAddress?.ToString(), status, why);
+                return Error(status, why);
+            }
+        });
+
+        app.MapGet("/batches/{id}", async (HttpContext ctx, string id, IRequiredActor<CoordinatorKey> coordinator) =>
+        {
+            if (!Authorized(ctx)) return Error(401, "missing or wrong bearer token");
+            if (AssignmentPaths.InvalidJobId(id) is { } badId) return Error(400, badId);
+            StatusReport r;
+            try { r = await coordinator.ActorRef.Ask<StatusReport>(new GetStatus(id), TimeSpan.FromSeconds(10)); }
+            catch (AskTimeoutException) { return Error(503, "the coordinator did not answer in 10 s"); }
+            var b = r.Batches?.FirstOrDefault(x => x.BatchId == id);
+            return b is null ? Error(404, $"no batch {id}") : Results.Json(BatchJson(b));
+        });
+
         // the status page: a static page with no data in it; its script asks for /status with the token the person gives
         app.MapGet("/", () => Results.Content(StatusPage.Html, "text/html; charset=utf-8"));
         app.MapGet("/status", async (HttpContext ctx, IRequiredActor<CoordinatorKey> coordinator) =>
@@ -140,6 +239,7 @@ public static class HttpApi
                 jobs = r.Jobs.Select(j => new { jobId = j.JobId, phase = j.Phase, tilesDone = j.TilesDone, tilesTotal = j.TilesTotal, inFlight = j.InFlight, retries = j.Retries, error = j.Error, outDir = j.OutDir }),
                 nodes = (r.Nodes ?? []).Select(n => new { address = n.Address, role = n.Role, slots = n.Slots, busy = n.Busy }),
                 recentErrors = r.RecentErrors ?? [],
+                batches = (r.Batches ?? []).Select(BatchJson),
             });
         });
 

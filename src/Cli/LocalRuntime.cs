@@ -98,3 +98,44 @@ public sealed class JobWatcher : ReceiveActor, IWithTimers
     public static Props Props(Action<object, IActorRef> send, object job, ChannelWriter<object> output) =>
         Akka.Actor.Props.Create(() => new JobWatcher(send, job, output));
 }
+
+/// <summary>
+/// Submits a batch (or, without a submission, attaches to one by its id) and relays what the coordinator says about it.
+/// Until the batch is received it re-sends the submission every few seconds; then a light <see cref="WatchBatch"/>
+/// heartbeat, which attaches it again to a coordinator that restarted or moved. A coordinator that does not know the
+/// batch (a heartbeat that raced a restart) is sent the submission again.
+/// </summary>
+public sealed class BatchWatcher : ReceiveActor, IWithTimers
+{
+    private sealed record Resend;
+    private readonly Action<object, IActorRef> _send;
+    private readonly string _batchId;
+    private readonly SubmitBatch? _submit;
+    private bool _received;
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public BatchWatcher(Action<object, IActorRef> send, string batchId, SubmitBatch? submit, ChannelWriter<object> output)
+    {
+        _send = send; _batchId = batchId; _submit = submit;
+        Receive<Resend>(_ => Send());
+        Receive<BatchReceived>(m => { _received = true; output.TryWrite(m); });
+        Receive<BatchCompleted>(m => { Timers.CancelAll(); output.TryWrite(m); output.TryComplete(); });
+        Receive<JobRefused>(m =>
+        {
+            if (_received && _submit is not null && m.Code == RefusalCodes.Invalid) { _received = false; Send(); return; }
+            Timers.CancelAll(); output.TryWrite(m); output.TryComplete();
+        });
+        ReceiveAny(m => output.TryWrite(m));
+    }
+
+    private void Send() => _send(_received || _submit is null ? new WatchBatch(_batchId) : _submit, Self);
+
+    protected override void PreStart()
+    {
+        Send();
+        Timers.StartPeriodicTimer("resend", new Resend(), TimeSpan.FromSeconds(5));
+    }
+
+    public static Props Props(Action<object, IActorRef> send, string batchId, SubmitBatch? submit, ChannelWriter<object> output) =>
+        Akka.Actor.Props.Create(() => new BatchWatcher(send, batchId, submit, output));
+}

@@ -58,6 +58,56 @@ public static class JobAuthorization
                 return c.Graphs.FirstOrDefault(outputs.Contains) is { } clash ? $"the graph {clash} is one of the files the training job writes" : null;
             }, c => new OutputFootprint(jobId, c.OutDir, false), "model folder");
 
+    /// <summary>Most slides in one batch (the batch travels in one message of at most 4 MiB).</summary>
+    public const int MaxSlidesPerBatch = 2_000;
+
+    /// <summary>Most slides of one batch in flight at once.</summary>
+    public const int MaxParallel = 256;
+
+    /// <summary>
+    /// A batch: its id (a job id of at most <see cref="JobIds.MaxBatchIdLength"/> characters), slide names usable as folder
+    /// names and unique, each slide's folder BATCH_OUT/slides/NAME, and each slide admitted as its own graph job would be
+    /// (canonical paths inside the roots, outputs clear of its inputs); no input may lie inside the batch's folder, and
+    /// the folder may not overlap another open job's or batch's output (<paramref name="open"/>, this batch's own slide
+    /// jobs aside). The slides' folders are derived, never taken on trust: a folder that resolves elsewhere (a symbolic
+    /// link at slides/ or slides/NAME) is refused.
+    /// </summary>
+    public static Checked<BatchSpec> Check(string batchId, BatchSpec spec, JobPolicy policy, IEnumerable<OutputFootprint> open)
+    {
+        JobRefused Refuse(string code, string why) => new(batchId, code, why);
+        if (batchId is { Length: > JobIds.MaxBatchIdLength }) return new(null, Refuse(RefusalCodes.Invalid, $"batch id is {batchId.Length} characters long (at most {JobIds.MaxBatchIdLength})"));
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        string? invalid = string.IsNullOrEmpty(spec.OutDir) || !Path.IsPathFullyQualified(spec.OutDir) ? $"the batch folder '{spec.OutDir}' must be an absolute path"
+            : spec.Slides is not { Length: > 0 } ? "a batch needs at least one slide"
+            : spec.Slides.Length > MaxSlidesPerBatch ? $"{spec.Slides.Length} slides in one batch, the limit is {MaxSlidesPerBatch}: split it into several batches"
+            : spec.Parallel is < 1 or > MaxParallel ? $"parallel must be between 1 and {MaxParallel} slides in flight (got {spec.Parallel})"
+            : spec.Slides.Select(s => JobIds.InvalidSlideName(s.Name)).FirstOrDefault(e => e is not null)
+              ?? spec.Slides.Where(s => !names.Add(s.Name)).Select(s => $"two slides are named '{s.Name}' (their folders would collide)").FirstOrDefault()
+              ?? spec.Slides.Where(s => s.Spec is null || string.IsNullOrEmpty(s.Spec.OutDir) || !Path.IsPathFullyQualified(s.Spec.OutDir)
+                      || Path.GetFullPath(s.Spec.OutDir) != Path.GetFullPath(Path.Combine(spec.OutDir, "slides", s.Name)))
+                  .Select(s => $"slide '{s.Name}' must write to the batch's folder slides/{s.Name} (got {s.Spec?.OutDir})").FirstOrDefault();
+        var slideIds = spec.Slides?.Select(s => JobIds.ForSlide(batchId, s.Name)).ToHashSet() ?? [];
+        var folder = Admit(batchId, policy, open.Where(f => !slideIds.Contains(f.JobId)), invalid, () => Place(spec.OutDir, "batch folder", policy),
+            _ => null, o => new OutputFootprint(batchId, o, true), "batch folder");
+        if (folder.Refused is { } r) return new(null, r);
+        var outDir = folder.Spec!;
+        var slides = new BatchSlideSpec[spec.Slides.Length];
+        for (int i = 0; i < slides.Length; i++)
+        {
+            var s = spec.Slides[i];
+            var want = Path.Combine(outDir, "slides", s.Name);
+            var c = Check(JobIds.ForSlide(batchId, s.Name), s.Spec with { OutDir = want }, policy, []);
+            if (c.Refused is { } sr) return new(null, Refuse(sr.Code, $"slide '{s.Name}': {sr.Reason}"));
+            var cs = c.Spec!;
+            if (cs.OutDir != want) return new(null, Refuse(RefusalCodes.Forbidden, $"slide '{s.Name}': its folder {want} resolves to {cs.OutDir} (a symbolic link)"));
+            foreach (var (input, what) in new[] { (cs.ImagePath, "image"), (cs.MaskPath, "mask"), (cs.ModelPath, "model"), (cs.Tissue is null or "auto" or "none" ? null : cs.Tissue, "tissue mask") })
+                if (input is not null && SafePaths.IsWithin(input, outDir))
+                    return new(null, Refuse(RefusalCodes.Conflict, $"batch folder {outDir} contains slide '{s.Name}''s {what} {input}: the batch could overwrite its own input"));
+            slides[i] = s with { Spec = cs };
+        }
+        return new(spec with { OutDir = outDir, Slides = slides }, null);
+    }
+
     /// <summary>The admission steps every kind of job goes through: a usable id (job ids name work folders), a coordinator
     /// that takes jobs at all, a well-formed request (<paramref name="invalid"/>: what is wrong with it, or null), canonical
     /// paths inside the roots (<paramref name="place"/>), outputs clear of the job's inputs (<paramref name="ownClash"/>)

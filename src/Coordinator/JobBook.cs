@@ -124,11 +124,36 @@ public sealed class JobBook
         public string Phase => Ended is { } e ? (e.Succeeded ? "done" : "failed") : Step is null ? "waiting for a trainer" : "training";
     }
 
+    /// <summary>
+    /// A batch: a parent job holding its slides. The book runs at most <c>Parallel</c> of them at a time, each as a graph
+    /// job with the id <see cref="JobIds.ForSlide"/>, starting the next as one ends. What is journaled: the batch
+    /// (<see cref="BatchSubmitted"/>), each slide's job as it starts (<see cref="JobSubmitted"/>), each slide's end
+    /// (<see cref="BatchSlideEnded"/>). Whether a slide is pending or running is not journaled: it is read from the jobs
+    /// (a slide whose job exists has started), so a coordinator that restarts neither loses a slide nor runs one twice.
+    /// </summary>
+    public sealed class Batch
+    {
+        public required BatchSubmitted Submitted;
+        public required string[] SlideJobIds; // JobIds.ForSlide of each slide, in order
+        public readonly Dictionary<string, BatchSlideOutcome> Ended = new(StringComparer.Ordinal);
+        public readonly HashSet<string> Watchers = new();
+        // transient: slides whose JobSubmitted or BatchSlideEnded is decided but not yet applied
+        public readonly HashSet<string> Starting = new(StringComparer.Ordinal), Ending = new(StringComparer.Ordinal);
+        public ILogger Log = Serilog.Log.Logger;
+        public string BatchId => Submitted.BatchId;
+        public BatchSpec Spec => Submitted.Spec;
+        public bool Finished => Ended.Count >= Spec.Slides.Length;
+        public string Phase => Finished ? "done" : "running";
+        public int Count(string status) => Ended.Values.Count(o => o.Status == status);
+    }
+
     private readonly CoordinatorSettings _s;
     private readonly IJobFiles _files;
     private readonly ILogger _log;
     private readonly Dictionary<string, Job> _jobs = new();
     private readonly Dictionary<string, Training> _trainings = new();
+    private readonly Dictionary<string, Batch> _batches = new();
+    private readonly Dictionary<string, (Batch Batch, BatchSlideSpec Slide)> _slideJobs = new(); // a slide's job id → its batch and slide
     private readonly Queue<string> _finishedOrder = new();
     private readonly Dictionary<string, int> _idle = new();       // worker → free slots
     private readonly HashSet<string> _workers = new();
@@ -152,6 +177,7 @@ public sealed class JobBook
 
     public IReadOnlyDictionary<string, Job> Jobs => _jobs;
     public IReadOnlyDictionary<string, Training> Trainings => _trainings;
+    public IReadOnlyDictionary<string, Batch> Batches => _batches;
     public int WorkerCount => _workers.Count;
     public int TrainerCount => _trainers.Count;
     public int BusySteps => _jobs.Values.Count(j => j.Busy);
@@ -168,6 +194,27 @@ public sealed class JobBook
                     Submitted = s, Deadline = _s.JobDeadline > TimeSpan.Zero ? s.SubmittedUtc + _s.JobDeadline : DateTime.MaxValue,
                     Log = _log.ForContext("JobId", s.JobId).ForContext("ImageId", Path.GetFileNameWithoutExtension(s.Spec.ImagePath)),
                 };
+                if (_slideJobs.TryGetValue(s.JobId, out var sj)) sj.Batch.Starting.Remove(sj.Slide.Name);
+                break;
+            case BatchSubmitted b:
+            {
+                var batch = new Batch
+                {
+                    Submitted = b, Log = _log.ForContext("BatchId", b.BatchId), SlideJobIds = b.Spec.Slides.Select(x => JobIds.ForSlide(b.BatchId, x.Name)).ToArray(),
+                };
+                _batches[b.BatchId] = batch;
+                for (int i = 0; i < b.Spec.Slides.Length; i++) _slideJobs[batch.SlideJobIds[i]] = (batch, b.Spec.Slides[i]);
+                var names = b.Spec.Slides.Select(x => x.Name).ToHashSet(StringComparer.Ordinal);
+                foreach (var n in (b.Skipped ?? []).Where(names.Contains))
+                    batch.Ended[n] = new BatchSlideOutcome(n, JobIds.ForSlide(b.BatchId, n), "skipped", "already done");
+                if (batch.Finished) Finished(b.BatchId);
+                break;
+            }
+            case BatchSlideEnded be when _batches.TryGetValue(be.BatchId, out var bt):
+                bool wasFinished = bt.Finished;
+                bt.Ended[be.Outcome.Name] = be.Outcome;
+                bt.Ending.Remove(be.Outcome.Name);
+                if (!wasFinished && bt.Finished) Finished(bt.BatchId);
                 break;
             case StepStarted st when _jobs.TryGetValue(st.JobId, out var j): j.StepStarts++; break;
             case StepEnded se when _jobs.TryGetValue(se.JobId, out var j): j.StepStarts = 0; break;
@@ -201,6 +248,7 @@ public sealed class JobBook
             case CoordinatorSnapshot s:
                 foreach (var r in s.Jobs) Restore(r);
                 foreach (var t in s.Trainings ?? []) { Apply(t.Submitted); if (t.Trained is not null) Apply(t.Trained); if (t.Ended is not null) Apply(t.Ended); }
+                foreach (var b in s.Batches ?? []) { Apply(b.Submitted); foreach (var o in b.Ended) Apply(new BatchSlideEnded(b.Submitted.BatchId, o)); }
                 break;
         }
     }
@@ -208,7 +256,13 @@ public sealed class JobBook
     private void Finished(string jobId)
     {
         _finishedOrder.Enqueue(jobId);
-        while (_finishedOrder.Count > _s.FinishedJobsKept) { var old = _finishedOrder.Dequeue(); _jobs.Remove(old); _trainings.Remove(old); }
+        while (_finishedOrder.Count > _s.FinishedJobsKept)
+        {
+            var old = _finishedOrder.Dequeue();
+            _jobs.Remove(old); _trainings.Remove(old);
+            if (_batches.Remove(old, out var b))
+                foreach (var id in b.SlideJobIds) _slideJobs.Remove(id);
+        }
     }
 
     private void Restore(JobRecord r)
@@ -222,7 +276,8 @@ public sealed class JobBook
 
     public CoordinatorSnapshot Snapshot() => new(_jobs.Values.Select(j => new JobRecord(j.Submitted, j.Planned,
         j.Done.Values.ToArray(), j.Stitched, j.Classified, j.Segmented, j.Ended, j.Retries, j.StepStarts)).ToArray(),
-        _trainings.Values.Select(t => new TrainRecord(t.Submitted, t.Trained, t.Ended)).ToArray());
+        _trainings.Values.Select(t => new TrainRecord(t.Submitted, t.Trained, t.Ended)).ToArray(),
+        _batches.Values.Select(b => new BatchRecord(b.Submitted, b.Ended.Values.ToArray())).ToArray());
 
     // ================================================================ transient facts (not journaled: a restart forgets them)
 
@@ -247,6 +302,11 @@ public sealed class JobBook
         {
             case SubmitGraphJob s: Submit(s, sender, d); break;
             case SubmitTrainJob s: SubmitTraining(s, sender, d); break;
+            case SubmitBatch s: SubmitBatch(s, sender, d, now); break;
+            case WatchBatch w: WatchBatch(w, sender, d); break;
+            case BatchAccepted a: OnBatchAccepted(a, d, now); break;
+            case AdvanceBatch a: if (_batches.TryGetValue(a.BatchId, out var ab)) Advance(ab, d, now); break;
+            case BatchFinished f: if (_batches.TryGetValue(f.BatchId, out var fb)) AfterBatch(fb, d); break;
             case GetStatus g: d.Send(sender, Status(g)); break;
             case RequestWork r: OfferWork(r, sender, d, now); break;
             case TrainerReady r: TrainerIsReady(r, sender, d, now); break;
@@ -270,7 +330,7 @@ public sealed class JobBook
             case Dispatch: DispatchWork(d, now); break;
             case Recovered rc: OnRecovered(rc, d, now); break;
             case Submitted s: OnSubmitted(s, d); break;
-            case Finish f: if (_jobs.TryGetValue(f.JobId, out var fj)) AfterEnded(fj, d); break;
+            case Finish f: if (_jobs.TryGetValue(f.JobId, out var fj)) AfterEnded(fj, d, now); break;
             case TrainingEnded t: AfterTraining(t.JobId, d); break;
         }
         return d.Build();
@@ -321,6 +381,12 @@ public sealed class JobBook
             j.Log.Information("Job {JobId} resumes in phase {Phase}: {Done}/{Total} tiles already done", j.JobId, j.Phase, j.Done.Count, j.Planned?.Tiles ?? 0);
             d.Then(new Resume(j.JobId));
         }
+        foreach (var b in _batches.Values.Where(b => !b.Finished))
+        {
+            b.Log.Information("Batch {BatchId} resumes: {Ended}/{Total} slides ended ({Done} done, {Failed} failed, {Skipped} skipped)",
+                b.BatchId, b.Ended.Count, b.Spec.Slides.Length, b.Count("done"), b.Count("failed"), b.Count("skipped"));
+            d.Then(new AdvanceBatch(b.BatchId));
+        }
         d.Then(new Dispatch());
     }
 
@@ -354,9 +420,16 @@ public sealed class JobBook
 
     private IEnumerable<OutputFootprint> OpenOutputs() =>
         _jobs.Values.Where(j => j.Ended is null).Select(j => new OutputFootprint(j.JobId, j.Spec.OutDir, true))
-            .Concat(_trainings.Values.Where(t => t.Ended is null).Select(t => new OutputFootprint(t.JobId, t.Submitted.Spec.OutDir, false)));
+            .Concat(_trainings.Values.Where(t => t.Ended is null).Select(t => new OutputFootprint(t.JobId, t.Submitted.Spec.OutDir, false)))
+            .Concat(_batches.Values.Where(b => !b.Finished).Select(b => new OutputFootprint(b.BatchId, b.Spec.OutDir, true)));
 
-    private int OpenJobs => _jobs.Values.Count(j => j.Ended is null) + _trainings.Values.Count(t => t.Ended is null);
+    private int OpenJobs => _jobs.Values.Count(j => j.Ended is null) + _trainings.Values.Count(t => t.Ended is null) + _batches.Values.Count(b => !b.Finished);
+
+    /// <summary>Why this id cannot name a new job or training: it is a batch's, or the job of a batch's slide that has not started.</summary>
+    private string? ReservedId(string id) =>
+        _batches.ContainsKey(id) ? $"id {id} is a batch's"
+        : _slideJobs.TryGetValue(id, out var sj) && !_jobs.ContainsKey(id) ? $"job id {id} belongs to slide '{sj.Slide.Name}' of batch {sj.Batch.BatchId}"
+        : null;
 
     private void Refuse(JobRefused r, string sender, DecisionBuilder d)
     {
@@ -376,6 +449,7 @@ public sealed class JobBook
 
     private void Submit(SubmitGraphJob s, string sender, DecisionBuilder d)
     {
+        if (ReservedId(s.JobId) is { } reserved) { Refuse(new JobRefused(s.JobId, RefusalCodes.Conflict, reserved), sender, d); return; }
         if (_jobs.TryGetValue(s.JobId, out var known) || _trainings.ContainsKey(s.JobId))
         {
             if (s.MustBeNew || known is null) { Refuse(new JobRefused(s.JobId, RefusalCodes.Conflict, $"job id {s.JobId} is already used"), sender, d); return; }
@@ -407,11 +481,12 @@ public sealed class JobBook
     {
         if (_jobs.TryGetValue(s.JobId, out var j))
         {
-            j.Watchers.Add(s.Client);
+            // a batch's slide has no client of its own: the batch follows it
+            if (s.Client.Length > 0) { j.Watchers.Add(s.Client); d.Send(s.Client, new JobReceived(s.JobId)); }
             j.FreshSubmit = true;
-            d.Send(s.Client, new JobReceived(s.JobId));
-            j.Log.Information("Job {JobId} submitted: {Image} → {OutDir}{Model}", j.JobId, j.Spec.ImagePath, j.Spec.OutDir,
-                j.Spec.ModelPath is { } mp ? $" (segment with {mp})" : "");
+            j.Log.Information("Job {JobId} submitted: {Image} → {OutDir}{Model}{Batch}", j.JobId, j.Spec.ImagePath, j.Spec.OutDir,
+                j.Spec.ModelPath is { } mp ? $" (segment with {mp})" : "",
+                _slideJobs.TryGetValue(j.JobId, out var sj) ? $" (slide '{sj.Slide.Name}' of batch {sj.Batch.BatchId})" : "");
             StartPrepare(j, d);
         }
         else if (_trainings.TryGetValue(s.JobId, out var t))
@@ -429,6 +504,7 @@ public sealed class JobBook
 
     private void SubmitTraining(SubmitTrainJob s, string sender, DecisionBuilder d)
     {
+        if (ReservedId(s.JobId) is { } reserved) { Refuse(new JobRefused(s.JobId, RefusalCodes.Conflict, reserved), sender, d); return; }
         if (_trainings.TryGetValue(s.JobId, out var known) || _jobs.ContainsKey(s.JobId))
         {
             if (s.MustBeNew || known is null) { Refuse(new JobRefused(s.JobId, RefusalCodes.Conflict, $"job id {s.JobId} is already used"), sender, d); return; }
@@ -460,13 +536,28 @@ public sealed class JobBook
     }
 
     /// <summary>What the gauges show: jobs by phase, tiles queued and in flight, the workers and trainers known.</summary>
-    public BookGauges Gauges() => new(
-        _jobs.Values.Select(j => j.Phase).Concat(_trainings.Values.Select(t => t.Phase)).GroupBy(p => p).ToDictionary(g => g.Key, g => g.Count()),
-        _jobs.Values.Sum(j => j.Ended is null ? j.Pending.Count : 0), _jobs.Values.Sum(j => j.Ended is null ? j.InFlight.Count : 0), _workers.Count, _trainers.Count);
+    public BookGauges Gauges()
+    {
+        // the open batches' slides by state (pending, running, done, failed, skipped)
+        var slides = new Dictionary<string, int>();
+        foreach (var b in _batches.Values.Where(b => !b.Finished))
+        {
+            var st = BatchStatusOf(b, false);
+            foreach (var (state, n) in new[] { ("pending", st.Total - st.Done - st.Failed - st.Skipped - st.Running), ("running", st.Running), ("done", st.Done), ("failed", st.Failed), ("skipped", st.Skipped) })
+                slides[state] = slides.GetValueOrDefault(state) + n;
+        }
+        return new(
+            _jobs.Values.Select(j => j.Phase).Concat(_trainings.Values.Select(t => t.Phase)).GroupBy(p => p).ToDictionary(g => g.Key, g => g.Count()),
+            _jobs.Values.Sum(j => j.Ended is null ? j.Pending.Count : 0), _jobs.Values.Sum(j => j.Ended is null ? j.InFlight.Count : 0), _workers.Count, _trainers.Count,
+            _batches.Values.Count(b => !b.Finished), slides);
+    }
 
     private StatusReport Status(GetStatus g)
     {
-        var jobs = _jobs.Values.Where(j => g.JobId is null || j.JobId == g.JobId)
+        // one batch: the batch with each slide's state, and its slides' jobs
+        bool Asked(string jobId) => g.JobId is null || jobId == g.JobId || _slideJobs.TryGetValue(jobId, out var sj) && sj.Batch.BatchId == g.JobId;
+        var batches = _batches.Values.Where(b => g.JobId is null || b.BatchId == g.JobId).Select(b => BatchStatusOf(b, g.JobId is not null)).ToArray();
+        var jobs = _jobs.Values.Where(j => Asked(j.JobId))
             .Select(j => new JobStatus(j.JobId, j.Phase, j.Done.Count + (j.Ended is not null && j.Planned is not null ? j.Planned.Tiles : 0),
                 j.Planned?.Tiles ?? 0, j.InFlight.Count, j.Retries, j.Ended?.Error, j.Spec.OutDir))
             .Concat(_trainings.Values.Where(t => g.JobId is null || t.JobId == g.JobId)
@@ -481,7 +572,7 @@ public sealed class JobBook
         var nodes = _workers.GroupBy(Node).Select(g => new NodeStatus(g.Key, "tile-worker", g.Count(), g.Count(w => _idle.GetValueOrDefault(w) == 0)))
             .Concat(_trainers.GroupBy(Node).Select(g => new NodeStatus(g.Key, "gpu-trainer", g.Count(), g.Count(t => !_idleTrainers.Contains(t)))))
             .OrderBy(n => n.Role).ThenBy(n => n.Address, StringComparer.Ordinal).ToArray();
-        return new StatusReport(jobs, _workers.Count, _trainers.Count, nodes, _recentErrors.ToArray());
+        return new StatusReport(jobs, _workers.Count, _trainers.Count, nodes, _recentErrors.ToArray(), batches);
     }
 
     public object Outcome(Job j)
@@ -842,7 +933,7 @@ public sealed class JobBook
     }
 
     /// <summary>After a job's <see cref="JobEnded"/> is journaled: log, clean its work folder, tell its watchers.</summary>
-    private void AfterEnded(Job j, DecisionBuilder d)
+    private void AfterEnded(Job j, DecisionBuilder d, DateTime now)
     {
         if (j.Ended is null) { if (!j.Ending) FinishJob(j, d); return; }
         if (j.Ended.Succeeded)
@@ -855,7 +946,176 @@ public sealed class JobBook
         else j.Log.Error("Job {JobId} failed: {Error}", j.JobId, j.Ended.Error);
         if (!j.Spec.KeepWork) _files.CleanWork(GraphOutputs.WorkDir(j.GraphDir, j.JobId));
         Tell(j.Watchers, Outcome(j), d);
+        // a batch's slide: the batch records how it ended and starts the next
+        if (_slideJobs.TryGetValue(j.JobId, out var sj)) Advance(sj.Batch, d, now);
         d.Then(new Dispatch());
+    }
+
+    // ---------------------------------------------------------------- batches
+
+    /// <summary>After a batch's <see cref="BatchSubmitted"/> is journaled: tell its client, start its first slides.</summary>
+    private sealed record BatchAccepted(string BatchId, string Client, bool Watch);
+    /// <summary>Record the slides whose jobs ended, start the next ones.</summary>
+    private sealed record AdvanceBatch(string BatchId);
+    /// <summary>After a batch's last <see cref="BatchSlideEnded"/> is journaled: log it, tell its watchers.</summary>
+    private sealed record BatchFinished(string BatchId);
+
+    private void SubmitBatch(SubmitBatch s, string sender, DecisionBuilder d, DateTime now)
+    {
+        if (_batches.TryGetValue(s.BatchId, out var known))
+        {
+            // idempotent: a second client, a client started again or a retried Kubernetes Job attaches; the definition
+            // it sends is compared as sent and, failing that, as admission would record it (canonical paths)
+            if (s.Spec is null || !known.Spec.SameAs(s.Spec) && JobAuthorization.Check(s.BatchId, s.Spec, _s.Policy, []).Spec is var canon && (canon is null || !known.Spec.SameAs(canon)))
+            {
+                Refuse(new JobRefused(s.BatchId, RefusalCodes.Conflict, $"batch id {s.BatchId} is already used by a different batch (other slides, inputs or parameters): " +
+                    "give another --batch-id, or the same slides and parameters to attach to it"), sender, d);
+                return;
+            }
+            Attach(known, sender, s.Detached, existing: true, d);
+            return;
+        }
+        if (_jobs.ContainsKey(s.BatchId) || _trainings.ContainsKey(s.BatchId) || _slideJobs.ContainsKey(s.BatchId))
+        {
+            Refuse(new JobRefused(s.BatchId, RefusalCodes.Conflict, $"id {s.BatchId} is already used by a job"), sender, d);
+            return;
+        }
+        // the batch and every slide are checked here, before anything is recorded, as a job would be
+        var c = s.Spec is null ? new Checked<BatchSpec>(null, new JobRefused(s.BatchId, RefusalCodes.Invalid, "no batch definition"))
+            : JobAuthorization.Check(s.BatchId, s.Spec, _s.Policy, OpenOutputs());
+        if (c.Refused is { } refused) { Refuse(refused, sender, d); return; }
+        var spec = c.Spec!;
+        if (spec.Slides.Select(sl => OverLimits(sl.Spec)).FirstOrDefault(l => l is not null) is { } limit)
+        {
+            Refuse(new JobRefused(s.BatchId, RefusalCodes.Invalid, limit), sender, d);
+            return;
+        }
+        foreach (var sl in spec.Slides)
+        {
+            var id = JobIds.ForSlide(s.BatchId, sl.Name);
+            if (_trainings.ContainsKey(id) || _batches.ContainsKey(id) || _jobs.TryGetValue(id, out var other) && !other.Spec.Equals(sl.Spec))
+            {
+                Refuse(new JobRefused(s.BatchId, RefusalCodes.Conflict, $"slide '{sl.Name}': job id {id} is already used by a different job"), sender, d);
+                return;
+            }
+        }
+        var names = spec.Slides.Select(sl => sl.Name).ToHashSet(StringComparer.Ordinal);
+        var skipped = (s.AlreadyDone ?? []).Where(names.Contains).Distinct().ToArray();
+        d.Record(new BatchSubmitted(s.BatchId, spec, now, skipped.Length > 0 ? skipped : null));
+        d.Then(new BatchAccepted(s.BatchId, sender, !s.Detached));
+    }
+
+    private void OnBatchAccepted(BatchAccepted a, DecisionBuilder d, DateTime now)
+    {
+        if (!_batches.TryGetValue(a.BatchId, out var b)) return;
+        b.Log.Information("Batch {BatchId} submitted: {Slides} slides ({Skipped} already done) → {OutDir}, {Parallel} at a time",
+            b.BatchId, b.Spec.Slides.Length, b.Count("skipped"), b.Spec.OutDir, b.Spec.Parallel);
+        Attach(b, a.Client, detached: !a.Watch, existing: false, d);
+        if (b.Finished) Ended(b); // every slide was already done
+        else Advance(b, d, now);
+    }
+
+    private void WatchBatch(WatchBatch w, string sender, DecisionBuilder d)
+    {
+        if (!_batches.TryGetValue(w.BatchId, out var b)) { d.Send(sender, new JobRefused(w.BatchId, RefusalCodes.Invalid, $"no batch {w.BatchId} is known to this coordinator")); return; }
+        Attach(b, sender, detached: false, existing: true, d);
+    }
+
+    /// <summary>A client follows the batch: it is told the batch as recorded and every slide that has ended (or, when
+    /// the batch is over, the whole outcome, again on every heartbeat until it stops). A detached client is only told
+    /// that the batch is recorded.</summary>
+    private void Attach(Batch b, string sender, bool detached, bool existing, DecisionBuilder d)
+    {
+        if (sender.Length == 0) return;
+        if (detached) { d.Send(sender, new BatchReceived(b.BatchId, b.Spec, existing)); return; }
+        if (b.Watchers.Add(sender))
+        {
+            d.Send(sender, new BatchReceived(b.BatchId, b.Spec, existing));
+            if (!b.Finished) foreach (var o in b.Ended.Values) d.Send(sender, new BatchSlideFinished(b.BatchId, o));
+        }
+        if (b.Finished) d.Send(sender, Completed(b));
+    }
+
+    private static BatchCompleted Completed(Batch b) => new(b.BatchId, b.Spec.Slides.Select(sl => b.Ended[sl.Name]).ToArray());
+
+    /// <summary>
+    /// Takes a batch on from what its jobs show: a slide whose job has ended gets its <see cref="BatchSlideEnded"/> (once),
+    /// and pending slides start, in order, while fewer than <c>Parallel</c> run. Safe to call at any time and as often as
+    /// needed (after a slide's job ends, on recovery): it decides only from recorded state.
+    /// </summary>
+    private void Advance(Batch b, DecisionBuilder d, DateTime now)
+    {
+        if (b.Finished) return;
+        int running = 0;
+        var pending = new List<int>();
+        for (int i = 0; i < b.Spec.Slides.Length; i++)
+        {
+            var sl = b.Spec.Slides[i];
+            if (b.Ended.ContainsKey(sl.Name) || b.Ending.Contains(sl.Name)) continue;
+            if (_jobs.TryGetValue(b.SlideJobIds[i], out var j))
+            {
+                if (j.Ended is null) { running++; continue; }
+                var o = SlideOutcome(j, sl, now);
+                b.Ending.Add(sl.Name);
+                d.Record(new BatchSlideEnded(b.BatchId, o));
+                Telemetry.BatchSlidesEnded.Add(1, Telemetry.Tag("outcome", o.Status));
+                if (o.Status == "failed") b.Log.Warning("Batch {BatchId}: slide {Slide} failed: {Error}", b.BatchId, sl.Name, o.Error);
+                else b.Log.Information("Batch {BatchId}: slide {Slide} done in {Seconds:F1}s ({Nodes} nodes)", b.BatchId, sl.Name, o.Seconds, o.Nodes);
+                Tell(b.Watchers, new BatchSlideFinished(b.BatchId, o), d);
+            }
+            else if (b.Starting.Contains(sl.Name)) running++;
+            else pending.Add(i);
+        }
+        foreach (var i in pending.Take(Math.Max(0, b.Spec.Parallel - running)))
+        {
+            // admitted with the batch: the slide's job is recorded as it is, with its id derived from the batch and the slide
+            b.Starting.Add(b.Spec.Slides[i].Name);
+            d.Record(new JobSubmitted(b.SlideJobIds[i], b.Spec.Slides[i].Spec, now));
+            d.Then(new Submitted(b.SlideJobIds[i], ""));
+        }
+        if (b.Ended.Count + b.Ending.Count >= b.Spec.Slides.Length) d.Then(new BatchFinished(b.BatchId));
+    }
+
+    private static BatchSlideOutcome SlideOutcome(Job j, BatchSlideSpec sl, DateTime now)
+    {
+        double secs = Math.Max(0, (now - j.Submitted.SubmittedUtc).TotalSeconds);
+        if (j.Ended is { Succeeded: false } e) return new BatchSlideOutcome(sl.Name, j.JobId, "failed", e.Error ?? "failed", Seconds: secs);
+        var g = j.Stitched;
+        return new BatchSlideOutcome(sl.Name, j.JobId, "done", null, g?.Nodes ?? 0, secs, j.Segmented?.Mask.Path, g?.TissueFraction, g?.TilesSkipped ?? 0);
+    }
+
+    private void AfterBatch(Batch b, DecisionBuilder d)
+    {
+        if (!b.Finished) return;
+        Ended(b);
+        Tell(b.Watchers, Completed(b), d);
+    }
+
+    private static void Ended(Batch b)
+    {
+        int failed = b.Count("failed");
+        b.Log.Information("Batch {BatchId} finished: {Done} done, {Failed} failed, {Skipped} skipped (already done) of {Total} slides",
+            b.BatchId, b.Count("done"), failed, b.Count("skipped"), b.Spec.Slides.Length);
+        Telemetry.BatchesEnded.Add(1, Telemetry.Tag("outcome", failed > 0 ? "failed" : "done"));
+    }
+
+    /// <summary>A batch's slides counted by how they stand; with <paramref name="slides"/>, each slide's state.</summary>
+    private BatchStatus BatchStatusOf(Batch b, bool slides)
+    {
+        int running = 0;
+        var list = slides ? new List<BatchSlideStatus>(b.Spec.Slides.Length) : null;
+        for (int i = 0; i < b.Spec.Slides.Length; i++)
+        {
+            var sl = b.Spec.Slides[i];
+            if (b.Ended.TryGetValue(sl.Name, out var o)) { list?.Add(new BatchSlideStatus(sl.Name, o.JobId, o.Status, o.Error)); continue; }
+            if (_jobs.TryGetValue(b.SlideJobIds[i], out var j))
+            {
+                running++;
+                list?.Add(new BatchSlideStatus(sl.Name, j.JobId, "running", null, j.Phase, j.Done.Count, j.Planned?.Tiles ?? 0));
+            }
+            else list?.Add(new BatchSlideStatus(sl.Name, b.SlideJobIds[i], "pending"));
+        }
+        return new BatchStatus(b.BatchId, b.Phase, b.Spec.Slides.Length, b.Count("done"), b.Count("failed"), b.Count("skipped"), running, b.Spec.OutDir, list?.ToArray());
     }
 
     // ---------------------------------------------------------------- training
@@ -955,6 +1215,13 @@ public sealed class JobBook
         }
         foreach (var t in _trainings.Values.Where(t => t.Ended is null))
             Tell(t.Watchers, new GraphJobProgress(t.JobId, t.Phase, 0, 0, 0), d);
+        foreach (var b in _batches.Values.Where(b => !b.Finished).ToList())
+        {
+            Advance(b, d, now); // a safety net: it decides from recorded state only, so it never starts a slide twice
+            if (b.Watchers.Count == 0) continue;
+            var st = BatchStatusOf(b, false);
+            Tell(b.Watchers, new BatchProgress(b.BatchId, st.Total, st.Done, st.Failed, st.Skipped, st.Running), d);
+        }
         DispatchWork(d, now);
     }
 
@@ -965,6 +1232,7 @@ public sealed class JobBook
         ids.UnionWith(_trainers);
         foreach (var j in _jobs.Values) ids.UnionWith(j.Watchers);
         foreach (var t in _trainings.Values) ids.UnionWith(t.Watchers);
+        foreach (var b in _batches.Values) ids.UnionWith(b.Watchers);
         return ids;
     }
 

@@ -3,7 +3,8 @@ using System.Diagnostics.Metrics;
 namespace ActorSeg.Core;
 
 /// <summary>What the coordinator's book holds right now, for the gauges (read by the metrics endpoint's thread).</summary>
-public sealed record BookGauges(IReadOnlyDictionary<string, int> JobsByPhase, int TilesQueued, int TilesInFlight, int Workers, int Trainers)
+public sealed record BookGauges(IReadOnlyDictionary<string, int> JobsByPhase, int TilesQueued, int TilesInFlight, int Workers, int Trainers,
+    int BatchesOpen = 0, IReadOnlyDictionary<string, int>? BatchSlides = null)
 {
     public static readonly BookGauges Empty = new(new Dictionary<string, int>(), 0, 0, 0, 0);
 }
@@ -26,6 +27,8 @@ public static class Telemetry
     public static readonly Counter<long> JobsEnded = Meter.CreateCounter<long>("jobs_ended", "jobs", "Jobs that ended (outcome: done or failed)");
     public static readonly Histogram<double> TileSeconds = Meter.CreateHistogram<double>("tile_seconds", "s", "Time a worker took for one tile");
     public static readonly Histogram<double> JournalWriteSeconds = Meter.CreateHistogram<double>("journal_write_seconds", "s", "Time from asking the journal to write a decision's events to their being written");
+    public static readonly Counter<long> BatchSlidesEnded = Meter.CreateCounter<long>("batch_slides_ended", "slides", "Slides of batches that ended (outcome: done or failed)");
+    public static readonly Counter<long> BatchesEnded = Meter.CreateCounter<long>("batches_ended", "batches", "Batches whose every slide ended (outcome: done, or failed when any slide failed)");
     public static readonly Counter<long> JournalFailures = Meter.CreateCounter<long>("journal_failures", "writes", "Journal writes that failed (the coordinator restarts and recovers from what was written)");
 
     // workers and trainers, in their own processes
@@ -47,6 +50,9 @@ public static class Telemetry
         Meter.CreateObservableGauge("tiles_queued", () => _book().TilesQueued, "tiles", "Tiles waiting for a worker");
         Meter.CreateObservableGauge("tiles_in_flight", () => _book().TilesInFlight, "tiles", "Tiles a worker is computing");
         Meter.CreateObservableGauge("workers_known", () => _book().Workers, "workers", "Worker slots the coordinator knows");
+        Meter.CreateObservableGauge("batches_open", () => _book().BatchesOpen, "batches", "Batches with slides still to run");
+        Meter.CreateObservableGauge("batch_slides", () => (_book().BatchSlides ?? new Dictionary<string, int>()).Select(p => new Measurement<int>(p.Value, new KeyValuePair<string, object?>("state", p.Key))),
+            "slides", "The open batches' slides by state (pending, running, done, failed, skipped)");
         Meter.CreateObservableGauge("trainers_known", () => _book().Trainers, "trainers", "Trainers the coordinator knows");
         Meter.CreateObservableGauge("worker_slots", () => Volatile.Read(ref _slots), "slots", "Tile-worker slots on this node");
         Meter.CreateObservableGauge("worker_slots_busy", () => Volatile.Read(ref _slotsBusy), "slots", "Tile-worker slots on this node busy with a tile or a mask");

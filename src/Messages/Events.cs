@@ -70,7 +70,23 @@ public sealed record JobRecord(
     [property: Key(8)] int StepStarts = 0) : IActorSegMessage;
 
 [MessagePackObject]
-public sealed record CoordinatorSnapshot([property: Key(0)] JobRecord[] Jobs, [property: Key(1)] TrainRecord[]? Trainings = null) : ICoordinatorEvent;
+public sealed record CoordinatorSnapshot([property: Key(0)] JobRecord[] Jobs, [property: Key(1)] TrainRecord[]? Trainings = null,
+    [property: Key(2)] BatchRecord[]? Batches = null) : ICoordinatorEvent;
+
+/// <summary>A batch was admitted: its definition (paths canonical) and the slides its client found already done (they
+/// count as skipped and never run). Its slides' jobs are journaled as they start (<see cref="JobSubmitted"/> with the
+/// slide's job id), their ends as <see cref="BatchSlideEnded"/>.</summary>
+[MessagePackObject]
+public sealed record BatchSubmitted([property: Key(0)] string BatchId, [property: Key(1)] BatchSpec Spec, [property: Key(2)] DateTime SubmittedUtc,
+    [property: Key(3)] string[]? Skipped = null) : ICoordinatorEvent;
+
+/// <summary>One slide of a batch ended (its job's outcome, recorded once for the batch).</summary>
+[MessagePackObject]
+public sealed record BatchSlideEnded([property: Key(0)] string BatchId, [property: Key(1)] BatchSlideOutcome Outcome) : ICoordinatorEvent;
+
+/// <summary>A batch as a snapshot holds it.</summary>
+[MessagePackObject]
+public sealed record BatchRecord([property: Key(0)] BatchSubmitted Submitted, [property: Key(1)] BatchSlideOutcome[] Ended) : IActorSegMessage;
 
 [MessagePackObject]
 public sealed record TrainJobSubmitted([property: Key(0)] string JobId, [property: Key(1)] TrainJobSpec Spec, [property: Key(2)] DateTime SubmittedUtc) : ICoordinatorEvent;

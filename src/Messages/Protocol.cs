@@ -19,6 +19,41 @@ public static class JobIds
 {
     /// <summary>A new job id: sortable by time, unique (yyyyMMdd-HHmmss-xxxxxx).</summary>
     public static string New() => DateTime.UtcNow.ToString("yyyyMMdd-HHmmss") + "-" + Guid.NewGuid().ToString("N")[..6];
+
+    /// <summary>Batch ids are job ids of at most this many characters (a slide's job id is the batch id and the slide's name).</summary>
+    public const int MaxBatchIdLength = 64;
+
+    /// <summary>
+    /// The job id of one slide of a batch: the batch id, '-', the slide's name with anything but letters, digits, '-', '_'
+    /// and '.' replaced (and at most 48 characters of it); where that changed the name, a hash of the whole name follows,
+    /// so two names that read alike ("a b", "a_b") never share a job. The same batch and slide always give the same id:
+    /// that is how a second client, or the coordinator after a restart, finds the slide's job instead of starting another.
+    /// </summary>
+    public static string ForSlide(string batchId, string slideName)
+    {
+        var plain = new string(slideName.Select(ch => char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_' or '.' ? ch : '_').ToArray()).TrimStart('.');
+        while (plain.Contains("..", StringComparison.Ordinal)) plain = plain.Replace("..", "._", StringComparison.Ordinal);
+        var part = plain.Length > 48 ? plain[..48] : plain;
+        if (part != slideName) part = (part.Length > 0 ? part + "-" : "") + Fnv1a(slideName).ToString("x8");
+        return batchId + "-" + part;
+    }
+
+    /// <summary>What is wrong with a slide's name (it names the folder OUT/slides/NAME), or null.</summary>
+    public static string? InvalidSlideName(string? name)
+    {
+        if (string.IsNullOrEmpty(name)) return "a slide needs a name";
+        if (name.Length > 200) return $"slide name '{name[..40]}…' is {name.Length} characters long (at most 200)";
+        if (name is "." or ".." || name.Any(c => c is '/' or '\\' || char.IsControl(c)))
+            return $"slide name '{name}' is not usable: it names a folder (no '/', '\\' or control characters, not '.' or '..')";
+        return null;
+    }
+
+    private static uint Fnv1a(string s)
+    {
+        uint h = 2166136261;
+        foreach (var b in System.Text.Encoding.UTF8.GetBytes(s)) { h ^= b; h *= 16777619; }
+        return h;
+    }
 }
 
 public static class ProtocolVersion
@@ -118,6 +153,74 @@ public sealed record GraphJobCompleted(
 [MessagePackObject]
 public sealed record GraphJobFailed([property: Key(0)] string JobId, [property: Key(1)] string Error) : IActorSegMessage;
 
+// ---- batches: one journaled parent job holding its slides -----------------------------------------------------
+
+/// <summary>One slide of a batch: its name (unique in the batch; its folder is BATCH_OUT/slides/NAME, its job id
+/// <see cref="JobIds.ForSlide"/>), the graph job that makes it, and the split the input gave it (only reported).</summary>
+[MessagePackObject]
+public sealed record BatchSlideSpec([property: Key(0)] string Name, [property: Key(1)] GraphJobSpec Spec, [property: Key(2)] string? Split = null) : IActorSegMessage;
+
+/// <summary>A row of the input that does not run, with the reason: <paramref name="Status"/> "rejected" (a missing file,
+/// a duplicate) or "failed" (an image that cannot be read). Part of the batch so every client reports the same rows.</summary>
+[MessagePackObject]
+public sealed record BatchSlideRejected([property: Key(0)] string Name, [property: Key(1)] string Image, [property: Key(2)] string? Mask,
+    [property: Key(3)] string? Split, [property: Key(4)] string Status, [property: Key(5)] string Reason) : IActorSegMessage;
+
+/// <summary>What a batch is: its folder (summary.csv, report.html, slides/NAME/), its slides and the rows that do not run.
+/// <paramref name="Parallel"/>: slides in flight at once (not part of what the batch is: a client attaching with another
+/// value changes nothing). <paramref name="Digest"/>: the submitting client's hash of everything the results depend on
+/// (inputs' sizes, times and contents, the model, every parameter); two definitions are the same batch only when their
+/// digests are equal too.</summary>
+[MessagePackObject]
+public sealed record BatchSpec([property: Key(0)] string OutDir, [property: Key(1)] BatchSlideSpec[] Slides, [property: Key(2)] int Parallel = 2,
+    [property: Key(3)] BatchSlideRejected[]? Rejected = null, [property: Key(4)] string? Digest = null) : IActorSegMessage
+{
+    /// <summary>The same batch: folder, digest, slides (name, job, split) and rejected rows equal, in order; <see cref="Parallel"/> aside.</summary>
+    public bool SameAs(BatchSpec o) => OutDir == o.OutDir && Digest == o.Digest && Slides.SequenceEqual(o.Slides)
+        && (Rejected ?? []).SequenceEqual(o.Rejected ?? []);
+}
+
+/// <summary>Client → coordinator: run a batch. The coordinator journals it and runs its slides itself, at most
+/// <c>Parallel</c> at a time, each as a graph job with the id <see cref="JobIds.ForSlide"/>. Idempotent: the same id with
+/// the same definition attaches the sender (a second client, a client started again, a retried Kubernetes Job); another
+/// definition under that id is refused (conflict). <paramref name="AlreadyDone"/>: slides the client found finished by
+/// an earlier run (a slide.json that matches), reported as skipped; read only when the batch is new.
+/// <paramref name="Detached"/>: answer <see cref="BatchReceived"/> only; the sender is not told the batch's progress.</summary>
+[MessagePackObject]
+public sealed record SubmitBatch([property: Key(0)] string BatchId, [property: Key(1)] BatchSpec Spec, [property: Key(2)] string[]? AlreadyDone = null,
+    [property: Key(3)] bool Detached = false) : IActorSegMessage;
+
+/// <summary>Client → coordinator: follow a batch already submitted (the client's heartbeat once its batch is received,
+/// and how a client attaches by id alone). An unknown id is answered with <see cref="JobRefused"/> (invalid).</summary>
+[MessagePackObject]
+public sealed record WatchBatch([property: Key(0)] string BatchId) : IActorSegMessage;
+
+/// <summary>Coordinator → client: the batch is journaled and runs, whatever happens to the client or the coordinator.
+/// <paramref name="Spec"/>: the batch as recorded (paths canonical). <paramref name="Existing"/>: it was submitted before.</summary>
+[MessagePackObject]
+public sealed record BatchReceived([property: Key(0)] string BatchId, [property: Key(1)] BatchSpec Spec, [property: Key(2)] bool Existing) : IActorSegMessage;
+
+/// <summary>How one slide of a batch ended: <paramref name="Status"/> "done", "failed" (with <paramref name="Error"/>) or
+/// "skipped" (finished by an earlier run); for a done slide its nodes, wall seconds from submission to end, the painted
+/// mask and what tissue detection reported.</summary>
+[MessagePackObject]
+public sealed record BatchSlideOutcome([property: Key(0)] string Name, [property: Key(1)] string JobId, [property: Key(2)] string Status,
+    [property: Key(3)] string? Error = null, [property: Key(4)] int Nodes = 0, [property: Key(5)] double Seconds = 0, [property: Key(6)] string? MaskPath = null,
+    [property: Key(7)] double? TissueFraction = null, [property: Key(8)] int TilesSkipped = 0) : IActorSegMessage;
+
+/// <summary>Coordinator → client: a slide of the batch ended (sent again for every ended slide to a client that attaches).</summary>
+[MessagePackObject]
+public sealed record BatchSlideFinished([property: Key(0)] string BatchId, [property: Key(1)] BatchSlideOutcome Outcome) : IActorSegMessage;
+
+/// <summary>Coordinator → client: how far the batch has come (every few seconds while it runs).</summary>
+[MessagePackObject]
+public sealed record BatchProgress([property: Key(0)] string BatchId, [property: Key(1)] int Total, [property: Key(2)] int Done, [property: Key(3)] int Failed,
+    [property: Key(4)] int Skipped, [property: Key(5)] int Running) : IActorSegMessage;
+
+/// <summary>Coordinator → client: every slide of the batch has ended; <paramref name="Outcomes"/> holds them all.</summary>
+[MessagePackObject]
+public sealed record BatchCompleted([property: Key(0)] string BatchId, [property: Key(1)] BatchSlideOutcome[] Outcomes) : IActorSegMessage;
+
 // ---- tile workers ---------------------------------------------------------------------------------------------
 
 /// <summary>Worker → coordinator: I can take <paramref name="FreeSlots"/> more work items (pull-based distribution).</summary>
@@ -214,7 +317,19 @@ public sealed record JobStatus(
 
 [MessagePackObject]
 public sealed record StatusReport([property: Key(0)] JobStatus[] Jobs, [property: Key(1)] int Workers, [property: Key(2)] int Trainers,
-    [property: Key(3)] NodeStatus[]? Nodes = null, [property: Key(4)] string[]? RecentErrors = null) : IActorSegMessage;
+    [property: Key(3)] NodeStatus[]? Nodes = null, [property: Key(4)] string[]? RecentErrors = null, [property: Key(5)] BatchStatus[]? Batches = null) : IActorSegMessage;
+
+/// <summary>A batch as the coordinator sees it: phase "running" or "done", its slides counted by how they stand (pending
+/// ones are the rest), and each slide's state when one batch was asked for.</summary>
+[MessagePackObject]
+public sealed record BatchStatus([property: Key(0)] string BatchId, [property: Key(1)] string Phase, [property: Key(2)] int Total, [property: Key(3)] int Done,
+    [property: Key(4)] int Failed, [property: Key(5)] int Skipped, [property: Key(6)] int Running, [property: Key(7)] string OutDir,
+    [property: Key(8)] BatchSlideStatus[]? Slides = null) : IActorSegMessage;
+
+/// <summary>One slide of a batch: state "pending", "running" (then <paramref name="Phase"/> and tiles are its job's), "done", "failed" or "skipped".</summary>
+[MessagePackObject]
+public sealed record BatchSlideStatus([property: Key(0)] string Name, [property: Key(1)] string JobId, [property: Key(2)] string State,
+    [property: Key(3)] string? Error = null, [property: Key(4)] string? Phase = null, [property: Key(5)] int TilesDone = 0, [property: Key(6)] int TilesTotal = 0) : IActorSegMessage;
 
 /// <summary>A node as the coordinator sees it: its address, its role (tile-worker or gpu-trainer), its slots and how many are busy.</summary>
 [MessagePackObject]

@@ -296,6 +296,192 @@ public class JobBookTests() : TempDirTest("book")
         h.Run(new SubmitGraphJob("bad", Spec("bad") with { Objects = "kml" }), "client");
         Assert.Contains("kml", h.To<JobRefused>("client").Single().Reason);
     }
+
+    // ---------------------------------------------------------------- batches
+
+    /// <summary>A batch folder _dir/NAME with one slide per name (images _dir/in/S.tif, folders NAME/slides/S).</summary>
+    private BatchSpec Batch(string name, params string[] slides)
+    {
+        var outDir = Path.Combine(_dir, name);
+        return new BatchSpec(outDir, slides.Select(sl => new BatchSlideSpec(sl, new GraphJobSpec(Path.Combine(_dir, "in", sl + ".tif"), null,
+            Path.Combine(outDir, "slides", sl), TileSize: 2048))).ToArray(), Parallel: 2);
+    }
+
+    /// <summary>Runs a submitted job to its end as the background steps and a worker would: planned (one tile), the tile done, stitched.</summary>
+    private static void FinishJob(Harness h, string jobId, int nodes = 10)
+    {
+        var prep = h.Background.OfType<RunPrepare>().Last(p => p.JobId == jobId);
+        var m = Manifest(jobId, prep.WorkDir, 2048, 2048, 2048);
+        h.Files.Manifests[m.ManifestPath] = m;
+        h.Run(new Prepared(jobId, m, 0.1));
+        h.Run(new RequestWork(1), "w-" + jobId);
+        h.Run(Completed(h.To<TileAssignment>("w-" + jobId).Single(), m), "w-" + jobId);
+        var r = new ResultRef("/r", 1, "0");
+        h.Run(new Stitched(jobId, new GraphStitched(jobId, r, null, nodes, 1, 1, 1, 1, 1)));
+        Assert.True(h.Book.Jobs[jobId].Ended?.Succeeded, $"{jobId} should have ended done");
+    }
+
+    [Fact]
+    public void ABatch_RunsAtMostParallelSlidesAtATime_UnderIdsFromTheBatchAndTheSlide_AndJournalsEverySlidesEnd()
+    {
+        var h = new Harness(new CoordinatorSettings());
+        h.Run(new SubmitBatch("b1", Batch("b", "s1", "s2", "s3")), "client");
+        Assert.False(h.To<BatchReceived>("client").Single().Existing);
+        Assert.Single(h.Journal.OfType<BatchSubmitted>());
+        var started = h.Journal.OfType<JobSubmitted>().Select(j => j.JobId).ToList();
+        Assert.Equal([JobIds.ForSlide("b1", "s1"), JobIds.ForSlide("b1", "s2")], started);
+        Assert.Equal(Path.Combine(_dir, "b", "slides", "s1"), h.Journal.OfType<JobSubmitted>().First().Spec.OutDir);
+        // the first fails: its end is journaled for the batch, its client told, and the third slide starts
+        h.Run(new StepFailed(started[0], "prepare", new InvalidDataException("s1.tif: not an image")));
+        var ended = h.Journal.OfType<BatchSlideEnded>().Single();
+        Assert.Equal(("s1", "failed"), (ended.Outcome.Name, ended.Outcome.Status));
+        Assert.Contains("not an image", ended.Outcome.Error);
+        Assert.Equal("failed", h.To<BatchSlideFinished>("client").Single().Outcome.Status);
+        Assert.Equal(JobIds.ForSlide("b1", "s3"), h.Journal.OfType<JobSubmitted>().Last().JobId);
+        h.Run(new GetStatus("b1"), "st");
+        var st = h.To<StatusReport>("st").Single();
+        Assert.Equal((3, 0, 1, 2), (st.Batches!.Single().Total, st.Batches![0].Done, st.Batches[0].Failed, st.Batches[0].Running));
+        Assert.Equal(["failed", "running", "running"], st.Batches[0].Slides!.Select(x => x.State));
+        Assert.Equal(2, st.Jobs.Count(j => j.Phase != "failed")); // its slides' jobs come with it
+        Assert.Equal(1, h.Book.Gauges().BatchesOpen);
+
+        FinishJob(h, JobIds.ForSlide("b1", "s2"), nodes: 42);
+        Assert.Empty(h.To<BatchCompleted>("client"));
+        FinishJob(h, JobIds.ForSlide("b1", "s3"));
+        var done = h.To<BatchCompleted>("client").Single();
+        Assert.Equal(["failed", "done", "done"], done.Outcomes.Select(o => o.Status));
+        Assert.Equal(42, done.Outcomes[1].Nodes);
+        Assert.Equal(3, h.Journal.OfType<BatchSlideEnded>().Count());
+        Assert.Equal(3, h.Journal.OfType<JobSubmitted>().Count()); // every slide ran once
+        Assert.Equal("done", h.Book.Batches["b1"].Phase);
+        Assert.Equal(0, h.Book.Gauges().BatchesOpen);
+    }
+
+    [Fact]
+    public void ABatchAfterACoordinatorRestart_GoesOnWhereItWas_AndRunsNoSlideTwice()
+    {
+        var s = new CoordinatorSettings();
+        var h = new Harness(s);
+        h.Run(new SubmitBatch("b1", Batch("b", "s1", "s2", "s3") with { Parallel = 1 }), "client");
+        FinishJob(h, JobIds.ForSlide("b1", "s1"));
+        var s2 = JobIds.ForSlide("b1", "s2");
+        Assert.Equal(s2, h.Journal.OfType<JobSubmitted>().Last().JobId); // s2 started as s1 ended
+
+        // down while s2 runs: it resumes (its work folder may exist), nothing is submitted again
+        var mid = new Harness(s, h.Files, h.Journal.ToList());
+        mid.Run(new Recovered(0.1));
+        Assert.Equal(2, mid.Journal.OfType<JobSubmitted>().Count());
+        Assert.Contains(mid.Background.OfType<RunPrepare>(), p => p.JobId == s2 && p.WorkDirMayExist);
+
+        // down right after s2's job ended, before the batch recorded it: recorded once on recovery, s3 starts, once
+        FinishJob(h, s2);
+        int cut = h.Journal.FindIndex(e => e is JobEnded je && je.JobId == s2) + 1;
+        var again = new Harness(s, h.Files, h.Journal.Take(cut));
+        again.Run(new Recovered(0.1));
+        again.Run(new WatchBatch("b1"), "client2"); // the client's heartbeat finds the new coordinator
+        Assert.Equal(["s1", "s2"], again.Journal.OfType<BatchSlideEnded>().Select(e => e.Outcome.Name));
+        var submitted = again.Journal.OfType<JobSubmitted>().Select(j => j.JobId).ToList();
+        Assert.Equal([JobIds.ForSlide("b1", "s1"), s2, JobIds.ForSlide("b1", "s3")], submitted);
+        Assert.Equal(2, again.To<BatchSlideFinished>("client2").Count()); // the slides ended so far, for the client to finish
+        FinishJob(again, JobIds.ForSlide("b1", "s3"));
+        Assert.Equal(["done", "done", "done"], again.To<BatchCompleted>("client2").Single().Outcomes.Select(o => o.Status));
+        Assert.Equal(3, again.Journal.OfType<JobSubmitted>().Count());
+
+        // a snapshot holds the batch as well
+        var snap = new JobBook(s, h.Files);
+        snap.Apply(again.Book.Snapshot());
+        Assert.True(snap.Batches["b1"].Finished);
+        Assert.Equal(3, snap.Batches["b1"].Ended.Count);
+    }
+
+    [Fact]
+    public void TheSameBatchAgain_Attaches_AndADifferentOneUnderItsId_IsRefusedAsAConflict()
+    {
+        var h = new Harness(new CoordinatorSettings());
+        var spec = Batch("b", "s1", "s2", "s3");
+        h.Run(new SubmitBatch("b1", spec), "c1");
+        int events = h.Journal.Count;
+        // a second client, or the first started again: attached, nothing recorded or started again
+        h.Run(new SubmitBatch("b1", spec), "c2");
+        Assert.True(h.To<BatchReceived>("c2").Single().Existing);
+        h.Run(new SubmitBatch("b1", spec with { Parallel = 7 }), "c3"); // parallelism is not what the batch is
+        Assert.Single(h.To<BatchReceived>("c3"));
+        h.Run(new SubmitBatch("b1", spec, Detached: true), "detached");
+        Assert.Single(h.To<BatchReceived>("detached"));
+        Assert.DoesNotContain("detached", h.Book.Batches["b1"].Watchers);
+        Assert.Equal(events, h.Journal.Count);
+        // another definition under the id: another tile size, a slide fewer, other inputs (the digest)
+        foreach (var other in new[]
+                 {
+                     spec with { Slides = spec.Slides.Select(x => x with { Spec = x.Spec with { TileSize = 1024 } }).ToArray() },
+                     spec with { Slides = spec.Slides[..2] },
+                     spec with { Digest = "another" },
+                 })
+            h.Run(new SubmitBatch("b1", other), "c4");
+        Assert.Equal(3, h.To<JobRefused>("c4").Count(r => r.Code == RefusalCodes.Conflict && r.Reason.Contains("different batch")));
+        Assert.Equal(events, h.Journal.Count);
+        // a job may not take the batch's id, a pending slide's id, or write into the open batch's folder
+        h.Run(new SubmitGraphJob("b1", Spec("x")), "c5");
+        h.Run(new SubmitGraphJob(JobIds.ForSlide("b1", "s3"), Spec("y")), "c5");
+        h.Run(new SubmitGraphJob("intruder", Spec("z") with { OutDir = Path.Combine(spec.OutDir, "slides", "s9") }), "c5");
+        Assert.Equal(3, h.To<JobRefused>("c5").Count(r => r.Code == RefusalCodes.Conflict));
+        // following by id alone; an unknown id is refused
+        h.Run(new WatchBatch("b1"), "c6");
+        h.Run(new WatchBatch("unknown"), "c6");
+        Assert.Equal(spec.OutDir, h.To<BatchReceived>("c6").Single().Spec.OutDir);
+        Assert.Equal(RefusalCodes.Invalid, h.To<JobRefused>("c6").Single().Code);
+        Assert.Equal(events, h.Journal.Count);
+    }
+
+    [Fact]
+    public void ABatch_IsAdmittedAsItsJobsWouldBe_AndSlidesAlreadyDoneAreSkipped()
+    {
+        var h = new Harness(new CoordinatorSettings());
+        var spec = Batch("b", "s1", "s2");
+        var s1 = spec.Slides[0];
+        h.Run(new SubmitBatch("x1", spec with { Slides = [s1 with { Spec = s1.Spec with { ImagePath = Path.Combine(spec.OutDir, "in.tif") } }] }), "c");
+        Assert.Contains("could overwrite its own input", h.To<JobRefused>("c").Last().Reason);
+        h.Run(new SubmitBatch("x2", spec with { Slides = [new BatchSlideSpec("..", s1.Spec with { OutDir = Path.Combine(spec.OutDir, "slides", "..") })] }), "c");
+        Assert.Contains("slide name", h.To<JobRefused>("c").Last().Reason);
+        h.Run(new SubmitBatch("x3", spec with { Slides = [s1 with { Spec = s1.Spec with { OutDir = Path.Combine(_dir, "elsewhere") } }] }), "c");
+        Assert.Contains("must write to the batch's folder", h.To<JobRefused>("c").Last().Reason);
+        h.Run(new SubmitBatch("x4", spec with { Slides = [s1, s1] }), "c");
+        Assert.Contains("two slides are named", h.To<JobRefused>("c").Last().Reason);
+        h.Run(new SubmitBatch("x5", spec with { Slides = spec.Slides.Select(x => x with { Spec = x.Spec with { TileSize = 8 } }).ToArray() }), "c");
+        Assert.Contains("MinTileSize", h.To<JobRefused>("c").Last().Reason);
+        h.Run(new SubmitBatch("x8", spec with { Parallel = 1000 }), "c");
+        Assert.Contains("parallel must be between 1 and 256", h.To<JobRefused>("c").Last().Reason);
+        h.Run(new SubmitBatch("../x6", spec), "c");
+        h.Run(new SubmitBatch(new string('b', 65), spec), "c");
+        Assert.Equal(8, h.To<JobRefused>("c").Count());
+        // a slide folder that a symbolic link sends elsewhere
+        Directory.CreateDirectory(Path.Combine(_dir, "linked"));
+        Directory.CreateDirectory(Path.Combine(_dir, "elsewhere"));
+        Directory.CreateSymbolicLink(Path.Combine(_dir, "linked", "slides"), Path.Combine(_dir, "elsewhere"));
+        h.Run(new SubmitBatch("x7", Batch("linked", "s1")), "c");
+        Assert.Equal(RefusalCodes.Forbidden, h.To<JobRefused>("c").Last().Code);
+        Assert.Empty(h.Journal);
+
+        // slides the client found done are skipped: nothing runs and the batch ends at once
+        h.Run(new SubmitBatch("b1", spec, AlreadyDone: ["s1", "s2", "not-a-slide"]), "c");
+        Assert.Empty(h.Journal.OfType<JobSubmitted>());
+        Assert.Equal(["skipped", "skipped"], h.To<BatchCompleted>("c").Single().Outcomes.Select(o => o.Status));
+        // one skipped of two: only the other runs
+        h.Run(new SubmitBatch("b2", Batch("b2", "s1", "s2"), AlreadyDone: ["s1"]), "c");
+        Assert.Equal([JobIds.ForSlide("b2", "s2")], h.Journal.OfType<JobSubmitted>().Select(j => j.JobId));
+    }
+
+    [Fact]
+    public void SlideJobIds_AreStable_UsableAndDistinct_WhateverTheSlidesAreCalled()
+    {
+        string[] names = ["s11", "s, quoted", "s_ quoted", "=1+1", "a..b", ".hidden", "é", new string('x', 300)[..200], "a b", "a_b"];
+        var ids = names.Select(n => JobIds.ForSlide("batch-0123456789abcdef", n)).ToList();
+        Assert.Equal(ids.Count, ids.Distinct().Count());
+        Assert.All(ids, id => Assert.Null(AssignmentPaths.InvalidJobId(id)));
+        Assert.Equal("batch-0123456789abcdef-s11", ids[0]);
+        Assert.Equal(ids, names.Select(n => JobIds.ForSlide("batch-0123456789abcdef", n)));
+        Assert.All(ids, id => Assert.True(id.Length <= 128));
+    }
 }
 
 public class SnapshotRetentionTests

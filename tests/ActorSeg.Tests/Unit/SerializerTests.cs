@@ -17,6 +17,9 @@ public class SerializerTests : IDisposable
     private static readonly ResultRef Ref = new("/data/out/.work-j/tile-000001.apg", 12345, "0123456789abcdef");
     private static readonly TrainJobSpec TrainSpec = new(["/g/a/graph.npz", "/g/b/graph.npz"], "/m", "sage", "rag", 6, 64, 0.3, 0.01, 100, 10, 0.2, 3, "cuda");
     private static readonly GraphJobSpec Spec = new("/data/a.tif", "/data/a_mask.tif", "/data/out", IgnoreValue: 7, Halo: 99, ModelPath: "/m/best.model");
+    private static readonly BatchSpec Batch = new("/data/b", [new BatchSlideSpec("a", Spec with { OutDir = "/data/b/slides/a" }, "test")], 3,
+        [new BatchSlideRejected("c", "/data/c.tif", null, null, "rejected", "/data/c.tif: image not found")], "0123abcd");
+    private static readonly BatchSlideOutcome Outcome = new("a", "b-a", "done", null, 12, 3.5, "/data/b/slides/a/mask.tif", 0.4, 2);
 
     public static IEnumerable<object[]> Samples() => new object[]
     {
@@ -46,6 +49,11 @@ public class SerializerTests : IDisposable
         new ModelReady("t", 2, Ref, 40, 31, 0.25, 12.5, "cpu", 300), new TrainFailed("t", 2, "diverged", true),
         new TrainJobCompleted("t", "/m/best.model", 40, 31, 0.25, 12.5, "cpu"), new TrainJobSubmitted("t", TrainSpec, DateTime.UnixEpoch),
         new ModelTrained("t", new ModelReady("t", 2, Ref, 40, 31, 0.25, 12.5, "cpu", 300)),
+        Batch.Slides[0], Batch.Rejected![0], Batch, new SubmitBatch("b", Batch, ["a"], true), new WatchBatch("b"), new BatchReceived("b", Batch, true),
+        Outcome, new BatchSlideFinished("b", Outcome), new BatchProgress("b", 10, 4, 1, 2, 2), new BatchCompleted("b", [Outcome]),
+        new BatchStatus("b", "running", 3, 1, 0, 0, 1, "/data/b", [new BatchSlideStatus("a", "b-a", "running", null, "tiles", 3, 9)]),
+        new BatchSlideStatus("a", "b-a", "failed", "bad"), new StatusReport([], 1, 0, null, null, [new BatchStatus("b", "done", 1, 1, 0, 0, 0, "/data/b")]),
+        new BatchSubmitted("b", Batch, DateTime.UnixEpoch, ["a"]), new BatchSlideEnded("b", Outcome), new BatchRecord(new BatchSubmitted("b", Batch, DateTime.UnixEpoch), [Outcome]),
     }.Select(o => new[] { o });
 
     [Theory, MemberData(nameof(Samples))]
@@ -58,7 +66,8 @@ public class SerializerTests : IDisposable
         // records compare arrays by reference: compare the serialised forms instead
         Assert.Equal(message.GetType(), back.GetType());
         Assert.Equal(bytes, ser.ToBinary(back));
-        if (message is not (GraphJobCompleted or NodesClassified or StatusReport or ImageClassified or TrainJobSpec or SubmitTrainJob or TrainModel or TrainJobSubmitted))
+        if (message is not (GraphJobCompleted or NodesClassified or StatusReport or ImageClassified or TrainJobSpec or SubmitTrainJob or TrainModel or TrainJobSubmitted
+            or BatchSpec or SubmitBatch or BatchReceived or BatchCompleted or BatchStatus or BatchSubmitted or BatchRecord))
             Assert.Equal(message, back);
     }
 

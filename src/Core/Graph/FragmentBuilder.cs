@@ -92,11 +92,29 @@ public static class FragmentBuilder
         {
             int row = y * w, rrow = (oy + y) * rw + ox;
             long lin = (long)(core.Y + y) * imageWidth + core.X;
-            for (int x = 0; x < w; x++)
+            int vw = System.Numerics.Vector<int>.Count;
+            bool below = y + 1 < h, simd = below && System.Numerics.Vector.IsHardwareAccelerated;
+            int x = 0;
+            while (x < w)
             {
-                int p = row + x, f = frag[p];
-                if (x + 1 < w && frag[p + 1] != f) AddPair(f, frag[p + 1], lin + x, lin + x + 1, rrow + x, rrow + x + 1, raw);
-                if (y + 1 < h && frag[p + w] != f) AddPair(f, frag[p + w], lin + x, lin + imageWidth + x, rrow + x, rrow + rw + x, raw);
+                // inside a fragment (the common case): a vector of pixels equal to their right and lower neighbours has no boundary
+                int end = Math.Min(w, x + 1);
+                if (simd && x + vw < w)
+                {
+                    var here = new System.Numerics.Vector<int>(frag.Slice(row + x, vw));
+                    if (here == new System.Numerics.Vector<int>(frag.Slice(row + x + 1, vw)) && here == new System.Numerics.Vector<int>(frag.Slice(row + x + w, vw)))
+                    {
+                        x += vw;
+                        continue;
+                    }
+                    end = x + vw;
+                }
+                for (; x < end; x++)
+                {
+                    int p = row + x, f = frag[p];
+                    if (x + 1 < w && frag[p + 1] != f) AddPair(f, frag[p + 1], lin + x, lin + x + 1, rrow + x, rrow + x + 1, raw);
+                    if (below && frag[p + w] != f) AddPair(f, frag[p + w], lin + x, lin + imageWidth + x, rrow + x, rrow + rw + x, raw);
+                }
             }
         }
         void AddPair(int fa, int fb, long la, long lb, int ra, int rb, ReadOnlySpan<ushort> rawv)

@@ -23,8 +23,10 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         return img;
     }
 
-    private Process Submit(ClusterHarness h, string coordinator, params string[] args) =>
-        h.Run("submit", 0, null, ["submit", .. args, "--coordinator", coordinator]).Process;
+    private Process Submit(ClusterHarness h, string coordinator, params string[] args) => SubmitNode(h, coordinator, args).Process;
+
+    private static ClusterHarness.NodeProcess SubmitNode(ClusterHarness h, string coordinator, params string[] args) =>
+        h.Run("submit", 0, null, ["submit", .. args, "--coordinator", coordinator]);
 
     private static int Wait(Process p, TimeSpan timeout)
     {
@@ -157,13 +159,15 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
             ClusterHarness.WaitFor(() => coord.Lines.Count(l => l.Contains("Worker ") && l.Contains(" joined")) >= 2, TimeSpan.FromSeconds(60), "two workers", coord);
 
             var outDir = Path.Combine(_dir, "out");
-            var sub = Submit(h, coord.Address, img, "--mask", Path.Combine(_dir, "big_mask.tif"), "--out", outDir, "--tile-size", "384", "--job-id", "resume-1");
+            var subNode = SubmitNode(h, coord.Address, img, "--mask", Path.Combine(_dir, "big_mask.tif"), "--out", outDir, "--tile-size", "384", "--job-id", "resume-1");
+            var sub = subNode.Process;
             // SIGKILL the coordinator once some tiles are in the journal
             ClusterHarness.WaitFor(() => coord.Lines.Any(l => l.Contains("resume-1: ") && l.Contains(" tiles, ") && !l.Contains(": 0/")), TimeSpan.FromSeconds(90), "progress", coord);
             coord.Kill();
             var coord2 = h.Start("coordinator2", pc, null, coordArgs);
-            int rc = Wait(sub, TimeSpan.FromMinutes(4));
-            output.WriteLine(coord.Log + "\n--- restarted:\n" + coord2.Log);
+            int rc;
+            try { rc = Wait(sub, TimeSpan.FromMinutes(4)); }
+            finally { output.WriteLine(coord.Log + "\n--- restarted:\n" + coord2.Log + "\n--- worker 1:\n" + w1.Log + "\n--- submit:\n" + subNode.Log); }
             Assert.Equal(0, rc);
             var resumed = coord2.Lines.First(l => l.Contains("resumes in phase"));
             // "Job resume-1 resumes in phase tiles: K/N tiles already done"

@@ -39,14 +39,13 @@ public static class TrainCommand
         maskMode.AcceptOnlyFromAmong("binary", "classes");
         var segments = new Option<int?>("--segments") { Description = "Superpixels per image when building graphs (default: spacing 41 px)." };
         var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Model directory: best.model, last.model, curves.csv, split.json, train.json.", Required = true };
-        var conv = new Option<string>("--conv") { Description = "graphconv (published), sage, gcn or gat.", DefaultValueFactory = _ => "graphconv" };
-        conv.AcceptOnlyFromAmong("graphconv", "sage", "gcn", "gat");
+        var recipe = RecipeOptions.Recipe();
+        var conv = RecipeOptions.Conv();
         var classes = new Option<string?>("--classes") { Description = "Names and colours of the classes, class 0 first: background:#000000,colony:#ff0000 (kept in the model; used by the overlay, mask.ome.tif and the report)." };
-        var edges = new Option<string>("--edges") { Description = "knn (published exp(-d) weights, neighbour messages vanish), knn-scaled (exp(-d/spacing)), rag (region adjacency by shared boundary).", DefaultValueFactory = _ => "knn" };
-        edges.AcceptOnlyFromAmong(GraphSample.EdgeModes);
-        var layers = new Option<int>("--layers") { DefaultValueFactory = _ => 3, Description = "Message-passing layers." };
-        var hidden = new Option<int>("--hidden") { DefaultValueFactory = _ => 32, Description = "Hidden width." };
-        var dropout = new Option<double>("--dropout") { DefaultValueFactory = _ => 0.5, Description = "Dropout between layers." };
+        var edges = RecipeOptions.Edges();
+        var layers = RecipeOptions.Layers();
+        var hidden = RecipeOptions.Hidden();
+        var dropout = RecipeOptions.Dropout();
         var lr = new Option<double>("--lr") { DefaultValueFactory = _ => 0.01, Description = "Adam learning rate." };
         var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 500, Description = "Maximum epochs." };
         var patience = new Option<int>("--patience") { DefaultValueFactory = _ => 20, Description = "Epochs without validation improvement before stopping." };
@@ -54,11 +53,10 @@ public static class TrainCommand
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1, Description = "Seed for the split and the weights." };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto (CUDA when present), cpu or cuda." };
         var workers = new Option<int>("--workers", "-w") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Tile workers when building graphs." };
-        var features = new Option<string>("--features") { Description = "Feature set when building graphs: texture or published.", DefaultValueFactory = _ => "texture" };
-        features.AcceptOnlyFromAmong("texture", "published");
+        var features = RecipeOptions.Features();
         var cmd = new Command("train", "Train a GNN node classifier on superpixel graphs (full-graph training, early stopping on validation loss).")
         {
-            graphs, images, masks, maskMode, segments, output, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers, features, classes,
+            graphs, images, masks, maskMode, segments, output, recipe, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers, features, classes,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -67,6 +65,7 @@ public static class TrainCommand
             try
             {
                 var classTable = pr.GetValue(classes) is { } cs ? Core.IO.ClassTable.Parse(cs) : null;
+                var r0 = RecipeOptions.Resolve(pr, recipe, features, edges, conv, layers, hidden, dropout);
                 var paths = new List<string>();
                 if (pr.GetValue(graphs) is { Length: > 0 } gs) paths.AddRange(GraphSample.Discover(gs));
                 if (pr.GetValue(images) is { } imgDir)
@@ -75,21 +74,22 @@ public static class TrainCommand
                     foreach (var (img, mask) in Pair(imgDir.FullName, mdir.FullName))
                     {
                         var gdir = Path.Combine(outDir, "graphs", Path.GetFileNameWithoutExtension(img));
-                        var spec = new GraphJobSpec(img, mask, gdir, MaskMode: pr.GetValue(maskMode)!, Segments: pr.GetValue(segments), WriteNodeMap: false, Features: pr.GetValue(features)!);
+                        var spec = new GraphJobSpec(img, mask, gdir, MaskMode: pr.GetValue(maskMode)!, Segments: pr.GetValue(segments), WriteNodeMap: false, Features: r0.Features);
                         if (await GraphCommand.RunAsync(spec, pr.GetValue(workers), ct) != ExitCodes.Ok) return ExitCodes.Failed;
                         paths.Add(Path.Combine(gdir, Core.IO.GraphOutputs.GraphFile));
                     }
                 }
                 if (paths.Count == 0) throw new ArgumentException("nothing to train on: give --graphs, or --images with --masks");
+                RecipeOptions.WarnIfGraphsDiffer(paths, r0);
                 var opts = new TrainOptions
                 {
-                    Architecture = new GnnArchitecture { Conv = pr.GetValue(conv)!, Layers = pr.GetValue(layers), Hidden = pr.GetValue(hidden), Dropout = pr.GetValue(dropout) },
-                    Edges = pr.GetValue(edges)!, LearningRate = pr.GetValue(lr), MaxEpochs = pr.GetValue(epochs), Patience = pr.GetValue(patience),
+                    Architecture = r0.Architecture,
+                    Edges = r0.Edges, LearningRate = pr.GetValue(lr), MaxEpochs = pr.GetValue(epochs), Patience = pr.GetValue(patience),
                     ValidationFraction = pr.GetValue(valFrac), Seed = pr.GetValue(seed), Device = pr.GetValue(device)!, Classes = classTable,
                 };
                 Log.Information("Training {Conv} ({Layers} layers, width {Hidden}) with {Edges} edges on {Graphs} graph(s) → {Out}", opts.Architecture.Conv, opts.Architecture.Layers, opts.Architecture.Hidden, opts.Edges, paths.Count, outDir);
                 var r = Trainer.Train(paths, outDir, opts, s => Log.Information("{Step}", s));
-                SafePaths.WriteAllText(Path.Combine(outDir, "train.json"), JsonSerializer.Serialize(new { options = opts, result = r }, new JsonSerializerOptions { WriteIndented = true }), "training summary");
+                SafePaths.WriteAllText(Path.Combine(outDir, "train.json"), JsonSerializer.Serialize(new { recipe = pr.GetValue(recipe), overridden = r0.Overridden, options = opts, result = r }, new JsonSerializerOptions { WriteIndented = true }), "training summary");
                 Console.WriteLine(r.BestModel);
                 return ExitCodes.Ok;
             }

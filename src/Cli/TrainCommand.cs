@@ -137,14 +137,11 @@ public static class EvaluateCommand
                 var inv = CultureInfo.InvariantCulture;
                 Console.WriteLine($"graphs {per.Count}, pixels {all.Pixels:N0}");
                 Console.WriteLine(string.Format(inv, "pixel accuracy {0:P2}  macro F1 {1:F4}  micro Jaccard {2:F4}  superpixel ceiling {3:P2}", all.Accuracy, all.MacroF1, all.MicroJaccard, all.SuperpixelCeiling));
-                Console.WriteLine("class   F1/Dice   IoU");
-                for (int c = 0; c < all.Classes; c++) Console.WriteLine(string.Format(inv, "{0,5}   {1:F4}    {2:F4}", c, all.F1[c], all.IoU[c]));
-                Console.WriteLine("confusion (rows: truth, columns: prediction)");
-                for (int t = 0; t < all.Classes; t++) Console.WriteLine(string.Join(" ", Enumerable.Range(0, all.Classes).Select(p => all.Confusion[t * all.Classes + p].ToString().PadLeft(14))));
+                PrintPerClass(all, spec.ClassTable);
                 if (pr.GetValue(output) is { } od)
                 {
                     Directory.CreateDirectory(od.FullName);
-                    SafePaths.WriteAllText(Path.Combine(od.FullName, "metrics.json"), JsonSerializer.Serialize(new { model = pr.GetValue(model)!.FullName, overall = all, graphs = rows }, new JsonSerializerOptions { WriteIndented = true }), "metrics");
+                    SafePaths.WriteAllText(Path.Combine(od.FullName, "metrics.json"), JsonSerializer.Serialize(new { model = pr.GetValue(model)!.FullName, overall = all, perClass = PerClass(all, spec.ClassTable), graphs = rows }, new JsonSerializerOptions { WriteIndented = true }), "metrics");
                 }
                 return Task.FromResult(ExitCodes.Ok);
             }
@@ -156,4 +153,25 @@ public static class EvaluateCommand
         });
         return cmd;
     }
+
+    /// <summary>Per class: its name, pixels in the truth and predicted, F1/Dice, IoU, precision and recall; then the confusion matrix.</summary>
+    public static void PrintPerClass(PixelMetrics m, IReadOnlyList<ClassInfo> table)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var rows = PerClass(m, table);
+        int w = Math.Max(5, rows.Max(r => r.Name.Length));
+        Console.WriteLine($"{"class".PadRight(w + 4)}  {"truth px",14} {"predicted px",14}  F1/Dice   IoU      precision recall");
+        foreach (var r in rows)
+            Console.WriteLine(string.Format(inv, "{0,2} {1}  {2,14} {3,14}  {4:F4}    {5:F4}   {6:F4}    {7:F4}", r.Id, r.Name.PadRight(w + 1), r.TruePixels, r.PredictedPixels, r.F1, r.IoU, r.Precision, r.Recall));
+        Console.WriteLine("confusion (rows: truth, columns: prediction)");
+        for (int t = 0; t < m.Classes; t++) Console.WriteLine(string.Join(" ", Enumerable.Range(0, m.Classes).Select(p => m.Confusion[t * m.Classes + p].ToString(inv).PadLeft(14))));
+    }
+
+    public sealed record ClassRow(int Id, string Name, long TruePixels, long PredictedPixels, double F1, double IoU, double Precision, double Recall);
+
+    /// <summary>The per-class figures of <paramref name="m"/>, named from the model's classes.</summary>
+    public static ClassRow[] PerClass(PixelMetrics m, IReadOnlyList<ClassInfo> table) =>
+        Enumerable.Range(0, m.Classes).Select(c => new ClassRow(c, c < table.Count ? table[c].Name : $"class {c}",
+            Enumerable.Range(0, m.Classes).Sum(p => m.Confusion[c * m.Classes + p]), Enumerable.Range(0, m.Classes).Sum(t => m.Confusion[t * m.Classes + c]),
+            m.F1[c], m.IoU[c], m.Precision?[c] ?? double.NaN, m.Recall?[c] ?? double.NaN)).ToArray();
 }

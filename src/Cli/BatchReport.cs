@@ -29,6 +29,7 @@ public static class BatchReport
     private static readonly (string File, string What)[] SlideFiles =
     [
         ("mask.ome.tif", "mask (OME-TIFF, for QuPath, napari, Fiji)"), ("mask.tif", "mask (pyramidal TIFF of class ids)"),
+        ("prob.tif", "probability map (the painted class's probability × 255)"),
         ("overlay.png", "overlay"), (ErrorMapFile, "error map"), ("objects.geojson", "objects (GeoJSON)"),
         ("segment.json", "segmentation summary"), ("metrics.json", "metrics"), ("slide.json", "slide record"),
         ("graph/graph.json", "graph summary"), ("graph/classes.json", "classes"),

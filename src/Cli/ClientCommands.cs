@@ -206,21 +206,24 @@ public static class ClientCommands
         var output = new Option<string>("--out", "-o") { Required = true, Description = "Model directory (shared volume): best.model, last.model, curves.csv, split.json, graphs/." };
         var coordinator = new Option<string?>("--coordinator", "-c") { Description = "Coordinator node address(es). Env ACTORSEG_COORDINATOR." };
         var jobId = new Option<string?>("--job-id") { Description = "Job id (default: new); the graph jobs are JOB-g-NAME." };
-        var conv = new Option<string>("--conv") { DefaultValueFactory = _ => "graphconv", Description = "graphconv, sage, gcn or gat." };
-        var edges = new Option<string>("--edges") { DefaultValueFactory = _ => "rag", Description = "knn, knn-scaled or rag." };
-        var layers = new Option<int>("--layers") { DefaultValueFactory = _ => 3 };
-        var hidden = new Option<int>("--hidden") { DefaultValueFactory = _ => 32 };
-        var dropout = new Option<double>("--dropout") { DefaultValueFactory = _ => 0.5 };
+        var recipe = RecipeOptions.Recipe();
+        var conv = RecipeOptions.Conv();
+        var edges = RecipeOptions.Edges();
+        var layers = RecipeOptions.Layers();
+        var hidden = RecipeOptions.Hidden();
+        var dropout = RecipeOptions.Dropout();
         var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 500 };
         var patience = new Option<int>("--patience") { DefaultValueFactory = _ => 20 };
         var valFrac = new Option<double>("--val-frac") { DefaultValueFactory = _ => 0.15 };
         var segments = new Option<int?>("--segments") { Description = "Superpixels per image (default: spacing 41 px)." };
-        var features = new Option<string>("--features") { DefaultValueFactory = _ => "texture" };
+        var features = RecipeOptions.Features();
+        var maskMode = new Option<string>("--mask-mode") { Description = "binary (non-zero = class 1) or classes.", DefaultValueFactory = _ => "binary" };
+        maskMode.AcceptOnlyFromAmong("binary", "classes");
         var classes = new Option<string?>("--classes") { Description = "Names and colours of the classes, class 0 first: background:#000000,colony:#ff0000." };
         var timeout = new Option<double>("--connect-timeout") { DefaultValueFactory = _ => 60 };
         var cmd = new Command("submit-train", "Train a GNN on a running cluster: the tile workers build every image's graph, a gpu-trainer trains the model.")
         {
-            images, masks, output, coordinator, jobId, conv, edges, layers, hidden, dropout, epochs, patience, valFrac, segments, features, timeout, classes,
+            images, masks, maskMode, output, coordinator, jobId, recipe, conv, edges, layers, hidden, dropout, epochs, patience, valFrac, segments, features, timeout, classes,
         };
         var tls = TlsFlags.Create();
         tls.AddTo(cmd);
@@ -232,16 +235,17 @@ public static class ClientCommands
             try
             {
                 var pairs = TrainCommand.Pair(Path.GetFullPath(pr.GetValue(images)!), Path.GetFullPath(pr.GetValue(masks)!));
+                var r0 = RecipeOptions.Resolve(pr, recipe, features, edges, conv, layers, hidden, dropout);
                 await using var conn = ClusterConnection.Open(ClusterConnection.Addresses(pr.GetValue(coordinator)), tls.Read(pr));
                 var connect = TimeSpan.FromSeconds(pr.GetValue(timeout));
                 // every image's graph, as concurrent jobs: the cluster spreads their tiles over all workers
                 var graphs = pairs.Select(p => (p, Dir: Path.Combine(outDir, "graphs", Path.GetFileNameWithoutExtension(p.Image)))).ToList();
                 var rcs = await Task.WhenAll(graphs.Select(g => FollowAsync(conn, $"{id}-g-{Path.GetFileName(g.Dir)}",
-                    new SubmitGraphJob($"{id}-g-{Path.GetFileName(g.Dir)}", new GraphJobSpec(g.p.Image, g.p.Mask, g.Dir, Segments: pr.GetValue(segments),
-                        WriteNodeMap: false, Features: pr.GetValue(features)!)), connect, ct, _ => { })));
+                    new SubmitGraphJob($"{id}-g-{Path.GetFileName(g.Dir)}", new GraphJobSpec(g.p.Image, g.p.Mask, g.Dir, MaskMode: pr.GetValue(maskMode)!, Segments: pr.GetValue(segments),
+                        WriteNodeMap: false, Features: r0.Features)), connect, ct, _ => { })));
                 if (rcs.Any(rc => rc != ExitCodes.Ok)) return rcs.First(rc => rc != ExitCodes.Ok);
                 var spec = new TrainJobSpec(graphs.Select(g => Path.Combine(g.Dir, Core.IO.GraphOutputs.GraphFile)).ToArray(), outDir,
-                    pr.GetValue(conv)!, pr.GetValue(edges)!, pr.GetValue(layers), pr.GetValue(hidden), pr.GetValue(dropout), 0.01,
+                    r0.Architecture.Conv, r0.Edges, r0.Architecture.Layers, r0.Architecture.Hidden, r0.Architecture.Dropout, 0.01,
                     pr.GetValue(epochs), pr.GetValue(patience), pr.GetValue(valFrac), Classes: pr.GetValue(classes));
                 if (spec.Classes is { } cs) Core.IO.ClassTable.Parse(cs); // a bad class list fails here, before any work
                 Log.Information("Graphs of {Images} images built; submitting training job {JobId}", graphs.Count, id);

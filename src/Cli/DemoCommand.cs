@@ -40,10 +40,10 @@ public static class DemoCommand
             foreach (var (img, mask) in TrainCommand.Pair(trImg, trMask))
             {
                 var gdir = Path.Combine(modelDir, "graphs", Path.GetFileNameWithoutExtension(img));
-                if (await GraphCommand.RunAsync(new GraphJobSpec(img, mask, gdir, WriteNodeMap: false), nWorkers, ct) != ExitCodes.Ok) return ExitCodes.Failed;
+                if (await GraphCommand.RunAsync(new GraphJobSpec(img, mask, gdir, WriteNodeMap: false, Features: GpuTrainer.Recipes.Best.Features), nWorkers, ct) != ExitCodes.Ok) return ExitCodes.Failed;
                 graphs.Add(Path.Combine(gdir, Core.IO.GraphOutputs.GraphFile));
             }
-            var trained = GpuTrainer.Trainer.Train(graphs, modelDir, new GpuTrainer.TrainOptions { Edges = "rag", ValidationFraction = 0.34 }, s => Log.Information("{Step}", s));
+            var trained = GpuTrainer.Trainer.Train(graphs, modelDir, new GpuTrainer.TrainOptions { Edges = GpuTrainer.Recipes.Best.Edges, Architecture = GpuTrainer.Recipes.Best.Architecture, ValidationFraction = 0.34 }, s => Log.Information("{Step}", s));
             // 4. the held-out image segmented, and the result measured against its mask
             var mask2 = await SegmentCommand.RunAsync(held, trained.BestModel, Path.Combine(dir, "segment"), null, nWorkers, "auto", ct);
             if (mask2 is null) return ExitCodes.Failed;

@@ -12,8 +12,13 @@ public static class GenerateCommand
         var name = new Option<string>("--name") { Description = "Base name of the files.", DefaultValueFactory = _ => "sample" };
         var width = new Option<int>("--width") { Description = "Width in pixels.", DefaultValueFactory = _ => 4096 };
         var height = new Option<int>("--height") { Description = "Height in pixels.", DefaultValueFactory = _ => 4096 };
-        var kind = new Option<string>("--kind") { Description = "colonies (phase-contrast-like, texture differs) or nuclei (fluorescence-like).", DefaultValueFactory = _ => "colonies" };
-        kind.AcceptOnlyFromAmong("colonies", "nuclei");
+        var kind = new Option<string>("--kind")
+        {
+            Description = "colonies (phase-contrast-like, texture differs), nuclei (fluorescence-like) or cells (five classes, the mask holds class ids: "
+                + "0 background, 1 cytoplasm, 2 nucleus, 3 membrane, a line 3 px wide (thin), 4 mitotic nucleus (rare); train with --mask-mode classes).",
+            DefaultValueFactory = _ => "colonies",
+        };
+        kind.AcceptOnlyFromAmong("colonies", "nuclei", "cells");
         var bits = new Option<int>("--bits") { Description = "8 or 16 bits per sample.", DefaultValueFactory = _ => 16 };
         bits.AcceptOnlyFromAmong("8", "16");
         var channels = new Option<int>("--channels") { Description = "1 (grey) or 3 (RGB).", DefaultValueFactory = _ => 1 };
@@ -95,7 +100,7 @@ public static class GenerateCommand
         Directory.CreateDirectory(dir);
         var img = Path.Combine(dir, name + ".tif");
         var mask = Path.Combine(dir, name + "_mask.tif");
-        var spec = new SyntheticSpec(width, height, kind == "nuclei" ? SyntheticKind.Nuclei : SyntheticKind.Colonies, bits, channels, seed);
+        var spec = new SyntheticSpec(width, height, kind switch { "nuclei" => SyntheticKind.Nuclei, "cells" => SyntheticKind.Cells, _ => SyntheticKind.Colonies }, bits, channels, seed);
         Log.Information("Generating {Kind} image {Width}x{Height}, {Bits}-bit, {Channels} channel(s) → {Image}", kind, width, height, bits, channels, img);
         int lastPct = -1;
         var progress = new Progress<double>(p =>
@@ -105,6 +110,13 @@ public static class GenerateCommand
         });
         var r = SyntheticMicroscopy.Generate(spec, img, mask, progress, ct);
         Log.Information("Generated {Result}", r);
+        if (spec.Kind == SyntheticKind.Cells && r.ClassPixels is { } cp)
+        {
+            long total = (long)width * height;
+            Log.Information("Mask classes (pixels): {Classes}; train and evaluate with --mask-mode classes --classes {ClassList}",
+                string.Join(", ", SyntheticMicroscopy.CellClasses.Split(',').Select((c, i) => FormattableString.Invariant($"{i} {c.Split(':')[0]} {100.0 * cp[i] / total:F2} %"))),
+                SyntheticMicroscopy.CellClasses);
+        }
         return (img, mask);
     }
 }

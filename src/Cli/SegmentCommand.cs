@@ -13,7 +13,7 @@ public static class SegmentCommand
     {
         var image = new Argument<FileInfo>("IMAGE") { Description = "The image to segment (any size: it is processed tile by tile)." };
         var model = new Option<FileInfo>("--model", "-m") { Description = "A model file from 'actorseg train' (best.model).", Required = true };
-        var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Output directory: mask.tif (pyramidal tiled BigTIFF of class ids), mask.ome.tif, objects.geojson, overlay.png, segment.json, graph/.", Required = true };
+        var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Output directory: mask.tif (pyramidal tiled BigTIFF of class ids), mask.ome.tif, prob.tif (per pixel the painted class's probability × 255, uint8, pyramidal), objects.geojson, overlay.png, segment.json, graph/ (with probs.npy, the nodes' class probabilities).", Required = true };
         var spacing = new Option<double?>("--spacing") { Description = "Seed spacing in pixels (default: the spacing the model was trained with)." };
         var workers = new Option<int>("--workers", "-w") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Tile workers." };
         var tileSize = new Option<int>("--tile-size") { DefaultValueFactory = _ => 2048, Description = "Tile size in pixels." };
@@ -66,8 +66,10 @@ public static class SegmentCommand
         if (done?.MaskPath is null) return null;
         if (done.TissueFraction is { } tf)
             Log.Information("Tissue covered {TissueFraction:P1} of the image; {TilesSkipped} glass-only tiles skipped (tissue map {TissueMap})", tf, done.TilesSkipped, Path.Combine(outDir, "graph", Core.IO.GraphOutputs.TissueFile));
-        Log.Information("Mask {Mask}, overlay {Overlay}{Objects}; pixels per class [{Pixels}]", done.MaskPath, Path.Combine(outDir, "overlay.png"),
-            AssignmentPaths.ObjectsFile(Path.GetFullPath(outDir), objects) is { } op ? $", objects {op}" : "", string.Join(", ", done.PixelsPerClass ?? []));
+        var probMap = Path.Combine(Path.GetFullPath(outDir), AssignmentPaths.ProbabilityMapFile);
+        Log.Information("Mask {Mask}, overlay {Overlay}{Objects}{ProbabilityMap}; pixels per class [{Pixels}]", done.MaskPath, Path.Combine(outDir, "overlay.png"),
+            AssignmentPaths.ObjectsFile(Path.GetFullPath(outDir), objects) is { } op ? $", objects {op}" : "", File.Exists(probMap) ? $", probability map {probMap}" : "",
+            string.Join(", ", done.PixelsPerClass ?? []));
         return done.MaskPath;
     }
 }

@@ -39,14 +39,13 @@ public static class TrainCommand
         maskMode.AcceptOnlyFromAmong("binary", "classes");
         var segments = new Option<int?>("--segments") { Description = "Superpixels per image when building graphs (default: spacing 41 px)." };
         var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Model directory: best.model, last.model, curves.csv, split.json, train.json.", Required = true };
-        var conv = new Option<string>("--conv") { Description = "graphconv (published), sage, gcn or gat.", DefaultValueFactory = _ => "graphconv" };
-        conv.AcceptOnlyFromAmong("graphconv", "sage", "gcn", "gat");
+        var recipe = RecipeOptions.Recipe();
+        var conv = RecipeOptions.Conv();
         var classes = new Option<string?>("--classes") { Description = "Names and colours of the classes, class 0 first: background:#000000,colony:#ff0000 (kept in the model; used by the overlay, mask.ome.tif and the report)." };
-        var edges = new Option<string>("--edges") { Description = "knn (published exp(-d) weights, neighbour messages vanish), knn-scaled (exp(-d/spacing)), rag (region adjacency by shared boundary).", DefaultValueFactory = _ => "knn" };
-        edges.AcceptOnlyFromAmong(GraphSample.EdgeModes);
-        var layers = new Option<int>("--layers") { DefaultValueFactory = _ => 3, Description = "Message-passing layers." };
-        var hidden = new Option<int>("--hidden") { DefaultValueFactory = _ => 32, Description = "Hidden width." };
-        var dropout = new Option<double>("--dropout") { DefaultValueFactory = _ => 0.5, Description = "Dropout between layers." };
+        var edges = RecipeOptions.Edges();
+        var layers = RecipeOptions.Layers();
+        var hidden = RecipeOptions.Hidden();
+        var dropout = RecipeOptions.Dropout();
         var lr = new Option<double>("--lr") { DefaultValueFactory = _ => 0.01, Description = "Adam learning rate." };
         var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 500, Description = "Maximum epochs." };
         var patience = new Option<int>("--patience") { DefaultValueFactory = _ => 20, Description = "Epochs without validation improvement before stopping." };
@@ -54,11 +53,10 @@ public static class TrainCommand
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1, Description = "Seed for the split and the weights." };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto (CUDA when present), cpu or cuda." };
         var workers = new Option<int>("--workers", "-w") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Tile workers when building graphs." };
-        var features = new Option<string>("--features") { Description = "Feature set when building graphs: texture or published.", DefaultValueFactory = _ => "texture" };
-        features.AcceptOnlyFromAmong("texture", "published");
+        var features = RecipeOptions.Features();
         var cmd = new Command("train", "Train a GNN node classifier on superpixel graphs (full-graph training, early stopping on validation loss).")
         {
-            graphs, images, masks, maskMode, segments, output, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers, features, classes,
+            graphs, images, masks, maskMode, segments, output, recipe, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers, features, classes,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -67,6 +65,7 @@ public static class TrainCommand
             try
             {
                 var classTable = pr.GetValue(classes) is { } cs ? Core.IO.ClassTable.Parse(cs) : null;
+                var r0 = RecipeOptions.Resolve(pr, recipe, features, edges, conv, layers, hidden, dropout);
                 var paths = new List<string>();
                 if (pr.GetValue(graphs) is { Length: > 0 } gs) paths.AddRange(GraphSample.Discover(gs));
                 if (pr.GetValue(images) is { } imgDir)
@@ -75,21 +74,22 @@ public static class TrainCommand
                     foreach (var (img, mask) in Pair(imgDir.FullName, mdir.FullName))
                     {
                         var gdir = Path.Combine(outDir, "graphs", Path.GetFileNameWithoutExtension(img));
-                        var spec = new GraphJobSpec(img, mask, gdir, MaskMode: pr.GetValue(maskMode)!, Segments: pr.GetValue(segments), WriteNodeMap: false, Features: pr.GetValue(features)!);
+                        var spec = new GraphJobSpec(img, mask, gdir, MaskMode: pr.GetValue(maskMode)!, Segments: pr.GetValue(segments), WriteNodeMap: false, Features: r0.Features);
                         if (await GraphCommand.RunAsync(spec, pr.GetValue(workers), ct) != ExitCodes.Ok) return ExitCodes.Failed;
                         paths.Add(Path.Combine(gdir, Core.IO.GraphOutputs.GraphFile));
                     }
                 }
                 if (paths.Count == 0) throw new ArgumentException("nothing to train on: give --graphs, or --images with --masks");
+                RecipeOptions.WarnIfGraphsDiffer(paths, r0);
                 var opts = new TrainOptions
                 {
-                    Architecture = new GnnArchitecture { Conv = pr.GetValue(conv)!, Layers = pr.GetValue(layers), Hidden = pr.GetValue(hidden), Dropout = pr.GetValue(dropout) },
-                    Edges = pr.GetValue(edges)!, LearningRate = pr.GetValue(lr), MaxEpochs = pr.GetValue(epochs), Patience = pr.GetValue(patience),
+                    Architecture = r0.Architecture,
+                    Edges = r0.Edges, LearningRate = pr.GetValue(lr), MaxEpochs = pr.GetValue(epochs), Patience = pr.GetValue(patience),
                     ValidationFraction = pr.GetValue(valFrac), Seed = pr.GetValue(seed), Device = pr.GetValue(device)!, Classes = classTable,
                 };
                 Log.Information("Training {Conv} ({Layers} layers, width {Hidden}) with {Edges} edges on {Graphs} graph(s) → {Out}", opts.Architecture.Conv, opts.Architecture.Layers, opts.Architecture.Hidden, opts.Edges, paths.Count, outDir);
                 var r = Trainer.Train(paths, outDir, opts, s => Log.Information("{Step}", s));
-                SafePaths.WriteAllText(Path.Combine(outDir, "train.json"), JsonSerializer.Serialize(new { options = opts, result = r }, new JsonSerializerOptions { WriteIndented = true }), "training summary");
+                SafePaths.WriteAllText(Path.Combine(outDir, "train.json"), JsonSerializer.Serialize(new { recipe = pr.GetValue(recipe), overridden = r0.Overridden, options = opts, result = r }, new JsonSerializerOptions { WriteIndented = true }), "training summary");
                 Console.WriteLine(r.BestModel);
                 return ExitCodes.Ok;
             }
@@ -137,14 +137,11 @@ public static class EvaluateCommand
                 var inv = CultureInfo.InvariantCulture;
                 Console.WriteLine($"graphs {per.Count}, pixels {all.Pixels:N0}");
                 Console.WriteLine(string.Format(inv, "pixel accuracy {0:P2}  macro F1 {1:F4}  micro Jaccard {2:F4}  superpixel ceiling {3:P2}", all.Accuracy, all.MacroF1, all.MicroJaccard, all.SuperpixelCeiling));
-                Console.WriteLine("class   F1/Dice   IoU");
-                for (int c = 0; c < all.Classes; c++) Console.WriteLine(string.Format(inv, "{0,5}   {1:F4}    {2:F4}", c, all.F1[c], all.IoU[c]));
-                Console.WriteLine("confusion (rows: truth, columns: prediction)");
-                for (int t = 0; t < all.Classes; t++) Console.WriteLine(string.Join(" ", Enumerable.Range(0, all.Classes).Select(p => all.Confusion[t * all.Classes + p].ToString().PadLeft(14))));
+                PrintPerClass(all, spec.ClassTable);
                 if (pr.GetValue(output) is { } od)
                 {
                     Directory.CreateDirectory(od.FullName);
-                    SafePaths.WriteAllText(Path.Combine(od.FullName, "metrics.json"), JsonSerializer.Serialize(new { model = pr.GetValue(model)!.FullName, overall = all, graphs = rows }, new JsonSerializerOptions { WriteIndented = true }), "metrics");
+                    SafePaths.WriteAllText(Path.Combine(od.FullName, "metrics.json"), JsonSerializer.Serialize(new { model = pr.GetValue(model)!.FullName, overall = all, perClass = PerClass(all, spec.ClassTable), graphs = rows }, new JsonSerializerOptions { WriteIndented = true }), "metrics");
                 }
                 return Task.FromResult(ExitCodes.Ok);
             }
@@ -156,4 +153,25 @@ public static class EvaluateCommand
         });
         return cmd;
     }
+
+    /// <summary>Per class: its name, pixels in the truth and predicted, F1/Dice, IoU, precision and recall; then the confusion matrix.</summary>
+    public static void PrintPerClass(PixelMetrics m, IReadOnlyList<ClassInfo> table)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var rows = PerClass(m, table);
+        int w = Math.Max(5, rows.Max(r => r.Name.Length));
+        Console.WriteLine($"{"class".PadRight(w + 4)}  {"truth px",14} {"predicted px",14}  F1/Dice   IoU      precision recall");
+        foreach (var r in rows)
+            Console.WriteLine(string.Format(inv, "{0,2} {1}  {2,14} {3,14}  {4:F4}    {5:F4}   {6:F4}    {7:F4}", r.Id, r.Name.PadRight(w + 1), r.TruePixels, r.PredictedPixels, r.F1, r.IoU, r.Precision, r.Recall));
+        Console.WriteLine("confusion (rows: truth, columns: prediction)");
+        for (int t = 0; t < m.Classes; t++) Console.WriteLine(string.Join(" ", Enumerable.Range(0, m.Classes).Select(p => m.Confusion[t * m.Classes + p].ToString(inv).PadLeft(14))));
+    }
+
+    public sealed record ClassRow(int Id, string Name, long TruePixels, long PredictedPixels, double F1, double IoU, double Precision, double Recall);
+
+    /// <summary>The per-class figures of <paramref name="m"/>, named from the model's classes.</summary>
+    public static ClassRow[] PerClass(PixelMetrics m, IReadOnlyList<ClassInfo> table) =>
+        Enumerable.Range(0, m.Classes).Select(c => new ClassRow(c, c < table.Count ? table[c].Name : $"class {c}",
+            Enumerable.Range(0, m.Classes).Sum(p => m.Confusion[c * m.Classes + p]), Enumerable.Range(0, m.Classes).Sum(t => m.Confusion[t * m.Classes + c]),
+            m.F1[c], m.IoU[c], m.Precision?[c] ?? double.NaN, m.Recall?[c] ?? double.NaN)).ToArray();
 }

@@ -25,8 +25,11 @@ public static class UNetCommands
         var valFrac = new Option<double>("--val-frac") { DefaultValueFactory = _ => 0.15, Description = "Fraction of images for validation." };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto" };
+        var maskMode = new Option<string>("--mask-mode") { Description = "binary (non-zero = class 1) or classes (values are class ids), as for the GNN commands.", DefaultValueFactory = _ => "binary" };
+        maskMode.AcceptOnlyFromAmong("binary", "classes");
+        var classes = new Option<string?>("--classes") { Description = "Names and colours of the classes, class 0 first: background:#000000,nucleus:#0060ff (kept in the model, used by unet-evaluate)." };
         var cmd = new Command("unet-train", "Train the UNet baseline on image tiles (random patches with flips and rotations, early stopping).")
-        { images, masks, output, patch, width, depth, epochs, steps, patience, lr, valFrac, seed, device };
+        { images, masks, maskMode, output, patch, width, depth, epochs, steps, patience, lr, valFrac, seed, device, classes };
         cmd.SetAction((pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
@@ -38,6 +41,7 @@ public static class UNetCommands
                     Patch = pr.GetValue(patch), Base = pr.GetValue(width), Depth = pr.GetValue(depth), MaxEpochs = pr.GetValue(epochs),
                     StepsPerEpoch = pr.GetValue(steps), Patience = pr.GetValue(patience), LearningRate = pr.GetValue(lr),
                     ValidationFraction = pr.GetValue(valFrac), Seed = pr.GetValue(seed), Device = pr.GetValue(device)!,
+                    BinaryMask = pr.GetValue(maskMode) == "binary", Classes = pr.GetValue(classes) is { } cs ? ClassTable.Parse(cs) : null,
                 };
                 var outDir = pr.GetValue(output)!.FullName;
                 var r = UNetRunner.Train(pairs, outDir, o, s => Log.Information("{Step}", s));
@@ -60,7 +64,11 @@ public static class UNetCommands
         var images = new Option<DirectoryInfo>("--images") { Required = true };
         var masks = new Option<DirectoryInfo>("--masks") { Required = true };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto" };
-        var cmd = new Command("unet-evaluate", "Pixel metrics of the UNet baseline on labelled images (sliding-window inference).") { model, images, masks, device };
+        var maskMode = new Option<string?>("--mask-mode") { Description = "binary (non-zero = class 1) or classes (values are class ids) (default: as the model was trained)." };
+        maskMode.AcceptOnlyFromAmong("binary", "classes");
+        var output = new Option<DirectoryInfo?>("--out", "-o") { Description = "Write metrics.json here (overall, per class, confusion matrix)." };
+        var cmd = new Command("unet-evaluate", "Pixel accuracy, per-class and macro F1/Dice, IoU, precision, recall and the confusion matrix of the UNet baseline on labelled images (sliding-window inference).")
+        { model, images, masks, maskMode, device, output };
         cmd.SetAction((pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
@@ -68,9 +76,22 @@ public static class UNetCommands
             {
                 var sw = System.Diagnostics.Stopwatch.StartNew();
                 var pairs = TrainCommand.Pair(pr.GetValue(images)!.FullName, pr.GetValue(masks)!.FullName);
-                var m = UNetRunner.Evaluate(pr.GetValue(model)!.FullName, pairs, true, pr.GetValue(device)!);
+                var modelPath = pr.GetValue(model)!.FullName;
+                var spec = UNetRunner.ReadSpec(modelPath);
+                var mode = pr.GetValue(maskMode) ?? spec.MaskMode;
+                if (mode != spec.MaskMode) Log.Warning("The model was trained with --mask-mode {Trained}; evaluating with {Mode}", spec.MaskMode, mode);
+                var m = UNetRunner.Evaluate(modelPath, pairs, mode == "binary", pr.GetValue(device)!);
                 Console.WriteLine($"images {pairs.Count}, pixels {m.Pixels:N0}, {sw.Elapsed.TotalSeconds:F1}s");
                 Console.WriteLine(string.Format(CultureInfo.InvariantCulture, "pixel accuracy {0:P2}  macro F1 {1:F4}  micro Jaccard {2:F4}", m.Accuracy, m.MacroF1, m.MicroJaccard));
+                EvaluateCommand.PrintPerClass(m, spec.ClassTable);
+                if (pr.GetValue(output) is { } od)
+                {
+                    Directory.CreateDirectory(od.FullName);
+                    SafePaths.WriteAllText(Path.Combine(od.FullName, "metrics.json"), JsonSerializer.Serialize(new
+                    {
+                        model = modelPath, maskMode = mode, images = pairs.Select(p => p.Image), overall = m, perClass = EvaluateCommand.PerClass(m, spec.ClassTable),
+                    }, new JsonSerializerOptions { WriteIndented = true }), "metrics");
+                }
                 return Task.FromResult(ExitCodes.Ok);
             }
             catch (Exception e) when (ExitCodes.IsInputError(e))

@@ -865,7 +865,7 @@ public sealed class JobBook
         if (c.Nodes != j.Stitched!.Nodes) { StepItemFailed(c.JobId, c.Attempt, "classifying", $"trainer returned {c.Nodes} classes for a graph of {j.Stitched.Nodes} nodes", false, d, now); return; }
         j.Step = null;
         if (sender.Length > 0) _idleTrainers.Add(sender);
-        d.Record(new ImageClassified(c.JobId, c.Classes, c.PixelsPerClass, c.Seconds, c.Device, c.Probs));
+        d.Record(new ImageClassified(c.JobId, c.Classes, c.PixelsPerClass, c.Seconds, c.Device, c.Probs, c.MeanProbabilityPerClass));
         j.Log.Information("Job {JobId}: {Nodes} nodes classified on {Device} in {Seconds:F1}s; pixels per class [{Pixels}]", j.JobId, c.Nodes, c.Device, c.Seconds, string.Join(", ", c.PixelsPerClass));
         d.Then(new Dispatch());
     }
@@ -906,6 +906,7 @@ public sealed class JobBook
                 {
                     image = j.Spec.ImagePath, model = j.Spec.ModelPath, mask = j.Segmented!.Mask.Path, maskChecksum = j.Segmented.Mask.Checksum,
                     overlay = Path.Combine(j.Spec.OutDir, AssignmentPaths.OverlayFile), objects = AssignmentPaths.ObjectsFile(j.Spec.OutDir, j.Spec.Objects), nodes = j.Stitched!.Nodes, pixelsPerClass = c.PixelsPerClass, device = c.Device,
+                    probabilityMap = c.Probs is null ? null : Path.Combine(j.Spec.OutDir, AssignmentPaths.ProbabilityMapFile), meanProbabilityPerClass = c.MeanProbabilityPerClass,
                     tissueFraction = j.Stitched.TissueFraction, tilesSkipped = j.Stitched.TilesSkipped,
                 }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
             }

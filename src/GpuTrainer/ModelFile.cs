@@ -29,6 +29,8 @@ public sealed record ModelSpec
     public Core.IO.ClassInfo[]? ClassNames { get; init; }
     public Core.IO.ClassInfo[] ClassTable => ClassNames is { } n && n.Length == Classes ? n : Core.IO.ClassTable.Default(Classes).Take(Math.Max(Classes, 1)).ToArray();
     public string[] ValidationGraphs { get; init; } = [];
+    /// <summary>The training recipe these settings are (best, published), or custom; null in models trained before recipes.</summary>
+    public string? Recipe { get; init; }
 
     /// <summary>Refuses a graph whose features the model was not trained on.</summary>
     public void CheckCompatible(GraphSample g)

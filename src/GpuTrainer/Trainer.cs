@@ -128,6 +128,9 @@ public static class Trainer
         using var weight = torch.tensor(cw, device: device);
         log($"{graphs.Count} graph(s): {trainIdx.Count} train / {valIdx.Count} validation{(nodeSplit ? " (node split)" : "")}, {trainNodes} / {valNodes} labelled nodes, {F} features, {K} classes, class weights [{string.Join(", ", cw.Select(c => c.ToString("F2", CultureInfo.InvariantCulture)))}]");
 
+        var featureSet = graphs[0].FeatureNames.Contains("contrast") ? "texture" : "published";
+        var recipe = Recipes.NameOf(featureSet, o.Edges, o.Architecture);
+        log($"recipe {recipe}: {featureSet} features, {o.Edges} edges, {o.Architecture.Conv} {o.Architecture.Layers} layers × {o.Architecture.Hidden}, dropout {o.Architecture.Dropout.ToString(CultureInfo.InvariantCulture)}, {o.Architecture.Activation}");
         var model = new GnnModel(o.Architecture, F, K);
         model.to(device);
         var opt = torch.optim.Adam(model.parameters(), lr: o.LearningRate);
@@ -142,7 +145,7 @@ public static class Trainer
             Architecture = o.Architecture, FeatureNames = graphs[0].FeatureNames, FeatureMean = fMean, FeatureStd = fStd, Classes = K,
             Edges = o.Edges, ClassWeights = cw, Epoch = epoch, ValidationLoss = vl, Seed = o.Seed, SeedSpacing = graphs.Average(g => g.SeedSpacing),
             TrainGraphs = trainIdx.Select(i => graphs[i].Path).ToArray(), ValidationGraphs = valIdx.Select(i => graphs[i].Path).ToArray(),
-            ClassNames = o.Classes,
+            ClassNames = o.Classes, Recipe = recipe,
         };
         var curves = new System.Text.StringBuilder("epoch,train_loss,val_loss,val_node_accuracy\n");
         double bestLoss = double.PositiveInfinity, lastLoss = double.PositiveInfinity; int bestEpoch = 0, since = 0, epoch = 0;

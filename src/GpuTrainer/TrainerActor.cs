@@ -126,19 +126,28 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             var (pred, probs) = Predictor.PredictWithProbabilities(spec, model, g, dev);
             var classes = new byte[pred.Length];
             var pixels = new long[spec.Classes];
+            var probSum = new double[spec.Classes];
             var area = NpzReader.Read(w.Graph.Path)["area"].AsSpan<long>();
-            for (int v = 0; v < pred.Length; v++) { classes[v] = (byte)pred[v]; pixels[pred[v]] += area[v]; }
+            for (int v = 0; v < pred.Length; v++)
+            {
+                classes[v] = (byte)pred[v]; pixels[pred[v]] += area[v];
+                probSum[pred[v]] += (double)area[v] * probs[(long)v * spec.Classes + pred[v]];
+            }
+            // per class, the pixel-weighted mean probability of the pixels painted with it (0 where none is: see the pixel counts)
+            var meanProb = probSum.Select((s, c) => pixels[c] > 0 ? Math.Round(s / pixels[c], 6) : 0).ToArray();
             // derived here from the job's folder, which is checked again now that it is about to be written
             var classesPath = Path.Combine(w.OutDir!, AssignmentPaths.ClassesFile);
             SafePaths.WriteAllBytes(classesPath, classes, "node classes");
             // the class probabilities (N×C float32, little-endian), for the objects' mean probability
             var probsPath = Path.Combine(w.OutDir!, AssignmentPaths.ProbsFile);
             SafePaths.WriteAllBytes(probsPath, System.Runtime.InteropServices.MemoryMarshal.AsBytes(probs.AsSpan()), "node probabilities");
+            // the same as a NumPy array beside graph.npz: np.load("probs.npy") is N × C, row v = node v (as in graph.npz)
+            NpyFile.Write<float>(Path.Combine(w.OutDir!, AssignmentPaths.ProbsNpyFile), probs, [pred.Length, spec.Classes], "node probabilities (npy)");
             ClassTable.Write(w.OutDir!, spec.ClassTable); // names and colours for the painter, the OME-XML and the report
             var desc = TorchDevice.Describe(dev);
             log.Information("Job {JobId}: {Nodes} nodes classified with {Model} on {Device} in {Seconds:F2}s, peak RSS {PeakRssMiB:F0} MiB",
                 w.JobId, pred.Length, w.ModelPath, desc, sw.Elapsed.TotalSeconds, Core.ProcessStats.PeakRssMiB());
-            return new Finished(w, new NodesClassified(w.JobId, w.Attempt, _store.Describe(classesPath), pred.Length, pixels, sw.Elapsed.TotalSeconds, desc, _store.Describe(probsPath)));
+            return new Finished(w, new NodesClassified(w.JobId, w.Attempt, _store.Describe(classesPath), pred.Length, pixels, sw.Elapsed.TotalSeconds, desc, _store.Describe(probsPath), meanProb));
         }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new Failed(w, t.Exception!.GetBaseException()))
           .PipeTo(self);
     }

@@ -23,6 +23,11 @@ public sealed record UNetSpec
     public double ValidationLoss { get; init; }
     public string[] TrainImages { get; init; } = [];
     public string[] ValidationImages { get; init; } = [];
+    /// <summary>How the training masks were read: binary (non-zero = class 1) or classes (values are class ids); models from before it were binary.</summary>
+    public string MaskMode { get; init; } = "binary";
+    /// <summary>Names and colours of the classes, when given at training.</summary>
+    public ClassInfo[]? ClassNames { get; init; }
+    public ClassInfo[] ClassTable => ClassNames is { } n && n.Length == Classes ? n : Core.IO.ClassTable.Default(Classes).Take(Math.Max(Classes, 1)).ToArray();
 }
 
 /// <summary>The CNN baseline: a UNet (conv-BN-ReLU ×2 per level, max-pool down, transposed-conv up, skip connections).</summary>
@@ -80,6 +85,8 @@ public sealed record UNetTrainOptions
     public int Seed { get; init; } = 1;
     public string Device { get; init; } = "auto";
     public bool BinaryMask { get; init; } = true;
+    /// <summary>Names and colours of the classes, class 0 first (null: background, class 1, …); as many as the masks have, or more.</summary>
+    public ClassInfo[]? Classes { get; init; }
 }
 
 public sealed record UNetTrainResult(string BestModel, int Epochs, int BestEpoch, double BestValidationLoss, double Seconds, double PeakRssMiB, string Device);
@@ -141,6 +148,11 @@ public static class UNetRunner
         int C = fields[0].C;
         if (fields.Any(f => f.C != C)) throw new InvalidDataException("images differ in channel count");
         int K = Math.Max(2, (int)fields.Max(f => f.Y!.Max()) + 1);
+        if (o.Classes is { } named)
+        {
+            if (named.Length < K) throw new ArgumentException($"--classes names {named.Length} classes, but the masks have {K} (ids 0..{K - 1})");
+            K = named.Length;
+        }
         var counts = new double[K];
         foreach (int i in trainIdx) foreach (var v in fields[i].Y!) if (v >= 0) counts[v]++;
         var cw = counts.Select(c => (float)(counts.Max() / Math.Max(c, 1))).ToArray();
@@ -150,6 +162,7 @@ public static class UNetRunner
         {
             Channels = C, Classes = K, Base = o.Base, Depth = o.Depth, Patch = P, ClassWeights = cw,
             TrainImages = trainIdx.Select(i => pairs[i].Image).ToArray(), ValidationImages = valIdx.Select(i => pairs[i].Image).ToArray(),
+            MaskMode = o.BinaryMask ? "binary" : "classes", ClassNames = o.Classes,
         };
         var model = new UNet(spec); model.to(device);
         var opt = torch.optim.Adam(model.parameters(), lr: o.LearningRate);
@@ -291,6 +304,25 @@ public static class UNetRunner
             m.load(r, strict: true);
             m.to(device);
             return (spec, m);
+        }
+        catch (Exception e) when (e is not InvalidDataException and not FileNotFoundException)
+        {
+            throw new InvalidDataException($"{path}: corrupt or incompatible UNet model ({e.Message})", e);
+        }
+    }
+
+    /// <summary>A model file's spec alone (no weights loaded).</summary>
+    public static UNetSpec ReadSpec(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: model file not found");
+        try
+        {
+            using var fs = File.OpenRead(path);
+            using var r = new BinaryReader(fs);
+            if (!r.ReadBytes(Magic.Length).SequenceEqual(Magic)) throw new InvalidDataException($"{path}: not an ActorSeg UNet model file");
+            int len = r.ReadInt32();
+            if (len <= 0 || len > 16 << 20) throw new InvalidDataException($"{path}: corrupt header");
+            return JsonSerializer.Deserialize<UNetSpec>(r.ReadBytes(len)) ?? throw new InvalidDataException($"{path}: empty spec");
         }
         catch (Exception e) when (e is not InvalidDataException and not FileNotFoundException)
         {

@@ -286,8 +286,8 @@ public sealed record PaintFailed([property: Key(0)] string JobId, [property: Key
 public sealed record TrainerReady([property: Key(0)] int ProtocolMajor, [property: Key(1)] string Device, [property: Key(2)] string? Node = null) : IActorSegMessage;
 
 /// <summary>Coordinator → trainer: run the model over a stitched graph; write one class id (byte) per node to
-/// OutDir/classes.u8 and the class probabilities (N×C float32, little-endian) to OutDir/probs.f32 (OutDir: the job's
-/// graph folder, which holds the graph).</summary>
+/// OutDir/classes.u8 and the class probabilities (N×C float32, little-endian) to OutDir/probs.f32, the same as a NumPy
+/// array to OutDir/probs.npy (OutDir: the job's graph folder, which holds the graph).</summary>
 [MessagePackObject]
 public sealed record ClassifyNodes(
     [property: Key(0)] string JobId, [property: Key(1)] string ImageId, [property: Key(2)] ResultRef Graph,
@@ -298,7 +298,7 @@ public sealed record ClassifyNodes(
 public sealed record NodesClassified(
     [property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] ResultRef Classes, [property: Key(3)] int Nodes,
     [property: Key(4)] long[] PixelsPerClass, [property: Key(5)] double Seconds, [property: Key(6)] string Device,
-    [property: Key(7)] ResultRef? Probs = null) : IActorSegMessage;
+    [property: Key(7)] ResultRef? Probs = null, [property: Key(8)] double[]? MeanProbabilityPerClass = null) : IActorSegMessage;
 
 [MessagePackObject]
 public sealed record ClassifyFailed([property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] string Error,
@@ -344,8 +344,8 @@ public sealed record TrainJobSpec(
     [property: Key(1)] string OutDir,
     [property: Key(2)] string Conv = "graphconv",
     [property: Key(3)] string Edges = "rag",
-    [property: Key(4)] int Layers = 3,
-    [property: Key(5)] int Hidden = 32,
+    [property: Key(4)] int Layers = 4,
+    [property: Key(5)] int Hidden = 64,
     [property: Key(6)] double Dropout = 0.5,
     [property: Key(7)] double LearningRate = 0.01,
     [property: Key(8)] int MaxEpochs = 500,

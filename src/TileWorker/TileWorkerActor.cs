@@ -238,31 +238,37 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
             string maskPath = Path.Combine(w.OutDir!, AssignmentPaths.MaskFile), overlayPath = Path.Combine(w.OutDir!, AssignmentPaths.OverlayFile);
             SafePaths.CheckUnchanged(w.OutDir!, "output folder");
             var table = ClassTable.Read(Path.GetDirectoryName(w.Classes.Path)!);
-            MaskPainter.Paint(w.NodeMap.Path, classes, maskPath, new Progress<string>(s => log.Information("Job {JobId}: {Step}", w.JobId, s)), sourceImage: w.ImagePath, classTable: table);
+            var (probs, probClasses) = ReadProbabilities(w, classes.Length);
+            // with the trainer's probabilities, prob.tif beside the mask: the painted class's probability × 255 per pixel
+            var probOfNode = probs is null ? null : MaskPainter.WinningProbabilities(classes, probs, probClasses);
+            string? probPath = probs is null ? null : Path.Combine(w.OutDir!, AssignmentPaths.ProbabilityMapFile);
+            MaskPainter.Paint(w.NodeMap.Path, classes, maskPath, new Progress<string>(s => log.Information("Job {JobId}: {Step}", w.JobId, s)), sourceImage: w.ImagePath, classTable: table,
+                probabilityOfNode: probOfNode, probabilityPath: probPath);
             MaskPainter.Overlay(w.ImagePath, maskPath, overlayPath, classTable: table);
-            if (AssignmentPaths.ObjectsFile(w.OutDir!, w.Objects) is { } objectsPath) ExportObjects(w, maskPath, objectsPath, classes.Length, table, log);
+            if (AssignmentPaths.ObjectsFile(w.OutDir!, w.Objects) is { } objectsPath) ExportObjects(w, maskPath, objectsPath, probs, probClasses, table, log);
             return new Painted(w, store.Describe(maskPath), sw.Elapsed.TotalSeconds);
         }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new PaintError(w, t.Exception!.GetBaseException()))
           .PipeTo(self);
     }
 
     /// <summary>The mask's regions as QuPath objects (objects.geojson[.gz]), in level-0 pixels, with the nodes' mean class probability when the trainer wrote probabilities.</summary>
-    private void ExportObjects(PaintAssignment w, string maskPath, string objectsPath, int nodes, IReadOnlyList<ClassInfo>? table, ILogger log)
+    private void ExportObjects(PaintAssignment w, string maskPath, string objectsPath, float[]? probs, int probClasses, IReadOnlyList<ClassInfo>? table, ILogger log)
     {
-        float[]? probs = null;
-        int probClasses = 0;
-        if (w.Probs is { } pr)
-        {
-            if (_store.Check(pr) is { } bad) throw new ResultStoreException(bad);
-            var bytes = File.ReadAllBytes(pr.Path);
-            if (nodes == 0 || bytes.Length % (4L * nodes) != 0) throw new InputFileException(pr.Path, $"{bytes.Length} bytes are not float32 probabilities for {nodes} nodes");
-            probs = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).ToArray();
-            probClasses = probs.Length / nodes;
-        }
         var (mppX, mppY, dsX, dsY) = MaskPainter.LevelScaleOfMask(w.ImagePath, maskPath);
         var r = ObjectExporter.Export(maskPath, objectsPath, table, new ObjectExportOptions(Simplify: w.Simplify, MicronsPerPixelX: mppX, MicronsPerPixelY: mppY, DownsampleX: dsX, DownsampleY: dsY),
             probs is null ? null : w.NodeMap.Path, probs, probClasses);
         log.Information("Job {JobId}: {Objects} objects written in {Seconds:F1}s ({Joined} joined across blocks): {ObjectsPath}", w.JobId, r.Objects, r.Seconds, r.JoinedAcrossBlocks, objectsPath);
+    }
+
+    /// <summary>The trainer's node probabilities (probs.f32, N×C float32), checked against their checksum; null when the job has none.</summary>
+    private (float[]? Probs, int Classes) ReadProbabilities(PaintAssignment w, int nodes)
+    {
+        if (w.Probs is not { } pr) return (null, 0);
+        if (_store.Check(pr) is { } bad) throw new ResultStoreException(bad);
+        var bytes = File.ReadAllBytes(pr.Path);
+        if (nodes == 0 || bytes.Length == 0 || bytes.Length % (4L * nodes) != 0) throw new InputFileException(pr.Path, $"{bytes.Length} bytes are not float32 probabilities for {nodes} nodes");
+        var probs = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).ToArray();
+        return (probs, probs.Length / nodes);
     }
 
     /// <summary>Runs on the work thread; only one item runs at a time per worker, so the cache needs no lock.</summary>

@@ -11,6 +11,12 @@ public static class AssignmentPaths
 {
     public const string MaskFile = "mask.tif", OverlayFile = "overlay.png", ClassesFile = "classes.u8", ProbsFile = "probs.f32", ManifestFile = "job.json";
 
+    /// <summary>The node probabilities as a NumPy array (N × C float32) beside graph.npz; the same values as probs.f32.</summary>
+    public const string ProbsNpyFile = "probs.npy";
+
+    /// <summary>Beside mask.tif: per pixel the probability of the class painted there (the winning class), × 255, uint8, pyramidal.</summary>
+    public const string ProbabilityMapFile = "prob.tif";
+
     /// <summary>The objects file a paint job writes in its output folder for an objects format (null: none); an exception names a bad format.</summary>
     public static string? ObjectsFile(string outDir, string? format) => ObjectExporter.FileName(format) is { } name ? Path.Combine(outDir, name) : null;
 
@@ -58,7 +64,7 @@ public static class AssignmentPaths
     {
         if (CheckOutDir(w.JobId, w.OutDir, roots) is { } bad) return bad;
         string mask = Path.Combine(w.OutDir!, MaskFile), overlay = Path.Combine(w.OutDir!, OverlayFile);
-        if (w.MaskPath != mask || w.OverlayPath != overlay) return $"it names {w.MaskPath} and {w.OverlayPath}; a paint job writes only {mask}, {overlay} and the objects file";
+        if (w.MaskPath != mask || w.OverlayPath != overlay) return $"it names {w.MaskPath} and {w.OverlayPath}; a paint job writes only {mask}, {overlay}, {ProbabilityMapFile} and the objects file";
         if ((ObjectExporter.Validate(w.Objects) ?? ObjectExporter.ValidateSimplify(w.Simplify)) is { } badObjects) return badObjects;
         foreach (var (p, what) in new[] { (w.NodeMap.Path, "node map"), (w.Classes.Path, "node classes"), (w.Probs?.Path, "node probabilities") })
             if (p is not null && !SafePaths.IsWithin(Path.GetFullPath(p), w.OutDir!)) return $"{what} {p} is not in the job's folder {w.OutDir}";

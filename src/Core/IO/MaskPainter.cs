@@ -13,9 +13,14 @@ public static class MaskPainter
     /// <param name="classOfNode">class of every node</param>
     /// <param name="sourceImage">the segmented image: its pixel size (resolution) is carried over to the mask</param>
     /// <param name="classTable">names and colours of the classes, for the OME-XML (default: background, class 1, …)</param>
+    /// <param name="probabilityOfNode">per node, the byte to paint into <paramref name="probabilityPath"/> (see <see cref="WinningProbabilities"/>)</param>
+    /// <param name="probabilityPath">where the probability map goes (prob.tif beside the mask), painted in the same pass: a
+    /// pyramidal tiled BigTIFF (uint8, the image's pixel size, coarser levels the mean of each 2×2 block); null: none</param>
     public static void Paint(string nodeMap, ReadOnlySpan<byte> classOfNode, string maskPath, IProgress<string>? progress = null, int tile = 256, string? sourceImage = null,
-        IReadOnlyList<ClassInfo>? classTable = null)
+        IReadOnlyList<ClassInfo>? classTable = null, ReadOnlySpan<byte> probabilityOfNode = default, string? probabilityPath = null)
     {
+        if (probabilityPath is not null && probabilityOfNode.Length != classOfNode.Length)
+            throw new ArgumentException($"{probabilityOfNode.Length} node probabilities for {classOfNode.Length} nodes");
         double xres = 0, yres = 0; // pixels per millimetre, as libvips keeps them
         using var map = Vips.Image.NewFromFile(nodeMap, access: Vips.Enums.Access.Sequential, failOn: Vips.Enums.FailOn.Error);
         if (sourceImage is not null)
@@ -32,11 +37,15 @@ public static class MaskPainter
         int W = map.Width, H = map.Height;
         // unique temporary names: a re-run of a lost paint task may overlap this one
         var flat = $"{maskPath}.{Guid.NewGuid():N}.flat.tif";
+        var flatProb = probabilityPath is null ? null : $"{probabilityPath}.{Guid.NewGuid():N}.flat.tif";
+        bool res = xres > 0 && yres > 0 && !(xres == 1 && yres == 1); // 1 px/mm is libvips' "no resolution"
         try
         {
             using (var writer = new TiledTiffWriter(flat, W, H, 1, TiffSampleType.UInt8, tile))
+            using (var probWriter = flatProb is null ? null : new TiledTiffWriter(flatProb, W, H, 1, TiffSampleType.UInt8, tile))
             {
                 var buf = new byte[tile * tile];
+                var probBuf = probWriter is null ? null : new byte[tile * tile];
                 int rows = (H + tile - 1) / tile, cols = (W + tile - 1) / tile;
                 for (int br = 0; br < rows; br++)
                 {
@@ -46,6 +55,7 @@ public static class MaskPainter
                     for (int bc = 0; bc < cols; bc++)
                     {
                         Array.Clear(buf);
+                        if (probBuf is not null) Array.Clear(probBuf);
                         int x0 = bc * tile, bw = Math.Min(tile, W - x0);
                         for (int y = 0; y < bh; y++)
                             for (int x = 0; x < bw; x++)
@@ -54,19 +64,21 @@ public static class MaskPainter
                                 if (id == GraphOutputs.NoNode) continue; // glass outside the tissue: background
                                 if (id >= classOfNode.Length) throw new InputFileException(nodeMap, $"node id {id} at ({x0 + x}, {y0 + y}) but the graph has {classOfNode.Length} nodes");
                                 buf[y * tile + x] = classOfNode[(int)id];
+                                if (probBuf is not null) probBuf[y * tile + x] = probabilityOfNode[(int)id];
                             }
                         writer.WriteTile<byte>(bc, br, buf);
+                        if (probBuf is not null) probWriter!.WriteTile<byte>(bc, br, probBuf);
                     }
                     if (progress is not null && rows >= 20 && br % (rows / 10) == 0) progress.Report($"painting {100 * (br + 1) / rows}%");
                 }
                 writer.Complete();
+                probWriter?.Complete();
             }
             // the pyramid, streamed by libvips from the flat tiled file
             var tmp = $"{maskPath}.{Guid.NewGuid():N}.partial.tif";
             using (var flatImg = Vips.Image.NewFromFile(flat, access: Vips.Enums.Access.Sequential))
             {
-                // 1 px/mm is libvips' "no resolution"; anything else is the source's pixel size, kept (in pixels per centimetre)
-                bool res = xres > 0 && yres > 0 && !(xres == 1 && yres == 1);
+                // the source's pixel size, when it has one, is kept (in pixels per centimetre)
                 flatImg.Tiffsave(tmp, compression: Vips.Enums.ForeignTiffCompression.Deflate, tile: true, tileWidth: tile, tileHeight: tile,
                     pyramid: true, bigtiff: true, regionShrink: Vips.Enums.RegionShrink.Mode,
                     xres: res ? xres : null, yres: res ? yres : null, resunit: res ? Vips.Enums.ForeignTiffResunit.Cm : null);
@@ -86,12 +98,47 @@ public static class MaskPainter
                     pyramid: true, subifd: true, bigtiff: true, regionShrink: Vips.Enums.RegionShrink.Mode);
             }
             SafePaths.Publish(tmpOme, ome, "OME-TIFF mask");
+            if (flatProb is not null)
+            {
+                // the probability map: the mean of each 2×2 block in the coarser levels (a confidence, not a label)
+                var tmpProb = $"{probabilityPath}.{Guid.NewGuid():N}.partial.tif";
+                try
+                {
+                    using var flatImg = Vips.Image.NewFromFile(flatProb, access: Vips.Enums.Access.Sequential);
+                    flatImg.Tiffsave(tmpProb, compression: Vips.Enums.ForeignTiffCompression.Deflate, tile: true, tileWidth: tile, tileHeight: tile,
+                        pyramid: true, bigtiff: true, regionShrink: Vips.Enums.RegionShrink.Mean,
+                        xres: res ? xres : null, yres: res ? yres : null, resunit: res ? Vips.Enums.ForeignTiffResunit.Cm : null);
+                    SafePaths.Publish(tmpProb, probabilityPath!, "probability map");
+                }
+                finally { if (File.Exists(tmpProb)) File.Delete(tmpProb); }
+            }
         }
         finally
         {
+            if (flatProb is not null && File.Exists(flatProb)) File.Delete(flatProb);
             foreach (var t in Directory.GetFiles(Path.GetDirectoryName(Path.GetFullPath(maskPath))!, Path.GetFileName(OmePath(maskPath)) + ".*.partial.tif")) File.Delete(t);
             if (File.Exists(flat)) File.Delete(flat);
         }
+    }
+
+    /// <summary>
+    /// Per node, the byte the probability map holds: the probability the model gave the node's painted class (its
+    /// winning class), times 255, rounded to the nearest integer. <paramref name="probabilities"/> is N × C, row per node
+    /// (probs.f32). A value q reads as probability q / 255 (± 0.002); glass outside the tissue, which has no node, is 0.
+    /// </summary>
+    public static byte[] WinningProbabilities(ReadOnlySpan<byte> classOfNode, ReadOnlySpan<float> probabilities, int classes)
+    {
+        if (classes < 1 || probabilities.Length != (long)classOfNode.Length * classes)
+            throw new ArgumentException($"{probabilities.Length} probabilities are not {classes} per node for {classOfNode.Length} nodes");
+        var b = new byte[classOfNode.Length];
+        for (int v = 0; v < b.Length; v++)
+        {
+            int c = classOfNode[v];
+            if (c >= classes) throw new ArgumentException($"node {v} has class {c}, but the probabilities cover {classes} classes");
+            float p = probabilities[v * classes + c];
+            b[v] = (byte)Math.Clamp((int)MathF.Round(p * 255f, MidpointRounding.AwayFromZero), 0, 255);
+        }
+        return b;
     }
 
     /// <summary>A downscaled RGB overlay: the image in grey, class 1.. tinted (red, green, blue, ...).</summary>

@@ -370,6 +370,33 @@ public static class NpzReader
     }
 }
 
+/// <summary>A single NumPy <c>.npy</c> file (format 1.0, little-endian, C order), written atomically (<see cref="SafePaths.WriteAtomic"/>): <c>np.load(path)</c>.</summary>
+public static class NpyFile
+{
+    public static void Write<T>(string path, ReadOnlySpan<T> data, int[] shape, string what = "array")
+        where T : unmanaged
+    {
+        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("NpyFile writes little-endian data from native memory.");
+        long count = 1;
+        foreach (int d in shape) count *= d;
+        if (count != data.Length) throw new ArgumentException($"{path}: shape ({string.Join(", ", shape)}) holds {count} elements but the data has {data.Length}.", nameof(shape));
+        var header = Npy.BuildHeader(Npy.DescrOf<T>(path), shape);
+        var bytes = MemoryMarshal.AsBytes(data).ToArray();
+        SafePaths.WriteAtomic(path, s => { s.Write(header); s.Write(bytes); }, what);
+    }
+
+    /// <exception cref="InvalidDataException">Not a readable .npy file (the message names it).</exception>
+    public static NpyArray Read(string path)
+    {
+        using var s = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        try { return Npy.ReadArray(s, s.Length); }
+        catch (Exception ex) when (ex is InvalidDataException or EndOfStreamException or FormatException)
+        {
+            throw new InvalidDataException($"'{path}': {ex.Message}", ex);
+        }
+    }
+}
+
 /// <summary>.npy header and dtype helpers.</summary>
 internal static class Npy
 {

@@ -12,6 +12,15 @@ public enum SyntheticKind
 
     /// <summary>Phase-contrast-like: large irregular colonies, textured (not brighter) interior, bright edge halo.</summary>
     Colonies,
+
+    /// <summary>
+    /// Fluorescence-like cells, five classes (the mask holds class ids 0..4, <see cref="SyntheticMicroscopy.CellClasses"/>):
+    /// 0 background, 1 cytoplasm (dim, finely textured), 2 nucleus (brighter, coarsely textured), 3 membrane (a bright
+    /// line <see cref="SyntheticMicroscopy.MembraneWidth"/> px wide just inside every cell's outline: the thin class, about
+    /// 2–3 % of the pixels) and 4 mitotic nucleus (condensed, very bright, smooth; in about 7 % of the cells: the rare
+    /// class, a few tenths of a percent of the pixels).
+    /// </summary>
+    Cells,
 }
 
 /// <summary>Parameters of a synthetic image.</summary>
@@ -48,6 +57,9 @@ public sealed record SyntheticResult(
     double ForegroundFraction,
     TimeSpan Elapsed)
 {
+    /// <summary>Pixels of each class of the mask (index = class id; 2 entries for the binary kinds, 5 for cells), or null without a mask.</summary>
+    public long[]? ClassPixels { get; init; }
+
     /// <summary>Generation throughput in megapixels per second.</summary>
     public double MegapixelsPerSecond => (double)Width * Height / 1e6 / Math.Max(Elapsed.TotalSeconds, 1e-9);
 }
@@ -92,13 +104,33 @@ public static class SyntheticMicroscopy
     private const float ShotGain = 1.5f;
     private const float EightBitDivisor = 60f;
 
+    // Cells layout: one candidate cell per CellSlot x CellSlot cell, never overlapping its neighbours.
+    private const int CellSlot = 200;
+    private const double CellOccupancy = 0.92;
+    private const double CellRMin = 50;
+    private const double CellRMax = 75;
+    private const double MitoticFraction = 0.07;
+    private const float CellMargin = 6f; // px rendered outside the outline (membrane glow, blurred edge)
+
+    /// <summary>Width in pixels of the membrane class of <see cref="SyntheticKind.Cells"/>: the pixels less than this far inside a cell's outline.</summary>
+    public const float MembraneWidth = 3f;
+
+    /// <summary>The classes of <see cref="SyntheticKind.Cells"/>, for <c>--classes</c>: names and colours, class 0 first.</summary>
+    public const string CellClasses = "background:#000000,cytoplasm:#00c000,nucleus:#0060ff,membrane:#ffff00,mitotic:#ff00ff";
+
+    private const float CellsBackground = 400f;
+    private const float CytoplasmIntensity = 1800f;
+    private const float MembraneIntensity = 4500f;
+    private const float CellNucleusIntensity = 3500f;
+    private const float MitoticIntensity = 9000f;
+
     private static readonly float[] ChannelGain = [0.93f, 1.0f, 1.06f];
     private static readonly float[] ChannelOffset = [60f, 0f, -40f];
 
     /// <summary>Generates the image (and optionally the mask) using <see cref="Environment.ProcessorCount"/> threads.</summary>
     /// <param name="spec">What to generate.</param>
     /// <param name="imagePath">Output image path (tiled BigTIFF, Deflate).</param>
-    /// <param name="maskPath">Output mask path (uint8 tiled BigTIFF, 0/1), or null for none.</param>
+    /// <param name="maskPath">Output mask path (uint8 tiled BigTIFF: 0/1, or the class ids 0..4 of <see cref="SyntheticKind.Cells"/>), or null for none.</param>
     /// <param name="progress">Receives the completed fraction in [0, 1].</param>
     /// <param name="ct">Cancels the generation; no output file is left behind.</param>
     public static SyntheticResult Generate(
@@ -149,6 +181,7 @@ public static class SyntheticMicroscopy
         int nextCommit = 0;
         bool failed = false;
         long foreground = 0;
+        var classPixels = new long[spec.Kind == SyntheticKind.Cells ? 5 : 2];
         int lastReportedPermille = -1;
         var gate = new object();
 
@@ -195,6 +228,7 @@ public static class SyntheticMicroscopy
                     }
 
                     foreground += fg; // only the committing thread touches it
+                    for (int c = 0; c < classPixels.Length; c++) classPixels[c] += ctx.ClassCounts[c];
                     int permille = (int)((index + 1) * 1000L / tileCount);
                     if (progress is not null && permille != lastReportedPermille)
                     {
@@ -246,7 +280,10 @@ public static class SyntheticMicroscopy
         sw.Stop();
 
         long pixels = (long)spec.Width * spec.Height;
-        return new SyntheticResult(spec.Width, spec.Height, layout.CountObjects(), foreground, foreground / (double)pixels, sw.Elapsed);
+        return new SyntheticResult(spec.Width, spec.Height, layout.CountObjects(), foreground, foreground / (double)pixels, sw.Elapsed)
+        {
+            ClassPixels = mask is null ? null : classPixels,
+        };
     }
 
     private static void Validate(SyntheticSpec spec)
@@ -299,14 +336,22 @@ public static class SyntheticMicroscopy
         depth.Fill(float.PositiveInfinity);
         owner.Fill(-1);
         mask.Clear();
+        bool cells = spec.Kind == SyntheticKind.Cells;
+        if (cells)
+        {
+            ctx.NucleusDepth.AsSpan().Fill(float.PositiveInfinity);
+        }
 
         int count = layout.CollectObjects(x0, y0, w, h, ref ctx.Objects);
         bool any = false;
         for (int i = 0; i < count; i++)
         {
-            any |= layout.Spec.Kind == SyntheticKind.Nuclei
-                ? RasterNucleus(ctx.Objects[i], i, x0, y0, w, h, t, depth, rho, owner, mask)
-                : RasterColony(ctx.Objects[i], x0, y0, w, h, t, depth, mask);
+            any |= spec.Kind switch
+            {
+                SyntheticKind.Nuclei => RasterNucleus(ctx.Objects[i], i, x0, y0, w, h, t, depth, rho, owner, mask),
+                SyntheticKind.Cells => RasterCell(ctx.Objects[i], i, x0, y0, w, h, t, depth, ctx.NucleusDepth, owner, mask),
+                _ => RasterColony(ctx.Objects[i], x0, y0, w, h, t, depth, mask),
+            };
         }
 
         // Per-column / per-row separable illumination field.
@@ -328,10 +373,17 @@ public static class SyntheticMicroscopy
         Span<float> tex = ctx.Texture;
         Span<float> value = ctx.Value;
         ulong seedKey = Mix64(((ulong)(uint)spec.Seed << 32) ^ 0x5EEDu);
-        ValueNoise(ctx, bg, x0, y0, w, h, spec.Kind == SyntheticKind.Nuclei ? 48.0 : 40.0, seedKey ^ 0x1111, 1f, accumulate: false);
+        ValueNoise(ctx, bg, x0, y0, w, h, spec.Kind == SyntheticKind.Colonies ? 40.0 : 48.0, seedKey ^ 0x1111, 1f, accumulate: false);
         if (any)
         {
-            if (spec.Kind == SyntheticKind.Nuclei)
+            if (cells)
+            {
+                // fine texture for the cytoplasm, coarse for the nuclei
+                ValueNoise(ctx, tex, x0, y0, w, h, 2.5, seedKey ^ 0x6666, 1f, accumulate: false);
+                ValueNoise(ctx, ctx.Texture2, x0, y0, w, h, 6.0, seedKey ^ 0x7777, 0.7f, accumulate: false);
+                ValueNoise(ctx, ctx.Texture2, x0, y0, w, h, 14.0, seedKey ^ 0x8888, 0.5f, accumulate: true);
+            }
+            else if (spec.Kind == SyntheticKind.Nuclei)
             {
                 ValueNoise(ctx, tex, x0, y0, w, h, 2.3, seedKey ^ 0x2222, 0.6f, accumulate: false);
                 ValueNoise(ctx, tex, x0, y0, w, h, 5.5, seedKey ^ 0x3333, 0.4f, accumulate: true);
@@ -344,6 +396,8 @@ public static class SyntheticMicroscopy
         }
 
         long foreground = 0;
+        Span<long> classCounts = ctx.ClassCounts;
+        classCounts.Clear();
         for (int y = 0; y < h; y++)
         {
             int row = y * t;
@@ -353,7 +407,27 @@ public static class SyntheticMicroscopy
                 int p = row + x;
                 float illum = illumX[x] + iy;
                 float v;
-                if (spec.Kind == SyntheticKind.Nuclei)
+                if (cells)
+                {
+                    v = CellsBackground * illum * (1f + (0.2f * bg[p]));
+                    int o = owner[p];
+                    if (o >= 0)
+                    {
+                        float d = depth[p];
+                        float inside = 1f / (1f + MathF.Exp(d / 0.7f));
+                        float mz = (d + (MembraneWidth * 0.5f)) / 1.1f;
+                        v += illum * ((CytoplasmIntensity * inside * (1f + (0.6f * tex[p]))) + (MembraneIntensity * MathF.Exp(-mz * mz)));
+                        float dn = ctx.NucleusDepth[p];
+                        if (dn < CellMargin)
+                        {
+                            float sn = 1f / (1f + MathF.Exp(dn / 0.8f));
+                            v += ctx.Objects[o].Mitotic
+                                ? MitoticIntensity * illum * sn * (1f + (0.15f * ctx.Texture2[p]))
+                                : CellNucleusIntensity * illum * sn * (1f + (0.9f * ctx.Texture2[p]));
+                        }
+                    }
+                }
+                else if (spec.Kind == SyntheticKind.Nuclei)
                 {
                     v = NucleiBackground * illum * (1f + (0.2f * bg[p]));
                     int o = owner[p];
@@ -378,7 +452,9 @@ public static class SyntheticMicroscopy
                 }
 
                 value[p] = v;
-                foreground += mask[p];
+                byte m = mask[p];
+                foreground += m == 0 ? 0 : 1;
+                classCounts[Math.Min((int)m, classCounts.Length - 1)]++;
             }
         }
 
@@ -483,6 +559,83 @@ public static class SyntheticMicroscopy
         }
 
         return any;
+    }
+
+    /// <summary>
+    /// A cell: the signed distance to its outline (negative inside) into <paramref name="depth"/> where it is the nearest
+    /// cell, the signed distance to its nucleus' outline into <paramref name="nucleusDepth"/>, and the class of the pixel
+    /// centre into <paramref name="mask"/>: membrane within <see cref="MembraneWidth"/> px inside the outline, then
+    /// nucleus (or mitotic nucleus) inside the nucleus' outline, else cytoplasm; background outside.
+    /// </summary>
+    private static bool RasterCell(
+        in Blob o, int index, int x0, int y0, int w, int h, int stride,
+        Span<float> depth, Span<float> nucleusDepth, Span<int> owner, Span<byte> mask)
+    {
+        if (!Clip(o, x0, y0, w, h, out int xa, out int xb, out int ya, out int yb))
+        {
+            return false;
+        }
+
+        bool any = false;
+        float maxNorm = o.MaxNorm * o.MaxNorm;
+        for (int y = ya; y < yb; y++)
+        {
+            float dy = (float)(y + 0.5 - o.Cy);
+            float ny = (float)(y + 0.5 - o.NCy);
+            int row = (y - y0) * stride;
+            for (int x = xa; x < xb; x++)
+            {
+                float dx = (float)(x + 0.5 - o.Cx);
+                float u = ((dx * o.Cos) + (dy * o.Sin)) * o.InvA;
+                float v = ((dy * o.Cos) - (dx * o.Sin)) * o.InvB;
+                float rr = (u * u) + (v * v);
+                if (rr > maxNorm)
+                {
+                    continue;
+                }
+
+                float r0 = MathF.Sqrt(rr);
+                float d = (r0 - BoundaryRadius(o, u, v, r0)) * o.Scale;
+                int p = row + (x - x0);
+                if (!(d < depth[p]))
+                {
+                    continue;
+                }
+
+                float nx = (float)(x + 0.5 - o.NCx);
+                float nu = ((nx * o.NCos) + (ny * o.NSin)) * o.NInvA;
+                float nv = ((ny * o.NCos) - (nx * o.NSin)) * o.NInvB;
+                float nr0 = MathF.Sqrt((nu * nu) + (nv * nv));
+                float dn = (nr0 - NucleusRadius(o, nu, nv, nr0)) * o.NScale;
+                depth[p] = d;
+                nucleusDepth[p] = dn;
+                owner[p] = index;
+                mask[p] = d >= 0f ? (byte)0 : d > -MembraneWidth ? (byte)3 : dn < 0f ? (o.Mitotic ? (byte)4 : (byte)2) : (byte)1;
+                any = true;
+            }
+        }
+
+        return any;
+    }
+
+    /// <summary>A cell's nucleus outline: normalised radius 1 + its k = 2, 3 harmonics.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float NucleusRadius(in Blob o, float u, float v, float r0)
+    {
+        float c1 = 1f;
+        float s1 = 0f;
+        if (r0 > 0f)
+        {
+            float inv = 1f / r0;
+            c1 = u * inv;
+            s1 = v * inv;
+        }
+
+        float c2 = (c1 * c1) - (s1 * s1);
+        float s2 = 2f * c1 * s1;
+        float c3 = (c2 * c1) - (s2 * s1);
+        float s3 = (s2 * c1) + (c2 * s1);
+        return 1f + (o.NC2 * c2) + (o.NS2 * s2) + (o.NC3 * c3) + (o.NS3 * s3);
     }
 
     private static bool RasterColony(in Blob o, int x0, int y0, int w, int h, int stride, Span<float> depth, Span<byte> mask)
@@ -678,6 +831,17 @@ public static class SyntheticMicroscopy
         public float Intensity;
         public bool HighHarmonics;
         public float C2, S2, C3, S3, C4, S4, C5, S5, C6, S6, C7, S7;
+
+        // a cell's nucleus (cells only): centre, orientation, inverse semi-axes, scale, harmonics, and whether it is mitotic
+        public double NCx;
+        public double NCy;
+        public float NCos;
+        public float NSin;
+        public float NInvA;
+        public float NInvB;
+        public float NScale;
+        public float NC2, NS2, NC3, NS3;
+        public bool Mitotic;
     }
 
     /// <summary>Deterministic stream of uniforms from one hash.</summary>
@@ -704,8 +868,14 @@ public static class SyntheticMicroscopy
         public Layout(SyntheticSpec spec)
         {
             Spec = spec;
-            _key = Mix64(((ulong)(uint)spec.Seed << 32) ^ (spec.Kind == SyntheticKind.Nuclei ? 0xA11CEu : 0xC01011u));
-            if (spec.Kind == SyntheticKind.Nuclei)
+            _key = Mix64(((ulong)(uint)spec.Seed << 32) ^ spec.Kind switch { SyntheticKind.Nuclei => 0xA11CEu, SyntheticKind.Cells => 0xCE115u, _ => 0xC01011u });
+            if (spec.Kind == SyntheticKind.Cells)
+            {
+                _cell = CellSlot;
+                _reach = (CellSlot / 2.0) + CellMargin + 2;
+                _colonyScale = 1;
+            }
+            else if (spec.Kind == SyntheticKind.Nuclei)
             {
                 _cell = NucleusSlot;
                 _reach = (20 * Math.Sqrt(1.6) * 1.2) + (NucleusMargin * 1.6) + 2;
@@ -785,9 +955,68 @@ public static class SyntheticMicroscopy
             double occupied = rng.Next();
             bool forced = col == _forcedCol && row == _forcedRow;
             b = default;
-            return Spec.Kind == SyntheticKind.Nuclei
-                ? MakeNucleus(col, row, occupied < NucleusOccupancy || forced, ref rng, ref b)
-                : MakeColony(col, row, occupied < ColonyOccupancy || forced, ref rng, ref b);
+            return Spec.Kind switch
+            {
+                SyntheticKind.Nuclei => MakeNucleus(col, row, occupied < NucleusOccupancy || forced, ref rng, ref b),
+                SyntheticKind.Cells => MakeCell(col, row, occupied < CellOccupancy || forced, ref rng, ref b),
+                _ => MakeColony(col, row, occupied < ColonyOccupancy || forced, ref rng, ref b),
+            };
+        }
+
+        /// <summary>A cell inside its slot (it never reaches a neighbour's), with its nucleus well inside it, clear of the membrane.</summary>
+        private static bool MakeCell(long col, long row, bool occupied, ref Rng rng, ref Blob b)
+        {
+            if (!occupied)
+            {
+                return false;
+            }
+
+            double r = CellRMin + ((CellRMax - CellRMin) * rng.Next());
+            double aspect = 1 + (0.25 * rng.Next());
+            double a = r * Math.Sqrt(aspect);
+            double bb = r / Math.Sqrt(aspect);
+            double angle = rng.Next() * Math.PI;
+            b.Cos = (float)Math.Cos(angle);
+            b.Sin = (float)Math.Sin(angle);
+            b.InvA = (float)(1 / a);
+            b.InvB = (float)(1 / bb);
+            double amp = 0;
+            amp += Harmonic(ref rng, 0.07, out b.C2, out b.S2);
+            amp += Harmonic(ref rng, 0.04, out b.C3, out b.S3);
+            amp += Harmonic(ref rng, 0.03, out b.C4, out b.S4);
+            b.HighHarmonics = false;
+            b.Scale = (float)Math.Sqrt(a * bb);
+            double minAxis = Math.Min(a, bb);
+            b.MaxNorm = (float)(1 + amp + (CellMargin / minAxis));
+            b.DeepNorm = 0;
+            b.Extent = (float)((a * (1 + amp)) + (CellMargin * a / minAxis) + 1);
+            // the whole rendered cell stays inside its slot
+            double jitter = Math.Max(0, (CellSlot / 2.0) - b.Extent - 1);
+            b.Cx = ((col + 0.5) * CellSlot) + (((2 * rng.Next()) - 1) * jitter);
+            b.Cy = ((row + 0.5) * CellSlot) + (((2 * rng.Next()) - 1) * jitter);
+            b.Intensity = 1f;
+
+            // the nucleus: 0.40 to 0.55 of the cell's inner radius, off centre, clear of the membrane by 4 px at least
+            b.Mitotic = rng.Next() < MitoticFraction;
+            double rn = minAxis * (1 - amp) * (0.40 + (0.15 * rng.Next())) * (b.Mitotic ? 0.7 : 1.0);
+            double nAspect = b.Mitotic ? 1 + (0.1 * rng.Next()) : 1 + (0.4 * rng.Next());
+            double na = rn * Math.Sqrt(nAspect);
+            double nb = rn / Math.Sqrt(nAspect);
+            double nAngle = rng.Next() * Math.PI;
+            b.NCos = (float)Math.Cos(nAngle);
+            b.NSin = (float)Math.Sin(nAngle);
+            b.NInvA = (float)(1 / na);
+            b.NInvB = (float)(1 / nb);
+            double namp = 0;
+            namp += Harmonic(ref rng, b.Mitotic ? 0.03 : 0.08, out b.NC2, out b.NS2);
+            namp += Harmonic(ref rng, b.Mitotic ? 0.02 : 0.05, out b.NC3, out b.NS3);
+            b.NScale = (float)Math.Sqrt(na * nb);
+            double room = Math.Max(0, (minAxis * (1 - amp)) - MembraneWidth - 4 - (na * (1 + namp)));
+            double offset = room * 0.7 * rng.Next();
+            double dir = rng.Next() * 2 * Math.PI;
+            b.NCx = b.Cx + (offset * Math.Cos(dir));
+            b.NCy = b.Cy + (offset * Math.Sin(dir));
+            return true;
         }
 
         private bool MakeNucleus(long col, long row, bool occupied, ref Rng rng, ref Blob b)
@@ -888,6 +1117,8 @@ public static class SyntheticMicroscopy
             Mask = new byte[n];
             Background = new float[n];
             Texture = new float[n];
+            Texture2 = new float[n];
+            NucleusDepth = new float[n];
             Value = new float[n];
             Out8 = bitDepth == 8 ? new byte[n * channels] : [];
             Out16 = bitDepth == 8 ? [] : new ushort[n * channels];
@@ -910,6 +1141,15 @@ public static class SyntheticMicroscopy
         public float[] Background { get; }
 
         public float[] Texture { get; }
+
+        /// <summary>The cells' nucleus texture.</summary>
+        public float[] Texture2 { get; }
+
+        /// <summary>The cells' signed distance to the owning cell's nucleus outline.</summary>
+        public float[] NucleusDepth { get; }
+
+        /// <summary>Mask pixels per class of the last tile rendered.</summary>
+        public long[] ClassCounts { get; } = new long[5];
 
         public float[] Value { get; }
 

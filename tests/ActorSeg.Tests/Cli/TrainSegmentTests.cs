@@ -68,6 +68,35 @@ public class TrainSegmentTests(ITestOutputHelper output) : TempDirTest("train")
         });
         Assert.Equal(pred.LongCount(p => p == 1), (long)fc.Sum(f => f.Geometry.Area));
         Assert.Contains("objects written", sr.Stderr);
+
+        // the class probabilities: probs.npy beside graph.npz (N × C, the same values as probs.f32), and prob.tif beside
+        // the mask, the painted class's probability × 255 per pixel, the image's size, pyramidal
+        var npy = ActorSeg.Core.IO.NpyFile.Read(Path.Combine(seg, "graph", "probs.npy"));
+        Assert.Equal(new[] { (int)nodes, 2 }, npy.Shape);
+        var probs = npy.AsSpan<float>().ToArray();
+        Assert.Equal(File.ReadAllBytes(Path.Combine(seg, "graph", "probs.f32")), System.Runtime.InteropServices.MemoryMarshal.AsBytes(probs.AsSpan()).ToArray());
+        var nodeClasses = File.ReadAllBytes(Path.Combine(seg, "graph", "classes.u8"));
+        using var probMap = Vips.Image.NewFromFile(Path.Combine(seg, "prob.tif"));
+        Assert.Equal((700, 600, Vips.Enums.BandFormat.Uchar), (probMap.Width, probMap.Height, probMap.Format));
+        Assert.True((int)probMap.Get("n-pages") >= 2, "prob.tif should be pyramidal");
+        var probPx = probMap.WriteToMemory<byte>();
+        using var nodeMap = Vips.Image.NewFromFile(Path.Combine(seg, "graph", "nodes.tif"));
+        var ids = nodeMap.WriteToMemory<uint>();
+        var rnd = new Random(5);
+        for (int k = 0; k < 200; k++)
+        {
+            int i = rnd.Next(ids.Length);
+            uint id = ids[i];
+            float p = probs[id * 2 + nodeClasses[id]];
+            Assert.True(Math.Abs(probPx[i] - p * 255) <= 0.5001, $"pixel {i}: {probPx[i]}, node {id} probability {p}");
+            Assert.Equal(nodeClasses[id], pred[i]);
+        }
+        var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(seg, "segment.json"))).RootElement;
+        Assert.Equal(Path.Combine(seg, "prob.tif"), summary.GetProperty("probabilityMap").GetString());
+        var meanProb = summary.GetProperty("meanProbabilityPerClass").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        Assert.Equal(2, meanProb.Length);
+        Assert.All(meanProb, m => Assert.InRange(m, 0.5, 1.0));
+        Assert.Contains("probability map", sr.Stderr);
         // a bad objects option is a usage error
         Assert.Equal(2, TestPaths.RunCli("segment", Path.Combine(_dir, "held.tif"), "--model", Path.Combine(model, "best.model"), "--out", seg, "--objects", "shapefile").ExitCode);
         Assert.Equal(2, TestPaths.RunCli("segment", Path.Combine(_dir, "held.tif"), "--model", Path.Combine(model, "best.model"), "--out", seg, "--simplify", "-1").ExitCode);

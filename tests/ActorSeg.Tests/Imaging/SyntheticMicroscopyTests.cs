@@ -20,6 +20,7 @@ public sealed class SyntheticMicroscopyTests : IDisposable
     [Theory]
     [InlineData(SyntheticKind.Nuclei, 16, 1)]
     [InlineData(SyntheticKind.Colonies, 8, 3)]
+    [InlineData(SyntheticKind.Cells, 16, 1)]
     public void SameSpec_DifferentThreadCounts_IdenticalBytes(SyntheticKind kind, int bits, int channels)
     {
         var spec = new SyntheticSpec(1100, 900, kind, bits, channels, Seed: 7, TileSize: 128);
@@ -244,6 +245,75 @@ public sealed class SyntheticMicroscopyTests : IDisposable
 
         Assert.True(nin > 0 && nout > 0, "need pixels well inside and well outside objects");
         return (vin / nin, vout / nout, min / nin, mout / nout);
+    }
+
+    /// <summary>
+    /// The cells kind: an exact five-class mask whose proportions are what the kind promises (a thin membrane line of a
+    /// few percent, a rare mitotic class under one percent), the same whatever the tile size, and classes that differ in
+    /// the image the way the kind says.
+    /// </summary>
+    [Fact]
+    public void Cells_FiveClasses_ThinMembrane_RareMitotic_ExactMask()
+    {
+        const int W = 2000, H = 1600;
+        var spec = new SyntheticSpec(W, H, SyntheticKind.Cells, 16, 1, Seed: 5);
+        var r = SyntheticMicroscopy.Generate(spec, P("cells.tif"), P("cells-mask.tif"));
+        using var maskImg = NetVips.Image.NewFromFile(P("cells-mask.tif"));
+        var m = maskImg.WriteToMemory<byte>();
+        var counts = new long[256];
+        foreach (var v in m) counts[v]++;
+        Assert.Equal(0, counts.Skip(5).Sum()); // class ids 0..4 only
+        Assert.Equal(counts.Take(5).ToArray(), r.ClassPixels);
+        Assert.Equal(m.LongLength - counts[0], r.ForegroundPixels);
+        double F(int c) => (double)counts[c] / m.Length;
+        _out.WriteLine(string.Join(", ", Enumerable.Range(0, 5).Select(c => $"{c}: {F(c):P2}")));
+        Assert.InRange(F(0), 0.5, 0.85);
+        Assert.InRange(F(1), 0.1, 0.35);
+        Assert.InRange(F(2), 0.02, 0.10);
+        Assert.InRange(F(3), 0.015, 0.04);   // the thin class: a few percent of the pixels
+        Assert.InRange(F(4), 0.0005, 0.01);  // the rare class: present, under one percent
+        Assert.True(F(4) < F(3) && F(3) < F(2), "mitotic rarer than membrane, membrane rarer than nucleus");
+
+        // the membrane is a line MembraneWidth px wide along the outline: no membrane pixel has a 5×5 block of membrane
+        // around it, and every one has background within MembraneWidth + 1 px (Chebyshev)
+        int thick = 0, farFromOutside = 0, nucleusNearOutside = 0;
+        int reach = (int)SyntheticMicroscopy.MembraneWidth + 1;
+        for (int y = 5; y < H - 5; y++)
+            for (int x = 5; x < W - 5; x++)
+            {
+                byte c = m[y * W + x];
+                if (c == 3)
+                {
+                    bool all = true;
+                    for (int dy = -2; dy <= 2 && all; dy++) for (int dx = -2; dx <= 2 && all; dx++) all = m[(y + dy) * W + x + dx] == 3;
+                    if (all) thick++;
+                    bool bg = false;
+                    for (int dy = -reach; dy <= reach && !bg; dy++) for (int dx = -reach; dx <= reach && !bg; dx++) bg = m[(y + dy) * W + x + dx] == 0;
+                    if (!bg) farFromOutside++;
+                }
+                else if (c is 2 or 4)
+                {
+                    // nuclei lie well inside their cell, clear of the membrane
+                    for (int dy = -3; dy <= 3; dy++) for (int dx = -3; dx <= 3; dx++) if (m[(y + dy) * W + x + dx] is 0 or 3) { nucleusNearOutside++; dy = dx = 4; }
+                }
+            }
+        Assert.Equal(0, thick);
+        Assert.True(farFromOutside <= counts[3] / 1000, $"{farFromOutside} membrane pixels are not at a cell's outline");
+        Assert.Equal(0, nucleusNearOutside);
+
+        // the classes differ in the image: background darkest, then cytoplasm, nucleus; mitotic nuclei brightest
+        using var img = NetVips.Image.NewFromFile(P("cells.tif"));
+        var px = img.WriteToMemory<ushort>();
+        var mean = new double[5];
+        for (int i = 0; i < px.Length; i++) mean[m[i]] += px[i];
+        for (int c = 0; c < 5; c++) mean[c] /= counts[c];
+        _out.WriteLine("means " + string.Join(", ", mean.Select(v => v.ToString("F0"))));
+        Assert.True(mean[0] < mean[1] && mean[1] < mean[2] && mean[2] < mean[4] && mean[1] < mean[3], string.Join(", ", mean));
+
+        // the mask does not depend on the tiling
+        SyntheticMicroscopy.Generate(spec with { TileSize = 512 }, P("cells2.tif"), P("cells2-mask.tif"));
+        using var mask2 = NetVips.Image.NewFromFile(P("cells2-mask.tif"));
+        Assert.Equal(m, mask2.WriteToMemory<byte>());
     }
 
     private string P(string name) => Path.Combine(_dir, name);

@@ -287,8 +287,9 @@ public class JobBookTests() : TempDirTest("book")
         h.Run(new Stitched("obj", new GraphStitched("obj", r, r, 10, 1, 1, 1, 1, 1)));
         h.Run(new TrainerReady(ProtocolVersion.Major, "cpu"), "gpu");
         var cls = h.To<ClassifyNodes>("gpu").Single();
-        h.Run(new NodesClassified("obj", cls.Attempt, r, 10, [5, 5], 0.1, "cpu", probs), "gpu");
+        h.Run(new NodesClassified("obj", cls.Attempt, r, 10, [5, 5], 0.1, "cpu", probs, [0.9, 0.8]), "gpu");
         Assert.Equal(probs, h.Journal.OfType<ImageClassified>().Single().Probs);
+        Assert.Equal(new[] { 0.9, 0.8 }, h.Journal.OfType<ImageClassified>().Single().MeanProbabilityPerClass); // for segment.json
         h.Run(new RequestWork(1), "w");
         var paint = h.To<PaintAssignment>("w").Single();
         Assert.Equal((probs, "geojson.gz", 2.0), (paint.Probs, paint.Objects, paint.Simplify));

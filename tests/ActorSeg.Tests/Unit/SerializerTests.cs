@@ -35,6 +35,7 @@ public class SerializerTests : IDisposable
         new PaintAssignment("j", "a", "/a.tif", Ref, Ref, "/o/mask.tif", "/o/overlay.png", 1, "/o", Ref, "geojson.gz", 2.5),
         Spec with { Objects = "none", Simplify = 1.5 },
         new NodesClassified("j", 1, Ref, 10, [5, 5], 0.1, "cpu", Ref), new ImageClassified("j", Ref, [1, 2], 0.1, "cpu", Ref),
+        new NodesClassified("j", 1, Ref, 10, [5, 5], 0.1, "cpu", Ref, [0.91, 0.87]), new ImageClassified("j", Ref, [1, 2], 0.1, "cpu", Ref, [0.91, 0.87]),
         new PaintCompleted("j", 1, Ref, 2.0), new PaintFailed("j", 1, "e", false),
         new TrainerReady(1, "cpu"), new ClassifyNodes("j", "a", Ref, "/m", "/c", "cuda", 1, "/o/graph"),
         new NodesClassified("j", 1, Ref, 10, [5, 5], 0.1, "cpu"), new ClassifyFailed("j", 1, "e", true),

@@ -108,9 +108,10 @@ def throughput(base, size, tile):
         work = os.path.join(base, f"tp{n}"); os.makedirs(work, exist_ok=True)
         img, mask = generate(base, size)
         coord, ws, pc, _ = cluster(work, n)
-        # long-running nodes are warm: one small job first, so the figure is not the JIT's
-        wimg, wmask = generate(base, 2048, "warm")
-        if submit(work, pc, [wimg, "--mask", wmask, "--out", os.path.join(work, "warm"), "--tile-size", "512"], "warm").wait() != 0:
+        # long-running nodes are warm: one job first with the same tile size (every worker gets tiles of the measured
+        # size, so neither the JIT nor the first touch of its tile buffers is in the figure)
+        wimg, wmask = generate(base, 2 * tile, "warm")
+        if submit(work, pc, [wimg, "--mask", wmask, "--out", os.path.join(work, "warm"), "--tile-size", str(tile)], "warm").wait() != 0:
             raise SystemExit("warm-up job failed")
         t0 = time.time()
         s = submit(work, pc, [img, "--mask", mask, "--out", os.path.join(work, "out"), "--tile-size", str(tile)])

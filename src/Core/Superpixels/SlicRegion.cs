@@ -552,14 +552,23 @@ public static class SlicRegion
             {
                 float dy = ((float)(read.Y + y) - cyf) * invS, dy2 = dy * dy;
                 int row = y * rw;
-                for (int x = win.X0[s]; x <= win.X1[s]; x++)
+                if (runOff is null) { Offer(win.X0[s], win.X1[s]); continue; }
+                for (int r = runOff[y]; r < runOff[y + 1]; r += 2) // glass (outside the runs) takes no part
                 {
-                    int p = row + x;
-                    if (runOff is not null && !InRuns(runs!, runOff[y], runOff[y + 1], x)) continue; // glass
-                    float dx = ((float)(read.X + x) - cxf) * invS;
-                    float d = dx * dx + dy2;
-                    for (int c = 0; c < channels; c++) { float t = planes[c][p] - (float)cf[s * channels + c]; d += t * t; }
-                    if (d < dist[p]) { dist[p] = d; label[p] = s; }
+                    int a = Math.Max(win.X0[s], runs![r]), b = Math.Min(win.X1[s], runs[r + 1] - 1);
+                    if (a <= b) Offer(a, b);
+                }
+
+                void Offer(int x0, int x1)
+                {
+                    for (int x = x0; x <= x1; x++)
+                    {
+                        int p = row + x;
+                        float dx = ((float)(read.X + x) - cxf) * invS;
+                        float d = dx * dx + dy2;
+                        for (int c = 0; c < channels; c++) { float t = planes[c][p] - (float)cf[s * channels + c]; d += t * t; }
+                        if (d < dist[p]) { dist[p] = d; label[p] = s; }
+                    }
                 }
             }
         }
@@ -568,17 +577,4 @@ public static class SlicRegion
     /// <summary>Sixteen all-ones ints then sixteen zeros: loaded from offset 16 − n, the lanes below n are kept.</summary>
     private static readonly int[] FirstLanes = [-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
-    private static bool InRuns(List<int> runs, int r0, int r1, int x)
-    {
-        for (int r = r0; r < r1; r += 2) if (x >= runs[r] && x < runs[r + 1]) return true;
-        return false;
-    }
-
-    private static readonly Vector<float> LaneOffsets = CreateLanes();
-    private static Vector<float> CreateLanes()
-    {
-        var a = new float[Vector<float>.Count];
-        for (int i = 0; i < a.Length; i++) a[i] = i;
-        return new Vector<float>(a);
-    }
 }

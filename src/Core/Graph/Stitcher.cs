@@ -243,39 +243,48 @@ public sealed class Stitcher
         int firstShipped = shippedTiles.Count > 0 ? shippedTiles[0] : -1;
         Task<TileResult>? next = firstShipped >= 0 ? Task.Run(() => _load(firstShipped, true)) : null;
         var complete = new List<(int Node, List<ushort>[] Lists)>();
-        for (int k = 0; k < shippedTiles.Count; k++)
+        try
         {
-            int t = shippedTiles[k];
-            var full = next!.GetAwaiter().GetResult();
-            int following = k + 1 < shippedTiles.Count ? shippedTiles[k + 1] : -1; // a copy: the task must not see k move on
-            next = following >= 0 ? Task.Run(() => _load(following, true)) : null;
-            complete.Clear();
-            for (int g = 0; g < full.Groups; g++)
+            for (int k = 0; k < shippedTiles.Count; k++)
             {
-                if (full.GFeatureRow[g] >= 0) continue;
-                int v = nodeOf[gBase[t] + g];
-                if (!pending.TryGetValue(v, out var lists))
+                int t = shippedTiles[k];
+                var full = next!.GetAwaiter().GetResult();
+                int following = k + 1 < shippedTiles.Count ? shippedTiles[k + 1] : -1; // a copy: the task must not see k move on
+                next = following >= 0 ? Task.Run(() => _load(following, true)) : null;
+                complete.Clear();
+                for (int g = 0; g < full.Groups; g++)
                 {
-                    lists = new List<ushort>[PL];
-                    for (int c = 0; c < PL; c++) lists[c] = new List<ushort>(graph.Area[v]);
-                    pending[v] = lists;
+                    if (full.GFeatureRow[g] >= 0) continue;
+                    int v = nodeOf[gBase[t] + g];
+                    if (!pending.TryGetValue(v, out var lists))
+                    {
+                        lists = new List<ushort>[PL];
+                        for (int c = 0; c < PL; c++) lists[c] = new List<ushort>(graph.Area[v]);
+                        pending[v] = lists;
+                    }
+                    for (int c = 0; c < PL; c++) lists[c].AddRange(full.ValuesOf(g, c));
+                    if (--remaining[v] == 0) { complete.Add((v, lists)); pending.Remove(v); }
                 }
-                for (int c = 0; c < PL; c++) lists[c].AddRange(full.ValuesOf(g, c));
-                if (--remaining[v] == 0) { complete.Add((v, lists)); pending.Remove(v); }
+                Parallel.For(0, complete.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, () => new ushort[256], (i, _, tmp) =>
+                {
+                    var (v, lists) = complete[i];
+                    for (int c = 0; c < PL; c++)
+                    {
+                        var arr = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(lists[c]);
+                        if (tmp.Length < arr.Length) tmp = new ushort[Math.Max(arr.Length, 2 * tmp.Length)];
+                        ValueSort.Sort(arr, tmp.AsSpan(0, arr.Length));
+                        NodeFeatures.Compute(arr, norms.Mean[c], norms.InvStd[c], graph.Features.AsSpan(v * F + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
+                    }
+                    return tmp;
+                }, _ => { });
+                if (k % 16 == 15) GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false); // drop the values of earlier tiles
             }
-            Parallel.For(0, complete.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, () => new ushort[256], (i, _, tmp) =>
-            {
-                var (v, lists) = complete[i];
-                for (int c = 0; c < PL; c++)
-                {
-                    var arr = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(lists[c]);
-                    if (tmp.Length < arr.Length) tmp = new ushort[Math.Max(arr.Length, 2 * tmp.Length)];
-                    ValueSort.Sort(arr, tmp.AsSpan(0, arr.Length));
-                    NodeFeatures.Compute(arr, norms.Mean[c], norms.InvStd[c], graph.Features.AsSpan(v * F + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
-                }
-                return tmp;
-            }, _ => { });
-            if (k % 16 == 15) GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false); // drop the values of earlier tiles
+        }
+        finally
+        {
+            // a stitch that fails half way (a damaged tile file, say) leaves no read of the next tile running behind it
+            // into the job's clean-up or retry, and its own failure is not left unobserved
+            if (next is not null) try { next.Wait(); } catch (AggregateException) { }
         }
         if (pending.Count > 0) throw new InvalidOperationException($"{pending.Count} nodes never received all their values");
         Array.Clear(meta); // the partial graphs are no longer needed (captured by a local function, so clear explicitly)

@@ -72,3 +72,38 @@ public class KernelTests
         Assert.Equal(plane[^5..].Sum(v => (double)v), SlicRegion.RunSum(plane, plane.Length - 5, 5), 12);
     }
 }
+
+/// <summary>The stitch reads the next tile while it merges the current one: when the merge fails (a damaged tile),
+/// the stitch fails and no read is left running behind it (into the job's clean-up or its retry).</summary>
+public class StitchPrefetchTests
+{
+    [Fact]
+    public void AFailingMerge_StopsTheStitch_AndLeavesNoReadRunning()
+    {
+        var (img, mask) = ActorSeg.Tests.Engine.EngineHarness.Blobs(300, 260, seed: 5);
+        var req = new ActorSeg.Core.Pipeline.GraphRequest { ImagePath = "blobs", TileSize = 64, Slic = new SlicParameters { Spacing = 12 } };
+        using var run = ActorSeg.Tests.Engine.EngineHarness.Run(img, mask, req); // tiles written, and a stitch that succeeds
+        var job = run.Job;
+        var settings = new StitchSettings(job.Width, job.Height, job.Channels, job.Stats, job.MinSize, job.Grid.S, job.Request.K, true)
+        {
+            Norms = job.Norms, PlaneFeatureNames = job.PlaneFeatureNames, ContrastFeature = job.Texture,
+        };
+        int valueReads = 0, running = 0;
+        TileResult Load(int id, bool withValues)
+        {
+            if (!withValues) return TileResult.ReadFile(job.ResultPath(id), false);
+            Interlocked.Increment(ref running);
+            try
+            {
+                var r = TileResult.ReadFile(job.ResultPath(id), true);
+                if (Interlocked.Increment(ref valueReads) == 1) r.Values = []; // damaged: its merge fails
+                else Thread.Sleep(300); // a slow disk: this read is still running when the merge before it fails
+                return r;
+            }
+            finally { Interlocked.Decrement(ref running); }
+        }
+        Assert.ThrowsAny<ArgumentException>(() => new Stitcher(job.Plan, settings, Load).Run());
+        Assert.True(valueReads >= 2, "the next tile's read had started");
+        Assert.Equal(0, Volatile.Read(ref running)); // and had ended when the stitch returned
+    }
+}

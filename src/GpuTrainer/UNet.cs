@@ -289,21 +289,27 @@ public static class UNetRunner
         SafePaths.Publish(tmp, path, "model");
     }
 
-    public static (UNetSpec Spec, UNet Model) Load(string path, Device device)
+    public static (UNetSpec Spec, UNet Model) Load(string path, Device device) => Open(path, r =>
+    {
+        var spec = ReadHeader(r, path);
+        var m = new UNet(spec);
+        m.load(r, strict: true);
+        m.to(device);
+        return (spec, m);
+    });
+
+    /// <summary>A model file's spec alone (no weights loaded).</summary>
+    public static UNetSpec ReadSpec(string path) => Open(path, r => ReadHeader(r, path));
+
+    /// <summary>Opens a model file for <paramref name="read"/>; anything but a clear error about the file becomes one.</summary>
+    private static T Open<T>(string path, Func<BinaryReader, T> read)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: model file not found");
         try
         {
             using var fs = File.OpenRead(path);
             using var r = new BinaryReader(fs);
-            if (!r.ReadBytes(Magic.Length).SequenceEqual(Magic)) throw new InvalidDataException($"{path}: not an ActorSeg UNet model file");
-            int len = r.ReadInt32();
-            if (len <= 0 || len > 16 << 20) throw new InvalidDataException($"{path}: corrupt header");
-            var spec = JsonSerializer.Deserialize<UNetSpec>(r.ReadBytes(len)) ?? throw new InvalidDataException($"{path}: empty spec");
-            var m = new UNet(spec);
-            m.load(r, strict: true);
-            m.to(device);
-            return (spec, m);
+            return read(r);
         }
         catch (Exception e) when (e is not InvalidDataException and not FileNotFoundException)
         {
@@ -311,23 +317,13 @@ public static class UNetRunner
         }
     }
 
-    /// <summary>A model file's spec alone (no weights loaded).</summary>
-    public static UNetSpec ReadSpec(string path)
+    /// <summary>The magic number and the JSON spec that open every UNet model file.</summary>
+    private static UNetSpec ReadHeader(BinaryReader r, string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: model file not found");
-        try
-        {
-            using var fs = File.OpenRead(path);
-            using var r = new BinaryReader(fs);
-            if (!r.ReadBytes(Magic.Length).SequenceEqual(Magic)) throw new InvalidDataException($"{path}: not an ActorSeg UNet model file");
-            int len = r.ReadInt32();
-            if (len <= 0 || len > 16 << 20) throw new InvalidDataException($"{path}: corrupt header");
-            return JsonSerializer.Deserialize<UNetSpec>(r.ReadBytes(len)) ?? throw new InvalidDataException($"{path}: empty spec");
-        }
-        catch (Exception e) when (e is not InvalidDataException and not FileNotFoundException)
-        {
-            throw new InvalidDataException($"{path}: corrupt or incompatible UNet model ({e.Message})", e);
-        }
+        if (!r.ReadBytes(Magic.Length).SequenceEqual(Magic)) throw new InvalidDataException($"{path}: not an ActorSeg UNet model file");
+        int len = r.ReadInt32();
+        if (len <= 0 || len > 16 << 20) throw new InvalidDataException($"{path}: corrupt header");
+        return JsonSerializer.Deserialize<UNetSpec>(r.ReadBytes(len)) ?? throw new InvalidDataException($"{path}: empty spec");
     }
 
     /// <summary>Pixel metrics of the UNet on labelled images (the same metrics as the GNN's).</summary>

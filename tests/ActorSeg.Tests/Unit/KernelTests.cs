@@ -107,3 +107,32 @@ public class StitchPrefetchTests
         Assert.Equal(0, Volatile.Read(ref running)); // and had ended when the stitch returned
     }
 }
+
+/// <summary>A UNet model file that is not one fails naming the file and the problem, whether only its spec or the whole
+/// model is read.</summary>
+public class UNetModelFileTests
+{
+    [Fact]
+    public void ABadModelFile_FailsNamingTheFile()
+    {
+        var dir = Directory.CreateTempSubdirectory("actorseg-unet-file-").FullName;
+        try
+        {
+            var missing = Path.Combine(dir, "none.model");
+            Assert.Throws<FileNotFoundException>(() => ActorSeg.GpuTrainer.UNetRunner.ReadSpec(missing));
+            var garbage = Path.Combine(dir, "garbage.model");
+            File.WriteAllText(garbage, "this is not a model");
+            var e = Assert.Throws<InvalidDataException>(() => ActorSeg.GpuTrainer.UNetRunner.ReadSpec(garbage));
+            Assert.Contains(garbage, e.Message);
+            var truncated = Path.Combine(dir, "truncated.model");
+            File.WriteAllBytes(truncated, System.Text.Encoding.ASCII.GetBytes("ACTORSEG-UNET-MODEL\n").Concat(new byte[] { 40, 0, 0, 0, (byte)'{' }).ToArray());
+            foreach (var read in new Action[] { () => ActorSeg.GpuTrainer.UNetRunner.ReadSpec(truncated),
+                         () => ActorSeg.GpuTrainer.UNetRunner.Load(truncated, TorchSharp.torch.CPU) })
+            {
+                var t = Assert.Throws<InvalidDataException>(read);
+                Assert.Contains(truncated, t.Message);
+            }
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}

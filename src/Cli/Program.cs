@@ -13,6 +13,7 @@ var root = new RootCommand("ActorSeg: segmentation of very large microscopy imag
     DemoCommand.Create(verbose),
     TrainCommand.Create(verbose),
     EvaluateCommand.Create(verbose),
+    RefineCommand.Create(verbose),
     SegmentCommand.Create(verbose),
     UNetCommands.Train(verbose),
     UNetCommands.Evaluate(verbose),

@@ -23,9 +23,10 @@ public static class SegmentCommand
         var tissue = GraphCommand.TissueOption();
         var objects = ObjectFlags.Format();
         var simplify = ObjectFlags.Simplify();
+        var noRefine = new Option<bool>("--no-refine") { Description = "Paint the coarse node classes even when the model has a boundary refinement (train --refine)." };
         var cmd = new Command("segment", "Segment an image or whole slide with a trained model: superpixel graph, node classes, painted back to a full-size mask (mask.tif and mask.ome.tif).")
         {
-            image, model, output, spacing, workers, device, tileSize, level, mpp, tissue, objects, simplify,
+            image, model, output, spacing, workers, device, tileSize, level, mpp, tissue, objects, simplify, noRefine,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -35,7 +36,7 @@ public static class SegmentCommand
                 int lv = GraphCommand.LevelFor(pr.GetValue(image)!.FullName, pr.GetValue(level), pr.GetValue(mpp));
                 var mask = await RunAsync(pr.GetValue(image)!.FullName, pr.GetValue(model)!.FullName, pr.GetValue(output)!.FullName,
                     pr.GetValue(spacing), pr.GetValue(workers), pr.GetValue(device)!, ct, pr.GetValue(tileSize), lv, GraphCommand.TissueValue(pr.GetValue(tissue)),
-                    pr.GetValue(objects)!, pr.GetValue(simplify));
+                    pr.GetValue(objects)!, pr.GetValue(simplify), refine: !pr.GetValue(noRefine));
                 if (mask is null) return ExitCodes.Failed;
                 Console.WriteLine(mask);
                 return ExitCodes.Ok;
@@ -53,15 +54,15 @@ public static class SegmentCommand
     /// stitches it, the trainer classifies the nodes, a worker paints the mask); returns the mask's path, or null when
     /// the job failed (already logged).</summary>
     public static async Task<string?> RunAsync(string img, string modelPath, string outDir, double? spacing, int workers, string device, CancellationToken ct, int tileSize = 2048, int level = 0,
-        string? tissue = null, string objects = "geojson", double simplify = 0)
+        string? tissue = null, string objects = "geojson", double simplify = 0, bool refine = true)
     {
         var dev = TorchDevice.Pick(device);
         var (spec, _) = ModelFile.Load(modelPath); // fail before any work if the model is bad
         double sp = spacing ?? (spec.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
         var job = new GraphJobSpec(Path.GetFullPath(img), null, Path.GetFullPath(outDir), Page: level, Spacing: sp, TileSize: tileSize, Features: spec.FeatureSet, ModelPath: Path.GetFullPath(modelPath), Device: device,
-            Tissue: tissue, Objects: objects, Simplify: simplify);
-        Log.Information("Segmenting {Image} with {Model} ({Conv}, {Edges} edges, {Features} features, spacing {Spacing:F1} px) on {Device}",
-            img, modelPath, spec.Architecture.Conv, spec.Edges, spec.FeatureSet, sp, TorchDevice.Describe(dev));
+            Tissue: tissue, Objects: objects, Simplify: simplify, Refine: refine);
+        Log.Information("Segmenting {Image} with {Model} ({Conv}, {Edges} edges, {Features} features, spacing {Spacing:F1} px{Refinement}) on {Device}",
+            img, modelPath, spec.Architecture.Conv, spec.Edges, spec.FeatureSet, sp, spec.Refiner is null ? "" : refine ? ", boundary refinement" : ", boundary refinement off", TorchDevice.Describe(dev));
         var done = await GraphCommand.RunJobAsync(job, workers, device, ct);
         if (done?.MaskPath is null) return null;
         if (done.TissueFraction is { } tf)

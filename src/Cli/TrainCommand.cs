@@ -30,6 +30,24 @@ public static class TrainCommand
         return pairs;
     }
 
+    /// <summary>Trains the boundary refinement for a trained model on the model's own training and validation graphs
+    /// and writes it into the model file; returns what the training summary records.</summary>
+    public static object RefineModel(string modelPath, RefineOptions ro, int seed, string device)
+    {
+        var dev = TorchDevice.Pick(device);
+        var (spec, model) = ModelFile.Load(modelPath, dev);
+        using (model)
+        {
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            // one graph trains and validates on its nodes: the refiner then holds out a tenth of its pixels instead
+            string[] validation = spec.ValidationGraphs.SequenceEqual(spec.TrainGraphs) ? [] : spec.ValidationGraphs;
+            var refiner = RefinerTrainer.Train(spec, model, dev, spec.TrainGraphs, validation, ro, seed, s => Log.Information("{Step}", s));
+            ModelFile.Save(modelPath, spec with { Refiner = refiner }, model);
+            Log.Information("Boundary refinement written into {Model} ({Seconds:F1}s)", modelPath, sw.Elapsed.TotalSeconds);
+            return new { threshold = ro.Threshold, refiner.Hidden, refiner.Sigmas, refiner.ContextSigma, refiner.TrainingPixels, refiner.ValidationAccuracy, refiner.ValidationCoarseAccuracy, seconds = sw.Elapsed.TotalSeconds };
+        }
+    }
+
     public static Command Create(Option<bool> verbose)
     {
         var graphs = new Option<string[]>("--graphs", "-g") { Description = "Graphs from 'actorseg graph' (.npz files or directories), built with --mask.", AllowMultipleArgumentsPerToken = true };
@@ -54,9 +72,11 @@ public static class TrainCommand
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto (CUDA when present), cpu or cuda." };
         var workers = new Option<int>("--workers", "-w") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Tile workers when building graphs." };
         var features = RecipeOptions.Features();
+        var refine = new Option<bool>("--refine") { Description = "Also train the boundary refinement: the pixels of nodes with a neighbour of another class, or whose winning probability is under --refine-threshold, are classified one by one from multi-scale intensity features and the coarse graph's probabilities (needs the graphs' node maps and images; segment and evaluate then apply it)." };
+        var refineThreshold = new Option<double>("--refine-threshold") { DefaultValueFactory = _ => 0.9, Description = "With --refine: nodes whose winning probability is under this are refined even when their neighbours agree." };
         var cmd = new Command("train", "Train a GNN node classifier on superpixel graphs (full-graph training, early stopping on validation loss).")
         {
-            graphs, images, masks, maskMode, segments, output, recipe, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers, features, classes,
+            graphs, images, masks, maskMode, segments, output, recipe, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers, features, classes, refine, refineThreshold,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -74,7 +94,7 @@ public static class TrainCommand
                     foreach (var (img, mask) in Pair(imgDir.FullName, mdir.FullName))
                     {
                         var gdir = Path.Combine(outDir, "graphs", Path.GetFileNameWithoutExtension(img));
-                        var spec = new GraphJobSpec(img, mask, gdir, MaskMode: pr.GetValue(maskMode)!, Segments: pr.GetValue(segments), WriteNodeMap: false, Features: r0.Features);
+                        var spec = new GraphJobSpec(img, mask, gdir, MaskMode: pr.GetValue(maskMode)!, Segments: pr.GetValue(segments), WriteNodeMap: pr.GetValue(refine), Features: r0.Features);
                         if (await GraphCommand.RunAsync(spec, pr.GetValue(workers), ct) != ExitCodes.Ok) return ExitCodes.Failed;
                         paths.Add(Path.Combine(gdir, Core.IO.GraphOutputs.GraphFile));
                     }
@@ -89,7 +109,14 @@ public static class TrainCommand
                 };
                 Log.Information("Training {Conv} ({Layers} layers, width {Hidden}) with {Edges} edges on {Graphs} graph(s) → {Out}", opts.Architecture.Conv, opts.Architecture.Layers, opts.Architecture.Hidden, opts.Edges, paths.Count, outDir);
                 var r = Trainer.Train(paths, outDir, opts, s => Log.Information("{Step}", s));
-                SafePaths.WriteAllText(Path.Combine(outDir, "train.json"), JsonSerializer.Serialize(new { recipe = pr.GetValue(recipe), overridden = r0.Overridden, options = opts, result = r }, new JsonSerializerOptions { WriteIndented = true }), "training summary");
+                object? refined = null;
+                if (pr.GetValue(refine))
+                {
+                    var ro = new RefineOptions { Threshold = pr.GetValue(refineThreshold) };
+                    if (!(ro.Threshold >= 0 && ro.Threshold <= 1)) throw new ArgumentException($"--refine-threshold must be in [0, 1] (got {ro.Threshold})");
+                    refined = RefineModel(r.BestModel, ro, pr.GetValue(seed), pr.GetValue(device)!);
+                }
+                SafePaths.WriteAllText(Path.Combine(outDir, "train.json"), JsonSerializer.Serialize(new { recipe = pr.GetValue(recipe), overridden = r0.Overridden, options = opts, result = r, refiner = refined }, new JsonSerializerOptions { WriteIndented = true }), "training summary");
                 Console.WriteLine(r.BestModel);
                 return ExitCodes.Ok;
             }
@@ -97,6 +124,42 @@ public static class TrainCommand
             {
                 Log.Error("Training failed: {Error}", e.Message);
                 return ExitCodes.Failed;
+            }
+        });
+        return cmd;
+    }
+}
+
+/// <summary><c>actorseg refine</c>: trains the boundary refinement for a model trained before (its own training graphs).</summary>
+public static class RefineCommand
+{
+    public static Command Create(Option<bool> verbose)
+    {
+        var model = new Option<FileInfo>("--model", "-m") { Description = "A model file from 'actorseg train' whose training graphs still exist with their node maps and images.", Required = true };
+        var output = new Option<FileInfo>("--out", "-o") { Description = "The refined model file to write (may be the input model itself).", Required = true };
+        var threshold = new Option<double>("--refine-threshold") { DefaultValueFactory = _ => 0.9, Description = "Nodes whose winning probability is under this are refined even when their neighbours agree." };
+        var hidden = new Option<int>("--hidden") { DefaultValueFactory = _ => 32, Description = "Width of the refiner's two hidden layers." };
+        var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1, Description = "Seed for the pixel sample and the weights." };
+        var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto, cpu or cuda." };
+        var cmd = new Command("refine", "Train the boundary refinement of a trained model (what 'train --refine' adds) and write the refined model.") { model, output, threshold, hidden, seed, device };
+        cmd.SetAction((pr, ct) =>
+        {
+            Logging.Configure(pr.GetValue(verbose));
+            try
+            {
+                var ro = new RefineOptions { Threshold = pr.GetValue(threshold), Hidden = pr.GetValue(hidden) };
+                if (!(ro.Threshold >= 0 && ro.Threshold <= 1)) throw new ArgumentException($"--refine-threshold must be in [0, 1] (got {ro.Threshold})");
+                if (ro.Hidden is < 1 or > Core.Refine.PixelRefinerSpec.MaxHidden) throw new ArgumentException($"--hidden must be in [1, {Core.Refine.PixelRefinerSpec.MaxHidden}] (got {ro.Hidden})");
+                var src = pr.GetValue(model)!.FullName; var dst = pr.GetValue(output)!.FullName;
+                if (src != dst) { Directory.CreateDirectory(Path.GetDirectoryName(dst)!); File.Copy(src, dst, overwrite: true); }
+                TrainCommand.RefineModel(dst, ro, pr.GetValue(seed), pr.GetValue(device)!);
+                Console.WriteLine(dst);
+                return Task.FromResult(ExitCodes.Ok);
+            }
+            catch (Exception e) when (ExitCodes.IsInputError(e))
+            {
+                Log.Error("Refinement training failed: {Error}", e.Message);
+                return Task.FromResult(ExitCodes.Failed);
             }
         });
         return cmd;
@@ -111,9 +174,10 @@ public static class EvaluateCommand
         var graphs = new Option<string[]>("--graphs", "-g") { Description = "Graphs built with --mask (.npz files or directories).", Required = true, AllowMultipleArgumentsPerToken = true };
         var output = new Option<DirectoryInfo?>("--out", "-o") { Description = "Write metrics.json here." };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto, cpu or cuda." };
+        var noRefine = new Option<bool>("--no-refine") { Description = "Measure the coarse node classes only, even when the model has a boundary refinement." };
         var cmd = new Command("evaluate", "Pixel-level accuracy, F1/Dice, IoU and the superpixel ceiling of a model on labelled graphs (exact against the masks).")
         {
-            model, graphs, output, device,
+            model, graphs, output, device, noRefine,
         };
         cmd.SetAction((pr, ct) =>
         {
@@ -124,6 +188,9 @@ public static class EvaluateCommand
                 var (spec, m) = ModelFile.Load(pr.GetValue(model)!.FullName, dev);
                 var per = new List<(long[], int, long[])>();
                 var rows = new List<object>();
+                var refiner = spec.Refiner is { } rs && !pr.GetValue(noRefine) ? new Core.Refine.PixelRefiner(rs) : null;
+                var refinedCm = new long[spec.Classes * spec.Classes];
+                long refinedPixels = 0, changedPixels = 0;
                 foreach (var path in GraphSample.Discover(pr.GetValue(graphs)!))
                 {
                     var g = GraphSample.Load(path, spec.Edges);
@@ -131,17 +198,28 @@ public static class EvaluateCommand
                     var pred = Predictor.Predict(spec, m, g, dev);
                     per.Add((g.ClassHist, g.Classes, pred));
                     var one = PixelMetrics.FromHistograms([(g.ClassHist, g.Classes, pred)], spec.Classes);
-                    rows.Add(new { graph = path, accuracy = one.Accuracy, macroF1 = one.MacroF1, microJaccard = one.MicroJaccard, ceiling = one.SuperpixelCeiling });
+                    double? refinedAccuracy = null;
+                    if (refiner is not null)
+                    {
+                        var r = RefinedEvaluation.Run(RefineInput.Load(path, spec, m, dev), refiner);
+                        for (int i = 0; i < refinedCm.Length; i++) refinedCm[i] += r.Confusion[i];
+                        refinedPixels += r.Refined; changedPixels += r.Changed;
+                        refinedAccuracy = PixelMetrics.FromConfusion(r.Confusion, spec.Classes, one.SuperpixelCeiling).Accuracy;
+                    }
+                    rows.Add(new { graph = path, accuracy = refinedAccuracy ?? one.Accuracy, coarseAccuracy = one.Accuracy, macroF1 = one.MacroF1, microJaccard = one.MicroJaccard, ceiling = one.SuperpixelCeiling });
                 }
-                var all = PixelMetrics.FromHistograms(per, spec.Classes);
+                var coarse = PixelMetrics.FromHistograms(per, spec.Classes);
+                var all = refiner is null ? coarse : PixelMetrics.FromConfusion(refinedCm, spec.Classes, coarse.SuperpixelCeiling);
                 var inv = CultureInfo.InvariantCulture;
-                Console.WriteLine($"graphs {per.Count}, pixels {all.Pixels:N0}");
+                Console.WriteLine($"graphs {per.Count}, pixels {all.Pixels:N0}{(refiner is null ? "" : $", refined {refinedPixels:N0} ({(double)refinedPixels / Math.Max(1, all.Pixels):P1}), changed {changedPixels:N0}")}");
                 Console.WriteLine(string.Format(inv, "pixel accuracy {0:P2}  macro F1 {1:F4}  micro Jaccard {2:F4}  superpixel ceiling {3:P2}", all.Accuracy, all.MacroF1, all.MicroJaccard, all.SuperpixelCeiling));
+                if (refiner is not null)
+                    Console.WriteLine(string.Format(inv, "coarse (before refinement): pixel accuracy {0:P2}  macro F1 {1:F4}  micro Jaccard {2:F4}", coarse.Accuracy, coarse.MacroF1, coarse.MicroJaccard));
                 PrintPerClass(all, spec.ClassTable);
                 if (pr.GetValue(output) is { } od)
                 {
                     Directory.CreateDirectory(od.FullName);
-                    SafePaths.WriteAllText(Path.Combine(od.FullName, "metrics.json"), JsonSerializer.Serialize(new { model = pr.GetValue(model)!.FullName, overall = all, perClass = PerClass(all, spec.ClassTable), graphs = rows }, new JsonSerializerOptions { WriteIndented = true }), "metrics");
+                    SafePaths.WriteAllText(Path.Combine(od.FullName, "metrics.json"), JsonSerializer.Serialize(new { model = pr.GetValue(model)!.FullName, overall = all, refined = refiner is not null, coarse = refiner is null ? null : coarse, refinedPixels, changedPixels, perClass = PerClass(all, spec.ClassTable), graphs = rows }, new JsonSerializerOptions { WriteIndented = true }), "metrics");
                 }
                 return Task.FromResult(ExitCodes.Ok);
             }

@@ -580,7 +580,7 @@ public sealed class JobBook
         if (j.Ended is { Succeeded: false } e) return new GraphJobFailed(j.JobId, e.Error ?? "failed");
         var s = j.Stitched!;
         return new GraphJobCompleted(j.JobId, j.Spec.OutDir, s.Nodes, s.AdjacencyEdges, s.KnnEdges, j.Planned?.PrepareSeconds ?? 0, s.TilesSeconds,
-            s.StitchSeconds, s.WriteSeconds, j.Retries, j.Segmented?.Mask.Path, j.Classified?.PixelsPerClass, j.RecoveredTiles,
+            s.StitchSeconds, s.WriteSeconds, j.Retries, j.Segmented?.Mask.Path, j.Segmented?.PixelsPerClass ?? j.Classified?.PixelsPerClass, j.RecoveredTiles,
             j.Classified?.Seconds ?? 0, j.Segmented?.Seconds ?? 0, s.TissueFraction, s.TilesSkipped);
     }
 
@@ -748,7 +748,7 @@ public sealed class JobBook
                     j.Step = (t, now + _s.StepDeadline);
                     j.Log.Information("Job {JobId}: classifying {Nodes} nodes on trainer {Trainer}", j.JobId, g.Nodes, t);
                     Tell(j.Watchers, new GraphJobProgress(j.JobId, "classifying", j.Planned.Tiles, j.Planned.Tiles, 0), d);
-                    d.Send(t, new ClassifyNodes(j.JobId, m.ImageId, g.Graph, j.Spec.ModelPath!, Path.Combine(j.GraphDir, AssignmentPaths.ClassesFile), j.Spec.Device, j.StepAttempt, j.GraphDir));
+                    d.Send(t, new ClassifyNodes(j.JobId, m.ImageId, g.Graph, j.Spec.ModelPath!, Path.Combine(j.GraphDir, AssignmentPaths.ClassesFile), j.Spec.Device, j.StepAttempt, j.GraphDir, j.Spec.Refine));
                 }
                 else if (j.Classified is { } c && j.Segmented is null && g.NodeMap is { } nm && TakeWorker() is { } w)
                 {
@@ -758,7 +758,7 @@ public sealed class JobBook
                     Tell(j.Watchers, new GraphJobProgress(j.JobId, "painting", j.Planned.Tiles, j.Planned.Tiles, 0), d);
                     d.Send(w, new PaintAssignment(j.JobId, m.ImageId, j.Spec.ImagePath, nm, c.Classes,
                         Path.Combine(j.Spec.OutDir, AssignmentPaths.MaskFile), Path.Combine(j.Spec.OutDir, AssignmentPaths.OverlayFile), j.StepAttempt, j.Spec.OutDir,
-                        c.Probs, j.Spec.Objects, j.Spec.Simplify));
+                        c.Probs, j.Spec.Objects, j.Spec.Simplify, c.Refine, j.Spec.Page));
                 }
             }
         }
@@ -861,11 +861,11 @@ public sealed class JobBook
     private void OnClassified(NodesClassified c, string sender, DecisionBuilder d, DateTime now)
     {
         if (!_jobs.TryGetValue(c.JobId, out var j) || j.Ended is not null || j.Classified is not null || c.Attempt != j.StepAttempt) return;
-        if ((_files.Check(c.Classes) ?? (c.Probs is { } pr ? _files.Check(pr) : null)) is { } bad) { StepItemFailed(c.JobId, c.Attempt, "classifying", bad, false, d, now); return; }
+        if ((_files.Check(c.Classes) ?? (c.Probs is { } pr ? _files.Check(pr) : null) ?? (c.Refine is { } rf ? _files.Check(rf) : null)) is { } bad) { StepItemFailed(c.JobId, c.Attempt, "classifying", bad, false, d, now); return; }
         if (c.Nodes != j.Stitched!.Nodes) { StepItemFailed(c.JobId, c.Attempt, "classifying", $"trainer returned {c.Nodes} classes for a graph of {j.Stitched.Nodes} nodes", false, d, now); return; }
         j.Step = null;
         if (sender.Length > 0) _idleTrainers.Add(sender);
-        d.Record(new ImageClassified(c.JobId, c.Classes, c.PixelsPerClass, c.Seconds, c.Device, c.Probs, c.MeanProbabilityPerClass));
+        d.Record(new ImageClassified(c.JobId, c.Classes, c.PixelsPerClass, c.Seconds, c.Device, c.Probs, c.MeanProbabilityPerClass, c.Refine));
         j.Log.Information("Job {JobId}: {Nodes} nodes classified on {Device} in {Seconds:F1}s; pixels per class [{Pixels}]", j.JobId, c.Nodes, c.Device, c.Seconds, string.Join(", ", c.PixelsPerClass));
         d.Then(new Dispatch());
     }
@@ -875,8 +875,9 @@ public sealed class JobBook
         if (!_jobs.TryGetValue(p.JobId, out var j) || j.Ended is not null || j.Segmented is not null || p.Attempt != j.StepAttempt) return;
         if (_files.Check(p.Mask) is { } bad) { StepItemFailed(p.JobId, p.Attempt, "painting", bad, false, d, now); return; }
         j.Step = null;
-        d.Record(new ImageSegmented(p.JobId, p.Mask, p.Seconds));
-        j.Log.Information("Job {JobId}: mask painted in {Seconds:F1}s: {Mask}", j.JobId, p.Seconds, p.Mask.Path);
+        d.Record(new ImageSegmented(p.JobId, p.Mask, p.Seconds, p.PixelsPerClass, p.RefinedPixels));
+        j.Log.Information("Job {JobId}: mask painted in {Seconds:F1}s: {Mask}{Refined}", j.JobId, p.Seconds, p.Mask.Path,
+            p.RefinedPixels > 0 ? $" ({p.RefinedPixels:N0} pixels refined)" : "");
         d.Then(new Finish(j.JobId));
     }
 
@@ -905,7 +906,10 @@ public sealed class JobBook
                 _files.WriteSegmentSummary(j.Spec.OutDir, System.Text.Json.JsonSerializer.Serialize(new
                 {
                     image = j.Spec.ImagePath, model = j.Spec.ModelPath, mask = j.Segmented!.Mask.Path, maskChecksum = j.Segmented.Mask.Checksum,
-                    overlay = Path.Combine(j.Spec.OutDir, AssignmentPaths.OverlayFile), objects = AssignmentPaths.ObjectsFile(j.Spec.OutDir, j.Spec.Objects), nodes = j.Stitched!.Nodes, pixelsPerClass = c.PixelsPerClass, device = c.Device,
+                    overlay = Path.Combine(j.Spec.OutDir, AssignmentPaths.OverlayFile), objects = AssignmentPaths.ObjectsFile(j.Spec.OutDir, j.Spec.Objects), nodes = j.Stitched!.Nodes,
+                    // the painted mask's counts (they differ from the nodes' when the boundary refinement repainted pixels)
+                    pixelsPerClass = j.Segmented.PixelsPerClass ?? c.PixelsPerClass, device = c.Device,
+                    refined = c.Refine is not null, refinedPixels = j.Segmented.RefinedPixels, coarsePixelsPerClass = c.Refine is null ? null : c.PixelsPerClass,
                     probabilityMap = c.Probs is null ? null : Path.Combine(j.Spec.OutDir, AssignmentPaths.ProbabilityMapFile), meanProbabilityPerClass = c.MeanProbabilityPerClass,
                     tissueFraction = j.Stitched.TissueFraction, tilesSkipped = j.Stitched.TilesSkipped,
                 }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));

@@ -31,6 +31,8 @@ public sealed record ModelSpec
     public string[] ValidationGraphs { get; init; } = [];
     /// <summary>The training recipe these settings are (best, published), or custom; null in models trained before recipes.</summary>
     public string? Recipe { get; init; }
+    /// <summary>The boundary refinement trained with the model (<c>train --refine</c>), or null: the coarse classes are painted as they are.</summary>
+    public Core.Refine.PixelRefinerSpec? Refiner { get; init; }
 
     /// <summary>Refuses a graph whose features the model was not trained on.</summary>
     public void CheckCompatible(GraphSample g)
@@ -79,6 +81,11 @@ public static class ModelFile
             int len = r.ReadInt32();
             if (len <= 0 || len > 64 << 20) throw new InvalidDataException("corrupt header");
             var spec = JsonSerializer.Deserialize<ModelSpec>(r.ReadBytes(len), Json) ?? throw new InvalidDataException("empty spec");
+            if (spec.Refiner is { } refiner)
+            {
+                refiner.Validate("the model's refiner");
+                if (refiner.Classes != spec.Classes) throw new InvalidDataException($"the refiner has {refiner.Classes} classes, the model {spec.Classes}");
+            }
             var model = new GnnModel(spec.Architecture, spec.FeatureNames.Length, spec.Classes);
             model.load(r, strict: true);
             if (device is not null) model.to(device);

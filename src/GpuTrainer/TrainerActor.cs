@@ -127,7 +127,8 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             var classes = new byte[pred.Length];
             var pixels = new long[spec.Classes];
             var probSum = new double[spec.Classes];
-            var area = NpzReader.Read(w.Graph.Path)["area"].AsSpan<long>();
+            var npz = NpzReader.Read(w.Graph.Path);
+            var area = npz["area"].AsSpan<long>();
             for (int v = 0; v < pred.Length; v++)
             {
                 classes[v] = (byte)pred[v]; pixels[pred[v]] += area[v];
@@ -144,10 +145,21 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             // the same as a NumPy array beside graph.npz: np.load("probs.npy") is N × C, row v = node v (as in graph.npz)
             NpyFile.Write<float>(Path.Combine(w.OutDir!, AssignmentPaths.ProbsNpyFile), probs, [pred.Length, spec.Classes], "node probabilities (npy)");
             ClassTable.Write(w.OutDir!, spec.ClassTable); // names and colours for the painter, the OME-XML and the report
+            // the boundary refinement, when the model has one and the job wants it: which nodes the painter refines, and with what
+            string? refinePath = null;
+            if (spec.Refiner is { } refiner && w.Refine)
+            {
+                NpyArray Need(string key) => npz.TryGetValue(key, out var a) ? a : throw new InvalidDataException($"{w.Graph.Path}: graph has no '{key}' array (the refinement needs it)");
+                var flags = Core.Refine.PixelRefiner.Flags(classes, probs, spec.Classes, Need("rag_edge_index").AsSpan<long>(), refiner.Threshold);
+                refinePath = Path.Combine(w.OutDir!, Core.Refine.RefineFile.FileName);
+                Core.Refine.RefineFile.Write(refinePath, refiner, Need("image_mean").AsSpan<double>().ToArray(), Need("image_std").AsSpan<double>().ToArray(), flags);
+                log.Information("Job {JobId}: {Flagged} of {Nodes} nodes will be refined pixel by pixel (a neighbour of another class, or probability under {Threshold})",
+                    w.JobId, flags.Count(f => f), flags.Length, refiner.Threshold);
+            }
             var desc = TorchDevice.Describe(dev);
             log.Information("Job {JobId}: {Nodes} nodes classified with {Model} on {Device} in {Seconds:F2}s, peak RSS {PeakRssMiB:F0} MiB",
                 w.JobId, pred.Length, w.ModelPath, desc, sw.Elapsed.TotalSeconds, Core.ProcessStats.PeakRssMiB());
-            return new Finished(w, new NodesClassified(w.JobId, w.Attempt, _store.Describe(classesPath), pred.Length, pixels, sw.Elapsed.TotalSeconds, desc, _store.Describe(probsPath), meanProb));
+            return new Finished(w, new NodesClassified(w.JobId, w.Attempt, _store.Describe(classesPath), pred.Length, pixels, sw.Elapsed.TotalSeconds, desc, _store.Describe(probsPath), meanProb, refinePath is null ? null : _store.Describe(refinePath)));
         }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new Failed(w, t.Exception!.GetBaseException()))
           .PipeTo(self);
     }

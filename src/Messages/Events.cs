@@ -35,10 +35,11 @@ public sealed record GraphStitched(
 [MessagePackObject]
 public sealed record ImageClassified([property: Key(0)] string JobId, [property: Key(1)] ResultRef Classes, [property: Key(2)] long[] PixelsPerClass,
     [property: Key(3)] double Seconds, [property: Key(4)] string Device, [property: Key(5)] ResultRef? Probs = null,
-    [property: Key(6)] double[]? MeanProbabilityPerClass = null) : ICoordinatorEvent;
+    [property: Key(6)] double[]? MeanProbabilityPerClass = null, [property: Key(7)] ResultRef? Refine = null) : ICoordinatorEvent;
 
 [MessagePackObject]
-public sealed record ImageSegmented([property: Key(0)] string JobId, [property: Key(1)] ResultRef Mask, [property: Key(2)] double Seconds) : ICoordinatorEvent;
+public sealed record ImageSegmented([property: Key(0)] string JobId, [property: Key(1)] ResultRef Mask, [property: Key(2)] double Seconds,
+    [property: Key(3)] long[]? PixelsPerClass = null, [property: Key(4)] long RefinedPixels = 0) : ICoordinatorEvent;
 
 /// <summary>The coordinator is about to run one of its own steps of a job (prepare, stitch). Journaled before the step
 /// starts, so a step that takes the coordinator down (out of memory, a crash) is counted across restarts: after

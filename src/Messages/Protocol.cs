@@ -96,7 +96,8 @@ public sealed record GraphJobSpec(
     [property: Key(20)] string? Device = null,
     [property: Key(21)] string? Tissue = null,
     [property: Key(22)] string Objects = "geojson",
-    [property: Key(23)] double Simplify = 0) : IActorSegMessage;
+    [property: Key(23)] double Simplify = 0,
+    [property: Key(24)] bool Refine = true) : IActorSegMessage;
 
 // ---- client ↔ coordinator -------------------------------------------------------------------------------------
 
@@ -269,11 +270,12 @@ public sealed record PaintAssignment(
     [property: Key(0)] string JobId, [property: Key(1)] string ImageId, [property: Key(2)] string ImagePath,
     [property: Key(3)] ResultRef NodeMap, [property: Key(4)] ResultRef Classes, [property: Key(5)] string MaskPath,
     [property: Key(6)] string OverlayPath, [property: Key(7)] int Attempt, [property: Key(8)] string? OutDir = null,
-    [property: Key(9)] ResultRef? Probs = null, [property: Key(10)] string? Objects = null, [property: Key(11)] double Simplify = 0) : IActorSegMessage;
+    [property: Key(9)] ResultRef? Probs = null, [property: Key(10)] string? Objects = null, [property: Key(11)] double Simplify = 0,
+    [property: Key(12)] ResultRef? Refine = null, [property: Key(13)] int Page = 0) : IActorSegMessage;
 
 [MessagePackObject]
 public sealed record PaintCompleted([property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] ResultRef Mask,
-    [property: Key(3)] double Seconds) : IActorSegMessage;
+    [property: Key(3)] double Seconds, [property: Key(4)] long[]? PixelsPerClass = null, [property: Key(5)] long RefinedPixels = 0) : IActorSegMessage;
 
 [MessagePackObject]
 public sealed record PaintFailed([property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] string Error,
@@ -292,13 +294,14 @@ public sealed record TrainerReady([property: Key(0)] int ProtocolMajor, [propert
 public sealed record ClassifyNodes(
     [property: Key(0)] string JobId, [property: Key(1)] string ImageId, [property: Key(2)] ResultRef Graph,
     [property: Key(3)] string ModelPath, [property: Key(4)] string ClassesPath, [property: Key(5)] string? Device,
-    [property: Key(6)] int Attempt, [property: Key(7)] string? OutDir = null) : IActorSegMessage;
+    [property: Key(6)] int Attempt, [property: Key(7)] string? OutDir = null, [property: Key(8)] bool Refine = true) : IActorSegMessage;
 
 [MessagePackObject]
 public sealed record NodesClassified(
     [property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] ResultRef Classes, [property: Key(3)] int Nodes,
     [property: Key(4)] long[] PixelsPerClass, [property: Key(5)] double Seconds, [property: Key(6)] string Device,
-    [property: Key(7)] ResultRef? Probs = null, [property: Key(8)] double[]? MeanProbabilityPerClass = null) : IActorSegMessage;
+    [property: Key(7)] ResultRef? Probs = null, [property: Key(8)] double[]? MeanProbabilityPerClass = null,
+    [property: Key(9)] ResultRef? Refine = null) : IActorSegMessage;
 
 [MessagePackObject]
 public sealed record ClassifyFailed([property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] string Error,

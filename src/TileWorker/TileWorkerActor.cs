@@ -2,6 +2,7 @@ using Akka.Actor;
 using ActorSeg.Core.Imaging;
 using ActorSeg.Core.IO;
 using ActorSeg.Core.Pipeline;
+using ActorSeg.Core.Refine;
 using ActorSeg.Messages;
 using Serilog;
 
@@ -31,7 +32,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
 
     private sealed record Done(TileAssignment Work, GraphJob.TileOutcome Outcome, ResultRef Result, ResultRef Labels) : INoSerializationVerificationNeeded;
     private sealed record Failed(TileAssignment Work, Exception Error) : INoSerializationVerificationNeeded;
-    private sealed record Painted(PaintAssignment Work, ResultRef Mask, double Seconds) : INoSerializationVerificationNeeded;
+    private sealed record Painted(PaintAssignment Work, ResultRef Mask, double Seconds, long[] PixelsPerClass, long RefinedPixels) : INoSerializationVerificationNeeded;
     private sealed record PaintError(PaintAssignment Work, Exception Error) : INoSerializationVerificationNeeded;
     private sealed record AskForWork : INoSerializationVerificationNeeded;
     private sealed record ReleaseBuffers : INoSerializationVerificationNeeded;
@@ -153,7 +154,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         Receive<Painted>(p =>
         {
             _log.ForContext("JobId", p.Work.JobId).ForContext("ImageId", p.Work.ImageId).Information("Mask painted in {Seconds:F1}s: {Mask}", p.Seconds, p.Mask.Path);
-            _coordinator.Tell(new PaintCompleted(p.Work.JobId, p.Work.Attempt, p.Mask, p.Seconds));
+            _coordinator.Tell(new PaintCompleted(p.Work.JobId, p.Work.Attempt, p.Mask, p.Seconds, p.PixelsPerClass, p.RefinedPixels));
             BecomeIdle();
         });
         Receive<PaintError>(f =>
@@ -242,14 +243,42 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
             // with the trainer's probabilities, prob.tif beside the mask: the painted class's probability × 255 per pixel
             var probOfNode = probs is null ? null : MaskPainter.WinningProbabilities(classes, probs, probClasses);
             string? probPath = probs is null ? null : Path.Combine(w.OutDir!, AssignmentPaths.ProbabilityMapFile);
-            MaskPainter.Paint(w.NodeMap.Path, classes, maskPath, new Progress<string>(s => log.Information("Job {JobId}: {Step}", w.JobId, s)), sourceImage: w.ImagePath, classTable: table,
-                probabilityOfNode: probOfNode, probabilityPath: probPath);
+            var (refine, refineSources) = OpenRefinement(w, classes, probs, probClasses, log);
+            long[] painted;
+            using (refineSources)
+                painted = MaskPainter.Paint(w.NodeMap.Path, classes, maskPath, new Progress<string>(s => log.Information("Job {JobId}: {Step}", w.JobId, s)), sourceImage: w.ImagePath, classTable: table,
+                    probabilityOfNode: probOfNode, probabilityPath: probPath, refine: refine);
+            if (refine is not null)
+                log.Information("Job {JobId}: boundary refinement classified {Refined:N0} pixels one by one and changed {Changed:N0} of them", w.JobId, refine.RefinedPixels, refine.ChangedPixels);
             MaskPainter.Overlay(w.ImagePath, maskPath, overlayPath, classTable: table);
             if (AssignmentPaths.ObjectsFile(w.OutDir!, w.Objects) is { } objectsPath) ExportObjects(w, maskPath, objectsPath, probs, probClasses, table, log);
-            return new Painted(w, store.Describe(maskPath), sw.Elapsed.TotalSeconds);
+            return new Painted(w, store.Describe(maskPath), sw.Elapsed.TotalSeconds, painted, refine?.RefinedPixels ?? 0);
         }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new PaintError(w, t.Exception!.GetBaseException()))
           .PipeTo(self);
     }
+
+    /// <summary>The boundary refinement the trainer asked for (refine.bin, checked against its checksum and the graph),
+    /// over the job's image (checked against the data roots here, where it is read) and node map; (null, null) without one.</summary>
+    private (RefineBlocks?, IDisposable?) OpenRefinement(PaintAssignment w, byte[] classes, float[]? probs, int probClasses, ILogger log)
+    {
+        if (w.Refine is not { } rf) return (null, null);
+        if (_store.Check(rf) is { } bad) throw new ResultStoreException(bad);
+        if (probs is null) throw new InputFileException(rf.Path, "a refinement without the nodes' probabilities");
+        if (AssignmentPaths.CheckInput(w.ImagePath, "image", _roots) is { } outside) throw new UnsafePathException(outside);
+        var image = ImageSources.Open(w.ImagePath, w.Page);
+        NodeMapReader? map = null;
+        try
+        {
+            var (refiner, mean, std, flags) = RefineFile.Read(rf.Path, classes.Length, probClasses, image.Channels);
+            map = new NodeMapReader(w.NodeMap.Path);
+            var blocks = new RefineBlocks(refiner, image, map, mean, std, classes, probs, flags);
+            log.Information("Job {JobId}: refining the pixels of {Flagged:N0} of {Nodes:N0} nodes (halo {Halo} px)", w.JobId, flags.Count(f => f), flags.Length, refiner.Halo);
+            return (blocks, new Disposables(image, map));
+        }
+        catch { image.Dispose(); map?.Dispose(); throw; }
+    }
+
+    private sealed class Disposables(params IDisposable[] all) : IDisposable { public void Dispose() { foreach (var d in all) d.Dispose(); } }
 
     /// <summary>The mask's regions as QuPath objects (objects.geojson[.gz]), in level-0 pixels, with the nodes' mean class probability when the trainer wrote probabilities.</summary>
     private void ExportObjects(PaintAssignment w, string maskPath, string objectsPath, float[]? probs, int probClasses, IReadOnlyList<ClassInfo>? table, ILogger log)

@@ -66,7 +66,8 @@ public static class AssignmentPaths
         string mask = Path.Combine(w.OutDir!, MaskFile), overlay = Path.Combine(w.OutDir!, OverlayFile);
         if (w.MaskPath != mask || w.OverlayPath != overlay) return $"it names {w.MaskPath} and {w.OverlayPath}; a paint job writes only {mask}, {overlay}, {ProbabilityMapFile} and the objects file";
         if ((ObjectExporter.Validate(w.Objects) ?? ObjectExporter.ValidateSimplify(w.Simplify)) is { } badObjects) return badObjects;
-        foreach (var (p, what) in new[] { (w.NodeMap.Path, "node map"), (w.Classes.Path, "node classes"), (w.Probs?.Path, "node probabilities") })
+        if (w.Page < 0) return $"page {w.Page}";
+        foreach (var (p, what) in new[] { (w.NodeMap.Path, "node map"), (w.Classes.Path, "node classes"), (w.Probs?.Path, "node probabilities"), (w.Refine?.Path, "refinement") })
             if (p is not null && !SafePaths.IsWithin(Path.GetFullPath(p), w.OutDir!)) return $"{what} {p} is not in the job's folder {w.OutDir}";
         return CheckInput(w.ImagePath, "image", roots);
     }

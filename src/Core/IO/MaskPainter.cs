@@ -16,9 +16,13 @@ public static class MaskPainter
     /// <param name="probabilityOfNode">per node, the byte to paint into <paramref name="probabilityPath"/> (see <see cref="WinningProbabilities"/>)</param>
     /// <param name="probabilityPath">where the probability map goes (prob.tif beside the mask), painted in the same pass: a
     /// pyramidal tiled BigTIFF (uint8, the image's pixel size, coarser levels the mean of each 2×2 block); null: none</param>
-    public static void Paint(string nodeMap, ReadOnlySpan<byte> classOfNode, string maskPath, IProgress<string>? progress = null, int tile = 256, string? sourceImage = null,
-        IReadOnlyList<ClassInfo>? classTable = null, ReadOnlySpan<byte> probabilityOfNode = default, string? probabilityPath = null)
+    /// <param name="refine">the boundary refinement over this image and node map: the pixels of its flagged nodes are painted
+    /// with its per-pixel classes (and probabilities); null: every pixel takes its node's class</param>
+    /// <returns>pixels painted with each class (index = class id)</returns>
+    public static long[] Paint(string nodeMap, ReadOnlySpan<byte> classOfNode, string maskPath, IProgress<string>? progress = null, int tile = 256, string? sourceImage = null,
+        IReadOnlyList<ClassInfo>? classTable = null, ReadOnlySpan<byte> probabilityOfNode = default, string? probabilityPath = null, Refine.RefineBlocks? refine = null)
     {
+        var counts = new long[256];
         if (probabilityPath is not null && probabilityOfNode.Length != classOfNode.Length)
             throw new ArgumentException($"{probabilityOfNode.Length} node probabilities for {classOfNode.Length} nodes");
         double xres = 0, yres = 0; // pixels per millimetre, as libvips keeps them
@@ -46,18 +50,30 @@ public static class MaskPainter
             {
                 var buf = new byte[tile * tile];
                 var probBuf = probWriter is null ? null : new byte[tile * tile];
+                var refined = refine is null ? null : new byte[tile * tile];
+                var refinedProb = refine is null || probBuf is null ? null : new byte[tile * tile];
                 int rows = (H + tile - 1) / tile, cols = (W + tile - 1) / tile;
                 for (int br = 0; br < rows; br++)
                 {
                     int y0 = br * tile, bh = Math.Min(tile, H - y0);
-                    uint[] band;
-                    using (var crop = map.Crop(0, y0, W, bh)) band = crop.WriteToMemory<uint>();
+                    uint[] band = [];
+                    if (refine is null) using (var crop = map.Crop(0, y0, W, bh)) band = crop.WriteToMemory<uint>();
                     for (int bc = 0; bc < cols; bc++)
                     {
                         Array.Clear(buf);
                         if (probBuf is not null) Array.Clear(probBuf);
                         int x0 = bc * tile, bw = Math.Min(tile, W - x0);
-                        for (int y = 0; y < bh; y++)
+                        if (refine is not null)
+                        {
+                            // the refined classes of this tile (its own reads, with the refiner's halo)
+                            refine.Paint(new Refine.PixelRect(x0, y0, bw, bh), refined!, refinedProb);
+                            for (int y = 0; y < bh; y++)
+                            {
+                                refined!.AsSpan(y * bw, bw).CopyTo(buf.AsSpan(y * tile, bw));
+                                if (probBuf is not null) refinedProb.AsSpan(y * bw, bw).CopyTo(probBuf.AsSpan(y * tile, bw));
+                            }
+                        }
+                        else for (int y = 0; y < bh; y++)
                             for (int x = 0; x < bw; x++)
                             {
                                 uint id = band[y * W + x0 + x];
@@ -66,6 +82,7 @@ public static class MaskPainter
                                 buf[y * tile + x] = classOfNode[(int)id];
                                 if (probBuf is not null) probBuf[y * tile + x] = probabilityOfNode[(int)id];
                             }
+                        for (int y = 0; y < bh; y++) foreach (var c in buf.AsSpan(y * tile, bw)) counts[c]++;
                         writer.WriteTile<byte>(bc, br, buf);
                         if (probBuf is not null) probWriter!.WriteTile<byte>(bc, br, probBuf);
                     }
@@ -87,6 +104,7 @@ public static class MaskPainter
             // the same mask as OME-TIFF for QuPath, napari and Fiji: SubIFD pyramid, OME-XML with the pixel size and the classes
             int classes = 1;
             foreach (var c in classOfNode) if (c + 1 > classes) classes = c + 1;
+            for (int c = 0; c < counts.Length; c++) if (counts[c] > 0 && c + 1 > classes) classes = c + 1;
             var ome = OmePath(maskPath);
             var tmpOme = $"{ome}.{Guid.NewGuid():N}.partial.tif";
             using (var flatImg = Vips.Image.NewFromFile(flat, access: Vips.Enums.Access.Sequential))
@@ -119,6 +137,9 @@ public static class MaskPainter
             foreach (var t in Directory.GetFiles(Path.GetDirectoryName(Path.GetFullPath(maskPath))!, Path.GetFileName(OmePath(maskPath)) + ".*.partial.tif")) File.Delete(t);
             if (File.Exists(flat)) File.Delete(flat);
         }
+        int last = 255;
+        while (last > 0 && counts[last] == 0) last--;
+        return counts[..(last + 1)];
     }
 
     /// <summary>

@@ -1,0 +1,325 @@
+using System.Diagnostics;
+using System.Text.Json;
+using ActorSeg.Core.Imaging;
+using ActorSeg.Core.IO;
+using ActorSeg.Core.Pipeline;
+using ActorSeg.Core.Refine;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ActorSeg.GpuTrainer;
+
+/// <summary>
+/// A graph as the boundary refinement sees it: where its image, mask and node map are (from graph.json beside
+/// graph.npz), the image's statistics, and the coarse model's classes, probabilities and refine flags of its nodes.
+/// </summary>
+public sealed class RefineInput
+{
+    public required string GraphPath { get; init; }
+    public required string ImagePath { get; init; }
+    public required int Page { get; init; }
+    public required string NodeMapPath { get; init; }
+    public string? MaskPath { get; init; }
+    public MaskMode MaskMode { get; init; }
+    public int? IgnoreValue { get; init; }
+    public required double[] Mean { get; init; }
+    public required double[] Std { get; init; }
+    public required byte[] Classes { get; init; }
+    public required float[] Probs { get; init; }
+    public required long[] RagEdges { get; init; }
+    public required long[] Area { get; init; }
+    public required double SeedSpacing { get; init; }
+    public required int Channels { get; init; }
+
+    /// <summary>Reads the graph and its summary and runs the coarse model over it.</summary>
+    public static RefineInput Load(string graphPath, ModelSpec spec, GnnModel model, Device device)
+    {
+        // a link to graph.npz (a split of graphs built elsewhere) leads to the folder it was built in
+        var real = new FileInfo(graphPath).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(graphPath);
+        var dir = Path.GetDirectoryName(real)!;
+        var summaryPath = Path.Combine(dir, GraphOutputs.SummaryFile);
+        var nodeMap = Path.Combine(dir, GraphOutputs.NodeMapFile);
+        if (!File.Exists(summaryPath)) throw new InvalidDataException($"{graphPath}: refinement needs the graph's {GraphOutputs.SummaryFile} beside it (the folder 'actorseg graph' wrote)");
+        if (!File.Exists(nodeMap)) throw new InvalidDataException($"{graphPath}: refinement needs the node map {GraphOutputs.NodeMapFile} beside it (build the graph without --no-node-map)");
+        string image; int page; string? mask = null; MaskMode mode = MaskMode.Binary; int? ignore = null;
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(summaryPath));
+            var img = doc.RootElement.GetProperty("image");
+            image = img.GetProperty("path").GetString() ?? throw new InvalidDataException("no image path");
+            page = img.TryGetProperty("page", out var pg) ? pg.GetInt32() : 0;
+            if (doc.RootElement.TryGetProperty("mask", out var m) && m.ValueKind == JsonValueKind.Object)
+            {
+                mask = m.GetProperty("path").GetString();
+                mode = m.TryGetProperty("mode", out var md) && md.GetString() == "classes" ? MaskMode.Classes : MaskMode.Binary;
+                if (m.TryGetProperty("ignoreValue", out var iv) && iv.ValueKind == JsonValueKind.Number) ignore = iv.GetInt32();
+            }
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            throw new InvalidDataException($"{summaryPath}: not a graph summary ({e.Message})", e);
+        }
+        var npz = NpzReader.Read(graphPath);
+        NpyArray Need(string key) => npz.TryGetValue(key, out var a) ? a : throw new InvalidDataException($"{graphPath}: graph has no '{key}' array");
+        var g = GraphSample.Load(graphPath, spec.Edges);
+        var (pred, probs) = Predictor.PredictWithProbabilities(spec, model, g, device);
+        var classes = pred.Select(c => (byte)c).ToArray();
+        var shape = Need("image_shape").AsSpan<long>();
+        return new RefineInput
+        {
+            GraphPath = graphPath, ImagePath = image, Page = page, NodeMapPath = nodeMap, MaskPath = mask, MaskMode = mode, IgnoreValue = ignore,
+            Mean = Need("image_mean").AsSpan<double>().ToArray(), Std = Need("image_std").AsSpan<double>().ToArray(),
+            Classes = classes, Probs = probs, RagEdges = Need("rag_edge_index").AsSpan<long>().ToArray(), Area = Need("area").AsSpan<long>().ToArray(),
+            SeedSpacing = g.SeedSpacing, Channels = (int)shape[2],
+        };
+    }
+
+    public bool[] Flags(double threshold, int classes) => PixelRefiner.Flags(Classes, Probs, classes, RagEdges, threshold);
+
+    /// <summary>The refiner over this graph's image and node map.</summary>
+    public (RefineBlocks Blocks, IDisposable Sources) Open(PixelRefiner refiner, bool[] flags)
+    {
+        var image = ImageSources.Open(ImagePath, Page);
+        NodeMapReader? map = null;
+        try
+        {
+            map = new NodeMapReader(NodeMapPath);
+            var blocks = new RefineBlocks(refiner, image, map, Mean, Std, Classes, Probs, flags);
+            return (blocks, new Both(image, map));
+        }
+        catch { image.Dispose(); map?.Dispose(); throw; }
+    }
+
+    private sealed class Both(IDisposable a, IDisposable b) : IDisposable { public void Dispose() { a.Dispose(); b.Dispose(); } }
+
+    /// <summary>The mask's classes over a block (255 = unlabelled).</summary>
+    public byte[] MaskClasses(IRegionSource mask, PixelRect r)
+    {
+        var raw = new ushort[r.Pixels];
+        mask.ReadRegion(r.X, r.Y, r.W, r.H, raw);
+        var cls = new byte[r.Pixels];
+        GraphJob.MapMask(raw, cls, MaskMode, IgnoreValue, MaskPath!);
+        return cls;
+    }
+}
+
+public sealed record RefineOptions
+{
+    /// <summary>Winning probability under which a node is refined even when all its neighbours agree with it.</summary>
+    public double Threshold { get; init; } = 0.9;
+    public int Hidden { get; init; } = 32;
+    public double[] Sigmas { get; init; } = [1, 2, 4];
+    public int MaxEpochs { get; init; } = 40;
+    public int Patience { get; init; } = 5;
+    public double LearningRate { get; init; } = 0.003;
+    /// <summary>At most this many sampled pixels per graph, and in all.</summary>
+    public int PixelsPerGraph { get; init; } = 200_000;
+    public int MaxPixels { get; init; } = 3_000_000;
+    public int Block { get; init; } = 512;
+}
+
+/// <summary>
+/// Trains the boundary refinement after the coarse GNN: the pixels of the nodes it flags on the training graphs
+/// (neighbours of another class, or unsure), their intensity features and the coarse context, against the mask.
+/// </summary>
+public static class RefinerTrainer
+{
+    public static PixelRefinerSpec Train(ModelSpec spec, GnnModel model, Device device, IReadOnlyList<string> trainGraphs, IReadOnlyList<string> validationGraphs,
+        RefineOptions o, int seed, Action<string>? log = null)
+    {
+        log ??= _ => { };
+        var sw = Stopwatch.StartNew();
+        int K = spec.Classes;
+        var first = RefineInput.Load(trainGraphs[0], spec, model, device);
+        double spacing = first.SeedSpacing > 0 ? first.SeedSpacing : spec.SeedSpacing > 0 ? spec.SeedSpacing : 40.96;
+        var shell = new PixelRefinerSpec
+        {
+            Channels = first.Channels, Classes = K, Hidden = o.Hidden, Sigmas = o.Sigmas, ContextSigma = Math.Max(1, spacing / 4), Threshold = o.Threshold,
+            FeatureMean = [], FeatureStd = [], W1 = [], B1 = [], W2 = [], B2 = [], W3 = [], B3 = [],
+        };
+        int F = shell.Features;
+        // an identity refiner computes features only (its weights are never used)
+        var featureOnly = new PixelRefiner(shell with
+        {
+            FeatureMean = new float[F], FeatureStd = Enumerable.Repeat(1f, F).ToArray(), W1 = new float[F * o.Hidden], B1 = new float[o.Hidden],
+            W2 = new float[o.Hidden * o.Hidden], B2 = new float[o.Hidden], W3 = new float[o.Hidden * K], B3 = new float[K],
+        });
+        var rnd = new Random(seed);
+        var (xt, yt, ct) = Collect(trainGraphs, first, spec, model, device, featureOnly, o, K, rnd, log);
+        float[] xv; long[] yv; byte[] cv;
+        if (validationGraphs.Count > 0) (xv, yv, cv) = Collect(validationGraphs, null, spec, model, device, featureOnly, o, K, rnd, log);
+        else
+        {
+            // one graph: a tenth of its sampled pixels validate
+            int n = yt.Length, nv = Math.Max(1, n / 10);
+            var order = Enumerable.Range(0, n).OrderBy(_ => rnd.Next()).ToArray();
+            (xv, yv, cv) = Take(xt, yt, ct, order[..nv], F);
+            (xt, yt, ct) = Take(xt, yt, ct, order[nv..], F);
+        }
+        if (yt.Length == 0) throw new InvalidDataException("no pixel to refine in the training graphs: every node agrees with its neighbours and is sure (nothing for --refine to learn)");
+        log($"refiner: {yt.Length:N0} training and {yv.Length:N0} validation pixels from the flagged nodes; features {F}; collected in {sw.Elapsed.TotalSeconds:F1}s");
+
+        // per-feature standardisation from the training pixels
+        var mean = new float[F]; var std = new float[F];
+        int N = yt.Length;
+        for (int f = 0; f < F; f++)
+        {
+            double s = 0, s2 = 0;
+            for (int i = 0; i < N; i++) { double v = xt[(long)i * F + f]; s += v; s2 += v * v; }
+            double m = s / N, var = Math.Max(0, s2 / N - m * m);
+            mean[f] = (float)m; std[f] = var > 1e-12 ? (float)Math.Sqrt(var) : 1f;
+        }
+        void Standardise(float[] x) { for (long i = 0; i < x.Length; i++) { int f = (int)(i % F); x[i] = (x[i] - mean[f]) / std[f]; } }
+        var xtn = (float[])xt.Clone(); Standardise(xtn);
+        var xvn = (float[])xv.Clone(); Standardise(xvn);
+
+        torch.manual_seed(seed);
+        using var net = nn.Sequential(("l1", nn.Linear(F, o.Hidden)), ("r1", nn.ReLU()), ("l2", nn.Linear(o.Hidden, o.Hidden)), ("r2", nn.ReLU()), ("l3", nn.Linear(o.Hidden, K)));
+        net.to(device);
+        using var opt = torch.optim.Adam(net.parameters(), o.LearningRate);
+        using var Xt = torch.tensor(xtn, [N, F], device: device);
+        using var Yt = torch.tensor(yt, device: device);
+        using var Xv = torch.tensor(xvn, [yv.Length, F], device: device);
+        using var Yv = torch.tensor(yv, device: device);
+        const int batch = 4096;
+        double best = double.MaxValue; int bestEpoch = 0, epoch;
+        Dictionary<string, float[]>? bestWeights = null;
+        for (epoch = 1; epoch <= o.MaxEpochs; epoch++)
+        {
+            net.train();
+            using (var scope = torch.NewDisposeScope())
+            {
+                var perm = torch.randperm(N, device: device);
+                for (int b = 0; b < N; b += batch)
+                {
+                    var idx = perm.slice(0, b, Math.Min(N, b + batch), 1);
+                    opt.zero_grad();
+                    var loss = nn.functional.cross_entropy(net.forward(Xt.index_select(0, idx)), Yt.index_select(0, idx));
+                    loss.backward();
+                    opt.step();
+                    scope.DisposeEverythingBut(perm);
+                }
+            }
+            double vloss;
+            net.eval();
+            using (torch.no_grad())
+            using (var scope = torch.NewDisposeScope())
+                vloss = nn.functional.cross_entropy(net.forward(Xv), Yv).item<float>();
+            if (vloss < best - 1e-5) { best = vloss; bestEpoch = epoch; bestWeights = Export(net); }
+            else if (epoch - bestEpoch >= o.Patience) break;
+        }
+        var w = bestWeights!;
+        var result = shell with { FeatureMean = mean, FeatureStd = std, W1 = w["l1.w"], B1 = w["l1.b"], W2 = w["l2.w"], B2 = w["l2.b"], W3 = w["l3.w"], B3 = w["l3.b"], TrainingPixels = N };
+        // the validation pixels through the C# classifier the painter uses: refined and coarse accuracy on the same pixels
+        var refiner = new PixelRefiner(result);
+        var scratch = new float[refiner.ScratchLength];
+        long right = 0, coarseRight = 0;
+        for (int i = 0; i < yv.Length; i++)
+        {
+            if (refiner.Classify(xv.AsSpan(i * F, F), scratch).Class == yv[i]) right++;
+            if (cv[i] == yv[i]) coarseRight++;
+        }
+        result = result with { ValidationAccuracy = (double)right / Math.Max(1, yv.Length), ValidationCoarseAccuracy = (double)coarseRight / Math.Max(1, yv.Length) };
+        log($"refiner: best epoch {bestEpoch} of {epoch - 1}, validation loss {best:F4}; on the validation fields' flagged pixels {result.ValidationAccuracy:P2} refined against {result.ValidationCoarseAccuracy:P2} coarse; {sw.Elapsed.TotalSeconds:F1}s");
+        return result;
+    }
+
+    private static (float[] X, long[] Y, byte[] Coarse) Take(float[] x, long[] y, byte[] c, int[] idx, int F)
+    {
+        var xo = new float[(long)idx.Length * F]; var yo = new long[idx.Length]; var co = new byte[idx.Length];
+        for (int j = 0; j < idx.Length; j++) { x.AsSpan(idx[j] * F, F).CopyTo(xo.AsSpan(j * F, F)); yo[j] = y[idx[j]]; co[j] = c[idx[j]]; }
+        return (xo, yo, co);
+    }
+
+    private static Dictionary<string, float[]> Export(nn.Module net)
+    {
+        var d = new Dictionary<string, float[]>();
+        foreach (var (name, p) in net.named_parameters())
+        {
+            using var cpu = p.detach().cpu();
+            string layer = name.Split('.')[0];
+            if (name.EndsWith("weight"))
+            {
+                // torch keeps [out, in]; the painter reads [in, out]
+                using var t = cpu.t().contiguous();
+                d[layer + ".w"] = t.data<float>().ToArray();
+            }
+            else d[layer + ".b"] = cpu.data<float>().ToArray();
+        }
+        return d;
+    }
+
+    /// <summary>The flagged pixels of the graphs, sampled: features, true class, coarse class.</summary>
+    private static (float[] X, long[] Y, byte[] Coarse) Collect(IReadOnlyList<string> graphs, RefineInput? firstLoaded, ModelSpec spec, GnnModel model, Device device,
+        PixelRefiner featureOnly, RefineOptions o, int K, Random rnd, Action<string> log)
+    {
+        var xs = new List<float>(); var ys = new List<long>(); var cs = new List<byte>();
+        int F = featureOnly.Features;
+        int perGraph = Math.Min(o.PixelsPerGraph, Math.Max(1000, o.MaxPixels / graphs.Count));
+        for (int gi = 0; gi < graphs.Count; gi++)
+        {
+            var input = gi == 0 && firstLoaded is not null ? firstLoaded : RefineInput.Load(graphs[gi], spec, model, device);
+            if (input.MaskPath is null) throw new InvalidDataException($"{graphs[gi]}: graph was built without a mask: nothing to train the refiner on");
+            if (input.Channels != featureOnly.Spec.Channels) throw new InvalidDataException($"{graphs[gi]}: {input.Channels} channels, the first graph has {featureOnly.Spec.Channels}");
+            var flags = input.Flags(o.Threshold, K);
+            long flaggedArea = 0;
+            for (int v = 0; v < flags.Length; v++) if (flags[v]) flaggedArea += input.Area[v];
+            if (flaggedArea == 0) continue;
+            double keep = Math.Min(1.0, (double)perGraph / flaggedArea);
+            var (blocks, sources) = input.Open(featureOnly, flags);
+            using (sources)
+            using (var mask = VipsImageSource.Open(input.MaskPath, 0, firstBandOnly: true))
+            {
+                if (mask.Width != blocks.Width || mask.Height != blocks.Height) throw new InputFileException(input.MaskPath, $"mask is {mask.Width}x{mask.Height}, the image {blocks.Width}x{blocks.Height}");
+                foreach (var core in RefineBlocks.Blocks(blocks.Width, blocks.Height, o.Block))
+                {
+                    var (f, pix, nodes) = blocks.FlaggedFeatures(core);
+                    if (pix.Length == 0) continue;
+                    var truth = input.MaskClasses(mask, core);
+                    for (int j = 0; j < pix.Length; j++)
+                    {
+                        byte t = truth[pix[j]];
+                        if (t == 255 || t >= K) continue;
+                        if (keep < 1 && rnd.NextDouble() >= keep) continue;
+                        for (int q = 0; q < F; q++) xs.Add(f[j * F + q]);
+                        ys.Add(t); cs.Add(input.Classes[nodes[j]]);
+                    }
+                }
+            }
+        }
+        return (xs.ToArray(), ys.ToArray(), cs.ToArray());
+    }
+}
+
+/// <summary>The refined mask of a labelled graph against its ground truth, pixel by pixel, block by block.</summary>
+public static class RefinedEvaluation
+{
+    public sealed record Result(long[] Confusion, long Refined, long Changed);
+
+    public static Result Run(RefineInput input, PixelRefiner refiner, int block = 512)
+    {
+        if (input.MaskPath is null) throw new InvalidDataException($"{input.GraphPath}: graph was built without a mask: nothing to measure against");
+        int K = refiner.Spec.Classes;
+        var cm = new long[K * K];
+        var (blocks, sources) = input.Open(refiner, input.Flags(refiner.Spec.Threshold, K));
+        using (sources)
+        using (var mask = VipsImageSource.Open(input.MaskPath, 0, firstBandOnly: true))
+        {
+            if (mask.Width != blocks.Width || mask.Height != blocks.Height) throw new InputFileException(input.MaskPath, $"mask is {mask.Width}x{mask.Height}, the image {blocks.Width}x{blocks.Height}");
+            foreach (var core in RefineBlocks.Blocks(blocks.Width, blocks.Height, block))
+            {
+                var cls = new byte[core.Pixels];
+                blocks.Paint(core, cls, default);
+                var truth = input.MaskClasses(mask, core);
+                for (int i = 0; i < cls.Length; i++)
+                {
+                    int t = truth[i];
+                    if (t == 255) continue;
+                    if (t >= K) throw new InvalidDataException($"{input.MaskPath}: class {t} is not known to the model");
+                    cm[t * K + cls[i]]++;
+                }
+            }
+            return new Result(cm, blocks.RefinedPixels, blocks.ChangedPixels);
+        }
+    }
+}

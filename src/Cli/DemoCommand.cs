@@ -40,19 +40,23 @@ public static class DemoCommand
             foreach (var (img, mask) in TrainCommand.Pair(trImg, trMask))
             {
                 var gdir = Path.Combine(modelDir, "graphs", Path.GetFileNameWithoutExtension(img));
-                if (await GraphCommand.RunAsync(new GraphJobSpec(img, mask, gdir, WriteNodeMap: false, Features: GpuTrainer.Recipes.Best.Features), nWorkers, ct) != ExitCodes.Ok) return ExitCodes.Failed;
+                if (await GraphCommand.RunAsync(new GraphJobSpec(img, mask, gdir, Features: GpuTrainer.Recipes.Best.Features), nWorkers, ct) != ExitCodes.Ok) return ExitCodes.Failed;
                 graphs.Add(Path.Combine(gdir, Core.IO.GraphOutputs.GraphFile));
             }
             var trained = GpuTrainer.Trainer.Train(graphs, modelDir, new GpuTrainer.TrainOptions { Edges = GpuTrainer.Recipes.Best.Edges, Architecture = GpuTrainer.Recipes.Best.Architecture, ValidationFraction = 0.34 }, s => Log.Information("{Step}", s));
+            // and its boundary refinement, as `actorseg train` adds by default
+            TrainCommand.RefineModel(trained.BestModel, new GpuTrainer.RefineOptions(), 1, "auto");
             // 4. the held-out image segmented, and the result measured against its mask
             var mask2 = await SegmentCommand.RunAsync(held, trained.BestModel, Path.Combine(dir, "segment"), null, nWorkers, "auto", ct);
             if (mask2 is null) return ExitCodes.Failed;
             var (spec, model) = GpuTrainer.ModelFile.Load(trained.BestModel);
             var g = GpuTrainer.GraphSample.Load(Path.Combine(graphDir, Core.IO.GraphOutputs.GraphFile), spec.Edges);
             var pred = GpuTrainer.Predictor.Predict(spec, model, g, TorchSharp.torch.CPU);
-            var mt = GpuTrainer.PixelMetrics.FromHistograms([(g.ClassHist!, g.Classes, pred)], spec.Classes);
-            Log.Information("Demo finished. Held-out {Size}x{Size} image: pixel accuracy {Accuracy:P2}, macro F1 {F1:F3}, superpixel ceiling {Ceiling:P2}. Mask {Mask}, overlay {Overlay}",
-                n, n, mt.Accuracy, mt.MacroF1, mt.SuperpixelCeiling, mask2, Path.Combine(dir, "segment", "overlay.png"));
+            var coarse = GpuTrainer.PixelMetrics.FromHistograms([(g.ClassHist!, g.Classes, pred)], spec.Classes);
+            var refined = GpuTrainer.RefinedEvaluation.Run(GpuTrainer.RefineInput.Load(Path.Combine(graphDir, Core.IO.GraphOutputs.GraphFile), spec, model, TorchSharp.torch.CPU), new Core.Refine.PixelRefiner(spec.Refiner!));
+            var mt = GpuTrainer.PixelMetrics.FromConfusion(refined.Confusion, spec.Classes, coarse.SuperpixelCeiling);
+            Log.Information("Demo finished. Held-out {Size}x{Size} image: pixel accuracy {Accuracy:P2} with the boundary refinement ({Coarse:P2} coarse), macro F1 {F1:F3}, superpixel ceiling {Ceiling:P2}. Mask {Mask}, overlay {Overlay}",
+                n, n, mt.Accuracy, coarse.Accuracy, mt.MacroF1, mt.SuperpixelCeiling, mask2, Path.Combine(dir, "segment", "overlay.png"));
             Console.WriteLine(Path.Combine(dir, "segment", "overlay.png"));
             return ExitCodes.Ok;
         });

@@ -72,11 +72,12 @@ public static class TrainCommand
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto (CUDA when present), cpu or cuda." };
         var workers = new Option<int>("--workers", "-w") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Tile workers when building graphs." };
         var features = RecipeOptions.Features();
-        var refine = new Option<bool>("--refine") { Description = "Also train the boundary refinement: the pixels of nodes with a neighbour of another class, or whose winning probability is under --refine-threshold, are classified one by one from multi-scale intensity features and the coarse graph's probabilities (needs the graphs' node maps and images; segment and evaluate then apply it)." };
+        var refine = new Option<bool>("--refine") { Description = "Require the boundary refinement (the default whenever the graphs have their node maps and images: fail instead of skipping it). The pixels of nodes with a neighbour of another class, or whose winning probability is under --refine-threshold, are classified one by one from multi-scale intensity features and the coarse graph's probabilities; segment and evaluate then apply it." };
+        var noRefine = new Option<bool>("--no-refine") { Description = "Train the coarse GNN only." };
         var refineThreshold = new Option<double>("--refine-threshold") { DefaultValueFactory = _ => 0.9, Description = "With --refine: nodes whose winning probability is under this are refined even when their neighbours agree." };
         var cmd = new Command("train", "Train a GNN node classifier on superpixel graphs (full-graph training, early stopping on validation loss).")
         {
-            graphs, images, masks, maskMode, segments, output, recipe, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers, features, classes, refine, refineThreshold,
+            graphs, images, masks, maskMode, segments, output, recipe, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers, features, classes, refine, noRefine, refineThreshold,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -94,7 +95,7 @@ public static class TrainCommand
                     foreach (var (img, mask) in Pair(imgDir.FullName, mdir.FullName))
                     {
                         var gdir = Path.Combine(outDir, "graphs", Path.GetFileNameWithoutExtension(img));
-                        var spec = new GraphJobSpec(img, mask, gdir, MaskMode: pr.GetValue(maskMode)!, Segments: pr.GetValue(segments), WriteNodeMap: pr.GetValue(refine), Features: r0.Features);
+                        var spec = new GraphJobSpec(img, mask, gdir, MaskMode: pr.GetValue(maskMode)!, Segments: pr.GetValue(segments), WriteNodeMap: !pr.GetValue(noRefine), Features: r0.Features);
                         if (await GraphCommand.RunAsync(spec, pr.GetValue(workers), ct) != ExitCodes.Ok) return ExitCodes.Failed;
                         paths.Add(Path.Combine(gdir, Core.IO.GraphOutputs.GraphFile));
                     }
@@ -110,7 +111,11 @@ public static class TrainCommand
                 Log.Information("Training {Conv} ({Layers} layers, width {Hidden}) with {Edges} edges on {Graphs} graph(s) → {Out}", opts.Architecture.Conv, opts.Architecture.Layers, opts.Architecture.Hidden, opts.Edges, paths.Count, outDir);
                 var r = Trainer.Train(paths, outDir, opts, s => Log.Information("{Step}", s));
                 object? refined = null;
-                if (pr.GetValue(refine))
+                if (pr.GetValue(refine) && pr.GetValue(noRefine)) throw new ArgumentException("--refine and --no-refine contradict each other");
+                var missing = pr.GetValue(noRefine) ? null : RefineInput.MissingFor(paths);
+                if (missing is not null && pr.GetValue(refine)) throw new InvalidDataException($"--refine: {missing}");
+                if (missing is not null) Log.Warning("No boundary refinement: {Reason} (build the graphs without --no-node-map, or train with --no-refine to silence this)", missing);
+                if (!pr.GetValue(noRefine) && missing is null)
                 {
                     var ro = new RefineOptions { Threshold = pr.GetValue(refineThreshold) };
                     if (!(ro.Threshold >= 0 && ro.Threshold <= 1)) throw new ArgumentException($"--refine-threshold must be in [0, 1] (got {ro.Threshold})");

@@ -74,6 +74,19 @@ public sealed class RefineInput
         };
     }
 
+    /// <summary>Why these graphs cannot train a refinement (the first graph without its summary or node map), or null.</summary>
+    public static string? MissingFor(IEnumerable<string> graphPaths)
+    {
+        foreach (var p in graphPaths)
+        {
+            var real = new FileInfo(p).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(p);
+            var dir = Path.GetDirectoryName(real)!;
+            foreach (var f in new[] { GraphOutputs.SummaryFile, GraphOutputs.NodeMapFile })
+                if (!File.Exists(Path.Combine(dir, f))) return $"{p} has no {f} beside it";
+        }
+        return null;
+    }
+
     public bool[] Flags(double threshold, int classes) => PixelRefiner.Flags(Classes, Probs, classes, RagEdges, threshold);
 
     /// <summary>The refiner over this graph's image and node map.</summary>
@@ -109,12 +122,12 @@ public sealed record RefineOptions
     public double Threshold { get; init; } = 0.9;
     public int Hidden { get; init; } = 32;
     public double[] Sigmas { get; init; } = [1, 2, 4];
-    public int MaxEpochs { get; init; } = 40;
+    public int MaxEpochs { get; init; } = 30;
     public int Patience { get; init; } = 5;
     public double LearningRate { get; init; } = 0.003;
     /// <summary>At most this many sampled pixels per graph, and in all.</summary>
     public int PixelsPerGraph { get; init; } = 200_000;
-    public int MaxPixels { get; init; } = 3_000_000;
+    public int MaxPixels { get; init; } = 1_500_000;
     public int Block { get; init; } = 512;
 }
 

@@ -50,14 +50,17 @@ public static class MaskPainter
             {
                 var buf = new byte[tile * tile];
                 var probBuf = probWriter is null ? null : new byte[tile * tile];
-                var refined = refine is null ? null : new byte[tile * tile];
-                var refinedProb = refine is null || probBuf is null ? null : new byte[tile * tile];
+                int cols0 = (W + tile - 1) / tile;
+                // with the refinement, a band's tiles are refined on every core, then written in order
+                var refined = refine is null ? null : Enumerable.Range(0, cols0).Select(_ => new byte[tile * tile]).ToArray();
+                var refinedProb = refine is null || probBuf is null ? null : Enumerable.Range(0, cols0).Select(_ => new byte[tile * tile]).ToArray();
                 int rows = (H + tile - 1) / tile, cols = (W + tile - 1) / tile;
                 for (int br = 0; br < rows; br++)
                 {
                     int y0 = br * tile, bh = Math.Min(tile, H - y0);
                     uint[] band = [];
                     if (refine is null) using (var crop = map.Crop(0, y0, W, bh)) band = crop.WriteToMemory<uint>();
+                    else Parallel.For(0, cols, bc => refine.Paint(new Refine.PixelRect(bc * tile, y0, Math.Min(tile, W - bc * tile), bh), refined![bc], refinedProb?[bc]));
                     for (int bc = 0; bc < cols; bc++)
                     {
                         Array.Clear(buf);
@@ -65,12 +68,11 @@ public static class MaskPainter
                         int x0 = bc * tile, bw = Math.Min(tile, W - x0);
                         if (refine is not null)
                         {
-                            // the refined classes of this tile (its own reads, with the refiner's halo)
-                            refine.Paint(new Refine.PixelRect(x0, y0, bw, bh), refined!, refinedProb);
+                            // the refined classes of this tile (painted above, each with its own reads and the refiner's halo)
                             for (int y = 0; y < bh; y++)
                             {
-                                refined!.AsSpan(y * bw, bw).CopyTo(buf.AsSpan(y * tile, bw));
-                                if (probBuf is not null) refinedProb.AsSpan(y * bw, bw).CopyTo(probBuf.AsSpan(y * tile, bw));
+                                refined![bc].AsSpan(y * bw, bw).CopyTo(buf.AsSpan(y * tile, bw));
+                                if (probBuf is not null) refinedProb![bc].AsSpan(y * bw, bw).CopyTo(probBuf.AsSpan(y * tile, bw));
                             }
                         }
                         else for (int y = 0; y < bh; y++)

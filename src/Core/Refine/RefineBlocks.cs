@@ -45,8 +45,11 @@ public sealed class RefineBlocks
     private readonly bool[] _flag;
     public int Width { get; }
     public int Height { get; }
+    private long _refined, _changed;
+    private readonly object _read = new();
     /// <summary>Pixels that went through the classifier, and of those the ones whose class it changed.</summary>
-    public long RefinedPixels, ChangedPixels;
+    public long RefinedPixels => Interlocked.Read(ref _refined);
+    public long ChangedPixels => Interlocked.Read(ref _changed);
 
     public RefineBlocks(PixelRefiner refiner, IRegionSource image, NodeMapReader map, double[] imageMean, double[] imageStd,
         byte[] classOfNode, float[] probs, bool[] flag)
@@ -65,12 +68,13 @@ public sealed class RefineBlocks
     /// <summary>
     /// The refined class (and the probability of that class × 255, when <paramref name="probByte"/> is not empty) of
     /// every pixel of <paramref name="core"/>, row-major. Pixels without a node (glass) are class 0, probability 0.
+    /// Blocks may be painted from several threads at once (the reads take turns).
     /// </summary>
     public void Paint(PixelRect core, Span<byte> cls, Span<byte> probByte)
     {
         int n = core.W * core.H, K = _refiner.Spec.Classes;
         var ids = new uint[n];
-        _map.Read(core, ids);
+        lock (_read) _map.Read(core, ids);
         bool any = false;
         for (int i = 0; i < n; i++)
         {
@@ -86,16 +90,19 @@ public sealed class RefineBlocks
         var features = Features(core, out _);
         int F = _refiner.Features;
         var scratch = new float[_refiner.ScratchLength];
+        long refined = 0, changed = 0;
         for (int i = 0; i < n; i++)
         {
             uint id = ids[i];
             if (id == GraphOutputs.NoNode || !_flag[id]) continue;
             var (c, p) = _refiner.Classify(features.AsSpan(i * F, F), scratch);
-            RefinedPixels++;
-            if (c != cls[i]) ChangedPixels++;
+            refined++;
+            if (c != cls[i]) changed++;
             cls[i] = c;
             if (!probByte.IsEmpty) probByte[i] = ToByte(p);
         }
+        Interlocked.Add(ref _refined, refined);
+        Interlocked.Add(ref _changed, changed);
     }
 
     /// <summary>The features of the pixels of flagged nodes in <paramref name="core"/> (for training), with their index in the block and their node.</summary>
@@ -103,7 +110,7 @@ public sealed class RefineBlocks
     {
         int n = core.W * core.H, F = _refiner.Features;
         var ids = new uint[n];
-        _map.Read(core, ids);
+        lock (_read) _map.Read(core, ids);
         var pick = new List<int>();
         for (int i = 0; i < n; i++) if (ids[i] != GraphOutputs.NoNode && ids[i] < (uint)_flag.Length && _flag[ids[i]]) pick.Add(i);
         if (pick.Count == 0) return ([], [], []);
@@ -117,9 +124,12 @@ public sealed class RefineBlocks
     {
         region = core.Grow(_refiner.Halo, Width, Height);
         var raw = new ushort[region.Pixels * _image.Channels];
-        _image.ReadRegion(region.X, region.Y, region.W, region.H, raw);
         var rids = new uint[region.Pixels];
-        _map.Read(region, rids);
+        lock (_read)
+        {
+            _image.ReadRegion(region.X, region.Y, region.W, region.H, raw);
+            _map.Read(region, rids);
+        }
         var features = new float[core.Pixels * _refiner.Features];
         _refiner.ComputeFeatures(region, core, Width, Height, raw, rids, _probs, _mean, _std, features);
         return features;

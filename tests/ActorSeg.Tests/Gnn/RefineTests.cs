@@ -1,0 +1,225 @@
+using ActorSeg.Core.Imaging;
+using ActorSeg.Core.IO;
+using ActorSeg.Core.Refine;
+using Xunit;
+using Xunit.Abstractions;
+using Vips = NetVips;
+
+namespace ActorSeg.Tests.Gnn;
+
+/// <summary>The boundary refinement's algorithms: features that do not depend on the block, the classifier, the flags and
+/// the checks on what a model file or the trainer hands over.</summary>
+public class RefineTests(ITestOutputHelper output) : TempDirTest("refine")
+{
+    private static PixelRefinerSpec RandomSpec(int channels, int classes, int seed, int hidden = 8, double threshold = 0.9)
+    {
+        var r = new Random(seed);
+        float[] R(int n, double scale = 1) => Enumerable.Range(0, n).Select(_ => (float)((r.NextDouble() * 2 - 1) * scale)).ToArray();
+        int f = PixelRefinerSpec.FeatureCount(channels, 3, classes);
+        return new PixelRefinerSpec
+        {
+            Channels = channels, Classes = classes, Hidden = hidden, Sigmas = [1, 2, 4], ContextSigma = 3, Threshold = threshold,
+            FeatureMean = R(f, 0.1), FeatureStd = R(f).Select(v => 0.5f + Math.Abs(v)).ToArray(),
+            W1 = R(f * hidden), B1 = R(hidden, 0.1), W2 = R(hidden * hidden), B2 = R(hidden, 0.1), W3 = R(hidden * classes), B3 = R(classes, 0.1),
+        };
+    }
+
+    /// <summary>An image with structure (gradients, spots) and a node map of irregular blocks, with probabilities.</summary>
+    private static (ushort[] Raw, uint[] Ids, float[] Probs, int Nodes) Scene(int w, int h, int channels, int classes, int seed)
+    {
+        var r = new Random(seed);
+        var raw = new ushort[w * h * channels];
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                for (int c = 0; c < channels; c++)
+                    raw[(y * w + x) * channels + c] = (ushort)(1000 + 20 * x + 7 * y * (c + 1) + r.Next(300) + ((x / 13 + y / 11) % 3 == 0 ? 4000 : 0));
+        var ids = new uint[w * h];
+        int cols = (w + 9) / 10;
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                ids[y * w + x] = (uint)(((y + (x % 7)) / 10) * cols + (x + (y % 5)) / 10);
+        int nodes = (int)ids.Max() + 1;
+        ids[5 * w + 5] = GraphOutputs.NoNode; // a glass pixel
+        var probs = new float[nodes * classes];
+        for (int v = 0; v < nodes; v++)
+        {
+            float sum = 0;
+            for (int k = 0; k < classes; k++) sum += probs[v * classes + k] = (float)r.NextDouble() + 0.01f;
+            for (int k = 0; k < classes; k++) probs[v * classes + k] /= sum;
+        }
+        return (raw, ids, probs, nodes);
+    }
+
+    private static float[] FeaturesOf(PixelRefiner refiner, PixelRect core, int w, int h, int channels, ushort[] raw, uint[] ids, float[] probs, double[] mean, double[] std)
+    {
+        var region = core.Grow(refiner.Halo, w, h);
+        var rr = new ushort[region.Pixels * channels]; var ri = new uint[region.Pixels];
+        for (int y = 0; y < region.H; y++)
+        {
+            raw.AsSpan(((region.Y + y) * w + region.X) * channels, region.W * channels).CopyTo(rr.AsSpan(y * region.W * channels));
+            ids.AsSpan((region.Y + y) * w + region.X, region.W).CopyTo(ri.AsSpan(y * region.W));
+        }
+        var f = new float[core.Pixels * refiner.Features];
+        refiner.ComputeFeatures(region, core, w, h, rr, ri, probs, mean, std, f);
+        return f;
+    }
+
+    [Theory]
+    [InlineData(1, 2)]
+    [InlineData(3, 4)]
+    public void Features_AreBitIdentical_WhateverBlockComputesThem(int channels, int classes)
+    {
+        int w = 150, h = 120;
+        var (raw, ids, probs, _) = Scene(w, h, channels, classes, 7);
+        var refiner = new PixelRefiner(RandomSpec(channels, classes, 3));
+        double[] mean = Enumerable.Repeat(3000.0, channels).ToArray(), std = Enumerable.Repeat(1500.0, channels).ToArray();
+        int F = refiner.Features;
+        var whole = FeaturesOf(refiner, new PixelRect(0, 0, w, h), w, h, channels, raw, ids, probs, mean, std);
+        // blocks of several sizes, touching the image's borders and not: every pixel's features are the whole image's, bit for bit
+        foreach (int size in new[] { 16, 37, 64 })
+            foreach (var core in RefineBlocks.Blocks(w, h, size))
+            {
+                var part = FeaturesOf(refiner, core, w, h, channels, raw, ids, probs, mean, std);
+                for (int y = 0; y < core.H; y++)
+                    for (int x = 0; x < core.W; x++)
+                    {
+                        var a = part.AsSpan((y * core.W + x) * F, F);
+                        var b = whole.AsSpan(((core.Y + y) * w + core.X + x) * F, F);
+                        if (!a.SequenceEqual(b)) Assert.Fail($"block {size} at {core}: pixel ({core.X + x}, {core.Y + y}) has other features than in the whole image");
+                    }
+            }
+        // the features move with the image: a bright spot raises the smoothed values around it
+        Assert.Contains(whole, v => v != 0);
+    }
+
+    [Fact]
+    public void Classify_IsTheMlp_AndItsProbability()
+    {
+        var spec = RandomSpec(2, 3, 11, hidden: 5);
+        var refiner = new PixelRefiner(spec);
+        var r = new Random(2);
+        var scratch = new float[refiner.ScratchLength];
+        for (int t = 0; t < 50; t++)
+        {
+            var x = Enumerable.Range(0, refiner.Features).Select(_ => (float)(r.NextDouble() * 4 - 2)).ToArray();
+            // the textbook computation in double
+            double[] Dense(double[] input, float[] wt, float[] b, int nOut, bool relu) =>
+                Enumerable.Range(0, nOut).Select(j => { double s = b[j]; for (int i = 0; i < input.Length; i++) s += input[i] * wt[i * nOut + j]; return relu ? Math.Max(0, s) : s; }).ToArray();
+            var xn = x.Select((v, i) => (double)(v - spec.FeatureMean[i]) / spec.FeatureStd[i]).ToArray();
+            var o = Dense(Dense(Dense(xn, spec.W1, spec.B1, 5, true), spec.W2, spec.B2, 5, true), spec.W3, spec.B3, 3, false);
+            int best = Array.IndexOf(o, o.Max());
+            double p = 1 / o.Sum(v => Math.Exp(v - o[best]));
+            var (c, q) = refiner.Classify(x, scratch);
+            Assert.Equal(best, c);
+            Assert.Equal(p, q, 4);
+        }
+    }
+
+    [Fact]
+    public void Flags_MarkNodesNextToAnotherClass_AndUnsureOnes()
+    {
+        // 0 - 1 - 2 - 3 in a row; 4 alone; classes 0 0 1 1 0; node 4 unsure
+        byte[] cls = [0, 0, 1, 1, 0];
+        float[] probs = [0.99f, 0.01f, 0.95f, 0.05f, 0.02f, 0.98f, 0.05f, 0.95f, 0.6f, 0.4f];
+        long[] rag = [0, 1, 2, 1, 2, 3]; // sources 0 1 2, targets 1 2 3
+        var f = PixelRefiner.Flags(cls, probs, 2, rag, 0.9);
+        Assert.Equal(new[] { false, true, true, false, true }, f);
+        // node 3 has probability 0.95, not under the threshold; at 0.96 it is unsure
+        Assert.True(PixelRefiner.Flags(cls, probs, 2, rag, 0.96)[3]);
+        Assert.Throws<InvalidDataException>(() => PixelRefiner.Flags(cls, probs, 2, [0, 9], 0.9));
+    }
+
+    [Fact]
+    public void Spec_Validate_RefusesWhatTrainingCannotMake()
+    {
+        var good = RandomSpec(1, 2, 1);
+        good.Validate("x");
+        var bad = new (string Why, PixelRefinerSpec Spec)[]
+        {
+            ("W1", good with { W1 = good.W1[..^1] }),
+            ("finite", good with { B2 = good.B2.Select((v, i) => i == 0 ? float.NaN : v).ToArray() }),
+            ("standard deviation", good with { FeatureStd = good.FeatureStd.Select(_ => 0f).ToArray() }),
+            ("scales", good with { Sigmas = [1, 1000] }),
+            ("threshold", good with { Threshold = 1.5 }),
+            ("classes", good with { Classes = 1 }),
+        };
+        foreach (var (why, spec) in bad)
+        {
+            var e = Assert.Throws<InvalidDataException>(() => spec.Validate("model.bin"));
+            Assert.StartsWith("model.bin:", e.Message);
+            Assert.Contains(why, e.Message);
+        }
+    }
+
+    [Fact]
+    public void RefineFile_RoundTrips_AndRefusesDamage_NamingTheFile()
+    {
+        var spec = RandomSpec(2, 3, 5);
+        var path = Path.Combine(_dir, RefineFile.FileName);
+        bool[] flags = [true, false, true, true];
+        RefineFile.Write(path, spec, [1, 2], [3, 4], flags);
+        var (refiner, mean, std, back) = RefineFile.Read(path, 4, 3, 2);
+        Assert.Equal(flags, back);
+        Assert.Equal(new double[] { 1, 2 }, mean);
+        Assert.Equal(new double[] { 3, 4 }, std);
+        Assert.Equal(spec.W3, refiner.Spec.W3);
+
+        void Refused(string because, Action act)
+        {
+            var e = Assert.Throws<InputFileException>(act);
+            Assert.Contains(path, e.Message);
+            Assert.Contains(because, e.Message);
+        }
+        Refused("flags for 4 nodes", () => RefineFile.Read(path, 5, 3, 2));
+        Refused("3 classes", () => RefineFile.Read(path, 4, 2, 2));
+        Refused("channels", () => RefineFile.Read(path, 4, 3, 1));
+        var bytes = File.ReadAllBytes(path);
+        File.WriteAllBytes(path, bytes[..^1]);
+        Refused("flag bytes", () => RefineFile.Read(path, 4, 3, 2));
+        bytes[^1] = 7;
+        File.WriteAllBytes(path, bytes);
+        Refused("flag 7", () => RefineFile.Read(path, 4, 3, 2));
+        File.WriteAllBytes(path, bytes[..10]);
+        Refused("header", () => RefineFile.Read(path, 4, 3, 2));
+    }
+
+    [Fact]
+    public void Paint_IsTheSame_WhateverTheBlockSize()
+    {
+        int w = 203, h = 170, channels = 1, classes = 2;
+        var (raw, ids, probs, nodes) = Scene(w, h, channels, classes, 9);
+        var mapPath = Path.Combine(_dir, "nodes.tif");
+        var bytes = new byte[ids.Length * 4];
+        Buffer.BlockCopy(ids, 0, bytes, 0, bytes.Length);
+        using (var img = Vips.Image.NewFromMemory(bytes, w, h, 1, Vips.Enums.BandFormat.Uint)) img.Tiffsave(mapPath, tile: true, tileWidth: 64, tileHeight: 64);
+        var cls = Enumerable.Range(0, nodes).Select(v => probs[v * 2 + 1] > 0.5f ? (byte)1 : (byte)0).ToArray();
+        var flags = Enumerable.Range(0, nodes).Select(v => v % 3 != 0).ToArray();
+        var refiner = new PixelRefiner(RandomSpec(channels, classes, 4, hidden: 16));
+        byte[] PaintAll(int block, out long refined)
+        {
+            using var src = new ArrayImageSource(w, h, channels, raw);
+            using var map = new NodeMapReader(mapPath);
+            var rb = new RefineBlocks(refiner, src, map, [3000], [1500], cls, probs, flags);
+            var outCls = new byte[w * h];
+            foreach (var core in RefineBlocks.Blocks(w, h, block))
+            {
+                var c = new byte[core.Pixels]; var p = new byte[core.Pixels];
+                rb.Paint(core, c, p);
+                for (int y = 0; y < core.H; y++) c.AsSpan(y * core.W, core.W).CopyTo(outCls.AsSpan((core.Y + y) * w + core.X));
+            }
+            refined = rb.RefinedPixels;
+            return outCls;
+        }
+        var whole = PaintAll(1024, out long n1);
+        var tiled = PaintAll(50, out long n2);
+        Assert.Equal(whole, tiled);
+        Assert.Equal(n1, n2);
+        // only flagged nodes' pixels went through the classifier, and the others keep their node's class
+        long flaggedPixels = ids.LongCount(id => id != GraphOutputs.NoNode && flags[id]);
+        Assert.Equal(flaggedPixels, n1);
+        for (int i = 0; i < ids.Length; i++)
+            if (ids[i] == GraphOutputs.NoNode) Assert.Equal(0, whole[i]);
+            else if (!flags[ids[i]]) Assert.Equal(cls[ids[i]], whole[i]);
+        output.WriteLine($"{n1} of {w * h} pixels refined; {Enumerable.Range(0, ids.Length).Count(i => ids[i] != GraphOutputs.NoNode && whole[i] != cls[ids[i]])} changed");
+    }
+}

@@ -449,7 +449,7 @@ def cmd_table(a):
             else:
                 print(f"| ActorSeg's own trainer (actorseg train, TorchSharp on the python package's libtorch) | {r['device']} | {r['size']}² | "
                       f"{r['data']} | {r['epochs']} | {r['train_s']} | – | {r['pixel_accuracy']} | {r['macro_f1']} | {r['ceiling']} | "
-                      (f"{r['gpu_used_mib']} (nvidia-smi, process incl. context)" if r['gpu_used_mib'] != "–" else "–") + f" | – | {r['peak_rss_mib']} |")
+                      + (f"{r['gpu_used_mib']} (nvidia-smi, process incl. context)" if r['gpu_used_mib'] != "–" else "–") + f" | – | {r['peak_rss_mib']} |")
 
 
 def main():

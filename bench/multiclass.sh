@@ -4,11 +4,12 @@
 # default recipe, --mask-mode classes) at two superpixel spacings and the UNet baseline (--mask-mode classes), measured
 # per class on a held-out field. TRAIN fields of SIZE² train (a third of them validating), one HELD² field (seed 42)
 # is held out. Usage: bench/multiclass.sh [WORK_DIR]  (after ./run.sh build)
-#   TRAIN=6 SIZE=1024 HELD=2048 SPACINGS="41 20" UNET_EPOCHS=30
+# Each GNN is measured coarse and with its boundary refinement (actorseg refine). UNET=0 leaves the UNet out.
+#   TRAIN=6 SIZE=1024 HELD=2048 SPACINGS="41 20" UNET_EPOCHS=30 UNET=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-/tmp/actorseg-multiclass}; TRAIN=${TRAIN:-6}; SIZE=${SIZE:-1024}; HELD=${HELD:-2048}
-SPACINGS=${SPACINGS:-"41 20"}; UNET_EPOCHS=${UNET_EPOCHS:-30}
+SPACINGS=${SPACINGS:-"41 20"}; UNET_EPOCHS=${UNET_EPOCHS:-30}; UNET=${UNET:-1}
 A="dotnet ${ACTORSEG_BIN:-src/Cli/bin/Release/net10.0}/actorseg.dll"
 CLASSES="background:#000000,cytoplasm:#00c000,nucleus:#0060ff,membrane:#ffff00,mitotic:#ff00ff"
 mkdir -p "$WORK"/{train/images,train/masks,held/images,held/masks}
@@ -26,28 +27,35 @@ for sp in $SPACINGS; do
   for part in train held; do
     for img in "$WORK/$part/images"/*.tif; do
       b=$(basename "$img" .tif); g="$WORK/graphs-$sp/$part/$b"
-      [ -f "$g/graph.npz" ] || $A graph "$img" --mask "$WORK/$part/masks/$b.tif" --mask-mode classes --spacing "$sp" --no-node-map --out "$g" >/dev/null 2>&1
+      [ -f "$g/graph.npz" ] || $A graph "$img" --mask "$WORK/$part/masks/$b.tif" --mask-mode classes --spacing "$sp" --out "$g" >/dev/null 2>&1
     done
   done
   m="$WORK/gnn-$sp"; rm -rf "$m"
-  TIME[gnn-$sp]=$($A train --graphs "$WORK/graphs-$sp/train" --classes "$CLASSES" --val-frac 0.34 --out "$m" 2>&1 | secs)
+  TIME[gnn-$sp]=$($A train --graphs "$WORK/graphs-$sp/train" --classes "$CLASSES" --val-frac 0.34 --no-refine --out "$m" 2>&1 | secs)
   $A evaluate --model "$m/best.model" --graphs "$WORK/graphs-$sp/held" --out "$m/eval" >/dev/null 2>&1
   METRICS[gnn-$sp]="$m/eval/metrics.json"
+  t0=$(date +%s.%N)
+  $A refine --model "$m/best.model" --out "$m/refined.model" >/dev/null 2>&1
+  TIME[ref-$sp]="${TIME[gnn-$sp]} + $(printf %.1f "$(echo "$(date +%s.%N) - $t0" | bc)")"
+  $A evaluate --model "$m/refined.model" --graphs "$WORK/graphs-$sp/held" --out "$m/eval-refined" >/dev/null 2>&1
+  METRICS[ref-$sp]="$m/eval-refined/metrics.json"
 done
+if [ "$UNET" = 1 ]; then
 u="$WORK/unet"; rm -rf "$u"
 TIME[unet]=$($A unet-train --images "$WORK/train/images" --masks "$WORK/train/masks" --mask-mode classes --classes "$CLASSES" --val-frac 0.34 \
   --epochs "$UNET_EPOCHS" --patience 8 --out "$u" 2>&1 | secs)
 $A unet-evaluate --model "$u/best.unet" --images "$WORK/held/images" --masks "$WORK/held/masks" --mask-mode classes --out "$u/eval" >/dev/null 2>&1
 METRICS[unet]="$u/eval/metrics.json"
+fi
 
-cols=(); for sp in $SPACINGS; do cols+=("gnn-$sp"); done; cols+=(unet)
+cols=(); for sp in $SPACINGS; do cols+=("gnn-$sp" "ref-$sp"); done; [ "$UNET" = 1 ] && cols+=(unet)
 python3 - "$HELD" "${#cols[@]}" "${cols[@]}" <<EOF
 import json, sys
 held = int(sys.argv[1]); n = int(sys.argv[2]); names = sys.argv[3:3 + n]
 files = {$(for c in "${cols[@]}"; do printf '"%s": "%s", ' "$c" "${METRICS[$c]}"; done)}
 times = {$(for c in "${cols[@]}"; do printf '"%s": "%s", ' "$c" "${TIME[$c]}"; done)}
 m = {c: json.load(open(files[c])) for c in names}
-label = lambda c: "UNet" if c == "unet" else f"GNN, spacing {c.split('-')[1]} px"
+label = lambda c: "UNet" if c == "unet" else f"GNN, spacing {c.split('-')[1]} px" if c.startswith("gnn") else f"GNN + refinement, spacing {c.split('-')[1]} px"
 print(f"held-out field {held}², seed 42; F1 (Dice) per class, precision / recall in brackets")
 print()
 print("| class | share of the held-out pixels | " + " | ".join(label(c) for c in names) + " |")

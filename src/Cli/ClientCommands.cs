@@ -242,7 +242,7 @@ public static class ClientCommands
                 var graphs = pairs.Select(p => (p, Dir: Path.Combine(outDir, "graphs", Path.GetFileNameWithoutExtension(p.Image)))).ToList();
                 var rcs = await Task.WhenAll(graphs.Select(g => FollowAsync(conn, $"{id}-g-{Path.GetFileName(g.Dir)}",
                     new SubmitGraphJob($"{id}-g-{Path.GetFileName(g.Dir)}", new GraphJobSpec(g.p.Image, g.p.Mask, g.Dir, MaskMode: pr.GetValue(maskMode)!, Segments: pr.GetValue(segments),
-                        WriteNodeMap: false, Features: r0.Features)), connect, ct, _ => { })));
+                        WriteNodeMap: true, Features: r0.Features)), connect, ct, _ => { }))); // node maps: the trainer adds the boundary refinement
                 if (rcs.Any(rc => rc != ExitCodes.Ok)) return rcs.First(rc => rc != ExitCodes.Ok);
                 var spec = new TrainJobSpec(graphs.Select(g => Path.Combine(g.Dir, Core.IO.GraphOutputs.GraphFile)).ToArray(), outDir,
                     r0.Architecture.Conv, r0.Edges, r0.Architecture.Layers, r0.Architecture.Hidden, r0.Architecture.Dropout, 0.01,

@@ -32,21 +32,8 @@ public static class TrainCommand
 
     /// <summary>Trains the boundary refinement for a trained model on the model's own training and validation graphs
     /// and writes it into the model file; returns what the training summary records.</summary>
-    public static object RefineModel(string modelPath, RefineOptions ro, int seed, string device)
-    {
-        var dev = TorchDevice.Pick(device);
-        var (spec, model) = ModelFile.Load(modelPath, dev);
-        using (model)
-        {
-            var sw = System.Diagnostics.Stopwatch.StartNew();
-            // one graph trains and validates on its nodes: the refiner then holds out a tenth of its pixels instead
-            string[] validation = spec.ValidationGraphs.SequenceEqual(spec.TrainGraphs) ? [] : spec.ValidationGraphs;
-            var refiner = RefinerTrainer.Train(spec, model, dev, spec.TrainGraphs, validation, ro, seed, s => Log.Information("{Step}", s));
-            ModelFile.Save(modelPath, spec with { Refiner = refiner }, model);
-            Log.Information("Boundary refinement written into {Model} ({Seconds:F1}s)", modelPath, sw.Elapsed.TotalSeconds);
-            return new { threshold = ro.Threshold, refiner.Hidden, refiner.Sigmas, refiner.ContextSigma, refiner.TrainingPixels, refiner.ValidationAccuracy, refiner.ValidationCoarseAccuracy, seconds = sw.Elapsed.TotalSeconds };
-        }
-    }
+    public static object RefineModel(string modelPath, RefineOptions ro, int seed, string device) =>
+        RefineModelFile.Train(modelPath, ro, seed, device, s => Log.Information("{Step}", s));
 
     public static Command Create(Option<bool> verbose)
     {
@@ -144,15 +131,22 @@ public static class RefineCommand
         var output = new Option<FileInfo>("--out", "-o") { Description = "The refined model file to write (may be the input model itself).", Required = true };
         var threshold = new Option<double>("--refine-threshold") { DefaultValueFactory = _ => 0.9, Description = "Nodes whose winning probability is under this are refined even when their neighbours agree." };
         var hidden = new Option<int>("--hidden") { DefaultValueFactory = _ => 32, Description = "Width of the refiner's two hidden layers." };
+        var sigmas = new Option<string>("--sigmas") { DefaultValueFactory = _ => "1,2,4", Description = "Gaussian scales of the intensity features in pixels (2 to 8 of them, comma-separated; the first two also give gradient magnitudes)." };
+        var context = new Option<double>("--context") { DefaultValueFactory = _ => 0.25, Description = "Scale of the smoothed coarse probability field, as a fraction of the seed spacing." };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1, Description = "Seed for the pixel sample and the weights." };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto, cpu or cuda." };
-        var cmd = new Command("refine", "Train the boundary refinement of a trained model (what 'train --refine' adds) and write the refined model.") { model, output, threshold, hidden, seed, device };
+        var cmd = new Command("refine", "Train the boundary refinement of a trained model (what 'train --refine' adds) and write the refined model.") { model, output, threshold, hidden, sigmas, context, seed, device };
         cmd.SetAction((pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
             try
             {
-                var ro = new RefineOptions { Threshold = pr.GetValue(threshold), Hidden = pr.GetValue(hidden) };
+                double[] sg;
+                try { sg = pr.GetValue(sigmas)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray(); }
+                catch (FormatException) { throw new ArgumentException($"--sigmas: '{pr.GetValue(sigmas)}' is not a list of numbers"); }
+                if (sg.Length is < 2 or > 8 || sg.Any(v => !(v >= 0.5 && v <= Core.Refine.PixelRefinerSpec.MaxSigma))) throw new ArgumentException($"--sigmas: 2 to 8 scales in 0.5..{Core.Refine.PixelRefinerSpec.MaxSigma} (got '{pr.GetValue(sigmas)}')");
+                if (!(pr.GetValue(context) > 0 && pr.GetValue(context) <= 4)) throw new ArgumentException($"--context must be in (0, 4] (got {pr.GetValue(context)})");
+                var ro = new RefineOptions { Threshold = pr.GetValue(threshold), Hidden = pr.GetValue(hidden), Sigmas = sg, ContextFraction = pr.GetValue(context) };
                 if (!(ro.Threshold >= 0 && ro.Threshold <= 1)) throw new ArgumentException($"--refine-threshold must be in [0, 1] (got {ro.Threshold})");
                 if (ro.Hidden is < 1 or > Core.Refine.PixelRefinerSpec.MaxHidden) throw new ArgumentException($"--hidden must be in [1, {Core.Refine.PixelRefinerSpec.MaxHidden}] (got {ro.Hidden})");
                 var src = pr.GetValue(model)!.FullName; var dst = pr.GetValue(output)!.FullName;

@@ -31,6 +31,27 @@ public sealed class RefineInput
     public required double SeedSpacing { get; init; }
     public required int Channels { get; init; }
 
+    private static string SummaryOf(string graphPath)
+    {
+        var real = new FileInfo(graphPath).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(graphPath);
+        return Path.Combine(Path.GetDirectoryName(real)!, GraphOutputs.SummaryFile);
+    }
+
+    /// <summary>The image a graph was built from, as its summary names it.</summary>
+    public static string ImageOf(string graphPath)
+    {
+        var summaryPath = SummaryOf(graphPath);
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(summaryPath));
+            return doc.RootElement.GetProperty("image").GetProperty("path").GetString() ?? throw new InvalidDataException($"{summaryPath}: no image path");
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FileNotFoundException)
+        {
+            throw new InvalidDataException($"{summaryPath}: not a graph summary ({e.Message})", e);
+        }
+    }
+
     /// <summary>Reads the graph and its summary and runs the coarse model over it.</summary>
     public static RefineInput Load(string graphPath, ModelSpec spec, GnnModel model, Device device)
     {
@@ -122,6 +143,8 @@ public sealed record RefineOptions
     public double Threshold { get; init; } = 0.9;
     public int Hidden { get; init; } = 32;
     public double[] Sigmas { get; init; } = [1, 2, 4];
+    /// <summary>Scale of the smoothed coarse probability field, as a fraction of the seed spacing.</summary>
+    public double ContextFraction { get; init; } = 0.25;
     public int MaxEpochs { get; init; } = 30;
     public int Patience { get; init; } = 5;
     public double LearningRate { get; init; } = 0.003;
@@ -147,7 +170,7 @@ public static class RefinerTrainer
         double spacing = first.SeedSpacing > 0 ? first.SeedSpacing : spec.SeedSpacing > 0 ? spec.SeedSpacing : 40.96;
         var shell = new PixelRefinerSpec
         {
-            Channels = first.Channels, Classes = K, Hidden = o.Hidden, Sigmas = o.Sigmas, ContextSigma = Math.Max(1, spacing / 4), Threshold = o.Threshold,
+            Channels = first.Channels, Classes = K, Hidden = o.Hidden, Sigmas = o.Sigmas, ContextSigma = Math.Clamp(spacing * o.ContextFraction, 1, PixelRefinerSpec.MaxSigma), Threshold = o.Threshold,
             FeatureMean = [], FeatureStd = [], W1 = [], B1 = [], W2 = [], B2 = [], W3 = [], B3 = [],
         };
         int F = shell.Features;
@@ -301,6 +324,31 @@ public static class RefinerTrainer
             }
         }
         return (xs.ToArray(), ys.ToArray(), cs.ToArray());
+    }
+}
+
+/// <summary>The refinement trained into a model file, on the model's own training graphs.</summary>
+public static class RefineModelFile
+{
+    /// <param name="checkImage">refuses an image the graphs name (a data-roots check), with the reason; null: all allowed</param>
+    /// <returns>what the training summary records</returns>
+    public static object Train(string modelPath, RefineOptions ro, int seed, string device, Action<string> log, Func<string, string?>? checkImage = null)
+    {
+        var dev = TorchDevice.Pick(device);
+        var (spec, model) = ModelFile.Load(modelPath, dev);
+        using (model)
+        {
+            var sw = Stopwatch.StartNew();
+            if (checkImage is not null)
+                foreach (var g in spec.TrainGraphs.Concat(spec.ValidationGraphs).Distinct())
+                    if (checkImage(RefineInput.ImageOf(g)) is { } why) throw new UnsafePathException(why);
+            // one graph trains and validates on its nodes: the refiner then holds out a tenth of its pixels instead
+            string[] validation = spec.ValidationGraphs.SequenceEqual(spec.TrainGraphs) ? [] : spec.ValidationGraphs;
+            var refiner = RefinerTrainer.Train(spec, model, dev, spec.TrainGraphs, validation, ro, seed, log);
+            ModelFile.Save(modelPath, spec with { Refiner = refiner }, model);
+            log($"boundary refinement written into {modelPath} ({sw.Elapsed.TotalSeconds:F1}s)");
+            return new { threshold = ro.Threshold, refiner.Hidden, refiner.Sigmas, refiner.ContextSigma, refiner.TrainingPixels, refiner.ValidationAccuracy, refiner.ValidationCoarseAccuracy, seconds = sw.Elapsed.TotalSeconds };
+        }
     }
 }
 

@@ -185,7 +185,15 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             log.Information("Job {JobId}: training {Conv} ({Layers} layers, width {Hidden}) with {Edges} edges on {Graphs} graph(s) → {OutDir}",
                 w.JobId, sp.Conv, sp.Layers, sp.Hidden, sp.Edges, sp.Graphs.Length, sp.OutDir);
             var r = Trainer.Train(sp.Graphs, sp.OutDir, opts, s => log.Information("Job {JobId}: {Step}", w.JobId, s));
-            SafePaths.WriteAllText(Path.Combine(sp.OutDir, "train.json"), System.Text.Json.JsonSerializer.Serialize(new { options = opts, result = r },
+            // the boundary refinement, as `actorseg train` adds it, whenever the graphs have their node maps; the images
+            // the graphs name are read here, so they are checked against this node's data roots first
+            object? refined = null;
+            if (RefineInput.MissingFor(sp.Graphs) is { } missing)
+                log.Warning("Job {JobId}: no boundary refinement: {Reason}", w.JobId, missing);
+            else
+                refined = RefineModelFile.Train(r.BestModel, new RefineOptions(), sp.Seed, opts.Device, s => log.Information("Job {JobId}: {Step}", w.JobId, s),
+                    image => AssignmentPaths.CheckInput(image, "image", _roots));
+            SafePaths.WriteAllText(Path.Combine(sp.OutDir, "train.json"), System.Text.Json.JsonSerializer.Serialize(new { options = opts, result = r, refiner = refined },
                 new System.Text.Json.JsonSerializerOptions { WriteIndented = true }), "training summary");
             var desc = TorchDevice.Describe(TorchDevice.Pick(opts.Device));
             return new Trained(new ModelReady(w.JobId, w.Attempt, _store.Describe(r.BestModel), r.Epochs, r.BestEpoch, r.BestValidationLoss,

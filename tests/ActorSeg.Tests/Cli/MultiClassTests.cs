@@ -41,7 +41,7 @@ public class MultiClassTests(ITestOutputHelper output) : TempDirTest("multiclass
         // the GNN, five named classes
         var model = Path.Combine(_dir, "gnn");
         var tr = TestPaths.RunCli("train", "--images", imgs, "--masks", masks, "--mask-mode", "classes", "--classes", SyntheticMicroscopy.CellClasses,
-            "--segments", "1600", "--epochs", "40", "--patience", "10", "--val-frac", "0.34", "--out", model);
+            "--segments", "1600", "--epochs", "40", "--patience", "10", "--val-frac", "0.34", "--no-refine", "--out", model);
         output.WriteLine(tr.Stderr);
         Assert.True(tr.ExitCode == 0, tr.Stderr);
         var g = TestPaths.RunCli("graph", Path.Combine(himgs, "held.tif"), "--mask", Path.Combine(hmasks, "held.tif"), "--mask-mode", "classes",

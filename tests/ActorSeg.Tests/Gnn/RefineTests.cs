@@ -223,3 +223,85 @@ public class RefineTests(ITestOutputHelper output) : TempDirTest("refine")
         output.WriteLine($"{n1} of {w * h} pixels refined; {Enumerable.Range(0, ids.Length).Count(i => ids[i] != GraphOutputs.NoNode && whole[i] != cls[ids[i]])} changed");
     }
 }
+
+/// <summary>train → evaluate → segment with the boundary refinement, through the real program, on generated cells
+/// (a thin membrane class): behaviour, not accuracy.</summary>
+public class RefineCliTests(ITestOutputHelper output) : TempDirTest("refine-cli")
+{
+    [Fact]
+    public void TrainRefines_EvaluateAndSegmentApplyIt_TheMaskIsTheWholeImagePainting()
+    {
+        string imgs = Path.Combine(_dir, "images"), masks = Path.Combine(_dir, "masks");
+        Directory.CreateDirectory(imgs); Directory.CreateDirectory(masks);
+        for (int s = 1; s <= 3; s++)
+            SyntheticMicroscopy.Generate(new SyntheticSpec(440, 440, SyntheticKind.Cells, 16, 1, s), Path.Combine(imgs, $"f{s}.tif"), Path.Combine(masks, $"f{s}.tif"));
+        SyntheticMicroscopy.Generate(new SyntheticSpec(600, 500, SyntheticKind.Cells, 16, 1, 9), Path.Combine(_dir, "held.tif"), Path.Combine(_dir, "held_mask.tif"));
+        var model = Path.Combine(_dir, "model");
+        var tr = TestPaths.RunCli("train", "--images", imgs, "--masks", masks, "--mask-mode", "classes", "--segments", "300", "--epochs", "30", "--patience", "8", "--val-frac", "0.34", "--out", model);
+        output.WriteLine(tr.Stderr);
+        Assert.True(tr.ExitCode == 0, tr.Stderr);
+        Assert.Contains("boundary refinement written", tr.Stderr);
+        using (var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(model, "train.json"))))
+            Assert.True(doc.RootElement.GetProperty("refiner").GetProperty("TrainingPixels").GetInt64() > 0);
+
+        // evaluate: the refined mask against the truth, beside the coarse figures
+        var g = TestPaths.RunCli("graph", Path.Combine(_dir, "held.tif"), "--mask", Path.Combine(_dir, "held_mask.tif"), "--mask-mode", "classes", "--segments", "480", "--out", Path.Combine(_dir, "held-graph"));
+        Assert.True(g.ExitCode == 0, g.Stderr);
+        var ev = TestPaths.RunCli("evaluate", "--model", Path.Combine(model, "best.model"), "--graphs", Path.Combine(_dir, "held-graph"), "--out", Path.Combine(_dir, "eval"));
+        output.WriteLine(ev.Stdout);
+        Assert.True(ev.ExitCode == 0, ev.Stderr);
+        Assert.Contains("coarse (before refinement)", ev.Stdout);
+        Assert.Matches(@"refined [1-9][0-9,]* \(", ev.Stdout);
+        var coarseOnly = TestPaths.RunCli("evaluate", "--model", Path.Combine(model, "best.model"), "--graphs", Path.Combine(_dir, "held-graph"), "--no-refine");
+        Assert.DoesNotContain("coarse (before refinement)", coarseOnly.Stdout);
+        // the coarse line of the refined run is the --no-refine run's figure
+        string Acc(string line) => System.Text.RegularExpressions.Regex.Match(line, @"pixel accuracy ([0-9.]+ %)").Groups[1].Value;
+        Assert.Equal(Acc(coarseOnly.Stdout.Split('\n')[1]), Acc(ev.Stdout.Split('\n').First(l => l.StartsWith("coarse"))));
+
+        // segment: the worker paints the refined mask; it is exactly the refinement painted over the whole image at once
+        var seg = Path.Combine(_dir, "seg");
+        var sr = TestPaths.RunCli("segment", Path.Combine(_dir, "held.tif"), "--model", Path.Combine(model, "best.model"), "--out", seg);
+        output.WriteLine(sr.Stderr);
+        Assert.True(sr.ExitCode == 0, sr.Stderr);
+        using var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(seg, "segment.json")));
+        Assert.True(summary.RootElement.GetProperty("refined").GetBoolean());
+        long refinedPixels = summary.RootElement.GetProperty("refinedPixels").GetInt64();
+        Assert.True(refinedPixels > 0);
+        using var maskImg = Vips.Image.NewFromFile(Path.Combine(seg, "mask.tif"));
+        var painted = maskImg.WriteToMemory<byte>();
+        var perClass = summary.RootElement.GetProperty("pixelsPerClass").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+        for (int c = 0; c < perClass.Length; c++) Assert.Equal(perClass[c], painted.LongCount(v => v == c));
+
+        var gdir = Path.Combine(seg, "graph");
+        var classes = File.ReadAllBytes(Path.Combine(gdir, "classes.u8"));
+        var probs = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(Path.Combine(gdir, "probs.f32"))).ToArray();
+        var (refiner, mean, std, flags) = RefineFile.Read(Path.Combine(gdir, RefineFile.FileName), classes.Length, probs.Length / classes.Length, 1);
+        using (var src = VipsImageSource.Open(Path.Combine(_dir, "held.tif")))
+        using (var map = new NodeMapReader(Path.Combine(gdir, "nodes.tif")))
+        {
+            var whole = new RefineBlocks(refiner, src, map, mean, std, classes, probs, flags);
+            var cls = new byte[600 * 500];
+            whole.Paint(new PixelRect(0, 0, 600, 500), cls, default);
+            Assert.Equal(cls, painted);
+            Assert.Equal(refinedPixels, whole.RefinedPixels);
+        }
+
+        // --no-refine paints the nodes' classes
+        var sc = TestPaths.RunCli("segment", Path.Combine(_dir, "held.tif"), "--model", Path.Combine(model, "best.model"), "--out", Path.Combine(_dir, "seg0"), "--no-refine");
+        Assert.True(sc.ExitCode == 0, sc.Stderr);
+        using var s0 = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "seg0", "segment.json")));
+        Assert.False(s0.RootElement.GetProperty("refined").GetBoolean());
+        Assert.False(File.Exists(Path.Combine(_dir, "seg0", "graph", RefineFile.FileName)));
+
+        // graphs without their node maps cannot train a refinement: --refine fails naming the graph, the default warns and skips it
+        var bare = TestPaths.RunCli("graph", Path.Combine(imgs, "f1.tif"), "--mask", Path.Combine(masks, "f1.tif"), "--mask-mode", "classes", "--segments", "300", "--no-node-map", "--out", Path.Combine(_dir, "bare"));
+        Assert.True(bare.ExitCode == 0, bare.Stderr);
+        var must = TestPaths.RunCli("train", "--graphs", Path.Combine(_dir, "bare"), "--refine", "--epochs", "3", "--out", Path.Combine(_dir, "m2"));
+        Assert.NotEqual(0, must.ExitCode);
+        Assert.Contains("nodes.tif", must.Stderr);
+        Assert.Contains(Path.Combine(_dir, "bare"), must.Stderr);
+        var skip = TestPaths.RunCli("train", "--graphs", Path.Combine(_dir, "bare"), "--epochs", "3", "--out", Path.Combine(_dir, "m3"));
+        Assert.True(skip.ExitCode == 0, skip.Stderr);
+        Assert.Contains("No boundary refinement", skip.Stderr);
+    }
+}

@@ -251,7 +251,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
             if (refine is not null)
                 log.Information("Job {JobId}: boundary refinement classified {Refined:N0} pixels one by one and changed {Changed:N0} of them", w.JobId, refine.RefinedPixels, refine.ChangedPixels);
             MaskPainter.Overlay(w.ImagePath, maskPath, overlayPath, classTable: table);
-            if (AssignmentPaths.ObjectsFile(w.OutDir!, w.Objects) is { } objectsPath) ExportObjects(w, maskPath, objectsPath, probs, probClasses, table, log);
+            if (AssignmentPaths.ObjectsFile(w.OutDir!, w.Objects) is { } objectsPath) ExportObjects(w, maskPath, objectsPath, probs, probClasses, table, log, refine is not null ? probPath : null);
             return new Painted(w, store.Describe(maskPath), sw.Elapsed.TotalSeconds, painted, refine?.RefinedPixels ?? 0);
         }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new PaintError(w, t.Exception!.GetBaseException()))
           .PipeTo(self);
@@ -281,11 +281,11 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
     private sealed class Disposables(params IDisposable[] all) : IDisposable { public void Dispose() { foreach (var d in all) d.Dispose(); } }
 
     /// <summary>The mask's regions as QuPath objects (objects.geojson[.gz]), in level-0 pixels, with the nodes' mean class probability when the trainer wrote probabilities.</summary>
-    private void ExportObjects(PaintAssignment w, string maskPath, string objectsPath, float[]? probs, int probClasses, IReadOnlyList<ClassInfo>? table, ILogger log)
+    private void ExportObjects(PaintAssignment w, string maskPath, string objectsPath, float[]? probs, int probClasses, IReadOnlyList<ClassInfo>? table, ILogger log, string? refinedProbabilityMap)
     {
         var (mppX, mppY, dsX, dsY) = MaskPainter.LevelScaleOfMask(w.ImagePath, maskPath);
         var r = ObjectExporter.Export(maskPath, objectsPath, table, new ObjectExportOptions(Simplify: w.Simplify, MicronsPerPixelX: mppX, MicronsPerPixelY: mppY, DownsampleX: dsX, DownsampleY: dsY),
-            probs is null ? null : w.NodeMap.Path, probs, probClasses);
+            probs is null ? null : w.NodeMap.Path, probs, probClasses, probabilityMap: refinedProbabilityMap);
         log.Information("Job {JobId}: {Objects} objects written in {Seconds:F1}s ({Joined} joined across blocks): {ObjectsPath}", w.JobId, r.Objects, r.Seconds, r.JoinedAcrossBlocks, objectsPath);
     }
 

@@ -54,8 +54,10 @@ public static class ObjectExporter
     /// </summary>
     /// <param name="nodeMap">nodes.tif (uint32 node ids, 0xFFFFFFFF: no node) for the mean class probability, with <paramref name="probabilities"/></param>
     /// <param name="probabilities">N×C class probabilities of the nodes (row per node)</param>
+    /// <param name="probabilityMap">instead of the nodes' probabilities: prob.tif (uint8, the painted class's probability
+    /// × 255 per pixel), as a refined mask has it (its pixels' classes are not always their node's)</param>
     public static ObjectExportResult Export(string maskPath, string outPath, IReadOnlyList<ClassInfo>? classes = null, ObjectExportOptions? options = null,
-        string? nodeMap = null, float[]? probabilities = null, int probabilityClasses = 0, CancellationToken cancel = default)
+        string? nodeMap = null, float[]? probabilities = null, int probabilityClasses = 0, CancellationToken cancel = default, string? probabilityMap = null)
     {
         var opt = options ?? new ObjectExportOptions();
         if (opt.BlockSize < 16) throw new ArgumentException($"block size {opt.BlockSize} is below 16");
@@ -73,6 +75,13 @@ public static class ObjectExporter
                 throw new InputFileException(nodeMap!, $"node map is {nodes.Width}x{nodes.Height}, the mask {mask.Width}x{mask.Height}");
             if (probabilities!.Length % probabilityClasses != 0) throw new ArgumentException($"{probabilities.Length} probabilities are not a multiple of {probabilityClasses} classes");
         }
+        Vips.Image? probMap = null;
+        if (probabilityMap is not null)
+        {
+            probMap = Vips.Image.NewFromFile(probabilityMap, access: Vips.Enums.Access.Random, failOn: Vips.Enums.FailOn.Error);
+            if (probMap.Bands != 1 || probMap.Format != Vips.Enums.BandFormat.Uchar || probMap.Width != mask.Width || probMap.Height != mask.Height)
+            { probMap.Dispose(); nodes?.Dispose(); throw new InputFileException(probabilityMap, $"not a probability map of the mask's size {mask.Width}x{mask.Height} (one uint8 band)"); }
+        }
         var full = Path.GetFullPath(outPath);
         var tmp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.partial");
         try
@@ -83,7 +92,7 @@ public static class ObjectExporter
                 using (Stream body = full.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(fs, CompressionLevel.Fastest, leaveOpen: true) : new NonClosing(fs))
                 using (var json = new Utf8JsonWriter(body, new JsonWriterOptions { SkipValidation = true }))
                 {
-                    var w = new Run(mask, nodes, probabilities, probabilityClasses, classes, opt, json, cancel);
+                    var w = new Run(mask, nodes, probabilities, probabilityClasses, classes, opt, json, cancel, probMap);
                     result = w.Go(sw);
                 }
                 fs.Flush(flushToDisk: true);
@@ -94,6 +103,7 @@ public static class ObjectExporter
         finally
         {
             nodes?.Dispose();
+            probMap?.Dispose();
             if (File.Exists(tmp)) File.Delete(tmp);
         }
     }
@@ -123,7 +133,7 @@ public static class ObjectExporter
     }
 
     private sealed class Run(Vips.Image mask, Vips.Image? nodes, float[]? probs, int probClasses, IReadOnlyList<ClassInfo>? classes, ObjectExportOptions opt,
-        Utf8JsonWriter json, CancellationToken cancel)
+        Utf8JsonWriter json, CancellationToken cancel, Vips.Image? probMap = null)
     {
         private readonly int W = mask.Width, H = mask.Height, B = opt.BlockSize;
         private readonly long[] _pixelsPerClass = new long[256];
@@ -194,7 +204,9 @@ public static class ObjectExporter
             byte[] apron;
             using (var crop = mask.Crop(ax0, ay0, aw, ah)) apron = crop.WriteToMemory<byte>();
             uint[]? ids = null;
-            if (nodes is not null) using (var crop = nodes.Crop(x0, y0, bw, bh)) ids = crop.WriteToMemory<uint>();
+            if (nodes is not null && probMap is null) using (var crop = nodes.Crop(x0, y0, bw, bh)) ids = crop.WriteToMemory<uint>();
+            byte[]? pixelProb = null;
+            if (probMap is not null) using (var crop = probMap.Crop(x0, y0, bw, bh)) pixelProb = crop.WriteToMemory<byte>();
             byte At(int x, int y) => apron[(y + oy) * aw + x + ox]; // block coordinates, -1..bw / -1..bh where the apron has them
 
             // 4-connected labelling, two passes with union-find over provisional labels
@@ -234,7 +246,8 @@ public static class ObjectExporter
                     byte c = At(x, y);
                     cls[r] = c;
                     count[r]++;
-                    if (ids is not null)
+                    if (pixelProb is not null) { probSum[r] += pixelProb[i] / 255.0; probPixels[r]++; }
+                    else if (ids is not null)
                     {
                         uint id = ids[i];
                         if (id != uint.MaxValue && (long)(id + 1) * probClasses <= probs!.Length && c < probClasses) { probSum[r] += probs[(long)id * probClasses + c]; probPixels[r]++; }

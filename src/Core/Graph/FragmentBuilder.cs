@@ -1,4 +1,6 @@
-using System.Buffers;
+using System.Numerics;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using ActorSeg.Core.Superpixels;
 
 namespace ActorSeg.Core.Graph;
@@ -48,11 +50,13 @@ public static class FragmentBuilder
         var frag = groupOfPixel; // holds fragment ids until the end
 
         long tick = ProcessStats.PhaseClock();
-        // --- 1. fragments: connected components of equal seed id (4-connectivity) ---
-        int F = Components(seeds, w, h, frag, scratch.Prov(n), scratch.Parent(n));
+        // --- 1. fragments: connected components of equal seed id (4-connectivity), as runs along the rows ---
+        int[] runStart = scratch.RunStart(n + 1), runFrag = scratch.RunComp(n), rowRuns = scratch.RowRuns(h + 1);
+        int F = Components(seeds, w, h, runStart, runFrag, rowRuns);
+        for (int r = 0; r < rowRuns[h]; r++) frag[runStart[r]..runStart[r + 1]].Fill(runFrag[r]);
         Tick(0, ref tick);
 
-        // --- 2. per-fragment geometry and classes ---
+        // --- 2. per-fragment geometry and classes, run by run ---
         var fMin = new long[F]; var fArea = new int[F]; var fSumX = new long[F]; var fSumY = new long[F];
         var fBox = new int[4 * F]; var fSeed = new int[F]; var border = new bool[F]; var glass = new bool[F];
         Array.Fill(fMin, -1);
@@ -66,19 +70,24 @@ public static class FragmentBuilder
         {
             int gy = core.Y + y, row = y * w;
             bool edgeY = (y == 0 && openTop) || (y == h - 1 && openBottom);
-            for (int x = 0; x < w; x++)
+            for (int r = rowRuns[y]; r < rowRuns[y + 1]; r++)
             {
-                int p = row + x, f = frag[p], gx = core.X + x;
-                if (fMin[f] < 0) { fMin[f] = (long)gy * imageWidth + gx; fSeed[f] = seeds[p]; glass[f] = seeds[p] == Glass; }
+                int p0 = runStart[r], p1 = runStart[r + 1], len = p1 - p0, f = runFrag[r];
+                int x0 = p0 - row, gx0 = core.X + x0, gx1 = gx0 + len - 1;
+                if (fMin[f] < 0) { fMin[f] = (long)gy * imageWidth + gx0; fSeed[f] = seeds[p0]; glass[f] = seeds[p0] == Glass; }
                 if (glass[f]) continue;
-                fArea[f]++; fSumX[f] += gx; fSumY[f] += gy;
+                fArea[f] += len; fSumX[f] += (long)len * gx0 + (long)len * (len - 1) / 2; fSumY[f] += (long)len * gy;
                 int b = 4 * f;
-                if (gx < fBox[b]) fBox[b] = gx;
+                if (gx0 < fBox[b]) fBox[b] = gx0;
                 if (gy < fBox[b + 1]) fBox[b + 1] = gy;
-                if (gx > fBox[b + 2]) fBox[b + 2] = gx;
+                if (gx1 > fBox[b + 2]) fBox[b + 2] = gx1;
                 if (gy > fBox[b + 3]) fBox[b + 3] = gy;
-                if (edgeY || (x == 0 && openLeft) || (x == w - 1 && openRight)) border[f] = true;
-                if (nc > 0) { byte m = mask[p]; if (m != Unlabelled) fClass[f * nc + m]++; }
+                if (edgeY || (x0 == 0 && openLeft) || (p1 - row == w && openRight)) border[f] = true;
+                if (nc > 0)
+                {
+                    var fc = fClass.AsSpan(f * nc, nc);
+                    foreach (byte m in mask[p0..p1]) if (m != Unlabelled) fc[m]++;
+                }
             }
         }
 
@@ -329,41 +338,70 @@ public static class FragmentBuilder
         }
     }
 
-    /// <summary>4-connected components of equal labels, numbered in raster order of their first pixel.</summary>
-    public static int Components(ReadOnlySpan<int> labels, int w, int h, Span<int> comp, int[] prov, int[] parent)
+    /// <summary>
+    /// 4-connected components of equal labels, found on runs: the maximal runs of equal labels along each row, in
+    /// raster order. Run r covers pixels <paramref name="runStart"/>[r] up to <paramref name="runStart"/>[r + 1]
+    /// (the last entry is the pixel count), the runs of row y are <paramref name="rowRuns"/>[y] up to
+    /// <paramref name="rowRuns"/>[y + 1], and <paramref name="runComp"/>[r] is the run's component. Components are
+    /// numbered in raster order of their first pixel.
+    /// </summary>
+    /// <param name="runStart">at least w × h + 1 entries</param>
+    /// <param name="runComp">at least w × h entries</param>
+    /// <param name="rowRuns">at least h + 1 entries</param>
+    /// <returns>the number of components; the number of runs is <paramref name="rowRuns"/>[h]</returns>
+    public static int Components(ReadOnlySpan<int> labels, int w, int h, int[] runStart, int[] runComp, int[] rowRuns)
     {
-        int n = w * h;
+        var parent = runComp; // union-find over runs first; a parent always has a smaller index than its child
+        int R = 0;
+        for (int y = 0; y < h; y++)
         {
-            int next = 0;
-            for (int y = 0; y < h; y++)
+            int row = y * w, above = row - w;
+            var line = labels.Slice(row, w);
+            rowRuns[y] = R;
+            int q = y > 0 ? rowRuns[y - 1] : 0; // the first run above that may overlap the current run
+            for (int x = 0; x < w;)
             {
-                int row = y * w;
-                for (int x = 0; x < w; x++)
+                int l = line[x], e = RunEnd(line, x, l), r = R++;
+                runStart[r] = row + x; parent[r] = r;
+                if (y > 0)
                 {
-                    int p = row + x, l = labels[p];
-                    bool left = x > 0 && labels[p - 1] == l, up = y > 0 && labels[p - w] == l;
-                    if (left)
-                    {
-                        int a = prov[p - 1];
-                        prov[p] = a;
-                        if (up) { int b = prov[p - w]; if (b != a) Union(parent, a, b); }
-                    }
-                    else if (up) prov[p] = prov[p - w];
-                    else { parent[next] = next; prov[p] = next++; }
+                    // the runs above that overlap [x, e) with the same label join this one (the run list above ends
+                    // where this row's first run starts, at the row's first pixel: its end never passes x)
+                    while (runStart[q + 1] - above <= x) q++;
+                    for (int k = q; runStart[k] - above < e; k++)
+                        if (labels[runStart[k]] == l) Union(parent, r, k);
                 }
+                x = e;
             }
-            var idOfRoot = new int[next];
-            Array.Fill(idOfRoot, -1);
-            int count = 0;
-            for (int p = 0; p < n; p++)
-            {
-                int r = Find(parent, prov[p]);
-                int id = idOfRoot[r];
-                if (id < 0) idOfRoot[r] = id = count++;
-                comp[p] = id;
-            }
-            return count;
         }
+        rowRuns[h] = R; runStart[R] = w * h;
+        // roots (the first run of each component in raster order) numbered in order; every other run takes its
+        // parent's number, already final since the parent comes earlier
+        int count = 0;
+        for (int r = 0; r < R; r++)
+        {
+            int p = parent[r];
+            runComp[r] = p == r ? count++ : runComp[p];
+        }
+        return count;
+    }
+
+    /// <summary>The end of the run of <paramref name="l"/> that starts at <paramref name="x"/>.</summary>
+    private static int RunEnd(ReadOnlySpan<int> line, int x, int l)
+    {
+        int e = x + 1, w = line.Length;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var v = Vector256.Create(l);
+            ref int first = ref MemoryMarshal.GetReference(line);
+            for (; e + Vector256<int>.Count <= w; e += Vector256<int>.Count)
+            {
+                uint same = Vector256.Equals(Vector256.LoadUnsafe(ref first, (nuint)e), v).ExtractMostSignificantBits();
+                if (same != 0xFF) return e + BitOperations.TrailingZeroCount(~same);
+            }
+        }
+        while (e < w && line[e] == l) e++;
+        return e;
     }
 
     internal static int Find(int[] parent, int a)

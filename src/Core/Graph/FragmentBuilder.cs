@@ -93,59 +93,55 @@ public static class FragmentBuilder
 
         Tick(1, ref tick);
         // --- 3. boundaries between fragments: length, contrast, first pixel on each side ---
-        var pairIndex = new Dictionary<long, int>(PairKey.Instance);
-        var pA = new List<int>(); var pB = new List<int>(); var pLen = new List<int>(); var pDiff = new List<long>();
-        var pFirstA = new List<long>(); var pFirstB = new List<long>();
-        long lastKey = -1; int lastIdx = -1; // boundaries come in runs: most lookups repeat the previous pair
+        // Walked run by run: a run's last pixel borders the next run's first, and each overlap of a run with a run of
+        // the row below is one stretch of horizontal boundary when their fragments differ. Pairs are numbered in the
+        // order a raster scan of the pixels, right neighbour before lower one, first meets them.
+        var pairs = scratch.Pairs;
+        pairs.Reset(C, F);
         for (int y = 0; y < h; y++)
         {
-            int row = y * w, rrow = (oy + y) * rw + ox;
+            int row = y * w, rowBelow = row + w, rrow = (oy + y) * rw + ox;
             long lin = (long)(core.Y + y) * imageWidth + core.X;
-            int vw = System.Numerics.Vector<int>.Count;
-            bool below = y + 1 < h, simd = below && System.Numerics.Vector.IsHardwareAccelerated;
-            int x = 0;
-            while (x < w)
+            bool below = y + 1 < h;
+            int k = below ? rowRuns[y + 1] : 0; // the run below that holds the current run's first column
+            for (int a = rowRuns[y]; a < rowRuns[y + 1]; a++)
             {
-                // inside a fragment (the common case): a vector of pixels equal to their right and lower neighbours has no boundary
-                int end = Math.Min(w, x + 1);
-                if (simd && x + vw < w)
+                int a0 = runStart[a] - row, a1 = runStart[a + 1] - row, fa = runFrag[a];
+                bool right = a1 < w;
+                while (below)
                 {
-                    var here = new System.Numerics.Vector<int>(frag.Slice(row + x, vw));
-                    if (here == new System.Numerics.Vector<int>(frag.Slice(row + x + 1, vw)) && here == new System.Numerics.Vector<int>(frag.Slice(row + x + w, vw)))
-                    {
-                        x += vw;
-                        continue;
-                    }
-                    end = x + vw;
+                    int b0 = runStart[k] - rowBelow, b1 = runStart[k + 1] - rowBelow;
+                    int s = Math.Max(a0, b0), e = Math.Min(a1, b1);
+                    if (right && s == a1 - 1) { AddBoundary(fa, runFrag[a + 1], lin + s, lin + a1, rrow + s, rrow + a1, 1, raw); right = false; }
+                    if (runFrag[k] != fa) AddBoundary(fa, runFrag[k], lin + s, lin + imageWidth + s, rrow + s, rrow + rw + s, e - s, raw);
+                    if (b1 > a1) break;
+                    k++;
+                    if (b1 == a1) break;
                 }
-                for (; x < end; x++)
-                {
-                    int p = row + x, f = frag[p];
-                    if (x + 1 < w && frag[p + 1] != f) AddPair(f, frag[p + 1], lin + x, lin + x + 1, rrow + x, rrow + x + 1, raw);
-                    if (below && frag[p + w] != f) AddPair(f, frag[p + w], lin + x, lin + imageWidth + x, rrow + x, rrow + rw + x, raw);
-                }
+                if (right) AddBoundary(fa, runFrag[a + 1], lin + a1 - 1, lin + a1, rrow + a1 - 1, rrow + a1, 1, raw);
             }
         }
-        void AddPair(int fa, int fb, long la, long lb, int ra, int rb, ReadOnlySpan<ushort> rawv)
+        // len pixels from la (side a) and lb (side b) on, raw offsets ra and rb, along a row
+        void AddBoundary(int fa, int fb, long la, long lb, int ra, int rb, int len, ReadOnlySpan<ushort> rawv)
         {
             if (glass[fa] || glass[fb]) return;
-            if (fa > fb) { (fa, fb) = (fb, fa); (la, lb) = (lb, la); (ra, rb) = (rb, ra); }
-            long key = PairKey.Pack(fa, fb);
-            int idx;
-            if (key == lastKey) idx = lastIdx;
-            else if (!pairIndex.TryGetValue(key, out idx))
+            if (fa > fb) { (fa, fb) = (fb, fa); (la, lb) = (lb, la); }
+            int i = pairs.IndexOf(fa, fb);
+            pairs.Length[i] += len;
+            if (la < pairs.FirstA[i]) pairs.FirstA[i] = la;
+            if (lb < pairs.FirstB[i]) pairs.FirstB[i] = lb;
+            var diff = pairs.Diff.AsSpan(i * C, C);
+            var va = rawv.Slice(ra * C, len * C); var vb = rawv.Slice(rb * C, len * C);
+            for (int c = 0; c < C; c++)
             {
-                idx = pA.Count; pairIndex[key] = idx;
-                pA.Add(fa); pB.Add(fb); pLen.Add(0); pFirstA.Add(long.MaxValue); pFirstB.Add(long.MaxValue);
-                for (int c = 0; c < C; c++) pDiff.Add(0);
+                long sum = 0;
+                for (int j = c; j < va.Length; j += C) sum += Math.Abs(va[j] - vb[j]);
+                diff[c] += sum;
             }
-            lastKey = key; lastIdx = idx;
-            pLen[idx]++;
-            if (la < pFirstA[idx]) pFirstA[idx] = la;
-            if (lb < pFirstB[idx]) pFirstB[idx] = lb;
-            for (int c = 0; c < C; c++) pDiff[idx * C + c] += Math.Abs(rawv[ra * C + c] - rawv[rb * C + c]);
         }
-        int P = pA.Count;
+        int P = pairs.Count;
+        int[] pA = pairs.A, pB = pairs.B, pLen = pairs.Length;
+        long[] pFirstA = pairs.FirstA, pFirstB = pairs.FirstB, pDiff = pairs.Diff;
         Tick(2, ref tick);
 
         // --- 4. merges the tile can decide alone ---
@@ -285,7 +281,7 @@ public static class FragmentBuilder
         Tick(4, ref tick);
         // --- 8. group adjacency ---
         var gAdj = new PairAccumulator(C);
-        for (int i = 0; i < P; i++) gAdj.Add(groupOf[pA[i]], groupOf[pB[i]], pLen[i], pDiff, i * C);
+        for (int i = 0; i < P; i++) gAdj.Add(groupOf[pA[i]], groupOf[pB[i]], pLen[i], pDiff.AsSpan(i * C, C));
         t.GAdjA = gAdj.AArray(); t.GAdjB = gAdj.BArray(); t.GAdjAbsDiff = gAdj.DiffArray();
         t.GAdjLength = new int[gAdj.Count];
         for (int i = 0; i < gAdj.Count; i++) t.GAdjLength[i] = (int)gAdj.Length(i);

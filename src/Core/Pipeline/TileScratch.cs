@@ -33,6 +33,9 @@ public sealed class TileScratch
     public int[] RunComp(int n) => Grow(ref _runComp, n);
     public int[] RowRuns(int n) => Grow(ref _rowRuns, n);
 
+    /// <summary>The boundary records between fragments (reused from tile to tile).</summary>
+    internal Graph.FragmentPairs Pairs { get; } = new();
+
     public float[][] Planes(int channels, int n)
     {
         if (_planes.Length < channels) Array.Resize(ref _planes, channels);

@@ -47,13 +47,11 @@ public static class FragmentBuilder
         var core = tile.Core; var read = tile.Read;
         int w = core.W, h = core.H, n = w * h, C = channels;
         int ox = core.X - read.X, oy = core.Y - read.Y, rw = read.W;
-        var frag = groupOfPixel; // holds fragment ids until the end
 
         long tick = ProcessStats.PhaseClock();
         // --- 1. fragments: connected components of equal seed id (4-connectivity), as runs along the rows ---
         int[] runStart = scratch.RunStart(n + 1), runFrag = scratch.RunComp(n), rowRuns = scratch.RowRuns(h + 1);
         int F = Components(seeds, w, h, runStart, runFrag, rowRuns);
-        for (int r = 0; r < rowRuns[h]; r++) frag[runStart[r]..runStart[r + 1]].Fill(runFrag[r]);
         Tick(0, ref tick);
 
         // --- 2. per-fragment geometry and classes, run by run ---
@@ -239,15 +237,16 @@ public static class FragmentBuilder
             for (int y = 0; y < h; y++)
             {
                 int row = y * w, rrow = (oy + y) * rw + ox;
-                for (int x = 0; x < w; x++)
+                for (int r = rowRuns[y]; r < rowRuns[y + 1]; r++)
                 {
-                    int g = groupOf[frag[row + x]];
+                    int g = groupOf[runFrag[r]];
                     if (g < 0) continue;
-                    long pos = cursor[g]++, baseOff = start[g] * PL;
-                    int area = t.GArea[g], src = (rrow + x) * C;
-                    for (int c = 0; c < C; c++) grouped[baseOff + (long)c * area + pos] = raw[src + c];
-                    int xs = (row + x) * extraPlanes;
-                    for (int d = 0; d < extraPlanes; d++) grouped[baseOff + (long)(C + d) * area + pos] = extra[xs + d];
+                    // a run's pixels go to consecutive positions of each of its group's planes
+                    int p0 = runStart[r], len = runStart[r + 1] - p0, area = t.GArea[g];
+                    long dst = start[g] * PL + cursor[g];
+                    cursor[g] += len;
+                    Deinterleave(raw.Slice((rrow + p0 - row) * C, len * C), C, grouped.AsSpan((int)dst), area);
+                    if (extraPlanes > 0) Deinterleave(extra.Slice(p0 * extraPlanes, len * extraPlanes), extraPlanes, grouped.AsSpan((int)(dst + (long)C * area)), area);
                 }
             }
             int featLen = NodeFeatures.PerChannel * PL;
@@ -308,27 +307,48 @@ public static class FragmentBuilder
 
         // --- 10. sides ---
         var ctx = new SideContext(w, rw, ox, oy, C);
-        Side(t, TileResult.Top, 0, 0, 1, 0, w, ctx, frag, openIdx, seeds, raw);
-        Side(t, TileResult.Bottom, 0, h - 1, 1, 0, w, ctx, frag, openIdx, seeds, raw);
-        Side(t, TileResult.Left, 0, 0, 0, 1, h, ctx, frag, openIdx, seeds, raw);
-        Side(t, TileResult.Right, w - 1, 0, 0, 1, h, ctx, frag, openIdx, seeds, raw);
+        // the fragment of each pixel on the four sides, from the runs
+        var rowFrag = new int[w]; var firstFrag = new int[h]; var lastFrag = new int[h];
+        for (int y = 0; y < h; y++) { firstFrag[y] = runFrag[rowRuns[y]]; lastFrag[y] = runFrag[rowRuns[y + 1] - 1]; }
+        RowFragments(0);
+        Side(t, TileResult.Top, 0, 0, 1, 0, w, ctx, rowFrag, openIdx, seeds, raw);
+        RowFragments(h - 1);
+        Side(t, TileResult.Bottom, 0, h - 1, 1, 0, w, ctx, rowFrag, openIdx, seeds, raw);
+        Side(t, TileResult.Left, 0, 0, 0, 1, h, ctx, firstFrag, openIdx, seeds, raw);
+        Side(t, TileResult.Right, w - 1, 0, 0, 1, h, ctx, lastFrag, openIdx, seeds, raw);
+        void RowFragments(int y)
+        {
+            for (int r = rowRuns[y]; r < rowRuns[y + 1]; r++) rowFrag.AsSpan(runStart[r] - y * w, runStart[r + 1] - runStart[r]).Fill(runFrag[r]);
+        }
 
         // --- 11. the core's raster now holds group ids ---
-        for (int p = 0; p < n; p++) groupOfPixel[p] = groupOf[frag[p]];
+        for (int r = 0; r < rowRuns[h]; r++) groupOfPixel[runStart[r]..runStart[r + 1]].Fill(groupOf[runFrag[r]]);
         Tick(5, ref tick);
         return t;
+    }
+
+    /// <summary>Splits pixels of <paramref name="planes"/> interleaved values into plane p at dst[p × stride ...].</summary>
+    private static void Deinterleave(ReadOnlySpan<ushort> src, int planes, Span<ushort> dst, int stride)
+    {
+        if (planes == 1) { src.CopyTo(dst); return; }
+        int len = src.Length / planes;
+        for (int p = 0; p < planes; p++)
+        {
+            var plane = dst.Slice(p * stride, len);
+            for (int i = 0, j = p; i < len; i++, j += planes) plane[i] = src[j];
+        }
     }
 
     private readonly record struct SideContext(int W, int Rw, int Ox, int Oy, int C);
 
     private static void Side(TileResult t, int s, int x0, int y0, int dx, int dy, int len, SideContext k,
-        ReadOnlySpan<int> frag, int[] openIdx, ReadOnlySpan<int> seeds, ReadOnlySpan<ushort> raw)
+        ReadOnlySpan<int> sideFrag, int[] openIdx, ReadOnlySpan<int> seeds, ReadOnlySpan<ushort> raw)
     {
         t.SideOpen[s] = new int[len]; t.SideSeed[s] = new int[len]; t.SideValues[s] = new ushort[len * k.C];
         for (int i = 0; i < len; i++)
         {
             int x = x0 + dx * i, y = y0 + dy * i, p = y * k.W + x;
-            t.SideOpen[s][i] = openIdx[frag[p]]; t.SideSeed[s][i] = seeds[p];
+            t.SideOpen[s][i] = openIdx[sideFrag[i]]; t.SideSeed[s][i] = seeds[p];
             int src = ((k.Oy + y) * k.Rw + k.Ox + x) * k.C;
             for (int c = 0; c < k.C; c++) t.SideValues[s][i * k.C + c] = raw[src + c];
         }

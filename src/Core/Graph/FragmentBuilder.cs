@@ -228,7 +228,7 @@ public static class FragmentBuilder
         t.GClassIds = ids.ToArray(); t.GClassCounts = counts.ToArray();
 
         Tick(3, ref tick);
-        // --- 7. values grouped by group (counting sort), sorted per channel: features, or shipped ---
+        // --- 7. values grouped by group (counting sort), per plane: features, or shipped sorted ---
         var start = new long[G + 1];
         for (int g = 0; g < G; g++) start[g + 1] = start[g] + t.GArea[g];
         var grouped = scratch.Grouped(n * PL);
@@ -268,11 +268,13 @@ public static class FragmentBuilder
                 for (int c = 0; c < PL; c++)
                 {
                     var seg = grouped.AsSpan((int)(start[g] * PL + (long)c * area), area);
-                    ValueSort.Sort(seg, sortTmp);
                     if (t.GFeatureRow[g] >= 0)
-                        NodeFeatures.Compute(seg, norms.Mean[c], norms.InvStd[c], t.Features.AsSpan(t.GFeatureRow[g] * featLen + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
+                        NodeFeatures.ComputeUnsorted(seg, norms.Mean[c], norms.InvStd[c], t.Features.AsSpan(t.GFeatureRow[g] * featLen + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
                     else
+                    {
+                        ValueSort.Sort(seg, sortTmp);
                         seg.CopyTo(t.Values.AsSpan((int)(t.GValueOffsets[g] * PL + (long)c * area), area));
+                    }
                 }
             }
         }

@@ -261,6 +261,7 @@ public static class FragmentBuilder
             int maxArea = 0;
             for (int g = 0; g < G; g++) maxArea = Math.Max(maxArea, t.GArea[g]);
             var sortTmp = new ushort[maxArea];
+            var valueCounts = scratch.Counts(NodeFeatures.CountsLength); // all zero between uses
             t.Values = new ushort[shippedPixels * PL];
             for (int g = 0; g < G; g++)
             {
@@ -269,7 +270,7 @@ public static class FragmentBuilder
                 {
                     var seg = grouped.AsSpan((int)(start[g] * PL + (long)c * area), area);
                     if (t.GFeatureRow[g] >= 0)
-                        NodeFeatures.ComputeUnsorted(seg, norms.Mean[c], norms.InvStd[c], t.Features.AsSpan(t.GFeatureRow[g] * featLen + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
+                        NodeFeatures.ComputeUnsorted(seg, norms.Mean[c], norms.InvStd[c], t.Features.AsSpan(t.GFeatureRow[g] * featLen + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel), valueCounts, sortTmp);
                     else
                     {
                         ValueSort.Sort(seg, sortTmp);

@@ -1,3 +1,6 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
 namespace ActorSeg.Core.Graph;
 
 /// <summary>
@@ -40,54 +43,72 @@ public static class NodeFeatures
         Write(n, sum, sumSq, q, mu, invSigma, dst);
     }
 
+    /// <summary>Entries <see cref="ComputeUnsorted"/> needs in its counts buffer: one per 16-bit value.</summary>
+    public const int CountsLength = 1 << 16;
+
     /// <summary>
-    /// The same features as <see cref="Compute"/> from the values in any order, without sorting them: sums and a
-    /// histogram of the high bytes in one pass, then, in a second, histograms of the low bytes of only the values whose
-    /// high byte holds one of the order statistics the deciles read. The result is identical to <see cref="Compute"/>'s
-    /// on the sorted values. <paramref name="values"/> may be reordered (short ones are sorted in place).
+    /// The same features as <see cref="Compute"/> from the values in any order, mostly without sorting them: the range
+    /// of the values in one (vector) pass, a histogram over that range in a second, then the sums and the order
+    /// statistics the deciles read from the histogram. The result is identical to <see cref="Compute"/>'s on the sorted
+    /// values (the sums are the same integers). Short nodes, and nodes whose range is wide for their size, are sorted
+    /// in place instead.
     /// </summary>
-    public static void ComputeUnsorted(Span<ushort> values, double mu, double invSigma, Span<float> dst)
+    /// <param name="counts">scratch of at least <see cref="CountsLength"/> entries, all zero; left all zero</param>
+    /// <param name="sortTmp">scratch of at least <paramref name="values"/>.Length entries for sorting</param>
+    public static void ComputeUnsorted(Span<ushort> values, double mu, double invSigma, Span<float> dst, Span<int> counts, Span<ushort> sortTmp)
     {
         int n = values.Length;
-        if (n <= ShortNode)
+        int min = 0, range = int.MaxValue;
+        if (n > ShortNode)
         {
-            ValueSort.Sort(values, stackalloc ushort[n]);
+            (min, int max) = Range(values);
+            range = max - min + 1;
+        }
+        if (range > Math.Max(1024, 2 * n))
+        {
+            ValueSort.Sort(values, sortTmp);
             Compute(values, mu, invSigma, dst);
             return;
         }
-        Span<int> high = stackalloc int[256];
-        high.Clear();
-        long sum = 0; ulong sumSq = 0;
-        foreach (var v in values) { high[v >> 8]++; sum += v; sumSq += (ulong)v * v; }
-        // each order statistic's high byte (a slot per distinct one) and its rank among the values of that high byte
-        Span<int> at = stackalloc int[Quantiles], slotOfRank = stackalloc int[Quantiles], highOfSlot = stackalloc int[Quantiles];
+        counts = counts[..range];
+        foreach (var v in values) counts[v - min]++;
+        Span<int> at = stackalloc int[Quantiles];
         QuantileRanks(n, at);
-        int slots = 0;
-        for (int i = 0, b = -1, below = 0, upto = 0; i < Quantiles; i++)
-        {
-            while (at[i] >= upto) { b++; below = upto; upto += high[b]; } // ranks ascend (strictly, beyond 11 values)
-            if (slots == 0 || highOfSlot[slots - 1] != b) highOfSlot[slots++] = b;
-            slotOfRank[i] = slots - 1;
-            at[i] -= below;
-        }
-        // low-byte histograms per slot; values of other high bytes count in a spare slot (no branch per value)
-        Span<int> slotOf = stackalloc int[256];
-        slotOf.Fill(slots);
-        for (int s = 0; s < slots; s++) slotOf[highOfSlot[s]] = s;
-        Span<int> low = stackalloc int[256 * (slots + 1)];
-        low.Clear();
-        foreach (var v in values) low[(slotOf[v >> 8] << 8) | (v & 0xFF)]++;
         Span<ushort> q = stackalloc ushort[Quantiles];
-        for (int i = 0, s = -1, b = 0, upto = 0; i < Quantiles; i++)
+        long sum = 0; ulong sumSq = 0;
+        for (int b = 0, i = 0, below = 0; b < range; b++)
         {
-            if (slotOfRank[i] != s) { s = slotOfRank[i]; b = 0; upto = low[s << 8]; }
-            while (at[i] >= upto) upto += low[(s << 8) | ++b]; // ranks ascend within a slot too
-            q[i] = (ushort)((highOfSlot[s] << 8) | b);
+            int k = counts[b];
+            if (k == 0) continue;
+            counts[b] = 0;
+            ulong v = (ulong)(min + b);
+            sum += (long)v * k; sumSq += v * v * (ulong)k;
+            below += k;
+            while (i < Quantiles && at[i] < below) q[i++] = (ushort)v; // ranks ascend
         }
         Write(n, sum, sumSq, q, mu, invSigma, dst);
     }
 
-    /// <summary>Nodes this short are sorted: cheaper than the histograms.</summary>
+    /// <summary>The smallest and largest value.</summary>
+    private static (int Min, int Max) Range(ReadOnlySpan<ushort> values)
+    {
+        int i = 0, min = ushort.MaxValue, max = 0;
+        if (Vector256.IsHardwareAccelerated && values.Length >= Vector256<ushort>.Count)
+        {
+            var vmin = Vector256.Create(ushort.MaxValue); var vmax = Vector256<ushort>.Zero;
+            ref ushort first = ref MemoryMarshal.GetReference(values);
+            for (; i + Vector256<ushort>.Count <= values.Length; i += Vector256<ushort>.Count)
+            {
+                var x = Vector256.LoadUnsafe(ref first, (nuint)i);
+                vmin = Vector256.Min(vmin, x); vmax = Vector256.Max(vmax, x);
+            }
+            for (int j = 0; j < Vector256<ushort>.Count; j++) { min = Math.Min(min, vmin[j]); max = Math.Max(max, vmax[j]); }
+        }
+        for (; i < values.Length; i++) { min = Math.Min(min, values[i]); max = Math.Max(max, values[i]); }
+        return (min, max);
+    }
+
+    /// <summary>Nodes this short are sorted: cheaper than a histogram.</summary>
     private const int ShortNode = 48;
     /// <summary>The order statistics the 9 deciles read: the two around each.</summary>
     private const int Quantiles = 18;

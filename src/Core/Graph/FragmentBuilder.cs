@@ -60,9 +60,7 @@ public static class FragmentBuilder
         Array.Fill(fMin, -1);
         for (int f = 0; f < F; f++) { fBox[4 * f] = int.MaxValue; fBox[4 * f + 1] = int.MaxValue; fBox[4 * f + 2] = -1; fBox[4 * f + 3] = -1; }
         bool openTop = core.Y > 0, openBottom = core.Bottom < imageHeight, openLeft = core.X > 0, openRight = core.Right < imageWidth;
-        int maxClass = -1;
-        if (!mask.IsEmpty) for (int p = 0; p < n; p++) if (mask[p] != Unlabelled && mask[p] > maxClass) maxClass = mask[p];
-        int nc = maxClass + 1;
+        int nc = mask.IsEmpty ? 0 : ClassCount(mask[..n]);
         var fClass = nc > 0 ? new int[F * nc] : [];
         for (int y = 0; y < h; y++)
         {
@@ -84,7 +82,10 @@ public static class FragmentBuilder
                 if (nc > 0)
                 {
                     var fc = fClass.AsSpan(f * nc, nc);
-                    foreach (byte m in mask[p0..p1]) if (m != Unlabelled) fc[m]++;
+                    var classes = mask[p0..p1];
+                    byte m0 = classes[0];
+                    if (!classes.ContainsAnyExcept(m0)) { if (m0 != Unlabelled) fc[m0] += len; } // the common case: one class along the run
+                    else foreach (byte m in classes) if (m != Unlabelled) fc[m]++;
                 }
             }
         }
@@ -328,6 +329,23 @@ public static class FragmentBuilder
         for (int r = 0; r < rowRuns[h]; r++) groupOfPixel[runStart[r]..runStart[r + 1]].Fill(groupOf[runFrag[r]]);
         Tick(5, ref tick);
         return t;
+    }
+
+    /// <summary>One more than the largest class in the mask (unlabelled pixels aside), 0 when none is labelled.</summary>
+    private static int ClassCount(ReadOnlySpan<byte> mask)
+    {
+        // class + 1 wraps the unlabelled 255 to 0: the largest of those is the count
+        int i = 0, count = 0;
+        if (Vector256.IsHardwareAccelerated && mask.Length >= Vector256<byte>.Count)
+        {
+            var max = Vector256<byte>.Zero;
+            ref byte first = ref MemoryMarshal.GetReference(mask);
+            for (; i + Vector256<byte>.Count <= mask.Length; i += Vector256<byte>.Count)
+                max = Vector256.Max(max, Vector256.LoadUnsafe(ref first, (nuint)i) + Vector256<byte>.One);
+            for (int j = 0; j < Vector256<byte>.Count; j++) count = Math.Max(count, max[j]);
+        }
+        for (; i < mask.Length; i++) count = Math.Max(count, (byte)(mask[i] + 1));
+        return count;
     }
 
     /// <summary>Splits pixels of <paramref name="planes"/> interleaved values into plane p at dst[p × stride ...].</summary>

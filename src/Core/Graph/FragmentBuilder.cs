@@ -66,6 +66,7 @@ public static class FragmentBuilder
         {
             int gy = core.Y + y, row = y * w;
             bool edgeY = (y == 0 && openTop) || (y == h - 1 && openBottom);
+            int rowEnd = row + w, classEnd = row; // the mask holds mask[p0]'s class from p0 up to classEnd (when > p0)
             for (int r = rowRuns[y]; r < rowRuns[y + 1]; r++)
             {
                 int p0 = runStart[r], p1 = runStart[r + 1], len = p1 - p0, f = runFrag[r];
@@ -81,11 +82,12 @@ public static class FragmentBuilder
                 if (edgeY || (x0 == 0 && openLeft) || (p1 - row == w && openRight)) border[f] = true;
                 if (nc > 0)
                 {
+                    // the mask changes class far less often than the fragment: count a run at once when it lies
+                    // inside one stretch of class, found with one search per stretch
+                    if (classEnd <= p0) { int k = mask[p0..rowEnd].IndexOfAnyExcept(mask[p0]); classEnd = k < 0 ? rowEnd : p0 + k; }
                     var fc = fClass.AsSpan(f * nc, nc);
-                    var classes = mask[p0..p1];
-                    byte m0 = classes[0];
-                    if (!classes.ContainsAnyExcept(m0)) { if (m0 != Unlabelled) fc[m0] += len; } // the common case: one class along the run
-                    else foreach (byte m in classes) if (m != Unlabelled) fc[m]++;
+                    if (classEnd >= p1) { byte m = mask[p0]; if (m != Unlabelled) fc[m] += len; }
+                    else foreach (byte m in mask[p0..p1]) if (m != Unlabelled) fc[m]++;
                 }
             }
         }

@@ -30,6 +30,7 @@ internal sealed class FragmentPairs
         int slots = (int)Math.Min(1 << 30, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(64, 8 * fragments)));
         if (_keys.Length != slots) { _keys = new long[slots]; _index = new int[slots]; }
         else Array.Clear(_keys);
+        Array.Clear(_recent);
         _shift = 64 - System.Numerics.BitOperations.Log2((uint)slots);
     }
 
@@ -38,16 +39,25 @@ internal sealed class FragmentPairs
     public int IndexOf(int a, int b)
     {
         long key = PairKey.Pack(a, b);
+        ulong hash = (ulong)key * 0x9E3779B97F4A7C15UL;
+        // the pairs along the rows just walked, most of them met again on the next rows, sit in a small table that
+        // stays in cache; the whole table, several MB, is read only on a miss
+        ref var recent = ref _recent[(int)(hash >> (64 - RecentBits))];
+        if (recent.Key == key) return recent.Index;
         int mask = _keys.Length - 1;
-        int s = (int)(((ulong)key * 0x9E3779B97F4A7C15UL) >> _shift);
+        int s = (int)(hash >> _shift);
         while (true)
         {
             long k = _keys[s];
-            if (k == key) return _index[s];
-            if (k == 0) return Add(s, key, a, b);
+            if (k == key) { recent = new Recent { Key = key, Index = _index[s] }; return recent.Index; }
+            if (k == 0) { int i = Add(s, key, a, b); recent = new Recent { Key = key, Index = i }; return i; }
             s = (s + 1) & mask;
         }
     }
+
+    private const int RecentBits = 11;
+    private readonly Recent[] _recent = new Recent[1 << RecentBits];
+    private struct Recent { public long Key; public int Index; } // Key 0 = empty
 
     private int Add(int slot, long key, int a, int b)
     {

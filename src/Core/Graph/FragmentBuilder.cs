@@ -1,4 +1,6 @@
-using System.Buffers;
+using System.Numerics;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using ActorSeg.Core.Superpixels;
 
 namespace ActorSeg.Core.Graph;
@@ -45,98 +47,102 @@ public static class FragmentBuilder
         var core = tile.Core; var read = tile.Read;
         int w = core.W, h = core.H, n = w * h, C = channels;
         int ox = core.X - read.X, oy = core.Y - read.Y, rw = read.W;
-        var frag = groupOfPixel; // holds fragment ids until the end
 
         long tick = ProcessStats.PhaseClock();
-        // --- 1. fragments: connected components of equal seed id (4-connectivity) ---
-        int F = Components(seeds, w, h, frag, scratch.Prov(n), scratch.Parent(n));
+        // --- 1. fragments: connected components of equal seed id (4-connectivity), as runs along the rows ---
+        int[] runStart = scratch.RunStart(n + 1), runFrag = scratch.RunComp(n), rowRuns = scratch.RowRuns(h + 1);
+        int F = Components(seeds, w, h, runStart, runFrag, rowRuns);
         Tick(0, ref tick);
 
-        // --- 2. per-fragment geometry and classes ---
+        // --- 2. per-fragment geometry and classes, run by run ---
         var fMin = new long[F]; var fArea = new int[F]; var fSumX = new long[F]; var fSumY = new long[F];
         var fBox = new int[4 * F]; var fSeed = new int[F]; var border = new bool[F]; var glass = new bool[F];
         Array.Fill(fMin, -1);
         for (int f = 0; f < F; f++) { fBox[4 * f] = int.MaxValue; fBox[4 * f + 1] = int.MaxValue; fBox[4 * f + 2] = -1; fBox[4 * f + 3] = -1; }
         bool openTop = core.Y > 0, openBottom = core.Bottom < imageHeight, openLeft = core.X > 0, openRight = core.Right < imageWidth;
-        int maxClass = -1;
-        if (!mask.IsEmpty) for (int p = 0; p < n; p++) if (mask[p] != Unlabelled && mask[p] > maxClass) maxClass = mask[p];
-        int nc = maxClass + 1;
+        int nc = mask.IsEmpty ? 0 : ClassCount(mask[..n]);
         var fClass = nc > 0 ? new int[F * nc] : [];
         for (int y = 0; y < h; y++)
         {
             int gy = core.Y + y, row = y * w;
             bool edgeY = (y == 0 && openTop) || (y == h - 1 && openBottom);
-            for (int x = 0; x < w; x++)
+            int rowEnd = row + w, classEnd = row; // the mask holds mask[p0]'s class from p0 up to classEnd (when > p0)
+            for (int r = rowRuns[y]; r < rowRuns[y + 1]; r++)
             {
-                int p = row + x, f = frag[p], gx = core.X + x;
-                if (fMin[f] < 0) { fMin[f] = (long)gy * imageWidth + gx; fSeed[f] = seeds[p]; glass[f] = seeds[p] == Glass; }
+                int p0 = runStart[r], p1 = runStart[r + 1], len = p1 - p0, f = runFrag[r];
+                int x0 = p0 - row, gx0 = core.X + x0, gx1 = gx0 + len - 1;
+                if (fMin[f] < 0) { fMin[f] = (long)gy * imageWidth + gx0; fSeed[f] = seeds[p0]; glass[f] = seeds[p0] == Glass; }
                 if (glass[f]) continue;
-                fArea[f]++; fSumX[f] += gx; fSumY[f] += gy;
+                fArea[f] += len; fSumX[f] += (long)len * gx0 + (long)len * (len - 1) / 2; fSumY[f] += (long)len * gy;
                 int b = 4 * f;
-                if (gx < fBox[b]) fBox[b] = gx;
+                if (gx0 < fBox[b]) fBox[b] = gx0;
                 if (gy < fBox[b + 1]) fBox[b + 1] = gy;
-                if (gx > fBox[b + 2]) fBox[b + 2] = gx;
+                if (gx1 > fBox[b + 2]) fBox[b + 2] = gx1;
                 if (gy > fBox[b + 3]) fBox[b + 3] = gy;
-                if (edgeY || (x == 0 && openLeft) || (x == w - 1 && openRight)) border[f] = true;
-                if (nc > 0) { byte m = mask[p]; if (m != Unlabelled) fClass[f * nc + m]++; }
+                if (edgeY || (x0 == 0 && openLeft) || (p1 - row == w && openRight)) border[f] = true;
+                if (nc > 0)
+                {
+                    // the mask changes class far less often than the fragment: count a run at once when it lies
+                    // inside one stretch of class, found with one search per stretch
+                    if (classEnd <= p0) { int k = mask[p0..rowEnd].IndexOfAnyExcept(mask[p0]); classEnd = k < 0 ? rowEnd : p0 + k; }
+                    var fc = fClass.AsSpan(f * nc, nc);
+                    if (classEnd >= p1) { byte m = mask[p0]; if (m != Unlabelled) fc[m] += len; }
+                    else foreach (byte m in mask[p0..p1]) if (m != Unlabelled) fc[m]++;
+                }
             }
         }
 
         Tick(1, ref tick);
         // --- 3. boundaries between fragments: length, contrast, first pixel on each side ---
-        var pairIndex = new Dictionary<long, int>(PairKey.Instance);
-        var pA = new List<int>(); var pB = new List<int>(); var pLen = new List<int>(); var pDiff = new List<long>();
-        var pFirstA = new List<long>(); var pFirstB = new List<long>();
-        long lastKey = -1; int lastIdx = -1; // boundaries come in runs: most lookups repeat the previous pair
+        // Walked run by run: a run's last pixel borders the next run's first, and each overlap of a run with a run of
+        // the row below is one stretch of horizontal boundary when their fragments differ. Pairs are numbered in the
+        // order a raster scan of the pixels, right neighbour before lower one, first meets them.
+        var pairs = scratch.Pairs;
+        pairs.Reset(C, F);
         for (int y = 0; y < h; y++)
         {
-            int row = y * w, rrow = (oy + y) * rw + ox;
+            int row = y * w, rowBelow = row + w, rrow = (oy + y) * rw + ox;
             long lin = (long)(core.Y + y) * imageWidth + core.X;
-            int vw = System.Numerics.Vector<int>.Count;
-            bool below = y + 1 < h, simd = below && System.Numerics.Vector.IsHardwareAccelerated;
-            int x = 0;
-            while (x < w)
+            bool below = y + 1 < h;
+            int k = below ? rowRuns[y + 1] : 0; // the run below that holds the current run's first column
+            for (int a = rowRuns[y]; a < rowRuns[y + 1]; a++)
             {
-                // inside a fragment (the common case): a vector of pixels equal to their right and lower neighbours has no boundary
-                int end = Math.Min(w, x + 1);
-                if (simd && x + vw < w)
+                int a0 = runStart[a] - row, a1 = runStart[a + 1] - row, fa = runFrag[a];
+                bool right = a1 < w;
+                while (below)
                 {
-                    var here = new System.Numerics.Vector<int>(frag.Slice(row + x, vw));
-                    if (here == new System.Numerics.Vector<int>(frag.Slice(row + x + 1, vw)) && here == new System.Numerics.Vector<int>(frag.Slice(row + x + w, vw)))
-                    {
-                        x += vw;
-                        continue;
-                    }
-                    end = x + vw;
+                    int b0 = runStart[k] - rowBelow, b1 = runStart[k + 1] - rowBelow;
+                    int s = Math.Max(a0, b0), e = Math.Min(a1, b1);
+                    if (right && s == a1 - 1) { AddBoundary(fa, runFrag[a + 1], lin + s, lin + a1, rrow + s, rrow + a1, 1, raw); right = false; }
+                    if (runFrag[k] != fa) AddBoundary(fa, runFrag[k], lin + s, lin + imageWidth + s, rrow + s, rrow + rw + s, e - s, raw);
+                    if (b1 > a1) break;
+                    k++;
+                    if (b1 == a1) break;
                 }
-                for (; x < end; x++)
-                {
-                    int p = row + x, f = frag[p];
-                    if (x + 1 < w && frag[p + 1] != f) AddPair(f, frag[p + 1], lin + x, lin + x + 1, rrow + x, rrow + x + 1, raw);
-                    if (below && frag[p + w] != f) AddPair(f, frag[p + w], lin + x, lin + imageWidth + x, rrow + x, rrow + rw + x, raw);
-                }
+                if (right) AddBoundary(fa, runFrag[a + 1], lin + a1 - 1, lin + a1, rrow + a1 - 1, rrow + a1, 1, raw);
             }
         }
-        void AddPair(int fa, int fb, long la, long lb, int ra, int rb, ReadOnlySpan<ushort> rawv)
+        // len pixels from la (side a) and lb (side b) on, raw offsets ra and rb, along a row
+        void AddBoundary(int fa, int fb, long la, long lb, int ra, int rb, int len, ReadOnlySpan<ushort> rawv)
         {
             if (glass[fa] || glass[fb]) return;
-            if (fa > fb) { (fa, fb) = (fb, fa); (la, lb) = (lb, la); (ra, rb) = (rb, ra); }
-            long key = PairKey.Pack(fa, fb);
-            int idx;
-            if (key == lastKey) idx = lastIdx;
-            else if (!pairIndex.TryGetValue(key, out idx))
+            if (fa > fb) { (fa, fb) = (fb, fa); (la, lb) = (lb, la); }
+            int i = pairs.IndexOf(fa, fb);
+            pairs.Length[i] += len;
+            if (la < pairs.FirstA[i]) pairs.FirstA[i] = la;
+            if (lb < pairs.FirstB[i]) pairs.FirstB[i] = lb;
+            var diff = pairs.Diff.AsSpan(i * C, C);
+            var va = rawv.Slice(ra * C, len * C); var vb = rawv.Slice(rb * C, len * C);
+            for (int c = 0; c < C; c++)
             {
-                idx = pA.Count; pairIndex[key] = idx;
-                pA.Add(fa); pB.Add(fb); pLen.Add(0); pFirstA.Add(long.MaxValue); pFirstB.Add(long.MaxValue);
-                for (int c = 0; c < C; c++) pDiff.Add(0);
+                long sum = 0;
+                for (int j = c; j < va.Length; j += C) sum += Math.Abs(va[j] - vb[j]);
+                diff[c] += sum;
             }
-            lastKey = key; lastIdx = idx;
-            pLen[idx]++;
-            if (la < pFirstA[idx]) pFirstA[idx] = la;
-            if (lb < pFirstB[idx]) pFirstB[idx] = lb;
-            for (int c = 0; c < C; c++) pDiff[idx * C + c] += Math.Abs(rawv[ra * C + c] - rawv[rb * C + c]);
         }
-        int P = pA.Count;
+        int P = pairs.Count;
+        int[] pA = pairs.A, pB = pairs.B, pLen = pairs.Length;
+        long[] pFirstA = pairs.FirstA, pFirstB = pairs.FirstB, pDiff = pairs.Diff;
         Tick(2, ref tick);
 
         // --- 4. merges the tile can decide alone ---
@@ -225,7 +231,7 @@ public static class FragmentBuilder
         t.GClassIds = ids.ToArray(); t.GClassCounts = counts.ToArray();
 
         Tick(3, ref tick);
-        // --- 7. values grouped by group (counting sort), sorted per channel: features, or shipped ---
+        // --- 7. values grouped by group (counting sort), per plane: features, or shipped sorted ---
         var start = new long[G + 1];
         for (int g = 0; g < G; g++) start[g + 1] = start[g] + t.GArea[g];
         var grouped = scratch.Grouped(n * PL);
@@ -234,15 +240,16 @@ public static class FragmentBuilder
             for (int y = 0; y < h; y++)
             {
                 int row = y * w, rrow = (oy + y) * rw + ox;
-                for (int x = 0; x < w; x++)
+                for (int r = rowRuns[y]; r < rowRuns[y + 1]; r++)
                 {
-                    int g = groupOf[frag[row + x]];
+                    int g = groupOf[runFrag[r]];
                     if (g < 0) continue;
-                    long pos = cursor[g]++, baseOff = start[g] * PL;
-                    int area = t.GArea[g], src = (rrow + x) * C;
-                    for (int c = 0; c < C; c++) grouped[baseOff + (long)c * area + pos] = raw[src + c];
-                    int xs = (row + x) * extraPlanes;
-                    for (int d = 0; d < extraPlanes; d++) grouped[baseOff + (long)(C + d) * area + pos] = extra[xs + d];
+                    // a run's pixels go to consecutive positions of each of its group's planes
+                    int p0 = runStart[r], len = runStart[r + 1] - p0, area = t.GArea[g];
+                    long dst = start[g] * PL + cursor[g];
+                    cursor[g] += len;
+                    Deinterleave(raw.Slice((rrow + p0 - row) * C, len * C), C, grouped.AsSpan((int)dst), area);
+                    if (extraPlanes > 0) Deinterleave(extra.Slice(p0 * extraPlanes, len * extraPlanes), extraPlanes, grouped.AsSpan((int)(dst + (long)C * area)), area);
                 }
             }
             int featLen = NodeFeatures.PerChannel * PL;
@@ -257,6 +264,7 @@ public static class FragmentBuilder
             int maxArea = 0;
             for (int g = 0; g < G; g++) maxArea = Math.Max(maxArea, t.GArea[g]);
             var sortTmp = new ushort[maxArea];
+            var valueCounts = scratch.Counts(NodeFeatures.CountsLength); // all zero between uses
             t.Values = new ushort[shippedPixels * PL];
             for (int g = 0; g < G; g++)
             {
@@ -264,11 +272,13 @@ public static class FragmentBuilder
                 for (int c = 0; c < PL; c++)
                 {
                     var seg = grouped.AsSpan((int)(start[g] * PL + (long)c * area), area);
-                    ValueSort.Sort(seg, sortTmp);
                     if (t.GFeatureRow[g] >= 0)
-                        NodeFeatures.Compute(seg, norms.Mean[c], norms.InvStd[c], t.Features.AsSpan(t.GFeatureRow[g] * featLen + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
+                        NodeFeatures.ComputeUnsorted(seg, norms.Mean[c], norms.InvStd[c], t.Features.AsSpan(t.GFeatureRow[g] * featLen + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel), valueCounts, sortTmp);
                     else
+                    {
+                        ValueSort.Sort(seg, sortTmp);
                         seg.CopyTo(t.Values.AsSpan((int)(t.GValueOffsets[g] * PL + (long)c * area), area));
+                    }
                 }
             }
         }
@@ -276,7 +286,7 @@ public static class FragmentBuilder
         Tick(4, ref tick);
         // --- 8. group adjacency ---
         var gAdj = new PairAccumulator(C);
-        for (int i = 0; i < P; i++) gAdj.Add(groupOf[pA[i]], groupOf[pB[i]], pLen[i], pDiff, i * C);
+        for (int i = 0; i < P; i++) gAdj.Add(groupOf[pA[i]], groupOf[pB[i]], pLen[i], pDiff.AsSpan(i * C, C));
         t.GAdjA = gAdj.AArray(); t.GAdjB = gAdj.BArray(); t.GAdjAbsDiff = gAdj.DiffArray();
         t.GAdjLength = new int[gAdj.Count];
         for (int i = 0; i < gAdj.Count; i++) t.GAdjLength[i] = (int)gAdj.Length(i);
@@ -303,67 +313,134 @@ public static class FragmentBuilder
 
         // --- 10. sides ---
         var ctx = new SideContext(w, rw, ox, oy, C);
-        Side(t, TileResult.Top, 0, 0, 1, 0, w, ctx, frag, openIdx, seeds, raw);
-        Side(t, TileResult.Bottom, 0, h - 1, 1, 0, w, ctx, frag, openIdx, seeds, raw);
-        Side(t, TileResult.Left, 0, 0, 0, 1, h, ctx, frag, openIdx, seeds, raw);
-        Side(t, TileResult.Right, w - 1, 0, 0, 1, h, ctx, frag, openIdx, seeds, raw);
+        // the fragment of each pixel on the four sides, from the runs
+        var rowFrag = new int[w]; var firstFrag = new int[h]; var lastFrag = new int[h];
+        for (int y = 0; y < h; y++) { firstFrag[y] = runFrag[rowRuns[y]]; lastFrag[y] = runFrag[rowRuns[y + 1] - 1]; }
+        RowFragments(0);
+        Side(t, TileResult.Top, 0, 0, 1, 0, w, ctx, rowFrag, openIdx, seeds, raw);
+        RowFragments(h - 1);
+        Side(t, TileResult.Bottom, 0, h - 1, 1, 0, w, ctx, rowFrag, openIdx, seeds, raw);
+        Side(t, TileResult.Left, 0, 0, 0, 1, h, ctx, firstFrag, openIdx, seeds, raw);
+        Side(t, TileResult.Right, w - 1, 0, 0, 1, h, ctx, lastFrag, openIdx, seeds, raw);
+        void RowFragments(int y)
+        {
+            for (int r = rowRuns[y]; r < rowRuns[y + 1]; r++) rowFrag.AsSpan(runStart[r] - y * w, runStart[r + 1] - runStart[r]).Fill(runFrag[r]);
+        }
 
         // --- 11. the core's raster now holds group ids ---
-        for (int p = 0; p < n; p++) groupOfPixel[p] = groupOf[frag[p]];
+        for (int r = 0; r < rowRuns[h]; r++) groupOfPixel[runStart[r]..runStart[r + 1]].Fill(groupOf[runFrag[r]]);
         Tick(5, ref tick);
         return t;
+    }
+
+    /// <summary>One more than the largest class in the mask (unlabelled pixels aside), 0 when none is labelled.</summary>
+    private static int ClassCount(ReadOnlySpan<byte> mask)
+    {
+        // class + 1 wraps the unlabelled 255 to 0: the largest of those is the count
+        int i = 0, count = 0;
+        if (Vector256.IsHardwareAccelerated && mask.Length >= Vector256<byte>.Count)
+        {
+            var max = Vector256<byte>.Zero;
+            ref byte first = ref MemoryMarshal.GetReference(mask);
+            for (; i + Vector256<byte>.Count <= mask.Length; i += Vector256<byte>.Count)
+                max = Vector256.Max(max, Vector256.LoadUnsafe(ref first, (nuint)i) + Vector256<byte>.One);
+            for (int j = 0; j < Vector256<byte>.Count; j++) count = Math.Max(count, max[j]);
+        }
+        for (; i < mask.Length; i++) count = Math.Max(count, (byte)(mask[i] + 1));
+        return count;
+    }
+
+    /// <summary>Splits pixels of <paramref name="planes"/> interleaved values into plane p at dst[p × stride ...].</summary>
+    private static void Deinterleave(ReadOnlySpan<ushort> src, int planes, Span<ushort> dst, int stride)
+    {
+        if (planes == 1) { src.CopyTo(dst); return; }
+        int len = src.Length / planes;
+        for (int p = 0; p < planes; p++)
+        {
+            var plane = dst.Slice(p * stride, len);
+            for (int i = 0, j = p; i < len; i++, j += planes) plane[i] = src[j];
+        }
     }
 
     private readonly record struct SideContext(int W, int Rw, int Ox, int Oy, int C);
 
     private static void Side(TileResult t, int s, int x0, int y0, int dx, int dy, int len, SideContext k,
-        ReadOnlySpan<int> frag, int[] openIdx, ReadOnlySpan<int> seeds, ReadOnlySpan<ushort> raw)
+        ReadOnlySpan<int> sideFrag, int[] openIdx, ReadOnlySpan<int> seeds, ReadOnlySpan<ushort> raw)
     {
         t.SideOpen[s] = new int[len]; t.SideSeed[s] = new int[len]; t.SideValues[s] = new ushort[len * k.C];
         for (int i = 0; i < len; i++)
         {
             int x = x0 + dx * i, y = y0 + dy * i, p = y * k.W + x;
-            t.SideOpen[s][i] = openIdx[frag[p]]; t.SideSeed[s][i] = seeds[p];
+            t.SideOpen[s][i] = openIdx[sideFrag[i]]; t.SideSeed[s][i] = seeds[p];
             int src = ((k.Oy + y) * k.Rw + k.Ox + x) * k.C;
             for (int c = 0; c < k.C; c++) t.SideValues[s][i * k.C + c] = raw[src + c];
         }
     }
 
-    /// <summary>4-connected components of equal labels, numbered in raster order of their first pixel.</summary>
-    public static int Components(ReadOnlySpan<int> labels, int w, int h, Span<int> comp, int[] prov, int[] parent)
+    /// <summary>
+    /// 4-connected components of equal labels, found on runs: the maximal runs of equal labels along each row, in
+    /// raster order. Run r covers pixels <paramref name="runStart"/>[r] up to <paramref name="runStart"/>[r + 1]
+    /// (the last entry is the pixel count), the runs of row y are <paramref name="rowRuns"/>[y] up to
+    /// <paramref name="rowRuns"/>[y + 1], and <paramref name="runComp"/>[r] is the run's component. Components are
+    /// numbered in raster order of their first pixel.
+    /// </summary>
+    /// <param name="runStart">at least w × h + 1 entries</param>
+    /// <param name="runComp">at least w × h entries</param>
+    /// <param name="rowRuns">at least h + 1 entries</param>
+    /// <returns>the number of components; the number of runs is <paramref name="rowRuns"/>[h]</returns>
+    public static int Components(ReadOnlySpan<int> labels, int w, int h, int[] runStart, int[] runComp, int[] rowRuns)
     {
-        int n = w * h;
+        var parent = runComp; // union-find over runs first; a parent always has a smaller index than its child
+        int R = 0;
+        for (int y = 0; y < h; y++)
         {
-            int next = 0;
-            for (int y = 0; y < h; y++)
+            int row = y * w, above = row - w;
+            var line = labels.Slice(row, w);
+            rowRuns[y] = R;
+            int q = y > 0 ? rowRuns[y - 1] : 0; // the first run above that may overlap the current run
+            for (int x = 0; x < w;)
             {
-                int row = y * w;
-                for (int x = 0; x < w; x++)
+                int l = line[x], e = RunEnd(line, x, l), r = R++;
+                runStart[r] = row + x; parent[r] = r;
+                if (y > 0)
                 {
-                    int p = row + x, l = labels[p];
-                    bool left = x > 0 && labels[p - 1] == l, up = y > 0 && labels[p - w] == l;
-                    if (left)
-                    {
-                        int a = prov[p - 1];
-                        prov[p] = a;
-                        if (up) { int b = prov[p - w]; if (b != a) Union(parent, a, b); }
-                    }
-                    else if (up) prov[p] = prov[p - w];
-                    else { parent[next] = next; prov[p] = next++; }
+                    // the runs above that overlap [x, e) with the same label join this one (the run list above ends
+                    // where this row's first run starts, at the row's first pixel: its end never passes x)
+                    while (runStart[q + 1] - above <= x) q++;
+                    for (int k = q; runStart[k] - above < e; k++)
+                        if (labels[runStart[k]] == l) Union(parent, r, k);
                 }
+                x = e;
             }
-            var idOfRoot = new int[next];
-            Array.Fill(idOfRoot, -1);
-            int count = 0;
-            for (int p = 0; p < n; p++)
-            {
-                int r = Find(parent, prov[p]);
-                int id = idOfRoot[r];
-                if (id < 0) idOfRoot[r] = id = count++;
-                comp[p] = id;
-            }
-            return count;
         }
+        rowRuns[h] = R; runStart[R] = w * h;
+        // roots (the first run of each component in raster order) numbered in order; every other run takes its
+        // parent's number, already final since the parent comes earlier
+        int count = 0;
+        for (int r = 0; r < R; r++)
+        {
+            int p = parent[r];
+            runComp[r] = p == r ? count++ : runComp[p];
+        }
+        return count;
+    }
+
+    /// <summary>The end of the run of <paramref name="l"/> that starts at <paramref name="x"/>.</summary>
+    private static int RunEnd(ReadOnlySpan<int> line, int x, int l)
+    {
+        int e = x + 1, w = line.Length;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var v = Vector256.Create(l);
+            ref int first = ref MemoryMarshal.GetReference(line);
+            for (; e + Vector256<int>.Count <= w; e += Vector256<int>.Count)
+            {
+                uint same = Vector256.Equals(Vector256.LoadUnsafe(ref first, (nuint)e), v).ExtractMostSignificantBits();
+                if (same != 0xFF) return e + BitOperations.TrailingZeroCount(~same);
+            }
+        }
+        while (e < w && line[e] == l) e++;
+        return e;
     }
 
     internal static int Find(int[] parent, int a)

@@ -10,7 +10,7 @@ public sealed class TileScratch
     private ushort[] _raw = [], _maskRaw = [], _grouped = [], _extra = [];
     private float[] _tmp = [], _work = [];
     private float[][] _planes = [];
-    private int[] _label = [], _seeds = [], _groups = [], _prov = [], _parent = [];
+    private int[] _label = [], _seeds = [], _groups = [], _runStart = [], _runComp = [], _rowRuns = [], _counts = [];
     private byte[] _classes = [];
 
     private static T[] Grow<T>(ref T[] a, int n)
@@ -29,8 +29,14 @@ public sealed class TileScratch
     public int[] Label(int n) => Grow(ref _label, n);
     public int[] Seeds(int n) => Grow(ref _seeds, n);
     public int[] Groups(int n) => Grow(ref _groups, n);
-    public int[] Prov(int n) => Grow(ref _prov, n);
-    public int[] Parent(int n) => Grow(ref _parent, n);
+    public int[] RunStart(int n) => Grow(ref _runStart, n);
+    public int[] RunComp(int n) => Grow(ref _runComp, n);
+    public int[] RowRuns(int n) => Grow(ref _rowRuns, n);
+    /// <summary>Counts that every user leaves all zero.</summary>
+    public int[] Counts(int n) => Grow(ref _counts, n);
+
+    /// <summary>The boundary records between fragments (reused from tile to tile).</summary>
+    internal Graph.FragmentPairs Pairs { get; } = new();
 
     public float[][] Planes(int channels, int n)
     {

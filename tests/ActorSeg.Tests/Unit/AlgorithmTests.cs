@@ -41,6 +41,28 @@ public class AlgorithmTests
         Assert.Equal((float)(Math.Sqrt(13.2) / 2), f[1], 5);
     }
 
+    [Theory]
+    [InlineData(1, 5, 65535)]      // short: sorted
+    [InlineData(2, 49, 65535)]     // just above the short limit
+    [InlineData(3, 5000, 255)]     // one high byte
+    [InlineData(4, 3000, 700)]     // a few high bytes
+    [InlineData(5, 3000, 0)]       // all equal
+    [InlineData(6, 20000, 65535)]  // a range wide for the count: sorted
+    [InlineData(7, 40000, 65535)]  // the whole 16-bit range in one histogram
+    public void NodeFeatures_UnsortedEqualSortedExactly(int seed, int n, int max)
+    {
+        var rnd = new Random(seed);
+        var a = Enumerable.Range(0, n).Select(_ => (ushort)rnd.Next(0, max + 1)).ToArray();
+        var sorted = (ushort[])a.Clone();
+        Array.Sort(sorted);
+        var expect = new float[11]; var got = new float[11];
+        NodeFeatures.Compute(sorted, 321.5, 0.01, expect);
+        var counts = new int[NodeFeatures.CountsLength];
+        NodeFeatures.ComputeUnsorted(a, 321.5, 0.01, got, counts, new ushort[n]);
+        Assert.All(counts, k => Assert.Equal(0, k));
+        Assert.Equal(expect, got);
+    }
+
     [Fact]
     public void NodeFeatures_DependOnlyOnTheMultiset()
     {

@@ -280,11 +280,18 @@ public class RefineCliTests(ITestOutputHelper output) : TempDirTest("refine-cli"
         using (var map = new NodeMapReader(Path.Combine(gdir, "nodes.tif")))
         {
             var whole = new RefineBlocks(refiner, src, map, mean, std, classes, probs, flags);
-            var cls = new byte[600 * 500];
-            whole.Paint(new PixelRect(0, 0, 600, 500), cls, default);
+            var cls = new byte[600 * 500]; var prob = new byte[600 * 500];
+            whole.Paint(new PixelRect(0, 0, 600, 500), cls, prob);
             Assert.Equal(cls, painted);
             Assert.Equal(refinedPixels, whole.RefinedPixels);
+            // prob.tif: the refined pixels' own probability, the others' their node's
+            using var probImg = Vips.Image.NewFromFile(Path.Combine(seg, "prob.tif"));
+            Assert.Equal(prob, probImg.WriteToMemory<byte>());
         }
+        // the objects' mean probability is that of their pixels, a winning class's of five: above 1/5
+        var objects = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(seg, "objects.geojson"))).RootElement.GetProperty("features");
+        Assert.True(objects.GetArrayLength() > 0);
+        foreach (var o in objects.EnumerateArray()) Assert.InRange(o.GetProperty("properties").GetProperty("mean_probability").GetDouble(), 0.2, 1.0);
 
         // --no-refine paints the nodes' classes
         var sc = TestPaths.RunCli("segment", Path.Combine(_dir, "held.tif"), "--model", Path.Combine(model, "best.model"), "--out", Path.Combine(_dir, "seg0"), "--no-refine");

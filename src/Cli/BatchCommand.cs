@@ -432,6 +432,17 @@ public static class BatchCommand
                 o.TissueFraction, o.TissueFraction is null ? null : o.TilesSkipped);
         }
 
+        /// <summary>Whether the slide's mask was painted with the boundary refinement (its segment.json says so).</summary>
+        private static bool Refined(string slideDir)
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(slideDir, "segment.json")));
+                return doc.RootElement.TryGetProperty("refined", out var r) && r.ValueKind == JsonValueKind.True;
+            }
+            catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException) { return false; }
+        }
+
         /// <summary>The slide's metrics against its ground truth: metrics.json and errors.png, each written atomically.</summary>
         private static PixelMetrics Measure(BatchSlideSpec slide, BatchSlideOutcome o, ModelSpec modelSpec)
         {
@@ -447,8 +458,8 @@ public static class BatchCommand
             var cmp = MaskComparison.Compare(o.MaskPath ?? Path.Combine(dir, AssignmentPaths.MaskFile), s.MaskPath!, modelSpec.Classes,
                 errorMapPng: Path.Combine(dir, BatchReport.ErrorMapFile), image: s.ImagePath);
             var pm = PixelMetrics.FromConfusion(cmp.Confusion, modelSpec.Classes, byNodes.SuperpixelCeiling);
-            // the graph counts tissue only; the mask counts glass too (as class 0)
-            if (o.TissueFraction is null && !pm.Confusion.SequenceEqual(byNodes.Confusion))
+            // the graph counts tissue only; the mask counts glass too (as class 0); a refined mask is not the nodes' classes
+            if (o.TissueFraction is null && !Refined(dir) && !pm.Confusion.SequenceEqual(byNodes.Confusion))
                 Log.Warning("Slide {Slide}: the painted mask's confusion matrix differs from the graph's (accuracy {Mask:P3} against {Graph:P3})", slide.Name, pm.Accuracy, byNodes.Accuracy);
             SafePaths.WriteAllText(Path.Combine(dir, "metrics.json"), JsonSerializer.Serialize(pm, new JsonSerializerOptions { WriteIndented = true }), "metrics");
             return pm;

@@ -48,7 +48,7 @@ public class BootstrapClusterTests(ITestOutputHelper output) : ClusterTestBase("
             var n0 = Start(0);
             all.Add(n0);
             foreach (var n in all) ClusterHarness.WaitFor(() => n.Saw(Done), TimeSpan.FromSeconds(40), $"{n.Name} to join", n);
-            ClusterHarness.WaitFor(() => n0.Saw("(4 members)") && n2.Saw("(4 members)"), TimeSpan.FromSeconds(20), "one cluster of four", n0);
+            ClusterHarness.WaitFor(() => n0.Saw("(4 members)") && n2.Saw("(4 members)"), TimeSpan.FromSeconds(60), "one cluster of four", n0);
             // exactly one node formed a cluster: the lowest; the others joined it
             Assert.Equal([n0.Name], all.Where(n => n.Saw(Forming)).Select(n => n.Name));
             Assert.All(new[] { n1, n2, n3 }, n => Assert.True(n.Saw("a cluster exists, joining it through"), n.Log));
@@ -65,14 +65,14 @@ public class BootstrapClusterTests(ITestOutputHelper output) : ClusterTestBase("
             ClusterHarness.WaitFor(() => n1b.Saw(Done), TimeSpan.FromSeconds(40), "the restarted coordinator to join", n1b);
             Assert.False(n1b.Saw(Forming), n1b.Log);
             Assert.True(n1b.Saw("a cluster exists, joining it through"), n1b.Log);
-            ClusterHarness.WaitFor(() => n2.Lines.Any(l => l.Contains($"Member up: {Addr(1)}") && l.Contains("(3 members)")), TimeSpan.FromSeconds(20), "the coordinator up in the old cluster", n2);
+            ClusterHarness.WaitFor(() => n2.Lines.Any(l => l.Contains($"Member up: {Addr(1)}") && l.Contains("(3 members)")), TimeSpan.FromSeconds(60), "the coordinator up in the old cluster", n2);
 
             // and the lowest node restarted: it joins too, although it has the lowest address
             var n0b = Start(0, "-restarted");
             all.Add(n0b);
             ClusterHarness.WaitFor(() => n0b.Saw(Done), TimeSpan.FromSeconds(40), "the restarted lowest node to join", n0b);
             Assert.False(n0b.Saw(Forming), n0b.Log);
-            ClusterHarness.WaitFor(() => n2.Lines.Any(l => l.Contains($"Member up: {Addr(0)}") && l.Contains("(4 members)")), TimeSpan.FromSeconds(20), "one cluster of four again", n2);
+            ClusterHarness.WaitFor(() => n2.Lines.Any(l => l.Contains($"Member up: {Addr(0)}") && l.Contains("(4 members)")), TimeSpan.FromSeconds(60), "one cluster of four again", n2);
             Assert.False(n2.Process.HasExited || n3.Process.HasExited, "the nodes that stayed are still running");
         }
         catch { Show(); throw; }

@@ -18,7 +18,7 @@ public class RecipeTests(ITestOutputHelper output) : TempDirTest("recipe")
 
         // no recipe options at all: the best recipe
         var best = Path.Combine(_dir, "best");
-        var r = TestPaths.RunCli("train", "--images", imgs, "--masks", masks, "--segments", "200", "--epochs", "2", "--val-frac", "0.5", "--out", best);
+        var r = TestPaths.RunCli("train", "--images", imgs, "--masks", masks, "--segments", "200", "--epochs", "2", "--val-frac", "0.5", "--no-refine", "--out", best);
         output.WriteLine(r.Stderr);
         Assert.True(r.ExitCode == 0, r.Stderr);
         var (spec, _) = ModelFile.Load(Path.Combine(best, "best.model"));
@@ -31,7 +31,7 @@ public class RecipeTests(ITestOutputHelper output) : TempDirTest("recipe")
 
         // the published recipe: its features (graphs built with them), kNN exp(-d) edges, 3 GraphConv layers of width 32
         var pub = Path.Combine(_dir, "published");
-        r = TestPaths.RunCli("train", "--recipe", "published", "--images", imgs, "--masks", masks, "--segments", "200", "--epochs", "2", "--val-frac", "0.5", "--out", pub);
+        r = TestPaths.RunCli("train", "--recipe", "published", "--images", imgs, "--masks", masks, "--segments", "200", "--epochs", "2", "--val-frac", "0.5", "--no-refine", "--out", pub);
         Assert.True(r.ExitCode == 0, r.Stderr);
         (spec, _) = ModelFile.Load(Path.Combine(pub, "best.model"));
         Assert.Equal("published", spec.Recipe);

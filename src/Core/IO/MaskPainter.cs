@@ -159,10 +159,13 @@ public static class MaskPainter
             int c = classOfNode[v];
             if (c >= classes) throw new ArgumentException($"node {v} has class {c}, but the probabilities cover {classes} classes");
             float p = probabilities[v * classes + c];
-            b[v] = (byte)Math.Clamp((int)MathF.Round(p * 255f, MidpointRounding.AwayFromZero), 0, 255);
+            b[v] = ProbabilityByte(p);
         }
         return b;
     }
+
+    /// <summary>A probability as prob.tif holds it: × 255, rounded to the nearest integer (halves away from zero).</summary>
+    public static byte ProbabilityByte(float p) => (byte)Math.Clamp((int)MathF.Round(p * 255f, MidpointRounding.AwayFromZero), 0, 255);
 
     /// <summary>A downscaled RGB overlay: the image in grey, class 1.. tinted (red, green, blue, ...).</summary>
     public static void Overlay(string imagePath, string maskPath, string pngPath, int maxSide = 1536, IReadOnlyList<ClassInfo>? classTable = null)

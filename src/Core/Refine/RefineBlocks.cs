@@ -135,7 +135,7 @@ public sealed class RefineBlocks
         return features;
     }
 
-    public static byte ToByte(float p) => (byte)Math.Clamp((int)MathF.Round(p * 255f, MidpointRounding.AwayFromZero), 0, 255);
+    private static byte ToByte(float p) => MaskPainter.ProbabilityByte(p);
 
     /// <summary>Blocks of at most <paramref name="size"/>² covering the image in raster order.</summary>
     public static IEnumerable<PixelRect> Blocks(int width, int height, int size)

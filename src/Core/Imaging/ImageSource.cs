@@ -32,6 +32,23 @@ public static class ImageLimits
 }
 
 /// <summary>
+/// Each distinct libvips warning, once, to whoever listens (the host logs them). Apart from <see cref="VipsImageSource"/>
+/// so that subscribing loads no libvips: a process that never reads an image (a trainer) runs without it.
+/// </summary>
+public static class VipsWarnings
+{
+    private static readonly HashSet<string> Seen = new();
+
+    public static event Action<string>? Warning;
+
+    internal static void Raise(string message)
+    {
+        lock (Seen) { if (Seen.Count > 1000 || !Seen.Add(message)) return; }
+        Warning?.Invoke(message);
+    }
+}
+
+/// <summary>
 /// Region reader over libvips: tiled/stripped TIFF and BigTIFF, OME-TIFF and multi-page TIFF (one page),
 /// pyramidal TIFF (page 0 = full resolution), PNG and JPEG. Reads only the regions asked for.
 /// Each instance is meant for one thread at a time; open one per worker.
@@ -49,15 +66,9 @@ public sealed class VipsImageSource : IRegionSource
             (domain, level, message) =>
             {
                 if (message is null) return;
-                lock (SeenWarnings) { if (SeenWarnings.Count > 1000 || !SeenWarnings.Add(message)) return; }
-                Warning?.Invoke(message);
+                VipsWarnings.Raise(message);
             });
     }
-
-    private static readonly HashSet<string> SeenWarnings = new();
-
-    /// <summary>Receives each distinct libvips warning once (the host logs them).</summary>
-    public static event Action<string>? Warning;
 
     private readonly Vips.Image _image;
     private readonly bool _wide;

@@ -248,11 +248,12 @@ public static class RefinerTrainer
         var result = shell with { FeatureMean = mean, FeatureStd = std, W1 = w["l1.w"], B1 = w["l1.b"], W2 = w["l2.w"], B2 = w["l2.b"], W3 = w["l3.w"], B3 = w["l3.b"], TrainingPixels = N };
         // the validation pixels through the C# classifier the painter uses: refined and coarse accuracy on the same pixels
         var refiner = new PixelRefiner(result);
-        var scratch = new float[refiner.ScratchLength];
+        var vc = new byte[yv.Length]; var vp = new float[yv.Length];
+        refiner.ClassifyMany(xv.AsSpan(0, yv.Length * F), vc, vp);
         long right = 0, coarseRight = 0;
         for (int i = 0; i < yv.Length; i++)
         {
-            if (refiner.Classify(xv.AsSpan(i * F, F), scratch).Class == yv[i]) right++;
+            if (vc[i] == yv[i]) right++;
             if (cv[i] == yv[i]) coarseRight++;
         }
         result = result with { ValidationAccuracy = (double)right / Math.Max(1, yv.Length), ValidationCoarseAccuracy = (double)coarseRight / Math.Max(1, yv.Length) };

@@ -60,7 +60,7 @@ public static class MaskPainter
                     int y0 = br * tile, bh = Math.Min(tile, H - y0);
                     uint[] band = [];
                     if (refine is null) using (var crop = map.Crop(0, y0, W, bh)) band = crop.WriteToMemory<uint>();
-                    else Parallel.For(0, cols, bc => refine.Paint(new Refine.PixelRect(bc * tile, y0, Math.Min(tile, W - bc * tile), bh), refined![bc], refinedProb?[bc]));
+                    else refine.PaintBand(y0, bh, tile, refined!, refinedProb);
                     for (int bc = 0; bc < cols; bc++)
                     {
                         Array.Clear(buf);

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Numerics;
 using ActorSeg.Core.Superpixels;
 
@@ -140,27 +142,60 @@ public sealed class PixelRefiner
     public void ComputeFeatures(PixelRect region, PixelRect core, int imageW, int imageH, ReadOnlySpan<ushort> raw, ReadOnlySpan<uint> nodeIds,
         ReadOnlySpan<float> nodeProbs, ReadOnlySpan<double> mean, ReadOnlySpan<double> std, Span<float> features)
     {
+        var all = new int[core.Pixels];
+        for (int i = 0; i < all.Length; i++) all[i] = i;
+        ComputeFeaturesAt(region, core, imageW, imageH, raw, nodeIds, nodeProbs, mean, std, all, features);
+    }
+
+    /// <summary>
+    /// The same values as <see cref="ComputeFeatures"/> for the core pixels <paramref name="pixels"/> only (indices into the
+    /// core, row-major): pixel j's features at j × <see cref="Features"/>. The smoothings still cover the region; only the
+    /// gathering is limited to the pixels asked for.
+    /// </summary>
+    public void ComputeFeaturesAt(PixelRect region, PixelRect core, int imageW, int imageH, ReadOnlySpan<ushort> raw, ReadOnlySpan<uint> nodeIds,
+        ReadOnlySpan<float> nodeProbs, ReadOnlySpan<double> mean, ReadOnlySpan<double> std, ReadOnlySpan<int> pixels, Span<float> features)
+    {
         var s = Spec;
         int C = s.Channels, K = s.Classes, F = Features, rw = region.W, rh = region.H, rn = rw * rh;
         if (region != core.Grow(Halo, imageW, imageH)) throw new ArgumentException($"region {region} is not core {core} grown by the halo {Halo}");
         if (raw.Length != (long)rn * C || nodeIds.Length != rn) throw new ArgumentException("region buffers do not match the region");
         if (mean.Length != C || std.Length != C) throw new ArgumentException($"image statistics for {mean.Length} channels, the refiner takes {C}");
-        if (features.Length < core.Pixels * F) throw new ArgumentException("feature buffer too small");
-        int nodes = nodeProbs.Length / K;
+        if (features.Length < (long)pixels.Length * F) throw new ArgumentException("feature buffer too small");
+        int nodes = nodeProbs.Length / K, m = pixels.Length;
+        int ox = core.X - region.X, oy = core.Y - region.Y, cw = core.W;
+        // each pixel's place in the region, and its neighbours' for the gradients (one-sided at the image's borders)
+        var at = new int[m]; var left = new int[m]; var right = new int[m]; var up = new int[m]; var down = new int[m];
+        for (int j = 0; j < m; j++)
+        {
+            int i = pixels[j];
+            if ((uint)i >= (uint)core.Pixels) throw new ArgumentOutOfRangeException(nameof(pixels), $"pixel {i} is not in the {core.W}x{core.H} core");
+            int y = i / cw, x = i - y * cw, ry = oy + y, rx = ox + x, gx = core.X + x, gy = core.Y + y;
+            at[j] = ry * rw + rx;
+            left[j] = at[j] - (gx > 0 ? 1 : 0); right[j] = at[j] + (gx < imageW - 1 ? 1 : 0);
+            up[j] = at[j] - (gy > 0 ? rw : 0); down[j] = at[j] + (gy < imageH - 1 ? rw : 0);
+        }
         var plane = new float[rn]; var smooth = new float[rn]; var tmp = new float[rn];
-        int ox = core.X - region.X, oy = core.Y - region.Y, cw = core.W, ch = core.H;
         int perChannel = 1 + s.Sigmas.Length + 2;
         for (int c = 0; c < C; c++)
         {
-            float m = (float)mean[c], inv = std[c] > 0 ? (float)(1.0 / std[c]) : 1f; // a constant image has no spread
-            for (int i = 0; i < rn; i++) plane[i] = (raw[i * C + c] - m) * inv;
+            float mu = (float)mean[c], inv = std[c] > 0 ? (float)(1.0 / std[c]) : 1f; // a constant image has no spread
+            for (int i = 0; i < rn; i++) plane[i] = (raw[i * C + c] - mu) * inv;
             int fb = c * perChannel;
-            Put(plane, fb, features, F, rw, ox, oy, cw, ch);
+            Gather(plane, at, features, F, fb);
             for (int k = 0; k < _kernels.Length; k++)
             {
                 Gaussian.Blur(plane, smooth, tmp, rw, rh, _kernels[k]);
-                Put(smooth, fb + 1 + k, features, F, rw, ox, oy, cw, ch);
-                if (k < 2) Gradient(smooth, fb + 1 + s.Sigmas.Length + k, features, F, rw, ox, oy, core, imageW, imageH);
+                Gather(smooth, at, features, F, fb + 1 + k);
+                if (k < 2)
+                {
+                    int f = fb + 1 + s.Sigmas.Length + k;
+                    // half the central-difference gradient magnitude
+                    for (int j = 0; j < m; j++)
+                    {
+                        float dx = smooth[right[j]] - smooth[left[j]], dy = smooth[down[j]] - smooth[up[j]];
+                        features[j * F + f] = MathF.Sqrt(dx * dx + dy * dy) * 0.5f;
+                    }
+                }
             }
         }
         // the coarse context: the node's own probabilities and the smoothed probability field
@@ -172,38 +207,15 @@ public sealed class PixelRefiner
                 uint id = nodeIds[i];
                 plane[i] = id == IO.GraphOutputs.NoNode ? 0f : id < (uint)nodes ? nodeProbs[(int)id * K + k] : throw new InvalidDataException($"node id {id} in the node map, but the graph has {nodes} nodes");
             }
-            Put(plane, cb + k, features, F, rw, ox, oy, cw, ch);
+            Gather(plane, at, features, F, cb + k);
             Gaussian.Blur(plane, smooth, tmp, rw, rh, _contextKernel);
-            Put(smooth, cb + K + k, features, F, rw, ox, oy, cw, ch);
-        }
-
-    }
-
-    private static void Put(float[] src, int f, Span<float> features, int F, int rw, int ox, int oy, int cw, int ch)
-    {
-        for (int y = 0; y < ch; y++)
-        {
-            int srow = (oy + y) * rw + ox, drow = y * cw;
-            for (int x = 0; x < cw; x++) features[(drow + x) * F + f] = src[srow + x];
+            Gather(smooth, at, features, F, cb + K + k);
         }
     }
 
-    /// <summary>Half the central-difference gradient magnitude of <paramref name="g"/> at every core pixel (one-sided at the image's borders).</summary>
-    private static void Gradient(float[] g, int f, Span<float> features, int F, int rw, int ox, int oy, PixelRect core, int imageW, int imageH)
+    private static void Gather(float[] src, int[] at, Span<float> features, int F, int f)
     {
-        int cw = core.W, ch = core.H;
-        for (int y = 0; y < ch; y++)
-        {
-            int ry = oy + y, gy = core.Y + y;
-            int up = gy > 0 ? ry - 1 : ry, down = gy < imageH - 1 ? ry + 1 : ry;
-            for (int x = 0; x < cw; x++)
-            {
-                int rx = ox + x, gx = core.X + x;
-                int left = gx > 0 ? rx - 1 : rx, right = gx < imageW - 1 ? rx + 1 : rx;
-                float dx = g[ry * rw + right] - g[ry * rw + left], dy = g[down * rw + rx] - g[up * rw + rx];
-                features[(y * cw + x) * F + f] = MathF.Sqrt(dx * dx + dy * dy) * 0.5f;
-            }
-        }
+        for (int j = 0; j < at.Length; j++) features[j * F + f] = src[at[j]];
     }
 
     /// <summary>Classifies one pixel's features: the winning class and its probability.</summary>
@@ -211,12 +223,14 @@ public sealed class PixelRefiner
     {
         var s = Spec;
         int F = Features, H = s.Hidden, K = s.Classes;
-        var h1 = scratch[..H]; var h2 = scratch.Slice(H, H); var o = scratch.Slice(2 * H, K);
-        Layer(x, F, s.W1, s.B1, h1, H, normalise: true);
+        if (x.Length < F || scratch.Length < ScratchLength) throw new ArgumentException("feature or scratch buffer too small");
+        var xn = scratch[..F]; var h1 = scratch.Slice(F, H); var h2 = scratch.Slice(F + H, H); var o = scratch.Slice(F + 2 * H, K);
+        for (int i = 0; i < F; i++) xn[i] = (x[i] - s.FeatureMean[i]) * _invStd[i];
+        Layer(xn, s.W1, s.B1, h1);
         Relu(h1);
-        Layer(h1, H, s.W2, s.B2, h2, H, normalise: false);
+        Layer(h1, s.W2, s.B2, h2);
         Relu(h2);
-        Layer(h2, H, s.W3, s.B3, o, K, normalise: false);
+        Layer(h2, s.W3, s.B3, o);
         int best = 0;
         for (int k = 1; k < K; k++) if (o[k] > o[best]) best = k;
         float sum = 0;
@@ -224,27 +238,129 @@ public sealed class PixelRefiner
         return ((byte)best, 1f / sum);
     }
 
-    /// <summary>Floats of scratch <see cref="Classify"/> needs.</summary>
-    public int ScratchLength => 2 * Spec.Hidden + Spec.Classes;
-
-    private void Layer(ReadOnlySpan<float> input, int nIn, float[] w, float[] b, Span<float> output, int nOut, bool normalise)
+    /// <summary>
+    /// <see cref="Classify"/> for many pixels (features interleaved, <see cref="Features"/> per pixel): a vector of pixels
+    /// at a time, each lane computing exactly what <see cref="Classify"/> computes for its pixel (the same operations in
+    /// the same order), many hidden units at once.
+    /// </summary>
+    public void ClassifyMany(ReadOnlySpan<float> features, Span<byte> classes, Span<float> probabilities)
     {
-        b.AsSpan().CopyTo(output);
-        int vw = Vector<float>.Count;
-        for (int i = 0; i < nIn; i++)
+        var s = Spec;
+        int F = Features, H = s.Hidden, K = s.Classes, vw = Vector<float>.Count;
+        int m = features.Length / F;
+        if (features.Length != m * F || classes.Length < m || probabilities.Length < m) throw new ArgumentException("feature, class or probability buffer sizes do not match");
+        var xT = new float[F * vw]; var h1 = new float[H * vw]; var h2 = new float[H * vw]; var o = new float[K * vw];
+        for (int p0 = 0; p0 < m; p0 += vw)
         {
-            float xi = normalise ? (input[i] - Spec.FeatureMean[i]) * _invStd[i] : input[i];
-            if (xi == 0) continue;
-            var row = w.AsSpan(i * nOut, nOut);
-            int j = 0;
-            var xv = new Vector<float>(xi);
-            for (; j + vw <= nOut; j += vw) (new Vector<float>(output.Slice(j, vw)) + xv * new Vector<float>(row.Slice(j, vw))).CopyTo(output.Slice(j, vw));
-            for (; j < nOut; j++) output[j] += xi * row[j];
+            int lanes = Math.Min(vw, m - p0);
+            if (lanes < vw) Array.Clear(xT);
+            for (int l = 0; l < lanes; l++)
+            {
+                var x = features.Slice((p0 + l) * F, F);
+                for (int i = 0; i < F; i++) xT[i * vw + l] = (x[i] - s.FeatureMean[i]) * _invStd[i];
+            }
+            LanesLayer(xT, F, s.W1, s.B1, h1, H, relu: true);
+            LanesLayer(h1, H, s.W2, s.B2, h2, H, relu: true);
+            LanesLayer(h2, H, s.W3, s.B3, o, K, relu: false);
+            for (int l = 0; l < lanes; l++)
+            {
+                int best = 0;
+                for (int k = 1; k < K; k++) if (o[k * vw + l] > o[best * vw + l]) best = k;
+                float sum = 0;
+                for (int k = 0; k < K; k++) sum += MathF.Exp(o[k * vw + l] - o[best * vw + l]);
+                classes[p0 + l] = (byte)best; probabilities[p0 + l] = 1f / sum;
+            }
+        }
+    }
+
+    /// <summary>One layer over a vector of pixels: output unit j of every lane = b[j] + Σᵢ input[i] · w[i, j], inputs in
+    /// order, a multiply then an add (as <see cref="Layer"/>); four units at a time so their additions overlap.</summary>
+    private static void LanesLayer(float[] input, int nIn, float[] w, float[] b, float[] output, int nOut, bool relu)
+    {
+        int vw = Vector<float>.Count;
+        if (w.Length < nIn * nOut || b.Length < nOut || input.Length < nIn * vw || output.Length < nOut * vw) throw new ArgumentException("layer sizes do not match");
+        ref float x0 = ref MemoryMarshal.GetArrayDataReference(input);
+        ref float w0 = ref MemoryMarshal.GetArrayDataReference(w);
+        ref float o0 = ref MemoryMarshal.GetArrayDataReference(output);
+        int j = 0;
+        for (; j + 4 <= nOut; j += 4)
+        {
+            var a0 = new Vector<float>(b[j]); var a1 = new Vector<float>(b[j + 1]); var a2 = new Vector<float>(b[j + 2]); var a3 = new Vector<float>(b[j + 3]);
+            for (int i = 0; i < nIn; i++)
+            {
+                var xv = Vector.LoadUnsafe(ref x0, (nuint)(i * vw));
+                ref float wr = ref Unsafe.Add(ref w0, i * nOut + j);
+                a0 += xv * new Vector<float>(wr); a1 += xv * new Vector<float>(Unsafe.Add(ref wr, 1));
+                a2 += xv * new Vector<float>(Unsafe.Add(ref wr, 2)); a3 += xv * new Vector<float>(Unsafe.Add(ref wr, 3));
+            }
+            if (relu) { a0 = Vector.Max(a0, Vector<float>.Zero); a1 = Vector.Max(a1, Vector<float>.Zero); a2 = Vector.Max(a2, Vector<float>.Zero); a3 = Vector.Max(a3, Vector<float>.Zero); }
+            a0.StoreUnsafe(ref o0, (nuint)(j * vw)); a1.StoreUnsafe(ref o0, (nuint)((j + 1) * vw));
+            a2.StoreUnsafe(ref o0, (nuint)((j + 2) * vw)); a3.StoreUnsafe(ref o0, (nuint)((j + 3) * vw));
+        }
+        for (; j < nOut; j++)
+        {
+            var a0 = new Vector<float>(b[j]);
+            for (int i = 0; i < nIn; i++) a0 += Vector.LoadUnsafe(ref x0, (nuint)(i * vw)) * new Vector<float>(Unsafe.Add(ref w0, i * nOut + j));
+            if (relu) a0 = Vector.Max(a0, Vector<float>.Zero);
+            a0.StoreUnsafe(ref o0, (nuint)(j * vw));
+        }
+    }
+
+    /// <summary>Floats of scratch <see cref="Classify"/> needs.</summary>
+    public int ScratchLength => Features + 2 * Spec.Hidden + Spec.Classes;
+
+    /// <summary>output = b + Σᵢ input[i] · w[i, ·], the inputs taken in order (each output a multiply then an add per
+    /// input, no fused multiply-add), the same on every machine.</summary>
+    private static void Layer(ReadOnlySpan<float> input, float[] w, float[] b, Span<float> output)
+    {
+        int nIn = input.Length, nOut = output.Length;
+        if (w.Length < nIn * nOut || b.Length < nOut) throw new ArgumentException("layer weights do not match its sizes");
+        int vw = Vector<float>.Count;
+        ref float o = ref MemoryMarshal.GetReference(output);
+        ref float w0 = ref MemoryMarshal.GetArrayDataReference(w);
+        ref float b0 = ref MemoryMarshal.GetArrayDataReference(b);
+        ref float x0 = ref MemoryMarshal.GetReference(input);
+        int j = 0;
+        // four vectors of outputs at a time, kept in registers over all the inputs
+        for (; j + 4 * vw <= nOut; j += 4 * vw)
+        {
+            var a0 = Vector.LoadUnsafe(ref b0, (nuint)j); var a1 = Vector.LoadUnsafe(ref b0, (nuint)(j + vw));
+            var a2 = Vector.LoadUnsafe(ref b0, (nuint)(j + 2 * vw)); var a3 = Vector.LoadUnsafe(ref b0, (nuint)(j + 3 * vw));
+            for (int i = 0; i < nIn; i++)
+            {
+                var xv = new Vector<float>(Unsafe.Add(ref x0, i));
+                ref float row = ref Unsafe.Add(ref w0, i * nOut + j);
+                a0 += xv * Vector.LoadUnsafe(ref row); a1 += xv * Vector.LoadUnsafe(ref row, (nuint)vw);
+                a2 += xv * Vector.LoadUnsafe(ref row, (nuint)(2 * vw)); a3 += xv * Vector.LoadUnsafe(ref row, (nuint)(3 * vw));
+            }
+            a0.StoreUnsafe(ref o, (nuint)j); a1.StoreUnsafe(ref o, (nuint)(j + vw));
+            a2.StoreUnsafe(ref o, (nuint)(j + 2 * vw)); a3.StoreUnsafe(ref o, (nuint)(j + 3 * vw));
+        }
+        for (; j + vw <= nOut; j += vw)
+        {
+            var a0 = Vector.LoadUnsafe(ref b0, (nuint)j);
+            for (int i = 0; i < nIn; i++)
+            {
+                a0 += new Vector<float>(Unsafe.Add(ref x0, i)) * Vector.LoadUnsafe(ref Unsafe.Add(ref w0, i * nOut + j));
+            }
+            a0.StoreUnsafe(ref o, (nuint)j);
+        }
+        for (; j < nOut; j++)
+        {
+            float a0 = Unsafe.Add(ref b0, j);
+            for (int i = 0; i < nIn; i++)
+            {
+                a0 += Unsafe.Add(ref x0, i) * Unsafe.Add(ref w0, i * nOut + j);
+            }
+            Unsafe.Add(ref o, j) = a0;
         }
     }
 
     private static void Relu(Span<float> v)
     {
-        for (int i = 0; i < v.Length; i++) if (v[i] < 0) v[i] = 0;
+        int vw = Vector<float>.Count, i = 0;
+        ref float r = ref MemoryMarshal.GetReference(v);
+        for (; i + vw <= v.Length; i += vw) Vector.Max(Vector.LoadUnsafe(ref r, (nuint)i), Vector<float>.Zero).StoreUnsafe(ref r, (nuint)i);
+        for (; i < v.Length; i++) if (Unsafe.Add(ref r, i) < 0) Unsafe.Add(ref r, i) = 0;
     }
 }

@@ -72,35 +72,106 @@ public sealed class RefineBlocks
     /// </summary>
     public void Paint(PixelRect core, Span<byte> cls, Span<byte> probByte)
     {
-        int n = core.W * core.H, K = _refiner.Spec.Classes;
-        var ids = new uint[n];
-        lock (_read) _map.Read(core, ids);
+        // the node ids of the block with the refiner's halo, read once: the core's are a window of them
+        var region = core.Grow(_refiner.Halo, Width, Height);
+        var rids = new uint[region.Pixels];
+        lock (_read) _map.Read(region, rids);
+        PaintFrom(core, region, rids, null, cls, probByte);
+    }
+
+    /// <summary>
+    /// The blocks of one band of rows [<paramref name="y0"/>, y0 + <paramref name="height"/>), <paramref name="block"/>
+    /// pixels wide (the last narrower), painted into <paramref name="cls"/>[b] and <paramref name="probByte"/>[b] (each
+    /// block's pixels row-major), exactly as <see cref="Paint"/> paints each block; the band's pixels and node ids are read
+    /// once with the halo rows above and below, and the blocks refined on every core.
+    /// </summary>
+    public void PaintBand(int y0, int height, int block, byte[][] cls, byte[][]? probByte)
+    {
+        int cols = (Width + block - 1) / block, C = _image.Channels;
+        // a few blocks more than there are cores at a time: memory stays bounded however wide the image is
+        int chunk = Math.Max(8, 2 * Environment.ProcessorCount);
+        for (int c0 = 0; c0 < cols; c0 += chunk)
+        {
+            int c1 = Math.Min(cols, c0 + chunk);
+            var band = new PixelRect(c0 * block, y0, Math.Min(Width, c1 * block) - c0 * block, height).Grow(_refiner.Halo, Width, Height);
+            var ids = new uint[band.Pixels];
+            lock (_read) _map.Read(band, ids);
+            ushort[]? raw = null;
+            if (AnyFlagged(ids))
+            {
+                raw = new ushort[band.Pixels * C];
+                lock (_read) _image.ReadRegion(band.X, band.Y, band.W, band.H, raw);
+            }
+            Parallel.For(c0, c1, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, bc =>
+            {
+                var core = new PixelRect(bc * block, y0, Math.Min(block, Width - bc * block), height);
+                var region = core.Grow(_refiner.Halo, Width, Height);
+                // the block's region, cut out of the band's (which holds all of it)
+                var rids = new uint[region.Pixels];
+                ushort[]? rraw = raw is null ? null : new ushort[region.Pixels * C];
+                for (int y = 0; y < region.H; y++)
+                {
+                    int src = (region.Y - band.Y + y) * band.W + region.X - band.X;
+                    ids.AsSpan(src, region.W).CopyTo(rids.AsSpan(y * region.W, region.W));
+                    if (rraw is not null) raw!.AsSpan(src * C, region.W * C).CopyTo(rraw.AsSpan(y * region.W * C, region.W * C));
+                }
+                PaintFrom(core, region, rids, rraw, cls[bc], probByte is null ? default : probByte[bc]);
+            });
+        }
+    }
+
+    private bool AnyFlagged(uint[] ids)
+    {
+        foreach (var id in ids) if (id < (uint)_flag.Length && _flag[id]) return true;
+        return false;
+    }
+
+    /// <summary>Paints <paramref name="core"/> from its region's node ids (and pixels, when already read; else read here if needed).</summary>
+    private void PaintFrom(PixelRect core, PixelRect region, uint[] rids, ushort[]? raw, Span<byte> cls, Span<byte> probByte)
+    {
+        int K = _refiner.Spec.Classes;
+        int ox = core.X - region.X, oy = core.Y - region.Y, rw = region.W;
         bool any = false;
-        for (int i = 0; i < n; i++)
-        {
-            uint id = ids[i];
-            if (id == GraphOutputs.NoNode) { cls[i] = 0; if (!probByte.IsEmpty) probByte[i] = 0; continue; }
-            if (id >= (uint)_classOfNode.Length) throw new InputFileException(_map.Path, $"node id {id} but the graph has {_classOfNode.Length} nodes");
-            byte c = _classOfNode[id];
-            cls[i] = c;
-            if (!probByte.IsEmpty) probByte[i] = ToByte(_probs[(int)id * K + c]);
-            any |= _flag[id];
-        }
+        for (int y = 0; y < core.H; y++)
+            for (int x = 0; x < core.W; x++)
+            {
+                int i = y * core.W + x;
+                uint id = rids[(oy + y) * rw + ox + x];
+                if (id == GraphOutputs.NoNode) { cls[i] = 0; if (!probByte.IsEmpty) probByte[i] = 0; continue; }
+                if (id >= (uint)_classOfNode.Length) throw new InputFileException(_map.Path, $"node id {id} but the graph has {_classOfNode.Length} nodes");
+                byte c = _classOfNode[id];
+                cls[i] = c;
+                if (!probByte.IsEmpty) probByte[i] = ToByte(_probs[(int)id * K + c]);
+                any |= _flag[id];
+            }
         if (!any) return;
-        var features = Features(core, out _);
-        int F = _refiner.Features;
-        var scratch = new float[_refiner.ScratchLength];
-        long refined = 0, changed = 0;
-        for (int i = 0; i < n; i++)
+        if (raw is null)
         {
-            uint id = ids[i];
-            if (id == GraphOutputs.NoNode || !_flag[id]) continue;
-            var (c, p) = _refiner.Classify(features.AsSpan(i * F, F), scratch);
-            refined++;
-            if (c != cls[i]) changed++;
-            cls[i] = c;
-            if (!probByte.IsEmpty) probByte[i] = ToByte(p);
+            raw = new ushort[region.Pixels * _image.Channels];
+            lock (_read) _image.ReadRegion(region.X, region.Y, region.W, region.H, raw);
         }
+        var pick = new List<int>();
+        for (int y = 0; y < core.H; y++)
+            for (int x = 0; x < core.W; x++)
+            {
+                uint id = rids[(oy + y) * rw + ox + x];
+                if (id != GraphOutputs.NoNode && _flag[id]) pick.Add(y * core.W + x);
+            }
+        int F = _refiner.Features;
+        var pixels = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(pick);
+        var features = new float[(long)pixels.Length * F];
+        _refiner.ComputeFeaturesAt(region, core, Width, Height, raw, rids, _probs, _mean, _std, pixels, features);
+        var newClass = new byte[pixels.Length]; var newProb = new float[pixels.Length];
+        _refiner.ClassifyMany(features, newClass, newProb);
+        long changed = 0;
+        for (int j = 0; j < pixels.Length; j++)
+        {
+            int i = pixels[j];
+            if (newClass[j] != cls[i]) changed++;
+            cls[i] = newClass[j];
+            if (!probByte.IsEmpty) probByte[i] = ToByte(newProb[j]);
+        }
+        long refined = pixels.Length;
         Interlocked.Add(ref _refined, refined);
         Interlocked.Add(ref _changed, changed);
     }
@@ -108,31 +179,24 @@ public sealed class RefineBlocks
     /// <summary>The features of the pixels of flagged nodes in <paramref name="core"/> (for training), with their index in the block and their node.</summary>
     public (float[] Features, int[] Pixels, uint[] Nodes) FlaggedFeatures(PixelRect core)
     {
-        int n = core.W * core.H, F = _refiner.Features;
-        var ids = new uint[n];
-        lock (_read) _map.Read(core, ids);
-        var pick = new List<int>();
-        for (int i = 0; i < n; i++) if (ids[i] != GraphOutputs.NoNode && ids[i] < (uint)_flag.Length && _flag[ids[i]]) pick.Add(i);
-        if (pick.Count == 0) return ([], [], []);
-        var all = Features(core, out _);
-        var f = new float[pick.Count * F];
-        for (int j = 0; j < pick.Count; j++) all.AsSpan(pick[j] * F, F).CopyTo(f.AsSpan(j * F, F));
-        return (f, pick.ToArray(), pick.Select(i => ids[i]).ToArray());
-    }
-
-    private float[] Features(PixelRect core, out PixelRect region)
-    {
-        region = core.Grow(_refiner.Halo, Width, Height);
-        var raw = new ushort[region.Pixels * _image.Channels];
+        int F = _refiner.Features;
+        var region = core.Grow(_refiner.Halo, Width, Height);
         var rids = new uint[region.Pixels];
-        lock (_read)
-        {
-            _image.ReadRegion(region.X, region.Y, region.W, region.H, raw);
-            _map.Read(region, rids);
-        }
-        var features = new float[core.Pixels * _refiner.Features];
-        _refiner.ComputeFeatures(region, core, Width, Height, raw, rids, _probs, _mean, _std, features);
-        return features;
+        lock (_read) _map.Read(region, rids);
+        int ox = core.X - region.X, oy = core.Y - region.Y;
+        var pick = new List<int>(); var nodes = new List<uint>();
+        for (int y = 0; y < core.H; y++)
+            for (int x = 0; x < core.W; x++)
+            {
+                uint id = rids[(oy + y) * region.W + ox + x];
+                if (id != GraphOutputs.NoNode && id < (uint)_flag.Length && _flag[id]) { pick.Add(y * core.W + x); nodes.Add(id); }
+            }
+        if (pick.Count == 0) return ([], [], []);
+        var raw = new ushort[region.Pixels * _image.Channels];
+        lock (_read) _image.ReadRegion(region.X, region.Y, region.W, region.H, raw);
+        var f = new float[(long)pick.Count * F];
+        _refiner.ComputeFeaturesAt(region, core, Width, Height, raw, rids, _probs, _mean, _std, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(pick), f);
+        return (f, pick.ToArray(), nodes.ToArray());
     }
 
     private static byte ToByte(float p) => MaskPainter.ProbabilityByte(p);

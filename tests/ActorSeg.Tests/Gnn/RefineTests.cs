@@ -115,6 +115,27 @@ public class RefineTests(ITestOutputHelper output) : TempDirTest("refine")
         }
     }
 
+    [Theory]
+    [InlineData(1, 2, 32, 1000)]
+    [InlineData(3, 5, 13, 37)]   // hidden units not a multiple of four, pixels not a multiple of a vector
+    [InlineData(2, 3, 5, 3)]
+    public void ClassifyMany_IsClassify_BitForBit(int channels, int classes, int hidden, int pixels)
+    {
+        var refiner = new PixelRefiner(RandomSpec(channels, classes, 7, hidden));
+        int F = refiner.Features;
+        var r = new Random(hidden);
+        var x = Enumerable.Range(0, pixels * F).Select(i => i % 11 == 0 ? 0f : (float)(r.NextDouble() * 6 - 3)).ToArray();
+        var cls = new byte[pixels]; var prob = new float[pixels];
+        refiner.ClassifyMany(x, cls, prob);
+        var scratch = new float[refiner.ScratchLength];
+        for (int i = 0; i < pixels; i++)
+        {
+            var (c, p) = refiner.Classify(x.AsSpan(i * F, F), scratch);
+            Assert.Equal(c, cls[i]);
+            Assert.Equal(BitConverter.SingleToInt32Bits(p), BitConverter.SingleToInt32Bits(prob[i]));
+        }
+    }
+
     [Fact]
     public void Flags_MarkNodesNextToAnotherClass_AndUnsureOnes()
     {

@@ -138,6 +138,39 @@ public class AlgorithmTests
             }
     }
 
+    [Theory]
+    [InlineData(37, 23, 1.0)]
+    [InlineData(70, 41, 4.0)]
+    [InlineData(5, 3, 10.25)]   // a kernel far wider than the image: reflected more than once
+    [InlineData(1, 9, 2.0)]
+    [InlineData(129, 2, 0.5)]
+    public void Gaussian_IsBitForBitTheSeparableFloatSum_VerticalThenHorizontal(int w, int h, double sigma)
+    {
+        // every output is k[0]·s[0] + k[1]·s[1] + … in float, in that order, whichever path (vector, tail, border) computes it
+        var rnd = new Random(w * 31 + h);
+        var src = Enumerable.Range(0, w * h).Select(_ => (float)(rnd.NextDouble() * 8 - 4)).ToArray();
+        var k = Gaussian.Kernel(sigma);
+        int r = k.Length / 2;
+        var dst = new float[w * h]; var tmp = new float[w * h];
+        Gaussian.Blur(src, dst, tmp, w, h, k);
+        int Reflect(int i, int n) { if (n == 1) return 0; while (i < 0 || i >= n) i = i < 0 ? -i - 1 : 2 * n - i - 1; return i; }
+        var v = new float[w * h];
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+            {
+                float acc = k[0] * src[Reflect(y - r, h) * w + x];
+                for (int j = 1; j < k.Length; j++) acc += k[j] * src[Reflect(y + j - r, h) * w + x];
+                v[y * w + x] = acc;
+            }
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+            {
+                float acc = k[0] * v[y * w + Reflect(x - r, w)];
+                for (int j = 1; j < k.Length; j++) acc += k[j] * v[y * w + Reflect(x + j - r, w)];
+                Assert.Equal(BitConverter.SingleToInt32Bits(acc), BitConverter.SingleToInt32Bits(dst[y * w + x]));
+            }
+    }
+
     [Fact]
     public void SeedGrid_CoversTheImageAndMatchesTheTargetCount()
     {

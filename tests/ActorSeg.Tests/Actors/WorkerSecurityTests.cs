@@ -41,4 +41,48 @@ public class WorkerSecurityTests : TestKit, IDisposable
         Assert.Empty(Directory.EnumerateFileSystemEntries(victim));
         Assert.False(File.Exists("/tmp/elsewhere.tif"));
     }
+
+    [Fact]
+    public void ARefinedPaintJob_NamingARefinementOutsideItsFolder_OrAnImageOutsideTheRoots_IsRefusedBeforeAnyRead()
+    {
+        var coordinator = CreateTestProbe();
+        var data = Path.Combine(_dir, "data");
+        var job = Path.Combine(data, "out");
+        Directory.CreateDirectory(job);
+        var roots = new DataRoots([data]);
+        var worker = Sys.ActorOf(TileWorkerActor.Props(coordinator.Ref, null, s => s.Equals(coordinator.Ref), roots));
+        var trainer = Sys.ActorOf(TrainerActor.Props(coordinator.Ref, "cpu", null, s => s.Equals(coordinator.Ref), roots));
+        coordinator.FishForMessage(m => m is RequestWork, TimeSpan.FromSeconds(5));
+        var image = Path.Combine(data, "image.tif");
+        File.WriteAllText(image, "not read");
+        ResultRef In(string name) => new(Path.Combine(job, name), 1, "0");
+        var paint = new PaintAssignment("j", "a", image, In("nodes.tif"), In("classes.u8"), Path.Combine(job, AssignmentPaths.MaskFile),
+            Path.Combine(job, AssignmentPaths.OverlayFile), 1, job, Probs: In("probs.f32"), Refine: In("refine.bin"));
+
+        PaintFailed Refused(PaintAssignment w)
+        {
+            coordinator.Send(worker, w);
+            var f = coordinator.FishForMessage<PaintFailed>(_ => true, TimeSpan.FromSeconds(5));
+            Assert.True(f.Permanent);
+            return f;
+        }
+        // a refinement file from another job's folder (or anywhere else) is never opened
+        var elsewhere = Path.Combine(_dir, "other-job");
+        Directory.CreateDirectory(elsewhere);
+        Assert.Contains("refinement", Refused(paint with { Refine = new ResultRef(Path.Combine(elsewhere, "refine.bin"), 1, "0") }).Error);
+        Assert.Contains("refinement", Refused(paint with { Refine = new ResultRef(Path.Combine(job, "..", "..", "other-job", "refine.bin"), 1, "0") }).Error);
+        // nor an image outside this node's data roots, through a link either
+        Assert.Contains("outside this node's data roots", Refused(paint with { ImagePath = "/etc/hostname" }).Error);
+        var link = Path.Combine(data, "link.tif");
+        File.CreateSymbolicLink(link, "/etc/hostname");
+        Assert.Contains("outside this node's data roots", Refused(paint with { ImagePath = link }).Error);
+        // a training job's graphs outside the roots: refused before any training
+        coordinator.Send(trainer, new TrainModel("t", new TrainJobSpec(["/etc/graph.npz"], Path.Combine(data, "model")), 1));
+        var tf = coordinator.FishForMessage<TrainFailed>(_ => true, TimeSpan.FromSeconds(5));
+        Assert.True(tf.Permanent);
+        Assert.Contains("outside this node's data roots", tf.Error);
+        Assert.False(Directory.Exists(Path.Combine(data, "model")));
+        Assert.Equal(["image.tif", "link.tif", "out"], Directory.EnumerateFileSystemEntries(data).Select(Path.GetFileName).Order().ToArray());
+        Assert.Empty(Directory.EnumerateFileSystemEntries(job));
+    }
 }

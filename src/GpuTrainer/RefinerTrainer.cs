@@ -371,12 +371,12 @@ public static class RefinedEvaluation
             foreach (var core in RefineBlocks.Blocks(blocks.Width, blocks.Height, block))
             {
                 var cls = new byte[core.Pixels];
-                blocks.Paint(core, cls, default);
+                blocks.Paint(core, cls, default, noNode: 255); // glass (no node) is left out, as the coarse node histograms leave it
                 var truth = input.MaskClasses(mask, core);
                 for (int i = 0; i < cls.Length; i++)
                 {
                     int t = truth[i];
-                    if (t == 255) continue;
+                    if (t == 255 || cls[i] == 255) continue;
                     if (t >= K) throw new InvalidDataException($"{input.MaskPath}: class {t} is not known to the model");
                     cm[t * K + cls[i]]++;
                 }

@@ -70,13 +70,15 @@ public sealed class RefineBlocks
     /// every pixel of <paramref name="core"/>, row-major. Pixels without a node (glass) are class 0, probability 0.
     /// Blocks may be painted from several threads at once (the reads take turns).
     /// </summary>
-    public void Paint(PixelRect core, Span<byte> cls, Span<byte> probByte)
+    /// <param name="noNode">the class written for pixels without a node (glass): 0 in a mask; an evaluation passes a
+    /// value no class has, to leave them out as the coarse node histograms do</param>
+    public void Paint(PixelRect core, Span<byte> cls, Span<byte> probByte, byte noNode = 0)
     {
         // the node ids of the block with the refiner's halo, read once: the core's are a window of them
         var region = core.Grow(_refiner.Halo, Width, Height);
         var rids = new uint[region.Pixels];
         lock (_read) _map.Read(region, rids);
-        PaintFrom(core, region, rids, null, cls, probByte);
+        PaintFrom(core, region, rids, null, cls, probByte, noNode);
     }
 
     /// <summary>
@@ -127,7 +129,7 @@ public sealed class RefineBlocks
     }
 
     /// <summary>Paints <paramref name="core"/> from its region's node ids (and pixels, when already read; else read here if needed).</summary>
-    private void PaintFrom(PixelRect core, PixelRect region, uint[] rids, ushort[]? raw, Span<byte> cls, Span<byte> probByte)
+    private void PaintFrom(PixelRect core, PixelRect region, uint[] rids, ushort[]? raw, Span<byte> cls, Span<byte> probByte, byte noNode = 0)
     {
         int K = _refiner.Spec.Classes;
         int ox = core.X - region.X, oy = core.Y - region.Y, rw = region.W;
@@ -137,7 +139,7 @@ public sealed class RefineBlocks
             {
                 int i = y * core.W + x;
                 uint id = rids[(oy + y) * rw + ox + x];
-                if (id == GraphOutputs.NoNode) { cls[i] = 0; if (!probByte.IsEmpty) probByte[i] = 0; continue; }
+                if (id == GraphOutputs.NoNode) { cls[i] = noNode; if (!probByte.IsEmpty) probByte[i] = 0; continue; }
                 if (id >= (uint)_classOfNode.Length) throw new InputFileException(_map.Path, $"node id {id} but the graph has {_classOfNode.Length} nodes");
                 byte c = _classOfNode[id];
                 cls[i] = c;

@@ -34,7 +34,9 @@ public sealed class Stitcher
     /// <summary>Group → node id, per tile, for painting the node-label map.</summary>
     public int[][] NodeOfGroup { get; private set; } = [];
 
-    public SuperpixelGraph Run(IProgress<string>? progress = null)
+    /// <param name="nodesKnown">called with <see cref="NodeOfGroup"/> as soon as the nodes are numbered, before their
+    /// features and edges: whatever needs only the numbering (the node-label maps) can start then</param>
+    public SuperpixelGraph Run(IProgress<string>? progress = null, Action<int[][]>? nodesKnown = null)
     {
         int tiles = _plan.Count, C = _s.Channels;
         var norms = _s.Norms ?? new PlaneNorms(_s.Stats.Mean, Enumerable.Range(0, C).Select(_s.Stats.InvStd).ToArray());
@@ -173,6 +175,7 @@ public sealed class Stitcher
         NodeOfGroup = new int[tiles][];
         for (int t = 0; t < tiles; t++) NodeOfGroup[t] = nodeOf.AsSpan(gBase[t], meta[t].Groups).ToArray();
         Step($"{N} nodes");
+        nodesKnown?.Invoke(NodeOfGroup);
 
         // --- node geometry and classes ---
         var graph = new SuperpixelGraph

@@ -31,38 +31,43 @@ public static class GraphOutputs
     public static Summary StitchAndWrite(GraphJobManifest job, string outDir, bool writeNodeMap, IProgress<string>? progress = null)
     {
         var sw = Stopwatch.StartNew();
-        var (g, nodeOfGroup) = GraphJob.Stitch(job, progress);
-        double stitch = sw.Elapsed.TotalSeconds;
-        sw.Restart();
-        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
         var staging = Path.Combine(job.WorkDir, "out");
         Directory.CreateDirectory(staging);
-        // graph.npz depends on the graph alone: it is written beside the node maps (nodes.ome.tif is made from nodes.tif,
-        // so those two follow each other); everything waits for both before anything is published
-        var npz = Task.Factory.StartNew(() =>
+        // the node maps need only the nodes' numbering: they are written (nodes.tif, then nodes.ome.tif made from it) while
+        // the stitch goes on to the features and edges and graph.npz is written; everything waits for them before anything
+        // is published
+        Task? maps = null;
+        void StartMaps(int[][] nodeOfGroup)
         {
-            WriteNpz(g, job, Path.Combine(staging, GraphFile));
-            progress?.Report($"wrote {GraphFile}");
-        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        try
-        {
-            if (writeNodeMap)
+            if (!writeNodeMap) return;
+            maps = Task.Factory.StartNew(() =>
             {
                 WriteNodeMap(job, nodeOfGroup, Path.Combine(staging, NodeMapFile), progress);
                 progress?.Report($"wrote {NodeMapFile}");
                 WriteNodeMapOme(Path.Combine(staging, NodeMapFile), Path.Combine(staging, NodeMapOmeFile), SourcePixelSize(job));
                 progress?.Report($"wrote {NodeMapOmeFile}");
-            }
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        }
+        SuperpixelGraph g;
+        double stitch;
+        try
+        {
+            (g, _) = GraphJob.Stitch(job, progress, StartMaps);
+            stitch = sw.Elapsed.TotalSeconds;
+            sw.Restart();
+            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true); // what the stitch dropped, before the npz's arrays
+            WriteNpz(g, job, Path.Combine(staging, GraphFile));
+            progress?.Report($"wrote {GraphFile}");
             if (job.TissueMap is { } tissue) tissue.SavePng(Path.Combine(staging, TissueFile));
         }
         finally
         {
-            // never leave the npz writer running into a failed job's clean-up; its own failure is reported below, when
-            // the node maps succeeded
-            try { npz.Wait(); }
+            // never leave the node-map writer running into a failed job's clean-up; its own failure is reported below,
+            // when the rest succeeded
+            try { maps?.Wait(); }
             catch (AggregateException) { }
         }
-        npz.GetAwaiter().GetResult();
+        maps?.GetAwaiter().GetResult();
         double write = sw.Elapsed.TotalSeconds;
         var summary = new Summary(g.NodeCount, g.RagA.Length, g.EdgeSrc.Length, stitch, write);
         WriteSummary(g, job, summary, Path.Combine(staging, SummaryFile), writeNodeMap);

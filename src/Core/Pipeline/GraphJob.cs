@@ -276,7 +276,7 @@ public static class GraphJob
     }
 
     /// <summary>Stitches all tiles' partial graphs into the global graph.</summary>
-    public static (SuperpixelGraph Graph, int[][] NodeOfGroup) Stitch(GraphJobManifest job, IProgress<string>? progress = null)
+    public static (SuperpixelGraph Graph, int[][] NodeOfGroup) Stitch(GraphJobManifest job, IProgress<string>? progress = null, Action<int[][]>? nodesKnown = null)
     {
         var plan = job.Plan;
         var settings = new StitchSettings(job.Width, job.Height, job.Channels, job.Stats, job.MinSize, job.Grid.S, job.Request.K, job.Request.MaskPath is not null)
@@ -284,7 +284,7 @@ public static class GraphJob
             Norms = job.Norms, PlaneFeatureNames = job.PlaneFeatureNames, ContrastFeature = job.Texture,
         };
         var st = new Stitcher(plan, settings, (id, withValues) => TileResult.ReadFile(job.ResultPath(id), withValues));
-        var g = st.Run(progress);
+        var g = st.Run(progress, nodesKnown);
         return (g, st.NodeOfGroup);
     }
 

@@ -57,7 +57,9 @@ public sealed class VipsImageSource : IRegionSource
 {
     static VipsImageSource()
     {
-        // Operation cache off: every region is read once; caching would only grow memory.
+        // Operation cache off, before anything else in the process uses libvips: every region is read once, so caching would
+        // only grow memory, and with the cache on, a slide's tissue was once found wrong (all tissue on a 60 % glass slide,
+        // SlideSegmentTests) when libvips had been used before this ran: hosts run this first (Logging.Configure).
         Vips.Cache.Max = 0;
         Vips.Cache.MaxMem = 0;
         // libvips prints its warnings (e.g. a malformed TIFF DateTime tag) on stderr for every region read; route each

@@ -57,9 +57,11 @@ public sealed class VipsImageSource : IRegionSource
 {
     static VipsImageSource()
     {
-        // Operation cache off, before anything else in the process uses libvips: every region is read once, so caching would
-        // only grow memory, and with the cache on, a slide's tissue was once found wrong (all tissue on a 60 % glass slide,
-        // SlideSegmentTests) when libvips had been used before this ran: hosts run this first (Logging.Configure).
+        // Operation cache off, before anything else in the process uses libvips. Every region is read once, so caching
+        // would only grow memory; and with it on, opening a file that this process rewrote returns the image cached
+        // from before (libvips caches the load by file name): `generate --glass` then wrote its slide from the image
+        // without glass (SlideSegmentTests: all tissue on a 60 % glass slide). Hosts run this first (Logging.Configure),
+        // and code that rewrites and reopens files calls <see cref="EnsureSetUp"/>.
         Vips.Cache.Max = 0;
         Vips.Cache.MaxMem = 0;
         // libvips prints its warnings (e.g. a malformed TIFF DateTime tag) on stderr for every region read; route each
@@ -71,6 +73,9 @@ public sealed class VipsImageSource : IRegionSource
                 VipsWarnings.Raise(message);
             });
     }
+
+    /// <summary>Applies libvips' process-wide settings (above) if nothing has yet; cheap to call again.</summary>
+    public static void EnsureSetUp() { }
 
     private readonly Vips.Image _image;
     private readonly bool _wide;

@@ -60,8 +60,8 @@ public sealed class VipsImageSource : IRegionSource
         // Operation cache off, before anything else in the process uses libvips. Every region is read once, so caching
         // would only grow memory; and with it on, opening a file that this process rewrote returns the image cached
         // from before (libvips caches the load by file name): `generate --glass` then wrote its slide from the image
-        // without glass (SlideSegmentTests: all tissue on a 60 % glass slide). Hosts run this first (Logging.Configure),
-        // and code that rewrites and reopens files calls <see cref="EnsureSetUp"/>.
+        // without glass (SlideSegmentTests: all tissue on a 60 % glass slide). So this runs when the assembly loads
+        // (VipsModuleSetUp below); hosts and the slide writer also ask for it (EnsureSetUp), which costs nothing.
         Vips.Cache.Max = 0;
         Vips.Cache.MaxMem = 0;
         // libvips prints its warnings (e.g. a malformed TIFF DateTime tag) on stderr for every region read; route each
@@ -279,4 +279,21 @@ public sealed class ArrayImageSource : IRegionSource
     }
 
     public void Dispose() { }
+}
+
+/// <summary>
+/// libvips' process-wide settings (<see cref="VipsImageSource"/>'s: operation cache off, warnings routed) applied as soon as
+/// this assembly loads, before any code here can use libvips, whatever the entry point (a host, a test, a bench). A
+/// process without libvips (a trainer that only reads graphs) goes on; only an image read would then fail, saying why.
+/// </summary>
+internal static class VipsModuleSetUp
+{
+#pragma warning disable CA2255 // a library's module initializer, on purpose: the setting must precede every use
+    [System.Runtime.CompilerServices.ModuleInitializer]
+    internal static void Run()
+    {
+        try { System.Runtime.CompilerServices.RuntimeHelpers.RunClassConstructor(typeof(VipsImageSource).TypeHandle); }
+        catch (TypeInitializationException) { }
+    }
+#pragma warning restore CA2255
 }

@@ -28,9 +28,5 @@ public static class Logging
             : cfg.WriteTo.Console(outputTemplate: toStdout ? "[{Timestamp:HH:mm:ss} {Level:u3} {Role}] {Message:lj}{NewLine}{Exception}" : "[{Timestamp:HH:mm:ss} {Level:u3}] {Message:lj}{NewLine}{Exception}", standardErrorFromLevel: errFrom);
         Log.Logger = cfg.CreateLogger();
         ActorSeg.Core.Imaging.VipsWarnings.Warning += m => Log.Debug("libvips: {VipsWarning}", m);
-        // libvips' process-wide settings (operation cache off, warnings routed above) before anything uses it; a process
-        // without libvips (a trainer bundle) goes on, and only an image read would then fail, saying why
-        try { System.Runtime.CompilerServices.RuntimeHelpers.RunClassConstructor(typeof(ActorSeg.Core.Imaging.VipsImageSource).TypeHandle); }
-        catch (TypeInitializationException) { }
     }
 }

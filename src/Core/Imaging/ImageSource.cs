@@ -61,7 +61,7 @@ public sealed class VipsImageSource : IRegionSource
         // would only grow memory; and with it on, opening a file that this process rewrote returns the image cached
         // from before (libvips caches the load by file name): `generate --glass` then wrote its slide from the image
         // without glass (SlideSegmentTests: all tissue on a 60 % glass slide). So this runs when the assembly loads
-        // (VipsModuleSetUp below); hosts and the slide writer also ask for it (EnsureSetUp), which costs nothing.
+        // (VipsModuleSetUp below), before any code of it can touch libvips.
         Vips.Cache.Max = 0;
         Vips.Cache.MaxMem = 0;
         // libvips prints its warnings (e.g. a malformed TIFF DateTime tag) on stderr for every region read; route each
@@ -73,9 +73,6 @@ public sealed class VipsImageSource : IRegionSource
                 VipsWarnings.Raise(message);
             });
     }
-
-    /// <summary>Applies libvips' process-wide settings (above) if nothing has yet; cheap to call again.</summary>
-    public static void EnsureSetUp() { }
 
     private readonly Vips.Image _image;
     private readonly bool _wide;

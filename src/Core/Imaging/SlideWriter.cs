@@ -23,7 +23,6 @@ public static class SlideWriter
     public static void AddGlass(string imageRgb, string mask, string outImage, string outMask, double glassFraction, int seed)
     {
         if (glassFraction is < 0 or > 0.95) throw new ArgumentException($"glass fraction must be in [0, 0.95] (got {glassFraction})");
-        VipsImageSource.EnsureSetUp(); // no cached load of a file rewritten in this process
         using var img = Vips.Image.NewFromFile(imageRgb, access: Vips.Enums.Access.Sequential);
         using var msk = Vips.Image.NewFromFile(mask, access: Vips.Enums.Access.Sequential);
         if (img.Bands != 3 || img.Format != Vips.Enums.BandFormat.Uchar) throw new InputFileException(imageRgb, "glass is added to 8-bit RGB images");
@@ -55,7 +54,6 @@ public static class SlideWriter
     public static void WriteSvs(string sourceRgb, string path, double mpp = 0.499, int appMag = 20, int tile = 256, int quality = 90,
         SvsCompression compression = SvsCompression.Jpeg)
     {
-        VipsImageSource.EnsureSetUp(); // no cached load of a file rewritten in this process
         if (compression != SvsCompression.Jpeg) { WriteJp2kSvs(sourceRgb, path, compression == SvsCompression.Jp2kYcbcr, mpp, appMag, tile); return; }
         using var src = Vips.Image.NewFromFile(sourceRgb, access: Vips.Enums.Access.Sequential);
         if (src.Bands != 3 || src.Format != Vips.Enums.BandFormat.Uchar)
@@ -89,7 +87,6 @@ public static class SlideWriter
     public static void WriteJp2kSvs(string sourceRgb, string path, bool ycbcr, double mpp = 0.499, int appMag = 20, int tile = 256)
     {
         if (!Jp2kAvailable) throw new InvalidOperationException($"JPEG 2000 tiles are encoded by {Jp2kEncoder}: install Debian's libopenjp2-tools");
-        VipsImageSource.EnsureSetUp();
         int W, H;
         using (var probe = Vips.Image.NewFromFile(sourceRgb))
         {

@@ -133,7 +133,8 @@ public sealed class RefineBlocks
     {
         int K = _refiner.Spec.Classes;
         int ox = core.X - region.X, oy = core.Y - region.Y, rw = region.W;
-        bool any = false;
+        // the nodes' own classes, and the pixels of flagged nodes, in one pass
+        var pick = new List<int>();
         for (int y = 0; y < core.H; y++)
             for (int x = 0; x < core.W; x++)
             {
@@ -144,21 +145,14 @@ public sealed class RefineBlocks
                 byte c = _classOfNode[id];
                 cls[i] = c;
                 if (!probByte.IsEmpty) probByte[i] = ToByte(_probs[(int)id * K + c]);
-                any |= _flag[id];
+                if (_flag[id]) pick.Add(i);
             }
-        if (!any) return;
+        if (pick.Count == 0) return;
         if (raw is null)
         {
             raw = new ushort[region.Pixels * _image.Channels];
             lock (_read) _image.ReadRegion(region.X, region.Y, region.W, region.H, raw);
         }
-        var pick = new List<int>();
-        for (int y = 0; y < core.H; y++)
-            for (int x = 0; x < core.W; x++)
-            {
-                uint id = rids[(oy + y) * rw + ox + x];
-                if (id != GraphOutputs.NoNode && _flag[id]) pick.Add(y * core.W + x);
-            }
         int F = _refiner.Features;
         var pixels = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(pick);
         var features = new float[(long)pixels.Length * F];

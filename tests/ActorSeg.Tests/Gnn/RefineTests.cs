@@ -205,6 +205,32 @@ public class RefineTests(ITestOutputHelper output) : TempDirTest("refine")
     }
 
     [Fact]
+    public void ANodeMapNamingANodeTheGraphDoesNotHave_FailsNamingTheMap_BlockOrBand()
+    {
+        int w = 120, h = 90;
+        var (raw, ids, probs, nodes) = Scene(w, h, 1, 2, 5);
+        ids[37 * w + 61] = (uint)nodes + 5; // a damaged or foreign node map
+        var mapPath = Path.Combine(_dir, "bad-nodes.tif");
+        var bytes = new byte[ids.Length * 4];
+        Buffer.BlockCopy(ids, 0, bytes, 0, bytes.Length);
+        using (var img = Vips.Image.NewFromMemory(bytes, w, h, 1, Vips.Enums.BandFormat.Uint)) img.Tiffsave(mapPath, tile: true, tileWidth: 64, tileHeight: 64);
+        var cls = new byte[nodes]; var flags = Enumerable.Repeat(true, nodes).ToArray();
+        var refiner = new PixelRefiner(RandomSpec(1, 2, 3));
+        using var src = new ArrayImageSource(w, h, 1, raw);
+        using var map = new NodeMapReader(mapPath);
+        var rb = new RefineBlocks(refiner, src, map, [3000], [1500], cls, probs, flags);
+        var e = Assert.Throws<InputFileException>(() => rb.Paint(new PixelRect(0, 0, w, h), new byte[w * h], new byte[w * h]));
+        Assert.Contains(mapPath, e.Message);
+        Assert.Contains($"node id {nodes + 5}", e.Message);
+        Assert.Equal(0, rb.RefinedPixels); // nothing classified in a block whose map it could not trust
+        var band = Enumerable.Range(0, 2).Select(_ => new byte[64 * 64]).ToArray();
+        var agg = Assert.ThrowsAny<Exception>(() => rb.PaintBand(0, 64, 64, band, null));
+        var inner = agg is AggregateException a ? a.Flatten().InnerExceptions.Single() : agg;
+        Assert.IsType<InputFileException>(inner);
+        Assert.Contains(mapPath, inner.Message);
+    }
+
+    [Fact]
     public void Paint_IsTheSame_WhateverTheBlockSize()
     {
         int w = 203, h = 170, channels = 1, classes = 2;

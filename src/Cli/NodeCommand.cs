@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using Akka.Actor;
 using Akka.Cluster;
 using Microsoft.Extensions.Configuration;
@@ -41,7 +42,7 @@ public static class NodeCommand
         {
             config, roles, hostname, publicHost, port, seeds, discovery, contactPoints, managementPort, requiredContactPoints, workers, device, dbProvider, db, httpPort, metricsPort, dataRoots, tls.Cert, tls.Key, tls.Ca, insecure,
         };
-        cmd.SetAction(async (pr, ct) =>
+        cmd.SetAction(async (pr, _) =>
         {
             var flags = new Dictionary<string, string?>
             {
@@ -62,7 +63,7 @@ public static class NodeCommand
             }
             Logging.Configure(pr.GetValue(verbose), defaultJson: Console.IsOutputRedirected, toStdout: true,
                 node: $"{o.PublicHostname ?? o.Hostname}:{o.Port}", roles: string.Join(",", o.Roles));
-            return await RunAsync(o, ct);
+            return await RunAsync(o);
         });
         return cmd;
     }
@@ -102,9 +103,37 @@ public static class NodeCommand
         return server;
     }
 
-    public static async Task<int> RunAsync(NodeOptions o, CancellationToken ct)
+    /// <summary>
+    /// Runs the node until SIGTERM, SIGINT, a downing or a fatal start-up error. The node owns its termination signals
+    /// from the first line to the last (Program turns System.CommandLine's handler off for this command): two owners
+    /// raced, and a signal arriving while the other had already stopped the host crashed the process (exit 134).
+    /// </summary>
+    public static async Task<int> RunAsync(NodeOptions o)
     {
         var log = Log.ForContext("Role", "node");
+        // never disposed: a signal may still be delivered while the process winds down, after this method returned
+        var stopping = new CancellationTokenSource();
+        var ct = stopping.Token;
+        IHostApplicationLifetime? lifetime = null;
+        void OnSignal(PosixSignalContext c)
+        {
+            c.Cancel = true; // the host's stop hands the node's work back; the process must live through it
+            if (!stopping.IsCancellationRequested) log.Information("{Signal} received: stopping", c.Signal);
+            try { stopping.Cancel(); lifetime?.StopApplication(); }
+            catch (ObjectDisposedException) { } // the host is already gone: nothing is left to stop
+        }
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        try { return await RunUntilStoppedAsync(o, log, ct, l => lifetime = l); }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            log.Information("ActorSeg node stopped before it was up (exit code {ExitCode})", ExitCodes.Ok);
+            return ExitCodes.Ok;
+        }
+    }
+
+    private static async Task<int> RunUntilStoppedAsync(NodeOptions o, ILogger log, CancellationToken ct, Action<IHostApplicationLifetime> started)
+    {
         log.Information("ActorSeg node starting: roles {Roles}, {Host}:{Port}, {Seeds}, {Workers} worker slots, journal {Journal}, protocol {Protocol}, transport {Transport}, data roots [{Roots}]",
             string.Join(",", o.Roles), o.PublicHostname ?? o.Hostname, o.Port,
             o.Discovery.Enabled ? $"discovery {o.Discovery.Method}" : $"seeds [{string.Join(", ", o.Seeds)}]", o.Has(NodeRoles.TileWorker) ? o.Workers : 0,
@@ -172,6 +201,7 @@ public static class NodeCommand
         }
         using var hostScope = host;
         lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
+        started(lifetime);
         await host.StartAsync(ct);
         using var metrics = StartMetrics(o, log);
         var system = host.Services.GetRequiredService<ActorSystem>();

@@ -33,7 +33,9 @@ try
         Console.Error.WriteLine("Try 'actorseg --help' or 'actorseg COMMAND --help'.");
         return ExitCodes.Usage;
     }
-    return await parsed.InvokeAsync();
+    // a cluster node owns its termination signals (NodeCommand.RunAsync): a second owner raced it at SIGTERM
+    var invocation = parsed.CommandResult.Command.Name == "node" ? new System.CommandLine.InvocationConfiguration { ProcessTerminationTimeout = null } : null;
+    return await parsed.InvokeAsync(invocation);
 }
 finally
 {

@@ -318,6 +318,23 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
     }
 
     [Fact]
+    public void ACoordinatorWaitingForItsDatabase_StopsCleanlyOnSigterm()
+    {
+        var h = NewCluster();
+        int pc = ClusterHarness.FreePort(), dead = ClusterHarness.FreePort();
+        var coord = h.Start("coordinator", pc, null, "--roles", "coordinator", "--db-provider", "postgresql",
+            "--db", $"Host=127.0.0.1;Port={dead};Username=nobody;Password=x;Database=none;Timeout=2");
+        ClusterHarness.WaitFor(() => coord.Saw("retrying in"), TimeSpan.FromSeconds(60), "the coordinator to wait for its database", coord);
+        Process.Start("kill", ["-TERM", coord.Process.Id.ToString()])!.WaitForExit();
+        // it stops during its wait, long before it would give up (about 30 s of retries)
+        Assert.True(coord.Process.WaitForExit(TimeSpan.FromSeconds(20)), "the coordinator should stop at SIGTERM\n" + coord.Log);
+        coord.Process.WaitForExit();
+        Assert.Equal(0, coord.Process.ExitCode);
+        Assert.True(coord.Saw("stopped before it was up"), coord.Log);
+        Assert.False(coord.Saw("giving up"), coord.Log);
+    }
+
+    [Fact]
     public void SubmitWithoutACoordinator_GivesUpClearly()
     {
         var h = NewCluster();

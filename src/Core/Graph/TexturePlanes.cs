@@ -1,3 +1,7 @@
+using System.Buffers;
+using System.Numerics;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using ActorSeg.Core.Superpixels;
 
 namespace ActorSeg.Core.Graph;
@@ -27,63 +31,115 @@ public static class TexturePlanes
         double sigma = 0;
         for (int c = 0; c < channels; c++) sigma += stats.Std[c];
         double inv = Scale / Math.Max(sigma, 1e-9);
-        int rw = read.W, pw = core.W + 2 * R, ph = core.H + 2 * R;
-        // the channel-summed intensity around the core, clamped at the image border
-        var plane = new int[pw * ph];
-        var rx = new int[pw]; // read columns, clamped at the image border
-        for (int x = 0; x < pw; x++) rx[x] = Math.Clamp(core.X - R + x, 0, imageWidth - 1) - read.X;
-        for (int y = 0; y < ph; y++)
+        int rw = read.W, pw = core.W + 2 * R, ph = core.H + 2 * R, cw = core.W;
+        const int win = 2 * R + 1, n = win * win;
+        var ipool = ArrayPool<int>.Shared; var lpool = ArrayPool<long>.Shared;
+        // the channel-summed intensity around the core, clamped at the image border; horizontal 5-sums (and of squares)
+        // of the last five padded rows in a ring; their vertical sums. All integers: exact whatever the order.
+        int[] plane = ipool.Rent(pw * ph), rx = ipool.Rent(pw), hs = ipool.Rent(win * cw), vs = ipool.Rent(cw);
+        long[] sq = lpool.Rent(pw), hs2 = lpool.Rent(win * cw), vs2 = lpool.Rent(cw);
+        try
         {
-            int ry = Math.Clamp(core.Y - R + y, 0, imageHeight - 1) - read.Y;
-            var dst = plane.AsSpan(y * pw, pw);
-            if (channels == 1)
+            for (int x = 0; x < pw; x++) rx[x] = Math.Clamp(core.X - R + x, 0, imageWidth - 1) - read.X;
+            for (int y = 0; y < ph; y++)
             {
-                var src = raw.Slice(ry * rw, rw);
-                for (int x = 0; x < pw; x++) dst[x] = src[rx[x]];
-                continue;
+                int ry = Math.Clamp(core.Y - R + y, 0, imageHeight - 1) - read.Y;
+                var dst = plane.AsSpan(y * pw, pw);
+                if (channels == 1)
+                {
+                    var src = raw.Slice(ry * rw, rw);
+                    for (int x = 0; x < pw; x++) dst[x] = src[rx[x]];
+                    continue;
+                }
+                for (int x = 0; x < pw; x++)
+                {
+                    int p = (ry * rw + rx[x]) * channels, v = 0;
+                    for (int c = 0; c < channels; c++) v += raw[p + c];
+                    dst[x] = v;
+                }
             }
-            for (int x = 0; x < pw; x++)
+            Array.Clear(vs, 0, cw); Array.Clear(vs2, 0, cw);
+            for (int r = 0; r < ph; r++)
             {
-                int p = (ry * rw + rx[x]) * channels, v = 0;
-                for (int c = 0; c < channels; c++) v += raw[p + c];
-                dst[x] = v;
+                var h1 = hs.AsSpan((r % win) * cw, cw); var h2 = hs2.AsSpan((r % win) * cw, cw);
+                if (r >= win) { Subtract(vs.AsSpan(0, cw), h1); Subtract(vs2.AsSpan(0, cw), h2); } // the row leaving the window
+                var pr = plane.AsSpan(r * pw, pw);
+                for (int x = 0; x < pw; x++) sq[x] = (long)pr[x] * pr[x];
+                WindowSums(pr, h1); WindowSums(sq.AsSpan(0, pw), h2);
+                Add(vs.AsSpan(0, cw), h1); Add(vs2.AsSpan(0, cw), h2);
+                int y = r - 2 * R; // output row whose window ends at padded row r
+                if (y < 0) continue;
+                int c0 = (y + R) * pw + R;
+                OutputRow(plane, c0, pw, vs.AsSpan(0, cw), vs2.AsSpan(0, cw), inv, dest.Slice(y * cw * Count, cw * Count));
             }
         }
-        const int win = 2 * R + 1, n = win * win;
-        // running sums, all in integers (so exact whatever the order): horizontal 5-sums of each padded row slide along
-        // the row; the vertical sums of those add the newest row and drop the one five rows up (kept in a ring)
-        int cw = core.W;
-        var hs = new long[win * cw]; var hs2 = new long[win * cw];
-        var vs = new long[cw]; var vs2 = new long[cw];
-        for (int r = 0; r < ph; r++)
+        finally
         {
-            var h1 = hs.AsSpan((r % win) * cw, cw); var h2 = hs2.AsSpan((r % win) * cw, cw);
-            if (r >= win)
-                for (int x = 0; x < cw; x++) { vs[x] -= h1[x]; vs2[x] -= h2[x]; } // the row leaving the window
-            var pr = plane.AsSpan(r * pw, pw);
-            long a = 0, a2 = 0;
-            for (int i = 0; i < win; i++) { long v = pr[i]; a += v; a2 += v * v; }
-            h1[0] = a; h2[0] = a2;
-            for (int x = 1; x < cw; x++)
+            ipool.Return(plane); ipool.Return(rx); ipool.Return(hs); ipool.Return(vs);
+            lpool.Return(sq); lpool.Return(hs2); lpool.Return(vs2);
+        }
+
+        static void WindowSums<T>(ReadOnlySpan<T> row, Span<T> sums) where T : unmanaged, INumber<T>
+        {
+            // sums[x] = row[x] + row[x + 1] + … + row[x + 4] (integers: any order gives the same value)
+            int i = 0, len = sums.Length, L = Vector<T>.Count;
+            if (Vector.IsHardwareAccelerated)
+                for (; i + L <= len; i += L)
+                    (new Vector<T>(row[i..]) + new Vector<T>(row[(i + 1)..]) + new Vector<T>(row[(i + 2)..])
+                        + new Vector<T>(row[(i + 3)..]) + new Vector<T>(row[(i + 4)..])).CopyTo(sums[i..]);
+            for (; i < len; i++) sums[i] = row[i] + row[i + 1] + row[i + 2] + row[i + 3] + row[i + 4];
+        }
+        static void Add<T>(Span<T> acc, ReadOnlySpan<T> v) where T : unmanaged, INumber<T>
+        {
+            int i = 0, L = Vector<T>.Count;
+            if (Vector.IsHardwareAccelerated) for (; i + L <= acc.Length; i += L) (new Vector<T>(acc[i..]) + new Vector<T>(v[i..])).CopyTo(acc[i..]);
+            for (; i < acc.Length; i++) acc[i] += v[i];
+        }
+        static void Subtract<T>(Span<T> acc, ReadOnlySpan<T> v) where T : unmanaged, INumber<T>
+        {
+            int i = 0, L = Vector<T>.Count;
+            if (Vector.IsHardwareAccelerated) for (; i + L <= acc.Length; i += L) (new Vector<T>(acc[i..]) - new Vector<T>(v[i..])).CopyTo(acc[i..]);
+            for (; i < acc.Length; i++) acc[i] -= v[i];
+        }
+    }
+
+    /// <summary>
+    /// One output row: per pixel g = √(dx² + dy²) · ½ (central differences) and sd = √max(0, n·Σv² − (Σv)²) / n, each
+    /// times <paramref name="inv"/>, rounded half to even and capped at 65535. The vector path performs the same IEEE
+    /// operations (exact integer-to-double conversions, correctly rounded square roots) as the scalar one: the same bits.
+    /// </summary>
+    private static void OutputRow(int[] plane, int c0, int pw, ReadOnlySpan<int> vs, ReadOnlySpan<long> vs2, double inv, Span<ushort> outRow)
+    {
+        const int n = (2 * R + 1) * (2 * R + 1);
+        int cw = vs.Length, x = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            ref int pl = ref MemoryMarshal.GetArrayDataReference(plane);
+            var vinv = Vector256.Create(inv); var half = Vector256.Create(0.5); var vn = Vector256.Create((double)n);
+            var cap = Vector256.Create(65535.0); var zero = Vector256<double>.Zero; var nl = Vector256.Create((long)n);
+            Span<double> g = stackalloc double[4], sd = stackalloc double[4];
+            for (; x + 4 <= cw; x += 4)
             {
-                long vin = pr[x + win - 1], vout = pr[x - 1];
-                a += vin - vout; a2 += vin * vin - vout * vout;
-                h1[x] = a; h2[x] = a2;
+                static Vector256<long> L4(ref int r, int at) => Vector256.WidenLower(Vector256.Create(Vector128.LoadUnsafe(ref r, (nuint)at), Vector128<int>.Zero));
+                var dx = L4(ref pl, c0 + x + 1) - L4(ref pl, c0 + x - 1);
+                var dy = L4(ref pl, c0 + pw + x) - L4(ref pl, c0 - pw + x);
+                var sum = Vector256.WidenLower(Vector256.Create(Vector128.Create(vs[x], vs[x + 1], vs[x + 2], vs[x + 3]), Vector128<int>.Zero));
+                var sum2 = Vector256.Create(vs2[x], vs2[x + 1], vs2[x + 2], vs2[x + 3]);
+                var gv = Vector256.Sqrt(Vector256.ConvertToDouble(dx * dx + dy * dy)) * half;
+                var sdv = Vector256.Sqrt(Vector256.Max(zero, Vector256.ConvertToDouble(nl * sum2 - sum * sum))) / vn;
+                Vector256.Min(cap, Vector256.Round(gv * vinv)).CopyTo(g);
+                Vector256.Min(cap, Vector256.Round(sdv * vinv)).CopyTo(sd);
+                for (int k = 0; k < 4; k++) { outRow[(x + k) * Count] = (ushort)g[k]; outRow[(x + k) * Count + 1] = (ushort)sd[k]; }
             }
-            for (int x = 0; x < cw; x++) { vs[x] += h1[x]; vs2[x] += h2[x]; }
-            int y = r - 2 * R; // output row whose window ends at padded row r
-            if (y < 0) continue;
-            int c0 = (y + R) * pw + R;
-            var outRow = dest.Slice(y * cw * Count, cw * Count);
-            for (int x = 0; x < cw; x++)
-            {
-                long sum = vs[x], sum2 = vs2[x];
-                long dx = plane[c0 + x + 1] - plane[c0 + x - 1], dy = plane[c0 + pw + x] - plane[c0 - pw + x];
-                double g = Math.Sqrt((double)(dx * dx + dy * dy)) * 0.5;
-                double sd = Math.Sqrt(Math.Max(0, (double)(n * sum2 - sum * sum))) / n;
-                outRow[x * Count] = (ushort)Math.Min(65535, Math.Round(g * inv));
-                outRow[x * Count + 1] = (ushort)Math.Min(65535, Math.Round(sd * inv));
-            }
+        }
+        for (; x < cw; x++)
+        {
+            long sum = vs[x], sum2 = vs2[x];
+            long dx = plane[c0 + x + 1] - plane[c0 + x - 1], dy = plane[c0 + pw + x] - plane[c0 - pw + x];
+            double g = Math.Sqrt((double)(dx * dx + dy * dy)) * 0.5;
+            double sd = Math.Sqrt(Math.Max(0, (double)(n * sum2 - sum * sum))) / n;
+            outRow[x * Count] = (ushort)Math.Min(65535, Math.Round(g * inv));
+            outRow[x * Count + 1] = (ushort)Math.Min(65535, Math.Round(sd * inv));
         }
     }
 }

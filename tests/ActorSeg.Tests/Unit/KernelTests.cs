@@ -14,6 +14,8 @@ public class KernelTests
     [InlineData(1, 5, 7, 20, 11, 4)]
     [InlineData(3, 40, 30, 24, 26, 5)]   // the core reaches the image's right and bottom border
     [InlineData(3, 0, 12, 64, 9, 6)]
+    [InlineData(1, 2, 3, 61, 50, 7)]     // several vectors and a tail per row
+    [InlineData(1, 30, 20, 3, 2, 8)]     // narrower than one vector
     public void TexturePlanes_EqualTheTextbookComputation(int channels, int cx, int cy, int cw, int ch, int seed)
     {
         const int W = 64, H = 56;

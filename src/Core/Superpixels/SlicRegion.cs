@@ -318,7 +318,9 @@ public static class SlicRegion
     /// d = dx² + dy² + Σ (value − centre value)² to the pixels of its window, taken where strictly smaller. The minimum
     /// stays in registers and only the labels are written. Every pixel therefore sees exactly the centres whose windows
     /// hold it, in ascending index, with the same float operations as a centre-by-centre pass over windows: the same
-    /// labels. Pixels no window holds keep their label; glass (outside <paramref name="runs"/>) stays -1.
+    /// labels. Pixels no window holds keep their label; glass (outside <paramref name="runs"/>) stays -1. The blocks'
+    /// candidate lists are built once per band of <see cref="Band"/> rows, from the centres whose window meets the band;
+    /// on a row its window does not hold, a centre's distance is +∞ (its dy² is), so it never wins there.
     /// </summary>
     private static void AssignRows(float[][] planes, int channels, double[] cx, double[] cy, double[] cf, float[] dist, int[] label,
         PixelRect read, float invS, Windows win, int[]? runOff, List<int>? runs)
@@ -338,37 +340,27 @@ public static class SlicRegion
         {
             for (int s = 0; s < k; s++) cxF[s] = (float)cx[s];
             for (int i = 0; i < k * channels; i++) fcF[i] = (float)cf[i];
-            int na = 0, next = 0, expiry = int.MaxValue;
-            bool changed = true;
+            int na = 0, next = 0;
             for (int y = 0; y < rh; y++)
             {
-                // drop the centres whose window ended above this row
-                if (y > expiry)
+                if (y % Band == 0)
                 {
-                    int m = 0; expiry = int.MaxValue;
-                    for (int i = 0; i < na; i++)
+                    // the band's centres: every centre whose window meets one of its rows, in ascending index; those
+                    // whose window ended above it leave, those whose window starts in it come in
+                    int yEnd = Math.Min(rh, y + Band) - 1, m = 0;
+                    for (int i = 0; i < na; i++) if (win.Y1[active[i]] >= y) active[m++] = active[i];
+                    int bEnd = next;
+                    while (bEnd < win.Count && win.Y0[win.ByFirstRow[bEnd]] <= yEnd) bEnd++;
+                    if (bEnd > next)
                     {
-                        int s = active[i];
-                        if (win.Y1[s] >= y) { active[m++] = s; expiry = Math.Min(expiry, win.Y1[s]); }
+                        Array.Sort(win.ByFirstRow, next, bEnd - next); // ascending index
+                        int a = 0, b = next, o = 0;
+                        while (a < m || b < bEnd)
+                            merged[o++] = b >= bEnd || (a < m && active[a] < win.ByFirstRow[b]) ? active[a++] : win.ByFirstRow[b++];
+                        (active, merged) = (merged, active);
+                        m = o; next = bEnd;
                     }
-                    na = m; changed = true;
-                }
-                // take in the centres whose window starts on this row, keeping the list in ascending index
-                if (next < win.Count && win.Y0[win.ByFirstRow[next]] == y)
-                {
-                    int a = 0, b = next, o = 0, bEnd = next;
-                    while (bEnd < win.Count && win.Y0[win.ByFirstRow[bEnd]] == y) bEnd++;
-                    while (a < na || b < bEnd)
-                    {
-                        int s = b >= bEnd || (a < na && active[a] < win.ByFirstRow[b]) ? active[a++] : win.ByFirstRow[b++];
-                        merged[o++] = s;
-                        expiry = Math.Min(expiry, win.Y1[s]);
-                    }
-                    (active, merged) = (merged, active);
-                    na = o; next = bEnd; changed = true;
-                }
-                if (changed)
-                {
+                    na = m;
                     // which centres each block meets, and the lanes of the block their window holds
                     Array.Clear(start, 0, nb + 1);
                     for (int i = 0; i < na; i++)
@@ -392,13 +384,14 @@ public static class SlicRegion
                     }
                     for (int b = nb; b > 0; b--) start[b] = start[b - 1];
                     start[0] = 0;
-                    changed = false;
                 }
+                // a centre of the band whose window does not hold this row offers +∞: never taken, the others unchanged
                 float gy = read.Y + y;
                 for (int i = 0; i < na; i++)
                 {
-                    float dy = (gy - (float)cy[active[i]]) * invS;
-                    dy2[i] = dy * dy;
+                    int s = active[i];
+                    float dy = (gy - (float)cy[s]) * invS;
+                    dy2[i] = win.Y0[s] <= y && y <= win.Y1[s] ? dy * dy : float.PositiveInfinity;
                 }
                 int row = y * rw;
                 if (W == 16) AssignBlocks512(planes, channels, fcF, dy2, start, cand, label, row, rw, nb, read.X, invS);
@@ -412,6 +405,10 @@ public static class SlicRegion
             fpool.Return(cxF); fpool.Return(fcF); fpool.Return(dy2);
         }
     }
+
+    /// <summary>Rows that share one candidate list per block (a centre's window holds about 2S rows, so a band of 8 adds
+    /// few candidates that do not hold a row, and the lists are rebuilt an eighth as often as row by row).</summary>
+    private const int Band = 8;
 
     /// <summary>One centre as a block meets it: its x and first value, its index (and its place in the active list,
     /// for dy²), and the lanes [Lo, Hi] of the block inside its window.</summary>

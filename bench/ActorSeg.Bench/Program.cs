@@ -253,7 +253,8 @@ void TileProfile()
     if (!args.Contains("--cold"))
     {
         var w = ActorSeg.Core.Pipeline.GraphJob.ProcessTile(job, plan.Tile(inner[0]), src, msk, scratch);
-        Console.WriteLine($"warm-up tile {inner[0]}: {w.Seconds:F2}s (not counted)");
+        var wp = ActorSeg.Core.Superpixels.SlicRegion.PhaseSeconds;
+        Console.WriteLine($"warm-up tile {inner[0]}: {w.Seconds:F2}s (not counted): read {w.ReadSeconds:F2}s slic {w.SlicSeconds:F2}s (smooth {wp[0]:F2}s, seeds+init {wp[1]:F2}s, assign {wp[2]:F2}s, update {wp[3]:F2}s) texture {w.TextureSeconds:F2}s fragments {w.FragmentSeconds:F2}s write {w.WriteSeconds:F2}s");
         Array.Clear(ActorSeg.Core.Superpixels.SlicRegion.PhaseSeconds);
         Array.Clear(ActorSeg.Core.Graph.FragmentBuilder.PhaseSeconds);
     }

@@ -22,7 +22,7 @@ public static class TexturePlanes
 
     /// <summary>Fills <paramref name="dest"/> (core pixels × 2, interleaved) from the read region's raw samples.</summary>
     public static void Compute(ReadOnlySpan<ushort> raw, int channels, PixelRect read, PixelRect core, int imageWidth, int imageHeight,
-        ImageStatistics stats, Span<ushort> dest)
+        ImageStatistics stats, Span<ushort> dest, Pipeline.TileScratch? scratch = null)
     {
         if (read.X > core.X - Math.Min(R, core.X) || read.Y > core.Y - Math.Min(R, core.Y)
             || read.Right < Math.Min(imageWidth, core.Right + R) || read.Bottom < Math.Min(imageHeight, core.Bottom + R))
@@ -36,7 +36,9 @@ public static class TexturePlanes
         var ipool = ArrayPool<int>.Shared; var lpool = ArrayPool<long>.Shared;
         // the channel-summed intensity around the core, clamped at the image border; horizontal 5-sums (and of squares)
         // of the last five padded rows in a ring; their vertical sums. All integers: exact whatever the order.
-        int[] plane = ipool.Rent(pw * ph), rx = ipool.Rent(pw), hs = ipool.Rent(win * cw), vs = ipool.Rent(cw);
+        // the padded plane (core-sized) belongs to the worker's scratch when there is one, so it goes when the worker
+        // gives its buffers back rather than staying in the shared pool
+        int[] plane = scratch?.TexturePlane(pw * ph) ?? ipool.Rent(pw * ph), rx = ipool.Rent(pw), hs = ipool.Rent(win * cw), vs = ipool.Rent(cw);
         long[] sq = lpool.Rent(pw), hs2 = lpool.Rent(win * cw), vs2 = lpool.Rent(cw);
         try
         {
@@ -75,7 +77,8 @@ public static class TexturePlanes
         }
         finally
         {
-            ipool.Return(plane); ipool.Return(rx); ipool.Return(hs); ipool.Return(vs);
+            if (scratch is null) ipool.Return(plane);
+            ipool.Return(rx); ipool.Return(hs); ipool.Return(vs);
             lpool.Return(sq); lpool.Return(hs2); lpool.Return(vs2);
         }
 

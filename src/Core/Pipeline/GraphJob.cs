@@ -237,7 +237,7 @@ public static class GraphJob
         if (job.Texture)
         {
             extra = scratch.Extra(cn * TexturePlanes.Count).AsSpan(0, cn * TexturePlanes.Count);
-            TexturePlanes.Compute(raw, C, read, core, job.Width, job.Height, job.Stats, extra);
+            TexturePlanes.Compute(raw, C, read, core, job.Width, job.Height, job.Stats, extra, scratch);
         }
         double tTexture = sw.Elapsed.TotalSeconds;
         var result = FragmentBuilder.Build(tile, job.Width, job.Height, raw, C, seeds, classes, job.Norms, job.MinSize, groups, extra, job.ExtraPlanes, scratch);

@@ -2,15 +2,15 @@ namespace ActorSeg.Core.Pipeline;
 
 /// <summary>
 /// The large working buffers of one tile worker, allocated once and reused for every tile it processes, so a worker's
-/// memory stays flat at about 60 bytes per read-region pixel instead of churning the large-object heap.
+/// memory stays flat instead of churning the large-object heap.
 /// Not thread-safe: one per worker.
 /// </summary>
 public sealed class TileScratch
 {
     private ushort[] _raw = [], _maskRaw = [], _grouped = [], _extra = [];
-    private float[] _tmp = [], _work = [];
+    private float[] _dist = [];
     private float[][] _planes = [];
-    private int[] _label = [], _seeds = [], _groups = [], _runStart = [], _runComp = [], _rowRuns = [], _counts = [];
+    private int[] _texturePlane = [], _label = [], _seeds = [], _groups = [], _runStart = [], _runComp = [], _rowRuns = [], _counts = [];
     private byte[] _classes = [];
 
     private static T[] Grow<T>(ref T[] a, int n)
@@ -24,9 +24,11 @@ public sealed class TileScratch
     public byte[] Classes(int n) => Grow(ref _classes, n);
     public ushort[] Grouped(int n) => Grow(ref _grouped, n);
     public ushort[] Extra(int n) => Grow(ref _extra, n);
-    public float[] Tmp(int n) => Grow(ref _tmp, n);
-    public float[] Work(int n) => Grow(ref _work, n);
+    /// <summary>Per-pixel distances of the scalar SLIC assignment (rows narrower than a vector, or no SIMD) only.</summary>
+    public float[] Dist(int n) => Grow(ref _dist, n);
     public int[] Label(int n) => Grow(ref _label, n);
+    /// <summary>The channel-summed intensity of the core with 2 px around it (texture planes).</summary>
+    public int[] TexturePlane(int n) => Grow(ref _texturePlane, n);
     public int[] Seeds(int n) => Grow(ref _seeds, n);
     public int[] Groups(int n) => Grow(ref _groups, n);
     public int[] RunStart(int n) => Grow(ref _runStart, n);

@@ -174,7 +174,7 @@ public sealed class PixelRefiner
             left[j] = at[j] - (gx > 0 ? 1 : 0); right[j] = at[j] + (gx < imageW - 1 ? 1 : 0);
             up[j] = at[j] - (gy > 0 ? rw : 0); down[j] = at[j] + (gy < imageH - 1 ? rw : 0);
         }
-        var plane = new float[rn]; var smooth = new float[rn]; var tmp = new float[rn];
+        var plane = new float[rn]; var smooth = new float[rn];
         int perChannel = 1 + s.Sigmas.Length + 2;
         for (int c = 0; c < C; c++)
         {
@@ -184,7 +184,7 @@ public sealed class PixelRefiner
             Gather(plane, at, features, F, fb);
             for (int k = 0; k < _kernels.Length; k++)
             {
-                Gaussian.Blur(plane, smooth, tmp, rw, rh, _kernels[k]);
+                Gaussian.Blur(plane, smooth, rw, rh, _kernels[k]);
                 Gather(smooth, at, features, F, fb + 1 + k);
                 if (k < 2)
                 {
@@ -208,7 +208,7 @@ public sealed class PixelRefiner
                 plane[i] = id == IO.GraphOutputs.NoNode ? 0f : id < (uint)nodes ? nodeProbs[(int)id * K + k] : throw new InvalidDataException($"node id {id} in the node map, but the graph has {nodes} nodes");
             }
             Gather(plane, at, features, F, cb + k);
-            Gaussian.Blur(plane, smooth, tmp, rw, rh, _contextKernel);
+            Gaussian.Blur(plane, smooth, rw, rh, _contextKernel);
             Gather(smooth, at, features, F, cb + K + k);
         }
     }

@@ -32,96 +32,152 @@ public static class Gaussian
         return i < n ? i : period - 1 - i;
     }
 
-    /// <summary>Smooths <paramref name="src"/> (w×h) into <paramref name="dst"/>, using <paramref name="tmp"/> (w×h) as scratch.</summary>
+    /// <summary>Smooths <paramref name="src"/> (w×h) into <paramref name="dst"/> (which must not overlap it), one row at a
+    /// time: the vertical pass of a row, then its horizontal pass, through a buffer of one row.</summary>
     /// <remarks>Every output value is k[0]·s[0] + k[1]·s[1] + … added in that order, in float, without fused multiply-adds,
-    /// whichever path computes it; four vectors are worked at once only so that their additions overlap.</remarks>
-    public static void Blur(ReadOnlySpan<float> src, Span<float> dst, Span<float> tmp, int w, int h, float[] k)
+    /// whichever path computes it (vertical pass first, then horizontal); four vectors are worked at once only so that
+    /// their additions overlap.</remarks>
+    public static void Blur(ReadOnlySpan<float> src, Span<float> dst, int w, int h, float[] k)
     {
-        int r = k.Length / 2;
+        int r = k.Length / 2, L = k.Length;
+        if (src.Length < w * h || dst.Length < w * h) throw new ArgumentException("blur buffers smaller than the image");
         if (r == 0) { src[..(w * h)].CopyTo(dst); return; }
-        if (src.Length < w * h || dst.Length < w * h || tmp.Length < w * h) throw new ArgumentException("blur buffers smaller than the image");
-        // vertical pass: tmp[y] = sum_k k[j] * src[reflect(y + j - r)]; the reflected rows are found once per output row
-        int vw = Vector<float>.Count, L = k.Length;
+        var pool = System.Buffers.ArrayPool<float>.Shared;
+        float[] row = pool.Rent(w), pad = pool.Rent(w + 2 * r + 4 * Vector<float>.Count);
         Span<int> rowAt = L <= 256 ? stackalloc int[L] : new int[L];
-        ref float s0 = ref MemoryMarshal.GetReference(src);
-        ref float t0 = ref MemoryMarshal.GetReference(tmp);
-        ref float d0 = ref MemoryMarshal.GetReference(dst);
-        ref float k0 = ref MemoryMarshal.GetArrayDataReference(k);
-        for (int y = 0; y < h; y++)
-        {
-            for (int j = 0; j < L; j++) rowAt[j] = Reflect(y + j - r, h) * w;
-            ref float outRow = ref Unsafe.Add(ref t0, y * w);
-            int x = 0;
-            for (; x + 4 * vw <= w; x += 4 * vw)
-            {
-                ref float a = ref Unsafe.Add(ref s0, rowAt[0] + x);
-                var kk = new Vector<float>(k0);
-                var acc0 = kk * V(ref a, 0); var acc1 = kk * V(ref a, vw); var acc2 = kk * V(ref a, 2 * vw); var acc3 = kk * V(ref a, 3 * vw);
-                for (int j = 1; j < L; j++)
-                {
-                    ref float b = ref Unsafe.Add(ref s0, rowAt[j] + x);
-                    kk = new Vector<float>(Unsafe.Add(ref k0, j));
-                    acc0 += kk * V(ref b, 0); acc1 += kk * V(ref b, vw); acc2 += kk * V(ref b, 2 * vw); acc3 += kk * V(ref b, 3 * vw);
-                }
-                Store(acc0, ref outRow, x); Store(acc1, ref outRow, x + vw); Store(acc2, ref outRow, x + 2 * vw); Store(acc3, ref outRow, x + 3 * vw);
-            }
-            for (; x + vw <= w; x += vw)
-            {
-                var acc = new Vector<float>(k0) * V(ref Unsafe.Add(ref s0, rowAt[0] + x), 0);
-                for (int j = 1; j < L; j++)
-                    acc += new Vector<float>(Unsafe.Add(ref k0, j)) * V(ref Unsafe.Add(ref s0, rowAt[j] + x), 0);
-                Store(acc, ref outRow, x);
-            }
-            for (; x < w; x++)
-            {
-                float acc = k[0] * src[rowAt[0] + x];
-                for (int j = 1; j < L; j++) acc += k[j] * src[rowAt[j] + x];
-                Unsafe.Add(ref outRow, x) = acc;
-            }
-        }
-        // horizontal pass, over each row copied with its reflected borders (pad[i] = row[reflect(i - r)]), so that every
-        // pixel, at the borders too, takes the vector path: out[x] = sum_j k[j] * pad[x + j]
-        float[] pad = System.Buffers.ArrayPool<float>.Shared.Rent(w + 2 * r + 4 * vw);
         try
         {
-            ref float p0 = ref MemoryMarshal.GetArrayDataReference(pad);
             for (int y = 0; y < h; y++)
             {
-                var inRow = tmp.Slice(y * w, w);
-                for (int i = 0; i < r; i++) { pad[i] = inRow[Reflect(i - r, w)]; pad[w + r + i] = inRow[Reflect(w + i, w)]; }
-                inRow.CopyTo(pad.AsSpan(r, w));
-                ref float orow = ref Unsafe.Add(ref d0, y * w);
-                int x = 0;
-                for (; x + 4 * vw <= w; x += 4 * vw)
-                {
-                    ref float a = ref Unsafe.Add(ref p0, x);
-                    var kk = new Vector<float>(k0);
-                    var acc0 = kk * V(ref a, 0); var acc1 = kk * V(ref a, vw); var acc2 = kk * V(ref a, 2 * vw); var acc3 = kk * V(ref a, 3 * vw);
-                    for (int j = 1; j < L; j++)
-                    {
-                        ref float b = ref Unsafe.Add(ref a, j);
-                        kk = new Vector<float>(Unsafe.Add(ref k0, j));
-                        acc0 += kk * V(ref b, 0); acc1 += kk * V(ref b, vw); acc2 += kk * V(ref b, 2 * vw); acc3 += kk * V(ref b, 3 * vw);
-                    }
-                    Store(acc0, ref orow, x); Store(acc1, ref orow, x + vw); Store(acc2, ref orow, x + 2 * vw); Store(acc3, ref orow, x + 3 * vw);
-                }
-                for (; x + vw <= w; x += vw)
-                {
-                    ref float a = ref Unsafe.Add(ref p0, x);
-                    var acc = new Vector<float>(k0) * V(ref a, 0);
-                    for (int j = 1; j < L; j++)
-                        acc += new Vector<float>(Unsafe.Add(ref k0, j)) * V(ref a, j);
-                    Store(acc, ref orow, x);
-                }
-                for (; x < w; x++)
-                {
-                    float acc = k[0] * pad[x];
-                    for (int j = 1; j < L; j++) acc += k[j] * pad[x + j];
-                    Unsafe.Add(ref orow, x) = acc;
-                }
+                for (int j = 0; j < L; j++) rowAt[j] = Reflect(y + j - r, h) * w;
+                VerticalRow(src, rowAt, k, row.AsSpan(0, w));
+                HorizontalRow(row.AsSpan(0, w), pad, k, dst.Slice(y * w, w));
             }
         }
-        finally { System.Buffers.ArrayPool<float>.Shared.Return(pad); }
+        finally { pool.Return(row); pool.Return(pad); }
+    }
+
+    /// <summary>
+    /// Smooths channel <paramref name="c"/> of <paramref name="raw"/> (w×h, <paramref name="channels"/> interleaved) in
+    /// z units, (v − <paramref name="mu"/>) · <paramref name="scale"/> in float, into <paramref name="dst"/>: the same
+    /// values as z-scoring the whole plane and calling <see cref="Blur"/>, without that plane. The rows the vertical pass
+    /// reads are z-scored once into a ring of k.Length rows: with one reflection at most (radius ≤ h), every row an
+    /// output row reads lies within its radius, so the ring always holds them.
+    /// </summary>
+    public static void BlurZScored(ReadOnlySpan<ushort> raw, int channels, int c, float mu, float scale, Span<float> dst, int w, int h, float[] k)
+    {
+        int r = k.Length / 2, L = k.Length, n = w * h;
+        if (raw.Length < n * channels || dst.Length < n) throw new ArgumentException("blur buffers smaller than the image");
+        var pool = System.Buffers.ArrayPool<float>.Shared;
+        if (r == 0 || r > h)
+        {
+            // no smoothing, or a region shorter than the kernel's radius (reflected more than once): the whole plane
+            float[] z = pool.Rent(n);
+            try
+            {
+                ZScoreRow(raw, channels, c, 0, n, mu, scale, z);
+                if (r == 0) z.AsSpan(0, n).CopyTo(dst); else Blur(z.AsSpan(0, n), dst, w, h, k);
+            }
+            finally { pool.Return(z); }
+            return;
+        }
+        float[] ring = pool.Rent(L * w), row = pool.Rent(w), pad = pool.Rent(w + 2 * r + 4 * Vector<float>.Count);
+        Span<int> rowAt = L <= 256 ? stackalloc int[L] : new int[L];
+        try
+        {
+            int ready = 0; // rows [0, ready) have been z-scored (the last L of them are in the ring)
+            for (int y = 0; y < h; y++)
+            {
+                for (int last = Math.Min(h - 1, y + r); ready <= last; ready++)
+                    ZScoreRow(raw, channels, c, ready * w, w, mu, scale, ring.AsSpan(ready % L * w, w));
+                for (int j = 0; j < L; j++) rowAt[j] = Reflect(y + j - r, h) % L * w;
+                VerticalRow(ring, rowAt, k, row.AsSpan(0, w));
+                HorizontalRow(row.AsSpan(0, w), pad, k, dst.Slice(y * w, w));
+            }
+        }
+        finally { pool.Return(ring); pool.Return(row); pool.Return(pad); }
+    }
+
+    private static void ZScoreRow(ReadOnlySpan<ushort> raw, int channels, int c, int start, int count, float mu, float scale, Span<float> dst)
+    {
+        if (channels == 1) { for (int i = 0; i < count; i++) dst[i] = (raw[start + i] - mu) * scale; return; }
+        for (int i = 0; i < count; i++) dst[i] = (raw[(start + i) * channels + c] - mu) * scale;
+    }
+
+    /// <summary>One output row of the vertical pass: out[x] = Σ_j k[j] · src[rowAt[j] + x], in j order.</summary>
+    private static void VerticalRow(ReadOnlySpan<float> src, ReadOnlySpan<int> rowAt, float[] k, Span<float> outRow)
+    {
+        int w = outRow.Length, vw = Vector<float>.Count, L = k.Length;
+        ref float s0 = ref MemoryMarshal.GetReference(src);
+        ref float o = ref MemoryMarshal.GetReference(outRow);
+        ref float k0 = ref MemoryMarshal.GetArrayDataReference(k);
+        int x = 0;
+        for (; x + 4 * vw <= w; x += 4 * vw)
+        {
+            ref float a = ref Unsafe.Add(ref s0, rowAt[0] + x);
+            var kk = new Vector<float>(k0);
+            var acc0 = kk * V(ref a, 0); var acc1 = kk * V(ref a, vw); var acc2 = kk * V(ref a, 2 * vw); var acc3 = kk * V(ref a, 3 * vw);
+            for (int j = 1; j < L; j++)
+            {
+                ref float b = ref Unsafe.Add(ref s0, rowAt[j] + x);
+                kk = new Vector<float>(Unsafe.Add(ref k0, j));
+                acc0 += kk * V(ref b, 0); acc1 += kk * V(ref b, vw); acc2 += kk * V(ref b, 2 * vw); acc3 += kk * V(ref b, 3 * vw);
+            }
+            Store(acc0, ref o, x); Store(acc1, ref o, x + vw); Store(acc2, ref o, x + 2 * vw); Store(acc3, ref o, x + 3 * vw);
+        }
+        for (; x + vw <= w; x += vw)
+        {
+            var acc = new Vector<float>(k0) * V(ref Unsafe.Add(ref s0, rowAt[0] + x), 0);
+            for (int j = 1; j < L; j++)
+                acc += new Vector<float>(Unsafe.Add(ref k0, j)) * V(ref Unsafe.Add(ref s0, rowAt[j] + x), 0);
+            Store(acc, ref o, x);
+        }
+        for (; x < w; x++)
+        {
+            float acc = k[0] * src[rowAt[0] + x];
+            for (int j = 1; j < L; j++) acc += k[j] * src[rowAt[j] + x];
+            outRow[x] = acc;
+        }
+    }
+
+    /// <summary>One row of the horizontal pass, over the row copied with its reflected borders (pad[i] = row[reflect(i − r)]),
+    /// so that every pixel, at the borders too, takes the vector path: out[x] = Σ_j k[j] · pad[x + j], in j order.</summary>
+    private static void HorizontalRow(ReadOnlySpan<float> inRow, float[] pad, float[] k, Span<float> outRow)
+    {
+        int w = inRow.Length, r = k.Length / 2, vw = Vector<float>.Count, L = k.Length;
+        for (int i = 0; i < r; i++) { pad[i] = inRow[Reflect(i - r, w)]; pad[w + r + i] = inRow[Reflect(w + i, w)]; }
+        inRow.CopyTo(pad.AsSpan(r, w));
+        ref float p0 = ref MemoryMarshal.GetArrayDataReference(pad);
+        ref float k0 = ref MemoryMarshal.GetArrayDataReference(k);
+        ref float orow = ref MemoryMarshal.GetReference(outRow);
+        int x = 0;
+        for (; x + 4 * vw <= w; x += 4 * vw)
+        {
+            ref float a = ref Unsafe.Add(ref p0, x);
+            var kk = new Vector<float>(k0);
+            var acc0 = kk * V(ref a, 0); var acc1 = kk * V(ref a, vw); var acc2 = kk * V(ref a, 2 * vw); var acc3 = kk * V(ref a, 3 * vw);
+            for (int j = 1; j < L; j++)
+            {
+                ref float b = ref Unsafe.Add(ref a, j);
+                kk = new Vector<float>(Unsafe.Add(ref k0, j));
+                acc0 += kk * V(ref b, 0); acc1 += kk * V(ref b, vw); acc2 += kk * V(ref b, 2 * vw); acc3 += kk * V(ref b, 3 * vw);
+            }
+            Store(acc0, ref orow, x); Store(acc1, ref orow, x + vw); Store(acc2, ref orow, x + 2 * vw); Store(acc3, ref orow, x + 3 * vw);
+        }
+        for (; x + vw <= w; x += vw)
+        {
+            ref float a = ref Unsafe.Add(ref p0, x);
+            var acc = new Vector<float>(k0) * V(ref a, 0);
+            for (int j = 1; j < L; j++)
+                acc += new Vector<float>(Unsafe.Add(ref k0, j)) * V(ref a, j);
+            Store(acc, ref orow, x);
+        }
+        for (; x < w; x++)
+        {
+            float acc = k[0] * pad[x];
+            for (int j = 1; j < L; j++) acc += k[j] * pad[x + j];
+            outRow[x] = acc;
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -35,8 +35,6 @@ public static class SlicRegion
         int rw = read.W, rh = read.H, n = rw * rh;
         scratch ??= new Pipeline.TileScratch();
         var planes = scratch.Planes(channels, n);
-        float[] tmp = scratch.Tmp(n), work = scratch.Work(n);
-        float[] dist = work; // the z-scored plane is only needed until it is smoothed
         int[] label = scratch.Label(n);
         long tick = ProcessStats.PhaseClock();
         {
@@ -46,9 +44,8 @@ public static class SlicRegion
             for (int c = 0; c < channels; c++)
             {
                 float mu = (float)stats.Mean[c], a = (float)(stats.InvStd(c) * scale);
-                for (int i = 0; i < n; i++) work[i] = (raw[i * channels + c] - mu) * a;
-                if (p.Sigma > 0) Gaussian.Blur(work.AsSpan(0, n), planes[c].AsSpan(0, n), tmp.AsSpan(0, n), rw, rh, kernel);
-                else work.AsSpan(0, n).CopyTo(planes[c]);
+                if (p.Sigma > 0) Gaussian.BlurZScored(raw, channels, c, mu, a, planes[c].AsSpan(0, n), rw, rh, kernel);
+                else for (int i = 0; i < n; i++) planes[c][i] = (raw[i * channels + c] - mu) * a;
             }
 
             Tick(0, ref tick);
@@ -117,7 +114,7 @@ public static class SlicRegion
                 for (int it = 0; it < p.Iterations; it++)
                 {
                     win.Compute(cx, cy, radius, grid, read);
-                    AssignRows(planes, channels, cx, cy, cf, dist, label, read, invS, win, runOff, runs);
+                    AssignRows(planes, channels, cx, cy, cf, scratch, label, read, invS, win, runOff, runs);
                     Tick(2, ref tick);
                     if (it == p.Iterations - 1) break; // the last update would not change any label
                     Array.Clear(cnt); Array.Clear(sx); Array.Clear(sy); Array.Clear(sf);
@@ -322,12 +319,12 @@ public static class SlicRegion
     /// candidate lists are built once per band of <see cref="Band"/> rows, from the centres whose window meets the band;
     /// on a row its window does not hold, a centre's distance is +∞ (its dy² is), so it never wins there.
     /// </summary>
-    private static void AssignRows(float[][] planes, int channels, double[] cx, double[] cy, double[] cf, float[] dist, int[] label,
+    private static void AssignRows(float[][] planes, int channels, double[] cx, double[] cy, double[] cf, Pipeline.TileScratch scratch, int[] label,
         PixelRect read, float invS, Windows win, int[]? runOff, List<int>? runs)
     {
         int rw = read.W, rh = read.H, k = cx.Length;
         int W = Vector512.IsHardwareAccelerated ? Vector512<float>.Count : Vector256.IsHardwareAccelerated ? Vector256<float>.Count : 0;
-        if (W == 0 || rw < W) { AssignRowsScalar(planes, channels, cx, cy, cf, dist, label, read, invS, win, runOff, runs); return; }
+        if (W == 0 || rw < W) { AssignRowsScalar(planes, channels, cx, cy, cf, scratch.Dist(rw * rh), label, read, invS, win, runOff, runs); return; }
         int nb = (rw + W - 1) / W;
         var pool = ArrayPool<int>.Shared;
         int[] active = pool.Rent(Math.Max(1, win.Count)), merged = pool.Rent(Math.Max(1, win.Count));

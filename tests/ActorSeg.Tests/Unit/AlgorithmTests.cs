@@ -126,8 +126,8 @@ public class AlgorithmTests
         var k = Gaussian.Kernel(1.0);
         Assert.Equal(9, k.Length);
         Assert.Equal(1.0, k.Sum(), 5);
-        var dst = new float[w * h]; var tmp = new float[w * h];
-        Gaussian.Blur(src, dst, tmp, w, h, k);
+        var dst = new float[w * h];
+        Gaussian.Blur(src, dst, w, h, k);
         int Reflect(int i, int n) { while (i < 0 || i >= n) i = i < 0 ? -i - 1 : 2 * n - i - 1; return i; }
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++)
@@ -136,6 +136,33 @@ public class AlgorithmTests
                 for (int j = 0; j < 9; j++) for (int i = 0; i < 9; i++) s += k[j] * k[i] * src[Reflect(y + j - 4, h) * w + Reflect(x + i - 4, w)];
                 Assert.Equal(s, dst[y * w + x], 4);
             }
+    }
+
+    [Theory]
+    [InlineData(1, 37, 23, 1.0)]
+    [InlineData(1, 70, 41, 4.0)]
+    [InlineData(3, 40, 17, 4.0)]   // radius 16 of 17 rows: reflected once at both ends, the ring just wide enough
+    [InlineData(1, 33, 16, 4.0)]   // radius 16 = rows
+    [InlineData(1, 9, 15, 4.0)]    // radius past the rows: the whole-plane fallback
+    [InlineData(3, 5, 1, 1.0)]
+    [InlineData(1, 129, 2, 0.5)]
+    [InlineData(1, 20, 20, 0.01)]  // radius 0: no smoothing
+    public void Gaussian_OfTheZScoredRaw_IsBitForBitTheBlurOfTheZScoredPlane(int channels, int w, int h, double sigma)
+    {
+        var rnd = new Random(w * 7 + h * channels);
+        var raw = Enumerable.Range(0, w * h * channels).Select(_ => (ushort)rnd.Next(65536)).ToArray();
+        var k = Gaussian.Kernel(sigma);
+        const float mu = 31234.5f, scale = 0.000731f;
+        for (int c = 0; c < channels; c++)
+        {
+            var z = new float[w * h];
+            for (int i = 0; i < w * h; i++) z[i] = (raw[i * channels + c] - mu) * scale;
+            var want = new float[w * h];
+            Gaussian.Blur(z, want, w, h, k);
+            var got = new float[w * h];
+            Gaussian.BlurZScored(raw, channels, c, mu, scale, got, w, h, k);
+            for (int i = 0; i < w * h; i++) Assert.Equal(BitConverter.SingleToInt32Bits(want[i]), BitConverter.SingleToInt32Bits(got[i]));
+        }
     }
 
     [Theory]
@@ -151,8 +178,8 @@ public class AlgorithmTests
         var src = Enumerable.Range(0, w * h).Select(_ => (float)(rnd.NextDouble() * 8 - 4)).ToArray();
         var k = Gaussian.Kernel(sigma);
         int r = k.Length / 2;
-        var dst = new float[w * h]; var tmp = new float[w * h];
-        Gaussian.Blur(src, dst, tmp, w, h, k);
+        var dst = new float[w * h];
+        Gaussian.Blur(src, dst, w, h, k);
         int Reflect(int i, int n) { if (n == 1) return 0; while (i < 0 || i >= n) i = i < 0 ? -i - 1 : 2 * n - i - 1; return i; }
         var v = new float[w * h];
         for (int y = 0; y < h; y++)

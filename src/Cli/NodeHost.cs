@@ -293,7 +293,7 @@ public static class NodeHost
         akka.cluster.client.receptionist.response-tunnel-receive-timeout = 120s
         akka.coordinated-shutdown.phases.service-requests-done.timeout = 10s
         akka.persistence.journal-plugin-fallback.recovery-event-timeout = 120s
-        {{(OnlyNode(o) ? "akka.cluster.singleton.hand-over-retry-interval = 100ms" : "")}}
+        {{(OnlyNode(o) ? "akka.cluster.singleton.hand-over-retry-interval = 100ms\nakka.cluster.leader-actions-interval = 100ms" : "")}}
         """;
 
     /// <summary>A node alone for good: the single-process runtime of the CLI commands (a port nobody knows, no seeds). Its

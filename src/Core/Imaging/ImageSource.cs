@@ -176,31 +176,24 @@ public sealed class VipsImageSource : IRegionSource
             throw new ArgumentOutOfRangeException(nameof(x), $"region {x},{y} {w}x{h} outside {Width}x{Height}");
         int n = w * h * Channels;
         if (dest.Length < n) throw new ArgumentException("destination too small", nameof(dest));
-        IntPtr ptr = IntPtr.Zero;
         try
         {
+            // libvips writes the region straight into the caller's buffer (8-bit samples widened on the way), through an
+            // image wrapped around it: no native copy of the region, no fresh pages for one on every read
             using var crop = _image.Crop(x, y, w, h);
-            ptr = crop.WriteToMemory(out ulong size);
-            ulong expect = (ulong)n * (ulong)(_wide ? 2 : 1);
-            if (size != expect) throw new InputFileException(Path, $"region read returned {size} bytes, expected {expect}");
+            using var samples = _wide ? null : crop.Cast(Vips.Enums.BandFormat.Ushort);
             unsafe
             {
-                if (_wide)
-                    new ReadOnlySpan<ushort>((void*)ptr, n).CopyTo(dest);
-                else
+                fixed (ushort* p = dest)
                 {
-                    var src = new ReadOnlySpan<byte>((void*)ptr, n);
-                    Widen(src, dest[..n]);
+                    using var target = Vips.Image.NewFromMemory((IntPtr)p, (ulong)n * 2, w, h, Channels, Vips.Enums.BandFormat.Ushort);
+                    (samples ?? crop).Write(target);
                 }
             }
         }
         catch (Vips.VipsException e)
         {
             throw new InputFileException(Path, $"cannot read pixels of region x={x} y={y} {w}x{h} (truncated or corrupt file?): {FirstLine(e.Message)}", e);
-        }
-        finally
-        {
-            if (ptr != IntPtr.Zero) Vips.NetVips.Free(ptr);
         }
     }
 

@@ -197,24 +197,6 @@ public sealed class VipsImageSource : IRegionSource
         }
     }
 
-    internal static void Widen(ReadOnlySpan<byte> src, Span<ushort> dst)
-    {
-        int i = 0;
-        if (System.Numerics.Vector.IsHardwareAccelerated)
-        {
-            var vs = MemoryMarshal.Cast<byte, System.Numerics.Vector<byte>>(src);
-            int step = System.Numerics.Vector<byte>.Count;
-            for (int k = 0; k < vs.Length; k++)
-            {
-                System.Numerics.Vector.Widen(vs[k], out var lo, out var hi);
-                lo.CopyTo(dst.Slice(i));
-                hi.CopyTo(dst.Slice(i + step / 2));
-                i += step;
-            }
-        }
-        for (; i < src.Length; i++) dst[i] = src[i];
-    }
-
     /// <summary>Exact per-channel histogram of the whole image, computed by libvips in one streaming pass.</summary>
     public long[][] Histograms()
     {

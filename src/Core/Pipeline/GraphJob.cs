@@ -228,11 +228,11 @@ public static class GraphJob
             MapMask(mraw, classes, job.Request.MaskMode, job.Request.IgnoreValue, job.Request.MaskPath ?? "mask");
         }
         double tRead = sw.Elapsed.TotalSeconds;
-        var seeds = scratch.Seeds(cn).AsSpan(0, cn);
+        var seeds = scratch.Seeds(rn, cn);
         SlicRegion.Run(raw, C, read, core, job.Grid, job.Stats, job.Request.Slic, seeds, scratch, tissue);
         tissue?.Apply(core, seeds, FragmentBuilder.Glass); // glass takes no part in fragments, groups or nodes
         double tSlic = sw.Elapsed.TotalSeconds;
-        var groups = scratch.Groups(cn).AsSpan(0, cn);
+        var groups = scratch.Groups(cn); // SLIC's planes are done with: the groups take their memory
         Span<ushort> extra = [];
         if (job.Texture)
         {

@@ -10,7 +10,7 @@ public sealed class TileScratch
     private ushort[] _raw = [], _maskRaw = [], _grouped = [], _extra = [];
     private float[] _dist = [];
     private float[][] _planes = [];
-    private int[] _texturePlane = [], _label = [], _seeds = [], _groups = [], _runStart = [], _runComp = [], _rowRuns = [], _counts = [];
+    private int[] _texturePlane = [], _label = [], _runStart = [], _runComp = [], _rowRuns = [], _counts = [];
     private byte[] _classes = [];
 
     private static T[] Grow<T>(ref T[] a, int n)
@@ -29,8 +29,16 @@ public sealed class TileScratch
     public int[] Label(int n) => Grow(ref _label, n);
     /// <summary>The channel-summed intensity of the core with 2 px around it (texture planes).</summary>
     public int[] TexturePlane(int n) => Grow(ref _texturePlane, n);
-    public int[] Seeds(int n) => Grow(ref _seeds, n);
-    public int[] Groups(int n) => Grow(ref _groups, n);
+    /// <summary>The core's seed ids, at the front of the SLIC label buffer (sized for the read region too):
+    /// <see cref="Superpixels.SlicRegion.Run"/> compacts the core's labels there in place when it is done with them.</summary>
+    public Span<int> Seeds(int readPixels, int corePixels) => Grow(ref _label, Math.Max(readPixels, corePixels)).AsSpan(0, corePixels);
+    /// <summary>The core's group ids, in the first smoothed plane's memory: SLIC's planes are not read again once the
+    /// seeds are known. Call after SLIC (the plane is read-size, so it is never smaller than the core).</summary>
+    public Span<int> Groups(int corePixels)
+    {
+        if (_planes.Length == 0) Array.Resize(ref _planes, 1);
+        return System.Runtime.InteropServices.MemoryMarshal.Cast<float, int>(Grow(ref _planes[0]!, corePixels).AsSpan(0, corePixels));
+    }
     public int[] RunStart(int n) => Grow(ref _runStart, n);
     public int[] RunComp(int n) => Grow(ref _runComp, n);
     public int[] RowRuns(int n) => Grow(ref _rowRuns, n);

@@ -26,7 +26,9 @@ public static class SlicRegion
 
     /// <summary>
     /// Runs SLIC on <paramref name="raw"/> (the read region, channels interleaved) and writes the global seed id
-    /// of each core pixel into <paramref name="coreLabels"/> (core.W × core.H, row-major).
+    /// of each core pixel into <paramref name="coreLabels"/> (core.W × core.H, row-major). <paramref name="coreLabels"/> may
+    /// be the front of the scratch's label buffer (<see cref="Pipeline.TileScratch.Seeds"/>): the core's labels are then
+    /// compacted in place, row by row in increasing order, each read before anything is written over it.
     /// </summary>
     public static void Run(ReadOnlySpan<ushort> raw, int channels, PixelRect read, PixelRect core,
         SeedGrid grid, ImageStatistics stats, SlicParameters p, Span<int> coreLabels, Pipeline.TileScratch? scratch = null,
@@ -36,6 +38,8 @@ public static class SlicRegion
         scratch ??= new Pipeline.TileScratch();
         var planes = scratch.Planes(channels, n);
         int[] label = scratch.Label(n);
+        if (coreLabels.Overlaps(label.AsSpan(0, n)) && !Unsafe.AreSame(ref MemoryMarshal.GetReference(coreLabels), ref label[0]))
+            throw new ArgumentException("the core labels overlap the label buffer other than at its start", nameof(coreLabels));
         long tick = ProcessStats.PhaseClock();
         {
             // 1. z-score with global statistics, scale as the published recipe (divide by max z and by compactness), smooth.

@@ -53,6 +53,39 @@ public class KernelTests
             }
     }
 
+    /// <summary>SLIC's core labels written in place at the front of its own label buffer (what a tile worker does, to
+    /// save a core-sized buffer) equal the labels written to a separate array, for a core deep inside its read region;
+    /// a buffer overlapping the labels anywhere but at their start is refused.</summary>
+    [Fact]
+    public void SlicCoreLabels_InPlaceAtTheFrontOfTheLabelBuffer_EqualThoseInASeparateArray()
+    {
+        const int W = 300, H = 260;
+        var rng = new Random(9);
+        var raw = new ushort[W * H];
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) raw[y * W + x] = (ushort)(((x / 37 + y / 29) % 3) * 9000 + rng.Next(2000));
+        var read = new PixelRect(20, 30, 250, 210); var core = new PixelRect(70, 80, 140, 110);
+        var region = new ushort[read.W * read.H];
+        for (int y = 0; y < read.H; y++) raw.AsSpan((read.Y + y) * W + read.X, read.W).CopyTo(region.AsSpan(y * read.W));
+        var p = new SlicParameters { Spacing = 15 };
+        var grid = SeedGrid.For(W, H, p);
+        long[] hist = new long[65536];
+        foreach (var v in raw) hist[v]++;
+        var stats = ImageStatistics.FromHistograms([hist]);
+        int rn = read.W * read.H, cn = core.W * core.H;
+        var separate = new int[cn];
+        SlicRegion.Run(region, 1, read, core, grid, stats, p, separate, new ActorSeg.Core.Pipeline.TileScratch());
+        var scratch = new ActorSeg.Core.Pipeline.TileScratch();
+        var inPlace = scratch.Seeds(rn, cn);
+        SlicRegion.Run(region, 1, read, core, grid, stats, p, inPlace, scratch);
+        Assert.Equal(separate, inPlace.ToArray());
+        Assert.True(separate.Distinct().Count() > 20);
+        bool refused = false;
+        try { SlicRegion.Run(region, 1, read, core, grid, stats, p, scratch.Seeds(rn, cn + 1)[1..], scratch); }
+        catch (ArgumentException) { refused = true; }
+        Assert.True(refused, "core labels overlapping the label buffer at an offset must be refused");
+    }
+
     /// <summary>A run's sum is the same fixed-order sum (sixteen lanes, then halves folded) at every length and offset,
     /// and within rounding of the exact sum.</summary>
     [Fact]

@@ -4,6 +4,7 @@ using Serilog;
 
 Console.OutputEncoding = System.Text.Encoding.UTF8;
 var verbose = new Option<bool>("--verbose", "-v") { Description = "Debug-level logs (every tile).", Recursive = true };
+var node = NodeCommand.Create(verbose);
 var root = new RootCommand("ActorSeg: segmentation of very large microscopy images with superpixel graphs, as an actor system.\n" +
                            "Logs go to stderr (text; ACTORSEG_LOG_FORMAT=json for one JSON event per line); results to stdout.")
 {
@@ -17,7 +18,7 @@ var root = new RootCommand("ActorSeg: segmentation of very large microscopy imag
     SegmentCommand.Create(verbose),
     UNetCommands.Train(verbose),
     UNetCommands.Evaluate(verbose),
-    NodeCommand.Create(verbose),
+    node,
     ClientCommands.Submit(verbose),
     ClientCommands.SubmitTrain(verbose),
     ClientCommands.Status(verbose),
@@ -34,7 +35,7 @@ try
         return ExitCodes.Usage;
     }
     // a cluster node owns its termination signals (NodeCommand.RunAsync): a second owner raced it at SIGTERM
-    var invocation = parsed.CommandResult.Command.Name == "node" ? new System.CommandLine.InvocationConfiguration { ProcessTerminationTimeout = null } : null;
+    var invocation = ReferenceEquals(parsed.CommandResult.Command, node) ? new InvocationConfiguration { ProcessTerminationTimeout = null } : null;
     return await parsed.InvokeAsync(invocation);
 }
 finally

@@ -182,12 +182,16 @@ public sealed class VipsImageSource : IRegionSource
             // image wrapped around it: no native copy of the region, no fresh pages for one on every read
             using var crop = _image.Crop(x, y, w, h);
             using var samples = _wide ? null : crop.Cast(Vips.Enums.BandFormat.Ushort);
+            var region = samples ?? crop;
+            // libvips writes what the region holds into the borrowed buffer: it must be exactly w×h×Channels 16-bit samples
+            if (region.Width != w || region.Height != h || region.Bands != Channels || region.Format != Vips.Enums.BandFormat.Ushort)
+                throw new InputFileException(Path, $"region x={x} y={y} {w}x{h} reads as {region.Width}x{region.Height}, {region.Bands} band(s) of {region.Format}; expected {Channels} band(s) of 16-bit samples");
             unsafe
             {
                 fixed (ushort* p = dest)
                 {
                     using var target = Vips.Image.NewFromMemory((IntPtr)p, (ulong)n * 2, w, h, Channels, Vips.Enums.BandFormat.Ushort);
-                    (samples ?? crop).Write(target);
+                    region.Write(target);
                 }
             }
         }

@@ -304,13 +304,18 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         Assert.True(File.Exists(Path.Combine(work, "results", "report.html")));
     }
 
+    /// <summary>A coordinator whose PostgreSQL journal is on a port nothing listens on.</summary>
+    private ClusterHarness.NodeProcess CoordinatorWithoutItsDatabase()
+    {
+        int pc = ClusterHarness.FreePort(), dead = ClusterHarness.FreePort();
+        return NewCluster().Start("coordinator", pc, null, "--roles", "coordinator", "--db-provider", "postgresql",
+            "--db", $"Host=127.0.0.1;Port={dead};Username=nobody;Password=x;Database=none;Timeout=2");
+    }
+
     [Fact]
     public void AnUnreachableDatabase_StopsTheCoordinatorWithAClearError()
     {
-        var h = NewCluster();
-        int pc = ClusterHarness.FreePort(), dead = ClusterHarness.FreePort();
-        var coord = h.Start("coordinator", pc, null, "--roles", "coordinator", "--db-provider", "postgresql",
-            "--db", $"Host=127.0.0.1;Port={dead};Username=nobody;Password=x;Database=none;Timeout=2");
+        var coord = CoordinatorWithoutItsDatabase();
         Assert.True(coord.Process.WaitForExit(TimeSpan.FromSeconds(90)), "the coordinator should give up");
         coord.Process.WaitForExit();
         Assert.Equal(4, coord.Process.ExitCode);
@@ -320,10 +325,7 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
     [Fact]
     public void ACoordinatorWaitingForItsDatabase_StopsCleanlyOnSigterm()
     {
-        var h = NewCluster();
-        int pc = ClusterHarness.FreePort(), dead = ClusterHarness.FreePort();
-        var coord = h.Start("coordinator", pc, null, "--roles", "coordinator", "--db-provider", "postgresql",
-            "--db", $"Host=127.0.0.1;Port={dead};Username=nobody;Password=x;Database=none;Timeout=2");
+        var coord = CoordinatorWithoutItsDatabase();
         ClusterHarness.WaitFor(() => coord.Saw("retrying in"), TimeSpan.FromSeconds(60), "the coordinator to wait for its database", coord);
         Process.Start("kill", ["-TERM", coord.Process.Id.ToString()])!.WaitForExit();
         // it stops during its wait, long before it would give up (about 30 s of retries)

@@ -33,7 +33,7 @@ public static class Gaussian
     }
 
     /// <summary>Smooths <paramref name="src"/> (w×h) into <paramref name="dst"/> (which must not overlap it), one row at a
-    /// time: the vertical pass of a row, then its horizontal pass, through a buffer of one row.</summary>
+    /// time: the vertical pass of a row into the middle of a padded row buffer, then its horizontal pass.</summary>
     /// <remarks>Every output value is k[0]·s[0] + k[1]·s[1] + … added in that order, in float, without fused multiply-adds,
     /// whichever path computes it (vertical pass first, then horizontal); four vectors are worked at once only so that
     /// their additions overlap.</remarks>
@@ -43,18 +43,18 @@ public static class Gaussian
         if (src.Length < w * h || dst.Length < w * h) throw new ArgumentException("blur buffers smaller than the image");
         if (r == 0) { src[..(w * h)].CopyTo(dst); return; }
         var pool = System.Buffers.ArrayPool<float>.Shared;
-        float[] row = pool.Rent(w), pad = pool.Rent(w + 2 * r + 4 * Vector<float>.Count);
+        float[] pad = pool.Rent(w + 2 * r + 4 * Vector<float>.Count);
         Span<int> rowAt = L <= 256 ? stackalloc int[L] : new int[L];
         try
         {
             for (int y = 0; y < h; y++)
             {
                 for (int j = 0; j < L; j++) rowAt[j] = Reflect(y + j - r, h) * w;
-                VerticalRow(src, rowAt, k, row.AsSpan(0, w));
-                HorizontalRow(row.AsSpan(0, w), pad, k, dst.Slice(y * w, w));
+                VerticalRow(src, rowAt, k, pad.AsSpan(r, w));
+                HorizontalRow(pad, w, k, dst.Slice(y * w, w));
             }
         }
-        finally { pool.Return(row); pool.Return(pad); }
+        finally { pool.Return(pad); }
     }
 
     /// <summary>
@@ -81,7 +81,7 @@ public static class Gaussian
             finally { pool.Return(z); }
             return;
         }
-        float[] ring = pool.Rent(L * w), row = pool.Rent(w), pad = pool.Rent(w + 2 * r + 4 * Vector<float>.Count);
+        float[] ring = pool.Rent(L * w), pad = pool.Rent(w + 2 * r + 4 * Vector<float>.Count);
         Span<int> rowAt = L <= 256 ? stackalloc int[L] : new int[L];
         try
         {
@@ -91,11 +91,11 @@ public static class Gaussian
                 for (int last = Math.Min(h - 1, y + r); ready <= last; ready++)
                     ZScoreRow(raw, channels, c, ready * w, w, mu, scale, ring.AsSpan(ready % L * w, w));
                 for (int j = 0; j < L; j++) rowAt[j] = Reflect(y + j - r, h) % L * w;
-                VerticalRow(ring, rowAt, k, row.AsSpan(0, w));
-                HorizontalRow(row.AsSpan(0, w), pad, k, dst.Slice(y * w, w));
+                VerticalRow(ring, rowAt, k, pad.AsSpan(r, w));
+                HorizontalRow(pad, w, k, dst.Slice(y * w, w));
             }
         }
-        finally { pool.Return(ring); pool.Return(row); pool.Return(pad); }
+        finally { pool.Return(ring); pool.Return(pad); }
     }
 
     private static void ZScoreRow(ReadOnlySpan<ushort> raw, int channels, int c, int start, int count, float mu, float scale, Span<float> dst)
@@ -140,13 +140,13 @@ public static class Gaussian
         }
     }
 
-    /// <summary>One row of the horizontal pass, over the row copied with its reflected borders (pad[i] = row[reflect(i − r)]),
-    /// so that every pixel, at the borders too, takes the vector path: out[x] = Σ_j k[j] · pad[x + j], in j order.</summary>
-    private static void HorizontalRow(ReadOnlySpan<float> inRow, float[] pad, float[] k, Span<float> outRow)
+    /// <summary>One row of the horizontal pass. The vertical pass wrote the row into <paramref name="pad"/> from index r;
+    /// its reflected borders are filled around it (pad[i] = row[reflect(i − r)]), so that every pixel, at the borders
+    /// too, takes the vector path: out[x] = Σ_j k[j] · pad[x + j], in j order.</summary>
+    private static void HorizontalRow(float[] pad, int w, float[] k, Span<float> outRow)
     {
-        int w = inRow.Length, r = k.Length / 2, vw = Vector<float>.Count, L = k.Length;
-        for (int i = 0; i < r; i++) { pad[i] = inRow[Reflect(i - r, w)]; pad[w + r + i] = inRow[Reflect(w + i, w)]; }
-        inRow.CopyTo(pad.AsSpan(r, w));
+        int r = k.Length / 2, vw = Vector<float>.Count, L = k.Length;
+        for (int i = 0; i < r; i++) { pad[i] = pad[r + Reflect(i - r, w)]; pad[w + r + i] = pad[r + Reflect(w + i, w)]; }
         ref float p0 = ref MemoryMarshal.GetArrayDataReference(pad);
         ref float k0 = ref MemoryMarshal.GetArrayDataReference(k);
         ref float orow = ref MemoryMarshal.GetReference(outRow);

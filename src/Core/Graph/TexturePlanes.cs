@@ -126,8 +126,8 @@ public static class TexturePlanes
                 static Vector256<long> L4(ref int r, int at) => Vector256.WidenLower(Vector256.Create(Vector128.LoadUnsafe(ref r, (nuint)at), Vector128<int>.Zero));
                 var dx = L4(ref pl, c0 + x + 1) - L4(ref pl, c0 + x - 1);
                 var dy = L4(ref pl, c0 + pw + x) - L4(ref pl, c0 - pw + x);
-                var sum = Vector256.WidenLower(Vector256.Create(Vector128.Create(vs[x], vs[x + 1], vs[x + 2], vs[x + 3]), Vector128<int>.Zero));
-                var sum2 = Vector256.Create(vs2[x], vs2[x + 1], vs2[x + 2], vs2[x + 3]);
+                var sum = Vector256.WidenLower(Vector256.Create(Vector128.Create(vs.Slice(x, 4)), Vector128<int>.Zero));
+                var sum2 = Vector256.Create(vs2.Slice(x, 4));
                 var gv = Vector256.Sqrt(Vector256.ConvertToDouble(dx * dx + dy * dy)) * half;
                 var sdv = Vector256.Sqrt(Vector256.Max(zero, Vector256.ConvertToDouble(nl * sum2 - sum * sum))) / vn;
                 Vector256.Min(cap, Vector256.Round(gv * vinv)).CopyTo(g);

@@ -67,9 +67,14 @@ case "$cmd" in
     # one closing line with the counts, whatever the runner printed
     awk '/^ *Passed: *[0-9]+ *$/ {p+=$2} /^ *Failed: *[0-9]+ *$/ {f+=$2} /^ *Skipped: *[0-9]+ *$/ {s+=$2}
          END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
-    rm -f "$log"
     # the Kubernetes manifests: every overlay rendered and every object validated against the schemas, offline
     deploy/k8s/validate.sh || rc=1
+    # the failures last, by name with their messages, so that the tail of a long log says what broke
+    if grep -q '^ *Failed ActorSeg\.' "$log"; then
+      echo "failed tests:"
+      awk '/^ *Failed ActorSeg\./ {n=40} n > 0 && !/CoordinatedShutdown/ {print; n--}' "$log" | cut -c1-400
+    fi
+    rm -f "$log"
     exit $rc ;;
   bench) build; dotnet bench/ActorSeg.Bench/bin/Release/net10.0/actorseg-bench.dll "$@" ;;
   actorseg) build; cli "$@" ;;

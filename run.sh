@@ -67,14 +67,33 @@ case "$cmd" in
     # one closing line with the counts, whatever the runner printed
     awk '/^ *Passed: *[0-9]+ *$/ {p+=$2} /^ *Failed: *[0-9]+ *$/ {f+=$2} /^ *Skipped: *[0-9]+ *$/ {s+=$2}
          END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
-    # the Kubernetes manifests: every overlay rendered and every object validated against the schemas, offline
-    deploy/k8s/validate.sh || rc=1
-    # the failures last, by name with their messages, so that the tail of a long log says what broke
-    if grep -q '^ *Failed ActorSeg\.' "$log"; then
+    # the failures, by name with their messages, last: the tail of a long log says what broke
+    failed=$(sed -n 's/^ *Failed \(ActorSeg\.[A-Za-z0-9_.]*\).*/\1/p' "$log" | sort -u)
+    if [ -n "$failed" ]; then
       echo "failed tests:"
       awk '/^ *Failed ActorSeg\./ {n=40} n > 0 && !/CoordinatedShutdown/ {print; n--}' "$log" | cut -c1-400
     fi
+    # a few failures (the multi-process cluster tests wait on timers and ports of a shared machine) are run once more,
+    # alone; the run stays red if any fails again, and a test that passed only the second time is named as such
+    if [ $rc -ne 0 ] && [ -n "$failed" ] && [ "$(echo "$failed" | wc -l)" -le 3 ]; then
+      echo "running the failed tests once more, alone:"
+      set +e
+      dotnet test ActorSeg.sln -c Release --no-build -nologo --logger "console;verbosity=normal" \
+        --filter "$(echo "$failed" | sed 's/^/FullyQualifiedName~/' | paste -sd'|')" > "$log" 2>&1
+      rc2=$?
+      set -e
+      awk '/^ *Passed: *[0-9]+ *$/ {p+=$2} /^ *Failed: *[0-9]+ *$/ {f+=$2}
+           END { printf "second run: %d passed, %d failed\n", p, f }' "$log"
+      if [ $rc2 -eq 0 ]; then
+        echo "FLAKY: failed once, then passed alone: $(echo "$failed" | paste -sd' ')"
+        rc=0
+      else
+        awk '/^ *Failed ActorSeg\./ {n=40} n > 0 && !/CoordinatedShutdown/ {print; n--}' "$log" | cut -c1-400
+      fi
+    fi
     rm -f "$log"
+    # the Kubernetes manifests: every overlay rendered and every object validated against the schemas, offline
+    deploy/k8s/validate.sh || rc=1
     exit $rc ;;
   bench) build; dotnet bench/ActorSeg.Bench/bin/Release/net10.0/actorseg-bench.dll "$@" ;;
   actorseg) build; cli "$@" ;;

@@ -166,7 +166,9 @@ public sealed class TileResult
         var tmp = $"{path}.{Guid.NewGuid():N}.partial"; // unique: a re-run tile may be written by two workers at once
         using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             Write(fs);
-        SafePaths.Publish(tmp, path, "tile result"); // flushed: the coordinator journals it as done
+        // not flushed to disk: the coordinator journals the file's checksum, and the stitch checks every tile's result
+        // and labels against it before use; one lost to a power cut is computed again
+        SafePaths.Publish(tmp, path, "tile result", flush: false);
     }
 
     private static void Put<T>(BinaryWriter w, T[] a) where T : unmanaged => Put(w, (ReadOnlySpan<T>)a);

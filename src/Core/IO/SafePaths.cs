@@ -169,14 +169,17 @@ public static class SafePaths
     public static void WriteAllText(string path, string text, string what = "output") =>
         WriteAtomic(path, s => { using var w = new StreamWriter(s, leaveOpen: true); w.Write(text); }, what);
 
-    /// <summary>Moves a finished file into place (same file system) and flushes the destination folder.</summary>
-    public static void Publish(string source, string destination, string what = "output")
+    /// <summary>Moves a finished file into place (same file system) and flushes it and the destination folder to disk.
+    /// With <paramref name="flush"/> false the move is still atomic (a reader sees the old file or the whole new one) but
+    /// nothing waits for the disk: only for files whose checksum is verified before they are trusted, so that a power cut
+    /// that loses them costs a recomputation, never a wrong result (tile results: the stitch checks every one).</summary>
+    public static void Publish(string source, string destination, string what = "output", bool flush = true)
     {
         var dir = Path.GetDirectoryName(Path.GetFullPath(destination))!;
         CheckUnchanged(dir, what + " folder");
-        using (var fs = new FileStream(source, FileMode.Open, FileAccess.ReadWrite, FileShare.Read)) fs.Flush(flushToDisk: true);
+        if (flush) using (var fs = new FileStream(source, FileMode.Open, FileAccess.ReadWrite, FileShare.Read)) fs.Flush(flushToDisk: true);
         File.Move(source, destination, overwrite: true);
-        FlushDirectory(dir);
+        if (flush) FlushDirectory(dir);
     }
 
     [DllImport("libc", SetLastError = true, EntryPoint = "open")]

@@ -255,7 +255,7 @@ public static class GraphJob
         var tmp = $"{path}.{Guid.NewGuid():N}.partial";
         using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(groups));
-        SafePaths.Publish(tmp, path, "tile labels");
+        SafePaths.Publish(tmp, path, "tile labels", flush: false); // checked like the tile result (see TileResult.WriteFile)
     }
 
     /// <summary>Reads rows [y0, y0+rows) of a tile's group raster; a tile with no groups (all glass) has an empty

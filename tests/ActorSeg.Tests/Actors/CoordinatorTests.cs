@@ -154,9 +154,12 @@ public class CoordinatorTests : TestKit, IDisposable
         Watch(coord);
         Sys.Stop(coord);
         ExpectTerminated(coord, TimeSpan.FromSeconds(10));
-        // while it is down, one finished result is damaged: it must be computed again, the other two not
+        // while it is down, one finished result is damaged and another tile's labels are left empty (as a power cut
+        // may leave a file written without waiting for the disk): both must be computed again, the third not
         var damaged = finished[1];
         File.WriteAllText(damaged.Result.Path, "garbage");
+        var emptied = finished[2];
+        File.WriteAllBytes(emptied.Labels.Path, []);
 
         var coord2 = Sys.ActorOf(GraphCoordinatorActor.Props(settings));
         var client2 = CreateTestProbe();
@@ -175,7 +178,7 @@ public class CoordinatorTests : TestKit, IDisposable
         }
         var c = Assert.IsType<GraphJobCompleted>(end);
         var unfinished = Enumerable.Range(0, 4).Except(finished.Select(f => f.TileId)).Single();
-        Assert.Equal(new[] { unfinished, damaged.TileId }.Order(), redone.Order());
+        Assert.Equal(new[] { unfinished, damaged.TileId, emptied.TileId }.Order(), redone.Order());
         Assert.True(c.Nodes > 100);
         Assert.True(File.Exists(Path.Combine(outDir, "graph.npz")));
     }

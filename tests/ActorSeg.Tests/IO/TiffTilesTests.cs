@@ -1,0 +1,124 @@
+using System.Diagnostics;
+using ActorSeg.Core.Imaging;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace ActorSeg.Tests.IO;
+
+/// <summary>
+/// The TIFF pages ActorSeg decodes itself (tiled, chunky, 8/16-bit unsigned, deflate or none, with or without the
+/// predictor, either byte order, classic or BigTIFF) read exactly the samples libvips reads, in every region; the pages it
+/// does not handle are left to libvips; and a damaged tile fails naming the file and the tile. The files come from
+/// tifffile, the writer many microscopy tools use, so they are not our own writer's idea of a TIFF.
+/// </summary>
+public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
+{
+    private const string Writer = """
+        import sys, numpy as np, tifffile
+        d = sys.argv[1]
+        rng = np.random.default_rng(7)
+        def img(shape, dtype):
+            # smooth ramps plus noise: the predictor has something to do, and values use the whole range
+            hi = 255 if dtype == np.uint8 else 65535
+            y, x = np.mgrid[0:shape[0], 0:shape[1]]
+            base = (x * 37 + y * 11) % (hi + 1)
+            if len(shape) == 3: base = np.stack([(base + 97 * c) % (hi + 1) for c in range(shape[2])], axis=-1)
+            return ((base + rng.integers(0, 40, size=shape)) % (hi + 1)).astype(dtype)
+        H, W = 97, 150
+        def w(name, data, **kw): tifffile.imwrite(f'{d}/{name}.tif', data, **kw)
+        w('g8-zlib-pred', img((H, W), np.uint8), tile=(32, 32), compression='zlib', predictor=True)
+        w('g8-deflate', img((H, W), np.uint8), tile=(32, 48), compression='deflate')
+        w('g16-be-pred', img((H, W), np.uint16), tile=(32, 32), compression='zlib', predictor=True, byteorder='>')
+        w('g16-none', img((H, W), np.uint16), tile=(16, 64))
+        w('g16-le-big', img((H, W), np.uint16), tile=(64, 32), compression='zlib', predictor=True, bigtiff=True)
+        w('rgb8-pred', img((H, W, 3), np.uint8), tile=(32, 32), compression='zlib', predictor=True, photometric='rgb')
+        w('rgb16-be-big', img((H, W, 3), np.uint16), tile=(32, 32), compression='zlib', predictor=True, photometric='rgb', byteorder='>', bigtiff=True)
+        w('rgba8', img((H, W, 4), np.uint8), tile=(32, 32), compression='zlib', photometric='rgb', extrasamples=['unassalpha'])
+        w('ga16', img((H, W, 2), np.uint16), tile=(32, 32), compression='zlib', predictor=True, photometric='minisblack', planarconfig='contig', extrasamples=['unassalpha'])
+        with tifffile.TiffWriter(f'{d}/pages.tif') as t:
+            t.write(img((H, W), np.uint16), tile=(32, 32), compression='zlib', predictor=True)
+            t.write(img((H, W), np.uint16), tile=(32, 32), compression='zlib', predictor=True)
+        # left to libvips
+        w('strips', img((H, W), np.uint8), compression='zlib', rowsperstrip=8)
+        w('planar', img((3, H, W), np.uint8), tile=(32, 32), compression='zlib', photometric='rgb', planarconfig='separate')
+        w('float', img((H, W), np.uint16).astype(np.float32), tile=(32, 32))
+        # a tile to damage: print its offset and length
+        w('damaged', img((H, W), np.uint8), tile=(32, 32), compression='zlib', predictor=True)
+        p = tifffile.TiffFile(f'{d}/damaged.tif').pages[0]
+        print(p.dataoffsets[5], p.databytecounts[5])
+        """;
+
+    private string? Write()
+    {
+        if (!File.Exists("/usr/bin/python3")) { output.WriteLine("SKIPPED: /usr/bin/python3 with tifffile is not available"); return null; }
+        var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add("-c"); psi.ArgumentList.Add(Writer); psi.ArgumentList.Add(_dir);
+        using var py = Process.Start(psi)!;
+        var stdout = py.StandardOutput.ReadToEnd(); var stderr = py.StandardError.ReadToEnd();
+        py.WaitForExit();
+        if (py.ExitCode != 0 && stderr.Contains("No module named")) { output.WriteLine("SKIPPED: " + stderr); return null; }
+        Assert.True(py.ExitCode == 0, stderr);
+        return stdout.Trim();
+    }
+
+    [Fact]
+    public void EveryRegion_ReadsTheSamplesLibvipsReads_AndOtherLayoutsAreLeftToLibvips()
+    {
+        if (Write() is null) return;
+        // LZW (tifffile needs imagecodecs to encode it): written by libvips
+        using (var g = NetVips.Image.NewFromFile(Path.Combine(_dir, "g8-deflate.tif")))
+            g.Tiffsave(Path.Combine(_dir, "lzw.tif"), compression: NetVips.Enums.ForeignTiffCompression.Lzw, tile: true, tileWidth: 32, tileHeight: 32);
+        var own = new[] { "g8-zlib-pred", "g8-deflate", "g16-be-pred", "g16-none", "g16-le-big", "rgb8-pred", "rgb16-be-big", "rgba8", "ga16" };
+        var cases = own.Select(n => (n, 0, false, true))
+            .Concat([("pages", 0, false, true), ("pages", 1, false, true), ("rgb8-pred", 0, true, true), ("rgba8", 0, true, true)])
+            .Concat(new[] { "strips", "lzw" }.Select(n => (n, 0, false, false)));
+        var rnd = new Random(3);
+        foreach (var (name, page, firstBand, expectOwn) in cases)
+        {
+            var path = Path.Combine(_dir, name + ".tif");
+            using var mine = VipsImageSource.Open(path, page, firstBand, ownTiffReader: true);
+            using var vips = VipsImageSource.Open(path, page, firstBand, ownTiffReader: false);
+            Assert.False(vips.OwnTiffReader);
+            Assert.True(expectOwn == mine.OwnTiffReader, $"{name}: own reader {mine.OwnTiffReader}, expected {expectOwn}");
+            Assert.Equal((vips.Width, vips.Height, vips.Channels, vips.BitDepth), (mine.Width, mine.Height, mine.Channels, mine.BitDepth));
+            int w = mine.Width, h = mine.Height, c = mine.Channels;
+            var regions = new List<(int, int, int, int)> { (0, 0, w, h), (w - 7, h - 3, 7, 3), (31, 31, 2, 2), (32, 0, 1, h), (0, 95, w, 2) };
+            for (int i = 0; i < 20; i++) { int x = rnd.Next(w), y = rnd.Next(h); regions.Add((x, y, rnd.Next(1, w - x + 1), rnd.Next(1, h - y + 1))); }
+            foreach (var (x, y, rw, rh) in regions)
+            {
+                var a = new ushort[rw * rh * c]; var b = new ushort[rw * rh * c];
+                mine.ReadRegion(x, y, rw, rh, a);
+                vips.ReadRegion(x, y, rw, rh, b);
+                Assert.True(a.AsSpan().SequenceEqual(b), $"{name} page {page}{(firstBand ? " first band" : "")}: region {x},{y} {rw}x{rh} differs");
+            }
+        }
+        // separate planes are left to libvips too (which refuses them when tiled, as before)
+        using (var planar = VipsImageSource.Open(Path.Combine(_dir, "planar.tif"), ownTiffReader: true)) Assert.False(planar.OwnTiffReader);
+        // a float page is refused (as before), whichever reader would have read it
+        Assert.Throws<InputFileException>(() => VipsImageSource.Open(Path.Combine(_dir, "float.tif"), ownTiffReader: true));
+    }
+
+    [Fact]
+    public void ADamagedTile_FailsNamingTheFileAndTheTile_AndTheOthersStillRead()
+    {
+        var where = Write();
+        if (where is null) return;
+        var parts = where.Split(' ');
+        long offset = long.Parse(parts[0]), length = long.Parse(parts[1]);
+        var path = Path.Combine(_dir, "damaged.tif");
+        using (var f = new FileStream(path, FileMode.Open, FileAccess.Write))
+        {
+            f.Position = offset + 2; // past the zlib header: a deflate stream of garbage
+            f.Write(Enumerable.Repeat((byte)0xFF, (int)Math.Min(64, length - 2)).ToArray());
+        }
+        using var src = VipsImageSource.Open(path, ownTiffReader: true);
+        Assert.True(src.OwnTiffReader);
+        var buf = new ushort[src.Width * src.Height];
+        var ex = Assert.Throws<InputFileException>(() => src.ReadRegion(0, 0, src.Width, src.Height, buf));
+        Assert.StartsWith(path, ex.Message);
+        Assert.Contains("tile 5", ex.Message);
+        output.WriteLine(ex.Message);
+        // tile 5 is column 0 of the second row of tiles (five tiles across): the first row still reads
+        src.ReadRegion(0, 0, src.Width, 32, buf);
+    }
+}

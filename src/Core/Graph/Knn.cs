@@ -27,13 +27,16 @@ public static class Knn
         for (int b = 0; b < gx * gy; b++) start[b + 1] += start[b];
         var items = new int[n]; var fill = (int[])start.Clone();
         for (int i = 0; i < n; i++) items[fill[bucketOf[i]]++] = i; // ascending index within a bucket
+        // the coordinates in bucket order too: a query reads its buckets' points from contiguous memory
+        var bx_ = new double[n]; var by_ = new double[n];
+        for (int t = 0; t < n; t++) { bx_[t] = xs[items[t]]; by_[t] = ys[items[t]]; }
 
         Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, () => (new double[kk], new int[kk]),
             (i, _, buf) =>
             {
                 var (bd, bi) = buf;
                 int found = 0;
-                double px = xs[i], py = ys[i];
+                double px = xs[i], py = ys[i], worst2 = double.PositiveInfinity;
                 int cbx = Math.Min(gx - 1, (int)((px - minX) / cell)), cby = Math.Min(gy - 1, (int)((py - minY) / cell));
                 for (int ring = 0; ; ring++)
                 {
@@ -48,12 +51,16 @@ public static class Knn
                             {
                                 int j = items[t];
                                 if (j == i) continue;
-                                double dx = xs[j] - px, dy = ys[j] - py;
-                                double d = Math.Sqrt(dx * dx + dy * dy);
+                                double dx = bx_[t] - px, dy = by_[t] - py, d2 = dx * dx + dy * dy;
+                                // clearly farther than the k-th (its square above the k-th's by more than rounding could
+                                // close, so its distance is strictly larger): skipped without its square root
+                                if (found == kk && d2 > worst2) continue;
+                                double d = Math.Sqrt(d2);
                                 if (found == kk && (d > bd[kk - 1] || (d == bd[kk - 1] && j > bi[kk - 1]))) continue;
                                 int pos = found < kk ? found++ : kk - 1;
                                 while (pos > 0 && (bd[pos - 1] > d || (bd[pos - 1] == d && bi[pos - 1] > j))) { bd[pos] = bd[pos - 1]; bi[pos] = bi[pos - 1]; pos--; }
                                 bd[pos] = d; bi[pos] = j;
+                                if (found == kk) worst2 = bd[kk - 1] * bd[kk - 1] * (1 + 1e-12);
                             }
                         }
                     bool covered = x0 <= 0 && y0 <= 0 && x1 >= gx - 1 && y1 >= gy - 1;
@@ -81,32 +88,46 @@ public static class Knn
         var fill = (int[])revStart.Clone();
         for (int i = 0; i < n; i++)
             for (int t = 0; t < counts[i]; t++) { int j = nb[i * kk + t]; rev[fill[j]] = i; revD[fill[j]++] = (float)dd[i * kk + t]; }
-        // per source node: itself, its k nearest and its reverse neighbours, sorted and unique
+        // per source node: itself, its k nearest and its reverse neighbours, sorted and unique. Each entry is packed as
+        // (neighbour << 32 | the distance's float bits), so one sort of longs orders by neighbour, then distance (a
+        // non-negative float's bits order as its value); a neighbour listed twice (mutual nearest) carries the same
+        // distance both times, computed from the same two centroids, and is kept once. Nodes are independent: counted,
+        // then written, in parallel.
         var outStart = new long[n + 1];
-        var tmp = new List<(int Dst, float D)>(2 * kk + 8);
-        for (int pass = 0; pass < 2; pass++)
+        var opts = new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount };
+        int Entries(int i, long[] buf)
         {
-            int[] src = pass == 1 ? new int[outStart[n]] : [], dst = pass == 1 ? new int[outStart[n]] : [];
-            float[] dist = pass == 1 ? new float[outStart[n]] : [];
-            for (int i = 0; i < n; i++)
-            {
-                tmp.Clear();
-                tmp.Add((i, 0f));
-                for (int t = 0; t < counts[i]; t++) tmp.Add((nb[i * kk + t], (float)dd[i * kk + t]));
-                for (int q = revStart[i]; q < revStart[i + 1]; q++) tmp.Add((rev[q], revD[q]));
-                tmp.Sort((a, b) => a.Dst.CompareTo(b.Dst));
-                long o = outStart[i]; int last = -1, m = 0;
-                foreach (var (d, dist1) in tmp)
-                {
-                    if (d == last) continue;
-                    last = d;
-                    if (pass == 1) { src[o + m] = i; dst[o + m] = d; dist[o + m] = dist1; }
-                    m++;
-                }
-                if (pass == 0) outStart[i + 1] = outStart[i] + m;
-            }
-            if (pass == 1) return (src, dst, dist);
+            int m = 0;
+            buf[m++] = (long)i << 32; // itself, at distance 0
+            for (int t = 0; t < counts[i]; t++) buf[m++] = ((long)nb[i * kk + t] << 32) | BitConverter.SingleToUInt32Bits((float)dd[i * kk + t]);
+            for (int q = revStart[i]; q < revStart[i + 1]; q++) buf[m++] = ((long)rev[q] << 32) | BitConverter.SingleToUInt32Bits(revD[q]);
+            var span = buf.AsSpan(0, m);
+            span.Sort();
+            int u = 0;
+            for (int e = 0; e < m; e++)
+                if (u == 0 || (int)(span[e] >> 32) != (int)(span[u - 1] >> 32)) span[u++] = span[e];
+            return u;
         }
-        throw new InvalidOperationException("unreachable");
+        int Widest(int i) => 1 + counts[i] + revStart[i + 1] - revStart[i];
+        Parallel.For(0, n, opts, () => new long[64], (i, _, buf) =>
+        {
+            if (buf.Length < Widest(i)) buf = new long[Widest(i) * 2];
+            outStart[i + 1] = Entries(i, buf);
+            return buf;
+        }, _ => { });
+        for (int i = 0; i < n; i++) outStart[i + 1] += outStart[i];
+        var src = new int[outStart[n]]; var dst = new int[outStart[n]]; var dist = new float[outStart[n]];
+        Parallel.For(0, n, opts, () => new long[64], (i, _, buf) =>
+        {
+            if (buf.Length < Widest(i)) buf = new long[Widest(i) * 2];
+            int m = Entries(i, buf);
+            long o = outStart[i];
+            for (int e = 0; e < m; e++)
+            {
+                src[o + e] = i; dst[o + e] = (int)(buf[e] >> 32); dist[o + e] = BitConverter.UInt32BitsToSingle((uint)buf[e]);
+            }
+            return buf;
+        }, _ => { });
+        return (src, dst, dist);
     }
 }

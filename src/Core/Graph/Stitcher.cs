@@ -302,16 +302,21 @@ public sealed class Stitcher
             ragAcc.Add(nodeOf[groupAdj.A(i)], nodeOf[groupAdj.B(i)], groupAdj.Length(i), d);
         }
         groupAdj.Release();
-        var order = Enumerable.Range(0, ragAcc.Count).OrderBy(i => PairKey.Pack(ragAcc.A(i), ragAcc.B(i))).ToArray();
-        graph.RagA = order.Select(ragAcc.A).ToArray();
-        graph.RagB = order.Select(ragAcc.B).ToArray();
-        graph.RagLength = order.Select(i => (int)ragAcc.Length(i)).ToArray();
-        graph.RagContrast = order.Select(i =>
+        // by (a, b): the accumulator's pairs are unique keys, so one sort of the packed keys orders them
+        var keys = new long[ragAcc.Count]; var order = new int[ragAcc.Count];
+        for (int i = 0; i < keys.Length; i++) { keys[i] = PairKey.Pack(ragAcc.A(i), ragAcc.B(i)); order[i] = i; }
+        Array.Sort(keys, order);
+        keys = null!;
+        graph.RagA = new int[order.Length]; graph.RagB = new int[order.Length];
+        graph.RagLength = new int[order.Length]; graph.RagContrast = new float[order.Length];
+        for (int r = 0; r < order.Length; r++)
         {
+            int i = order[r];
+            graph.RagA[r] = ragAcc.A(i); graph.RagB[r] = ragAcc.B(i); graph.RagLength[r] = (int)ragAcc.Length(i);
             double s = 0;
             for (int c = 0; c < C; c++) s += (double)ragAcc.Diff(i, c) / ragAcc.Length(i) * _s.Stats.InvStd(c);
-            return (float)(s / C);
-        }).ToArray();
+            graph.RagContrast[r] = (float)(s / C);
+        }
         ragAcc.Release();
         if (_s.ContrastFeature) AppendContrast(graph);
 

@@ -78,15 +78,17 @@ public class AlgorithmTests
     }
 
     [Theory]
-    [InlineData(1, 50, 3)]
-    [InlineData(2, 500, 10)]
-    [InlineData(3, 2000, 10)]
-    [InlineData(4, 7, 10)]
-    public void Knn_EqualsBruteForce(int seed, int n, int k)
+    [InlineData(1, 50, 3, 1)]
+    [InlineData(2, 500, 10, 1)]
+    [InlineData(3, 2000, 10, 1)]
+    [InlineData(4, 7, 10, 1)]
+    [InlineData(5, 3000, 10, -1)] // whole tens: many coincident points and equal distances
+    public void Knn_EqualsBruteForce(int seed, int n, int k, int digits)
     {
         var rnd = new Random(seed);
-        var xs = Enumerable.Range(0, n).Select(_ => Math.Round(rnd.NextDouble() * 300, 1)).ToArray(); // rounding makes ties
-        var ys = Enumerable.Range(0, n).Select(_ => Math.Round(rnd.NextDouble() * 100, 1)).ToArray();
+        double Round(double v) => digits >= 0 ? Math.Round(v, digits) : Math.Round(v / 10) * 10; // rounding makes ties
+        var xs = Enumerable.Range(0, n).Select(_ => Round(rnd.NextDouble() * 300)).ToArray();
+        var ys = Enumerable.Range(0, n).Select(_ => Round(rnd.NextDouble() * 100)).ToArray();
         var (nb, dd, counts) = Knn.Query(xs, ys, k);
         int kk = Math.Min(k, n - 1);
         for (int i = 0; i < n; i++)
@@ -98,6 +100,30 @@ public class AlgorithmTests
             Assert.Equal(expect.Select(e => e.j), nb.AsSpan(i * kk, kk).ToArray());
             Assert.Equal(expect.Select(e => e.d), dd.AsSpan(i * kk, kk).ToArray());
         }
+    }
+
+    [Fact]
+    public void PublishedEdges_AreEachNodesNeighboursItselfAndReverseNeighbours_SortedAndUnique()
+    {
+        // the textbook construction against the parallel one, on points with many ties
+        var rnd = new Random(6);
+        int n = 1500;
+        var xs = Enumerable.Range(0, n).Select(_ => Math.Round(rnd.NextDouble() * 60)).ToArray();
+        var ys = Enumerable.Range(0, n).Select(_ => Math.Round(rnd.NextDouble() * 60)).ToArray();
+        var (nb, dd, counts) = Knn.Query(xs, ys, 10);
+        var expect = new List<(int S, int D, float Dist)>();
+        for (int i = 0; i < n; i++)
+        {
+            var mine = new Dictionary<int, float> { [i] = 0f };
+            for (int t = 0; t < counts[i]; t++) mine.TryAdd(nb[i * 10 + t], (float)dd[i * 10 + t]);
+            for (int j = 0; j < n; j++)
+                for (int t = 0; t < counts[j]; t++) if (nb[j * 10 + t] == i) mine.TryAdd(j, (float)dd[j * 10 + t]);
+            expect.AddRange(mine.OrderBy(p => p.Key).Select(p => (i, p.Key, p.Value)));
+        }
+        var (src, dst, dist) = Knn.PublishedEdges(xs, ys, 10);
+        Assert.Equal(expect.Select(e => e.S), src);
+        Assert.Equal(expect.Select(e => e.D), dst);
+        Assert.Equal(expect.Select(e => e.Dist), dist);
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Numerics;
 using System.IO.Compression;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -186,8 +187,13 @@ public sealed class TiffTiles : IDisposable
                         var row = data.Slice((yy - ty * _th) * rowBytes, rowBytes);
                         var to = dest.Slice(((yy - y) * w + (x0 - x)) * keep, (x1 - x0) * keep);
                         int from = (x0 - tx * _tw) * _spp;
-                        if (_bytes == 1) Row8(row, from, to, x1 - x0, keep);
-                        else Row16(MemoryMarshal.Cast<byte, ushort>(row), from, to, x1 - x0, keep);
+                        if (_bytes == 1) Row(row, from, to, x1 - x0, keep);
+                        else
+                        {
+                            var wide = MemoryMarshal.Cast<byte, ushort>(row);
+                            if (_swap) for (int k = 0; k < from + (x1 - x0) * _spp; k++) wide[k] = BinaryPrimitives.ReverseEndianness(wide[k]);
+                            Row(wide, from, to, x1 - x0, keep);
+                        }
                     }
                 }
         }
@@ -218,48 +224,27 @@ public sealed class TiffTiles : IDisposable
         }
     }
 
-    /// <summary>One tile row of 8-bit samples into the region's columns: with the predictor, each sample is the running sum
-    /// of the differences from the tile's first column (mod 256), accumulated on the way; the kept samples widened.</summary>
-    private void Row8(Span<byte> row, int from, Span<ushort> to, int pixels, int keep)
+    /// <summary>One tile row of 8- or 16-bit samples into the region's columns: with the predictor, each sample is the
+    /// running sum of the differences from the tile's first column (wrapping at the sample's width), accumulated on the
+    /// way; the kept samples of each pixel widened to 16 bits.</summary>
+    private void Row<T>(Span<T> row, int from, Span<ushort> to, int pixels, int keep) where T : unmanaged, IBinaryInteger<T>
     {
         int end = from + pixels * _spp;
         if (_spp == 1)
         {
-            ref byte r = ref MemoryMarshal.GetReference(row);
+            ref T r = ref MemoryMarshal.GetReference(row);
             ref ushort t = ref MemoryMarshal.GetReference(to);
-            if (!_predictor) { for (int k = from; k < end; k++) Unsafe.Add(ref t, k - from) = Unsafe.Add(ref r, k); return; }
-            byte acc = 0;
+            if (!_predictor) { for (int k = from; k < end; k++) Unsafe.Add(ref t, k - from) = ushort.CreateTruncating(Unsafe.Add(ref r, k)); return; }
+            T acc = T.Zero;
             int j = 0;
             for (; j < from; j++) acc += Unsafe.Add(ref r, j);
-            for (; j < end; j++) { acc += Unsafe.Add(ref r, j); Unsafe.Add(ref t, j - from) = acc; }
+            for (; j < end; j++) { acc += Unsafe.Add(ref r, j); Unsafe.Add(ref t, j - from) = ushort.CreateTruncating(acc); }
             return;
         }
         if (_predictor) for (int k = _spp; k < end; k++) row[k] += row[k - _spp];
         var src = row[from..end];
         for (int p = 0; p < pixels; p++)
-            for (int c = 0; c < keep; c++) to[p * keep + c] = src[p * _spp + c];
-    }
-
-    private void Row16(Span<ushort> row, int from, Span<ushort> to, int pixels, int keep)
-    {
-        int end = from + pixels * _spp;
-        if (_swap) for (int k = 0; k < end; k++) row[k] = BinaryPrimitives.ReverseEndianness(row[k]);
-        if (_spp == 1)
-        {
-            if (!_predictor) { row[from..end].CopyTo(to); return; }
-            ref ushort r = ref MemoryMarshal.GetReference(row);
-            ref ushort t = ref MemoryMarshal.GetReference(to);
-            ushort acc = 0;
-            int j = 0;
-            for (; j < from; j++) acc += Unsafe.Add(ref r, j);
-            for (; j < end; j++) { acc += Unsafe.Add(ref r, j); Unsafe.Add(ref t, j - from) = acc; }
-            return;
-        }
-        if (_predictor) for (int k = _spp; k < end; k++) row[k] += row[k - _spp];
-        var src = row[from..end];
-        if (keep == _spp) { src.CopyTo(to); return; }
-        for (int p = 0; p < pixels; p++)
-            for (int c = 0; c < keep; c++) to[p * keep + c] = src[p * _spp + c];
+            for (int c = 0; c < keep; c++) to[p * keep + c] = ushort.CreateTruncating(src[p * _spp + c]);
     }
 
     public void Dispose() => _file.Dispose();

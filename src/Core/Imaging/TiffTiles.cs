@@ -14,7 +14,7 @@ namespace ActorSeg.Core.Imaging;
 /// byte order. Deflate goes through .NET's zlib-ng, about twice as fast here as the system zlib libvips uses, and the
 /// samples go straight into the caller's buffer. Any other page (strips, JPEG, LZW, palette, floats, …) is left to
 /// libvips: <see cref="TryOpen"/> returns null for it. The samples are the ones libvips reads, value for value
-/// (ImageSourceTests compares the two on every layout this reads).
+/// (TiffTilesTests compares the two on every layout this reads).
 /// </summary>
 public sealed class TiffTiles : IDisposable
 {
@@ -94,6 +94,8 @@ public sealed class TiffTiles : IDisposable
             int size = type switch { 3 => 2, 4 => 4, 16 => 8, 1 => 1, _ => 0 }; // SHORT, LONG, LONG8, BYTE
             if (size == 0 || cnt <= 0 || cnt > 1 << 26) continue; // tags of other types are none this reader needs
             if (tag is not (256 or 257 or 258 or 259 or 262 or 277 or 284 or 317 or 322 or 323 or 324 or 325 or 339)) continue;
+            // one value, or one per sample (at most 16): a directory that claims more for these is not one this reads
+            if (tag is not (324 or 325) && cnt > 16) return null;
             long bytesLen = cnt * size;
             byte[] raw;
             if (bytesLen <= (big ? 8 : 4)) raw = e.Slice(big ? 12 : 8, (int)bytesLen).ToArray();

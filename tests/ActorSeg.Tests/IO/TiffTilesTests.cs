@@ -99,6 +99,44 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
     }
 
     [Fact]
+    public void AHostileDirectory_IsLeftToLibvips_WhichRefusesIt_NamingTheFile()
+    {
+        if (Write() is null) return;
+        var good = Path.Combine(_dir, "g8-zlib-pred.tif");
+        var bytes = File.ReadAllBytes(good);
+        uint first = BitConverter.ToUInt32(bytes, 4); // little-endian classic TIFF: the first directory's offset
+        int entries = BitConverter.ToUInt16(bytes, (int)first);
+        int nextAt = (int)first + 2 + entries * 12;
+        // the directory chain loops back on itself: there is no page 1, whichever reader looks
+        var loop = (byte[])bytes.Clone();
+        BitConverter.GetBytes(first).CopyTo(loop, nextAt);
+        var loopPath = Path.Combine(_dir, "loop.tif");
+        File.WriteAllBytes(loopPath, loop);
+        Assert.Null(TiffTiles.TryOpen(loopPath, 1, 150, 97, 1, wide: false));
+        var ex = Assert.ThrowsAny<Exception>(() => VipsImageSource.Open(loopPath, 1, ownTiffReader: true).Dispose());
+        Assert.Contains(loopPath, ex.Message);
+        // BitsPerSample claims a million values (stored past the end of the file): not read, not allocated
+        var claim = (byte[])bytes.Clone();
+        for (int e = 0; e < entries; e++)
+        {
+            int at = (int)first + 2 + e * 12;
+            if (BitConverter.ToUInt16(claim, at) != 258) continue;
+            BitConverter.GetBytes(1_000_000u).CopyTo(claim, at + 4);
+            BitConverter.GetBytes((uint)claim.Length).CopyTo(claim, at + 8);
+        }
+        var claimPath = Path.Combine(_dir, "claim.tif");
+        File.WriteAllBytes(claimPath, claim);
+        Assert.Null(TiffTiles.TryOpen(claimPath, 0, 150, 97, 1, wide: false));
+        // and the first page of the looping file still reads through this reader, as libvips reads it
+        using var mine = VipsImageSource.Open(loopPath, 0, ownTiffReader: true);
+        using var vips = VipsImageSource.Open(loopPath, 0, ownTiffReader: false);
+        Assert.True(mine.OwnTiffReader);
+        var a = new ushort[150 * 97]; var b = new ushort[150 * 97];
+        mine.ReadRegion(0, 0, 150, 97, a); vips.ReadRegion(0, 0, 150, 97, b);
+        Assert.Equal(b, a);
+    }
+
+    [Fact]
     public void ADamagedTile_FailsNamingTheFileAndTheTile_AndTheOthersStillRead()
     {
         var where = Write();

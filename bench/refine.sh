@@ -57,7 +57,12 @@ for name in $DATASETS; do
     echo "| $name | ActorSeg UNet (same split) | $acc % | $f1 | – | – | $(printf %.1f "$(echo "$t1 - $t0" | bc)") |"
   fi
   if [ "${PEER:-0}" = 1 ]; then
-    # Debian's python3-torch, -skimage, -scipy, -sklearn and -tifffile (../shared/peers/README.md)
+    # Debian's python3-torch, -skimage, -scipy, -sklearn and -tifffile (../shared/peers/README.md), installed when missing
+    if ! /usr/bin/python3 -c 'import torch, skimage, scipy, sklearn, tifffile' 2>/dev/null; then
+      sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+      $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-skimage python3-scipy python3-sklearn python3-tifffile >/dev/null 2>&1 ||
+        { $sudo_ apt-get update -qq >/dev/null 2>&1; $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-skimage python3-scipy python3-sklearn python3-tifffile >/dev/null 2>&1; } || true
+    fi
     if /usr/bin/python3 -c 'import torch, skimage, scipy, sklearn, tifffile' 2>/dev/null; then
       pe=$(/usr/bin/python3 "$DATA/../peers/dataset_eval.py" unet "$split/train/images" "$split/train/masks" \
            "$split/test/images" "$split/test/masks" --mask-ext "$ext" 2>&1 | tail -4 | tr '\n' ' ')

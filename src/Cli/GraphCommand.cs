@@ -130,6 +130,8 @@ public static class GraphCommand
     {
         var jobId = JobIds.New();
         var sw = Stopwatch.StartNew();
+        // the statistics pass runs while the actor system and its journal start; the job takes it over (checked)
+        Core.Imaging.HistogramPrefetch.Start(spec.ImagePath, spec.Page);
         await using var rt = await LocalRuntime.StartAsync(workers, device: device);
         Log.Information("ActorSeg: {Image} with {Workers} tile workers (job {JobId})", spec.ImagePath, workers, jobId);
         await foreach (var m in rt.RunJobAsync(new SubmitGraphJob(jobId, spec), ct))

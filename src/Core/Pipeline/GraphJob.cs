@@ -140,7 +140,7 @@ public static class GraphJob
             if (mask.Width != img.Width || mask.Height != img.Height)
                 throw new InputFileException(mp, $"mask is {mask.Width}x{mask.Height} but image {req.ImagePath} is {img.Width}x{img.Height}");
         }
-        var stats = ImageStatistics.FromHistograms(ImageSources.Histograms(img, req.ImagePath, req.Page));
+        var stats = ImageStatistics.FromHistograms(HistogramPrefetch.Take(req.ImagePath, req.Page, img) ?? ImageSources.Histograms(img, req.ImagePath, req.Page));
         string mode = req.Tissue ?? (img.Channels >= 3 && ImageSources.IsSlide(req.ImagePath) ? "auto" : "none");
         TissueMap? tissue = null; string? source = null;
         if (mode == "auto") { tissue = TissueDetector.Detect(req.ImagePath, req.Page, img.Width, img.Height); source = "detected"; }

@@ -81,4 +81,70 @@ public class ParallelStatisticsTests(ITestOutputHelper output) : TempDirTest("st
         Assert.Equal(16, ImageSources.HistogramBlocks(8192, 8192, 1).Count); // whole rows of an 8192-wide image
         Assert.True(ImageSources.HistogramBlocks(20000, 512, 1).Count > 1);
     }
+
+    private string WriteImage(string name, int w, int h, int seed)
+    {
+        var bytes = new byte[w * h];
+        new Random(seed).NextBytes(bytes);
+        var path = Path.Combine(_dir, name);
+        using var img = Vips.Image.NewFromMemory(bytes, w, h, 1, Vips.Enums.BandFormat.Uchar);
+        img.Tiffsave(path, tile: true, tileWidth: 256, tileHeight: 256, compression: Vips.Enums.ForeignTiffCompression.Deflate);
+        return path;
+    }
+
+    [Fact]
+    public void APrefetchedPass_IsTheJobsOwnPass_TakenOnce()
+    {
+        var path = WriteImage("pre.tif", 600, 700, 1);
+        using var src = VipsImageSource.Open(path);
+        HistogramPrefetch.Start(path, 0);
+        var got = HistogramPrefetch.Take(path, 0, src);
+        Assert.NotNull(got);
+        AssertSameBits(ImageSources.Histograms(src), got!, "prefetched vs the job's pass");
+        Assert.Null(HistogramPrefetch.Take(path, 0, src)); // taken once: a second job reads the file itself
+        Assert.Null(HistogramPrefetch.Take(WriteImage("other.tif", 600, 700, 2), 0, src)); // never started for that file
+    }
+
+    [Fact]
+    public void APrefetchedPass_OfAFileRewrittenSince_IsDropped()
+    {
+        var path = WriteImage("rewritten.tif", 600, 700, 3);
+        HistogramPrefetch.Start(path, 0);
+        Thread.Sleep(20);
+        File.Delete(path);
+        WriteImage("rewritten.tif", 600, 700, 4);                 // same size and layout, other pixels
+        File.SetLastWriteTimeUtc(path, DateTime.UtcNow.AddSeconds(5));
+        using var src = VipsImageSource.Open(path);
+        Assert.Null(HistogramPrefetch.Take(path, 0, src));
+    }
+
+    [Fact]
+    public void APrefetchedPass_ThatFailed_IsDropped_AndTheJobReportsTheFile()
+    {
+        var path = WriteImage("broken.tif", 600, 700, 5);
+        var good = File.ReadAllBytes(path);
+        File.WriteAllBytes(path, good.AsSpan(0, good.Length / 3).ToArray()); // truncated: its tiles cannot be read
+        HistogramPrefetch.Start(path, 0);
+        using (var other = VipsImageSource.Open(WriteImage("fine.tif", 600, 700, 7)))
+            Assert.Null(HistogramPrefetch.Take(path, 0, other)); // the failed pass hands nothing over
+        var e = Assert.ThrowsAny<Exception>(() =>
+        {
+            using var src = VipsImageSource.Open(path);
+            ImageSources.Histograms(src, path, 0);
+        });
+        Assert.Contains("broken.tif", e.Message);
+    }
+
+    [Fact]
+    public void PrefetchedHistograms_ThatDoNotDescribeTheImage_AreRefused()
+    {
+        var path = WriteImage("shape.tif", 600, 700, 6);
+        using var src = VipsImageSource.Open(path);
+        var h = ImageSources.Histograms(src);
+        Assert.True(HistogramPrefetch.Describes(h, src));
+        var missing = new[] { (long[])h[0].Clone() }; missing[0][7]--;
+        Assert.False(HistogramPrefetch.Describes(missing, src));              // a pixel short
+        Assert.False(HistogramPrefetch.Describes([h[0], h[0]], src));          // another channel count
+        Assert.False(HistogramPrefetch.Describes([h[0][..128]], src));         // fewer bins than the depth has
+    }
 }

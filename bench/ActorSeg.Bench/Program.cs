@@ -26,7 +26,6 @@ switch (mode)
     case "tile": TileProfile(); break;
     case "seam": SeamBench(); break;
     case "tissue": TissueBench(); break;
-    case "nodeome": NodeOmeBench(); break;
     case "stats": StatsBench(); break;
     case "sidebyside": SideBySide(); break;
     case "opencv-slic": OpenCvSlicChild(); break; // the OpenCV row of sidebyside, in its own process
@@ -174,20 +173,6 @@ void TissueBench()
         int tiles = doc.RootElement.GetProperty("tiling").GetProperty("tiles").GetInt32();
         int skipped = doc.RootElement.GetProperty("tiling").GetProperty("tilesSkipped").GetInt32();
         Console.WriteLine($"| {mode} | {r.Wall:F1} | {t.Groups[1].Value} | {t.Groups[2].Value} | {t.Groups[3].Value} | {nodes} | {frac} | {skipped}/{tiles} | {r.PeakMiB:F0} |");
-    }
-}
-
-// the OME node map's pyramid from an existing nodes.tif, with each way of shrinking the ids
-void NodeOmeBench()
-{
-    var map = Arg("--map", Path.Combine(dir, "graph-8192", "nodes.tif"));
-    foreach (var shrink in new[] { NetVips.Enums.RegionShrink.Nearest, NetVips.Enums.RegionShrink.Mode })
-    {
-        var outPath = Path.Combine(dir, $"nodes-{shrink}.ome.tif");
-        var sw = Stopwatch.StartNew();
-        ActorSeg.Core.IO.GraphOutputs.WriteNodeMapOme(map, outPath, null, shrink: shrink);
-        Console.WriteLine($"nodes.ome.tif from {map} ({new FileInfo(map).Length / 1048576} MiB), shrink {shrink}: {sw.Elapsed.TotalSeconds:F1} s, {new FileInfo(outPath).Length / 1048576} MiB; peak RSS {ActorSeg.Core.ProcessStats.PeakRssMiB():F0} MiB");
-        File.Delete(outPath);
     }
 }
 

@@ -33,7 +33,7 @@ public static class GraphOutputs
         var sw = Stopwatch.StartNew();
         var staging = Path.Combine(job.WorkDir, "out");
         Directory.CreateDirectory(staging);
-        // the node maps need only the nodes' numbering: they are written (nodes.tif, then nodes.ome.tif made from it) while
+        // the node maps need only the nodes' numbering: they are written (nodes.tif and nodes.ome.tif, band by band) while
         // the stitch goes on to the features and edges and graph.npz is written; everything waits for them before anything
         // is published
         Task? maps = null;
@@ -42,10 +42,8 @@ public static class GraphOutputs
             if (!writeNodeMap) return;
             maps = Task.Factory.StartNew(() =>
             {
-                WriteNodeMap(job, nodeOfGroup, Path.Combine(staging, NodeMapFile), progress);
-                progress?.Report($"wrote {NodeMapFile}");
-                WriteNodeMapOme(Path.Combine(staging, NodeMapFile), Path.Combine(staging, NodeMapOmeFile), SourcePixelSize(job));
-                progress?.Report($"wrote {NodeMapOmeFile}");
+                WriteNodeMaps(job, nodeOfGroup, Path.Combine(staging, NodeMapFile), Path.Combine(staging, NodeMapOmeFile), SourcePixelSize(job), progress);
+                progress?.Report($"wrote {NodeMapFile} and {NodeMapOmeFile}");
             }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         }
         SuperpixelGraph g;
@@ -145,19 +143,36 @@ public static class GraphOutputs
         GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
     }
 
-    /// <summary>Paints the node-label map band by band from the tiles' fragment rasters, never holding the whole image.</summary>
-    public static void WriteNodeMap(GraphJobManifest job, int[][] nodeOfGroup, string path, IProgress<string>? progress = null, int tiffTile = 256)
+    /// <summary>
+    /// Paints the node-label map band by band from the tiles' fragment rasters, never holding the whole image, into
+    /// <paramref name="path"/> (nodes.tif: one tiled level) and, when <paramref name="omePath"/> is given, the same map as
+    /// OME-TIFF (nodes.ome.tif): the same level-0 tiles (each encoded once, for both files) and a SubIFD pyramid down to
+    /// the first level that fits in one tile, each coarser level taking the top-left id of every 2×2 block (so every
+    /// pixel stays a real node id), with OME-XML giving the uint32 type and the pixel size in µm when the image states it.
+    /// Memory: one band of <paramref name="tiffTile"/> rows per level.
+    /// </summary>
+    public static void WriteNodeMaps(GraphJobManifest job, int[][] nodeOfGroup, string path, string? omePath = null,
+        (double X, double Y)? micronsPerPixel = null, IProgress<string>? progress = null, int tiffTile = 256)
     {
         var plan = job.Plan;
         int W = job.Width, H = job.Height;
         int cols = (W + tiffTile - 1) / tiffTile, rows = (H + tiffTile - 1) / tiffTile;
-        using var writer = new TiledTiffWriter(path, W, H, 1, TiffSampleType.UInt32, tiffTile);
-        var band = new uint[(long)W * tiffTile > int.MaxValue ? throw new InvalidOperationException("image too wide") : W * tiffTile];
-        var tileBuf = new uint[tiffTile * tiffTile];
+        if ((long)W * tiffTile > Array.MaxLength) throw new InvalidOperationException("image too wide");
+        using var flat = new TiledTiffWriter(path, W, H, 1, TiffSampleType.UInt32, tiffTile);
+        int levels = 1;
+        for (long w = W, h = H; (w > tiffTile || h > tiffTile) && levels < 31; w = (w + 1) / 2, h = (h + 1) / 2) levels++;
+        using var ome = omePath is null ? null : new TiledTiffWriter(omePath, W, H, 1, TiffSampleType.UInt32, tiffTile, levels: levels,
+            pixelSizeMicrons: micronsPerPixel is { } um && um.X > 0 && Math.Abs(um.X - um.Y) <= 1e-9 * um.X ? um.X : null,
+            description: MaskPainter.OmeXml(W, H, micronsPerPixel?.X, micronsPerPixel?.Y, classes: null, pixelType: "uint32", channelName: "node", imageName: "superpixel nodes"));
+        // the band being filled at each level (level 0's is painted whole, the coarser ones from the level above)
+        int nLevels = ome is null ? 1 : levels;
+        var bands = new uint[nLevels][];
+        for (int k = 0; k < nLevels; k++) bands[k] = new uint[(ome?.LevelWidth(k) ?? W) * tiffTile];
         var rowsBuf = new int[plan.TileSize * tiffTile];
         for (int br = 0; br < rows; br++)
         {
             int y0 = br * tiffTile, bh = Math.Min(tiffTile, H - y0);
+            var band = bands[0];
             Array.Clear(band);
             for (int tr = y0 / plan.TileSize; tr <= (y0 + bh - 1) / plan.TileSize; tr++)
                 for (int tc = 0; tc < plan.Cols; tc++)
@@ -175,34 +190,46 @@ public static class GraphOutputs
                         for (int x = 0; x < src.Length; x++) { int g = src[x]; dst[x] = g < 0 ? NoNode : (uint)map[g]; }
                     }
                 }
-            Parallel.For(0, cols, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, () => new uint[tiffTile * tiffTile], (bc, _, buf) =>
-            {
-                Array.Clear(buf);
-                int x0 = bc * tiffTile, bw = Math.Min(tiffTile, W - x0);
-                for (int y = 0; y < bh; y++) band.AsSpan(y * W + x0, bw).CopyTo(buf.AsSpan(y * tiffTile, bw));
-                writer.WriteTile<uint>(bc, br, buf);
-                return buf;
-            }, _ => { });
+            EmitBand(0, br, bh);
             if (progress is not null && rows >= 20 && br % (rows / 10) == 0) progress.Report($"node map {100 * (br + 1) / rows}%");
         }
-        writer.Complete();
-    }
+        flat.Complete();
+        ome?.Complete();
 
-    /// <summary>The node map as OME-TIFF: a SubIFD pyramid (each level the most common id of every 2×2 block, so every
-    /// pixel stays a real node id) with OME-XML giving the uint32 type and the pixel size in µm when the image states it.
-    /// libvips streams it from the flat node map.</summary>
-    public static void WriteNodeMapOme(string nodeMap, string omePath, (double X, double Y)? micronsPerPixel, int tile = 256,
-        Vips.Enums.RegionShrink shrink = Vips.Enums.RegionShrink.Nearest)
-    {
-        using var map = Vips.Image.NewFromFile(nodeMap, access: Vips.Enums.Access.Sequential, failOn: Vips.Enums.FailOn.Error);
-        if (map.Format != Vips.Enums.BandFormat.Uint || map.Bands != 1) throw new InputFileException(nodeMap, "not a node-label map (expected one uint32 band)");
-        var xml = MaskPainter.OmeXml(map.Width, map.Height, micronsPerPixel?.X, micronsPerPixel?.Y, classes: null, pixelType: "uint32", channelName: "node", imageName: "superpixel nodes");
-        using var described = map.Mutate(m => m.Set(Vips.GValue.GStrType, "image-description", xml));
-        SafePaths.WriteByName(omePath, ".tif", tmp => described.Tiffsave(tmp, compression: Vips.Enums.ForeignTiffCompression.Deflate,
-            predictor: Vips.Enums.ForeignTiffPredictor.Horizontal, level: 1, tile: true, tileWidth: tile, tileHeight: tile, pyramid: true, subifd: true, bigtiff: true,
-            // a coarser level takes one id of each 2×2 block (a label map needs no average). Deflate level 1:
-            // on a gigapixel's node map (bench nodeome) 7.7 s and 301 MiB, where the default level took 27.9 s for 169 MiB
-            regionShrink: shrink), "OME-TIFF node map");
+        // writes band `br` (bh rows) of level k, then hands every other row and column of it to level k + 1, whose band
+        // is written in turn once full (or at that level's last row)
+        void EmitBand(int k, int br, int bh)
+        {
+            int lw = ome?.LevelWidth(k) ?? W, across = (lw + tiffTile - 1) / tiffTile;
+            var band = bands[k];
+            Parallel.For(0, across, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, () => new uint[tiffTile * tiffTile], (bc, _, buf) =>
+            {
+                Array.Clear(buf);
+                int x0 = bc * tiffTile, bw = Math.Min(tiffTile, lw - x0);
+                for (int y = 0; y < bh; y++) band.AsSpan(y * lw + x0, bw).CopyTo(buf.AsSpan(y * tiffTile, bw));
+                if (k == 0)
+                {
+                    using var encoded = flat.EncodeTile<uint>(buf);
+                    flat.WriteEncodedTile(bc, br, encoded);
+                    ome?.WriteEncodedTile(0, bc, br, encoded);
+                }
+                else ome!.WriteTile<uint>(k, bc, br, buf);
+                return buf;
+            }, _ => { });
+            if (k + 1 >= nLevels) return;
+            int nw = ome!.LevelWidth(k + 1), nh = ome.LevelHeight(k + 1);
+            var next = bands[k + 1];
+            int firstRow = br * tiffTile / 2, nbr = firstRow / tiffTile; // level k+1's rows [firstRow, …) lie in its band nbr
+            if (firstRow % tiffTile == 0) Array.Clear(next);
+            int lastRow = firstRow;
+            for (int y = 0; y < bh; y += 2, lastRow++)
+            {
+                var src = band.AsSpan(y * lw, lw);
+                var dst = next.AsSpan((lastRow - nbr * tiffTile) * nw, nw);
+                for (int x = 0; x < nw; x++) dst[x] = src[2 * x];
+            }
+            if (lastRow % tiffTile == 0 || lastRow == nh) EmitBand(k + 1, nbr, lastRow - nbr * tiffTile);
+        }
     }
 
     /// <summary>µm per pixel of the level or page the job read, or null when the image does not say (or cannot be asked again).</summary>

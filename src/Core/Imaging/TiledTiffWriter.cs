@@ -59,7 +59,8 @@ public sealed class EncodedTile : IDisposable
 }
 
 /// <summary>
-/// Streaming writer of a single-image tiled TIFF or BigTIFF (little-endian, chunky/interleaved samples).
+/// Streaming writer of a single-image tiled TIFF or BigTIFF (little-endian, chunky/interleaved samples), optionally with
+/// reduced-resolution levels as SubIFDs of the image (an OME-TIFF pyramid) and an ImageDescription.
 /// Tiles are compressed by the calling thread and appended to <c>path + ".partial"</c> in arrival order;
 /// <see cref="Complete"/> writes the IFD and atomically renames the file to <c>path</c>. Disposing the
 /// writer without a successful <see cref="Complete"/> deletes the partial file.
@@ -72,11 +73,13 @@ public sealed class EncodedTile : IDisposable
 /// </remarks>
 public sealed class TiledTiffWriter : IDisposable
 {
+    private const ushort TagNewSubfileType = 254;
     private const ushort TagImageWidth = 256;
     private const ushort TagImageLength = 257;
     private const ushort TagBitsPerSample = 258;
     private const ushort TagCompression = 259;
     private const ushort TagPhotometric = 262;
+    private const ushort TagImageDescription = 270;
     private const ushort TagSamplesPerPixel = 277;
     private const ushort TagXResolution = 282;
     private const ushort TagYResolution = 283;
@@ -87,13 +90,17 @@ public sealed class TiledTiffWriter : IDisposable
     private const ushort TagTileLength = 323;
     private const ushort TagTileOffsets = 324;
     private const ushort TagTileByteCounts = 325;
+    private const ushort TagSubIfds = 330;
     private const ushort TagExtraSamples = 338;
     private const ushort TagSampleFormat = 339;
 
+    private const ushort TypeAscii = 2;
     private const ushort TypeShort = 3;
     private const ushort TypeLong = 4;
     private const ushort TypeRational = 5;
+    private const ushort TypeIfd = 13;
     private const ushort TypeLong8 = 16;
+    private const ushort TypeIfd8 = 18;
 
     private const int StateEmpty = 0;
     private const int StateClaimed = 1;
@@ -104,6 +111,8 @@ public sealed class TiledTiffWriter : IDisposable
     private readonly int[] _state;
     private readonly long[] _offsets;
     private readonly long[] _byteCounts;
+    // the tiles of every level in the three arrays above, level k's from _levelBase[k]; its size and tile grid
+    private readonly int[] _levelBase, _levelWidth, _levelHeight, _levelAcross, _levelDown;
     private readonly int _bytesPerSample;
     private readonly int _samplesPerTile;
     private readonly bool _usePredictor;
@@ -134,7 +143,9 @@ public sealed class TiledTiffWriter : IDisposable
         int tileSize = 256,
         TiffCompression compression = TiffCompression.Deflate,
         bool bigTiff = true,
-        double? pixelSizeMicrons = null)
+        double? pixelSizeMicrons = null,
+        int levels = 1,
+        string? description = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
@@ -154,6 +165,11 @@ public sealed class TiledTiffWriter : IDisposable
         if (!Enum.IsDefined(compression))
         {
             throw new ArgumentOutOfRangeException(nameof(compression));
+        }
+
+        if (levels < 1 || levels > 31)
+        {
+            throw new ArgumentOutOfRangeException(nameof(levels), levels, "Levels must be in [1, 31].");
         }
 
         if (pixelSizeMicrons is { } px && (!double.IsFinite(px) || px <= 0))
@@ -178,7 +194,25 @@ public sealed class TiledTiffWriter : IDisposable
         TilesAcross = (width + tileSize - 1) / tileSize;
         TilesDown = (height + tileSize - 1) / tileSize;
 
-        long tileCount = (long)TilesAcross * TilesDown;
+        Levels = levels;
+        Description = description;
+        _levelBase = new int[levels + 1];
+        _levelWidth = new int[levels];
+        _levelHeight = new int[levels];
+        _levelAcross = new int[levels];
+        _levelDown = new int[levels];
+        long tileCount = 0;
+        for (int k = 0; k < levels; k++)
+        {
+            // level k: every 2^k-th pixel's worth, ⌈size / 2^k⌉
+            _levelWidth[k] = (int)(((long)width + (1L << k) - 1) >> k);
+            _levelHeight[k] = (int)(((long)height + (1L << k) - 1) >> k);
+            _levelAcross[k] = (_levelWidth[k] + tileSize - 1) / tileSize;
+            _levelDown[k] = (_levelHeight[k] + tileSize - 1) / tileSize;
+            tileCount += (long)_levelAcross[k] * _levelDown[k];
+            _levelBase[k + 1] = (int)Math.Min(tileCount, int.MaxValue);
+        }
+
         if (tileCount > Array.MaxLength)
         {
             throw new ArgumentException($"Image {width}x{height} with tile size {tileSize} needs {tileCount} tiles; too many.");
@@ -274,6 +308,25 @@ public sealed class TiledTiffWriter : IDisposable
 
     public double? PixelSizeMicrons { get; }
 
+    /// <summary>Resolution levels: level 0 is the image, level k is ⌈size / 2^k⌉, written as SubIFDs of level 0
+    /// (reduced-resolution images, NewSubfileType 1), as OME-TIFF pyramids are.</summary>
+    public int Levels { get; }
+
+    /// <summary>ImageDescription of level 0 (e.g. OME-XML), written as UTF-8; none when null.</summary>
+    public string? Description { get; }
+
+    /// <summary>Width of level <paramref name="level"/> in pixels.</summary>
+    public int LevelWidth(int level) => _levelWidth[level];
+
+    /// <summary>Height of level <paramref name="level"/> in pixels.</summary>
+    public int LevelHeight(int level) => _levelHeight[level];
+
+    /// <summary>Tile columns of level <paramref name="level"/>.</summary>
+    public int TilesAcrossAt(int level) => _levelAcross[level];
+
+    /// <summary>Tile rows of level <paramref name="level"/>.</summary>
+    public int TilesDownAt(int level) => _levelDown[level];
+
     /// <summary>Number of tile columns.</summary>
     public int TilesAcross { get; }
 
@@ -296,9 +349,13 @@ public sealed class TiledTiffWriter : IDisposable
     /// </summary>
     /// <exception cref="InvalidOperationException">The tile was already written, or the writer is completed.</exception>
     public void WriteTile<T>(int tileCol, int tileRow, ReadOnlySpan<T> tile)
+        where T : unmanaged => WriteTile(0, tileCol, tileRow, tile);
+
+    /// <summary>Compresses and appends one tile of level <paramref name="level"/> (see the level-0 overload).</summary>
+    public void WriteTile<T>(int level, int tileCol, int tileRow, ReadOnlySpan<T> tile)
         where T : unmanaged
     {
-        int index = TileIndex(tileCol, tileRow);
+        int index = TileIndex(level, tileCol, tileRow);
         ValidateTile(tile);
         Claim(index, tileCol, tileRow);
         try
@@ -342,10 +399,13 @@ public sealed class TiledTiffWriter : IDisposable
 
     /// <summary>Appends a tile produced by <see cref="EncodeTile{T}"/> of this writer (or of one with identical settings).</summary>
     /// <exception cref="InvalidOperationException">The tile was already written, or the writer is completed.</exception>
-    public void WriteEncodedTile(int tileCol, int tileRow, EncodedTile encoded)
+    public void WriteEncodedTile(int tileCol, int tileRow, EncodedTile encoded) => WriteEncodedTile(0, tileCol, tileRow, encoded);
+
+    /// <summary>Appends an encoded tile of level <paramref name="level"/>.</summary>
+    public void WriteEncodedTile(int level, int tileCol, int tileRow, EncodedTile encoded)
     {
         ArgumentNullException.ThrowIfNull(encoded);
-        int index = TileIndex(tileCol, tileRow);
+        int index = TileIndex(level, tileCol, tileRow);
         Claim(index, tileCol, tileRow);
         try
         {
@@ -393,19 +453,33 @@ public sealed class TiledTiffWriter : IDisposable
 
             if (missing > 0)
             {
+                int lv = 0;
+                while (firstMissing >= _levelBase[lv + 1])
+                {
+                    lv++;
+                }
+
+                int at = firstMissing - _levelBase[lv];
                 throw new InvalidOperationException(
-                    $"TIFF '{Path}': {missing} of {_state.Length} tiles are missing; the first is column {firstMissing % TilesAcross}, row {firstMissing / TilesAcross}.");
+                    $"TIFF '{Path}': {missing} of {_state.Length} tiles are missing; the first is column {at % _levelAcross[lv]}, row {at / _levelAcross[lv]}{(Levels > 1 ? $" of level {lv}" : "")}.");
             }
 
             var handle = _handle ?? throw new ObjectDisposedException(nameof(TiledTiffWriter));
-            long ifdOffset = (_nextOffset + 7) & ~7L;
-            byte[] ifd = BuildIfd(ifdOffset);
-            if (ifdOffset + ifd.Length > _maxOffset)
+            // the reduced levels' IFDs first (each ending the chain of its own), then level 0's, which points at them
+            long end = _nextOffset;
+            var subIfds = new long[Levels - 1];
+            for (int k = 1; k < Levels; k++)
             {
-                throw new IOException($"TIFF '{Path}' exceeds the 4 GiB limit of classic TIFF; use BigTIFF.");
+                long at = (end + 7) & ~7L;
+                byte[] sub = BuildIfd(k, at, null);
+                WriteIfd(handle, sub, at);
+                subIfds[k - 1] = at;
+                end = at + sub.Length;
             }
 
-            RandomAccess.Write(handle, ifd, ifdOffset);
+            long ifdOffset = (end + 7) & ~7L;
+            byte[] ifd = BuildIfd(0, ifdOffset, subIfds);
+            WriteIfd(handle, ifd, ifdOffset);
             Span<byte> ptr = stackalloc byte[8];
             if (BigTiff)
             {
@@ -424,6 +498,16 @@ public sealed class TiledTiffWriter : IDisposable
             SafePaths.Publish(_partialPath, Path, "image");
             _completed = true;
         }
+    }
+
+    private void WriteIfd(SafeFileHandle handle, byte[] ifd, long offset)
+    {
+        if (offset + ifd.Length > _maxOffset)
+        {
+            throw new IOException($"TIFF '{Path}' exceeds the 4 GiB limit of classic TIFF; use BigTIFF.");
+        }
+
+        RandomAccess.Write(handle, ifd, offset);
     }
 
     /// <summary>Closes the file; deletes <c>path + ".partial"</c> unless <see cref="Complete"/> succeeded.</summary>
@@ -446,19 +530,24 @@ public sealed class TiledTiffWriter : IDisposable
         }
     }
 
-    private int TileIndex(int tileCol, int tileRow)
+    private int TileIndex(int level, int tileCol, int tileRow)
     {
-        if ((uint)tileCol >= (uint)TilesAcross)
+        if ((uint)level >= (uint)Levels)
         {
-            throw new ArgumentOutOfRangeException(nameof(tileCol), tileCol, $"Tile column must be in [0, {TilesAcross}).");
+            throw new ArgumentOutOfRangeException(nameof(level), level, $"Level must be in [0, {Levels}).");
         }
 
-        if ((uint)tileRow >= (uint)TilesDown)
+        if ((uint)tileCol >= (uint)_levelAcross[level])
         {
-            throw new ArgumentOutOfRangeException(nameof(tileRow), tileRow, $"Tile row must be in [0, {TilesDown}).");
+            throw new ArgumentOutOfRangeException(nameof(tileCol), tileCol, $"Tile column must be in [0, {_levelAcross[level]}).");
         }
 
-        return (tileRow * TilesAcross) + tileCol;
+        if ((uint)tileRow >= (uint)_levelDown[level])
+        {
+            throw new ArgumentOutOfRangeException(nameof(tileRow), tileRow, $"Tile row must be in [0, {_levelDown[level]}).");
+        }
+
+        return _levelBase[level] + (tileRow * _levelAcross[level]) + tileCol;
     }
 
     private void ValidateTile<T>(ReadOnlySpan<T> tile)
@@ -583,30 +672,39 @@ public sealed class TiledTiffWriter : IDisposable
         }
     }
 
-    private byte[] BuildIfd(long ifdOffset)
+    private byte[] BuildIfd(int level, long ifdOffset, long[]? subIfds)
     {
         bool big = BigTiff;
         int entrySize = big ? 20 : 12;
         int inlineSize = big ? 8 : 4;
-        int tiles = _state.Length;
         ushort bits = (ushort)(_bytesPerSample * 8);
         ushort sampleFormat = SampleType == TiffSampleType.Float32 ? (ushort)3 : (ushort)1;
         ushort photometric = Channels == 3 ? (ushort)2 : (ushort)1;
         int extraSamples = Channels == 3 ? 0 : Channels - 1;
 
-        var entries = new List<IfdEntry>(20)
+        var entries = new List<IfdEntry>(24);
+        if (level > 0)
         {
-            IfdEntry.Scalar(TagImageWidth, TypeLong, (uint)Width),
-            IfdEntry.Scalar(TagImageLength, TypeLong, (uint)Height),
-            IfdEntry.Shorts(TagBitsPerSample, Repeat(bits, Channels)),
-            IfdEntry.Scalar(TagCompression, TypeShort, Compression == TiffCompression.Deflate ? 8u : 1u),
-            IfdEntry.Scalar(TagPhotometric, TypeShort, photometric),
-            IfdEntry.Scalar(TagSamplesPerPixel, TypeShort, (uint)Channels),
-        };
+            entries.Add(IfdEntry.Scalar(TagNewSubfileType, TypeLong, 1)); // a reduced-resolution version of level 0
+        }
+
+        entries.Add(IfdEntry.Scalar(TagImageWidth, TypeLong, (uint)_levelWidth[level]));
+        entries.Add(IfdEntry.Scalar(TagImageLength, TypeLong, (uint)_levelHeight[level]));
+        entries.Add(IfdEntry.Shorts(TagBitsPerSample, Repeat(bits, Channels)));
+        entries.Add(IfdEntry.Scalar(TagCompression, TypeShort, Compression == TiffCompression.Deflate ? 8u : 1u));
+        entries.Add(IfdEntry.Scalar(TagPhotometric, TypeShort, photometric));
+        if (level == 0 && Description is { } description)
+        {
+            byte[] text = new byte[System.Text.Encoding.UTF8.GetByteCount(description) + 1]; // NUL-terminated
+            System.Text.Encoding.UTF8.GetBytes(description, text);
+            entries.Add(new IfdEntry(TagImageDescription, TypeAscii, text.Length, text));
+        }
+
+        entries.Add(IfdEntry.Scalar(TagSamplesPerPixel, TypeShort, (uint)Channels));
 
         if (PixelSizeMicrons is { } px)
         {
-            (uint num, uint den) = ToRational(10_000.0 / px);
+            (uint num, uint den) = ToRational(10_000.0 / (px * (1 << level)));
             entries.Add(IfdEntry.Rational(TagXResolution, num, den));
             entries.Add(IfdEntry.Rational(TagYResolution, num, den));
         }
@@ -624,8 +722,14 @@ public sealed class TiledTiffWriter : IDisposable
 
         entries.Add(IfdEntry.Scalar(TagTileWidth, TypeLong, (uint)TileSize));
         entries.Add(IfdEntry.Scalar(TagTileLength, TypeLong, (uint)TileSize));
-        entries.Add(IfdEntry.Offsets(TagTileOffsets, _offsets, big));
-        entries.Add(IfdEntry.Offsets(TagTileByteCounts, _byteCounts, big));
+        int first = _levelBase[level], count = _levelBase[level + 1] - first;
+        entries.Add(IfdEntry.Offsets(TagTileOffsets, _offsets.AsSpan(first, count), big));
+        entries.Add(IfdEntry.Offsets(TagTileByteCounts, _byteCounts.AsSpan(first, count), big));
+        if (subIfds is { Length: > 0 })
+        {
+            var sub = IfdEntry.Offsets(TagSubIfds, subIfds, big);
+            entries.Add(sub with { Type = big ? TypeIfd8 : TypeIfd });
+        }
         if (extraSamples > 0)
         {
             entries.Add(IfdEntry.Shorts(TagExtraSamples, Repeat(0, extraSamples)));
@@ -702,7 +806,7 @@ public sealed class TiledTiffWriter : IDisposable
             pos += entrySize;
         }
 
-        // Next-IFD offset stays 0 (single image).
+        // Next-IFD offset stays 0: one image (its reduced levels hang off it as SubIFDs).
         return buf;
     }
 
@@ -778,12 +882,12 @@ public sealed class TiledTiffWriter : IDisposable
             return new IfdEntry(tag, TypeRational, 1, p);
         }
 
-        public static IfdEntry Offsets(ushort tag, long[] values, bool big)
+        public static IfdEntry Offsets(ushort tag, ReadOnlySpan<long> values, bool big)
         {
             if (big)
             {
                 byte[] p = new byte[values.Length * 8];
-                MemoryMarshal.AsBytes(values.AsSpan()).CopyTo(p);
+                MemoryMarshal.AsBytes(values).CopyTo(p);
                 return new IfdEntry(tag, TypeLong8, values.Length, p);
             }
             else

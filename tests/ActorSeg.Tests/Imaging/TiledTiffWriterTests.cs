@@ -43,6 +43,88 @@ public sealed class TiledTiffWriterTests : IDisposable
     public void Float32_RoundTrips() =>
         RoundTrip<float>(TiffSampleType.Float32, 1, 100, 70, 32, TiffCompression.Deflate, true, (x, y, c) => (x * 0.25f) - (y * 1.5f));
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Levels_AreSubIfdsOfTheImage_EachItsOwnSizeAndPixels_WithTheDescription(bool bigTiff)
+    {
+        // 517 x 333 with 64 px tiles: levels 259x167, 130x84, 65x42 (odd sizes round up)
+        string path = Path.Combine(_dir, "pyramid.tif");
+        const string xml = "<OME>µm</OME>";
+        uint Value(int k, int x, int y) => (uint)((k << 24) + (y * 1000) + x);
+        using (var w = new TiledTiffWriter(path, 517, 333, 1, TiffSampleType.UInt32, tileSize: 64, bigTiff: bigTiff, levels: 4, description: xml))
+        {
+            Assert.Equal(new[] { 517, 259, 130, 65 }, Enumerable.Range(0, 4).Select(w.LevelWidth));
+            Assert.Equal(new[] { 333, 167, 84, 42 }, Enumerable.Range(0, 4).Select(w.LevelHeight));
+            var tile = new uint[w.SamplesPerTile];
+            for (int k = 3; k >= 0; k--) // any order, any level
+            {
+                for (int r = 0; r < w.TilesDownAt(k); r++)
+                {
+                    for (int c = 0; c < w.TilesAcrossAt(k); c++)
+                    {
+                        for (int y = 0; y < 64; y++)
+                        {
+                            for (int x = 0; x < 64; x++)
+                            {
+                                tile[(y * 64) + x] = Value(k, (c * 64) + x, (r * 64) + y);
+                            }
+                        }
+
+                        w.WriteTile<uint>(k, c, r, tile);
+                    }
+                }
+            }
+
+            w.Complete();
+        }
+
+        using var top = NetVips.Image.NewFromFile(path);
+        Assert.Equal(xml, top.Get("image-description") as string);
+        for (int k = 0; k < 4; k++)
+        {
+            using var level = k == 0 ? NetVips.Image.NewFromFile(path) : NetVips.Image.NewFromFile(path, kwargs: new NetVips.VOption { { "subifd", k - 1 } });
+            Assert.Equal((517 + (1 << k) - 1) >> k, level.Width);
+            Assert.Equal((333 + (1 << k) - 1) >> k, level.Height);
+            uint[] px = level.WriteToMemory<uint>();
+            for (int y = 0; y < level.Height; y++)
+            {
+                for (int x = 0; x < level.Width; x++)
+                {
+                    if (px[(y * level.Width) + x] != Value(k, x, y))
+                    {
+                        Assert.Fail($"level {k} pixel ({x},{y}): {px[(y * level.Width) + x]}, expected {Value(k, x, y)}");
+                    }
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void AMissingTileOfACoarserLevel_IsNamedWithItsLevel()
+    {
+        using var w = new TiledTiffWriter(Path.Combine(_dir, "p.tif"), 100, 100, 1, TiffSampleType.UInt8, tileSize: 32, levels: 3);
+        var tile = new byte[w.SamplesPerTile];
+        for (int k = 0; k < 3; k++)
+        {
+            for (int r = 0; r < w.TilesDownAt(k); r++)
+            {
+                for (int c = 0; c < w.TilesAcrossAt(k); c++)
+                {
+                    if (!(k == 1 && r == 1 && c == 0))
+                    {
+                        w.WriteTile<byte>(k, c, r, tile);
+                    }
+                }
+            }
+        }
+
+        var ex = Assert.Throws<InvalidOperationException>(w.Complete);
+        Assert.Contains("column 0, row 1 of level 1", ex.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => w.WriteTile<byte>(3, 0, 0, tile));
+        Assert.Throws<ArgumentOutOfRangeException>(() => w.WriteTile<byte>(2, 1, 0, tile)); // level 2 is 25x25: one tile
+    }
+
     [Fact]
     public void MissingTile_CompleteThrows_AndNoFinalFile()
     {

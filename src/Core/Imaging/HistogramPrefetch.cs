@@ -16,18 +16,19 @@ public static class HistogramPrefetch
     private sealed record Entry(long Length, DateTime WriteTimeUtc, Task<long[][]> Pass);
     private static readonly ConcurrentDictionary<(string Path, int Page), Entry> Passes = new();
 
-    /// <summary>Starts the statistics pass of <paramref name="path"/> (page or level <paramref name="page"/>) on the
-    /// thread pool; nothing happens when the file does not exist or a pass of it is already under way.</summary>
+    /// <summary>Starts the statistics pass of <paramref name="path"/> (page or level <paramref name="page"/>) on a
+    /// thread of its own; nothing happens when the file does not exist or a pass of it is already under way.</summary>
     public static void Start(string path, int page)
     {
         var full = Path.GetFullPath(path);
         var fi = new FileInfo(full);
         if (!fi.Exists || Passes.ContainsKey((full, page))) return;
-        var entry = new Entry(fi.Length, fi.LastWriteTimeUtc, Task.Run(() =>
+        // its own thread: the thread pool is busy starting the actor system, and a queued pass would start after it
+        var entry = new Entry(fi.Length, fi.LastWriteTimeUtc, Task.Factory.StartNew(() =>
         {
             using var src = ImageSources.Open(full, page);
             return ImageSources.Histograms(src, full, page);
-        }));
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default));
         Passes.TryAdd((full, page), entry);
     }
 

@@ -60,6 +60,8 @@ public sealed class LocalRuntime : IAsyncDisposable
     {
         await _host.StopAsync();
         _host.Dispose();
+        // the coordinator deletes ended jobs' work folders in the background: this process must not exit halfway through
+        Core.IO.GraphOutputs.WaitForCleaning(TimeSpan.FromMinutes(5));
         if (_tempDb is not null)
             foreach (var f in new[] { _tempDb, _tempDb + "-wal", _tempDb + "-shm" })
                 try { File.Delete(f); } catch (IOException) { }

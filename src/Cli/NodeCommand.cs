@@ -234,6 +234,9 @@ public static class NodeCommand
         });
         log.Information("ActorSeg node up at {Address}", Cluster.Get(system).SelfAddress.ToString());
         await host.WaitForShutdownAsync(CancellationToken.None);
+        // a coordinator may still be deleting an ended job's work folder (in the background): finish it, within the
+        // grace period a supervisor gives
+        if (!Core.IO.GraphOutputs.WaitForCleaning(TimeSpan.FromSeconds(20))) log.Warning("A job's work folder was still being deleted at exit");
         log.Information("ActorSeg node stopped (exit code {ExitCode})", exitCode);
         return exitCode;
     }

@@ -202,6 +202,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
                 case WatchNode w when _refs.TryGetValue(w.Node, out var n): Context.Watch(n); break;
                 case RunPrepare p: StartPrepare(p); break;
                 case RunStitch st: StartStitch(st); break;
+                case DeleteWork w: GraphOutputs.CleanWorkInBackground(w.WorkDir); break;
                 case Continue c: Run(c.Command, ""); break;
                 case RetryLater r: Timers.StartSingleTimer($"retry-{r.JobId}", new Internal(new RetryJob(r.JobId)), r.After); break;
             }

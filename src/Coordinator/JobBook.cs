@@ -19,6 +19,9 @@ public sealed record WatchNode(string Node) : Effect;
 public sealed record RunPrepare(string JobId, GraphJobSpec Spec, string WorkDir, bool WorkDirMayExist) : Effect;
 /// <summary>Verify the tile results and stitch in the background; the outcome: <see cref="Stitched"/>, <see cref="TilesInvalid"/> or <see cref="StepFailed"/>.</summary>
 public sealed record RunStitch(string JobId, GraphJobManifest Manifest, TileDone[] Done, string OutDir, bool NodeMap, double TilesSeconds) : Effect;
+/// <summary>Delete an ended job's work folder (its tile results and label rasters: gigabytes on a whole slide), off the
+/// actor's thread: the coordinator answers its workers and clients meanwhile.</summary>
+public sealed record DeleteWork(string WorkDir) : Effect;
 /// <summary>Feed this command back to the book now (after the events it follows are applied).</summary>
 public sealed record Continue(object Command) : Effect;
 /// <summary>Retry a job's coordinator-side step after a pause.</summary>
@@ -52,7 +55,6 @@ public interface IJobFiles
     string? Check(ResultRef r);
     GraphJobManifest LoadManifest(string path);
     void WriteSegmentSummary(string outDir, string json);
-    void CleanWork(string workDir);
 }
 
 public sealed class DirectoryJobFiles(IResultStore store) : IJobFiles
@@ -61,7 +63,6 @@ public sealed class DirectoryJobFiles(IResultStore store) : IJobFiles
     public string? Check(ResultRef r) => store.Check(r);
     public GraphJobManifest LoadManifest(string path) => GraphJobManifest.Load(path);
     public void WriteSegmentSummary(string outDir, string json) => SafePaths.WriteAllText(Path.Combine(outDir, "segment.json"), json, "segmentation summary");
-    public void CleanWork(string workDir) => GraphOutputs.CleanWork(workDir);
 }
 
 /// <summary>
@@ -937,7 +938,7 @@ public sealed class JobBook
         d.Then(new Finish(j.JobId));
     }
 
-    /// <summary>After a job's <see cref="JobEnded"/> is journaled: log, clean its work folder, tell its watchers.</summary>
+    /// <summary>After a job's <see cref="JobEnded"/> is journaled: log, tell its watchers, delete its work folder.</summary>
     private void AfterEnded(Job j, DecisionBuilder d, DateTime now)
     {
         if (j.Ended is null) { if (!j.Ending) FinishJob(j, d); return; }
@@ -949,8 +950,8 @@ public sealed class JobBook
                 j.Classified?.Seconds ?? 0, j.Segmented?.Seconds ?? 0, j.Retries, j.RecoveredTiles);
         }
         else j.Log.Error("Job {JobId} failed: {Error}", j.JobId, j.Ended.Error);
-        if (!j.Spec.KeepWork) _files.CleanWork(GraphOutputs.WorkDir(j.GraphDir, j.JobId));
         Tell(j.Watchers, Outcome(j), d);
+        if (!j.Spec.KeepWork) d.Do(new DeleteWork(GraphOutputs.WorkDir(j.GraphDir, j.JobId))); // after the watchers are told
         // a batch's slide: the batch records how it ended and starts the next
         if (_slideJobs.TryGetValue(j.JobId, out var sj)) Advance(sj.Batch, d, now);
         d.Then(new Dispatch());

@@ -28,6 +28,24 @@ public static class GraphOutputs
         try { if (Directory.Exists(workDir)) Directory.Delete(workDir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> Cleaning = new();
+
+    /// <summary>Deletes a work folder on a thread of its own (a whole slide's takes seconds); <see cref="WaitForCleaning"/>
+    /// lets a process that is about to exit finish what it started.</summary>
+    public static void CleanWorkInBackground(string workDir)
+    {
+        var t = Task.Factory.StartNew(() => CleanWork(workDir), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Cleaning.TryAdd(t, 0);
+        t.ContinueWith(done => Cleaning.TryRemove(done, out _), TaskScheduler.Default);
+    }
+
+    /// <summary>Waits (at most <paramref name="limit"/>) for the work folders being deleted; true when none is left.</summary>
+    public static bool WaitForCleaning(TimeSpan limit)
+    {
+        var pending = Cleaning.Keys.ToArray();
+        return pending.Length == 0 || Task.WaitAll(pending, limit);
+    }
+
     public static Summary StitchAndWrite(GraphJobManifest job, string outDir, bool writeNodeMap, IProgress<string>? progress = null)
     {
         var sw = Stopwatch.StartNew();

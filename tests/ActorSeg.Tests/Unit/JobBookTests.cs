@@ -18,12 +18,10 @@ public class JobBookTests() : TempDirTest("book")
     {
         public readonly Dictionary<string, GraphJobManifest> Manifests = new();
         public bool SummaryFails;
-        public readonly List<string> Cleaned = new();
         public string? CheckPresent(ResultRef r) => null;
         public string? Check(ResultRef r) => null;
         public GraphJobManifest LoadManifest(string path) => Manifests.TryGetValue(path, out var m) ? m : throw new IOException($"{path}: missing");
         public void WriteSegmentSummary(string outDir, string json) { if (SummaryFails) throw new IOException("No space left on device"); }
-        public void CleanWork(string workDir) => Cleaned.Add(workDir);
     }
 
     /// <summary>Runs a book as the actor does, recording the journal and what was sent to whom.</summary>
@@ -34,6 +32,8 @@ public class JobBookTests() : TempDirTest("book")
         public readonly List<ICoordinatorEvent> Journal = new();
         public readonly List<(string To, object Message)> Sent = new();
         public readonly List<Effect> Background = new();
+        /// <summary>Messages sent and background steps started, in the order the actor carries them out.</summary>
+        public readonly List<object> Order = new();
         public DateTime Now = new(2026, 12, 4, 12, 0, 0, DateTimeKind.Utc);
 
         public Harness(CoordinatorSettings s, Files? files = null, IEnumerable<ICoordinatorEvent>? replay = null)
@@ -50,9 +50,9 @@ public class JobBookTests() : TempDirTest("book")
             foreach (var e in d.Effects)
                 switch (e)
                 {
-                    case Send s: Sent.Add((s.To, s.Message)); break;
+                    case Send s: Sent.Add((s.To, s.Message)); Order.Add(s.Message); break;
                     case Continue c: Run(c.Command); break;
-                    case RunPrepare or RunStitch: Background.Add(e); break;
+                    case RunPrepare or RunStitch or DeleteWork: Background.Add(e); Order.Add(e); break;
                 }
         }
 
@@ -320,6 +320,27 @@ public class JobBookTests() : TempDirTest("book")
         var r = new ResultRef("/r", 1, "0");
         h.Run(new Stitched(jobId, new GraphStitched(jobId, r, null, nodes, 1, 1, 1, 1, 1)));
         Assert.True(h.Book.Jobs[jobId].Ended?.Succeeded, $"{jobId} should have ended done");
+    }
+
+    [Fact]
+    public void AnEndedJobsWorkFolder_IsDeletedInTheBackground_AfterItsClientIsTold_UnlessKept()
+    {
+        var h = new Harness(new CoordinatorSettings());
+        h.Run(new SubmitGraphJob("done", Spec("done")), "client");
+        FinishJob(h, "done");
+        var work = GraphOutputs.WorkDir(Spec("done").OutDir, "done");
+        var delete = Assert.Single(h.Background.OfType<DeleteWork>());
+        Assert.Equal(work, delete.WorkDir);
+        int told = h.Order.FindIndex(o => o is GraphJobCompleted { JobId: "done" });
+        Assert.True(told >= 0 && told < h.Order.IndexOf(delete), "the client is told before the folder is deleted");
+
+        h.Run(new SubmitGraphJob("kept", Spec("kept") with { KeepWork = true }), "client");
+        FinishJob(h, "kept");
+        Assert.Single(h.Background.OfType<DeleteWork>()); // --keep-work: nothing more to delete
+
+        h.Run(new SubmitGraphJob("bad", Spec("bad")), "client");
+        h.Run(new StepFailed("bad", "prepare", new InvalidDataException("bad.tif: not an image")));
+        Assert.Contains(h.Background.OfType<DeleteWork>(), w => w.WorkDir == GraphOutputs.WorkDir(Spec("bad").OutDir, "bad")); // a failed job's too
     }
 
     [Fact]

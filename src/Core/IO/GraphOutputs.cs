@@ -174,7 +174,7 @@ public static class GraphOutputs
     {
         var plan = job.Plan;
         int W = job.Width, H = job.Height;
-        int cols = (W + tiffTile - 1) / tiffTile, rows = (H + tiffTile - 1) / tiffTile;
+        int rows = (H + tiffTile - 1) / tiffTile;
         if ((long)W * tiffTile > Array.MaxLength) throw new InvalidOperationException("image too wide");
         using var flat = new TiledTiffWriter(path, W, H, 1, TiffSampleType.UInt32, tiffTile);
         int levels = 1;

@@ -145,7 +145,9 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         {
             var img = Image(_dir, "big", 3072, 11);
             var refDir = Path.Combine(_dir, "ref");
-            var r = TestPaths.RunCli("graph", img, "--mask", Path.Combine(_dir, "big_mask.tif"), "--out", refDir, "--tile-size", "384", "--workers", "2");
+            // 144 tiles of 256 px: several seconds of tiles on two workers, so the kill below lands mid-phase
+            // even on a fast machine (64 tiles of 384 px once finished in 2.6 s, between two progress reports)
+            var r = TestPaths.RunCli("graph", img, "--mask", Path.Combine(_dir, "big_mask.tif"), "--out", refDir, "--tile-size", "256", "--workers", "2");
             Assert.True(r.ExitCode == 0, r.Stderr);
 
             var h = NewCluster();
@@ -153,18 +155,20 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
             // the workers are seeds too: a restarted coordinator joins the running cluster through them
             var seeds = $"akka.tcp://actorseg@127.0.0.1:{pc},akka.tcp://actorseg@127.0.0.1:{p1}";
             string[] coordArgs = ["--roles", "coordinator", "--seeds", seeds, "--db-provider", journal, "--db", db];
-            var coord = h.Start("coordinator", pc, null, coordArgs);
+            // progress every 0.2 s, so the test sees the first journaled tiles at once (the default is every 5 s)
+            var fastProgress = new Dictionary<string, string> { ["ACTORSEG_PROGRESSINTERVALSECONDS"] = "0.2" };
+            var coord = h.Start("coordinator", pc, fastProgress, coordArgs);
             var w1 = h.Start("worker1", p1, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
             var w2 = h.Start("worker2", p2, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
             ClusterHarness.WaitFor(() => coord.Lines.Count(l => l.Contains("Worker ") && l.Contains(" joined")) >= 2, TimeSpan.FromSeconds(60), "two workers", coord);
 
             var outDir = Path.Combine(_dir, "out");
-            var subNode = SubmitNode(h, coord.Address, img, "--mask", Path.Combine(_dir, "big_mask.tif"), "--out", outDir, "--tile-size", "384", "--job-id", "resume-1");
+            var subNode = SubmitNode(h, coord.Address, img, "--mask", Path.Combine(_dir, "big_mask.tif"), "--out", outDir, "--tile-size", "256", "--job-id", "resume-1");
             var sub = subNode.Process;
             // SIGKILL the coordinator once some tiles are in the journal
             ClusterHarness.WaitFor(() => coord.Lines.Any(l => l.Contains("resume-1: ") && l.Contains(" tiles, ") && !l.Contains(": 0/")), TimeSpan.FromSeconds(90), "progress", coord);
             coord.Kill();
-            var coord2 = h.Start("coordinator2", pc, null, coordArgs);
+            var coord2 = h.Start("coordinator2", pc, fastProgress, coordArgs);
             int rc;
             try { rc = Wait(sub, TimeSpan.FromMinutes(4)); }
             finally { output.WriteLine(coord.Log + "\n--- restarted:\n" + coord2.Log + "\n--- worker 1:\n" + w1.Log + "\n--- submit:\n" + subNode.Log); }

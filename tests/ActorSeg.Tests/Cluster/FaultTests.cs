@@ -31,7 +31,9 @@ public class FaultTests(ITestOutputHelper output) : ClusterTestBase("fault")
             var h = NewCluster();
             int pc = ClusterHarness.FreePort(), pw = ClusterHarness.FreePort(), http = ClusterHarness.FreePort(), mc = ClusterHarness.FreePort(), mw = ClusterHarness.FreePort();
             var seeds = $"akka.tcp://actorseg@127.0.0.1:{pc}";
-            var coord = h.Start("coordinator", pc, null, "--roles", "coordinator", "--seeds", seeds, "--http-port", http.ToString(),
+            // progress every 0.2 s (default 5 s): the test must see tiles done while others are still queued
+            var fastProgress = new Dictionary<string, string> { ["ACTORSEG_PROGRESSINTERVALSECONDS"] = "0.2" };
+            var coord = h.Start("coordinator", pc, fastProgress, "--roles", "coordinator", "--seeds", seeds, "--http-port", http.ToString(),
                 "--db-provider", "postgresql", "--db", throughOutage, "--metrics-port", mc.ToString());
             var worker = h.Start("worker", pw, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1", "--metrics-port", mw.ToString());
             ClusterHarness.WaitFor(() => coord.Saw("Worker akka.tcp"), TimeSpan.FromSeconds(60), "the worker to join", coord);

@@ -39,7 +39,7 @@ public class StatusPageTests(ITestOutputHelper output) : ClusterTestBase("status
             r.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
             return r;
         }
-        var job = JsonSerializer.Serialize(new { jobId = "page-1", image = img, @out = Path.Combine(data, "out"), tileSize = 512 });
+        var job = JsonSerializer.Serialize(new { jobId = "page-1", image = img, @out = Path.Combine(data, "out"), tileSize = 256 });
         Assert.Equal(HttpStatusCode.Unauthorized, (await web.SendAsync(With(HttpMethod.Post, "/jobs", statusToken, new StringContent(job, System.Text.Encoding.UTF8, "application/json")))).StatusCode);
         Assert.Equal(HttpStatusCode.Accepted, (await web.SendAsync(With(HttpMethod.Post, "/jobs", apiToken, new StringContent(job, System.Text.Encoding.UTF8, "application/json")))).StatusCode);
 

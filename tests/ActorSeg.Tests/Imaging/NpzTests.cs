@@ -254,6 +254,103 @@ public sealed class NpzTests : IDisposable
         Assert.Equal(2.5, arrays["z"].Scalar<double>());
     }
 
+    /// <summary>Arrays of several 1 MiB pieces: compressible and random data, and a length that is not a whole number of pieces.</summary>
+    private static (long[] Counting, float[] Noise, byte[] Odd) BigArrays()
+    {
+        var rnd = new Random(5);
+        var counting = new long[700_000]; // 5.3 MiB, compresses well
+        for (int i = 0; i < counting.Length; i++) counting[i] = i / 3;
+        var noise = new float[600_000]; // 2.3 MiB, barely compresses
+        for (int i = 0; i < noise.Length; i++) noise[i] = (float)rnd.NextDouble();
+        var odd = new byte[(1 << 20) + 17];
+        rnd.NextBytes(odd.AsSpan(0, 1000));
+        return (counting, noise, odd);
+    }
+
+    private static void WriteBig(NpzWriter writer)
+    {
+        var (counting, noise, odd) = BigArrays();
+        using var w = writer;
+        w.Add<long>("counting", counting, 7, 100_000);
+        w.Add<float>("noise", noise);
+        w.Add<byte>("odd", odd);
+        w.AddScalar("k", 12L);
+        w.Complete();
+    }
+
+    [Fact]
+    public void LargeArrays_AreDeflatedInPieces_ReadBack_AndGiveTheSameBytesOnAnyNumberOfCores()
+    {
+        Assert.True(SyncFlushPieces.Supported, "this runtime's Deflate makes sync-flushed pieces, so entries are compressed on every core");
+        string one = P("big-1.npz"), many = P("big-4.npz");
+        WriteBig(new NpzWriter(one) { Parallelism = 1 });
+        WriteBig(new NpzWriter(many) { Parallelism = 4 });
+        Assert.Equal(File.ReadAllBytes(one), File.ReadAllBytes(many));
+
+        var (counting, noise, odd) = BigArrays();
+        var arrays = NpzReader.Read(many);
+        Assert.Equal([7, 100_000], arrays["counting"].Shape);
+        Assert.True(arrays["counting"].AsSpan<long>().SequenceEqual(counting));
+        Assert.True(arrays["noise"].AsSpan<float>().SequenceEqual(noise));
+        Assert.True(arrays["odd"].AsSpan<byte>().SequenceEqual(odd));
+        Assert.Equal(12L, arrays["k"].Scalar<long>());
+        // deflated: far smaller than the 8.6 MiB of arrays, and every entry's checksum holds (ZipArchive checks it on read)
+        Assert.InRange(new FileInfo(many).Length, 1, 5_000_000);
+        using var zip = ZipFile.OpenRead(many);
+        foreach (var e in zip.Entries)
+        {
+            using var s = e.Open();
+            s.CopyTo(Stream.Null);
+        }
+
+        if (PythonHasNumpy())
+        {
+            (int rc, string output) = RunPython("""
+                import sys, zipfile, numpy as np
+                z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None
+                d = np.load(sys.argv[1])
+                assert d['counting'].shape == (7, 100000) and (d['counting'].ravel() == np.arange(700000) // 3).all()
+                assert d['noise'].dtype == np.float32 and d['noise'].shape == (600000,)
+                assert d['odd'].shape == (1048593,) and (d['odd'][1000:] == 0).all()
+                print('numpy ok')
+                """, many);
+            Assert.True(rc == 0, output);
+        }
+    }
+
+    [Fact]
+    public void Zip64Records_AreWritten_WhereSizesOrOffsetsNeedThem_AndRead()
+    {
+        // the limits lowered to nothing, so every size and offset takes the ZIP64 route a 4 GiB graph would take
+        string path = P("zip64.npz");
+        WriteBig(new NpzWriter(path) { Zip64EntryThreshold = 0, Zip64FieldLimit = 0 });
+        var bytes = File.ReadAllBytes(path);
+        Assert.True(bytes.AsSpan().IndexOf([(byte)0x50, (byte)0x4b, (byte)0x06, (byte)0x06]) > 0, "a ZIP64 end of central directory record");
+        var (counting, noise, odd) = BigArrays();
+        var arrays = NpzReader.Read(path);
+        Assert.True(arrays["counting"].AsSpan<long>().SequenceEqual(counting));
+        Assert.True(arrays["noise"].AsSpan<float>().SequenceEqual(noise));
+        Assert.True(arrays["odd"].AsSpan<byte>().SequenceEqual(odd));
+        string stored = P("zip64-stored.npz");
+        WriteBig(new NpzWriter(stored, compress: false) { Zip64EntryThreshold = 0, Zip64FieldLimit = 0 });
+        Assert.True(NpzReader.Read(stored)["counting"].AsSpan<long>().SequenceEqual(counting));
+        if (PythonHasNumpy())
+        {
+            foreach (var f in new[] { path, stored })
+            {
+                (int rc, string output) = RunPython("""
+                    import sys, zipfile, numpy as np
+                    z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None
+                    assert all(i.file_size > 0 for i in z.infolist())
+                    d = np.load(sys.argv[1])
+                    assert (d['counting'].ravel() == np.arange(700000) // 3).all() and int(d['k']) == 12
+                    print('numpy ok')
+                    """, f);
+                Assert.True(rc == 0, f + ": " + output);
+            }
+        }
+    }
+
     private static void WriteSample(string path, NpzWriter writer)
     {
         using var w = writer;

@@ -200,7 +200,7 @@ public static class GraphOutputs
                     if (ya >= yb) continue;
                     int nrows = yb - ya;
                     var map = nodeOfGroup[t.Id];
-                    GraphJob.ReadLabelRows(job.LabelsPath(t.Id), t.Core.W, ya - t.Core.Y, nrows, rowsBuf, glass: map.Length == 0);
+                    GraphJob.ReadLabelRows(job.LabelsPath(t.Id), t.Core.W, t.Core.H, ya - t.Core.Y, nrows, rowsBuf, glass: map.Length == 0);
                     for (int y = 0; y < nrows; y++)
                     {
                         var dst = band.AsSpan((ya - y0 + y) * W + t.Core.X, t.Core.W);

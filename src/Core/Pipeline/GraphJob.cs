@@ -214,7 +214,7 @@ public static class GraphJob
         {
             // nothing but glass: no read, no superpixels, no nodes; an empty label raster stands for "no node anywhere"
             TileResult.Glass(tile, C, C + job.ExtraPlanes).WriteFile(job.ResultPath(tile.Id));
-            WriteLabels(job.LabelsPath(tile.Id), []);
+            WriteLabels(job.LabelsPath(tile.Id), [], 0);
             return new TileOutcome(tile.Id, 0, 0, 0, 0, core.Area, sw.Elapsed.TotalSeconds, Skipped: true);
         }
         var raw = scratch.Raw(rn * C).AsSpan(0, rn * C);
@@ -243,24 +243,43 @@ public static class GraphJob
         var result = FragmentBuilder.Build(tile, job.Width, job.Height, raw, C, seeds, classes, job.Norms, job.MinSize, groups, extra, job.ExtraPlanes, scratch);
         double tFrag = sw.Elapsed.TotalSeconds;
         result.WriteFile(job.ResultPath(tile.Id));
-        WriteLabels(job.LabelsPath(tile.Id), groups);
+        WriteLabels(job.LabelsPath(tile.Id), groups, result.Groups);
         int shipped = result.GFeatureRow.Count(r => r < 0);
         double total = sw.Elapsed.TotalSeconds;
         return new TileOutcome(tile.Id, result.Fragments, result.Groups, result.Open, shipped, core.Area, total, tRead, tSlic - tRead, tFrag - tTexture, total - tFrag,
             TextureSeconds: tTexture - tSlic);
     }
 
-    private static void WriteLabels(string path, ReadOnlySpan<int> groups)
+    /// <summary>Writes a tile's group raster: two bytes a pixel when its groups fit (ids below 65,535, glass as 0xFFFF;
+    /// at the default spacing a 2048² tile has a few thousand), else four. The reader tells them apart by the length.</summary>
+    internal static void WriteLabels(string path, ReadOnlySpan<int> groups, int groupCount)
     {
         var tmp = $"{path}.{Guid.NewGuid():N}.partial";
         using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
-            fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(groups));
+        {
+            if (groupCount < ushort.MaxValue)
+            {
+                const int chunk = 1 << 16;
+                var narrow = System.Buffers.ArrayPool<ushort>.Shared.Rent(Math.Min(chunk, Math.Max(1, groups.Length)));
+                try
+                {
+                    for (int off = 0; off < groups.Length; off += chunk)
+                    {
+                        var src = groups.Slice(off, Math.Min(chunk, groups.Length - off));
+                        for (int i = 0; i < src.Length; i++) narrow[i] = (ushort)src[i]; // -1 (glass) becomes 0xFFFF
+                        fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(narrow.AsSpan(0, src.Length)));
+                    }
+                }
+                finally { System.Buffers.ArrayPool<ushort>.Shared.Return(narrow); }
+            }
+            else fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(groups));
+        }
         SafePaths.Publish(tmp, path, "tile labels", flush: false); // checked like the tile result (see TileResult.WriteFile)
     }
 
-    /// <summary>Reads rows [y0, y0+rows) of a tile's group raster; a tile with no groups (all glass) has an empty
-    /// raster and reads as <see cref="FragmentBuilder.Glass"/> everywhere.</summary>
-    public static void ReadLabelRows(string path, int coreW, int y0, int rows, Span<int> dest, bool glass = false)
+    /// <summary>Reads rows [y0, y0+rows) of a tile's group raster (two or four bytes a pixel, see <see cref="WriteLabels"/>);
+    /// a tile with no groups (all glass) has an empty raster and reads as <see cref="FragmentBuilder.Glass"/> everywhere.</summary>
+    public static void ReadLabelRows(string path, int coreW, int coreH, int y0, int rows, Span<int> dest, bool glass = false)
     {
         if (glass)
         {
@@ -269,10 +288,22 @@ public static class GraphJob
             return;
         }
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
-        long expect = (long)coreW * 4 * (y0 + rows);
-        if (fs.Length < expect) throw new InvalidDataException($"{path}: label raster is truncated");
-        fs.Seek((long)y0 * coreW * 4, SeekOrigin.Begin);
-        fs.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(dest[..(coreW * rows)]));
+        long area = (long)coreW * coreH;
+        int size = fs.Length == area * 2 ? 2 : fs.Length == area * 4 ? 4
+            : throw new InvalidDataException($"{path}: label raster is {fs.Length} bytes, expected {area * 2} or {area * 4} for a {coreW}x{coreH} tile");
+        fs.Seek((long)y0 * coreW * size, SeekOrigin.Begin);
+        var target = dest[..(coreW * rows)];
+        if (size == 4)
+        {
+            fs.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(target));
+            return;
+        }
+        // two bytes a pixel: read into the upper half of the destination's bytes, then widen from the front (each int
+        // written lies at or before the ushorts still to be read)
+        var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(target);
+        fs.ReadExactly(bytes[(target.Length * 2)..]);
+        var narrow = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes[(target.Length * 2)..]);
+        for (int i = 0; i < target.Length; i++) { int v = narrow[i]; target[i] = v == ushort.MaxValue ? FragmentBuilder.Glass : v; }
     }
 
     /// <summary>Stitches all tiles' partial graphs into the global graph.</summary>
@@ -297,7 +328,7 @@ public static class GraphJob
         {
             var buf = new int[t.Core.W * t.Core.H];
             var nf = nodeOfGroup[t.Id];
-            ReadLabelRows(job.LabelsPath(t.Id), t.Core.W, 0, t.Core.H, buf, glass: nf.Length == 0);
+            ReadLabelRows(job.LabelsPath(t.Id), t.Core.W, t.Core.H, 0, t.Core.H, buf, glass: nf.Length == 0);
             for (int y = 0; y < t.Core.H; y++)
                 for (int x = 0; x < t.Core.W; x++)
                 {

@@ -54,6 +54,9 @@ public sealed record NodeOptions
     public double TileDeadlineSeconds { get; init; } = 600;
     /// <summary>How often the coordinator checks deadlines and reports progress.</summary>
     public double ProgressIntervalSeconds { get; init; } = 5;
+    /// <summary>A job whose prepare (the statistics pass) or stitch runs longer than this many minutes on the coordinator
+    /// fails with the reason and frees its step slot (0: none).</summary>
+    public double PrepareStitchDeadlineMinutes { get; init; } = 120;
     /// <summary>A job not finished this many hours after submission fails with the reason (0: none).</summary>
     public double JobDeadlineHours { get; init; } = 72;
     public int MaxTileSize { get; init; } = 16_384;
@@ -119,6 +122,7 @@ public sealed record NodeOptions
                 TileDeadlineSeconds = D("TileDeadlineSeconds", o.TileDeadlineSeconds),
                 ProgressIntervalSeconds = D("ProgressIntervalSeconds", o.ProgressIntervalSeconds),
                 JobDeadlineHours = D("JobDeadlineHours", o.JobDeadlineHours),
+                PrepareStitchDeadlineMinutes = D("PrepareStitchDeadlineMinutes", o.PrepareStitchDeadlineMinutes),
                 MaxTileSize = I("MaxTileSize", o.MaxTileSize),
                 MaxTilesPerJob = I("MaxTilesPerJob", o.MaxTilesPerJob),
                 MaxPixelsPerImage = c["MaxPixelsPerImage"] is { } mpx ? long.Parse(mpx, System.Globalization.CultureInfo.InvariantCulture) : o.MaxPixelsPerImage,
@@ -325,7 +329,7 @@ public static class NodeHost
             {
                 TileDeadline = TimeSpan.FromSeconds(o.TileDeadlineSeconds), MaxAttempts = o.MaxAttempts, SnapshotEvery = o.SnapshotEvery,
                 ProgressInterval = TimeSpan.FromSeconds(Math.Max(0.05, o.ProgressIntervalSeconds)),
-                JobDeadline = TimeSpan.FromHours(o.JobDeadlineHours), MaxTileSize = o.MaxTileSize, MaxTilesPerJob = o.MaxTilesPerJob,
+                JobDeadline = TimeSpan.FromHours(o.JobDeadlineHours), PrepareStitchDeadline = TimeSpan.FromMinutes(o.PrepareStitchDeadlineMinutes), MaxTileSize = o.MaxTileSize, MaxTilesPerJob = o.MaxTilesPerJob,
                 MaxPixelsPerImage = o.MaxPixelsPerImage, MaxConcurrentSteps = o.MaxConcurrentSteps, MaxOpenJobs = o.MaxOpenJobs,
                 // a node others can reach refuses every job until it is told which folders jobs may use
                 Policy = new JobPolicy(new DataRoots(o.DataRoots), RequireRoots: !o.LoopbackOnly),

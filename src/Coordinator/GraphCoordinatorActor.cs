@@ -18,6 +18,11 @@ public sealed record CoordinatorSettings
     public TimeSpan TileDeadline { get; init; } = TimeSpan.FromMinutes(10);
     /// <summary>Classifying a graph or painting a mask that takes longer than this counts as a failed attempt.</summary>
     public TimeSpan StepDeadline { get; init; } = TimeSpan.FromMinutes(30);
+    /// <summary>The coordinator's own step for a job (prepare: the statistics pass over the image; stitch: the graph and its
+    /// files) that runs longer than this fails the job with the reason and frees its step slot, so a read that hangs (a
+    /// stalled network volume) cannot hold one of the <see cref="MaxConcurrentSteps"/> slots until the job deadline
+    /// (zero: no deadline).</summary>
+    public TimeSpan PrepareStitchDeadline { get; init; } = TimeSpan.FromHours(2);
     /// <summary>Training a model that takes longer than this counts as a failed attempt.</summary>
     public TimeSpan TrainDeadline { get; init; } = TimeSpan.FromHours(12);
     /// <summary>A job not finished this long after it was submitted fails with the reason (zero: no deadline).</summary>
@@ -202,6 +207,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
                 case WatchNode w when _refs.TryGetValue(w.Node, out var n): Context.Watch(n); break;
                 case RunPrepare p: StartPrepare(p); break;
                 case RunStitch st: StartStitch(st); break;
+                case AbandonStep a when _steps.Remove(a.JobId, out var cts): cts.Cancel(); cts.Dispose(); break;
                 case DeleteWork w: GraphOutputs.CleanWorkInBackground(w.WorkDir); break;
                 case Continue c: Run(c.Command, ""); break;
                 case RetryLater r: Timers.StartSingleTimer($"retry-{r.JobId}", new Internal(new RetryJob(r.JobId)), r.After); break;
@@ -218,10 +224,22 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
 
     // ---------------------------------------------------------------- background steps (the book decides, they run off the actor's thread)
 
+    /// <summary>Cancels a job's running prepare or stitch when the book gives up on it (see <see cref="AbandonStep"/>).</summary>
+    private readonly Dictionary<string, CancellationTokenSource> _steps = new();
+
+    private CancellationToken NewStep(string jobId)
+    {
+        if (_steps.Remove(jobId, out var old)) old.Dispose();
+        var cts = new CancellationTokenSource();
+        _steps[jobId] = cts;
+        return cts.Token;
+    }
+
     private void StartPrepare(RunPrepare p)
     {
         var self = Self;
         var sw = Stopwatch.StartNew();
+        var ct = NewStep(p.JobId);
         Task.Run(() =>
         {
             var req = ToRequest(p.Spec);
@@ -230,6 +248,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             // after a restart, accepted only as a real folder of this user, never a link planted in its place
             SafePaths.CreatePrivateDirectory(p.WorkDir, p.WorkDirMayExist, "work folder");
             var m = GraphJob.Prepare(p.JobId, req, p.WorkDir);
+            ct.ThrowIfCancellationRequested(); // given up on (its deadline passed): its job has ended, its folder may be gone
             m.Save();
             return m;
         }).ContinueWith(t => new Internal(t.IsCompletedSuccessfully ? new Prepared(p.JobId, t.Result, sw.Elapsed.TotalSeconds)
@@ -243,13 +262,14 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         var store = _store;
         var log = _log.ForContext("JobId", r.JobId);
         var m = r.Manifest;
+        var ct = NewStep(r.JobId);
         Task.Run<object>(() =>
         {
             // every tile result is checked before it is trusted: a file lost or damaged since (or while the coordinator was down) is re-computed
             var invalid = r.Done.AsParallel().Select(d => (d.TileId, Why: store.Check(d.Result) ?? store.Check(d.Labels)))
                 .Where(x => x.Why is not null).Select(x => (x.TileId, x.Why!)).ToArray();
             if (invalid.Length > 0) return new TilesInvalid(m.JobId, invalid);
-            var s = GraphOutputs.StitchAndWrite(m, r.OutDir, r.NodeMap, new Progress<string>(p => log.Information("Job {JobId}: {Step}", m.JobId, p)));
+            var s = GraphOutputs.StitchAndWrite(m, r.OutDir, r.NodeMap, new Progress<string>(p => log.Information("Job {JobId}: {Step}", m.JobId, p)), ct);
             var graph = store.Describe(Path.Combine(r.OutDir, GraphOutputs.GraphFile));
             var map = r.NodeMap ? store.Describe(Path.Combine(r.OutDir, GraphOutputs.NodeMapFile)) : null;
             return new Stitched(m.JobId, new GraphStitched(m.JobId, graph, map, s.Nodes, s.AdjacencyEdges, s.KnnEdges, r.TilesSeconds, s.StitchSeconds, s.WriteSeconds,

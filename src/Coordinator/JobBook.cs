@@ -15,6 +15,9 @@ public abstract record Effect;
 public sealed record Send(string To, object Message) : Effect;
 /// <summary>Watch a worker or trainer: its loss comes back as <see cref="NodeLost"/>.</summary>
 public sealed record WatchNode(string Node) : Effect;
+/// <summary>Give up on a job's running prepare or stitch (its deadline passed and the job has failed): whatever it would
+/// still publish is not published.</summary>
+public sealed record AbandonStep(string JobId) : Effect;
 /// <summary>Run a job's first pass in the background; the outcome comes back as <see cref="Prepared"/> or <see cref="StepFailed"/>.</summary>
 public sealed record RunPrepare(string JobId, GraphJobSpec Spec, string WorkDir, bool WorkDirMayExist) : Effect;
 /// <summary>Verify the tile results and stitch in the background; the outcome: <see cref="Stitched"/>, <see cref="TilesInvalid"/> or <see cref="StepFailed"/>.</summary>
@@ -94,6 +97,9 @@ public sealed class JobBook
         public int Retries, RecoveredTiles, StepAttempt, StepFailures, PrepareAttempts;
         public (string Node, DateTime Deadline)? Step;
         public bool Busy, FreshSubmit, Ending; // Ending: its JobEnded is decided, not yet applied
+        /// <summary>The coordinator's own step while <see cref="Busy"/> ("prepare" or "stitch"), and the first tick that saw it running.</summary>
+        public string? OwnStep;
+        public DateTime? BusySince;
         public long PixelsThisRun;
         public DateTime Deadline = DateTime.MaxValue;
         public readonly Stopwatch Clock = new();
@@ -599,7 +605,7 @@ public sealed class JobBook
     {
         if (j.Busy) return;
         if (!StepSlotFree(j)) { j.Log.Debug("Job {JobId} waits for a free preparing slot", j.JobId); return; }
-        j.Busy = true;
+        j.Busy = true; j.OwnStep = "prepare"; j.BusySince = null;
         bool mayExist = !j.FreshSubmit || j.PrepareAttempts++ > 0;
         d.Record(new StepStarted(j.JobId, "prepare"));
         d.Do(new RunPrepare(j.JobId, j.Spec, GraphOutputs.WorkDir(j.GraphDir, j.JobId), mayExist));
@@ -644,7 +650,7 @@ public sealed class JobBook
     {
         if (j.Busy || j.Stitched is not null) return;
         if (!StepSlotFree(j)) { j.Log.Debug("Job {JobId} waits for a free stitching slot", j.JobId); return; }
-        j.Busy = true;
+        j.Busy = true; j.OwnStep = "stitch"; j.BusySince = null;
         double tilesSeconds = j.Clock.Elapsed.TotalSeconds;
         j.Log.Information("Job {JobId}: all {Total} tiles done in {Seconds:F1}s ({MPps:F1} MP/s this run, {Recovered} recovered from the journal); verifying and stitching",
             j.JobId, j.Planned!.Tiles, tilesSeconds, j.PixelsThisRun / 1e6 / Math.Max(1e-9, tilesSeconds), j.RecoveredTiles);
@@ -726,7 +732,7 @@ public sealed class JobBook
         }
         foreach (var j in _jobs.Values)
         {
-            if (j.Ended is not null) continue;
+            if (j.Ended is not null || j.Ending) continue;
             // a job waiting for a preparing or stitching slot starts when one is free
             if (!j.Busy && j.Planned is null && BusySteps < _s.MaxConcurrentSteps) { StartPrepare(j, d); continue; }
             if (!j.Busy && j.Planned is { } pl && j.Manifest is not null && j.Done.Count == pl.Tiles && j.Stitched is null && BusySteps < _s.MaxConcurrentSteps) { StartStitch(j, d); continue; }
@@ -1202,6 +1208,21 @@ public sealed class JobBook
                 if (j.Ending) break;
             }
             if (j.Ending) continue;
+            if (j.Busy && _s.PrepareStitchDeadline > TimeSpan.Zero)
+            {
+                // timed from the first tick that sees the step running: at most one tick late, and no clock in the step's messages
+                j.BusySince ??= now;
+                if (now - j.BusySince.Value > _s.PrepareStitchDeadline)
+                {
+                    string what = j.OwnStep == "stitch" ? "stitching the graph and writing its files" : "preparing (the statistics pass over the image)";
+                    string why = $"{what} did not finish within {Human(_s.PrepareStitchDeadline)} (ACTORSEG_PREPARESTITCHDEADLINEMINUTES): a read of {j.Spec.ImagePath} or of the job's files may hang; the job's step slot is freed";
+                    j.Log.Error("Job {JobId}: {Reason}", j.JobId, why);
+                    j.Busy = false; // its slot goes to the next job; the step's late outcome finds the job ended and is dropped
+                    d.Do(new AbandonStep(j.JobId));
+                    Fail(j, why, d);
+                    continue;
+                }
+            }
             if (j.Step is { } s && s.Deadline < now)
             {
                 j.Log.Warning("Job {JobId}: {Phase} missed its deadline on {Node}; it counts as a failed attempt", j.JobId, j.Phase, s.Node);

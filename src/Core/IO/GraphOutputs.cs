@@ -46,7 +46,9 @@ public static class GraphOutputs
         return pending.Length == 0 || Task.WaitAll(pending, limit);
     }
 
-    public static Summary StitchAndWrite(GraphJobManifest job, string outDir, bool writeNodeMap, IProgress<string>? progress = null)
+    /// <summary>Stitches the job's tiles and writes its outputs into <paramref name="outDir"/>; once <paramref name="ct"/> is
+    /// cancelled (the coordinator gave up on the step) nothing more is published.</summary>
+    public static Summary StitchAndWrite(GraphJobManifest job, string outDir, bool writeNodeMap, IProgress<string>? progress = null, CancellationToken ct = default)
     {
         var sw = Stopwatch.StartNew();
         var staging = Path.Combine(job.WorkDir, "out");
@@ -69,6 +71,7 @@ public static class GraphOutputs
         try
         {
             (g, _) = GraphJob.Stitch(job, progress, StartMaps);
+            ct.ThrowIfCancellationRequested();
             stitch = sw.Elapsed.TotalSeconds;
             sw.Restart();
             GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true); // what the stitch dropped, before the npz's arrays
@@ -87,6 +90,7 @@ public static class GraphOutputs
         double write = sw.Elapsed.TotalSeconds;
         var summary = new Summary(g.NodeCount, g.RagA.Length, g.EdgeSrc.Length, stitch, write);
         WriteSummary(g, job, summary, Path.Combine(staging, SummaryFile), writeNodeMap);
+        ct.ThrowIfCancellationRequested();
         // publish: the data files first, the summary (the completion marker) last
         SafePaths.EnsureDirectory(outDir, "output folder");
         var summaryPath = Path.Combine(outDir, SummaryFile);

@@ -52,7 +52,7 @@ public class JobBookTests() : TempDirTest("book")
                 {
                     case Send s: Sent.Add((s.To, s.Message)); Order.Add(s.Message); break;
                     case Continue c: Run(c.Command); break;
-                    case RunPrepare or RunStitch or DeleteWork: Background.Add(e); Order.Add(e); break;
+                    case RunPrepare or RunStitch or DeleteWork or AbandonStep: Background.Add(e); Order.Add(e); break;
                 }
         }
 
@@ -210,6 +210,65 @@ public class JobBookTests() : TempDirTest("book")
         h.Run(new Tick(h.Now));
         Assert.Contains("missed its deadline", h.Journal.OfType<JobEnded>().Single().Error);
         Assert.IsType<GraphJobFailed>(h.To<object>("client").Last());
+    }
+
+    [Fact]
+    public void APrepareThatHangs_FailsItsJobAtThePrepareStitchDeadline_FreesTheSlot_AndItsLateOutcomeIsDropped()
+    {
+        var s = new CoordinatorSettings { MaxConcurrentSteps = 1, PrepareStitchDeadline = TimeSpan.FromMinutes(30) };
+        var h = new Harness(s);
+        h.Run(new SubmitGraphJob("stuck", Spec("stuck")), "c");
+        h.Run(new SubmitGraphJob("next", Spec("next")), "c");
+        var prep = h.Background.OfType<RunPrepare>().Single(); // one slot: "next" waits behind "stuck"
+        // ticks while the read hangs: the first one starts the clock, and nothing fails within the deadline
+        h.Run(new Tick(h.Now));
+        h.Now += TimeSpan.FromMinutes(29);
+        h.Run(new Tick(h.Now));
+        Assert.Empty(h.Journal.OfType<JobEnded>());
+        Assert.Single(h.Background.OfType<RunPrepare>());
+        h.Now += TimeSpan.FromMinutes(2);
+        h.Run(new Tick(h.Now));
+        var ended = h.Journal.OfType<JobEnded>().Single();
+        Assert.Equal("stuck", ended.JobId);
+        Assert.False(ended.Succeeded);
+        Assert.Contains("statistics pass", ended.Error);
+        Assert.Contains(Spec("stuck").ImagePath, ended.Error);
+        Assert.Contains("ACTORSEG_PREPARESTITCHDEADLINEMINUTES", ended.Error);
+        Assert.Contains(new AbandonStep("stuck"), h.Background);
+        Assert.IsType<GraphJobFailed>(h.To<object>("c").Last(m => m is GraphJobFailed or GraphJobCompleted));
+        // its slot went to the job that waited
+        Assert.Contains(h.Background.OfType<RunPrepare>(), p => p.JobId == "next");
+        // the hung read returns at last: its outcome finds the job ended and changes nothing
+        int events = h.Journal.Count;
+        h.Run(new Prepared("stuck", Manifest("stuck", prep.WorkDir, 4096, 4096, 2048), 1900));
+        Assert.Equal(events, h.Journal.Count);
+        Assert.DoesNotContain(h.Journal, e => e is JobPlanned { JobId: "stuck" });
+    }
+
+    [Fact]
+    public void AStitchPastThePrepareStitchDeadline_FailsItsJob_AndItsLateGraphIsNotRecorded()
+    {
+        var h = new Harness(new CoordinatorSettings { PrepareStitchDeadline = TimeSpan.FromMinutes(10) });
+        SubmitAndPlan(h, "big", 2048, 2048, 2048);
+        var m = h.Files.Manifests.Values.Single();
+        h.Run(new RequestWork(1), "w1");
+        h.Run(Completed(h.To<TileAssignment>("w1").Single(), m), "w1");
+        Assert.Single(h.Background.OfType<RunStitch>());
+        h.Run(new Tick(h.Now));
+        h.Now += TimeSpan.FromMinutes(11);
+        h.Run(new Tick(h.Now));
+        Assert.Contains("stitching the graph", h.Journal.OfType<JobEnded>().Single().Error);
+        Assert.Contains(new AbandonStep("big"), h.Background);
+        var r = new ResultRef(Path.Combine(_dir, "g.npz"), 1, "0");
+        h.Run(new Stitched("big", new GraphStitched("big", r, r, 10, 1, 1, 1, 1, 1)));
+        Assert.DoesNotContain(h.Journal, e => e is GraphStitched);
+        // with no deadline (zero), a step may take as long as it takes
+        var open = new Harness(new CoordinatorSettings { PrepareStitchDeadline = TimeSpan.Zero });
+        open.Run(new SubmitGraphJob("slow", Spec("slow")), "c");
+        open.Run(new Tick(open.Now));
+        open.Now += TimeSpan.FromDays(1);
+        open.Run(new Tick(open.Now));
+        Assert.DoesNotContain(open.Journal, e => e is JobEnded);
     }
 
     [Fact]

@@ -11,6 +11,24 @@ public sealed class InputFileException : Exception
         : base($"{path}: {problem}", inner) => FilePath = path;
 }
 
+/// <summary>The checks every input image or mask passes before any reader opens it.</summary>
+public static class InputFiles
+{
+    /// <summary>Throws <see cref="InputFileException"/> naming the file when it is missing, a broken link, empty, or not a
+    /// regular file: a named pipe or a device reports no length, and opening one to read would wait for a writer for
+    /// ever, so such paths are refused before any reader (OpenSlide's vendor detection, libvips) touches them.</summary>
+    public static void Check(string path)
+    {
+        if (Directory.Exists(path)) throw new InputFileException(path, "is a folder, not an image file");
+        if (!File.Exists(path)) throw new InputFileException(path, "file not found");
+        var info = new FileInfo(path);
+        if (info.LinkTarget is not null && info.ResolveLinkTarget(returnFinalTarget: true) is { Exists: false } target)
+            throw new InputFileException(path, $"broken symbolic link (its target {target.FullName} does not exist)");
+        var len = info.Exists ? new FileInfo(info.ResolveLinkTarget(true)?.FullName ?? path).Length : 0;
+        if (len == 0) throw new InputFileException(path, "file is empty (0 bytes), or not a regular file (a named pipe or a device, whose read would never end)");
+    }
+}
+
 /// <summary>Anything that can hand out rectangular regions of an image as 16-bit samples (8-bit widened).</summary>
 public interface IRegionSource : IDisposable
 {
@@ -101,12 +119,7 @@ public sealed class VipsImageSource : IRegionSource
     /// samples, faster); null: yes, unless the environment says ACTORSEG_TIFF_READER=libvips</param>
     public static VipsImageSource Open(string path, int page = 0, bool firstBandOnly = false, bool? ownTiffReader = null)
     {
-        if (!File.Exists(path)) throw new InputFileException(path, "file not found");
-        var info = new FileInfo(path);
-        if (info.LinkTarget is not null && info.ResolveLinkTarget(returnFinalTarget: true) is { Exists: false } target)
-            throw new InputFileException(path, $"broken symbolic link (its target {target.FullName} does not exist)");
-        var len = info.Exists ? new FileInfo(info.ResolveLinkTarget(true)?.FullName ?? path).Length : 0;
-        if (len == 0) throw new InputFileException(path, "file is empty");
+        InputFiles.Check(path);
         string? loader;
         try { loader = Vips.Image.FindLoad(path); }
         catch (Exception e) { throw new InputFileException(path, "cannot determine the image format", e); }

@@ -45,6 +45,9 @@ public sealed class OpenSlideSource : IRegionSource
     /// <summary>OpenSlide's name for the file's vendor format, or null when it is not a slide OpenSlide reads (or the library is absent).</summary>
     public static string? DetectVendor(string path)
     {
+        // OpenSlide opens the file to look: a named pipe or a device (no length) would block it for ever
+        try { if (new FileInfo(path) is not { Exists: true } fi || new FileInfo(fi.ResolveLinkTarget(true)?.FullName ?? path).Length == 0) return null; }
+        catch (IOException) { return null; }
         try { return Marshal.PtrToStringUTF8(openslide_detect_vendor(path)); }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return null; }
     }
@@ -180,8 +183,11 @@ public static class ImageSources
     public static bool IsSlide(string path) => OpenSlideSource.DetectVendor(path) is { } v && v != "generic-tiff";
 
     /// <summary>Opens an image; <paramref name="page"/> is the pyramid level for whole slides and the page for multi-page TIFFs.</summary>
-    public static IRegionSource Open(string path, int page = 0) =>
-        File.Exists(path) && IsSlide(path) ? OpenSlideSource.Open(path, page) : VipsImageSource.Open(path, page);
+    public static IRegionSource Open(string path, int page = 0)
+    {
+        InputFiles.Check(path); // before OpenSlide's vendor detection opens it
+        return IsSlide(path) ? OpenSlideSource.Open(path, page) : VipsImageSource.Open(path, page);
+    }
 
     /// <summary>Exact per-channel histograms of the whole image, read in blocks by up to <paramref name="threads"/> threads
     /// (default: one per core), each with its own source (<paramref name="openAnother"/>; the first uses

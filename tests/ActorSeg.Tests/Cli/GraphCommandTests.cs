@@ -191,6 +191,19 @@ public class GraphCommandTests : IDisposable
 
         var r3 = TestPaths.RunCli("graph", Path.Combine(_dir, "missing.tif"), "--out", o2);
         Assert.NotEqual(0, r3.ExitCode);
+
+        // a named pipe given as the image or the mask (a slip of the path): refused at once, where reading it would wait
+        // for a writer for ever (it once held the job in its prepare step until the job deadline)
+        var pipe = Path.Combine(_dir, "pipe.tif");
+        Assert.Equal(0, Process.Start("mkfifo", [pipe])!.WaitForExitAsync().Wait(TimeSpan.FromSeconds(10)) ? 0 : 1);
+        var r4 = TestPaths.RunCli("graph", pipe, "--out", Path.Combine(_dir, "o4"));
+        Assert.Equal(1, r4.ExitCode);
+        Assert.Contains(pipe, r4.Stderr);
+        Assert.Contains("named pipe", r4.Stderr);
+        var r5 = TestPaths.RunCli("graph", img, "--mask", pipe, "--out", Path.Combine(_dir, "o5"), "--spacing", "20");
+        Assert.Equal(1, r5.ExitCode);
+        Assert.Contains(pipe, r5.Stderr);
+        Assert.False(File.Exists(Path.Combine(_dir, "o5", "graph.json")));
     }
 
     private static bool PythonHasNumpy()

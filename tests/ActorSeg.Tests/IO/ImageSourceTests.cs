@@ -110,6 +110,30 @@ public class ImageSourceTests() : TempDirTest("io")
     }
 
     [Fact]
+    public void ANamedPipeOrAFolder_IsRefusedBeforeAnyReaderOpensIt()
+    {
+        var pipe = Path.Combine(_dir, "pipe.svs");
+        using (var mk = System.Diagnostics.Process.Start("mkfifo", [pipe])!) mk.WaitForExit();
+        Assert.True(File.Exists(pipe));
+        // each call on its own thread, so that a reader blocked on the pipe fails the test instead of hanging the suite
+        static Exception Refusal(Func<object?> open, string what)
+        {
+            var t = Task.Run(open);
+            try { Assert.True(t.Wait(TimeSpan.FromSeconds(30)), $"{what} blocked on the named pipe"); }
+            catch (AggregateException a) { return a.InnerException!; }
+            throw new Xunit.Sdk.XunitException($"{what} opened a named pipe as an image");
+        }
+        var e1 = Assert.IsType<InputFileException>(Refusal(() => ImageSources.Open(pipe), "ImageSources.Open"));
+        Assert.Contains(pipe, e1.Message);
+        Assert.Contains("named pipe", e1.Message);
+        Assert.IsType<InputFileException>(Refusal(() => VipsImageSource.Open(pipe, 0, firstBandOnly: true), "VipsImageSource.Open"));
+        var vendor = Task.Run(() => OpenSlideSource.DetectVendor(pipe));
+        Assert.True(vendor.Wait(TimeSpan.FromSeconds(30)), "OpenSlide's vendor detection blocked on the named pipe");
+        Assert.Null(vendor.Result);
+        Assert.Contains("is a folder", Assert.Throws<InputFileException>(() => ImageSources.Open(_dir)).Message);
+    }
+
+    [Fact]
     public void BadFiles_GiveClearErrorsNamingTheFile()
     {
         var missing = Path.Combine(_dir, "nope.tif");

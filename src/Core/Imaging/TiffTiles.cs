@@ -206,8 +206,23 @@ public sealed class TiffTiles : IDisposable
         }
     }
 
+    /// <summary>Whether deflate tiles go through libdeflate (the system's libdeflate0, which libtiff needs): a whole-buffer
+    /// decoder 1.3-1.7× as fast here as the zlib-ng stream, with the same bytes out. Off where the library is missing
+    /// (then the zlib-ng stream decodes) and in tests that compare the two.</summary>
+    internal static bool UseLibDeflate { get; set; } = LibDeflate.Available;
+
     private static void Inflate(byte[] packed, int len, Span<byte> data, int tile)
     {
+        if (UseLibDeflate)
+        {
+            switch (LibDeflate.ZlibDecompress(packed.AsSpan(0, len), data, out int written))
+            {
+                case LibDeflate.Success when written == data.Length: return;
+                case LibDeflate.Success: throw new InvalidDataException($"tile {tile} decompresses to {written} bytes, not {data.Length}");
+                case LibDeflate.BadData: throw new InvalidDataException($"tile {tile} is not a valid deflate stream (corrupt data or checksum)");
+                // a stream longer than the tile: the stream decoder below takes the tile's bytes and ignores the rest, as it always did
+            }
+        }
         try
         {
             using var z = new ZLibStream(new MemoryStream(packed, 0, len, writable: false), CompressionMode.Decompress);
@@ -250,4 +265,43 @@ public sealed class TiffTiles : IDisposable
     }
 
     public void Dispose() => _file.Dispose();
+}
+
+/// <summary>libdeflate's whole-buffer zlib decoder, when the system has the library (Debian: libdeflate0). One decompressor
+/// per thread, kept for the thread's life (a few KB).</summary>
+internal static unsafe class LibDeflate
+{
+    public const int Success = 0, BadData = 1, ShortOutput = 2, InsufficientSpace = 3, Unavailable = -1;
+    private static readonly delegate* unmanaged<IntPtr> Alloc;
+    private static readonly delegate* unmanaged<IntPtr, byte*, nuint, byte*, nuint, nuint*, int> Decompress;
+    [ThreadStatic] private static IntPtr t_decompressor;
+
+    public static bool Available { get; }
+
+    static LibDeflate()
+    {
+        if (!OperatingSystem.IsLinux() || !NativeLibrary.TryLoad("libdeflate.so.0", out var lib)) return;
+        if (!NativeLibrary.TryGetExport(lib, "libdeflate_alloc_decompressor", out var alloc)
+            || !NativeLibrary.TryGetExport(lib, "libdeflate_zlib_decompress", out var decompress)) return;
+        Alloc = (delegate* unmanaged<IntPtr>)alloc;
+        Decompress = (delegate* unmanaged<IntPtr, byte*, nuint, byte*, nuint, nuint*, int>)decompress;
+        Available = true;
+    }
+
+    /// <summary>Decodes the zlib stream <paramref name="src"/> into <paramref name="dest"/>; returns libdeflate's result
+    /// (<see cref="Success"/> with the bytes <paramref name="written"/>, <see cref="BadData"/>, <see cref="InsufficientSpace"/>)
+    /// or <see cref="Unavailable"/>.</summary>
+    public static int ZlibDecompress(ReadOnlySpan<byte> src, Span<byte> dest, out int written)
+    {
+        written = 0;
+        if (!Available) return Unavailable;
+        if (t_decompressor == IntPtr.Zero && (t_decompressor = Alloc()) == IntPtr.Zero) return Unavailable;
+        nuint actual = 0;
+        int rc;
+        fixed (byte* s = src)
+        fixed (byte* d = dest)
+            rc = Decompress(t_decompressor, s, (nuint)src.Length, d, (nuint)dest.Length, &actual);
+        written = (int)actual;
+        return rc;
+    }
 }

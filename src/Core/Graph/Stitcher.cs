@@ -64,7 +64,11 @@ public sealed class Stitcher
         var oParent = new int[O];
         for (int i = 0; i < O; i++) oParent[i] = i;
         var cross = new List<(int From, int To, long First)>();              // directed, between open fragments of two tiles
-        var groupAdj = new PairAccumulator(C);
+        // boundaries between groups: each tile's own pairs (summed by the tile), then one record per pixel across tile
+        // sides; summed per pair of nodes once the nodes are known
+        long tilePairs = 0;
+        for (int t = 0; t < tiles; t++) tilePairs += meta[t].GAdjA.Length;
+        var groupAdj = new BoundaryRecords(C, (int)Math.Min(Array.MaxLength / Math.Max(1, C), tilePairs + tilePairs / 8 + 1024));
         for (int t = 0; t < tiles; t++)
         {
             var m = meta[t];
@@ -294,30 +298,20 @@ public sealed class Stitcher
         Step("features");
 
         // --- region adjacency between final nodes ---
-        var ragAcc = new PairAccumulator(C);
-        var d = new long[C];
-        for (int i = 0; i < groupAdj.Count; i++)
-        {
-            for (int c = 0; c < C; c++) d[c] = groupAdj.Diff(i, c);
-            ragAcc.Add(nodeOf[groupAdj.A(i)], nodeOf[groupAdj.B(i)], groupAdj.Length(i), d);
-        }
+        // by (a, b), summed per pair of nodes
+        var rag = groupAdj.SumByPair(nodeOf);
         groupAdj.Release();
-        // by (a, b): the accumulator's pairs are unique keys, so one sort of the packed keys orders them
-        var keys = new long[ragAcc.Count]; var order = new int[ragAcc.Count];
-        for (int i = 0; i < keys.Length; i++) { keys[i] = PairKey.Pack(ragAcc.A(i), ragAcc.B(i)); order[i] = i; }
-        Array.Sort(keys, order);
-        keys = null!;
-        graph.RagA = new int[order.Length]; graph.RagB = new int[order.Length];
-        graph.RagLength = new int[order.Length]; graph.RagContrast = new float[order.Length];
-        for (int r = 0; r < order.Length; r++)
+        int R = rag.A.Length;
+        graph.RagA = rag.A; graph.RagB = rag.B;
+        graph.RagLength = new int[R]; graph.RagContrast = new float[R];
+        for (int r = 0; r < R; r++)
         {
-            int i = order[r];
-            graph.RagA[r] = ragAcc.A(i); graph.RagB[r] = ragAcc.B(i); graph.RagLength[r] = (int)ragAcc.Length(i);
+            graph.RagLength[r] = (int)rag.Length[r];
             double s = 0;
-            for (int c = 0; c < C; c++) s += (double)ragAcc.Diff(i, c) / ragAcc.Length(i) * _s.Stats.InvStd(c);
+            for (int c = 0; c < C; c++) s += (double)rag.Diff[r * C + c] / rag.Length[r] * _s.Stats.InvStd(c);
             graph.RagContrast[r] = (float)(s / C);
         }
-        ragAcc.Release();
+        rag = null!;
         if (_s.ContrastFeature) AppendContrast(graph);
 
         GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);

@@ -71,6 +71,9 @@ public class BatchJobTests(ITestOutputHelper output) : ClusterTestBase("batchjob
     public void ABatchClientKilledHalfWay_AndStartedAgain_RunsEverySlideOnce()
     {
         var images = Slides(_dir, 3, 1024);
+        // the second slide four times the others (2048²), so that it is still running when the client is killed and the
+        // third has not started, however fast the machine (1024² slides once left too short a window here)
+        SyntheticMicroscopy.Generate(new SyntheticSpec(2048, 2048, SyntheticKind.Colonies, 16, 1, 32), images[1], Path.Combine(_dir, "masks", "s2.tif"));
         var (h, coord, _, _) = StartCluster("sqlite", $"Data Source={Path.Combine(_dir, "journal.db")}");
         var outDir = Path.Combine(_dir, "out");
         string[] args = ["batch", Path.Combine(_dir, "slides"), "--out", outDir, "--tile-size", "256", "--parallel", "1", "--coordinator", coord.Address];

@@ -62,7 +62,9 @@ public sealed record CoordinatorSettings
 public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
 {
     /// <summary>A command for the book that comes from inside this process (background steps, timers).</summary>
-    private sealed record Internal(object Command) : INoSerializationVerificationNeeded;
+    /// <summary>A command from the actor itself; a background step's outcome carries the step's cancellation source, which
+    /// is let go of once the outcome is in.</summary>
+    private sealed record Internal(object Command, string? StepJob = null, CancellationTokenSource? Step = null) : INoSerializationVerificationNeeded;
     private sealed record TickNow : INoSerializationVerificationNeeded;
 
     private readonly CoordinatorSettings _settings;
@@ -92,7 +94,11 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         Recover<ICoordinatorEvent>(_book.Apply);
         Recover<RecoveryCompleted>(_ => Run(new Recovered(_recovery.Elapsed.TotalSeconds), ""));
 
-        Command<Internal>(i => Run(i.Command, ""));
+        Command<Internal>(i =>
+        {
+            if (i.Step is { } done && i.StepJob is { } id && _steps.TryGetValue(id, out var cur) && ReferenceEquals(cur, done)) { _steps.Remove(id); cur.Dispose(); }
+            Run(i.Command, "");
+        });
         Command<TickNow>(_ => { Run(new Tick(DateTime.UtcNow), ""); ForgetUnknownRefs(); });
         Command<Terminated>(t => Run(new NodeLost(Id(t.ActorRef), "stopped", Downed: true), ""));
         Command<ClusterEvent.UnreachableMember>(u => LostAt(u.Member.Address, "unreachable", downed: false));
@@ -227,19 +233,20 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
     /// <summary>Cancels a job's running prepare or stitch when the book gives up on it (see <see cref="AbandonStep"/>).</summary>
     private readonly Dictionary<string, CancellationTokenSource> _steps = new();
 
-    private CancellationToken NewStep(string jobId)
+    private CancellationTokenSource NewStep(string jobId)
     {
         if (_steps.Remove(jobId, out var old)) old.Dispose();
         var cts = new CancellationTokenSource();
         _steps[jobId] = cts;
-        return cts.Token;
+        return cts;
     }
 
     private void StartPrepare(RunPrepare p)
     {
         var self = Self;
         var sw = Stopwatch.StartNew();
-        var ct = NewStep(p.JobId);
+        var step = NewStep(p.JobId);
+        var ct = step.Token;
         Task.Run(() =>
         {
             var req = ToRequest(p.Spec);
@@ -252,7 +259,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             m.Save();
             return m;
         }).ContinueWith(t => new Internal(t.IsCompletedSuccessfully ? new Prepared(p.JobId, t.Result, sw.Elapsed.TotalSeconds)
-                                                                     : new StepFailed(p.JobId, "prepare", t.Exception!.GetBaseException())))
+                                                                     : new StepFailed(p.JobId, "prepare", t.Exception!.GetBaseException()), p.JobId, step))
           .PipeTo(self);
     }
 
@@ -262,7 +269,8 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         var store = _store;
         var log = _log.ForContext("JobId", r.JobId);
         var m = r.Manifest;
-        var ct = NewStep(r.JobId);
+        var step = NewStep(r.JobId);
+        var ct = step.Token;
         Task.Run<object>(() =>
         {
             // every tile result is checked before it is trusted: a file lost or damaged since (or while the coordinator was down) is re-computed
@@ -274,7 +282,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             var map = r.NodeMap ? store.Describe(Path.Combine(r.OutDir, GraphOutputs.NodeMapFile)) : null;
             return new Stitched(m.JobId, new GraphStitched(m.JobId, graph, map, s.Nodes, s.AdjacencyEdges, s.KnnEdges, r.TilesSeconds, s.StitchSeconds, s.WriteSeconds,
                 m.Tissue?.Fraction, m.Tissue?.TilesSkipped ?? 0));
-        }).ContinueWith(t => new Internal(t.IsCompletedSuccessfully ? t.Result : new StepFailed(m.JobId, "stitch", t.Exception!.GetBaseException())))
+        }).ContinueWith(t => new Internal(t.IsCompletedSuccessfully ? t.Result : new StepFailed(m.JobId, "stitch", t.Exception!.GetBaseException()), m.JobId, step))
           .PipeTo(self);
     }
 

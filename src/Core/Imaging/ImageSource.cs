@@ -21,11 +21,22 @@ public static class InputFiles
     {
         if (Directory.Exists(path)) throw new InputFileException(path, "is a folder, not an image file");
         if (!File.Exists(path)) throw new InputFileException(path, "file not found");
-        var info = new FileInfo(path);
-        if (info.LinkTarget is not null && info.ResolveLinkTarget(returnFinalTarget: true) is { Exists: false } target)
-            throw new InputFileException(path, $"broken symbolic link (its target {target.FullName} does not exist)");
-        var len = info.Exists ? new FileInfo(info.ResolveLinkTarget(true)?.FullName ?? path).Length : 0;
-        if (len == 0) throw new InputFileException(path, "file is empty (0 bytes), or not a regular file (a named pipe or a device, whose read would never end)");
+        try
+        {
+            var info = new FileInfo(path);
+            if (info.LinkTarget is not null && info.ResolveLinkTarget(returnFinalTarget: true) is { Exists: false } target)
+                throw new InputFileException(path, $"broken symbolic link (its target {target.FullName} does not exist)");
+        }
+        catch (IOException e) { throw new InputFileException(path, $"its symbolic links cannot be followed ({e.Message})"); }
+        if (!HasData(path)) throw new InputFileException(path, "file is empty (0 bytes), or not a regular file (a named pipe or a device, whose read would never end)");
+    }
+
+    /// <summary>Whether <paramref name="path"/> (its final link target) is a file with a length: false for a missing or
+    /// empty file, a named pipe or a device, which report none; never opens it.</summary>
+    public static bool HasData(string path)
+    {
+        try { return new FileInfo(path) is { Exists: true } fi && new FileInfo(fi.ResolveLinkTarget(true)?.FullName ?? path).Length > 0; }
+        catch (IOException) { return false; }
     }
 }
 

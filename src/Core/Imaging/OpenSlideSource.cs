@@ -46,8 +46,7 @@ public sealed class OpenSlideSource : IRegionSource
     public static string? DetectVendor(string path)
     {
         // OpenSlide opens the file to look: a named pipe or a device (no length) would block it for ever
-        try { if (new FileInfo(path) is not { Exists: true } fi || new FileInfo(fi.ResolveLinkTarget(true)?.FullName ?? path).Length == 0) return null; }
-        catch (IOException) { return null; }
+        if (!InputFiles.HasData(path)) return null;
         try { return Marshal.PtrToStringUTF8(openslide_detect_vendor(path)); }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return null; }
     }

@@ -48,7 +48,9 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         var h = NewCluster();
         int pc = ClusterHarness.FreePort(), p1 = ClusterHarness.FreePort(), p2 = ClusterHarness.FreePort(), pt = ClusterHarness.FreePort();
         var seeds = $"akka.tcp://actorseg@127.0.0.1:{pc}";
-        var coord = h.Start("coordinator", pc, null, "--roles", "coordinator", "--seeds", seeds, "--db", $"Data Source={Path.Combine(_dir, "journal.db")}");
+        // progress every 0.2 s, so the test sees the first finished tiles at once (the default is every 5 s)
+        var fastProgress = new Dictionary<string, string> { ["ACTORSEG_PROGRESSINTERVALSECONDS"] = "0.2" };
+        var coord = h.Start("coordinator", pc, fastProgress, "--roles", "coordinator", "--seeds", seeds, "--db", $"Data Source={Path.Combine(_dir, "journal.db")}");
         var w1 = h.Start("worker1", p1, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
         var w2 = h.Start("worker2", p2, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
         var tn = h.Start("trainer", pt, null, "--roles", "gpu-trainer", "--seeds", seeds, "--device", "cpu");
@@ -66,20 +68,23 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
 
         // the single-process reference, with that model
         var refDir = Path.Combine(_dir, "ref");
-        var r = TestPaths.RunCli("segment", held, "--model", model, "--out", refDir, "--tile-size", "512", "--workers", "2");
+        // 100 tiles of 256 px: however fast the machine, many are still to do when worker 1 is killed
+        var r = TestPaths.RunCli("segment", held, "--model", model, "--out", refDir, "--tile-size", "256", "--workers", "2");
         Assert.True(r.ExitCode == 0, r.Stderr);
 
         var outDir = Path.Combine(_dir, "cluster-out");
-        var sub = Submit(h, coord.Address, held, "--out", outDir, "--model", model, "--tile-size", "512", "--spacing", ModelFile.Load(model).Spec.SeedSpacing.ToString("R"));
-        // kill worker 1 while it holds a tile
-        ClusterHarness.WaitFor(() => coord.Lines.Count(l => l.Contains(" planned: ")) >= 3, TimeSpan.FromSeconds(60), "the job to be planned", coord);
-        Thread.Sleep(1500);
+        int before = coord.Lines.Count;
+        var sub = Submit(h, coord.Address, held, "--out", outDir, "--model", model, "--tile-size", "256", "--spacing", ModelFile.Load(model).Spec.SeedSpacing.ToString("R"));
+        // kill worker 1 while it holds a tile: once the job's progress shows finished tiles, and not all of them
+        ClusterHarness.WaitFor(() => coord.Lines.Skip(before).Any(l => l.Contains(" tiles, ") && !l.Contains(": 0/")), TimeSpan.FromSeconds(90), "the job's first tiles", coord);
         var killedAt = Stopwatch.StartNew();
         w1.Kill();
         int rc = Wait(sub, TimeSpan.FromMinutes(4));
         output.WriteLine(coord.Log);
         Assert.Equal(0, rc);
-        Assert.True(coord.Saw("tile-worker") && (coord.Saw("is unreachable") || coord.Saw("is stopped") || coord.Saw("removed from the cluster")), "the coordinator should notice the dead worker");
+        // the coordinator's log is read from its pipe as it comes: give the line a moment to arrive
+        ClusterHarness.WaitFor(() => coord.Saw("tile-worker") && (coord.Saw("is unreachable") || coord.Saw("is stopped") || coord.Saw("removed from the cluster")),
+            TimeSpan.FromSeconds(60), "the coordinator to notice the dead worker", coord);
         Assert.True(coord.Saw("Worker akka.tcp://actorseg@127.0.0.1:" + p1), "worker 1 took part");
         Assert.True(tn.Saw("nodes classified"), "the trainer classified the nodes");
         Assert.True(w2.Saw("Mask painted"), "the surviving worker painted the mask");

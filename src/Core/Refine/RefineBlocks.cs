@@ -148,6 +148,10 @@ public sealed class RefineBlocks
                 if (_flag[id]) pick.Add(i);
             }
         if (pick.Count == 0) return;
+        // the refinement reads the halo's node ids too (their probabilities are context): a bad id there is the map's
+        // fault as much as one in the core, and is reported the same way, naming the map
+        foreach (var id in rids)
+            if (id != GraphOutputs.NoNode && id >= (uint)_classOfNode.Length) throw new InputFileException(_map.Path, $"node id {id} but the graph has {_classOfNode.Length} nodes");
         if (raw is null)
         {
             raw = new ushort[region.Pixels * _image.Channels];

@@ -252,17 +252,20 @@ public sealed class ClusterListener : ReceiveActor, IWithTimers
     private readonly Cluster _cluster = Cluster.Get(Context.System);
     private readonly ILogger _log = Log.ForContext("Role", "cluster");
     private DateTime _coordinatorSeen = DateTime.UtcNow;
+    private readonly HashSet<UniqueAddress> _up = [];
     public ITimerScheduler Timers { get; set; } = null!;
 
     public ClusterListener(NodeOptions o, Action<int> exit)
     {
         string M(Member m) => $"{m.Address} [{string.Join(",", m.Roles)}]";
         Receive<ClusterEvent.MemberJoined>(e => _log.Information("Member joining: {Member}", M(e.Member)));
-        Receive<ClusterEvent.MemberUp>(e => _log.Information("Member up: {Member} ({Members} members)", M(e.Member), _cluster.State.Members.Count));
+        // the count is of the members this node has seen come up and not yet seen removed, kept from the events
+        // themselves: the cluster's state read while an event is handled may be ahead of or behind that event
+        Receive<ClusterEvent.MemberUp>(e => { _up.Add(e.Member.UniqueAddress); _log.Information("Member up: {Member} ({Members} members)", M(e.Member), _up.Count); });
         Receive<ClusterEvent.MemberLeft>(e => _log.Information("Member leaving: {Member}", M(e.Member)));
         Receive<ClusterEvent.MemberExited>(e => _log.Information("Member exited: {Member}", M(e.Member)));
         Receive<ClusterEvent.MemberDowned>(e => _log.Warning("Member downed: {Member}", M(e.Member)));
-        Receive<ClusterEvent.MemberRemoved>(e => _log.Information("Member removed: {Member} (was {Previous})", M(e.Member), e.PreviousStatus));
+        Receive<ClusterEvent.MemberRemoved>(e => { _up.Remove(e.Member.UniqueAddress); _log.Information("Member removed: {Member} (was {Previous})", M(e.Member), e.PreviousStatus); });
         Receive<ClusterEvent.UnreachableMember>(e => _log.Warning("Member unreachable: {Member}", M(e.Member)));
         Receive<ClusterEvent.ReachableMember>(e => _log.Information("Member reachable again: {Member}", M(e.Member)));
         Receive<ClusterEvent.LeaderChanged>(e => _log.Information("Cluster leader: {Leader}", e.Leader?.ToString() ?? "none"));

@@ -201,7 +201,9 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
     [Fact]
     public void AWorkerStoppedWithSigterm_HandsItsTileBack_AndLeavesCleanly()
     {
-        var img = Image(_dir, "mid", 2048, 5);
+        // four tiles of 2048 px (each about half a second here): the SIGTERM lands while worker 1 still holds its tile,
+        // however fast the machine (512-px tiles can finish between the "started" line and the signal)
+        var img = Image(_dir, "mid", 4096, 5);
         var h = NewCluster();
         int pc = ClusterHarness.FreePort(), p1 = ClusterHarness.FreePort(), p2 = ClusterHarness.FreePort();
         var seeds = $"akka.tcp://actorseg@127.0.0.1:{pc}";
@@ -209,8 +211,8 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         var w1 = h.Start("worker1", p1, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1", "--verbose");
         var w2 = h.Start("worker2", p2, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
         ClusterHarness.WaitFor(() => coord.Lines.Count(l => l.Contains("Worker ") && l.Contains(" joined")) >= 2, TimeSpan.FromSeconds(60), "two workers", coord);
-        var sub = Submit(h, coord.Address, img, "--out", Path.Combine(_dir, "out"), "--tile-size", "512");
-        // stop worker 1 while it holds a tile: its latest tile line says "started" (a tile takes the better part of a second)
+        var sub = Submit(h, coord.Address, img, "--out", Path.Combine(_dir, "out"), "--tile-size", "2048");
+        // stop worker 1 while it holds a tile: its latest tile line says "started"
         var sw = Stopwatch.StartNew();
         while (!(w1.Lines.LastOrDefault(l => l.Contains("Tile ") && (l.Contains(" started ") || l.Contains(" done: "))) is { } last && last.Contains(" started ")))
         {

@@ -7,7 +7,7 @@
 # PEER=1 also trains the Python peer UNet (../shared/peers/dataset_eval.py) on the same split, when it can run here.
 #
 # Usage: bench/refine.sh [SHARED_DATA_DIR] [WORK_DIR]   (after ./run.sh build)
-#   DATASETS="nist bbbc039"  TEST=30  SEED=1  UNET=0 (skip the UNet)
+#   DATASETS="nist bbbc039"  TEST=30  SEED=1  UNET=0 (skip the UNet)  UNET_ARGS="--depth 4 --patch 256" (the peer's shape)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=$(cd "${1:-../shared/data}" && pwd); WORK=${2:-/tmp/actorseg-refine}
@@ -51,7 +51,7 @@ for name in $DATASETS; do
   if [ "$UNET" = 1 ]; then
     u="$WORK/$name/unet-s$SEED"; rm -rf "$u"
     t0=$(date +%s.%N)
-    log=$($A unet-train --images "$split/train/images" --masks "$split/train/masks" --seed "$SEED" --out "$u" 2>&1) || { echo "$log" | tail -5 >&2; exit 1; }
+    log=$($A unet-train --images "$split/train/images" --masks "$split/train/masks" --seed "$SEED" --out "$u" ${UNET_ARGS:-} 2>&1) || { echo "$log" | tail -5 >&2; exit 1; }
     t1=$(date +%s.%N)
     read -r acc f1 _ < <($A unet-evaluate --model "$u/best.unet" --images "$split/test/images" --masks "$split/test/masks" 2>&1 | sed -n 2p | sed -E 's/pixel accuracy ([0-9.]+) % +macro F1 ([0-9.]+).*/\1 \2 x/')
     echo "| $name | ActorSeg UNet (same split) | $acc % | $f1 | – | – | $(printf %.1f "$(echo "$t1 - $t0" | bc)") |"

@@ -148,10 +148,6 @@ public sealed class RefineBlocks
                 if (_flag[id]) pick.Add(i);
             }
         if (pick.Count == 0) return;
-        // the refinement reads the halo's node ids too (their probabilities are context): a bad id there is the map's
-        // fault as much as one in the core, and is reported the same way, naming the map
-        foreach (var id in rids)
-            if (id != GraphOutputs.NoNode && id >= (uint)_classOfNode.Length) throw new InputFileException(_map.Path, $"node id {id} but the graph has {_classOfNode.Length} nodes");
         if (raw is null)
         {
             raw = new ushort[region.Pixels * _image.Channels];
@@ -160,7 +156,7 @@ public sealed class RefineBlocks
         int F = _refiner.Features;
         var pixels = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(pick);
         var features = new float[(long)pixels.Length * F];
-        _refiner.ComputeFeaturesAt(region, core, Width, Height, raw, rids, _probs, _mean, _std, pixels, features);
+        FeaturesAt(region, core, raw, rids, pixels, features);
         var newClass = new byte[pixels.Length]; var newProb = new float[pixels.Length];
         _refiner.ClassifyMany(features, newClass, newProb);
         long changed = 0;
@@ -195,8 +191,17 @@ public sealed class RefineBlocks
         var raw = new ushort[region.Pixels * _image.Channels];
         lock (_read) _image.ReadRegion(region.X, region.Y, region.W, region.H, raw);
         var f = new float[(long)pick.Count * F];
-        _refiner.ComputeFeaturesAt(region, core, Width, Height, raw, rids, _probs, _mean, _std, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(pick), f);
+        FeaturesAt(region, core, raw, rids, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(pick), f);
         return (f, pick.ToArray(), nodes.ToArray());
+    }
+
+    /// <summary>The refiner's features at <paramref name="pixels"/>. They read the node ids of the whole region, the halo's
+    /// too (their probabilities are context), so an id the graph does not have anywhere in it is the node map's fault and
+    /// is reported naming the map, whichever block meets it first.</summary>
+    private void FeaturesAt(PixelRect region, PixelRect core, ushort[] raw, uint[] rids, ReadOnlySpan<int> pixels, float[] features)
+    {
+        try { _refiner.ComputeFeaturesAt(region, core, Width, Height, raw, rids, _probs, _mean, _std, pixels, features); }
+        catch (InvalidDataException e) { throw new InputFileException(_map.Path, e.Message, e); }
     }
 
     private static byte ToByte(float p) => MaskPainter.ProbabilityByte(p);

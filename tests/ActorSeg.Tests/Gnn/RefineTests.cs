@@ -230,6 +230,11 @@ public class RefineTests(ITestOutputHelper output) : TempDirTest("refine")
         var inner = agg is AggregateException a ? a.Flatten().InnerExceptions : [agg];
         Assert.NotEmpty(inner);
         Assert.All(inner, x => { Assert.IsType<InputFileException>(x); Assert.Contains(mapPath, x.Message); });
+        // a block whose core is clean but whose halo holds the bad id (its context reads it): the same error, every time
+        Assert.True(refiner.Halo >= 3, "the bad pixel (x = 61) must lie in the halo of the block from x = 64");
+        var halo = Assert.Throws<InputFileException>(() => rb.FlaggedFeatures(new PixelRect(64, 0, w - 64, h)));
+        Assert.Contains(mapPath, halo.Message);
+        Assert.Contains($"node id {nodes + 5}", halo.Message);
     }
 
     [Fact]

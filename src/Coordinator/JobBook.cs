@@ -787,6 +787,8 @@ public sealed class JobBook
             RequeueFailed(j, c.TileId, c.Attempt, bad, d, now);
             return;
         }
+        // a result that arrives past its tile's deadline, before a tick has seen the deadline pass, is taken: the deadline
+        // is a watchdog against reads that hang, and a valid result is worth more than a retry
         j.InFlight.Remove(c.TileId);
         j.PixelsThisRun += c.Pixels;
         d.Record(new TileDone(c.JobId, c.TileId, c.Result, c.Labels, c.Pixels));

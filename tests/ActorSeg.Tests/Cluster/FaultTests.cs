@@ -89,17 +89,20 @@ public class FaultTests(ITestOutputHelper output) : ClusterTestBase("fault")
     public void TilesThatAlwaysMissTheirDeadline_EndTheJobWithTheReason_InsteadOfRetryingForever()
     {
         var img = Path.Combine(_dir, "slow.tif");
-        SyntheticMicroscopy.Generate(new SyntheticSpec(2048, 2048, SyntheticKind.Colonies, 8, 1, 5), img, Path.Combine(_dir, "slow_mask.tif"));
+        // one tile of 4096 px takes seconds, the coordinator looks every 0.2 s: each attempt is surely seen late. (A result
+        // that arrives before the coordinator has seen its deadline pass is accepted: it is valid work. With 2048-px
+        // tiles a fast attempt could finish between two looks, and the job then rightly succeeded.)
+        SyntheticMicroscopy.Generate(new SyntheticSpec(4096, 4096, SyntheticKind.Colonies, 8, 1, 5), img, Path.Combine(_dir, "slow_mask.tif"));
         var h = NewCluster();
         int pc = ClusterHarness.FreePort(), pw = ClusterHarness.FreePort(), mc = ClusterHarness.FreePort();
         var seeds = $"akka.tcp://actorseg@127.0.0.1:{pc}";
-        // every tile of 2048 px takes longer than this deadline on this machine: each attempt is a "hung read"
+        // every attempt takes far longer than this deadline: each one is a "hung read"
         var env = new Dictionary<string, string> { ["ACTORSEG_TILEDEADLINESECONDS"] = "0.05", ["ACTORSEG_PROGRESSINTERVALSECONDS"] = "0.2", ["ACTORSEG_METRICSPORT"] = mc.ToString() };
         var coord = h.Start("coordinator", pc, env, "--roles", "coordinator", "--seeds", seeds, "--db", $"Data Source={Path.Combine(_dir, "j.db")}");
         var worker = h.Start("worker", pw, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
         ClusterHarness.WaitFor(() => coord.Saw("Worker akka.tcp"), TimeSpan.FromSeconds(60), "the worker to join", coord);
         var clock = Stopwatch.StartNew();
-        var sub = h.Run("submit", 0, null, ["submit", img, "--out", Path.Combine(_dir, "out"), "--tile-size", "2048", "--coordinator", seeds]);
+        var sub = h.Run("submit", 0, null, ["submit", img, "--out", Path.Combine(_dir, "out"), "--tile-size", "4096", "--coordinator", seeds]);
         Assert.True(sub.Process.WaitForExit(TimeSpan.FromMinutes(2)), "the job should end:\n" + coord.Log);
         sub.Process.WaitForExit();
         output.WriteLine(coord.Log + "\n--- worker:\n" + worker.Log);

@@ -10,38 +10,55 @@ namespace ActorSeg.Cli;
 
 /// <summary>
 /// Every role in one process (the single-machine mode): the same node host as a cluster, as a cluster of one on
-/// 127.0.0.1 with the embedded journal (a SQLite file that lives as long as the run, unless one is given).
+/// 127.0.0.1 with the embedded journal: SQLite, in a file when one is given, else a private in-memory database that
+/// lives as long as the run. (The run's own journal was a temporary file deleted at the end, which no later process
+/// could find and replay: on disk it only cost the coordinator's start and a sync per event.)
 /// </summary>
 public sealed class LocalRuntime : IAsyncDisposable
 {
     private readonly IHost _host;
-    private readonly string? _tempDb;
+    private readonly Microsoft.Data.Sqlite.SqliteConnection? _memoryDb;
     public ActorSystem System { get; }
     public IActorRef Coordinator { get; }
 
-    private LocalRuntime(IHost host, ActorSystem system, IActorRef coordinator, string? tempDb)
+    private LocalRuntime(IHost host, ActorSystem system, IActorRef coordinator, Microsoft.Data.Sqlite.SqliteConnection? memoryDb)
     {
-        _host = host; System = system; Coordinator = coordinator; _tempDb = tempDb;
+        _host = host; System = system; Coordinator = coordinator; _memoryDb = memoryDb;
     }
+
+    /// <summary>A connection string for a private in-memory SQLite database, shared by this process's connections
+    /// (the journal's, the snapshot store's) for as long as one of them stays open.</summary>
+    internal static string InMemoryConnectionString() => $"Data Source=file:actorseg-{Environment.ProcessId}-{Guid.NewGuid():N}?mode=memory&cache=shared";
 
     public static async Task<LocalRuntime> StartAsync(int workers, CoordinatorSettings? settings = null, string device = "auto", string? journal = null)
     {
         if (workers < 1) throw new ArgumentException($"workers must be >= 1 (got {workers})");
-        string? temp = journal is null ? Path.Combine(Path.GetTempPath(), $"actorseg-{Environment.ProcessId}-{Guid.NewGuid():N}.db") : null;
+        string cs = journal is null ? InMemoryConnectionString() : $"Data Source={journal}";
         var o = new NodeOptions
         {
             Port = 0, Workers = workers, Device = device, Seeds = [],
-            Persistence = new PersistenceOptions { Provider = "sqlite", ConnectionString = $"Data Source={journal ?? temp}" },
+            Persistence = new PersistenceOptions { Provider = "sqlite", ConnectionString = cs },
             TileDeadlineSeconds = (settings ?? new CoordinatorSettings()).TileDeadline.TotalSeconds,
             MaxAttempts = (settings ?? new CoordinatorSettings()).MaxAttempts,
         }.Validate();
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        NodeHost.Configure(builder.Services, o);
-        var host = builder.Build();
-        await host.StartAsync();
-        var system = host.Services.GetRequiredService<ActorSystem>();
-        var registry = host.Services.GetRequiredService<ActorRegistry>();
-        return new LocalRuntime(host, system, registry.Get<CoordinatorKey>(), temp);
+        // an in-memory database lasts while a connection to it is open: this one, until the runtime is disposed
+        Microsoft.Data.Sqlite.SqliteConnection? memoryDb = null;
+        if (journal is null) { memoryDb = new Microsoft.Data.Sqlite.SqliteConnection(cs); memoryDb.Open(); }
+        try
+        {
+            var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+            NodeHost.Configure(builder.Services, o);
+            var host = builder.Build();
+            await host.StartAsync();
+            var system = host.Services.GetRequiredService<ActorSystem>();
+            var registry = host.Services.GetRequiredService<ActorRegistry>();
+            return new LocalRuntime(host, system, registry.Get<CoordinatorKey>(), memoryDb);
+        }
+        catch
+        {
+            memoryDb?.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Submits a job and streams back everything the coordinator says about it until it ends.</summary>
@@ -62,9 +79,7 @@ public sealed class LocalRuntime : IAsyncDisposable
         _host.Dispose();
         // the coordinator deletes ended jobs' work folders in the background: this process must not exit halfway through
         Core.IO.GraphOutputs.WaitForCleaning(TimeSpan.FromMinutes(5));
-        if (_tempDb is not null)
-            foreach (var f in new[] { _tempDb, _tempDb + "-wal", _tempDb + "-shm" })
-                try { File.Delete(f); } catch (IOException) { }
+        _memoryDb?.Dispose(); // the run's journal goes with it
     }
 }
 

@@ -66,7 +66,12 @@ public static class SafePaths
     public static void EnsureDirectory(string dir, string what)
     {
         CheckUnchanged(dir, what);
-        Directory.CreateDirectory(dir);
+        try { Directory.CreateDirectory(dir); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException && e is not UnsafePathException)
+        {
+            // the runtime's own message may name only a component of the path ("Could not find file '/proc/x'")
+            throw new IOException($"{what} {dir} cannot be created: {e.Message}", e);
+        }
         CheckUnchanged(dir, what);
     }
 
@@ -91,7 +96,7 @@ public static class SafePaths
         {
             if (Mkdir(dir, Convert.ToUInt32("750", 8)) == 0) return true;
             int errno = Marshal.GetLastPInvokeError();
-            if (errno != EEXIST) throw new IOException($"{what} {dir} cannot be created (errno {errno})");
+            if (errno != EEXIST) throw new IOException($"{what} {dir} cannot be created: {new System.ComponentModel.Win32Exception(errno).Message} (errno {errno})");
         }
         else if (!Directory.Exists(dir) && !File.Exists(dir)) { Directory.CreateDirectory(dir); return true; }
         var fi = new DirectoryInfo(dir);

@@ -107,6 +107,21 @@ public class SecurityTests : TempDirTest
     }
 
     [Fact]
+    public void AFolderThatCannotBeMade_FailsNamingTheFolderAndItsRole()
+    {
+        // a file stands where a parent folder should be; and a place no one may write (/proc)
+        var file = Path.Combine(_data, "a-file");
+        File.WriteAllText(file, "x");
+        foreach (var dir in new[] { Path.Combine(file, "out", ".work-j"), "/proc/actorseg-out/.work-j" })
+        {
+            var e = Assert.ThrowsAny<IOException>(() => SafePaths.CreatePrivateDirectory(dir, mayExist: false, "work folder"));
+            Assert.Contains("work folder", e.Message);
+            Assert.Contains(Path.GetDirectoryName(dir)!, e.Message);
+            Assert.Contains("cannot be created", e.Message);
+        }
+    }
+
+    [Fact]
     public void DerivedFiles_ReplaceAPlantedLink_InsteadOfWritingThroughIt()
     {
         var outDir = Path.Combine(_data, "out");

@@ -335,15 +335,18 @@ public static class SlicRegion
         int[] start = pool.Rent(nb + 1);
         var cpool = ArrayPool<Cand>.Shared;
         Cand[] cand = cpool.Rent(16);
+        float[] dx2 = ArrayPool<float>.Shared.Rent(16 * W); // per candidate of the band: its dx² over the block's lanes
         var fpool = ArrayPool<float>.Shared;
-        float[] cxF = fpool.Rent(k), fcF = fpool.Rent(Math.Max(1, k * channels)), dy2 = fpool.Rent(Math.Max(1, win.Count));
+        float[] cxF = fpool.Rent(k), fcF = fpool.Rent(Math.Max(1, k * channels)), dy2 = fpool.Rent(Quad * Math.Max(1, win.Count));
         try
         {
             for (int s = 0; s < k; s++) cxF[s] = (float)cx[s];
             for (int i = 0; i < k * channels; i++) fcF[i] = (float)cf[i];
             int na = 0, next = 0;
-            for (int y = 0; y < rh; y++)
+            for (int y = 0, rows; y < rh; y += rows)
             {
+                // one channel with 16 lanes: four rows of a band at a time (each candidate's values loaded once for them)
+                rows = channels == 1 && W == 16 && Math.Min(rh, y - y % Band + Band) - y >= Quad ? Quad : 1;
                 if (y % Band == 0)
                 {
                     // the band's centres: every centre whose window meets one of its rows, in ascending index; those
@@ -372,6 +375,7 @@ public static class SlicRegion
                     for (int b = 0; b < nb; b++) start[b + 1] += start[b];
                     int total = start[nb];
                     if (cand.Length < total) { cpool.Return(cand); cand = cpool.Rent(total); }
+                    if (dx2.Length < total * W) { ArrayPool<float>.Shared.Return(dx2); dx2 = ArrayPool<float>.Shared.Rent(total * W); }
                     for (int i = 0; i < na; i++)
                     {
                         int s = active[i], x0 = win.X0[s], x1 = win.X1[s];
@@ -380,29 +384,36 @@ public static class SlicRegion
                         {
                             int bs = Math.Min(b * W, rw - W), at = start[b]++;
                             int lo = Math.Max(x0 - bs, 0), hi = Math.Min(x1 - bs, W - 1);
-                            cand[at] = new Cand { Cx = cxF[s], Fc0 = fcF[s * channels], S = s, I = i, Lo = lo, Hi = hi, Partial = lo != 0 || hi != W - 1 };
+                            cand[at] = new Cand { Fc0 = fcF[s * channels], S = s, I = i };
+                            if (W == 16) Dx2Block512(dx2, at, read.X + bs, cxF[s], invS, lo, hi);
+                            else Dx2Block256(dx2, at, read.X + bs, cxF[s], invS, lo, hi);
                         }
                     }
                     for (int b = nb; b > 0; b--) start[b] = start[b - 1];
                     start[0] = 0;
                 }
-                // a centre of the band whose window does not hold this row offers +∞: never taken, the others unchanged
-                float gy = read.Y + y;
-                for (int i = 0; i < na; i++)
+                // a centre of the band whose window does not hold a row offers +∞ there: never taken, the others unchanged
+                for (int r = 0; r < rows; r++)
                 {
-                    int s = active[i];
-                    float dy = (gy - (float)cy[s]) * invS;
-                    dy2[i] = win.Y0[s] <= y && y <= win.Y1[s] ? dy * dy : float.PositiveInfinity;
+                    float gy = read.Y + y + r;
+                    for (int i = 0; i < na; i++)
+                    {
+                        int s = active[i];
+                        float dy = (gy - (float)cy[s]) * invS;
+                        dy2[r * na + i] = win.Y0[s] <= y + r && y + r <= win.Y1[s] ? dy * dy : float.PositiveInfinity;
+                    }
                 }
                 int row = y * rw;
-                if (W == 16) AssignBlocks512(planes, channels, fcF, dy2, start, cand, label, row, rw, nb, read.X, invS);
-                else AssignBlocks256(planes, channels, fcF, dy2, start, cand, label, row, rw, nb, read.X, invS);
-                if (runOff is not null) GlassRow(label.AsSpan(row, rw), runs!, runOff[y], runOff[y + 1]);
+                if (rows == Quad) AssignBlocks512Quad(planes[0], fcF, dy2, na, start, cand, dx2, label, row, rw, nb);
+                else if (W == 16) AssignBlocks512(planes, channels, fcF, dy2, start, cand, dx2, label, row, rw, nb);
+                else AssignBlocks256(planes, channels, fcF, dy2, start, cand, dx2, label, row, rw, nb);
+                if (runOff is not null)
+                    for (int r = 0; r < rows; r++) GlassRow(label.AsSpan(row + r * rw, rw), runs!, runOff[y + r], runOff[y + r + 1]);
             }
         }
         finally
         {
-            pool.Return(active); pool.Return(merged); pool.Return(start); cpool.Return(cand);
+            pool.Return(active); pool.Return(merged); pool.Return(start); cpool.Return(cand); ArrayPool<float>.Shared.Return(dx2);
             fpool.Return(cxF); fpool.Return(fcF); fpool.Return(dy2);
         }
     }
@@ -411,9 +422,50 @@ public static class SlicRegion
     /// few candidates that do not hold a row, and the lists are rebuilt an eighth as often as row by row).</summary>
     private const int Band = 8;
 
-    /// <summary>One centre as a block meets it: its x and first value, its index (and its place in the active list,
-    /// for dy²), and the lanes [Lo, Hi] of the block inside its window.</summary>
-    private struct Cand { public float Cx, Fc0; public int S, I, Lo, Hi; public bool Partial; }
+    /// <summary>Rows assigned together (one channel, 16 lanes): a band's rows share its candidate lists.</summary>
+    private const int Quad = 4;
+
+    /// <summary>One centre as a block meets it: its first value, its index, and its place in the active list (for dy²).
+    /// Its dx² over the block's lanes is kept beside it (<see cref="Dx2Block512"/>).</summary>
+    private struct Cand { public float Fc0; public int S, I; }
+
+    /// <summary>
+    /// The dx² a centre offers the W lanes of one block, for every row of a band (it does not depend on the row): the same
+    /// float operations the row loop performed before, ((x − cx)·(1/S))², so the same bits; and +∞ on the lanes its
+    /// window does not hold, where a distance was set to float.MaxValue before. Either way such a lane is never taken
+    /// (a lane is taken only where the distance is strictly below the best so far, which starts at float.MaxValue) and
+    /// the best is unchanged (min with a larger value): the same labels, without a mask in the row loop.
+    /// </summary>
+    private static void Dx2Block512(float[] dx2, int at, int blockX, float cx, float invS, int lo, int hi)
+    {
+        var lane = Vector512.Create(0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f, 8f, 9f, 10f, 11f, 12f, 13f, 14f, 15f);
+        var vx = Vector512.Create((float)blockX) + lane;
+        var dx = (vx - Vector512.Create(cx)) * Vector512.Create(invS);
+        var d = dx * dx;
+        if (lo != 0 || hi != 15)
+        {
+            var laneI = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            var inside = Vector512.GreaterThanOrEqual(laneI, Vector512.Create(lo)) & Vector512.LessThanOrEqual(laneI, Vector512.Create(hi));
+            d = Vector512.ConditionalSelect(inside.AsSingle(), d, Vector512.Create(float.PositiveInfinity));
+        }
+        d.StoreUnsafe(ref MemoryMarshal.GetArrayDataReference(dx2), (nuint)(at * 16));
+    }
+
+    /// <summary><see cref="Dx2Block512"/> for 8 lanes (AVX2).</summary>
+    private static void Dx2Block256(float[] dx2, int at, int blockX, float cx, float invS, int lo, int hi)
+    {
+        var lane = Vector256.Create(0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f);
+        var vx = Vector256.Create((float)blockX) + lane;
+        var dx = (vx - Vector256.Create(cx)) * Vector256.Create(invS);
+        var d = dx * dx;
+        if (lo != 0 || hi != 7)
+        {
+            var laneI = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7);
+            var inside = Vector256.GreaterThanOrEqual(laneI, Vector256.Create(lo)) & Vector256.LessThanOrEqual(laneI, Vector256.Create(hi));
+            d = Vector256.ConditionalSelect(inside.AsSingle(), d, Vector256.Create(float.PositiveInfinity));
+        }
+        d.StoreUnsafe(ref MemoryMarshal.GetArrayDataReference(dx2), (nuint)(at * 8));
+    }
 
     /// <summary>The blocks [b0, b1] of a row that meet the columns [x0, x1] (the last block starts at rw − W).</summary>
     private static (int, int) Blocks(int x0, int x1, int rw, int W, int nb)
@@ -434,22 +486,20 @@ public static class SlicRegion
     // Deliberately no fused multiply-add: plain IEEE multiplies and adds give the same bits on every CPU (with or
     // without FMA, any vector width, the scalar path), so tiles processed on different machines of a cluster agree exactly.
     private static void AssignBlocks512(float[][] planes, int channels, float[] fcF, float[] dy2, int[] start,
-        Cand[] cand, int[] label, int row, int rw, int nb, int readX, float invS)
+        Cand[] cand, float[] dx2, int[] label, int row, int rw, int nb)
     {
         const int W = 16;
-        var lane = Vector512.Create(0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f, 8f, 9f, 10f, 11f, 12f, 13f, 14f, 15f);
-        var laneI = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        var vinv = Vector512.Create(invS); var max = Vector512.Create(float.MaxValue);
+        var max = Vector512.Create(float.MaxValue);
         ref int labelRef = ref MemoryMarshal.GetArrayDataReference(label);
         ref Cand cr = ref MemoryMarshal.GetArrayDataReference(cand);
         ref float dr = ref MemoryMarshal.GetArrayDataReference(dy2);
+        ref float xr = ref MemoryMarshal.GetArrayDataReference(dx2);
         ref float p0 = ref MemoryMarshal.GetArrayDataReference(planes[0]);
         Span<Vector512<float>> v = stackalloc Vector512<float>[channels];
         for (int b = 0; b < nb; b++)
         {
             int xs = Math.Min(b * W, rw - W);
             nuint p = (nuint)(row + xs);
-            var vx = Vector512.Create((float)(readX + xs)) + lane;
             var best = max;
             var lab = Vector512.LoadUnsafe(ref labelRef, p);
             int j1 = start[b + 1];
@@ -459,11 +509,8 @@ public static class SlicRegion
                 for (int j = start[b]; j < j1; j++)
                 {
                     ref readonly Cand q = ref Unsafe.Add(ref cr, j);
-                    var dx = (vx - Vector512.Create(q.Cx)) * vinv;
                     var t = v0 - Vector512.Create(q.Fc0);
-                    var d = dx * dx + Vector512.Create(Unsafe.Add(ref dr, q.I)) + t * t;
-                    if (q.Partial)
-                        d = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(laneI, Vector512.Create(q.Lo)) & Vector512.LessThanOrEqual(laneI, Vector512.Create(q.Hi)), d.AsInt32(), max.AsInt32()).AsSingle();
+                    var d = Vector512.LoadUnsafe(ref xr, (nuint)(j * W)) + Vector512.Create(Unsafe.Add(ref dr, q.I)) + t * t;
                     var m = Vector512.LessThan(d, best);
                     best = Vector512.Min(d, best); // = m ? d : best (distances are never NaN or -0); off the compare's latency
                     lab = Vector512.ConditionalSelect(m.AsInt32(), Vector512.Create(q.S), lab);
@@ -476,15 +523,12 @@ public static class SlicRegion
                 {
                     ref readonly Cand q = ref Unsafe.Add(ref cr, j);
                     int s = q.S;
-                    var dx = (vx - Vector512.Create(q.Cx)) * vinv;
-                    var d = dx * dx + Vector512.Create(Unsafe.Add(ref dr, q.I));
+                    var d = Vector512.LoadUnsafe(ref xr, (nuint)(j * W)) + Vector512.Create(Unsafe.Add(ref dr, q.I));
                     for (int c = 0; c < channels; c++)
                     {
                         var t = v[c] - Vector512.Create(fcF[s * channels + c]);
                         d += t * t;
                     }
-                    if (q.Partial)
-                        d = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(laneI, Vector512.Create(q.Lo)) & Vector512.LessThanOrEqual(laneI, Vector512.Create(q.Hi)), d.AsInt32(), max.AsInt32()).AsSingle();
                     var m = Vector512.LessThan(d, best);
                     best = Vector512.Min(d, best); // = m ? d : best (distances are never NaN or -0); off the compare's latency
                     lab = Vector512.ConditionalSelect(m.AsInt32(), Vector512.Create(q.S), lab);
@@ -494,23 +538,70 @@ public static class SlicRegion
         }
     }
 
+    /// <summary>
+    /// <see cref="AssignBlocks512"/> for one channel on four consecutive rows of a band at once: each candidate's dx²,
+    /// value and index are loaded once for the four rows, and the four rows' minima are independent chains. Every pixel
+    /// still sees the same candidates in the same order with the same float operations: the same labels.
+    /// </summary>
+    private static void AssignBlocks512Quad(float[] plane, float[] fcF, float[] dy2, int na, int[] start,
+        Cand[] cand, float[] dx2, int[] label, int row, int rw, int nb)
+    {
+        const int W = 16;
+        var max = Vector512.Create(float.MaxValue);
+        ref int labelRef = ref MemoryMarshal.GetArrayDataReference(label);
+        ref Cand cr = ref MemoryMarshal.GetArrayDataReference(cand);
+        ref float d0r = ref MemoryMarshal.GetArrayDataReference(dy2);
+        ref float d1r = ref Unsafe.Add(ref d0r, na);
+        ref float d2r = ref Unsafe.Add(ref d0r, 2 * na);
+        ref float d3r = ref Unsafe.Add(ref d0r, 3 * na);
+        ref float xr = ref MemoryMarshal.GetArrayDataReference(dx2);
+        ref float pr = ref MemoryMarshal.GetArrayDataReference(plane);
+        for (int b = 0; b < nb; b++)
+        {
+            int xs = Math.Min(b * W, rw - W);
+            nuint p0 = (nuint)(row + xs), p1 = p0 + (nuint)rw, p2 = p1 + (nuint)rw, p3 = p2 + (nuint)rw;
+            Vector512<float> best0 = max, best1 = max, best2 = max, best3 = max;
+            var lab0 = Vector512.LoadUnsafe(ref labelRef, p0); var lab1 = Vector512.LoadUnsafe(ref labelRef, p1);
+            var lab2 = Vector512.LoadUnsafe(ref labelRef, p2); var lab3 = Vector512.LoadUnsafe(ref labelRef, p3);
+            var v0 = Vector512.LoadUnsafe(ref pr, p0); var v1 = Vector512.LoadUnsafe(ref pr, p1);
+            var v2 = Vector512.LoadUnsafe(ref pr, p2); var v3 = Vector512.LoadUnsafe(ref pr, p3);
+            int j1 = start[b + 1];
+            for (int j = start[b]; j < j1; j++)
+            {
+                ref readonly Cand q = ref Unsafe.Add(ref cr, j);
+                var dx = Vector512.LoadUnsafe(ref xr, (nuint)(j * W));
+                var f = Vector512.Create(q.Fc0);
+                var sv = Vector512.Create(q.S);
+                int i = q.I;
+                var t0 = v0 - f; var e0 = dx + Vector512.Create(Unsafe.Add(ref d0r, i)) + t0 * t0;
+                var t1 = v1 - f; var e1 = dx + Vector512.Create(Unsafe.Add(ref d1r, i)) + t1 * t1;
+                var t2 = v2 - f; var e2 = dx + Vector512.Create(Unsafe.Add(ref d2r, i)) + t2 * t2;
+                var t3 = v3 - f; var e3 = dx + Vector512.Create(Unsafe.Add(ref d3r, i)) + t3 * t3;
+                lab0 = Vector512.ConditionalSelect(Vector512.LessThan(e0, best0).AsInt32(), sv, lab0); best0 = Vector512.Min(e0, best0);
+                lab1 = Vector512.ConditionalSelect(Vector512.LessThan(e1, best1).AsInt32(), sv, lab1); best1 = Vector512.Min(e1, best1);
+                lab2 = Vector512.ConditionalSelect(Vector512.LessThan(e2, best2).AsInt32(), sv, lab2); best2 = Vector512.Min(e2, best2);
+                lab3 = Vector512.ConditionalSelect(Vector512.LessThan(e3, best3).AsInt32(), sv, lab3); best3 = Vector512.Min(e3, best3);
+            }
+            lab0.StoreUnsafe(ref labelRef, p0); lab1.StoreUnsafe(ref labelRef, p1);
+            lab2.StoreUnsafe(ref labelRef, p2); lab3.StoreUnsafe(ref labelRef, p3);
+        }
+    }
+
     /// <summary>The same arithmetic as <see cref="AssignBlocks512"/>, lane for lane, 8 pixels at a time (AVX2).</summary>
     private static void AssignBlocks256(float[][] planes, int channels, float[] fcF, float[] dy2, int[] start,
-        Cand[] cand, int[] label, int row, int rw, int nb, int readX, float invS)
+        Cand[] cand, float[] dx2, int[] label, int row, int rw, int nb)
     {
         const int W = 8;
-        var lane = Vector256.Create(0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f);
-        var laneI = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7);
-        var vinv = Vector256.Create(invS); var max = Vector256.Create(float.MaxValue);
+        var max = Vector256.Create(float.MaxValue);
         ref int labelRef = ref MemoryMarshal.GetArrayDataReference(label);
         ref Cand cr = ref MemoryMarshal.GetArrayDataReference(cand);
         ref float dr = ref MemoryMarshal.GetArrayDataReference(dy2);
+        ref float xr = ref MemoryMarshal.GetArrayDataReference(dx2);
         Span<Vector256<float>> v = stackalloc Vector256<float>[channels];
         for (int b = 0; b < nb; b++)
         {
             int xs = Math.Min(b * W, rw - W);
             nuint p = (nuint)(row + xs);
-            var vx = Vector256.Create((float)(readX + xs)) + lane;
             var best = max;
             var lab = Vector256.LoadUnsafe(ref labelRef, p);
             for (int c = 0; c < channels; c++) v[c] = Vector256.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(planes[c]), p);
@@ -519,18 +610,15 @@ public static class SlicRegion
             {
                 ref readonly Cand q = ref Unsafe.Add(ref cr, j);
                 int s = q.S;
-                var dx = (vx - Vector256.Create(q.Cx)) * vinv;
-                var d = dx * dx + Vector256.Create(Unsafe.Add(ref dr, q.I));
+                var d = Vector256.LoadUnsafe(ref xr, (nuint)(j * W)) + Vector256.Create(Unsafe.Add(ref dr, q.I));
                 for (int c = 0; c < channels; c++)
                 {
                     var t = v[c] - Vector256.Create(fcF[s * channels + c]);
                     d += t * t;
                 }
-                if (q.Partial)
-                    d = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(laneI, Vector256.Create(q.Lo)) & Vector256.LessThanOrEqual(laneI, Vector256.Create(q.Hi)), d.AsInt32(), max.AsInt32()).AsSingle();
                 var m = Vector256.LessThan(d, best);
                 best = Vector256.Min(d, best);
-                    lab = Vector256.ConditionalSelect(m.AsInt32(), Vector256.Create(q.S), lab);
+                lab = Vector256.ConditionalSelect(m.AsInt32(), Vector256.Create(q.S), lab);
             }
             lab.StoreUnsafe(ref labelRef, p);
         }

@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace ActorSeg.Core.Superpixels;
 
@@ -100,7 +101,27 @@ public static class Gaussian
 
     private static void ZScoreRow(ReadOnlySpan<ushort> raw, int channels, int c, int start, int count, float mu, float scale, Span<float> dst)
     {
-        if (channels == 1) { for (int i = 0; i < count; i++) dst[i] = (raw[start + i] - mu) * scale; return; }
+        if (channels == 1)
+        {
+            int i = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                // 16 samples at a time, widened to int and converted exactly to float: the same (v − mu) · scale per sample
+                var vmu = Vector256.Create(mu); var vs = Vector256.Create(scale);
+                ref ushort r0 = ref Unsafe.Add(ref MemoryMarshal.GetReference(raw), start);
+                ref float d0 = ref MemoryMarshal.GetReference(dst);
+                for (; i + 16 <= count; i += 16)
+                {
+                    var v = Vector256.LoadUnsafe(ref r0, (nuint)i);
+                    var lo = Vector256.ConvertToSingle(Vector256.WidenLower(v).AsInt32());
+                    var hi = Vector256.ConvertToSingle(Vector256.WidenUpper(v).AsInt32());
+                    ((lo - vmu) * vs).StoreUnsafe(ref d0, (nuint)i);
+                    ((hi - vmu) * vs).StoreUnsafe(ref d0, (nuint)(i + 8));
+                }
+            }
+            for (; i < count; i++) dst[i] = (raw[start + i] - mu) * scale;
+            return;
+        }
         for (int i = 0; i < count; i++) dst[i] = (raw[(start + i) * channels + c] - mu) * scale;
     }
 

@@ -243,42 +243,73 @@ public static class GraphJob
         var result = FragmentBuilder.Build(tile, job.Width, job.Height, raw, C, seeds, classes, job.Norms, job.MinSize, groups, extra, job.ExtraPlanes, scratch);
         double tFrag = sw.Elapsed.TotalSeconds;
         result.WriteFile(job.ResultPath(tile.Id));
-        WriteLabels(job.LabelsPath(tile.Id), groups, result.Groups);
+        WriteLabels(job.LabelsPath(tile.Id), groups, core.W);
         int shipped = result.GFeatureRow.Count(r => r < 0);
         double total = sw.Elapsed.TotalSeconds;
         return new TileOutcome(tile.Id, result.Fragments, result.Groups, result.Open, shipped, core.Area, total, tRead, tSlic - tRead, tFrag - tTexture, total - tFrag,
             TextureSeconds: tTexture - tSlic);
     }
 
-    /// <summary>Writes a tile's group raster: two bytes a pixel when its groups fit (ids below 65,535, glass as 0xFFFF;
-    /// at the default spacing a 2048² tile has a few thousand), else four. The reader tells them apart by the length.</summary>
-    internal static void WriteLabels(string path, ReadOnlySpan<int> groups, int groupCount)
+    /// <summary>
+    /// Writes a tile's group raster, run-length coded: the header "ASLR", width and height (int32), then the byte offset
+    /// of each row's runs and of the end (int64, from the start of the runs), then each row as runs of (group id int32,
+    /// -1 for glass; length uint16, 1..65,535). A superpixel row of some 40 pixels is one run, so the raster takes about a
+    /// tenth of its two bytes a pixel; written by every worker, read by the coordinator and deleted with the job's work
+    /// folder, it is the job's largest temporary file (2.1 GB uncoded on a gigapixel image). A tile without groups (all
+    /// glass) has an empty raster. The reader also takes the earlier two- and four-byte rasters (a job resuming after an
+    /// upgrade).
+    /// </summary>
+    internal static void WriteLabels(string path, ReadOnlySpan<int> groups, int width)
     {
         var tmp = $"{path}.{Guid.NewGuid():N}.partial";
         using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
         {
-            if (groupCount < ushort.MaxValue)
+            if (groups.Length > 0)
             {
-                const int chunk = 1 << 16;
-                var narrow = System.Buffers.ArrayPool<ushort>.Shared.Rent(Math.Min(chunk, Math.Max(1, groups.Length)));
+                if (width <= 0 || groups.Length % width != 0) throw new ArgumentException($"a label raster of {groups.Length} pixels is not a whole number of rows of {width}");
+                int height = groups.Length / width;
+                var pool = System.Buffers.ArrayPool<byte>.Shared;
+                var offsets = new long[height + 1];
+                byte[] runs = pool.Rent(Math.Max(1 << 16, groups.Length / 4));
                 try
                 {
-                    for (int off = 0; off < groups.Length; off += chunk)
+                    int n = 0;
+                    for (int y = 0; y < height; y++)
                     {
-                        var src = groups.Slice(off, Math.Min(chunk, groups.Length - off));
-                        for (int i = 0; i < src.Length; i++) narrow[i] = (ushort)src[i]; // -1 (glass) becomes 0xFFFF
-                        fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(narrow.AsSpan(0, src.Length)));
+                        offsets[y] = n;
+                        var row = groups.Slice(y * width, width);
+                        for (int x = 0; x < width;)
+                        {
+                            int v = row[x];
+                            int k = row[x..].IndexOfAnyExcept(v);
+                            int len = Math.Min(k < 0 ? width - x : k, ushort.MaxValue);
+                            if (n + RunBytes > runs.Length) { var bigger = pool.Rent(2 * runs.Length); runs.AsSpan(0, n).CopyTo(bigger); pool.Return(runs); runs = bigger; }
+                            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(runs.AsSpan(n), v);
+                            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(runs.AsSpan(n + 4), (ushort)len);
+                            n += RunBytes; x += len;
+                        }
                     }
+                    offsets[height] = n;
+                    Span<byte> head = stackalloc byte[12];
+                    LabelMagic.CopyTo(head);
+                    System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(head[4..], width);
+                    System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(head[8..], height);
+                    fs.Write(head);
+                    fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(offsets.AsSpan())); // little-endian hosts only (x64, arm64)
+                    fs.Write(runs, 0, n);
                 }
-                finally { System.Buffers.ArrayPool<ushort>.Shared.Return(narrow); }
+                finally { pool.Return(runs); }
             }
-            else fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(groups));
         }
         SafePaths.Publish(tmp, path, "tile labels", flush: false); // checked like the tile result (see TileResult.WriteFile)
     }
 
-    /// <summary>Reads rows [y0, y0+rows) of a tile's group raster (two or four bytes a pixel, see <see cref="WriteLabels"/>);
-    /// a tile with no groups (all glass) has an empty raster and reads as <see cref="FragmentBuilder.Glass"/> everywhere.</summary>
+    private const int RunBytes = 6, LabelHeader = 12;
+    private static ReadOnlySpan<byte> LabelMagic => "ASLR"u8;
+
+    /// <summary>Reads rows [y0, y0+rows) of a tile's group raster (run-length coded, see <see cref="WriteLabels"/>, or the
+    /// earlier two or four bytes a pixel); a tile with no groups (all glass) has an empty raster and reads as
+    /// <see cref="FragmentBuilder.Glass"/> everywhere. Anything inconsistent fails naming the file.</summary>
     public static void ReadLabelRows(string path, int coreW, int coreH, int y0, int rows, Span<int> dest, bool glass = false)
     {
         if (glass)
@@ -287,10 +318,17 @@ public static class GraphJob
             dest[..(coreW * rows)].Fill(FragmentBuilder.Glass);
             return;
         }
+        if (y0 < 0 || rows < 0 || y0 + rows > coreH) throw new ArgumentOutOfRangeException(nameof(rows), $"rows [{y0}, {y0 + rows}) outside a tile of {coreH} rows");
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         long area = (long)coreW * coreH;
+        Span<byte> head = stackalloc byte[LabelHeader];
+        if (fs.Length >= LabelHeader && fs.ReadAtLeast(head, LabelHeader, throwOnEndOfStream: false) == LabelHeader && head[..4].SequenceEqual(LabelMagic))
+        {
+            ReadRunRows(fs, path, head, coreW, coreH, y0, rows, dest);
+            return;
+        }
         int size = fs.Length == area * 2 ? 2 : fs.Length == area * 4 ? 4
-            : throw new InvalidDataException($"{path}: label raster is {fs.Length} bytes, expected {area * 2} or {area * 4} for a {coreW}x{coreH} tile");
+            : throw new InvalidDataException($"{path}: label raster is {fs.Length} bytes, neither run-length coded (header ASLR) nor {area * 2} or {area * 4} bytes for a {coreW}x{coreH} tile");
         fs.Seek((long)y0 * coreW * size, SeekOrigin.Begin);
         var target = dest[..(coreW * rows)];
         if (size == 4)
@@ -304,6 +342,46 @@ public static class GraphJob
         fs.ReadExactly(bytes[(target.Length * 2)..]);
         var narrow = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes[(target.Length * 2)..]);
         for (int i = 0; i < target.Length; i++) { int v = narrow[i]; target[i] = v == ushort.MaxValue ? FragmentBuilder.Glass : v; }
+    }
+
+    private static void ReadRunRows(FileStream fs, string path, ReadOnlySpan<byte> head, int coreW, int coreH, int y0, int rows, Span<int> dest)
+    {
+        int w = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(head[4..]), h = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(head[8..]);
+        if (w != coreW || h != coreH) throw new InvalidDataException($"{path}: label raster is {w}x{h}, the tile is {coreW}x{coreH}");
+        long dataStart = LabelHeader + 8L * (h + 1);
+        if (fs.Length < dataStart) throw new InvalidDataException($"{path}: label raster cut short in its row index ({fs.Length} bytes)");
+        var off = new long[rows + 1];
+        fs.Seek(LabelHeader + 8L * y0, SeekOrigin.Begin);
+        fs.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(off.AsSpan()));
+        long dataLen = fs.Length - dataStart;
+        for (int r = 0; r <= rows; r++)
+            if (off[r] < 0 || off[r] > dataLen || (r > 0 && off[r] < off[r - 1]) || off[r] % RunBytes != 0)
+                throw new InvalidDataException($"{path}: label raster's row index is damaged at row {y0 + r}");
+        long span = off[rows] - off[0];
+        if (span > int.MaxValue) throw new InvalidDataException($"{path}: label raster rows [{y0}, {y0 + rows}) take {span} bytes");
+        var pool = System.Buffers.ArrayPool<byte>.Shared;
+        byte[] buf = pool.Rent((int)Math.Max(1, span));
+        try
+        {
+            fs.Seek(dataStart + off[0], SeekOrigin.Begin);
+            fs.ReadExactly(buf.AsSpan(0, (int)span));
+            for (int r = 0; r < rows; r++)
+            {
+                var row = dest.Slice(r * coreW, coreW);
+                int x = 0;
+                for (long p = off[r] - off[0]; p < off[r + 1] - off[0]; p += RunBytes)
+                {
+                    int v = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(buf.AsSpan((int)p));
+                    int len = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(buf.AsSpan((int)p + 4));
+                    if (v < FragmentBuilder.Glass || len == 0 || x + len > coreW)
+                        throw new InvalidDataException($"{path}: label raster row {y0 + r} has a bad run (id {v}, length {len} at column {x} of {coreW})");
+                    row.Slice(x, len).Fill(v);
+                    x += len;
+                }
+                if (x != coreW) throw new InvalidDataException($"{path}: label raster row {y0 + r} covers {x} of {coreW} columns");
+            }
+        }
+        finally { pool.Return(buf); }
     }
 
     /// <summary>Stitches all tiles' partial graphs into the global graph.</summary>

@@ -34,21 +34,24 @@ public class GraphOutputsTests : IDisposable
     }
 
     [Theory]
-    [InlineData(5_000, 2)]     // the usual tile: two bytes a pixel
-    [InlineData(65_534, 2)]    // the most groups two bytes hold, 0xFFFF being glass
-    [InlineData(65_535, 4)]    // one more: four bytes a pixel
-    [InlineData(200_000, 4)]
-    public void TileLabelRasters_TakeTwoBytesAPixelWhenTheGroupsFit_AndReadBackExactly(int groupCount, int bytesPerPixel)
+    [InlineData(3_000, false)]   // superpixel-like rows: long runs
+    [InlineData(200_000, false)] // ids beyond two bytes
+    [InlineData(65_534, true)]   // noise: a run per pixel, and glass scattered
+    public void TileLabelRasters_AreRunLengthCoded_AndReadBackExactly_AnyBandOfRows(int groupCount, bool noise)
     {
         Directory.CreateDirectory(_dir);
         const int w = 301, h = 97;
         var rnd = new Random(groupCount);
         var groups = new int[w * h];
-        for (int i = 0; i < groups.Length; i++) groups[i] = rnd.Next(10) == 0 ? -1 : rnd.Next(groupCount);
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                groups[y * w + x] = noise ? (rnd.Next(10) == 0 ? -1 : rnd.Next(groupCount))
+                                          : (x < 7 && y > 80 ? -1 : (y / 40 * 8 + x / 40) * (groupCount / 100));
         groups[5] = groupCount - 1;
         var path = Path.Combine(_dir, $"tile-{groupCount}.labels");
-        GraphJob.WriteLabels(path, groups, groupCount);
-        Assert.Equal((long)w * h * bytesPerPixel, new FileInfo(path).Length);
+        GraphJob.WriteLabels(path, groups, w);
+        long bytes = new FileInfo(path).Length;
+        if (!noise) Assert.True(bytes < w * h / 4, $"{bytes} bytes for {w * h} pixels in runs of up to 40"); // two bytes a pixel before
         var all = new int[w * h];
         GraphJob.ReadLabelRows(path, w, h, 0, h, all);
         Assert.Equal(groups, all);
@@ -58,10 +61,33 @@ public class GraphOutputsTests : IDisposable
         GraphJob.ReadLabelRows(path, w, h, 50, 31, band);
         Assert.Equal(groups.AsSpan(50 * w, 31 * w).ToArray(), band.AsSpan(0, 31 * w).ToArray());
         Assert.All(band.AsSpan(w * 31).ToArray(), v => Assert.Equal(12345, v));
+        // the last row alone, and no row
+        GraphJob.ReadLabelRows(path, w, h, h - 1, 1, band);
+        Assert.Equal(groups.AsSpan((h - 1) * w, w).ToArray(), band.AsSpan(0, w).ToArray());
+        GraphJob.ReadLabelRows(path, w, h, 10, 0, band);
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void TileLabelRastersOfTheEarlierFormats_StillRead(int bytesPerPixel)
+    {
+        // two or four bytes a pixel, 0xFFFF (or -1) for glass: what a job's work folder holds from before the run-length coding
+        Directory.CreateDirectory(_dir);
+        const int w = 50, h = 20;
+        var groups = new int[w * h];
+        for (int i = 0; i < groups.Length; i++) groups[i] = i % 7 == 0 ? -1 : i / 3;
+        var path = Path.Combine(_dir, $"old-{bytesPerPixel}.labels");
+        using (var fs = File.Create(path))
+            foreach (int g in groups)
+                if (bytesPerPixel == 2) fs.Write(BitConverter.GetBytes((ushort)g)); else fs.Write(BitConverter.GetBytes(g));
+        var back = new int[w * 5];
+        GraphJob.ReadLabelRows(path, w, h, 12, 5, back);
+        Assert.Equal(groups.AsSpan(12 * w, 5 * w).ToArray(), back);
     }
 
     [Fact]
-    public void ATileLabelRasterOfTheWrongLength_IsRefused_WithItsPath()
+    public void ADamagedTileLabelRaster_IsRefused_WithItsPath()
     {
         Directory.CreateDirectory(_dir);
         var path = Path.Combine(_dir, "tile-000007.labels");
@@ -72,6 +98,25 @@ public class GraphOutputsTests : IDisposable
         var glass = Path.Combine(_dir, "glass.labels");
         File.WriteAllBytes(glass, new byte[8]);
         Assert.Throws<InvalidDataException>(() => GraphJob.ReadLabelRows(glass, 2, 2, 0, 2, new int[4], glass: true));
+        // a run-length raster: another tile's size, a run running past its row, a row cut short, the index damaged
+        var good = Path.Combine(_dir, "tile-000008.labels");
+        var groups = new int[30 * 4];
+        for (int i = 0; i < groups.Length; i++) groups[i] = i % 30 / 10;
+        GraphJob.WriteLabels(good, groups, 30);
+        var bytes = File.ReadAllBytes(good);
+        e = Assert.Throws<InvalidDataException>(() => GraphJob.ReadLabelRows(good, 40, 3, 0, 3, new int[120]));
+        Assert.Contains(good, e.Message);
+        Assert.Contains("30x4", e.Message);
+        int runs = 12 + 8 * 5; // header, then the row index of 4 rows and the end
+        foreach (var (at, value, what) in new[] { (runs + 4, (byte)11, "bad run"), (runs + 4, (byte)9, "covers 29 of 30"), (12 + 8, (byte)7, "row index") })
+        {
+            var damaged = (byte[])bytes.Clone();
+            damaged[at] = value;
+            File.WriteAllBytes(good, damaged);
+            e = Assert.Throws<InvalidDataException>(() => GraphJob.ReadLabelRows(good, 30, 4, 0, 4, new int[120]));
+            Assert.Contains(good, e.Message);
+            Assert.Contains(what, e.Message);
+        }
     }
 
     public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }

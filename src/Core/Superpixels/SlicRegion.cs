@@ -170,6 +170,7 @@ public static class SlicRegion
     }
 
     /// <summary>The first column after x (of the row starting at <paramref name="off"/>) whose label is not <paramref name="l"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int RunEnd(int[] label, int off, int x, int rw, int l)
     {
         x++;
@@ -205,12 +206,15 @@ public static class SlicRegion
     /// to k, and lane 1 to lane 0. The AVX-512, AVX2 and scalar paths perform the same additions, so the result depends
     /// on the values alone (not on where the run lies in memory or which machine sums it).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static double RunSum(float[] plane, int start, int len)
     {
-        ref float r = ref MemoryMarshal.GetArrayDataReference(plane);
-        int i = 0, rest = len & 15;
+        int rest = len & 15;
+        // the common case inline in the update loop (a call per run cost as much as a short run's sum); the rest apart
         if (Vector512.IsHardwareAccelerated && (rest == 0 || start + len - rest + 16 <= plane.Length))
         {
+            ref float r = ref MemoryMarshal.GetArrayDataReference(plane);
+            int i = 0;
             // the last, partial vector: loaded whole (inside the array), the lanes past the run set to zero
             Vector512<double> a0 = default, a1 = default;
             for (; i + 16 <= len; i += 16)
@@ -229,6 +233,15 @@ public static class SlicRegion
             var s2 = s4.GetLower() + s4.GetUpper();
             return s2.GetElement(0) + s2.GetElement(1);
         }
+        return RunSumTail(plane, start, len);
+    }
+
+    /// <summary><see cref="RunSum"/> where the last vector would reach past the array, or without AVX-512.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static double RunSumTail(float[] plane, int start, int len)
+    {
+        ref float r = ref MemoryMarshal.GetArrayDataReference(plane);
+        int i = 0, rest = len & 15;
         Span<float> tail = stackalloc float[16];
         if (rest != 0) { tail.Clear(); plane.AsSpan(start + len - rest, rest).CopyTo(tail); }
         if (Vector512.IsHardwareAccelerated)

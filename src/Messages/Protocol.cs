@@ -58,7 +58,9 @@ public static class JobIds
 
 public static class ProtocolVersion
 {
-    public const int Major = 2; // 2: assignments name the job's output folder; workers derive their paths from it
+    // 2: assignments name the job's output folder; workers derive their paths from it
+    // 3: workers write their tile label rasters run-length coded, which a coordinator of major 2 cannot read
+    public const int Major = 3;
     public const int Minor = 0;
     public static string Text => $"{Major}.{Minor}";
 }

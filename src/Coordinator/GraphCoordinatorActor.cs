@@ -253,8 +253,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             if (p.Spec.ModelPath is { } mp && !File.Exists(mp)) throw new InputFileException(mp, "model file does not exist");
             // the work folder is this job's alone: made now (mkdir fails if anything is there), or, for a job resuming
             // after a restart, accepted only as a real folder of this user, never a link planted in its place
-            SafePaths.EnsureDirectory(Path.GetDirectoryName(p.WorkDir)!, "output folder"); // named so where it cannot be made
-            SafePaths.CreatePrivateDirectory(p.WorkDir, p.WorkDirMayExist, "work folder");
+            SafePaths.CreatePrivateDirectory(p.WorkDir, p.WorkDirMayExist, "work folder", parentWhat: "output folder");
             var m = GraphJob.Prepare(p.JobId, req, p.WorkDir);
             ct.ThrowIfCancellationRequested(); // given up on (its deadline passed): its job has ended, its folder may be gone
             m.Save();

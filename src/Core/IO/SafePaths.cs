@@ -88,10 +88,11 @@ public static class SafePaths
     /// appeared there). An existing one is accepted only when <paramref name="mayExist"/> (the same job resuming) and it
     /// is a real directory of this user, never a symbolic link or someone else's folder. Returns true when it was made now.
     /// </summary>
-    public static bool CreatePrivateDirectory(string dir, bool mayExist, string what)
+    /// <param name="parentWhat">what to call the folder that holds it where that cannot be made (default: <paramref name="what"/>)</param>
+    public static bool CreatePrivateDirectory(string dir, bool mayExist, string what, string? parentWhat = null)
     {
         var parent = Path.GetDirectoryName(Path.GetFullPath(dir))!;
-        EnsureDirectory(parent, what);
+        EnsureDirectory(parent, parentWhat ?? what);
         if (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS())
         {
             if (Mkdir(dir, Convert.ToUInt32("750", 8)) == 0) return true;

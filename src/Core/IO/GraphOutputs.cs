@@ -224,20 +224,26 @@ public static class GraphOutputs
         {
             int lw = ome?.LevelWidth(k) ?? W, across = (lw + tiffTile - 1) / tiffTile;
             var band = bands[k];
-            Parallel.For(0, across, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, () => new uint[tiffTile * tiffTile], (bc, _, buf) =>
+            // the band's tiles are encoded on every core, then appended in column order, so that the files' bytes do
+            // not depend on which thread finished first
+            var encoded = new EncodedTile?[across];
+            try
             {
-                Array.Clear(buf);
-                int x0 = bc * tiffTile, bw = Math.Min(tiffTile, lw - x0);
-                for (int y = 0; y < bh; y++) band.AsSpan(y * lw + x0, bw).CopyTo(buf.AsSpan(y * tiffTile, bw));
-                if (k == 0)
+                Parallel.For(0, across, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, () => new uint[tiffTile * tiffTile], (bc, _, buf) =>
                 {
-                    using var encoded = flat.EncodeTile<uint>(buf);
-                    flat.WriteEncodedTile(bc, br, encoded);
-                    ome?.WriteEncodedTile(0, bc, br, encoded);
+                    Array.Clear(buf);
+                    int x0 = bc * tiffTile, bw = Math.Min(tiffTile, lw - x0);
+                    for (int y = 0; y < bh; y++) band.AsSpan(y * lw + x0, bw).CopyTo(buf.AsSpan(y * tiffTile, bw));
+                    encoded[bc] = k == 0 ? flat.EncodeTile<uint>(buf) : ome!.EncodeTile<uint>(buf);
+                    return buf;
+                }, _ => { });
+                for (int bc = 0; bc < across; bc++)
+                {
+                    if (k == 0) flat.WriteEncodedTile(bc, br, encoded[bc]!);
+                    ome?.WriteEncodedTile(k, bc, br, encoded[bc]!);
                 }
-                else ome!.WriteTile<uint>(k, bc, br, buf);
-                return buf;
-            }, _ => { });
+            }
+            finally { foreach (var e in encoded) e?.Dispose(); }
             if (k + 1 >= nLevels) return;
             int nw = ome!.LevelWidth(k + 1), nh = ome.LevelHeight(k + 1);
             var next = bands[k + 1];

@@ -34,14 +34,15 @@ switch (mode)
         break;
 }
 
-(string Img, string Mask) Sample(int size)
+(string Img, string Mask) Sample(int size, int channels = 1)
 {
-    var img = Path.Combine(dir, $"colonies-{size}.tif");
-    var mask = Path.Combine(dir, $"colonies-{size}_mask.tif");
+    string tag = channels == 1 ? "" : $"-c{channels}";
+    var img = Path.Combine(dir, $"colonies-{size}{tag}.tif");
+    var mask = Path.Combine(dir, $"colonies-{size}{tag}_mask.tif");
     if (!File.Exists(img) || !File.Exists(mask))
     {
         var sw = Stopwatch.StartNew();
-        var r = SyntheticMicroscopy.Generate(new SyntheticSpec(size, size, SyntheticKind.Colonies, 16, 1, 1), img, mask);
+        var r = SyntheticMicroscopy.Generate(new SyntheticSpec(size, size, SyntheticKind.Colonies, 16, channels, 1), img, mask);
         Console.WriteLine($"generated {size}x{size} in {sw.Elapsed.TotalSeconds:F1}s ({(double)size * size / 1e6 / sw.Elapsed.TotalSeconds:F1} MP/s): {r}");
     }
     return (img, mask);
@@ -215,7 +216,8 @@ void TileProfile()
 {
     // one worker thread, phase by phase, on tiles of a generated image
     int size = int.Parse(Arg("--size", "8192")), tileSize = int.Parse(Arg("--tile-size", "2048")), n = int.Parse(Arg("--tiles", "2"));
-    var (img, mask) = Sample(size);
+    // --channels 3: a colour (three-channel) image, as brightfield slides are
+    var (img, mask) = Sample(size, int.Parse(Arg("--channels", "1")));
     var work = Path.Combine(dir, "tile-profile");
     var req = new ActorSeg.Core.Pipeline.GraphRequest { ImagePath = img, MaskPath = mask, TileSize = tileSize };
     var job = ActorSeg.Core.Pipeline.GraphJob.Prepare("profile", req, work);

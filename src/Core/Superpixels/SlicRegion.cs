@@ -138,7 +138,13 @@ public static class SlicRegion
                             cnt[l] += len;
                             sx[l] += len * (2 * gx0 + len - 1) / 2;
                             sy[l] += gy * len;
-                            for (int c = 0; c < channels; c++) sf[l * channels + c] += RunSum(planes[c], off + x0, (int)len);
+                            if (channels == 3)
+                            {
+                                // colour: the three planes' sums in one pass (the same sums, bit for bit)
+                                RunSum3(planes[0], planes[1], planes[2], off + x0, (int)len, out double s0, out double s1, out double s2);
+                                sf[3 * l] += s0; sf[3 * l + 1] += s1; sf[3 * l + 2] += s2;
+                            }
+                            else for (int c = 0; c < channels; c++) sf[l * channels + c] += RunSum(planes[c], off + x0, (int)len);
                         }
                     }
                     for (int s = 0; s < k; s++)
@@ -234,6 +240,53 @@ public static class SlicRegion
             return s2.GetElement(0) + s2.GetElement(1);
         }
         return RunSumTail(plane, start, len);
+    }
+
+    /// <summary>
+    /// <see cref="RunSum"/> of the same run in three planes of equal length (colour images), with one loop and one lane
+    /// mask for the three and their folds interleaved; each sum is the one <see cref="RunSum"/> gives, bit for bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void RunSum3(float[] p0, float[] p1, float[] p2, int start, int len, out double s0, out double s1, out double s2)
+    {
+        int rest = len & 15;
+        if (Vector512.IsHardwareAccelerated && (rest == 0 || start + len - rest + 16 <= p0.Length) && p1.Length == p0.Length && p2.Length == p0.Length)
+        {
+            ref float r0 = ref MemoryMarshal.GetArrayDataReference(p0);
+            ref float r1 = ref MemoryMarshal.GetArrayDataReference(p1);
+            ref float r2 = ref MemoryMarshal.GetArrayDataReference(p2);
+            int i = 0;
+            Vector512<double> a0 = default, a1 = default, b0 = default, b1 = default, c0 = default, c1 = default;
+            for (; i + 16 <= len; i += 16)
+            {
+                nuint at = (nuint)(start + i);
+                var u = Vector512.LoadUnsafe(ref r0, at); var v = Vector512.LoadUnsafe(ref r1, at); var w = Vector512.LoadUnsafe(ref r2, at);
+                a0 += Vector512.WidenLower(u); a1 += Vector512.WidenUpper(u);
+                b0 += Vector512.WidenLower(v); b1 += Vector512.WidenUpper(v);
+                c0 += Vector512.WidenLower(w); c1 += Vector512.WidenUpper(w);
+            }
+            if (rest != 0)
+            {
+                var keep = Vector512.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(FirstLanes), (nuint)(16 - rest)).AsSingle();
+                nuint at = (nuint)(start + i);
+                var u = Vector512.LoadUnsafe(ref r0, at) & keep; var v = Vector512.LoadUnsafe(ref r1, at) & keep; var w = Vector512.LoadUnsafe(ref r2, at) & keep;
+                a0 += Vector512.WidenLower(u); a1 += Vector512.WidenUpper(u);
+                b0 += Vector512.WidenLower(v); b1 += Vector512.WidenUpper(v);
+                c0 += Vector512.WidenLower(w); c1 += Vector512.WidenUpper(w);
+            }
+            s0 = Fold(a0 + a1); s1 = Fold(b0 + b1); s2 = Fold(c0 + c1);
+            return;
+        }
+        s0 = RunSum(p0, start, len); s1 = RunSum(p1, start, len); s2 = RunSum(p2, start, len);
+    }
+
+    /// <summary>Lane k + 4 added to lane k, then k + 2 to k, then lane 1 to lane 0 (the end of <see cref="RunSum"/>'s fold).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static double Fold(Vector512<double> s8)
+    {
+        var s4 = s8.GetLower() + s8.GetUpper();
+        var s2 = s4.GetLower() + s4.GetUpper();
+        return s2.GetElement(0) + s2.GetElement(1);
     }
 
     /// <summary><see cref="RunSum"/> where the last vector would reach past the array, or without AVX-512.</summary>
@@ -358,8 +411,8 @@ public static class SlicRegion
             int na = 0, next = 0;
             for (int y = 0, rows; y < rh; y += rows)
             {
-                // one channel with 16 lanes: four rows of a band at a time (each candidate's values loaded once for them)
-                rows = channels == 1 && W == 16 && Math.Min(rh, y - y % Band + Band) - y >= Quad ? Quad : 1;
+                // one or three channels with 16 lanes: four rows of a band at a time (each candidate's values loaded once for them)
+                rows = (channels == 1 || channels == 3) && W == 16 && Math.Min(rh, y - y % Band + Band) - y >= Quad ? Quad : 1;
                 if (y % Band == 0)
                 {
                     // the band's centres: every centre whose window meets one of its rows, in ascending index; those
@@ -417,7 +470,8 @@ public static class SlicRegion
                     }
                 }
                 int row = y * rw;
-                if (rows == Quad) AssignBlocks512Quad(planes[0], fcF, dy2, na, start, cand, dx2, label, row, rw, nb);
+                if (rows == Quad && channels == 1) AssignBlocks512Quad(planes[0], fcF, dy2, na, start, cand, dx2, label, row, rw, nb);
+                else if (rows == Quad) AssignBlocks512Quad3(planes, fcF, dy2, na, start, cand, dx2, label, row, rw, nb);
                 else if (W == 16) AssignBlocks512(planes, channels, fcF, dy2, start, cand, dx2, label, row, rw, nb);
                 else AssignBlocks256(planes, channels, fcF, dy2, start, cand, dx2, label, row, rw, nb);
                 if (runOff is not null)
@@ -529,6 +583,26 @@ public static class SlicRegion
                     lab = Vector512.ConditionalSelect(m.AsInt32(), Vector512.Create(q.S), lab);
                 }
             }
+            else if (channels == 3)
+            {
+                // colour (RGB slides): the three values in registers, the same operations in the same order as below
+                var v0 = Vector512.LoadUnsafe(ref p0, p);
+                var v1 = Vector512.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(planes[1]), p);
+                var v2 = Vector512.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(planes[2]), p);
+                ref float fr = ref MemoryMarshal.GetArrayDataReference(fcF);
+                for (int j = start[b]; j < j1; j++)
+                {
+                    ref readonly Cand q = ref Unsafe.Add(ref cr, j);
+                    ref float fc = ref Unsafe.Add(ref fr, 3 * q.S);
+                    var d = Vector512.LoadUnsafe(ref xr, (nuint)(j * W)) + Vector512.Create(Unsafe.Add(ref dr, q.I));
+                    var t0 = v0 - Vector512.Create(fc); d += t0 * t0;
+                    var t1 = v1 - Vector512.Create(Unsafe.Add(ref fc, 1)); d += t1 * t1;
+                    var t2 = v2 - Vector512.Create(Unsafe.Add(ref fc, 2)); d += t2 * t2;
+                    var m = Vector512.LessThan(d, best);
+                    best = Vector512.Min(d, best);
+                    lab = Vector512.ConditionalSelect(m.AsInt32(), Vector512.Create(q.S), lab);
+                }
+            }
             else
             {
                 for (int c = 0; c < channels; c++) v[c] = Vector512.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(planes[c]), p);
@@ -600,6 +674,67 @@ public static class SlicRegion
         }
     }
 
+    /// <summary>
+    /// <see cref="AssignBlocks512Quad"/> for three channels (colour slides): four rows of a band at once, each candidate's
+    /// dx² and three values loaded once for them. Each pixel's distance is ((dx² + dy²) + t0²) + t1² + t2², as in
+    /// <see cref="AssignBlocks512"/>: the same labels.
+    /// </summary>
+    private static void AssignBlocks512Quad3(float[][] planes, float[] fcF, float[] dy2, int na, int[] start,
+        Cand[] cand, float[] dx2, int[] label, int row, int rw, int nb)
+    {
+        const int W = 16;
+        var max = Vector512.Create(float.MaxValue);
+        ref int labelRef = ref MemoryMarshal.GetArrayDataReference(label);
+        ref Cand cr = ref MemoryMarshal.GetArrayDataReference(cand);
+        ref float d0r = ref MemoryMarshal.GetArrayDataReference(dy2);
+        ref float d1r = ref Unsafe.Add(ref d0r, na);
+        ref float d2r = ref Unsafe.Add(ref d0r, 2 * na);
+        ref float d3r = ref Unsafe.Add(ref d0r, 3 * na);
+        ref float xr = ref MemoryMarshal.GetArrayDataReference(dx2);
+        ref float fr = ref MemoryMarshal.GetArrayDataReference(fcF);
+        ref float ar = ref MemoryMarshal.GetArrayDataReference(planes[0]);
+        ref float br = ref MemoryMarshal.GetArrayDataReference(planes[1]);
+        ref float gr = ref MemoryMarshal.GetArrayDataReference(planes[2]);
+        for (int b = 0; b < nb; b++)
+        {
+            int xs = Math.Min(b * W, rw - W);
+            nuint p0 = (nuint)(row + xs), p1 = p0 + (nuint)rw, p2 = p1 + (nuint)rw, p3 = p2 + (nuint)rw;
+            Vector512<float> best0 = max, best1 = max, best2 = max, best3 = max;
+            var lab0 = Vector512.LoadUnsafe(ref labelRef, p0); var lab1 = Vector512.LoadUnsafe(ref labelRef, p1);
+            var lab2 = Vector512.LoadUnsafe(ref labelRef, p2); var lab3 = Vector512.LoadUnsafe(ref labelRef, p3);
+            var a0 = Vector512.LoadUnsafe(ref ar, p0); var a1 = Vector512.LoadUnsafe(ref ar, p1);
+            var a2 = Vector512.LoadUnsafe(ref ar, p2); var a3 = Vector512.LoadUnsafe(ref ar, p3);
+            var b0 = Vector512.LoadUnsafe(ref br, p0); var b1 = Vector512.LoadUnsafe(ref br, p1);
+            var b2 = Vector512.LoadUnsafe(ref br, p2); var b3 = Vector512.LoadUnsafe(ref br, p3);
+            var c0 = Vector512.LoadUnsafe(ref gr, p0); var c1 = Vector512.LoadUnsafe(ref gr, p1);
+            var c2 = Vector512.LoadUnsafe(ref gr, p2); var c3 = Vector512.LoadUnsafe(ref gr, p3);
+            int j1 = start[b + 1];
+            for (int j = start[b]; j < j1; j++)
+            {
+                ref readonly Cand q = ref Unsafe.Add(ref cr, j);
+                ref float fc = ref Unsafe.Add(ref fr, 3 * q.S);
+                var dx = Vector512.LoadUnsafe(ref xr, (nuint)(j * W));
+                var f0 = Vector512.Create(fc); var f1 = Vector512.Create(Unsafe.Add(ref fc, 1)); var f2 = Vector512.Create(Unsafe.Add(ref fc, 2));
+                var sv = Vector512.Create(q.S);
+                int i = q.I;
+                var t = a0 - f0; var e0 = dx + Vector512.Create(Unsafe.Add(ref d0r, i)) + t * t;
+                t = b0 - f1; e0 += t * t; t = c0 - f2; e0 += t * t;
+                t = a1 - f0; var e1 = dx + Vector512.Create(Unsafe.Add(ref d1r, i)) + t * t;
+                t = b1 - f1; e1 += t * t; t = c1 - f2; e1 += t * t;
+                t = a2 - f0; var e2 = dx + Vector512.Create(Unsafe.Add(ref d2r, i)) + t * t;
+                t = b2 - f1; e2 += t * t; t = c2 - f2; e2 += t * t;
+                t = a3 - f0; var e3 = dx + Vector512.Create(Unsafe.Add(ref d3r, i)) + t * t;
+                t = b3 - f1; e3 += t * t; t = c3 - f2; e3 += t * t;
+                lab0 = Vector512.ConditionalSelect(Vector512.LessThan(e0, best0).AsInt32(), sv, lab0); best0 = Vector512.Min(e0, best0);
+                lab1 = Vector512.ConditionalSelect(Vector512.LessThan(e1, best1).AsInt32(), sv, lab1); best1 = Vector512.Min(e1, best1);
+                lab2 = Vector512.ConditionalSelect(Vector512.LessThan(e2, best2).AsInt32(), sv, lab2); best2 = Vector512.Min(e2, best2);
+                lab3 = Vector512.ConditionalSelect(Vector512.LessThan(e3, best3).AsInt32(), sv, lab3); best3 = Vector512.Min(e3, best3);
+            }
+            lab0.StoreUnsafe(ref labelRef, p0); lab1.StoreUnsafe(ref labelRef, p1);
+            lab2.StoreUnsafe(ref labelRef, p2); lab3.StoreUnsafe(ref labelRef, p3);
+        }
+    }
+
     /// <summary>The same arithmetic as <see cref="AssignBlocks512"/>, lane for lane, 8 pixels at a time (AVX2).</summary>
     private static void AssignBlocks256(float[][] planes, int channels, float[] fcF, float[] dy2, int[] start,
         Cand[] cand, float[] dx2, int[] label, int row, int rw, int nb)
@@ -617,8 +752,30 @@ public static class SlicRegion
             nuint p = (nuint)(row + xs);
             var best = max;
             var lab = Vector256.LoadUnsafe(ref labelRef, p);
-            for (int c = 0; c < channels; c++) v[c] = Vector256.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(planes[c]), p);
             int j1 = start[b + 1];
+            if (channels == 3)
+            {
+                // colour: the three values in registers, the same operations in the same order as below
+                var v0 = Vector256.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(planes[0]), p);
+                var v1 = Vector256.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(planes[1]), p);
+                var v2 = Vector256.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(planes[2]), p);
+                ref float fr = ref MemoryMarshal.GetArrayDataReference(fcF);
+                for (int j = start[b]; j < j1; j++)
+                {
+                    ref readonly Cand q = ref Unsafe.Add(ref cr, j);
+                    ref float fc = ref Unsafe.Add(ref fr, 3 * q.S);
+                    var d = Vector256.LoadUnsafe(ref xr, (nuint)(j * W)) + Vector256.Create(Unsafe.Add(ref dr, q.I));
+                    var t0 = v0 - Vector256.Create(fc); d += t0 * t0;
+                    var t1 = v1 - Vector256.Create(Unsafe.Add(ref fc, 1)); d += t1 * t1;
+                    var t2 = v2 - Vector256.Create(Unsafe.Add(ref fc, 2)); d += t2 * t2;
+                    var m = Vector256.LessThan(d, best);
+                    best = Vector256.Min(d, best);
+                    lab = Vector256.ConditionalSelect(m.AsInt32(), Vector256.Create(q.S), lab);
+                }
+                lab.StoreUnsafe(ref labelRef, p);
+                continue;
+            }
+            for (int c = 0; c < channels; c++) v[c] = Vector256.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(planes[c]), p);
             for (int j = start[b]; j < j1; j++)
             {
                 ref readonly Cand q = ref Unsafe.Add(ref cr, j);

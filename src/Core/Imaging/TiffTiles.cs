@@ -265,6 +265,26 @@ public sealed class TiffTiles : IDisposable
             for (; j < end; j++) { acc += Unsafe.Add(ref r, j); Unsafe.Add(ref t, j - from) = ushort.CreateTruncating(acc); }
             return;
         }
+        if (_spp == 3)
+        {
+            // colour: three running sums (one per channel, each wrapping as the scalar sum does), widened on the way
+            ref T r = ref MemoryMarshal.GetReference(row);
+            ref ushort t = ref MemoryMarshal.GetReference(to);
+            T a0 = T.Zero, a1 = T.Zero, a2 = T.Zero;
+            int k = 0;
+            if (_predictor)
+                for (; k < from; k += 3) { a0 += Unsafe.Add(ref r, k); a1 += Unsafe.Add(ref r, k + 1); a2 += Unsafe.Add(ref r, k + 2); }
+            else k = from;
+            for (int o = 0; k < end; k += 3, o += keep)
+            {
+                if (_predictor) { a0 += Unsafe.Add(ref r, k); a1 += Unsafe.Add(ref r, k + 1); a2 += Unsafe.Add(ref r, k + 2); }
+                else { a0 = Unsafe.Add(ref r, k); a1 = Unsafe.Add(ref r, k + 1); a2 = Unsafe.Add(ref r, k + 2); }
+                Unsafe.Add(ref t, o) = ushort.CreateTruncating(a0);
+                if (keep > 1) Unsafe.Add(ref t, o + 1) = ushort.CreateTruncating(a1);
+                if (keep > 2) Unsafe.Add(ref t, o + 2) = ushort.CreateTruncating(a2);
+            }
+            return;
+        }
         if (_predictor) for (int k = _spp; k < end; k++) row[k] += row[k - _spp];
         var src = row[from..end];
         for (int p = 0; p < pixels; p++)

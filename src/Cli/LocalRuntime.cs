@@ -10,55 +10,41 @@ namespace ActorSeg.Cli;
 
 /// <summary>
 /// Every role in one process (the single-machine mode): the same node host as a cluster, as a cluster of one on
-/// 127.0.0.1 with the embedded journal: SQLite, in a file when one is given, else a private in-memory database that
-/// lives as long as the run. (The run's own journal was a temporary file deleted at the end, which no later process
-/// could find and replay: on disk it only cost the coordinator's start and a sync per event.)
+/// 127.0.0.1. Its journal is an SQLite file when one is given; otherwise Akka's in-memory journal, which lives as long
+/// as the run. (The run's own journal was a temporary SQLite file deleted at the end, then a private in-memory SQLite
+/// database: no later process could find and replay either, and starting the SQL plugins cost about half a second of
+/// every command.)
 /// </summary>
 public sealed class LocalRuntime : IAsyncDisposable
 {
     private readonly IHost _host;
-    private readonly Microsoft.Data.Sqlite.SqliteConnection? _memoryDb;
     public ActorSystem System { get; }
     public IActorRef Coordinator { get; }
 
-    private LocalRuntime(IHost host, ActorSystem system, IActorRef coordinator, Microsoft.Data.Sqlite.SqliteConnection? memoryDb)
+    private LocalRuntime(IHost host, ActorSystem system, IActorRef coordinator)
     {
-        _host = host; System = system; Coordinator = coordinator; _memoryDb = memoryDb;
+        _host = host; System = system; Coordinator = coordinator;
     }
-
-    /// <summary>A connection string for a private in-memory SQLite database, shared by this process's connections
-    /// (the journal's, the snapshot store's) for as long as one of them stays open.</summary>
-    internal static string InMemoryConnectionString() => $"Data Source=file:actorseg-{Environment.ProcessId}-{Guid.NewGuid():N}?mode=memory&cache=shared";
 
     public static async Task<LocalRuntime> StartAsync(int workers, CoordinatorSettings? settings = null, string device = "auto", string? journal = null)
     {
         if (workers < 1) throw new ArgumentException($"workers must be >= 1 (got {workers})");
-        string cs = journal is null ? InMemoryConnectionString() : $"Data Source={journal}";
         var o = new NodeOptions
         {
             Port = 0, Workers = workers, Device = device, Seeds = [],
-            Persistence = new PersistenceOptions { Provider = "sqlite", ConnectionString = cs },
+            Persistence = journal is null
+                ? new PersistenceOptions { InMemory = true }
+                : new PersistenceOptions { Provider = "sqlite", ConnectionString = $"Data Source={journal}" },
             TileDeadlineSeconds = (settings ?? new CoordinatorSettings()).TileDeadline.TotalSeconds,
             MaxAttempts = (settings ?? new CoordinatorSettings()).MaxAttempts,
         }.Validate();
-        // an in-memory database lasts while a connection to it is open: this one, until the runtime is disposed
-        Microsoft.Data.Sqlite.SqliteConnection? memoryDb = null;
-        if (journal is null) { memoryDb = new Microsoft.Data.Sqlite.SqliteConnection(cs); memoryDb.Open(); }
-        try
-        {
-            var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-            NodeHost.Configure(builder.Services, o);
-            var host = builder.Build();
-            await host.StartAsync();
-            var system = host.Services.GetRequiredService<ActorSystem>();
-            var registry = host.Services.GetRequiredService<ActorRegistry>();
-            return new LocalRuntime(host, system, registry.Get<CoordinatorKey>(), memoryDb);
-        }
-        catch
-        {
-            memoryDb?.Dispose();
-            throw;
-        }
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        NodeHost.Configure(builder.Services, o);
+        var host = builder.Build();
+        await host.StartAsync();
+        var system = host.Services.GetRequiredService<ActorSystem>();
+        var registry = host.Services.GetRequiredService<ActorRegistry>();
+        return new LocalRuntime(host, system, registry.Get<CoordinatorKey>());
     }
 
     /// <summary>Submits a job and streams back everything the coordinator says about it until it ends.</summary>
@@ -79,7 +65,6 @@ public sealed class LocalRuntime : IAsyncDisposable
         _host.Dispose();
         // the coordinator deletes ended jobs' work folders in the background: this process must not exit halfway through
         Core.IO.GraphOutputs.WaitForCleaning(TimeSpan.FromMinutes(5));
-        _memoryDb?.Dispose(); // the run's journal goes with it
     }
 }
 

@@ -192,8 +192,13 @@ public sealed record PersistenceOptions
 
     public bool IsPostgres => Provider.Equals("postgresql", StringComparison.OrdinalIgnoreCase) || Provider.Equals("postgres", StringComparison.OrdinalIgnoreCase);
 
+    /// <summary>The journal of a one-process run (<see cref="LocalRuntime"/>): Akka's in-memory journal and snapshot
+    /// store, which live and die with the process. Not a provider a node can be given: nothing could replay it.</summary>
+    public bool InMemory { get; init; }
+
     public void Validate()
     {
+        if (InMemory) return;
         if (!IsPostgres && !Provider.Equals("sqlite", StringComparison.OrdinalIgnoreCase))
             throw new ArgumentException($"persistence provider must be sqlite or postgresql (got '{Provider}')");
         if (IsPostgres && string.IsNullOrWhiteSpace(ConnectionString))
@@ -206,6 +211,14 @@ public sealed record PersistenceOptions
 
     public string Hocon()
     {
+        // the one-process run: no database to start (the SQL plugins' first queries cost about half a second of every
+        // command, for a journal no other process could ever read)
+        if (InMemory) return """
+            akka.persistence {
+              journal.plugin = "akka.persistence.journal.inmem"
+              snapshot-store.plugin = "akka.persistence.snapshot-store.inmem"
+            }
+            """;
         string provider = IsPostgres ? "PostgreSQL.15" : "SQLite.MS";
         string cs = EffectiveConnectionString.Replace("\\", "\\\\").Replace("\"", "\\\"");
         return $$"""
@@ -238,11 +251,12 @@ public sealed record PersistenceOptions
     }
 
     /// <summary>Describes the store with every secret redacted, for logs.</summary>
-    public string Describe() => $"{(IsPostgres ? "PostgreSQL" : "SQLite")} ({Secrets.Redact(EffectiveConnectionString)})";
+    public string Describe() => InMemory ? "in memory (this process only)" : $"{(IsPostgres ? "PostgreSQL" : "SQLite")} ({Secrets.Redact(EffectiveConnectionString)})";
 
     /// <summary>Fails early, with a clear message, when the database cannot be reached.</summary>
     public async Task CheckReachableAsync(CancellationToken ct)
     {
+        if (InMemory) return;
         try
         {
             if (IsPostgres)
@@ -297,12 +311,13 @@ public static class NodeHost
         akka.cluster.client.receptionist.response-tunnel-receive-timeout = 120s
         akka.coordinated-shutdown.phases.service-requests-done.timeout = 10s
         akka.persistence.journal-plugin-fallback.recovery-event-timeout = 120s
-        {{(OnlyNode(o) ? "akka.cluster.singleton.hand-over-retry-interval = 100ms\nakka.cluster.leader-actions-interval = 100ms" : "")}}
+        {{(OnlyNode(o) ? "akka.cluster.singleton.hand-over-retry-interval = 100ms\nakka.cluster.leader-actions-interval = 100ms\nakka.cluster.singleton-proxy.singleton-identification-interval = 50ms" : "")}}
         """;
 
     /// <summary>A node alone for good: the single-process runtime of the CLI commands (a port nobody knows, no seeds). Its
     /// coordinator singleton has no one to hand over to when it stops, so it waits 100 ms for a successor, not the
-    /// cluster's 1 s (that second was most of a small command's shutdown).</summary>
+    /// cluster's 1 s (that second was most of a small command's shutdown); and its proxy looks for the singleton every
+    /// 50 ms, not 500 (the first job of every command waited for the proxy's second look).</summary>
     private static bool OnlyNode(NodeOptions o) => o.Port == 0 && o.Seeds.Length == 0 && !o.Discovery.Enabled;
 
     /// <summary>Adds the actor system for these options to a host builder. <paramref name="onStarted"/> sees the system once the roles' actors exist.</summary>

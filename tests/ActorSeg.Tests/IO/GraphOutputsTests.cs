@@ -16,11 +16,7 @@ public class GraphOutputsTests : IDisposable
     [Fact]
     public void AFailingNodeMapWriter_FailsTheJob_AndPublishesNothing()
     {
-        var (img, mask) = EngineHarness.Blobs(300, 260, seed: 3);
-        var req = new GraphRequest { ImagePath = "blobs", TileSize = 128, Slic = new SlicParameters { Spacing = 12 } };
-        var job = GraphJob.Prepare("outputs", req, Path.Combine(_dir, "work"), img.Width, img.Height, img.Channels, img.BitDepth, EngineHarness.Stats(img));
-        job.Save();
-        foreach (var t in job.Plan.Tiles()) GraphJob.ProcessTile(job, t, img, mask);
+        var job = TilesDone("outputs", 300, 260, seed: 3, tileSize: 128, spacing: 12);
         // the node map's staging file cannot be created: a folder stands in its place
         Directory.CreateDirectory(Path.Combine(job.WorkDir, "out", GraphOutputs.NodeMapFile));
         var outDir = Path.Combine(_dir, "out");
@@ -38,11 +34,7 @@ public class GraphOutputsTests : IDisposable
     [Fact]
     public void TheNodeMaps_AreTheSameBytes_RunAfterRun()
     {
-        var (img, mask) = EngineHarness.Blobs(3000, 600, seed: 5);
-        var req = new GraphRequest { ImagePath = "blobs", TileSize = 1024, Slic = new SlicParameters { Spacing = 16 } };
-        var job = GraphJob.Prepare("bytes", req, Path.Combine(_dir, "work"), img.Width, img.Height, img.Channels, img.BitDepth, EngineHarness.Stats(img));
-        job.Save();
-        foreach (var t in job.Plan.Tiles()) GraphJob.ProcessTile(job, t, img, mask);
+        var job = TilesDone("bytes", 3000, 600, seed: 5, tileSize: 1024, spacing: 16);
         var (_, nodeOfGroup) = GraphJob.Stitch(job);
         byte[]? flat0 = null, ome0 = null;
         for (int run = 0; run < 4; run++)
@@ -140,6 +132,17 @@ public class GraphOutputsTests : IDisposable
             Assert.Contains(good, e.Message);
             Assert.Contains(what, e.Message);
         }
+    }
+
+    /// <summary>A job on generated blobs whose every tile is processed, ready to stitch.</summary>
+    private GraphJobManifest TilesDone(string id, int w, int h, int seed, int tileSize, double spacing)
+    {
+        var (img, mask) = EngineHarness.Blobs(w, h, seed: seed);
+        var req = new GraphRequest { ImagePath = "blobs", TileSize = tileSize, Slic = new SlicParameters { Spacing = spacing } };
+        var job = GraphJob.Prepare(id, req, Path.Combine(_dir, "work"), img.Width, img.Height, img.Channels, img.BitDepth, EngineHarness.Stats(img));
+        job.Save();
+        foreach (var t in job.Plan.Tiles()) GraphJob.ProcessTile(job, t, img, mask);
+        return job;
     }
 
     public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }

@@ -33,6 +33,8 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         w('g16-le-big', img((H, W), np.uint16), tile=(64, 32), compression='zlib', predictor=True, bigtiff=True)
         w('rgb8-pred', img((H, W, 3), np.uint8), tile=(32, 32), compression='zlib', predictor=True, photometric='rgb')
         w('rgb16-be-big', img((H, W, 3), np.uint16), tile=(32, 32), compression='zlib', predictor=True, photometric='rgb', byteorder='>', bigtiff=True)
+        w('rgb16-none', img((H, W, 3), np.uint16), tile=(16, 64), photometric='rgb')
+        w('rgb8-deflate', img((H, W, 3), np.uint8), tile=(32, 48), compression='deflate', photometric='rgb')
         w('rgba8', img((H, W, 4), np.uint8), tile=(32, 32), compression='zlib', photometric='rgb', extrasamples=['unassalpha'])
         w('ga16', img((H, W, 2), np.uint16), tile=(32, 32), compression='zlib', predictor=True, photometric='minisblack', planarconfig='contig', extrasamples=['unassalpha'])
         with tifffile.TiffWriter(f'{d}/pages.tif') as t:
@@ -68,9 +70,9 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         // LZW (tifffile needs imagecodecs to encode it): written by libvips
         using (var g = NetVips.Image.NewFromFile(Path.Combine(_dir, "g8-deflate.tif")))
             g.Tiffsave(Path.Combine(_dir, "lzw.tif"), compression: NetVips.Enums.ForeignTiffCompression.Lzw, tile: true, tileWidth: 32, tileHeight: 32);
-        var own = new[] { "g8-zlib-pred", "g8-deflate", "g16-be-pred", "g16-none", "g16-le-big", "rgb8-pred", "rgb16-be-big", "rgba8", "ga16" };
+        var own = new[] { "g8-zlib-pred", "g8-deflate", "g16-be-pred", "g16-none", "g16-le-big", "rgb8-pred", "rgb16-be-big", "rgb16-none", "rgb8-deflate", "rgba8", "ga16" };
         var cases = own.Select(n => (n, 0, false, true))
-            .Concat([("pages", 0, false, true), ("pages", 1, false, true), ("rgb8-pred", 0, true, true), ("rgba8", 0, true, true)])
+            .Concat([("pages", 0, false, true), ("pages", 1, false, true), ("rgb8-pred", 0, true, true), ("rgb16-none", 0, true, true), ("rgba8", 0, true, true)])
             .Concat(new[] { "strips", "lzw" }.Select(n => (n, 0, false, false)));
         output.WriteLine($"libdeflate on this machine: {LibDeflate.Available}");
         // both deflate decoders (libdeflate where the system has it, the zlib-ng stream) give libvips' samples

@@ -34,6 +34,9 @@ try
         Console.Error.WriteLine("Try 'actorseg --help' or 'actorseg COMMAND --help'.");
         return ExitCodes.Usage;
     }
+    // Akka reads an application configuration file on every actor system's start (System.Configuration's first use
+    // costs about 0.1 s, though there is no such file): done here, on an idle core, while the command starts
+    ThreadPool.UnsafeQueueUserWorkItem(_ => { try { System.Configuration.ConfigurationManager.GetSection("akka"); } catch (Exception) { } }, null);
     // a cluster node owns its termination signals (NodeCommand.RunAsync): a second owner raced it at SIGTERM
     var invocation = ReferenceEquals(parsed.CommandResult.Command, node) ? new InvocationConfiguration { ProcessTerminationTimeout = null } : null;
     return await parsed.InvokeAsync(invocation);

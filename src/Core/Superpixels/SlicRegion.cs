@@ -230,14 +230,11 @@ public static class SlicRegion
             }
             if (rest != 0)
             {
-                var keep = Vector512.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(FirstLanes), (nuint)(16 - rest)).AsSingle();
+                var keep = TailMask(rest);
                 var v = Vector512.LoadUnsafe(ref r, (nuint)(start + i)) & keep;
                 a0 += Vector512.WidenLower(v); a1 += Vector512.WidenUpper(v);
             }
-            var s8 = a0 + a1;
-            var s4 = s8.GetLower() + s8.GetUpper();
-            var s2 = s4.GetLower() + s4.GetUpper();
-            return s2.GetElement(0) + s2.GetElement(1);
+            return Fold(a0 + a1);
         }
         return RunSumTail(plane, start, len);
     }
@@ -267,7 +264,7 @@ public static class SlicRegion
             }
             if (rest != 0)
             {
-                var keep = Vector512.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(FirstLanes), (nuint)(16 - rest)).AsSingle();
+                var keep = TailMask(rest);
                 nuint at = (nuint)(start + i);
                 var u = Vector512.LoadUnsafe(ref r0, at) & keep; var v = Vector512.LoadUnsafe(ref r1, at) & keep; var w = Vector512.LoadUnsafe(ref r2, at) & keep;
                 a0 += Vector512.WidenLower(u); a1 += Vector512.WidenUpper(u);
@@ -280,7 +277,13 @@ public static class SlicRegion
         s0 = RunSum(p0, start, len); s1 = RunSum(p1, start, len); s2 = RunSum(p2, start, len);
     }
 
-    /// <summary>Lane k + 4 added to lane k, then k + 2 to k, then lane 1 to lane 0 (the end of <see cref="RunSum"/>'s fold).</summary>
+    /// <summary>The first <paramref name="rest"/> of 16 float lanes kept, the others zeroed (for a run's partial last vector).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> TailMask(int rest) =>
+        Vector512.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(FirstLanes), (nuint)(16 - rest)).AsSingle();
+
+    /// <summary>The 16 lanes (as two halves already added: lane k + 8 to lane k) folded: lane k + 4 added to lane k, then
+    /// k + 2 to k, then lane 1 to lane 0, the order <see cref="RunSum"/> documents.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static double Fold(Vector512<double> s8)
     {
@@ -310,10 +313,7 @@ public static class SlicRegion
                 var v = Vector512.Create<float>(tail);
                 a0 += Vector512.WidenLower(v); a1 += Vector512.WidenUpper(v);
             }
-            var s8 = a0 + a1;
-            var s4 = s8.GetLower() + s8.GetUpper();
-            var s2 = s4.GetLower() + s4.GetUpper();
-            return s2.GetElement(0) + s2.GetElement(1);
+            return Fold(a0 + a1);
         }
         if (Vector256.IsHardwareAccelerated)
         {

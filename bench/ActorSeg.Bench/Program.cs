@@ -249,11 +249,13 @@ void TileProfile()
     foreach (var id in inner.Take(n))
     {
         var t = plan.Tile(id);
+        long alloc0 = GC.GetTotalAllocatedBytes(true), faults0 = ActorSeg.Core.ProcessStats.MinorFaults();
         var o = ActorSeg.Core.Pipeline.GraphJob.ProcessTile(job, t, src, msk, scratch);
+        long alloc = GC.GetTotalAllocatedBytes(true) - alloc0, faults = ActorSeg.Core.ProcessStats.MinorFaults() - faults0;
         if (args.Contains("--gc")) { var g0 = Stopwatch.StartNew(); GC.Collect(2, GCCollectionMode.Forced, true, false); Console.Write($"[gc {g0.Elapsed.TotalMilliseconds:F0} ms] "); }
         sumSeconds += o.Seconds; sumCore += t.Core.Area;
         sumPhase[0] += o.ReadSeconds; sumPhase[1] += o.SlicSeconds; sumPhase[2] += o.TextureSeconds; sumPhase[3] += o.FragmentSeconds; sumPhase[4] += o.WriteSeconds;
-        Console.WriteLine($"tile {id}: core {t.Core.W}x{t.Core.H}, read {t.Read.W}x{t.Read.H}: read {o.ReadSeconds:F2}s slic {o.SlicSeconds:F2}s texture {o.TextureSeconds:F2}s fragments {o.FragmentSeconds:F2}s write {o.WriteSeconds:F2}s total {o.Seconds:F2}s = {t.Core.Area / 1e6 / o.Seconds:F1} core MP/s; {o.Fragments} fragments, {o.Groups} groups, {o.Open} open, {o.Shipped} groups shipped; peak RSS {ActorSeg.Core.ProcessStats.PeakRssMiB():F0} MiB, GC heap {GC.GetTotalMemory(false) / 1048576.0:F0} MiB");
+        Console.WriteLine($"tile {id}: core {t.Core.W}x{t.Core.H}, read {t.Read.W}x{t.Read.H}: read {o.ReadSeconds:F2}s slic {o.SlicSeconds:F2}s texture {o.TextureSeconds:F2}s fragments {o.FragmentSeconds:F2}s write {o.WriteSeconds:F2}s total {o.Seconds:F2}s = {t.Core.Area / 1e6 / o.Seconds:F1} core MP/s; {o.Fragments} fragments, {o.Groups} groups, {o.Open} open, {o.Shipped} groups shipped; allocated {alloc / 1048576.0:F1} MiB, {faults} minor faults; peak RSS {ActorSeg.Core.ProcessStats.PeakRssMiB():F0} MiB, GC heap {GC.GetTotalMemory(false) / 1048576.0:F0} MiB");
     }
     int counted = Math.Min(n, inner.Count);
     Console.WriteLine($"per tile, mean of {counted}: read {sumPhase[0] / counted:F3}s slic {sumPhase[1] / counted:F3}s texture {sumPhase[2] / counted:F3}s fragments {sumPhase[3] / counted:F3}s write {sumPhase[4] / counted:F3}s total {sumSeconds / counted:F3}s = {sumCore / 1e6 / sumSeconds:F2} core MP/s per worker thread");

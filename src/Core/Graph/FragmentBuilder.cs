@@ -55,13 +55,14 @@ public static class FragmentBuilder
         Tick(0, ref tick);
 
         // --- 2. per-fragment geometry and classes, run by run ---
-        var fMin = new long[F]; var fArea = new int[F]; var fSumX = new long[F]; var fSumY = new long[F];
-        var fBox = new int[4 * F]; var fSeed = new int[F]; var border = new bool[F]; var glass = new bool[F];
-        Array.Fill(fMin, -1);
+        // per-fragment tables from the worker's scratch (slots 0 to 17), zeroed to F entries
+        var fMin = scratch.Rent<long>(0, F); var fArea = scratch.Rent<int>(1, F); var fSumX = scratch.Rent<long>(2, F); var fSumY = scratch.Rent<long>(3, F);
+        var fBox = scratch.Rent<int>(4, 4 * F); var fSeed = scratch.Rent<int>(5, F); var border = scratch.Rent<bool>(6, F); var glass = scratch.Rent<bool>(7, F);
+        fMin.AsSpan(0, F).Fill(-1);
         for (int f = 0; f < F; f++) { fBox[4 * f] = int.MaxValue; fBox[4 * f + 1] = int.MaxValue; fBox[4 * f + 2] = -1; fBox[4 * f + 3] = -1; }
         bool openTop = core.Y > 0, openBottom = core.Bottom < imageHeight, openLeft = core.X > 0, openRight = core.Right < imageWidth;
         int nc = mask.IsEmpty ? 0 : ClassCount(mask[..n]);
-        var fClass = nc > 0 ? new int[F * nc] : [];
+        var fClass = nc > 0 ? scratch.Rent<int>(8, F * nc) : [];
         for (int y = 0; y < h; y++)
         {
             int gy = core.Y + y, row = y * w;
@@ -147,18 +148,19 @@ public static class FragmentBuilder
 
         // --- 4. merges the tile can decide alone ---
         // adjacency lists (CSR) per fragment
-        var adjStart = new int[F + 1];
+        var adjStart = scratch.Rent<int>(9, F + 1);
         for (int i = 0; i < P; i++) { adjStart[pA[i] + 1]++; adjStart[pB[i] + 1]++; }
         for (int f = 0; f < F; f++) adjStart[f + 1] += adjStart[f];
-        var adjNbr = new int[2 * P]; var adjPair = new int[2 * P]; var fill = (int[])adjStart.Clone();
+        var adjNbr = scratch.Rent<int>(10, 2 * P); var adjPair = scratch.Rent<int>(11, 2 * P);
+        var fill = scratch.Rent<int>(12, F + 1); adjStart.AsSpan(0, F + 1).CopyTo(fill);
         for (int i = 0; i < P; i++)
         {
             adjNbr[fill[pA[i]]] = pB[i]; adjPair[fill[pA[i]]++] = i;
             adjNbr[fill[pB[i]]] = pA[i]; adjPair[fill[pB[i]]++] = i;
         }
-        var parent = new int[F];
+        var parent = scratch.Rent<int>(13, F);
         for (int f = 0; f < F; f++) parent[f] = f;
-        var deferred = new bool[F];
+        var deferred = scratch.Rent<bool>(14, F);
         var seenSeeds = new HashSet<int>();
         for (int f = 0; f < F; f++)
         {
@@ -180,8 +182,8 @@ public static class FragmentBuilder
         }
 
         // --- 5. groups, open fragments ---
-        var groupOf = new int[F]; var groupOfRoot = new int[F];
-        Array.Fill(groupOfRoot, -1);
+        var groupOf = scratch.Rent<int>(15, F); var groupOfRoot = scratch.Rent<int>(16, F);
+        groupOfRoot.AsSpan(0, F).Fill(-1);
         int G = 0;
         for (int f = 0; f < F; f++)
         {
@@ -190,7 +192,7 @@ public static class FragmentBuilder
             if (groupOfRoot[r] < 0) groupOfRoot[r] = G++;
             groupOf[f] = groupOfRoot[r];
         }
-        var openIdx = new int[F];
+        var openIdx = scratch.Rent<int>(17, F);
         int O = 0;
         for (int f = 0; f < F; f++) openIdx[f] = border[f] || deferred[f] ? O++ : -1;
         var nonFinal = new bool[G];
@@ -285,11 +287,23 @@ public static class FragmentBuilder
 
         Tick(4, ref tick);
         // --- 8. group adjacency ---
-        var gAdj = new PairAccumulator(C);
-        for (int i = 0; i < P; i++) gAdj.Add(groupOf[pA[i]], groupOf[pB[i]], pLen[i], pDiff.AsSpan(i * C, C));
-        t.GAdjA = gAdj.AArray(); t.GAdjB = gAdj.BArray(); t.GAdjAbsDiff = gAdj.DiffArray();
-        t.GAdjLength = new int[gAdj.Count];
-        for (int i = 0; i < gAdj.Count; i++) t.GAdjLength[i] = (int)gAdj.Length(i);
+        // the fragment pairs summed per pair of groups (a boundary inside a group drops out), numbered in the order the
+        // fragment pairs meet them
+        var gAdj = scratch.GroupPairs;
+        gAdj.Reset(C, G);
+        for (int i = 0; i < P; i++)
+        {
+            int ga = groupOf[pA[i]], gb = groupOf[pB[i]];
+            if (ga == gb) continue;
+            if (ga > gb) (ga, gb) = (gb, ga);
+            int j = gAdj.IndexOf(ga, gb);
+            gAdj.Length[j] += pLen[i];
+            var sum = gAdj.Diff.AsSpan(j * C, C); var add = pDiff.AsSpan(i * C, C);
+            for (int c = 0; c < C; c++) sum[c] += add[c];
+        }
+        int GP = gAdj.Count;
+        t.GAdjA = gAdj.A.AsSpan(0, GP).ToArray(); t.GAdjB = gAdj.B.AsSpan(0, GP).ToArray();
+        t.GAdjLength = gAdj.Length.AsSpan(0, GP).ToArray(); t.GAdjAbsDiff = gAdj.Diff.AsSpan(0, GP * C).ToArray();
 
         // --- 9. open fragments and their directed adjacency records ---
         t.OGroup = new int[O]; t.OArea = new int[O]; t.OFlags = new OpenFlags[O];

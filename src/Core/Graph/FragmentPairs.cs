@@ -27,9 +27,11 @@ internal sealed class FragmentPairs
         int capacity = Math.Max(16, 2 * fragments);
         if (A.Length < capacity || Diff.Length < A.Length * channels) Resize(Math.Max(capacity, A.Length));
         // about two pairs per fragment: a table of 8 slots per fragment stays at most a quarter full
+        // a larger table, kept from an earlier tile, is only emptier: kept rather than traded for fresh memory (the
+        // pairs' numbering is the order they are met, whatever the table's size)
         int slots = (int)Math.Min(1 << 30, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(64, 8 * fragments)));
-        if (_keys.Length != slots) { _keys = new long[slots]; _index = new int[slots]; }
-        else Array.Clear(_keys);
+        if (_keys.Length < slots) { _keys = new long[slots]; _index = new int[slots]; }
+        else { Array.Clear(_keys); slots = _keys.Length; }
         Array.Clear(_recent);
         _shift = 64 - System.Numerics.BitOperations.Log2((uint)slots);
     }

@@ -45,8 +45,26 @@ public sealed class TileScratch
     /// <summary>Counts that every user leaves all zero.</summary>
     public int[] Counts(int n) => Grow(ref _counts, n);
 
+    /// <summary>
+    /// A working array of the fragment step, by slot, at least <paramref name="n"/> long and its first n entries zero:
+    /// a tile has tens of thousands of fragments, and a fresh array for each of their dozen per-fragment tables would
+    /// cost the worker new memory (first touches of fresh pages) on every tile. Grown with a quarter of headroom, so
+    /// tiles with a few more fragments than the last do not grow it again. Each slot holds one element type.
+    /// </summary>
+    internal T[] Rent<T>(int slot, int n) where T : unmanaged
+    {
+        if (_rented.Length <= slot) Array.Resize(ref _rented, slot + 1);
+        if (_rented[slot] is T[] a && a.Length >= n) { Array.Clear(a, 0, n); return a; }
+        var fresh = new T[n + n / 4];
+        _rented[slot] = fresh;
+        return fresh;
+    }
+    private Array?[] _rented = [];
+
     /// <summary>The boundary records between fragments (reused from tile to tile).</summary>
     internal Graph.FragmentPairs Pairs { get; } = new();
+    /// <summary>The boundaries between a tile's groups (reused from tile to tile).</summary>
+    internal Graph.FragmentPairs GroupPairs { get; } = new();
 
     public float[][] Planes(int channels, int n)
     {

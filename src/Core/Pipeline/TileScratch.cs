@@ -19,6 +19,9 @@ public sealed class TileScratch
         return a;
     }
 
+    /// <summary>The tile shape the buffers were last sized for in advance (see <c>GraphJob.ProcessTile</c>).</summary>
+    internal object? ReservedFor { get; set; }
+
     public ushort[] Raw(int n) => Grow(ref _raw, n);
     public ushort[] MaskRaw(int n) => Grow(ref _maskRaw, n);
     public byte[] Classes(int n) => Grow(ref _classes, n);

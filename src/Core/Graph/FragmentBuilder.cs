@@ -37,6 +37,8 @@ public static class FragmentBuilder
     /// <param name="groupOfPixel">receives the group id of each core pixel</param>
     /// <param name="extra">derived planes of the core's pixels (core pixels × extraPlanes, interleaved), or empty</param>
     /// <param name="norms">mean and 1/std that turn each value plane (channels, then extra planes) into z units</param>
+    /// <returns>the tile's partial graph; its shipped values (<see cref="TileResult.Values"/>) lie in
+    /// <paramref name="scratch"/>'s memory, so write the result out before the scratch serves another tile</returns>
     public static TileResult Build(TileSpec tile, int imageWidth, int imageHeight, ReadOnlySpan<ushort> raw, int channels,
         ReadOnlySpan<int> seeds, ReadOnlySpan<byte> mask, PlaneNorms norms, long minSize, Span<int> groupOfPixel,
         ReadOnlySpan<ushort> extra = default, int extraPlanes = 0, Pipeline.TileScratch? scratch = null)
@@ -267,7 +269,8 @@ public static class FragmentBuilder
             for (int g = 0; g < G; g++) maxArea = Math.Max(maxArea, t.GArea[g]);
             var sortTmp = new ushort[maxArea];
             var valueCounts = scratch.Counts(NodeFeatures.CountsLength); // all zero between uses
-            t.Values = new ushort[shippedPixels * PL];
+            // the shipped values only go to the tile's result file: they stay in the worker's buffer (slot 18)
+            t.Values = scratch.Rent<ushort>(18, checked((int)(shippedPixels * PL))); t.ValueCount = (int)(shippedPixels * PL);
             for (int g = 0; g < G; g++)
             {
                 int area = t.GArea[g];

@@ -51,6 +51,10 @@ public sealed class TileResult
     public float[] Features = [];        // rows × (11 × channels)
     public long[] GValueOffsets = [];    // in pixels; -1 when not shipped
     public ushort[] Values = [];         // per shipped group: plane 0 sorted, plane 1 sorted, ...
+    /// <summary>How many entries of <see cref="Values"/> are the tile's (the builder keeps them in a worker's reused
+    /// buffer, which may be longer); -1: the whole array.</summary>
+    public int ValueCount = -1;
+    private ReadOnlySpan<ushort> ValueSpan => ValueCount < 0 ? Values : Values.AsSpan(0, ValueCount);
 
     // group adjacency inside the core (unordered, A < B)
     public int[] GAdjA = [];
@@ -96,7 +100,7 @@ public sealed class TileResult
     {
         long off = GValueOffsets[g];
         if (off < 0) throw new InvalidOperationException($"group {g} of tile {TileId} was not shipped");
-        return Values.AsSpan((int)(off * Planes + (long)c * GArea[g]), GArea[g]);
+        return ValueSpan.Slice((int)(off * Planes + (long)c * GArea[g]), GArea[g]);
     }
 
     // ---- serialization: a compact little-endian binary file ----
@@ -114,7 +118,7 @@ public sealed class TileResult
         Put(w, OGroup); Put(w, OArea); Put(w, MemoryMarshal.Cast<OpenFlags, byte>(OFlags.AsSpan()));
         Put(w, RFrom); Put(w, RToOpen); Put(w, RToFragment); Put(w, RToGroup); Put(w, RLength); Put(w, RFirst);
         for (int s = 0; s < 4; s++) { Put(w, SideOpen[s]); Put(w, SideSeed[s]); Put(w, SideValues[s]); }
-        Put(w, GValueOffsets); Put(w, Values); // last: readers that skip values stop early
+        Put(w, GValueOffsets); Put(w, ValueSpan); // last: readers that skip values stop early
         w.Write(~Magic);
     }
 

@@ -22,7 +22,7 @@ public static class TexturePlanes
 
     /// <summary>Fills <paramref name="dest"/> (core pixels × 2, interleaved) from the read region's raw samples.</summary>
     public static void Compute(ReadOnlySpan<ushort> raw, int channels, PixelRect read, PixelRect core, int imageWidth, int imageHeight,
-        ImageStatistics stats, Span<ushort> dest, Pipeline.TileScratch? scratch = null)
+        ImageStatistics stats, Span<ushort> dest)
     {
         if (read.X > core.X - Math.Min(R, core.X) || read.Y > core.Y - Math.Min(R, core.Y)
             || read.Right < Math.Min(imageWidth, core.Right + R) || read.Bottom < Math.Min(imageHeight, core.Bottom + R))
@@ -34,51 +34,46 @@ public static class TexturePlanes
         int rw = read.W, pw = core.W + 2 * R, ph = core.H + 2 * R, cw = core.W;
         const int win = 2 * R + 1, n = win * win;
         var ipool = ArrayPool<int>.Shared; var lpool = ArrayPool<long>.Shared;
-        // the channel-summed intensity around the core, clamped at the image border; horizontal 5-sums (and of squares)
-        // of the last five padded rows in a ring; their vertical sums. All integers: exact whatever the order.
-        // the padded plane (core-sized) belongs to the worker's scratch when there is one, so it goes when the worker
-        // gives its buffers back rather than staying in the shared pool
-        int[] plane = scratch?.TexturePlane(pw * ph) ?? ipool.Rent(pw * ph), rx = ipool.Rent(pw), hs = ipool.Rent(win * cw), vs = ipool.Rent(cw);
+        // the channel-summed intensity around the core, clamped at the image border, one padded row at a time in a ring
+        // of the last five; horizontal 5-sums (and of squares) of those rows in a second ring; their vertical sums. All
+        // integers: exact whatever the order. An output row reads the five padded rows of its window (the sums) and the
+        // three around its centre (the gradient).
+        int[] ring = ipool.Rent(win * pw), rx = ipool.Rent(pw), hs = ipool.Rent(win * cw), vs = ipool.Rent(cw);
         long[] sq = lpool.Rent(pw), hs2 = lpool.Rent(win * cw), vs2 = lpool.Rent(cw);
         try
         {
             for (int x = 0; x < pw; x++) rx[x] = Math.Clamp(core.X - R + x, 0, imageWidth - 1) - read.X;
-            for (int y = 0; y < ph; y++)
-            {
-                int ry = Math.Clamp(core.Y - R + y, 0, imageHeight - 1) - read.Y;
-                var dst = plane.AsSpan(y * pw, pw);
-                if (channels == 1)
-                {
-                    var src = raw.Slice(ry * rw, rw);
-                    for (int x = 0; x < pw; x++) dst[x] = src[rx[x]];
-                    continue;
-                }
-                for (int x = 0; x < pw; x++)
-                {
-                    int p = (ry * rw + rx[x]) * channels, v = 0;
-                    for (int c = 0; c < channels; c++) v += raw[p + c];
-                    dst[x] = v;
-                }
-            }
             Array.Clear(vs, 0, cw); Array.Clear(vs2, 0, cw);
             for (int r = 0; r < ph; r++)
             {
+                var pr = ring.AsSpan((r % win) * pw, pw);
+                int ry = Math.Clamp(core.Y - R + r, 0, imageHeight - 1) - read.Y;
+                if (channels == 1)
+                {
+                    var src = raw.Slice(ry * rw, rw);
+                    for (int x = 0; x < pw; x++) pr[x] = src[rx[x]];
+                }
+                else
+                    for (int x = 0; x < pw; x++)
+                    {
+                        int p = (ry * rw + rx[x]) * channels, v = 0;
+                        for (int c = 0; c < channels; c++) v += raw[p + c];
+                        pr[x] = v;
+                    }
                 var h1 = hs.AsSpan((r % win) * cw, cw); var h2 = hs2.AsSpan((r % win) * cw, cw);
                 if (r >= win) { Subtract(vs.AsSpan(0, cw), h1); Subtract(vs2.AsSpan(0, cw), h2); } // the row leaving the window
-                var pr = plane.AsSpan(r * pw, pw);
                 for (int x = 0; x < pw; x++) sq[x] = (long)pr[x] * pr[x];
-                WindowSums(pr, h1); WindowSums(sq.AsSpan(0, pw), h2);
+                WindowSums((ReadOnlySpan<int>)pr, h1); WindowSums(sq.AsSpan(0, pw), h2);
                 Add(vs.AsSpan(0, cw), h1); Add(vs2.AsSpan(0, cw), h2);
-                int y = r - 2 * R; // output row whose window ends at padded row r
+                int y = r - 2 * R; // output row whose window ends at padded row r; its centre is padded row r - R
                 if (y < 0) continue;
-                int c0 = (y + R) * pw + R;
-                OutputRow(plane, c0, pw, vs.AsSpan(0, cw), vs2.AsSpan(0, cw), inv, dest.Slice(y * cw * Count, cw * Count));
+                OutputRow(ring.AsSpan(((r - R - 1) % win) * pw, pw), ring.AsSpan(((r - R) % win) * pw, pw), ring.AsSpan(((r - R + 1) % win) * pw, pw),
+                    vs.AsSpan(0, cw), vs2.AsSpan(0, cw), inv, dest.Slice(y * cw * Count, cw * Count));
             }
         }
         finally
         {
-            if (scratch is null) ipool.Return(plane);
-            ipool.Return(rx); ipool.Return(hs); ipool.Return(vs);
+            ipool.Return(ring); ipool.Return(rx); ipool.Return(hs); ipool.Return(vs);
             lpool.Return(sq); lpool.Return(hs2); lpool.Return(vs2);
         }
 
@@ -111,21 +106,24 @@ public static class TexturePlanes
     /// times <paramref name="inv"/>, rounded half to even and capped at 65535. The vector path performs the same IEEE
     /// operations (exact integer-to-double conversions, correctly rounded square roots) as the scalar one: the same bits.
     /// </summary>
-    private static void OutputRow(int[] plane, int c0, int pw, ReadOnlySpan<int> vs, ReadOnlySpan<long> vs2, double inv, Span<ushort> outRow)
+    /// <param name="up">the padded row above the output row's centre row</param>
+    /// <param name="mid">the centre row, padded: output pixel x is mid[x + 2]</param>
+    /// <param name="down">the padded row below</param>
+    private static void OutputRow(ReadOnlySpan<int> up, ReadOnlySpan<int> mid, ReadOnlySpan<int> down, ReadOnlySpan<int> vs, ReadOnlySpan<long> vs2, double inv, Span<ushort> outRow)
     {
         const int n = (2 * R + 1) * (2 * R + 1);
         int cw = vs.Length, x = 0;
         if (Vector256.IsHardwareAccelerated)
         {
-            ref int pl = ref MemoryMarshal.GetArrayDataReference(plane);
+            ref int pu = ref MemoryMarshal.GetReference(up), pm = ref MemoryMarshal.GetReference(mid), pd = ref MemoryMarshal.GetReference(down);
             var vinv = Vector256.Create(inv); var half = Vector256.Create(0.5); var vn = Vector256.Create((double)n);
             var cap = Vector256.Create(65535.0); var zero = Vector256<double>.Zero; var nl = Vector256.Create((long)n);
             Span<double> g = stackalloc double[4], sd = stackalloc double[4];
             for (; x + 4 <= cw; x += 4)
             {
                 static Vector256<long> L4(ref int r, int at) => Vector256.WidenLower(Vector256.Create(Vector128.LoadUnsafe(ref r, (nuint)at), Vector128<int>.Zero));
-                var dx = L4(ref pl, c0 + x + 1) - L4(ref pl, c0 + x - 1);
-                var dy = L4(ref pl, c0 + pw + x) - L4(ref pl, c0 - pw + x);
+                var dx = L4(ref pm, R + x + 1) - L4(ref pm, R + x - 1);
+                var dy = L4(ref pd, R + x) - L4(ref pu, R + x);
                 var sum = Vector256.WidenLower(Vector256.Create(Vector128.Create(vs.Slice(x, 4)), Vector128<int>.Zero));
                 var sum2 = Vector256.Create(vs2.Slice(x, 4));
                 var gv = Vector256.Sqrt(Vector256.ConvertToDouble(dx * dx + dy * dy)) * half;
@@ -138,7 +136,7 @@ public static class TexturePlanes
         for (; x < cw; x++)
         {
             long sum = vs[x], sum2 = vs2[x];
-            long dx = plane[c0 + x + 1] - plane[c0 + x - 1], dy = plane[c0 + pw + x] - plane[c0 - pw + x];
+            long dx = mid[R + x + 1] - mid[R + x - 1], dy = down[R + x] - up[R + x];
             double g = Math.Sqrt((double)(dx * dx + dy * dy)) * 0.5;
             double sd = Math.Sqrt(Math.Max(0, (double)(n * sum2 - sum * sum))) / n;
             outRow[x * Count] = (ushort)Math.Min(65535, Math.Round(g * inv));

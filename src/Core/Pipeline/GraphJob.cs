@@ -238,7 +238,7 @@ public static class GraphJob
         if (job.Texture)
         {
             extra = scratch.Extra(cn * TexturePlanes.Count).AsSpan(0, cn * TexturePlanes.Count);
-            TexturePlanes.Compute(raw, C, read, core, job.Width, job.Height, job.Stats, extra, scratch);
+            TexturePlanes.Compute(raw, C, read, core, job.Width, job.Height, job.Stats, extra);
         }
         double tTexture = sw.Elapsed.TotalSeconds;
         var result = FragmentBuilder.Build(tile, job.Width, job.Height, raw, C, seeds, classes, job.Norms, job.MinSize, groups, extra, job.ExtraPlanes, scratch);
@@ -269,7 +269,7 @@ public static class GraphJob
         int rn = (int)readL, cn = (int)coreL;
         s.Raw(rn * C); s.Planes(C, rn); s.Label(Math.Max(rn, cn));
         if (withMask) { s.MaskRaw(cn); s.Classes(cn); }
-        if (job.Texture) { s.Extra(cn * TexturePlanes.Count); s.TexturePlane((coreW + 4) * (coreH + 4)); }
+        if (job.Texture) s.Extra(cn * TexturePlanes.Count);
         s.RunStart(cn + 1); s.RunComp(cn); s.RowRuns(coreH + 1); s.Grouped(cn * PL);
         s.ReservedFor = key;
     }

@@ -10,7 +10,7 @@ public sealed class TileScratch
     private ushort[] _raw = [], _maskRaw = [], _grouped = [], _extra = [];
     private float[] _dist = [];
     private float[][] _planes = [];
-    private int[] _texturePlane = [], _label = [], _runStart = [], _runComp = [], _rowRuns = [], _counts = [];
+    private int[] _label = [], _runStart = [], _runComp = [], _rowRuns = [], _counts = [];
     private byte[] _classes = [];
 
     private static T[] Grow<T>(ref T[] a, int n)
@@ -30,8 +30,6 @@ public sealed class TileScratch
     /// <summary>Per-pixel distances of the scalar SLIC assignment (rows narrower than a vector, or no SIMD) only.</summary>
     public float[] Dist(int n) => Grow(ref _dist, n);
     public int[] Label(int n) => Grow(ref _label, n);
-    /// <summary>The channel-summed intensity of the core with 2 px around it (texture planes).</summary>
-    public int[] TexturePlane(int n) => Grow(ref _texturePlane, n);
     /// <summary>The core's seed ids, at the front of the SLIC label buffer (sized for the read region too):
     /// <see cref="Superpixels.SlicRegion.Run"/> compacts the core's labels there in place when it is done with them.</summary>
     public Span<int> Seeds(int readPixels, int corePixels) => Grow(ref _label, Math.Max(readPixels, corePixels)).AsSpan(0, corePixels);

@@ -37,6 +37,8 @@ public static class FragmentBuilder
     /// <param name="groupOfPixel">receives the group id of each core pixel</param>
     /// <param name="extra">derived planes of the core's pixels (core pixels × extraPlanes, interleaved), or empty</param>
     /// <param name="norms">mean and 1/std that turn each value plane (channels, then extra planes) into z units</param>
+    /// <param name="scratch">the worker's buffers; its SLIC planes are overwritten (the grouped values go there), and
+    /// <paramref name="groupOfPixel"/> may lie in the first of them: it is written last</param>
     /// <returns>the tile's partial graph; its shipped values (<see cref="TileResult.Values"/>) lie in
     /// <paramref name="scratch"/>'s memory, so write the result out before the scratch serves another tile</returns>
     public static TileResult Build(TileSpec tile, int imageWidth, int imageHeight, ReadOnlySpan<ushort> raw, int channels,
@@ -238,7 +240,7 @@ public static class FragmentBuilder
         // --- 7. values grouped by group (counting sort), per plane: features, or shipped sorted ---
         var start = new long[G + 1];
         for (int g = 0; g < G; g++) start[g + 1] = start[g] + t.GArea[g];
-        var grouped = scratch.Grouped(n * PL);
+        var grouped = scratch.GroupedValues(n * PL);
         var cursor = new long[G];
         {
             for (int y = 0; y < h; y++)
@@ -252,8 +254,8 @@ public static class FragmentBuilder
                     int p0 = runStart[r], len = runStart[r + 1] - p0, area = t.GArea[g];
                     long dst = start[g] * PL + cursor[g];
                     cursor[g] += len;
-                    Deinterleave(raw.Slice((rrow + p0 - row) * C, len * C), C, grouped.AsSpan((int)dst), area);
-                    if (extraPlanes > 0) Deinterleave(extra.Slice(p0 * extraPlanes, len * extraPlanes), extraPlanes, grouped.AsSpan((int)(dst + (long)C * area)), area);
+                    Deinterleave(raw.Slice((rrow + p0 - row) * C, len * C), C, grouped.Slice((int)dst), area);
+                    if (extraPlanes > 0) Deinterleave(extra.Slice(p0 * extraPlanes, len * extraPlanes), extraPlanes, grouped.Slice((int)(dst + (long)C * area)), area);
                 }
             }
             int featLen = NodeFeatures.PerChannel * PL;
@@ -276,7 +278,7 @@ public static class FragmentBuilder
                 int area = t.GArea[g];
                 for (int c = 0; c < PL; c++)
                 {
-                    var seg = grouped.AsSpan((int)(start[g] * PL + (long)c * area), area);
+                    var seg = grouped.Slice((int)(start[g] * PL + (long)c * area), area);
                     if (t.GFeatureRow[g] >= 0)
                         NodeFeatures.ComputeUnsorted(seg, norms.Mean[c], norms.InvStd[c], t.Features.AsSpan(t.GFeatureRow[g] * featLen + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel), valueCounts, sortTmp);
                     else

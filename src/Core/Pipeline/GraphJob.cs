@@ -270,7 +270,8 @@ public static class GraphJob
         s.Raw(rn * C); s.Planes(C, rn); s.Label(Math.Max(rn, cn));
         if (withMask) { s.MaskRaw(cn); s.Classes(cn); }
         if (job.Texture) s.Extra(cn * TexturePlanes.Count);
-        s.RunStart(cn + 1); s.RunComp(cn); s.RowRuns(coreH + 1); s.Grouped(cn * PL);
+        s.RunStart(cn + 1); s.RunComp(cn); s.RowRuns(coreH + 1);
+        if (2L * rn < (long)cn * PL) s.Grouped(cn * PL); // else they fit in the first SLIC plane
         s.ReservedFor = key;
     }
 

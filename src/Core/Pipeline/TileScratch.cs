@@ -26,6 +26,19 @@ public sealed class TileScratch
     public ushort[] MaskRaw(int n) => Grow(ref _maskRaw, n);
     public byte[] Classes(int n) => Grow(ref _classes, n);
     public ushort[] Grouped(int n) => Grow(ref _grouped, n);
+    /// <summary>
+    /// The fragment step's values grouped by group, <paramref name="n"/> of them: in the first SLIC plane's memory when
+    /// it is large enough, else in a buffer of their own. SLIC's planes are not read again once the seeds are known, and
+    /// the core's group ids, which also go there (<see cref="Groups"/>), are written only after the grouped values are
+    /// done with. A grey 2048² tile with its default halo and texture planes fits (25 MB in 33), so a worker touches that
+    /// much less fresh memory.
+    /// </summary>
+    public Span<ushort> GroupedValues(int n)
+    {
+        if (_planes.Length > 0 && _planes[0] is { } p && 2L * p.Length >= n)
+            return System.Runtime.InteropServices.MemoryMarshal.Cast<float, ushort>(p.AsSpan()).Slice(0, n);
+        return Grouped(n).AsSpan(0, n);
+    }
     public ushort[] Extra(int n) => Grow(ref _extra, n);
     /// <summary>Per-pixel distances of the scalar SLIC assignment (rows narrower than a vector, or no SIMD) only.</summary>
     public float[] Dist(int n) => Grow(ref _dist, n);

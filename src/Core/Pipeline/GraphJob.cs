@@ -223,7 +223,7 @@ public static class GraphJob
         Span<byte> classes = [];
         if (mask is not null)
         {
-            var mraw = scratch.MaskRaw(cn).AsSpan(0, cn);
+            var mraw = scratch.MaskRaw(cn); // in SLIC's label memory: mapped to classes right away
             mask.ReadRegion(core.X, core.Y, core.W, core.H, mraw);
             classes = scratch.Classes(cn).AsSpan(0, cn);
             MapMask(mraw, classes, job.Request.MaskMode, job.Request.IgnoreValue, job.Request.MaskPath ?? "mask");
@@ -268,7 +268,7 @@ public static class GraphJob
         if (Equals(s.ReservedFor, key)) return;
         int rn = (int)readL, cn = (int)coreL;
         s.Raw(rn * C); s.Planes(C, rn); s.Label(Math.Max(rn, cn));
-        if (withMask) { s.MaskRaw(cn); s.Classes(cn); }
+        if (withMask) s.Classes(cn);
         if (job.Texture) s.Extra(cn * TexturePlanes.Count);
         s.RunStart(cn + 1); s.RunComp(cn); s.RowRuns(coreH + 1);
         if (2L * rn < (long)cn * PL) s.Grouped(cn * PL); // else they fit in the first SLIC plane

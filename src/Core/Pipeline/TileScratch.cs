@@ -7,7 +7,7 @@ namespace ActorSeg.Core.Pipeline;
 /// </summary>
 public sealed class TileScratch
 {
-    private ushort[] _raw = [], _maskRaw = [], _grouped = [], _extra = [];
+    private ushort[] _raw = [], _grouped = [], _extra = [];
     private float[] _dist = [];
     private float[][] _planes = [];
     private int[] _label = [], _runStart = [], _runComp = [], _rowRuns = [], _counts = [];
@@ -23,7 +23,10 @@ public sealed class TileScratch
     internal object? ReservedFor { get; set; }
 
     public ushort[] Raw(int n) => Grow(ref _raw, n);
-    public ushort[] MaskRaw(int n) => Grow(ref _maskRaw, n);
+    /// <summary>The mask's raw samples of the core, <paramref name="n"/> of them, in the SLIC label buffer's memory: they
+    /// are mapped to classes before SLIC starts, so the buffer's pages serve twice instead of a worker touching 2 bytes a
+    /// core pixel of fresh memory for them.</summary>
+    public Span<ushort> MaskRaw(int n) => System.Runtime.InteropServices.MemoryMarshal.Cast<int, ushort>(Grow(ref _label, (n + 1) / 2).AsSpan()).Slice(0, n);
     public byte[] Classes(int n) => Grow(ref _classes, n);
     public ushort[] Grouped(int n) => Grow(ref _grouped, n);
     /// <summary>

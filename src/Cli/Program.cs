@@ -34,8 +34,14 @@ try
         Console.Error.WriteLine("Try 'actorseg --help' or 'actorseg COMMAND --help'.");
         return ExitCodes.Usage;
     }
-    // Akka reads an application configuration file on every actor system's start (System.Configuration's first use
-    // costs about 0.1 s, though there is no such file): done here, on an idle core, while the command starts
+    // Akka reads an application configuration file (actorseg.dll.config beside the program) on every actor system's
+    // start. One that is there but malformed is the user's input: said in one line naming it, before anything starts.
+    // Without one, System.Configuration's first use still costs about 0.1 s: done here, on an idle core.
+    if (AppConfig.Problem(AppConfig.PathBesideProgram) is { } problem)
+    {
+        Console.Error.WriteLine($"actorseg: {problem}");
+        return ExitCodes.Failed;
+    }
     ThreadPool.UnsafeQueueUserWorkItem(_ => { try { System.Configuration.ConfigurationManager.GetSection("akka"); } catch (Exception) { } }, null);
     // a cluster node owns its termination signals (NodeCommand.RunAsync): a second owner raced it at SIGTERM
     var invocation = ReferenceEquals(parsed.CommandResult.Command, node) ? new InvocationConfiguration { ProcessTerminationTimeout = null } : null;

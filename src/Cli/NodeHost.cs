@@ -368,8 +368,11 @@ public static class NodeHost
                 if (o.Has(NodeRoles.Coordinator)) ClusterClientReceptionist.Get(system).RegisterService(coordinator);
                 var workers = new List<IActorRef>();
                 var isCoordinator = CoordinatorIdentity.For(system); // work is taken from the coordinator singleton only
+                // beside the coordinator, idle workers give their buffers back at once: the stitch that follows a job's
+                // last tile builds the graph in this process's memory
+                var keepBuffers = o.Has(NodeRoles.Coordinator) ? TileWorkerActor.KeepBuffersBesideCoordinator : TileWorkerActor.KeepBuffers;
                 if (o.Has(NodeRoles.TileWorker))
-                    for (int i = 0; i < o.Workers; i++) workers.Add(system.ActorOf(TileWorkerActor.Props(coordinator, null, isCoordinator, roots), $"tile-worker-{i + 1}"));
+                    for (int i = 0; i < o.Workers; i++) workers.Add(system.ActorOf(TileWorkerActor.Props(coordinator, null, isCoordinator, roots, keepBuffers), $"tile-worker-{i + 1}"));
                 if (o.Has(NodeRoles.GpuTrainer)) system.ActorOf(TrainerActor.Props(coordinator, o.Device, null, isCoordinator, roots), "gpu-trainer");
                 // a leaving node hands its unfinished tiles back before it leaves the cluster
                 if (workers.Count > 0)

@@ -272,17 +272,20 @@ public sealed class Stitcher
                     for (int c = 0; c < PL; c++) lists[c].AddRange(full.ValuesOf(g, c));
                     if (--remaining[v] == 0) { complete.Add((v, lists)); pending.Remove(v); }
                 }
-                Parallel.For(0, complete.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, () => new ushort[256], (i, _, tmp) =>
+                // the features from a histogram of the values where their range allows, as the tiles do (the same
+                // features as from the sorted values, to the bit), sorting only where it does not
+                Parallel.For(0, complete.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
+                    () => (Counts: new int[NodeFeatures.CountsLength], Tmp: new ushort[256]), (i, _, scratch) =>
                 {
                     var (v, lists) = complete[i];
                     for (int c = 0; c < PL; c++)
                     {
                         var arr = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(lists[c]);
-                        if (tmp.Length < arr.Length) tmp = new ushort[Math.Max(arr.Length, 2 * tmp.Length)];
-                        ValueSort.Sort(arr, tmp.AsSpan(0, arr.Length));
-                        NodeFeatures.Compute(arr, norms.Mean[c], norms.InvStd[c], graph.Features.AsSpan(v * F + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel));
+                        if (scratch.Tmp.Length < arr.Length) scratch.Tmp = new ushort[Math.Max(arr.Length, 2 * scratch.Tmp.Length)];
+                        NodeFeatures.ComputeUnsorted(arr, norms.Mean[c], norms.InvStd[c], graph.Features.AsSpan(v * F + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel),
+                            scratch.Counts, scratch.Tmp.AsSpan(0, arr.Length));
                     }
-                    return tmp;
+                    return scratch;
                 }, _ => { });
                 if (k % 16 == 15) GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false); // drop the values of earlier tiles
             }

@@ -46,9 +46,17 @@ public sealed class Stitcher
 
         var meta = new TileResult[tiles];
         var gBase = new int[tiles + 1]; var oBase = new int[tiles + 1]; var fBase = new long[tiles + 1];
+        // the partial graphs (without their shipped values) read on every core; a failure is raised for the first tile
+        // in order that failed, whichever thread met it first
+        var loadFailures = new Exception?[tiles];
+        Parallel.For(0, tiles, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, t =>
+        {
+            try { meta[t] = _load(t, false); }
+            catch (Exception e) { loadFailures[t] = e; }
+        });
         for (int t = 0; t < tiles; t++)
         {
-            meta[t] = _load(t, false);
+            if (loadFailures[t] is { } failure) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
             if (meta[t].TileId != t) throw new InvalidDataException($"partial graph of tile {t} says it is tile {meta[t].TileId}");
             if (meta[t].Channels != C || meta[t].Planes != PL) throw new InvalidDataException($"partial graph of tile {t} has {meta[t].Channels} channels / {meta[t].Planes} planes, expected {C} / {PL}");
             var spec = _plan.Tile(t);

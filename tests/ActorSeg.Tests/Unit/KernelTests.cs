@@ -141,6 +141,30 @@ public class StitchPrefetchTests
         Assert.True(valueReads >= 2, "the next tile's read had started");
         Assert.Equal(0, Volatile.Read(ref running)); // and had ended when the stitch returned
     }
+
+    /// <summary>The partial graphs are read on every core: with two damaged tiles, the stitch fails naming the first in
+    /// order, whichever read failed first (the later one fails at once, the earlier one after a while).</summary>
+    [Fact]
+    public void DamagedTiles_FailTheStitch_NamingTheFirstInOrder()
+    {
+        var (img, mask) = ActorSeg.Tests.Engine.EngineHarness.Blobs(300, 260, seed: 5);
+        var req = new ActorSeg.Core.Pipeline.GraphRequest { ImagePath = "blobs", TileSize = 64, Slic = new SlicParameters { Spacing = 12 } };
+        using var run = ActorSeg.Tests.Engine.EngineHarness.Run(img, mask, req);
+        var job = run.Job;
+        Assert.True(job.Plan.Count > 6);
+        var settings = new StitchSettings(job.Width, job.Height, job.Channels, job.Stats, job.MinSize, job.Grid.S, job.Request.K, true)
+        {
+            Norms = job.Norms, PlaneFeatureNames = job.PlaneFeatureNames, ContrastFeature = job.Texture,
+        };
+        TileResult Load(int id, bool withValues)
+        {
+            if (id == 2) { Thread.Sleep(200); throw new InvalidDataException("tile 2: damaged"); }
+            if (id == 5) throw new InvalidDataException("tile 5: damaged");
+            return TileResult.ReadFile(job.ResultPath(id), withValues);
+        }
+        var e = Assert.Throws<InvalidDataException>(() => new Stitcher(job.Plan, settings, Load).Run());
+        Assert.Equal("tile 2: damaged", e.Message);
+    }
 }
 
 /// <summary>A UNet model file that is not one fails naming the file and the problem, whether only its spec or the whole

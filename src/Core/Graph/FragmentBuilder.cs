@@ -16,6 +16,15 @@ namespace ActorSeg.Core.Graph;
 public static class FragmentBuilder
 {
     public const byte Unlabelled = 255;
+
+    /// <summary>The worker scratch's slot of each per-fragment table (<see cref="Pipeline.TileScratch.Rent{T}"/>): one
+    /// array each, kept from tile to tile.</summary>
+    private static class Slot
+    {
+        public const int FMin = 0, FArea = 1, FSumX = 2, FSumY = 3, FBox = 4, FSeed = 5, Border = 6, Glass = 7, FClass = 8,
+            AdjStart = 9, AdjNbr = 10, AdjPair = 11, Fill = 12, Parent = 13, Deferred = 14, GroupOf = 15, GroupOfRoot = 16,
+            OpenIdx = 17, Values = 18;
+    }
     /// <summary>The seed id of pixels outside the tissue: they form no fragment that counts, no group and no node, and
     /// share no boundary with anything (a node next to glass has no neighbour there).</summary>
     public const int Glass = -1;
@@ -59,14 +68,14 @@ public static class FragmentBuilder
         Tick(0, ref tick);
 
         // --- 2. per-fragment geometry and classes, run by run ---
-        // per-fragment tables from the worker's scratch (slots 0 to 17), zeroed to F entries
-        var fMin = scratch.Rent<long>(0, F); var fArea = scratch.Rent<int>(1, F); var fSumX = scratch.Rent<long>(2, F); var fSumY = scratch.Rent<long>(3, F);
-        var fBox = scratch.Rent<int>(4, 4 * F); var fSeed = scratch.Rent<int>(5, F); var border = scratch.Rent<bool>(6, F); var glass = scratch.Rent<bool>(7, F);
+        // per-fragment tables from the worker's scratch, zeroed to F entries where they are summed or read before written
+        var fMin = scratch.Rent<long>(Slot.FMin, F); var fArea = scratch.Rent<int>(Slot.FArea, F); var fSumX = scratch.Rent<long>(Slot.FSumX, F); var fSumY = scratch.Rent<long>(Slot.FSumY, F);
+        var fBox = scratch.Rent<int>(Slot.FBox, 4 * F); var fSeed = scratch.Rent<int>(Slot.FSeed, F); var border = scratch.Rent<bool>(Slot.Border, F); var glass = scratch.Rent<bool>(Slot.Glass, F);
         fMin.AsSpan(0, F).Fill(-1);
         for (int f = 0; f < F; f++) { fBox[4 * f] = int.MaxValue; fBox[4 * f + 1] = int.MaxValue; fBox[4 * f + 2] = -1; fBox[4 * f + 3] = -1; }
         bool openTop = core.Y > 0, openBottom = core.Bottom < imageHeight, openLeft = core.X > 0, openRight = core.Right < imageWidth;
         int nc = mask.IsEmpty ? 0 : ClassCount(mask[..n]);
-        var fClass = nc > 0 ? scratch.Rent<int>(8, F * nc) : [];
+        var fClass = nc > 0 ? scratch.Rent<int>(Slot.FClass, F * nc) : [];
         for (int y = 0; y < h; y++)
         {
             int gy = core.Y + y, row = y * w;
@@ -152,19 +161,20 @@ public static class FragmentBuilder
 
         // --- 4. merges the tile can decide alone ---
         // adjacency lists (CSR) per fragment
-        var adjStart = scratch.Rent<int>(9, F + 1);
+        var adjStart = scratch.Rent<int>(Slot.AdjStart, F + 1);
         for (int i = 0; i < P; i++) { adjStart[pA[i] + 1]++; adjStart[pB[i] + 1]++; }
         for (int f = 0; f < F; f++) adjStart[f + 1] += adjStart[f];
-        var adjNbr = scratch.Rent<int>(10, 2 * P); var adjPair = scratch.Rent<int>(11, 2 * P);
-        var fill = scratch.Rent<int>(12, F + 1); adjStart.AsSpan(0, F + 1).CopyTo(fill);
+        // every entry of these is written before it is read
+        var adjNbr = scratch.Rent<int>(Slot.AdjNbr, 2 * P, clear: false); var adjPair = scratch.Rent<int>(Slot.AdjPair, 2 * P, clear: false);
+        var fill = scratch.Rent<int>(Slot.Fill, F + 1, clear: false); adjStart.AsSpan(0, F + 1).CopyTo(fill);
         for (int i = 0; i < P; i++)
         {
             adjNbr[fill[pA[i]]] = pB[i]; adjPair[fill[pA[i]]++] = i;
             adjNbr[fill[pB[i]]] = pA[i]; adjPair[fill[pB[i]]++] = i;
         }
-        var parent = scratch.Rent<int>(13, F);
+        var parent = scratch.Rent<int>(Slot.Parent, F, clear: false);
         for (int f = 0; f < F; f++) parent[f] = f;
-        var deferred = scratch.Rent<bool>(14, F);
+        var deferred = scratch.Rent<bool>(Slot.Deferred, F);
         var seenSeeds = new HashSet<int>();
         for (int f = 0; f < F; f++)
         {
@@ -186,7 +196,7 @@ public static class FragmentBuilder
         }
 
         // --- 5. groups, open fragments ---
-        var groupOf = scratch.Rent<int>(15, F); var groupOfRoot = scratch.Rent<int>(16, F);
+        var groupOf = scratch.Rent<int>(Slot.GroupOf, F, clear: false); var groupOfRoot = scratch.Rent<int>(Slot.GroupOfRoot, F, clear: false);
         groupOfRoot.AsSpan(0, F).Fill(-1);
         int G = 0;
         for (int f = 0; f < F; f++)
@@ -196,7 +206,7 @@ public static class FragmentBuilder
             if (groupOfRoot[r] < 0) groupOfRoot[r] = G++;
             groupOf[f] = groupOfRoot[r];
         }
-        var openIdx = scratch.Rent<int>(17, F);
+        var openIdx = scratch.Rent<int>(Slot.OpenIdx, F, clear: false);
         int O = 0;
         for (int f = 0; f < F; f++) openIdx[f] = border[f] || deferred[f] ? O++ : -1;
         var nonFinal = new bool[G];
@@ -271,8 +281,9 @@ public static class FragmentBuilder
             for (int g = 0; g < G; g++) maxArea = Math.Max(maxArea, t.GArea[g]);
             var sortTmp = new ushort[maxArea];
             var valueCounts = scratch.Counts(NodeFeatures.CountsLength); // all zero between uses
-            // the shipped values only go to the tile's result file: they stay in the worker's buffer (slot 18)
-            t.Values = scratch.Rent<ushort>(18, checked((int)(shippedPixels * PL))); t.ValueCount = (int)(shippedPixels * PL);
+            // the shipped values only go to the tile's result file: they stay in the worker's buffer (every entry is
+            // written below: each shipped group's planes, back to back)
+            t.Values = scratch.Rent<ushort>(Slot.Values, checked((int)(shippedPixels * PL)), clear: false); t.ValueCount = (int)(shippedPixels * PL);
             for (int g = 0; g < G; g++)
             {
                 int area = t.GArea[g];

@@ -259,9 +259,9 @@ public static class GraphJob
     /// </summary>
     private static void Reserve(GraphJobManifest job, TileScratch s, bool withMask)
     {
-        int coreW = Math.Min(job.Request.TileSize, job.Width), coreH = Math.Min(job.Request.TileSize, job.Height);
-        long readL = (long)Math.Min(job.Width, coreW + 2L * job.Halo) * Math.Min(job.Height, coreH + 2L * job.Halo);
-        long coreL = (long)coreW * coreH;
+        var plan = job.Plan;
+        var (coreW, coreH) = plan.LargestCore; var (readW, readH) = plan.LargestRead;
+        long readL = (long)readW * readH, coreL = (long)coreW * coreH;
         int C = job.Channels, PL = C + job.ExtraPlanes;
         if (readL * C > Array.MaxLength || coreL * PL > Array.MaxLength) return; // the tile itself will say it is too large
         var key = (readL, coreW, coreH, C, job.ExtraPlanes, withMask);

@@ -63,15 +63,16 @@ public sealed class TileScratch
     public int[] Counts(int n) => Grow(ref _counts, n);
 
     /// <summary>
-    /// A working array of the fragment step, by slot, at least <paramref name="n"/> long and its first n entries zero:
+    /// A working array of the fragment step, by slot (<c>FragmentBuilder.Slot</c>), at least <paramref name="n"/> long and its first n entries zero:
     /// a tile has tens of thousands of fragments, and a fresh array for each of their dozen per-fragment tables would
     /// cost the worker new memory (first touches of fresh pages) on every tile. Grown with a quarter of headroom, so
     /// tiles with a few more fragments than the last do not grow it again. Each slot holds one element type.
     /// </summary>
-    internal T[] Rent<T>(int slot, int n) where T : unmanaged
+    /// <param name="clear">false where the caller writes all n entries before reading any (then they are not zeroed)</param>
+    internal T[] Rent<T>(int slot, int n, bool clear = true) where T : unmanaged
     {
         if (_rented.Length <= slot) Array.Resize(ref _rented, slot + 1);
-        if (_rented[slot] is T[] a && a.Length >= n) { Array.Clear(a, 0, n); return a; }
+        if (_rented[slot] is T[] a && a.Length >= n) { if (clear) Array.Clear(a, 0, n); return a; }
         var fresh = new T[n + n / 4];
         _rented[slot] = fresh;
         return fresh;

@@ -19,6 +19,10 @@ public sealed record TilePlan(int Width, int Height, int TileSize, int Halo)
     public int Cols => (Width + TileSize - 1) / TileSize;
     public int Rows => (Height + TileSize - 1) / TileSize;
     public int Count => Cols * Rows;
+    /// <summary>The largest core any tile has (a full tile, or the whole image when it is smaller).</summary>
+    public (int W, int H) LargestCore => (Math.Min(TileSize, Width), Math.Min(TileSize, Height));
+    /// <summary>The largest read region any tile has: a full core with the halo on every side, clipped to the image.</summary>
+    public (int W, int H) LargestRead => ((int)Math.Min(Width, LargestCore.W + 2L * Halo), (int)Math.Min(Height, LargestCore.H + 2L * Halo));
 
     public static TilePlan Create(int width, int height, int tileSize, int halo)
     {

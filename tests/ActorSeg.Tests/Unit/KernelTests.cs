@@ -112,17 +112,25 @@ public class KernelTests
 /// the stitch fails and no read is left running behind it (into the job's clean-up or its retry).</summary>
 public class StitchPrefetchTests
 {
-    [Fact]
-    public void AFailingMerge_StopsTheStitch_AndLeavesNoReadRunning()
+    /// <summary>A 300 × 260 blob image cut into 64 px tiles, every tile's result written.</summary>
+    private static ActorSeg.Tests.Engine.EngineRun TilesDone()
     {
         var (img, mask) = ActorSeg.Tests.Engine.EngineHarness.Blobs(300, 260, seed: 5);
         var req = new ActorSeg.Core.Pipeline.GraphRequest { ImagePath = "blobs", TileSize = 64, Slic = new SlicParameters { Spacing = 12 } };
-        using var run = ActorSeg.Tests.Engine.EngineHarness.Run(img, mask, req); // tiles written, and a stitch that succeeds
-        var job = run.Job;
-        var settings = new StitchSettings(job.Width, job.Height, job.Channels, job.Stats, job.MinSize, job.Grid.S, job.Request.K, true)
+        return ActorSeg.Tests.Engine.EngineHarness.Run(img, mask, req);
+    }
+
+    private static StitchSettings Settings(ActorSeg.Core.Pipeline.GraphJobManifest job) =>
+        new(job.Width, job.Height, job.Channels, job.Stats, job.MinSize, job.Grid.S, job.Request.K, true)
         {
             Norms = job.Norms, PlaneFeatureNames = job.PlaneFeatureNames, ContrastFeature = job.Texture,
         };
+
+    [Fact]
+    public void AFailingMerge_StopsTheStitch_AndLeavesNoReadRunning()
+    {
+        using var run = TilesDone(); // tiles written, and a stitch that succeeds
+        var (job, settings) = (run.Job, Settings(run.Job));
         int valueReads = 0, running = 0;
         TileResult Load(int id, bool withValues)
         {
@@ -147,15 +155,9 @@ public class StitchPrefetchTests
     [Fact]
     public void DamagedTiles_FailTheStitch_NamingTheFirstInOrder()
     {
-        var (img, mask) = ActorSeg.Tests.Engine.EngineHarness.Blobs(300, 260, seed: 5);
-        var req = new ActorSeg.Core.Pipeline.GraphRequest { ImagePath = "blobs", TileSize = 64, Slic = new SlicParameters { Spacing = 12 } };
-        using var run = ActorSeg.Tests.Engine.EngineHarness.Run(img, mask, req);
-        var job = run.Job;
+        using var run = TilesDone();
+        var (job, settings) = (run.Job, Settings(run.Job));
         Assert.True(job.Plan.Count > 6);
-        var settings = new StitchSettings(job.Width, job.Height, job.Channels, job.Stats, job.MinSize, job.Grid.S, job.Request.K, true)
-        {
-            Norms = job.Norms, PlaneFeatureNames = job.PlaneFeatureNames, ContrastFeature = job.Texture,
-        };
         TileResult Load(int id, bool withValues)
         {
             if (id == 2) { Thread.Sleep(200); throw new InvalidDataException("tile 2: damaged"); }

@@ -241,7 +241,7 @@ void TileProfile()
     {
         var w = ActorSeg.Core.Pipeline.GraphJob.ProcessTile(job, plan.Tile(inner[0]), src, msk, scratch);
         var wp = ActorSeg.Core.Superpixels.SlicRegion.PhaseSeconds;
-        Console.WriteLine($"warm-up tile {inner[0]}: {w.Seconds:F2}s (not counted): read {w.ReadSeconds:F2}s slic {w.SlicSeconds:F2}s (smooth {wp[0]:F2}s, seeds+init {wp[1]:F2}s, assign {wp[2]:F2}s, update {wp[3]:F2}s) texture {w.TextureSeconds:F2}s fragments {w.FragmentSeconds:F2}s write {w.WriteSeconds:F2}s");
+        Console.WriteLine($"warm-up tile {inner[0]}: {w.Seconds:F2}s (not counted): read {w.ReadSeconds:F2}s slic {w.SlicSeconds:F2}s (smooth {wp[0]:F2}s, seeds+init {wp[1]:F2}s, assign+sums {wp[2]:F2}s, centres {wp[3]:F2}s) texture {w.TextureSeconds:F2}s fragments {w.FragmentSeconds:F2}s write {w.WriteSeconds:F2}s");
         Array.Clear(ActorSeg.Core.Superpixels.SlicRegion.PhaseSeconds);
         Array.Clear(ActorSeg.Core.Graph.FragmentBuilder.PhaseSeconds);
     }
@@ -260,7 +260,7 @@ void TileProfile()
     int counted = Math.Min(n, inner.Count);
     Console.WriteLine($"per tile, mean of {counted}: read {sumPhase[0] / counted:F3}s slic {sumPhase[1] / counted:F3}s texture {sumPhase[2] / counted:F3}s fragments {sumPhase[3] / counted:F3}s write {sumPhase[4] / counted:F3}s total {sumSeconds / counted:F3}s = {sumCore / 1e6 / sumSeconds:F2} core MP/s per worker thread");
     var ph = ActorSeg.Core.Superpixels.SlicRegion.PhaseSeconds;
-    Console.WriteLine($"SLIC phases over these tiles: smooth {ph[0]:F2}s, seeds+init {ph[1]:F2}s, assign {ph[2]:F2}s, update {ph[3]:F2}s");
+    Console.WriteLine($"SLIC phases over these tiles: smooth {ph[0]:F2}s, seeds+init {ph[1]:F2}s, assign+sums {ph[2]:F2}s, centres {ph[3]:F2}s");
     var fp = ActorSeg.Core.Graph.FragmentBuilder.PhaseSeconds;
     Console.WriteLine("Fragment phases over these tiles: " + string.Join(", ", ActorSeg.Core.Graph.FragmentBuilder.PhaseNames.Select((nm, i) => $"{nm} {fp[i]:F2}s")));
     Directory.Delete(work, true);

@@ -16,7 +16,7 @@ namespace ActorSeg.Core.Superpixels;
 public static class SlicRegion
 {
     /// <summary>Seconds spent per phase over all calls in this process (diagnostics for the benchmarks).</summary>
-    public static readonly double[] PhaseSeconds = new double[4]; // smooth, seeds, assign, update
+    public static readonly double[] PhaseSeconds = new double[4]; // smooth, seeds, assignment with the centre sums, new centres
     private static void Tick(int phase, ref long t)
     {
         long now = ProcessStats.PhaseClock();
@@ -110,7 +110,7 @@ public static class SlicRegion
 
             if (k > 0)
             {
-                var cnt = new long[k]; var sx = new double[k]; var sy = new double[k]; var sf = new double[channels * k];
+                var sums = new CentreSums(k, channels);
                 float invS = (float)(1.0 / grid.S);
                 double radius = p.WindowFactor * grid.S;
                 Tick(1, ref tick);
@@ -118,35 +118,13 @@ public static class SlicRegion
                 for (int it = 0; it < p.Iterations; it++)
                 {
                     win.Compute(cx, cy, radius, grid, read);
-                    AssignRows(planes, channels, cx, cy, cf, scratch, label, read, invS, win, runOff, runs);
+                    // the last update would not change any label; the others are summed as the assignment finishes rows
+                    bool update = it < p.Iterations - 1;
+                    if (update) sums.Clear();
+                    AssignRows(planes, channels, cx, cy, cf, scratch, label, read, invS, win, runOff, runs, update ? sums : null);
                     Tick(2, ref tick);
-                    if (it == p.Iterations - 1) break; // the last update would not change any label
-                    Array.Clear(cnt); Array.Clear(sx); Array.Clear(sy); Array.Clear(sf);
-                    // centre sums, run by run in raster order: every centre whose pixels are all correct sees
-                    // exactly the same runs, in the same order, as in a whole-image run; a run's values are summed
-                    // by RunSum, whose result depends on the run's values alone
-                    for (int y = 0; y < rh; y++)
-                    {
-                        int off = y * rw; double gy = read.Y + y;
-                        int x = 0;
-                        while (x < rw)
-                        {
-                            int l = label[off + x], x0 = x;
-                            x = RunEnd(label, off, x, rw, l);
-                            if (l < 0) continue;
-                            long len = x - x0, gx0 = read.X + x0;
-                            cnt[l] += len;
-                            sx[l] += len * (2 * gx0 + len - 1) / 2;
-                            sy[l] += gy * len;
-                            if (channels == 3)
-                            {
-                                // colour: the three planes' sums in one pass (the same sums, bit for bit)
-                                RunSum3(planes[0], planes[1], planes[2], off + x0, (int)len, out double s0, out double s1, out double s2);
-                                sf[3 * l] += s0; sf[3 * l + 1] += s1; sf[3 * l + 2] += s2;
-                            }
-                            else for (int c = 0; c < channels; c++) sf[l * channels + c] += RunSum(planes[c], off + x0, (int)len);
-                        }
-                    }
+                    if (!update) break;
+                    var (cnt, sx, sy, sf) = (sums.Count, sums.X, sums.Y, sums.F);
                     for (int s = 0; s < k; s++)
                     {
                         if (cnt[s] == 0) continue;
@@ -171,6 +149,45 @@ public static class SlicRegion
                     dst[x] = l >= 0 ? (j0 + l / nxl) * grid.Nx + (i0 + l % nxl)
                                     : cj * grid.Nx + grid.CellX(core.X + x); // unreachable with a halo >= spacing
                 }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The centre sums of one SLIC iteration: pixel counts, coordinate sums and value sums per centre, added run by run
+    /// in raster order as the assignment finishes each row (while the row's labels and values are still in cache). Every
+    /// centre whose pixels are all correct sees exactly the same runs, in the same order, as in a whole-image run; a
+    /// run's values are summed by <see cref="RunSum"/>, whose result depends on the run's values alone.
+    /// </summary>
+    internal sealed class CentreSums(int k, int channels)
+    {
+        public readonly long[] Count = new long[k];
+        public readonly double[] X = new double[k], Y = new double[k], F = new double[k * channels];
+
+        public void Clear() { Array.Clear(Count); Array.Clear(X); Array.Clear(Y); Array.Clear(F); }
+
+        /// <summary>Adds row <paramref name="y"/> of the region (its labels final for this iteration).</summary>
+        public void AddRow(int[] label, float[][] planes, int y, PixelRect read)
+        {
+            int rw = read.W, off = y * rw; double gy = read.Y + y;
+            long[] cnt = Count; double[] sx = X, sy = Y, sf = F;
+            int x = 0;
+            while (x < rw)
+            {
+                int l = label[off + x], x0 = x;
+                x = RunEnd(label, off, x, rw, l);
+                if (l < 0) continue;
+                long len = x - x0, gx0 = read.X + x0;
+                cnt[l] += len;
+                sx[l] += len * (2 * gx0 + len - 1) / 2;
+                sy[l] += gy * len;
+                if (channels == 3)
+                {
+                    // colour: the three planes' sums in one pass (the same sums, bit for bit)
+                    RunSum3(planes[0], planes[1], planes[2], off + x0, (int)len, out double s0, out double s1, out double s2);
+                    sf[3 * l] += s0; sf[3 * l + 1] += s1; sf[3 * l + 2] += s2;
+                }
+                else for (int c = 0; c < channels; c++) sf[l * channels + c] += RunSum(planes[c], off + x0, (int)len);
             }
         }
     }
@@ -390,11 +407,17 @@ public static class SlicRegion
     /// on a row its window does not hold, a centre's distance is +∞ (its dy² is), so it never wins there.
     /// </summary>
     private static void AssignRows(float[][] planes, int channels, double[] cx, double[] cy, double[] cf, Pipeline.TileScratch scratch, int[] label,
-        PixelRect read, float invS, Windows win, int[]? runOff, List<int>? runs)
+        PixelRect read, float invS, Windows win, int[]? runOff, List<int>? runs, CentreSums? sums)
     {
         int rw = read.W, rh = read.H, k = cx.Length;
         int W = Vector512.IsHardwareAccelerated ? Vector512<float>.Count : Vector256.IsHardwareAccelerated ? Vector256<float>.Count : 0;
-        if (W == 0 || rw < W) { AssignRowsScalar(planes, channels, cx, cy, cf, scratch.Dist(rw * rh), label, read, invS, win, runOff, runs); return; }
+        if (W == 0 || rw < W)
+        {
+            // centre by centre: a row's labels are final only once every centre has been offered, so the sums follow
+            AssignRowsScalar(planes, channels, cx, cy, cf, scratch.Dist(rw * rh), label, read, invS, win, runOff, runs);
+            if (sums is not null) for (int y = 0; y < rh; y++) sums.AddRow(label, planes, y, read);
+            return;
+        }
         int nb = (rw + W - 1) / W;
         var pool = ArrayPool<int>.Shared;
         int[] active = pool.Rent(Math.Max(1, win.Count)), merged = pool.Rent(Math.Max(1, win.Count));
@@ -476,6 +499,7 @@ public static class SlicRegion
                 else AssignBlocks256(planes, channels, fcF, dy2, start, cand, dx2, label, row, rw, nb);
                 if (runOff is not null)
                     for (int r = 0; r < rows; r++) GlassRow(label.AsSpan(row + r * rw, rw), runs!, runOff[y + r], runOff[y + r + 1]);
+                if (sums is not null) for (int r = 0; r < rows; r++) sums.AddRow(label, planes, y + r, read);
             }
         }
         finally

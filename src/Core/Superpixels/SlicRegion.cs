@@ -136,7 +136,9 @@ public static class SlicRegion
                 }
             }
 
-            // 4. the core's labels as global seed ids
+            // 4. the core's labels as global seed ids (a table of the region's k seeds: no division per pixel)
+            var globalId = new int[k];
+            for (int s = 0; s < k; s++) globalId[s] = (j0 + s / nxl) * grid.Nx + (i0 + s % nxl);
             int ox = core.X - read.X, oy = core.Y - read.Y;
             for (int y = 0; y < core.H; y++)
             {
@@ -146,7 +148,7 @@ public static class SlicRegion
                 for (int x = 0; x < core.W; x++)
                 {
                     int l = src[x];
-                    dst[x] = l >= 0 ? (j0 + l / nxl) * grid.Nx + (i0 + l % nxl)
+                    dst[x] = l >= 0 ? globalId[l]
                                     : cj * grid.Nx + grid.CellX(core.X + x); // unreachable with a halo >= spacing
                 }
             }

@@ -385,6 +385,14 @@ public static class FragmentBuilder
     {
         if (planes == 1) { src.CopyTo(dst); return; }
         int len = src.Length / planes;
+        if (planes == 2)
+        {
+            // the texture planes: each pixel's pair read as one 32-bit value (little-endian: the first plane low)
+            var pairs = System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, uint>(src[..(2 * len)]);
+            var p0 = dst.Slice(0, len); var p1 = dst.Slice(stride, len);
+            for (int i = 0; i < len; i++) { uint v = pairs[i]; p0[i] = (ushort)v; p1[i] = (ushort)(v >> 16); }
+            return;
+        }
         for (int p = 0; p < planes; p++)
         {
             var plane = dst.Slice(p * stride, len);

@@ -184,7 +184,21 @@ public static class GraphJob
     /// <summary>Maps raw mask values to classes (255 = unlabelled).</summary>
     public static void MapMask(ReadOnlySpan<ushort> raw, Span<byte> classes, MaskMode mode, int? ignore, string maskPath)
     {
-        for (int i = 0; i < raw.Length; i++)
+        int i = 0;
+        if (mode == MaskMode.Binary && ignore is null && System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
+        {
+            // the common case, 32 samples at a time: 1 where the sample is non-zero
+            var one = System.Runtime.Intrinsics.Vector256.Create((byte)1);
+            for (; i + 32 <= raw.Length; i += 32)
+            {
+                var a = System.Runtime.Intrinsics.Vector256.Create(raw.Slice(i, 16)); var b = System.Runtime.Intrinsics.Vector256.Create(raw.Slice(i + 16, 16));
+                var nz = System.Runtime.Intrinsics.Vector256.Narrow(
+                    ~System.Runtime.Intrinsics.Vector256.Equals(a, System.Runtime.Intrinsics.Vector256<ushort>.Zero),
+                    ~System.Runtime.Intrinsics.Vector256.Equals(b, System.Runtime.Intrinsics.Vector256<ushort>.Zero));
+                System.Runtime.Intrinsics.Vector256.CopyTo(nz & one, classes.Slice(i, 32));
+            }
+        }
+        for (; i < raw.Length; i++)
         {
             int v = raw[i];
             if (ignore is { } ig && v == ig) { classes[i] = FragmentBuilder.Unlabelled; continue; }

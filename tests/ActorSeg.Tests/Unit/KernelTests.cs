@@ -106,6 +106,26 @@ public class KernelTests
         // at the very end of the array (no whole vector to load past the run)
         Assert.Equal(plane[^5..].Sum(v => (double)v), SlicRegion.RunSum(plane, plane.Length - 5, 5), 12);
     }
+
+    /// <summary>A binary mask maps every non-zero sample to 1 and zero to 0, whole vectors and tails alike (16-bit
+    /// samples whose low byte is zero included); an ignored value maps to "unlabelled".</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(31)]
+    [InlineData(32)]
+    [InlineData(100)]
+    public void MapMask_Binary_MarksEveryNonZeroSample(int n)
+    {
+        var rng = new Random(n);
+        ushort[] picks = [0, 0, 1, 255, 256, 512, 65280, 65535];
+        var raw = new ushort[n];
+        for (int i = 0; i < n; i++) raw[i] = picks[rng.Next(picks.Length)];
+        var classes = new byte[n];
+        ActorSeg.Core.Pipeline.GraphJob.MapMask(raw, classes, ActorSeg.Core.Pipeline.MaskMode.Binary, null, "mask.tif");
+        for (int i = 0; i < n; i++) Assert.Equal(raw[i] != 0 ? 1 : 0, classes[i]);
+        ActorSeg.Core.Pipeline.GraphJob.MapMask(raw, classes, ActorSeg.Core.Pipeline.MaskMode.Binary, 255, "mask.tif");
+        for (int i = 0; i < n; i++) Assert.Equal(raw[i] == 255 ? FragmentBuilder.Unlabelled : raw[i] != 0 ? 1 : 0, classes[i]);
+    }
 }
 
 /// <summary>The stitch reads the next tile while it merges the current one: when the merge fails (a damaged tile),

@@ -124,13 +124,14 @@ public static class SlicRegion
                     AssignRows(planes, channels, cx, cy, cf, scratch, label, read, invS, win, runOff, runs, update ? sums : null);
                     Tick(2, ref tick);
                     if (!update) break;
-                    var (cnt, sx, sy, sf) = (sums.Count, sums.X, sums.Y, sums.F);
+                    double[] acc = sums.Acc; int st = sums.Stride;
                     for (int s = 0; s < k; s++)
                     {
-                        if (cnt[s] == 0) continue;
-                        double inv = 1.0 / cnt[s];
-                        cx[s] = sx[s] * inv; cy[s] = sy[s] * inv;
-                        for (int c = 0; c < channels; c++) cf[s * channels + c] = sf[s * channels + c] * inv;
+                        double count = acc[s * st];
+                        if (count == 0) continue;
+                        double inv = 1.0 / count;
+                        cx[s] = acc[s * st + 1] * inv; cy[s] = acc[s * st + 2] * inv;
+                        for (int c = 0; c < channels; c++) cf[s * channels + c] = acc[s * st + 3 + c] * inv;
                     }
                     Tick(3, ref tick);
                 }
@@ -163,16 +164,18 @@ public static class SlicRegion
     /// </summary>
     internal sealed class CentreSums(int k, int channels)
     {
-        public readonly long[] Count = new long[k];
-        public readonly double[] X = new double[k], Y = new double[k], F = new double[k * channels];
+        /// <summary>Per centre, side by side (one cache line a run touches, not four arrays): the pixel count, the sums
+        /// of x and of y (whole numbers, exact in a double), then the value sums of each channel.</summary>
+        public readonly double[] Acc = new double[k * (3 + channels)];
+        public int Stride => 3 + channels;
 
-        public void Clear() { Array.Clear(Count); Array.Clear(X); Array.Clear(Y); Array.Clear(F); }
+        public void Clear() => Array.Clear(Acc);
 
         /// <summary>Adds row <paramref name="y"/> of the region (its labels final for this iteration).</summary>
         public void AddRow(int[] label, float[][] planes, int y, PixelRect read)
         {
-            int rw = read.W, off = y * rw; double gy = read.Y + y;
-            long[] cnt = Count; double[] sx = X, sy = Y, sf = F;
+            int rw = read.W, off = y * rw, st = 3 + channels; double gy = read.Y + y;
+            double[] acc = Acc;
             int x = 0;
             while (x < rw)
             {
@@ -180,16 +183,18 @@ public static class SlicRegion
                 x = RunEnd(label, off, x, rw, l);
                 if (l < 0) continue;
                 long len = x - x0, gx0 = read.X + x0;
-                cnt[l] += len;
-                sx[l] += len * (2 * gx0 + len - 1) / 2;
-                sy[l] += gy * len;
-                if (channels == 3)
+                ref double a = ref acc[l * st];
+                a += len;
+                Unsafe.Add(ref a, 1) += len * (2 * gx0 + len - 1) / 2;
+                Unsafe.Add(ref a, 2) += gy * len;
+                if (channels == 1) Unsafe.Add(ref a, 3) += RunSum(planes[0], off + x0, (int)len);
+                else if (channels == 3)
                 {
                     // colour: the three planes' sums in one pass (the same sums, bit for bit)
                     RunSum3(planes[0], planes[1], planes[2], off + x0, (int)len, out double s0, out double s1, out double s2);
-                    sf[3 * l] += s0; sf[3 * l + 1] += s1; sf[3 * l + 2] += s2;
+                    Unsafe.Add(ref a, 3) += s0; Unsafe.Add(ref a, 4) += s1; Unsafe.Add(ref a, 5) += s2;
                 }
-                else for (int c = 0; c < channels; c++) sf[l * channels + c] += RunSum(planes[c], off + x0, (int)len);
+                else for (int c = 0; c < channels; c++) Unsafe.Add(ref a, 3 + c) += RunSum(planes[c], off + x0, (int)len);
             }
         }
     }

@@ -434,6 +434,7 @@ public static class SlicRegion
         float[] dx2 = ArrayPool<float>.Shared.Rent(16 * W); // per candidate of the band: its dx² over the block's lanes
         var fpool = ArrayPool<float>.Shared;
         float[] cxF = fpool.Rent(k), fcF = fpool.Rent(Math.Max(1, k * channels)), dy2 = fpool.Rent(Quad * Math.Max(1, win.Count));
+        float[] cyA = fpool.Rent(16); int[] y0A = pool.Rent(16), y1A = pool.Rent(16);
         try
         {
             for (int s = 0; s < k; s++) cxF[s] = (float)cx[s];
@@ -488,15 +489,32 @@ public static class SlicRegion
                     for (int b = nb; b > 0; b--) start[b] = start[b - 1];
                     start[0] = 0;
                 }
+                if (y % Band == 0)
+                {
+                    // the band's centres' rows and windows side by side, for the dy² of each of its rows below
+                    if (cyA.Length < na) { fpool.Return(cyA); cyA = fpool.Rent(na); pool.Return(y0A); y0A = pool.Rent(na); pool.Return(y1A); y1A = pool.Rent(na); }
+                    for (int i = 0; i < na; i++) { int s = active[i]; cyA[i] = (float)cy[s]; y0A[i] = win.Y0[s]; y1A[i] = win.Y1[s]; }
+                }
                 // a centre of the band whose window does not hold a row offers +∞ there: never taken, the others unchanged
                 for (int r = 0; r < rows; r++)
                 {
                     float gy = read.Y + y + r;
-                    for (int i = 0; i < na; i++)
+                    int yy = y + r, i = 0;
+                    var drow = dy2.AsSpan(r * na, na);
+                    if (Vector256.IsHardwareAccelerated)
                     {
-                        int s = active[i];
-                        float dy = (gy - (float)cy[s]) * invS;
-                        dy2[r * na + i] = win.Y0[s] <= y + r && y + r <= win.Y1[s] ? dy * dy : float.PositiveInfinity;
+                        var vgy = Vector256.Create(gy); var vs = Vector256.Create(invS); var vyy = Vector256.Create(yy); var inf = Vector256.Create(float.PositiveInfinity);
+                        for (; i + 8 <= na; i += 8)
+                        {
+                            var dy = (vgy - Vector256.Create(cyA.AsSpan(i, 8))) * vs;
+                            var holds = Vector256.LessThanOrEqual(Vector256.Create(y0A.AsSpan(i, 8)), vyy) & Vector256.LessThanOrEqual(vyy, Vector256.Create(y1A.AsSpan(i, 8)));
+                            Vector256.ConditionalSelect(holds.AsSingle(), dy * dy, inf).CopyTo(drow.Slice(i, 8));
+                        }
+                    }
+                    for (; i < na; i++)
+                    {
+                        float dy = (gy - cyA[i]) * invS;
+                        drow[i] = y0A[i] <= yy && yy <= y1A[i] ? dy * dy : float.PositiveInfinity;
                     }
                 }
                 int row = y * rw;
@@ -512,7 +530,7 @@ public static class SlicRegion
         finally
         {
             pool.Return(active); pool.Return(merged); pool.Return(start); cpool.Return(cand); ArrayPool<float>.Shared.Return(dx2);
-            fpool.Return(cxF); fpool.Return(fcF); fpool.Return(dy2);
+            fpool.Return(cxF); fpool.Return(fcF); fpool.Return(dy2); fpool.Return(cyA); pool.Return(y0A); pool.Return(y1A);
         }
     }
 

@@ -385,7 +385,7 @@ public static class FragmentBuilder
     {
         if (planes == 1) { src.CopyTo(dst); return; }
         int len = src.Length / planes;
-        if (planes == 2)
+        if (planes == 2 && BitConverter.IsLittleEndian)
         {
             // the texture planes: each pixel's pair read as one 32-bit value (little-endian: the first plane low)
             var pairs = System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, uint>(src[..(2 * len)]);

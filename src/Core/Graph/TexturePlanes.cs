@@ -114,7 +114,7 @@ public static class TexturePlanes
     {
         const int n = (2 * R + 1) * (2 * R + 1);
         int cw = vs.Length, x = 0;
-        if (Vector512.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Avx512F.IsSupported)
+        if (Vector512.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Avx512F.IsSupported && BitConverter.IsLittleEndian)
         {
             // eight pixels at a time; the two rounded values of a pixel packed into one 32-bit lane (gradient low, local
             // deviation high) are its two interleaved output samples on a little-endian machine

@@ -1,4 +1,5 @@
 using ActorSeg.Core.IO;
+using System.Runtime.Intrinsics;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using ActorSeg.Core.Graph;
@@ -185,17 +186,15 @@ public static class GraphJob
     public static void MapMask(ReadOnlySpan<ushort> raw, Span<byte> classes, MaskMode mode, int? ignore, string maskPath)
     {
         int i = 0;
-        if (mode == MaskMode.Binary && ignore is null && System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
+        if (mode == MaskMode.Binary && ignore is null && Vector256.IsHardwareAccelerated)
         {
             // the common case, 32 samples at a time: 1 where the sample is non-zero
-            var one = System.Runtime.Intrinsics.Vector256.Create((byte)1);
+            var one = Vector256.Create((byte)1);
             for (; i + 32 <= raw.Length; i += 32)
             {
-                var a = System.Runtime.Intrinsics.Vector256.Create(raw.Slice(i, 16)); var b = System.Runtime.Intrinsics.Vector256.Create(raw.Slice(i + 16, 16));
-                var nz = System.Runtime.Intrinsics.Vector256.Narrow(
-                    ~System.Runtime.Intrinsics.Vector256.Equals(a, System.Runtime.Intrinsics.Vector256<ushort>.Zero),
-                    ~System.Runtime.Intrinsics.Vector256.Equals(b, System.Runtime.Intrinsics.Vector256<ushort>.Zero));
-                System.Runtime.Intrinsics.Vector256.CopyTo(nz & one, classes.Slice(i, 32));
+                var nz = Vector256.Narrow(Vector256.GreaterThan(Vector256.Create(raw.Slice(i, 16)), Vector256<ushort>.Zero),
+                                          Vector256.GreaterThan(Vector256.Create(raw.Slice(i + 16, 16)), Vector256<ushort>.Zero));
+                (nz & one).CopyTo(classes.Slice(i, 32));
             }
         }
         for (; i < raw.Length; i++)

@@ -434,7 +434,7 @@ public static class SlicRegion
         float[] dx2 = ArrayPool<float>.Shared.Rent(16 * W); // per candidate of the band: its dx² over the block's lanes
         var fpool = ArrayPool<float>.Shared;
         float[] cxF = fpool.Rent(k), fcF = fpool.Rent(Math.Max(1, k * channels)), dy2 = fpool.Rent(Quad * Math.Max(1, win.Count));
-        float[] cyA = fpool.Rent(16); int[] y0A = pool.Rent(16), y1A = pool.Rent(16);
+        float[] cyA = fpool.Rent(Math.Max(1, win.Count)); int[] y0A = pool.Rent(Math.Max(1, win.Count)), y1A = pool.Rent(Math.Max(1, win.Count));
         try
         {
             for (int s = 0; s < k; s++) cxF[s] = (float)cx[s];
@@ -462,6 +462,8 @@ public static class SlicRegion
                         m = o; next = bEnd;
                     }
                     na = m;
+                    // the band's centres' rows and window limits side by side, for the dy² of each of its rows below
+                    for (int i = 0; i < na; i++) { int s = active[i]; cyA[i] = (float)cy[s]; y0A[i] = win.Y0[s]; y1A[i] = win.Y1[s]; }
                     // which centres each block meets, and the lanes of the block their window holds
                     Array.Clear(start, 0, nb + 1);
                     for (int i = 0; i < na; i++)
@@ -488,12 +490,6 @@ public static class SlicRegion
                     }
                     for (int b = nb; b > 0; b--) start[b] = start[b - 1];
                     start[0] = 0;
-                }
-                if (y % Band == 0)
-                {
-                    // the band's centres' rows and windows side by side, for the dy² of each of its rows below
-                    if (cyA.Length < na) { fpool.Return(cyA); cyA = fpool.Rent(na); pool.Return(y0A); y0A = pool.Rent(na); pool.Return(y1A); y1A = pool.Rent(na); }
-                    for (int i = 0; i < na; i++) { int s = active[i]; cyA[i] = (float)cy[s]; y0A[i] = win.Y0[s]; y1A[i] = win.Y1[s]; }
                 }
                 // a centre of the band whose window does not hold a row offers +∞ there: never taken, the others unchanged
                 for (int r = 0; r < rows; r++)

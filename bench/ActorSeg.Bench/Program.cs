@@ -9,7 +9,9 @@ using OpenCvSharp.XImgProc;
 // ActorSeg benchmarks. Figures are printed, never asserted. Modes: see bench/README.md.
 //   throughput [--sizes 8192,32768] [--dir DIR]   graph building: MP/s, MP/s per core, peak RSS (each run its own process)
 //   quality [--dir DIR] [--fields N]              superpixel quality vs masks, beside OpenCV ximgproc SLIC
-//   sidebyside [--size 8192] [--bits 8,16]        ActorSeg, the published Python pipeline and OpenCV SLIC on the same images
+//   sidebyside [--size 8192] [--bits 8,16] [--rounds N]
+//                                                 ActorSeg, the published Python pipeline and OpenCV SLIC on the same images
+//                                                 (ActorSeg and Python alternate N times; medians and per-round ratios)
 //   stats [--size 8192] [--images 8x1,8x3,16x1]   the statistics pass: libvips' histogram, blocks on one thread, in parallel
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 var mode = args.Length > 0 ? args[0] : "help";
@@ -30,7 +32,7 @@ switch (mode)
     case "sidebyside": SideBySide(); break;
     case "opencv-slic": OpenCvSlicChild(); break; // the OpenCV row of sidebyside, in its own process
     default:
-        Console.WriteLine("usage: actorseg-bench throughput [--sizes 8192,32768] | quality [--fields N] | tile | seam | tissue | stats [--size N] | sidebyside [--size N] [--bits 8,16] [--features published|texture]  (all take --dir DIR, --shared DIR; see bench/README.md)");
+        Console.WriteLine("usage: actorseg-bench throughput [--sizes 8192,32768] | quality [--fields N] | tile | seam | tissue | stats [--size N] | sidebyside [--size N] [--bits 8,16] [--features published|texture] [--rounds N]  (all take --dir DIR, --shared DIR; see bench/README.md)");
         break;
 }
 
@@ -309,6 +311,8 @@ void SideBySide()
     int size = int.Parse(Arg("--size", "8192"));
     var depths = Arg("--bits", "8,16").Split(',').Select(int.Parse).ToArray();
     var features = Arg("--features", "published");
+    int rounds = int.Parse(Arg("--rounds", "1"));
+    if (rounds < 1) throw new ArgumentException($"--rounds {rounds}: give 1 or more");
     int cores = Environment.ProcessorCount;
     double spacing = ActorSeg.Core.Superpixels.SlicParameters.DefaultSpacing;
     int segments = (int)Math.Round((double)size * size / (spacing * spacing));
@@ -325,31 +329,45 @@ void SideBySide()
         double mp = (double)size * size / 1e6;
         var results = new List<(string Method, double Wall, double PeakMiB, string Note)>();
 
-        var outDir = Path.Combine(dir, $"sidebyside-{size}-{bits}");
-        var a = RunCli("graph", img, "--mask", mask, "--out", outDir, "--features", features);
-        if (a.Exit != 0) { Console.WriteLine($"ActorSeg {bits}-bit: FAILED (exit {a.Exit})"); Console.Error.WriteLine(a.Log); }
-        else
+        // ActorSeg and the published pipeline alternate, --rounds times: this machine's speed swings by tens of per cent
+        // within minutes, so each round's pair is taken in the same stretch and the ratio is given per round as well
+        var ours = new List<(double Wall, double PeakMiB, string Note)>();
+        var theirs = new List<(double Wall, double PeakMiB, string Note)>();
+        for (int round = 1; round <= rounds; round++)
         {
-            var (nodes, t) = GraphFigures(outDir, a.Log);
-            results.Add(("ActorSeg `graph` (features " + features + ", mask labels, all outputs)", a.Wall, a.PeakMiB,
-                $"{nodes:N0} nodes" + (t.Success ? $"; prepare {t.Groups[1].Value} s, tiles {t.Groups[2].Value} s, stitch {t.Groups[3].Value} s, write {t.Groups[4].Value} s" : "")));
-        }
-
-        if (peerSkip is null)
-        {
+            var outDir = Path.Combine(dir, $"sidebyside-{size}-{bits}");
+            var a = RunCli("graph", img, "--mask", mask, "--out", outDir, "--features", features);
+            if (a.Exit != 0) { Console.WriteLine($"ActorSeg {bits}-bit, round {round}: FAILED (exit {a.Exit})"); Console.Error.WriteLine(a.Log); }
+            else
+            {
+                var (nodes, t) = GraphFigures(outDir, a.Log);
+                ours.Add((a.Wall, a.PeakMiB, $"{nodes:N0} nodes" + (t.Success ? $"; prepare {t.Groups[1].Value} s, tiles {t.Groups[2].Value} s, stitch {t.Groups[3].Value} s, write {t.Groups[4].Value} s" : "")));
+                Console.WriteLine($"  {size}² {bits}-bit round {round}: ActorSeg {a.Wall:F1} s");
+            }
+            if (peerSkip is not null) continue;
             var pt = Path.Combine(dir, $"sidebyside-{size}-{bits}.pt");
             var p = RunProcess("/usr/bin/python3", [peer, "graph", img, mask, pt, "--segments", segments.ToString()]);
-            if (p.Exit != 0) { Console.WriteLine($"published pipeline {bits}-bit: FAILED (exit {p.Exit})"); Console.Error.WriteLine(p.Stderr); }
+            if (p.Exit != 0) { Console.WriteLine($"published pipeline {bits}-bit, round {round}: FAILED (exit {p.Exit})"); Console.Error.WriteLine(p.Stderr); }
             else
             {
                 using var doc = JsonDocument.Parse(p.Stdout.Trim().Split('\n')[^1]);
                 var r = doc.RootElement;
                 double peak = Math.Max(p.PeakMiB, r.GetProperty("peak_rss_mib").GetDouble());
-                results.Add(("published pipeline (scikit-image SLIC, Python)", p.Wall, peak,
-                    $"{r.GetProperty("nodes").GetInt32():N0} nodes; SLIC {r.GetProperty("slic_s").GetDouble():F1} s, graph {r.GetProperty("total_s").GetDouble():F1} s in-process"));
+                theirs.Add((p.Wall, peak, $"{r.GetProperty("nodes").GetInt32():N0} nodes; SLIC {r.GetProperty("slic_s").GetDouble():F1} s, graph {r.GetProperty("total_s").GetDouble():F1} s in-process"));
+                Console.WriteLine($"  {size}² {bits}-bit round {round}: published pipeline {p.Wall:F1} s");
             }
             File.Delete(pt);
         }
+        var perRound = ours.Count == rounds && theirs.Count == rounds ? ours.Zip(theirs, (x, y) => y.Wall / x.Wall).ToArray() : [];
+        string Walls(List<(double Wall, double PeakMiB, string Note)> runs) => rounds == 1 ? "" : $"; the {runs.Count} rounds {string.Join(" / ", runs.Select(r => r.Wall.ToString("F1", CultureInfo.InvariantCulture)))} s, median given";
+        (double Wall, double PeakMiB, string Note) Median(List<(double Wall, double PeakMiB, string Note)> runs)
+        {
+            var w = runs.Select(r => r.Wall).Order().ToArray();
+            double mid = w.Length % 2 == 1 ? w[w.Length / 2] : (w[w.Length / 2 - 1] + w[w.Length / 2]) / 2;
+            return (mid, runs.Max(r => r.PeakMiB), runs[^1].Note + Walls(runs) + (perRound.Length > 1 && ReferenceEquals(runs, ours) ? $"; per round {string.Join(" / ", perRound.Select(r => r.ToString("F2", CultureInfo.InvariantCulture) + "×"))} the published pipeline's speed" : ""));
+        }
+        if (ours.Count > 0) { var m = Median(ours); results.Add(("ActorSeg `graph` (features " + features + ", mask labels, all outputs)", m.Wall, m.PeakMiB, m.Note)); }
+        if (theirs.Count > 0) { var m = Median(theirs); results.Add(("published pipeline (scikit-image SLIC, Python)", m.Wall, m.PeakMiB, m.Note)); }
 
         var o = RunProcess("dotnet", [Path.Combine(AppContext.BaseDirectory, "actorseg-bench.dll"), "opencv-slic", img, region.ToString()]);
         if (o.Exit != 0) { Console.WriteLine($"OpenCV SLIC {bits}-bit: FAILED (exit {o.Exit})"); Console.Error.WriteLine(o.Stderr); }

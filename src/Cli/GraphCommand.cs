@@ -61,7 +61,7 @@ public static class GraphCommand
         var tileSize = new Option<int>("--tile-size") { Description = "Tile core size in pixels.", DefaultValueFactory = _ => 2048 };
         var halo = new Option<int?>("--halo") { Description = "Halo around each tile core in pixels (default: 10 seed spacings, which keeps tiled and whole-image superpixels identical on all but ~0.001% of pixels)." };
         var k = new Option<int>("--k") { Description = "Nearest centroids per node for the kNN edges.", DefaultValueFactory = _ => 10 };
-        var workers = new Option<int>("--workers", "-w") { Description = "Tile worker actors (default: one per core).", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var workers = WorkersOption.Create("Tile worker actors");
         var noNodeMap = new Option<bool>("--no-node-map") { Description = "Do not write nodes.tif (nor nodes.ome.tif)." };
         var keepWork = new Option<bool>("--keep-work") { Description = "Keep the per-tile partial graphs in OUT/.work-JOB." };
         var features = new Option<string>("--features") { Description = "texture (default): the published 11 intensity features per channel plus gradient and local-variation statistics and boundary contrast; published: the 11 alone.", DefaultValueFactory = _ => "texture" };

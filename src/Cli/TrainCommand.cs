@@ -57,7 +57,7 @@ public static class TrainCommand
         var valFrac = new Option<double>("--val-frac") { DefaultValueFactory = _ => 0.15, Description = "Fraction of graphs (or, with one graph, of its labelled nodes) held out for validation." };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1, Description = "Seed for the split and the weights." };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto (CUDA when present), cpu or cuda." };
-        var workers = new Option<int>("--workers", "-w") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Tile workers when building graphs." };
+        var workers = WorkersOption.Create("Tile workers when building graphs");
         var features = RecipeOptions.Features();
         var refine = new Option<bool>("--refine") { Description = "Require the boundary refinement (the default whenever the graphs have their node maps and images: fail instead of skipping it). The pixels of nodes with a neighbour of another class, or whose winning probability is under --refine-threshold, are classified one by one from multi-scale intensity features and the coarse graph's probabilities; segment and evaluate then apply it." };
         var noRefine = new Option<bool>("--no-refine") { Description = "Train the coarse GNN only." };

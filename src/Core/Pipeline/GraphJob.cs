@@ -156,6 +156,9 @@ public static class GraphJob
         if (stats.IsConstant)
             throw new InputFileException(req.ImagePath, $"image is constant (every pixel = {string.Join(",", stats.Min)}): there is nothing to segment");
         var grid = SeedGrid.For(width, height, req.Slic);
+        if (req.Slic.Segments is { } n && grid.S < 2)
+            throw new ArgumentException($"segments {n} on a {width}x{height} image give a seed spacing of {grid.S:0.##} px; the spacing must be >= 2 pixels (ask for at most {(long)width * height / 4} segments)");
+        if (req.Halo is < 0) throw new ArgumentException($"halo must be >= 0 pixels (got {req.Halo})");
         int minHalo = (int)Math.Ceiling(Math.Max(grid.Sx, grid.Sy)) + 1;
         int halo = req.Halo ?? (int)Math.Ceiling(GraphRequest.DefaultHaloSpacings * grid.S);
         if (halo < minHalo && !(req.TileSize >= width && req.TileSize >= height))

@@ -1,0 +1,53 @@
+using System.CommandLine;
+using ActorSeg.Cli;
+using ActorSeg.Core.Imaging;
+using ActorSeg.Core.Pipeline;
+using ActorSeg.Core.Superpixels;
+using ActorSeg.Tests.Engine;
+using Xunit;
+
+namespace ActorSeg.Tests.Unit;
+
+/// <summary>Absurd job options are refused with what is wrong before any tile runs.</summary>
+public class JobLimitsTests() : TempDirTest("joblimits")
+{
+    private static readonly ArrayImageSource Img = EngineHarness.Blobs(64, 48, 3).Image;
+
+    private GraphJobManifest Prepare(GraphRequest req) =>
+        GraphJob.Prepare("limits", req, Path.Combine(_dir, "work"), Img.Width, Img.Height, Img.Channels, Img.BitDepth, EngineHarness.Stats(Img));
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(-1000)]
+    public void ANegativeHalo_IsRefused_EvenForOneTile(int halo)
+    {
+        var e = Assert.Throws<ArgumentException>(() => Prepare(new GraphRequest { ImagePath = "x.tif", Halo = halo, TileSize = 2048 }));
+        Assert.Contains($"halo must be >= 0 pixels (got {halo})", e.Message);
+    }
+
+    [Fact]
+    public void SegmentsThatMakeTheSpacingUnderTwoPixels_AreRefused_AsASmallSpacingIs()
+    {
+        // 64 x 48 = 3072 px: 768 segments give a spacing of exactly 2 px, 769 less
+        Assert.Equal(2.0, Prepare(new GraphRequest { ImagePath = "x.tif", Slic = new SlicParameters { Segments = 768 } }).Grid.S, 6);
+        var e = Assert.Throws<ArgumentException>(() => Prepare(new GraphRequest { ImagePath = "x.tif", Slic = new SlicParameters { Segments = 100_000 } }));
+        Assert.Contains("segments 100000 on a 64x48 image", e.Message);
+        Assert.Contains("at most 768 segments", e.Message);
+    }
+
+    [Theory]
+    [InlineData(0, false)]
+    [InlineData(-1, false)]
+    [InlineData(1, true)]
+    [InlineData(100_000, false)]
+    public void Workers_AreBoundedByTheCores(int workers, bool ok)
+    {
+        var option = WorkersOption.Create("Tile workers");
+        var cmd = new RootCommand { option };
+        var parsed = cmd.Parse(["--workers", workers.ToString()]);
+        Assert.Equal(ok, parsed.Errors.Count == 0);
+        if (!ok) Assert.Contains($"--workers {workers}: give 1 to {WorkersOption.Max}", parsed.Errors[0].Message);
+        Assert.True(cmd.Parse(["--workers", WorkersOption.Max.ToString()]).Errors.Count == 0);
+        Assert.Equal(Environment.ProcessorCount, cmd.Parse([]).GetValue(option));
+    }
+}

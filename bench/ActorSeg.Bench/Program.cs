@@ -358,16 +358,19 @@ void SideBySide()
             }
             File.Delete(pt);
         }
-        var perRound = ours.Count == rounds && theirs.Count == rounds ? ours.Zip(theirs, (x, y) => y.Wall / x.Wall).ToArray() : [];
-        string Walls(List<(double Wall, double PeakMiB, string Note)> runs) => rounds == 1 ? "" : $"; the {runs.Count} rounds {string.Join(" / ", runs.Select(r => r.Wall.ToString("F1", CultureInfo.InvariantCulture)))} s, median given";
-        (double Wall, double PeakMiB, string Note) Median(List<(double Wall, double PeakMiB, string Note)> runs)
+        // each method's median wall and largest peak; with several rounds, every round's walls and (for ActorSeg) the
+        // ratio within each round in the notes
+        (double Wall, double PeakMiB, string Note) Summary(List<(double Wall, double PeakMiB, string Note)> runs, string extra)
         {
             var w = runs.Select(r => r.Wall).Order().ToArray();
-            double mid = w.Length % 2 == 1 ? w[w.Length / 2] : (w[w.Length / 2 - 1] + w[w.Length / 2]) / 2;
-            return (mid, runs.Max(r => r.PeakMiB), runs[^1].Note + Walls(runs) + (perRound.Length > 1 && ReferenceEquals(runs, ours) ? $"; per round {string.Join(" / ", perRound.Select(r => r.ToString("F2", CultureInfo.InvariantCulture) + "×"))} the published pipeline's speed" : ""));
+            double median = w.Length % 2 == 1 ? w[w.Length / 2] : (w[w.Length / 2 - 1] + w[w.Length / 2]) / 2;
+            string rounds = runs.Count == 1 ? "" : $"; the {runs.Count} rounds {string.Join(" / ", runs.Select(r => r.Wall.ToString("F1")))} s, median given";
+            return (median, runs.Max(r => r.PeakMiB), runs[^1].Note + rounds + extra);
         }
-        if (ours.Count > 0) { var m = Median(ours); results.Add(("ActorSeg `graph` (features " + features + ", mask labels, all outputs)", m.Wall, m.PeakMiB, m.Note)); }
-        if (theirs.Count > 0) { var m = Median(theirs); results.Add(("published pipeline (scikit-image SLIC, Python)", m.Wall, m.PeakMiB, m.Note)); }
+        string perRound = rounds > 1 && ours.Count == rounds && theirs.Count == rounds
+            ? $"; per round {string.Join(" / ", ours.Zip(theirs, (x, y) => (y.Wall / x.Wall).ToString("F2") + "×"))} the published pipeline's speed" : "";
+        if (ours.Count > 0) { var m = Summary(ours, perRound); results.Add(("ActorSeg `graph` (features " + features + ", mask labels, all outputs)", m.Wall, m.PeakMiB, m.Note)); }
+        if (theirs.Count > 0) { var m = Summary(theirs, ""); results.Add(("published pipeline (scikit-image SLIC, Python)", m.Wall, m.PeakMiB, m.Note)); }
 
         var o = RunProcess("dotnet", [Path.Combine(AppContext.BaseDirectory, "actorseg-bench.dll"), "opencv-slic", img, region.ToString()]);
         if (o.Exit != 0) { Console.WriteLine($"OpenCV SLIC {bits}-bit: FAILED (exit {o.Exit})"); Console.Error.WriteLine(o.Stderr); }

@@ -72,8 +72,7 @@ public static class ModelFile
     public static (ModelSpec Spec, GnnModel Model) Load(string path, Device? device = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: model file not found");
-        // a named pipe or a device has no length, and opening one would wait for a writer for ever
-        if (!Core.Imaging.InputFiles.HasData(path)) throw new InvalidDataException($"{path}: not an ActorSeg GNN model file (empty, or not a regular file: a named pipe or a device)");
+        Core.Imaging.InputFiles.RefuseNonRegular(path, "not an ActorSeg GNN model file");
         try
         {
             using var fs = File.OpenRead(path);

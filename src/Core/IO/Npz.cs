@@ -597,21 +597,12 @@ public static class NpzReader
     /// <summary>Reads every <c>.npy</c> entry of the archive, keyed by name without the <c>.npy</c> suffix.</summary>
     /// <exception cref="InvalidDataException">The file or an entry is corrupt (message names the file and entry).</exception>
     /// <exception cref="NotSupportedException">An entry uses an unsupported dtype or Fortran order.</exception>
-    /// <summary>Throws <see cref="InvalidDataException"/> naming the file when it exists but is empty or not a regular
-    /// file: opening a named pipe or a device to read would wait for a writer for ever. A missing file is left to the
-    /// open, which names it.</summary>
-    internal static void NotAPipe(string path)
-    {
-        if (File.Exists(path) && !Imaging.InputFiles.HasData(path))
-            throw new InvalidDataException($"{path}: empty, or not a regular file (a named pipe or a device): not a readable array file");
-    }
-
     public static IReadOnlyDictionary<string, NpyArray> Read(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         var result = new Dictionary<string, NpyArray>(StringComparer.Ordinal);
         ZipArchive zip;
-        NotAPipe(path);
+        Imaging.InputFiles.RefuseNonRegular(path, "not a readable .npz archive");
         var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         try
         {
@@ -671,7 +662,7 @@ public static class NpyFile
     /// <exception cref="InvalidDataException">Not a readable .npy file (the message names it).</exception>
     public static NpyArray Read(string path)
     {
-        NpzReader.NotAPipe(path);
+        Imaging.InputFiles.RefuseNonRegular(path, "not a readable .npy file");
         using var s = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         try { return Npy.ReadArray(s, s.Length); }
         catch (Exception ex) when (ex is InvalidDataException or EndOfStreamException or FormatException)

@@ -31,6 +31,15 @@ public static class InputFiles
         if (!HasData(path)) throw new InputFileException(path, "file is empty (0 bytes), or not a regular file (a named pipe or a device, whose read would never end)");
     }
 
+    /// <summary>For data files (models, arrays): throws <see cref="InvalidDataException"/> naming the file when it exists
+    /// but is empty or not a regular file, as opening a named pipe or a device to read would wait for a writer for ever.
+    /// A missing file is left to the caller's open, which names it.</summary>
+    public static void RefuseNonRegular(string path, string what)
+    {
+        if (File.Exists(path) && !HasData(path))
+            throw new InvalidDataException($"{path}: {what}: empty, or not a regular file (a named pipe or a device, whose read would never end)");
+    }
+
     /// <summary>Whether <paramref name="path"/> (its final link target) is a file with a length: false for a missing or
     /// empty file, a named pipe or a device, which report none; never opens it.</summary>
     public static bool HasData(string path)

@@ -128,12 +128,19 @@ public sealed record TissueInfo(string Source, double Fraction, int TilesSkipped
 /// <summary>The plain (actor-free) steps of building a graph: prepare, process a tile, stitch and write.</summary>
 public static class GraphJob
 {
-    /// <summary>First cheap pass: open and validate the inputs, gather global statistics, plan seeds and tiles.</summary>
-    public static GraphJobManifest Prepare(string jobId, GraphRequest req, string workDir)
+    /// <summary>The request's own limits, which need no image: SLIC's parameters, k, the feature set, the halo.</summary>
+    private static void CheckRequest(GraphRequest req)
     {
         req.Slic.Validate();
         if (req.K < 1 || req.K > 100) throw new ArgumentException($"k must be in [1, 100] (got {req.K})");
         if (!GraphRequest.FeatureSets.Contains(req.Features)) throw new ArgumentException($"features must be one of {string.Join(", ", GraphRequest.FeatureSets)} (got '{req.Features}')");
+        if (req.Halo is < 0) throw new ArgumentException($"halo must be >= 0 pixels (got {req.Halo})");
+    }
+
+    /// <summary>First cheap pass: open and validate the inputs, gather global statistics, plan seeds and tiles.</summary>
+    public static GraphJobManifest Prepare(string jobId, GraphRequest req, string workDir)
+    {
+        CheckRequest(req); // before the image is opened and its statistics gathered
         using var img = ImageSources.Open(req.ImagePath, req.Page);
         if (req.MaskPath is { } mp)
         {
@@ -152,13 +159,12 @@ public static class GraphJob
     public static GraphJobManifest Prepare(string jobId, GraphRequest req, string workDir, int width, int height, int channels, int bitDepth, ImageStatistics stats,
         TissueMap? tissue = null, string? tissueSource = null)
     {
-        req.Slic.Validate();
+        CheckRequest(req);
         if (stats.IsConstant)
             throw new InputFileException(req.ImagePath, $"image is constant (every pixel = {string.Join(",", stats.Min)}): there is nothing to segment");
         var grid = SeedGrid.For(width, height, req.Slic);
         if (req.Slic.Segments is { } n && grid.S < 2)
             throw new ArgumentException($"segments {n} on a {width}x{height} image give a seed spacing of {grid.S:0.##} px; the spacing must be >= 2 pixels (ask for at most {(long)width * height / 4} segments)");
-        if (req.Halo is < 0) throw new ArgumentException($"halo must be >= 0 pixels (got {req.Halo})");
         int minHalo = (int)Math.Ceiling(Math.Max(grid.Sx, grid.Sy)) + 1;
         int halo = req.Halo ?? (int)Math.Ceiling(GraphRequest.DefaultHaloSpacings * grid.S);
         if (halo < minHalo && !(req.TileSize >= width && req.TileSize >= height))

@@ -34,6 +34,26 @@ public sealed record ModelSpec
     /// <summary>The boundary refinement trained with the model (<c>train --refine</c>), or null: the coarse classes are painted as they are.</summary>
     public Core.Refine.PixelRefinerSpec? Refiner { get; init; }
 
+    /// <summary>Refuses a spec whose parts disagree or lie outside what training writes (read from a file: trust nothing).</summary>
+    /// <exception cref="InvalidDataException">names the first bad field</exception>
+    public void Validate()
+    {
+        if (Architecture is null) throw new InvalidDataException("the model has no architecture");
+        try { Architecture.Validate(); }
+        catch (ArgumentException e) { throw new InvalidDataException($"the model's architecture: {e.Message}"); }
+        if (Classes < 2 || Classes > GraphSample.MaxClasses) throw new InvalidDataException($"the model has {Classes} classes (2..{GraphSample.MaxClasses} allowed)");
+        if (FeatureNames is null || FeatureNames.Length == 0 || FeatureNames.Any(string.IsNullOrWhiteSpace))
+            throw new InvalidDataException("the model names no features");
+        if (FeatureNames.Length > 4096) throw new InvalidDataException($"the model has {FeatureNames.Length} features (at most 4096)");
+        if (FeatureMean is null || FeatureMean.Length != FeatureNames.Length || FeatureStd is null || FeatureStd.Length != FeatureNames.Length)
+            throw new InvalidDataException($"the model's feature normalisation has {FeatureMean?.Length ?? 0} means and {FeatureStd?.Length ?? 0} deviations for {FeatureNames.Length} features");
+        for (int f = 0; f < FeatureNames.Length; f++)
+            if (!float.IsFinite(FeatureMean[f]) || !(float.IsFinite(FeatureStd[f]) && FeatureStd[f] > 0))
+                throw new InvalidDataException($"the model's normalisation of feature {FeatureNames[f]} is mean {FeatureMean[f]}, deviation {FeatureStd[f]}");
+        if (!GraphSample.EdgeModes.Contains(Edges)) throw new InvalidDataException($"the model's edges '{Edges}' are not one of {string.Join(", ", GraphSample.EdgeModes)}");
+        if (!(double.IsFinite(SeedSpacing) && SeedSpacing >= 0)) throw new InvalidDataException($"the model's seed spacing is {SeedSpacing}");
+    }
+
     /// <summary>Refuses a graph whose features the model was not trained on.</summary>
     public void CheckCompatible(GraphSample g)
     {
@@ -82,6 +102,7 @@ public static class ModelFile
             int len = r.ReadInt32();
             if (len <= 0 || len > 64 << 20) throw new InvalidDataException("corrupt header");
             var spec = JsonSerializer.Deserialize<ModelSpec>(r.ReadBytes(len), Json) ?? throw new InvalidDataException("empty spec");
+            spec.Validate();
             if (spec.Refiner is { } refiner)
             {
                 refiner.Validate("the model's refiner");

@@ -1,0 +1,173 @@
+using ActorSeg.Core.IO;
+using ActorSeg.GpuTrainer;
+using Xunit;
+
+namespace ActorSeg.Tests.Gnn;
+
+/// <summary>Graph and model files are read from disk and trusted nowhere: an array of the wrong shape, type or range is
+/// refused when the file is loaded, naming the file and the array, before it can crash training or skew a metric.</summary>
+public class GraphFileValidationTests() : TempDirTest("graphcheck")
+{
+    private const int N = 4;
+
+    /// <summary>A valid 4-node, 2-feature, 2-class graph, with one array replaced (or removed, with a null writer).</summary>
+    private string Graph(string name, string? replace = null, Action<NpzWriter>? with = null)
+    {
+        var path = Path.Combine(_dir, name + ".npz");
+        using var npz = new NpzWriter(path);
+        void Put(string key, Action<NpzWriter> write)
+        {
+            if (key != replace) write(npz);
+            else with?.Invoke(npz);
+        }
+        Put("x", w => w.Add<float>("x", new float[] { 1, 2, 3, 4, 5, 6, 7, 8 }, N, 2));
+        Put("feature_names", w => w.AddStrings("feature_names", ["mean", "std"]));
+        Put("edge_index", w => w.Add<long>("edge_index", new long[] { 0, 1, 2, 3, 1, 2, 3, 0 }, 2, 4));
+        Put("edge_weight", w => w.Add<float>("edge_weight", new float[] { 1, 1, 1, 1 }, 4));
+        Put("edge_weight_scaled", w => w.Add<float>("edge_weight_scaled", new float[] { 1, 1, 1, 1 }, 4));
+        Put("rag_edge_index", w => w.Add<long>("rag_edge_index", new long[] { 0, 1, 1, 0 }, 2, 2));
+        Put("rag_boundary_length", w => w.Add<int>("rag_boundary_length", new[] { 3, 3 }, 2));
+        Put("y", w => w.Add<long>("y", new long[] { 0, 1, -1, 1 }, N));
+        Put("class_hist", w => w.Add<long>("class_hist", new long[] { 5, 0, 0, 5, 2, 2, 0, 4 }, N, 2));
+        Put("seed_spacing", w => w.AddScalar("seed_spacing", 12.0));
+        npz.Complete();
+        return path;
+    }
+
+    [Fact]
+    public void AValidGraph_Loads_WithEveryEdgeSet()
+    {
+        var path = Graph("ok");
+        foreach (var edges in GraphSample.EdgeModes)
+        {
+            var g = GraphSample.Load(path, edges);
+            Assert.Equal(N, g.Nodes);
+            Assert.Equal(2, g.F);
+            Assert.Equal(2, g.Classes);
+            Assert.Equal(12.0, g.SeedSpacing);
+        }
+        // rag weights: each node's incoming weights sum to 1
+        Assert.Equal(new float[] { 1, 1 }, GraphSample.Load(path, "rag").EdgeWeight);
+    }
+
+    public static TheoryData<string, string, string> Corruptions() => new()
+    {
+        // case, edges to load, what the message must name
+        { "x-width", "knn", "'x' has shape (4, 3)" },
+        { "x-nan", "knn", "'x' holds NaN at node 1, feature std" },
+        { "x-dtype", "knn", "'x' is of dtype" },
+        { "names-duplicate", "knn", "'feature_names' must be distinct" },
+        { "edge-out-of-range", "knn", "edge refers to node 9 of 4" },
+        { "edge-shape", "knn", "'edge_index' has shape (4, 2)" },
+        { "weight-length", "knn", "'edge_weight' has shape (3)" },
+        { "weight-negative", "knn", "'edge_weight' holds the edge weight -1" },
+        { "boundary-zero", "rag", "'rag_boundary_length' holds 0 for edge 1" },
+        { "hist-negative", "knn", "'class_hist' holds -7 pixels of class 1 at node 2" },
+        { "hist-rows", "knn", "'class_hist' has shape (3, 2)" },
+        { "hist-classes", "knn", "1..255 classes" },
+        { "label-too-big", "knn", "'y' holds the label 7 at node 3" },
+        { "label-negative", "knn", "'y' holds the label -5 at node 0" },
+        { "spacing-nan", "knn", "'seed_spacing' is NaN" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Corruptions))]
+    public void ABadArray_IsRefusedAtLoad_NamingFileAndArray(string corruption, string edges, string expected)
+    {
+        string path = corruption switch
+        {
+            "x-width" => Graph(corruption, "x", w => w.Add<float>("x", new float[12], N, 3)),
+            "x-nan" => Graph(corruption, "x", w => w.Add<float>("x", new float[] { 1, 2, 3, float.NaN, 5, 6, 7, 8 }, N, 2)),
+            "x-dtype" => Graph(corruption, "x", w => w.Add<double>("x", new double[8], N, 2)),
+            "names-duplicate" => Graph(corruption, "feature_names", w => w.AddStrings("feature_names", ["mean", "mean"])),
+            "edge-out-of-range" => Graph(corruption, "edge_index", w => w.Add<long>("edge_index", new long[] { 0, 1, 2, 3, 1, 2, 9, 0 }, 2, 4)),
+            "edge-shape" => Graph(corruption, "edge_index", w => w.Add<long>("edge_index", new long[8], 4, 2)),
+            "weight-length" => Graph(corruption, "edge_weight", w => w.Add<float>("edge_weight", new float[] { 1, 1, 1 }, 3)),
+            "weight-negative" => Graph(corruption, "edge_weight", w => w.Add<float>("edge_weight", new float[] { 1, -1, 1, 1 }, 4)),
+            "boundary-zero" => Graph(corruption, "rag_boundary_length", w => w.Add<int>("rag_boundary_length", new[] { 3, 0 }, 2)),
+            "hist-negative" => Graph(corruption, "class_hist", w => w.Add<long>("class_hist", new long[] { 5, 0, 0, 5, 2, -7, 0, 4 }, N, 2)),
+            "hist-rows" => Graph(corruption, "class_hist", w => w.Add<long>("class_hist", new long[6], 3, 2)),
+            "hist-classes" => Graph(corruption, "class_hist", w => w.Add<long>("class_hist", new long[N * 300], N, 300)),
+            "label-too-big" => Graph(corruption, "y", w => w.Add<long>("y", new long[] { 0, 1, -1, 7 }, N)),
+            "label-negative" => Graph(corruption, "y", w => w.Add<long>("y", new long[] { -5, 1, -1, 1 }, N)),
+            "spacing-nan" => Graph(corruption, "seed_spacing", w => w.AddScalar("seed_spacing", double.NaN)),
+            _ => throw new ArgumentException(corruption),
+        };
+        var e = Assert.Throws<InvalidDataException>(() => GraphSample.Load(path, edges));
+        Assert.StartsWith(path, e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void LabelsBeyondTheHistogramsClasses_AreNotTrainedAsExtraClasses()
+    {
+        // before: a label of 7 in a 2-class graph silently trained an 8-class model
+        var path = Graph("label7", "y", w => w.Add<long>("y", new long[] { 0, 1, -1, 7 }, N));
+        var e = Assert.Throws<InvalidDataException>(() => Trainer.Train([path], Path.Combine(_dir, "m"), new TrainOptions { MaxEpochs = 1 }));
+        Assert.Contains("label 7", e.Message);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "m")) && Directory.EnumerateFiles(Path.Combine(_dir, "m"), "*.model").Any());
+    }
+
+    private string SaveModel(string name, Func<ModelSpec, ModelSpec> tamper, Func<string, string>? editJson = null)
+    {
+        var spec = new ModelSpec
+        {
+            Architecture = new GnnArchitecture { Layers = 2, Hidden = 4 }, FeatureNames = ["mean", "std"], FeatureMean = [0, 0],
+            FeatureStd = [1, 1], Classes = 2, Edges = "rag", ClassWeights = [1, 1], SeedSpacing = 12,
+        };
+        spec.Validate();
+        using var model = new GnnModel(spec.Architecture, 2, 2);
+        var path = Path.Combine(_dir, name + ".model");
+        ModelFile.Save(path, tamper(spec), model);
+        if (editJson is not null)
+        {
+            // as a hand edit would: the JSON header rewritten, the weights after it kept
+            var bytes = File.ReadAllBytes(path);
+            int magic = "ACTORSEG-GNN-MODEL\n".Length, len = BitConverter.ToInt32(bytes, magic);
+            var json = System.Text.Encoding.UTF8.GetBytes(editJson(System.Text.Encoding.UTF8.GetString(bytes, magic + 4, len)));
+            File.WriteAllBytes(path, [.. bytes.AsSpan(0, magic), .. BitConverter.GetBytes(json.Length), .. json, .. bytes.AsSpan(magic + 4 + len)]);
+        }
+        return path;
+    }
+
+    public static TheoryData<string, string> BadSpecs() => new()
+    {
+        { "classes-huge", "1000000 classes" },
+        { "classes-one", "1 classes" },
+        { "mean-short", "1 means and 2 deviations for 2 features" },
+        { "std-zero", "feature std is mean 0, deviation 0" },
+        { "std-negative", "deviation -1" },
+        { "edges", "edges 'grid'" },
+        { "layers", "layers must be in [1, 16]" },
+        { "spacing", "seed spacing is -1" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadSpecs))]
+    public void ATamperedModelSpec_IsRefusedBeforeTheWeightsAreBuilt(string tamper, string expected)
+    {
+        var path = SaveModel(tamper, s => tamper switch
+        {
+            "classes-huge" => s,
+            "classes-one" => s with { Classes = 1 },
+            "mean-short" => s with { FeatureMean = [0] },
+            "std-zero" => s with { FeatureStd = [1, 0] },
+            "std-negative" => s with { FeatureStd = [-1, 1] },
+            "edges" => s with { Edges = "grid" },
+            "layers" => s with { Architecture = s.Architecture with { Layers = 100 } },
+            "spacing" => s with { SeedSpacing = -1 },
+            _ => throw new ArgumentException(tamper),
+        }, tamper == "classes-huge" ? json => json.Replace("\"Classes\": 2,", "\"Classes\": 1000000,", StringComparison.Ordinal) : null);
+        Assert.Contains(tamper == "classes-huge" ? "1000000" : "", File.ReadAllText(path));
+        var e = Assert.Throws<InvalidDataException>(() => ModelFile.Load(path));
+        Assert.StartsWith(path, e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void AnUntamperedModel_Loads()
+    {
+        var (spec, model) = ModelFile.Load(SaveModel("ok", s => s));
+        using (model) Assert.Equal(2, spec.Classes);
+    }
+}

@@ -35,6 +35,17 @@ public static class GenerateCommand
             DefaultValueFactory = _ => "jpeg",
         };
         compression.AcceptOnlyFromAmong("jpeg", "jp2k", "jp2k-ycbcr");
+        const int MaxSide = 1 << 20;
+        foreach (var side in new[] { width, height })
+            side.Validators.Add(r => { if (r.GetValueOrDefault<int>() is var v && v is < 1 or > MaxSide) r.AddError($"{side.Name} must be 1 to {MaxSide:N0} pixels (got {v})"); });
+        name.Validators.Add(r =>
+        {
+            var n = r.GetValueOrDefault<string>() ?? "";
+            if (n.Length == 0 || n is "." or ".." || n.IndexOfAny([.. Path.GetInvalidFileNameChars(), '/', '\\']) >= 0)
+                r.AddError($"--name must be a plain file name, without a folder (got '{n}')");
+        });
+        mpp.Validators.Add(r => { if (r.GetValueOrDefault<double>() is var v && !(v > 0 && v < 1000)) r.AddError($"--mpp must be a number of microns per pixel in (0, 1000) (got {v})"); });
+        glass.Validators.Add(r => { if (r.GetValueOrDefault<double>() is var v && !(v >= 0 && v <= 0.95)) r.AddError($"--glass must be in [0, 0.95] (got {v})"); });
         var cmd = new Command("generate", "Generate a synthetic microscopy image with its exact mask, as tiled BigTIFF, never holding the whole image.")
         {
             output, name, width, height, kind, bits, channels, seed, format, mpp, compression, glass,
@@ -59,18 +70,13 @@ public static class GenerateCommand
                 Console.Error.WriteLine($"actorseg generate: JPEG 2000 tiles are encoded by {SlideWriter.Jp2kEncoder}, which is not on the PATH: install Debian's libopenjp2-tools");
                 return Task.FromResult(ExitCodes.Failed);
             }
-            var (img, mask) = Run(pr.GetValue(output)!.FullName, pr.GetValue(name)!, pr.GetValue(width), pr.GetValue(height),
-                pr.GetValue(kind)!, svs ? 8 : pr.GetValue(bits), svs ? 3 : pr.GetValue(channels), pr.GetValue(seed), ct);
-            if (pr.GetValue(glass) is < 0 or > 0.95)
-            {
-                Console.Error.WriteLine($"actorseg generate: --glass must be in [0, 0.95] (got {pr.GetValue(glass)})");
-                return Task.FromResult(ExitCodes.Usage);
-            }
             if (pr.GetValue(glass) != 0 && !svs)
             {
                 Console.Error.WriteLine("actorseg generate: --glass makes a brightfield slide: use it with --format svs");
                 return Task.FromResult(ExitCodes.Usage);
             }
+            var (img, mask) = Run(pr.GetValue(output)!.FullName, pr.GetValue(name)!, pr.GetValue(width), pr.GetValue(height),
+                pr.GetValue(kind)!, svs ? 8 : pr.GetValue(bits), svs ? 3 : pr.GetValue(channels), pr.GetValue(seed), ct);
             if (svs && pr.GetValue(glass) is > 0 and var gf)
             {
                 var withGlass = Path.ChangeExtension(img, ".glass.tif");
@@ -97,6 +103,7 @@ public static class GenerateCommand
 
     public static (string Image, string Mask) Run(string dir, string name, int width, int height, string kind, int bits, int channels, int seed, CancellationToken ct)
     {
+        if (File.Exists(dir)) throw new IOException($"output folder {dir} cannot be created: a file of that name is there");
         Directory.CreateDirectory(dir);
         var img = Path.Combine(dir, name + ".tif");
         var mask = Path.Combine(dir, name + "_mask.tif");

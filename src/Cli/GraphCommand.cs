@@ -17,6 +17,14 @@ public static class ExitCodes
     /// <summary>Failures caused by the user's input or data (reported in one line, exit 1), as opposed to bugs.</summary>
     public static bool IsInputError(Exception e) => e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException
         or ArgumentException or InvalidOperationException or Core.Imaging.InputFileException;
+
+    /// <summary>The one line to print for an exception that escaped a command, when the user's input or environment caused it
+    /// (a bad file or value, a path that cannot be written); null for a fault of ActorSeg's, which keeps its trace.</summary>
+    public static string? DescribeUserError(Exception e)
+    {
+        if (e is AggregateException { InnerExceptions.Count: 1 } a) e = a.InnerExceptions[0];
+        return IsInputError(e) || e is IOException or UnauthorizedAccessException ? e.Message : null;
+    }
 }
 
 /// <summary>Job progress for a person: a bar redrawn in place on a terminal, one plain line per report otherwise (logs, CI).</summary>

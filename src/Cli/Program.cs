@@ -44,8 +44,29 @@ try
     }
     ThreadPool.UnsafeQueueUserWorkItem(_ => { try { System.Configuration.ConfigurationManager.GetSection("akka"); } catch (Exception) { } }, null);
     // a cluster node owns its termination signals (NodeCommand.RunAsync): a second owner raced it at SIGTERM
-    var invocation = ReferenceEquals(parsed.CommandResult.Command, node) ? new InvocationConfiguration { ProcessTerminationTimeout = null } : null;
-    return await parsed.InvokeAsync(invocation);
+    var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
+    if (ReferenceEquals(parsed.CommandResult.Command, node)) invocation.ProcessTerminationTimeout = null;
+    try
+    {
+        return await parsed.InvokeAsync(invocation);
+    }
+    catch (Exception e) when (ExitCodes.DescribeUserError(e) is { } line)
+    {
+        // what the user gave is wrong (a path, a file's contents, an option's value): one line naming it, no stack trace
+        Console.Error.WriteLine($"actorseg {parsed.CommandResult.Command.Name}: {line}");
+        return ExitCodes.Failed;
+    }
+    catch (OperationCanceledException)
+    {
+        Console.Error.WriteLine($"actorseg {parsed.CommandResult.Command.Name}: cancelled");
+        return ExitCodes.Failed;
+    }
+    catch (Exception e)
+    {
+        // anything else is a fault of ActorSeg's: the whole trace, to be reported
+        Console.Error.WriteLine($"actorseg {parsed.CommandResult.Command.Name}: internal error, please report it with this trace:\n{e}");
+        return ExitCodes.Failed;
+    }
 }
 finally
 {

@@ -54,6 +54,9 @@ public static class TrainCommand
         var lr = new Option<double>("--lr") { DefaultValueFactory = _ => 0.01, Description = "Adam learning rate." };
         var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 500, Description = "Maximum epochs." };
         var patience = new Option<int>("--patience") { DefaultValueFactory = _ => 20, Description = "Epochs without validation improvement before stopping." };
+        lr.Validators.Add(r => { if (r.GetValueOrDefault<double>() is var v && !(v > 0 && double.IsFinite(v))) r.AddError($"--lr must be a finite number > 0 (got {v})"); });
+        foreach (var o in new[] { epochs, patience })
+            o.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 and var v) r.AddError($"{o.Name} must be at least 1 (got {v})"); });
         var valFrac = new Option<double>("--val-frac") { DefaultValueFactory = _ => 0.15, Description = "Fraction of graphs (or, with one graph, of its labelled nodes) held out for validation." };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1, Description = "Seed for the split and the weights." };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto (CUDA when present), cpu or cuda." };
@@ -183,6 +186,8 @@ public static class EvaluateCommand
             Logging.Configure(pr.GetValue(verbose));
             try
             {
+                // the metrics' folder first: a path that cannot take them fails before minutes of evaluation
+                if (pr.GetValue(output) is { } outDir) SafePaths.EnsureDirectory(outDir.FullName, "metrics folder");
                 var dev = TorchDevice.Pick(pr.GetValue(device));
                 var (spec, m) = ModelFile.Load(pr.GetValue(model)!.FullName, dev);
                 var per = new List<(long[], int, long[])>();
@@ -217,7 +222,6 @@ public static class EvaluateCommand
                 PrintPerClass(all, spec.ClassTable);
                 if (pr.GetValue(output) is { } od)
                 {
-                    Directory.CreateDirectory(od.FullName);
                     SafePaths.WriteAllText(Path.Combine(od.FullName, "metrics.json"), JsonSerializer.Serialize(new { model = pr.GetValue(model)!.FullName, overall = all, refined = refiner is not null, coarse = refiner is null ? null : coarse, refinedPixels, changedPixels, perClass = PerClass(all, spec.ClassTable), graphs = rows }, new JsonSerializerOptions { WriteIndented = true }), "metrics");
                 }
                 return Task.FromResult(ExitCodes.Ok);

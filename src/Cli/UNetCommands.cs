@@ -75,6 +75,7 @@ public static class UNetCommands
             try
             {
                 var sw = System.Diagnostics.Stopwatch.StartNew();
+                if (pr.GetValue(output) is { } outDir) SafePaths.EnsureDirectory(outDir.FullName, "metrics folder");
                 var pairs = TrainCommand.Pair(pr.GetValue(images)!.FullName, pr.GetValue(masks)!.FullName);
                 var modelPath = pr.GetValue(model)!.FullName;
                 var spec = UNetRunner.ReadSpec(modelPath);
@@ -86,7 +87,6 @@ public static class UNetCommands
                 EvaluateCommand.PrintPerClass(m, spec.ClassTable);
                 if (pr.GetValue(output) is { } od)
                 {
-                    Directory.CreateDirectory(od.FullName);
                     SafePaths.WriteAllText(Path.Combine(od.FullName, "metrics.json"), JsonSerializer.Serialize(new
                     {
                         model = modelPath, maskMode = mode, images = pairs.Select(p => p.Image), overall = m, perClass = EvaluateCommand.PerClass(m, spec.ClassTable),

@@ -77,20 +77,33 @@ public static class ModelFile
 
     public static void Save(string path, ModelSpec spec, GnnModel model)
     {
+        var json = JsonSerializer.SerializeToUtf8Bytes(spec, Json);
         var tmp = $"{path}.{Guid.NewGuid():N}.partial";
-        using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
-        using (var w = new BinaryWriter(fs))
+        try
         {
-            w.Write(Magic);
-            var json = JsonSerializer.SerializeToUtf8Bytes(spec, Json);
-            w.Write(json.Length); w.Write(json);
-            model.save(w);
+            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
+            using (var w = new BinaryWriter(fs))
+            {
+                w.Write(Magic);
+                w.Write(json.Length); w.Write(json);
+                model.save(w);
+            }
+            SafePaths.Publish(tmp, path, "model");
         }
-        SafePaths.Publish(tmp, path, "model");
+        finally
+        {
+            // a failed write (disk full, a folder gone) leaves no partial file behind
+            if (File.Exists(tmp)) File.Delete(tmp);
+        }
     }
 
     public static (ModelSpec Spec, GnnModel Model) Load(string path, Device? device = null)
     {
+        if (Directory.Exists(path))
+        {
+            var inside = System.IO.Path.Combine(path, "best.model");
+            throw new InvalidDataException($"{path}: is a folder, not a model file{(File.Exists(inside) ? $" (the trained model is {inside})" : "")}");
+        }
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: model file not found");
         Core.Imaging.InputFiles.RefuseNonRegular(path, "not an ActorSeg GNN model file");
         try

@@ -46,7 +46,11 @@ public static class Trainer
         o.Architecture.Validate();
         if (graphPaths.Count == 0) throw new ArgumentException("no graphs to train on");
         if (!(o.ValidationFraction > 0 && o.ValidationFraction < 1)) throw new ArgumentException($"validation fraction must be in (0, 1) (got {o.ValidationFraction})");
-        Directory.CreateDirectory(outDir);
+        if (o.MaxEpochs < 1) throw new ArgumentException($"the epochs must be at least 1 (got {o.MaxEpochs})");
+        if (o.Patience < 1) throw new ArgumentException($"the patience must be at least 1 epoch (got {o.Patience})");
+        if (!(o.LearningRate > 0 && double.IsFinite(o.LearningRate))) throw new ArgumentException($"the learning rate must be a finite number > 0 (got {o.LearningRate})");
+        if (!(o.MinDelta >= 0 && double.IsFinite(o.MinDelta))) throw new ArgumentException($"the minimum improvement must be a finite number >= 0 (got {o.MinDelta})");
+        SafePaths.EnsureDirectory(outDir, "model folder");
         var sw = Stopwatch.StartNew();
         torch.manual_seed(o.Seed);
         var device = TorchDevice.Pick(o.Device);

@@ -66,6 +66,7 @@ public static class SafePaths
     public static void EnsureDirectory(string dir, string what)
     {
         CheckUnchanged(dir, what);
+        if (File.Exists(dir)) throw new IOException($"{what} {dir} cannot be created: a file of that name is there");
         try { Directory.CreateDirectory(dir); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException && e is not UnsafePathException)
         {

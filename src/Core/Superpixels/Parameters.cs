@@ -20,8 +20,8 @@ public sealed record SlicParameters
     public void Validate()
     {
         if (Segments is { } s && s < 1) throw new ArgumentException($"segments must be >= 1 (got {s})");
-        if (Segments is null && !(Spacing >= 2)) throw new ArgumentException($"spacing must be >= 2 pixels (got {Spacing})");
-        if (!(Compactness > 0)) throw new ArgumentException($"compactness must be > 0 (got {Compactness})");
+        if (Segments is null && !(Spacing >= 2 && double.IsFinite(Spacing))) throw new ArgumentException($"spacing must be >= 2 pixels (got {Spacing})");
+        if (!(Compactness > 0 && double.IsFinite(Compactness))) throw new ArgumentException($"compactness must be a finite number > 0 (got {Compactness})");
         if (!(Sigma >= 0) || Sigma > 20) throw new ArgumentException($"sigma must be in [0, 20] (got {Sigma})");
         if (Iterations < 1 || Iterations > 100) throw new ArgumentException($"iterations must be in [1, 100] (got {Iterations})");
         if (!(WindowFactor >= 0.5) || WindowFactor > 4) throw new ArgumentException($"window factor must be in [0.5, 4] (got {WindowFactor})");

@@ -1,0 +1,74 @@
+using Xunit;
+
+namespace ActorSeg.Tests.Cli;
+
+/// <summary>A wrong option value or output path is the user's mistake: the real program says so in one line naming it,
+/// exits non-zero, prints no stack trace and leaves nothing half-written.</summary>
+public class UserErrorTests() : TempDirTest("usererr")
+{
+    private static void OneLine(TestPaths.CliResult r, int exit, string expected)
+    {
+        Assert.True(r.ExitCode == exit, $"exit {r.ExitCode}, expected {exit}: {r.Stderr}");
+        Assert.Contains(expected, r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stderr);
+        Assert.DoesNotContain("Unhandled exception", r.Stderr);
+    }
+
+    [Theory]
+    [InlineData("--width", "0", "--width must be 1 to 1,048,576 pixels (got 0)")]
+    [InlineData("--height", "-5", "--height must be 1 to 1,048,576 pixels (got -5)")]
+    [InlineData("--name", "../escape", "--name must be a plain file name, without a folder (got '../escape')")]
+    [InlineData("--mpp", "0", "--mpp must be a number of microns per pixel")]
+    [InlineData("--glass", "2", "--glass must be in [0, 0.95] (got 2)")]
+    public void Generate_RefusesAbsurdValues_AtParse(string option, string value, string expected)
+    {
+        OneLine(TestPaths.RunCli("generate", "-o", Path.Combine(_dir, "g"), option, value), 2, expected);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "g")));
+        Assert.False(File.Exists(Path.Combine(_dir, "escape.tif")));
+    }
+
+    [Fact]
+    public void AnOutputFolderThatIsAFile_IsNamed_BeforeAnyWork()
+    {
+        var file = Path.Combine(_dir, "afile");
+        File.WriteAllText(file, "keep me");
+        OneLine(TestPaths.RunCli("generate", "-o", file, "--width", "64", "--height", "64"), 1, $"output folder {file} cannot be created: a file of that name is there");
+        // evaluate checks where its metrics go before loading anything (the model here does not even exist)
+        var r = TestPaths.RunCli("evaluate", "-m", Path.Combine(_dir, "none.model"), "-g", _dir, "-o", file);
+        OneLine(r, 1, $"metrics folder {file} cannot be created");
+        Assert.DoesNotContain("pixel accuracy", r.Stdout);
+        Assert.Equal("keep me", File.ReadAllText(file));
+    }
+
+    [Theory]
+    [InlineData("--epochs", "0", "--epochs must be at least 1 (got 0)")]
+    [InlineData("--patience", "-1", "--patience must be at least 1 (got -1)")]
+    [InlineData("--lr", "NaN", "--lr must be a finite number > 0 (got NaN)")]
+    [InlineData("--lr", "-0.01", "--lr must be a finite number > 0 (got -0.01)")]
+    public void Train_RefusesAbsurdValues_AtParse(string option, string value, string expected)
+    {
+        var model = Path.Combine(_dir, "m");
+        OneLine(TestPaths.RunCli("train", "-g", _dir, "-o", model, option, value), 2, expected);
+        Assert.False(Directory.Exists(model));
+    }
+
+    [Fact]
+    public void AModelFolderGivenAsTheModel_PointsAtTheModelInside()
+    {
+        var folder = Path.Combine(_dir, "model");
+        Directory.CreateDirectory(folder);
+        File.WriteAllText(Path.Combine(folder, "best.model"), "");
+        var r = TestPaths.RunCli("evaluate", "-m", folder, "-g", _dir);
+        OneLine(r, 1, $"{folder}: is a folder, not a model file (the trained model is {Path.Combine(folder, "best.model")})");
+    }
+
+    [Fact]
+    public void AnInfiniteCompactness_IsRefusedNamingIt()
+    {
+        var gen = TestPaths.RunCli("generate", "-o", _dir, "--width", "96", "--height", "96");
+        Assert.Equal(0, gen.ExitCode);
+        var r = TestPaths.RunCli("graph", Path.Combine(_dir, "sample.tif"), "-o", Path.Combine(_dir, "g"), "--compactness", "Infinity");
+        OneLine(r, 1, "compactness must be a finite number > 0 (got Infinity)");
+        Assert.DoesNotContain("JSON", r.Stderr);
+    }
+}

@@ -152,6 +152,9 @@ public sealed class VipsImageSource : IRegionSource
         if (page < 0) throw new InputFileException(path, $"page {page} is negative");
         if (page > 0 && !isTiff) throw new InputFileException(path, $"page {page} requested but only TIFF files have pages");
 
+        // the page's own directory, read here: libtiff under libvips turns some damage into pixels of 0 without an error,
+        // and explains a sample format it refuses only as "unable to call …"
+        var directory = isTiff ? TiffPageLayout.TryRead(path, page) : null;
         Vips.Image img;
         try
         {
@@ -161,6 +164,10 @@ public sealed class VipsImageSource : IRegionSource
         }
         catch (Vips.VipsException e)
         {
+            if (isTiff && directory is null && page > 0 && TiffPageLayout.CountPages(path) is var n && n > 0 && page >= n)
+                throw new InputFileException(path, $"has {n} page(s) (0..{n - 1}); page or level {page} does not exist", e);
+            if (directory?.SampleProblem() is { } samples)
+                throw new InputFileException(path, samples, e);
             throw new InputFileException(path, $"cannot read image header: {FirstLine(e.Message)}", e);
         }
 
@@ -181,9 +188,10 @@ public sealed class VipsImageSource : IRegionSource
             case Vips.Enums.BandFormat.Uchar: wide = false; break;
             case Vips.Enums.BandFormat.Ushort: wide = true; break;
             default:
-                Fail(img, path, $"unsupported sample format '{img.Format}' (8- and 16-bit unsigned integer images are supported)");
+                Fail(img, path, directory?.SampleProblem() ?? $"unsupported sample format '{img.Format}' (8- and 16-bit unsigned integer images are supported)");
                 return null!;
         }
+        if (directory?.LayoutProblem() is { } layout) Fail(img, path, layout);
         int bands = img.Bands;
         int keep = firstBandOnly ? 1 : bands switch { 2 => 1, 4 => 3, _ => bands };
         if (keep > ImageLimits.MaxChannels) Fail(img, path, $"too many channels ({bands})");

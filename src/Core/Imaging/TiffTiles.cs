@@ -11,11 +11,14 @@ using Microsoft.Win32.SafeHandles;
 namespace ActorSeg.Core.Imaging;
 
 /// <summary>
-/// Region reads of the commonest microscopy TIFF page, decoded here instead of through libvips: tiled, chunky, unsigned
-/// 8- or 16-bit samples, uncompressed or deflate (with or without the horizontal predictor), classic or BigTIFF, either
-/// byte order. Deflate goes through .NET's zlib-ng, about twice as fast here as the system zlib libvips uses, and the
-/// samples go straight into the caller's buffer. Any other page (strips, JPEG, LZW, palette, floats, …) is left to
-/// libvips: <see cref="TryOpen"/> returns null for it. The samples are the ones libvips reads, value for value
+/// Region reads of the commonest microscopy TIFF page, decoded here instead of through libvips: tiled or striped, chunky,
+/// unsigned 8- or 16-bit samples, uncompressed or deflate (with or without the horizontal predictor), classic or BigTIFF,
+/// either byte order. Deflate goes through libdeflate or .NET's zlib-ng, faster here than the zlib libvips uses, the
+/// samples go straight into the caller's buffer, and every deflate stream's Adler-32 is checked: libtiff stops inflating
+/// when a tile or strip is full and never looks at it, so a flipped bit can come back from libvips as wrong pixels
+/// without an error. A strip is read as a tile as wide as the image (at most 32 MiB of samples; a page in larger strips
+/// is left to libvips). Any other page (JPEG, LZW, palette, floats, …) is left to libvips: <see cref="TryOpen"/> returns
+/// null for it. The samples are the ones libvips reads, value for value
 /// (TiffTilesTests compares the two on every layout this reads).
 /// </summary>
 public sealed class TiffTiles : IDisposable
@@ -25,13 +28,16 @@ public sealed class TiffTiles : IDisposable
     private readonly long[] _offsets, _counts;
     private readonly int _tw, _th, _tilesAcross, _spp, _bytes;
     private readonly bool _deflate, _predictor, _swap;
+    /// <summary>Strips: a tile as wide as the image, the last one holding only the rows left (tiles are always whole).</summary>
+    private readonly bool _strips;
     public string Path { get; }
     public int Width { get; }
     public int Height { get; }
 
     private TiffTiles(string path, SafeFileHandle file, long fileLength, int width, int height, int tw, int th, int spp, int bytes,
-        bool deflate, bool predictor, bool swap, long[] offsets, long[] counts)
+        bool deflate, bool predictor, bool swap, long[] offsets, long[] counts, bool strips)
     {
+        _strips = strips;
         Path = path; _file = file; _fileLength = fileLength; Width = width; Height = height; _tw = tw; _th = th; _spp = spp; _bytes = bytes;
         _deflate = deflate; _predictor = predictor; _swap = swap; _offsets = offsets; _counts = counts;
         _tilesAcross = (width + tw - 1) / tw;
@@ -59,89 +65,27 @@ public sealed class TiffTiles : IDisposable
 
     private static TiffTiles? Parse(string path, SafeFileHandle file, int page, int width, int height, int bands, bool wide)
     {
-        long length = RandomAccess.GetLength(file);
-        Span<byte> head = stackalloc byte[16];
-        if (length < 16 || RandomAccess.Read(file, head, 0) != 16) return null;
-        bool le = head[0] == 'I' && head[1] == 'I', be = head[0] == 'M' && head[1] == 'M';
-        if (!le && !be) return null;
-        ushort U16(ReadOnlySpan<byte> b) => le ? BinaryPrimitives.ReadUInt16LittleEndian(b) : BinaryPrimitives.ReadUInt16BigEndian(b);
-        uint U32(ReadOnlySpan<byte> b) => le ? BinaryPrimitives.ReadUInt32LittleEndian(b) : BinaryPrimitives.ReadUInt32BigEndian(b);
-        ulong U64(ReadOnlySpan<byte> b) => le ? BinaryPrimitives.ReadUInt64LittleEndian(b) : BinaryPrimitives.ReadUInt64BigEndian(b);
-        int magic = U16(head[2..]);
-        bool big = magic == 43;
-        if (!big && magic != 42) return null;
-        if (big && (U16(head[4..]) != 8 || U16(head[6..]) != 0)) return null;
-        long ifd = big ? (long)U64(head[8..]) : U32(head[4..]);
-        // the page's directory: follow the chain (a loop or an offset outside the file ends it)
-        var seen = new HashSet<long>();
-        for (int p = 0; ; p++)
-        {
-            if (ifd <= 0 || ifd >= length || !seen.Add(ifd)) return null;
-            if (p == page) break;
-            long count = ReadCount(ifd);
-            long next = ifd + (big ? 8 : 2) + count * (big ? 20 : 12);
-            ifd = ReadOffset(next);
-        }
-        long n = ReadCount(ifd);
-        if (n <= 0 || n > 4096) return null;
-        int entry = big ? 20 : 12;
-        var dir = new byte[n * entry];
-        if (RandomAccess.Read(file, dir, ifd + (big ? 8 : 2)) != dir.Length) return null;
-        var tags = new Dictionary<int, long[]>();
-        for (int i = 0; i < n; i++)
-        {
-            var e = dir.AsSpan(i * entry, entry);
-            int tag = U16(e), type = U16(e[2..]);
-            long cnt = big ? (long)U64(e[4..]) : U32(e[4..]);
-            int size = type switch { 3 => 2, 4 => 4, 16 => 8, 1 => 1, _ => 0 }; // SHORT, LONG, LONG8, BYTE
-            if (size == 0 || cnt <= 0 || cnt > 1 << 26) continue; // tags of other types are none this reader needs
-            if (tag is not (256 or 257 or 258 or 259 or 262 or 277 or 284 or 317 or 322 or 323 or 324 or 325 or 339)) continue;
-            // one value, or one per sample (at most 16): a directory that claims more for these is not one this reads
-            if (tag is not (324 or 325) && cnt > 16) return null;
-            long bytesLen = cnt * size;
-            byte[] raw;
-            if (bytesLen <= (big ? 8 : 4)) raw = e.Slice(big ? 12 : 8, (int)bytesLen).ToArray();
-            else
-            {
-                long at = big ? (long)U64(e[12..]) : U32(e[8..]);
-                if (at <= 0 || at + bytesLen > length) return null;
-                raw = new byte[bytesLen];
-                if (RandomAccess.Read(file, raw, at) != raw.Length) return null;
-            }
-            var values = new long[cnt];
-            for (int k = 0; k < cnt; k++)
-                values[k] = size switch { 1 => raw[k], 2 => U16(raw.AsSpan(k * 2)), 4 => U32(raw.AsSpan(k * 4)), _ => (long)U64(raw.AsSpan(k * 8)) };
-            tags[tag] = values;
-        }
-        long One(int tag, long missing) => tags.TryGetValue(tag, out var v) ? v[0] : missing;
-        long w = One(256, -1), h = One(257, -1), spp = One(277, 1), tw = One(322, -1), th = One(323, -1);
-        long compression = One(259, 1), photometric = One(262, -1), planar = One(284, 1), predictor = One(317, 1);
+        if (TiffPageLayout.Read(file, page) is not { } d) return null;
+        long w = d.Width, h = d.Height, spp = d.SamplesPerPixel, tw = d.One(322, -1), th = d.One(323, -1);
+        long compression = d.Compression, photometric = d.One(262, -1), planar = d.One(284, 1), predictor = d.One(317, 1);
         if (w != width || h != height || spp != bands || spp < 1 || spp > 16) return null;
-        if (tw <= 0 || th <= 0 || tw % 16 != 0 || th % 16 != 0 || tw > 1 << 14 || th > 1 << 14) return null;
+        bool strips = !d.Tiled;
+        if (strips)
+        {
+            // a strip: a tile as wide as the image and RowsPerStrip high (the whole image when the tag is absent)
+            tw = w; th = Math.Clamp(d.One(278, h), 1, h);
+            if (tw * th * spp * (wide ? 2 : 1) > 32 << 20) return null;
+        }
+        else if (tw <= 0 || th <= 0 || tw % 16 != 0 || th % 16 != 0 || tw > 1 << 14 || th > 1 << 14) return null;
         if (compression is not (1 or 8 or 32946) || predictor is not (1 or 2) || (planar != 1 && spp > 1)) return null;
         if (photometric is not (1 or 2) || (photometric == 2 && spp < 3)) return null;
         int bits = wide ? 16 : 8;
-        if (!tags.TryGetValue(258, out var bps) || bps.Any(b => b != bits)) return null;
-        if (tags.TryGetValue(339, out var fmt) && fmt.Any(f => f != 1)) return null;
+        if (d.All(258) is not { } bps || bps.Any(b => b != bits)) return null;
+        if (d.All(339) is { } fmt && fmt.Any(f => f != 1)) return null;
         long tiles = (w + tw - 1) / tw * ((h + th - 1) / th);
-        if (!tags.TryGetValue(324, out var offsets) || !tags.TryGetValue(325, out var counts) || offsets.Length != tiles || counts.Length != tiles) return null;
-        return new TiffTiles(path, file, length, (int)w, (int)h, (int)tw, (int)th, (int)spp, bits / 8, compression != 1, predictor == 2,
-            swap: bits == 16 && (le != BitConverter.IsLittleEndian), offsets, counts);
-
-        long ReadCount(long at)
-        {
-            Span<byte> b = stackalloc byte[8];
-            int need = big ? 8 : 2;
-            if (at + need > length || RandomAccess.Read(file, b[..need], at) != need) throw new InvalidDataException("directory outside the file");
-            return big ? (long)U64(b) : U16(b);
-        }
-        long ReadOffset(long at)
-        {
-            Span<byte> b = stackalloc byte[8];
-            int need = big ? 8 : 4;
-            if (at + need > length || RandomAccess.Read(file, b[..need], at) != need) throw new InvalidDataException("directory outside the file");
-            return big ? (long)U64(b) : U32(b);
-        }
+        if (d.All(strips ? 273 : 324) is not { } offsets || d.All(strips ? 279 : 325) is not { } counts || offsets.Length != tiles || counts.Length != tiles) return null;
+        return new TiffTiles(path, file, d.FileLength, (int)w, (int)h, (int)tw, (int)th, (int)spp, bits / 8, compression != 1, predictor == 2,
+            swap: bits == 16 && (d.LittleEndian != BitConverter.IsLittleEndian), offsets, counts, strips);
     }
 
     /// <summary>Whether every tile the region meets has data (a sparse tile, offset or length 0, is left to libvips).</summary>
@@ -174,15 +118,16 @@ public sealed class TiffTiles : IDisposable
                     int i = ty * _tilesAcross + tx;
                     long off = _offsets[i], len = _counts[i];
                     if (off <= 0 || len <= 0 || off + len > _fileLength || len > tileBytes + (tileBytes >> 4) + (1 << 16))
-                        throw new InvalidDataException($"tile {i} (column {tx}, row {ty}) has offset {off} and length {len}, outside the file's {_fileLength} bytes or larger than a tile can be");
-                    var data = tile.AsSpan(0, tileBytes);
+                        throw new InvalidDataException(_strips ? $"strip {i} has offset {off} and length {len}, outside the file's {_fileLength} bytes or larger than a strip can be" : $"tile {i} (column {tx}, row {ty}) has offset {off} and length {len}, outside the file's {_fileLength} bytes or larger than a tile can be");
+                    // a tile decodes to a whole tile; the last strip to the rows the image has left
+                    var data = tile.AsSpan(0, _strips ? rowBytes * Math.Min(_th, Height - ty * _th) : tileBytes);
                     if (_deflate)
                     {
                         if (packed.Length < len) { if (packed.Length > 0) ArrayPool<byte>.Shared.Return(packed); packed = ArrayPool<byte>.Shared.Rent((int)len); }
-                        if (RandomAccess.Read(_file, packed.AsSpan(0, (int)len), off) != len) throw new InvalidDataException($"tile {i} is cut short");
-                        Inflate(packed, (int)len, data, i);
+                        if (RandomAccess.Read(_file, packed.AsSpan(0, (int)len), off) != len) throw new InvalidDataException($"{Unit} {i} is cut short");
+                        Inflate(packed, (int)len, data, $"{Unit} {i}");
                     }
-                    else if (len < tileBytes || RandomAccess.Read(_file, data, off) != tileBytes) throw new InvalidDataException($"tile {i} is cut short");
+                    else if (len < data.Length || RandomAccess.Read(_file, data, off) != data.Length) throw new InvalidDataException($"{Unit} {i} is cut short");
                     // the rows of this tile inside the region
                     int x0 = Math.Max(x, tx * _tw), x1 = Math.Min(x + w, Math.Min(Width, (tx + 1) * _tw));
                     int y0 = Math.Max(y, ty * _th), y1 = Math.Min(y + h, Math.Min(Height, (ty + 1) * _th));
@@ -213,15 +158,18 @@ public sealed class TiffTiles : IDisposable
     /// (then the zlib-ng stream decodes) and in tests that compare the two.</summary>
     internal static bool UseLibDeflate { get; set; } = LibDeflate.Available;
 
-    private static void Inflate(byte[] packed, int len, Span<byte> data, int tile)
+    private string Unit => _strips ? "strip" : "tile";
+
+    /// <param name="tile">what the stream is, for messages ("tile 5", "strip 3")</param>
+    private static void Inflate(byte[] packed, int len, Span<byte> data, string tile)
     {
         if (UseLibDeflate)
         {
             switch (LibDeflate.ZlibDecompress(packed.AsSpan(0, len), data, out int written))
             {
                 case LibDeflate.Success when written == data.Length: return;
-                case LibDeflate.Success: throw new InvalidDataException($"tile {tile} decompresses to {written} bytes, not {data.Length}");
-                case LibDeflate.BadData: throw new InvalidDataException($"tile {tile} is not a valid deflate stream (corrupt data or checksum)");
+                case LibDeflate.Success: throw new InvalidDataException($"{tile} decompresses to {written} bytes, not {data.Length}");
+                case LibDeflate.BadData: throw new InvalidDataException($"{tile} is not a valid deflate stream (corrupt data or checksum)");
                 // a stream longer than the tile: the stream decoder below takes the tile's bytes and ignores the rest, as it always did
             }
         }
@@ -235,11 +183,14 @@ public sealed class TiffTiles : IDisposable
                 if (r == 0) break;
                 got += r;
             }
-            if (got < data.Length) throw new InvalidDataException($"tile {tile} decompresses to {got} bytes, not {data.Length}");
+            if (got < data.Length) throw new InvalidDataException($"{tile} decompresses to {got} bytes, not {data.Length}");
+            // one more read reaches the stream's end, where zlib checks the Adler-32 (more data than the tile holds is ignored)
+            Span<byte> rest = stackalloc byte[64];
+            z.Read(rest);
         }
-        catch (InvalidDataException e) when (!e.Message.StartsWith("tile ", StringComparison.Ordinal))
+        catch (InvalidDataException e) when (!e.Message.StartsWith(tile, StringComparison.Ordinal))
         {
-            throw new InvalidDataException($"tile {tile} is not a valid deflate stream ({e.Message})", e);
+            throw new InvalidDataException($"{tile} is not a valid deflate stream ({e.Message})", e);
         }
     }
 

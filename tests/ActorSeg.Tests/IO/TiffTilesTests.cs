@@ -40,14 +40,22 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         with tifffile.TiffWriter(f'{d}/pages.tif') as t:
             t.write(img((H, W), np.uint16), tile=(32, 32), compression='zlib', predictor=True)
             t.write(img((H, W), np.uint16), tile=(32, 32), compression='zlib', predictor=True)
-        # left to libvips
+        # strips: read as tiles as wide as the image (the last strip holds the rows left)
         w('strips', img((H, W), np.uint8), compression='zlib', rowsperstrip=8)
+        w('strips16-be-pred', img((H, W), np.uint16), compression='zlib', predictor=True, rowsperstrip=5, byteorder='>')
+        w('strips-rgb-none', img((H, W, 3), np.uint8), photometric='rgb', rowsperstrip=13)
+        w('strip-one', img((H, W), np.uint16), compression='zlib', rowsperstrip=H, bigtiff=True)
+        # left to libvips
         w('planar', img((3, H, W), np.uint8), tile=(32, 32), compression='zlib', photometric='rgb', planarconfig='separate')
         w('float', img((H, W), np.uint16).astype(np.float32), tile=(32, 32))
         # a tile to damage: print its offset and length
         w('damaged', img((H, W), np.uint8), tile=(32, 32), compression='zlib', predictor=True)
         p = tifffile.TiffFile(f'{d}/damaged.tif').pages[0]
         print(p.dataoffsets[5], p.databytecounts[5])
+        # a strip to damage
+        w('damaged-strip', img((H, W), np.uint8), compression='zlib', rowsperstrip=8)
+        p = tifffile.TiffFile(f'{d}/damaged-strip.tif').pages[0]
+        print(p.dataoffsets[3], p.databytecounts[3])
         """;
 
     private string? Write()
@@ -70,10 +78,11 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         // LZW (tifffile needs imagecodecs to encode it): written by libvips
         using (var g = NetVips.Image.NewFromFile(Path.Combine(_dir, "g8-deflate.tif")))
             g.Tiffsave(Path.Combine(_dir, "lzw.tif"), compression: NetVips.Enums.ForeignTiffCompression.Lzw, tile: true, tileWidth: 32, tileHeight: 32);
-        var own = new[] { "g8-zlib-pred", "g8-deflate", "g16-be-pred", "g16-none", "g16-le-big", "rgb8-pred", "rgb16-be-big", "rgb16-none", "rgb8-deflate", "rgba8", "ga16" };
+        var own = new[] { "g8-zlib-pred", "g8-deflate", "g16-be-pred", "g16-none", "g16-le-big", "rgb8-pred", "rgb16-be-big", "rgb16-none", "rgb8-deflate", "rgba8", "ga16",
+            "strips", "strips16-be-pred", "strips-rgb-none", "strip-one" };
         var cases = own.Select(n => (n, 0, false, true))
-            .Concat([("pages", 0, false, true), ("pages", 1, false, true), ("rgb8-pred", 0, true, true), ("rgb16-none", 0, true, true), ("rgba8", 0, true, true)])
-            .Concat(new[] { "strips", "lzw" }.Select(n => (n, 0, false, false)));
+            .Concat([("pages", 0, false, true), ("pages", 1, false, true), ("rgb8-pred", 0, true, true), ("rgb16-none", 0, true, true), ("rgba8", 0, true, true), ("strips-rgb-none", 0, true, true)])
+            .Concat(new[] { "lzw" }.Select(n => (n, 0, false, false)));
         output.WriteLine($"libdeflate on this machine: {LibDeflate.Available}");
         // both deflate decoders (libdeflate where the system has it, the zlib-ng stream) give libvips' samples
         foreach (bool lib in LibDeflate.Available ? new[] { true, false } : [false])
@@ -153,7 +162,7 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
     {
         var where = Write();
         if (where is null) return;
-        var parts = where.Split(' ');
+        var parts = where.Split('\n')[0].Trim().Split(' ');
         long offset = long.Parse(parts[0]), length = long.Parse(parts[1]);
         var path = Path.Combine(_dir, "damaged.tif");
         using (var f = new FileStream(path, FileMode.Open, FileAccess.Write))
@@ -175,6 +184,41 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
                 output.WriteLine($"libdeflate {lib}: {ex.Message}");
                 // tile 5 is column 0 of the second row of tiles (five tiles across): the first row still reads
                 src.ReadRegion(0, 0, src.Width, 32, buf);
+            }
+            finally { TiffTiles.UseLibDeflate = LibDeflate.Available; }
+        }
+    }
+
+    [Fact]
+    public void AStripWhoseChecksumDisagrees_FailsNamingTheStrip_WhereLibtiffWouldNotLook()
+    {
+        var where = Write();
+        if (where is null) return;
+        var parts = where.Split('\n')[1].Trim().Split(' ');
+        long offset = long.Parse(parts[0]), length = long.Parse(parts[1]);
+        var path = Path.Combine(_dir, "damaged-strip.tif");
+        using (var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
+        {
+            // one bit of the stream's Adler-32 (its last four bytes): the samples inflate as before, the check fails
+            f.Position = offset + length - 2;
+            int b = f.ReadByte();
+            f.Position = offset + length - 2;
+            f.WriteByte((byte)(b ^ 0x10));
+        }
+        foreach (bool lib in LibDeflate.Available ? new[] { true, false } : [false])
+        {
+            TiffTiles.UseLibDeflate = lib;
+            try
+            {
+                using var src = VipsImageSource.Open(path, ownTiffReader: true);
+                Assert.True(src.OwnTiffReader);
+                var buf = new ushort[src.Width * src.Height];
+                var ex = Assert.Throws<InputFileException>(() => src.ReadRegion(0, 0, src.Width, src.Height, buf));
+                Assert.StartsWith(path, ex.Message);
+                Assert.Contains("strip 3", ex.Message);
+                output.WriteLine($"libdeflate {lib}: {ex.Message}");
+                // strips 0..2 (rows 0..23) still read
+                src.ReadRegion(0, 0, src.Width, 24, buf);
             }
             finally { TiffTiles.UseLibDeflate = LibDeflate.Available; }
         }

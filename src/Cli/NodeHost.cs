@@ -153,7 +153,8 @@ public sealed record NodeOptions
                 throw new ArgumentException($"unknown role '{r}' (roles: {string.Join(", ", NodeRoles.All)})");
         if (Roles.Length == 0) throw new ArgumentException("a node needs at least one role");
         if (Port is < 0 or > 65535) throw new ArgumentException($"port must be 0..65535 (got {Port})");
-        if (Workers < 1) throw new ArgumentException($"workers must be >= 1 (got {Workers})");
+        if (Workers < 1 || Workers > WorkersOption.Max)
+            throw new ArgumentException($"workers (--workers, ACTORSEG_WORKERS) must be 1 to {WorkersOption.Max} (four per core on this machine's {Environment.ProcessorCount} cores, at least 8; got {Workers})");
         if (HttpPort is < 0 or > 65535) throw new ArgumentException($"http port must be 0..65535 (got {HttpPort})");
         if (MetricsPort is < 0 or > 65535) throw new ArgumentException($"metrics port must be 0..65535 (got {MetricsPort})");
         if (MetricsPort > 0 && (MetricsPort == HttpPort || MetricsPort == Port)) throw new ArgumentException($"metrics port {MetricsPort} is already the node's cluster or HTTP port");

@@ -58,6 +58,15 @@ public static class SegmentCommand
     {
         var dev = TorchDevice.Pick(device);
         var (spec, _) = ModelFile.Load(modelPath); // fail before any work if the model is bad
+        // and before the graph is built if the image's channels give other features than the model was trained on
+        int channels;
+        using (var probe = Core.Imaging.ImageSources.Open(img, level)) channels = probe.Channels;
+        var expected = Core.Pipeline.GraphJobManifest.FeatureNamesFor(channels, spec.FeatureSet);
+        if (!expected.SequenceEqual(spec.FeatureNames))
+        {
+            int trained = spec.FeatureNames.Contains("mean") ? 1 : spec.FeatureNames.Count(n => n.Length > 6 && n[0] == 'c' && n.EndsWith("_mean", StringComparison.Ordinal) && int.TryParse(n[1..^5], out _));
+            throw new InvalidDataException($"{img}: the image has {channels} channel(s), but the model {modelPath} was trained on {trained}-channel images ({spec.FeatureNames.Length} features; this image's graph would have {expected.Length})");
+        }
         double sp = spacing ?? (spec.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
         var job = new GraphJobSpec(Path.GetFullPath(img), null, Path.GetFullPath(outDir), Page: level, Spacing: sp, TileSize: tileSize, Features: spec.FeatureSet, ModelPath: Path.GetFullPath(modelPath), Device: device,
             Tissue: tissue, Objects: objects, Simplify: simplify, Refine: refine);

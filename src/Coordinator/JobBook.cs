@@ -641,7 +641,9 @@ public sealed class JobBook
         j.Busy = false;
         d.Record(new StepEnded(j.JobId, f.Step)); // it failed, it did not take the coordinator down
         if (FailurePolicy.IsPermanent(f.Error) || ++j.StepFailures >= _s.MaxAttempts) { Fail(j, $"{f.Step}: {FailurePolicy.Describe(f.Error)}", d); return; }
-        j.Log.Warning(f.Error, "Job {JobId}: {Step} failed ({Error}); trying again", j.JobId, f.Step, FailurePolicy.Describe(f.Error));
+        // the reason in one line; the trace only at debug level (it is the same on every try)
+        j.Log.Warning("Job {JobId}: {Step} failed ({Error}); trying again", j.JobId, f.Step, FailurePolicy.Describe(f.Error));
+        j.Log.Debug(f.Error, "Job {JobId}: {Step} failure trace", j.JobId, f.Step);
         d.Do(new RetryLater(j.JobId, TimeSpan.FromSeconds(2)));
         d.Then(new Dispatch()); // the slot it held may let another job start
     }

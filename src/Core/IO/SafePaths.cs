@@ -5,6 +5,10 @@ namespace ActorSeg.Core.IO;
 /// <summary>A path was refused: it escapes where it must stay, or something along it is not what was checked.</summary>
 public sealed class UnsafePathException(string message) : IOException(message);
 
+/// <summary>An output folder that cannot be made where it was asked for (a file of that name, no permission, a path in a
+/// file system that takes no folders): the same answer on every try, so a job fails at once instead of retrying.</summary>
+public sealed class OutputFolderException(string message, Exception? inner = null) : IOException(message, inner);
+
 /// <summary>
 /// File-system checks that make a job's outputs impossible to redirect: canonical (symlink-free) paths, directories
 /// created exclusively, a path re-checked where it is opened, and files written under a unique temporary name
@@ -66,14 +70,27 @@ public static class SafePaths
     public static void EnsureDirectory(string dir, string what)
     {
         CheckUnchanged(dir, what);
-        if (File.Exists(dir)) throw new IOException($"{what} {dir} cannot be created: a file of that name is there");
+        if (File.Exists(dir)) throw new OutputFolderException($"{what} {dir} cannot be created: a file of that name is there");
         try { Directory.CreateDirectory(dir); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException && e is not UnsafePathException)
         {
-            // the runtime's own message may name only a component of the path ("Could not find file '/proc/x'")
-            throw new IOException($"{what} {dir} cannot be created: {e.Message}", e);
+            // the runtime's own message may name only a component of the path ("Could not find file '/proc/x'"); a missing
+            // parent that cannot be made, a file along the path or no permission stays so, anything else may pass (a full
+            // disk, a network file system's hiccup)
+            var message = $"{what} {dir} cannot be created: {e.Message}";
+            if (e is UnauthorizedAccessException or FileNotFoundException or DirectoryNotFoundException || File.Exists(dir) || AFileAlong(dir))
+                throw new OutputFolderException(message, e);
+            throw new IOException(message, e);
         }
         CheckUnchanged(dir, what);
+    }
+
+    /// <summary>Whether some existing component of <paramref name="dir"/> is a file (so no folder can be made under it).</summary>
+    private static bool AFileAlong(string dir)
+    {
+        for (var p = Path.GetFullPath(dir); !string.IsNullOrEmpty(p); p = Path.GetDirectoryName(p))
+            if (File.Exists(p)) return true;
+        return false;
     }
 
     [DllImport("libc", SetLastError = true, EntryPoint = "mkdir")]

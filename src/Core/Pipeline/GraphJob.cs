@@ -106,6 +106,13 @@ public sealed record GraphJobManifest
     [JsonIgnore]
     public string[] PlaneFeatureNames => NodeFeatures.Names(Channels, Texture ? TexturePlanes.Prefixes : []);
 
+    /// <summary>The feature names a graph of an image of <paramref name="channels"/> channels has with the feature set
+    /// <paramref name="features"/> (texture adds the texture planes' statistics and the contrast feature): what a model
+    /// trained on such graphs lists, so a mismatch can be refused before the graph is built.</summary>
+    public static string[] FeatureNamesFor(int channels, string features) => features == "texture"
+        ? [.. NodeFeatures.Names(channels, TexturePlanes.Prefixes), "contrast"]
+        : NodeFeatures.Names(channels, []);
+
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Converters = { new JsonStringEnumConverter() } };
 
     public void Save()

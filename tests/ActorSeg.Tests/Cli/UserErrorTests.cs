@@ -1,3 +1,4 @@
+using ActorSeg.Cli;
 using Xunit;
 
 namespace ActorSeg.Tests.Cli;
@@ -70,5 +71,39 @@ public class UserErrorTests() : TempDirTest("usererr")
         var r = TestPaths.RunCli("graph", Path.Combine(_dir, "sample.tif"), "-o", Path.Combine(_dir, "g"), "--compactness", "Infinity");
         OneLine(r, 1, "compactness must be a finite number > 0 (got Infinity)");
         Assert.DoesNotContain("JSON", r.Stderr);
+    }
+
+    [Fact]
+    public void AnOutputFolderUnderAFile_FailsAtOnce_WithoutRetries()
+    {
+        var gen = TestPaths.RunCli("generate", "-o", _dir, "--width", "96", "--height", "96");
+        Assert.Equal(0, gen.ExitCode);
+        var file = Path.Combine(_dir, "afile");
+        File.WriteAllText(file, "keep me");
+        var r = TestPaths.RunCli("graph", Path.Combine(_dir, "sample.tif"), "-o", Path.Combine(file, "out"));
+        OneLine(r, 1, $"output folder {Path.Combine(file, "out")} cannot be created");
+        Assert.DoesNotContain("trying again", r.Stderr); // the same answer on every try
+        Assert.Equal("keep me", File.ReadAllText(file));
+    }
+
+    [Fact]
+    public void AModelOfAnotherChannelCount_IsRefusedBeforeTheGraphIsBuilt()
+    {
+        var rgb = Path.Combine(_dir, "rgb.tif");
+        using (var img = NetVips.Image.Xyz(64, 64)[0].Cast(NetVips.Enums.BandFormat.Uchar).Bandjoin([NetVips.Image.Xyz(64, 64)[1].Cast(NetVips.Enums.BandFormat.Uchar), NetVips.Image.Xyz(64, 64)[0].Cast(NetVips.Enums.BandFormat.Uchar)]))
+            img.Tiffsave(rgb);
+        var names = Core.Pipeline.GraphJobManifest.FeatureNamesFor(1, "texture");
+        var spec = new GpuTrainer.ModelSpec
+        {
+            Architecture = new GpuTrainer.GnnArchitecture { Layers = 2, Hidden = 4 }, FeatureNames = names, FeatureMean = new float[names.Length],
+            FeatureStd = Enumerable.Repeat(1f, names.Length).ToArray(), Classes = 2, Edges = "rag", ClassWeights = [1, 1], SeedSpacing = 16,
+        };
+        var model = Path.Combine(_dir, "grey.model");
+        using (var gnn = new GpuTrainer.GnnModel(spec.Architecture, names.Length, 2)) GpuTrainer.ModelFile.Save(model, spec, gnn);
+        var outDir = Path.Combine(_dir, "seg");
+        var e = Assert.Throws<InvalidDataException>(() => SegmentCommand.RunAsync(rgb, model, outDir, null, 1, "cpu", CancellationToken.None).GetAwaiter().GetResult());
+        Assert.StartsWith(rgb, e.Message);
+        Assert.Contains($"the image has 3 channel(s), but the model {model} was trained on 1-channel images", e.Message);
+        Assert.False(Directory.Exists(outDir)); // no graph was built
     }
 }

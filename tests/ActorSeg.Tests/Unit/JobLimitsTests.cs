@@ -51,3 +51,20 @@ public class JobLimitsTests() : TempDirTest("joblimits")
         Assert.Equal(Environment.ProcessorCount, cmd.Parse([]).GetValue(option));
     }
 }
+
+/// <summary>A cluster node's worker slots (--workers, ACTORSEG_WORKERS) take the same bound as the in-process commands.</summary>
+public class NodeWorkerLimitsTests
+{
+    [Theory]
+    [InlineData(0, false)]
+    [InlineData(1, true)]
+    [InlineData(100_000, false)]
+    public void NodeWorkers_AreBoundedByTheCores(int workers, bool ok)
+    {
+        var options = new NodeOptions { Hostname = "127.0.0.5", Workers = workers };
+        if (ok) { options.Validate(); return; }
+        var e = Assert.Throws<ArgumentException>(() => options.Validate());
+        Assert.Contains($"must be 1 to {WorkersOption.Max}", e.Message);
+        Assert.Contains($"got {workers}", e.Message);
+    }
+}

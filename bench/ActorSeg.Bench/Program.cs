@@ -21,6 +21,8 @@ Directory.CreateDirectory(dir);
 var shared = Arg("--shared", Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../../../shared")));
 if (!Directory.Exists(shared)) shared = Path.GetFullPath("../shared");
 
+try
+{
 switch (mode)
 {
     case "throughput": Throughput(); break;
@@ -35,6 +37,14 @@ switch (mode)
         Console.WriteLine("usage: actorseg-bench throughput [--sizes 8192,32768] | quality [--fields N] | tile | seam | tissue | stats [--size N] | sidebyside [--size N] [--bits 8,16] [--features published|texture] [--rounds N]  (all take --dir DIR, --shared DIR; see bench/README.md)");
         break;
 }
+}
+catch (Exception e) when (e is FormatException or OverflowException)
+{
+    // a number option that is not one (--rounds abc): said in one line, not as a trace
+    Console.Error.WriteLine($"actorseg-bench {mode}: an option's value is not a number in range ({e.Message}); see bench/README.md");
+    return 2;
+}
+return 0;
 
 (string Img, string Mask) Sample(int size, int channels = 1)
 {

@@ -150,8 +150,10 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         {
             bool permanent = Core.FailurePolicy.IsPermanent(f.Error);
             var msg = Core.FailurePolicy.Describe(f.Error);
-            _log.ForContext("JobId", f.Work.JobId).ForContext("TileId", f.Work.TileId)
-                .Warning(f.Error, "Tile {TileId} failed (attempt {Attempt}, permanent {Permanent}): {Error}", f.Work.TileId, f.Work.Attempt, permanent, msg);
+            // bad input speaks for itself in one line (its trace at debug level); anything else keeps its trace
+            var log = _log.ForContext("JobId", f.Work.JobId).ForContext("TileId", f.Work.TileId);
+            log.Warning(permanent ? null : f.Error, "Tile {TileId} failed (attempt {Attempt}, permanent {Permanent}): {Error}", f.Work.TileId, f.Work.Attempt, permanent, msg);
+            if (permanent) log.Debug(f.Error, "Tile {TileId} failure trace", f.Work.TileId);
             if (!_leaving) _coordinator.Tell(new TileFailed(f.Work.JobId, f.Work.TileId, f.Work.Attempt, msg, permanent));
             if (!permanent) CloseInputs(); // a transient fault may have left a source in a bad state
             BecomeIdle();

@@ -248,6 +248,17 @@ void TileProfile()
     }
     var inner = Enumerable.Range(0, plan.Count).Where(i => plan.Tile(i).Col > 0 && plan.Tile(i).Row > 0).ToList();
     if (inner.Count == 0) inner = Enumerable.Range(0, plan.Count).ToList();
+    if (args.Contains("--prewarm"))
+    {
+        // a small tile of a small-tile plan first: the code paths compiled, the big buffers not yet touched
+        var small = ActorSeg.Core.Pipeline.GraphJob.Prepare("prewarm", req with { TileSize = 256 }, work + "-small");
+        small.Save();
+        var sw0 = Stopwatch.StartNew();
+        ActorSeg.Core.Pipeline.GraphJob.ProcessTile(small, small.Plan.Tile(small.Plan.Cols + 1), src, msk, new ActorSeg.Core.Pipeline.TileScratch());
+        Console.WriteLine($"pre-warm 256 tile: {sw0.Elapsed.TotalSeconds:F2}s");
+        Array.Clear(ActorSeg.Core.Superpixels.SlicRegion.PhaseSeconds);
+        Array.Clear(ActorSeg.Core.Graph.FragmentBuilder.PhaseSeconds);
+    }
     // a warm-up tile first (JIT, first touch of the buffers), not counted: long-running workers are warm
     if (!args.Contains("--cold"))
     {

@@ -28,6 +28,17 @@ public sealed record UNetSpec
     /// <summary>Names and colours of the classes, when given at training.</summary>
     public ClassInfo[]? ClassNames { get; init; }
     public ClassInfo[] ClassTable => ClassNames is { } n && n.Length == Classes ? n : Core.IO.ClassTable.Default(Classes).Take(Math.Max(Classes, 1)).ToArray();
+
+    /// <summary>Refuses a spec (read from a model file) outside what training writes; names the first bad field.</summary>
+    public void Validate()
+    {
+        if (Channels < 1 || Channels > 16) throw new InvalidDataException($"the model takes {Channels} channels (1..16 allowed)");
+        if (Classes < 2 || Classes > GraphSample.MaxClasses) throw new InvalidDataException($"the model has {Classes} classes (2..{GraphSample.MaxClasses} allowed)");
+        UNetTrainOptions.CheckShape(Base, Depth, Patch, e => new InvalidDataException($"the model's {e}"));
+        if (ClassWeights is { Length: > 0 } w && (w.Length != Classes || w.Any(v => !(float.IsFinite(v) && v > 0))))
+            throw new InvalidDataException($"the model's class weights [{string.Join(", ", w)}] are not {Classes} positive numbers");
+        if (MaskMode is not ("binary" or "classes")) throw new InvalidDataException($"the model's mask mode '{MaskMode}' is not binary or classes");
+    }
 }
 
 /// <summary>The CNN baseline: a UNet (conv-BN-ReLU ×2 per level, max-pool down, transposed-conv up, skip connections).</summary>
@@ -87,6 +98,27 @@ public sealed record UNetTrainOptions
     public bool BinaryMask { get; init; } = true;
     /// <summary>Names and colours of the classes, class 0 first (null: background, class 1, …); as many as the masks have, or more.</summary>
     public ClassInfo[]? Classes { get; init; }
+
+    /// <summary>The network's shape: the patch must halve cleanly at every level.</summary>
+    internal static void CheckShape(int @base, int depth, int patch, Func<string, Exception> error)
+    {
+        if (@base < 1 || @base > 256) throw error($"base width must be 1 to 256 channels (got {@base})");
+        if (depth < 1 || depth > 6) throw error($"depth must be 1 to 6 levels (got {depth})");
+        if (patch < 16 || patch > 1024 || patch % (1 << depth) != 0)
+            throw error($"patch must be 16 to 1024 pixels and a multiple of {1 << depth} (2^depth) (got {patch})");
+    }
+
+    /// <exception cref="ArgumentException">names the first option out of range</exception>
+    public void Validate()
+    {
+        CheckShape(Base, Depth, Patch, e => new ArgumentException(e));
+        if (Batch < 1 || Batch > 1024) throw new ArgumentException($"batch must be 1 to 1024 patches (got {Batch})");
+        if (StepsPerEpoch < 1 || StepsPerEpoch > 1_000_000) throw new ArgumentException($"steps per epoch must be 1 to 1,000,000 (got {StepsPerEpoch})");
+        if (MaxEpochs < 1) throw new ArgumentException($"the epochs must be at least 1 (got {MaxEpochs})");
+        if (Patience < 1) throw new ArgumentException($"the patience must be at least 1 epoch (got {Patience})");
+        if (!(LearningRate > 0 && double.IsFinite(LearningRate))) throw new ArgumentException($"the learning rate must be a finite number > 0 (got {LearningRate})");
+        if (!(ValidationFraction > 0 && ValidationFraction < 1)) throw new ArgumentException($"the validation fraction must be in (0, 1) (got {ValidationFraction})");
+    }
 }
 
 public sealed record UNetTrainResult(string BestModel, int Epochs, int BestEpoch, double BestValidationLoss, double Seconds, double PeakRssMiB, string Device);
@@ -136,6 +168,7 @@ public static class UNetRunner
     public static UNetTrainResult Train(IReadOnlyList<(string Image, string Mask)> pairs, string outDir, UNetTrainOptions o, Action<string>? log = null)
     {
         log ??= _ => { };
+        o.Validate();
         var sw = Stopwatch.StartNew();
         torch.manual_seed(o.Seed);
         var device = TorchDevice.Pick(o.Device);
@@ -323,7 +356,10 @@ public static class UNetRunner
         if (!r.ReadBytes(Magic.Length).SequenceEqual(Magic)) throw new InvalidDataException($"{path}: not an ActorSeg UNet model file");
         int len = r.ReadInt32();
         if (len <= 0 || len > 16 << 20) throw new InvalidDataException($"{path}: corrupt header");
-        return JsonSerializer.Deserialize<UNetSpec>(r.ReadBytes(len)) ?? throw new InvalidDataException($"{path}: empty spec");
+        var spec = JsonSerializer.Deserialize<UNetSpec>(r.ReadBytes(len)) ?? throw new InvalidDataException($"{path}: empty spec");
+        try { spec.Validate(); }
+        catch (InvalidDataException e) { throw new InvalidDataException($"{path}: {e.Message}", e); }
+        return spec;
     }
 
     /// <summary>Pixel metrics of the UNet on labelled images (the same metrics as the GNN's).</summary>

@@ -35,4 +35,48 @@ public class UNetTests() : TempDirTest("unet")
         File.WriteAllText(bad, "nope");
         Assert.StartsWith(bad, Assert.Throws<InvalidDataException>(() => UNetRunner.Load(bad, CPU)).Message);
     }
+
+    [Theory]
+    [InlineData("patch", "patch must be 16 to 1024 pixels and a multiple of 8 (2^depth) (got 100)")]
+    [InlineData("depth", "depth must be 1 to 6 levels (got 9)")]
+    [InlineData("epochs", "the epochs must be at least 1 (got 0)")]
+    [InlineData("lr", "the learning rate must be a finite number > 0 (got NaN)")]
+    [InlineData("val", "the validation fraction must be in (0, 1) (got 1.5)")]
+    public void AbsurdTrainingOptions_AreRefusedBeforeAnyImageIsRead(string what, string expected)
+    {
+        var o = what switch
+        {
+            "patch" => new UNetTrainOptions { Patch = 100 },
+            "depth" => new UNetTrainOptions { Depth = 9 },
+            "epochs" => new UNetTrainOptions { MaxEpochs = 0 },
+            "lr" => new UNetTrainOptions { LearningRate = double.NaN },
+            _ => new UNetTrainOptions { ValidationFraction = 1.5 },
+        };
+        // the images do not exist: the options are checked first
+        var e = Assert.Throws<ArgumentException>(() => UNetRunner.Train([("none-a.tif", "none-a.tif"), ("none-b.tif", "none-b.tif")], Path.Combine(_dir, "m"), o));
+        Assert.Equal(expected, e.Message);
+    }
+
+    [Theory]
+    [InlineData("\"Classes\":2", "\"Classes\":100000", "the model has 100000 classes")]
+    [InlineData("\"Patch\":64", "\"Patch\":62", "the model's patch must be 16 to 1024 pixels and a multiple of 4")]
+    [InlineData("\"Channels\":1", "\"Channels\":0", "the model takes 0 channels")]
+    public void ATamperedUNetSpec_IsRefusedNamingTheFile(string from, string to, string expected)
+    {
+        var spec = new UNetSpec { Channels = 1, Classes = 2, Base = 4, Depth = 2, Patch = 64 };
+        spec.Validate();
+        var json = System.Text.Json.JsonSerializer.Serialize(spec);
+        Assert.Contains(from, json);
+        var bytes = System.Text.Encoding.UTF8.GetBytes(json.Replace(from, to));
+        var path = Path.Combine(_dir, "tampered.unet");
+        using (var f = File.Create(path))
+        using (var w = new BinaryWriter(f))
+        {
+            w.Write(System.Text.Encoding.ASCII.GetBytes("ACTORSEG-UNET-MODEL\n"));
+            w.Write(bytes.Length); w.Write(bytes);
+        }
+        var e = Assert.Throws<InvalidDataException>(() => UNetRunner.ReadSpec(path));
+        Assert.StartsWith(path, e.Message);
+        Assert.Contains(expected, e.Message);
+    }
 }

@@ -173,6 +173,7 @@ public sealed class TiffPageLayout
             return $"compression {c}{(CompressionNames.TryGetValue(c, out var name) ? $" ({name})" : "")} is not one this build decodes (none, LZW, JPEG, deflate, PackBits, CCITT)";
         long w = Width, h = Height, spp = SamplesPerPixel;
         if (w <= 0 || h <= 0) return null; // libvips names a missing size
+        if (c == 6) return null; // old-style JPEG may point at one JPEG stream instead of strips: libtiff's own business
         long planes = One(284, 1) == 2 ? Math.Max(1, spp) : 1;
         string unit; long needed;
         int offsetsTag, countsTag;
@@ -186,7 +187,8 @@ public sealed class TiffPageLayout
         }
         else
         {
-            long rps = Math.Clamp(One(278, h), 1, h);
+            long rps = One(278, h);
+            if (rps <= 0 || rps > h) rps = h; // absent, 0 or past the end: one strip, as libtiff reads it
             needed = (h + rps - 1) / rps * planes;
             unit = $"strips of {rps} rows";
             offsetsTag = 273; countsTag = 279;

@@ -73,7 +73,8 @@ public sealed class TiffTiles : IDisposable
         if (strips)
         {
             // a strip: a tile as wide as the image and RowsPerStrip high (the whole image when the tag is absent)
-            tw = w; th = Math.Clamp(d.One(278, h), 1, h);
+            tw = w; th = d.One(278, h);
+            if (th <= 0 || th > h) th = h;
             if (tw * th * spp * (wide ? 2 : 1) > 32 << 20) return null;
         }
         else if (tw <= 0 || th <= 0 || tw % 16 != 0 || th % 16 != 0 || tw > 1 << 14 || th > 1 << 14) return null;

@@ -218,7 +218,9 @@ public static class BatchCommand
             var mask = s.Mask is null ? null : SafePaths.Canonical(s.Mask, "mask");
             try
             {
-                var (l, _) = Resolution(image, level, mpp);
+                var (l, _, channels) = Resolution(image, level, mpp);
+                // a slide whose channels give other features than the model's fails here, before its graph is built
+                if (spec is not null && SegmentCommand.ChannelMismatch(spec, model!, channels) is { } why) throw new InputFileException(image, why);
                 slides.Add(new BatchSlideSpec(s.Name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", s.Name), Page: l, Spacing: sp, TileSize: tileSize,
                     WriteNodeMap: model is not null, ModelPath: model, Features: spec?.FeatureSet ?? "texture", Tissue: tissue, Objects: objects, Simplify: simplify), s.Split));
             }
@@ -328,17 +330,18 @@ public static class BatchCommand
     }
 
     /// <summary>The level a slide is read at and its microns per pixel there (whole slides; other images: full resolution, pixel size from the file when it has one).</summary>
-    private static (int Level, double? Mpp) Resolution(string image, int level, double? mpp)
+    private static (int Level, double? Mpp, int Channels) Resolution(string image, int level, double? mpp)
     {
         if (!ImageSources.IsSlide(image))
         {
-            VipsImageSource.Open(image).Dispose(); // a bad file fails here, naming the file and the problem
+            int channels;
+            using (var src = VipsImageSource.Open(image)) channels = src.Channels; // a bad file fails here, naming the file and the problem
             using var v = NetVips.Image.NewFromFile(image);
-            return (0, v.Xres > 1.0001 ? 1000.0 / v.Xres : null);
+            return (0, v.Xres > 1.0001 ? 1000.0 / v.Xres : null, channels);
         }
         int l = GraphCommand.LevelFor(image, level, mpp);
         using var s = OpenSlideSource.Open(image, l);
-        return (l, s.MppX);
+        return (l, s.MppX, s.Channels);
     }
 
     /// <summary>The microns per pixel of a slide at the level it was read, or null where unknown or unreadable.</summary>

@@ -50,6 +50,16 @@ public static class SegmentCommand
         return cmd;
     }
 
+    /// <summary>Why an image of <paramref name="channels"/> channels cannot be classified by the model (its graph would
+    /// have other features than the model was trained on), without the image's name; null when it can.</summary>
+    internal static string? ChannelMismatch(ModelSpec spec, string modelPath, int channels)
+    {
+        var expected = Core.Pipeline.GraphJobManifest.FeatureNamesFor(channels, spec.FeatureSet);
+        if (expected.SequenceEqual(spec.FeatureNames)) return null;
+        int trained = spec.FeatureNames.Contains("mean") ? 1 : spec.FeatureNames.Count(n => n.Length > 6 && n[0] == 'c' && n.EndsWith("_mean", StringComparison.Ordinal) && int.TryParse(n[1..^5], out _));
+        return $"the image has {channels} channel(s), but the model {modelPath} was trained on {trained}-channel images ({spec.FeatureNames.Length} features; this image's graph would have {expected.Length})";
+    }
+
     /// <summary>Segments one image through the same roles a cluster runs (tile workers build the graph, the coordinator
     /// stitches it, the trainer classifies the nodes, a worker paints the mask); returns the mask's path, or null when
     /// the job failed (already logged).</summary>
@@ -61,12 +71,7 @@ public static class SegmentCommand
         // and before the graph is built if the image's channels give other features than the model was trained on
         int channels;
         using (var probe = Core.Imaging.ImageSources.Open(img, level)) channels = probe.Channels;
-        var expected = Core.Pipeline.GraphJobManifest.FeatureNamesFor(channels, spec.FeatureSet);
-        if (!expected.SequenceEqual(spec.FeatureNames))
-        {
-            int trained = spec.FeatureNames.Contains("mean") ? 1 : spec.FeatureNames.Count(n => n.Length > 6 && n[0] == 'c' && n.EndsWith("_mean", StringComparison.Ordinal) && int.TryParse(n[1..^5], out _));
-            throw new InvalidDataException($"{img}: the image has {channels} channel(s), but the model {modelPath} was trained on {trained}-channel images ({spec.FeatureNames.Length} features; this image's graph would have {expected.Length})");
-        }
+        if (ChannelMismatch(spec, modelPath, channels) is { } why) throw new InvalidDataException($"{img}: {why}");
         double sp = spacing ?? (spec.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
         var job = new GraphJobSpec(Path.GetFullPath(img), null, Path.GetFullPath(outDir), Page: level, Spacing: sp, TileSize: tileSize, Features: spec.FeatureSet, ModelPath: Path.GetFullPath(modelPath), Device: device,
             Tissue: tissue, Objects: objects, Simplify: simplify, Refine: refine);

@@ -86,12 +86,12 @@ public class UserErrorTests() : TempDirTest("usererr")
         Assert.Equal("keep me", File.ReadAllText(file));
     }
 
-    [Fact]
-    public void AModelOfAnotherChannelCount_IsRefusedBeforeTheGraphIsBuilt()
+    /// <summary>A 64×64 three-channel image at <paramref name="path"/>, and a (untrained) model for one-channel images.</summary>
+    private string RgbImageAndGreyModel(string path)
     {
-        var rgb = Path.Combine(_dir, "rgb.tif");
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         using (var img = NetVips.Image.Xyz(64, 64)[0].Cast(NetVips.Enums.BandFormat.Uchar).Bandjoin([NetVips.Image.Xyz(64, 64)[1].Cast(NetVips.Enums.BandFormat.Uchar), NetVips.Image.Xyz(64, 64)[0].Cast(NetVips.Enums.BandFormat.Uchar)]))
-            img.Tiffsave(rgb);
+            img.Tiffsave(path);
         var names = Core.Pipeline.GraphJobManifest.FeatureNamesFor(1, "texture");
         var spec = new GpuTrainer.ModelSpec
         {
@@ -100,10 +100,31 @@ public class UserErrorTests() : TempDirTest("usererr")
         };
         var model = Path.Combine(_dir, "grey.model");
         using (var gnn = new GpuTrainer.GnnModel(spec.Architecture, names.Length, 2)) GpuTrainer.ModelFile.Save(model, spec, gnn);
+        return model;
+    }
+
+    [Fact]
+    public void AModelOfAnotherChannelCount_IsRefusedBeforeTheGraphIsBuilt()
+    {
+        var rgb = Path.Combine(_dir, "rgb.tif");
+        var model = RgbImageAndGreyModel(rgb);
         var outDir = Path.Combine(_dir, "seg");
         var e = Assert.Throws<InvalidDataException>(() => SegmentCommand.RunAsync(rgb, model, outDir, null, 1, "cpu", CancellationToken.None).GetAwaiter().GetResult());
         Assert.StartsWith(rgb, e.Message);
         Assert.Contains($"the image has 3 channel(s), but the model {model} was trained on 1-channel images", e.Message);
         Assert.False(Directory.Exists(outDir)); // no graph was built
+    }
+
+    [Fact]
+    public void ABatchSlideOfAnotherChannelCount_FailsAloneBeforeItsGraph()
+    {
+        var slides = Path.Combine(_dir, "slides");
+        var model = RgbImageAndGreyModel(Path.Combine(slides, "rgb.tif"));
+        var outDir = Path.Combine(_dir, "batch");
+        var r = TestPaths.RunCli("batch", slides, "--out", outDir, "--model", model);
+        Assert.Equal(1, r.ExitCode);
+        var summary = File.ReadAllText(Path.Combine(outDir, "summary.csv"));
+        Assert.Contains("the image has 3 channel(s), but the model", summary);
+        Assert.False(File.Exists(Path.Combine(outDir, "slides", "rgb", "graph", "graph.npz")));
     }
 }

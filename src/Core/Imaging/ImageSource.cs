@@ -168,7 +168,7 @@ public sealed class VipsImageSource : IRegionSource
                 throw new InputFileException(path, $"has {n} page(s) (0..{n - 1}); page or level {page} does not exist", e);
             if (directory?.SampleProblem() is { } samples)
                 throw new InputFileException(path, samples, e);
-            throw new InputFileException(path, $"cannot read image header: {FirstLine(e.Message)}", e);
+            throw new InputFileException(path, $"cannot read image header: {Reason(e.Message)}", e);
         }
 
         int pages = 1;
@@ -213,6 +213,17 @@ public sealed class VipsImageSource : IRegionSource
         throw new InputFileException(path, problem);
     }
 
+    /// <summary>The informative lines of a libvips error (its buffer holds one line per layer: "unable to write to image",
+    /// then the loader's own words, such as "VipsJpeg: premature end of JPEG image"), without the generic ones; the first
+    /// line when there is nothing else.</summary>
+    internal static string Reason(string message)
+    {
+        var lines = message.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var specific = lines.Where(l => !l.StartsWith("unable to write to", StringComparison.Ordinal) && !l.StartsWith("unable to call", StringComparison.Ordinal)
+                                        && !l.EndsWith("load error", StringComparison.Ordinal)).Distinct().ToArray();
+        return specific.Length > 0 ? string.Join("; ", specific) : FirstLine(message);
+    }
+
     internal static string FirstLine(string s)
     {
         var t = s.Trim();
@@ -255,7 +266,7 @@ public sealed class VipsImageSource : IRegionSource
         }
         catch (Vips.VipsException e)
         {
-            throw new InputFileException(Path, $"cannot read pixels of region x={x} y={y} {w}x{h} (truncated or corrupt file?): {FirstLine(e.Message)}", e);
+            throw new InputFileException(Path, $"cannot read pixels of region x={x} y={y} {w}x{h} (truncated or corrupt file?): {Reason(e.Message)}", e);
         }
     }
 

@@ -207,4 +207,22 @@ public class ImageSourceTests() : TempDirTest("io")
         var ex = Assert.Throws<InputFileException>(() => VipsImageSource.Open(path));
         Assert.StartsWith(path, ex.Message);
     }
+
+    [Theory]
+    [InlineData("png", "libpng read error")]
+    [InlineData("jpg", "premature end of JPEG")]
+    public void ATruncatedPngOrJpeg_FailsWithTheLoadersReason(string ext, string expected)
+    {
+        var good = Path.Combine(_dir, "whole." + ext);
+        using (var g = Vips.Image.Xyz(300, 200)[0].Cast(Vips.Enums.BandFormat.Uchar))
+            if (ext == "png") g.Pngsave(good); else g.Jpegsave(good);
+        var cut = Path.Combine(_dir, "cut." + ext);
+        var bytes = File.ReadAllBytes(good);
+        File.WriteAllBytes(cut, bytes[..(bytes.Length * 6 / 10)]);
+        using var src = VipsImageSource.Open(cut);
+        var e = Assert.Throws<InputFileException>(() => src.ReadRegion(0, 0, 300, 200, new ushort[300 * 200]));
+        Assert.StartsWith(cut, e.Message);
+        Assert.Contains(expected, e.Message);
+        Assert.DoesNotContain("unable to write to image", e.Message); // libvips' generic line, which said nothing
+    }
 }

@@ -6,6 +6,7 @@ using static TorchSharp.torch;
 
 namespace ActorSeg.Tests.Gnn;
 
+[Collection("torch")] // training in TorchSharp on two test threads at once once failed inside BatchNorm (a native race): one at a time
 public class GnnTests() : TempDirTest("gnn")
 {
 

@@ -6,6 +6,7 @@ namespace ActorSeg.Tests.Gnn;
 
 /// <summary>Graph and model files are read from disk and trusted nowhere: an array of the wrong shape, type or range is
 /// refused when the file is loaded, naming the file and the array, before it can crash training or skew a metric.</summary>
+[Collection("torch")] // training in TorchSharp on two test threads at once once failed inside BatchNorm (a native race): one at a time
 public class GraphFileValidationTests() : TempDirTest("graphcheck")
 {
     private const int N = 4;

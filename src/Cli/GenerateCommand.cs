@@ -103,7 +103,7 @@ public static class GenerateCommand
 
     public static (string Image, string Mask) Run(string dir, string name, int width, int height, string kind, int bits, int channels, int seed, CancellationToken ct)
     {
-        if (File.Exists(dir)) throw new IOException($"output folder {dir} cannot be created: a file of that name is there");
+        if (File.Exists(dir)) throw new Core.IO.OutputFolderException($"output folder {dir} cannot be created: a file of that name is there");
         Directory.CreateDirectory(dir);
         var img = Path.Combine(dir, name + ".tif");
         var mask = Path.Combine(dir, name + "_mask.tif");

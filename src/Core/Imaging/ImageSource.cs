@@ -197,7 +197,7 @@ public sealed class VipsImageSource : IRegionSource
         if (keep > ImageLimits.MaxChannels) Fail(img, path, $"too many channels ({bands})");
         var tiles = isTiff
                     && (ownTiffReader ?? Environment.GetEnvironmentVariable("ACTORSEG_TIFF_READER") != "libvips")
-            ? TiffTiles.TryOpen(path, page, img.Width, img.Height, bands, wide) : null;
+            ? TiffTiles.TryOpen(path, page, img.Width, img.Height, bands, wide, directory) : null;
         if (keep != bands)
         {
             var ex = img.ExtractBand(0, n: keep);

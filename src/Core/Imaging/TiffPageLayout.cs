@@ -40,6 +40,8 @@ public sealed class TiffPageLayout
     public long SamplesPerPixel => One(277, 1);
     public long Compression => One(259, 1);
     public bool Tiled => _tags.ContainsKey(322) || _tags.ContainsKey(323);
+    /// <summary>Rows per strip as libtiff reads them: the whole image when the tag is absent, 0 or past the end.</summary>
+    public long RowsPerStrip => One(278, Height) is var rps && rps > 0 && rps <= Height ? rps : Height;
 
     /// <summary>Page <paramref name="page"/>'s directory, or null when the file is not a TIFF or its directory chain or
     /// entries are malformed (libvips then reads the header and says what is wrong).</summary>
@@ -187,8 +189,7 @@ public sealed class TiffPageLayout
         }
         else
         {
-            long rps = One(278, h);
-            if (rps <= 0 || rps > h) rps = h; // absent, 0 or past the end: one strip, as libtiff reads it
+            long rps = RowsPerStrip;
             needed = (h + rps - 1) / rps * planes;
             unit = $"strips of {rps} rows";
             offsetsTag = 273; countsTag = 279;

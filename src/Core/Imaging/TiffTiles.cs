@@ -46,13 +46,14 @@ public sealed class TiffTiles : IDisposable
     /// <summary>The page's tiles, when this reader handles its layout and it agrees with what libvips found
     /// (<paramref name="width"/> × <paramref name="height"/>, <paramref name="bands"/> samples of 8 or 16 bits); else null.
     /// A malformed directory also gives null: libvips then reads the file, and reports what is wrong with it.</summary>
-    public static TiffTiles? TryOpen(string path, int page, int width, int height, int bands, bool wide)
+    /// <param name="layout">the page's directory when the caller has read it already (else it is read here)</param>
+    public static TiffTiles? TryOpen(string path, int page, int width, int height, int bands, bool wide, TiffPageLayout? layout = null)
     {
         SafeFileHandle? file = null;
         try
         {
             file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
-            var t = Parse(path, file, page, width, height, bands, wide);
+            var t = Parse(path, file, layout ?? TiffPageLayout.Read(file, page), width, height, bands, wide);
             if (t is null) file.Dispose();
             return t;
         }
@@ -63,9 +64,9 @@ public sealed class TiffTiles : IDisposable
         }
     }
 
-    private static TiffTiles? Parse(string path, SafeFileHandle file, int page, int width, int height, int bands, bool wide)
+    private static TiffTiles? Parse(string path, SafeFileHandle file, TiffPageLayout? d, int width, int height, int bands, bool wide)
     {
-        if (TiffPageLayout.Read(file, page) is not { } d) return null;
+        if (d is null) return null;
         long w = d.Width, h = d.Height, spp = d.SamplesPerPixel, tw = d.One(322, -1), th = d.One(323, -1);
         long compression = d.Compression, photometric = d.One(262, -1), planar = d.One(284, 1), predictor = d.One(317, 1);
         if (w != width || h != height || spp != bands || spp < 1 || spp > 16) return null;
@@ -73,8 +74,7 @@ public sealed class TiffTiles : IDisposable
         if (strips)
         {
             // a strip: a tile as wide as the image and RowsPerStrip high (the whole image when the tag is absent)
-            tw = w; th = d.One(278, h);
-            if (th <= 0 || th > h) th = h;
+            tw = w; th = d.RowsPerStrip;
             if (tw * th * spp * (wide ? 2 : 1) > 32 << 20) return null;
         }
         else if (tw <= 0 || th <= 0 || tw % 16 != 0 || th % 16 != 0 || tw > 1 << 14 || th > 1 << 14) return null;

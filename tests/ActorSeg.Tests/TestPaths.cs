@@ -30,10 +30,14 @@ public static class TestPaths
     public sealed record CliResult(int ExitCode, string Stdout, string Stderr);
 
     /// <summary>Runs the real command-line program as a separate process.</summary>
-    public static CliResult RunCli(params string[] args)
+    public static CliResult RunCli(params string[] args) => RunCliWith(new Dictionary<string, string>(), args);
+
+    /// <summary>Runs the real command-line program with these environment variables set for it.</summary>
+    public static CliResult RunCliWith(IReadOnlyDictionary<string, string> env, params string[] args)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "actorseg.dll");
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var (k, v) in env) psi.Environment[k] = v;
         psi.ArgumentList.Add(dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;

@@ -32,6 +32,7 @@ public class SlideTests(ITestOutputHelper output) : TempDirTest("slide")
         var info = TestPaths.RunCli("info", svs);
         Assert.Equal(0, info.ExitCode);
         Assert.Contains("vendor: aperio", info.Stdout);
+        Assert.Contains("level 0 pixels: read through libvips", info.Stdout);
         Assert.Contains("1: 750 x 550, downsample 2", info.Stdout);
         Assert.Contains("aperio.MPP = 0.499", info.Stdout);
     }
@@ -59,6 +60,93 @@ public class SlideTests(ITestOutputHelper output) : TempDirTest("slide")
         using var shrunk = Vips.Image.NewFromFile(rgb).Shrink(2, 2).Crop(200, 150, 100, 100);
         var d = shrunk.WriteToMemory<byte>();
         Assert.True(c.Zip(d, (x, y) => Math.Abs(x - y)).Average() < 8);
+    }
+
+    [Fact]
+    public void AnAperioJpegSlide_IsReadThroughItsTiffPage_WithOpenSlidesSamples_AtEveryLevel()
+    {
+        if (Svs(1700, 1300) is not { } svs) return;
+        var rng = new Random(3);
+        for (int level = 0; level < 3; level++)
+        {
+            using var direct = OpenSlideSource.Open(svs, level);
+            using var plain = OpenSlideSource.Open(svs, level, direct: false);
+            Assert.Equal("libvips", direct.DirectReader);
+            Assert.Equal("openslide", plain.DirectReader);
+            Assert.Equal((plain.Width, plain.Height), (direct.Width, direct.Height));
+            // regions of every shape, the image's edges included: the same samples through either reader
+            for (int k = 0; k < 12; k++)
+            {
+                int w = rng.Next(1, Math.Min(700, direct.Width) + 1), h = rng.Next(1, Math.Min(500, direct.Height) + 1);
+                int x = k == 0 ? 0 : direct.Width - w - (k == 1 ? 0 : rng.Next(0, direct.Width - w + 1));
+                int y = k == 0 ? 0 : direct.Height - h - (k == 1 ? 0 : rng.Next(0, direct.Height - h + 1));
+                var a = new ushort[w * h * 3]; var b = new ushort[a.Length];
+                direct.ReadRegion(x, y, w, h, a);
+                plain.ReadRegion(x, y, w, h, b);
+                Assert.True(a.AsSpan().SequenceEqual(b), $"level {level}: region ({x},{y}) {w}x{h} differs");
+            }
+        }
+        // the whole command gives the same graph through either reader
+        var viaTiff = TestPaths.RunCli("graph", svs, "--out", Path.Combine(_dir, "via-tiff"), "--tile-size", "512", "--spacing", "20");
+        Assert.True(viaTiff.ExitCode == 0, viaTiff.Stderr);
+        var viaOpenSlide = TestPaths.RunCliWith(new Dictionary<string, string> { ["ACTORSEG_SLIDE_READER"] = "openslide" },
+            "graph", svs, "--out", Path.Combine(_dir, "via-openslide"), "--tile-size", "512", "--spacing", "20");
+        Assert.True(viaOpenSlide.ExitCode == 0, viaOpenSlide.Stderr);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "via-openslide", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "via-tiff", "graph.npz")));
+    }
+
+    [Fact]
+    public void AnAperioSlideWithAMissingTile_IsLeftToOpenSlide()
+    {
+        if (Svs(1500, 1100) is not { } svs) return;
+        // zero the byte count of level 0's second tile: libtiff would fail or read nothing there, OpenSlide shows background
+        var dir = TiffPageLayout.TryRead(svs, 0)!;
+        Assert.True(dir.Tiled);
+        var counts = dir.All(325)!;
+        Assert.True(counts.Length > 2);
+        var bytes = File.ReadAllBytes(svs);
+        long at = CountsAt(bytes, 0);
+        Assert.True(at > 0, "level 0's TileByteCounts not found");
+        int size = dir.BigTiff ? 8 : 4;
+        Array.Clear(bytes, (int)(at + size), size);
+        var damaged = Path.Combine(_dir, "missing-tile.svs");
+        File.WriteAllBytes(damaged, bytes);
+        Assert.Equal(0, TiffPageLayout.TryRead(damaged, 0)!.All(325)![1]);
+        using var s = OpenSlideSource.Open(damaged);
+        Assert.Equal("openslide", s.DirectReader);
+        using var whole = OpenSlideSource.Open(svs);
+        Assert.Equal("libvips", whole.DirectReader);
+        // OpenSlide shows the missing tile as background and the rest as it is
+        var a = new ushort[512 * 256 * 3];
+        s.ReadRegion(0, 0, 512, 256, a);
+        var b = new ushort[a.Length];
+        whole.ReadRegion(0, 0, 512, 256, b);
+        var tile = (int)dir.One(322, 0);
+        Assert.True(tile is > 0 and < 512);
+        for (int y = 0; y < 256; y++)
+            for (int x = 0; x < 512; x++)
+                for (int c = 0; c < 3; c++)
+                {
+                    int i = (y * 512 + x) * 3 + c;
+                    if (x >= tile && x < 2 * tile && y < Math.Min(256, (int)dir.One(323, 0))) Assert.Equal(255, a[i]);
+                    else Assert.Equal(b[i], a[i]);
+                }
+    }
+
+    /// <summary>The file offset of the TileByteCounts array of the first page (little-endian classic or BigTIFF).</summary>
+    private static long CountsAt(byte[] b, int page)
+    {
+        bool big = b[2] == 43;
+        long ifd = big ? BitConverter.ToInt64(b, 8) : BitConverter.ToUInt32(b, 4);
+        long n = big ? BitConverter.ToInt64(b, (int)ifd) : BitConverter.ToUInt16(b, (int)ifd);
+        int entry = big ? 20 : 12, head = big ? 8 : 2;
+        for (long i = 0; i < n; i++)
+        {
+            int e = (int)(ifd + head + i * entry);
+            if (BitConverter.ToUInt16(b, e) == 325)
+                return big ? BitConverter.ToInt64(b, e + 12) : BitConverter.ToUInt32(b, e + 8);
+        }
+        return -1;
     }
 
     [Fact]
@@ -395,6 +483,7 @@ public class Jp2kSlideTests(ITestOutputHelper output) : TempDirTest("j2kslide")
         Assert.Contains("0: 1200 x 900, downsample 1, 0.499 µm/px", info.Stdout);
         Assert.Contains("1: 600 x 450, downsample 2, 0.998 µm/px", info.Stdout);
         Assert.Contains("J2K", info.Stdout);
+        Assert.Contains("level 0 pixels: read through OpenSlide", info.Stdout); // libvips here has no JPEG 2000
 
         // lossless tiles: the slide's level 0 is the generated image, so its graph is the same, byte for byte
         var gs = TestPaths.RunCli("graph", svs, "--level", "0", "--out", Path.Combine(_dir, "gs"), "--tile-size", "512", "--spacing", "20", "--workers", "2");

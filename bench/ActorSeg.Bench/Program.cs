@@ -13,6 +13,8 @@ using OpenCvSharp.XImgProc;
 //                                                 ActorSeg, the published Python pipeline and OpenCV SLIC on the same images
 //                                                 (ActorSeg and Python alternate N times; medians and per-round ratios)
 //   stats [--size 8192] [--images 8x1,8x3,16x1]   the statistics pass: libvips' histogram, blocks on one thread, in parallel
+//   slide [--size 8192] [--glass 0.3] [--rounds 1] a generated Aperio slide's graph, read through libvips from its TIFF pages
+//                                                 and through OpenSlide, alternating
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 var mode = args.Length > 0 ? args[0] : "help";
 string Arg(string name, string def) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : def; }
@@ -30,11 +32,12 @@ switch (mode)
     case "tile": TileProfile(); break;
     case "seam": SeamBench(); break;
     case "tissue": TissueBench(); break;
+    case "slide": SlideBench(); break;
     case "stats": StatsBench(); break;
     case "sidebyside": SideBySide(); break;
     case "opencv-slic": OpenCvSlicChild(); break; // the OpenCV row of sidebyside, in its own process
     default:
-        Console.WriteLine("usage: actorseg-bench throughput [--sizes 8192,32768] | quality [--fields N] | tile | seam | tissue | stats [--size N] | sidebyside [--size N] [--bits 8,16] [--features published|texture] [--rounds N]  (all take --dir DIR, --shared DIR; see bench/README.md)");
+        Console.WriteLine("usage: actorseg-bench throughput [--sizes 8192,32768] | quality [--fields N] | tile | seam | tissue | slide [--size N] [--glass F] [--rounds N] | stats [--size N] | sidebyside [--size N] [--bits 8,16] [--features published|texture] [--rounds N]  (all take --dir DIR, --shared DIR; see bench/README.md)");
         break;
 }
 }
@@ -131,20 +134,23 @@ void StatsBench()
 }
 
 /// <summary>Runs the command line in its own process; returns the wall time, the peak RSS and what it logged.</summary>
-(double Wall, double PeakMiB, string Log, int Exit) RunCli(params string[] cliArgs)
+(double Wall, double PeakMiB, string Log, int Exit) RunCli(params string[] cliArgs) => RunCliWith(null, cliArgs);
+
+(double Wall, double PeakMiB, string Log, int Exit) RunCliWith(IReadOnlyDictionary<string, string>? env, params string[] cliArgs)
 {
     // the command as run.sh runs it (its output folder has the ReadyToRun start-up assemblies), else the bench's copy
     var product = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../../src/Cli/bin/Release/net10.0/actorseg.dll"));
-    var r = RunProcess("dotnet", [File.Exists(product) ? product : Path.Combine(AppContext.BaseDirectory, "actorseg.dll"), .. cliArgs]);
+    var r = RunProcess("dotnet", [File.Exists(product) ? product : Path.Combine(AppContext.BaseDirectory, "actorseg.dll"), .. cliArgs], env);
     var m = Regex.Match(r.Stderr, @"peak RSS (\d+) MiB");
     return (r.Wall, m.Success ? Math.Max(r.PeakMiB, double.Parse(m.Groups[1].Value)) : r.PeakMiB, r.Stderr, r.Exit);
 }
 
 /// <summary>Runs a program in its own process, polling its peak RSS (VmHWM) every 200 ms; returns the wall time, the
 /// peak, what it printed on stdout and stderr, and its exit code.</summary>
-(double Wall, double PeakMiB, string Stdout, string Stderr, int Exit) RunProcess(string file, IEnumerable<string> arguments)
+(double Wall, double PeakMiB, string Stdout, string Stderr, int Exit) RunProcess(string file, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? env = null)
 {
     var psi = new ProcessStartInfo(file) { RedirectStandardError = true, RedirectStandardOutput = true };
+    foreach (var (k, v) in env ?? new Dictionary<string, string>()) psi.Environment[k] = v;
     foreach (var a in arguments) psi.ArgumentList.Add(a);
     var sw = Stopwatch.StartNew();
     using var p = Process.Start(psi)!;
@@ -187,6 +193,38 @@ void TissueBench()
         int skipped = doc.RootElement.GetProperty("tiling").GetProperty("tilesSkipped").GetInt32();
         Console.WriteLine($"| {mode} | {r.Wall:F1} | {t.Groups[1].Value} | {t.Groups[2].Value} | {t.Groups[3].Value} | {nodes} | {frac} | {skipped}/{tiles} | {r.PeakMiB:F0} |");
     }
+}
+
+// a generated Aperio slide (RGB JPEG tiles, glass around tissue islands): its graph read through libvips from the TIFF
+// pages (the default where the samples match OpenSlide's) and through OpenSlide alone, alternating
+void SlideBench()
+{
+    int size = int.Parse(Arg("--size", "8192")), rounds = int.Parse(Arg("--rounds", "1"));
+    double glass = double.Parse(Arg("--glass", "0.3"), CultureInfo.InvariantCulture);
+    var slide = Path.Combine(dir, $"slide-{size}-{glass.ToString(CultureInfo.InvariantCulture)}.svs");
+    if (!File.Exists(slide))
+    {
+        var g = RunCli("generate", "--out", dir, "--name", Path.GetFileNameWithoutExtension(slide), "--width", size.ToString(), "--height", size.ToString(),
+            "--format", "svs", "--glass", glass.ToString(CultureInfo.InvariantCulture), "--seed", "7");
+        if (g.Exit != 0) { Console.WriteLine("generation failed:\n" + g.Log); return; }
+        Console.WriteLine($"generated {slide} in {g.Wall:F1}s");
+    }
+    Console.WriteLine($"Graph of a generated {size}x{size} Aperio slide (RGB JPEG, {glass:P0} glass), {Environment.ProcessorCount} cores, whole command, {rounds} round(s):");
+    Console.WriteLine("| reader | round | wall s | prepare s | tiles s | stitch s | write s | nodes | peak RSS MiB | graph.npz md5 |");
+    Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|");
+    for (int round = 1; round <= rounds; round++)
+        foreach (var reader in new[] { "libvips", "openslide" })
+        {
+            var outDir = Path.Combine(dir, $"slide-{size}-{reader}");
+            var env = new Dictionary<string, string> { ["ACTORSEG_SLIDE_READER"] = reader == "openslide" ? "openslide" : "" };
+            var r = RunCliWith(env, "graph", slide, "--out", outDir);
+            if (r.Exit != 0) { Console.WriteLine($"| {reader} | {round} | FAILED (exit {r.Exit}) |"); Console.Error.WriteLine(r.Log); continue; }
+            var (nodes, t) = GraphFigures(outDir, r.Log);
+            using var md5 = System.Security.Cryptography.MD5.Create();
+            using var f = File.OpenRead(Path.Combine(outDir, "graph.npz"));
+            var hash = Convert.ToHexStringLower(md5.ComputeHash(f))[..12];
+            Console.WriteLine($"| {reader} | {round} | {r.Wall:F1} | {t.Groups[1].Value} | {t.Groups[2].Value} | {t.Groups[3].Value} | {t.Groups[4].Value} | {nodes} | {r.PeakMiB:F0} | {hash}… |");
+        }
 }
 
 void QualityBench()

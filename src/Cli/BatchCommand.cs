@@ -340,7 +340,7 @@ public static class BatchCommand
             return (0, v.Xres > 1.0001 ? 1000.0 / v.Xres : null, channels);
         }
         int l = GraphCommand.LevelFor(image, level, mpp);
-        using var s = OpenSlideSource.Open(image, l);
+        using var s = OpenSlideSource.Open(image, l, direct: false); // metadata only
         return (l, s.MppX, s.Channels);
     }
 

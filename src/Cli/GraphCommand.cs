@@ -14,9 +14,19 @@ public static class ExitCodes
     /// <summary>The job database could not be reached at start.</summary>
     public const int NoDatabase = 4;
 
-    /// <summary>Failures caused by the user's input or data (reported in one line, exit 1), as opposed to bugs.</summary>
+    /// <summary>Failures caused by the user's input or data (reported in one line, exit 1), as opposed to bugs. An
+    /// <see cref="InvalidOperationException"/> counts only when ActorSeg's own code raised it (its messages say what to do,
+    /// e.g. "training diverged …; try a lower --lr"); one from the runtime or a library ("Sequence contains no elements",
+    /// "Collection was modified") is a fault of ActorSeg's and keeps its trace.</summary>
     public static bool IsInputError(Exception e) => e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException
-        or ArgumentException or InvalidOperationException or Core.Imaging.InputFileException;
+        or ArgumentException or Core.Imaging.InputFileException
+        || e is InvalidOperationException && RaisedByActorSeg(e);
+
+    private static bool RaisedByActorSeg(Exception e)
+    {
+        var name = e.TargetSite?.DeclaringType?.Assembly.GetName().Name;
+        return name is not null && (name == "actorseg" || name.StartsWith("ActorSeg.", StringComparison.Ordinal));
+    }
 
     /// <summary>The one line to print for an exception that escaped a command, when the user's input or environment caused it
     /// (a bad file or value, a path that cannot be written); null for a fault of ActorSeg's, which keeps its trace.</summary>
@@ -124,7 +134,7 @@ public static class GraphCommand
         if (mpp is not { } m) return level;
         if (m <= 0) throw new InputFileException(image, $"--mpp must be positive (got {m})");
         if (!ImageSources.IsSlide(image)) throw new InputFileException(image, "--mpp picks a whole slide's pyramid level; this is not a whole-slide format (use --level)");
-        using var s = OpenSlideSource.Open(image);
+        using var s = OpenSlideSource.Open(image, direct: false); // its levels only
         int l = s.LevelFor(m);
         Log.Information("{Image}: level {Level} ({Mpp:0.###} µm/px) for --mpp {Asked}", image, l, (s.MppX ?? 0) * s.Levels[l].Downsample, m);
         return l;

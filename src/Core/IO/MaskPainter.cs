@@ -224,7 +224,7 @@ public static class MaskPainter
     private static (OpenSlideSource Slide, int Level, double Downsample)? SlideLevel(string image, int width, int height)
     {
         if (!ImageSources.IsSlide(image)) return null;
-        var s = OpenSlideSource.Open(image);
+        var s = OpenSlideSource.Open(image, direct: false); // its levels only
         for (int l = 0; l < s.Levels.Count; l++)
             if (s.Levels[l].Width == width && s.Levels[l].Height == height) return (s, l, s.Levels[l].Downsample);
         s.Dispose();

@@ -12,7 +12,7 @@ public static class PixelSize
     {
         if (ImageSources.IsSlide(path))
         {
-            using var s = OpenSlideSource.Open(path, page);
+            using var s = OpenSlideSource.Open(path, page, direct: false); // metadata only: no probe reads
             return s.MppX is { } x && s.MppY is { } y ? (x, y) : null;
         }
         var opts = new Vips.VOption();

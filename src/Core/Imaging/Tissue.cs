@@ -201,7 +201,7 @@ public static class TissueDetector
         IRegionSource src;
         if (ImageSources.IsSlide(imagePath))
         {
-            using var probe = OpenSlideSource.Open(imagePath, page);
+            using var probe = OpenSlideSource.Open(imagePath, page, direct: false); // its levels only
             int pick = page;
             for (int l = page; l < probe.Levels.Count; l++)
                 if (probe.Levels[l].Width >= mw && probe.Levels[l].Height >= mh) pick = l;

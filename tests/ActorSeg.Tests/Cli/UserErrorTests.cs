@@ -29,6 +29,27 @@ public class UserErrorTests() : TempDirTest("usererr")
     }
 
     [Fact]
+    public void AnInvalidOperation_IsTheUsersOnlyWhenActorSegRaisedIt()
+    {
+        static Exception Caught(Action a) { try { a(); } catch (Exception e) { return e; } throw new Xunit.Sdk.XunitException("no exception"); }
+        // ActorSeg's own, with a message that names the problem
+        var npy = Path.Combine(_dir, "f.npy");
+        ActorSeg.Core.IO.NpyFile.Write<float>(npy, new float[] { 1, 2 }, [2]);
+        var ours = Caught(() => ActorSeg.Core.IO.NpyFile.Read(npy).AsSpan<int>());
+        Assert.IsType<InvalidOperationException>(ours);
+        Assert.True(ExitCodes.IsInputError(ours));
+        Assert.Equal(ours.Message, ExitCodes.DescribeUserError(ours));
+        // the runtime's: a bug of ActorSeg's, whose trace must be printed
+        var linq = Caught(() => new List<int>().First());
+        var modified = Caught(() => { var l = new List<int> { 1, 2 }; foreach (var x in l) l.Add(x); });
+        Assert.IsType<InvalidOperationException>(linq);
+        Assert.IsType<InvalidOperationException>(modified);
+        Assert.Null(ExitCodes.DescribeUserError(linq));
+        Assert.Null(ExitCodes.DescribeUserError(modified));
+        Assert.False(ExitCodes.IsInputError(linq));
+    }
+
+    [Fact]
     public void AnOutputFolderThatIsAFile_IsNamed_BeforeAnyWork()
     {
         var file = Path.Combine(_dir, "afile");

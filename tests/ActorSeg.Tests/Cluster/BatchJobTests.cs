@@ -164,7 +164,10 @@ public class BatchJobTests(ITestOutputHelper output) : ClusterTestBase("batchjob
             int rc = Wait(client, Long);
             output.WriteLine(client.Log + "\n--- coordinator:\n" + coord.Log + "\n--- restarted:\n" + coord2.Log);
             Assert.Equal(0, rc);
-            Assert.True(coord2.Saw(" resumes: 1/3 slides ended"), "the batch resumed from the journal with its first slide ended:\n" + coord2.Log);
+            // the first slide had ended; on a busy machine the second may end too before the kill lands (seen once in CI:
+            // "resumes: 2/3 slides ended"); either way the batch resumes from the journal, not from the start
+            Assert.True(coord2.Saw(" resumes: 1/3 slides ended") || coord2.Saw(" resumes: 2/3 slides ended"),
+                "the batch resumed from the journal with its first slide ended:\n" + coord2.Log);
             foreach (var img in images) Assert.Equal(1, Submissions(img, coord, coord2));
             Assert.Equal(["done", "done", "done"], Summary(outDir).Values);
         }

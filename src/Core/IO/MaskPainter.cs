@@ -239,7 +239,7 @@ public static class MaskPainter
         if (SlideLevel(imagePath, width, height) is not { } lv)
         {
             using var img = Vips.Image.NewFromFile(imagePath, access: Vips.Enums.Access.Sequential);
-            using var grey0 = img.Bands >= 3 ? img.ExtractBand(0, n: 3).Colourspace(Vips.Enums.Interpretation.Bw) : img.ExtractBand(0);
+            using var grey0 = GreyPreview(img);
             return grey0.Resize(scale).CopyMemory();
         }
         int pick = lv.Level;
@@ -254,6 +254,22 @@ public static class MaskPainter
         using var rgb = Vips.Image.NewFromMemory(bytes, s.Width, s.Height, 3, Vips.Enums.BandFormat.Uchar).Copy(interpretation: Vips.Enums.Interpretation.Srgb);
         using var grey = rgb.Colourspace(Vips.Enums.Interpretation.Bw);
         return grey.Resize((double)tw / s.Width, vscale: (double)th / s.Height).CopyMemory();
+    }
+
+    /// <summary>One grey band of an image for a preview: the luminance of a colour image (RGB, with or without alpha), the
+    /// mean of the bands of any other (two or four fluorescence channels, three stored as minisblack samples), the band
+    /// itself of a grey one.</summary>
+    internal static Vips.Image GreyPreview(Vips.Image img)
+    {
+        if (img.Bands == 1) return img.Copy();
+        bool colour = img.Interpretation is Vips.Enums.Interpretation.Srgb or Vips.Enums.Interpretation.Rgb16 or Vips.Enums.Interpretation.Rgb
+            or Vips.Enums.Interpretation.Scrgb;
+        if (colour && img.Bands >= 3)
+        {
+            using var rgb = img.ExtractBand(0, n: 3);
+            return rgb.Colourspace(img.Interpretation == Vips.Enums.Interpretation.Rgb16 ? Vips.Enums.Interpretation.Grey16 : Vips.Enums.Interpretation.Bw);
+        }
+        return img.Bandmean();
     }
 
     /// <summary>mask.tif → mask.ome.tif beside it.</summary>

@@ -193,7 +193,7 @@ public sealed class VipsImageSource : IRegionSource
         }
         if (directory?.LayoutProblem() is { } layout) Fail(img, path, layout);
         int bands = img.Bands;
-        int keep = firstBandOnly ? 1 : bands switch { 2 => 1, 4 => 3, _ => bands };
+        int keep = firstBandOnly ? 1 : DataBands(bands, isTiff, directory);
         if (keep > ImageLimits.MaxChannels) Fail(img, path, $"too many channels ({bands})");
         var tiles = isTiff
                     && (ownTiffReader ?? Environment.GetEnvironmentVariable("ACTORSEG_TIFF_READER") != "libvips")
@@ -205,6 +205,16 @@ public sealed class VipsImageSource : IRegionSource
             img = ex;
         }
         return new VipsImageSource(path, img, wide, loader, pages, tiles);
+    }
+
+    /// <summary>The bands that hold image data: all but a trailing alpha band. A TIFF says which of its extra samples is
+    /// alpha (ExtraSamples 1, associated, or 2, unassociated); an extra sample it leaves unspecified (0) is data, as in a
+    /// two- or four-channel fluorescence image, and is kept. PNG's two and four bands are grey and RGB with alpha.</summary>
+    internal static int DataBands(int bands, bool isTiff, TiffPageLayout? directory)
+    {
+        if (isTiff && directory is not null)
+            return bands > 1 && directory.All(338) is { Length: > 0 } extra && extra[^1] is 1 or 2 ? bands - 1 : bands;
+        return bands switch { 2 => 1, 4 => 3, _ => bands };
     }
 
     private static void Fail(Vips.Image img, string path, string problem)

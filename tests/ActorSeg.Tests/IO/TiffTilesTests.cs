@@ -37,6 +37,9 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         w('rgb8-deflate', img((H, W, 3), np.uint8), tile=(32, 48), compression='deflate', photometric='rgb')
         w('rgba8', img((H, W, 4), np.uint8), tile=(32, 32), compression='zlib', photometric='rgb', extrasamples=['unassalpha'])
         w('ga16', img((H, W, 2), np.uint16), tile=(32, 32), compression='zlib', predictor=True, photometric='minisblack', planarconfig='contig', extrasamples=['unassalpha'])
+        # fluorescence channels beyond the first: extra samples left unspecified are data, not alpha
+        w('c4', img((H, W, 4), np.uint16), tile=(32, 32), compression='zlib', predictor=True, photometric='minisblack', planarconfig='contig')
+        w('c2', img((H, W, 2), np.uint8), tile=(32, 32), compression='zlib', photometric='minisblack', planarconfig='contig')
         with tifffile.TiffWriter(f'{d}/pages.tif') as t:
             t.write(img((H, W), np.uint16), tile=(32, 32), compression='zlib', predictor=True)
             t.write(img((H, W), np.uint16), tile=(32, 32), compression='zlib', predictor=True)
@@ -78,7 +81,7 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         // LZW (tifffile needs imagecodecs to encode it): written by libvips
         using (var g = NetVips.Image.NewFromFile(Path.Combine(_dir, "g8-deflate.tif")))
             g.Tiffsave(Path.Combine(_dir, "lzw.tif"), compression: NetVips.Enums.ForeignTiffCompression.Lzw, tile: true, tileWidth: 32, tileHeight: 32);
-        var own = new[] { "g8-zlib-pred", "g8-deflate", "g16-be-pred", "g16-none", "g16-le-big", "rgb8-pred", "rgb16-be-big", "rgb16-none", "rgb8-deflate", "rgba8", "ga16",
+        var own = new[] { "g8-zlib-pred", "g8-deflate", "g16-be-pred", "g16-none", "g16-le-big", "rgb8-pred", "rgb16-be-big", "rgb16-none", "rgb8-deflate", "rgba8", "ga16", "c4", "c2",
             "strips", "strips16-be-pred", "strips-rgb-none", "strip-one" };
         var cases = own.Select(n => (n, 0, false, true))
             .Concat([("pages", 0, false, true), ("pages", 1, false, true), ("rgb8-pred", 0, true, true), ("rgb16-none", 0, true, true), ("rgba8", 0, true, true), ("strips-rgb-none", 0, true, true)])
@@ -117,6 +120,42 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         using (var planar = VipsImageSource.Open(Path.Combine(_dir, "planar.tif"), ownTiffReader: true)) Assert.False(planar.OwnTiffReader);
         // a float page is refused (as before), whichever reader would have read it
         Assert.Throws<InputFileException>(() => VipsImageSource.Open(Path.Combine(_dir, "float.tif"), ownTiffReader: true));
+    }
+
+    [Fact]
+    public void ExtraSamples_AreChannels_UnlessTheTiffSaysTheyAreAlpha()
+    {
+        if (Write() is null) return;
+        foreach (var (name, channels) in new[] { ("c4", 4), ("c2", 2), ("rgba8", 3), ("ga16", 1), ("rgb8-pred", 3), ("g16-none", 1) })
+            foreach (bool ownReader in new[] { true, false })
+            {
+                using var src = VipsImageSource.Open(Path.Combine(_dir, name + ".tif"), ownTiffReader: ownReader);
+                Assert.True(channels == src.Channels, $"{name}: {src.Channels} channels, expected {channels}");
+            }
+        // every channel of the four is the file's: the same samples as libvips' own four bands, untouched
+        using var c4 = VipsImageSource.Open(Path.Combine(_dir, "c4.tif"));
+        using var raw = NetVips.Image.NewFromFile(Path.Combine(_dir, "c4.tif"));
+        Assert.Equal(4, raw.Bands);
+        var a = new ushort[c4.Width * c4.Height * 4];
+        c4.ReadRegion(0, 0, c4.Width, c4.Height, a);
+        Assert.Equal(raw.WriteToMemory<ushort>(), a);
+        // the graph of a four-channel image describes all four
+        var r = TestPaths.RunCli("graph", Path.Combine(_dir, "c4.tif"), "--out", Path.Combine(_dir, "g4"), "--spacing", "10", "--features", "published");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("150x97x4 16-bit", r.Stderr);
+        var names = ActorSeg.Core.IO.NpzReader.Read(Path.Combine(_dir, "g4", "graph.npz"))["feature_names"].Strings();
+        Assert.Contains("c3_mean", names);
+        Assert.Equal(44, names.Length);
+        // the overlay a segmentation writes shows such an image in grey (before, libvips was asked for 9 bands and failed)
+        var mask = Path.Combine(_dir, "c-mask.tif");
+        using (var zeros = NetVips.Image.Black(150, 97).Cast(NetVips.Enums.BandFormat.Uchar)) zeros.Tiffsave(mask);
+        foreach (var name in new[] { "c4", "c2", "rgba8", "rgb8-pred", "ga16", "g16-none" })
+        {
+            var png = Path.Combine(_dir, $"overlay-{name}.png");
+            ActorSeg.Core.IO.MaskPainter.Overlay(Path.Combine(_dir, name + ".tif"), mask, png);
+            using var o = NetVips.Image.NewFromFile(png);
+            Assert.Equal((150, 97, 3), (o.Width, o.Height, o.Bands));
+        }
     }
 
     [Fact]

@@ -335,7 +335,7 @@ public static class BatchCommand
         if (!ImageSources.IsSlide(image))
         {
             int channels;
-            using (var src = VipsImageSource.Open(image)) channels = src.Channels; // a bad file fails here, naming the file and the problem
+            using (var src = ImageSources.Open(image)) channels = src.Channels; // a bad file fails here, naming the file and the problem (an OME-TIFF: all its channels)
             using var v = NetVips.Image.NewFromFile(image);
             return (0, v.Xres > 1.0001 ? 1000.0 / v.Xres : null, channels);
         }

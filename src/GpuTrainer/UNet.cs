@@ -140,7 +140,7 @@ public static class UNetRunner
 
     public static Field Load(string image, string? mask, bool binary)
     {
-        using var src = VipsImageSource.Open(image);
+        using var src = ImageSources.Open(image); // an OME-TIFF with its channels as pages: all of them, as the GNN reads it
         int w = src.Width, h = src.Height, c = src.Channels;
         if ((long)w * h > 64L << 20) throw new InputFileException(image, $"{w}x{h} is too large for the in-memory UNet baseline (64 MP max)");
         var raw = new ushort[w * h * c];

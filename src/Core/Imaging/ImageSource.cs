@@ -125,10 +125,12 @@ public sealed class VipsImageSource : IRegionSource
     public int BitDepth => _wide ? 16 : 8;
     public string Loader { get; }
     public int Pages { get; }
+    /// <summary>The page's ImageDescription (an OME-TIFF's OME-XML, an Aperio header), when it has one.</summary>
+    public string? Description { get; }
 
-    private VipsImageSource(string path, Vips.Image image, bool wide, string loader, int pages, TiffTiles? tiles)
+    private VipsImageSource(string path, Vips.Image image, bool wide, string loader, int pages, TiffTiles? tiles, string? description)
     {
-        Path = path; _image = image; _wide = wide; Loader = loader; Pages = pages; _tiles = tiles;
+        Path = path; _image = image; _wide = wide; Loader = loader; Pages = pages; _tiles = tiles; Description = description;
         Width = image.Width; Height = image.Height; Channels = image.Bands;
     }
 
@@ -204,7 +206,9 @@ public sealed class VipsImageSource : IRegionSource
             img.Dispose();
             img = ex;
         }
-        return new VipsImageSource(path, img, wide, loader, pages, tiles);
+        string? description = null;
+        try { if (img.Contains("image-description")) description = img.Get("image-description") as string; } catch (Vips.VipsException) { /* optional */ }
+        return new VipsImageSource(path, img, wide, loader, pages, tiles, description);
     }
 
     /// <summary>The bands that hold image data: all but a trailing alpha band. A TIFF says which of its extra samples is

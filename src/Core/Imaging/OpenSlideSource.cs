@@ -264,11 +264,41 @@ public static class ImageSources
     /// <summary>True when the file is a vendor slide format (not a plain or generic tiled TIFF) that OpenSlide reads.</summary>
     public static bool IsSlide(string path) => OpenSlideSource.DetectVendor(path) is { } v && v != "generic-tiff";
 
-    /// <summary>Opens an image; <paramref name="page"/> is the pyramid level for whole slides and the page for multi-page TIFFs.</summary>
+    /// <summary>Opens an image; <paramref name="page"/> is the pyramid level for whole slides and the page for multi-page TIFFs.
+    /// Page 0 of an OME-TIFF whose channels are separate grey pages opens as all its channels (of the first focal plane and
+    /// time point, <see cref="OmeChannels"/>); any other page opens alone.</summary>
     public static IRegionSource Open(string path, int page = 0)
     {
         InputFiles.Check(path); // before OpenSlide's vendor detection opens it
-        return IsSlide(path) ? OpenSlideSource.Open(path, page) : VipsImageSource.Open(path, page);
+        if (IsSlide(path)) return OpenSlideSource.Open(path, page);
+        var first = VipsImageSource.Open(path, page);
+        if (page != 0 || first.Channels != 1 || first.Pages < 2) return first;
+        var pages = OmeChannels.ChannelPages(first.Description, System.IO.Path.GetFileName(path), out var problem);
+        if (pages is null)
+        {
+            // an OME-XML that claims channels it does not map: the page alone, as before, and a warning that says why
+            if (problem is not null) VipsWarnings.Raise($"{path}: page 0 is read alone: {problem}");
+            return first;
+        }
+        if (pages.Any(p => p >= first.Pages))
+        {
+            VipsWarnings.Raise($"{path}: page 0 is read alone: the OME-XML puts channels on pages {string.Join(", ", pages)}, but the file has {first.Pages}");
+            return first;
+        }
+        var sources = new IRegionSource[pages.Length];
+        try
+        {
+            for (int c = 0; c < pages.Length; c++)
+                sources[c] = pages[c] == 0 ? first : VipsImageSource.Open(path, pages[c]);
+            if (!pages.Contains(0)) first.Dispose();
+            return new MultiPageSource(path, pages, sources);
+        }
+        catch
+        {
+            foreach (var s in sources) s?.Dispose();
+            if (!pages.Contains(0)) first.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Exact per-channel histograms of the whole image, read in blocks by up to <paramref name="threads"/> threads

@@ -40,6 +40,14 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         # fluorescence channels beyond the first: extra samples left unspecified are data, not alpha
         w('c4', img((H, W, 4), np.uint16), tile=(32, 32), compression='zlib', predictor=True, photometric='minisblack', planarconfig='contig')
         w('c2', img((H, W, 2), np.uint8), tile=(32, 32), compression='zlib', photometric='minisblack', planarconfig='contig')
+        # the same channels as an OME-TIFF, one grey page per plane: channels fastest (XYCZT), focal planes fastest (XYZCT)
+        c3 = img((H, W, 3), np.uint16)
+        w('c3', c3, tile=(32, 32), compression='zlib', photometric='minisblack', planarconfig='contig')
+        cyx = np.moveaxis(c3, -1, 0).copy()
+        tifffile.imwrite(f'{d}/ome-c.ome.tif', cyx, ome=True, metadata={'axes': 'CYX'}, photometric='minisblack', tile=(32, 32), compression='zlib')
+        czyx = np.stack([cyx, cyx[::-1]], 1)
+        tifffile.imwrite(f'{d}/ome-cz.ome.tif', czyx, ome=True, metadata={'axes': 'CZYX'}, photometric='minisblack', tile=(32, 32))
+        tifffile.imwrite(f'{d}/ome-zc.ome.tif', np.moveaxis(czyx, 0, 1).copy(), ome=True, metadata={'axes': 'ZCYX'}, photometric='minisblack', tile=(32, 32))
         with tifffile.TiffWriter(f'{d}/pages.tif') as t:
             t.write(img((H, W), np.uint16), tile=(32, 32), compression='zlib', predictor=True)
             t.write(img((H, W), np.uint16), tile=(32, 32), compression='zlib', predictor=True)
@@ -156,6 +164,67 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
             using var o = NetVips.Image.NewFromFile(png);
             Assert.Equal((150, 97, 3), (o.Width, o.Height, o.Bands));
         }
+    }
+
+    [Fact]
+    public void AnOmeTiffsChannelPages_AreReadAsOneImage_InTheOrderItsXmlGives()
+    {
+        if (Write() is null) return;
+        using var reference = VipsImageSource.Open(Path.Combine(_dir, "c3.tif"));
+        Assert.Equal(3, reference.Channels);
+        var want = new ushort[150 * 97 * 3];
+        reference.ReadRegion(0, 0, 150, 97, want);
+        foreach (var (name, pages) in new[] { ("ome-c", new[] { 0, 1, 2 }), ("ome-cz", new[] { 0, 2, 4 }), ("ome-zc", new[] { 0, 1, 2 }) })
+        {
+            var path = Path.Combine(_dir, name + ".ome.tif");
+            using var src = ImageSources.Open(path);
+            var multi = Assert.IsType<MultiPageSource>(src);
+            Assert.Equal(pages, multi.Pages);
+            Assert.Equal((150, 97, 3, 16), (src.Width, src.Height, src.Channels, src.BitDepth));
+            var got = new ushort[want.Length];
+            src.ReadRegion(0, 0, 150, 97, got);
+            Assert.True(want.AsSpan().SequenceEqual(got), $"{name}: the channels differ from the interleaved image's");
+            var part = new ushort[9 * 5 * 3]; var refPart = new ushort[part.Length];
+            src.ReadRegion(141, 92, 9, 5, part); reference.ReadRegion(141, 92, 9, 5, refPart);
+            Assert.Equal(refPart, part);
+            // another page opens alone, as before
+            using var one = ImageSources.Open(path, 1);
+            Assert.Equal(1, one.Channels);
+        }
+        // the graph of the OME-TIFF is the graph of the interleaved image
+        foreach (var name in new[] { "c3.tif", "ome-c.ome.tif" })
+        {
+            var r = TestPaths.RunCli("graph", Path.Combine(_dir, name), "--out", Path.Combine(_dir, "g-" + name), "--spacing", "10");
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            Assert.Contains("150x97x3 16-bit", r.Stderr);
+        }
+        Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "g-c3.tif", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "g-ome-c.ome.tif", "graph.npz")));
+        var info = TestPaths.RunCli("info", Path.Combine(_dir, "ome-cz.ome.tif"));
+        Assert.Contains("OME-TIFF channels: 3, on pages 0, 2, 4", info.Stdout);
+    }
+
+    [Theory]
+    [InlineData("SizeC=\"3\"", "SizeC=\"4\"", "does not say which page holds channel 3")]
+    [InlineData("SizeC=\"3\"", "SizeC=\"9\"", "describes 9 channels")]
+    [InlineData("DimensionOrder=\"XYCZT\"", "DimensionOrder=\"XYCQT\"", "DimensionOrder 'XYCQT'")]
+    [InlineData("<Pixels ", "<Pixels SizeQ=\"1\" <", "not well-formed")]
+    public void AnOmeXmlThatDoesNotMapItsChannels_LeavesPageZeroAlone_SayingWhy(string from, string to, string why)
+    {
+        var xml = "<?xml version=\"1.0\"?><OME xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\"><Image ID=\"Image:0\"><Pixels ID=\"Pixels:0\" DimensionOrder=\"XYCZT\" Type=\"uint16\" SizeX=\"150\" SizeY=\"97\" SizeC=\"3\" SizeZ=\"1\" SizeT=\"1\"><Channel ID=\"Channel:0:0\" SamplesPerPixel=\"1\"/><TiffData IFD=\"0\" PlaneCount=\"3\"/></Pixels></Image></OME>";
+        Assert.Equal([0, 1, 2], ActorSeg.Core.Imaging.OmeChannels.ChannelPages(xml, "x.ome.tif", out var none));
+        Assert.Null(none);
+        var bad = xml.Replace(from, to);
+        Assert.NotEqual(xml, bad);
+        Assert.Null(ActorSeg.Core.Imaging.OmeChannels.ChannelPages(bad, "x.ome.tif", out var problem));
+        Assert.Contains(why, problem);
+        // planes of another file of a multi-file set are not read; its own name is fine
+        var self = xml.Replace("<TiffData IFD=\"0\" PlaneCount=\"3\"/>", "<TiffData IFD=\"0\" PlaneCount=\"3\"><UUID FileName=\"x.ome.tif\">urn:uuid:1</UUID></TiffData>");
+        Assert.Equal([0, 1, 2], ActorSeg.Core.Imaging.OmeChannels.ChannelPages(self, "x.ome.tif", out _));
+        Assert.Null(ActorSeg.Core.Imaging.OmeChannels.ChannelPages(self, "y.ome.tif", out var other));
+        Assert.Contains("another file (x.ome.tif)", other);
+        // a DTD is refused, never expanded
+        Assert.Null(ActorSeg.Core.Imaging.OmeChannels.ChannelPages("<!DOCTYPE OME [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>" + xml[xml.IndexOf("<OME", StringComparison.Ordinal)..], "x.ome.tif", out var dtd));
+        Assert.Contains("not well-formed", dtd);
     }
 
     [Fact]

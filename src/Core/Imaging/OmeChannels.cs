@@ -1,0 +1,183 @@
+using System.Buffers;
+using System.Globalization;
+using System.Xml;
+
+namespace ActorSeg.Core.Imaging;
+
+/// <summary>
+/// The channels of an OME-TIFF stored as separate pages. Bio-Formats, tifffile, QuPath and most microscope software write
+/// a multi-channel image as one grey page (IFD) per plane and say in the OME-XML of the first page which page holds which
+/// channel, focal plane and time point. <see cref="ChannelPages"/> reads that map; <see cref="MultiPageSource"/> reads the
+/// pages of the first focal plane and time point as the channels of one image.
+/// </summary>
+public static class OmeChannels
+{
+    /// <summary>OME-XML longer than this is not parsed (a plate of many thousand planes); the page is read alone.</summary>
+    public const int MaxXmlChars = 16 << 20;
+
+    /// <summary>
+    /// The page of each channel of the first image's first focal plane and time point, from the OME-XML
+    /// <paramref name="description"/> of page 0; null when it describes no planar multi-channel image (no OME-XML, one
+    /// channel, channels as interleaved samples). <paramref name="problem"/> says why an OME-XML that claims several
+    /// channels could not be mapped (then null is returned too).
+    /// </summary>
+    /// <param name="fileName">the file's own name: a plane whose UUID names it is in this file</param>
+    public static int[]? ChannelPages(string? description, string fileName, out string? problem)
+    {
+        problem = null;
+        if (description is null || description.Length > MaxXmlChars || !description.Contains("<OME", StringComparison.Ordinal)) return null;
+        try
+        {
+            var settings = new XmlReaderSettings { DtdProcessing = DtdProcessing.Prohibit, XmlResolver = null, IgnoreComments = true, MaxCharactersInDocument = MaxXmlChars };
+            using var reader = XmlReader.Create(new StringReader(description), settings);
+            // the first Pixels element: its sizes and order, its Channel and TiffData children
+            while (reader.Read())
+                if (reader.NodeType == XmlNodeType.Element && reader.LocalName == "Pixels") break;
+            if (reader.EOF) return null;
+            int sizeC = Int(reader, "SizeC", 1), sizeZ = Int(reader, "SizeZ", 1), sizeT = Int(reader, "SizeT", 1);
+            string order = reader.GetAttribute("DimensionOrder") ?? "XYCZT";
+            if (sizeC <= 1) return null;
+            if (sizeC > ImageLimits.MaxChannels)
+            {
+                problem = $"the OME-XML describes {sizeC} channels; at most {ImageLimits.MaxChannels} are read together";
+                return null;
+            }
+            if (order.Length != 5 || !order.StartsWith("XY", StringComparison.Ordinal) || !order.Order().SequenceEqual("CTXYZ"))
+            {
+                problem = $"the OME-XML's DimensionOrder '{order}' is not a permutation of XYCZT starting with XY";
+                return null;
+            }
+            long planes = (long)sizeC * sizeZ * sizeT;
+            var tiffData = new List<(int Ifd, int C, int Z, int T, long Count)>();
+            int samplesPerPixel = 1;
+            if (!reader.IsEmptyElement)
+            {
+                int depth = reader.Depth;
+                while (reader.Read() && reader.Depth > depth)
+                {
+                    if (reader.NodeType != XmlNodeType.Element) continue;
+                    if (reader.LocalName == "Channel" && reader.Depth == depth + 1) samplesPerPixel = Math.Max(samplesPerPixel, Int(reader, "SamplesPerPixel", 1));
+                    else if (reader.LocalName == "TiffData" && reader.Depth == depth + 1)
+                    {
+                        bool hasIfd = reader.GetAttribute("IFD") is not null;
+                        tiffData.Add((Int(reader, "IFD", 0), Int(reader, "FirstC", 0), Int(reader, "FirstZ", 0), Int(reader, "FirstT", 0),
+                            reader.GetAttribute("PlaneCount") is not null ? Int(reader, "PlaneCount", 1) : hasIfd ? 1 : planes));
+                    }
+                    else if (reader.LocalName == "UUID" && reader.GetAttribute("FileName") is { Length: > 0 } other && tiffData.Count > 0
+                             && !string.Equals(System.IO.Path.GetFileName(other), fileName, StringComparison.Ordinal))
+                    {
+                        // a plane in another file of a multi-file set: that file is not read here
+                        var last = tiffData[^1];
+                        tiffData[^1] = last with { Count = -1 };
+                        problem ??= $"the OME-XML puts planes in another file ({other}); only single-file OME-TIFFs are read as multi-channel images";
+                    }
+                }
+            }
+            if (samplesPerPixel > 1) return null; // channels are the samples of each page, read as such
+            // plane index of (c, z, t) in DimensionOrder: the first of C, Z, T after XY varies fastest
+            long Plane(int c, int z, int t)
+            {
+                long index = 0, stride = 1;
+                foreach (char d in order[2..])
+                {
+                    (int v, int size) = d switch { 'C' => (c, sizeC), 'Z' => (z, sizeZ), _ => (t, sizeT) };
+                    index += v * stride; stride *= size;
+                }
+                return index;
+            }
+            var pageOf = new Dictionary<long, int>();
+            if (tiffData.Count == 0) for (int c = 0; c < sizeC; c++) pageOf[Plane(c, 0, 0)] = (int)Plane(c, 0, 0);
+            foreach (var (ifd, c0, z0, t0, count) in tiffData)
+            {
+                if (count < 0) continue;
+                if (c0 < 0 || z0 < 0 || t0 < 0 || c0 >= sizeC || z0 >= sizeZ || t0 >= sizeT || ifd < 0 || count > planes)
+                {
+                    problem = $"a TiffData element of the OME-XML points outside the image (IFD {ifd}, C {c0}, Z {z0}, T {t0}, {count} planes)";
+                    return null;
+                }
+                long first = Plane(c0, z0, t0);
+                for (long k = 0; k < count && first + k < planes; k++) pageOf[first + k] = (int)(ifd + k);
+            }
+            var pages = new int[sizeC];
+            for (int c = 0; c < sizeC; c++)
+            {
+                if (!pageOf.TryGetValue(Plane(c, 0, 0), out pages[c]))
+                {
+                    problem ??= $"the OME-XML does not say which page holds channel {c}";
+                    return null;
+                }
+            }
+            if (pages.Distinct().Count() != sizeC)
+            {
+                problem = $"the OME-XML maps two channels to the same page ({string.Join(", ", pages)})";
+                return null;
+            }
+            return pages;
+        }
+        catch (XmlException e)
+        {
+            problem = $"its OME-XML is not well-formed ({e.Message})";
+            return null;
+        }
+    }
+
+    private static int Int(XmlReader r, string name, int missing)
+    {
+        var v = r.GetAttribute(name);
+        if (v is null) return missing;
+        if (!int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int x) || x < 0)
+            throw new XmlException($"{name}=\"{v}\" is not a non-negative integer");
+        return x;
+    }
+}
+
+/// <summary>Grey pages of one file read as the channels of one image (an OME-TIFF's channels, see <see cref="OmeChannels"/>).</summary>
+public sealed class MultiPageSource : IRegionSource
+{
+    private readonly IRegionSource[] _pages;
+    public string Path { get; }
+    /// <summary>The page each channel comes from.</summary>
+    public IReadOnlyList<int> Pages { get; }
+    public int Width { get; }
+    public int Height { get; }
+    public int Channels => _pages.Length;
+    public int BitDepth { get; }
+
+    /// <summary>Takes ownership of <paramref name="pages"/> (one grey source per channel, all of the same size and depth).</summary>
+    public MultiPageSource(string path, IReadOnlyList<int> pageNumbers, IRegionSource[] pages)
+    {
+        if (pages.Length < 2 || pages.Length != pageNumbers.Count) throw new ArgumentException("a multi-page image needs two or more pages, one number each");
+        var first = pages[0];
+        for (int c = 0; c < pages.Length; c++)
+        {
+            var p = pages[c];
+            if (p.Channels != 1)
+                throw new InputFileException(path, $"page {pageNumbers[c]} (channel {c} in the OME-XML) has {p.Channels} samples per pixel; channels stored as pages must be grey");
+            if (p.Width != first.Width || p.Height != first.Height || p.BitDepth != first.BitDepth)
+                throw new InputFileException(path, $"page {pageNumbers[c]} (channel {c} in the OME-XML) is {p.Width}x{p.Height} {p.BitDepth}-bit, but page {pageNumbers[0]} (channel 0) is {first.Width}x{first.Height} {first.BitDepth}-bit");
+        }
+        Path = path; Pages = pageNumbers.ToArray(); _pages = pages;
+        Width = first.Width; Height = first.Height; BitDepth = first.BitDepth;
+    }
+
+    public void ReadRegion(int x, int y, int w, int h, Span<ushort> dest)
+    {
+        int n = w * h, C = _pages.Length;
+        if (dest.Length < (long)n * C) throw new ArgumentException("destination too small", nameof(dest));
+        var plane = ArrayPool<ushort>.Shared.Rent(n);
+        try
+        {
+            for (int c = 0; c < C; c++)
+            {
+                _pages[c].ReadRegion(x, y, w, h, plane.AsSpan(0, n));
+                for (int i = 0, o = c; i < n; i++, o += C) dest[o] = plane[i];
+            }
+        }
+        finally { ArrayPool<ushort>.Shared.Return(plane); }
+    }
+
+    public void Dispose()
+    {
+        foreach (var p in _pages) p.Dispose();
+    }
+}

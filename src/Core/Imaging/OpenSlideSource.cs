@@ -290,13 +290,23 @@ public static class ImageSources
         {
             for (int c = 0; c < pages.Length; c++)
                 sources[c] = pages[c] == 0 ? first : VipsImageSource.Open(path, pages[c]);
+            var multi = new MultiPageSource(path, pages, sources);
             if (!pages.Contains(0)) first.Dispose();
-            return new MultiPageSource(path, pages, sources);
+            return multi;
+        }
+        catch (InputFileException e)
+        {
+            // a channel page that is not like the first (another size or depth, colour, unreadable): page 0 alone, as
+            // before, so the image stays usable, and the reason in the log
+            foreach (var s in sources) if (s is not null && !ReferenceEquals(s, first)) s.Dispose();
+            var why = e.Message.StartsWith(path + ": ", StringComparison.Ordinal) ? e.Message[(path.Length + 2)..] : e.Message;
+            VipsWarnings.Raise($"{path}: page 0 is read alone: {why}");
+            return first;
         }
         catch
         {
-            foreach (var s in sources) s?.Dispose();
-            if (!pages.Contains(0)) first.Dispose();
+            foreach (var s in sources) if (s is not null && !ReferenceEquals(s, first)) s.Dispose();
+            first.Dispose();
             throw;
         }
     }

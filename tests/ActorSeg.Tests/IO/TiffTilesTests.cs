@@ -48,6 +48,14 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         czyx = np.stack([cyx, cyx[::-1]], 1)
         tifffile.imwrite(f'{d}/ome-cz.ome.tif', czyx, ome=True, metadata={'axes': 'CZYX'}, photometric='minisblack', tile=(32, 32))
         tifffile.imwrite(f'{d}/ome-zc.ome.tif', np.moveaxis(czyx, 0, 1).copy(), ome=True, metadata={'axes': 'ZCYX'}, photometric='minisblack', tile=(32, 32))
+        # an OME-XML that claims three channels, on pages of which the third is another size: page 0 stays usable alone
+        with tifffile.TiffWriter(f'{d}/ome-uneven.ome.tif', ome=True) as t:
+            t.write(cyx[:2], metadata={'axes': 'CYX'}, photometric='minisblack', tile=(32, 32))
+        xml = tifffile.TiffFile(f'{d}/ome-uneven.ome.tif').ome_metadata
+        with tifffile.TiffWriter(f'{d}/ome-uneven.ome.tif') as t:
+            t.write(cyx[0], photometric='minisblack', tile=(32, 32), description=xml.replace('SizeC="2"', 'SizeC="3"').replace('PlaneCount="2"', 'PlaneCount="3"'), metadata=None)
+            t.write(cyx[1], photometric='minisblack', tile=(32, 32), metadata=None)
+            t.write(cyx[2][:50, :60].copy(), photometric='minisblack', tile=(32, 32), metadata=None)
         with tifffile.TiffWriter(f'{d}/pages.tif') as t:
             t.write(img((H, W), np.uint16), tile=(32, 32), compression='zlib', predictor=True)
             t.write(img((H, W), np.uint16), tile=(32, 32), compression='zlib', predictor=True)
@@ -201,6 +209,20 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "g-c3.tif", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "g-ome-c.ome.tif", "graph.npz")));
         var info = TestPaths.RunCli("info", Path.Combine(_dir, "ome-cz.ome.tif"));
         Assert.Contains("OME-TIFF channels: 3, on pages 0, 2, 4", info.Stdout);
+        // a channel page unlike the first: the first page alone, and the reason in the log
+        var warned = new List<string>();
+        void Listen(string m) { lock (warned) warned.Add(m); }
+        VipsWarnings.Warning += Listen;
+        try
+        {
+            var uneven = Path.Combine(_dir, "ome-uneven.ome.tif");
+            using (var page0 = VipsImageSource.Open(uneven)) Assert.Contains("SizeC=\"3\"", page0.Description);
+            using var alone = ImageSources.Open(uneven);
+            Assert.IsType<VipsImageSource>(alone);
+            Assert.Equal(1, alone.Channels);
+            lock (warned) Assert.Contains(warned, m => m.StartsWith(uneven + ": page 0 is read alone: page 2 (channel 2 in the OME-XML) is 60x50", StringComparison.Ordinal));
+        }
+        finally { VipsWarnings.Warning -= Listen; }
     }
 
     [Theory]

@@ -177,16 +177,17 @@ public sealed class OpenSlideSource : IRegionSource
     /// itself, is not among them).</summary>
     private static readonly HashSet<long> DirectCompressions = [1, 5, 7, 8, 32946];
 
-    /// <summary>Whether <paramref name="v"/> reads the same samples as OpenSlide in up to five 256² regions spread over the
-    /// level (the corners and the centre): the colour conversion of JPEG tiles is the decoder's, and a file that two
-    /// decoders read differently is left to OpenSlide.</summary>
+    /// <summary>Whether <paramref name="v"/> reads the same samples as OpenSlide in up to nine 256² regions on a 3×3 grid
+    /// over the level (corners, edge middles, centre; some fall on tissue, whose colour edges show a difference in
+    /// chroma upsampling or the inverse DCT, and every pixel shows one in colour space): the decoding of JPEG tiles is the
+    /// decoder's, and a file that two decoders read differently is left to OpenSlide.</summary>
     private bool SameSamples(VipsImageSource v)
     {
         int pw = Math.Min(256, Width), ph = Math.Min(256, Height);
-        var at = new HashSet<(int, int)>
-        {
-            (0, 0), (Width - pw, 0), (0, Height - ph), (Width - pw, Height - ph), ((Width - pw) / 2, (Height - ph) / 2),
-        };
+        var at = new HashSet<(int, int)>();
+        for (int gy = 0; gy < 3; gy++)
+            for (int gx = 0; gx < 3; gx++)
+                at.Add(((Width - pw) * gx / 2, (Height - ph) * gy / 2));
         var a = new ushort[pw * ph * 3];
         var b = new ushort[pw * ph * 3];
         foreach (var (x, y) in at)

@@ -22,7 +22,8 @@ public static class OmeChannels
     /// channels could not be mapped (then null is returned too).
     /// </summary>
     /// <param name="fileName">the file's own name: a plane whose UUID names it is in this file</param>
-    public static int[]? ChannelPages(string? description, string fileName, out string? problem)
+    /// <param name="pageCount">the pages the file has: no plane is looked for past them, whatever sizes the XML claims</param>
+    public static int[]? ChannelPages(string? description, string fileName, int pageCount, out string? problem)
     {
         problem = null;
         if (description is null || description.Length > MaxXmlChars || !description.Contains("<OME", StringComparison.Ordinal)) return null;
@@ -47,7 +48,7 @@ public static class OmeChannels
                 problem = $"the OME-XML's DimensionOrder '{order}' is not a permutation of XYCZT starting with XY";
                 return null;
             }
-            long planes = (long)sizeC * sizeZ * sizeT;
+            Int128 planes = (Int128)sizeC * sizeZ * sizeT; // claimed sizes may be absurd: no overflow
             var tiffData = new List<(int Ifd, int C, int Z, int T, long Count)>();
             int samplesPerPixel = 1;
             if (!reader.IsEmptyElement)
@@ -61,7 +62,7 @@ public static class OmeChannels
                     {
                         bool hasIfd = reader.GetAttribute("IFD") is not null;
                         tiffData.Add((Int(reader, "IFD", 0), Int(reader, "FirstC", 0), Int(reader, "FirstZ", 0), Int(reader, "FirstT", 0),
-                            reader.GetAttribute("PlaneCount") is not null ? Int(reader, "PlaneCount", 1) : hasIfd ? 1 : planes));
+                            reader.GetAttribute("PlaneCount") is not null ? Int(reader, "PlaneCount", 1) : hasIfd ? 1 : (long)Int128.Min(planes, long.MaxValue)));
                     }
                     else if (reader.LocalName == "UUID" && reader.GetAttribute("FileName") is { Length: > 0 } other && tiffData.Count > 0
                              && !string.Equals(System.IO.Path.GetFileName(other), fileName, StringComparison.Ordinal))
@@ -75,9 +76,9 @@ public static class OmeChannels
             }
             if (samplesPerPixel > 1) return null; // channels are the samples of each page, read as such
             // plane index of (c, z, t) in DimensionOrder: the first of C, Z, T after XY varies fastest
-            long Plane(int c, int z, int t)
+            Int128 Plane(int c, int z, int t)
             {
-                long index = 0, stride = 1;
+                Int128 index = 0, stride = 1;
                 foreach (char d in order[2..])
                 {
                     (int v, int size) = d switch { 'C' => (c, sizeC), 'Z' => (z, sizeZ), _ => (t, sizeT) };
@@ -85,8 +86,10 @@ public static class OmeChannels
                 }
                 return index;
             }
-            var pageOf = new Dictionary<long, int>();
-            if (tiffData.Count == 0) for (int c = 0; c < sizeC; c++) pageOf[Plane(c, 0, 0)] = (int)Plane(c, 0, 0);
+            var pageOf = new Dictionary<Int128, int>();
+            if (tiffData.Count == 0)
+                for (int c = 0; c < sizeC; c++)
+                    if (Plane(c, 0, 0) < pageCount) pageOf[Plane(c, 0, 0)] = (int)Plane(c, 0, 0);
             foreach (var (ifd, c0, z0, t0, count) in tiffData)
             {
                 if (count < 0) continue;
@@ -95,8 +98,9 @@ public static class OmeChannels
                     problem = $"a TiffData element of the OME-XML points outside the image (IFD {ifd}, C {c0}, Z {z0}, T {t0}, {count} planes)";
                     return null;
                 }
-                long first = Plane(c0, z0, t0);
-                for (long k = 0; k < count && first + k < planes; k++) pageOf[first + k] = (int)(ifd + k);
+                Int128 first = Plane(c0, z0, t0);
+                long mapped = Math.Min(count, Math.Max(0, pageCount - (long)ifd)); // planes past the file's last page are not there
+                for (long k = 0; k < mapped && first + k < planes; k++) pageOf[first + k] = (int)(ifd + k);
             }
             var pages = new int[sizeC];
             for (int c = 0; c < sizeC; c++)

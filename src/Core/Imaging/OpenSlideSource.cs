@@ -274,16 +274,11 @@ public static class ImageSources
         if (IsSlide(path)) return OpenSlideSource.Open(path, page);
         var first = VipsImageSource.Open(path, page);
         if (page != 0 || first.Channels != 1 || first.Pages < 2) return first;
-        var pages = OmeChannels.ChannelPages(first.Description, System.IO.Path.GetFileName(path), out var problem);
+        var pages = OmeChannels.ChannelPages(first.Description, System.IO.Path.GetFileName(path), first.Pages, out var problem);
         if (pages is null)
         {
             // an OME-XML that claims channels it does not map: the page alone, as before, and a warning that says why
             if (problem is not null) VipsWarnings.Raise($"{path}: page 0 is read alone: {problem}");
-            return first;
-        }
-        if (pages.Any(p => p >= first.Pages))
-        {
-            VipsWarnings.Raise($"{path}: page 0 is read alone: the OME-XML puts channels on pages {string.Join(", ", pages)}, but the file has {first.Pages}");
             return first;
         }
         var sources = new IRegionSource[pages.Length];

@@ -238,9 +238,18 @@ public static class MaskPainter
         int tw = Math.Max(1, (int)Math.Round(width * scale)), th = Math.Max(1, (int)Math.Round(height * scale));
         if (SlideLevel(imagePath, width, height) is not { } lv)
         {
-            using var img = Vips.Image.NewFromFile(imagePath, access: Vips.Enums.Access.Sequential);
-            using var grey0 = GreyPreview(img);
-            return grey0.Resize(scale).CopyMemory();
+            try
+            {
+                using var img = Vips.Image.NewFromFile(imagePath, access: Vips.Enums.Access.Sequential);
+                using var grey0 = GreyPreview(img);
+                return grey0.Resize(scale).CopyMemory();
+            }
+            catch (Vips.VipsException)
+            {
+                // a layout libvips does not decode but ActorSeg's own reader does (tiled separate planes): the same grey
+                // preview, from bands of rows read through it
+                return PreviewByRegions(imagePath, tw, th);
+            }
         }
         int pick = lv.Level;
         for (int l = lv.Level; l < lv.Slide.Levels.Count; l++)
@@ -254,6 +263,39 @@ public static class MaskPainter
         using var rgb = Vips.Image.NewFromMemory(bytes, s.Width, s.Height, 3, Vips.Enums.BandFormat.Uchar).Copy(interpretation: Vips.Enums.Interpretation.Srgb);
         using var grey = rgb.Colourspace(Vips.Enums.Interpretation.Bw);
         return grey.Resize((double)tw / s.Width, vscale: (double)th / s.Height).CopyMemory();
+    }
+
+    /// <summary>A <paramref name="tw"/> × <paramref name="th"/> grey preview (the mean of the channels, box-averaged) read
+    /// through <see cref="ImageSources"/> in bands of rows, never the whole image at once.</summary>
+    private static Vips.Image PreviewByRegions(string imagePath, int tw, int th)
+    {
+        using var src = ImageSources.Open(imagePath);
+        int W = src.Width, H = src.Height, C = src.Channels;
+        var sum = new double[(long)tw * th];
+        var count = new long[(long)tw * th];
+        var cellOfX = new int[W];
+        for (int x = 0; x < W; x++) cellOfX[x] = (int)Math.Min(tw - 1, (long)x * tw / W);
+        int band = (int)Math.Clamp((1 << 22) / Math.Max(1, (long)W * C), 1, H);
+        var buf = new ushort[(long)W * band * C];
+        for (int y0 = 0; y0 < H; y0 += band)
+        {
+            int h = Math.Min(band, H - y0);
+            src.ReadRegion(0, y0, W, h, buf.AsSpan(0, W * h * C));
+            for (int r = 0; r < h; r++)
+            {
+                long rowCell = Math.Min(th - 1, (long)(y0 + r) * th / H) * tw;
+                for (int x = 0, i = r * W * C; x < W; x++)
+                {
+                    int v = 0;
+                    for (int c = 0; c < C; c++) v += buf[i++];
+                    sum[rowCell + cellOfX[x]] += (double)v / C;
+                    count[rowCell + cellOfX[x]]++;
+                }
+            }
+        }
+        var px = new ushort[sum.Length];
+        for (long k = 0; k < px.Length; k++) px[k] = count[k] > 0 ? (ushort)Math.Round(sum[k] / count[k]) : (ushort)0;
+        return Vips.Image.NewFromMemory(px, tw, th, 1, Vips.Enums.BandFormat.Ushort).CopyMemory();
     }
 
     /// <summary>One grey band of an image for a preview: the luminance of a colour image (RGB, with or without alpha), the

@@ -11,7 +11,8 @@ using Microsoft.Win32.SafeHandles;
 namespace ActorSeg.Core.Imaging;
 
 /// <summary>
-/// Region reads of the commonest microscopy TIFF page, decoded here instead of through libvips: tiled or striped, chunky,
+/// Region reads of the commonest microscopy TIFF page, decoded here instead of through libvips: tiled or striped, chunky
+/// or in separate planes (tiled separate planes, which libvips refuses, included),
 /// unsigned 8- or 16-bit samples, uncompressed or deflate (with or without the horizontal predictor), classic or BigTIFF,
 /// either byte order. Deflate goes through libdeflate or .NET's zlib-ng, faster here than the zlib libvips uses, the
 /// samples go straight into the caller's buffer, and every deflate stream's Adler-32 is checked: libtiff stops inflating
@@ -30,14 +31,19 @@ public sealed class TiffTiles : IDisposable
     private readonly bool _deflate, _predictor, _swap;
     /// <summary>Strips: a tile as wide as the image, the last one holding only the rows left (tiles are always whole).</summary>
     private readonly bool _strips;
+    /// <summary>Separate planes (PlanarConfiguration 2): every tile holds one sample of its pixels, the tiles of sample 0
+    /// first, then those of sample 1, … (libvips refuses such pages when they are tiled).</summary>
+    private readonly bool _planar;
+    private readonly int _tilesPerPlane;
     public string Path { get; }
     public int Width { get; }
     public int Height { get; }
 
     private TiffTiles(string path, SafeFileHandle file, long fileLength, int width, int height, int tw, int th, int spp, int bytes,
-        bool deflate, bool predictor, bool swap, long[] offsets, long[] counts, bool strips)
+        bool deflate, bool predictor, bool swap, long[] offsets, long[] counts, bool strips, bool planar)
     {
-        _strips = strips;
+        _strips = strips; _planar = planar;
+        _tilesPerPlane = (width + tw - 1) / tw * ((height + th - 1) / th);
         Path = path; _file = file; _fileLength = fileLength; Width = width; Height = height; _tw = tw; _th = th; _spp = spp; _bytes = bytes;
         _deflate = deflate; _predictor = predictor; _swap = swap; _offsets = offsets; _counts = counts;
         _tilesAcross = (width + tw - 1) / tw;
@@ -75,29 +81,31 @@ public sealed class TiffTiles : IDisposable
         {
             // a strip: a tile as wide as the image and RowsPerStrip high (the whole image when the tag is absent)
             tw = w; th = d.RowsPerStrip;
-            if (tw * th * spp * (wide ? 2 : 1) > 32 << 20) return null;
+            if (tw * th * (planar == 2 ? 1 : spp) * (wide ? 2 : 1) > 32 << 20) return null;
         }
         else if (tw <= 0 || th <= 0 || tw % 16 != 0 || th % 16 != 0 || tw > 1 << 14 || th > 1 << 14) return null;
-        if (compression is not (1 or 8 or 32946) || predictor is not (1 or 2) || (planar != 1 && spp > 1)) return null;
+        if (compression is not (1 or 8 or 32946) || predictor is not (1 or 2) || planar is not (1 or 2)) return null;
+        bool separate = planar == 2 && spp > 1;
         if (photometric is not (1 or 2) || (photometric == 2 && spp < 3)) return null;
         int bits = wide ? 16 : 8;
         if (d.All(258) is not { } bps || bps.Any(b => b != bits)) return null;
         if (d.All(339) is { } fmt && fmt.Any(f => f != 1)) return null;
-        long tiles = (w + tw - 1) / tw * ((h + th - 1) / th);
+        long tiles = (w + tw - 1) / tw * ((h + th - 1) / th) * (separate ? spp : 1);
         if (d.All(strips ? 273 : 324) is not { } offsets || d.All(strips ? 279 : 325) is not { } counts || offsets.Length != tiles || counts.Length != tiles) return null;
         return new TiffTiles(path, file, d.FileLength, (int)w, (int)h, (int)tw, (int)th, (int)spp, bits / 8, compression != 1, predictor == 2,
-            swap: bits == 16 && (d.LittleEndian != BitConverter.IsLittleEndian), offsets, counts, strips);
+            swap: bits == 16 && (d.LittleEndian != BitConverter.IsLittleEndian), offsets, counts, strips, separate);
     }
 
     /// <summary>Whether every tile the region meets has data (a sparse tile, offset or length 0, is left to libvips).</summary>
     public bool Covers(int x, int y, int w, int h)
     {
-        for (int ty = y / _th; ty <= (y + h - 1) / _th; ty++)
-            for (int tx = x / _tw; tx <= (x + w - 1) / _tw; tx++)
-            {
-                int i = ty * _tilesAcross + tx;
-                if (_offsets[i] <= 0 || _counts[i] <= 0) return false;
-            }
+        for (int p = 0; p < (_planar ? _spp : 1); p++)
+            for (int ty = y / _th; ty <= (y + h - 1) / _th; ty++)
+                for (int tx = x / _tw; tx <= (x + w - 1) / _tw; tx++)
+                {
+                    int i = p * _tilesPerPlane + ty * _tilesAcross + tx;
+                    if (_offsets[i] <= 0 || _counts[i] <= 0) return false;
+                }
         return true;
     }
 
@@ -108,6 +116,7 @@ public sealed class TiffTiles : IDisposable
     /// </summary>
     public void ReadRegion(int x, int y, int w, int h, int keep, Span<ushort> dest)
     {
+        if (_planar) { ReadPlanes(x, y, w, h, keep, dest); return; }
         int rowBytes = _tw * _spp * _bytes, tileBytes = rowBytes * _th;
         byte[] tile = ArrayPool<byte>.Shared.Rent(tileBytes);
         byte[] packed = [];
@@ -150,6 +159,67 @@ public sealed class TiffTiles : IDisposable
         finally
         {
             ArrayPool<byte>.Shared.Return(tile);
+            if (packed.Length > 0) ArrayPool<byte>.Shared.Return(packed);
+        }
+    }
+
+    /// <summary>The region from separate planes: each kept sample's tiles decoded in turn (one sample a pixel, the predictor
+    /// summing along each tile row of that sample) and their values placed at that sample's position in every pixel.</summary>
+    private void ReadPlanes(int x, int y, int w, int h, int keep, Span<ushort> dest)
+    {
+        int rowBytes = _tw * _bytes, tileBytes = rowBytes * _th;
+        byte[] tile = ArrayPool<byte>.Shared.Rent(tileBytes);
+        ushort[] values = ArrayPool<ushort>.Shared.Rent(_tw);
+        byte[] packed = [];
+        try
+        {
+            for (int p = 0; p < keep; p++)
+                for (int ty = y / _th; ty <= (y + h - 1) / _th; ty++)
+                    for (int tx = x / _tw; tx <= (x + w - 1) / _tw; tx++)
+                    {
+                        int i = p * _tilesPerPlane + ty * _tilesAcross + tx;
+                        long off = _offsets[i], len = _counts[i];
+                        if (off <= 0 || len <= 0 || off + len > _fileLength || len > tileBytes + (tileBytes >> 4) + (1 << 16))
+                            throw new InvalidDataException($"{Unit} {i} (sample {p}, column {tx}, row {ty}) has offset {off} and length {len}, outside the file's {_fileLength} bytes or larger than a {Unit} can be");
+                        var data = tile.AsSpan(0, _strips ? rowBytes * Math.Min(_th, Height - ty * _th) : tileBytes);
+                        if (_deflate)
+                        {
+                            if (packed.Length < len) { if (packed.Length > 0) ArrayPool<byte>.Shared.Return(packed); packed = ArrayPool<byte>.Shared.Rent((int)len); }
+                            if (RandomAccess.Read(_file, packed.AsSpan(0, (int)len), off) != len) throw new InvalidDataException($"{Unit} {i} is cut short");
+                            Inflate(packed, (int)len, data, $"{Unit} {i}");
+                        }
+                        else if (len < data.Length || RandomAccess.Read(_file, data, off) != data.Length) throw new InvalidDataException($"{Unit} {i} is cut short");
+                        int x0 = Math.Max(x, tx * _tw), x1 = Math.Min(x + w, Math.Min(Width, (tx + 1) * _tw));
+                        int y0 = Math.Max(y, ty * _th), y1 = Math.Min(y + h, Math.Min(Height, (ty + 1) * _th));
+                        int from = x0 - tx * _tw, end = x1 - tx * _tw;
+                        for (int yy = y0; yy < y1; yy++)
+                        {
+                            var row = data.Slice((yy - ty * _th) * rowBytes, rowBytes);
+                            if (_bytes == 1)
+                            {
+                                byte acc = 0;
+                                for (int k = 0; k < end; k++) { acc = _predictor ? (byte)(acc + row[k]) : row[k]; values[k] = acc; }
+                            }
+                            else
+                            {
+                                var wide = MemoryMarshal.Cast<byte, ushort>(row);
+                                ushort acc = 0;
+                                for (int k = 0; k < end; k++)
+                                {
+                                    ushort v = _swap ? BinaryPrimitives.ReverseEndianness(wide[k]) : wide[k];
+                                    acc = _predictor ? (ushort)(acc + v) : v;
+                                    values[k] = acc;
+                                }
+                            }
+                            var to = dest.Slice(((yy - y) * w + (x0 - x)) * keep);
+                            for (int k = from, o = p; k < end; k++, o += keep) to[o] = values[k];
+                        }
+                    }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(tile);
+            ArrayPool<ushort>.Shared.Return(values);
             if (packed.Length > 0) ArrayPool<byte>.Shared.Return(packed);
         }
     }

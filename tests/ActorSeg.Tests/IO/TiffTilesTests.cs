@@ -64,8 +64,15 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         w('strips16-be-pred', img((H, W), np.uint16), compression='zlib', predictor=True, rowsperstrip=5, byteorder='>')
         w('strips-rgb-none', img((H, W, 3), np.uint8), photometric='rgb', rowsperstrip=13)
         w('strip-one', img((H, W), np.uint16), compression='zlib', rowsperstrip=H, bigtiff=True)
+        # separate planes (libvips refuses them tiled), each beside the same samples written chunky
+        def planar(name, data, **kw):
+            w(name, data, planarconfig='separate', **kw)
+            w(name + '-ref', np.moveaxis(data, 0, -1).copy(), planarconfig='contig', **kw)
+        planar('planar', img((3, H, W), np.uint8), tile=(32, 32), compression='zlib', photometric='rgb')
+        planar('planar4-be-pred', img((4, H, W), np.uint16), tile=(32, 48), compression='zlib', predictor=True, photometric='minisblack', byteorder='>')
+        planar('planar-strips', img((3, H, W), np.uint16), rowsperstrip=7, compression='zlib', predictor=True, photometric='rgb')
+        planar('planar-none', img((2, H, W), np.uint8), tile=(16, 64), photometric='minisblack')
         # left to libvips
-        w('planar', img((3, H, W), np.uint8), tile=(32, 32), compression='zlib', photometric='rgb', planarconfig='separate')
         w('float', img((H, W), np.uint16).astype(np.float32), tile=(32, 32))
         # a tile to damage: print its offset and length
         w('damaged', img((H, W), np.uint8), tile=(32, 32), compression='zlib', predictor=True)
@@ -132,8 +139,29 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         }
         finally { TiffTiles.UseLibDeflate = LibDeflate.Available; }
         }
-        // separate planes are left to libvips too (which refuses them when tiled, as before)
-        using (var planar = VipsImageSource.Open(Path.Combine(_dir, "planar.tif"), ownTiffReader: true)) Assert.False(planar.OwnTiffReader);
+        // separate planes: read here (libvips refuses them tiled), the samples of the same image written chunky
+        foreach (var (name, channels) in new[] { ("planar", 3), ("planar4-be-pred", 4), ("planar-strips", 3), ("planar-none", 2) })
+        {
+            using var planar = VipsImageSource.Open(Path.Combine(_dir, name + ".tif"), ownTiffReader: true);
+            using var chunky = VipsImageSource.Open(Path.Combine(_dir, name + "-ref.tif"), ownTiffReader: false);
+            Assert.True(planar.OwnTiffReader, name);
+            Assert.Equal((chunky.Width, chunky.Height, channels, chunky.BitDepth), (planar.Width, planar.Height, planar.Channels, planar.BitDepth));
+            int w = planar.Width, h = planar.Height;
+            var regions = new List<(int, int, int, int)> { (0, 0, w, h), (w - 7, h - 3, 7, 3), (31, 31, 2, 2), (33, 5, 60, 40) };
+            foreach (var (x, y, rw, rh) in regions)
+            {
+                var a = new ushort[rw * rh * channels]; var b = new ushort[a.Length];
+                planar.ReadRegion(x, y, rw, rh, a);
+                chunky.ReadRegion(x, y, rw, rh, b);
+                Assert.True(a.AsSpan().SequenceEqual(b), $"{name}: region {x},{y} {rw}x{rh} differs from the chunky image's");
+            }
+            // the first band only (a mask), as the chunky reader gives it
+            using var first = VipsImageSource.Open(Path.Combine(_dir, name + ".tif"), 0, firstBandOnly: true, ownTiffReader: true);
+            var f = new ushort[w * h]; first.ReadRegion(0, 0, w, h, f);
+            using var firstRef = VipsImageSource.Open(Path.Combine(_dir, name + "-ref.tif"), 0, firstBandOnly: true);
+            var fr = new ushort[w * h]; firstRef.ReadRegion(0, 0, w, h, fr);
+            Assert.Equal(fr, f);
+        }
         // a float page is refused (as before), whichever reader would have read it
         Assert.Throws<InputFileException>(() => VipsImageSource.Open(Path.Combine(_dir, "float.tif"), ownTiffReader: true));
     }
@@ -165,7 +193,7 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         // the overlay a segmentation writes shows such an image in grey (before, libvips was asked for 9 bands and failed)
         var mask = Path.Combine(_dir, "c-mask.tif");
         using (var zeros = NetVips.Image.Black(150, 97).Cast(NetVips.Enums.BandFormat.Uchar)) zeros.Tiffsave(mask);
-        foreach (var name in new[] { "c4", "c2", "rgba8", "rgb8-pred", "ga16", "g16-none" })
+        foreach (var name in new[] { "c4", "c2", "rgba8", "rgb8-pred", "ga16", "g16-none", "planar", "planar4-be-pred" }) // planar: libvips cannot decode them
         {
             var png = Path.Combine(_dir, $"overlay-{name}.png");
             ActorSeg.Core.IO.MaskPainter.Overlay(Path.Combine(_dir, name + ".tif"), mask, png);

@@ -244,6 +244,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
     private void StartPrepare(RunPrepare p)
     {
         var self = Self;
+        var log = _log.ForContext("JobId", p.JobId);
         var sw = Stopwatch.StartNew();
         var step = NewStep(p.JobId);
         var ct = step.Token;
@@ -254,7 +255,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             // the work folder is this job's alone: made now (mkdir fails if anything is there), or, for a job resuming
             // after a restart, accepted only as a real folder of this user, never a link planted in its place
             SafePaths.CreatePrivateDirectory(p.WorkDir, p.WorkDirMayExist, "work folder", parentWhat: "output folder");
-            var m = GraphJob.Prepare(p.JobId, req, p.WorkDir);
+            var m = GraphJob.Prepare(p.JobId, req, p.WorkDir, new Progress<string>(s => log.Information("Job {JobId}: {Step}", p.JobId, s)), ct);
             ct.ThrowIfCancellationRequested(); // given up on (its deadline passed): its job has ended, its folder may be gone
             m.Save();
             return m;

@@ -13,7 +13,14 @@ namespace ActorSeg.Core.Imaging;
 /// </summary>
 public static class HistogramPrefetch
 {
-    private sealed record Entry(long Length, DateTime WriteTimeUtc, Task<long[][]> Pass);
+    private sealed record Entry(long Length, DateTime WriteTimeUtc, Task<long[][]> Pass, LastReport Said);
+
+    /// <summary>What the pass last said about its progress, for the job that waits for it.</summary>
+    private sealed class LastReport : IProgress<string>
+    {
+        public volatile string? Value;
+        public void Report(string value) => Value = value;
+    }
     private static readonly ConcurrentDictionary<(string Path, int Page), Entry> Passes = new();
 
     /// <summary>Starts the statistics pass of <paramref name="path"/> (page or level <paramref name="page"/>) on a
@@ -24,21 +31,30 @@ public static class HistogramPrefetch
         var fi = new FileInfo(full);
         if (!fi.Exists || Passes.ContainsKey((full, page))) return;
         // its own thread: the thread pool is busy starting the actor system, and a queued pass would start after it
+        var said = new LastReport();
         var entry = new Entry(fi.Length, fi.LastWriteTimeUtc, Task.Factory.StartNew(() =>
         {
             using var src = ImageSources.Open(full, page);
-            return ImageSources.Histograms(src, full, page);
-        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default));
+            return ImageSources.Histograms(src, () => ImageSources.Open(full, page), 0, said, default, TimeSpan.FromSeconds(1));
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default), said);
         Passes.TryAdd((full, page), entry);
     }
 
     /// <summary>The histograms of a pass started for this file and page, when it succeeded and still describes the file
-    /// as it is now and <paramref name="image"/> (open on it) as read; null otherwise (the caller computes them).</summary>
-    public static long[][]? Take(string path, int page, IRegionSource image)
+    /// as it is now and <paramref name="image"/> (open on it) as read; null otherwise (the caller computes them). While
+    /// it waits for the pass, <paramref name="progress"/> hears the pass's progress every 5 s.</summary>
+    public static long[][]? Take(string path, int page, IRegionSource image, IProgress<string>? progress = null, CancellationToken ct = default)
     {
         if (!Passes.TryRemove((Path.GetFullPath(path), page), out var e)) return null;
         long[][] h;
-        try { h = e.Pass.GetAwaiter().GetResult(); }
+        try
+        {
+            string? told = null;
+            while (!e.Pass.Wait(TimeSpan.FromSeconds(5), ct))
+                if (e.Said.Value is { } now && now != told) progress?.Report(told = now);
+            h = e.Pass.GetAwaiter().GetResult();
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested) { throw; }
         catch (Exception) { return null; } // the job's own pass reports the problem, naming the file
         var fi = new FileInfo(Path.GetFullPath(path));
         if (!fi.Exists || fi.Length != e.Length || fi.LastWriteTimeUtc != e.WriteTimeUtc) return null;

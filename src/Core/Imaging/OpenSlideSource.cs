@@ -311,9 +311,17 @@ public static class ImageSources
     /// (default: one per core), each with its own source (<paramref name="openAnother"/>; the first uses
     /// <paramref name="src"/>) and its own integer histograms, merged by addition: the counts, and so the statistics,
     /// are exactly those of one sequential pass. Without <paramref name="openAnother"/> one thread reads.</summary>
-    public static long[][] Histograms(IRegionSource src, Func<IRegionSource>? openAnother = null, int threads = 0)
+    /// <param name="progress">told, at most every <paramref name="every"/> (5 s), how much of the image has been read (a
+    /// gigapixel slide in JPEG takes tens of seconds here)</param>
+    /// <param name="ct">stops the pass between blocks (a prepare step given up on)</param>
+    public static long[][] Histograms(IRegionSource src, Func<IRegionSource>? openAnother = null, int threads = 0,
+        IProgress<string>? progress = null, CancellationToken ct = default, TimeSpan? every = null)
     {
+        long everyTicks = (long)((every ?? TimeSpan.FromSeconds(5)).TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
         var blocks = HistogramBlocks(src.Width, src.Height, src.Channels);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        long lastReport = 0, pixelsRead = 0, pixels = (long)src.Width * src.Height;
+        int blocksDone = 0;
         int n = openAnother is null ? 1 : Math.Clamp(threads > 0 ? threads : Environment.ProcessorCount, 1, blocks.Count);
         int bins = src.BitDepth > 8 ? 65536 : 256, C = src.Channels;
         var parts = new long[n][][];
@@ -330,6 +338,7 @@ public static class ImageSources
                 ushort[]? buf = null;
                 for (int b; (b = Interlocked.Increment(ref next)) < blocks.Count;)
                 {
+                    ct.ThrowIfCancellationRequested();
                     var (x, y, w, hh) = blocks[b];
                     int len = w * hh * C;
                     if (buf is null || buf.Length < len) buf = new ushort[len];
@@ -337,6 +346,13 @@ public static class ImageSources
                     s.ReadRegion(x, y, w, hh, span);
                     if (C == 1) { var h0 = h[0]; foreach (var v in span) h0[v]++; }
                     else for (int c = 0; c < C; c++) { var hc = h[c]; for (int i = c; i < span.Length; i += C) hc[span[i]]++; }
+                    long read = Interlocked.Add(ref pixelsRead, (long)w * hh);
+                    int done = Interlocked.Increment(ref blocksDone);
+                    long now = clock.ElapsedTicks, last = Interlocked.Read(ref lastReport);
+                    if (progress is not null && done < blocks.Count && now - last >= everyTicks
+                        && Interlocked.CompareExchange(ref lastReport, now, last) == last)
+                        progress.Report(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                            $"statistics pass: {100.0 * read / pixels:F0}% of {pixels / 1e6:N0} megapixels read ({clock.Elapsed.TotalSeconds:F0} s)"));
                 }
             }
             finally { own?.Dispose(); }
@@ -378,6 +394,6 @@ public static class ImageSources
 
     /// <summary>Exact per-channel histograms of the image at <paramref name="path"/> (already open as
     /// <paramref name="src"/>), read in parallel with one source per thread.</summary>
-    public static long[][] Histograms(IRegionSource src, string path, int page, int threads = 0) =>
-        Histograms(src, () => Open(path, page), threads);
+    public static long[][] Histograms(IRegionSource src, string path, int page, int threads = 0, IProgress<string>? progress = null, CancellationToken ct = default) =>
+        Histograms(src, () => Open(path, page), threads, progress, ct);
 }

@@ -145,7 +145,9 @@ public static class GraphJob
     }
 
     /// <summary>First cheap pass: open and validate the inputs, gather global statistics, plan seeds and tiles.</summary>
-    public static GraphJobManifest Prepare(string jobId, GraphRequest req, string workDir)
+    /// <param name="progress">the statistics pass's progress, for a person following a long prepare</param>
+    /// <param name="ct">stops the statistics pass between blocks</param>
+    public static GraphJobManifest Prepare(string jobId, GraphRequest req, string workDir, IProgress<string>? progress = null, CancellationToken ct = default)
     {
         CheckRequest(req); // before the image is opened and its statistics gathered
         using var img = ImageSources.Open(req.ImagePath, req.Page);
@@ -155,7 +157,7 @@ public static class GraphJob
             if (mask.Width != img.Width || mask.Height != img.Height)
                 throw new InputFileException(mp, $"mask is {mask.Width}x{mask.Height} but image {req.ImagePath} is {img.Width}x{img.Height}");
         }
-        var stats = ImageStatistics.FromHistograms(HistogramPrefetch.Take(req.ImagePath, req.Page, img) ?? ImageSources.Histograms(img, req.ImagePath, req.Page));
+        var stats = ImageStatistics.FromHistograms(HistogramPrefetch.Take(req.ImagePath, req.Page, img, progress, ct) ?? ImageSources.Histograms(img, req.ImagePath, req.Page, 0, progress, ct));
         string mode = req.Tissue ?? (img.Channels >= 3 && ImageSources.IsSlide(req.ImagePath) ? "auto" : "none");
         TissueMap? tissue = null; string? source = null;
         if (mode == "auto") { tissue = TissueDetector.Detect(req.ImagePath, req.Page, img.Width, img.Height); source = "detected"; }

@@ -53,6 +53,38 @@ public class ParallelStatisticsTests(ITestOutputHelper output) : TempDirTest("st
     }
 
     [Fact]
+    public void TheStatisticsPass_ReportsItsProgress_AndStopsWhenCancelled()
+    {
+        int w = 600, h = 2100; // five bands of 512 rows
+        var path = Path.Combine(_dir, "progress.tif");
+        using (var img = (Vips.Image.Black(w, h) + 7).Cast(Vips.Enums.BandFormat.Uchar))
+            img.Tiffsave(path, tile: true, tileWidth: 256, tileHeight: 256);
+        using var src = VipsImageSource.Open(path);
+        var said = new List<string>();
+        var progress = new SyncProgress(m => { lock (said) said.Add(m); });
+        var hist = ImageSources.Histograms(src, () => ImageSources.Open(path), 2, progress, default, TimeSpan.Zero);
+        Assert.Equal((long)w * h, hist[0][7]);
+        lock (said)
+        {
+            output.WriteLine(string.Join("\n", said));
+            Assert.NotEmpty(said);
+            Assert.True(said.Count <= 4, $"{said.Count} reports for 5 blocks (none after the last)");
+            Assert.All(said, m => Assert.Matches(@"^statistics pass: \d+% of 1 megapixels read \(\d+ s\)$", m));
+        }
+        // a cancelled pass stops before reading on, whatever the threads
+        using var cts = new CancellationTokenSource();
+        cts.Cancel();
+        Assert.ThrowsAny<OperationCanceledException>(() => ImageSources.Histograms(src, () => ImageSources.Open(path), 2, null, cts.Token));
+        Assert.ThrowsAny<OperationCanceledException>(() => ImageSources.Histograms(src, null, 1, null, cts.Token));
+    }
+
+    /// <summary>Reports at once on the reporting thread (Progress&lt;T&gt; posts them to the thread pool).</summary>
+    private sealed class SyncProgress(Action<string> report) : IProgress<string>
+    {
+        public void Report(string value) => report(value);
+    }
+
+    [Fact]
     public void ParallelHistograms_OfAWholeSlide_EqualTheSequentialPass()
     {
         if (!OpenSlideSource.Available) { output.WriteLine("SKIPPED: libopenslide0 is not installed"); return; }

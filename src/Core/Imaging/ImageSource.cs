@@ -127,6 +127,8 @@ public sealed class VipsImageSource : IRegionSource
     public int Pages { get; }
     /// <summary>The page's ImageDescription (an OME-TIFF's OME-XML, an Aperio header), when it has one.</summary>
     public string? Description { get; }
+    /// <summary>What was added to signed samples to read them as unsigned ones (128 or 32768), or 0.</summary>
+    public int SignedShift { get; private init; }
 
     private VipsImageSource(string path, Vips.Image image, bool wide, string loader, int pages, TiffTiles? tiles, string? description)
     {
@@ -185,10 +187,24 @@ public sealed class VipsImageSource : IRegionSource
         if (img.Width > ImageLimits.MaxSide || img.Height > ImageLimits.MaxSide || (long)img.Width * img.Height > ImageLimits.MaxPixels)
             Fail(img, path, $"header claims absurd dimensions {img.Width}x{img.Height}");
         bool wide;
+        int shift = 0;
         switch (img.Format)
         {
             case Vips.Enums.BandFormat.Uchar: wide = false; break;
             case Vips.Enums.BandFormat.Ushort: wide = true; break;
+            case Vips.Enums.BandFormat.Char or Vips.Enums.BandFormat.Short when !firstBandOnly:
+            {
+                // signed 8- or 16-bit samples (some cameras' and converters' output): read shifted into the unsigned range,
+                // v + 128 or v + 32768, which keeps their order and differences, so every z-scored feature is the same;
+                // masks are never shifted (their values are classes)
+                wide = img.Format == Vips.Enums.BandFormat.Short;
+                shift = wide ? 32768 : 128;
+                using var shifted = img + shift;
+                var unsigned = shifted.Cast(wide ? Vips.Enums.BandFormat.Ushort : Vips.Enums.BandFormat.Uchar);
+                img.Dispose();
+                img = unsigned;
+                break;
+            }
             default:
                 Fail(img, path, directory?.SampleProblem() ?? $"unsupported sample format '{img.Format}' (8- and 16-bit unsigned integer images are supported)");
                 return null!;
@@ -197,7 +213,7 @@ public sealed class VipsImageSource : IRegionSource
         int bands = img.Bands;
         int keep = firstBandOnly ? 1 : DataBands(bands, isTiff, directory);
         if (keep > ImageLimits.MaxChannels) Fail(img, path, $"too many channels ({bands})");
-        var tiles = isTiff
+        var tiles = isTiff && shift == 0
                     && (ownTiffReader ?? Environment.GetEnvironmentVariable("ACTORSEG_TIFF_READER") != "libvips")
             ? TiffTiles.TryOpen(path, page, img.Width, img.Height, bands, wide, directory) : null;
         if (keep != bands)
@@ -208,7 +224,7 @@ public sealed class VipsImageSource : IRegionSource
         }
         string? description = null;
         try { if (img.Contains("image-description")) description = img.Get("image-description") as string; } catch (Vips.VipsException) { /* optional */ }
-        return new VipsImageSource(path, img, wide, loader, pages, tiles, description);
+        return new VipsImageSource(path, img, wide, loader, pages, tiles, description) { SignedShift = shift };
     }
 
     /// <summary>The bands that hold image data: all but a trailing alpha band. A TIFF says which of its extra samples is

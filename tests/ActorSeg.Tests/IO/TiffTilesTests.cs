@@ -37,6 +37,13 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         w('rgb8-deflate', img((H, W, 3), np.uint8), tile=(32, 48), compression='deflate', photometric='rgb')
         w('rgba8', img((H, W, 4), np.uint8), tile=(32, 32), compression='zlib', photometric='rgb', extrasamples=['unassalpha'])
         w('ga16', img((H, W, 2), np.uint16), tile=(32, 32), compression='zlib', predictor=True, photometric='minisblack', planarconfig='contig', extrasamples=['unassalpha'])
+        # signed samples, and the same values shifted into the unsigned range
+        s16 = (img((H, W), np.uint16).astype(np.int32) // 8 - 4000).astype(np.int16)
+        w('s16', s16, tile=(32, 32), compression='zlib')
+        w('s16-shifted', (s16.astype(np.int32) + 32768).astype(np.uint16), tile=(32, 32), compression='zlib')
+        s8 = (img((H, W), np.uint8).astype(np.int16) - 128).astype(np.int8)
+        w('s8', s8, tile=(32, 32))
+        w('s8-shifted', (s8.astype(np.int16) + 128).astype(np.uint8), tile=(32, 32))
         # fluorescence channels beyond the first: extra samples left unspecified are data, not alpha
         w('c4', img((H, W, 4), np.uint16), tile=(32, 32), compression='zlib', predictor=True, photometric='minisblack', planarconfig='contig')
         w('c2', img((H, W, 2), np.uint8), tile=(32, 32), compression='zlib', photometric='minisblack', planarconfig='contig')
@@ -280,6 +287,30 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         // a DTD is refused, never expanded
         Assert.Null(ActorSeg.Core.Imaging.OmeChannels.ChannelPages("<!DOCTYPE OME [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>" + xml[xml.IndexOf("<OME", StringComparison.Ordinal)..], "x.ome.tif", 3, out var dtd));
         Assert.Contains("not well-formed", dtd);
+    }
+
+    [Fact]
+    public void SignedSamples_AreReadShiftedIntoTheUnsignedRange_AndGiveTheShiftedImagesGraph()
+    {
+        if (Write() is null) return;
+        foreach (var (name, shift, bits) in new[] { ("s16", 32768, 16), ("s8", 128, 8) })
+        {
+            using var signed = VipsImageSource.Open(Path.Combine(_dir, name + ".tif"));
+            using var shifted = VipsImageSource.Open(Path.Combine(_dir, name + "-shifted.tif"));
+            Assert.Equal((shift, bits), (signed.SignedShift, signed.BitDepth));
+            var a = new ushort[150 * 97]; var b = new ushort[a.Length];
+            signed.ReadRegion(0, 0, 150, 97, a); shifted.ReadRegion(0, 0, 150, 97, b);
+            Assert.Equal(b, a);
+            foreach (var f in new[] { name, name + "-shifted" })
+            {
+                var r = TestPaths.RunCli("graph", Path.Combine(_dir, f + ".tif"), "--out", Path.Combine(_dir, "g-" + f), "--spacing", "10");
+                Assert.True(r.ExitCode == 0, r.Stderr);
+            }
+            Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "g-" + name + "-shifted", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "g-" + name, "graph.npz")));
+            // a mask is never shifted: its values are classes
+            Assert.Throws<InputFileException>(() => VipsImageSource.Open(Path.Combine(_dir, name + ".tif"), 0, firstBandOnly: true));
+        }
+        Assert.Contains("(signed samples, read shifted by +32768)", TestPaths.RunCli("info", Path.Combine(_dir, "s16.tif")).Stdout);
     }
 
     [Fact]

@@ -126,18 +126,7 @@ public sealed class TiffTiles : IDisposable
                 for (int tx = x / _tw; tx <= (x + w - 1) / _tw; tx++)
                 {
                     int i = ty * _tilesAcross + tx;
-                    long off = _offsets[i], len = _counts[i];
-                    if (off <= 0 || len <= 0 || off + len > _fileLength || len > tileBytes + (tileBytes >> 4) + (1 << 16))
-                        throw new InvalidDataException(_strips ? $"strip {i} has offset {off} and length {len}, outside the file's {_fileLength} bytes or larger than a strip can be" : $"tile {i} (column {tx}, row {ty}) has offset {off} and length {len}, outside the file's {_fileLength} bytes or larger than a tile can be");
-                    // a tile decodes to a whole tile; the last strip to the rows the image has left
-                    var data = tile.AsSpan(0, _strips ? rowBytes * Math.Min(_th, Height - ty * _th) : tileBytes);
-                    if (_deflate)
-                    {
-                        if (packed.Length < len) { if (packed.Length > 0) ArrayPool<byte>.Shared.Return(packed); packed = ArrayPool<byte>.Shared.Rent((int)len); }
-                        if (RandomAccess.Read(_file, packed.AsSpan(0, (int)len), off) != len) throw new InvalidDataException($"{Unit} {i} is cut short");
-                        Inflate(packed, (int)len, data, $"{Unit} {i}");
-                    }
-                    else if (len < data.Length || RandomAccess.Read(_file, data, off) != data.Length) throw new InvalidDataException($"{Unit} {i} is cut short");
+                    var data = Decode(i, ty, _strips ? $"strip {i}" : $"tile {i} (column {tx}, row {ty})", tile, rowBytes, tileBytes, ref packed);
                     // the rows of this tile inside the region
                     int x0 = Math.Max(x, tx * _tw), x1 = Math.Min(x + w, Math.Min(Width, (tx + 1) * _tw));
                     int y0 = Math.Max(y, ty * _th), y1 = Math.Min(y + h, Math.Min(Height, (ty + 1) * _th));
@@ -163,6 +152,25 @@ public sealed class TiffTiles : IDisposable
         }
     }
 
+    /// <summary>Chunk <paramref name="i"/> (<paramref name="what"/> names it in errors) read and decoded into
+    /// <paramref name="tile"/>: a whole tile, or the rows the image has left in the last strip. <paramref name="packed"/> is
+    /// the compressed bytes' pooled buffer, grown as needed.</summary>
+    private Span<byte> Decode(int i, int ty, string what, byte[] tile, int rowBytes, int tileBytes, ref byte[] packed)
+    {
+        long off = _offsets[i], len = _counts[i];
+        if (off <= 0 || len <= 0 || off + len > _fileLength || len > tileBytes + (tileBytes >> 4) + (1 << 16))
+            throw new InvalidDataException($"{what} has offset {off} and length {len}, outside the file's {_fileLength} bytes or larger than a {Unit} can be");
+        var data = tile.AsSpan(0, _strips ? rowBytes * Math.Min(_th, Height - ty * _th) : tileBytes);
+        if (_deflate)
+        {
+            if (packed.Length < len) { if (packed.Length > 0) ArrayPool<byte>.Shared.Return(packed); packed = ArrayPool<byte>.Shared.Rent((int)len); }
+            if (RandomAccess.Read(_file, packed.AsSpan(0, (int)len), off) != len) throw new InvalidDataException($"{Unit} {i} is cut short");
+            Inflate(packed, (int)len, data, $"{Unit} {i}");
+        }
+        else if (len < data.Length || RandomAccess.Read(_file, data, off) != data.Length) throw new InvalidDataException($"{Unit} {i} is cut short");
+        return data;
+    }
+
     /// <summary>The region from separate planes: each kept sample's tiles decoded in turn (one sample a pixel, the predictor
     /// summing along each tile row of that sample) and their values placed at that sample's position in every pixel.</summary>
     private void ReadPlanes(int x, int y, int w, int h, int keep, Span<ushort> dest)
@@ -178,17 +186,7 @@ public sealed class TiffTiles : IDisposable
                     for (int tx = x / _tw; tx <= (x + w - 1) / _tw; tx++)
                     {
                         int i = p * _tilesPerPlane + ty * _tilesAcross + tx;
-                        long off = _offsets[i], len = _counts[i];
-                        if (off <= 0 || len <= 0 || off + len > _fileLength || len > tileBytes + (tileBytes >> 4) + (1 << 16))
-                            throw new InvalidDataException($"{Unit} {i} (sample {p}, column {tx}, row {ty}) has offset {off} and length {len}, outside the file's {_fileLength} bytes or larger than a {Unit} can be");
-                        var data = tile.AsSpan(0, _strips ? rowBytes * Math.Min(_th, Height - ty * _th) : tileBytes);
-                        if (_deflate)
-                        {
-                            if (packed.Length < len) { if (packed.Length > 0) ArrayPool<byte>.Shared.Return(packed); packed = ArrayPool<byte>.Shared.Rent((int)len); }
-                            if (RandomAccess.Read(_file, packed.AsSpan(0, (int)len), off) != len) throw new InvalidDataException($"{Unit} {i} is cut short");
-                            Inflate(packed, (int)len, data, $"{Unit} {i}");
-                        }
-                        else if (len < data.Length || RandomAccess.Read(_file, data, off) != data.Length) throw new InvalidDataException($"{Unit} {i} is cut short");
+                        var data = Decode(i, ty, $"{Unit} {i} (sample {p}, column {tx}, row {ty})", tile, rowBytes, tileBytes, ref packed);
                         int x0 = Math.Max(x, tx * _tw), x1 = Math.Min(x + w, Math.Min(Width, (tx + 1) * _tw));
                         int y0 = Math.Max(y, ty * _th), y1 = Math.Min(y + h, Math.Min(Height, (ty + 1) * _th));
                         int from = x0 - tx * _tw, end = x1 - tx * _tw;

@@ -205,6 +205,25 @@ public sealed class VipsImageSource : IRegionSource
                 img = unsigned;
                 break;
             }
+            case Vips.Enums.BandFormat.Char or Vips.Enums.BandFormat.Short or Vips.Enums.BandFormat.Int or Vips.Enums.BandFormat.Uint when firstBandOnly:
+            {
+                // a label mask in signed or 32-bit integers (skimage's label(), StarDist, Cellpose with many cells): its
+                // values 0..65535 as they are, anything outside as 65535, which binary mode counts as foreground like any
+                // non-zero label and classes mode refuses as no class id; never an object's label turned into background
+                wide = true;
+                shift = -1;
+                using var first = img.Bands > 1 ? img.ExtractBand(0) : img.Copy();
+                // compared and replaced as 32-bit integers (a uint stays one), so that 65535 is a value of the format
+                using var band0 = first.Format == Vips.Enums.BandFormat.Uint ? first.Copy() : first.Cast(Vips.Enums.BandFormat.Int);
+                using var below = band0 < 0;
+                using var above = band0 > 65535;
+                using var outside = below | above;
+                using var kept = outside.Ifthenelse(65535, band0);
+                var unsigned = kept.Cast(Vips.Enums.BandFormat.Ushort);
+                img.Dispose();
+                img = unsigned;
+                break;
+            }
             default:
                 Fail(img, path, directory?.SampleProblem() ?? $"unsupported sample format '{img.Format}' (8- and 16-bit unsigned integer images are supported)");
                 return null!;
@@ -224,7 +243,7 @@ public sealed class VipsImageSource : IRegionSource
         }
         string? description = null;
         try { if (img.Contains("image-description")) description = img.Get("image-description") as string; } catch (Vips.VipsException) { /* optional */ }
-        return new VipsImageSource(path, img, wide, loader, pages, tiles, description) { SignedShift = shift };
+        return new VipsImageSource(path, img, wide, loader, pages, tiles, description) { SignedShift = Math.Max(0, shift) };
     }
 
     /// <summary>The bands that hold image data: all but a trailing alpha band. A TIFF says which of its extra samples is

@@ -44,6 +44,12 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         s8 = (img((H, W), np.uint8).astype(np.int16) - 128).astype(np.int8)
         w('s8', s8, tile=(32, 32))
         w('s8-shifted', (s8.astype(np.int16) + 128).astype(np.uint8), tile=(32, 32))
+        # label masks as skimage, StarDist or Cellpose write them: int32 labels (one above 65535, one negative), and the binary mask they mean
+        yy, xx = np.mgrid[0:H, 0:W]
+        labels = np.zeros((H, W), np.int32)
+        labels[10:40, 10:50] = 1; labels[50:90, 60:100] = 70000; labels[20:30, 110:140] = -1; labels[60:80, 120:145] = 300
+        w('labels32', labels, tile=(32, 32), compression='zlib')
+        w('labels-binary', (labels != 0).astype(np.uint8), tile=(32, 32))
         # fluorescence channels beyond the first: extra samples left unspecified are data, not alpha
         w('c4', img((H, W, 4), np.uint16), tile=(32, 32), compression='zlib', predictor=True, photometric='minisblack', planarconfig='contig')
         w('c2', img((H, W, 2), np.uint8), tile=(32, 32), compression='zlib', photometric='minisblack', planarconfig='contig')
@@ -307,9 +313,31 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
                 Assert.True(r.ExitCode == 0, r.Stderr);
             }
             Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "g-" + name + "-shifted", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "g-" + name, "graph.npz")));
-            // a mask is never shifted: its values are classes
-            Assert.Throws<InputFileException>(() => VipsImageSource.Open(Path.Combine(_dir, name + ".tif"), 0, firstBandOnly: true));
+            // a mask is never shifted (its values are classes): values below 0 read as 65535, foreground in binary mode
+            using var asMask = VipsImageSource.Open(Path.Combine(_dir, name + ".tif"), 0, firstBandOnly: true);
+            Assert.Equal(0, asMask.SignedShift);
+            var m = new ushort[150 * 97];
+            asMask.ReadRegion(0, 0, 150, 97, m);
+            for (int i = 0; i < m.Length; i++) Assert.Equal(b[i] >= shift ? b[i] - shift : 65535, m[i]);
         }
+        // int32 labels: 0..65535 as they are, the rest 65535 (never background), so the binary graph is the 0/1 mask's
+        using (var labels = VipsImageSource.Open(Path.Combine(_dir, "labels32.tif"), 0, firstBandOnly: true))
+        {
+            var l = new ushort[150 * 97];
+            labels.ReadRegion(0, 0, 150, 97, l);
+            Assert.Equal(1, l[20 * 150 + 20]); Assert.Equal(65535, l[60 * 150 + 70]); Assert.Equal(65535, l[25 * 150 + 120]); Assert.Equal(300, l[70 * 150 + 130]);
+            Assert.Equal(0, l[0]);
+        }
+        foreach (var mask in new[] { "labels32", "labels-binary" })
+        {
+            var r = TestPaths.RunCli("graph", Path.Combine(_dir, "g16-none.tif"), "--mask", Path.Combine(_dir, mask + ".tif"), "--out", Path.Combine(_dir, "gm-" + mask), "--spacing", "10");
+            Assert.True(r.ExitCode == 0, r.Stderr);
+        }
+        Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "gm-labels-binary", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "gm-labels32", "graph.npz")));
+        // in classes mode such labels are no class ids, and are refused naming the mask
+        var classes = TestPaths.RunCli("graph", Path.Combine(_dir, "g16-none.tif"), "--mask", Path.Combine(_dir, "labels32.tif"), "--mask-mode", "classes", "--out", Path.Combine(_dir, "gm-classes"), "--spacing", "10");
+        Assert.Equal(1, classes.ExitCode);
+        Assert.Contains("labels32.tif", classes.Stderr);
         Assert.Contains("(signed samples, read shifted by +32768)", TestPaths.RunCli("info", Path.Combine(_dir, "s16.tif")).Stdout);
     }
 

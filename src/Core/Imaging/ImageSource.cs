@@ -188,6 +188,7 @@ public sealed class VipsImageSource : IRegionSource
             Fail(img, path, $"header claims absurd dimensions {img.Width}x{img.Height}");
         bool wide;
         int shift = 0;
+        bool converted = false; // samples libvips converts on the way (signed, wide labels): never ActorSeg's own reader
         switch (img.Format)
         {
             case Vips.Enums.BandFormat.Uchar: wide = false; break;
@@ -199,6 +200,7 @@ public sealed class VipsImageSource : IRegionSource
                 // masks are never shifted (their values are classes)
                 wide = img.Format == Vips.Enums.BandFormat.Short;
                 shift = wide ? 32768 : 128;
+                converted = true;
                 using var shifted = img + shift;
                 var unsigned = shifted.Cast(wide ? Vips.Enums.BandFormat.Ushort : Vips.Enums.BandFormat.Uchar);
                 img.Dispose();
@@ -211,7 +213,7 @@ public sealed class VipsImageSource : IRegionSource
                 // values 0..65535 as they are, anything outside as 65535, which binary mode counts as foreground like any
                 // non-zero label and classes mode refuses as no class id; never an object's label turned into background
                 wide = true;
-                shift = -1;
+                converted = true;
                 using var first = img.Bands > 1 ? img.ExtractBand(0) : img.Copy();
                 // compared and replaced as 32-bit integers (a uint stays one), so that 65535 is a value of the format
                 using var band0 = first.Format == Vips.Enums.BandFormat.Uint ? first.Copy() : first.Cast(Vips.Enums.BandFormat.Int);
@@ -232,7 +234,7 @@ public sealed class VipsImageSource : IRegionSource
         int bands = img.Bands;
         int keep = firstBandOnly ? 1 : DataBands(bands, isTiff, directory);
         if (keep > ImageLimits.MaxChannels) Fail(img, path, $"too many channels ({bands})");
-        var tiles = isTiff && shift == 0
+        var tiles = isTiff && !converted
                     && (ownTiffReader ?? Environment.GetEnvironmentVariable("ACTORSEG_TIFF_READER") != "libvips")
             ? TiffTiles.TryOpen(path, page, img.Width, img.Height, bands, wide, directory) : null;
         if (keep != bands)
@@ -243,7 +245,7 @@ public sealed class VipsImageSource : IRegionSource
         }
         string? description = null;
         try { if (img.Contains("image-description")) description = img.Get("image-description") as string; } catch (Vips.VipsException) { /* optional */ }
-        return new VipsImageSource(path, img, wide, loader, pages, tiles, description) { SignedShift = Math.Max(0, shift) };
+        return new VipsImageSource(path, img, wide, loader, pages, tiles, description) { SignedShift = shift };
     }
 
     /// <summary>The bands that hold image data: all but a trailing alpha band. A TIFF says which of its extra samples is

@@ -95,6 +95,10 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         w('damaged-strip', img((H, W), np.uint8), compression='zlib', rowsperstrip=8)
         p = tifffile.TiffFile(f'{d}/damaged-strip.tif').pages[0]
         print(p.dataoffsets[3], p.databytecounts[3])
+        # a tile of separate planes to damage: sample 1's first tile of tile row 1 (20 tiles a plane: 5 across, 4 down)
+        w('damaged-planar', img((3, H, W), np.uint8), tile=(32, 32), compression='zlib', photometric='rgb', planarconfig='separate')
+        p = tifffile.TiffFile(f'{d}/damaged-planar.tif').pages[0]
+        print(p.dataoffsets[25], p.databytecounts[25])
         """;
 
     private string? Write()
@@ -397,7 +401,7 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
             {
                 using var src = VipsImageSource.Open(path, ownTiffReader: true);
                 Assert.True(src.OwnTiffReader);
-                var buf = new ushort[src.Width * src.Height];
+                var buf = new ushort[src.Width * src.Height * src.Channels];
                 var ex = Assert.Throws<InputFileException>(() => src.ReadRegion(0, 0, src.Width, src.Height, buf));
                 Assert.StartsWith(path, ex.Message);
                 Assert.Contains(chunk, ex.Message);
@@ -441,5 +445,21 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         }
         // strips 0..2 (rows 0..23) still read
         FailsNaming(path, "strip 3", 24);
+    }
+
+    [Fact]
+    public void ADamagedTileOfSeparatePlanes_FailsNamingTheFileAndTheTile_AndTheRowsAboveItStillRead()
+    {
+        var where = Write();
+        if (where is null) return;
+        var (offset, length) = Chunk(where, 2);
+        var path = Path.Combine(_dir, "damaged-planar.tif");
+        using (var f = new FileStream(path, FileMode.Open, FileAccess.Write))
+        {
+            f.Position = offset + 2; // past the zlib header: a deflate stream of garbage
+            f.Write(Enumerable.Repeat((byte)0xFF, (int)Math.Min(64, length - 2)).ToArray());
+        }
+        // tile row 0 (rows 0..31) of every plane still reads
+        FailsNaming(path, "tile 25", 32);
     }
 }

@@ -179,7 +179,28 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         foreach (var id in _refs.Keys.Where(k => !known.Contains(k)).ToList()) _refs.Remove(id);
     }
 
-    private void Run(object command, string sender) => Execute(_book.Handle(command, sender, DateTime.UtcNow));
+    private void Run(object command, string sender)
+    {
+        Decision d;
+        try { d = _book.Handle(command, sender, DateTime.UtcNow); }
+        catch (Exception e) when (!_aborting && JobOf(command) is { } jobId)
+        {
+            // a fault of the book's own while it decided about one job: that job fails with the error and the others go on.
+            // Left to the supervisor, the restart would recover the job, resume it, meet the same fault, and so on for ever.
+            _log.Error(e, "Job {JobId}: internal error while handling {Command}; the job fails, the other jobs go on", jobId, command.GetType().Name);
+            Core.Telemetry.Quarantines.Add(1, Core.Telemetry.Tag("kind", "job"));
+            _aborting = true;
+            try { d = _book.Handle(new AbortJob(jobId, $"internal error of the coordinator ({e.GetType().Name}: {e.Message})"), sender, DateTime.UtcNow); }
+            finally { _aborting = false; }
+        }
+        Execute(d);
+    }
+
+    private bool _aborting;
+
+    /// <summary>The job a command is about (its JobId), or null for commands about no one job (ticks, dispatch, nodes).</summary>
+    public static string? JobOf(object command) =>
+        command.GetType().GetProperty("JobId")?.GetValue(command) as string is { Length: > 0 } id ? id : null;
 
     // refreshed after every decision on the actor's thread; read by the metrics endpoint's thread
     private volatile Core.BookGauges _gauges = Core.BookGauges.Empty;

@@ -50,6 +50,9 @@ public sealed record RetryJob(string JobId);
 public sealed record Resume(string JobId);
 public sealed record Dispatch;
 public sealed record Recovered(double Seconds);
+/// <summary>Ends a job (graph, segmentation or training) as failed with <paramref name="Error"/>: what the actor does when
+/// the book itself threw while deciding about that job, so that one job's fault is not replayed at every restart.</summary>
+public sealed record AbortJob(string JobId, string Error);
 
 /// <summary>File checks the book needs (the result store and job manifests); a fake in tests.</summary>
 public interface IJobFiles
@@ -339,6 +342,7 @@ public sealed class JobBook
             case Submitted s: OnSubmitted(s, d); break;
             case Finish f: if (_jobs.TryGetValue(f.JobId, out var fj)) AfterEnded(fj, d, now); break;
             case TrainingEnded t: AfterTraining(t.JobId, d); break;
+            case AbortJob a: Abort(a, d); break;
         }
         return d.Build();
     }
@@ -874,11 +878,27 @@ public sealed class JobBook
         if (!_jobs.TryGetValue(c.JobId, out var j) || j.Ended is not null || j.Classified is not null || c.Attempt != j.StepAttempt) return;
         if ((_files.Check(c.Classes) ?? (c.Probs is { } pr ? _files.Check(pr) : null) ?? (c.Refine is { } rf ? _files.Check(rf) : null)) is { } bad) { StepItemFailed(c.JobId, c.Attempt, "classifying", bad, false, d, now); return; }
         if (c.Nodes != j.Stitched!.Nodes) { StepItemFailed(c.JobId, c.Attempt, "classifying", $"trainer returned {c.Nodes} classes for a graph of {j.Stitched.Nodes} nodes", false, d, now); return; }
+        if (ClassificationProblem(c) is { } why) { StepItemFailed(c.JobId, c.Attempt, "classifying", $"trainer returned {why}", false, d, now); return; }
         j.Step = null;
         if (sender.Length > 0) _idleTrainers.Add(sender);
         d.Record(new ImageClassified(c.JobId, c.Classes, c.PixelsPerClass, c.Seconds, c.Device, c.Probs, c.MeanProbabilityPerClass, c.Refine));
         j.Log.Information("Job {JobId}: {Nodes} nodes classified on {Device} in {Seconds:F1}s; pixels per class [{Pixels}]", j.JobId, c.Nodes, c.Device, c.Seconds, string.Join(", ", c.PixelsPerClass));
         d.Then(new Dispatch());
+    }
+
+    /// <summary>What is wrong with a trainer's figures, or null: they are journaled and written into segment.json, so a
+    /// NaN or a negative count is refused here, as it arrives, not met later by the writer.</summary>
+    public static string? ClassificationProblem(NodesClassified c)
+    {
+        if (c.PixelsPerClass is not { Length: >= 2 and <= 256 } pixels) return $"{c.PixelsPerClass?.Length ?? 0} pixel counts (2..256 classes expected)";
+        if (pixels.Any(n => n < 0)) return "a negative pixel count";
+        if (!(double.IsFinite(c.Seconds) && c.Seconds >= 0)) return $"a classification time of {c.Seconds}";
+        if (c.MeanProbabilityPerClass is { } mp)
+        {
+            if (mp.Length != pixels.Length) return $"{mp.Length} mean probabilities for {pixels.Length} classes";
+            if (mp.Any(p => !(p >= 0 && p <= 1))) return $"mean probabilities outside 0..1 ({string.Join(", ", mp)})";
+        }
+        return null;
     }
 
     private void OnPainted(PaintCompleted p, DecisionBuilder d, DateTime now)
@@ -925,9 +945,10 @@ public sealed class JobBook
                     tissueFraction = j.Stitched.TissueFraction, tilesSkipped = j.Stitched.TilesSkipped,
                 }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
             {
-                // nothing half-written is reported done
+                // nothing half-written is reported done (a figure JSON cannot hold, NaN or infinity, fails the job too:
+                // thrown again at every restart, it would bring the coordinator down for good)
                 Fail(j, $"segment.json cannot be written in {j.Spec.OutDir}: {e.Message}", d);
                 return;
             }
@@ -1150,6 +1171,24 @@ public sealed class JobBook
     }
 
     private sealed record TrainingEnded(string JobId);
+
+    private void Abort(AbortJob a, DecisionBuilder d)
+    {
+        if (_jobs.TryGetValue(a.JobId, out var j))
+        {
+            if (j.Step is { } s && s.Node.Length > 0) _idleTrainers.Add(s.Node);
+            j.Step = null;
+            Fail(j, a.Error, d);
+        }
+        else if (_trainings.TryGetValue(a.JobId, out var t) && t.Ended is null)
+        {
+            if (t.Step is { } s && s.Node.Length > 0) _idleTrainers.Add(s.Node);
+            t.Step = null;
+            d.Record(new JobEnded(t.JobId, false, a.Error));
+            t.Log.Error("Training job {JobId} failed: {Error}", t.JobId, a.Error);
+            d.Then(new TrainingEnded(t.JobId));
+        }
+    }
 
     private void OnTrainFailed(TrainFailed f, DecisionBuilder d, DateTime now)
     {

@@ -73,6 +73,14 @@ public static class Predictor
         model.eval();
         using var _ = torch.no_grad();
         var logits = model.forward(torch.tensor(x, [g.Nodes, F], device: device), torch.tensor(g.EdgeIndex, [2, g.E], device: device), torch.tensor(g.EdgeWeight, device: device));
+        // finite weights (checked when the model was loaded) and finite features (checked when the graph was) can still
+        // overflow on features far outside what the model was trained on: refused, never painted or reported as NaN
+        if (!logits.isfinite().all().item<bool>())
+        {
+            long bad = logits.isfinite().all(1).logical_not().sum().item<long>();
+            throw new InvalidDataException($"{g.Path}: the model's outputs are not finite (NaN or infinity) for {bad:N0} of {g.Nodes:N0} nodes; " +
+                                           "the graph's features lie far outside those the model was trained on, or the model is damaged");
+        }
         var classes = logits.argmax(1).cpu().data<long>().ToArray();
         return (classes, probabilities ? torch.nn.functional.softmax(logits, 1).to(torch.float32).cpu().data<float>().ToArray() : []);
     }

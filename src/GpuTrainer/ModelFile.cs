@@ -69,32 +69,23 @@ public sealed record ModelSpec
     }
 }
 
-/// <summary>A model file: a magic line, the spec as JSON, then the weights (TorchSharp's format). Written atomically.</summary>
+/// <summary>A model file: a magic line, the checksum of the rest (<see cref="SealedFile"/>), the spec as JSON, then the weights
+/// (TorchSharp's format). Written atomically.</summary>
 public static class ModelFile
 {
-    private static readonly byte[] Magic = Encoding.ASCII.GetBytes("ACTORSEG-GNN-MODEL\n");
+    /// <summary>The first line of a model file: since 2026-12-06 with a version, followed by the body's checksum
+    /// (<see cref="SealedFile"/>); files written before have <see cref="LegacyMagic"/> and no checksum.</summary>
+    private const string Magic = "ACTORSEG-GNN-MODEL/2\n", LegacyMagic = "ACTORSEG-GNN-MODEL\n";
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
     public static void Save(string path, ModelSpec spec, GnnModel model)
     {
         var json = JsonSerializer.SerializeToUtf8Bytes(spec, Json);
-        var tmp = $"{path}.{Guid.NewGuid():N}.partial";
-        try
+        SealedFile.Write(path, Magic, w =>
         {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
-            using (var w = new BinaryWriter(fs))
-            {
-                w.Write(Magic);
-                w.Write(json.Length); w.Write(json);
-                model.save(w);
-            }
-            SafePaths.Publish(tmp, path, "model");
-        }
-        finally
-        {
-            // a failed write (disk full, a folder gone) leaves no partial file behind
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
+            w.Write(json.Length); w.Write(json);
+            model.save(w);
+        }, "model");
     }
 
     public static (ModelSpec Spec, GnnModel Model) Load(string path, Device? device = null)
@@ -108,10 +99,8 @@ public static class ModelFile
         Core.Imaging.InputFiles.RefuseNonRegular(path, "not an ActorSeg GNN model file");
         try
         {
-            using var fs = File.OpenRead(path);
+            using var fs = SealedFile.OpenBody(path, Magic, LegacyMagic, "GNN model");
             using var r = new BinaryReader(fs);
-            var magic = r.ReadBytes(Magic.Length);
-            if (!magic.SequenceEqual(Magic)) throw new InvalidDataException("not an ActorSeg GNN model file");
             int len = r.ReadInt32();
             if (len <= 0 || len > 64 << 20) throw new InvalidDataException("corrupt header");
             var spec = JsonSerializer.Deserialize<ModelSpec>(r.ReadBytes(len), Json) ?? throw new InvalidDataException("empty spec");
@@ -123,6 +112,8 @@ public static class ModelFile
             }
             var model = new GnnModel(spec.Architecture, spec.FeatureNames.Length, spec.Classes);
             model.load(r, strict: true);
+            if (fs.Position != fs.Length) throw new InvalidDataException($"{fs.Length - fs.Position:N0} bytes after the weights");
+            ModelWeights.RequireFinite(model, "the model");
             if (device is not null) model.to(device);
             return (spec, model);
         }

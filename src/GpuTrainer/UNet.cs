@@ -306,20 +306,18 @@ public static class UNetRunner
         return sum;
     }
 
-    private static readonly byte[] Magic = Encoding.ASCII.GetBytes("ACTORSEG-UNET-MODEL\n");
+    /// <summary>The first line of a UNet model file: since 2026-12-06 with a version, followed by the body's checksum
+    /// (<see cref="SealedFile"/>); files written before have <see cref="LegacyMagic"/> and no checksum.</summary>
+    private const string Magic = "ACTORSEG-UNET-MODEL/2\n", LegacyMagic = "ACTORSEG-UNET-MODEL\n";
 
     public static void Save(string path, UNetSpec spec, UNet model)
     {
-        var tmp = $"{path}.{Guid.NewGuid():N}.partial";
-        using (var fs = new FileStream(tmp, FileMode.CreateNew))
-        using (var w = new BinaryWriter(fs))
+        var json = JsonSerializer.SerializeToUtf8Bytes(spec);
+        SealedFile.Write(path, Magic, w =>
         {
-            w.Write(Magic);
-            var json = JsonSerializer.SerializeToUtf8Bytes(spec);
             w.Write(json.Length); w.Write(json);
             model.save(w);
-        }
-        SafePaths.Publish(tmp, path, "model");
+        }, "model");
     }
 
     public static (UNetSpec Spec, UNet Model) Load(string path, Device device) => Open(path, r =>
@@ -327,6 +325,7 @@ public static class UNetRunner
         var spec = ReadHeader(r, path);
         var m = new UNet(spec);
         m.load(r, strict: true);
+        ModelWeights.RequireFinite(m, $"{path}: the UNet");
         m.to(device);
         return (spec, m);
     });
@@ -338,9 +337,10 @@ public static class UNetRunner
     private static T Open<T>(string path, Func<BinaryReader, T> read)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: model file not found");
+        InputFiles.RefuseNonRegular(path, "not an ActorSeg UNet model file");
         try
         {
-            using var fs = File.OpenRead(path);
+            using var fs = SealedFile.OpenBody(path, Magic, LegacyMagic, "UNet model");
             using var r = new BinaryReader(fs);
             return read(r);
         }
@@ -353,7 +353,6 @@ public static class UNetRunner
     /// <summary>The magic number and the JSON spec that open every UNet model file.</summary>
     private static UNetSpec ReadHeader(BinaryReader r, string path)
     {
-        if (!r.ReadBytes(Magic.Length).SequenceEqual(Magic)) throw new InvalidDataException($"{path}: not an ActorSeg UNet model file");
         int len = r.ReadInt32();
         if (len <= 0 || len > 16 << 20) throw new InvalidDataException($"{path}: corrupt header");
         var spec = JsonSerializer.Deserialize<UNetSpec>(r.ReadBytes(len)) ?? throw new InvalidDataException($"{path}: empty spec");

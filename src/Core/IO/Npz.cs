@@ -626,8 +626,13 @@ public static class NpzReader
                 string name = entry.FullName[..^4];
                 try
                 {
-                    using Stream s = entry.Open();
+                    using var s = new Crc32Stream(entry.Open());
                     result[name] = Npy.ReadArray(s, entry.Length);
+                    // the zip's CRC-32 of the entry, which ZipArchive does not check: a byte changed on disk in a stored
+                    // entry, or one that still inflates, would otherwise be read as a different graph
+                    s.ReadToEnd();
+                    if (s.Crc != entry.Crc32)
+                        throw new InvalidDataException($"damaged: its CRC-32 is {s.Crc:x8} where the archive says {entry.Crc32:x8} (bytes changed since it was written)");
                 }
                 catch (Exception ex) when (ex is InvalidDataException or EndOfStreamException or IOException or FormatException)
                 {
@@ -642,6 +647,40 @@ public static class NpzReader
 
         return result;
     }
+}
+
+/// <summary>A read-only stream that computes the CRC-32 (zip's) of what is read through it.</summary>
+internal sealed class Crc32Stream(Stream inner) : Stream
+{
+    private readonly System.IO.Hashing.Crc32 _crc = new();
+    public uint Crc => _crc.GetCurrentHashAsUInt32();
+
+    public override int Read(Span<byte> buffer)
+    {
+        int n = inner.Read(buffer);
+        _crc.Append(buffer[..n]);
+        return n;
+    }
+
+    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+    /// <summary>Reads (and checksums) whatever the reader left unread.</summary>
+    public void ReadToEnd()
+    {
+        var buf = new byte[1 << 14];
+        while (Read(buf) > 0) { }
+    }
+
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+    public override void Flush() { }
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    protected override void Dispose(bool disposing) { if (disposing) inner.Dispose(); base.Dispose(disposing); }
 }
 
 /// <summary>A single NumPy <c>.npy</c> file (format 1.0, little-endian, C order), written atomically (<see cref="SafePaths.WriteAtomic"/>): <c>np.load(path)</c>.</summary>

@@ -1,3 +1,4 @@
+using TorchSharp;
 using ActorSeg.Core.IO;
 using ActorSeg.GpuTrainer;
 using Xunit;
@@ -122,13 +123,42 @@ public class GraphFileValidationTests() : TempDirTest("graphcheck")
         ModelFile.Save(path, tamper(spec), model);
         if (editJson is not null)
         {
-            // as a hand edit would: the JSON header rewritten, the weights after it kept
+            // as a hand edit would: the JSON header rewritten, the weights after it kept, in a file of the format before
+            // the checksum (which has none to break): what the header says must still be checked
             var bytes = File.ReadAllBytes(path);
-            int magic = "ACTORSEG-GNN-MODEL\n".Length, len = BitConverter.ToInt32(bytes, magic);
-            var json = System.Text.Encoding.UTF8.GetBytes(editJson(System.Text.Encoding.UTF8.GetString(bytes, magic + 4, len)));
-            File.WriteAllBytes(path, [.. bytes.AsSpan(0, magic), .. BitConverter.GetBytes(json.Length), .. json, .. bytes.AsSpan(magic + 4 + len)]);
+            int body = "ACTORSEG-GNN-MODEL/2\n".Length + 8, len = BitConverter.ToInt32(bytes, body);
+            var json = System.Text.Encoding.UTF8.GetBytes(editJson(System.Text.Encoding.UTF8.GetString(bytes, body + 4, len)));
+            File.WriteAllBytes(path, [.. "ACTORSEG-GNN-MODEL\n"u8, .. BitConverter.GetBytes(json.Length), .. json, .. bytes.AsSpan(body + 4 + len)]);
         }
         return path;
+    }
+
+    [Theory]
+    [InlineData("header")]
+    [InlineData("weights")]
+    [InlineData("truncated")]
+    [InlineData("nan-weight-legacy")]
+    public void AModelChangedOnDisk_IsRefusedByItsChecksum_AndNaNWeightsEvenWithout(string where)
+    {
+        var path = SaveModel("sealed-" + where, s => s);
+        var bytes = File.ReadAllBytes(path);
+        Assert.StartsWith("ACTORSEG-GNN-MODEL/2\n", System.Text.Encoding.ASCII.GetString(bytes, 0, 21));
+        switch (where)
+        {
+            case "header": bytes[40] ^= 0x04; break;                 // one bit of the JSON spec
+            case "weights": bytes[^9] ^= 0x01; break;                // one bit of a weight
+            case "truncated": bytes = bytes[..^100]; break;          // a partial copy
+            default:
+                // a legacy (unchecked) file whose last weight was overwritten with NaN bits: the weights are checked too
+                int body = 21 + 8;
+                BitConverter.GetBytes(float.NaN).CopyTo(bytes, bytes.Length - 4);
+                bytes = [.. "ACTORSEG-GNN-MODEL\n"u8, .. bytes.AsSpan(body)];
+                break;
+        }
+        File.WriteAllBytes(path, bytes);
+        var e = Assert.Throws<InvalidDataException>(() => ModelFile.Load(path));
+        Assert.StartsWith(path, e.Message);
+        Assert.Contains(where == "nan-weight-legacy" ? "not finite" : "checksum does not match", e.Message);
     }
 
     public static TheoryData<string, string> BadSpecs() => new()
@@ -163,6 +193,23 @@ public class GraphFileValidationTests() : TempDirTest("graphcheck")
         var e = Assert.Throws<InvalidDataException>(() => ModelFile.Load(path));
         Assert.StartsWith(path, e.Message);
         Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void OutputsThatOverflow_AreRefused_NotPaintedAsNaN()
+    {
+        // every field valid on its own: a deviation of 1e-38 turns a feature of 100 into infinity, and the logits into NaN
+        var spec = new ModelSpec
+        {
+            Architecture = new GnnArchitecture { Layers = 2, Hidden = 4 }, FeatureNames = ["mean", "std"], FeatureMean = [0, 0],
+            FeatureStd = [1e-38f, 1], Classes = 2, Edges = "rag", ClassWeights = [1, 1], SeedSpacing = 12,
+        };
+        spec.Validate();
+        using var model = new GnnModel(spec.Architecture, 2, 2);
+        var g = new GraphSample { Path = "/data/g.npz", Nodes = 2, FeatureNames = ["mean", "std"], X = [100, 1, 0, 1], EdgeIndex = [0, 1], EdgeWeight = [1] };
+        var e = Assert.Throws<InvalidDataException>(() => Predictor.PredictWithProbabilities(spec, model, g, torch.CPU));
+        Assert.StartsWith("/data/g.npz", e.Message);
+        Assert.Contains("not finite", e.Message);
     }
 
     [Fact]

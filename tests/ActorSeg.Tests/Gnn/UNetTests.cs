@@ -80,4 +80,20 @@ public class UNetTests() : TempDirTest("unet")
         Assert.StartsWith(path, e.Message);
         Assert.Contains(expected, e.Message);
     }
+
+    [Fact]
+    public void AUNetChangedOnDisk_IsRefusedByItsChecksum()
+    {
+        var spec = new UNetSpec { Channels = 1, Classes = 2, Base = 4, Depth = 2, Patch = 64 };
+        var path = Path.Combine(_dir, "sealed.unet");
+        using (var m = new UNet(spec)) UNetRunner.Save(path, spec, m);
+        using (UNetRunner.Load(path, CPU).Model) { }
+        var bytes = File.ReadAllBytes(path);
+        Assert.StartsWith("ACTORSEG-UNET-MODEL/2\n", System.Text.Encoding.ASCII.GetString(bytes, 0, 22));
+        bytes[^5] ^= 0x20;
+        File.WriteAllBytes(path, bytes);
+        var e = Assert.Throws<InvalidDataException>(() => UNetRunner.Load(path, CPU));
+        Assert.StartsWith(path, e.Message);
+        Assert.Contains("checksum does not match", e.Message);
+    }
 }

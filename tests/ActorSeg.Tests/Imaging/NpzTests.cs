@@ -118,6 +118,40 @@ public sealed class NpzTests : IDisposable
         Assert.Empty(Directory.GetFiles(_dir));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AByteChangedInAnEntry_IsCaughtByItsCrc(bool compress)
+    {
+        // ZipArchive itself never checks an entry's CRC-32: a stored entry with a changed byte read as other numbers
+        string path = P($"crc-{compress}.npz");
+        var values = Enumerable.Range(0, 4096).Select(i => (float)i).ToArray();
+        using (var w = new NpzWriter(path, compress))
+        {
+            w.Add<float>("x", values);
+            w.Complete();
+        }
+        Assert.Equal(values, NpzReader.Read(path)["x"].AsSpan<float>().ToArray());
+        var bytes = File.ReadAllBytes(path);
+        if (compress)
+        {
+            // the stored CRC in the central directory changed instead (the compressed data then no longer matches it)
+            int cd = bytes.AsSpan().LastIndexOf("PK\u0001\u0002"u8);
+            bytes[cd + 16] ^= 0x01;
+        }
+        else
+        {
+            int at = bytes.AsSpan().IndexOf(BitConverter.GetBytes(1000f));
+            Assert.True(at > 0);
+            bytes[at + 2] ^= 0x10; // 1000 becomes another float: the archive still opens and the array still parses
+        }
+        File.WriteAllBytes(path, bytes);
+        var e = Assert.Throws<InvalidDataException>(() => NpzReader.Read(path));
+        Assert.Contains(path, e.Message);
+        Assert.Contains("'x.npy'", e.Message);
+        Assert.Contains("CRC-32", e.Message);
+    }
+
     [Fact]
     public void Reader_Reports_File_And_Entry_For_Corrupt_Input()
     {

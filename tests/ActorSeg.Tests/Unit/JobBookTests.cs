@@ -18,10 +18,15 @@ public class JobBookTests() : TempDirTest("book")
     {
         public readonly Dictionary<string, GraphJobManifest> Manifests = new();
         public bool SummaryFails;
+        public Exception? SummaryThrows;
         public string? CheckPresent(ResultRef r) => null;
         public string? Check(ResultRef r) => null;
         public GraphJobManifest LoadManifest(string path) => Manifests.TryGetValue(path, out var m) ? m : throw new IOException($"{path}: missing");
-        public void WriteSegmentSummary(string outDir, string json) { if (SummaryFails) throw new IOException("No space left on device"); }
+        public void WriteSegmentSummary(string outDir, string json)
+        {
+            if (SummaryFails) throw new IOException("No space left on device");
+            if (SummaryThrows is { } e) throw e;
+        }
     }
 
     /// <summary>Runs a book as the actor does, recording the journal and what was sent to whom.</summary>
@@ -327,6 +332,80 @@ public class JobBookTests() : TempDirTest("book")
         Assert.False(ended.Succeeded);
         Assert.Contains("No space left", ended.Error);
         Assert.IsType<GraphJobFailed>(h.To<object>("client").Last());
+    }
+
+    /// <summary>A segmentation job submitted, planned, its one tile done and stitched, and a trainer asked to classify it.</summary>
+    private (Harness H, ClassifyNodes Cls) SegmentationAtClassifying(string jobId, Files files)
+    {
+        var h = new Harness(new CoordinatorSettings(), files);
+        h.Run(new SubmitGraphJob(jobId, Spec(jobId) with { ModelPath = Path.Combine(_dir, "m.model") }), "client");
+        var prep = h.Background.OfType<RunPrepare>().Single();
+        var m = Manifest(jobId, prep.WorkDir, 2048, 2048, 2048);
+        files.Manifests[m.ManifestPath] = m;
+        h.Run(new Prepared(jobId, m, 0.1));
+        h.Run(new RequestWork(1), "w");
+        h.Run(Completed(h.To<TileAssignment>("w").Single(), m), "w");
+        var r = new ResultRef("/r", 1, "0");
+        h.Run(new Stitched(jobId, new GraphStitched(jobId, r, r, 10, 1, 1, 1, 1, 1)));
+        h.Run(new TrainerReady(ProtocolVersion.Major, "cpu"), "gpu");
+        return (h, h.To<ClassifyNodes>("gpu").Last());
+    }
+
+    [Theory]
+    [InlineData("nan")]
+    [InlineData("above-one")]
+    [InlineData("negative-count")]
+    [InlineData("lengths")]
+    public void ATrainersFiguresThatJsonCannotHold_AreRefusedAsTheyArrive_AndTheJobFailsAfterItsTries(string what)
+    {
+        // a damaged model once made every probability NaN: the summary writer threw at every restart, for ever
+        var (h, cls) = SegmentationAtClassifying("nan", new Files());
+        var r = new ResultRef("/r", 1, "0");
+        NodesClassified Bad(int attempt) => what switch
+        {
+            "nan" => new NodesClassified("nan", attempt, r, 10, [5, 5], 0.1, "cpu", r, [double.NaN, 0.5]),
+            "above-one" => new NodesClassified("nan", attempt, r, 10, [5, 5], 0.1, "cpu", r, [1.5, 0.5]),
+            "negative-count" => new NodesClassified("nan", attempt, r, 10, [5, -5], 0.1, "cpu"),
+            _ => new NodesClassified("nan", attempt, r, 10, [5, 5], 0.1, "cpu", r, [0.5]),
+        };
+        Assert.NotNull(JobBook.ClassificationProblem(Bad(1)));
+        Assert.Null(JobBook.ClassificationProblem(new NodesClassified("nan", 1, r, 10, [5, 0], 0.1, "cpu", r, [0.75, 0])));
+        for (int i = 0; i < 10 && h.Journal.OfType<JobEnded>().FirstOrDefault() is null; i++)
+        {
+            h.Run(Bad(cls.Attempt), "gpu");
+            Assert.Empty(h.Journal.OfType<ImageClassified>());
+            h.Run(new TrainerReady(ProtocolVersion.Major, "cpu"), "gpu");
+            cls = h.To<ClassifyNodes>("gpu").Last();
+        }
+        var ended = h.Journal.OfType<JobEnded>().Single();
+        Assert.False(ended.Succeeded);
+        Assert.Contains("classifying: trainer returned", ended.Error);
+    }
+
+    [Fact]
+    public void ASummaryTheSerializerRefuses_FailsTheJob_AndAnAbortEndsAJobOnce()
+    {
+        var files = new Files { SummaryThrows = new ArgumentException(".NET number values such as positive and negative infinity cannot be written as valid JSON") };
+        var (h, cls) = SegmentationAtClassifying("seg", files);
+        var r = new ResultRef("/r", 1, "0");
+        h.Run(new NodesClassified("seg", cls.Attempt, r, 10, [5, 5], 0.1, "cpu"), "gpu");
+        h.Run(new RequestWork(1), "w");
+        h.Run(new PaintCompleted("seg", h.To<PaintAssignment>("w").Single().Attempt, r, 0.1), "w");
+        var ended = h.Journal.OfType<JobEnded>().Single();
+        Assert.False(ended.Succeeded);
+        Assert.Contains("valid JSON", ended.Error);
+
+        // the actor's fault barrier: a job the book threw on is ended as failed, once, and its watchers are told
+        var (h2, _) = SegmentationAtClassifying("abort", new Files());
+        h2.Run(new AbortJob("abort", "internal error of the coordinator (NullReferenceException: …)"));
+        h2.Run(new AbortJob("abort", "again"));
+        var e2 = h2.Journal.OfType<JobEnded>().Single();
+        Assert.Contains("internal error", e2.Error);
+        Assert.IsType<GraphJobFailed>(h2.To<object>("client").Last());
+        h2.Run(new AbortJob("unknown", "nothing to end"));
+        Assert.Single(h2.Journal.OfType<JobEnded>());
+        Assert.Equal("abort", Coordinator.GraphCoordinatorActor.JobOf(new AbortJob("abort", "x")));
+        Assert.Null(Coordinator.GraphCoordinatorActor.JobOf(new Dispatch()));
     }
 
     [Fact]

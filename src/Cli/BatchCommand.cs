@@ -62,7 +62,9 @@ public static class BatchInput
         {
             var name = Path.GetFileNameWithoutExtension(img);
             var mask = mask0 ?? (masksDir is null ? null : FindMask(masksDir, name));
-            string? why = !File.Exists(img) ? $"{img}: image not found"
+            string? why = Directory.Exists(img) ? $"{img}: a folder, not an image"
+                : !File.Exists(img) ? $"{img}: image not found"
+                : mask is not null && Directory.Exists(mask) ? $"{mask}: a folder, not a mask"
                 : mask is not null && !File.Exists(mask) ? $"{mask}: mask not found"
                 : !seenImages.Add(img) ? $"{img}: duplicate slide (listed before)"
                 : !seenNames.Add(name) ? $"{img}: another slide is already named '{name}' (outputs would collide)"
@@ -83,12 +85,16 @@ public static class BatchInput
             TextFieldType = Microsoft.VisualBasic.FileIO.FieldType.Delimited, Delimiters = [","], HasFieldsEnclosedInQuotes = true,
             TrimWhiteSpace = true, CommentTokens = ["#"],
         };
+        long line = 0; // the line the row last returned starts on (the parser's LineNumber is -1 once it reached the end)
         string[]? Next()
         {
             try
             {
                 while (!parser.EndOfData)
+                {
+                    line = parser.LineNumber;
                     if (parser.ReadFields() is { } f && f.Any(x => x.Length > 0)) return f;
+                }
                 return null;
             }
             catch (Microsoft.VisualBasic.FileIO.MalformedLineException e) { throw new InvalidDataException($"{path}, line {e.LineNumber}: not a readable CSV row ({e.Message})", e); }
@@ -99,7 +105,9 @@ public static class BatchInput
         while (Next() is { } f)
         {
             string? Get(int i) => i >= 0 && i < f.Length && f[i].Length > 0 ? f[i] : null;
-            var img = Get(ii) ?? throw new InvalidDataException($"{path}, line {parser.LineNumber - 1}: no image");
+            var img = Get(ii) ?? throw new InvalidDataException($"{path}, line {line}: no image");
+            if (f.Any(x => x.Contains('\0')))
+                throw new InvalidDataException($"{path}, line {line}: a field holds a NUL character (a binary file, or a manifest saved in UTF-16?)");
             rows.Add((img, Get(mi), Get(si)));
         }
         return rows;

@@ -636,7 +636,7 @@ public static class NpzReader
                 }
                 catch (Exception ex) when (ex is InvalidDataException or EndOfStreamException or IOException or FormatException)
                 {
-                    throw new InvalidDataException($"'{path}', entry '{entry.FullName}': {ex.Message}", ex);
+                    throw new InvalidDataException($"'{path}', entry '{entry.FullName}': {InflateErrors.Why(ex)}", ex);
                 }
                 catch (NotSupportedException ex)
                 {
@@ -647,6 +647,15 @@ public static class NpzReader
 
         return result;
     }
+}
+
+/// <summary>What a decompressor's exception means, in words that fit a damaged file.</summary>
+internal static class InflateErrors
+{
+    /// <summary>.NET's inflater reports any invalid block type as "The archive entry was compressed using an unsupported
+    /// compression method", which reads as if the file used a format it does not: it means the data is corrupt.</summary>
+    public static string Why(Exception e) =>
+        e.Message.Contains("unsupported compression method", StringComparison.OrdinalIgnoreCase) ? "corrupt compressed data" : e.Message;
 }
 
 /// <summary>A read-only stream that computes the CRC-32 (zip's) of what is read through it.</summary>

@@ -4,6 +4,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Numerics;
 using System.IO.Compression;
+using ActorSeg.Core.IO;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
@@ -259,7 +260,7 @@ public sealed class TiffTiles : IDisposable
         }
         catch (InvalidDataException e) when (!e.Message.StartsWith(tile, StringComparison.Ordinal))
         {
-            throw new InvalidDataException($"{tile} is not a valid deflate stream ({e.Message})", e);
+            throw new InvalidDataException($"{tile} is not a valid deflate stream ({InflateErrors.Why(e)})", e);
         }
     }
 

@@ -137,6 +137,22 @@ public class BatchTests(ITestOutputHelper output) : TempDirTest("batch")
         var empty = Path.Combine(_dir, "empty.csv");
         File.WriteAllText(empty, "# nothing\n\n");
         Assert.Contains("empty", Assert.Throws<InvalidDataException>(() => ActorSeg.Cli.BatchInput.ReadManifest(empty)).Message);
+        // a NUL in a path (before: "Null character in path.", naming neither the manifest nor the line)
+        var nul = Path.Combine(_dir, "nul.csv");
+        File.WriteAllText(nul, "image\na.tif\nb.tif\0\n");
+        var en = Assert.Throws<InvalidDataException>(() => ActorSeg.Cli.BatchInput.Load(nul, null));
+        Assert.Contains(nul, en.Message);
+        Assert.Contains("line 3", en.Message);
+        Assert.Contains("NUL", en.Message);
+        // a folder listed as an image or a mask is rejected as a folder, not "not found", and the other rows run
+        Directory.CreateDirectory(Path.Combine(_dir, "afolder"));
+        File.WriteAllBytes(Path.Combine(_dir, "real.tif"), [1]);
+        var folders = Path.Combine(_dir, "folders.csv");
+        File.WriteAllText(folders, "image,mask\nafolder\nreal.tif,afolder\n");
+        var (slides, rejected) = ActorSeg.Cli.BatchInput.Load(folders, null);
+        Assert.Empty(slides);
+        Assert.Equal(2, rejected.Count);
+        Assert.All(rejected, r => Assert.Contains(": a folder, not a", r.Reason));
     }
 
     [Fact]

@@ -19,7 +19,7 @@ public static class ExitCodes
     /// e.g. "training diverged …; try a lower --lr"); one from the runtime or a library ("Sequence contains no elements",
     /// "Collection was modified") is a fault of ActorSeg's and keeps its trace.</summary>
     public static bool IsInputError(Exception e) => e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException
-        or ArgumentException or Core.Imaging.InputFileException
+        or ArgumentException or Core.Imaging.InputFileException or Core.Refine.RefinerNotTrainableException
         || e is InvalidOperationException && RaisedByActorSeg(e);
 
     private static bool RaisedByActorSeg(Exception e)

@@ -109,7 +109,13 @@ public static class TrainCommand
                 {
                     var ro = new RefineOptions { Threshold = pr.GetValue(refineThreshold) };
                     if (!(ro.Threshold >= 0 && ro.Threshold <= 1)) throw new ArgumentException($"--refine-threshold must be in [0, 1] (got {ro.Threshold})");
-                    refined = RefineModel(r.BestModel, ro, pr.GetValue(seed), pr.GetValue(device)!);
+                    try { refined = RefineModel(r.BestModel, ro, pr.GetValue(seed), pr.GetValue(device)!); }
+                    catch (Core.Refine.RefinerNotTrainableException e) when (!pr.GetValue(refine))
+                    {
+                        // the coarse model is trained and kept: only the refinement has nothing to learn from these graphs
+                        Log.Warning("No boundary refinement: {Reason}; {Model} classifies nodes only (--refine makes this an error)", e.Message, r.BestModel);
+                        refined = new { skipped = e.Message };
+                    }
                 }
                 SafePaths.WriteAllText(Path.Combine(outDir, "train.json"), JsonSerializer.Serialize(new { recipe = pr.GetValue(recipe), overridden = r0.Overridden, options = opts, result = r, refiner = refined }, new JsonSerializerOptions { WriteIndented = true }), "training summary");
                 Console.WriteLine(r.BestModel);

@@ -184,15 +184,17 @@ public static class RefinerTrainer
         var (xt, yt, ct) = Collect(trainGraphs, first, spec, model, device, featureOnly, o, K, rnd, log);
         float[] xv; long[] yv; byte[] cv;
         if (validationGraphs.Count > 0) (xv, yv, cv) = Collect(validationGraphs, null, spec, model, device, featureOnly, o, K, rnd, log);
-        else
+        else (xv, yv, cv) = ([], [], []);
+        if (yt.Length == 0) throw new RefinerNotTrainableException("no pixel to refine in the training graphs: every node agrees with its neighbours and is sure (nothing for --refine to learn)");
+        if (yv.Length == 0)
         {
-            // one graph: a tenth of its sampled pixels validate
+            if (yt.Length < 2) throw new RefinerNotTrainableException($"{yt.Length} pixel to refine in the training graphs and none in the validation graphs: too few to train and validate the refinement");
+            // one graph, or validation graphs without a flagged pixel: a tenth of the training pixels validate
             int n = yt.Length, nv = Math.Max(1, n / 10);
             var order = Enumerable.Range(0, n).OrderBy(_ => rnd.Next()).ToArray();
             (xv, yv, cv) = Take(xt, yt, ct, order[..nv], F);
             (xt, yt, ct) = Take(xt, yt, ct, order[nv..], F);
         }
-        if (yt.Length == 0) throw new InvalidDataException("no pixel to refine in the training graphs: every node agrees with its neighbours and is sure (nothing for --refine to learn)");
         log($"refiner: {yt.Length:N0} training and {yv.Length:N0} validation pixels from the flagged nodes; features {F}; collected in {sw.Elapsed.TotalSeconds:F1}s");
 
         // per-feature standardisation from the training pixels
@@ -244,7 +246,7 @@ public static class RefinerTrainer
             if (vloss < best - 1e-5) { best = vloss; bestEpoch = epoch; bestWeights = Export(net); }
             else if (epoch - bestEpoch >= o.Patience) break;
         }
-        var w = bestWeights!;
+        var w = bestWeights ?? throw new RefinerNotTrainableException($"the refinement's validation loss was never finite in {epoch - 1} epochs on {N:N0} training and {yv.Length:N0} validation pixels");
         var result = shell with { FeatureMean = mean, FeatureStd = std, W1 = w["l1.w"], B1 = w["l1.b"], W2 = w["l2.w"], B2 = w["l2.b"], W3 = w["l3.w"], B3 = w["l3.b"], TrainingPixels = N };
         // the validation pixels through the C# classifier the painter uses: refined and coarse accuracy on the same pixels
         var refiner = new PixelRefiner(result);

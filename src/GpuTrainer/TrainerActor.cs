@@ -191,8 +191,19 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             if (RefineInput.MissingFor(sp.Graphs) is { } missing)
                 log.Warning("Job {JobId}: no boundary refinement: {Reason}", w.JobId, missing);
             else
-                refined = RefineModelFile.Train(r.BestModel, new RefineOptions(), sp.Seed, opts.Device, s => log.Information("Job {JobId}: {Step}", w.JobId, s),
-                    image => AssignmentPaths.CheckInput(image, "image", _roots));
+            {
+                try
+                {
+                    refined = RefineModelFile.Train(r.BestModel, new RefineOptions(), sp.Seed, opts.Device, s => log.Information("Job {JobId}: {Step}", w.JobId, s),
+                        image => AssignmentPaths.CheckInput(image, "image", _roots));
+                }
+                catch (Core.Refine.RefinerNotTrainableException e)
+                {
+                    // the coarse model is trained and kept, as `actorseg train` keeps it without --refine
+                    log.Warning("Job {JobId}: no boundary refinement: {Reason}; the model classifies nodes only", w.JobId, e.Message);
+                    refined = new { skipped = e.Message };
+                }
+            }
             SafePaths.WriteAllText(Path.Combine(sp.OutDir, "train.json"), System.Text.Json.JsonSerializer.Serialize(new { options = opts, result = r, refiner = refined },
                 new System.Text.Json.JsonSerializerOptions { WriteIndented = true }), "training summary");
             var desc = TorchDevice.Describe(TorchDevice.Pick(opts.Device));

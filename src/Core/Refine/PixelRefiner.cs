@@ -5,6 +5,11 @@ using ActorSeg.Core.Superpixels;
 
 namespace ActorSeg.Core.Refine;
 
+/// <summary>The training graphs give the boundary refinement nothing (or too little) to learn from: the coarse model stands
+/// alone, which <c>train</c> reports as a warning unless <c>--refine</c> required the refinement. Bad input, like
+/// <see cref="InvalidDataException"/> (which is sealed): permanent, and one line to the user.</summary>
+public sealed class RefinerNotTrainableException(string message) : Exception(message);
+
 /// <summary>
 /// The boundary refinement's classifier, as a model file keeps it (JSON): a small per-pixel MLP (features → hidden →
 /// hidden → classes, ReLU) over multi-scale intensity features and the coarse graph's context, applied to the pixels of

@@ -366,3 +366,29 @@ public class RefineCliTests(ITestOutputHelper output) : TempDirTest("refine-cli"
         Assert.Contains("No boundary refinement", skip.Stderr);
     }
 }
+
+public class TinyGraphTrainingTests() : TempDirTest("tiny")
+{
+    [Fact]
+    public void GraphsOfOneOrTwoNodes_Train_AndTheRefinementIsTrainedOrSkippedWithAWarning_NeverACrash()
+    {
+        // before: two 48² images (a node or two each) left the refinement no validation pixel, its validation loss was
+        // NaN every epoch, and `train` died with a NullReferenceException after the model was trained
+        var graphs = new List<string>();
+        foreach (var seed in new[] { "1", "2" })
+        {
+            var gen = TestPaths.RunCli("generate", "--out", _dir, "--name", "t" + seed, "--width", "48", "--height", "48", "--bits", "8", "--seed", seed);
+            Assert.True(gen.ExitCode == 0, gen.Stderr);
+            var g = Path.Combine(_dir, "g" + seed);
+            var r = TestPaths.RunCli("graph", Path.Combine(_dir, $"t{seed}.tif"), "--mask", Path.Combine(_dir, $"t{seed}_mask.tif"), "--out", g);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            graphs.Add(g);
+        }
+        var model = Path.Combine(_dir, "m");
+        var t = TestPaths.RunCli(["train", "--graphs", .. graphs, "--out", model, "--epochs", "3"]);
+        Assert.True(t.ExitCode == 0, t.Stderr);
+        Assert.DoesNotContain("internal error", t.Stderr);
+        Assert.True(t.Stderr.Contains("boundary refinement written") || t.Stderr.Contains("No boundary refinement"), t.Stderr);
+        using (GpuTrainer.ModelFile.Load(Path.Combine(model, "best.model")).Model) { }
+    }
+}

@@ -270,6 +270,9 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
             using (refineSources)
                 painted = MaskPainter.Paint(w.NodeMap.Path, classes, maskPath, new Progress<string>(s => log.Information("Job {JobId}: {Step}", w.JobId, s)), sourceImage: w.ImagePath, classTable: table,
                     probabilityOfNode: probOfNode, probabilityPath: probPath, refine: refine);
+            // one count per class of the model, the classes no pixel took included (the painter's counts end at the last class painted)
+            int modelClasses = Math.Max(probClasses, table?.Length ?? 0);
+            if (painted.Length < modelClasses) Array.Resize(ref painted, modelClasses);
             if (refine is not null)
                 log.Information("Job {JobId}: boundary refinement classified {Refined:N0} pixels one by one and changed {Changed:N0} of them", w.JobId, refine.RefinedPixels, refine.ChangedPixels);
             MaskPainter.Overlay(w.ImagePath, maskPath, overlayPath, classTable: table);

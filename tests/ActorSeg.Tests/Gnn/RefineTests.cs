@@ -390,5 +390,12 @@ public class TinyGraphTrainingTests() : TempDirTest("tiny")
         Assert.DoesNotContain("internal error", t.Stderr);
         Assert.True(t.Stderr.Contains("boundary refinement written") || t.Stderr.Contains("No boundary refinement"), t.Stderr);
         using (GpuTrainer.ModelFile.Load(Path.Combine(model, "best.model")).Model) { }
+        // segment.json counts every class of the model, also one no pixel took (the painter's counts end at the last painted)
+        var seg = Path.Combine(_dir, "seg");
+        var sr = TestPaths.RunCli("segment", Path.Combine(_dir, "t1.tif"), "--model", Path.Combine(model, "best.model"), "--out", seg);
+        Assert.True(sr.ExitCode == 0, sr.Stderr);
+        using var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(seg, "segment.json")));
+        Assert.Equal(2, summary.RootElement.GetProperty("pixelsPerClass").GetArrayLength());
+        Assert.Equal(48 * 48, summary.RootElement.GetProperty("pixelsPerClass").EnumerateArray().Sum(e => e.GetInt64()));
     }
 }

@@ -24,6 +24,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
     private string? _jobId;
     private GraphJobManifest? _manifest;
     private IRegionSource? _image, _mask;
+    private CancellationTokenSource? _tileCancel;
     private TileScratch _scratch = new(); // reused for every tile this worker processes; dropped when idle
     private TileAssignment? _current;
     private PaintAssignment? _currentPaint;
@@ -108,7 +109,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
     {
         Common();
         Receive<Done>(d => _log.ForContext("JobId", d.Work.JobId).Information("Abandoned tile {TileId} finished late; its result is dropped", d.Work.TileId));
-        Receive<Failed>(_ => { });
+        Receive<Failed>(LogAbandonedStop);
         Receive<Painted>(_ => { });
         Receive<PaintError>(_ => { });
         Receive<AbandonWork>(_ => { });
@@ -135,7 +136,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         Common();
         // the outcome of an item this worker abandoned arrives late: it is dropped (the item belongs to another worker now)
         Receive<Done>(d => !ReferenceEquals(d.Work, _current), d => _log.ForContext("JobId", d.Work.JobId).Information("Abandoned tile {TileId} finished late; its result is dropped", d.Work.TileId));
-        Receive<Failed>(f => !ReferenceEquals(f.Work, _current), _ => { });
+        Receive<Failed>(f => !ReferenceEquals(f.Work, _current), f => LogAbandonedStop(f));
         Receive<Painted>(p => !ReferenceEquals(p.Work, _currentPaint), _ => { });
         Receive<PaintError>(p => !ReferenceEquals(p.Work, _currentPaint), _ => { });
         Receive<Done>(d =>
@@ -182,11 +183,19 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
             _log.ForContext("JobId", a.JobId).ForContext("TileId", a.TileId).Warning("Abandoning tile {TileId} of job {JobId} (attempt {Attempt}): it missed its deadline and was given to another worker", a.TileId, a.JobId, a.Attempt);
             _scratch = new TileScratch();
             _image = null; _mask = null; _manifest = null; _jobId = null; // still in use by the abandoned read: dropped, not disposed
+            _tileCancel?.Cancel(); // its computation stops at the next SLIC iteration or phase (a read that hangs stays hung)
             BecomeIdle();
         });
         Receive<ReleaseBuffers>(_ => { });
         Receive<TileAssignment>(w => { if (Allowed("a tile", w.JobId, () => null, _ => { })) _coordinator.Tell(new TileHandedBack(w.JobId, w.TileId, w.Attempt)); });
         Receive<PaintAssignment>(w => { if (Allowed("a paint job", w.JobId, () => null, _ => { })) _coordinator.Tell(new PaintFailed(w.JobId, w.Attempt, "worker busy", false)); });
+    }
+
+    /// <summary>The outcome of a tile this worker abandoned: stopped by its cancellation (or failed) after it was given away.</summary>
+    private void LogAbandonedStop(Failed f)
+    {
+        if (f.Error is OperationCanceledException)
+            _log.ForContext("JobId", f.Work.JobId).Information("Abandoned tile {TileId} stopped before its end; nothing of it was written", f.Work.TileId);
     }
 
     private void BecomeIdle()
@@ -223,6 +232,8 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         Timers.Cancel("ask");
         Timers.Cancel("release");
         _current = w;
+        var cts = new CancellationTokenSource(); // cancelled when the coordinator gives the tile to another worker
+        _tileCancel = cts;
         _log.ForContext("JobId", w.JobId).ForContext("TileId", w.TileId).Debug("Tile {TileId} started (attempt {Attempt})", w.TileId, w.Attempt);
         Become(Busy);
         MarkBusy(true);
@@ -234,9 +245,10 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
             var tile = job.Plan.Tile(w.TileId);
             // the tile's large buffers are the worker's scratch, reused tile after tile: it leaves about 2 MB of small
             // garbage, which the GC's own young-generation collections take (no forced full collection per tile)
-            var outcome = GraphJob.ProcessTile(job, tile, _image!, _mask, _scratch);
+            var outcome = GraphJob.ProcessTile(job, tile, _image!, _mask, _scratch, cts.Token);
             return new Done(w, outcome, store.Describe(job.ResultPath(w.TileId)), store.Describe(job.LabelsPath(w.TileId)));
-        }).ContinueWith<object>(t => t.IsCompletedSuccessfully ? t.Result : new Failed(w, t.Exception!.GetBaseException()))
+        }).ContinueWith<object>(t => t.IsCompletedSuccessfully ? t.Result
+            : new Failed(w, t.Exception?.GetBaseException() ?? new OperationCanceledException("tile abandoned")))
           .PipeTo(self);
     }
 

@@ -233,7 +233,10 @@ public static class GraphJob
         double ReadSeconds = 0, double SlicSeconds = 0, double FragmentSeconds = 0, double WriteSeconds = 0, bool Skipped = false, double TextureSeconds = 0);
 
     /// <summary>Processes one tile: reads its region, runs SLIC, builds its partial graph, writes result and label files.</summary>
-    public static TileOutcome ProcessTile(GraphJobManifest job, TileSpec tile, IRegionSource image, IRegionSource? mask, TileScratch? scratch = null)
+    /// <param name="ct">a tile given up on (its worker abandoned it after its deadline) stops between phases and SLIC
+    /// iterations, and writes nothing, instead of holding a core until it ends</param>
+    public static TileOutcome ProcessTile(GraphJobManifest job, TileSpec tile, IRegionSource image, IRegionSource? mask, TileScratch? scratch = null,
+        CancellationToken ct = default)
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();
         scratch ??= new TileScratch();
@@ -261,7 +264,7 @@ public static class GraphJob
         }
         double tRead = sw.Elapsed.TotalSeconds;
         var seeds = scratch.Seeds(rn, cn);
-        SlicRegion.Run(raw, C, read, core, job.Grid, job.Stats, job.Request.Slic, seeds, scratch, tissue);
+        SlicRegion.Run(raw, C, read, core, job.Grid, job.Stats, job.Request.Slic, seeds, scratch, tissue, ct);
         tissue?.Apply(core, seeds, FragmentBuilder.Glass); // glass takes no part in fragments, groups or nodes
         double tSlic = sw.Elapsed.TotalSeconds;
         var groups = scratch.Groups(cn); // SLIC's planes are done with: the groups take their memory
@@ -272,8 +275,10 @@ public static class GraphJob
             TexturePlanes.Compute(raw, C, read, core, job.Width, job.Height, job.Stats, extra);
         }
         double tTexture = sw.Elapsed.TotalSeconds;
+        ct.ThrowIfCancellationRequested();
         var result = FragmentBuilder.Build(tile, job.Width, job.Height, raw, C, seeds, classes, job.Norms, job.MinSize, groups, extra, job.ExtraPlanes, scratch);
         double tFrag = sw.Elapsed.TotalSeconds;
+        ct.ThrowIfCancellationRequested();
         result.WriteFile(job.ResultPath(tile.Id));
         WriteLabels(job.LabelsPath(tile.Id), groups, core.W);
         int shipped = result.GFeatureRow.Count(r => r < 0);

@@ -30,9 +30,10 @@ public static class SlicRegion
     /// be the front of the scratch's label buffer (<see cref="Pipeline.TileScratch.Seeds"/>): the core's labels are then
     /// compacted in place, row by row in increasing order, each read before anything is written over it.
     /// </summary>
+    /// <param name="ct">checked before every iteration: a tile given up on (its worker abandoned it) stops within one</param>
     public static void Run(ReadOnlySpan<ushort> raw, int channels, PixelRect read, PixelRect core,
         SeedGrid grid, ImageStatistics stats, SlicParameters p, Span<int> coreLabels, Pipeline.TileScratch? scratch = null,
-        Imaging.TissueMap? tissue = null)
+        Imaging.TissueMap? tissue = null, CancellationToken ct = default)
     {
         int rw = read.W, rh = read.H, n = rw * rh;
         scratch ??= new Pipeline.TileScratch();
@@ -117,6 +118,7 @@ public static class SlicRegion
                 var win = new Windows(k);
                 for (int it = 0; it < p.Iterations; it++)
                 {
+                    ct.ThrowIfCancellationRequested();
                     win.Compute(cx, cy, radius, grid, read);
                     // the last update would not change any label; the others are summed as the assignment finishes rows
                     bool update = it < p.Iterations - 1;

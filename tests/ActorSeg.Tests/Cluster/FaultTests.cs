@@ -89,10 +89,12 @@ public class FaultTests(ITestOutputHelper output) : ClusterTestBase("fault")
     public void TilesThatAlwaysMissTheirDeadline_EndTheJobWithTheReason_InsteadOfRetryingForever()
     {
         var img = Path.Combine(_dir, "slow.tif");
-        // one tile of 4096 px takes seconds, the coordinator looks every 0.2 s: each attempt is surely seen late. (A result
+        // one tile of 6144 px takes seconds, the coordinator looks every 0.2 s: each attempt is surely seen late. (A result
         // that arrives before the coordinator has seen its deadline pass is accepted: it is valid work. With 2048-px
-        // tiles a fast attempt could finish between two looks, and the job then rightly succeeded.)
-        SyntheticMicroscopy.Generate(new SyntheticSpec(4096, 4096, SyntheticKind.Colonies, 8, 1, 5), img, Path.Combine(_dir, "slow_mask.tif"));
+        // tiles a fast attempt could finish between two looks, and the job then rightly succeeded; with 4096-px tiles,
+        // about a second each, it did once in CI, where the suite's other tests starved the coordinator's ticks that long.
+        // Abandoned attempts stop at their next SLIC iteration, so the larger tile costs no more CPU than before.)
+        SyntheticMicroscopy.Generate(new SyntheticSpec(6144, 6144, SyntheticKind.Colonies, 8, 1, 5), img, Path.Combine(_dir, "slow_mask.tif"));
         var h = NewCluster();
         int pc = ClusterHarness.FreePort(), pw = ClusterHarness.FreePort(), mc = ClusterHarness.FreePort();
         var seeds = $"akka.tcp://actorseg@127.0.0.1:{pc}";
@@ -102,7 +104,7 @@ public class FaultTests(ITestOutputHelper output) : ClusterTestBase("fault")
         var worker = h.Start("worker", pw, null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
         ClusterHarness.WaitFor(() => coord.Saw("Worker akka.tcp"), TimeSpan.FromSeconds(60), "the worker to join", coord);
         var clock = Stopwatch.StartNew();
-        var sub = h.Run("submit", 0, null, ["submit", img, "--out", Path.Combine(_dir, "out"), "--tile-size", "4096", "--coordinator", seeds]);
+        var sub = h.Run("submit", 0, null, ["submit", img, "--out", Path.Combine(_dir, "out"), "--tile-size", "6144", "--coordinator", seeds]);
         Assert.True(sub.Process.WaitForExit(TimeSpan.FromMinutes(2)), "the job should end:\n" + coord.Log);
         sub.Process.WaitForExit();
         output.WriteLine(coord.Log + "\n--- worker:\n" + worker.Log);
@@ -110,6 +112,9 @@ public class FaultTests(ITestOutputHelper output) : ClusterTestBase("fault")
         Assert.True(sub.Saw("missed its deadline"), sub.Log);
         Assert.True(coord.Lines.Count(l => l.Contains("missed its deadline") && l.Contains("counted as a failed attempt")) >= 3, coord.Log);
         Assert.True(worker.Saw("Abandoning tile"), "the late worker is told to let go:\n" + worker.Log);
+        // and stops computing the tile it let go of (it writes nothing; the job's folder is gone with the job anyway)
+        ClusterHarness.WaitFor(() => worker.Saw("Abandoned tile 0 stopped before its end"), TimeSpan.FromSeconds(30), "an abandoned attempt to stop", worker);
+        Assert.False(worker.Saw("finished late"), worker.Log);
         // the retries and the quarantine show in the coordinator's metrics
         var page = ScrapeMetrics(mc);
         Assert.True(MetricValue(page, "actorseg_retries", "kind=\"tile\"") >= 2, page);

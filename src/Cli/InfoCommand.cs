@@ -48,7 +48,7 @@ public static class InfoCommand
         using var img = VipsImageSource.Open(path);
         sb.AppendLine(I, $"file: {path}");
         sb.AppendLine(I, $"format: {img.Loader} (read through libvips), {img.Pages} page(s)");
-        sb.AppendLine(I, $"size: {img.Width} x {img.Height}, {img.Channels} channel(s), {img.BitDepth}-bit{(img.SignedShift > 0 ? $" (signed samples, read shifted by +{img.SignedShift})" : "")}");
+        sb.AppendLine(I, $"size: {img.Width} x {img.Height}, {img.Channels} channel(s), {img.BitDepth}-bit{(img.SignedShift > 0 ? $" (signed samples, read shifted by +{img.SignedShift})" : "")}{(img.ScaledRange is { } r ? $" (32-bit samples, read spread over 0..65535 from {string.Join(", ", r.Select(x => $"{x.Min:G6}..{x.Max:G6}"))})" : "")}");
         using (var whole = ImageSources.Open(path))
             if (whole is MultiPageSource m)
                 sb.AppendLine(I, $"OME-TIFF channels: {m.Channels}, on pages {string.Join(", ", m.Pages)} (the first focal plane and time point), read together as one {m.Channels}-channel image");

@@ -129,6 +129,9 @@ public sealed class VipsImageSource : IRegionSource
     public string? Description { get; }
     /// <summary>What was added to signed samples to read them as unsigned ones (128 or 32768), or 0.</summary>
     public int SignedShift { get; private init; }
+    /// <summary>For 32-bit integer and floating-point images: each band's finite range in the file, which is read spread
+    /// linearly over 0..65535 (<see cref="Open"/>); null for 8- and 16-bit images, read as they are.</summary>
+    public (double Min, double Max)[]? ScaledRange { get; private init; }
 
     private VipsImageSource(string path, Vips.Image image, bool wide, string loader, int pages, TiffTiles? tiles, string? description)
     {
@@ -188,6 +191,7 @@ public sealed class VipsImageSource : IRegionSource
             Fail(img, path, $"header claims absurd dimensions {img.Width}x{img.Height}");
         bool wide;
         int shift = 0;
+        (double Min, double Max)[]? range = null;
         bool converted = false; // samples libvips converts on the way (signed, wide labels): never ActorSeg's own reader
         switch (img.Format)
         {
@@ -226,8 +230,47 @@ public sealed class VipsImageSource : IRegionSource
                 img = unsigned;
                 break;
             }
+            case Vips.Enums.BandFormat.Float or Vips.Enums.BandFormat.Double or Vips.Enums.BandFormat.Int or Vips.Enums.BandFormat.Uint when !firstBandOnly:
+            {
+                // 32-bit integer or floating-point samples (deconvolved stacks, ImageJ's 32-bit, normalised exports): each
+                // band's finite range, taken from the file itself so that every process that opens it maps it alike, spread
+                // linearly over 0..65535 (a linear map keeps every z-scored feature but for the rounding to 65,536 levels);
+                // NaN and infinite samples read as the band's minimum
+                wide = true;
+                converted = true;
+                range = FiniteRange(img, path);
+                var scaled = SpreadOver16Bits(img, range);
+                img.Dispose();
+                img = scaled;
+                break;
+            }
+            case Vips.Enums.BandFormat.Float or Vips.Enums.BandFormat.Double when firstBandOnly:
+            {
+                // a mask stored as floats (0.0 and 1.0, or label ids): whole numbers are read as the labels they are, like
+                // a 32-bit integer mask (0..65535 as they are, anything beyond as 65535); a fraction (a probability map) or a
+                // NaN is no label, and refused
+                using var first = img.Bands > 1 ? img.ExtractBand(0) : img.Copy();
+                using var rounded = first.Round(Vips.Enums.OperationRound.Rint);
+                using var diff = first - rounded;
+                using var frac = diff.Abs();
+                double worst = frac.Max();
+                if (!(worst == 0))
+                    Fail(img, path, $"a mask of floating-point samples that are not whole numbers (one differs from its nearest integer by {worst}): " +
+                                    "a probability map, not labels; threshold it into class ids first");
+                wide = true;
+                converted = true;
+                using var asInt = rounded.Cast(Vips.Enums.BandFormat.Int);
+                using var below = asInt < 0;
+                using var above = asInt > 65535;
+                using var outside = below | above;
+                using var kept = outside.Ifthenelse(65535, asInt);
+                var unsigned = kept.Cast(Vips.Enums.BandFormat.Ushort);
+                img.Dispose();
+                img = unsigned;
+                break;
+            }
             default:
-                Fail(img, path, directory?.SampleProblem() ?? $"unsupported sample format '{img.Format}' (8- and 16-bit unsigned integer images are supported)");
+                Fail(img, path, directory?.SampleProblem() ?? $"unsupported sample format '{img.Format}' (8-, 16- and 32-bit integer and floating-point images are supported)");
                 return null!;
         }
         if (directory?.LayoutProblem() is { } layout) Fail(img, path, layout);
@@ -245,7 +288,56 @@ public sealed class VipsImageSource : IRegionSource
         }
         string? description = null;
         try { if (img.Contains("image-description")) description = img.Get("image-description") as string; } catch (Vips.VipsException) { /* optional */ }
-        return new VipsImageSource(path, img, wide, loader, pages, tiles, description) { SignedShift = shift };
+        return new VipsImageSource(path, img, wide, loader, pages, tiles, description) { SignedShift = shift, ScaledRange = range };
+    }
+
+    /// <summary>Each band's smallest and largest finite sample (two streaming passes over the image).</summary>
+    private static (double Min, double Max)[] FiniteRange(Vips.Image img, string path)
+    {
+        try
+        {
+            // finite: |v| ≤ the largest double (NaN compares false, infinities are larger); elsewhere +∞ for the minimum and
+            // -∞ for the maximum, so that only finite samples count
+            using var abs = img.Abs();
+            using var finite = abs <= double.MaxValue;
+            using var forMin = finite.Ifthenelse(img, double.PositiveInfinity);
+            using var forMax = finite.Ifthenelse(img, double.NegativeInfinity);
+            using var lo = forMin.Stats();
+            using var hi = forMax.Stats();
+            var range = new (double, double)[img.Bands];
+            for (int b = 0; b < img.Bands; b++)
+            {
+                double min = lo.Getpoint(0, b + 1)[0], max = hi.Getpoint(1, b + 1)[0];
+                if (!double.IsFinite(min) || !double.IsFinite(max))
+                    throw new InputFileException(path, img.Bands > 1 ? $"channel {b} has no finite sample (every one is NaN or infinite)" : "no finite sample (every one is NaN or infinite)");
+                range[b] = (min, max);
+            }
+            return range;
+        }
+        catch (Vips.VipsException e)
+        {
+            img.Dispose();
+            throw new InputFileException(path, $"cannot read pixels (truncated or corrupt file?): {Reason(e.Message)}", e);
+        }
+        catch (InputFileException)
+        {
+            img.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The image with each band's range spread over 0..65535 (rounded to the nearest level), non-finite samples
+    /// as the band's minimum, as 16-bit samples. A constant band reads as 0 (and is refused later as constant).</summary>
+    private static Vips.Image SpreadOver16Bits(Vips.Image img, (double Min, double Max)[] range)
+    {
+        var a = range.Select(r => r.Max > r.Min ? 65535.0 / (r.Max - r.Min) : 0).ToArray();
+        var b = range.Select((r, i) => -r.Min * a[i] + 0.5).ToArray(); // + 0.5: the cast truncates
+        using var asDouble = img.Cast(Vips.Enums.BandFormat.Double); // 32-bit integers keep every digit
+        using var abs = asDouble.Abs();
+        using var finite = abs <= double.MaxValue;
+        using var clean = finite.Ifthenelse(asDouble, range.Select(r => r.Min).ToArray());
+        using var spread = clean.Linear(a, b);
+        return spread.Cast(Vips.Enums.BandFormat.Ushort); // clipped to 0..65535
     }
 
     /// <summary>The bands that hold image data: all but a trailing alpha band. A TIFF says which of its extra samples is

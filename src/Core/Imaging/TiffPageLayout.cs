@@ -209,13 +209,15 @@ public sealed class TiffPageLayout
         return null;
     }
 
-    /// <summary>Why the page's samples are not ones ActorSeg reads (8- or 16-bit unsigned integers), or null.</summary>
+    /// <summary>Why the page's samples are not ones ActorSeg reads (8-, 16- or 32-bit integers, 32-bit floating point), or null.</summary>
     public string? SampleProblem()
     {
         var bits = All(258) ?? [1];
         long format = One(339, 1);
         string kind = format switch { 2 => "signed integer", 3 => "floating-point", 1 => "unsigned integer", _ => $"sample format {format}" };
-        if (format == 1 && bits.All(b => b is 8 or 16)) return null;
-        return $"unsupported sample format: {bits[0]}-bit {kind} samples (ActorSeg reads 8- and 16-bit unsigned integer images; convert it, e.g. to 16-bit)";
+        if (format is 1 or 2 && bits.All(b => b is 8 or 16 or 32)) return null;
+        if (format == 3 && bits.All(b => b == 32)) return null;
+        return $"unsupported sample format: {bits[0]}-bit {kind} samples (ActorSeg reads 8-, 16- and 32-bit integer and 32-bit floating-point images; " +
+               $"convert it, e.g. to 32-bit floats{(format == 3 && bits[0] == 64 ? " (NumPy: .astype(np.float32))" : "")} or to 16 bits)";
     }
 }

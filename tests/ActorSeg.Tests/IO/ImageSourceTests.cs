@@ -157,11 +157,85 @@ public class ImageSourceTests() : TempDirTest("io")
         File.WriteAllText(text, "hello");
         Assert.StartsWith(text, Assert.Throws<InputFileException>(() => VipsImageSource.Open(text)).Message);
 
-        // float TIFF: unsupported sample format
-        using (var f = Vips.Image.NewFromMemory(new float[16 * 16], 16, 16, 1, Vips.Enums.BandFormat.Float))
-            f.Tiffsave(Path.Combine(_dir, "float.tif"));
-        var e3 = Assert.Throws<InputFileException>(() => VipsImageSource.Open(Path.Combine(_dir, "float.tif")));
-        Assert.Contains("unsupported sample format", e3.Message);
+        // 64-bit float TIFF: libtiff under libvips reads none; named, with the way out
+        using (var f = Vips.Image.NewFromMemory(new double[16 * 16], 16, 16, 1, Vips.Enums.BandFormat.Double))
+            f.Tiffsave(Path.Combine(_dir, "double.tif"));
+        var e3 = Assert.Throws<InputFileException>(() => VipsImageSource.Open(Path.Combine(_dir, "double.tif")));
+        Assert.Contains("unsupported sample format: 64-bit floating-point samples", e3.Message);
+        Assert.Contains("np.float32", e3.Message);
+    }
+
+    [Fact]
+    public void FloatAndInt32Images_ReadAsEachBandsFiniteRangeSpreadOver16Bits()
+    {
+        int w = 64, h = 48;
+        var rnd = new Random(3);
+        var f = new float[w * h * 3];
+        var i32 = new int[w * h];
+        for (int k = 0; k < w * h; k++)
+        {
+            f[3 * k] = (float)(rnd.NextDouble() * 3.7 - 1.2);   // band 0: -1.2 .. 2.5
+            f[3 * k + 1] = rnd.Next(100, 200) * 1000f;           // band 1: another scale entirely
+            f[3 * k + 2] = (float)rnd.NextDouble() * 1e-6f;      // band 2: tiny values
+            i32[k] = rnd.Next(-70_000, 5_000_000);
+        }
+        f[3 * 7] = float.NaN; f[3 * 8 + 1] = float.PositiveInfinity; f[3 * 9] = float.NegativeInfinity;
+        string fp = Path.Combine(_dir, "f32.tif"), ip = Path.Combine(_dir, "i32.tif");
+        using (var img = Vips.Image.NewFromMemory(f, w, h, 3, Vips.Enums.BandFormat.Float)) img.Tiffsave(fp);
+        using (var img = Vips.Image.NewFromMemory(i32, w, h, 1, Vips.Enums.BandFormat.Int)) img.Tiffsave(ip);
+
+        static ushort[] Expected(double[] v, int bands)
+        {
+            var outv = new ushort[v.Length];
+            for (int b = 0; b < bands; b++)
+            {
+                var finite = Enumerable.Range(0, v.Length / bands).Select(k => v[k * bands + b]).Where(double.IsFinite).ToArray();
+                double min = finite.Min(), max = finite.Max(), a = 65535.0 / (max - min), off = -min * a + 0.5;
+                for (int k = 0; k < v.Length / bands; k++)
+                {
+                    double x = double.IsFinite(v[k * bands + b]) ? v[k * bands + b] : min;
+                    outv[k * bands + b] = (ushort)Math.Clamp(Math.Floor(x * a + off), 0, 65535);
+                }
+            }
+            return outv;
+        }
+
+        using (var src = VipsImageSource.Open(fp))
+        {
+            Assert.Equal((3, 16), (src.Channels, src.BitDepth));
+            Assert.Equal(3, src.ScaledRange!.Length);
+            var got = new ushort[w * h * 3];
+            src.ReadRegion(0, 0, w, h, got);
+            Assert.Equal(Expected(f.Select(x => (double)x).ToArray(), 3), got);
+            Assert.Equal(0, got[3 * 7]);      // NaN: the band's minimum
+            Assert.Equal(0, got[3 * 8 + 1]);  // +inf too (it does not stretch the range)
+            Assert.Contains(got.Where((_, k) => k % 3 == 0), v => v == 65535);
+            // a region reads the same samples as the whole image (the range is the file's, not the region's)
+            var part = new ushort[10 * 5 * 3];
+            src.ReadRegion(20, 30, 10, 5, part);
+            for (int y = 0; y < 5; y++) for (int x = 0; x < 10 * 3; x++) Assert.Equal(got[((30 + y) * w + 20) * 3 + x], part[y * 30 + x]);
+        }
+        using (var src = VipsImageSource.Open(ip))
+        {
+            var got = new ushort[w * h];
+            src.ReadRegion(0, 0, w, h, got);
+            Assert.Equal(Expected(i32.Select(x => (double)x).ToArray(), 1), got);
+        }
+
+        // masks stored as floats: whole numbers are labels; a fraction is a probability map, refused
+        string mp = Path.Combine(_dir, "maskf.tif"), pp = Path.Combine(_dir, "prob.tif");
+        var labels = Enumerable.Range(0, w * h).Select(k => (float)(k % 3)).ToArray();
+        using (var img = Vips.Image.NewFromMemory(labels, w, h, 1, Vips.Enums.BandFormat.Float)) img.Tiffsave(mp);
+        using (var img = Vips.Image.NewFromMemory(labels.Select(v => v * 0.4f).ToArray(), w, h, 1, Vips.Enums.BandFormat.Float)) img.Tiffsave(pp);
+        using (var m = VipsImageSource.Open(mp, firstBandOnly: true))
+        {
+            var got = new ushort[w * h];
+            m.ReadRegion(0, 0, w, h, got);
+            Assert.Equal(labels.Select(v => (ushort)v), got);
+        }
+        var e = Assert.Throws<InputFileException>(() => VipsImageSource.Open(pp, firstBandOnly: true));
+        Assert.StartsWith(pp, e.Message);
+        Assert.Contains("not whole numbers", e.Message);
     }
 
     [Fact]

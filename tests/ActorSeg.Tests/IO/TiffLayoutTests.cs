@@ -80,7 +80,7 @@ public class TiffLayoutTests() : TempDirTest("tifflayout")
     }
 
     [Theory]
-    [InlineData(258, 12u, "unsupported sample format: 12-bit unsigned integer samples (ActorSeg reads 8- and 16-bit unsigned integer images")]
+    [InlineData(258, 12u, "unsupported sample format: 12-bit unsigned integer samples (ActorSeg reads 8-, 16- and 32-bit integer and 32-bit floating-point images")]
     [InlineData(339, 3u, "unsupported sample format: 8-bit floating-point samples")]
     public void AnUnsupportedSampleFormat_IsExplained(int tag, uint value, string expected)
     {

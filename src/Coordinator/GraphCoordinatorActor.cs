@@ -183,8 +183,11 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
     {
         Decision d;
         try { d = _book.Handle(command, sender, DateTime.UtcNow); }
-        catch (Exception e) when (!_aborting && JobOf(command) is { } jobId)
+        catch (Exception e) when (!_aborting && command is not (SubmitGraphJob or SubmitTrainJob or SubmitBatch or WatchBatch or GetStatus)
+                                  && JobOf(command) is { } jobId)
         {
+            // (a client's request names a job id of its choosing: one that throws restarts the actor as before, and is not
+            // replayed, rather than ending a job that may be someone else's)
             // a fault of the book's own while it decided about one job: that job fails with the error and the others go on.
             // Left to the supervisor, the restart would recover the job, resume it, meet the same fault, and so on for ever.
             _log.Error(e, "Job {JobId}: internal error while handling {Command}; the job fails, the other jobs go on", jobId, command.GetType().Name);

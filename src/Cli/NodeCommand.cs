@@ -146,7 +146,7 @@ public static class NodeCommand
             for (int attempt = 1; ; attempt++)
             {
                 try { await o.Persistence.CheckReachableAsync(ct); break; }
-                catch (DatabaseUnreachableException e) when (attempt < 6)
+                catch (DatabaseUnreachableException e) when (attempt < 6 && !e.Permanent)
                 {
                     var wait = TimeSpan.FromSeconds(Math.Min(16, 1 << (attempt - 1)));
                     log.Warning("{Error}; retrying in {Seconds}s (attempt {Attempt} of 6)", e.Message, wait.TotalSeconds, attempt);

@@ -269,7 +269,17 @@ public sealed record PersistenceOptions
             {
                 await using var c = new Microsoft.Data.Sqlite.SqliteConnection(EffectiveConnectionString);
                 await c.OpenAsync(ct);
+                // SQLite opens any file lazily: reading its schema is what finds a file that is no database, or a damaged one
+                await using var q = c.CreateCommand();
+                q.CommandText = "SELECT count(*) FROM sqlite_master";
+                await q.ExecuteScalarAsync(ct);
             }
+        }
+        catch (Microsoft.Data.Sqlite.SqliteException e) when (e.SqliteErrorCode is 26 or 11) // SQLITE_NOTADB, SQLITE_CORRUPT
+        {
+            // waiting does not mend a file: before, the node came up and its journal failed to start every second, for ever
+            throw new DatabaseUnreachableException($"the job database {Describe()} is not a readable SQLite database ({e.Message}): " +
+                "a damaged or foreign file; restore it from a copy, or give --db another file (a new one starts an empty journal)", e, permanent: true);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
@@ -278,7 +288,11 @@ public sealed record PersistenceOptions
     }
 }
 
-public sealed class DatabaseUnreachableException(string message, Exception inner) : Exception(message, inner);
+/// <param name="permanent">trying again cannot help (the file is not a database), as opposed to a server not up yet</param>
+public sealed class DatabaseUnreachableException(string message, Exception inner, bool permanent = false) : Exception(message, inner)
+{
+    public bool Permanent { get; } = permanent;
+}
 
 /// <summary>
 /// One ActorSeg node: an Akka.Hosting host that joins the cluster and starts the actors of its roles. The

@@ -334,6 +334,20 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
     }
 
     [Fact]
+    public void AJournalFileThatIsNoDatabase_StopsTheCoordinatorAtOnce_NamingIt()
+    {
+        // before: the node came up, and its journal and snapshot store failed to start every second for ever
+        var db = Path.Combine(_dir, "damaged.db");
+        File.WriteAllBytes(db, Enumerable.Range(0, 65536).Select(i => (byte)(i * 7919 % 251)).ToArray());
+        int pc = ClusterHarness.FreePort();
+        var coord = NewCluster().Start("coordinator", pc, null, "--roles", "coordinator", "--seeds", $"akka.tcp://actorseg@127.0.0.1:{pc}", "--db", $"Data Source={db}");
+        Assert.True(coord.Process.WaitForExit(TimeSpan.FromSeconds(30)), "the coordinator should give up at once:\n" + coord.Log);
+        coord.Process.WaitForExit();
+        Assert.Equal(4, coord.Process.ExitCode);
+        Assert.True(coord.Saw("is not a readable SQLite database") && coord.Saw(db) && !coord.Saw("retrying in"), coord.Log);
+    }
+
+    [Fact]
     public void ACoordinatorWaitingForItsDatabase_StopsCleanlyOnSigterm()
     {
         var coord = CoordinatorWithoutItsDatabase();

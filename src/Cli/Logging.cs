@@ -28,5 +28,6 @@ public static class Logging
             : cfg.WriteTo.Console(outputTemplate: toStdout ? "[{Timestamp:HH:mm:ss} {Level:u3} {Role}] {Message:lj}{NewLine}{Exception}" : "[{Timestamp:HH:mm:ss} {Level:u3}] {Message:lj}{NewLine}{Exception}", standardErrorFromLevel: errFrom);
         Log.Logger = cfg.CreateLogger();
         ActorSeg.Core.Imaging.VipsWarnings.Warning += m => Log.Debug("libvips: {VipsWarning}", m);
+        ActorSeg.Core.Imaging.VipsWarnings.InputWarning += m => Log.Warning("{InputWarning}", m);
     }
 }

@@ -84,6 +84,16 @@ public static class VipsWarnings
         lock (Seen) { if (Seen.Count > 1000 || !Seen.Add(message)) return; }
         Warning?.Invoke(message);
     }
+
+    /// <summary>What ActorSeg itself says about an input it reads otherwise than the user may expect (an OME-TIFF read at
+    /// page 0 alone, palette entries that share a colour): logged as warnings, where libvips' own chatter is debug.</summary>
+    public static event Action<string>? InputWarning;
+
+    internal static void RaiseInput(string message)
+    {
+        lock (Seen) { if (Seen.Count > 1000 || !Seen.Add(message)) return; }
+        InputWarning?.Invoke(message);
+    }
 }
 
 /// <summary>
@@ -133,10 +143,16 @@ public sealed class VipsImageSource : IRegionSource
     /// linearly over 0..65535 (<see cref="Open"/>); null for 8- and 16-bit images, read as they are.</summary>
     public (double Min, double Max)[]? ScaledRange { get; private init; }
 
-    private VipsImageSource(string path, Vips.Image image, bool wide, string loader, int pages, TiffTiles? tiles, string? description)
+    /// <summary>A palette mask (an indexed PNG or TIFF): libvips gives its colours, which are mapped back to the palette's
+    /// indices, the class ids; null for every other image.</summary>
+    private readonly PaletteIndex? _palette;
+    /// <summary>Whether this mask's class ids are read back from its palette's colours (see <see cref="PaletteIndex"/>).</summary>
+    public bool IndexedColours => _palette is not null;
+
+    private VipsImageSource(string path, Vips.Image image, bool wide, string loader, int pages, TiffTiles? tiles, string? description, PaletteIndex? palette = null)
     {
-        Path = path; _image = image; _wide = wide; Loader = loader; Pages = pages; _tiles = tiles; Description = description;
-        Width = image.Width; Height = image.Height; Channels = image.Bands;
+        Path = path; _image = image; _wide = wide; Loader = loader; Pages = pages; _tiles = tiles; Description = description; _palette = palette;
+        Width = image.Width; Height = image.Height; Channels = palette is null ? image.Bands : 1;
     }
 
     /// <param name="path">image file</param>
@@ -189,6 +205,16 @@ public sealed class VipsImageSource : IRegionSource
             Fail(img, path, $"image has no pixels ({img.Width}x{img.Height})");
         if (img.Width > ImageLimits.MaxSide || img.Height > ImageLimits.MaxSide || (long)img.Width * img.Height > ImageLimits.MaxPixels)
             Fail(img, path, $"header claims absurd dimensions {img.Width}x{img.Height}");
+        // a mask whose samples are indices into a palette (class ids, as QuPath's labelled-image export, CVAT and Pascal VOC
+        // write them): libvips expands them to the palette's colours, whose first band is no class id (a class painted
+        // green read as background); the colours are mapped back to the indices
+        if (firstBandOnly && PaletteIndex.TryRead(path, img, isTiff, directory) is { } palette)
+        {
+            if (img.Format is not (Vips.Enums.BandFormat.Uchar or Vips.Enums.BandFormat.Ushort))
+                Fail(img, path, $"a palette image decoded as {img.Format} samples");
+            if (directory?.LayoutProblem() is { } broken) Fail(img, path, broken);
+            return new VipsImageSource(path, img, img.Format == Vips.Enums.BandFormat.Ushort, loader, pages, null, null, palette);
+        }
         bool wide;
         int shift = 0;
         (double Min, double Max)[]? range = null;
@@ -380,6 +406,18 @@ public sealed class VipsImageSource : IRegionSource
             throw new ArgumentOutOfRangeException(nameof(x), $"region {x},{y} {w}x{h} outside {Width}x{Height}");
         int n = w * h * Channels;
         if (dest.Length < n) throw new ArgumentException("destination too small", nameof(dest));
+        if (_palette is { } palette)
+        {
+            int bands = _image.Bands;
+            var colours = System.Buffers.ArrayPool<ushort>.Shared.Rent(w * h * bands);
+            try
+            {
+                ReadThroughVips(x, y, w, h, colours.AsSpan(0, w * h * bands), bands);
+                palette.Map(colours.AsSpan(0, w * h * bands), bands, dest[..(w * h)], Path, x, y, w);
+            }
+            finally { System.Buffers.ArrayPool<ushort>.Shared.Return(colours); }
+            return;
+        }
         if (_tiles is not null && _tiles.Covers(x, y, w, h))
         {
             try { _tiles.ReadRegion(x, y, w, h, Channels, dest); return; }
@@ -388,6 +426,13 @@ public sealed class VipsImageSource : IRegionSource
                 throw new InputFileException(Path, $"cannot read pixels of region x={x} y={y} {w}x{h} (truncated or corrupt file?): {e.Message}", e);
             }
         }
+        ReadThroughVips(x, y, w, h, dest, Channels);
+    }
+
+    /// <summary>Region x,y w×h of all <paramref name="bands"/> bands of the decoded image, as 16-bit samples.</summary>
+    private void ReadThroughVips(int x, int y, int w, int h, Span<ushort> dest, int bands)
+    {
+        int n = w * h * bands;
         try
         {
             // libvips writes the region straight into the caller's buffer (8-bit samples widened on the way), through an
@@ -396,13 +441,13 @@ public sealed class VipsImageSource : IRegionSource
             using var samples = _wide ? null : crop.Cast(Vips.Enums.BandFormat.Ushort);
             var region = samples ?? crop;
             // libvips writes what the region holds into the borrowed buffer: it must be exactly w×h×Channels 16-bit samples
-            if (region.Width != w || region.Height != h || region.Bands != Channels || region.Format != Vips.Enums.BandFormat.Ushort)
-                throw new InputFileException(Path, $"region x={x} y={y} {w}x{h} reads as {region.Width}x{region.Height}, {region.Bands} band(s) of {region.Format}; expected {Channels} band(s) of 16-bit samples");
+            if (region.Width != w || region.Height != h || region.Bands != bands || region.Format != Vips.Enums.BandFormat.Ushort)
+                throw new InputFileException(Path, $"region x={x} y={y} {w}x{h} reads as {region.Width}x{region.Height}, {region.Bands} band(s) of {region.Format}; expected {bands} band(s) of 16-bit samples");
             unsafe
             {
                 fixed (ushort* p = dest)
                 {
-                    using var target = Vips.Image.NewFromMemory((IntPtr)p, (ulong)n * 2, w, h, Channels, Vips.Enums.BandFormat.Ushort);
+                    using var target = Vips.Image.NewFromMemory((IntPtr)p, (ulong)n * 2, w, h, bands, Vips.Enums.BandFormat.Ushort);
                     region.Write(target);
                 }
             }
@@ -416,6 +461,7 @@ public sealed class VipsImageSource : IRegionSource
     /// <summary>Exact per-channel histogram of the whole image, computed by libvips in one streaming pass.</summary>
     public long[][] Histograms()
     {
+        if (_palette is not null) throw new NotSupportedException($"{Path}: a palette mask has no intensity histogram");
         var result = new long[Channels][];
         try
         {

@@ -278,7 +278,7 @@ public static class ImageSources
         if (pages is null)
         {
             // an OME-XML that claims channels it does not map: the page alone, as before, and a warning that says why
-            if (problem is not null) VipsWarnings.Raise($"{path}: page 0 is read alone: {problem}");
+            if (problem is not null) VipsWarnings.RaiseInput($"{path}: page 0 is read alone: {problem}");
             return first;
         }
         var sources = new IRegionSource[pages.Length];
@@ -296,7 +296,7 @@ public static class ImageSources
             // before, so the image stays usable, and the reason in the log
             foreach (var s in sources) if (s is not null && !ReferenceEquals(s, first)) s.Dispose();
             var why = e.Message.StartsWith(path + ": ", StringComparison.Ordinal) ? e.Message[(path.Length + 2)..] : e.Message;
-            VipsWarnings.Raise($"{path}: page 0 is read alone: {why}");
+            VipsWarnings.RaiseInput($"{path}: page 0 is read alone: {why}");
             return first;
         }
         catch

@@ -145,9 +145,11 @@ public sealed class TiffPageLayout
             long cnt = big ? (long)h.U64(e[4..]) : h.U32(e[4..]);
             int size = type switch { 3 => 2, 4 => 4, 16 => 8, 1 => 1, _ => 0 }; // SHORT, LONG, LONG8, BYTE
             if (size == 0 || cnt <= 0 || cnt > 1 << 26) continue; // tags of other types are none this reads
-            if (tag is not (256 or 257 or 258 or 259 or 262 or 273 or 277 or 278 or 279 or 284 or 317 or 322 or 323 or 324 or 325 or 338 or 339)) continue;
+            if (tag is not (256 or 257 or 258 or 259 or 262 or 273 or 277 or 278 or 279 or 284 or 317 or 320 or 322 or 323 or 324 or 325 or 338 or 339)) continue;
+            // a colour map (320): three values per palette entry, at most 2^16 entries
+            if (tag == 320 && cnt > 3 << 16) return null;
             // one value, or one per sample (at most 16): a directory that claims more for these is not one this reads
-            if (tag is not (273 or 279 or 324 or 325) && cnt > 16) return null;
+            if (tag is not (273 or 279 or 320 or 324 or 325) && cnt > 16) return null;
             long bytesLen = cnt * size;
             byte[] raw;
             if (bytesLen <= (big ? 8 : 4)) raw = e.Slice(big ? 12 : 8, (int)bytesLen).ToArray();

@@ -165,6 +165,90 @@ public class ImageSourceTests() : TempDirTest("io")
         Assert.Contains("np.float32", e3.Message);
     }
 
+    /// <summary>A minimal 8-bit palette PNG (no filter, one IDAT).</summary>
+    private static void WritePalettePng(string path, byte[] idx, int w, int h, (byte R, byte G, byte B)[] palette)
+    {
+        using var f = File.Create(path);
+        f.Write([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]);
+        void Chunk(string type, byte[] data)
+        {
+            var t = System.Text.Encoding.ASCII.GetBytes(type);
+            var len = new byte[4]; System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(len, (uint)data.Length);
+            f.Write(len); f.Write(t); f.Write(data);
+            var crc = new System.IO.Hashing.Crc32(); crc.Append(t); crc.Append(data);
+            var c = new byte[4]; System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(c, crc.GetCurrentHashAsUInt32());
+            f.Write(c);
+        }
+        var ihdr = new byte[13];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(ihdr, (uint)w);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(ihdr.AsSpan(4), (uint)h);
+        ihdr[8] = 8; ihdr[9] = 3; // 8-bit, palette
+        Chunk("IHDR", ihdr);
+        Chunk("PLTE", palette.SelectMany(c => new[] { c.R, c.G, c.B }).ToArray());
+        var raw = new MemoryStream();
+        using (var z = new System.IO.Compression.ZLibStream(raw, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+            for (int y = 0; y < h; y++) { z.WriteByte(0); z.Write(idx, y * w, w); }
+        Chunk("IDAT", raw.ToArray());
+        Chunk("IEND", []);
+    }
+
+    /// <summary>A minimal 8-bit palette TIFF (one uncompressed strip), its colour map in 16-bit values.</summary>
+    private static void WritePaletteTiff(string path, byte[] idx, int w, int h, ushort[] colourMap)
+    {
+        using var f = new BinaryWriter(File.Create(path));
+        var entries = new List<(ushort Tag, ushort Type, uint Count, uint Value)>
+        {
+            (256, 4, 1, (uint)w), (257, 4, 1, (uint)h), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 3),
+            (273, 4, 1, 0), (277, 3, 1, 1), (278, 4, 1, (uint)h), (279, 4, 1, (uint)(w * h)), (320, 3, (uint)colourMap.Length, 0),
+        };
+        uint ifd = 8, ifdSize = (uint)(2 + entries.Count * 12 + 4), mapAt = ifd + ifdSize, dataAt = mapAt + (uint)colourMap.Length * 2;
+        f.Write("II"u8); f.Write((ushort)42); f.Write(ifd);
+        f.Write((ushort)entries.Count);
+        foreach (var (tag, type, count, value) in entries)
+        {
+            f.Write(tag); f.Write(type); f.Write(count);
+            f.Write(tag == 273 ? dataAt : tag == 320 ? mapAt : type == 3 ? value & 0xffff : value);
+        }
+        f.Write(0u);
+        foreach (var v in colourMap) f.Write(v);
+        f.Write(idx);
+    }
+
+    [Theory]
+    [InlineData("png")]
+    [InlineData("tiff")]
+    public void APaletteMask_IsReadAsItsIndices_NotItsFirstColourBand(string format)
+    {
+        // classes 0 (black), 1 (green: no red at all) and 2 (blue); before, the first band (red) read every pixel as 0
+        int w = 40, h = 30;
+        var idx = Enumerable.Range(0, w * h).Select(k => (byte)(k % w < 10 ? 0 : k % w < 25 ? 1 : 2)).ToArray();
+        idx[5] = 3; // one pixel of an entry in the zero padding's colour ... which index 0 also has
+        var colours = new (byte, byte, byte)[256];
+        colours[1] = (0, 200, 0); colours[2] = (0, 0, 255);
+        var path = Path.Combine(_dir, "labels." + (format == "png" ? "png" : "tif"));
+        if (format == "png") WritePalettePng(path, idx, w, h, colours);
+        else
+        {
+            var map = new ushort[3 * 256];
+            for (int i = 0; i < 256; i++) { map[i] = (ushort)(colours[i].Item1 * 257); map[256 + i] = (ushort)(colours[i].Item2 * 257); map[512 + i] = (ushort)(colours[i].Item3 * 257); }
+            WritePaletteTiff(path, idx, w, h, map);
+        }
+        using (var m = VipsImageSource.Open(path, firstBandOnly: true))
+        {
+            Assert.True(m.IndexedColours);
+            Assert.Equal(1, m.Channels);
+            var got = new ushort[w * h];
+            m.ReadRegion(0, 0, w, h, got);
+            var want = idx.Select(v => (ushort)(v == 3 ? 0 : v)).ToArray(); // the padding's colour reads as the lowest index with it
+            Assert.Equal(want, got);
+            var part = new ushort[6 * 4];
+            m.ReadRegion(8, 3, 6, 4, part);
+            for (int y = 0; y < 4; y++) for (int x = 0; x < 6; x++) Assert.Equal(want[(3 + y) * w + 8 + x], part[y * 6 + x]);
+        }
+        // as an image (not a mask) it stays the colours it shows
+        using (var img = VipsImageSource.Open(path)) Assert.Equal(3, img.Channels);
+    }
+
     [Fact]
     public void FloatAndInt32Images_ReadAsEachBandsFiniteRangeSpreadOver16Bits()
     {

@@ -149,10 +149,16 @@ public sealed class VipsImageSource : IRegionSource
     /// <summary>Whether this mask's class ids are read back from its palette's colours (see <see cref="PaletteIndex"/>).</summary>
     public bool IndexedColours => _palette is not null;
 
-    private VipsImageSource(string path, Vips.Image image, bool wide, string loader, int pages, TiffTiles? tiles, string? description, PaletteIndex? palette = null)
+    /// <summary>For a mask saved in colour: how many colour bands each pixel has, reduced to one value as it is read (see
+    /// <see cref="Open"/>); 1 for every other image.</summary>
+    private readonly int _colourBands;
+
+    private VipsImageSource(string path, Vips.Image image, bool wide, string loader, int pages, TiffTiles? tiles, string? description,
+        PaletteIndex? palette = null, int colourBands = 1)
     {
         Path = path; _image = image; _wide = wide; Loader = loader; Pages = pages; _tiles = tiles; Description = description; _palette = palette;
-        Width = image.Width; Height = image.Height; Channels = palette is null ? image.Bands : 1;
+        _colourBands = colourBands;
+        Width = image.Width; Height = image.Height; Channels = palette is null && colourBands == 1 ? image.Bands : 1;
     }
 
     /// <param name="path">image file</param>
@@ -301,7 +307,12 @@ public sealed class VipsImageSource : IRegionSource
         }
         if (directory?.LayoutProblem() is { } layout) Fail(img, path, layout);
         int bands = img.Bands;
-        int keep = firstBandOnly ? 1 : DataBands(bands, isTiff, directory);
+        // a mask saved in colour (RGB, or several bands): its colour bands are all read, and a pixel whose bands are equal is
+        // that grey value (a grey mask saved as RGB reads as before), one whose bands differ a coloured mark, read as 65535:
+        // foreground in binary mode (before, the first band alone counted, so a mark drawn in green or blue was background,
+        // silently) and no class id in classes mode (colours are no class ids; a palette mask's are, see PaletteIndex)
+        int colourBands = firstBandOnly ? DataBands(bands, isTiff, directory) : 1;
+        int keep = firstBandOnly ? colourBands : DataBands(bands, isTiff, directory);
         if (keep > ImageLimits.MaxChannels) Fail(img, path, $"too many channels ({bands})");
         var tiles = isTiff && !converted
                     && (ownTiffReader ?? Environment.GetEnvironmentVariable("ACTORSEG_TIFF_READER") != "libvips")
@@ -314,7 +325,7 @@ public sealed class VipsImageSource : IRegionSource
         }
         string? description = null;
         try { if (img.Contains("image-description")) description = img.Get("image-description") as string; } catch (Vips.VipsException) { /* optional */ }
-        return new VipsImageSource(path, img, wide, loader, pages, tiles, description) { SignedShift = shift, ScaledRange = range };
+        return new VipsImageSource(path, img, wide, loader, pages, tiles, description, colourBands: colourBands) { SignedShift = shift, ScaledRange = range };
     }
 
     /// <summary>Each band's smallest and largest finite sample (two streaming passes over the image).</summary>
@@ -418,15 +429,40 @@ public sealed class VipsImageSource : IRegionSource
             finally { System.Buffers.ArrayPool<ushort>.Shared.Return(colours); }
             return;
         }
+        if (_colourBands > 1)
+        {
+            int cb = _colourBands;
+            var colours = System.Buffers.ArrayPool<ushort>.Shared.Rent(w * h * cb);
+            try
+            {
+                ReadSamples(x, y, w, h, colours.AsSpan(0, w * h * cb), cb);
+                for (int i = 0; i < w * h; i++)
+                {
+                    int p = i * cb;
+                    ushort v = colours[p];
+                    for (int b = 1; b < cb; b++) if (colours[p + b] != v) { v = 65535; break; }
+                    dest[i] = v;
+                }
+            }
+            finally { System.Buffers.ArrayPool<ushort>.Shared.Return(colours); }
+            return;
+        }
+        ReadSamples(x, y, w, h, dest, Channels);
+    }
+
+    /// <summary>The first <paramref name="bands"/> samples of each pixel of the region: through ActorSeg's own TIFF reader
+    /// where it covers the region, else through libvips.</summary>
+    private void ReadSamples(int x, int y, int w, int h, Span<ushort> dest, int bands)
+    {
         if (_tiles is not null && _tiles.Covers(x, y, w, h))
         {
-            try { _tiles.ReadRegion(x, y, w, h, Channels, dest); return; }
+            try { _tiles.ReadRegion(x, y, w, h, bands, dest); return; }
             catch (Exception e) when (e is InvalidDataException or IOException)
             {
                 throw new InputFileException(Path, $"cannot read pixels of region x={x} y={y} {w}x{h} (truncated or corrupt file?): {e.Message}", e);
             }
         }
-        ReadThroughVips(x, y, w, h, dest, Channels);
+        ReadThroughVips(x, y, w, h, dest, bands);
     }
 
     /// <summary>Region x,y w×h of all <paramref name="bands"/> bands of the decoded image, as 16-bit samples.</summary>

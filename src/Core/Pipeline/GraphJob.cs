@@ -223,7 +223,8 @@ public static class GraphJob
             else
             {
                 if (v >= FragmentBuilder.Unlabelled)
-                    throw new InputFileException(maskPath, $"mask value {v} is not a class id (class ids must be 0..254; use --ignore-value for an 'unlabelled' value)");
+                    throw new InputFileException(maskPath, $"mask value {v} is not a class id (class ids must be 0..254; use --ignore-value for an 'unlabelled' value)" +
+                        (v == 65535 ? "; 65535 is also how a coloured pixel of an RGB mask reads: classes mode needs class ids, as grey values or a palette's indices" : ""));
                 classes[i] = (byte)v;
             }
         }

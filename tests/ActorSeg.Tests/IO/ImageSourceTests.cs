@@ -1,4 +1,5 @@
 using ActorSeg.Core.Imaging;
+using ActorSeg.Core.Pipeline;
 using Xunit;
 using Vips = NetVips;
 
@@ -247,6 +248,36 @@ public class ImageSourceTests() : TempDirTest("io")
         }
         // as an image (not a mask) it stays the colours it shows
         using (var img = VipsImageSource.Open(path)) Assert.Equal(3, img.Channels);
+    }
+
+    [Fact]
+    public void AnRgbMask_ReadsGreyPixelsAsTheirValue_AndColouredOnesAs65535_NeverAsBackground()
+    {
+        int w = 32, h = 16;
+        var rgb = new byte[w * h * 3];
+        for (int k = 0; k < w * h; k++)
+        {
+            int x = k % w;
+            (byte r, byte g, byte b) = x < 8 ? ((byte)0, (byte)0, (byte)0) : x < 16 ? ((byte)0, (byte)200, (byte)0) : x < 24 ? ((byte)3, (byte)3, (byte)3) : ((byte)255, (byte)0, (byte)9);
+            rgb[3 * k] = r; rgb[3 * k + 1] = g; rgb[3 * k + 2] = b;
+        }
+        var path = Path.Combine(_dir, "rgbmask.png");
+        using (var img = Vips.Image.NewFromMemory(rgb, w, h, 3, Vips.Enums.BandFormat.Uchar)) img.Pngsave(path);
+        using var m = VipsImageSource.Open(path, firstBandOnly: true);
+        Assert.Equal(1, m.Channels);
+        var got = new ushort[w * h];
+        m.ReadRegion(0, 0, w, h, got);
+        for (int k = 0; k < w * h; k++)
+        {
+            int x = k % w;
+            Assert.Equal(x < 8 ? 0 : x < 16 ? 65535 : x < 24 ? 3 : 65535, got[k]); // green, before: 0 (its red band)
+        }
+        // binary mode: every coloured mark is foreground; classes mode: refused, saying why
+        var classes = new byte[w * h];
+        GraphJob.MapMask(got, classes, MaskMode.Binary, null, path);
+        Assert.Equal(w * h * 3 / 4, classes.Count(c => c == 1));
+        var e = Assert.Throws<InputFileException>(() => GraphJob.MapMask(got, classes, MaskMode.Classes, null, path));
+        Assert.Contains("coloured pixel of an RGB mask", e.Message);
     }
 
     [Fact]

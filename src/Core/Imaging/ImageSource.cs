@@ -312,6 +312,9 @@ public sealed class VipsImageSource : IRegionSource
         // foreground in binary mode (before, the first band alone counted, so a mark drawn in green or blue was background,
         // silently) and no class id in classes mode (colours are no class ids; a palette mask's are, see PaletteIndex)
         int colourBands = firstBandOnly ? DataBands(bands, isTiff, directory) : 1;
+        if (firstBandOnly && (loader.Contains("jpeg", StringComparison.OrdinalIgnoreCase) || directory?.Compression is 6 or 7))
+            VipsWarnings.RaiseInput($"{path}: a mask saved with lossy JPEG compression: its values near every edge are not the labels drawn " +
+                                    "(in binary mode any value above 0 is foreground, so compression noise around objects counts as foreground); save masks as PNG or TIFF");
         int keep = firstBandOnly ? colourBands : DataBands(bands, isTiff, directory);
         if (keep > ImageLimits.MaxChannels) Fail(img, path, $"too many channels ({bands})");
         var tiles = isTiff && !converted

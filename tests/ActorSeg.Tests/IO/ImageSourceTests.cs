@@ -281,6 +281,24 @@ public class ImageSourceTests() : TempDirTest("io")
     }
 
     [Fact]
+    public void AJpegMask_IsReadWithAWarningAboutItsCompressionNoise()
+    {
+        var path = Path.Combine(_dir, "mask.jpg");
+        var px = Enumerable.Range(0, 64 * 64).Select(k => (byte)(k % 64 < 30 ? 0 : 255)).ToArray();
+        using (var img = Vips.Image.NewFromMemory(px, 64, 64, 1, Vips.Enums.BandFormat.Uchar)) img.Jpegsave(path, q: 70);
+        var warned = new List<string>();
+        void Listen(string m) { lock (warned) warned.Add(m); }
+        VipsWarnings.InputWarning += Listen;
+        try
+        {
+            using (VipsImageSource.Open(path, firstBandOnly: true)) { }
+            using (VipsImageSource.Open(path)) { } // as an image: no warning
+        }
+        finally { VipsWarnings.InputWarning -= Listen; }
+        lock (warned) Assert.Single(warned, m => m.StartsWith(path + ": a mask saved with lossy JPEG compression", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void FloatAndInt32Images_ReadAsEachBandsFiniteRangeSpreadOver16Bits()
     {
         int w = 64, h = 48;

@@ -500,7 +500,7 @@ public sealed class VipsImageSource : IRegionSource
     /// <summary>Exact per-channel histogram of the whole image, computed by libvips in one streaming pass.</summary>
     public long[][] Histograms()
     {
-        if (_palette is not null) throw new NotSupportedException($"{Path}: a palette mask has no intensity histogram");
+        if (_palette is not null || _colourBands > 1) throw new NotSupportedException($"{Path}: a mask read from its palette or colours has no intensity histogram");
         var result = new long[Channels][];
         try
         {

@@ -142,6 +142,8 @@ public static class GraphJob
         if (req.K < 1 || req.K > 100) throw new ArgumentException($"k must be in [1, 100] (got {req.K})");
         if (!GraphRequest.FeatureSets.Contains(req.Features)) throw new ArgumentException($"features must be one of {string.Join(", ", GraphRequest.FeatureSets)} (got '{req.Features}')");
         if (req.Halo is < 0) throw new ArgumentException($"halo must be >= 0 pixels (got {req.Halo})");
+        // masks are read as 0..65535: any other value could never mark a pixel unlabelled, silently
+        if (req.IgnoreValue is < 0 or > 65535) throw new ArgumentException($"ignore value must be a mask value in [0, 65535] (got {req.IgnoreValue})");
     }
 
     /// <summary>First cheap pass: open and validate the inputs, gather global statistics, plan seeds and tiles.</summary>

@@ -25,6 +25,18 @@ public class JobLimitsTests() : TempDirTest("joblimits")
         Assert.Contains($"halo must be >= 0 pixels (got {halo})", e.Message);
     }
 
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(65536)]
+    [InlineData(70000)]
+    public void AnIgnoreValueNoMaskSampleCanHave_IsRefused(int ignore)
+    {
+        // masks are read as 0..65535: such a value would never mark a pixel unlabelled, and nothing would say so
+        var e = Assert.Throws<ArgumentException>(() => Prepare(new GraphRequest { ImagePath = "x.tif", IgnoreValue = ignore }));
+        Assert.Contains($"ignore value must be a mask value in [0, 65535] (got {ignore})", e.Message);
+        Prepare(new GraphRequest { ImagePath = "x.tif", IgnoreValue = 65535 });
+    }
+
     [Fact]
     public void SegmentsThatMakeTheSpacingUnderTwoPixels_AreRefused_AsASmallSpacingIs()
     {

@@ -307,10 +307,11 @@ public sealed class VipsImageSource : IRegionSource
         }
         if (directory?.LayoutProblem() is { } layout) Fail(img, path, layout);
         int bands = img.Bands;
-        // a mask saved in colour (RGB, or several bands): its colour bands are all read, and a pixel whose bands are equal is
-        // that grey value (a grey mask saved as RGB reads as before), one whose bands differ a coloured mark, read as 65535:
-        // foreground in binary mode (before, the first band alone counted, so a mark drawn in green or blue was background,
-        // silently) and no class id in classes mode (colours are no class ids; a palette mask's are, see PaletteIndex)
+        // a mask saved in colour (RGB, or several bands): its colour bands are all read. A pixel whose bands are equal is that
+        // grey value (a grey mask saved as RGB), one whose other bands are 0 its first band's value (labels kept in the red
+        // band, as BBBC039's masks are): both read as before. Any other is a coloured mark, read as 65535: foreground in
+        // binary mode (before, the first band alone counted, so a mark drawn in green or blue was background, silently) and
+        // no class id in classes mode (colours are no class ids; a palette mask's are, see PaletteIndex)
         int colourBands = firstBandOnly ? DataBands(bands, isTiff, directory) : 1;
         if (firstBandOnly && (loader.Contains("jpeg", StringComparison.OrdinalIgnoreCase) || directory?.Compression is 6 or 7))
             VipsWarnings.RaiseInput($"{path}: a mask saved with lossy JPEG compression: its values near every edge are not the labels drawn " +
@@ -443,8 +444,9 @@ public sealed class VipsImageSource : IRegionSource
                 {
                     int p = i * cb;
                     ushort v = colours[p];
-                    for (int b = 1; b < cb; b++) if (colours[p + b] != v) { v = 65535; break; }
-                    dest[i] = v;
+                    bool grey = true, firstOnly = true;
+                    for (int b = 1; b < cb; b++) { grey &= colours[p + b] == v; firstOnly &= colours[p + b] == 0; }
+                    dest[i] = grey || firstOnly ? v : (ushort)65535;
                 }
             }
             finally { System.Buffers.ArrayPool<ushort>.Shared.Return(colours); }

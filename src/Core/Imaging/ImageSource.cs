@@ -253,11 +253,7 @@ public sealed class VipsImageSource : IRegionSource
                 using var first = img.Bands > 1 ? img.ExtractBand(0) : img.Copy();
                 // compared and replaced as 32-bit integers (a uint stays one), so that 65535 is a value of the format
                 using var band0 = first.Format == Vips.Enums.BandFormat.Uint ? first.Copy() : first.Cast(Vips.Enums.BandFormat.Int);
-                using var below = band0 < 0;
-                using var above = band0 > 65535;
-                using var outside = below | above;
-                using var kept = outside.Ifthenelse(65535, band0);
-                var unsigned = kept.Cast(Vips.Enums.BandFormat.Ushort);
+                var unsigned = LabelsAs16Bits(band0);
                 img.Dispose();
                 img = unsigned;
                 break;
@@ -292,11 +288,7 @@ public sealed class VipsImageSource : IRegionSource
                 wide = true;
                 converted = true;
                 using var asInt = rounded.Cast(Vips.Enums.BandFormat.Int);
-                using var below = asInt < 0;
-                using var above = asInt > 65535;
-                using var outside = below | above;
-                using var kept = outside.Ifthenelse(65535, asInt);
-                var unsigned = kept.Cast(Vips.Enums.BandFormat.Ushort);
+                var unsigned = LabelsAs16Bits(asInt);
                 img.Dispose();
                 img = unsigned;
                 break;
@@ -330,6 +322,17 @@ public sealed class VipsImageSource : IRegionSource
         string? description = null;
         try { if (img.Contains("image-description")) description = img.Get("image-description") as string; } catch (Vips.VipsException) { /* optional */ }
         return new VipsImageSource(path, img, wide, loader, pages, tiles, description, colourBands: colourBands) { SignedShift = shift, ScaledRange = range };
+    }
+
+    /// <summary>Labels in 32-bit integers as 16-bit samples: 0..65535 as they are, anything outside as 65535 (never 0, so
+    /// never an object's label turned into background).</summary>
+    private static Vips.Image LabelsAs16Bits(Vips.Image labels)
+    {
+        using var below = labels < 0;
+        using var above = labels > 65535;
+        using var outside = below | above;
+        using var kept = outside.Ifthenelse(65535, labels);
+        return kept.Cast(Vips.Enums.BandFormat.Ushort);
     }
 
     /// <summary>Each band's smallest and largest finite sample (two streaming passes over the image).</summary>

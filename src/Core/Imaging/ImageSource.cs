@@ -266,7 +266,7 @@ public sealed class VipsImageSource : IRegionSource
                 // NaN and infinite samples read as the band's minimum
                 wide = true;
                 converted = true;
-                range = FiniteRange(img, path);
+                range = RangeOf(img, path, page);
                 var scaled = SpreadOver16Bits(img, range);
                 img.Dispose();
                 img = scaled;
@@ -333,6 +333,20 @@ public sealed class VipsImageSource : IRegionSource
         using var outside = below | above;
         using var kept = outside.Ifthenelse(65535, labels);
         return kept.Cast(Vips.Enums.BandFormat.Ushort);
+    }
+
+    /// <summary>The ranges this process has measured, by file (path, page, length and time of last change): a job opens its
+    /// image several times (prepare, every worker, the painter), and each measure reads the whole image twice.</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string, int, long, DateTime), (double Min, double Max)[]> Ranges = new();
+
+    private static (double Min, double Max)[] RangeOf(Vips.Image img, string path, int page)
+    {
+        var info = new FileInfo(path);
+        var key = (info.FullName, page, info.Length, info.LastWriteTimeUtc);
+        if (Ranges.TryGetValue(key, out var known) && known.Length == img.Bands) return known;
+        var range = FiniteRange(img, path);
+        if (Ranges.Count < 1000) Ranges[key] = range;
+        return range;
     }
 
     /// <summary>Each band's smallest and largest finite sample (two streaming passes over the image).</summary>

@@ -419,15 +419,7 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
     [Fact]
     public void ADamagedTile_FailsNamingTheFileAndTheTile_AndTheOthersStillRead()
     {
-        var where = Write();
-        if (where is null) return;
-        var (offset, length) = Chunk(where, 0);
-        var path = Path.Combine(_dir, "damaged.tif");
-        using (var f = new FileStream(path, FileMode.Open, FileAccess.Write))
-        {
-            f.Position = offset + 2; // past the zlib header: a deflate stream of garbage
-            f.Write(Enumerable.Repeat((byte)0xFF, (int)Math.Min(64, length - 2)).ToArray());
-        }
+        if (GarbleDeflateStream(0, "damaged.tif") is not { } path) return;
         // tile 5 is column 0 of the second row of tiles (five tiles across): the first row still reads
         FailsNaming(path, "tile 5", 32);
     }
@@ -454,16 +446,22 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
     [Fact]
     public void ADamagedTileOfSeparatePlanes_FailsNamingTheFileAndTheTile_AndTheRowsAboveItStillRead()
     {
-        var where = Write();
-        if (where is null) return;
-        var (offset, length) = Chunk(where, 2);
-        var path = Path.Combine(_dir, "damaged-planar.tif");
-        using (var f = new FileStream(path, FileMode.Open, FileAccess.Write))
-        {
-            f.Position = offset + 2; // past the zlib header: a deflate stream of garbage
-            f.Write(Enumerable.Repeat((byte)0xFF, (int)Math.Min(64, length - 2)).ToArray());
-        }
+        if (GarbleDeflateStream(2, "damaged-planar.tif") is not { } path) return;
         // tile row 0 (rows 0..31) of every plane still reads
         FailsNaming(path, "tile 25", 32);
+    }
+
+    /// <summary>The file <paramref name="name"/> with the deflate stream of the chunk on line <paramref name="which"/> of what
+    /// <see cref="Write"/> printed turned to garbage past its zlib header; null where the layouts could not be written.</summary>
+    private string? GarbleDeflateStream(int which, string name)
+    {
+        var where = Write();
+        if (where is null) return null;
+        var (offset, length) = Chunk(where, which);
+        var path = Path.Combine(_dir, name);
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Write);
+        f.Position = offset + 2;
+        f.Write(Enumerable.Repeat((byte)0xFF, (int)Math.Min(64, length - 2)).ToArray());
+        return path;
     }
 }

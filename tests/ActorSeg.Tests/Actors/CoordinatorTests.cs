@@ -90,6 +90,40 @@ public class CoordinatorTests : TestKit, IDisposable
         AwaitAssert(() => Assert.False(Directory.Exists(Path.Combine(outDir, ".work-j1"))), TimeSpan.FromSeconds(10)); // deleted in the background
     }
 
+    /// <summary>A result store with a bug: checking a result throws (a stand-in for any fault of the coordinator's own).</summary>
+    private sealed class ThrowingStore : IResultStore
+    {
+        public ResultRef Describe(string path) => DirectoryResultStore.Instance.Describe(path);
+        public string? Check(ResultRef r) => throw new NullReferenceException("a bug in the result store");
+        public string? CheckPresent(ResultRef r) => throw new NullReferenceException("a bug in the result store");
+    }
+
+    [Fact]
+    public void AFaultOfTheCoordinatorsOwnAboutOneJob_FailsThatJob_AndTheCoordinatorGoesOn()
+    {
+        // before: the exception restarted the actor, which recovered the job, met the same fault, and so on
+        var coord = Sys.ActorOf(GraphCoordinatorActor.Props(new CoordinatorSettings { PersistenceId = "barrier", ProgressInterval = TimeSpan.FromSeconds(30) }, new ThrowingStore()));
+        var client = CreateTestProbe();
+        client.Send(coord, new SubmitGraphJob("jb", Spec(Path.Combine(_dir, "out-b"))));
+        client.ExpectMsg<JobReceived>(TimeSpan.FromSeconds(20));
+        client.ExpectMsg<GraphJobAccepted>(TimeSpan.FromSeconds(20));
+        var worker = CreateTestProbe();
+        worker.Send(coord, new RequestWork(1));
+        var a = worker.ExpectMsg<TileAssignment>(TimeSpan.FromSeconds(20));
+        var job = GraphJobManifest.Load(a.ManifestPath);
+        var r = new ResultRef(Path.GetFullPath(job.ResultPath(a.TileId)), 1, "0");
+        var l = new ResultRef(Path.GetFullPath(job.LabelsPath(a.TileId)), 1, "0");
+        worker.Send(coord, new TileCompleted(a.JobId, a.TileId, a.Attempt, r, l, 1, 0, 1, 0.1));
+        var failed = Assert.IsType<GraphJobFailed>(client.FishForMessage(m => m is GraphJobCompleted or GraphJobFailed, TimeSpan.FromSeconds(30)));
+        Assert.Contains("internal error of the coordinator (NullReferenceException: a bug in the result store)", failed.Error);
+        // the same actor takes the next job (not restarted into the same fault)
+        var other = CreateTestProbe();
+        other.Send(coord, new SubmitGraphJob("jc", Spec(Path.Combine(_dir, "out-c"))));
+        other.ExpectMsg<JobReceived>(TimeSpan.FromSeconds(20));
+        other.ExpectMsg<GraphJobAccepted>(TimeSpan.FromSeconds(20));
+        client.ExpectNoMsg(TimeSpan.FromSeconds(1));
+    }
+
     [Fact]
     public void APermanentTileFailure_FailsTheJob_AndLeavesNoOutput()
     {

@@ -43,8 +43,33 @@ public sealed class ActorSegSerializer : SerializerWithStringManifest
         try { return MessagePackSerializer.Deserialize(type, bytes, Options)!; }
         catch (MessagePackSerializationException e)
         {
-            throw new SerializationException($"malformed ActorSeg message '{manifest}' ({bytes.Length} bytes): {e.InnerException?.Message ?? e.Message}", e);
+            var why = e.InnerException?.Message ?? e.Message;
+            // a journal event that cannot be read (a damaged row, a field this build reads differently): the coordinator's
+            // recovery skips it and fails the job it belonged to, where before the whole recovery failed on every start
+            if (IsJournalEvent(type)) return new UnreadableEvent(manifest, bytes.Length, why, SalvageId(bytes));
+            // a snapshot: the coordinator's recovery falls back to the one before it (never to an empty state)
+            if (type == typeof(CoordinatorSnapshot)) return new UnreadableSnapshot($"{why}; {bytes.Length} bytes");
+            throw new SerializationException($"malformed ActorSeg message '{manifest}' ({bytes.Length} bytes): {why}", e);
         }
+    }
+
+    /// <summary>Journal events (a snapshot is handled apart: it must never pass for an empty one).</summary>
+    private static bool IsJournalEvent(Type t) => typeof(ICoordinatorEvent).IsAssignableFrom(t) && t != typeof(CoordinatorSnapshot);
+
+    /// <summary>
+    /// Every journal event's first field (key 0) is the id of its job, training or batch: read it from the damaged
+    /// bytes if their start is intact. Only a plain id is taken; the coordinator acts on it only if it knows the id.
+    /// </summary>
+    internal static string? SalvageId(byte[] bytes)
+    {
+        try
+        {
+            var r = new MessagePackReader(bytes);
+            if (r.NextMessagePackType != MessagePackType.Array || r.ReadArrayHeader() < 1 || r.NextMessagePackType != MessagePackType.String) return null;
+            var id = r.ReadString();
+            return id is { Length: > 0 and <= 256 } && id.All(c => c >= ' ' && c < 0x7f) ? id : null;
+        }
+        catch (Exception e) when (e is MessagePackSerializationException or EndOfStreamException or InvalidOperationException or ArgumentException) { return null; }
     }
 
     /// <summary>HOCON that registers the serializer for every ActorSeg message.</summary>

@@ -89,10 +89,25 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
 
         Recover<SnapshotOffer>(o =>
         {
-            if (o.Snapshot is CoordinatorSnapshot s) { _book.Apply(s); _snapshots.Add(o.Metadata.SequenceNr); }
+            if (o.Snapshot is UnreadableSnapshot u) SkipSnapshot(o.Metadata.SequenceNr, u);
+            if (o.Snapshot is not CoordinatorSnapshot s) return;
+            // read but not usable (a field this build refuses): the same as unreadable; the half-filled book goes with this actor
+            try { _book.Apply(s); }
+            catch (Exception e) when (e is not OutOfMemoryException) { SkipSnapshot(o.Metadata.SequenceNr, new UnreadableSnapshot($"{e.GetType().Name}: {e.Message}")); }
+            _snapshots.Add(o.Metadata.SequenceNr);
         });
-        Recover<ICoordinatorEvent>(_book.Apply);
-        Recover<RecoveryCompleted>(_ => Run(new Recovered(_recovery.Elapsed.TotalSeconds), ""));
+        // an event that cannot be read or applied is set aside by the book rather than failing the recovery
+        Recover<UnreadableEvent>(u => { _firstReplayed ??= LastSequenceNr; _book.Replay(u, LastSequenceNr); });
+        Recover<ICoordinatorEvent>(e => { _firstReplayed ??= LastSequenceNr; _book.Replay(e, LastSequenceNr); });
+        Recover<RecoveryCompleted>(_ =>
+        {
+            // the floor served this recovery only: snapshots taken from now on are good, and older events may be deleted
+            // as they are taken, so a later restart must not look below them
+            if (SnapshotsBelow.TryRemove(PersistenceId, out long _) && _snapshots.Count == 0 && _firstReplayed > 1)
+                _log.Error("No snapshot of the coordinator could be read, and the journal's events before #{First} were deleted when those snapshots were taken: " +
+                           "jobs recorded only there are lost (their outputs on disk are not touched)", _firstReplayed);
+            Run(new Recovered(_recovery.Elapsed.TotalSeconds), "");
+        });
 
         Command<Internal>(i =>
         {
@@ -113,6 +128,34 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         Command<DeleteSnapshotsFailure>(f => _log.Warning(f.Cause, "Could not delete old snapshots"));
         Command<IActorSegMessage>(m => Run(m, Id(Sender)));
     }
+
+    /// <summary>
+    /// Per persistence id, the sequence number below which the next recovery looks for a snapshot: lowered past each snapshot
+    /// found unreadable (the actor is started again with it), and dropped once a recovery completes.
+    /// </summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> SnapshotsBelow = new();
+    private long? _firstReplayed;
+
+    public override Recovery Recovery => SnapshotsBelow.TryGetValue(PersistenceId, out var below)
+        ? new Recovery(new SnapshotSelectionCriteria(below - 1))
+        : Recovery.Default;
+
+    /// <summary>
+    /// A snapshot that cannot be read: recovery starts again from the snapshot before it and the events after that (the last
+    /// three snapshots and the events after the oldest are kept for this). Applying events on top of nothing instead would
+    /// lose every job the snapshot held, without a word.
+    /// </summary>
+    private void SkipSnapshot(long seqNr, UnreadableSnapshot u)
+    {
+        SnapshotsBelow.AddOrUpdate(PersistenceId, seqNr, (_, old) => Math.Min(old, seqNr));
+        Core.Telemetry.Quarantines.Add(1, Core.Telemetry.Tag("kind", "snapshot"));
+        _log.Error("Coordinator snapshot at event #{SequenceNr} could not be read ({Reason}); recovering again from the snapshot before it and the events after that",
+            seqNr, u.Reason);
+        throw new SnapshotSkipped($"coordinator snapshot at event #{seqNr} could not be read ({u.Reason}); recovery starts again from the one before it");
+    }
+
+    /// <summary>Ends a recovery on purpose, so the next one starts below an unreadable snapshot (logged once, by <see cref="SkipSnapshot"/>).</summary>
+    private sealed class SnapshotSkipped(string message) : Exception(message);
 
     public static Props Props(CoordinatorSettings settings, IResultStore? store = null) =>
         Akka.Actor.Props.Create(() => new GraphCoordinatorActor(settings, store));
@@ -136,6 +179,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
 
     protected override void OnRecoveryFailure(Exception reason, object? message = null)
     {
+        if (reason is SnapshotSkipped) { base.OnRecoveryFailure(reason, message); return; }
         Core.Telemetry.JournalFailures.Add(1);
         _log.Error(reason, "Coordinator could not recover its journal ({Reason}); it stops and its supervisor starts it again with backoff (no job state is dropped)", reason.Message);
         base.OnRecoveryFailure(reason, message);

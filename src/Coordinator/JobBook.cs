@@ -263,6 +263,87 @@ public sealed class JobBook
         }
     }
 
+    // ================================================================ journal events recovery could not use
+
+    /// <summary>A journal event recovery skipped: its sequence number, its type, why, and the id it named, when known.</summary>
+    public sealed record JournalDamage(long SequenceNr, string Event, string Why, string? Id);
+
+    private readonly List<JournalDamage> _damage = new();
+    public IReadOnlyList<JournalDamage> Damage => _damage;
+
+    /// <summary>
+    /// One event of a recovery (the journal replayed, <paramref name="sequenceNr"/> its number): applied, or, when it
+    /// could not be read (<see cref="UnreadableEvent"/>) or <see cref="Apply"/> throws on it, set aside and settled once
+    /// recovery completes (<see cref="Recovered"/>). A recovery that failed instead would restart into the same event
+    /// for ever, and every job would wait.
+    /// </summary>
+    public void Replay(object e, long sequenceNr)
+    {
+        switch (e)
+        {
+            case UnreadableEvent u:
+                _damage.Add(new JournalDamage(sequenceNr, u.Manifest, $"could not be read ({u.Reason})", u.Id));
+                break;
+            case ICoordinatorEvent ev:
+                try { Apply(ev); }
+                catch (Exception x) when (x is not OutOfMemoryException)
+                {
+                    _damage.Add(new JournalDamage(sequenceNr, ev.GetType().Name, $"could not be applied ({x.GetType().Name}: {x.Message})", IdOf(ev)));
+                }
+                break;
+        }
+    }
+
+    private static string? IdOf(ICoordinatorEvent e) => e switch
+    {
+        BatchSubmitted b => b.BatchId,
+        BatchSlideEnded b => b.BatchId,
+        _ => e.GetType().GetProperty("JobId")?.GetValue(e) as string,
+    };
+
+    /// <summary>
+    /// After recovery: every skipped event is logged with what it costs. A job or training it belonged to that has not
+    /// ended is failed (its recorded state lacks that event, so resuming it could build on a wrong state); a batch goes
+    /// on (its slides' ends are re-read from their jobs); an event with no id it could be traced to is lost alone.
+    /// Returns the jobs that must not resume.
+    /// </summary>
+    private HashSet<string> SettleDamage(DecisionBuilder d, DateTime now)
+    {
+        var failed = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var g in _damage)
+        {
+            string consequence;
+            bool settled = false; // a job failed for it on an earlier start: only a warning, its outcome was settled then
+            string reason = $"quarantined: its journal event #{g.SequenceNr} ({g.Event}) {g.Why}; the job's recorded state is incomplete, so it is not resumed (submit it again under a new job id)";
+            if (g.Id is { } id && _jobs.TryGetValue(id, out var j))
+            {
+                if (j.Ended is null) { if (failed.Add(id)) Fail(j, reason, d); consequence = $"job {id} fails"; }
+                else (consequence, settled) = ($"job {id} had ended already; its outcome stands", true);
+            }
+            else if (g.Id is { } tid && _trainings.TryGetValue(tid, out var t))
+            {
+                if (t.Ended is null)
+                {
+                    if (failed.Add(tid)) { d.Record(new JobEnded(tid, false, reason)); d.Then(new TrainingEnded(tid)); }
+                    consequence = $"training job {tid} fails";
+                }
+                else (consequence, settled) = ($"training job {tid} had ended already; its outcome stands", true);
+            }
+            else if (g.Id is { } bid && _batches.ContainsKey(bid))
+                consequence = $"batch {bid} goes on (each slide's end is read again from its job)";
+            else if (g.Id is { } other)
+                consequence = $"'{other}' is no job this coordinator knows (the lost event may be the one that recorded it; a batch's slide is started again)";
+            else
+                consequence = "the event names no job that could be read; what it recorded is lost (a tile is computed again or a step repeated)";
+            if (!settled) Telemetry.Quarantines.Add(1, Telemetry.Tag("kind", "event"));
+            _log.Write(settled ? Serilog.Events.LogEventLevel.Warning : Serilog.Events.LogEventLevel.Error,
+                "Journal event #{SequenceNr} ({Event}) {Why}: skipped, {Consequence}", g.SequenceNr, g.Event, g.Why, consequence);
+            if (!settled) RecentError(now, g.Id ?? "", $"journal event #{g.SequenceNr} ({g.Event}) {g.Why}: {consequence}");
+        }
+        _damage.Clear();
+        return failed;
+    }
+
     private void Finished(string jobId)
     {
         _finishedOrder.Enqueue(jobId);
@@ -373,7 +454,8 @@ public sealed class JobBook
                 _jobs.Count, open.Count, open.Sum(j => j.Done.Count), rc.Seconds);
         else
             _log.Information("Coordinator started (empty journal, recovery {Seconds:F2}s)", rc.Seconds);
-        foreach (var t in _trainings.Values.Where(t => t.Ended is null))
+        var quarantined = SettleDamage(d, now);
+        foreach (var t in _trainings.Values.Where(t => t.Ended is null && !quarantined.Contains(t.JobId)))
         {
             t.Log.Information("Training job {JobId} resumes: it will be trained again from the start on the next free trainer", t.JobId);
             if (t.Trained is not null) d.Record(new JobEnded(t.JobId, true, null));
@@ -381,6 +463,7 @@ public sealed class JobBook
         foreach (var j in open)
         {
             j.RecoveredTiles = j.Done.Count;
+            if (quarantined.Contains(j.JobId)) continue;
             // a step that was started and never finished, MaxCrashes times: it is what brought the coordinator down
             if (j.StepStarts >= _s.MaxCrashes)
             {

@@ -9,6 +9,19 @@ namespace ActorSeg.Messages;
 /// <summary>Marker for journal events and snapshots.</summary>
 public interface ICoordinatorEvent : IActorSegMessage;
 
+/// <summary>
+/// A journal event that could not be read back: damaged bytes, or a schema this build cannot read. The serializer
+/// hands this to the coordinator's recovery instead of failing it (which would stop every job for good); never
+/// written. <see cref="Id"/> is the job, training or batch id salvaged from the event's first field, when there is one.
+/// </summary>
+public sealed record UnreadableEvent(string Manifest, int Length, string Reason, string? Id);
+
+/// <summary>
+/// A coordinator snapshot that could not be read back: the serializer hands this to the recovery, which then recovers
+/// from the snapshot before it and the events after that (kept for this), instead of failing on every start. Never written.
+/// </summary>
+public sealed record UnreadableSnapshot(string Reason);
+
 [MessagePackObject]
 public sealed record JobSubmitted([property: Key(0)] string JobId, [property: Key(1)] GraphJobSpec Spec, [property: Key(2)] DateTime SubmittedUtc) : ICoordinatorEvent;
 

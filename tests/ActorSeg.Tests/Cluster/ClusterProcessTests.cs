@@ -324,6 +324,82 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
     }
 
     [Fact]
+    public void DamagedSnapshotsAndADamagedEvent_FailOnlyTheirJob_AndTheCoordinatorGoesOn()
+    {
+        // before: a snapshot or an event that could not be read failed the recovery, and the coordinator restarted into it
+        // every few seconds for ever, every job and batch waiting
+        var db = Path.Combine(_dir, "journal.db");
+        var img = Image(_dir, "small", 768, 5);
+        var h = NewCluster();
+        int pc = ClusterHarness.FreePort();
+        var seeds = $"akka.tcp://actorseg@127.0.0.1:{pc}";
+        string[] coordArgs = ["--roles", "coordinator", "--seeds", seeds, "--db", $"Data Source={db}"];
+        var env = new Dictionary<string, string> { ["ACTORSEG_SNAPSHOTEVERY"] = "2", ["ACTORSEG_PROGRESSINTERVALSECONDS"] = "0.5" };
+        var coord = h.Start("coordinator", pc, env, coordArgs);
+        ClusterHarness.WaitFor(() => coord.Saw("Coordinator started"), TimeSpan.FromSeconds(60), "the coordinator", coord);
+        var subs = new[] { "keep", "damaged" }.Select(id => SubmitNode(h, coord.Address, img, "--out", Path.Combine(_dir, "out-" + id), "--tile-size", "256", "--job-id", id)).ToList();
+        ClusterHarness.WaitFor(() => coord.Saw("Job keep planned") && coord.Saw("Job damaged planned"), TimeSpan.FromSeconds(60), "both jobs planned", coord);
+        foreach (var sn in subs) sn.Kill();
+        coord.Kill();
+
+        int snapshots;
+        long damagedSeq;
+        using (var c = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={db};Pooling=False"))
+        {
+            c.Open();
+            using var cmd = c.CreateCommand();
+            // every snapshot damaged (none was taken past the third, so no event is deleted yet)
+            cmd.CommandText = "SELECT count(*) FROM snapshot";
+            snapshots = Convert.ToInt32(cmd.ExecuteScalar());
+            cmd.CommandText = "SELECT sequence_number, snapshot FROM snapshot";
+            var rows = new List<(long, byte[])>();
+            using (var r = cmd.ExecuteReader()) while (r.Read()) rows.Add((r.GetInt64(0), (byte[])r[1]));
+            foreach (var (seq, bytes) in rows)
+            {
+                bytes[0] = 0xc1;
+                using var up = c.CreateCommand();
+                up.CommandText = "UPDATE snapshot SET snapshot = $b WHERE sequence_number = $s";
+                up.Parameters.AddWithValue("$b", bytes);
+                up.Parameters.AddWithValue("$s", seq);
+                Assert.Equal(1, up.ExecuteNonQuery());
+            }
+            // the damaged job's plan: its id still legible, the byte after it never used by MessagePack
+            cmd.CommandText = "SELECT sequence_number, message FROM journal WHERE manifest = 'JobPlanned' AND instr(message, CAST('damaged' AS BLOB)) > 0";
+            using (var r = cmd.ExecuteReader())
+            {
+                Assert.True(r.Read(), "the damaged job's plan is in the journal");
+                damagedSeq = r.GetInt64(0);
+                var bytes = (byte[])r[1];
+                bytes[2 + "damaged".Length] = 0xc1;
+                using var up = c.CreateCommand();
+                up.CommandText = "UPDATE journal SET message = $m WHERE sequence_number = $s";
+                up.Parameters.AddWithValue("$m", bytes);
+                up.Parameters.AddWithValue("$s", damagedSeq);
+                r.Close();
+                Assert.Equal(1, up.ExecuteNonQuery());
+            }
+        }
+        Assert.InRange(snapshots, 1, 3);
+
+        var coord2 = h.Start("coordinator2", pc, env, coordArgs);
+        var w = h.Start("worker", ClusterHarness.FreePort(), null, "--roles", "tile-worker", "--seeds", seeds, "--workers", "1");
+        try
+        {
+            ClusterHarness.WaitFor(() => coord2.Saw("Job keep finished"), TimeSpan.FromSeconds(120), "the other job to finish", coord2);
+        }
+        finally { output.WriteLine(coord2.Log + "\n--- worker:\n" + w.Log); }
+        Assert.Equal(snapshots, coord2.Lines.Count(l => l.Contains("Coordinator snapshot at event #") && l.Contains("could not be read")));
+        Assert.Contains(coord2.Lines, l => l.Contains($"Journal event #{damagedSeq} (JobPlanned) could not be read") && l.Contains("job damaged fails"));
+        Assert.Contains(coord2.Lines, l => l.Contains("Job damaged failed: quarantined"));
+        Assert.False(coord2.Saw("No snapshot of the coordinator could be read"), "no event had been deleted: nothing is lost");
+        Assert.True(File.Exists(Path.Combine(_dir, "out-keep", "graph.npz")));
+        var st = h.Run("status", 0, null, ["status", "--coordinator", coord2.Address]);
+        Assert.Equal(0, Wait(st.Process, TimeSpan.FromSeconds(60)));
+        Assert.Contains(st.Lines, l => l.StartsWith("damaged") && l.Contains("failed"));
+        Assert.Contains(st.Lines, l => l.StartsWith("keep") && l.Contains(" done "));
+    }
+
+    [Fact]
     public void AnUnreachableDatabase_StopsTheCoordinatorWithAClearError()
     {
         var coord = CoordinatorWithoutItsDatabase();

@@ -197,6 +197,54 @@ public class JobBookTests() : TempDirTest("book")
     }
 
     [Fact]
+    public void AJournalEventThatCannotBeReadOrApplied_FailsItsJobOnRecovery_AndEveryOtherJobResumes()
+    {
+        var h = new Harness(new CoordinatorSettings());
+        SubmitAndPlan(h, "a");
+        SubmitAndPlan(h, "b");
+        var ma = h.Files.Manifests.Values.Single(m => m.JobId == "a");
+        h.Run(new RequestWork(1), "w1");
+        var first = h.To<TileAssignment>("w1").Single();
+        Assert.Equal("a", first.JobId);
+        h.Run(Completed(first, ma), "w1");
+        int damaged = h.Journal.FindIndex(e => e is TileDone { JobId: "a" });
+        Assert.True(damaged > 0);
+
+        // the same journal replayed as a coordinator restarting reads it: a's tile event damaged (its id still legible),
+        // one more event so damaged that no id can be read, and a job whose submission the book throws on
+        List<object> Damaged(IEnumerable<ICoordinatorEvent> journal) => journal.Select((e, i) => i == damaged
+            ? new UnreadableEvent(nameof(TileDone), 40, "Unexpected msgpack code 193 ((never used)) encountered.", "a") : (object)e)
+            .Append(new UnreadableEvent(nameof(StepStarted), 12, "Unexpected msgpack code 193 ((never used)) encountered.", null))
+            .Append(new JobSubmitted("c", null!, h.Now)).ToList();
+        var replay = Damaged(h.Journal);
+        var again = new Harness(new CoordinatorSettings(), h.Files);
+        for (int i = 0; i < replay.Count; i++) again.Book.Replay(replay[i], i + 1);
+        again.Run(new Recovered(0.1));
+
+        var ended = Assert.Single(again.Journal.OfType<JobEnded>());
+        Assert.Equal("a", ended.JobId);
+        Assert.False(ended.Succeeded);
+        Assert.Contains($"journal event #{damaged + 1} (TileDone) could not be read", ended.Error);
+        Assert.Contains("submit it again under a new job id", ended.Error);
+        Assert.False(again.Book.Jobs.ContainsKey("c"), "an event the book threw on is not half applied as a job");
+        // the other job resumes and its tiles are handed out; none of the failed job's
+        again.Run(new RequestWork(4), "w2");
+        var handed = again.To<TileAssignment>("w2").ToList();
+        Assert.NotEmpty(handed);
+        Assert.All(handed, t => Assert.Equal("b", t.JobId));
+        Assert.Null(again.Book.Jobs["b"].Ended);
+
+        // a later start replays the same damage and the failure recorded for it: the outcome stands, nothing is recorded twice
+        var third = new Harness(new CoordinatorSettings(), h.Files);
+        var replay3 = Damaged(h.Journal).Concat(again.Journal).ToList();
+        for (int i = 0; i < replay3.Count; i++) third.Book.Replay(replay3[i], i + 1);
+        third.Run(new Recovered(0.1));
+        Assert.Empty(third.Journal.OfType<JobEnded>());
+        Assert.Equal(ended, third.Book.Jobs["a"].Ended);
+        Assert.Null(third.Book.Jobs["b"].Ended);
+    }
+
+    [Fact]
     public void AMissedDeadline_CountsAsAnAttempt_TellsTheLateWorker_AndEndsAfterMaxAttempts()
     {
         var s = new CoordinatorSettings { TileDeadline = TimeSpan.FromMinutes(1), MaxAttempts = 2 };

@@ -90,6 +90,30 @@ public class SerializerTests : IDisposable
         Assert.Contains("malformed", e2.Message);
     }
 
+    [Fact]
+    public void AJournalEventThatCannotBeRead_ComesBackAsUnreadable_WithItsJobId_WhereMessagesAreRefused()
+    {
+        var ser = new ActorSegSerializer((ExtendedActorSystem)_sys);
+        var good = ser.ToBinary(new JobPlanned("job-7", "a", "/m.json", 4, 100, 0.5));
+        // the job id intact, a byte after it never used by MessagePack
+        var bad = good.ToArray();
+        bad[1 + 1 + "job-7".Length] = 0xc1;
+        var u = Assert.IsType<UnreadableEvent>(ser.FromBinary(bad, nameof(JobPlanned)));
+        Assert.Equal((nameof(JobPlanned), bad.Length, "job-7"), (u.Manifest, u.Length, u.Id));
+        Assert.Contains("193", u.Reason);
+        // the header damaged too: no id to salvage
+        bad[0] = 0xc1;
+        Assert.Null(Assert.IsType<UnreadableEvent>(ser.FromBinary(bad, nameof(JobPlanned))).Id);
+        // a truncated event, a batch's event (its id is the batch's)
+        var batch = ser.ToBinary(new BatchSlideEnded("batch-1", Outcome));
+        Assert.Equal("batch-1", Assert.IsType<UnreadableEvent>(ser.FromBinary(batch[..^3], nameof(BatchSlideEnded))).Id);
+        // a snapshot is marked unreadable (recovery falls back to the one before it; it never passes for an empty one),
+        // and a message between nodes is still refused
+        var snap = ser.ToBinary(new CoordinatorSnapshot([]));
+        Assert.Contains("193", Assert.IsType<UnreadableSnapshot>(ser.FromBinary(snap[..^1].Append((byte)0xc1).ToArray(), nameof(CoordinatorSnapshot))).Reason);
+        Assert.Throws<SerializationException>(() => ser.FromBinary([0x92, 0xa1, (byte)'j', 0xc1], nameof(TileAssignment)));
+    }
+
     [MessagePackObject]
     public sealed record TileAssignmentV0([property: Key(0)] string JobId, [property: Key(1)] string ImageId);
 

@@ -11,7 +11,8 @@ namespace ActorSeg.Cli;
 /// The binary serializer for every ActorSeg message and journal event (it lives with the hosts: the protocol assembly and
 /// the algorithms know nothing of Akka): MessagePack with integer keys, and a short
 /// stable manifest per type (the type's name) so a renamed namespace or a new assembly version still reads old data.
-/// A manifest this build does not know (a message from a newer, incompatible node) is refused with a clear error.
+/// A manifest this build does not know (a newer or incompatible node, or a journal a newer coordinator wrote) is set aside
+/// with a warning as an <see cref="UnreadableEvent"/>, as is a journal event whose bytes cannot be read.
 /// </summary>
 public sealed class ActorSegSerializer : SerializerWithStringManifest
 {
@@ -39,7 +40,16 @@ public sealed class ActorSegSerializer : SerializerWithStringManifest
     public override object FromBinary(byte[] bytes, string manifest)
     {
         if (!Types.TryGetValue(manifest, out var type))
-            throw new SerializationException($"unknown ActorSeg message type '{manifest}': it comes from a node of an incompatible version (this node speaks protocol {ProtocolVersion.Text})");
+        {
+            // a type this build does not know: sent by a node of an incompatible version, or journaled by a newer
+            // coordinator (the singleton moved back to an older node during a rolling upgrade). Set aside, with this
+            // warning, rather than failing: failing it in the journal would stop the coordinator's recovery for good
+            // (a message between nodes is dropped either way; the recipient ignores it).
+            Serilog.Log.ForContext("Role", "node").Warning(
+                "A message or journal event of unknown type {Manifest} ({Bytes} bytes) was set aside: it comes from an incompatible or newer version (this node speaks protocol {Protocol})",
+                manifest, bytes.Length, ProtocolVersion.Text);
+            return new UnreadableEvent(manifest, bytes.Length, $"unknown type '{manifest}': written by an incompatible or newer version (this node speaks protocol {ProtocolVersion.Text})", SalvageId(bytes));
+        }
         try { return MessagePackSerializer.Deserialize(type, bytes, Options)!; }
         catch (MessagePackSerializationException e)
         {

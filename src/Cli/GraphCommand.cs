@@ -132,7 +132,7 @@ public static class GraphCommand
     public static int LevelFor(string image, int level, double? mpp)
     {
         if (mpp is not { } m) return level;
-        if (m <= 0) throw new InputFileException(image, $"--mpp must be positive (got {m})");
+        if (!(m > 0 && double.IsFinite(m))) throw new InputFileException(image, $"--mpp must be a positive number of microns per pixel (got {m})");
         if (!ImageSources.IsSlide(image)) throw new InputFileException(image, "--mpp picks a whole slide's pyramid level; this is not a whole-slide format (use --level)");
         using var s = OpenSlideSource.Open(image, direct: false); // its levels only
         int l = s.LevelFor(m);

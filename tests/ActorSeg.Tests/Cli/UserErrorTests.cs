@@ -1,4 +1,5 @@
 using ActorSeg.Cli;
+using ActorSeg.Core.Imaging;
 using Xunit;
 
 namespace ActorSeg.Tests.Cli;
@@ -26,6 +27,18 @@ public class UserErrorTests() : TempDirTest("usererr")
         OneLine(TestPaths.RunCli("generate", "-o", Path.Combine(_dir, "g"), option, value), 2, expected);
         Assert.False(Directory.Exists(Path.Combine(_dir, "g")));
         Assert.False(File.Exists(Path.Combine(_dir, "escape.tif")));
+    }
+
+    [Theory]
+    [InlineData(double.NaN)]
+    [InlineData(double.PositiveInfinity)]
+    [InlineData(-1.0)]
+    [InlineData(0.0)]
+    public void AnMppThatIsNoPositiveNumber_IsRefusedAsSuch_BeforeTheImageIsLookedAt(double mpp)
+    {
+        // before: NaN and infinity passed the check and were refused as "not a whole-slide format"
+        var e = Assert.Throws<InputFileException>(() => GraphCommand.LevelFor("/data/slide.svs", 0, mpp));
+        Assert.Contains("--mpp must be a positive number of microns per pixel", e.Message);
     }
 
     [Fact]

@@ -273,12 +273,18 @@ public static class ImageSources
         InputFiles.Check(path); // before OpenSlide's vendor detection opens it
         if (IsSlide(path)) return OpenSlideSource.Open(path, page);
         var first = VipsImageSource.Open(path, page);
-        if (page != 0 || first.Channels != 1 || first.Pages < 2) return first;
-        var pages = OmeChannels.ChannelPages(first.Description, System.IO.Path.GetFileName(path), first.Pages, out var problem);
+        if (page != 0 || first.Pages < 2) return first;
+        string? problem = null;
+        var pages = first.Channels == 1 ? OmeChannels.ChannelPages(first.Description, System.IO.Path.GetFileName(path), first.Pages, out problem) : null;
         if (pages is null)
         {
             // an OME-XML that claims channels it does not map: the page alone, as before, and a warning that says why
             if (problem is not null) VipsWarnings.RaiseInput($"{path}: page 0 is read alone: {problem}");
+            // a stack (ImageJ's z-slices or time points, a multi-page scan): pages as large as the first are no pyramid
+            // levels, and the user may not know that only the first is read
+            else if (TiffPageLayout.TryRead(path, 1) is { } next && next.Width == first.Width && next.Height == first.Height)
+                VipsWarnings.RaiseInput($"{path}: {first.Pages} pages, the second as large as the first (a stack of z-slices, time points or channels?): " +
+                                        "page 0 alone is read (--page N reads another)");
             return first;
         }
         var sources = new IRegionSource[pages.Length];

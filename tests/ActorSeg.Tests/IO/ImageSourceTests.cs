@@ -301,6 +301,39 @@ public class ImageSourceTests() : TempDirTest("io")
     }
 
     [Fact]
+    public void AStackOfSameSizePages_IsReadAtPageZeroWithAWarning_APyramidWithout()
+    {
+        var stack = Path.Combine(_dir, "zstack.tif");
+        var pyramid = Path.Combine(_dir, "pyramid.tif");
+        // three 64x40 pages (libvips writes one page per page-height rows), and a tiled pyramid of 512² (pages 512, 256, ...)
+        var px = Enumerable.Range(0, 64 * 120).Select(k => (byte)(k / 64 / 40 * 80 + k % 7)).ToArray();
+        using (var tall = Vips.Image.NewFromMemory(px, 64, 120, 1, Vips.Enums.BandFormat.Uchar))
+        using (var paged = tall.Mutate(m => m.Set(Vips.GValue.GIntType, "page-height", 40))) paged.Tiffsave(stack);
+        using (var big = Vips.Image.Gaussnoise(512, 512).Cast(Vips.Enums.BandFormat.Uchar)) big.Tiffsave(pyramid, tile: true, pyramid: true);
+        var warned = new List<string>();
+        void Listen(string m) { lock (warned) warned.Add(m); }
+        VipsWarnings.InputWarning += Listen;
+        try
+        {
+            using (var s = ImageSources.Open(stack))
+            {
+                Assert.Equal((64, 40), (s.Width, s.Height));
+                var first = new ushort[64 * 40];
+                s.ReadRegion(0, 0, 64, 40, first);
+                Assert.Equal(px.Take(64 * 40).Select(b => (ushort)b), first);
+            }
+            using (ImageSources.Open(stack, 2)) { } // a page asked for: no warning
+            using (var p = ImageSources.Open(pyramid)) Assert.Equal(512, p.Width);
+        }
+        finally { VipsWarnings.InputWarning -= Listen; }
+        lock (warned)
+        {
+            Assert.Single(warned, m => m.StartsWith(stack + ": 3 pages, the second as large as the first", StringComparison.Ordinal) && m.Contains("--page N"));
+            Assert.DoesNotContain(warned, m => m.StartsWith(pyramid, StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
     public void FloatAndInt32Images_ReadAsEachBandsFiniteRangeSpreadOver16Bits()
     {
         int w = 64, h = 48;

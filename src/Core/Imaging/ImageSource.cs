@@ -161,6 +161,17 @@ public sealed class VipsImageSource : IRegionSource
         Width = image.Width; Height = image.Height; Channels = palette is null && colourBands == 1 ? image.Bands : 1;
     }
 
+    /// <summary>
+    /// A TIFF read at page 0 whose second page is as large as the first is a stack (ImageJ's z-slices or time points, a
+    /// multi-page scan), not a pyramid: the user may not know only page 0 is read, so a warning says so.
+    /// </summary>
+    internal static void WarnIfStack(string path, int pages, int width, int height, bool mask)
+    {
+        if (TiffPageLayout.TryRead(path, 1) is { } next && next.Width == width && next.Height == height)
+            VipsWarnings.RaiseInput($"{path}: {pages} pages, the second as large as the first (a stack of z-slices, time points or channels?): " +
+                                    (mask ? "the mask's page 0 alone is read" : "page 0 alone is read (--page N reads another)"));
+    }
+
     /// <param name="path">image file</param>
     /// <param name="page">page of a multi-page TIFF (0 = first / full resolution of a pyramid)</param>
     /// <param name="firstBandOnly">keep band 0 only (masks)</param>
@@ -202,6 +213,8 @@ public sealed class VipsImageSource : IRegionSource
 
         int pages = 1;
         try { if (img.Contains("n-pages")) pages = (int)img.Get("n-pages"); } catch { /* optional */ }
+        // (an image's stack is judged by ImageSources.Open, which first reads an OME-TIFF's channel pages as one image)
+        if (firstBandOnly && page == 0 && pages > 1) WarnIfStack(path, pages, img.Width, img.Height, mask: true);
         // an Aperio slide that OpenSlide does not recognise is broken (truncated, a damaged directory chain): libvips reads
         // its first header and would fail only at the pixels, or never notice with JPEG 2000 tiles it cannot decode
         if (isTiff && img.Contains("image-description") && img.Get("image-description") is string desc && desc.StartsWith("Aperio", StringComparison.Ordinal)

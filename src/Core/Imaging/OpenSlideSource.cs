@@ -282,9 +282,7 @@ public static class ImageSources
             if (problem is not null) VipsWarnings.RaiseInput($"{path}: page 0 is read alone: {problem}");
             // a stack (ImageJ's z-slices or time points, a multi-page scan): pages as large as the first are no pyramid
             // levels, and the user may not know that only the first is read
-            else if (TiffPageLayout.TryRead(path, 1) is { } next && next.Width == first.Width && next.Height == first.Height)
-                VipsWarnings.RaiseInput($"{path}: {first.Pages} pages, the second as large as the first (a stack of z-slices, time points or channels?): " +
-                                        "page 0 alone is read (--page N reads another)");
+            else VipsImageSource.WarnIfStack(path, first.Pages, first.Width, first.Height, mask: false);
             return first;
         }
         var sources = new IRegionSource[pages.Length];

@@ -324,11 +324,13 @@ public class ImageSourceTests() : TempDirTest("io")
             }
             using (ImageSources.Open(stack, 2)) { } // a page asked for: no warning
             using (var p = ImageSources.Open(pyramid)) Assert.Equal(512, p.Width);
+            using (VipsImageSource.Open(stack, 0, firstBandOnly: true)) { } // as a mask: warned too, without --page
         }
         finally { VipsWarnings.InputWarning -= Listen; }
         lock (warned)
         {
             Assert.Single(warned, m => m.StartsWith(stack + ": 3 pages, the second as large as the first", StringComparison.Ordinal) && m.Contains("--page N"));
+            Assert.Single(warned, m => m.StartsWith(stack + ": 3 pages", StringComparison.Ordinal) && m.EndsWith("the mask's page 0 alone is read", StringComparison.Ordinal));
             Assert.DoesNotContain(warned, m => m.StartsWith(pyramid, StringComparison.Ordinal));
         }
     }

@@ -291,6 +291,8 @@ public static class ClientCommands
                 Console.WriteLine($"{"JOB",-28} {"PHASE",-12} {"TILES",-12} {"IN FLIGHT",-9} {"RETRIES",-7} OUT / ERROR");
                 foreach (var j in r.Jobs)
                     Console.WriteLine($"{j.JobId,-28} {j.Phase,-12} {$"{j.TilesDone}/{j.TilesTotal}",-12} {j.InFlight,-9} {j.Retries,-7} {j.Error ?? j.OutDir}");
+                if (r.EndedNotListed > 0)
+                    Console.WriteLine($"({r.EndedNotListed} older ended jobs and batches not listed; `actorseg status ID` shows any one)");
                 return r.Jobs.Length == 0 && (r.Batches ?? []).Length == 0 && pr.GetValue(jobId) is not null ? ExitCodes.Failed : ExitCodes.Ok;
             }
             catch (ArgumentException e) { Console.Error.WriteLine($"actorseg status: {e.Message}"); return ExitCodes.Usage; }

@@ -240,6 +240,7 @@ public static class HttpApi
                 nodes = (r.Nodes ?? []).Select(n => new { address = n.Address, role = n.Role, slots = n.Slots, busy = n.Busy }),
                 recentErrors = r.RecentErrors ?? [],
                 batches = (r.Batches ?? []).Select(BatchJson),
+                endedNotListed = r.EndedNotListed,
             });
         });
 

@@ -646,16 +646,43 @@ public sealed class JobBook
             _batches.Values.Count(b => !b.Finished), slides);
     }
 
+    /// <summary>A status of everything lists every open job and batch, and only this many of those that ended, the newest:
+    /// a coordinator remembers up to <see cref="CoordinatorSettings.FinishedJobsKept"/> of them, and a report of all would
+    /// be megabytes, every few seconds for the status page, and past the remote frame size (4 MiB) with long errors.</summary>
+    public const int EndedListed = 100;
+
+    /// <summary>An error as a status reports it: at most this many characters.</summary>
+    private const int StatusErrorChars = 2_000;
+
+    private static string? Short(string? error) => error is { Length: > StatusErrorChars } e ? e[..StatusErrorChars] + "…" : error;
+
     private StatusReport Status(GetStatus g)
     {
         // one batch: the batch with each slide's state, and its slides' jobs
         bool Asked(string jobId) => g.JobId is null || jobId == g.JobId || _slideJobs.TryGetValue(jobId, out var sj) && sj.Batch.BatchId == g.JobId;
-        var batches = _batches.Values.Where(b => g.JobId is null || b.BatchId == g.JobId).Select(b => BatchStatusOf(b, g.JobId is not null)).ToArray();
-        var jobs = _jobs.Values.Where(j => Asked(j.JobId))
+        // everything: the newest ended ones only (see EndedListed)
+        HashSet<string>? endedListed = null;
+        int endedNotListed = 0;
+        if (g.JobId is null)
+        {
+            endedListed = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var id in _finishedOrder.Reverse())
+            {
+                bool ended = _jobs.TryGetValue(id, out var fj) ? fj.Ended is not null
+                    : _trainings.TryGetValue(id, out var ft) ? ft.Ended is not null
+                    : _batches.TryGetValue(id, out var fb) && fb.Finished;
+                if (!ended || endedListed.Contains(id)) continue;
+                if (endedListed.Count < EndedListed) endedListed.Add(id); else endedNotListed++;
+            }
+        }
+        bool Listed(string id, bool ended) => !ended || endedListed is null || endedListed.Contains(id);
+        var batches = _batches.Values.Where(b => (g.JobId is null || b.BatchId == g.JobId) && Listed(b.BatchId, b.Finished))
+            .Select(b => BatchStatusOf(b, g.JobId is not null)).ToArray();
+        var jobs = _jobs.Values.Where(j => Asked(j.JobId) && Listed(j.JobId, j.Ended is not null))
             .Select(j => new JobStatus(j.JobId, j.Phase, j.Done.Count + (j.Ended is not null && j.Planned is not null ? j.Planned.Tiles : 0),
-                j.Planned?.Tiles ?? 0, j.InFlight.Count, j.Retries, j.Ended?.Error, j.Spec.OutDir))
-            .Concat(_trainings.Values.Where(t => g.JobId is null || t.JobId == g.JobId)
-                .Select(t => new JobStatus(t.JobId, t.Phase, 0, 0, t.Step is null ? 0 : 1, t.Failures, t.Ended?.Error, t.Submitted.Spec.OutDir)))
+                j.Planned?.Tiles ?? 0, j.InFlight.Count, j.Retries, Short(j.Ended?.Error), j.Spec.OutDir))
+            .Concat(_trainings.Values.Where(t => (g.JobId is null || t.JobId == g.JobId) && Listed(t.JobId, t.Ended is not null))
+                .Select(t => new JobStatus(t.JobId, t.Phase, 0, 0, t.Step is null ? 0 : 1, t.Failures, Short(t.Ended?.Error), t.Submitted.Spec.OutDir)))
             .ToArray();
         string Node(string actor)
         {
@@ -666,7 +693,7 @@ public sealed class JobBook
         var nodes = _workers.GroupBy(Node).Select(g => new NodeStatus(g.Key, "tile-worker", g.Count(), g.Count(w => _idle.GetValueOrDefault(w) == 0)))
             .Concat(_trainers.GroupBy(Node).Select(g => new NodeStatus(g.Key, "gpu-trainer", g.Count(), g.Count(t => !_idleTrainers.Contains(t)))))
             .OrderBy(n => n.Role).ThenBy(n => n.Address, StringComparer.Ordinal).ToArray();
-        return new StatusReport(jobs, _workers.Count, _trainers.Count, nodes, _recentErrors.ToArray(), batches);
+        return new StatusReport(jobs, _workers.Count, _trainers.Count, nodes, _recentErrors.ToArray(), batches, endedNotListed);
     }
 
     public object Outcome(Job j)
@@ -1227,7 +1254,7 @@ public sealed class JobBook
         for (int i = 0; i < b.Spec.Slides.Length; i++)
         {
             var sl = b.Spec.Slides[i];
-            if (b.Ended.TryGetValue(sl.Name, out var o)) { list?.Add(new BatchSlideStatus(sl.Name, o.JobId, o.Status, o.Error)); continue; }
+            if (b.Ended.TryGetValue(sl.Name, out var o)) { list?.Add(new BatchSlideStatus(sl.Name, o.JobId, o.Status, Short(o.Error))); continue; }
             if (_jobs.TryGetValue(b.SlideJobIds[i], out var j))
             {
                 running++;

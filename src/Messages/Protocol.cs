@@ -322,7 +322,8 @@ public sealed record JobStatus(
 
 [MessagePackObject]
 public sealed record StatusReport([property: Key(0)] JobStatus[] Jobs, [property: Key(1)] int Workers, [property: Key(2)] int Trainers,
-    [property: Key(3)] NodeStatus[]? Nodes = null, [property: Key(4)] string[]? RecentErrors = null, [property: Key(5)] BatchStatus[]? Batches = null) : IActorSegMessage;
+    [property: Key(3)] NodeStatus[]? Nodes = null, [property: Key(4)] string[]? RecentErrors = null, [property: Key(5)] BatchStatus[]? Batches = null,
+    [property: Key(6)] int EndedNotListed = 0) : IActorSegMessage;
 
 /// <summary>A batch as the coordinator sees it: phase "running" or "done", its slides counted by how they stand (pending
 /// ones are the rest), and each slide's state when one batch was asked for.</summary>

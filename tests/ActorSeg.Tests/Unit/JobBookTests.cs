@@ -245,6 +245,36 @@ public class JobBookTests() : TempDirTest("book")
     }
 
     [Fact]
+    public void AStatusOfEverything_ListsEveryOpenJob_AndOnlyTheNewestEndedOnes_WithLongErrorsCut()
+    {
+        var h = new Harness(new CoordinatorSettings());
+        int ended = JobBook.EndedListed + 30;
+        for (int i = 0; i < ended; i++)
+        {
+            h.Run(new SubmitGraphJob($"old-{i:D3}", Spec($"old-{i:D3}")), "c");
+            h.Run(new AbortJob($"old-{i:D3}", i == ended - 1 ? new string('x', 50_000) : "failed for the test"));
+        }
+        h.Run(new SubmitGraphJob("open-1", Spec("open-1")), "c");
+        h.Run(new SubmitGraphJob("open-2", Spec("open-2")), "c");
+
+        h.Run(new GetStatus(), "asker");
+        var all = h.To<StatusReport>("asker").Last();
+        Assert.Equal(30, all.EndedNotListed);
+        Assert.Equal(JobBook.EndedListed + 2, all.Jobs.Length);
+        Assert.Contains(all.Jobs, j => j.JobId == "open-1");
+        Assert.Contains(all.Jobs, j => j.JobId == "open-2");
+        // the newest ended ones: old-030 .. old-129
+        Assert.DoesNotContain(all.Jobs, j => j.JobId == "old-029");
+        Assert.Contains(all.Jobs, j => j.JobId == "old-030");
+        var longest = Assert.Single(all.Jobs, j => j.JobId == $"old-{ended - 1:D3}");
+        Assert.InRange(longest.Error!.Length, 100, 2_001);
+        // an old one asked for by its id is still answered
+        h.Run(new GetStatus("old-000"), "asker");
+        var one = h.To<StatusReport>("asker").Last();
+        Assert.Equal(("old-000", "failed", 0), (Assert.Single(one.Jobs).JobId, one.Jobs[0].Phase, one.EndedNotListed));
+    }
+
+    [Fact]
     public void AMissedDeadline_CountsAsAnAttempt_TellsTheLateWorker_AndEndsAfterMaxAttempts()
     {
         var s = new CoordinatorSettings { TileDeadline = TimeSpan.FromMinutes(1), MaxAttempts = 2 };

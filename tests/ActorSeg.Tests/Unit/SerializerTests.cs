@@ -54,6 +54,7 @@ public class SerializerTests : IDisposable
         Outcome, new BatchSlideFinished("b", Outcome), new BatchProgress("b", 10, 4, 1, 2, 2), new BatchCompleted("b", [Outcome]),
         new BatchStatus("b", "running", 3, 1, 0, 0, 1, "/data/b", [new BatchSlideStatus("a", "b-a", "running", null, "tiles", 3, 9)]),
         new BatchSlideStatus("a", "b-a", "failed", "bad"), new StatusReport([], 1, 0, null, null, [new BatchStatus("b", "done", 1, 1, 0, 0, 0, "/data/b")]),
+        new StatusReport([], 1, 0, null, null, null, EndedNotListed: 42),
         new BatchSubmitted("b", Batch, DateTime.UnixEpoch, ["a"]), new BatchSlideEnded("b", Outcome), new BatchRecord(new BatchSubmitted("b", Batch, DateTime.UnixEpoch), [Outcome]),
     }.Select(o => new[] { o });
 

@@ -48,7 +48,7 @@ public sealed class ActorSegSerializer : SerializerWithStringManifest
             Serilog.Log.ForContext("Role", "node").Warning(
                 "A message or journal event of unknown type {Manifest} ({Bytes} bytes) was set aside: it comes from an incompatible or newer version (this node speaks protocol {Protocol})",
                 manifest, bytes.Length, ProtocolVersion.Text);
-            return new UnreadableEvent(manifest, bytes.Length, $"unknown type '{manifest}': written by an incompatible or newer version (this node speaks protocol {ProtocolVersion.Text})", SalvageId(bytes));
+            return new UnreadableEvent(manifest, bytes.Length, $"unknown type '{manifest}': written by an incompatible or newer version (this node speaks protocol {ProtocolVersion.Text})", SalvageId(bytes), KnownType: false);
         }
         try { return MessagePackSerializer.Deserialize(type, bytes, Options)!; }
         catch (MessagePackSerializationException e)

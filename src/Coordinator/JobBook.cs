@@ -265,8 +265,9 @@ public sealed class JobBook
 
     // ================================================================ journal events recovery could not use
 
-    /// <summary>A journal event recovery skipped: its sequence number, its type, why, and the id it named, when known.</summary>
-    public sealed record JournalDamage(long SequenceNr, string Event, string Why, string? Id);
+    /// <summary>A journal event recovery skipped: its sequence number, its type, why, the id it named (when known), and
+    /// whether its job can go on without it (<see cref="SettleDamage"/>).</summary>
+    public sealed record JournalDamage(long SequenceNr, string Event, string Why, string? Id, bool Redo);
 
     private readonly List<JournalDamage> _damage = new();
     public IReadOnlyList<JournalDamage> Damage => _damage;
@@ -282,13 +283,13 @@ public sealed class JobBook
         switch (e)
         {
             case UnreadableEvent u:
-                _damage.Add(new JournalDamage(sequenceNr, u.Manifest, $"could not be read ({u.Reason})", u.Id));
+                _damage.Add(new JournalDamage(sequenceNr, u.Manifest, $"could not be read ({u.Reason})", u.Id, Redo: u.KnownType));
                 break;
             case ICoordinatorEvent ev:
                 try { Apply(ev); }
                 catch (Exception x) when (x is not OutOfMemoryException)
                 {
-                    _damage.Add(new JournalDamage(sequenceNr, ev.GetType().Name, $"could not be applied ({x.GetType().Name}: {x.Message})", IdOf(ev)));
+                    _damage.Add(new JournalDamage(sequenceNr, ev.GetType().Name, $"could not be applied ({x.GetType().Name}: {x.Message})", IdOf(ev), Redo: false));
                 }
                 break;
         }
@@ -302,14 +303,17 @@ public sealed class JobBook
     };
 
     /// <summary>
-    /// After recovery: every skipped event is logged with what it costs. A job or training it belonged to that has not
-    /// ended is failed (its recorded state lacks that event, so resuming it could build on a wrong state); a batch goes
-    /// on (its slides' ends are re-read from their jobs); an event with no id it could be traced to is lost alone.
-    /// Returns the jobs that must not resume.
+    /// After recovery: every skipped event is logged with what it costs. An event of a type this build knows whose bytes
+    /// are lost recorded one step of progress (a tile done, a plan, a stitch, an end): its job resumes from the rest of its
+    /// record and that step is done again, checked as every resumed step is (a finished job whose end was lost finishes
+    /// again). An event this build does not know (a newer version wrote it) or one the book threw on leaves its job's
+    /// state unknown: that job or training fails as quarantined. A batch goes on (its slides' ends are re-read from their
+    /// jobs). Returns the jobs that must not resume.
     /// </summary>
     private HashSet<string> SettleDamage(DecisionBuilder d, DateTime now)
     {
         var failed = new HashSet<string>(StringComparer.Ordinal);
+        var unknownState = _damage.Where(g => !g.Redo && g.Id is not null).Select(g => g.Id!).ToHashSet(StringComparer.Ordinal);
         foreach (var g in _damage)
         {
             string consequence;
@@ -317,12 +321,14 @@ public sealed class JobBook
             string reason = $"quarantined: its journal event #{g.SequenceNr} ({g.Event}) {g.Why}; the job's recorded state is incomplete, so it is not resumed (submit it again under a new job id)";
             if (g.Id is { } id && _jobs.TryGetValue(id, out var j))
             {
-                if (j.Ended is null) { if (failed.Add(id)) Fail(j, reason, d); consequence = $"job {id} fails"; }
-                else (consequence, settled) = ($"job {id} had ended already; its outcome stands", true);
+                if (j.Ended is not null) (consequence, settled) = ($"job {id} had ended already; its outcome stands", true);
+                else if (!unknownState.Contains(id)) consequence = $"job {id} resumes from the rest of its record (the step this event recorded is done again)";
+                else { if (failed.Add(id)) Fail(j, reason, d); consequence = $"job {id} fails"; }
             }
             else if (g.Id is { } tid && _trainings.TryGetValue(tid, out var t))
             {
-                if (t.Ended is null)
+                if (t.Ended is null && !unknownState.Contains(tid)) consequence = $"training job {tid} resumes (it is trained again)";
+                else if (t.Ended is null)
                 {
                     if (failed.Add(tid)) { d.Record(new JobEnded(tid, false, reason)); d.Then(new TrainingEnded(tid)); }
                     consequence = $"training job {tid} fails";

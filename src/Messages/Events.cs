@@ -10,11 +10,12 @@ namespace ActorSeg.Messages;
 public interface ICoordinatorEvent : IActorSegMessage;
 
 /// <summary>
-/// A journal event that could not be read back: damaged bytes, or a schema this build cannot read. The serializer
+/// A journal event that could not be read back: damaged bytes, or a type this build does not know. The serializer
 /// hands this to the coordinator's recovery instead of failing it (which would stop every job for good); never
-/// written. <see cref="Id"/> is the job, training or batch id salvaged from the event's first field, when there is one.
+/// written. <see cref="Id"/> is the job, training or batch id salvaged from the event's first field, when there is one;
+/// <see cref="KnownType"/> says whether this build knows what such an event records (then only its bytes are lost).
 /// </summary>
-public sealed record UnreadableEvent(string Manifest, int Length, string Reason, string? Id);
+public sealed record UnreadableEvent(string Manifest, int Length, string Reason, string? Id, bool KnownType = true);
 
 /// <summary>
 /// A coordinator snapshot that could not be read back: the serializer hands this to the recovery, which then recovers

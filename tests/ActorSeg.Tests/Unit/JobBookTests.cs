@@ -197,7 +197,7 @@ public class JobBookTests() : TempDirTest("book")
     }
 
     [Fact]
-    public void AJournalEventThatCannotBeReadOrApplied_FailsItsJobOnRecovery_AndEveryOtherJobResumes()
+    public void AJournalEventThatCannotBeRead_IsRedone_OneOfUnknownMeaningFailsItsJob_AndTheOthersResume()
     {
         var h = new Harness(new CoordinatorSettings());
         SubmitAndPlan(h, "a");
@@ -211,28 +211,33 @@ public class JobBookTests() : TempDirTest("book")
         Assert.True(damaged > 0);
 
         // the same journal replayed as a coordinator restarting reads it: a's tile event damaged (its id still legible),
-        // one more event so damaged that no id can be read, and a job whose submission the book throws on
+        // an event so damaged that no id can be read, an event of a type only a newer version knows, naming b, and a job
+        // whose submission the book throws on
         List<object> Damaged(IEnumerable<ICoordinatorEvent> journal) => journal.Select((e, i) => i == damaged
             ? new UnreadableEvent(nameof(TileDone), 40, "Unexpected msgpack code 193 ((never used)) encountered.", "a") : (object)e)
             .Append(new UnreadableEvent(nameof(StepStarted), 12, "Unexpected msgpack code 193 ((never used)) encountered.", null))
+            .Append(new UnreadableEvent("StepPaused", 12, "unknown type 'StepPaused'", "b", KnownType: false))
             .Append(new JobSubmitted("c", null!, h.Now)).ToList();
         var replay = Damaged(h.Journal);
         var again = new Harness(new CoordinatorSettings(), h.Files);
         for (int i = 0; i < replay.Count; i++) again.Book.Replay(replay[i], i + 1);
         again.Run(new Recovered(0.1));
 
+        // b's state is unknown: it fails, saying why
         var ended = Assert.Single(again.Journal.OfType<JobEnded>());
-        Assert.Equal("a", ended.JobId);
+        Assert.Equal("b", ended.JobId);
         Assert.False(ended.Succeeded);
-        Assert.Contains($"journal event #{damaged + 1} (TileDone) could not be read", ended.Error);
+        Assert.Contains($"journal event #{replay.Count - 1} (StepPaused) could not be read", ended.Error);
         Assert.Contains("submit it again under a new job id", ended.Error);
         Assert.False(again.Book.Jobs.ContainsKey("c"), "an event the book threw on is not half applied as a job");
-        // the other job resumes and its tiles are handed out; none of the failed job's
+        // a lost only the record of one finished tile: it resumes, and that tile is computed again
+        Assert.Empty(again.Book.Jobs["a"].Done);
         again.Run(new RequestWork(4), "w2");
         var handed = again.To<TileAssignment>("w2").ToList();
-        Assert.NotEmpty(handed);
-        Assert.All(handed, t => Assert.Equal("b", t.JobId));
-        Assert.Null(again.Book.Jobs["b"].Ended);
+        Assert.Equal(4, handed.Count);
+        Assert.All(handed, t => Assert.Equal("a", t.JobId));
+        Assert.Contains(handed, t => t.TileId == first.TileId);
+        Assert.Null(again.Book.Jobs["a"].Ended);
 
         // a later start replays the same damage and the failure recorded for it: the outcome stands, nothing is recorded twice
         var third = new Harness(new CoordinatorSettings(), h.Files);
@@ -240,8 +245,8 @@ public class JobBookTests() : TempDirTest("book")
         for (int i = 0; i < replay3.Count; i++) third.Book.Replay(replay3[i], i + 1);
         third.Run(new Recovered(0.1));
         Assert.Empty(third.Journal.OfType<JobEnded>());
-        Assert.Equal(ended, third.Book.Jobs["a"].Ended);
-        Assert.Null(third.Book.Jobs["b"].Ended);
+        Assert.Equal(ended, third.Book.Jobs["b"].Ended);
+        Assert.Null(third.Book.Jobs["a"].Ended);
     }
 
     [Fact]

@@ -228,7 +228,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         Decision d;
         try { d = _book.Handle(command, sender, DateTime.UtcNow); }
         catch (Exception e) when (!_aborting && command is not (SubmitGraphJob or SubmitTrainJob or SubmitBatch or WatchBatch or GetStatus)
-                                  && JobOf(command) is { } jobId)
+                                  && JobBook.JobOf(command) is { } jobId)
         {
             // (a client's request names a job id of its choosing: one that throws restarts the actor as before, and is not
             // replayed, rather than ending a job that may be someone else's)
@@ -244,10 +244,6 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
     }
 
     private bool _aborting;
-
-    /// <summary>The job a command is about (its JobId), or null for commands about no one job (ticks, dispatch, nodes).</summary>
-    public static string? JobOf(object command) =>
-        command.GetType().GetProperty("JobId")?.GetValue(command) as string is { Length: > 0 } id ? id : null;
 
     // refreshed after every decision on the actor's thread; read by the metrics endpoint's thread
     private volatile Core.BookGauges _gauges = Core.BookGauges.Empty;

@@ -270,7 +270,6 @@ public sealed class JobBook
     public sealed record JournalDamage(long SequenceNr, string Event, string Why, string? Id, bool Redo);
 
     private readonly List<JournalDamage> _damage = new();
-    public IReadOnlyList<JournalDamage> Damage => _damage;
 
     /// <summary>
     /// One event of a recovery (the journal replayed, <paramref name="sequenceNr"/> its number): applied, or, when it
@@ -295,11 +294,16 @@ public sealed class JobBook
         }
     }
 
+    /// <summary>The job a command or event is about (its JobId), or null for those about no one job (ticks, dispatch, nodes).</summary>
+    public static string? JobOf(object message) =>
+        message.GetType().GetProperty("JobId")?.GetValue(message) as string is { Length: > 0 } id ? id : null;
+
+    /// <summary>The job, training or batch an event is about.</summary>
     private static string? IdOf(ICoordinatorEvent e) => e switch
     {
         BatchSubmitted b => b.BatchId,
         BatchSlideEnded b => b.BatchId,
-        _ => e.GetType().GetProperty("JobId")?.GetValue(e) as string,
+        _ => JobOf(e),
     };
 
     /// <summary>

@@ -487,8 +487,8 @@ public class JobBookTests() : TempDirTest("book")
         Assert.IsType<GraphJobFailed>(h2.To<object>("client").Last());
         h2.Run(new AbortJob("unknown", "nothing to end"));
         Assert.Single(h2.Journal.OfType<JobEnded>());
-        Assert.Equal("abort", Coordinator.GraphCoordinatorActor.JobOf(new AbortJob("abort", "x")));
-        Assert.Null(Coordinator.GraphCoordinatorActor.JobOf(new Dispatch()));
+        Assert.Equal("abort", JobBook.JobOf(new AbortJob("abort", "x")));
+        Assert.Null(JobBook.JobOf(new Dispatch()));
     }
 
     [Fact]

@@ -1188,12 +1188,23 @@ public sealed class JobBook
         if (b.Watchers.Add(sender))
         {
             d.Send(sender, new BatchReceived(b.BatchId, b.Spec, existing));
-            if (!b.Finished) foreach (var o in b.Ended.Values) d.Send(sender, new BatchSlideFinished(b.BatchId, o));
+            // every slide ended so far, each with its whole error (a finished batch's too: its BatchCompleted cuts them)
+            foreach (var o in b.Ended.Values) d.Send(sender, new BatchSlideFinished(b.BatchId, o));
         }
         if (b.Finished) d.Send(sender, Completed(b));
     }
 
-    private static BatchCompleted Completed(Batch b) => new(b.BatchId, b.Spec.Slides.Select(sl => b.Ended[sl.Name]).ToArray());
+    /// <summary>Characters of error that one <see cref="BatchCompleted"/> carries over all its slides at most (a 2,000-slide
+    /// batch whose slides all failed with long errors would otherwise pass the 4 MiB remote frame, be dropped, and
+    /// leave its client waiting). Each slide's whole error goes to the client in its own <see cref="BatchSlideFinished"/>.</summary>
+    public const int CompletedErrorBudget = 1 << 20;
+
+    private static BatchCompleted Completed(Batch b)
+    {
+        int each = Math.Clamp(CompletedErrorBudget / Math.Max(1, b.Spec.Slides.Length), 200, StatusErrorChars);
+        return new(b.BatchId, b.Spec.Slides.Select(sl => b.Ended[sl.Name]).Select(o =>
+            o.Error is { Length: var n } e && n > each ? o with { Error = e[..each] + "…" } : o).ToArray());
+    }
 
     /// <summary>
     /// Takes a batch on from what its jobs show: a slide whose job has ended gets its <see cref="BatchSlideEnded"/> (once),

@@ -601,6 +601,32 @@ public class JobBookTests() : TempDirTest("book")
     }
 
     [Fact]
+    public void ABatchWhoseSlidesFailWithLongErrors_EndsWithinOneRemoteFrame_AndEveryClientStillGetsEachWholeError()
+    {
+        var h = new Harness(new CoordinatorSettings());
+        var names = Enumerable.Range(0, JobAuthorization.MaxSlidesPerBatch).Select(i => $"s{i:D4}").ToArray();
+        h.Run(new SubmitBatch("big", Batch("big", names) with { Parallel = 100 }), "client");
+        string Why(string slide) => $"{slide}.tif: " + new string('x', 5_000); // a long reason (a path, a dump of a header…)
+        for (int i = 0; i < names.Length; i++)
+        {
+            var id = JobIds.ForSlide("big", names[i]);
+            h.Run(new StepFailed(id, "prepare", new InvalidDataException(Why(names[i]))));
+        }
+        var done = h.To<BatchCompleted>("client").Single();
+        Assert.Equal(names.Length, done.Outcomes.Length);
+        Assert.All(done.Outcomes, o => Assert.StartsWith($"prepare: {o.Name}.tif: xxx", o.Error));
+        Assert.True(done.Outcomes.Sum(o => o.Error!.Length) <= JobBook.CompletedErrorBudget + names.Length, "the errors are cut to the budget");
+        Assert.True(MessagePack.MessagePackSerializer.Serialize(done).Length < 4 << 20, "the message fits the 4 MiB remote frame");
+        // each slide's whole error reached the client as it ended, and reaches a client that attaches after the end
+        Assert.All(h.To<BatchSlideFinished>("client"), f => Assert.Contains(Why(f.Outcome.Name), f.Outcome.Error));
+        h.Run(new WatchBatch("big"), "late");
+        var late = h.To<BatchSlideFinished>("late").ToList();
+        Assert.Equal(names.Length, late.Count);
+        Assert.All(late, f => Assert.Contains(Why(f.Outcome.Name), f.Outcome.Error));
+        Assert.Single(h.To<BatchCompleted>("late"));
+    }
+
+    [Fact]
     public void ABatchAfterACoordinatorRestart_GoesOnWhereItWas_AndRunsNoSlideTwice()
     {
         var s = new CoordinatorSettings();

@@ -177,7 +177,7 @@ public static class GraphJob
         if (req.Slic.Segments is { } n && grid.S < 2)
             throw new ArgumentException($"segments {n} on a {width}x{height} image give a seed spacing of {grid.S:0.##} px; the spacing must be >= 2 pixels (ask for at most {(long)width * height / 4} segments)");
         int minHalo = (int)Math.Ceiling(Math.Max(grid.Sx, grid.Sy)) + 1;
-        int halo = req.Halo ?? (int)Math.Ceiling(GraphRequest.DefaultHaloSpacings * grid.S);
+        int halo = HaloFor(req, grid);
         if (halo < minHalo && !(req.TileSize >= width && req.TileSize >= height))
             throw new ArgumentException($"halo {halo} is smaller than one seed spacing ({minHalo} px): tiles could not agree");
         long minSize = (long)(req.Slic.MinSizeFactor * ((double)width * height / grid.Count));
@@ -290,28 +290,25 @@ public static class GraphJob
             TextureSeconds: tTexture - tSlic);
     }
 
+    /// <summary>The halo a request's tiles get on an image with this seed grid: as given, else
+    /// <see cref="GraphRequest.DefaultHaloSpacings"/> seed spacings.</summary>
+    public static int HaloFor(GraphRequest req, SeedGrid grid) => req.Halo ?? (int)Math.Ceiling(GraphRequest.DefaultHaloSpacings * grid.S);
+
+    /// <summary>The buffers a worker needs for the largest tile of a job (an inner one: its core and its halo on every side).</summary>
+    public static TileShape ShapeOf(GraphJobManifest job, bool withMask) => TileShape.For(job.Plan, job.Channels, job.ExtraPlanes, withMask);
+
     /// <summary>
-    /// Sizes a worker's buffers for the job's largest tile (an inner one: its core and its halo on every side) before its
-    /// first tile. Tiles are handed out in raster order, so a job's first tiles are a corner and edges, whose read regions
-    /// are smaller: buffers sized for them grew twice more, each time a new array, and fresh memory is slow to touch
-    /// (about 11 µs a page on the machines measured). A later job of another shape sizes them again.
+    /// Sizes a worker's buffers for the job's largest tile before its first tile. Tiles are handed out in raster order,
+    /// so a job's first tiles are a corner and edges, whose read regions are smaller: buffers sized for them grew twice
+    /// more, each time a new array, and fresh memory is slow to touch (about 11 µs a page on the machines measured). A
+    /// later job of another shape sizes them again. A worker's first job takes buffers already touched for its shape
+    /// where a one-process command prepared them while it started (<see cref="WarmScratches"/>).
     /// </summary>
     private static void Reserve(GraphJobManifest job, TileScratch s, bool withMask)
     {
-        var plan = job.Plan;
-        var (coreW, coreH) = plan.LargestCore; var (readW, readH) = plan.LargestRead;
-        long readL = (long)readW * readH, coreL = (long)coreW * coreH;
-        int C = job.Channels, PL = C + job.ExtraPlanes;
-        if (readL * C > Array.MaxLength || coreL * PL > Array.MaxLength) return; // the tile itself will say it is too large
-        var key = (readL, coreW, coreH, C, job.ExtraPlanes, withMask);
-        if (Equals(s.ReservedFor, key)) return;
-        int rn = (int)readL, cn = (int)coreL;
-        s.Raw(rn * C); s.Planes(C, rn); s.Label(Math.Max(rn, cn));
-        if (withMask) s.Classes(cn);
-        if (job.Texture) s.Extra(cn * TexturePlanes.Count);
-        s.RunStart(cn + 1); s.RunComp(cn); s.RowRuns(coreH + 1);
-        if (2L * rn < (long)cn * PL) s.Grouped(cn * PL); // else they fit in the first SLIC plane
-        s.ReservedFor = key;
+        var shape = ShapeOf(job, withMask);
+        if (s.ReservedFor is null && WarmScratches.Take(shape) is { } warm) s.Adopt(warm);
+        s.Reserve(shape);
     }
 
     /// <summary>

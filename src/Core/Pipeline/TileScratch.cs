@@ -19,8 +19,48 @@ public sealed class TileScratch
         return a;
     }
 
-    /// <summary>The tile shape the buffers were last sized for in advance (see <c>GraphJob.ProcessTile</c>).</summary>
-    internal object? ReservedFor { get; set; }
+    /// <summary>The tile shape the buffers were last sized for in advance (see <see cref="Reserve"/>).</summary>
+    internal TileShape? ReservedFor { get; private set; }
+
+    /// <summary>Sizes the buffers for tiles of <paramref name="shape"/> (at most its read and core pixels), once per shape.</summary>
+    internal void Reserve(TileShape shape)
+    {
+        var (readL, coreW, coreH, C, extraPlanes, withMask) = shape;
+        long coreL = (long)coreW * coreH;
+        int PL = C + extraPlanes;
+        if (readL * C > Array.MaxLength || coreL * PL > Array.MaxLength) return; // the tile itself will say it is too large
+        if (ReservedFor == shape) return;
+        int rn = (int)readL, cn = (int)coreL;
+        Raw(rn * C); Planes(C, rn); Label(Math.Max(rn, cn));
+        if (withMask) Classes(cn);
+        if (extraPlanes > 0) Extra(cn * extraPlanes);
+        RunStart(cn + 1); RunComp(cn); RowRuns(coreH + 1);
+        if (2L * rn < (long)cn * PL) Grouped(cn * PL); // else they fit in the first SLIC plane
+        ReservedFor = shape;
+    }
+
+    /// <summary>Writes every page of the buffers a tile fills whole (its samples, SLIC's planes and labels, the mask's
+    /// classes, the texture planes) once, so that the kernel maps them now rather than during a tile. The run and group
+    /// tables are sized for the worst case and a tile uses a small part of them: touching them all would cost memory.</summary>
+    internal void Touch()
+    {
+        static void T<T>(Span<T> a) where T : unmanaged
+        {
+            int step = Math.Max(1, 4096 / System.Runtime.CompilerServices.Unsafe.SizeOf<T>());
+            for (int i = 0; i < a.Length; i += step) a[i] = default;
+        }
+        T(_raw); T(_extra); T(_label); T(_classes);
+        foreach (var p in _planes) if (p is not null) T(p);
+        T(_runStart.AsSpan(0, _runStart.Length / 3)); T(_runComp.AsSpan(0, _runComp.Length / 3)); // about what a tile's runs use
+    }
+
+    /// <summary>Takes over the buffers of <paramref name="warm"/> (which must not be used again).</summary>
+    internal void Adopt(TileScratch warm)
+    {
+        _raw = warm._raw; _grouped = warm._grouped; _extra = warm._extra; _planes = warm._planes;
+        _label = warm._label; _runStart = warm._runStart; _runComp = warm._runComp; _rowRuns = warm._rowRuns; _classes = warm._classes;
+        ReservedFor = warm.ReservedFor;
+    }
 
     public ushort[] Raw(int n) => Grow(ref _raw, n);
     /// <summary>The mask's raw samples of the core, <paramref name="n"/> of them, in the SLIC label buffer's memory: they
@@ -90,4 +130,74 @@ public sealed class TileScratch
         for (int c = 0; c < channels; c++) _planes[c] = Grow(ref _planes[c]!, n);
         return _planes;
     }
+}
+
+/// <summary>What a worker's buffers are sized for: the largest tile's read pixels and core, the image's channels, the
+/// extra (texture) planes, and whether a mask is read.</summary>
+public readonly record struct TileShape(long ReadPixels, int CoreW, int CoreH, int Channels, int ExtraPlanes, bool WithMask)
+{
+    public static TileShape For(Superpixels.TilePlan plan, int channels, int extraPlanes, bool withMask)
+    {
+        var (coreW, coreH) = plan.LargestCore; var (readW, readH) = plan.LargestRead;
+        return new TileShape((long)readW * readH, coreW, coreH, channels, extraPlanes, withMask);
+    }
+}
+
+/// <summary>
+/// Tile buffers made and touched before the workers of a one-process command need them. Such a command spends its first
+/// second starting the runtime, mostly on one thread; the first tile of each worker then spent a third of a second or
+/// more in the kernel, mapping some 170 MiB of fresh buffers page by page. <see cref="Start"/> sizes buffers for the
+/// job's largest tile from the image's header and touches them on a thread of its own in that second; a worker's first
+/// tile of a job of that shape takes them over (<see cref="Take"/>). Any that no worker takes are dropped by
+/// <see cref="Clear"/>. Results do not depend on it: only where the memory was first touched.
+/// </summary>
+public static class WarmScratches
+{
+    private static readonly System.Collections.Concurrent.ConcurrentQueue<Task<TileScratch?>> Made = new();
+
+    /// <summary>Starts making scratches for the tiles of <paramref name="req"/>, one for each of <paramref name="count"/>
+    /// workers and at most one per tile (none when the image cannot be opened: the job reports that itself).</summary>
+    public static void Start(GraphRequest req, int count)
+    {
+        if (count < 1) return;
+        var shape = Task.Factory.StartNew(() =>
+        {
+            using var img = Imaging.ImageSources.Open(req.ImagePath, req.Page);
+            var grid = Superpixels.SeedGrid.For(img.Width, img.Height, req.Slic);
+            var plan = Superpixels.TilePlan.Create(img.Width, img.Height, req.TileSize, GraphJob.HaloFor(req, grid));
+            return (Shape: TileShape.For(plan, img.Channels, req.Features == "texture" ? Graph.TexturePlanes.Count : 0, req.MaskPath is not null), Tiles: plan.Count);
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        // one after the other on that thread: the runtime's start has one core to spare, not more
+        Task<TileScratch?> previous = shape.ContinueWith(_ => (TileScratch?)null, TaskContinuationOptions.ExecuteSynchronously);
+        for (int i = 0; i < count; i++)
+        {
+            int index = i;
+            previous = previous.ContinueWith(_ =>
+            {
+                if (index >= shape.Result.Tiles) return null; // more workers than tiles: the others would never be used
+                var s = new TileScratch();
+                s.Reserve(shape.Result.Shape);
+                s.Touch();
+                return (TileScratch?)s;
+            }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            Made.Enqueue(previous);
+        }
+    }
+
+    /// <summary>A scratch made for tiles of <paramref name="shape"/>, waiting for it to be touched; null when none is.</summary>
+    internal static TileScratch? Take(TileShape shape)
+    {
+        while (Made.TryDequeue(out var t))
+        {
+            try { if (t.GetAwaiter().GetResult() is { } s && s.ReservedFor == shape) return s; }
+            catch (Exception) { } // the image could not be opened or sized: the job says why
+        }
+        return null;
+    }
+
+    /// <summary>Scratches made or being made that no worker has taken yet.</summary>
+    internal static int Pending => Made.Count;
+
+    /// <summary>Drops the scratches no worker took (their memory goes back at the next collection).</summary>
+    public static void Clear() { while (Made.TryDequeue(out _)) { } }
 }

@@ -147,7 +147,7 @@ public readonly record struct TileShape(long ReadPixels, int CoreW, int CoreH, i
 /// Tile buffers made and touched before the workers of a one-process command need them. Such a command spends its first
 /// second starting the runtime, mostly on one thread; the first tile of each worker then spent a third of a second or
 /// more in the kernel, mapping some 170 MiB of fresh buffers page by page. <see cref="Start"/> sizes buffers for the
-/// job's largest tile from the image's header and touches them on a thread of its own in that second; a worker's first
+/// job's largest tile from the image's header and touches them, each on a thread of its own, in that second; a worker's first
 /// tile of a job of that shape takes them over (<see cref="Take"/>). Any that no worker takes are dropped by
 /// <see cref="Clear"/>. Results do not depend on it: only where the memory was first touched.
 /// </summary>
@@ -167,20 +167,18 @@ public static class WarmScratches
             var plan = Superpixels.TilePlan.Create(img.Width, img.Height, req.TileSize, GraphJob.HaloFor(req, grid));
             return (Shape: TileShape.For(plan, img.Channels, req.Features == "texture" ? Graph.TexturePlanes.Count : 0, req.MaskPath is not null), Tiles: plan.Count);
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        // one after the other on that thread: the runtime's start has one core to spare, not more
-        Task<TileScratch?> previous = shape.ContinueWith(_ => (TileScratch?)null, TaskContinuationOptions.ExecuteSynchronously);
+        // each on a thread of its own once the shape is known: a machine with many workers has as many cores to touch them
         for (int i = 0; i < count; i++)
         {
             int index = i;
-            previous = previous.ContinueWith(_ =>
+            Made.Enqueue(shape.ContinueWith(_ =>
             {
                 if (index >= shape.Result.Tiles) return null; // more workers than tiles: the others would never be used
                 var s = new TileScratch();
                 s.Reserve(shape.Result.Shape);
                 s.Touch();
                 return (TileScratch?)s;
-            }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-            Made.Enqueue(previous);
+            }, CancellationToken.None, TaskContinuationOptions.LongRunning, TaskScheduler.Default));
         }
     }
 

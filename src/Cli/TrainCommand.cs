@@ -32,8 +32,8 @@ public static class TrainCommand
 
     /// <summary>Trains the boundary refinement for a trained model on the model's own training and validation graphs
     /// and writes it into the model file; returns what the training summary records.</summary>
-    public static object RefineModel(string modelPath, RefineOptions ro, int seed, string device) =>
-        RefineModelFile.Train(modelPath, ro, seed, device, s => Log.Information("{Step}", s));
+    public static object RefineModel(string modelPath, RefineOptions ro, int seed, string device, string? outPath = null) =>
+        RefineModelFile.Train(modelPath, ro, seed, device, s => Log.Information("{Step}", s), outPath: outPath);
 
     public static Command Create(Option<bool> verbose)
     {
@@ -159,8 +159,11 @@ public static class RefineCommand
                 if (!(ro.Threshold >= 0 && ro.Threshold <= 1)) throw new ArgumentException($"--refine-threshold must be in [0, 1] (got {ro.Threshold})");
                 if (ro.Hidden is < 1 or > Core.Refine.PixelRefinerSpec.MaxHidden) throw new ArgumentException($"--hidden must be in [1, {Core.Refine.PixelRefinerSpec.MaxHidden}] (got {ro.Hidden})");
                 var src = pr.GetValue(model)!.FullName; var dst = pr.GetValue(output)!.FullName;
-                if (src != dst) { Directory.CreateDirectory(Path.GetDirectoryName(dst)!); File.Copy(src, dst, overwrite: true); }
-                TrainCommand.RefineModel(dst, ro, pr.GetValue(seed), pr.GetValue(device)!);
+                // read from the model given, written to --out only once refined: a model that cannot be read is named
+                // as itself, and a failure leaves whatever --out held as it was
+                if (!File.Exists(src) && !Directory.Exists(src)) throw new Core.Imaging.InputFileException(src, "model file not found");
+                SafePaths.EnsureDirectory(Path.GetDirectoryName(dst)!, "folder of --out");
+                TrainCommand.RefineModel(src, ro, pr.GetValue(seed), pr.GetValue(device)!, dst);
                 Console.WriteLine(dst);
                 return Task.FromResult(ExitCodes.Ok);
             }

@@ -334,11 +334,15 @@ public static class RefinerTrainer
 public static class RefineModelFile
 {
     /// <param name="checkImage">refuses an image the graphs name (a data-roots check), with the reason; null: all allowed</param>
+    /// <param name="outPath">where the refined model is written (atomically, once it is trained); null: over
+    /// <paramref name="modelPath"/>. Nothing is written there when the model cannot be read or the refinement fails.</param>
     /// <returns>what the training summary records</returns>
-    public static object Train(string modelPath, RefineOptions ro, int seed, string device, Action<string> log, Func<string, string?>? checkImage = null)
+    public static object Train(string modelPath, RefineOptions ro, int seed, string device, Action<string> log, Func<string, string?>? checkImage = null,
+        string? outPath = null)
     {
         var dev = TorchDevice.Pick(device);
         var (spec, model) = ModelFile.Load(modelPath, dev);
+        outPath ??= modelPath;
         using (model)
         {
             var sw = Stopwatch.StartNew();
@@ -348,8 +352,8 @@ public static class RefineModelFile
             // one graph trains and validates on its nodes: the refiner then holds out a tenth of its pixels instead
             string[] validation = spec.ValidationGraphs.SequenceEqual(spec.TrainGraphs) ? [] : spec.ValidationGraphs;
             var refiner = RefinerTrainer.Train(spec, model, dev, spec.TrainGraphs, validation, ro, seed, log);
-            ModelFile.Save(modelPath, spec with { Refiner = refiner }, model);
-            log($"boundary refinement written into {modelPath} ({sw.Elapsed.TotalSeconds:F1}s)");
+            ModelFile.Save(outPath, spec with { Refiner = refiner }, model);
+            log($"boundary refinement written into {outPath} ({sw.Elapsed.TotalSeconds:F1}s)");
             return new { threshold = ro.Threshold, refiner.Hidden, refiner.Sigmas, refiner.ContextSigma, refiner.TrainingPixels, refiner.ValidationAccuracy, refiner.ValidationCoarseAccuracy, seconds = sw.Elapsed.TotalSeconds };
         }
     }

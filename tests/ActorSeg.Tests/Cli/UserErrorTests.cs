@@ -98,6 +98,23 @@ public class UserErrorTests() : TempDirTest("usererr")
     }
 
     [Fact]
+    public void RefiningAModelThatCannotBeRead_NamesThatModel_AndLeavesTheOutputModelAsItWas()
+    {
+        // before: the model was copied over --out first, then read there: the error named --out, and a model that
+        // --out held (an earlier refinement) was lost to the copy of a broken file
+        var bad = Path.Combine(_dir, "broken.model");
+        File.WriteAllText(bad, "not a model");
+        var keep = Path.Combine(_dir, "refined.model");
+        File.WriteAllBytes(keep, [1, 2, 3, 4]);
+        OneLine(TestPaths.RunCli("refine", "-m", bad, "-o", keep), 1, $"{bad}: not an ActorSeg GNN model file");
+        Assert.Equal([1, 2, 3, 4], File.ReadAllBytes(keep));
+        var missing = Path.Combine(_dir, "missing.model");
+        OneLine(TestPaths.RunCli("refine", "-m", missing, "-o", keep), 1, $"{missing}: model file not found");
+        Assert.Equal([1, 2, 3, 4], File.ReadAllBytes(keep));
+        Assert.Equal(["broken.model", "refined.model"], Directory.GetFiles(_dir).Select(Path.GetFileName).Order());
+    }
+
+    [Fact]
     public void AnInfiniteCompactness_IsRefusedNamingIt()
     {
         var gen = TestPaths.RunCli("generate", "-o", _dir, "--width", "96", "--height", "96");

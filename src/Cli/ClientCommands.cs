@@ -123,15 +123,16 @@ public static class ClientCommands
 
     public static async Task<int> FollowAsync(ClusterConnection conn, SubmitGraphJob job, TimeSpan connectTimeout, CancellationToken ct)
     {
-        Log.Information("Submitted job {JobId}: {Image} → {OutDir}", job.JobId, job.Spec.ImagePath, job.Spec.OutDir);
+        // sent, not yet recorded: "accepted" follows once the coordinator has journaled it
+        Log.Information("Submitting job {JobId}: {Image} → {OutDir}", job.JobId, job.Spec.ImagePath, job.Spec.OutDir);
         return await FollowAsync(conn, job.JobId, job, connectTimeout, ct);
     }
 
-    /// <summary>Follows one job (graph, segmentation or training) to its end; the exit code of its outcome.</summary>
     /// <summary>How long a followed job may stay silent before the client gives up (exit 3). Env ACTORSEG_SILENCETIMEOUTSECONDS.</summary>
     public static TimeSpan SilenceTimeout { get; } = TimeSpan.FromSeconds(
         double.TryParse(Environment.GetEnvironmentVariable("ACTORSEG_SILENCETIMEOUTSECONDS"), System.Globalization.CultureInfo.InvariantCulture, out var s) && s > 0 ? s : 300);
 
+    /// <summary>Follows one job (graph, segmentation or training) to its end; the exit code of its outcome.</summary>
     public static async Task<int> FollowAsync(ClusterConnection conn, string jobId, object job, TimeSpan connectTimeout, CancellationToken ct, Action<object>? onEnd = null)
     {
         var channel = Channel.CreateUnbounded<object>();

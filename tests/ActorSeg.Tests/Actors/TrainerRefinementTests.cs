@@ -1,0 +1,75 @@
+using Akka.TestKit.Xunit2;
+using ActorSeg.Core.Imaging;
+using ActorSeg.GpuTrainer;
+using ActorSeg.Messages;
+using Xunit;
+
+namespace ActorSeg.Tests.Actors;
+
+/// <summary>
+/// Graphs on which the boundary refinement has nothing to learn (one class everywhere, every node sure): the coarse
+/// model is trained and kept, the reason recorded in train.json, by `actorseg train` and by a cluster's trainer alike.
+/// </summary>
+public class TrainerRefinementTests : TestKit, IDisposable
+{
+    private readonly string _dir = TestPaths.NewTempDir("trainref");
+    void IDisposable.Dispose() { Shutdown(); try { Directory.Delete(_dir, true); } catch { } }
+
+    /// <summary>Three generated fields, each with a mask that is background everywhere, as graphs with their node maps.</summary>
+    private string[] OneClassGraphs()
+    {
+        var graphs = new List<string>();
+        for (int s = 1; s <= 3; s++)
+        {
+            string img = Path.Combine(_dir, $"f{s}.tif"), mask = Path.Combine(_dir, $"f{s}_mask.tif"), generated = Path.Combine(_dir, $"f{s}_generated_mask.tif");
+            SyntheticMicroscopy.Generate(new SyntheticSpec(192, 160, SyntheticKind.Colonies, 16, 1, s), img, generated);
+            using (var w = new TiledTiffWriter(mask, 192, 160, 1, TiffSampleType.UInt8, tileSize: 64))
+            {
+                for (int ty = 0; ty < 3; ty++)
+                    for (int tx = 0; tx < 3; tx++) w.WriteTile<byte>(tx, ty, new byte[w.SamplesPerTile]);
+                w.Complete();
+            }
+            var g = Path.Combine(_dir, $"g{s}");
+            var r = TestPaths.RunCli("graph", img, "--mask", mask, "--spacing", "12", "--out", g);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            graphs.Add(Path.Combine(g, "graph.npz"));
+        }
+        return [.. graphs];
+    }
+
+    private static void AssertCoarseKept(string outDir)
+    {
+        var (spec, model) = ModelFile.Load(Path.Combine(outDir, "best.model"));
+        model.Dispose();
+        Assert.Null(spec.Refiner);
+        var summary = File.ReadAllText(Path.Combine(outDir, "train.json"));
+        Assert.Contains("\"skipped\": \"no pixel to refine in the training graphs", summary);
+    }
+
+    [Fact]
+    public void GraphsWithNothingToRefine_KeepTheCoarseModel_InTheCommandAndOnACluster()
+    {
+        var graphs = OneClassGraphs();
+
+        // the command: a warning, exit 0, the coarse model
+        var cli = Path.Combine(_dir, "cli-model");
+        var r = TestPaths.RunCli(["train", "--graphs", .. graphs, "--out", cli]);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("No boundary refinement: no pixel to refine", r.Stderr);
+        AssertCoarseKept(cli);
+        // --refine asks for the refinement: then it is an error
+        var strict = TestPaths.RunCli(["train", "--graphs", .. graphs, "--refine", "--out", Path.Combine(_dir, "strict")]);
+        Assert.Equal(1, strict.ExitCode);
+        Assert.Contains("no pixel to refine", strict.Stderr);
+
+        // a cluster's trainer: the model is ready, with the same summary
+        var coordinator = CreateTestProbe();
+        var trainer = Sys.ActorOf(TrainerActor.Props(coordinator.Ref, "cpu", null, s => s.Equals(coordinator.Ref)));
+        coordinator.FishForMessage(m => m is TrainerReady, TimeSpan.FromSeconds(10));
+        var onCluster = Path.Combine(_dir, "cluster-model");
+        coordinator.Send(trainer, new TrainModel("t1", new TrainJobSpec(graphs, onCluster), 1));
+        var ready = coordinator.FishForMessage<ModelReady>(_ => true, TimeSpan.FromSeconds(120));
+        Assert.Equal(Path.Combine(onCluster, "best.model"), ready.BestModel.Path);
+        AssertCoarseKept(onCluster);
+    }
+}

@@ -110,7 +110,7 @@ public static class GenerateCommand
         var spec = new SyntheticSpec(width, height, kind switch { "nuclei" => SyntheticKind.Nuclei, "cells" => SyntheticKind.Cells, _ => SyntheticKind.Colonies }, bits, channels, seed);
         Log.Information("Generating {Kind} image {Width}x{Height}, {Bits}-bit, {Channels} channel(s) → {Image}", kind, width, height, bits, channels, img);
         int lastPct = -1;
-        var progress = new Progress<double>(p =>
+        var progress = new Core.InlineProgress<double>(p =>
         {
             int pct = (int)(p * 100);
             if (pct / 10 != lastPct / 10) { lastPct = pct; Console.Error.WriteLine($"  generating: {pct}%"); }

@@ -319,7 +319,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             // the work folder is this job's alone: made now (mkdir fails if anything is there), or, for a job resuming
             // after a restart, accepted only as a real folder of this user, never a link planted in its place
             SafePaths.CreatePrivateDirectory(p.WorkDir, p.WorkDirMayExist, "work folder", parentWhat: "output folder");
-            var m = GraphJob.Prepare(p.JobId, req, p.WorkDir, new Progress<string>(s => log.Information("Job {JobId}: {Step}", p.JobId, s)), ct);
+            var m = GraphJob.Prepare(p.JobId, req, p.WorkDir, new Core.InlineProgress<string>(s => log.Information("Job {JobId}: {Step}", p.JobId, s)), ct);
             ct.ThrowIfCancellationRequested(); // given up on (its deadline passed): its job has ended, its folder may be gone
             m.Save();
             return m;
@@ -342,7 +342,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             var invalid = r.Done.AsParallel().Select(d => (d.TileId, Why: store.Check(d.Result) ?? store.Check(d.Labels)))
                 .Where(x => x.Why is not null).Select(x => (x.TileId, x.Why!)).ToArray();
             if (invalid.Length > 0) return new TilesInvalid(m.JobId, invalid);
-            var s = GraphOutputs.StitchAndWrite(m, r.OutDir, r.NodeMap, new Progress<string>(p => log.Information("Job {JobId}: {Step}", m.JobId, p)), ct);
+            var s = GraphOutputs.StitchAndWrite(m, r.OutDir, r.NodeMap, new Core.InlineProgress<string>(p => log.Information("Job {JobId}: {Step}", m.JobId, p)), ct);
             var graph = store.Describe(Path.Combine(r.OutDir, GraphOutputs.GraphFile));
             var map = r.NodeMap ? store.Describe(Path.Combine(r.OutDir, GraphOutputs.NodeMapFile)) : null;
             return new Stitched(m.JobId, new GraphStitched(m.JobId, graph, map, s.Nodes, s.AdjacencyEdges, s.KnnEdges, r.TilesSeconds, s.StitchSeconds, s.WriteSeconds,

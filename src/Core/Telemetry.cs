@@ -62,3 +62,13 @@ public static class Telemetry
 
     public static KeyValuePair<string, object?> Tag(string key, string value) => new(key, value);
 }
+
+/// <summary>
+/// Progress that acts where it is reported, at once: <see cref="Progress{T}"/> posts each report to the thread pool, so
+/// a job's step lines could be logged out of order, or after the line saying the job ended. The action must be safe
+/// to call from any thread (logging is).
+/// </summary>
+public sealed class InlineProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}

@@ -280,7 +280,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
             var (refine, refineSources) = OpenRefinement(w, classes, probs, probClasses, log);
             long[] painted;
             using (refineSources)
-                painted = MaskPainter.Paint(w.NodeMap.Path, classes, maskPath, new Progress<string>(s => log.Information("Job {JobId}: {Step}", w.JobId, s)), sourceImage: w.ImagePath, classTable: table,
+                painted = MaskPainter.Paint(w.NodeMap.Path, classes, maskPath, new Core.InlineProgress<string>(s => log.Information("Job {JobId}: {Step}", w.JobId, s)), sourceImage: w.ImagePath, classTable: table,
                     probabilityOfNode: probOfNode, probabilityPath: probPath, refine: refine);
             // one count per class of the model, the classes no pixel took included (the painter's counts end at the last class painted)
             int modelClasses = Math.Max(probClasses, table?.Length ?? 0);

@@ -151,9 +151,10 @@ public static class GraphCommand
         // the statistics pass runs while the actor system and its journal start; the job takes it over (checked)
         Core.Imaging.HistogramPrefetch.Start(spec.ImagePath, spec.Page);
         // and the workers' tile buffers are sized and touched on another thread (taken by their first tiles)
-        try { Core.Pipeline.WarmScratches.Start(Coordinator.GraphCoordinatorActor.ToRequest(spec), workers); }
+        Core.Pipeline.GraphRequest? req = null;
+        try { req = Coordinator.GraphCoordinatorActor.ToRequest(spec); }
         catch (ArgumentException) { } // a bad request: the job refuses it, saying why
-        using var dropWarm = new Finally(Core.Pipeline.WarmScratches.Clear);
+        using var warm = req is null ? null : Core.Pipeline.WarmScratches.Start(req, workers);
         await using var rt = await LocalRuntime.StartAsync(workers, device: device);
         Log.Information("ActorSeg: {Image} with {Workers} tile workers (job {JobId})", spec.ImagePath, workers, jobId);
         await foreach (var m in rt.RunJobAsync(new SubmitGraphJob(jobId, spec), ct))
@@ -182,10 +183,4 @@ public static class GraphCommand
         }
         return null;
     }
-}
-
-/// <summary>Runs an action when disposed (at the end of a using scope, however it ends).</summary>
-internal sealed class Finally(Action action) : IDisposable
-{
-    public void Dispose() => action();
 }

@@ -159,9 +159,8 @@ public static class RefineCommand
                 if (!(ro.Threshold >= 0 && ro.Threshold <= 1)) throw new ArgumentException($"--refine-threshold must be in [0, 1] (got {ro.Threshold})");
                 if (ro.Hidden is < 1 or > Core.Refine.PixelRefinerSpec.MaxHidden) throw new ArgumentException($"--hidden must be in [1, {Core.Refine.PixelRefinerSpec.MaxHidden}] (got {ro.Hidden})");
                 var src = pr.GetValue(model)!.FullName; var dst = pr.GetValue(output)!.FullName;
-                // read from the model given, written to --out only once refined: a model that cannot be read is named
-                // as itself, and a failure leaves whatever --out held as it was
-                if (!File.Exists(src) && !Directory.Exists(src)) throw new Core.Imaging.InputFileException(src, "model file not found");
+                // read from the model given, written to --out only once refined: a model that cannot be read (or is
+                // missing) is named as itself, and a failure leaves whatever --out held as it was
                 SafePaths.EnsureDirectory(Path.GetDirectoryName(dst)!, "folder of --out");
                 TrainCommand.RefineModel(src, ro, pr.GetValue(seed), pr.GetValue(device)!, dst);
                 Console.WriteLine(dst);

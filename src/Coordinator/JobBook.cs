@@ -664,7 +664,7 @@ public sealed class JobBook
     /// <summary>An error as a status reports it: at most this many characters.</summary>
     private const int StatusErrorChars = 2_000;
 
-    private static string? Short(string? error) => error is { Length: > StatusErrorChars } e ? e[..StatusErrorChars] + "…" : error;
+    private static string? Short(string? error, int max = StatusErrorChars) => error is { } e && e.Length > max ? e[..max] + "…" : error;
 
     private StatusReport Status(GetStatus g)
     {
@@ -1202,8 +1202,7 @@ public sealed class JobBook
     private static BatchCompleted Completed(Batch b)
     {
         int each = Math.Clamp(CompletedErrorBudget / Math.Max(1, b.Spec.Slides.Length), 200, StatusErrorChars);
-        return new(b.BatchId, b.Spec.Slides.Select(sl => b.Ended[sl.Name]).Select(o =>
-            o.Error is { Length: var n } e && n > each ? o with { Error = e[..each] + "…" } : o).ToArray());
+        return new(b.BatchId, b.Spec.Slides.Select(sl => b.Ended[sl.Name]).Select(o => o with { Error = Short(o.Error, each) }).ToArray());
     }
 
     /// <summary>

@@ -32,6 +32,9 @@ public sealed record GraphRequest
     /// (non-zero = tissue). Pixels outside the tissue get no node; tiles without tissue are skipped.</summary>
     public string? Tissue { get; init; }
 
+    /// <summary>Planes derived from each pixel beside the image's channels: the texture planes, with texture features.</summary>
+    [JsonIgnore] public int ExtraPlanes => Features == "texture" ? TexturePlanes.Count : 0;
+
     public const double DefaultHaloSpacings = 10.0;
     public static readonly string[] FeatureSets = ["published", "texture"];
 }
@@ -88,7 +91,7 @@ public sealed record GraphJobManifest
     }
 
     [JsonIgnore] public bool Texture => Request.Features == "texture";
-    [JsonIgnore] public int ExtraPlanes => Texture ? TexturePlanes.Count : 0;
+    [JsonIgnore] public int ExtraPlanes => Request.ExtraPlanes;
 
     /// <summary>z-normalisation of every value plane: raw channels with the image statistics, texture planes by their fixed scale.</summary>
     [JsonIgnore]

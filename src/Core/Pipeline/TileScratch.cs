@@ -156,17 +156,23 @@ public static class WarmScratches
     private static readonly System.Collections.Concurrent.ConcurrentQueue<Task<TileScratch?>> Made = new();
 
     /// <summary>Starts making scratches for the tiles of <paramref name="req"/>, one for each of <paramref name="count"/>
-    /// workers and at most one per tile (none when the image cannot be opened: the job reports that itself).</summary>
-    public static void Start(GraphRequest req, int count)
+    /// workers and at most one per tile (none when the image cannot be opened: the job reports that itself). Disposing
+    /// what it returns drops those no worker took.</summary>
+    public static IDisposable Start(GraphRequest req, int count) => Start(() =>
     {
-        if (count < 1) return;
-        var shape = Task.Factory.StartNew(() =>
-        {
-            using var img = Imaging.ImageSources.Open(req.ImagePath, req.Page);
-            var grid = Superpixels.SeedGrid.For(img.Width, img.Height, req.Slic);
-            var plan = Superpixels.TilePlan.Create(img.Width, img.Height, req.TileSize, GraphJob.HaloFor(req, grid));
-            return (Shape: TileShape.For(plan, img.Channels, req.Features == "texture" ? Graph.TexturePlanes.Count : 0, req.MaskPath is not null), Tiles: plan.Count);
-        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        using var img = Imaging.ImageSources.Open(req.ImagePath, req.Page);
+        var grid = Superpixels.SeedGrid.For(img.Width, img.Height, req.Slic);
+        var plan = Superpixels.TilePlan.Create(img.Width, img.Height, req.TileSize, GraphJob.HaloFor(req, grid));
+        return (TileShape.For(plan, img.Channels, req.ExtraPlanes, req.MaskPath is not null), plan.Count);
+    }, count);
+
+    /// <summary><see cref="Start(GraphRequest, int)"/> with the largest tile's shape and the tile count from
+    /// <paramref name="shapeOf"/> (run on a thread of its own).</summary>
+    internal static IDisposable Start(Func<(TileShape Shape, int Tiles)> shapeOf, int count)
+    {
+        var lease = new Lease();
+        if (count < 1) return lease;
+        var shape = Task.Factory.StartNew(shapeOf, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         // each on a thread of its own once the shape is known: a machine with many workers has as many cores to touch them
         for (int i = 0; i < count; i++)
         {
@@ -180,14 +186,25 @@ public static class WarmScratches
                 return (TileScratch?)s;
             }, CancellationToken.None, TaskContinuationOptions.LongRunning, TaskScheduler.Default));
         }
+        return lease;
     }
 
-    /// <summary>A scratch made for tiles of <paramref name="shape"/>, waiting for it to be touched; null when none is.</summary>
+    private sealed class Lease : IDisposable
+    {
+        public void Dispose() => Clear();
+    }
+
+    /// <summary>How long a worker's first tile waits for its scratch to be touched: a header read that hangs (a stalled
+    /// network file system) must not hold the tile; the tile then makes its own buffers, as without a warm scratch.</summary>
+    internal static TimeSpan TakeWait { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>A scratch made for tiles of <paramref name="shape"/>, waiting for it to be touched (at most
+    /// <see cref="TakeWait"/>); null when none is.</summary>
     internal static TileScratch? Take(TileShape shape)
     {
         while (Made.TryDequeue(out var t))
         {
-            try { if (t.GetAwaiter().GetResult() is { } s && s.ReservedFor == shape) return s; }
+            try { if (t.Wait(TakeWait) && t.Result is { } s && s.ReservedFor == shape) return s; }
             catch (Exception) { } // the image could not be opened or sized: the job says why
         }
         return null;

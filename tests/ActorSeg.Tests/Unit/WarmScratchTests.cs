@@ -54,6 +54,29 @@ public sealed class WarmScratchTests : IDisposable
         Assert.Equal(0, WarmScratches.Pending);
     }
 
+    [Fact]
+    public void AHeaderReadThatHangs_DoesNotHoldAWorkersFirstTile()
+    {
+        var shape = new TileShape(100, 10, 10, 1, 0, false);
+        using var hang = new ManualResetEventSlim();
+        var wait = WarmScratches.TakeWait;
+        WarmScratches.TakeWait = TimeSpan.FromMilliseconds(200);
+        try
+        {
+            using (WarmScratches.Start(() => { hang.Wait(); return (shape, 4); }, 2))
+            {
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                Assert.Null(WarmScratches.Take(shape)); // both given up on, each after the bounded wait
+                Assert.InRange(sw.Elapsed.TotalSeconds, 0.3, 10);
+                Assert.Equal(0, WarmScratches.Pending);
+            }
+            // a lease that ends drops what no worker took
+            using (WarmScratches.Start(() => (shape, 4), 2)) Assert.Equal(2, WarmScratches.Pending);
+            Assert.Equal(0, WarmScratches.Pending);
+        }
+        finally { hang.Set(); WarmScratches.TakeWait = wait; }
+    }
+
     /// <summary>Prepares the job and runs every tile with the scratch <paramref name="scratchFor"/> gives for the tile's
     /// index; returns the bytes of every tile's result and label files.</summary>
     private List<byte[]> Run(GraphRequest req, string name, Func<int, TileScratch> scratchFor, Action<int>? after = null)

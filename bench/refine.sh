@@ -15,6 +15,14 @@ DATA=$(cd "${1:-../shared/data}" && pwd); WORK=${2:-/tmp/actorseg-refine}
 TEST=${TEST:-30}; SEED=${SEED:-1}; DATASETS=${DATASETS:-"nist bbbc039"}; UNET=${UNET:-1}
 A="dotnet ${ACTORSEG_BIN:-src/Cli/bin/Release/net10.0}/actorseg.dll"
 [ -d "$DATA/nist-colonies" ] || { echo "no shared data at $DATA" >&2; exit 1; }
+# GNU time measures the peak RSS and bc the seconds (Debian's `time` and `bc`, not in every minimal image): installed
+# when missing
+if [ ! -x /usr/bin/time ] || ! command -v bc >/dev/null; then
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time bc >/dev/null 2>&1 ||
+    { $sudo_ apt-get update -qq >/dev/null 2>&1; $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time bc >/dev/null 2>&1; } ||
+    { echo "bench/refine.sh needs GNU time (/usr/bin/time) and bc: Debian's packages 'time' and 'bc'" >&2; exit 1; }
+fi
 # runs a command, keeping its output in $out, its wall seconds in $secs and its peak RSS in MiB in $mib
 timed() {
   local t; t=$(mktemp); local t0; t0=$(date +%s.%N)

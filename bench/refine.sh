@@ -15,13 +15,15 @@ DATA=$(cd "${1:-../shared/data}" && pwd); WORK=${2:-/tmp/actorseg-refine}
 TEST=${TEST:-30}; SEED=${SEED:-1}; DATASETS=${DATASETS:-"nist bbbc039"}; UNET=${UNET:-1}
 A="dotnet ${ACTORSEG_BIN:-src/Cli/bin/Release/net10.0}/actorseg.dll"
 [ -d "$DATA/nist-colonies" ] || { echo "no shared data at $DATA" >&2; exit 1; }
-# GNU time measures the peak RSS and bc the seconds (Debian's `time` and `bc`, not in every minimal image): installed
-# when missing
+# Debian packages installed when missing (as root, or through sudo); false when they could not be
+install_debs() {
+  local sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 ||
+    { $sudo_ apt-get update -qq >/dev/null 2>&1; $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1; }
+}
+# GNU time measures the peak RSS and bc the seconds (Debian's `time` and `bc`, not in every minimal image)
 if [ ! -x /usr/bin/time ] || ! command -v bc >/dev/null; then
-  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
-  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time bc >/dev/null 2>&1 ||
-    { $sudo_ apt-get update -qq >/dev/null 2>&1; $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time bc >/dev/null 2>&1; } ||
-    { echo "bench/refine.sh needs GNU time (/usr/bin/time) and bc: Debian's packages 'time' and 'bc'" >&2; exit 1; }
+  install_debs time bc || { echo "bench/refine.sh needs GNU time (/usr/bin/time) and bc: Debian's packages 'time' and 'bc'" >&2; exit 1; }
 fi
 # runs a command, keeping its output in $out, its wall seconds in $secs and its peak RSS in MiB in $mib
 timed() {
@@ -75,11 +77,8 @@ for name in $DATASETS; do
   fi
   if [ "${PEER:-0}" = 1 ]; then
     # Debian's python3-torch, -skimage, -scipy, -sklearn and -tifffile (../shared/peers/README.md), installed when missing
-    if ! /usr/bin/python3 -c 'import torch, skimage, scipy, sklearn, tifffile' 2>/dev/null; then
-      sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
-      $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-skimage python3-scipy python3-sklearn python3-tifffile >/dev/null 2>&1 ||
-        { $sudo_ apt-get update -qq >/dev/null 2>&1; $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-skimage python3-scipy python3-sklearn python3-tifffile >/dev/null 2>&1; } || true
-    fi
+    /usr/bin/python3 -c 'import torch, skimage, scipy, sklearn, tifffile' 2>/dev/null ||
+      install_debs python3-torch python3-skimage python3-scipy python3-sklearn python3-tifffile || true
     if /usr/bin/python3 -c 'import torch, skimage, scipy, sklearn, tifffile' 2>/dev/null; then
       pe=$(/usr/bin/python3 "$DATA/../peers/dataset_eval.py" unet "$split/train/images" "$split/train/masks" \
            "$split/test/images" "$split/test/masks" --mask-ext "$ext" 2>&1 | tail -4 | tr '\n' ' ')

@@ -210,6 +210,10 @@ public static class BatchCommand
         ModelSpec? spec = null;
         if (model is not null) spec = ModelFile.Load(model).Spec; // a bad model fails the batch before any work
         double sp = spacing ?? (spec?.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
+        // one run at a time in a batch folder, which it makes where missing (a cluster's coordinator refuses a second batch
+        // there itself)
+        using var folder = coordinator is null ? OutputFolderLock.Acquire(outDir, "batch") : null;
+        foreach (var w in folder?.RemovedWorkDirs ?? []) Log.Warning("Deleted {WorkDir}: the work folder of an earlier run in {OutDir} that was killed before its end", w, outDir);
         Directory.CreateDirectory(outDir);
         // every path as the coordinator will record it (real, symlink-free), so this client's definition is the recorded one
         outDir = SafePaths.Canonical(outDir, "batch folder");
@@ -253,14 +257,26 @@ public static class BatchCommand
             return ExitCodes.Failed;
         }
 
-        // the runner: every role in this process, or a running cluster
-        await using var local = coordinator is null ? await LocalRuntime.StartAsync(workers) : null;
-        await using var remote = coordinator is not null ? ClusterConnection.Open(ClusterConnection.Addresses(coordinator), tls ?? new TlsOptions()) : null;
-        var follow = new BatchFollower(local?.System ?? remote!.System, local is not null ? (m, s) => local.Coordinator.Tell(m, s) : (m, s) => remote!.Send(m, s));
-        var run = new BatchRun(definition, spec, model, hashes, Math.Max(1, parallel));
-        int rc = await follow.RunAsync(id, new SubmitBatch(id, definition, alreadyDone, Detached: detach), detach, connectTimeout ?? TimeSpan.FromSeconds(60), run, ct);
-        if (detach || rc != ExitCodes.Ok || run.Completed is null) return rc;
-        return run.Finish(sw);
+        // the work folders of the slides' jobs, noted so that they go if this run is killed (its journal dies with it)
+        folder?.AddWorkDirs(slides.Select(s => GraphOutputs.WorkDir(s.Spec.ModelPath is null ? s.Spec.OutDir : Path.Combine(s.Spec.OutDir, "graph"), JobIds.ForSlide(id, s.Name))));
+        bool ended = false;
+        try
+        {
+            // the runner: every role in this process, or a running cluster
+            await using var local = coordinator is null ? await LocalRuntime.StartAsync(workers) : null;
+            await using var remote = coordinator is not null ? ClusterConnection.Open(ClusterConnection.Addresses(coordinator), tls ?? new TlsOptions()) : null;
+            var follow = new BatchFollower(local?.System ?? remote!.System, local is not null ? (m, s) => local.Coordinator.Tell(m, s) : (m, s) => remote!.Send(m, s), local is not null);
+            var run = new BatchRun(definition, spec, model, hashes, Math.Max(1, parallel));
+            int rc = await follow.RunAsync(id, new SubmitBatch(id, definition, alreadyDone, Detached: detach), detach, connectTimeout ?? TimeSpan.FromSeconds(60), run, ct);
+            // a batch of this process that did not end (stopped with Ctrl-C) ends with it: its unfinished jobs' work goes
+            ended = remote is not null || run.Completed is not null;
+            if (detach || rc != ExitCodes.Ok || run.Completed is null) return rc;
+            return run.Finish(sw);
+        }
+        finally
+        {
+            if (!ended) folder?.RemoveWorkDirs(); // stopped before its end: nothing resumes this run's jobs
+        }
     }
 
     /// <summary>Follows a batch already submitted, by its id, and finishes it as the client that submitted it would.</summary>
@@ -495,7 +511,8 @@ public static class BatchCommand
     /// progress, hands each slide's end to the <see cref="BatchRun"/>, and stops at its end, at a refusal, when the
     /// coordinator stays silent, or (detached) once the batch is recorded.
     /// </summary>
-    internal sealed class BatchFollower(ActorSystem system, Action<object, IActorRef> send)
+    /// <param name="local">the batch runs in this process (its journal in memory), so it stops when following stops</param>
+    internal sealed class BatchFollower(ActorSystem system, Action<object, IActorRef> send, bool local = false)
     {
         public async Task<int> RunAsync(string batchId, SubmitBatch? submit, bool detach, TimeSpan connectTimeout, BatchRun run, CancellationToken ct)
         {
@@ -526,7 +543,12 @@ public static class BatchCommand
                         }
                         continue;
                     }
-                    catch (OperationCanceledException) { Log.Warning("Stopped following batch {BatchId}; it goes on where it runs (the same command attaches again)", batchId); return ExitCodes.Failed; }
+                    catch (OperationCanceledException)
+                    {
+                        if (local) Log.Warning("Stopped batch {BatchId}: the slides it finished are kept, the same command runs the others", batchId);
+                        else Log.Warning("Stopped following batch {BatchId}; it goes on where it runs (the same command attaches again)", batchId);
+                        return ExitCodes.Failed;
+                    }
                     catch (System.Threading.Channels.ChannelClosedException) { return ExitCodes.Failed; }
                     heard = true; last.Restart();
                     switch (m)

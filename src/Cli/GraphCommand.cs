@@ -148,6 +148,29 @@ public static class GraphCommand
     {
         var jobId = JobIds.New();
         var sw = Stopwatch.StartNew();
+        // one run at a time in an output folder; a run killed there before leaves work folders this one deletes
+        using var folder = Core.IO.OutputFolderLock.Acquire(spec.OutDir, spec.ModelPath is null ? "graph" : "segment");
+        foreach (var w in folder.RemovedWorkDirs) Log.Warning("Deleted {WorkDir}: the work folder of an earlier run in {OutDir} that was killed before its end", w, folder.Folder);
+        // the job's work folder (under OUT/graph when it segments): noted before it exists, so that it goes if this run is
+        // killed, and deleted below if this run stops before its job ends (its journal is this process's memory)
+        var workDir = Core.IO.GraphOutputs.WorkDir(spec.ModelPath is null ? spec.OutDir : Path.Combine(spec.OutDir, "graph"), jobId);
+        folder.AddWorkDir(workDir);
+        bool ended = false;
+        try
+        {
+            var outcome = await RunJobAsync(spec, workers, device, jobId, sw, ct);
+            ended = true;
+            return outcome;
+        }
+        finally
+        {
+            // cancelled (Ctrl-C) or thrown: the runtime is stopped by now; what its job left goes, unless asked to be kept
+            if (!ended && !spec.KeepWork) folder.RemoveWorkDirs();
+        }
+    }
+
+    private static async Task<GraphJobCompleted?> RunJobAsync(GraphJobSpec spec, int workers, string device, string jobId, Stopwatch sw, CancellationToken ct)
+    {
         // the statistics pass runs while the actor system and its journal start; the job takes it over (checked)
         Core.Imaging.HistogramPrefetch.Start(spec.ImagePath, spec.Page);
         // and the workers' tile buffers are sized and touched on another thread (taken by their first tiles)

@@ -75,6 +75,7 @@ public static class TrainCommand
             var outDir = pr.GetValue(output)!.FullName;
             try
             {
+                using var folder = Core.IO.OutputFolderLock.Acquire(outDir, "train"); // one run at a time in a model folder
                 var classTable = pr.GetValue(classes) is { } cs ? Core.IO.ClassTable.Parse(cs) : null;
                 var r0 = RecipeOptions.Resolve(pr, recipe, features, edges, conv, layers, hidden, dropout);
                 var paths = new List<string>();

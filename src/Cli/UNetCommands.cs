@@ -44,6 +44,7 @@ public static class UNetCommands
                     BinaryMask = pr.GetValue(maskMode) == "binary", Classes = pr.GetValue(classes) is { } cs ? ClassTable.Parse(cs) : null,
                 };
                 var outDir = pr.GetValue(output)!.FullName;
+                using var folder = Core.IO.OutputFolderLock.Acquire(outDir, "unet-train"); // one run at a time in a model folder
                 var r = UNetRunner.Train(pairs, outDir, o, s => Log.Information("{Step}", s));
                 SafePaths.WriteAllText(Path.Combine(outDir, "unet-train.json"), JsonSerializer.Serialize(new { options = o, result = r }, new JsonSerializerOptions { WriteIndented = true }), "training summary");
                 Console.WriteLine(r.BestModel);

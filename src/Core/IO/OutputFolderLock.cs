@@ -1,0 +1,193 @@
+using System.Text.Json;
+
+namespace ActorSeg.Core.IO;
+
+/// <summary>An output folder another ActorSeg run on this or another machine is writing: refused, naming that run.</summary>
+public sealed class OutputFolderInUseException(string message) : IOException(message);
+
+/// <summary>
+/// One run at a time in an output folder. A one-process command (<c>graph</c>, <c>segment</c>, <c>train</c>, …) takes an
+/// exclusive lock on <c>OUT/.actorseg.lock</c> for as long as it writes there, so that a second command given the same
+/// folder is refused at once, naming the first, instead of the two replacing each other's files (a graph of one run with
+/// the node map of the other). The lock is the kernel's (flock, which NFS v4 carries between machines): it goes with the
+/// process, so a run killed by SIGKILL or the OOM killer never leaves a folder locked.
+/// <para>
+/// Beside it, <c>OUT/.actorseg.run</c> names the holder (process, host, command, start) and the work folders its jobs
+/// made. A run that ends, however it ends, deletes it. So one found by the next run that takes the lock is a run that
+/// was killed: its work folders (the per-tile results of an embedded journal, which died with it, so no run can resume
+/// them; gigabytes on a whole slide) are deleted then, and the deletion logged.
+/// </para>
+/// </summary>
+public sealed class OutputFolderLock : IDisposable
+{
+    public const string LockFile = ".actorseg.lock", RunFile = ".actorseg.run";
+
+    private sealed record RunRecord(int Pid, string Host, string Command, DateTime StartedUtc, List<string> WorkDirs);
+
+    private readonly FileStream _lock;
+    private readonly string _dir;
+    private readonly RunRecord _run;
+    private readonly bool _created;
+    private bool _disposed;
+
+    public string Folder => _dir;
+
+    /// <summary>What a later run found of earlier runs that were killed in this folder: their work folders, deleted.</summary>
+    public IReadOnlyList<string> RemovedWorkDirs { get; }
+
+    private OutputFolderLock(FileStream fs, string dir, RunRecord run, bool created, IReadOnlyList<string> removed)
+    {
+        _lock = fs; _dir = dir; _run = run; _created = created; RemovedWorkDirs = removed;
+    }
+
+    /// <summary>
+    /// Creates <paramref name="outDir"/> where it is missing and takes its lock for <paramref name="command"/>.
+    /// </summary>
+    /// <exception cref="OutputFolderInUseException">another run holds it (the message names the folder and that run)</exception>
+    /// <exception cref="OutputFolderException">the folder cannot be made (a file of that name, no permission)</exception>
+    public static OutputFolderLock Acquire(string outDir, string command)
+    {
+        // the folder's real path (a link along it, such as /data -> /mnt/data, is followed once, here), so that every
+        // way of naming one folder takes the same lock
+        var dir = SafePaths.Canonical(Path.GetFullPath(outDir), "output folder");
+        bool created = !Directory.Exists(dir);
+        SafePaths.EnsureDirectory(dir, "output folder");
+        var lockPath = Path.Combine(dir, LockFile);
+        // a link planted at the lock's name is never followed (the lock file is only ever opened, never written)
+        if (new FileInfo(lockPath).LinkTarget is not null)
+            throw new UnsafePathException($"{lockPath} is a symbolic link: refused");
+        FileStream fs;
+        try
+        {
+            // FileShare.None is an exclusive flock(2) on Linux, taken without waiting
+            fs = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.Read, FileShare.None);
+        }
+        catch (IOException e) when (e is not FileNotFoundException and not DirectoryNotFoundException && e.HResult == EWouldBlock)
+        {
+            throw new OutputFolderInUseException($"output folder {dir} is in use by another ActorSeg run ({Holder(dir)}): " +
+                                                 "wait for it to end, or give another output folder");
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new OutputFolderException($"output folder {dir}: its lock {LockFile} cannot be opened: {e.Message}", e);
+        }
+        try
+        {
+            // a run record left here is a run that was killed (a run that ends deletes its own): nothing can resume its
+            // jobs, whose journal lived in its memory, so their work folders go
+            var removed = new List<string>();
+            if (Read(dir) is { } dead)
+                foreach (var w in dead.WorkDirs)
+                {
+                    // the record is a file anyone who can write the folder could have written: only a real work folder
+                    // within this one (links resolved) is deleted on its word
+                    string real;
+                    try { real = SafePaths.RealPath(Path.GetFullPath(w)); }
+                    catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException) { continue; }
+                    if (IsWorkDirIn(dir, real) && Directory.Exists(real))
+                    {
+                        GraphOutputs.CleanWork(real);
+                        removed.Add(real);
+                    }
+                }
+            var run = new RunRecord(Environment.ProcessId, Environment.MachineName, command, DateTime.UtcNow, []);
+            var held = new OutputFolderLock(fs, dir, run, created, removed);
+            held.Save();
+            return held;
+        }
+        catch
+        {
+            fs.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Notes a work folder a job of this run makes here (or under a folder of it), so that a later run deletes it
+    /// if this one is killed before its end.</summary>
+    public void AddWorkDir(string workDir) => AddWorkDirs([workDir]);
+
+    /// <summary><see cref="AddWorkDir"/> for many (a batch's slides), the record written once.</summary>
+    public void AddWorkDirs(IEnumerable<string> workDirs)
+    {
+        var full = workDirs.Select(w => SafePaths.RealPath(Path.GetFullPath(w))).ToList(); // as the folder: its real path
+        if (full.FirstOrDefault(w => !IsWorkDirIn(_dir, w)) is { } bad) throw new ArgumentException($"{bad} is no work folder within {_dir}");
+        lock (_run)
+        {
+            var fresh = full.Where(w => !_run.WorkDirs.Contains(w)).Distinct().ToList();
+            if (fresh.Count == 0) return;
+            _run.WorkDirs.AddRange(fresh);
+            Save();
+        }
+    }
+
+    /// <summary>Deletes the work folders this run noted (a run that stops before its jobs end: nothing will resume them).</summary>
+    public void RemoveWorkDirs()
+    {
+        lock (_run)
+            foreach (var w in _run.WorkDirs)
+            {
+                // a tile still in flight when its run stopped may write one more file into it: tried again a few times
+                for (int attempt = 0; attempt < 5 && Directory.Exists(w); attempt++)
+                {
+                    if (attempt > 0) Thread.Sleep(200);
+                    GraphOutputs.CleanWork(w);
+                }
+            }
+    }
+
+    /// <summary>Ends the run in this folder: its record goes, then the lock. A folder this run made and left empty goes too.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        try { File.Delete(Path.Combine(_dir, RunFile)); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        if (_created && OnlyTheLockLeft())
+        {
+            // made by this run and nothing written (a job refused before its first file): the folder goes with the lock,
+            // removed while held, so that no other run can have taken it in between
+            try { File.Delete(Path.Combine(_dir, LockFile)); Directory.Delete(_dir); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+        _lock.Dispose();
+    }
+
+    private bool OnlyTheLockLeft()
+    {
+        try { return Directory.EnumerateFileSystemEntries(_dir).All(p => Path.GetFileName(p) == LockFile); }
+        catch (IOException) { return false; }
+    }
+
+    /// <summary>Whether <paramref name="workDir"/> is a job's work folder (<c>.work-JOB</c>) in <paramref name="dir"/> or
+    /// in a folder of it: the only kind of path a run record may make a later run delete.</summary>
+    private static bool IsWorkDirIn(string dir, string workDir)
+    {
+        var full = Path.GetFullPath(workDir);
+        return Path.GetFileName(full).StartsWith(".work-", StringComparison.Ordinal) && full.Length > dir.Length + 1
+               && full.StartsWith(dir.TrimEnd('/') + "/", StringComparison.Ordinal) && !full.Contains("/../", StringComparison.Ordinal);
+    }
+
+    private void Save() =>
+        SafePaths.WriteAllText(Path.Combine(_dir, RunFile), JsonSerializer.Serialize(_run), "run record");
+
+    private static RunRecord? Read(string dir)
+    {
+        var path = Path.Combine(dir, RunFile);
+        try
+        {
+            if (!File.Exists(path) || new FileInfo(path).LinkTarget is not null || new FileInfo(path).Length > 1 << 20) return null;
+            return JsonSerializer.Deserialize<RunRecord>(File.ReadAllText(path)) is { WorkDirs: not null } r ? r : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException or NotSupportedException)
+        {
+            return null; // damaged or unreadable: nothing is deleted on its word
+        }
+    }
+
+    /// <summary>The run that holds a folder, in words, as far as its record tells.</summary>
+    private static string Holder(string dir) =>
+        Read(dir) is { } r
+            ? $"'{r.Command}', process {r.Pid} on {r.Host}, since {r.StartedUtc.ToLocalTime():yyyy-MM-dd HH:mm:ss}"
+            : $"its lock {Path.Combine(dir, LockFile)} is held";
+
+    /// <summary>EWOULDBLOCK (11 on Linux), the HResult .NET gives an IOException when another process holds the flock.</summary>
+    private const int EWouldBlock = 11;
+}

@@ -1,0 +1,113 @@
+using System.Text.Json;
+using ActorSeg.Core.IO;
+using Xunit;
+
+namespace ActorSeg.Tests.IO;
+
+/// <summary>One run at a time in an output folder, and what a killed run left there deleted by the next.</summary>
+public class OutputFolderLockTests() : TempDirTest("outlock")
+{
+    [Fact]
+    public void ASecondRunInTheSameFolder_IsRefused_NamingTheFirst_UntilTheFirstEnds()
+    {
+        var dir = Path.Combine(_dir, "out");
+        using (var first = OutputFolderLock.Acquire(dir, "graph"))
+        {
+            // flock is per open file: a second open in this process conflicts as one in another process does
+            var e = Assert.Throws<OutputFolderInUseException>(() => OutputFolderLock.Acquire(dir, "segment"));
+            Assert.Contains($"output folder {dir} is in use by another ActorSeg run", e.Message);
+            Assert.Contains($"'graph', process {Environment.ProcessId}", e.Message);
+            // the same folder named through a link is the same lock
+            var link = Path.Combine(_dir, "link");
+            Directory.CreateSymbolicLink(link, dir);
+            Assert.Throws<OutputFolderInUseException>(() => OutputFolderLock.Acquire(link, "train"));
+        }
+        Assert.False(File.Exists(Path.Combine(dir, OutputFolderLock.RunFile))); // a run that ends leaves no record
+        using var again = OutputFolderLock.Acquire(dir, "segment");
+        Assert.Empty(again.RemovedWorkDirs);
+    }
+
+    [Fact]
+    public void AKilledRunsWorkFolders_AreDeletedByTheNextRun_AndNothingElse()
+    {
+        var dir = Path.Combine(_dir, "out");
+        Directory.CreateDirectory(dir);
+        var work = Path.Combine(dir, ".work-20261206-000000-aaaaaa");
+        var segWork = Path.Combine(dir, "graph", ".work-20261206-000000-bbbbbb");
+        var result = Path.Combine(dir, "keep"); // no work folder: never deleted on a record's word
+        var outside = Path.Combine(_dir, ".work-outside");
+        foreach (var d in new[] { work, segWork, result, outside })
+        {
+            Directory.CreateDirectory(d);
+            File.WriteAllText(Path.Combine(d, "tile-000000.apg"), "x");
+        }
+        // what a run killed by SIGKILL leaves: its record, with the work folders its jobs made (and a forged entry or two)
+        var record = new { Pid = 1, Host = "h", Command = "graph", StartedUtc = DateTime.UtcNow, WorkDirs = new[] { work, segWork, result, outside, Path.Combine(dir, "..", ".work-outside") } };
+        File.WriteAllText(Path.Combine(dir, OutputFolderLock.RunFile), JsonSerializer.Serialize(record));
+
+        using (var next = OutputFolderLock.Acquire(dir, "graph"))
+        {
+            Assert.Equal(new[] { work, segWork }, next.RemovedWorkDirs);
+            Assert.False(Directory.Exists(work));
+            Assert.False(Directory.Exists(segWork));
+            Assert.True(File.Exists(Path.Combine(result, "tile-000000.apg")));
+            Assert.True(File.Exists(Path.Combine(outside, "tile-000000.apg")));
+            // this run's own record replaced the dead one's
+            Assert.Contains($"\"Pid\":{Environment.ProcessId}", File.ReadAllText(Path.Combine(dir, OutputFolderLock.RunFile)));
+        }
+        Assert.True(Directory.Exists(dir)); // a folder that was there stays
+    }
+
+    [Fact]
+    public void ADamagedRecord_DeletesNothing()
+    {
+        var dir = Path.Combine(_dir, "out");
+        var work = Path.Combine(dir, ".work-j");
+        Directory.CreateDirectory(work);
+        File.WriteAllText(Path.Combine(dir, OutputFolderLock.RunFile), "{\"WorkDirs\": [\"" + work + "\""); // cut short
+        using var next = OutputFolderLock.Acquire(dir, "graph");
+        Assert.Empty(next.RemovedWorkDirs);
+        Assert.True(Directory.Exists(work));
+    }
+
+    [Fact]
+    public void ARunStoppedBeforeItsEnd_DeletesItsOwnWorkFolders_AndAFolderItMadeAndLeftEmpty()
+    {
+        var dir = Path.Combine(_dir, "new", "out");
+        using (var run = OutputFolderLock.Acquire(dir, "graph"))
+        {
+            Assert.True(Directory.Exists(dir));
+            var work = Path.Combine(dir, ".work-j1");
+            run.AddWorkDir(work);
+            Directory.CreateDirectory(work);
+            File.WriteAllText(Path.Combine(work, "tile-000001.apg"), "x");
+            Assert.Throws<ArgumentException>(() => run.AddWorkDir(Path.Combine(_dir, ".work-j2"))); // not within the folder
+            Assert.Throws<ArgumentException>(() => run.AddWorkDir(Path.Combine(dir, "graph")));     // not a work folder
+            run.RemoveWorkDirs();
+            Assert.False(Directory.Exists(work));
+        }
+        Assert.False(Directory.Exists(dir)); // made by the run, nothing left in it
+        Assert.True(Directory.Exists(Path.Combine(_dir, "new")));
+    }
+
+    [Fact]
+    public void OutputsStay_AndAFileOrALinkWhereTheLockGoes_IsRefused()
+    {
+        var dir = Path.Combine(_dir, "out");
+        using (var run = OutputFolderLock.Acquire(dir, "graph")) File.WriteAllText(Path.Combine(dir, "graph.json"), "{}");
+        Assert.True(File.Exists(Path.Combine(dir, "graph.json")));
+
+        var file = Path.Combine(_dir, "afile");
+        File.WriteAllText(file, "x");
+        var e = Assert.Throws<OutputFolderException>(() => OutputFolderLock.Acquire(file, "graph"));
+        Assert.Contains("a file of that name is there", e.Message);
+
+        var planted = Path.Combine(_dir, "planted");
+        Directory.CreateDirectory(planted);
+        var victim = Path.Combine(_dir, "victim.txt");
+        File.WriteAllText(victim, "precious");
+        File.CreateSymbolicLink(Path.Combine(planted, OutputFolderLock.LockFile), victim);
+        Assert.Throws<UnsafePathException>(() => OutputFolderLock.Acquire(planted, "graph"));
+        Assert.Equal("precious", File.ReadAllText(victim));
+    }
+}

@@ -43,7 +43,7 @@ public static class DemoCommand
                 if (await GraphCommand.RunAsync(new GraphJobSpec(img, mask, gdir, Features: GpuTrainer.Recipes.Best.Features), nWorkers, ct) != ExitCodes.Ok) return ExitCodes.Failed;
                 graphs.Add(Path.Combine(gdir, Core.IO.GraphOutputs.GraphFile));
             }
-            var trained = GpuTrainer.Trainer.Train(graphs, modelDir, new GpuTrainer.TrainOptions { Edges = GpuTrainer.Recipes.Best.Edges, Architecture = GpuTrainer.Recipes.Best.Architecture, ValidationFraction = 0.34 }, s => Log.Information("{Step}", s));
+            var trained = GpuTrainer.Trainer.Train(graphs, modelDir, new GpuTrainer.TrainOptions { Edges = GpuTrainer.Recipes.Best.Edges, Architecture = GpuTrainer.Recipes.Best.Architecture, ValidationFraction = 0.34 }, s => Log.Information("{Step}", s), ct);
             // and its boundary refinement, as `actorseg train` adds by default
             TrainCommand.RefineModel(trained.BestModel, new GpuTrainer.RefineOptions(), 1, "auto");
             // 4. the held-out image segmented, and the result measured against its mask

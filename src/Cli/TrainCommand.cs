@@ -32,8 +32,8 @@ public static class TrainCommand
 
     /// <summary>Trains the boundary refinement for a trained model on the model's own training and validation graphs
     /// and writes it into the model file; returns what the training summary records.</summary>
-    public static object RefineModel(string modelPath, RefineOptions ro, int seed, string device, string? outPath = null) =>
-        RefineModelFile.Train(modelPath, ro, seed, device, s => Log.Information("{Step}", s), outPath: outPath);
+    public static object RefineModel(string modelPath, RefineOptions ro, int seed, string device, string? outPath = null, CancellationToken ct = default) =>
+        RefineModelFile.Train(modelPath, ro, seed, device, s => Log.Information("{Step}", s), outPath: outPath, ct: ct);
 
     public static Command Create(Option<bool> verbose)
     {
@@ -100,7 +100,7 @@ public static class TrainCommand
                     ValidationFraction = pr.GetValue(valFrac), Seed = pr.GetValue(seed), Device = pr.GetValue(device)!, Classes = classTable,
                 };
                 Log.Information("Training {Conv} ({Layers} layers, width {Hidden}) with {Edges} edges on {Graphs} graph(s) → {Out}", opts.Architecture.Conv, opts.Architecture.Layers, opts.Architecture.Hidden, opts.Edges, paths.Count, outDir);
-                var r = Trainer.Train(paths, outDir, opts, s => Log.Information("{Step}", s));
+                var r = Trainer.Train(paths, outDir, opts, s => Log.Information("{Step}", s), ct);
                 object? refined = null;
                 if (pr.GetValue(refine) && pr.GetValue(noRefine)) throw new ArgumentException("--refine and --no-refine contradict each other");
                 var missing = pr.GetValue(noRefine) ? null : RefineInput.MissingFor(paths);
@@ -110,7 +110,7 @@ public static class TrainCommand
                 {
                     var ro = new RefineOptions { Threshold = pr.GetValue(refineThreshold) };
                     if (!(ro.Threshold >= 0 && ro.Threshold <= 1)) throw new ArgumentException($"--refine-threshold must be in [0, 1] (got {ro.Threshold})");
-                    try { refined = RefineModel(r.BestModel, ro, pr.GetValue(seed), pr.GetValue(device)!); }
+                    try { refined = RefineModel(r.BestModel, ro, pr.GetValue(seed), pr.GetValue(device)!, ct: ct); }
                     catch (Core.Refine.RefinerNotTrainableException e) when (!pr.GetValue(refine))
                     {
                         // the coarse model is trained and kept: only the refinement has nothing to learn from these graphs
@@ -163,7 +163,7 @@ public static class RefineCommand
                 // read from the model given, written to --out only once refined: a model that cannot be read (or is
                 // missing) is named as itself, and a failure leaves whatever --out held as it was
                 SafePaths.EnsureDirectory(Path.GetDirectoryName(dst)!, "folder of --out");
-                TrainCommand.RefineModel(src, ro, pr.GetValue(seed), pr.GetValue(device)!, dst);
+                TrainCommand.RefineModel(src, ro, pr.GetValue(seed), pr.GetValue(device)!, dst, ct);
                 Console.WriteLine(dst);
                 return Task.FromResult(ExitCodes.Ok);
             }

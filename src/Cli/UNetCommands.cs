@@ -45,7 +45,7 @@ public static class UNetCommands
                 };
                 var outDir = pr.GetValue(output)!.FullName;
                 using var folder = Core.IO.OutputFolderLock.Acquire(outDir, "unet-train"); // one run at a time in a model folder
-                var r = UNetRunner.Train(pairs, outDir, o, s => Log.Information("{Step}", s));
+                var r = UNetRunner.Train(pairs, outDir, o, s => Log.Information("{Step}", s), ct);
                 SafePaths.WriteAllText(Path.Combine(outDir, "unet-train.json"), JsonSerializer.Serialize(new { options = o, result = r }, new JsonSerializerOptions { WriteIndented = true }), "training summary");
                 Console.WriteLine(r.BestModel);
                 return Task.FromResult(ExitCodes.Ok);

@@ -161,7 +161,7 @@ public sealed record RefineOptions
 public static class RefinerTrainer
 {
     public static PixelRefinerSpec Train(ModelSpec spec, GnnModel model, Device device, IReadOnlyList<string> trainGraphs, IReadOnlyList<string> validationGraphs,
-        RefineOptions o, int seed, Action<string>? log = null)
+        RefineOptions o, int seed, Action<string>? log = null, CancellationToken cancel = default)
     {
         log ??= _ => { };
         var sw = Stopwatch.StartNew();
@@ -182,6 +182,7 @@ public static class RefinerTrainer
         });
         var rnd = new Random(seed);
         var (xt, yt, ct) = Collect(trainGraphs, first, spec, model, device, featureOnly, o, K, rnd, log);
+        cancel.ThrowIfCancellationRequested();
         float[] xv; long[] yv; byte[] cv;
         if (validationGraphs.Count > 0) (xv, yv, cv) = Collect(validationGraphs, null, spec, model, device, featureOnly, o, K, rnd, log);
         else (xv, yv, cv) = ([], [], []);
@@ -224,6 +225,7 @@ public static class RefinerTrainer
         Dictionary<string, float[]>? bestWeights = null;
         for (epoch = 1; epoch <= o.MaxEpochs; epoch++)
         {
+            cancel.ThrowIfCancellationRequested();
             net.train();
             using (var scope = torch.NewDisposeScope())
             {
@@ -337,8 +339,9 @@ public static class RefineModelFile
     /// <param name="outPath">where the refined model is written (atomically, once it is trained); null: over
     /// <paramref name="modelPath"/>. Nothing is written there when the model cannot be read or the refinement fails.</param>
     /// <returns>what the training summary records</returns>
+    /// <param name="ct">stops the training (Ctrl-C) before anything is written</param>
     public static object Train(string modelPath, RefineOptions ro, int seed, string device, Action<string> log, Func<string, string?>? checkImage = null,
-        string? outPath = null)
+        string? outPath = null, CancellationToken ct = default)
     {
         var dev = TorchDevice.Pick(device);
         var (spec, model) = ModelFile.Load(modelPath, dev);
@@ -351,7 +354,7 @@ public static class RefineModelFile
                     if (checkImage(RefineInput.ImageOf(g)) is { } why) throw new UnsafePathException(why);
             // one graph trains and validates on its nodes: the refiner then holds out a tenth of its pixels instead
             string[] validation = spec.ValidationGraphs.SequenceEqual(spec.TrainGraphs) ? [] : spec.ValidationGraphs;
-            var refiner = RefinerTrainer.Train(spec, model, dev, spec.TrainGraphs, validation, ro, seed, log);
+            var refiner = RefinerTrainer.Train(spec, model, dev, spec.TrainGraphs, validation, ro, seed, log, ct);
             ModelFile.Save(outPath, spec with { Refiner = refiner }, model);
             log($"boundary refinement written into {outPath} ({sw.Elapsed.TotalSeconds:F1}s)");
             return new { threshold = ro.Threshold, refiner.Hidden, refiner.Sigmas, refiner.ContextSigma, refiner.TrainingPixels, refiner.ValidationAccuracy, refiner.ValidationCoarseAccuracy, seconds = sw.Elapsed.TotalSeconds };

@@ -40,7 +40,8 @@ public static class Trainer
         public void Dispose() { X.Dispose(); EdgeIndex.Dispose(); EdgeWeight.Dispose(); YTrain.Dispose(); YVal.Dispose(); }
     }
 
-    public static TrainResult Train(IReadOnlyList<string> graphPaths, string outDir, TrainOptions o, Action<string>? log = null)
+    /// <param name="ct">stops the training between graphs (Ctrl-C): nothing in <paramref name="outDir"/> is replaced</param>
+    public static TrainResult Train(IReadOnlyList<string> graphPaths, string outDir, TrainOptions o, Action<string>? log = null, CancellationToken ct = default)
     {
         log ??= _ => { };
         o.Architecture.Validate();
@@ -159,6 +160,7 @@ public static class Trainer
             model.train();
             foreach (int i in trainIdx)
             {
+                ct.ThrowIfCancellationRequested();
                 using var scope = torch.NewDisposeScope();
                 var d = data[i];
                 opt.zero_grad();

@@ -165,7 +165,9 @@ public static class UNetRunner
         return new Field { Image = image, W = w, H = h, C = c, X = x, Y = y };
     }
 
-    public static UNetTrainResult Train(IReadOnlyList<(string Image, string Mask)> pairs, string outDir, UNetTrainOptions o, Action<string>? log = null)
+    /// <param name="ct">stops the training between batches (Ctrl-C): nothing in <paramref name="outDir"/> is replaced</param>
+    public static UNetTrainResult Train(IReadOnlyList<(string Image, string Mask)> pairs, string outDir, UNetTrainOptions o, Action<string>? log = null,
+        CancellationToken ct = default)
     {
         log ??= _ => { };
         o.Validate();
@@ -201,8 +203,14 @@ public static class UNetRunner
         var opt = torch.optim.Adam(model.parameters(), lr: o.LearningRate);
         using var weight = torch.tensor(cw, device: device);
         log($"UNet: {trainIdx.Count} train / {valIdx.Count} validation images, patches {P}², batch {o.Batch}, {K} classes, device {TorchDevice.Describe(device)}");
-        Directory.CreateDirectory(outDir);
+        SafePaths.EnsureDirectory(outDir, "model folder");
         var best = Path.Combine(outDir, "best.unet");
+        // the best checkpoint goes to a staging name while training runs, moved over best.unet only at the end: a run that
+        // diverges, fails or is stopped never replaces a good model (before, a retrain with too high an --lr that
+        // diverged at epoch 5 had already written its epoch-1 weights over the earlier best.unet)
+        var staging = Path.Combine(outDir, ".best.unet.training");
+        try
+        {
         var curves = new StringBuilder("epoch,train_loss,val_loss,val_pixel_accuracy\n");
         double bestLoss = double.PositiveInfinity; int bestEpoch = 0, since = 0, epoch;
         var xb = new float[o.Batch * C * P * P]; var yb = new long[o.Batch * P * P];
@@ -212,6 +220,7 @@ public static class UNetRunner
             double tl = 0;
             for (int step = 0; step < o.StepsPerEpoch; step++)
             {
+                ct.ThrowIfCancellationRequested();
                 for (int b = 0; b < o.Batch; b++)
                 {
                     var f = fields[trainIdx[rnd.Next(trainIdx.Count)]];
@@ -246,14 +255,20 @@ public static class UNetRunner
             vl /= valIdx.Count;
             if (!double.IsFinite(vl)) throw new InvalidOperationException($"UNet training diverged at epoch {epoch}; try a lower --lr");
             curves.Append(FormattableString.Invariant($"{epoch},{tl:G6},{vl:G6},{(double)right / total:G6}\n"));
-            if (vl < bestLoss - 1e-4) { bestLoss = vl; bestEpoch = epoch; since = 0; Save(best, spec with { Epoch = epoch, ValidationLoss = vl }, model); }
+            if (vl < bestLoss - 1e-4) { bestLoss = vl; bestEpoch = epoch; since = 0; Save(staging, spec with { Epoch = epoch, ValidationLoss = vl }, model); }
             else if (++since >= o.Patience) break;
             log(FormattableString.Invariant($"epoch {epoch}: train loss {tl:F4}, validation loss {vl:F4}, validation pixel accuracy {(double)right / total:P1}"));
         }
+        SafePaths.Publish(staging, best, "model");
         SafePaths.WriteAllText(Path.Combine(outDir, "unet-curves.csv"), curves.ToString(), "training curves");
         var res = new UNetTrainResult(best, Math.Min(epoch, o.MaxEpochs), bestEpoch, bestLoss, sw.Elapsed.TotalSeconds, Core.ProcessStats.PeakRssMiB(), TorchDevice.Describe(device));
         log(FormattableString.Invariant($"stopped after {res.Epochs} epochs; best validation loss {bestLoss:F4} at epoch {bestEpoch}; {res.Seconds:F1}s, peak RSS {res.PeakRssMiB:F0} MiB"));
         return res;
+        }
+        finally
+        {
+            if (File.Exists(staging)) File.Delete(staging);
+        }
     }
 
     private static (double Loss, long Right, long Total) ValidationLoss(UNet model, Field f, UNetSpec spec, Tensor weight, Device device)

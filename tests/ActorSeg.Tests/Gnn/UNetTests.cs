@@ -37,6 +37,34 @@ public class UNetTests() : TempDirTest("unet")
         Assert.StartsWith(bad, Assert.Throws<InvalidDataException>(() => UNetRunner.Load(bad, CPU)).Message);
     }
 
+    [Fact]
+    public void ARetrainThatDivergesOrIsStopped_LeavesTheEarlierBestUNetUntouched()
+    {
+        var pairs = new List<(string, string)>();
+        for (int s = 1; s <= 2; s++)
+        {
+            string img = Path.Combine(_dir, $"k{s}.tif"), mask = Path.Combine(_dir, $"k{s}_mask.tif");
+            SyntheticMicroscopy.Generate(new SyntheticSpec(96, 96, SyntheticKind.Nuclei, 8, 1, s), img, mask);
+            pairs.Add((img, mask));
+        }
+        var dir = Path.Combine(_dir, "keep");
+        var o = new UNetTrainOptions { Base = 4, Depth = 2, Patch = 32, Batch = 2, StepsPerEpoch = 3, MaxEpochs = 2, Patience = 2, ValidationFraction = 0.5 };
+        var good = UNetRunner.Train(pairs, dir, o);
+        var before = File.ReadAllBytes(good.BestModel);
+        // a learning rate that makes the loss explode after its first epochs: before, the first epoch's weights had
+        // already been written over best.unet when the run failed
+        var ex = Assert.Throws<InvalidOperationException>(() => UNetRunner.Train(pairs, dir, o with { MaxEpochs = 30, Patience = 30, LearningRate = 1e30 }));
+        Assert.Contains("diverged", ex.Message);
+        Assert.Equal(before, File.ReadAllBytes(good.BestModel));
+        // and one stopped (Ctrl-C) mid-training
+        using var cts = new CancellationTokenSource();
+        int steps = 0;
+        Assert.ThrowsAny<OperationCanceledException>(() => UNetRunner.Train(pairs, dir, o with { MaxEpochs = 30, Patience = 30 },
+            s => { if (s.StartsWith("epoch 1:", StringComparison.Ordinal) && ++steps == 1) cts.Cancel(); }, cts.Token));
+        Assert.Equal(before, File.ReadAllBytes(good.BestModel));
+        Assert.False(File.Exists(Path.Combine(dir, ".best.unet.training")));
+    }
+
     [Theory]
     [InlineData("patch", "patch must be 16 to 1024 pixels and a multiple of 8 (2^depth) (got 100)")]
     [InlineData("depth", "depth must be 1 to 6 levels (got 9)")]

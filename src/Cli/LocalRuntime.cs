@@ -54,7 +54,13 @@ public sealed class LocalRuntime : IAsyncDisposable
         var watcher = System.ActorOf(JobWatcher.Props((m, sender) => Coordinator.Tell(m, sender), job, channel.Writer), $"job-{job.JobId}");
         try
         {
-            await foreach (var m in channel.Reader.ReadAllAsync(ct)) yield return m;
+            // ReadAllAsync looks at the token only when it has to wait: a job whose progress keeps the channel full would
+            // never see Ctrl-C, so every message checks it
+            await foreach (var m in channel.Reader.ReadAllAsync(ct))
+            {
+                ct.ThrowIfCancellationRequested();
+                yield return m;
+            }
         }
         finally { System.Stop(watcher); }
     }

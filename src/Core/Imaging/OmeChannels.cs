@@ -16,14 +16,37 @@ public static class OmeChannels
     public const int MaxXmlChars = 16 << 20;
 
     /// <summary>
-    /// The page of each channel of the first image's first focal plane and time point, from the OME-XML
+    /// The page of each channel of the first image's first focal plane and time point, where every one of them is in this
+    /// file; null otherwise, with <paramref name="problem"/> saying why where the OME-XML claims several channels (see
+    /// <see cref="ChannelPlanes"/>, which also maps planes held by the other files of a multi-file set).
+    /// </summary>
+    public static int[]? ChannelPages(string? description, string fileName, int pageCount, out string? problem)
+    {
+        var planes = ChannelPlanes(description, fileName, pageCount, out problem);
+        if (planes is null) return null;
+        if (planes.FirstOrDefault(p => p.File is not null) is { File: { } other })
+        {
+            problem = $"the OME-XML puts planes in another file ({other}); only single-file OME-TIFFs are read as multi-channel images";
+            return null;
+        }
+        return planes.Select(p => p.Page).ToArray();
+    }
+
+    /// <summary>Where a channel's plane is: a page of this file (<see cref="File"/> null) or of another file of the same
+    /// multi-file set, named as the OME-XML names it (a plain file name, in the same folder).</summary>
+    public readonly record struct Plane(string? File, int Page);
+
+    /// <summary>
+    /// The plane of each channel of the first image's first focal plane and time point, from the OME-XML
     /// <paramref name="description"/> of page 0; null when it describes no planar multi-channel image (no OME-XML, one
     /// channel, channels as interleaved samples). <paramref name="problem"/> says why an OME-XML that claims several
-    /// channels could not be mapped (then null is returned too).
+    /// channels could not be mapped (then null is returned too). A multi-file set (Bio-Formats' and Micro-Manager's
+    /// output split by channel, each TiffData naming its file in a UUID element) maps planes to the other files by name;
+    /// a name with a folder in it is refused.
     /// </summary>
     /// <param name="fileName">the file's own name: a plane whose UUID names it is in this file</param>
-    /// <param name="pageCount">the pages the file has: no plane is looked for past them, whatever sizes the XML claims</param>
-    public static int[]? ChannelPages(string? description, string fileName, int pageCount, out string? problem)
+    /// <param name="pageCount">the pages the file has: no plane of this file is looked for past them, whatever sizes the XML claims</param>
+    public static Plane[]? ChannelPlanes(string? description, string fileName, int pageCount, out string? problem)
     {
         problem = null;
         if (description is null || description.Length > MaxXmlChars || !description.Contains("<OME", StringComparison.Ordinal)) return null;
@@ -49,7 +72,7 @@ public static class OmeChannels
                 return null;
             }
             Int128 planes = (Int128)sizeC * sizeZ * sizeT; // claimed sizes may be absurd: no overflow
-            var tiffData = new List<(int Ifd, int C, int Z, int T, long Count)>();
+            var tiffData = new List<(int Ifd, int C, int Z, int T, long Count, string? File)>();
             int samplesPerPixel = 1;
             if (!reader.IsEmptyElement)
             {
@@ -62,21 +85,24 @@ public static class OmeChannels
                     {
                         bool hasIfd = reader.GetAttribute("IFD") is not null;
                         tiffData.Add((Int(reader, "IFD", 0), Int(reader, "FirstC", 0), Int(reader, "FirstZ", 0), Int(reader, "FirstT", 0),
-                            reader.GetAttribute("PlaneCount") is not null ? Int(reader, "PlaneCount", 1) : hasIfd ? 1 : (long)Int128.Min(planes, long.MaxValue)));
+                            reader.GetAttribute("PlaneCount") is not null ? Int(reader, "PlaneCount", 1) : hasIfd ? 1 : (long)Int128.Min(planes, long.MaxValue), null));
                     }
                     else if (reader.LocalName == "UUID" && reader.GetAttribute("FileName") is { Length: > 0 } other && tiffData.Count > 0
                              && !string.Equals(System.IO.Path.GetFileName(other), fileName, StringComparison.Ordinal))
                     {
-                        // a plane in another file of a multi-file set: that file is not read here
-                        var last = tiffData[^1];
-                        tiffData[^1] = last with { Count = -1 };
-                        problem ??= $"the OME-XML puts planes in another file ({other}); only single-file OME-TIFFs are read as multi-channel images";
+                        // a plane in another file of a multi-file set, which lies beside this one: its name alone, never a path
+                        if (other != System.IO.Path.GetFileName(other) || other is "." or ".." || other.Contains('\\') || other.Contains('\0'))
+                        {
+                            problem = $"the OME-XML names '{other}' as the file of some planes: not a plain file name beside this one";
+                            return null;
+                        }
+                        tiffData[^1] = tiffData[^1] with { File = other };
                     }
                 }
             }
             if (samplesPerPixel > 1) return null; // channels are the samples of each page, read as such
             // plane index of (c, z, t) in DimensionOrder: the first of C, Z, T after XY varies fastest
-            Int128 Plane(int c, int z, int t)
+            Int128 PlaneIndex(int c, int z, int t)
             {
                 Int128 index = 0, stride = 1;
                 foreach (char d in order[2..])
@@ -86,37 +112,43 @@ public static class OmeChannels
                 }
                 return index;
             }
-            var pageOf = new Dictionary<Int128, int>();
-            if (tiffData.Count == 0)
-                for (int c = 0; c < sizeC; c++)
-                    if (Plane(c, 0, 0) < pageCount) pageOf[Plane(c, 0, 0)] = (int)Plane(c, 0, 0);
-            foreach (var (ifd, c0, z0, t0, count) in tiffData)
-            {
-                if (count < 0) continue;
+            foreach (var (ifd, c0, z0, t0, count, _) in tiffData)
                 if (c0 < 0 || z0 < 0 || t0 < 0 || c0 >= sizeC || z0 >= sizeZ || t0 >= sizeT || ifd < 0 || count > planes)
                 {
                     problem = $"a TiffData element of the OME-XML points outside the image (IFD {ifd}, C {c0}, Z {z0}, T {t0}, {count} planes)";
                     return null;
                 }
-                Int128 first = Plane(c0, z0, t0);
-                long mapped = Math.Min(count, Math.Max(0, pageCount - (long)ifd)); // planes past the file's last page are not there
-                for (long k = 0; k < mapped && first + k < planes; k++) pageOf[first + k] = (int)(ifd + k);
-            }
-            var pages = new int[sizeC];
+            var result = new Plane[sizeC];
             for (int c = 0; c < sizeC; c++)
             {
-                if (!pageOf.TryGetValue(Plane(c, 0, 0), out pages[c]))
+                Int128 want = PlaneIndex(c, 0, 0);
+                Plane? found = null;
+                if (tiffData.Count == 0) { if (want < pageCount) found = new Plane(null, (int)want); }
+                else
+                    // the last TiffData that covers the plane says where it is (as they are applied in order); one of this
+                    // file that would put it past the file's last page does not count
+                    for (int k = tiffData.Count - 1; k >= 0 && found is null; k--)
+                    {
+                        var (ifd, c0, z0, t0, count, file) = tiffData[k];
+                        Int128 first = PlaneIndex(c0, z0, t0);
+                        if (want < first || want >= first + count) continue;
+                        Int128 page = ifd + (want - first);
+                        if (page > int.MaxValue || (file is null && page >= pageCount)) continue;
+                        found = new Plane(file, (int)page);
+                    }
+                if (found is not { } f)
                 {
                     problem ??= $"the OME-XML does not say which page holds channel {c}";
                     return null;
                 }
+                result[c] = f;
             }
-            if (pages.Distinct().Count() != sizeC)
+            if (result.Distinct().Count() != sizeC)
             {
-                problem = $"the OME-XML maps two channels to the same page ({string.Join(", ", pages)})";
+                problem = $"the OME-XML maps two channels to the same page ({string.Join(", ", result.Select(p => p.File is null ? $"{p.Page}" : $"{p.File}:{p.Page}"))})";
                 return null;
             }
-            return pages;
+            return result;
         }
         catch (XmlException e)
         {
@@ -140,27 +172,31 @@ public sealed class MultiPageSource : IRegionSource
 {
     private readonly IRegionSource[] _pages;
     public string Path { get; }
-    /// <summary>The page each channel comes from.</summary>
+    /// <summary>The page each channel comes from (of its own file, <see cref="Planes"/>).</summary>
     public IReadOnlyList<int> Pages { get; }
+    /// <summary>Where each channel comes from: a page of this file, or of another file of its multi-file set.</summary>
+    public IReadOnlyList<OmeChannels.Plane> Planes { get; }
     public int Width { get; }
     public int Height { get; }
     public int Channels => _pages.Length;
     public int BitDepth { get; }
 
-    /// <summary>Takes ownership of <paramref name="pages"/> (one grey source per channel, all of the same size and depth).</summary>
-    public MultiPageSource(string path, IReadOnlyList<int> pageNumbers, IRegionSource[] pages)
+    /// <summary>Takes ownership of <paramref name="pages"/> (one grey source per channel, all of the same size and depth),
+    /// read from the planes <paramref name="planes"/> names.</summary>
+    public MultiPageSource(string path, IReadOnlyList<OmeChannels.Plane> planes, IRegionSource[] pages)
     {
-        if (pages.Length < 2 || pages.Length != pageNumbers.Count) throw new ArgumentException("a multi-page image needs two or more pages, one number each");
+        if (pages.Length < 2 || pages.Length != planes.Count) throw new ArgumentException("a multi-page image needs two or more pages, one number each");
+        static string Name(OmeChannels.Plane p) => p.File is null ? $"page {p.Page}" : $"page {p.Page} of {p.File}";
         var first = pages[0];
         for (int c = 0; c < pages.Length; c++)
         {
             var p = pages[c];
             if (p.Channels != 1)
-                throw new InputFileException(path, $"page {pageNumbers[c]} (channel {c} in the OME-XML) has {p.Channels} samples per pixel; channels stored as pages must be grey");
+                throw new InputFileException(path, $"{Name(planes[c])} (channel {c} in the OME-XML) has {p.Channels} samples per pixel; channels stored as pages must be grey");
             if (p.Width != first.Width || p.Height != first.Height || p.BitDepth != first.BitDepth)
-                throw new InputFileException(path, $"page {pageNumbers[c]} (channel {c} in the OME-XML) is {p.Width}x{p.Height} {p.BitDepth}-bit, but page {pageNumbers[0]} (channel 0) is {first.Width}x{first.Height} {first.BitDepth}-bit");
+                throw new InputFileException(path, $"{Name(planes[c])} (channel {c} in the OME-XML) is {p.Width}x{p.Height} {p.BitDepth}-bit, but {Name(planes[0])} (channel 0) is {first.Width}x{first.Height} {first.BitDepth}-bit");
         }
-        Path = path; Pages = pageNumbers.ToArray(); _pages = pages;
+        Path = path; Planes = planes.ToArray(); Pages = planes.Select(p => p.Page).ToArray(); _pages = pages;
         Width = first.Width; Height = first.Height; BitDepth = first.BitDepth;
     }
 

@@ -273,9 +273,10 @@ public static class ImageSources
         InputFiles.Check(path); // before OpenSlide's vendor detection opens it
         if (IsSlide(path)) return OpenSlideSource.Open(path, page);
         var first = VipsImageSource.Open(path, page);
-        if (page != 0 || first.Pages < 2) return first;
+        // (one page can be one file of a multi-file OME-TIFF set, whose other channels are in the files beside it)
+        if (page != 0 || (first.Pages < 2 && first.Description?.Contains("<OME", StringComparison.Ordinal) != true)) return first;
         string? problem = null;
-        var pages = first.Channels == 1 ? OmeChannels.ChannelPages(first.Description, System.IO.Path.GetFileName(path), first.Pages, out problem) : null;
+        var pages = first.Channels == 1 ? OmeChannels.ChannelPlanes(first.Description, System.IO.Path.GetFileName(path), first.Pages, out problem) : null;
         if (pages is null)
         {
             // an OME-XML that claims channels it does not map: the page alone, as before, and a warning that says why
@@ -289,9 +290,11 @@ public static class ImageSources
         try
         {
             for (int c = 0; c < pages.Length; c++)
-                sources[c] = pages[c] == 0 ? first : VipsImageSource.Open(path, pages[c]);
+                sources[c] = pages[c] is { File: null, Page: 0 } ? first
+                    : pages[c].File is { } other ? VipsImageSource.Open(Beside(path, other, c), pages[c].Page)
+                    : VipsImageSource.Open(path, pages[c].Page);
             var multi = new MultiPageSource(path, pages, sources);
-            if (!pages.Contains(0)) first.Dispose();
+            if (!pages.Contains(new OmeChannels.Plane(null, 0))) first.Dispose();
             return multi;
         }
         catch (InputFileException e)
@@ -309,6 +312,26 @@ public static class ImageSources
             first.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The file <paramref name="name"/> of a multi-file OME-TIFF set beside <paramref name="path"/>: in the same folder, links
+    /// resolved, so that a link planted among the set never makes a job read a file elsewhere (a cluster's data roots are
+    /// checked on the image's own path).
+    /// </summary>
+    private static string Beside(string path, string name, int channel)
+    {
+        string real = IO.SafePaths.RealPath(System.IO.Path.GetFullPath(path));
+        string folder = System.IO.Path.GetDirectoryName(real)!;
+        string other = System.IO.Path.Combine(folder, name);
+        if (!File.Exists(other))
+            throw new InputFileException(path, $"channel {channel} is in {name} by its OME-XML, which is not beside it (a multi-file OME-TIFF set is read from one folder)");
+        string otherReal;
+        try { otherReal = IO.SafePaths.RealPath(other); }
+        catch (IOException e) { throw new InputFileException(path, $"channel {channel} is in {name}: {e.Message}"); }
+        if (System.IO.Path.GetDirectoryName(otherReal) != folder)
+            throw new InputFileException(path, $"channel {channel} is in {name}, a link to {otherReal} outside the image's folder: refused");
+        return otherReal;
     }
 
     /// <summary>Exact per-channel histograms of the whole image, read in blocks by up to <paramref name="threads"/> threads

@@ -61,6 +61,16 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         czyx = np.stack([cyx, cyx[::-1]], 1)
         tifffile.imwrite(f'{d}/ome-cz.ome.tif', czyx, ome=True, metadata={'axes': 'CZYX'}, photometric='minisblack', tile=(32, 32))
         tifffile.imwrite(f'{d}/ome-zc.ome.tif', np.moveaxis(czyx, 0, 1).copy(), ome=True, metadata={'axes': 'ZCYX'}, photometric='minisblack', tile=(32, 32))
+        # the same channels as a multi-file set, one file per channel (as Bio-Formats and Micro-Manager split them), each
+        # file with the whole OME-XML, whose TiffData name their files in UUID elements
+        uu = ['urn:uuid:%08d-0000-4000-8000-000000000000' % c for c in range(3)]
+        tds = ''.join(f'<TiffData FirstC="{c}" FirstZ="0" FirstT="0" IFD="0" PlaneCount="1"><UUID FileName="set_C{c}.ome.tif">{uu[c]}</UUID></TiffData>' for c in range(3))
+        chans = ''.join(f'<Channel ID="Channel:0:{c}" SamplesPerPixel="1"/>' for c in range(3))
+        for c in range(3):
+            setxml = (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" UUID="{uu[c]}">'
+                      f'<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="{W}" SizeY="{H}" SizeC="3" SizeZ="1" SizeT="1">'
+                      f'{chans}{tds}</Pixels></Image></OME>')
+            tifffile.imwrite(f'{d}/set_C{c}.ome.tif', cyx[c], photometric='minisblack', tile=(32, 32), compression='zlib', description=setxml, metadata=None)
         # an OME-XML that claims three channels, on pages of which the third is another size: page 0 stays usable alone
         with tifffile.TiffWriter(f'{d}/ome-uneven.ome.tif', ome=True) as t:
             t.write(cyx[:2], metadata={'axes': 'CYX'}, photometric='minisblack', tile=(32, 32))
@@ -272,6 +282,69 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
             lock (warned) Assert.Contains(warned, m => m.StartsWith(uneven + ": page 0 is read alone: page 2 (channel 2 in the OME-XML) is 60x50", StringComparison.Ordinal));
         }
         finally { VipsWarnings.InputWarning -= Listen; }
+    }
+
+    [Fact]
+    public void AMultiFileOmeTiffSet_IsReadAsOneImage_FromWhicheverFileOfItIsGiven()
+    {
+        if (Write() is null) return;
+        using var reference = VipsImageSource.Open(Path.Combine(_dir, "c3.tif"));
+        var want = new ushort[150 * 97 * 3];
+        reference.ReadRegion(0, 0, 150, 97, want);
+        foreach (var name in new[] { "set_C0.ome.tif", "set_C1.ome.tif", "set_C2.ome.tif" })
+        {
+            using var src = ImageSources.Open(Path.Combine(_dir, name));
+            var multi = Assert.IsType<MultiPageSource>(src);
+            Assert.Equal(3, src.Channels);
+            Assert.Equal(Enumerable.Range(0, 3).Select(c => $"set_C{c}.ome.tif" == name ? null : $"set_C{c}.ome.tif"), multi.Planes.Select(p => p.File));
+            var got = new ushort[want.Length];
+            src.ReadRegion(0, 0, 150, 97, got);
+            Assert.True(want.AsSpan().SequenceEqual(got), $"{name}: the channels differ from the interleaved image's");
+        }
+        // the graph of the set is the graph of the interleaved image, bit for bit
+        var r = TestPaths.RunCli("graph", Path.Combine(_dir, "set_C1.ome.tif"), "--out", Path.Combine(_dir, "g-set"), "--spacing", "10");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var c3 = TestPaths.RunCli("graph", Path.Combine(_dir, "c3.tif"), "--out", Path.Combine(_dir, "g-set-c3"), "--spacing", "10");
+        Assert.True(c3.ExitCode == 0, c3.Stderr);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "g-set-c3", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "g-set", "graph.npz")));
+        Assert.Contains("OME-TIFF channels: 3, on pages 0 of set_C0.ome.tif, 0, 0 of set_C2.ome.tif", TestPaths.RunCli("info", Path.Combine(_dir, "set_C1.ome.tif")).Stdout);
+
+        // a file of the set copied alone, and one whose fellow is a link out of its folder: page 0 alone, saying why
+        var warned = new List<string>();
+        void Listen(string m) { lock (warned) warned.Add(m); }
+        VipsWarnings.InputWarning += Listen;
+        try
+        {
+            var alone = Path.Combine(_dir, "alone"); Directory.CreateDirectory(alone);
+            File.Copy(Path.Combine(_dir, "set_C0.ome.tif"), Path.Combine(alone, "set_C0.ome.tif"));
+            using (var one = ImageSources.Open(Path.Combine(alone, "set_C0.ome.tif"))) Assert.Equal(1, one.Channels);
+            lock (warned) Assert.Contains(warned, m => m.Contains("page 0 is read alone: channel 1 is in set_C1.ome.tif by its OME-XML, which is not beside it", StringComparison.Ordinal));
+            var linked = Path.Combine(_dir, "linked"); Directory.CreateDirectory(linked);
+            foreach (var c in new[] { 0, 2 }) File.Copy(Path.Combine(_dir, $"set_C{c}.ome.tif"), Path.Combine(linked, $"set_C{c}.ome.tif"));
+            File.CreateSymbolicLink(Path.Combine(linked, "set_C1.ome.tif"), Path.Combine(_dir, "set_C1.ome.tif"));
+            using (var one = ImageSources.Open(Path.Combine(linked, "set_C0.ome.tif"))) Assert.Equal(1, one.Channels);
+            lock (warned) Assert.Contains(warned, m => m.Contains("channel 1 is in set_C1.ome.tif, a link to " + Path.Combine(_dir, "set_C1.ome.tif") + " outside the image's folder: refused", StringComparison.Ordinal));
+        }
+        finally { VipsWarnings.InputWarning -= Listen; }
+    }
+
+    [Fact]
+    public void AnOmeXmlNamingAFileWithAFolder_IsNotFollowed()
+    {
+        var xml = "<OME><Image ID=\"Image:0\"><Pixels DimensionOrder=\"XYCZT\" SizeX=\"9\" SizeY=\"9\" SizeC=\"2\" SizeZ=\"1\" SizeT=\"1\">" +
+                  "<TiffData FirstC=\"0\" IFD=\"0\" PlaneCount=\"1\"><UUID FileName=\"a.ome.tif\">u0</UUID></TiffData>" +
+                  "<TiffData FirstC=\"1\" IFD=\"0\" PlaneCount=\"1\"><UUID FileName=\"NAME\">u1</UUID></TiffData></Pixels></Image></OME>";
+        var planes = ActorSeg.Core.Imaging.OmeChannels.ChannelPlanes(xml.Replace("NAME", "b.ome.tif"), "a.ome.tif", 1, out var none);
+        Assert.Null(none);
+        Assert.Equal([new(null, 0), new("b.ome.tif", 0)], planes);
+        foreach (var bad in new[] { "../b.ome.tif", "/etc/b.ome.tif", "sub/b.ome.tif", "..", "b\\c.ome.tif" })
+        {
+            Assert.Null(ActorSeg.Core.Imaging.OmeChannels.ChannelPlanes(xml.Replace("NAME", bad), "a.ome.tif", 1, out var problem));
+            Assert.Contains("not a plain file name beside this one", problem);
+        }
+        // the same page of two files is two planes; the same page of one file twice is refused
+        Assert.Null(ActorSeg.Core.Imaging.OmeChannels.ChannelPlanes(xml.Replace("NAME", "a.ome.tif"), "a.ome.tif", 1, out var twice));
+        Assert.Contains("maps two channels to the same page", twice);
     }
 
     [Theory]

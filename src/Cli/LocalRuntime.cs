@@ -40,6 +40,9 @@ public sealed class LocalRuntime : IAsyncDisposable
         }.Validate();
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         NodeHost.Configure(builder.Services, o);
+        // the command owns Ctrl-C and SIGTERM (Program.cs): the host's console lifetime would take them too and stop the
+        // actor system under the command, which then learned of its own cancellation second-hand
+        builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
         var host = builder.Build();
         await host.StartAsync();
         var system = host.Services.GetRequiredService<ActorSystem>();
@@ -72,6 +75,13 @@ public sealed class LocalRuntime : IAsyncDisposable
         // the coordinator deletes ended jobs' work folders in the background: this process must not exit halfway through
         Core.IO.GraphOutputs.WaitForCleaning(TimeSpan.FromMinutes(5));
     }
+}
+
+/// <summary>A host lifetime that takes no signals: the one-process command stops the host when it ends or is cancelled.</summary>
+internal sealed class CommandLifetime : IHostLifetime
+{
+    public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
 /// <summary>

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using ActorSeg.Cli;
 using Serilog;
 
@@ -43,12 +44,26 @@ try
         return ExitCodes.Failed;
     }
     ThreadPool.UnsafeQueueUserWorkItem(_ => { try { System.Configuration.ConfigurationManager.GetSection("akka"); } catch (Exception) { } }, null);
-    // a cluster node owns its termination signals (NodeCommand.RunAsync): a second owner raced it at SIGTERM
-    var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
-    if (ReferenceEquals(parsed.CommandResult.Command, node)) invocation.ProcessTerminationTimeout = null;
+    // a cluster node owns its termination signals (NodeCommand.RunAsync): a second owner raced it at SIGTERM. Every other
+    // command takes them here rather than through System.CommandLine, whose handler forces the command's return two
+    // seconds after the first signal (cutting short a run's clean-up, such as a whole slide's work folder) and crashes
+    // with an unhandled exception at a second signal after that. Here the first Ctrl-C or SIGTERM cancels the command,
+    // which stops and cleans up; a second one ends the process at once (the signal's default action).
+    var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null };
+    using var stop = new CancellationTokenSource();
+    int signals = 0;
+    void OnSignal(PosixSignalContext ctx)
+    {
+        if (Interlocked.Increment(ref signals) != 1) return; // the second: not cancelled, so the process ends now
+        ctx.Cancel = true;
+        Console.Error.WriteLine($"actorseg {parsed.CommandResult.Command.Name}: stopping ({ctx.Signal} again to quit at once)");
+        stop.Cancel();
+    }
+    using var sigint = ReferenceEquals(parsed.CommandResult.Command, node) ? null : PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+    using var sigterm = ReferenceEquals(parsed.CommandResult.Command, node) ? null : PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
     try
     {
-        return await parsed.InvokeAsync(invocation);
+        return await parsed.InvokeAsync(invocation, stop.Token);
     }
     catch (Exception e) when (ExitCodes.DescribeUserError(e) is { } line)
     {

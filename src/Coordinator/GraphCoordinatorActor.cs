@@ -316,6 +316,9 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         {
             var req = ToRequest(p.Spec);
             if (p.Spec.ModelPath is { } mp && !File.Exists(mp)) throw new InputFileException(mp, "model file does not exist");
+            // a one-process run of another process writing the same folder (a shared file system): refused, naming it
+            if (OutputFolderLock.HeldByAnother(p.Spec.OutDir) is { } holder)
+                throw OutputFolderLock.InUse(p.Spec.OutDir, holder);
             // the work folder is this job's alone: made now (mkdir fails if anything is there), or, for a job resuming
             // after a restart, accepted only as a real folder of this user, never a link planted in its place
             SafePaths.CreatePrivateDirectory(p.WorkDir, p.WorkDirMayExist, "work folder", parentWhat: "output folder");

@@ -15,7 +15,7 @@ public static class FailurePolicy
     {
         AggregateException { InnerException: { } inner } => IsPermanent(inner),
         InputFileException or InvalidDataException or ArgumentException or ResultStoreException or UnsafePathException
-            or OutputFolderException or FileNotFoundException or DirectoryNotFoundException or Refine.RefinerNotTrainableException => true,
+            or OutputFolderException or OutputFolderInUseException or FileNotFoundException or DirectoryNotFoundException or Refine.RefinerNotTrainableException => true,
         _ => false,
     };
 

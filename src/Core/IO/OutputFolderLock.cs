@@ -64,8 +64,7 @@ public sealed class OutputFolderLock : IDisposable
         }
         catch (IOException e) when (e is not FileNotFoundException and not DirectoryNotFoundException && e.HResult == EWouldBlock)
         {
-            throw new OutputFolderInUseException($"output folder {dir} is in use by another ActorSeg run ({Holder(dir)}): " +
-                                                 "wait for it to end, or give another output folder");
+            throw InUse(dir, Holder(dir));
         }
         catch (UnauthorizedAccessException e)
         {
@@ -99,6 +98,34 @@ public sealed class OutputFolderLock : IDisposable
         {
             fs.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Who holds <paramref name="outDir"/>'s lock, in words, when a process other than this one does; null when nobody
+    /// does, or when this process does (a one-process command, whose embedded coordinator then runs the job). The
+    /// cluster's coordinator asks before a job writes into a folder, so that a job submitted to it does not mix its files
+    /// with a one-process run's in the same folder of a shared file system. (It does not hold the lock while its job runs:
+    /// a one-process run started after it in that folder is not refused.)
+    /// </summary>
+    public static string? HeldByAnother(string outDir)
+    {
+        string dir;
+        try { dir = SafePaths.Canonical(Path.GetFullPath(outDir), "output folder"); }
+        catch (Exception e) when (e is IOException or ArgumentException) { return null; }
+        var lockPath = Path.Combine(dir, LockFile);
+        try
+        {
+            if (!File.Exists(lockPath) || new FileInfo(lockPath).LinkTarget is not null) return null;
+            using (new FileStream(lockPath, FileMode.Open, FileAccess.Read, FileShare.None)) return null; // free (taken for an instant)
+        }
+        catch (IOException e) when (e.HResult == EWouldBlock && e is not FileNotFoundException and not DirectoryNotFoundException)
+        {
+            return Read(dir) is { } r && r.Pid == Environment.ProcessId && r.Host == Environment.MachineName ? null : Holder(dir);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null; // gone, or unreadable: the job's own writes say what is wrong
         }
     }
 
@@ -181,6 +208,10 @@ public sealed class OutputFolderLock : IDisposable
             return null; // damaged or unreadable: nothing is deleted on its word
         }
     }
+
+    /// <summary>The refusal of a folder another run holds (<paramref name="holder"/>, as <see cref="HeldByAnother"/> gives it).</summary>
+    public static OutputFolderInUseException InUse(string dir, string holder) =>
+        new($"output folder {dir} is in use by another ActorSeg run ({holder}): wait for it to end, or give another output folder");
 
     /// <summary>The run that holds a folder, in words, as far as its record tells.</summary>
     private static string Holder(string dir) =>

@@ -163,6 +163,22 @@ public class CoordinatorTests : TestKit, IDisposable
     }
 
     [Fact]
+    public void AJobIntoAFolderAnotherProcessWrites_FailsAtOnce_NamingThatRun()
+    {
+        var coord = Sys.ActorOf(GraphCoordinatorActor.Props(new CoordinatorSettings { PersistenceId = "t-busy" }));
+        var outDir = Path.Combine(_dir, "busy");
+        using var held = OutputFolderLock.Acquire(outDir, "graph");
+        // the record a one-process run of another machine writes beside its lock
+        File.WriteAllText(Path.Combine(outDir, OutputFolderLock.RunFile),
+            System.Text.Json.JsonSerializer.Serialize(new { Pid = 4242, Host = "login-1", Command = "graph", StartedUtc = DateTime.UtcNow, WorkDirs = Array.Empty<string>() }));
+        coord.Tell(new SubmitGraphJob("j-busy", Spec(outDir)), TestActor);
+        ExpectMsg<JobReceived>(TimeSpan.FromSeconds(10));
+        var failed = ExpectMsg<GraphJobFailed>(TimeSpan.FromSeconds(10));
+        Assert.Contains($"output folder {outDir} is in use by another ActorSeg run ('graph', process 4242 on login-1", failed.Error);
+        Assert.Empty(Directory.GetDirectories(outDir, ".work-*")); // failed before its work folder was made, once, without retries
+    }
+
+    [Fact]
     public void ARestartedCoordinator_RecoversFromItsJournal_AndRedoesOnlyUnfinishedOrDamagedTiles()
     {
         var settings = new CoordinatorSettings { ProgressInterval = TimeSpan.FromSeconds(30), PersistenceId = "t4", SnapshotEvery = 3 };

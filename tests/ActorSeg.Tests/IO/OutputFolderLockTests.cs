@@ -28,6 +28,21 @@ public class OutputFolderLockTests() : TempDirTest("outlock")
     }
 
     [Fact]
+    public void ACoordinatorAsks_WhetherAnotherProcessHoldsAFolder()
+    {
+        var dir = Path.Combine(_dir, "asked");
+        Assert.Null(OutputFolderLock.HeldByAnother(dir)); // no folder
+        using (OutputFolderLock.Acquire(dir, "graph")) { }
+        Assert.Null(OutputFolderLock.HeldByAnother(dir)); // a lock file nobody holds
+        using var held = OutputFolderLock.Acquire(dir, "graph");
+        Assert.Null(OutputFolderLock.HeldByAnother(dir)); // this process's own one-process command
+        // as another process's run records itself
+        File.WriteAllText(Path.Combine(dir, OutputFolderLock.RunFile),
+            JsonSerializer.Serialize(new { Pid = 1, Host = "node-7", Command = "segment", StartedUtc = DateTime.UtcNow, WorkDirs = Array.Empty<string>() }));
+        Assert.StartsWith("'segment', process 1 on node-7, since ", OutputFolderLock.HeldByAnother(dir));
+    }
+
+    [Fact]
     public void AKilledRunsWorkFolders_AreDeletedByTheNextRun_AndNothingElse()
     {
         var dir = Path.Combine(_dir, "out");

@@ -141,8 +141,10 @@ public static class Trainer
         var opt = torch.optim.Adam(model.parameters(), lr: o.LearningRate);
         SafePaths.EnsureDirectory(outDir, "model folder");
         string best = Path.Combine(outDir, "best.model"), last = Path.Combine(outDir, "last.model");
-        // checkpoints go to a staging name while training runs: a failed or interrupted run never replaces a good model
-        string bestStaging = Path.Combine(outDir, ".best.model.training");
+        // checkpoints go to a staging name of this run's own while training runs: a failed or interrupted run never replaces
+        // a good model, and a run given up on (a cluster training past its deadline, stopping while the next attempt starts
+        // in the same folder) never deletes or overwrites the next one's checkpoint
+        string bestStaging = Path.Combine(outDir, $".best.model.{Guid.NewGuid():N}.training");
         try
         {
         ModelSpec Spec(int epoch, double vl) => new()

@@ -59,6 +59,9 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
         Self.Tell(new Ready());
     }
 
+    /// <summary>The training under way (its job and attempt), which an abandon order from the coordinator stops.</summary>
+    private (string JobId, int Attempt, CancellationTokenSource Stop)? _training;
+
     private bool _busy;
     private void MarkBusy(bool busy)
     {
@@ -77,6 +80,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
         Receive<ClassifyNodes>(w => { if (Allowed("a classification", w.JobId, () => AssignmentPaths.Check(w, _roots), why => Sender.Tell(new ClassifyFailed(w.JobId, w.Attempt, why, true)))) Start(w); });
         Receive<TrainModel>(w => { if (Allowed("a training", w.JobId, () => AssignmentPaths.Check(w, _roots), why => Sender.Tell(new TrainFailed(w.JobId, w.Attempt, why, true)))) StartTraining(w); });
         Receive<WorkRefused>(r => _log.Error("The coordinator refuses this trainer: {Reason}", r.Reason));
+        Receive<AbandonWork>(_ => { }); // work that ended here already
     }
 
     private void Busy()
@@ -84,6 +88,14 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
         Receive<Ready>(_ => { });
         Receive<ClassifyNodes>(w => { if (Allowed("a classification", w.JobId, () => null, _ => { })) _coordinator.Tell(new ClassifyFailed(w.JobId, w.Attempt, "trainer busy", false)); });
         Receive<TrainModel>(w => { if (Allowed("a training", w.JobId, () => null, _ => { })) _coordinator.Tell(new TrainFailed(w.JobId, w.Attempt, "trainer busy", false)); });
+        // the coordinator gave up on the training under way (it missed its deadline) and will try it again elsewhere: it
+        // stops at its next graph and writes nothing more into the model folder, where the next attempt trains
+        Receive<AbandonWork>(a =>
+        {
+            if (_training is not { } t || t.JobId != a.JobId || t.Attempt != a.Attempt || !Allowed("an abandon order", a.JobId, () => null, _ => { })) return;
+            _log.ForContext("JobId", a.JobId).Warning("Abandoning the training of job {JobId} (attempt {Attempt}): it missed its deadline; it stops at its next graph and writes nothing more", a.JobId, a.Attempt);
+            t.Stop.Cancel();
+        });
         Receive<Trained>(t => Reply(t.Result));
         Receive<Finished>(f => Reply(f.Result));
         Receive<TrainError>(f => Reply(new TrainFailed(f.Work.JobId, f.Work.Attempt, Report(f.Work.JobId, "Training", f.Error), IsPermanent(f.Error))));
@@ -94,6 +106,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
     /// <summary>Answers the coordinator and is ready for the next work item.</summary>
     private void Reply(object result)
     {
+        if (_training is { } t) { t.Stop.Dispose(); _training = null; }
         _coordinator.Tell(result);
         Become(Idle);
         MarkBusy(false);
@@ -172,6 +185,9 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
         var self = Self;
         var log = _log.ForContext("JobId", w.JobId);
         var sp = w.Spec;
+        var stop = new CancellationTokenSource();
+        _training = (w.JobId, w.Attempt, stop);
+        var ct = stop.Token;
         Task.Run<object>(() =>
         {
             var sw = Stopwatch.StartNew();
@@ -184,7 +200,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             };
             log.Information("Job {JobId}: training {Conv} ({Layers} layers, width {Hidden}) with {Edges} edges on {Graphs} graph(s) → {OutDir}",
                 w.JobId, sp.Conv, sp.Layers, sp.Hidden, sp.Edges, sp.Graphs.Length, sp.OutDir);
-            var r = Trainer.Train(sp.Graphs, sp.OutDir, opts, s => log.Information("Job {JobId}: {Step}", w.JobId, s));
+            var r = Trainer.Train(sp.Graphs, sp.OutDir, opts, s => log.Information("Job {JobId}: {Step}", w.JobId, s), ct);
             // the boundary refinement, as `actorseg train` adds it, whenever the graphs have their node maps; the images
             // the graphs name are read here, so they are checked against this node's data roots first
             object? refined = null;
@@ -195,7 +211,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
                 try
                 {
                     refined = RefineModelFile.Train(r.BestModel, new RefineOptions(), sp.Seed, opts.Device, s => log.Information("Job {JobId}: {Step}", w.JobId, s),
-                        image => AssignmentPaths.CheckInput(image, "image", _roots));
+                        image => AssignmentPaths.CheckInput(image, "image", _roots), ct: ct);
                 }
                 catch (Core.Refine.RefinerNotTrainableException e)
                 {
@@ -204,6 +220,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
                     refined = new { skipped = e.Message };
                 }
             }
+            ct.ThrowIfCancellationRequested();
             SafePaths.WriteAllText(Path.Combine(sp.OutDir, "train.json"), System.Text.Json.JsonSerializer.Serialize(new { options = opts, result = r, refiner = refined },
                 new System.Text.Json.JsonSerializerOptions { WriteIndented = true }), "training summary");
             var desc = TorchDevice.Describe(TorchDevice.Pick(opts.Device));

@@ -208,7 +208,7 @@ public static class UNetRunner
         // the best checkpoint goes to a staging name while training runs, moved over best.unet only at the end: a run that
         // diverges, fails or is stopped never replaces a good model (before, a retrain with too high an --lr that
         // diverged at epoch 5 had already written its epoch-1 weights over the earlier best.unet)
-        var staging = Path.Combine(outDir, ".best.unet.training");
+        var staging = Path.Combine(outDir, $".best.unet.{Guid.NewGuid():N}.training"); // this run's own (see Trainer.Train)
         try
         {
         var curves = new StringBuilder("epoch,train_loss,val_loss,val_pixel_accuracy\n");

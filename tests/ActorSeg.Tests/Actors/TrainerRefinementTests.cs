@@ -71,5 +71,22 @@ public class TrainerRefinementTests : TestKit, IDisposable
         var ready = coordinator.FishForMessage<ModelReady>(_ => true, TimeSpan.FromSeconds(120));
         Assert.Equal(Path.Combine(onCluster, "best.model"), ready.BestModel.Path);
         AssertCoarseKept(onCluster);
+
+        // a training the coordinator gives up on (past its deadline; the next attempt trains in the same folder elsewhere)
+        // stops at once and writes nothing more there; before, the trainer ignored the order and trained to its end
+        var abandoned = Path.Combine(_dir, "abandoned");
+        coordinator.Send(trainer, new TrainModel("t2", new TrainJobSpec(graphs, abandoned, MaxEpochs: 100000, Patience: 100000), 1));
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        while (!(Directory.Exists(abandoned) && Directory.GetFiles(abandoned, ".best.model*.training").Length > 0))
+        {
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(60), "the training wrote no checkpoint in 60 s");
+            Thread.Sleep(20);
+        }
+        coordinator.Send(trainer, new AbandonWork("t2", -1, 1));
+        var failed = coordinator.FishForMessage<TrainFailed>(f => f.JobId == "t2", TimeSpan.FromSeconds(30));
+        Assert.Equal(1, failed.Attempt);
+        Assert.False(failed.Permanent);
+        Assert.Empty(Directory.GetFileSystemEntries(abandoned)); // no checkpoint, model, curves or summary
+        coordinator.FishForMessage(m => m is TrainerReady, TimeSpan.FromSeconds(10)); // and it takes work again
     }
 }

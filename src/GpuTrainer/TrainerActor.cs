@@ -191,6 +191,8 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
         Task.Run<object>(() =>
         {
             var sw = Stopwatch.StartNew();
+            // a one-process run of another process writing the model folder (a shared file system): refused, naming it
+            if (OutputFolderLock.HeldByAnother(sp.OutDir) is { } holder) throw OutputFolderLock.InUse(sp.OutDir, holder);
             var opts = new TrainOptions
             {
                 Architecture = new GnnArchitecture { Conv = sp.Conv, Layers = sp.Layers, Hidden = sp.Hidden, Dropout = sp.Dropout },

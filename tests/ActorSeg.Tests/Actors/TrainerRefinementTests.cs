@@ -88,5 +88,16 @@ public class TrainerRefinementTests : TestKit, IDisposable
         Assert.False(failed.Permanent);
         Assert.Empty(Directory.GetFileSystemEntries(abandoned)); // no checkpoint, model, curves or summary
         coordinator.FishForMessage(m => m is TrainerReady, TimeSpan.FromSeconds(10)); // and it takes work again
+
+        // a model folder a one-process run of another process holds: refused at once, naming that run
+        var busy = Path.Combine(_dir, "busy-model");
+        using var held = ActorSeg.Core.IO.OutputFolderLock.Acquire(busy, "train");
+        File.WriteAllText(Path.Combine(busy, ActorSeg.Core.IO.OutputFolderLock.RunFile),
+            System.Text.Json.JsonSerializer.Serialize(new { Pid = 4242, Host = "login-1", Command = "train", StartedUtc = DateTime.UtcNow, WorkDirs = Array.Empty<string>() }));
+        coordinator.Send(trainer, new TrainModel("t3", new TrainJobSpec(graphs, busy), 1));
+        var refused = coordinator.FishForMessage<TrainFailed>(f => f.JobId == "t3", TimeSpan.FromSeconds(30));
+        Assert.True(refused.Permanent);
+        Assert.Contains($"output folder {busy} is in use by another ActorSeg run ('train', process 4242 on login-1", refused.Error);
+        Assert.False(File.Exists(Path.Combine(busy, "best.model")));
     }
 }

@@ -144,7 +144,7 @@ public static class Trainer
         // checkpoints go to a staging name of this run's own while training runs: a failed or interrupted run never replaces
         // a good model, and a run given up on (a cluster training past its deadline, stopping while the next attempt starts
         // in the same folder) never deletes or overwrites the next one's checkpoint
-        string bestStaging = Path.Combine(outDir, $".best.model.{Guid.NewGuid():N}.training");
+        string bestStaging = StagingFor(outDir, "best.model");
         try
         {
         ModelSpec Spec(int epoch, double vl) => new()
@@ -200,6 +200,7 @@ public static class Trainer
             if (epoch == 1 || epoch % 10 == 0) log(FormattableString.Invariant($"epoch {epoch}: train loss {trainLoss:F4}, validation loss {valLoss:F4}, validation node accuracy {(double)right / total:P1}"));
         }
         epoch = Math.Min(epoch, o.MaxEpochs);
+        ct.ThrowIfCancellationRequested(); // a run given up on replaces nothing, even one that ended as it was stopped
         ModelFile.Save(last, Spec(epoch, lastLoss), model);
         SafePaths.Publish(bestStaging, best, "model");
         SafePaths.WriteAllText(Path.Combine(outDir, "curves.csv"), curves.ToString(), "training curves");
@@ -218,5 +219,18 @@ public static class Trainer
         {
             if (File.Exists(bestStaging)) File.Delete(bestStaging);
         }
+    }
+
+    /// <summary>
+    /// A new staging name for a run's best checkpoint of <paramref name="file"/> in <paramref name="outDir"/>, after the
+    /// staging files earlier runs left there are deleted: a run killed outright (SIGKILL, the OOM killer) leaves its own
+    /// behind, and nothing else may be writing one in that folder now (a one-process run holds the folder's lock; a
+    /// cluster runs one attempt of a training at a time, and an attempt it gave up on publishes nothing).
+    /// </summary>
+    internal static string StagingFor(string outDir, string file)
+    {
+        foreach (var stale in Directory.EnumerateFiles(outDir, $".{file}.*.training"))
+            try { File.Delete(stale); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        return Path.Combine(outDir, $".{file}.{Guid.NewGuid():N}.training");
     }
 }

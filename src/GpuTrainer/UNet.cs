@@ -208,7 +208,7 @@ public static class UNetRunner
         // the best checkpoint goes to a staging name while training runs, moved over best.unet only at the end: a run that
         // diverges, fails or is stopped never replaces a good model (before, a retrain with too high an --lr that
         // diverged at epoch 5 had already written its epoch-1 weights over the earlier best.unet)
-        var staging = Path.Combine(outDir, $".best.unet.{Guid.NewGuid():N}.training"); // this run's own (see Trainer.Train)
+        var staging = Trainer.StagingFor(outDir, "best.unet"); // this run's own (see Trainer.Train)
         try
         {
         var curves = new StringBuilder("epoch,train_loss,val_loss,val_pixel_accuracy\n");
@@ -259,6 +259,7 @@ public static class UNetRunner
             else if (++since >= o.Patience) break;
             log(FormattableString.Invariant($"epoch {epoch}: train loss {tl:F4}, validation loss {vl:F4}, validation pixel accuracy {(double)right / total:P1}"));
         }
+        ct.ThrowIfCancellationRequested(); // a run given up on replaces nothing
         SafePaths.Publish(staging, best, "model");
         SafePaths.WriteAllText(Path.Combine(outDir, "unet-curves.csv"), curves.ToString(), "training curves");
         var res = new UNetTrainResult(best, Math.Min(epoch, o.MaxEpochs), bestEpoch, bestLoss, sw.Elapsed.TotalSeconds, Core.ProcessStats.PeakRssMiB(), TorchDevice.Describe(device));

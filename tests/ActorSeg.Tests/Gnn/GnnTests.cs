@@ -108,6 +108,8 @@ public class GnnTests() : TempDirTest("gnn")
         Assert.Contains("diverged", ex.Message);
         Assert.Equal(before, File.ReadAllBytes(good.BestModel));
         Assert.Empty(Directory.GetFiles(dir, ".best.model*.training"));
+        // a checkpoint a run killed outright left behind goes with the next run in that folder
+        File.WriteAllText(Path.Combine(dir, ".best.model.0123456789abcdef0123456789abcdef.training"), "left by a killed run");
         // one stopped (Ctrl-C) after its first epoch: it stops there (before, training ignored the signal to its end)
         using var cts = new CancellationTokenSource();
         Assert.ThrowsAny<OperationCanceledException>(() => Trainer.Train(graphs, dir, new TrainOptions { MaxEpochs = 500, Patience = 500, ValidationFraction = 0.34, Seed = 3 },

@@ -213,7 +213,7 @@ public static class BatchCommand
         // one run at a time in a batch folder, which it makes where missing (a cluster's coordinator refuses a second batch
         // there itself)
         using var folder = coordinator is null ? OutputFolderLock.Acquire(outDir, "batch") : null;
-        foreach (var w in folder?.RemovedWorkDirs ?? []) Log.Warning("Deleted {WorkDir}: the work folder of an earlier run in {OutDir} that was killed before its end", w, outDir);
+        folder?.LogEarlierRun();
         Directory.CreateDirectory(outDir);
         // every path as the coordinator will record it (real, symlink-free), so this client's definition is the recorded one
         outDir = SafePaths.Canonical(outDir, "batch folder");

@@ -57,6 +57,20 @@ public static class Progress
     public static void End() { if (!Console.IsErrorRedirected) Console.Error.WriteLine(); }
 }
 
+/// <summary>What a one-process command says of its output folder.</summary>
+public static class OutputFolderLogging
+{
+    /// <summary>Says what this run found of an earlier one in the folder: the work folders it deleted, or kept.</summary>
+    public static void LogEarlierRun(this Core.IO.OutputFolderLock folder)
+    {
+        foreach (var w in folder.RemovedWorkDirs)
+            Log.Warning("Deleted {WorkDir}: the work folder of an earlier run in {OutDir} that was killed before its end", w, folder.Folder);
+        foreach (var w in folder.KeptWorkDirs)
+            Log.Warning("Kept {WorkDir}, a work folder of an earlier run in {OutDir} ({EarlierRun}) that cannot be known to have ended: delete it once that run is gone",
+                w, folder.Folder, folder.EarlierRun);
+    }
+}
+
 public static class GraphCommand
 {
     public static Command Create(Option<bool> verbose)
@@ -150,7 +164,7 @@ public static class GraphCommand
         var sw = Stopwatch.StartNew();
         // one run at a time in an output folder; a run killed there before leaves work folders this one deletes
         using var folder = Core.IO.OutputFolderLock.Acquire(spec.OutDir, spec.ModelPath is null ? "graph" : "segment");
-        foreach (var w in folder.RemovedWorkDirs) Log.Warning("Deleted {WorkDir}: the work folder of an earlier run in {OutDir} that was killed before its end", w, folder.Folder);
+        folder.LogEarlierRun();
         // the job's work folder (under OUT/graph when it segments): noted before it exists, so that it goes if this run is
         // killed, and deleted below if this run stops before its job ends (its journal is this process's memory)
         var workDir = Core.IO.GraphOutputs.WorkDir(spec.ModelPath is null ? spec.OutDir : Path.Combine(spec.OutDir, "graph"), jobId);

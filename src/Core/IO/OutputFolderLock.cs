@@ -35,6 +35,24 @@ public sealed class OutputFolderLock : IDisposable
     /// <summary>What a later run found of earlier runs that were killed in this folder: their work folders, deleted.</summary>
     public IReadOnlyList<string> RemovedWorkDirs { get; }
 
+    /// <summary>Work folders an earlier run's record names but that were kept: that run's process cannot be known to be
+    /// gone (another host, or still running here on a file system that ignores the lock).</summary>
+    public IReadOnlyList<string> KeptWorkDirs { get; private init; } = [];
+
+    /// <summary>The earlier run whose record was found here, in words; null when there was none.</summary>
+    public string? EarlierRun { get; private init; }
+
+    /// <summary>Whether the run a record names is known to have ended: a process of this host that no longer exists.</summary>
+    private static bool Gone(RunRecord r)
+    {
+        if (r.Host != Environment.MachineName || r.Pid <= 0) return false;
+        if (r.Pid == Environment.ProcessId) return false;
+        if (OperatingSystem.IsLinux()) return !Directory.Exists($"/proc/{r.Pid}");
+        try { using var p = System.Diagnostics.Process.GetProcessById(r.Pid); return p.HasExited; }
+        catch (ArgumentException) { return true; } // no such process
+        catch (InvalidOperationException) { return true; }
+    }
+
     private OutputFolderLock(FileStream fs, string dir, RunRecord run, bool created, IReadOnlyList<string> removed)
     {
         _lock = fs; _dir = dir; _run = run; _created = created; RemovedWorkDirs = removed;
@@ -73,24 +91,31 @@ public sealed class OutputFolderLock : IDisposable
         try
         {
             // a run record left here is a run that was killed (a run that ends deletes its own): nothing can resume its
-            // jobs, whose journal lived in its memory, so their work folders go
+            // jobs, whose journal lived in its memory, so their work folders go. Only when that process is known to be
+            // gone (this host, no such process): on a file system that ignores locks (some FUSE and NFS mounts without
+            // locking, where .NET skips the lock silently) the record may be a live run's, whose work must stay
             var removed = new List<string>();
-            if (Read(dir) is { } dead)
-                foreach (var w in dead.WorkDirs)
-                {
-                    // the record is a file anyone who can write the folder could have written: only a real work folder
-                    // within this one (links resolved) is deleted on its word
-                    string real;
-                    try { real = SafePaths.RealPath(Path.GetFullPath(w)); }
-                    catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException) { continue; }
-                    if (IsWorkDirIn(dir, real) && Directory.Exists(real))
-                    {
-                        GraphOutputs.CleanWork(real);
-                        removed.Add(real);
-                    }
-                }
+            var kept = new List<string>();
+            var left = Read(dir);
+            bool gone = left is not null && Gone(left);
+            foreach (var w in left?.WorkDirs ?? [])
+            {
+                // the record is a file anyone who can write the folder could have written: only a real work folder within
+                // this one (links resolved) is deleted, or named, on its word
+                string real;
+                try { real = SafePaths.RealPath(Path.GetFullPath(w)); }
+                catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException) { continue; }
+                if (!IsWorkDirIn(dir, real) || !Directory.Exists(real)) continue;
+                if (!gone) { kept.Add(real); continue; }
+                GraphOutputs.CleanWork(real);
+                removed.Add(real);
+            }
             var run = new RunRecord(Environment.ProcessId, Environment.MachineName, command, DateTime.UtcNow, []);
-            var held = new OutputFolderLock(fs, dir, run, created, removed);
+            var held = new OutputFolderLock(fs, dir, run, created, removed)
+            {
+                KeptWorkDirs = kept,
+                EarlierRun = left is null ? null : Describe(left),
+            };
             held.Save();
             return held;
         }
@@ -214,10 +239,9 @@ public sealed class OutputFolderLock : IDisposable
         new($"output folder {dir} is in use by another ActorSeg run ({holder}): wait for it to end, or give another output folder");
 
     /// <summary>The run that holds a folder, in words, as far as its record tells.</summary>
-    private static string Holder(string dir) =>
-        Read(dir) is { } r
-            ? $"'{r.Command}', process {r.Pid} on {r.Host}, since {r.StartedUtc.ToLocalTime():yyyy-MM-dd HH:mm:ss}"
-            : $"its lock {Path.Combine(dir, LockFile)} is held";
+    private static string Holder(string dir) => Read(dir) is { } r ? Describe(r) : $"its lock {Path.Combine(dir, LockFile)} is held";
+
+    private static string Describe(RunRecord r) => $"'{r.Command}', process {r.Pid} on {r.Host}, since {r.StartedUtc.ToLocalTime():yyyy-MM-dd HH:mm:ss}";
 
     /// <summary>EWOULDBLOCK (11 on Linux), the HResult .NET gives an IOException when another process holds the flock.</summary>
     private const int EWouldBlock = 11;

@@ -56,8 +56,9 @@ public class OutputFolderLockTests() : TempDirTest("outlock")
             Directory.CreateDirectory(d);
             File.WriteAllText(Path.Combine(d, "tile-000000.apg"), "x");
         }
-        // what a run killed by SIGKILL leaves: its record, with the work folders its jobs made (and a forged entry or two)
-        var record = new { Pid = 1, Host = "h", Command = "graph", StartedUtc = DateTime.UtcNow, WorkDirs = new[] { work, segWork, result, outside, Path.Combine(dir, "..", ".work-outside") } };
+        // what a run killed by SIGKILL leaves: its record, with the work folders its jobs made (and a forged entry or two);
+        // its process, of this host, is gone (a number above the kernel's pid_max)
+        var record = new { Pid = NoSuchProcess, Host = Environment.MachineName, Command = "graph", StartedUtc = DateTime.UtcNow, WorkDirs = new[] { work, segWork, result, outside, Path.Combine(dir, "..", ".work-outside") } };
         File.WriteAllText(Path.Combine(dir, OutputFolderLock.RunFile), JsonSerializer.Serialize(record));
 
         using (var next = OutputFolderLock.Acquire(dir, "graph"))
@@ -71,6 +72,28 @@ public class OutputFolderLockTests() : TempDirTest("outlock")
             Assert.Contains($"\"Pid\":{Environment.ProcessId}", File.ReadAllText(Path.Combine(dir, OutputFolderLock.RunFile)));
         }
         Assert.True(Directory.Exists(dir)); // a folder that was there stays
+    }
+
+    private const int NoSuchProcess = 1 << 30;
+
+    [Theory]
+    [InlineData("another host")]
+    [InlineData("a live process")]
+    public void ARecordOfARunThatMayStillBeAlive_DeletesNothing_AndNamesWhatItKept(string whose)
+    {
+        // a file system that ignores locks (some FUSE and NFS mounts) lets a second run in while the first writes: the
+        // first's record is then a live run's, and its work must stay
+        var dir = Path.Combine(_dir, "out");
+        var work = Path.Combine(dir, ".work-live");
+        Directory.CreateDirectory(work);
+        var (pid, host) = whose == "another host" ? (NoSuchProcess, "node-9") : (Environment.ProcessId == 1 ? 2 : 1, Environment.MachineName);
+        File.WriteAllText(Path.Combine(dir, OutputFolderLock.RunFile),
+            JsonSerializer.Serialize(new { Pid = pid, Host = host, Command = "graph", StartedUtc = DateTime.UtcNow, WorkDirs = new[] { work, Path.Combine(_dir, ".work-x") } }));
+        using var next = OutputFolderLock.Acquire(dir, "graph");
+        Assert.Empty(next.RemovedWorkDirs);
+        Assert.Equal(new[] { work }, next.KeptWorkDirs); // the one outside the folder is not even named
+        Assert.StartsWith($"'graph', process {pid} on {host}", next.EarlierRun);
+        Assert.True(Directory.Exists(work));
     }
 
     [Fact]

@@ -206,6 +206,7 @@ public static class EvaluateCommand
                 long refinedPixels = 0, changedPixels = 0;
                 foreach (var path in GraphSample.Discover(pr.GetValue(graphs)!))
                 {
+                    ct.ThrowIfCancellationRequested(); // Ctrl-C stops between graphs
                     var g = GraphSample.Load(path, spec.Edges);
                     if (g.ClassHist is null) throw new InvalidDataException($"{path}: graph has no class histograms (build it with --mask)");
                     var pred = Predictor.Predict(spec, m, g, dev);

@@ -82,7 +82,7 @@ public static class UNetCommands
                 var spec = UNetRunner.ReadSpec(modelPath);
                 var mode = pr.GetValue(maskMode) ?? spec.MaskMode;
                 if (mode != spec.MaskMode) Log.Warning("The model was trained with --mask-mode {Trained}; evaluating with {Mode}", spec.MaskMode, mode);
-                var m = UNetRunner.Evaluate(modelPath, pairs, mode == "binary", pr.GetValue(device)!);
+                var m = UNetRunner.Evaluate(modelPath, pairs, mode == "binary", pr.GetValue(device)!, ct);
                 Console.WriteLine($"images {pairs.Count}, pixels {m.Pixels:N0}, {sw.Elapsed.TotalSeconds:F1}s");
                 Console.WriteLine(string.Format(CultureInfo.InvariantCulture, "pixel accuracy {0:P2}  macro F1 {1:F4}  micro Jaccard {2:F4}", m.Accuracy, m.MacroF1, m.MicroJaccard));
                 EvaluateCommand.PrintPerClass(m, spec.ClassTable);

@@ -378,13 +378,16 @@ public static class UNetRunner
     }
 
     /// <summary>Pixel metrics of the UNet on labelled images (the same metrics as the GNN's).</summary>
-    public static PixelMetrics Evaluate(string modelPath, IReadOnlyList<(string Image, string Mask)> pairs, bool binary, string device = "auto")
+    /// <param name="ct">stops between images (Ctrl-C)</param>
+    public static PixelMetrics Evaluate(string modelPath, IReadOnlyList<(string Image, string Mask)> pairs, bool binary, string device = "auto",
+        CancellationToken ct = default)
     {
         var dev = TorchDevice.Pick(device);
         var (spec, model) = Load(modelPath, dev);
         var cm = new long[spec.Classes * spec.Classes];
         foreach (var (img, mask) in pairs)
         {
+            ct.ThrowIfCancellationRequested();
             var f = Load(img, mask, binary);
             if (f.C != spec.Channels) throw new InvalidDataException($"{img}: {f.C} channel(s), the model expects {spec.Channels}");
             var prob = Predict(model, f, spec, dev);

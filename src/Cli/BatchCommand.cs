@@ -258,7 +258,7 @@ public static class BatchCommand
         }
 
         // the work folders of the slides' jobs, noted so that they go if this run is killed (its journal dies with it)
-        folder?.AddWorkDirs(slides.Select(s => GraphOutputs.WorkDir(s.Spec.ModelPath is null ? s.Spec.OutDir : Path.Combine(s.Spec.OutDir, "graph"), JobIds.ForSlide(id, s.Name))));
+        folder?.AddWorkDirs(slides.Select(s => GraphOutputs.WorkDir(s.Spec, JobIds.ForSlide(id, s.Name))));
         bool ended = false;
         try
         {

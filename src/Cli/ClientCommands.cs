@@ -57,11 +57,7 @@ public sealed class ClusterConnection : IAsyncDisposable
         var watcher = System.ActorOf(JobWatcher.Props((m, s) => Send(m, s), job, channel.Writer), "job-" + jobId);
         try
         {
-            await foreach (var m in channel.Reader.ReadAllAsync(ct))
-            {
-                ct.ThrowIfCancellationRequested(); // ReadAllAsync drains what is there without looking at the token
-                yield return m;
-            }
+            await foreach (var m in channel.Reader.EachUntilCancelled(ct)) yield return m;
         }
         finally { System.Stop(watcher); }
     }

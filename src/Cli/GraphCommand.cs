@@ -167,8 +167,7 @@ public static class GraphCommand
         folder.LogEarlierRun();
         // the job's work folder (under OUT/graph when it segments): noted before it exists, so that it goes if this run is
         // killed, and deleted below if this run stops before its job ends (its journal is this process's memory)
-        var workDir = Core.IO.GraphOutputs.WorkDir(spec.ModelPath is null ? spec.OutDir : Path.Combine(spec.OutDir, "graph"), jobId);
-        folder.AddWorkDir(workDir);
+        folder.AddWorkDir(Core.IO.GraphOutputs.WorkDir(spec, jobId));
         bool ended = false;
         try
         {

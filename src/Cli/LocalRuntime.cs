@@ -57,13 +57,7 @@ public sealed class LocalRuntime : IAsyncDisposable
         var watcher = System.ActorOf(JobWatcher.Props((m, sender) => Coordinator.Tell(m, sender), job, channel.Writer), $"job-{job.JobId}");
         try
         {
-            // ReadAllAsync looks at the token only when it has to wait: a job whose progress keeps the channel full would
-            // never see Ctrl-C, so every message checks it
-            await foreach (var m in channel.Reader.ReadAllAsync(ct))
-            {
-                ct.ThrowIfCancellationRequested();
-                yield return m;
-            }
+            await foreach (var m in channel.Reader.EachUntilCancelled(ct)) yield return m;
         }
         finally { System.Stop(watcher); }
     }
@@ -74,6 +68,21 @@ public sealed class LocalRuntime : IAsyncDisposable
         _host.Dispose();
         // the coordinator deletes ended jobs' work folders in the background: this process must not exit halfway through
         Core.IO.GraphOutputs.WaitForCleaning(TimeSpan.FromMinutes(5));
+    }
+}
+
+internal static class ChannelReading
+{
+    /// <summary>Every message of <paramref name="reader"/> until it completes, stopping at <paramref name="ct"/> even while
+    /// messages keep coming: ReadAllAsync looks at the token only when it has to wait, so a job whose progress keeps its
+    /// channel full would never see Ctrl-C.</summary>
+    public static async IAsyncEnumerable<T> EachUntilCancelled<T>(this ChannelReader<T> reader, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        await foreach (var m in reader.ReadAllAsync(ct))
+        {
+            ct.ThrowIfCancellationRequested();
+            yield return m;
+        }
     }
 }
 

@@ -111,7 +111,7 @@ public sealed class JobBook
         public string JobId => Submitted.JobId;
         public GraphJobSpec Spec => Submitted.Spec;
         public bool Segments => Spec.ModelPath is not null;
-        public string GraphDir => Segments ? Path.Combine(Spec.OutDir, "graph") : Spec.OutDir;
+        public string GraphDir => GraphOutputs.GraphDir(Spec);
         public string Phase => Ended is { } e ? (e.Succeeded ? "done" : "failed")
             : Segmented is not null ? "finishing"
             : Classified is not null ? "painting"

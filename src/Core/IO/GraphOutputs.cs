@@ -23,6 +23,12 @@ public static class GraphOutputs
 
     public static string WorkDir(string outDir, string jobId) => AssignmentPaths.WorkDir(outDir, jobId);
 
+    /// <summary>Where a job's graph goes: its output folder, or <c>OUT/graph</c> when it segments (a model is given).</summary>
+    public static string GraphDir(Messages.GraphJobSpec spec) => spec.ModelPath is null ? spec.OutDir : Path.Combine(spec.OutDir, "graph");
+
+    /// <summary>A job's work folder, in its graph folder (<see cref="GraphDir"/>).</summary>
+    public static string WorkDir(Messages.GraphJobSpec spec, string jobId) => WorkDir(GraphDir(spec), jobId);
+
     public static void CleanWork(string workDir)
     {
         try { if (Directory.Exists(workDir)) Directory.Delete(workDir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }

@@ -75,15 +75,7 @@ public sealed class OutputFolderLock : IDisposable
         if (new FileInfo(lockPath).LinkTarget is not null)
             throw new UnsafePathException($"{lockPath} is a symbolic link: refused");
         FileStream fs;
-        try
-        {
-            // FileShare.None is an exclusive flock(2) on Linux, taken without waiting
-            fs = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.Read, FileShare.None);
-        }
-        catch (IOException e) when (e is not FileNotFoundException and not DirectoryNotFoundException && e.HResult == EWouldBlock)
-        {
-            throw InUse(dir, Holder(dir));
-        }
+        try { fs = TryLock(lockPath, FileMode.OpenOrCreate) ?? throw InUse(dir, Holder(dir)); }
         catch (UnauthorizedAccessException e)
         {
             throw new OutputFolderException($"output folder {dir}: its lock {LockFile} cannot be opened: {e.Message}", e);
@@ -142,10 +134,8 @@ public sealed class OutputFolderLock : IDisposable
         try
         {
             if (!File.Exists(lockPath) || new FileInfo(lockPath).LinkTarget is not null) return null;
-            using (new FileStream(lockPath, FileMode.Open, FileAccess.Read, FileShare.None)) return null; // free (taken for an instant)
-        }
-        catch (IOException e) when (e.HResult == EWouldBlock && e is not FileNotFoundException and not DirectoryNotFoundException)
-        {
+            using (var free = TryLock(lockPath, FileMode.Open)) // taken for an instant when nobody holds it
+                if (free is not null) return null;
             return Read(dir) is { } r && r.Pid == Environment.ProcessId && r.Host == Environment.MachineName ? null : Holder(dir);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -214,7 +204,7 @@ public sealed class OutputFolderLock : IDisposable
     {
         var full = Path.GetFullPath(workDir);
         return Path.GetFileName(full).StartsWith(".work-", StringComparison.Ordinal) && full.Length > dir.Length + 1
-               && full.StartsWith(dir.TrimEnd('/') + "/", StringComparison.Ordinal) && !full.Contains("/../", StringComparison.Ordinal);
+               && full.StartsWith(dir.TrimEnd('/') + "/", StringComparison.Ordinal); // GetFullPath has resolved any ..
     }
 
     private void Save() =>
@@ -242,6 +232,14 @@ public sealed class OutputFolderLock : IDisposable
     private static string Holder(string dir) => Read(dir) is { } r ? Describe(r) : $"its lock {Path.Combine(dir, LockFile)} is held";
 
     private static string Describe(RunRecord r) => $"'{r.Command}', process {r.Pid} on {r.Host}, since {r.StartedUtc.ToLocalTime():yyyy-MM-dd HH:mm:ss}";
+
+    /// <summary>The lock file opened with an exclusive lock (FileShare.None is an exclusive flock(2) on Linux, taken
+    /// without waiting); null when another open file holds it.</summary>
+    private static FileStream? TryLock(string lockPath, FileMode mode)
+    {
+        try { return new FileStream(lockPath, mode, FileAccess.Read, FileShare.None); }
+        catch (IOException e) when (e.HResult == EWouldBlock && e is not FileNotFoundException and not DirectoryNotFoundException) { return null; }
+    }
 
     /// <summary>EWOULDBLOCK (11 on Linux), the HResult .NET gives an IOException when another process holds the flock.</summary>
     private const int EWouldBlock = 11;

@@ -18,16 +18,23 @@ public class UNetTests() : TempDirTest("unet")
         Assert.Equal(new long[] { 2, 4, 32, 48 }, y.shape);
     }
 
+    /// <summary>Generated 8-bit nuclei fields (seeds 1..n) with their masks, as image and mask paths.</summary>
+    private List<(string, string)> NucleiFields(string prefix, int n, int w, int h)
+    {
+        var pairs = new List<(string, string)>();
+        for (int s = 1; s <= n; s++)
+        {
+            string img = Path.Combine(_dir, $"{prefix}{s}.tif"), mask = Path.Combine(_dir, $"{prefix}{s}_mask.tif");
+            SyntheticMicroscopy.Generate(new SyntheticSpec(w, h, SyntheticKind.Nuclei, 8, 1, s), img, mask);
+            pairs.Add((img, mask));
+        }
+        return pairs;
+    }
+
     [Fact]
     public void UNet_TrainsOnNuclei_AndPredictsWholeImagesBySlidingWindow()
     {
-        var pairs = new List<(string, string)>();
-        for (int s = 1; s <= 3; s++)
-        {
-            string img = Path.Combine(_dir, $"n{s}.tif"), mask = Path.Combine(_dir, $"n{s}_mask.tif");
-            SyntheticMicroscopy.Generate(new SyntheticSpec(200, 150, SyntheticKind.Nuclei, 8, 1, s), img, mask);
-            pairs.Add((img, mask));
-        }
+        var pairs = NucleiFields("n", 3, 200, 150);
         var r = UNetRunner.Train(pairs, Path.Combine(_dir, "m"), new UNetTrainOptions { Base = 8, Depth = 2, Patch = 64, Batch = 4, StepsPerEpoch = 15, MaxEpochs = 8, Patience = 8, ValidationFraction = 0.34, LearningRate = 3e-3 });
         Assert.True(File.Exists(r.BestModel));
         var m = UNetRunner.Evaluate(r.BestModel, pairs, binary: true, device: "cpu");
@@ -40,13 +47,7 @@ public class UNetTests() : TempDirTest("unet")
     [Fact]
     public void ARetrainThatDivergesOrIsStopped_LeavesTheEarlierBestUNetUntouched()
     {
-        var pairs = new List<(string, string)>();
-        for (int s = 1; s <= 2; s++)
-        {
-            string img = Path.Combine(_dir, $"k{s}.tif"), mask = Path.Combine(_dir, $"k{s}_mask.tif");
-            SyntheticMicroscopy.Generate(new SyntheticSpec(96, 96, SyntheticKind.Nuclei, 8, 1, s), img, mask);
-            pairs.Add((img, mask));
-        }
+        var pairs = NucleiFields("k", 2, 96, 96);
         var dir = Path.Combine(_dir, "keep");
         var o = new UNetTrainOptions { Base = 4, Depth = 2, Patch = 32, Batch = 2, StepsPerEpoch = 3, MaxEpochs = 2, Patience = 2, ValidationFraction = 0.5 };
         var good = UNetRunner.Train(pairs, dir, o);

@@ -292,7 +292,7 @@ public static class BatchCommand
     }
 
     /// <summary>The batch's digest: a hash of its folder, its model (contents), and every slide's name, job parameters,
-    /// image (size and time), mask (contents) and tissue mask, and the rows that do not run. Equal digests: the same results.</summary>
+    /// image (size and time, and its set's other files), mask (contents) and tissue mask, and the rows that do not run. Equal digests: the same results.</summary>
     private static string Digest(string outDir, string? model, string? tissue, IEnumerable<BatchSlideSpec> slides, IEnumerable<BatchSlideRejected> notRun, FileHashes hashes)
     {
         var sb = new StringBuilder("actorseg-batch-1\n").Append(outDir).Append('\n');
@@ -302,7 +302,8 @@ public static class BatchCommand
         {
             var fi = new FileInfo(s.Spec.ImagePath);
             sb.Append(s.Name).Append('\t').Append(JsonSerializer.Serialize(s.Spec)).Append('\t').Append(s.Split).Append('\t')
-              .Append(fi.Length).Append('\t').Append(fi.LastWriteTimeUtc.Ticks).Append('\t').Append(s.Spec.MaskPath is { } m ? hashes.Of(m) : "-").Append('\n');
+              .Append(fi.Length).Append('\t').Append(fi.LastWriteTimeUtc.Ticks).Append('\t').Append(s.Spec.MaskPath is { } m ? hashes.Of(m) : "-")
+              .Append(hashes.Companions(s.Spec.ImagePath, s.Spec.Page) is { } set ? "\t" + set : "").Append('\n'); // (a one-file image: the digest as before)
         }
         foreach (var r in notRun) sb.Append(JsonSerializer.Serialize(r)).Append('\n');
         return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString()))).ToLowerInvariant();
@@ -312,14 +313,37 @@ public static class BatchCommand
     internal sealed class FileHashes
     {
         private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _known = new();
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, int), string?> _sets = new();
         public string Of(string path) => _known.GetOrAdd(path, ContentHash);
+
+        /// <summary>The other files an image is read from (a multi-file OME-TIFF set's, a MIRAX slide's data folder, a
+        /// VMS slide's JPEGs: <see cref="ImageSources.FilesOf"/>), each by name, size and time, as one hash; null when the
+        /// image is its one file. Asked once per image and run.</summary>
+        public string? Companions(string image, int page) => _sets.GetOrAdd((image, page), k =>
+        {
+            IReadOnlyList<string> files;
+            try { files = ImageSources.FilesOf(k.Item1, k.Item2); }
+            catch (Exception e) when (e is InputFileException or NetVips.VipsException or IOException or UnauthorizedAccessException)
+            {
+                return "unreadable"; // never equal to a finished slide's record: the job says what is wrong
+            }
+            if (files.Count < 2) return null;
+            var sb = new StringBuilder();
+            foreach (var f in files.Skip(1))
+            {
+                var fi = new FileInfo(f);
+                sb.Append(f).Append('\t').Append(fi.Exists ? fi.Length : -1).Append('\t').Append(fi.Exists ? fi.LastWriteTimeUtc.Ticks : 0).Append('\n');
+            }
+            return Convert.ToHexString(System.IO.Hashing.XxHash64.Hash(Encoding.UTF8.GetBytes(sb.ToString())));
+        });
     }
 
     /// <summary>What a finished slide was made from: a later run skips it only when every one of these is the same
-    /// (the image by size and time, the mask and the model by their contents, and every parameter of the job).</summary>
+    /// (the image by size and time, the other files of its set by name, size and time, the mask and the model by their
+    /// contents, and every parameter of the job).</summary>
     private sealed record SlideRecord(string Status, string Image, long ImageLength, DateTime ImageTime, string? Mask, string? Model, DateTime? ModelTime,
         int Nodes, double Seconds, int Level = 0, string? Tissue = null, string? Objects = null, double Simplify = 0,
-        double Spacing = 0, int TileSize = 0, string? MaskHash = null, string? ModelHash = null);
+        double Spacing = 0, int TileSize = 0, string? MaskHash = null, string? ModelHash = null, string? ImageSet = null);
 
     private static SlideRecord Fingerprint(GraphJobSpec spec, string status, int nodes, double seconds, FileHashes hashes)
     {
@@ -327,7 +351,7 @@ public static class BatchCommand
         var model = spec.ModelPath;
         return new SlideRecord(status, spec.ImagePath, fi.Length, fi.LastWriteTimeUtc, spec.MaskPath, model, model is null ? null : File.GetLastWriteTimeUtc(model), nodes, seconds,
             spec.Page, spec.Tissue, model is null ? null : spec.Objects, model is null ? 0 : spec.Simplify, spec.Spacing, spec.TileSize,
-            spec.MaskPath is null ? null : hashes.Of(spec.MaskPath), model is null ? null : hashes.Of(model));
+            spec.MaskPath is null ? null : hashes.Of(spec.MaskPath), model is null ? null : hashes.Of(model), hashes.Companions(spec.ImagePath, spec.Page));
     }
 
     /// <summary>The slide's record (slide.json) when it says the slide was finished from these very inputs and parameters; else null.</summary>

@@ -315,6 +315,58 @@ public static class ImageSources
     }
 
     /// <summary>
+    /// Every file the image at <paramref name="path"/> is read from, the given one first: for a multi-file OME-TIFF set,
+    /// the files beside it that hold its other channels; for a MIRAX slide (<c>.mrxs</c>), the files of its data folder
+    /// (the folder of the same name beside it: <c>Slidedat.ini</c>, <c>Index.dat</c>, <c>Data*.dat</c>); for a Hamamatsu
+    /// VMS/VMU slide, the files its key file names. A later run that asks whether its result is still current (a batch
+    /// skipping a finished slide) compares them all, not only the file it was given.
+    /// </summary>
+    public static IReadOnlyList<string> FilesOf(string path, int page = 0)
+    {
+        if (IsSlide(path)) return SlideFiles(path, OpenSlideSource.DetectVendor(path));
+        if (page != 0) return [path];
+        using var src = Open(path, page);
+        if (src is not MultiPageSource m) return [path];
+        var files = new List<string> { path };
+        for (int c = 0; c < m.Planes.Count; c++)
+            if (m.Planes[c].File is { } other && Beside(path, other, c) is var p && !files.Contains(p)) files.Add(p);
+        return files;
+    }
+
+    /// <summary>The files of a slide OpenSlide reads as <paramref name="vendor"/>: the given file, then those of its set
+    /// that OpenSlide opens beside it (<see cref="FilesOf"/>), in a fixed order. Files the slide names that are missing are
+    /// left out (OpenSlide says what is wrong when it reads them).</summary>
+    internal static IReadOnlyList<string> SlideFiles(string path, string? vendor)
+    {
+        var files = new List<string> { path };
+        var folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
+        switch (vendor)
+        {
+            case "mirax":
+                var data = System.IO.Path.Combine(folder, System.IO.Path.GetFileNameWithoutExtension(path));
+                if (Directory.Exists(data))
+                    files.AddRange(Directory.EnumerateFiles(data).Order(StringComparer.Ordinal));
+                break;
+            case "hamamatsu" when !string.Equals(System.IO.Path.GetExtension(path), ".ndpi", StringComparison.OrdinalIgnoreCase):
+                // a VMS/VMU key file: an ini of which ImageFile, ImageFile(x,y), MapFile and OptimisationFile name the
+                // JPEG and map files beside it
+                foreach (var line in File.ReadLines(path).Take(10_000))
+                {
+                    int eq = line.IndexOf('=');
+                    if (eq <= 0) continue;
+                    var key = line[..eq].Trim();
+                    if (!(key.StartsWith("ImageFile", StringComparison.Ordinal) || key is "MapFile" or "OptimisationFile")) continue;
+                    var name = line[(eq + 1)..].Trim();
+                    if (name.Length == 0 || name.Contains('/') || name.Contains('\\')) continue;
+                    var f = System.IO.Path.Combine(folder, name);
+                    if (File.Exists(f) && !files.Contains(f)) files.Add(f);
+                }
+                break;
+        }
+        return files;
+    }
+
+    /// <summary>
     /// The file <paramref name="name"/> of a multi-file OME-TIFF set beside <paramref name="path"/>: in the same folder, links
     /// resolved, so that a link planted among the set never makes a job read a file elsewhere (a cluster's data roots are
     /// checked on the image's own path).

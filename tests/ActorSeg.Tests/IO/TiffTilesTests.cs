@@ -329,6 +329,58 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
     }
 
     [Fact]
+    public void AMultiFileOmeTiffSet_IsDoneAgainByABatch_WhenAnotherFileOfItChanges()
+    {
+        if (Write() is null) return;
+        var set = Path.Combine(_dir, "bset"); Directory.CreateDirectory(set);
+        foreach (var c in new[] { 0, 1, 2 }) File.Copy(Path.Combine(_dir, $"set_C{c}.ome.tif"), Path.Combine(set, $"set_C{c}.ome.tif"));
+        Assert.Equal(new[] { 0, 1, 2 }.Select(c => Path.Combine(set, $"set_C{c}.ome.tif")), ImageSources.FilesOf(Path.Combine(set, "set_C0.ome.tif")));
+        Assert.Equal([Path.Combine(set, "set_C1.ome.tif"), Path.Combine(set, "set_C0.ome.tif"), Path.Combine(set, "set_C2.ome.tif")],
+            ImageSources.FilesOf(Path.Combine(set, "set_C1.ome.tif")));
+        Assert.Equal([Path.Combine(_dir, "c3.tif")], ImageSources.FilesOf(Path.Combine(_dir, "c3.tif")));
+
+        var manifest = Path.Combine(_dir, "bset.csv");
+        File.WriteAllText(manifest, "image\n" + Path.Combine(set, "set_C0.ome.tif") + "\n");
+        var outDir = Path.Combine(_dir, "bset-out");
+        string Status() => File.ReadAllLines(Path.Combine(outDir, "summary.csv"))[1].Split(',')[4];
+        var first = TestPaths.RunCli("batch", manifest, "--out", outDir, "--spacing", "10");
+        Assert.True(first.ExitCode == 0, first.Stderr);
+        Assert.Equal("done", Status());
+        var again = TestPaths.RunCli("batch", manifest, "--out", outDir, "--spacing", "10");
+        Assert.True(again.ExitCode == 0, again.Stderr);
+        Assert.Equal("skipped", Status());
+        // another channel's file replaced (the given file untouched): the slide's result is not current any more
+        var c2 = Path.Combine(set, "set_C2.ome.tif");
+        var bytes = File.ReadAllBytes(Path.Combine(_dir, "set_C1.ome.tif")); // another channel's pixels, the set's OME-XML
+        File.WriteAllBytes(c2 + ".new", bytes);
+        File.Move(c2 + ".new", c2, overwrite: true);
+        var changed = TestPaths.RunCli("batch", manifest, "--out", outDir, "--spacing", "10");
+        Assert.True(changed.ExitCode == 0, changed.Stderr);
+        Assert.Equal("done", Status());
+    }
+
+    [Fact]
+    public void ASlidesOtherFiles_AreThoseOpenSlideReadsBesideIt()
+    {
+        // MIRAX: the data folder of the slide's name; Hamamatsu VMS: the files its key file names, beside it
+        var mrxs = Path.Combine(_dir, "s.mrxs");
+        File.WriteAllText(mrxs, "x");
+        Directory.CreateDirectory(Path.Combine(_dir, "s"));
+        foreach (var f in new[] { "Slidedat.ini", "Index.dat", "Data0001.dat", "Data0000.dat" }) File.WriteAllText(Path.Combine(_dir, "s", f), f);
+        Assert.Equal(new[] { "Data0000.dat", "Data0001.dat", "Index.dat", "Slidedat.ini" }.Select(f => Path.Combine(_dir, "s", f)).Prepend(mrxs),
+            ImageSources.SlideFiles(mrxs, "mirax"));
+        var vms = Path.Combine(_dir, "k.vms");
+        foreach (var f in new[] { "k-0.jpg", "k-1.jpg", "k.opt" }) File.WriteAllText(Path.Combine(_dir, f), f);
+        File.WriteAllText(vms, "[Virtual Microscope Specimen]\nNoLayers=1\nImageFile=k-0.jpg\nImageFile(1,0)=k-1.jpg\nMapFile=missing.jpg\n" +
+                               "OptimisationFile=k.opt\nImageFile(2,0)=../elsewhere.jpg\nMacroImage=k-0.jpg\n");
+        Assert.Equal([vms, Path.Combine(_dir, "k-0.jpg"), Path.Combine(_dir, "k-1.jpg"), Path.Combine(_dir, "k.opt")], ImageSources.SlideFiles(vms, "hamamatsu"));
+        var ndpi = Path.Combine(_dir, "n.ndpi");
+        File.WriteAllText(ndpi, "ImageFile=k-0.jpg\n");
+        Assert.Equal([ndpi], ImageSources.SlideFiles(ndpi, "hamamatsu"));
+        Assert.Equal([ndpi], ImageSources.SlideFiles(ndpi, "aperio"));
+    }
+
+    [Fact]
     public void AnOmeXmlNamingAFileWithAFolder_IsNotFollowed()
     {
         var xml = "<OME><Image ID=\"Image:0\"><Pixels DimensionOrder=\"XYCZT\" SizeX=\"9\" SizeY=\"9\" SizeC=\"2\" SizeZ=\"1\" SizeT=\"1\">" +

@@ -107,6 +107,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
                 _log.Error("No snapshot of the coordinator could be read, and the journal's events before #{First} were deleted when those snapshots were taken: " +
                            "jobs recorded only there are lost (their outputs on disk are not touched)", _firstReplayed);
             Run(new Recovered(_recovery.Elapsed.TotalSeconds), "");
+            HoldOpenJobsFolders();
         });
 
         Command<Internal>(i =>
@@ -174,6 +175,12 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
     protected override void PostStop()
     {
         if (Context.System.Settings.ProviderClass.Contains("Cluster", StringComparison.Ordinal)) Cluster.Get(Context.System).Unsubscribe(Self);
+        // the jobs' folders go with this incarnation (a restarted coordinator holds the open jobs' again once recovered)
+        lock (_folders)
+        {
+            foreach (var h in _folders.Values) h.Dispose();
+            _folders.Clear();
+        }
         base.PostStop();
     }
 
@@ -252,7 +259,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
     private void Execute(Decision d)
     {
         // the gauges are read again once the decision's events are applied (at once when there are none)
-        if (d.Journal.Count == 0) { Carry(d.Effects); _gauges = _book.Gauges(); return; }
+        if (d.Journal.Count == 0) { ReleaseEndedJobsFolders(); Carry(d.Effects); _gauges = _book.Gauges(); return; }
         int left = d.Journal.Count;
         long asked = System.Diagnostics.Stopwatch.GetTimestamp();
         PersistAll(d.Journal, e =>
@@ -264,7 +271,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
                 _eventsSinceSnapshot = 0;
                 SaveSnapshot(_book.Snapshot());
             }
-            if (--left == 0) { Carry(d.Effects); _gauges = _book.Gauges(); }
+            if (--left == 0) { ReleaseEndedJobsFolders(); Carry(d.Effects); _gauges = _book.Gauges(); }
         });
     }
 
@@ -292,6 +299,60 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         DeleteMessages(oldest);
     }
 
+    // ---------------------------------------------------------------- output folders held while their jobs run
+
+    /// <summary>The output folder locks of open jobs (<see cref="OutputFolderLock.HoldForJob"/>), taken by background
+    /// steps and let go of on the actor's thread once the book says the job has ended.</summary>
+    private readonly Dictionary<string, OutputFolderLock> _folders = new();
+
+    /// <summary>Takes a job's folder (off the actor's thread: a file system can hang); at once when it holds it already.</summary>
+    /// <exception cref="OutputFolderInUseException">another run holds the folder</exception>
+    private void HoldFolder(string jobId, string outDir, CancellationToken ct)
+    {
+        lock (_folders) if (_folders.ContainsKey(jobId)) return;
+        var held = OutputFolderLock.HoldForJob(outDir, $"cluster job {jobId}", HoldWait, ct);
+        if (held is null) return; // this process's one-process command holds it and runs the job
+        if (held.EarlierRun is { } earlier)
+            _log.ForContext("JobId", jobId).Information("Job {JobId}: {OutDir} was last held by {EarlierRun}, which ended without letting go (killed, or its node lost)", jobId, held.Folder, earlier);
+        lock (_folders)
+            if (!_folders.TryAdd(jobId, held)) held.Dispose();
+    }
+
+    /// <summary>How long a job waits for its folder while the holder is the same job: an earlier coordinator of a failover
+    /// that is still stopping.</summary>
+    private static readonly TimeSpan HoldWait = TimeSpan.FromSeconds(30);
+
+    /// <summary>After a recovery, the folders of the jobs that go on are held again (the earlier incarnation's locks went
+    /// with it); a folder another run took in between fails its job, naming that run.</summary>
+    private void HoldOpenJobsFolders()
+    {
+        var self = Self;
+        foreach (var (jobId, outDir) in _book.OpenJobFolders())
+            Task.Run(() => HoldFolder(jobId, outDir, CancellationToken.None)).ContinueWith(t =>
+            {
+                if (t.IsCompletedSuccessfully) return;
+                var e = t.Exception!.GetBaseException();
+                self.Tell(new Internal(new AbortJob(jobId, e is OutputFolderInUseException ? e.Message : $"its output folder {outDir} cannot be held: {e.Message}")));
+            });
+    }
+
+    /// <summary>Lets go of the folders of jobs that have ended (after every decision, before its effects: a client told that
+    /// its job ended may start a one-process run in that folder at once; a step that took its folder after its job ended is
+    /// caught by the decision on its own outcome).</summary>
+    private void ReleaseEndedJobsFolders()
+    {
+        List<OutputFolderLock>? ended = null;
+        lock (_folders)
+        {
+            if (_folders.Count == 0) return;
+            foreach (var (jobId, held) in _folders)
+                if (!_book.IsOpen(jobId)) (ended ??= []).Add(held);
+            if (ended is null) return;
+            foreach (var id in _folders.Where(kv => ended.Contains(kv.Value)).Select(kv => kv.Key).ToList()) _folders.Remove(id);
+        }
+        foreach (var h in ended) h.Dispose();
+    }
+
     // ---------------------------------------------------------------- background steps (the book decides, they run off the actor's thread)
 
     /// <summary>Cancels a job's running prepare or stitch when the book gives up on it (see <see cref="AbandonStep"/>).</summary>
@@ -316,9 +377,9 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         {
             var req = ToRequest(p.Spec);
             if (p.Spec.ModelPath is { } mp && !File.Exists(mp)) throw new InputFileException(mp, "model file does not exist");
-            // a one-process run of another process writing the same folder (a shared file system): refused, naming it
-            if (OutputFolderLock.HeldByAnother(p.Spec.OutDir) is { } holder)
-                throw OutputFolderLock.InUse(p.Spec.OutDir, holder);
+            // the job's folder is held from here to the job's end: a one-process run of another process writing it (a
+            // shared file system) refuses the job, naming that run, and one started later is refused in its turn
+            HoldFolder(p.JobId, p.Spec.OutDir, ct);
             // the work folder is this job's alone: made now (mkdir fails if anything is there), or, for a job resuming
             // after a restart, accepted only as a real folder of this user, never a link planted in its place
             SafePaths.CreatePrivateDirectory(p.WorkDir, p.WorkDirMayExist, "work folder", parentWhat: "output folder");

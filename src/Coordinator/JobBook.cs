@@ -1426,6 +1426,14 @@ public sealed class JobBook
     }
 
     /// <summary>The ids the book still refers to (workers, trainers, watchers of open jobs): the host may forget any other.</summary>
+    /// <summary>Whether a graph or segmentation job is still open (not ended, nor decided to end): the coordinator holds
+    /// its output folder's lock while it is.</summary>
+    public bool IsOpen(string jobId) => _jobs.TryGetValue(jobId, out var j) && j.Ended is null && !j.Ending;
+
+    /// <summary>The output folder of every open graph or segmentation job, by job (asked after a recovery, to hold them again).</summary>
+    public IReadOnlyList<(string JobId, string OutDir)> OpenJobFolders() =>
+        _jobs.Values.Where(j => j.Ended is null && !j.Ending).Select(j => (j.JobId, j.Spec.OutDir)).ToList();
+
     public HashSet<string> KnownIds()
     {
         var ids = new HashSet<string>(_workers);

@@ -191,8 +191,10 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
         Task.Run<object>(() =>
         {
             var sw = Stopwatch.StartNew();
-            // a one-process run of another process writing the model folder (a shared file system): refused, naming it
-            if (OutputFolderLock.HeldByAnother(sp.OutDir) is { } holder) throw OutputFolderLock.InUse(sp.OutDir, holder);
+            // the model folder is held while it trains: a one-process run of another process writing it (a shared file
+            // system) refuses the training, naming that run, and one started later is refused in its turn. An earlier
+            // attempt of this job, given up on and still stopping on another trainer, is waited for a while
+            using var folder = OutputFolderLock.HoldForJob(sp.OutDir, $"cluster training job {w.JobId}", TimeSpan.FromSeconds(30), ct);
             var opts = new TrainOptions
             {
                 Architecture = new GnnArchitecture { Conv = sp.Conv, Layers = sp.Layers, Hidden = sp.Hidden, Dropout = sp.Dropout },

@@ -59,3 +59,42 @@ public abstract class TempDirTest(string tag) : IDisposable
         GC.SuppressFinalize(this);
     }
 }
+
+/// <summary>
+/// An output folder's lock held by another process, as a one-process run on another machine of a shared file system
+/// holds it: util-linux's flock takes the same flock(2) lock .NET takes for FileShare.None; beside it the run record
+/// such a run writes (<paramref name="command"/>, process <paramref name="pid"/> on <paramref name="host"/>).
+/// </summary>
+public sealed class LockHeldElsewhere : IDisposable
+{
+    private readonly Process _p;
+
+    public LockHeldElsewhere(string dir, string command, int pid = 4242, string host = "login-1")
+    {
+        Directory.CreateDirectory(dir);
+        var psi = new ProcessStartInfo("flock") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "-n", Path.Combine(dir, ActorSeg.Core.IO.OutputFolderLock.LockFile), "-c", "echo held; exec sleep 600" }) psi.ArgumentList.Add(a);
+        _p = Process.Start(psi)!;
+        if (_p.StandardOutput.ReadLine() != "held") throw new InvalidOperationException($"flock could not take {dir}'s lock: {_p.StandardError.ReadToEnd()}");
+        File.WriteAllText(Path.Combine(dir, ActorSeg.Core.IO.OutputFolderLock.RunFile), System.Text.Json.JsonSerializer.Serialize(
+            new { Pid = pid, Host = host, Command = command, StartedUtc = DateTime.UtcNow, WorkDirs = Array.Empty<string>() }));
+    }
+
+    /// <summary>Whether a process that is not this one can take <paramref name="dir"/>'s lock now (flock, not waiting).</summary>
+    public static bool FreeForAnotherProcess(string dir)
+    {
+        if (!Directory.Exists(dir)) return true; // (a folder its run made and left empty goes with the lock)
+        var psi = new ProcessStartInfo("flock") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "-n", Path.Combine(dir, ActorSeg.Core.IO.OutputFolderLock.LockFile), "true" }) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        p.WaitForExit();
+        return p.ExitCode == 0;
+    }
+
+    public void Dispose()
+    {
+        try { _p.Kill(entireProcessTree: true); _p.WaitForExit(); }
+        catch (InvalidOperationException) { }
+        _p.Dispose();
+    }
+}

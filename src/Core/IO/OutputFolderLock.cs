@@ -109,6 +109,7 @@ public sealed class OutputFolderLock : IDisposable
                 EarlierRun = left is null ? null : Describe(left),
             };
             held.Save();
+            lock (Held) Held[dir] = held;
             return held;
         }
         catch
@@ -118,29 +119,39 @@ public sealed class OutputFolderLock : IDisposable
         }
     }
 
+    /// <summary>The folders this process holds, by real path (a one-process command, or jobs of a cluster node).</summary>
+    private static readonly Dictionary<string, OutputFolderLock> Held = new(StringComparer.Ordinal);
+
     /// <summary>
-    /// Who holds <paramref name="outDir"/>'s lock, in words, when a process other than this one does; null when nobody
-    /// does, or when this process does (a one-process command, whose embedded coordinator then runs the job). The
-    /// cluster's coordinator asks before a job writes into a folder, so that a job submitted to it does not mix its files
-    /// with a one-process run's in the same folder of a shared file system. (It does not hold the lock while its job runs:
-    /// a one-process run started after it in that folder is not refused.)
+    /// Holds <paramref name="outDir"/> for a job a cluster node runs (the coordinator for a graph or segmentation job, from
+    /// before its work folder is made to its end; a trainer for a training), so that a one-process run started in that
+    /// folder, on this or another machine of a shared file system, is refused while the job runs, and the job is refused
+    /// while such a run holds the folder. Null when this process holds the folder already: the one-process command that
+    /// runs the job in its own embedded cluster, which keeps it. The caller disposes what it gets when the job ends.
     /// </summary>
-    public static string? HeldByAnother(string outDir)
+    /// <param name="command">the job in words, recorded for whoever is refused (<c>cluster job JOB</c>)</param>
+    /// <param name="waitForSame">how long to wait while the holder is the same job (<paramref name="command"/>): an earlier
+    /// attempt of it, given up on and still stopping on another node, or an earlier coordinator of a failover</param>
+    /// <exception cref="OutputFolderInUseException">another run holds the folder (the message names it)</exception>
+    public static OutputFolderLock? HoldForJob(string outDir, string command, TimeSpan waitForSame = default, CancellationToken ct = default)
     {
-        string dir;
-        try { dir = SafePaths.Canonical(Path.GetFullPath(outDir), "output folder"); }
-        catch (Exception e) when (e is IOException or ArgumentException) { return null; }
-        var lockPath = Path.Combine(dir, LockFile);
-        try
+        var until = DateTime.UtcNow + waitForSame;
+        while (true)
         {
-            if (!File.Exists(lockPath) || new FileInfo(lockPath).LinkTarget is not null) return null;
-            using (var free = TryLock(lockPath, FileMode.Open)) // taken for an instant when nobody holds it
-                if (free is not null) return null;
-            return Read(dir) is { } r && r.Pid == Environment.ProcessId && r.Host == Environment.MachineName ? null : Holder(dir);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return null; // gone, or unreadable: the job's own writes say what is wrong
+            try
+            {
+                lock (Held)
+                {
+                    var dir = SafePaths.Canonical(Path.GetFullPath(outDir), "output folder");
+                    if (Held.ContainsKey(dir)) return null;
+                    return Acquire(dir, command);
+                }
+            }
+            catch (OutputFolderInUseException) when (DateTime.UtcNow < until && Read(SafePaths.Canonical(Path.GetFullPath(outDir), "output folder"))?.Command == command)
+            {
+                ct.WaitHandle.WaitOne(TimeSpan.FromMilliseconds(250));
+                ct.ThrowIfCancellationRequested();
+            }
         }
     }
 
@@ -182,6 +193,7 @@ public sealed class OutputFolderLock : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        lock (Held) if (Held.TryGetValue(_dir, out var h) && ReferenceEquals(h, this)) Held.Remove(_dir);
         try { File.Delete(Path.Combine(_dir, RunFile)); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         if (_created && OnlyTheLockLeft())
         {
@@ -224,7 +236,7 @@ public sealed class OutputFolderLock : IDisposable
         }
     }
 
-    /// <summary>The refusal of a folder another run holds (<paramref name="holder"/>, as <see cref="HeldByAnother"/> gives it).</summary>
+    /// <summary>The refusal of a folder another run holds (<paramref name="holder"/>, that run in words).</summary>
     public static OutputFolderInUseException InUse(string dir, string holder) =>
         new($"output folder {dir} is in use by another ActorSeg run ({holder}): wait for it to end, or give another output folder");
 

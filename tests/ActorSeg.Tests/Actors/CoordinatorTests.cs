@@ -167,10 +167,7 @@ public class CoordinatorTests : TestKit, IDisposable
     {
         var coord = Sys.ActorOf(GraphCoordinatorActor.Props(new CoordinatorSettings { PersistenceId = "t-busy" }));
         var outDir = Path.Combine(_dir, "busy");
-        using var held = OutputFolderLock.Acquire(outDir, "graph");
-        // the record a one-process run of another machine writes beside its lock
-        File.WriteAllText(Path.Combine(outDir, OutputFolderLock.RunFile),
-            System.Text.Json.JsonSerializer.Serialize(new { Pid = 4242, Host = "login-1", Command = "graph", StartedUtc = DateTime.UtcNow, WorkDirs = Array.Empty<string>() }));
+        using var held = new LockHeldElsewhere(outDir, "graph"); // a one-process run of another machine
         coord.Tell(new SubmitGraphJob("j-busy", Spec(outDir)), TestActor);
         ExpectMsg<JobReceived>(TimeSpan.FromSeconds(10));
         var failed = ExpectMsg<GraphJobFailed>(TimeSpan.FromSeconds(10));
@@ -188,6 +185,10 @@ public class CoordinatorTests : TestKit, IDisposable
         client.Send(coord, new SubmitGraphJob("j4", Spec(outDir)));
         client.ExpectMsg<JobReceived>(TimeSpan.FromSeconds(20));
         Assert.Equal(4, client.ExpectMsg<GraphJobAccepted>(TimeSpan.FromSeconds(20)).Tiles);
+        // the running job holds its folder: a one-process run started there is refused, naming the job
+        Assert.False(LockHeldElsewhere.FreeForAnotherProcess(outDir));
+        var refused = Assert.Throws<OutputFolderInUseException>(() => OutputFolderLock.Acquire(outDir, "graph"));
+        Assert.Contains($"is in use by another ActorSeg run ('cluster job j4', process {Environment.ProcessId} on {Environment.MachineName}", refused.Message);
         var worker = CreateTestProbe();
         var finished = new List<TileCompleted>();
         for (int i = 0; i < 3; i++)
@@ -204,6 +205,7 @@ public class CoordinatorTests : TestKit, IDisposable
         Watch(coord);
         Sys.Stop(coord);
         ExpectTerminated(coord, TimeSpan.FromSeconds(10));
+        Assert.True(LockHeldElsewhere.FreeForAnotherProcess(outDir)); // its lock went with it
         // while it is down, one finished result is damaged and another tile's labels are left empty (as a power cut
         // may leave a file written without waiting for the disk): both must be computed again, the third not
         var damaged = finished[1];
@@ -216,6 +218,9 @@ public class CoordinatorTests : TestKit, IDisposable
         client2.Send(coord2, new SubmitGraphJob("j4", Spec(outDir))); // the client's heartbeat finds the new coordinator
         var accepted = client2.FishForMessage<GraphJobAccepted>(_ => true, TimeSpan.FromSeconds(20));
         Assert.Equal(3, accepted.TilesAlreadyDone);
+        // the job resumed by the new coordinator holds its folder again
+        var until = DateTime.UtcNow.AddSeconds(10);
+        while (LockHeldElsewhere.FreeForAnotherProcess(outDir)) { Assert.True(DateTime.UtcNow < until, "the resumed job did not hold its folder again"); Thread.Sleep(50); }
         var worker2 = CreateTestProbe();
         var redone = new List<int>();
         object? end = null;
@@ -231,6 +236,7 @@ public class CoordinatorTests : TestKit, IDisposable
         Assert.Equal(new[] { unfinished, damaged.TileId, emptied.TileId }.Order(), redone.Order());
         Assert.True(c.Nodes > 100);
         Assert.True(File.Exists(Path.Combine(outDir, "graph.npz")));
+        Assert.True(LockHeldElsewhere.FreeForAnotherProcess(outDir)); // let go of at its end
     }
 
     [Fact]

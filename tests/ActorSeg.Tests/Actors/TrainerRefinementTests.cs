@@ -82,18 +82,19 @@ public class TrainerRefinementTests : TestKit, IDisposable
             Assert.True(sw.Elapsed < TimeSpan.FromSeconds(60), "the training wrote no checkpoint in 60 s");
             Thread.Sleep(20);
         }
+        // the folder is held while it trains: a one-process run started there now is refused
+        Assert.False(LockHeldElsewhere.FreeForAnotherProcess(abandoned));
         coordinator.Send(trainer, new AbandonWork("t2", -1, 1));
         var failed = coordinator.FishForMessage<TrainFailed>(f => f.JobId == "t2", TimeSpan.FromSeconds(30));
         Assert.Equal(1, failed.Attempt);
         Assert.False(failed.Permanent);
-        Assert.Empty(Directory.GetFileSystemEntries(abandoned)); // no checkpoint, model, curves or summary
+        // no checkpoint, model, curves or summary: the folder it made goes with its lock
+        Assert.False(Directory.Exists(abandoned), string.Join(", ", Directory.Exists(abandoned) ? Directory.GetFileSystemEntries(abandoned) : []));
         coordinator.FishForMessage(m => m is TrainerReady, TimeSpan.FromSeconds(10)); // and it takes work again
 
         // a model folder a one-process run of another process holds: refused at once, naming that run
         var busy = Path.Combine(_dir, "busy-model");
-        using var held = ActorSeg.Core.IO.OutputFolderLock.Acquire(busy, "train");
-        File.WriteAllText(Path.Combine(busy, ActorSeg.Core.IO.OutputFolderLock.RunFile),
-            System.Text.Json.JsonSerializer.Serialize(new { Pid = 4242, Host = "login-1", Command = "train", StartedUtc = DateTime.UtcNow, WorkDirs = Array.Empty<string>() }));
+        using var held = new LockHeldElsewhere(busy, "train");
         coordinator.Send(trainer, new TrainModel("t3", new TrainJobSpec(graphs, busy), 1));
         var refused = coordinator.FishForMessage<TrainFailed>(f => f.JobId == "t3", TimeSpan.FromSeconds(30));
         Assert.True(refused.Permanent);

@@ -28,18 +28,39 @@ public class OutputFolderLockTests() : TempDirTest("outlock")
     }
 
     [Fact]
-    public void ACoordinatorAsks_WhetherAnotherProcessHoldsAFolder()
+    public void AClusterJob_HoldsItsFolder_UnlessThisProcessHoldsIt_AndWaitsOnlyForItself()
     {
-        var dir = Path.Combine(_dir, "asked");
-        Assert.Null(OutputFolderLock.HeldByAnother(dir)); // no folder
-        using (OutputFolderLock.Acquire(dir, "graph")) { }
-        Assert.Null(OutputFolderLock.HeldByAnother(dir)); // a lock file nobody holds
-        using var held = OutputFolderLock.Acquire(dir, "graph");
-        Assert.Null(OutputFolderLock.HeldByAnother(dir)); // this process's own one-process command
-        // as another process's run records itself
-        File.WriteAllText(Path.Combine(dir, OutputFolderLock.RunFile),
-            JsonSerializer.Serialize(new { Pid = 1, Host = "node-7", Command = "segment", StartedUtc = DateTime.UtcNow, WorkDirs = Array.Empty<string>() }));
-        Assert.StartsWith("'segment', process 1 on node-7, since ", OutputFolderLock.HeldByAnother(dir));
+        var dir = Path.Combine(_dir, "job");
+        using (var held = OutputFolderLock.HoldForJob(dir, "cluster job j1"))
+        {
+            Assert.NotNull(held);
+            Assert.False(LockHeldElsewhere.FreeForAnotherProcess(dir));
+            Assert.Null(OutputFolderLock.HoldForJob(dir, "cluster job j1")); // held here already: nothing more to take
+        }
+        Assert.True(LockHeldElsewhere.FreeForAnotherProcess(dir));
+        // a one-process command of this process holds it: its embedded cluster's job takes nothing
+        using (OutputFolderLock.Acquire(dir, "graph"))
+            Assert.Null(OutputFolderLock.HoldForJob(dir, "cluster job j2"));
+
+        // another process's run: refused at once, naming it, however long the job would wait for itself
+        using (new LockHeldElsewhere(dir, "segment", 1, "node-7"))
+        {
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var e = Assert.Throws<OutputFolderInUseException>(() => OutputFolderLock.HoldForJob(dir, "cluster job j3", TimeSpan.FromSeconds(20)));
+            Assert.Contains("in use by another ActorSeg run ('segment', process 1 on node-7, since ", e.Message);
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"waited {sw.Elapsed}");
+        }
+        // an earlier attempt of the same job, still stopping elsewhere: waited for, then held
+        var other = new LockHeldElsewhere(dir, "cluster job j4", 1, "node-7");
+        var letGo = Task.Delay(700).ContinueWith(_ => other.Dispose());
+        using (var mine = OutputFolderLock.HoldForJob(dir, "cluster job j4", TimeSpan.FromSeconds(20)))
+        {
+            Assert.NotNull(mine);
+            Assert.True(letGo.IsCompleted);
+        }
+        // and not for ever
+        using (new LockHeldElsewhere(dir, "cluster job j5", 1, "node-7"))
+            Assert.Throws<OutputFolderInUseException>(() => OutputFolderLock.HoldForJob(dir, "cluster job j5", TimeSpan.FromMilliseconds(600)));
     }
 
     [Fact]

@@ -28,7 +28,7 @@ public sealed record BatchRow(string Name, string Image, string? Mask, string? S
 /// </summary>
 public static class BatchInput
 {
-    private static readonly string[] Extensions = [".tif", ".tiff", ".png", ".jpg", ".jpeg", ".btf", ".ome.tif",
+    private static readonly string[] Extensions = [".tif", ".tiff", ".png", ".jpg", ".jpeg", ".btf", ".ome.tif", ".companion.ome",
         // whole-slide formats, read through OpenSlide
         ".svs", ".ndpi", ".vms", ".vmu", ".mrxs", ".scn", ".svslide", ".bif"];
 
@@ -43,13 +43,13 @@ public static class BatchInput
         }
         else if (Directory.Exists(source))
         {
-            rows.AddRange(Directory.GetFiles(source).Where(IsImage).Order(StringComparer.Ordinal).Select(f => (Path.GetFullPath(f), (string?)null, (string?)null)));
+            rows.AddRange(OneEachImage(Directory.GetFiles(source).Where(IsImage).Order(StringComparer.Ordinal).Select(Path.GetFullPath)).Select(f => (f, (string?)null, (string?)null)));
         }
         else if (source.IndexOfAny(['*', '?']) >= 0)
         {
             var dir = Path.GetDirectoryName(Path.GetFullPath(source))!;
             if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"{dir}: no such directory (from the pattern {source})");
-            rows.AddRange(Directory.GetFiles(dir, Path.GetFileName(source)).Where(IsImage).Order(StringComparer.Ordinal).Select(f => (f, (string?)null, (string?)null)));
+            rows.AddRange(OneEachImage(Directory.GetFiles(dir, Path.GetFileName(source)).Where(IsImage).Order(StringComparer.Ordinal)).Select(f => (f, (string?)null, (string?)null)));
         }
         else throw new FileNotFoundException($"{source}: not a directory, a glob pattern or a .csv manifest");
         if (rows.Count == 0) throw new FileNotFoundException($"{source}: no images");
@@ -111,6 +111,43 @@ public static class BatchInput
             rows.Add((img, Get(mi), Get(si)));
         }
         return rows;
+    }
+
+    /// <summary>
+    /// The files of a folder or a glob, one per image: the other files of a multi-file OME-TIFF set (one file per channel,
+    /// with or without a companion file) and the JPEGs a VMS slide names are read as part of that image, not as slides of
+    /// their own. A set is taken by its companion file where it has one, else by its first file by name.
+    /// </summary>
+    private static IEnumerable<string> OneEachImage(IEnumerable<string> files)
+    {
+        var list = files.ToList();
+        static bool Has(string f, string ext) => f.EndsWith(ext, StringComparison.OrdinalIgnoreCase);
+        static bool Owner(string f) => OmeChannels.IsCompanion(f) || Has(f, ".vms") || Has(f, ".vmu");
+        static bool MaybeInASet(string f) => Has(f, ".ome.tif") || Has(f, ".ome.tiff");
+        static string Real(string f)
+        {
+            try { return SafePaths.RealPath(Path.GetFullPath(f)); }
+            catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException) { return Path.GetFullPath(f); }
+        }
+        var partOf = new Dictionary<string, string>(StringComparer.Ordinal); // file → the image it is read with
+        foreach (var f in list.Where(Owner).Concat(list.Where(f => !Owner(f) && MaybeInASet(f))))
+        {
+            if (partOf.ContainsKey(Real(f))) continue;
+            try
+            {
+                foreach (var g in ImageSources.FilesOf(f).Skip(1)) partOf.TryAdd(Real(g), f);
+            }
+            catch (Exception e) when (e is InputFileException or NetVips.VipsException or IOException or UnauthorizedAccessException)
+            {
+                // unreadable: listed as a slide, whose job then says what is wrong
+            }
+        }
+        foreach (var f in list)
+        {
+            if (partOf.TryGetValue(Real(f), out var image) && image != f)
+                Log.Information("{File} is not a slide of its own: it is read as part of {Image}", f, image);
+            else yield return f;
+        }
     }
 
     private static bool IsImage(string f) => Extensions.Any(e => f.EndsWith(e, StringComparison.OrdinalIgnoreCase));

@@ -45,6 +45,18 @@ public static class InfoCommand
                 sb.AppendLine(I, $"  {k} = {v.ReplaceLineEndings(" ")}");
             return sb.ToString();
         }
+        if (OmeChannels.IsCompanion(path))
+        {
+            using var set = ImageSources.Open(path);
+            sb.AppendLine(I, $"file: {path}");
+            sb.AppendLine(I, $"format: OME companion file (the OME-XML of a multi-file set; its pixels are in the TIFF files it names beside it)");
+            sb.AppendLine(I, $"size: {set.Width} x {set.Height}, {set.Channels} channel(s), {set.BitDepth}-bit");
+            string planes = set is MultiPageSource sm
+                ? $"OME-TIFF channels: {sm.Channels}, on pages {string.Join(", ", sm.Planes.Select(p => $"{p.Page} of {p.File}"))} (the first focal plane and time point), read together as one {sm.Channels}-channel image"
+                : $"its one plane: {(set is VipsImageSource v ? v.Path : "")}";
+            sb.AppendLine(planes);
+            return sb.ToString();
+        }
         using var img = VipsImageSource.Open(path);
         sb.AppendLine(I, $"file: {path}");
         sb.AppendLine(I, $"format: {img.Loader} (read through libvips), {img.Pages} page(s)");

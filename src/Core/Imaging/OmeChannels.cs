@@ -46,7 +46,9 @@ public static class OmeChannels
     /// </summary>
     /// <param name="fileName">the file's own name: a plane whose UUID names it is in this file</param>
     /// <param name="pageCount">the pages the file has: no plane of this file is looked for past them, whatever sizes the XML claims</param>
-    public static Plane[]? ChannelPlanes(string? description, string fileName, int pageCount, out string? problem)
+    /// <param name="evenOne">map a single channel too, with any samples per pixel (a companion file's image, whose one
+    /// plane is in a TIFF of its set)</param>
+    public static Plane[]? ChannelPlanes(string? description, string fileName, int pageCount, out string? problem, bool evenOne = false)
     {
         problem = null;
         if (description is null || description.Length > MaxXmlChars || !description.Contains("<OME", StringComparison.Ordinal)) return null;
@@ -60,7 +62,7 @@ public static class OmeChannels
             if (reader.EOF) return null;
             int sizeC = Int(reader, "SizeC", 1), sizeZ = Int(reader, "SizeZ", 1), sizeT = Int(reader, "SizeT", 1);
             string order = reader.GetAttribute("DimensionOrder") ?? "XYCZT";
-            if (sizeC <= 1) return null;
+            if (sizeC <= 1 && !evenOne) return null;
             if (sizeC > ImageLimits.MaxChannels)
             {
                 problem = $"the OME-XML describes {sizeC} channels; at most {ImageLimits.MaxChannels} are read together";
@@ -100,7 +102,7 @@ public static class OmeChannels
                     }
                 }
             }
-            if (samplesPerPixel > 1) return null; // channels are the samples of each page, read as such
+            if (samplesPerPixel > 1 && !(evenOne && sizeC == 1)) return null; // channels are the samples of each page, read as such
             // plane index of (c, z, t) in DimensionOrder: the first of C, Z, T after XY varies fastest
             Int128 PlaneIndex(int c, int z, int t)
             {
@@ -157,6 +159,44 @@ public static class OmeChannels
         }
     }
 
+    /// <summary>Whether a file is an OME companion file: the OME-XML of a multi-file set kept apart from its TIFFs
+    /// (<c>NAME.companion.ome</c>, as Bio-Formats' bfconvert and many acquisition programs write it).</summary>
+    public static bool IsCompanion(string path) => path.EndsWith(".companion.ome", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// The companion file an OME-TIFF's OME-XML defers to (<c>&lt;BinaryOnly MetadataFile="NAME.companion.ome"/&gt;</c>:
+    /// the TIFF holds pixels only, the companion the metadata of the whole set); null when it does not. A name with a
+    /// folder in it is refused (<paramref name="problem"/>), as planes in other files are.
+    /// </summary>
+    public static string? BinaryOnlyMetadataFile(string? description, out string? problem)
+    {
+        problem = null;
+        if (description is null || description.Length > MaxXmlChars || !description.Contains("BinaryOnly", StringComparison.Ordinal)) return null;
+        try
+        {
+            var settings = new XmlReaderSettings { DtdProcessing = DtdProcessing.Prohibit, XmlResolver = null, IgnoreComments = true, MaxCharactersInDocument = MaxXmlChars };
+            using var reader = XmlReader.Create(new StringReader(description), settings);
+            while (reader.Read())
+            {
+                if (reader.NodeType != XmlNodeType.Element || reader.LocalName != "BinaryOnly") continue;
+                var name = reader.GetAttribute("MetadataFile");
+                if (string.IsNullOrEmpty(name)) return null;
+                if (name != System.IO.Path.GetFileName(name) || name is "." or ".." || name.Contains('\\') || name.Contains('\0'))
+                {
+                    problem = $"the OME-XML names '{name}' as its metadata file: not a plain file name beside this one";
+                    return null;
+                }
+                return name;
+            }
+            return null;
+        }
+        catch (XmlException e)
+        {
+            problem = $"its OME-XML is not well-formed ({e.Message})";
+            return null;
+        }
+    }
+
     private static int Int(XmlReader r, string name, int missing)
     {
         var v = r.GetAttribute(name);
@@ -183,6 +223,10 @@ public sealed class MultiPageSource : IRegionSource
 
     /// <summary>Takes ownership of <paramref name="pages"/> (one grey source per channel, all of the same size and depth),
     /// read from the planes <paramref name="planes"/> names.</summary>
+    /// <summary>The companion file (<c>NAME.companion.ome</c>, beside <see cref="Path"/>) whose OME-XML mapped the planes,
+    /// when the set keeps its metadata apart; null when the file's own OME-XML did.</summary>
+    public string? MetadataFile { get; init; }
+
     public MultiPageSource(string path, IReadOnlyList<OmeChannels.Plane> planes, IRegionSource[] pages)
     {
         if (pages.Length < 2 || pages.Length != planes.Count) throw new ArgumentException("a multi-page image needs two or more pages, one number each");

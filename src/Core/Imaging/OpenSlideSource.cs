@@ -271,12 +271,19 @@ public static class ImageSources
     public static IRegionSource Open(string path, int page = 0)
     {
         InputFiles.Check(path); // before OpenSlide's vendor detection opens it
+        if (OmeChannels.IsCompanion(path)) return OpenCompanion(path, page);
         if (IsSlide(path)) return OpenSlideSource.Open(path, page);
         var first = VipsImageSource.Open(path, page);
         // (one page can be one file of a multi-file OME-TIFF set, whose other channels are in the files beside it)
         if (page != 0 || (first.Pages < 2 && first.Description?.Contains("<OME", StringComparison.Ordinal) != true)) return first;
-        string? problem = null;
-        var pages = first.Channels == 1 ? OmeChannels.ChannelPlanes(first.Description, System.IO.Path.GetFileName(path), first.Pages, out problem) : null;
+        string? problem = null, description = first.Description, companion = null;
+        if (first.Channels == 1 && OmeChannels.BinaryOnlyMetadataFile(description, out problem) is { } meta)
+        {
+            // a TIFF of a set whose OME-XML is kept apart, in a companion file beside it: its map of the planes is used
+            try { description = ReadCompanion(Beside(path, meta, "its metadata")); companion = meta; }
+            catch (InputFileException e) { problem = Why(path, e); }
+        }
+        var pages = first.Channels == 1 && problem is null ? OmeChannels.ChannelPlanes(description, System.IO.Path.GetFileName(path), first.Pages, out problem) : null;
         if (pages is null)
         {
             // an OME-XML that claims channels it does not map: the page alone, as before, and a warning that says why
@@ -291,9 +298,9 @@ public static class ImageSources
         {
             for (int c = 0; c < pages.Length; c++)
                 sources[c] = pages[c] is { File: null, Page: 0 } ? first
-                    : pages[c].File is { } other ? VipsImageSource.Open(Beside(path, other, c), pages[c].Page)
+                    : pages[c].File is { } other ? VipsImageSource.Open(Beside(path, other, $"channel {c}"), pages[c].Page)
                     : VipsImageSource.Open(path, pages[c].Page);
-            var multi = new MultiPageSource(path, pages, sources);
+            var multi = new MultiPageSource(path, pages, sources) { MetadataFile = companion };
             if (!pages.Contains(new OmeChannels.Plane(null, 0))) first.Dispose();
             return multi;
         }
@@ -302,8 +309,7 @@ public static class ImageSources
             // a channel page that is not like the first (another size or depth, colour, unreadable): page 0 alone, as
             // before, so the image stays usable, and the reason in the log
             foreach (var s in sources) if (s is not null && !ReferenceEquals(s, first)) s.Dispose();
-            var why = e.Message.StartsWith(path + ": ", StringComparison.Ordinal) ? e.Message[(path.Length + 2)..] : e.Message;
-            VipsWarnings.RaiseInput($"{path}: page 0 is read alone: {why}");
+            VipsWarnings.RaiseInput($"{path}: page 0 is read alone: {Why(path, e)}");
             return first;
         }
         catch
@@ -314,9 +320,52 @@ public static class ImageSources
         }
     }
 
+    /// <summary>An input error's reason without the file name it starts with.</summary>
+    private static string Why(string path, InputFileException e) =>
+        e.Message.StartsWith(path + ": ", StringComparison.Ordinal) ? e.Message[(path.Length + 2)..] : e.Message;
+
+    /// <summary>
+    /// An OME companion file (<c>NAME.companion.ome</c>): the OME-XML of a multi-file set, whose planes are in the TIFFs
+    /// it names beside it (each of which holds pixels only). Its first image's channels, of the first focal plane and time
+    /// point, are read from those files; one channel is read as its file is (grey or colour).
+    /// </summary>
+    private static IRegionSource OpenCompanion(string path, int page)
+    {
+        if (page != 0)
+            throw new InputFileException(path, $"an OME companion file has no pages of its own: page {page} cannot be read (its image is read from the TIFF files it names)");
+        var xml = ReadCompanion(path);
+        var planes = OmeChannels.ChannelPlanes(xml, "\0", 0, out var problem, evenOne: true)
+                     ?? throw new InputFileException(path, problem ?? "its OME-XML describes no image whose planes are in TIFF files beside it");
+        if (planes.Length == 1) return VipsImageSource.Open(Beside(path, planes[0].File!, "channel 0"), planes[0].Page);
+        var sources = new IRegionSource[planes.Length];
+        try
+        {
+            for (int c = 0; c < planes.Length; c++) sources[c] = VipsImageSource.Open(Beside(path, planes[c].File!, $"channel {c}"), planes[c].Page);
+            return new MultiPageSource(path, planes, sources) { MetadataFile = System.IO.Path.GetFileName(path) };
+        }
+        catch
+        {
+            foreach (var s in sources) s?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A companion file's OME-XML (at most <see cref="OmeChannels.MaxXmlChars"/> characters).</summary>
+    private static string ReadCompanion(string path)
+    {
+        InputFiles.Check(path);
+        if (new FileInfo(path).Length > OmeChannels.MaxXmlChars)
+            throw new InputFileException(path, $"an OME companion file of {new FileInfo(path).Length:N0} bytes: more than the {OmeChannels.MaxXmlChars:N0} read");
+        string xml;
+        try { xml = File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new InputFileException(path, $"cannot be read: {e.Message}"); }
+        if (!xml.Contains("<OME", StringComparison.Ordinal)) throw new InputFileException(path, "is no OME-XML (an OME companion file holds the <OME> metadata of a multi-file set)");
+        return xml;
+    }
+
     /// <summary>
     /// Every file the image at <paramref name="path"/> is read from, the given one first: for a multi-file OME-TIFF set,
-    /// the files beside it that hold its other channels; for a MIRAX slide (<c>.mrxs</c>), the files of its data folder
+    /// the files beside it that hold its other channels and its companion file, if it has one; for a MIRAX slide (<c>.mrxs</c>), the files of its data folder
     /// (the folder of the same name beside it: <c>Slidedat.ini</c>, <c>Index.dat</c>, <c>Data*.dat</c>); for a Hamamatsu
     /// VMS/VMU slide, the files its key file names. A later run that asks whether its result is still current (a batch
     /// skipping a finished slide) compares them all, not only the file it was given.
@@ -326,10 +375,15 @@ public static class ImageSources
         if (IsSlide(path)) return SlideFiles(path, OpenSlideSource.DetectVendor(path));
         if (page != 0) return [path];
         using var src = Open(path, page);
-        if (src is not MultiPageSource m) return [path];
         var files = new List<string> { path };
-        for (int c = 0; c < m.Planes.Count; c++)
-            if (m.Planes[c].File is { } other && Beside(path, other, c) is var p && !files.Contains(p)) files.Add(p);
+        void Add(string f) { if (!files.Contains(f)) files.Add(f); }
+        if (src is MultiPageSource m)
+        {
+            if (m.MetadataFile is { } meta && !OmeChannels.IsCompanion(path)) Add(Beside(path, meta, "its metadata"));
+            for (int c = 0; c < m.Planes.Count; c++)
+                if (m.Planes[c].File is { } other) Add(Beside(path, other, $"channel {c}"));
+        }
+        else if (src is VipsImageSource one && OmeChannels.IsCompanion(path)) Add(one.Path); // a companion's one plane
         return files;
     }
 
@@ -371,18 +425,18 @@ public static class ImageSources
     /// resolved, so that a link planted among the set never makes a job read a file elsewhere (a cluster's data roots are
     /// checked on the image's own path).
     /// </summary>
-    private static string Beside(string path, string name, int channel)
+    private static string Beside(string path, string name, string what)
     {
         string real = IO.SafePaths.RealPath(System.IO.Path.GetFullPath(path));
         string folder = System.IO.Path.GetDirectoryName(real)!;
         string other = System.IO.Path.Combine(folder, name);
         if (!File.Exists(other))
-            throw new InputFileException(path, $"channel {channel} is in {name} by its OME-XML, which is not beside it (a multi-file OME-TIFF set is read from one folder)");
+            throw new InputFileException(path, $"{what} is in {name} by its OME-XML, which is not beside it (a multi-file OME-TIFF set is read from one folder)");
         string otherReal;
         try { otherReal = IO.SafePaths.RealPath(other); }
-        catch (IOException e) { throw new InputFileException(path, $"channel {channel} is in {name}: {e.Message}"); }
+        catch (IOException e) { throw new InputFileException(path, $"{what} is in {name}: {e.Message}"); }
         if (System.IO.Path.GetDirectoryName(otherReal) != folder)
-            throw new InputFileException(path, $"channel {channel} is in {name}, a link to {otherReal} outside the image's folder: refused");
+            throw new InputFileException(path, $"{what} is in {name}, a link to {otherReal} outside the image's folder: refused");
         return otherReal;
     }
 

@@ -71,6 +71,24 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
                       f'<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="{W}" SizeY="{H}" SizeC="3" SizeZ="1" SizeT="1">'
                       f'{chans}{tds}</Pixels></Image></OME>')
             tifffile.imwrite(f'{d}/set_C{c}.ome.tif', cyx[c], photometric='minisblack', tile=(32, 32), compression='zlib', description=setxml, metadata=None)
+        # the same set with its OME-XML kept apart, in a companion file (as bfconvert writes it): each TIFF says only
+        # BinaryOnly, naming the companion; and a companion of one grey plane
+        import os
+        os.makedirs(f'{d}/comp', exist_ok=True)
+        tds = ''.join(f'<TiffData FirstC="{c}" FirstZ="0" FirstT="0" IFD="0" PlaneCount="1"><UUID FileName="comp_C{c}.ome.tif">{uu[c]}</UUID></TiffData>' for c in range(3))
+        with open(f'{d}/comp/comp.companion.ome', 'w') as f:
+            f.write('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" UUID="urn:uuid:companion">'
+                    f'<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="{W}" SizeY="{H}" SizeC="3" SizeZ="1" SizeT="1">'
+                    f'{chans}{tds}</Pixels></Image></OME>')
+        for c in range(3):
+            bin = (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" UUID="{uu[c]}">'
+                   '<BinaryOnly MetadataFile="comp.companion.ome" UUID="urn:uuid:companion"/></OME>')
+            tifffile.imwrite(f'{d}/comp/comp_C{c}.ome.tif', cyx[c], photometric='minisblack', tile=(32, 32), compression='zlib', description=bin, metadata=None)
+        tifffile.imwrite(f'{d}/comp/one.ome.tif', cyx[1], photometric='minisblack', tile=(32, 32), description=
+            '<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><BinaryOnly MetadataFile="one.companion.ome" UUID="urn:uuid:one"/></OME>', metadata=None)
+        with open(f'{d}/comp/one.companion.ome', 'w') as f:
+            f.write(f'<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image ID="Image:0"><Pixels DimensionOrder="XYZCT" Type="uint16" SizeX="{W}" SizeY="{H}" SizeC="1" SizeZ="1" SizeT="1">'
+                    '<Channel ID="Channel:0:0" SamplesPerPixel="1"/><TiffData IFD="0" PlaneCount="1"><UUID FileName="one.ome.tif">urn:uuid:one</UUID></TiffData></Pixels></Image></OME>')
         # an OME-XML that claims three channels, on pages of which the third is another size: page 0 stays usable alone
         with tifffile.TiffWriter(f'{d}/ome-uneven.ome.tif', ome=True) as t:
             t.write(cyx[:2], metadata={'axes': 'CYX'}, photometric='minisblack', tile=(32, 32))
@@ -357,6 +375,77 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         var changed = TestPaths.RunCli("batch", manifest, "--out", outDir, "--spacing", "10");
         Assert.True(changed.ExitCode == 0, changed.Stderr);
         Assert.Equal("done", Status());
+    }
+
+    [Fact]
+    public void AnOmeCompanionFile_AndTheTiffsThatDeferToIt_AreReadAsOneImage_AndABatchTakesTheSetOnce()
+    {
+        if (Write() is null) return;
+        var comp = Path.Combine(_dir, "comp");
+        using var reference = VipsImageSource.Open(Path.Combine(_dir, "c3.tif"));
+        var want = new ushort[150 * 97 * 3];
+        reference.ReadRegion(0, 0, 150, 97, want);
+        foreach (var name in new[] { "comp.companion.ome", "comp_C0.ome.tif", "comp_C2.ome.tif" })
+        {
+            using var src = ImageSources.Open(Path.Combine(comp, name));
+            var multi = Assert.IsType<MultiPageSource>(src);
+            Assert.Equal("comp.companion.ome", multi.MetadataFile);
+            var got = new ushort[want.Length];
+            src.ReadRegion(0, 0, 150, 97, got);
+            Assert.True(want.AsSpan().SequenceEqual(got), $"{name}: the channels differ from the interleaved image's");
+        }
+        string F(string n) => Path.Combine(comp, n);
+        Assert.Equal([F("comp.companion.ome"), F("comp_C0.ome.tif"), F("comp_C1.ome.tif"), F("comp_C2.ome.tif")], ImageSources.FilesOf(F("comp.companion.ome")));
+        Assert.Equal([F("comp_C1.ome.tif"), F("comp.companion.ome"), F("comp_C0.ome.tif"), F("comp_C2.ome.tif")], ImageSources.FilesOf(F("comp_C1.ome.tif")));
+        // one plane: its TIFF as it is
+        using (var one = ImageSources.Open(F("one.companion.ome")))
+        {
+            Assert.Equal((1, 150, 97), (one.Channels, one.Width, one.Height));
+            var got = new ushort[150 * 97];
+            one.ReadRegion(0, 0, 150, 97, got);
+            Assert.Equal(Enumerable.Range(0, 150 * 97).Select(i => want[3 * i + 1]), got);
+        }
+        Assert.Equal([F("one.companion.ome"), F("one.ome.tif")], ImageSources.FilesOf(F("one.companion.ome")));
+        // the graph of the set through its companion is the interleaved image's, bit for bit
+        var r = TestPaths.RunCli("graph", F("comp.companion.ome"), "--out", Path.Combine(_dir, "g-comp"), "--spacing", "10");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var c3 = TestPaths.RunCli("graph", Path.Combine(_dir, "c3.tif"), "--out", Path.Combine(_dir, "g-comp-c3"), "--spacing", "10");
+        Assert.True(c3.ExitCode == 0, c3.Stderr);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "g-comp-c3", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "g-comp", "graph.npz")));
+        Assert.Contains("OME-TIFF channels: 3, on pages 0 of comp_C0.ome.tif, 0 of comp_C1.ome.tif, 0 of comp_C2.ome.tif", TestPaths.RunCli("info", F("comp.companion.ome")).Stdout);
+
+        // a folder batch takes each set once: by its companion, or by its first file where it has none
+        var mixed = Path.Combine(_dir, "mixed"); Directory.CreateDirectory(mixed);
+        foreach (var f in Directory.GetFiles(comp)) File.Copy(f, Path.Combine(mixed, Path.GetFileName(f)));
+        foreach (var c in new[] { 0, 1, 2 }) File.Copy(Path.Combine(_dir, $"set_C{c}.ome.tif"), Path.Combine(mixed, $"set_C{c}.ome.tif"));
+        File.Copy(Path.Combine(_dir, "c3.tif"), Path.Combine(mixed, "c3.tif"));
+        var (slides, rejected) = ActorSeg.Cli.BatchInput.Load(mixed, null);
+        Assert.Empty(rejected);
+        Assert.Equal(["c3", "comp.companion", "one.companion", "set_C0.ome"], slides.Select(x => x.Name).Order(StringComparer.Ordinal));
+
+        // what is wrong is said, naming the file
+        var bad = Path.Combine(_dir, "bad"); Directory.CreateDirectory(bad);
+        File.WriteAllText(Path.Combine(bad, "x.companion.ome"), "not xml at all");
+        var e = Assert.Throws<InputFileException>(() => ImageSources.Open(Path.Combine(bad, "x.companion.ome")));
+        Assert.Contains("x.companion.ome: is no OME-XML", e.Message);
+        e = Assert.Throws<InputFileException>(() => ImageSources.Open(F("comp.companion.ome"), 1));
+        Assert.Contains("an OME companion file has no pages of its own", e.Message);
+        File.Copy(F("comp.companion.ome"), Path.Combine(bad, "comp.companion.ome"));
+        File.Copy(F("comp_C0.ome.tif"), Path.Combine(bad, "comp_C0.ome.tif"));
+        e = Assert.Throws<InputFileException>(() => ImageSources.Open(Path.Combine(bad, "comp.companion.ome")));
+        Assert.Contains("channel 1 is in comp_C1.ome.tif by its OME-XML, which is not beside it", e.Message);
+        // a TIFF of the set copied without its companion: its page alone, saying why
+        var warned = new List<string>();
+        void Listen(string m) { lock (warned) warned.Add(m); }
+        VipsWarnings.InputWarning += Listen;
+        try
+        {
+            var alone = Path.Combine(_dir, "comp-alone"); Directory.CreateDirectory(alone);
+            File.Copy(F("comp_C2.ome.tif"), Path.Combine(alone, "comp_C2.ome.tif"));
+            using (var page = ImageSources.Open(Path.Combine(alone, "comp_C2.ome.tif"))) Assert.Equal(1, page.Channels);
+            lock (warned) Assert.Contains(warned, m => m.Contains("page 0 is read alone: its metadata is in comp.companion.ome by its OME-XML, which is not beside it", StringComparison.Ordinal));
+        }
+        finally { VipsWarnings.InputWarning -= Listen; }
     }
 
     [Fact]

@@ -421,8 +421,7 @@ public static class BatchCommand
         {
             int channels;
             using (var src = ImageSources.Open(image)) channels = src.Channels; // a bad file fails here, naming the file and the problem (an OME-TIFF: all its channels)
-            using var v = NetVips.Image.NewFromFile(image);
-            return (0, v.Xres > 1.0001 ? 1000.0 / v.Xres : null, channels);
+            return (0, PixelSize.MicronsPerPixel(image)?.X, channels); // (an OME-TIFF's PhysicalSize, else the resolution tags)
         }
         int l = GraphCommand.LevelFor(image, level, mpp);
         using var s = OpenSlideSource.Open(image, l, direct: false); // metadata only

@@ -35,7 +35,7 @@ public static class MaskPainter
                 if (lv.Slide.MppX is { } mx && lv.Slide.MppY is { } my) { xres = 1000.0 / (mx * lv.Downsample); yres = 1000.0 / (my * lv.Downsample); }
                 lv.Slide.Dispose();
             }
-            else using (var src = Vips.Image.NewFromFile(sourceImage, access: Vips.Enums.Access.Sequential)) { xres = src.Xres; yres = src.Yres; }
+            else if (PixelSize.MicronsPerPixel(sourceImage) is { } um) { xres = 1000.0 / um.X; yres = 1000.0 / um.Y; } // (an OME-TIFF's PhysicalSize, else the resolution tags)
         }
         if (map.Format != Vips.Enums.BandFormat.Uint || map.Bands != 1) throw new InputFileException(nodeMap, "not a node-label map (expected one uint32 band)");
         int W = map.Width, H = map.Height;
@@ -206,10 +206,8 @@ public static class MaskPainter
             using var slide = lv.Slide;
             return (slide.MppX, slide.MppY, lv.Downsample, lv.Downsample); // the slide's own level downsample, as OpenSlide and QuPath map levels
         }
-        using var src = Vips.Image.NewFromFile(sourceImage, access: Vips.Enums.Access.Sequential);
-        // libvips keeps pixels per millimetre; 1 is its "no resolution"
-        bool known = src.Xres > 0 && src.Yres > 0 && !(src.Xres == 1 && src.Yres == 1);
-        return (known ? 1000.0 / src.Xres : null, known ? 1000.0 / src.Yres : null, 1, 1);
+        var um = PixelSize.MicronsPerPixel(sourceImage); // an OME-TIFF's PhysicalSize, else the resolution tags
+        return (um?.X, um?.Y, 1, 1);
     }
 
     /// <summary><see cref="LevelScale"/> for a mask file painted from <paramref name="sourceImage"/>.</summary>

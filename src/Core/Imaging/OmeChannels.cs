@@ -197,6 +197,42 @@ public static class OmeChannels
         }
     }
 
+    /// <summary>
+    /// The physical size of a pixel, in µm, that the first image of an OME-XML states (PhysicalSizeX/Y of its Pixels, in
+    /// their units: µm by default, also pm, Å, nm, mm, cm and m); a missing PhysicalSizeY is taken as PhysicalSizeX. Null
+    /// when it states none, or none that is a positive finite length in a unit known here.
+    /// </summary>
+    public static (double X, double Y)? PhysicalSize(string? xml)
+    {
+        if (xml is null || xml.Length > MaxXmlChars || !xml.Contains("PhysicalSizeX", StringComparison.Ordinal)) return null;
+        try
+        {
+            var settings = new XmlReaderSettings { DtdProcessing = DtdProcessing.Prohibit, XmlResolver = null, IgnoreComments = true, MaxCharactersInDocument = MaxXmlChars };
+            using var reader = XmlReader.Create(new StringReader(xml), settings);
+            while (reader.Read())
+            {
+                if (reader.NodeType != XmlNodeType.Element || reader.LocalName != "Pixels") continue;
+                double? x = Length(reader.GetAttribute("PhysicalSizeX"), reader.GetAttribute("PhysicalSizeXUnit"));
+                double? y = reader.GetAttribute("PhysicalSizeY") is null ? x : Length(reader.GetAttribute("PhysicalSizeY"), reader.GetAttribute("PhysicalSizeYUnit"));
+                return x is { } a && y is { } b ? (a, b) : null;
+            }
+            return null;
+        }
+        catch (XmlException) { return null; }
+    }
+
+    /// <summary>A length in µm from an OME value and unit (null: missing, not a positive finite number, or an unknown unit).</summary>
+    private static double? Length(string? value, string? unit)
+    {
+        if (value is null || !double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) || !double.IsFinite(v) || v <= 0) return null;
+        double? perUnit = (unit ?? "µm") switch
+        {
+            "µm" or "μm" or "um" or "micron" => 1, "nm" => 1e-3, "pm" => 1e-6, "Å" or "Å" => 1e-4, "mm" => 1e3, "cm" => 1e4, "m" => 1e6,
+            _ => null,
+        };
+        return perUnit is { } k && double.IsFinite(v * k) ? v * k : null;
+    }
+
     private static int Int(XmlReader r, string name, int missing)
     {
         var v = r.GetAttribute(name);

@@ -350,6 +350,22 @@ public static class ImageSources
         }
     }
 
+    /// <summary>
+    /// The OME-XML that describes the image at <paramref name="path"/>, whose page 0 has the ImageDescription
+    /// <paramref name="description"/>: a companion file's own, the companion's of a TIFF that defers to one beside it
+    /// (BinaryOnly), or the TIFF's; null when there is none (or the companion cannot be read).
+    /// </summary>
+    public static string? OmeXmlOf(string path, string? description)
+    {
+        try
+        {
+            if (OmeChannels.IsCompanion(path)) return ReadCompanion(path);
+            if (OmeChannels.BinaryOnlyMetadataFile(description, out _) is { } meta) return ReadCompanion(Beside(path, meta, "its metadata"));
+        }
+        catch (InputFileException) { return null; }
+        return description?.Contains("<OME", StringComparison.Ordinal) == true ? description : null;
+    }
+
     /// <summary>A companion file's OME-XML (at most <see cref="OmeChannels.MaxXmlChars"/> characters).</summary>
     private static string ReadCompanion(string path)
     {

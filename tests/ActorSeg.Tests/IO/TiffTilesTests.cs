@@ -57,7 +57,7 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         c3 = img((H, W, 3), np.uint16)
         w('c3', c3, tile=(32, 32), compression='zlib', photometric='minisblack', planarconfig='contig')
         cyx = np.moveaxis(c3, -1, 0).copy()
-        tifffile.imwrite(f'{d}/ome-c.ome.tif', cyx, ome=True, metadata={'axes': 'CYX'}, photometric='minisblack', tile=(32, 32), compression='zlib')
+        tifffile.imwrite(f'{d}/ome-c.ome.tif', cyx, ome=True, metadata={'axes': 'CYX', 'PhysicalSizeX': 0.325, 'PhysicalSizeY': 0.325}, photometric='minisblack', tile=(32, 32), compression='zlib')
         czyx = np.stack([cyx, cyx[::-1]], 1)
         tifffile.imwrite(f'{d}/ome-cz.ome.tif', czyx, ome=True, metadata={'axes': 'CZYX'}, photometric='minisblack', tile=(32, 32))
         tifffile.imwrite(f'{d}/ome-zc.ome.tif', np.moveaxis(czyx, 0, 1).copy(), ome=True, metadata={'axes': 'ZCYX'}, photometric='minisblack', tile=(32, 32))
@@ -78,7 +78,8 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         tds = ''.join(f'<TiffData FirstC="{c}" FirstZ="0" FirstT="0" IFD="0" PlaneCount="1"><UUID FileName="comp_C{c}.ome.tif">{uu[c]}</UUID></TiffData>' for c in range(3))
         with open(f'{d}/comp/comp.companion.ome', 'w') as f:
             f.write('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" UUID="urn:uuid:companion">'
-                    f'<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="{W}" SizeY="{H}" SizeC="3" SizeZ="1" SizeT="1">'
+                    f'<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="{W}" SizeY="{H}" SizeC="3" SizeZ="1" SizeT="1" '
+                    'PhysicalSizeX="500" PhysicalSizeXUnit="nm" PhysicalSizeY="0.5">'
                     f'{chans}{tds}</Pixels></Image></OME>')
         for c in range(3):
             bin = (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" UUID="{uu[c]}">'
@@ -413,6 +414,20 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         Assert.True(c3.ExitCode == 0, c3.Stderr);
         Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "g-comp-c3", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "g-comp", "graph.npz")));
         Assert.Contains("OME-TIFF channels: 3, on pages 0 of comp_C0.ome.tif, 0 of comp_C1.ome.tif, 0 of comp_C2.ome.tif", TestPaths.RunCli("info", F("comp.companion.ome")).Stdout);
+        // its pixel size is the companion's PhysicalSize (500 nm, and 0.5 in the default µm), from the companion or a TIFF of
+        // the set, and a mask painted from it carries it; a one-file OME-TIFF's from its own OME-XML
+        Assert.Equal((0.5, 0.5), PixelSize.MicronsPerPixel(F("comp.companion.ome")));
+        Assert.Equal((0.5, 0.5), PixelSize.MicronsPerPixel(F("comp_C1.ome.tif")));
+        Assert.Equal((0.5, 0.5, 1.0, 1.0), ActorSeg.Core.IO.MaskPainter.LevelScale(F("comp.companion.ome"), 150, 97));
+        Assert.Equal((0.325, 0.325), PixelSize.MicronsPerPixel(Path.Combine(_dir, "ome-c.ome.tif")));
+        Assert.Null(PixelSize.MicronsPerPixel(F("one.companion.ome"))); // stated nowhere
+        var batch = TestPaths.RunCli("batch", F("*.companion.ome"), "--out", Path.Combine(_dir, "b-comp"), "--spacing", "10");
+        Assert.True(batch.ExitCode == 0, batch.Stderr);
+        var summary = File.ReadAllLines(Path.Combine(_dir, "b-comp", "summary.csv"));
+        var um = Array.IndexOf(summary[0].Split(','), "um_per_pixel");
+        Assert.True(um >= 0, summary[0]);
+        Assert.Equal("0.5", summary.Single(l => l.StartsWith("comp.companion,", StringComparison.Ordinal)).Split(',')[um]);
+        Assert.Equal("", summary.Single(l => l.StartsWith("one.companion,", StringComparison.Ordinal)).Split(',')[um]);
 
         // a folder batch takes each set once: by its companion, or by its first file where it has none
         var mixed = Path.Combine(_dir, "mixed"); Directory.CreateDirectory(mixed);
@@ -446,6 +461,21 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
             lock (warned) Assert.Contains(warned, m => m.Contains("page 0 is read alone: its metadata is in comp.companion.ome by its OME-XML, which is not beside it", StringComparison.Ordinal));
         }
         finally { VipsWarnings.InputWarning -= Listen; }
+    }
+
+    [Fact]
+    public void AnOmeXmlsPhysicalSize_IsReadInItsUnits()
+    {
+        string Px(string attrs) => $"<OME xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\"><Image ID=\"Image:0\"><Pixels ID=\"Pixels:0\" SizeX=\"9\" SizeY=\"9\" {attrs}/></Image></OME>";
+        Assert.Equal((0.65, 0.65), OmeChannels.PhysicalSize(Px("PhysicalSizeX=\"0.65\"")));
+        Assert.Equal((0.65, 0.7), OmeChannels.PhysicalSize(Px("PhysicalSizeX=\"0.65\" PhysicalSizeY=\"0.7\" PhysicalSizeYUnit=\"µm\"")));
+        Assert.Equal((0.25, 2000.0), OmeChannels.PhysicalSize(Px("PhysicalSizeX=\"250\" PhysicalSizeXUnit=\"nm\" PhysicalSizeY=\"2\" PhysicalSizeYUnit=\"mm\"")));
+        Assert.Null(OmeChannels.PhysicalSize(Px("PhysicalSizeX=\"1\" PhysicalSizeXUnit=\"pixel\""))); // no length
+        Assert.Null(OmeChannels.PhysicalSize(Px("PhysicalSizeX=\"0\"")));
+        Assert.Null(OmeChannels.PhysicalSize(Px("PhysicalSizeX=\"NaN\"")));
+        Assert.Null(OmeChannels.PhysicalSize(Px("PhysicalSizeX=\"-1\"")));
+        Assert.Null(OmeChannels.PhysicalSize(Px("")));
+        Assert.Null(OmeChannels.PhysicalSize("<OME><Pixels PhysicalSizeX=\"1\"")); // not well-formed
     }
 
     [Fact]

@@ -114,6 +114,9 @@ public sealed class OutputFolderLock : IDisposable
         }
         catch
         {
+            // (its record could not be written: a full disk) a folder this call made goes again, as a run's own would
+            if (created && OnlyTheLockLeft(dir))
+                try { File.Delete(lockPath); Directory.Delete(dir); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             fs.Dispose();
             throw;
         }
@@ -195,7 +198,7 @@ public sealed class OutputFolderLock : IDisposable
         _disposed = true;
         lock (Held) if (Held.TryGetValue(_dir, out var h) && ReferenceEquals(h, this)) Held.Remove(_dir);
         try { File.Delete(Path.Combine(_dir, RunFile)); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        if (_created && OnlyTheLockLeft())
+        if (_created && OnlyTheLockLeft(_dir))
         {
             // made by this run and nothing written (a job refused before its first file): the folder goes with the lock,
             // removed while held, so that no other run can have taken it in between
@@ -204,9 +207,9 @@ public sealed class OutputFolderLock : IDisposable
         _lock.Dispose();
     }
 
-    private bool OnlyTheLockLeft()
+    private static bool OnlyTheLockLeft(string dir)
     {
-        try { return Directory.EnumerateFileSystemEntries(_dir).All(p => Path.GetFileName(p) == LockFile); }
+        try { return Directory.EnumerateFileSystemEntries(dir).All(p => Path.GetFileName(p) == LockFile); }
         catch (IOException) { return false; }
     }
 

@@ -163,6 +163,13 @@ public static class SafePaths
             File.Move(tmp, full, overwrite: true);
             FlushDirectory(dir);
         }
+        catch (IOException e) when (e.GetType() == typeof(IOException))
+        {
+            // (a full disk, a quota, an I/O error): said of the file and what it is, not of the temporary name
+            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            var reason = e.Message.Replace($" : '{tmp}'", "", StringComparison.Ordinal).Replace(tmp, full, StringComparison.Ordinal);
+            throw new IOException($"{what} {full} cannot be written: {reason}", e);
+        }
         catch
         {
             try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }

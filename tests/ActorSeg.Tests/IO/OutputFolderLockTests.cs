@@ -5,8 +5,51 @@ using Xunit;
 namespace ActorSeg.Tests.IO;
 
 /// <summary>One run at a time in an output folder, and what a killed run left there deleted by the next.</summary>
-public class OutputFolderLockTests() : TempDirTest("outlock")
+public class OutputFolderLockTests(Xunit.Abstractions.ITestOutputHelper output) : TempDirTest("outlock")
 {
+    [Fact]
+    public void AFullDisk_IsSaidOfTheFileNotItsTemporaryName_AndAFolderMadeForTheRunGoesAgain()
+    {
+        // a 64 KiB file system filled up (mounting it needs root: elsewhere the test says it did not run)
+        var small = Path.Combine(_dir, "small");
+        Directory.CreateDirectory(small);
+        if (Environment.UserName != "root" || !Run("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", small))
+        {
+            output.WriteLine("SKIPPED: mounting a small tmpfs needs root");
+            return;
+        }
+        try
+        {
+            using (var fill = new FileStream(Path.Combine(small, "fill"), FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 0))
+            {
+                var block = new byte[4096];
+                try { while (true) fill.Write(block); } catch (IOException) { } // unbuffered: nothing left to flush at the end
+            }
+            var e = Assert.Throws<IOException>(() => ActorSeg.Core.IO.SafePaths.WriteAllText(Path.Combine(small, "graph.json"), new string('x', 100_000), "graph summary"));
+            Assert.StartsWith($"graph summary {Path.Combine(small, "graph.json")} cannot be written: ", e.Message);
+            Assert.DoesNotContain(".partial", e.Message);
+            var outDir = Path.Combine(small, "out");
+            e = Assert.ThrowsAny<IOException>(() => OutputFolderLock.Acquire(outDir, "graph"));
+            Assert.StartsWith($"run record {Path.Combine(outDir, OutputFolderLock.RunFile)} cannot be written: ", e.Message);
+            Assert.False(Directory.Exists(outDir)); // made for the run, left as it was
+            Assert.Equal(["fill"], Directory.GetFileSystemEntries(small).Select(Path.GetFileName));
+        }
+        finally { Run("umount", small); }
+    }
+
+    private static bool Run(string file, params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(file) { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        try
+        {
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            p.WaitForExit();
+            return p.ExitCode == 0;
+        }
+        catch (System.ComponentModel.Win32Exception) { return false; }
+    }
+
     [Fact]
     public void ASecondRunInTheSameFolder_IsRefused_NamingTheFirst_UntilTheFirstEnds()
     {

@@ -303,13 +303,30 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         finally { VipsWarnings.InputWarning -= Listen; }
     }
 
+    /// <summary>The interleaved three-channel image every OME set of <see cref="Writer"/> holds, as read from c3.tif.</summary>
+    private ushort[] C3Pixels()
+    {
+        using var reference = VipsImageSource.Open(Path.Combine(_dir, "c3.tif"));
+        var want = new ushort[150 * 97 * 3];
+        reference.ReadRegion(0, 0, 150, 97, want);
+        return want;
+    }
+
+    /// <summary>The graph.npz of <c>actorseg graph IMAGE --spacing 10</c>, written to a folder of this test's.</summary>
+    private byte[] GraphOf(string image, string folder)
+    {
+        var r = TestPaths.RunCli("graph", image, "--out", Path.Combine(_dir, folder), "--spacing", "10");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        return File.ReadAllBytes(Path.Combine(_dir, folder, "graph.npz"));
+    }
+
+    private byte[] C3Graph() => GraphOf(Path.Combine(_dir, "c3.tif"), "g-c3");
+
     [Fact]
     public void AMultiFileOmeTiffSet_IsReadAsOneImage_FromWhicheverFileOfItIsGiven()
     {
         if (Write() is null) return;
-        using var reference = VipsImageSource.Open(Path.Combine(_dir, "c3.tif"));
-        var want = new ushort[150 * 97 * 3];
-        reference.ReadRegion(0, 0, 150, 97, want);
+        var want = C3Pixels();
         foreach (var name in new[] { "set_C0.ome.tif", "set_C1.ome.tif", "set_C2.ome.tif" })
         {
             using var src = ImageSources.Open(Path.Combine(_dir, name));
@@ -321,11 +338,7 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
             Assert.True(want.AsSpan().SequenceEqual(got), $"{name}: the channels differ from the interleaved image's");
         }
         // the graph of the set is the graph of the interleaved image, bit for bit
-        var r = TestPaths.RunCli("graph", Path.Combine(_dir, "set_C1.ome.tif"), "--out", Path.Combine(_dir, "g-set"), "--spacing", "10");
-        Assert.True(r.ExitCode == 0, r.Stderr);
-        var c3 = TestPaths.RunCli("graph", Path.Combine(_dir, "c3.tif"), "--out", Path.Combine(_dir, "g-set-c3"), "--spacing", "10");
-        Assert.True(c3.ExitCode == 0, c3.Stderr);
-        Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "g-set-c3", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "g-set", "graph.npz")));
+        Assert.Equal(C3Graph(), GraphOf(Path.Combine(_dir, "set_C1.ome.tif"), "g-set"));
         Assert.Contains("OME-TIFF channels: 3, on pages 0 of set_C0.ome.tif, 0, 0 of set_C2.ome.tif", TestPaths.RunCli("info", Path.Combine(_dir, "set_C1.ome.tif")).Stdout);
 
         // a file of the set copied alone, and one whose fellow is a link out of its folder: page 0 alone, saying why
@@ -383,9 +396,7 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
     {
         if (Write() is null) return;
         var comp = Path.Combine(_dir, "comp");
-        using var reference = VipsImageSource.Open(Path.Combine(_dir, "c3.tif"));
-        var want = new ushort[150 * 97 * 3];
-        reference.ReadRegion(0, 0, 150, 97, want);
+        var want = C3Pixels();
         foreach (var name in new[] { "comp.companion.ome", "comp_C0.ome.tif", "comp_C2.ome.tif" })
         {
             using var src = ImageSources.Open(Path.Combine(comp, name));
@@ -408,11 +419,7 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         }
         Assert.Equal([F("one.companion.ome"), F("one.ome.tif")], ImageSources.FilesOf(F("one.companion.ome")));
         // the graph of the set through its companion is the interleaved image's, bit for bit
-        var r = TestPaths.RunCli("graph", F("comp.companion.ome"), "--out", Path.Combine(_dir, "g-comp"), "--spacing", "10");
-        Assert.True(r.ExitCode == 0, r.Stderr);
-        var c3 = TestPaths.RunCli("graph", Path.Combine(_dir, "c3.tif"), "--out", Path.Combine(_dir, "g-comp-c3"), "--spacing", "10");
-        Assert.True(c3.ExitCode == 0, c3.Stderr);
-        Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "g-comp-c3", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "g-comp", "graph.npz")));
+        Assert.Equal(C3Graph(), GraphOf(F("comp.companion.ome"), "g-comp"));
         Assert.Contains("OME-TIFF channels: 3, on pages 0 of comp_C0.ome.tif, 0 of comp_C1.ome.tif, 0 of comp_C2.ome.tif", TestPaths.RunCli("info", F("comp.companion.ome")).Stdout);
         // its pixel size is the companion's PhysicalSize (500 nm, and 0.5 in the default µm), from the companion or a TIFF of
         // the set, and a mask painted from it carries it; a one-file OME-TIFF's from its own OME-XML

@@ -29,12 +29,40 @@ public static class PixelSize
         var opts = new Vips.VOption();
         if (page > 0) opts.Add("page", page);
         using var v = Vips.Image.NewFromFile(path, kwargs: opts);
-        if (page == 0)
+        string? description = null;
+        try { if (v.Contains("image-description")) description = v.Get("image-description") as string; } catch (Vips.VipsException) { /* optional */ }
+        if (page == 0 && OmeChannels.PhysicalSize(ImageSources.OmeXmlOf(path, description)) is { } ome) return ome;
+        if (!(v.Xres > 0 && v.Yres > 0 && double.IsFinite(v.Xres) && double.IsFinite(v.Yres)) || (v.Xres == 1 && v.Yres == 1)) return null;
+        bool tiff = (Vips.Image.FindLoad(path) ?? "").Contains("tiff", StringComparison.OrdinalIgnoreCase);
+        if (tiff && !v.Contains("resolution-unit"))
         {
-            string? description = null;
-            try { if (v.Contains("image-description")) description = v.Get("image-description") as string; } catch (Vips.VipsException) { /* optional */ }
-            if (OmeChannels.PhysicalSize(ImageSources.OmeXmlOf(path, description)) is { } stated) return stated;
+            // a TIFF whose ResolutionUnit is "none" (libvips then passes the values on unconverted, and names no unit):
+            // pixels per unit of ImageJ's "unit=" in its description (Fiji saves every calibrated TIFF so), else no
+            // physical size. Taken as pixels per millimetre, a Fiji TIFF of 0.65 µm pixels read as 650 µm.
+            return ImageJUnit(description) is { } micronsPerUnit ? (micronsPerUnit / v.Xres, micronsPerUnit / v.Yres) : null;
         }
-        return v.Xres > 0 && v.Yres > 0 && !(v.Xres == 1 && v.Yres == 1) ? (1000.0 / v.Xres, 1000.0 / v.Yres) : null;
+        return (1000.0 / v.Xres, 1000.0 / v.Yres); // libvips gives pixels per millimetre for inches and centimetres
+    }
+
+    /// <summary>The length in µm of the unit an ImageJ TIFF's description names (<c>unit=micron</c>, <c>unit=\u00B5m</c>,
+    /// <c>unit=nm</c>, …); null when it is not an ImageJ description, or names no length (<c>pixel</c>, none).</summary>
+    internal static double? ImageJUnit(string? description)
+    {
+        if (description is null || !description.StartsWith("ImageJ=", StringComparison.Ordinal)) return null;
+        foreach (var line in description.Split('\n'))
+        {
+            if (!line.StartsWith("unit=", StringComparison.Ordinal)) continue;
+            return line[5..].Trim() switch
+            {
+                "micron" or "microns" or "um" or "µm" or "μm" or "\\u00B5m" or "\\u00b5m" => 1,
+                "nm" or "nanometer" or "nanometers" => 1e-3,
+                "mm" or "millimeter" or "millimeters" => 1e3,
+                "cm" or "centimeter" or "centimeters" => 1e4,
+                "m" or "meter" or "meters" => 1e6,
+                "inch" or "inches" or "in" => 25_400,
+                _ => null,
+            };
+        }
+        return null;
     }
 }

@@ -90,6 +90,13 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         with open(f'{d}/comp/one.companion.ome', 'w') as f:
             f.write(f'<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image ID="Image:0"><Pixels DimensionOrder="XYZCT" Type="uint16" SizeX="{W}" SizeY="{H}" SizeC="1" SizeZ="1" SizeT="1">'
                     '<Channel ID="Channel:0:0" SamplesPerPixel="1"/><TiffData IFD="0" PlaneCount="1"><UUID FileName="one.ome.tif">urn:uuid:one</UUID></TiffData></Pixels></Image></OME>')
+        # pixel sizes as Fiji saves them (ResolutionUnit none, the unit in ImageJ's description), with no unit at all, in inches
+        g16 = img((H, W), np.uint16)
+        tifffile.imwrite(f'{d}/px-ij-um.tif', g16, imagej=True, resolution=(1 / 0.65, 1 / 0.65), metadata={'unit': 'micron'})
+        tifffile.imwrite(f'{d}/px-ij-nm.tif', g16, imagej=True, resolution=(1 / 250, 1 / 125), metadata={'unit': 'nm'})
+        tifffile.imwrite(f'{d}/px-ij-pixel.tif', g16, imagej=True, resolution=(2, 2), metadata={'unit': 'pixel'})
+        tifffile.imwrite(f'{d}/px-none.tif', g16, resolution=(3, 3), resolutionunit='NONE')
+        tifffile.imwrite(f'{d}/px-inch.tif', g16, resolution=(2540, 2540), resolutionunit='INCH')
         # an OME-XML that claims three channels, on pages of which the third is another size: page 0 stays usable alone
         with tifffile.TiffWriter(f'{d}/ome-uneven.ome.tif', ome=True) as t:
             t.write(cyx[:2], metadata={'axes': 'CYX'}, photometric='minisblack', tile=(32, 32))
@@ -483,6 +490,23 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         Assert.Null(OmeChannels.PhysicalSize(Px("PhysicalSizeX=\"-1\"")));
         Assert.Null(OmeChannels.PhysicalSize(Px("")));
         Assert.Null(OmeChannels.PhysicalSize("<OME><Pixels PhysicalSizeX=\"1\"")); // not well-formed
+    }
+
+    [Fact]
+    public void AFijiTiffsPixelSize_IsInTheUnitItsDescriptionNames_AndAUnitlessOneHasNone()
+    {
+        if (Write() is null) return;
+        (double, double)? Um(string name) => PixelSize.MicronsPerPixel(Path.Combine(_dir, name)) is { } p ? (Math.Round(p.X, 6), Math.Round(p.Y, 6)) : null;
+        Assert.Equal((0.65, 0.65), Um("px-ij-um.tif")); // before: 650 µm, the values taken as pixels per millimetre
+        Assert.Equal((0.25, 0.125), Um("px-ij-nm.tif"));
+        Assert.Null(Um("px-ij-pixel.tif"));
+        Assert.Null(Um("px-none.tif")); // ResolutionUnit none, nothing naming a unit: no physical size
+        Assert.Equal((10.0, 10.0), Um("px-inch.tif"));
+        Assert.Null(Um("g8-deflate.tif")); // no resolution at all
+        Assert.Equal(1, PixelSize.ImageJUnit("ImageJ=1.54f\nunit=\\u00B5m\n"));
+        Assert.Equal(1e4, PixelSize.ImageJUnit("ImageJ=1.54f\nimages=1\nunit=cm\nspacing=2"));
+        Assert.Null(PixelSize.ImageJUnit("unit=micron")); // not ImageJ's
+        Assert.Null(PixelSize.ImageJUnit("ImageJ=1.54f\nunit=parsec"));
     }
 
     [Fact]

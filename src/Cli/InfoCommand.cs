@@ -63,7 +63,7 @@ public static class InfoCommand
         sb.AppendLine(I, $"size: {img.Width} x {img.Height}, {img.Channels} channel(s), {img.BitDepth}-bit{(img.SignedShift > 0 ? $" (signed samples, read shifted by +{img.SignedShift})" : "")}{(img.ScaledRange is { } r ? $" (32-bit samples, read spread over 0..65535 from {string.Join(", ", r.Select(x => $"{x.Min:G6}..{x.Max:G6}"))})" : "")}");
         using (var whole = ImageSources.Open(path))
             if (whole is MultiPageSource m)
-                sb.AppendLine(I, $"OME-TIFF channels: {m.Channels}, on pages {string.Join(", ", m.Planes.Select(p => p.File is null ? $"{p.Page}" : $"{p.Page} of {p.File}"))} (the first focal plane and time point), read together as one {m.Channels}-channel image");
+                sb.AppendLine(I, $"{(m.MappedBy == "OME-XML" ? "OME-TIFF" : "ImageJ hyperstack")} channels: {m.Channels}, on pages {string.Join(", ", m.Planes.Select(p => p.File is null ? $"{p.Page}" : $"{p.Page} of {p.File}"))} (the first focal plane and time point), read together as one {m.Channels}-channel image");
         return sb.ToString();
     }
 }

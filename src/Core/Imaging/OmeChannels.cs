@@ -159,6 +159,45 @@ public static class OmeChannels
         }
     }
 
+    /// <summary>
+    /// The channel pages of an ImageJ hyperstack (a TIFF saved by ImageJ or Fiji with <c>channels=C</c> in its
+    /// description, C ≥ 2): ImageJ writes planes in the order C, Z, T (channels fastest), one page each, so the channels
+    /// of the first focal plane and time point are pages 0 to C−1. Null when the description is no such hyperstack; with
+    /// <paramref name="problem"/> saying why where it claims channels it cannot map (more than are read together, or
+    /// planes stored without a page each, as ImageJ does for stacks over 4 GB).
+    /// </summary>
+    public static Plane[]? ImageJChannelPlanes(string? description, int pageCount, out string? problem)
+    {
+        problem = null;
+        if (description is null || !description.StartsWith("ImageJ=", StringComparison.Ordinal) || description.Length > 1 << 20) return null;
+        long channels = 1, images = 1;
+        foreach (var line in description.Split('\n'))
+        {
+            int eq = line.IndexOf('=');
+            if (eq <= 0) continue;
+            var (key, value) = (line[..eq], line[(eq + 1)..].Trim());
+            if (key is "channels" or "images" && !long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out _))
+            {
+                problem = $"its ImageJ description says {key}={value}, not a count";
+                return null;
+            }
+            if (key == "channels") channels = long.Parse(value, CultureInfo.InvariantCulture);
+            else if (key == "images") images = long.Parse(value, CultureInfo.InvariantCulture);
+        }
+        if (channels < 2) return null;
+        if (channels > ImageLimits.MaxChannels)
+        {
+            problem = $"its ImageJ description says {channels} channels; at most {ImageLimits.MaxChannels} are read together";
+            return null;
+        }
+        if (pageCount < channels || images > pageCount)
+        {
+            problem = $"its ImageJ description says {images} images in {channels} channels, but the file has {pageCount} page(s) (ImageJ stores large stacks without a page each)";
+            return null;
+        }
+        return Enumerable.Range(0, (int)channels).Select(c => new Plane(null, c)).ToArray();
+    }
+
     /// <summary>Whether a file is an OME companion file: the OME-XML of a multi-file set kept apart from its TIFFs
     /// (<c>NAME.companion.ome</c>, as Bio-Formats' bfconvert and many acquisition programs write it).</summary>
     public static bool IsCompanion(string path) => path.EndsWith(".companion.ome", StringComparison.OrdinalIgnoreCase);
@@ -263,8 +302,12 @@ public sealed class MultiPageSource : IRegionSource
     /// when the set keeps its metadata apart; null when the file's own OME-XML did.</summary>
     public string? MetadataFile { get; init; }
 
-    public MultiPageSource(string path, IReadOnlyList<OmeChannels.Plane> planes, IRegionSource[] pages)
+    /// <summary>What mapped the channels to pages, in words: <c>OME-XML</c>, or the <c>ImageJ description</c> of a hyperstack.</summary>
+    public string MappedBy { get; }
+
+    public MultiPageSource(string path, IReadOnlyList<OmeChannels.Plane> planes, IRegionSource[] pages, string mappedBy = "OME-XML")
     {
+        MappedBy = mappedBy;
         if (pages.Length < 2 || pages.Length != planes.Count) throw new ArgumentException("a multi-page image needs two or more pages, one number each");
         static string Name(OmeChannels.Plane p) => p.File is null ? $"page {p.Page}" : $"page {p.Page} of {p.File}";
         var first = pages[0];
@@ -272,9 +315,9 @@ public sealed class MultiPageSource : IRegionSource
         {
             var p = pages[c];
             if (p.Channels != 1)
-                throw new InputFileException(path, $"{Name(planes[c])} (channel {c} in the OME-XML) has {p.Channels} samples per pixel; channels stored as pages must be grey");
+                throw new InputFileException(path, $"{Name(planes[c])} (channel {c} in the {MappedBy}) has {p.Channels} samples per pixel; channels stored as pages must be grey");
             if (p.Width != first.Width || p.Height != first.Height || p.BitDepth != first.BitDepth)
-                throw new InputFileException(path, $"{Name(planes[c])} (channel {c} in the OME-XML) is {p.Width}x{p.Height} {p.BitDepth}-bit, but {Name(planes[0])} (channel 0) is {first.Width}x{first.Height} {first.BitDepth}-bit");
+                throw new InputFileException(path, $"{Name(planes[c])} (channel {c} in the {MappedBy}) is {p.Width}x{p.Height} {p.BitDepth}-bit, but {Name(planes[0])} (channel 0) is {first.Width}x{first.Height} {first.BitDepth}-bit");
         }
         Path = path; Planes = planes.ToArray(); Pages = planes.Select(p => p.Page).ToArray(); _pages = pages;
         Width = first.Width; Height = first.Height; BitDepth = first.BitDepth;

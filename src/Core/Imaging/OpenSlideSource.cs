@@ -284,6 +284,9 @@ public static class ImageSources
             catch (InputFileException e) { problem = Why(path, e); }
         }
         var pages = first.Channels == 1 && problem is null ? OmeChannels.ChannelPlanes(description, System.IO.Path.GetFileName(path), first.Pages, out problem) : null;
+        // an ImageJ or Fiji hyperstack: its channels are its first pages
+        bool imageJ = false;
+        if (pages is null && problem is null && first.Channels == 1 && (pages = OmeChannels.ImageJChannelPlanes(description, first.Pages, out problem)) is not null) imageJ = true;
         if (pages is null)
         {
             // an OME-XML that claims channels it does not map: the page alone, as before, and a warning that says why
@@ -300,7 +303,7 @@ public static class ImageSources
                 sources[c] = pages[c] is { File: null, Page: 0 } ? first
                     : pages[c].File is { } other ? VipsImageSource.Open(Beside(path, other, $"channel {c}"), pages[c].Page)
                     : VipsImageSource.Open(path, pages[c].Page);
-            var multi = new MultiPageSource(path, pages, sources) { MetadataFile = companion };
+            var multi = new MultiPageSource(path, pages, sources, imageJ ? "ImageJ description" : "OME-XML") { MetadataFile = companion };
             if (!pages.Contains(new OmeChannels.Plane(null, 0))) first.Dispose();
             return multi;
         }

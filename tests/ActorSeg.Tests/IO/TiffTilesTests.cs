@@ -90,6 +90,10 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         with open(f'{d}/comp/one.companion.ome', 'w') as f:
             f.write(f'<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image ID="Image:0"><Pixels DimensionOrder="XYZCT" Type="uint16" SizeX="{W}" SizeY="{H}" SizeC="1" SizeZ="1" SizeT="1">'
                     '<Channel ID="Channel:0:0" SamplesPerPixel="1"/><TiffData IFD="0" PlaneCount="1"><UUID FileName="one.ome.tif">urn:uuid:one</UUID></TiffData></Pixels></Image></OME>')
+        # the same channels as an ImageJ (Fiji) hyperstack of two focal planes, planes in ImageJ's order C, Z, T; and one
+        # that claims more channels than are read together
+        tifffile.imwrite(f'{d}/ij-zc.tif', np.stack([cyx, cyx[::-1]]), imagej=True, metadata={'axes': 'ZCYX'})
+        tifffile.imwrite(f'{d}/ij-c12.tif', np.stack([cyx[0]] * 12), imagej=True, metadata={'axes': 'CYX'})
         # pixel sizes as Fiji saves them (ResolutionUnit none, the unit in ImageJ's description), with no unit at all, in inches
         g16 = img((H, W), np.uint16)
         tifffile.imwrite(f'{d}/px-ij-um.tif', g16, imagej=True, resolution=(1 / 0.65, 1 / 0.65), metadata={'unit': 'micron'})
@@ -490,6 +494,40 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         Assert.Null(OmeChannels.PhysicalSize(Px("PhysicalSizeX=\"-1\"")));
         Assert.Null(OmeChannels.PhysicalSize(Px("")));
         Assert.Null(OmeChannels.PhysicalSize("<OME><Pixels PhysicalSizeX=\"1\"")); // not well-formed
+    }
+
+    [Fact]
+    public void AnImageJHyperstack_IsReadAsAllItsChannels_OfItsFirstFocalPlane()
+    {
+        if (Write() is null) return;
+        var want = C3Pixels();
+        using (var src = ImageSources.Open(Path.Combine(_dir, "ij-zc.tif")))
+        {
+            var multi = Assert.IsType<MultiPageSource>(src);
+            Assert.Equal([0, 1, 2], multi.Pages);
+            Assert.Equal("ImageJ description", multi.MappedBy);
+            var got = new ushort[want.Length];
+            src.ReadRegion(0, 0, 150, 97, got);
+            Assert.True(want.AsSpan().SequenceEqual(got), "the channels differ from the interleaved image's");
+        }
+        Assert.Equal(C3Graph(), GraphOf(Path.Combine(_dir, "ij-zc.tif"), "g-ij"));
+        Assert.Contains("ImageJ hyperstack channels: 3, on pages 0, 1, 2", TestPaths.RunCli("info", Path.Combine(_dir, "ij-zc.tif")).Stdout);
+        // more channels than are read together: page 0 alone, saying why
+        var warned = new List<string>();
+        void Listen(string m) { lock (warned) warned.Add(m); }
+        VipsWarnings.InputWarning += Listen;
+        try
+        {
+            using (var one = ImageSources.Open(Path.Combine(_dir, "ij-c12.tif"))) Assert.Equal(1, one.Channels);
+            lock (warned) Assert.Contains(warned, m => m.Contains("page 0 is read alone: its ImageJ description says 12 channels; at most 8 are read together", StringComparison.Ordinal));
+        }
+        finally { VipsWarnings.InputWarning -= Listen; }
+        Assert.Null(OmeChannels.ImageJChannelPlanes("ImageJ=1.54f\nimages=1\nslices=1", 1, out var none));
+        Assert.Null(none);
+        Assert.Null(OmeChannels.ImageJChannelPlanes("ImageJ=1.54f\nimages=6\nchannels=3\nslices=2", 1, out var contiguous)); // planes without a page each
+        Assert.Contains("says 6 images in 3 channels, but the file has 1 page(s)", contiguous);
+        Assert.Null(OmeChannels.ImageJChannelPlanes("ImageJ=1.54f\nchannels=-3", 3, out var bad));
+        Assert.Contains("channels=-3, not a count", bad);
     }
 
     [Fact]

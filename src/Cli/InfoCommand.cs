@@ -22,6 +22,14 @@ public static class InfoCommand
         return cmd;
     }
 
+    /// <summary>The pixel size the image states (<see cref="PixelSize.MicronsPerPixel"/>: OME-XML, resolution tags, ImageJ's unit), in words.</summary>
+    private static string Microns(string path)
+    {
+        var I = CultureInfo.InvariantCulture;
+        try { return PixelSize.MicronsPerPixel(path) is { } um ? string.Format(I, "{0:0.#####} x {1:0.#####}", um.X, um.Y) : "unknown (the file states none)"; }
+        catch (Exception e) when (e is InputFileException or NetVips.VipsException or IOException) { return $"unknown ({e.Message.Split('\n')[0]})"; }
+    }
+
     public static string Describe(string path)
     {
         var sb = new System.Text.StringBuilder();
@@ -51,6 +59,7 @@ public static class InfoCommand
             sb.AppendLine(I, $"file: {path}");
             sb.AppendLine(I, $"format: OME companion file (the OME-XML of a multi-file set; its pixels are in the TIFF files it names beside it)");
             sb.AppendLine(I, $"size: {set.Width} x {set.Height}, {set.Channels} channel(s), {set.BitDepth}-bit");
+            sb.AppendLine(I, $"microns per pixel: {Microns(path)}");
             string planes = set is MultiPageSource sm
                 ? $"OME-TIFF channels: {sm.Channels}, on pages {string.Join(", ", sm.Planes.Select(p => $"{p.Page} of {p.File}"))} (the first focal plane and time point), read together as one {sm.Channels}-channel image"
                 : $"its one plane: {(set is VipsImageSource v ? v.Path : "")}";
@@ -61,6 +70,7 @@ public static class InfoCommand
         sb.AppendLine(I, $"file: {path}");
         sb.AppendLine(I, $"format: {img.Loader} (read through libvips), {img.Pages} page(s)");
         sb.AppendLine(I, $"size: {img.Width} x {img.Height}, {img.Channels} channel(s), {img.BitDepth}-bit{(img.SignedShift > 0 ? $" (signed samples, read shifted by +{img.SignedShift})" : "")}{(img.ScaledRange is { } r ? $" (32-bit samples, read spread over 0..65535 from {string.Join(", ", r.Select(x => $"{x.Min:G6}..{x.Max:G6}"))})" : "")}");
+        sb.AppendLine(I, $"microns per pixel: {Microns(path)}");
         using (var whole = ImageSources.Open(path))
             if (whole is MultiPageSource m)
                 sb.AppendLine(I, $"{(m.MappedBy == "OME-XML" ? "OME-TIFF" : "ImageJ hyperstack")} channels: {m.Channels}, on pages {string.Join(", ", m.Planes.Select(p => p.File is null ? $"{p.Page}" : $"{p.Page} of {p.File}"))} (the first focal plane and time point), read together as one {m.Channels}-channel image");

@@ -536,6 +536,8 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         if (Write() is null) return;
         (double, double)? Um(string name) => PixelSize.MicronsPerPixel(Path.Combine(_dir, name)) is { } p ? (Math.Round(p.X, 6), Math.Round(p.Y, 6)) : null;
         Assert.Equal((0.65, 0.65), Um("px-ij-um.tif")); // before: 650 µm, the values taken as pixels per millimetre
+        Assert.Contains("microns per pixel: 0.65 x 0.65", TestPaths.RunCli("info", Path.Combine(_dir, "px-ij-um.tif")).Stdout);
+        Assert.Contains("microns per pixel: unknown (the file states none)", TestPaths.RunCli("info", Path.Combine(_dir, "px-none.tif")).Stdout);
         Assert.Equal((0.25, 0.125), Um("px-ij-nm.tif"));
         Assert.Null(Um("px-ij-pixel.tif"));
         Assert.Null(Um("px-none.tif")); // ResolutionUnit none, nothing naming a unit: no physical size

@@ -198,6 +198,23 @@ public static class OmeChannels
         return Enumerable.Range(0, (int)channels).Select(c => new Plane(null, c)).ToArray();
     }
 
+    /// <summary>How many images (series) an OME-XML describes: a plate's wells, a slide's scenes, several fields in one
+    /// file. ActorSeg reads the first; 0 where the text is no readable OME-XML.</summary>
+    public static int ImageCount(string? xml)
+    {
+        if (xml is null || xml.Length > MaxXmlChars || !xml.Contains("<OME", StringComparison.Ordinal)) return 0;
+        try
+        {
+            var settings = new XmlReaderSettings { DtdProcessing = DtdProcessing.Prohibit, XmlResolver = null, IgnoreComments = true, MaxCharactersInDocument = MaxXmlChars };
+            using var reader = XmlReader.Create(new StringReader(xml), settings);
+            int n = 0;
+            while (reader.Read())
+                if (reader.NodeType == XmlNodeType.Element && reader.LocalName == "Image" && reader.Depth == 1) n++;
+            return n;
+        }
+        catch (XmlException) { return 0; }
+    }
+
     /// <summary>Whether a file is an OME companion file: the OME-XML of a multi-file set kept apart from its TIFFs
     /// (<c>NAME.companion.ome</c>, as Bio-Formats' bfconvert and many acquisition programs write it).</summary>
     public static bool IsCompanion(string path) => path.EndsWith(".companion.ome", StringComparison.OrdinalIgnoreCase);

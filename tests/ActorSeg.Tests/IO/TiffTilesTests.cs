@@ -94,6 +94,10 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         # that claims more channels than are read together
         tifffile.imwrite(f'{d}/ij-zc.tif', np.stack([cyx, cyx[::-1]]), imagej=True, metadata={'axes': 'ZCYX'})
         tifffile.imwrite(f'{d}/ij-c12.tif', np.stack([cyx[0]] * 12), imagej=True, metadata={'axes': 'CYX'})
+        # two images (series) in one OME-TIFF: the first, of three channels, then a grey one
+        with tifffile.TiffWriter(f'{d}/ome-2series.ome.tif', ome=True) as t:
+            t.write(cyx, metadata={'axes': 'CYX'}, photometric='minisblack', tile=(32, 32))
+            t.write(cyx[0], metadata={'axes': 'YX'}, photometric='minisblack', tile=(32, 32))
         # pixel sizes as Fiji saves them (ResolutionUnit none, the unit in ImageJ's description), with no unit at all, in inches
         g16 = img((H, W), np.uint16)
         tifffile.imwrite(f'{d}/px-ij-um.tif', g16, imagej=True, resolution=(1 / 0.65, 1 / 0.65), metadata={'unit': 'micron'})
@@ -528,6 +532,29 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         Assert.Contains("says 6 images in 3 channels, but the file has 1 page(s)", contiguous);
         Assert.Null(OmeChannels.ImageJChannelPlanes("ImageJ=1.54f\nchannels=-3", 3, out var bad));
         Assert.Contains("channels=-3, not a count", bad);
+    }
+
+    [Fact]
+    public void AnOmeTiffOfSeveralImages_ReadsTheFirst_AndSaysSo()
+    {
+        if (Write() is null) return;
+        var warned = new List<string>();
+        void Listen(string m) { lock (warned) warned.Add(m); }
+        VipsWarnings.InputWarning += Listen;
+        try
+        {
+            var path = Path.Combine(_dir, "ome-2series.ome.tif");
+            using var src = ImageSources.Open(path);
+            Assert.Equal(3, src.Channels);
+            var got = new ushort[150 * 97 * 3];
+            src.ReadRegion(0, 0, 150, 97, got);
+            Assert.True(C3Pixels().AsSpan().SequenceEqual(got));
+            lock (warned) Assert.Contains(warned, m => m == $"{path}: its OME-XML describes 2 images (series); the first is read");
+            lock (warned) warned.Clear();
+            using (ImageSources.Open(Path.Combine(_dir, "ome-c.ome.tif"))) { }
+            lock (warned) Assert.DoesNotContain(warned, m => m.Contains("series", StringComparison.Ordinal));
+        }
+        finally { VipsWarnings.InputWarning -= Listen; }
     }
 
     [Fact]

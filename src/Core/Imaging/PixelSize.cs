@@ -7,8 +7,9 @@ public static class PixelSize
 {
     /// <summary>Microns per pixel of <paramref name="path"/> at <paramref name="page"/> (a whole slide's level, a TIFF's
     /// page): OpenSlide's mpp times the level's downsample for slides; for page 0 of an OME-TIFF (or an OME companion
-    /// file) the PhysicalSizeX/Y of its OME-XML, in their units; the resolution tags otherwise; null when the file does
-    /// not say (libvips reports 1 pixel per millimetre for "no resolution").</summary>
+    /// file) the PhysicalSizeX/Y of its OME-XML, in their units; the resolution tags otherwise (a TIFF's in inches or
+    /// centimetres, or in the unit ImageJ's description names; a PNG's pHYs); null when the file does not say (libvips
+    /// reports 1 pixel per millimetre for "no resolution"), and for a JPEG, whose density is a print setting.</summary>
     public static (double X, double Y)? MicronsPerPixel(string path, int page = 0)
     {
         if (ImageSources.IsSlide(path))
@@ -33,7 +34,11 @@ public static class PixelSize
         try { if (v.Contains("image-description")) description = v.Get("image-description") as string; } catch (Vips.VipsException) { /* optional */ }
         if (page == 0 && OmeChannels.PhysicalSize(ImageSources.OmeXmlOf(path, description)) is { } ome) return ome;
         if (!(v.Xres > 0 && v.Yres > 0 && double.IsFinite(v.Xres) && double.IsFinite(v.Yres)) || (v.Xres == 1 && v.Yres == 1)) return null;
-        bool tiff = (Vips.Image.FindLoad(path) ?? "").Contains("tiff", StringComparison.OrdinalIgnoreCase);
+        var loader = Vips.Image.FindLoad(path) ?? "";
+        // a JPEG's density (JFIF or EXIF) is a print setting, 72 or 96 dpi by nearly every writer, not a calibration:
+        // taken as one, a photo's pixels would be 353 µm wide and its objects' areas absurd
+        if (loader.Contains("jpeg", StringComparison.OrdinalIgnoreCase)) return null;
+        bool tiff = loader.Contains("tiff", StringComparison.OrdinalIgnoreCase);
         if (tiff && !v.Contains("resolution-unit"))
         {
             // a TIFF whose ResolutionUnit is "none" (libvips then passes the values on unconverted, and names no unit):

@@ -570,6 +570,16 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         Assert.Null(Um("px-none.tif")); // ResolutionUnit none, nothing naming a unit: no physical size
         Assert.Equal((10.0, 10.0), Um("px-inch.tif"));
         Assert.Null(Um("g8-deflate.tif")); // no resolution at all
+        // a JPEG at 72 dpi (a print setting) has none; a PNG's pHYs in metres is kept
+        using (var g = NetVips.Image.NewFromFile(Path.Combine(_dir, "g8-deflate.tif")))
+        using (var dpi = g.Copy(xres: 72 / 25.4, yres: 72 / 25.4))
+        {
+            dpi.Jpegsave(Path.Combine(_dir, "px-72dpi.jpg"));
+            using var um = g.Copy(xres: 1000 / 0.5, yres: 1000 / 0.5);
+            um.Pngsave(Path.Combine(_dir, "px-half.png"));
+        }
+        Assert.Null(Um("px-72dpi.jpg"));
+        Assert.Equal((0.5, 0.5), Um("px-half.png"));
         Assert.Equal(1, PixelSize.ImageJUnit("ImageJ=1.54f\nunit=\\u00B5m\n"));
         Assert.Equal(1e4, PixelSize.ImageJUnit("ImageJ=1.54f\nimages=1\nunit=cm\nspacing=2"));
         Assert.Null(PixelSize.ImageJUnit("unit=micron")); // not ImageJ's

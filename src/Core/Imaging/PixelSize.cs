@@ -46,7 +46,20 @@ public static class PixelSize
             // physical size. Taken as pixels per millimetre, a Fiji TIFF of 0.65 µm pixels read as 650 µm.
             return ImageJUnit(description) is { } micronsPerUnit ? (micronsPerUnit / v.Xres, micronsPerUnit / v.Yres) : null;
         }
+        if (tiff && IsWritersDefault(v)) return null;
         return (1000.0 / v.Xres, 1000.0 / v.Yres); // libvips gives pixels per millimetre for inches and centimetres
+    }
+
+    /// <summary>72 or 96 pixels per inch: what image writers put in a TIFF that has no calibration (both shared real datasets,
+    /// NIST's colonies and BBBC039's nuclei, say 72 dpi), not a microscope's 353 or 265 µm pixels.</summary>
+    private static bool IsWritersDefault(Vips.Image v)
+    {
+        string? unit = null;
+        try { unit = v.Get("resolution-unit") as string; } catch (Vips.VipsException) { return false; }
+        if (unit != "in") return false;
+        double dx = v.Xres * 25.4, dy = v.Yres * 25.4; // back to pixels per inch
+        static bool Near(double a, double b) => Math.Abs(a - b) < 1e-6 * b;
+        return (Near(dx, 72) && Near(dy, 72)) || (Near(dx, 96) && Near(dy, 96));
     }
 
     /// <summary>The length in µm of the unit an ImageJ TIFF's description names (<c>unit=micron</c>, <c>unit=\u00B5m</c>,

@@ -105,6 +105,7 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         tifffile.imwrite(f'{d}/px-ij-pixel.tif', g16, imagej=True, resolution=(2, 2), metadata={'unit': 'pixel'})
         tifffile.imwrite(f'{d}/px-none.tif', g16, resolution=(3, 3), resolutionunit='NONE')
         tifffile.imwrite(f'{d}/px-inch.tif', g16, resolution=(2540, 2540), resolutionunit='INCH')
+        tifffile.imwrite(f'{d}/px-72dpi.tif', g16, resolution=(72, 72), resolutionunit='INCH')
         # an OME-XML that claims three channels, on pages of which the third is another size: page 0 stays usable alone
         with tifffile.TiffWriter(f'{d}/ome-uneven.ome.tif', ome=True) as t:
             t.write(cyx[:2], metadata={'axes': 'CYX'}, photometric='minisblack', tile=(32, 32))
@@ -569,6 +570,7 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         Assert.Null(Um("px-ij-pixel.tif"));
         Assert.Null(Um("px-none.tif")); // ResolutionUnit none, nothing naming a unit: no physical size
         Assert.Equal((10.0, 10.0), Um("px-inch.tif"));
+        Assert.Null(Um("px-72dpi.tif")); // an image writer's default, as in both shared datasets: no calibration
         Assert.Null(Um("g8-deflate.tif")); // no resolution at all
         // a JPEG at 72 dpi (a print setting) has none; a PNG's pHYs in metres is kept
         using (var g = NetVips.Image.NewFromFile(Path.Combine(_dir, "g8-deflate.tif")))

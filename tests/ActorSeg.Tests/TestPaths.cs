@@ -67,15 +67,24 @@ public abstract class TempDirTest(string tag) : IDisposable
 /// </summary>
 public sealed class LockHeldElsewhere : IDisposable
 {
-    private readonly Process _p;
+    private readonly Process _p = null!;
 
     public LockHeldElsewhere(string dir, string command, int pid = 4242, string host = "login-1")
     {
         Directory.CreateDirectory(dir);
-        var psi = new ProcessStartInfo("flock") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "-n", Path.Combine(dir, ActorSeg.Core.IO.OutputFolderLock.LockFile), "-c", "echo held; exec sleep 600" }) psi.ArgumentList.Add(a);
-        _p = Process.Start(psi)!;
-        if (_p.StandardOutput.ReadLine() != "held") throw new InvalidOperationException($"flock could not take {dir}'s lock: {_p.StandardError.ReadToEnd()}");
+        // -o: the command (sleep) does not inherit the lock, so it goes the moment flock itself is killed. A holder just
+        // let go of may still be exiting: tried for a few seconds
+        for (var until = DateTime.UtcNow.AddSeconds(10); ; Thread.Sleep(50))
+        {
+            var psi = new ProcessStartInfo("flock") { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var a in new[] { "-n", "-o", Path.Combine(dir, ActorSeg.Core.IO.OutputFolderLock.LockFile), "-c", "echo held; exec sleep 600" }) psi.ArgumentList.Add(a);
+            _p = Process.Start(psi)!;
+            if (_p.StandardOutput.ReadLine() == "held") break;
+            var why = _p.StandardError.ReadToEnd();
+            _p.WaitForExit();
+            _p.Dispose();
+            if (DateTime.UtcNow > until) throw new InvalidOperationException($"flock could not take {dir}'s lock: {why}");
+        }
         File.WriteAllText(Path.Combine(dir, ActorSeg.Core.IO.OutputFolderLock.RunFile), System.Text.Json.JsonSerializer.Serialize(
             new { Pid = pid, Host = host, Command = command, StartedUtc = DateTime.UtcNow, WorkDirs = Array.Empty<string>() }));
     }

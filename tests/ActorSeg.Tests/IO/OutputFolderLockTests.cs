@@ -95,12 +95,14 @@ public class OutputFolderLockTests(Xunit.Abstractions.ITestOutputHelper output) 
         }
         // an earlier attempt of the same job, still stopping elsewhere: waited for, then held
         var other = new LockHeldElsewhere(dir, "cluster job j4", 1, "node-7");
+        var waited = System.Diagnostics.Stopwatch.StartNew();
         var letGo = Task.Delay(700).ContinueWith(_ => other.Dispose());
         using (var mine = OutputFolderLock.HoldForJob(dir, "cluster job j4", TimeSpan.FromSeconds(20)))
         {
             Assert.NotNull(mine);
-            Assert.True(letGo.IsCompleted);
+            Assert.True(waited.Elapsed >= TimeSpan.FromMilliseconds(650), $"held after {waited.Elapsed}, before the other let go");
         }
+        letGo.Wait();
         // and not for ever
         using (new LockHeldElsewhere(dir, "cluster job j5", 1, "node-7"))
             Assert.Throws<OutputFolderInUseException>(() => OutputFolderLock.HoldForJob(dir, "cluster job j5", TimeSpan.FromMilliseconds(600)));

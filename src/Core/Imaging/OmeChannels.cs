@@ -54,8 +54,7 @@ public static class OmeChannels
         if (description is null || description.Length > MaxXmlChars || !description.Contains("<OME", StringComparison.Ordinal)) return null;
         try
         {
-            var settings = new XmlReaderSettings { DtdProcessing = DtdProcessing.Prohibit, XmlResolver = null, IgnoreComments = true, MaxCharactersInDocument = MaxXmlChars };
-            using var reader = XmlReader.Create(new StringReader(description), settings);
+            using var reader = SafeReader(description);
             // the first Pixels element: its sizes and order, its Channel and TiffData children
             while (reader.Read())
                 if (reader.NodeType == XmlNodeType.Element && reader.LocalName == "Pixels") break;
@@ -205,8 +204,7 @@ public static class OmeChannels
         if (xml is null || xml.Length > MaxXmlChars || !xml.Contains("<OME", StringComparison.Ordinal)) return 0;
         try
         {
-            var settings = new XmlReaderSettings { DtdProcessing = DtdProcessing.Prohibit, XmlResolver = null, IgnoreComments = true, MaxCharactersInDocument = MaxXmlChars };
-            using var reader = XmlReader.Create(new StringReader(xml), settings);
+            using var reader = SafeReader(xml);
             int n = 0;
             while (reader.Read())
                 if (reader.NodeType == XmlNodeType.Element && reader.LocalName == "Image" && reader.Depth == 1) n++;
@@ -230,8 +228,7 @@ public static class OmeChannels
         if (description is null || description.Length > MaxXmlChars || !description.Contains("BinaryOnly", StringComparison.Ordinal)) return null;
         try
         {
-            var settings = new XmlReaderSettings { DtdProcessing = DtdProcessing.Prohibit, XmlResolver = null, IgnoreComments = true, MaxCharactersInDocument = MaxXmlChars };
-            using var reader = XmlReader.Create(new StringReader(description), settings);
+            using var reader = SafeReader(description);
             while (reader.Read())
             {
                 if (reader.NodeType != XmlNodeType.Element || reader.LocalName != "BinaryOnly") continue;
@@ -263,8 +260,7 @@ public static class OmeChannels
         if (xml is null || xml.Length > MaxXmlChars || !xml.Contains("PhysicalSizeX", StringComparison.Ordinal)) return null;
         try
         {
-            var settings = new XmlReaderSettings { DtdProcessing = DtdProcessing.Prohibit, XmlResolver = null, IgnoreComments = true, MaxCharactersInDocument = MaxXmlChars };
-            using var reader = XmlReader.Create(new StringReader(xml), settings);
+            using var reader = SafeReader(xml);
             while (reader.Read())
             {
                 if (reader.NodeType != XmlNodeType.Element || reader.LocalName != "Pixels") continue;
@@ -281,13 +277,30 @@ public static class OmeChannels
     private static double? Length(string? value, string? unit)
     {
         if (value is null || !double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) || !double.IsFinite(v) || v <= 0) return null;
-        double? perUnit = (unit ?? "µm") switch
-        {
-            "µm" or "μm" or "um" or "micron" => 1, "nm" => 1e-3, "pm" => 1e-6, "Å" or "Å" => 1e-4, "mm" => 1e3, "cm" => 1e4, "m" => 1e6,
-            _ => null,
-        };
-        return perUnit is { } k && double.IsFinite(v * k) ? v * k : null;
+        return MicronsPer(unit ?? "µm") is { } k && double.IsFinite(v * k) ? v * k : null;
     }
+
+    /// <summary>
+    /// The length in µm of a unit as OME-XML and ImageJ name them (µm, micron, nm, pm, Å, mm, cm, m, inch, and their
+    /// spelled-out forms and ImageJ's escaped <c>\u00B5m</c>); null for a unit that is no length known here (pixel).
+    /// </summary>
+    public static double? MicronsPer(string unit) => unit.Trim() switch
+    {
+        "µm" or "μm" or "um" or "micron" or "microns" or "\\u00B5m" or "\\u00b5m" => 1,
+        "nm" or "nanometer" or "nanometers" => 1e-3,
+        "pm" => 1e-6,
+        "\u00c5" or "\u212b" => 1e-4,
+        "mm" or "millimeter" or "millimeters" => 1e3,
+        "cm" or "centimeter" or "centimeters" => 1e4,
+        "m" or "meter" or "meters" => 1e6,
+        "inch" or "inches" or "in" => 25_400,
+        _ => null,
+    };
+
+    /// <summary>A reader for OME-XML that came with a file (anyone's): no DTD, no external resolution, at most
+    /// <see cref="MaxXmlChars"/> characters. Every parser here reads through it.</summary>
+    private static XmlReader SafeReader(string xml) => XmlReader.Create(new StringReader(xml),
+        new XmlReaderSettings { DtdProcessing = DtdProcessing.Prohibit, XmlResolver = null, IgnoreComments = true, MaxCharactersInDocument = MaxXmlChars });
 
     private static int Int(XmlReader r, string name, int missing)
     {
@@ -321,6 +334,9 @@ public sealed class MultiPageSource : IRegionSource
 
     /// <summary>What mapped the channels to pages, in words: <c>OME-XML</c>, or the <c>ImageJ description</c> of a hyperstack.</summary>
     public string MappedBy { get; }
+
+    /// <summary>The source channel <paramref name="c"/> is read from (a page of this file or of another of its set).</summary>
+    public IRegionSource Channel(int c) => _pages[c];
 
     public MultiPageSource(string path, IReadOnlyList<OmeChannels.Plane> planes, IRegionSource[] pages, string mappedBy = "OME-XML")
     {

@@ -283,9 +283,7 @@ public static class ImageSources
             try { description = ReadCompanion(Beside(path, meta, "its metadata")); companion = meta; }
             catch (InputFileException e) { problem = Why(path, e); }
         }
-        // a file of several images (a plate's wells, a slide's scenes): the first is read, and the user told
-        if (problem is null && OmeChannels.ImageCount(description) is > 1 and var images)
-            VipsWarnings.RaiseInput($"{path}: its OME-XML describes {images} images (series); the first is read");
+        if (problem is null) WarnIfSeries(path, description);
         var pages = first.Channels == 1 && problem is null ? OmeChannels.ChannelPlanes(description, System.IO.Path.GetFileName(path), first.Pages, out problem) : null;
         // an ImageJ or Fiji hyperstack: its channels are its first pages
         bool imageJ = false;
@@ -326,6 +324,14 @@ public static class ImageSources
         }
     }
 
+    /// <summary>A file of several images (a plate's wells, a slide's scenes, a converted slide's label and macro): the
+    /// first is read, and the user told.</summary>
+    private static void WarnIfSeries(string path, string? xml)
+    {
+        if (OmeChannels.ImageCount(xml) is > 1 and var images)
+            VipsWarnings.RaiseInput($"{path}: its OME-XML describes {images} images (series); the first is read");
+    }
+
     /// <summary>An input error's reason without the file name it starts with.</summary>
     private static string Why(string path, InputFileException e) =>
         e.Message.StartsWith(path + ": ", StringComparison.Ordinal) ? e.Message[(path.Length + 2)..] : e.Message;
@@ -340,8 +346,7 @@ public static class ImageSources
         if (page != 0)
             throw new InputFileException(path, $"an OME companion file has no pages of its own: page {page} cannot be read (its image is read from the TIFF files it names)");
         var xml = ReadCompanion(path);
-        if (OmeChannels.ImageCount(xml) is > 1 and var images)
-            VipsWarnings.RaiseInput($"{path}: its OME-XML describes {images} images (series); the first is read");
+        WarnIfSeries(path, xml);
         var planes = OmeChannels.ChannelPlanes(xml, "\0", 0, out var problem, evenOne: true)
                      ?? throw new InputFileException(path, problem ?? "its OME-XML describes no image whose planes are in TIFF files beside it");
         if (planes.Length == 1) return VipsImageSource.Open(Beside(path, planes[0].File!, "channel 0"), planes[0].Page);

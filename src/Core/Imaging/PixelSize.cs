@@ -23,9 +23,13 @@ public static class PixelSize
             if (OmeChannels.PhysicalSize(ImageSources.OmeXmlOf(path, null)) is { } stated) return stated;
             // none stated: the resolution tags of the file its first channel is in
             using var set = ImageSources.Open(path);
-            var first = set is MultiPageSource m ? System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!, m.Planes[0].File!)
-                : set is VipsImageSource one ? one.Path : null;
-            return first is null ? null : MicronsPerPixel(first, set is MultiPageSource mp ? mp.Planes[0].Page : 0);
+            var (file, filePage) = set switch
+            {
+                MultiPageSource m when m.Channel(0) is VipsImageSource c0 => (c0.Path, m.Planes[0].Page), // (resolved as it was read)
+                VipsImageSource one => (one.Path, 0),
+                _ => (null, 0),
+            };
+            return file is null ? null : MicronsPerPixel(file, filePage);
         }
         var opts = new Vips.VOption();
         if (page > 0) opts.Add("page", page);
@@ -63,24 +67,13 @@ public static class PixelSize
     }
 
     /// <summary>The length in µm of the unit an ImageJ TIFF's description names (<c>unit=micron</c>, <c>unit=\u00B5m</c>,
-    /// <c>unit=nm</c>, …); null when it is not an ImageJ description, or names no length (<c>pixel</c>, none).</summary>
+    /// <c>unit=nm</c>, …, <see cref="OmeChannels.MicronsPer"/>); null when it is not an ImageJ description, or names no
+    /// length (<c>pixel</c>, none).</summary>
     internal static double? ImageJUnit(string? description)
     {
-        if (description is null || !description.StartsWith("ImageJ=", StringComparison.Ordinal)) return null;
+        if (description is null || description.Length > 1 << 20 || !description.StartsWith("ImageJ=", StringComparison.Ordinal)) return null;
         foreach (var line in description.Split('\n'))
-        {
-            if (!line.StartsWith("unit=", StringComparison.Ordinal)) continue;
-            return line[5..].Trim() switch
-            {
-                "micron" or "microns" or "um" or "µm" or "μm" or "\\u00B5m" or "\\u00b5m" => 1,
-                "nm" or "nanometer" or "nanometers" => 1e-3,
-                "mm" or "millimeter" or "millimeters" => 1e3,
-                "cm" or "centimeter" or "centimeters" => 1e4,
-                "m" or "meter" or "meters" => 1e6,
-                "inch" or "inches" or "in" => 25_400,
-                _ => null,
-            };
-        }
+            if (line.StartsWith("unit=", StringComparison.Ordinal)) return OmeChannels.MicronsPer(line[5..]);
         return null;
     }
 }

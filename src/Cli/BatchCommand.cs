@@ -188,8 +188,8 @@ public static class BatchCommand
         var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 2, Description = "Slides in flight at once (the coordinator keeps the value the batch was first submitted with)." };
         var tileSize = new Option<int>("--tile-size") { DefaultValueFactory = _ => 2048, Description = "Tile size in pixels." };
         var spacing = new Option<double?>("--spacing") { Description = "Seed spacing in pixels (default: the model's, else 40.96)." };
-        var level = new Option<int>("--level") { Description = "Whole slides: the pyramid level to segment (0 = full resolution); other images are read at full resolution.", DefaultValueFactory = _ => 0 };
-        var mpp = new Option<double?>("--mpp") { Description = "Whole slides: the level closest to this many microns per pixel without being coarser (instead of --level)." };
+        var level = new Option<int>("--level") { Description = "Whole slides and OME-TIFF pyramids (reduced levels as SubIFDs): the pyramid level to segment (0 = full resolution); other images are read at full resolution.", DefaultValueFactory = _ => 0 };
+        var mpp = new Option<double?>("--mpp") { Description = GraphCommand.MppHelp };
         var batchId = new Option<string?>("--batch-id") { Description = "The batch's id (default: derived from the folder, the slides, their inputs and every parameter). The same batch again attaches to it; a different one under this id is refused." };
         var detach = new Option<bool>("--detach") { Description = "Return once the cluster has recorded the batch, printing its id; 'actorseg status ID' follows it, the same command again (or --attach ID) waits for it and writes the summary." };
         var attach = new Option<string?>("--attach") { Description = "Follow a batch already submitted (by 'batch --detach' or POST /batches) by its id, and write its metrics, summary.csv and report.html when it ends." };
@@ -419,9 +419,11 @@ public static class BatchCommand
     {
         if (!ImageSources.IsSlide(image))
         {
+            // an OME-TIFF pyramid (reduced levels as SubIFDs) is read at the level asked, as a slide is; other images at full resolution
+            int l0 = TiffPageLayout.Levels(image).Length > 1 ? GraphCommand.LevelFor(image, level, mpp) : 0;
             int channels;
-            using (var src = ImageSources.Open(image)) channels = src.Channels; // a bad file fails here, naming the file and the problem (an OME-TIFF: all its channels)
-            return (0, PixelSize.MicronsPerPixel(image)?.X, channels); // (an OME-TIFF's PhysicalSize, else the resolution tags)
+            using (var src = ImageSources.Open(image, l0)) channels = src.Channels; // a bad file fails here, naming the file and the problem (an OME-TIFF: all its channels)
+            return (l0, PixelSize.MicronsPerPixel(image, l0)?.X, channels); // (an OME-TIFF's PhysicalSize, else the resolution tags)
         }
         int l = GraphCommand.LevelFor(image, level, mpp);
         using var s = OpenSlideSource.Open(image, l, direct: false); // metadata only

@@ -86,8 +86,8 @@ public static class ClientCommands
         var halo = new Option<int?>("--halo") { Description = "Halo in pixels (default: 10 seed spacings)." };
         var features = new Option<string>("--features") { DefaultValueFactory = _ => "texture", Description = "texture or published." };
         var keepWork = new Option<bool>("--keep-work") { Description = "Keep the per-tile results." };
-        var level = new Option<int>("--level", "--page") { Description = "Pyramid level of a whole slide, or page of a multi-page TIFF (0 = full resolution).", DefaultValueFactory = _ => 0 };
-        var mpp = new Option<double?>("--mpp") { Description = "Whole slides: the level closest to this many microns per pixel without being coarser." };
+        var level = new Option<int>("--level", "--page") { Description = GraphCommand.LevelHelp, DefaultValueFactory = _ => 0 };
+        var mpp = new Option<double?>("--mpp") { Description = GraphCommand.MppHelp };
         var timeout = new Option<double>("--connect-timeout") { DefaultValueFactory = _ => 60, Description = "Seconds to wait for the coordinator to answer before giving up (exit 3)." };
         var tissue = GraphCommand.TissueOption();
         var objects = ObjectFlags.Format();

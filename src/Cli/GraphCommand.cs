@@ -78,8 +78,8 @@ public static class GraphCommand
         var image = new Argument<FileInfo>("IMAGE") { Description = "Image: TIFF/BigTIFF (tiled or stripped, 8/16-bit, grey or RGB, OME, pyramidal), PNG or JPEG." };
         var mask = new Option<FileInfo?>("--mask", "-m") { Description = "Ground-truth mask of the same size: gives each node a class histogram and majority label." };
         var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Output directory: graph.npz, nodes.tif (node ids), nodes.ome.tif (the same as pyramidal OME-TIFF), graph.json.", Required = true };
-        var page = new Option<int>("--level", "--page") { Description = "Pyramid level of a whole slide, or page of a multi-page TIFF (0 = full resolution).", DefaultValueFactory = _ => 0 };
-        var mpp = new Option<double?>("--mpp") { Description = "Whole slides: use the level closest to this many microns per pixel without being coarser (instead of --level)." };
+        var page = new Option<int>("--level", "--page") { Description = LevelHelp, DefaultValueFactory = _ => 0 };
+        var mpp = new Option<double?>("--mpp") { Description = MppHelp };
         var maskMode = new Option<string>("--mask-mode") { Description = "binary: any non-zero value is foreground (class 1); classes: values are class ids 0..254.", DefaultValueFactory = _ => "binary" };
         maskMode.AcceptOnlyFromAmong("binary", "classes");
         var ignore = new Option<int?>("--ignore-value") { Description = "Mask value meaning 'unlabelled' (ignored for labels)." };
@@ -142,12 +142,27 @@ public static class GraphCommand
         return full;
     }
 
-    /// <summary>The level to read: --mpp picks a whole slide's level by resolution, else --level as given.</summary>
+    public const string LevelHelp = "Pyramid level of a whole slide or of an OME-TIFF pyramid (reduced levels as SubIFDs), or page of another multi-page TIFF (0 = full resolution).";
+    public const string MppHelp = "Whole slides and OME-TIFF pyramids: use the level closest to this many microns per pixel without being coarser (instead of --level).";
+
+    /// <summary>The level to read: --mpp picks a pyramid level by resolution, else --level as given.</summary>
     public static int LevelFor(string image, int level, double? mpp)
     {
         if (mpp is not { } m) return level;
         if (!(m > 0 && double.IsFinite(m))) throw new InputFileException(image, $"--mpp must be a positive number of microns per pixel (got {m})");
-        if (!ImageSources.IsSlide(image)) throw new InputFileException(image, "--mpp picks a whole slide's pyramid level; this is not a whole-slide format (use --level)");
+        if (!ImageSources.IsSlide(image))
+        {
+            // an OME-TIFF pyramid (reduced levels as SubIFDs): the same choice from level 0's pixel size and the levels' sizes
+            var levels = TiffPageLayout.Levels(image);
+            if (levels.Length < 2)
+                throw new InputFileException(image, "--mpp picks a pyramid level; this image has none (not a whole-slide format, nor a TIFF with reduced levels as SubIFDs): use --level");
+            if (PixelSize.MicronsPerPixel(image) is not { } um)
+                throw new InputFileException(image, "--mpp needs the image's pixel size, which the file does not state (no OME PhysicalSize, no resolution tags): choose a level with --level");
+            int best = 0;
+            for (int k = 0; k < levels.Length; k++) if (um.X * levels[0].Width / levels[k].Width <= m * 1.0001) best = k;
+            Log.Information("{Image}: level {Level} ({Mpp:0.###} µm/px) for --mpp {Asked}", image, best, um.X * levels[0].Width / levels[best].Width, m);
+            return best;
+        }
         using var s = OpenSlideSource.Open(image, direct: false); // its levels only
         int l = s.LevelFor(m);
         Log.Information("{Image}: level {Level} ({Mpp:0.###} µm/px) for --mpp {Asked}", image, l, (s.MppX ?? 0) * s.Levels[l].Downsample, m);

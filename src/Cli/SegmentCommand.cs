@@ -18,8 +18,8 @@ public static class SegmentCommand
         var workers = WorkersOption.Create("Tile workers");
         var tileSize = new Option<int>("--tile-size") { DefaultValueFactory = _ => 2048, Description = "Tile size in pixels." };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto, cpu or cuda." };
-        var level = new Option<int>("--level", "--page") { Description = "Pyramid level of a whole slide, or page of a multi-page TIFF (0 = full resolution).", DefaultValueFactory = _ => 0 };
-        var mpp = new Option<double?>("--mpp") { Description = "Whole slides: the level closest to this many microns per pixel without being coarser (instead of --level)." };
+        var level = new Option<int>("--level", "--page") { Description = GraphCommand.LevelHelp, DefaultValueFactory = _ => 0 };
+        var mpp = new Option<double?>("--mpp") { Description = GraphCommand.MppHelp };
         var tissue = GraphCommand.TissueOption();
         var objects = ObjectFlags.Format();
         var simplify = ObjectFlags.Simplify();

@@ -27,15 +27,11 @@ public static class MaskPainter
             throw new ArgumentException($"{probabilityOfNode.Length} node probabilities for {classOfNode.Length} nodes");
         double xres = 0, yres = 0; // pixels per millimetre, as libvips keeps them
         using var map = Vips.Image.NewFromFile(nodeMap, access: Vips.Enums.Access.Sequential, failOn: Vips.Enums.FailOn.Error);
-        if (sourceImage is not null)
+        // the microns per pixel of the level the job read (a whole slide's or an OME-TIFF pyramid's; else the image's own:
+        // an OME-TIFF's PhysicalSize, else the resolution tags)
+        if (sourceImage is not null && LevelScale(sourceImage, map.Width, map.Height) is (double mx, double my, var dx, var dy))
         {
-            if (SlideLevel(sourceImage, map.Width, map.Height) is { } lv)
-            {
-                // a whole slide: the microns per pixel of the level the job read
-                if (lv.Slide.MppX is { } mx && lv.Slide.MppY is { } my) { xres = 1000.0 / (mx * lv.Downsample); yres = 1000.0 / (my * lv.Downsample); }
-                lv.Slide.Dispose();
-            }
-            else if (PixelSize.MicronsPerPixel(sourceImage) is { } um) { xres = 1000.0 / um.X; yres = 1000.0 / um.Y; } // (an OME-TIFF's PhysicalSize, else the resolution tags)
+            xres = 1000.0 / (mx * dx); yres = 1000.0 / (my * dy);
         }
         if (map.Format != Vips.Enums.BandFormat.Uint || map.Bands != 1) throw new InputFileException(nodeMap, "not a node-label map (expected one uint32 band)");
         int W = map.Width, H = map.Height;
@@ -197,7 +193,8 @@ public static class MaskPainter
 
     /// <summary>
     /// The scale of a mask of <paramref name="width"/> x <paramref name="height"/> painted from <paramref name="sourceImage"/>:
-    /// µm per level-0 pixel (null when unknown) and level-0 pixels per mask pixel (a whole slide's level downsample, else 1).
+    /// µm per level-0 pixel (null when unknown) and level-0 pixels per mask pixel (a whole slide's level downsample, a
+    /// SubIFD pyramid level's size against level 0's, else 1).
     /// </summary>
     public static (double? MppX, double? MppY, double DownsampleX, double DownsampleY) LevelScale(string sourceImage, int width, int height)
     {
@@ -207,6 +204,9 @@ public static class MaskPainter
             return (slide.MppX, slide.MppY, lv.Downsample, lv.Downsample); // the slide's own level downsample, as OpenSlide and QuPath map levels
         }
         var um = PixelSize.MicronsPerPixel(sourceImage); // an OME-TIFF's PhysicalSize, else the resolution tags
+        // a reduced level of a TIFF pyramid kept in SubIFDs (an OME-TIFF's): level-0 pixels per mask pixel, as for slides
+        if (TiffPageLayout.Levels(sourceImage) is { Length: > 1 } levels && Array.FindIndex(levels, l => l.Width == width && l.Height == height) is > 0 and var k)
+            return (um?.X, um?.Y, (double)levels[0].Width / levels[k].Width, (double)levels[0].Height / levels[k].Height);
         return (um?.X, um?.Y, 1, 1);
     }
 
@@ -238,9 +238,16 @@ public static class MaskPainter
         {
             try
             {
-                using var img = Vips.Image.NewFromFile(imagePath, access: Vips.Enums.Access.Sequential);
+                // an OME-TIFF pyramid: its smallest level that is still as large as the preview (a mask painted at a
+                // reduced level is that level's size, not the image's)
+                var levels = TiffPageLayout.Levels(imagePath);
+                int sub = -1;
+                for (int k = 1; k < levels.Length; k++) if (levels[k].Width >= tw && levels[k].Height >= th) sub = k - 1;
+                var opts = new Vips.VOption();
+                if (sub >= 0) opts.Add("subifd", sub);
+                using var img = Vips.Image.NewFromFile(imagePath, access: Vips.Enums.Access.Sequential, kwargs: opts);
                 using var grey0 = GreyPreview(img);
-                return grey0.Resize(scale).CopyMemory();
+                return grey0.Resize((double)tw / img.Width, vscale: (double)th / img.Height).CopyMemory();
             }
             catch (Vips.VipsException)
             {

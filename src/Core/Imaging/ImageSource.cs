@@ -139,6 +139,8 @@ public sealed class VipsImageSource : IRegionSource
     public string? Description { get; }
     /// <summary>What was added to signed samples to read them as unsigned ones (128 or 32768), or 0.</summary>
     public int SignedShift { get; private init; }
+    /// <summary>The SubIFD read instead of the page itself (a reduced level of an OME-TIFF pyramid), or −1.</summary>
+    public int SubIfd { get; private init; } = -1;
     /// <summary>For 32-bit integer and floating-point images: each band's finite range in the file, which is read spread
     /// linearly over 0..65535 (<see cref="Open"/>); null for 8- and 16-bit images, read as they are.</summary>
     public (double Min, double Max)[]? ScaledRange { get; private init; }
@@ -177,7 +179,9 @@ public sealed class VipsImageSource : IRegionSource
     /// <param name="firstBandOnly">keep band 0 only (masks)</param>
     /// <param name="ownTiffReader">decode tiled deflate or uncompressed TIFF pages here rather than through libvips (the same
     /// samples, faster); null: yes, unless the environment says ACTORSEG_TIFF_READER=libvips</param>
-    public static VipsImageSource Open(string path, int page = 0, bool firstBandOnly = false, bool? ownTiffReader = null)
+    /// <param name="subIfd">≥ 0: that SubIFD of the page (a reduced-resolution level of an OME-TIFF pyramid) instead of the
+    /// page itself</param>
+    public static VipsImageSource Open(string path, int page = 0, bool firstBandOnly = false, bool? ownTiffReader = null, int subIfd = -1)
     {
         InputFiles.Check(path);
         string? loader;
@@ -191,15 +195,19 @@ public sealed class VipsImageSource : IRegionSource
             throw new InputFileException(path, $"unsupported image format ({loader}); use TIFF, PNG or JPEG");
         if (page < 0) throw new InputFileException(path, $"page {page} is negative");
         if (page > 0 && !isTiff) throw new InputFileException(path, $"page {page} requested but only TIFF files have pages");
+        if (subIfd >= 0 && !isTiff) throw new InputFileException(path, "reduced-resolution levels (SubIFDs) requested but only TIFF files have them");
 
         // the page's own directory, read here: libtiff under libvips turns some damage into pixels of 0 without an error,
         // and explains a sample format it refuses only as "unable to call …"
-        var directory = isTiff ? TiffPageLayout.TryRead(path, page) : null;
+        var directory = isTiff ? TiffPageLayout.TryRead(path, page, subIfd) : null;
+        if (subIfd >= 0 && directory is null)
+            throw new InputFileException(path, $"page {page} has no readable reduced-resolution level {subIfd + 1} (SubIFD {subIfd})");
         Vips.Image img;
         try
         {
             var opts = new Vips.VOption();
             if (isTiff) opts.Add("page", page);
+            if (subIfd >= 0) opts.Add("subifd", subIfd);
             img = Vips.Image.NewFromFile(path, access: Vips.Enums.Access.Random, failOn: Vips.Enums.FailOn.Error, kwargs: opts);
         }
         catch (Vips.VipsException e)
@@ -279,7 +287,7 @@ public sealed class VipsImageSource : IRegionSource
                 // NaN and infinite samples read as the band's minimum
                 wide = true;
                 converted = true;
-                range = RangeOf(img, path, page);
+                range = RangeOf(img, path, page, subIfd);
                 var scaled = SpreadOver16Bits(img, range);
                 img.Dispose();
                 img = scaled;
@@ -325,6 +333,7 @@ public sealed class VipsImageSource : IRegionSource
         if (keep > ImageLimits.MaxChannels) Fail(img, path, $"too many channels ({bands})");
         var tiles = isTiff && !converted
                     && (ownTiffReader ?? Environment.GetEnvironmentVariable("ACTORSEG_TIFF_READER") != "libvips")
+                    && (subIfd < 0 || directory is not null) // (a SubIFD's tiles only from its own directory)
             ? TiffTiles.TryOpen(path, page, img.Width, img.Height, bands, wide, directory) : null;
         if (keep != bands)
         {
@@ -334,7 +343,7 @@ public sealed class VipsImageSource : IRegionSource
         }
         string? description = null;
         try { if (img.Contains("image-description")) description = img.Get("image-description") as string; } catch (Vips.VipsException) { /* optional */ }
-        return new VipsImageSource(path, img, wide, loader, pages, tiles, description, colourBands: colourBands) { SignedShift = shift, ScaledRange = range };
+        return new VipsImageSource(path, img, wide, loader, pages, tiles, description, colourBands: colourBands) { SignedShift = shift, ScaledRange = range, SubIfd = subIfd };
     }
 
     /// <summary>Labels in 32-bit integers as 16-bit samples: 0..65535 as they are, anything outside as 65535 (never 0, so
@@ -350,12 +359,12 @@ public sealed class VipsImageSource : IRegionSource
 
     /// <summary>The ranges this process has measured, by file (path, page, length and time of last change): a job opens its
     /// image several times (prepare, every worker, the painter), and each measure reads the whole image twice.</summary>
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string, int, long, DateTime), (double Min, double Max)[]> Ranges = new();
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string, int, int, long, DateTime), (double Min, double Max)[]> Ranges = new();
 
-    private static (double Min, double Max)[] RangeOf(Vips.Image img, string path, int page)
+    private static (double Min, double Max)[] RangeOf(Vips.Image img, string path, int page, int subIfd)
     {
         var info = new FileInfo(path);
-        var key = (info.FullName, page, info.Length, info.LastWriteTimeUtc);
+        var key = (info.FullName, page, subIfd, info.Length, info.LastWriteTimeUtc);
         if (Ranges.TryGetValue(key, out var known) && known.Length == img.Bands) return known;
         var range = FiniteRange(img, path);
         if (Ranges.Count < 1000) Ranges[key] = range;

@@ -265,18 +265,36 @@ public static class ImageSources
     /// <summary>True when the file is a vendor slide format (not a plain or generic tiled TIFF) that OpenSlide reads.</summary>
     public static bool IsSlide(string path) => OpenSlideSource.DetectVendor(path) is { } v && v != "generic-tiff";
 
-    /// <summary>Opens an image; <paramref name="page"/> is the pyramid level for whole slides and the page for multi-page TIFFs.
-    /// Page 0 of an OME-TIFF whose channels are separate grey pages opens as all its channels (of the first focal plane and
-    /// time point, <see cref="OmeChannels"/>); any other page opens alone.</summary>
+    /// <summary>Opens an image; <paramref name="page"/> is the pyramid level for whole slides and for TIFFs that keep their
+    /// reduced levels as SubIFDs of the first page (an OME-TIFF pyramid, <see cref="TiffPageLayout.Levels"/>), and the page
+    /// for other multi-page TIFFs. Page (or level) 0 of an OME-TIFF whose channels are separate grey pages opens as all its
+    /// channels (of the first focal plane and time point, <see cref="OmeChannels"/>), and so does each reduced level of
+    /// such a pyramid (every channel page's SubIFD of that level); any other page opens alone.</summary>
     public static IRegionSource Open(string path, int page = 0)
     {
         InputFiles.Check(path); // before OpenSlide's vendor detection opens it
         if (OmeChannels.IsCompanion(path)) return OpenCompanion(path, page);
         if (IsSlide(path)) return OpenSlideSource.Open(path, page);
-        var first = VipsImageSource.Open(path, page);
+        int subIfd = -1;
+        if (page > 0 && TiffPageLayout.Levels(path) is { Length: > 1 } levels)
+        {
+            if (page >= levels.Length)
+                throw new InputFileException(path, $"has {levels.Length} resolution levels (0..{levels.Length - 1}: its first page and {levels.Length - 1} reduced SubIFD level(s)); level {page} does not exist");
+            subIfd = page - 1;
+            page = 0;
+        }
+        var first = VipsImageSource.Open(path, page, subIfd: subIfd);
+        // a reduced level's SubIFD has no description of its own: the OME-XML (and the page count) are the first page's
+        string? description = first.Description;
+        int pageCount = first.Pages;
+        if (subIfd >= 0)
+        {
+            try { using var top = VipsImageSource.Open(path); description = top.Description; pageCount = top.Pages; }
+            catch { first.Dispose(); throw; }
+        }
         // (one page can be one file of a multi-file OME-TIFF set, whose other channels are in the files beside it)
-        if (page != 0 || (first.Pages < 2 && first.Description?.Contains("<OME", StringComparison.Ordinal) != true)) return first;
-        string? problem = null, description = first.Description, companion = null;
+        if (page != 0 || (pageCount < 2 && description?.Contains("<OME", StringComparison.Ordinal) != true)) return first;
+        string? problem = null, companion = null;
         if (first.Channels == 1 && OmeChannels.BinaryOnlyMetadataFile(description, out problem) is { } meta)
         {
             // a TIFF of a set whose OME-XML is kept apart, in a companion file beside it: its map of the planes is used
@@ -284,17 +302,17 @@ public static class ImageSources
             catch (InputFileException e) { problem = Why(path, e); }
         }
         if (problem is null) WarnIfSeries(path, description);
-        var pages = first.Channels == 1 && problem is null ? OmeChannels.ChannelPlanes(description, System.IO.Path.GetFileName(path), first.Pages, out problem) : null;
+        var pages = first.Channels == 1 && problem is null ? OmeChannels.ChannelPlanes(description, System.IO.Path.GetFileName(path), pageCount, out problem) : null;
         // an ImageJ or Fiji hyperstack: its channels are its first pages
         bool imageJ = false;
-        if (pages is null && problem is null && first.Channels == 1 && (pages = OmeChannels.ImageJChannelPlanes(description, first.Pages, out problem)) is not null) imageJ = true;
+        if (pages is null && problem is null && first.Channels == 1 && (pages = OmeChannels.ImageJChannelPlanes(description, pageCount, out problem)) is not null) imageJ = true;
         if (pages is null)
         {
             // an OME-XML that claims channels it does not map: the page alone, as before, and a warning that says why
             if (problem is not null) VipsWarnings.RaiseInput($"{path}: page 0 is read alone: {problem}");
             // a stack (ImageJ's z-slices or time points, a multi-page scan): pages as large as the first are no pyramid
             // levels, and the user may not know that only the first is read
-            else VipsImageSource.WarnIfStack(path, first.Pages, first.Width, first.Height, mask: false);
+            else VipsImageSource.WarnIfStack(path, pageCount, first.Width, first.Height, mask: false);
             return first;
         }
         var sources = new IRegionSource[pages.Length];
@@ -302,8 +320,8 @@ public static class ImageSources
         {
             for (int c = 0; c < pages.Length; c++)
                 sources[c] = pages[c] is { File: null, Page: 0 } ? first
-                    : pages[c].File is { } other ? VipsImageSource.Open(Beside(path, other, $"channel {c}"), pages[c].Page)
-                    : VipsImageSource.Open(path, pages[c].Page);
+                    : pages[c].File is { } other ? VipsImageSource.Open(Beside(path, other, $"channel {c}"), pages[c].Page, subIfd: subIfd)
+                    : VipsImageSource.Open(path, pages[c].Page, subIfd: subIfd);
             var multi = new MultiPageSource(path, pages, sources, imageJ ? "ImageJ description" : "OME-XML") { MetadataFile = companion };
             if (!pages.Contains(new OmeChannels.Plane(null, 0))) first.Dispose();
             return multi;

@@ -6,7 +6,8 @@ namespace ActorSeg.Core.Imaging;
 public static class PixelSize
 {
     /// <summary>Microns per pixel of <paramref name="path"/> at <paramref name="page"/> (a whole slide's level, a TIFF's
-    /// page): OpenSlide's mpp times the level's downsample for slides; for page 0 of an OME-TIFF (or an OME companion
+    /// page or its SubIFD pyramid's level): OpenSlide's mpp times the level's downsample for slides and level 0's size times
+    /// the level's for an OME-TIFF pyramid; for page 0 of an OME-TIFF (or an OME companion
     /// file) the PhysicalSizeX/Y of its OME-XML, in their units; the resolution tags otherwise (a TIFF's in inches or
     /// centimetres, or in the unit ImageJ's description names; a PNG's pHYs); null when the file does not say (libvips
     /// reports 1 pixel per millimetre for "no resolution"), and for a JPEG, whose density is a print setting.</summary>
@@ -30,6 +31,13 @@ public static class PixelSize
                 _ => (null, 0),
             };
             return file is null ? null : MicronsPerPixel(file, filePage);
+        }
+        // a reduced level of an OME-TIFF pyramid (a SubIFD): level 0's size scaled by how much smaller the level is (OME's
+        // PhysicalSize describes the full resolution, and converters seldom write resolution tags into the SubIFDs)
+        if (page > 0 && TiffPageLayout.Levels(path) is { Length: > 1 } levels)
+        {
+            if (page >= levels.Length || MicronsPerPixel(path, 0) is not { } full) return null;
+            return (full.X * levels[0].Width / levels[page].Width, full.Y * levels[0].Height / levels[page].Height);
         }
         var opts = new Vips.VOption();
         if (page > 0) opts.Add("page", page);

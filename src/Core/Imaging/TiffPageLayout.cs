@@ -43,14 +43,21 @@ public sealed class TiffPageLayout
     /// <summary>Rows per strip as libtiff reads them: the whole image when the tag is absent, 0 or past the end.</summary>
     public long RowsPerStrip => One(278, Height) is var rps && rps > 0 && rps <= Height ? rps : Height;
 
-    /// <summary>Page <paramref name="page"/>'s directory, or null when the file is not a TIFF or its directory chain or
-    /// entries are malformed (libvips then reads the header and says what is wrong).</summary>
-    public static TiffPageLayout? TryRead(string path, int page)
+    /// <summary>The offsets of the page's SubIFDs (tag 330: an OME-TIFF pyramid's reduced-resolution levels), or null.</summary>
+    public long[]? SubIfds => All(330);
+
+    /// <summary>The most SubIFDs of one page this reads (an OME pyramid has one per halving: 20 go from 2^20 px to 1).</summary>
+    public const int MaxSubIfds = 32;
+
+    /// <summary>Page <paramref name="page"/>'s directory (or, with <paramref name="subIfd"/> ≥ 0, that SubIFD of it), or null
+    /// when the file is not a TIFF or its directory chain or entries are malformed (libvips then reads the header and says
+    /// what is wrong).</summary>
+    public static TiffPageLayout? TryRead(string path, int page, int subIfd = -1)
     {
         try
         {
             using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
-            return Read(file, page);
+            return Read(file, page, subIfd);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or OverflowException or ArgumentException)
         {
@@ -125,11 +132,57 @@ public sealed class TiffPageLayout
 
     /// <inheritdoc cref="TryRead"/>
     /// <exception cref="InvalidDataException">a directory offset points outside the file</exception>
-    public static TiffPageLayout? Read(SafeFileHandle file, int page)
+    public static TiffPageLayout? Read(SafeFileHandle file, int page, int subIfd = -1)
     {
         if (page < 0 || ReadHeader(file) is not { } h) return null;
         long ifd = Chain(file).Skip(page).FirstOrDefault(-1);
         if (ifd < 0) return null;
+        if (subIfd < 0) return ReadAt(file, h, ifd);
+        // a SubIFD of the page: its offset from the page's tag 330
+        if (ReadAt(file, h, ifd)?.SubIfds is not { } subs || subIfd >= subs.Length) return null;
+        long at = subs[subIfd];
+        if (at <= 0 || at >= h.Length) throw new InvalidDataException("SubIFD outside the file");
+        return ReadAt(file, h, at);
+    }
+
+    /// <summary>
+    /// The resolution levels of a TIFF whose first page keeps its reduced-resolution images as SubIFDs (an OME-TIFF pyramid,
+    /// as QuPath, bfconvert -pyramid, raw2ometiff and libvips write them): 1 + the SubIFDs of page 0 that are each smaller
+    /// than the one before (taken in order, up to the first that is not, or cannot be read); 1 for every other file.
+    /// </summary>
+    public static int ResolutionLevels(string path) => Levels(path).Length;
+
+    /// <summary>The width and height of each resolution level (<see cref="ResolutionLevels"/>), level 0 first; empty when
+    /// the file is not a readable TIFF.</summary>
+    public static (long Width, long Height)[] Levels(string path)
+    {
+        try
+        {
+            using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
+            if (ReadHeader(file) is not { } h) return [];
+            long first = Chain(file).FirstOrDefault(-1);
+            if (first < 0 || ReadAt(file, h, first) is not { } page0 || page0.Width <= 0 || page0.Height <= 0) return [];
+            var levels = new List<(long, long)> { (page0.Width, page0.Height) };
+            foreach (var at in page0.SubIfds ?? [])
+            {
+                if (levels.Count > MaxSubIfds || at <= 0 || at >= h.Length) break;
+                TiffPageLayout? d;
+                try { d = ReadAt(file, h, at); }
+                catch (InvalidDataException) { break; }
+                var (pw, ph) = levels[^1];
+                if (d is null || d.Width <= 0 || d.Height <= 0 || d.Width > pw || d.Height > ph || (d.Width == pw && d.Height == ph)) break;
+                levels.Add((d.Width, d.Height));
+            }
+            return levels.ToArray();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or OverflowException or ArgumentException)
+        {
+            return [];
+        }
+    }
+
+    private static TiffPageLayout? ReadAt(SafeFileHandle file, Header h, long ifd)
+    {
         bool big = h.Big;
         long length = h.Length;
         long n = h.Count(file, ifd);
@@ -143,13 +196,15 @@ public sealed class TiffPageLayout
             var e = dir.AsSpan(i * entry, entry);
             int tag = h.U16(e), type = h.U16(e[2..]);
             long cnt = big ? (long)h.U64(e[4..]) : h.U32(e[4..]);
-            int size = type switch { 3 => 2, 4 => 4, 16 => 8, 1 => 1, _ => 0 }; // SHORT, LONG, LONG8, BYTE
+            int size = type switch { 3 => 2, 4 or 13 => 4, 16 or 18 => 8, 1 => 1, _ => 0 }; // SHORT, LONG or IFD, LONG8 or IFD8, BYTE
             if (size == 0 || cnt <= 0 || cnt > 1 << 26) continue; // tags of other types are none this reads
-            if (tag is not (256 or 257 or 258 or 259 or 262 or 273 or 277 or 278 or 279 or 284 or 317 or 320 or 322 or 323 or 324 or 325 or 338 or 339)) continue;
+            if (tag is not (256 or 257 or 258 or 259 or 262 or 273 or 277 or 278 or 279 or 284 or 317 or 320 or 322 or 323 or 324 or 325 or 330 or 338 or 339)) continue;
+            // SubIFDs (330): one offset per reduced level; more than this reads are not followed
+            if (tag == 330 && cnt > MaxSubIfds) cnt = MaxSubIfds;
             // a colour map (320): three values per palette entry, at most 2^16 entries
             if (tag == 320 && cnt > 3 << 16) return null;
             // one value, or one per sample (at most 16): a directory that claims more for these is not one this reads
-            if (tag is not (273 or 279 or 320 or 324 or 325) && cnt > 16) return null;
+            if (tag is not (273 or 279 or 320 or 324 or 325 or 330) && cnt > 16) return null;
             long bytesLen = cnt * size;
             byte[] raw;
             if (bytesLen <= (big ? 8 : 4)) raw = e.Slice(big ? 12 : 8, (int)bytesLen).ToArray();

@@ -98,6 +98,14 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         with tifffile.TiffWriter(f'{d}/ome-2series.ome.tif', ome=True) as t:
             t.write(cyx, metadata={'axes': 'CYX'}, photometric='minisblack', tile=(32, 32))
             t.write(cyx[0], metadata={'axes': 'YX'}, photometric='minisblack', tile=(32, 32))
+        # an OME-TIFF pyramid (as QuPath, bfconvert -pyramid and raw2ometiff write them): three channel pages, each with its
+        # reduced levels as SubIFDs; and each level as a plain interleaved TIFF, the reference
+        pyr = np.moveaxis(img((160, 200, 3), np.uint16), -1, 0).copy()
+        lv = [pyr, pyr[:, ::2, ::2].copy(), pyr[:, ::4, ::4].copy()]
+        with tifffile.TiffWriter(f'{d}/pyr.ome.tif', ome=True) as t:
+            t.write(lv[0], subifds=2, metadata={'axes': 'CYX', 'PhysicalSizeX': 0.325, 'PhysicalSizeY': 0.325}, photometric='minisblack', tile=(32, 32), compression='zlib', predictor=True)
+            for a in lv[1:]: t.write(a, subfiletype=1, photometric='minisblack', tile=(32, 32), compression='zlib', predictor=True)
+        for k, a in enumerate(lv): w(f'pyr-l{k}', np.moveaxis(a, 0, -1).copy(), tile=(32, 32), compression='zlib', photometric='minisblack', planarconfig='contig')
         # pixel sizes as Fiji saves them (ResolutionUnit none, the unit in ImageJ's description), with no unit at all, in inches
         g16 = img((H, W), np.uint16)
         tifffile.imwrite(f'{d}/px-ij-um.tif', g16, imagej=True, resolution=(1 / 0.65, 1 / 0.65), metadata={'unit': 'micron'})
@@ -556,6 +564,68 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
             lock (warned) Assert.DoesNotContain(warned, m => m.Contains("series", StringComparison.Ordinal));
         }
         finally { VipsWarnings.InputWarning -= Listen; }
+    }
+
+    [Fact]
+    public void AnOmeTiffPyramid_IsReadAtEachLevelOfItsSubIfds_AllChannels_WithTheLevelsPixelSize()
+    {
+        if (Write() is null) return;
+        var path = Path.Combine(_dir, "pyr.ome.tif");
+        Assert.Equal([(200L, 160L), (100L, 80L), (50L, 40L)], TiffPageLayout.Levels(path));
+        Assert.Equal(1, TiffPageLayout.ResolutionLevels(Path.Combine(_dir, "ome-c.ome.tif"))); // no SubIFDs: one level
+        for (int level = 0; level < 3; level++)
+        {
+            using var reference = VipsImageSource.Open(Path.Combine(_dir, $"pyr-l{level}.tif"));
+            var want = new ushort[reference.Width * reference.Height * 3];
+            reference.ReadRegion(0, 0, reference.Width, reference.Height, want);
+            // every channel page's SubIFD of the level, read together (before: --level 1 was page 1, channel 1 alone at full size)
+            using var src = ImageSources.Open(path, level);
+            Assert.Equal((reference.Width, reference.Height, 3), (src.Width, src.Height, src.Channels));
+            var got = new ushort[want.Length];
+            src.ReadRegion(0, 0, src.Width, src.Height, got);
+            Assert.True(want.AsSpan().SequenceEqual(got), $"level {level}");
+            // a level's tiles decoded here and through libvips give the same samples
+            if (level > 0)
+                for (int page = 0; page < 3; page++)
+                {
+                    using var mine = VipsImageSource.Open(path, page, ownTiffReader: true, subIfd: level - 1);
+                    using var vips = VipsImageSource.Open(path, page, ownTiffReader: false, subIfd: level - 1);
+                    Assert.True(mine.OwnTiffReader);
+                    var a = new ushort[mine.Width * mine.Height]; var b = new ushort[a.Length];
+                    mine.ReadRegion(3, 5, mine.Width - 3, mine.Height - 5, a.AsSpan(0, (mine.Width - 3) * (mine.Height - 5)));
+                    vips.ReadRegion(3, 5, vips.Width - 3, vips.Height - 5, b.AsSpan(0, (mine.Width - 3) * (mine.Height - 5)));
+                    Assert.True(a.AsSpan().SequenceEqual(b), $"level {level}, page {page}");
+                }
+        }
+        var e = Assert.Throws<InputFileException>(() => ImageSources.Open(path, 3));
+        Assert.Equal($"{path}: has 3 resolution levels (0..2: its first page and 2 reduced SubIFD level(s)); level 3 does not exist", e.Message);
+        // the pixel size of a level: level 0's (OME PhysicalSize) times the downsample; objects and masks map back to level 0
+        Assert.Equal((0.325, 0.325), PixelSize.MicronsPerPixel(path, 0));
+        Assert.Equal((1.3, 1.3), PixelSize.MicronsPerPixel(path, 2));
+        Assert.Equal((0.325, 0.325, 4.0, 4.0), ActorSeg.Core.IO.MaskPainter.LevelScale(path, 50, 40));
+        Assert.Equal((0.325, 0.325, 1.0, 1.0), ActorSeg.Core.IO.MaskPainter.LevelScale(path, 200, 160));
+        // the graph of level 1 is the graph of the level as a plain TIFF, byte for byte; --mpp picks the level as for slides
+        var r = TestPaths.RunCli("graph", path, "--level", "1", "--out", Path.Combine(_dir, "g-pyr1"), "--spacing", "10");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("100x80x3 16-bit", r.Stderr);
+        Assert.Equal(0, TestPaths.RunCli("graph", Path.Combine(_dir, "pyr-l1.tif"), "--out", Path.Combine(_dir, "g-pyr-l1"), "--spacing", "10").ExitCode);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "g-pyr-l1", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "g-pyr1", "graph.npz")));
+        r = TestPaths.RunCli("graph", path, "--mpp", "0.7", "--out", Path.Combine(_dir, "g-pyr-mpp"), "--spacing", "10");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("level 1 (0.65 µm/px) for --mpp 0.7", r.Stderr);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "g-pyr1", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "g-pyr-mpp", "graph.npz")));
+        r = TestPaths.RunCli("graph", Path.Combine(_dir, "ome-c.ome.tif"), "--mpp", "0.7", "--out", Path.Combine(_dir, "g-nopyr-mpp"));
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("this image has none", r.Stderr);
+        // the overlay of a mask painted at a level is that level's picture (before: level 0's, the mask in its corner)
+        using (var level2 = NetVips.Image.Black(50, 40).Cast(NetVips.Enums.BandFormat.Uchar))
+            level2.Pngsave(Path.Combine(_dir, "mask-l2.png"));
+        ActorSeg.Core.IO.MaskPainter.Overlay(path, Path.Combine(_dir, "mask-l2.png"), Path.Combine(_dir, "overlay-l2.png"));
+        using (var overlay = NetVips.Image.NewFromFile(Path.Combine(_dir, "overlay-l2.png")))
+            Assert.Equal((50, 40), (overlay.Width, overlay.Height));
+        var info = TestPaths.RunCli("info", path).Stdout;
+        Assert.Contains("  1: 100 x 80, downsample 2, 0.65 µm/px", info);
+        Assert.Contains("  2: 50 x 40, downsample 4, 1.3 µm/px", info);
     }
 
     [Fact]

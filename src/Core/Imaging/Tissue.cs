@@ -195,7 +195,7 @@ public static class TissueDetector
     }
 
     /// <summary>Mean of every channel over each map cell, read band by band from the coarsest level that is still at
-    /// least as large as the map (never level 0 of a big slide).</summary>
+    /// least as large as the map (never level 0 of a big slide or OME-TIFF pyramid).</summary>
     private static (float[] Mean, int Channels) CellMeans(string imagePath, int page, int width, int height, int mw, int mh)
     {
         IRegionSource src;
@@ -206,6 +206,14 @@ public static class TissueDetector
             for (int l = page; l < probe.Levels.Count; l++)
                 if (probe.Levels[l].Width >= mw && probe.Levels[l].Height >= mh) pick = l;
             src = OpenSlideSource.Open(imagePath, pick);
+        }
+        else if (TiffPageLayout.Levels(imagePath) is { Length: > 1 } levels && page < levels.Length)
+        {
+            // an OME-TIFF pyramid (reduced levels as SubIFDs): the same choice among its levels
+            int pick = page;
+            for (int l = page; l < levels.Length; l++)
+                if (levels[l].Width >= mw && levels[l].Height >= mh) pick = l;
+            src = ImageSources.Open(imagePath, pick);
         }
         else src = ImageSources.Open(imagePath, page);
         using (src)

@@ -260,6 +260,7 @@ public static class BatchCommand
         // each slide resolved (its level; an image that cannot be read fails here, alone, with the reason), as the batch will run it
         var hashes = new FileHashes();
         var slides = new List<BatchSlideSpec>();
+        var readings = new Dictionary<string, Reading>(StringComparer.Ordinal);
         var notRun = rejected.Select(r => new BatchSlideRejected(r.Name, r.Image, r.Mask, r.Split, r.Status, r.Reason ?? "")).ToList();
         foreach (var s in input)
         {
@@ -267,7 +268,8 @@ public static class BatchCommand
             var mask = s.Mask is null ? null : SafePaths.Canonical(s.Mask, "mask");
             try
             {
-                var (l, _, channels) = Resolution(image, level, mpp);
+                var (l, _, channels, reading) = Resolution(image, level, mpp);
+                readings[s.Name] = reading;
                 // a slide whose channels give other features than the model's fails here, before its graph is built
                 if (spec is not null && SegmentCommand.ChannelMismatch(spec, model!, channels) is { } why) throw new InputFileException(image, why);
                 slides.Add(new BatchSlideSpec(s.Name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", s.Name), Page: l, Spacing: sp, TileSize: tileSize,
@@ -284,7 +286,9 @@ public static class BatchCommand
         var id = batchId ?? "batch-" + digest[..16];
         var definition = new BatchSpec(outDir, slides.ToArray(), parallel, notRun.ToArray(), digest);
         // slides an earlier run finished from the same inputs and parameters: the batch skips them
-        var alreadyDone = slides.Where(s => IsDone(s.Spec, hashes)).Select(s => s.Name).ToArray();
+        // (and whose result read the image as this build reads it: a reader fixed since, such as one that now reads all of an
+        // image's channels or its pixel size right, makes the result stale)
+        var alreadyDone = slides.Where(s => IsDone(s.Spec, hashes) && !ReadOtherwise(s, readings[s.Name])).Select(s => s.Name).ToArray();
         Log.Information("Batch {BatchId}: {Slides} slides ({Done} already done, {NotRun} rejected or unreadable) → {Out}{Model}", id, slides.Count, alreadyDone.Length,
             notRun.Count, outDir, model is null ? "" : $", segmenting with {model}");
         if (slides.Count == 0)
@@ -414,20 +418,59 @@ public static class BatchCommand
         return Convert.ToHexString(h.GetCurrentHash());
     }
 
-    /// <summary>The level a slide is read at and its microns per pixel there (whole slides; other images: full resolution, pixel size from the file when it has one).</summary>
-    private static (int Level, double? Mpp, int Channels) Resolution(string image, int level, double? mpp)
+    /// <summary>How this build reads an image at the level a batch reads it: what a graph made from it records in its
+    /// graph.json (size, channels, depth, and µm per pixel, null where the image states none).</summary>
+    internal sealed record Reading(int Width, int Height, int Channels, int BitDepth, (double X, double Y)? Mpp);
+
+    /// <summary>The level a slide is read at and its microns per pixel there (whole slides and OME-TIFF pyramids; other
+    /// images: full resolution, pixel size from the file when it has one), and how it is read there.</summary>
+    private static (int Level, double? Mpp, int Channels, Reading Reading) Resolution(string image, int level, double? mpp)
     {
-        if (!ImageSources.IsSlide(image))
+        // an OME-TIFF pyramid (reduced levels as SubIFDs) is read at the level asked, as a slide is; other images at full resolution
+        int l = ImageSources.IsSlide(image) || TiffPageLayout.Levels(image).Length > 1 ? GraphCommand.LevelFor(image, level, mpp) : 0;
+        Reading reading;
+        // a bad file fails here, naming the file and the problem (an OME-TIFF: all its channels; a slide: its metadata only)
+        using (var src = ImageSources.IsSlide(image) ? (IRegionSource)OpenSlideSource.Open(image, l, direct: false) : ImageSources.Open(image, l))
+            reading = new Reading(src.Width, src.Height, src.Channels, src.BitDepth, PixelSize.MicronsPerPixel(image, l)); // (OpenSlide's, an OME-TIFF's PhysicalSize, else the resolution tags)
+        return (l, reading.Mpp?.X, reading.Channels, reading);
+    }
+
+    /// <summary>Whether a finished slide's result read its image otherwise than this build reads it (its graph.json's size,
+    /// channels, depth or pixel size differ, or it is gone), which is then said: such a slide is done again, not skipped.</summary>
+    private static bool ReadOtherwise(BatchSlideSpec slide, Reading now)
+    {
+        var summary = Path.Combine(GraphOutputs.GraphDir(slide.Spec), GraphOutputs.SummaryFile);
+        string? why;
+        try
         {
-            // an OME-TIFF pyramid (reduced levels as SubIFDs) is read at the level asked, as a slide is; other images at full resolution
-            int l0 = TiffPageLayout.Levels(image).Length > 1 ? GraphCommand.LevelFor(image, level, mpp) : 0;
-            int channels;
-            using (var src = ImageSources.Open(image, l0)) channels = src.Channels; // a bad file fails here, naming the file and the problem (an OME-TIFF: all its channels)
-            return (l0, PixelSize.MicronsPerPixel(image, l0)?.X, channels); // (an OME-TIFF's PhysicalSize, else the resolution tags)
+            using var doc = JsonDocument.Parse(File.ReadAllText(summary));
+            var img = doc.RootElement.GetProperty("image");
+            int Int(string name) => img.GetProperty(name).GetInt32();
+            var was = (Int("width"), Int("height"), Int("channels"), Int("bitDepth"));
+            why = was != (now.Width, now.Height, now.Channels, now.BitDepth)
+                ? $"its result read the image as {was.Item1}x{was.Item2}, {was.Item3} channel(s), {was.Item4}-bit; it reads as {now.Width}x{now.Height}, {now.Channels} channel(s), {now.BitDepth}-bit now"
+                : null;
+            // (graph.json records the pixel size since 2026-12-06; an older one's is not compared)
+            if (why is null && img.TryGetProperty("micronsPerPixel", out var um))
+            {
+                (double, double)? old = um.ValueKind == JsonValueKind.Null ? null : (um[0].GetDouble(), um[1].GetDouble());
+                static bool Same(double a, double b) => Math.Abs(a - b) <= 1e-9 * Math.Max(Math.Abs(a), Math.Abs(b));
+                bool same = (old, now.Mpp) switch
+                {
+                    (null, null) => true,
+                    ({ } o, { } n) => Same(o.Item1, n.X) && Same(o.Item2, n.Y),
+                    _ => false,
+                };
+                if (!same)
+                    why = $"its result took the pixels as {(old is { } o2 ? $"{o2.Item1:0.#####} x {o2.Item2:0.#####} µm" : "of no stated size")}; the image says {(now.Mpp is { } n2 ? $"{n2.X:0.#####} x {n2.Y:0.#####} µm" : "none")} now";
+            }
         }
-        int l = GraphCommand.LevelFor(image, level, mpp);
-        using var s = OpenSlideSource.Open(image, l, direct: false); // metadata only
-        return (l, s.MppX, s.Channels);
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException or KeyNotFoundException or InvalidOperationException or FormatException or IndexOutOfRangeException)
+        {
+            why = File.Exists(summary) ? $"its graph summary {summary} cannot be read ({e.Message})" : $"its graph summary {summary} is gone";
+        }
+        if (why is not null) Log.Information("Slide {Slide} is done again, though an earlier run finished it from the same inputs: {Why}", slide.Name, why);
+        return why is not null;
     }
 
     /// <summary>The microns per pixel of a slide at the level it was read, or null where unknown or unreadable.</summary>

@@ -280,7 +280,12 @@ public static class GraphOutputs
         {
             format = "actorseg-graph/1",
             job = job.JobId,
-            image = new { path = Path.GetFullPath(req.ImagePath), page = req.Page, width = job.Width, height = job.Height, channels = job.Channels, bitDepth = job.BitDepth, mean = job.Mean, std = job.Std },
+            image = new
+            {
+                path = Path.GetFullPath(req.ImagePath), page = req.Page, width = job.Width, height = job.Height, channels = job.Channels, bitDepth = job.BitDepth, mean = job.Mean, std = job.Std,
+                // µm per pixel of the level read, [x, y], null where the image states none
+                micronsPerPixel = SourcePixelSize(job) is { } um ? new[] { um.X, um.Y } : null,
+            },
             mask = req.MaskPath is null ? null : new { path = Path.GetFullPath(req.MaskPath), mode = req.MaskMode.ToString().ToLowerInvariant(), ignoreValue = req.IgnoreValue, classes = g.NumClasses },
             superpixels = new { method = "slic", seeds = job.Grid.Count, seedSpacing = job.Grid.S, req.Slic.Compactness, req.Slic.Sigma, req.Slic.Iterations, req.Slic.WindowFactor, req.Slic.MinSizeFactor, minSize = job.MinSize },
             tiling = new { tileSize = req.TileSize, halo = job.Halo, tiles = job.Plan.Count, tilesSkipped = job.Tissue?.TilesSkipped ?? 0 },

@@ -106,6 +106,12 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
             t.write(lv[0], subifds=2, metadata={'axes': 'CYX', 'PhysicalSizeX': 0.325, 'PhysicalSizeY': 0.325}, photometric='minisblack', tile=(32, 32), compression='zlib', predictor=True)
             for a in lv[1:]: t.write(a, subfiletype=1, photometric='minisblack', tile=(32, 32), compression='zlib', predictor=True)
         for k, a in enumerate(lv): w(f'pyr-l{k}', np.moveaxis(a, 0, -1).copy(), tile=(32, 32), compression='zlib', photometric='minisblack', planarconfig='contig')
+        # the same pyramid with its first page's SubIFD offsets pointing past the end of the file
+        import struct
+        data = bytearray(open(f'{d}/pyr.ome.tif', 'rb').read())
+        tag = tifffile.TiffFile(f'{d}/pyr.ome.tif').pages[0].tags[330]
+        struct.pack_into('<II', data, tag.valueoffset, len(data) + 10, len(data) + 20)
+        open(f'{d}/pyr-bad.ome.tif', 'wb').write(data)
         # pixel sizes as Fiji saves them (ResolutionUnit none, the unit in ImageJ's description), with no unit at all, in inches
         g16 = img((H, W), np.uint16)
         tifffile.imwrite(f'{d}/px-ij-um.tif', g16, imagej=True, resolution=(1 / 0.65, 1 / 0.65), metadata={'unit': 'micron'})
@@ -599,6 +605,12 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         }
         var e = Assert.Throws<InputFileException>(() => ImageSources.Open(path, 3));
         Assert.Equal($"{path}: has 3 resolution levels (0..2: its first page and 2 reduced SubIFD level(s)); level 3 does not exist", e.Message);
+        // a damaged pyramid: its levels named as such, not "page 3 does not exist"; level 0 still reads
+        var bad = Path.Combine(_dir, "pyr-bad.ome.tif");
+        Assert.Single(TiffPageLayout.Levels(bad));
+        e = Assert.Throws<InputFileException>(() => ImageSources.Open(bad, 1));
+        Assert.Contains("its first page names 2 reduced-resolution level(s) (SubIFDs), but level 1 cannot be read", e.Message);
+        using (var full = ImageSources.Open(bad)) Assert.Equal((200, 160, 3), (full.Width, full.Height, full.Channels));
         // the pixel size of a level: level 0's (OME PhysicalSize) times the downsample; objects and masks map back to level 0
         Assert.Equal((0.325, 0.325), PixelSize.MicronsPerPixel(path, 0));
         Assert.Equal((1.3, 1.3), PixelSize.MicronsPerPixel(path, 2));

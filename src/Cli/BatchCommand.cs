@@ -427,7 +427,7 @@ public static class BatchCommand
     private static (int Level, double? Mpp, int Channels, Reading Reading) Resolution(string image, int level, double? mpp)
     {
         // an OME-TIFF pyramid (reduced levels as SubIFDs) is read at the level asked, as a slide is; other images at full resolution
-        int l = ImageSources.IsSlide(image) || TiffPageLayout.Levels(image).Length > 1 ? GraphCommand.LevelFor(image, level, mpp) : 0;
+        int l = ImageSources.IsSlide(image) || ImageSources.PyramidLevels(image).Length > 1 ? GraphCommand.LevelFor(image, level, mpp) : 0;
         Reading reading;
         // a bad file fails here, naming the file and the problem (an OME-TIFF: all its channels; a slide: its metadata only)
         using (var src = ImageSources.IsSlide(image) ? (IRegionSource)OpenSlideSource.Open(image, l, direct: false) : ImageSources.Open(image, l))

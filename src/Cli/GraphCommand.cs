@@ -153,7 +153,7 @@ public static class GraphCommand
         if (!ImageSources.IsSlide(image))
         {
             // an OME-TIFF pyramid (reduced levels as SubIFDs): the same choice from level 0's pixel size and the levels' sizes
-            var levels = TiffPageLayout.Levels(image);
+            var levels = ImageSources.PyramidLevels(image);
             if (levels.Length < 2)
                 throw new InputFileException(image, "--mpp picks a pyramid level; this image has none (not a whole-slide format, nor a TIFF with reduced levels as SubIFDs): use --level");
             if (PixelSize.MicronsPerPixel(image) is not { } um)

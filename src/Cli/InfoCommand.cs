@@ -75,7 +75,7 @@ public static class InfoCommand
             if (whole is MultiPageSource m)
                 sb.AppendLine(I, $"{(m.MappedBy == "OME-XML" ? "OME-TIFF" : "ImageJ hyperstack")} channels: {m.Channels}, on pages {string.Join(", ", m.Planes.Select(p => p.File is null ? $"{p.Page}" : $"{p.Page} of {p.File}"))} (the first focal plane and time point), read together as one {m.Channels}-channel image");
         // an OME-TIFF pyramid: its reduced levels, kept as SubIFDs of the first page, are what --level and --mpp choose from
-        if (TiffPageLayout.Levels(path) is { Length: > 1 } levels)
+        if (ImageSources.PyramidLevels(path) is { Length: > 1 } levels)
         {
             var um = PixelSize.MicronsPerPixel(path);
             sb.AppendLine("levels (--level; the reduced ones are SubIFDs of the first page):");

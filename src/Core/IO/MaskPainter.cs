@@ -205,7 +205,7 @@ public static class MaskPainter
         }
         var um = PixelSize.MicronsPerPixel(sourceImage); // an OME-TIFF's PhysicalSize, else the resolution tags
         // a reduced level of a TIFF pyramid kept in SubIFDs (an OME-TIFF's): level-0 pixels per mask pixel, as for slides
-        if (TiffPageLayout.Levels(sourceImage) is { Length: > 1 } levels && Array.FindIndex(levels, l => l.Width == width && l.Height == height) is > 0 and var k)
+        if (ImageSources.PyramidLevels(sourceImage) is { Length: > 1 } levels && Array.FindIndex(levels, l => l.Width == width && l.Height == height) is > 0 and var k)
             return (um?.X, um?.Y, (double)levels[0].Width / levels[k].Width, (double)levels[0].Height / levels[k].Height);
         return (um?.X, um?.Y, 1, 1);
     }
@@ -236,25 +236,24 @@ public static class MaskPainter
         int tw = Math.Max(1, (int)Math.Round(width * scale)), th = Math.Max(1, (int)Math.Round(height * scale));
         if (SlideLevel(imagePath, width, height) is not { } lv)
         {
-            try
-            {
-                // an OME-TIFF pyramid: its smallest level that is still as large as the preview (a mask painted at a
-                // reduced level is that level's size, not the image's)
-                var levels = TiffPageLayout.Levels(imagePath);
-                int sub = -1;
-                for (int k = 1; k < levels.Length; k++) if (levels[k].Width >= tw && levels[k].Height >= th) sub = k - 1;
-                var opts = new Vips.VOption();
-                if (sub >= 0) opts.Add("subifd", sub);
-                using var img = Vips.Image.NewFromFile(imagePath, access: Vips.Enums.Access.Sequential, kwargs: opts);
-                using var grey0 = GreyPreview(img);
-                return grey0.Resize((double)tw / img.Width, vscale: (double)th / img.Height).CopyMemory();
-            }
-            catch (Vips.VipsException)
-            {
-                // a layout libvips does not decode but ActorSeg's own reader does (tiled separate planes): the same grey
-                // preview, from bands of rows read through it
-                return PreviewByRegions(imagePath, tw, th);
-            }
+            // an OME-TIFF pyramid: its smallest level that is still as large as the preview (a mask painted at a reduced
+            // level is that level's size, not the image's)
+            var levels = ImageSources.PyramidLevels(imagePath);
+            int level = 0;
+            for (int k = 1; k < levels.Length; k++) if (levels[k].Width >= tw && levels[k].Height >= th) level = k;
+            if (!OmeChannels.IsCompanion(imagePath)) // (a companion file holds no pixels of its own)
+                try
+                {
+                    var opts = new Vips.VOption();
+                    if (level > 0) opts.Add("subifd", level - 1);
+                    using var img = Vips.Image.NewFromFile(imagePath, access: Vips.Enums.Access.Sequential, kwargs: opts);
+                    using var grey0 = GreyPreview(img);
+                    return grey0.Resize((double)tw / img.Width, vscale: (double)th / img.Height).CopyMemory();
+                }
+                catch (Vips.VipsException) { /* below */ }
+            // a layout libvips does not decode but ActorSeg's own reader does (tiled separate planes), or a companion's
+            // files: the same grey preview, from bands of rows read through it
+            return PreviewByRegions(imagePath, level, tw, th);
         }
         int pick = lv.Level;
         for (int l = lv.Level; l < lv.Slide.Levels.Count; l++)
@@ -272,9 +271,9 @@ public static class MaskPainter
 
     /// <summary>A <paramref name="tw"/> × <paramref name="th"/> grey preview (the mean of the channels, box-averaged) read
     /// through <see cref="ImageSources"/> in bands of rows, never the whole image at once.</summary>
-    private static Vips.Image PreviewByRegions(string imagePath, int tw, int th)
+    private static Vips.Image PreviewByRegions(string imagePath, int level, int tw, int th)
     {
-        using var src = ImageSources.Open(imagePath);
+        using var src = ImageSources.Open(imagePath, level);
         int W = src.Width, H = src.Height, C = src.Channels;
         var sum = new double[(long)tw * th];
         var count = new long[(long)tw * th];

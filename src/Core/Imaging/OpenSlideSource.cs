@@ -346,6 +346,22 @@ public static class ImageSources
         }
     }
 
+    /// <summary>
+    /// The resolution levels of an OME-TIFF pyramid whose reduced levels are SubIFDs (<see cref="TiffPageLayout.Levels"/>):
+    /// of the file itself, or for an OME companion file of the TIFF its first plane is in (level 0 first); one level, or
+    /// none for a file that is no readable TIFF, otherwise. Whole slides' levels are OpenSlide's (<see cref="OpenSlideSource"/>).
+    /// </summary>
+    public static (long Width, long Height)[] PyramidLevels(string path)
+    {
+        if (!OmeChannels.IsCompanion(path)) return TiffPageLayout.Levels(path);
+        try
+        {
+            var planes = OmeChannels.ChannelPlanes(ReadCompanion(path), "\0", 0, out _, evenOne: true);
+            return planes is { Length: > 0 } && planes[0].File is { } first ? TiffPageLayout.Levels(Beside(path, first, "channel 0")) : [];
+        }
+        catch (InputFileException) { return []; }
+    }
+
     /// <summary>A file of several images (a plate's wells, a slide's scenes, a converted slide's label and macro): the
     /// first is read, and the user told.</summary>
     private static void WarnIfSeries(string path, string? xml)
@@ -365,17 +381,27 @@ public static class ImageSources
     /// </summary>
     private static IRegionSource OpenCompanion(string path, int page)
     {
-        if (page != 0)
-            throw new InputFileException(path, $"an OME companion file has no pages of its own: page {page} cannot be read (its image is read from the TIFF files it names)");
         var xml = ReadCompanion(path);
-        WarnIfSeries(path, xml);
         var planes = OmeChannels.ChannelPlanes(xml, "\0", 0, out var problem, evenOne: true)
                      ?? throw new InputFileException(path, problem ?? "its OME-XML describes no image whose planes are in TIFF files beside it");
-        if (planes.Length == 1) return VipsImageSource.Open(Beside(path, planes[0].File!, "channel 0"), planes[0].Page);
+        // a level of a pyramid whose TIFFs keep their reduced levels as SubIFDs (bfconvert -pyramid-resolutions): every
+        // plane's SubIFD of it
+        int subIfd = -1;
+        if (page != 0)
+        {
+            var levels = TiffPageLayout.Levels(Beside(path, planes[0].File!, "channel 0"));
+            if (levels.Length < 2)
+                throw new InputFileException(path, $"an OME companion file has no pages of its own, and its TIFFs no reduced levels: page or level {page} cannot be read (its image is read from the TIFF files it names)");
+            if (page >= levels.Length)
+                throw new InputFileException(path, $"has {levels.Length} resolution levels (0..{levels.Length - 1}: its TIFFs' first pages and {levels.Length - 1} reduced SubIFD level(s)); level {page} does not exist");
+            subIfd = page - 1;
+        }
+        WarnIfSeries(path, xml);
+        if (planes.Length == 1) return VipsImageSource.Open(Beside(path, planes[0].File!, "channel 0"), planes[0].Page, subIfd: subIfd);
         var sources = new IRegionSource[planes.Length];
         try
         {
-            for (int c = 0; c < planes.Length; c++) sources[c] = VipsImageSource.Open(Beside(path, planes[c].File!, $"channel {c}"), planes[c].Page);
+            for (int c = 0; c < planes.Length; c++) sources[c] = VipsImageSource.Open(Beside(path, planes[c].File!, $"channel {c}"), planes[c].Page, subIfd: subIfd);
             return new MultiPageSource(path, planes, sources) { MetadataFile = System.IO.Path.GetFileName(path) };
         }
         catch

@@ -18,6 +18,13 @@ public static class PixelSize
             using var s = OpenSlideSource.Open(path, page, direct: false); // metadata only: no probe reads
             return s.MppX is { } x && s.MppY is { } y ? (x, y) : null;
         }
+        // a reduced level of an OME-TIFF pyramid (a SubIFD): level 0's size scaled by how much smaller the level is (OME's
+        // PhysicalSize describes the full resolution, and converters seldom write resolution tags into the SubIFDs)
+        if (page > 0 && ImageSources.PyramidLevels(path) is { Length: > 1 } levels)
+        {
+            if (page >= levels.Length || MicronsPerPixel(path, 0) is not { } full) return null;
+            return (full.X * levels[0].Width / levels[page].Width, full.Y * levels[0].Height / levels[page].Height);
+        }
         if (OmeChannels.IsCompanion(path))
         {
             if (page != 0) return null;
@@ -31,13 +38,6 @@ public static class PixelSize
                 _ => (null, 0),
             };
             return file is null ? null : MicronsPerPixel(file, filePage);
-        }
-        // a reduced level of an OME-TIFF pyramid (a SubIFD): level 0's size scaled by how much smaller the level is (OME's
-        // PhysicalSize describes the full resolution, and converters seldom write resolution tags into the SubIFDs)
-        if (page > 0 && TiffPageLayout.Levels(path) is { Length: > 1 } levels)
-        {
-            if (page >= levels.Length || MicronsPerPixel(path, 0) is not { } full) return null;
-            return (full.X * levels[0].Width / levels[page].Width, full.Y * levels[0].Height / levels[page].Height);
         }
         var opts = new Vips.VOption();
         if (page > 0) opts.Add("page", page);

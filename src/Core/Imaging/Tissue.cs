@@ -207,7 +207,7 @@ public static class TissueDetector
                 if (probe.Levels[l].Width >= mw && probe.Levels[l].Height >= mh) pick = l;
             src = OpenSlideSource.Open(imagePath, pick);
         }
-        else if (TiffPageLayout.Levels(imagePath) is { Length: > 1 } levels && page < levels.Length)
+        else if (ImageSources.PyramidLevels(imagePath) is { Length: > 1 } levels && page < levels.Length)
         {
             // an OME-TIFF pyramid (reduced levels as SubIFDs): the same choice among its levels
             int pick = page;

@@ -106,6 +106,21 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
             t.write(lv[0], subifds=2, metadata={'axes': 'CYX', 'PhysicalSizeX': 0.325, 'PhysicalSizeY': 0.325}, photometric='minisblack', tile=(32, 32), compression='zlib', predictor=True)
             for a in lv[1:]: t.write(a, subfiletype=1, photometric='minisblack', tile=(32, 32), compression='zlib', predictor=True)
         for k, a in enumerate(lv): w(f'pyr-l{k}', np.moveaxis(a, 0, -1).copy(), tile=(32, 32), compression='zlib', photometric='minisblack', planarconfig='contig')
+        # the same pyramid as a companion set (bfconvert -pyramid-resolutions with a companion): a TIFF per channel, each
+        # with its SubIFDs
+        os.makedirs(f'{d}/pcomp', exist_ok=True)
+        tds = ''.join(f'<TiffData FirstC="{c}" FirstZ="0" FirstT="0" IFD="0" PlaneCount="1"><UUID FileName="pcomp_C{c}.ome.tif">{uu[c]}</UUID></TiffData>' for c in range(3))
+        with open(f'{d}/pcomp/pcomp.companion.ome', 'w') as f:
+            f.write('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" UUID="urn:uuid:pcompanion">'
+                    '<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="200" SizeY="160" SizeC="3" SizeZ="1" SizeT="1" '
+                    'PhysicalSizeX="0.325" PhysicalSizeY="0.325">'
+                    f'{chans}{tds}</Pixels></Image></OME>')
+        for c in range(3):
+            bin = (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" UUID="{uu[c]}">'
+                   '<BinaryOnly MetadataFile="pcomp.companion.ome" UUID="urn:uuid:pcompanion"/></OME>')
+            with tifffile.TiffWriter(f'{d}/pcomp/pcomp_C{c}.ome.tif') as t:
+                t.write(lv[0][c], subifds=2, photometric='minisblack', tile=(32, 32), compression='zlib', description=bin, metadata=None)
+                for a in lv[1:]: t.write(a[c], subfiletype=1, photometric='minisblack', tile=(32, 32), compression='zlib', metadata=None)
         # the same pyramid with its first page's SubIFD offsets pointing past the end of the file
         import struct
         data = bytearray(open(f'{d}/pyr.ome.tif', 'rb').read())
@@ -611,6 +626,22 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         e = Assert.Throws<InputFileException>(() => ImageSources.Open(bad, 1));
         Assert.Contains("its first page names 2 reduced-resolution level(s) (SubIFDs), but level 1 cannot be read", e.Message);
         using (var full = ImageSources.Open(bad)) Assert.Equal((200, 160, 3), (full.Width, full.Height, full.Channels));
+        // a companion set's pyramid: the same levels, samples and pixel sizes, through the companion
+        var companion = Path.Combine(_dir, "pcomp", "pcomp.companion.ome");
+        Assert.Equal(TiffPageLayout.Levels(path), ImageSources.PyramidLevels(companion));
+        for (int level = 0; level < 3; level++)
+        {
+            using var a = ImageSources.Open(path, level);
+            using var b = ImageSources.Open(companion, level);
+            var x = new ushort[a.Width * a.Height * 3]; var y = new ushort[x.Length];
+            a.ReadRegion(0, 0, a.Width, a.Height, x);
+            Assert.Equal((a.Width, a.Height, 3), (b.Width, b.Height, b.Channels));
+            b.ReadRegion(0, 0, b.Width, b.Height, y);
+            Assert.True(x.AsSpan().SequenceEqual(y), $"companion level {level}");
+        }
+        Assert.Equal((1.3, 1.3), PixelSize.MicronsPerPixel(companion, 2));
+        Assert.Equal((0.325, 0.325, 2.0, 2.0), ActorSeg.Core.IO.MaskPainter.LevelScale(companion, 100, 80));
+        Assert.Contains("has 3 resolution levels", Assert.Throws<InputFileException>(() => ImageSources.Open(companion, 3)).Message);
         // the pixel size of a level: level 0's (OME PhysicalSize) times the downsample; objects and masks map back to level 0
         Assert.Equal((0.325, 0.325), PixelSize.MicronsPerPixel(path, 0));
         Assert.Equal((1.3, 1.3), PixelSize.MicronsPerPixel(path, 2));

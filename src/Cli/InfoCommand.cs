@@ -64,6 +64,7 @@ public static class InfoCommand
                 ? $"OME-TIFF channels: {sm.Channels}, on pages {string.Join(", ", sm.Planes.Select(p => $"{p.Page} of {p.File}"))} (the first focal plane and time point), read together as one {sm.Channels}-channel image"
                 : $"its one plane: {(set is VipsImageSource v ? v.Path : "")}";
             sb.AppendLine(planes);
+            Levels(sb, path);
             return sb.ToString();
         }
         using var img = VipsImageSource.Open(path);
@@ -74,18 +75,23 @@ public static class InfoCommand
         using (var whole = ImageSources.Open(path))
             if (whole is MultiPageSource m)
                 sb.AppendLine(I, $"{(m.MappedBy == "OME-XML" ? "OME-TIFF" : "ImageJ hyperstack")} channels: {m.Channels}, on pages {string.Join(", ", m.Planes.Select(p => p.File is null ? $"{p.Page}" : $"{p.Page} of {p.File}"))} (the first focal plane and time point), read together as one {m.Channels}-channel image");
-        // an OME-TIFF pyramid: its reduced levels, kept as SubIFDs of the first page, are what --level and --mpp choose from
-        if (ImageSources.PyramidLevels(path) is { Length: > 1 } levels)
-        {
-            var um = PixelSize.MicronsPerPixel(path);
-            sb.AppendLine("levels (--level; the reduced ones are SubIFDs of the first page):");
-            for (int l = 0; l < levels.Length; l++)
-            {
-                double d = (double)levels[0].Width / levels[l].Width;
-                string mpp = um is { } u ? $", {u.X * d:0.####} µm/px" : "";
-                sb.AppendLine(I, $"  {l}: {levels[l].Width} x {levels[l].Height}, downsample {d:0.###}{mpp}");
-            }
-        }
+        Levels(sb, path);
         return sb.ToString();
+    }
+
+    /// <summary>An OME-TIFF pyramid's levels (its reduced ones kept as SubIFDs of the first page), which --level and --mpp
+    /// choose from; nothing for other images.</summary>
+    private static void Levels(System.Text.StringBuilder sb, string path)
+    {
+        var I = CultureInfo.InvariantCulture;
+        if (ImageSources.PyramidLevels(path) is not { Length: > 1 } levels) return;
+        var um = PixelSize.MicronsPerPixel(path);
+        sb.AppendLine("levels (--level; the reduced ones are SubIFDs of the first page):");
+        for (int l = 0; l < levels.Length; l++)
+        {
+            double d = (double)levels[0].Width / levels[l].Width;
+            string mpp = um is { } u ? $", {u.X * d:0.####} µm/px" : "";
+            sb.AppendLine(I, $"  {l}: {levels[l].Width} x {levels[l].Height}, downsample {d:0.###}{mpp}");
+        }
     }
 }

@@ -642,6 +642,7 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         Assert.Equal((1.3, 1.3), PixelSize.MicronsPerPixel(companion, 2));
         Assert.Equal((0.325, 0.325, 2.0, 2.0), ActorSeg.Core.IO.MaskPainter.LevelScale(companion, 100, 80));
         Assert.Contains("has 3 resolution levels", Assert.Throws<InputFileException>(() => ImageSources.Open(companion, 3)).Message);
+        Assert.Contains("  2: 50 x 40, downsample 4, 1.3 µm/px", TestPaths.RunCli("info", companion).Stdout);
         // the pixel size of a level: level 0's (OME PhysicalSize) times the downsample; objects and masks map back to level 0
         Assert.Equal((0.325, 0.325), PixelSize.MicronsPerPixel(path, 0));
         Assert.Equal((1.3, 1.3), PixelSize.MicronsPerPixel(path, 2));

@@ -84,9 +84,10 @@ public static class InfoCommand
     private static void Levels(System.Text.StringBuilder sb, string path)
     {
         var I = CultureInfo.InvariantCulture;
-        if (ImageSources.PyramidLevels(path) is not { Length: > 1 } levels) return;
+        var (levels, subIfds) = ImageSources.Pyramid(path);
+        if (levels.Length < 2) return;
         var um = PixelSize.MicronsPerPixel(path);
-        sb.AppendLine("levels (--level; the reduced ones are SubIFDs of the first page):");
+        sb.AppendLine(subIfds ? "levels (--level; the reduced ones are SubIFDs of the first page):" : "levels (--level; pages, each smaller than the one before):");
         for (int l = 0; l < levels.Length; l++)
         {
             double d = (double)levels[0].Width / levels[l].Width;

@@ -238,14 +238,14 @@ public static class MaskPainter
         {
             // an OME-TIFF pyramid: its smallest level that is still as large as the preview (a mask painted at a reduced
             // level is that level's size, not the image's)
-            var levels = ImageSources.PyramidLevels(imagePath);
+            var (levels, subIfds) = ImageSources.Pyramid(imagePath);
             int level = 0;
             for (int k = 1; k < levels.Length; k++) if (levels[k].Width >= tw && levels[k].Height >= th) level = k;
             if (!OmeChannels.IsCompanion(imagePath)) // (a companion file holds no pixels of its own)
                 try
                 {
                     var opts = new Vips.VOption();
-                    if (level > 0) opts.Add("subifd", level - 1);
+                    if (level > 0) opts.Add(subIfds ? "subifd" : "page", subIfds ? level - 1 : level);
                     using var img = Vips.Image.NewFromFile(imagePath, access: Vips.Enums.Access.Sequential, kwargs: opts);
                     using var grey0 = GreyPreview(img);
                     return grey0.Resize((double)tw / img.Width, vscale: (double)th / img.Height).CopyMemory();

@@ -348,18 +348,27 @@ public static class ImageSources
 
     /// <summary>
     /// The resolution levels of an OME-TIFF pyramid whose reduced levels are SubIFDs (<see cref="TiffPageLayout.Levels"/>):
-    /// of the file itself, or for an OME companion file of the TIFF its first plane is in (level 0 first); one level, or
-    /// none for a file that is no readable TIFF, otherwise. Whole slides' levels are OpenSlide's (<see cref="OpenSlideSource"/>).
+    /// of the file itself, or for an OME companion file of the TIFF its first plane is in (level 0 first); else of a TIFF
+    /// pyramid kept as pages (<see cref="TiffPageLayout.PageLevels"/>); one level, or none for a file that is no readable
+    /// TIFF, otherwise. Whole slides' levels are OpenSlide's (<see cref="OpenSlideSource"/>).
     /// </summary>
-    public static (long Width, long Height)[] PyramidLevels(string path)
+    public static (long Width, long Height)[] PyramidLevels(string path) => Pyramid(path).Levels;
+
+    /// <summary><see cref="PyramidLevels"/>, and whether the reduced levels are SubIFDs (else pages: a TIFF pyramid kept as
+    /// pages, <see cref="TiffPageLayout.PageLevels"/>, whose level N is page N).</summary>
+    public static ((long Width, long Height)[] Levels, bool SubIfds) Pyramid(string path)
     {
-        if (!OmeChannels.IsCompanion(path)) return TiffPageLayout.Levels(path);
-        try
-        {
-            var planes = OmeChannels.ChannelPlanes(ReadCompanion(path), "\0", 0, out _, evenOne: true);
-            return planes is { Length: > 0 } && planes[0].File is { } first ? TiffPageLayout.Levels(Beside(path, first, "channel 0")) : [];
-        }
-        catch (InputFileException) { return []; }
+        if (OmeChannels.IsCompanion(path))
+            try
+            {
+                var planes = OmeChannels.ChannelPlanes(ReadCompanion(path), "\0", 0, out _, evenOne: true);
+                return (planes is { Length: > 0 } && planes[0].File is { } first ? TiffPageLayout.Levels(Beside(path, first, "channel 0")) : [], true);
+            }
+            catch (InputFileException) { return ([], true); }
+        var sub = TiffPageLayout.Levels(path);
+        if (sub.Length > 1) return (sub, true);
+        var pages = TiffPageLayout.PageLevels(path);
+        return pages.Length > 1 ? (pages, false) : (sub, true);
     }
 
     /// <summary>A file of several images (a plate's wells, a slide's scenes, a converted slide's label and macro): the

@@ -181,6 +181,35 @@ public sealed class TiffPageLayout
         }
     }
 
+    /// <summary>
+    /// The levels of a TIFF pyramid kept as pages (libvips' <c>tiffsave --pyramid</c>, ActorSeg's own <c>mask.tif</c>, the
+    /// generic tiled TIFFs OpenSlide reads): page 0 and the pages after it, in chain order, each smaller than the one
+    /// before (up to the first that is not, e.g. the next channel of an OME-TIFF or the next slice of a stack). One level
+    /// for every other file; none for a file that is no readable TIFF.
+    /// </summary>
+    public static (long Width, long Height)[] PageLevels(string path)
+    {
+        try
+        {
+            using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
+            if (ReadHeader(file) is not { } h) return [];
+            var levels = new List<(long, long)>();
+            foreach (var at in Chain(file))
+            {
+                if (levels.Count > MaxSubIfds) break;
+                var d = ReadAt(file, h, at);
+                if (d is null || d.Width <= 0 || d.Height <= 0) break;
+                if (levels.Count > 0 && levels[^1] is var (pw, ph) && (d.Width > pw || d.Height > ph || (d.Width == pw && d.Height == ph))) break;
+                levels.Add((d.Width, d.Height));
+            }
+            return levels.ToArray();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or OverflowException or ArgumentException)
+        {
+            return [];
+        }
+    }
+
     private static TiffPageLayout? ReadAt(SafeFileHandle file, Header h, long ifd)
     {
         bool big = h.Big;

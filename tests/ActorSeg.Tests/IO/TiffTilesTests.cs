@@ -673,6 +673,31 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
     }
 
     [Fact]
+    public void ATiffPyramidOfPages_TakesItsLevelsPixelSizeAndScale_AndMppPicksAPage()
+    {
+        if (Write() is null) return;
+        // a pyramid kept as pages (libvips' tiffsave --pyramid, ActorSeg's own mask.tif), 0.5 µm at level 0
+        var path = Path.Combine(_dir, "page-pyramid.tif");
+        using (var im = NetVips.Image.NewFromFile(Path.Combine(_dir, "pyr-l0.tif")))
+        using (var grey = im.ExtractBand(0))
+        using (var withRes = grey.Copy(xres: 2000.0, yres: 2000.0))
+            withRes.Tiffsave(path, tile: true, tileWidth: 32, tileHeight: 32, pyramid: true, resunit: NetVips.Enums.ForeignTiffResunit.Cm);
+        var levels = ImageSources.Pyramid(path);
+        Assert.False(levels.SubIfds);
+        Assert.Equal((200L, 160L), levels.Levels[0]);
+        Assert.Equal((100L, 80L), levels.Levels[1]);
+        Assert.Equal(1, ImageSources.PyramidLevels(Path.Combine(_dir, "ome-c.ome.tif")).Length); // channel pages of one size: no pyramid
+        using (var one = ImageSources.Open(path, 1)) Assert.Equal((100, 80, 1), (one.Width, one.Height, one.Channels)); // page 1, as before
+        Assert.Equal((1.0, 1.0), PixelSize.MicronsPerPixel(path, 1));
+        // before: a mask of page 1 was written with level 0's pixel size and its objects in page-1 coordinates
+        Assert.Equal((0.5, 0.5, 2.0, 2.0), ActorSeg.Core.IO.MaskPainter.LevelScale(path, 100, 80));
+        var r = TestPaths.RunCli("graph", path, "--mpp", "1.2", "--out", Path.Combine(_dir, "g-pages-mpp"), "--spacing", "10");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("level 1 (1 µm/px) for --mpp 1.2", r.Stderr);
+        Assert.Contains("levels (--level; pages, each smaller than the one before):", TestPaths.RunCli("info", path).Stdout);
+    }
+
+    [Fact]
     public void AFijiTiffsPixelSize_IsInTheUnitItsDescriptionNames_AndAUnitlessOneHasNone()
     {
         if (Write() is null) return;

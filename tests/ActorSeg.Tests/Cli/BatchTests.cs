@@ -110,32 +110,35 @@ public class BatchTests(ITestOutputHelper output) : TempDirTest("batch")
         Assert.Equal("skipped", Status("s12res"));
 
         // a result whose graph read the image otherwise than this build does (an older reader that took one channel of a
-        // hyperstack, or a pixel size a thousand times off) is done again, and the log says why; graph.json records both
-        var summaryPath = Path.Combine(outDir, "slides", "s12res", "graph", "graph.json");
-        var summary = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(summaryPath))!;
-        Assert.Equal(0.5, summary["image"]!["micronsPerPixel"]![0]!.GetValue<double>(), 6);
-        summary["image"]!["channels"] = 2;
-        File.WriteAllText(summaryPath, summary.ToJsonString());
+        // hyperstack, or a pixel size a thousand times off) is done again, and the log says why; graph.json records both.
+        // An older graph.json without the pixel size is not compared on it; one that is gone is done again.
+        System.Text.Json.Nodes.JsonNode Json(string slide) => System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "slides", slide, "graph", "graph.json")))!;
+        void Save(string slide, System.Text.Json.Nodes.JsonNode j) => File.WriteAllText(Path.Combine(outDir, "slides", slide, "graph", "graph.json"), j.ToJsonString());
+        var s12 = Json("s12res");
+        Assert.Equal(0.5, s12["image"]!["micronsPerPixel"]![0]!.GetValue<double>(), 6);
+        s12["image"]!["channels"] = 2;
+        Save("s12res", s12);
+        var s11json = Json("s11");
+        Assert.Null(s11json["image"]!["micronsPerPixel"]); // s11.tif states no pixel size
+        s11json["image"]!.AsObject().Remove("micronsPerPixel");
+        Save("s11", s11json);
         var reread = TestPaths.RunCli("batch", manifest, "--out", outDir, "--model", model, "--tile-size", "320");
         Assert.Equal(1, reread.ExitCode);
-        Assert.Equal("done", Summary(outDir).Where(x => x[0] == "s12res").Single()[4]);
+        rows = Summary(outDir);
+        Assert.Equal("done", Status("s12res"));
+        Assert.Equal("skipped", Status("s11"));
         Assert.Contains("Slide s12res is done again, though an earlier run finished it from the same inputs: its result read the image as 700x600, 2 channel(s), 16-bit; it reads as 700x600, 1 channel(s), 16-bit now", reread.Stderr);
-        summary = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(summaryPath))!;
-        summary["image"]!["micronsPerPixel"] = new System.Text.Json.Nodes.JsonArray(500.0, 500.0);
-        File.WriteAllText(summaryPath, summary.ToJsonString());
+        s12 = Json("s12res");
+        s12["image"]!["micronsPerPixel"] = new System.Text.Json.Nodes.JsonArray(500.0, 500.0);
+        Save("s12res", s12);
+        var s11summary = Path.Combine(outDir, "slides", "s11", "graph", "graph.json");
+        File.Delete(s11summary);
         reread = TestPaths.RunCli("batch", manifest, "--out", outDir, "--model", model, "--tile-size", "320");
-        Assert.Equal("done", Summary(outDir).Where(x => x[0] == "s12res").Single()[4]);
+        rows = Summary(outDir);
+        Assert.Equal("done", Status("s12res"));
+        Assert.Equal("done", Status("s11"));
         Assert.Contains("its result took the pixels as 500 x 500 µm; the image says 0.5 x 0.5 µm now", reread.Stderr);
-        // an older graph.json without a pixel size is not compared on it; one that is gone is done again
-        summary = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(summaryPath))!;
-        summary["image"]!.AsObject().Remove("micronsPerPixel");
-        File.WriteAllText(summaryPath, summary.ToJsonString());
-        Assert.Equal(1, TestPaths.RunCli("batch", manifest, "--out", outDir, "--model", model, "--tile-size", "320").ExitCode);
-        Assert.Equal("skipped", Summary(outDir).Where(x => x[0] == "s12res").Single()[4]);
-        File.Delete(summaryPath);
-        reread = TestPaths.RunCli("batch", manifest, "--out", outDir, "--model", model, "--tile-size", "320");
-        Assert.Equal("done", Summary(outDir).Where(x => x[0] == "s12res").Single()[4]);
-        Assert.Contains($"its graph summary {summaryPath} is gone", reread.Stderr);
+        Assert.Contains($"Slide s11 is done again, though an earlier run finished it from the same inputs: its graph summary {s11summary} is gone", reread.Stderr);
     }
 
     /// <summary>summary.csv's rows, read by a CSV parser (fields may be quoted).</summary>

@@ -425,8 +425,10 @@ public sealed class VipsImageSource : IRegionSource
     /// two- or four-channel fluorescence image, and is kept. PNG's two and four bands are grey and RGB with alpha.</summary>
     internal static int DataBands(int bands, bool isTiff, TiffPageLayout? directory)
     {
+        // (an image has one alpha band at most: where several extra samples are all called alpha, as libvips writes every
+        // extra band of a multi-channel grey image, none of them is; before, such a three-channel image read as two)
         if (isTiff && directory is not null)
-            return bands > 1 && directory.All(338) is { Length: > 0 } extra && extra[^1] is 1 or 2 ? bands - 1 : bands;
+            return bands > 1 && directory.All(338) is { Length: > 0 } extra && extra[^1] is 1 or 2 && extra.Count(e => e is 1 or 2) == 1 ? bands - 1 : bands;
         return bands switch { 2 => 1, 4 => 3, _ => bands };
     }
 

@@ -695,6 +695,21 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         Assert.True(r.ExitCode == 0, r.Stderr);
         Assert.Contains("level 1 (1 µm/px) for --mpp 1.2", r.Stderr);
         Assert.Contains("levels (--level; pages, each smaller than the one before):", TestPaths.RunCli("info", path).Stdout);
+        // libvips saves a three-channel grey image with both extra samples called alpha: no band of it is alpha, all
+        // three are read (before: two, at every level)
+        var c3 = Path.Combine(_dir, "c3-vips-pyramid.tif");
+        using (var im = NetVips.Image.NewFromFile(Path.Combine(_dir, "pyr-l0.tif")))
+            im.Tiffsave(c3, tile: true, tileWidth: 32, tileHeight: 32, pyramid: true);
+        Assert.Equal([2L, 2L], TiffPageLayout.TryRead(c3, 1)!.All(338));
+        for (int page = 0; page < 2; page++)
+            using (var level = ImageSources.Open(c3, page)) Assert.Equal(3, level.Channels);
+        using (var want = VipsImageSource.Open(Path.Combine(_dir, "pyr-l0.tif")))
+        using (var got = VipsImageSource.Open(c3))
+        {
+            var a = new ushort[200 * 160 * 3]; var b = new ushort[a.Length];
+            want.ReadRegion(0, 0, 200, 160, a); got.ReadRegion(0, 0, 200, 160, b);
+            Assert.True(a.AsSpan().SequenceEqual(b));
+        }
     }
 
     [Fact]

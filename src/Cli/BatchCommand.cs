@@ -272,6 +272,7 @@ public static class BatchCommand
                 readings[s.Name] = reading;
                 // a slide whose channels give other features than the model's fails here, before its graph is built
                 if (spec is not null && SegmentCommand.ChannelMismatch(spec, model!, channels) is { } why) throw new InputFileException(image, why);
+                if (spec?.ScaleMismatch(reading.Mpp?.X) is { } scale) Log.Warning("Slide {Slide}: {Why}", s.Name, scale);
                 slides.Add(new BatchSlideSpec(s.Name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", s.Name), Page: l, Spacing: sp, TileSize: tileSize,
                     WriteNodeMap: model is not null, ModelPath: model, Features: spec?.FeatureSet ?? "texture", Tissue: tissue, Objects: objects, Simplify: simplify), s.Split));
             }

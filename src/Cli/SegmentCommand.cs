@@ -72,6 +72,8 @@ public static class SegmentCommand
         int channels;
         using (var probe = Core.Imaging.ImageSources.Open(img, level)) channels = probe.Channels;
         if (ChannelMismatch(spec, modelPath, channels) is { } why) throw new InvalidDataException($"{img}: {why}");
+        // a model trained at another resolution still runs, but the user is told
+        if (spec.ScaleMismatch(Core.Imaging.PixelSize.MicronsPerPixel(img, level)?.X) is { } scale) Log.Warning("{Image}: {Why} ({Model})", img, scale, modelPath);
         double sp = spacing ?? (spec.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
         var job = new GraphJobSpec(Path.GetFullPath(img), null, Path.GetFullPath(outDir), Page: level, Spacing: sp, TileSize: tileSize, Features: spec.FeatureSet, ModelPath: Path.GetFullPath(modelPath), Device: device,
             Tissue: tissue, Objects: objects, Simplify: simplify, Refine: refine);

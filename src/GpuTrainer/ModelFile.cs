@@ -33,6 +33,23 @@ public sealed record ModelSpec
     public string? Recipe { get; init; }
     /// <summary>The boundary refinement trained with the model (<c>train --refine</c>), or null: the coarse classes are painted as they are.</summary>
     public Core.Refine.PixelRefinerSpec? Refiner { get; init; }
+    /// <summary>The smallest and largest µm per pixel (along x) of the training images, as their graphs' graph.json
+    /// recorded it; null where any training graph's is unknown (and in models trained before 2026-12-06).</summary>
+    public double[]? MicronsPerPixel { get; init; }
+
+    /// <summary>Why an image read at <paramref name="micronsPerPixel"/> is at another scale than the training images, or
+    /// null (the same scale within a factor of 1.25, or either unknown). Superpixels and texture features are measured in
+    /// pixels, so a model applied at another resolution sees other features.</summary>
+    public string? ScaleMismatch(double? micronsPerPixel)
+    {
+        if (MicronsPerPixel is not [var lo, var hi] || micronsPerPixel is not { } um || !(um > 0)) return null;
+        const double tolerance = 1.25;
+        if (um >= lo / tolerance && um <= hi * tolerance) return null;
+        var I = System.Globalization.CultureInfo.InvariantCulture;
+        string trained = lo == hi ? lo.ToString("0.####", I) : $"{lo.ToString("0.####", I)}-{hi.ToString("0.####", I)}";
+        return $"it is read at {um.ToString("0.####", I)} µm/px, but the model was trained on images of {trained} µm/px: its superpixels and texture " +
+               $"features are at another scale, so its classes may be wrong (read a level near the training resolution, e.g. --mpp {lo.ToString("0.####", I)})";
+    }
 
     /// <summary>Refuses a spec whose parts disagree or lie outside what training writes (read from a file: trust nothing).</summary>
     /// <exception cref="InvalidDataException">names the first bad field</exception>
@@ -52,6 +69,8 @@ public sealed record ModelSpec
                 throw new InvalidDataException($"the model's normalisation of feature {FeatureNames[f]} is mean {FeatureMean[f]}, deviation {FeatureStd[f]}");
         if (!GraphSample.EdgeModes.Contains(Edges)) throw new InvalidDataException($"the model's edges '{Edges}' are not one of {string.Join(", ", GraphSample.EdgeModes)}");
         if (!(double.IsFinite(SeedSpacing) && SeedSpacing >= 0)) throw new InvalidDataException($"the model's seed spacing is {SeedSpacing}");
+        if (MicronsPerPixel is { } um && !(um.Length == 2 && double.IsFinite(um[0]) && um[0] > 0 && double.IsFinite(um[1]) && um[1] >= um[0]))
+            throw new InvalidDataException($"the model's training pixel sizes are [{string.Join(", ", um)}], not a range of two positive numbers");
     }
 
     /// <summary>Refuses a graph whose features the model was not trained on.</summary>

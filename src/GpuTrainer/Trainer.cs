@@ -152,7 +152,7 @@ public static class Trainer
             Architecture = o.Architecture, FeatureNames = graphs[0].FeatureNames, FeatureMean = fMean, FeatureStd = fStd, Classes = K,
             Edges = o.Edges, ClassWeights = cw, Epoch = epoch, ValidationLoss = vl, Seed = o.Seed, SeedSpacing = graphs.Average(g => g.SeedSpacing),
             TrainGraphs = trainIdx.Select(i => graphs[i].Path).ToArray(), ValidationGraphs = valIdx.Select(i => graphs[i].Path).ToArray(),
-            ClassNames = o.Classes, Recipe = recipe,
+            ClassNames = o.Classes, Recipe = recipe, MicronsPerPixel = TrainingPixelSizes(trainIdx.Concat(valIdx).Select(i => graphs[i].Path)),
         };
         var curves = new System.Text.StringBuilder("epoch,train_loss,val_loss,val_node_accuracy\n");
         double bestLoss = double.PositiveInfinity, lastLoss = double.PositiveInfinity; int bestEpoch = 0, since = 0, epoch = 0;
@@ -232,5 +232,32 @@ public static class Trainer
         foreach (var stale in Directory.EnumerateFiles(outDir, $".{file}.*.training"))
             try { File.Delete(stale); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         return Path.Combine(outDir, $".{file}.{Guid.NewGuid():N}.training");
+    }
+
+    /// <summary>The smallest and largest µm per pixel of the graphs' images, from the graph.json each graph was written
+    /// with (beside it, naming it); null where any graph has none known (a graph copied away from its summary, an image
+    /// that states no pixel size).</summary>
+    internal static double[]? TrainingPixelSizes(IEnumerable<string> graphPaths)
+    {
+        double lo = double.PositiveInfinity, hi = 0;
+        foreach (var path in graphPaths)
+        {
+            var summary = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, Core.IO.GraphOutputs.SummaryFile);
+            try
+            {
+                using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(summary));
+                var root = doc.RootElement;
+                if (root.GetProperty("files").GetProperty("graph").GetString() != Path.GetFileName(path)) return null;
+                if (!root.GetProperty("image").TryGetProperty("micronsPerPixel", out var um) || um.ValueKind != System.Text.Json.JsonValueKind.Array) return null;
+                double x = um[0].GetDouble();
+                if (!(double.IsFinite(x) && x > 0)) return null;
+                lo = Math.Min(lo, x); hi = Math.Max(hi, x);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException or IndexOutOfRangeException or FormatException)
+            {
+                return null;
+            }
+        }
+        return hi > 0 ? [lo, hi] : null;
     }
 }

@@ -15,7 +15,13 @@ public class TrainSegmentTests(ITestOutputHelper output) : TempDirTest("train")
         string imgs = Path.Combine(_dir, "images"), masks = Path.Combine(_dir, "masks");
         Directory.CreateDirectory(imgs); Directory.CreateDirectory(masks);
         for (int s = 1; s <= 3; s++)
-            SyntheticMicroscopy.Generate(new SyntheticSpec(640, 640, SyntheticKind.Colonies, 16, 1, s), Path.Combine(imgs, $"f{s}.tif"), Path.Combine(masks, $"f{s}.tif"));
+        {
+            SyntheticMicroscopy.Generate(new SyntheticSpec(640, 640, SyntheticKind.Colonies, 16, 1, s), Path.Combine(_dir, $"f{s}.tif"), Path.Combine(masks, $"f{s}.tif"));
+            // training images of 0.5 µm pixels (2000 px/mm), which the model records
+            using var im = Vips.Image.NewFromFile(Path.Combine(_dir, $"f{s}.tif"));
+            using var withRes = im.Copy(xres: 2000.0, yres: 2000.0);
+            withRes.Tiffsave(Path.Combine(imgs, $"f{s}.tif"), tile: true, resunit: Vips.Enums.ForeignTiffResunit.Cm);
+        }
         SyntheticMicroscopy.Generate(new SyntheticSpec(700, 600, SyntheticKind.Colonies, 16, 1, 42), Path.Combine(_dir, "held.tif"), Path.Combine(_dir, "held_mask.tif"));
 
         var model = Path.Combine(_dir, "model");
@@ -23,6 +29,21 @@ public class TrainSegmentTests(ITestOutputHelper output) : TempDirTest("train")
         output.WriteLine(tr.Stderr);
         Assert.Equal(0, tr.ExitCode);
         foreach (var f in new[] { "best.model", "last.model", "curves.csv", "split.json", "train.json" }) Assert.True(File.Exists(Path.Combine(model, f)), f);
+
+        // the training images' pixel size is kept in the model; an image read at another scale is warned about, not refused
+        var (spec, gnn) = ActorSeg.GpuTrainer.ModelFile.Load(Path.Combine(model, "best.model"));
+        gnn.Dispose();
+        Assert.Equal([0.5, 0.5], spec.MicronsPerPixel!.Select(v => Math.Round(v, 9)));
+        Assert.Null(spec.ScaleMismatch(0.55));
+        Assert.Null(spec.ScaleMismatch(null)); // an image that states no pixel size
+        Assert.Contains("it is read at 2 µm/px, but the model was trained on images of 0.5 µm/px", spec.ScaleMismatch(2.0));
+        using (var held = Vips.Image.NewFromFile(Path.Combine(_dir, "held.tif")))
+        using (var coarse = held.Copy(xres: 500.0, yres: 500.0))
+        using (var corner = coarse.Crop(0, 0, 256, 256))
+            corner.Tiffsave(Path.Combine(_dir, "coarse.tif"), tile: true, resunit: Vips.Enums.ForeignTiffResunit.Cm);
+        var warned = TestPaths.RunCli("segment", Path.Combine(_dir, "coarse.tif"), "--model", Path.Combine(model, "best.model"), "--out", Path.Combine(_dir, "seg-coarse"), "--no-refine");
+        Assert.True(warned.ExitCode == 0, warned.Stderr);
+        Assert.Contains("it is read at 2 µm/px, but the model was trained on images of 0.5 µm/px", warned.Stderr);
 
         var ev = TestPaths.RunCli("evaluate", "--model", Path.Combine(model, "best.model"), "--graphs", Path.Combine(model, "graphs"), "--out", Path.Combine(_dir, "eval"));
         Assert.Equal(0, ev.ExitCode);
@@ -34,6 +55,7 @@ public class TrainSegmentTests(ITestOutputHelper output) : TempDirTest("train")
         var sr = TestPaths.RunCli("segment", Path.Combine(_dir, "held.tif"), "--model", Path.Combine(model, "best.model"), "--out", seg, "--no-refine");
         output.WriteLine(sr.Stderr);
         Assert.Equal(0, sr.ExitCode);
+        Assert.DoesNotContain("µm/px, but the model was trained", sr.Stderr); // held.tif states no pixel size
         Assert.True(File.Exists(Path.Combine(seg, "overlay.png")));
         // the class names given at training reach the classification, and the OME-TIFF mask's description
         var table = ActorSeg.Core.IO.ClassTable.Read(Path.Combine(seg, "graph"));

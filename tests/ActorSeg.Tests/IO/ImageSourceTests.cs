@@ -288,16 +288,12 @@ public class ImageSourceTests() : TempDirTest("io")
         var path = Path.Combine(_dir, "mask.jpg");
         var px = Enumerable.Range(0, 64 * 64).Select(k => (byte)(k % 64 < 30 ? 0 : 255)).ToArray();
         using (var img = Vips.Image.NewFromMemory(px, 64, 64, 1, Vips.Enums.BandFormat.Uchar)) img.Jpegsave(path, q: 70);
-        var warned = new List<string>();
-        void Listen(string m) { lock (warned) warned.Add(m); }
-        VipsWarnings.InputWarning += Listen;
-        try
+        using var warned = new InputWarnings();
         {
             using (VipsImageSource.Open(path, firstBandOnly: true)) { }
             using (VipsImageSource.Open(path)) { } // as an image: no warning
         }
-        finally { VipsWarnings.InputWarning -= Listen; }
-        lock (warned) Assert.Single(warned, m => m.StartsWith(path + ": a mask saved with lossy JPEG compression", StringComparison.Ordinal));
+        Assert.Single(warned.All, m => m.StartsWith(path + ": a mask saved with lossy JPEG compression", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -310,10 +306,7 @@ public class ImageSourceTests() : TempDirTest("io")
         using (var tall = Vips.Image.NewFromMemory(px, 64, 120, 1, Vips.Enums.BandFormat.Uchar))
         using (var paged = tall.Mutate(m => m.Set(Vips.GValue.GIntType, "page-height", 40))) paged.Tiffsave(stack);
         using (var big = Vips.Image.Gaussnoise(512, 512).Cast(Vips.Enums.BandFormat.Uchar)) big.Tiffsave(pyramid, tile: true, pyramid: true);
-        var warned = new List<string>();
-        void Listen(string m) { lock (warned) warned.Add(m); }
-        VipsWarnings.InputWarning += Listen;
-        try
+        using var warned = new InputWarnings();
         {
             using (var s = ImageSources.Open(stack))
             {
@@ -326,12 +319,10 @@ public class ImageSourceTests() : TempDirTest("io")
             using (var p = ImageSources.Open(pyramid)) Assert.Equal(512, p.Width);
             using (VipsImageSource.Open(stack, 0, firstBandOnly: true)) { } // as a mask: warned too, without --page
         }
-        finally { VipsWarnings.InputWarning -= Listen; }
-        lock (warned)
         {
-            Assert.Single(warned, m => m.StartsWith(stack + ": 3 pages, the second as large as the first", StringComparison.Ordinal) && m.Contains("--page N"));
-            Assert.Single(warned, m => m.StartsWith(stack + ": 3 pages", StringComparison.Ordinal) && m.EndsWith("the mask's page 0 alone is read", StringComparison.Ordinal));
-            Assert.DoesNotContain(warned, m => m.StartsWith(pyramid, StringComparison.Ordinal));
+            Assert.Single(warned.All, m => m.StartsWith(stack + ": 3 pages, the second as large as the first", StringComparison.Ordinal) && m.Contains("--page N"));
+            Assert.Single(warned.All, m => m.StartsWith(stack + ": 3 pages", StringComparison.Ordinal) && m.EndsWith("the mask's page 0 alone is read", StringComparison.Ordinal));
+            Assert.DoesNotContain(warned.All, m => m.StartsWith(pyramid, StringComparison.Ordinal));
         }
     }
 

@@ -333,19 +333,15 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         var info = TestPaths.RunCli("info", Path.Combine(_dir, "ome-cz.ome.tif"));
         Assert.Contains("OME-TIFF channels: 3, on pages 0, 2, 4", info.Stdout);
         // a channel page unlike the first: the first page alone, and the reason in the log (a warning, not libvips' debug chatter)
-        var warned = new List<string>();
-        void Listen(string m) { lock (warned) warned.Add(m); }
-        VipsWarnings.InputWarning += Listen;
-        try
+        using var warned = new InputWarnings();
         {
             var uneven = Path.Combine(_dir, "ome-uneven.ome.tif");
             using (var page0 = VipsImageSource.Open(uneven)) Assert.Contains("SizeC=\"3\"", page0.Description);
             using var alone = ImageSources.Open(uneven);
             Assert.IsType<VipsImageSource>(alone);
             Assert.Equal(1, alone.Channels);
-            lock (warned) Assert.Contains(warned, m => m.StartsWith(uneven + ": page 0 is read alone: page 2 (channel 2 in the OME-XML) is 60x50", StringComparison.Ordinal));
+            Assert.Contains(warned.All, m => m.StartsWith(uneven + ": page 0 is read alone: page 2 (channel 2 in the OME-XML) is 60x50", StringComparison.Ordinal));
         }
-        finally { VipsWarnings.InputWarning -= Listen; }
     }
 
     /// <summary>The interleaved three-channel image every OME set of <see cref="Writer"/> holds, as read from c3.tif.</summary>
@@ -387,22 +383,18 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         Assert.Contains("OME-TIFF channels: 3, on pages 0 of set_C0.ome.tif, 0, 0 of set_C2.ome.tif", TestPaths.RunCli("info", Path.Combine(_dir, "set_C1.ome.tif")).Stdout);
 
         // a file of the set copied alone, and one whose fellow is a link out of its folder: page 0 alone, saying why
-        var warned = new List<string>();
-        void Listen(string m) { lock (warned) warned.Add(m); }
-        VipsWarnings.InputWarning += Listen;
-        try
+        using var warned = new InputWarnings();
         {
             var alone = Path.Combine(_dir, "alone"); Directory.CreateDirectory(alone);
             File.Copy(Path.Combine(_dir, "set_C0.ome.tif"), Path.Combine(alone, "set_C0.ome.tif"));
             using (var one = ImageSources.Open(Path.Combine(alone, "set_C0.ome.tif"))) Assert.Equal(1, one.Channels);
-            lock (warned) Assert.Contains(warned, m => m.Contains("page 0 is read alone: channel 1 is in set_C1.ome.tif by its OME-XML, which is not beside it", StringComparison.Ordinal));
+            Assert.Contains(warned.All, m => m.Contains("page 0 is read alone: channel 1 is in set_C1.ome.tif by its OME-XML, which is not beside it", StringComparison.Ordinal));
             var linked = Path.Combine(_dir, "linked"); Directory.CreateDirectory(linked);
             foreach (var c in new[] { 0, 2 }) File.Copy(Path.Combine(_dir, $"set_C{c}.ome.tif"), Path.Combine(linked, $"set_C{c}.ome.tif"));
             File.CreateSymbolicLink(Path.Combine(linked, "set_C1.ome.tif"), Path.Combine(_dir, "set_C1.ome.tif"));
             using (var one = ImageSources.Open(Path.Combine(linked, "set_C0.ome.tif"))) Assert.Equal(1, one.Channels);
-            lock (warned) Assert.Contains(warned, m => m.Contains("channel 1 is in set_C1.ome.tif, a link to " + Path.Combine(_dir, "set_C1.ome.tif") + " outside the image's folder: refused", StringComparison.Ordinal));
+            Assert.Contains(warned.All, m => m.Contains("channel 1 is in set_C1.ome.tif, a link to " + Path.Combine(_dir, "set_C1.ome.tif") + " outside the image's folder: refused", StringComparison.Ordinal));
         }
-        finally { VipsWarnings.InputWarning -= Listen; }
     }
 
     [Fact]
@@ -502,17 +494,13 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         e = Assert.Throws<InputFileException>(() => ImageSources.Open(Path.Combine(bad, "comp.companion.ome")));
         Assert.Contains("channel 1 is in comp_C1.ome.tif by its OME-XML, which is not beside it", e.Message);
         // a TIFF of the set copied without its companion: its page alone, saying why
-        var warned = new List<string>();
-        void Listen(string m) { lock (warned) warned.Add(m); }
-        VipsWarnings.InputWarning += Listen;
-        try
+        using var warned = new InputWarnings();
         {
             var alone = Path.Combine(_dir, "comp-alone"); Directory.CreateDirectory(alone);
             File.Copy(F("comp_C2.ome.tif"), Path.Combine(alone, "comp_C2.ome.tif"));
             using (var page = ImageSources.Open(Path.Combine(alone, "comp_C2.ome.tif"))) Assert.Equal(1, page.Channels);
-            lock (warned) Assert.Contains(warned, m => m.Contains("page 0 is read alone: its metadata is in comp.companion.ome by its OME-XML, which is not beside it", StringComparison.Ordinal));
+            Assert.Contains(warned.All, m => m.Contains("page 0 is read alone: its metadata is in comp.companion.ome by its OME-XML, which is not beside it", StringComparison.Ordinal));
         }
-        finally { VipsWarnings.InputWarning -= Listen; }
     }
 
     [Fact]
@@ -547,15 +535,11 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         Assert.Equal(C3Graph(), GraphOf(Path.Combine(_dir, "ij-zc.tif"), "g-ij"));
         Assert.Contains("ImageJ hyperstack channels: 3, on pages 0, 1, 2", TestPaths.RunCli("info", Path.Combine(_dir, "ij-zc.tif")).Stdout);
         // more channels than are read together: page 0 alone, saying why
-        var warned = new List<string>();
-        void Listen(string m) { lock (warned) warned.Add(m); }
-        VipsWarnings.InputWarning += Listen;
-        try
+        using var warned = new InputWarnings();
         {
             using (var one = ImageSources.Open(Path.Combine(_dir, "ij-c12.tif"))) Assert.Equal(1, one.Channels);
-            lock (warned) Assert.Contains(warned, m => m.Contains("page 0 is read alone: its ImageJ description says 12 channels; at most 8 are read together", StringComparison.Ordinal));
+            Assert.Contains(warned.All, m => m.Contains("page 0 is read alone: its ImageJ description says 12 channels; at most 8 are read together", StringComparison.Ordinal));
         }
-        finally { VipsWarnings.InputWarning -= Listen; }
         Assert.Null(OmeChannels.ImageJChannelPlanes("ImageJ=1.54f\nimages=1\nslices=1", 1, out var none));
         Assert.Null(none);
         Assert.Null(OmeChannels.ImageJChannelPlanes("ImageJ=1.54f\nimages=6\nchannels=3\nslices=2", 1, out var contiguous)); // planes without a page each
@@ -568,10 +552,7 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
     public void AnOmeTiffOfSeveralImages_ReadsTheFirst_AndSaysSo()
     {
         if (Write() is null) return;
-        var warned = new List<string>();
-        void Listen(string m) { lock (warned) warned.Add(m); }
-        VipsWarnings.InputWarning += Listen;
-        try
+        using var warned = new InputWarnings();
         {
             var path = Path.Combine(_dir, "ome-2series.ome.tif");
             using var src = ImageSources.Open(path);
@@ -579,12 +560,11 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
             var got = new ushort[150 * 97 * 3];
             src.ReadRegion(0, 0, 150, 97, got);
             Assert.True(C3Pixels().AsSpan().SequenceEqual(got));
-            lock (warned) Assert.Contains(warned, m => m == $"{path}: its OME-XML describes 2 images (series); the first is read");
-            lock (warned) warned.Clear();
+            Assert.Contains(warned.All, m => m == $"{path}: its OME-XML describes 2 images (series); the first is read");
+            warned.Clear();
             using (ImageSources.Open(Path.Combine(_dir, "ome-c.ome.tif"))) { }
-            lock (warned) Assert.DoesNotContain(warned, m => m.Contains("series", StringComparison.Ordinal));
+            Assert.DoesNotContain(warned.All, m => m.Contains("series", StringComparison.Ordinal));
         }
-        finally { VipsWarnings.InputWarning -= Listen; }
     }
 
     [Fact]

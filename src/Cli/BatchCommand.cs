@@ -444,29 +444,25 @@ public static class BatchCommand
         string? why;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(summary));
-            var img = doc.RootElement.GetProperty("image");
-            int Int(string name) => img.GetProperty(name).GetInt32();
-            var was = (Int("width"), Int("height"), Int("channels"), Int("bitDepth"));
-            why = was != (now.Width, now.Height, now.Channels, now.BitDepth)
-                ? $"its result read the image as {was.Item1}x{was.Item2}, {was.Item3} channel(s), {was.Item4}-bit; it reads as {now.Width}x{now.Height}, {now.Channels} channel(s), {now.BitDepth}-bit now"
+            var was = GraphOutputs.ReadSummaryImage(summary);
+            why = (was.Width, was.Height, was.Channels, was.BitDepth) != (now.Width, now.Height, now.Channels, now.BitDepth)
+                ? $"its result read the image as {was.Width}x{was.Height}, {was.Channels} channel(s), {was.BitDepth}-bit; it reads as {now.Width}x{now.Height}, {now.Channels} channel(s), {now.BitDepth}-bit now"
                 : null;
             // (graph.json records the pixel size since 2026-12-06; an older one's is not compared)
-            if (why is null && img.TryGetProperty("micronsPerPixel", out var um))
+            if (why is null && was.RecordsPixelSize)
             {
-                (double, double)? old = um.ValueKind == JsonValueKind.Null ? null : (um[0].GetDouble(), um[1].GetDouble());
                 static bool Same(double a, double b) => Math.Abs(a - b) <= 1e-9 * Math.Max(Math.Abs(a), Math.Abs(b));
-                bool same = (old, now.Mpp) switch
+                bool same = (was.MicronsPerPixel, now.Mpp) switch
                 {
                     (null, null) => true,
-                    ({ } o, { } n) => Same(o.Item1, n.X) && Same(o.Item2, n.Y),
+                    ({ } o, { } n) => Same(o.X, n.X) && Same(o.Y, n.Y),
                     _ => false,
                 };
                 if (!same)
-                    why = $"its result took the pixels as {(old is { } o2 ? $"{o2.Item1:0.#####} x {o2.Item2:0.#####} µm" : "of no stated size")}; the image says {(now.Mpp is { } n2 ? $"{n2.X:0.#####} x {n2.Y:0.#####} µm" : "none")} now";
+                    why = $"its result took the pixels as {(was.MicronsPerPixel is { } o2 ? $"{o2.X:0.#####} x {o2.Y:0.#####} µm" : "of no stated size")}; the image says {(now.Mpp is { } n2 ? $"{n2.X:0.#####} x {n2.Y:0.#####} µm" : "none")} now";
             }
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException or KeyNotFoundException or InvalidOperationException or FormatException or IndexOutOfRangeException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
         {
             why = File.Exists(summary) ? $"its graph summary {summary} cannot be read ({e.Message})" : $"its graph summary {summary} is gone";
         }

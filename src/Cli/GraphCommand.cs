@@ -152,15 +152,14 @@ public static class GraphCommand
         if (!(m > 0 && double.IsFinite(m))) throw new InputFileException(image, $"--mpp must be a positive number of microns per pixel (got {m})");
         if (!ImageSources.IsSlide(image))
         {
-            // an OME-TIFF pyramid (reduced levels as SubIFDs): the same choice from level 0's pixel size and the levels' sizes
+            // a TIFF pyramid (reduced levels as SubIFDs or pages): the same choice from level 0's pixel size and the levels' sizes
             var levels = ImageSources.PyramidLevels(image);
             if (levels.Length < 2)
-                throw new InputFileException(image, "--mpp picks a pyramid level; this image has none (not a whole-slide format, nor a TIFF with reduced levels as SubIFDs): use --level");
+                throw new InputFileException(image, "--mpp picks a pyramid level; this image has none (not a whole-slide format, nor a TIFF pyramid of SubIFDs or pages): use --level");
             if (PixelSize.MicronsPerPixel(image) is not { } um)
                 throw new InputFileException(image, "--mpp needs the image's pixel size, which the file does not state (no OME PhysicalSize, no resolution tags): choose a level with --level");
-            int best = 0;
-            for (int k = 0; k < levels.Length; k++) if (um.X * levels[0].Width / levels[k].Width <= m * 1.0001) best = k;
-            Log.Information("{Image}: level {Level} ({Mpp:0.###} µm/px) for --mpp {Asked}", image, best, um.X * levels[0].Width / levels[best].Width, m);
+            int best = ImageSources.LevelNear(um.X, Enumerable.Range(0, levels.Length).Select(k => ImageSources.Downsample(levels, k).X), m);
+            Log.Information("{Image}: level {Level} ({Mpp:0.###} µm/px) for --mpp {Asked}", image, best, um.X * ImageSources.Downsample(levels, best).X, m);
             return best;
         }
         using var s = OpenSlideSource.Open(image, direct: false); // its levels only

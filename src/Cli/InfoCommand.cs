@@ -90,7 +90,7 @@ public static class InfoCommand
         sb.AppendLine(subIfds ? "levels (--level; the reduced ones are SubIFDs of the first page):" : "levels (--level; pages, each smaller than the one before):");
         for (int l = 0; l < levels.Length; l++)
         {
-            double d = (double)levels[0].Width / levels[l].Width;
+            double d = ImageSources.Downsample(levels, l).X;
             string mpp = um is { } u ? $", {u.X * d:0.####} µm/px" : "";
             sb.AppendLine(I, $"  {l}: {levels[l].Width} x {levels[l].Height}, downsample {d:0.###}{mpp}");
         }

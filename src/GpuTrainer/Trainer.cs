@@ -147,12 +147,14 @@ public static class Trainer
         string bestStaging = StagingFor(outDir, "best.model");
         try
         {
+        // the training images' pixel size, read once from the graphs' summaries (not at every checkpoint)
+        var pixelSizes = TrainingPixelSizes(trainIdx.Concat(valIdx).Select(i => graphs[i].Path));
         ModelSpec Spec(int epoch, double vl) => new()
         {
             Architecture = o.Architecture, FeatureNames = graphs[0].FeatureNames, FeatureMean = fMean, FeatureStd = fStd, Classes = K,
             Edges = o.Edges, ClassWeights = cw, Epoch = epoch, ValidationLoss = vl, Seed = o.Seed, SeedSpacing = graphs.Average(g => g.SeedSpacing),
             TrainGraphs = trainIdx.Select(i => graphs[i].Path).ToArray(), ValidationGraphs = valIdx.Select(i => graphs[i].Path).ToArray(),
-            ClassNames = o.Classes, Recipe = recipe, MicronsPerPixel = TrainingPixelSizes(trainIdx.Concat(valIdx).Select(i => graphs[i].Path)),
+            ClassNames = o.Classes, Recipe = recipe, MicronsPerPixel = pixelSizes,
         };
         var curves = new System.Text.StringBuilder("epoch,train_loss,val_loss,val_node_accuracy\n");
         double bestLoss = double.PositiveInfinity, lastLoss = double.PositiveInfinity; int bestEpoch = 0, since = 0, epoch = 0;
@@ -237,7 +239,7 @@ public static class Trainer
     /// <summary>The smallest and largest µm per pixel of the graphs' images, from the graph.json each graph was written
     /// with (beside it, naming it); null where any graph has none known (a graph copied away from its summary, an image
     /// that states no pixel size).</summary>
-    internal static double[]? TrainingPixelSizes(IEnumerable<string> graphPaths)
+    public static double[]? TrainingPixelSizes(IEnumerable<string> graphPaths)
     {
         double lo = double.PositiveInfinity, hi = 0;
         foreach (var path in graphPaths)
@@ -245,15 +247,11 @@ public static class Trainer
             var summary = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, Core.IO.GraphOutputs.SummaryFile);
             try
             {
-                using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(summary));
-                var root = doc.RootElement;
-                if (root.GetProperty("files").GetProperty("graph").GetString() != Path.GetFileName(path)) return null;
-                if (!root.GetProperty("image").TryGetProperty("micronsPerPixel", out var um) || um.ValueKind != System.Text.Json.JsonValueKind.Array) return null;
-                double x = um[0].GetDouble();
-                if (!(double.IsFinite(x) && x > 0)) return null;
-                lo = Math.Min(lo, x); hi = Math.Max(hi, x);
+                var image = Core.IO.GraphOutputs.ReadSummaryImage(summary);
+                if (image.GraphFile != Path.GetFileName(path) || image.MicronsPerPixel is not { } um || !(double.IsFinite(um.X) && um.X > 0)) return null;
+                lo = Math.Min(lo, um.X); hi = Math.Max(hi, um.X);
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException or IndexOutOfRangeException or FormatException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
             {
                 return null;
             }

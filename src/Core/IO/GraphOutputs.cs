@@ -266,6 +266,32 @@ public static class GraphOutputs
         }
     }
 
+    /// <summary>What a graph's summary (graph.json) records of the image the graph was read from: the graph file it
+    /// describes, the size, channels and depth read, and whether it records a pixel size (graph.json files written before
+    /// 2026-12-06 do not) and which (null: the image stated none).</summary>
+    public sealed record SummaryImage(string GraphFile, int Width, int Height, int Channels, int BitDepth, bool RecordsPixelSize, (double X, double Y)? MicronsPerPixel);
+
+    /// <summary>Reads <see cref="SummaryImage"/> from a graph.json.</summary>
+    /// <exception cref="IOException">it cannot be read</exception>
+    /// <exception cref="InvalidDataException">it is not a graph summary ActorSeg writes (names the file)</exception>
+    public static SummaryImage ReadSummaryImage(string path)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            var root = doc.RootElement;
+            var img = root.GetProperty("image");
+            int Int(string name) => img.GetProperty(name).GetInt32();
+            bool records = img.TryGetProperty("micronsPerPixel", out var um);
+            (double, double)? mpp = records && um.ValueKind != JsonValueKind.Null ? (um[0].GetDouble(), um[1].GetDouble()) : null;
+            return new SummaryImage(root.GetProperty("files").GetProperty("graph").GetString() ?? "", Int("width"), Int("height"), Int("channels"), Int("bitDepth"), records, mpp);
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or IndexOutOfRangeException)
+        {
+            throw new InvalidDataException($"{path}: not a graph summary ({e.Message})", e);
+        }
+    }
+
     /// <summary>µm per pixel of the level or page the job read, or null when the image does not say (or cannot be asked again).</summary>
     private static (double X, double Y)? SourcePixelSize(GraphJobManifest job)
     {

@@ -206,7 +206,10 @@ public static class MaskPainter
         var um = PixelSize.MicronsPerPixel(sourceImage); // an OME-TIFF's PhysicalSize, else the resolution tags
         // a reduced level of a TIFF pyramid kept in SubIFDs (an OME-TIFF's): level-0 pixels per mask pixel, as for slides
         if (ImageSources.PyramidLevels(sourceImage) is { Length: > 1 } levels && Array.FindIndex(levels, l => l.Width == width && l.Height == height) is > 0 and var k)
-            return (um?.X, um?.Y, (double)levels[0].Width / levels[k].Width, (double)levels[0].Height / levels[k].Height);
+        {
+            var (dx, dy) = ImageSources.Downsample(levels, k);
+            return (um?.X, um?.Y, dx, dy);
+        }
         return (um?.X, um?.Y, 1, 1);
     }
 
@@ -239,8 +242,7 @@ public static class MaskPainter
             // an OME-TIFF pyramid: its smallest level that is still as large as the preview (a mask painted at a reduced
             // level is that level's size, not the image's)
             var (levels, subIfds) = ImageSources.Pyramid(imagePath);
-            int level = 0;
-            for (int k = 1; k < levels.Length; k++) if (levels[k].Width >= tw && levels[k].Height >= th) level = k;
+            int level = levels.Length > 1 ? ImageSources.CoarsestAtLeast(levels, 0, tw, th) : 0;
             if (!OmeChannels.IsCompanion(imagePath)) // (a companion file holds no pixels of its own)
                 try
                 {
@@ -255,9 +257,7 @@ public static class MaskPainter
             // files: the same grey preview, from bands of rows read through it
             return PreviewByRegions(imagePath, level, tw, th);
         }
-        int pick = lv.Level;
-        for (int l = lv.Level; l < lv.Slide.Levels.Count; l++)
-            if (lv.Slide.Levels[l].Width >= tw && lv.Slide.Levels[l].Height >= th) pick = l;
+        int pick = ImageSources.CoarsestAtLeast(lv.Slide.Levels.Select(l => (l.Width, l.Height)).ToArray(), lv.Level, tw, th);
         lv.Slide.Dispose();
         using var s = OpenSlideSource.Open(imagePath, pick);
         var px = new ushort[(long)s.Width * s.Height * 3];

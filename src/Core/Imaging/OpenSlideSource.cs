@@ -204,9 +204,7 @@ public sealed class OpenSlideSource : IRegionSource
     {
         if (!Properties.TryGetValue("openslide.mpp-x", out var v) || !double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var base0) || base0 <= 0)
             throw new InputFileException(Path, "the slide does not state its microns per pixel (openslide.mpp-x): choose a level with --level");
-        int best = 0;
-        for (int l = 0; l < Levels.Count; l++) if (base0 * Levels[l].Downsample <= mpp * 1.0001) best = l;
-        return best;
+        return ImageSources.LevelNear(base0, Levels.Select(l => l.Downsample), mpp);
     }
 
     public void ReadRegion(int x, int y, int w, int h, Span<ushort> dest)
@@ -278,9 +276,7 @@ public static class ImageSources
         int subIfd = -1;
         if (page > 0 && TiffPageLayout.Levels(path) is { Length: > 1 } levels)
         {
-            if (page >= levels.Length)
-                throw new InputFileException(path, $"has {levels.Length} resolution levels (0..{levels.Length - 1}: its first page and {levels.Length - 1} reduced SubIFD level(s)); level {page} does not exist");
-            subIfd = page - 1;
+            subIfd = SubIfdOf(path, levels, page, "its first page");
             page = 0;
         }
         else if (page > 0 && TiffPageLayout.TryRead(path, 0)?.SubIfds is { Length: > 0 } named)
@@ -354,6 +350,35 @@ public static class ImageSources
     /// </summary>
     public static (long Width, long Height)[] PyramidLevels(string path) => Pyramid(path).Levels;
 
+    /// <summary>Level-0 pixels per pixel of level <paramref name="k"/> of a pyramid's levels (level 0 first), per axis.</summary>
+    public static (double X, double Y) Downsample(IReadOnlyList<(long Width, long Height)> levels, int k) =>
+        ((double)levels[0].Width / levels[k].Width, (double)levels[0].Height / levels[k].Height);
+
+    /// <summary>The coarsest level from <paramref name="from"/> on that is still at least <paramref name="width"/> x
+    /// <paramref name="height"/> (<paramref name="from"/> itself when none after it is): where a preview or a tissue map
+    /// reads a pyramid, a whole slide's or a TIFF's.</summary>
+    public static int CoarsestAtLeast(IReadOnlyList<(long Width, long Height)> levels, int from, long width, long height)
+    {
+        int pick = from;
+        for (int l = from; l < levels.Count; l++) if (levels[l].Width >= width && levels[l].Height >= height) pick = l;
+        return pick;
+    }
+
+    /// <summary>The level whose microns per pixel (<paramref name="level0"/> times its downsample) is closest to
+    /// <paramref name="mpp"/> without being coarser; the finest when none is that fine (--mpp, for slides and TIFF pyramids).</summary>
+    public static int LevelNear(double level0, IEnumerable<double> downsamples, double mpp)
+    {
+        int best = 0, l = 0;
+        foreach (var d in downsamples) { if (level0 * d <= mpp * 1.0001) best = l; l++; }
+        return best;
+    }
+
+    /// <summary>The SubIFD that level <paramref name="level"/> (≥ 1) of a SubIFD pyramid is, or an error naming how many
+    /// levels it has (<paramref name="top"/> says what level 0 is).</summary>
+    private static int SubIfdOf(string path, (long Width, long Height)[] levels, int level, string top) =>
+        level < levels.Length ? level - 1
+            : throw new InputFileException(path, $"has {levels.Length} resolution levels (0..{levels.Length - 1}: {top} and {levels.Length - 1} reduced SubIFD level(s)); level {level} does not exist");
+
     /// <summary><see cref="PyramidLevels"/>, and whether the reduced levels are SubIFDs (else pages: a TIFF pyramid kept as
     /// pages, <see cref="TiffPageLayout.PageLevels"/>, whose level N is page N).</summary>
     public static ((long Width, long Height)[] Levels, bool SubIfds) Pyramid(string path)
@@ -401,9 +426,7 @@ public static class ImageSources
             var levels = TiffPageLayout.Levels(Beside(path, planes[0].File!, "channel 0"));
             if (levels.Length < 2)
                 throw new InputFileException(path, $"an OME companion file has no pages of its own, and its TIFFs no reduced levels: page or level {page} cannot be read (its image is read from the TIFF files it names)");
-            if (page >= levels.Length)
-                throw new InputFileException(path, $"has {levels.Length} resolution levels (0..{levels.Length - 1}: its TIFFs' first pages and {levels.Length - 1} reduced SubIFD level(s)); level {page} does not exist");
-            subIfd = page - 1;
+            subIfd = SubIfdOf(path, levels, page, "its TIFFs' first pages");
         }
         WarnIfSeries(path, xml);
         if (planes.Length == 1) return VipsImageSource.Open(Beside(path, planes[0].File!, "channel 0"), planes[0].Page, subIfd: subIfd);

@@ -23,7 +23,8 @@ public static class PixelSize
         if (page > 0 && ImageSources.PyramidLevels(path) is { Length: > 1 } levels)
         {
             if (page >= levels.Length || MicronsPerPixel(path, 0) is not { } full) return null;
-            return (full.X * levels[0].Width / levels[page].Width, full.Y * levels[0].Height / levels[page].Height);
+            var (dx, dy) = ImageSources.Downsample(levels, page);
+            return (full.X * dx, full.Y * dy);
         }
         if (OmeChannels.IsCompanion(path))
         {

@@ -154,7 +154,20 @@ public sealed class TiffPageLayout
 
     /// <summary>The width and height of each resolution level (<see cref="ResolutionLevels"/>), level 0 first; empty when
     /// the file is not a readable TIFF.</summary>
-    public static (long Width, long Height)[] Levels(string path)
+    public static (long Width, long Height)[] Levels(string path) => Shrinking(path, subIfds: true);
+
+    /// <summary>
+    /// The levels of a TIFF pyramid kept as pages (libvips' <c>tiffsave --pyramid</c>, ActorSeg's own <c>mask.tif</c>, the
+    /// generic tiled TIFFs OpenSlide reads): page 0 and the pages after it, in chain order, each smaller than the one
+    /// before (up to the first that is not, e.g. the next channel of an OME-TIFF or the next slice of a stack). One level
+    /// for every other file; none for a file that is no readable TIFF.
+    /// </summary>
+    public static (long Width, long Height)[] PageLevels(string path) => Shrinking(path, subIfds: false);
+
+    /// <summary>Page 0's size, then those of the directories after it (page 0's SubIFDs, or the pages of the chain) while
+    /// each is smaller than the one before (up to the first that is not, or cannot be read); empty for a file that is no
+    /// readable TIFF.</summary>
+    private static (long Width, long Height)[] Shrinking(string path, bool subIfds)
     {
         try
         {
@@ -163,7 +176,7 @@ public sealed class TiffPageLayout
             long first = Chain(file).FirstOrDefault(-1);
             if (first < 0 || ReadAt(file, h, first) is not { } page0 || page0.Width <= 0 || page0.Height <= 0) return [];
             var levels = new List<(long, long)> { (page0.Width, page0.Height) };
-            foreach (var at in page0.SubIfds ?? [])
+            foreach (var at in subIfds ? page0.SubIfds ?? [] : Chain(file).Skip(1))
             {
                 if (levels.Count > MaxSubIfds || at <= 0 || at >= h.Length) break;
                 TiffPageLayout? d;
@@ -171,35 +184,6 @@ public sealed class TiffPageLayout
                 catch (InvalidDataException) { break; }
                 var (pw, ph) = levels[^1];
                 if (d is null || d.Width <= 0 || d.Height <= 0 || d.Width > pw || d.Height > ph || (d.Width == pw && d.Height == ph)) break;
-                levels.Add((d.Width, d.Height));
-            }
-            return levels.ToArray();
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or OverflowException or ArgumentException)
-        {
-            return [];
-        }
-    }
-
-    /// <summary>
-    /// The levels of a TIFF pyramid kept as pages (libvips' <c>tiffsave --pyramid</c>, ActorSeg's own <c>mask.tif</c>, the
-    /// generic tiled TIFFs OpenSlide reads): page 0 and the pages after it, in chain order, each smaller than the one
-    /// before (up to the first that is not, e.g. the next channel of an OME-TIFF or the next slice of a stack). One level
-    /// for every other file; none for a file that is no readable TIFF.
-    /// </summary>
-    public static (long Width, long Height)[] PageLevels(string path)
-    {
-        try
-        {
-            using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
-            if (ReadHeader(file) is not { } h) return [];
-            var levels = new List<(long, long)>();
-            foreach (var at in Chain(file))
-            {
-                if (levels.Count > MaxSubIfds) break;
-                var d = ReadAt(file, h, at);
-                if (d is null || d.Width <= 0 || d.Height <= 0) break;
-                if (levels.Count > 0 && levels[^1] is var (pw, ph) && (d.Width > pw || d.Height > ph || (d.Width == pw && d.Height == ph))) break;
                 levels.Add((d.Width, d.Height));
             }
             return levels.ToArray();

@@ -202,18 +202,12 @@ public static class TissueDetector
         if (ImageSources.IsSlide(imagePath))
         {
             using var probe = OpenSlideSource.Open(imagePath, page, direct: false); // its levels only
-            int pick = page;
-            for (int l = page; l < probe.Levels.Count; l++)
-                if (probe.Levels[l].Width >= mw && probe.Levels[l].Height >= mh) pick = l;
-            src = OpenSlideSource.Open(imagePath, pick);
+            src = OpenSlideSource.Open(imagePath, ImageSources.CoarsestAtLeast(probe.Levels.Select(l => (l.Width, l.Height)).ToArray(), page, mw, mh));
         }
         else if (ImageSources.PyramidLevels(imagePath) is { Length: > 1 } levels && page < levels.Length)
         {
-            // an OME-TIFF pyramid (reduced levels as SubIFDs): the same choice among its levels
-            int pick = page;
-            for (int l = page; l < levels.Length; l++)
-                if (levels[l].Width >= mw && levels[l].Height >= mh) pick = l;
-            src = ImageSources.Open(imagePath, pick);
+            // a TIFF pyramid (reduced levels as SubIFDs or pages): the same choice among its levels
+            src = ImageSources.Open(imagePath, ImageSources.CoarsestAtLeast(levels, page, mw, mh));
         }
         else src = ImageSources.Open(imagePath, page);
         using (src)

@@ -171,6 +171,9 @@ public class GraphFileValidationTests() : TempDirTest("graphcheck")
         { "edges", "edges 'grid'" },
         { "layers", "layers must be in [1, 16]" },
         { "spacing", "seed spacing is -1" },
+        { "mpp-negative", "training pixel sizes are [-1, 2], not a range" },
+        { "mpp-reversed", "training pixel sizes are [2, 1], not a range" },
+        { "mpp-one", "training pixel sizes are [1], not a range" },
     };
 
     [Theory]
@@ -187,12 +190,36 @@ public class GraphFileValidationTests() : TempDirTest("graphcheck")
             "edges" => s with { Edges = "grid" },
             "layers" => s with { Architecture = s.Architecture with { Layers = 100 } },
             "spacing" => s with { SeedSpacing = -1 },
+            "mpp-negative" => s with { MicronsPerPixel = [-1, 2] },
+            "mpp-reversed" => s with { MicronsPerPixel = [2, 1] },
+            "mpp-one" => s with { MicronsPerPixel = [1] },
             _ => throw new ArgumentException(tamper),
         }, tamper == "classes-huge" ? json => json.Replace("\"Classes\": 2,", "\"Classes\": 1000000,", StringComparison.Ordinal) : null);
         Assert.Contains(tamper == "classes-huge" ? "1000000" : "", File.ReadAllText(path));
         var e = Assert.Throws<InvalidDataException>(() => ModelFile.Load(path));
         Assert.StartsWith(path, e.Message);
         Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void AGraphSummaryThatIsNoSummary_IsRefusedNamingIt_AndTrainingRecordsNoPixelSizeFromIt()
+    {
+        // graph.json read back by a batch (was the image read as now?) and by training (the images' pixel size)
+        var dir = Path.Combine(_dir, "summaries"); Directory.CreateDirectory(dir);
+        var summary = Path.Combine(dir, "graph.json");
+        foreach (var bad in new[] { "{ not json", "{}", "{\"image\": {\"width\": \"wide\"}, \"files\": {\"graph\": \"graph.npz\"}}", "[1, 2]" })
+        {
+            File.WriteAllText(summary, bad);
+            var e = Assert.Throws<InvalidDataException>(() => ActorSeg.Core.IO.GraphOutputs.ReadSummaryImage(summary));
+            Assert.StartsWith(summary + ": not a graph summary", e.Message);
+            Assert.Null(Trainer.TrainingPixelSizes([Path.Combine(dir, "graph.npz")]));
+        }
+        File.WriteAllText(summary, "{\"image\": {\"width\": 10, \"height\": 8, \"channels\": 1, \"bitDepth\": 16, \"micronsPerPixel\": [0.5, 0.5]}, \"files\": {\"graph\": \"graph.npz\"}}");
+        Assert.Equal([0.5, 0.5], Trainer.TrainingPixelSizes([Path.Combine(dir, "graph.npz")]));
+        Assert.Null(Trainer.TrainingPixelSizes([Path.Combine(dir, "other.npz")])); // a summary of another graph in the folder
+        Assert.Null(Trainer.TrainingPixelSizes([Path.Combine(_dir, "nowhere", "graph.npz")]));
+        File.WriteAllText(summary, "{\"image\": {\"width\": 10, \"height\": 8, \"channels\": 1, \"bitDepth\": 16, \"micronsPerPixel\": [-3, 0.5]}, \"files\": {\"graph\": \"graph.npz\"}}");
+        Assert.Null(Trainer.TrainingPixelSizes([Path.Combine(dir, "graph.npz")]));
     }
 
     [Fact]

@@ -184,6 +184,7 @@ public sealed class TiffPageLayout
                 catch (InvalidDataException) { break; }
                 var (pw, ph) = levels[^1];
                 if (d is null || d.Width <= 0 || d.Height <= 0 || d.Width > pw || d.Height > ph || (d.Width == pw && d.Height == ph)) break;
+                if (!SameShape(page0.Width, page0.Height, d.Width, d.Height)) break; // a label, a macro or another image, not a level
                 levels.Add((d.Width, d.Height));
             }
             return levels.ToArray();
@@ -193,6 +194,13 @@ public sealed class TiffPageLayout
             return [];
         }
     }
+
+    /// <summary>
+    /// Whether a w × h directory can be a reduced level of a W × H image: both sides shrunk by one factor, each side
+    /// rounded to a whole pixel in any way (so |w·H − W·h| ≤ H + W), with a pixel more of slack for levels halved one from
+    /// the other. A slide's label or macro photograph, or another image stored after the first, has another shape.
+    /// </summary>
+    internal static bool SameShape(long W, long H, long w, long h) => Math.Abs(w * H - W * h) <= 2 * (W + H);
 
     private static TiffPageLayout? ReadAt(SafeFileHandle file, Header h, long ifd)
     {

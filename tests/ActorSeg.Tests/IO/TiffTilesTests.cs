@@ -146,6 +146,15 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         with tifffile.TiffWriter(f'{d}/pages.tif') as t:
             t.write(img((H, W), np.uint16), tile=(32, 32), compression='zlib', predictor=True)
             t.write(img((H, W), np.uint16), tile=(32, 32), compression='zlib', predictor=True)
+        # a slide kept as pages with its label photograph after them (another shape): the label is no level
+        lab = img((H, W), np.uint8)
+        with tifffile.TiffWriter(f'{d}/with-label.tif') as t:
+            t.write(lab, tile=(32, 32), resolution=(20000, 20000), resolutionunit='CENTIMETER')
+            t.write(lab[::2, ::2].copy(), tile=(32, 32))
+            t.write(img((40, 40), np.uint8))
+        with tifffile.TiffWriter(f'{d}/only-label.tif') as t:
+            t.write(lab, tile=(32, 32), resolution=(20000, 20000), resolutionunit='CENTIMETER')
+            t.write(img((40, 40), np.uint8))
         # strips: read as tiles as wide as the image (the last strip holds the rows left)
         w('strips', img((H, W), np.uint8), compression='zlib', rowsperstrip=8)
         w('strips16-be-pred', img((H, W), np.uint16), compression='zlib', predictor=True, rowsperstrip=5, byteorder='>')
@@ -690,6 +699,31 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
             want.ReadRegion(0, 0, 200, 160, a); got.ReadRegion(0, 0, 200, 160, b);
             Assert.True(a.AsSpan().SequenceEqual(b));
         }
+    }
+
+    [Fact]
+    public void ALabelPageAfterTheLevels_IsNoLevel()
+    {
+        if (Write() is null) return;
+        // before: the 40 × 40 label was level 2 (or 1), its pixel size taken as 1.9 × 1.2 µm and --mpp free to choose it
+        var path = Path.Combine(_dir, "with-label.tif");
+        Assert.Equal([(150L, 97L), (75L, 49L)], TiffPageLayout.PageLevels(path));
+        Assert.Equal((1.0, 0.5 * 97 / 49), PixelSize.MicronsPerPixel(path, 1)); // each side's own downsample
+        var info = TestPaths.RunCli("info", path).Stdout;
+        Assert.Contains("  1: 75 x 49", info);
+        Assert.DoesNotContain("  2: 40 x 40", info);
+        var only = Path.Combine(_dir, "only-label.tif");
+        Assert.Single(ImageSources.PyramidLevels(only));
+        var r = TestPaths.RunCli("graph", only, "--mpp", "2", "--out", Path.Combine(_dir, "g-label-mpp"), "--spacing", "10");
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("this image has none", r.Stderr);
+        // the shape check itself: levels rounded either way pass, other shapes do not
+        Assert.True(TiffPageLayout.SameShape(150, 97, 75, 49));
+        Assert.True(TiffPageLayout.SameShape(150, 97, 75, 48));
+        Assert.True(TiffPageLayout.SameShape(100_001, 50_001, 3_126, 1_563)); // five halvings, rounded up each time
+        Assert.True(TiffPageLayout.SameShape(150, 97, 1, 1));
+        Assert.False(TiffPageLayout.SameShape(150, 97, 40, 40));
+        Assert.False(TiffPageLayout.SameShape(40_000, 30_000, 1_000, 500));
     }
 
     [Fact]

@@ -74,7 +74,7 @@ public static class InfoCommand
         sb.AppendLine(I, $"microns per pixel: {Microns(path)}");
         using (var whole = ImageSources.Open(path))
             if (whole is MultiPageSource m)
-                sb.AppendLine(I, $"{(m.MappedBy == "OME-XML" ? "OME-TIFF" : "ImageJ hyperstack")} channels: {m.Channels}, on pages {string.Join(", ", m.Planes.Select(p => p.File is null ? $"{p.Page}" : $"{p.Page} of {p.File}"))} (the first focal plane and time point), read together as one {m.Channels}-channel image");
+                sb.AppendLine(I, $"{(m.MappedBy == "OME-XML" ? "OME-TIFF" : "ImageJ hyperstack")} channels: {m.Channels}, {(m.Planes.Any(p => p.Contiguous) ? $"planes 0 to {m.Channels - 1} stored one after another from page 0 (ImageJ's layout for stacks over 4 GB)" : $"on pages {string.Join(", ", m.Planes.Select(p => p.File is null ? $"{p.Page}" : $"{p.Page} of {p.File}"))}")} (the first focal plane and time point), read together as one {m.Channels}-channel image");
         Levels(sb, path);
         return sb.ToString();
     }

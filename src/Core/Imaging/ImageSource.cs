@@ -181,7 +181,9 @@ public sealed class VipsImageSource : IRegionSource
     /// samples, faster); null: yes, unless the environment says ACTORSEG_TIFF_READER=libvips</param>
     /// <param name="subIfd">≥ 0: that SubIFD of the page (a reduced-resolution level of an OME-TIFF pyramid) instead of the
     /// page itself</param>
-    public static VipsImageSource Open(string path, int page = 0, bool firstBandOnly = false, bool? ownTiffReader = null, int subIfd = -1)
+    /// <param name="contiguousPlane">≥ 1: that plane of a stack stored raw from page 0's first byte (ImageJ's layout over
+    /// 4 GB, <see cref="TiffPageLayout.ContiguousPlanes"/>), read with page 0's size and sample format</param>
+    public static VipsImageSource Open(string path, int page = 0, bool firstBandOnly = false, bool? ownTiffReader = null, int subIfd = -1, int contiguousPlane = 0)
     {
         InputFiles.Check(path);
         string? loader;
@@ -205,10 +207,14 @@ public sealed class VipsImageSource : IRegionSource
         Vips.Image img;
         try
         {
-            var opts = new Vips.VOption();
-            if (isTiff) opts.Add("page", page);
-            if (subIfd >= 0) opts.Add("subifd", subIfd);
-            img = Vips.Image.NewFromFile(path, access: Vips.Enums.Access.Random, failOn: Vips.Enums.FailOn.Error, kwargs: opts);
+            if (contiguousPlane > 0) img = ContiguousPlane(path, page, subIfd, directory, contiguousPlane);
+            else
+            {
+                var opts = new Vips.VOption();
+                if (isTiff) opts.Add("page", page);
+                if (subIfd >= 0) opts.Add("subifd", subIfd);
+                img = Vips.Image.NewFromFile(path, access: Vips.Enums.Access.Random, failOn: Vips.Enums.FailOn.Error, kwargs: opts);
+            }
         }
         catch (Vips.VipsException e)
         {
@@ -287,7 +293,7 @@ public sealed class VipsImageSource : IRegionSource
                 // NaN and infinite samples read as the band's minimum
                 wide = true;
                 converted = true;
-                range = RangeOf(img, path, page, subIfd);
+                range = RangeOf(img, path, contiguousPlane > 0 ? contiguousPlane : page, contiguousPlane > 0 ? -2 : subIfd);
                 var scaled = SpreadOver16Bits(img, range);
                 img.Dispose();
                 img = scaled;
@@ -331,9 +337,9 @@ public sealed class VipsImageSource : IRegionSource
                                     "(in binary mode any value above 0 is foreground, so compression noise around objects counts as foreground); save masks as PNG or TIFF");
         int keep = firstBandOnly ? colourBands : DataBands(bands, isTiff, directory);
         if (keep > ImageLimits.MaxChannels) Fail(img, path, $"too many channels ({bands})");
-        var tiles = isTiff && !converted
-                    && (ownTiffReader ?? Environment.GetEnvironmentVariable("ACTORSEG_TIFF_READER") != "libvips")
-                    && (subIfd < 0 || directory is not null) // (a SubIFD's tiles only from its own directory)
+        var own = isTiff && !converted && (ownTiffReader ?? Environment.GetEnvironmentVariable("ACTORSEG_TIFF_READER") != "libvips");
+        var tiles = contiguousPlane > 0 ? (own ? TiffTiles.ContiguousPlane(path, directory!, contiguousPlane) : null)
+            : own && (subIfd < 0 || directory is not null) // (a SubIFD's tiles only from its own directory)
             ? TiffTiles.TryOpen(path, page, img.Width, img.Height, bands, wide, directory) : null;
         if (keep != bands)
         {
@@ -344,6 +350,34 @@ public sealed class VipsImageSource : IRegionSource
         string? description = null;
         try { if (img.Contains("image-description")) description = img.Get("image-description") as string; } catch (Vips.VipsException) { /* optional */ }
         return new VipsImageSource(path, img, wide, loader, pages, tiles, description, colourBands: colourBands) { SignedShift = shift, ScaledRange = range, SubIfd = subIfd };
+    }
+
+    /// <summary>Plane <paramref name="plane"/> of a stack stored raw from page 0's first byte, in page 0's size, sample format
+    /// and byte order. libvips maps the file (its raw loader takes no offset past 10^9 bytes, so the planes up to this one
+    /// are mapped as one tall image and this plane cut from it); nothing is read until a region is, and 8- and 16-bit planes
+    /// are read by <see cref="TiffTiles.ContiguousPlane"/> instead.</summary>
+    private static Vips.Image ContiguousPlane(string path, int page, int subIfd, TiffPageLayout? directory, int plane)
+    {
+        if (page != 0 || subIfd >= 0 || directory?.ContiguousPlaneBytes() is null || directory.All(273) is not { } offsets)
+            throw new InputFileException(path, $"plane {plane} was asked for as stored after page 0, but page 0 is no uncompressed plane in contiguous strips");
+        if (plane >= directory.ContiguousPlanes())
+            throw new InputFileException(path, $"plane {plane} lies past the end of the {directory.FileLength}-byte file (truncated?)");
+        long bits = directory.One(258, 8), kind = directory.One(339, 1);
+        var format = (bits, kind) switch
+        {
+            (8, 2) => Vips.Enums.BandFormat.Char, (8, _) => Vips.Enums.BandFormat.Uchar,
+            (16, 2) => Vips.Enums.BandFormat.Short, (16, _) => Vips.Enums.BandFormat.Ushort,
+            (32, 3) => Vips.Enums.BandFormat.Float, (32, 2) => Vips.Enums.BandFormat.Int, (32, _) => Vips.Enums.BandFormat.Uint,
+            (64, 3) => Vips.Enums.BandFormat.Double,
+            _ => throw new InputFileException(path, $"planes stored after page 0 in {bits}-bit samples of format {kind} are not read"),
+        };
+        int w = (int)directory.Width, h = (int)directory.Height;
+        if ((long)h * (plane + 1) > 10_000_000)
+            throw new InputFileException(path, $"plane {plane} of {w}x{h} pixels stored after page 0 lies too far into the file to be mapped");
+        using var tall = Vips.Image.Rawload(path, w, h * (plane + 1), 1, offset: (ulong)offsets[0], format: format, interpretation: Vips.Enums.Interpretation.Multiband);
+        var raw = tall.Crop(0, h * plane, w, h);
+        if (bits == 8 || directory.LittleEndian == BitConverter.IsLittleEndian) return raw;
+        using (raw) return raw.Byteswap(); // ImageJ writes big-endian files by default
     }
 
     /// <summary>Labels in 32-bit integers as 16-bit samples: 0..65535 as they are, anything outside as 65535 (never 0, so

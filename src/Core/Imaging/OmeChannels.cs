@@ -33,8 +33,10 @@ public static class OmeChannels
     }
 
     /// <summary>Where a channel's plane is: a page of this file (<see cref="File"/> null) or of another file of the same
-    /// multi-file set, named as the OME-XML names it (a plain file name, in the same folder).</summary>
-    public readonly record struct Plane(string? File, int Page);
+    /// multi-file set, named as the OME-XML names it (a plain file name, in the same folder); or, where
+    /// <see cref="Contiguous"/>, the <see cref="Page"/>-th plane stored raw from page 0's first byte (an ImageJ stack over
+    /// 4 GB, see <see cref="TiffPageLayout.ContiguousPlanes"/>).</summary>
+    public readonly record struct Plane(string? File, int Page, bool Contiguous = false);
 
     /// <summary>
     /// The plane of each channel of the first image's first focal plane and time point, from the OME-XML
@@ -163,9 +165,12 @@ public static class OmeChannels
     /// description, C ≥ 2): ImageJ writes planes in the order C, Z, T (channels fastest), one page each, so the channels
     /// of the first focal plane and time point are pages 0 to C−1. Null when the description is no such hyperstack; with
     /// <paramref name="problem"/> saying why where it claims channels it cannot map (more than are read together, or
-    /// planes stored without a page each, as ImageJ does for stacks over 4 GB).
+    /// planes stored without a page each, as ImageJ does for stacks over 4 GB, unless they follow page 0 raw).
     /// </summary>
-    public static Plane[]? ImageJChannelPlanes(string? description, int pageCount, out string? problem)
+    /// <param name="contiguousPlanes">how many planes the file holds one after another from page 0's first byte
+    /// (<see cref="TiffPageLayout.ContiguousPlanes"/>): a file of one page whose description counts more images is such a
+    /// stack, and its channels are read from there</param>
+    public static Plane[]? ImageJChannelPlanes(string? description, int pageCount, out string? problem, long contiguousPlanes = 0)
     {
         problem = null;
         if (description is null || !description.StartsWith("ImageJ=", StringComparison.Ordinal) || description.Length > 1 << 20) return null;
@@ -183,11 +188,26 @@ public static class OmeChannels
             if (key == "channels") channels = long.Parse(value, CultureInfo.InvariantCulture);
             else if (key == "images") images = long.Parse(value, CultureInfo.InvariantCulture);
         }
-        if (channels < 2) return null;
+        if (channels < 2)
+        {
+            // a z-stack or time series over 4 GB: one page, the other planes after it with no directory of their own
+            if (pageCount == 1 && images > 1) problem = $"its ImageJ description says {images} images (focal planes or time points) stored one after another; the first is read";
+            return null;
+        }
         if (channels > ImageLimits.MaxChannels)
         {
             problem = $"its ImageJ description says {channels} channels; at most {ImageLimits.MaxChannels} are read together";
             return null;
+        }
+        if (pageCount == 1 && images >= channels && contiguousPlanes > 0)
+        {
+            // ImageJ's stack over 4 GB: every plane follows page 0's raw, channels first (C, then Z, then T)
+            if (contiguousPlanes < images)
+            {
+                problem = $"its ImageJ description says {images} images stored one after another from page 0, but the file holds {contiguousPlanes} (truncated?)";
+                return null;
+            }
+            return Enumerable.Range(0, (int)channels).Select(c => new Plane(null, c, Contiguous: c > 0)).ToArray();
         }
         if (pageCount < channels || images > pageCount)
         {

@@ -293,7 +293,9 @@ public static class ImageSources
             catch { first.Dispose(); throw; }
         }
         // (one page can be one file of a multi-file OME-TIFF set, whose other channels are in the files beside it)
-        if (page != 0 || (pageCount < 2 && description?.Contains("<OME", StringComparison.Ordinal) != true)) return first;
+        // (one page can also hold an ImageJ stack over 4 GB, whose other planes follow it with no directory of their own)
+        if (page != 0 || (pageCount < 2 && description?.Contains("<OME", StringComparison.Ordinal) != true
+                          && description?.StartsWith("ImageJ=", StringComparison.Ordinal) != true)) return first;
         string? problem = null, companion = null;
         if (first.Channels == 1 && OmeChannels.BinaryOnlyMetadataFile(description, out problem) is { } meta)
         {
@@ -305,7 +307,8 @@ public static class ImageSources
         var pages = first.Channels == 1 && problem is null ? OmeChannels.ChannelPlanes(description, System.IO.Path.GetFileName(path), pageCount, out problem) : null;
         // an ImageJ or Fiji hyperstack: its channels are its first pages
         bool imageJ = false;
-        if (pages is null && problem is null && first.Channels == 1 && (pages = OmeChannels.ImageJChannelPlanes(description, pageCount, out problem)) is not null) imageJ = true;
+        if (pages is null && problem is null && first.Channels == 1 && (pages = OmeChannels.ImageJChannelPlanes(description, pageCount, out problem,
+                contiguousPlanes: pageCount == 1 && subIfd < 0 ? TiffPageLayout.TryRead(path, 0)?.ContiguousPlanes() ?? 0 : 0)) is not null) imageJ = true;
         if (pages is null)
         {
             // an OME-XML that claims channels it does not map: the page alone, as before, and a warning that says why
@@ -320,6 +323,7 @@ public static class ImageSources
         {
             for (int c = 0; c < pages.Length; c++)
                 sources[c] = pages[c] is { File: null, Page: 0 } ? first
+                    : pages[c].Contiguous ? VipsImageSource.Open(path, 0, contiguousPlane: pages[c].Page)
                     : pages[c].File is { } other ? VipsImageSource.Open(Beside(path, other, $"channel {c}"), pages[c].Page, subIfd: subIfd)
                     : VipsImageSource.Open(path, pages[c].Page, subIfd: subIfd);
             var multi = new MultiPageSource(path, pages, sources, imageJ ? "ImageJ description" : "OME-XML") { MetadataFile = companion };

@@ -43,6 +43,34 @@ public sealed class TiffPageLayout
     /// <summary>Rows per strip as libtiff reads them: the whole image when the tag is absent, 0 or past the end.</summary>
     public long RowsPerStrip => One(278, Height) is var rps && rps > 0 && rps <= Height ? rps : Height;
 
+    /// <summary>
+    /// How many planes like this page are stored one after another from its first byte, as ImageJ and Fiji save a stack
+    /// over 4 GB: one directory for the first plane, and the description's <c>images=N</c> planes following it raw, since a
+    /// classic TIFF cannot point past 4 GB. Only an uncompressed single-sample page in contiguous strips qualifies; the
+    /// count is how many whole planes the file holds from there (at least 1), 0 for any other page.
+    /// </summary>
+    public long ContiguousPlanes()
+    {
+        if (ContiguousPlaneBytes() is not { } bytes || All(273) is not { } offsets) return 0;
+        return (FileLength - offsets[0]) / bytes;
+    }
+
+    /// <summary>The bytes of one plane when this page is an uncompressed single-sample page of 8-, 16-, 32- or 64-bit samples
+    /// in strips that follow one another with no gap (see <see cref="ContiguousPlanes"/>); else null.</summary>
+    public long? ContiguousPlaneBytes()
+    {
+        if (Compression != 1 || SamplesPerPixel != 1 || Tiled || Width <= 0 || Height <= 0) return null;
+        if (All(258) is not [var bits] || bits is not (8 or 16 or 32 or 64) || One(339, 1) is not (1 or 2 or 3)) return null;
+        if (All(273) is not { Length: > 0 } offsets || All(279) is not { } counts || counts.Length != offsets.Length) return null;
+        long bytes = checked(Width * Height * (bits / 8)), at = offsets[0], sum = 0;
+        for (int i = 0; i < offsets.Length; i++)
+        {
+            if (offsets[i] != at || counts[i] <= 0) return null;
+            at += counts[i]; sum += counts[i];
+        }
+        return sum == bytes && offsets[0] > 0 && offsets[0] + bytes <= FileLength ? bytes : null;
+    }
+
     /// <summary>The offsets of the page's SubIFDs (tag 330: an OME-TIFF pyramid's reduced-resolution levels), or null.</summary>
     public long[]? SubIfds => All(330);
 

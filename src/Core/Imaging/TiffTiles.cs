@@ -71,6 +71,40 @@ public sealed class TiffTiles : IDisposable
         }
     }
 
+    /// <summary>
+    /// Plane <paramref name="plane"/> of an 8- or 16-bit unsigned stack stored raw from page 0's first byte (ImageJ's layout
+    /// over 4 GB, <see cref="TiffPageLayout.ContiguousPlanes"/>), read as strips of whole rows of about 4 MiB each; null for
+    /// any other page, or a plane past the end of the file.
+    /// </summary>
+    public static TiffTiles? ContiguousPlane(string path, TiffPageLayout page0, int plane)
+    {
+        if (page0.ContiguousPlaneBytes() is not { } bytes || page0.All(273) is not { } first || plane < 0 || plane >= page0.ContiguousPlanes()) return null;
+        long bits = page0.One(258, 8);
+        if (bits is not (8 or 16) || page0.One(339, 1) != 1) return null;
+        int w = (int)page0.Width, h = (int)page0.Height, bpp = (int)bits / 8;
+        long rowBytes = (long)w * bpp, at = first[0] + plane * bytes;
+        int rows = (int)Math.Clamp((4L << 20) / rowBytes, 1, h), strips = (h + rows - 1) / rows;
+        var offsets = new long[strips];
+        var counts = new long[strips];
+        for (int i = 0; i < strips; i++)
+        {
+            offsets[i] = at + i * rows * rowBytes;
+            counts[i] = Math.Min(rows, h - i * rows) * rowBytes;
+        }
+        SafeFileHandle? file = null;
+        try
+        {
+            file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
+            return new TiffTiles(path, file, page0.FileLength, w, h, w, rows, 1, bpp, deflate: false, predictor: false,
+                swap: bpp == 2 && page0.LittleEndian != BitConverter.IsLittleEndian, offsets, counts, strips: true, planar: false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            file?.Dispose();
+            return null;
+        }
+    }
+
     private static TiffTiles? Parse(string path, SafeFileHandle file, TiffPageLayout? d, int width, int height, int bands, bool wide)
     {
         if (d is null) return null;

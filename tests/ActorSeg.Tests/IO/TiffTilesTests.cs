@@ -94,6 +94,15 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         # that claims more channels than are read together
         tifffile.imwrite(f'{d}/ij-zc.tif', np.stack([cyx, cyx[::-1]]), imagej=True, metadata={'axes': 'ZCYX'})
         tifffile.imwrite(f'{d}/ij-c12.tif', np.stack([cyx[0]] * 12), imagej=True, metadata={'axes': 'CYX'})
+        # the same stacks as ImageJ saves them over 4 GB: one directory, every plane raw after it (big-endian, as ImageJ writes)
+        zc = np.stack([cyx, cyx[::-1]])
+        tifffile.imwrite(f'{d}/ij-zc-big.tif', zc, imagej=True, metadata={'axes': 'ZCYX'}, truncate=True, byteorder='>')
+        f32 = zc.astype(np.float32) / 7 - 100
+        tifffile.imwrite(f'{d}/ij-zc-f32.tif', f32, imagej=True, metadata={'axes': 'ZCYX'})
+        tifffile.imwrite(f'{d}/ij-zc-f32-big.tif', f32, imagej=True, metadata={'axes': 'ZCYX'}, truncate=True)
+        tifffile.imwrite(f'{d}/ij-z-big.tif', cyx, imagej=True, metadata={'axes': 'ZYX'}, truncate=True)
+        b = open(f'{d}/ij-zc-big.tif', 'rb').read()
+        open(f'{d}/ij-zc-big-cut.tif', 'wb').write(b[:len(b) - 150 * 97 * 2 * 4])
         # two images (series) in one OME-TIFF: the first, of three channels, then a grey one
         with tifffile.TiffWriter(f'{d}/ome-2series.ome.tif', ome=True) as t:
             t.write(cyx, metadata={'axes': 'CYX'}, photometric='minisblack', tile=(32, 32))
@@ -549,6 +558,43 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
             using (var one = ImageSources.Open(Path.Combine(_dir, "ij-c12.tif"))) Assert.Equal(1, one.Channels);
             Assert.Contains(warned.All, m => m.Contains("page 0 is read alone: its ImageJ description says 12 channels; at most 8 are read together", StringComparison.Ordinal));
         }
+        // ImageJ's layout over 4 GB (one directory, the planes raw after it, big-endian): the same channels, the same graph
+        // (before: page 0 alone, with a warning)
+        var big = Path.Combine(_dir, "ij-zc-big.tif");
+        Assert.Equal(6, TiffPageLayout.TryRead(big, 0)!.ContiguousPlanes());
+        using (var src = ImageSources.Open(big))
+        {
+            var multi = Assert.IsType<MultiPageSource>(src);
+            Assert.Equal([false, true, true], multi.Planes.Select(p => p.Contiguous));
+            var got = new ushort[want.Length];
+            src.ReadRegion(0, 0, 150, 97, got);
+            Assert.True(want.AsSpan().SequenceEqual(got), "the raw planes differ from the interleaved image's");
+            Array.Clear(got);
+            src.ReadRegion(17, 9, 60, 41, got.AsSpan(0, 60 * 41 * 3));
+            for (int y = 0; y < 41; y++)
+                Assert.True(want.AsSpan(((9 + y) * 150 + 17) * 3, 60 * 3).SequenceEqual(got.AsSpan(y * 60 * 3, 60 * 3)), $"row {y} of a region");
+        }
+        Assert.Equal(C3Graph(), GraphOf(big, "g-ij-big"));
+        Assert.Contains("planes 0 to 2 stored one after another from page 0", TestPaths.RunCli("info", big).Stdout);
+        // floating-point planes: read as the same stack with a directory for every plane reads them
+        using (var paged = ImageSources.Open(Path.Combine(_dir, "ij-zc-f32.tif")))
+        using (var raw = ImageSources.Open(Path.Combine(_dir, "ij-zc-f32-big.tif")))
+        {
+            Assert.Equal((3, 3), (paged.Channels, raw.Channels));
+            var a = new ushort[150 * 97 * 3]; var b = new ushort[a.Length];
+            paged.ReadRegion(0, 0, 150, 97, a); raw.ReadRegion(0, 0, 150, 97, b);
+            Assert.True(a.AsSpan().SequenceEqual(b));
+        }
+        using (var warnedBig = new InputWarnings())
+        {
+            // cut short: page 0 alone, saying so; a z-stack (no channels) stored so: its first plane, saying so
+            using (var cut = ImageSources.Open(Path.Combine(_dir, "ij-zc-big-cut.tif"))) Assert.Equal(1, cut.Channels);
+            Assert.Contains(warnedBig.All, m => m.Contains("says 6 images stored one after another from page 0, but the file holds 2 (truncated?)", StringComparison.Ordinal));
+            using (var z = ImageSources.Open(Path.Combine(_dir, "ij-z-big.tif"))) Assert.Equal(1, z.Channels);
+            Assert.Contains(warnedBig.All, m => m.Contains("ij-z-big.tif: page 0 is read alone: its ImageJ description says 3 images (focal planes or time points)", StringComparison.Ordinal));
+        }
+        Assert.Throws<InputFileException>(() => VipsImageSource.Open(Path.Combine(_dir, "ij-zc-big-cut.tif"), contiguousPlane: 2));
+        Assert.Throws<InputFileException>(() => VipsImageSource.Open(Path.Combine(_dir, "g8-zlib-pred.tif"), contiguousPlane: 1)); // compressed: no raw planes
         Assert.Null(OmeChannels.ImageJChannelPlanes("ImageJ=1.54f\nimages=1\nslices=1", 1, out var none));
         Assert.Null(none);
         Assert.Null(OmeChannels.ImageJChannelPlanes("ImageJ=1.54f\nimages=6\nchannels=3\nslices=2", 1, out var contiguous)); // planes without a page each

@@ -55,11 +55,11 @@ public sealed class TiffPageLayout
         return (FileLength - offsets[0]) / bytes;
     }
 
-    /// <summary>The bytes of one plane when this page is an uncompressed single-sample page of 8-, 16-, 32- or 64-bit samples
-    /// in strips that follow one another with no gap (see <see cref="ContiguousPlanes"/>); else null.</summary>
+    /// <summary>The bytes of one plane when this page is an uncompressed single-sample grey page (black is zero) of 8-, 16-,
+    /// 32- or 64-bit samples in strips that follow one another with no gap (see <see cref="ContiguousPlanes"/>); else null.</summary>
     public long? ContiguousPlaneBytes()
     {
-        if (Compression != 1 || SamplesPerPixel != 1 || Tiled || Width <= 0 || Height <= 0) return null;
+        if (Compression != 1 || SamplesPerPixel != 1 || Tiled || Width <= 0 || Height <= 0 || One(262, -1) != 1) return null; // (black is zero)
         if (All(258) is not [var bits] || bits is not (8 or 16 or 32 or 64) || One(339, 1) is not (1 or 2 or 3)) return null;
         if (All(273) is not { Length: > 0 } offsets || All(279) is not { } counts || counts.Length != offsets.Length) return null;
         long bytes = checked(Width * Height * (bits / 8)), at = offsets[0], sum = 0;

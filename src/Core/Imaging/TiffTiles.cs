@@ -60,8 +60,14 @@ public sealed class TiffTiles : IDisposable
         try
         {
             file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
-            var t = Parse(path, file, layout ?? TiffPageLayout.Read(file, page), width, height, bands, wide);
+            var d = layout ?? TiffPageLayout.Read(file, page);
+            var t = Parse(path, file, d, width, height, bands, wide);
             if (t is null) file.Dispose();
+            // an uncompressed grey page in one strip too large to decode whole (ImageJ saves every page so): read as a plane
+            // of strips of about 4 MiB
+            if (t is null && d is not null && d.Width == width && d.Height == height && bands == 1 && d.One(258, 8) == (wide ? 16 : 8)
+                && d.RowsPerStrip * d.Width * (wide ? 2 : 1) > MaxStripBytes)
+                t = ContiguousPlane(path, d, 0);
             return t;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or OverflowException or ArgumentException)
@@ -105,6 +111,9 @@ public sealed class TiffTiles : IDisposable
         }
     }
 
+    /// <summary>The largest strip decoded whole.</summary>
+    private const long MaxStripBytes = 32 << 20;
+
     private static TiffTiles? Parse(string path, SafeFileHandle file, TiffPageLayout? d, int width, int height, int bands, bool wide)
     {
         if (d is null) return null;
@@ -116,7 +125,7 @@ public sealed class TiffTiles : IDisposable
         {
             // a strip: a tile as wide as the image and RowsPerStrip high (the whole image when the tag is absent)
             tw = w; th = d.RowsPerStrip;
-            if (tw * th * (planar == 2 ? 1 : spp) * (wide ? 2 : 1) > 32 << 20) return null;
+            if (tw * th * (planar == 2 ? 1 : spp) * (wide ? 2 : 1) > MaxStripBytes) return null;
         }
         else if (tw <= 0 || th <= 0 || tw % 16 != 0 || th % 16 != 0 || tw > 1 << 14 || th > 1 << 14) return null;
         if (compression is not (1 or 8 or 32946) || predictor is not (1 or 2) || planar is not (1 or 2)) return null;

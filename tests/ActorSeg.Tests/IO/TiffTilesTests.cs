@@ -169,6 +169,8 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         w('strips16-be-pred', img((H, W), np.uint16), compression='zlib', predictor=True, rowsperstrip=5, byteorder='>')
         w('strips-rgb-none', img((H, W, 3), np.uint8), photometric='rgb', rowsperstrip=13)
         w('strip-one', img((H, W), np.uint16), compression='zlib', rowsperstrip=H, bigtiff=True)
+        # an uncompressed page in one strip too large to decode whole (ImageJ saves every page so): read as a plane of strips
+        w('strip-huge-be', img((4100, 4100), np.uint16), rowsperstrip=4100, byteorder='>')
         # separate planes (libvips refuses them tiled), each beside the same samples written chunky
         def planar(name, data, **kw):
             w(name, data, planarconfig='separate', **kw)
@@ -214,7 +216,7 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         using (var g = NetVips.Image.NewFromFile(Path.Combine(_dir, "g8-deflate.tif")))
             g.Tiffsave(Path.Combine(_dir, "lzw.tif"), compression: NetVips.Enums.ForeignTiffCompression.Lzw, tile: true, tileWidth: 32, tileHeight: 32);
         var own = new[] { "g8-zlib-pred", "g8-deflate", "g16-be-pred", "g16-none", "g16-le-big", "rgb8-pred", "rgb16-be-big", "rgb16-none", "rgb8-deflate", "rgba8", "ga16", "c4", "c2",
-            "strips", "strips16-be-pred", "strips-rgb-none", "strip-one" };
+            "strips", "strips16-be-pred", "strips-rgb-none", "strip-one", "strip-huge-be" };
         var cases = own.Select(n => (n, 0, false, true))
             .Concat([("pages", 0, false, true), ("pages", 1, false, true), ("rgb8-pred", 0, true, true), ("rgb16-none", 0, true, true), ("rgba8", 0, true, true), ("strips-rgb-none", 0, true, true)])
             .Concat(new[] { "lzw" }.Select(n => (n, 0, false, false)));

@@ -282,7 +282,7 @@ public static class ImageSources
         else if (page > 0 && TiffPageLayout.TryRead(path, 0)?.SubIfds is { Length: > 0 } named)
             // a pyramid whose reduced levels cannot be read: say so, rather than that the page does not exist
             throw new InputFileException(path, $"its first page names {named.Length} reduced-resolution level(s) (SubIFDs), but level 1 cannot be read " +
-                                               "(outside the file, truncated, or no smaller than level 0): the pyramid is damaged (--level 0 reads the full resolution without it)");
+                                               "(outside the file, truncated, no smaller than level 0, or not of its shape): the pyramid is damaged (--level 0 reads the full resolution without it)");
         var first = VipsImageSource.Open(path, page, subIfd: subIfd);
         // a reduced level's SubIFD has no description of its own: the OME-XML (and the page count) are the first page's
         string? description = first.Description;

@@ -59,10 +59,11 @@ public sealed class TiffPageLayout
     /// 32- or 64-bit samples in strips that follow one another with no gap (see <see cref="ContiguousPlanes"/>); else null.</summary>
     public long? ContiguousPlaneBytes()
     {
-        if (Compression != 1 || SamplesPerPixel != 1 || Tiled || Width <= 0 || Height <= 0 || One(262, -1) != 1) return null; // (black is zero)
+        if (Compression != 1 || SamplesPerPixel != 1 || Tiled || One(262, -1) != 1) return null; // (black is zero)
+        if (Width <= 0 || Height <= 0 || Width > ImageLimits.MaxSide || Height > ImageLimits.MaxSide) return null;
         if (All(258) is not [var bits] || bits is not (8 or 16 or 32 or 64) || One(339, 1) is not (1 or 2 or 3)) return null;
         if (All(273) is not { Length: > 0 } offsets || All(279) is not { } counts || counts.Length != offsets.Length) return null;
-        long bytes = checked(Width * Height * (bits / 8)), at = offsets[0], sum = 0;
+        long bytes = Width * Height * (bits / 8), at = offsets[0], sum = 0;
         for (int i = 0; i < offsets.Length; i++)
         {
             if (offsets[i] != at || counts[i] <= 0) return null;

@@ -111,6 +111,22 @@ public static class ClientCommands
                 Tissue: pr.GetValue(tissue) is { } tv and not ("auto" or "none") ? Path.GetFullPath(tv) : pr.GetValue(tissue),
                 Objects: pr.GetValue(objects)!, Simplify: pr.GetValue(simplify));
             var id = pr.GetValue(jobId) ?? JobIds.New();
+            // a model trained at another resolution: said here as `segment` says it, where this machine sees the files (the
+            // cluster reads them on its shared storage, and checks them itself)
+            if (spec.ModelPath is { } modelPath && File.Exists(modelPath) && File.Exists(spec.ImagePath))
+            {
+                try
+                {
+                    var (trained, weights) = GpuTrainer.ModelFile.Load(modelPath);
+                    weights.Dispose();
+                    if (trained.ScaleMismatch(Core.Imaging.PixelSize.MicronsPerPixel(spec.ImagePath, lv)?.X) is { } scale)
+                        Log.Warning("{Image}: {Why} ({Model})", spec.ImagePath, scale, modelPath);
+                }
+                catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or Core.Imaging.InputFileException or NetVips.VipsException)
+                {
+                    Log.Debug("{Image}: its scale not compared with the model's here: {Error}", spec.ImagePath, e.Message);
+                }
+            }
             try
             {
                 await using var conn = ClusterConnection.Open(ClusterConnection.Addresses(pr.GetValue(coordinator)), tls.Read(pr));

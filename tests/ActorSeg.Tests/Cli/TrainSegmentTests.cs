@@ -44,6 +44,11 @@ public class TrainSegmentTests(ITestOutputHelper output) : TempDirTest("train")
         var warned = TestPaths.RunCli("segment", Path.Combine(_dir, "coarse.tif"), "--model", Path.Combine(model, "best.model"), "--out", Path.Combine(_dir, "seg-coarse"), "--no-refine");
         Assert.True(warned.ExitCode == 0, warned.Stderr);
         Assert.Contains("it is read at 2 µm/px, but the model was trained on images of 0.5 µm/px", warned.Stderr);
+        // a cluster job says it too, before it is sent (here to no coordinator: exit 3 after a second)
+        var submitted = TestPaths.RunCli("submit", Path.Combine(_dir, "coarse.tif"), "--model", Path.Combine(model, "best.model"), "--out", Path.Combine(_dir, "sub-coarse"),
+            "--coordinator", "akka.tcp://actorseg@127.0.0.1:1", "--connect-timeout", "1");
+        Assert.Equal(3, submitted.ExitCode);
+        Assert.Contains("it is read at 2 µm/px, but the model was trained on images of 0.5 µm/px", submitted.Stderr);
 
         var ev = TestPaths.RunCli("evaluate", "--model", Path.Combine(model, "best.model"), "--graphs", Path.Combine(model, "graphs"), "--out", Path.Combine(_dir, "eval"));
         Assert.Equal(0, ev.ExitCode);

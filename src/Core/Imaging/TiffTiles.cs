@@ -161,6 +161,7 @@ public sealed class TiffTiles : IDisposable
     public void ReadRegion(int x, int y, int w, int h, int keep, Span<ushort> dest)
     {
         if (_planar) { ReadPlanes(x, y, w, h, keep, dest); return; }
+        if (_strips && !_deflate && !_predictor) { ReadRawRows(x, y, w, h, keep, dest); return; }
         int rowBytes = _tw * _spp * _bytes, tileBytes = rowBytes * _th;
         byte[] tile = ArrayPool<byte>.Shared.Rent(tileBytes);
         byte[] packed = [];
@@ -194,6 +195,36 @@ public sealed class TiffTiles : IDisposable
             ArrayPool<byte>.Shared.Return(tile);
             if (packed.Length > 0) ArrayPool<byte>.Shared.Return(packed);
         }
+    }
+
+    /// <summary>The region from uncompressed strips: of each row, only the region's own bytes are read (a strip holds whole
+    /// image rows, and ImageJ keeps a page in one strip: reading the strips whole would read the image's full width for a
+    /// narrow region).</summary>
+    private void ReadRawRows(int x, int y, int w, int h, int keep, Span<ushort> dest)
+    {
+        int pixel = _spp * _bytes, rowBytes = _tw * pixel, segment = w * pixel;
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(segment);
+        try
+        {
+            var seg = buffer.AsSpan(0, segment);
+            for (int yy = y; yy < y + h; yy++)
+            {
+                int s = yy / _th;
+                long off = _offsets[s], len = _counts[s], need = (long)Math.Min(_th, Height - s * _th) * rowBytes;
+                if (off <= 0 || len < need || off + need > _fileLength)
+                    throw new InvalidDataException($"strip {s} has offset {off} and length {len}, outside the file's {_fileLength} bytes or shorter than its {need} bytes of rows");
+                if (RandomAccess.Read(_file, seg, off + (long)(yy - s * _th) * rowBytes + (long)x * pixel) != segment) throw new InvalidDataException($"strip {s} is cut short");
+                var to = dest.Slice((yy - y) * w * keep, w * keep);
+                if (_bytes == 1) Row(seg, 0, to, w, keep);
+                else
+                {
+                    var wide = MemoryMarshal.Cast<byte, ushort>(seg);
+                    if (_swap) for (int k = 0; k < wide.Length; k++) wide[k] = BinaryPrimitives.ReverseEndianness(wide[k]);
+                    Row(wide, 0, to, w, keep);
+                }
+            }
+        }
+        finally { ArrayPool<byte>.Shared.Return(buffer); }
     }
 
     /// <summary>Chunk <paramref name="i"/> (<paramref name="what"/> names it in errors) read and decoded into

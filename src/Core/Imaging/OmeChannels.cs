@@ -204,7 +204,7 @@ public static class OmeChannels
             // ImageJ's stack over 4 GB: every plane follows page 0's raw, channels first (C, then Z, then T)
             if (contiguousPlanes < images)
             {
-                problem = $"its ImageJ description says {images} images stored one after another from page 0, but the file holds {contiguousPlanes} (truncated?)";
+                problem = $"its ImageJ description says {images} images stored one after another from page 0, but the file holds {contiguousPlanes} there (truncated, or written so by another program)";
                 return null;
             }
             return Enumerable.Range(0, (int)channels).Select(c => new Plane(null, c, Contiguous: c > 0)).ToArray();

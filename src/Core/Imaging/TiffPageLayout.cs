@@ -27,6 +27,8 @@ public sealed class TiffPageLayout
     public bool BigTiff { get; }
     public bool LittleEndian { get; }
     public long FileLength { get; }
+    /// <summary>Where this directory starts in the file.</summary>
+    public long DirectoryOffset { get; private init; }
 
     private TiffPageLayout(Dictionary<int, long[]> tags, bool big, bool le, long length)
     {
@@ -46,12 +48,16 @@ public sealed class TiffPageLayout
     /// <summary>
     /// How many planes like this page are stored one after another from its first byte, as ImageJ and Fiji save a stack
     /// over 4 GB: one directory for the first plane, and the description's <c>images=N</c> planes following it raw, since a
-    /// classic TIFF cannot point past 4 GB. Only an uncompressed single-sample page in contiguous strips qualifies; the
-    /// count is how many whole planes the file holds from there (at least 1), 0 for any other page.
+    /// classic TIFF cannot point past 4 GB. Only an uncompressed single-sample page in contiguous strips, its directory
+    /// written before its pixels, qualifies; the count is how many whole planes the file holds from there (at least 1; 1
+    /// when the directory follows the pixels), 0 for any other page.
     /// </summary>
     public long ContiguousPlanes()
     {
         if (ContiguousPlaneBytes() is not { } bytes || All(273) is not { } offsets) return 0;
+        // ImageJ writes its directory before the pixels; one written after them is another writer's file, whose bytes past
+        // the first plane are no planes
+        if (DirectoryOffset >= offsets[0]) return 1;
         return (FileLength - offsets[0]) / bytes;
     }
 
@@ -270,7 +276,7 @@ public sealed class TiffPageLayout
                 values[k] = size switch { 1 => raw[k], 2 => h.U16(raw.AsSpan(k * 2)), 4 => h.U32(raw.AsSpan(k * 4)), _ => (long)h.U64(raw.AsSpan(k * 8)) };
             tags[tag] = values;
         }
-        return new TiffPageLayout(tags, big, h.Le, length);
+        return new TiffPageLayout(tags, big, h.Le, length) { DirectoryOffset = ifd };
     }
 
     /// <summary>What makes the page's pixel data unreadable, or null: a compression libtiff here cannot decode, fewer

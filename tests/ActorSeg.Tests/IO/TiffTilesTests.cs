@@ -591,9 +591,23 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         {
             // cut short: page 0 alone, saying so; a z-stack (no channels) stored so: its first plane, saying so
             using (var cut = ImageSources.Open(Path.Combine(_dir, "ij-zc-big-cut.tif"))) Assert.Equal(1, cut.Channels);
-            Assert.Contains(warnedBig.All, m => m.Contains("says 6 images stored one after another from page 0, but the file holds 2 (truncated?)", StringComparison.Ordinal));
+            Assert.Contains(warnedBig.All, m => m.Contains("says 6 images stored one after another from page 0, but the file holds 2 there (truncated", StringComparison.Ordinal));
             using (var z = ImageSources.Open(Path.Combine(_dir, "ij-z-big.tif"))) Assert.Equal(1, z.Channels);
             Assert.Contains(warnedBig.All, m => m.Contains("ij-z-big.tif: page 0 is read alone: its ImageJ description says 3 images (focal planes or time points)", StringComparison.Ordinal));
+        }
+        // another writer's file (libtiff puts its directory after the pixels) that claims ImageJ's channels, with bytes enough
+        // after its one page: those bytes are no planes
+        var other = Path.Combine(_dir, "ij-claimed.tif");
+        using (var g = NetVips.Image.NewFromFile(Path.Combine(_dir, "g16-none.tif")))
+        using (var described = g.Mutate(m => m.Set(NetVips.GValue.GStrType, "image-description", "ImageJ=1.54f\nimages=3\nchannels=3\nhyperstack=true\n")))
+            described.Tiffsave(other, compression: NetVips.Enums.ForeignTiffCompression.None);
+        using (var f = new FileStream(other, FileMode.Append)) f.Write(new byte[150 * 97 * 2 * 3]);
+        Assert.True(TiffPageLayout.TryRead(other, 0)!.DirectoryOffset > TiffPageLayout.TryRead(other, 0)!.All(273)![0]);
+        Assert.Equal(1, TiffPageLayout.TryRead(other, 0)!.ContiguousPlanes());
+        using (var warnedOther = new InputWarnings())
+        {
+            using (var one = ImageSources.Open(other)) Assert.Equal(1, one.Channels);
+            Assert.Contains(warnedOther.All, m => m.Contains("but the file holds 1 there", StringComparison.Ordinal));
         }
         Assert.Throws<InputFileException>(() => VipsImageSource.Open(Path.Combine(_dir, "ij-zc-big-cut.tif"), contiguousPlane: 2));
         Assert.Throws<InputFileException>(() => VipsImageSource.Open(Path.Combine(_dir, "g8-zlib-pred.tif"), contiguousPlane: 1)); // compressed: no raw planes

@@ -70,11 +70,12 @@ public static class InfoCommand
         using var img = VipsImageSource.Open(path);
         sb.AppendLine(I, $"file: {path}");
         sb.AppendLine(I, $"format: {img.Loader} (read through libvips), {img.Pages} page(s)");
-        sb.AppendLine(I, $"size: {img.Width} x {img.Height}, {img.Channels} channel(s), {img.BitDepth}-bit{(img.SignedShift > 0 ? $" (signed samples, read shifted by +{img.SignedShift})" : "")}{(img.ScaledRange is { } r ? $" (32-bit samples, read spread over 0..65535 from {string.Join(", ", r.Select(x => $"{x.Min:G6}..{x.Max:G6}"))})" : "")}");
+        using var whole = ImageSources.Open(path);
+        // the channels as read: an OME-TIFF's or ImageJ hyperstack's channel pages together, not page 0's alone
+        sb.AppendLine(I, $"size: {img.Width} x {img.Height}, {whole.Channels} channel(s), {img.BitDepth}-bit{(img.SignedShift > 0 ? $" (signed samples, read shifted by +{img.SignedShift})" : "")}{(img.ScaledRange is { } r ? $" (32-bit samples, read spread over 0..65535 from {string.Join(", ", r.Select(x => $"{x.Min:G6}..{x.Max:G6}"))})" : "")}");
         sb.AppendLine(I, $"microns per pixel: {Microns(path)}");
-        using (var whole = ImageSources.Open(path))
-            if (whole is MultiPageSource m)
-                sb.AppendLine(I, $"{(m.MappedBy == "OME-XML" ? "OME-TIFF" : "ImageJ hyperstack")} channels: {m.Channels}, {(m.Planes.Any(p => p.Contiguous) ? $"planes 0 to {m.Channels - 1} stored one after another from page 0 (ImageJ's layout for stacks over 4 GB)" : $"on pages {string.Join(", ", m.Planes.Select(p => p.File is null ? $"{p.Page}" : $"{p.Page} of {p.File}"))}")} (the first focal plane and time point), read together as one {m.Channels}-channel image");
+        if (whole is MultiPageSource m)
+            sb.AppendLine(I, $"{(m.MappedBy == "OME-XML" ? "OME-TIFF" : "ImageJ hyperstack")} channels: {m.Channels}, {(m.Planes.Any(p => p.Contiguous) ? $"planes 0 to {m.Channels - 1} stored one after another from page 0 (ImageJ's layout for stacks over 4 GB)" : $"on pages {string.Join(", ", m.Planes.Select(p => p.File is null ? $"{p.Page}" : $"{p.Page} of {p.File}"))}")} (the first focal plane and time point), read together as one {m.Channels}-channel image");
         Levels(sb, path);
         return sb.ToString();
     }

@@ -577,7 +577,9 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
                 Assert.True(want.AsSpan(((9 + y) * 150 + 17) * 3, 60 * 3).SequenceEqual(got.AsSpan(y * 60 * 3, 60 * 3)), $"row {y} of a region");
         }
         Assert.Equal(C3Graph(), GraphOf(big, "g-ij-big"));
-        Assert.Contains("planes 0 to 2 stored one after another from page 0", TestPaths.RunCli("info", big).Stdout);
+        var bigInfo = TestPaths.RunCli("info", big).Stdout;
+        Assert.Contains("planes 0 to 2 stored one after another from page 0", bigInfo);
+        Assert.Contains("size: 150 x 97, 3 channel(s), 16-bit", bigInfo); // as read (before: page 0's one channel)
         // floating-point planes: read as the same stack with a directory for every plane reads them
         using (var paged = ImageSources.Open(Path.Combine(_dir, "ij-zc-f32.tif")))
         using (var raw = ImageSources.Open(Path.Combine(_dir, "ij-zc-f32-big.tif")))

@@ -49,6 +49,13 @@ public class TrainSegmentTests(ITestOutputHelper output) : TempDirTest("train")
             "--coordinator", "akka.tcp://actorseg@127.0.0.1:1", "--connect-timeout", "1");
         Assert.Equal(3, submitted.ExitCode);
         Assert.Contains("it is read at 2 µm/px, but the model was trained on images of 0.5 µm/px", submitted.Stderr);
+        // and a batch, naming the slide, which it still segments
+        var slides = Directory.CreateDirectory(Path.Combine(_dir, "batch-in")).FullName;
+        File.Copy(Path.Combine(_dir, "coarse.tif"), Path.Combine(slides, "coarse.tif"));
+        var batch = TestPaths.RunCli("batch", slides, "--model", Path.Combine(model, "best.model"), "--out", Path.Combine(_dir, "batch-coarse"));
+        Assert.True(batch.ExitCode == 0, batch.Stderr);
+        Assert.Contains("Slide coarse: it is read at 2 µm/px, but the model was trained on images of 0.5 µm/px", batch.Stderr);
+        Assert.True(File.Exists(Path.Combine(_dir, "batch-coarse", "slides", "coarse", "mask.tif")));
 
         var ev = TestPaths.RunCli("evaluate", "--model", Path.Combine(model, "best.model"), "--graphs", Path.Combine(model, "graphs"), "--out", Path.Combine(_dir, "eval"));
         Assert.Equal(0, ev.ExitCode);

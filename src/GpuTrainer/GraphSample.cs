@@ -16,6 +16,9 @@ public sealed class GraphSample
     public int Classes { get; init; }
     /// <summary>The SLIC seed spacing the graph was built with (0 when unknown).</summary>
     public double SeedSpacing { get; init; }
+    /// <summary>µm per pixel (x, y) of the image the graph was built from, as the graph itself records it
+    /// (<c>image_microns_per_pixel</c>, since 2026-12-07); null where it records none.</summary>
+    public (double X, double Y)? MicronsPerPixel { get; init; }
     public int F => FeatureNames.Length;
     public int E => EdgeWeight.Length;
 
@@ -117,10 +120,18 @@ public sealed class GraphSample
             catch (InvalidOperationException e) { throw Bad($"'seed_spacing' is not a float64 scalar ({e.Message})"); }
             if (!(double.IsFinite(spacing) && spacing >= 0)) throw Bad($"'seed_spacing' is {spacing}");
         }
+        (double, double)? mpp = null;
+        if (npz.TryGetValue(Core.IO.GraphOutputs.PixelSizeArray, out var ua))
+        {
+            var um = Read<double>(Core.IO.GraphOutputs.PixelSizeArray, ua, 2);
+            if (!(double.IsFinite(um[0]) && um[0] > 0 && double.IsFinite(um[1]) && um[1] > 0))
+                throw Bad($"'{Core.IO.GraphOutputs.PixelSizeArray}' is [{um[0]}, {um[1]}], not two positive sizes");
+            mpp = (um[0], um[1]);
+        }
         return new GraphSample
         {
             Path = path, Nodes = n, FeatureNames = names, X = x,
-            EdgeIndex = ei, EdgeWeight = w, Y = y, ClassHist = hist, Classes = classes, SeedSpacing = spacing,
+            EdgeIndex = ei, EdgeWeight = w, Y = y, ClassHist = hist, Classes = classes, SeedSpacing = spacing, MicronsPerPixel = mpp,
         };
     }
 

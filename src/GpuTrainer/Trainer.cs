@@ -148,7 +148,7 @@ public static class Trainer
         try
         {
         // the training images' pixel size, read once from the graphs' summaries (not at every checkpoint)
-        var pixelSizes = TrainingPixelSizes(trainIdx.Concat(valIdx).Select(i => graphs[i].Path));
+        var pixelSizes = TrainingPixelSizes(trainIdx.Concat(valIdx).Select(i => (graphs[i].Path, graphs[i].MicronsPerPixel)));
         ModelSpec Spec(int epoch, double vl) => new()
         {
             Architecture = o.Architecture, FeatureNames = graphs[0].FeatureNames, FeatureMean = fMean, FeatureStd = fStd, Classes = K,
@@ -239,11 +239,21 @@ public static class Trainer
     /// <summary>The smallest and largest µm per pixel of the graphs' images, from the graph.json each graph was written
     /// with (beside it, naming it); null where any graph has none known (a graph copied away from its summary, an image
     /// that states no pixel size).</summary>
-    public static double[]? TrainingPixelSizes(IEnumerable<string> graphPaths)
+    public static double[]? TrainingPixelSizes(IEnumerable<string> graphPaths) => TrainingPixelSizes(graphPaths.Select(p => (p, ((double X, double Y)?)null)));
+
+    /// <summary>The same, where each graph's own record (<see cref="GraphSample.MicronsPerPixel"/>, the graph's
+    /// <c>image_microns_per_pixel</c>) comes first and its graph.json is read only for a graph without one (written before
+    /// 2026-12-07).</summary>
+    public static double[]? TrainingPixelSizes(IEnumerable<(string Path, (double X, double Y)? Stated)> graphs)
     {
         double lo = double.PositiveInfinity, hi = 0;
-        foreach (var path in graphPaths)
+        foreach (var (path, stated) in graphs)
         {
+            if (stated is { } own)
+            {
+                lo = Math.Min(lo, own.X); hi = Math.Max(hi, own.X);
+                continue;
+            }
             var summary = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, Core.IO.GraphOutputs.SummaryFile);
             try
             {

@@ -57,6 +57,7 @@ public static class GraphOutputs
     public static Summary StitchAndWrite(GraphJobManifest job, string outDir, bool writeNodeMap, IProgress<string>? progress = null, CancellationToken ct = default)
     {
         var sw = Stopwatch.StartNew();
+        var um = SourcePixelSize(job); // once: the node maps, graph.npz and graph.json carry it
         var staging = Path.Combine(job.WorkDir, "out");
         Directory.CreateDirectory(staging);
         // the node maps need only the nodes' numbering: they are written (nodes.tif and nodes.ome.tif, band by band) while
@@ -68,7 +69,7 @@ public static class GraphOutputs
             if (!writeNodeMap) return;
             maps = Task.Factory.StartNew(() =>
             {
-                WriteNodeMaps(job, nodeOfGroup, Path.Combine(staging, NodeMapFile), Path.Combine(staging, NodeMapOmeFile), SourcePixelSize(job), progress);
+                WriteNodeMaps(job, nodeOfGroup, Path.Combine(staging, NodeMapFile), Path.Combine(staging, NodeMapOmeFile), um, progress);
                 progress?.Report($"wrote {NodeMapFile} and {NodeMapOmeFile}");
             }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         }
@@ -81,7 +82,7 @@ public static class GraphOutputs
             stitch = sw.Elapsed.TotalSeconds;
             sw.Restart();
             GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true); // what the stitch dropped, before the npz's arrays
-            WriteNpz(g, job, Path.Combine(staging, GraphFile));
+            WriteNpz(g, job, Path.Combine(staging, GraphFile), um);
             progress?.Report($"wrote {GraphFile}");
             if (job.TissueMap is { } tissue) tissue.SavePng(Path.Combine(staging, TissueFile));
         }
@@ -95,7 +96,7 @@ public static class GraphOutputs
         maps?.GetAwaiter().GetResult();
         double write = sw.Elapsed.TotalSeconds;
         var summary = new Summary(g.NodeCount, g.RagA.Length, g.EdgeSrc.Length, stitch, write);
-        WriteSummary(g, job, summary, Path.Combine(staging, SummaryFile), writeNodeMap);
+        WriteSummary(g, job, summary, Path.Combine(staging, SummaryFile), writeNodeMap, um);
         ct.ThrowIfCancellationRequested();
         // publish: the data files first, the summary (the completion marker) last
         SafePaths.EnsureDirectory(outDir, "output folder");
@@ -112,7 +113,11 @@ public static class GraphOutputs
         return summary;
     }
 
-    public static void WriteNpz(SuperpixelGraph g, GraphJobManifest job, string path)
+    /// <summary>The graph's record of its image's µm per pixel, [x, y] (float64), where the image states it: training reads it
+    /// where the graph has left its graph.json behind.</summary>
+    public const string PixelSizeArray = "image_microns_per_pixel";
+
+    public static void WriteNpz(SuperpixelGraph g, GraphJobManifest job, string path, (double X, double Y)? micronsPerPixel = null)
     {
         int n = g.NodeCount, F = g.FeatureCount;
         using var npz = new NpzWriter(path);
@@ -159,6 +164,7 @@ public static class GraphOutputs
         npz.Add<long>("image_shape", new long[] { g.Height, g.Width, g.Channels }, 3);
         npz.Add<double>("image_mean", job.Mean, job.Channels);
         npz.Add<double>("image_std", job.Std, job.Channels);
+        if (micronsPerPixel is { } um) npz.Add<double>(PixelSizeArray, [um.X, um.Y], 2);
         npz.AddScalar("mean_spacing", g.MeanSpacing);
         npz.AddScalar("seed_spacing", g.SeedSpacing);
         npz.AddScalar("k", (long)g.K);
@@ -299,7 +305,7 @@ public static class GraphOutputs
         catch (Exception e) when (e is InputFileException or Vips.VipsException or IOException) { return null; }
     }
 
-    private static void WriteSummary(SuperpixelGraph g, GraphJobManifest job, Summary s, string path, bool nodeMap)
+    private static void WriteSummary(SuperpixelGraph g, GraphJobManifest job, Summary s, string path, bool nodeMap, (double X, double Y)? micronsPerPixel)
     {
         var req = job.Request;
         var doc = new
@@ -310,7 +316,7 @@ public static class GraphOutputs
             {
                 path = Path.GetFullPath(req.ImagePath), page = req.Page, width = job.Width, height = job.Height, channels = job.Channels, bitDepth = job.BitDepth, mean = job.Mean, std = job.Std,
                 // µm per pixel of the level read, [x, y], null where the image states none
-                micronsPerPixel = SourcePixelSize(job) is { } um ? new[] { um.X, um.Y } : null,
+                micronsPerPixel = micronsPerPixel is { } um ? new[] { um.X, um.Y } : null,
             },
             mask = req.MaskPath is null ? null : new { path = Path.GetFullPath(req.MaskPath), mode = req.MaskMode.ToString().ToLowerInvariant(), ignoreValue = req.IgnoreValue, classes = g.NumClasses },
             superpixels = new { method = "slic", seeds = job.Grid.Count, seedSpacing = job.Grid.S, req.Slic.Compactness, req.Slic.Sigma, req.Slic.Iterations, req.Slic.WindowFactor, req.Slic.MinSizeFactor, minSize = job.MinSize },

@@ -34,6 +34,12 @@ public class TrainSegmentTests(ITestOutputHelper output) : TempDirTest("train")
         var (spec, gnn) = ActorSeg.GpuTrainer.ModelFile.Load(Path.Combine(model, "best.model"));
         gnn.Dispose();
         Assert.Equal([0.5, 0.5], spec.MicronsPerPixel!.Select(v => Math.Round(v, 9)));
+        // the graphs record it themselves: copied into a flat folder without their graph.json, they still give it
+        var flat = Directory.CreateDirectory(Path.Combine(_dir, "flat-graphs")).FullName;
+        var built = Directory.EnumerateFiles(model, "graph.npz", SearchOption.AllDirectories).OrderBy(f => f, StringComparer.Ordinal).Take(2).ToArray();
+        Assert.Equal(2, built.Length);
+        for (int i = 0; i < built.Length; i++) File.Copy(built[i], Path.Combine(flat, $"field{i}.npz"));
+        Assert.Equal([0.5, 0.5], ActorSeg.GpuTrainer.Trainer.TrainingPixelSizes(Directory.GetFiles(flat).Select(f => (f, ActorSeg.GpuTrainer.GraphSample.Load(f, "rag").MicronsPerPixel))).Select(v => Math.Round(v, 9)));
         Assert.Null(spec.ScaleMismatch(0.55));
         Assert.Null(spec.ScaleMismatch(null)); // an image that states no pixel size
         Assert.Contains("it is read at 2 µm/px, but the model was trained on images of 0.5 µm/px", spec.ScaleMismatch(2.0));

@@ -32,6 +32,7 @@ public class GraphFileValidationTests() : TempDirTest("graphcheck")
         Put("y", w => w.Add<long>("y", new long[] { 0, 1, -1, 1 }, N));
         Put("class_hist", w => w.Add<long>("class_hist", new long[] { 5, 0, 0, 5, 2, 2, 0, 4 }, N, 2));
         Put("seed_spacing", w => w.AddScalar("seed_spacing", 12.0));
+        Put(ActorSeg.Core.IO.GraphOutputs.PixelSizeArray, _ => { }); // absent unless given
         npz.Complete();
         return path;
     }
@@ -70,6 +71,9 @@ public class GraphFileValidationTests() : TempDirTest("graphcheck")
         { "label-too-big", "knn", "'y' holds the label 7 at node 3" },
         { "label-negative", "knn", "'y' holds the label -5 at node 0" },
         { "spacing-nan", "knn", "'seed_spacing' is NaN" },
+        { "mpp-negative", "knn", "'image_microns_per_pixel' is [-1, 0.5], not two positive sizes" },
+        { "mpp-nan", "knn", "'image_microns_per_pixel' is [0.5, NaN]" },
+        { "mpp-shape", "knn", "'image_microns_per_pixel' has shape (1), expected (2)" },
     };
 
     [Theory]
@@ -93,6 +97,9 @@ public class GraphFileValidationTests() : TempDirTest("graphcheck")
             "label-too-big" => Graph(corruption, "y", w => w.Add<long>("y", new long[] { 0, 1, -1, 7 }, N)),
             "label-negative" => Graph(corruption, "y", w => w.Add<long>("y", new long[] { -5, 1, -1, 1 }, N)),
             "spacing-nan" => Graph(corruption, "seed_spacing", w => w.AddScalar("seed_spacing", double.NaN)),
+            "mpp-negative" => Graph(corruption, ActorSeg.Core.IO.GraphOutputs.PixelSizeArray, w => w.Add<double>(ActorSeg.Core.IO.GraphOutputs.PixelSizeArray, [-1, 0.5], 2)),
+            "mpp-nan" => Graph(corruption, ActorSeg.Core.IO.GraphOutputs.PixelSizeArray, w => w.Add<double>(ActorSeg.Core.IO.GraphOutputs.PixelSizeArray, [0.5, double.NaN], 2)),
+            "mpp-shape" => Graph(corruption, ActorSeg.Core.IO.GraphOutputs.PixelSizeArray, w => w.Add<double>(ActorSeg.Core.IO.GraphOutputs.PixelSizeArray, [0.5], 1)),
             _ => throw new ArgumentException(corruption),
         };
         var e = Assert.Throws<InvalidDataException>(() => GraphSample.Load(path, edges));
@@ -220,6 +227,13 @@ public class GraphFileValidationTests() : TempDirTest("graphcheck")
         Assert.Null(Trainer.TrainingPixelSizes([Path.Combine(_dir, "nowhere", "graph.npz")]));
         File.WriteAllText(summary, "{\"image\": {\"width\": 10, \"height\": 8, \"channels\": 1, \"bitDepth\": 16, \"micronsPerPixel\": [-3, 0.5]}, \"files\": {\"graph\": \"graph.npz\"}}");
         Assert.Null(Trainer.TrainingPixelSizes([Path.Combine(dir, "graph.npz")]));
+        // a graph that records its own pixel size needs no summary (copied into a flat folder, renamed); one without still does
+        var own = Graph("own-mpp", ActorSeg.Core.IO.GraphOutputs.PixelSizeArray, w => w.Add<double>(ActorSeg.Core.IO.GraphOutputs.PixelSizeArray, [0.25, 0.3], 2));
+        var g = GraphSample.Load(own, "knn");
+        Assert.Equal((0.25, 0.3), g.MicronsPerPixel);
+        Assert.Null(GraphSample.Load(Graph("no-mpp"), "knn").MicronsPerPixel);
+        Assert.Equal([0.25, 0.5], Trainer.TrainingPixelSizes([(own, g.MicronsPerPixel), (Path.Combine(dir, "graph.npz"), ((double, double)?)(0.5, 0.5))]));
+        Assert.Null(Trainer.TrainingPixelSizes([(own, g.MicronsPerPixel), (Path.Combine(_dir, "nowhere", "graph.npz"), ((double, double)?)null)]));
     }
 
     [Fact]

@@ -490,7 +490,7 @@ public class Jp2kSlideTests(ITestOutputHelper output) : TempDirTest("j2kslide")
         Assert.True(gs.ExitCode == 0, gs.Stderr);
         var gp = TestPaths.RunCli("graph", plain, "--out", Path.Combine(_dir, "gp"), "--tile-size", "512", "--spacing", "20", "--workers", "2");
         Assert.True(gp.ExitCode == 0, gp.Stderr);
-        Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "gp", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "gs", "graph.npz")));
+        GraphFiles.AssertSameGraph(Path.Combine(_dir, "gp", "graph.npz"), Path.Combine(_dir, "gs", "graph.npz")); // (the slide's records its 0.499 µm)
         Assert.Contains("\"nodeMapOme\": \"nodes.ome.tif\"", File.ReadAllText(Path.Combine(_dir, "gs", "graph.json")));
 
         // nodes.ome.tif read back as napari and QuPath users' tools do: a SubIFD pyramid of uint32 node ids whose level 0 is

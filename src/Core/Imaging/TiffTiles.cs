@@ -60,14 +60,8 @@ public sealed class TiffTiles : IDisposable
         try
         {
             file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
-            var d = layout ?? TiffPageLayout.Read(file, page);
-            var t = Parse(path, file, d, width, height, bands, wide);
+            var t = Parse(path, file, layout ?? TiffPageLayout.Read(file, page), width, height, bands, wide);
             if (t is null) file.Dispose();
-            // an uncompressed grey page in one strip too large to decode whole (ImageJ saves every page so): read as a plane
-            // of strips of about 4 MiB
-            if (t is null && d is not null && d.Width == width && d.Height == height && bands == 1 && d.One(258, 8) == (wide ? 16 : 8)
-                && d.RowsPerStrip * d.Width * (wide ? 2 : 1) > MaxStripBytes)
-                t = ContiguousPlane(path, d, 0);
             return t;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or OverflowException or ArgumentException)
@@ -79,8 +73,8 @@ public sealed class TiffTiles : IDisposable
 
     /// <summary>
     /// Plane <paramref name="plane"/> of an 8- or 16-bit unsigned stack stored raw from page 0's first byte (ImageJ's layout
-    /// over 4 GB, <see cref="TiffPageLayout.ContiguousPlanes"/>), read as strips of whole rows of about 4 MiB each; null for
-    /// any other page, or a plane past the end of the file.
+    /// over 4 GB, <see cref="TiffPageLayout.ContiguousPlanes"/>): one uncompressed strip, read row by row like any other
+    /// (<see cref="ReadRawRows"/>); null for any other page, or a plane past the end of the file.
     /// </summary>
     public static TiffTiles? ContiguousPlane(string path, TiffPageLayout page0, int plane)
     {
@@ -88,21 +82,12 @@ public sealed class TiffTiles : IDisposable
         long bits = page0.One(258, 8);
         if (bits is not (8 or 16) || page0.One(339, 1) != 1) return null;
         int w = (int)page0.Width, h = (int)page0.Height, bpp = (int)bits / 8;
-        long rowBytes = (long)w * bpp, at = first[0] + plane * bytes;
-        int rows = (int)Math.Clamp((4L << 20) / rowBytes, 1, h), strips = (h + rows - 1) / rows;
-        var offsets = new long[strips];
-        var counts = new long[strips];
-        for (int i = 0; i < strips; i++)
-        {
-            offsets[i] = at + i * rows * rowBytes;
-            counts[i] = Math.Min(rows, h - i * rows) * rowBytes;
-        }
         SafeFileHandle? file = null;
         try
         {
             file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
-            return new TiffTiles(path, file, page0.FileLength, w, h, w, rows, 1, bpp, deflate: false, predictor: false,
-                swap: bpp == 2 && page0.LittleEndian != BitConverter.IsLittleEndian, offsets, counts, strips: true, planar: false);
+            return new TiffTiles(path, file, page0.FileLength, w, h, w, h, 1, bpp, deflate: false, predictor: false,
+                swap: bpp == 2 && page0.LittleEndian != BitConverter.IsLittleEndian, [first[0] + plane * bytes], [bytes], strips: true, planar: false);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -111,8 +96,6 @@ public sealed class TiffTiles : IDisposable
         }
     }
 
-    /// <summary>The largest strip decoded whole.</summary>
-    private const long MaxStripBytes = 32 << 20;
 
     private static TiffTiles? Parse(string path, SafeFileHandle file, TiffPageLayout? d, int width, int height, int bands, bool wide)
     {
@@ -125,7 +108,10 @@ public sealed class TiffTiles : IDisposable
         {
             // a strip: a tile as wide as the image and RowsPerStrip high (the whole image when the tag is absent)
             tw = w; th = d.RowsPerStrip;
-            if (tw * th * (planar == 2 ? 1 : spp) * (wide ? 2 : 1) > MaxStripBytes) return null;
+            // a strip is decoded whole into a buffer, unless it is uncompressed chunky data without the predictor: then each
+            // row's own bytes are read (ReadRawRows), and a strip as large as the image (ImageJ's) costs no buffer
+            bool raw = compression == 1 && predictor == 1 && planar != 2;
+            if (!raw && tw * th * (planar == 2 ? 1 : spp) * (wide ? 2 : 1) > 32 << 20) return null;
         }
         else if (tw <= 0 || th <= 0 || tw % 16 != 0 || th % 16 != 0 || tw > 1 << 14 || th > 1 << 14) return null;
         if (compression is not (1 or 8 or 32946) || predictor is not (1 or 2) || planar is not (1 or 2)) return null;

@@ -181,6 +181,10 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         planar('planar-none', img((2, H, W), np.uint8), tile=(16, 64), photometric='minisblack')
         # left to libvips
         w('float', img((H, W), np.uint16).astype(np.float32), tile=(32, 32))
+        # uncompressed strips whose strip 3 claims fewer bytes than its 13 rows hold
+        w('raw-short', img((H, W), np.uint16), rowsperstrip=13)
+        with tifffile.TiffFile(f'{d}/raw-short.tif', mode='r+b') as t:
+            tag = t.pages[0].tags['StripByteCounts']; c = list(tag.value); c[3] -= 10; tag.overwrite(tuple(c))
         # a tile to damage: print its offset and length
         w('damaged', img((H, W), np.uint8), tile=(32, 32), compression='zlib', predictor=True)
         p = tifffile.TiffFile(f'{d}/damaged.tif').pages[0]
@@ -1032,6 +1036,14 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         }
         // strips 0..2 (rows 0..23) still read
         FailsNaming(path, "strip 3", 24);
+    }
+
+    [Fact]
+    public void AnUncompressedStripShorterThanItsRows_FailsNamingTheStrip_AndTheRowsAboveItStillRead()
+    {
+        // read row by row (only the region's bytes): a strip's count is still checked against the rows it must hold
+        if (Write() is null) return;
+        FailsNaming(Path.Combine(_dir, "raw-short.tif"), "strip 3 has offset", 39);
     }
 
     [Fact]

@@ -119,8 +119,7 @@ public static class ClientCommands
                 {
                     var (trained, weights) = GpuTrainer.ModelFile.Load(modelPath);
                     weights.Dispose();
-                    if (trained.ScaleMismatch(Core.Imaging.PixelSize.MicronsPerPixel(spec.ImagePath, lv)?.X) is { } scale)
-                        Log.Warning("{Image}: {Why} ({Model})", spec.ImagePath, scale, modelPath);
+                    SegmentCommand.WarnIfOtherScale(trained, modelPath, spec.ImagePath, lv);
                 }
                 catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or Core.Imaging.InputFileException or NetVips.VipsException)
                 {

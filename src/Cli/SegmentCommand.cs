@@ -60,6 +60,13 @@ public static class SegmentCommand
         return $"the image has {channels} channel(s), but the model {modelPath} was trained on {trained}-channel images ({spec.FeatureNames.Length} features; this image's graph would have {expected.Length})";
     }
 
+    /// <summary>Warns when the image is read at a pixel size more than 1.25× away from the model's training images'
+    /// (<see cref="ModelSpec.ScaleMismatch"/>): the job still runs.</summary>
+    public static void WarnIfOtherScale(ModelSpec spec, string modelPath, string image, int level)
+    {
+        if (spec.ScaleMismatch(Core.Imaging.PixelSize.MicronsPerPixel(image, level)?.X) is { } scale) Log.Warning("{Image}: {Why} ({Model})", image, scale, modelPath);
+    }
+
     /// <summary>Segments one image through the same roles a cluster runs (tile workers build the graph, the coordinator
     /// stitches it, the trainer classifies the nodes, a worker paints the mask); returns the mask's path, or null when
     /// the job failed (already logged).</summary>
@@ -73,7 +80,7 @@ public static class SegmentCommand
         using (var probe = Core.Imaging.ImageSources.Open(img, level)) channels = probe.Channels;
         if (ChannelMismatch(spec, modelPath, channels) is { } why) throw new InvalidDataException($"{img}: {why}");
         // a model trained at another resolution still runs, but the user is told
-        if (spec.ScaleMismatch(Core.Imaging.PixelSize.MicronsPerPixel(img, level)?.X) is { } scale) Log.Warning("{Image}: {Why} ({Model})", img, scale, modelPath);
+        WarnIfOtherScale(spec, modelPath, img, level);
         double sp = spacing ?? (spec.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
         var job = new GraphJobSpec(Path.GetFullPath(img), null, Path.GetFullPath(outDir), Page: level, Spacing: sp, TileSize: tileSize, Features: spec.FeatureSet, ModelPath: Path.GetFullPath(modelPath), Device: device,
             Tissue: tissue, Objects: objects, Simplify: simplify, Refine: refine);

@@ -308,7 +308,8 @@ public static class ImageSources
         // an ImageJ or Fiji hyperstack: its channels are its first pages
         bool imageJ = false;
         if (pages is null && problem is null && first.Channels == 1 && (pages = OmeChannels.ImageJChannelPlanes(description, pageCount, out problem,
-                contiguousPlanes: pageCount == 1 && subIfd < 0 ? TiffPageLayout.TryRead(path, 0)?.ContiguousPlanes() ?? 0 : 0)) is not null) imageJ = true;
+                contiguousPlanes: pageCount == 1 && subIfd < 0 && description?.StartsWith("ImageJ=", StringComparison.Ordinal) == true
+                    ? TiffPageLayout.TryRead(path, 0)?.ContiguousPlanes() ?? 0 : 0)) is not null) imageJ = true;
         if (pages is null)
         {
             // an OME-XML that claims channels it does not map: the page alone, as before, and a warning that says why

@@ -10,14 +10,16 @@ namespace ActorSeg.Cli;
 
 public static class TrainCommand
 {
-    private static readonly string[] ImageExtensions = [".tif", ".tiff", ".png", ".jpg", ".jpeg"];
+    private static readonly string[] MaskExtensions = [".tif", ".tiff", ".png", ".jpg", ".jpeg"];
+    /// <summary>Training images: the masks' formats, and Zeiss CZI.</summary>
+    private static readonly string[] ImageExtensions = [.. MaskExtensions, ".czi"];
 
     /// <summary>Pairs images with masks by base name, whatever their extensions.</summary>
     public static List<(string Image, string Mask)> Pair(string images, string masks)
     {
         if (!Directory.Exists(images)) throw new DirectoryNotFoundException($"{images}: no such directory");
         if (!Directory.Exists(masks)) throw new DirectoryNotFoundException($"{masks}: no such directory");
-        var maskByBase = Directory.GetFiles(masks).Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
+        var maskByBase = Directory.GetFiles(masks).Where(f => MaskExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
             .GroupBy(f => Path.GetFileNameWithoutExtension(f)).ToDictionary(g => g.Key, g => g.First());
         var pairs = new List<(string, string)>();
         foreach (var img in Directory.GetFiles(images).Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal))

@@ -5,7 +5,7 @@ namespace ActorSeg.Core.Imaging;
 /// <summary>The physical size of an image's pixels, as the file states it.</summary>
 public static class PixelSize
 {
-    /// <summary>Microns per pixel of <paramref name="path"/> at <paramref name="page"/> (a whole slide's level, a TIFF's
+    /// <summary>Microns per pixel of <paramref name="path"/> at <paramref name="page"/> (a Zeiss CZI's Scaling; a whole slide's level, a TIFF's
     /// page or its SubIFD pyramid's level): OpenSlide's mpp times the level's downsample for slides and level 0's size times
     /// the level's for an OME-TIFF pyramid; for page 0 of an OME-TIFF (or an OME companion
     /// file) the PhysicalSizeX/Y of its OME-XML, in their units; the resolution tags otherwise (a TIFF's in inches or
@@ -13,6 +13,8 @@ public static class PixelSize
     /// reports 1 pixel per millimetre for "no resolution"), and for a JPEG, whose density is a print setting.</summary>
     public static (double X, double Y)? MicronsPerPixel(string path, int page = 0)
     {
+        // a Zeiss CZI: its metadata's Scaling (level 0 alone is read)
+        if (CziSource.IsCzi(path)) return page == 0 ? CziSource.PixelSizeOf(path) : null;
         if (ImageSources.IsSlide(path))
         {
             using var s = OpenSlideSource.Open(path, page, direct: false); // metadata only: no probe reads

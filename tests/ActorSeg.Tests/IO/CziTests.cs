@@ -1,0 +1,211 @@
+using ActorSeg.Core.Imaging;
+using Xunit;
+using Vips = NetVips;
+
+namespace ActorSeg.Tests.IO;
+
+/// <summary>
+/// Zeiss CZI files (<see cref="CziSource"/>): mosaics of tiles drawn as ZEN draws them, channels, colour, Zstandard, the
+/// pixel size; the planes and scenes left out said so; and damaged or unsupported files refused naming the file and the
+/// problem. The files come from <see cref="CziWriter"/>, whose output an independent reader (Christoph Gohlke's czifile)
+/// read to the same samples when it was written.
+/// </summary>
+public class CziTests() : TempDirTest("czi")
+{
+    /// <summary>A tile's samples: distinct per tile and channel, so an overlap shows which tile is on top.</summary>
+    private static ushort[] TileSamples(int w, int h, int tile, int channel, int spp = 1, int max = 65535)
+    {
+        var s = new ushort[w * h * spp];
+        for (int i = 0; i < s.Length; i++) s[i] = (ushort)((tile * 977 + channel * 5003 + i * 31 + (i / (w * spp)) * 7) % (max + 1));
+        return s;
+    }
+
+    /// <summary>A 2-channel 16-bit mosaic of 3 × 2 tiles of 100 × 80 that overlap by 10 px, from (−500, 300) in the file's
+    /// coordinates, with a gap (a missing tile's corner), its M indices in the reverse of the directory's order, its tiles
+    /// raw, zstd0, zstd1 and zstd1 with low/high byte packing; plus a second focal plane, a second scene and a subsampled
+    /// pyramid tile, none of which is read. Returns the samples expected (the tiles painted in M order, the higher on top).</summary>
+    private (string Path, ushort[] Expected, int W, int H) Mosaic()
+    {
+        var blocks = new List<CziBlock>();
+        int W = 280, H = 150;
+        var expected = new ushort[W * H * 2];
+        var painted = new List<(int M, int Tx, int Ty, int C, ushort[] S)>();
+        int[] comps = [CziWriter.Uncompressed, CziWriter.Zstd0, CziWriter.Zstd1, CziWriter.Zstd1, CziWriter.Uncompressed, CziWriter.Zstd1];
+        for (int c = 0; c < 2; c++)
+            for (int t = 0; t < 6; t++)
+            {
+                if (t == 5 && c == 0) continue; // channel 0 has no last tile: its pixels stay 0 there (but for the overlaps)
+                int tx = t % 3, ty = t / 3, m = 5 - t;
+                var s = TileSamples(100, 80, t, c);
+                blocks.Add(new CziBlock(-500 + 90 * tx, 300 + 70 * ty, 100, 80, s, C: c, M: m, S: 0, Compression: comps[t], HiLo: t == 3));
+                painted.Add((m, tx, ty, c, s));
+            }
+        // not read: the second focal plane, the second scene (elsewhere), a subsampled tile over everything
+        blocks.Add(new CziBlock(-500, 300, 100, 80, TileSamples(100, 80, 9, 0), C: 0, M: 0, Z: 1, S: 0));
+        blocks.Add(new CziBlock(5000, 5000, 100, 80, TileSamples(100, 80, 8, 0), C: 0, M: 0, S: 1));
+        blocks.Add(new CziBlock(-500, 300, 280, 150, TileSamples(70, 38, 7, 0), C: 0, M: 9, S: 0, StoredW: 70, StoredH: 38));
+        foreach (var (m, tx, ty, c, s) in painted.OrderBy(p => p.M))
+            for (int y = 0; y < 80; y++)
+                for (int x = 0; x < 100; x++)
+                    expected[((70 * ty + y) * W + 90 * tx + x) * 2 + c] = s[y * 100 + x];
+        var path = Path.Combine(_dir, "mosaic.czi");
+        CziWriter.Write(path, CziWriter.Gray16, blocks, 3.25e-7, ["DAPI", "GFP"]);
+        return (path, expected, W, H);
+    }
+
+    [Fact]
+    public void AMosaicCzi_IsReadAsItsTilesDrawnInMIndexOrder_WithItsChannelsAndPixelSize()
+    {
+        var (path, expected, W, H) = Mosaic();
+        using var warned = new InputWarnings();
+        using var src = ImageSources.Open(path);
+        var czi = Assert.IsType<CziSource>(src);
+        Assert.Equal((W, H, 2, 16), (src.Width, src.Height, src.Channels, src.BitDepth));
+        Assert.Equal((-500, 300), czi.Origin);
+        Assert.Equal(["DAPI", "GFP"], czi.ChannelNames);
+        Assert.Equal(11, czi.Subblocks);
+        var all = new ushort[W * H * 2];
+        src.ReadRegion(0, 0, W, H, all);
+        Assert.True(expected.AsSpan().SequenceEqual(all), "the whole mosaic differs from its tiles painted in M order");
+        Assert.Equal(0, all[(149 * W + 279) * 2]); // channel 0's missing tile
+        // any region is the whole image's
+        var rng = new Random(3);
+        for (int i = 0; i < 40; i++)
+        {
+            int x = rng.Next(W), y = rng.Next(H), w = 1 + rng.Next(W - x), h = 1 + rng.Next(H - y);
+            var part = new ushort[w * h * 2];
+            src.ReadRegion(x, y, w, h, part);
+            for (int r = 0; r < h; r++)
+                Assert.True(all.AsSpan(((y + r) * W + x) * 2, w * 2).SequenceEqual(part.AsSpan(r * w * 2, w * 2)), $"region {x},{y} {w}x{h}, row {r}");
+        }
+        Assert.Equal((0.325, 0.325), PixelSize.MicronsPerPixel(path)!.Value);
+        Assert.Contains(warned.All, m => m.Contains(path) && m.Contains("2 scenes"));
+        Assert.Contains(warned.All, m => m.Contains(path) && m.Contains("2 focal planes (Z)"));
+        Assert.Throws<ArgumentOutOfRangeException>(() => src.ReadRegion(W - 5, 0, 6, 1, new ushort[12]));
+    }
+
+    [Fact]
+    public void ColourCzis_AreReadAsRgb_AndFoundByTheirContentWhateverTheirName()
+    {
+        var rgb8 = TileSamples(64, 48, 1, 0, spp: 3, max: 255);
+        var rgb16 = TileSamples(64, 48, 2, 0, spp: 3);
+        var p8 = Path.Combine(_dir, "rgb8.czi"); var p16 = Path.Combine(_dir, "rgb16.dat");
+        CziWriter.Write(p8, CziWriter.Bgr24, [new CziBlock(0, 0, 64, 48, rgb8)]);
+        CziWriter.Write(p16, CziWriter.Bgr48, [new CziBlock(10, 20, 64, 48, rgb16, Compression: CziWriter.Zstd0)], 2e-7);
+        foreach (var (p, want, bits) in new[] { (p8, rgb8, 8), (p16, rgb16, 16) })
+        {
+            using var src = ImageSources.Open(p);
+            Assert.IsType<CziSource>(src);
+            Assert.Equal((64, 48, 3, bits), (src.Width, src.Height, src.Channels, src.BitDepth));
+            var got = new ushort[want.Length];
+            src.ReadRegion(0, 0, 64, 48, got);
+            Assert.Equal(want, got);
+        }
+        Assert.Null(PixelSize.MicronsPerPixel(p8)); // no Scaling: no pixel size
+        var info = TestPaths.RunCli("info", p16);
+        Assert.True(info.ExitCode == 0, info.Stderr);
+        Assert.Contains("format: Zeiss CZI", info.Stdout);
+        Assert.Contains("size: 64 x 48, 3 channel(s), 16-bit (Bgr48; its top-left pixel at 10,20", info.Stdout);
+        Assert.Contains("microns per pixel: 0.2 x 0.2", info.Stdout);
+        Assert.Contains("Zstandard (zstd0)", info.Stdout);
+    }
+
+    [Fact]
+    public void BadOrUnsupportedCzis_FailNamingTheFileAndTheProblem()
+    {
+        var (mosaic, _, _, _) = Mosaic();
+        string Error(string path, int level = 0)
+        {
+            var e = Assert.Throws<InputFileException>(() => { using var s = ImageSources.Open(path, level); var b = new ushort[s.Width * s.Channels]; s.ReadRegion(0, 0, s.Width, 1, b); });
+            Assert.StartsWith(path + ": ", e.Message);
+            return e.Message;
+        }
+        var jxr = Path.Combine(_dir, "jxr.czi");
+        CziWriter.Write(jxr, CziWriter.Gray8, [new CziBlock(0, 0, 8, 8, new ushort[64], Compression: CziWriter.JpegXr)]);
+        Assert.Contains("JPEG XR are not read", Error(jxr));
+        var flt = Path.Combine(_dir, "float.czi");
+        CziWriter.Write(flt, CziWriter.Gray32Float, [new CziBlock(0, 0, 8, 8, new ushort[64])]);
+        Assert.Contains("Gray32Float is not read", Error(flt));
+        Assert.Contains("level 1", Error(mosaic, 1));
+        var noDir = Path.Combine(_dir, "nodir.czi");
+        CziWriter.Write(noDir, CziWriter.Gray8, [new CziBlock(0, 0, 8, 8, new ushort[64])], withDirectory: false);
+        Assert.Contains("without a subblock directory", Error(noDir));
+        // cut inside the last subblock's pixels (the directory is gone too); then only the directory cut off
+        var bytes = File.ReadAllBytes(mosaic);
+        var cut = Path.Combine(_dir, "cut.czi");
+        File.WriteAllBytes(cut, bytes[..(bytes.Length - 2000)]);
+        Assert.Contains("truncated", Error(cut));
+        // a subblock whose header claims more pixel data than the file holds; one that holds fewer than its size needs
+        var huge = File.ReadAllBytes(mosaic);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(huge.AsSpan(IndexOf(huge, "ZISRAWSUBBLOCK"u8) + 32 + 8), 1L << 40);
+        var hugePath = Path.Combine(_dir, "huge.czi");
+        File.WriteAllBytes(hugePath, huge);
+        Assert.Contains("claims pixel data past its segment or the file's end", Error(hugePath));
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(huge.AsSpan(IndexOf(huge, "ZISRAWSUBBLOCK"u8) + 32 + 8), 100);
+        File.WriteAllBytes(hugePath, huge);
+        Assert.Contains("holds 100 bytes of pixels where 16000 are needed", Error(hugePath));
+        // a subblock's Zstandard data damaged: its bytes flipped where the compressed data starts
+        var zstdPath = Path.Combine(_dir, "zstd.czi");
+        CziWriter.Write(zstdPath, CziWriter.Gray16, [new CziBlock(0, 0, 64, 64, TileSamples(64, 64, 0, 0), Compression: CziWriter.Zstd1)]);
+        var z = File.ReadAllBytes(zstdPath);
+        int at = IndexOf(z, "ZISRAWSUBBLOCK"u8) + 32 + 256 + 1; // the segment's data, its 256-byte header, zstd1's 1-byte header
+        for (int i = at; i < at + 8; i++) z[i] ^= 0xFF;
+        File.WriteAllBytes(zstdPath, z);
+        Assert.Contains("Zstandard", Error(zstdPath));
+        // a file that starts as a CZI but is not one past its header
+        var junk = Path.Combine(_dir, "junk.czi");
+        File.WriteAllBytes(junk, [.. "ZISRAWFILE"u8, .. new byte[22], .. Enumerable.Repeat((byte)0x7F, 600)]);
+        Assert.Contains("CZI", Error(junk));
+    }
+
+    private static int IndexOf(byte[] hay, ReadOnlySpan<byte> needle) => hay.AsSpan().IndexOf(needle);
+
+    [Fact]
+    public void TheGraphOfACzi_IsTheGraphOfTheSameSamplesAsATiff_AndRecordsItsPixelSize()
+    {
+        // a 3-channel 8-bit mosaic of 4 × 3 tiles, read by tiles of 128 px with their halos
+        int tw = 160, th = 130, W = 4 * 150 + 10, H = 3 * 120 + 10;
+        var blocks = new List<CziBlock>();
+        for (int c = 0; c < 3; c++)
+            for (int t = 0; t < 12; t++)
+            {
+                int tx = t % 4, ty = t / 4;
+                var s = new ushort[tw * th];
+                for (int y = 0; y < th; y++)
+                    for (int x = 0; x < tw; x++)
+                    {
+                        int gx = 150 * tx + x, gy = 120 * ty + y;
+                        s[y * tw + x] = (ushort)(100 + 80 * Math.Sin(gx / (9.0 + 4 * c)) * Math.Cos(gy / 13.0) + ((gx * 7 + gy * 3 + c) % 11));
+                    }
+                blocks.Add(new CziBlock(150 * tx, 120 * ty, tw, th, s, C: c, M: t, Compression: t % 2 == 0 ? CziWriter.Zstd1 : CziWriter.Uncompressed));
+            }
+        var czi = Path.Combine(_dir, "cells.czi");
+        CziWriter.Write(czi, CziWriter.Gray8, blocks, 6.5e-7, ["a", "b", "c"]);
+        using (var src = ImageSources.Open(czi))
+        {
+            Assert.Equal((W, H, 3, 8), (src.Width, src.Height, src.Channels, src.BitDepth));
+            var all = new ushort[W * H * 3];
+            src.ReadRegion(0, 0, W, H, all);
+            var bytes = all.Select(v => (byte)v).ToArray();
+            using var img = Vips.Image.NewFromMemory(bytes, W, H, 3, Vips.Enums.BandFormat.Uchar);
+            img.Tiffsave(Path.Combine(_dir, "cells.tif"), tile: true, tileWidth: 64, tileHeight: 64, compression: Vips.Enums.ForeignTiffCompression.Deflate);
+        }
+        foreach (var name in new[] { "cells.czi", "cells.tif" })
+        {
+            var r = TestPaths.RunCli("graph", Path.Combine(_dir, name), "--out", Path.Combine(_dir, "g-" + name), "--spacing", "10", "--tile-size", "128");
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            Assert.Contains($"{W}x{H}x3 8-bit", r.Stderr);
+        }
+        GraphFiles.AssertSameGraph(Path.Combine(_dir, "g-cells.tif", "graph.npz"), Path.Combine(_dir, "g-cells.czi", "graph.npz"));
+        Assert.Equal([0.65, 0.65], ActorSeg.Core.IO.NpzReader.Read(Path.Combine(_dir, "g-cells.czi", "graph.npz"))[ActorSeg.Core.IO.GraphOutputs.PixelSizeArray].AsSpan<double>().ToArray());
+        // a batch over a folder, and training images beside their masks, take CZI files too
+        var folder = Directory.CreateDirectory(Path.Combine(_dir, "slides")).FullName;
+        File.Copy(czi, Path.Combine(folder, "cells.czi"));
+        var (slides, rejected) = ActorSeg.Cli.BatchInput.Load(folder, null);
+        Assert.Empty(rejected);
+        Assert.Equal([Path.Combine(folder, "cells.czi")], slides.Select(s => s.Image));
+        var masks = Directory.CreateDirectory(Path.Combine(_dir, "masks")).FullName;
+        using (var m = Vips.Image.Black(W, H).Cast(Vips.Enums.BandFormat.Uchar)) m.Tiffsave(Path.Combine(masks, "cells.tif"));
+        Assert.Equal([(Path.Combine(folder, "cells.czi"), Path.Combine(masks, "cells.tif"))], ActorSeg.Cli.TrainCommand.Pair(folder, masks));
+    }
+}

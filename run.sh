@@ -27,8 +27,9 @@ ensure_dotnet() {
 
 build() {
   ensure_dotnet
-  # libgtk-3-0: OpenCvSharp's native library links against GTK3 (benchmarks); python3-numpy: the test that loads our .npz with numpy; libopenslide0: whole-slide formats (SVS, NDPI, MRXS, …)
-  ensure_packages ca-certificates libgtk-3-0 python3-numpy libopenslide0
+  # libgtk-3-0: OpenCvSharp's native library links against GTK3 (benchmarks); python3-numpy: the test that loads our .npz with numpy; libopenslide0: whole-slide formats (SVS, NDPI, MRXS, …);
+  # libjxr0: jxrlib, for the JPEG XR tiles of Zeiss CZI files (ZEN's slide scans)
+  ensure_packages ca-certificates libgtk-3-0 python3-numpy libopenslide0 libjxr0
   dotnet build ActorSeg.sln -c Release -nologo -v quiet -clp:ErrorsOnly
 }
 
@@ -57,8 +58,9 @@ case "$cmd" in
     ensure_postgres
     # python3-tifffile: the tests that read mask.ome.tif and nodes.ome.tif back as napari and QuPath users' tools do;
     # libopenjp2-tools: opj_compress, which encodes the JPEG 2000 tiles of the Aperio slides the tests make (generate --compression jp2k);
-    # chromium: the test that opens the batch report in a headless browser and checks every image and plot renders
-    ensure_packages python3-tifffile libopenjp2-tools chromium
+    # chromium: the test that opens the batch report in a headless browser and checks every image and plot renders;
+    # libjxr-tools: JxrEncApp, jxrlib's encoder, which makes the JPEG XR tiles of the CZI files the tests write
+    ensure_packages python3-tifffile libopenjp2-tools chromium libjxr-tools
     log=$(mktemp)
     set +e
     dotnet test ActorSeg.sln -c Release --no-build -nologo --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"

@@ -13,9 +13,9 @@ namespace ActorSeg.Core.Imaging;
 /// stored at full size; a pyramid's subsampled ones are left out) of the first scene, first focal plane and time point;
 /// its channels are the C indices, in order, each a channel of the image. A mosaic's tiles are drawn in order of their M
 /// index, the higher on top (as ZEN draws them); pixels no tile covers are 0.</para>
-/// <para>Read: grey 8- and 16-bit and BGR 24- and 48-bit subblocks, uncompressed or Zstandard (both of ZEN's forms).
-/// Refused, with what to do instead: JPEG XR, JPEG and LZW compression, float and complex pixels, files of several
-/// parts. The pixel size is the metadata's Scaling (metres per pixel).</para>
+/// <para>Read: grey 8- and 16-bit and BGR 24- and 48-bit subblocks, uncompressed, JPEG XR (through jxrlib,
+/// <see cref="JpegXr"/>) or Zstandard (both of ZEN's forms). Refused, with what to do instead: JPEG and LZW compression,
+/// float and complex pixels, files of several parts. The pixel size is the metadata's Scaling (metres per pixel).</para>
 /// Each instance is meant for one thread at a time; open one per worker.
 /// </summary>
 public sealed class CziSource : IRegionSource
@@ -152,8 +152,8 @@ public sealed class CziSource : IRegionSource
             throw new InputFileException(path, $"a CZI image of {Channels} channels; at most {ImageLimits.MaxChannels} are read");
         var compressions = full.Select(e => e.Compression).Distinct().OrderBy(c => c).ToList();
         foreach (int c in compressions)
-            if (c is not (0 or 5 or 6))
-                throw new InputFileException(path, $"CZI subblocks compressed with {CompressionName(c)} are not read (uncompressed and Zstandard are): " +
+            if (c is not (0 or 4 or 5 or 6))
+                throw new InputFileException(path, $"CZI subblocks compressed with {CompressionName(c)} are not read (uncompressed, JPEG XR and Zstandard are): " +
                                                    "export the image to OME-TIFF (ZEN's export, or bfconvert), or save it from ZEN uncompressed or with Zstandard");
         Compressions = compressions.Select(CompressionName).ToList();
 
@@ -290,7 +290,10 @@ public sealed class CziSource : IRegionSource
         var packed = new byte[size];
         if (RandomAccess.Read(_file.SafeFileHandle, packed, offset) != packed.Length)
             throw new InputFileException(Path, $"CZI subblock at byte {k.FilePosition} ended early while reading (the file shrank?)");
-        var pixels = DecodeZstd(Path, packed, k.Compression, (int)expected, _bytesPerSample, $"subblock at byte {k.FilePosition} ({k.W} x {k.H} at {k.X + Origin.X},{k.Y + Origin.Y})");
+        string what = $"subblock at byte {k.FilePosition} ({k.W} x {k.H} at {k.X + Origin.X},{k.Y + Origin.Y})";
+        var pixels = k.Compression == 4
+            ? JpegXr.Decode(packed, k.W, k.H, _bytesPerSample, _samplesPerPixel, out string? problem) ?? throw new InputFileException(Path, $"CZI {what}: {problem}")
+            : DecodeZstd(Path, packed, k.Compression, (int)expected, _bytesPerSample, what);
         _decoded[b] = pixels; _recent.Add(b); _decodedBytes += pixels.Length;
         while (_decodedBytes > DecodedCacheBytes && _recent.Count > 1)
         {

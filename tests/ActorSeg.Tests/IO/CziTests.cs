@@ -10,7 +10,7 @@ namespace ActorSeg.Tests.IO;
 /// problem. The files come from <see cref="CziWriter"/>, whose output an independent reader (Christoph Gohlke's czifile)
 /// read to the same samples when it was written.
 /// </summary>
-public class CziTests() : TempDirTest("czi")
+public class CziTests(Xunit.Abstractions.ITestOutputHelper output) : TempDirTest("czi")
 {
     /// <summary>A tile's samples: distinct per tile and channel, so an overlap shows which tile is on top.</summary>
     private static ushort[] TileSamples(int w, int h, int tile, int channel, int spp = 1, int max = 65535)
@@ -111,6 +111,30 @@ public class CziTests() : TempDirTest("czi")
     }
 
     [Fact]
+    public void JpegXrCzis_AreReadThroughJxrlib_InEveryPixelType()
+    {
+        // (./run.sh test installs libjxr0 and libjxr-tools)
+        if (!JpegXr.Available || !File.Exists("/usr/bin/JxrEncApp")) { output.WriteLine("SKIPPED: jxrlib or its encoder JxrEncApp is not installed"); return; }
+        // lossless JPEG XR from jxrlib's own encoder: the samples come back exactly
+        foreach (var (type, spp, max) in new[] { (CziWriter.Gray8, 1, 255), (CziWriter.Gray16, 1, 65535), (CziWriter.Bgr24, 3, 255), (CziWriter.Bgr48, 3, 65535) })
+        {
+            var a = TileSamples(64, 48, 1, 0, spp, max); var b = TileSamples(64, 48, 2, 0, spp, max);
+            var path = Path.Combine(_dir, $"jxr{type}.czi");
+            // two tiles side by side, one JPEG XR and one raw
+            CziWriter.Write(path, type, [new CziBlock(0, 0, 64, 48, a, M: 0, Compression: CziWriter.JpegXr), new CziBlock(64, 0, 64, 48, b, M: 1)]);
+            using var src = ImageSources.Open(path);
+            Assert.Equal((128, 48, spp), (src.Width, src.Height, src.Channels));
+            var got = new ushort[128 * 48 * spp];
+            src.ReadRegion(0, 0, 128, 48, got);
+            for (int y = 0; y < 48; y++)
+            {
+                Assert.True(a.AsSpan(y * 64 * spp, 64 * spp).SequenceEqual(got.AsSpan(y * 128 * spp, 64 * spp)), $"{path}: JPEG XR tile, row {y}");
+                Assert.True(b.AsSpan(y * 64 * spp, 64 * spp).SequenceEqual(got.AsSpan((y * 128 + 64) * spp, 64 * spp)), $"{path}: raw tile, row {y}");
+            }
+        }
+    }
+
+    [Fact]
     public void BadOrUnsupportedCzis_FailNamingTheFileAndTheProblem()
     {
         var (mosaic, _, _, _) = Mosaic();
@@ -120,9 +144,16 @@ public class CziTests() : TempDirTest("czi")
             Assert.StartsWith(path + ": ", e.Message);
             return e.Message;
         }
+        var lzw = Path.Combine(_dir, "lzw.czi");
+        CziWriter.Write(lzw, CziWriter.Gray8, [new CziBlock(0, 0, 8, 8, new ushort[64], Compression: 2)]);
+        Assert.Contains("compressed with LZW are not read", Error(lzw));
+        // JPEG XR that is not: bytes that no decoder takes
         var jxr = Path.Combine(_dir, "jxr.czi");
-        CziWriter.Write(jxr, CziWriter.Gray8, [new CziBlock(0, 0, 8, 8, new ushort[64], Compression: CziWriter.JpegXr)]);
-        Assert.Contains("JPEG XR are not read", Error(jxr));
+        CziWriter.Write(jxr, CziWriter.Gray8, [new CziBlock(0, 0, 8, 8, new ushort[64], Compression: 1000 + CziWriter.JpegXr)]);
+        var bad = File.ReadAllBytes(jxr);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(bad.AsSpan(IndexOf(bad, "ZISRAWDIRECTORY"u8) + 32 + 128 + 18), CziWriter.JpegXr); // the directory says JPEG XR
+        File.WriteAllBytes(jxr, bad);
+        Assert.Contains(JpegXr.Available ? "not a JPEG XR image jxrlib can read" : "JPEG XR needs jxrlib", Error(jxr));
         var flt = Path.Combine(_dir, "float.czi");
         CziWriter.Write(flt, CziWriter.Gray32Float, [new CziBlock(0, 0, 8, 8, new ushort[64])]);
         Assert.Contains("Gray32Float is not read", Error(flt));

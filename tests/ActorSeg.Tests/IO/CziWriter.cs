@@ -140,8 +140,32 @@ internal static class CziWriter
                     return [3, 1, 1, .. Zstd(packed)];
                 }
                 return [1, .. Zstd(raw)];
+            case JpegXr: return Jxr(b, spp, bps);
             default: return [.. Enumerable.Range(0, 64).Select(i => (byte)(i * 37))]; // a codec the reader does not know: any bytes
         }
+    }
+
+    /// <summary>The block as lossless JPEG XR, encoded by jxrlib's own encoder (JxrEncApp, Debian's libjxr-tools) from an
+    /// uncompressed TIFF of its samples.</summary>
+    private static byte[] Jxr(CziBlock b, int spp, int bps)
+    {
+        var dir = Directory.CreateTempSubdirectory("czi-jxr").FullName;
+        try
+        {
+            string tif = Path.Combine(dir, "in.tif"), jxr = Path.Combine(dir, "out.jxr");
+            var bytes = new byte[b.Samples.Length * bps];
+            for (int i = 0; i < b.Samples.Length; i++)
+                if (bps == 1) bytes[i] = (byte)b.Samples[i]; else BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(2 * i), b.Samples[i]);
+            using (var img = NetVips.Image.NewFromMemory(bytes, b.W, b.H, spp, bps == 1 ? NetVips.Enums.BandFormat.Uchar : NetVips.Enums.BandFormat.Ushort))
+                img.Tiffsave(tif);
+            var psi = new System.Diagnostics.ProcessStartInfo("JxrEncApp", ["-i", tif, "-o", jxr, "-q", "1"]) { RedirectStandardOutput = true, RedirectStandardError = true };
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            string log = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            if (p.ExitCode != 0 || !File.Exists(jxr)) throw new InvalidOperationException($"JxrEncApp failed ({p.ExitCode}): {log}");
+            return File.ReadAllBytes(jxr);
+        }
+        finally { Directory.Delete(dir, true); }
     }
 
     private static byte[] Zstd(byte[] raw)

@@ -33,9 +33,11 @@ public sealed class CziSource : IRegionSource
     private readonly int[][] _buckets;          // per cell of a coarse grid over the image: the blocks that meet it, in drawing order
     private readonly int _cell, _gridW;
     private readonly int _bytesPerSample, _samplesPerPixel;
-    private readonly Dictionary<int, byte[]> _decoded = new(); // decoded compressed blocks, most recent last in _recent
-    private readonly List<int> _recent = new();
-    private long _decodedBytes;
+    /// <summary>Decoded compressed blocks, the most recently used last: buffers of the largest block's size, reused (fresh
+    /// memory costs a page fault per 4 KiB, as much as decoding it), at most <see cref="DecodedCacheBytes"/> of them.</summary>
+    private readonly List<(int Block, byte[] Pixels)> _decoded = new();
+    private int _slots;
+    private byte[] _packed = [], _unpack = [];
 
     public string Path { get; }
     public int Width { get; }
@@ -58,7 +60,7 @@ public sealed class CziSource : IRegionSource
     public IReadOnlyList<string> ChannelNames { get; }
 
     private const int CziMaxSubblocks = 10_000_000;
-    private const long DecodedCacheBytes = 96L << 20;
+    private const long DecodedCacheBytes = 48L << 20;
 
     /// <summary>True when the file starts as a CZI file does ("ZISRAWFILE"), whatever its name.</summary>
     public static bool IsCzi(string path)
@@ -281,25 +283,45 @@ public sealed class CziSource : IRegionSource
     /// <summary>A compressed block's pixels, decoded (kept for the next regions that meet it, within a budget).</summary>
     private byte[] Decoded(int b)
     {
-        if (_decoded.TryGetValue(b, out var hit)) { _recent.Remove(b); _recent.Add(b); return hit; }
+        for (int i = _decoded.Count - 1; i >= 0; i--)
+            if (_decoded[i].Block == b)
+            {
+                var hit = _decoded[i];
+                _decoded.RemoveAt(i); _decoded.Add(hit);
+                return hit.Pixels;
+            }
         var k = _blocks[b];
         var (offset, size) = DataOf(k);
         long expected = (long)k.W * k.H * _samplesPerPixel * _bytesPerSample;
         if (size > int.MaxValue || expected > int.MaxValue)
             throw new InputFileException(Path, $"CZI subblock at byte {k.FilePosition} ({k.W} x {k.H}) is too large to decode whole");
-        var packed = new byte[size];
+        if (_slots == 0)
+        {
+            long largest = _blocks.Where(x => x.Compression != 0).Max(x => (long)x.W * x.H) * _samplesPerPixel * _bytesPerSample;
+            _slots = (int)Math.Clamp(DecodedCacheBytes / Math.Max(1, largest), 1, 64);
+        }
+        // the least recently used buffer when all are taken; a new one (as large as it must be) while fewer
+        byte[] pixels;
+        if (_decoded.Count >= _slots) { pixels = _decoded[0].Pixels; _decoded.RemoveAt(0); }
+        else pixels = [];
+        if (pixels.Length < expected) pixels = new byte[expected];
+        if (_packed.Length < size) _packed = new byte[size];
+        var packed = _packed.AsSpan(0, (int)size);
         if (RandomAccess.Read(_file.SafeFileHandle, packed, offset) != packed.Length)
             throw new InputFileException(Path, $"CZI subblock at byte {k.FilePosition} ended early while reading (the file shrank?)");
         string what = $"subblock at byte {k.FilePosition} ({k.W} x {k.H} at {k.X + Origin.X},{k.Y + Origin.Y})";
-        var pixels = k.Compression == 4
-            ? JpegXr.Decode(packed, k.W, k.H, _bytesPerSample, _samplesPerPixel, out string? problem) ?? throw new InputFileException(Path, $"CZI {what}: {problem}")
-            : DecodeZstd(Path, packed, k.Compression, (int)expected, _bytesPerSample, what);
-        _decoded[b] = pixels; _recent.Add(b); _decodedBytes += pixels.Length;
-        while (_decodedBytes > DecodedCacheBytes && _recent.Count > 1)
+        var dest = pixels.AsSpan(0, (int)expected);
+        if (k.Compression == 4)
         {
-            int old = _recent[0]; _recent.RemoveAt(0);
-            _decodedBytes -= _decoded[old].Length; _decoded.Remove(old);
+            if (!JpegXr.Decode(packed, k.W, k.H, _bytesPerSample, _samplesPerPixel, dest, out string? problem))
+                throw new InputFileException(Path, $"CZI {what}: {problem}");
         }
+        else
+        {
+            if (k.Compression == 6 && _unpack.Length < expected) _unpack = new byte[expected];
+            DecodeZstd(Path, packed, k.Compression, dest, _bytesPerSample, what, _unpack);
+        }
+        _decoded.Add((b, pixels));
         return pixels;
     }
 
@@ -307,7 +329,9 @@ public sealed class CziSource : IRegionSource
     /// Zstandard as ZEN writes it: "zstd0" is one Zstandard frame; "zstd1" starts with a header (its length, 1 or 3, then
     /// chunks: type 1 says whether 16-bit samples were stored as all their low bytes, then all their high bytes).
     /// </summary>
-    internal static byte[] DecodeZstd(string path, ReadOnlySpan<byte> packed, int compression, int expected, int bytesPerSample, string what)
+    /// <param name="pixels">receives the decoded samples (exactly its length)</param>
+    /// <param name="scratch">as long as <paramref name="pixels"/> at least, for zstd1's low/high byte packing</param>
+    internal static void DecodeZstd(string path, ReadOnlySpan<byte> packed, int compression, Span<byte> pixels, int bytesPerSample, string what, byte[] scratch)
     {
         bool hiLo = false;
         if (compression == 6)
@@ -318,7 +342,9 @@ public sealed class CziSource : IRegionSource
             else if (headerSize != 1) throw new InputFileException(path, $"CZI {what}: zstd1 header of {headerSize} bytes, not understood (damaged, or a newer ZEN)");
             packed = packed[headerSize..];
         }
-        var pixels = new byte[expected];
+        int expected = pixels.Length;
+        if (hiLo && bytesPerSample != 2) throw new InputFileException(path, $"CZI {what}: low/high byte packing on 8-bit samples (damaged)");
+        var into = hiLo ? scratch.AsSpan(0, expected) : pixels;
         int got;
         try
         {
@@ -326,18 +352,15 @@ public sealed class CziSource : IRegionSource
             ulong size = ZstdSharp.Decompressor.GetDecompressedSize(packed);
             if (size != (ulong)expected)
                 throw new InputFileException(path, $"CZI {what}: its Zstandard data holds {size} bytes where the subblock's {expected} are expected (damaged)");
-            got = z.Unwrap(packed, pixels);
+            got = z.Unwrap(packed, into);
         }
         catch (ZstdSharp.ZstdException e) { throw new InputFileException(path, $"CZI {what}: its Zstandard data cannot be decoded ({e.Message}): damaged", e); }
         if (got != expected) throw new InputFileException(path, $"CZI {what}: decoded {got} bytes where {expected} are expected (damaged)");
         if (hiLo)
         {
-            if (bytesPerSample != 2) throw new InputFileException(path, $"CZI {what}: low/high byte packing on 8-bit samples (damaged)");
-            var lohi = pixels; pixels = new byte[expected];
             int half = expected / 2;
-            for (int i = 0; i < half; i++) { pixels[2 * i] = lohi[i]; pixels[2 * i + 1] = lohi[half + i]; }
+            for (int i = 0; i < half; i++) { pixels[2 * i] = into[i]; pixels[2 * i + 1] = into[half + i]; }
         }
-        return pixels;
     }
 
     public void Dispose() => _file.Dispose();

@@ -38,12 +38,13 @@ internal static unsafe class JpegXr
     /// <summary>
     /// Decodes one JPEG XR image of <paramref name="width"/> × <paramref name="height"/> into samples of
     /// <paramref name="bytesPerSample"/> bytes and <paramref name="samplesPerPixel"/> samples, little-endian, colour as
-    /// B, G, R (CZI's order); null with <paramref name="problem"/> when it cannot (what is wrong, in words).
+    /// B, G, R (CZI's order), into <paramref name="pixels"/> (exactly their length); false with <paramref name="problem"/>
+    /// when it cannot (what is wrong, in words).
     /// </summary>
-    public static byte[]? Decode(ReadOnlySpan<byte> data, int width, int height, int bytesPerSample, int samplesPerPixel, out string? problem)
+    public static bool Decode(ReadOnlySpan<byte> data, int width, int height, int bytesPerSample, int samplesPerPixel, Span<byte> pixels, out string? problem)
     {
         problem = null;
-        if (data.Length == 0) { problem = "no JPEG XR data"; return null; }
+        if (data.Length == 0) { problem = "no JPEG XR data"; return false; }
         IntPtr decoder = 0, stream = 0;
         var copy = Marshal.AllocHGlobal(data.Length); // jxrlib reads from it while decoding
         try
@@ -54,18 +55,18 @@ internal static unsafe class JpegXr
             catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
             {
                 problem = "JPEG XR needs jxrlib (Debian and Ubuntu: apt install libjxr0, or libjxr0t64), which is not installed";
-                return null;
+                return false;
             }
-            if (err < 0 || decoder == 0) { problem = $"jxrlib could not make a decoder (error {err})"; return null; }
-            if ((err = CreateWS_Memory(out stream, copy, (nuint)data.Length)) < 0) { problem = $"jxrlib could not read the data (error {err})"; return null; }
+            if (err < 0 || decoder == 0) { problem = $"jxrlib could not make a decoder (error {err})"; return false; }
+            if ((err = CreateWS_Memory(out stream, copy, (nuint)data.Length)) < 0) { problem = $"jxrlib could not read the data (error {err})"; return false; }
             var fns = (IntPtr*)decoder;
             if ((err = ((delegate* unmanaged[Cdecl]<IntPtr, IntPtr, int>)fns[Initialize])(decoder, stream)) < 0)
-            { problem = $"not a JPEG XR image jxrlib can read (error {err})"; return null; }
+            { problem = $"not a JPEG XR image jxrlib can read (error {err})"; return false; }
             var format = stackalloc byte[16];
             ((delegate* unmanaged[Cdecl]<IntPtr, byte*, int>)fns[GetPixelFormat])(decoder, format);
             int w, h;
             ((delegate* unmanaged[Cdecl]<IntPtr, int*, int*, int>)fns[GetSize])(decoder, &w, &h);
-            if (w != width || h != height) { problem = $"its JPEG XR image is {w} x {h}, not the subblock's {width} x {height}"; return null; }
+            if (w != width || h != height) { problem = $"its JPEG XR image is {w} x {h}, not the subblock's {width} x {height}"; return false; }
             var prefix = new ReadOnlySpan<byte>(format, 15);
             byte kind = prefix.SequenceEqual(FormatPrefix) ? format[15] : (byte)0;
             (int bps, int spp, bool rgb) = kind switch
@@ -74,15 +75,15 @@ internal static unsafe class JpegXr
                 _ => (0, 0, false),
             };
             if (bps != bytesPerSample || spp != samplesPerPixel)
-            { problem = $"its JPEG XR pixel format ({Convert.ToHexString(new ReadOnlySpan<byte>(format, 16))}) is not the subblock's pixel type"; return null; }
+            { problem = $"its JPEG XR pixel format ({Convert.ToHexString(new ReadOnlySpan<byte>(format, 16))}) is not the subblock's pixel type"; return false; }
             int stride = w * bps * spp;
-            var pixels = new byte[(long)stride * h];
+            if (pixels.Length != (long)stride * h) { problem = $"{pixels.Length} bytes given for {(long)stride * h}"; return false; }
             var rect = new Rect(0, 0, w, h);
             fixed (byte* p = pixels)
                 if ((err = ((delegate* unmanaged[Cdecl]<IntPtr, Rect*, byte*, uint, int>)fns[Copy])(decoder, &rect, p, (uint)stride)) < 0)
-                { problem = $"jxrlib could not decode it (error {err}): damaged"; return null; }
+                { problem = $"jxrlib could not decode it (error {err}): damaged"; return false; }
             if (rgb) Swap(pixels, bps); // R, G, B as decoded: to CZI's B, G, R
-            return pixels;
+            return true;
         }
         finally
         {
@@ -92,7 +93,7 @@ internal static unsafe class JpegXr
         }
     }
 
-    private static void Swap(byte[] px, int bps)
+    private static void Swap(Span<byte> px, int bps)
     {
         int step = 3 * bps;
         for (int i = 0; i + step <= px.Length; i += step)

@@ -43,6 +43,16 @@ public static class InfoCommand
             sb.AppendLine(I, $"microns per pixel: {Microns(path)}");
             sb.AppendLine(I, $"subblocks read: {c.Subblocks} ({string.Join(", ", c.Compressions)}); scenes in the file: {c.Scenes}");
             if (c.ChannelNames.Count > 0) sb.AppendLine(I, $"channels: {string.Join(", ", c.ChannelNames)}");
+            if (c.Levels.Count > 1)
+            {
+                var um = PixelSize.MicronsPerPixel(path);
+                sb.AppendLine("levels (--level; the reduced ones are the pyramid's subsampled subblocks):");
+                for (int l = 0; l < c.Levels.Count; l++)
+                {
+                    double d = (double)c.Levels[0].Width / c.Levels[l].Width;
+                    sb.AppendLine(I, $"  {l}: {c.Levels[l].Width} x {c.Levels[l].Height}, downsample {d:0.###}{(um is { } u ? $", {u.X * d:0.####} µm/px" : "")}");
+                }
+            }
             return sb.ToString();
         }
         if (ImageSources.IsSlide(path))

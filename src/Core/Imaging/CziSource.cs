@@ -74,13 +74,12 @@ public sealed class CziSource : IRegionSource
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
     }
 
-    /// <summary>Opens level 0 of the first scene (<paramref name="level"/> must be 0: a CZI pyramid's reduced levels are not read).</summary>
+    /// <summary>Opens pyramid level <paramref name="level"/> (0: full resolution; see <see cref="Levels"/>) of the first scene.</summary>
     public static CziSource Open(string path, int level = 0)
     {
-        if (level != 0)
-            throw new InputFileException(path, $"level {level}: the reduced levels of a CZI pyramid are not read, only level 0 (--level 0); export the reduced level to OME-TIFF (ZEN, or bfconvert -series) to read it");
+        if (level < 0) throw new InputFileException(path, $"level {level} does not exist");
         var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.RandomAccess);
-        try { return new CziSource(path, file); }
+        try { return new CziSource(path, file, level); }
         catch { file.Dispose(); throw; }
     }
 
@@ -92,7 +91,21 @@ public sealed class CziSource : IRegionSource
         return ParseMetadata(path, file, header.MetadataPosition).Microns;
     }
 
-    private CziSource(string path, FileStream file)
+    /// <summary>The pyramid's levels (level 0 first): the full-resolution subblocks, then each subsampling factor of the
+    /// subsampled ones (ZEN's pyramids: 2 or 3 per level), as the size of the image at that factor.</summary>
+    public IReadOnlyList<(long Width, long Height)> Levels { get; }
+
+    /// <summary>The levels of a CZI file's pyramid (<see cref="Levels"/>).</summary>
+    public static (long Width, long Height)[] LevelsOf(string path)
+    {
+        using var c = Open(path);
+        return [.. c.Levels];
+    }
+
+    /// <summary>A subblock's subsampling factor, in thousandths (1000: full resolution).</summary>
+    private static long FactorKey(Entry e) => (long)Math.Round(1000.0 * e.W / e.StoredW);
+
+    private CziSource(string path, FileStream file, int level)
     {
         Path = path; _file = file;
         long length = file.Length;
@@ -124,18 +137,28 @@ public sealed class CziSource : IRegionSource
         // --- level 0: subblocks stored at full size (a pyramid's subsampled subblocks have a smaller stored size) ---
         var full = entries.Where(e => e.W == e.StoredW && e.H == e.StoredH).ToList();
         if (full.Count == 0) throw new InputFileException(path, "CZI file holds only subsampled (pyramid) subblocks, no full-resolution ones (damaged)");
-        // the first scene, focal plane, time point (and every other plane index ZEN may add): the smallest of each
+        // the first scene, focal plane, time point (and every other plane index ZEN may add): the smallest of each, at
+        // full resolution; the pyramid's subblocks of the same plane make its reduced levels
         var scenes = full.Select(e => e.Index('S')).Distinct().OrderBy(s => s).ToList();
         Scenes = scenes.Count;
-        if (scenes.Count > 1) VipsWarnings.RaiseInput($"{path}: a CZI file of {scenes.Count} scenes; the first (S={scenes[0]}) is read");
+        if (scenes.Count > 1 && level == 0) VipsWarnings.RaiseInput($"{path}: a CZI file of {scenes.Count} scenes; the first (S={scenes[0]}) is read");
         full = full.Where(e => e.Index('S') == scenes[0]).ToList();
+        var plane = entries.Where(e => e.Index('S') == scenes[0]).ToList();
         foreach (char d in "ZTRIHVB")
         {
             var values = full.Select(e => e.Index(d)).Distinct().OrderBy(v => v).ToList();
-            if (values.Count > 1)
+            if (values.Count > 1 && level == 0)
                 VipsWarnings.RaiseInput($"{path}: {values.Count} {DimensionName(d)} in the CZI file; the first ({d}={values[0]}) is read");
             full = full.Where(e => e.Index(d) == values[0]).ToList();
+            plane = plane.Where(e => e.Index(d) == values[0]).ToList();
         }
+        // the pyramid: one level per subsampling factor (level 0 the full-resolution subblocks)
+        var factors = plane.Select(FactorKey).Where(f => f > 1000).Distinct().Order().ToList();
+        factors.Insert(0, 1000);
+        if (level >= factors.Count)
+            throw new InputFileException(path, $"has {factors.Count} resolution level(s) (0..{factors.Count - 1}: the full resolution{(factors.Count > 1 ? $" and {factors.Count - 1} of its pyramid" : "")}); level {level} does not exist");
+        double factor = factors[level] / 1000.0;
+        var chosen = level == 0 ? full : plane.Where(e => FactorKey(e) == factors[level]).ToList();
 
         // --- pixel type, channels ---
         var types = full.Select(e => e.PixelType).Distinct().ToList();
@@ -165,15 +188,26 @@ public sealed class CziSource : IRegionSource
         long w = x1 - x0, h = y1 - y0;
         if (w < 1 || h < 1 || w > ImageLimits.MaxSide || h > ImageLimits.MaxSide || w * h > ImageLimits.MaxPixels)
             throw new InputFileException(path, $"CZI image of {w} x {h} pixels: outside the sizes read (1 to {ImageLimits.MaxSide} a side, {ImageLimits.MaxPixels} pixels)");
-        Width = (int)w; Height = (int)h; Origin = ((int)x0, (int)y0);
+        // a reduced level: the full extent divided by the level's factor, rounded up (as ZEN's pyramid tiles are)
+        Levels = factors.Select(f => ((long)Math.Ceiling(w * 1000.0 / f), (long)Math.Ceiling(h * 1000.0 / f))).ToList();
+        (Width, Height) = ((int)Levels[level].Width, (int)Levels[level].Height);
+        Origin = ((int)x0, (int)y0);
+        if (chosen.Select(e => e.PixelType).Distinct().Count() > 1 || chosen.Any(e => e.PixelType != types[0]))
+            throw new InputFileException(path, $"CZI pyramid level {level} stores another pixel type than level 0: not read");
+        foreach (int c in chosen.Select(e => e.Compression).Distinct())
+            if (c is not (0 or 4 or 5 or 6)) throw new InputFileException(path, $"CZI pyramid level {level}'s subblocks are compressed with {CompressionName(c)}, which is not read");
 
-        // --- the subblocks read (where their pixel data lie is read when a region first needs them) ---
-        var blocks = new List<Block>(full.Count);
-        foreach (var (e, order) in full.Select((e, i) => (e, i)))
+        // --- the subblocks read (where their pixel data lie is read when a region first needs them); a reduced level's
+        // are placed at their full-resolution place divided by the factor, at their stored size ---
+        var blocks = new List<Block>(chosen.Count);
+        foreach (var (e, order) in chosen.Select((e, i) => (e, i)))
         {
             if (e.FilePosition < 0 || e.FilePosition + 32 + 256 > length)
                 throw new InputFileException(path, $"CZI subblock of {e.W} x {e.H} at {e.X},{e.Y} should be at byte {e.FilePosition}, outside the file ({length} bytes): truncated or damaged");
-            blocks.Add(new Block((int)(e.X - x0), (int)(e.Y - y0), e.W, e.H, _samplesPerPixel == 3 ? 0 : cs.IndexOf(e.Index('C')), e.Index('M'), order, e.FilePosition, e.Dimensions, e.Compression));
+            int c = cs.IndexOf(e.Index('C'));
+            if (c < 0 && _samplesPerPixel == 1) continue; // a channel that has no full-resolution subblock
+            int bx = (int)Math.Floor((e.X - x0) / factor), by = (int)Math.Floor((e.Y - y0) / factor);
+            blocks.Add(new Block(bx, by, e.StoredW, e.StoredH, _samplesPerPixel == 3 ? 0 : c, e.Index('M'), order, e.FilePosition, e.Dimensions, e.Compression));
         }
         // drawing order: by mosaic index, the higher on top; the directory's order among equals
         _blocks = blocks.OrderBy(b => b.M).ThenBy(b => b.Order).ToArray();
@@ -186,8 +220,9 @@ public sealed class CziSource : IRegionSource
         for (int b = 0; b < _blocks.Length; b++)
         {
             var k = _blocks[b];
-            for (int gy = k.Y / _cell; gy <= (k.Y + k.H - 1) / _cell; gy++)
-                for (int gx = k.X / _cell; gx <= (k.X + k.W - 1) / _cell; gx++)
+            if (k.X >= Width || k.Y >= Height) continue; // (a reduced level's rounding)
+            for (int gy = k.Y / _cell; gy <= Math.Min(gridH - 1, (k.Y + k.H - 1) / _cell); gy++)
+                for (int gx = k.X / _cell; gx <= Math.Min(_gridW - 1, (k.X + k.W - 1) / _cell); gx++)
                     (lists[gy * _gridW + gx] ??= new List<int>()).Add(b);
         }
         _buckets = lists.Select(l => l?.ToArray() ?? []).ToArray();

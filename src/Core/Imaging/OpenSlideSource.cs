@@ -389,6 +389,9 @@ public static class ImageSources
     /// pages, <see cref="TiffPageLayout.PageLevels"/>, whose level N is page N).</summary>
     public static ((long Width, long Height)[] Levels, bool SubIfds) Pyramid(string path)
     {
+        if (CziSource.IsCzi(path)) // a Zeiss CZI's pyramid: its subsampled subblocks (level N opens through CziSource)
+            try { return (CziSource.LevelsOf(path), false); }
+            catch (InputFileException) { return ([], false); }
         if (OmeChannels.IsCompanion(path))
             try
             {

@@ -13,8 +13,6 @@ public static class PixelSize
     /// reports 1 pixel per millimetre for "no resolution"), and for a JPEG, whose density is a print setting.</summary>
     public static (double X, double Y)? MicronsPerPixel(string path, int page = 0)
     {
-        // a Zeiss CZI: its metadata's Scaling (level 0 alone is read)
-        if (CziSource.IsCzi(path)) return page == 0 ? CziSource.PixelSizeOf(path) : null;
         if (ImageSources.IsSlide(path))
         {
             using var s = OpenSlideSource.Open(path, page, direct: false); // metadata only: no probe reads
@@ -28,6 +26,8 @@ public static class PixelSize
             var (dx, dy) = ImageSources.Downsample(levels, page);
             return (full.X * dx, full.Y * dy);
         }
+        // a Zeiss CZI: its metadata's Scaling (its reduced levels above, scaled as any pyramid's)
+        if (CziSource.IsCzi(path)) return page == 0 ? CziSource.PixelSizeOf(path) : null;
         if (OmeChannels.IsCompanion(path))
         {
             if (page != 0) return null;

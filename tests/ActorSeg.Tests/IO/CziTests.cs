@@ -85,6 +85,51 @@ public class CziTests(Xunit.Abstractions.ITestOutputHelper output) : TempDirTest
     }
 
     [Fact]
+    public void ACziPyramid_IsReadAtItsReducedLevels_ForLevelAndMpp()
+    {
+        // a colour mosaic of 2 × 2 tiles of 200 × 150 (no overlap) from (1000, 2000), with a pyramid of factor 2 (four
+        // tiles of 100 × 75) and 4 (one subblock of 100 × 75 for the whole), zstd and raw
+        var blocks = new List<CziBlock>();
+        for (int t = 0; t < 4; t++)
+        {
+            int tx = t % 2, ty = t / 2;
+            blocks.Add(new CziBlock(1000 + 200 * tx, 2000 + 150 * ty, 200, 150, TileSamples(200, 150, t, 0, 3, 255), M: t, Compression: CziWriter.Zstd1));
+            blocks.Add(new CziBlock(1000 + 200 * tx, 2000 + 150 * ty, 200, 150, TileSamples(100, 75, 10 + t, 0, 3, 255), M: t, StoredW: 100, StoredH: 75, Compression: CziWriter.Zstd0));
+        }
+        blocks.Add(new CziBlock(1000, 2000, 400, 300, TileSamples(100, 75, 20, 0, 3, 255), M: 0, StoredW: 100, StoredH: 75));
+        var path = Path.Combine(_dir, "pyramid.czi");
+        CziWriter.Write(path, CziWriter.Bgr24, blocks, 2.2e-7);
+        Assert.Equal([(400L, 300L), (200L, 150L), (100L, 75L)], ImageSources.PyramidLevels(path));
+        using (var l1 = ImageSources.Open(path, 1))
+        {
+            Assert.Equal((200, 150, 3), (l1.Width, l1.Height, l1.Channels));
+            var got = new ushort[200 * 150 * 3];
+            l1.ReadRegion(0, 0, 200, 150, got);
+            for (int t = 0; t < 4; t++)
+            {
+                var want = TileSamples(100, 75, 10 + t, 0, 3, 255);
+                for (int y = 0; y < 75; y++)
+                    Assert.True(want.AsSpan(y * 300, 300).SequenceEqual(got.AsSpan(((75 * (t / 2) + y) * 200 + 100 * (t % 2)) * 3, 300)), $"level 1, tile {t}, row {y}");
+            }
+        }
+        using (var l2 = ImageSources.Open(path, 2))
+        {
+            var got = new ushort[100 * 75 * 3];
+            l2.ReadRegion(0, 0, 100, 75, got);
+            Assert.Equal(TileSamples(100, 75, 20, 0, 3, 255), got);
+        }
+        Assert.Equal((0.44, 0.44), PixelSize.MicronsPerPixel(path, 1)!.Value);
+        var info = TestPaths.RunCli("info", path);
+        Assert.Contains("  1: 200 x 150, downsample 2, 0.44 µm/px", info.Stdout);
+        Assert.Contains("  2: 100 x 75, downsample 4, 0.88 µm/px", info.Stdout);
+        // --mpp picks the level; the graph and its pixel size are the level's
+        var r = TestPaths.RunCli("graph", path, "--mpp", "0.5", "--out", Path.Combine(_dir, "g-pyr"), "--spacing", "8");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("200x150x3 8-bit", r.Stderr);
+        Assert.Equal([0.44, 0.44], ActorSeg.Core.IO.NpzReader.Read(Path.Combine(_dir, "g-pyr", "graph.npz"))[ActorSeg.Core.IO.GraphOutputs.PixelSizeArray].AsSpan<double>().ToArray());
+    }
+
+    [Fact]
     public void ColourCzis_AreReadAsRgb_AndFoundByTheirContentWhateverTheirName()
     {
         var rgb8 = TileSamples(64, 48, 1, 0, spp: 3, max: 255);
@@ -157,7 +202,7 @@ public class CziTests(Xunit.Abstractions.ITestOutputHelper output) : TempDirTest
         var flt = Path.Combine(_dir, "float.czi");
         CziWriter.Write(flt, CziWriter.Gray32Float, [new CziBlock(0, 0, 8, 8, new ushort[64])]);
         Assert.Contains("Gray32Float is not read", Error(flt));
-        Assert.Contains("level 1", Error(mosaic, 1));
+        Assert.Contains("has 2 resolution level(s) (0..1: the full resolution and 1 of its pyramid); level 2 does not exist", Error(mosaic, 2));
         var noDir = Path.Combine(_dir, "nodir.czi");
         CziWriter.Write(noDir, CziWriter.Gray8, [new CziBlock(0, 0, 8, 8, new ushort[64])], withDirectory: false);
         Assert.Contains("without a subblock directory", Error(noDir));

@@ -348,13 +348,14 @@ public sealed class CziSource : IRegionSource
         var dest = pixels.AsSpan(0, (int)expected);
         if (k.Compression == 4)
         {
-            if (!JpegXr.Decode(packed, k.W, k.H, _bytesPerSample, _samplesPerPixel, dest, out string? problem))
+            if (!JpegXr.Decode(packed, k.W, k.H, _bytesPerSample, _samplesPerPixel, dest, out string? problem, out bool isShort))
                 throw new InputFileException(Path, $"CZI {what}: {problem}");
+            if (isShort) WarnShort();
         }
         else
         {
             if (k.Compression == 6 && _unpack.Length < expected) _unpack = new byte[expected];
-            DecodeZstd(Path, packed, k.Compression, dest, _bytesPerSample, what, _unpack);
+            if (DecodeZstd(Path, packed, k.Compression, dest, _bytesPerSample, what, _unpack)) WarnShort();
         }
         _decoded.Add((b, pixels));
         return pixels;
@@ -366,7 +367,9 @@ public sealed class CziSource : IRegionSource
     /// </summary>
     /// <param name="pixels">receives the decoded samples (exactly its length)</param>
     /// <param name="scratch">as long as <paramref name="pixels"/> at least, for zstd1's low/high byte packing</param>
-    internal static void DecodeZstd(string path, ReadOnlySpan<byte> packed, int compression, Span<byte> pixels, int bytesPerSample, string what, byte[] scratch)
+    /// <returns>true when the data held fewer or more bytes than the subblock's size (read as ZEN's reader does: the rest
+    /// 0, or the excess dropped)</returns>
+    internal static bool DecodeZstd(string path, ReadOnlySpan<byte> packed, int compression, Span<byte> pixels, int bytesPerSample, string what, byte[] scratch)
     {
         bool hiLo = false;
         if (compression == 6)
@@ -381,22 +384,37 @@ public sealed class CziSource : IRegionSource
         if (hiLo && bytesPerSample != 2) throw new InputFileException(path, $"CZI {what}: low/high byte packing on 8-bit samples (damaged)");
         var into = hiLo ? scratch.AsSpan(0, expected) : pixels;
         int got;
+        ulong size;
         try
         {
             using var z = new ZstdSharp.Decompressor();
-            ulong size = ZstdSharp.Decompressor.GetDecompressedSize(packed);
-            if (size != (ulong)expected)
-                throw new InputFileException(path, $"CZI {what}: its Zstandard data holds {size} bytes where the subblock's {expected} are expected (damaged)");
-            got = z.Unwrap(packed, into);
+            size = ZstdSharp.Decompressor.GetDecompressedSize(packed);
+            // libCZI's rule for a size that differs (a writer's rounding on pyramid edge tiles): fewer bytes are the first
+            // ones and the rest 0, more are cut; but the packed halves of zstd1's byte packing only fit at the exact size
+            if (size == (ulong)expected) got = z.Unwrap(packed, into);
+            else if (!hiLo && size > 0 && size < (ulong)expected) { into.Clear(); got = z.Unwrap(packed, into[..(int)size]); }
+            else if (!hiLo && size > (ulong)expected && size <= 2 * (ulong)expected)
+            {
+                var whole = new byte[size];
+                if (z.Unwrap(packed, whole) != whole.Length) throw new InputFileException(path, $"CZI {what}: its Zstandard data ended early (damaged)");
+                whole.AsSpan(0, expected).CopyTo(into);
+                got = expected;
+            }
+            else throw new InputFileException(path, $"CZI {what}: its Zstandard data holds {size} bytes where the subblock's {expected} are expected (damaged)");
         }
         catch (ZstdSharp.ZstdException e) { throw new InputFileException(path, $"CZI {what}: its Zstandard data cannot be decoded ({e.Message}): damaged", e); }
-        if (got != expected) throw new InputFileException(path, $"CZI {what}: decoded {got} bytes where {expected} are expected (damaged)");
+        if ((ulong)got != Math.Min(size, (ulong)expected)) throw new InputFileException(path, $"CZI {what}: decoded {got} bytes where {Math.Min(size, (ulong)expected)} are expected (damaged)");
         if (hiLo)
         {
             int half = expected / 2;
             for (int i = 0; i < half; i++) { pixels[2 * i] = into[i]; pixels[2 * i + 1] = into[half + i]; }
         }
+        return size != (ulong)expected;
     }
+
+    /// <summary>Says once per file that some compressed subblocks held another size than their stored size.</summary>
+    private void WarnShort() =>
+        VipsWarnings.RaiseInput($"{Path}: some compressed CZI subblocks hold fewer or more pixels than their stored size (ZEN rounds the stored size of some pyramid edge tiles); they are read as ZEN reads them: the pixels they hold, the rest 0");
 
     public void Dispose() => _file.Dispose();
 

@@ -42,8 +42,13 @@ internal static unsafe class JpegXr
     /// when it cannot (what is wrong, in words).
     /// </summary>
     public static bool Decode(ReadOnlySpan<byte> data, int width, int height, int bytesPerSample, int samplesPerPixel, Span<byte> pixels, out string? problem)
+        => Decode(data, width, height, bytesPerSample, samplesPerPixel, pixels, out problem, out _);
+
+    /// <param name="Short">true when the JPEG XR image was smaller than <paramref name="width"/> × <paramref name="height"/>
+    /// (its pixels top-left, the rest 0)</param>
+    public static bool Decode(ReadOnlySpan<byte> data, int width, int height, int bytesPerSample, int samplesPerPixel, Span<byte> pixels, out string? problem, out bool Short)
     {
-        problem = null;
+        problem = null; Short = false;
         if (data.Length == 0) { problem = "no JPEG XR data"; return false; }
         IntPtr decoder = 0, stream = 0;
         var copy = Marshal.AllocHGlobal(data.Length); // jxrlib reads from it while decoding
@@ -66,7 +71,10 @@ internal static unsafe class JpegXr
             ((delegate* unmanaged[Cdecl]<IntPtr, byte*, int>)fns[GetPixelFormat])(decoder, format);
             int w, h;
             ((delegate* unmanaged[Cdecl]<IntPtr, int*, int*, int>)fns[GetSize])(decoder, &w, &h);
-            if (w != width || h != height) { problem = $"its JPEG XR image is {w} x {h}, not the subblock's {width} x {height}"; return false; }
+            // ZEN rounds some pyramid edge tiles' stored size up and encodes the smaller image: that part is read, the rest
+            // is 0 (as ZEN's own reader does); a larger image, or one of another shape, is damage
+            if (w < 1 || h < 1 || w > width || h > height) { problem = $"its JPEG XR image is {w} x {h}, not the subblock's {width} x {height}"; return false; }
+            Short = w != width || h != height;
             var prefix = new ReadOnlySpan<byte>(format, 15);
             byte kind = prefix.SequenceEqual(FormatPrefix) ? format[15] : (byte)0;
             (int bps, int spp, bool rgb) = kind switch
@@ -76,8 +84,9 @@ internal static unsafe class JpegXr
             };
             if (bps != bytesPerSample || spp != samplesPerPixel)
             { problem = $"its JPEG XR pixel format ({Convert.ToHexString(new ReadOnlySpan<byte>(format, 16))}) is not the subblock's pixel type"; return false; }
-            int stride = w * bps * spp;
-            if (pixels.Length != (long)stride * h) { problem = $"{pixels.Length} bytes given for {(long)stride * h}"; return false; }
+            int stride = width * bps * spp;
+            if (pixels.Length != (long)stride * height) { problem = $"{pixels.Length} bytes given for {(long)stride * height}"; return false; }
+            if (Short) pixels.Clear();
             var rect = new Rect(0, 0, w, h);
             fixed (byte* p = pixels)
                 if ((err = ((delegate* unmanaged[Cdecl]<IntPtr, Rect*, byte*, uint, int>)fns[Copy])(decoder, &rect, p, (uint)stride)) < 0)

@@ -119,6 +119,25 @@ public class CziTests(Xunit.Abstractions.ITestOutputHelper output) : TempDirTest
             Assert.Equal(TileSamples(100, 75, 20, 0, 3, 255), got);
         }
         Assert.Equal((0.44, 0.44), PixelSize.MicronsPerPixel(path, 1)!.Value);
+        // a compressed pyramid tile that holds fewer rows than its stored size (ZEN's rounding on edge tiles): read as ZEN
+        // reads it, those rows and the rest 0, with a warning; one with more rows, the first ones
+        using (var warned = new InputWarnings())
+        {
+            var shortPath = Path.Combine(_dir, "short.czi");
+            var rows = TileSamples(64, 64, 3, 0);
+            CziWriter.Write(shortPath, CziWriter.Gray16, [new CziBlock(0, 0, 64, 64, rows, Compression: CziWriter.Zstd0),
+                new CziBlock(0, 0, 64, 64, rows[..(32 * 30)], StoredW: 32, StoredH: 32, Compression: CziWriter.Zstd0),
+                new CziBlock(0, 0, 64, 64, rows[..(16 * 17)], StoredW: 16, StoredH: 16, Compression: CziWriter.Zstd1)]);
+            using var l1 = ImageSources.Open(shortPath, 1);
+            var got = new ushort[32 * 32];
+            l1.ReadRegion(0, 0, 32, 32, got);
+            Assert.Equal([.. rows[..(32 * 30)], .. new ushort[64]], got);
+            using var l2 = ImageSources.Open(shortPath, 2);
+            var got2 = new ushort[16 * 16];
+            l2.ReadRegion(0, 0, 16, 16, got2);
+            Assert.Equal(rows[..(16 * 16)], got2);
+            Assert.Contains(warned.All, m => m.StartsWith(shortPath + ": some compressed CZI subblocks hold fewer or more pixels than their stored size"));
+        }
         var info = TestPaths.RunCli("info", path);
         Assert.Contains("  1: 200 x 150, downsample 2, 0.44 µm/px", info.Stdout);
         Assert.Contains("  2: 100 x 75, downsample 4, 0.88 µm/px", info.Stdout);
@@ -177,6 +196,17 @@ public class CziTests(Xunit.Abstractions.ITestOutputHelper output) : TempDirTest
                 Assert.True(b.AsSpan(y * 64 * spp, 64 * spp).SequenceEqual(got.AsSpan((y * 128 + 64) * spp, 64 * spp)), $"{path}: raw tile, row {y}");
             }
         }
+        // a pyramid tile whose JPEG XR image has fewer rows than its stored size: those rows, the rest 0, and a warning
+        using var warned = new InputWarnings();
+        var s16 = TileSamples(32, 32, 4, 0);
+        var shortPath = Path.Combine(_dir, "jxr-short.czi");
+        CziWriter.Write(shortPath, CziWriter.Gray16, [new CziBlock(0, 0, 64, 64, TileSamples(64, 64, 5, 0)),
+            new CziBlock(0, 0, 64, 64, s16[..(32 * 31)], StoredW: 32, StoredH: 32, Compression: CziWriter.JpegXr, EncodedH: 31)]);
+        using var l1 = ImageSources.Open(shortPath, 1);
+        var got1 = new ushort[32 * 32];
+        l1.ReadRegion(0, 0, 32, 32, got1);
+        Assert.Equal([.. s16[..(32 * 31)], .. new ushort[32]], got1);
+        Assert.Contains(warned.All, m => m.StartsWith(shortPath + ": some compressed CZI subblocks hold fewer or more pixels"));
     }
 
     [Fact]

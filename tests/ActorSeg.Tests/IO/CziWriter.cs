@@ -7,7 +7,7 @@ namespace ActorSeg.Tests.IO;
 /// its samples (row-major, a colour block's as R, G, B; stored as the file's B, G, R). A subsampled (pyramid) block has a
 /// stored size smaller than its size, and <paramref name="Samples"/> of the stored size.</summary>
 internal sealed record CziBlock(int X, int Y, int W, int H, ushort[] Samples, int C = 0, int M = -1, int Z = 0, int S = -1,
-    int StoredW = 0, int StoredH = 0, int Compression = 0, bool HiLo = false);
+    int StoredW = 0, int StoredH = 0, int Compression = 0, bool HiLo = false, int EncodedH = 0);
 
 /// <summary>
 /// Writes CZI (ZISRAW) files for the tests, as ZEN lays them out: the file header, the metadata (XML with the Scaling and
@@ -156,7 +156,9 @@ internal static class CziWriter
             var bytes = new byte[b.Samples.Length * bps];
             for (int i = 0; i < b.Samples.Length; i++)
                 if (bps == 1) bytes[i] = (byte)b.Samples[i]; else BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(2 * i), b.Samples[i]);
-            using (var img = NetVips.Image.NewFromMemory(bytes, b.W, b.H, spp, bps == 1 ? NetVips.Enums.BandFormat.Uchar : NetVips.Enums.BandFormat.Ushort))
+            // the stored size (a subsampled block's), or fewer rows (EncodedH: as ZEN writes some pyramid edge tiles)
+            int w = b.StoredW > 0 ? b.StoredW : b.W, h = b.EncodedH > 0 ? b.EncodedH : b.StoredH > 0 ? b.StoredH : b.H;
+            using (var img = NetVips.Image.NewFromMemory(bytes, w, h, spp, bps == 1 ? NetVips.Enums.BandFormat.Uchar : NetVips.Enums.BandFormat.Ushort))
                 img.Tiffsave(tif);
             var psi = new System.Diagnostics.ProcessStartInfo("JxrEncApp", ["-i", tif, "-o", jxr, "-q", "1"]) { RedirectStandardOutput = true, RedirectStandardError = true };
             using var p = System.Diagnostics.Process.Start(psi)!;

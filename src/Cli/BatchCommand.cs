@@ -31,8 +31,8 @@ public static class BatchInput
     private static readonly string[] Extensions = [".tif", ".tiff", ".png", ".jpg", ".jpeg", ".btf", ".ome.tif", ".companion.ome",
         // whole-slide formats, read through OpenSlide
         ".svs", ".ndpi", ".vms", ".vmu", ".mrxs", ".scn", ".svslide", ".bif",
-        // Zeiss CZI, read by ActorSeg itself
-        ".czi"];
+        // Zeiss CZI and Leica LIF, read by ActorSeg itself
+        ".czi", ".lif"];
 
     public static (List<BatchSlide> Slides, List<BatchRow> Rejected) Load(string source, string? masksDir)
     {

@@ -34,6 +34,17 @@ public static class InfoCommand
     {
         var sb = new System.Text.StringBuilder();
         var I = CultureInfo.InvariantCulture;
+        if (LifSource.IsLif(path))
+        {
+            using var l = LifSource.Open(path);
+            sb.AppendLine(I, $"file: {path}");
+            sb.AppendLine(I, $"format: Leica LIF (read by ActorSeg: the first of its {l.Images} image(s), at the first index of every dimension but X and Y)");
+            sb.AppendLine(I, $"image: {l.ImageName}");
+            sb.AppendLine(I, $"size: {l.Width} x {l.Height}, {l.Channels} channel(s), {l.BitDepth}-bit (samples of {string.Join(", ", l.ChannelBits.Distinct())} bits)");
+            sb.AppendLine(I, $"microns per pixel: {Microns(path)}");
+            if (l.OtherDimensions.Count > 0) sb.AppendLine(I, $"other dimensions (the first index read): {string.Join(", ", l.OtherDimensions.Select(d => $"{d.Count} {d.Name}"))}");
+            return sb.ToString();
+        }
         if (CziSource.IsCzi(path))
         {
             using var c = CziSource.Open(path);

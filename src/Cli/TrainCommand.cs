@@ -11,8 +11,8 @@ namespace ActorSeg.Cli;
 public static class TrainCommand
 {
     private static readonly string[] MaskExtensions = [".tif", ".tiff", ".png", ".jpg", ".jpeg"];
-    /// <summary>Training images: the masks' formats, and Zeiss CZI.</summary>
-    private static readonly string[] ImageExtensions = [.. MaskExtensions, ".czi"];
+    /// <summary>Training images: the masks' formats, Zeiss CZI and Leica LIF.</summary>
+    private static readonly string[] ImageExtensions = [.. MaskExtensions, ".czi", ".lif"];
 
     /// <summary>Pairs images with masks by base name, whatever their extensions.</summary>
     public static List<(string Image, string Mask)> Pair(string images, string masks)

@@ -257,7 +257,7 @@ public sealed class OpenSlideSource : IRegionSource
     }
 }
 
-/// <summary>Opens any supported image: whole-slide formats through OpenSlide, Zeiss CZI through <see cref="CziSource"/>, everything else (TIFF, OME-TIFF, PNG, JPEG) through libvips.</summary>
+/// <summary>Opens any supported image: whole-slide formats through OpenSlide, Zeiss CZI and Leica LIF through <see cref="CziSource"/> and <see cref="LifSource"/>, everything else (TIFF, OME-TIFF, PNG, JPEG) through libvips.</summary>
 public static class ImageSources
 {
     /// <summary>True when the file is a vendor slide format (not a plain or generic tiled TIFF) that OpenSlide reads.</summary>
@@ -273,6 +273,7 @@ public static class ImageSources
         InputFiles.Check(path); // before OpenSlide's vendor detection opens it
         if (OmeChannels.IsCompanion(path)) return OpenCompanion(path, page);
         if (CziSource.IsCzi(path)) return CziSource.Open(path, page); // Zeiss CZI: read here, whatever its name
+        if (LifSource.IsLif(path)) return LifSource.Open(path, page); // Leica LIF: read here, whatever its name
         if (IsSlide(path)) return OpenSlideSource.Open(path, page);
         int subIfd = -1;
         if (page > 0 && TiffPageLayout.Levels(path) is { Length: > 1 } levels)

@@ -28,6 +28,8 @@ public static class PixelSize
         }
         // a Zeiss CZI: its metadata's Scaling (its reduced levels above, scaled as any pyramid's)
         if (CziSource.IsCzi(path)) return page == 0 ? CziSource.PixelSizeOf(path) : null;
+        // a Leica LIF: its first image's X and Y lengths
+        if (LifSource.IsLif(path)) return page == 0 ? LifSource.PixelSizeOf(path) : null;
         if (OmeChannels.IsCompanion(path))
         {
             if (page != 0) return null;

@@ -206,7 +206,9 @@ public sealed class CziSource : IRegionSource
                 throw new InputFileException(path, $"CZI subblock of {e.W} x {e.H} at {e.X},{e.Y} should be at byte {e.FilePosition}, outside the file ({length} bytes): truncated or damaged");
             int c = cs.IndexOf(e.Index('C'));
             if (c < 0 && _samplesPerPixel == 1) continue; // a channel that has no full-resolution subblock
-            int bx = (int)Math.Floor((e.X - x0) / factor), by = (int)Math.Floor((e.Y - y0) / factor);
+            double fx = Math.Floor((e.X - x0) / factor), fy = Math.Floor((e.Y - y0) / factor);
+            if (fx >= Width || fy >= Height || fx + e.StoredW <= 0 || fy + e.StoredH <= 0) continue; // outside this level
+            int bx = (int)fx, by = (int)fy;
             blocks.Add(new Block(bx, by, e.StoredW, e.StoredH, _samplesPerPixel == 3 ? 0 : c, e.Index('M'), order, e.FilePosition, e.Dimensions, e.Compression));
         }
         // drawing order: by mosaic index, the higher on top; the directory's order among equals
@@ -221,8 +223,9 @@ public sealed class CziSource : IRegionSource
         {
             var k = _blocks[b];
             if (k.X >= Width || k.Y >= Height) continue; // (a reduced level's rounding)
-            for (int gy = k.Y / _cell; gy <= Math.Min(gridH - 1, (k.Y + k.H - 1) / _cell); gy++)
-                for (int gx = k.X / _cell; gx <= Math.Min(_gridW - 1, (k.X + k.W - 1) / _cell); gx++)
+            if ((long)k.X + k.W <= 0 || (long)k.Y + k.H <= 0) continue; // (a pyramid tile outside level 0's extent)
+            for (int gy = Math.Max(0, k.Y) / _cell; gy <= Math.Min(gridH - 1, (int)(((long)k.Y + k.H - 1) / _cell)); gy++)
+                for (int gx = Math.Max(0, k.X) / _cell; gx <= Math.Min(_gridW - 1, (int)(((long)k.X + k.W - 1) / _cell)); gx++)
                     (lists[gy * _gridW + gx] ??= new List<int>()).Add(b);
         }
         _buckets = lists.Select(l => l?.ToArray() ?? []).ToArray();
@@ -402,7 +405,7 @@ public sealed class CziSource : IRegionSource
             }
             else throw new InputFileException(path, $"CZI {what}: its Zstandard data holds {size} bytes where the subblock's {expected} are expected (damaged)");
         }
-        catch (ZstdSharp.ZstdException e) { throw new InputFileException(path, $"CZI {what}: its Zstandard data cannot be decoded ({e.Message}): damaged", e); }
+        catch (Exception e) when (e is not InputFileException) { throw new InputFileException(path, $"CZI {what}: its Zstandard data cannot be decoded ({e.Message}): damaged", e); }
         if ((ulong)got != Math.Min(size, (ulong)expected)) throw new InputFileException(path, $"CZI {what}: decoded {got} bytes where {Math.Min(size, (ulong)expected)} are expected (damaged)");
         if (hiLo)
         {

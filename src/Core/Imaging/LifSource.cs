@@ -149,7 +149,9 @@ public sealed class LifSource : IRegionSource
         Channels = channels.Count;
         _channelInc = channels.Select(c => Long(path, c, "BytesInc")).ToArray();
 
-        var byId = dims.ToDictionary(d => Int(path, d, "DimID"), d => d);
+        var ids = dims.Select(d => Int(path, d, "DimID")).ToList();
+        if (ids.Distinct().Count() != ids.Count) throw new InputFileException(path, $"LIF image {ImageName} describes a dimension twice (damaged)");
+        var byId = dims.Zip(ids).ToDictionary(p => p.Second, p => p.First);
         if (!byId.TryGetValue(1, out var dx)) throw new InputFileException(path, $"LIF image {ImageName} has no X dimension: not an image ActorSeg reads");
         XElement dy;
         if (byId.TryGetValue(2, out var y)) dy = y;
@@ -174,8 +176,13 @@ public sealed class LifSource : IRegionSource
         string blockId = (string?)image.Element("Memory")!.Attribute("MemoryBlockID") ?? "";
         if (!blocks.TryGetValue(blockId, out var block))
             throw new InputFileException(path, $"LIF image {ImageName}'s pixels (memory block {blockId}) are not in the file: truncated or damaged");
-        if (_xInc < 0 || _yInc < 0 || _channelInc.Any(c => c < 0)) throw new InputFileException(path, $"LIF image {ImageName} has negative byte increments (damaged)");
-        long last = _channelInc.Max() + (w - 1) * _xInc + (h - 1) * _yInc + _bytes;
+        // (bounded by the block's size as the XML declares it: a block cut short is said to be truncated, below)
+        long declared = Math.Max(block.Size, long.Parse((string)image.Element("Memory")!.Attribute("Size")!, CultureInfo.InvariantCulture));
+        if (_xInc < 0 || _yInc < 0 || _channelInc.Any(c => c < 0) || _xInc > declared || _yInc > declared || _channelInc.Any(c => c > declared))
+            throw new InputFileException(path, $"LIF image {ImageName} has byte increments below 0 or beyond its memory block ({declared} bytes): damaged");
+        long last;
+        try { last = checked(_channelInc.Max() + (w - 1) * _xInc + (h - 1) * _yInc + _bytes); }
+        catch (OverflowException) { last = long.MaxValue; } // (increments a damaged header made absurd: more than any block holds)
         if (last > block.Size)
             throw new InputFileException(path, $"LIF image {ImageName} needs {last} bytes of pixels, its memory block {blockId} holds {block.Size}: truncated or damaged");
         _base = block.Offset;

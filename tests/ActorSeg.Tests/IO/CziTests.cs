@@ -258,6 +258,18 @@ public class CziTests(Xunit.Abstractions.ITestOutputHelper output) : TempDirTest
         for (int i = at; i < at + 8; i++) z[i] ^= 0xFF;
         File.WriteAllBytes(zstdPath, z);
         Assert.Contains("Zstandard", Error(zstdPath));
+        // a pyramid tile outside level 0's extent (left of it, and past its end) is no pixel of its level
+        var stray = Path.Combine(_dir, "stray.czi");
+        CziWriter.Write(stray, CziWriter.Gray8, [new CziBlock(0, 0, 64, 64, TileSamples(64, 64, 1, 0, max: 255)),
+            new CziBlock(0, 0, 64, 64, TileSamples(32, 32, 2, 0, max: 255), StoredW: 32, StoredH: 32),
+            new CziBlock(-9000, 0, 64, 64, TileSamples(32, 32, 3, 0, max: 255), StoredW: 32, StoredH: 32),
+            new CziBlock(9000, 9000, 64, 64, TileSamples(32, 32, 4, 0, max: 255), StoredW: 32, StoredH: 32)]);
+        using (var l1 = ImageSources.Open(stray, 1))
+        {
+            var got = new ushort[32 * 32];
+            l1.ReadRegion(0, 0, 32, 32, got);
+            Assert.Equal(TileSamples(32, 32, 2, 0, max: 255), got);
+        }
         // a file that starts as a CZI but is not one past its header
         var junk = Path.Combine(_dir, "junk.czi");
         File.WriteAllBytes(junk, [.. "ZISRAWFILE"u8, .. new byte[22], .. Enumerable.Repeat((byte)0x7F, 600)]);

@@ -147,6 +147,23 @@ public class LifTests() : TempDirTest("lif")
         var line = Path.Combine(_dir, "line.lif");
         LifWriter.Write(line, [new LifImage("line", [8], [0], [(1, 50, 1, 1e-5), (4, 10, 50, 1)], new byte[500])]);
         Assert.Contains("has no Y or Z dimension (a line scan?)", Error(line));
+        var twice = Path.Combine(_dir, "twice.lif");
+        LifWriter.Write(twice, [new LifImage("twice", [8], [0], [(1, 5, 1, 1e-5), (2, 5, 5, 1e-5), (2, 5, 5, 1e-5)], new byte[25])]);
+        Assert.Contains("describes a dimension twice", Error(twice));
+        var far = Path.Combine(_dir, "far.lif");
+        LifWriter.Write(far, [new LifImage("far", [8], [0], [(1, 5, 1, 1e-5), (2, 5, 1L << 60, 1e-5)], new byte[25])]);
+        Assert.Contains("byte increments below 0 or beyond its memory block (25 bytes)", Error(far));
+        var farBytes = File.ReadAllBytes(far);
+        var sizeAttr = System.Text.Encoding.Unicode.GetBytes("Memory Size=\"25\"");
+        int sa = farBytes.AsSpan().IndexOf(sizeAttr);
+        Assert.True(sa > 0);
+        // the XML's declared size raised to the largest long: the increments pass that bound, their sum overflows
+        var bigger = System.Text.Encoding.Unicode.GetBytes("Memory Size=\"9223372036854775807\"");
+        File.WriteAllBytes(far, [.. farBytes[..sa], .. bigger, .. farBytes[(sa + sizeAttr.Length)..]]);
+        var patched = File.ReadAllBytes(far);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(patched.AsSpan(9), System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(patched.AsSpan(9)) + (bigger.Length - sizeAttr.Length) / 2);
+        File.WriteAllBytes(far, patched);
+        Assert.Contains("its memory block MemBlock_100 holds 25: truncated or damaged", Error(far));
         var wide = Path.Combine(_dir, "wide.lif");
         LifWriter.Write(wide, [new LifImage("float", [32], [0], [(1, 5, 4, 1e-5), (2, 5, 20, 1e-5)], new byte[100])]);
         Assert.Contains("channels of 32 bits", Error(wide));

@@ -127,7 +127,7 @@ public static class GraphCommand
     /// <summary>--tissue, shared by every command that builds graphs.</summary>
     public static Option<string?> TissueOption() => new("--tissue")
     {
-        Description = "Where the tissue is: auto (detect it: Otsu on saturation and optical density at low resolution; the default for brightfield whole slides), "
+        Description = "Where the tissue is: auto (detect it: Otsu on saturation and optical density at low resolution; the default for brightfield whole slides: colour slides OpenSlide reads and colour CZI slide scans with a pyramid), "
             + "none (the whole image; the default for other images), or a mask image (non-zero = tissue, any size in the image's proportions). "
             + "Tiles without tissue are skipped and glass gets no node (class 0 in the mask).",
     };

@@ -27,7 +27,8 @@ public sealed record GraphRequest
     /// <summary>published: the 11 intensity features per channel; texture: those plus gradient magnitude and local
     /// standard deviation statistics (11 each) and the node's boundary contrast to its neighbours.</summary>
     public string Features { get; init; } = "texture";
-    /// <summary>Where the tissue is: null = detect it on brightfield whole slides (RGB, read through OpenSlide) and
+    /// <summary>Where the tissue is: null = detect it on brightfield whole slides (RGB, read through OpenSlide, or a colour
+    /// CZI slide scan with a pyramid, <see cref="GraphJob.IsBrightfieldSlide"/>) and
     /// take the whole image otherwise; "auto" = detect it on any image; "none" = the whole image; else a mask image
     /// (non-zero = tissue). Pixels outside the tissue get no node; tiles without tissue are skipped.</summary>
     public string? Tissue { get; init; }
@@ -149,6 +150,11 @@ public static class GraphJob
         if (req.IgnoreValue is < 0 or > 65535) throw new ArgumentException($"ignore value must be a mask value in [0, 65535] (got {req.IgnoreValue})");
     }
 
+    /// <summary>Whether the tissue is found by default (<c>--tissue auto</c>): a colour whole slide that OpenSlide reads, or a
+    /// Zeiss slide scan (a colour camera's BGR CZI with a pyramid); fluorescence images and plain fields take every pixel.</summary>
+    public static bool IsBrightfieldSlide(string path, IRegionSource img) =>
+        img.Channels >= 3 && (ImageSources.IsSlide(path) || img is CziSource { PixelType: "Bgr24" or "Bgr48", Levels.Count: > 1 });
+
     /// <summary>First cheap pass: open and validate the inputs, gather global statistics, plan seeds and tiles.</summary>
     /// <param name="progress">the statistics pass's progress, for a person following a long prepare</param>
     /// <param name="ct">stops the statistics pass between blocks</param>
@@ -163,7 +169,7 @@ public static class GraphJob
                 throw new InputFileException(mp, $"mask is {mask.Width}x{mask.Height} but image {req.ImagePath} is {img.Width}x{img.Height}");
         }
         var stats = ImageStatistics.FromHistograms(HistogramPrefetch.Take(req.ImagePath, req.Page, img, progress, ct) ?? ImageSources.Histograms(img, req.ImagePath, req.Page, 0, progress, ct));
-        string mode = req.Tissue ?? (img.Channels >= 3 && ImageSources.IsSlide(req.ImagePath) ? "auto" : "none");
+        string mode = req.Tissue ?? (IsBrightfieldSlide(req.ImagePath, img) ? "auto" : "none");
         TissueMap? tissue = null; string? source = null;
         if (mode == "auto") { tissue = TissueDetector.Detect(req.ImagePath, req.Page, img.Width, img.Height); source = "detected"; }
         else if (mode != "none") { tissue = TissueDetector.FromFile(mode, img.Width, img.Height); source = Path.GetFullPath(mode); }

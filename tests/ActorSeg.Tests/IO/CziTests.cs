@@ -149,6 +149,52 @@ public class CziTests(Xunit.Abstractions.ITestOutputHelper output) : TempDirTest
     }
 
     [Fact]
+    public void AColourCziSlideScan_HasItsTissueFoundByDefault_AsOpenSlidesSlidesDo()
+    {
+        // a brightfield slide 60 % glass (ActorSeg's generator, as an Aperio file), its levels 0 and 1 saved as a CZI
+        // slide scan: 256² tiles of zstd BGR, and the pyramid's tiles subsampled by 2
+        var gen = TestPaths.RunCli("generate", "--out", _dir, "--name", "glass", "--width", "1024", "--height", "768", "--kind", "nuclei", "--format", "svs", "--glass", "0.6", "--seed", "3");
+        Assert.True(gen.ExitCode == 0, gen.Stderr);
+        var blocks = new List<CziBlock>();
+        using (var l0 = OpenSlideSource.Open(Path.Combine(_dir, "glass.svs"), 0))
+        using (var l1 = OpenSlideSource.Open(Path.Combine(_dir, "glass.svs"), 1))
+        {
+            Assert.Equal((1024, 768, 512, 384), (l0.Width, l0.Height, l1.Width, l1.Height));
+            for (int ty = 0; ty < 3; ty++)
+                for (int tx = 0; tx < 4; tx++)
+                {
+                    var s0 = new ushort[256 * 256 * 3]; l0.ReadRegion(256 * tx, 256 * ty, 256, 256, s0);
+                    blocks.Add(new CziBlock(256 * tx, 256 * ty, 256, 256, s0, M: ty * 4 + tx, Compression: CziWriter.Zstd1));
+                    var s1 = new ushort[128 * 128 * 3]; l1.ReadRegion(128 * tx, 128 * ty, 128, 128, s1);
+                    blocks.Add(new CziBlock(256 * tx, 256 * ty, 256, 256, s1, M: ty * 4 + tx, StoredW: 128, StoredH: 128, Compression: CziWriter.Zstd1));
+                }
+        }
+        var czi = Path.Combine(_dir, "scan.czi");
+        CziWriter.Write(czi, CziWriter.Bgr24, blocks, 5e-7);
+        string Log(string name, params string[] extra)
+        {
+            var r = TestPaths.RunCli(["graph", czi, "--out", Path.Combine(_dir, name), "--tile-size", "256", .. extra]);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            return r.Stderr;
+        }
+        var auto = Log("g-auto");
+        var said = System.Text.RegularExpressions.Regex.Match(auto, @"tissue \(detected\) covers [0-9.]+ ?% of the image; ([0-9]+) of 12 tiles are glass only");
+        Assert.True(said.Success, auto);
+        Assert.True(int.Parse(said.Groups[1].Value) > 0, said.Value);
+        Assert.True(File.Exists(Path.Combine(_dir, "g-auto", "tissue.png")));
+        var none = Log("g-none", "--tissue", "none");
+        Assert.DoesNotContain("tissue (detected)", none);
+        int Nodes(string name) => (int)ActorSeg.Core.IO.NpzReader.Read(Path.Combine(_dir, name, "graph.npz"))["x"].Shape[0];
+        Assert.True(Nodes("g-none") > Nodes("g-auto") * 3 / 2, $"{Nodes("g-none")} nodes without tissue detection, {Nodes("g-auto")} with");
+        // a fluorescence CZI (grey channels) is no slide: every pixel taken, as before
+        var grey = Path.Combine(_dir, "grey.czi");
+        CziWriter.Write(grey, CziWriter.Gray8, [new CziBlock(0, 0, 64, 64, TileSamples(64, 64, 1, 0, max: 255), C: 0), new CziBlock(0, 0, 64, 64, TileSamples(64, 64, 1, 1, max: 255), C: 1),
+            new CziBlock(0, 0, 64, 64, TileSamples(64, 64, 1, 2, max: 255), C: 2), new CziBlock(0, 0, 64, 64, TileSamples(32, 32, 2, 0, max: 255), C: 0, StoredW: 32, StoredH: 32)]);
+        using var g = ImageSources.Open(grey);
+        Assert.False(ActorSeg.Core.Pipeline.GraphJob.IsBrightfieldSlide(grey, g));
+    }
+
+    [Fact]
     public void ColourCzis_AreReadAsRgb_AndFoundByTheirContentWhateverTheirName()
     {
         var rgb8 = TileSamples(64, 48, 1, 0, spp: 3, max: 255);

@@ -49,10 +49,10 @@ public static class InfoCommand
         {
             using var c = CziSource.Open(path);
             sb.AppendLine(I, $"file: {path}");
-            sb.AppendLine(I, $"format: Zeiss CZI (read by ActorSeg: level 0 of the first scene, first focal plane and time point)");
+            sb.AppendLine(I, $"format: Zeiss CZI (read by ActorSeg: the first focal plane and time point)");
             sb.AppendLine(I, $"size: {c.Width} x {c.Height}, {c.Channels} channel(s), {c.BitDepth}-bit ({c.PixelType}{(c.Origin is (0, 0) ? "" : $"; its top-left pixel at {c.Origin.X},{c.Origin.Y} in the file's coordinates")})");
             sb.AppendLine(I, $"microns per pixel: {Microns(path)}");
-            sb.AppendLine(I, $"subblocks read: {c.Subblocks} ({string.Join(", ", c.Compressions)}); scenes in the file: {c.Scenes}");
+            sb.AppendLine(I, $"subblocks read: {c.Subblocks} ({string.Join(", ", c.Compressions)}); scenes in the file: {c.Scenes}{(c.Scenes < 2 ? "" : c.ScenesRead > 1 ? " (parts of one slide: read together)" : " (far apart: the first is read)")}");
             if (c.ChannelNames.Count > 0) sb.AppendLine(I, $"channels: {string.Join(", ", c.ChannelNames)}");
             if (c.Levels.Count > 1)
             {

@@ -10,9 +10,10 @@ namespace ActorSeg.Core.Imaging;
 /// <para>A CZI file is a chain of segments: a file header that points at a directory of subblocks and at the metadata
 /// (XML). Each subblock is one rectangle of one plane: its place in every dimension (X and Y in pixels, C the channel, Z,
 /// T, S the scene, M its index in a mosaic, …), its pixel type and compression. The image read is level 0 (subblocks
-/// stored at full size; a pyramid's subsampled ones are left out) of the first scene, first focal plane and time point;
-/// its channels are the C indices, in order, each a channel of the image. A mosaic's tiles are drawn in order of their M
-/// index, the higher on top (as ZEN draws them); pixels no tile covers are 0.</para>
+/// stored at full size; a pyramid's subsampled ones are reduced levels) of the first focal plane and time point, and of
+/// every scene where the scenes are parts of one slide (else of the first); its channels are the C indices, in order,
+/// each a channel of the image. A mosaic's tiles are drawn in order of their M index, the higher on top (as ZEN draws
+/// them); pixels no tile covers are background: 0, or white in a colour (brightfield) image.</para>
 /// <para>Read: grey 8- and 16-bit and BGR 24- and 48-bit subblocks, uncompressed, JPEG XR (through jxrlib,
 /// <see cref="JpegXr"/>) or Zstandard (both of ZEN's forms). Refused, with what to do instead: JPEG and LZW compression,
 /// float and complex pixels, files of several parts. The pixel size is the metadata's Scaling (metres per pixel).</para>
@@ -50,8 +51,27 @@ public sealed class CziSource : IRegionSource
     public IReadOnlyList<string> Compressions { get; }
     /// <summary>How many subblocks make the image read (its tiles, over all its channels).</summary>
     public int Subblocks => _blocks.Length;
-    /// <summary>The scenes the file holds (the first is read).</summary>
+    /// <summary>The scenes the file holds.</summary>
     public int Scenes { get; }
+    /// <summary>The scenes read: all of them where they lie together as parts of one slide (<see cref="ScenesTogether"/>),
+    /// else the first.</summary>
+    public int ScenesRead { get; }
+
+    /// <summary>
+    /// Whether a file's scenes are parts of one slide (a slide scan's tissue sections, each a scene, in the slide's
+    /// coordinates) rather than positions far apart (a plate's wells, a stage's fields): the rectangle around them all is
+    /// at most four times the area of their own rectangles together. Such scenes are read as one image, as ZEN shows
+    /// the whole slide; the others are not (their rectangle would be mostly empty).
+    /// </summary>
+    private static bool ScenesTogether(List<Entry> full, List<int> scenes)
+    {
+        if (scenes.Count < 2) return false;
+        double own = 0;
+        foreach (var g in full.GroupBy(e => e.Index('S')))
+            own += (double)(g.Max(e => (long)e.X + e.W) - g.Min(e => (long)e.X)) * (g.Max(e => (long)e.Y + e.H) - g.Min(e => (long)e.Y));
+        double union = (double)(full.Max(e => (long)e.X + e.W) - full.Min(e => (long)e.X)) * (full.Max(e => (long)e.Y + e.H) - full.Min(e => (long)e.Y));
+        return union <= 4 * own && union <= ImageLimits.MaxPixels;
+    }
     /// <summary>The image's top-left corner in the file's pixel coordinates (a mosaic's need not start at 0).</summary>
     public (int X, int Y) Origin { get; }
     /// <summary>Microns per pixel from the metadata's Scaling, when it states one.</summary>
@@ -141,9 +161,17 @@ public sealed class CziSource : IRegionSource
         // full resolution; the pyramid's subblocks of the same plane make its reduced levels
         var scenes = full.Select(e => e.Index('S')).Distinct().OrderBy(s => s).ToList();
         Scenes = scenes.Count;
-        if (scenes.Count > 1 && level == 0) VipsWarnings.RaiseInput($"{path}: a CZI file of {scenes.Count} scenes; the first (S={scenes[0]}) is read");
-        full = full.Where(e => e.Index('S') == scenes[0]).ToList();
-        var plane = entries.Where(e => e.Index('S') == scenes[0]).ToList();
+        ScenesRead = ScenesTogether(full, scenes) ? scenes.Count : 1;
+        if (scenes.Count > 1 && level == 0)
+            VipsWarnings.RaiseInput(ScenesRead > 1
+                ? $"{path}: a CZI file of {scenes.Count} scenes, read together in the slide's coordinates (the pixels between them are background)"
+                : $"{path}: a CZI file of {scenes.Count} scenes far apart (positions of a plate or stage, not parts of one slide); the first (S={scenes[0]}) is read");
+        if (ScenesRead == 1)
+        {
+            full = full.Where(e => e.Index('S') == scenes[0]).ToList();
+            entries = entries.Where(e => e.Index('S') == scenes[0]).ToList();
+        }
+        var plane = entries;
         foreach (char d in "ZTRIHVB")
         {
             var values = full.Select(e => e.Index(d)).Distinct().OrderBy(v => v).ToList();
@@ -241,7 +269,9 @@ public sealed class CziSource : IRegionSource
             throw new ArgumentOutOfRangeException(nameof(x), $"region {x},{y} {w}x{h} outside the {Width}x{Height} image");
         int C = Channels;
         if (dest.Length < (long)w * h * C) throw new ArgumentException("destination too small", nameof(dest));
-        dest[..(w * h * C)].Clear();
+        // background (where no tile lies): black for fluorescence, white for a colour camera's brightfield, as glass
+        if (_samplesPerPixel == 3) dest[..(w * h * C)].Fill(_bytesPerSample == 1 ? (ushort)255 : ushort.MaxValue);
+        else dest[..(w * h * C)].Clear();
         if (w == 0 || h == 0) return;
         // the blocks of the region's cells, each once, in drawing order
         var pick = new SortedSet<int>();

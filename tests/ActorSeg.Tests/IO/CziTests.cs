@@ -195,6 +195,44 @@ public class CziTests(Xunit.Abstractions.ITestOutputHelper output) : TempDirTest
     }
 
     [Fact]
+    public void ScenesOfOneSlide_AreReadTogether_PositionsFarApartAreNot()
+    {
+        // two tissue sections of a slide scan, each a scene, 50 px apart in the slide's coordinates: one image, the gap
+        // background (white in colour, 0 in grey)
+        var a = TileSamples(100, 80, 1, 0, 3, 254); var b = TileSamples(100, 80, 2, 0, 3, 254);
+        var slide = Path.Combine(_dir, "sections.czi");
+        CziWriter.Write(slide, CziWriter.Bgr24, [new CziBlock(1000, 500, 100, 80, a, S: 0), new CziBlock(1150, 520, 100, 80, b, S: 1)]);
+        using (var warned = new InputWarnings())
+        using (var src = ImageSources.Open(slide))
+        {
+            Assert.Equal((250, 100, 3), (src.Width, src.Height, src.Channels));
+            var got = new ushort[250 * 100 * 3];
+            src.ReadRegion(0, 0, 250, 100, got);
+            for (int y = 0; y < 80; y++)
+            {
+                Assert.True(a.AsSpan(y * 300, 300).SequenceEqual(got.AsSpan(y * 750, 300)), $"scene 0, row {y}");
+                Assert.True(b.AsSpan(y * 300, 300).SequenceEqual(got.AsSpan(((y + 20) * 250 + 150) * 3, 300)), $"scene 1, row {y}");
+            }
+            Assert.All(got.AsSpan((10 * 250 + 100) * 3, 50 * 3).ToArray(), v => Assert.Equal(255, v)); // between them: white
+            Assert.Contains(warned.All, m => m.StartsWith(slide) && m.Contains("2 scenes, read together"));
+        }
+        Assert.Contains("scenes in the file: 2 (parts of one slide: read together)", TestPaths.RunCli("info", slide).Stdout);
+        // two positions of a plate, 20,000 px apart: the first alone
+        var plate = Path.Combine(_dir, "plate.czi");
+        var g0 = TileSamples(100, 80, 3, 0); var g1 = TileSamples(100, 80, 4, 0);
+        CziWriter.Write(plate, CziWriter.Gray16, [new CziBlock(0, 0, 100, 80, g0, S: 0), new CziBlock(20000, 0, 100, 80, g1, S: 1)]);
+        using (var warned = new InputWarnings())
+        using (var src = ImageSources.Open(plate))
+        {
+            Assert.Equal((100, 80, 1), (src.Width, src.Height, src.Channels));
+            var got = new ushort[100 * 80];
+            src.ReadRegion(0, 0, 100, 80, got);
+            Assert.Equal(g0, got);
+            Assert.Contains(warned.All, m => m.StartsWith(plate) && m.Contains("2 scenes far apart") && m.Contains("the first (S=0) is read"));
+        }
+    }
+
+    [Fact]
     public void ColourCzis_AreReadAsRgb_AndFoundByTheirContentWhateverTheirName()
     {
         var rgb8 = TileSamples(64, 48, 1, 0, spp: 3, max: 255);

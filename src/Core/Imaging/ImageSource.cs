@@ -190,7 +190,7 @@ public sealed class VipsImageSource : IRegionSource
         try { loader = Vips.Image.FindLoad(path); }
         catch (Exception e) { throw new InputFileException(path, "cannot determine the image format", e); }
         if (loader is null)
-            throw new InputFileException(path, "not a supported image format (supported: TIFF/BigTIFF/OME-TIFF, PNG, JPEG, and the whole-slide formats OpenSlide reads: SVS, NDPI, MRXS, SCN, …)");
+            throw new InputFileException(path, "not a supported image format (supported: TIFF/BigTIFF/OME-TIFF, PNG, JPEG, Zeiss CZI, Leica LIF, and the whole-slide formats OpenSlide reads: SVS, NDPI, MRXS, SCN, …)");
         bool isTiff = loader.Contains("tiff", StringComparison.OrdinalIgnoreCase);
         if (!isTiff && !loader.Contains("png", StringComparison.OrdinalIgnoreCase)
                     && !loader.Contains("jpeg", StringComparison.OrdinalIgnoreCase))

@@ -354,6 +354,10 @@ public class CziTests(Xunit.Abstractions.ITestOutputHelper output) : TempDirTest
             l1.ReadRegion(0, 0, 32, 32, got);
             Assert.Equal(TileSamples(32, 32, 2, 0, max: 255), got);
         }
+        // a file named .czi that is no CZI: the formats read, named
+        var named = Path.Combine(_dir, "named.czi");
+        File.WriteAllBytes(named, [.. Enumerable.Range(0, 900).Select(i => (byte)(i * 31))]);
+        Assert.Contains("not a supported image format (supported: TIFF/BigTIFF/OME-TIFF, PNG, JPEG, Zeiss CZI, Leica LIF", Error(named));
         // a file that starts as a CZI but is not one past its header
         var junk = Path.Combine(_dir, "junk.czi");
         File.WriteAllBytes(junk, [.. "ZISRAWFILE"u8, .. new byte[22], .. Enumerable.Repeat((byte)0x7F, 600)]);

@@ -54,16 +54,7 @@ public static class InfoCommand
             sb.AppendLine(I, $"microns per pixel: {Microns(path)}");
             sb.AppendLine(I, $"subblocks read: {c.Subblocks} ({string.Join(", ", c.Compressions)}); scenes in the file: {c.Scenes}{(c.Scenes < 2 ? "" : c.ScenesRead > 1 ? " (parts of one slide: read together)" : " (far apart: the first is read)")}");
             if (c.ChannelNames.Count > 0) sb.AppendLine(I, $"channels: {string.Join(", ", c.ChannelNames)}");
-            if (c.Levels.Count > 1)
-            {
-                var um = PixelSize.MicronsPerPixel(path);
-                sb.AppendLine("levels (--level; the reduced ones are the pyramid's subsampled subblocks):");
-                for (int l = 0; l < c.Levels.Count; l++)
-                {
-                    double d = (double)c.Levels[0].Width / c.Levels[l].Width;
-                    sb.AppendLine(I, $"  {l}: {c.Levels[l].Width} x {c.Levels[l].Height}, downsample {d:0.###}{(um is { } u ? $", {u.X * d:0.####} µm/px" : "")}");
-                }
-            }
+            Levels(sb, path, "levels (--level; the reduced ones are the pyramid's subsampled subblocks):");
             return sb.ToString();
         }
         if (ImageSources.IsSlide(path))
@@ -112,15 +103,16 @@ public static class InfoCommand
         return sb.ToString();
     }
 
-    /// <summary>An OME-TIFF pyramid's levels (its reduced ones kept as SubIFDs of the first page), which --level and --mpp
-    /// choose from; nothing for other images.</summary>
-    private static void Levels(System.Text.StringBuilder sb, string path)
+    /// <summary>A pyramid's levels (an OME-TIFF's SubIFDs or pages, a CZI's subsampled subblocks), which --level and --mpp
+    /// choose from; nothing for other images. <paramref name="heading"/> says what the reduced levels are, where the
+    /// pyramid's kind does not (a CZI's).</summary>
+    private static void Levels(System.Text.StringBuilder sb, string path, string? heading = null)
     {
         var I = CultureInfo.InvariantCulture;
         var (levels, subIfds) = ImageSources.Pyramid(path);
         if (levels.Length < 2) return;
         var um = PixelSize.MicronsPerPixel(path);
-        sb.AppendLine(subIfds ? "levels (--level; the reduced ones are SubIFDs of the first page):" : "levels (--level; pages, each smaller than the one before):");
+        sb.AppendLine(heading ?? (subIfds ? "levels (--level; the reduced ones are SubIFDs of the first page):" : "levels (--level; pages, each smaller than the one before):"));
         for (int l = 0; l < levels.Length; l++)
         {
             double d = ImageSources.Downsample(levels, l).X;

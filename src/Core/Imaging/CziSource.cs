@@ -85,6 +85,8 @@ public sealed class CziSource : IRegionSource
     /// <summary>True when the file starts as a CZI file does ("ZISRAWFILE"), whatever its name.</summary>
     public static bool IsCzi(string path)
     {
+        // a named pipe or a device is no file of any format: opening one to read would wait for a writer for ever
+        if (!InputFiles.HasData(path)) return false;
         try
         {
             using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);

@@ -45,6 +45,8 @@ public sealed class LifSource : IRegionSource
     /// <summary>True when the file starts as a LIF file does (its magic, then an XML header of Leica's container).</summary>
     public static bool IsLif(string path)
     {
+        // a named pipe or a device is no file of any format: opening one to read would wait for a writer for ever
+        if (!InputFiles.HasData(path)) return false;
         try
         {
             using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);

@@ -390,6 +390,8 @@ public static class ImageSources
     /// pages, <see cref="TiffPageLayout.PageLevels"/>, whose level N is page N).</summary>
     public static ((long Width, long Height)[] Levels, bool SubIfds) Pyramid(string path)
     {
+        // a named pipe or a device has no levels (and reading one would wait for a writer for ever)
+        if (!InputFiles.HasData(path)) return ([], true);
         if (CziSource.IsCzi(path)) // a Zeiss CZI's pyramid: its subsampled subblocks (level N opens through CziSource)
             try { return (CziSource.LevelsOf(path), false); }
             catch (InputFileException) { return ([], false); }

@@ -23,6 +23,19 @@ public partial class NamedPipeInputTests() : TempDirTest("fifo")
     private static bool Ended(Task t) => t.ContinueWith(_ => { }, TaskScheduler.Default).Wait(TimeSpan.FromSeconds(30));
 
     [Fact]
+    public void ANamedPipeNamedLikeACziOrALif_IsNoneOfThem_WithoutWaiting()
+    {
+        // the content checks that every image open, pixel size and pyramid question goes through first
+        foreach (var name in new[] { "slide.czi", "stack.lif" })
+        {
+            var p = Fifo(name);
+            var probe = Task.Run(() => (ActorSeg.Core.Imaging.CziSource.IsCzi(p), ActorSeg.Core.Imaging.LifSource.IsLif(p), ActorSeg.Core.Imaging.ImageSources.PyramidLevels(p).Length));
+            Assert.True(Ended(probe), $"{name}: the format check waited on the pipe");
+            Assert.Equal((false, false, 0), probe.Result);
+        }
+    }
+
+    [Fact]
     public void AModelThatIsANamedPipe_IsRefusedWithoutWaiting()
     {
         var p = Fifo("best.model");

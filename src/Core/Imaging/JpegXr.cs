@@ -1,31 +1,33 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.IO.Pipes;
 using System.Runtime.InteropServices;
+using System.Text;
+using ActorSeg.JpegXrDecoder;
 
 namespace ActorSeg.Core.Imaging;
 
 /// <summary>
-/// JPEG XR decoding through jxrlib (Debian's libjxr0: libjxrglue and libjpegxr), for the JPEG XR subblocks of Zeiss CZI
-/// files (ZEN's default compression for slide scans). jxrlib's decoder is a C struct of function pointers
-/// (<c>PKImageDecode</c> in JXRGlue.h); the ones used are called through their places in it.
+/// JPEG XR decoding for the JPEG XR subblocks of Zeiss CZI files (ZEN's default compression for slide scans), through
+/// jxrlib in separate processes (actorseg-jxr, beside this assembly). jxrlib is old C that crashes on damaged data (in a
+/// fuzz run, 58 of 400 mutated tiles ended the process); out here a crash, or a decode that never ends, costs the one
+/// subblock, reported as damage naming it, while the worker, the coordinator and the other jobs of a one-process run
+/// go on. The decoder processes are kept and reused, one per thread decoding at once; each ends when this process
+/// closes its standard input, or dies.
 /// </summary>
-internal static unsafe class JpegXr
+internal static class JpegXr
 {
     private const string Glue = "libjxrglue.so.0", Codec = "libjpegxr.so.0";
+    internal const string MissingLibrary = "JPEG XR needs jxrlib (Debian and Ubuntu: apt install libjxr0, or libjxr0t64), which is not installed";
 
-    [DllImport(Glue)] private static extern int PKImageDecode_Create_WMP(out IntPtr decoder);
-    [DllImport(Codec)] private static extern int CreateWS_Memory(out IntPtr stream, IntPtr data, nuint size);
-    [DllImport(Codec)] private static extern int CloseWS_Memory(ref IntPtr stream);
+    /// <summary>How long one subblock may take in its decoder process before the process is ended and the subblock
+    /// reported (a 1024² tile takes some 20 ms; jxrlib may loop on damaged data).</summary>
+    internal static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
 
-    // the places of PKImageDecode's function pointers (JXRGlue.h: Initialize, GetPixelFormat, GetSize, GetResolution,
-    // GetColorContext, GetDescriptiveMetadata, GetRawStream, Copy, GetFrameCount, SelectFrame, Release)
-    private const int Initialize = 0, GetPixelFormat = 1, GetSize = 2, Copy = 7, Release = 10;
+    private static readonly ConcurrentBag<Decoder> Idle = [];
 
-    private readonly record struct Rect(int X, int Y, int Width, int Height);
-
-    /// <summary>jxrlib's pixel formats (GUID_PKPixelFormat… in JXRGlue.h): all share their first 15 bytes and differ in the last.</summary>
-    private static readonly byte[] FormatPrefix = [0x24, 0xc3, 0xdd, 0x6f, 0x03, 0x4e, 0xfe, 0x4b, 0xb1, 0x85, 0x3d, 0x77, 0x76, 0x8d, 0xc9];
-    private const byte Gray8 = 0x08, Gray16 = 0x0b, Bgr24 = 0x0c, Rgb24 = 0x0d, Rgb48 = 0x15;
-
-    /// <summary>Whether jxrlib can be loaded here.</summary>
+    /// <summary>Whether jxrlib can be loaded here (only loaded, never called in this process).</summary>
     public static bool Available
     {
         get
@@ -46,66 +48,182 @@ internal static unsafe class JpegXr
 
     /// <param name="Short">true when the JPEG XR image was smaller than <paramref name="width"/> × <paramref name="height"/>
     /// (its pixels top-left, the rest 0)</param>
-    public static bool Decode(ReadOnlySpan<byte> data, int width, int height, int bytesPerSample, int samplesPerPixel, Span<byte> pixels, out string? problem, out bool Short)
+    /// <param name="deadline">how long the decoder process may take (<see cref="Deadline"/> when null)</param>
+    public static bool Decode(ReadOnlySpan<byte> data, int width, int height, int bytesPerSample, int samplesPerPixel, Span<byte> pixels, out string? problem, out bool Short,
+        TimeSpan? deadline = null)
     {
         problem = null; Short = false;
         if (data.Length == 0) { problem = "no JPEG XR data"; return false; }
-        IntPtr decoder = 0, stream = 0;
-        var copy = Marshal.AllocHGlobal(data.Length); // jxrlib reads from it while decoding
+        if (data.Length > Protocol.MaxData) { problem = $"{data.Length} bytes of JPEG XR data, more than one subblock may hold"; return false; }
+        if (width < 1 || height < 1 || bytesPerSample is not (1 or 2) || samplesPerPixel is not (1 or 3))
+        { problem = $"a {width} x {height} image of {samplesPerPixel} samples of {bytesPerSample} bytes, which JPEG XR subblocks do not hold"; return false; }
+        if (pixels.Length != (long)width * height * bytesPerSample * samplesPerPixel)
+        { problem = $"{pixels.Length} bytes given for {(long)width * height * bytesPerSample * samplesPerPixel}"; return false; }
+        Decoder? decoder;
+        while (Idle.TryTake(out decoder) && decoder.HasExited) decoder.Dispose(); // (killed while idle: not this subblock's fault)
+        if (decoder == null)
+        {
+            if (!Available) { problem = MissingLibrary; return false; }
+            try { decoder = Decoder.Start(); }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            { problem = $"the JPEG XR decoder process could not start: {e.Message}"; return false; }
+        }
+        bool keep = false;
         try
         {
-            data.CopyTo(new Span<byte>((void*)copy, data.Length));
-            int err;
-            try { err = PKImageDecode_Create_WMP(out decoder); }
-            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
-            {
-                problem = "JPEG XR needs jxrlib (Debian and Ubuntu: apt install libjxr0, or libjxr0t64), which is not installed";
-                return false;
-            }
-            if (err < 0 || decoder == 0) { problem = $"jxrlib could not make a decoder (error {err})"; return false; }
-            if ((err = CreateWS_Memory(out stream, copy, (nuint)data.Length)) < 0) { problem = $"jxrlib could not read the data (error {err})"; return false; }
-            var fns = (IntPtr*)decoder;
-            if ((err = ((delegate* unmanaged[Cdecl]<IntPtr, IntPtr, int>)fns[Initialize])(decoder, stream)) < 0)
-            { problem = $"not a JPEG XR image jxrlib can read (error {err})"; return false; }
-            var format = stackalloc byte[16];
-            ((delegate* unmanaged[Cdecl]<IntPtr, byte*, int>)fns[GetPixelFormat])(decoder, format);
-            int w, h;
-            ((delegate* unmanaged[Cdecl]<IntPtr, int*, int*, int>)fns[GetSize])(decoder, &w, &h);
-            // ZEN rounds some pyramid edge tiles' stored size up and encodes the smaller image: that part is read, the rest
-            // is 0 (as ZEN's own reader does); a larger image, or one of another shape, is damage
-            if (w < 1 || h < 1 || w > width || h > height) { problem = $"its JPEG XR image is {w} x {h}, not the subblock's {width} x {height}"; return false; }
-            Short = w != width || h != height;
-            var prefix = new ReadOnlySpan<byte>(format, 15);
-            byte kind = prefix.SequenceEqual(FormatPrefix) ? format[15] : (byte)0;
-            (int bps, int spp, bool rgb) = kind switch
-            {
-                Gray8 => (1, 1, false), Gray16 => (2, 1, false), Bgr24 => (1, 3, false), Rgb24 => (1, 3, true), Rgb48 => (2, 3, true),
-                _ => (0, 0, false),
-            };
-            if (bps != bytesPerSample || spp != samplesPerPixel)
-            { problem = $"its JPEG XR pixel format ({Convert.ToHexString(new ReadOnlySpan<byte>(format, 16))}) is not the subblock's pixel type"; return false; }
-            int stride = width * bps * spp;
-            if (pixels.Length != (long)stride * height) { problem = $"{pixels.Length} bytes given for {(long)stride * height}"; return false; }
-            if (Short) pixels.Clear();
-            var rect = new Rect(0, 0, w, h);
-            fixed (byte* p = pixels)
-                if ((err = ((delegate* unmanaged[Cdecl]<IntPtr, Rect*, byte*, uint, int>)fns[Copy])(decoder, &rect, p, (uint)stride)) < 0)
-                { problem = $"jxrlib could not decode it (error {err}): damaged"; return false; }
-            if (rgb) Swap(pixels, bps); // R, G, B as decoded: to CZI's B, G, R
-            return true;
+            int status = decoder.Run(data, width, height, bytesPerSample, samplesPerPixel, pixels, deadline ?? Deadline, out problem);
+            // a clean refusal leaves the process fit for the next; one the deadline ended is not
+            keep = (problem == null || status == Protocol.NotDecoded) && !decoder.Killed;
+            Short = status == Protocol.DecodedShort;
+            return problem == null;
         }
         finally
         {
-            if (decoder != 0) ((delegate* unmanaged[Cdecl]<IntPtr*, int>)((IntPtr*)decoder)[Release])(&decoder);
-            if (stream != 0) CloseWS_Memory(ref stream);
-            Marshal.FreeHGlobal(copy);
+            if (keep) Idle.Add(decoder); else decoder.Dispose();
         }
     }
 
-    private static void Swap(Span<byte> px, int bps)
+    /// <summary>One actorseg-jxr process and its pipes.</summary>
+    private sealed class Decoder : IDisposable
     {
-        int step = 3 * bps;
-        for (int i = 0; i + step <= px.Length; i += step)
-            for (int b = 0; b < bps; b++) (px[i + b], px[i + 2 * bps + b]) = (px[i + 2 * bps + b], px[i + b]);
+        private readonly Process _process;
+        private readonly Stream _in, _out;
+        private readonly byte[] _header = new byte[Protocol.RequestHeader];
+        private string _lastError = "";
+        private volatile bool _killed;
+
+        public bool HasExited => _process.HasExited;
+
+        /// <summary>Whether the deadline ended the process (it is not used again).</summary>
+        public bool Killed => _killed;
+
+        private Decoder(Process process)
+        {
+            _process = process;
+            _in = process.StandardInput.BaseStream;
+            _out = process.StandardOutput.BaseStream;
+            process.ErrorDataReceived += (_, e) => { if (!string.IsNullOrWhiteSpace(e.Data)) _lastError = e.Data.Trim(); };
+            process.BeginErrorReadLine();
+        }
+
+        public static Decoder Start()
+        {
+            string dir = Path.GetDirectoryName(typeof(JpegXr).Assembly.Location) ?? AppContext.BaseDirectory;
+            string dll = Path.Combine(dir, "actorseg-jxr.dll");
+            if (!File.Exists(dll)) throw new FileNotFoundException($"actorseg-jxr.dll, the JPEG XR decoder, is missing from {dir}");
+            var psi = new ProcessStartInfo(DotnetHost())
+            {
+                RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
+                UseShellExecute = false, CreateNoWindow = true,
+            };
+            psi.ArgumentList.Add("exec");
+            string config = Path.Combine(dir, "actorseg-jxr.runtimeconfig.json");
+            if (File.Exists(config)) { psi.ArgumentList.Add("--runtimeconfig"); psi.ArgumentList.Add(config); }
+            psi.ArgumentList.Add(dll);
+            return new Decoder(Process.Start(psi) ?? throw new InvalidOperationException("Process.Start gave no process"));
+        }
+
+        /// <summary>The dotnet host this process runs under (its runtime's folder is shared/Microsoft.NETCore.App/version
+        /// under the host's), else the one on the PATH.</summary>
+        private static string DotnetHost()
+        {
+            if (Environment.ProcessPath is { } self && Path.GetFileNameWithoutExtension(self) == "dotnet") return self;
+            string runtime = RuntimeEnvironment.GetRuntimeDirectory().TrimEnd('/');
+            string? root = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(runtime)));
+            string host = root == null ? "" : Path.Combine(root, "dotnet");
+            return File.Exists(host) ? host : "dotnet";
+        }
+
+        /// <returns>the reply's status; <paramref name="problem"/> null when decoded</returns>
+        public int Run(ReadOnlySpan<byte> data, int width, int height, int bps, int spp, Span<byte> pixels, TimeSpan deadline, out string? problem)
+        {
+            problem = null;
+            try
+            {
+                BinaryPrimitives.WriteUInt32LittleEndian(_header, Protocol.Magic);
+                BinaryPrimitives.WriteInt32LittleEndian(_header.AsSpan(4), data.Length);
+                BinaryPrimitives.WriteInt32LittleEndian(_header.AsSpan(8), width);
+                BinaryPrimitives.WriteInt32LittleEndian(_header.AsSpan(12), height);
+                BinaryPrimitives.WriteInt32LittleEndian(_header.AsSpan(16), bps);
+                BinaryPrimitives.WriteInt32LittleEndian(_header.AsSpan(20), spp);
+                _in.Write(_header);
+                _in.Write(data);
+                _in.Flush();
+                if (!ReplyWithin(deadline))
+                {
+                    _killed = true;
+                    Kill();
+                    problem = $"jxrlib took more than {deadline.TotalSeconds:0.###} s to decode it (its decoder process was ended): damaged";
+                    return -1;
+                }
+                Span<byte> reply = stackalloc byte[8];
+                _out.ReadExactly(reply);
+                int status = BinaryPrimitives.ReadInt32LittleEndian(reply), length = BinaryPrimitives.ReadInt32LittleEndian(reply[4..]);
+                if (status is Protocol.Decoded or Protocol.DecodedShort)
+                {
+                    if (length != pixels.Length) { problem = $"the JPEG XR decoder process sent {length} bytes for {pixels.Length}"; return status; }
+                    _out.ReadExactly(pixels);
+                    return status;
+                }
+                if (status != Protocol.NotDecoded || length is < 0 or > 1 << 16) { problem = $"the JPEG XR decoder process sent a reply it should not ({status}, {length})"; return status; }
+                var text = new byte[length];
+                _out.ReadExactly(text);
+                problem = Encoding.UTF8.GetString(text);
+                return status;
+            }
+            catch (Exception e) when (e is IOException or EndOfStreamException or ObjectDisposedException)
+            {
+                problem = $"jxrlib failed on it ({Ended()}): damaged";
+                return -1;
+            }
+        }
+
+        /// <summary>
+        /// Waits, on this thread, until the reply starts (or the process's end closes the pipe) or the deadline passes:
+        /// poll(2) on the pipe, not a timer, which would need a free thread-pool thread while every worker thread may be
+        /// blocked in a read like this one.
+        /// </summary>
+        private bool ReplyWithin(TimeSpan deadline)
+        {
+            if (_out is not PipeStream pipe) return true; // (not so on Linux) the read itself waits
+            var fd = new PollFd { Fd = (int)pipe.SafePipeHandle.DangerousGetHandle(), Events = PollIn };
+            long end = Environment.TickCount64 + (long)Math.Ceiling(deadline.TotalMilliseconds);
+            while (true)
+            {
+                int left = (int)Math.Clamp(end - Environment.TickCount64, 0, int.MaxValue);
+                fd.Revents = 0;
+                int r = poll(ref fd, 1, left);
+                if (r > 0) return true; // data, or the pipe closed: the read tells which
+                if (r == 0) return false;
+                if (Marshal.GetLastPInvokeError() != EINTR) return true; // the read will report what is wrong
+            }
+        }
+
+        private struct PollFd { public int Fd; public short Events, Revents; }
+        private const short PollIn = 1;
+        private const int EINTR = 4;
+        [DllImport("libc", SetLastError = true)] private static extern int poll(ref PollFd fds, nuint count, int timeoutMs);
+
+        /// <summary>How the process ended, in words, once it has.</summary>
+        private string Ended()
+        {
+            if (!_process.WaitForExit(2000)) return "its decoder process stopped answering";
+            int code = _process.ExitCode;
+            string how = code > 128 && code < 160 ? $"its decoder process was killed by signal {code - 128}{(code - 128 == 11 ? ", a crash" : code - 128 == 6 ? ", an abort" : "")}"
+                : $"its decoder process ended with exit code {code}";
+            return _lastError.Length > 0 ? $"{how}: {_lastError}" : how;
+        }
+
+        private void Kill()
+        {
+            try { _process.Kill(); } catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception) { }
+        }
+
+        public void Dispose()
+        {
+            try { _in.Dispose(); } catch (IOException) { }
+            if (!_process.WaitForExit(1000)) Kill();
+            _process.Dispose();
+        }
     }
 }

@@ -147,7 +147,7 @@ internal static class CziWriter
 
     /// <summary>The block as lossless JPEG XR, encoded by jxrlib's own encoder (JxrEncApp, Debian's libjxr-tools) from an
     /// uncompressed TIFF of its samples.</summary>
-    private static byte[] Jxr(CziBlock b, int spp, int bps)
+    internal static byte[] Jxr(CziBlock b, int spp, int bps)
     {
         var dir = Directory.CreateTempSubdirectory("czi-jxr").FullName;
         try

@@ -34,10 +34,9 @@ public sealed class CziSource : IRegionSource
     private readonly int[][] _buckets;          // per cell of a coarse grid over the image: the blocks that meet it, in drawing order
     private readonly int _cell, _gridW;
     private readonly int _bytesPerSample, _samplesPerPixel;
-    /// <summary>Decoded compressed blocks, the most recently used last: buffers of the largest block's size, reused (fresh
-    /// memory costs a page fault per 4 KiB, as much as decoding it), at most <see cref="DecodedCacheBytes"/> of them.</summary>
-    private readonly List<(int Block, byte[] Pixels)> _decoded = new();
-    private int _slots;
+    /// <summary>This file's blocks in the process's cache of decoded blocks (<see cref="DecodedBlocks"/>), shared with
+    /// every other reader of the file; the position is each block's.</summary>
+    private readonly DecodedBlocks.Key _blockKey;
     private byte[] _packed = [], _unpack = [];
 
     public string Path { get; }
@@ -80,7 +79,6 @@ public sealed class CziSource : IRegionSource
     public IReadOnlyList<string> ChannelNames { get; }
 
     private const int CziMaxSubblocks = 10_000_000;
-    private const long DecodedCacheBytes = 48L << 20;
 
     /// <summary>True when the file starts as a CZI file does ("ZISRAWFILE"), whatever its name.</summary>
     public static bool IsCzi(string path)
@@ -131,6 +129,7 @@ public sealed class CziSource : IRegionSource
     {
         Path = path; _file = file;
         long length = file.Length;
+        _blockKey = new DecodedBlocks.Key(System.IO.Path.GetFullPath(path), length, File.GetLastWriteTimeUtc(path).Ticks, 0);
         var header = FileHeader(path, file);
         if (header.DirectoryPosition <= 0)
             throw new InputFileException(path, "CZI file without a subblock directory (a file whose writing did not finish?)");
@@ -289,7 +288,8 @@ public sealed class CziSource : IRegionSource
             if (ix0 >= ix1 || iy0 >= iy1) continue;
             int n = ix1 - ix0, rowBytes = n * spp * bps;
             var (dataOffset, _) = DataOf(k);
-            byte[]? whole = k.Compression == 0 ? null : Decoded(b);
+            using var lease = k.Compression == 0 ? null : Decoded(b);
+            byte[]? whole = lease?.Pixels;
             if (whole is null && (row is null || row.Length < rowBytes)) row = new byte[Math.Max(rowBytes, 4096)];
             for (int yy = iy0; yy < iy1; yy++)
             {
@@ -351,49 +351,33 @@ public sealed class CziSource : IRegionSource
     }
 
     /// <summary>A compressed block's pixels, decoded (kept for the next regions that meet it, within a budget).</summary>
-    private byte[] Decoded(int b)
+    private DecodedBlocks.Lease Decoded(int b)
     {
-        for (int i = _decoded.Count - 1; i >= 0; i--)
-            if (_decoded[i].Block == b)
-            {
-                var hit = _decoded[i];
-                _decoded.RemoveAt(i); _decoded.Add(hit);
-                return hit.Pixels;
-            }
         var k = _blocks[b];
         var (offset, size) = DataOf(k);
         long expected = (long)k.W * k.H * _samplesPerPixel * _bytesPerSample;
         if (size > int.MaxValue || expected > int.MaxValue)
             throw new InputFileException(Path, $"CZI subblock at byte {k.FilePosition} ({k.W} x {k.H}) is too large to decode whole");
-        if (_slots == 0)
+        return DecodedBlocks.Get(_blockKey with { Position = k.FilePosition }, (int)expected, pixels =>
         {
-            long largest = _blocks.Where(x => x.Compression != 0).Max(x => (long)x.W * x.H) * _samplesPerPixel * _bytesPerSample;
-            _slots = (int)Math.Clamp(DecodedCacheBytes / Math.Max(1, largest), 1, 64);
-        }
-        // the least recently used buffer when all are taken; a new one (as large as it must be) while fewer
-        byte[] pixels;
-        if (_decoded.Count >= _slots) { pixels = _decoded[0].Pixels; _decoded.RemoveAt(0); }
-        else pixels = [];
-        if (pixels.Length < expected) pixels = new byte[expected];
-        if (_packed.Length < size) _packed = new byte[size];
-        var packed = _packed.AsSpan(0, (int)size);
-        if (RandomAccess.Read(_file.SafeFileHandle, packed, offset) != packed.Length)
-            throw new InputFileException(Path, $"CZI subblock at byte {k.FilePosition} ended early while reading (the file shrank?)");
-        string what = $"subblock at byte {k.FilePosition} ({k.W} x {k.H} at {k.X + Origin.X},{k.Y + Origin.Y})";
-        var dest = pixels.AsSpan(0, (int)expected);
-        if (k.Compression == 4)
-        {
-            if (!JpegXr.Decode(packed, k.W, k.H, _bytesPerSample, _samplesPerPixel, dest, out string? problem, out bool isShort))
-                throw new InputFileException(Path, $"CZI {what}: {problem}");
-            if (isShort) WarnShort();
-        }
-        else
-        {
-            if (k.Compression == 6 && _unpack.Length < expected) _unpack = new byte[expected];
-            if (DecodeZstd(Path, packed, k.Compression, dest, _bytesPerSample, what, _unpack)) WarnShort();
-        }
-        _decoded.Add((b, pixels));
-        return pixels;
+            if (_packed.Length < size) _packed = new byte[size];
+            var packed = _packed.AsSpan(0, (int)size);
+            if (RandomAccess.Read(_file.SafeFileHandle, packed, offset) != packed.Length)
+                throw new InputFileException(Path, $"CZI subblock at byte {k.FilePosition} ended early while reading (the file shrank?)");
+            string what = $"subblock at byte {k.FilePosition} ({k.W} x {k.H} at {k.X + Origin.X},{k.Y + Origin.Y})";
+            var dest = pixels.AsSpan(0, (int)expected);
+            if (k.Compression == 4)
+            {
+                if (!JpegXr.Decode(packed, k.W, k.H, _bytesPerSample, _samplesPerPixel, dest, out string? problem, out bool isShort))
+                    throw new InputFileException(Path, $"CZI {what}: {problem}");
+                if (isShort) WarnShort();
+            }
+            else
+            {
+                if (k.Compression == 6 && _unpack.Length < expected) _unpack = new byte[expected];
+                if (DecodeZstd(Path, packed, k.Compression, dest, _bytesPerSample, what, _unpack)) WarnShort();
+            }
+        });
     }
 
     /// <summary>

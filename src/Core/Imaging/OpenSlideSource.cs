@@ -579,7 +579,21 @@ public static class ImageSources
         int n = openAnother is null ? 1 : Math.Clamp(threads > 0 ? threads : Environment.ProcessorCount, 1, blocks.Count);
         int bins = src.BitDepth > 8 ? 65536 : 256, C = src.Channels;
         var parts = new long[n][][];
-        int next = -1;
+        // each thread reads its own contiguous share of the blocks, top to bottom, then helps the others with theirs:
+        // threads that took neighbouring blocks in turn read the same compressed tiles at the same time (a CZI's 1024-row
+        // subblocks hold two 512-row blocks), so one decoded while the other waited for it (DecodedBlocks)
+        var cursor = new int[n];
+        var end = new int[n];
+        for (int k = 0; k < n; k++) { cursor[k] = (int)((long)blocks.Count * k / n) - 1; end[k] = (int)((long)blocks.Count * (k + 1) / n); }
+        int Claim(int k)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                int j = (k + i) % n, b = Interlocked.Increment(ref cursor[j]);
+                if (b < end[j]) return b;
+            }
+            return -1;
+        }
         void Work(int k)
         {
             var h = new long[C][];
@@ -590,7 +604,7 @@ public static class ImageSources
             {
                 var s = own ?? src;
                 ushort[]? buf = null;
-                for (int b; (b = Interlocked.Increment(ref next)) < blocks.Count;)
+                for (int b; (b = Claim(k)) >= 0;)
                 {
                     ct.ThrowIfCancellationRequested();
                     var (x, y, w, hh) = blocks[b];

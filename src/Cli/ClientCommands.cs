@@ -92,9 +92,10 @@ public static class ClientCommands
         var tissue = GraphCommand.TissueOption();
         var objects = ObjectFlags.Format();
         var simplify = ObjectFlags.Simplify();
+        var series = GraphCommand.SeriesOption();
         var cmd = new Command("submit", "Submit a job to a running cluster and follow it to the end (exit 0 done, 1 failed, 3 no coordinator).")
         {
-            image, output, mask, model, coordinator, jobId, spacing, tileSize, halo, features, keepWork, timeout, level, mpp, tissue, objects, simplify,
+            image, output, mask, model, coordinator, jobId, spacing, tileSize, halo, features, keepWork, timeout, level, mpp, series, tissue, objects, simplify,
         };
         var tls = TlsFlags.Create();
         tls.AddTo(cmd);
@@ -102,14 +103,14 @@ public static class ClientCommands
         {
             Logging.Configure(pr.GetValue(verbose));
             int lv;
-            try { lv = GraphCommand.LevelFor(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(level), pr.GetValue(mpp)); }
+            try { lv = GraphCommand.LevelFor(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(level), pr.GetValue(mpp), pr.GetValue(series)); }
             catch (Core.Imaging.InputFileException e) { Log.Error("{Error}", e.Message); return ExitCodes.Failed; }
             var spec = new GraphJobSpec(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(mask) is { } m ? Path.GetFullPath(m) : null, Page: lv, OutDir:
                 Path.GetFullPath(pr.GetValue(output)!), Spacing: pr.GetValue(spacing), TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo),
                 Features: pr.GetValue(features)!, KeepWork: pr.GetValue(keepWork), ModelPath: pr.GetValue(model) is { } mp ? Path.GetFullPath(mp) : null,
                 // a tissue mask is a path on the cluster's shared storage: the coordinator checks it
                 Tissue: pr.GetValue(tissue) is { } tv and not ("auto" or "none") ? Path.GetFullPath(tv) : pr.GetValue(tissue),
-                Objects: pr.GetValue(objects)!, Simplify: pr.GetValue(simplify));
+                Objects: pr.GetValue(objects)!, Simplify: pr.GetValue(simplify), Series: pr.GetValue(series) is var sv and >= 0 ? sv : null);
             var id = pr.GetValue(jobId) ?? JobIds.New();
             // a model trained at another resolution: said here as `segment` says it, where this machine sees the files (the
             // cluster reads them on its shared storage, and checks them itself)
@@ -119,7 +120,7 @@ public static class ClientCommands
                 {
                     var (trained, weights) = GpuTrainer.ModelFile.Load(modelPath);
                     weights.Dispose();
-                    SegmentCommand.WarnIfOtherScale(trained, modelPath, spec.ImagePath, lv);
+                    SegmentCommand.WarnIfOtherScale(trained, modelPath, spec.ImagePath, lv, spec.Series ?? -1);
                 }
                 catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or Core.Imaging.InputFileException or NetVips.VipsException)
                 {

@@ -99,16 +99,17 @@ public static class GraphCommand
         var features = new Option<string>("--features") { Description = "texture (default): the published 11 intensity features per channel plus gradient and local-variation statistics and boundary contrast; published: the 11 alone.", DefaultValueFactory = _ => "texture" };
         features.AcceptOnlyFromAmong("texture", "published");
         var tissue = TissueOption();
+        var series = SeriesOption();
 
         var cmd = new Command("graph", "Build the superpixel graph of an image, tile by tile, stitched without seams.")
         {
-            image, mask, output, page, mpp, maskMode, ignore, segments, spacing, compactness, sigma, iterations, window, minSize, tileSize, halo, k, workers, noNodeMap, keepWork, features, tissue,
+            image, mask, output, page, mpp, series, maskMode, ignore, segments, spacing, compactness, sigma, iterations, window, minSize, tileSize, halo, k, workers, noNodeMap, keepWork, features, tissue,
         };
         cmd.SetAction(async (pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
             int level; string? tissueMode;
-            try { level = LevelFor(pr.GetValue(image)!.FullName, pr.GetValue(page), pr.GetValue(mpp)); tissueMode = TissueValue(pr.GetValue(tissue)); }
+            try { level = LevelFor(pr.GetValue(image)!.FullName, pr.GetValue(page), pr.GetValue(mpp), pr.GetValue(series)); tissueMode = TissueValue(pr.GetValue(tissue)); }
             catch (InputFileException e) { Log.Error("{Error}", e.Message); return ExitCodes.Failed; }
             var spec = new GraphJobSpec(
                 ImagePath: pr.GetValue(image)!.FullName, MaskPath: pr.GetValue(mask)?.FullName, OutDir: pr.GetValue(output)!.FullName,
@@ -116,7 +117,8 @@ public static class GraphCommand
                 Segments: pr.GetValue(segments), Spacing: pr.GetValue(spacing), Compactness: pr.GetValue(compactness), Sigma: pr.GetValue(sigma),
                 Iterations: pr.GetValue(iterations), WindowFactor: pr.GetValue(window), MinSizeFactor: pr.GetValue(minSize),
                 TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo), K: pr.GetValue(k),
-                WriteNodeMap: !pr.GetValue(noNodeMap), KeepWork: pr.GetValue(keepWork), Features: pr.GetValue(features)!, Tissue: tissueMode);
+                WriteNodeMap: !pr.GetValue(noNodeMap), KeepWork: pr.GetValue(keepWork), Features: pr.GetValue(features)!, Tissue: tissueMode,
+                Series: pr.GetValue(series) is var sv and >= 0 ? sv : null);
             int rc = await RunAsync(spec, pr.GetValue(workers), ct);
             if (rc == ExitCodes.Ok) Console.WriteLine(Path.Combine(spec.OutDir, Core.IO.GraphOutputs.GraphFile));
             return rc;
@@ -142,21 +144,25 @@ public static class GraphCommand
         return full;
     }
 
+    public const string SeriesHelp = "Which image of a file that holds several, from 0: a Zeiss CZI's scene (alone), a Leica LIF's image (actorseg info --series lists them). Without it a CZI's scenes of one slide are read together, else its first scene, and a LIF's first image.";
+
+    public static Option<int> SeriesOption() => new("--series") { Description = SeriesHelp, DefaultValueFactory = _ => -1 };
+
     public const string LevelHelp = "Pyramid level of a whole slide or of an OME-TIFF pyramid (reduced levels as SubIFDs), or page of another multi-page TIFF (0 = full resolution).";
     public const string MppHelp = "Whole slides and OME-TIFF pyramids: use the level closest to this many microns per pixel without being coarser (instead of --level).";
 
     /// <summary>The level to read: --mpp picks a pyramid level by resolution, else --level as given.</summary>
-    public static int LevelFor(string image, int level, double? mpp)
+    public static int LevelFor(string image, int level, double? mpp, int series = -1)
     {
         if (mpp is not { } m) return level;
         if (!(m > 0 && double.IsFinite(m))) throw new InputFileException(image, $"--mpp must be a positive number of microns per pixel (got {m})");
         if (!ImageSources.IsSlide(image))
         {
             // a TIFF pyramid (reduced levels as SubIFDs or pages): the same choice from level 0's pixel size and the levels' sizes
-            var levels = ImageSources.PyramidLevels(image);
+            var levels = ImageSources.PyramidLevels(image, series);
             if (levels.Length < 2)
                 throw new InputFileException(image, "--mpp picks a pyramid level; this image has none (not a whole-slide format, nor a TIFF pyramid of SubIFDs or pages): use --level");
-            if (PixelSize.MicronsPerPixel(image) is not { } um)
+            if (PixelSize.MicronsPerPixel(image, 0, series) is not { } um)
                 throw new InputFileException(image, "--mpp needs the image's pixel size, which the file does not state (no OME PhysicalSize, no resolution tags): choose a level with --level");
             int best = ImageSources.LevelNear(um.X, Enumerable.Range(0, levels.Length).Select(k => ImageSources.Downsample(levels, k).X), m);
             Log.Information("{Image}: level {Level} ({Mpp:0.###} µm/px) for --mpp {Asked}", image, best, um.X * ImageSources.Downsample(levels, best).X, m);
@@ -199,7 +205,7 @@ public static class GraphCommand
     private static async Task<GraphJobCompleted?> RunJobAsync(GraphJobSpec spec, int workers, string device, string jobId, Stopwatch sw, CancellationToken ct)
     {
         // the statistics pass runs while the actor system and its journal start; the job takes it over (checked)
-        Core.Imaging.HistogramPrefetch.Start(spec.ImagePath, spec.Page);
+        Core.Imaging.HistogramPrefetch.Start(spec.ImagePath, spec.Page, spec.Series ?? -1);
         // and the workers' tile buffers are sized and touched on another thread (taken by their first tiles)
         Core.Pipeline.GraphRequest? req = null;
         try { req = Coordinator.GraphCoordinatorActor.ToRequest(spec); }

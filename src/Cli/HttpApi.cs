@@ -14,7 +14,7 @@ namespace ActorSeg.Cli;
 
 /// <summary>A job as submitted over HTTP (paths must lie inside the data roots).</summary>
 public sealed record HttpJobRequest(string? JobId, string Image, string? Mask, string? Model, string Out, int? TileSize, double? Spacing,
-    string? Objects = null, double? Simplify = null);
+    string? Objects = null, double? Simplify = null, int? Series = null);
 
 /// <summary>One slide of a batch submitted over HTTP: its image, optionally its ground-truth mask, its name (default: the
 /// image's file name without extension; its folder is OUT/slides/NAME) and its split (only reported).</summary>
@@ -115,7 +115,7 @@ public static class HttpApi
                 var model = req.Model is null ? null : roots.Confine(req.Model, "model");
                 var outDir = roots.Confine(req.Out, "out");
                 spec = new GraphJobSpec(image, mask, outDir, TileSize: req.TileSize ?? 2048, Spacing: req.Spacing ?? 40.96, ModelPath: model,
-                    Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0);
+                    Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0, Series: req.Series);
             }
             catch (UnauthorizedAccessException e) { return Refused(403, e.Message); }
             catch (Exception e) when (e is ArgumentException or IOException) { return Refused(400, e.Message); }

@@ -11,52 +11,66 @@ public static class InfoCommand
     public static Command Create(Option<bool> verbose)
     {
         var image = new Argument<string>("IMAGE") { Description = "An image (TIFF, OME-TIFF, PNG, JPEG) or a whole slide (SVS, NDPI, MRXS, SCN, … through OpenSlide)." };
-        var cmd = new Command("info", "Describe an image or whole slide: format or vendor, pyramid levels with their size, downsample and microns per pixel, and the slide's properties.") { image };
+        var series = GraphCommand.SeriesOption();
+        var cmd = new Command("info", "Describe an image or whole slide: format or vendor, pyramid levels with their size, downsample and microns per pixel, and the slide's properties; a CZI's scenes and a LIF's images.") { image, series };
         cmd.SetAction((pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
             var path = Path.GetFullPath(pr.GetValue(image)!);
-            try { Console.Write(Describe(path)); return Task.FromResult(ExitCodes.Ok); }
+            try { Console.Write(Describe(path, pr.GetValue(series))); return Task.FromResult(ExitCodes.Ok); }
             catch (InputFileException e) { Log.Error("{Error}", e.Message); return Task.FromResult(ExitCodes.Failed); }
         });
         return cmd;
     }
 
     /// <summary>The pixel size the image states (<see cref="PixelSize.MicronsPerPixel"/>: OME-XML, resolution tags, ImageJ's unit), in words.</summary>
-    private static string Microns(string path)
+    private static string Microns(string path, int series = -1)
     {
         var I = CultureInfo.InvariantCulture;
-        try { return PixelSize.MicronsPerPixel(path) is { } um ? string.Format(I, "{0:0.#####} x {1:0.#####}", um.X, um.Y) : "unknown (the file states none)"; }
+        try { return PixelSize.MicronsPerPixel(path, 0, series) is { } um ? string.Format(I, "{0:0.#####} x {1:0.#####}", um.X, um.Y) : "unknown (the file states none)"; }
         catch (Exception e) when (e is InputFileException or NetVips.VipsException or IOException) { return $"unknown ({e.Message.Split('\n')[0]})"; }
     }
 
-    public static string Describe(string path)
+    /// <summary>The listing of a file's images (a LIF's, a CZI's scenes), at most 100 lines.</summary>
+    private static void Series(System.Text.StringBuilder sb, string heading, IEnumerable<string> lines, int count)
+    {
+        if (count < 2) return;
+        sb.AppendLine(heading);
+        foreach (var line in lines.Take(100)) sb.Append("  ").AppendLine(line);
+        if (count > 100) sb.AppendLine(CultureInfo.InvariantCulture, $"  … and {count - 100} more");
+    }
+
+    /// <param name="series">a CZI's scene or a LIF's image to describe (−1: what is read by default)</param>
+    public static string Describe(string path, int series = -1)
     {
         var sb = new System.Text.StringBuilder();
         var I = CultureInfo.InvariantCulture;
         if (LifSource.IsLif(path))
         {
-            using var l = LifSource.Open(path);
+            using var l = LifSource.Open(path, 0, series);
             sb.AppendLine(I, $"file: {path}");
-            sb.AppendLine(I, $"format: Leica LIF (read by ActorSeg: the first of its {l.Images} image(s), at the first index of every dimension but X and Y)");
+            sb.AppendLine(I, $"format: Leica LIF (read by ActorSeg: {(series < 0 ? "the first" : $"image {series}")} of its {l.Images} image(s), at the first index of every dimension but X and Y)");
             sb.AppendLine(I, $"image: {l.ImageName}");
             sb.AppendLine(I, $"size: {l.Width} x {l.Height}, {l.Channels} channel(s), {l.BitDepth}-bit (samples of {string.Join(", ", l.ChannelBits.Distinct())} bits)");
-            sb.AppendLine(I, $"microns per pixel: {Microns(path)}");
+            sb.AppendLine(I, $"microns per pixel: {Microns(path, series)}");
             if (l.OtherDimensions.Count > 0) sb.AppendLine(I, $"other dimensions (the first index read): {string.Join(", ", l.OtherDimensions.Select(d => $"{d.Count} {d.Name}"))}");
+            Series(sb, "images (--series N reads image N):", l.ImageList.Select((m, i) => string.Create(I, $"{i}: {m.Name}, {m.Width} x {m.Height}")), l.Images);
             return sb.ToString();
         }
         if (CziSource.IsCzi(path))
         {
-            using var c = CziSource.Open(path);
+            using var c = CziSource.Open(path, 0, series);
             sb.AppendLine(I, $"file: {path}");
-            sb.AppendLine(I, $"format: Zeiss CZI (read by ActorSeg: the first focal plane and time point)");
+            sb.AppendLine(I, $"format: Zeiss CZI (read by ActorSeg: the first focal plane and time point{(series < 0 ? "" : $", scene {series} alone")})");
             sb.AppendLine(I, $"size: {c.Width} x {c.Height}, {c.Channels} channel(s), {c.BitDepth}-bit ({c.PixelType}{(c.Origin is (0, 0) ? "" : $"; its top-left pixel at {c.Origin.X},{c.Origin.Y} in the file's coordinates")})");
-            sb.AppendLine(I, $"microns per pixel: {Microns(path)}");
-            sb.AppendLine(I, $"subblocks read: {c.Subblocks} ({string.Join(", ", c.Compressions)}); scenes in the file: {c.Scenes}{(c.Scenes < 2 ? "" : c.ScenesRead > 1 ? " (parts of one slide: read together)" : " (far apart: the first is read)")}");
+            sb.AppendLine(I, $"microns per pixel: {Microns(path, series)}");
+            sb.AppendLine(I, $"subblocks read: {c.Subblocks} ({string.Join(", ", c.Compressions)}); scenes in the file: {c.Scenes}{(c.Scenes < 2 ? "" : series >= 0 ? $" (scene {series} read)" : c.ScenesRead > 1 ? " (parts of one slide: read together)" : " (far apart: the first is read)")}");
             if (c.ChannelNames.Count > 0) sb.AppendLine(I, $"channels: {string.Join(", ", c.ChannelNames)}");
-            Levels(sb, path, "levels (--level; the reduced ones are the pyramid's subsampled subblocks):");
+            Levels(sb, path, "levels (--level; the reduced ones are the pyramid's subsampled subblocks):", series);
+            Series(sb, "scenes (--series N reads scene N alone):", c.SceneList.Select((sc, i) => string.Create(I, $"{i}: S={sc.S}, {sc.Width} x {sc.Height}")), c.Scenes);
             return sb.ToString();
         }
+        if (series > 0) throw new InputFileException(path, $"series {series}: only Zeiss CZI files (their scenes) and Leica LIF files (their images) hold several images to choose from");
         if (ImageSources.IsSlide(path))
         {
             using var s = OpenSlideSource.Open(path);
@@ -106,12 +120,12 @@ public static class InfoCommand
     /// <summary>A pyramid's levels (an OME-TIFF's SubIFDs or pages, a CZI's subsampled subblocks), which --level and --mpp
     /// choose from; nothing for other images. <paramref name="heading"/> says what the reduced levels are, where the
     /// pyramid's kind does not (a CZI's).</summary>
-    private static void Levels(System.Text.StringBuilder sb, string path, string? heading = null)
+    private static void Levels(System.Text.StringBuilder sb, string path, string? heading = null, int series = -1)
     {
         var I = CultureInfo.InvariantCulture;
-        var (levels, subIfds) = ImageSources.Pyramid(path);
+        var (levels, subIfds) = ImageSources.Pyramid(path, series);
         if (levels.Length < 2) return;
-        var um = PixelSize.MicronsPerPixel(path);
+        var um = PixelSize.MicronsPerPixel(path, 0, series);
         sb.AppendLine(heading ?? (subIfds ? "levels (--level; the reduced ones are SubIFDs of the first page):" : "levels (--level; pages, each smaller than the one before):"));
         for (int l = 0; l < levels.Length; l++)
         {

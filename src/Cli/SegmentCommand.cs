@@ -24,19 +24,20 @@ public static class SegmentCommand
         var objects = ObjectFlags.Format();
         var simplify = ObjectFlags.Simplify();
         var noRefine = new Option<bool>("--no-refine") { Description = "Paint the coarse node classes even when the model has a boundary refinement (train --refine)." };
+        var series = GraphCommand.SeriesOption();
         var cmd = new Command("segment", "Segment an image or whole slide with a trained model: superpixel graph, node classes, painted back to a full-size mask (mask.tif and mask.ome.tif).")
         {
-            image, model, output, spacing, workers, device, tileSize, level, mpp, tissue, objects, simplify, noRefine,
+            image, model, output, spacing, workers, device, tileSize, level, mpp, series, tissue, objects, simplify, noRefine,
         };
         cmd.SetAction(async (pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
             try
             {
-                int lv = GraphCommand.LevelFor(pr.GetValue(image)!.FullName, pr.GetValue(level), pr.GetValue(mpp));
+                int lv = GraphCommand.LevelFor(pr.GetValue(image)!.FullName, pr.GetValue(level), pr.GetValue(mpp), pr.GetValue(series));
                 var mask = await RunAsync(pr.GetValue(image)!.FullName, pr.GetValue(model)!.FullName, pr.GetValue(output)!.FullName,
                     pr.GetValue(spacing), pr.GetValue(workers), pr.GetValue(device)!, ct, pr.GetValue(tileSize), lv, GraphCommand.TissueValue(pr.GetValue(tissue)),
-                    pr.GetValue(objects)!, pr.GetValue(simplify), refine: !pr.GetValue(noRefine));
+                    pr.GetValue(objects)!, pr.GetValue(simplify), refine: !pr.GetValue(noRefine), series: pr.GetValue(series));
                 if (mask is null) return ExitCodes.Failed;
                 Console.WriteLine(mask);
                 return ExitCodes.Ok;
@@ -62,28 +63,28 @@ public static class SegmentCommand
 
     /// <summary>Warns when the image is read at a pixel size more than 1.25× away from the model's training images'
     /// (<see cref="ModelSpec.ScaleMismatch"/>): the job still runs.</summary>
-    public static void WarnIfOtherScale(ModelSpec spec, string modelPath, string image, int level)
+    public static void WarnIfOtherScale(ModelSpec spec, string modelPath, string image, int level, int series = -1)
     {
-        if (spec.ScaleMismatch(Core.Imaging.PixelSize.MicronsPerPixel(image, level)?.X) is { } scale) Log.Warning("{Image}: {Why} ({Model})", image, scale, modelPath);
+        if (spec.ScaleMismatch(Core.Imaging.PixelSize.MicronsPerPixel(image, level, series)?.X) is { } scale) Log.Warning("{Image}: {Why} ({Model})", image, scale, modelPath);
     }
 
     /// <summary>Segments one image through the same roles a cluster runs (tile workers build the graph, the coordinator
     /// stitches it, the trainer classifies the nodes, a worker paints the mask); returns the mask's path, or null when
     /// the job failed (already logged).</summary>
     public static async Task<string?> RunAsync(string img, string modelPath, string outDir, double? spacing, int workers, string device, CancellationToken ct, int tileSize = 2048, int level = 0,
-        string? tissue = null, string objects = "geojson", double simplify = 0, bool refine = true)
+        string? tissue = null, string objects = "geojson", double simplify = 0, bool refine = true, int series = -1)
     {
         var dev = TorchDevice.Pick(device);
         var (spec, _) = ModelFile.Load(modelPath); // fail before any work if the model is bad
         // and before the graph is built if the image's channels give other features than the model was trained on
         int channels;
-        using (var probe = Core.Imaging.ImageSources.Open(img, level)) channels = probe.Channels;
+        using (var probe = Core.Imaging.ImageSources.Open(img, level, series)) channels = probe.Channels;
         if (ChannelMismatch(spec, modelPath, channels) is { } why) throw new InvalidDataException($"{img}: {why}");
         // a model trained at another resolution still runs, but the user is told
-        WarnIfOtherScale(spec, modelPath, img, level);
+        WarnIfOtherScale(spec, modelPath, img, level, series);
         double sp = spacing ?? (spec.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
         var job = new GraphJobSpec(Path.GetFullPath(img), null, Path.GetFullPath(outDir), Page: level, Spacing: sp, TileSize: tileSize, Features: spec.FeatureSet, ModelPath: Path.GetFullPath(modelPath), Device: device,
-            Tissue: tissue, Objects: objects, Simplify: simplify, Refine: refine);
+            Tissue: tissue, Objects: objects, Simplify: simplify, Refine: refine, Series: series >= 0 ? series : null);
         Log.Information("Segmenting {Image} with {Model} ({Conv}, {Edges} edges, {Features} features, spacing {Spacing:F1} px{Refinement}) on {Device}",
             img, modelPath, spec.Architecture.Conv, spec.Edges, spec.FeatureSet, sp, spec.Refiner is null ? "" : refine ? ", boundary refinement" : ", boundary refinement off", TorchDevice.Describe(dev));
         var done = await GraphCommand.RunJobAsync(job, workers, device, ct);

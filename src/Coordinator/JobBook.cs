@@ -891,7 +891,7 @@ public sealed class JobBook
                     Tell(j.Watchers, new GraphJobProgress(j.JobId, "painting", j.Planned.Tiles, j.Planned.Tiles, 0), d);
                     d.Send(w, new PaintAssignment(j.JobId, m.ImageId, j.Spec.ImagePath, nm, c.Classes,
                         Path.Combine(j.Spec.OutDir, AssignmentPaths.MaskFile), Path.Combine(j.Spec.OutDir, AssignmentPaths.OverlayFile), j.StepAttempt, j.Spec.OutDir,
-                        c.Probs, j.Spec.Objects, j.Spec.Simplify, c.Refine, j.Spec.Page));
+                        c.Probs, j.Spec.Objects, j.Spec.Simplify, c.Refine, j.Spec.Page, j.Spec.Series));
                 }
             }
         }

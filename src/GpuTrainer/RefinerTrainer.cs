@@ -18,6 +18,8 @@ public sealed class RefineInput
     public required string GraphPath { get; init; }
     public required string ImagePath { get; init; }
     public required int Page { get; init; }
+    /// <summary>A CZI's scene or a LIF's image (−1 the default), as the graph read it.</summary>
+    public int Series { get; init; } = -1;
     public required string NodeMapPath { get; init; }
     public string? MaskPath { get; init; }
     public MaskMode MaskMode { get; init; }
@@ -62,13 +64,14 @@ public sealed class RefineInput
         var nodeMap = Path.Combine(dir, GraphOutputs.NodeMapFile);
         if (!File.Exists(summaryPath)) throw new InvalidDataException($"{graphPath}: refinement needs the graph's {GraphOutputs.SummaryFile} beside it (the folder 'actorseg graph' wrote)");
         if (!File.Exists(nodeMap)) throw new InvalidDataException($"{graphPath}: refinement needs the node map {GraphOutputs.NodeMapFile} beside it (build the graph without --no-node-map)");
-        string image; int page; string? mask = null; MaskMode mode = MaskMode.Binary; int? ignore = null;
+        string image; int page, series; string? mask = null; MaskMode mode = MaskMode.Binary; int? ignore = null;
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllBytes(summaryPath));
             var img = doc.RootElement.GetProperty("image");
             image = img.GetProperty("path").GetString() ?? throw new InvalidDataException("no image path");
             page = img.TryGetProperty("page", out var pg) ? pg.GetInt32() : 0;
+            series = img.TryGetProperty("series", out var se) ? se.GetInt32() : -1;
             if (doc.RootElement.TryGetProperty("mask", out var m) && m.ValueKind == JsonValueKind.Object)
             {
                 mask = m.GetProperty("path").GetString();
@@ -88,7 +91,7 @@ public sealed class RefineInput
         var shape = Need("image_shape").AsSpan<long>();
         return new RefineInput
         {
-            GraphPath = graphPath, ImagePath = image, Page = page, NodeMapPath = nodeMap, MaskPath = mask, MaskMode = mode, IgnoreValue = ignore,
+            GraphPath = graphPath, ImagePath = image, Page = page, Series = series, NodeMapPath = nodeMap, MaskPath = mask, MaskMode = mode, IgnoreValue = ignore,
             Mean = Need("image_mean").AsSpan<double>().ToArray(), Std = Need("image_std").AsSpan<double>().ToArray(),
             Classes = classes, Probs = probs, RagEdges = Need("rag_edge_index").AsSpan<long>().ToArray(), Area = Need("area").AsSpan<long>().ToArray(),
             SeedSpacing = g.SeedSpacing, Channels = (int)shape[2],
@@ -113,7 +116,7 @@ public sealed class RefineInput
     /// <summary>The refiner over this graph's image and node map.</summary>
     public (RefineBlocks Blocks, IDisposable Sources) Open(PixelRefiner refiner, bool[] flags)
     {
-        var image = ImageSources.Open(ImagePath, Page);
+        var image = ImageSources.Open(ImagePath, Page, Series);
         NodeMapReader? map = null;
         try
         {

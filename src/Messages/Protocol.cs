@@ -61,7 +61,9 @@ public static class ProtocolVersion
     // 2: assignments name the job's output folder; workers derive their paths from it
     // 3: workers write their tile label rasters run-length coded, which a coordinator of major 2 cannot read
     public const int Major = 3;
-    public const int Minor = 0;
+    // minor 1: a job's series (GraphJobSpec key 25, PaintAssignment key 14: a CZI's scene, a LIF's image; null, as from a
+    // peer of minor 0 or a journal written before, the default image)
+    public const int Minor = 1;
     public static string Text => $"{Major}.{Minor}";
 }
 
@@ -99,7 +101,8 @@ public sealed record GraphJobSpec(
     [property: Key(21)] string? Tissue = null,
     [property: Key(22)] string Objects = "geojson",
     [property: Key(23)] double Simplify = 0,
-    [property: Key(24)] bool Refine = true) : IActorSegMessage;
+    [property: Key(24)] bool Refine = true,
+    [property: Key(25)] int? Series = null) : IActorSegMessage;
 
 // ---- client ↔ coordinator -------------------------------------------------------------------------------------
 
@@ -273,7 +276,7 @@ public sealed record PaintAssignment(
     [property: Key(3)] ResultRef NodeMap, [property: Key(4)] ResultRef Classes, [property: Key(5)] string MaskPath,
     [property: Key(6)] string OverlayPath, [property: Key(7)] int Attempt, [property: Key(8)] string? OutDir = null,
     [property: Key(9)] ResultRef? Probs = null, [property: Key(10)] string? Objects = null, [property: Key(11)] double Simplify = 0,
-    [property: Key(12)] ResultRef? Refine = null, [property: Key(13)] int Page = 0) : IActorSegMessage;
+    [property: Key(12)] ResultRef? Refine = null, [property: Key(13)] int Page = 0, [property: Key(14)] int? Series = null) : IActorSegMessage;
 
 [MessagePackObject]
 public sealed record PaintCompleted([property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] ResultRef Mask,

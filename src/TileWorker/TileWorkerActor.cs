@@ -281,13 +281,13 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
             long[] painted;
             using (refineSources)
                 painted = MaskPainter.Paint(w.NodeMap.Path, classes, maskPath, new Core.InlineProgress<string>(s => log.Information("Job {JobId}: {Step}", w.JobId, s)), sourceImage: w.ImagePath, classTable: table,
-                    probabilityOfNode: probOfNode, probabilityPath: probPath, refine: refine);
+                    probabilityOfNode: probOfNode, probabilityPath: probPath, refine: refine, series: w.Series ?? -1);
             // one count per class of the model, the classes no pixel took included (the painter's counts end at the last class painted)
             int modelClasses = Math.Max(probClasses, table?.Length ?? 0);
             if (painted.Length < modelClasses) Array.Resize(ref painted, modelClasses);
             if (refine is not null)
                 log.Information("Job {JobId}: boundary refinement classified {Refined:N0} pixels one by one and changed {Changed:N0} of them", w.JobId, refine.RefinedPixels, refine.ChangedPixels);
-            MaskPainter.Overlay(w.ImagePath, maskPath, overlayPath, classTable: table);
+            MaskPainter.Overlay(w.ImagePath, maskPath, overlayPath, classTable: table, series: w.Series ?? -1);
             if (AssignmentPaths.ObjectsFile(w.OutDir!, w.Objects) is { } objectsPath) ExportObjects(w, maskPath, objectsPath, probs, probClasses, table, log, refine is not null ? probPath : null);
             return new Painted(w, store.Describe(maskPath), sw.Elapsed.TotalSeconds, painted, refine?.RefinedPixels ?? 0);
         }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new PaintError(w, t.Exception!.GetBaseException()))
@@ -302,7 +302,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         if (_store.Check(rf) is { } bad) throw new ResultStoreException(bad);
         if (probs is null) throw new InputFileException(rf.Path, "a refinement without the nodes' probabilities");
         if (AssignmentPaths.CheckInput(w.ImagePath, "image", _roots) is { } outside) throw new UnsafePathException(outside);
-        var image = ImageSources.Open(w.ImagePath, w.Page);
+        var image = ImageSources.Open(w.ImagePath, w.Page, w.Series ?? -1);
         NodeMapReader? map = null;
         try
         {
@@ -320,7 +320,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
     /// <summary>The mask's regions as QuPath objects (objects.geojson[.gz]), in level-0 pixels, with the nodes' mean class probability when the trainer wrote probabilities.</summary>
     private void ExportObjects(PaintAssignment w, string maskPath, string objectsPath, float[]? probs, int probClasses, IReadOnlyList<ClassInfo>? table, ILogger log, string? refinedProbabilityMap)
     {
-        var (mppX, mppY, dsX, dsY) = MaskPainter.LevelScaleOfMask(w.ImagePath, maskPath);
+        var (mppX, mppY, dsX, dsY) = MaskPainter.LevelScaleOfMask(w.ImagePath, maskPath, w.Series ?? -1);
         var r = ObjectExporter.Export(maskPath, objectsPath, table, new ObjectExportOptions(Simplify: w.Simplify, MicronsPerPixelX: mppX, MicronsPerPixelY: mppY, DownsampleX: dsX, DownsampleY: dsY),
             probs is null ? null : w.NodeMap.Path, probs, probClasses, probabilityMap: refinedProbabilityMap);
         log.Information("Job {JobId}: {Objects} objects written in {Seconds:F1}s ({Joined} joined across blocks): {ObjectsPath}", w.JobId, r.Objects, r.Seconds, r.JoinedAcrossBlocks, objectsPath);
@@ -351,7 +351,7 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         var outside = AssignmentPaths.CheckInput(_manifest.Request.ImagePath, "image", _roots)
             ?? (_manifest.Request.MaskPath is { } m0 ? AssignmentPaths.CheckInput(m0, "mask", _roots) : null);
         if (outside is not null) throw new UnsafePathException(outside);
-        _image = ImageSources.Open(_manifest.Request.ImagePath, _manifest.Request.Page);
+        _image = ImageSources.Open(_manifest.Request.ImagePath, _manifest.Request.Page, _manifest.Request.Series);
         if (_manifest.Request.MaskPath is { } mp) _mask = VipsImageSource.Open(mp, 0, firstBandOnly: true);
         if (_image.Width != _manifest.Width || _image.Height != _manifest.Height || _image.Channels != _manifest.Channels)
             throw new InputFileException(_manifest.Request.ImagePath, "image changed since the job was planned");

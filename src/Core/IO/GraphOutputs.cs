@@ -301,7 +301,7 @@ public static class GraphOutputs
     /// <summary>µm per pixel of the level or page the job read, or null when the image does not say (or cannot be asked again).</summary>
     private static (double X, double Y)? SourcePixelSize(GraphJobManifest job)
     {
-        try { return PixelSize.MicronsPerPixel(job.Request.ImagePath, job.Request.Page); }
+        try { return PixelSize.MicronsPerPixel(job.Request.ImagePath, job.Request.Page, job.Request.Series); }
         catch (Exception e) when (e is InputFileException or Vips.VipsException or IOException) { return null; }
     }
 
@@ -314,7 +314,7 @@ public static class GraphOutputs
             job = job.JobId,
             image = new
             {
-                path = Path.GetFullPath(req.ImagePath), page = req.Page, width = job.Width, height = job.Height, channels = job.Channels, bitDepth = job.BitDepth, mean = job.Mean, std = job.Std,
+                path = Path.GetFullPath(req.ImagePath), page = req.Page, series = req.Series, width = job.Width, height = job.Height, channels = job.Channels, bitDepth = job.BitDepth, mean = job.Mean, std = job.Std,
                 // µm per pixel of the level read, [x, y], null where the image states none
                 micronsPerPixel = micronsPerPixel is { } um ? new[] { um.X, um.Y } : null,
             },

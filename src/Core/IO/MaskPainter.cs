@@ -20,7 +20,8 @@ public static class MaskPainter
     /// with its per-pixel classes (and probabilities); null: every pixel takes its node's class</param>
     /// <returns>pixels painted with each class (index = class id)</returns>
     public static long[] Paint(string nodeMap, ReadOnlySpan<byte> classOfNode, string maskPath, IProgress<string>? progress = null, int tile = 256, string? sourceImage = null,
-        IReadOnlyList<ClassInfo>? classTable = null, ReadOnlySpan<byte> probabilityOfNode = default, string? probabilityPath = null, Refine.RefineBlocks? refine = null)
+        IReadOnlyList<ClassInfo>? classTable = null, ReadOnlySpan<byte> probabilityOfNode = default, string? probabilityPath = null, Refine.RefineBlocks? refine = null,
+        int series = -1)
     {
         var counts = new long[256];
         if (probabilityPath is not null && probabilityOfNode.Length != classOfNode.Length)
@@ -29,7 +30,7 @@ public static class MaskPainter
         using var map = Vips.Image.NewFromFile(nodeMap, access: Vips.Enums.Access.Sequential, failOn: Vips.Enums.FailOn.Error);
         // the microns per pixel of the level the job read (a whole slide's or an OME-TIFF pyramid's; else the image's own:
         // an OME-TIFF's PhysicalSize, else the resolution tags)
-        if (sourceImage is not null && LevelScale(sourceImage, map.Width, map.Height) is (double mx, double my, var dx, var dy))
+        if (sourceImage is not null && LevelScale(sourceImage, map.Width, map.Height, series) is (double mx, double my, var dx, var dy))
         {
             xres = 1000.0 / (mx * dx); yres = 1000.0 / (my * dy);
         }
@@ -164,11 +165,12 @@ public static class MaskPainter
     public static byte ProbabilityByte(float p) => (byte)Math.Clamp((int)MathF.Round(p * 255f, MidpointRounding.AwayFromZero), 0, 255);
 
     /// <summary>A downscaled RGB overlay: the image in grey, class 1.. tinted (red, green, blue, ...).</summary>
-    public static void Overlay(string imagePath, string maskPath, string pngPath, int maxSide = 1536, IReadOnlyList<ClassInfo>? classTable = null)
+    /// <param name="series">a CZI's scene or a LIF's image (<see cref="ImageSources.Open"/>)</param>
+    public static void Overlay(string imagePath, string maskPath, string pngPath, int maxSide = 1536, IReadOnlyList<ClassInfo>? classTable = null, int series = -1)
     {
         using var mask0 = Vips.Image.NewFromFile(maskPath, access: Vips.Enums.Access.Sequential);
         double scale = Math.Min(1.0, (double)maxSide / Math.Max(mask0.Width, mask0.Height));
-        using var small = Preview(imagePath, mask0.Width, mask0.Height, scale); // one streaming pass over the image; the rest works on the small copy
+        using var small = Preview(imagePath, mask0.Width, mask0.Height, scale, series); // one streaming pass over the image; the rest works on the small copy
         // stretch to 8 bits between the 1st and 99th percentiles
         double lo = small.Percent(1), hi = small.Percent(99);
         if (hi <= lo) hi = lo + 1;
@@ -196,16 +198,16 @@ public static class MaskPainter
     /// µm per level-0 pixel (null when unknown) and level-0 pixels per mask pixel (a whole slide's level downsample, a
     /// SubIFD pyramid level's size against level 0's, else 1).
     /// </summary>
-    public static (double? MppX, double? MppY, double DownsampleX, double DownsampleY) LevelScale(string sourceImage, int width, int height)
+    public static (double? MppX, double? MppY, double DownsampleX, double DownsampleY) LevelScale(string sourceImage, int width, int height, int series = -1)
     {
         if (SlideLevel(sourceImage, width, height) is { } lv)
         {
             using var slide = lv.Slide;
             return (slide.MppX, slide.MppY, lv.Downsample, lv.Downsample); // the slide's own level downsample, as OpenSlide and QuPath map levels
         }
-        var um = PixelSize.MicronsPerPixel(sourceImage); // an OME-TIFF's PhysicalSize, else the resolution tags
+        var um = PixelSize.MicronsPerPixel(sourceImage, 0, series); // an OME-TIFF's PhysicalSize, a CZI's Scaling, a LIF image's size, else the resolution tags
         // a reduced level of a TIFF pyramid kept in SubIFDs (an OME-TIFF's): level-0 pixels per mask pixel, as for slides
-        if (ImageSources.PyramidLevels(sourceImage) is { Length: > 1 } levels && Array.FindIndex(levels, l => l.Width == width && l.Height == height) is > 0 and var k)
+        if (ImageSources.PyramidLevels(sourceImage, series) is { Length: > 1 } levels && Array.FindIndex(levels, l => l.Width == width && l.Height == height) is > 0 and var k)
         {
             var (dx, dy) = ImageSources.Downsample(levels, k);
             return (um?.X, um?.Y, dx, dy);
@@ -214,11 +216,11 @@ public static class MaskPainter
     }
 
     /// <summary><see cref="LevelScale"/> for a mask file painted from <paramref name="sourceImage"/>.</summary>
-    public static (double? MppX, double? MppY, double DownsampleX, double DownsampleY) LevelScaleOfMask(string sourceImage, string maskPath)
+    public static (double? MppX, double? MppY, double DownsampleX, double DownsampleY) LevelScaleOfMask(string sourceImage, string maskPath, int series = -1)
     {
         int w, h;
         using (var m = Vips.Image.NewFromFile(maskPath, access: Vips.Enums.Access.Sequential)) { w = m.Width; h = m.Height; }
-        return LevelScale(sourceImage, w, h);
+        return LevelScale(sourceImage, w, h, series);
     }
 
     /// <summary>A whole slide opened at the level whose size is <paramref name="width"/> x <paramref name="height"/> (the level a job read), or null for other images.</summary>
@@ -234,16 +236,16 @@ public static class MaskPainter
 
     /// <summary>The image, grey, at <paramref name="scale"/> of its <paramref name="width"/> x <paramref name="height"/> size, in memory.
     /// A whole slide is read from the coarsest pyramid level that is still at least that large, never from level 0.</summary>
-    public static Vips.Image Preview(string imagePath, int width, int height, double scale)
+    public static Vips.Image Preview(string imagePath, int width, int height, double scale, int series = -1)
     {
         int tw = Math.Max(1, (int)Math.Round(width * scale)), th = Math.Max(1, (int)Math.Round(height * scale));
         if (SlideLevel(imagePath, width, height) is not { } lv)
         {
             // an OME-TIFF pyramid: its smallest level that is still as large as the preview (a mask painted at a reduced
             // level is that level's size, not the image's)
-            var (levels, subIfds) = ImageSources.Pyramid(imagePath);
+            var (levels, subIfds) = ImageSources.Pyramid(imagePath, series);
             int level = levels.Length > 1 ? ImageSources.CoarsestAtLeast(levels, 0, tw, th) : 0;
-            if (!OmeChannels.IsCompanion(imagePath)) // (a companion file holds no pixels of its own)
+            if (!OmeChannels.IsCompanion(imagePath) && series < 1) // (a companion file holds no pixels of its own; libvips reads no CZI or LIF)
                 try
                 {
                     var opts = new Vips.VOption();
@@ -255,7 +257,7 @@ public static class MaskPainter
                 catch (Vips.VipsException) { /* below */ }
             // a layout libvips does not decode but ActorSeg's own reader does (tiled separate planes), or a companion's
             // files: the same grey preview, from bands of rows read through it
-            return PreviewByRegions(imagePath, level, tw, th);
+            return PreviewByRegions(imagePath, level, tw, th, series);
         }
         int pick = ImageSources.CoarsestAtLeast(lv.Slide.Levels.Select(l => (l.Width, l.Height)).ToArray(), lv.Level, tw, th);
         lv.Slide.Dispose();
@@ -271,9 +273,9 @@ public static class MaskPainter
 
     /// <summary>A <paramref name="tw"/> × <paramref name="th"/> grey preview (the mean of the channels, box-averaged) read
     /// through <see cref="ImageSources"/> in bands of rows, never the whole image at once.</summary>
-    private static Vips.Image PreviewByRegions(string imagePath, int level, int tw, int th)
+    private static Vips.Image PreviewByRegions(string imagePath, int level, int tw, int th, int series)
     {
-        using var src = ImageSources.Open(imagePath, level);
+        using var src = ImageSources.Open(imagePath, level, series);
         int W = src.Width, H = src.Height, C = src.Channels;
         var sum = new double[(long)tw * th];
         var count = new long[(long)tw * th];

@@ -52,6 +52,9 @@ public sealed class CziSource : IRegionSource
     public int Subblocks => _blocks.Length;
     /// <summary>The scenes the file holds.</summary>
     public int Scenes { get; }
+    /// <summary>The file's scenes in order (series 0, 1, …): their S index and the size of the rectangle around their
+    /// full-resolution tiles.</summary>
+    public IReadOnlyList<(int S, long Width, long Height)> SceneList { get; }
     /// <summary>The scenes read: all of them where they lie together as parts of one slide (<see cref="ScenesTogether"/>),
     /// else the first.</summary>
     public int ScenesRead { get; }
@@ -95,11 +98,14 @@ public sealed class CziSource : IRegionSource
     }
 
     /// <summary>Opens pyramid level <paramref name="level"/> (0: full resolution; see <see cref="Levels"/>) of the first scene.</summary>
-    public static CziSource Open(string path, int level = 0)
+    /// <param name="scene">which scene alone (0 the first, in the order of their S index); −1: the scenes of one slide
+    /// together, or the first of scenes far apart (<see cref="ScenesTogether"/>)</param>
+    public static CziSource Open(string path, int level = 0, int scene = -1)
     {
         if (level < 0) throw new InputFileException(path, $"level {level} does not exist");
+        if (scene < -1) throw new InputFileException(path, $"scene (series) {scene} does not exist");
         var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.RandomAccess);
-        try { return new CziSource(path, file, level); }
+        try { return new CziSource(path, file, level, scene); }
         catch { file.Dispose(); throw; }
     }
 
@@ -116,16 +122,16 @@ public sealed class CziSource : IRegionSource
     public IReadOnlyList<(long Width, long Height)> Levels { get; }
 
     /// <summary>The levels of a CZI file's pyramid (<see cref="Levels"/>).</summary>
-    public static (long Width, long Height)[] LevelsOf(string path)
+    public static (long Width, long Height)[] LevelsOf(string path, int scene = -1)
     {
-        using var c = Open(path);
+        using var c = Open(path, 0, scene);
         return [.. c.Levels];
     }
 
     /// <summary>A subblock's subsampling factor, in thousandths (1000: full resolution).</summary>
     private static long FactorKey(Entry e) => (long)Math.Round(1000.0 * e.W / e.StoredW);
 
-    private CziSource(string path, FileStream file, int level)
+    private CziSource(string path, FileStream file, int level, int scene)
     {
         Path = path; _file = file;
         long length = file.Length;
@@ -162,15 +168,20 @@ public sealed class CziSource : IRegionSource
         // full resolution; the pyramid's subblocks of the same plane make its reduced levels
         var scenes = full.Select(e => e.Index('S')).Distinct().OrderBy(s => s).ToList();
         Scenes = scenes.Count;
-        ScenesRead = ScenesTogether(full, scenes) ? scenes.Count : 1;
-        if (scenes.Count > 1 && level == 0)
+        SceneList = [.. scenes.Select(sc => full.Where(e => e.Index('S') == sc) is var g
+            ? (sc, g.Max(e => (long)e.X + e.W) - g.Min(e => (long)e.X), g.Max(e => (long)e.Y + e.H) - g.Min(e => (long)e.Y)) : default)];
+        if (scene >= scenes.Count)
+            throw new InputFileException(path, $"holds {scenes.Count} scene(s) (series 0..{scenes.Count - 1}); series {scene} does not exist (actorseg info lists them)");
+        ScenesRead = scene < 0 && ScenesTogether(full, scenes) ? scenes.Count : 1;
+        if (scenes.Count > 1 && level == 0 && scene < 0)
             VipsWarnings.RaiseInput(ScenesRead > 1
-                ? $"{path}: a CZI file of {scenes.Count} scenes, read together in the slide's coordinates (the pixels between them are background)"
-                : $"{path}: a CZI file of {scenes.Count} scenes far apart (positions of a plate or stage, not parts of one slide); the first (S={scenes[0]}) is read");
+                ? $"{path}: a CZI file of {scenes.Count} scenes, read together in the slide's coordinates (the pixels between them are background; --series N reads scene N alone)"
+                : $"{path}: a CZI file of {scenes.Count} scenes far apart (positions of a plate or stage, not parts of one slide); the first (S={scenes[0]}) is read (--series N reads scene N; actorseg info lists them)");
         if (ScenesRead == 1)
         {
-            full = full.Where(e => e.Index('S') == scenes[0]).ToList();
-            entries = entries.Where(e => e.Index('S') == scenes[0]).ToList();
+            int s = scenes[Math.Max(0, scene)];
+            full = full.Where(e => e.Index('S') == s).ToList();
+            entries = entries.Where(e => e.Index('S') == s).ToList();
         }
         var plane = entries;
         foreach (char d in "ZTRIHVB")

@@ -21,31 +21,31 @@ public static class HistogramPrefetch
         public volatile string? Value;
         public void Report(string value) => Value = value;
     }
-    private static readonly ConcurrentDictionary<(string Path, int Page), Entry> Passes = new();
+    private static readonly ConcurrentDictionary<(string Path, int Page, int Series), Entry> Passes = new();
 
     /// <summary>Starts the statistics pass of <paramref name="path"/> (page or level <paramref name="page"/>) on a
     /// thread of its own; nothing happens when the file does not exist or a pass of it is already under way.</summary>
-    public static void Start(string path, int page)
+    public static void Start(string path, int page, int series = -1)
     {
         var full = Path.GetFullPath(path);
         var fi = new FileInfo(full);
-        if (!fi.Exists || Passes.ContainsKey((full, page))) return;
+        if (!fi.Exists || Passes.ContainsKey((full, page, series))) return;
         // its own thread: the thread pool is busy starting the actor system, and a queued pass would start after it
         var said = new LastReport();
         var entry = new Entry(fi.Length, fi.LastWriteTimeUtc, Task.Factory.StartNew(() =>
         {
-            using var src = ImageSources.Open(full, page);
-            return ImageSources.Histograms(src, () => ImageSources.Open(full, page), 0, said, default, TimeSpan.FromSeconds(1));
+            using var src = ImageSources.Open(full, page, series);
+            return ImageSources.Histograms(src, () => ImageSources.Open(full, page, series), 0, said, default, TimeSpan.FromSeconds(1));
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default), said);
-        Passes.TryAdd((full, page), entry);
+        Passes.TryAdd((full, page, series), entry);
     }
 
     /// <summary>The histograms of a pass started for this file and page, when it succeeded and still describes the file
     /// as it is now and <paramref name="image"/> (open on it) as read; null otherwise (the caller computes them). While
     /// it waits for the pass, <paramref name="progress"/> hears the pass's progress every 5 s.</summary>
-    public static long[][]? Take(string path, int page, IRegionSource image, IProgress<string>? progress = null, CancellationToken ct = default)
+    public static long[][]? Take(string path, int page, IRegionSource image, IProgress<string>? progress = null, CancellationToken ct = default, int series = -1)
     {
-        if (!Passes.TryRemove((Path.GetFullPath(path), page), out var e)) return null;
+        if (!Passes.TryRemove((Path.GetFullPath(path), page, series), out var e)) return null;
         long[][] h;
         try
         {

@@ -33,7 +33,7 @@ public sealed class LifSource : IRegionSource
     public int BitDepth => _bytes * 8;
     /// <summary>The image element's name (its path in the file's tree).</summary>
     public string ImageName { get; }
-    /// <summary>How many images the file holds (the first is read).</summary>
+    /// <summary>How many images the file holds (the first is read unless one is chosen: <see cref="Open"/>).</summary>
     public int Images { get; }
     /// <summary>Microns per pixel from the X and Y dimensions' lengths, when the file states them in metres.</summary>
     public (double X, double Y)? MicronsPerPixel { get; }
@@ -57,21 +57,27 @@ public sealed class LifSource : IRegionSource
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
     }
 
-    public static LifSource Open(string path, int page = 0)
+    /// <param name="image">which of the file's images (0 the first, in the file's order; see <see cref="Images"/>); −1:
+    /// the first, with a warning when there are others</param>
+    public static LifSource Open(string path, int page = 0, int image = -1)
     {
         if (page != 0)
             throw new InputFileException(path, $"level {page}: a LIF image has one resolution (--level 0)");
+        if (image < -1) throw new InputFileException(path, $"image (series) {image} does not exist");
         var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.RandomAccess);
-        try { return new LifSource(path, file); }
+        try { return new LifSource(path, file, image); }
         catch { file.Dispose(); throw; }
     }
 
-    /// <summary>The pixel size a LIF file's first image states (its X and Y lengths).</summary>
-    public static (double X, double Y)? PixelSizeOf(string path)
+    /// <summary>The pixel size a LIF file's image states (its X and Y lengths; the first image's for −1).</summary>
+    public static (double X, double Y)? PixelSizeOf(string path, int image = -1)
     {
-        using var s = Open(path);
+        using var s = Open(path, 0, image);
         return s.MicronsPerPixel;
     }
+
+    /// <summary>The file's images, in order: their names (as paths of the project's folders) and sizes.</summary>
+    public IReadOnlyList<(string Name, long Width, long Height)> ImageList { get; }
 
     private static readonly Dictionary<int, string> DimensionNames = new()
     {
@@ -79,7 +85,7 @@ public sealed class LifSource : IRegionSource
         [7] = "XT slices", [8] = "TSlices", [9] = "excitation wavelengths", [10] = "tiles of a tile scan (merge them in LAS X to read the whole)",
     };
 
-    private LifSource(string path, FileStream file)
+    private LifSource(string path, FileStream file, int chosen)
     {
         Path = path; _file = file;
         long length = file.Length;
@@ -134,9 +140,16 @@ public sealed class LifSource : IRegionSource
             .ToList();
         Images = images.Count;
         if (images.Count == 0) throw new InputFileException(path, "LIF file holds no image (no element with an image description and pixels)");
-        var image = images[0];
-        ImageName = string.Join("/", image.AncestorsAndSelf("Element").Reverse().Select(e => (string?)e.Attribute("Name") ?? "?"));
-        if (images.Count > 1) VipsWarnings.RaiseInput($"{path}: a LIF file of {images.Count} images; the first ({ImageName}) is read");
+        static string NameOf(XElement e) => string.Join("/", e.AncestorsAndSelf("Element").Reverse().Select(a => (string?)a.Attribute("Name") ?? "?"));
+        static long Extent(XElement e, int dim) => long.TryParse((string?)e.Element("Data")?.Element("Image")?.Element("ImageDescription")?.Element("Dimensions")
+            ?.Elements("DimensionDescription").FirstOrDefault(d => (string?)d.Attribute("DimID") == dim.ToString(CultureInfo.InvariantCulture))?.Attribute("NumberOfElements"),
+            NumberStyles.Integer, CultureInfo.InvariantCulture, out long n) ? n : 0;
+        ImageList = [.. images.Select(e => (NameOf(e), Extent(e, 1), Extent(e, 2)))];
+        if (chosen >= images.Count)
+            throw new InputFileException(path, $"holds {images.Count} image(s) (series 0..{images.Count - 1}); series {chosen} does not exist (actorseg info lists them)");
+        var image = images[Math.Max(0, chosen)];
+        ImageName = NameOf(image);
+        if (images.Count > 1 && chosen < 0) VipsWarnings.RaiseInput($"{path}: a LIF file of {images.Count} images; the first ({ImageName}) is read (--series N reads image N; actorseg info lists them)");
         var desc = image.Element("Data")!.Element("Image")!.Element("ImageDescription")!;
         var channels = desc.Element("Channels")?.Elements("ChannelDescription").ToList() ?? [];
         var dims = desc.Element("Dimensions")?.Elements("DimensionDescription").ToList() ?? [];

@@ -268,12 +268,17 @@ public static class ImageSources
     /// for other multi-page TIFFs. Page (or level) 0 of an OME-TIFF whose channels are separate grey pages opens as all its
     /// channels (of the first focal plane and time point, <see cref="OmeChannels"/>), and so does each reduced level of
     /// such a pyramid (every channel page's SubIFD of that level); any other page opens alone.</summary>
-    public static IRegionSource Open(string path, int page = 0)
+    /// <param name="series">which image of a file that holds several (0 the first): a Zeiss CZI's scene alone, a Leica
+    /// LIF's image; −1 the default (a CZI's scenes of one slide together or its first, a LIF's first image). Other files
+    /// hold one image: 0 is it, any other is refused.</param>
+    public static IRegionSource Open(string path, int page = 0, int series = -1)
     {
         InputFiles.Check(path); // before OpenSlide's vendor detection opens it
+        if (CziSource.IsCzi(path)) return CziSource.Open(path, page, series); // Zeiss CZI: read here, whatever its name
+        if (LifSource.IsLif(path)) return LifSource.Open(path, page, series); // Leica LIF: read here, whatever its name
+        if (series > 0 || series < -1)
+            throw new InputFileException(path, $"series {series}: only Zeiss CZI files (their scenes) and Leica LIF files (their images) hold several images to choose from; this file holds one (--series 0, or leave it out)");
         if (OmeChannels.IsCompanion(path)) return OpenCompanion(path, page);
-        if (CziSource.IsCzi(path)) return CziSource.Open(path, page); // Zeiss CZI: read here, whatever its name
-        if (LifSource.IsLif(path)) return LifSource.Open(path, page); // Leica LIF: read here, whatever its name
         if (IsSlide(path)) return OpenSlideSource.Open(path, page);
         int subIfd = -1;
         if (page > 0 && TiffPageLayout.Levels(path) is { Length: > 1 } levels)
@@ -355,7 +360,7 @@ public static class ImageSources
     /// pyramid kept as pages (<see cref="TiffPageLayout.PageLevels"/>); one level, or none for a file that is no readable
     /// TIFF, otherwise. Whole slides' levels are OpenSlide's (<see cref="OpenSlideSource"/>).
     /// </summary>
-    public static (long Width, long Height)[] PyramidLevels(string path) => Pyramid(path).Levels;
+    public static (long Width, long Height)[] PyramidLevels(string path, int series = -1) => Pyramid(path, series).Levels;
 
     /// <summary>Level-0 pixels per pixel of level <paramref name="k"/> of a pyramid's levels (level 0 first), per axis.</summary>
     public static (double X, double Y) Downsample(IReadOnlyList<(long Width, long Height)> levels, int k) =>
@@ -388,12 +393,13 @@ public static class ImageSources
 
     /// <summary><see cref="PyramidLevels"/>, and whether the reduced levels are SubIFDs (else pages: a TIFF pyramid kept as
     /// pages, <see cref="TiffPageLayout.PageLevels"/>, whose level N is page N).</summary>
-    public static ((long Width, long Height)[] Levels, bool SubIfds) Pyramid(string path)
+    /// <param name="series">a CZI's scene (<see cref="Open"/>): its levels are the scene's</param>
+    public static ((long Width, long Height)[] Levels, bool SubIfds) Pyramid(string path, int series = -1)
     {
         // a named pipe or a device has no levels (and reading one would wait for a writer for ever)
         if (!InputFiles.HasData(path)) return ([], true);
         if (CziSource.IsCzi(path)) // a Zeiss CZI's pyramid: its subsampled subblocks (level N opens through CziSource)
-            try { return (CziSource.LevelsOf(path), false); }
+            try { return (CziSource.LevelsOf(path, series), false); }
             catch (InputFileException) { return ([], false); }
         if (OmeChannels.IsCompanion(path))
             try
@@ -662,6 +668,7 @@ public static class ImageSources
 
     /// <summary>Exact per-channel histograms of the image at <paramref name="path"/> (already open as
     /// <paramref name="src"/>), read in parallel with one source per thread.</summary>
-    public static long[][] Histograms(IRegionSource src, string path, int page, int threads = 0, IProgress<string>? progress = null, CancellationToken ct = default) =>
-        Histograms(src, () => Open(path, page), threads, progress, ct);
+    public static long[][] Histograms(IRegionSource src, string path, int page, int threads = 0, IProgress<string>? progress = null, CancellationToken ct = default,
+        int series = -1) =>
+        Histograms(src, () => Open(path, page, series), threads, progress, ct);
 }

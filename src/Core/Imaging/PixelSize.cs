@@ -11,7 +11,8 @@ public static class PixelSize
     /// file) the PhysicalSizeX/Y of its OME-XML, in their units; the resolution tags otherwise (a TIFF's in inches or
     /// centimetres, or in the unit ImageJ's description names; a PNG's pHYs); null when the file does not say (libvips
     /// reports 1 pixel per millimetre for "no resolution"), and for a JPEG, whose density is a print setting.</summary>
-    public static (double X, double Y)? MicronsPerPixel(string path, int page = 0)
+    /// <param name="series">a LIF's image or a CZI's scene (<see cref="ImageSources.Open"/>)</param>
+    public static (double X, double Y)? MicronsPerPixel(string path, int page = 0, int series = -1)
     {
         if (ImageSources.IsSlide(path))
         {
@@ -20,16 +21,16 @@ public static class PixelSize
         }
         // a reduced level of an OME-TIFF pyramid (a SubIFD): level 0's size scaled by how much smaller the level is (OME's
         // PhysicalSize describes the full resolution, and converters seldom write resolution tags into the SubIFDs)
-        if (page > 0 && ImageSources.PyramidLevels(path) is { Length: > 1 } levels)
+        if (page > 0 && ImageSources.PyramidLevels(path, series) is { Length: > 1 } levels)
         {
-            if (page >= levels.Length || MicronsPerPixel(path, 0) is not { } full) return null;
+            if (page >= levels.Length || MicronsPerPixel(path, 0, series) is not { } full) return null;
             var (dx, dy) = ImageSources.Downsample(levels, page);
             return (full.X * dx, full.Y * dy);
         }
         // a Zeiss CZI: its metadata's Scaling (its reduced levels above, scaled as any pyramid's)
         if (CziSource.IsCzi(path)) return page == 0 ? CziSource.PixelSizeOf(path) : null;
-        // a Leica LIF: its first image's X and Y lengths
-        if (LifSource.IsLif(path)) return page == 0 ? LifSource.PixelSizeOf(path) : null;
+        // a Leica LIF: its image's X and Y lengths
+        if (LifSource.IsLif(path)) return page == 0 ? LifSource.PixelSizeOf(path, series) : null;
         if (OmeChannels.IsCompanion(path))
         {
             if (page != 0) return null;

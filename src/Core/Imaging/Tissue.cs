@@ -163,10 +163,11 @@ public static class TissueDetector
 
     /// <summary>Detects the tissue of <paramref name="imagePath"/> (read at <paramref name="page"/>, which is
     /// <paramref name="width"/> x <paramref name="height"/>): reads a coarse pyramid level where there is one.</summary>
-    public static TissueMap Detect(string imagePath, int page, int width, int height)
+    /// <param name="series">a CZI's scene or a LIF's image (<see cref="ImageSources.Open"/>)</param>
+    public static TissueMap Detect(string imagePath, int page, int width, int height, int series = -1)
     {
         var (mw, mh) = MapSize(width, height);
-        var (mean, channels) = CellMeans(imagePath, page, width, height, mw, mh);
+        var (mean, channels) = CellMeans(imagePath, page, width, height, mw, mh, series);
         var cells = channels >= 3 ? Brightfield(mean, mw * mh) : Grey(mean, mw, mh);
         Close(cells, mw, mh);
         FillHoles(cells, mw, mh, Math.Max(4, (int)(HoleFraction * mw * mh)));
@@ -196,7 +197,7 @@ public static class TissueDetector
 
     /// <summary>Mean of every channel over each map cell, read band by band from the coarsest level that is still at
     /// least as large as the map (never level 0 of a big slide or OME-TIFF pyramid).</summary>
-    private static (float[] Mean, int Channels) CellMeans(string imagePath, int page, int width, int height, int mw, int mh)
+    private static (float[] Mean, int Channels) CellMeans(string imagePath, int page, int width, int height, int mw, int mh, int series)
     {
         IRegionSource src;
         if (ImageSources.IsSlide(imagePath))
@@ -204,12 +205,12 @@ public static class TissueDetector
             using var probe = OpenSlideSource.Open(imagePath, page, direct: false); // its levels only
             src = OpenSlideSource.Open(imagePath, ImageSources.CoarsestAtLeast(probe.Levels.Select(l => (l.Width, l.Height)).ToArray(), page, mw, mh));
         }
-        else if (ImageSources.PyramidLevels(imagePath) is { Length: > 1 } levels && page < levels.Length)
+        else if (ImageSources.PyramidLevels(imagePath, series) is { Length: > 1 } levels && page < levels.Length)
         {
-            // a TIFF pyramid (reduced levels as SubIFDs or pages): the same choice among its levels
-            src = ImageSources.Open(imagePath, ImageSources.CoarsestAtLeast(levels, page, mw, mh));
+            // a TIFF or CZI pyramid (reduced levels as SubIFDs, pages or subsampled subblocks): the same choice among its levels
+            src = ImageSources.Open(imagePath, ImageSources.CoarsestAtLeast(levels, page, mw, mh), series);
         }
-        else src = ImageSources.Open(imagePath, page);
+        else src = ImageSources.Open(imagePath, page, series);
         using (src)
         {
             int C = Math.Min(3, src.Channels), SC = src.Channels, W = src.Width, H = src.Height;

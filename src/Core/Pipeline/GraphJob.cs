@@ -16,6 +16,9 @@ public sealed record GraphRequest
     public required string ImagePath { get; init; }
     public string? MaskPath { get; init; }
     public int Page { get; init; }
+    /// <summary>Which image of a file that holds several (a CZI's scene, a LIF's image; <see cref="ImageSources.Open"/>):
+    /// −1 the default.</summary>
+    public int Series { get; init; } = -1;
     public MaskMode MaskMode { get; init; } = MaskMode.Binary;
     /// <summary>Mask value meaning "unlabelled" (ignored in labels and class histograms).</summary>
     public int? IgnoreValue { get; init; }
@@ -146,6 +149,7 @@ public static class GraphJob
         if (req.K < 1 || req.K > 100) throw new ArgumentException($"k must be in [1, 100] (got {req.K})");
         if (!GraphRequest.FeatureSets.Contains(req.Features)) throw new ArgumentException($"features must be one of {string.Join(", ", GraphRequest.FeatureSets)} (got '{req.Features}')");
         if (req.Halo is < 0) throw new ArgumentException($"halo must be >= 0 pixels (got {req.Halo})");
+        if (req.Series < -1) throw new ArgumentException($"series must be an image's index, 0 or more (got {req.Series})");
         // masks are read as 0..65535: any other value could never mark a pixel unlabelled, silently
         if (req.IgnoreValue is < 0 or > 65535) throw new ArgumentException($"ignore value must be a mask value in [0, 65535] (got {req.IgnoreValue})");
     }
@@ -161,17 +165,17 @@ public static class GraphJob
     public static GraphJobManifest Prepare(string jobId, GraphRequest req, string workDir, IProgress<string>? progress = null, CancellationToken ct = default)
     {
         CheckRequest(req); // before the image is opened and its statistics gathered
-        using var img = ImageSources.Open(req.ImagePath, req.Page);
+        using var img = ImageSources.Open(req.ImagePath, req.Page, req.Series);
         if (req.MaskPath is { } mp)
         {
             using var mask = VipsImageSource.Open(mp, 0, firstBandOnly: true);
             if (mask.Width != img.Width || mask.Height != img.Height)
                 throw new InputFileException(mp, $"mask is {mask.Width}x{mask.Height} but image {req.ImagePath} is {img.Width}x{img.Height}");
         }
-        var stats = ImageStatistics.FromHistograms(HistogramPrefetch.Take(req.ImagePath, req.Page, img, progress, ct) ?? ImageSources.Histograms(img, req.ImagePath, req.Page, 0, progress, ct));
+        var stats = ImageStatistics.FromHistograms(HistogramPrefetch.Take(req.ImagePath, req.Page, img, progress, ct, req.Series) ?? ImageSources.Histograms(img, req.ImagePath, req.Page, 0, progress, ct, req.Series));
         string mode = req.Tissue ?? (IsBrightfieldSlide(req.ImagePath, img) ? "auto" : "none");
         TissueMap? tissue = null; string? source = null;
-        if (mode == "auto") { tissue = TissueDetector.Detect(req.ImagePath, req.Page, img.Width, img.Height); source = "detected"; }
+        if (mode == "auto") { tissue = TissueDetector.Detect(req.ImagePath, req.Page, img.Width, img.Height, req.Series); source = "detected"; }
         else if (mode != "none") { tissue = TissueDetector.FromFile(mode, img.Width, img.Height); source = Path.GetFullPath(mode); }
         return Prepare(jobId, req, workDir, img.Width, img.Height, img.Channels, img.BitDepth, stats, tissue, source);
     }

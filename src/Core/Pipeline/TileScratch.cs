@@ -160,7 +160,7 @@ public static class WarmScratches
     /// what it returns drops those no worker took.</summary>
     public static IDisposable Start(GraphRequest req, int count) => Start(() =>
     {
-        using var img = Imaging.ImageSources.Open(req.ImagePath, req.Page);
+        using var img = Imaging.ImageSources.Open(req.ImagePath, req.Page, req.Series);
         var grid = Superpixels.SeedGrid.For(img.Width, img.Height, req.Slic);
         var plan = Superpixels.TilePlan.Create(img.Width, img.Height, req.TileSize, GraphJob.HaloFor(req, grid));
         return (TileShape.For(plan, img.Channels, req.ExtraPlanes, req.MaskPath is not null), plan.Count);

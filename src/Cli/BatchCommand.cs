@@ -14,7 +14,9 @@ using Vips = NetVips;
 namespace ActorSeg.Cli;
 
 /// <summary>One slide of a batch, as the input named it.</summary>
-public sealed record BatchSlide(string Name, string Image, string? Mask, string? Split);
+/// <summary>A slide of a batch; <paramref name="Series"/>: which image of a file that holds several (a manifest's
+/// 'series' column; null: the default image).</summary>
+public sealed record BatchSlide(string Name, string Image, string? Mask, string? Split, int? Series = null);
 
 /// <summary>What happened to one slide. <paramref name="TissueFraction"/> and <paramref name="TilesSkipped"/> come from
 /// tissue detection (the job's summary) and are null where it did not report them.</summary>
@@ -23,7 +25,7 @@ public sealed record BatchRow(string Name, string Image, string? Mask, string? S
     double? TissueFraction = null, int? TilesSkipped = null);
 
 /// <summary>
-/// Reads a batch: a folder, a glob, or a CSV manifest (image[,mask][,split] with a header row). Rows that cannot run
+/// Reads a batch: a folder, a glob, or a CSV manifest (image[,mask][,split][,series] with a header row). Rows that cannot run
 /// (a missing file, a duplicate slide) are returned as rejected, with the reason; they never stop the others.
 /// </summary>
 public static class BatchInput
@@ -36,22 +38,22 @@ public static class BatchInput
 
     public static (List<BatchSlide> Slides, List<BatchRow> Rejected) Load(string source, string? masksDir)
     {
-        var rows = new List<(string Image, string? Mask, string? Split)>();
+        var rows = new List<(string Image, string? Mask, string? Split, int? Series)>();
         if (source.EndsWith(".csv", StringComparison.OrdinalIgnoreCase))
         {
             if (!File.Exists(source)) throw new FileNotFoundException($"{source}: manifest not found");
             var baseDir = Path.GetDirectoryName(Path.GetFullPath(source))!;
-            rows.AddRange(ReadManifest(source).Select(r => (Path.GetFullPath(r.Image, baseDir), r.Mask is { } m ? Path.GetFullPath(m, baseDir) : null, r.Split)));
+            rows.AddRange(ReadManifest(source).Select(r => (Path.GetFullPath(r.Image, baseDir), r.Mask is { } m ? Path.GetFullPath(m, baseDir) : null, r.Split, r.Series)));
         }
         else if (Directory.Exists(source))
         {
-            rows.AddRange(OneEachImage(Directory.GetFiles(source).Where(IsImage).Order(StringComparer.Ordinal).Select(Path.GetFullPath)).Select(f => (f, (string?)null, (string?)null)));
+            rows.AddRange(OneEachImage(Directory.GetFiles(source).Where(IsImage).Order(StringComparer.Ordinal).Select(Path.GetFullPath)).Select(f => (f, (string?)null, (string?)null, (int?)null)));
         }
         else if (source.IndexOfAny(['*', '?']) >= 0)
         {
             var dir = Path.GetDirectoryName(Path.GetFullPath(source))!;
             if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"{dir}: no such directory (from the pattern {source})");
-            rows.AddRange(OneEachImage(Directory.GetFiles(dir, Path.GetFileName(source)).Where(IsImage).Order(StringComparer.Ordinal)).Select(f => (f, (string?)null, (string?)null)));
+            rows.AddRange(OneEachImage(Directory.GetFiles(dir, Path.GetFileName(source)).Where(IsImage).Order(StringComparer.Ordinal)).Select(f => (f, (string?)null, (string?)null, (int?)null)));
         }
         else throw new FileNotFoundException($"{source}: not a directory, a glob pattern or a .csv manifest");
         if (rows.Count == 0) throw new FileNotFoundException($"{source}: no images");
@@ -60,28 +62,30 @@ public static class BatchInput
         var rejected = new List<BatchRow>();
         var seenImages = new HashSet<string>(StringComparer.Ordinal);
         var seenNames = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (img, mask0, split) in rows)
+        foreach (var (img, mask0, split, series) in rows)
         {
-            var name = Path.GetFileNameWithoutExtension(img);
+            // image N of a file of several: its own slide, named after the file and the series
+            var name = Path.GetFileNameWithoutExtension(img) + (series is { } n ? $"_s{n}" : "");
             var mask = mask0 ?? (masksDir is null ? null : FindMask(masksDir, name));
             string? why = Directory.Exists(img) ? $"{img}: a folder, not an image"
                 : !File.Exists(img) ? $"{img}: image not found"
                 : mask is not null && Directory.Exists(mask) ? $"{mask}: a folder, not a mask"
                 : mask is not null && !File.Exists(mask) ? $"{mask}: mask not found"
-                : !seenImages.Add(img) ? $"{img}: duplicate slide (listed before)"
+                : !seenImages.Add(series is { } sn ? $"{img}\0{sn}" : img) ? $"{img}{(series is { } sd ? $" series {sd}" : "")}: duplicate slide (listed before)"
                 : !seenNames.Add(name) ? $"{img}: another slide is already named '{name}' (outputs would collide)"
                 : null;
-            if (why is null) slides.Add(new BatchSlide(name, img, mask, split));
+            if (why is null) slides.Add(new BatchSlide(name, img, mask, split, series));
             else rejected.Add(new BatchRow(name, img, mask, split, "rejected", why));
         }
         return (slides, rejected);
     }
 
     /// <summary>A manifest read by a real CSV parser (quoted fields with commas, quotes or line breaks; # comments;
-    /// blank lines): a header row with an 'image' column and optionally 'mask' and 'split', in any order and case.</summary>
-    public static List<(string Image, string? Mask, string? Split)> ReadManifest(string path)
+    /// blank lines): a header row with an 'image' column and optionally 'mask', 'split' and 'series' (which image of a
+    /// CZI or LIF file that holds several, from 0; empty: the default), in any order and case.</summary>
+    public static List<(string Image, string? Mask, string? Split, int? Series)> ReadManifest(string path)
     {
-        var rows = new List<(string, string?, string?)>();
+        var rows = new List<(string, string?, string?, int?)>();
         using var parser = new Microsoft.VisualBasic.FileIO.TextFieldParser(path)
         {
             TextFieldType = Microsoft.VisualBasic.FileIO.FieldType.Delimited, Delimiters = [","], HasFieldsEnclosedInQuotes = true,
@@ -102,15 +106,19 @@ public static class BatchInput
             catch (Microsoft.VisualBasic.FileIO.MalformedLineException e) { throw new InvalidDataException($"{path}, line {e.LineNumber}: not a readable CSV row ({e.Message})", e); }
         }
         var header = Next()?.Select(h => h.Trim().ToLowerInvariant()).ToList() ?? throw new InvalidDataException($"{path}: the manifest is empty");
-        int ii = header.IndexOf("image"), mi = header.IndexOf("mask"), si = header.IndexOf("split");
-        if (ii < 0) throw new InvalidDataException($"{path}: the first row must be a header with an 'image' column (and optionally 'mask', 'split')");
+        int ii = header.IndexOf("image"), mi = header.IndexOf("mask"), si = header.IndexOf("split"), ni = header.IndexOf("series");
+        if (ii < 0) throw new InvalidDataException($"{path}: the first row must be a header with an 'image' column (and optionally 'mask', 'split', 'series')");
         while (Next() is { } f)
         {
             string? Get(int i) => i >= 0 && i < f.Length && f[i].Length > 0 ? f[i] : null;
             var img = Get(ii) ?? throw new InvalidDataException($"{path}, line {line}: no image");
             if (f.Any(x => x.Contains('\0')))
                 throw new InvalidDataException($"{path}, line {line}: a field holds a NUL character (a binary file, or a manifest saved in UTF-16?)");
-            rows.Add((img, Get(mi), Get(si)));
+            int? series = null;
+            if (Get(ni) is { } sv)
+                series = int.TryParse(sv, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n) && n <= 1_000_000 ? n
+                    : throw new InvalidDataException($"{path}, line {line}: series '{sv}' is not an image's index (0, 1, 2, …)");
+            rows.Add((img, Get(mi), Get(si), series));
         }
         return rows;
     }
@@ -181,7 +189,7 @@ public static class BatchCommand
 {
     public static Command Create(Option<bool> verbose)
     {
-        var source = new Argument<string?>("SOURCE") { Description = "A folder of slides, a glob ('/data/slides/*.tif'), or a CSV manifest with a header: image[,mask][,split]. Not with --attach.", Arity = ArgumentArity.ZeroOrOne };
+        var source = new Argument<string?>("SOURCE") { Description = "A folder of slides, a glob ('/data/slides/*.tif'), or a CSV manifest with a header: image[,mask][,split][,series] (series: which image of a CZI or LIF file that holds several, from 0). Not with --attach.", Arity = ArgumentArity.ZeroOrOne };
         var output = new Option<string?>("--out", "-o") { Description = "Batch directory: slides/NAME/ per slide (mask.tif, overlay.png, graph/, metrics.json, slide.json), summary.csv, report.html. Required unless --attach." };
         var model = new Option<string?>("--model", "-m") { Description = "Segment with this model (best.model); without it the batch builds graphs only." };
         var masks = new Option<string?>("--masks") { Description = "A folder of masks paired with the slides by base name (a manifest names its own)." };
@@ -270,13 +278,14 @@ public static class BatchCommand
             var mask = s.Mask is null ? null : SafePaths.Canonical(s.Mask, "mask");
             try
             {
-                var (l, _, channels, reading) = Resolution(image, level, mpp);
+                var (l, _, channels, reading) = Resolution(image, level, mpp, s.Series ?? -1);
                 readings[s.Name] = reading;
                 // a slide whose channels give other features than the model's fails here, before its graph is built
                 if (spec is not null && SegmentCommand.ChannelMismatch(spec, model!, channels) is { } why) throw new InputFileException(image, why);
                 if (spec?.ScaleMismatch(reading.Mpp?.X) is { } scale) Log.Warning("Slide {Slide}: {Why}", s.Name, scale);
                 slides.Add(new BatchSlideSpec(s.Name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", s.Name), Page: l, Spacing: sp, TileSize: tileSize,
-                    WriteNodeMap: model is not null, ModelPath: model, Features: spec?.FeatureSet ?? "texture", Tissue: tissue, Objects: objects, Simplify: simplify), s.Split));
+                    WriteNodeMap: model is not null, ModelPath: model, Features: spec?.FeatureSet ?? "texture", Tissue: tissue, Objects: objects, Simplify: simplify,
+                    Series: s.Series), s.Split));
             }
             catch (Exception e) when (e is InputFileException or NetVips.VipsException)
             {
@@ -427,14 +436,14 @@ public static class BatchCommand
 
     /// <summary>The level a slide is read at and its microns per pixel there (whole slides and OME-TIFF pyramids; other
     /// images: full resolution, pixel size from the file when it has one), and how it is read there.</summary>
-    private static (int Level, double? Mpp, int Channels, Reading Reading) Resolution(string image, int level, double? mpp)
+    private static (int Level, double? Mpp, int Channels, Reading Reading) Resolution(string image, int level, double? mpp, int series = -1)
     {
         // an OME-TIFF pyramid (reduced levels as SubIFDs) is read at the level asked, as a slide is; other images at full resolution
-        int l = ImageSources.IsSlide(image) || ImageSources.PyramidLevels(image).Length > 1 ? GraphCommand.LevelFor(image, level, mpp) : 0;
+        int l = ImageSources.IsSlide(image) || ImageSources.PyramidLevels(image, series).Length > 1 ? GraphCommand.LevelFor(image, level, mpp, series) : 0;
         Reading reading;
         // a bad file fails here, naming the file and the problem (an OME-TIFF: all its channels; a slide: its metadata only)
-        using (var src = ImageSources.IsSlide(image) ? (IRegionSource)OpenSlideSource.Open(image, l, direct: false) : ImageSources.Open(image, l))
-            reading = new Reading(src.Width, src.Height, src.Channels, src.BitDepth, PixelSize.MicronsPerPixel(image, l)); // (OpenSlide's, an OME-TIFF's PhysicalSize, else the resolution tags)
+        using (var src = ImageSources.IsSlide(image) ? (IRegionSource)OpenSlideSource.Open(image, l, direct: false) : ImageSources.Open(image, l, series))
+            reading = new Reading(src.Width, src.Height, src.Channels, src.BitDepth, PixelSize.MicronsPerPixel(image, l, series)); // (OpenSlide's, an OME-TIFF's PhysicalSize, else the resolution tags)
         return (l, reading.Mpp?.X, reading.Channels, reading);
     }
 
@@ -473,9 +482,9 @@ public static class BatchCommand
     }
 
     /// <summary>The microns per pixel of a slide at the level it was read, or null where unknown or unreadable.</summary>
-    private static double? MicronsPerPixel(string image, int level)
+    private static double? MicronsPerPixel(string image, int level, int series = -1)
     {
-        try { return Resolution(image, level, null).Mpp; }
+        try { return Resolution(image, level, null, series).Mpp; }
         catch (Exception e) when (e is InputFileException or NetVips.VipsException or IOException) { return null; }
     }
 
@@ -541,7 +550,7 @@ public static class BatchCommand
             var s = slide.Spec;
             var dir = s.OutDir;
             if (o.Status == "failed") return new BatchRow(slide.Name, s.ImagePath, s.MaskPath, slide.Split, "failed", o.Error, Level: s.Page);
-            double? um = MicronsPerPixel(s.ImagePath, s.Page);
+            double? um = MicronsPerPixel(s.ImagePath, s.Page, s.Series ?? -1);
             PixelMetrics? Stored() => File.Exists(Path.Combine(dir, "metrics.json")) ? JsonSerializer.Deserialize<PixelMetrics>(File.ReadAllText(Path.Combine(dir, "metrics.json"))) : null;
             var record = DoneRecord(s, hashes);
             if (o.Status == "skipped")
@@ -587,7 +596,7 @@ public static class BatchCommand
             var byNodes = PixelMetrics.FromHistograms([(hist.AsSpan<long>().ToArray(), hist.Shape[1], pred)], modelSpec.Classes);
             // the confusion matrix counted over the painted mask and the ground truth, band by band, with the error map on the way
             var cmp = MaskComparison.Compare(o.MaskPath ?? Path.Combine(dir, AssignmentPaths.MaskFile), s.MaskPath!, modelSpec.Classes,
-                errorMapPng: Path.Combine(dir, BatchReport.ErrorMapFile), image: s.ImagePath);
+                errorMapPng: Path.Combine(dir, BatchReport.ErrorMapFile), image: s.ImagePath, series: s.Series ?? -1);
             var pm = PixelMetrics.FromConfusion(cmp.Confusion, modelSpec.Classes, byNodes.SuperpixelCeiling);
             // the graph counts tissue only; the mask counts glass too (as class 0); a refined mask is not the nodes' classes
             if (o.TissueFraction is null && !Refined(dir) && !pm.Confusion.SequenceEqual(byNodes.Confusion))

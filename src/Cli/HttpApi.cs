@@ -18,7 +18,7 @@ public sealed record HttpJobRequest(string? JobId, string Image, string? Mask, s
 
 /// <summary>One slide of a batch submitted over HTTP: its image, optionally its ground-truth mask, its name (default: the
 /// image's file name without extension; its folder is OUT/slides/NAME) and its split (only reported).</summary>
-public sealed record HttpBatchSlide(string Image, string? Mask = null, string? Name = null, string? Split = null);
+public sealed record HttpBatchSlide(string Image, string? Mask = null, string? Name = null, string? Split = null, int? Series = null);
 
 /// <summary>A batch as submitted over HTTP (paths must lie inside the data roots): its folder, its slides, and the parameters every slide's job gets.</summary>
 public sealed record HttpBatchRequest(string? BatchId, string Out, HttpBatchSlide[]? Slides, string? Model = null, int? TileSize = null, double? Spacing = null,
@@ -177,11 +177,12 @@ public static class HttpApi
                     if (!File.Exists(image)) return Error(400, $"{sl.Image}: image not found");
                     var mask = sl.Mask is null ? null : roots.Confine(sl.Mask, "mask");
                     if (mask is not null && !File.Exists(mask)) return Error(400, $"{sl.Mask}: mask not found");
-                    var name = sl.Name ?? Path.GetFileNameWithoutExtension(image);
+                    var name = sl.Name ?? Path.GetFileNameWithoutExtension(image) + (sl.Series is { } n ? $"_s{n}" : "");
                     if (JobIds.InvalidSlideName(name) is { } badName) return Error(400, badName);
                     slides.Add(new BatchSlideSpec(name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", name), Page: req.Level ?? 0,
                         Spacing: req.Spacing ?? (ms?.SeedSpacing > 0 ? ms.SeedSpacing : 40.96), TileSize: req.TileSize ?? 2048, WriteNodeMap: model is not null,
-                        ModelPath: model, Features: ms?.FeatureSet ?? "texture", Tissue: tissue, Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0), sl.Split));
+                        ModelPath: model, Features: ms?.FeatureSet ?? "texture", Tissue: tissue, Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0,
+                        Series: sl.Series), sl.Split));
                 }
                 // the same request again is the same batch (it attaches); the digest is of the request, canonical (this door reads no file contents)
                 var digest = Convert.ToHexString(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(new { outDir, slides }))).ToLowerInvariant();

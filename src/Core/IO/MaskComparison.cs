@@ -27,7 +27,7 @@ public static class MaskComparison
     /// <param name="image">the segmented image, drawn in grey under the errors</param>
     /// <param name="maxSide">the error map's longer side (as the overlay's)</param>
     public static Result Compare(string predictedMask, string truthMask, int classes, MaskMode mode = MaskMode.Binary, int? ignoreValue = null,
-        string? errorMapPng = null, string? image = null, int maxSide = 1536)
+        string? errorMapPng = null, string? image = null, int maxSide = 1536, int series = -1)
     {
         if (classes < 1 || classes > 255) throw new ArgumentOutOfRangeException(nameof(classes), $"{classes} classes");
         using var pred = VipsImageSource.Open(predictedMask, 0, firstBandOnly: true);
@@ -76,15 +76,15 @@ public static class MaskComparison
                 }
             }
         }
-        if (map) WriteMap(errorMapPng!, image ?? throw new ArgumentNullException(nameof(image)), W, H, scale, tw, th, counts);
+        if (map) WriteMap(errorMapPng!, image ?? throw new ArgumentNullException(nameof(image)), W, H, scale, tw, th, counts, series);
         return new Result(cm, classes, unlabelled, fp, fn, wrong, map ? tw : 0, map ? th : 0);
     }
 
-    private static void WriteMap(string png, string image, int W, int H, double scale, int tw, int th, int[] counts)
+    private static void WriteMap(string png, string image, int W, int H, double scale, int tw, int th, int[] counts, int series)
     {
         byte[] grey;
         int gw, gh;
-        using (var small = MaskPainter.Preview(image, W, H, scale)) // one streaming pass over the image (a whole slide: a coarse level)
+        using (var small = MaskPainter.Preview(image, W, H, scale, series)) // one streaming pass over the image (a whole slide: a coarse level)
         {
             double lo = small.Percent(1), hi = small.Percent(99);
             if (hi <= lo) hi = lo + 1;

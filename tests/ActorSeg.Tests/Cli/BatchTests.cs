@@ -21,6 +21,51 @@ public class BatchTests(ITestOutputHelper output) : TempDirTest("batch")
     }
 
     [Fact]
+    public void ABatchManifest_ChoosesTheImagesOfALif_ByItsSeriesColumn()
+    {
+        var model = Model();
+        var d = Directory.CreateDirectory(Path.Combine(_dir, "lif")).FullName;
+        // two colony fields, each with its mask, as the two images of one LIF project (the second at 0.25 µm per pixel)
+        var images = new List<ActorSeg.Tests.IO.LifImage>();
+        foreach (var (name, w, h, seed, um) in new[] { ("a", 400, 300, 21, 0.5), ("b", 520, 380, 22, 0.25) })
+        {
+            string tif = Path.Combine(d, $"{name}.tif");
+            SyntheticMicroscopy.Generate(new SyntheticSpec(w, h, SyntheticKind.Colonies, 16, 1, seed), tif, Path.Combine(d, $"{name}_mask.tif"));
+            var px = new ushort[w * h];
+            using (var src = ImageSources.Open(tif)) src.ReadRegion(0, 0, w, h, px);
+            images.Add(ActorSeg.Tests.IO.LifWriter.OneChannel(name, w, h, um, px, 16));
+        }
+        ActorSeg.Tests.IO.LifWriter.Write(Path.Combine(d, "project.lif"), images);
+        var manifest = Path.Combine(_dir, "series.csv");
+        File.WriteAllText(manifest, "image,mask,series\n" +
+            "lif/project.lif,lif/a_mask.tif,0\n" +
+            "lif/project.lif,lif/b_mask.tif,1\n" +
+            "lif/project.lif,,7\n" +          // an image the project does not hold
+            "lif/project.lif,lif/b_mask.tif,1\n"); // listed twice
+        var outDir = Path.Combine(_dir, "out-series");
+        var r = TestPaths.RunCli("batch", manifest, "--out", outDir, "--model", model, "--tile-size", "256");
+        output.WriteLine(r.Stderr);
+        Assert.Equal(1, r.ExitCode);
+        var rows = Summary(outDir);
+        Assert.Equal(["project_s0", "project_s1", "project_s1", "project_s7"], rows.Select(x => x[0]).Order(StringComparer.Ordinal));
+        string[] Row(string name, string status) => Assert.Single(rows, x => x[0] == name && x[4] == status);
+        Row("project_s0", "done");
+        var s1 = Row("project_s1", "done");
+        Assert.Contains("holds 2 image(s) (series 0..1); series 7 does not exist", Row("project_s7", "failed")[5]);
+        Assert.Contains("series 1: duplicate slide", Row("project_s1", "rejected")[5]);
+        // image 1's own size and pixel size in its mask, and its colonies found against its own mask
+        using (var mask = Vips.Image.NewFromFile(Path.Combine(outDir, "slides", "project_s1", "mask.tif")))
+        {
+            Assert.Equal((520, 380), (mask.Width, mask.Height));
+            Assert.Equal(4000.0, mask.Xres, 1); // 0.25 µm per pixel, in pixels per millimetre
+        }
+        Assert.True(double.Parse(s1[8], System.Globalization.CultureInfo.InvariantCulture) > 0.8, string.Join(',', s1));
+        Assert.Equal("0.25", s1[13]);
+        foreach (var f in new[] { "overlay.png", "objects.geojson", "metrics.json" })
+            Assert.True(File.Exists(Path.Combine(outDir, "slides", "project_s1", f)), f);
+    }
+
+    [Fact]
     public void ABatch_RunsEverySlideAlone_KeepsThePixelSize_SkipsFinishedSlides_AndReports()
     {
         var model = Model();
@@ -156,7 +201,7 @@ public class BatchTests(ITestOutputHelper output) : TempDirTest("batch")
     {
         var good = Path.Combine(_dir, "good.csv");
         File.WriteAllText(good, "# slides\nimage,mask\n\"a, b.tif\",\"m \"\"1\"\".tif\"\n\nc.tif,\n");
-        Assert.Equal([("a, b.tif", (string?)"m \"1\".tif", (string?)null), ("c.tif", null, null)], ActorSeg.Cli.BatchInput.ReadManifest(good));
+        Assert.Equal([("a, b.tif", (string?)"m \"1\".tif", (string?)null, (int?)null), ("c.tif", null, null, null)], ActorSeg.Cli.BatchInput.ReadManifest(good));
         var open = Path.Combine(_dir, "open.csv");
         File.WriteAllText(open, "image\na.tif\n\"b.tif\" trailing\n");
         var e = Assert.Throws<InvalidDataException>(() => ActorSeg.Cli.BatchInput.ReadManifest(open));

@@ -15,6 +15,15 @@ internal sealed record LifImage(string Name, int[] ChannelBits, long[] ChannelIn
 /// </summary>
 internal static class LifWriter
 {
+    /// <summary>A one-channel image of <paramref name="w"/> × <paramref name="h"/> 16-bit samples (of
+    /// <paramref name="bits"/> significant bits) at <paramref name="um"/> µm per pixel.</summary>
+    public static LifImage OneChannel(string name, int w, int h, double um, ushort[] samples, int bits = 12)
+    {
+        var mem = new byte[w * h * 2];
+        Buffer.BlockCopy(samples, 0, mem, 0, mem.Length);
+        return new LifImage(name, [bits], [0], [(1, w, 2, (w - 1) * um * 1e-6), (2, h, 2L * w, (h - 1) * um * 1e-6)], mem);
+    }
+
     public static void Write(string path, IReadOnlyList<LifImage> images, int version = 2)
     {
         var I = CultureInfo.InvariantCulture;

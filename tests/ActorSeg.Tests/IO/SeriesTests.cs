@@ -14,13 +14,7 @@ public class SeriesTests() : TempDirTest("series")
     private static ushort[] Samples(int w, int h, int seed) =>
         [.. Enumerable.Range(0, w * h).Select(i => (ushort)((i % w * 13 + i / w * 29 + seed * 1000 + (i * seed) % 17 * 40) % 4096))];
 
-    /// <summary>A one-channel 12-bit LIF image of <paramref name="w"/> × <paramref name="h"/> at <paramref name="um"/> µm per pixel.</summary>
-    private static LifImage LifOne(string name, int w, int h, double um, ushort[] samples)
-    {
-        var mem = new byte[w * h * 2];
-        Buffer.BlockCopy(samples, 0, mem, 0, mem.Length);
-        return new LifImage(name, [12], [0], [(1, w, 2, (w - 1) * um * 1e-6), (2, h, 2L * w, (h - 1) * um * 1e-6)], mem);
-    }
+    private static LifImage LifOne(string name, int w, int h, double um, ushort[] samples) => LifWriter.OneChannel(name, w, h, um, samples);
 
     [Fact]
     public void ALifsImageN_IsReadWithItsOwnSizeAndPixelSize_AndOneItDoesNotHoldIsRefused()

@@ -168,8 +168,8 @@ public sealed class CziSource : IRegionSource
         // full resolution; the pyramid's subblocks of the same plane make its reduced levels
         var scenes = full.Select(e => e.Index('S')).Distinct().OrderBy(s => s).ToList();
         Scenes = scenes.Count;
-        SceneList = [.. scenes.Select(sc => full.Where(e => e.Index('S') == sc) is var g
-            ? (sc, g.Max(e => (long)e.X + e.W) - g.Min(e => (long)e.X), g.Max(e => (long)e.Y + e.H) - g.Min(e => (long)e.Y)) : default)];
+        SceneList = [.. full.GroupBy(e => e.Index('S')).OrderBy(g => g.Key)
+            .Select(g => (g.Key, g.Max(e => (long)e.X + e.W) - g.Min(e => (long)e.X), g.Max(e => (long)e.Y + e.H) - g.Min(e => (long)e.Y)))];
         if (scene >= scenes.Count)
             throw new InputFileException(path, $"holds {scenes.Count} scene(s) (series 0..{scenes.Count - 1}); series {scene} does not exist (actorseg info lists them)");
         ScenesRead = scene < 0 && ScenesTogether(full, scenes) ? scenes.Count : 1;

@@ -144,7 +144,7 @@ public sealed class LifSource : IRegionSource
         static long Extent(XElement e, int dim) => long.TryParse((string?)e.Element("Data")?.Element("Image")?.Element("ImageDescription")?.Element("Dimensions")
             ?.Elements("DimensionDescription").FirstOrDefault(d => (string?)d.Attribute("DimID") == dim.ToString(CultureInfo.InvariantCulture))?.Attribute("NumberOfElements"),
             NumberStyles.Integer, CultureInfo.InvariantCulture, out long n) ? n : 0;
-        ImageList = [.. images.Select(e => (NameOf(e), Extent(e, 1), Extent(e, 2)))];
+        ImageList = [.. images.Select(e => (NameOf(e), Extent(e, 1), Extent(e, 2) is > 0 and var y ? y : Extent(e, 3)))]; // (an XZ scan's rows are its Z)
         if (chosen >= images.Count)
             throw new InputFileException(path, $"holds {images.Count} image(s) (series 0..{images.Count - 1}); series {chosen} does not exist (actorseg info lists them)");
         var image = images[Math.Max(0, chosen)];

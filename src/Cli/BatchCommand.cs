@@ -36,7 +36,9 @@ public static class BatchInput
         // Zeiss CZI and Leica LIF, read by ActorSeg itself
         ".czi", ".lif"];
 
-    public static (List<BatchSlide> Slides, List<BatchRow> Rejected) Load(string source, string? masksDir)
+    /// <param name="allSeries">folders and globs: every image of a Zeiss CZI or Leica LIF file that holds several (a
+    /// plate's wells, a project's fields) as a slide of its own, named FILE_sN (a manifest names its series itself)</param>
+    public static (List<BatchSlide> Slides, List<BatchRow> Rejected) Load(string source, string? masksDir, bool allSeries = false)
     {
         var rows = new List<(string Image, string? Mask, string? Split, int? Series)>();
         if (source.EndsWith(".csv", StringComparison.OrdinalIgnoreCase))
@@ -57,6 +59,9 @@ public static class BatchInput
         }
         else throw new FileNotFoundException($"{source}: not a directory, a glob pattern or a .csv manifest");
         if (rows.Count == 0) throw new FileNotFoundException($"{source}: no images");
+        if (allSeries && !source.EndsWith(".csv", StringComparison.OrdinalIgnoreCase))
+            rows = [.. rows.SelectMany(r => SeriesOf(r.Image) is var n and > 1
+                ? Enumerable.Range(0, n).Select(i => (r.Image, r.Mask, r.Split, (int?)i)) : [r])];
 
         var slides = new List<BatchSlide>();
         var rejected = new List<BatchRow>();
@@ -162,6 +167,19 @@ public static class BatchInput
 
     private static bool IsImage(string f) => Extensions.Any(e => f.EndsWith(e, StringComparison.OrdinalIgnoreCase));
 
+    /// <summary>How many images a CZI (its scenes) or LIF file holds; 1 for any other file, or one that cannot be read
+    /// (its slide then fails with the reason).</summary>
+    private static int SeriesOf(string path)
+    {
+        try
+        {
+            if (CziSource.IsCzi(path)) { using var c = CziSource.Open(path, 0, 0); return c.Scenes; }
+            if (LifSource.IsLif(path)) { using var l = LifSource.Open(path, 0, 0); return l.Images; }
+        }
+        catch (Exception e) when (e is InputFileException or IOException or UnauthorizedAccessException) { }
+        return 1;
+    }
+
     private static string? FindMask(string dir, string name) =>
         Directory.Exists(dir) ? Directory.GetFiles(dir).FirstOrDefault(f => IsImage(f) && Path.GetFileNameWithoutExtension(f) == name) : null;
 }
@@ -207,9 +225,10 @@ public static class BatchCommand
         var tissue = GraphCommand.TissueOption();
         var objects = ObjectFlags.Format();
         var simplify = ObjectFlags.Simplify();
+        var allSeries = new Option<bool>("--all-series") { Description = "A folder or glob: every image of a Zeiss CZI or Leica LIF file that holds several (a plate's wells, a project's images) is a slide of its own, FILE_sN (masks in --masks by that name); without it each file's default image." };
         var cmd = new Command("batch", "Run a whole slide collection as one journaled batch: every slide succeeds or fails alone; nothing runs twice when the batch is submitted again (a client that died, a second client); finished slides are skipped by a new batch; a summary CSV and an HTML report at the end.")
         {
-            source, output, model, masks, coordinator, workers, parallel, tileSize, spacing, level, mpp, tissue, objects, simplify, batchId, detach, attach, timeout,
+            source, output, model, masks, coordinator, workers, parallel, tileSize, spacing, level, mpp, tissue, objects, simplify, batchId, detach, attach, timeout, allSeries,
         };
         var tls = TlsFlags.Create();
         tls.AddTo(cmd);
@@ -230,7 +249,7 @@ public static class BatchCommand
                 if (pr.GetValue(detach) && coord is null) return Usage("--detach needs a cluster (--coordinator): in this process the batch would stop with it");
                 return await RunAsync(src, Path.GetFullPath(outDir), pr.GetValue(model) is { } m ? Path.GetFullPath(m) : null,
                     pr.GetValue(masks), coord, pr.GetValue(workers), Math.Max(1, pr.GetValue(parallel)), pr.GetValue(tileSize), pr.GetValue(spacing), ct, tls.Read(pr), pr.GetValue(level), pr.GetValue(mpp),
-                    GraphCommand.TissueValue(pr.GetValue(tissue)), pr.GetValue(objects)!, pr.GetValue(simplify), pr.GetValue(batchId), pr.GetValue(detach), connect);
+                    GraphCommand.TissueValue(pr.GetValue(tissue)), pr.GetValue(objects)!, pr.GetValue(simplify), pr.GetValue(batchId), pr.GetValue(detach), connect, pr.GetValue(allSeries));
             }
             catch (Exception e) when (ExitCodes.IsInputError(e) || e is IOException)
             {
@@ -249,10 +268,10 @@ public static class BatchCommand
 
     public static async Task<int> RunAsync(string source, string outDir, string? model, string? masks, string? coordinator, int workers,
         int parallel, int tileSize, double? spacing, CancellationToken ct, TlsOptions? tls = null, int level = 0, double? mpp = null, string? tissue = null,
-        string objects = "geojson", double simplify = 0, string? batchId = null, bool detach = false, TimeSpan? connectTimeout = null)
+        string objects = "geojson", double simplify = 0, string? batchId = null, bool detach = false, TimeSpan? connectTimeout = null, bool allSeries = false)
     {
         var sw = Stopwatch.StartNew();
-        var (input, rejected) = BatchInput.Load(source, masks);
+        var (input, rejected) = BatchInput.Load(source, masks, allSeries);
         foreach (var r in rejected) Log.Warning("Slide {Slide} rejected: {Reason}", r.Name, r.Reason);
         ModelSpec? spec = null;
         if (model is not null) spec = ModelFile.Load(model).Spec; // a bad model fails the batch before any work

@@ -90,6 +90,28 @@ public class SeriesTests() : TempDirTest("series")
     }
 
     [Fact]
+    public void ABatchFolder_WithAllSeries_TakesEveryImageOfEveryCziAndLif_AsASlide()
+    {
+        var folder = Directory.CreateDirectory(Path.Combine(_dir, "plates")).FullName;
+        CziWriter.Write(Path.Combine(folder, "plate.czi"), CziWriter.Gray16, [new CziBlock(0, 0, 10, 8, Samples(10, 8, 1), S: 0),
+            new CziBlock(20000, 0, 10, 8, Samples(10, 8, 2), S: 1), new CziBlock(40000, 0, 10, 8, Samples(10, 8, 3), S: 2)]);
+        LifWriter.Write(Path.Combine(folder, "project.lif"), [LifOne("a", 12, 9, 0.5, Samples(12, 9, 4)), LifOne("b", 14, 9, 0.5, Samples(14, 9, 5))]);
+        using (var img = NetVips.Image.Black(16, 12)) img.Tiffsave(Path.Combine(folder, "one.tif"));
+        var masks = Directory.CreateDirectory(Path.Combine(_dir, "masks")).FullName;
+        using (var m = NetVips.Image.Black(10, 8)) m.Tiffsave(Path.Combine(masks, "plate_s1.tif"));
+
+        var (slides, rejected) = ActorSeg.Cli.BatchInput.Load(folder, masks, allSeries: true);
+        Assert.Empty(rejected);
+        Assert.Equal(["one", "plate_s0", "plate_s1", "plate_s2", "project_s0", "project_s1"], slides.Select(x => x.Name).Order(StringComparer.Ordinal));
+        Assert.Equal([null, 0, 1, 2, 0, 1], slides.OrderBy(x => x.Name, StringComparer.Ordinal).Select(x => x.Series));
+        Assert.Equal(Path.Combine(masks, "plate_s1.tif"), slides.Single(x => x.Name == "plate_s1").Mask);
+        // without it, each file's default image
+        var (plain, _) = ActorSeg.Cli.BatchInput.Load(folder, null);
+        Assert.Equal(["one", "plate", "project"], plain.Select(x => x.Name).Order(StringComparer.Ordinal));
+        Assert.All(plain, x => Assert.Null(x.Series));
+    }
+
+    [Fact]
     public void ASeriesOfAFileOfOneImage_IsRefused_ButSeries0IsThatImage()
     {
         var tif = Path.Combine(_dir, "one.tif");

@@ -26,6 +26,18 @@ public class JobLimitsTests() : TempDirTest("joblimits")
     }
 
     [Theory]
+    [InlineData(-2)]
+    [InlineData(int.MinValue)]
+    public void ANegativeSeries_IsRefused_AsNoImagesIndex(int series)
+    {
+        // a job sent over the cluster port or POST /jobs with any series: -1 (or none) is the default image, below that nothing
+        var e = Assert.Throws<ArgumentException>(() => Prepare(new GraphRequest { ImagePath = "x.tif", Series = series }));
+        Assert.Contains($"series must be an image's index, 0 or more (got {series})", e.Message);
+        Prepare(new GraphRequest { ImagePath = "x.tif", Series = -1 });
+        Assert.Equal(-1, ActorSeg.Coordinator.GraphCoordinatorActor.ToRequest(new ActorSeg.Messages.GraphJobSpec("/x.tif", null, "/o")).Series);
+    }
+
+    [Theory]
     [InlineData(-1)]
     [InlineData(65536)]
     [InlineData(70000)]

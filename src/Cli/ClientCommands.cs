@@ -103,14 +103,14 @@ public static class ClientCommands
         {
             Logging.Configure(pr.GetValue(verbose));
             int lv;
-            try { lv = GraphCommand.LevelFor(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(level), pr.GetValue(mpp), pr.GetValue(series)); }
+            try { lv = GraphCommand.LevelFor(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(level), pr.GetValue(mpp), pr.GetValue(series) ?? -1); }
             catch (Core.Imaging.InputFileException e) { Log.Error("{Error}", e.Message); return ExitCodes.Failed; }
             var spec = new GraphJobSpec(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(mask) is { } m ? Path.GetFullPath(m) : null, Page: lv, OutDir:
                 Path.GetFullPath(pr.GetValue(output)!), Spacing: pr.GetValue(spacing), TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo),
                 Features: pr.GetValue(features)!, KeepWork: pr.GetValue(keepWork), ModelPath: pr.GetValue(model) is { } mp ? Path.GetFullPath(mp) : null,
                 // a tissue mask is a path on the cluster's shared storage: the coordinator checks it
                 Tissue: pr.GetValue(tissue) is { } tv and not ("auto" or "none") ? Path.GetFullPath(tv) : pr.GetValue(tissue),
-                Objects: pr.GetValue(objects)!, Simplify: pr.GetValue(simplify), Series: pr.GetValue(series) is var sv and >= 0 ? sv : null);
+                Objects: pr.GetValue(objects)!, Simplify: pr.GetValue(simplify), Series: pr.GetValue(series));
             var id = pr.GetValue(jobId) ?? JobIds.New();
             // a model trained at another resolution: said here as `segment` says it, where this machine sees the files (the
             // cluster reads them on its shared storage, and checks them itself)

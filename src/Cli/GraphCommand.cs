@@ -109,7 +109,7 @@ public static class GraphCommand
         {
             Logging.Configure(pr.GetValue(verbose));
             int level; string? tissueMode;
-            try { level = LevelFor(pr.GetValue(image)!.FullName, pr.GetValue(page), pr.GetValue(mpp), pr.GetValue(series)); tissueMode = TissueValue(pr.GetValue(tissue)); }
+            try { level = LevelFor(pr.GetValue(image)!.FullName, pr.GetValue(page), pr.GetValue(mpp), pr.GetValue(series) ?? -1); tissueMode = TissueValue(pr.GetValue(tissue)); }
             catch (InputFileException e) { Log.Error("{Error}", e.Message); return ExitCodes.Failed; }
             var spec = new GraphJobSpec(
                 ImagePath: pr.GetValue(image)!.FullName, MaskPath: pr.GetValue(mask)?.FullName, OutDir: pr.GetValue(output)!.FullName,
@@ -118,7 +118,7 @@ public static class GraphCommand
                 Iterations: pr.GetValue(iterations), WindowFactor: pr.GetValue(window), MinSizeFactor: pr.GetValue(minSize),
                 TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo), K: pr.GetValue(k),
                 WriteNodeMap: !pr.GetValue(noNodeMap), KeepWork: pr.GetValue(keepWork), Features: pr.GetValue(features)!, Tissue: tissueMode,
-                Series: pr.GetValue(series) is var sv and >= 0 ? sv : null);
+                Series: pr.GetValue(series));
             int rc = await RunAsync(spec, pr.GetValue(workers), ct);
             if (rc == ExitCodes.Ok) Console.WriteLine(Path.Combine(spec.OutDir, Core.IO.GraphOutputs.GraphFile));
             return rc;
@@ -146,7 +146,7 @@ public static class GraphCommand
 
     public const string SeriesHelp = "Which image of a file that holds several, from 0: a Zeiss CZI's scene (alone), a Leica LIF's image (actorseg info --series lists them). Without it a CZI's scenes of one slide are read together, else its first scene, and a LIF's first image.";
 
-    public static Option<int> SeriesOption() => new("--series") { Description = SeriesHelp, DefaultValueFactory = _ => -1 };
+    public static Option<int?> SeriesOption() => new("--series") { Description = SeriesHelp };
 
     public const string LevelHelp = "Pyramid level of a whole slide or of an OME-TIFF pyramid (reduced levels as SubIFDs), or page of another multi-page TIFF (0 = full resolution).";
     public const string MppHelp = "Whole slides and OME-TIFF pyramids: use the level closest to this many microns per pixel without being coarser (instead of --level).";

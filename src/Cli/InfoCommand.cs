@@ -17,7 +17,7 @@ public static class InfoCommand
         {
             Logging.Configure(pr.GetValue(verbose));
             var path = Path.GetFullPath(pr.GetValue(image)!);
-            try { Console.Write(Describe(path, pr.GetValue(series))); return Task.FromResult(ExitCodes.Ok); }
+            try { Console.Write(Describe(path, pr.GetValue(series) ?? -1)); return Task.FromResult(ExitCodes.Ok); }
             catch (InputFileException e) { Log.Error("{Error}", e.Message); return Task.FromResult(ExitCodes.Failed); }
         });
         return cmd;
@@ -70,7 +70,7 @@ public static class InfoCommand
             Series(sb, "scenes (--series N reads scene N alone):", c.SceneList.Select((sc, i) => string.Create(I, $"{i}: S={sc.S}, {sc.Width} x {sc.Height}")), c.Scenes);
             return sb.ToString();
         }
-        if (series > 0) throw new InputFileException(path, $"series {series}: only Zeiss CZI files (their scenes) and Leica LIF files (their images) hold several images to choose from");
+        ImageSources.CheckOneImage(path, series);
         if (ImageSources.IsSlide(path))
         {
             using var s = OpenSlideSource.Open(path);

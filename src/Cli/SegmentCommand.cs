@@ -34,10 +34,10 @@ public static class SegmentCommand
             Logging.Configure(pr.GetValue(verbose));
             try
             {
-                int lv = GraphCommand.LevelFor(pr.GetValue(image)!.FullName, pr.GetValue(level), pr.GetValue(mpp), pr.GetValue(series));
+                int lv = GraphCommand.LevelFor(pr.GetValue(image)!.FullName, pr.GetValue(level), pr.GetValue(mpp), pr.GetValue(series) ?? -1);
                 var mask = await RunAsync(pr.GetValue(image)!.FullName, pr.GetValue(model)!.FullName, pr.GetValue(output)!.FullName,
                     pr.GetValue(spacing), pr.GetValue(workers), pr.GetValue(device)!, ct, pr.GetValue(tileSize), lv, GraphCommand.TissueValue(pr.GetValue(tissue)),
-                    pr.GetValue(objects)!, pr.GetValue(simplify), refine: !pr.GetValue(noRefine), series: pr.GetValue(series));
+                    pr.GetValue(objects)!, pr.GetValue(simplify), refine: !pr.GetValue(noRefine), series: pr.GetValue(series) ?? -1);
                 if (mask is null) return ExitCodes.Failed;
                 Console.WriteLine(mask);
                 return ExitCodes.Ok;
@@ -84,7 +84,7 @@ public static class SegmentCommand
         WarnIfOtherScale(spec, modelPath, img, level, series);
         double sp = spacing ?? (spec.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
         var job = new GraphJobSpec(Path.GetFullPath(img), null, Path.GetFullPath(outDir), Page: level, Spacing: sp, TileSize: tileSize, Features: spec.FeatureSet, ModelPath: Path.GetFullPath(modelPath), Device: device,
-            Tissue: tissue, Objects: objects, Simplify: simplify, Refine: refine, Series: series >= 0 ? series : null);
+            Tissue: tissue, Objects: objects, Simplify: simplify, Refine: refine, Series: series);
         Log.Information("Segmenting {Image} with {Model} ({Conv}, {Edges} edges, {Features} features, spacing {Spacing:F1} px{Refinement}) on {Device}",
             img, modelPath, spec.Architecture.Conv, spec.Edges, spec.FeatureSet, sp, spec.Refiner is null ? "" : refine ? ", boundary refinement" : ", boundary refinement off", TorchDevice.Describe(dev));
         var done = await GraphCommand.RunJobAsync(job, workers, device, ct);

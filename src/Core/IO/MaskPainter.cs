@@ -245,7 +245,7 @@ public static class MaskPainter
             // level is that level's size, not the image's)
             var (levels, subIfds) = ImageSources.Pyramid(imagePath, series);
             int level = levels.Length > 1 ? ImageSources.CoarsestAtLeast(levels, 0, tw, th) : 0;
-            if (!OmeChannels.IsCompanion(imagePath) && series < 1) // (a companion file holds no pixels of its own; libvips reads no CZI or LIF)
+            if (!OmeChannels.IsCompanion(imagePath)) // (a companion file holds no pixels of its own)
                 try
                 {
                     var opts = new Vips.VOption();

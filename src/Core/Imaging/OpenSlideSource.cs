@@ -260,6 +260,13 @@ public sealed class OpenSlideSource : IRegionSource
 /// <summary>Opens any supported image: whole-slide formats through OpenSlide, Zeiss CZI and Leica LIF through <see cref="CziSource"/> and <see cref="LifSource"/>, everything else (TIFF, OME-TIFF, PNG, JPEG) through libvips.</summary>
 public static class ImageSources
 {
+    /// <summary>Refuses a series other than the default (−1) or 0 for a file of one image (any but a CZI or a LIF).</summary>
+    public static void CheckOneImage(string path, int series)
+    {
+        if (series > 0 || series < -1)
+            throw new InputFileException(path, $"series {series}: only Zeiss CZI files (their scenes) and Leica LIF files (their images) hold several images to choose from; this file holds one (--series 0, or leave it out)");
+    }
+
     /// <summary>True when the file is a vendor slide format (not a plain or generic tiled TIFF) that OpenSlide reads.</summary>
     public static bool IsSlide(string path) => OpenSlideSource.DetectVendor(path) is { } v && v != "generic-tiff";
 
@@ -276,8 +283,7 @@ public static class ImageSources
         InputFiles.Check(path); // before OpenSlide's vendor detection opens it
         if (CziSource.IsCzi(path)) return CziSource.Open(path, page, series); // Zeiss CZI: read here, whatever its name
         if (LifSource.IsLif(path)) return LifSource.Open(path, page, series); // Leica LIF: read here, whatever its name
-        if (series > 0 || series < -1)
-            throw new InputFileException(path, $"series {series}: only Zeiss CZI files (their scenes) and Leica LIF files (their images) hold several images to choose from; this file holds one (--series 0, or leave it out)");
+        CheckOneImage(path, series);
         if (OmeChannels.IsCompanion(path)) return OpenCompanion(path, page);
         if (IsSlide(path)) return OpenSlideSource.Open(path, page);
         int subIfd = -1;

@@ -73,7 +73,8 @@ internal static class DecodedBlocks
                 e = new Entry(key);
                 Map[key] = e;
                 mine = true;
-                int i = Spare.FindIndex(s => s.Length >= bytes);
+                // (not one far larger: the cache counts a block at its buffer's length)
+                int i = Spare.FindIndex(s => s.Length >= bytes && s.Length <= 2L * bytes);
                 if (i >= 0) { buffer = Spare[i]; Spare.RemoveAt(i); }
             }
         }

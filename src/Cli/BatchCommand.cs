@@ -41,6 +41,8 @@ public static class BatchInput
     public static (List<BatchSlide> Slides, List<BatchRow> Rejected) Load(string source, string? masksDir, bool allSeries = false)
     {
         var rows = new List<(string Image, string? Mask, string? Split, int? Series)>();
+        if (allSeries && source.EndsWith(".csv", StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException($"{source}: --all-series is for a folder or a glob; a manifest names each file's images in its 'series' column");
         if (source.EndsWith(".csv", StringComparison.OrdinalIgnoreCase))
         {
             if (!File.Exists(source)) throw new FileNotFoundException($"{source}: manifest not found");
@@ -59,7 +61,7 @@ public static class BatchInput
         }
         else throw new FileNotFoundException($"{source}: not a directory, a glob pattern or a .csv manifest");
         if (rows.Count == 0) throw new FileNotFoundException($"{source}: no images");
-        if (allSeries && !source.EndsWith(".csv", StringComparison.OrdinalIgnoreCase))
+        if (allSeries)
             rows = [.. rows.SelectMany(r => SeriesOf(r.Image) is var n and > 1
                 ? Enumerable.Range(0, n).Select(i => (r.Image, r.Mask, r.Split, (int?)i)) : [r])];
 
@@ -247,6 +249,8 @@ public static class BatchCommand
                 }
                 if (pr.GetValue(source) is not { } src || pr.GetValue(output) is not { } outDir) return Usage("give SOURCE and --out (or --attach ID)");
                 if (pr.GetValue(detach) && coord is null) return Usage("--detach needs a cluster (--coordinator): in this process the batch would stop with it");
+                if (pr.GetValue(allSeries) && src.EndsWith(".csv", StringComparison.OrdinalIgnoreCase))
+                    return Usage($"--all-series is for a folder or a glob; the manifest {src} names each file's images in its 'series' column (a row per image)");
                 return await RunAsync(src, Path.GetFullPath(outDir), pr.GetValue(model) is { } m ? Path.GetFullPath(m) : null,
                     pr.GetValue(masks), coord, pr.GetValue(workers), Math.Max(1, pr.GetValue(parallel)), pr.GetValue(tileSize), pr.GetValue(spacing), ct, tls.Read(pr), pr.GetValue(level), pr.GetValue(mpp),
                     GraphCommand.TissueValue(pr.GetValue(tissue)), pr.GetValue(objects)!, pr.GetValue(simplify), pr.GetValue(batchId), pr.GetValue(detach), connect, pr.GetValue(allSeries));

@@ -75,7 +75,31 @@ public class DecodedBlocksTests() : TempDirTest("blocks")
         int decodes = 0;
         DecodedBlocks.Get(held, size, _ => decodes++).Dispose();
         Assert.Equal(1, decodes);
-        DecodedBlocks.Clear();
+    }
+
+    [Fact]
+    public void BlocksNobodyAskedForAWhile_AreGivenUp_ButNotOneBeingRead()
+    {
+        var idle = NewKey();
+        var held = NewKey(1);
+        var was = DecodedBlocks.IdleRelease;
+        DecodedBlocks.IdleRelease = TimeSpan.FromMilliseconds(100);
+        try
+        {
+            DecodedBlocks.Get(idle, 64, b => b[0] = 1).Dispose();
+            using var lease = DecodedBlocks.Get(held, 64, b => b[0] = 2);
+            Assert.True(DecodedBlocks.Holds(idle));
+            // the sweep runs on a timer (one started before this test may run at half the old idle time: 15 s)
+            var until = DateTime.UtcNow.AddSeconds(40);
+            while (DecodedBlocks.Holds(idle) && DateTime.UtcNow < until) Thread.Sleep(50);
+            Assert.False(DecodedBlocks.Holds(idle), "an idle block was kept");
+            Assert.True(DecodedBlocks.Holds(held), "a block being read was given up");
+            Assert.Equal(2, lease.Pixels[0]);
+            int decodes = 0;
+            DecodedBlocks.Get(idle, 64, b => { decodes++; b[0] = 3; }).Dispose();
+            Assert.Equal(1, decodes);
+        }
+        finally { DecodedBlocks.IdleRelease = was; }
     }
 
     [Fact]

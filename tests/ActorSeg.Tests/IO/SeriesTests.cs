@@ -109,6 +109,14 @@ public class SeriesTests() : TempDirTest("series")
         var (plain, _) = ActorSeg.Cli.BatchInput.Load(folder, null);
         Assert.Equal(["one", "plate", "project"], plain.Select(x => x.Name).Order(StringComparer.Ordinal));
         Assert.All(plain, x => Assert.Null(x.Series));
+        // a manifest names its series itself: --all-series with one is refused, not silently ignored
+        var csv = Path.Combine(_dir, "slides.csv");
+        File.WriteAllText(csv, $"image\n{Path.Combine(folder, "plate.czi")}\n");
+        Assert.Contains("series' column", Assert.Throws<ArgumentException>(() => ActorSeg.Cli.BatchInput.Load(csv, null, allSeries: true)).Message);
+        var r = TestPaths.RunCli("batch", csv, "--all-series", "--out", Path.Combine(_dir, "b-csv"));
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains($"--all-series is for a folder or a glob; the manifest {csv}", r.Stderr);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "b-csv")));
     }
 
     [Fact]

@@ -236,14 +236,10 @@ public static class Trainer
         return Path.Combine(outDir, $".{file}.{Guid.NewGuid():N}.training");
     }
 
-    /// <summary>The smallest and largest µm per pixel of the graphs' images, from the graph.json each graph was written
-    /// with (beside it, naming it); null where any graph has none known (a graph copied away from its summary, an image
-    /// that states no pixel size).</summary>
-    public static double[]? TrainingPixelSizes(IEnumerable<string> graphPaths) => TrainingPixelSizes(graphPaths.Select(p => (p, ((double X, double Y)?)null)));
-
-    /// <summary>The same, where each graph's own record (<see cref="GraphSample.MicronsPerPixel"/>, the graph's
-    /// <c>image_microns_per_pixel</c>) comes first and its graph.json is read only for a graph without one (written before
-    /// 2026-12-07).</summary>
+    /// <summary>The smallest and largest µm per pixel of the graphs' images: each graph's own record
+    /// (<see cref="GraphSample.MicronsPerPixel"/>, the graph's <c>image_microns_per_pixel</c>), else the graph.json it was
+    /// written with (beside it, naming it; graphs written before 2026-12-07); null where any graph has none known (a graph
+    /// copied away from its summary, an image that states no pixel size).</summary>
     public static double[]? TrainingPixelSizes(IEnumerable<(string Path, (double X, double Y)? Stated)> graphs)
     {
         double lo = double.PositiveInfinity, hi = 0;

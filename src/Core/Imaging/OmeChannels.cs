@@ -7,30 +7,13 @@ namespace ActorSeg.Core.Imaging;
 /// <summary>
 /// The channels of an OME-TIFF stored as separate pages. Bio-Formats, tifffile, QuPath and most microscope software write
 /// a multi-channel image as one grey page (IFD) per plane and say in the OME-XML of the first page which page holds which
-/// channel, focal plane and time point. <see cref="ChannelPages"/> reads that map; <see cref="MultiPageSource"/> reads the
+/// channel, focal plane and time point. <see cref="ChannelPlanes"/> reads that map; <see cref="MultiPageSource"/> reads the
 /// pages of the first focal plane and time point as the channels of one image.
 /// </summary>
 public static class OmeChannels
 {
     /// <summary>OME-XML longer than this is not parsed (a plate of many thousand planes); the page is read alone.</summary>
     public const int MaxXmlChars = 16 << 20;
-
-    /// <summary>
-    /// The page of each channel of the first image's first focal plane and time point, where every one of them is in this
-    /// file; null otherwise, with <paramref name="problem"/> saying why where the OME-XML claims several channels (see
-    /// <see cref="ChannelPlanes"/>, which also maps planes held by the other files of a multi-file set).
-    /// </summary>
-    public static int[]? ChannelPages(string? description, string fileName, int pageCount, out string? problem)
-    {
-        var planes = ChannelPlanes(description, fileName, pageCount, out problem);
-        if (planes is null) return null;
-        if (planes.FirstOrDefault(p => p.File is not null) is { File: { } other })
-        {
-            problem = $"the OME-XML puts planes in another file ({other}); only single-file OME-TIFFs are read as multi-channel images";
-            return null;
-        }
-        return planes.Select(p => p.Page).ToArray();
-    }
 
     /// <summary>Where a channel's plane is: a page of this file (<see cref="File"/> null) or of another file of the same
     /// multi-file set, named as the OME-XML names it (a plain file name, in the same folder); or, where

@@ -219,14 +219,14 @@ public class GraphFileValidationTests() : TempDirTest("graphcheck")
             File.WriteAllText(summary, bad);
             var e = Assert.Throws<InvalidDataException>(() => ActorSeg.Core.IO.GraphOutputs.ReadSummaryImage(summary));
             Assert.StartsWith(summary + ": not a graph summary", e.Message);
-            Assert.Null(Trainer.TrainingPixelSizes([Path.Combine(dir, "graph.npz")]));
+            Assert.Null(Trainer.TrainingPixelSizes([(Path.Combine(dir, "graph.npz"), null)]));
         }
         File.WriteAllText(summary, "{\"image\": {\"width\": 10, \"height\": 8, \"channels\": 1, \"bitDepth\": 16, \"micronsPerPixel\": [0.5, 0.5]}, \"files\": {\"graph\": \"graph.npz\"}}");
-        Assert.Equal([0.5, 0.5], Trainer.TrainingPixelSizes([Path.Combine(dir, "graph.npz")]));
-        Assert.Null(Trainer.TrainingPixelSizes([Path.Combine(dir, "other.npz")])); // a summary of another graph in the folder
-        Assert.Null(Trainer.TrainingPixelSizes([Path.Combine(_dir, "nowhere", "graph.npz")]));
+        Assert.Equal([0.5, 0.5], Trainer.TrainingPixelSizes([(Path.Combine(dir, "graph.npz"), null)]));
+        Assert.Null(Trainer.TrainingPixelSizes([(Path.Combine(dir, "other.npz"), null)])); // a summary of another graph in the folder
+        Assert.Null(Trainer.TrainingPixelSizes([(Path.Combine(_dir, "nowhere", "graph.npz"), null)]));
         File.WriteAllText(summary, "{\"image\": {\"width\": 10, \"height\": 8, \"channels\": 1, \"bitDepth\": 16, \"micronsPerPixel\": [-3, 0.5]}, \"files\": {\"graph\": \"graph.npz\"}}");
-        Assert.Null(Trainer.TrainingPixelSizes([Path.Combine(dir, "graph.npz")]));
+        Assert.Null(Trainer.TrainingPixelSizes([(Path.Combine(dir, "graph.npz"), null)]));
         // a graph that records its own pixel size needs no summary (copied into a flat folder, renamed); one without still does
         var own = Graph("own-mpp", ActorSeg.Core.IO.GraphOutputs.PixelSizeArray, w => w.Add<double>(ActorSeg.Core.IO.GraphOutputs.PixelSizeArray, [0.25, 0.3], 2));
         var g = GraphSample.Load(own, "knn");

@@ -876,25 +876,27 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
     [InlineData("<Pixels ", "<Pixels SizeQ=\"1\" <", "not well-formed")]
     public void AnOmeXmlThatDoesNotMapItsChannels_LeavesPageZeroAlone_SayingWhy(string from, string to, string why)
     {
+        static int[]? Pages(string? description, string file, int pages, out string? problem) =>
+            ActorSeg.Core.Imaging.OmeChannels.ChannelPlanes(description, file, pages, out problem)?.Select(p => p.Page).ToArray();
         var xml = "<?xml version=\"1.0\"?><OME xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\"><Image ID=\"Image:0\"><Pixels ID=\"Pixels:0\" DimensionOrder=\"XYCZT\" Type=\"uint16\" SizeX=\"150\" SizeY=\"97\" SizeC=\"3\" SizeZ=\"1\" SizeT=\"1\"><Channel ID=\"Channel:0:0\" SamplesPerPixel=\"1\"/><TiffData IFD=\"0\" PlaneCount=\"3\"/></Pixels></Image></OME>";
-        Assert.Equal([0, 1, 2], ActorSeg.Core.Imaging.OmeChannels.ChannelPages(xml, "x.ome.tif", 3, out var none));
+        Assert.Equal([0, 1, 2], Pages(xml, "x.ome.tif", 3, out var none));
         Assert.Null(none);
         var bad = xml.Replace(from, to);
         Assert.NotEqual(xml, bad);
-        Assert.Null(ActorSeg.Core.Imaging.OmeChannels.ChannelPages(bad, "x.ome.tif", 3, out var problem));
+        Assert.Null(Pages(bad, "x.ome.tif", 3, out var problem));
         Assert.Contains(why, problem);
-        // planes of another file of a multi-file set are not read; its own name is fine
+        // a UUID naming the file itself is this file; naming another, that file of its multi-file set
         var self = xml.Replace("<TiffData IFD=\"0\" PlaneCount=\"3\"/>", "<TiffData IFD=\"0\" PlaneCount=\"3\"><UUID FileName=\"x.ome.tif\">urn:uuid:1</UUID></TiffData>");
-        Assert.Equal([0, 1, 2], ActorSeg.Core.Imaging.OmeChannels.ChannelPages(self, "x.ome.tif", 3, out _));
-        Assert.Null(ActorSeg.Core.Imaging.OmeChannels.ChannelPages(self, "y.ome.tif", 3, out var other));
-        Assert.Contains("another file (x.ome.tif)", other);
+        Assert.Equal([0, 1, 2], Pages(self, "x.ome.tif", 3, out _));
+        Assert.All(ActorSeg.Core.Imaging.OmeChannels.ChannelPlanes(self, "x.ome.tif", 3, out _)!, p => Assert.Null(p.File));
+        Assert.All(ActorSeg.Core.Imaging.OmeChannels.ChannelPlanes(self, "y.ome.tif", 3, out _)!, p => Assert.Equal("x.ome.tif", p.File));
         // sizes far beyond the file's pages cost nothing: only its pages are looked at
         var huge = xml.Replace("SizeZ=\"1\"", "SizeZ=\"2000000000\"").Replace("SizeT=\"1\"", "SizeT=\"2000000000\"").Replace("PlaneCount=\"3\"", "PlaneCount=\"2000000000\"");
-        Assert.Equal([0, 1, 2], ActorSeg.Core.Imaging.OmeChannels.ChannelPages(huge, "x.ome.tif", 3, out _));
-        Assert.Null(ActorSeg.Core.Imaging.OmeChannels.ChannelPages(xml, "x.ome.tif", 2, out var short2));
+        Assert.Equal([0, 1, 2], Pages(huge, "x.ome.tif", 3, out _));
+        Assert.Null(Pages(xml, "x.ome.tif", 2, out var short2));
         Assert.Contains("does not say which page holds channel 2", short2);
         // a DTD is refused, never expanded
-        Assert.Null(ActorSeg.Core.Imaging.OmeChannels.ChannelPages("<!DOCTYPE OME [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>" + xml[xml.IndexOf("<OME", StringComparison.Ordinal)..], "x.ome.tif", 3, out var dtd));
+        Assert.Null(Pages("<!DOCTYPE OME [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>" + xml[xml.IndexOf("<OME", StringComparison.Ordinal)..], "x.ome.tif", 3, out var dtd));
         Assert.Contains("not well-formed", dtd);
     }
 

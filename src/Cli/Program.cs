@@ -3,6 +3,10 @@ using System.Runtime.InteropServices;
 using ActorSeg.Cli;
 using Serilog;
 
+// a JPEG XR decoder process (JpegXr.cs): this program started by its own launcher starts its decoders as itself
+if (args is [ActorSeg.JpegXrDecoder.DecoderLoop.Verb]) return ActorSeg.JpegXrDecoder.DecoderLoop.Run(Console.OpenStandardInput(), Console.OpenStandardOutput());
+if (Environment.ProcessPath is { } launcher && !Path.GetFileNameWithoutExtension(launcher).Equals("dotnet", StringComparison.Ordinal))
+    ActorSeg.Core.Imaging.JpegXrDecoders.SelfHost = launcher;
 Console.OutputEncoding = System.Text.Encoding.UTF8;
 var verbose = new Option<bool>("--verbose", "-v") { Description = "Debug-level logs (every tile).", Recursive = true };
 var node = NodeCommand.Create(verbose);

@@ -16,6 +16,18 @@ namespace ActorSeg.Core.Imaging;
 /// go on. The decoder processes are kept and reused, one per thread decoding at once; each ends when this process
 /// closes its standard input, or dies.
 /// </summary>
+/// <summary>How this process starts its JPEG XR decoder processes (<see cref="JpegXr"/>).</summary>
+public static class JpegXrDecoders
+{
+    /// <summary>
+    /// A program that runs the decoder loop when given <see cref="ActorSeg.JpegXrDecoder.DecoderLoop.Verb"/> alone: the
+    /// ActorSeg program, where it was started by its own launcher (<c>actorseg</c>, not <c>dotnet actorseg.dll</c>). A
+    /// self-contained deployment (the CUDA trainer image) has no dotnet host to start actorseg-jxr.dll with; null: the
+    /// dotnet host this process runs under starts actorseg-jxr.dll.
+    /// </summary>
+    public static string? SelfHost { get; set; }
+}
+
 internal static class JpegXr
 {
     private const string Glue = "libjxrglue.so.0", Codec = "libjpegxr.so.0";
@@ -108,18 +120,27 @@ internal static class JpegXr
 
         public static Decoder Start()
         {
-            string dir = Path.GetDirectoryName(typeof(JpegXr).Assembly.Location) ?? AppContext.BaseDirectory;
-            string dll = Path.Combine(dir, "actorseg-jxr.dll");
-            if (!File.Exists(dll)) throw new FileNotFoundException($"actorseg-jxr.dll, the JPEG XR decoder, is missing from {dir}");
-            var psi = new ProcessStartInfo(DotnetHost())
+            ProcessStartInfo psi;
+            if (JpegXrDecoders.SelfHost is { } program)
             {
-                RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
-                UseShellExecute = false, CreateNoWindow = true,
-            };
-            psi.ArgumentList.Add("exec");
-            string config = Path.Combine(dir, "actorseg-jxr.runtimeconfig.json");
-            if (File.Exists(config)) { psi.ArgumentList.Add("--runtimeconfig"); psi.ArgumentList.Add(config); }
-            psi.ArgumentList.Add(dll);
+                // a program started by its own launcher (self-contained: no dotnet host exists) runs the loop itself
+                psi = new ProcessStartInfo(program);
+                psi.ArgumentList.Add(ActorSeg.JpegXrDecoder.DecoderLoop.Verb);
+            }
+            else
+            {
+                string dir = Path.GetDirectoryName(typeof(JpegXr).Assembly.Location) ?? AppContext.BaseDirectory;
+                string dll = Path.Combine(dir, "actorseg-jxr.dll");
+                if (!File.Exists(dll)) throw new FileNotFoundException($"actorseg-jxr.dll, the JPEG XR decoder, is missing from {dir}");
+                psi = new ProcessStartInfo(DotnetHost());
+                psi.ArgumentList.Add("exec");
+                string config = Path.Combine(dir, "actorseg-jxr.runtimeconfig.json");
+                if (File.Exists(config)) { psi.ArgumentList.Add("--runtimeconfig"); psi.ArgumentList.Add(config); }
+                psi.ArgumentList.Add(dll);
+            }
+            psi.RedirectStandardInput = psi.RedirectStandardOutput = psi.RedirectStandardError = true;
+            psi.UseShellExecute = false;
+            psi.CreateNoWindow = true;
             return new Decoder(Process.Start(psi) ?? throw new InvalidOperationException("Process.Start gave no process"));
         }
 

@@ -129,4 +129,61 @@ public class JpegXrProcessTests(Xunit.Abstractions.ITestOutputHelper output) : T
         Assert.True(JpegXr.Decode(data, W, H, 2, 1, px, out problem), problem);
         for (int i = 0; i < samples.Length; i++) Assert.Equal(samples[i], BinaryPrimitives.ReadUInt16LittleEndian(px.AsSpan(2 * i)));
     }
+
+    [Fact]
+    public void AProgramStartedByItsOwnLauncher_DecodesAsItself_ForASelfContainedImageWithoutADotnetHost()
+    {
+        if (Skip(output)) return;
+        // the launcher the CUDA trainer image runs (self-contained: no dotnet there to start actorseg-jxr.dll with)
+        string launcher = Path.Combine(AppContext.BaseDirectory, "actorseg");
+        Assert.True(File.Exists(launcher), launcher);
+        const int W = 64, H = 40;
+        var samples = Samples(W, H, 1, 65535, 5);
+        var data = CziWriter.Jxr(new CziBlock(0, 0, W, H, samples), 1, 2);
+        var psi = new System.Diagnostics.ProcessStartInfo(launcher, [ActorSeg.JpegXrDecoder.DecoderLoop.Verb])
+        {
+            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        using (var p = System.Diagnostics.Process.Start(psi)!)
+        {
+            var header = new byte[ActorSeg.JpegXrDecoder.Protocol.RequestHeader];
+            BinaryPrimitives.WriteUInt32LittleEndian(header, ActorSeg.JpegXrDecoder.Protocol.Magic);
+            int[] fields = [data.Length, W, H, 2, 1];
+            for (int i = 0; i < fields.Length; i++) BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(4 + 4 * i), fields[i]);
+            var stdin = p.StandardInput.BaseStream;
+            for (int round = 0; round < 2; round++) // one process answers request after request
+            {
+                stdin.Write(header); stdin.Write(data); stdin.Flush();
+                var reply = new byte[8];
+                p.StandardOutput.BaseStream.ReadExactly(reply);
+                Assert.Equal(ActorSeg.JpegXrDecoder.Protocol.Decoded, BinaryPrimitives.ReadInt32LittleEndian(reply));
+                Assert.Equal(W * H * 2, BinaryPrimitives.ReadInt32LittleEndian(reply.AsSpan(4)));
+                var px = new byte[W * H * 2];
+                p.StandardOutput.BaseStream.ReadExactly(px);
+                for (int i = 0; i < samples.Length; i++) Assert.Equal(samples[i], BinaryPrimitives.ReadUInt16LittleEndian(px.AsSpan(2 * i)));
+            }
+            stdin.Close(); // the end of its input ends it, cleanly
+            Assert.True(p.WaitForExit(10_000));
+            Assert.Equal(0, p.ExitCode);
+        }
+
+        // a whole command through the launcher (its decoders started as itself) gives the graph the dotnet host gives
+        var czi = Path.Combine(_dir, "tiles.czi");
+        CziWriter.Write(czi, CziWriter.Gray16, [new CziBlock(0, 0, 96, 80, Samples(96, 80, 1, 4000, 6), M: 0, Compression: CziWriter.JpegXr),
+            new CziBlock(96, 0, 96, 80, Samples(96, 80, 1, 4000, 7), M: 1, Compression: CziWriter.JpegXr)]);
+        var viaHost = TestPaths.RunCli("graph", czi, "--spacing", "8", "--out", Path.Combine(_dir, "host"));
+        Assert.True(viaHost.ExitCode == 0, viaHost.Stderr);
+        var run = new System.Diagnostics.ProcessStartInfo(launcher, ["graph", czi, "--spacing", "8", "--out", Path.Combine(_dir, "self")])
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        using (var p = System.Diagnostics.Process.Start(run)!)
+        {
+            var err = p.StandardError.ReadToEndAsync();
+            p.StandardOutput.ReadToEnd();
+            Assert.True(p.WaitForExit(120_000));
+            Assert.True(p.ExitCode == 0, err.Result);
+        }
+        Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "host", "graph.npz")), File.ReadAllBytes(Path.Combine(_dir, "self", "graph.npz")));
+    }
 }

@@ -116,6 +116,14 @@ public static class SlicRegion
                 double radius = p.WindowFactor * grid.S;
                 Tick(1, ref tick);
                 var win = new Windows(k);
+                // What the core's last labels depend on shrinks iteration by iteration: a pixel's label on the last
+                // iteration depends only on centres within the window radius R of it, each centre on the labels of its
+                // previous window (within 2R of it), so the labels of iteration it matter only within
+                // 3R × (iterations − 1 − it) of the core (plus a pixel a step for rounding). The assignment and the sums
+                // run on that part alone once it is smaller than the region: the same core labels, bit for bit (no label
+                // outside it, stale or fresh, reaches a centre that matters: a centre's pixels lie inside its window).
+                int step = 3 * (int)Math.Ceiling(radius) + 2;
+                var coreLocal = new PixelRect(core.X - read.X, core.Y - read.Y, core.W, core.H);
                 for (int it = 0; it < p.Iterations; it++)
                 {
                     ct.ThrowIfCancellationRequested();
@@ -123,7 +131,11 @@ public static class SlicRegion
                     // the last update would not change any label; the others are summed as the assignment finishes rows
                     bool update = it < p.Iterations - 1;
                     if (update) sums.Clear();
-                    AssignRows(planes, channels, cx, cy, cf, scratch, label, read, invS, win, runOff, runs, update ? sums : null);
+                    long margin = (long)step * (p.Iterations - 1 - it);
+                    int m = (int)Math.Min(margin, Math.Max(rw, rh));
+                    int lx0 = Math.Max(0, coreLocal.X - m), ly0 = Math.Max(0, coreLocal.Y - m);
+                    var live = new PixelRect(lx0, ly0, Math.Min(rw, coreLocal.Right + m) - lx0, Math.Min(rh, coreLocal.Bottom + m) - ly0);
+                    AssignRows(planes, channels, cx, cy, cf, scratch, label, read, invS, win, runOff, runs, update ? sums : null, live);
                     Tick(2, ref tick);
                     if (!update) break;
                     double[] acc = sums.Acc; int st = sums.Stride;
@@ -173,16 +185,18 @@ public static class SlicRegion
 
         public void Clear() => Array.Clear(Acc);
 
-        /// <summary>Adds row <paramref name="y"/> of the region (its labels final for this iteration).</summary>
-        public void AddRow(int[] label, float[][] planes, int y, PixelRect read)
+        /// <summary>Adds row <paramref name="y"/> of the region (its labels final for this iteration), all of it or its
+        /// columns [<paramref name="xFrom"/>, <paramref name="xTo"/>) (read-local).</summary>
+        public void AddRow(int[] label, float[][] planes, int y, PixelRect read, int xFrom = 0, int xTo = int.MaxValue)
         {
             int rw = read.W, off = y * rw, st = 3 + channels; double gy = read.Y + y;
+            int end = Math.Min(rw, xTo);
             double[] acc = Acc;
-            int x = 0;
-            while (x < rw)
+            int x = xFrom;
+            while (x < end)
             {
                 int l = label[off + x], x0 = x;
-                x = RunEnd(label, off, x, rw, l);
+                x = RunEnd(label, off, x, end, l);
                 if (l < 0) continue;
                 long len = x - x0, gx0 = read.X + x0;
                 ref double a = ref acc[l * st];
@@ -416,7 +430,7 @@ public static class SlicRegion
     /// on a row its window does not hold, a centre's distance is +∞ (its dy² is), so it never wins there.
     /// </summary>
     private static void AssignRows(float[][] planes, int channels, double[] cx, double[] cy, double[] cf, Pipeline.TileScratch scratch, int[] label,
-        PixelRect read, float invS, Windows win, int[]? runOff, List<int>? runs, CentreSums? sums)
+        PixelRect read, float invS, Windows win, int[]? runOff, List<int>? runs, CentreSums? sums, PixelRect live)
     {
         int rw = read.W, rh = read.H, k = cx.Length;
         int W = Vector512.IsHardwareAccelerated ? Vector512<float>.Count : Vector256.IsHardwareAccelerated ? Vector256<float>.Count : 0;
@@ -428,6 +442,9 @@ public static class SlicRegion
             return;
         }
         int nb = (rw + W - 1) / W;
+        // the live part (read-local): its rows from the start of their band, the blocks that hold its columns
+        var (bFirst, bLast) = Blocks(live.X, live.Right - 1, rw, W, nb);
+        int bStop = bLast + 1, yFirst = live.Y - live.Y % Band;
         var pool = ArrayPool<int>.Shared;
         int[] active = pool.Rent(Math.Max(1, win.Count)), merged = pool.Rent(Math.Max(1, win.Count));
         int[] start = pool.Rent(nb + 1);
@@ -442,7 +459,7 @@ public static class SlicRegion
             for (int s = 0; s < k; s++) cxF[s] = (float)cx[s];
             for (int i = 0; i < k * channels; i++) fcF[i] = (float)cf[i];
             int na = 0, next = 0;
-            for (int y = 0, rows; y < rh; y += rows)
+            for (int y = yFirst, rows; y < live.Bottom; y += rows)
             {
                 // one or three channels with 16 lanes: four rows of a band at a time (each candidate's values loaded once for them)
                 rows = (channels == 1 || channels == 3) && W == 16 && Math.Min(rh, y - y % Band + Band) - y >= Quad ? Quad : 1;
@@ -516,13 +533,13 @@ public static class SlicRegion
                     }
                 }
                 int row = y * rw;
-                if (rows == Quad && channels == 1) AssignBlocks512Quad(planes[0], fcF, dy2, na, start, cand, dx2, label, row, rw, nb);
-                else if (rows == Quad) AssignBlocks512Quad3(planes, fcF, dy2, na, start, cand, dx2, label, row, rw, nb);
-                else if (W == 16) AssignBlocks512(planes, channels, fcF, dy2, start, cand, dx2, label, row, rw, nb);
-                else AssignBlocks256(planes, channels, fcF, dy2, start, cand, dx2, label, row, rw, nb);
+                if (rows == Quad && channels == 1) AssignBlocks512Quad(planes[0], fcF, dy2, na, start, cand, dx2, label, row, rw, bFirst, bStop);
+                else if (rows == Quad) AssignBlocks512Quad3(planes, fcF, dy2, na, start, cand, dx2, label, row, rw, bFirst, bStop);
+                else if (W == 16) AssignBlocks512(planes, channels, fcF, dy2, start, cand, dx2, label, row, rw, bFirst, bStop);
+                else AssignBlocks256(planes, channels, fcF, dy2, start, cand, dx2, label, row, rw, bFirst, bStop);
                 if (runOff is not null)
                     for (int r = 0; r < rows; r++) GlassRow(label.AsSpan(row + r * rw, rw), runs!, runOff[y + r], runOff[y + r + 1]);
-                if (sums is not null) for (int r = 0; r < rows; r++) sums.AddRow(label, planes, y + r, read);
+                if (sums is not null) for (int r = 0; r < rows; r++) sums.AddRow(label, planes, y + r, read, live.X, live.Right);
             }
         }
         finally
@@ -600,7 +617,7 @@ public static class SlicRegion
     // Deliberately no fused multiply-add: plain IEEE multiplies and adds give the same bits on every CPU (with or
     // without FMA, any vector width, the scalar path), so tiles processed on different machines of a cluster agree exactly.
     private static void AssignBlocks512(float[][] planes, int channels, float[] fcF, float[] dy2, int[] start,
-        Cand[] cand, float[] dx2, int[] label, int row, int rw, int nb)
+        Cand[] cand, float[] dx2, int[] label, int row, int rw, int bFirst, int nb)
     {
         const int W = 16;
         var max = Vector512.Create(float.MaxValue);
@@ -610,7 +627,7 @@ public static class SlicRegion
         ref float xr = ref MemoryMarshal.GetArrayDataReference(dx2);
         ref float p0 = ref MemoryMarshal.GetArrayDataReference(planes[0]);
         Span<Vector512<float>> v = stackalloc Vector512<float>[channels];
-        for (int b = 0; b < nb; b++)
+        for (int b = bFirst; b < nb; b++)
         {
             int xs = Math.Min(b * W, rw - W);
             nuint p = (nuint)(row + xs);
@@ -678,7 +695,7 @@ public static class SlicRegion
     /// still sees the same candidates in the same order with the same float operations: the same labels.
     /// </summary>
     private static void AssignBlocks512Quad(float[] plane, float[] fcF, float[] dy2, int na, int[] start,
-        Cand[] cand, float[] dx2, int[] label, int row, int rw, int nb)
+        Cand[] cand, float[] dx2, int[] label, int row, int rw, int bFirst, int nb)
     {
         const int W = 16;
         var max = Vector512.Create(float.MaxValue);
@@ -690,7 +707,7 @@ public static class SlicRegion
         ref float d3r = ref Unsafe.Add(ref d0r, 3 * na);
         ref float xr = ref MemoryMarshal.GetArrayDataReference(dx2);
         ref float pr = ref MemoryMarshal.GetArrayDataReference(plane);
-        for (int b = 0; b < nb; b++)
+        for (int b = bFirst; b < nb; b++)
         {
             int xs = Math.Min(b * W, rw - W);
             nuint p0 = (nuint)(row + xs), p1 = p0 + (nuint)rw, p2 = p1 + (nuint)rw, p3 = p2 + (nuint)rw;
@@ -727,7 +744,7 @@ public static class SlicRegion
     /// <see cref="AssignBlocks512"/>: the same labels.
     /// </summary>
     private static void AssignBlocks512Quad3(float[][] planes, float[] fcF, float[] dy2, int na, int[] start,
-        Cand[] cand, float[] dx2, int[] label, int row, int rw, int nb)
+        Cand[] cand, float[] dx2, int[] label, int row, int rw, int bFirst, int nb)
     {
         const int W = 16;
         var max = Vector512.Create(float.MaxValue);
@@ -742,7 +759,7 @@ public static class SlicRegion
         ref float ar = ref MemoryMarshal.GetArrayDataReference(planes[0]);
         ref float br = ref MemoryMarshal.GetArrayDataReference(planes[1]);
         ref float gr = ref MemoryMarshal.GetArrayDataReference(planes[2]);
-        for (int b = 0; b < nb; b++)
+        for (int b = bFirst; b < nb; b++)
         {
             int xs = Math.Min(b * W, rw - W);
             nuint p0 = (nuint)(row + xs), p1 = p0 + (nuint)rw, p2 = p1 + (nuint)rw, p3 = p2 + (nuint)rw;
@@ -784,7 +801,7 @@ public static class SlicRegion
 
     /// <summary>The same arithmetic as <see cref="AssignBlocks512"/>, lane for lane, 8 pixels at a time (AVX2).</summary>
     private static void AssignBlocks256(float[][] planes, int channels, float[] fcF, float[] dy2, int[] start,
-        Cand[] cand, float[] dx2, int[] label, int row, int rw, int nb)
+        Cand[] cand, float[] dx2, int[] label, int row, int rw, int bFirst, int nb)
     {
         const int W = 8;
         var max = Vector256.Create(float.MaxValue);
@@ -793,7 +810,7 @@ public static class SlicRegion
         ref float dr = ref MemoryMarshal.GetArrayDataReference(dy2);
         ref float xr = ref MemoryMarshal.GetArrayDataReference(dx2);
         Span<Vector256<float>> v = stackalloc Vector256<float>[channels];
-        for (int b = 0; b < nb; b++)
+        for (int b = bFirst; b < nb; b++)
         {
             int xs = Math.Min(b * W, rw - W);
             nuint p = (nuint)(row + xs);

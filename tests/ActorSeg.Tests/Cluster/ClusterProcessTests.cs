@@ -98,6 +98,27 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         Assert.True(File.Exists(Path.Combine(outDir, "segment.json")));
         output.WriteLine($"job finished {killedAt.Elapsed.TotalSeconds:F1}s after the SIGKILL");
 
+        // image 1 of a LIF project (--series 1): the job carries the series to every worker that reads it, and the
+        // cluster's graph and mask are the one-process run's (image 0 is another size: a worker reading it would fail)
+        ushort[] field;
+        using (var f1 = Vips.Image.NewFromFile(Path.Combine(imgs, "f1.tif"))) field = f1.WriteToMemory<ushort>();
+        var lif = Path.Combine(_dir, "project.lif");
+        ActorSeg.Tests.IO.LifWriter.Write(lif, [ActorSeg.Tests.IO.LifWriter.OneChannel("overview", 100, 80, 2, new ushort[100 * 80], bits: 16),
+            ActorSeg.Tests.IO.LifWriter.OneChannel("field", 640, 640, 0.5, field, bits: 16)]);
+        var lifRef = Path.Combine(_dir, "lif-ref");
+        var lr = TestPaths.RunCli("segment", lif, "--series", "1", "--model", model, "--out", lifRef, "--tile-size", "256");
+        Assert.True(lr.ExitCode == 0, lr.Stderr);
+        var lifOut = Path.Combine(_dir, "lif-out");
+        var ls = Submit(h, coord.Address, lif, "--series", "1", "--out", lifOut, "--model", model, "--tile-size", "256", "--spacing", ModelFile.Load(model).Spec.SeedSpacing.ToString("R"));
+        Assert.True(Wait(ls, TimeSpan.FromMinutes(4)) == 0, coord.Log);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(lifRef, "graph", "graph.npz")), File.ReadAllBytes(Path.Combine(lifOut, "graph", "graph.npz")));
+        using (var la = Vips.Image.NewFromFile(Path.Combine(lifRef, "mask.tif")))
+        using (var lb = Vips.Image.NewFromFile(Path.Combine(lifOut, "mask.tif")))
+        {
+            Assert.Equal((640, 640), (lb.Width, lb.Height));
+            Assert.Equal(la.WriteToMemory<byte>(), lb.WriteToMemory<byte>());
+        }
+
         // a whole slide on the cluster: an Aperio slide that is 60 % glass, segmented with a model of RGB fields; the
         // workers read it through OpenSlide, skip its glass-only tiles, and glass is class 0 in the mask
         if (!ActorSeg.Core.Imaging.OpenSlideSource.Available) { output.WriteLine("SKIPPED (slide part): libopenslide0 is not installed"); return; }

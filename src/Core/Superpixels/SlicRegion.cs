@@ -119,7 +119,7 @@ public static class SlicRegion
                 // What the core's last labels depend on shrinks iteration by iteration: a pixel's label on the last
                 // iteration depends only on centres within the window radius R of it, each centre on the labels of its
                 // previous window (within 2R of it), so the labels of iteration it matter only within
-                // 3R × (iterations − 1 − it) of the core (plus a pixel a step for rounding). The assignment and the sums
+                // 3R × (iterations − 1 − it) of the core (plus 2 px a step for rounding). The assignment and the sums
                 // run on that part alone once it is smaller than the region: the same core labels, bit for bit (no label
                 // outside it, stale or fresh, reaches a centre that matters: a centre's pixels lie inside its window).
                 int step = 3 * (int)Math.Ceiling(radius) + 2;

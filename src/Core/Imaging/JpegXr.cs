@@ -8,19 +8,11 @@ using ActorSeg.JpegXrDecoder;
 
 namespace ActorSeg.Core.Imaging;
 
-/// <summary>
-/// JPEG XR decoding for the JPEG XR subblocks of Zeiss CZI files (ZEN's default compression for slide scans), through
-/// jxrlib in separate processes (actorseg-jxr, beside this assembly). jxrlib is old C that crashes on damaged data (in a
-/// fuzz run, 58 of 400 mutated tiles ended the process); out here a crash, or a decode that never ends, costs the one
-/// subblock, reported as damage naming it, while the worker, the coordinator and the other jobs of a one-process run
-/// go on. The decoder processes are kept and reused, one per thread decoding at once; each ends when this process
-/// closes its standard input, or dies.
-/// </summary>
 /// <summary>How this process starts its JPEG XR decoder processes (<see cref="JpegXr"/>).</summary>
 public static class JpegXrDecoders
 {
     /// <summary>
-    /// A program that runs the decoder loop when given <see cref="ActorSeg.JpegXrDecoder.DecoderLoop.Verb"/> alone: the
+    /// A program that runs the decoder loop when given <see cref="DecoderLoop.Verb"/> alone: the
     /// ActorSeg program, where it was started by its own launcher (<c>actorseg</c>, not <c>dotnet actorseg.dll</c>). A
     /// self-contained deployment (the CUDA trainer image) has no dotnet host to start actorseg-jxr.dll with; null: the
     /// dotnet host this process runs under starts actorseg-jxr.dll.
@@ -28,6 +20,14 @@ public static class JpegXrDecoders
     public static string? SelfHost { get; set; }
 }
 
+/// <summary>
+/// JPEG XR decoding for the JPEG XR subblocks of Zeiss CZI files (ZEN's default compression for slide scans), through
+/// jxrlib in separate processes (actorseg-jxr, beside this assembly, or the program itself: <see cref="JpegXrDecoders"/>). jxrlib is old C that crashes on damaged data (in a
+/// fuzz run, 58 of 400 mutated tiles ended the process); out here a crash, or a decode that never ends, costs the one
+/// subblock, reported as damage naming it, while the worker, the coordinator and the other jobs of a one-process run
+/// go on. The decoder processes are kept and reused, one per thread decoding at once; each ends when this process
+/// closes its standard input, or dies.
+/// </summary>
 internal static class JpegXr
 {
     private const string Glue = "libjxrglue.so.0", Codec = "libjpegxr.so.0";
@@ -125,7 +125,7 @@ internal static class JpegXr
             {
                 // a program started by its own launcher (self-contained: no dotnet host exists) runs the loop itself
                 psi = new ProcessStartInfo(program);
-                psi.ArgumentList.Add(ActorSeg.JpegXrDecoder.DecoderLoop.Verb);
+                psi.ArgumentList.Add(DecoderLoop.Verb);
             }
             else
             {

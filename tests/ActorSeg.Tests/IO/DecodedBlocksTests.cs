@@ -83,13 +83,13 @@ public class DecodedBlocksTests() : TempDirTest("blocks")
         var idle = NewKey();
         var held = NewKey(1);
         var was = DecodedBlocks.IdleRelease;
+        DecodedBlocks.Get(idle, 64, b => b[0] = 1).Dispose();
+        using var lease = DecodedBlocks.Get(held, 64, b => b[0] = 2);
+        Assert.True(DecodedBlocks.Holds(idle)); // (asked for under the default 30 s: kept)
         DecodedBlocks.IdleRelease = TimeSpan.FromMilliseconds(100);
         try
         {
-            DecodedBlocks.Get(idle, 64, b => b[0] = 1).Dispose();
-            using var lease = DecodedBlocks.Get(held, 64, b => b[0] = 2);
-            Assert.True(DecodedBlocks.Holds(idle));
-            // the sweep runs on a timer (one started before this test may run at half the old idle time: 15 s)
+            // the sweep runs on a timer (one started under the default runs every 15 s)
             var until = DateTime.UtcNow.AddSeconds(40);
             while (DecodedBlocks.Holds(idle) && DateTime.UtcNow < until) Thread.Sleep(50);
             Assert.False(DecodedBlocks.Holds(idle), "an idle block was kept");

@@ -72,7 +72,7 @@ public static class BatchInput
         foreach (var (img, mask0, split, series) in rows)
         {
             // image N of a file of several: its own slide, named after the file and the series
-            var name = Path.GetFileNameWithoutExtension(img) + (series is { } n ? $"_s{n}" : "");
+            var name = SlideName(img, series);
             var mask = mask0 ?? (masksDir is null ? null : FindMask(masksDir, name));
             string? why = Directory.Exists(img) ? $"{img}: a folder, not an image"
                 : !File.Exists(img) ? $"{img}: image not found"
@@ -166,6 +166,10 @@ public static class BatchInput
             else yield return f;
         }
     }
+
+    /// <summary>A slide's default name: the image's file name without extension, and for image N of a file that holds
+    /// several, _sN after it (the CLI's batches and POST /batches name them alike).</summary>
+    public static string SlideName(string image, int? series) => Path.GetFileNameWithoutExtension(image) + (series is { } n ? $"_s{n}" : "");
 
     private static bool IsImage(string f) => Extensions.Any(e => f.EndsWith(e, StringComparison.OrdinalIgnoreCase));
 

@@ -177,7 +177,7 @@ public static class HttpApi
                     if (!File.Exists(image)) return Error(400, $"{sl.Image}: image not found");
                     var mask = sl.Mask is null ? null : roots.Confine(sl.Mask, "mask");
                     if (mask is not null && !File.Exists(mask)) return Error(400, $"{sl.Mask}: mask not found");
-                    var name = sl.Name ?? Path.GetFileNameWithoutExtension(image) + (sl.Series is { } n ? $"_s{n}" : "");
+                    var name = sl.Name ?? BatchInput.SlideName(image, sl.Series);
                     if (JobIds.InvalidSlideName(name) is { } badName) return Error(400, badName);
                     slides.Add(new BatchSlideSpec(name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", name), Page: req.Level ?? 0,
                         Spacing: req.Spacing ?? (ms?.SeedSpacing > 0 ? ms.SeedSpacing : 40.96), TileSize: req.TileSize ?? 2048, WriteNodeMap: model is not null,

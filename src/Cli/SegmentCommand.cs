@@ -37,7 +37,7 @@ public static class SegmentCommand
                 int lv = GraphCommand.LevelFor(pr.GetValue(image)!.FullName, pr.GetValue(level), pr.GetValue(mpp), pr.GetValue(series) ?? -1);
                 var mask = await RunAsync(pr.GetValue(image)!.FullName, pr.GetValue(model)!.FullName, pr.GetValue(output)!.FullName,
                     pr.GetValue(spacing), pr.GetValue(workers), pr.GetValue(device)!, ct, pr.GetValue(tileSize), lv, GraphCommand.TissueValue(pr.GetValue(tissue)),
-                    pr.GetValue(objects)!, pr.GetValue(simplify), refine: !pr.GetValue(noRefine), series: pr.GetValue(series) ?? -1);
+                    pr.GetValue(objects)!, pr.GetValue(simplify), refine: !pr.GetValue(noRefine), series: pr.GetValue(series));
                 if (mask is null) return ExitCodes.Failed;
                 Console.WriteLine(mask);
                 return ExitCodes.Ok;
@@ -72,16 +72,16 @@ public static class SegmentCommand
     /// stitches it, the trainer classifies the nodes, a worker paints the mask); returns the mask's path, or null when
     /// the job failed (already logged).</summary>
     public static async Task<string?> RunAsync(string img, string modelPath, string outDir, double? spacing, int workers, string device, CancellationToken ct, int tileSize = 2048, int level = 0,
-        string? tissue = null, string objects = "geojson", double simplify = 0, bool refine = true, int series = -1)
+        string? tissue = null, string objects = "geojson", double simplify = 0, bool refine = true, int? series = null)
     {
         var dev = TorchDevice.Pick(device);
         var (spec, _) = ModelFile.Load(modelPath); // fail before any work if the model is bad
         // and before the graph is built if the image's channels give other features than the model was trained on
         int channels;
-        using (var probe = Core.Imaging.ImageSources.Open(img, level, series)) channels = probe.Channels;
+        using (var probe = Core.Imaging.ImageSources.Open(img, level, series ?? -1)) channels = probe.Channels;
         if (ChannelMismatch(spec, modelPath, channels) is { } why) throw new InvalidDataException($"{img}: {why}");
         // a model trained at another resolution still runs, but the user is told
-        WarnIfOtherScale(spec, modelPath, img, level, series);
+        WarnIfOtherScale(spec, modelPath, img, level, series ?? -1);
         double sp = spacing ?? (spec.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
         var job = new GraphJobSpec(Path.GetFullPath(img), null, Path.GetFullPath(outDir), Page: level, Spacing: sp, TileSize: tileSize, Features: spec.FeatureSet, ModelPath: Path.GetFullPath(modelPath), Device: device,
             Tissue: tissue, Objects: objects, Simplify: simplify, Refine: refine, Series: series);

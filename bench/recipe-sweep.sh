@@ -22,6 +22,7 @@ texture knn --layers 3 --hidden 32
 texture knn-scaled --layers 3 --hidden 32
 texture rag --layers 3 --hidden 32
 texture rag --recipe best
+absolute rag --recipe best
 texture rag --layers 6 --hidden 64
 texture rag --conv sage --layers 6 --hidden 64 --dropout 0.3"}
 
@@ -50,8 +51,9 @@ for name in $DATASETS; do
   esac
   total=$(ls "$imgs" | wc -l)
   declare -A split=()
-  for feat in published texture; do split[$feat]=$(graphs $name "$imgs" "$masks" $ext $seg $feat); done
-  ntrain=$(ls "${split[texture]}/train" | wc -l)
+  # every feature set a recipe line names (first column), built once
+  for feat in $(echo "$RECIPES" | awk 'NF {print $1}' | sort -u); do split[$feat]=$(graphs $name "$imgs" "$masks" $ext $seg $feat); done
+  first=$(echo "$RECIPES" | awk 'NF {print $1; exit}'); ntrain=$(ls "${split[$first]}/train" | wc -l)
   echo
   echo "$name: $ntrain training fields (15 % of them validating), the last $TEST of $total held out; seeds: $SEEDS"
   echo

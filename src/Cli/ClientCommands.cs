@@ -84,7 +84,7 @@ public static class ClientCommands
         var spacing = new Option<double>("--spacing") { DefaultValueFactory = _ => 40.96, Description = "Seed spacing in pixels." };
         var tileSize = new Option<int>("--tile-size") { DefaultValueFactory = _ => 2048, Description = "Tile size in pixels." };
         var halo = new Option<int?>("--halo") { Description = "Halo in pixels (default: 10 seed spacings)." };
-        var features = new Option<string>("--features") { DefaultValueFactory = _ => "texture", Description = "texture or published." };
+        var features = new Option<string>("--features") { DefaultValueFactory = _ => "texture", Description = "texture, absolute or published." };
         var keepWork = new Option<bool>("--keep-work") { Description = "Keep the per-tile results." };
         var level = new Option<int>("--level", "--page") { Description = GraphCommand.LevelHelp, DefaultValueFactory = _ => 0 };
         var mpp = new Option<double?>("--mpp") { Description = GraphCommand.MppHelp };

@@ -27,8 +27,8 @@ public static class RecipeOptions
 
     public static Option<string?> Features()
     {
-        var o = new Option<string?>("--features") { Description = "Feature set when building graphs: texture or published (default: the recipe's; best: texture, published: published)." };
-        o.AcceptOnlyFromAmong("texture", "published");
+        var o = new Option<string?>("--features") { Description = "Feature set when building graphs: texture, absolute or published (default: the recipe's; best: texture, published: published)." };
+        o.AcceptOnlyFromAmong(Core.Pipeline.GraphRequest.FeatureSets);
         return o;
     }
 
@@ -78,7 +78,7 @@ public static class RecipeOptions
         string[] names;
         try { names = Core.IO.NpzReader.Read(first)["feature_names"].Strings(); }
         catch (Exception e) when (e is InvalidDataException or IOException or KeyNotFoundException or NotSupportedException) { return; } // the trainer reports it
-        var set = names.Contains("contrast") ? "texture" : "published";
+        var set = Core.Pipeline.GraphRequest.FeatureSetOf(names);
         if (set != r.Features)
             Log.Warning("The graphs ({Graph}, …) carry {Set} features, not the {Features} features of this run's settings: the model is trained on the graphs' features (build them with --features {Features}, or give --images and --masks)",
                 first, set, r.Features, r.Features);

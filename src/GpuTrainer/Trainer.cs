@@ -133,7 +133,7 @@ public static class Trainer
         using var weight = torch.tensor(cw, device: device);
         log($"{graphs.Count} graph(s): {trainIdx.Count} train / {valIdx.Count} validation{(nodeSplit ? " (node split)" : "")}, {trainNodes} / {valNodes} labelled nodes, {F} features, {K} classes, class weights [{string.Join(", ", cw.Select(c => c.ToString("F2", CultureInfo.InvariantCulture)))}]");
 
-        var featureSet = graphs[0].FeatureNames.Contains("contrast") ? "texture" : "published";
+        var featureSet = Core.Pipeline.GraphRequest.FeatureSetOf(graphs[0].FeatureNames);
         var recipe = Recipes.NameOf(featureSet, o.Edges, o.Architecture);
         log($"recipe {recipe}: {featureSet} features, {o.Edges} edges, {o.Architecture.Conv} {o.Architecture.Layers} layers × {o.Architecture.Hidden}, dropout {o.Architecture.Dropout.ToString(CultureInfo.InvariantCulture)}, {o.Architecture.Activation}");
         var model = new GnnModel(o.Architecture, F, K);

@@ -11,6 +11,8 @@ public sealed record StitchSettings(int Width, int Height, int Channels, ImageSt
     public string[]? PlaneFeatureNames { get; init; }
     /// <summary>Append each node's boundary contrast to its neighbours (length-weighted mean of its adjacency contrasts).</summary>
     public bool ContrastFeature { get; init; }
+    /// <summary>The contrast feature's name ("contrast"; "abs_contrast" in absolute units).</summary>
+    public string ContrastName { get; init; } = "contrast";
 }
 
 /// <summary>
@@ -315,15 +317,17 @@ public sealed class Stitcher
         int R = rag.A.Length;
         graph.RagA = rag.A; graph.RagB = rag.B;
         graph.RagLength = new int[R]; graph.RagContrast = new float[R];
+        // the boundary contrast in the units of the channels' features (z units, or absolute)
+        var contrastInv = _s.Norms is { } pn ? pn.InvStd.AsSpan(0, C).ToArray() : Enumerable.Range(0, C).Select(_s.Stats.InvStd).ToArray();
         for (int r = 0; r < R; r++)
         {
             graph.RagLength[r] = (int)rag.Length[r];
             double s = 0;
-            for (int c = 0; c < C; c++) s += (double)rag.Diff[r * C + c] / rag.Length[r] * _s.Stats.InvStd(c);
+            for (int c = 0; c < C; c++) s += (double)rag.Diff[r * C + c] / rag.Length[r] * contrastInv[c];
             graph.RagContrast[r] = (float)(s / C);
         }
         rag = null!;
-        if (_s.ContrastFeature) AppendContrast(graph);
+        if (_s.ContrastFeature) AppendContrast(graph, _s.ContrastName);
 
         GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
 
@@ -335,7 +339,7 @@ public sealed class Stitcher
     }
 
     /// <summary>Adds the feature "contrast": the node's boundary contrast to its neighbours, weighted by shared length.</summary>
-    private static void AppendContrast(SuperpixelGraph g)
+    private static void AppendContrast(SuperpixelGraph g, string name)
     {
         int N = g.NodeCount, F = g.FeatureCount;
         var num = new double[N]; var den = new double[N];
@@ -352,6 +356,6 @@ public sealed class Stitcher
             x[v * (F + 1) + F] = den[v] > 0 ? (float)(num[v] / den[v]) : 0f;
         }
         g.Features = x;
-        g.FeatureNames = g.FeatureNames.Append("contrast").ToArray();
+        g.FeatureNames = g.FeatureNames.Append(name).ToArray();
     }
 }

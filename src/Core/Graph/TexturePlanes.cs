@@ -21,16 +21,15 @@ public static class TexturePlanes
     public static readonly string[] Prefixes = ["grad", "lstd"];
     private const int R = 2;
 
-    /// <summary>Fills <paramref name="dest"/> (core pixels × 2, interleaved) from the read region's raw samples.</summary>
+    /// <summary>Fills <paramref name="dest"/> (core pixels × 2, interleaved) from the read region's raw samples, in units of
+    /// <paramref name="sigma"/> grey levels of the channel-summed intensity (the channels' summed standard deviations for
+    /// the texture features, exact for one channel; a fixed unit per channel for the absolute ones).</summary>
     public static void Compute(ReadOnlySpan<ushort> raw, int channels, PixelRect read, PixelRect core, int imageWidth, int imageHeight,
-        ImageStatistics stats, Span<ushort> dest)
+        double sigma, Span<ushort> dest)
     {
         if (read.X > core.X - Math.Min(R, core.X) || read.Y > core.Y - Math.Min(R, core.Y)
             || read.Right < Math.Min(imageWidth, core.Right + R) || read.Bottom < Math.Min(imageHeight, core.Bottom + R))
             throw new ArgumentException("the read region must extend at least 2 px beyond the core (or to the image border)");
-        // the channel-summed image's standard deviation, approximated by the sum of the channels' (exact for one channel)
-        double sigma = 0;
-        for (int c = 0; c < channels; c++) sigma += stats.Std[c];
         double inv = Scale / Math.Max(sigma, 1e-9);
         int rw = read.W, pw = core.W + 2 * R, ph = core.H + 2 * R, cw = core.W;
         const int win = 2 * R + 1, n = win * win;

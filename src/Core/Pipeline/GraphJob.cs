@@ -28,7 +28,9 @@ public sealed record GraphRequest
     public int? Halo { get; init; }
     public int K { get; init; } = 10;
     /// <summary>published: the 11 intensity features per channel; texture: those plus gradient magnitude and local
-    /// standard deviation statistics (11 each) and the node's boundary contrast to its neighbours.</summary>
+    /// standard deviation statistics (11 each) and the node's boundary contrast to its neighbours, all in z units of the
+    /// image's own statistics; absolute: the texture features in the image's grey levels scaled to 8 bits (the same
+    /// units for every image of a collection: a field of background alone keeps its low contrast).</summary>
     public string Features { get; init; } = "texture";
     /// <summary>Where the tissue is: null = detect it on brightfield whole slides (RGB, read through OpenSlide, or a colour
     /// CZI slide scan with a pyramid, <see cref="GraphJob.IsBrightfieldSlide"/>) and
@@ -37,10 +39,24 @@ public sealed record GraphRequest
     public string? Tissue { get; init; }
 
     /// <summary>Planes derived from each pixel beside the image's channels: the texture planes, with texture features.</summary>
-    [JsonIgnore] public int ExtraPlanes => Features == "texture" ? TexturePlanes.Count : 0;
+    [JsonIgnore] public int ExtraPlanes => HasTexture(Features) ? TexturePlanes.Count : 0;
 
     public const double DefaultHaloSpacings = 10.0;
-    public static readonly string[] FeatureSets = ["published", "texture"];
+    public static readonly string[] FeatureSets = ["published", "texture", "absolute"];
+
+    /// <summary>Whether a feature set has the texture planes' statistics and the contrast feature (texture, absolute).</summary>
+    public static bool HasTexture(string features) => features is "texture" or "absolute";
+
+    /// <summary>The prefix of every feature name of the absolute feature set (its names differ from texture's, so a model
+    /// of one is never applied to graphs of the other).</summary>
+    public const string AbsolutePrefix = "abs_";
+
+    /// <summary>The feature set a graph's (or a model's) feature names come from.</summary>
+    public static string FeatureSetOf(IReadOnlyCollection<string> names) =>
+        names.Contains(AbsolutePrefix + "contrast") ? "absolute" : names.Contains("contrast") ? "texture" : "published";
+
+    /// <summary>The grey level of one unit of the absolute features: 2^(bits − 8), a 16-bit image's values in 8-bit units.</summary>
+    public static double AbsoluteUnit(int bitDepth) => Math.Pow(2, Math.Max(0, bitDepth - 8));
 }
 
 /// <summary>
@@ -94,7 +110,8 @@ public sealed record GraphJobManifest
         init => _tissueMap = value;
     }
 
-    [JsonIgnore] public bool Texture => Request.Features == "texture";
+    [JsonIgnore] public bool Texture => GraphRequest.HasTexture(Request.Features);
+    [JsonIgnore] public bool Absolute => Request.Features == "absolute";
     [JsonIgnore] public int ExtraPlanes => Request.ExtraPlanes;
 
     /// <summary>z-normalisation of every value plane: raw channels with the image statistics, texture planes by their fixed scale.</summary>
@@ -104,20 +121,32 @@ public sealed record GraphJobManifest
         get
         {
             var st = Stats;
-            var mean = st.Mean.Concat(Enumerable.Repeat(0.0, ExtraPlanes)).ToArray();
-            var inv = Enumerable.Range(0, Channels).Select(st.InvStd).Concat(Enumerable.Repeat(1.0 / TexturePlanes.Scale, ExtraPlanes)).ToArray();
+            double unit = GraphRequest.AbsoluteUnit(BitDepth);
+            var mean = (Absolute ? new double[Channels] : st.Mean).Concat(Enumerable.Repeat(0.0, ExtraPlanes)).ToArray();
+            var inv = Enumerable.Range(0, Channels).Select(c => Absolute ? 1.0 / unit : st.InvStd(c)).Concat(Enumerable.Repeat(1.0 / TexturePlanes.Scale, ExtraPlanes)).ToArray();
             return new PlaneNorms(mean, inv);
         }
     }
 
     [JsonIgnore]
-    public string[] PlaneFeatureNames => NodeFeatures.Names(Channels, Texture ? TexturePlanes.Prefixes : []);
+    public string[] PlaneFeatureNames => Prefixed(NodeFeatures.Names(Channels, Texture ? TexturePlanes.Prefixes : []), Request.Features);
+
+    /// <summary>The units of the texture planes: the channels' summed standard deviation (texture) or unit (absolute).</summary>
+    [JsonIgnore]
+    public double TextureSigma => Absolute ? Channels * GraphRequest.AbsoluteUnit(BitDepth) : Stats.Std.Sum();
+
+    /// <summary>The name of the boundary-contrast feature of this job's graphs.</summary>
+    [JsonIgnore]
+    public string ContrastName => Absolute ? GraphRequest.AbsolutePrefix + "contrast" : "contrast";
+
+    private static string[] Prefixed(string[] names, string features) =>
+        features == "absolute" ? names.Select(n => GraphRequest.AbsolutePrefix + n).ToArray() : names;
 
     /// <summary>The feature names a graph of an image of <paramref name="channels"/> channels has with the feature set
     /// <paramref name="features"/> (texture adds the texture planes' statistics and the contrast feature): what a model
     /// trained on such graphs lists, so a mismatch can be refused before the graph is built.</summary>
-    public static string[] FeatureNamesFor(int channels, string features) => features == "texture"
-        ? [.. NodeFeatures.Names(channels, TexturePlanes.Prefixes), "contrast"]
+    public static string[] FeatureNamesFor(int channels, string features) => GraphRequest.HasTexture(features)
+        ? Prefixed([.. NodeFeatures.Names(channels, TexturePlanes.Prefixes), "contrast"], features)
         : NodeFeatures.Names(channels, []);
 
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Converters = { new JsonStringEnumConverter() } };
@@ -288,7 +317,7 @@ public static class GraphJob
         if (job.Texture)
         {
             extra = scratch.Extra(cn * TexturePlanes.Count).AsSpan(0, cn * TexturePlanes.Count);
-            TexturePlanes.Compute(raw, C, read, core, job.Width, job.Height, job.Stats, extra);
+            TexturePlanes.Compute(raw, C, read, core, job.Width, job.Height, job.TextureSigma, extra);
         }
         double tTexture = sw.Elapsed.TotalSeconds;
         ct.ThrowIfCancellationRequested();
@@ -465,7 +494,7 @@ public static class GraphJob
         var plan = job.Plan;
         var settings = new StitchSettings(job.Width, job.Height, job.Channels, job.Stats, job.MinSize, job.Grid.S, job.Request.K, job.Request.MaskPath is not null)
         {
-            Norms = job.Norms, PlaneFeatureNames = job.PlaneFeatureNames, ContrastFeature = job.Texture,
+            Norms = job.Norms, PlaneFeatureNames = job.PlaneFeatureNames, ContrastFeature = job.Texture, ContrastName = job.ContrastName,
         };
         var st = new Stitcher(plan, settings, (id, withValues) => TileResult.ReadFile(job.ResultPath(id), withValues));
         var g = st.Run(progress, nodesKnown);

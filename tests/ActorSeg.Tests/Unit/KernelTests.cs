@@ -27,7 +27,7 @@ public class KernelTests
         var stats = new ImageStatistics(Enumerable.Repeat(31000.0, channels).ToArray(), Enumerable.Repeat(900.0, channels).ToArray(),
             new int[channels], Enumerable.Repeat(65535, channels).ToArray(), W * H);
         var got = new ushort[core.W * core.H * TexturePlanes.Count];
-        TexturePlanes.Compute(raw, channels, read, core, W, H, stats, got);
+        TexturePlanes.Compute(raw, channels, read, core, W, H, stats.Std.Sum(), got);
 
         double inv = TexturePlanes.Scale / (900.0 * channels);
         long V(int x, int y)

@@ -8,11 +8,11 @@
 # PEER=1 also trains the Python peer UNet (../shared/peers/dataset_eval.py) on the same split, when it can run here.
 #
 # Usage: bench/refine.sh [SHARED_DATA_DIR] [WORK_DIR]   (after ./run.sh build)
-#   DATASETS="nist bbbc039"  TEST=30  SEED=1  UNET=0 (skip the UNet)  UNET_ARGS="--depth 4 --patch 256" (the peer's shape)
+#   DATASETS="nist bbbc039"  TEST=30  SEED=1  FEATURES=absolute (the default recipe's; texture: z units)  UNET=0 (skip the UNet)  UNET_ARGS="--depth 4 --patch 256" (the peer's shape)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=$(cd "${1:-../shared/data}" && pwd); WORK=${2:-/tmp/actorseg-refine}
-TEST=${TEST:-30}; SEED=${SEED:-1}; DATASETS=${DATASETS:-"nist bbbc039"}; UNET=${UNET:-1}
+TEST=${TEST:-30}; SEED=${SEED:-1}; FEATURES=${FEATURES:-absolute}; DATASETS=${DATASETS:-"nist bbbc039"}; UNET=${UNET:-1}
 A="dotnet ${ACTORSEG_BIN:-src/Cli/bin/Release/net10.0}/actorseg.dll"
 [ -d "$DATA/nist-colonies" ] || { echo "no shared data at $DATA" >&2; exit 1; }
 # Debian packages installed when missing (as root, or through sudo); false when they could not be
@@ -45,9 +45,9 @@ for name in $DATASETS; do
   split="$WORK/$name/split-test$TEST"; rm -rf "$split"; mkdir -p "$split"/{train,test}/{graphs,published,images,masks}
   for f in $files; do
     i=$((i+1)); b="${f%.*}"; part=train; [ $i -gt $((n-TEST)) ] && part=test
-    g="$WORK/$name/all/$b"
-    # graphs with their node maps (the refinement reads them), built once
-    [ -f "$g/graph.npz" ] || $A graph "$imgs/$f" --mask "$masks/$b$ext" --segments "$seg" --features texture --out "$g" >/dev/null 2>&1
+    g="$WORK/$name/all-$FEATURES/$b"
+    # graphs with their node maps (the refinement reads them), built once, with the default recipe's features
+    [ -f "$g/graph.npz" ] || $A graph "$imgs/$f" --mask "$masks/$b$ext" --segments "$seg" --features "$FEATURES" --out "$g" >/dev/null 2>&1
     ln -sf "$g/graph.npz" "$split/$part/graphs/$b.npz"
     # and with the published features, for the published recipe
     gp="$WORK/$name/published/$b"

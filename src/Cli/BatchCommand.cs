@@ -311,7 +311,7 @@ public static class BatchCommand
                 if (spec is not null && SegmentCommand.ChannelMismatch(spec, model!, channels) is { } why) throw new InputFileException(image, why);
                 if (spec?.ScaleMismatch(reading.Mpp?.X) is { } scale) Log.Warning("Slide {Slide}: {Why}", s.Name, scale);
                 slides.Add(new BatchSlideSpec(s.Name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", s.Name), Page: l, Spacing: sp, TileSize: tileSize,
-                    WriteNodeMap: model is not null, ModelPath: model, Features: spec?.FeatureSet ?? "texture", Tissue: tissue, Objects: objects, Simplify: simplify,
+                    WriteNodeMap: model is not null, ModelPath: model, Features: spec?.FeatureSet ?? GpuTrainer.Recipes.Best.Features, Tissue: tissue, Objects: objects, Simplify: simplify,
                     Series: s.Series), s.Split));
             }
             catch (Exception e) when (e is InputFileException or NetVips.VipsException)

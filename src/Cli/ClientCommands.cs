@@ -84,7 +84,7 @@ public static class ClientCommands
         var spacing = new Option<double>("--spacing") { DefaultValueFactory = _ => 40.96, Description = "Seed spacing in pixels." };
         var tileSize = new Option<int>("--tile-size") { DefaultValueFactory = _ => 2048, Description = "Tile size in pixels." };
         var halo = new Option<int?>("--halo") { Description = "Halo in pixels (default: 10 seed spacings)." };
-        var features = new Option<string>("--features") { DefaultValueFactory = _ => "texture", Description = "texture, absolute or published." };
+        var features = new Option<string?>("--features") { Description = "absolute, texture or published (default: the model's, where this machine can read it; else the best recipe's, absolute)." };
         var keepWork = new Option<bool>("--keep-work") { Description = "Keep the per-tile results." };
         var level = new Option<int>("--level", "--page") { Description = GraphCommand.LevelHelp, DefaultValueFactory = _ => 0 };
         var mpp = new Option<double?>("--mpp") { Description = GraphCommand.MppHelp };
@@ -107,7 +107,7 @@ public static class ClientCommands
             catch (Core.Imaging.InputFileException e) { Log.Error("{Error}", e.Message); return ExitCodes.Failed; }
             var spec = new GraphJobSpec(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(mask) is { } m ? Path.GetFullPath(m) : null, Page: lv, OutDir:
                 Path.GetFullPath(pr.GetValue(output)!), Spacing: pr.GetValue(spacing), TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo),
-                Features: pr.GetValue(features)!, KeepWork: pr.GetValue(keepWork), ModelPath: pr.GetValue(model) is { } mp ? Path.GetFullPath(mp) : null,
+                Features: pr.GetValue(features) ?? ModelFeatures(pr.GetValue(model)) ?? GpuTrainer.Recipes.Best.Features, KeepWork: pr.GetValue(keepWork), ModelPath: pr.GetValue(model) is { } mp ? Path.GetFullPath(mp) : null,
                 // a tissue mask is a path on the cluster's shared storage: the coordinator checks it
                 Tissue: pr.GetValue(tissue) is { } tv and not ("auto" or "none") ? Path.GetFullPath(tv) : pr.GetValue(tissue),
                 Objects: pr.GetValue(objects)!, Simplify: pr.GetValue(simplify), Series: pr.GetValue(series));
@@ -214,6 +214,24 @@ public static class ClientCommands
         }
         conn.System.Stop(watcher);
         return ExitCodes.Failed;
+    }
+
+    /// <summary>The feature set of the model at <paramref name="path"/> when this machine can read it (the cluster reads it on
+    /// its shared storage), else null.</summary>
+    private static string? ModelFeatures(string? path)
+    {
+        if (path is null || !File.Exists(path)) return null;
+        try
+        {
+            var (spec, weights) = GpuTrainer.ModelFile.Load(path);
+            weights.Dispose();
+            return spec.FeatureSet;
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+        {
+            Log.Debug("{Model}: its features not read here: {Error}", path, e.Message);
+            return null;
+        }
     }
 
     public static Command SubmitTrain(Option<bool> verbose)

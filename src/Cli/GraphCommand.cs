@@ -96,7 +96,7 @@ public static class GraphCommand
         var workers = WorkersOption.Create("Tile worker actors");
         var noNodeMap = new Option<bool>("--no-node-map") { Description = "Do not write nodes.tif (nor nodes.ome.tif)." };
         var keepWork = new Option<bool>("--keep-work") { Description = "Keep the per-tile partial graphs in OUT/.work-JOB." };
-        var features = new Option<string>("--features") { Description = "texture (default): the published 11 intensity features per channel plus gradient and local-variation statistics and boundary contrast, in z units of the image's own statistics; absolute: the same features in the image's grey levels scaled to 8 bits (one unit for a whole collection); published: the 11 alone.", DefaultValueFactory = _ => "texture" };
+        var features = new Option<string>("--features") { Description = "absolute (default, the best recipe's): the published 11 intensity features per channel plus gradient and local-variation statistics and boundary contrast, in the image's grey levels scaled to 8 bits (one unit for a whole collection); texture: the same features in z units of the image's own statistics; published: the 11 alone, in z units.", DefaultValueFactory = _ => GpuTrainer.Recipes.Best.Features };
         features.AcceptOnlyFromAmong(Core.Pipeline.GraphRequest.FeatureSets);
         var tissue = TissueOption();
         var series = SeriesOption();

@@ -113,12 +113,16 @@ public static class HttpApi
                 if (!File.Exists(image)) return Error(400, $"{req.Image}: image not found");
                 var mask = req.Mask is null ? null : roots.Confine(req.Mask, "mask");
                 var model = req.Model is null ? null : roots.Confine(req.Model, "model");
+                if (model is not null && !File.Exists(model)) return Error(400, $"{req.Model}: model not found");
                 var outDir = roots.Confine(req.Out, "out");
-                spec = new GraphJobSpec(image, mask, outDir, TileSize: req.TileSize ?? 2048, Spacing: req.Spacing ?? 40.96, ModelPath: model,
+                // the graph is built with the features the model was trained on
+                string features = GpuTrainer.Recipes.Best.Features;
+                if (model is not null) { var (ms, weights) = GpuTrainer.ModelFile.Load(model); weights.Dispose(); features = ms.FeatureSet; }
+                spec = new GraphJobSpec(image, mask, outDir, TileSize: req.TileSize ?? 2048, Spacing: req.Spacing ?? 40.96, ModelPath: model, Features: features,
                     Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0, Series: req.Series);
             }
             catch (UnauthorizedAccessException e) { return Refused(403, e.Message); }
-            catch (Exception e) when (e is ArgumentException or IOException) { return Refused(400, e.Message); }
+            catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException) { return Refused(400, e.Message); }
 
             // 202 only once the coordinator has checked and journaled the job; its refusal, with the reason, otherwise
             object answer;
@@ -181,7 +185,7 @@ public static class HttpApi
                     if (JobIds.InvalidSlideName(name) is { } badName) return Error(400, badName);
                     slides.Add(new BatchSlideSpec(name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", name), Page: req.Level ?? 0,
                         Spacing: req.Spacing ?? (ms?.SeedSpacing > 0 ? ms.SeedSpacing : 40.96), TileSize: req.TileSize ?? 2048, WriteNodeMap: model is not null,
-                        ModelPath: model, Features: ms?.FeatureSet ?? "texture", Tissue: tissue, Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0,
+                        ModelPath: model, Features: ms?.FeatureSet ?? GpuTrainer.Recipes.Best.Features, Tissue: tissue, Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0,
                         Series: sl.Series), sl.Split));
                 }
                 // the same request again is the same batch (it attaches); the digest is of the request, canonical (this door reads no file contents)

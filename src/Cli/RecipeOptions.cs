@@ -27,7 +27,7 @@ public static class RecipeOptions
 
     public static Option<string?> Features()
     {
-        var o = new Option<string?>("--features") { Description = "Feature set when building graphs: texture, absolute or published (default: the recipe's; best: texture, published: published)." };
+        var o = new Option<string?>("--features") { Description = "Feature set when building graphs: texture, absolute or published (default: the recipe's; best: absolute, published: published)." };
         o.AcceptOnlyFromAmong(Core.Pipeline.GraphRequest.FeatureSets);
         return o;
     }

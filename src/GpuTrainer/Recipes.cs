@@ -16,9 +16,9 @@ public sealed record Recipe(string Name, string Features, string Edges, GnnArchi
 /// </summary>
 public static class Recipes
 {
-    public static readonly Recipe Best = new("best", "texture", "rag",
+    public static readonly Recipe Best = new("best", "absolute", "rag",
         new GnnArchitecture { Conv = "graphconv", Layers = 4, Hidden = 64, Dropout = 0.5, Activation = "leaky_relu" },
-        "texture features (intensity, gradient and local-contrast statistics, boundary contrast), region-adjacency edges weighted by shared boundary, 4 GraphConv layers of width 64");
+        "texture features (intensity, gradient and local-contrast statistics, boundary contrast) in absolute grey levels, region-adjacency edges weighted by shared boundary, 4 GraphConv layers of width 64");
 
     public static readonly Recipe Published = new("published", "published", "knn",
         new GnnArchitecture { Conv = "graphconv", Layers = 3, Hidden = 32, Dropout = 0.5, Activation = "leaky_relu" },

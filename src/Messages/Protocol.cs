@@ -95,7 +95,7 @@ public sealed record GraphJobSpec(
     [property: Key(15)] int K = 10,
     [property: Key(16)] bool WriteNodeMap = true,
     [property: Key(17)] bool KeepWork = false,
-    [property: Key(18)] string Features = "texture",
+    [property: Key(18)] string Features = "absolute", // the best recipe's (GpuTrainer.Recipes.Best)
     [property: Key(19)] string? ModelPath = null,
     [property: Key(20)] string? Device = null,
     [property: Key(21)] string? Tissue = null,

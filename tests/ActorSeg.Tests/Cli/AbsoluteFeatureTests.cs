@@ -30,7 +30,7 @@ public class AbsoluteFeatureTests(ITestOutputHelper output) : TempDirTest("absol
     {
         var (img, mask) = Generate($"c{bits}", bits, 7);
         string tex = Path.Combine(_dir, "texture"), abs = Path.Combine(_dir, "absolute"), tiled = Path.Combine(_dir, "absolute-tiled");
-        Assert.Equal(0, TestPaths.RunCli("graph", img, "--mask", mask, "--out", tex, "--spacing", "12").ExitCode);
+        Assert.Equal(0, TestPaths.RunCli("graph", img, "--mask", mask, "--out", tex, "--spacing", "12", "--features", "texture").ExitCode);
         var r = TestPaths.RunCli("graph", img, "--mask", mask, "--out", abs, "--spacing", "12", "--features", "absolute");
         Assert.True(r.ExitCode == 0, r.Stderr);
         var t = NpzReader.Read(Path.Combine(tex, "graph.npz")); var a = NpzReader.Read(Path.Combine(abs, "graph.npz"));
@@ -99,7 +99,7 @@ public class AbsoluteFeatureTests(ITestOutputHelper output) : TempDirTest("absol
 
         // graphs of the texture set are refused, naming the graph and both feature lists
         var texGraph = Path.Combine(_dir, "texgraph");
-        Assert.Equal(0, TestPaths.RunCli("graph", Path.Combine(imgs, "f1.tif"), "--mask", Path.Combine(masks, "f1.tif"), "--segments", "200", "--out", texGraph, "--no-node-map").ExitCode);
+        Assert.Equal(0, TestPaths.RunCli("graph", Path.Combine(imgs, "f1.tif"), "--mask", Path.Combine(masks, "f1.tif"), "--segments", "200", "--features", "texture", "--out", texGraph, "--no-node-map").ExitCode);
         r = TestPaths.RunCli("evaluate", "--model", Path.Combine(model, "best.model"), "--graphs", Path.Combine(texGraph, "graph.npz"));
         Assert.NotEqual(0, r.ExitCode);
         Assert.Contains(Path.Combine(texGraph, "graph.npz"), r.Stderr);

@@ -91,11 +91,12 @@ public class GraphCommandTests : IDisposable
         Assert.Equal(2, ei.Shape[0]);
         Assert.Equal(n, y.Shape[0]);
         Assert.InRange(n, 700 * 520 / (16 * 16) / 2, 700 * 520 / (16 * 16) * 2);
+        // the default features: the best recipe's, in absolute grey levels (abs_; z units with --features texture)
         var names = npz["feature_names"].Strings();
-        Assert.Equal(new[] { "mean", "std", "q10", "q20", "q30", "q40", "q50", "q60", "q70", "q80", "q90" }, names[..11]);
-        Assert.Equal(new[] { "grad_mean", "grad_std" }, names[11..13]);
-        Assert.Equal("lstd_q90", names[32]);
-        Assert.Equal("contrast", names[33]);
+        Assert.Equal(new[] { "mean", "std", "q10", "q20", "q30", "q40", "q50", "q60", "q70", "q80", "q90" }.Select(s => "abs_" + s), names[..11]);
+        Assert.Equal(new[] { "abs_grad_mean", "abs_grad_std" }, names[11..13]);
+        Assert.Equal("abs_lstd_q90", names[32]);
+        Assert.Equal("abs_contrast", names[33]);
         var edges = ei.AsSpan<long>();
         Assert.All(edges.ToArray(), v => Assert.InRange(v, 0, n - 1));
         // the node map: every node id present, pixel counts equal the areas
@@ -120,7 +121,7 @@ public class GraphCommandTests : IDisposable
         if (PythonHasNumpy())
         {
             var py = RunPython($"import numpy as np; d = np.load(r'{Path.Combine(outDir, "graph.npz")}'); print(d['x'].shape[0], d['x'].dtype, d['edge_index'].dtype, d['edge_weight'].shape[0] == d['edge_index'].shape[1], list(d['feature_names'])[:2])");
-            Assert.Equal($"{n} float32 int64 True ['mean', 'std']", py.Trim());
+            Assert.Equal($"{n} float32 int64 True ['abs_mean', 'abs_std']", py.Trim());
         }
         // the published feature set alone
         var pub = Path.Combine(_dir, "published");

@@ -26,7 +26,7 @@ public class RecipeTests(ITestOutputHelper output) : TempDirTest("recipe")
         Assert.Equal(Recipes.Best.Edges, spec.Edges);
         Assert.Equal(Recipes.Best.Features, spec.FeatureSet);
         Assert.Equal(Recipes.Best.Architecture, spec.Architecture);
-        Assert.Equal((4, 64, "rag", "texture"), (spec.Architecture.Layers, spec.Architecture.Hidden, spec.Edges, spec.FeatureSet));
+        Assert.Equal((4, 64, "rag", "absolute"), (spec.Architecture.Layers, spec.Architecture.Hidden, spec.Edges, spec.FeatureSet));
         Assert.Contains("Recipe best", r.Stderr);
 
         // the published recipe: its features (graphs built with them), kNN exp(-d) edges, 3 GraphConv layers of width 32
@@ -46,7 +46,7 @@ public class RecipeTests(ITestOutputHelper output) : TempDirTest("recipe")
         Assert.Equal("custom", spec.Recipe);
         Assert.Equal(("knn", 5, 32), (spec.Edges, spec.Architecture.Layers, spec.Architecture.Hidden));
         Assert.Contains("--layers 5", r.Stderr);
-        Assert.Contains("carry texture features", r.Stderr);
+        Assert.Contains("carry absolute features", r.Stderr);
         Assert.Contains("\"recipe\": \"published\"", File.ReadAllText(Path.Combine(mixed, "train.json")));
 
         // a recipe that does not exist is a usage error

@@ -2,7 +2,7 @@
 # Prepares, on this machine, everything bench/gpu.sh needs on a GPU machine that has python3, torch (CUDA), numpy and
 # perhaps torch_geometric, but no network and perhaps no .NET (issue #14). Everything lands in OUT (default
 # bench/gpu-data, ignored by git), small enough to travel with the working tree (the device tool carries 64 MiB):
-#   graphs-SIZE/{train,held}/NAME.npz   ActorSeg's graphs (actorseg graph, default features "texture") of generated
+#   graphs-SIZE/{train,held}/NAME.npz   ActorSeg's graphs (actorseg graph, default features "absolute") of generated
 #                                       SIZE² colony fields: the arrays the default recipe trains on (x, rag_edge_index
 #                                       as int32, rag_boundary_length, y, class_hist, feature_names, seed_spacing,
 #                                       image_shape, area), LZMA zip members (np.load reads them)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU bench (issue #14), run on a GPU machine with python3, torch (CUDA), numpy and perhaps torch_geometric, and
 # no network, on what bench/gpu-prepare.sh made here (bench/gpu-data, carried with the working tree):
-#   1. ActorSeg's default GNN recipe (4 GraphConv × 64, region adjacency weighted by shared boundary, texture features)
+#   1. ActorSeg's default GNN recipe (4 GraphConv × 64, region adjacency weighted by shared boundary, texture features in absolute units)
 #      on ActorSeg's graphs of every carried size: in PyTorch Geometric when it imports, and in plain torch (sparse A·X,
 #      ActorSeg's own formulation) always; CUDA when present, the CPU otherwise;
 #   2. the peer UNet (unet_peer.py, whole fields) on the carried fields, then one whole-image training step at PROBE²;

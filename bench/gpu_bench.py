@@ -74,7 +74,7 @@ def cmd_env(a):
 
 
 # ---------------------------------------------------------------- the GNN: ActorSeg's default recipe ("best")
-# Recipes.Best: texture features, region-adjacency edges, each node's incoming weights proportional to the shared
+# Recipes.Best: texture features in absolute units, region-adjacency edges, each node's incoming weights proportional to the shared
 # boundary length and summing to 1 (GraphSample.Load, edges "rag"); 4 GraphConv layers of width 64 (x'_i = W1 x_i +
 # W2 Σ_j w_ji x_j), leaky ReLU (slope 0.01) and dropout 0.5 between layers; features normalised with the training nodes'
 # mean and standard deviation; cross entropy weighted max(count)/count over the training nodes, unlabelled (−1)

@@ -293,6 +293,17 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         var overlap = PostJson(new { image = img, @out = data }, token);
         Assert.Equal(System.Net.HttpStatusCode.Conflict, overlap.StatusCode);
         Assert.Contains("contains the job's image", overlap.Content.ReadAsStringAsync().Result);
+        // a job's model is read at the door (its graph is built with the model's own features): a damaged one is refused
+        // there, naming it, and a missing one too
+        var badModel = Path.Combine(data, "bad.model");
+        File.WriteAllText(badModel, "not a model");
+        var bad = PostJson(new { image = img, @out = Path.Combine(data, "o3"), model = badModel }, token);
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Contains("bad.model", bad.Content.ReadAsStringAsync().Result);
+        var missing = PostJson(new { image = img, @out = Path.Combine(data, "o3"), model = Path.Combine(data, "none.model") }, token);
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, missing.StatusCode);
+        Assert.Contains("model not found", missing.Content.ReadAsStringAsync().Result);
+        Assert.False(Directory.Exists(Path.Combine(data, "o3")), "a refused job writes nothing");
         Assert.Equal(System.Net.HttpStatusCode.Accepted, PostJson(job, token).StatusCode);
         // the same id again is a conflict, not another 202 with another job's status
         var dup = PostJson(job with { @out = Path.Combine(data, "out-b") }, token);

@@ -115,10 +115,16 @@ public static class HttpApi
                 var model = req.Model is null ? null : roots.Confine(req.Model, "model");
                 if (model is not null && !File.Exists(model)) return Error(400, $"{req.Model}: model not found");
                 var outDir = roots.Confine(req.Out, "out");
-                // the graph is built with the features the model was trained on
-                string features = GpuTrainer.Recipes.Best.Features;
-                if (model is not null) { var (ms, weights) = GpuTrainer.ModelFile.Load(model); weights.Dispose(); features = ms.FeatureSet; }
-                spec = new GraphJobSpec(image, mask, outDir, TileSize: req.TileSize ?? 2048, Spacing: req.Spacing ?? 40.96, ModelPath: model, Features: features,
+                // the graph is built with the features and the superpixel size the model was trained with, as a batch's
+                string features = GpuTrainer.Recipes.Best.Features; double spacing = 40.96;
+                if (model is not null)
+                {
+                    var (ms, weights) = GpuTrainer.ModelFile.Load(model);
+                    weights.Dispose();
+                    features = ms.FeatureSet;
+                    if (ms.SeedSpacing > 0) spacing = ms.SeedSpacing;
+                }
+                spec = new GraphJobSpec(image, mask, outDir, TileSize: req.TileSize ?? 2048, Spacing: req.Spacing ?? spacing, ModelPath: model, Features: features,
                     Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0, Series: req.Series);
             }
             catch (UnauthorizedAccessException e) { return Refused(403, e.Message); }

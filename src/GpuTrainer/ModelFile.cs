@@ -22,7 +22,7 @@ public sealed record ModelSpec
     public int Seed { get; init; }
     /// <summary>The SLIC seed spacing of the training graphs: segmenting uses the same superpixel size.</summary>
     public double SeedSpacing { get; init; }
-    /// <summary>The feature set the graphs were built with (texture or published).</summary>
+    /// <summary>The feature set the graphs were built with (absolute, texture or published).</summary>
     public string FeatureSet => Core.Pipeline.GraphRequest.FeatureSetOf(FeatureNames);
     public string[] TrainGraphs { get; init; } = [];
     /// <summary>Names and colours of the classes (absent in models trained before 2026-12: the defaults).</summary>

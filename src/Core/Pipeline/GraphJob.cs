@@ -30,7 +30,9 @@ public sealed record GraphRequest
     /// <summary>published: the 11 intensity features per channel; texture: those plus gradient magnitude and local
     /// standard deviation statistics (11 each) and the node's boundary contrast to its neighbours, all in z units of the
     /// image's own statistics; absolute: the texture features in the image's grey levels scaled to 8 bits (the same
-    /// units for every image of a collection: a field of background alone keeps its low contrast).</summary>
+    /// units for every image of a collection: a field of background alone keeps its low contrast). The CLI and the cluster
+    /// protocol default to the best recipe's, absolute; this record, built from them, keeps texture for code that builds a
+    /// request itself.</summary>
     public string Features { get; init; } = "texture";
     /// <summary>Where the tissue is: null = detect it on brightfield whole slides (RGB, read through OpenSlide, or a colour
     /// CZI slide scan with a pyramid, <see cref="GraphJob.IsBrightfieldSlide"/>) and
@@ -114,7 +116,8 @@ public sealed record GraphJobManifest
     [JsonIgnore] public bool Absolute => Request.Features == "absolute";
     [JsonIgnore] public int ExtraPlanes => Request.ExtraPlanes;
 
-    /// <summary>z-normalisation of every value plane: raw channels with the image statistics, texture planes by their fixed scale.</summary>
+    /// <summary>The units of every value plane: raw channels in z units of the image statistics (absolute features: divided
+    /// by <see cref="GraphRequest.AbsoluteUnit"/>), texture planes by their fixed scale.</summary>
     [JsonIgnore]
     public PlaneNorms Norms
     {

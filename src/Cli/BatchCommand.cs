@@ -282,8 +282,8 @@ public static class BatchCommand
         var (input, rejected) = BatchInput.Load(source, masks, allSeries);
         foreach (var r in rejected) Log.Warning("Slide {Slide} rejected: {Reason}", r.Name, r.Reason);
         ModelSpec? spec = null;
-        if (model is not null) spec = ModelFile.Load(model).Spec; // a bad model fails the batch before any work
-        double sp = spacing ?? (spec?.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
+        if (model is not null) spec = ModelFile.ReadSpec(model); // a bad model fails the batch before any work
+        double sp = Recipes.GraphSpacing(spec, spacing);
         // one run at a time in a batch folder, which it makes where missing (a cluster's coordinator refuses a second batch
         // there itself)
         using var folder = coordinator is null ? OutputFolderLock.Acquire(outDir, "batch") : null;
@@ -311,7 +311,7 @@ public static class BatchCommand
                 if (spec is not null && SegmentCommand.ChannelMismatch(spec, model!, channels) is { } why) throw new InputFileException(image, why);
                 if (spec?.ScaleMismatch(reading.Mpp?.X) is { } scale) Log.Warning("Slide {Slide}: {Why}", s.Name, scale);
                 slides.Add(new BatchSlideSpec(s.Name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", s.Name), Page: l, Spacing: sp, TileSize: tileSize,
-                    WriteNodeMap: model is not null, ModelPath: model, Features: spec?.FeatureSet ?? GpuTrainer.Recipes.Best.Features, Tissue: tissue, Objects: objects, Simplify: simplify,
+                    WriteNodeMap: model is not null, ModelPath: model, Features: Recipes.GraphFeatures(spec), Tissue: tissue, Objects: objects, Simplify: simplify,
                     Series: s.Series), s.Split));
             }
             catch (Exception e) when (e is InputFileException or NetVips.VipsException)
@@ -533,7 +533,7 @@ public static class BatchCommand
         {
             Definition = r.Spec;
             model ??= r.Spec.Slides.Select(s => s.Spec.ModelPath).FirstOrDefault(m => m is not null);
-            if (model is not null && modelSpec is null) modelSpec = ModelFile.Load(model).Spec;
+            if (model is not null && modelSpec is null) modelSpec = ModelFile.ReadSpec(model);
         }
 
         /// <summary>A slide ended: its row is made in the background (at most <c>parallel</c> at once); once per slide.</summary>

@@ -81,7 +81,7 @@ public static class ClientCommands
         var model = new Option<string?>("--model") { Description = "Segment with this model: the trainer classifies the nodes, a worker paints OUT/mask.tif and OUT/overlay.png and writes OUT/objects.geojson (see --objects)." };
         var coordinator = new Option<string?>("--coordinator", "-c") { Description = "Coordinator node address(es), akka.tcp://actorseg@HOST:PORT, comma-separated. Env ACTORSEG_COORDINATOR." };
         var jobId = new Option<string?>("--job-id") { Description = "Job id (default: new). Re-submitting an id re-attaches to that job; a finished one answers at once." };
-        var spacing = new Option<double>("--spacing") { DefaultValueFactory = _ => 40.96, Description = "Seed spacing in pixels." };
+        var spacing = new Option<double?>("--spacing") { Description = "Seed spacing in pixels (default: the model's, where this machine can read it; else 40.96)." };
         var tileSize = new Option<int>("--tile-size") { DefaultValueFactory = _ => 2048, Description = "Tile size in pixels." };
         var halo = new Option<int?>("--halo") { Description = "Halo in pixels (default: 10 seed spacings)." };
         var features = new Option<string?>("--features") { Description = "absolute, texture or published (default: the model's, where this machine can read it; else the best recipe's, absolute)." };
@@ -105,23 +105,21 @@ public static class ClientCommands
             int lv;
             try { lv = GraphCommand.LevelFor(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(level), pr.GetValue(mpp), pr.GetValue(series) ?? -1); }
             catch (Core.Imaging.InputFileException e) { Log.Error("{Error}", e.Message); return ExitCodes.Failed; }
+            // the model, where this machine sees it (the cluster reads it on its shared storage, and checks it itself): its
+            // graph is built with its features and at its superpixel size, as `segment` builds it
+            string? modelPath = pr.GetValue(model) is { } mp ? Path.GetFullPath(mp) : null;
+            var trained = ReadableModel(modelPath);
             var spec = new GraphJobSpec(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(mask) is { } m ? Path.GetFullPath(m) : null, Page: lv, OutDir:
-                Path.GetFullPath(pr.GetValue(output)!), Spacing: pr.GetValue(spacing), TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo),
-                Features: pr.GetValue(features) ?? ModelFeatures(pr.GetValue(model)) ?? GpuTrainer.Recipes.Best.Features, KeepWork: pr.GetValue(keepWork), ModelPath: pr.GetValue(model) is { } mp ? Path.GetFullPath(mp) : null,
+                Path.GetFullPath(pr.GetValue(output)!), Spacing: GpuTrainer.Recipes.GraphSpacing(trained, pr.GetValue(spacing)), TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo),
+                Features: pr.GetValue(features) ?? GpuTrainer.Recipes.GraphFeatures(trained), KeepWork: pr.GetValue(keepWork), ModelPath: modelPath,
                 // a tissue mask is a path on the cluster's shared storage: the coordinator checks it
                 Tissue: pr.GetValue(tissue) is { } tv and not ("auto" or "none") ? Path.GetFullPath(tv) : pr.GetValue(tissue),
                 Objects: pr.GetValue(objects)!, Simplify: pr.GetValue(simplify), Series: pr.GetValue(series));
             var id = pr.GetValue(jobId) ?? JobIds.New();
-            // a model trained at another resolution: said here as `segment` says it, where this machine sees the files (the
-            // cluster reads them on its shared storage, and checks them itself)
-            if (spec.ModelPath is { } modelPath && File.Exists(modelPath) && File.Exists(spec.ImagePath))
+            // a model trained at another resolution: said here as `segment` says it, where this machine sees the image too
+            if (trained is not null && File.Exists(spec.ImagePath))
             {
-                try
-                {
-                    var (trained, weights) = GpuTrainer.ModelFile.Load(modelPath);
-                    weights.Dispose();
-                    SegmentCommand.WarnIfOtherScale(trained, modelPath, spec.ImagePath, lv, spec.Series ?? -1);
-                }
+                try { SegmentCommand.WarnIfOtherScale(trained, modelPath!, spec.ImagePath, lv, spec.Series ?? -1); }
                 catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or Core.Imaging.InputFileException or NetVips.VipsException)
                 {
                     Log.Debug("{Image}: its scale not compared with the model's here: {Error}", spec.ImagePath, e.Message);
@@ -216,20 +214,15 @@ public static class ClientCommands
         return ExitCodes.Failed;
     }
 
-    /// <summary>The feature set of the model at <paramref name="path"/> when this machine can read it (the cluster reads it on
-    /// its shared storage), else null.</summary>
-    private static string? ModelFeatures(string? path)
+    /// <summary>The spec of the model at <paramref name="path"/> when this machine can read it (the cluster reads it on its
+    /// shared storage, and refuses a bad one with its reason), else null.</summary>
+    private static GpuTrainer.ModelSpec? ReadableModel(string? path)
     {
         if (path is null || !File.Exists(path)) return null;
-        try
-        {
-            var (spec, weights) = GpuTrainer.ModelFile.Load(path);
-            weights.Dispose();
-            return spec.FeatureSet;
-        }
+        try { return GpuTrainer.ModelFile.ReadSpec(path); }
         catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
         {
-            Log.Debug("{Model}: its features not read here: {Error}", path, e.Message);
+            Log.Debug("{Model}: not read here: {Error}", path, e.Message);
             return null;
         }
     }

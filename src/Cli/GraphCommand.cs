@@ -84,7 +84,7 @@ public static class GraphCommand
         maskMode.AcceptOnlyFromAmong("binary", "classes");
         var ignore = new Option<int?>("--ignore-value") { Description = "Mask value meaning 'unlabelled' (ignored for labels)." };
         var segments = new Option<int?>("--segments") { Description = "Target number of superpixels for the whole image (overrides --spacing)." };
-        var spacing = new Option<double>("--spacing") { Description = "Seed spacing in pixels (default: about 40,000 superpixels per 67 megapixels).", DefaultValueFactory = _ => 40.96 };
+        var spacing = new Option<double>("--spacing") { Description = "Seed spacing in pixels (default: about 40,000 superpixels per 67 megapixels).", DefaultValueFactory = _ => Core.Superpixels.SlicParameters.DefaultSpacing };
         var compactness = new Option<double>("--compactness") { Description = "SLIC compactness (published recipe: 0.1).", DefaultValueFactory = _ => 0.1 };
         var sigma = new Option<double>("--sigma") { Description = "Gaussian smoothing before SLIC (published: 1).", DefaultValueFactory = _ => 1.0 };
         var iterations = new Option<int>("--iterations") { Description = "SLIC iterations.", DefaultValueFactory = _ => 10 };

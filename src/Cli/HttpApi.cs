@@ -116,15 +116,9 @@ public static class HttpApi
                 if (model is not null && !File.Exists(model)) return Error(400, $"{req.Model}: model not found");
                 var outDir = roots.Confine(req.Out, "out");
                 // the graph is built with the features and the superpixel size the model was trained with, as a batch's
-                string features = GpuTrainer.Recipes.Best.Features; double spacing = 40.96;
-                if (model is not null)
-                {
-                    var (ms, weights) = GpuTrainer.ModelFile.Load(model);
-                    weights.Dispose();
-                    features = ms.FeatureSet;
-                    if (ms.SeedSpacing > 0) spacing = ms.SeedSpacing;
-                }
-                spec = new GraphJobSpec(image, mask, outDir, TileSize: req.TileSize ?? 2048, Spacing: req.Spacing ?? spacing, ModelPath: model, Features: features,
+                var ms = model is null ? null : GpuTrainer.ModelFile.ReadSpec(model);
+                spec = new GraphJobSpec(image, mask, outDir, TileSize: req.TileSize ?? 2048, Spacing: GpuTrainer.Recipes.GraphSpacing(ms, req.Spacing), ModelPath: model,
+                    Features: GpuTrainer.Recipes.GraphFeatures(ms),
                     Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0, Series: req.Series);
             }
             catch (UnauthorizedAccessException e) { return Refused(403, e.Message); }
@@ -177,7 +171,7 @@ public static class HttpApi
                 if (model is not null)
                 {
                     if (!File.Exists(model)) return Error(400, $"{req.Model}: model not found");
-                    ms = GpuTrainer.ModelFile.Load(model).Spec; // the features and seed spacing the model was trained with
+                    ms = GpuTrainer.ModelFile.ReadSpec(model); // the features and seed spacing the model was trained with
                 }
                 var tissue = req.Tissue is null or "auto" or "none" ? req.Tissue : roots.Confine(req.Tissue, "tissue mask");
                 var slides = new List<BatchSlideSpec>();
@@ -190,8 +184,8 @@ public static class HttpApi
                     var name = sl.Name ?? BatchInput.SlideName(image, sl.Series);
                     if (JobIds.InvalidSlideName(name) is { } badName) return Error(400, badName);
                     slides.Add(new BatchSlideSpec(name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", name), Page: req.Level ?? 0,
-                        Spacing: req.Spacing ?? (ms?.SeedSpacing > 0 ? ms.SeedSpacing : 40.96), TileSize: req.TileSize ?? 2048, WriteNodeMap: model is not null,
-                        ModelPath: model, Features: ms?.FeatureSet ?? GpuTrainer.Recipes.Best.Features, Tissue: tissue, Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0,
+                        Spacing: GpuTrainer.Recipes.GraphSpacing(ms, req.Spacing), TileSize: req.TileSize ?? 2048, WriteNodeMap: model is not null,
+                        ModelPath: model, Features: GpuTrainer.Recipes.GraphFeatures(ms), Tissue: tissue, Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0,
                         Series: sl.Series), sl.Split));
                 }
                 // the same request again is the same batch (it attaches); the digest is of the request, canonical (this door reads no file contents)

@@ -75,14 +75,14 @@ public static class SegmentCommand
         string? tissue = null, string objects = "geojson", double simplify = 0, bool refine = true, int? series = null)
     {
         var dev = TorchDevice.Pick(device);
-        var (spec, _) = ModelFile.Load(modelPath); // fail before any work if the model is bad
+        var spec = ModelFile.ReadSpec(modelPath); // fail before any work if the model is bad
         // and before the graph is built if the image's channels give other features than the model was trained on
         int channels;
         using (var probe = Core.Imaging.ImageSources.Open(img, level, series ?? -1)) channels = probe.Channels;
         if (ChannelMismatch(spec, modelPath, channels) is { } why) throw new InvalidDataException($"{img}: {why}");
         // a model trained at another resolution still runs, but the user is told
         WarnIfOtherScale(spec, modelPath, img, level, series ?? -1);
-        double sp = spacing ?? (spec.SeedSpacing > 0 ? spec.SeedSpacing : 40.96);
+        double sp = Recipes.GraphSpacing(spec, spacing);
         var job = new GraphJobSpec(Path.GetFullPath(img), null, Path.GetFullPath(outDir), Page: level, Spacing: sp, TileSize: tileSize, Features: spec.FeatureSet, ModelPath: Path.GetFullPath(modelPath), Device: device,
             Tissue: tissue, Objects: objects, Simplify: simplify, Refine: refine, Series: series);
         Log.Information("Segmenting {Image} with {Model} ({Conv}, {Edges} edges, {Features} features, spacing {Spacing:F1} px{Refinement}) on {Device}",

@@ -107,6 +107,15 @@ public static class ModelFile
         }, "model");
     }
 
+    /// <summary>The model's spec, for the doors that decide how its graphs are built (features, spacing, scale) before any
+    /// work: every check of <see cref="Load"/>, the weights' included, then the weights let go.</summary>
+    public static ModelSpec ReadSpec(string path)
+    {
+        var (spec, model) = Load(path);
+        model.Dispose();
+        return spec;
+    }
+
     public static (ModelSpec Spec, GnnModel Model) Load(string path, Device? device = null)
     {
         if (Directory.Exists(path))

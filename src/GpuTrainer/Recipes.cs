@@ -31,6 +31,15 @@ public static class Recipes
     public static Recipe Get(string name) =>
         All.FirstOrDefault(r => r.Name == name) ?? throw new ArgumentException($"recipe must be one of {string.Join(", ", Names)} (got '{name}')");
 
+    /// <summary>The features a graph for <paramref name="model"/> is built with: the model's own, or without a model the best
+    /// recipe's.</summary>
+    public static string GraphFeatures(ModelSpec? model) => model?.FeatureSet ?? Best.Features;
+
+    /// <summary>The seed spacing a graph for <paramref name="model"/> is built at: the one asked for, else the model's (the
+    /// superpixel size it was trained on), else the default.</summary>
+    public static double GraphSpacing(ModelSpec? model, double? asked) =>
+        asked ?? (model?.SeedSpacing > 0 ? model.SeedSpacing : Core.Superpixels.SlicParameters.DefaultSpacing);
+
     /// <summary>The recipe these settings are exactly, or "custom".</summary>
     public static string NameOf(string features, string edges, GnnArchitecture arch) =>
         All.FirstOrDefault(r => r.Features == features && r.Edges == edges && r.Architecture == arch)?.Name ?? "custom";

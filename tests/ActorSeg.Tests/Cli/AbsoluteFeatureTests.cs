@@ -56,9 +56,8 @@ public class AbsoluteFeatureTests(ITestOutputHelper output) : TempDirTest("absol
             {
                 string name = tn[f];
                 double got = ax[i * F + f], tv = tx[i * F + f];
-                double want = name == "mean" || name.StartsWith('q') ? (tv * std + mean) / unit // location: shifted and scaled
-                    : name is "std" or "contrast" ? tv * std / unit                            // spread and contrast: scaled
-                    : tv * std / unit;                                                           // texture planes: scaled (their zero is zero)
+                // location (mean, deciles): shifted and scaled; spread, contrast and the texture planes (whose zero is zero): scaled
+                double want = name == "mean" || name.StartsWith('q') ? (tv * std + mean) / unit : tv * std / unit;
                 double tol = name.StartsWith("grad_") || name.StartsWith("lstd_") ? planeTol * (name.EndsWith("_std") ? 2 : 1) : 1e-4 * Math.Max(1, Math.Abs(want));
                 Assert.True(Math.Abs(got - want) <= tol, $"node {i} feature {name}: absolute {got}, from texture {want} (± {tol})");
                 checkedValues++;

@@ -74,7 +74,8 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
 
         var outDir = Path.Combine(_dir, "cluster-out");
         int before = coord.Lines.Count;
-        var sub = Submit(h, coord.Address, held, "--out", outDir, "--model", model, "--tile-size", "256", "--spacing", ModelFile.Load(model).Spec.SeedSpacing.ToString("R"));
+        // no --spacing: submit builds the graph at the model's superpixel size, as segment does (the client reads the model)
+        var sub = Submit(h, coord.Address, held, "--out", outDir, "--model", model, "--tile-size", "256");
         // kill worker 1 while it holds a tile: once the job's progress shows finished tiles, and not all of them
         ClusterHarness.WaitFor(() => coord.Lines.Skip(before).Any(l => l.Contains(" tiles, ") && !l.Contains(": 0/")), TimeSpan.FromSeconds(90), "the job's first tiles", coord);
         var killedAt = Stopwatch.StartNew();

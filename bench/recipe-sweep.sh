@@ -23,6 +23,7 @@ texture knn-scaled --layers 3 --hidden 32
 texture rag --layers 3 --hidden 32
 texture rag --recipe best
 absolute rag --recipe best
+absolute rag --recipe best --patience 20
 texture rag --layers 6 --hidden 64
 texture rag --conv sage --layers 6 --hidden 64 --dropout 0.3"}
 

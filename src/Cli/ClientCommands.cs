@@ -241,7 +241,7 @@ public static class ClientCommands
         var hidden = RecipeOptions.Hidden();
         var dropout = RecipeOptions.Dropout();
         var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 500 };
-        var patience = new Option<int>("--patience") { DefaultValueFactory = _ => 20 };
+        var patience = new Option<int>("--patience") { DefaultValueFactory = _ => Messages.TrainDefaults.Patience, Description = "Epochs without validation improvement before stopping." };
         var valFrac = new Option<double>("--val-frac") { DefaultValueFactory = _ => 0.15 };
         var segments = new Option<int?>("--segments") { Description = "Superpixels per image (default: spacing 41 px)." };
         var features = RecipeOptions.Features();

@@ -55,7 +55,7 @@ public static class TrainCommand
         var dropout = RecipeOptions.Dropout();
         var lr = new Option<double>("--lr") { DefaultValueFactory = _ => 0.01, Description = "Adam learning rate." };
         var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 500, Description = "Maximum epochs." };
-        var patience = new Option<int>("--patience") { DefaultValueFactory = _ => 20, Description = "Epochs without validation improvement before stopping." };
+        var patience = new Option<int>("--patience") { DefaultValueFactory = _ => Messages.TrainDefaults.Patience, Description = "Epochs without validation improvement before stopping." };
         lr.Validators.Add(r => { if (r.GetValueOrDefault<double>() is var v && !(v > 0 && double.IsFinite(v))) r.AddError($"--lr must be a finite number > 0 (got {v})"); });
         foreach (var o in new[] { epochs, patience })
             o.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 and var v) r.AddError($"{o.Name} must be at least 1 (got {v})"); });

@@ -13,7 +13,7 @@ public sealed record TrainOptions
     public string Edges { get; init; } = "knn";
     public double LearningRate { get; init; } = 0.01;
     public int MaxEpochs { get; init; } = 500;
-    public int Patience { get; init; } = 20;
+    public int Patience { get; init; } = Messages.TrainDefaults.Patience;
     /// <summary>A validation loss counts as better only if it improves by more than this.</summary>
     public double MinDelta { get; init; } = 1e-4;
     public double ValidationFraction { get; init; } = 0.15;

@@ -49,6 +49,16 @@ public class RecipeTests(ITestOutputHelper output) : TempDirTest("recipe")
         Assert.Contains("carry absolute features", r.Stderr);
         Assert.Contains("\"recipe\": \"published\"", File.ReadAllText(Path.Combine(mixed, "train.json")));
 
+        // one early-stopping patience for every door that trains: the CLI, submit-train's message and the trainer itself
+        Assert.Equal(50, ActorSeg.Messages.TrainDefaults.Patience);
+        Assert.Equal(ActorSeg.Messages.TrainDefaults.Patience, new TrainOptions().Patience);
+        Assert.Equal(ActorSeg.Messages.TrainDefaults.Patience, new ActorSeg.Messages.TrainJobSpec([], "out").Patience);
+        foreach (var command in new[] { "train", "submit-train" })
+        {
+            var help = TestPaths.RunCli(command, "--help");
+            Assert.Matches(@"--patience <patience>\s+Epochs without validation improvement before stopping\.\s+\[default: 50\]", help.Stdout);
+        }
+
         // a recipe that does not exist is a usage error
         Assert.Equal(2, TestPaths.RunCli("train", "--recipe", "fastest", "--graphs", Path.Combine(best, "graphs"), "--out", Path.Combine(_dir, "x")).ExitCode);
     }

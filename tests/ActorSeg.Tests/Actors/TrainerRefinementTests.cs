@@ -53,12 +53,12 @@ public class TrainerRefinementTests : TestKit, IDisposable
 
         // the command: a warning, exit 0, the coarse model
         var cli = Path.Combine(_dir, "cli-model");
-        var r = TestPaths.RunCli(["train", "--graphs", .. graphs, "--out", cli]);
+        var r = TestPaths.RunCli(["train", "--graphs", .. graphs, "--epochs", "20", "--out", cli]);
         Assert.True(r.ExitCode == 0, r.Stderr);
         Assert.Contains("No boundary refinement: no pixel to refine", r.Stderr);
         AssertCoarseKept(cli);
         // --refine asks for the refinement: then it is an error
-        var strict = TestPaths.RunCli(["train", "--graphs", .. graphs, "--refine", "--out", Path.Combine(_dir, "strict")]);
+        var strict = TestPaths.RunCli(["train", "--graphs", .. graphs, "--epochs", "20", "--refine", "--out", Path.Combine(_dir, "strict")]);
         Assert.Equal(1, strict.ExitCode);
         Assert.Contains("no pixel to refine", strict.Stderr);
 
@@ -67,7 +67,7 @@ public class TrainerRefinementTests : TestKit, IDisposable
         var trainer = Sys.ActorOf(TrainerActor.Props(coordinator.Ref, "cpu", null, s => s.Equals(coordinator.Ref)));
         coordinator.FishForMessage(m => m is TrainerReady, TimeSpan.FromSeconds(10));
         var onCluster = Path.Combine(_dir, "cluster-model");
-        coordinator.Send(trainer, new TrainModel("t1", new TrainJobSpec(graphs, onCluster), 1));
+        coordinator.Send(trainer, new TrainModel("t1", new TrainJobSpec(graphs, onCluster, MaxEpochs: 20), 1));
         var ready = coordinator.FishForMessage<ModelReady>(_ => true, TimeSpan.FromSeconds(120));
         Assert.Equal(Path.Combine(onCluster, "best.model"), ready.BestModel.Path);
         AssertCoarseKept(onCluster);

@@ -323,6 +323,21 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         Assert.True(File.Exists(Path.Combine(data, "out", "graph.npz")));
         Assert.False(Directory.Exists(Path.Combine(data, "out-b")), "a refused job writes nothing");
         Assert.True(node.Saw("Refused"), "refusals are logged");
+
+        // a job with a good model is built at the model's own superpixel spacing (30 px here), not the default
+        var names = Core.Pipeline.GraphJobManifest.FeatureNamesFor(1, "texture");
+        var modelSpec = new ModelSpec
+        {
+            Architecture = new GnnArchitecture { Layers = 2, Hidden = 4 }, FeatureNames = names, FeatureMean = new float[names.Length],
+            FeatureStd = Enumerable.Repeat(1f, names.Length).ToArray(), Classes = 2, Edges = "rag", ClassWeights = [1, 1], SeedSpacing = 30,
+        };
+        var goodModel = Path.Combine(data, "grey.model");
+        using (var gnn = new GnnModel(modelSpec.Architecture, names.Length, 2)) ModelFile.Save(goodModel, modelSpec, gnn);
+        Assert.Equal(System.Net.HttpStatusCode.Accepted, PostJson(new { jobId = "web-2", image = img, @out = Path.Combine(data, "out2"), tileSize = 256, model = goodModel }, token).StatusCode);
+        ClusterHarness.WaitFor(() => node.Saw("Job web-2 planned"), TimeSpan.FromSeconds(60), "the model's job to be planned", node);
+        Assert.Contains("(spacing 30.0 px)", node.Lines.First(l => l.Contains("Job web-2 planned")));
+        // (the default 40.96 px fits 600 px as 15 seeds of 40 px)
+        Assert.Contains("(spacing 40.0 px)", node.Lines.First(l => l.Contains("Job web-1 planned")));
     }
 
     [Fact]

@@ -346,15 +346,15 @@ public sealed record NodeStatus([property: Key(0)] string Address, [property: Ke
 
 // ---- training on the cluster ----------------------------------------------------------------------------------
 
-/// <summary>What a training job is asked to do: train a GNN on graphs already in the result store (built by graph jobs).</summary>
-/// <summary>The GNN trainer's default early-stopping patience in epochs, for every door that trains. 50 and not the 20 it
-/// was: on the shared NIST split (bench/recipe-sweep.sh) 20 stopped some seeds at epoch 10-30 of a noisy validation
-/// loss; 50 gave +0.29 points coarse and +0.14 refined over three seeds, BBBC039 unchanged, for about twice the epochs.</summary>
+/// <summary>Defaults shared by every door that trains a GNN (the CLI, submit-train, the trainer).</summary>
 public static class TrainDefaults
 {
+    /// <summary>Epochs without a better validation loss before training stops; chosen by the training-settings sweep in
+    /// README.md ("The training recipes"), where a shorter patience stopped some seeds early on a noisy validation loss.</summary>
     public const int Patience = 50;
 }
 
+/// <summary>What a training job is asked to do: train a GNN on graphs already in the result store (built by graph jobs).</summary>
 [MessagePackObject]
 public sealed record TrainJobSpec(
     [property: Key(0)] string[] Graphs,

@@ -22,7 +22,7 @@ public sealed record GraphComparison(double DifferingPixelFraction, long Differi
         for (int v = 0; v < a.NodeCount; v++)
             if (!bad.Contains(a.MinLinear[v]) && idxB.TryGetValue(a.MinLinear[v], out int w) && a.Area[v] == b.Area[w]) same[v] = w;
         // a node's own features (context features such as "contrast" depend on its neighbours as well)
-        int F = a.FeatureCount, own = a.FeatureNames.Count(n => n is not ("contrast" or "abs_contrast")), featBad = 0;
+        int F = a.FeatureCount, own = a.FeatureNames.Count(n => n is not (Pipeline.GraphRequest.Contrast or Pipeline.GraphRequest.AbsoluteContrast)), featBad = 0;
         foreach (var (v, w) in same)
         {
             if (!a.Features.AsSpan(v * F, own).SequenceEqual(b.Features.AsSpan(w * F, own))) featBad++;

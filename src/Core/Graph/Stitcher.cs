@@ -12,7 +12,7 @@ public sealed record StitchSettings(int Width, int Height, int Channels, ImageSt
     /// <summary>Append each node's boundary contrast to its neighbours (length-weighted mean of its adjacency contrasts).</summary>
     public bool ContrastFeature { get; init; }
     /// <summary>The contrast feature's name ("contrast"; "abs_contrast" in absolute units).</summary>
-    public string ContrastName { get; init; } = "contrast";
+    public string ContrastName { get; init; } = Pipeline.GraphRequest.Contrast;
 }
 
 /// <summary>

@@ -53,9 +53,12 @@ public sealed record GraphRequest
     /// of one is never applied to graphs of the other).</summary>
     public const string AbsolutePrefix = "abs_";
 
+    /// <summary>The boundary-contrast feature's name: in z units (texture), and in absolute units.</summary>
+    public const string Contrast = "contrast", AbsoluteContrast = AbsolutePrefix + Contrast;
+
     /// <summary>The feature set a graph's (or a model's) feature names come from.</summary>
     public static string FeatureSetOf(IReadOnlyCollection<string> names) =>
-        names.Contains(AbsolutePrefix + "contrast") ? "absolute" : names.Contains("contrast") ? "texture" : "published";
+        names.Contains(AbsoluteContrast) ? "absolute" : names.Contains(Contrast) ? "texture" : "published";
 
     /// <summary>The grey level of one unit of the absolute features: 2^(bits − 8), a 16-bit image's values in 8-bit units.</summary>
     public static double AbsoluteUnit(int bitDepth) => Math.Pow(2, Math.Max(0, bitDepth - 8));
@@ -140,7 +143,7 @@ public sealed record GraphJobManifest
 
     /// <summary>The name of the boundary-contrast feature of this job's graphs.</summary>
     [JsonIgnore]
-    public string ContrastName => Absolute ? GraphRequest.AbsolutePrefix + "contrast" : "contrast";
+    public string ContrastName => Absolute ? GraphRequest.AbsoluteContrast : GraphRequest.Contrast;
 
     private static string[] Prefixed(string[] names, string features) =>
         features == "absolute" ? names.Select(n => GraphRequest.AbsolutePrefix + n).ToArray() : names;
@@ -149,7 +152,7 @@ public sealed record GraphJobManifest
     /// <paramref name="features"/> (texture adds the texture planes' statistics and the contrast feature): what a model
     /// trained on such graphs lists, so a mismatch can be refused before the graph is built.</summary>
     public static string[] FeatureNamesFor(int channels, string features) => GraphRequest.HasTexture(features)
-        ? Prefixed([.. NodeFeatures.Names(channels, TexturePlanes.Prefixes), "contrast"], features)
+        ? Prefixed([.. NodeFeatures.Names(channels, TexturePlanes.Prefixes), GraphRequest.Contrast], features)
         : NodeFeatures.Names(channels, []);
 
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Converters = { new JsonStringEnumConverter() } };

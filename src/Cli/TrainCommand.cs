@@ -212,6 +212,7 @@ public static class EvaluateCommand
                     var g = GraphSample.Load(path, spec.Edges);
                     if (g.ClassHist is null) throw new InvalidDataException($"{path}: graph has no class histograms (build it with --mask)");
                     var pred = Predictor.Predict(spec, m, g, dev);
+                    if (spec.GreyLevelMismatch(g) is { } unlike) Log.Warning("{Graph}: {Why}", path, unlike);
                     per.Add((g.ClassHist, g.Classes, pred));
                     var one = PixelMetrics.FromHistograms([(g.ClassHist, g.Classes, pred)], spec.Classes);
                     double? refinedAccuracy = null;

@@ -148,13 +148,14 @@ public static class Trainer
         try
         {
         // the training images' pixel size, read once from the graphs' summaries (not at every checkpoint)
+        var greyLevels = ModelSpec.GreyLevelsOf(trainIdx.Concat(valIdx).Select(i => graphs[i]).ToList());
         var pixelSizes = TrainingPixelSizes(trainIdx.Concat(valIdx).Select(i => (graphs[i].Path, graphs[i].MicronsPerPixel)));
         ModelSpec Spec(int epoch, double vl) => new()
         {
             Architecture = o.Architecture, FeatureNames = graphs[0].FeatureNames, FeatureMean = fMean, FeatureStd = fStd, Classes = K,
             Edges = o.Edges, ClassWeights = cw, Epoch = epoch, ValidationLoss = vl, Seed = o.Seed, SeedSpacing = graphs.Average(g => g.SeedSpacing),
             TrainGraphs = trainIdx.Select(i => graphs[i].Path).ToArray(), ValidationGraphs = valIdx.Select(i => graphs[i].Path).ToArray(),
-            ClassNames = o.Classes, Recipe = recipe, MicronsPerPixel = pixelSizes,
+            ClassNames = o.Classes, Recipe = recipe, MicronsPerPixel = pixelSizes, GreyLevels = greyLevels,
         };
         var curves = new System.Text.StringBuilder("epoch,train_loss,val_loss,val_node_accuracy\n");
         double bestLoss = double.PositiveInfinity, lastLoss = double.PositiveInfinity; int bestEpoch = 0, since = 0, epoch = 0;

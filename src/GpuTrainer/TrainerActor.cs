@@ -137,6 +137,8 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             var (spec, model) = LoadModel(w.ModelPath, dev);
             var g = GraphSample.Load(w.Graph.Path, spec.Edges);
             var (pred, probs) = Predictor.PredictWithProbabilities(spec, model, g, dev);
+            if (spec.GreyLevelMismatch(g) is { } unlike)
+                log.Warning("Job {JobId}: image {ImageId}: {Why} (model {Model})", w.JobId, w.ImageId, unlike, w.ModelPath);
             var classes = new byte[pred.Length];
             var pixels = new long[spec.Classes];
             var probSum = new double[spec.Classes];

@@ -34,6 +34,15 @@ public class TrainSegmentTests(ITestOutputHelper output) : TempDirTest("train")
         var (spec, gnn) = ActorSeg.GpuTrainer.ModelFile.Load(Path.Combine(model, "best.model"));
         gnn.Dispose();
         Assert.Equal([0.5, 0.5], spec.MicronsPerPixel!.Select(v => Math.Round(v, 9)));
+        // and, its features being absolute (the default), the training images' grey levels: an image at a quarter of their
+        // exposure is segmented, with a warning that names it
+        Assert.NotNull(spec.GreyLevels);
+        using (var held = Vips.Image.NewFromFile(Path.Combine(_dir, "held.tif")))
+        using (var dim = (held * 0.25).Cast(held.Format))
+            dim.Tiffsave(Path.Combine(_dir, "dim.tif"), tile: true);
+        var dimmed = TestPaths.RunCli("segment", Path.Combine(_dir, "dim.tif"), "--model", Path.Combine(model, "best.model"), "--out", Path.Combine(_dir, "seg-dim"), "--no-refine");
+        Assert.True(dimmed.ExitCode == 0, dimmed.Stderr);
+        Assert.Contains("grey levels are unlike the model's training images", dimmed.Stderr);
         // the graphs record it themselves: copied into a flat folder without their graph.json, they still give it
         var flat = Directory.CreateDirectory(Path.Combine(_dir, "flat-graphs")).FullName;
         var built = Directory.EnumerateFiles(model, "graph.npz", SearchOption.AllDirectories).OrderBy(f => f, StringComparer.Ordinal).Take(2).ToArray();
@@ -74,6 +83,7 @@ public class TrainSegmentTests(ITestOutputHelper output) : TempDirTest("train")
         output.WriteLine(sr.Stderr);
         Assert.Equal(0, sr.ExitCode);
         Assert.DoesNotContain("µm/px, but the model was trained", sr.Stderr); // held.tif states no pixel size
+        Assert.DoesNotContain("grey levels", sr.Stderr); // the same exposure as the training images
         Assert.True(File.Exists(Path.Combine(seg, "overlay.png")));
         // the class names given at training reach the classification, and the OME-TIFF mask's description
         var table = ActorSeg.Core.IO.ClassTable.Read(Path.Combine(seg, "graph"));

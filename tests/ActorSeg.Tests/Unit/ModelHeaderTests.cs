@@ -1,0 +1,135 @@
+using System.Text;
+using ActorSeg.Core.IO;
+using ActorSeg.GpuTrainer;
+using Xunit;
+
+namespace ActorSeg.Tests.Unit;
+
+/// <summary>The model header read without the weights (for the coordinator).</summary>
+public class ModelHeaderTests : IDisposable
+{
+    private readonly string _dir = TestPaths.NewTempDir("mhead");
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, true); } catch { }
+    }
+
+    /// <summary>A model file as training writes it: texture features of one-channel images, trained at 30 px.</summary>
+    private string SaveModel(string name, string features = "texture", double spacing = 30)
+    {
+        var names = Core.Pipeline.GraphJobManifest.FeatureNamesFor(1, features);
+        var spec = new ModelSpec
+        {
+            Architecture = new GnnArchitecture { Layers = 2, Hidden = 4 }, FeatureNames = names, FeatureMean = new float[names.Length],
+            FeatureStd = Enumerable.Repeat(1f, names.Length).ToArray(), Classes = 2, Edges = "rag", ClassWeights = [1, 1], SeedSpacing = spacing,
+        };
+        var path = Path.Combine(_dir, name);
+        using (var gnn = new GnnModel(spec.Architecture, names.Length, 2)) ModelFile.Save(path, spec, gnn);
+        return path;
+    }
+
+    /// <summary>A file of the format before the checksum (nothing checks its body): the legacy first line, then <paramref name="body"/>.</summary>
+    private string Legacy(string name, byte[] body)
+    {
+        var path = Path.Combine(_dir, name);
+        File.WriteAllBytes(path, [.. Encoding.ASCII.GetBytes(ModelFileFormat.LegacyMagic), .. body]);
+        return path;
+    }
+
+    private static byte[] Header(string json)
+    {
+        var bytes = Encoding.UTF8.GetBytes(json);
+        return [.. BitConverter.GetBytes(bytes.Length), .. bytes];
+    }
+
+    [Theory]
+    [InlineData("texture", 30)]
+    [InlineData("absolute", 16)]
+    [InlineData("published", 0)]
+    public void AModelsHeader_GivesTheFeaturesAndSpacingItWasTrainedWith_AsTheWholeModelDoes(string features, double spacing)
+    {
+        var path = SaveModel($"{features}.model", features, spacing);
+        var h = ModelHeader.Read(path);
+        var whole = ModelFile.ReadSpec(path);
+        Assert.Equal(features, h.FeatureSet);
+        Assert.Equal(whole.FeatureSet, h.FeatureSet);
+        Assert.Equal(whole.FeatureNames, h.FeatureNames);
+        Assert.Equal(spacing, h.SeedSpacing);
+        // a model that recorded no spacing is built at the default, as Recipes.GraphSpacing builds it
+        Assert.Equal(Recipes.GraphSpacing(whole, null), h.GraphSpacing);
+        Assert.Equal(path, h.Path);
+    }
+
+    [Fact]
+    public void ALegacyModelsHeader_IsRead()
+    {
+        var path = Legacy("old.model", Header("""{"FeatureNames":["mean","std"],"SeedSpacing":24,"Classes":2}"""));
+        var h = ModelHeader.Read(path);
+        Assert.Equal(("published", 24.0), (h.FeatureSet, h.SeedSpacing));
+    }
+
+    public static TheoryData<string, string> BadFiles() => new()
+    {
+        { "truncated", "checksum does not match" },
+        { "garbage", "not an ActorSeg GNN model file" },
+        { "empty", "empty, or not a regular file" },
+        { "huge-length", "corrupt header (its length reads 2147483647 bytes" },
+        { "negative-length", "corrupt header (its length reads -5 bytes" },
+        { "cut-header", "the file ends inside its header (10 of 1000 bytes)" },
+        { "not-json", "corrupt or incompatible model file (JsonException" },
+        { "json-null", "empty spec" },
+        { "no-features", "the model names no features" },
+        { "bad-spacing", "the model's seed spacing is -3" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadFiles))]
+    public void ABadModelFile_IsRefused_NamingTheFileAndTheProblem(string what, string expected)
+    {
+        string path = what switch
+        {
+            "truncated" => Truncated(),
+            "garbage" => Write("garbage.model", "not a model at all, just text"u8.ToArray()),
+            "empty" => Write("empty.model", []),
+            "huge-length" => Legacy("huge.model", [.. BitConverter.GetBytes(int.MaxValue), .. "{}"u8]),
+            "negative-length" => Legacy("neg.model", BitConverter.GetBytes(-5)),
+            "cut-header" => Legacy("cut.model", [.. BitConverter.GetBytes(1000), .. "{\"Features"u8]),
+            "not-json" => Legacy("notjson.model", Header("{not json")),
+            "json-null" => Legacy("null.model", Header("null")),
+            "no-features" => Legacy("nofeat.model", Header("""{"FeatureNames":[],"SeedSpacing":24}""")),
+            "bad-spacing" => Legacy("spacing.model", Header("""{"FeatureNames":["mean"],"SeedSpacing":-3}""")),
+            _ => throw new ArgumentException(what),
+        };
+        var e = Assert.Throws<InvalidDataException>(() => ModelHeader.Read(path));
+        Assert.StartsWith(path, e.Message);
+        Assert.Contains(expected, e.Message);
+
+        string Truncated()
+        {
+            var p = SaveModel("truncated.model");
+            var bytes = File.ReadAllBytes(p);
+            File.WriteAllBytes(p, bytes[..^100]); // a partial copy
+            return p;
+        }
+    }
+
+    private string Write(string name, byte[] bytes)
+    {
+        var path = Path.Combine(_dir, name);
+        File.WriteAllBytes(path, bytes);
+        return path;
+    }
+
+    [Fact]
+    public void AFolderOrAMissingFile_IsRefused_NamingIt()
+    {
+        var folder = Path.Combine(_dir, "trained");
+        Directory.CreateDirectory(folder);
+        SaveModel(Path.Combine("trained", "best.model"));
+        var e = Assert.Throws<InvalidDataException>(() => ModelHeader.Read(folder));
+        Assert.Equal($"{folder}: is a folder, not a model file (the trained model is {Path.Combine(folder, "best.model")})", e.Message);
+        var missing = Path.Combine(_dir, "none.model");
+        Assert.Equal($"{missing}: model file not found", Assert.Throws<FileNotFoundException>(() => ModelHeader.Read(missing)).Message);
+    }
+}

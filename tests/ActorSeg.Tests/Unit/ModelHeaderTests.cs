@@ -1,11 +1,14 @@
 using System.Text;
+using ActorSeg.Cli;
 using ActorSeg.Core.IO;
 using ActorSeg.GpuTrainer;
+using ActorSeg.Messages;
 using Xunit;
 
 namespace ActorSeg.Tests.Unit;
 
-/// <summary>The model header read without the weights (for the coordinator).</summary>
+/// <summary>The model header read without the weights (for the coordinator), and the client's choice of a job's model
+/// settings.</summary>
 public class ModelHeaderTests : IDisposable
 {
     private readonly string _dir = TestPaths.NewTempDir("mhead");
@@ -131,5 +134,27 @@ public class ModelHeaderTests : IDisposable
         Assert.Equal($"{folder}: is a folder, not a model file (the trained model is {Path.Combine(folder, "best.model")})", e.Message);
         var missing = Path.Combine(_dir, "none.model");
         Assert.Equal($"{missing}: model file not found", Assert.Throws<FileNotFoundException>(() => ModelHeader.Read(missing)).Message);
+    }
+
+    [Fact]
+    public void AClientThatCannotReadTheModel_LeavesItsFeaturesAndSpacingToTheCoordinator_UnlessGiven()
+    {
+        var spec = new GraphJobSpec("/d/a.tif", null, "/d/out", ModelPath: "/shared/best.model");
+        // not readable here: the model's, resolved by the coordinator at prepare (the defaults stay for an older coordinator)
+        var s = ClientCommands.WithModelSettings(spec, null, null, null);
+        Assert.True(s.ModelFeatures && s.ModelSpacing);
+        Assert.Equal((Recipes.Best.Features, Core.Superpixels.SlicParameters.DefaultSpacing), (s.Features, s.Spacing));
+        // what the user gave is kept, and only the rest is the model's
+        s = ClientCommands.WithModelSettings(spec, null, "texture", null);
+        Assert.Equal(("texture", false, true), (s.Features, s.ModelFeatures, s.ModelSpacing));
+        s = ClientCommands.WithModelSettings(spec, null, null, 25);
+        Assert.Equal((25.0, true, false), (s.Spacing, s.ModelFeatures, s.ModelSpacing));
+        // read here: the model's own values, nothing left to the coordinator
+        var trained = ModelFile.ReadSpec(SaveModel("here.model", "texture", 30));
+        s = ClientCommands.WithModelSettings(spec, trained, null, null);
+        Assert.Equal(("texture", 30.0, false, false), (s.Features, s.Spacing, s.ModelFeatures, s.ModelSpacing));
+        // no model: the defaults, and nothing asked of the coordinator
+        s = ClientCommands.WithModelSettings(spec with { ModelPath = null }, null, null, null);
+        Assert.False(s.ModelFeatures || s.ModelSpacing);
     }
 }

@@ -7,8 +7,8 @@ using Xunit;
 
 namespace ActorSeg.Tests.Unit;
 
-/// <summary>The model header read without the weights (for the coordinator), and the client's choice of a job's model
-/// settings.</summary>
+/// <summary>The model header read without the weights (for the coordinator), the client's choice of a job's model
+/// settings, and the HTTP door's bounded model read.</summary>
 public class ModelHeaderTests : IDisposable
 {
     private readonly string _dir = TestPaths.NewTempDir("mhead");
@@ -156,5 +156,55 @@ public class ModelHeaderTests : IDisposable
         // no model: the defaults, and nothing asked of the coordinator
         s = ClientCommands.WithModelSettings(spec with { ModelPath = null }, null, null, null);
         Assert.False(s.ModelFeatures || s.ModelSpacing);
+    }
+
+    [Fact]
+    public async Task ABoundedRead_ThatHangs_TimesOut_KeepsItsSlotUntilItEnds_AndErrorsPassThrough()
+    {
+        var reads = new BoundedReads(TimeSpan.FromMilliseconds(300), maxInFlight: 1);
+        using var stalled = new ManualResetEventSlim(false);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var t1 = await Assert.ThrowsAsync<TimeoutException>(() => reads.RunAsync(() => { stalled.Wait(); return 1; }));
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), $"the caller waited {sw.Elapsed}");
+        Assert.Contains("not ended in 0.3 s", t1.Message);
+        // the stalled read still holds the only slot: the next caller is not given another thread, and times out too
+        var t2 = await Assert.ThrowsAsync<TimeoutException>(() => reads.RunAsync(() => 2));
+        Assert.Contains("1 earlier reads have not ended", t2.Message);
+        // once the file system answers, the slot is free again
+        stalled.Set();
+        int got = 0;
+        for (var until = DateTime.UtcNow.AddSeconds(10); got == 0 && DateTime.UtcNow < until;)
+        {
+            try { got = await reads.RunAsync(() => 3); }
+            catch (TimeoutException) { }
+        }
+        Assert.Equal(3, got);
+        // the read's own error reaches the caller as it is
+        var bad = await Assert.ThrowsAsync<InvalidDataException>(() => reads.RunAsync<int>(() => throw new InvalidDataException("/m: not a model")));
+        Assert.Equal("/m: not a model", bad.Message);
+    }
+
+    [Fact]
+    public async Task TheHttpDoorsModelRead_Answers503WhenTheReadHangs_And400ForABadOrMissingModel()
+    {
+        var reads = new BoundedReads(TimeSpan.FromMilliseconds(300));
+        var path = SaveModel("door.model");
+        using var stalled = new ManualResetEventSlim(false);
+        try
+        {
+            var hung = await HttpApi.ReadModelAsync(reads, "/data/door.model", path, p => { stalled.Wait(); return ModelFile.ReadSpec(p); }, CancellationToken.None);
+            Assert.Equal(503, hung.Status);
+            Assert.Null(hung.Spec);
+            Assert.StartsWith("/data/door.model: the model file could not be read in 0.3 s", hung.Error);
+        }
+        finally { stalled.Set(); }
+        var good = await HttpApi.ReadModelAsync(reads, "door.model", path, ModelFile.ReadSpec, CancellationToken.None);
+        Assert.Equal((200, "texture"), (good.Status, good.Spec!.FeatureSet));
+        var garbage = Write("bad.model", "not a model"u8.ToArray());
+        var bad = await HttpApi.ReadModelAsync(reads, "bad.model", garbage, ModelFile.ReadSpec, CancellationToken.None);
+        Assert.Equal(400, bad.Status);
+        Assert.Contains($"{garbage}: not an ActorSeg GNN model file", bad.Error);
+        var missing = await HttpApi.ReadModelAsync(reads, "none.model", Path.Combine(_dir, "none.model"), ModelFile.ReadSpec, CancellationToken.None);
+        Assert.Equal((400, "none.model: model not found"), (missing.Status, missing.Error));
     }
 }

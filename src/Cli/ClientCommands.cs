@@ -108,13 +108,15 @@ public static class ClientCommands
             // the model, where this machine sees it (the cluster reads it on its shared storage, and checks it itself): its
             // graph is built with its features and at its superpixel size, as `segment` builds it
             string? modelPath = pr.GetValue(model) is { } mp ? Path.GetFullPath(mp) : null;
-            var trained = ReadableModel(modelPath);
-            var spec = new GraphJobSpec(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(mask) is { } m ? Path.GetFullPath(m) : null, Page: lv, OutDir:
-                Path.GetFullPath(pr.GetValue(output)!), Spacing: GpuTrainer.Recipes.GraphSpacing(trained, pr.GetValue(spacing)), TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo),
-                Features: pr.GetValue(features) ?? GpuTrainer.Recipes.GraphFeatures(trained), KeepWork: pr.GetValue(keepWork), ModelPath: modelPath,
+            var (trained, unread) = ReadableModel(modelPath);
+            var spec = WithModelSettings(new GraphJobSpec(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(mask) is { } m ? Path.GetFullPath(m) : null, Page: lv, OutDir:
+                Path.GetFullPath(pr.GetValue(output)!), TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo), KeepWork: pr.GetValue(keepWork), ModelPath: modelPath,
                 // a tissue mask is a path on the cluster's shared storage: the coordinator checks it
                 Tissue: pr.GetValue(tissue) is { } tv and not ("auto" or "none") ? Path.GetFullPath(tv) : pr.GetValue(tissue),
-                Objects: pr.GetValue(objects)!, Simplify: pr.GetValue(simplify), Series: pr.GetValue(series));
+                Objects: pr.GetValue(objects)!, Simplify: pr.GetValue(simplify), Series: pr.GetValue(series)), trained, pr.GetValue(features), pr.GetValue(spacing));
+            if (spec.ModelFeatures || spec.ModelSpacing)
+                Log.Information("{Model}: not read on this machine ({Reason}); the coordinator takes the model's {Settings} from it on the cluster's storage, before any tile",
+                    modelPath, unread, spec.ModelFeatures && spec.ModelSpacing ? "features and seed spacing" : spec.ModelFeatures ? "features" : "seed spacing");
             var id = pr.GetValue(jobId) ?? JobIds.New();
             // a model trained at another resolution: said here as `segment` says it, where this machine sees the image too
             if (trained is not null && File.Exists(spec.ImagePath))
@@ -215,16 +217,33 @@ public static class ClientCommands
     }
 
     /// <summary>The spec of the model at <paramref name="path"/> when this machine can read it (the cluster reads it on its
-    /// shared storage, and refuses a bad one with its reason), else null.</summary>
-    private static GpuTrainer.ModelSpec? ReadableModel(string? path)
+    /// shared storage, and refuses a bad one with its reason), else null and why not.</summary>
+    private static (GpuTrainer.ModelSpec? Spec, string? Unread) ReadableModel(string? path)
     {
-        if (path is null || !File.Exists(path)) return null;
-        try { return GpuTrainer.ModelFile.ReadSpec(path); }
+        if (path is null) return (null, null);
+        if (!File.Exists(path)) return (null, "no such file here");
+        try { return (GpuTrainer.ModelFile.ReadSpec(path), null); }
         catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
         {
             Log.Debug("{Model}: not read here: {Error}", path, e.Message);
-            return null;
+            return (null, e.Message.StartsWith(path, StringComparison.Ordinal) ? e.Message[path.Length..].TrimStart(':', ' ') : e.Message);
         }
+    }
+
+    /// <summary>A graph job's features and seed spacing: those given (<paramref name="features"/>, <paramref name="spacing"/>),
+    /// else the model's where this machine read it (<paramref name="trained"/>); for a model it could not read, the
+    /// coordinator's to take from the model file at prepare (<see cref="GraphJobSpec.ModelFeatures"/>,
+    /// <see cref="GraphJobSpec.ModelSpacing"/>; the defaults stay in the spec for a coordinator that predates them).</summary>
+    public static GraphJobSpec WithModelSettings(GraphJobSpec spec, GpuTrainer.ModelSpec? trained, string? features, double? spacing)
+    {
+        bool theClusters = spec.ModelPath is not null && trained is null;
+        return spec with
+        {
+            Features = features ?? GpuTrainer.Recipes.GraphFeatures(trained),
+            Spacing = GpuTrainer.Recipes.GraphSpacing(trained, spacing),
+            ModelFeatures = theClusters && features is null,
+            ModelSpacing = theClusters && spacing is null,
+        };
     }
 
     public static Command SubmitTrain(Option<bool> verbose)

@@ -28,7 +28,7 @@ public sealed record HttpBatchRequest(string? BatchId, string Out, HttpBatchSlid
 /// The coordinator node's HTTP API: /healthz (the process answers), /readyz (cluster joined and the journal database
 /// reachable; no connection details), POST /jobs (bearer token checked before the body is read; the body at most
 /// <see cref="MaxBodyBytes"/>; 202 only once the coordinator has checked and journaled the job, 400/403/409 with its
-/// reason otherwise) and GET /jobs/{id}; POST /batches (the same checks, a body of at most <see cref="MaxBatchBodyBytes"/>;
+/// reason otherwise, 503 when its model file is not read within <see cref="ModelReadSeconds"/>) and GET /jobs/{id}; POST /batches (the same checks, a body of at most <see cref="MaxBatchBodyBytes"/>;
 /// 202 once the batch is journaled, 200 when the same batch was submitted before, 409 for another batch under its id)
 /// and GET /batches/{id} (each slide's state).
 /// </summary>
@@ -38,6 +38,29 @@ public static class HttpApi
     public const long MaxBatchBodyBytes = 1024 * 1024;
 
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    /// <summary>How long a request waits for its model file to be read before it is answered 503: a stalled network file
+    /// system would otherwise hold the request, and its thread, for ever. Generous for the first read of a process, which
+    /// also loads TorchSharp's native libraries.</summary>
+    public const double ModelReadSeconds = 10;
+
+    /// <summary>A job's model as read at the door: its spec, or the status and error to answer instead.</summary>
+    public sealed record ModelRead(GpuTrainer.ModelSpec? Spec, int Status = 200, string? Error = null);
+
+    /// <summary>The model at <paramref name="path"/> (<paramref name="given"/> in the request) read by <paramref name="read"/>
+    /// off the request thread, within <paramref name="reads"/>' timeout: 400 when it is missing or not a model, 503 when the
+    /// read does not end in time (that read keeps its thread until the file system answers; its result is dropped).</summary>
+    public static async Task<ModelRead> ReadModelAsync(BoundedReads reads, string given, string path, Func<string, GpuTrainer.ModelSpec> read, CancellationToken ct)
+    {
+        try { return await reads.RunAsync(() => File.Exists(path) ? new ModelRead(read(path)) : new ModelRead(null, 400, $"{given}: model not found"), ct); }
+        catch (TimeoutException e)
+        {
+            return new ModelRead(null, 503, $"{given}: the model file could not be read in {reads.Timeout.TotalSeconds:0.#} s ({e.Message}; " +
+                                             "a stalled file system?): nothing was submitted, try again later");
+        }
+        catch (UnauthorizedAccessException e) { return new ModelRead(null, 403, e.Message); }
+        catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException) { return new ModelRead(null, 400, e.Message); }
+    }
 
     /// <summary>A batch as GET /batches/ID and /status show it (slides: when one batch was asked for).</summary>
     private static object BatchJson(BatchStatus b) => new
@@ -54,6 +77,7 @@ public static class HttpApi
         if (o.ApiToken is null) log.Warning("No API token (ACTORSEG_APITOKEN): /jobs refuses every request");
         if (roots.Roots.Count == 0) log.Warning("No data roots (ACTORSEG_DATAROOTS): /jobs accepts no path");
         var dbChecked = (At: DateTime.MinValue, Ok: false);
+        var modelReads = new BoundedReads(TimeSpan.FromSeconds(ModelReadSeconds));
 
         app.MapGet("/healthz", () => Results.Text("ok"));
         app.MapGet("/readyz", async (ActorSystem system, IRequiredActor<CoordinatorKey> coordinator, CancellationToken ct) =>
@@ -113,10 +137,15 @@ public static class HttpApi
                 if (!File.Exists(image)) return Error(400, $"{req.Image}: image not found");
                 var mask = req.Mask is null ? null : roots.Confine(req.Mask, "mask");
                 var model = req.Model is null ? null : roots.Confine(req.Model, "model");
-                if (model is not null && !File.Exists(model)) return Error(400, $"{req.Model}: model not found");
                 var outDir = roots.Confine(req.Out, "out");
                 // the graph is built with the features and the superpixel size the model was trained with, as a batch's
-                var ms = model is null ? null : GpuTrainer.ModelFile.ReadSpec(model);
+                GpuTrainer.ModelSpec? ms = null;
+                if (model is not null)
+                {
+                    var read = await ReadModelAsync(modelReads, req.Model!, model, GpuTrainer.ModelFile.ReadSpec, ctx.RequestAborted);
+                    if (read.Error is { } why) return Refused(read.Status, why);
+                    ms = read.Spec;
+                }
                 spec = new GraphJobSpec(image, mask, outDir, TileSize: req.TileSize ?? 2048, Spacing: GpuTrainer.Recipes.GraphSpacing(ms, req.Spacing), ModelPath: model,
                     Features: GpuTrainer.Recipes.GraphFeatures(ms),
                     Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0, Series: req.Series);
@@ -170,8 +199,10 @@ public static class HttpApi
                 GpuTrainer.ModelSpec? ms = null;
                 if (model is not null)
                 {
-                    if (!File.Exists(model)) return Error(400, $"{req.Model}: model not found");
-                    ms = GpuTrainer.ModelFile.ReadSpec(model); // the features and seed spacing the model was trained with
+                    // the features and seed spacing the model was trained with
+                    var read = await ReadModelAsync(modelReads, req.Model!, model, GpuTrainer.ModelFile.ReadSpec, ctx.RequestAborted);
+                    if (read.Error is { } why) return Refused(read.Status, why);
+                    ms = read.Spec;
                 }
                 var tissue = req.Tissue is null or "auto" or "none" ? req.Tissue : roots.Confine(req.Tissue, "tissue mask");
                 var slides = new List<BatchSlideSpec>();

@@ -53,13 +53,8 @@ public static class SegmentCommand
 
     /// <summary>Why an image of <paramref name="channels"/> channels cannot be classified by the model (its graph would
     /// have other features than the model was trained on), without the image's name; null when it can.</summary>
-    internal static string? ChannelMismatch(ModelSpec spec, string modelPath, int channels)
-    {
-        var expected = Core.Pipeline.GraphJobManifest.FeatureNamesFor(channels, spec.FeatureSet);
-        if (expected.SequenceEqual(spec.FeatureNames)) return null;
-        int trained = spec.FeatureNames.Contains("mean") ? 1 : spec.FeatureNames.Count(n => n.Length > 6 && n[0] == 'c' && n.EndsWith("_mean", StringComparison.Ordinal) && int.TryParse(n[1..^5], out _));
-        return $"the image has {channels} channel(s), but the model {modelPath} was trained on {trained}-channel images ({spec.FeatureNames.Length} features; this image's graph would have {expected.Length})";
-    }
+    internal static string? ChannelMismatch(ModelSpec spec, string modelPath, int channels) =>
+        Core.IO.ModelFileFormat.ChannelMismatch(spec.FeatureNames, modelPath, channels);
 
     /// <summary>Warns when the image is read at a pixel size more than 1.25× away from the model's training images'
     /// (<see cref="ModelSpec.ScaleMismatch"/>): the job still runs.</summary>

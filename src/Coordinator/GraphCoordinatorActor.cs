@@ -375,8 +375,10 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
         var ct = step.Token;
         Task.Run(() =>
         {
-            var req = ToRequest(p.Spec);
-            if (p.Spec.ModelPath is { } mp && !File.Exists(mp)) throw new InputFileException(mp, "model file does not exist");
+            // a segmentation job's graph is built with its model's features (and, where asked, at its seed spacing): read from
+            // the model's header and checked here, before the folder is taken and any tile is planned
+            var (spec, model) = JobModel.Resolve(p.JobId, p.Spec, log);
+            var req = ToRequest(spec);
             // the job's folder is held from here to the job's end: a one-process run of another process writing it (a
             // shared file system) refuses the job, naming that run, and one started later is refused in its turn
             HoldFolder(p.JobId, p.Spec.OutDir, ct);
@@ -385,6 +387,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             SafePaths.CreatePrivateDirectory(p.WorkDir, p.WorkDirMayExist, "work folder", parentWhat: "output folder");
             var m = GraphJob.Prepare(p.JobId, req, p.WorkDir, new Core.InlineProgress<string>(s => log.Information("Job {JobId}: {Step}", p.JobId, s)), ct);
             ct.ThrowIfCancellationRequested(); // given up on (its deadline passed): its job has ended, its folder may be gone
+            if (model is not null) JobModel.CheckChannels(model, spec.ImagePath, m.Channels);
             m.Save();
             return m;
         }).ContinueWith(t => new Internal(t.IsCompletedSuccessfully ? new Prepared(p.JobId, t.Result, sw.Elapsed.TotalSeconds)

@@ -31,7 +31,8 @@ public static class JobAuthorization
     public static readonly string[] TrainingOutputs = ["best.model", "last.model", "curves.csv", "split.json", "train.json"];
 
     public static Checked<GraphJobSpec> Check(string jobId, GraphJobSpec spec, JobPolicy policy, IEnumerable<OutputFootprint> open) =>
-        Admit(jobId, policy, open, ObjectExporter.Validate(spec.Objects) ?? ObjectExporter.ValidateSimplify(spec.Simplify), () => spec with
+        Admit(jobId, policy, open, ObjectExporter.Validate(spec.Objects) ?? ObjectExporter.ValidateSimplify(spec.Simplify)
+            ?? ((spec.ModelFeatures || spec.ModelSpacing) && spec.ModelPath is null ? "the job asks for its model's features or seed spacing, but names no model" : null), () => spec with
         {
             ImagePath = Place(spec.ImagePath, "image", policy),
             MaskPath = spec.MaskPath is null ? null : Place(spec.MaskPath, "mask", policy),

@@ -145,16 +145,14 @@ public sealed record ModelSpec
         try { Architecture.Validate(); }
         catch (ArgumentException e) { throw new InvalidDataException($"the model's architecture: {e.Message}"); }
         if (Classes < 2 || Classes > GraphSample.MaxClasses) throw new InvalidDataException($"the model has {Classes} classes (2..{GraphSample.MaxClasses} allowed)");
-        if (FeatureNames is null || FeatureNames.Length == 0 || FeatureNames.Any(string.IsNullOrWhiteSpace))
-            throw new InvalidDataException("the model names no features");
-        if (FeatureNames.Length > 4096) throw new InvalidDataException($"the model has {FeatureNames.Length} features (at most 4096)");
+        ModelFileFormat.CheckFeatureNames(FeatureNames);
         if (FeatureMean is null || FeatureMean.Length != FeatureNames.Length || FeatureStd is null || FeatureStd.Length != FeatureNames.Length)
             throw new InvalidDataException($"the model's feature normalisation has {FeatureMean?.Length ?? 0} means and {FeatureStd?.Length ?? 0} deviations for {FeatureNames.Length} features");
         for (int f = 0; f < FeatureNames.Length; f++)
             if (!float.IsFinite(FeatureMean[f]) || !(float.IsFinite(FeatureStd[f]) && FeatureStd[f] > 0))
                 throw new InvalidDataException($"the model's normalisation of feature {FeatureNames[f]} is mean {FeatureMean[f]}, deviation {FeatureStd[f]}");
         if (!GraphSample.EdgeModes.Contains(Edges)) throw new InvalidDataException($"the model's edges '{Edges}' are not one of {string.Join(", ", GraphSample.EdgeModes)}");
-        if (!(double.IsFinite(SeedSpacing) && SeedSpacing >= 0)) throw new InvalidDataException($"the model's seed spacing is {SeedSpacing}");
+        ModelFileFormat.CheckSeedSpacing(SeedSpacing);
         if (MicronsPerPixel is { } um && !(um.Length == 2 && double.IsFinite(um[0]) && um[0] > 0 && double.IsFinite(um[1]) && um[1] >= um[0]))
             throw new InvalidDataException($"the model's training pixel sizes are [{string.Join(", ", um)}], not a range of two positive numbers");
         if (GreyLevels is { } gl)
@@ -182,24 +180,14 @@ public sealed record ModelSpec
     }
 }
 
-/// <summary>A model file: a magic line, the checksum of the rest (<see cref="SealedFile"/>), the spec as JSON, then the weights
-/// (TorchSharp's format). Written atomically.</summary>
+/// <summary>A model file (<see cref="ModelFileFormat"/>): a magic line, the checksum of the rest (<see cref="SealedFile"/>),
+/// the spec as JSON, then the weights (TorchSharp's format). Written atomically.</summary>
 public static class ModelFile
 {
-    /// <summary>The first line of a model file: since 2026-12-06 with a version, followed by the body's checksum
-    /// (<see cref="SealedFile"/>); files written before have <see cref="LegacyMagic"/> and no checksum.</summary>
-    private const string Magic = "ACTORSEG-GNN-MODEL/2\n", LegacyMagic = "ACTORSEG-GNN-MODEL\n";
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
-    public static void Save(string path, ModelSpec spec, GnnModel model)
-    {
-        var json = JsonSerializer.SerializeToUtf8Bytes(spec, Json);
-        SealedFile.Write(path, Magic, w =>
-        {
-            w.Write(json.Length); w.Write(json);
-            model.save(w);
-        }, "model");
-    }
+    public static void Save(string path, ModelSpec spec, GnnModel model) =>
+        ModelFileFormat.Write(path, JsonSerializer.SerializeToUtf8Bytes(spec, Json), w => model.save(w));
 
     /// <summary>The model's spec, for the doors that decide how its graphs are built (features, spacing, scale) before any
     /// work: every check of <see cref="Load"/>, the weights' included, then the weights let go.</summary>
@@ -210,42 +198,29 @@ public static class ModelFile
         return spec;
     }
 
-    public static (ModelSpec Spec, GnnModel Model) Load(string path, Device? device = null)
+    public static (ModelSpec Spec, GnnModel Model) Load(string path, Device? device = null) => ModelFileFormat.Read(path, (r, json) =>
     {
-        if (Directory.Exists(path))
+        var spec = JsonSerializer.Deserialize<ModelSpec>(json, Json) ?? throw new InvalidDataException("empty spec");
+        spec.Validate();
+        if (spec.Refiner is { } refiner)
         {
-            var inside = System.IO.Path.Combine(path, "best.model");
-            throw new InvalidDataException($"{path}: is a folder, not a model file{(File.Exists(inside) ? $" (the trained model is {inside})" : "")}");
+            refiner.Validate("the model's refiner");
+            if (refiner.Classes != spec.Classes) throw new InvalidDataException($"the refiner has {refiner.Classes} classes, the model {spec.Classes}");
         }
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: model file not found");
-        Core.Imaging.InputFiles.RefuseNonRegular(path, "not an ActorSeg GNN model file");
+        var model = new GnnModel(spec.Architecture, spec.FeatureNames.Length, spec.Classes);
         try
         {
-            using var fs = SealedFile.OpenBody(path, Magic, LegacyMagic, "GNN model");
-            using var r = new BinaryReader(fs);
-            int len = r.ReadInt32();
-            if (len <= 0 || len > 64 << 20) throw new InvalidDataException("corrupt header");
-            var spec = JsonSerializer.Deserialize<ModelSpec>(r.ReadBytes(len), Json) ?? throw new InvalidDataException("empty spec");
-            spec.Validate();
-            if (spec.Refiner is { } refiner)
-            {
-                refiner.Validate("the model's refiner");
-                if (refiner.Classes != spec.Classes) throw new InvalidDataException($"the refiner has {refiner.Classes} classes, the model {spec.Classes}");
-            }
-            var model = new GnnModel(spec.Architecture, spec.FeatureNames.Length, spec.Classes);
             model.load(r, strict: true);
+            var fs = r.BaseStream;
             if (fs.Position != fs.Length) throw new InvalidDataException($"{fs.Length - fs.Position:N0} bytes after the weights");
             ModelWeights.RequireFinite(model, "the model");
             if (device is not null) model.to(device);
             return (spec, model);
         }
-        catch (Exception e) when (e is not FileNotFoundException && e is not InvalidDataException)
+        catch
         {
-            throw new InvalidDataException($"{path}: corrupt or incompatible model file ({e.GetType().Name}: {e.Message})", e);
+            model.Dispose();
+            throw;
         }
-        catch (InvalidDataException e) when (!e.Message.StartsWith(path))
-        {
-            throw new InvalidDataException($"{path}: {e.Message}", e);
-        }
-    }
+    });
 }

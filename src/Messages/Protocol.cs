@@ -63,7 +63,9 @@ public static class ProtocolVersion
     public const int Major = 3;
     // minor 1: a job's series (GraphJobSpec key 25, PaintAssignment key 14: a CZI's scene, a LIF's image; null, as from a
     // peer of minor 0 or a journal written before, the default image)
-    public const int Minor = 1;
+    // minor 2: a job's features and seed spacing may be its model's (GraphJobSpec keys 26, 27: the coordinator reads them
+    // from the model file at prepare; a coordinator of minor 1 ignores them and uses the spec's Features and Spacing)
+    public const int Minor = 2;
     public static string Text => $"{Major}.{Minor}";
 }
 
@@ -74,7 +76,11 @@ public sealed record ResultRef([property: Key(0)] string Path, [property: Key(1)
 /// <summary>What a job is asked to do (flat, primitive fields so it can cross the network).
 /// With <paramref name="ModelPath"/> the job also segments: node classes from the model, painted into OutDir/mask.tif.
 /// <paramref name="Objects"/>: the mask's regions as QuPath objects, "geojson" (OutDir/objects.geojson), "geojson.gz" or "none";
-/// <paramref name="Simplify"/>: their simplification tolerance in level-0 pixels (0: exact pixel edges).</summary>
+/// <paramref name="Simplify"/>: their simplification tolerance in level-0 pixels (0: exact pixel edges).
+/// <paramref name="ModelFeatures"/>, <paramref name="ModelSpacing"/>: the graph's features (seed spacing) are the model's,
+/// read by the coordinator from <paramref name="ModelPath"/> at prepare in place of <paramref name="Features"/>
+/// (<paramref name="Spacing"/>): sent by a client that cannot read the model itself. With a model, a job whose features
+/// are not the model's fails at prepare, before any tile.</summary>
 [MessagePackObject]
 public sealed record GraphJobSpec(
     [property: Key(0)] string ImagePath,
@@ -102,7 +108,9 @@ public sealed record GraphJobSpec(
     [property: Key(22)] string Objects = "geojson",
     [property: Key(23)] double Simplify = 0,
     [property: Key(24)] bool Refine = true,
-    [property: Key(25)] int? Series = null) : IActorSegMessage;
+    [property: Key(25)] int? Series = null,
+    [property: Key(26)] bool ModelFeatures = false,
+    [property: Key(27)] bool ModelSpacing = false) : IActorSegMessage;
 
 // ---- client ↔ coordinator -------------------------------------------------------------------------------------
 

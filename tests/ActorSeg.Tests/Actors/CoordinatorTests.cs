@@ -175,6 +175,72 @@ public class CoordinatorTests : TestKit, IDisposable
         Assert.Empty(Directory.GetDirectories(outDir, ".work-*")); // failed before its work folder was made, once, without retries
     }
 
+    /// <summary>A (untrained) model of <paramref name="features"/> features of <paramref name="channels"/>-channel images, trained at 30 px.</summary>
+    private string Model(string name, string features, int channels = 1)
+    {
+        var names = GraphJobManifest.FeatureNamesFor(channels, features);
+        var spec = new GpuTrainer.ModelSpec
+        {
+            Architecture = new GpuTrainer.GnnArchitecture { Layers = 2, Hidden = 4 }, FeatureNames = names, FeatureMean = new float[names.Length],
+            FeatureStd = Enumerable.Repeat(1f, names.Length).ToArray(), Classes = 2, Edges = "rag", ClassWeights = [1, 1], SeedSpacing = 30,
+        };
+        var path = Path.Combine(_dir, name);
+        using (var gnn = new GpuTrainer.GnnModel(spec.Architecture, names.Length, 2)) GpuTrainer.ModelFile.Save(path, spec, gnn);
+        return path;
+    }
+
+    [Theory]
+    [InlineData("features")]
+    [InlineData("channels")]
+    public void ASegmentationJobWhoseGraphIsNotItsModels_FailsAtPrepare_BeforeAnyTile(string what)
+    {
+        // before: the whole graph was built with the job's features, and only the trainer refused it
+        var coord = Sys.ActorOf(GraphCoordinatorActor.Props(new CoordinatorSettings { PersistenceId = "t-model-" + what, ProgressInterval = TimeSpan.FromSeconds(30) }));
+        var model = what == "features" ? Model("texture.model", "texture") : Model("rgb.model", "absolute", channels: 3);
+        var outDir = Path.Combine(_dir, "out-model-" + what);
+        var client = CreateTestProbe();
+        client.Send(coord, new SubmitGraphJob("jm", Spec(outDir) with { Features = "absolute", ModelPath = model }));
+        client.ExpectMsg<JobReceived>(TimeSpan.FromSeconds(20));
+        var failed = Assert.IsType<GraphJobFailed>(client.FishForMessage(m => m is GraphJobFailed or GraphJobAccepted, TimeSpan.FromSeconds(30)));
+        if (what == "features")
+        {
+            Assert.Contains($"{model}: the model was trained on graphs of texture features (seed spacing 30 px), but job jm builds its graph with absolute features (seed spacing 12 px)", failed.Error);
+            Assert.False(Directory.Exists(outDir) && Directory.GetDirectories(outDir, ".work-*").Length > 0, "failed before its work folder was made");
+        }
+        else Assert.Contains($"{_img}: the image has 1 channel(s), but the model {model} was trained on 3-channel images", failed.Error);
+        // no tile was planned or handed out
+        var worker = CreateTestProbe();
+        worker.Send(coord, new RequestWork(1));
+        worker.ExpectNoMsg(TimeSpan.FromSeconds(1));
+        client.Send(coord, new GetStatus("jm"));
+        var st = Assert.Single(client.FishForMessage<StatusReport>(_ => true, TimeSpan.FromSeconds(10)).Jobs);
+        Assert.Equal(("failed", 0), (st.Phase, st.TilesTotal));
+    }
+
+    [Fact]
+    public void AJobThatAsksForItsModelsSettings_IsBuiltWithTheFeaturesAndSpacingInTheModelFile()
+    {
+        // a client that cannot read the model (it lives on the cluster's storage) leaves them to the coordinator
+        var coord = Sys.ActorOf(GraphCoordinatorActor.Props(new CoordinatorSettings { PersistenceId = "t-model-settings", ProgressInterval = TimeSpan.FromSeconds(30) }));
+        var model = Model("texture.model", "texture");
+        var client = CreateTestProbe();
+        client.Send(coord, new SubmitGraphJob("js", Spec(Path.Combine(_dir, "out-settings")) with { ModelPath = model, ModelFeatures = true, ModelSpacing = true }));
+        client.ExpectMsg<JobReceived>(TimeSpan.FromSeconds(20));
+        client.ExpectMsg<GraphJobAccepted>(TimeSpan.FromSeconds(20));
+        var worker = CreateTestProbe();
+        worker.Send(coord, new RequestWork(1));
+        var job = GraphJobManifest.Load(worker.ExpectMsg<TileAssignment>(TimeSpan.FromSeconds(20)).ManifestPath);
+        Assert.Equal(("texture", 30.0), (job.Request.Features, job.Request.Slic.Spacing));
+        // the same job re-sent (the client's heartbeat) is the same job
+        client.Send(coord, new SubmitGraphJob("js", Spec(Path.Combine(_dir, "out-settings")) with { ModelPath = model, ModelFeatures = true, ModelSpacing = true }));
+        client.ExpectNoMsg(TimeSpan.FromMilliseconds(500));
+        // asking for a model's settings without a model is refused at once
+        client.Send(coord, new SubmitGraphJob("jn", Spec(Path.Combine(_dir, "out-none")) with { ModelFeatures = true }));
+        var refused = client.FishForMessage<JobRefused>(_ => true, TimeSpan.FromSeconds(10));
+        Assert.Equal(RefusalCodes.Invalid, refused.Code);
+        Assert.Contains("names no model", refused.Reason);
+    }
+
     [Fact]
     public void ARestartedCoordinator_RecoversFromItsJournal_AndRedoesOnlyUnfinishedOrDamagedTiles()
     {

@@ -33,7 +33,7 @@ public class SerializerTests : IDisposable
         new StepStarted("j", "prepare"), new StepEnded("j", "stitch"),
         new PaintAssignment("j", "a", "/a.tif", Ref, Ref, "/o/mask.tif", "/o/overlay.png", 1, "/o"),
         new PaintAssignment("j", "a", "/a.tif", Ref, Ref, "/o/mask.tif", "/o/overlay.png", 1, "/o", Ref, "geojson.gz", 2.5),
-        Spec with { Objects = "none", Simplify = 1.5 }, Spec with { Page = 2, Series = 3 },
+        Spec with { Objects = "none", Simplify = 1.5 }, Spec with { Page = 2, Series = 3 }, Spec with { ModelFeatures = true, ModelSpacing = true },
         new PaintAssignment("j", "a", "/a.lif", Ref, Ref, "/o/mask.tif", "/o/overlay.png", 1, "/o", Page: 1, Series: 4),
         new NodesClassified("j", 1, Ref, 10, [5, 5], 0.1, "cpu", Ref), new ImageClassified("j", Ref, [1, 2], 0.1, "cpu", Ref),
         new NodesClassified("j", 1, Ref, 10, [5, 5], 0.1, "cpu", Ref, [0.91, 0.87]), new ImageClassified("j", Ref, [1, 2], 0.1, "cpu", Ref, [0.91, 0.87]),
@@ -148,6 +148,8 @@ public class SerializerTests : IDisposable
         // and from before series: the default image (not series 0, which would read one scene of a slide's several)
         Assert.Null(oldSpec.Series);
         Assert.Null(p.Series);
+        // and from before a job could take its features and spacing from its model: the spec's own
+        Assert.False(oldSpec.ModelFeatures || oldSpec.ModelSpacing);
         // a newer sender with extra fields: they are ignored
         var newer = MessagePackSerializer.Serialize(new RequestWorkV2(3, 1, "n", "future"));
         var r = (RequestWork)ser.FromBinary(newer, nameof(RequestWork));

@@ -38,7 +38,7 @@ public sealed record ModelSpec
     public double[]? MicronsPerPixel { get; init; }
     /// <summary>Absolute-feature models: per channel, the range over the training graphs of their superpixels' 5th and 95th
     /// percentile mean grey level (8-bit units): [lowest 5th, highest 5th, lowest 95th, highest 95th]. Null for other
-    /// feature sets (their units are each image's own) and in models trained before 2026-12-08.</summary>
+    /// feature sets (their units are each image's own) and in models trained before 2026-12-07.</summary>
     public double[][]? GreyLevels { get; init; }
 
     /// <summary>How far (a factor) an image's percentiles may lie outside the training range before

@@ -44,6 +44,9 @@ public static class HttpApi
     /// ever. Generous for the first model read of a process, which also loads TorchSharp's native libraries.</summary>
     public const double FileCheckSeconds = 10;
 
+    /// <summary>How long /readyz waits for the journal database check before it reports the database unreachable.</summary>
+    public const double ReadyDatabaseSeconds = 5;
+
     /// <summary>The outcome of a door's file-system step: its value, or the status and error to answer instead.</summary>
     public sealed record Checked<T>(T? Value, int Status = 200, string? Error = null);
 
@@ -162,8 +165,9 @@ public static class HttpApi
         if (roots.Roots.Count == 0) log.Warning("No data roots (ACTORSEG_DATAROOTS): /jobs accepts no path");
         var dbChecked = (At: DateTime.MinValue, Ok: false);
         var files = DoorFiles.Of(roots);
-        // every POST's file-system checks share these threads
+        // every POST's file-system checks share these threads; the journal check has one of its own
         var fileChecks = new BoundedReads(TimeSpan.FromSeconds(FileCheckSeconds));
+        var dbChecks = new BoundedReads(TimeSpan.FromSeconds(ReadyDatabaseSeconds), maxInFlight: 1);
 
         app.MapGet("/healthz", () => Results.Text("ok"));
         app.MapGet("/readyz", async (ActorSystem system, IRequiredActor<CoordinatorKey> coordinator, CancellationToken ct) =>
@@ -176,11 +180,16 @@ public static class HttpApi
             catch (Exception e) when (e is AskTimeoutException or TaskCanceledException) { running = false; }
             if (DateTime.UtcNow - dbChecked.At > TimeSpan.FromSeconds(5))
             {
-                try { await o.Persistence.CheckReachableAsync(ct); dbChecked = (DateTime.UtcNow, true); }
-                catch (DatabaseUnreachableException e)
+                // off the request thread and bounded: SQLite opens and reads its file synchronously, on a volume that may stall
+                try
+                {
+                    await dbChecks.RunAsync(() => { o.Persistence.CheckReachableAsync(CancellationToken.None).GetAwaiter().GetResult(); return true; }, ct);
+                    dbChecked = (DateTime.UtcNow, true);
+                }
+                catch (Exception e) when (e is DatabaseUnreachableException or TimeoutException)
                 {
                     // the reason goes to the log, where operators look; anonymous callers learn only that it is down
-                    log.Warning("Not ready: {Error}", e.Message);
+                    log.Warning("Not ready: {Error}", e is TimeoutException ? $"the journal database check did not end in {ReadyDatabaseSeconds} s ({e.Message})" : e.Message);
                     dbChecked = (DateTime.UtcNow, false);
                 }
             }

@@ -28,7 +28,7 @@ public sealed record HttpBatchRequest(string? BatchId, string Out, HttpBatchSlid
 /// The coordinator node's HTTP API: /healthz (the process answers), /readyz (cluster joined and the journal database
 /// reachable; no connection details), POST /jobs (bearer token checked before the body is read; the body at most
 /// <see cref="MaxBodyBytes"/>; 202 only once the coordinator has checked and journaled the job, 400/403/409 with its
-/// reason otherwise, 503 when its model file is not read within <see cref="ModelReadSeconds"/>) and GET /jobs/{id}; POST /batches (the same checks, a body of at most <see cref="MaxBatchBodyBytes"/>;
+/// reason otherwise, 503 when its paths are not checked and its model file read within <see cref="FileCheckSeconds"/>) and GET /jobs/{id}; POST /batches (the same checks, a body of at most <see cref="MaxBatchBodyBytes"/>;
 /// 202 once the batch is journaled, 200 when the same batch was submitted before, 409 for another batch under its id)
 /// and GET /batches/{id} (each slide's state).
 /// </summary>
@@ -39,28 +39,115 @@ public static class HttpApi
 
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
-    /// <summary>How long a request waits for its model file to be read before it is answered 503: a stalled network file
-    /// system would otherwise hold the request, and its thread, for ever. Generous for the first read of a process, which
-    /// also loads TorchSharp's native libraries.</summary>
-    public const double ModelReadSeconds = 10;
+    /// <summary>How long a POST waits for the file-system checks of its paths (confinement, existence, its model file read)
+    /// before it is answered 503: a stalled network file system would otherwise hold the request, and its thread, for
+    /// ever. Generous for the first model read of a process, which also loads TorchSharp's native libraries.</summary>
+    public const double FileCheckSeconds = 10;
 
-    /// <summary>A job's model as read at the door: its spec, or the status and error to answer instead.</summary>
-    public sealed record ModelRead(GpuTrainer.ModelSpec? Spec, int Status = 200, string? Error = null);
+    /// <summary>How long /readyz waits for the journal database check before it reports the database unreachable.</summary>
+    public const double ReadyDatabaseSeconds = 5;
 
-    /// <summary>The model at <paramref name="path"/> (<paramref name="given"/> in the request) read by <paramref name="read"/>
-    /// off the request thread, within <paramref name="reads"/>' timeout: 400 when it is missing or not a model, 503 when the
-    /// read does not end in time (that read keeps its thread until the file system answers; its result is dropped).</summary>
-    public static async Task<ModelRead> ReadModelAsync(BoundedReads reads, string given, string path, Func<string, GpuTrainer.ModelSpec> read, CancellationToken ct)
+    /// <summary>The outcome of a door's file-system step: its value, or the status and error to answer instead.</summary>
+    public sealed record Checked<T>(T? Value, int Status = 200, string? Error = null);
+
+    /// <summary>A refusal of bad input, with its status, thrown inside a door's file-system step.</summary>
+    public sealed class DoorRefusal(int status, string message) : Exception(message)
     {
-        try { return await reads.RunAsync(() => File.Exists(path) ? new ModelRead(read(path)) : new ModelRead(null, 400, $"{given}: model not found"), ct); }
+        public int Status => status;
+    }
+
+    /// <summary>What a door's file-system step is touching now; its 503 names it.</summary>
+    public sealed class Touching(string initial)
+    {
+        private volatile string _what = initial;
+        public string What => _what;
+        /// <param name="what">the path as given, then what it is: "/data/a.tif: the image"</param>
+        public void Now(string what) => _what = what;
+    }
+
+    /// <summary>The file-system touches of the POST checks; tests give stalling ones.</summary>
+    public sealed record DoorFiles(Func<string, string, string> Confine, Func<string, bool> Exists, Func<string, GpuTrainer.ModelSpec> ReadModel)
+    {
+        public static DoorFiles Of(DataRoots roots) => new(roots.Confine, File.Exists, GpuTrainer.ModelFile.ReadSpec);
+    }
+
+    /// <summary><paramref name="check"/> run off the request thread within <paramref name="reads"/>' timeout: its
+    /// <see cref="DoorRefusal"/> with its status, 403 for a path outside the data roots, 400 for other bad input, 503
+    /// naming what it was touching when it does not end in time (that touch keeps its thread until the file system
+    /// answers; its result is dropped). <paramref name="what"/> names the request's paths until the check names one.</summary>
+    public static async Task<Checked<T>> CheckAsync<T>(BoundedReads reads, string what, Func<Touching, T> check, CancellationToken ct)
+    {
+        var at = new Touching(what);
+        try { return new Checked<T>(await reads.RunAsync(() => check(at), ct)); }
         catch (TimeoutException e)
         {
-            return new ModelRead(null, 503, $"{given}: the model file could not be read in {reads.Timeout.TotalSeconds:0.#} s ({e.Message}; " +
-                                             "a stalled file system?): nothing was submitted, try again later");
+            return new Checked<T>(default, 503, $"{at.What} could not be read in {reads.Timeout.TotalSeconds:0.#} s ({e.Message}; " +
+                                                "a stalled file system?): nothing was submitted, try again later");
         }
-        catch (UnauthorizedAccessException e) { return new ModelRead(null, 403, e.Message); }
-        catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException) { return new ModelRead(null, 400, e.Message); }
+        catch (DoorRefusal e) { return new Checked<T>(default, e.Status, e.Message); }
+        catch (UnauthorizedAccessException e) { return new Checked<T>(default, 403, e.Message); }
+        catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException) { return new Checked<T>(default, 400, e.Message); }
     }
+
+    /// <summary>The model at <paramref name="path"/> (<paramref name="given"/> in the request), marked as the touch in progress.</summary>
+    private static GpuTrainer.ModelSpec ReadModel(Touching at, string given, string path, Func<string, bool> exists, Func<string, GpuTrainer.ModelSpec> read)
+    {
+        at.Now($"{given}: the model file");
+        return exists(path) ? read(path) : throw new DoorRefusal(400, $"{given}: model not found");
+    }
+
+    /// <summary><paramref name="given"/> confined by <paramref name="files"/>, marked as the touch in progress.</summary>
+    private static string Confine(DoorFiles files, Touching at, string given, string what, string described)
+    {
+        at.Now($"{given}: {described}");
+        return files.Confine(given, what);
+    }
+
+    /// <summary>A job request's paths confined, its image's existence checked and its model read, in one bounded step
+    /// (see <see cref="CheckAsync{T}"/>): the job as the coordinator gets it.</summary>
+    public static Task<Checked<GraphJobSpec>> CheckJobAsync(HttpJobRequest req, DoorFiles files, BoundedReads reads, CancellationToken ct) =>
+        CheckAsync(reads, $"the job's paths (image {req.Image}, out {req.Out})", at =>
+        {
+            var image = Confine(files, at, req.Image, "image", "the image");
+            if (!files.Exists(image)) throw new DoorRefusal(400, $"{req.Image}: image not found");
+            var mask = req.Mask is null ? null : Confine(files, at, req.Mask, "mask", "the mask");
+            var model = req.Model is null ? null : Confine(files, at, req.Model, "model", "the model file");
+            var outDir = Confine(files, at, req.Out, "out", "the output folder");
+            // the graph is built with the features and the superpixel size the model was trained with, as a batch's
+            var ms = model is null ? null : ReadModel(at, req.Model!, model, files.Exists, files.ReadModel);
+            return new GraphJobSpec(image, mask, outDir, TileSize: req.TileSize ?? 2048, Spacing: GpuTrainer.Recipes.GraphSpacing(ms, req.Spacing), ModelPath: model,
+                Features: GpuTrainer.Recipes.GraphFeatures(ms),
+                Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0, Series: req.Series);
+        }, ct);
+
+    /// <summary>A batch request's paths confined, its slides' images and masks checked and its model read, in one bounded
+    /// step (see <see cref="CheckAsync{T}"/>): the batch as the coordinator gets it.</summary>
+    public static Task<Checked<BatchSpec>> CheckBatchAsync(HttpBatchRequest req, DoorFiles files, BoundedReads reads, CancellationToken ct) =>
+        CheckAsync(reads, $"the batch's paths (out {req.Out}, {req.Slides!.Length} slides)", at =>
+        {
+            var outDir = Confine(files, at, req.Out, "out", "the output folder");
+            var model = req.Model is null ? null : Confine(files, at, req.Model, "model", "the model file");
+            // the features and seed spacing the model was trained with
+            var ms = model is null ? null : ReadModel(at, req.Model!, model, files.Exists, files.ReadModel);
+            var tissue = req.Tissue is null or "auto" or "none" ? req.Tissue : Confine(files, at, req.Tissue, "tissue mask", "the tissue mask");
+            var slides = new List<BatchSlideSpec>();
+            foreach (var sl in req.Slides!)
+            {
+                var image = Confine(files, at, sl.Image, "image", "the image");
+                if (!files.Exists(image)) throw new DoorRefusal(400, $"{sl.Image}: image not found");
+                var mask = sl.Mask is null ? null : Confine(files, at, sl.Mask, "mask", "the mask");
+                if (mask is not null && !files.Exists(mask)) throw new DoorRefusal(400, $"{sl.Mask}: mask not found");
+                var name = sl.Name ?? BatchInput.SlideName(image, sl.Series);
+                if (JobIds.InvalidSlideName(name) is { } badName) throw new DoorRefusal(400, badName);
+                slides.Add(new BatchSlideSpec(name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", name), Page: req.Level ?? 0,
+                    Spacing: GpuTrainer.Recipes.GraphSpacing(ms, req.Spacing), TileSize: req.TileSize ?? 2048, WriteNodeMap: model is not null,
+                    ModelPath: model, Features: GpuTrainer.Recipes.GraphFeatures(ms), Tissue: tissue, Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0,
+                    Series: sl.Series), sl.Split));
+            }
+            // the same request again is the same batch (it attaches); the digest is of the request, canonical (this door reads no file contents)
+            var digest = Convert.ToHexString(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(new { outDir, slides }))).ToLowerInvariant();
+            return new BatchSpec(outDir, slides.ToArray(), Math.Max(1, req.Parallel ?? 2), null, "http-" + digest);
+        }, ct);
 
     /// <summary>A batch as GET /batches/ID and /status show it (slides: when one batch was asked for).</summary>
     private static object BatchJson(BatchStatus b) => new
@@ -77,7 +164,10 @@ public static class HttpApi
         if (o.ApiToken is null) log.Warning("No API token (ACTORSEG_APITOKEN): /jobs refuses every request");
         if (roots.Roots.Count == 0) log.Warning("No data roots (ACTORSEG_DATAROOTS): /jobs accepts no path");
         var dbChecked = (At: DateTime.MinValue, Ok: false);
-        var modelReads = new BoundedReads(TimeSpan.FromSeconds(ModelReadSeconds));
+        var files = DoorFiles.Of(roots);
+        // every POST's file-system checks share these threads; the journal check has one of its own
+        var fileChecks = new BoundedReads(TimeSpan.FromSeconds(FileCheckSeconds));
+        var dbChecks = new BoundedReads(TimeSpan.FromSeconds(ReadyDatabaseSeconds), maxInFlight: 1);
 
         app.MapGet("/healthz", () => Results.Text("ok"));
         app.MapGet("/readyz", async (ActorSystem system, IRequiredActor<CoordinatorKey> coordinator, CancellationToken ct) =>
@@ -90,11 +180,16 @@ public static class HttpApi
             catch (Exception e) when (e is AskTimeoutException or TaskCanceledException) { running = false; }
             if (DateTime.UtcNow - dbChecked.At > TimeSpan.FromSeconds(5))
             {
-                try { await o.Persistence.CheckReachableAsync(ct); dbChecked = (DateTime.UtcNow, true); }
-                catch (DatabaseUnreachableException e)
+                // off the request thread and bounded: SQLite opens and reads its file synchronously, on a volume that may stall
+                try
+                {
+                    await dbChecks.RunAsync(() => { o.Persistence.CheckReachableAsync(CancellationToken.None).GetAwaiter().GetResult(); return true; }, ct);
+                    dbChecked = (DateTime.UtcNow, true);
+                }
+                catch (Exception e) when (e is DatabaseUnreachableException or TimeoutException)
                 {
                     // the reason goes to the log, where operators look; anonymous callers learn only that it is down
-                    log.Warning("Not ready: {Error}", e.Message);
+                    log.Warning("Not ready: {Error}", e is TimeoutException ? $"the journal database check did not end in {ReadyDatabaseSeconds} s ({e.Message})" : e.Message);
                     dbChecked = (DateTime.UtcNow, false);
                 }
             }
@@ -130,28 +225,9 @@ public static class HttpApi
             if (req is null || string.IsNullOrEmpty(req.Image) || string.IsNullOrEmpty(req.Out)) return Error(400, "a job needs at least 'image' and 'out'");
             var id = req.JobId ?? JobIds.New();
             if (AssignmentPaths.InvalidJobId(id) is { } badId) return Error(400, badId);
-            GraphJobSpec spec;
-            try
-            {
-                var image = roots.Confine(req.Image, "image");
-                if (!File.Exists(image)) return Error(400, $"{req.Image}: image not found");
-                var mask = req.Mask is null ? null : roots.Confine(req.Mask, "mask");
-                var model = req.Model is null ? null : roots.Confine(req.Model, "model");
-                var outDir = roots.Confine(req.Out, "out");
-                // the graph is built with the features and the superpixel size the model was trained with, as a batch's
-                GpuTrainer.ModelSpec? ms = null;
-                if (model is not null)
-                {
-                    var read = await ReadModelAsync(modelReads, req.Model!, model, GpuTrainer.ModelFile.ReadSpec, ctx.RequestAborted);
-                    if (read.Error is { } why) return Refused(read.Status, why);
-                    ms = read.Spec;
-                }
-                spec = new GraphJobSpec(image, mask, outDir, TileSize: req.TileSize ?? 2048, Spacing: GpuTrainer.Recipes.GraphSpacing(ms, req.Spacing), ModelPath: model,
-                    Features: GpuTrainer.Recipes.GraphFeatures(ms),
-                    Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0, Series: req.Series);
-            }
-            catch (UnauthorizedAccessException e) { return Refused(403, e.Message); }
-            catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException) { return Refused(400, e.Message); }
+            var checkedJob = await CheckJobAsync(req, files, fileChecks, ctx.RequestAborted);
+            if (checkedJob.Error is { } why) return Refused(checkedJob.Status, why);
+            var spec = checkedJob.Value!;
 
             // 202 only once the coordinator has checked and journaled the job; its refusal, with the reason, otherwise
             object answer;
@@ -191,40 +267,9 @@ public static class HttpApi
                 return Error(400, "a batch needs 'out' and 'slides', each slide with at least 'image'");
             if (req.BatchId is { } given && (AssignmentPaths.InvalidJobId(given) ?? (given.Length > JobIds.MaxBatchIdLength ? $"batch id is {given.Length} characters long (at most {JobIds.MaxBatchIdLength})" : null)) is { } badId)
                 return Error(400, badId);
-            BatchSpec spec;
-            try
-            {
-                var outDir = roots.Confine(req.Out, "out");
-                var model = req.Model is null ? null : roots.Confine(req.Model, "model");
-                GpuTrainer.ModelSpec? ms = null;
-                if (model is not null)
-                {
-                    // the features and seed spacing the model was trained with
-                    var read = await ReadModelAsync(modelReads, req.Model!, model, GpuTrainer.ModelFile.ReadSpec, ctx.RequestAborted);
-                    if (read.Error is { } why) return Refused(read.Status, why);
-                    ms = read.Spec;
-                }
-                var tissue = req.Tissue is null or "auto" or "none" ? req.Tissue : roots.Confine(req.Tissue, "tissue mask");
-                var slides = new List<BatchSlideSpec>();
-                foreach (var sl in req.Slides)
-                {
-                    var image = roots.Confine(sl.Image, "image");
-                    if (!File.Exists(image)) return Error(400, $"{sl.Image}: image not found");
-                    var mask = sl.Mask is null ? null : roots.Confine(sl.Mask, "mask");
-                    if (mask is not null && !File.Exists(mask)) return Error(400, $"{sl.Mask}: mask not found");
-                    var name = sl.Name ?? BatchInput.SlideName(image, sl.Series);
-                    if (JobIds.InvalidSlideName(name) is { } badName) return Error(400, badName);
-                    slides.Add(new BatchSlideSpec(name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", name), Page: req.Level ?? 0,
-                        Spacing: GpuTrainer.Recipes.GraphSpacing(ms, req.Spacing), TileSize: req.TileSize ?? 2048, WriteNodeMap: model is not null,
-                        ModelPath: model, Features: GpuTrainer.Recipes.GraphFeatures(ms), Tissue: tissue, Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0,
-                        Series: sl.Series), sl.Split));
-                }
-                // the same request again is the same batch (it attaches); the digest is of the request, canonical (this door reads no file contents)
-                var digest = Convert.ToHexString(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(new { outDir, slides }))).ToLowerInvariant();
-                spec = new BatchSpec(outDir, slides.ToArray(), Math.Max(1, req.Parallel ?? 2), null, "http-" + digest);
-            }
-            catch (UnauthorizedAccessException e) { return Refused(403, e.Message); }
-            catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException) { return Refused(400, e.Message); }
+            var checkedBatch = await CheckBatchAsync(req, files, fileChecks, ctx.RequestAborted);
+            if (checkedBatch.Error is { } why) return Refused(checkedBatch.Status, why);
+            var spec = checkedBatch.Value!;
             var id = req.BatchId ?? "batch-" + spec.Digest![5..21];
 
             // 202 only once the coordinator has checked and journaled the batch; 200 for the same batch submitted before

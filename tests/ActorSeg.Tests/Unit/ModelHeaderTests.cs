@@ -188,23 +188,30 @@ public class ModelHeaderTests : IDisposable
     public async Task TheHttpDoorsModelRead_Answers503WhenTheReadHangs_And400ForABadOrMissingModel()
     {
         var reads = new BoundedReads(TimeSpan.FromMilliseconds(300));
+        var image = Write("door.tif", [1]);
         var path = SaveModel("door.model");
+        // the paths as given are the paths (the data roots are HttpDoorChecksTests')
+        HttpApi.DoorFiles Files(Func<string, ModelSpec> read) => new((p, _) => p, File.Exists, read);
+        Task<HttpApi.Checked<GraphJobSpec>> Job(string model, Func<string, ModelSpec> read) =>
+            HttpApi.CheckJobAsync(new HttpJobRequest(null, image, null, model, Path.Combine(_dir, "out"), null, null), Files(read), reads, CancellationToken.None);
         using var stalled = new ManualResetEventSlim(false);
         try
         {
-            var hung = await HttpApi.ReadModelAsync(reads, "/data/door.model", path, p => { stalled.Wait(); return ModelFile.ReadSpec(p); }, CancellationToken.None);
+            var hung = await Job(path, p => { stalled.Wait(); return ModelFile.ReadSpec(p); });
             Assert.Equal(503, hung.Status);
-            Assert.Null(hung.Spec);
-            Assert.StartsWith("/data/door.model: the model file could not be read in 0.3 s", hung.Error);
+            Assert.Null(hung.Value);
+            Assert.StartsWith($"{path}: the model file could not be read in 0.3 s", hung.Error);
+            Assert.EndsWith("nothing was submitted, try again later", hung.Error);
         }
         finally { stalled.Set(); }
-        var good = await HttpApi.ReadModelAsync(reads, "door.model", path, ModelFile.ReadSpec, CancellationToken.None);
-        Assert.Equal((200, "texture"), (good.Status, good.Spec!.FeatureSet));
+        var good = await Job(path, ModelFile.ReadSpec);
+        Assert.Equal((200, "texture", 30.0), (good.Status, good.Value!.Features, good.Value.Spacing));
         var garbage = Write("bad.model", "not a model"u8.ToArray());
-        var bad = await HttpApi.ReadModelAsync(reads, "bad.model", garbage, ModelFile.ReadSpec, CancellationToken.None);
+        var bad = await Job(garbage, ModelFile.ReadSpec);
         Assert.Equal(400, bad.Status);
         Assert.Contains($"{garbage}: not an ActorSeg GNN model file", bad.Error);
-        var missing = await HttpApi.ReadModelAsync(reads, "none.model", Path.Combine(_dir, "none.model"), ModelFile.ReadSpec, CancellationToken.None);
-        Assert.Equal((400, "none.model: model not found"), (missing.Status, missing.Error));
+        var none = Path.Combine(_dir, "none.model");
+        var missing = await Job(none, ModelFile.ReadSpec);
+        Assert.Equal((400, $"{none}: model not found"), (missing.Status, missing.Error));
     }
 }

@@ -111,6 +111,8 @@ public static class HttpApi
             var image = Confine(files, at, req.Image, "image", "the image");
             if (!files.Exists(image)) throw new DoorRefusal(400, $"{req.Image}: image not found");
             var mask = req.Mask is null ? null : Confine(files, at, req.Mask, "mask", "the mask");
+            // as a batch's slides are: a job whose mask is missing is refused here, not after its statistics pass
+            if (mask is not null && !files.Exists(mask)) throw new DoorRefusal(400, $"{req.Mask}: mask not found");
             var model = req.Model is null ? null : Confine(files, at, req.Model, "model", "the model file");
             var outDir = Confine(files, at, req.Out, "out", "the output folder");
             // the graph is built with the features and the superpixel size the model was trained with, as a batch's

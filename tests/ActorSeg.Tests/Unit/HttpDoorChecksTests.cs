@@ -94,6 +94,10 @@ public class HttpDoorChecksTests : IDisposable
         var noRoots = await HttpApi.CheckJobAsync(Job(_image), HttpApi.DoorFiles.Of(new DataRoots([])), reads, CancellationToken.None);
         Assert.Equal(403, noRoots.Status);
 
+        var noMask = await HttpApi.CheckJobAsync(Job(_image, mask: Path.Combine(_dir, "mask.png")), files, reads, CancellationToken.None);
+        Assert.Equal((400, $"{Path.Combine(_dir, "mask.png")}: mask not found"), (noMask.Status, noMask.Error));
+
+        File.WriteAllBytes(Path.Combine(_dir, "mask.png"), [1]);
         var good = await HttpApi.CheckJobAsync(Job(_image, mask: Path.Combine(_dir, "mask.png")), files, reads, CancellationToken.None);
         Assert.Equal((200, null), (good.Status, good.Error));
         Assert.Equal((_image, Path.Combine(_dir, "mask.png"), Path.Combine(_dir, "out")), (good.Value!.ImagePath, good.Value.MaskPath, good.Value.OutDir));

@@ -51,6 +51,12 @@ public static class ModelFileFormat
             if (json.Length != len) throw new InvalidDataException($"the file ends inside its header ({json.Length} of {len} bytes)");
             return read(r, json);
         }
+        catch (IOException e) when (IsReadFailure(e))
+        {
+            // the file system did not deliver the bytes (a network volume's hiccup, a disk error): not a verdict on the
+            // model, so an IOException, which the failure policy retries, rather than "corrupt", which fails the job
+            throw new IOException($"{path}: the model file could not be read ({e.Message})", e);
+        }
         catch (Exception e) when (e is not FileNotFoundException && e is not InvalidDataException)
         {
             throw new InvalidDataException($"{path}: corrupt or incompatible model file ({e.GetType().Name}: {e.Message})", e);
@@ -60,6 +66,12 @@ public static class ModelFileFormat
             throw new InvalidDataException($"{path}: {e.Message}", e);
         }
     }
+
+    /// <summary>Whether <paramref name="e"/> is the file system failing to read, not the file being short or absent: a
+    /// file that ends early (<see cref="EndOfStreamException"/>) is damaged, and one that is gone is missing, whatever
+    /// is tried again.</summary>
+    public static bool IsReadFailure(IOException e) =>
+        e is not (EndOfStreamException or FileNotFoundException or DirectoryNotFoundException or PathTooLongException);
 
     /// <summary>Refuses feature names a model cannot have.</summary>
     /// <exception cref="InvalidDataException">names the problem</exception>

@@ -214,4 +214,21 @@ public class ModelHeaderTests : IDisposable
         var missing = await Job(none, ModelFile.ReadSpec);
         Assert.Equal((400, $"{none}: model not found"), (missing.Status, missing.Error));
     }
+
+    [Fact]
+    public void AFailedRead_IsRetried_WhereADamagedFileFailsTheJob()
+    {
+        var path = SaveModel("io.model");
+        // an I/O error while the bytes are read (a network volume's hiccup): an IOException naming the file, which the
+        // failure policy counts as one attempt, not "corrupt", which would fail the job for good
+        var io = Assert.Throws<IOException>(() => ModelFileFormat.Read<int>(path, (_, _) => throw new IOException("Input/output error")));
+        Assert.StartsWith($"{path}: the model file could not be read (Input/output error)", io.Message);
+        Assert.False(Core.FailurePolicy.IsPermanent(io));
+        // a file that ends early is damaged whatever is tried again
+        var shortFile = Assert.Throws<InvalidDataException>(() => ModelFileFormat.Read<int>(path, (_, _) => throw new EndOfStreamException()));
+        Assert.StartsWith($"{path}: corrupt or incompatible model file", shortFile.Message);
+        Assert.True(Core.FailurePolicy.IsPermanent(shortFile));
+        Assert.True(ModelFileFormat.IsReadFailure(new IOException("stale file handle")));
+        Assert.False(ModelFileFormat.IsReadFailure(new FileNotFoundException("gone")));
+    }
 }

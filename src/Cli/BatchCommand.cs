@@ -19,10 +19,12 @@ namespace ActorSeg.Cli;
 public sealed record BatchSlide(string Name, string Image, string? Mask, string? Split, int? Series = null);
 
 /// <summary>What happened to one slide. <paramref name="TissueFraction"/> and <paramref name="TilesSkipped"/> come from
-/// tissue detection (the job's summary) and are null where it did not report them.</summary>
+/// tissue detection (the job's summary) and are null where it did not report them. <paramref name="Warnings"/>: why its
+/// classes may be wrong although it ran (read at another scale than the model's training images, grey levels unlike
+/// theirs), or null.</summary>
 public sealed record BatchRow(string Name, string Image, string? Mask, string? Split, string Status, string? Reason,
     int Nodes = 0, double Seconds = 0, PixelMetrics? Metrics = null, int Level = 0, double? MicronsPerPixel = null,
-    double? TissueFraction = null, int? TilesSkipped = null);
+    double? TissueFraction = null, int? TilesSkipped = null, string? Warnings = null);
 
 /// <summary>
 /// Reads a batch: a folder, a glob, or a CSV manifest (image[,mask][,split][,series] with a header row). Rows that cannot run
@@ -585,7 +587,7 @@ public static class BatchCommand
                 // finished by an earlier batch from the same inputs and parameters
                 var (tf, ts) = Tissue(dir);
                 return new BatchRow(slide.Name, s.ImagePath, s.MaskPath, slide.Split, "skipped", "already done", record?.Nodes ?? o.Nodes, record?.Seconds ?? o.Seconds,
-                    Stored(), s.Page, um, tf, ts);
+                    Stored(), s.Page, um, tf, ts, Warnings(dir, modelSpec, um));
             }
             PixelMetrics? pm;
             if (record is not null) pm = Stored(); // another client following this batch measured it already
@@ -596,7 +598,7 @@ public static class BatchCommand
                     new JsonSerializerOptions { WriteIndented = true }), "slide record");
             }
             return new BatchRow(slide.Name, s.ImagePath, s.MaskPath, slide.Split, "done", null, o.Nodes, o.Seconds, pm, s.Page, um,
-                o.TissueFraction, o.TissueFraction is null ? null : o.TilesSkipped);
+                o.TissueFraction, o.TissueFraction is null ? null : o.TilesSkipped, Warnings(dir, modelSpec, um));
         }
 
         /// <summary>Whether the slide's mask was painted with the boundary refinement (its segment.json says so).</summary>
@@ -726,6 +728,29 @@ public static class BatchCommand
     }
 
     /// <summary>
+    /// Why a slide's classes may be wrong although its job ran, in one line, or null: read at another scale than the
+    /// model's training images (<see cref="ModelSpec.ScaleMismatch"/>), and what its classification warned of (segment.json's
+    /// <c>warnings</c>, e.g. grey levels unlike the training images').
+    /// </summary>
+    public static string? Warnings(string slideDir, ModelSpec? model, double? micronsPerPixel)
+    {
+        var all = new List<string>();
+        if (model?.ScaleMismatch(micronsPerPixel) is { } scale) all.Add(scale);
+        var path = Path.Combine(slideDir, "segment.json");
+        if (File.Exists(path))
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllText(path));
+                if (doc.RootElement.TryGetProperty("warnings", out var w) && w.ValueKind == JsonValueKind.Array)
+                    all.AddRange(w.EnumerateArray().Where(e => e.ValueKind == JsonValueKind.String).Select(e => e.GetString()!));
+            }
+            catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException) { }
+        }
+        return all.Count == 0 ? null : string.Join(" | ", all);
+    }
+
+    /// <summary>
     /// The tissue fraction and tiles skipped that tissue detection reports in the job's summary (segment.json:
     /// <c>tissueFraction</c>, <c>tilesSkipped</c>); null where the job did not report them.
     /// </summary>
@@ -757,7 +782,7 @@ public static class BatchCommand
     }
 
     public static readonly string[] SummaryColumns = ["slide", "image", "mask", "split", "status", "reason", "nodes", "seconds", "pixel_accuracy", "macro_f1",
-        "micro_jaccard", "superpixel_ceiling", "level", "um_per_pixel", "tissue_fraction", "tiles_skipped"];
+        "micro_jaccard", "superpixel_ceiling", "level", "um_per_pixel", "tissue_fraction", "tiles_skipped", "warnings"];
 
     /// <summary>summary.csv: every field through <see cref="CsvField"/> (quoted where it must be; a slide named
     /// "=HYPERLINK(…)" cannot become a formula in a spreadsheet), written to a unique temporary file, then renamed into place.</summary>
@@ -771,7 +796,7 @@ public static class BatchCommand
             var m = r.Metrics;
             sb.AppendJoin(',', new[] { r.Name, r.Image, r.Mask, r.Split, r.Status, r.Reason, r.Nodes.ToString(I), r.Seconds.ToString("F1", I),
                 F(m?.Accuracy, "F5"), F(m?.MacroF1, "F5"), F(m?.MicroJaccard, "F5"), F(m?.SuperpixelCeiling, "F5"), r.Level.ToString(I),
-                F(r.MicronsPerPixel, "0.####"), F(r.TissueFraction, "0.#####"), r.TilesSkipped?.ToString(I) }.Select(CsvField)).Append('\n');
+                F(r.MicronsPerPixel, "0.####"), F(r.TissueFraction, "0.#####"), r.TilesSkipped?.ToString(I), r.Warnings }.Select(CsvField)).Append('\n');
         }
         SafePaths.WriteAllText(path, sb.ToString(), "batch summary");
     }

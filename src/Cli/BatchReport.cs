@@ -56,7 +56,7 @@ public static class BatchReport
 
         // one row per slide
         sb.Append("<table id=\"summary\"><tr><th>slide</th><th>status</th><th>level</th><th>µm/px</th><th>tissue fraction</th><th>tiles skipped</th><th>nodes</th><th>seconds</th>")
-          .Append("<th>pixel accuracy</th><th>macro F1</th><th>micro Jaccard</th><th>superpixel ceiling</th><th>reason</th></tr>");
+          .Append("<th>pixel accuracy</th><th>macro F1</th><th>micro Jaccard</th><th>superpixel ceiling</th><th>reason or warning</th></tr>");
         for (int i = 0; i < rows.Count; i++)
         {
             var r = rows[i];
@@ -68,7 +68,7 @@ public static class BatchReport
               .Append(I, $"<td class=\"n\">{r.Nodes}</td><td class=\"n\">{r.Seconds:F1}</td>")
               .Append($"<td class=\"n\">{(m is null ? "" : m.Accuracy.ToString("P2", I))}</td><td class=\"n\">{(m is null ? "" : m.MacroF1.ToString("F3", I))}</td>")
               .Append($"<td class=\"n\">{(m is null ? "" : m.MicroJaccard.ToString("F3", I))}</td><td class=\"n\">{(m is null ? "" : m.SuperpixelCeiling.ToString("P2", I))}</td>")
-              .Append($"<td>{H(r.Reason)}</td></tr>");
+              .Append(r.Reason is null && r.Warnings is { } warn ? $"<td class=\"warning\">warning: {H(warn)}</td></tr>" : $"<td>{H(r.Reason)}</td></tr>");
         }
         sb.Append("</table>");
 

@@ -1001,10 +1001,15 @@ public sealed class JobBook
         if (ClassificationProblem(c) is { } why) { StepItemFailed(c.JobId, c.Attempt, "classifying", $"trainer returned {why}", false, d, now); return; }
         j.Step = null;
         if (sender.Length > 0) _idleTrainers.Add(sender);
-        d.Record(new ImageClassified(c.JobId, c.Classes, c.PixelsPerClass, c.Seconds, c.Device, c.Probs, c.MeanProbabilityPerClass, c.Refine));
+        d.Record(new ImageClassified(c.JobId, c.Classes, c.PixelsPerClass, c.Seconds, c.Device, c.Probs, c.MeanProbabilityPerClass, c.Refine, c.Warnings));
+        foreach (var w in c.Warnings ?? []) j.Log.Warning("Job {JobId}: {Warning}", j.JobId, w);
         j.Log.Information("Job {JobId}: {Nodes} nodes classified on {Device} in {Seconds:F1}s; pixels per class [{Pixels}]", j.JobId, c.Nodes, c.Device, c.Seconds, string.Join(", ", c.PixelsPerClass));
         d.Then(new Dispatch());
     }
+
+    /// <summary>The most warnings a classification may carry, and the longest one: they are journaled and written into
+    /// segment.json.</summary>
+    public const int MaxWarnings = 8, MaxWarningLength = 2000;
 
     /// <summary>What is wrong with a trainer's figures, or null: they are journaled and written into segment.json, so a
     /// NaN or a negative count is refused here, as it arrives, not met later by the writer.</summary>
@@ -1018,6 +1023,8 @@ public sealed class JobBook
             if (mp.Length != pixels.Length) return $"{mp.Length} mean probabilities for {pixels.Length} classes";
             if (mp.Any(p => !(p >= 0 && p <= 1))) return $"mean probabilities outside 0..1 ({string.Join(", ", mp)})";
         }
+        if (c.Warnings is { } ws && (ws.Length > MaxWarnings || ws.Any(w => w is null || w.Length > MaxWarningLength)))
+            return $"{ws.Length} warnings, or one empty or over {MaxWarningLength} characters (at most {MaxWarnings} of them)";
         return null;
     }
 
@@ -1063,6 +1070,8 @@ public sealed class JobBook
                     refined = c.Refine is not null, refinedPixels = j.Segmented.RefinedPixels, coarsePixelsPerClass = c.Refine is null ? null : c.PixelsPerClass,
                     probabilityMap = c.Probs is null ? null : Path.Combine(j.Spec.OutDir, AssignmentPaths.ProbabilityMapFile), meanProbabilityPerClass = c.MeanProbabilityPerClass,
                     tissueFraction = j.Stitched.TissueFraction, tilesSkipped = j.Stitched.TilesSkipped,
+                    // what the trainer found doubtful (an image unlike the model's training images): the job still ran
+                    warnings = c.Warnings ?? [],
                 }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)

@@ -137,8 +137,12 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             var (spec, model) = LoadModel(w.ModelPath, dev);
             var g = GraphSample.Load(w.Graph.Path, spec.Edges);
             var (pred, probs) = Predictor.PredictWithProbabilities(spec, model, g, dev);
+            var warnings = new List<string>();
             if (spec.GreyLevelMismatch(g) is { } unlike)
+            {
                 log.Warning("Job {JobId}: image {ImageId}: {Why} (model {Model})", w.JobId, w.ImageId, unlike, w.ModelPath);
+                warnings.Add(unlike);
+            }
             var classes = new byte[pred.Length];
             var pixels = new long[spec.Classes];
             var probSum = new double[spec.Classes];
@@ -174,7 +178,7 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             var desc = TorchDevice.Describe(dev);
             log.Information("Job {JobId}: {Nodes} nodes classified with {Model} on {Device} in {Seconds:F2}s, peak RSS {PeakRssMiB:F0} MiB",
                 w.JobId, pred.Length, w.ModelPath, desc, sw.Elapsed.TotalSeconds, Core.ProcessStats.PeakRssMiB());
-            return new Finished(w, new NodesClassified(w.JobId, w.Attempt, _store.Describe(classesPath), pred.Length, pixels, sw.Elapsed.TotalSeconds, desc, _store.Describe(probsPath), meanProb, refinePath is null ? null : _store.Describe(refinePath)));
+            return new Finished(w, new NodesClassified(w.JobId, w.Attempt, _store.Describe(classesPath), pred.Length, pixels, sw.Elapsed.TotalSeconds, desc, _store.Describe(probsPath), meanProb, refinePath is null ? null : _store.Describe(refinePath), warnings.Count == 0 ? null : warnings.ToArray()));
         }).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : new Failed(w, t.Exception!.GetBaseException()))
           .PipeTo(self);
     }

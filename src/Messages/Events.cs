@@ -49,7 +49,8 @@ public sealed record GraphStitched(
 [MessagePackObject]
 public sealed record ImageClassified([property: Key(0)] string JobId, [property: Key(1)] ResultRef Classes, [property: Key(2)] long[] PixelsPerClass,
     [property: Key(3)] double Seconds, [property: Key(4)] string Device, [property: Key(5)] ResultRef? Probs = null,
-    [property: Key(6)] double[]? MeanProbabilityPerClass = null, [property: Key(7)] ResultRef? Refine = null) : ICoordinatorEvent;
+    [property: Key(6)] double[]? MeanProbabilityPerClass = null, [property: Key(7)] ResultRef? Refine = null,
+    [property: Key(8)] string[]? Warnings = null) : ICoordinatorEvent;
 
 [MessagePackObject]
 public sealed record ImageSegmented([property: Key(0)] string JobId, [property: Key(1)] ResultRef Mask, [property: Key(2)] double Seconds,

@@ -65,7 +65,9 @@ public static class ProtocolVersion
     // peer of minor 0 or a journal written before, the default image)
     // minor 2: a job's features and seed spacing may be its model's (GraphJobSpec keys 26, 27: the coordinator reads them
     // from the model file at prepare; a coordinator of minor 1 ignores them and uses the spec's Features and Spacing)
-    public const int Minor = 2;
+    // minor 3: a classification's warnings (NodesClassified key 10, e.g. an image whose grey levels are unlike the model's
+    // training images), kept in segment.json and a batch's summary; absent from a peer of minor 2 or less: none
+    public const int Minor = 3;
     public static string Text => $"{Major}.{Minor}";
 }
 
@@ -314,7 +316,7 @@ public sealed record NodesClassified(
     [property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] ResultRef Classes, [property: Key(3)] int Nodes,
     [property: Key(4)] long[] PixelsPerClass, [property: Key(5)] double Seconds, [property: Key(6)] string Device,
     [property: Key(7)] ResultRef? Probs = null, [property: Key(8)] double[]? MeanProbabilityPerClass = null,
-    [property: Key(9)] ResultRef? Refine = null) : IActorSegMessage;
+    [property: Key(9)] ResultRef? Refine = null, [property: Key(10)] string[]? Warnings = null) : IActorSegMessage;
 
 [MessagePackObject]
 public sealed record ClassifyFailed([property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] string Error,

@@ -189,8 +189,8 @@ public class ReportBrowserTests(ITestOutputHelper output) : TempDirTest("report"
         Assert.Equal(520L * 480, pm.Pixels);
         Assert.DoesNotContain("differs from the graph", r.Stderr); // the painted mask counts as the graph's histograms do
         var summary = File.ReadAllLines(Path.Combine(outDir, "summary.csv"));
-        Assert.EndsWith(",level,um_per_pixel,tissue_fraction,tiles_skipped", summary[0]);
-        Assert.All(summary.Skip(1), l => Assert.EndsWith(",,", l)); // no tissue detection reported: empty, not zero
+        Assert.EndsWith(",level,um_per_pixel,tissue_fraction,tiles_skipped,warnings", summary[0]);
+        Assert.All(summary.Skip(1), l => Assert.EndsWith(",,,", l)); // no tissue detection reported: empty, not zero (and no warning)
         Assert.False(Directory.EnumerateFiles(outDir).Any(f => f.Contains(".partial")), "a temporary file was left");
 
         // the folder moved elsewhere: the report must not depend on where it was written
@@ -316,7 +316,7 @@ public class ReportBrowserTests(ITestOutputHelper output) : TempDirTest("report"
         Assert.Equal((0.4213, 7), (tf, ts));
         var row = new BatchRow("a", "a.svs", null, null, "done", null, 3, 1, null, 1, 0.5, tf, ts);
         BatchCommand.WriteSummary(Path.Combine(_dir, "summary.csv"), [row]);
-        Assert.EndsWith(",1,0.5,0.4213,7", File.ReadAllLines(Path.Combine(_dir, "summary.csv"))[1]);
+        Assert.EndsWith(",1,0.5,0.4213,7,", File.ReadAllLines(Path.Combine(_dir, "summary.csv"))[1]);
         BatchReport.Write(Path.Combine(_dir, "report.html"), _dir, [row], null, 1);
         var html = File.ReadAllText(Path.Combine(_dir, "report.html"));
         Assert.Contains(">42.1 %<", html);

@@ -43,6 +43,9 @@ public class TrainSegmentTests(ITestOutputHelper output) : TempDirTest("train")
         var dimmed = TestPaths.RunCli("segment", Path.Combine(_dir, "dim.tif"), "--model", Path.Combine(model, "best.model"), "--out", Path.Combine(_dir, "seg-dim"), "--no-refine");
         Assert.True(dimmed.ExitCode == 0, dimmed.Stderr);
         Assert.Contains("grey levels are unlike the model's training images", dimmed.Stderr);
+        // and kept in the job's summary, where a person looking at the results (and a batch's report) finds it
+        using (var dimSummary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "seg-dim", "segment.json"))))
+            Assert.Contains("grey levels are unlike the model's training images", Assert.Single(dimSummary.RootElement.GetProperty("warnings").EnumerateArray()).GetString());
         // the graphs record it themselves: copied into a flat folder without their graph.json, they still give it
         var flat = Directory.CreateDirectory(Path.Combine(_dir, "flat-graphs")).FullName;
         var built = Directory.EnumerateFiles(model, "graph.npz", SearchOption.AllDirectories).OrderBy(f => f, StringComparer.Ordinal).Take(2).ToArray();
@@ -67,10 +70,18 @@ public class TrainSegmentTests(ITestOutputHelper output) : TempDirTest("train")
         // and a batch, naming the slide, which it still segments
         var slides = Directory.CreateDirectory(Path.Combine(_dir, "batch-in")).FullName;
         File.Copy(Path.Combine(_dir, "coarse.tif"), Path.Combine(slides, "coarse.tif"));
+        File.Copy(Path.Combine(_dir, "dim.tif"), Path.Combine(slides, "dim.tif"));
         var batch = TestPaths.RunCli("batch", slides, "--model", Path.Combine(model, "best.model"), "--out", Path.Combine(_dir, "batch-coarse"));
         Assert.True(batch.ExitCode == 0, batch.Stderr);
         Assert.Contains("Slide coarse: it is read at 2 µm/px, but the model was trained on images of 0.5 µm/px", batch.Stderr);
         Assert.True(File.Exists(Path.Combine(_dir, "batch-coarse", "slides", "coarse", "mask.tif")));
+        // the batch's summary names each slide's warning in its own column
+        var rows = File.ReadAllLines(Path.Combine(_dir, "batch-coarse", "summary.csv"));
+        int col = Array.IndexOf(rows[0].Split(','), "warnings");
+        Assert.True(col >= 0, rows[0]);
+        Assert.Contains("it is read at 2 µm/px, but the model was trained on images of 0.5 µm/px", rows.Single(r => r.StartsWith("coarse,")));
+        Assert.Contains("grey levels are unlike the model's training images", rows.Single(r => r.StartsWith("dim,")));
+        Assert.Contains("warning: ", File.ReadAllText(Path.Combine(_dir, "batch-coarse", "report.html")));
 
         var ev = TestPaths.RunCli("evaluate", "--model", Path.Combine(model, "best.model"), "--graphs", Path.Combine(model, "graphs"), "--out", Path.Combine(_dir, "eval"));
         Assert.Equal(0, ev.ExitCode);

@@ -439,6 +439,8 @@ public class JobBookTests() : TempDirTest("book")
     [InlineData("above-one")]
     [InlineData("negative-count")]
     [InlineData("lengths")]
+    [InlineData("too-many-warnings")]
+    [InlineData("long-warning")]
     public void ATrainersFiguresThatJsonCannotHold_AreRefusedAsTheyArrive_AndTheJobFailsAfterItsTries(string what)
     {
         // a damaged model once made every probability NaN: the summary writer threw at every restart, for ever
@@ -449,10 +451,13 @@ public class JobBookTests() : TempDirTest("book")
             "nan" => new NodesClassified("nan", attempt, r, 10, [5, 5], 0.1, "cpu", r, [double.NaN, 0.5]),
             "above-one" => new NodesClassified("nan", attempt, r, 10, [5, 5], 0.1, "cpu", r, [1.5, 0.5]),
             "negative-count" => new NodesClassified("nan", attempt, r, 10, [5, -5], 0.1, "cpu"),
+            "too-many-warnings" => new NodesClassified("nan", attempt, r, 10, [5, 5], 0.1, "cpu", Warnings: Enumerable.Repeat("w", JobBook.MaxWarnings + 1).ToArray()),
+            "long-warning" => new NodesClassified("nan", attempt, r, 10, [5, 5], 0.1, "cpu", Warnings: [new string('w', JobBook.MaxWarningLength + 1)]),
             _ => new NodesClassified("nan", attempt, r, 10, [5, 5], 0.1, "cpu", r, [0.5]),
         };
         Assert.NotNull(JobBook.ClassificationProblem(Bad(1)));
         Assert.Null(JobBook.ClassificationProblem(new NodesClassified("nan", 1, r, 10, [5, 0], 0.1, "cpu", r, [0.75, 0])));
+        Assert.Null(JobBook.ClassificationProblem(new NodesClassified("nan", 1, r, 10, [5, 0], 0.1, "cpu", Warnings: ["its grey levels are unlike the model's training images"])));
         for (int i = 0; i < 10 && h.Journal.OfType<JobEnded>().FirstOrDefault() is null; i++)
         {
             h.Run(Bad(cls.Attempt), "gpu");

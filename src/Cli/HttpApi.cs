@@ -85,6 +85,8 @@ public static class HttpApi
                                                 "a stalled file system?): nothing was submitted, try again later");
         }
         catch (DoorRefusal e) { return new Checked<T>(default, e.Status, e.Message); }
+        // the file system failed to read the model: the request was sound, so try again later (not 400)
+        catch (ModelReadException e) { return new Checked<T>(default, 503, $"{e.Message}: nothing was submitted, try again later"); }
         catch (UnauthorizedAccessException e) { return new Checked<T>(default, 403, e.Message); }
         catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException) { return new Checked<T>(default, 400, e.Message); }
     }

@@ -4,6 +4,10 @@ using ActorSeg.Core.Pipeline;
 
 namespace ActorSeg.Core.IO;
 
+/// <summary>The file system failed to deliver a model file's bytes (an I/O error, not a short, damaged or missing file):
+/// worth another try, unlike a bad model.</summary>
+public sealed class ModelReadException(string message, Exception inner) : IOException(message, inner);
+
 /// <summary>
 /// The layout of a trained GNN model file, shared by the trainer (ActorSeg.GpuTrainer.ModelFile writes it and loads it
 /// whole) and the nodes that need only its settings (<see cref="ModelHeader"/>): a <see cref="SealedFile"/> whose body is
@@ -55,7 +59,7 @@ public static class ModelFileFormat
         {
             // the file system did not deliver the bytes (a network volume's hiccup, a disk error): not a verdict on the
             // model, so an IOException, which the failure policy retries, rather than "corrupt", which fails the job
-            throw new IOException($"{path}: the model file could not be read ({e.Message})", e);
+            throw new ModelReadException($"{path}: the model file could not be read ({e.Message})", e);
         }
         catch (Exception e) when (e is not FileNotFoundException && e is not InvalidDataException)
         {

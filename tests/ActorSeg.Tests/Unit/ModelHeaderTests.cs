@@ -213,6 +213,10 @@ public class ModelHeaderTests : IDisposable
         var none = Path.Combine(_dir, "none.model");
         var missing = await Job(none, ModelFile.ReadSpec);
         Assert.Equal((400, $"{none}: model not found"), (missing.Status, missing.Error));
+        // the file system failing to read it is not the request's fault: 503, try again
+        var failed = await Job(path, p => ModelFileFormat.Read<ModelSpec>(p, (_, _) => throw new IOException("Input/output error")));
+        Assert.Equal(503, failed.Status);
+        Assert.StartsWith($"{path}: the model file could not be read (Input/output error)", failed.Error);
     }
 
     [Fact]
@@ -221,7 +225,7 @@ public class ModelHeaderTests : IDisposable
         var path = SaveModel("io.model");
         // an I/O error while the bytes are read (a network volume's hiccup): an IOException naming the file, which the
         // failure policy counts as one attempt, not "corrupt", which would fail the job for good
-        var io = Assert.Throws<IOException>(() => ModelFileFormat.Read<int>(path, (_, _) => throw new IOException("Input/output error")));
+        var io = Assert.Throws<ModelReadException>(() => ModelFileFormat.Read<int>(path, (_, _) => throw new IOException("Input/output error")));
         Assert.StartsWith($"{path}: the model file could not be read (Input/output error)", io.Message);
         Assert.False(Core.FailurePolicy.IsPermanent(io));
         // a file that ends early is damaged whatever is tried again

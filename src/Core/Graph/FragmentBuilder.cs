@@ -30,9 +30,9 @@ public static class FragmentBuilder
     public const int Glass = -1;
 
     /// <summary>Seconds per step over all calls in this process (diagnostics for the benchmarks): components, fragment
-    /// statistics, boundaries, merges and groups, values and node features, adjacency and sides.</summary>
-    public static readonly double[] PhaseSeconds = new double[6];
-    public static readonly string[] PhaseNames = ["components", "fragment stats", "boundaries", "merges+groups", "values+features", "adjacency+sides"];
+    /// statistics, boundaries, merges and groups, values grouped by group, node features, adjacency and sides.</summary>
+    public static readonly double[] PhaseSeconds = new double[7];
+    public static readonly string[] PhaseNames = ["components", "fragment stats", "boundaries", "merges+groups", "values grouped", "node features", "adjacency+sides"];
     private static void Tick(int phase, ref long t)
     {
         long now = ProcessStats.PhaseClock();
@@ -268,6 +268,7 @@ public static class FragmentBuilder
                     if (extraPlanes > 0) Deinterleave(extra.Slice(p0 * extraPlanes, len * extraPlanes), extraPlanes, grouped.Slice((int)(dst + (long)C * area)), area);
                 }
             }
+            Tick(4, ref tick);
             int featLen = NodeFeatures.PerChannel * PL;
             t.GFeatureRow = new int[G]; t.GValueOffsets = new long[G];
             int finalCount = 0; long shippedPixels = 0;
@@ -301,7 +302,7 @@ public static class FragmentBuilder
             }
         }
 
-        Tick(4, ref tick);
+        Tick(5, ref tick);
         // --- 8. group adjacency ---
         // the fragment pairs summed per pair of groups (a boundary inside a group drops out), numbered in the order the
         // fragment pairs meet them
@@ -359,7 +360,7 @@ public static class FragmentBuilder
 
         // --- 11. the core's raster now holds group ids ---
         for (int r = 0; r < rowRuns[h]; r++) groupOfPixel[runStart[r]..runStart[r + 1]].Fill(groupOf[runFrag[r]]);
-        Tick(5, ref tick);
+        Tick(6, ref tick);
         return t;
     }
 

@@ -5,17 +5,21 @@
 # per class on a held-out field. TRAIN fields of SIZE² train (a third of them validating), one HELD² field (seed 42)
 # is held out. Usage: bench/multiclass.sh [WORK_DIR]  (after ./run.sh build)
 # Each GNN is measured coarse and with its boundary refinement (actorseg refine). UNET=0 leaves the UNet out.
-#   TRAIN=6 SIZE=1024 HELD=2048 SPACINGS="41 20" UNET_EPOCHS=30 UNET=1
+# KIND=fibres: the same cells crossed by fibres 2 px wide (class 5), a thin class inside other classes' regions;
+# WHOLE=1 adds the refinement without classes refined whole (--refine-whole 1), the boundary rule alone.
+#   TRAIN=6 SIZE=1024 HELD=2048 SPACINGS="41 20" UNET_EPOCHS=30 UNET=1 KIND=cells WHOLE=0
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WORK=${1:-/tmp/actorseg-multiclass}; TRAIN=${TRAIN:-6}; SIZE=${SIZE:-1024}; HELD=${HELD:-2048}
+KIND=${KIND:-cells}; WHOLE=${WHOLE:-0}
+WORK=${1:-/tmp/actorseg-multiclass$([ "$KIND" = cells ] || echo "-$KIND")}; TRAIN=${TRAIN:-6}; SIZE=${SIZE:-1024}; HELD=${HELD:-2048}
 SPACINGS=${SPACINGS:-"41 20"}; UNET_EPOCHS=${UNET_EPOCHS:-30}; UNET=${UNET:-1}
 A="dotnet ${ACTORSEG_BIN:-src/Cli/bin/Release/net10.0}/actorseg.dll"
 CLASSES="background:#000000,cytoplasm:#00c000,nucleus:#0060ff,membrane:#ffff00,mitotic:#ff00ff"
+[ "$KIND" = fibres ] && CLASSES="$CLASSES,fibre:#ff8000"
 mkdir -p "$WORK"/{train/images,train/masks,held/images,held/masks}
 gen() { # name size seed dir
   [ -f "$WORK/$4/images/$1.tif" ] && return
-  $A generate --kind cells --out "$WORK/gen" --name "$1" --width "$2" --height "$2" --seed "$3" >/dev/null 2>&1
+  $A generate --kind "$KIND" --out "$WORK/gen" --name "$1" --width "$2" --height "$2" --seed "$3" >/dev/null 2>&1
   mv "$WORK/gen/$1.tif" "$WORK/$4/images/"; mv "$WORK/gen/$1_mask.tif" "$WORK/$4/masks/$1.tif"
 }
 for s in $(seq 1 "$TRAIN"); do gen "f$s" "$SIZE" "$s" train; done
@@ -39,6 +43,13 @@ for sp in $SPACINGS; do
   TIME[ref-$sp]="${TIME[gnn-$sp]} + $(printf %.1f "$(echo "$(date +%s.%N) - $t0" | bc)")"
   $A evaluate --model "$m/refined.model" --graphs "$WORK/graphs-$sp/held" --out "$m/eval-refined" >/dev/null 2>&1
   METRICS[ref-$sp]="$m/eval-refined/metrics.json"
+  if [ "$WHOLE" = 1 ]; then
+    t0=$(date +%s.%N)
+    $A refine --model "$m/best.model" --refine-whole 1 --out "$m/boundary.model" >/dev/null 2>&1
+    TIME[bnd-$sp]="${TIME[gnn-$sp]} + $(printf %.1f "$(echo "$(date +%s.%N) - $t0" | bc)")"
+    $A evaluate --model "$m/boundary.model" --graphs "$WORK/graphs-$sp/held" --out "$m/eval-boundary" >/dev/null 2>&1
+    METRICS[bnd-$sp]="$m/eval-boundary/metrics.json"
+  fi
 done
 if [ "$UNET" = 1 ]; then
 u="$WORK/unet"; rm -rf "$u"
@@ -48,14 +59,14 @@ $A unet-evaluate --model "$u/best.unet" --images "$WORK/held/images" --masks "$W
 METRICS[unet]="$u/eval/metrics.json"
 fi
 
-cols=(); for sp in $SPACINGS; do cols+=("gnn-$sp" "ref-$sp"); done; [ "$UNET" = 1 ] && cols+=(unet)
+cols=(); for sp in $SPACINGS; do cols+=("gnn-$sp"); [ "$WHOLE" = 1 ] && cols+=("bnd-$sp"); cols+=("ref-$sp"); done; [ "$UNET" = 1 ] && cols+=(unet)
 python3 - "$HELD" "${#cols[@]}" "${cols[@]}" <<EOF
 import json, sys
 held = int(sys.argv[1]); n = int(sys.argv[2]); names = sys.argv[3:3 + n]
 files = {$(for c in "${cols[@]}"; do printf '"%s": "%s", ' "$c" "${METRICS[$c]}"; done)}
 times = {$(for c in "${cols[@]}"; do printf '"%s": "%s", ' "$c" "${TIME[$c]}"; done)}
 m = {c: json.load(open(files[c])) for c in names}
-label = lambda c: "UNet" if c == "unet" else f"GNN, spacing {c.split('-')[1]} px" if c.startswith("gnn") else f"GNN + refinement, spacing {c.split('-')[1]} px"
+label = lambda c: "UNet" if c == "unet" else f"GNN, spacing {c.split('-')[1]} px" if c.startswith("gnn") else f"GNN + refinement, boundary rule only (--refine-whole 1), spacing {c.split('-')[1]} px" if c.startswith("bnd") else f"GNN + refinement, spacing {c.split('-')[1]} px"
 print(f"held-out field {held}², seed 42; F1 (Dice) per class, precision / recall in brackets")
 print()
 print("| class | share of the held-out pixels | " + " | ".join(label(c) for c in names) + " |")

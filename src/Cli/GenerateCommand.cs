@@ -15,10 +15,11 @@ public static class GenerateCommand
         var kind = new Option<string>("--kind")
         {
             Description = "colonies (phase-contrast-like, texture differs), nuclei (fluorescence-like) or cells (five classes, the mask holds class ids: "
-                + "0 background, 1 cytoplasm, 2 nucleus, 3 membrane, a line 3 px wide (thin), 4 mitotic nucleus (rare); train with --mask-mode classes).",
+                + "0 background, 1 cytoplasm, 2 nucleus, 3 membrane, a line 3 px wide (thin), 4 mitotic nucleus (rare); train with --mask-mode classes), "
+                + "or fibres (the same cells crossed by straight fibres 2 px wide over cells and background alike: class 5, thin and inside other classes' regions).",
             DefaultValueFactory = _ => "colonies",
         };
-        kind.AcceptOnlyFromAmong("colonies", "nuclei", "cells");
+        kind.AcceptOnlyFromAmong("colonies", "nuclei", "cells", "fibres");
         var bits = new Option<int>("--bits") { Description = "8 or 16 bits per sample.", DefaultValueFactory = _ => 16 };
         bits.AcceptOnlyFromAmong("8", "16");
         var channels = new Option<int>("--channels") { Description = "1 (grey) or 3 (RGB).", DefaultValueFactory = _ => 1 };
@@ -107,7 +108,8 @@ public static class GenerateCommand
         Directory.CreateDirectory(dir);
         var img = Path.Combine(dir, name + ".tif");
         var mask = Path.Combine(dir, name + "_mask.tif");
-        var spec = new SyntheticSpec(width, height, kind switch { "nuclei" => SyntheticKind.Nuclei, "cells" => SyntheticKind.Cells, _ => SyntheticKind.Colonies }, bits, channels, seed);
+        var spec = new SyntheticSpec(width, height, kind switch { "nuclei" => SyntheticKind.Nuclei, "cells" or "fibres" => SyntheticKind.Cells, _ => SyntheticKind.Colonies }, bits, channels, seed,
+            Fibres: kind == "fibres");
         Log.Information("Generating {Kind} image {Width}x{Height}, {Bits}-bit, {Channels} channel(s) → {Image}", kind, width, height, bits, channels, img);
         int lastPct = -1;
         var progress = new Core.InlineProgress<double>(p =>
@@ -120,9 +122,10 @@ public static class GenerateCommand
         if (spec.Kind == SyntheticKind.Cells && r.ClassPixels is { } cp)
         {
             long total = (long)width * height;
+            var classes = spec.Fibres ? SyntheticMicroscopy.FibreClasses : SyntheticMicroscopy.CellClasses;
             Log.Information("Mask classes (pixels): {Classes}; train and evaluate with --mask-mode classes --classes {ClassList}",
-                string.Join(", ", SyntheticMicroscopy.CellClasses.Split(',').Select((c, i) => FormattableString.Invariant($"{i} {c.Split(':')[0]} {100.0 * cp[i] / total:F2} %"))),
-                SyntheticMicroscopy.CellClasses);
+                string.Join(", ", classes.Split(',').Select((c, i) => FormattableString.Invariant($"{i} {c.Split(':')[0]} {100.0 * cp[i] / total:F2} %"))),
+                classes);
         }
         return (img, mask);
     }

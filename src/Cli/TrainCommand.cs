@@ -34,6 +34,18 @@ public static class TrainCommand
 
     /// <summary>Trains the boundary refinement for a trained model on the model's own training and validation graphs
     /// and writes it into the model file; returns what the training summary records.</summary>
+    /// <summary><c>--refine-whole</c>: when a class's nodes are all refined (<see cref="RefinerTrainer.ClassesToRefineWhole"/>).</summary>
+    public static Option<double> RefineWholeOption() => new("--refine-whole")
+    {
+        DefaultValueFactory = _ => new RefineOptions().LostShare,
+        Description = "Refine every node of a class, sure or not, when on the training graphs another class loses at least this share of its pixels "
+            + "to sure nodes of other classes, 5 % of them or more to this one's (a line or fibre a few pixels wide running through it); 1 turns it off.",
+    };
+
+    public static RefineOptions WithWhole(RefineOptions ro, double share) =>
+        share is > 0 and <= 1 ? ro with { LostShare = share, HoldShare = Math.Min(ro.HoldShare, share) }
+        : throw new ArgumentException($"--refine-whole must be in (0, 1] (got {share})");
+
     public static object RefineModel(string modelPath, RefineOptions ro, int seed, string device, string? outPath = null, CancellationToken ct = default) =>
         RefineModelFile.Train(modelPath, ro, seed, device, s => Log.Information("{Step}", s), outPath: outPath, ct: ct);
 
@@ -67,9 +79,10 @@ public static class TrainCommand
         var refine = new Option<bool>("--refine") { Description = "Require the boundary refinement (the default whenever the graphs have their node maps and images: fail instead of skipping it). The pixels of nodes with a neighbour of another class, or whose winning probability is under --refine-threshold, are classified one by one from multi-scale intensity features and the coarse graph's probabilities; segment and evaluate then apply it." };
         var noRefine = new Option<bool>("--no-refine") { Description = "Train the coarse GNN only." };
         var refineThreshold = new Option<double>("--refine-threshold") { DefaultValueFactory = _ => 0.9, Description = "With --refine: nodes whose winning probability is under this are refined even when their neighbours agree." };
+        var refineWhole = RefineWholeOption();
         var cmd = new Command("train", "Train a GNN node classifier on superpixel graphs (full-graph training, early stopping on validation loss).")
         {
-            graphs, images, masks, maskMode, segments, output, recipe, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers, features, classes, refine, noRefine, refineThreshold,
+            graphs, images, masks, maskMode, segments, output, recipe, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers, features, classes, refine, noRefine, refineThreshold, refineWhole,
         };
         cmd.SetAction(async (pr, ct) =>
         {
@@ -110,7 +123,7 @@ public static class TrainCommand
                 if (missing is not null) Log.Warning("No boundary refinement: {Reason} (build the graphs without --no-node-map, or train with --no-refine to silence this)", missing);
                 if (!pr.GetValue(noRefine) && missing is null)
                 {
-                    var ro = new RefineOptions { Threshold = pr.GetValue(refineThreshold) };
+                    var ro = WithWhole(new RefineOptions { Threshold = pr.GetValue(refineThreshold) }, pr.GetValue(refineWhole));
                     if (!(ro.Threshold >= 0 && ro.Threshold <= 1)) throw new ArgumentException($"--refine-threshold must be in [0, 1] (got {ro.Threshold})");
                     try { refined = RefineModel(r.BestModel, ro, pr.GetValue(seed), pr.GetValue(device)!, ct: ct); }
                     catch (Core.Refine.RefinerNotTrainableException e) when (!pr.GetValue(refine))
@@ -147,7 +160,8 @@ public static class RefineCommand
         var context = new Option<double>("--context") { DefaultValueFactory = _ => 0.25, Description = "Scale of the smoothed coarse probability field, as a fraction of the seed spacing." };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1, Description = "Seed for the pixel sample and the weights." };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto, cpu or cuda." };
-        var cmd = new Command("refine", "Train the boundary refinement of a trained model (what 'train --refine' adds) and write the refined model.") { model, output, threshold, hidden, sigmas, context, seed, device };
+        var whole = TrainCommand.RefineWholeOption();
+        var cmd = new Command("refine", "Train the boundary refinement of a trained model (what 'train --refine' adds) and write the refined model.") { model, output, threshold, whole, hidden, sigmas, context, seed, device };
         cmd.SetAction((pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
@@ -158,7 +172,7 @@ public static class RefineCommand
                 catch (FormatException) { throw new ArgumentException($"--sigmas: '{pr.GetValue(sigmas)}' is not a list of numbers"); }
                 if (sg.Length is < 2 or > 8 || sg.Any(v => !(v >= 0.5 && v <= Core.Refine.PixelRefinerSpec.MaxSigma))) throw new ArgumentException($"--sigmas: 2 to 8 scales in 0.5..{Core.Refine.PixelRefinerSpec.MaxSigma} (got '{pr.GetValue(sigmas)}')");
                 if (!(pr.GetValue(context) > 0 && pr.GetValue(context) <= 4)) throw new ArgumentException($"--context must be in (0, 4] (got {pr.GetValue(context)})");
-                var ro = new RefineOptions { Threshold = pr.GetValue(threshold), Hidden = pr.GetValue(hidden), Sigmas = sg, ContextFraction = pr.GetValue(context) };
+                var ro = TrainCommand.WithWhole(new RefineOptions { Threshold = pr.GetValue(threshold), Hidden = pr.GetValue(hidden), Sigmas = sg, ContextFraction = pr.GetValue(context) }, pr.GetValue(whole));
                 if (!(ro.Threshold >= 0 && ro.Threshold <= 1)) throw new ArgumentException($"--refine-threshold must be in [0, 1] (got {ro.Threshold})");
                 if (ro.Hidden is < 1 or > Core.Refine.PixelRefinerSpec.MaxHidden) throw new ArgumentException($"--hidden must be in [1, {Core.Refine.PixelRefinerSpec.MaxHidden}] (got {ro.Hidden})");
                 var src = pr.GetValue(model)!.FullName; var dst = pr.GetValue(output)!.FullName;

@@ -30,6 +30,9 @@ public sealed class RefineInput
     public required float[] Probs { get; init; }
     public required long[] RagEdges { get; init; }
     public required long[] Area { get; init; }
+    /// <summary>Pixels of each mask class per node (nodes × <see cref="HistClasses"/>), when the graph has a mask.</summary>
+    public long[]? ClassHist { get; init; }
+    public int HistClasses { get; init; }
     public required double SeedSpacing { get; init; }
     public required int Channels { get; init; }
 
@@ -94,6 +97,7 @@ public sealed class RefineInput
             GraphPath = graphPath, ImagePath = image, Page = page, Series = series, NodeMapPath = nodeMap, MaskPath = mask, MaskMode = mode, IgnoreValue = ignore,
             Mean = Need("image_mean").AsSpan<double>().ToArray(), Std = Need("image_std").AsSpan<double>().ToArray(),
             Classes = classes, Probs = probs, RagEdges = Need("rag_edge_index").AsSpan<long>().ToArray(), Area = Need("area").AsSpan<long>().ToArray(),
+            ClassHist = g.ClassHist, HistClasses = g.ClassHist is null ? 0 : g.Classes,
             SeedSpacing = g.SeedSpacing, Channels = (int)shape[2],
         };
     }
@@ -111,7 +115,8 @@ public sealed class RefineInput
         return null;
     }
 
-    public bool[] Flags(double threshold, int classes) => PixelRefiner.Flags(Classes, Probs, classes, RagEdges, threshold);
+    public bool[] Flags(double threshold, int classes, int[]? refineClasses = null) => PixelRefiner.Flags(Classes, Probs, classes, RagEdges, threshold, refineClasses);
+    public bool[] Flags(PixelRefinerSpec spec) => PixelRefiner.Flags(spec, Classes, Probs, RagEdges);
 
     /// <summary>The refiner over this graph's image and node map.</summary>
     public (RefineBlocks Blocks, IDisposable Sources) Open(PixelRefiner refiner, bool[] flags)
@@ -148,6 +153,11 @@ public sealed record RefineOptions
     public double[] Sigmas { get; init; } = [1, 2, 4];
     /// <summary>Scale of the smoothed coarse probability field, as a fraction of the seed spacing.</summary>
     public double ContextFraction { get; init; } = 0.25;
+    /// <summary>A class is refined whole when, on the training graphs, the sure nodes called it hold at least
+    /// <see cref="HoldShare"/> of another class's pixels and that class loses at least <see cref="LostShare"/> of its
+    /// pixels to sure nodes of other classes (<see cref="RefinerTrainer.ClassesToRefineWhole"/>). 1: never.</summary>
+    public double LostShare { get; init; } = 0.1;
+    public double HoldShare { get; init; } = 0.05;
     public int MaxEpochs { get; init; } = 30;
     public int Patience { get; init; } = 5;
     public double LearningRate { get; init; } = 0.003;
@@ -184,10 +194,18 @@ public static class RefinerTrainer
             W2 = new float[o.Hidden * o.Hidden], B2 = new float[o.Hidden], W3 = new float[o.Hidden * K], B3 = new float[K],
         });
         var rnd = new Random(seed);
-        var (xt, yt, ct) = Collect(trainGraphs, first, spec, model, device, featureOnly, o, K, rnd, log);
+        // every training graph through the coarse model once: which classes hide another's pixels, then their pixels
+        var trainInputs = new List<RefineInput> { first };
+        for (int gi = 1; gi < trainGraphs.Count; gi++) { cancel.ThrowIfCancellationRequested(); trainInputs.Add(RefineInput.Load(trainGraphs[gi], spec, model, device)); }
+        var whole = ClassesToRefineWhole(trainInputs, o, spec.ClassTable.Select(c => c.Name).ToArray(), out var why);
+        foreach (var line in why) log($"refiner: {line}");
+        shell = shell with { RefineClasses = whole };
+        featureOnly = new PixelRefiner(featureOnly.Spec with { RefineClasses = whole });
+        var (xt, yt, ct) = Collect(trainGraphs, trainInputs, spec, model, device, featureOnly, o, K, rnd, log);
+        trainInputs.Clear();
         cancel.ThrowIfCancellationRequested();
         float[] xv; long[] yv; byte[] cv;
-        if (validationGraphs.Count > 0) (xv, yv, cv) = Collect(validationGraphs, null, spec, model, device, featureOnly, o, K, rnd, log);
+        if (validationGraphs.Count > 0) (xv, yv, cv) = Collect(validationGraphs, [], spec, model, device, featureOnly, o, K, rnd, log);
         else (xv, yv, cv) = ([], [], []);
         if (yt.Length == 0) throw new RefinerNotTrainableException("no pixel to refine in the training graphs: every node agrees with its neighbours and is sure (nothing for --refine to learn)");
         if (yv.Length == 0)
@@ -293,8 +311,61 @@ public static class RefinerTrainer
         return d;
     }
 
+    /// <summary>
+    /// The classes whose nodes are all refined: a structure a few pixels wide (a membrane between cells, a fibre) that
+    /// runs through the inside of another class's superpixels is never their majority, so the coarse nodes that hold it
+    /// are sure and agree with their neighbours, and the boundary rule never looks at its pixels. Measured on the training
+    /// graphs from their nodes' class histograms: a class c is refined whole when its sure nodes (not flagged by the
+    /// boundary and probability rule) hold at least <see cref="RefineOptions.HoldShare"/> of some class k's pixels, and k
+    /// loses at least <see cref="RefineOptions.LostShare"/> of its pixels to the sure nodes of other classes altogether.
+    /// </summary>
+    /// <param name="why">one line per class refined whole, with the figures that decided it</param>
+    /// <param name="names">the model's class names (their count is the model's classes)</param>
+    public static int[] ClassesToRefineWhole(IReadOnlyList<RefineInput> inputs, RefineOptions o, IReadOnlyList<string> names, out List<string> why)
+    {
+        why = [];
+        int K = names.Count;
+        var total = new long[K]; var lost = new long[K]; var held = new long[K * K]; // held[c * K + k]: k's pixels in sure nodes called c
+        foreach (var input in inputs)
+        {
+            if (input.ClassHist is not { } hist) continue;
+            int HK = input.HistClasses, n = input.Classes.Length;
+            if (hist.Length != (long)n * HK) continue;
+            var flags = input.Flags(o.Threshold, K);
+            for (int v = 0; v < n; v++)
+            {
+                int c = input.Classes[v];
+                for (int k = 0; k < Math.Min(HK, K); k++)
+                {
+                    long px = hist[(long)v * HK + k];
+                    if (px == 0) continue;
+                    total[k] += px;
+                    if (flags[v] || c == k) continue;
+                    lost[k] += px; held[c * K + k] += px;
+                }
+            }
+        }
+        if (total.Any(t => t > 0))
+            why.Add("share of each class's pixels in sure nodes of other classes on the training graphs: " +
+                string.Join(", ", Enumerable.Range(0, K).Where(k => total[k] > 0).Select(k => $"{names[k]} {100.0 * lost[k] / total[k]:F1} %")));
+        var refine = new SortedSet<int>();
+        for (int k = 0; k < K && o.LostShare < 1; k++)
+        {
+            if (total[k] == 0 || lost[k] < o.LostShare * total[k]) continue;
+            for (int c = 0; c < K; c++)
+                if (c != k && held[c * K + k] >= o.HoldShare * total[k])
+                {
+                    refine.Add(c);
+                    why.Add($"every node called {names[c]} is refined: on the training graphs its sure nodes hold {100.0 * held[c * K + k] / total[k]:F1} % of {names[k]}'s pixels, " +
+                        $"and {names[k]} loses {100.0 * lost[k] / total[k]:F1} % of its pixels to sure nodes of other classes");
+                }
+        }
+        return refine.ToArray();
+    }
+
     /// <summary>The flagged pixels of the graphs, sampled: features, true class, coarse class.</summary>
-    private static (float[] X, long[] Y, byte[] Coarse) Collect(IReadOnlyList<string> graphs, RefineInput? firstLoaded, ModelSpec spec, GnnModel model, Device device,
+    /// <param name="loaded">the first graphs, already through the coarse model (the rest are loaded here)</param>
+    private static (float[] X, long[] Y, byte[] Coarse) Collect(IReadOnlyList<string> graphs, IReadOnlyList<RefineInput> loaded, ModelSpec spec, GnnModel model, Device device,
         PixelRefiner featureOnly, RefineOptions o, int K, Random rnd, Action<string> log)
     {
         var xs = new List<float>(); var ys = new List<long>(); var cs = new List<byte>();
@@ -302,10 +373,10 @@ public static class RefinerTrainer
         int perGraph = Math.Min(o.PixelsPerGraph, Math.Max(1000, o.MaxPixels / graphs.Count));
         for (int gi = 0; gi < graphs.Count; gi++)
         {
-            var input = gi == 0 && firstLoaded is not null ? firstLoaded : RefineInput.Load(graphs[gi], spec, model, device);
+            var input = gi < loaded.Count ? loaded[gi] : RefineInput.Load(graphs[gi], spec, model, device);
             if (input.MaskPath is null) throw new InvalidDataException($"{graphs[gi]}: graph was built without a mask: nothing to train the refiner on");
             if (input.Channels != featureOnly.Spec.Channels) throw new InvalidDataException($"{graphs[gi]}: {input.Channels} channels, the first graph has {featureOnly.Spec.Channels}");
-            var flags = input.Flags(o.Threshold, K);
+            var flags = input.Flags(featureOnly.Spec);
             long flaggedArea = 0;
             for (int v = 0; v < flags.Length; v++) if (flags[v]) flaggedArea += input.Area[v];
             if (flaggedArea == 0) continue;
@@ -360,7 +431,7 @@ public static class RefineModelFile
             var refiner = RefinerTrainer.Train(spec, model, dev, spec.TrainGraphs, validation, ro, seed, log, ct);
             ModelFile.Save(outPath, spec with { Refiner = refiner }, model);
             log($"boundary refinement written into {outPath} ({sw.Elapsed.TotalSeconds:F1}s)");
-            return new { threshold = ro.Threshold, refiner.Hidden, refiner.Sigmas, refiner.ContextSigma, refiner.TrainingPixels, refiner.ValidationAccuracy, refiner.ValidationCoarseAccuracy, seconds = sw.Elapsed.TotalSeconds };
+            return new { threshold = ro.Threshold, refineClasses = refiner.RefineClasses, refiner.Hidden, refiner.Sigmas, refiner.ContextSigma, refiner.TrainingPixels, refiner.ValidationAccuracy, refiner.ValidationCoarseAccuracy, seconds = sw.Elapsed.TotalSeconds };
         }
     }
 }
@@ -375,7 +446,7 @@ public static class RefinedEvaluation
         if (input.MaskPath is null) throw new InvalidDataException($"{input.GraphPath}: graph was built without a mask: nothing to measure against");
         int K = refiner.Spec.Classes;
         var cm = new long[K * K];
-        var (blocks, sources) = input.Open(refiner, input.Flags(refiner.Spec.Threshold, K));
+        var (blocks, sources) = input.Open(refiner, input.Flags(refiner.Spec));
         using (sources)
         using (var mask = VipsImageSource.Open(input.MaskPath, 0, firstBandOnly: true))
         {

@@ -169,11 +169,12 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             if (spec.Refiner is { } refiner && w.Refine)
             {
                 NpyArray Need(string key) => npz.TryGetValue(key, out var a) ? a : throw new InvalidDataException($"{w.Graph.Path}: graph has no '{key}' array (the refinement needs it)");
-                var flags = Core.Refine.PixelRefiner.Flags(classes, probs, spec.Classes, Need("rag_edge_index").AsSpan<long>(), refiner.Threshold);
+                var flags = Core.Refine.PixelRefiner.Flags(refiner, classes, probs, Need("rag_edge_index").AsSpan<long>());
                 refinePath = Path.Combine(w.OutDir!, Core.Refine.RefineFile.FileName);
                 Core.Refine.RefineFile.Write(refinePath, refiner, Need("image_mean").AsSpan<double>().ToArray(), Need("image_std").AsSpan<double>().ToArray(), flags);
-                log.Information("Job {JobId}: {Flagged} of {Nodes} nodes will be refined pixel by pixel (a neighbour of another class, or probability under {Threshold})",
-                    w.JobId, flags.Count(f => f), flags.Length, refiner.Threshold);
+                log.Information("Job {JobId}: {Flagged} of {Nodes} nodes will be refined pixel by pixel (a neighbour of another class, probability under {Threshold}{Whole})",
+                    w.JobId, flags.Count(f => f), flags.Length, refiner.Threshold,
+                    refiner.RefineClasses.Length == 0 ? "" : $", or called {string.Join(" or ", refiner.RefineClasses.Select(k => spec.ClassTable[k].Name))}");
             }
             var desc = TorchDevice.Describe(dev);
             log.Information("Job {JobId}: {Nodes} nodes classified with {Model} on {Device} in {Seconds:F2}s, peak RSS {PeakRssMiB:F0} MiB",

@@ -27,6 +27,10 @@ public sealed record PixelRefinerSpec
     public required double ContextSigma { get; init; }
     /// <summary>A node whose winning probability is below this is refined (besides every node with a neighbour of another class).</summary>
     public required double Threshold { get; init; }
+    /// <summary>Classes whose nodes are all refined, whatever their neighbours and probabilities: those that hid a large
+    /// share of another class's pixels inside sure nodes on the training graphs (a line or fibre a few pixels wide
+    /// running through them, which no superpixel paints). Empty for models trained before this existed.</summary>
+    public int[] RefineClasses { get; init; } = [];
     public required float[] FeatureMean { get; init; }
     public required float[] FeatureStd { get; init; }
     /// <summary>Row-major [in, out] weights and biases of the three layers.</summary>
@@ -60,6 +64,8 @@ public sealed record PixelRefinerSpec
             if (Sigmas is null || Sigmas.Length is < 2 or > 8 || Sigmas.Any(s => !(s >= 0.5 && s <= MaxSigma))) return "the intensity scales must be 2 to 8 values in 0.5..64";
             if (!(ContextSigma >= 0.5 && ContextSigma <= MaxSigma)) return $"context scale {ContextSigma}";
             if (!(Threshold >= 0 && Threshold <= 1)) return $"threshold {Threshold}";
+            if (RefineClasses is null || RefineClasses.Any(k => k < 0 || k >= Classes) || RefineClasses.Distinct().Count() != RefineClasses.Length)
+                return $"classes refined whole [{string.Join(", ", RefineClasses ?? [])}]: each must be a distinct class id below {Classes}";
             int f = Features, h = Hidden, c = Classes;
             (string, float[]?, long)[] shapes = [("feature mean", FeatureMean, f), ("feature std", FeatureStd, f), ("W1", W1, (long)f * h), ("B1", B1, h),
                 ("W2", W2, (long)h * h), ("B2", B2, h), ("W3", W3, (long)h * c), ("B3", B3, c)];
@@ -114,9 +120,14 @@ public sealed class PixelRefiner
         Halo = Math.Max(_kernels.Max(k => k.Length / 2) + 1, _contextKernel.Length / 2);
     }
 
-    /// <summary>Which nodes are refined: those with a region-adjacency neighbour of another class, and those whose winning
-    /// probability is below <paramref name="threshold"/>.</summary>
-    public static bool[] Flags(ReadOnlySpan<byte> classOfNode, ReadOnlySpan<float> probs, int classes, ReadOnlySpan<long> ragEdgeIndex, double threshold)
+    /// <summary>Which nodes <paramref name="spec"/> refines (<see cref="Flags(ReadOnlySpan{byte}, ReadOnlySpan{float}, int, ReadOnlySpan{long}, double, ReadOnlySpan{int})"/>).</summary>
+    public static bool[] Flags(PixelRefinerSpec spec, ReadOnlySpan<byte> classOfNode, ReadOnlySpan<float> probs, ReadOnlySpan<long> ragEdgeIndex) =>
+        Flags(classOfNode, probs, spec.Classes, ragEdgeIndex, spec.Threshold, spec.RefineClasses);
+
+    /// <summary>Which nodes are refined: those with a region-adjacency neighbour of another class, those whose winning
+    /// probability is below <paramref name="threshold"/>, and those called one of <paramref name="refineClasses"/>.</summary>
+    public static bool[] Flags(ReadOnlySpan<byte> classOfNode, ReadOnlySpan<float> probs, int classes, ReadOnlySpan<long> ragEdgeIndex, double threshold,
+        ReadOnlySpan<int> refineClasses = default)
     {
         int n = classOfNode.Length;
         if (probs.Length != (long)n * classes) throw new ArgumentException($"{probs.Length} probabilities for {n} nodes of {classes} classes");
@@ -126,7 +137,7 @@ public sealed class PixelRefiner
         {
             float best = 0;
             for (int c = 0; c < classes; c++) best = Math.Max(best, probs[v * classes + c]);
-            if (best < threshold) flag[v] = true;
+            if (best < threshold || refineClasses.Contains(classOfNode[v])) flag[v] = true;
         }
         int e = ragEdgeIndex.Length / 2;
         for (int i = 0; i < e; i++)

@@ -148,6 +148,51 @@ public class RefineTests(ITestOutputHelper output) : TempDirTest("refine")
         // node 3 has probability 0.95, not under the threshold; at 0.96 it is unsure
         Assert.True(PixelRefiner.Flags(cls, probs, 2, rag, 0.96)[3]);
         Assert.Throws<InvalidDataException>(() => PixelRefiner.Flags(cls, probs, 2, [0, 9], 0.9));
+        // a class refined whole: every node called it, sure and among its own
+        Assert.Equal(new[] { true, true, true, false, true }, PixelRefiner.Flags(cls, probs, 2, rag, 0.9, [0]));
+        var spec = RandomSpec(1, 2, 1) with { RefineClasses = [1] };
+        Assert.Equal(new[] { false, true, true, true, true }, PixelRefiner.Flags(spec, cls, probs, rag));
+    }
+
+    /// <summary>A graph as the refinement's trainer sees it, from its nodes' classes, probabilities and class histograms.</summary>
+    private static ActorSeg.GpuTrainer.RefineInput Input(byte[] classes, float[] probs, long[] rag, long[] hist, int histClasses, bool withMask = true) => new()
+    {
+        GraphPath = "g/graph.npz", ImagePath = "image.tif", Page = 0, NodeMapPath = "g/nodes.tif", Mean = [0], Std = [1],
+        Classes = classes, Probs = probs, RagEdges = rag, Area = hist.Chunk(histClasses).Select(r => r.Sum()).ToArray(),
+        ClassHist = withMask ? hist : null, HistClasses = withMask ? histClasses : 0, SeedSpacing = 10, Channels = 1,
+    };
+
+    [Fact]
+    public void AClassWhoseSureNodesHideAThinClass_IsRefinedWhole_AndOnlyThen()
+    {
+        string[] names = ["background", "cell", "fibre"];
+        // nodes 0-3 called background and sure, each with 10 fibre pixels running through it; 4-5 plain background;
+        // 6 a cell; 7 a node called fibre holding fibre pixels of its own. Region adjacency: 0-1-2-3 and 4-5, no two
+        // neighbours of different classes, so the boundary rule flags nothing
+        byte[] cls = [0, 0, 0, 0, 0, 0, 1, 2];
+        float[] Sure(byte[] c, params int[] unsure) => c.SelectMany((k, v) => Enumerable.Range(0, 3).Select(j => j == k ? (unsure.Contains(v) ? 0.6f : 0.98f) : 0.01f)).ToArray();
+        long[] rag = [0, 1, 2, 4, 1, 2, 3, 5];
+        long[] Hist(int fibreInNode7) => [90, 0, 10, 90, 0, 10, 90, 0, 10, 90, 0, 10, 100, 0, 0, 100, 0, 0, 0, 100, 0, 0, 0, fibreInNode7];
+        var o = new ActorSeg.GpuTrainer.RefineOptions();
+
+        // 40 fibre pixels in sure background nodes of 60 in all: background is refined whole, and the log says why
+        var whole = ActorSeg.GpuTrainer.RefinerTrainer.ClassesToRefineWhole([Input(cls, Sure(cls), rag, Hist(20), 3)], o, names, out var why);
+        foreach (var line in why) output.WriteLine(line);
+        Assert.Equal(new[] { 0 }, whole);
+        Assert.Contains(why, l => l.Contains("every node called background") && l.Contains("66.7 % of fibre's pixels"));
+        Assert.Contains(why, l => l.Contains("fibre 66.7 %") && l.Contains("cell 0.0 %"));
+
+        // the same fibre pixels in nodes the boundary rule flags already (unsure): nothing more to refine
+        Assert.Empty(ActorSeg.GpuTrainer.RefinerTrainer.ClassesToRefineWhole([Input(cls, Sure(cls, 0, 1, 2, 3), rag, Hist(20), 3)], o, names, out _));
+        // 40 of 440 fibre pixels lost (9 %), under the 10 % that counts
+        Assert.Empty(ActorSeg.GpuTrainer.RefinerTrainer.ClassesToRefineWhole([Input(cls, Sure(cls), rag, Hist(400), 3)], o, names, out _));
+        // turned off
+        Assert.Empty(ActorSeg.GpuTrainer.RefinerTrainer.ClassesToRefineWhole([Input(cls, Sure(cls), rag, Hist(20), 3)], o with { LostShare = 1 }, names, out _));
+        // a graph without a mask histogram says nothing
+        Assert.Empty(ActorSeg.GpuTrainer.RefinerTrainer.ClassesToRefineWhole([Input(cls, Sure(cls), rag, Hist(20), 3, withMask: false)], o, names, out var none));
+        Assert.Empty(none);
+        // background's sure nodes hold 66.7 % of the fibre: not enough when 70 % is asked for
+        Assert.Empty(ActorSeg.GpuTrainer.RefinerTrainer.ClassesToRefineWhole([Input(cls, Sure(cls), rag, Hist(20), 3)], o with { HoldShare = 0.7 }, names, out _));
     }
 
     [Fact]
@@ -163,6 +208,8 @@ public class RefineTests(ITestOutputHelper output) : TempDirTest("refine")
             ("scales", good with { Sigmas = [1, 1000] }),
             ("threshold", good with { Threshold = 1.5 }),
             ("classes", good with { Classes = 1 }),
+            ("refined whole", good with { RefineClasses = [2] }),
+            ("refined whole", good with { RefineClasses = [1, 1] }),
         };
         foreach (var (why, spec) in bad)
         {

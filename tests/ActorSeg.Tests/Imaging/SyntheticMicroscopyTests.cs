@@ -316,6 +316,61 @@ public sealed class SyntheticMicroscopyTests : IDisposable
         Assert.Equal(m, mask2.WriteToMemory<byte>());
     }
 
+    /// <summary>
+    /// Cells with fibres: the cells' mask wherever there is no fibre, and a sixth class of straight lines
+    /// <see cref="SyntheticMicroscopy.FibreWidth"/> px wide that run through background and cells alike, brighter than
+    /// the background they cross, the same whatever the tile size.
+    /// </summary>
+    [Fact]
+    public void Fibres_AThinSixthClass_ThroughBackgroundAndCells_ExactMask()
+    {
+        const int W = 1200, H = 1000;
+        var spec = new SyntheticSpec(W, H, SyntheticKind.Cells, 16, 1, Seed: 5, Fibres: true);
+        var r = SyntheticMicroscopy.Generate(spec, P("f.tif"), P("f-mask.tif"));
+        SyntheticMicroscopy.Generate(spec with { Fibres = false }, P("c.tif"), P("c-mask.tif"));
+        using var fm = NetVips.Image.NewFromFile(P("f-mask.tif"));
+        using var cm = NetVips.Image.NewFromFile(P("c-mask.tif"));
+        var m = fm.WriteToMemory<byte>(); var cells = cm.WriteToMemory<byte>();
+        var counts = new long[256];
+        foreach (var v in m) counts[v]++;
+        Assert.Equal(0, counts.Skip(6).Sum());
+        Assert.Equal(counts.Take(6).ToArray(), r.ClassPixels);
+        double fibre = (double)counts[5] / m.Length;
+        _out.WriteLine($"fibre {fibre:P2}");
+        Assert.InRange(fibre, 0.008, 0.04);
+
+        // elsewhere the cells' own mask; the fibres cross background and cytoplasm both
+        var under = new long[5];
+        int thick = 0;
+        for (int i = 0; i < m.Length; i++)
+        {
+            if (m[i] != 5) { Assert.Equal(cells[i], m[i]); continue; }
+            under[cells[i]]++;
+            int x = i % W, y = i / W;
+            if (x < 2 || y < 2 || x >= W - 2 || y >= H - 2) continue;
+            bool all = true;
+            for (int dy = -2; dy <= 2 && all; dy++) for (int dx = -2; dx <= 2 && all; dx++) all = m[i + (dy * W) + dx] == 5;
+            if (all) thick++;
+        }
+        _out.WriteLine("fibre pixels over " + string.Join(", ", under.Select((n, c) => $"{c}: {n}")));
+        Assert.True(under[0] > counts[5] / 4 && under[1] > counts[5] / 20, "fibres run through background and cells");
+        Assert.True(thick <= counts[5] / 200, $"{thick} fibre pixels have a 5×5 block of fibre around them: not a thin line");
+
+        // brighter than the background they cross
+        using var img = NetVips.Image.NewFromFile(P("f.tif"));
+        var px = img.WriteToMemory<ushort>();
+        double fibreMean = 0, bgMean = 0;
+        for (int i = 0; i < px.Length; i++) { if (m[i] == 5 && cells[i] == 0) fibreMean += px[i]; else if (m[i] == 0) bgMean += px[i]; }
+        fibreMean /= under[0]; bgMean /= counts[0];
+        Assert.True(fibreMean > 2 * bgMean, $"fibre over background {fibreMean:F0}, background {bgMean:F0}");
+
+        // the same whatever the tiling
+        SyntheticMicroscopy.Generate(spec with { TileSize = 512 }, P("f2.tif"), P("f2-mask.tif"));
+        using var fm2 = NetVips.Image.NewFromFile(P("f2-mask.tif"));
+        Assert.Equal(m, fm2.WriteToMemory<byte>());
+        Assert.Throws<ArgumentException>(() => SyntheticMicroscopy.Generate(spec with { Kind = SyntheticKind.Nuclei }, P("n.tif"), null));
+    }
+
     private string P(string name) => Path.Combine(_dir, name);
 
     /// <summary>IProgress that calls back synchronously (Progress&lt;T&gt; posts to the thread pool).</summary>

@@ -414,10 +414,10 @@ public static class SyntheticMicroscopy
         }
 
         // the fibres that pass near this tile (their glow reaches 3 px past the class's edge)
-        Span<int> near = stackalloc int[Math.Min(layout.Fibres.Length, 256)];
+        int[] near = layout.Fibres.Length == 0 ? [] : new int[layout.Fibres.Length];
         int nearCount = 0;
         double halfDiagonal = 0.5 * Math.Sqrt(((double)w * w) + ((double)h * h));
-        for (int i = 0; i < layout.Fibres.Length && nearCount < near.Length; i++)
+        for (int i = 0; i < layout.Fibres.Length; i++)
         {
             if (layout.Fibres[i].Distance(x0 + (0.5 * w), y0 + (0.5 * h)) < halfDiagonal + FibreWidth + 4)
             {

@@ -247,7 +247,7 @@ public static class FragmentBuilder
         t.GClassIds = ids.ToArray(); t.GClassCounts = counts.ToArray();
 
         Tick(3, ref tick);
-        // --- 7. values grouped by group (counting sort), per plane: features, or shipped sorted ---
+        // --- 7. values grouped by group (counting sort), per plane: features, or shipped as they are (raster order) ---
         var start = new long[G + 1];
         for (int g = 0; g < G; g++) start[g + 1] = start[g] + t.GArea[g];
         var grouped = scratch.GroupedValues(n * PL);
@@ -293,11 +293,7 @@ public static class FragmentBuilder
                     var seg = grouped.Slice((int)(start[g] * PL + (long)c * area), area);
                     if (t.GFeatureRow[g] >= 0)
                         NodeFeatures.ComputeUnsorted(seg, norms.Mean[c], norms.InvStd[c], t.Features.AsSpan(t.GFeatureRow[g] * featLen + c * NodeFeatures.PerChannel, NodeFeatures.PerChannel), valueCounts, sortTmp);
-                    else
-                    {
-                        ValueSort.Sort(seg, sortTmp);
-                        seg.CopyTo(t.Values.AsSpan((int)(t.GValueOffsets[g] * PL + (long)c * area), area));
-                    }
+                    else seg.CopyTo(t.Values.AsSpan((int)(t.GValueOffsets[g] * PL + (long)c * area), area)); // the stitcher's features take them in any order
                 }
             }
         }

@@ -19,7 +19,7 @@ public enum OpenFlags : byte
 /// settles every merge it can decide alone, and hands the stitcher:
 /// <list type="bullet">
 /// <item><b>groups</b>: fragments already known to end in the same node, with their statistics, and either final
-/// features (the group can no longer change) or their sorted raw values (it may still merge);</item>
+/// features (the group can no longer change) or their raw values, in raster order (it may still merge);</item>
 /// <item><b>open fragments</b>: pieces whose component or merge only the stitcher can settle (they touch a tile side, or
 /// their merge target is ambiguous inside the tile), with directed adjacency records to every neighbouring fragment;</item>
 /// <item><b>group adjacency</b> for the region adjacency graph, and the four <b>sides</b> of the core.</item>
@@ -50,7 +50,7 @@ public sealed class TileResult
     public int[] GFeatureRow = [];       // row in Features, or -1 when the values are shipped
     public float[] Features = [];        // rows × (11 × channels)
     public long[] GValueOffsets = [];    // in pixels; -1 when not shipped
-    public ushort[] Values = [];         // per shipped group: plane 0 sorted, plane 1 sorted, ...
+    public ushort[] Values = [];         // per shipped group: plane 0, plane 1, ... (each in raster order)
     /// <summary>How many entries of <see cref="Values"/> are the tile's (the builder keeps them in a worker's reused
     /// buffer, which may be longer); -1: the whole array.</summary>
     public int ValueCount = -1;

@@ -41,7 +41,7 @@ public static class BatchReport
         sb.Append("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ActorSeg batch report</title><style>")
           .Append("body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}table{border-collapse:collapse;margin:6px 0}")
           .Append("td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}td.n{text-align:right;font-variant-numeric:tabular-nums}")
-          .Append(".failed,.rejected{background:#fde2e2}.skipped{background:#eef}.done{background:#e6f6e6}")
+          .Append(".failed,.rejected{background:#fde2e2}.skipped{background:#eef}.done{background:#e6f6e6}td.warning{background:#fff4d6;color:#6b4e00}")
           .Append("figure{display:inline-block;margin:6px;vertical-align:top}figure img{max-width:640px;border:1px solid #ccc}")
           .Append(".swatch{display:inline-block;width:1em;height:1em;border:1px solid #888;vertical-align:middle;margin-right:4px}")
           .Append("section.slide{border-top:2px solid #ddd;margin-top:1.5em}.tables{display:flex;flex-wrap:wrap;gap:2em}caption{text-align:left;font-weight:600}")

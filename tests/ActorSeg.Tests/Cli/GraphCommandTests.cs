@@ -242,4 +242,27 @@ public class UsageTests
         Assert.Equal(0, graphHelp.ExitCode);
         Assert.Contains("--halo", graphHelp.Stdout);
     }
+
+    [Theory]
+    [InlineData("train", "--refine-whole", "0")]
+    [InlineData("train", "--refine-whole", "1.5")]
+    [InlineData("train", "--refine-threshold", "-0.1")]
+    [InlineData("refine", "--refine-whole", "2")]
+    [InlineData("refine", "--refine-threshold", "1.5")]
+    public void RefinementOptionsOutOfRange_Exit2_BeforeAnyWork(string command, string option, string value)
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"actorseg-usage-{Guid.NewGuid():N}");
+        try
+        {
+            // the graphs and the model named here do not exist: a check after training would name them instead
+            string[] args = command == "train" ? ["train", "--graphs", Path.Combine(dir, "graphs"), option, value, "--out", Path.Combine(dir, "model")]
+                : ["refine", "--model", Path.Combine(dir, "best.model"), option, value, "--out", Path.Combine(dir, "refined.model")];
+            var r = TestPaths.RunCli(args);
+            Assert.Equal(2, r.ExitCode);
+            Assert.Contains($"{option} must be in", r.Stderr);
+            Assert.Contains($"(got {value})", r.Stderr);
+            Assert.False(Directory.Exists(dir));
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
 }

@@ -63,6 +63,13 @@ public static class BatchInput
         }
         else throw new FileNotFoundException($"{source}: not a directory, a glob pattern or a .csv manifest");
         if (rows.Count == 0) throw new FileNotFoundException($"{source}: no images");
+        if (masksDir is not null)
+        {
+            // a relative folder is the working directory's, like SOURCE and --out; one that is not there is a typo, not
+            // a collection without masks
+            masksDir = Path.GetFullPath(masksDir);
+            if (!Directory.Exists(masksDir)) throw new DirectoryNotFoundException(File.Exists(masksDir) ? $"--masks {masksDir}: a file, not a folder of masks" : $"--masks {masksDir}: no such folder");
+        }
         if (allSeries)
             rows = [.. rows.SelectMany(r => SeriesOf(r.Image) is var n and > 1
                 ? Enumerable.Range(0, n).Select(i => (r.Image, r.Mask, r.Split, (int?)i)) : [r])];
@@ -219,6 +226,8 @@ public static class BatchCommand
         var output = new Option<string?>("--out", "-o") { Description = "Batch directory: slides/NAME/ per slide (mask.tif, overlay.png, graph/, metrics.json, slide.json), summary.csv, report.html. Required unless --attach." };
         var model = new Option<string?>("--model", "-m") { Description = "Segment with this model (best.model); without it the batch builds graphs only." };
         var masks = new Option<string?>("--masks") { Description = "A folder of masks paired with the slides by base name (a manifest names its own)." };
+        var maskMode = new Option<string?>("--mask-mode") { Description = "How the masks are read: binary (any non-zero value is foreground) or classes (values are class ids 0..254). Default: classes when the model has more than two classes, else binary." };
+        maskMode.AcceptOnlyFromAmong("binary", "classes");
         var coordinator = new Option<string?>("--coordinator", "-c") { Description = "Run on this cluster (akka.tcp://actorseg@HOST:PORT, or env ACTORSEG_COORDINATOR); default: every role in this process." };
         var workers = WorkersOption.Create("Tile workers (in-process mode)");
         var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 2, Description = "Slides in flight at once (the coordinator keeps the value the batch was first submitted with)." };
@@ -236,7 +245,7 @@ public static class BatchCommand
         var allSeries = new Option<bool>("--all-series") { Description = "A folder or glob: every image of a Zeiss CZI or Leica LIF file that holds several (a plate's wells, a project's images) is a slide of its own, FILE_sN (masks in --masks by that name); without it each file's default image." };
         var cmd = new Command("batch", "Run a whole slide collection as one journaled batch: every slide succeeds or fails alone; nothing runs twice when the batch is submitted again (a client that died, a second client); finished slides are skipped by a new batch; a summary CSV and an HTML report at the end.")
         {
-            source, output, model, masks, coordinator, workers, parallel, tileSize, spacing, level, mpp, tissue, objects, simplify, batchId, detach, attach, timeout, allSeries,
+            source, output, model, masks, maskMode, coordinator, workers, parallel, tileSize, spacing, level, mpp, tissue, objects, simplify, batchId, detach, attach, timeout, allSeries,
         };
         var tls = TlsFlags.Create();
         tls.AddTo(cmd);
@@ -259,7 +268,8 @@ public static class BatchCommand
                     return Usage($"--all-series is for a folder or a glob; the manifest {src} names each file's images in its 'series' column (a row per image)");
                 return await RunAsync(src, Path.GetFullPath(outDir), pr.GetValue(model) is { } m ? Path.GetFullPath(m) : null,
                     pr.GetValue(masks), coord, pr.GetValue(workers), Math.Max(1, pr.GetValue(parallel)), pr.GetValue(tileSize), pr.GetValue(spacing), ct, tls.Read(pr), pr.GetValue(level), pr.GetValue(mpp),
-                    GraphCommand.TissueValue(pr.GetValue(tissue)), pr.GetValue(objects)!, pr.GetValue(simplify), pr.GetValue(batchId), pr.GetValue(detach), connect, pr.GetValue(allSeries));
+                    GraphCommand.TissueValue(pr.GetValue(tissue)), pr.GetValue(objects)!, pr.GetValue(simplify), pr.GetValue(batchId), pr.GetValue(detach), connect, pr.GetValue(allSeries),
+                    pr.GetValue(maskMode));
             }
             catch (Exception e) when (ExitCodes.IsInputError(e) || e is IOException)
             {
@@ -278,7 +288,8 @@ public static class BatchCommand
 
     public static async Task<int> RunAsync(string source, string outDir, string? model, string? masks, string? coordinator, int workers,
         int parallel, int tileSize, double? spacing, CancellationToken ct, TlsOptions? tls = null, int level = 0, double? mpp = null, string? tissue = null,
-        string objects = "geojson", double simplify = 0, string? batchId = null, bool detach = false, TimeSpan? connectTimeout = null, bool allSeries = false)
+        string objects = "geojson", double simplify = 0, string? batchId = null, bool detach = false, TimeSpan? connectTimeout = null, bool allSeries = false,
+        string? maskMode = null)
     {
         var sw = Stopwatch.StartNew();
         var (input, rejected) = BatchInput.Load(source, masks, allSeries);
@@ -286,6 +297,12 @@ public static class BatchCommand
         ModelSpec? spec = null;
         if (model is not null) spec = ModelFile.ReadSpec(model); // a bad model fails the batch before any work
         double sp = Recipes.GraphSpacing(spec, spacing);
+        // the masks as the model's classes need them: a model of more than two classes was trained on class ids, and
+        // reading its masks as binary would measure six classes against two
+        maskMode ??= spec is { Classes: > 2 } ? "classes" : "binary";
+        if (input.Any(s => s.Mask is not null))
+            Log.Information("Masks read as {MaskMode}{Why}", maskMode == "classes" ? "class ids (--mask-mode classes)" : "binary (any non-zero value is foreground)",
+                spec is { Classes: > 2 } ? $": the model has {spec.Classes} classes" : "");
         // one run at a time in a batch folder, which it makes where missing (a cluster's coordinator refuses a second batch
         // there itself)
         using var folder = coordinator is null ? OutputFolderLock.Acquire(outDir, "batch") : null;
@@ -312,7 +329,7 @@ public static class BatchCommand
                 // a slide whose channels give other features than the model's fails here, before its graph is built
                 if (spec is not null && SegmentCommand.ChannelMismatch(spec, model!, channels) is { } why) throw new InputFileException(image, why);
                 if (spec?.ScaleMismatch(reading.Mpp?.X) is { } scale) Log.Warning("Slide {Slide}: {Why}", s.Name, scale);
-                slides.Add(new BatchSlideSpec(s.Name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", s.Name), Page: l, Spacing: sp, TileSize: tileSize,
+                slides.Add(new BatchSlideSpec(s.Name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", s.Name), MaskMode: mask is null ? "binary" : maskMode, Page: l, Spacing: sp, TileSize: tileSize,
                     WriteNodeMap: model is not null, ModelPath: model, Features: Recipes.GraphFeatures(spec), Tissue: tissue, Objects: objects, Simplify: simplify,
                     Series: s.Series), s.Split));
             }
@@ -425,7 +442,7 @@ public static class BatchCommand
     /// contents, and every parameter of the job).</summary>
     private sealed record SlideRecord(string Status, string Image, long ImageLength, DateTime ImageTime, string? Mask, string? Model, DateTime? ModelTime,
         int Nodes, double Seconds, int Level = 0, string? Tissue = null, string? Objects = null, double Simplify = 0,
-        double Spacing = 0, int TileSize = 0, string? MaskHash = null, string? ModelHash = null, string? ImageSet = null);
+        double Spacing = 0, int TileSize = 0, string? MaskHash = null, string? ModelHash = null, string? ImageSet = null, string? MaskMode = null);
 
     private static SlideRecord Fingerprint(GraphJobSpec spec, string status, int nodes, double seconds, FileHashes hashes)
     {
@@ -433,7 +450,8 @@ public static class BatchCommand
         var model = spec.ModelPath;
         return new SlideRecord(status, spec.ImagePath, fi.Length, fi.LastWriteTimeUtc, spec.MaskPath, model, model is null ? null : File.GetLastWriteTimeUtc(model), nodes, seconds,
             spec.Page, spec.Tissue, model is null ? null : spec.Objects, model is null ? 0 : spec.Simplify, spec.Spacing, spec.TileSize,
-            spec.MaskPath is null ? null : hashes.Of(spec.MaskPath), model is null ? null : hashes.Of(model), hashes.Companions(spec.ImagePath, spec.Page));
+            spec.MaskPath is null ? null : hashes.Of(spec.MaskPath), model is null ? null : hashes.Of(model), hashes.Companions(spec.ImagePath, spec.Page),
+            spec.MaskPath is null || spec.MaskMode == "binary" ? null : spec.MaskMode); // (binary: the records written before the mode was kept)
     }
 
     /// <summary>The slide's record (slide.json) when it says the slide was finished from these very inputs and parameters; else null.</summary>
@@ -625,6 +643,7 @@ public static class BatchCommand
             var byNodes = PixelMetrics.FromHistograms([(hist.AsSpan<long>().ToArray(), hist.Shape[1], pred)], modelSpec.Classes);
             // the confusion matrix counted over the painted mask and the ground truth, band by band, with the error map on the way
             var cmp = MaskComparison.Compare(o.MaskPath ?? Path.Combine(dir, AssignmentPaths.MaskFile), s.MaskPath!, modelSpec.Classes,
+                s.MaskMode == "classes" ? Core.Pipeline.MaskMode.Classes : Core.Pipeline.MaskMode.Binary, s.IgnoreValue,
                 errorMapPng: Path.Combine(dir, BatchReport.ErrorMapFile), image: s.ImagePath, series: s.Series ?? -1);
             var pm = PixelMetrics.FromConfusion(cmp.Confusion, modelSpec.Classes, byNodes.SuperpixelCeiling);
             // the graph counts tissue only; the mask counts glass too (as class 0); a refined mask is not the nodes' classes

@@ -187,6 +187,57 @@ public class BatchTests(ITestOutputHelper output) : TempDirTest("batch")
     }
 
     /// <summary>summary.csv's rows, read by a CSV parser (fields may be quoted).</summary>
+    /// <summary>
+    /// A model of five classes measures its slides against their masks read as class ids (its masks were), by default;
+    /// <c>--mask-mode binary</c> reads them as foreground and background; a masks folder that is not there is named.
+    /// </summary>
+    [Fact]
+    public void AMultiClassModel_MeasuresItsSlidesAgainstClassIds_AndAMasksFolderThatIsNotThereIsNamed()
+    {
+        string imgs = Path.Combine(_dir, "mc", "images"), masks = Path.Combine(_dir, "mc", "masks");
+        string slides = Path.Combine(_dir, "mc", "slides"), slideMasks = Path.Combine(_dir, "mc", "slide-masks");
+        foreach (var d in new[] { imgs, masks, slides, slideMasks }) Directory.CreateDirectory(d);
+        for (int s = 1; s <= 2; s++)
+            SyntheticMicroscopy.Generate(new SyntheticSpec(600, 600, SyntheticKind.Cells, 16, 1, s), Path.Combine(imgs, $"f{s}.tif"), Path.Combine(masks, $"f{s}.tif"));
+        var held = SyntheticMicroscopy.Generate(new SyntheticSpec(600, 600, SyntheticKind.Cells, 16, 1, 9), Path.Combine(slides, "held.tif"), Path.Combine(slideMasks, "held.tif"));
+        var model = Path.Combine(_dir, "mc", "model");
+        var tr = TestPaths.RunCli("train", "--images", imgs, "--masks", masks, "--mask-mode", "classes", "--segments", "400", "--epochs", "20", "--patience", "5",
+            "--val-frac", "0.5", "--no-refine", "--out", model);
+        Assert.True(tr.ExitCode == 0, tr.Stderr);
+
+        long[] TruthPixels(string outDir)
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "slides", "held", "metrics.json")));
+            var root = doc.RootElement;
+            int k = root.GetProperty("Classes").GetInt32();
+            var cm = root.GetProperty("Confusion").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+            Assert.Equal(k * k, cm.Length);
+            return Enumerable.Range(0, k).Select(t => cm.Skip(t * k).Take(k).Sum()).ToArray(); // the truth's pixels per class
+        }
+        var r = TestPaths.RunCli("batch", slides, "--masks", slideMasks, "--model", Path.Combine(model, "best.model"), "--out", Path.Combine(_dir, "mc-out"), "--tile-size", "320");
+        output.WriteLine(r.Stderr);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("Masks read as class ids", r.Stderr);
+        Assert.Equal(held.ClassPixels!, TruthPixels(Path.Combine(_dir, "mc-out")));
+        var row = Assert.Single(Summary(Path.Combine(_dir, "mc-out")));
+        Assert.Equal("done", row[4]);
+
+        // read as binary on request: every class but the background is foreground
+        r = TestPaths.RunCli("batch", slides, "--masks", slideMasks, "--model", Path.Combine(model, "best.model"), "--out", Path.Combine(_dir, "mc-binary"), "--tile-size", "320", "--mask-mode", "binary");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var binary = TruthPixels(Path.Combine(_dir, "mc-binary"));
+        Assert.Equal(held.ClassPixels![0], binary[0]);
+        Assert.Equal(held.ClassPixels.Skip(1).Sum(), binary[1]);
+        Assert.All(binary.Skip(2), n => Assert.Equal(0, n));
+
+        // a masks folder that is not there: named, before any slide runs
+        var missing = Path.Combine(_dir, "mc", "no-such-masks");
+        r = TestPaths.RunCli("batch", slides, "--masks", missing, "--model", Path.Combine(model, "best.model"), "--out", Path.Combine(_dir, "mc-missing"));
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains($"--masks {missing}: no such folder", r.Stderr);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "mc-missing", "slides")));
+    }
+
     private static List<string[]> Summary(string outDir)
     {
         using var p = new Microsoft.VisualBasic.FileIO.TextFieldParser(Path.Combine(outDir, "summary.csv")) { Delimiters = [","], HasFieldsEnclosedInQuotes = true };

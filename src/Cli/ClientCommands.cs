@@ -78,6 +78,8 @@ public static class ClientCommands
         var image = new Argument<string>("IMAGE") { Description = "The image, as a path every node sees (shared volume)." };
         var output = new Option<string>("--out", "-o") { Description = "Output directory (shared volume).", Required = true };
         var mask = new Option<string?>("--mask", "-m") { Description = "Ground-truth mask (node labels)." };
+        var maskMode = new Option<string?>("--mask-mode") { Description = "How --mask is read: binary (any non-zero value is foreground) or classes (values are class ids 0..254). Default: classes when the model (read on this machine) has more than two classes, else binary." };
+        maskMode.AcceptOnlyFromAmong("binary", "classes");
         var model = new Option<string?>("--model") { Description = "Segment with this model: the trainer classifies the nodes, a worker paints OUT/mask.tif and OUT/overlay.png and writes OUT/objects.geojson (see --objects)." };
         var coordinator = new Option<string?>("--coordinator", "-c") { Description = "Coordinator node address(es), akka.tcp://actorseg@HOST:PORT, comma-separated. Env ACTORSEG_COORDINATOR." };
         var jobId = new Option<string?>("--job-id") { Description = "Job id (default: new). Re-submitting an id re-attaches to that job; a finished one answers at once." };
@@ -95,7 +97,7 @@ public static class ClientCommands
         var series = GraphCommand.SeriesOption();
         var cmd = new Command("submit", "Submit a job to a running cluster and follow it to the end (exit 0 done, 1 failed, 3 no coordinator).")
         {
-            image, output, mask, model, coordinator, jobId, spacing, tileSize, halo, features, keepWork, timeout, level, mpp, series, tissue, objects, simplify,
+            image, output, mask, maskMode, model, coordinator, jobId, spacing, tileSize, halo, features, keepWork, timeout, level, mpp, series, tissue, objects, simplify,
         };
         var tls = TlsFlags.Create();
         tls.AddTo(cmd);
@@ -109,7 +111,8 @@ public static class ClientCommands
             // graph is built with its features and at its superpixel size, as `segment` builds it
             string? modelPath = pr.GetValue(model) is { } mp ? Path.GetFullPath(mp) : null;
             var (trained, unread) = ReadableModel(modelPath);
-            var spec = WithModelSettings(new GraphJobSpec(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(mask) is { } m ? Path.GetFullPath(m) : null, Page: lv, OutDir:
+            var spec = WithModelSettings(new GraphJobSpec(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(mask) is { } m ? Path.GetFullPath(m) : null,
+                MaskMode: pr.GetValue(maskMode) ?? (trained is { Classes: > 2 } ? "classes" : "binary"), Page: lv, OutDir:
                 Path.GetFullPath(pr.GetValue(output)!), TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo), KeepWork: pr.GetValue(keepWork), ModelPath: modelPath,
                 // a tissue mask is a path on the cluster's shared storage: the coordinator checks it
                 Tissue: pr.GetValue(tissue) is { } tv and not ("auto" or "none") ? Path.GetFullPath(tv) : pr.GetValue(tissue),

@@ -14,7 +14,7 @@ namespace ActorSeg.Cli;
 
 /// <summary>A job as submitted over HTTP (paths must lie inside the data roots).</summary>
 public sealed record HttpJobRequest(string? JobId, string Image, string? Mask, string? Model, string Out, int? TileSize, double? Spacing,
-    string? Objects = null, double? Simplify = null, int? Series = null);
+    string? Objects = null, double? Simplify = null, int? Series = null, string? MaskMode = null);
 
 /// <summary>One slide of a batch submitted over HTTP: its image, optionally its ground-truth mask, its name (default: the
 /// image's file name without extension; its folder is OUT/slides/NAME) and its split (only reported).</summary>
@@ -22,7 +22,7 @@ public sealed record HttpBatchSlide(string Image, string? Mask = null, string? N
 
 /// <summary>A batch as submitted over HTTP (paths must lie inside the data roots): its folder, its slides, and the parameters every slide's job gets.</summary>
 public sealed record HttpBatchRequest(string? BatchId, string Out, HttpBatchSlide[]? Slides, string? Model = null, int? TileSize = null, double? Spacing = null,
-    int? Parallel = null, int? Level = null, string? Tissue = null, string? Objects = null, double? Simplify = null);
+    int? Parallel = null, int? Level = null, string? Tissue = null, string? Objects = null, double? Simplify = null, string? MaskMode = null);
 
 /// <summary>
 /// The coordinator node's HTTP API: /healthz (the process answers), /readyz (cluster joined and the journal database
@@ -98,6 +98,15 @@ public static class HttpApi
         return exists(path) ? read(path) : throw new DoorRefusal(400, $"{given}: model not found");
     }
 
+    /// <summary>How a request's masks are read: as it says ("binary" or "classes"), else as class ids when its model has
+    /// more than two classes (its masks were), else binary; as <c>batch</c> and <c>submit</c> read them.</summary>
+    private static string MaskModeOf(string? asked, GpuTrainer.ModelSpec? model) => asked switch
+    {
+        null => model is { Classes: > 2 } ? "classes" : "binary",
+        "binary" or "classes" => asked,
+        _ => throw new DoorRefusal(400, $"maskMode '{asked}': binary or classes"),
+    };
+
     /// <summary><paramref name="given"/> confined by <paramref name="files"/>, marked as the touch in progress.</summary>
     private static string Confine(DoorFiles files, Touching at, string given, string what, string described)
     {
@@ -119,7 +128,7 @@ public static class HttpApi
             var outDir = Confine(files, at, req.Out, "out", "the output folder");
             // the graph is built with the features and the superpixel size the model was trained with, as a batch's
             var ms = model is null ? null : ReadModel(at, req.Model!, model, files.Exists, files.ReadModel);
-            return new GraphJobSpec(image, mask, outDir, TileSize: req.TileSize ?? 2048, Spacing: GpuTrainer.Recipes.GraphSpacing(ms, req.Spacing), ModelPath: model,
+            return new GraphJobSpec(image, mask, outDir, MaskMode: MaskModeOf(req.MaskMode, ms), TileSize: req.TileSize ?? 2048, Spacing: GpuTrainer.Recipes.GraphSpacing(ms, req.Spacing), ModelPath: model,
                 Features: GpuTrainer.Recipes.GraphFeatures(ms),
                 Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0, Series: req.Series);
         }, ct);
@@ -134,6 +143,7 @@ public static class HttpApi
             // the features and seed spacing the model was trained with
             var ms = model is null ? null : ReadModel(at, req.Model!, model, files.Exists, files.ReadModel);
             var tissue = req.Tissue is null or "auto" or "none" ? req.Tissue : Confine(files, at, req.Tissue, "tissue mask", "the tissue mask");
+            var maskMode = MaskModeOf(req.MaskMode, ms);
             var slides = new List<BatchSlideSpec>();
             foreach (var sl in req.Slides!)
             {
@@ -143,7 +153,7 @@ public static class HttpApi
                 if (mask is not null && !files.Exists(mask)) throw new DoorRefusal(400, $"{sl.Mask}: mask not found");
                 var name = sl.Name ?? BatchInput.SlideName(image, sl.Series);
                 if (JobIds.InvalidSlideName(name) is { } badName) throw new DoorRefusal(400, badName);
-                slides.Add(new BatchSlideSpec(name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", name), Page: req.Level ?? 0,
+                slides.Add(new BatchSlideSpec(name, new GraphJobSpec(image, mask, Path.Combine(outDir, "slides", name), MaskMode: mask is null ? "binary" : maskMode, Page: req.Level ?? 0,
                     Spacing: GpuTrainer.Recipes.GraphSpacing(ms, req.Spacing), TileSize: req.TileSize ?? 2048, WriteNodeMap: model is not null,
                     ModelPath: model, Features: GpuTrainer.Recipes.GraphFeatures(ms), Tissue: tissue, Objects: req.Objects ?? "geojson", Simplify: req.Simplify ?? 0,
                     Series: sl.Series), sl.Split));

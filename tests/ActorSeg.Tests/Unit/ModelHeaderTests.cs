@@ -185,6 +185,27 @@ public class ModelHeaderTests : IDisposable
     }
 
     [Fact]
+    public async Task TheHttpDoor_ReadsMasksAsClassIds_ForAModelOfMoreThanTwoClasses_UnlessTheRequestSays()
+    {
+        var reads = new BoundedReads(TimeSpan.FromSeconds(10));
+        var image = Write("mm.tif", [1]);
+        var mask = Write("mm-mask.tif", [1]);
+        var path = SaveModel("mm.model");
+        HttpApi.DoorFiles Files(int classes) => new((p, _) => p, File.Exists, p => ModelFile.ReadSpec(p) with { Classes = classes });
+        async Task<HttpApi.Checked<GraphJobSpec>> Job(int classes, string? mode) =>
+            await HttpApi.CheckJobAsync(new HttpJobRequest(null, image, mask, path, Path.Combine(_dir, "out"), null, null, MaskMode: mode), Files(classes), reads, CancellationToken.None);
+        Assert.Equal("binary", (await Job(2, null)).Value!.MaskMode);
+        Assert.Equal("classes", (await Job(6, null)).Value!.MaskMode);
+        Assert.Equal("binary", (await Job(6, "binary")).Value!.MaskMode);
+        var bad = await Job(2, "weird");
+        Assert.Equal(400, bad.Status);
+        Assert.Contains("maskMode 'weird'", bad.Error);
+        var batch = await HttpApi.CheckBatchAsync(new HttpBatchRequest(null, Path.Combine(_dir, "batch"), [new HttpBatchSlide(image, mask), new HttpBatchSlide(image, Name: "bare")], path),
+            Files(6), reads, CancellationToken.None);
+        Assert.Equal(["classes", "binary"], batch.Value!.Slides.Select(s => s.Spec.MaskMode)); // a slide without a mask reads none
+    }
+
+    [Fact]
     public async Task TheHttpDoorsModelRead_Answers503WhenTheReadHangs_And400ForABadOrMissingModel()
     {
         var reads = new BoundedReads(TimeSpan.FromMilliseconds(300));

@@ -299,7 +299,7 @@ public static class BatchCommand
         double sp = Recipes.GraphSpacing(spec, spacing);
         // the masks as the model's classes need them: a model of more than two classes was trained on class ids, and
         // reading its masks as binary would measure six classes against two
-        maskMode ??= spec is { Classes: > 2 } ? "classes" : "binary";
+        maskMode = Recipes.MaskMode(spec, maskMode);
         if (input.Any(s => s.Mask is not null))
             Log.Information("Masks read as {MaskMode}{Why}", maskMode == "classes" ? "class ids (--mask-mode classes)" : "binary (any non-zero value is foreground)",
                 spec is { Classes: > 2 } ? $": the model has {spec.Classes} classes" : "");
@@ -643,7 +643,7 @@ public static class BatchCommand
             var byNodes = PixelMetrics.FromHistograms([(hist.AsSpan<long>().ToArray(), hist.Shape[1], pred)], modelSpec.Classes);
             // the confusion matrix counted over the painted mask and the ground truth, band by band, with the error map on the way
             var cmp = MaskComparison.Compare(o.MaskPath ?? Path.Combine(dir, AssignmentPaths.MaskFile), s.MaskPath!, modelSpec.Classes,
-                s.MaskMode == "classes" ? Core.Pipeline.MaskMode.Classes : Core.Pipeline.MaskMode.Binary, s.IgnoreValue,
+                Core.Pipeline.MaskModes.Parse(s.MaskMode), s.IgnoreValue,
                 errorMapPng: Path.Combine(dir, BatchReport.ErrorMapFile), image: s.ImagePath, series: s.Series ?? -1);
             var pm = PixelMetrics.FromConfusion(cmp.Confusion, modelSpec.Classes, byNodes.SuperpixelCeiling);
             // the graph counts tissue only; the mask counts glass too (as class 0); a refined mask is not the nodes' classes

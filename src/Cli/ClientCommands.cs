@@ -112,7 +112,7 @@ public static class ClientCommands
             string? modelPath = pr.GetValue(model) is { } mp ? Path.GetFullPath(mp) : null;
             var (trained, unread) = ReadableModel(modelPath);
             var spec = WithModelSettings(new GraphJobSpec(Path.GetFullPath(pr.GetValue(image)!), pr.GetValue(mask) is { } m ? Path.GetFullPath(m) : null,
-                MaskMode: pr.GetValue(maskMode) ?? (trained is { Classes: > 2 } ? "classes" : "binary"), Page: lv, OutDir:
+                MaskMode: GpuTrainer.Recipes.MaskMode(trained, pr.GetValue(maskMode)), Page: lv, OutDir:
                 Path.GetFullPath(pr.GetValue(output)!), TileSize: pr.GetValue(tileSize), Halo: pr.GetValue(halo), KeepWork: pr.GetValue(keepWork), ModelPath: modelPath,
                 // a tissue mask is a path on the cluster's shared storage: the coordinator checks it
                 Tissue: pr.GetValue(tissue) is { } tv and not ("auto" or "none") ? Path.GetFullPath(tv) : pr.GetValue(tissue),

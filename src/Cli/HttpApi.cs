@@ -98,14 +98,10 @@ public static class HttpApi
         return exists(path) ? read(path) : throw new DoorRefusal(400, $"{given}: model not found");
     }
 
-    /// <summary>How a request's masks are read: as it says ("binary" or "classes"), else as class ids when its model has
-    /// more than two classes (its masks were), else binary; as <c>batch</c> and <c>submit</c> read them.</summary>
-    private static string MaskModeOf(string? asked, GpuTrainer.ModelSpec? model) => asked switch
-    {
-        null => model is { Classes: > 2 } ? "classes" : "binary",
-        "binary" or "classes" => asked,
-        _ => throw new DoorRefusal(400, $"maskMode '{asked}': binary or classes"),
-    };
+    /// <summary>How a request's masks are read (<see cref="GpuTrainer.Recipes.MaskMode"/>, as <c>batch</c> and <c>submit</c>
+    /// read them); a mode that is neither "binary" nor "classes" is refused.</summary>
+    private static string MaskModeOf(string? asked, GpuTrainer.ModelSpec? model) =>
+        asked is null or "binary" or "classes" ? GpuTrainer.Recipes.MaskMode(model, asked) : throw new DoorRefusal(400, $"maskMode '{asked}': binary or classes");
 
     /// <summary><paramref name="given"/> confined by <paramref name="files"/>, marked as the touch in progress.</summary>
     private static string Confine(DoorFiles files, Touching at, string given, string what, string described)

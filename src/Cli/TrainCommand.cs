@@ -55,9 +55,8 @@ public static class TrainCommand
         return o;
     }
 
-    public static RefineOptions WithWhole(RefineOptions ro, double share) =>
-        share is > 0 and <= 1 ? ro with { LostShare = share, HoldShare = Math.Min(ro.HoldShare, share) }
-        : throw new ArgumentException($"--refine-whole must be in (0, 1] (got {share})");
+    /// <summary>The options with <c>--refine-whole</c>'s share (its option refuses one outside (0, 1] as it is read).</summary>
+    public static RefineOptions WithWhole(RefineOptions ro, double share) => ro with { LostShare = share, HoldShare = Math.Min(ro.HoldShare, share) };
 
     public static object RefineModel(string modelPath, RefineOptions ro, int seed, string device, string? outPath = null, CancellationToken ct = default) =>
         RefineModelFile.Train(modelPath, ro, seed, device, s => Log.Information("{Step}", s), outPath: outPath, ct: ct);

@@ -421,9 +421,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
     public static GraphRequest ToRequest(GraphJobSpec s) => new()
     {
         ImagePath = s.ImagePath, MaskPath = s.MaskPath, Page = s.Page, Series = s.Series ?? -1,
-        MaskMode = s.MaskMode.Equals("classes", StringComparison.OrdinalIgnoreCase) ? MaskMode.Classes
-                 : s.MaskMode.Equals("binary", StringComparison.OrdinalIgnoreCase) ? MaskMode.Binary
-                 : throw new ArgumentException($"mask mode must be 'binary' or 'classes' (got '{s.MaskMode}')"),
+        MaskMode = MaskModes.Parse(s.MaskMode),
         IgnoreValue = s.IgnoreValue,
         Slic = new SlicParameters
         {

@@ -40,6 +40,10 @@ public static class Recipes
     public static double GraphSpacing(ModelSpec? model, double? asked) =>
         asked ?? (model?.SeedSpacing > 0 ? model.SeedSpacing : Core.Superpixels.SlicParameters.DefaultSpacing);
 
+    /// <summary>How the masks of a job for <paramref name="model"/> are read: as asked ("binary" or "classes"), else as class
+    /// ids when the model has more than two classes (its training masks were), else binary.</summary>
+    public static string MaskMode(ModelSpec? model, string? asked) => asked ?? (model is { Classes: > 2 } ? "classes" : "binary");
+
     /// <summary>The recipe these settings are exactly, or "custom".</summary>
     public static string NameOf(string features, string edges, GnnArchitecture arch) =>
         All.FirstOrDefault(r => r.Features == features && r.Edges == edges && r.Architecture == arch)?.Name ?? "custom";

@@ -115,7 +115,7 @@ public sealed class RefineInput
         return null;
     }
 
-    public bool[] Flags(double threshold, int classes, int[]? refineClasses = null) => PixelRefiner.Flags(Classes, Probs, classes, RagEdges, threshold, refineClasses);
+    public bool[] Flags(double threshold, int classes) => PixelRefiner.Flags(Classes, Probs, classes, RagEdges, threshold);
     public bool[] Flags(PixelRefinerSpec spec) => PixelRefiner.Flags(spec, Classes, Probs, RagEdges);
 
     /// <summary>The refiner over this graph's image and node map.</summary>

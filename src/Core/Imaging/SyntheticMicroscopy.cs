@@ -130,6 +130,8 @@ public static class SyntheticMicroscopy
     /// <summary>Fibres per 1024 px of the image's geometric mean side: about 1.7 % of the pixels whatever the size.</summary>
     private const double FibresPer1024 = 10;
     private const float FibreIntensity = 2200f;
+    /// <summary>Distance from a fibre's axis past which its glow is not rendered.</summary>
+    private const float FibreGlow = FibreWidth + 4;
 
     private const float CellsBackground = 400f;
     private const float CytoplasmIntensity = 1800f;
@@ -419,7 +421,7 @@ public static class SyntheticMicroscopy
         double halfDiagonal = 0.5 * Math.Sqrt(((double)w * w) + ((double)h * h));
         for (int i = 0; i < layout.Fibres.Length; i++)
         {
-            if (layout.Fibres[i].Distance(x0 + (0.5 * w), y0 + (0.5 * h)) < halfDiagonal + FibreWidth + 4)
+            if (layout.Fibres[i].Distance(x0 + (0.5 * w), y0 + (0.5 * h)) < halfDiagonal + FibreGlow)
             {
                 near[nearCount++] = i;
             }
@@ -460,6 +462,11 @@ public static class SyntheticMicroscopy
                     for (int j = 0; j < nearCount; j++)
                     {
                         float d = (float)layout.Fibres[near[j]].Distance(x0 + x + 0.5, y0 + y + 0.5);
+                        if (d > FibreGlow)
+                        {
+                            continue; // the glow there is under 1e-12 of the fibre's intensity: nothing a sample can hold
+                        }
+
                         float fz = d / 0.9f;
                         v += FibreIntensity * illum * MathF.Exp(-fz * fz);
                         if (d < FibreWidth * 0.5f)

@@ -10,6 +10,15 @@ namespace ActorSeg.Core.Pipeline;
 
 public enum MaskMode { Binary, Classes }
 
+public static class MaskModes
+{
+    /// <summary>A job's mask mode as its spec spells it ("binary" or "classes", any case).</summary>
+    public static MaskMode Parse(string mode) =>
+        mode.Equals("classes", StringComparison.OrdinalIgnoreCase) ? MaskMode.Classes
+        : mode.Equals("binary", StringComparison.OrdinalIgnoreCase) ? MaskMode.Binary
+        : throw new ArgumentException($"mask mode must be 'binary' or 'classes' (got '{mode}')");
+}
+
 /// <summary>What the user asks for: one image (and optionally its mask) to turn into a graph.</summary>
 public sealed record GraphRequest
 {

@@ -22,7 +22,11 @@ public static class TrainCommand
         var maskByBase = Directory.GetFiles(masks).Where(f => MaskExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
             .GroupBy(f => Path.GetFileNameWithoutExtension(f)).ToDictionary(g => g.Key, g => g.First());
         var pairs = new List<(string, string)>();
-        foreach (var img in Directory.GetFiles(images).Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal))
+        var imageFiles = Directory.GetFiles(images).Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal).ToList();
+        // each image's graph is named after its base name: two images of one base name would write one graph folder
+        if (imageFiles.GroupBy(f => Path.GetFileNameWithoutExtension(f)).FirstOrDefault(g => g.Count() > 1) is { } twice)
+            throw new ArgumentException($"{images}: {string.Join(" and ", twice.Select(Path.GetFileName))} share the base name '{twice.Key}', which names both their graphs and their mask: rename one");
+        foreach (var img in imageFiles)
         {
             var b = Path.GetFileNameWithoutExtension(img);
             if (maskByBase.TryGetValue(b, out var m)) pairs.Add((img, m));
@@ -96,6 +100,8 @@ public static class TrainCommand
         {
             graphs, images, masks, maskMode, segments, output, recipe, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers, features, classes, refine, noRefine, refineThreshold, refineWhole,
         };
+        // refused as the command line is read, before any graph is built or any training
+        cmd.Validators.Add(r => { if (r.GetValue(refine) && r.GetValue(noRefine)) r.AddError("--refine and --no-refine contradict each other"); });
         cmd.SetAction(async (pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));
@@ -107,18 +113,25 @@ public static class TrainCommand
                 var r0 = RecipeOptions.Resolve(pr, recipe, features, edges, conv, layers, hidden, dropout);
                 var paths = new List<string>();
                 if (pr.GetValue(graphs) is { Length: > 0 } gs) paths.AddRange(GraphSample.Discover(gs));
-                if (pr.GetValue(images) is { } imgDir)
+                var pairs = pr.GetValue(images) is { } imgDir
+                    ? Pair(imgDir.FullName, (pr.GetValue(masks) ?? throw new ArgumentException("--images needs --masks")).FullName)
+                    : [];
+                if (paths.Count == 0 && pairs.Count == 0) throw new ArgumentException("nothing to train on: give --graphs, or --images with --masks");
+                // what the refinement needs of the given graphs is checked before anything is built or trained
+                if (pr.GetValue(refine) && RefineInput.MissingFor(paths) is { } lacking) throw new InvalidDataException($"--refine: {lacking}");
+                // graphs built from --images go to a folder of their own, swapped in for OUT/graphs once every one is
+                // built, and swapped back out if the run then fails: the graphs of the model already there stay its own
+                using var built = pairs.Count == 0 ? null : new GraphsSwap(outDir);
+                if (built is not null)
                 {
-                    var mdir = pr.GetValue(masks) ?? throw new ArgumentException("--images needs --masks");
-                    foreach (var (img, mask) in Pair(imgDir.FullName, mdir.FullName))
+                    foreach (var (img, mask) in pairs)
                     {
-                        var gdir = Path.Combine(outDir, "graphs", Path.GetFileNameWithoutExtension(img));
-                        var spec = new GraphJobSpec(img, mask, gdir, MaskMode: pr.GetValue(maskMode)!, Segments: pr.GetValue(segments), WriteNodeMap: !pr.GetValue(noRefine), Features: r0.Features);
+                        var spec = new GraphJobSpec(img, mask, built.Staged(Path.GetFileNameWithoutExtension(img)), MaskMode: pr.GetValue(maskMode)!, Segments: pr.GetValue(segments), WriteNodeMap: !pr.GetValue(noRefine), Features: r0.Features);
                         if (await GraphCommand.RunAsync(spec, pr.GetValue(workers), ct) != ExitCodes.Ok) return ExitCodes.Failed;
-                        paths.Add(Path.Combine(gdir, Core.IO.GraphOutputs.GraphFile));
                     }
+                    built.SwapIn();
+                    paths.AddRange(pairs.Select(p => Path.Combine(built.Final(Path.GetFileNameWithoutExtension(p.Image)), Core.IO.GraphOutputs.GraphFile)));
                 }
-                if (paths.Count == 0) throw new ArgumentException("nothing to train on: give --graphs, or --images with --masks");
                 RecipeOptions.WarnIfGraphsDiffer(paths, r0);
                 var opts = new TrainOptions
                 {
@@ -126,26 +139,33 @@ public static class TrainCommand
                     Edges = r0.Edges, LearningRate = pr.GetValue(lr), MaxEpochs = pr.GetValue(epochs), Patience = pr.GetValue(patience),
                     ValidationFraction = pr.GetValue(valFrac), Seed = pr.GetValue(seed), Device = pr.GetValue(device)!, Classes = classTable,
                 };
-                Log.Information("Training {Conv} ({Layers} layers, width {Hidden}) with {Edges} edges on {Graphs} graph(s) → {Out}", opts.Architecture.Conv, opts.Architecture.Layers, opts.Architecture.Hidden, opts.Edges, paths.Count, outDir);
-                var r = Trainer.Train(paths, outDir, opts, s => Log.Information("{Step}", s), ct);
-                object? refined = null;
-                if (pr.GetValue(refine) && pr.GetValue(noRefine)) throw new ArgumentException("--refine and --no-refine contradict each other");
                 var missing = pr.GetValue(noRefine) ? null : RefineInput.MissingFor(paths);
                 if (missing is not null && pr.GetValue(refine)) throw new InvalidDataException($"--refine: {missing}");
-                if (missing is not null) Log.Warning("No boundary refinement: {Reason} (build the graphs without --no-node-map, or train with --no-refine to silence this)", missing);
-                if (!pr.GetValue(noRefine) && missing is null)
+                Log.Information("Training {Conv} ({Layers} layers, width {Hidden}) with {Edges} edges on {Graphs} graph(s) → {Out}", opts.Architecture.Conv, opts.Architecture.Layers, opts.Architecture.Hidden, opts.Edges, paths.Count, outDir);
+                // every file of the run is written to a staging folder and published only when the whole run succeeds
+                var r = StagedTraining.Run(outDir, stage =>
                 {
-                    var ro = WithWhole(new RefineOptions { Threshold = pr.GetValue(refineThreshold) }, pr.GetValue(refineWhole));
-                    if (!(ro.Threshold >= 0 && ro.Threshold <= 1)) throw new ArgumentException($"--refine-threshold must be in [0, 1] (got {ro.Threshold})");
-                    try { refined = RefineModel(r.BestModel, ro, pr.GetValue(seed), pr.GetValue(device)!, ct: ct); }
-                    catch (Core.Refine.RefinerNotTrainableException e) when (!pr.GetValue(refine))
+                    var log = StagedTraining.Log(s => Log.Information("{Step}", s), stage, outDir);
+                    var r = Trainer.Train(paths, stage, opts, log, ct);
+                    object? refined = null;
+                    if (missing is not null) Log.Warning("No boundary refinement: {Reason} (build the graphs without --no-node-map, or train with --no-refine to silence this)", missing);
+                    if (!pr.GetValue(noRefine) && missing is null)
                     {
-                        // the coarse model is trained and kept: only the refinement has nothing to learn from these graphs
-                        Log.Warning("No boundary refinement: {Reason}; {Model} classifies nodes only (--refine makes this an error)", e.Message, r.BestModel);
-                        refined = new { skipped = e.Message };
+                        var ro = WithWhole(new RefineOptions { Threshold = pr.GetValue(refineThreshold) }, pr.GetValue(refineWhole));
+                        try { refined = RefineModelFile.Train(r.BestModel, ro, pr.GetValue(seed), pr.GetValue(device)!, log, ct: ct); }
+                        catch (Core.Refine.RefinerNotTrainableException e) when (!pr.GetValue(refine))
+                        {
+                            // the coarse model is trained and kept: only the refinement has nothing to learn from these graphs
+                            Log.Warning("No boundary refinement: {Reason}; {Model} classifies nodes only (--refine makes this an error)", e.Message, StagedTraining.Final(outDir, r.BestModel));
+                            refined = new { skipped = e.Message };
+                        }
                     }
-                }
-                SafePaths.WriteAllText(Path.Combine(outDir, "train.json"), JsonSerializer.Serialize(new { recipe = pr.GetValue(recipe), overridden = r0.Overridden, options = opts, result = r, refiner = refined }, new JsonSerializerOptions { WriteIndented = true }), "training summary");
+                    ct.ThrowIfCancellationRequested();
+                    r = StagedTraining.Published(r, outDir);
+                    SafePaths.WriteAllText(Path.Combine(stage, "train.json"), JsonSerializer.Serialize(new { recipe = pr.GetValue(recipe), overridden = r0.Overridden, options = opts, result = r, refiner = refined }, new JsonSerializerOptions { WriteIndented = true }), "training summary");
+                    return r;
+                });
+                built?.Keep();
                 Console.WriteLine(r.BestModel);
                 return ExitCodes.Ok;
             }
@@ -156,6 +176,71 @@ public static class TrainCommand
             }
         });
         return cmd;
+    }
+}
+
+/// <summary>
+/// The graphs <c>train --images</c> builds: into a folder of their own inside the model folder, swapped in for
+/// OUT/graphs once every one is built. Until <see cref="Keep"/>, disposing swaps the model folder's earlier graphs back
+/// (a run that failed or was cancelled after the swap leaves the earlier model's training graphs as they were).
+/// </summary>
+internal sealed class GraphsSwap : IDisposable
+{
+    private readonly string _graphs, _staged, _old;
+    private bool _swapped, _kept;
+
+    public GraphsSwap(string outDir)
+    {
+        SafePaths.EnsureDirectory(outDir, "model folder");
+        _graphs = Path.Combine(outDir, "graphs");
+        // folders a killed run left (the caller holds the model folder's lock, so no other run is using them); an
+        // earlier graphs folder a killed run had moved aside comes back first
+        foreach (var old in Directory.EnumerateDirectories(outDir, ".graphs-old-*"))
+        {
+            if (!Directory.Exists(_graphs)) Directory.Move(old, _graphs);
+            else Directory.Delete(old, recursive: true);
+        }
+        foreach (var stale in Directory.EnumerateDirectories(outDir, ".graphs-new-*")) Directory.Delete(stale, recursive: true);
+        var id = Guid.NewGuid().ToString("N");
+        _staged = Path.Combine(outDir, ".graphs-new-" + id);
+        _old = Path.Combine(outDir, ".graphs-old-" + id);
+    }
+
+    /// <summary>Where the graph of <paramref name="name"/> is built.</summary>
+    public string Staged(string name) => Path.Combine(_staged, name);
+    /// <summary>Where it lies once swapped in.</summary>
+    public string Final(string name) => Path.Combine(_graphs, name);
+
+    public void SwapIn()
+    {
+        if (Directory.Exists(_graphs)) Directory.Move(_graphs, _old);
+        Directory.Move(_staged, _graphs);
+        _swapped = true;
+    }
+
+    /// <summary>The run succeeded: the new graphs stay, the earlier ones go.</summary>
+    public void Keep()
+    {
+        _kept = true;
+        if (Directory.Exists(_old)) Directory.Delete(_old, recursive: true);
+    }
+
+    public void Dispose()
+    {
+        if (_kept) return;
+        try
+        {
+            if (_swapped)
+            {
+                Directory.Delete(_graphs, recursive: true);
+                if (Directory.Exists(_old)) Directory.Move(_old, _graphs);
+            }
+            if (Directory.Exists(_staged)) Directory.Delete(_staged, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Log.Warning("Could not put the model folder's earlier graphs back ({Error}); they are in {Old}", e.Message, _old);
+        }
     }
 }
 
@@ -190,7 +275,7 @@ public static class RefineCommand
                 var src = pr.GetValue(model)!.FullName; var dst = pr.GetValue(output)!.FullName;
                 // read from the model given, written to --out only once refined: a model that cannot be read (or is
                 // missing) is named as itself, and a failure leaves whatever --out held as it was
-                SafePaths.EnsureDirectory(Path.GetDirectoryName(dst)!, "folder of --out");
+                SafePaths.EnsureWritableFile(dst, "--out");
                 TrainCommand.RefineModel(src, ro, pr.GetValue(seed), pr.GetValue(device)!, dst, ct);
                 Console.WriteLine(dst);
                 return Task.FromResult(ExitCodes.Ok);
@@ -224,7 +309,7 @@ public static class EvaluateCommand
             try
             {
                 // the metrics' folder first: a path that cannot take them fails before minutes of evaluation
-                if (pr.GetValue(output) is { } outDir) SafePaths.EnsureDirectory(outDir.FullName, "metrics folder");
+                if (pr.GetValue(output) is { } outDir) SafePaths.EnsureWritableDirectory(outDir.FullName, "metrics folder");
                 var dev = TorchDevice.Pick(pr.GetValue(device));
                 var (spec, m) = ModelFile.Load(pr.GetValue(model)!.FullName, dev);
                 var per = new List<(long[], int, long[])>();

@@ -102,7 +102,8 @@ public sealed class RefineInput
         };
     }
 
-    /// <summary>Why these graphs cannot train a refinement (the first graph without its summary or node map), or null.</summary>
+    /// <summary>Why these graphs cannot train a refinement (the first graph without its summary or node map, or whose
+    /// image or mask is no longer where its summary says), or null.</summary>
     public static string? MissingFor(IEnumerable<string> graphPaths)
     {
         foreach (var p in graphPaths)
@@ -111,6 +112,22 @@ public sealed class RefineInput
             var dir = Path.GetDirectoryName(real)!;
             foreach (var f in new[] { GraphOutputs.SummaryFile, GraphOutputs.NodeMapFile })
                 if (!File.Exists(Path.Combine(dir, f))) return $"{p} has no {f} beside it";
+            // the refinement reads the image (and the mask) the graph was built from, as its summary names them
+            var summary = Path.Combine(dir, GraphOutputs.SummaryFile);
+            try
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllBytes(summary));
+                var image = doc.RootElement.GetProperty("image").GetProperty("path").GetString();
+                if (string.IsNullOrEmpty(image)) return $"{summary} names no image";
+                if (!File.Exists(image)) return $"{p} was built from {image}, which is not there any more (the refinement reads it)";
+                if (doc.RootElement.TryGetProperty("mask", out var m) && m.ValueKind == JsonValueKind.Object
+                    && m.TryGetProperty("path", out var mp) && mp.GetString() is { Length: > 0 } mask && !File.Exists(mask))
+                    return $"{p} was built with the mask {mask}, which is not there any more (the refinement reads it)";
+            }
+            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or IOException or UnauthorizedAccessException)
+            {
+                return $"{summary} is not a graph summary ActorSeg can read ({e.Message})";
+            }
         }
         return null;
     }

@@ -211,29 +211,37 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
             };
             log.Information("Job {JobId}: training {Conv} ({Layers} layers, width {Hidden}) with {Edges} edges on {Graphs} graph(s) → {OutDir}",
                 w.JobId, sp.Conv, sp.Layers, sp.Hidden, sp.Edges, sp.Graphs.Length, sp.OutDir);
-            var r = Trainer.Train(sp.Graphs, sp.OutDir, opts, s => log.Information("Job {JobId}: {Step}", w.JobId, s), ct);
-            // the boundary refinement, as `actorseg train` adds it, whenever the graphs have their node maps; the images
-            // the graphs name are read here, so they are checked against this node's data roots first
-            object? refined = null;
-            if (RefineInput.MissingFor(sp.Graphs) is { } missing)
-                log.Warning("Job {JobId}: no boundary refinement: {Reason}", w.JobId, missing);
-            else
+            // every file of the attempt goes to a staging folder, published only when the whole attempt succeeds: a failed
+            // or abandoned attempt leaves the folder's earlier model, refinement and summary as they were
+            var r = StagedTraining.Run(sp.OutDir, stage =>
             {
-                try
+                var step = StagedTraining.Log(s => log.Information("Job {JobId}: {Step}", w.JobId, s), stage, sp.OutDir);
+                var r = Trainer.Train(sp.Graphs, stage, opts, step, ct);
+                // the boundary refinement, as `actorseg train` adds it, whenever the graphs have their node maps; the images
+                // the graphs name are read here, so they are checked against this node's data roots first
+                object? refined = null;
+                if (RefineInput.MissingFor(sp.Graphs) is { } missing)
+                    log.Warning("Job {JobId}: no boundary refinement: {Reason}", w.JobId, missing);
+                else
                 {
-                    refined = RefineModelFile.Train(r.BestModel, new RefineOptions(), sp.Seed, opts.Device, s => log.Information("Job {JobId}: {Step}", w.JobId, s),
-                        image => AssignmentPaths.CheckInput(image, "image", _roots), ct: ct);
+                    try
+                    {
+                        refined = RefineModelFile.Train(r.BestModel, new RefineOptions(), sp.Seed, opts.Device, step,
+                            image => AssignmentPaths.CheckInput(image, "image", _roots), ct: ct);
+                    }
+                    catch (Core.Refine.RefinerNotTrainableException e)
+                    {
+                        // the coarse model is trained and kept, as `actorseg train` keeps it without --refine
+                        log.Warning("Job {JobId}: no boundary refinement: {Reason}; the model classifies nodes only", w.JobId, e.Message);
+                        refined = new { skipped = e.Message };
+                    }
                 }
-                catch (Core.Refine.RefinerNotTrainableException e)
-                {
-                    // the coarse model is trained and kept, as `actorseg train` keeps it without --refine
-                    log.Warning("Job {JobId}: no boundary refinement: {Reason}; the model classifies nodes only", w.JobId, e.Message);
-                    refined = new { skipped = e.Message };
-                }
-            }
-            ct.ThrowIfCancellationRequested();
-            SafePaths.WriteAllText(Path.Combine(sp.OutDir, "train.json"), System.Text.Json.JsonSerializer.Serialize(new { options = opts, result = r, refiner = refined },
-                new System.Text.Json.JsonSerializerOptions { WriteIndented = true }), "training summary");
+                ct.ThrowIfCancellationRequested();
+                r = StagedTraining.Published(r, sp.OutDir);
+                SafePaths.WriteAllText(Path.Combine(stage, "train.json"), System.Text.Json.JsonSerializer.Serialize(new { options = opts, result = r, refiner = refined },
+                    new System.Text.Json.JsonSerializerOptions { WriteIndented = true }), "training summary");
+                return r;
+            });
             var desc = TorchDevice.Describe(TorchDevice.Pick(opts.Device));
             return new Trained(new ModelReady(w.JobId, w.Attempt, _store.Describe(r.BestModel), r.Epochs, r.BestEpoch, r.BestValidationLoss,
                 sw.Elapsed.TotalSeconds, desc, Core.ProcessStats.PeakRssMiB()));

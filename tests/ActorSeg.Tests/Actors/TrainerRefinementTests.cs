@@ -77,7 +77,7 @@ public class TrainerRefinementTests : TestKit, IDisposable
         var abandoned = Path.Combine(_dir, "abandoned");
         coordinator.Send(trainer, new TrainModel("t2", new TrainJobSpec(graphs, abandoned, MaxEpochs: 100000, Patience: 100000), 1));
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        while (!(Directory.Exists(abandoned) && Directory.GetFiles(abandoned, ".best.model*.training").Length > 0))
+        while (!(Directory.Exists(abandoned) && Directory.GetFiles(abandoned, ".best.model*.training", SearchOption.AllDirectories).Length > 0))
         {
             Assert.True(sw.Elapsed < TimeSpan.FromSeconds(60), "the training wrote no checkpoint in 60 s");
             Thread.Sleep(20);

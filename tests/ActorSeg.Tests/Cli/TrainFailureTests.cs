@@ -1,0 +1,107 @@
+using System.Security.Cryptography;
+using ActorSeg.Core.Imaging;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace ActorSeg.Tests.Cli;
+
+/// <summary>A <c>train</c> run that fails, wherever it fails, leaves the model folder it was given as it was: the earlier
+/// model, its refinement, its summary and its training graphs.</summary>
+public class TrainFailureTests(ITestOutputHelper output) : TempDirTest("trainfail")
+{
+    /// <summary>Every file under <paramref name="dir"/> (relative path → SHA-256), lock files aside.</summary>
+    private static SortedDictionary<string, string> Snapshot(string dir) =>
+        new(Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories)
+            .Where(f => Path.GetFileName(f) != ".actorseg.lock")
+            .ToDictionary(f => Path.GetRelativePath(dir, f), f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f)))), StringComparer.Ordinal);
+
+    private string Fields(string name, params int[] seeds)
+    {
+        string imgs = Path.Combine(_dir, name, "images"), masks = Path.Combine(_dir, name, "masks");
+        Directory.CreateDirectory(imgs); Directory.CreateDirectory(masks);
+        foreach (int s in seeds)
+            SyntheticMicroscopy.Generate(new SyntheticSpec(320, 320, SyntheticKind.Colonies, 8, 1, s), Path.Combine(imgs, $"f{s}.tif"), Path.Combine(masks, $"f{s}.tif"));
+        return Path.Combine(_dir, name);
+    }
+
+    [Fact]
+    public void AFailedRun_LeavesTheEarlierModelAndItsGraphs()
+    {
+        var first = Fields("first", 1, 2, 3);
+        var model = Path.Combine(_dir, "model");
+        string[] quick = ["--segments", "300", "--epochs", "15", "--patience", "5", "--val-frac", "0.34"];
+        var ok = TestPaths.RunCli(["train", "--images", Path.Combine(first, "images"), "--masks", Path.Combine(first, "masks"), "--out", model, .. quick]);
+        output.WriteLine(ok.Stderr);
+        Assert.True(ok.ExitCode == 0, ok.Stderr);
+        using (var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(model, "train.json"))))
+        {
+            // the summary names the files where they lie, not where the run staged them
+            Assert.Equal(Path.Combine(model, "best.model"), summary.RootElement.GetProperty("result").GetProperty("BestModel").GetString());
+            Assert.Equal(System.Text.Json.JsonValueKind.Object, summary.RootElement.GetProperty("refiner").ValueKind);
+        }
+        var before = Snapshot(model);
+        Assert.Contains(Path.Combine("graphs", "f1", "graph.npz"), before.Keys);
+        void Unchanged(string what)
+        {
+            Assert.Equal(before, Snapshot(model));
+            Assert.Empty(Directory.GetDirectories(model, ".*")); // no staging folder left behind
+            output.WriteLine($"{what}: the model folder is unchanged");
+        }
+
+        // 1. the GNN trains, then its refinement fails on a damaged node map: nothing of the run is published
+        var nodeMap = Path.Combine(model, "graphs", "f1", "nodes.tif");
+        var good = File.ReadAllBytes(nodeMap);
+        var damaged = (byte[])good.Clone();
+        for (int i = 16; i < damaged.Length; i++) damaged[i] = (byte)(i * 31);
+        File.WriteAllBytes(nodeMap, damaged);
+        before = Snapshot(model);
+        var refineFails = TestPaths.RunCli(["train", "--graphs", Path.Combine(model, "graphs"), "--out", model, .. quick]);
+        output.WriteLine(refineFails.Stderr);
+        Assert.Equal(1, refineFails.ExitCode);
+        Assert.Contains("nodes.tif", refineFails.Stderr);
+        Unchanged("refinement failed");
+        File.WriteAllBytes(nodeMap, good);
+        before = Snapshot(model);
+
+        // 2. a new image set whose second image is not an image: the graph of the first is built, then the run fails
+        var second = Fields("second", 4, 5);
+        File.WriteAllText(Path.Combine(second, "images", "f5.tif"), "not an image");
+        var buildFails = TestPaths.RunCli(["train", "--images", Path.Combine(second, "images"), "--masks", Path.Combine(second, "masks"), "--out", model, .. quick]);
+        Assert.Equal(1, buildFails.ExitCode);
+        Assert.Contains("f5.tif", buildFails.Stderr);
+        Unchanged("a graph failed to build");
+
+        // 3. every graph built and swapped in, then the training refuses a graph without labels given beside them: the
+        // earlier graphs come back
+        var third = Fields("third", 6, 7);
+        var unlabelled = Path.Combine(_dir, "unlabelled");
+        Assert.Equal(0, TestPaths.RunCli("graph", Path.Combine(third, "images", "f6.tif"), "--segments", "300", "--out", unlabelled).ExitCode);
+        var trainFails = TestPaths.RunCli(["train", "--images", Path.Combine(third, "images"), "--masks", Path.Combine(third, "masks"), "--graphs", unlabelled, "--out", model, .. quick]);
+        Assert.Equal(1, trainFails.ExitCode);
+        Assert.Contains("graph has no labels", trainFails.Stderr);
+        Unchanged("the training failed after the graphs were built");
+
+        // 4. two images of one base name would build one graph folder twice: refused before anything is built
+        var twice = Fields("twice", 8);
+        File.Copy(Path.Combine(twice, "images", "f8.tif"), Path.Combine(twice, "images", "f8.tiff"));
+        var collide = TestPaths.RunCli(["train", "--images", Path.Combine(twice, "images"), "--masks", Path.Combine(twice, "masks"), "--out", model, .. quick]);
+        Assert.Equal(1, collide.ExitCode);
+        Assert.Contains("f8.tif and f8.tiff share the base name 'f8'", collide.Stderr);
+        Unchanged("two images of one base name");
+
+        // 5. contradictory options are refused as the command line is read (usage: exit 2)
+        var contradict = TestPaths.RunCli(["train", "--graphs", Path.Combine(model, "graphs"), "--out", model, "--refine", "--no-refine"]);
+        Assert.Equal(2, contradict.ExitCode);
+        Assert.Contains("--refine and --no-refine contradict each other", contradict.Stderr);
+        Unchanged("contradictory options");
+
+        // and a run that succeeds replaces the model and the graphs together
+        var again = TestPaths.RunCli(["train", "--images", Path.Combine(third, "images"), "--masks", Path.Combine(third, "masks"), "--out", model, .. quick]);
+        Assert.True(again.ExitCode == 0, again.Stderr);
+        var after = Snapshot(model);
+        Assert.Contains(Path.Combine("graphs", "f6", "graph.npz"), after.Keys);
+        Assert.DoesNotContain(Path.Combine("graphs", "f1", "graph.npz"), after.Keys);
+        Assert.NotEqual(before[Path.Combine("best.model")], after["best.model"]);
+        Assert.Empty(Directory.GetDirectories(model, ".*"));
+    }
+}

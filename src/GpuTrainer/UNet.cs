@@ -192,7 +192,13 @@ public static class UNetRunner
         foreach (int i in trainIdx) foreach (var v in fields[i].Y!) if (v >= 0) counts[v]++;
         var cw = counts.Select(c => (float)(counts.Max() / Math.Max(c, 1))).ToArray();
         int P = o.Patch;
-        if (fields.Any(f => f.W < P || f.H < P)) P = Math.Min(fields.Min(f => f.W), fields.Min(f => f.H)) / (1 << o.Depth) * (1 << o.Depth);
+        if (fields.Any(f => f.W < P || f.H < P))
+        {
+            // the patch shrinks to the smallest image, but no further than a patch may be (16 px, halving cleanly)
+            var small = fields.MinBy(f => Math.Min(f.W, f.H))!;
+            P = Math.Min(small.W, small.H) / (1 << o.Depth) * (1 << o.Depth);
+            if (P < 16) throw new InputFileException(small.Image, $"{small.W}x{small.H} is too small for the UNet: its patches need at least {Math.Max(16, 1 << o.Depth)} px on each side");
+        }
         var spec = new UNetSpec
         {
             Channels = C, Classes = K, Base = o.Base, Depth = o.Depth, Patch = P, ClassWeights = cw,

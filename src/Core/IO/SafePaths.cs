@@ -85,6 +85,27 @@ public static class SafePaths
         CheckUnchanged(dir, what);
     }
 
+    /// <summary>Creates <paramref name="dir"/> as <see cref="EnsureDirectory"/> does and checks that a file can be written
+    /// in it (one is created and removed): a read-only folder is named before the work whose results go there, not after.</summary>
+    public static void EnsureWritableDirectory(string dir, string what)
+    {
+        EnsureDirectory(dir, what);
+        var probe = Path.Combine(dir, $".actorseg-probe-{Guid.NewGuid():N}");
+        try { using (File.Create(probe, 1, FileOptions.DeleteOnClose)) { } }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new OutputFolderException($"{what} {dir} cannot be written to: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Checks, before the work that makes it, that the file <paramref name="path"/> can be written: not a folder,
+    /// in a folder that exists or can be made, and that can be written to.</summary>
+    public static void EnsureWritableFile(string path, string what)
+    {
+        if (Directory.Exists(path)) throw new OutputFolderException($"{what} {path} is a folder: give the path of the file to write");
+        EnsureWritableDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!, $"the folder of {what}");
+    }
+
     /// <summary>Whether some existing component of <paramref name="dir"/> is a file (so no folder can be made under it).</summary>
     private static bool AFileAlong(string dir)
     {

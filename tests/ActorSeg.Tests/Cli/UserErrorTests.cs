@@ -112,6 +112,24 @@ public class UserErrorTests() : TempDirTest("usererr")
         OneLine(TestPaths.RunCli("refine", "-m", missing, "-o", keep), 1, $"{missing}: model file not found");
         Assert.Equal([1, 2, 3, 4], File.ReadAllBytes(keep));
         Assert.Equal(["broken.model", "refined.model"], Directory.GetFiles(_dir).Select(Path.GetFileName).Order());
+        // an --out that is a folder is named before the model is read or any refinement trained (before: after it)
+        var folder = Directory.CreateDirectory(Path.Combine(_dir, "models")).FullName;
+        OneLine(TestPaths.RunCli("refine", "-m", bad, "-o", folder), 1, $"--out {folder} is a folder: give the path of the file to write");
+        Assert.Empty(Directory.GetFileSystemEntries(folder));
+    }
+
+    [Fact]
+    public void AnImageTooSmallForTheUNetsPatches_IsNamed_NotATorchTrace()
+    {
+        // before: the patch shrank to the smallest image (2 px here) and libtorch failed inside the network with a trace
+        string imgs = Directory.CreateDirectory(Path.Combine(_dir, "uimg")).FullName, masks = Directory.CreateDirectory(Path.Combine(_dir, "umask")).FullName;
+        SyntheticMicroscopy.Generate(new SyntheticSpec(96, 96, SyntheticKind.Colonies, 8, 1, 3), Path.Combine(imgs, "big.tif"), Path.Combine(masks, "big.tif"));
+        using (var im = NetVips.Image.NewFromFile(Path.Combine(imgs, "big.tif")))
+        using (var strip = im.Crop(0, 40, 90, 7)) strip.Tiffsave(Path.Combine(imgs, "strip.tif"));
+        using (var m = NetVips.Image.NewFromFile(Path.Combine(masks, "big.tif")))
+        using (var strip = m.Crop(0, 40, 90, 7)) strip.Tiffsave(Path.Combine(masks, "strip.tif"));
+        OneLine(TestPaths.RunCli("unet-train", "--images", imgs, "--masks", masks, "--out", Path.Combine(_dir, "unet"), "--epochs", "1", "--steps", "1"), 1,
+            $"{Path.Combine(imgs, "strip.tif")}: 90x7 is too small for the UNet: its patches need at least 16 px on each side");
     }
 
     [Fact]

@@ -9,7 +9,7 @@ public static class PixelSize
     /// page or its SubIFD pyramid's level): OpenSlide's mpp times the level's downsample for slides and level 0's size times
     /// the level's for an OME-TIFF pyramid; for page 0 of an OME-TIFF (or an OME companion
     /// file) the PhysicalSizeX/Y of its OME-XML, in their units; the resolution tags otherwise (a TIFF's in inches or
-    /// centimetres, or in the unit ImageJ's description names; a PNG's pHYs); null when the file does not say (libvips
+    /// centimetres, or in the unit ImageJ's description names; a PNG's pHYs in metres); null when the file does not say (libvips
     /// reports 1 pixel per millimetre for "no resolution"), and for a JPEG, whose density is a print setting.</summary>
     /// <param name="series">a LIF's image or a CZI's scene (<see cref="ImageSources.Open"/>)</param>
     public static (double X, double Y)? MicronsPerPixel(string path, int page = 0, int series = -1)
@@ -53,6 +53,8 @@ public static class PixelSize
         if (page == 0 && OmeChannels.PhysicalSize(ImageSources.OmeXmlOf(path, description)) is { } ome) return ome;
         if (!(v.Xres > 0 && v.Yres > 0 && double.IsFinite(v.Xres) && double.IsFinite(v.Yres)) || (v.Xres == 1 && v.Yres == 1)) return null;
         var loader = Vips.Image.FindLoad(path) ?? "";
+        // a PNG states its pixel size only in a pHYs chunk in metres; without one libvips reports its own 72 dpi
+        if (loader.Contains("png", StringComparison.OrdinalIgnoreCase)) return PngPhysicalSize(path);
         // a JPEG's density (JFIF or EXIF) is a print setting, 72 or 96 dpi by nearly every writer, not a calibration:
         // taken as one, a photo's pixels would be 353 µm wide and its objects' areas absurd
         if (loader.Contains("jpeg", StringComparison.OrdinalIgnoreCase)) return null;
@@ -66,6 +68,35 @@ public static class PixelSize
         }
         if (tiff && IsWritersDefault(v)) return null;
         return (1000.0 / v.Xres, 1000.0 / v.Yres); // libvips gives pixels per millimetre for inches and centimetres
+    }
+
+    /// <summary>A PNG's pixel size from its pHYs chunk (pixels per metre), read from the file itself: null when the file has
+    /// none, states only an aspect ratio (unit 0), or states the 72 or 96 dpi writers put in uncalibrated images.</summary>
+    internal static (double X, double Y)? PngPhysicalSize(string path)
+    {
+        using var f = File.OpenRead(path);
+        Span<byte> head = stackalloc byte[8];
+        if (f.Read(head) != 8 || !head.SequenceEqual((ReadOnlySpan<byte>)[137, 80, 78, 71, 13, 10, 26, 10])) return null;
+        Span<byte> chunk = stackalloc byte[8];
+        Span<byte> phys = stackalloc byte[9];
+        // pHYs comes before the image data: the chunks are walked up to the first IDAT
+        for (int guard = 0; guard < 10_000 && f.Read(chunk) == 8; guard++)
+        {
+            uint len = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(chunk);
+            var type = System.Text.Encoding.ASCII.GetString(chunk[4..]);
+            if (type is "IDAT" or "IEND" || len > int.MaxValue) return null;
+            if (type == "pHYs")
+            {
+                if (len != 9 || f.Read(phys) != 9 || phys[8] != 1) return null; // unit 1: the metre
+                double px = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(phys), py = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(phys[4..]);
+                if (!(px > 0 && py > 0)) return null;
+                // 2835 and 3780 per metre are 72 and 96 dpi rounded
+                if ((px == 2835 && py == 2835) || (px == 3780 && py == 3780)) return null;
+                return (1e6 / px, 1e6 / py);
+            }
+            f.Seek(len + 4L, SeekOrigin.Current); // the data and the CRC
+        }
+        return null;
     }
 
     /// <summary>72 or 96 pixels per inch: what image writers put in a TIFF that has no calibration (both shared real datasets,

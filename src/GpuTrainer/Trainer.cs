@@ -63,6 +63,18 @@ public static class Trainer
             if (g.Y is null) throw new InvalidDataException($"{g.Path}: graph has no labels (build it with --mask)");
             if (!g.FeatureNames.SequenceEqual(graphs[0].FeatureNames)) throw new InvalidDataException($"{g.Path}: features differ from {graphs[0].Path}");
         }
+        // the masks' classes mean the same in every graph: class 1 of a binary mask (foreground) is not class 1 of a
+        // mask of class ids
+        var modes = graphPaths.Select(p => (Path: p, Mode: MaskModeOf(p))).Where(m => m.Mode is not null).ToList();
+        if (modes.FirstOrDefault(m => m.Mode != modes[0].Mode) is { Path: not null } other)
+            throw new InvalidDataException($"{other.Path} was built with its mask read as {other.Mode}, {modes[0].Path} with its mask read as {modes[0].Mode}: their class numbers mean different things (build them all with one --mask-mode)");
+        // masks that label one class only (an empty or full mask, or one read in the wrong mode) make a model that only
+        // ever predicts it: trained as asked, and said
+        var present = new SortedSet<long>();
+        foreach (var g in graphs) foreach (var v in g.Y!) if (v >= 0 && present.Add(v) && present.Count > 1) break;
+        if (present.Count == 1)
+            Serilog.Log.Warning("Every labelled node of these {Graphs} graph(s) is of class {Class}: the model will only ever predict that class (an empty or full mask, or one read in the wrong --mask-mode?)",
+                graphs.Count, present.Min);
         int F = graphs[0].F;
         int K = Math.Max(2, graphs.Max(g => (int)(g.Y!.DefaultIfEmpty(-1).Max() + 1)));
         if (o.Classes is { } named)
@@ -221,6 +233,24 @@ public static class Trainer
         finally
         {
             if (File.Exists(bestStaging)) File.Delete(bestStaging);
+        }
+    }
+
+    /// <summary>How the mask of the graph at <paramref name="graphPath"/> was read ("binary" or "classes"), as the graph's
+    /// summary (graph.json beside it) records it; null where there is no summary or it records no mask.</summary>
+    public static string? MaskModeOf(string graphPath)
+    {
+        var real = new FileInfo(graphPath).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(graphPath);
+        var summary = Path.Combine(Path.GetDirectoryName(real)!, Core.IO.GraphOutputs.SummaryFile);
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(summary));
+            return doc.RootElement.TryGetProperty("mask", out var m) && m.ValueKind == JsonValueKind.Object && m.TryGetProperty("mode", out var mode)
+                ? mode.GetString() : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException or InvalidOperationException)
+        {
+            return null;
         }
     }
 

@@ -56,6 +56,8 @@ public class TrainerRefinementTests : TestKit, IDisposable
         var r = TestPaths.RunCli(["train", "--graphs", .. graphs, "--epochs", "20", "--out", cli]);
         Assert.True(r.ExitCode == 0, r.Stderr);
         Assert.Contains("No boundary refinement: no pixel to refine", r.Stderr);
+        // masks of one class make a model that only ever predicts it: said as it trains
+        Assert.Contains("Every labelled node of these 3 graph(s) is of class 0: the model will only ever predict that class", r.Stderr);
         AssertCoarseKept(cli);
         // --refine asks for the refinement: then it is an error
         var strict = TestPaths.RunCli(["train", "--graphs", .. graphs, "--epochs", "20", "--refine", "--out", Path.Combine(_dir, "strict")]);

@@ -104,4 +104,20 @@ public class TrainFailureTests(ITestOutputHelper output) : TempDirTest("trainfai
         Assert.NotEqual(before[Path.Combine("best.model")], after["best.model"]);
         Assert.Empty(Directory.GetDirectories(model, ".*"));
     }
+
+    [Fact]
+    public void GraphsWhoseMasksWereReadInDifferentModes_AreRefused()
+    {
+        // class 1 of a binary mask is "not background"; class 1 of a mask of class ids is whatever the ids say
+        var f = Fields("modes", 9);
+        string img = Path.Combine(f, "images", "f9.tif"), mask = Path.Combine(f, "masks", "f9.tif");
+        string binary = Path.Combine(_dir, "g-binary"), classes = Path.Combine(_dir, "g-classes");
+        Assert.Equal(0, TestPaths.RunCli("graph", img, "--mask", mask, "--segments", "300", "--out", binary).ExitCode);
+        var c = TestPaths.RunCli("graph", img, "--mask", mask, "--mask-mode", "classes", "--segments", "300", "--out", classes);
+        Assert.True(c.ExitCode == 0, c.Stderr);
+        var r = TestPaths.RunCli("train", "--graphs", binary, classes, "--out", Path.Combine(_dir, "mixed"), "--epochs", "5", "--no-refine");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains($"{Path.Combine(classes, "graph.npz")} was built with its mask read as classes, {Path.Combine(binary, "graph.npz")} with its mask read as binary", r.Stderr);
+        Assert.False(File.Exists(Path.Combine(_dir, "mixed", "best.model")));
+    }
 }

@@ -337,6 +337,16 @@ public sealed class VipsImageSource : IRegionSource
                                     "(in binary mode any value above 0 is foreground, so compression noise around objects counts as foreground); save masks as PNG or TIFF");
         int keep = firstBandOnly ? colourBands : DataBands(bands, isTiff, directory);
         if (keep > ImageLimits.MaxChannels) Fail(img, path, $"too many channels ({bands})");
+        // tiles or strips with no data (offset or byte count 0) are read by libvips as zeros (or, with an offset of 0 and a
+        // length, as the file's first bytes): an unfinished file looks like an image with odd regions, and nothing else says so
+        if (directory?.All(directory.Tiled ? 324 : 273) is { } chunkOffsets && directory.All(directory.Tiled ? 325 : 279) is { } chunkCounts)
+        {
+            int empty = 0;
+            for (int i = 0; i < Math.Min(chunkOffsets.Length, chunkCounts.Length); i++) if (chunkOffsets[i] <= 0 || chunkCounts[i] <= 0) empty++;
+            if (empty > 0)
+                VipsWarnings.RaiseInput($"{path}: {empty:N0} of {chunkOffsets.Length:N0} {(directory.Tiled ? "tiles" : "strips")} of page {page} hold no data " +
+                                        "(offset or byte count 0: a sparse or unfinished file); what is read there is not image data");
+        }
         var own = isTiff && !converted && (ownTiffReader ?? Environment.GetEnvironmentVariable("ACTORSEG_TIFF_READER") != "libvips");
         var tiles = contiguousPlane > 0 ? (own ? TiffTiles.ContiguousPlane(path, directory!, contiguousPlane) : null)
             : own && (subIfd < 0 || directory is not null) // (a SubIFD's tiles only from its own directory)

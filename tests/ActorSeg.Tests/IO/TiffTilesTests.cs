@@ -1069,4 +1069,32 @@ public class TiffTilesTests(ITestOutputHelper output) : TempDirTest("tifftiles")
         f.Write(Enumerable.Repeat((byte)0xFF, (int)Math.Min(64, length - 2)).ToArray());
         return path;
     }
+    [Fact]
+    public void TilesWithNoData_AreNamedAsTheImageIsRead()
+    {
+        // a 64 × 32 tiled TIFF of 8 tiles, the first of which an unfinished writer never wrote (offset and length 0): its
+        // pixels read as 0, and that is said, with how many of the tiles are empty
+        var path = Path.Combine(_dir, "sparse.tif");
+        using (var im = (NetVips.Image.Black(64, 32) + 100).Cast(NetVips.Enums.BandFormat.Uchar))
+            im.Tiffsave(path, tile: true, tileWidth: 16, tileHeight: 16, compression: NetVips.Enums.ForeignTiffCompression.None);
+        var bytes = File.ReadAllBytes(path);
+        Assert.Equal((byte)'I', bytes[0]); // little-endian, classic TIFF
+        int ifd = BitConverter.ToInt32(bytes, 4), entries = BitConverter.ToUInt16(bytes, ifd);
+        int at = Enumerable.Range(0, entries).Select(i => ifd + 2 + 12 * i).Single(e => BitConverter.ToUInt16(bytes, e) == 324);
+        Assert.Equal(8, BitConverter.ToInt32(bytes, at + 4));
+        int offsets = BitConverter.ToInt32(bytes, at + 8);
+        BitConverter.GetBytes(0).CopyTo(bytes, offsets); // tile 0's offset
+        int countsAt = Enumerable.Range(0, entries).Select(i => ifd + 2 + 12 * i).Single(e => BitConverter.ToUInt16(bytes, e) == 325);
+        int width = BitConverter.ToUInt16(bytes, countsAt + 2) == 3 ? 2 : 4; // SHORT or LONG lengths
+        Array.Clear(bytes, BitConverter.ToInt32(bytes, countsAt + 8), width); // and its length
+        File.WriteAllBytes(path, bytes);
+        var info = TestPaths.RunCli("info", path);
+        Assert.Equal(0, info.ExitCode);
+        Assert.Contains($"{path}: 1 of 8 tiles of page 0 hold no data (offset or byte count 0: a sparse or unfinished file); what is read there is not image data", info.Stderr);
+        using var src = ImageSources.Open(path);
+        var px = new ushort[64 * 32];
+        src.ReadRegion(0, 0, 64, 32, px);
+        Assert.Equal(0, px[0]);
+        Assert.Equal(100, px[16]);
+    }
 }

@@ -167,6 +167,22 @@ public sealed class VipsImageSource : IRegionSource
     /// A TIFF read at page 0 whose second page is as large as the first is a stack (ImageJ's z-slices or time points, a
     /// multi-page scan), not a pyramid: the user may not know only page 0 is read, so a warning says so.
     /// </summary>
+    /// <summary>The format a file's first bytes announce (TIFF, BigTIFF, PNG, JPEG, Zeiss CZI), or null.</summary>
+    internal static string? SniffFormat(string path)
+    {
+        Span<byte> h = stackalloc byte[10];
+        int n;
+        try { using var f = File.OpenRead(path); n = f.ReadAtLeast(h, h.Length, throwOnEndOfStream: false); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+        h = h[..n];
+        if (h.Length >= 4 && ((h[0] == 'I' && h[1] == 'I' && h[2] == 42 && h[3] == 0) || (h[0] == 'M' && h[1] == 'M' && h[2] == 0 && h[3] == 42))) return "TIFF";
+        if (h.Length >= 4 && ((h[0] == 'I' && h[1] == 'I' && h[2] == 43 && h[3] == 0) || (h[0] == 'M' && h[1] == 'M' && h[2] == 0 && h[3] == 43))) return "BigTIFF";
+        if (h.Length >= 8 && h[..8].SequenceEqual((ReadOnlySpan<byte>)[137, 80, 78, 71, 13, 10, 26, 10])) return "PNG";
+        if (h.Length >= 3 && h[0] == 0xFF && h[1] == 0xD8 && h[2] == 0xFF) return "JPEG";
+        if (h.Length >= 10 && h.SequenceEqual("ZISRAWFILE"u8)) return "Zeiss CZI";
+        return null;
+    }
+
     internal static void WarnIfStack(string path, int pages, int width, int height, bool mask)
     {
         if (TiffPageLayout.TryRead(path, 1) is { } next && next.Width == width && next.Height == height)
@@ -190,7 +206,13 @@ public sealed class VipsImageSource : IRegionSource
         try { loader = Vips.Image.FindLoad(path); }
         catch (Exception e) { throw new InputFileException(path, "cannot determine the image format", e); }
         if (loader is null)
+        {
+            // a file that begins as one of the formats read, but that libvips cannot open (it is cut short, or what its
+            // header points to is damaged), is named as such rather than as a format not read
+            if (SniffFormat(path) is { } format)
+                throw new InputFileException(path, $"a {format} file that cannot be read: truncated or corrupt (it begins as one, but what follows is not readable)");
             throw new InputFileException(path, "not a supported image format (supported: TIFF/BigTIFF/OME-TIFF, PNG, JPEG, Zeiss CZI, Leica LIF, and the whole-slide formats OpenSlide reads: SVS, NDPI, MRXS, SCN, …)");
+        }
         bool isTiff = loader.Contains("tiff", StringComparison.OrdinalIgnoreCase);
         if (!isTiff && !loader.Contains("png", StringComparison.OrdinalIgnoreCase)
                     && !loader.Contains("jpeg", StringComparison.OrdinalIgnoreCase))

@@ -119,6 +119,24 @@ public class UserErrorTests() : TempDirTest("usererr")
     }
 
     [Fact]
+    public void ATiffCutShort_IsNamedAsADamagedTiff_NotAsAnotherFormat()
+    {
+        // before: "not a supported image format", for a file that is a TIFF whose directory the cut took away
+        var whole = Path.Combine(_dir, "whole.tif");
+        SyntheticMicroscopy.Generate(new SyntheticSpec(256, 256, SyntheticKind.Colonies, 8, 1, 5), whole, Path.Combine(_dir, "whole_mask.tif"));
+        var bytes = File.ReadAllBytes(whole);
+        foreach (var (name, length) in new[] { ("half.tif", bytes.Length / 2), ("header.tif", 100) })
+        {
+            var cut = Path.Combine(_dir, name);
+            File.WriteAllBytes(cut, bytes[..length]);
+            OneLine(TestPaths.RunCli("info", cut), 1, "TIFF file that cannot be read: truncated or corrupt");
+        }
+        var text = Path.Combine(_dir, "text.tif");
+        File.WriteAllText(text, "not an image at all");
+        OneLine(TestPaths.RunCli("info", text), 1, $"{text}: not a supported image format");
+    }
+
+    [Fact]
     public void AnImageTooSmallForTheUNetsPatches_IsNamed_NotATorchTrace()
     {
         // before: the patch shrank to the smallest image (2 px here) and libtorch failed inside the network with a trace

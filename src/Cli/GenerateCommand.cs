@@ -38,15 +38,15 @@ public static class GenerateCommand
         compression.AcceptOnlyFromAmong("jpeg", "jp2k", "jp2k-ycbcr");
         const int MaxSide = 1 << 20;
         foreach (var side in new[] { width, height })
-            side.Validators.Add(r => { if (r.GetValueOrDefault<int>() is var v && v is < 1 or > MaxSide) r.AddError($"{side.Name} must be 1 to {MaxSide:N0} pixels (got {v})"); });
+            side.Validators.Add(r => { if (OptionRanges.TryValue(r, out int v) && v is < 1 or > MaxSide) r.AddError($"{side.Name} must be 1 to {MaxSide:N0} pixels (got {v})"); });
         name.Validators.Add(r =>
         {
             var n = r.GetValueOrDefault<string>() ?? "";
             if (n.Length == 0 || n is "." or ".." || n.IndexOfAny([.. Path.GetInvalidFileNameChars(), '/', '\\']) >= 0)
                 r.AddError($"--name must be a plain file name, without a folder (got '{n}')");
         });
-        mpp.Validators.Add(r => { if (r.GetValueOrDefault<double>() is var v && !(v > 0 && v < 1000)) r.AddError($"--mpp must be a number of microns per pixel in (0, 1000) (got {v})"); });
-        glass.Validators.Add(r => { if (r.GetValueOrDefault<double>() is var v && !(v >= 0 && v <= 0.95)) r.AddError($"--glass must be in [0, 0.95] (got {v})"); });
+        mpp.Validators.Add(r => { if (OptionRanges.TryValue(r, out double v) && !(v > 0 && v < 1000)) r.AddError($"--mpp must be a number of microns per pixel in (0, 1000) (got {v})"); });
+        glass.Validators.Add(r => { if (OptionRanges.TryValue(r, out double v) && !(v >= 0 && v <= 0.95)) r.AddError($"--glass must be in [0, 0.95] (got {v})"); });
         var cmd = new Command("generate", "Generate a synthetic microscopy image with its exact mask, as tiled BigTIFF, never holding the whole image.")
         {
             output, name, width, height, kind, bits, channels, seed, format, mpp, compression, glass,

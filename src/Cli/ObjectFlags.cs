@@ -24,7 +24,7 @@ public static class ObjectFlags
             DefaultValueFactory = _ => 0,
             Description = "Simplify the objects' polygons with this tolerance in level-0 pixels (topology preserving; 0 = exact pixel edges, the default). The reported areas stay the pixel counts.",
         };
-        o.Validators.Add(r => { if (ObjectExporter.ValidateSimplify(r.GetValueOrDefault<double>()) is { } why) r.AddError(why); });
+        o.Validators.Add(r => { if (OptionRanges.TryValue(r, out double s) && ObjectExporter.ValidateSimplify(s) is { } why) r.AddError(why); });
         return o;
     }
 }

@@ -35,7 +35,7 @@ try
     var parsed = root.Parse(args);
     if (parsed.Errors.Count > 0)
     {
-        foreach (var e in parsed.Errors) Console.Error.WriteLine($"actorseg: {e.Message}");
+        foreach (var e in parsed.Errors) Console.Error.WriteLine($"actorseg: {UsageText.Plain(e.Message)}");
         Console.Error.WriteLine("Try 'actorseg --help' or 'actorseg COMMAND --help'.");
         return ExitCodes.Usage;
     }

@@ -46,11 +46,11 @@ public static class RecipeOptions
         return o;
     }
 
-    public static Option<int?> Layers() => new("--layers") { Description = "Message-passing layers (default: the recipe's; best: 4, published: 3)." };
+    public static Option<int?> Layers() => new Option<int?>("--layers") { Description = "Message-passing layers (default: the recipe's; best: 4, published: 3)." }.Within(1, 16);
 
-    public static Option<int?> Hidden() => new("--hidden") { Description = "Hidden width (default: the recipe's; best: 64, published: 32)." };
+    public static Option<int?> Hidden() => new Option<int?>("--hidden") { Description = "Hidden width (default: the recipe's; best: 64, published: 32)." }.Within(1, 4096);
 
-    public static Option<double?> Dropout() => new("--dropout") { Description = "Dropout between layers (default: the recipe's, 0.5 for both)." };
+    public static Option<double?> Dropout() => new Option<double?>("--dropout") { Description = "Dropout between layers (default: the recipe's, 0.5 for both)." }.Within(0, 1, hiOpen: true);
 
     public static Resolved Resolve(ParseResult pr, Option<string> recipe, Option<string?> features, Option<string?> edges, Option<string?> conv,
         Option<int?> layers, Option<int?> hidden, Option<double?> dropout)

@@ -48,14 +48,14 @@ public static class TrainCommand
                 + "to sure nodes of other classes, 5 % of them or more to this one's (a line or fibre a few pixels wide running through it); 1 turns it off.",
         };
         // refused as the command line is read, before any training
-        o.Validators.Add(r => { if (r.GetValueOrDefault<double>() is var v && !(v > 0 && v <= 1)) r.AddError($"--refine-whole must be in (0, 1] (got {v})"); });
+        o.Validators.Add(r => { if (OptionRanges.TryValue(r, out double v) && !(v > 0 && v <= 1)) r.AddError($"--refine-whole must be in (0, 1] (got {v})"); });
         return o;
     }
 
     /// <summary>Refuses a <c>--refine-threshold</c> outside [0, 1] as the command line is read.</summary>
     public static Option<double> InUnitRange(Option<double> o)
     {
-        o.Validators.Add(r => { if (r.GetValueOrDefault<double>() is var v && !(v >= 0 && v <= 1)) r.AddError($"{o.Name} must be in [0, 1] (got {v})"); });
+        o.Validators.Add(r => { if (OptionRanges.TryValue(r, out double v) && !(v >= 0 && v <= 1)) r.AddError($"{o.Name} must be in [0, 1] (got {v})"); });
         return o;
     }
 
@@ -72,7 +72,7 @@ public static class TrainCommand
         var masks = new Option<DirectoryInfo?>("--masks") { Description = "Masks paired with --images by base name, whatever the extension." };
         var maskMode = new Option<string>("--mask-mode") { Description = "binary (non-zero = class 1) or classes.", DefaultValueFactory = _ => "binary" };
         maskMode.AcceptOnlyFromAmong("binary", "classes");
-        var segments = new Option<int?>("--segments") { Description = "Superpixels per image when building graphs (default: spacing 41 px)." };
+        var segments = new Option<int?>("--segments") { Description = "Superpixels per image when building graphs (default: spacing 41 px)." }.Within(1, int.MaxValue);
         var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Model directory: best.model, last.model, curves.csv, split.json, train.json.", Required = true };
         var recipe = RecipeOptions.Recipe();
         var conv = RecipeOptions.Conv();
@@ -84,10 +84,10 @@ public static class TrainCommand
         var lr = new Option<double>("--lr") { DefaultValueFactory = _ => 0.01, Description = "Adam learning rate." };
         var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 500, Description = "Maximum epochs." };
         var patience = new Option<int>("--patience") { DefaultValueFactory = _ => Messages.TrainDefaults.Patience, Description = "Epochs without validation improvement before stopping." };
-        lr.Validators.Add(r => { if (r.GetValueOrDefault<double>() is var v && !(v > 0 && double.IsFinite(v))) r.AddError($"--lr must be a finite number > 0 (got {v})"); });
+        lr.Validators.Add(r => { if (OptionRanges.TryValue(r, out double v) && !(v > 0 && double.IsFinite(v))) r.AddError($"--lr must be a finite number > 0 (got {v})"); });
         foreach (var o in new[] { epochs, patience })
-            o.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 and var v) r.AddError($"{o.Name} must be at least 1 (got {v})"); });
-        var valFrac = new Option<double>("--val-frac") { DefaultValueFactory = _ => 0.15, Description = "Fraction of graphs (or, with one graph, of its labelled nodes) held out for validation." };
+            o.Validators.Add(r => { if (OptionRanges.TryValue(r, out int v) && v < 1) r.AddError($"{o.Name} must be at least 1 (got {v})"); });
+        var valFrac = new Option<double>("--val-frac") { DefaultValueFactory = _ => 0.15, Description = "Fraction of graphs (or, with one graph, of its labelled nodes) held out for validation." }.Within(0, 1, loOpen: true, hiOpen: true);
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1, Description = "Seed for the split and the weights." };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto (CUDA when present), cpu or cuda." };
         var workers = WorkersOption.Create("Tile workers when building graphs");
@@ -101,7 +101,12 @@ public static class TrainCommand
             graphs, images, masks, maskMode, segments, output, recipe, conv, edges, layers, hidden, dropout, lr, epochs, patience, valFrac, seed, device, workers, features, classes, refine, noRefine, refineThreshold, refineWhole,
         };
         // refused as the command line is read, before any graph is built or any training
-        cmd.Validators.Add(r => { if (r.GetValue(refine) && r.GetValue(noRefine)) r.AddError("--refine and --no-refine contradict each other"); });
+        cmd.Validators.Add(r =>
+        {
+            if (r.GetValue(refine) && r.GetValue(noRefine)) r.AddError("--refine and --no-refine contradict each other");
+            if (r.GetValue(graphs) is not { Length: > 0 } && r.GetValue(images) is null) r.AddError("nothing to train on: give --graphs, or --images with --masks");
+            if ((r.GetValue(images) is null) != (r.GetValue(masks) is null)) r.AddError("--images and --masks go together");
+        });
         cmd.SetAction(async (pr, ct) =>
         {
             Logging.Configure(pr.GetValue(verbose));

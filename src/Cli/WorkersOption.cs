@@ -17,8 +17,7 @@ public static class WorkersOption
         var o = new Option<int>("--workers", "-w") { Description = description + " (default: one per core)", DefaultValueFactory = _ => Environment.ProcessorCount };
         o.Validators.Add(r =>
         {
-            int w = r.GetValueOrDefault<int>();
-            if (w < 1 || w > Max) r.AddError($"--workers {w}: give 1 to {Max} (four per core on this machine's {Environment.ProcessorCount} cores, at least 8)");
+            if (OptionRanges.TryValue(r, out int w) && (w < 1 || w > Max)) r.AddError($"--workers {w}: give 1 to {Max} (four per core on this machine's {Environment.ProcessorCount} cores, at least 8)");
         });
         return o;
     }

@@ -545,7 +545,7 @@ public sealed class JobBook
     private string? OverLimits(GraphJobSpec spec)
     {
         if (spec.TileSize < _s.MinTileSize || spec.TileSize > _s.MaxTileSize)
-            return $"tile size {spec.TileSize} is outside the limits [{_s.MinTileSize}, {_s.MaxTileSize}] (MaxTileSize, MinTileSize)";
+            return $"tile size {spec.TileSize} is outside the limits [{_s.MinTileSize}, {_s.MaxTileSize}] (the coordinator's MinTileSize and MaxTileSize settings)";
         if (OpenJobs >= _s.MaxOpenJobs)
             return $"{OpenJobs} jobs are open, the limit (MaxOpenJobs) is {_s.MaxOpenJobs}: submit again when some have finished";
         return null;

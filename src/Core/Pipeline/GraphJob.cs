@@ -64,6 +64,8 @@ public sealed record GraphRequest
 
     /// <summary>The boundary-contrast feature's name: in z units (texture), and in absolute units.</summary>
     public const string Contrast = "contrast", AbsoluteContrast = AbsolutePrefix + Contrast;
+    /// <summary>The largest halo a job may ask for (pixels): a region's coordinates stay far from overflowing.</summary>
+    public const int MaxHalo = 1 << 20;
 
     /// <summary>The feature set a graph's (or a model's) feature names come from.</summary>
     public static string FeatureSetOf(IReadOnlyCollection<string> names) =>
@@ -192,7 +194,7 @@ public static class GraphJob
         req.Slic.Validate();
         if (req.K < 1 || req.K > 100) throw new ArgumentException($"k must be in [1, 100] (got {req.K})");
         if (!GraphRequest.FeatureSets.Contains(req.Features)) throw new ArgumentException($"features must be one of {string.Join(", ", GraphRequest.FeatureSets)} (got '{req.Features}')");
-        if (req.Halo is < 0) throw new ArgumentException($"halo must be >= 0 pixels (got {req.Halo})");
+        if (req.Halo is < 0 or > GraphRequest.MaxHalo) throw new ArgumentException($"halo must be in [0, {GraphRequest.MaxHalo:N0}] pixels (got {req.Halo})");
         if (req.Series < -1) throw new ArgumentException($"series must be an image's index, 0 or more (got {req.Series})");
         // masks are read as 0..65535: any other value could never mark a pixel unlabelled, silently
         if (req.IgnoreValue is < 0 or > 65535) throw new ArgumentException($"ignore value must be a mask value in [0, 65535] (got {req.IgnoreValue})");
@@ -283,7 +285,8 @@ public static class GraphJob
             {
                 if (v >= FragmentBuilder.Unlabelled)
                     throw new InputFileException(maskPath, $"mask value {v} is not a class id (class ids must be 0..254; use --ignore-value for an 'unlabelled' value)" +
-                        (v == 65535 ? "; 65535 is also how a coloured pixel of an RGB mask reads: classes mode needs class ids, as grey values or a palette's indices" : ""));
+                        (v == 65535 ? "; 65535 is also how a coloured pixel of an RGB mask reads, and a negative, larger than 65535 or NaN sample of " +
+                                      "a 32-bit or floating-point mask: classes mode needs class ids, as grey values or a palette's indices" : ""));
                 classes[i] = (byte)v;
             }
         }

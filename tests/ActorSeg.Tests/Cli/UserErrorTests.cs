@@ -80,12 +80,66 @@ public class UserErrorTests() : TempDirTest("usererr")
     [InlineData("--patience", "-1", "--patience must be at least 1 (got -1)")]
     [InlineData("--lr", "NaN", "--lr must be a finite number > 0 (got NaN)")]
     [InlineData("--lr", "-0.01", "--lr must be a finite number > 0 (got -0.01)")]
+    [InlineData("--hidden", "0", "--hidden must be in [1, 4,096] (got 0)")]
+    [InlineData("--layers", "0", "--layers must be in [1, 16] (got 0)")]
+    [InlineData("--dropout", "1", "--dropout must be a number in [0, 1) (got 1)")]
+    [InlineData("--val-frac", "0", "--val-frac must be a number in (0, 1) (got 0)")]
+    [InlineData("--segments", "1000000000000", "Cannot parse argument '1000000000000' for option '--segments' as a whole number")]
     public void Train_RefusesAbsurdValues_AtParse(string option, string value, string expected)
     {
         var model = Path.Combine(_dir, "m");
         OneLine(TestPaths.RunCli("train", "-g", _dir, "-o", model, option, value), 2, expected);
         Assert.False(Directory.Exists(model));
     }
+
+    [Theory]
+    [InlineData("--segments", "0", "--segments must be in [1, 2,147,483,647] (got 0)")]
+    [InlineData("--spacing", "0.1", "--spacing must be a number in [2, ∞) (got 0.1)")]
+    [InlineData("--k", "0", "--k must be in [1, 100] (got 0)")]
+    [InlineData("--halo", "-1", "--halo must be in [0, 1,048,576] (got -1)")]
+    [InlineData("--halo", "2147483647", "--halo must be in [0, 1,048,576] (got 2147483647)")]
+    [InlineData("--page", "-1", "--level must be in [0, 1,048,576] (got -1)")]
+    [InlineData("--iterations", "0", "--iterations must be in [1, 100] (got 0)")]
+    [InlineData("--compactness", "0", "--compactness must be a number in (0, ∞) (got 0)")]
+    [InlineData("--out", "", "Cannot parse argument '' for option '--out' as a folder path")]
+    public void Graph_RefusesAbsurdValues_AtParse_BeforeTheImageIsOpened(string option, string value, string expected)
+    {
+        // the image need not exist: the values are refused as they are read (before: exit 1, after an actor system had started)
+        var output = Path.Combine(_dir, "g");
+        string[] args = option == "--out" ? ["graph", Path.Combine(_dir, "none.tif"), "--out", value] : ["graph", Path.Combine(_dir, "none.tif"), "--out", output, option, value];
+        OneLine(TestPaths.RunCli(args), 2, expected);
+        Assert.False(Directory.Exists(output));
+    }
+
+    [Theory]
+    [InlineData("--epochs", "0", "--epochs must be in [1, 2,147,483,647] (got 0)")]
+    [InlineData("--steps", "0", "--steps must be in [1, 1,000,000] (got 0)")]
+    [InlineData("--patch", "0", "--patch must be in [16, 1,024] (got 0)")]
+    public void UNetTrain_RefusesAbsurdValues_AtParse(string option, string value, string expected) =>
+        OneLine(TestPaths.RunCli("unet-train", "--images", _dir, "--masks", _dir, "--out", Path.Combine(_dir, "u"), option, value), 2, expected);
+
+    [Theory]
+    [InlineData("train", "--lr", "abc")]
+    [InlineData("train", "--refine-threshold", "x")]
+    [InlineData("train", "--workers", "many")]
+    [InlineData("generate", "--glass", "lots")]
+    [InlineData("generate", "--width", "wide")]
+    [InlineData("graph", "--k", "ten")]
+    public void AValueThatIsNoNumber_IsAUsageError_NotACrash(string command, string option, string value)
+    {
+        // before: a checked option whose value could not be read crashed the program (unhandled exception, exit 134)
+        string[] args = command switch
+        {
+            "train" => ["train", "-g", _dir, "-o", Path.Combine(_dir, "m"), option, value],
+            "graph" => ["graph", Path.Combine(_dir, "none.tif"), "-o", Path.Combine(_dir, "g"), option, value],
+            _ => [command, "-o", Path.Combine(_dir, "gen"), option, value],
+        };
+        OneLine(TestPaths.RunCli(args), 2, $"Cannot parse argument '{value}' for option '{option}'");
+    }
+
+    [Fact]
+    public void Train_WithNothingToTrainOn_IsAUsageError() =>
+        OneLine(TestPaths.RunCli("train", "-o", Path.Combine(_dir, "m")), 2, "nothing to train on: give --graphs, or --images with --masks");
 
     [Fact]
     public void AModelFolderGivenAsTheModel_PointsAtTheModelInside()
@@ -156,7 +210,7 @@ public class UserErrorTests() : TempDirTest("usererr")
         var gen = TestPaths.RunCli("generate", "-o", _dir, "--width", "96", "--height", "96");
         Assert.Equal(0, gen.ExitCode);
         var r = TestPaths.RunCli("graph", Path.Combine(_dir, "sample.tif"), "-o", Path.Combine(_dir, "g"), "--compactness", "Infinity");
-        OneLine(r, 1, "compactness must be a finite number > 0 (got Infinity)");
+        OneLine(r, 2, "--compactness must be a number in (0, ∞) (got Infinity)"); // as the command line is read (before: exit 1, from the job)
         Assert.DoesNotContain("JSON", r.Stderr);
     }
 

@@ -19,10 +19,12 @@ public class JobLimitsTests() : TempDirTest("joblimits")
     [Theory]
     [InlineData(-1)]
     [InlineData(-1000)]
-    public void ANegativeHalo_IsRefused_EvenForOneTile(int halo)
+    [InlineData(int.MaxValue)] // before: accepted, and a tile's region overflowed ("region 0,0 -2147483137x-2147483137")
+    [InlineData(GraphRequest.MaxHalo + 1)]
+    public void AHaloOutOfRange_IsRefused_EvenForOneTile(int halo)
     {
         var e = Assert.Throws<ArgumentException>(() => Prepare(new GraphRequest { ImagePath = "x.tif", Halo = halo, TileSize = 2048 }));
-        Assert.Contains($"halo must be >= 0 pixels (got {halo})", e.Message);
+        Assert.Contains($"halo must be in [0, 1,048,576] pixels (got {halo})", e.Message);
     }
 
     [Theory]

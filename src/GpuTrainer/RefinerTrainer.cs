@@ -440,6 +440,12 @@ public static class RefineModelFile
         using (model)
         {
             var sw = Stopwatch.StartNew();
+            // the refinement learns from the model's own training graphs, with their node maps and images: each named
+            // before any is read
+            foreach (var g in spec.TrainGraphs.Concat(spec.ValidationGraphs).Distinct())
+                if (!File.Exists(g)) throw new FileNotFoundException($"{modelPath}: its training graph {g} is not there any more (the refinement trains on the model's own training graphs: rebuild them there, or train again)");
+            if (RefineInput.MissingFor(spec.TrainGraphs.Concat(spec.ValidationGraphs).Distinct()) is { } missing)
+                throw new InvalidDataException($"{modelPath}: cannot refine it: {missing}");
             if (checkImage is not null)
                 foreach (var g in spec.TrainGraphs.Concat(spec.ValidationGraphs).Distinct())
                     if (checkImage(RefineInput.ImageOf(g)) is { } why) throw new UnsafePathException(why);

@@ -360,6 +360,8 @@ public static class UNetRunner
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: model file not found");
         InputFiles.RefuseNonRegular(path, "not an ActorSeg UNet model file");
+        if (ModelFileFormat.BeginsWith(path, "ACTORSEG-GNN-MODEL"))
+            throw new InvalidDataException($"{path}: a GNN model (from train), not a UNet model: unet-evaluate takes a model from unet-train; segment and evaluate take this one");
         try
         {
             using var fs = SealedFile.OpenBody(path, Magic, LegacyMagic, "UNet model");

@@ -45,6 +45,8 @@ public static class ModelFileFormat
         }
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: model file not found");
         InputFiles.RefuseNonRegular(path, "not an ActorSeg GNN model file");
+        if (BeginsWith(path, "ACTORSEG-UNET-MODEL"))
+            throw new InvalidDataException($"{path}: a UNet model (from unet-train), not a GNN model: segment, evaluate, refine and batch take a model from train; unet-evaluate takes this one");
         try
         {
             using var fs = SealedFile.OpenBody(path, Magic, LegacyMagic, What);
@@ -69,6 +71,18 @@ public static class ModelFileFormat
         {
             throw new InvalidDataException($"{path}: {e.Message}", e);
         }
+    }
+
+    /// <summary>Whether the file's first bytes are <paramref name="magic"/> (false when it cannot be read).</summary>
+    public static bool BeginsWith(string path, string magic)
+    {
+        try
+        {
+            using var f = File.OpenRead(path);
+            var head = new byte[magic.Length];
+            return f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false) == head.Length && System.Text.Encoding.ASCII.GetString(head) == magic;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
     }
 
     /// <summary>Whether <paramref name="e"/> is the file system failing to read, not the file being short or absent: a

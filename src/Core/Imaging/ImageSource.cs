@@ -327,6 +327,13 @@ public sealed class VipsImageSource : IRegionSource
                 // a 32-bit integer mask (0..65535 as they are, anything beyond as 65535); a fraction (a probability map) or a
                 // NaN is no label, and refused
                 using var first = img.Bands > 1 ? img.ExtractBand(0) : img.Copy();
+                // NaN and infinity are no labels (the check below would pass over them, and they would read as 65535: foreground)
+                using (var nan = first.Relational(first, Vips.Enums.OperationRelational.Noteq))
+                using (var magnitude = first.Abs())
+                using (var inf = magnitude >= double.PositiveInfinity)
+                    if (nan.Max() > 0 || inf.Max() > 0)
+                        Fail(img, path, "a mask of floating-point samples with NaN or infinite ones among them: those are no labels; give those " +
+                                        "pixels a class id, or a value you then name with --ignore-value, first");
                 using var rounded = first.Round(Vips.Enums.OperationRound.Rint);
                 using var diff = first - rounded;
                 using var frac = diff.Abs();

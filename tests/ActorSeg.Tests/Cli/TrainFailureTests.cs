@@ -103,6 +103,13 @@ public class TrainFailureTests(ITestOutputHelper output) : TempDirTest("trainfai
         Assert.DoesNotContain(Path.Combine("graphs", "f1", "graph.npz"), after.Keys);
         Assert.NotEqual(before[Path.Combine("best.model")], after["best.model"]);
         Assert.Empty(Directory.GetDirectories(model, ".*"));
+
+        // refine needs the model's own training graphs: one gone is named, before anything is read or trained
+        Directory.Move(Path.Combine(model, "graphs", "f7"), Path.Combine(_dir, "f7-moved"));
+        var gone = TestPaths.RunCli("refine", "-m", Path.Combine(model, "best.model"), "-o", Path.Combine(_dir, "refined.model"));
+        Assert.Equal(1, gone.ExitCode);
+        Assert.Contains($"its training graph {Path.Combine(model, "graphs", "f7", "graph.npz")} is not there any more", gone.Stderr);
+        Assert.False(File.Exists(Path.Combine(_dir, "refined.model")));
     }
 
     [Fact]

@@ -138,6 +138,21 @@ public class UserErrorTests() : TempDirTest("usererr")
     }
 
     [Fact]
+    public void AModelOfTheOtherKind_IsNamedAsSuch()
+    {
+        // before: "not an ActorSeg GNN model file" for a UNet model given to segment, and the other way round
+        var gen = TestPaths.RunCli("generate", "-o", _dir, "--width", "96", "--height", "96");
+        Assert.Equal(0, gen.ExitCode);
+        var unet = Path.Combine(_dir, "best.unet");
+        File.WriteAllText(unet, "ACTORSEG-UNET-MODEL/2\n0000");
+        OneLine(TestPaths.RunCli("segment", Path.Combine(_dir, "sample.tif"), "--model", unet, "--out", Path.Combine(_dir, "s")), 1,
+            $"{unet}: a UNet model (from unet-train), not a GNN model");
+        var gnn = Path.Combine(_dir, "best.model");
+        File.WriteAllText(gnn, "ACTORSEG-GNN-MODEL/2\n0000");
+        OneLine(TestPaths.RunCli("unet-evaluate", "--model", gnn, "--images", _dir, "--masks", _dir), 1, $"{gnn}: a GNN model (from train), not a UNet model");
+    }
+
+    [Fact]
     public void Train_WithNothingToTrainOn_IsAUsageError() =>
         OneLine(TestPaths.RunCli("train", "-o", Path.Combine(_dir, "m")), 2, "nothing to train on: give --graphs, or --images with --masks");
 

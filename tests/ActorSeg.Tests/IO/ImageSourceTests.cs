@@ -397,6 +397,17 @@ public class ImageSourceTests() : TempDirTest("io")
         var e = Assert.Throws<InputFileException>(() => VipsImageSource.Open(pp, firstBandOnly: true));
         Assert.StartsWith(pp, e.Message);
         Assert.Contains("not whole numbers", e.Message);
+        // NaN and infinite samples are no labels either (before: read as 65535, foreground in binary mode)
+        foreach (var (name, bad) in new[] { ("nan.tif", float.NaN), ("inf.tif", float.PositiveInfinity), ("-inf.tif", float.NegativeInfinity) })
+        {
+            var withBad = (float[])labels.Clone();
+            withBad[w * h / 2] = bad;
+            var bp = Path.Combine(_dir, name);
+            using (var img = Vips.Image.NewFromMemory(withBad, w, h, 1, Vips.Enums.BandFormat.Float)) img.Tiffsave(bp);
+            var be = Assert.Throws<InputFileException>(() => VipsImageSource.Open(bp, firstBandOnly: true));
+            Assert.StartsWith(bp, be.Message);
+            Assert.Contains("NaN or infinite ones among them: those are no labels", be.Message);
+        }
     }
 
     [Fact]

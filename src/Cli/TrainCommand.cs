@@ -126,6 +126,8 @@ public static class TrainCommand
                 if (pr.GetValue(refine) && RefineInput.MissingFor(paths) is { } lacking) throw new InvalidDataException($"--refine: {lacking}");
                 // graphs built from --images go to a folder of their own, swapped in for OUT/graphs once every one is
                 // built, and swapped back out if the run then fails: the graphs of the model already there stay its own
+                if (pairs.Count > 0 && paths.FirstOrDefault(p => SafePaths.IsWithin(Path.GetFullPath(p), Path.Combine(outDir, "graphs"))) is { } inside)
+                    throw new ArgumentException($"--graphs {inside} lies in {Path.Combine(outDir, "graphs")}, which the graphs built from --images replace: copy it elsewhere first, or give its images instead");
                 using var built = pairs.Count == 0 ? null : new GraphsSwap(outDir);
                 if (built is not null)
                 {
@@ -198,8 +200,9 @@ internal sealed class GraphsSwap : IDisposable
     {
         SafePaths.EnsureDirectory(outDir, "model folder");
         _graphs = Path.Combine(outDir, "graphs");
-        // folders a killed run left (the caller holds the model folder's lock, so no other run is using them); an
-        // earlier graphs folder a killed run had moved aside comes back first
+        // folders a killed run left (the caller holds the model folder's lock, so no other run is using them): its new
+        // graphs are removed if it had not swapped them in; if it had, they stay (the run may have published its model
+        // before it was killed) and the earlier ones it had moved aside go, or come back where no graphs folder is left
         foreach (var old in Directory.EnumerateDirectories(outDir, ".graphs-old-*"))
         {
             if (!Directory.Exists(_graphs)) Directory.Move(old, _graphs);

@@ -95,6 +95,12 @@ public class TrainFailureTests(ITestOutputHelper output) : TempDirTest("trainfai
         Assert.Contains("--refine and --no-refine contradict each other", contradict.Stderr);
         Unchanged("contradictory options");
 
+        // 6. --graphs from the folder the new graphs would replace: refused before anything is built
+        var overlap = TestPaths.RunCli(["train", "--images", Path.Combine(third, "images"), "--masks", Path.Combine(third, "masks"), "--graphs", Path.Combine(model, "graphs", "f1"), "--out", model, .. quick]);
+        Assert.Equal(1, overlap.ExitCode);
+        Assert.Contains("which the graphs built from --images replace", overlap.Stderr);
+        Unchanged("--graphs inside the graphs folder --images replaces");
+
         // and a run that succeeds replaces the model and the graphs together
         var again = TestPaths.RunCli(["train", "--images", Path.Combine(third, "images"), "--masks", Path.Combine(third, "masks"), "--out", model, .. quick]);
         Assert.True(again.ExitCode == 0, again.Stderr);

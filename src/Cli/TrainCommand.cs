@@ -124,10 +124,10 @@ public static class TrainCommand
                 if (paths.Count == 0 && pairs.Count == 0) throw new ArgumentException("nothing to train on: give --graphs, or --images with --masks");
                 // what the refinement needs of the given graphs is checked before anything is built or trained
                 if (pr.GetValue(refine) && RefineInput.MissingFor(paths) is { } lacking) throw new InvalidDataException($"--refine: {lacking}");
-                // graphs built from --images go to a folder of their own, swapped in for OUT/graphs once every one is
-                // built, and swapped back out if the run then fails: the graphs of the model already there stay its own
                 if (pairs.Count > 0 && paths.FirstOrDefault(p => SafePaths.IsWithin(Path.GetFullPath(p), Path.Combine(outDir, "graphs"))) is { } inside)
                     throw new ArgumentException($"--graphs {inside} lies in {Path.Combine(outDir, "graphs")}, which the graphs built from --images replace: copy it elsewhere first, or give its images instead");
+                // graphs built from --images go to a folder of their own, swapped in for OUT/graphs once every one is
+                // built, and swapped back out if the run then fails: the graphs of the model already there stay its own
                 using var built = pairs.Count == 0 ? null : new GraphsSwap(outDir);
                 if (built is not null)
                 {

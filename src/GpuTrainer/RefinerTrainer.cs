@@ -73,6 +73,16 @@ public sealed class RefineInput
             using var doc = JsonDocument.Parse(File.ReadAllBytes(summaryPath));
             var img = doc.RootElement.GetProperty("image");
             image = img.GetProperty("path").GetString() ?? throw new InvalidDataException("no image path");
+            // graphs written since 2026-12-07 record the file as it was read
+            if (File.Exists(image) && img.TryGetProperty("bytes", out var by) && by.ValueKind == JsonValueKind.Number
+                && img.TryGetProperty("modifiedUtc", out var mt) && mt.ValueKind == JsonValueKind.String && mt.TryGetDateTime(out var when))
+            {
+                var now = new FileInfo(image);
+                if (now.Length != by.GetInt64() || now.LastWriteTimeUtc != when.ToUniversalTime())
+                    Serilog.Log.Warning("{Graph}: its image {Image} has changed since the graph was built from it ({Bytes:N0} bytes, modified {Then:u}; now {Now:N0} bytes, modified {NowWhen:u}): " +
+                        "what is refined or measured is read from the image as it is now; rebuild the graph if its pixels changed",
+                        graphPath, image, by.GetInt64(), when.ToUniversalTime(), now.Length, now.LastWriteTimeUtc);
+            }
             page = img.TryGetProperty("page", out var pg) ? pg.GetInt32() : 0;
             series = img.TryGetProperty("series", out var se) ? se.GetInt32() : -1;
             if (doc.RootElement.TryGetProperty("mask", out var m) && m.ValueKind == JsonValueKind.Object)

@@ -317,6 +317,10 @@ public static class GraphOutputs
                 path = Path.GetFullPath(req.ImagePath), page = req.Page, series = req.Series, width = job.Width, height = job.Height, channels = job.Channels, bitDepth = job.BitDepth, mean = job.Mean, std = job.Std,
                 // µm per pixel of the level read, [x, y], null where the image states none
                 micronsPerPixel = micronsPerPixel is { } um ? new[] { um.X, um.Y } : null,
+                // the file as it was read: a graph whose image is later replaced by another (a refinement, an evaluation
+                // reads the image again) can say so
+                bytes = File.Exists(req.ImagePath) ? new FileInfo(req.ImagePath).Length : (long?)null,
+                modifiedUtc = File.Exists(req.ImagePath) ? File.GetLastWriteTimeUtc(req.ImagePath) : (DateTime?)null,
             },
             mask = req.MaskPath is null ? null : new { path = Path.GetFullPath(req.MaskPath), mode = req.MaskMode.ToString().ToLowerInvariant(), ignoreValue = req.IgnoreValue, classes = g.NumClasses },
             superpixels = new { method = "slic", seeds = job.Grid.Count, seedSpacing = job.Grid.S, req.Slic.Compactness, req.Slic.Sigma, req.Slic.Iterations, req.Slic.WindowFactor, req.Slic.MinSizeFactor, minSize = job.MinSize },

@@ -110,6 +110,13 @@ public class TrainFailureTests(ITestOutputHelper output) : TempDirTest("trainfai
         Assert.NotEqual(before[Path.Combine("best.model")], after["best.model"]);
         Assert.Empty(Directory.GetDirectories(model, ".*"));
 
+        // an image replaced after its graph was built is read again by the refinement: said, naming both
+        File.SetLastWriteTimeUtc(Path.Combine(third, "images", "f6.tif"), new DateTime(2020, 1, 1, 0, 0, 0, DateTimeKind.Utc));
+        var changed = TestPaths.RunCli("evaluate", "-m", Path.Combine(model, "best.model"), "-g", Path.Combine(model, "graphs"));
+        Assert.True(changed.ExitCode == 0, changed.Stderr);
+        Assert.Contains($"{Path.Combine(model, "graphs", "f6", "graph.npz")}: its image {Path.Combine(third, "images", "f6.tif")} has changed since the graph was built from it", changed.Stderr);
+        Assert.DoesNotContain("f7.tif has changed", changed.Stderr);
+
         // refine needs the model's own training graphs: one gone is named, before anything is read or trained
         Directory.Move(Path.Combine(model, "graphs", "f7"), Path.Combine(_dir, "f7-moved"));
         var gone = TestPaths.RunCli("refine", "-m", Path.Combine(model, "best.model"), "-o", Path.Combine(_dir, "refined.model"));

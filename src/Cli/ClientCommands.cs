@@ -271,10 +271,19 @@ public static class ClientCommands
         maskMode.AcceptOnlyFromAmong("binary", "classes");
         var classes = new Option<string?>("--classes") { Description = "Names and colours of the classes, class 0 first: background:#000000,colony:#ff0000." };
         var timeout = new Option<double>("--connect-timeout") { DefaultValueFactory = _ => 60 };
+        var noRefine = new Option<bool>("--no-refine") { Description = "Train the coarse GNN only (and build the graphs without node maps)." };
+        var refineThreshold = new Option<double?>("--refine-threshold") { Description = "Nodes whose winning probability is under this are refined even when their neighbours agree (default 0.9)." }.Within(0, 1);
+        var refineWhole = new Option<double?>("--refine-whole") { Description = "As train's --refine-whole (default 0.1; 1 turns it off)." }.Within(0, 1, loOpen: true);
         var cmd = new Command("submit-train", "Train a GNN on a running cluster: the tile workers build every image's graph, a gpu-trainer trains the model.")
         {
             images, masks, maskMode, output, coordinator, jobId, recipe, conv, edges, layers, hidden, dropout, epochs, patience, valFrac, segments, features, timeout, classes,
+            noRefine, refineThreshold, refineWhole,
         };
+        cmd.Validators.Add(r =>
+        {
+            if (OptionRanges.Flag(r, noRefine) && (OptionRanges.Given(r, refineThreshold) || OptionRanges.Given(r, refineWhole)))
+                r.AddError("--no-refine contradicts --refine-threshold and --refine-whole");
+        });
         var tls = TlsFlags.Create();
         tls.AddTo(cmd);
         cmd.SetAction(async (pr, ct) =>
@@ -292,11 +301,12 @@ public static class ClientCommands
                 var graphs = pairs.Select(p => (p, Dir: Path.Combine(outDir, "graphs", Path.GetFileNameWithoutExtension(p.Image)))).ToList();
                 var rcs = await Task.WhenAll(graphs.Select(g => FollowAsync(conn, $"{id}-g-{Path.GetFileName(g.Dir)}",
                     new SubmitGraphJob($"{id}-g-{Path.GetFileName(g.Dir)}", new GraphJobSpec(g.p.Image, g.p.Mask, g.Dir, MaskMode: pr.GetValue(maskMode)!, Segments: pr.GetValue(segments),
-                        WriteNodeMap: true, Features: r0.Features)), connect, ct, _ => { }))); // node maps: the trainer adds the boundary refinement
+                        WriteNodeMap: !pr.GetValue(noRefine), Features: r0.Features)), connect, ct, _ => { }))); // node maps: the trainer adds the boundary refinement
                 if (rcs.Any(rc => rc != ExitCodes.Ok)) return rcs.First(rc => rc != ExitCodes.Ok);
                 var spec = new TrainJobSpec(graphs.Select(g => Path.Combine(g.Dir, Core.IO.GraphOutputs.GraphFile)).ToArray(), outDir,
                     r0.Architecture.Conv, r0.Edges, r0.Architecture.Layers, r0.Architecture.Hidden, r0.Architecture.Dropout, 0.01,
-                    pr.GetValue(epochs), pr.GetValue(patience), pr.GetValue(valFrac), Classes: pr.GetValue(classes));
+                    pr.GetValue(epochs), pr.GetValue(patience), pr.GetValue(valFrac), Classes: pr.GetValue(classes),
+                    NoRefine: pr.GetValue(noRefine), RefineThreshold: pr.GetValue(refineThreshold), RefineWhole: pr.GetValue(refineWhole));
                 if (spec.Classes is { } cs) Core.IO.ClassTable.Parse(cs); // a bad class list fails here, before any work
                 Log.Information("Graphs of {Images} images built; submitting training job {JobId}", graphs.Count, id);
                 return await FollowAsync(conn, id, new SubmitTrainJob(id, spec), connect, ct);

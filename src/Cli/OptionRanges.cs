@@ -36,6 +36,17 @@ public static class OptionRanges
     }
 
     /// <summary>The option's value, unless it could not be read as its type (the parser reports that itself).</summary>
+    /// <summary>Whether the command line gives <paramref name="o"/> (with any value, readable or not).</summary>
+    public static bool Given(System.CommandLine.Parsing.CommandResult r, Option o) => r.GetResult(o) is { Implicit: false };
+
+    /// <summary>A flag's value for a command's own checks; false when it was given a value that is no boolean (the parser
+    /// reports that itself: reading it would throw).</summary>
+    public static bool Flag(System.CommandLine.Parsing.CommandResult r, Option<bool> o)
+    {
+        try { return r.GetValue(o); }
+        catch (InvalidOperationException) { return false; }
+    }
+
     public static bool TryValue<T>(System.CommandLine.Parsing.OptionResult r, out T value)
     {
         try { value = r.GetValueOrDefault<T>()!; return true; }

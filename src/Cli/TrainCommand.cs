@@ -60,7 +60,7 @@ public static class TrainCommand
     }
 
     /// <summary>The options with <c>--refine-whole</c>'s share (its option refuses one outside (0, 1] as it is read).</summary>
-    public static RefineOptions WithWhole(RefineOptions ro, double share) => ro with { LostShare = share, HoldShare = Math.Min(ro.HoldShare, share) };
+    public static RefineOptions WithWhole(RefineOptions ro, double share) => ro.WithLostShare(share);
 
     public static object RefineModel(string modelPath, RefineOptions ro, int seed, string device, string? outPath = null, CancellationToken ct = default) =>
         RefineModelFile.Train(modelPath, ro, seed, device, s => Log.Information("{Step}", s), outPath: outPath, ct: ct);
@@ -103,9 +103,10 @@ public static class TrainCommand
         // refused as the command line is read, before any graph is built or any training
         cmd.Validators.Add(r =>
         {
-            if (r.GetValue(refine) && r.GetValue(noRefine)) r.AddError("--refine and --no-refine contradict each other");
-            if (r.GetValue(graphs) is not { Length: > 0 } && r.GetValue(images) is null) r.AddError("nothing to train on: give --graphs, or --images with --masks");
-            if ((r.GetValue(images) is null) != (r.GetValue(masks) is null)) r.AddError("--images and --masks go together");
+            // (values the parser could not read are not read here: it reports them itself)
+            if (OptionRanges.Flag(r, refine) && OptionRanges.Flag(r, noRefine)) r.AddError("--refine and --no-refine contradict each other");
+            if (!OptionRanges.Given(r, graphs) && !OptionRanges.Given(r, images)) r.AddError("nothing to train on: give --graphs, or --images with --masks");
+            if (OptionRanges.Given(r, images) != OptionRanges.Given(r, masks)) r.AddError("--images and --masks go together");
         });
         cmd.SetAction(async (pr, ct) =>
         {

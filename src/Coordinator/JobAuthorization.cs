@@ -49,7 +49,7 @@ public static class JobAuthorization
         }, c => new OutputFootprint(jobId, c.OutDir, true), "output folder");
 
     public static Checked<TrainJobSpec> Check(string jobId, TrainJobSpec spec, JobPolicy policy, IEnumerable<OutputFootprint> open) =>
-        Admit(jobId, policy, open, spec.Graphs.Length == 0 ? "no graphs to train on" : null, () => spec with
+        Admit(jobId, policy, open, spec.Graphs.Length == 0 ? "no graphs to train on" : spec.RefineProblem(), () => spec with
             {
                 Graphs = spec.Graphs.Select(g => Place(g, "graph", policy)).ToArray(),
                 OutDir = Place(spec.OutDir, "model folder", policy),

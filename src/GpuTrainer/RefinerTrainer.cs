@@ -192,6 +192,10 @@ public sealed record RefineOptions
     public int PixelsPerGraph { get; init; } = 200_000;
     public int MaxPixels { get; init; } = 1_500_000;
     public int Block { get; init; } = 512;
+
+    /// <summary>These options with <see cref="LostShare"/> set to <paramref name="share"/> (<c>--refine-whole</c>), the hold
+    /// share never above it.</summary>
+    public RefineOptions WithLostShare(double share) => this with { LostShare = share, HoldShare = Math.Min(HoldShare, share) };
 }
 
 /// <summary>

@@ -213,6 +213,8 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
                 w.JobId, sp.Conv, sp.Layers, sp.Hidden, sp.Edges, sp.Graphs.Length, sp.OutDir);
             // every file of the attempt goes to a staging folder, published only when the whole attempt succeeds: a failed
             // or abandoned attempt leaves the folder's earlier model, refinement and summary as they were
+            // checked where it is acted on, as well as where the coordinator admitted it
+            if (sp.RefineProblem() is { } bad) throw new ArgumentException(bad);
             var r = StagedTraining.Run(sp.OutDir, stage =>
             {
                 var step = StagedTraining.Log(s => log.Information("Job {JobId}: {Step}", w.JobId, s), stage, sp.OutDir);
@@ -220,13 +222,17 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
                 // the boundary refinement, as `actorseg train` adds it, whenever the graphs have their node maps; the images
                 // the graphs name are read here, so they are checked against this node's data roots first
                 object? refined = null;
-                if (RefineInput.MissingFor(sp.Graphs) is { } missing)
+                if (sp.NoRefine)
+                    log.Information("Job {JobId}: no boundary refinement (not asked for)", w.JobId);
+                else if (RefineInput.MissingFor(sp.Graphs) is { } missing)
                     log.Warning("Job {JobId}: no boundary refinement: {Reason}", w.JobId, missing);
                 else
                 {
                     try
                     {
-                        refined = RefineModelFile.Train(r.BestModel, new RefineOptions(), sp.Seed, opts.Device, step,
+                        var ro = new RefineOptions();
+                        ro = ro.WithLostShare(sp.RefineWhole ?? ro.LostShare) with { Threshold = sp.RefineThreshold ?? ro.Threshold };
+                        refined = RefineModelFile.Train(r.BestModel, ro, sp.Seed, opts.Device, step,
                             image => AssignmentPaths.CheckInput(image, "image", _roots), ct: ct);
                     }
                     catch (Core.Refine.RefinerNotTrainableException e)

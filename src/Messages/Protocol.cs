@@ -380,7 +380,19 @@ public sealed record TrainJobSpec(
     [property: Key(10)] double ValidationFraction = 0.15,
     [property: Key(11)] int Seed = 1,
     [property: Key(12)] string? Device = null,
-    [property: Key(13)] string? Classes = null) : IActorSegMessage;
+    [property: Key(13)] string? Classes = null,
+    // the boundary refinement (as `actorseg train` has it): skipped when asked; the threshold and the whole-class share,
+    // null for the defaults (a job journalled before they existed reads as the defaults)
+    [property: Key(14)] bool NoRefine = false,
+    [property: Key(15)] double? RefineThreshold = null,
+    [property: Key(16)] double? RefineWhole = null) : IActorSegMessage
+{
+    /// <summary>Why the refinement's settings cannot be used, or null (the ranges of `train`'s options).</summary>
+    public string? RefineProblem() =>
+        RefineThreshold is { } t && !(t >= 0 && t <= 1) ? $"the refinement threshold must be in [0, 1] (got {t})"
+        : RefineWhole is { } l && !(l > 0 && l <= 1) ? $"the refinement's whole-class share must be in (0, 1] (got {l})"
+        : null;
+}
 
 /// <summary>Client → coordinator: train a model (idempotent like <see cref="SubmitGraphJob"/>).</summary>
 [MessagePackObject]

@@ -73,6 +73,18 @@ public class TrainerRefinementTests : TestKit, IDisposable
         var ready = coordinator.FishForMessage<ModelReady>(_ => true, TimeSpan.FromSeconds(120));
         Assert.Equal(Path.Combine(onCluster, "best.model"), ready.BestModel.Path);
         AssertCoarseKept(onCluster);
+        // a job that asks for no refinement gets none, and its summary says none was tried
+        var coarseOnly = Path.Combine(_dir, "cluster-coarse");
+        coordinator.Send(trainer, new TrainModel("t0", new TrainJobSpec(graphs, coarseOnly, MaxEpochs: 5, NoRefine: true), 1));
+        coordinator.FishForMessage<ModelReady>(m => m.JobId == "t0", TimeSpan.FromSeconds(120));
+        var (coarseSpec, coarseModel) = ModelFile.Load(Path.Combine(coarseOnly, "best.model"));
+        coarseModel.Dispose();
+        Assert.Null(coarseSpec.Refiner);
+        Assert.Contains("\"refiner\": null", File.ReadAllText(Path.Combine(coarseOnly, "train.json")));
+        // and settings out of range that reached a trainer anyway (the coordinator refuses them) fail there, naming them
+        coordinator.Send(trainer, new TrainModel("t-bad", new TrainJobSpec(graphs, Path.Combine(_dir, "bad-settings"), RefineWhole: 2), 1));
+        Assert.Contains("whole-class share must be in (0, 1] (got 2)", coordinator.FishForMessage<TrainFailed>(f => f.JobId == "t-bad", TimeSpan.FromSeconds(30)).Error);
+        coordinator.FishForMessage(m => m is TrainerReady, TimeSpan.FromSeconds(10));
 
         // a training the coordinator gives up on (past its deadline; the next attempt trains in the same folder elsewhere)
         // stops at once and writes nothing more there; before, the trainer ignored the order and trained to its end

@@ -153,6 +153,19 @@ public class UserErrorTests() : TempDirTest("usererr")
     }
 
     [Fact]
+    public void ACommandsOwnChecks_DoNotReadValuesTheParserCouldNotRead()
+    {
+        // before: a command-level check read every option, and one whose value could not be read crashed the program
+        OneLine(TestPaths.RunCli("train", "--images", "", "--masks", _dir, "--out", Path.Combine(_dir, "m")), 2, "Cannot parse argument '' for option '--images' as a folder path");
+        OneLine(TestPaths.RunCli("train", "--images", _dir, "--out", Path.Combine(_dir, "m")), 2, "--images and --masks go together");
+        OneLine(TestPaths.RunCli("submit-train", "--images", _dir, "--masks", _dir, "--out", Path.Combine(_dir, "m"), "--refine-whole", "abc"), 2,
+            "Cannot parse argument 'abc' for option '--refine-whole' as a number");
+        OneLine(TestPaths.RunCli("submit-train", "--images", _dir, "--masks", _dir, "--out", Path.Combine(_dir, "m"), "--no-refine", "--refine-threshold", "0.5"), 2,
+            "--no-refine contradicts --refine-threshold and --refine-whole");
+        Assert.False(Directory.Exists(Path.Combine(_dir, "m")));
+    }
+
+    [Fact]
     public void Train_WithNothingToTrainOn_IsAUsageError() =>
         OneLine(TestPaths.RunCli("train", "-o", Path.Combine(_dir, "m")), 2, "nothing to train on: give --graphs, or --images with --masks");
 

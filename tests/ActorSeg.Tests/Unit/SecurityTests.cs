@@ -46,6 +46,19 @@ public class SecurityTests : TempDirTest
         Assert.Equal(RefusalCodes.Conflict, tissueInOut.Refused!.Code); // the output folder would hold its own input
         var train = JobAuthorization.Check("t", new TrainJobSpec(["/etc/passwd"], Path.Combine(_data, "model")), Roots, []);
         Assert.Equal(RefusalCodes.Forbidden, train.Refused!.Code);
+        // a training job's refinement settings outside the ranges of train's options: refused as it is admitted
+        foreach (var (spec, why) in new[]
+        {
+            (new TrainJobSpec([_img], Path.Combine(_data, "model"), RefineThreshold: 1.5), "the refinement threshold must be in [0, 1] (got 1.5)"),
+            (new TrainJobSpec([_img], Path.Combine(_data, "model"), RefineWhole: 0), "the refinement's whole-class share must be in (0, 1] (got 0)"),
+            (new TrainJobSpec([_img], Path.Combine(_data, "model"), RefineWhole: double.NaN), "the refinement's whole-class share must be in (0, 1] (got NaN)"),
+        })
+        {
+            var bad = JobAuthorization.Check("t", spec, Roots, []);
+            Assert.Equal(RefusalCodes.Invalid, bad.Refused!.Code);
+            Assert.Contains(why, bad.Refused.Reason);
+        }
+        Assert.Null(JobAuthorization.Check("t", new TrainJobSpec([_img], Path.Combine(_data, "model"), RefineThreshold: 0.5, RefineWhole: 1), Roots, []).Refused);
         // a node reachable from the network with no roots refuses everything; a loopback one allows absolute paths
         var none = JobAuthorization.Check("j", new GraphJobSpec(_img, null, Path.Combine(_data, "out")), new JobPolicy(new DataRoots([]), true), []);
         Assert.Equal(RefusalCodes.Forbidden, none.Refused!.Code);

@@ -230,9 +230,9 @@ public static class BatchCommand
         maskMode.AcceptOnlyFromAmong("binary", "classes");
         var coordinator = new Option<string?>("--coordinator", "-c") { Description = "Run on this cluster (akka.tcp://actorseg@HOST:PORT, or env ACTORSEG_COORDINATOR); default: every role in this process." };
         var workers = WorkersOption.Create("Tile workers (in-process mode)");
-        var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 2, Description = "Slides in flight at once (the coordinator keeps the value the batch was first submitted with)." };
+        var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 2, Description = "Slides in flight at once (the coordinator keeps the value the batch was first submitted with)." }.Within(1, Coordinator.JobAuthorization.MaxParallel);
         var tileSize = new Option<int>("--tile-size") { DefaultValueFactory = _ => 2048, Description = "Tile size in pixels." };
-        var spacing = new Option<double?>("--spacing") { Description = "Seed spacing in pixels (default: the model's, else 40.96)." };
+        var spacing = new Option<double?>("--spacing") { Description = "Seed spacing in pixels (default: the model's, else 40.96)." }.Within(2, double.PositiveInfinity);
         var level = new Option<int>("--level") { Description = "Whole slides and OME-TIFF pyramids (reduced levels as SubIFDs): the pyramid level to segment (0 = full resolution); other images are read at full resolution.", DefaultValueFactory = _ => 0 };
         var mpp = new Option<double?>("--mpp") { Description = GraphCommand.MppHelp };
         var batchId = new Option<string?>("--batch-id") { Description = "The batch's id (default: derived from the folder, the slides, their inputs and every parameter). The same batch again attaches to it; a different one under this id is refused." };

@@ -83,7 +83,7 @@ public static class ClientCommands
         var model = new Option<string?>("--model") { Description = "Segment with this model: the trainer classifies the nodes, a worker paints OUT/mask.tif and OUT/overlay.png and writes OUT/objects.geojson (see --objects)." };
         var coordinator = new Option<string?>("--coordinator", "-c") { Description = "Coordinator node address(es), akka.tcp://actorseg@HOST:PORT, comma-separated. Env ACTORSEG_COORDINATOR." };
         var jobId = new Option<string?>("--job-id") { Description = "Job id (default: new). Re-submitting an id re-attaches to that job; a finished one answers at once." };
-        var spacing = new Option<double?>("--spacing") { Description = "Seed spacing in pixels (default: the model's, where this machine can read it; else 40.96)." };
+        var spacing = new Option<double?>("--spacing") { Description = "Seed spacing in pixels (default: the model's, where this machine can read it; else 40.96)." }.Within(2, double.PositiveInfinity);
         var tileSize = new Option<int>("--tile-size") { DefaultValueFactory = _ => 2048, Description = "Tile size in pixels." };
         var halo = new Option<int?>("--halo") { Description = "Halo in pixels (default: 10 seed spacings)." };
         var features = new Option<string?>("--features") { Description = "absolute, texture or published (default: the model's, where this machine can read it; else the best recipe's, absolute)." };

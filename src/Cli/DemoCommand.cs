@@ -9,7 +9,7 @@ public static class DemoCommand
     public static Command Create(Option<bool> verbose)
     {
         var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Working directory for the sample data and results.", DefaultValueFactory = _ => new DirectoryInfo("runs/demo") };
-        var size = new Option<int>("--size") { Description = "Side of the generated square image in pixels.", DefaultValueFactory = _ => 4096 };
+        var size = new Option<int>("--size") { Description = "Side of the generated square image in pixels.", DefaultValueFactory = _ => 4096 }.Within(64, 1 << 20);
         var workers = WorkersOption.Create("Tile worker actors");
         var cmd = new Command("demo", "The main job end to end on generated sample data: generate images with masks, build their superpixel graphs, train a GNN, segment a held-out image and measure it.")
         {

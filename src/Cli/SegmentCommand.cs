@@ -14,7 +14,7 @@ public static class SegmentCommand
         var image = new Argument<FileInfo>("IMAGE") { Description = "The image to segment (any size: it is processed tile by tile)." };
         var model = new Option<FileInfo>("--model", "-m") { Description = "A model file from 'actorseg train' (best.model).", Required = true };
         var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Output directory: mask.tif (pyramidal tiled BigTIFF of class ids), mask.ome.tif, prob.tif (per pixel the painted class's probability × 255, uint8, pyramidal), objects.geojson, overlay.png, segment.json, graph/ (with probs.npy, the nodes' class probabilities).", Required = true };
-        var spacing = new Option<double?>("--spacing") { Description = "Seed spacing in pixels (default: the spacing the model was trained with)." };
+        var spacing = new Option<double?>("--spacing") { Description = "Seed spacing in pixels (default: the spacing the model was trained with)." }.Within(2, double.PositiveInfinity);
         var workers = WorkersOption.Create("Tile workers");
         var tileSize = new Option<int>("--tile-size") { DefaultValueFactory = _ => 2048, Description = "Tile size in pixels." };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "auto", Description = "auto, cpu or cuda." };

@@ -102,11 +102,22 @@ public class UserErrorTests() : TempDirTest("usererr")
     [InlineData("--iterations", "0", "--iterations must be in [1, 100] (got 0)")]
     [InlineData("--compactness", "0", "--compactness must be a number in (0, ∞) (got 0)")]
     [InlineData("--out", "", "Cannot parse argument '' for option '--out' as a folder path")]
+    [InlineData("segment --spacing", "1", "--spacing must be a number in [2, ∞) (got 1)")]
+    [InlineData("batch --spacing", "0.5", "--spacing must be a number in [2, ∞) (got 0.5)")]
+    [InlineData("batch --parallel", "0", "--parallel must be in [1, 256] (got 0)")]
+    [InlineData("demo --size", "0", "--size must be in [64, 1,048,576] (got 0)")]
     public void Graph_RefusesAbsurdValues_AtParse_BeforeTheImageIsOpened(string option, string value, string expected)
     {
         // the image need not exist: the values are refused as they are read (before: exit 1, after an actor system had started)
         var output = Path.Combine(_dir, "g");
-        string[] args = option == "--out" ? ["graph", Path.Combine(_dir, "none.tif"), "--out", value] : ["graph", Path.Combine(_dir, "none.tif"), "--out", output, option, value];
+        string[] args = option switch
+        {
+            "--out" => ["graph", Path.Combine(_dir, "none.tif"), "--out", value],
+            "segment --spacing" => ["segment", Path.Combine(_dir, "none.tif"), "--model", Path.Combine(_dir, "none.model"), "--out", output, "--spacing", value],
+            "batch --spacing" or "batch --parallel" => ["batch", _dir, "--out", output, option[6..], value],
+            "demo --size" => ["demo", "--out", output, "--size", value],
+            _ => ["graph", Path.Combine(_dir, "none.tif"), "--out", output, option, value],
+        };
         OneLine(TestPaths.RunCli(args), 2, expected);
         Assert.False(Directory.Exists(output));
     }

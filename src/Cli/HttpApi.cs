@@ -37,7 +37,9 @@ public static class HttpApi
     public const long MaxBodyBytes = 64 * 1024;
     public const long MaxBatchBodyBytes = 1024 * 1024;
 
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+    /// <summary>Request bodies: a field the request types do not have (a misspelt "modle") is refused, not ignored.</summary>
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow };
+    private static readonly JsonSerializerOptions DigestJson = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     /// <summary>How long a POST waits for the file-system checks of its paths (confinement, existence, its model file read)
     /// before it is answered 503: a stalled network file system would otherwise hold the request, and its thread, for
@@ -155,8 +157,9 @@ public static class HttpApi
                     Series: sl.Series), sl.Split));
             }
             // the same request again is the same batch (it attaches); the digest is of the request, canonical (this door reads no file contents)
-            var digest = Convert.ToHexString(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(new { outDir, slides }))).ToLowerInvariant();
-            return new BatchSpec(outDir, slides.ToArray(), Math.Max(1, req.Parallel ?? 2), null, "http-" + digest);
+            // (NaN and infinities written as names: the coordinator refuses them, naming the field, after the digest)
+            var digest = Convert.ToHexString(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(new { outDir, slides }, DigestJson))).ToLowerInvariant();
+            return new BatchSpec(outDir, slides.ToArray(), req.Parallel ?? 2, null, "http-" + digest); // the coordinator refuses a value outside 1..256
         }, ct);
 
     /// <summary>A batch as GET /batches/ID and /status show it (slides: when one batch was asked for).</summary>
@@ -214,7 +217,7 @@ public static class HttpApi
         bool Authorized(HttpContext ctx, bool readOnly = false)
         {
             var h = ctx.Request.Headers.Authorization.ToString();
-            var given = h.StartsWith("Bearer ", StringComparison.Ordinal) ? h[7..].Trim() : "";
+            var given = h.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? h[7..].Trim() : ""; // the scheme's name is case-insensitive (RFC 9110)
             bool ok = Same(given, o.ApiToken) | (readOnly && Same(given, o.StatusToken));
             if (!ok) log.Warning("Refused {Method} {Path} from {Remote}: missing or wrong bearer token", ctx.Request.Method, ctx.Request.Path.ToString(), ctx.Connection.RemoteIpAddress?.ToString());
             return ok;
@@ -342,9 +345,10 @@ public static class HttpApi
             StatusReport r;
             try { r = await coordinator.ActorRef.Ask<StatusReport>(new GetStatus(id), TimeSpan.FromSeconds(10)); }
             catch (AskTimeoutException) { return Error(503, "the coordinator did not answer in 10 s"); }
-            var j = r.Jobs.FirstOrDefault();
+            // the status of that job only (the coordinator's report for a batch id lists the batch's slides' jobs)
+            var j = r.Jobs.FirstOrDefault(x => x.JobId == id);
             return j is null
-                ? Error(404, $"no job {id}")
+                ? Error(404, r.Jobs.Length > 0 ? $"no job {id} (it is a batch: GET /batches/{id})" : $"no job {id}")
                 : Results.Json(new { jobId = j.JobId, phase = j.Phase, tilesDone = j.TilesDone, tilesTotal = j.TilesTotal, inFlight = j.InFlight, retries = j.Retries, error = j.Error, outDir = j.OutDir });
         });
     }

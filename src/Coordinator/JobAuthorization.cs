@@ -27,12 +27,20 @@ public readonly record struct Checked<T>(T? Spec, JobRefused? Refused) where T :
 /// </summary>
 public static class JobAuthorization
 {
+    private static string? RequestProblem(GraphJobSpec spec)
+    {
+        try { return Core.Pipeline.GraphJob.RequestProblem(GraphCoordinatorActor.ToRequest(spec)); }
+        catch (ArgumentException e) { return e.Message; } // a mask mode that is neither value, …
+    }
+
     /// <summary>The files a training job writes in its model folder.</summary>
     public static readonly string[] TrainingOutputs = ["best.model", "last.model", "curves.csv", "split.json", "train.json"];
 
     public static Checked<GraphJobSpec> Check(string jobId, GraphJobSpec spec, JobPolicy policy, IEnumerable<OutputFootprint> open) =>
         Admit(jobId, policy, open, ObjectExporter.Validate(spec.Objects) ?? ObjectExporter.ValidateSimplify(spec.Simplify)
-            ?? ((spec.ModelFeatures || spec.ModelSpacing) && spec.ModelPath is null ? "the job asks for its model's features or seed spacing, but names no model" : null), () => spec with
+            ?? ((spec.ModelFeatures || spec.ModelSpacing) && spec.ModelPath is null ? "the job asks for its model's features or seed spacing, but names no model" : null)
+            // the settings that need no image (spacing, segments, halo, SLIC's parameters, k, series, …), before any folder is made
+            ?? RequestProblem(spec), () => spec with
         {
             ImagePath = Place(spec.ImagePath, "image", policy),
             MaskPath = spec.MaskPath is null ? null : Place(spec.MaskPath, "mask", policy),

@@ -188,6 +188,14 @@ public sealed record TissueInfo(string Source, double Fraction, int TilesSkipped
 /// <summary>The plain (actor-free) steps of building a graph: prepare, process a tile, stitch and write.</summary>
 public static class GraphJob
 {
+    /// <summary>What is wrong with the request's own settings (<see cref="CheckRequest"/>), or null: a coordinator refuses
+    /// such a job as it admits it, before any folder is made.</summary>
+    public static string? RequestProblem(GraphRequest req)
+    {
+        try { CheckRequest(req); return null; }
+        catch (ArgumentException e) { return e.Message; }
+    }
+
     /// <summary>The request's own limits, which need no image: SLIC's parameters, k, the feature set, the halo.</summary>
     private static void CheckRequest(GraphRequest req)
     {

@@ -305,6 +305,17 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         Assert.Equal(System.Net.HttpStatusCode.BadRequest, missing.StatusCode);
         Assert.Contains("model not found", missing.Content.ReadAsStringAsync().Result);
         Assert.False(Directory.Exists(Path.Combine(data, "o3")), "a refused job writes nothing");
+        // a misspelt field is refused, not ignored (a "modle" made a job without its segmentation); settings that need no
+        // image are refused at the door too, before any folder is made (before: 202, then the job failed at prepare)
+        var typo = PostJson(new { image = img, @out = Path.Combine(data, "o4"), modle = badModel }, token);
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, typo.StatusCode);
+        Assert.Contains("modle", typo.Content.ReadAsStringAsync().Result);
+        var nanSpacing = Post(new StringContent($$"""{"image":{{System.Text.Json.JsonSerializer.Serialize(img)}},"out":{{System.Text.Json.JsonSerializer.Serialize(Path.Combine(data, "o4"))}},"spacing":"NaN"}""", System.Text.Encoding.UTF8, "application/json"), token);
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, nanSpacing.StatusCode);
+        Assert.Contains("spacing must be >= 2 pixels (got NaN)", nanSpacing.Content.ReadAsStringAsync().Result);
+        var tooSmall = PostJson(new { image = img, @out = Path.Combine(data, "o4"), spacing = 1.0 }, token);
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, tooSmall.StatusCode);
+        Assert.False(Directory.Exists(Path.Combine(data, "o4")), "a refused job writes nothing");
         Assert.Equal(System.Net.HttpStatusCode.Accepted, PostJson(job, token).StatusCode);
         // the same id again is a conflict, not another 202 with another job's status
         var dup = PostJson(job with { @out = Path.Combine(data, "out-b") }, token);
@@ -314,7 +325,8 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         ClusterHarness.WaitFor(() =>
         {
             var req = new HttpRequestMessage(HttpMethod.Get, "/jobs/web-1");
-            req.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+            // the scheme's name in any case (RFC 9110)
+            req.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("bearer", token);
             var body = client.Send(req).Content.ReadAsStringAsync().Result;
             phase = System.Text.Json.JsonDocument.Parse(body).RootElement.TryGetProperty("phase", out var p) ? p.GetString() ?? "" : "";
             return phase is "done" or "failed";

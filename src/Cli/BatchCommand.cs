@@ -238,7 +238,7 @@ public static class BatchCommand
         var batchId = new Option<string?>("--batch-id") { Description = "The batch's id (default: derived from the folder, the slides, their inputs and every parameter). The same batch again attaches to it; a different one under this id is refused." };
         var detach = new Option<bool>("--detach") { Description = "Return once the cluster has recorded the batch, printing its id; 'actorseg status ID' follows it, the same command again (or --attach ID) waits for it and writes the summary." };
         var attach = new Option<string?>("--attach") { Description = "Follow a batch already submitted (by 'batch --detach' or POST /batches) by its id, and write its metrics, summary.csv and report.html when it ends." };
-        var timeout = new Option<double>("--connect-timeout") { DefaultValueFactory = _ => 60, Description = "Seconds to wait for the coordinator to answer before giving up (exit 3)." };
+        var timeout = new Option<double>("--connect-timeout") { DefaultValueFactory = _ => 60, Description = "Seconds to wait for the coordinator to answer before giving up (exit 3)." }.Within(0, 86_400, loOpen: true);
         var tissue = GraphCommand.TissueOption();
         var objects = ObjectFlags.Format();
         var simplify = ObjectFlags.Simplify();

@@ -219,7 +219,11 @@ public static class HttpApi
             var h = ctx.Request.Headers.Authorization.ToString();
             var given = h.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? h[7..].Trim() : ""; // the scheme's name is case-insensitive (RFC 9110)
             bool ok = Same(given, o.ApiToken) | (readOnly && Same(given, o.StatusToken));
-            if (!ok) log.Warning("Refused {Method} {Path} from {Remote}: missing or wrong bearer token", ctx.Request.Method, ctx.Request.Path.ToString(), ctx.Connection.RemoteIpAddress?.ToString());
+            if (!ok)
+            {
+                log.Warning("Refused {Method} {Path} from {Remote}: missing or wrong bearer token", ctx.Request.Method, ctx.Request.Path.ToString(), ctx.Connection.RemoteIpAddress?.ToString());
+                ctx.Response.Headers.WWWAuthenticate = "Bearer realm=\"actorseg\""; // what the 401 asks for (RFC 9110)
+            }
             return ok;
         }
 

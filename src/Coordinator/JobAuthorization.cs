@@ -134,6 +134,8 @@ public static class JobAuthorization
         catch (Exception e) when (e is ArgumentException or IOException) { return new(null, Refuse(RefusalCodes.Invalid, e.Message)); }
         if (ownClash(c) is { } clash) return new(null, Refuse(RefusalCodes.Conflict, clash));
         var mine = footprint(c);
+        // a file where the output folder should be: refused now, not at prepare after a 202
+        if (File.Exists(mine.OutDir)) return new(null, Refuse(RefusalCodes.Invalid, $"{what} {mine.OutDir} is a file, not a folder"));
         foreach (var f in open)
             if (f.JobId != jobId && Overlap(mine, f))
                 return new(null, Refuse(RefusalCodes.Conflict, $"{what} {mine.OutDir} overlaps {f.OutDir}, the output of open job {f.JobId}"));

@@ -281,7 +281,9 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         }
         HttpResponseMessage PostJson(object o, string? t) => Post(new StringContent(System.Text.Json.JsonSerializer.Serialize(o), System.Text.Encoding.UTF8, "application/json"), t);
         var job = new { jobId = "web-1", image = img, @out = Path.Combine(data, "out"), tileSize = 256 };
-        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, PostJson(job, null).StatusCode);
+        var anonymous = PostJson(job, null);
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, anonymous.StatusCode);
+        Assert.Equal("Bearer", Assert.Single(anonymous.Headers.WwwAuthenticate).Scheme);
         Assert.Equal(System.Net.HttpStatusCode.Unauthorized, PostJson(job, "wrong").StatusCode);
         // the token is checked before the body is read: garbage without a token is 401, not 400
         Assert.Equal(System.Net.HttpStatusCode.Unauthorized, Post(new StringContent("{not json", System.Text.Encoding.UTF8, "application/json"), null).StatusCode);
@@ -315,6 +317,12 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         Assert.Contains("spacing must be >= 2 pixels (got NaN)", nanSpacing.Content.ReadAsStringAsync().Result);
         var tooSmall = PostJson(new { image = img, @out = Path.Combine(data, "o4"), spacing = 1.0 }, token);
         Assert.Equal(System.Net.HttpStatusCode.BadRequest, tooSmall.StatusCode);
+        // an output "folder" that is a file is refused as the job is admitted (before: 202, then a failure at prepare)
+        var aFile = Path.Combine(data, "a-file");
+        File.WriteAllText(aFile, "");
+        var outFile = PostJson(new { image = img, @out = aFile }, token);
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, outFile.StatusCode);
+        Assert.Contains("is a file, not a folder", outFile.Content.ReadAsStringAsync().Result);
         Assert.False(Directory.Exists(Path.Combine(data, "o4")), "a refused job writes nothing");
         Assert.Equal(System.Net.HttpStatusCode.Accepted, PostJson(job, token).StatusCode);
         // the same id again is a conflict, not another 202 with another job's status

@@ -353,7 +353,12 @@ public static class ClientCommands
                     Console.WriteLine($"{j.JobId,-28} {j.Phase,-12} {$"{j.TilesDone}/{j.TilesTotal}",-12} {j.InFlight,-9} {j.Retries,-7} {j.Error ?? j.OutDir}");
                 if (r.EndedNotListed > 0)
                     Console.WriteLine($"({r.EndedNotListed} older ended jobs and batches not listed; `actorseg status ID` shows any one)");
-                return r.Jobs.Length == 0 && (r.Batches ?? []).Length == 0 && pr.GetValue(jobId) is not null ? ExitCodes.Failed : ExitCodes.Ok;
+                if (r.Jobs.Length == 0 && (r.Batches ?? []).Length == 0 && pr.GetValue(jobId) is { } asked)
+                {
+                    Log.Error("No job or batch {JobId} is known to the coordinator", asked);
+                    return ExitCodes.Failed;
+                }
+                return ExitCodes.Ok;
             }
             catch (ArgumentException e) { Console.Error.WriteLine($"actorseg status: {e.Message}"); return ExitCodes.Usage; }
         });

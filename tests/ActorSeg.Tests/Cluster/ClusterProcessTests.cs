@@ -213,6 +213,10 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
             var st = h.Run("status", 0, null, ["status", "resume-1", "--coordinator", coord2.Address]);
             Assert.Equal(0, Wait(st.Process, TimeSpan.FromSeconds(60)));
             Assert.Contains(st.Lines, l => l.StartsWith("resume-1") && l.Contains(" done ") && l.Contains($"{n}/{n}"));
+            // and says so of a job it does not know (before: an empty table)
+            var unknown = h.Run("status-unknown", 0, null, ["status", "no-such-job", "--coordinator", coord2.Address]);
+            Assert.Equal(1, Wait(unknown.Process, TimeSpan.FromSeconds(60)));
+            Assert.Contains(unknown.Lines, l => l.Contains("No job or batch no-such-job is known to the coordinator"));
         }
         finally
         {

@@ -59,8 +59,6 @@ public static class TrainCommand
         return o;
     }
 
-    /// <summary>The options with <c>--refine-whole</c>'s share (its option refuses one outside (0, 1] as it is read).</summary>
-    public static RefineOptions WithWhole(RefineOptions ro, double share) => ro.WithLostShare(share);
 
     public static object RefineModel(string modelPath, RefineOptions ro, int seed, string device, string? outPath = null, CancellationToken ct = default) =>
         RefineModelFile.Train(modelPath, ro, seed, device, s => Log.Information("{Step}", s), outPath: outPath, ct: ct);
@@ -120,7 +118,7 @@ public static class TrainCommand
                 var paths = new List<string>();
                 if (pr.GetValue(graphs) is { Length: > 0 } gs) paths.AddRange(GraphSample.Discover(gs));
                 var pairs = pr.GetValue(images) is { } imgDir
-                    ? Pair(imgDir.FullName, (pr.GetValue(masks) ?? throw new ArgumentException("--images needs --masks")).FullName)
+                    ? Pair(imgDir.FullName, pr.GetValue(masks)!.FullName) // (the command's own check: --images and --masks go together)
                     : [];
                 if (paths.Count == 0 && pairs.Count == 0) throw new ArgumentException("nothing to train on: give --graphs, or --images with --masks");
                 // what the refinement needs of the given graphs is checked before anything is built or trained
@@ -159,7 +157,7 @@ public static class TrainCommand
                     if (missing is not null) Log.Warning("No boundary refinement: {Reason} (build the graphs without --no-node-map, or train with --no-refine to silence this)", missing);
                     if (!pr.GetValue(noRefine) && missing is null)
                     {
-                        var ro = WithWhole(new RefineOptions { Threshold = pr.GetValue(refineThreshold) }, pr.GetValue(refineWhole));
+                        var ro = new RefineOptions { Threshold = pr.GetValue(refineThreshold) }.WithLostShare(pr.GetValue(refineWhole));
                         try { refined = RefineModelFile.Train(r.BestModel, ro, pr.GetValue(seed), pr.GetValue(device)!, log, ct: ct); }
                         catch (Core.Refine.RefinerNotTrainableException e) when (!pr.GetValue(refine))
                         {
@@ -278,7 +276,7 @@ public static class RefineCommand
                 catch (FormatException) { throw new ArgumentException($"--sigmas: '{pr.GetValue(sigmas)}' is not a list of numbers"); }
                 if (sg.Length is < 2 or > 8 || sg.Any(v => !(v >= 0.5 && v <= Core.Refine.PixelRefinerSpec.MaxSigma))) throw new ArgumentException($"--sigmas: 2 to 8 scales in 0.5..{Core.Refine.PixelRefinerSpec.MaxSigma} (got '{pr.GetValue(sigmas)}')");
                 if (!(pr.GetValue(context) > 0 && pr.GetValue(context) <= 4)) throw new ArgumentException($"--context must be in (0, 4] (got {pr.GetValue(context)})");
-                var ro = TrainCommand.WithWhole(new RefineOptions { Threshold = pr.GetValue(threshold), Hidden = pr.GetValue(hidden), Sigmas = sg, ContextFraction = pr.GetValue(context) }, pr.GetValue(whole));
+                var ro = new RefineOptions { Threshold = pr.GetValue(threshold), Hidden = pr.GetValue(hidden), Sigmas = sg, ContextFraction = pr.GetValue(context) }.WithLostShare(pr.GetValue(whole));
                 if (!(ro.Threshold >= 0 && ro.Threshold <= 1)) throw new ArgumentException($"--refine-threshold must be in [0, 1] (got {ro.Threshold})");
                 if (ro.Hidden is < 1 or > Core.Refine.PixelRefinerSpec.MaxHidden) throw new ArgumentException($"--hidden must be in [1, {Core.Refine.PixelRefinerSpec.MaxHidden}] (got {ro.Hidden})");
                 var src = pr.GetValue(model)!.FullName; var dst = pr.GetValue(output)!.FullName;

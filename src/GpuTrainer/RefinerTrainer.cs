@@ -43,19 +43,7 @@ public sealed class RefineInput
     }
 
     /// <summary>The image a graph was built from, as its summary names it.</summary>
-    public static string ImageOf(string graphPath)
-    {
-        var summaryPath = SummaryOf(graphPath);
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(summaryPath));
-            return doc.RootElement.GetProperty("image").GetProperty("path").GetString() ?? throw new InvalidDataException($"{summaryPath}: no image path");
-        }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FileNotFoundException)
-        {
-            throw new InvalidDataException($"{summaryPath}: not a graph summary ({e.Message})", e);
-        }
-    }
+    public static string ImageOf(string graphPath) => GraphOutputs.ReadSummaryInputs(SummaryOf(graphPath)).ImagePath;
 
     /// <summary>Reads the graph and its summary and runs the coarse model over it.</summary>
     public static RefineInput Load(string graphPath, ModelSpec spec, GnnModel model, Device device)
@@ -67,34 +55,16 @@ public sealed class RefineInput
         var nodeMap = Path.Combine(dir, GraphOutputs.NodeMapFile);
         if (!File.Exists(summaryPath)) throw new InvalidDataException($"{graphPath}: refinement needs the graph's {GraphOutputs.SummaryFile} beside it (the folder 'actorseg graph' wrote)");
         if (!File.Exists(nodeMap)) throw new InvalidDataException($"{graphPath}: refinement needs the node map {GraphOutputs.NodeMapFile} beside it (build the graph without --no-node-map)");
-        string image; int page, series; string? mask = null; MaskMode mode = MaskMode.Binary; int? ignore = null;
-        try
+        var inputs = GraphOutputs.ReadSummaryInputs(summaryPath);
+        var (image, page, series, mask, mode, ignore) = (inputs.ImagePath, inputs.Page, inputs.Series, inputs.MaskPath, inputs.MaskMode, inputs.IgnoreValue);
+        // graphs written since 2026-12-07 record the file as it was read
+        if (File.Exists(image) && inputs is { Bytes: { } then, ModifiedUtc: { } when })
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(summaryPath));
-            var img = doc.RootElement.GetProperty("image");
-            image = img.GetProperty("path").GetString() ?? throw new InvalidDataException("no image path");
-            // graphs written since 2026-12-07 record the file as it was read
-            if (File.Exists(image) && img.TryGetProperty("bytes", out var by) && by.ValueKind == JsonValueKind.Number
-                && img.TryGetProperty("modifiedUtc", out var mt) && mt.ValueKind == JsonValueKind.String && mt.TryGetDateTime(out var when))
-            {
-                var now = new FileInfo(image);
-                if (now.Length != by.GetInt64() || now.LastWriteTimeUtc != when.ToUniversalTime())
-                    Serilog.Log.Warning("{Graph}: its image {Image} has changed since the graph was built from it ({Bytes:N0} bytes, modified {Then:u}; now {Now:N0} bytes, modified {NowWhen:u}): " +
-                        "what is refined or measured is read from the image as it is now; rebuild the graph if its pixels changed",
-                        graphPath, image, by.GetInt64(), when.ToUniversalTime(), now.Length, now.LastWriteTimeUtc);
-            }
-            page = img.TryGetProperty("page", out var pg) ? pg.GetInt32() : 0;
-            series = img.TryGetProperty("series", out var se) ? se.GetInt32() : -1;
-            if (doc.RootElement.TryGetProperty("mask", out var m) && m.ValueKind == JsonValueKind.Object)
-            {
-                mask = m.GetProperty("path").GetString();
-                mode = m.TryGetProperty("mode", out var md) && md.GetString() == "classes" ? MaskMode.Classes : MaskMode.Binary;
-                if (m.TryGetProperty("ignoreValue", out var iv) && iv.ValueKind == JsonValueKind.Number) ignore = iv.GetInt32();
-            }
-        }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
-        {
-            throw new InvalidDataException($"{summaryPath}: not a graph summary ({e.Message})", e);
+            var now = new FileInfo(image);
+            if (now.Length != then || now.LastWriteTimeUtc != when)
+                Serilog.Log.Warning("{Graph}: its image {Image} has changed since the graph was built from it ({Bytes:N0} bytes, modified {Then:u}; now {Now:N0} bytes, modified {NowWhen:u}): " +
+                    "what is refined or measured is read from the image as it is now; rebuild the graph if its pixels changed",
+                    graphPath, image, then, when, now.Length, now.LastWriteTimeUtc);
         }
         var npz = NpzReader.Read(graphPath);
         NpyArray Need(string key) => npz.TryGetValue(key, out var a) ? a : throw new InvalidDataException($"{graphPath}: graph has no '{key}' array");
@@ -123,21 +93,11 @@ public sealed class RefineInput
             foreach (var f in new[] { GraphOutputs.SummaryFile, GraphOutputs.NodeMapFile })
                 if (!File.Exists(Path.Combine(dir, f))) return $"{p} has no {f} beside it";
             // the refinement reads the image (and the mask) the graph was built from, as its summary names them
-            var summary = Path.Combine(dir, GraphOutputs.SummaryFile);
-            try
-            {
-                using var doc = JsonDocument.Parse(File.ReadAllBytes(summary));
-                var image = doc.RootElement.GetProperty("image").GetProperty("path").GetString();
-                if (string.IsNullOrEmpty(image)) return $"{summary} names no image";
-                if (!File.Exists(image)) return $"{p} was built from {image}, which is not there any more (the refinement reads it)";
-                if (doc.RootElement.TryGetProperty("mask", out var m) && m.ValueKind == JsonValueKind.Object
-                    && m.TryGetProperty("path", out var mp) && mp.GetString() is { Length: > 0 } mask && !File.Exists(mask))
-                    return $"{p} was built with the mask {mask}, which is not there any more (the refinement reads it)";
-            }
-            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or IOException or UnauthorizedAccessException)
-            {
-                return $"{summary} is not a graph summary ActorSeg can read ({e.Message})";
-            }
+            GraphOutputs.SummaryInputs s;
+            try { s = GraphOutputs.ReadSummaryInputs(Path.Combine(dir, GraphOutputs.SummaryFile)); }
+            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException) { return e.Message; }
+            if (!File.Exists(s.ImagePath)) return $"{p} was built from {s.ImagePath}, which is not there any more (the refinement reads it)";
+            if (s.MaskPath is { Length: > 0 } mask && !File.Exists(mask)) return $"{p} was built with the mask {mask}, which is not there any more (the refinement reads it)";
         }
         return null;
     }

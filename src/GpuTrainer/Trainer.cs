@@ -242,16 +242,8 @@ public static class Trainer
     {
         var real = new FileInfo(graphPath).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(graphPath);
         var summary = Path.Combine(Path.GetDirectoryName(real)!, Core.IO.GraphOutputs.SummaryFile);
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(summary));
-            return doc.RootElement.TryGetProperty("mask", out var m) && m.ValueKind == JsonValueKind.Object && m.TryGetProperty("mode", out var mode)
-                ? mode.GetString() : null;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException or InvalidOperationException)
-        {
-            return null;
-        }
+        try { return File.Exists(summary) && GraphOutputs.ReadSummaryInputs(summary) is { MaskPath: not null } s ? s.MaskMode.ToString().ToLowerInvariant() : null; }
+        catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException) { return null; }
     }
 
     /// <summary>

@@ -277,6 +277,43 @@ public static class GraphOutputs
     /// 2026-12-06 do not) and which (null: the image stated none).</summary>
     public sealed record SummaryImage(string GraphFile, int Width, int Height, int Channels, int BitDepth, bool RecordsPixelSize, (double X, double Y)? MicronsPerPixel);
 
+    /// <summary>The inputs a graph's summary (graph.json) records: the image as read (its page or level, its series, and since
+    /// 2026-12-07 the file's size and modification time then), and the mask with how it was read (null: none).</summary>
+    public sealed record SummaryInputs(string ImagePath, int Page, int Series, long? Bytes, DateTime? ModifiedUtc, string? MaskPath, MaskMode MaskMode, int? IgnoreValue);
+
+    /// <summary>Reads <see cref="SummaryInputs"/> from a graph.json.</summary>
+    /// <exception cref="IOException">it cannot be read</exception>
+    /// <exception cref="InvalidDataException">it is missing, or not a graph summary ActorSeg writes (names the file)</exception>
+    public static SummaryInputs ReadSummaryInputs(string path)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            var img = doc.RootElement.GetProperty("image");
+            var image = img.GetProperty("path").GetString();
+            if (string.IsNullOrEmpty(image)) throw new InvalidDataException("no image path");
+            long? bytes = img.TryGetProperty("bytes", out var by) && by.ValueKind == JsonValueKind.Number ? by.GetInt64() : null;
+            DateTime? modified = img.TryGetProperty("modifiedUtc", out var mt) && mt.ValueKind == JsonValueKind.String && mt.TryGetDateTime(out var when) ? when.ToUniversalTime() : null;
+            int page = img.TryGetProperty("page", out var pg) ? pg.GetInt32() : 0, series = img.TryGetProperty("series", out var se) ? se.GetInt32() : -1;
+            string? mask = null; var mode = MaskMode.Binary; int? ignore = null;
+            if (doc.RootElement.TryGetProperty("mask", out var m) && m.ValueKind == JsonValueKind.Object)
+            {
+                mask = m.GetProperty("path").GetString();
+                mode = m.TryGetProperty("mode", out var md) && md.GetString() == "classes" ? MaskMode.Classes : MaskMode.Binary;
+                if (m.TryGetProperty("ignoreValue", out var iv) && iv.ValueKind == JsonValueKind.Number) ignore = iv.GetInt32();
+            }
+            return new SummaryInputs(image, page, series, bytes, modified, mask, mode, ignore);
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FileNotFoundException or DirectoryNotFoundException or FormatException)
+        {
+            throw new InvalidDataException($"{path}: not a graph summary ({e.Message})", e);
+        }
+        catch (InvalidDataException e) when (!e.Message.StartsWith(path, StringComparison.Ordinal))
+        {
+            throw new InvalidDataException($"{path}: not a graph summary ({e.Message})", e);
+        }
+    }
+
     /// <summary>Reads <see cref="SummaryImage"/> from a graph.json.</summary>
     /// <exception cref="IOException">it cannot be read</exception>
     /// <exception cref="InvalidDataException">it is not a graph summary ActorSeg writes (names the file)</exception>

@@ -47,7 +47,7 @@ public class BootstrapClusterTests(ITestOutputHelper output) : ClusterTestBase("
             Assert.DoesNotContain(all, n => n.Saw(Forming));
             var n0 = Start(0);
             all.Add(n0);
-            foreach (var n in all) ClusterHarness.WaitFor(() => n.Saw(Done), TimeSpan.FromSeconds(40), $"{n.Name} to join", n);
+            foreach (var n in all) ClusterHarness.WaitFor(() => n.Saw(Done), TimeSpan.FromSeconds(90), $"{n.Name} to join", n);
             ClusterHarness.WaitFor(() => n0.Saw("(4 members)") && n2.Saw("(4 members)"), TimeSpan.FromSeconds(60), "one cluster of four", n0);
             // exactly one node formed a cluster: the lowest; the others joined it
             Assert.Equal([n0.Name], all.Where(n => n.Saw(Forming)).Select(n => n.Name));
@@ -62,7 +62,7 @@ public class BootstrapClusterTests(ITestOutputHelper output) : ClusterTestBase("
             // the coordinator restarted while the lowest node is down: it finds the cluster of nodes 2 and 3 and joins it
             var n1b = Start(1, "-restarted");
             all.Add(n1b);
-            ClusterHarness.WaitFor(() => n1b.Saw(Done), TimeSpan.FromSeconds(40), "the restarted coordinator to join", n1b);
+            ClusterHarness.WaitFor(() => n1b.Saw(Done), TimeSpan.FromSeconds(90), "the restarted coordinator to join", n1b);
             Assert.False(n1b.Saw(Forming), n1b.Log);
             Assert.True(n1b.Saw("a cluster exists, joining it through"), n1b.Log);
             ClusterHarness.WaitFor(() => n2.Lines.Any(l => l.Contains($"Member up: {Addr(1)}") && l.Contains("(3 members)")), TimeSpan.FromSeconds(60), "the coordinator up in the old cluster", n2);
@@ -70,7 +70,7 @@ public class BootstrapClusterTests(ITestOutputHelper output) : ClusterTestBase("
             // and the lowest node restarted: it joins too, although it has the lowest address
             var n0b = Start(0, "-restarted");
             all.Add(n0b);
-            ClusterHarness.WaitFor(() => n0b.Saw(Done), TimeSpan.FromSeconds(40), "the restarted lowest node to join", n0b);
+            ClusterHarness.WaitFor(() => n0b.Saw(Done), TimeSpan.FromSeconds(90), "the restarted lowest node to join", n0b);
             Assert.False(n0b.Saw(Forming), n0b.Log);
             ClusterHarness.WaitFor(() => n2.Lines.Any(l => l.Contains($"Member up: {Addr(0)}") && l.Contains("(4 members)")), TimeSpan.FromSeconds(60), "one cluster of four again", n2);
             Assert.False(n2.Process.HasExited || n3.Process.HasExited, "the nodes that stayed are still running");
@@ -90,7 +90,7 @@ public class BootstrapClusterTests(ITestOutputHelper output) : ClusterTestBase("
         // a cluster of one by discovery: its own endpoint the only contact point, one required
         var node = h.Start("node", port, TestCa.Env(nodeId, ca.CaPath), "--roles", "tile-worker", "--workers", "1", "--discovery", "config",
             "--contact-points", $"127.0.0.1:{mgmt}", "--management-port", mgmt.ToString(), "--required-contact-points", "1");
-        ClusterHarness.WaitFor(() => node.Saw(Done), TimeSpan.FromSeconds(40), "the node to form its cluster", node);
+        ClusterHarness.WaitFor(() => node.Saw(Done), TimeSpan.FromSeconds(90), "the node to form its cluster", node);
         Assert.True(node.Saw(Forming), node.Log);
 
         var point = new ContactPoint("127.0.0.1", mgmt);

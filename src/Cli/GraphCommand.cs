@@ -197,8 +197,24 @@ public static class GraphCommand
         }
         finally
         {
-            // cancelled (Ctrl-C) or thrown: the runtime is stopped by now; what its job left goes, unless asked to be kept
+            // cancelled (Ctrl-C) or thrown: the runtime is stopped by now; what its job left goes, unless asked to be kept,
+            // and the earlier results it had set aside come back (a run killed outright has them put back by the next job here)
             if (!ended && !spec.KeepWork) folder.RemoveWorkDirs();
+            if (!ended) PutBack(spec, jobId);
+        }
+    }
+
+    private static void PutBack(GraphJobSpec spec, string jobId)
+    {
+        try
+        {
+            if (Core.IO.EarlierResults.Restore(spec.OutDir, jobId, spec.KeepWork) is { Names.Length: > 0 } r)
+                Log.Information("The earlier results in {OutDir} ({Names}) are back in place", spec.OutDir, string.Join(", ", r.Names));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Log.Error("The earlier results set aside in {Folder} could not be put back ({Error}); the next run in {OutDir} puts them back first",
+                Core.IO.EarlierResults.Folder(spec.OutDir, jobId), e.Message, spec.OutDir);
         }
     }
 

@@ -382,6 +382,14 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             // the job's folder is held from here to the job's end: a one-process run of another process writing it (a
             // shared file system) refuses the job, naming that run, and one started later is refused in its turn
             HoldFolder(p.JobId, p.Spec.OutDir, ct);
+            // the results an earlier run left in the folder stay whole, out of this job's way, until it has succeeded
+            // (then they go) or failed (then they come back): never a new graph beside an old mask
+            var aside = EarlierResults.SetAside(p.Spec.OutDir, p.JobId, segments: p.Spec.ModelPath is not null);
+            foreach (var other in aside.RestoredOthers)
+                log.Warning("Job {JobId}: job {OtherJob} stopped in {OutDir} before it ended; the results it had set aside were put back first", p.JobId, other, p.Spec.OutDir);
+            if (aside.Moved.Length > 0)
+                log.Information("Job {JobId}: the earlier results in {OutDir} ({Names}) are kept in {Folder} until this job ends: deleted when it succeeds, put back if it fails",
+                    p.JobId, p.Spec.OutDir, string.Join(", ", aside.Moved), aside.Folder);
             // the work folder is this job's alone: made now (mkdir fails if anything is there), or, for a job resuming
             // after a restart, accepted only as a real folder of this user, never a link planted in its place
             SafePaths.CreatePrivateDirectory(p.WorkDir, p.WorkDirMayExist, "work folder", parentWhat: "output folder");

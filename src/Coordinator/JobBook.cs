@@ -61,6 +61,10 @@ public interface IJobFiles
     string? Check(ResultRef r);
     GraphJobManifest LoadManifest(string path);
     void WriteSegmentSummary(string outDir, string json);
+    /// <summary>The job succeeded: the earlier results it set aside go (<see cref="EarlierResults.Commit"/>).</summary>
+    void CommitResults(string outDir, string jobId);
+    /// <summary>The job failed: its own files go, the earlier results come back (<see cref="EarlierResults.Restore"/>).</summary>
+    EarlierResults.Restored? RestoreResults(string outDir, string jobId, bool keepFailed);
 }
 
 public sealed class DirectoryJobFiles(IResultStore store) : IJobFiles
@@ -69,6 +73,8 @@ public sealed class DirectoryJobFiles(IResultStore store) : IJobFiles
     public string? Check(ResultRef r) => store.Check(r);
     public GraphJobManifest LoadManifest(string path) => GraphJobManifest.Load(path);
     public void WriteSegmentSummary(string outDir, string json) => SafePaths.WriteAllText(Path.Combine(outDir, "segment.json"), json, "segmentation summary");
+    public void CommitResults(string outDir, string jobId) => EarlierResults.Commit(outDir, jobId);
+    public EarlierResults.Restored? RestoreResults(string outDir, string jobId, bool keepFailed) => EarlierResults.Restore(outDir, jobId, keepFailed);
 }
 
 /// <summary>
@@ -470,6 +476,8 @@ public sealed class JobBook
             t.Log.Information("Training job {JobId} resumes: it will be trained again from the start on the next free trainer", t.JobId);
             if (t.Trained is not null) d.Record(new JobEnded(t.JobId, true, null));
         }
+        // a job that failed just before the coordinator went down may not have put back the results it set aside
+        foreach (var j in _jobs.Values.Where(j => j.Ended is { Succeeded: false })) PutBackEarlierResults(j);
         foreach (var j in open)
         {
             j.RecoveredTiles = j.Done.Count;
@@ -1082,6 +1090,14 @@ public sealed class JobBook
                 return;
             }
         }
+        // the earlier results this job set aside go before its end is journaled: a restart in between finishes it again,
+        // and a set-aside folder is never left to be taken for a failed job's (and put back over this job's results)
+        try { _files.CommitResults(j.Spec.OutDir, j.JobId); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Fail(j, $"the earlier results set aside in {EarlierResults.Folder(j.Spec.OutDir, j.JobId)} cannot be removed: {e.Message}", d);
+            return;
+        }
         j.Ending = true;
         d.Record(new JobEnded(j.JobId, true, null));
         Telemetry.JobsEnded.Add(1, Telemetry.Tag("outcome", "done"));
@@ -1109,12 +1125,35 @@ public sealed class JobBook
                 j.JobId, g.Nodes, g.AdjacencyEdges, g.KnnEdges, j.Planned!.PrepareSeconds, g.TilesSeconds, g.StitchSeconds, g.WriteSeconds,
                 j.Classified?.Seconds ?? 0, j.Segmented?.Seconds ?? 0, j.Retries, j.RecoveredTiles);
         }
-        else j.Log.Error("Job {JobId} failed: {Error}", j.JobId, j.Ended.Error);
+        else
+        {
+            j.Log.Error("Job {JobId} failed: {Error}", j.JobId, j.Ended.Error);
+            PutBackEarlierResults(j);
+        }
         Tell(j.Watchers, Outcome(j), d);
         if (!j.Spec.KeepWork) d.Do(new DeleteWork(GraphOutputs.WorkDir(j.GraphDir, j.JobId))); // after the watchers are told
         // a batch's slide: the batch records how it ended and starts the next
         if (_slideJobs.TryGetValue(j.JobId, out var sj)) Advance(sj.Batch, d, now);
         d.Then(new Dispatch());
+    }
+
+    /// <summary>A failed job's own files go and the results it set aside come back (before its watchers are told: a
+    /// client that reads the folder then finds the earlier results whole). Done again after a restart (idempotent).</summary>
+    private void PutBackEarlierResults(Job j)
+    {
+        try
+        {
+            if (_files.RestoreResults(j.Spec.OutDir, j.JobId, j.Spec.KeepWork) is not { } r) return;
+            if (r.Names.Length > 0)
+                j.Log.Information("Job {JobId}: the earlier results in {OutDir} ({Names}) are back in place", j.JobId, j.Spec.OutDir, string.Join(", ", r.Names));
+            if (r.FailedKeptIn is { } kept)
+                j.Log.Information("Job {JobId}: what the failed job wrote is kept in {Folder} (--keep-work)", j.JobId, kept);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            j.Log.Error("Job {JobId}: the earlier results set aside in {Folder} could not be put back ({Error}); the next job in {OutDir} puts them back first",
+                j.JobId, EarlierResults.Folder(j.Spec.OutDir, j.JobId), e.Message, j.Spec.OutDir);
+        }
     }
 
     // ---------------------------------------------------------------- batches

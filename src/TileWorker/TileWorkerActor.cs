@@ -268,6 +268,8 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
             var sw = System.Diagnostics.Stopwatch.StartNew();
             if (store.Check(w.Classes) is { } bad1) throw new ResultStoreException(bad1);
             if (store.Check(w.NodeMap) is { } bad2) throw new ResultStoreException(bad2);
+            // the image is read again for the overlay (and the refinement): gone since its graph was built is said as such, once
+            if (!File.Exists(w.ImagePath)) throw new InputFileException(w.ImagePath, "file not found");
             var classes = File.ReadAllBytes(w.Classes.Path);
             // the paths are derived here from the job's folder, which is checked again now that it is about to be written
             string maskPath = Path.Combine(w.OutDir!, AssignmentPaths.MaskFile), overlayPath = Path.Combine(w.OutDir!, AssignmentPaths.OverlayFile);

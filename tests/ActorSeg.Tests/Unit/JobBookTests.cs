@@ -27,6 +27,16 @@ public class JobBookTests() : TempDirTest("book")
             if (SummaryFails) throw new IOException("No space left on device");
             if (SummaryThrows is { } e) throw e;
         }
+        public readonly List<string> Committed = new(), Restored = new();
+        public Action? OnCommit, OnRestore;
+        public bool CommitFails;
+        public void CommitResults(string outDir, string jobId)
+        {
+            OnCommit?.Invoke();
+            if (CommitFails) throw new IOException("Input/output error");
+            Committed.Add(jobId);
+        }
+        public EarlierResults.Restored? RestoreResults(string outDir, string jobId, bool keepFailed) { OnRestore?.Invoke(); Restored.Add(jobId); return null; }
     }
 
     /// <summary>Runs a book as the actor does, recording the journal and what was sent to whom.</summary>
@@ -432,6 +442,47 @@ public class JobBookTests() : TempDirTest("book")
         h.Run(new Stitched(jobId, new GraphStitched(jobId, r, r, 10, 1, 1, 1, 1, 1)));
         h.Run(new TrainerReady(ProtocolVersion.Major, "cpu"), "gpu");
         return (h, h.To<ClassifyNodes>("gpu").Last());
+    }
+
+    [Fact]
+    public void AJobsEarlierResults_GoOnceItSucceeded_BeforeItsEndIsJournaled_AndComeBackWhenItFails_BeforeItsClientIsTold()
+    {
+        var r = new ResultRef("/r", 1, "0");
+        var files = new Files();
+        var (h, cls) = SegmentationAtClassifying("seg", files);
+        int endedAtCommit = -1;
+        files.OnCommit = () => endedAtCommit = h.Journal.OfType<JobEnded>().Count();
+        h.Run(new NodesClassified("seg", cls.Attempt, r, 10, [5, 5], 0.1, "cpu"), "gpu");
+        h.Run(new RequestWork(1), "w");
+        h.Run(new PaintCompleted("seg", h.To<PaintAssignment>("w").Single().Attempt, r, 0.1), "w");
+        Assert.True(h.Journal.OfType<JobEnded>().Single().Succeeded);
+        Assert.Equal(["seg"], files.Committed);
+        Assert.Equal(0, endedAtCommit); // a restart before the end is journaled finishes the job again; none after it finds the folder
+        Assert.Empty(files.Restored);
+
+        // a job that fails has its earlier results put back before its client hears of it, and again after a restart
+        var failing = new Files();
+        var (h2, _) = SegmentationAtClassifying("bad", failing);
+        int toldAtRestore = -1;
+        failing.OnRestore = () => toldAtRestore = h2.To<GraphJobFailed>("client").Count();
+        h2.Run(new AbortJob("bad", "stopped by its user"));
+        Assert.Equal(["bad"], failing.Restored);
+        Assert.Equal(0, toldAtRestore);
+        Assert.Empty(failing.Committed);
+        Assert.Single(h2.To<GraphJobFailed>("client"));
+        new Harness(new CoordinatorSettings(), failing, h2.Journal).Run(new Recovered(0.1));
+        Assert.Equal(["bad", "bad"], failing.Restored);
+
+        // the earlier results cannot be removed: the job fails (and they are put back) rather than being reported done
+        var stuck = new Files { CommitFails = true };
+        var (h3, cls3) = SegmentationAtClassifying("stuck", stuck);
+        h3.Run(new NodesClassified("stuck", cls3.Attempt, r, 10, [5, 5], 0.1, "cpu"), "gpu");
+        h3.Run(new RequestWork(1), "w");
+        h3.Run(new PaintCompleted("stuck", h3.To<PaintAssignment>("w").Single().Attempt, r, 0.1), "w");
+        var ended = h3.Journal.OfType<JobEnded>().Single();
+        Assert.False(ended.Succeeded);
+        Assert.Contains("Input/output error", ended.Error);
+        Assert.Equal(["stuck"], stuck.Restored);
     }
 
     [Theory]

@@ -15,7 +15,9 @@ public static class FailurePolicy
     {
         AggregateException { InnerException: { } inner } => IsPermanent(inner),
         InputFileException or InvalidDataException or ArgumentException or ResultStoreException or UnsafePathException
-            or OutputFolderException or OutputFolderInUseException or FileNotFoundException or DirectoryNotFoundException or Refine.RefinerNotTrainableException => true,
+            or OutputFolderException or OutputFolderInUseException or FileNotFoundException or DirectoryNotFoundException or Refine.RefinerNotTrainableException
+            // a name longer than the file system allows (ENAMETOOLONG): as long the next time
+            or PathTooLongException => true,
         _ => false,
     };
 

@@ -29,6 +29,13 @@ public static class TestPaths
 
     public sealed record CliResult(int ExitCode, string Stdout, string Stderr);
 
+    /// <summary>Every file under <paramref name="dir"/> (relative path → SHA-256), lock files aside: what a failed run must
+    /// leave as it was.</summary>
+    public static SortedDictionary<string, string> FileHashes(string dir) =>
+        new(Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories)
+            .Where(f => Path.GetFileName(f) != ActorSeg.Core.IO.OutputFolderLock.LockFile)
+            .ToDictionary(f => Path.GetRelativePath(dir, f), f => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(f)))), StringComparer.Ordinal);
+
     /// <summary>Runs the real command-line program as a separate process.</summary>
     public static CliResult RunCli(params string[] args) => RunCliWith(new Dictionary<string, string>(), args);
 

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Security.Cryptography;
 using ActorSeg.Core.Imaging;
 using Xunit;
 using Xunit.Abstractions;
@@ -10,11 +9,7 @@ namespace ActorSeg.Tests.Cli;
 /// whole: never a new graph beside an old mask and an old segment.json.</summary>
 public class SegmentFailureTests(ITestOutputHelper output) : TempDirTest("segfail")
 {
-    /// <summary>Every file under <paramref name="dir"/> (relative path → SHA-256), lock files aside.</summary>
-    private static SortedDictionary<string, string> Snapshot(string dir) =>
-        new(Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories)
-            .Where(f => Path.GetFileName(f) != ".actorseg.lock")
-            .ToDictionary(f => Path.GetRelativePath(dir, f), f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f)))), StringComparer.Ordinal);
+    private static SortedDictionary<string, string> Snapshot(string dir) => TestPaths.FileHashes(dir);
 
     private static Process Start(params string[] args)
     {

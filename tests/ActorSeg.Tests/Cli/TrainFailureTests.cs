@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using ActorSeg.Core.Imaging;
 using Xunit;
 using Xunit.Abstractions;
@@ -9,11 +8,7 @@ namespace ActorSeg.Tests.Cli;
 /// model, its refinement, its summary and its training graphs.</summary>
 public class TrainFailureTests(ITestOutputHelper output) : TempDirTest("trainfail")
 {
-    /// <summary>Every file under <paramref name="dir"/> (relative path → SHA-256), lock files aside.</summary>
-    private static SortedDictionary<string, string> Snapshot(string dir) =>
-        new(Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories)
-            .Where(f => Path.GetFileName(f) != ".actorseg.lock")
-            .ToDictionary(f => Path.GetRelativePath(dir, f), f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f)))), StringComparer.Ordinal);
+    private static SortedDictionary<string, string> Snapshot(string dir) => TestPaths.FileHashes(dir);
 
     private string Fields(string name, params int[] seeds)
     {

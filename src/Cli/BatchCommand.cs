@@ -364,7 +364,7 @@ public static class BatchCommand
             // the runner: every role in this process, or a running cluster
             await using var local = coordinator is null ? await LocalRuntime.StartAsync(workers) : null;
             await using var remote = coordinator is not null ? ClusterConnection.Open(ClusterConnection.Addresses(coordinator), tls ?? new TlsOptions()) : null;
-            var follow = new BatchFollower(local?.System ?? remote!.System, local is not null ? (m, s) => local.Coordinator.Tell(m, s) : (m, s) => remote!.Send(m, s), local is not null);
+            var follow = new BatchFollower(local?.System ?? remote!.System, local is not null ? (m, s) => local.Coordinator.Tell(m, s) : (m, s) => remote!.Send(m, s), local is not null, remote?.Tls ?? false);
             var run = new BatchRun(definition, spec, model, hashes, Math.Max(1, parallel));
             int rc = await follow.RunAsync(id, new SubmitBatch(id, definition, alreadyDone, Detached: detach), detach, connectTimeout ?? TimeSpan.FromSeconds(60), run, ct);
             // a batch of this process that did not end (stopped with Ctrl-C) ends with it: its unfinished jobs' work goes
@@ -383,7 +383,7 @@ public static class BatchCommand
     {
         var sw = Stopwatch.StartNew();
         await using var remote = ClusterConnection.Open(ClusterConnection.Addresses(coordinator), tls ?? new TlsOptions());
-        var follow = new BatchFollower(remote.System, remote.Send);
+        var follow = new BatchFollower(remote.System, remote.Send, tls: remote.Tls);
         var run = new BatchRun(null, null, null, new FileHashes(), 2);
         int rc = await follow.RunAsync(batchId, null, false, connectTimeout, run, ct);
         if (rc != ExitCodes.Ok || run.Completed is null) return rc;
@@ -673,7 +673,7 @@ public static class BatchCommand
     /// coordinator stays silent, or (detached) once the batch is recorded.
     /// </summary>
     /// <param name="local">the batch runs in this process (its journal in memory), so it stops when following stops</param>
-    internal sealed class BatchFollower(ActorSystem system, Action<object, IActorRef> send, bool local = false)
+    internal sealed class BatchFollower(ActorSystem system, Action<object, IActorRef> send, bool local = false, bool tls = false)
     {
         public async Task<int> RunAsync(string batchId, SubmitBatch? submit, bool detach, TimeSpan connectTimeout, BatchRun run, CancellationToken ct)
         {
@@ -693,7 +693,7 @@ public static class BatchCommand
                     {
                         if (!heard && last.Elapsed > connectTimeout)
                         {
-                            Log.Error("No answer from the coordinator in {Seconds:F0}s: is the cluster up, and is the address right?", connectTimeout.TotalSeconds);
+                            ClusterConnection.LogNoAnswer(connectTimeout.TotalSeconds, tls);
                             return ExitCodes.NoCoordinator;
                         }
                         if (heard && last.Elapsed > ClientCommands.SilenceTimeout)

@@ -19,7 +19,19 @@ public sealed class ClusterConnection : IAsyncDisposable
     public ActorSystem System { get; }
     private readonly IActorRef _client;
 
-    private ClusterConnection(ActorSystem system, IActorRef client) { System = system; _client = client; }
+    /// <summary>Whether this client speaks TLS to the cluster.</summary>
+    public bool Tls { get; }
+
+    private ClusterConnection(ActorSystem system, IActorRef client, bool tls) { System = system; _client = client; Tls = tls; }
+
+    /// <summary>Logs that the coordinator said nothing in <paramref name="seconds"/>, with what most often causes it: a
+    /// cluster down, a wrong address, or a TLS mismatch, which the cluster meets by closing the connection without a word.</summary>
+    public void LogNoAnswer(double seconds) => LogNoAnswer(seconds, Tls);
+
+    public static void LogNoAnswer(double seconds, bool tls) =>
+        Log.Error("No answer from the coordinator in {Seconds:F0}s: is the cluster up, and is the address right? This client spoke {Transport:l}; " +
+                  "a cluster that speaks the other, or whose CA does not accept this client's certificate, closes the connection without an answer (its nodes' logs name it)",
+            seconds, tls ? "TLS (--tls-cert, --tls-key, --tls-ca)" : "plain TCP, without TLS (a TLS cluster needs --tls-cert, --tls-key and --tls-ca, or ACTORSEG_TLS__*)");
 
     public static ClusterConnection Open(IReadOnlyList<string> coordinators, TlsOptions tls, string hostname = "127.0.0.1")
     {
@@ -45,7 +57,7 @@ public sealed class ClusterConnection : IAsyncDisposable
             ? ActorSystem.Create(NodeHost.SystemName + "-client", setup.And(tls.CreateSetup("client")))
             : ActorSystem.Create(NodeHost.SystemName + "-client", setup);
         var client = system.ActorOf(ClusterClient.Props(ClusterClientSettings.Create(system).WithInitialContacts(contacts)), "client");
-        return new ClusterConnection(system, client);
+        return new ClusterConnection(system, client, tls.Enabled);
     }
 
     public void Send(object message, IActorRef sender) => _client.Tell(new ClusterClient.Send(NodeHost.CoordinatorServicePath, message), sender);
@@ -169,7 +181,7 @@ public static class ClientCommands
             {
                 if (!heard && last.Elapsed > connectTimeout)
                 {
-                    Log.Error("No answer from the coordinator in {Seconds:F0}s: is the cluster up, and is the address right?", connectTimeout.TotalSeconds);
+                    conn.LogNoAnswer(connectTimeout.TotalSeconds);
                     return ExitCodes.NoCoordinator;
                 }
                 // the coordinator reports every open job every few seconds: silence this long means it is gone (its journal down for good, say)
@@ -334,7 +346,7 @@ public static class ClientCommands
                 try { r = await conn.Ask<StatusReport>(new GetStatus(pr.GetValue(jobId)), TimeSpan.FromSeconds(20)); }
                 catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
                 {
-                    Log.Error("No answer from the coordinator in 20s");
+                    conn.LogNoAnswer(20);
                     return ExitCodes.NoCoordinator;
                 }
                 Console.WriteLine($"{r.Workers} worker slots, {r.Trainers} trainers");

@@ -43,6 +43,9 @@ public static class SafePaths
     {
         if (string.IsNullOrWhiteSpace(path) || !Path.IsPathFullyQualified(path)) throw new ArgumentException($"{what} '{path}' must be an absolute path");
         if (path.Contains('\0')) throw new ArgumentException($"{what} contains a NUL character");
+        // a newline or another control character in a path would split the log line, the CSV row and the report that name it
+        if (path.FirstOrDefault(char.IsControl) is var c and not '\0')
+            throw new ArgumentException($"{what} '{string.Concat(path.Select(ch => char.IsControl(ch) ? $"\\u{(int)ch:X4}" : ch.ToString()))}' contains a control character (U+{(int)c:X4}): rename it");
         return RealPath(Path.GetFullPath(path));
     }
 

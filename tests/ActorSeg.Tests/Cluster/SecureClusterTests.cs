@@ -84,6 +84,9 @@ public class SecureClusterTests(ITestOutputHelper output) : ClusterTestBase("sec
         Assert.Equal(3, Exit(plain, TimeSpan.FromSeconds(90)));
         Assert.Equal(3, Exit(stranger, TimeSpan.FromSeconds(90)));
         Assert.True(stranger.Saw("No answer from the coordinator"), stranger.Log);
+        // each told what it spoke, since a TLS cluster closes a plain connection without an answer
+        Assert.True(plain.Saw("This client spoke plain TCP, without TLS (a TLS cluster needs --tls-cert"), plain.Log);
+        Assert.True(stranger.Saw("This client spoke TLS") && stranger.Saw("whose CA does not accept this client's certificate"), stranger.Log);
         Assert.True(coord.Saw("due to TLS handshake failure"), "the plain client's attempt is logged:\n" + coord.Log);
         // and the stranger never joined or took work
         Assert.False(coord.Saw($"127.0.0.1:{pr}/user/tile-worker"), "the stranger must never be a worker:\n" + coord.Log);

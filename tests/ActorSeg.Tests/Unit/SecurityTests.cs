@@ -35,6 +35,13 @@ public class SecurityTests : TempDirTest
         Assert.Equal(RefusalCodes.Forbidden, model.Refused!.Code);
         var relative = JobAuthorization.Check("j", new GraphJobSpec("slides/a.tif", null, Path.Combine(_data, "out")), Roots, []);
         Assert.Equal(RefusalCodes.Invalid, relative.Refused!.Code);
+        // a newline (or an escape) in a path would split the log line, CSV row and report naming it: refused, shown escaped
+        foreach (var (c, shown) in new[] { ('\n', "\\u000A"), ('\u001b', "\\u001B"), ('\t', "\\u0009") })
+        {
+            var control = JobAuthorization.Check("j", new GraphJobSpec(_img, null, Path.Combine(_data, $"out{c}x")), Roots, []);
+            Assert.Equal(RefusalCodes.Invalid, control.Refused!.Code);
+            Assert.Equal($"output folder '{Path.Combine(_data, "out")}{shown}x' contains a control character (U+{(int)c:X4}): rename it", control.Refused.Reason);
+        }
         // a tissue mask is an input like the image: outside the roots refused, inside kept canonical, the words auto/none kept
         var tissue = JobAuthorization.Check("j", new GraphJobSpec(_img, null, Path.Combine(_data, "out"), Tissue: "/etc/passwd"), Roots, []);
         Assert.Equal(RefusalCodes.Forbidden, tissue.Refused!.Code);

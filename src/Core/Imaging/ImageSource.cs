@@ -431,7 +431,7 @@ public sealed class VipsImageSource : IRegionSource
     }
 
     /// <summary>The ranges this process has measured, by file (path, page, length and time of last change): a job opens its
-    /// image several times (prepare, every worker, the painter), and each measure reads the whole image twice.</summary>
+    /// image several times (prepare, every worker, the painter), and each measure reads the whole image.</summary>
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string, int, int, long, DateTime), (double Min, double Max)[]> Ranges = new();
 
     private static (double Min, double Max)[] RangeOf(Vips.Image img, string path, int page, int subIfd)
@@ -444,26 +444,34 @@ public sealed class VipsImageSource : IRegionSource
         return range;
     }
 
-    /// <summary>Each band's smallest and largest finite sample (two streaming passes over the image).</summary>
+    /// <summary>Each band's smallest and largest finite sample (one streaming pass over the image); NaN and infinite
+    /// samples, which are read as the band's minimum, are counted and said (a warning naming the file).</summary>
     private static (double Min, double Max)[] FiniteRange(Vips.Image img, string path)
     {
         try
         {
             // finite: |v| ≤ the largest double (NaN compares false, infinities are larger); elsewhere +∞ for the minimum and
-            // -∞ for the maximum, so that only finite samples count
+            // -∞ for the maximum, so that only finite samples count. The three, side by side as bands, in one statistics
+            // pass: band b's minimum, band B + b's maximum, and band 2B + b's sum, 255 for each finite sample
             using var abs = img.Abs();
             using var finite = abs <= double.MaxValue;
             using var forMin = finite.Ifthenelse(img, double.PositiveInfinity);
             using var forMax = finite.Ifthenelse(img, double.NegativeInfinity);
-            using var lo = forMin.Stats();
-            using var hi = forMax.Stats();
-            var range = new (double, double)[img.Bands];
-            for (int b = 0; b < img.Bands; b++)
+            using var joined = forMin.Bandjoin(forMax, finite);
+            using var st = joined.Stats();
+            int bands = img.Bands;
+            var range = new (double, double)[bands];
+            long samples = (long)img.Width * img.Height;
+            for (int b = 0; b < bands; b++)
             {
-                double min = lo.Getpoint(0, b + 1)[0], max = hi.Getpoint(1, b + 1)[0];
+                double min = st.Getpoint(0, b + 1)[0], max = st.Getpoint(1, bands + b + 1)[0];
                 if (!double.IsFinite(min) || !double.IsFinite(max))
-                    throw new InputFileException(path, img.Bands > 1 ? $"channel {b} has no finite sample (every one is NaN or infinite)" : "no finite sample (every one is NaN or infinite)");
+                    throw new InputFileException(path, bands > 1 ? $"channel {b} has no finite sample (every one is NaN or infinite)" : "no finite sample (every one is NaN or infinite)");
                 range[b] = (min, max);
+                long nonFinite = samples - (long)Math.Round(st.Getpoint(2, 2 * bands + b + 1)[0] / 255);
+                if (nonFinite > 0)
+                    VipsWarnings.RaiseInput($"{path}: {nonFinite:N0} of {samples:N0} samples{(bands > 1 ? $" of channel {b}" : "")} are NaN or infinite: " +
+                                            $"they are read as the {(bands > 1 ? "channel's" : "image's")} smallest finite value ({min:G6})");
             }
             return range;
         }

@@ -227,6 +227,9 @@ public static class GraphJob
                 throw new InputFileException(mp, $"mask is {mask.Width}x{mask.Height} but image {req.ImagePath} is {img.Width}x{img.Height}");
         }
         var stats = ImageStatistics.FromHistograms(HistogramPrefetch.Take(req.ImagePath, req.Page, img, progress, ct, req.Series) ?? ImageSources.Histograms(img, req.ImagePath, req.Page, 0, progress, ct, req.Series));
+        // a 32-bit or floating-point image is read spread over 0..65535: its constant value is said in its own units
+        if (stats.IsConstant && img is VipsImageSource { ScaledRange: { } range })
+            throw new InputFileException(req.ImagePath, $"image is constant (every finite sample = {string.Join(",", range.Select(r => r.Min.ToString("G6", System.Globalization.CultureInfo.InvariantCulture)))}): there is nothing to segment");
         string mode = req.Tissue ?? (IsBrightfieldSlide(req.ImagePath, img) ? "auto" : "none");
         TissueMap? tissue = null; string? source = null;
         if (mode == "auto") { tissue = TissueDetector.Detect(req.ImagePath, req.Page, img.Width, img.Height, req.Series); source = "detected"; }

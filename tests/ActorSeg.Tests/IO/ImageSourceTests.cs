@@ -361,6 +361,27 @@ public class ImageSourceTests() : TempDirTest("io")
             return outv;
         }
 
+        var warnings = new List<string>();
+        void Warned(string m) { lock (warnings) warnings.Add(m); }
+        VipsWarnings.InputWarning += Warned;
+        try
+        {
+            using (VipsImageSource.Open(fp)) { }
+            // the NaN and infinite samples are said, per channel, with what they are read as
+            Assert.Contains(warnings, m => m.StartsWith($"{fp}: 2 of 3,072 samples of channel 0 are NaN or infinite: they are read as the channel's smallest finite value (-1.1"));
+            Assert.Contains(warnings, m => m.StartsWith($"{fp}: 1 of 3,072 samples of channel 1 are NaN or infinite"));
+            Assert.DoesNotContain(warnings, m => m.Contains("of channel 2"));
+            // an image whose one finite sample is 3 is constant, said in its own units, not in the 16 bits it is read as
+            var allInf = Enumerable.Repeat(float.PositiveInfinity, w * h).ToArray();
+            allInf[5] = 3;
+            var ap = Path.Combine(_dir, "inf.tif");
+            using (var img = Vips.Image.NewFromMemory(allInf, w, h, 1, Vips.Enums.BandFormat.Float)) img.Tiffsave(ap);
+            var constant = Assert.Throws<InputFileException>(() => ActorSeg.Core.Pipeline.GraphJob.Prepare("c", new ActorSeg.Core.Pipeline.GraphRequest { ImagePath = ap }, Path.Combine(_dir, "work-c")));
+            Assert.Equal($"{ap}: image is constant (every finite sample = 3): there is nothing to segment", constant.Message);
+            Assert.Contains(warnings, m => m.StartsWith($"{ap}: 3,071 of 3,072 samples are NaN or infinite: they are read as the image's smallest finite value (3)"));
+        }
+        finally { VipsWarnings.InputWarning -= Warned; }
+
         using (var src = VipsImageSource.Open(fp))
         {
             Assert.Equal((3, 16), (src.Channels, src.BitDepth));

@@ -341,16 +341,23 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
     /// caught by the decision on its own outcome).</summary>
     private void ReleaseEndedJobsFolders()
     {
-        List<OutputFolderLock>? ended = null;
+        List<(string JobId, OutputFolderLock Held)>? ended = null;
         lock (_folders)
         {
             if (_folders.Count == 0) return;
             foreach (var (jobId, held) in _folders)
-                if (!_book.IsOpen(jobId)) (ended ??= []).Add(held);
+                if (!_book.IsOpen(jobId)) (ended ??= []).Add((jobId, held));
             if (ended is null) return;
-            foreach (var id in _folders.Where(kv => ended.Contains(kv.Value)).Select(kv => kv.Key).ToList()) _folders.Remove(id);
+            foreach (var (id, _) in ended) _folders.Remove(id);
         }
-        foreach (var h in ended) h.Dispose();
+        foreach (var (id, h) in ended)
+        {
+            // a job that ended before it was planned (it failed: none succeeds unplanned) wrote nothing but its work folder
+            // (a manifest at most) and the folder that marks its earlier results set aside: a folder it made goes with its
+            // lock, instead of staying behind with only the lock once those are deleted
+            var j = _book.Jobs.GetValueOrDefault(id);
+            h.Dispose(j is { Planned: null, Spec.KeepWork: false } ? [GraphOutputs.WorkDir(j.GraphDir, id), EarlierResults.Folder(j.Spec.OutDir, id)] : []);
+        }
     }
 
     // ---------------------------------------------------------------- background steps (the book decides, they run off the actor's thread)

@@ -192,12 +192,21 @@ public sealed class OutputFolderLock : IDisposable
     }
 
     /// <summary>Ends the run in this folder: its record goes, then the lock. A folder this run made and left empty goes too.</summary>
-    public void Dispose()
+    public void Dispose() => Dispose([]);
+
+    /// <summary><see cref="Dispose()"/>, where <paramref name="jobsFolders"/> are the folders a job that ended before it
+    /// wrote anything else made in this one (its work folder, its folder of earlier results: it failed as it was being
+    /// prepared): a folder this run made, holding only those and the lock, goes as a folder left empty does (those first,
+    /// deleted here while the lock is held; in a folder this run made, there were no earlier results).</summary>
+    public void Dispose(string[] jobsFolders)
     {
         if (_disposed) return;
         _disposed = true;
         lock (Held) if (Held.TryGetValue(_dir, out var h) && ReferenceEquals(h, this)) Held.Remove(_dir);
         try { File.Delete(Path.Combine(_dir, RunFile)); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        var own = jobsFolders.Where(f => Path.GetDirectoryName(f) == _dir && Path.GetFileName(f).StartsWith('.')).ToArray();
+        if (_created && own.Length > 0 && OnlyTheLockLeft(_dir, own))
+            foreach (var f in own) GraphOutputs.CleanWork(f);
         if (_created && OnlyTheLockLeft(_dir))
         {
             // made by this run and nothing written (a job refused before its first file): the folder goes with the lock,
@@ -207,9 +216,9 @@ public sealed class OutputFolderLock : IDisposable
         _lock.Dispose();
     }
 
-    private static bool OnlyTheLockLeft(string dir)
+    private static bool OnlyTheLockLeft(string dir, string[]? andThese = null)
     {
-        try { return Directory.EnumerateFileSystemEntries(dir).All(p => Path.GetFileName(p) == LockFile); }
+        try { return Directory.EnumerateFileSystemEntries(dir).All(p => Path.GetFileName(p) == LockFile || andThese?.Contains(p) == true); }
         catch (IOException) { return false; }
     }
 

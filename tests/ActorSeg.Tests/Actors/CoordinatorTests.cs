@@ -160,6 +160,9 @@ public class CoordinatorTests : TestKit, IDisposable
         var failed = ExpectMsg<GraphJobFailed>(TimeSpan.FromSeconds(10));
         Assert.Contains(missing, failed.Error);
         Assert.Contains("file not found", failed.Error);
+        // the output folder the job made for itself goes with its lock and its empty work folder, not left holding the lock
+        AwaitAssert(() => Assert.False(Directory.Exists(Path.Combine(_dir, "o3")), string.Join(", ", Directory.Exists(Path.Combine(_dir, "o3")) ? Directory.EnumerateFileSystemEntries(Path.Combine(_dir, "o3")) : [])),
+            TimeSpan.FromSeconds(10));
     }
 
     [Fact]

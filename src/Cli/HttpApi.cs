@@ -254,7 +254,7 @@ public static class HttpApi
             {
                 case JobReceived:
                     log.Information("Job {JobId} submitted over HTTP: {Image} → {OutDir}", id, spec.ImagePath, spec.OutDir);
-                    return Results.Json(new { jobId = id, status = $"/jobs/{id}" }, statusCode: 202);
+                    return Results.Json(new { jobId = id, status = $"/jobs/{Uri.EscapeDataString(id)}" }, statusCode: 202);
                 case JobRefused r:
                     return Refused(r.Code switch { RefusalCodes.Conflict => 409, RefusalCodes.Forbidden => 403, _ => 400 }, r.Reason);
                 case GraphJobFailed f:
@@ -297,7 +297,7 @@ public static class HttpApi
             {
                 case BatchReceived r:
                     log.Information("Batch {BatchId} submitted over HTTP ({Existing}): {Slides} slides → {OutDir}", id, r.Existing ? "already known" : "new", r.Spec.Slides.Length, r.Spec.OutDir);
-                    return Results.Json(new { batchId = id, existing = r.Existing, slides = r.Spec.Slides.Length, status = $"/batches/{id}" }, statusCode: r.Existing ? 200 : 202);
+                    return Results.Json(new { batchId = id, existing = r.Existing, slides = r.Spec.Slides.Length, status = $"/batches/{Uri.EscapeDataString(id)}" }, statusCode: r.Existing ? 200 : 202);
                 case JobRefused r:
                     return Refused(r.Code switch { RefusalCodes.Conflict => 409, RefusalCodes.Forbidden => 403, _ => 400 }, r.Reason);
                 default:

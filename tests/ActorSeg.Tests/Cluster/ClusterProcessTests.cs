@@ -284,7 +284,7 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
             return client.Send(req);
         }
         HttpResponseMessage PostJson(object o, string? t) => Post(new StringContent(System.Text.Json.JsonSerializer.Serialize(o), System.Text.Encoding.UTF8, "application/json"), t);
-        var job = new { jobId = "web-1", image = img, @out = Path.Combine(data, "out"), tileSize = 256 };
+        var job = new { jobId = "web 1", image = img, @out = Path.Combine(data, "out"), tileSize = 256 };
         var anonymous = PostJson(job, null);
         Assert.Equal(System.Net.HttpStatusCode.Unauthorized, anonymous.StatusCode);
         Assert.Equal("Bearer", Assert.Single(anonymous.Headers.WwwAuthenticate).Scheme);
@@ -328,7 +328,11 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         Assert.Equal(System.Net.HttpStatusCode.BadRequest, outFile.StatusCode);
         Assert.Contains("is a file, not a folder", outFile.Content.ReadAsStringAsync().Result);
         Assert.False(Directory.Exists(Path.Combine(data, "o4")), "a refused job writes nothing");
-        Assert.Equal(System.Net.HttpStatusCode.Accepted, PostJson(job, token).StatusCode);
+        var accepted = PostJson(job, token);
+        Assert.Equal(System.Net.HttpStatusCode.Accepted, accepted.StatusCode);
+        // the link to its status is a usable URL whatever the id holds (a space, here)
+        var link = System.Text.Json.JsonDocument.Parse(accepted.Content.ReadAsStringAsync().Result).RootElement.GetProperty("status").GetString();
+        Assert.Equal("/jobs/web%201", link);
         // the same id again is a conflict, not another 202 with another job's status
         var dup = PostJson(job with { @out = Path.Combine(data, "out-b") }, token);
         Assert.Equal(System.Net.HttpStatusCode.Conflict, dup.StatusCode);
@@ -336,7 +340,7 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         string phase = "";
         ClusterHarness.WaitFor(() =>
         {
-            var req = new HttpRequestMessage(HttpMethod.Get, "/jobs/web-1");
+            var req = new HttpRequestMessage(HttpMethod.Get, link);
             // the scheme's name in any case (RFC 9110)
             req.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("bearer", token);
             var body = client.Send(req).Content.ReadAsStringAsync().Result;
@@ -361,7 +365,7 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         ClusterHarness.WaitFor(() => node.Saw("Job web-2 planned"), TimeSpan.FromSeconds(60), "the model's job to be planned", node);
         Assert.Contains("(spacing 30.0 px)", node.Lines.First(l => l.Contains("Job web-2 planned")));
         // (the default 40.96 px fits 600 px as 15 seeds of 40 px)
-        Assert.Contains("(spacing 40.0 px)", node.Lines.First(l => l.Contains("Job web-1 planned")));
+        Assert.Contains("(spacing 40.0 px)", node.Lines.First(l => l.Contains("Job web 1 planned")));
     }
 
     [Fact]

@@ -53,7 +53,7 @@ public class GraphCommandTests : IDisposable
         {
             var outDir = Path.Combine(_dir, name);
             var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-            psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "actorseg.dll"));
+            psi.ArgumentList.Add(TestPaths.CliDll);
             foreach (var a in new[] { "graph", img, "--mask", mask, "--out", outDir, "--tile-size", "256", "--spacing", "12" }) psi.ArgumentList.Add(a);
             foreach (var (k, v) in env) psi.Environment[k] = v;
             using var p = Process.Start(psi)!;

@@ -55,7 +55,7 @@ public class OutputFolderTests(ITestOutputHelper output) : TempDirTest("outfolde
     private Process Start(string outDir, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "actorseg.dll"));
+        psi.ArgumentList.Add(TestPaths.CliDll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
         p.OutputDataReceived += (_, _) => { };

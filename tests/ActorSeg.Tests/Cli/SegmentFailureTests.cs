@@ -14,7 +14,7 @@ public class SegmentFailureTests(ITestOutputHelper output) : TempDirTest("segfai
     private static Process Start(params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "actorseg.dll"));
+        psi.ArgumentList.Add(TestPaths.CliDll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         return Process.Start(psi)!;
     }

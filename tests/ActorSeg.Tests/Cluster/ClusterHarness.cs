@@ -49,7 +49,7 @@ public sealed class ClusterHarness : IDisposable
     public NodeProcess Run(string name, int port, IDictionary<string, string>? env, string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "actorseg.dll"));
+        psi.ArgumentList.Add(TestPaths.CliDll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var (k, v) in Env) psi.Environment[k] = v;
         if (env is not null) foreach (var (k, v) in env) psi.Environment[k] = v;

@@ -377,7 +377,7 @@ public class ClusterProcessTests(ITestOutputHelper output) : ClusterTestBase("cl
         var work = Path.Combine(_dir, "lc");
         var psi = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in new[] { Path.Combine(repo!.FullName, "deploy", "local-cluster.sh"), "--work", work, "--slides", "4", "--broken", "1", "--size", "512" }) psi.ArgumentList.Add(a);
-        psi.Environment["ACTORSEG_BIN"] = AppContext.BaseDirectory;
+        psi.Environment["ACTORSEG_BIN"] = Path.GetDirectoryName(TestPaths.CliDll)!;
         using var p = Process.Start(psi)!;
         var so = p.StandardOutput.ReadToEndAsync(); var se = p.StandardError.ReadToEndAsync();
         Assert.True(p.WaitForExit(TimeSpan.FromMinutes(5)), "the local cluster batch should finish");

@@ -756,7 +756,7 @@ public sealed class JobBook
             : plan.Count > _s.MaxTilesPerJob ? $"{plan.Count:N0} tiles of {plan.TileSize} px, the limit (MaxTilesPerJob) is {_s.MaxTilesPerJob:N0}: use larger tiles"
             : null;
         if (limit is not null) { Fail(j, limit, d); return; }
-        d.Record(new JobPlanned(m.JobId, m.ImageId, m.ManifestPath, plan.Count, pixels, p.Seconds));
+        d.Record(new JobPlanned(m.JobId, m.ImageId, m.ManifestPath, plan.Count, pixels, p.Seconds, SetAside: true)); // (the prepare step sets them aside)
         j.Log.Information("Job {JobId} planned: {Width}x{Height}x{Channels} {BitDepth}-bit, {Tiles} tiles of {TileSize} px with halo {Halo}, {Seeds} seeds (spacing {Spacing:F1} px), stats pass {Seconds:F1}s",
             m.JobId, m.Width, m.Height, m.Channels, m.BitDepth, plan.Count, plan.TileSize, m.Halo, m.Grid.Count, m.Grid.S, p.Seconds);
         if (m.Tissue is { } ti)
@@ -889,7 +889,8 @@ public sealed class JobBook
                     j.Step = (t, now + _s.StepDeadline);
                     j.Log.Information("Job {JobId}: classifying {Nodes} nodes on trainer {Trainer}", j.JobId, g.Nodes, t);
                     Tell(j.Watchers, new GraphJobProgress(j.JobId, "classifying", j.Planned.Tiles, j.Planned.Tiles, 0), d);
-                    d.Send(t, new ClassifyNodes(j.JobId, m.ImageId, g.Graph, j.Spec.ModelPath!, Path.Combine(j.GraphDir, AssignmentPaths.ClassesFile), j.Spec.Device, j.StepAttempt, j.GraphDir, j.Spec.Refine));
+                    d.Send(t, new ClassifyNodes(j.JobId, m.ImageId, g.Graph, j.Spec.ModelPath!, Path.Combine(j.GraphDir, AssignmentPaths.ClassesFile), j.Spec.Device, j.StepAttempt, j.GraphDir, j.Spec.Refine,
+                        Guarded: j.Planned.SetAside));
                 }
                 else if (j.Classified is { } c && j.Segmented is null && g.NodeMap is { } nm && TakeWorker() is { } w)
                 {
@@ -899,7 +900,7 @@ public sealed class JobBook
                     Tell(j.Watchers, new GraphJobProgress(j.JobId, "painting", j.Planned.Tiles, j.Planned.Tiles, 0), d);
                     d.Send(w, new PaintAssignment(j.JobId, m.ImageId, j.Spec.ImagePath, nm, c.Classes,
                         Path.Combine(j.Spec.OutDir, AssignmentPaths.MaskFile), Path.Combine(j.Spec.OutDir, AssignmentPaths.OverlayFile), j.StepAttempt, j.Spec.OutDir,
-                        c.Probs, j.Spec.Objects, j.Spec.Simplify, c.Refine, j.Spec.Page, j.Spec.Series));
+                        c.Probs, j.Spec.Objects, j.Spec.Simplify, c.Refine, j.Spec.Page, j.Spec.Series, Guarded: j.Planned.SetAside));
                 }
             }
         }

@@ -17,7 +17,9 @@ public static class FailurePolicy
         InputFileException or InvalidDataException or ArgumentException or ResultStoreException or UnsafePathException
             or OutputFolderException or OutputFolderInUseException or FileNotFoundException or DirectoryNotFoundException or Refine.RefinerNotTrainableException
             // a name longer than the file system allows (ENAMETOOLONG): as long the next time
-            or PathTooLongException => true,
+            or PathTooLongException
+            // the job has ended: nothing to try again
+            or PublishRefusedException => true,
         _ => false,
     };
 

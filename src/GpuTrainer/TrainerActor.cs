@@ -131,6 +131,8 @@ public sealed class TrainerActor : ReceiveActor, IWithTimers
         var log = _log.ForContext("JobId", w.JobId).ForContext("ImageId", w.ImageId);
         Task.Run<object>(() =>
         {
+            // given up on at its deadline and its job ended meanwhile, it writes nothing over what the job's end left
+            using var guard = AssignmentPaths.StillRunning(w) is { } whyNot ? SafePaths.GuardPublishing(whyNot) : null;
             var sw = Stopwatch.StartNew();
             if (_store.Check(w.Graph) is { } bad) throw new ResultStoreException(bad);
             var dev = TorchDevice.Pick(w.Device ?? _device);

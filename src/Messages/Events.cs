@@ -29,7 +29,10 @@ public sealed record JobSubmitted([property: Key(0)] string JobId, [property: Ke
 [MessagePackObject]
 public sealed record JobPlanned(
     [property: Key(0)] string JobId, [property: Key(1)] string ImageId, [property: Key(2)] string ManifestPath, [property: Key(3)] int Tiles,
-    [property: Key(4)] long Pixels, [property: Key(5)] double PrepareSeconds) : ICoordinatorEvent;
+    [property: Key(4)] long Pixels, [property: Key(5)] double PrepareSeconds,
+    // the job's earlier results were set aside in OUT/.previous-JOB as it was prepared (false in a journal written before
+    // 2026-12-08): its painter and trainer publish nothing once that folder is gone (the job has ended)
+    [property: Key(6)] bool SetAside = false) : ICoordinatorEvent;
 
 [MessagePackObject]
 public sealed record TileDone([property: Key(0)] string JobId, [property: Key(1)] int TileId, [property: Key(2)] ResultRef Result,

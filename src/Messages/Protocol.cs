@@ -286,7 +286,8 @@ public sealed record PaintAssignment(
     [property: Key(3)] ResultRef NodeMap, [property: Key(4)] ResultRef Classes, [property: Key(5)] string MaskPath,
     [property: Key(6)] string OverlayPath, [property: Key(7)] int Attempt, [property: Key(8)] string? OutDir = null,
     [property: Key(9)] ResultRef? Probs = null, [property: Key(10)] string? Objects = null, [property: Key(11)] double Simplify = 0,
-    [property: Key(12)] ResultRef? Refine = null, [property: Key(13)] int Page = 0, [property: Key(14)] int? Series = null) : IActorSegMessage;
+    [property: Key(12)] ResultRef? Refine = null, [property: Key(13)] int Page = 0, [property: Key(14)] int? Series = null,
+    [property: Key(15)] bool Guarded = false) : IActorSegMessage;
 
 [MessagePackObject]
 public sealed record PaintCompleted([property: Key(0)] string JobId, [property: Key(1)] int Attempt, [property: Key(2)] ResultRef Mask,
@@ -309,7 +310,8 @@ public sealed record TrainerReady([property: Key(0)] int ProtocolMajor, [propert
 public sealed record ClassifyNodes(
     [property: Key(0)] string JobId, [property: Key(1)] string ImageId, [property: Key(2)] ResultRef Graph,
     [property: Key(3)] string ModelPath, [property: Key(4)] string ClassesPath, [property: Key(5)] string? Device,
-    [property: Key(6)] int Attempt, [property: Key(7)] string? OutDir = null, [property: Key(8)] bool Refine = true) : IActorSegMessage;
+    [property: Key(6)] int Attempt, [property: Key(7)] string? OutDir = null, [property: Key(8)] bool Refine = true,
+    [property: Key(9)] bool Guarded = false) : IActorSegMessage;
 
 [MessagePackObject]
 public sealed record NodesClassified(

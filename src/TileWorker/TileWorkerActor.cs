@@ -265,6 +265,8 @@ public sealed class TileWorkerActor : ReceiveActor, IWithTimers
         var log = _log.ForContext("JobId", w.JobId).ForContext("ImageId", w.ImageId);
         Task.Run<object>(() =>
         {
+            // given up on at its deadline and its job ended meanwhile (its earlier results put back), it writes nothing over them
+            using var guard = AssignmentPaths.StillRunning(w) is { } whyNot ? SafePaths.GuardPublishing(whyNot) : null;
             var sw = System.Diagnostics.Stopwatch.StartNew();
             if (store.Check(w.Classes) is { } bad1) throw new ResultStoreException(bad1);
             if (store.Check(w.NodeMap) is { } bad2) throw new ResultStoreException(bad2);

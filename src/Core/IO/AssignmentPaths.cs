@@ -53,6 +53,21 @@ public static class AssignmentPaths
 
     public static string WorkDir(string outDir, string jobId) => Path.Combine(outDir, $".work-{jobId}");
 
+    /// <summary>
+    /// For an order whose job set its earlier results aside (<see cref="EarlierResults"/>): a reason not to publish, once
+    /// that folder is gone (the job has ended: succeeded, or failed and its earlier results put back); null while it runs.
+    /// The trainer's folder is the job's graph folder (OUT/graph), the painter's the job's own.
+    /// </summary>
+    public static Func<string?>? StillRunning(string jobId, string jobOutDir)
+    {
+        var marker = EarlierResults.Folder(jobOutDir, jobId);
+        return () => Directory.Exists(marker) ? null : $"job {jobId} has ended (its folder {marker} is gone), so the files in {jobOutDir} are no longer its to replace";
+    }
+
+    public static Func<string?>? StillRunning(PaintAssignment w) => w.Guarded ? StillRunning(w.JobId, w.OutDir!) : null;
+
+    public static Func<string?>? StillRunning(ClassifyNodes w) => w.Guarded ? StillRunning(w.JobId, Path.GetDirectoryName(w.OutDir!.TrimEnd('/'))!) : null;
+
     public static string? Check(TileAssignment w, DataRoots roots)
     {
         if (CheckOutDir(w.JobId, w.OutDir, roots) is { } bad) return bad;

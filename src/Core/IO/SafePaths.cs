@@ -5,6 +5,9 @@ namespace ActorSeg.Core.IO;
 /// <summary>A path was refused: it escapes where it must stay, or something along it is not what was checked.</summary>
 public sealed class UnsafePathException(string message) : IOException(message);
 
+/// <summary>A file not moved into place because the work it belongs to has ended (<see cref="SafePaths.GuardPublishing"/>).</summary>
+public sealed class PublishRefusedException(string message) : Exception(message);
+
 /// <summary>An output folder that cannot be made where it was asked for (a file of that name, no permission, a path in a
 /// file system that takes no folders): the same answer on every try, so a job fails at once instead of retrying.</summary>
 public sealed class OutputFolderException(string message, Exception? inner = null) : IOException(message, inner);
@@ -17,6 +20,32 @@ public sealed class OutputFolderException(string message, Exception? inner = nul
 /// </summary>
 public static class SafePaths
 {
+    /// <summary>Where set (<see cref="GuardPublishing"/>), asked before every file this flow of work moves into place.</summary>
+    private static readonly AsyncLocal<Func<string?>?> Guard = new();
+
+    /// <summary>
+    /// Until the scope is disposed, every file this flow of work (and the tasks it starts) publishes through
+    /// <see cref="WriteAtomic"/> or <see cref="Publish"/> is first checked with <paramref name="whyNot"/>: a reason stops it
+    /// with <see cref="PublishRefusedException"/>, leaving the destination as it was. A painter or trainer whose job has
+    /// ended while it worked (given up on at its deadline, and the job's earlier results put back) writes nothing over them.
+    /// </summary>
+    public static IDisposable GuardPublishing(Func<string?> whyNot)
+    {
+        var earlier = Guard.Value;
+        Guard.Value = whyNot;
+        return new GuardScope(earlier);
+    }
+
+    private sealed class GuardScope(Func<string?>? earlier) : IDisposable
+    {
+        public void Dispose() => Guard.Value = earlier;
+    }
+
+    private static void CheckGuard(string destination)
+    {
+        if (Guard.Value?.Invoke() is { } why) throw new PublishRefusedException($"{destination} not written: {why}");
+    }
+
     /// <summary>Resolves symbolic links in every existing component (like realpath); the missing tail is appended as is.</summary>
     public static string RealPath(string full)
     {
@@ -184,6 +213,7 @@ public static class SafePaths
                 write(fs);
                 fs.Flush(flushToDisk: true);
             }
+            CheckGuard(full);
             File.Move(tmp, full, overwrite: true);
             FlushDirectory(dir);
         }
@@ -233,6 +263,12 @@ public static class SafePaths
         var dir = Path.GetDirectoryName(Path.GetFullPath(destination))!;
         CheckUnchanged(dir, what + " folder");
         if (flush) using (var fs = new FileStream(source, FileMode.Open, FileAccess.ReadWrite, FileShare.Read)) fs.Flush(flushToDisk: true);
+        try { CheckGuard(destination); }
+        catch (PublishRefusedException)
+        {
+            try { File.Delete(source); } catch (IOException) { } catch (UnauthorizedAccessException) { } // refused: nothing of it is left
+            throw;
+        }
         File.Move(source, destination, overwrite: true);
         if (flush) FlushDirectory(dir);
     }

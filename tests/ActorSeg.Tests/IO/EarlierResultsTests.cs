@@ -138,6 +138,47 @@ public class EarlierResultsTests : TempDirTest
     }
 
     [Fact]
+    public void AnOrderOfAJobThatHasEnded_PublishesNothing_InItsOwnFlowOrTheTasksItStarts()
+    {
+        var outDir = Folder("seg");
+        WriteEarlier(outDir, "old");
+        EarlierResults.SetAside(outDir, "j", segments: true);
+        var r = new ActorSeg.Messages.ResultRef("/r", 1, "0");
+        var paint = new ActorSeg.Messages.PaintAssignment("j", "i", "/img.tif", r, r, Path.Combine(outDir, "mask.tif"), Path.Combine(outDir, "overlay.png"), 1, outDir, Guarded: true);
+        var classify = new ActorSeg.Messages.ClassifyNodes("j", "i", r, "/m", Path.Combine(outDir, "graph", "classes.u8"), "cpu", 1, Path.Combine(outDir, "graph"), Guarded: true);
+        Assert.Null(AssignmentPaths.StillRunning(paint with { Guarded = false })); // (an order of a job from before 2026-12-08)
+        var paintGuard = AssignmentPaths.StillRunning(paint)!;
+        var classifyGuard = AssignmentPaths.StillRunning(classify)!;
+        Assert.Null(paintGuard());
+        Assert.Null(classifyGuard());
+        var mask = Path.Combine(outDir, "mask.tif");
+        using (SafePaths.GuardPublishing(paintGuard)) SafePaths.WriteAllText(mask, "new"); // the job runs: written
+        Assert.Equal("new", File.ReadAllText(mask));
+
+        // given up on at its deadline, the job fails and its earlier results come back; the painter then wakes up
+        EarlierResults.Restore(outDir, "j", keepFailed: false);
+        Assert.Equal("old:mask.tif", File.ReadAllText(mask));
+        Assert.Contains("job j has ended", paintGuard());
+        Assert.Contains("job j has ended", classifyGuard());
+        using (SafePaths.GuardPublishing(paintGuard))
+        {
+            var e = Assert.Throws<PublishRefusedException>(() => SafePaths.WriteAllText(mask, "late"));
+            Assert.StartsWith($"{mask} not written: job j has ended", e.Message);
+            Assert.True(ActorSeg.Core.FailurePolicy.IsPermanent(e));
+            // a file made under another name and moved into place (libvips' savers), from a task the flow started
+            var tmp = mask + ".partial.tif";
+            File.WriteAllText(tmp, "late");
+            Assert.Throws<PublishRefusedException>(() => Task.Run(() => SafePaths.Publish(tmp, mask, "mask")).GetAwaiter().GetResult());
+            Assert.False(File.Exists(tmp));
+        }
+        Assert.Equal("old:mask.tif", File.ReadAllText(mask));
+        Assert.Empty(Directory.GetFiles(outDir, "*partial*"));
+        Assert.Empty(Directory.GetFiles(outDir, ".*"));
+        // outside the scope, nothing is asked
+        SafePaths.WriteAllText(Path.Combine(_dir, "free.txt"), "x");
+    }
+
+    [Fact]
     public void AGraphJob_SetsAsideTheGraphFiles_AndStaleNodeClasses_NotOtherFiles()
     {
         var outDir = Folder("graph");

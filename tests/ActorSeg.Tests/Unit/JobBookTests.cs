@@ -456,6 +456,9 @@ public class JobBookTests() : TempDirTest("book")
         h.Run(new RequestWork(1), "w");
         h.Run(new PaintCompleted("seg", h.To<PaintAssignment>("w").Single().Attempt, r, 0.1), "w");
         Assert.True(h.Journal.OfType<JobEnded>().Single().Succeeded);
+        // its trainer and painter were told to write nothing once its earlier results' folder is gone
+        Assert.True(cls.Guarded);
+        Assert.True(h.To<PaintAssignment>("w").Single().Guarded);
         Assert.Equal(["seg"], files.Committed);
         Assert.Equal(0, endedAtCommit); // a restart before the end is journaled finishes the job again; none after it finds the folder
         Assert.Empty(files.Restored);
@@ -472,6 +475,15 @@ public class JobBookTests() : TempDirTest("book")
         Assert.Single(h2.To<GraphJobFailed>("client"));
         new Harness(new CoordinatorSettings(), failing, h2.Journal).Run(new Recovered(0.1));
         Assert.Equal(["bad", "bad"], failing.Restored);
+
+        // a job planned before 2026-12-08 set nothing aside: its orders are not guarded (a guard would find no folder)
+        var old = new Files();
+        var (h4, _) = SegmentationAtClassifying("old", old);
+        var journal = h4.Journal.Select(e => e is JobPlanned p ? p with { SetAside = false } : e).Where(e => e is not StepStarted).ToList();
+        var resumed = new Harness(new CoordinatorSettings(), old, journal);
+        resumed.Run(new Recovered(0.1));
+        resumed.Run(new TrainerReady(ProtocolVersion.Major, "cpu"), "gpu");
+        Assert.False(resumed.To<ClassifyNodes>("gpu").Single().Guarded);
 
         // the earlier results cannot be removed: the job fails (and they are put back) rather than being reported done
         var stuck = new Files { CommitFails = true };

@@ -47,16 +47,7 @@ public static class TrainCommand
             Description = "Refine every node of a class, sure or not, when on the training graphs another class loses at least this share of its pixels "
                 + "to sure nodes of other classes, 5 % of them or more to this one's (a line or fibre a few pixels wide running through it); 1 turns it off.",
         };
-        // refused as the command line is read, before any training
-        o.Validators.Add(r => { if (OptionRanges.TryValue(r, out double v) && !(v > 0 && v <= 1)) r.AddError($"--refine-whole must be in (0, 1] (got {v})"); });
-        return o;
-    }
-
-    /// <summary>Refuses a <c>--refine-threshold</c> outside [0, 1] as the command line is read.</summary>
-    public static Option<double> InUnitRange(Option<double> o)
-    {
-        o.Validators.Add(r => { if (OptionRanges.TryValue(r, out double v) && !(v >= 0 && v <= 1)) r.AddError($"{o.Name} must be in [0, 1] (got {v})"); });
-        return o;
+        return o.Within(0, 1, loOpen: true); // refused as the command line is read, before any training
     }
 
 
@@ -92,7 +83,7 @@ public static class TrainCommand
         var features = RecipeOptions.Features();
         var refine = new Option<bool>("--refine") { Description = "Require the boundary refinement (the default whenever the graphs have their node maps and images: fail instead of skipping it). The pixels of nodes with a neighbour of another class, or whose winning probability is under --refine-threshold, are classified one by one from multi-scale intensity features and the coarse graph's probabilities; segment and evaluate then apply it." };
         var noRefine = new Option<bool>("--no-refine") { Description = "Train the coarse GNN only." };
-        var refineThreshold = InUnitRange(new Option<double>("--refine-threshold") { DefaultValueFactory = _ => 0.9, Description = "With --refine: nodes whose winning probability is under this are refined even when their neighbours agree." });
+        var refineThreshold = new Option<double>("--refine-threshold") { DefaultValueFactory = _ => 0.9, Description = "With --refine: nodes whose winning probability is under this are refined even when their neighbours agree." }.Within(0, 1);
         var refineWhole = RefineWholeOption();
         var cmd = new Command("train", "Train a GNN node classifier on superpixel graphs (full-graph training, early stopping on validation loss).")
         {
@@ -258,7 +249,7 @@ public static class RefineCommand
     {
         var model = new Option<FileInfo>("--model", "-m") { Description = "A model file from 'actorseg train' whose training graphs still exist with their node maps and images.", Required = true };
         var output = new Option<FileInfo>("--out", "-o") { Description = "The refined model file to write (may be the input model itself).", Required = true };
-        var threshold = TrainCommand.InUnitRange(new Option<double>("--refine-threshold") { DefaultValueFactory = _ => 0.9, Description = "Nodes whose winning probability is under this are refined even when their neighbours agree." });
+        var threshold = new Option<double>("--refine-threshold") { DefaultValueFactory = _ => 0.9, Description = "Nodes whose winning probability is under this are refined even when their neighbours agree." }.Within(0, 1);
         var hidden = new Option<int>("--hidden") { DefaultValueFactory = _ => 32, Description = "Width of the refiner's two hidden layers." };
         var sigmas = new Option<string>("--sigmas") { DefaultValueFactory = _ => "1,2,4", Description = "Gaussian scales of the intensity features in pixels (2 to 8 of them, comma-separated; the first two also give gradient magnitudes)." };
         var context = new Option<double>("--context") { DefaultValueFactory = _ => 0.25, Description = "Scale of the smoothed coarse probability field, as a fraction of the seed spacing." };

@@ -71,7 +71,7 @@ public class MultiClassTests(ITestOutputHelper output) : TempDirTest("multiclass
         }
         output.WriteLine($"fibre F1: {FibreF1("gnn-eval"):F3} with background refined whole, {FibreF1("boundary-eval"):F3} by the boundary rule alone");
         Assert.True(FibreF1("gnn-eval") > FibreF1("boundary-eval") + 0.03, $"fibre F1 {FibreF1("gnn-eval"):F3} refined whole against {FibreF1("boundary-eval"):F3}");
-        Assert.Contains("--refine-whole must be in (0, 1]", TestPaths.RunCli("refine", "--model", Path.Combine(model, "best.model"), "--refine-whole", "0", "--out", boundary).Stderr);
+        Assert.Contains("--refine-whole must be a number in (0, 1] (got 0)", TestPaths.RunCli("refine", "--model", Path.Combine(model, "best.model"), "--refine-whole", "0", "--out", boundary).Stderr);
 
         // the UNet baseline on the same images, with the same mask mode (a few steps: behaviour, not accuracy)
         var unet = Path.Combine(_dir, "unet");

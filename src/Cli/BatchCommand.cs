@@ -374,7 +374,24 @@ public static class BatchCommand
         }
         finally
         {
-            if (!ended) folder?.RemoveWorkDirs(); // stopped before its end: nothing resumes this run's jobs
+            if (!ended)
+            {
+                folder?.RemoveWorkDirs(); // stopped before its end: nothing resumes this run's jobs
+                // and the slides it was working on have their earlier results put back (the finished ones have none set aside)
+                foreach (var s in slides)
+                {
+                    try
+                    {
+                        if (EarlierResults.Restore(s.Spec.OutDir, JobIds.ForSlide(id, s.Name), keepFailed: false) is { Names.Length: > 0 } r)
+                            Log.Information("Slide {Slide}: the earlier results in {OutDir} ({Names}) are back in place", s.Name, s.Spec.OutDir, string.Join(", ", r.Names));
+                    }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                    {
+                        Log.Error("Slide {Slide}: the earlier results set aside in {Folder} could not be put back ({Error}); the next run there puts them back first",
+                            s.Name, EarlierResults.Folder(s.Spec.OutDir, JobIds.ForSlide(id, s.Name)), e.Message);
+                    }
+                }
+            }
         }
     }
 

@@ -356,7 +356,7 @@ public sealed class GraphCoordinatorActor : ReceivePersistentActor, IWithTimers
             // (a manifest at most) and the folder that marks its earlier results set aside: a folder it made goes with its
             // lock, instead of staying behind with only the lock once those are deleted
             var j = _book.Jobs.GetValueOrDefault(id);
-            h.Dispose(j is { Planned: null, Spec.KeepWork: false } ? [GraphOutputs.WorkDir(j.GraphDir, id), EarlierResults.Folder(j.Spec.OutDir, id)] : []);
+            h.Dispose(j is { Planned: null, Spec.KeepWork: false } ? [GraphOutputs.WorkDir(j.GraphDir, id), j.GraphDir, EarlierResults.Folder(j.Spec.OutDir, id)] : []);
         }
     }
 

@@ -7,7 +7,8 @@ namespace ActorSeg.Core.IO;
 /// graph beside the old mask and the old segment.json, which then described files they did not belong to.
 /// <list type="bullet">
 /// <item><see cref="SetAside"/>, when the job starts (before its work folder is made): the files this kind of job
-/// writes, where the folder holds them, are moved into <c>OUT/.previous-JOB</c> (renames in one folder, no copy).</item>
+/// writes, where the folder holds them, are moved into <c>OUT/.previous-JOB</c> (renames in one folder, no copy), file
+/// by file (a file of the user's beside them, in OUT or in OUT/graph, stays where it is).</item>
 /// <item><see cref="Commit"/>, when the job has succeeded (its last file written, before its end is journaled): the
 /// set-aside files are deleted.</item>
 /// <item><see cref="Restore"/>, when it failed or its run stopped: what the job wrote of its own is removed (or kept in
@@ -16,22 +17,26 @@ namespace ActorSeg.Core.IO;
 /// Every step can be interrupted (SIGKILL, a lost node) and taken up again: the set-aside folder is made under a
 /// <c>.partial</c> name and renamed when complete, and a restore renames it to <c>.restoring-JOB</c> once the failed run's
 /// files are out of the way. A folder of another job found when a job starts is that job's unfinished business (only one
-/// job writes a folder at a time): it is restored first, so the earlier results are the last complete ones.
+/// job writes a folder at a time): it is restored first, so the earlier results are the last complete ones. Such a folder
+/// is taken for a job's only when its list's first line says so: a user's folder that happens to be called
+/// <c>.previous-x</c> or <c>.discard-x</c> is left alone.
 /// </summary>
 public static class EarlierResults
 {
     public const string PreviousPrefix = ".previous-", RestoringPrefix = ".restoring-", FailedPrefix = ".failed-", DiscardPrefix = ".discard-";
-    private const string PartialSuffix = ".partial", NamesFile = ".names";
-
-    /// <summary>The files and folders a segmentation job writes in its folder (the completion marker first).</summary>
-    public static readonly string[] Segmentation =
-        ["segment.json", "graph", AssignmentPaths.MaskFile, "mask.ome.tif", AssignmentPaths.ProbabilityMapFile, AssignmentPaths.OverlayFile, "objects.geojson", "objects.geojson.gz"];
+    private const string PartialSuffix = ".partial", NamesFile = ".names", Header = "actorseg-earlier-results ";
 
     /// <summary>The files a graph job writes in its folder (the completion marker first), and the node classes of an
     /// earlier segmentation there, which would not belong to the new graph.</summary>
     public static readonly string[] Graph =
         [GraphOutputs.SummaryFile, GraphOutputs.GraphFile, GraphOutputs.NodeMapFile, GraphOutputs.NodeMapOmeFile, GraphOutputs.TissueFile,
          AssignmentPaths.ClassesFile, AssignmentPaths.ProbsFile, AssignmentPaths.ProbsNpyFile, Refine.RefineFile.FileName, ClassTable.FileName];
+
+    /// <summary>The files a segmentation job writes in its folder (the completion marker first), its graph's in graph/
+    /// file by file.</summary>
+    public static readonly string[] Segmentation =
+        ["segment.json", .. Graph.Select(n => "graph/" + n), AssignmentPaths.MaskFile, "mask.ome.tif", AssignmentPaths.ProbabilityMapFile,
+         AssignmentPaths.OverlayFile, "objects.geojson", "objects.geojson.gz"];
 
     public static string Folder(string outDir, string jobId) => Path.Combine(outDir, PreviousPrefix + jobId);
     public static string FailedFolder(string outDir, string jobId) => Path.Combine(outDir, FailedPrefix + jobId);
@@ -51,23 +56,24 @@ public static class EarlierResults
     {
         if (AssignmentPaths.InvalidJobId(jobId) is { } bad) throw new ArgumentException(bad);
         var done = Folder(outDir, jobId);
-        if (Directory.Exists(done)) return new([], done, true, []);
+        if (Names(done, jobId) is not null) return new([], done, true, []);
+        if (Directory.Exists(done)) throw new UnsafePathException($"{done} is in the way: a folder of that name that is not this job's earlier results (move it elsewhere)");
         var others = RestoreOthers(outDir, jobId);
         var names = segments ? Segmentation : Graph;
         var partial = Partial(outDir, jobId);
-        var namesFile = Path.Combine(partial, NamesFile);
-        if (!Directory.Exists(partial) || !File.Exists(namesFile))
+        if (Names(partial, jobId) is null)
         {
             // a partial folder without its list was made by a run stopped at once: nothing was moved into it
             SafePaths.CreatePrivateDirectory(partial, mayExist: true, "folder for the earlier results", parentWhat: "output folder");
-            SafePaths.WriteAllText(namesFile, string.Join('\n', names), "list of the earlier results");
+            // its first line says whose folder it is: only such a folder is ever taken for a job's earlier results
+            SafePaths.WriteAllText(Path.Combine(partial, NamesFile), Header + jobId + "\n" + string.Join('\n', names), "list of the earlier results");
         }
         var moved = new List<string>();
         foreach (var n in names)
         {
             var from = Path.Combine(outDir, n);
             if (!Present(from)) { if (Present(Path.Combine(partial, n))) moved.Add(n); continue; } // moved by an interrupted run
-            Move(from, Path.Combine(partial, n));
+            MoveInto(from, Path.Combine(partial, n));
             moved.Add(n);
         }
         Directory.Move(partial, done);
@@ -75,11 +81,13 @@ public static class EarlierResults
         return new(moved.ToArray(), done, false, others);
     }
 
-    /// <summary>The job succeeded: its set-aside earlier results are deleted. Returns whether there was a folder.</summary>
+    /// <summary>The job succeeded: its set-aside earlier results are deleted, and what a stopped attempt of one of its
+    /// steps left half-written beside its results. Returns whether there was a folder.</summary>
     public static bool Commit(string outDir, string jobId)
     {
         var done = Folder(outDir, jobId);
-        if (!Directory.Exists(done)) return false;
+        if (Names(done, jobId) is not { } names) return false;
+        RemovePartials(outDir, names);
         // renamed first (one step: from here on nothing would restore it), then deleted
         var discard = Path.Combine(outDir, $"{DiscardPrefix}{jobId}-{Guid.NewGuid():N}");
         Directory.Move(done, discard);
@@ -94,23 +102,24 @@ public static class EarlierResults
 
     /// <summary>
     /// The job failed or its run stopped: what it wrote of the files its kind writes is removed (kept in
-    /// <c>OUT/.failed-JOB</c> with <paramref name="keepFailed"/>) and the earlier results are moved back. Null when the job
-    /// set nothing aside (it never started, or it succeeded). Safe to call again after an interruption.
+    /// <c>OUT/.failed-JOB</c> with <paramref name="keepFailed"/>), with what its steps left half-written, and the earlier
+    /// results are moved back. Null when the job set nothing aside (it never started, or it succeeded). Safe to call
+    /// again after an interruption.
     /// </summary>
     public static Restored? Restore(string outDir, string jobId, bool keepFailed)
     {
         string done = Folder(outDir, jobId), partial = Partial(outDir, jobId), restoring = Restoring(outDir, jobId), failed = FailedFolder(outDir, jobId);
-        if (!Directory.Exists(done) && !Directory.Exists(restoring))
+        var names = Names(done, jobId) ?? Names(restoring, jobId);
+        if (names is null)
         {
-            if (!Directory.Exists(partial)) return null;
+            if (Names(partial, jobId) is not { } partialNames) return null;
             // stopped while it was setting aside: nothing of its own was written yet, the moved files go back
-            var back = MoveBack(outDir, partial, null);
+            var back = MoveBack(outDir, partial, partialNames, null);
             TryDelete(partial);
             return new(back, null);
         }
-        if (Directory.Exists(done))
+        if (Names(done, jobId) is not null)
         {
-            var names = Names(done);
             foreach (var n in names)
             {
                 var mine = Path.Combine(outDir, n);
@@ -118,12 +127,13 @@ public static class EarlierResults
                 if (!Directory.Exists(failed)) SafePaths.CreatePrivateDirectory(failed, mayExist: true, "folder for the failed run's files", parentWhat: "output folder");
                 var to = Path.Combine(failed, n);
                 if (Present(to)) Delete(to);
-                Move(mine, to);
+                MoveInto(mine, to);
             }
             Directory.Move(done, restoring);
             SafePaths.FlushDirectory(outDir);
         }
-        var restored = MoveBack(outDir, restoring, failed);
+        var restored = MoveBack(outDir, restoring, names, failed);
+        RemovePartials(outDir, names);
         TryDelete(restoring);
         SafePaths.FlushDirectory(outDir);
         string? kept = null;
@@ -136,7 +146,8 @@ public static class EarlierResults
     }
 
     /// <summary>Another job's set-aside or restoring folder in <paramref name="outDir"/>: that job stopped before it ended
-    /// (killed with its journal, or its restore failed). Restored, and old discard folders deleted.</summary>
+    /// (killed with its journal, or its restore failed). Restored, and old discard folders deleted; folders whose list
+    /// does not name them as such are left alone.</summary>
     private static string[] RestoreOthers(string outDir, string jobId)
     {
         if (!Directory.Exists(outDir)) return [];
@@ -144,47 +155,87 @@ public static class EarlierResults
         foreach (var d in Directory.EnumerateDirectories(outDir, ".*"))
         {
             var name = Path.GetFileName(d);
-            if (name.StartsWith(DiscardPrefix, StringComparison.Ordinal)) { TryDelete(d); continue; }
+            if (name.StartsWith(DiscardPrefix, StringComparison.Ordinal))
+            {
+                if (ReadHeader(d) is { } owner && name.StartsWith($"{DiscardPrefix}{owner}-", StringComparison.Ordinal)) TryDelete(d);
+                continue;
+            }
             string? other = name.StartsWith(PreviousPrefix, StringComparison.Ordinal) ? name[PreviousPrefix.Length..]
                 : name.StartsWith(RestoringPrefix, StringComparison.Ordinal) ? name[RestoringPrefix.Length..] : null;
             if (other is null) continue;
             if (other.EndsWith(PartialSuffix, StringComparison.Ordinal)) other = other[..^PartialSuffix.Length];
-            if (other == jobId || AssignmentPaths.InvalidJobId(other) is not null) continue;
+            if (other == jobId || AssignmentPaths.InvalidJobId(other) is not null || ReadHeader(d) != other) continue;
             if (Restore(outDir, other, keepFailed: false) is not null) restored.Add(other);
         }
         return restored.ToArray();
     }
 
-    /// <summary>Moves every entry of <paramref name="from"/> (its list file aside) back into the output folder; an entry
-    /// whose name is taken there moves that one into <paramref name="displaced"/> first (or deletes it without one).</summary>
-    private static string[] MoveBack(string outDir, string from, string? displaced)
+    /// <summary>Moves the listed entries of <paramref name="from"/> back into the output folder; an entry whose name is
+    /// taken there moves that one into <paramref name="displaced"/> first (or deletes it without one).</summary>
+    private static string[] MoveBack(string outDir, string from, string[] names, string? displaced)
     {
         var back = new List<string>();
-        foreach (var e in Directory.EnumerateFileSystemEntries(from).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList())
+        foreach (var n in names.Order(StringComparer.Ordinal))
         {
-            if (e == NamesFile) continue;
-            var to = Path.Combine(outDir, e);
+            var src = Path.Combine(from, n);
+            if (!Present(src)) continue;
+            var to = Path.Combine(outDir, n);
             if (Present(to))
             {
                 if (displaced is null) Delete(to);
                 else
                 {
                     if (!Directory.Exists(displaced)) SafePaths.CreatePrivateDirectory(displaced, mayExist: true, "folder for the failed run's files", parentWhat: "output folder");
-                    var aside = Path.Combine(displaced, e);
+                    var aside = Path.Combine(displaced, n);
                     if (Present(aside)) Delete(aside);
-                    Move(to, aside);
+                    MoveInto(to, aside);
                 }
             }
-            Move(Path.Combine(from, e), to);
-            back.Add(e);
+            MoveInto(src, to);
+            back.Add(n);
         }
         return back.ToArray();
     }
 
-    private static string[] Names(string folder)
+    /// <summary>The names a set-aside folder lists when its first line says it is job <paramref name="jobId"/>'s; null for
+    /// any other folder (missing, of another job, or a user's that happens to have the name).</summary>
+    private static string[]? Names(string folder, string jobId)
     {
-        var f = Path.Combine(folder, NamesFile);
-        return File.Exists(f) ? File.ReadAllText(f).Split('\n', StringSplitOptions.RemoveEmptyEntries) : Segmentation.Union(Graph).ToArray();
+        if (!Directory.Exists(folder) || ReadHeader(folder) != jobId) return null;
+        try { return File.ReadAllLines(Path.Combine(folder, NamesFile)).Skip(1).Where(l => l.Length > 0).ToArray(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>The job a set-aside folder's list names in its first line, or null.</summary>
+    private static string? ReadHeader(string folder)
+    {
+        try
+        {
+            var list = Path.Combine(folder, NamesFile);
+            if (!File.Exists(list)) return null;
+            using var r = new StreamReader(list);
+            return r.ReadLine() is { } first && first.StartsWith(Header, StringComparison.Ordinal) ? first[Header.Length..] : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>Files a stopped step left half-written beside the listed results (<c>mask.tif.GUID.partial.tif</c>,
+    /// <c>.objects.geojson.GUID.partial</c>): a result's name and a dot, or a dot and a result's name and a dot, with
+    /// ".partial" further on.</summary>
+    private static void RemovePartials(string outDir, IEnumerable<string> names)
+    {
+        foreach (var group in names.GroupBy(n => Path.GetDirectoryName(Path.Combine(outDir, n))!))
+        {
+            if (!Directory.Exists(group.Key)) continue;
+            var results = group.Select(Path.GetFileName).OfType<string>().ToArray();
+            foreach (var f in Directory.EnumerateFiles(group.Key))
+            {
+                var name = Path.GetFileName(f);
+                if (!name.Contains(".partial", StringComparison.Ordinal)) continue;
+                if (results.Any(r => name.StartsWith(r + ".", StringComparison.Ordinal) || name.StartsWith("." + r + ".", StringComparison.Ordinal)))
+                    try { File.Delete(f); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            }
+        }
     }
 
     /// <summary>A file, a folder or a link (a dangling one included) at <paramref name="path"/>.</summary>
@@ -192,9 +243,10 @@ public static class EarlierResults
 
     private static bool IsRealDirectory(string path) => new DirectoryInfo(path) is { Exists: true, LinkTarget: null };
 
-    /// <summary>A rename (a link is moved as itself, never followed).</summary>
-    private static void Move(string from, string to)
+    /// <summary>A rename (a link is moved as itself, never followed), into a folder made where it is missing.</summary>
+    private static void MoveInto(string from, string to)
     {
+        Directory.CreateDirectory(Path.GetDirectoryName(to)!);
         if (IsRealDirectory(from)) Directory.Move(from, to);
         else File.Move(from, to);
     }

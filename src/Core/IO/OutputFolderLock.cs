@@ -204,7 +204,7 @@ public sealed class OutputFolderLock : IDisposable
         _disposed = true;
         lock (Held) if (Held.TryGetValue(_dir, out var h) && ReferenceEquals(h, this)) Held.Remove(_dir);
         try { File.Delete(Path.Combine(_dir, RunFile)); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        var own = jobsFolders.Where(f => Path.GetDirectoryName(f) == _dir && Path.GetFileName(f).StartsWith('.')).ToArray();
+        var own = jobsFolders.Where(f => Path.GetDirectoryName(f) == _dir).ToArray();
         if (_created && own.Length > 0 && OnlyTheLockLeft(_dir, own))
             foreach (var f in own) GraphOutputs.CleanWork(f);
         if (_created && OnlyTheLockLeft(_dir))

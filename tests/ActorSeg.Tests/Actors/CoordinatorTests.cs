@@ -211,6 +211,9 @@ public class CoordinatorTests : TestKit, IDisposable
             Assert.False(Directory.Exists(outDir) && Directory.GetDirectories(outDir, ".work-*").Length > 0, "failed before its work folder was made");
         }
         else Assert.Contains($"{_img}: the image has 1 channel(s), but the model {model} was trained on 3-channel images", failed.Error);
+        // the folder the job made (with graph/ and its work folder, and its set-aside marker) goes with its lock
+        AwaitAssert(() => Assert.False(Directory.Exists(outDir), string.Join(", ", Directory.Exists(outDir) ? Directory.EnumerateFileSystemEntries(outDir, "*", SearchOption.AllDirectories) : [])),
+            TimeSpan.FromSeconds(10));
         // no tile was planned or handed out
         var worker = CreateTestProbe();
         worker.Send(coord, new RequestWork(1));

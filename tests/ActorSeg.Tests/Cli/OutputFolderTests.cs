@@ -87,9 +87,18 @@ public class OutputFolderTests(ITestOutputHelper output) : TempDirTest("outfolde
         Directory.CreateDirectory(src);
         File.Copy(img, Path.Combine(src, "a.tif"));
         var outDir = Path.Combine(_dir, "batch");
+        // an earlier batch's results in the folder (other settings: the slide is not skipped as done)
+        var first = TestPaths.RunCli("batch", src, "--out", outDir, "--tile-size", "512", "--spacing", "16");
+        Assert.True(first.ExitCode == 0, first.Stderr);
+        var slide = Path.Combine(outDir, "slides", "a");
+        var before = TestPaths.FileHashes(slide);
+        Assert.Contains("graph.npz", before.Keys);
         using var p = Start(outDir, "batch", src, "--out", outDir, "--tile-size", "128", "--spacing", "8", "--workers", "1");
         Interrupt(p);
         Assert.Empty(WorkDirs(outDir));
+        // the slide it was working on holds the earlier results again, not half of each run
+        Assert.Equal(before, TestPaths.FileHashes(slide));
+        Assert.Empty(Directory.GetDirectories(slide, ".*"));
     }
 
     [Fact]

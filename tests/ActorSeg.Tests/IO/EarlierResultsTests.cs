@@ -33,11 +33,16 @@ public class EarlierResultsTests : TempDirTest
         var outDir = Folder("seg");
         WriteEarlier(outDir, "old");
         File.WriteAllText(Path.Combine(outDir, "notes.txt"), "mine");
+
+        Directory.CreateDirectory(Path.Combine(outDir, "graph", "analysis"));
+        File.WriteAllText(Path.Combine(outDir, "graph", "analysis", "r.csv"), "mine");
+        File.WriteAllText(Path.Combine(outDir, "graph", "notes.txt"), "mine");
         var before = Contents(outDir);
 
         var aside = EarlierResults.SetAside(outDir, "job1", segments: true);
-        Assert.Equal(["segment.json", "graph", "mask.tif", "overlay.png"], aside.Moved);
-        Assert.False(Directory.Exists(Path.Combine(outDir, "graph")));
+        Assert.Equal(["segment.json", "graph/graph.json", "graph/graph.npz", "graph/classes.u8", "mask.tif", "overlay.png"], aside.Moved);
+        Assert.False(File.Exists(Path.Combine(outDir, "graph", "graph.npz")));
+        Assert.True(File.Exists(Path.Combine(outDir, "graph", "notes.txt"))); // the user's files in graph/ stay
         Assert.True(File.Exists(Path.Combine(outDir, "notes.txt"))); // not a job's file: left where it is
         // set aside again (the job prepares again after a restart): nothing moves, its own new files are not taken for old ones
         Directory.CreateDirectory(Path.Combine(outDir, "graph"));
@@ -45,10 +50,13 @@ public class EarlierResultsTests : TempDirTest
         Assert.True(EarlierResults.SetAside(outDir, "job1", segments: true) is { Already: true, Moved.Length: 0 });
         Assert.Equal("new", File.ReadAllText(Path.Combine(outDir, "graph", "graph.npz")));
 
+        // and what a stopped painter left half-written beside the mask
+        File.WriteAllText(Path.Combine(outDir, "mask.tif.0f3a.flat.tif.77b1.partial"), "half");
+        File.WriteAllText(Path.Combine(outDir, ".objects.geojson.0f3a.partial"), "half");
         // the job fails after its graph: the new graph goes, the earlier files come back, nothing else is left
         var r = EarlierResults.Restore(outDir, "job1", keepFailed: false);
         Assert.NotNull(r);
-        Assert.Equal(["graph", "mask.tif", "overlay.png", "segment.json"], r!.Names);
+        Assert.Equal(["graph/classes.u8", "graph/graph.json", "graph/graph.npz", "mask.tif", "overlay.png", "segment.json"], r!.Names);
         Assert.Null(r.FailedKeptIn);
         Assert.Equal(before, Contents(outDir));
         Assert.Empty(Directory.GetDirectories(outDir, ".*"));
@@ -95,7 +103,7 @@ public class EarlierResultsTests : TempDirTest
         // the next job puts the killed job's earlier results back before setting them aside for itself
         var aside = EarlierResults.SetAside(outDir, "next", segments: true);
         Assert.Equal(["killed"], aside.RestoredOthers);
-        Assert.Equal(["segment.json", "graph", "mask.tif", "overlay.png"], aside.Moved);
+        Assert.Equal(["segment.json", "graph/graph.json", "graph/graph.npz", "graph/classes.u8", "mask.tif", "overlay.png"], aside.Moved);
         // it fails in turn: the folder holds the last complete results, not the killed job's partial ones
         EarlierResults.Restore(outDir, "next", keepFailed: false);
         Assert.Equal(before, Contents(outDir));
@@ -111,17 +119,17 @@ public class EarlierResultsTests : TempDirTest
         var before = Contents(outDir);
         var partial = EarlierResults.Folder(outDir, "job1") + ".partial";
         Directory.CreateDirectory(partial);
-        File.WriteAllText(Path.Combine(partial, ".names"), string.Join('\n', EarlierResults.Segmentation));
+        File.WriteAllText(Path.Combine(partial, ".names"), "actorseg-earlier-results job1\n" + string.Join('\n', EarlierResults.Segmentation));
         File.Move(Path.Combine(outDir, "segment.json"), Path.Combine(partial, "segment.json"));
         Assert.Equal(["segment.json"], EarlierResults.Restore(outDir, "job1", keepFailed: false)!.Names);
         Assert.Equal(before, Contents(outDir));
         Assert.Empty(Directory.GetDirectories(outDir, ".*"));
         // the same, taken up by the job's own second prepare: it finishes moving
         Directory.CreateDirectory(partial);
-        File.WriteAllText(Path.Combine(partial, ".names"), string.Join('\n', EarlierResults.Segmentation));
+        File.WriteAllText(Path.Combine(partial, ".names"), "actorseg-earlier-results job1\n" + string.Join('\n', EarlierResults.Segmentation));
         File.Move(Path.Combine(outDir, "segment.json"), Path.Combine(partial, "segment.json"));
-        Assert.Equal(["segment.json", "graph", "mask.tif", "overlay.png"], EarlierResults.SetAside(outDir, "job1", segments: true).Moved);
-        Assert.Equal([".previous-job1"], Directory.GetFileSystemEntries(outDir).Select(Path.GetFileName));
+        Assert.Equal(["segment.json", "graph/graph.json", "graph/graph.npz", "graph/classes.u8", "mask.tif", "overlay.png"], EarlierResults.SetAside(outDir, "job1", segments: true).Moved);
+        Assert.Equal([".previous-job1", "graph"], Directory.GetFileSystemEntries(outDir).Select(Path.GetFileName).Order(StringComparer.Ordinal));
 
         // a restore stopped after the failed run's files were moved out and the folder renamed, before all came back
         Directory.Delete(outDir, true);
@@ -176,6 +184,32 @@ public class EarlierResultsTests : TempDirTest
         Assert.Empty(Directory.GetFiles(outDir, ".*"));
         // outside the scope, nothing is asked
         SafePaths.WriteAllText(Path.Combine(_dir, "free.txt"), "x");
+    }
+
+    [Fact]
+    public void AUsersFoldersNamedLikeTheMechanisms_AreLeftAlone()
+    {
+        // a folder of the user's called .previous-old (no list of ours in it) is no stopped job's: before, a failing run
+        // took it for one and deleted every earlier result in its place
+        var outDir = Folder("seg");
+        WriteEarlier(outDir, "old");
+        foreach (var (dir, file) in new[] { (".previous-old", "p.txt"), (".restoring-mine", "readme.txt"), (".discard-mine", "d.txt"), (".previous-x.partial", "q.txt") })
+        {
+            Directory.CreateDirectory(Path.Combine(outDir, dir));
+            File.WriteAllText(Path.Combine(outDir, dir, file), "mine");
+        }
+        var before = Contents(outDir);
+        var aside = EarlierResults.SetAside(outDir, "j", segments: true);
+        Assert.Empty(aside.RestoredOthers);
+        EarlierResults.Restore(outDir, "j", keepFailed: false);
+        Assert.Equal(before, Contents(outDir));
+        EarlierResults.SetAside(outDir, "k", segments: true);
+        WriteEarlier(outDir, "new");
+        EarlierResults.Commit(outDir, "k");
+        Assert.Equal(["mine", "mine", "mine", "mine"], Contents(outDir).Where(kv => kv.Key.StartsWith('.')).Select(kv => kv.Value));
+        // and a folder in the way of this job's own is refused, not taken
+        Directory.CreateDirectory(EarlierResults.Folder(outDir, "m"));
+        Assert.Throws<UnsafePathException>(() => EarlierResults.SetAside(outDir, "m", segments: true));
     }
 
     [Fact]

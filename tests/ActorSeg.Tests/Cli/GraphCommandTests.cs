@@ -259,7 +259,7 @@ public class UsageTests
                 : ["refine", "--model", Path.Combine(dir, "best.model"), option, value, "--out", Path.Combine(dir, "refined.model")];
             var r = TestPaths.RunCli(args);
             Assert.Equal(2, r.ExitCode);
-            Assert.Contains($"{option} must be in", r.Stderr);
+            Assert.Contains($"{option} must be a number in", r.Stderr);
             Assert.Contains($"(got {value})", r.Stderr);
             Assert.False(Directory.Exists(dir));
         }

@@ -195,8 +195,8 @@ public sealed class OutputFolderLock : IDisposable
     public void Dispose() => Dispose([]);
 
     /// <summary><see cref="Dispose()"/>, where <paramref name="jobsFolders"/> are the folders a job that ended before it
-    /// wrote anything else made in this one (its work folder, its folder of earlier results: it failed as it was being
-    /// prepared): a folder this run made, holding only those and the lock, goes as a folder left empty does (those first,
+    /// wrote anything else made in this one (its work folder, a segmentation's graph folder holding it, its folder of
+    /// earlier results: it failed as it was being prepared): a folder this run made, holding only those and the lock, goes as a folder left empty does (those first,
     /// deleted here while the lock is held; in a folder this run made, there were no earlier results).</summary>
     public void Dispose(string[] jobsFolders)
     {

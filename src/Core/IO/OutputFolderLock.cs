@@ -86,6 +86,9 @@ public sealed class OutputFolderLock : IDisposable
             // jobs, whose journal lived in its memory, so their work folders go. Only when that process is known to be
             // gone (this host, no such process): on a file system that ignores locks (some FUSE and NFS mounts without
             // locking, where .NET skips the lock silently) the record may be a live run's, whose work must stay
+            // a run of another process in a folder holding this one, or in a folder just inside it, would write where this
+            // one does (a graph into OUT/graph while a segmentation of OUT runs replaces the node map it paints from)
+            if (NestedRun(dir) is { } nested) throw new OutputFolderInUseException(nested);
             var removed = new List<string>();
             var kept = new List<string>();
             var left = Read(dir);
@@ -251,6 +254,41 @@ public sealed class OutputFolderLock : IDisposable
     /// <summary>The refusal of a folder another run holds (<paramref name="holder"/>, that run in words).</summary>
     public static OutputFolderInUseException InUse(string dir, string holder) =>
         new($"output folder {dir} is in use by another ActorSeg run ({holder}): wait for it to end, or give another output folder");
+
+    /// <summary>
+    /// Why <paramref name="dir"/> may not be written now: a folder above it, or a folder directly inside it, is the output
+    /// folder of a run of another process that is still going (its run record, and its lock held). Folders this process
+    /// holds (a batch and its slides, a training and the graphs it builds) are its own business. Null when none.
+    /// </summary>
+    private static string? NestedRun(string dir)
+    {
+        IEnumerable<(string Folder, bool Above)> Around()
+        {
+            for (var a = Path.GetDirectoryName(dir); !string.IsNullOrEmpty(a); a = Path.GetDirectoryName(a)) yield return (a, true);
+            IEnumerable<string> children;
+            try { children = Directory.EnumerateDirectories(dir).ToList(); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { children = []; }
+            foreach (var c in children) yield return (c, false);
+        }
+        foreach (var (folder, above) in Around())
+        {
+            lock (Held) if (Held.ContainsKey(folder)) continue;
+            if (Read(folder) is not { } run) continue; // no run recorded there
+            var lockPath = Path.Combine(folder, LockFile);
+            FileStream? probe;
+            try
+            {
+                if (!File.Exists(lockPath) || new FileInfo(lockPath).LinkTarget is not null) continue;
+                probe = TryLock(lockPath, FileMode.Open);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; }
+            if (probe is not null) { probe.Dispose(); continue; } // a run that was killed: its record is all that is left
+            return above
+                ? $"output folder {dir} lies inside {folder}, the output folder of another ActorSeg run ({Describe(run)}): wait for it to end, or give another output folder"
+                : $"output folder {dir} holds {folder}, the output folder of another ActorSeg run ({Describe(run)}): wait for it to end, or give another output folder";
+        }
+        return null;
+    }
 
     /// <summary>The run that holds a folder, in words, as far as its record tells.</summary>
     private static string Holder(string dir) => Read(dir) is { } r ? Describe(r) : $"its lock {Path.Combine(dir, LockFile)} is held";

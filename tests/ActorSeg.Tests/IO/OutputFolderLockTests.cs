@@ -71,6 +71,32 @@ public class OutputFolderLockTests(Xunit.Abstractions.ITestOutputHelper output) 
     }
 
     [Fact]
+    public void ARunInAFolderAboveOrJustInside_AnotherProcesssRunningOne_IsRefused_NamingIt()
+    {
+        // before: `graph -o O/graph` was accepted while `segment -o O` ran, and the segmentation then failed on its node map
+        var outer = Path.Combine(_dir, "seg");
+        var inner = Path.Combine(outer, "graph");
+        using (new LockHeldElsewhere(outer, "segment", 4242, "login-1"))
+        {
+            var e = Assert.Throws<OutputFolderInUseException>(() => OutputFolderLock.Acquire(inner, "graph"));
+            Assert.StartsWith($"output folder {inner} lies inside {outer}, the output folder of another ActorSeg run ('segment', process 4242 on login-1", e.Message);
+            Assert.False(Directory.Exists(inner)); // the folder this refused run made goes again
+        }
+        Directory.CreateDirectory(inner);
+        using (new LockHeldElsewhere(inner, "graph", 4343, "login-2"))
+        {
+            var e = Assert.Throws<OutputFolderInUseException>(() => OutputFolderLock.Acquire(outer, "segment"));
+            Assert.StartsWith($"output folder {outer} holds {inner}, the output folder of another ActorSeg run ('graph', process 4343 on login-2", e.Message);
+        }
+        // a killed run's record, its lock free, stops nothing; nor does a folder this process holds (a batch and its slides)
+        File.WriteAllText(Path.Combine(outer, OutputFolderLock.RunFile), System.Text.Json.JsonSerializer.Serialize(
+            new { Pid = 4242, Host = "login-1", Command = "segment", StartedUtc = DateTime.UtcNow, WorkDirs = Array.Empty<string>() }));
+        using (OutputFolderLock.Acquire(inner, "graph")) { }
+        using var batch = OutputFolderLock.Acquire(outer, "batch");
+        using (OutputFolderLock.Acquire(Path.Combine(outer, "slides", "a"), "slide")) { }
+    }
+
+    [Fact]
     public void AClusterJob_HoldsItsFolder_UnlessThisProcessHoldsIt_AndWaitsOnlyForItself()
     {
         var dir = Path.Combine(_dir, "job");

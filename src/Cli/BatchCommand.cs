@@ -380,16 +380,9 @@ public static class BatchCommand
                 // and the slides it was working on have their earlier results put back (the finished ones have none set aside)
                 foreach (var s in slides)
                 {
-                    try
-                    {
-                        if (EarlierResults.Restore(s.Spec.OutDir, JobIds.ForSlide(id, s.Name), keepFailed: false) is { Names.Length: > 0 } r)
-                            Log.Information("Slide {Slide}: the earlier results in {OutDir} ({Names}) are back in place", s.Name, s.Spec.OutDir, string.Join(", ", r.Names));
-                    }
-                    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                    {
-                        Log.Error("Slide {Slide}: the earlier results set aside in {Folder} could not be put back ({Error}); the next run there puts them back first",
-                            s.Name, EarlierResults.Folder(s.Spec.OutDir, JobIds.ForSlide(id, s.Name)), e.Message);
-                    }
+                    var (said, error) = EarlierResults.PutBack(s.Spec.OutDir, JobIds.ForSlide(id, s.Name), keepFailed: false);
+                    if (said is not null) Log.Information("Slide {Slide}: {PutBack:l}", s.Name, said);
+                    if (error is not null) Log.Error("Slide {Slide}: {PutBack:l}", s.Name, error);
                 }
             }
         }

@@ -206,16 +206,9 @@ public static class GraphCommand
 
     private static void PutBack(GraphJobSpec spec, string jobId)
     {
-        try
-        {
-            if (Core.IO.EarlierResults.Restore(spec.OutDir, jobId, spec.KeepWork) is { Names.Length: > 0 } r)
-                Log.Information("The earlier results in {OutDir} ({Names}) are back in place", spec.OutDir, string.Join(", ", r.Names));
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            Log.Error("The earlier results set aside in {Folder} could not be put back ({Error}); the next run in {OutDir} puts them back first",
-                Core.IO.EarlierResults.Folder(spec.OutDir, jobId), e.Message, spec.OutDir);
-        }
+        var (said, error) = Core.IO.EarlierResults.PutBack(spec.OutDir, jobId, spec.KeepWork);
+        if (said is not null) Log.Information("Job {JobId}: {PutBack:l}", jobId, said);
+        if (error is not null) Log.Error("Job {JobId}: {PutBack:l}", jobId, error);
     }
 
     private static async Task<GraphJobCompleted?> RunJobAsync(GraphJobSpec spec, int workers, string device, string jobId, Stopwatch sw, CancellationToken ct)

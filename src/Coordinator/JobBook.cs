@@ -1144,16 +1144,12 @@ public sealed class JobBook
     {
         try
         {
-            if (_files.RestoreResults(j.Spec.OutDir, j.JobId, j.Spec.KeepWork) is not { } r) return;
-            if (r.Names.Length > 0)
-                j.Log.Information("Job {JobId}: the earlier results in {OutDir} ({Names}) are back in place", j.JobId, j.Spec.OutDir, string.Join(", ", r.Names));
-            if (r.FailedKeptIn is { } kept)
-                j.Log.Information("Job {JobId}: what the failed job wrote is kept in {Folder} (--keep-work)", j.JobId, kept);
+            if (EarlierResults.Say(j.Spec.OutDir, _files.RestoreResults(j.Spec.OutDir, j.JobId, j.Spec.KeepWork)) is { } said)
+                j.Log.Information("Job {JobId}: {PutBack:l}", j.JobId, said);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            j.Log.Error("Job {JobId}: the earlier results set aside in {Folder} could not be put back ({Error}); the next job in {OutDir} puts them back first",
-                j.JobId, EarlierResults.Folder(j.Spec.OutDir, j.JobId), e.Message, j.Spec.OutDir);
+            j.Log.Error("Job {JobId}: {PutBack:l}", j.JobId, EarlierResults.NotPutBack(j.Spec.OutDir, j.JobId, e));
         }
     }
 

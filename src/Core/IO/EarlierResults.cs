@@ -109,7 +109,8 @@ public static class EarlierResults
     public static Restored? Restore(string outDir, string jobId, bool keepFailed)
     {
         string done = Folder(outDir, jobId), partial = Partial(outDir, jobId), restoring = Restoring(outDir, jobId), failed = FailedFolder(outDir, jobId);
-        var names = Names(done, jobId) ?? Names(restoring, jobId);
+        var doneNames = Names(done, jobId);
+        var names = doneNames ?? Names(restoring, jobId);
         if (names is null)
         {
             if (Names(partial, jobId) is not { } partialNames) return null;
@@ -118,7 +119,7 @@ public static class EarlierResults
             TryDelete(partial);
             return new(back, null);
         }
-        if (Names(done, jobId) is not null)
+        if (doneNames is not null)
         {
             foreach (var n in names)
             {
@@ -143,6 +144,27 @@ public static class EarlierResults
             else TryDelete(failed);
         }
         return new(restored, kept);
+    }
+
+    /// <summary>What a put-back did, in words for the log ("the earlier results in OUT (names) are back in place", and
+    /// where the failed job's files are kept); null when nothing came back or was kept.</summary>
+    public static string? Say(string outDir, Restored? r)
+    {
+        if (r is null || r.Names.Length == 0 && r.FailedKeptIn is null) return null;
+        var back = r.Names.Length > 0 ? $"the earlier results in {outDir} ({string.Join(", ", r.Names)}) are back in place" : null;
+        var kept = r.FailedKeptIn is { } k ? $"what the failed job wrote is kept in {k} (--keep-work)" : null;
+        return string.Join("; ", new[] { back, kept }.OfType<string>());
+    }
+
+    /// <summary>Why a put-back did not happen, in words for the log, with what happens next.</summary>
+    public static string NotPutBack(string outDir, string jobId, Exception e) =>
+        $"the earlier results set aside in {Folder(outDir, jobId)} could not be put back ({e.Message}); the next job in {outDir} puts them back first";
+
+    /// <summary><see cref="Restore"/> for a run that stops: (what it did, null) or (null, why it could not), in words.</summary>
+    public static (string? Said, string? Error) PutBack(string outDir, string jobId, bool keepFailed)
+    {
+        try { return (Say(outDir, Restore(outDir, jobId, keepFailed)), null); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return (null, NotPutBack(outDir, jobId, e)); }
     }
 
     /// <summary>Another job's set-aside or restoring folder in <paramref name="outDir"/>: that job stopped before it ended

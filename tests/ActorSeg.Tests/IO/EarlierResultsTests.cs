@@ -84,6 +84,9 @@ public class EarlierResultsTests : TempDirTest
         File.WriteAllText(Path.Combine(outDir, "segment.json"), "failed");
         var r = EarlierResults.Restore(outDir, "job2", keepFailed: true)!;
         Assert.Equal(EarlierResults.FailedFolder(outDir, "job2"), r.FailedKeptIn);
+        Assert.Equal($"the earlier results in {outDir} ({string.Join(", ", r.Names)}) are back in place; what the failed job wrote is kept in {r.FailedKeptIn} (--keep-work)",
+            EarlierResults.Say(outDir, r));
+        Assert.Null(EarlierResults.Say(outDir, null));
         Assert.Equal("failed", File.ReadAllText(Path.Combine(r.FailedKeptIn!, "segment.json")));
         Assert.Equal("new:segment.json", File.ReadAllText(Path.Combine(outDir, "segment.json")));
     }

@@ -219,12 +219,20 @@ public static class EarlierResults
         return back.ToArray();
     }
 
+    /// <summary>Every name a list may hold: what the two kinds of job write, nothing else.</summary>
+    private static readonly HashSet<string> Known = [.. Graph, .. Segmentation];
+
     /// <summary>The names a set-aside folder lists when its first line says it is job <paramref name="jobId"/>'s; null for
-    /// any other folder (missing, of another job, or a user's that happens to have the name).</summary>
+    /// any other folder (missing, of another job, or a user's that happens to have the name), and for a list naming
+    /// anything but the results jobs write (a planted <c>../../elsewhere</c> would have files moved out of the folder).</summary>
     private static string[]? Names(string folder, string jobId)
     {
         if (!Directory.Exists(folder) || ReadHeader(folder) != jobId) return null;
-        try { return File.ReadAllLines(Path.Combine(folder, NamesFile)).Skip(1).Where(l => l.Length > 0).ToArray(); }
+        try
+        {
+            var names = File.ReadAllLines(Path.Combine(folder, NamesFile)).Skip(1).Where(l => l.Length > 0).ToArray();
+            return names.All(Known.Contains) ? names : null;
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
 

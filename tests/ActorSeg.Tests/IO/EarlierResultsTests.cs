@@ -210,6 +210,17 @@ public class EarlierResultsTests : TempDirTest
         WriteEarlier(outDir, "new");
         EarlierResults.Commit(outDir, "k");
         Assert.Equal(["mine", "mine", "mine", "mine"], Contents(outDir).Where(kv => kv.Key.StartsWith('.')).Select(kv => kv.Value));
+        // a list that names anything but the results jobs write is no job's either: nothing is moved out of the folder
+        var planted = Path.Combine(outDir, ".previous-p");
+        Directory.CreateDirectory(Path.Combine(planted, "graph"));
+        File.WriteAllText(Path.Combine(planted, ".names"), "actorseg-earlier-results p\n../victim.txt\nsegment.json");
+        File.WriteAllText(Path.Combine(_dir, "victim.txt"), "safe");
+        var snapshot = Contents(outDir);
+        Assert.Empty(EarlierResults.SetAside(outDir, "q", segments: true).RestoredOthers);
+        Assert.Null(EarlierResults.Restore(outDir, "p", keepFailed: false));
+        EarlierResults.Restore(outDir, "q", keepFailed: false);
+        Assert.Equal(snapshot, Contents(outDir));
+        Assert.Equal("safe", File.ReadAllText(Path.Combine(_dir, "victim.txt")));
         // and a folder in the way of this job's own is refused, not taken
         Directory.CreateDirectory(EarlierResults.Folder(outDir, "m"));
         Assert.Throws<UnsafePathException>(() => EarlierResults.SetAside(outDir, "m", segments: true));
